@@ -1,0 +1,29 @@
+"""The one `autopilot-sync` command line; each service adds its subcommand here."""
+
+from __future__ import annotations
+
+import click
+
+from autopilot_sync import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="autopilot-sync")
+def main() -> None:
+    """Spacetime-only real-time sync: host, control, runtime and desktop in one command.
+
+    \b
+    Example:
+      autopilot-sync up          # run everything locally
+      autopilot-sync gate check  # fail on legacy transport symbols
+    """
+
+
+def _register() -> None:
+    """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
+    from autopilot_sync.gate.cli import gate
+
+    main.add_command(gate)
+
+
+_register()

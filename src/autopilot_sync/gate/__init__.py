@@ -1,0 +1,1 @@
+"""Zero-legacy gate: blocked transport symbols and the time-bounded exception registry."""
