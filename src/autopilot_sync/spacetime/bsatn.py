@@ -1,0 +1,405 @@
+"""BSATN: SpacetimeDB's binary encoding of algebraic values.
+
+Each type description is compiled once into a pair of closures (encoder, decoder) and cached, because the host
+encodes every row of every transaction and the client decodes every row it receives: interpretation per value would
+dominate both. Decoding never trusts its input: every failure is a `DecodeError`.
+
+Value conventions (see `values.py`): integers are `int`, floats `float`, strings `str`, `Array<U8>` is `bytes`, other
+arrays are `list`, products are `tuple` (a `dict` keyed by field names is accepted when encoding), sums are
+`SumValue` except `Option<T>` which is `None` or the value, and the special products decode to `Identity`,
+`ConnectionId`, `Timestamp` and `TimeDuration`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot_sync.spacetime.algebraic import (
+    CONNECTION_ID_TAG,
+    IDENTITY_TAG,
+    TIME_DURATION_TAG,
+    TIMESTAMP_TAG,
+    AlgebraicType,
+    ArrayType,
+    Primitive,
+    PrimitiveKind,
+    ProductType,
+    RefType,
+    SumType,
+    is_option,
+    special_tag,
+)
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
+
+Buffer = bytes | bytearray | memoryview
+Encoder = Callable[[bytearray, Any], None]
+Decoder = Callable[[Buffer, int], tuple[Any, int]]
+
+#: Upper bound on elements of an array whose elements may encode to zero bytes (e.g. `Vec<()>`), so a hostile
+#: length prefix cannot make the decoder loop for billions of iterations.
+MAX_ZERO_SIZE_ELEMENTS = 1 << 20
+
+_FIXED: dict[PrimitiveKind, struct.Struct] = {
+    PrimitiveKind.I8: struct.Struct("<b"),
+    PrimitiveKind.U8: struct.Struct("<B"),
+    PrimitiveKind.I16: struct.Struct("<h"),
+    PrimitiveKind.U16: struct.Struct("<H"),
+    PrimitiveKind.I32: struct.Struct("<i"),
+    PrimitiveKind.U32: struct.Struct("<I"),
+    PrimitiveKind.I64: struct.Struct("<q"),
+    PrimitiveKind.U64: struct.Struct("<Q"),
+    PrimitiveKind.F32: struct.Struct("<f"),
+    PrimitiveKind.F64: struct.Struct("<d"),
+}
+_WIDE: dict[PrimitiveKind, tuple[int, bool]] = {
+    PrimitiveKind.I128: (16, True),
+    PrimitiveKind.U128: (16, False),
+    PrimitiveKind.I256: (32, True),
+    PrimitiveKind.U256: (32, False),
+}
+_U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """Compiled encoder and decoder for one type."""
+
+    encoder: Encoder
+    decoder: Decoder
+
+    def encode(self, value: Any) -> bytes:
+        """BSATN bytes of `value`; raises ValueError/TypeError when the value does not fit the type."""
+        out = bytearray()
+        self.encoder(out, value)
+        return bytes(out)
+
+    def encode_into(self, out: bytearray, value: Any) -> None:
+        """Append the encoding of `value` to `out`."""
+        self.encoder(out, value)
+
+    def decode(self, data: Buffer) -> Any:
+        """Decode exactly one value occupying all of `data`."""
+        value, end = self.decode_prefix(data, 0)
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} trailing bytes after value")
+        return value
+
+    def decode_prefix(self, data: Buffer, offset: int) -> tuple[Any, int]:
+        """Decode one value starting at `offset`; returns it and the offset after it."""
+        try:
+            return self.decoder(data, offset)
+        except DecodeError:
+            raise
+        except (struct.error, IndexError) as exc:
+            raise DecodeError(f"truncated input: {exc}") from None
+
+
+def _need(data: Buffer, offset: int, size: int) -> None:
+    if offset + size > len(data):
+        raise DecodeError(f"truncated input: need {size} bytes at offset {offset}, have {len(data) - offset}")
+
+
+def _min_size(ty: AlgebraicType, typespace: Sequence[AlgebraicType], depth: int = 0) -> int:
+    """Smallest possible encoding of `ty`, used to reject length prefixes larger than the input allows."""
+    if depth > 32:
+        return 0
+    if isinstance(ty, Primitive):
+        if ty.kind is PrimitiveKind.STRING:
+            return 4
+        if ty.kind is PrimitiveKind.BOOL:
+            return 1
+        if ty.kind in _WIDE:
+            return _WIDE[ty.kind][0]
+        return _FIXED[ty.kind].size
+    if isinstance(ty, ArrayType):
+        return 4
+    if isinstance(ty, ProductType):
+        return sum(_min_size(e.type, typespace, depth + 1) for e in ty.elements)
+    if isinstance(ty, SumType):
+        return 1 + min((_min_size(v.type, typespace, depth + 1) for v in ty.variants), default=0)
+    if isinstance(ty, RefType):
+        return _min_size(typespace[ty.index], typespace, depth + 1) if ty.index < len(typespace) else 0
+    return 0
+
+
+class _Compiler:
+    def __init__(self, typespace: Sequence[AlgebraicType]) -> None:
+        self.typespace = tuple(typespace)
+        self.refs: dict[int, Codec] = {}
+
+    def compile(self, ty: AlgebraicType) -> Codec:
+        if isinstance(ty, Primitive):
+            return self._primitive(ty.kind)
+        if isinstance(ty, ArrayType):
+            return self._array(ty)
+        if isinstance(ty, ProductType):
+            return self._product(ty)
+        if isinstance(ty, SumType):
+            return self._sum(ty)
+        if isinstance(ty, RefType):
+            return self._ref(ty)
+        raise TypeError(f"not an algebraic type: {ty!r}")
+
+    def _ref(self, ty: RefType) -> Codec:
+        if ty.index in self.refs:
+            return self.refs[ty.index]
+        if not 0 <= ty.index < len(self.typespace):
+            raise ValueError(f"type reference {ty.index} outside the typespace of {len(self.typespace)} types")
+        slot: list[Codec] = []
+
+        def enc(out: bytearray, value: Any) -> None:
+            slot[0].encoder(out, value)
+
+        def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+            return slot[0].decoder(data, offset)
+
+        lazy = Codec(enc, dec)
+        self.refs[ty.index] = lazy
+        slot.append(self.compile(self.typespace[ty.index]))
+        return lazy
+
+    def _primitive(self, kind: PrimitiveKind) -> Codec:
+        if kind is PrimitiveKind.BOOL:
+            return Codec(_enc_bool, _dec_bool)
+        if kind is PrimitiveKind.STRING:
+            return Codec(_enc_str, _dec_str)
+        if kind in _FIXED:
+            return _fixed_codec(_FIXED[kind], kind)
+        size, signed = _WIDE[kind]
+        return _wide_codec(size, signed)
+
+    def _array(self, ty: ArrayType) -> Codec:
+        if ty.element == Primitive(PrimitiveKind.U8):
+            return Codec(_enc_bytes, _dec_bytes)
+        elem = self.compile(ty.element)
+        enc_elem, dec_elem = elem.encoder, elem.decoder
+        min_elem = _min_size(ty.element, self.typespace)
+
+        def enc(out: bytearray, value: Any) -> None:
+            if not isinstance(value, list | tuple):
+                raise TypeError(f"array value must be a list, got {type(value).__name__}")
+            out += _U32.pack(len(value))
+            for item in value:
+                enc_elem(out, item)
+
+        def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+            _need(data, offset, 4)
+            (count,) = _U32.unpack_from(data, offset)
+            offset += 4
+            if min_elem:
+                if count * min_elem > len(data) - offset:
+                    raise DecodeError(f"array length {count} exceeds the {len(data) - offset} bytes left")
+            elif count > MAX_ZERO_SIZE_ELEMENTS:
+                raise DecodeError(f"array length {count} over the limit of {MAX_ZERO_SIZE_ELEMENTS}")
+            items = []
+            for _ in range(count):
+                item, offset = dec_elem(data, offset)
+                items.append(item)
+            return items, offset
+
+        return Codec(enc, dec)
+
+    def _product(self, ty: ProductType) -> Codec:
+        tag = special_tag(ty)
+        if tag is not None:
+            return _SPECIAL[tag]
+        fields = [self.compile(e.type) for e in ty.elements]
+        encoders = [f.encoder for f in fields]
+        decoders = [f.decoder for f in fields]
+        names = ty.field_names()
+        arity = len(fields)
+
+        def enc(out: bytearray, value: Any) -> None:
+            if isinstance(value, dict):
+                try:
+                    value = tuple(value[name] for name in names)
+                except KeyError as exc:
+                    raise ValueError(f"product value is missing field {exc.args[0]!r}") from None
+            if not isinstance(value, tuple | list) or len(value) != arity:
+                raise ValueError(f"product value must have {arity} fields, got {value!r:.80}")
+            for encoder, item in zip(encoders, value, strict=True):
+                encoder(out, item)
+
+        def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+            items = []
+            for decoder in decoders:
+                item, offset = decoder(data, offset)
+                items.append(item)
+            return tuple(items), offset
+
+        return Codec(enc, dec)
+
+    def _sum(self, ty: SumType) -> Codec:
+        variants = [self.compile(v.type) for v in ty.variants]
+        count = len(variants)
+        if is_option(ty):
+            some = variants[0]
+
+            def enc_opt(out: bytearray, value: Any) -> None:
+                if value is None:
+                    out.append(1)
+                else:
+                    out.append(0)
+                    some.encoder(out, value)
+
+            def dec_opt(data: Buffer, offset: int) -> tuple[Any, int]:
+                _need(data, offset, 1)
+                tag = data[offset]
+                if tag == 1:
+                    return None, offset + 1
+                if tag == 0:
+                    return some.decoder(data, offset + 1)
+                raise DecodeError(f"invalid Option tag {tag}")
+
+            return Codec(enc_opt, dec_opt)
+
+        def enc(out: bytearray, value: Any) -> None:
+            if not isinstance(value, SumValue):
+                raise TypeError(f"sum value must be a SumValue, got {type(value).__name__}")
+            if not 0 <= value.tag < count:
+                raise ValueError(f"sum tag {value.tag} outside 0..{count - 1}")
+            out.append(value.tag)
+            variants[value.tag].encoder(out, value.value)
+
+        def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+            _need(data, offset, 1)
+            tag = data[offset]
+            if tag >= count:
+                raise DecodeError(f"invalid sum tag {tag} (type has {count} variants)")
+            payload, offset = variants[tag].decoder(data, offset + 1)
+            return SumValue(tag, payload), offset
+
+        return Codec(enc, dec)
+
+
+def _enc_bool(out: bytearray, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"bool value expected, got {type(value).__name__}")
+    out.append(1 if value else 0)
+
+
+def _dec_bool(data: Buffer, offset: int) -> tuple[Any, int]:
+    _need(data, offset, 1)
+    byte = data[offset]
+    if byte > 1:
+        raise DecodeError(f"invalid bool byte {byte}")
+    return byte == 1, offset + 1
+
+
+def _enc_str(out: bytearray, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"str value expected, got {type(value).__name__}")
+    raw = value.encode("utf-8")
+    out += _U32.pack(len(raw))
+    out += raw
+
+
+def _dec_str(data: Buffer, offset: int) -> tuple[Any, int]:
+    _need(data, offset, 4)
+    (size,) = _U32.unpack_from(data, offset)
+    offset += 4
+    _need(data, offset, size)
+    try:
+        text = bytes(data[offset : offset + size]).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8 in string: {exc.reason}") from None
+    return text, offset + size
+
+
+def _enc_bytes(out: bytearray, value: Any) -> None:
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError(f"bytes value expected, got {type(value).__name__}")
+    out += _U32.pack(len(value))
+    out += value
+
+
+def _dec_bytes(data: Buffer, offset: int) -> tuple[Any, int]:
+    _need(data, offset, 4)
+    (size,) = _U32.unpack_from(data, offset)
+    offset += 4
+    _need(data, offset, size)
+    return bytes(data[offset : offset + size]), offset + size
+
+
+def _fixed_codec(fmt: struct.Struct, kind: PrimitiveKind) -> Codec:
+    pack, unpack_from, size = fmt.pack, fmt.unpack_from, fmt.size
+    is_float = kind in (PrimitiveKind.F32, PrimitiveKind.F64)
+
+    def enc(out: bytearray, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, float | int if is_float else int):
+            raise TypeError(f"{kind.name} value expected, got {type(value).__name__}")
+        try:
+            out += pack(value)
+        except struct.error as exc:
+            raise ValueError(f"{value!r} does not fit {kind.name}: {exc}") from None
+
+    def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+        _need(data, offset, size)
+        return unpack_from(data, offset)[0], offset + size
+
+    return Codec(enc, dec)
+
+
+def _wide_codec(size: int, signed: bool) -> Codec:
+    def enc(out: bytearray, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"int value expected, got {type(value).__name__}")
+        try:
+            out += value.to_bytes(size, "little", signed=signed)
+        except OverflowError:
+            raise ValueError(
+                f"{value} does not fit a {'signed' if signed else 'unsigned'} {size * 8}-bit int"
+            ) from None
+
+    def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+        _need(data, offset, size)
+        return int.from_bytes(data[offset : offset + size], "little", signed=signed), offset + size
+
+    return Codec(enc, dec)
+
+
+def _special(cls: type, attr: str, inner: Codec) -> Codec:
+    def enc(out: bytearray, value: Any) -> None:
+        if not isinstance(value, cls):
+            raise TypeError(f"{cls.__name__} value expected, got {type(value).__name__}")
+        inner.encoder(out, getattr(value, attr))
+
+    def dec(data: Buffer, offset: int) -> tuple[Any, int]:
+        raw, offset = inner.decoder(data, offset)
+        return cls(raw), offset
+
+    return Codec(enc, dec)
+
+
+_SPECIAL: dict[str, Codec] = {
+    IDENTITY_TAG: _special(Identity, "value", _wide_codec(32, False)),
+    CONNECTION_ID_TAG: _special(ConnectionId, "value", _wide_codec(16, False)),
+    TIMESTAMP_TAG: _special(Timestamp, "micros", _fixed_codec(_FIXED[PrimitiveKind.I64], PrimitiveKind.I64)),
+    TIME_DURATION_TAG: _special(TimeDuration, "micros", _fixed_codec(_FIXED[PrimitiveKind.I64], PrimitiveKind.I64)),
+}
+
+_CACHE: dict[tuple[AlgebraicType, tuple[AlgebraicType, ...]], Codec] = {}
+
+
+def codec(ty: AlgebraicType, typespace: Sequence[AlgebraicType] = ()) -> Codec:
+    """The compiled codec for `ty`, resolving references against `typespace`; cached per (type, typespace)."""
+    key = (ty, tuple(typespace))
+    found = _CACHE.get(key)
+    if found is None:
+        found = _Compiler(key[1]).compile(ty)
+        _CACHE[key] = found
+    return found
+
+
+def encode(ty: AlgebraicType, value: Any, typespace: Sequence[AlgebraicType] = ()) -> bytes:
+    """BSATN bytes of `value` as type `ty`."""
+    return codec(ty, typespace).encode(value)
+
+
+def decode(ty: AlgebraicType, data: Buffer, typespace: Sequence[AlgebraicType] = ()) -> Any:
+    """Decode exactly one value of type `ty` occupying all of `data`."""
+    return codec(ty, typespace).decode(data)
