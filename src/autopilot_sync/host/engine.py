@@ -1,0 +1,491 @@
+"""The host engine: runs reducers as transactions, makes them durable, and tells subscribers in commit order.
+
+Everything the network layers need goes through here: `connect`/`disconnect` run the lifecycle hooks, `call_reducer`
+runs one reducer, `add_commit_listener` receives every committed transaction after it is durable (the subscription
+engine's input). Reducers execute one at a time on the event loop; only the disk flush leaves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.commitlog import CommitLog, StorageFailedError, TailReport
+from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError
+from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, prune_snapshots, write_snapshot
+from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
+from autopilot_sync.host.transaction import (
+    CommittedTx,
+    DbView,
+    ReducerContext,
+    TableChange,
+    Transaction,
+)
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
+
+log = logging.getLogger(__name__)
+
+_TX_RECORD = bsatn.codec(
+    at.product(
+        ("offset", at.U64),
+        ("timestamp", at.TIMESTAMP),
+        ("reducer", at.STRING),
+        ("caller", at.IDENTITY),
+        (
+            "changes",
+            at.array(
+                at.product(("table", at.STRING), ("inserts", at.array(at.BYTES)), ("deletes", at.array(at.BYTES)))
+            ),
+        ),
+    )
+)
+
+CommitListener = Callable[[CommittedTx], None]
+
+
+class CallStatus(enum.Enum):
+    """How a reducer call ended; the HTTP and WebSocket layers map each to their own wire form."""
+
+    COMMITTED = "committed"
+    USER_ERROR = "user_error"
+    INTERNAL_ERROR = "internal_error"
+    NO_SUCH_REDUCER = "no_such_reducer"
+    BAD_ARGUMENTS = "bad_arguments"
+    LIFECYCLE_REDUCER = "lifecycle_reducer"
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """The result of one reducer call."""
+
+    status: CallStatus
+    timestamp: Timestamp
+    message: str = ""
+    tx: CommittedTx | None = None
+    duration_micros: int = 0
+
+
+class ConnectionRejectedError(Exception):
+    """`client_connected` refused the caller (its message says why) or the host cannot record the connection."""
+
+
+class SchemaMismatchError(RuntimeError):
+    """The data directory was written by a module with a different schema."""
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What start-up found on disk: for logs, status pages and the recovery benchmark."""
+
+    snapshot_offset: int = 0
+    replayed: int = 0
+    offset: int = 0
+    seconds: float = 0.0
+    tail: TailReport | None = None
+    cleaned_connections: int = 0
+    fresh: bool = False
+
+
+@dataclass(slots=True)
+class _Pending:
+    sequence: int
+    tx: CommittedTx
+
+
+@dataclass(slots=True)
+class EngineConfig:
+    """Storage knobs (from the host's settings)."""
+
+    fsync: bool = True
+    snapshot_every: int = 10_000
+    owner_identity: Identity = field(default_factory=lambda: Identity(0))
+
+
+class HostEngine:
+    """One database: a module, its tables, its commit log."""
+
+    def __init__(self, module: Module, data_dir: Path, database_name: str, config: EngineConfig | None = None) -> None:
+        self.module = module
+        self.data_dir = data_dir
+        self.database_name = database_name
+        self.config = config or EngineConfig()
+        self.owner_identity = self.config.owner_identity
+        self.datastore = Datastore(module, SYSTEM_TABLES)
+        self.commitlog = CommitLog(data_dir / "commitlog", fsync=self.config.fsync)
+        self.commitlog.on_durable = self._deliver  # type: ignore[method-assign]
+        self.offset = 0
+        self.durable_offset = 0
+        self._last_timestamp = 0
+        self._pending: deque[_Pending] = deque()
+        self._listeners: list[CommitListener] = []
+        self._snapshot_offset = 0
+        self._snapshot_task: asyncio.Task[None] | None = None
+        self._timers: dict[tuple[str, bytes], asyncio.TimerHandle] = {}
+        self._started = False
+        self.recovery = RecoveryReport()
+        self.commits_total = 0
+
+    # ----- lifecycle -----
+
+    async def start(self) -> RecoveryReport:
+        """Recover from disk, run `init` on a fresh database, and disconnect connections a crash left behind."""
+        started = time.perf_counter()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_meta()
+        snapshot = latest_snapshot(self.data_dir / "snapshots")
+        if snapshot is not None:
+            self._load_snapshot(snapshot)
+        payloads, tail = self.commitlog.recover(self.offset)
+        replayed = self._replay(payloads)
+        self.durable_offset = self.offset
+        self.commitlog.open_segment(self.offset + 1)
+        self.recovery = RecoveryReport(
+            snapshot_offset=snapshot.offset if snapshot else 0,
+            replayed=replayed,
+            offset=self.offset,
+            tail=tail,
+            fresh=self.offset == 0,
+        )
+        self._started = True
+        if self.offset == 0:
+            init = self.module.lifecycle_reducer(Lifecycle.INIT)
+            if init is not None:
+                outcome = await self._run_and_wait(init, (), Caller(self.owner_identity), None)
+                if outcome.status is not CallStatus.COMMITTED:
+                    raise RuntimeError(f"init reducer failed: {outcome.message}")
+        self.recovery.cleaned_connections = await self._disconnect_orphans()
+        for store in self.datastore.tables.values():
+            if store.table.scheduled_reducer:
+                for row_bytes, row in list(store.rows.items()):
+                    self._arm_timer(store.table.name, row_bytes, row)
+        self.recovery.seconds = time.perf_counter() - started
+        log.info(
+            "database %s ready at offset %d (snapshot %d, replayed %d, %.3fs)",
+            self.database_name,
+            self.offset,
+            self.recovery.snapshot_offset,
+            replayed,
+            self.recovery.seconds,
+        )
+        return self.recovery
+
+    async def stop(self) -> None:
+        """Wait for in-flight flushes and snapshots, then close the log."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._snapshot_task is not None:
+            await asyncio.gather(self._snapshot_task, return_exceptions=True)
+        if self._pending:
+            with contextlib.suppress(StorageFailedError):
+                await self.commitlog.wait_durable(self._pending[-1].sequence)
+        self.commitlog.close()
+
+    def _check_meta(self) -> None:
+        meta_path = self.data_dir / "meta.json"
+        schema_hash = self.module.schema_hash()
+        if meta_path.exists():
+            meta = json.loads(meta_path.read_text())
+            if meta.get("schema_hash") != schema_hash:
+                raise SchemaMismatchError(
+                    f"data directory {self.data_dir} holds database {meta.get('database')!r} written by a module with "
+                    f"schema {meta.get('schema_hash', '?')[:12]}, but the module now has schema {schema_hash[:12]}; "
+                    "publish the new module with a migration, or start with an empty data directory"
+                )
+        else:
+            meta_path.write_text(
+                json.dumps({"database": self.database_name, "module": self.module.name, "schema_hash": schema_hash})
+            )
+
+    def _load_snapshot(self, snapshot: Snapshot) -> None:
+        if snapshot.schema_hash != self.module.schema_hash():
+            raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by another schema")
+        for name, rows in snapshot.tables.items():
+            store = self.datastore[name]
+            for row_bytes in rows:
+                store.put(row_bytes, store.decode(row_bytes))
+        self.offset = snapshot.offset
+        self._snapshot_offset = snapshot.offset
+
+    def _replay(self, payloads: list[bytes]) -> int:
+        replayed = 0
+        for payload in payloads:
+            try:
+                offset, timestamp, _reducer, _caller, changes = _TX_RECORD.decode(payload)
+            except DecodeError as exc:
+                raise RuntimeError(f"commit log record after offset {self.offset} undecodable: {exc}") from exc
+            if offset <= self.offset:
+                continue
+            if offset != self.offset + 1:
+                raise RuntimeError(f"commit log gap: expected offset {self.offset + 1}, found {offset}")
+            for table, inserts, deletes in changes:
+                store = self.datastore[table]
+                for row_bytes in deletes:
+                    store.take(row_bytes)
+                for row_bytes in inserts:
+                    store.put(row_bytes, store.decode(row_bytes))
+            self.offset = offset
+            self._last_timestamp = timestamp.micros
+            replayed += 1
+        return replayed
+
+    async def _disconnect_orphans(self) -> int:
+        store = self.datastore[ST_CLIENT.name]
+        orphans = list(store.rows.values())
+        for connection_id, identity in orphans:
+            await self.disconnect(Caller(identity, connection_id))
+        return len(orphans)
+
+    # ----- calls -----
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Receive every committed transaction, after it is durable, in commit order."""
+        self._listeners.append(listener)
+
+    def reducer(self, name: str) -> ReducerDef | None:
+        """A reducer definition by name."""
+        return self.module.reducers.get(name)
+
+    def decode_args(self, reducer: ReducerDef, data: bytes) -> tuple[Any, ...]:
+        """Decode BSATN arguments of a reducer (DecodeError when they do not match its parameters)."""
+        return tuple(bsatn.codec(reducer.params).decode(data))
+
+    async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
+        """Run a client-callable reducer and return once its transaction is durable (or it failed)."""
+        reducer = self.module.reducers.get(name)
+        if reducer is None:
+            return CallOutcome(CallStatus.NO_SUCH_REDUCER, self._now(), f"no such reducer: {name}")
+        if reducer.lifecycle is not None:
+            return CallOutcome(
+                CallStatus.LIFECYCLE_REDUCER, self._now(), f"lifecycle reducer {name} cannot be called by clients"
+            )
+        if len(args) != len(reducer.params.elements):
+            return CallOutcome(
+                CallStatus.BAD_ARGUMENTS,
+                self._now(),
+                f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}",
+            )
+        return await self._run_and_wait(reducer, tuple(args), caller, origin)
+
+    async def connect(self, caller: Caller, origin: Any = None) -> None:
+        """Record a connection and run `client_connected`; ConnectionRejectedError when it refuses."""
+        outcome = await self._run_and_wait(
+            self.module.lifecycle_reducer(Lifecycle.CLIENT_CONNECTED), (), caller, origin, connecting=True
+        )
+        if outcome.status is not CallStatus.COMMITTED:
+            raise ConnectionRejectedError(outcome.message)
+
+    async def disconnect(self, caller: Caller, origin: Any = None) -> None:
+        """Run `client_disconnected` and forget the connection (even when the hook fails)."""
+        outcome = await self._run_and_wait(
+            self.module.lifecycle_reducer(Lifecycle.CLIENT_DISCONNECTED), (), caller, origin, disconnecting=True
+        )
+        if outcome.status is not CallStatus.COMMITTED:
+            log.warning("client_disconnected failed for %s: %s", caller.identity, outcome.message)
+            await self._run_and_wait(None, (), caller, origin, disconnecting=True)
+
+    async def _run_and_wait(
+        self,
+        reducer: ReducerDef | None,
+        args: tuple[Any, ...],
+        caller: Caller,
+        origin: Any,
+        *,
+        connecting: bool = False,
+        disconnecting: bool = False,
+    ) -> CallOutcome:
+        outcome, sequence = self.run_transaction(
+            reducer, args, caller, origin, connecting=connecting, disconnecting=disconnecting
+        )
+        if sequence is not None:
+            try:
+                await self.commitlog.wait_durable(sequence)
+            except StorageFailedError as exc:
+                return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {exc}")
+        return outcome
+
+    def run_transaction(
+        self,
+        reducer: ReducerDef | None,
+        args: tuple[Any, ...],
+        caller: Caller,
+        origin: Any = None,
+        *,
+        connecting: bool = False,
+        disconnecting: bool = False,
+        extra: Callable[[Transaction], None] | None = None,
+    ) -> tuple[CallOutcome, int | None]:
+        """Run one transaction synchronously; returns the outcome and the log sequence to wait for, if any."""
+        if not self._started:
+            raise RuntimeError("engine not started")
+        timestamp = self._now()
+        name = reducer.name if reducer else ("client_disconnected" if disconnecting else "client_connected")
+        if self.commitlog.failure is not None:
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {self.commitlog.failure}"), None
+        tx = Transaction(self.datastore)
+        ctx = ReducerContext(caller, timestamp, DbView(tx))
+        started = time.perf_counter_ns()
+        try:
+            if reducer is not None:
+                reducer.function(ctx, *args)
+            if connecting or disconnecting:
+                self._record_client(tx, caller, connecting)
+            if extra is not None:
+                extra(tx)
+        except ReducerError as exc:
+            tx.rollback()
+            return CallOutcome(CallStatus.USER_ERROR, timestamp, str(exc) or type(exc).__name__), None
+        except Exception as exc:
+            tx.rollback()
+            log.exception("reducer %s panicked", name)
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"reducer {name} panicked: {exc!r}"), None
+        duration = (time.perf_counter_ns() - started) // 1000
+        changes = tx.changes()
+        committed = CommittedTx(self.offset + 1 if changes else self.offset, timestamp, name, caller, changes, origin)
+        if not changes:
+            return CallOutcome(CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration), None
+        payload = _TX_RECORD.encode(
+            (
+                committed.offset,
+                timestamp,
+                name,
+                caller.identity,
+                [(c.table, [b for b, _ in c.inserts], [b for b, _ in c.deletes]) for c in changes],
+            )
+        )
+        try:
+            sequence = self.commitlog.append(payload)
+        except StorageFailedError as exc:
+            tx.rollback()
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, str(exc)), None
+        self.offset = committed.offset
+        self.commits_total += 1
+        self._pending.append(_Pending(sequence, committed))
+        self._after_commit(committed)
+        return CallOutcome(CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration), sequence
+
+    def _record_client(self, tx: Transaction, caller: Caller, connecting: bool) -> None:
+        if caller.connection_id is None:
+            return
+        store = self.datastore[ST_CLIENT.name]
+        if connecting:
+            tx.insert(store, (caller.connection_id, caller.identity))
+        else:
+            for row_bytes in list(store.indexes[("connection_id",)].lookup((caller.connection_id,))):
+                tx.delete_bytes(store, row_bytes)
+
+    def _now(self) -> Timestamp:
+        micros = max(time.time_ns() // 1000, self._last_timestamp + 1)
+        self._last_timestamp = micros
+        return Timestamp(micros)
+
+    def _deliver(self, sequence: int) -> None:
+        """Called by the commit log after a flush: hand durable transactions to listeners, in order."""
+        while self._pending and self._pending[0].sequence <= sequence:
+            tx = self._pending.popleft().tx
+            self.durable_offset = tx.offset
+            for listener in self._listeners:
+                try:
+                    listener(tx)
+                except Exception:
+                    log.exception("commit listener failed on offset %d", tx.offset)
+
+    # ----- snapshots -----
+
+    def _after_commit(self, tx: CommittedTx) -> None:
+        for change in tx.changes:
+            if self.datastore[change.table].table.scheduled_reducer:
+                self._reschedule(change)
+        if tx.offset - self._snapshot_offset >= self.config.snapshot_every and (
+            self._snapshot_task is None or self._snapshot_task.done()
+        ):
+            self._snapshot_offset = tx.offset
+            captured = Snapshot(
+                tx.offset,
+                self.module.schema_hash(),
+                {name: list(store.rows) for name, store in self.datastore.tables.items() if not store.table.event},
+            )
+            sequence = self._pending[-1].sequence
+            self.commitlog.open_segment(tx.offset + 1)
+            self._snapshot_task = asyncio.get_running_loop().create_task(self._write_snapshot(captured, sequence))
+
+    async def _write_snapshot(self, snapshot: Snapshot, sequence: int) -> None:
+        try:
+            await self.commitlog.wait_durable(sequence)
+            directory = self.data_dir / "snapshots"
+            await asyncio.get_running_loop().run_in_executor(None, write_snapshot, directory, snapshot)
+            prune_snapshots(directory, keep=2)
+            kept = sorted(directory.glob("*.snap"))
+            if kept:
+                self.commitlog.drop_segments_before(int(kept[0].stem) + 1)
+            log.info("snapshot at offset %d written", snapshot.offset)
+        except Exception:
+            log.exception("snapshot at offset %d failed; the commit log still holds everything", snapshot.offset)
+
+    # ----- scheduled reducers -----
+
+    def _reschedule(self, change: TableChange) -> None:
+        for row_bytes, _ in change.deletes:
+            handle = self._timers.pop((change.table, row_bytes), None)
+            if handle is not None:
+                handle.cancel()
+        for row_bytes, row in change.inserts:
+            self._arm_timer(change.table, row_bytes, row)
+
+    def _arm_timer(self, table: str, row_bytes: bytes, row: tuple[Any, ...]) -> None:
+        store = self.datastore[table]
+        at_value = row[store.table.column_index("scheduled_at")]
+        if not isinstance(at_value, SumValue):
+            return
+        now = time.time_ns() // 1000
+        if isinstance(at_value.value, TimeDuration):
+            delay = max(at_value.value.micros, 0) / 1e6
+        elif isinstance(at_value.value, Timestamp):
+            delay = max(at_value.value.micros - now, 0) / 1e6
+        else:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[(table, row_bytes)] = loop.call_later(delay, self._fire, table, row_bytes)
+
+    def _fire(self, table: str, row_bytes: bytes) -> None:
+        self._timers.pop((table, row_bytes), None)
+        store = self.datastore[table]
+        row = store.rows.get(row_bytes)
+        reducer = self.module.reducers.get(store.table.scheduled_reducer or "")
+        if row is None or reducer is None:
+            return
+        one_shot = isinstance(row[store.table.column_index("scheduled_at")].value, Timestamp)
+
+        def remove_row(tx: Transaction) -> None:
+            if one_shot:
+                tx.delete_bytes(store, row_bytes)
+
+        outcome, sequence = self.run_transaction(reducer, (row,), Caller(self.owner_identity), extra=remove_row)
+        if outcome.status is not CallStatus.COMMITTED:
+            log.warning("scheduled reducer %s failed: %s", reducer.name, outcome.message)
+            if one_shot:
+                self.run_transaction(None, (), Caller(self.owner_identity), extra=remove_row)
+        if not one_shot and row_bytes in store.rows and (table, row_bytes) not in self._timers:
+            self._arm_timer(table, row_bytes, row)
+        del sequence
+
+
+def new_connection_id() -> ConnectionId:
+    """A random connection id for clients that do not bring one."""
+    import secrets
+
+    return ConnectionId(secrets.randbits(128) or 1)

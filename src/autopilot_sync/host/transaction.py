@@ -1,0 +1,239 @@
+"""One reducer's transaction: writes applied in place with an undo log, rolled back whole on error.
+
+Reducers run one at a time on the host's event loop, so transactions are serializable by construction; the undo log
+keeps rollback exact (indexes included) without copying tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.datastore import Datastore, TableStore
+from autopilot_sync.host.module_api import ReducerError
+from autopilot_sync.host.system_tables import ST_SEQUENCE
+from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+
+Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TableChange:
+    """Rows one transaction inserted into and deleted from one table, as (bytes, row) pairs."""
+
+    table: str
+    inserts: tuple[tuple[bytes, Row], ...]
+    deletes: tuple[tuple[bytes, Row], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedTx:
+    """A committed transaction: what the commit log stores and what subscribers are told about."""
+
+    offset: int
+    timestamp: Timestamp
+    reducer: str
+    caller: Caller
+    changes: tuple[TableChange, ...]
+    origin: Any = None
+
+    def change_for(self, table: str) -> TableChange | None:
+        """This transaction's change to one table, if any."""
+        return next((c for c in self.changes if c.table == table), None)
+
+
+class Transaction:
+    """Writes of one reducer call, applied to the datastore immediately and undoable until commit."""
+
+    def __init__(self, datastore: Datastore) -> None:
+        self.datastore = datastore
+        self._undo: list[tuple[bool, TableStore, bytes, Row]] = []
+        self._inserted: dict[str, dict[bytes, Row]] = {}
+        self._deleted: dict[str, dict[bytes, Row]] = {}
+
+    def insert(self, store: TableStore, values: Sequence[Any]) -> Row:
+        """Insert a row (auto-increment columns given as 0 are allocated); an identical row is a no-op."""
+        row: Row = store.make_row(values)
+        for column in store.table.auto_inc:
+            position = store.table.column_index(column)
+            if row[position] == 0:
+                row = row._replace(**{column: self._next_sequence(f"{store.table.name}.{column}")})  # type: ignore[attr-defined]
+        try:
+            row_bytes = store.encode(row)
+        except (TypeError, ValueError) as exc:
+            raise ReducerError(f"invalid_row: {store.table.name}: {exc}") from None
+        if store.table.event:
+            self._inserted.setdefault(store.table.name, {})[row_bytes] = row
+            return row
+        if row_bytes in store.rows:
+            return row
+        store.check_unique(row, row_bytes)
+        store.put(row_bytes, row)
+        self._undo.append((True, store, row_bytes, row))
+        deleted = self._deleted.get(store.table.name)
+        if deleted is not None and row_bytes in deleted:
+            del deleted[row_bytes]
+        else:
+            self._inserted.setdefault(store.table.name, {})[row_bytes] = row
+        return row
+
+    def delete_bytes(self, store: TableStore, row_bytes: bytes) -> bool:
+        """Delete a row by its bytes; False when it is not there."""
+        row = store.take(row_bytes)
+        if row is None:
+            return False
+        self._undo.append((False, store, row_bytes, row))
+        inserted = self._inserted.get(store.table.name)
+        if inserted is not None and row_bytes in inserted:
+            del inserted[row_bytes]
+        else:
+            self._deleted.setdefault(store.table.name, {})[row_bytes] = row
+        return True
+
+    def _next_sequence(self, name: str) -> int:
+        store = self.datastore[ST_SEQUENCE.name]
+        current = next(iter(store.indexes[("sequence",)].lookup((name,))), None)
+        value = 1
+        if current is not None:
+            value = store.rows[current][1]
+            self.delete_bytes(store, current)
+        self.insert(store, (name, value + 1))
+        return int(value)
+
+    def rollback(self) -> None:
+        """Undo every write, newest first."""
+        for was_insert, store, row_bytes, row in reversed(self._undo):
+            if was_insert:
+                store.take(row_bytes)
+            else:
+                store.put(row_bytes, row)
+        self._undo.clear()
+        self._inserted.clear()
+        self._deleted.clear()
+
+    def changes(self) -> tuple[TableChange, ...]:
+        """The net effect per table (an insert and delete of the same row cancel out)."""
+        names = list(dict.fromkeys([*self._inserted, *self._deleted]))
+        out = []
+        for name in names:
+            inserts = tuple(self._inserted.get(name, {}).items())
+            deletes = tuple(self._deleted.get(name, {}).items())
+            if inserts or deletes:
+                out.append(TableChange(name, inserts, deletes))
+        return tuple(out)
+
+
+class TableHandle:
+    """A table as a reducer sees it: reads see the transaction's own writes."""
+
+    def __init__(self, tx: Transaction, store: TableStore) -> None:
+        self._tx = tx
+        self._store = store
+        self.row = store.table.row_class
+
+    def insert(self, row: Sequence[Any]) -> Row:
+        """Insert a row and return it as stored (auto-increment filled in)."""
+        return self._tx.insert(self._store, row)
+
+    def delete(self, row: Sequence[Any]) -> bool:
+        """Delete an exact row; False when absent."""
+        return self._tx.delete_bytes(self._store, self._store.encode(tuple(row)))
+
+    def find(self, column: str | tuple[str, ...], value: Any) -> Row | None:
+        """The row whose unique column (group) equals `value`, if any."""
+        columns, key = _key(column, value)
+        index = self._store.index_for(columns)
+        found = next(iter(index.lookup(key)), None)
+        return None if found is None else self._store.rows[found]
+
+    def filter(self, column: str | tuple[str, ...], value: Any) -> list[Row]:
+        """Rows whose indexed column (group, or its leading columns) equals `value`, in index order."""
+        columns, key = _key(column, value)
+        index = self._store.index_for(columns)
+        return [self._store.rows[b] for b in index.lookup(key)]
+
+    def range(self, columns: tuple[str, ...], low: tuple[Any, ...] | None, high: tuple[Any, ...] | None) -> list[Row]:
+        """Rows with `low <= key <= high` on an index whose leading columns are `columns`."""
+        index = self._store.index_for(columns)
+        return [self._store.rows[b] for b in index.range(low, high)]
+
+    def update(self, row: Sequence[Any]) -> Row:
+        """Replace the row with the same primary key (it must exist)."""
+        pk = self._store.table.primary_key
+        if pk is None:
+            raise ReducerError(f"no_primary_key: table {self._store.table.name} has no primary key")
+        new = self._store.make_row(row)
+        old = self.find(pk, new[self._store.table.column_index(pk)])
+        if old is None:
+            raise ReducerError(f"not_found: {self._store.table.name} has no row with {pk} = {new[0]!r}")
+        self.delete(old)
+        return self.insert(new)
+
+    def delete_by(self, column: str | tuple[str, ...], value: Any) -> int:
+        """Delete every row whose indexed column (group) equals `value`; returns how many."""
+        rows = self.filter(column, value)
+        for row in rows:
+            self.delete(row)
+        return len(rows)
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(list(self._store.rows.values()))
+
+    def count(self) -> int:
+        """Number of rows."""
+        return len(self._store.rows)
+
+
+def _key(column: str | tuple[str, ...], value: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    if isinstance(column, str):
+        return (column,), (value,)
+    return column, tuple(value)
+
+
+class DbView:
+    """`ctx.db`: every module table by name (`ctx.db.sync_event` or `ctx.db["sync_event"]`)."""
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._handles: dict[str, TableHandle] = {}
+
+    def __getitem__(self, name: str) -> TableHandle:
+        handle = self._handles.get(name)
+        if handle is None:
+            handle = TableHandle(self._tx, self._tx.datastore[name])
+            self._handles[name] = handle
+        return handle
+
+    def __getattr__(self, name: str) -> TableHandle:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@dataclass(frozen=True, slots=True)
+class ReducerContext:
+    """What a reducer gets: the caller, the transaction's timestamp and the tables."""
+
+    caller: Caller
+    timestamp: Timestamp
+    db: DbView
+
+    @property
+    def sender(self) -> Identity:
+        """The caller's identity."""
+        return self.caller.identity
+
+    @property
+    def connection_id(self) -> ConnectionId | None:
+        """The caller's connection, when the call came over one."""
+        return self.caller.connection_id
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The caller's verified token claims (empty for host-internal calls)."""
+        return self.caller.claims

@@ -1,0 +1,181 @@
+"""The engine's promises: atomic reducers, durable commits, exact recovery, lifecycle hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from autopilot_sync.examples.chat import module
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, EngineConfig, HostEngine
+from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
+
+ALICE = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})
+
+
+async def started(path: Path, **config: int | bool) -> HostEngine:
+    engine = HostEngine(module, path, "chat", EngineConfig(**config))  # type: ignore[arg-type]
+    await engine.start()
+    return engine
+
+
+def people(engine: HostEngine) -> dict[str, int]:
+    return {row[1]: row[2] for row in engine.datastore["person"].rows.values()}
+
+
+async def test_committed_reducer_is_visible_and_logged(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    outcome = await engine.call_reducer("add_person", ("ada", 36), ALICE)
+    assert outcome.status is CallStatus.COMMITTED
+    assert outcome.tx is not None and outcome.tx.offset == engine.offset
+    assert people(engine) == {"ada": 36}
+    await engine.stop()
+    reopened = await started(tmp_path)
+    assert people(reopened) == {"ada": 36}
+    await reopened.stop()
+
+
+async def test_user_error_rolls_back_every_write(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    before = engine.offset
+    outcome = await engine.call_reducer("fail", ("nope",), ALICE)
+    assert outcome.status is CallStatus.USER_ERROR
+    assert outcome.message == "nope"
+    assert people(engine) == {}
+    assert engine.offset == before
+    outcome = await engine.call_reducer("add_people", (["a", "b", ""],), ALICE)
+    assert outcome.status is CallStatus.USER_ERROR and outcome.message.startswith("invalid_name")
+    assert people(engine) == {}
+    await engine.stop()
+
+
+async def test_unique_constraint_and_update(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    assert (await engine.call_reducer("add_person", ("ada", 1), ALICE)).status is CallStatus.COMMITTED
+    duplicate = await engine.call_reducer("add_person", ("ada", 2), ALICE)
+    assert duplicate.status is CallStatus.USER_ERROR and duplicate.message.startswith("unique_violation")
+    updated = await engine.call_reducer("set_age", ("ada", 40), ALICE)
+    assert updated.tx is not None
+    (change,) = updated.tx.changes
+    assert [row[2] for _, row in change.inserts] == [40] and [row[2] for _, row in change.deletes] == [1]
+    assert people(engine) == {"ada": 40}
+    await engine.stop()
+
+
+async def test_panics_unknown_reducers_and_lifecycle_calls_are_refused(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    assert (await engine.call_reducer("panic", (), ALICE)).status is CallStatus.INTERNAL_ERROR
+    assert (await engine.call_reducer("nope", (), ALICE)).status is CallStatus.NO_SUCH_REDUCER
+    assert (await engine.call_reducer("client_connected", (), ALICE)).status is CallStatus.LIFECYCLE_REDUCER
+    assert (await engine.call_reducer("add_person", ("x",), ALICE)).status is CallStatus.BAD_ARGUMENTS
+    await engine.stop()
+
+
+async def test_listeners_see_durable_commits_in_order(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    seen: list[CommittedTx] = []
+    engine.add_commit_listener(seen.append)
+    await asyncio.gather(*(engine.call_reducer("add_person", (f"p{i}", i), ALICE) for i in range(50)))
+    offsets = [tx.offset for tx in seen]
+    assert offsets == sorted(offsets) and len(offsets) == 50
+    assert engine.durable_offset == engine.offset
+    await engine.stop()
+
+
+async def test_connect_rejects_and_crash_leftovers_are_disconnected(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    with pytest.raises(ConnectionRejectedError, match="banned"):
+        await engine.connect(Caller(Identity(5), ConnectionId(9), {"sub": "banned"}))
+    await engine.connect(ALICE)
+    assert len(engine.datastore["online"]) == 1
+    # Simulate a crash: no disconnect, no clean stop beyond flushing the log.
+    engine.commitlog.close()
+    reopened = await started(tmp_path)
+    assert reopened.recovery.cleaned_connections == 1
+    assert len(reopened.datastore["online"]) == 0
+    await reopened.stop()
+
+
+async def test_snapshot_then_log_replay_restores_exact_state(tmp_path: Path) -> None:
+    engine = await started(tmp_path, snapshot_every=10)
+    for i in range(35):
+        await engine.call_reducer("add_person", (f"p{i}", i), ALICE)
+    await engine.call_reducer("delete_person", ("p3",), ALICE)
+    expected = people(engine)
+    await engine.stop()
+    assert list((tmp_path / "snapshots").glob("*.snap"))
+    reopened = await started(tmp_path)
+    assert reopened.recovery.snapshot_offset > 0
+    assert people(reopened) == expected
+    # Auto-increment continues after restart instead of reusing ids.
+    await reopened.call_reducer("add_person", ("fresh", 1), ALICE)
+    ids = sorted(row[0] for row in reopened.datastore["person"].rows.values())
+    assert len(ids) == len(set(ids)) and ids[-1] == 36
+    await reopened.stop()
+
+
+async def test_torn_tail_is_set_aside_and_reported(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    for i in range(5):
+        await engine.call_reducer("add_person", (f"p{i}", i), ALICE)
+    await engine.stop()
+    (segment,) = (tmp_path / "commitlog").glob("*.log")
+    with segment.open("ab") as handle:
+        handle.write(b"\x40\x00\x00\x00garbage")
+    reopened = await started(tmp_path)
+    assert reopened.recovery.tail is not None
+    assert "torn" in reopened.recovery.tail.reason
+    assert len(people(reopened)) == 5
+    await reopened.call_reducer("add_person", ("after", 1), ALICE)
+    await reopened.stop()
+    again = await started(tmp_path)
+    assert again.recovery.tail is None and len(people(again)) == 6
+    await again.stop()
+
+
+async def test_corrupt_record_stops_replay_without_crashing(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    for i in range(5):
+        await engine.call_reducer("add_person", (f"p{i}", i), ALICE)
+    await engine.stop()
+    (segment,) = (tmp_path / "commitlog").glob("*.log")
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    reopened = await started(tmp_path)
+    assert reopened.recovery.tail is not None and "checksum" in reopened.recovery.tail.reason
+    assert len(people(reopened)) == 4
+    await reopened.stop()
+
+
+async def test_scheduled_reducer_runs_once(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    await engine.call_reducer("schedule_reminder", ("tea", 20_000), ALICE)
+    for _ in range(100):
+        if len(engine.datastore["message"]):
+            break
+        await asyncio.sleep(0.01)
+    texts = [row[3] for row in engine.datastore["message"].rows.values()]
+    assert texts == ["reminder: tea"]
+    assert len(engine.datastore["reminder"]) == 0
+    await engine.stop()
+
+
+async def test_every_column_type_survives_restart(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    row = (
+        7, True, -128, 255, -32768, 65535, -(2**31), 2**32 - 1, -(2**63), 2**64 - 1, -(2**127), 2**128 - 1,
+        -(2**255), 2**256 - 1, 1.5, -2.25, "héllo", b"\x00\xff", [1, -2], None,
+        Identity(3), ConnectionId(4), Timestamp(5), TimeDuration(-6),
+    )  # fmt: skip
+    outcome = await engine.call_reducer("put_all_types", (row,), ALICE)
+    assert outcome.status is CallStatus.COMMITTED, outcome.message
+    await engine.stop()
+    reopened = await started(tmp_path)
+    (stored,) = reopened.datastore["all_types"].rows.values()
+    assert tuple(stored) == row
+    await reopened.stop()
+    assert isinstance(SumValue(0), SumValue)
