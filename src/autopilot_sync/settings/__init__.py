@@ -1,0 +1,1 @@
+"""Env contract: one typed settings class per service, validated at start, documented from the same source."""

@@ -1,0 +1,52 @@
+"""Settings of the control service that issues session tokens (`AUTOPILOT_SYNC_CONTROL_*`)."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from autopilot_sync.settings.base import ServiceSettings, service_config
+from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, HexPubkeys, Listen, ListenAddress, Seconds
+
+
+class ControlSettings(ServiceSettings):
+    """The control service: `POST /api/sync/token`, its signing key, and the bounds on token lifetime."""
+
+    model_config = service_config("control")
+
+    listen: Listen = Field(
+        default=ListenAddress("127.0.0.1", 3100), description="Address of the token API and OIDC discovery."
+    )
+    public_url: BaseUrl = Field(
+        description="URL clients and hosts reach this service at; the issuer of every token it signs."
+    )
+    signing_key_path: FilePath = Field(description="PEM file of the private key that signs session tokens.")
+    spacetime_base_url: BaseUrl = Field(
+        default="http://127.0.0.1:3000", description="Base URL of the Spacetime host the tokens are for."
+    )
+    database: DatabaseName = Field(default="autopilot-sync", description="Database the tokens grant access to.")
+    append_allowlist: HexPubkeys = Field(
+        default=(),
+        description="Nostr public keys allowed the sync.append scope (producers); empty allows no producer.",
+    )
+    token_ttl_min_seconds: Seconds = Field(default=60, description="Shortest token lifetime a client may ask for.")
+    token_ttl_max_seconds: Seconds = Field(default=900, description="Longest token lifetime a client may ask for.")
+    token_ttl_default_seconds: Seconds = Field(
+        default=300, description="Token lifetime when the client asks for none; between the min and the max."
+    )
+
+    @field_validator("token_ttl_max_seconds")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("token_ttl_min_seconds")
+        if minimum is not None and value < minimum:
+            raise ValueError(f"must be >= the minimum ({minimum})")
+        return value
+
+    @field_validator("token_ttl_default_seconds")
+    @classmethod
+    def _default_within_bounds(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("token_ttl_min_seconds")
+        maximum = info.data.get("token_ttl_max_seconds")
+        if minimum is not None and maximum is not None and not minimum <= value <= maximum:
+            raise ValueError(f"must be between the minimum ({minimum}) and the maximum ({maximum})")
+        return value

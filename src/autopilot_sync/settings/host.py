@@ -1,0 +1,43 @@
+"""Settings of the embedded Spacetime host (`AUTOPILOT_SYNC_HOST_*`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from autopilot_sync.settings.base import ServiceSettings, service_config
+from autopilot_sync.settings.fields import Count, DatabaseName, DottedPath, FilePath, IssuerUrls, Listen, ListenAddress
+
+
+class HostSettings(ServiceSettings):
+    """The embedded host: where it listens, where its commit log lives, which module it serves, whom it trusts."""
+
+    model_config = service_config("host")
+
+    listen: Listen = Field(
+        default=ListenAddress("127.0.0.1", 3000), description="Address of the HTTP API and the subscribe WebSocket."
+    )
+    data_dir: FilePath = Field(default=Path("./var/host"), description="Directory of the commit log and snapshots.")
+    database: DatabaseName = Field(
+        default="autopilot-sync", description="Name of the database the host serves under /v1/database/:name."
+    )
+    module: DottedPath = Field(
+        default="autopilot_sync.module", description="Python module defining the tables, reducers and hooks."
+    )
+    trusted_issuers: IssuerUrls = Field(
+        default=(),
+        description="OIDC issuers whose tokens the host accepts, compared exactly with the `iss` claim; "
+        "empty trusts only tokens the host issued itself.",
+    )
+    snapshot_every_commits: Count = Field(
+        default=10000, description="Write a snapshot after this many commits so restart replays a bounded log."
+    )
+    max_message_bytes: Count = Field(
+        default=33554432, description="Largest WebSocket message accepted from a client, in bytes."
+    )
+    fsync: bool = Field(
+        default=True,
+        description="fsync the commit log before acknowledging a commit; false loses acknowledged commits on a "
+        "crash and is for throwaway tests only.",
+    )
