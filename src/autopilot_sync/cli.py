@@ -22,8 +22,10 @@ def main() -> None:
 def _register() -> None:
     """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
     from autopilot_sync.gate.cli import gate
+    from autopilot_sync.settings.cli import config
 
     main.add_command(gate)
+    main.add_command(config)
 
 
 _register()
