@@ -334,7 +334,7 @@ def _fixed_codec(fmt: struct.Struct, kind: PrimitiveKind) -> Codec:
             raise TypeError(f"{kind.name} value expected, got {type(value).__name__}")
         try:
             out += pack(value)
-        except struct.error as exc:
+        except (struct.error, OverflowError) as exc:
             raise ValueError(f"{value!r} does not fit {kind.name}: {exc}") from None
 
     def dec(data: Buffer, offset: int) -> tuple[Any, int]:

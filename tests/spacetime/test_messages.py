@@ -1,0 +1,177 @@
+"""v2 messages: every variant round trips, agrees with its algebraic-type description, and hostile bytes only ever
+raise DecodeError."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from spacetime_strategies import client_messages, server_messages
+
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import messages as m
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.values import TimeDuration, Timestamp
+
+
+@given(client_messages)
+def test_client_messages_round_trip(msg: m.ClientMessage) -> None:
+    data = m.encode_client_message(msg)
+    assert m.decode_client_message(data) == msg
+
+
+@given(server_messages)
+def test_server_messages_round_trip(msg: m.ServerMessage) -> None:
+    data = m.encode_server_message(msg)
+    assert m.decode_server_message(data) == msg
+
+
+@given(client_messages)
+def test_hand_written_client_codec_agrees_with_the_algebraic_type(msg: m.ClientMessage) -> None:
+    data = m.encode_client_message(msg)
+    assert bsatn.encode(m.CLIENT_MESSAGE_TYPE, bsatn.decode(m.CLIENT_MESSAGE_TYPE, data)) == data
+
+
+@given(server_messages)
+def test_hand_written_server_codec_agrees_with_the_algebraic_type(msg: m.ServerMessage) -> None:
+    data = m.encode_server_message(msg)
+    assert bsatn.encode(m.SERVER_MESSAGE_TYPE, bsatn.decode(m.SERVER_MESSAGE_TYPE, data)) == data
+
+
+@given(client_messages)
+def test_truncated_client_messages_are_decode_errors(msg: m.ClientMessage) -> None:
+    data = m.encode_client_message(msg)
+    for end in range(len(data)):
+        with pytest.raises(DecodeError):
+            m.decode_client_message(data[:end])
+
+
+@given(server_messages)
+def test_truncated_server_messages_are_decode_errors(msg: m.ServerMessage) -> None:
+    data = m.encode_server_message(msg)
+    for end in range(len(data)):
+        with pytest.raises(DecodeError):
+            m.decode_server_message(data[:end])
+
+
+@given(client_messages, server_messages, st.binary(min_size=1, max_size=8))
+def test_trailing_bytes_are_decode_errors(client: m.ClientMessage, server: m.ServerMessage, extra: bytes) -> None:
+    with pytest.raises(DecodeError):
+        m.decode_client_message(m.encode_client_message(client) + extra)
+    with pytest.raises(DecodeError):
+        m.decode_server_message(m.encode_server_message(server) + extra)
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_decode_or_raise_decode_error_only(data: bytes) -> None:
+    with contextlib.suppress(DecodeError):
+        m.decode_client_message(data)
+    with contextlib.suppress(DecodeError):
+        m.decode_server_message(data)
+
+
+@given(server_messages, st.data())
+def test_corrupted_server_messages_decode_or_raise_decode_error_only(msg: m.ServerMessage, data: st.DataObject) -> None:
+    encoded = bytearray(m.encode_server_message(msg))
+    for _ in range(data.draw(st.integers(1, 3))):
+        encoded[data.draw(st.integers(0, len(encoded) - 1))] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(DecodeError):
+        m.decode_server_message(bytes(encoded))
+
+
+@given(client_messages, st.data())
+def test_corrupted_client_messages_decode_or_raise_decode_error_only(msg: m.ClientMessage, data: st.DataObject) -> None:
+    encoded = bytearray(m.encode_client_message(msg))
+    encoded[data.draw(st.integers(0, len(encoded) - 1))] = data.draw(st.integers(0, 255))
+    with contextlib.suppress(DecodeError):
+        m.decode_client_message(bytes(encoded))
+
+
+@pytest.mark.parametrize("tag", [5, 6, 255])
+def test_unknown_client_message_tags_are_refused(tag: int) -> None:
+    with pytest.raises(DecodeError):
+        m.decode_client_message(bytes([tag]) + b"\x00" * 16)
+
+
+@pytest.mark.parametrize("tag", [8, 9, 255])
+def test_unknown_server_message_tags_are_refused(tag: int) -> None:
+    with pytest.raises(DecodeError):
+        m.decode_server_message(bytes([tag]) + b"\x00" * 16)
+
+
+@pytest.mark.parametrize("flags", [1, 2, 255])
+def test_nonzero_call_flags_are_refused_like_the_real_server(flags: int) -> None:
+    for tag in (3, 4):
+        data = bytes([tag]) + b"\x01\x00\x00\x00" + bytes([flags]) + b"\x00" * 8
+        with pytest.raises(DecodeError):
+            m.decode_client_message(data)
+
+
+def test_unsubscribe_flags_beyond_send_dropped_rows_are_refused() -> None:
+    data = bytearray(m.encode_client_message(m.Unsubscribe(1, 2, m.UnsubscribeFlags.SEND_DROPPED_ROWS)))
+    data[-1] = 2
+    with pytest.raises(DecodeError):
+        m.decode_client_message(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [
+        m.ReducerResult(1, Timestamp(0), m.ReducerOkEmpty()),
+        m.UnsubscribeApplied(1, 2, None),
+        m.SubscriptionError(None, 2, "x"),
+        m.OneOffQueryResult(1, "x"),
+        m.ProcedureResult(m.ProcedureInternalError("x"), Timestamp(0), TimeDuration(0), 1),
+    ],
+    ids=lambda msg: type(msg).__name__,
+)
+def test_bad_inner_sum_tags_are_refused(msg: m.ServerMessage) -> None:
+    data = m.encode_server_message(msg)
+    inner = {m.ReducerResult: 13, m.UnsubscribeApplied: 9, m.SubscriptionError: 1, m.OneOffQueryResult: 5}
+    position = inner.get(type(msg), 1)
+    for bad in (4, 0x7F, 0xFF):
+        corrupted = data[:position] + bytes([bad]) + data[position + 1 :]
+        assert corrupted != data
+        with pytest.raises(DecodeError):
+            m.decode_server_message(corrupted)
+
+
+def test_huge_array_counts_are_refused_before_looping() -> None:
+    # TransactionUpdate claiming 2**32-1 query sets in 5 bytes.
+    with pytest.raises(DecodeError):
+        m.decode_server_message(b"\x04\xff\xff\xff\xff")
+    # Subscribe claiming 2**31 query strings.
+    with pytest.raises(DecodeError):
+        m.decode_client_message(b"\x00" + b"\x00" * 8 + b"\x00\x00\x00\x80")
+    # InitialConnection whose token claims 4 GiB.
+    with pytest.raises(DecodeError):
+        m.decode_server_message(b"\x00" + b"\x00" * 48 + b"\xff\xff\xff\xff")
+
+
+def test_wire_layout_of_a_reducer_call_matches_the_reference() -> None:
+    msg = m.CallReducer(7, m.CallReducerFlags.DEFAULT, "add", b"\x01\x02")
+    assert m.encode_client_message(msg) == (
+        b"\x03" + b"\x07\x00\x00\x00" + b"\x00" + b"\x03\x00\x00\x00add" + b"\x02\x00\x00\x00\x01\x02"
+    )
+
+
+@pytest.mark.parametrize(
+    "msg",
+    [m.OneOffQuery(1 << 32, "x"), m.Subscribe(-1, 0, ()), m.SubscriptionError(None, 1 << 40, "x")],
+    ids=lambda msg: type(msg).__name__,
+)
+def test_out_of_range_numbers_are_value_errors_when_encoding(msg: m.ClientMessage | m.ServerMessage) -> None:
+    with pytest.raises(ValueError):
+        if isinstance(msg, m.OneOffQuery | m.Subscribe):
+            m.encode_client_message(msg)
+        else:
+            m.encode_server_message(msg)
+
+
+def test_an_f32_out_of_range_is_a_value_error_when_encoding() -> None:
+    from autopilot_sync.spacetime import algebraic as at
+
+    with pytest.raises(ValueError):
+        bsatn.encode(at.F32, 1e39)
