@@ -1,0 +1,164 @@
+"""The host's own tokens: the key on disk, the claims it mints, and what verification refuses."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from autopilot_sync.host.tokens import (
+    KEY_FILE_NAME,
+    SigningKey,
+    TokenError,
+    TokenErrorCode,
+    TokenService,
+    VerifiedToken,
+    parse_unverified,
+)
+from autopilot_sync.spacetime.identity import identity_from_claims
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def service(clock: Clock) -> TokenService:
+    return TokenService(SigningKey.generate(), clock=clock)
+
+
+def test_key_is_created_once_with_mode_0600_and_reused(tmp_path: Path) -> None:
+    first = SigningKey.load_or_create(tmp_path / "data")
+    path = tmp_path / "data" / KEY_FILE_NAME
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    second = SigningKey.load_or_create(tmp_path / "data")
+    assert first.public_pem == second.public_pem
+    assert second.verifies(first.sign({"iss": "x"}))
+    assert [p.name for p in (tmp_path / "data").iterdir()] == [KEY_FILE_NAME]
+
+
+def test_key_readable_by_others_is_refused(tmp_path: Path) -> None:
+    SigningKey.load_or_create(tmp_path)
+    os.chmod(tmp_path / KEY_FILE_NAME, 0o644)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        SigningKey.load_or_create(tmp_path)
+
+
+async def test_minted_token_has_exactly_the_spacetimedb_claims(service: TokenService) -> None:
+    minted = service.mint_anonymous()
+    header, claims = parse_unverified(minted.token)
+    assert header == {"typ": "JWT", "alg": "ES256"}
+    assert set(claims) == {"iss", "sub", "aud", "iat", "exp", "hex_identity"}
+    assert claims["iss"] == "localhost"
+    assert claims["aud"] == ["spacetimedb"]
+    assert claims["iat"] == int(NOW)
+    assert claims["exp"] is None
+    assert claims["hex_identity"] == identity_from_claims("localhost", claims["sub"]).hex
+    assert minted.identity.hex == claims["hex_identity"]
+    verified = await service.verify(minted.token)
+    assert verified.identity == minted.identity
+
+
+def test_each_mint_is_a_new_identity(service: TokenService) -> None:
+    assert service.mint_anonymous().identity != service.mint_anonymous().identity
+
+
+async def test_websocket_token_keeps_claims_and_expires_after_60s(service: TokenService, clock: Clock) -> None:
+    foreign = SigningKey.generate().sign(
+        {"iss": "https://idp.example", "sub": "u1", "aud": "app", "iat": int(NOW), "scope": "sync.subscribe"}
+    )
+    _, foreign_claims = parse_unverified(foreign)
+    original = VerifiedToken(
+        foreign, identity_from_claims("https://idp.example", "u1"), "https://idp.example", "u1", foreign_claims
+    )
+    clock.now += 10
+    short = service.resign(original)
+    _, claims = parse_unverified(short.token)
+    assert claims["iss"] == "https://idp.example" and claims["sub"] == "u1"
+    assert claims["aud"] == ["app"]
+    assert claims["scope"] == "sync.subscribe"
+    assert claims["exp"] == claims["iat"] + 60 == int(NOW) + 70
+    # Signed by the host, so it verifies even though the issuer is foreign and not trusted.
+    assert (await service.verify(short.token)).identity == original.identity
+    clock.now += 60 + 60 + 1  # past exp plus the 60 s leeway
+    with pytest.raises(TokenError) as info:
+        await service.verify(short.token)
+    assert info.value.code is TokenErrorCode.EXPIRED
+
+
+async def test_token_for_our_issuer_signed_by_another_key_is_a_bad_signature(service: TokenService) -> None:
+    forged = SigningKey.generate().sign({"iss": "localhost", "sub": "admin", "iat": int(NOW)})
+    with pytest.raises(TokenError) as info:
+        await service.verify(forged)
+    assert info.value.code is TokenErrorCode.BAD_SIGNATURE
+
+
+async def test_foreign_issuer_without_trust_is_unknown(service: TokenService) -> None:
+    token = SigningKey.generate().sign({"iss": "https://evil.example", "sub": "x", "iat": int(NOW)})
+    with pytest.raises(TokenError) as info:
+        await service.verify(token)
+    assert info.value.code is TokenErrorCode.UNKNOWN_ISSUER
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        ({"sub": "a", "iat": NOW}, TokenErrorCode.MALFORMED),
+        ({"iss": "localhost", "iat": NOW}, TokenErrorCode.MALFORMED),
+        ({"iss": "localhost", "sub": "", "iat": NOW}, TokenErrorCode.MALFORMED),
+        ({"iss": "localhost", "sub": "a" * 129, "iat": NOW}, TokenErrorCode.MALFORMED),
+        ({"iss": "localhost", "sub": "a"}, TokenErrorCode.MALFORMED),
+        ({"iss": "localhost", "sub": "a", "iat": NOW, "exp": NOW - 61}, TokenErrorCode.EXPIRED),
+        ({"iss": "localhost", "sub": "a", "iat": NOW, "nbf": NOW + 61}, TokenErrorCode.NOT_YET_VALID),
+        ({"iss": "localhost", "sub": "a", "iat": NOW, "aud": 5}, TokenErrorCode.MALFORMED),
+        (
+            {"iss": "localhost", "sub": "a", "iat": NOW, "hex_identity": identity_from_claims("localhost", "b").hex},
+            TokenErrorCode.IDENTITY_MISMATCH,
+        ),
+        ({"iss": "localhost", "sub": "a", "iat": NOW, "hex_identity": "c200"}, TokenErrorCode.MALFORMED),
+    ],
+)
+async def test_claim_rules(service: TokenService, claims: dict[str, object], code: TokenErrorCode) -> None:
+    token = service.key.sign(claims)
+    with pytest.raises(TokenError) as info:
+        await service.verify(token)
+    assert info.value.code is code
+
+
+async def test_leeway_accepts_small_clock_skew(service: TokenService) -> None:
+    token = service.key.sign({"iss": "localhost", "sub": "a", "iat": NOW, "exp": NOW - 59, "nbf": NOW + 59})
+    assert (await service.verify(token)).subject == "a"
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b", "a.b.c", "e30.e30.", "W10.e30.sig"])
+async def test_garbage_is_malformed(service: TokenService, token: str) -> None:
+    with pytest.raises(TokenError) as info:
+        await service.verify(token)
+    assert info.value.code is TokenErrorCode.MALFORMED
+
+
+async def test_alg_none_and_hs256_never_pass_as_host_tokens(service: TokenService) -> None:
+    claims = {"iss": "localhost", "sub": "a", "iat": int(NOW)}
+    unsigned = "eyJhbGciOiJub25lIn0." + service.key.sign(claims).split(".")[1] + "."
+    with pytest.raises(TokenError) as info:
+        await service.verify(unsigned)
+    assert info.value.code is TokenErrorCode.BAD_SIGNATURE
+    other = ECKey.generate_key("P-256")
+    with pytest.raises(TokenError):
+        await service.verify(jwt.encode({"alg": "ES256"}, claims, other))
