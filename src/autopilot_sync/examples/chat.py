@@ -161,4 +161,3 @@ def fail(ctx: ReducerContext, message: str) -> None:
 def panic(ctx: ReducerContext) -> None:
     """Fails with an unexpected exception (an internal error, not a user error)."""
     raise RuntimeError("deliberate panic")
-

@@ -7,8 +7,15 @@ from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.desktop import DesktopSettings
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.runtime import RuntimeSettings
+from autopilot_sync.settings.sync_module import SyncModuleSettings
 
-SERVICES: tuple[type[ServiceSettings], ...] = (HostSettings, ControlSettings, RuntimeSettings, DesktopSettings)
+SERVICES: tuple[type[ServiceSettings], ...] = (
+    HostSettings,
+    SyncModuleSettings,
+    ControlSettings,
+    RuntimeSettings,
+    DesktopSettings,
+)
 """All settings classes, in the order the docs list them; a new service adds its class here."""
 
 

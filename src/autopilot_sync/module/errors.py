@@ -1,0 +1,58 @@
+"""Error codes the sync module's reducers fail with, one closed set.
+
+Every reducer error message starts with `<code>: ` so clients classify failures without parsing prose; the
+runtime's retry classes and the desktop's recovery paths switch on these codes. Documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from autopilot_sync.host.module_api import ReducerError
+
+
+class SyncErrorCode(enum.Enum):
+    """Why a sync reducer refused a call."""
+
+    UNAUTHORIZED = "unauthorized"
+    """The caller's token lacks the scope this reducer needs (or has no scopes at all, e.g. anonymous)."""
+    FORBIDDEN_STREAM = "forbidden_stream"
+    """The token's `streams` claim does not cover this stream."""
+    INVALID_EVENT = "invalid_event"
+    """A field is empty or malformed (stream id, key, kind, payload JSON)."""
+    PAYLOAD_HASH_MISMATCH = "payload_hash_mismatch"
+    """`payload_hash` is not the sha256 of the canonical payload."""
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    """The canonical payload exceeds the configured limit."""
+    BATCH_TOO_LARGE = "batch_too_large"
+    """More events in one call than the configured limit."""
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    """The idempotency key was already committed with a different payload hash."""
+    SEQUENCE_CONFLICT = "sequence_conflict"
+    """`expected_seq` is not `head_seq + 1`; the message carries both numbers."""
+    UNKNOWN_STREAM = "unknown_stream"
+    """The stream has no events yet."""
+    CHECKPOINT_BEYOND_HEAD = "checkpoint_beyond_head"
+    """A checkpoint past the stream's head."""
+    CHECKPOINT_REGRESSION = "checkpoint_regression"
+    """A checkpoint lower than the one already recorded."""
+    INVALID_TRIM = "invalid_trim"
+    """A retention floor beyond `head_seq + 1` or below the current floor."""
+
+
+class SyncError(ReducerError):
+    """A reducer refusal with a code; `str()` is `<code>: <detail>`."""
+
+    def __init__(self, code: SyncErrorCode, detail: str) -> None:
+        super().__init__(f"{code.value}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def parse_error_code(message: str) -> SyncErrorCode | None:
+    """The code at the start of a reducer error message, if it is one of ours."""
+    head = message.split(":", 1)[0].strip()
+    try:
+        return SyncErrorCode(head)
+    except ValueError:
+        return None

@@ -1,0 +1,188 @@
+"""The sync module's reducers and lifecycle hooks (the contract in docs/protocol.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autopilot_sync.host.transaction import ReducerContext
+from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
+from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.module.errors import SyncError, SyncErrorCode
+from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
+from autopilot_sync.settings.load import load_settings
+from autopilot_sync.settings.sync_module import SyncModuleSettings
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime.values import Timestamp
+
+LIMITS = load_settings(SyncModuleSettings)
+FIRST_EPOCH = 1
+
+
+@module.client_connected
+def client_connected(ctx: ReducerContext) -> None:
+    """Admit readers and publishers only; record presence with the Nostr key the token proves."""
+    scopes = scopes_of(ctx.claims)
+    if Scope.SUBSCRIBE.value not in scopes and Scope.APPEND.value not in scopes:
+        raise SyncError(SyncErrorCode.UNAUTHORIZED, "connecting needs scope sync.subscribe or sync.append")
+    if ctx.connection_id is None:
+        return
+    pubkey = nostr_pubkey_of(ctx.claims)
+    kind = ctx.claims.get("client_kind")
+    ctx.db.active_connection.insert(
+        (
+            ctx.connection_id,
+            ctx.sender,
+            pubkey.hex if pubkey else "",
+            pubkey.npub if pubkey else "",
+            kind if isinstance(kind, str) else "",
+            ctx.timestamp,
+            ctx.timestamp,
+        )
+    )
+
+
+@module.client_disconnected
+def client_disconnected(ctx: ReducerContext) -> None:
+    """Presence ends with the connection (also for connections a crash left behind, at host start)."""
+    if ctx.connection_id is not None:
+        ctx.db.active_connection.delete_by("connection_id", ctx.connection_id)
+
+
+@module.reducer()
+def heartbeat(ctx: ReducerContext) -> None:
+    """Refresh `last_seen` of the caller's connection."""
+    if ctx.connection_id is None:
+        return
+    row = ctx.db.active_connection.find("connection_id", ctx.connection_id)
+    if row is not None:
+        ctx.db.active_connection.update((*row[:6], ctx.timestamp))
+
+
+@module.reducer(("batch", at.array(SYNC_EVENT_INPUT)))
+def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> None:
+    """Append events atomically: hash-checked, idempotent by key, gap-free per stream."""
+    require_scope(ctx.claims, Scope.APPEND, "append_sync_events")
+    if len(batch) > LIMITS.max_batch_events:
+        raise SyncError(
+            SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {LIMITS.max_batch_events}"
+        )
+    for event in batch:
+        _append_one(ctx, *event)
+
+
+@module.reducer(*SYNC_EVENT_INPUT.elements and [(e.name or "", e.type) for e in SYNC_EVENT_INPUT.elements])
+def append_sync_event(
+    ctx: ReducerContext,
+    stream_id: str,
+    idempotency_key: str,
+    kind: str,
+    payload: str,
+    hash_text: str,
+    expected_seq: int,
+    published_at: Timestamp,
+) -> None:
+    """The single-event form of `append_sync_events`."""
+    require_scope(ctx.claims, Scope.APPEND, "append_sync_event")
+    _append_one(ctx, stream_id, idempotency_key, kind, payload, hash_text, expected_seq, published_at)
+
+
+def _append_one(
+    ctx: ReducerContext,
+    stream_id: str,
+    idempotency_key: str,
+    kind: str,
+    payload: str,
+    hash_text: str,
+    expected_seq: int,
+    published_at: Timestamp,
+) -> None:
+    if not stream_id or not idempotency_key or not kind:
+        raise SyncError(SyncErrorCode.INVALID_EVENT, "stream_id, idempotency_key and kind must not be empty")
+    require_stream(ctx.claims, stream_id)
+    try:
+        canonical = canonicalize_text(payload)
+    except CanonicalJsonError as exc:
+        raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
+    size = len(canonical.encode("utf-8"))
+    if size > LIMITS.max_payload_bytes:
+        raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {LIMITS.max_payload_bytes}")
+    computed = payload_hash(canonical)
+    if computed != hash_text:
+        raise SyncError(
+            SyncErrorCode.PAYLOAD_HASH_MISMATCH,
+            f"payload_hash {hash_text} but the canonical payload hashes to {computed}",
+        )
+    existing = ctx.db.sync_event.find("idempotency_key", idempotency_key)
+    if existing is not None:
+        if existing[5] == computed and existing[0] == stream_id:
+            return  # a retry of a committed event: the duplicate is the success
+        raise SyncError(
+            SyncErrorCode.IDEMPOTENCY_CONFLICT,
+            f"key {idempotency_key} was committed as {existing[0]}#{existing[1]} with {existing[5]}",
+        )
+    head = ctx.db.stream_head.find("stream_id", stream_id)
+    head_seq = head[1] if head is not None else 0
+    if expected_seq != head_seq + 1:
+        raise SyncError(
+            SyncErrorCode.SEQUENCE_CONFLICT,
+            f"stream {stream_id} expected_seq={expected_seq} head_seq={head_seq}",
+        )
+    ctx.db.sync_event.insert(
+        (stream_id, expected_seq, idempotency_key, kind, canonical, computed, published_at, ctx.timestamp)
+    )
+    if head is None:
+        ctx.db.stream_head.insert((stream_id, expected_seq, 1, FIRST_EPOCH, ctx.timestamp))
+    else:
+        ctx.db.stream_head.update((stream_id, expected_seq, head[2], head[3], ctx.timestamp))
+
+
+@module.reducer(("stream_id", at.STRING), ("seq", at.U64))
+def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
+    """Record the last seq the caller applied on a stream (observability of replay lag)."""
+    require_scope(ctx.claims, Scope.CHECKPOINT_WRITE, "ack_checkpoint")
+    require_stream(ctx.claims, stream_id)
+    head = ctx.db.stream_head.find("stream_id", stream_id)
+    head_seq = head[1] if head is not None else 0
+    if seq > head_seq:
+        raise SyncError(SyncErrorCode.CHECKPOINT_BEYOND_HEAD, f"stream {stream_id} seq={seq} head_seq={head_seq}")
+    key = f"{ctx.sender.hex}:{stream_id}"
+    current = ctx.db.stream_checkpoint.find("checkpoint_key", key)
+    if current is None:
+        ctx.db.stream_checkpoint.insert((key, ctx.sender, stream_id, seq, ctx.timestamp))
+        return
+    if seq < current[3]:
+        raise SyncError(
+            SyncErrorCode.CHECKPOINT_REGRESSION, f"stream {stream_id} seq={seq} is below the recorded {current[3]}"
+        )
+    if seq > current[3]:
+        ctx.db.stream_checkpoint.update((key, ctx.sender, stream_id, seq, ctx.timestamp))
+
+
+@module.reducer(("stream_id", at.STRING), ("retain_from_seq", at.U64))
+def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> None:
+    """Retention: delete events below `retain_from_seq` and raise the stream's floor so stale cursors are detectable."""
+    require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
+    head = ctx.db.stream_head.find("stream_id", stream_id)
+    if head is None:
+        raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")
+    _, head_seq, floor, epoch, _ = head
+    if retain_from_seq > head_seq + 1 or retain_from_seq < floor:
+        raise SyncError(
+            SyncErrorCode.INVALID_TRIM,
+            f"stream {stream_id} retain_from_seq={retain_from_seq} must be within {floor}..{head_seq + 1}",
+        )
+    for row in ctx.db.sync_event.range(("stream_id", "seq"), (stream_id, floor), (stream_id, retain_from_seq - 1)):
+        ctx.db.sync_event.delete(row)
+    ctx.db.stream_head.update((stream_id, head_seq, retain_from_seq, epoch, ctx.timestamp))
+
+
+@module.reducer(("stream_id", at.STRING))
+def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
+    """Start a stream over: delete its events, reset the head and bump its epoch (clients must rebuild)."""
+    require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
+    head = ctx.db.stream_head.find("stream_id", stream_id)
+    if head is None:
+        raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")
+    for row in ctx.db.sync_event.filter("stream_id", stream_id):
+        ctx.db.sync_event.delete(row)
+    ctx.db.stream_head.update((stream_id, 0, 1, head[3] + 1, ctx.timestamp))
