@@ -153,11 +153,15 @@ async def test_corrupt_record_stops_replay_without_crashing(tmp_path: Path) -> N
 
 async def test_scheduled_reducer_runs_once(tmp_path: Path) -> None:
     engine = await started(tmp_path)
+    seen: list[CommittedTx] = []
+    engine.add_commit_listener(seen.append)
     await engine.call_reducer("schedule_reminder", ("tea", 20_000), ALICE)
-    for _ in range(100):
-        if len(engine.datastore["message"]):
+    for _ in range(200):
+        if any(tx.reducer == "remind" for tx in seen):
             break
         await asyncio.sleep(0.01)
+    # Subscribers hear of the scheduled commit on its own, without another call flushing the log.
+    assert [tx.reducer for tx in seen] == ["schedule_reminder", "remind"]
     texts = [row[3] for row in engine.datastore["message"].rows.values()]
     assert texts == ["reminder: tea"]
     assert len(engine.datastore["reminder"]) == 0

@@ -315,7 +315,15 @@ async def test_schema_v9_is_the_module_definition(host: Host) -> None:
         assert r.status == 404
 
 
-async def test_sql_is_501_until_the_sql_module_exists(host: Host) -> None:
-    async with host.http.post(f"{host.url}/v1/database/{DB}/sql", data="SELECT * FROM note") as r:
-        assert r.status == 501
-        assert "not implemented" in await r.text()
+async def test_sql_answers_selects_and_rejects_the_rest(host: Host) -> None:
+    async with host.http.post(f"{host.url}/v1/database/{DB}/sql", data="SELECT COUNT(*) AS n FROM note") as r:
+        assert r.status == 200, await r.text()
+        assert "spacetime-execution-duration-micros" in r.headers
+        (result,) = await r.json()
+    assert result["rows"] == [[0]]
+    assert [e["name"] for e in result["schema"]["elements"]] == [{"some": "n"}]
+    async with host.http.post(f"{host.url}/v1/database/{DB}/sql", data="DELETE FROM note") as r:
+        assert r.status == 400
+        assert await r.text()
+    async with host.http.post(f"{host.url}/v1/database/{DB}/sql", data="SELECT * FROM nope") as r:
+        assert r.status == 400

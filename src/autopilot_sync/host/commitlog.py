@@ -17,7 +17,7 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +97,7 @@ class CommitLog:
         self._failure: BaseException | None = None
         self.last_fsync_seconds = 0.0
         self.fsync_count = 0
+        self.on_fsync: Callable[[float], None] | None = None
 
     # ----- recovery -----
 
@@ -214,6 +215,8 @@ class CommitLog:
                 break
             self.last_fsync_seconds = time.perf_counter() - started
             self.fsync_count += 1
+            if self.on_fsync is not None:
+                self.on_fsync(self.last_fsync_seconds)
             for fd in retired:
                 self._retired_fds.remove(fd)
                 os.close(fd)

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +138,8 @@ class HostEngine:
         self._started = False
         self.recovery = RecoveryReport()
         self.commits_total = 0
+        self.on_call: Callable[[str, CallOutcome], None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ----- lifecycle -----
 
@@ -279,7 +281,10 @@ class HostEngine:
                 self._now(),
                 f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}",
             )
-        return await self._run_and_wait(reducer, tuple(args), caller, origin)
+        outcome = await self._run_and_wait(reducer, tuple(args), caller, origin)
+        if self.on_call is not None:
+            self.on_call(name, outcome)
+        return outcome
 
     async def connect(self, caller: Caller, origin: Any = None) -> None:
         """Record a connection and run `client_connected`; ConnectionRejectedError when it refuses."""
@@ -478,10 +483,17 @@ class HostEngine:
         if outcome.status is not CallStatus.COMMITTED:
             log.warning("scheduled reducer %s failed: %s", reducer.name, outcome.message)
             if one_shot:
-                self.run_transaction(None, (), Caller(self.owner_identity), extra=remove_row)
+                _, sequence = self.run_transaction(None, (), Caller(self.owner_identity), extra=remove_row)
+        if sequence is not None:
+            # Nobody awaits a scheduled transaction, so flush it here: subscribers hear of it only once durable.
+            self._background(self.commitlog.wait_durable(sequence))
         if not one_shot and row_bytes in store.rows and (table, row_bytes) not in self._timers:
             self._arm_timer(table, row_bytes, row)
-        del sequence
+
+    def _background(self, awaitable: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
 
 def new_connection_id() -> ConnectionId:

@@ -23,6 +23,7 @@ from aiohttp import web
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallOutcome, CallStatus, ConnectionRejectedError, HostEngine, new_connection_id
 from autopilot_sync.host.module_api import Lifecycle
+from autopilot_sync.host.sql import SqlError, sql_json_result
 from autopilot_sync.host.tokens import TokenError, TokenService, VerifiedToken
 from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
 from autopilot_sync.spacetime.values import ConnectionId, Identity
@@ -266,13 +267,21 @@ def _outcome_response(outcome: CallOutcome) -> tuple[int, str]:
 
 
 async def sql(request: web.Request) -> web.Response:
-    """`POST /v1/database/:name/sql`: not served until the host's SQL module exists."""
-    _, auth = await _database_request(request)
-    await read_body(request, auth.identity_headers())
-    return _text(
-        501,
-        "SQL over HTTP is not implemented by this host yet; subscribe over the WebSocket instead",
-        auth.identity_headers(),
+    """`POST /v1/database/:name/sql`: one read-only query (one-off SQL subset); the owner also sees private tables."""
+    engine, auth = await _database_request(request)
+    headers = auth.identity_headers()
+    body = await read_body(request, headers)
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _text(400, "SQL body must be UTF-8 text", headers)
+    try:
+        result = sql_json_result(engine.datastore, text, private_visible=auth.identity == engine.owner_identity)
+    except SqlError as exc:
+        return _text(400, str(exc), headers)
+    headers["spacetime-execution-duration-micros"] = str(result[0]["total_duration_micros"])
+    return web.Response(
+        text=json.dumps(result, separators=(",", ":")), content_type="application/json", headers=headers
     )
 
 

@@ -1,0 +1,5 @@
+"""`python -m autopilot_sync` is the `autopilot-sync` command (used to start child services with this interpreter)."""
+
+from autopilot_sync.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""Start `autopilot-sync <service>` as a child process and wait for its `ready` line.
+
+Tests, benchmarks and `autopilot-sync up` all need the same thing: a real service on a real socket, a way to know
+when it accepts connections, and a way to kill it (gracefully or with SIGKILL). One implementation serves all three.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_READY = re.compile(r"autopilot-sync (?P<service>[a-z-]+) ready: (?P<url>\S+)")
+
+
+class ServiceStartError(RuntimeError):
+    """The child exited or stayed silent before printing its ready line; carries its output."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """A running service child: its URL once ready, its output so far, and ways to stop it."""
+
+    service: str
+    process: subprocess.Popen[str]
+    url: str = ""
+    output: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    def _pump(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line.rstrip("\n"))
+            match = _READY.search(line)
+            if match and not self._ready.is_set():
+                self.url = match.group("url")
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 30.0) -> str:
+        """Block until the ready line (returns the URL); ServiceStartError when the child dies or times out."""
+        deadline = time.monotonic() + timeout
+        while not self._ready.wait(0.05):
+            if time.monotonic() > deadline:
+                self.kill()
+                raise ServiceStartError(f"{self.service} not ready after {timeout}s:\n" + self.tail())
+        if not self.url:
+            raise ServiceStartError(f"{self.service} exited with {self.process.poll()}:\n" + self.tail())
+        return self.url
+
+    def tail(self, lines: int = 40) -> str:
+        """The last lines the child printed."""
+        return "\n".join(self.output[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks run, like a crash."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM and wait (SIGKILL after `timeout`); returns the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return int(self.process.returncode)
+
+
+def start_service(
+    service: str,
+    args: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> ServiceProcess:
+    """Run `autopilot-sync <service> [args]` with extra environment, stdout+stderr captured line by line."""
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopilot_sync", service, *(args or [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=child_env,
+        cwd=cwd,
+    )
+    running = ServiceProcess(service, process)
+    running._reader = threading.Thread(target=running._pump, daemon=True, name=f"{service}-output")
+    running._reader.start()
+    if wait:
+        running.wait_ready(timeout)
+    return running
+
+
+def start_host(
+    data_dir: Path,
+    *,
+    module: str = "autopilot_sync.module",
+    database: str = "autopilot-sync",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    wait: bool = True,
+) -> ServiceProcess:
+    """An `autopilot-sync host` child on 127.0.0.1 (a free port unless given)."""
+    host_env = {
+        "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{port or free_port()}",
+        "AUTOPILOT_SYNC_HOST_DATA_DIR": str(data_dir),
+        "AUTOPILOT_SYNC_HOST_MODULE": module,
+        "AUTOPILOT_SYNC_HOST_DATABASE": database,
+        **(env or {}),
+    }
+    return start_service("host", env=host_env, wait=wait)

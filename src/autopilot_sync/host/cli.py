@@ -1,0 +1,45 @@
+"""`autopilot-sync host`: run the embedded Spacetime host."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import click
+
+from autopilot_sync.settings.host import HostSettings
+from autopilot_sync.settings.load import load_settings
+
+
+@click.command("host")
+@click.option("--listen", help="HOST:PORT to listen on (env AUTOPILOT_SYNC_HOST_LISTEN, default 127.0.0.1:3000).")
+@click.option("--data-dir", help="Commit log and snapshot directory (env AUTOPILOT_SYNC_HOST_DATA_DIR).")
+@click.option("--database", help="Database name served under /v1/database/:name (env AUTOPILOT_SYNC_HOST_DATABASE).")
+@click.option("--module", "module_path", help="Dotted path of the module to run (env AUTOPILOT_SYNC_HOST_MODULE).")
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+def host(
+    listen: str | None, data_dir: str | None, database: str | None, module_path: str | None, log_level: str
+) -> None:
+    """Run the embedded Spacetime host (HTTP API + v2/v3 WebSocket) until SIGINT/SIGTERM.
+
+    Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
+    Prints `autopilot-sync host ready: http://...` once it accepts connections.
+
+    \b
+    Example:
+      autopilot-sync host --listen 127.0.0.1:3000 --data-dir ./var/host
+      AUTOPILOT_SYNC_HOST_MODULE=autopilot_sync.examples.chat autopilot-sync host --database chat
+    """
+    overrides = {"LISTEN": listen, "DATA_DIR": data_dir, "DATABASE": database, "MODULE": module_path}
+    for name, value in overrides.items():
+        if value is not None:
+            os.environ[f"{HostSettings.env_prefix()}{name}"] = value
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings(HostSettings)
+    from autopilot_sync.host.server import ModuleLoadError, serve_forever
+
+    try:
+        asyncio.run(serve_forever(settings))
+    except ModuleLoadError as exc:
+        raise click.ClickException(str(exc)) from exc

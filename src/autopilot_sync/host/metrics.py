@@ -1,0 +1,113 @@
+"""Prometheus metrics of the host, served at `GET /metrics`.
+
+Counters are fed by the engine's commit listener and the commit log's flush hook; gauges that describe the live
+state (connections, distinct identities, query sets) are computed at scrape time from the WebSocket hub, so they can
+never drift from the truth. Each host owns its registry, so several hosts in one test process do not collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from autopilot_sync.host.engine import CallOutcome, HostEngine
+from autopilot_sync.host.transaction import CommittedTx
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class HostMetrics:
+    """Every metric the host exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.commits = Counter("autopilot_sync_host_commits_total", "Committed (durable) transactions.", registry=r)
+        self.rows = Counter(
+            "autopilot_sync_host_rows_written_total",
+            "Rows inserted or deleted by commits.",
+            ["table", "op"],
+            registry=r,
+        )
+        self.reducer_calls = Counter(
+            "autopilot_sync_host_reducer_calls_total", "Reducer calls by outcome.", ["reducer", "status"], registry=r
+        )
+        self.fsync_seconds = Histogram(
+            "autopilot_sync_host_commitlog_fsync_seconds",
+            "Duration of one group-commit fsync of the commit log.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.fanout_seconds = Histogram(
+            "autopilot_sync_host_fanout_seconds",
+            "From a transaction's commit timestamp to its update being queued for a subscriber.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.slow_consumers = Counter(
+            "autopilot_sync_host_slow_consumer_disconnects_total",
+            "Connections closed because their send queue exceeded its bound.",
+            registry=r,
+        )
+        self.durable_offset = Gauge(
+            "autopilot_sync_host_durable_offset", "Offset of the newest durable transaction.", registry=r
+        )
+        self.recovery_seconds = Gauge(
+            "autopilot_sync_host_recovery_seconds", "Time the last start spent on snapshot load and replay.", registry=r
+        )
+        self.storage_failed = Gauge(
+            "autopilot_sync_host_storage_failed", "1 when the commit log failed and writes are refused.", registry=r
+        )
+
+    def observe_commit(self, tx: CommittedTx) -> None:
+        """Commit listener: count the transaction and its rows."""
+        self.commits.inc()
+        self.durable_offset.set(tx.offset)
+        for change in tx.changes:
+            if change.inserts:
+                self.rows.labels(change.table, "insert").inc(len(change.inserts))
+            if change.deletes:
+                self.rows.labels(change.table, "delete").inc(len(change.deletes))
+
+    def observe_call(self, reducer: str, outcome: CallOutcome) -> None:
+        """Count one client reducer call by its outcome."""
+        self.reducer_calls.labels(reducer, outcome.status.value).inc()
+
+    def track_live(
+        self, connections: Callable[[], float], identities: Callable[[], float], query_sets: Callable[[], float]
+    ) -> None:
+        """Gauges computed at scrape time from the live WebSocket state."""
+        r = self.registry
+        Gauge("autopilot_sync_host_connections", "Open WebSocket connections.", registry=r).set_function(connections)
+        Gauge(
+            "autopilot_sync_host_connected_identities", "Distinct identities with an open connection.", registry=r
+        ).set_function(identities)
+        Gauge("autopilot_sync_host_query_sets", "Subscribed query sets over all connections.", registry=r).set_function(
+            query_sets
+        )
+
+    def attach(self, engine: HostEngine) -> None:
+        """Feed counters from the engine and its commit log."""
+        engine.add_commit_listener(self.observe_commit)
+        engine.commitlog.on_fsync = self.fsync_seconds.observe
+        self.recovery_seconds.set(engine.recovery.seconds)
+        self.durable_offset.set(engine.durable_offset)
+        self.storage_failed.set_function(lambda: 1.0 if engine.commitlog.failure is not None else 0.0)
+
+
+METRICS_KEY = web.AppKey("autopilot_sync.host.metrics", HostMetrics)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    """`GET /metrics` in the Prometheus text format."""
+    metrics = request.app[METRICS_KEY]
+    body = generate_latest(metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_metrics_route(app: web.Application, metrics: HostMetrics) -> None:
+    """Mount `GET /metrics`."""
+    app[METRICS_KEY] = metrics
+    app.router.add_get("/metrics", metrics_handler)

@@ -1,0 +1,125 @@
+"""The host process: loads the module, recovers the database, serves HTTP and WebSocket until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.http_api import add_http_routes
+from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
+from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.tokens import TokenService
+from autopilot_sync.settings.host import HostSettings
+
+log = logging.getLogger(__name__)
+
+
+class ModuleLoadError(RuntimeError):
+    """The configured module path does not name an importable module with a `module` attribute."""
+
+
+def load_module(path: str) -> Module:
+    """Import `path` and return its `module` (a `Module`)."""
+    try:
+        imported = importlib.import_module(path)
+    except ImportError as exc:
+        raise ModuleLoadError(f"cannot import module {path!r}: {exc}") from exc
+    module = getattr(imported, "module", None)
+    if not isinstance(module, Module):
+        raise ModuleLoadError(f"{path!r} has no `module` attribute holding an autopilot_sync Module")
+    return module
+
+
+@dataclass
+class RunningHost:
+    """A started host: its engine, token service and the bound address."""
+
+    engine: HostEngine
+    tokens: TokenService
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def base_url(self) -> str:
+        """`http://host:port` of the HTTP API."""
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Close sockets first (running disconnect hooks), then the engine's log."""
+        await self.runner.cleanup()
+        await self.tokens.close()
+        await self.engine.stop()
+
+
+def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
+    """The aiohttp application with every route of the host."""
+    from autopilot_sync.host.websocket import add_websocket_route
+
+    app = web.Application(client_max_size=settings.max_message_bytes)
+    add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
+    hub = add_websocket_route(app, engine, tokens, max_message_bytes=settings.max_message_bytes)
+    metrics = HostMetrics()
+    metrics.attach(engine)
+    engine.on_call = metrics.observe_call
+    metrics.track_live(
+        lambda: len(hub.connections),
+        lambda: len({connection.caller.identity for connection in hub.connections}),
+        lambda: sum(hub.subscriptions.query_set_count(connection) for connection in hub.connections),
+    )
+    add_metrics_route(app, metrics)
+    return app
+
+
+async def start_host(settings: HostSettings) -> RunningHost:
+    """Recover the database and start listening (port 0 picks a free port)."""
+    module = load_module(settings.module)
+    engine = HostEngine(
+        module,
+        Path(settings.data_dir),
+        settings.database,
+        EngineConfig(fsync=settings.fsync, snapshot_every=settings.snapshot_every_commits),
+    )
+    async with AsyncExitStack() as undo:
+        await engine.start()
+        undo.push_async_callback(engine.stop)
+        tokens = TokenService.for_host(settings)
+        undo.push_async_callback(tokens.close)
+        runner = web.AppRunner(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
+        await site.start()
+        sockets = runner.addresses
+        host, port = sockets[0][0], sockets[0][1]
+        undo.pop_all()
+    return RunningHost(engine, tokens, runner, host, port)
+
+
+async def serve_forever(settings: HostSettings) -> None:
+    """Run until SIGINT/SIGTERM, printing one `ready` line that scripts and tests wait for."""
+    running = await start_host(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    report = running.engine.recovery
+    print(
+        f"autopilot-sync host ready: {running.base_url} database={settings.database} offset={report.offset} "
+        f"recovered_in={report.seconds:.3f}s",
+        flush=True,
+    )
+    if report.tail is not None:
+        print(
+            f"WARNING commit log tail set aside: {report.tail.reason} ({report.tail.discarded_bytes} bytes)", flush=True
+        )
+    await stop.wait()
+    log.info("stopping host")
+    await running.stop()

@@ -1,0 +1,676 @@
+"""The host's SQL: the subset SpacetimeDB accepts for subscriptions and one-off queries, parsed into typed plans.
+
+Subscriptions (`SELECT * FROM t [WHERE pred]`) must return whole rows of one table, because the client caches rows by
+table; one-off queries over HTTP `/sql` may also project columns, count rows (`COUNT(*) AS n`) and `LIMIT`. Predicates
+are comparisons of a column with a literal (`= != <> < > <= >=`) joined by `AND`/`OR`; `:sender` stands for the
+caller's identity. Every literal is checked against its column's type when the query is compiled, so a query that
+compiles cannot fail while it runs, whether on the snapshot or on every later transaction.
+
+Parsing goes through sqlglot's PostgreSQL dialect (the closest to SpacetimeDB's `sqlparser` dialect: `<>`, `X'..'`,
+double-quoted identifiers); everything outside the subset is refused with an error naming what is unsupported, in the
+wording of the real host's `sql-parser`/`expr` crates where one exists. Joins are refused: the subscription engine is
+single-table (see docs/protocol.md).
+
+Evaluation uses a B-tree index when a top-level conjunct is an equality (or range) on an index's leading column, else
+scans the table.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from autopilot_sync.host.datastore import Datastore, TableStore
+from autopilot_sync.host.module_api import TableDef
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime.algebraic import AlgebraicType, ArrayType, Primitive, PrimitiveKind
+from autopilot_sync.spacetime.sats_json import to_untyped_json
+from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
+
+Row = tuple[Any, ...]
+
+#: sqlglot dialect used to read queries.
+DIALECT = "postgres"
+#: Largest query text accepted (the real host has no fixed limit; this keeps a hostile client from feeding megabytes).
+MAX_QUERY_CHARS = 64 * 1024
+
+
+class SqlError(ValueError):
+    """A query outside the supported subset, or ill-typed; the message is what the client sees."""
+
+
+class CompareOp(enum.Enum):
+    """Comparison operators; the value is the canonical SQL spelling."""
+
+    EQ = "="
+    NE = "!="
+    LT = "<"
+    GT = ">"
+    LE = "<="
+    GE = ">="
+
+    def flipped(self) -> CompareOp:
+        """The operator with its operands swapped (`5 < x` is `x > 5`)."""
+        return _FLIPPED[self]
+
+
+_FLIPPED = {
+    CompareOp.EQ: CompareOp.EQ,
+    CompareOp.NE: CompareOp.NE,
+    CompareOp.LT: CompareOp.GT,
+    CompareOp.GT: CompareOp.LT,
+    CompareOp.LE: CompareOp.GE,
+    CompareOp.GE: CompareOp.LE,
+}
+
+_SQLGLOT_OPS: dict[type[exp.Expression], CompareOp] = {
+    exp.EQ: CompareOp.EQ,
+    exp.NEQ: CompareOp.NE,
+    exp.LT: CompareOp.LT,
+    exp.GT: CompareOp.GT,
+    exp.LTE: CompareOp.LE,
+    exp.GTE: CompareOp.GE,
+}
+
+_TESTS: dict[CompareOp, Callable[[Any, Any], bool]] = {
+    CompareOp.EQ: lambda a, b: bool(a == b),
+    CompareOp.NE: lambda a, b: bool(a != b),
+    CompareOp.LT: lambda a, b: bool(a < b),
+    CompareOp.GT: lambda a, b: bool(a > b),
+    CompareOp.LE: lambda a, b: bool(a <= b),
+    CompareOp.GE: lambda a, b: bool(a >= b),
+}
+
+
+# ----- the plan -----
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """`column op value`, with `value` already converted to the column's Python representation."""
+
+    column: str
+    position: int
+    op: CompareOp
+    value: Any
+
+    def test(self, row: Row) -> bool:
+        """Whether a row satisfies this comparison."""
+        return _TESTS[self.op](row[self.position], self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    """Every part holds."""
+
+    parts: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    """At least one part holds."""
+
+    parts: tuple[Predicate, ...]
+
+
+Predicate = Comparison | And | Or
+
+
+def matches(predicate: Predicate | None, row: Row) -> bool:
+    """Evaluate a predicate on a row (None = every row)."""
+    if predicate is None:
+        return True
+    if isinstance(predicate, Comparison):
+        return predicate.test(row)
+    if isinstance(predicate, And):
+        return all(matches(part, row) for part in predicate.parts)
+    return any(matches(part, row) for part in predicate.parts)
+
+
+def conjuncts(predicate: Predicate | None) -> tuple[Predicate, ...]:
+    """The top-level AND terms of a predicate (itself when it is not an AND)."""
+    if predicate is None:
+        return ()
+    if isinstance(predicate, And):
+        return tuple(term for part in predicate.parts for term in conjuncts(part))
+    return (predicate,)
+
+
+def equality_terms(predicate: Predicate | None) -> tuple[Comparison, ...]:
+    """Top-level `column = literal` conjuncts: what the subscription index and the index scan key on."""
+    return tuple(t for t in conjuncts(predicate) if isinstance(t, Comparison) and t.op is CompareOp.EQ)
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """One output column of a one-off query: a table column, possibly renamed."""
+
+    name: str
+    position: int
+    type: AlgebraicType
+
+
+@dataclass(frozen=True, slots=True)
+class SelectPlan:
+    """A compiled query over one table.
+
+    `projection` is None for whole rows (`*`); `count_alias` is set for `SELECT COUNT(*) AS alias`. Subscriptions only
+    ever hold plans with neither (`returns_rows`).
+    """
+
+    sql: str
+    table: TableDef
+    predicate: Predicate | None = None
+    projection: tuple[Projection, ...] | None = None
+    count_alias: str | None = None
+    limit: int | None = None
+
+    @property
+    def returns_rows(self) -> bool:
+        """True when the result is whole rows of `table` (what subscriptions and WebSocket one-off queries need)."""
+        return self.projection is None and self.count_alias is None
+
+    def matches(self, row: Row) -> bool:
+        """Whether a row of `table` is in the result (before LIMIT)."""
+        return matches(self.predicate, row)
+
+    def output_type(self) -> at.ProductType:
+        """The product type of each result row (the `schema` of an HTTP `/sql` result)."""
+        if self.count_alias is not None:
+            return at.product((self.count_alias, at.U64))
+        if self.projection is not None:
+            return at.product(*((p.name, p.type) for p in self.projection))
+        return self.table.row_type
+
+
+# ----- compiling -----
+
+
+@dataclass(frozen=True, slots=True)
+class SqlContext:
+    """What compilation may see: the tables, whether private tables are visible, and who `:sender` is."""
+
+    datastore: Datastore
+    private_visible: bool = False
+    sender: Identity | None = None
+
+
+def compile_subscription(sql: str, ctx: SqlContext) -> SelectPlan:
+    """Compile a subscription query: whole rows of one table, optionally filtered."""
+    plan = _compile(sql, ctx, one_off=False)
+    return plan
+
+
+def compile_query(sql: str, ctx: SqlContext) -> SelectPlan:
+    """Compile a one-off query (projections, `COUNT(*)` and `LIMIT` allowed)."""
+    return _compile(sql, ctx, one_off=True)
+
+
+def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
+    if len(sql) > MAX_QUERY_CHARS:
+        raise SqlError(f"Unsupported: query of {len(sql)} characters (the limit is {MAX_QUERY_CHARS})")
+    if not sql.strip():
+        raise SqlError("Empty SQL query")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
+    except ParseError as exc:
+        raise SqlError(f"SQL parse error: {_first_line(str(exc))}") from None
+    except Exception as exc:  # sqlglot raises assorted errors on garbage (tokenizer, recursion)
+        raise SqlError(f"SQL parse error: {_first_line(str(exc)) or type(exc).__name__}") from None
+    if not statements:
+        raise SqlError("Empty SQL query")
+    if len(statements) > 1:
+        raise SqlError("Multiple SQL statements are not supported")
+    (statement,) = statements
+    if not isinstance(statement, exp.Select):
+        what = type(statement).__name__.upper()
+        raise SqlError(f"Unsupported: Non-SELECT queries ({what}); this host serves read-only SQL")
+    return _compile_select(sql, statement, ctx, one_off)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+_ALLOWED_SELECT_ARGS = {"expressions", "from", "from_", "where", "limit", "joins", "kind"}
+
+
+def _compile_select(sql: str, select: exp.Select, ctx: SqlContext, one_off: bool) -> SelectPlan:
+    for name, value in select.args.items():
+        if name in _ALLOWED_SELECT_ARGS or value in (None, False, [], ""):
+            continue
+        raise SqlError(f"Unsupported: {name.upper().rstrip('_')} clause")
+    if select.args.get("kind"):
+        raise SqlError(f"Unsupported: SELECT {select.args['kind']}")
+    if select.args.get("joins"):
+        join = select.args["joins"][0]
+        if not join.args.get("on") and not join.args.get("using"):
+            raise SqlError("Implicit joins are not supported")
+        raise SqlError("Unsupported: JOIN (this host evaluates queries over a single table)")
+    source = select.args.get("from") or select.args.get("from_")
+    if source is None:
+        raise SqlError("A FROM clause is required")
+    table_expr = source.this
+    if not isinstance(table_expr, exp.Table) or table_expr.args.get("db") or table_expr.args.get("catalog"):
+        raise SqlError(f"Unsupported FROM expression: {table_expr.sql(DIALECT)}")
+    table_name = table_expr.name
+    alias = table_expr.alias or None
+    store = ctx.datastore.tables.get(table_name)
+    if store is None or (not store.table.public and not ctx.private_visible):
+        raise SqlError(f"no such table: `{table_name}`. If the table exists, it may be marked private.")
+    table = store.table
+    scope = _Scope(table, {table_name, *([alias] if alias else [])})
+    projection, count_alias = _compile_projection(select.expressions, scope, one_off)
+    where = select.args.get("where")
+    predicate = _compile_predicate(where.this, scope, ctx) if where is not None else None
+    limit = _compile_limit(select.args.get("limit"), one_off)
+    return SelectPlan(sql, table, predicate, projection, count_alias, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    table: TableDef
+    names: set[str]
+
+    def column(self, column: exp.Column) -> tuple[str, int, AlgebraicType]:
+        qualifier = column.table
+        if qualifier and qualifier not in self.names:
+            raise SqlError(f"`{qualifier}` is not in scope")
+        name = column.name
+        try:
+            position = self.table.column_index(name)
+        except KeyError:
+            raise SqlError(f"`{self.table.name}` does not have a field `{name}`") from None
+        return name, position, self.table.columns[position][1]
+
+
+def _is_star(item: exp.Expression, scope: _Scope) -> bool:
+    if isinstance(item, exp.Star):
+        return True
+    if isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
+        if item.table and item.table not in scope.names:
+            raise SqlError(f"`{item.table}` is not in scope")
+        return True
+    return False
+
+
+def _compile_projection(
+    items: list[exp.Expression], scope: _Scope, one_off: bool
+) -> tuple[tuple[Projection, ...] | None, str | None]:
+    if len(items) == 1 and _is_star(items[0], scope):
+        return None, None
+    if any(_is_star(item, scope) for item in items):
+        raise SqlError("Mixed wildcard projections are not supported")
+    if not one_off:
+        raise SqlError("Column projections are not supported in subscriptions; Subscriptions must return a table type")
+    if len(items) == 1:
+        item = items[0]
+        inner = item.this if isinstance(item, exp.Alias) else item
+        if isinstance(inner, exp.Count):
+            if not isinstance(inner.this, exp.Star) or inner.args.get("distinct"):
+                raise SqlError(f"Unsupported aggregate function: {inner.sql(DIALECT)}")
+            if not isinstance(item, exp.Alias):
+                raise SqlError("Aggregate expressions must have column aliases")
+            return None, item.alias
+    out: list[Projection] = []
+    for item in items:
+        inner = item.this if isinstance(item, exp.Alias) else item
+        if isinstance(inner, exp.AggFunc):
+            raise SqlError(f"Unsupported: aggregate {inner.sql(DIALECT)} mixed with other columns")
+        if not isinstance(inner, exp.Column):
+            raise SqlError(f"Unsupported projection expression: {inner.sql(DIALECT)}")
+        name, position, ty = scope.column(inner)
+        out.append(Projection(item.alias if isinstance(item, exp.Alias) else name, position, ty))
+    names = [p.name for p in out]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise SqlError(f"Duplicate name `{duplicate}`")
+    return tuple(out), None
+
+
+def _compile_limit(limit: exp.Expression | None, one_off: bool) -> int | None:
+    if limit is None:
+        return None
+    if not one_off:
+        raise SqlError("Unsupported: LIMIT in a subscription")
+    value = limit.args.get("expression")
+    if isinstance(value, exp.Literal) and not value.is_string and value.this.isdigit():
+        return int(value.this)
+    raise SqlError(f"Unsupported LIMIT expression: {limit.sql(DIALECT)}")
+
+
+def _compile_predicate(node: exp.Expression, scope: _Scope, ctx: SqlContext) -> Predicate:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.And):
+        return And((_compile_predicate(node.this, scope, ctx), _compile_predicate(node.expression, scope, ctx)))
+    if isinstance(node, exp.Or):
+        return Or((_compile_predicate(node.this, scope, ctx), _compile_predicate(node.expression, scope, ctx)))
+    op = _SQLGLOT_OPS.get(type(node))
+    if op is None:
+        raise SqlError(f"Unsupported expression: {node.sql(DIALECT)}")
+    left, right = node.this, node.expression
+    if isinstance(left, exp.Column) and isinstance(right, exp.Column):
+        raise SqlError(f"Unsupported: comparing two columns ({node.sql(DIALECT)})")
+    if not isinstance(left, exp.Column):
+        if not isinstance(right, exp.Column):
+            raise SqlError(f"Unsupported expression: {node.sql(DIALECT)} (one side must be a column)")
+        left, right, op = right, left, op.flipped()
+    name, position, ty = scope.column(left)
+    value = _literal(right, ty, ctx)
+    if op not in (CompareOp.EQ, CompareOp.NE) and not _orderable(ty):
+        raise SqlError(f"Invalid binary operator `{op.value}` for type `{_type_name(ty)}`")
+    return Comparison(name, position, op, value)
+
+
+# ----- literals -----
+
+_INT_RANGES = {
+    PrimitiveKind.I8: (-(1 << 7), (1 << 7) - 1),
+    PrimitiveKind.U8: (0, (1 << 8) - 1),
+    PrimitiveKind.I16: (-(1 << 15), (1 << 15) - 1),
+    PrimitiveKind.U16: (0, (1 << 16) - 1),
+    PrimitiveKind.I32: (-(1 << 31), (1 << 31) - 1),
+    PrimitiveKind.U32: (0, (1 << 32) - 1),
+    PrimitiveKind.I64: (-(1 << 63), (1 << 63) - 1),
+    PrimitiveKind.U64: (0, (1 << 64) - 1),
+    PrimitiveKind.I128: (-(1 << 127), (1 << 127) - 1),
+    PrimitiveKind.U128: (0, (1 << 128) - 1),
+    PrimitiveKind.I256: (-(1 << 255), (1 << 255) - 1),
+    PrimitiveKind.U256: (0, (1 << 256) - 1),
+}
+_FLOATS = (PrimitiveKind.F32, PrimitiveKind.F64)
+
+
+def _type_name(ty: AlgebraicType) -> str:
+    if isinstance(ty, Primitive):
+        return ty.kind.json_name
+    special = at.special_tag(ty)
+    if special == at.IDENTITY_TAG:
+        return "Identity"
+    if special == at.CONNECTION_ID_TAG:
+        return "ConnectionId"
+    if special == at.TIMESTAMP_TAG:
+        return "Timestamp"
+    if special == at.TIME_DURATION_TAG:
+        return "TimeDuration"
+    if ty == at.BYTES:
+        return "Array<U8>"
+    if isinstance(ty, ArrayType):
+        return f"Array<{_type_name(ty.element)}>"
+    if at.is_option(ty):
+        return "Option"
+    return type(ty).__name__.removesuffix("Type")
+
+
+def _orderable(ty: AlgebraicType) -> bool:
+    if isinstance(ty, Primitive):
+        return ty.kind is not PrimitiveKind.BOOL
+    return at.special_tag(ty) is not None or ty == at.BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class _Lit:
+    kind: str  # "int" | "float" | "string" | "hex" | "bool" | "sender"
+    text: str
+    value: Any
+
+
+def _read_literal(node: exp.Expression, ctx: SqlContext) -> _Lit:
+    negative = False
+    while isinstance(node, exp.Paren):
+        node = node.this
+    if isinstance(node, exp.Neg):
+        negative, node = True, node.this
+    if isinstance(node, exp.Literal):
+        text = str(node.this)
+        if node.is_string:
+            if negative:
+                raise SqlError(f"Unsupported expression: -{node.sql(DIALECT)}")
+            return _Lit("string", f"'{text}'", text)
+        sign = "-" if negative else ""
+        try:
+            return _Lit("int", sign + text, int(sign + text))
+        except ValueError:
+            try:
+                number = float(sign + text)
+            except ValueError:
+                raise SqlError(f"Unsupported literal expression: {text}") from None
+            return _Lit("float", sign + text, number)
+    if isinstance(node, exp.HexString) and not negative:
+        digits = str(node.this)
+        return _Lit("hex", f"0x{digits}", digits)
+    if isinstance(node, exp.Boolean) and not negative:
+        return _Lit("bool", str(node.this).lower(), bool(node.this))
+    if isinstance(node, exp.Placeholder) and not negative and node.name == "sender":
+        if ctx.sender is None:
+            raise SqlError("`:sender` is not available here")
+        return _Lit("sender", ":sender", ctx.sender)
+    raise SqlError(f"Unsupported literal expression: {('-' if negative else '') + node.sql(DIALECT)}")
+
+
+def _literal(node: exp.Expression, ty: AlgebraicType, ctx: SqlContext) -> Any:
+    lit = _read_literal(node, ctx)
+    try:
+        value = _convert(lit, ty)
+    except (ValueError, OverflowError):
+        value = None
+    if value is None:
+        raise SqlError(f"The literal expression `{lit.text}` cannot be parsed as type `{_type_name(ty)}`")
+    return value
+
+
+def _hex_bytes(lit: _Lit) -> bytes | None:
+    if lit.kind == "hex":
+        digits = str(lit.value)
+    elif lit.kind == "string":
+        digits = str(lit.value).removeprefix("0x")
+    else:
+        return None
+    if len(digits) % 2:
+        return None
+    return bytes.fromhex(digits)
+
+
+def _convert(lit: _Lit, ty: AlgebraicType) -> Any:
+    """The literal as a value of `ty` (None when it cannot be one)."""
+    if isinstance(ty, Primitive):
+        kind = ty.kind
+        if kind in _INT_RANGES:
+            if lit.kind == "int":
+                number = int(lit.value)
+            elif lit.kind == "hex":
+                number = int(str(lit.value), 16)
+            else:
+                return None
+            low, high = _INT_RANGES[kind]
+            return number if low <= number <= high else None
+        if kind in _FLOATS:
+            if lit.kind not in ("int", "float"):
+                return None
+            number_f = float(lit.value)
+            return number_f if math.isfinite(number_f) else None
+        if kind is PrimitiveKind.STRING:
+            return lit.value if lit.kind == "string" else None
+        if kind is PrimitiveKind.BOOL:
+            return lit.value if lit.kind == "bool" else None
+        return None
+    special = at.special_tag(ty)
+    if special == at.IDENTITY_TAG:
+        if lit.kind == "sender":
+            return lit.value
+        raw = _hex_bytes(lit)
+        return Identity.from_be_bytes(raw) if raw is not None and len(raw) == 32 else None
+    if special == at.CONNECTION_ID_TAG:
+        raw = _hex_bytes(lit)
+        return ConnectionId(int.from_bytes(raw, "big")) if raw is not None and len(raw) == 16 else None
+    if special == at.TIMESTAMP_TAG:
+        if lit.kind == "int":
+            return Timestamp(int(lit.value))
+        if lit.kind == "string":
+            return _parse_timestamp(str(lit.value))
+        return None
+    if special == at.TIME_DURATION_TAG:
+        return TimeDuration(int(lit.value)) if lit.kind == "int" else None
+    if ty == at.BYTES:
+        return _hex_bytes(lit)
+    raise SqlError(f"Invalid binary operator `=` for type `{_type_name(ty)}` (comparisons need a scalar column)")
+
+
+def _parse_timestamp(text: str) -> Timestamp | None:
+    import datetime as dt
+
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    delta = parsed - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return Timestamp((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+
+
+# ----- evaluation -----
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPath:
+    """How a plan reads its table: one index equality, one index range, or a full scan (for tests and EXPLAIN)."""
+
+    kind: str  # "index_eq" | "index_range" | "scan"
+    column: str | None = None
+
+
+def access_path(plan: SelectPlan, store: TableStore) -> AccessPath:
+    """The cheapest way this host knows to find the plan's candidate rows."""
+    chosen = _choose_index(plan, store)
+    if chosen is None:
+        return AccessPath("scan")
+    term, _ = chosen
+    return AccessPath("index_eq" if term.op is CompareOp.EQ else "index_range", term.column)
+
+
+def _choose_index(plan: SelectPlan, store: TableStore) -> tuple[Comparison, Any] | None:
+    best: tuple[Comparison, Any] | None = None
+    for term in conjuncts(plan.predicate):
+        if not isinstance(term, Comparison) or term.op is CompareOp.NE:
+            continue
+        try:
+            index = store.index_for((term.column,))
+        except KeyError:
+            continue
+        if term.op is CompareOp.EQ:
+            return term, index
+        if best is None:
+            best = (term, index)
+    return best
+
+
+def candidate_rows(plan: SelectPlan, store: TableStore) -> Iterator[tuple[bytes, Row]]:
+    """Rows that may match: from an index when a conjunct allows it, else every row. The caller still filters."""
+    chosen = _choose_index(plan, store)
+    if chosen is None:
+        yield from list(store.rows.items())
+        return
+    term, index = chosen
+    if term.op is CompareOp.EQ:
+        keys: Iterable[bytes] = index.lookup((term.value,))
+    else:
+        low = (term.value,) if term.op in (CompareOp.GT, CompareOp.GE) else None
+        high = (term.value,) if term.op in (CompareOp.LT, CompareOp.LE) else None
+        keys = _prefix_range(index, low, high, term.op)
+    rows = store.rows
+    for row_bytes in list(keys):
+        row = rows.get(row_bytes)
+        if row is not None:
+            yield row_bytes, row
+
+
+def _prefix_range(index: Any, low: Row | None, high: Row | None, op: CompareOp) -> Iterator[bytes]:
+    # Index keys may be longer than one column; a one-column bound must then cover every key with that prefix, so use
+    # inclusive bounds and let the caller's predicate check drop the boundary rows a strict operator excludes.
+    if len(index.columns) > 1:
+        from autopilot_sync.host.datastore import TOP
+
+        if high is not None:
+            high = (*high, TOP)
+        return index.range(low, high)  # type: ignore[no-any-return]
+    inclusive = (op is not CompareOp.GT, op is not CompareOp.LT)
+    return index.range(low, high, inclusive)  # type: ignore[no-any-return]
+
+
+def matching_rows(plan: SelectPlan, store: TableStore) -> list[tuple[bytes, Row]]:
+    """Every (bytes, row) of the table the plan selects, honouring LIMIT."""
+    out: list[tuple[bytes, Row]] = []
+    limit = plan.limit
+    if limit == 0:
+        return out
+    for row_bytes, row in candidate_rows(plan, store):
+        if plan.matches(row):
+            out.append((row_bytes, row))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """A one-off query's answer: output rows as tuples (projected/counted) and, for whole-row plans, their bytes."""
+
+    plan: SelectPlan
+    rows: tuple[Row, ...]
+    row_bytes: tuple[bytes, ...] | None
+    duration_micros: int = field(default=0)
+
+
+def execute(plan: SelectPlan, datastore: Datastore) -> QueryResult:
+    """Run a compiled plan against the current state."""
+    started = time.perf_counter_ns()
+    store = datastore[plan.table.name]
+    if plan.count_alias is not None:
+        count_plan = SelectPlan(plan.sql, plan.table, plan.predicate)
+        count = len(matching_rows(count_plan, store))
+        if plan.limit == 0:
+            rows: tuple[Row, ...] = ()
+        else:
+            rows = ((count,),)
+        return QueryResult(plan, rows, None, (time.perf_counter_ns() - started) // 1000)
+    found = matching_rows(plan, store)
+    if plan.projection is None:
+        return QueryResult(
+            plan, tuple(r for _, r in found), tuple(b for b, _ in found), (time.perf_counter_ns() - started) // 1000
+        )
+    positions = [p.position for p in plan.projection]
+    projected = tuple(tuple(row[i] for i in positions) for _, row in found)
+    return QueryResult(plan, projected, None, (time.perf_counter_ns() - started) // 1000)
+
+
+def sql_json_result(datastore: Datastore, sql: str, *, private_visible: bool = False) -> list[dict[str, Any]]:
+    """The body of HTTP `POST /v1/database/:name/sql`: `[{schema, rows, total_duration_micros, stats}]`.
+
+    Matches `SqlStmtResult` in the real host's `client-api-messages/src/http.rs`: `schema` is the SATS-JSON of the
+    result's product type (`{"elements": [...]}`), `rows` are untyped SATS-JSON (each row a JSON array), `stats`
+    counts writes (always zero here: only SELECT is served). Raises SqlError, which the route turns into a 400 with
+    the message as the body; the route also sets `spacetime-execution-duration-micros` from `total_duration_micros`.
+    """
+    started = time.perf_counter_ns()
+    plan = compile_query(sql, SqlContext(datastore, private_visible=private_visible))
+    result = execute(plan, datastore)
+    out_type = plan.output_type()
+    rows = [to_untyped_json(out_type, row) for row in result.rows]
+    return [
+        {
+            "schema": at.to_json(out_type)["Product"],
+            "rows": rows,
+            "total_duration_micros": (time.perf_counter_ns() - started) // 1000,
+            "stats": {"rows_inserted": 0, "rows_deleted": 0, "rows_updated": 0},
+        }
+    ]

@@ -1,0 +1,605 @@
+"""`GET /v1/database/:name/subscribe`: the SpacetimeDB v2/v3 WebSocket endpoint, an adapter around the pure parts.
+
+The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate (401), resolve the database
+(400/404), parse `connection_id`/`compression`/`confirmed` (400), pick the subprotocol by the server's preference
+(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). Unlike the real host,
+`client_connected` runs before the upgrade, so a refusal is an HTTP 403 carrying the reducer's message instead of an
+upgraded socket dropped without a word; `client_disconnected` runs whenever a socket that got past it goes away.
+
+After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
+several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
+messages into frames of at most 512 KiB and compresses bodies over 1 KiB. Every close code and reason is listed in
+`CloseReason` and in docs/protocol.md.
+
+Reads are always confirmed: the engine hands over transactions only once durable, and snapshot answers
+(`SubscribeApplied`, `UnsubscribeApplied`, `OneOffQueryResult`) computed ahead of durability are held back until the
+transaction they include is durable. `confirmed=false` is accepted and behaves the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import enum
+import logging
+import secrets
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, HostEngine
+from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, _database_request
+from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
+from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.tokens import TokenService
+from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.frames import (
+    MAX_MESSAGE_SIZE,
+    V3_SERVER_BODY_CAP,
+    Compression,
+    batch_bodies,
+    encode_server_frame,
+)
+from autopilot_sync.spacetime.messages import (
+    CallProcedure,
+    CallReducer,
+    ClientMessage,
+    InitialConnection,
+    OneOffQuery,
+    OneOffQueryResult,
+    ProcedureInternalError,
+    ProcedureResult,
+    QueryRows,
+    QuerySetUpdate,
+    ReducerErr,
+    ReducerInternalError,
+    ReducerOk,
+    ReducerResult,
+    ServerMessage,
+    SingleTableRows,
+    Subscribe,
+    SubscribeApplied,
+    TransactionUpdate,
+    Unsubscribe,
+    UnsubscribeApplied,
+    UnsubscribeFlags,
+    decode_client_message,
+    decode_client_message_prefix,
+    encode_server_message,
+)
+from autopilot_sync.spacetime.rowlist import BsatnRowList
+from autopilot_sync.spacetime.values import ConnectionId, TimeDuration, Timestamp
+
+log = logging.getLogger(__name__)
+
+V3_PROTOCOL = "v3.bsatn.spacetimedb"
+V2_PROTOCOL = "v2.bsatn.spacetimedb"
+#: Subprotocols we serve, most preferred first (the real host also serves v1, which we do not).
+PROTOCOLS = (V3_PROTOCOL, V2_PROTOCOL)
+
+
+class CloseReason(enum.Enum):
+    """Every way the host closes a socket: (close code, reason text). docs/protocol.md has the same table."""
+
+    DECODE_ERROR = (1011, "")  # reason: the decode error's text
+    TEXT_FRAME_V2 = (1011, "v2 websocket does not support text messages")
+    TEXT_FRAME_V3 = (1011, "v3 websocket does not support text messages")
+    SEND_QUEUE_FULL = (1008, "send queue full: client too slow")
+    IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
+    SHUTTING_DOWN = (1001, "host shutting down")
+    MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
+
+    @property
+    def code(self) -> int:
+        """The WebSocket close code."""
+        return int(self.value[0])
+
+    @property
+    def text(self) -> str:
+        """The fixed reason text (empty when the reason is the error's own message)."""
+        return str(self.value[1])
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketOptions:
+    """Timing and size limits of the endpoint (defaults are the real host's)."""
+
+    ping_interval: float = 15.0
+    idle_timeout: float = 30.0
+    max_message_bytes: int = MAX_MESSAGE_SIZE
+    #: Server messages queued for one client before it counts as too slow (the real host's channel holds 16384).
+    send_queue_max_messages: int = 16_384
+    #: Encoded bytes queued for one client before it counts as too slow.
+    send_queue_max_bytes: int = 256 * 1024 * 1024
+    #: How long a server-initiated close waits for the client's close frame before dropping the TCP connection.
+    close_timeout: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _ReducerOrigin:
+    """`origin` of a reducer transaction called over a socket: tells the commit listener whom to answer."""
+
+    connection: Connection
+    request_id: int
+
+
+class SendQueueFullError(Exception):
+    """A client fell too far behind; it is disconnected rather than letting its queue grow without bound."""
+
+
+class Connection:
+    """One upgraded socket: its identity, negotiated protocol, outgoing queue and in-flight reducer calls."""
+
+    def __init__(
+        self,
+        hub: WebSocketHub,
+        ws: web.WebSocketResponse,
+        request: web.Request,
+        caller: Caller,
+        version: int,
+        compression: Compression,
+    ) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.request = request
+        self.caller = caller
+        self.version = version
+        self.compression = compression
+        self.closed = False
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._held: deque[tuple[int, bytes]] = deque()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing_task: asyncio.Task[None] | None = None
+        self.private_visible = caller.identity == hub.engine.owner_identity
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    # ----- outgoing -----
+
+    def send(self, message: ServerMessage) -> None:
+        """Queue a message (encoded now, once); a client over the queue bound is disconnected."""
+        if self.closed:
+            return
+        body = encode_server_message(message)
+        options = self.hub.options
+        if (
+            len(self._queue) >= options.send_queue_max_messages
+            or self._queued_bytes + len(body) > options.send_queue_max_bytes
+        ):
+            log.warning(
+                "disconnecting %s: %d messages (%d bytes) queued",
+                self.caller.identity,
+                len(self._queue),
+                self._queued_bytes,
+            )
+            self.close_soon(CloseReason.SEND_QUEUE_FULL)
+            return
+        self._queue.append(body)
+        self._queued_bytes += len(body)
+        self._wakeup.set()
+
+    def send_at(self, offset: int, message: ServerMessage) -> None:
+        """Send a snapshot answer that includes transactions up to `offset` once `offset` is durable."""
+        if offset <= self.hub.engine.durable_offset and not self._held:
+            self.send(message)
+            return
+        self._held.append((offset, encode_server_message(message)))
+        self.hub.holding.add(self)
+
+    def release(self, durable: int) -> None:
+        """Queue held answers whose offset is now durable (called by the hub for each durable transaction)."""
+        while self._held and self._held[0][0] <= durable:
+            _, body = self._held.popleft()
+            self._enqueue_body(body)
+        if not self._held:
+            self.hub.holding.discard(self)
+
+    def _enqueue_body(self, body: bytes) -> None:
+        if self.closed:
+            return
+        self._queue.append(body)
+        self._queued_bytes += len(body)
+        self._wakeup.set()
+
+    async def writer(self) -> None:
+        """Drain the queue into frames until the connection closes (v3: coalesced, v2: one message per frame)."""
+        while not self.closed:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue and not self.closed:
+                bodies = list(self._queue)
+                self._queue.clear()
+                self._queued_bytes = 0
+                if self.version == 3:
+                    frames = [
+                        encode_server_frame(batch, self.compression)
+                        for batch in batch_bodies(bodies, V3_SERVER_BODY_CAP)
+                    ]
+                else:
+                    frames = [encode_server_frame(body, self.compression) for body in bodies]
+                for frame in frames:
+                    await self.ws.send_bytes(frame)
+
+    async def pinger(self) -> None:
+        """Ping every `ping_interval` so idle-but-alive clients answer with a pong (which resets the idle timer)."""
+        interval = self.hub.options.ping_interval
+        while True:
+            await asyncio.sleep(interval)
+            if self.closed:
+                return
+            with contextlib.suppress(Exception):
+                await self.ws.ping()
+
+    # ----- closing -----
+
+    def close_soon(self, reason: CloseReason, text: str | None = None) -> None:
+        """Start closing from synchronous code (the commit listener); idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self._queue.clear()
+        self._held.clear()
+        self.hub.holding.discard(self)
+        self._wakeup.set()
+        self._closing_task = asyncio.get_running_loop().create_task(self.close(reason, text))
+
+    async def close(self, reason: CloseReason, text: str | None = None) -> None:
+        """Send a close frame (waiting briefly for the client's), then drop the TCP connection whatever happened."""
+        self.closed = True
+        self._wakeup.set()
+        message = _close_text(text if text is not None else reason.text)
+        try:
+            await asyncio.wait_for(self.ws.close(code=reason.code, message=message), self.hub.options.close_timeout)
+        except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
+            pass
+        finally:
+            transport = self.request.transport
+            if transport is not None and not transport.is_closing():
+                transport.abort()
+
+    def track(self, task: asyncio.Task[Any]) -> None:
+        """Keep a reference to an in-flight task until it finishes."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _close_text(text: str) -> bytes:
+    """A close reason fits in 123 bytes of UTF-8 (RFC 6455 §5.5); cut at a character boundary."""
+    raw = text.encode("utf-8")
+    if len(raw) <= 123:
+        return raw
+    return raw[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
+
+
+@dataclass(eq=False)
+class WebSocketHub:
+    """The endpoint's shared state for one database: live connections, the subscription engine, the listener."""
+
+    engine: HostEngine
+    options: WebSocketOptions
+    connections: set[Connection] = field(default_factory=set)
+    holding: set[Connection] = field(default_factory=set)
+    subscriptions: SubscriptionManager = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.subscriptions = SubscriptionManager(self.engine.datastore, lambda: self.engine.offset)
+        self.engine.add_commit_listener(self.on_commit)
+
+    def on_commit(self, tx: CommittedTx) -> None:
+        """Fan one durable transaction out: held snapshot answers first, then updates, the caller's as its result."""
+        for connection in list(self.holding):
+            connection.release(tx.offset)
+        updates = self.subscriptions.on_commit(tx)
+        origin = tx.origin if isinstance(tx.origin, _ReducerOrigin) else None
+        caller = origin.connection if origin is not None and origin.connection in self.connections else None
+        for client, query_sets in updates.items():
+            if isinstance(client, Connection) and client is not caller:
+                client.send(TransactionUpdate(query_sets))
+        if caller is not None and origin is not None:
+            own: tuple[QuerySetUpdate, ...] = updates.get(caller, ())
+            caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
+
+    async def close_all(self, app: web.Application) -> None:
+        """The app's shutdown hook: close every socket so `client_disconnected` runs before the engine stops."""
+        del app
+        await asyncio.gather(
+            *(c.close(CloseReason.SHUTTING_DOWN) for c in list(self.connections)), return_exceptions=True
+        )
+
+
+HUB_KEY = web.AppKey("autopilot_sync.host.websocket_hub", WebSocketHub)
+
+
+# ----- the handshake -----
+
+
+def _choose_protocol(request: web.Request) -> str | None:
+    offered: list[str] = []
+    for header in request.headers.getall("Sec-WebSocket-Protocol", []):
+        offered.extend(p.strip() for p in header.split(",") if p.strip())
+    return next((p for p in PROTOCOLS if p in offered), None)
+
+
+def _bad_request(text: str, auth: Authenticated) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=text, headers=auth.identity_headers())
+
+
+def _connection_id(request: web.Request, auth: Authenticated) -> ConnectionId:
+    raw = request.query.get("connection_id")
+    if raw is None:
+        return ConnectionId(secrets.randbits(128) or 1)
+    try:
+        connection_id = ConnectionId.from_hex(raw)
+    except ValueError:
+        raise _bad_request(
+            f"Failed to deserialize query string: invalid connection_id {raw!r}: expected 32 hex digits", auth
+        ) from None
+    if connection_id.value == 0:
+        raise _bad_request("Invalid connection ID: the all-zeros ConnectionId is reserved.", auth)
+    return connection_id
+
+
+def _query_options(request: web.Request, auth: Authenticated) -> Compression:
+    try:
+        compression = Compression.from_query_param(request.query.get("compression"))
+    except ValueError as exc:
+        raise _bad_request(f"Failed to deserialize query string: {exc}", auth) from None
+    confirmed = request.query.get("confirmed")
+    if confirmed is not None and confirmed not in ("true", "false"):
+        raise _bad_request(
+            f"Failed to deserialize query string: confirmed must be true or false, got {confirmed!r}", auth
+        )
+    return compression
+
+
+async def subscribe_handler(request: web.Request) -> web.StreamResponse:
+    """The route handler: refuse with an HTTP status before the upgrade, else serve the socket until it goes away."""
+    hub = request.app[HUB_KEY]
+    engine, auth = await _database_request(request)
+    connection_id = _connection_id(request, auth)
+    compression = _query_options(request, auth)
+    protocol = _choose_protocol(request)
+    if protocol is None:
+        raise _bad_request("no valid protocol selected", auth)
+    caller = auth.caller(connection_id)
+    try:
+        await engine.connect(caller)
+    except ConnectionRejectedError as exc:
+        raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+    ws = web.WebSocketResponse(
+        protocols=(protocol,),
+        max_msg_size=hub.options.max_message_bytes,
+        compress=False,
+        autoping=True,
+    )
+    connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
+    try:
+        try:
+            await ws.prepare(request)
+        except Exception:
+            return ws
+        hub.connections.add(connection)
+        connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
+        await _serve(connection)
+    finally:
+        connection.closed = True
+        connection._wakeup.set()
+        hub.connections.discard(connection)
+        hub.holding.discard(connection)
+        hub.subscriptions.remove_client(connection)
+        await asyncio.shield(engine.disconnect(caller))
+    return ws
+
+
+async def _serve(connection: Connection) -> None:
+    writer = asyncio.create_task(connection.writer())
+    pinger = asyncio.create_task(connection.pinger())
+    try:
+        await _read_loop(connection, writer)
+    finally:
+        for task in (writer, pinger):
+            task.cancel()
+        await asyncio.gather(writer, pinger, return_exceptions=True)
+        if connection._closing_task is not None:
+            await asyncio.gather(connection._closing_task, return_exceptions=True)
+        if not connection.ws.closed:
+            await connection.close(CloseReason.SHUTTING_DOWN)
+
+
+async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None:
+    ws = connection.ws
+    options = connection.hub.options
+    while not connection.closed:
+        receive = asyncio.ensure_future(ws.receive(timeout=options.idle_timeout))
+        done, _ = await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if receive not in done:
+            # The writer died (the peer vanished mid-send): stop reading too.
+            receive.cancel()
+            await asyncio.gather(receive, return_exceptions=True)
+            return
+        try:
+            msg = receive.result()
+        except TimeoutError:
+            await connection.close(CloseReason.IDLE_TIMEOUT)
+            return
+        if msg.type is WSMsgType.BINARY:
+            error = await _handle_frame(connection, msg.data)
+            if error is not None:
+                await connection.close(CloseReason.DECODE_ERROR, error)
+                return
+        elif msg.type is WSMsgType.TEXT:
+            reason = CloseReason.TEXT_FRAME_V3 if connection.version == 3 else CloseReason.TEXT_FRAME_V2
+            await connection.close(reason)
+            return
+        else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
+            return
+
+
+async def _handle_frame(connection: Connection, data: bytes) -> str | None:
+    """Handle each message of a frame in order; the decode error's text when a message does not decode.
+
+    v3 frames are decoded one message at a time, as the real host does: messages before an undecodable one run.
+    """
+    if connection.version == 2:
+        try:
+            message = decode_client_message(data)
+        except DecodeError as exc:
+            return str(exc)
+        await _handle(connection, message)
+        return None
+    if not data:
+        return "v3 websocket binary payload must contain at least one v2 client message"
+    offset = 0
+    while offset < len(data) and not connection.closed:
+        try:
+            message, offset = decode_client_message_prefix(data, offset)
+        except DecodeError as exc:
+            return str(exc)
+        await _handle(connection, message)
+    return None
+
+
+# ----- client messages -----
+
+
+async def _handle(connection: Connection, message: ClientMessage) -> None:
+    hub = connection.hub
+    engine = hub.engine
+    if isinstance(message, CallReducer):
+        task = asyncio.ensure_future(_call_reducer(connection, message))
+        connection.track(task)
+        # The task's synchronous prefix runs the transaction; yielding once lets it run before the next message, so
+        # messages after a call (a subscribe, another call) see its effects, in the order the client sent them.
+        await asyncio.sleep(0)
+    elif isinstance(message, Subscribe):
+        result = hub.subscriptions.subscribe(
+            connection,
+            message.request_id,
+            message.query_set_id,
+            message.query_strings,
+            sender=connection.caller.identity,
+            private_visible=connection.private_visible,
+        )
+        if isinstance(result, SubscribeApplied):
+            connection.send_at(engine.offset, result)
+        else:
+            connection.send(result)
+    elif isinstance(message, Unsubscribe):
+        unsubscribed = hub.subscriptions.unsubscribe(
+            connection,
+            message.request_id,
+            message.query_set_id,
+            send_dropped_rows=message.flags is UnsubscribeFlags.SEND_DROPPED_ROWS,
+        )
+        if isinstance(unsubscribed, UnsubscribeApplied):
+            connection.send_at(engine.offset, unsubscribed)
+        else:
+            connection.send(unsubscribed)
+    elif isinstance(message, OneOffQuery):
+        connection.send_at(engine.offset, _one_off(connection, message))
+    elif isinstance(message, CallProcedure):
+        connection.send(
+            ProcedureResult(
+                ProcedureInternalError("procedures are not supported by this host"),
+                Timestamp.now(),
+                TimeDuration(0),
+                message.request_id,
+            )
+        )
+
+
+def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
+    datastore = connection.hub.engine.datastore
+    ctx = SqlContext(datastore, private_visible=connection.private_visible, sender=connection.caller.identity)
+    try:
+        plan = compile_query(message.query_string, ctx)
+        if not plan.returns_rows:
+            raise SqlError(
+                "Column projections and aggregates are not supported over the WebSocket (rows must be whole table "
+                "rows); use HTTP POST /v1/database/:name/sql"
+            )
+        result = execute(plan, datastore)
+    except SqlError as exc:
+        return OneOffQueryResult(message.request_id, str(exc))
+    row_bytes = result.row_bytes or ()
+    rows = QueryRows((SingleTableRows(plan.table.name, BsatnRowList.from_rows(list(row_bytes))),))
+    return OneOffQueryResult(message.request_id, rows)
+
+
+async def _call_reducer(connection: Connection, message: CallReducer) -> None:
+    engine = connection.hub.engine
+    reducer = engine.reducer(message.reducer)
+    if reducer is None:
+        _reducer_failed(connection, message, f"no such reducer: {message.reducer}")
+        return
+    if reducer.lifecycle is not None:
+        _reducer_failed(connection, message, f"lifecycle reducer {message.reducer} cannot be called by clients")
+        return
+    try:
+        args = engine.decode_args(reducer, message.args)
+    except DecodeError as exc:
+        _reducer_failed(connection, message, f"invalid arguments for reducer {message.reducer}: {exc}")
+        return
+    outcome = await engine.call_reducer(
+        message.reducer, args, connection.caller, _ReducerOrigin(connection, message.request_id)
+    )
+    if outcome.status is CallStatus.COMMITTED:
+        if outcome.tx is None or not outcome.tx.changes:
+            # No writes, so no durable transaction and no listener call: answer here.
+            connection.send(ReducerResult(message.request_id, outcome.timestamp, ReducerOk(b"", TransactionUpdate(()))))
+        return  # otherwise the commit listener already answered, in commit order
+    if outcome.status is CallStatus.USER_ERROR:
+        error = _bsatn_string(outcome.message)
+        connection.send(ReducerResult(message.request_id, outcome.timestamp, ReducerErr(error)))
+        return
+    connection.send(ReducerResult(message.request_id, outcome.timestamp, ReducerInternalError(outcome.message)))
+
+
+def _reducer_failed(connection: Connection, message: CallReducer, text: str) -> None:
+    connection.send(ReducerResult(message.request_id, Timestamp.now(), ReducerInternalError(text)))
+
+
+def _bsatn_string(text: str) -> bytes:
+    raw = text.encode("utf-8")
+    return len(raw).to_bytes(4, "little") + raw
+
+
+# ----- mounting -----
+
+
+def add_websocket_route(
+    app: web.Application,
+    engine: HostEngine,
+    tokens: TokenService | None = None,
+    *,
+    max_message_bytes: int | None = None,
+    options: WebSocketOptions | None = None,
+) -> WebSocketHub:
+    """Mount `GET /v1/database/{name}/subscribe` for `engine` (after `add_http_routes`, whose auth it shares)."""
+    chosen = options or WebSocketOptions()
+    if max_message_bytes is not None:
+        chosen = dataclasses.replace(chosen, max_message_bytes=max_message_bytes)
+    if tokens is not None and TOKENS_KEY not in app:
+        app[TOKENS_KEY] = tokens
+    hub = WebSocketHub(engine, chosen)
+    app[HUB_KEY] = hub
+    app.router.add_get("/v1/database/{name}/subscribe", subscribe_handler)
+    app.on_shutdown.append(hub.close_all)
+    return hub
+
+
+def live_connections(app: web.Application) -> Iterable[Connection]:
+    """The sockets currently served (for status pages and tests)."""
+    return tuple(app[HUB_KEY].connections)
