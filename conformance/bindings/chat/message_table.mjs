@@ -1,0 +1,13 @@
+// Module bindings for autopilot_sync.examples.chat, hand-written in the exact shape `spacetime generate --lang typescript`
+// emits (see templates/basic-ts/src/module_bindings in the SpacetimeDB repository), as plain ESM.
+
+/* eslint-disable */
+/* tslint:disable */
+import { t as __t } from "spacetimedb";
+
+export default __t.row({
+  id: __t.u64().primaryKey(),
+  sender: __t.identity(),
+  sent: __t.timestamp(),
+  text: __t.string(),
+});
