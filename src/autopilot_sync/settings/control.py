@@ -19,14 +19,18 @@ class ControlSettings(ServiceSettings):
     public_url: BaseUrl = Field(
         description="URL clients and hosts reach this service at; the issuer of every token it signs."
     )
-    signing_key_path: FilePath = Field(description="PEM file of the private key that signs session tokens.")
+    signing_key_path: FilePath = Field(
+        description="PEM file of the private key that signs session tokens (created mode 0600 on first start); "
+        "key rotation keeps `<path>.next` and `<path>.retired/` beside it (docs/control.md)."
+    )
     spacetime_base_url: BaseUrl = Field(
         default="http://127.0.0.1:3000", description="Base URL of the Spacetime host the tokens are for."
     )
     database: DatabaseName = Field(default="autopilot-sync", description="Database the tokens grant access to.")
     append_allowlist: HexPubkeys = Field(
         default=(),
-        description="Nostr public keys allowed the sync.append scope (producers); empty allows no producer.",
+        description="Nostr public keys allowed the sync.append and sync.admin scopes (producers); "
+        "empty allows no producer.",
     )
     token_ttl_min_seconds: Seconds = Field(default=60, description="Shortest token lifetime a client may ask for.")
     token_ttl_max_seconds: Seconds = Field(default=900, description="Longest token lifetime a client may ask for.")

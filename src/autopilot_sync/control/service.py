@@ -1,0 +1,133 @@
+"""The token decision, without HTTP: proof → request → policy → signed token, or one `ControlError`.
+
+Synchronous and socket-free (sans-I/O): `api.py` only reads the request, calls `issue`, and writes the answer, so
+every rule here is testable with plain values. The order is fixed and documented: the NIP-98 proof first (nothing
+about an unauthenticated request is worth parsing), then the body, then the scope policy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot_sync.control.errors import ControlError, ControlErrorCode
+from autopilot_sync.control.keys import ALGORITHM, KeyStore
+from autopilot_sync.control.metrics import ControlMetrics
+from autopilot_sync.control.policy import Scope, ScopePolicy
+from autopilot_sync.control.request import TtlBounds, parse_token_request
+from autopilot_sync.control.tokens import IssuedToken, TokenContext, mint
+from autopilot_sync.nostr.errors import NostrAuthError
+from autopilot_sync.nostr.nip98 import DEFAULT_MAX_SKEW, verify_http_auth
+from autopilot_sync.nostr.replay import ReplayGuard
+
+_log = logging.getLogger(__name__)
+
+#: The one route that mints.
+TOKEN_PATH = "/api/sync/token"
+#: OIDC discovery, where hosts find `jwks_uri`.
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+#: The published signing keys.
+JWKS_PATH = "/.well-known/jwks.json"
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """Everything fixed for the life of the service (from `ControlSettings`)."""
+
+    public_url: str
+    context: TokenContext
+    ttl: TtlBounds
+    policy: ScopePolicy
+    max_skew: int = DEFAULT_MAX_SKEW
+
+    @property
+    def token_url(self) -> str:
+        """The absolute URL clients sign into the NIP-98 `u` tag (before any query string)."""
+        return f"{self.public_url}{TOKEN_PATH}"
+
+
+class ControlService:
+    """Verifies proofs, applies the policy, signs tokens and counts what happened."""
+
+    def __init__(
+        self,
+        config: ControlConfig,
+        keys: KeyStore,
+        *,
+        metrics: ControlMetrics | None = None,
+        replay_guard: ReplayGuard | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.keys = keys
+        self.metrics = metrics or ControlMetrics()
+        self.replay_guard = replay_guard or ReplayGuard(window=2 * config.max_skew)
+        self._clock = clock
+
+    def issue(self, authorization: str | None, url: str, method: str, body: bytes) -> IssuedToken:
+        """Mint a token for this request or raise `ControlError`; every outcome is counted."""
+        try:
+            token = self._issue(authorization, url, method, body)
+        except ControlError as exc:
+            self.metrics.token_refused(exc.code)
+            _log.info("token refused: %s", exc)
+            raise
+        self.metrics.token_issued(token.claims["client_kind"])
+        _log.info(
+            "token issued to %s: scopes=%s ttl=%ss kid=%s",
+            token.pubkey.npub,
+            " ".join(token.claims["scopes"]),
+            token.ttl_seconds,
+            self.keys.signing_key().kid,
+        )
+        return token
+
+    def refuse(self, error: ControlError) -> None:
+        """Count a refusal decided before `issue` could run (an oversized body)."""
+        self.metrics.token_refused(error.code)
+        _log.info("token refused: %s", error)
+
+    def _issue(self, authorization: str | None, url: str, method: str, body: bytes) -> IssuedToken:
+        now = int(self._clock())
+        try:
+            pubkey = verify_http_auth(
+                authorization, url, method, body, now, self.config.max_skew, replay_guard=self.replay_guard
+            )
+        except NostrAuthError as exc:
+            raise ControlError(ControlErrorCode.from_auth(exc.code), exc.message) from None
+        request = parse_token_request(body, self.config.ttl)
+        self.config.policy.check(pubkey, request.scopes)
+        return mint(request, pubkey, self.config.context, self.keys.signing_key(), now)
+
+    def discovery(self) -> dict[str, Any]:
+        """The OIDC discovery document: enough for a host (or any OIDC library) to find and use our keys."""
+        base = self.config.public_url
+        return {
+            "issuer": base,
+            "jwks_uri": f"{base}{JWKS_PATH}",
+            "token_endpoint": f"{base}{TOKEN_PATH}",
+            "id_token_signing_alg_values_supported": [ALGORITHM],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["token"],
+            "scopes_supported": [scope.value for scope in Scope],
+            "claims_supported": [
+                "iss",
+                "sub",
+                "aud",
+                "iat",
+                "nbf",
+                "exp",
+                "jti",
+                "hex_identity",
+                "scopes",
+                "streams",
+                "client_kind",
+            ],
+        }
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS document now."""
+        return self.keys.jwks()
