@@ -1,0 +1,208 @@
+"""The module schema as the client needs it: how to decode each table's rows and encode each reducer's arguments.
+
+Parsed from `RawModuleDefV9` SATS-JSON (`GET /v1/database/:name/schema?version=9`), the same document the real
+SpacetimeDB host serves, so the SDK needs no generated code to work: rows decode to a namedtuple per table unless the
+caller supplies its own row classes (the dataclasses `autopilot-sync client generate` writes).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import namedtuple
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from autopilot_sync.client.errors import AuthenticationError, SchemaError
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType, RefType
+
+#: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
+RowFactory = Callable[..., Any]
+
+
+def _resolve(ty: AlgebraicType, typespace: Sequence[AlgebraicType]) -> AlgebraicType:
+    seen = 0
+    while isinstance(ty, RefType):
+        if not 0 <= ty.index < len(typespace) or seen > len(typespace):
+            raise SchemaError(f"type reference {ty.index} outside the typespace")
+        ty = typespace[ty.index]
+        seen += 1
+    return ty
+
+
+def class_name(table: str) -> str:
+    """`person_event` → `PersonEvent`: the row class name, shared with the code generator."""
+    name = "".join(part[:1].upper() + part[1:] for part in re.split(r"[^0-9A-Za-z]+", table) if part)
+    return name if name and not name[0].isdigit() else f"T{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TableSchema:
+    """One table: its row type, primary key column and a compiled row codec."""
+
+    name: str
+    row_type: ProductType
+    typespace: tuple[AlgebraicType, ...]
+    primary_key: int | None
+    public: bool
+    row_factory: RowFactory
+    _codec: bsatn.Codec = field(repr=False, compare=False)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """Column names in declaration (wire) order."""
+        return self.row_type.field_names()
+
+    def decode(self, data: bytes) -> tuple[Hashable, Any]:
+        """The cache key and the row object for one encoded row; raises `DecodeError` on bad bytes.
+
+        The key is the primary key value when the table has one (so a delete + insert of the same key is an update),
+        else the row bytes themselves (identical rows are the same row, as in the official SDK).
+        """
+        values: tuple[Any, ...] = self._codec.decode(data)
+        key: Hashable = data
+        if self.primary_key is not None:
+            pk = values[self.primary_key]
+            key = ("pk", _hashable(pk))
+        return key, self.row_factory(*values)
+
+    def with_factory(self, factory: RowFactory) -> TableSchema:
+        """The same table decoding into another row class."""
+        return TableSchema(
+            self.name, self.row_type, self.typespace, self.primary_key, self.public, factory, self._codec
+        )
+
+
+def _hashable(value: Any) -> Hashable:
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
+    result: Hashable = value
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class ReducerSchema:
+    """One reducer: its parameter product, which is the BSATN shape of `CallReducer.args`."""
+
+    name: str
+    params: ProductType
+    typespace: tuple[AlgebraicType, ...]
+    lifecycle: str | None
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """Parameter names in order."""
+        return self.params.field_names()
+
+    def encode_args(self, args: Sequence[Any]) -> bytes:
+        """BSATN of the arguments; ValueError/TypeError when they do not fit."""
+        return bsatn.codec(self.params, self.typespace).encode(tuple(args))
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSchema:
+    """Tables and reducers of one module, plus the raw document (kept for the code generator)."""
+
+    tables: Mapping[str, TableSchema]
+    reducers: Mapping[str, ReducerSchema]
+    typespace: tuple[AlgebraicType, ...]
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, document: Mapping[str, Any], row_types: Mapping[str, RowFactory] | None = None) -> ClientSchema:
+        """Parse `RawModuleDefV9` SATS-JSON; `row_types` overrides the row class of named tables."""
+        try:
+            return _parse(document, row_types or {})
+        except SchemaError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise SchemaError(f"not a RawModuleDefV9 document: {type(exc).__name__}: {exc}") from None
+
+    @classmethod
+    def from_file(cls, path: Path, row_types: Mapping[str, RowFactory] | None = None) -> ClientSchema:
+        """Load a schema saved as JSON (e.g. `curl .../schema?version=9 > chat.json`)."""
+        return cls.from_json(json.loads(path.read_text(encoding="utf-8")), row_types)
+
+    def table(self, name: str) -> TableSchema:
+        """A table by name (raises `SchemaError`)."""
+        try:
+            return self.tables[name]
+        except KeyError:
+            raise SchemaError(f"the module has no table {name!r}") from None
+
+    def with_row_types(self, row_types: Mapping[str, RowFactory]) -> ClientSchema:
+        """The same schema decoding the named tables into the given classes."""
+        tables = {n: (t.with_factory(row_types[n]) if n in row_types else t) for n, t in self.tables.items()}
+        return ClientSchema(tables, self.reducers, self.typespace, self.raw)
+
+
+def _option_value(value: Any) -> Any:
+    if isinstance(value, dict) and "some" in value:
+        return value["some"]
+    return None
+
+
+def _parse(document: Mapping[str, Any], row_types: Mapping[str, RowFactory]) -> ClientSchema:
+    typespace = tuple(at.from_json(t) for t in document["typespace"]["types"])
+    tables: dict[str, TableSchema] = {}
+    for raw in document["tables"]:
+        name = str(raw["name"])
+        row_type = _resolve(RefType(int(raw["product_type_ref"])), typespace)
+        if not isinstance(row_type, ProductType):
+            raise SchemaError(f"table {name}: row type is not a product")
+        pk_cols = [int(c) for c in raw.get("primary_key", [])]
+        if len(pk_cols) > 1:
+            raise SchemaError(f"table {name}: composite primary keys are not supported")
+        primary_key = pk_cols[0] if pk_cols else None
+        if primary_key is not None and not 0 <= primary_key < len(row_type.elements):
+            raise SchemaError(f"table {name}: primary key column {primary_key} out of range")
+        factory = row_types.get(name) or namedtuple(class_name(name), row_type.field_names(), rename=True)
+        access = raw.get("table_access", {"Public": []})
+        codec = bsatn.codec(row_type, typespace)
+        tables[name] = TableSchema(name, row_type, typespace, primary_key, "Public" in access, factory, codec)
+    reducers: dict[str, ReducerSchema] = {}
+    for raw in document["reducers"]:
+        params = at.from_json({"Product": raw["params"]})
+        assert isinstance(params, ProductType)
+        lifecycle = _option_value(raw.get("lifecycle"))
+        lifecycle_name = next(iter(lifecycle)) if isinstance(lifecycle, dict) and lifecycle else None
+        reducers[str(raw["name"])] = ReducerSchema(str(raw["name"]), params, typespace, lifecycle_name)
+    return ClientSchema(tables, reducers, typespace, dict(document))
+
+
+async def fetch_schema_json(
+    session: aiohttp.ClientSession, base_url: str, database: str, token: str | None = None
+) -> dict[str, Any]:
+    """`GET /v1/database/:name/schema?version=9` as parsed JSON; `SchemaError` on any failure."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"{base_url.rstrip('/')}/v1/database/{database}/schema"
+    try:
+        async with session.get(url, params={"version": "9"}, headers=headers) as response:
+            text = await response.text()
+            if response.status == 401:
+                raise AuthenticationError(f"GET {url} refused the token: {text[:200]}", status=401)
+            if response.status != 200:
+                raise SchemaError(f"GET {url} answered {response.status}: {text[:200]}")
+            document: dict[str, Any] = json.loads(text)
+            return document
+    except (aiohttp.ClientError, json.JSONDecodeError) as exc:
+        raise SchemaError(f"cannot fetch the schema from {url}: {exc}") from exc
+
+
+async def fetch_schema(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    database: str,
+    token: str | None = None,
+    row_types: Mapping[str, RowFactory] | None = None,
+) -> ClientSchema:
+    """Fetch and parse the module schema."""
+    return ClientSchema.from_json(await fetch_schema_json(session, base_url, database, token), row_types)

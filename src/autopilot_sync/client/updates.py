@@ -1,0 +1,60 @@
+"""Server row containers → cache operations: every row decoded and checked before the cache sees any of them.
+
+Pure functions over the wire dataclasses and the schema. A table the schema does not know or a row that does not
+decode is a `ProtocolError`, raised before anything is applied, which is what keeps the cache whole on bad input.
+"""
+
+from __future__ import annotations
+
+from autopilot_sync.client.cache import RowOp
+from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
+from autopilot_sync.client.schema import ClientSchema, TableSchema
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.messages import (
+    BsatnRowList,
+    EventTableRows,
+    PersistentTableRows,
+    QueryRows,
+    TransactionUpdate,
+)
+
+
+def _table(schema: ClientSchema, name: str) -> TableSchema:
+    table = schema.tables.get(name)
+    if table is None:
+        raise ProtocolError(ProtocolErrorKind.UNKNOWN_TABLE, f"rows for table {name!r}, which the schema lacks")
+    return table
+
+
+def _ops(table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False) -> list[RowOp]:
+    out = []
+    try:
+        for raw in rows.rows():
+            key, row = table.decode(raw)
+            out.append(RowOp(query_set_id, table.name, insert, key, raw, row, event))
+    except DecodeError as exc:
+        raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
+    return out
+
+
+def ops_from_query_rows(schema: ClientSchema, query_set_id: int, rows: QueryRows, insert: bool) -> list[RowOp]:
+    """Operations for a snapshot of rows entering (`SubscribeApplied`) or leaving a query set."""
+    out: list[RowOp] = []
+    for single in rows.tables:
+        out.extend(_ops(_table(schema, single.table), query_set_id, single.rows, insert))
+    return out
+
+
+def ops_from_transaction(schema: ClientSchema, update: TransactionUpdate) -> list[RowOp]:
+    """Operations for one transaction's effect on every query set it touched (deletes before inserts per set)."""
+    out: list[RowOp] = []
+    for query_set in update.query_sets:
+        for table_update in query_set.tables:
+            table = _table(schema, table_update.table_name)
+            for entry in table_update.rows:
+                if isinstance(entry, PersistentTableRows):
+                    out.extend(_ops(table, query_set.query_set_id, entry.deletes, False))
+                    out.extend(_ops(table, query_set.query_set_id, entry.inserts, True))
+                elif isinstance(entry, EventTableRows):
+                    out.extend(_ops(table, query_set.query_set_id, entry.events, True, event=True))
+    return out
