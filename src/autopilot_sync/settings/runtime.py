@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, Listen, ListenAddress
+from autopilot_sync.settings.fields import BaseUrl, Count, DatabaseName, FilePath, Listen, ListenAddress, Seconds
 
 
 class RuntimeSettings(ServiceSettings):
@@ -28,4 +28,18 @@ class RuntimeSettings(ServiceSettings):
     database: DatabaseName = Field(default="autopilot-sync", description="Database whose reducers it calls.")
     nostr_key_path: FilePath = Field(
         description="File holding the runtime's Nostr secret key (hex), which proves its identity to control."
+    )
+    publish_batch_size: Count = Field(
+        default=100,
+        description="Most events one append_sync_events call carries; at most the module's max_batch_events.",
+    )
+    max_payload_bytes: Count = Field(
+        default=262144,
+        description="Largest canonical JSON payload accepted at append time; match the module's max_payload_bytes.",
+    )
+    token_ttl_seconds: Seconds = Field(
+        default=300, description="Lifetime of the session tokens the runtime asks control for."
+    )
+    retry_cap_seconds: Seconds = Field(
+        default=5, description="Longest delay between two publish attempts of one stream (full-jitter backoff cap)."
     )

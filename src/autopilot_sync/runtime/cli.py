@@ -1,0 +1,160 @@
+"""`autopilot-sync runtime`: the producer service, its demo workload and the dead-letter operator commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from pathlib import Path
+
+import click
+
+from autopilot_sync.settings.runtime import RuntimeSettings
+
+_PREFIX = RuntimeSettings.env_prefix()
+_DEFAULT_URL = "http://127.0.0.1:3200"
+
+
+@click.group("runtime", invoke_without_command=True)
+@click.option("--listen", help=f"HOST:PORT of the API and metrics (env {_PREFIX}LISTEN, default 127.0.0.1:3200).")
+@click.option("--data-dir", help=f"Directory of the durable outbox (env {_PREFIX}DATA_DIR).")
+@click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
+@click.pass_context
+def runtime(ctx: click.Context, listen: str | None, data_dir: str | None, log_level: str) -> None:
+    """Run the runtime: producers append run/worker events over HTTP; an outbox publishes them to the host.
+
+    Without a subcommand it serves until SIGINT/SIGTERM and prints `autopilot-sync runtime ready: http://...`.
+    Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
+
+    \b
+    Example:
+      AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH=./var/runtime/nostr.key autopilot-sync runtime
+      autopilot-sync runtime demo --rate 50 --runs 20
+      autopilot-sync runtime dead-letters list
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    for name, value in {"LISTEN": listen, "DATA_DIR": data_dir}.items():
+        if value is not None:
+            os.environ[f"{_PREFIX}{name}"] = value
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from autopilot_sync.runtime.server import serve_forever
+    from autopilot_sync.settings.load import load_settings
+
+    asyncio.run(serve_forever(load_settings(RuntimeSettings)))
+
+
+@runtime.command("pubkey")
+@click.option("--key-path", type=click.Path(path_type=Path), help=f"Key file (env {_PREFIX}NOSTR_KEY_PATH).")
+def pubkey(key_path: Path | None) -> None:
+    """Print the runtime's Nostr public key (hex), creating the 0600 key file on first use.
+
+    Control grants `sync.append` only to allow-listed keys: put this value in AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST.
+
+    \b
+    Example:
+      autopilot-sync runtime pubkey --key-path ./var/runtime/nostr.key
+    """
+    from autopilot_sync.runtime.tokens import load_or_create_key
+
+    path = key_path or os.environ.get(f"{_PREFIX}NOSTR_KEY_PATH")
+    if not path:
+        raise click.UsageError(f"give --key-path or set {_PREFIX}NOSTR_KEY_PATH")
+    click.echo(load_or_create_key(Path(path).expanduser()).public_key().hex)
+
+
+@runtime.command("demo")
+@click.option("--url", default=_DEFAULT_URL, show_default=True, help="Base URL of the running runtime.")
+@click.option("--rate", default=20.0, show_default=True, help="Events appended per second.")
+@click.option("--runs", default=10, show_default=True, help="Agent runs to simulate.")
+@click.option("--duration", default=60.0, show_default=True, help="Stop after this many seconds.")
+@click.option("--workers", default=3, show_default=True, help="Simulated workers (lifecycle snapshots).")
+@click.option("--user-id", default="demo-user", show_default=True, help="User owning the workers (fleet stream).")
+@click.option("--seed", type=int, help="Random seed, for a repeatable workload.")
+def demo(url: str, rate: float, runs: int, duration: float, workers: int, user_id: str, seed: int | None) -> None:
+    """Append simulated agent runs and worker lifecycles through the runtime's HTTP API, printing progress.
+
+    \b
+    Example:
+      autopilot-sync runtime demo --rate 50 --runs 20 --duration 30
+    """
+    from autopilot_sync.runtime.demo import DemoConfig, run_demo
+
+    if rate <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--rate")
+    prefix = f"demo-{secrets.token_hex(3)}"
+    config = DemoConfig(url, rate, runs, duration, workers, user_id, prefix, seed=seed)
+    click.echo(f"demo {prefix}: {runs} runs on {workers} workers at {rate:g} events/s against {url}")
+    result = asyncio.run(run_demo(config, click.echo))
+    if result.failed_requests:
+        raise SystemExit(1)
+
+
+@runtime.group("dead-letters")
+def dead_letters() -> None:
+    """Events the publisher gave up on; each blocks its stream until replayed (see docs/runtime.md runbook).
+
+    \b
+    Example:
+      autopilot-sync runtime dead-letters list
+      autopilot-sync runtime dead-letters replay --stream runtime.run.r-1.events
+    """
+
+
+_url_option = click.option("--url", default=_DEFAULT_URL, show_default=True, help="Base URL of the running runtime.")
+_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Read the outbox file in this directory instead of asking a running runtime.",
+)
+
+
+@dead_letters.command("list")
+@_url_option
+@_dir_option
+@click.option("--all", "include_replayed", is_flag=True, help="Also show dead letters already replayed.")
+def list_command(url: str, data_dir: Path | None, include_replayed: bool) -> None:
+    """List dead letters: stream, seq, retry class and reason.
+
+    \b
+    Example:
+      autopilot-sync runtime dead-letters list --all
+    """
+    from autopilot_sync.runtime.deadletter import list_in_file, list_via_api
+
+    rows = (
+        list_in_file(_existing(data_dir), include_replayed)
+        if data_dir
+        else asyncio.run(list_via_api(url, include_replayed))
+    )
+    for row in rows:
+        click.echo(row.line())
+    if not rows:
+        click.echo("no dead letters")
+
+
+@dead_letters.command("replay")
+@_url_option
+@_dir_option
+@click.option("--stream", "stream_id", help="Replay this stream only (default: every dead-lettered stream).")
+def replay_command(url: str, data_dir: Path | None, stream_id: str | None) -> None:
+    """Publish dead-lettered streams again from the event that stopped them (fix the cause first).
+
+    \b
+    Example:
+      autopilot-sync runtime dead-letters replay --stream runtime.run.r-1.events
+    """
+    from autopilot_sync.runtime.deadletter import replay_in_file, replay_via_api
+
+    rows = replay_in_file(_existing(data_dir), stream_id) if data_dir else asyncio.run(replay_via_api(url, stream_id))
+    for row in rows:
+        click.echo(f"replaying {row.line()}")
+    if not rows:
+        click.echo("nothing to replay")
+
+
+def _existing(data_dir: Path) -> Path:
+    if not data_dir.is_dir():
+        raise click.UsageError(f"{data_dir} is not a directory")
+    return data_dir

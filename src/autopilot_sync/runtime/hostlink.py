@@ -1,0 +1,205 @@
+"""The publisher's way to the host: the client SDK over the v2/v3 WebSocket, and nothing else.
+
+This adapter is the only runtime module that knows the SDK. It keeps one `SyncClient` (the SDK's reconnection
+manager, which reopens the session after any loss and asks `TokenSource` for a fresh token before the old one
+expires), calls `append_sync_events`, reads `stream_head` with a one-off query, and turns every way a call can fail
+into one `PublishFailure`, so the retry classes stay a pure function of that value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import aiohttp
+
+from autopilot_sync.client.connection import Connection
+from autopilot_sync.client.errors import (
+    AuthenticationError,
+    ClientError,
+    ConnectError,
+    ConnectionLostError,
+    NotConnectedError,
+    OneOffQueryError,
+    ProtocolError,
+    ReducerArgumentError,
+    SchemaError,
+    UnknownReducerError,
+)
+from autopilot_sync.client.reconnect import BackoffPolicy, SyncClient, TokenGrant
+from autopilot_sync.client.results import ReducerCommitted, ReducerFailed
+from autopilot_sync.client.schema import ClientSchema
+from autopilot_sync.runtime.outbox import StoredEvent
+from autopilot_sync.runtime.publisher import LinkError
+from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+from autopilot_sync.runtime.tokens import TokenError, TokenSource
+from autopilot_sync.spacetime.values import Timestamp
+
+log = logging.getLogger(__name__)
+
+APPEND_REDUCER = "append_sync_events"
+T = TypeVar("T")
+
+
+def event_argument(event: StoredEvent) -> tuple[Any, ...]:
+    """One `SYNC_EVENT_INPUT` value: the stored event with `expected_seq = seq` and its append time."""
+    return (
+        event.stream_id,
+        event.idempotency_key,
+        event.kind,
+        event.payload,
+        event.payload_hash,
+        event.seq,
+        Timestamp(event.appended_at_us),
+    )
+
+
+class SdkHostLink:
+    """`HostLink` over the SDK's reconnecting `SyncClient`, authenticated with control-issued tokens."""
+
+    def __init__(
+        self,
+        base_url: str,
+        database: str,
+        tokens: TokenSource,
+        call_timeout: float = 30.0,
+        connect_wait: float = 5.0,
+        reconnect_policy: BackoffPolicy | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.database = database
+        self.tokens = tokens
+        self.call_timeout = call_timeout
+        self.connect_wait = connect_wait
+        self.reconnect_policy = reconnect_policy or BackoffPolicy(base=0.2, cap=5.0)
+        self._client: SyncClient | None = None
+        self._schema: ClientSchema | None = None
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    async def append(self, events: Sequence[StoredEvent]) -> None:
+        """Call `append_sync_events`; LinkError unless the host acknowledged the commit."""
+        batch = [event_argument(event) for event in events]
+        result = await self._request(lambda conn: conn.call(APPEND_REDUCER, batch))
+        if isinstance(result, ReducerCommitted):
+            return
+        if isinstance(result, ReducerFailed):
+            raise LinkError(PublishFailure(FailureKind.REDUCER_ERROR, result.message))
+        raise LinkError(PublishFailure(FailureKind.INTERNAL_ERROR, result.message))
+
+    async def stream_head(self, stream_id: str) -> int:
+        """`head_seq` from `stream_head` (0 when the stream has no row); stream ids never contain quotes."""
+        if "'" in stream_id:
+            raise LinkError(PublishFailure(FailureKind.REDUCER_ERROR, f"invalid_event: stream id {stream_id!r}"))
+        query = f"SELECT * FROM stream_head WHERE stream_id = '{stream_id}'"
+        answer = await self._request(lambda conn: conn.one_off_query(query))
+        rows = answer.rows("stream_head")
+        if not rows:
+            return 0
+        row = rows[0]
+        head = getattr(row, "head_seq", None)
+        return int(head if head is not None else row[1])
+
+    async def refresh_auth(self) -> None:
+        """Fetch a new token now and start a new client with it (the old one closes once its calls are done)."""
+        try:
+            await self.tokens.token(force_refresh=True)
+        except TokenError as exc:
+            raise LinkError(exc.failure) from None
+        async with self._lock:
+            old, self._client = self._client, None
+        if old is not None:
+            task = asyncio.create_task(_close_later(old, self.call_timeout))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def close(self) -> None:
+        """Close the client and any retiring ones."""
+        async with self._lock:
+            old, self._client = self._client, None
+        if old is not None:
+            await old.close()
+        for task in list(self._retiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _provide_token(self) -> TokenGrant:
+        token = await self.tokens.token()
+        return TokenGrant(token, self.tokens.expires_at())
+
+    async def _sync_client(self) -> SyncClient:
+        async with self._lock:
+            if self._client is None:
+                client = SyncClient(
+                    self.base_url,
+                    self.database,
+                    token_provider=self._provide_token,
+                    policy=self.reconnect_policy,
+                    schema=self._schema,
+                )
+                await client.start()
+                self._client = client
+            return self._client
+
+    async def _request(self, send: Callable[[Connection], Awaitable[T]]) -> T:
+        client = await self._sync_client()
+        try:
+            async with asyncio.timeout(self.connect_wait):
+                connection = await client.wait_connected()
+        except TimeoutError:
+            raise LinkError(self._not_connected(client)) from None
+        except ClientError as exc:
+            raise LinkError(describe_failure(exc)) from None
+        self._schema = connection.schema
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                return await send(connection)
+        except TimeoutError:
+            await connection.close()  # the answer may never come: start over on a new session
+            raise LinkError(PublishFailure(FailureKind.TIMEOUT, f"no answer within {self.call_timeout} s")) from None
+        except Exception as exc:
+            raise LinkError(describe_failure(exc)) from None
+
+    def _not_connected(self, client: SyncClient) -> PublishFailure:
+        """Why there is no connection, from the client's last state event (a token refusal is not a network error)."""
+        event = client.last_event
+        reason = event.reason if event is not None and event.reason else "no connection yet"
+        cause = event.error.__cause__ if event is not None and event.error is not None else None
+        if isinstance(cause, TokenError):
+            return cause.failure
+        if event is not None and isinstance(event.error, AuthenticationError):
+            return PublishFailure(FailureKind.AUTH_REJECTED, reason)
+        return PublishFailure(FailureKind.NETWORK, f"not connected to {self.base_url}: {reason}")
+
+
+async def _close_later(client: SyncClient, delay: float) -> None:
+    await asyncio.sleep(delay)
+    await client.close()
+
+
+def describe_failure(exc: BaseException) -> PublishFailure:
+    """The `PublishFailure` of an exception raised by the SDK or the network under it."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, AuthenticationError):
+        return PublishFailure(FailureKind.AUTH_REJECTED, message)
+    if isinstance(exc, ConnectError):
+        if exc.status == 403:
+            return PublishFailure(FailureKind.AUTH_REJECTED, message)
+        if exc.status is not None and exc.status >= 500:
+            return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
+        return PublishFailure(FailureKind.NETWORK, message)
+    if isinstance(exc, ConnectionLostError | NotConnectedError):
+        return PublishFailure(FailureKind.NETWORK, message)
+    if isinstance(exc, ProtocolError):
+        return PublishFailure(FailureKind.PROTOCOL, message)
+    if isinstance(exc, SchemaError | OneOffQueryError):
+        return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
+    if isinstance(exc, UnknownReducerError | ReducerArgumentError):
+        return PublishFailure(FailureKind.REDUCER_ERROR, f"invalid_event: {message}")
+    if isinstance(exc, aiohttp.ClientError | OSError | ClientError):
+        return PublishFailure(FailureKind.NETWORK, message)
+    return PublishFailure(FailureKind.NETWORK, f"{type(exc).__name__}: {message}")

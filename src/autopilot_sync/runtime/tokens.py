@@ -1,0 +1,83 @@
+"""The runtime's session tokens: proven with its own Nostr key at the control service, refreshed before expiry.
+
+The key file is created (mode 0600) on first run, so a fresh install only has to add the printed public key to
+control's append allow-list. Tokens ask for exactly what publishing needs: `sync.append` and `sync.subscribe`
+(the host admits a connection only with one of those) on the runtime's own streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+from autopilot_sync.control.client import SessionToken, TokenFetchError, fetch_session_token
+from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+
+#: The scopes the runtime asks for.
+RUNTIME_SCOPES = ("sync.append", "sync.subscribe")
+#: The streams the runtime publishes (the `streams` claim pattern).
+RUNTIME_STREAMS = ("runtime.*",)
+#: The `client_kind` claim, shown in presence.
+CLIENT_KIND = "runtime"
+#: A token this close to expiry is replaced even if control's refresh time has not come (clock steps, long calls).
+EXPIRY_MARGIN_SECONDS = 45.0
+
+log = logging.getLogger(__name__)
+
+
+def load_or_create_key(path: Path) -> SecretKey:
+    """The runtime's secret key from `path`, generated and saved 0600 there when the file does not exist yet."""
+    if path.exists():
+        return load_secret_key(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = SecretKey.generate()
+    save_secret_key(path, key)
+    log.warning("created runtime Nostr key %s; allow-list its public key %s at control", path, key.public_key().hex)
+    return key
+
+
+class TokenSource:
+    """A current session token on demand: fetched on first use, replaced once control's refresh time has passed."""
+
+    def __init__(self, control_url: str, key: SecretKey, ttl_seconds: int | None = None) -> None:
+        self.control_url = control_url
+        self.key = key
+        self.ttl_seconds = ttl_seconds
+        self._current: SessionToken | None = None
+        self._lock = asyncio.Lock()
+
+    async def token(self, force_refresh: bool = False) -> str:
+        """A token valid for a while yet; `TokenError` (carrying a `PublishFailure`) when control gives none."""
+        async with self._lock:
+            current = self._current
+            now = time.time()
+            stale = current is None or current.needs_refresh(now) or current.expires_at - EXPIRY_MARGIN_SECONDS <= now
+            if current is None or force_refresh or stale:
+                current = await self._fetch()
+                self._current = current
+            return current.token
+
+    def expires_at(self) -> float | None:
+        """Expiry (epoch seconds) of the token held now."""
+        return None if self._current is None else self._current.expires_at
+
+    async def _fetch(self) -> SessionToken:
+        try:
+            return await fetch_session_token(
+                self.control_url, self.key, RUNTIME_SCOPES, RUNTIME_STREAMS, self.ttl_seconds, CLIENT_KIND
+            )
+        except TokenFetchError as exc:
+            kind = FailureKind.TOKEN_UNAVAILABLE if exc.retryable else FailureKind.TOKEN_REFUSED
+            raise TokenError(PublishFailure(kind, f"control refused a token: {exc}")) from exc
+
+
+class TokenError(Exception):
+    """No token could be had; `failure` says whether that may pass (control down) or not (key not allowed)."""
+
+    def __init__(self, failure: PublishFailure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure

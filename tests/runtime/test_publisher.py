@@ -1,0 +1,179 @@
+"""The publisher against `HostLinkDouble` (a test double applying the module's append rules in memory).
+
+History-style checks: whatever faults are injected, each stream on the "host" ends up exactly equal to what the
+outbox acknowledged, in order, with no gap and no duplicate; head-of-line blocking stays within one stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from runtime_doubles import Fault, HostLinkDouble
+
+from autopilot_sync.runtime.metrics import RuntimeMetrics
+from autopilot_sync.runtime.outbox import StoredEvent
+from autopilot_sync.runtime.publisher import Publisher, PublisherConfig
+from autopilot_sync.runtime.retry import Backoff, FailureKind, PublishFailure, RetryClass
+from autopilot_sync.runtime.store import RuntimeStore
+from autopilot_sync.runtime.streams import NewEvent
+
+FAST = PublisherConfig(batch_size=4, backoff=Backoff(base_seconds=0.001, cap_seconds=0.01), poll_seconds=0.05)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[RuntimeStore]:
+    runtime_store = RuntimeStore(tmp_path)
+    yield runtime_store
+    await runtime_store.close()
+
+
+@contextlib.asynccontextmanager
+async def publishing(store: RuntimeStore, link: HostLinkDouble, metrics: RuntimeMetrics) -> AsyncIterator[Publisher]:
+    publisher = Publisher(store, link, metrics, FAST)
+    task = asyncio.create_task(publisher.run())
+    try:
+        yield publisher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def append(store: RuntimeStore, stream: str, count: int) -> None:
+    for n in range(count):
+        await store.append([NewEvent(stream, "run.message.delta", {"n": n})], None)
+
+
+async def drained(store: RuntimeStore) -> None:
+    async with asyncio.timeout(10):
+        while await has_backlog(store):  # noqa: ASYNC110 - polling the outbox file is the point
+            await asyncio.sleep(0.01)
+
+
+async def has_backlog(store: RuntimeStore) -> bool:
+    return any(stream.pending and not stream.blocked for stream in await store.backlog())
+
+
+def assert_host_equals_outbox(store: RuntimeStore, link: HostLinkDouble, stream: str) -> None:
+    acknowledged = [(e.seq, e.idempotency_key, e.payload_hash) for e in store.outbox.events(stream)]
+    on_host = [(e.seq, e.idempotency_key, e.payload_hash) for e in link.streams.get(stream, [])]
+    assert on_host == acknowledged
+
+
+def sample(metrics: RuntimeMetrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_streams_reach_the_host_in_order_in_batches(store: RuntimeStore) -> None:
+    link = HostLinkDouble()
+    metrics = RuntimeMetrics()
+    await append(store, "runtime.run.a.events", 10)
+    await append(store, "runtime.run.b.events", 3)
+    async with publishing(store, link, metrics):
+        await drained(store)
+    assert_host_equals_outbox(store, link, "runtime.run.a.events")
+    assert_host_equals_outbox(store, link, "runtime.run.b.events")
+    assert link.calls == 4  # a: 4 + 4 + 2, b: 3
+    assert sample(metrics, "autopilot_sync_runtime_events_published_total", family="run") == 13
+
+
+async def test_lost_answers_and_transient_failures_never_duplicate(store: RuntimeStore) -> None:
+    def faults(number: int, batch: Sequence[StoredEvent]) -> Fault | None:
+        if number % 3 == 1:
+            return Fault(PublishFailure(FailureKind.NETWORK, "answer lost"), after_commit=True)
+        if number % 3 == 2:
+            return Fault(PublishFailure(FailureKind.INTERNAL_ERROR, "overloaded"))
+        return None
+
+    link = HostLinkDouble(faults=faults)
+    metrics = RuntimeMetrics()
+    await append(store, "s", 9)
+    async with publishing(store, link, metrics):
+        await drained(store)
+    assert_host_equals_outbox(store, link, "s")
+    assert sample(metrics, "autopilot_sync_runtime_duplicates_suppressed_total") > 0
+    assert sample(metrics, "autopilot_sync_runtime_publish_failures_total", retry_class="transient") > 0
+
+
+async def test_a_permanent_refusal_dead_letters_that_event_and_blocks_only_its_stream(store: RuntimeStore) -> None:
+    def faults(number: int, batch: Sequence[StoredEvent]) -> Fault | None:
+        if batch[0].stream_id == "bad" and any(event.seq == 3 for event in batch):
+            return Fault(PublishFailure(FailureKind.REDUCER_ERROR, "payload_hash_mismatch: planted"))
+        return None
+
+    link = HostLinkDouble(faults=faults)
+    metrics = RuntimeMetrics()
+    await append(store, "bad", 6)
+    await append(store, "good", 6)
+    async with publishing(store, link, metrics):
+        await drained(store)
+        dead = await store.dead_letters()
+        assert [(d.stream_id, d.seq, d.retry_class) for d in dead] == [("bad", 3, "permanent")]
+        assert "payload_hash_mismatch" in dead[0].reason
+        assert [e.seq for e in link.streams["bad"]] == [1, 2]  # everything before the refused event got through
+        assert_host_equals_outbox(store, link, "good")
+        assert sample(metrics, "autopilot_sync_runtime_dead_letters_total", retry_class="permanent") == 1
+        link.faults = lambda _number, _batch: None  # the cause is fixed; the operator replays
+        await store.replay("bad")
+        await drained(store)
+    assert_host_equals_outbox(store, link, "bad")
+
+
+async def test_auth_refusal_refreshes_once_then_dead_letters(store: RuntimeStore) -> None:
+    link = HostLinkDouble(
+        faults=lambda _n, _b: Fault(PublishFailure(FailureKind.REDUCER_ERROR, "unauthorized: needs sync.append"))
+    )
+    await append(store, "s", 1)
+    async with publishing(store, link, RuntimeMetrics()):
+        await drained(store)
+    assert link.refreshes == 1
+    assert [(d.seq, d.retry_class) for d in await store.dead_letters()] == [(1, RetryClass.AUTH.value)]
+
+
+async def test_sequence_conflict_over_trimmed_events_reconciles_from_the_head(store: RuntimeStore) -> None:
+    link = HostLinkDouble()
+    metrics = RuntimeMetrics()
+    await append(store, "s", 4)
+    # the host already committed 1..4 (an earlier life of this runtime) and then trimmed them: keys are gone
+    link.streams["s"] = list(store.outbox.events("s"))
+    link.trim("s", 4)
+    async with publishing(store, link, metrics):
+        await drained(store)
+        assert await store.dead_letters() == []
+        await append(store, "s", 2)
+        await drained(store)
+    assert link.head("s") == 6 and [e.seq for e in link.streams["s"]] == [5, 6]
+    assert sample(metrics, "autopilot_sync_runtime_publish_failures_total", retry_class="sequence_conflict") >= 1
+
+
+async def test_a_host_behind_the_runtime_is_dead_lettered_not_skipped(store: RuntimeStore) -> None:
+    link = HostLinkDouble()
+    await append(store, "s", 3)
+    await store.mark_published("s", 2)  # the runtime believes 1..2 are on the host, which has nothing
+    async with publishing(store, link, RuntimeMetrics()):
+        await drained(store)
+    dead = await store.dead_letters()
+    assert [(d.seq, d.retry_class) for d in dead] == [(3, "sequence_conflict")]
+    assert link.head("s") == 0
+
+
+async def test_a_slow_stream_does_not_hold_back_another(store: RuntimeStore) -> None:
+    def faults(number: int, batch: Sequence[StoredEvent]) -> Fault | None:
+        if batch[0].stream_id == "stuck":
+            return Fault(PublishFailure(FailureKind.TIMEOUT, "host slow"))
+        return None
+
+    link = HostLinkDouble(faults=faults)
+    await append(store, "stuck", 2)
+    await append(store, "free", 5)
+    async with publishing(store, link, RuntimeMetrics()):
+        async with asyncio.timeout(5):
+            while link.head("free") < 5:  # noqa: ASYNC110 - the double has no event to wait on
+                await asyncio.sleep(0.01)
+    assert "stuck" not in link.streams
+    assert_host_equals_outbox(store, link, "free")

@@ -1,0 +1,47 @@
+"""Every failure maps to exactly one retry class, and the backoff is capped full jitter."""
+
+from __future__ import annotations
+
+import pytest
+
+from autopilot_sync.runtime.retry import Backoff, FailureKind, PublishFailure, RetryClass, classify, is_outcome_unknown
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "expected"),
+    [
+        (FailureKind.NETWORK, "connection reset", RetryClass.TRANSIENT),
+        (FailureKind.TIMEOUT, "no answer", RetryClass.TRANSIENT),
+        (FailureKind.HOST_UNAVAILABLE, "503", RetryClass.TRANSIENT),
+        (FailureKind.INTERNAL_ERROR, "overloaded", RetryClass.TRANSIENT),
+        (FailureKind.PROTOCOL, "undecodable_frame: x", RetryClass.TRANSIENT),
+        (FailureKind.TOKEN_UNAVAILABLE, "control down", RetryClass.TRANSIENT),
+        (FailureKind.TOKEN_REFUSED, "scope_not_allowed", RetryClass.PERMANENT),
+        (FailureKind.AUTH_REJECTED, "401", RetryClass.AUTH),
+        (FailureKind.REDUCER_ERROR, "sequence_conflict: expected_seq=5 head_seq=2", RetryClass.SEQUENCE_CONFLICT),
+        (FailureKind.REDUCER_ERROR, "unauthorized: needs sync.append", RetryClass.AUTH),
+        (FailureKind.REDUCER_ERROR, "forbidden_stream: x", RetryClass.AUTH),
+        (FailureKind.REDUCER_ERROR, "idempotency_conflict: x", RetryClass.PERMANENT),
+        (FailureKind.REDUCER_ERROR, "payload_hash_mismatch: x", RetryClass.PERMANENT),
+        (FailureKind.REDUCER_ERROR, "invalid_event: x", RetryClass.PERMANENT),
+        (FailureKind.REDUCER_ERROR, "payload_too_large: x", RetryClass.PERMANENT),
+        (FailureKind.REDUCER_ERROR, "something nobody documented", RetryClass.PERMANENT),
+    ],
+)
+def test_each_failure_has_one_retry_class(kind: FailureKind, message: str, expected: RetryClass) -> None:
+    assert classify(PublishFailure(kind, message)) is expected
+
+
+def test_only_lost_answers_leave_the_outcome_unknown() -> None:
+    assert is_outcome_unknown(PublishFailure(FailureKind.TIMEOUT, ""))
+    assert is_outcome_unknown(PublishFailure(FailureKind.NETWORK, ""))
+    assert not is_outcome_unknown(PublishFailure(FailureKind.REDUCER_ERROR, "invalid_event: x"))
+
+
+def test_backoff_is_full_jitter_under_a_cap() -> None:
+    backoff = Backoff(base_seconds=0.1, cap_seconds=2.0)
+    assert [backoff.ceiling(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
+    assert backoff.ceiling(10_000) == 2.0
+    assert backoff.delay(3, lambda low, high: high) == 0.8
+    assert backoff.delay(3, lambda low, high: low) == 0.0
+    assert all(0.0 <= backoff.delay(n) <= 2.0 for n in range(50))
