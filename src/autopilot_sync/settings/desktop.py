@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, Names
+from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, Names, Seconds
 
 
 class DesktopSettings(ServiceSettings):
@@ -26,3 +26,9 @@ class DesktopSettings(ServiceSettings):
         default=Path("~/.config/autopilot-sync"), description="Directory of the user's key and stream checkpoints."
     )
     streams: Names = Field(default=(), description="Stream ids to follow; empty follows every stream.")
+    ack_interval_seconds: Seconds = Field(
+        default=1, description="Least time between two checkpoint reports (ack_checkpoint) of one stream."
+    )
+    reconnect_max_delay_seconds: Seconds = Field(
+        default=30, description="Longest wait between reconnect attempts (full-jitter backoff up to this cap)."
+    )

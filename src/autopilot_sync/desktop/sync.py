@@ -1,0 +1,428 @@
+"""The desktop's wiring to the host, through the client SDK only: subscriptions, resume, gaps, rebuilds, acks.
+
+Query sets (each kept across reconnects by the SDK's `SyncClient`):
+- presence: `SELECT * FROM active_connection`;
+- heads: `SELECT * FROM stream_head` (also how streams are discovered when none are configured);
+- one per followed stream: `SELECT * FROM sync_event WHERE stream_id = '<id>' AND seq > <checkpoint>`, the resume
+  cursor; the SDK's rewrite hook moves `<checkpoint>` to the current one on every reconnect.
+
+Every cache batch (one per server message, i.e. per transaction) is handled whole, heads before events: a head that
+makes the local cursor stale rebuilds the stream first (`rebuild`), then the batch's events go through the pure apply
+engine (`apply`), and what it applies is written with the new checkpoint in one SQLite transaction (`store`). A gap
+left after that resubscribes the stream from its checkpoint, once per checkpoint value, so a hole the host cannot
+fill never becomes a loop. Checkpoints are reported with `ack_checkpoint` at a bounded rate (`acks`). The result of
+all of it is published as one `DesktopState` value (`state`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from autopilot_sync.client.cache import ChangeKind, RowChange
+from autopilot_sync.client.errors import ClientError
+from autopilot_sync.client.query_set import QuerySet
+from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, ResubscribeRequest, StateEvent, SyncClient
+from autopilot_sync.client.results import ReducerFailed
+from autopilot_sync.desktop.acks import AckCall, AckScheduler
+from autopilot_sync.desktop.apply import ApplyState, Cursor, StreamEvent, deliver, restart_from
+from autopilot_sync.desktop.identity import DesktopIdentity
+from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE, RebuildGuard, StreamHead, Verdict, judge, rebuilt_cursor
+from autopilot_sync.desktop.state import (
+    LOG_LINES,
+    ConnectionPhase,
+    ConnectionView,
+    LogLine,
+    PresenceEntry,
+    PresenceView,
+    StateHub,
+    StreamPhase,
+    StreamView,
+)
+from autopilot_sync.desktop.store import DesktopStore
+from autopilot_sync.desktop.tokens import SessionTokens
+from autopilot_sync.module.errors import SyncErrorCode
+
+log = logging.getLogger(__name__)
+
+PRESENCE_QUERY = "SELECT * FROM active_connection"
+HEADS_QUERY = "SELECT * FROM stream_head"
+ACK_TICK_SECONDS = 0.25
+_RECORDED = re.compile(r"below the recorded (\d+)")
+
+
+def stream_query(stream_id: str, checkpoint: int) -> str:
+    """The resume subscription of one stream: every event after the checkpoint."""
+    quoted = stream_id.replace("'", "''")
+    return f"SELECT * FROM sync_event WHERE stream_id = '{quoted}' AND seq > {int(checkpoint)}"
+
+
+def event_from_row(row: Any) -> StreamEvent:
+    """A `sync_event` row (as the SDK decodes it) as the apply engine's value."""
+    return StreamEvent(
+        stream_id=str(row.stream_id),
+        seq=int(row.seq),
+        idempotency_key=str(row.idempotency_key),
+        kind=str(row.kind),
+        payload=str(row.payload),
+        payload_hash=str(row.payload_hash),
+        published_at_us=int(row.published_at.micros),
+        committed_at_us=int(row.committed_at.micros),
+    )
+
+
+def head_from_row(row: Any) -> StreamHead:
+    """A `stream_head` row as the rebuild logic's value."""
+    return StreamHead(str(row.stream_id), int(row.head_seq), int(row.retained_from_seq), int(row.epoch))
+
+
+def presence_from_rows(rows: Sequence[Any], own_pubkey_hex: str) -> PresenceView:
+    """Presence from `active_connection` rows: connections = rows, users = distinct identities."""
+    by_user: dict[str, list[Any]] = {}
+    for row in rows:
+        by_user.setdefault(row.identity.hex, []).append(row)
+    entries = []
+    for user_rows in by_user.values():
+        first = user_rows[0]
+        kinds = tuple(sorted({str(r.client_kind) for r in user_rows if r.client_kind}))
+        pubkey = str(first.nostr_pubkey_hex)
+        entries.append(
+            PresenceEntry(str(first.npub), pubkey, len(user_rows), bool(pubkey) and pubkey == own_pubkey_hex, kinds)
+        )
+    entries.sort(key=lambda e: (not e.is_self, e.npub or e.pubkey_hex))
+    return PresenceView(len(rows), len(by_user), tuple(entries))
+
+
+@dataclass
+class _Followed:
+    """What the desktop knows about one followed stream."""
+
+    stream_id: str
+    engine: ApplyState
+    query_set: QuerySet | None = None
+    head: StreamHead | None = None
+    replay_from: int = 0
+    rebuilding: bool = False
+    resubscribing: bool = False
+    gap_retried_at: int | None = None
+    gaps: int = 0
+    duplicates: int = 0
+    rebuilds: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def cursor(self) -> Cursor:
+        return self.engine.cursor
+
+
+class DesktopSync:
+    """Runs the desktop's side of sync until stopped; the UI and headless mode watch `hub`."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        database: str,
+        control_url: str,
+        identity: DesktopIdentity,
+        store: DesktopStore,
+        streams: Sequence[str] = (),
+        hub: StateHub | None = None,
+        policy: BackoffPolicy | None = None,
+        ack_interval: float = 1.0,
+    ) -> None:
+        self.identity = identity
+        self.store = store
+        self.hub = hub or StateHub()
+        self.configured = tuple(streams)
+        self.tokens = SessionTokens(control_url, identity.secret, self.configured)
+        self.client = SyncClient(
+            base_url,
+            database,
+            token_provider=self.tokens.grant,
+            policy=policy,
+            rewrite_queries=self._rewrite,
+        )
+        self.acks = AckScheduler(min_interval=ack_interval)
+        self._guard = RebuildGuard()
+        self._followed: dict[str, _Followed] = {}
+        self._by_query_set: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._log: deque[LogLine] = deque(maxlen=LOG_LINES)
+        self._own_hex = identity.public_key.hex
+        self.hub.publish(replace(self.hub.state, npub=identity.npub, host_url=self.client.base_url, database=database))
+
+    # ----- running -----
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Connect, subscribe, and keep everything in sync until `stop` is set; then close cleanly."""
+        self.client.on_state(self._on_state)
+        self.client.cache.on_batch(self._on_batch)
+        for stream_id in self.configured:
+            self._follow_local(stream_id)
+        await self.client.start()
+        try:
+            await self.client.subscribe([PRESENCE_QUERY])
+            heads = await self.client.subscribe([HEADS_QUERY])
+            with contextlib.suppress(ClientError):
+                await heads.applied()  # heads before events, so a stale cursor is seen before its gap
+            for followed in list(self._followed.values()):
+                await self._subscribe_stream(followed)
+            await self._ack_loop(stop)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await self.client.close()
+            self._publish()
+
+    def select(self, stream_id: str) -> None:
+        """Show `stream_id`'s events in the log (called by the UI)."""
+        if stream_id not in self._followed:
+            return
+        self._log.clear()
+        self._log.extend(_log_line(e) for e in self.store.recent(stream_id, LOG_LINES))
+        self.hub.publish(replace(self.hub.state, selected_stream=stream_id, log=tuple(self._log)))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ----- following streams -----
+
+    def _follow_local(self, stream_id: str) -> _Followed:
+        followed = self._followed.get(stream_id)
+        if followed is None:
+            cursor = self.store.cursor(stream_id)
+            followed = _Followed(stream_id, restart_from(cursor), replay_from=cursor.checkpoint)
+            self._followed[stream_id] = followed
+            if not self.hub.state.selected_stream:
+                self.select(stream_id)
+        return followed
+
+    async def _subscribe_stream(self, followed: _Followed) -> None:
+        async with followed.lock:
+            if followed.query_set is not None:
+                return
+            qs = await self.client.subscribe([stream_query(followed.stream_id, followed.cursor.checkpoint)])
+            followed.query_set = qs
+            self._by_query_set[qs.id] = followed.stream_id
+
+    async def _resubscribe(self, followed: _Followed) -> None:
+        """Drop the stream's query set and subscribe again from the current checkpoint (gap or rebuild)."""
+        async with followed.lock:
+            followed.resubscribing = True
+            self._publish()
+            try:
+                old = followed.query_set
+                if old is not None:
+                    self._by_query_set.pop(old.id, None)
+                    with contextlib.suppress(ClientError):
+                        await self.client.unsubscribe(old)
+                qs = await self.client.subscribe([stream_query(followed.stream_id, followed.cursor.checkpoint)])
+                followed.query_set = qs
+                self._by_query_set[qs.id] = followed.stream_id
+                with contextlib.suppress(ClientError):
+                    await qs.applied()
+            finally:
+                followed.resubscribing = False
+                self._publish()
+
+    def _rewrite(self, request: ResubscribeRequest) -> Sequence[str]:
+        """On reconnect: resume each stream from its current checkpoint, whatever the query said before."""
+        stream_id = self._by_query_set.get(request.query_set_id)
+        followed = self._followed.get(stream_id) if stream_id is not None else None
+        if followed is None:
+            return request.queries
+        followed.replay_from = followed.cursor.checkpoint
+        return [stream_query(stream_id or "", followed.cursor.checkpoint)]
+
+    # ----- cache batches -----
+
+    def _on_batch(self, changes: Sequence[RowChange]) -> None:
+        """One server message's changes: presence, then heads (maybe rebuilding), then events."""
+        presence_changed = False
+        events: dict[str, list[StreamEvent]] = {}
+        heads: list[StreamHead] = []
+        for change in changes:
+            if change.table == "active_connection":
+                presence_changed = True
+            elif change.table == "stream_head" and change.kind is not ChangeKind.DELETE:
+                heads.append(head_from_row(change.new))
+            elif change.table == "sync_event" and change.kind is ChangeKind.INSERT:
+                event = event_from_row(change.new)
+                events.setdefault(event.stream_id, []).append(event)
+        state = self.hub.state
+        if presence_changed:
+            state = replace(
+                state, presence=presence_from_rows(self.client.cache.rows("active_connection"), self._own_hex)
+            )
+            self.hub.publish(state)
+        for head in heads:
+            self._on_head(head)
+        for stream_id, stream_events in events.items():
+            followed = self._followed.get(stream_id)
+            if followed is not None:
+                self._apply(followed, stream_events)
+        if heads or events:
+            self._publish()
+
+    def _on_head(self, head: StreamHead) -> None:
+        followed = self._followed.get(head.stream_id)
+        if followed is None:
+            if self.configured:
+                return
+            followed = self._follow_local(head.stream_id)
+            self._spawn(self._subscribe_stream(followed))
+        followed.head = head
+        verdict = judge(followed.cursor, head)
+        if verdict is Verdict.ADOPT_EPOCH:
+            cursor = self.store.set_epoch(followed.cursor, head.epoch)
+            followed.engine = replace(followed.engine, cursor=cursor)
+        elif verdict.needs_rebuild and self._guard.allow(head):
+            self._rebuild(followed, head, verdict)
+
+    def _rebuild(self, followed: _Followed, head: StreamHead, verdict: Verdict) -> None:
+        """Drop the local copy and restart from the retained floor (bounded by `RebuildGuard`)."""
+        cursor = rebuilt_cursor(head)
+        log.warning(
+            "stream %s: %s (checkpoint %d@%d, head floor %d@%d): rebuilding",
+            followed.stream_id,
+            verdict.value,
+            followed.cursor.checkpoint,
+            followed.cursor.epoch,
+            head.retained_from_seq,
+            head.epoch,
+        )
+        self.store.reset_stream(cursor)
+        followed.engine = restart_from(cursor)
+        followed.rebuilding = True
+        followed.rebuilds += 1
+        followed.replay_from = cursor.checkpoint
+        followed.gap_retried_at = None
+        self.acks.note(followed.stream_id, cursor.checkpoint)
+        if followed.stream_id == self.hub.state.selected_stream:
+            self._log.clear()
+        if followed.query_set is not None:
+            self._spawn(self._resubscribe(followed))
+
+    def _apply(self, followed: _Followed, events: Sequence[StreamEvent]) -> None:
+        before = followed.cursor
+        outcome = deliver(followed.engine, events)
+        if outcome.applied:
+            self.store.apply(before, outcome.applied, outcome.state.cursor)
+            self.acks.note(followed.stream_id, outcome.checkpoint)
+            if followed.stream_id == self.hub.state.selected_stream:
+                self._log.extend(_log_line(e) for e in outcome.applied)
+        followed.engine = outcome.state
+        followed.duplicates += outcome.duplicates
+        if outcome.gap is not None and followed.gap_retried_at != outcome.checkpoint:
+            followed.gaps += 1
+            followed.gap_retried_at = outcome.checkpoint
+            log.warning(
+                "stream %s: gap (expected %d, saw %d): resubscribing from %d",
+                followed.stream_id,
+                outcome.gap.expected_seq,
+                outcome.gap.next_seen_seq,
+                outcome.checkpoint,
+            )
+            self._spawn(self._resubscribe(followed))
+
+    # ----- acks -----
+
+    async def _ack_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            for call in self.acks.due(time.monotonic()):
+                await self._ack(call)
+            self._publish()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ACK_TICK_SECONDS):
+                    await stop.wait()
+
+    async def _ack(self, call: AckCall) -> None:
+        try:
+            result = await self.client.call("ack_checkpoint", call.stream_id, call.seq)
+        except ClientError as exc:
+            log.info("ack_checkpoint %s=%d not sent: %s", call.stream_id, call.seq, exc)
+            self.acks.failed(call)
+            return
+        if isinstance(result, ReducerFailed):
+            recorded = None
+            if result.code is SyncErrorCode.CHECKPOINT_REGRESSION:
+                match = _RECORDED.search(result.message)
+                recorded = int(match.group(1)) if match else call.seq
+            log.info("ack_checkpoint %s=%d refused: %s", call.stream_id, call.seq, result.message)
+            self.acks.failed(call, recorded)
+        elif not result.ok:
+            self.acks.failed(call)
+
+    # ----- state -----
+
+    def _on_state(self, event: StateEvent) -> None:
+        phase = {
+            ConnectionState.CONNECTING: ConnectionPhase.CONNECTING,
+            ConnectionState.CONNECTED: ConnectionPhase.LIVE,
+            ConnectionState.BACKING_OFF: ConnectionPhase.BACKING_OFF,
+            ConnectionState.CLOSED: ConnectionPhase.OFFLINE,
+        }[event.state]
+        conn = self.client.connection
+        protocol = conn.protocol if conn is not None else self.hub.state.connection.protocol
+        token = self.tokens.current
+        view = ConnectionView(
+            phase,
+            protocol,
+            event.attempt,
+            event.next_retry_at,
+            event.reason or "",
+            token.expires_at if token is not None else None,
+        )
+        state = replace(self.hub.state, connection=view)
+        if phase is not ConnectionPhase.LIVE:
+            state = replace(state, presence=PresenceView())
+        self.hub.publish(state)
+
+    def _publish(self) -> None:
+        streams = tuple(self._stream_view(f) for f in sorted(self._followed.values(), key=lambda f: f.stream_id))
+        self.hub.publish(replace(self.hub.state, streams=streams, log=tuple(self._log)))
+
+    def _stream_view(self, followed: _Followed) -> StreamView:
+        head = followed.head
+        applied = followed.cursor.checkpoint
+        head_seq = head.head_seq if head is not None else 0
+        if followed.rebuilding and applied >= head_seq and followed.engine.pending == ():
+            followed.rebuilding = False
+        if followed.rebuilding:
+            phase = StreamPhase.REBUILDING
+        elif followed.resubscribing:
+            phase = StreamPhase.RESUBSCRIBING
+        elif head is None and followed.query_set is None:
+            phase = StreamPhase.WAITING
+        elif applied < head_seq:
+            phase = StreamPhase.REPLAYING
+        else:
+            phase = StreamPhase.LIVE
+        return StreamView(
+            stream_id=followed.stream_id,
+            head_seq=head_seq,
+            applied_seq=applied,
+            retained_from_seq=head.retained_from_seq if head is not None else 1,
+            epoch=followed.cursor.epoch,
+            phase=phase,
+            notice=TRIMMED_NOTICE if followed.rebuilding else "",
+            replay_from_seq=followed.replay_from,
+            rebuilds=followed.rebuilds,
+            gaps=followed.gaps,
+            duplicates=followed.duplicates,
+            acked_seq=self.acks.sent(followed.stream_id),
+        )
+
+
+def _log_line(event: StreamEvent) -> LogLine:
+    return LogLine(event.seq, event.kind, event.payload, event.committed_at_us)

@@ -1,0 +1,184 @@
+"""A real stack for the desktop's process tests: host, control and runtime processes, plus headless desktops.
+
+Everything runs as `autopilot-sync <service>` children on free ports; the tests talk to them only over HTTP and read
+what each desktop prints (one JSON state per line) and what it stored (its SQLite file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
+from autopilot_sync.nostr.keyfile import save_secret_key
+from autopilot_sync.nostr.keys import SecretKey
+
+DATABASE = "autopilot-sync"
+
+
+@dataclass
+class Desktop:
+    """One headless desktop child and where it keeps its key and store."""
+
+    process: ServiceProcess
+    config_dir: Path
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every JSON state printed so far."""
+        out = []
+        for line in list(self.process.output):
+            if line.startswith('{"t":'):
+                out.append(json.loads(line)["state"])
+        return out
+
+    def last(self) -> dict[str, Any]:
+        states = self.states()
+        return states[-1] if states else {}
+
+    def seqs(self, stream_id: str) -> list[int]:
+        """The seqs the desktop stored for a stream, ascending (read after it stopped or live via WAL)."""
+        with sqlite3.connect(self.config_dir / f"{DATABASE}.sqlite3") as db:
+            return [
+                row[0]
+                for row in db.execute("SELECT seq FROM applied_event WHERE stream_id = ? ORDER BY seq", (stream_id,))
+            ]
+
+    async def wait_for(
+        self, what: str, check: Callable[[dict[str, Any]], bool], within: float = 30.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            state = self.last()
+            if state and check(state):
+                return state
+            if self.process.process.poll() is not None:
+                raise AssertionError(f"desktop exited while waiting for {what}:\n{self.process.tail(60)}")
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; last state {self.last()}\n{self.process.tail(30)}")
+
+    def stop(self) -> int:
+        return self.process.stop()
+
+
+@dataclass
+class Stack:
+    """Host + control + runtime, started in `root`; `desktop()` adds headless desktops."""
+
+    root: Path
+    host_port: int = field(default_factory=free_port)
+    control_port: int = field(default_factory=free_port)
+    runtime_port: int = field(default_factory=free_port)
+    host: ServiceProcess | None = None
+    control: ServiceProcess | None = None
+    runtime: ServiceProcess | None = None
+    desktops: list[Desktop] = field(default_factory=list)
+    producer_key: SecretKey = field(default_factory=SecretKey.generate)
+
+    @property
+    def host_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    @property
+    def control_url(self) -> str:
+        return f"http://127.0.0.1:{self.control_port}"
+
+    @property
+    def runtime_url(self) -> str:
+        return f"http://127.0.0.1:{self.runtime_port}"
+
+    def start(self, *, runtime: bool = True) -> Stack:
+        self.start_host()
+        self.control = start_service(
+            "control",
+            env={
+                "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
+                "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
+                "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
+                "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.host_url,
+                "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex,
+            },
+        )
+        if runtime:
+            key_path = self.root / "runtime" / "nostr.key"
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            if not key_path.exists():
+                save_secret_key(key_path, self.producer_key)
+            self.runtime = start_service(
+                "runtime",
+                env={
+                    "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
+                    "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
+                    "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_url,
+                    "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
+                    "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
+                },
+            )
+        return self
+
+    def start_host(self) -> None:
+        self.host = start_host(
+            self.root / "host",
+            port=self.host_port,
+            env={"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url},
+        )
+
+    def desktop(self, name: str, streams: tuple[str, ...] = ()) -> Desktop:
+        config_dir = self.root / "desktops" / name
+        process = start_service(
+            "desktop",
+            ["--headless"],
+            env={
+                "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
+                "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_url,
+                "AUTOPILOT_SYNC_DESKTOP_SPACETIME_BASE_URL": self.host_url,
+                "AUTOPILOT_SYNC_DESKTOP_STREAMS": ",".join(streams),
+                "AUTOPILOT_SYNC_DESKTOP_RECONNECT_MAX_DELAY_SECONDS": "2",
+            },
+            wait=False,
+        )
+        desktop = Desktop(process, config_dir)
+        self.desktops.append(desktop)
+        return desktop
+
+    async def append_run_events(self, run_id: str, count: int, start: int = 0) -> list[int]:
+        """Append `count` run events through the runtime's HTTP API; returns the seqs it promised."""
+        events = [{"kind": "run.message.delta", "data": {"n": start + i}} for i in range(count)]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{self.runtime_url}/v1/runs/{run_id}/events", json={"events": events}) as response,
+        ):
+            body = await response.json()
+            assert response.status == 200, body
+        return [item["seq"] for item in body["appended"]]
+
+    async def call_as_admin(self, reducer: str, *args: Any) -> None:
+        """Call a reducer over the host's HTTP API with an admin token the control service issued the producer."""
+        token = await fetch_session_token(
+            self.control_url, self.producer_key, ("sync.admin", "sync.subscribe"), ("*",), None, "admin"
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/call/{reducer}",
+                json=list(args),
+                headers={"Authorization": f"Bearer {token.token}"},
+            ) as response,
+        ):
+            text = await response.text()
+            assert response.status == 200, text
+
+    def stop(self) -> None:
+        for desktop in self.desktops:
+            desktop.stop()
+        for service in (self.runtime, self.control, self.host):
+            if service is not None:
+                service.stop()

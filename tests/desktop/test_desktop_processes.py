@@ -1,0 +1,100 @@
+"""The desktop as a real process against real host, control and runtime processes, watched through its JSON lines.
+
+Each test records what the producer was promised (the seqs the runtime answered) and what the desktop applied (its
+SQLite file), then checks the promise: every promised event applied once, in order, whatever happened in between.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from desktop_stack import Stack
+
+from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
+
+RUN = "r1"
+STREAM = f"runtime.run.{RUN}.events"
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(tmp_path)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+def stream(state: dict, stream_id: str = STREAM) -> dict:
+    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+
+
+async def test_presence_counts_follow_a_second_desktop_joining_and_leaving(stack: Stack) -> None:
+    first = stack.desktop("first")
+    # the runtime holds one connection of its own: users/connections count it too
+    base = await first.wait_for("own presence", lambda s: s["presence"]["self_connections"] == 1)
+    users, connections = base["presence"]["users"], base["presence"]["connections"]
+    second = stack.desktop("second")
+    joined = await first.wait_for(
+        "the second desktop in presence",
+        lambda s: s["presence"]["users"] == users + 1 and s["presence"]["connections"] == connections + 1,
+    )
+    second_state = await second.wait_for("its own presence", lambda s: s["presence"]["self_connections"] == 1)
+    assert second_state["npub"] in joined["presence"]["npubs"]
+    assert first.last()["npub"] in joined["presence"]["npubs"]
+    assert second.stop() == 0
+    await first.wait_for(
+        "the second desktop gone",
+        lambda s: s["presence"]["users"] == users and s["presence"]["connections"] == connections,
+    )
+
+
+async def test_runtime_events_are_applied_in_order_exactly_once(stack: Stack) -> None:
+    promised = await stack.append_run_events(RUN, 30)
+    desktop = stack.desktop("reader", streams=(STREAM,))
+    await desktop.wait_for("the replay", lambda s: stream(s).get("applied") == 30)
+    for batch in range(5):
+        promised += await stack.append_run_events(RUN, 7, start=100 * batch)
+    done = await desktop.wait_for("live events", lambda s: stream(s).get("applied") == len(promised))
+    assert stream(done)["lag"] == 0 and stream(done)["phase"] == "live"
+    applied_history = [stream(s).get("applied", 0) for s in desktop.states()]
+    assert applied_history == sorted(applied_history)
+    assert desktop.seqs(STREAM) == promised == list(range(1, len(promised) + 1))
+    await desktop.wait_for("the checkpoint acked", lambda s: stream(s).get("acked") == len(promised))
+
+
+async def test_host_sigkill_and_restart_resumes_without_gap_or_duplicate(stack: Stack) -> None:
+    promised = await stack.append_run_events(RUN, 20)
+    desktop = stack.desktop("survivor")
+    await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 20)
+    assert stack.host is not None
+    stack.host.kill()
+    await desktop.wait_for("backing off", lambda s: s["connection"]["phase"] in ("backing_off", "connecting"))
+    promised += await stack.append_run_events(RUN, 15, start=20)  # held in the runtime's outbox meanwhile
+    stack.start_host()
+    await desktop.wait_for("live again", lambda s: s["connection"]["phase"] == "live", within=60)
+    promised += await stack.append_run_events(RUN, 5, start=35)
+    await desktop.wait_for("every promised event", lambda s: stream(s).get("applied") == len(promised), within=60)
+    assert desktop.seqs(STREAM) == promised == list(range(1, 41))
+    assert stream(desktop.last())["rebuilds"] == 0
+
+
+async def test_trimmed_history_rebuilds_from_the_retained_floor_once(stack: Stack) -> None:
+    await stack.append_run_events(RUN, 10)
+    desktop = stack.desktop("stale")
+    await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 10)
+    assert desktop.stop() == 0
+    await stack.append_run_events(RUN, 10, start=10)
+    await stack.call_as_admin("trim_stream", STREAM, 16)
+    restarted = stack.desktop("stale")  # same config dir: resumes from checkpoint 10, below the floor 16
+    done = await restarted.wait_for("the rebuild", lambda s: stream(s).get("applied") == 20)
+    assert any(stream(s).get("notice") == TRIMMED_NOTICE for s in restarted.states())
+    assert stream(done)["rebuilds"] == 1
+    assert restarted.seqs(STREAM) == list(range(16, 21))
+    await stack.append_run_events(RUN, 3, start=20)
+    later = await restarted.wait_for("events after the rebuild", lambda s: stream(s).get("applied") == 23)
+    assert stream(later)["rebuilds"] == 1 and stream(later)["notice"] == ""
+    assert restarted.seqs(STREAM) == list(range(16, 24))
