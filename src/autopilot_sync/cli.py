@@ -21,11 +21,21 @@ def main() -> None:
 
 def _register() -> None:
     """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
+    from autopilot_sync.client.cli import client
+    from autopilot_sync.control.cli import control
+    from autopilot_sync.desktop.cli import desktop
     from autopilot_sync.gate.cli import gate
+    from autopilot_sync.host.cli import host
+    from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
 
     main.add_command(gate)
     main.add_command(config)
+    main.add_command(desktop)
+    main.add_command(host)
+    main.add_command(client)
+    main.add_command(control)
+    main.add_command(runtime)
 
 
 _register()
