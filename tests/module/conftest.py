@@ -1,43 +1,5 @@
-"""Shared helpers for the sync module tests: a started engine running the real module, and callers with claims."""
+"""Fixtures of the sync module tests (helpers live in sync_module_helpers.py: conftest modules are not importable)."""
 
-from __future__ import annotations
+from sync_module_helpers import engine
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-
-import pytest
-
-from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import EngineConfig, HostEngine
-from autopilot_sync.module import module
-from autopilot_sync.module.canonical import hash_value
-from autopilot_sync.nostr.keys import SecretKey
-from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
-
-PUBLISHER_KEY = SecretKey.generate().public_key().hex
-READER_KEY = SecretKey.generate().public_key().hex
-
-
-def caller(scopes: list[str], *, sub: str = PUBLISHER_KEY, ident: int = 1, conn: int = 1, **extra: Any) -> Caller:
-    """A caller whose verified claims grant `scopes`."""
-    return Caller(Identity(ident), ConnectionId(conn), {"sub": sub, "scopes": scopes, **extra})
-
-
-PUBLISHER = caller(["sync.append", "sync.subscribe"])
-ADMIN = caller(["sync.admin", "sync.subscribe"], ident=9, conn=9)
-READER = caller(["sync.subscribe", "sync.checkpoint.write"], sub=READER_KEY, ident=2, conn=2)
-
-
-def event(stream: str, seq: int, body: Any, *, key: str | None = None, kind: str = "test.event") -> tuple[Any, ...]:
-    """An `append_sync_events` input with a correct hash."""
-    text, digest = hash_value(body)
-    return (stream, key or f"{stream}:{seq}", kind, text, digest, seq, Timestamp(1_700_000_000_000_000))
-
-
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[HostEngine]:
-    running = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
-    await running.start()
-    yield running
-    await running.stop()
+__all__ = ["engine"]

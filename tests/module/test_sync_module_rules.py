@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import ADMIN, PUBLISHER, PUBLISHER_KEY, READER, READER_KEY, caller, event
+from sync_module_helpers import ADMIN, PUBLISHER, PUBLISHER_KEY, READER, READER_KEY, caller, event
 
 from autopilot_sync.host.engine import CallStatus, HostEngine
 from autopilot_sync.module.canonical import canonicalize_text, payload_hash

@@ -8,10 +8,9 @@ we meant and writes exactly what we write.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import Judge
 from hypothesis import HealthCheck, given, settings
 from spacetime_strategies import (
     INT_RANGES,
@@ -28,6 +27,9 @@ from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize, RowOffsets
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
+
+if TYPE_CHECKING:
+    from conftest import Judge
 
 pytestmark = pytest.mark.node
 

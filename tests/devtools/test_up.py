@@ -1,0 +1,55 @@
+"""The quick start's run command brings the whole system up: presence and live runtime events reach the desktop."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from autopilot_sync.devtools.processes import free_port
+
+
+def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
+    ports = [str(free_port()) for _ in range(3)]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "autopilot_sync",
+            "up",
+            "--headless",
+            "--duration",
+            "15",
+            "--rate",
+            "20",
+            "--state-dir",
+            str(tmp_path),
+            "--host-port",
+            ports[0],
+            "--control-port",
+            ports[1],
+            "--runtime-port",
+            ports[2],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    states: list[dict[str, Any]] = [
+        json.loads(line)["state"] for line in done.stdout.splitlines() if line.startswith('{"t":')
+    ]
+    live = [s for s in states if s["connection"]["phase"] == "live"]
+    assert live, done.stderr[-3000:]
+    # The runtime (producer key) and the desktop itself are both present, as two Nostr identities.
+    assert max(s["presence"]["users"] for s in live) >= 2
+    assert any(s["presence"]["self_connections"] == 1 for s in live)
+    final_streams = states[-1]["streams"]
+    assert final_streams, "no runtime stream reached the desktop"
+    assert sum(stream["applied"] for stream in final_streams) >= 20
+    for stream in final_streams:
+        assert stream["gaps"] == 0 and stream["duplicates"] == 0
+        assert stream["applied"] <= stream["head"]
