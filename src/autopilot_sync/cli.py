@@ -24,6 +24,7 @@ def _register() -> None:
     from autopilot_sync.client.cli import client
     from autopilot_sync.control.cli import control
     from autopilot_sync.desktop.cli import desktop
+    from autopilot_sync.devtools.up import up
     from autopilot_sync.gate.cli import gate
     from autopilot_sync.host.cli import host
     from autopilot_sync.runtime.cli import runtime
@@ -36,6 +37,7 @@ def _register() -> None:
     main.add_command(client)
     main.add_command(control)
     main.add_command(runtime)
+    main.add_command(up)
 
 
 _register()
