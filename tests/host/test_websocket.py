@@ -26,7 +26,13 @@ from autopilot_sync.examples.chat import module
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.tokens import SigningKey, TokenService
-from autopilot_sync.host.websocket import V2_PROTOCOL, V3_PROTOCOL, WebSocketOptions, add_websocket_route
+from autopilot_sync.host.websocket import (
+    V2_PROTOCOL,
+    V3_PROTOCOL,
+    CloseReason,
+    WebSocketOptions,
+    add_websocket_route,
+)
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.frames import encode_v3_client_frames, split_server_body
 from autopilot_sync.spacetime.identity import identity_from_claims
@@ -569,3 +575,13 @@ class RawClient:
 
     def close(self) -> None:
         self.writer.transport.abort()
+
+
+def test_close_codes_doc_lists_every_close_reason() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    table = doc[doc.index("## Close codes") :]
+    for reason in CloseReason:
+        if reason.text:
+            assert f"| {reason.code} | `{reason.text}` |" in table, reason
+        else:
+            assert f"| {reason.code} | *" in table, reason

@@ -151,7 +151,7 @@ def _resolve_database(engine: HostEngine, name: str) -> str | None:
     return None
 
 
-async def _database_request(request: web.Request) -> tuple[HostEngine, Authenticated]:
+async def resolve_database_request(request: web.Request) -> tuple[HostEngine, Authenticated]:
     """Authenticate (401 first, as the real middleware order), then resolve the database (400/404)."""
     auth = await authenticate(request)
     engine = request.app[ENGINE_KEY]
@@ -208,7 +208,7 @@ def _is_json(request: web.Request) -> bool | None:
 
 async def call_reducer(request: web.Request) -> web.Response:
     """`POST /v1/database/:name/call/:reducer`: run a reducer with positional JSON arguments."""
-    engine, auth = await _database_request(request)
+    engine, auth = await resolve_database_request(request)
     headers = auth.identity_headers()
     is_json = _is_json(request)
     if is_json is None:
@@ -268,7 +268,7 @@ def _outcome_response(outcome: CallOutcome) -> tuple[int, str]:
 
 async def sql(request: web.Request) -> web.Response:
     """`POST /v1/database/:name/sql`: one read-only query (one-off SQL subset); the owner also sees private tables."""
-    engine, auth = await _database_request(request)
+    engine, auth = await resolve_database_request(request)
     headers = auth.identity_headers()
     body = await read_body(request, headers)
     try:
@@ -287,7 +287,7 @@ async def sql(request: web.Request) -> web.Response:
 
 async def schema(request: web.Request) -> web.Response:
     """`GET /v1/database/:name/schema?version=9`: the module as `RawModuleDefV9` SATS-JSON."""
-    engine, auth = await _database_request(request)
+    engine, auth = await resolve_database_request(request)
     headers = auth.identity_headers()
     version = request.query.get("version")
     if version is None:

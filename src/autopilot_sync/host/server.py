@@ -62,11 +62,18 @@ class RunningHost:
 
 def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
     """The aiohttp application with every route of the host."""
-    from autopilot_sync.host.websocket import add_websocket_route
+    from autopilot_sync.host.websocket import WebSocketOptions, add_websocket_route
 
     app = web.Application(client_max_size=settings.max_message_bytes)
     add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
-    hub = add_websocket_route(app, engine, tokens, max_message_bytes=settings.max_message_bytes)
+    options = WebSocketOptions(
+        ping_interval=float(settings.ping_interval_seconds),
+        idle_timeout=float(settings.idle_timeout_seconds),
+        max_message_bytes=settings.max_message_bytes,
+        send_queue_max_messages=settings.send_queue_max_messages,
+        send_queue_max_bytes=settings.send_queue_max_bytes,
+    )
+    hub = add_websocket_route(app, engine, tokens, options=options)
     metrics = HostMetrics()
     metrics.attach(engine)
     engine.on_call = metrics.observe_call

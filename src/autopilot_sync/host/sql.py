@@ -461,6 +461,8 @@ def _literal(node: exp.Expression, ty: AlgebraicType, ctx: SqlContext) -> Any:
     lit = _read_literal(node, ctx)
     try:
         value = _convert(lit, ty)
+    except SqlError:
+        raise
     except (ValueError, OverflowError):
         value = None
     if value is None:

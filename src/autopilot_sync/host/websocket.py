@@ -33,7 +33,7 @@ from aiohttp import WSMsgType, web
 
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, HostEngine
-from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, _database_request
+from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.host.tokens import TokenService
@@ -269,6 +269,18 @@ class Connection:
             if transport is not None and not transport.is_closing():
                 transport.abort()
 
+    def mark_gone(self) -> None:
+        """The socket is finished: stop the writer and drop anything still queued or held."""
+        self.closed = True
+        self._queue.clear()
+        self._held.clear()
+        self._wakeup.set()
+
+    async def wait_closing(self) -> None:
+        """Wait for a close started by `close_soon` (the slow-consumer kick) to finish."""
+        if self._closing_task is not None:
+            await asyncio.gather(self._closing_task, return_exceptions=True)
+
     def track(self, task: asyncio.Task[Any]) -> None:
         """Keep a reference to an in-flight task until it finishes."""
         self._tasks.add(task)
@@ -367,35 +379,30 @@ def _query_options(request: web.Request, auth: Authenticated) -> Compression:
 async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     """The route handler: refuse with an HTTP status before the upgrade, else serve the socket until it goes away."""
     hub = request.app[HUB_KEY]
-    engine, auth = await _database_request(request)
+    engine, auth = await resolve_database_request(request)
     connection_id = _connection_id(request, auth)
     compression = _query_options(request, auth)
     protocol = _choose_protocol(request)
     if protocol is None:
         raise _bad_request("no valid protocol selected", auth)
+    ws = web.WebSocketResponse(
+        protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
+    )
+    if not ws.can_prepare(request).ok:
+        raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
     try:
         await engine.connect(caller)
     except ConnectionRejectedError as exc:
         raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
-    ws = web.WebSocketResponse(
-        protocols=(protocol,),
-        max_msg_size=hub.options.max_message_bytes,
-        compress=False,
-        autoping=True,
-    )
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
     try:
-        try:
-            await ws.prepare(request)
-        except Exception:
-            return ws
+        await ws.prepare(request)
         hub.connections.add(connection)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
         await _serve(connection)
     finally:
-        connection.closed = True
-        connection._wakeup.set()
+        connection.mark_gone()
         hub.connections.discard(connection)
         hub.holding.discard(connection)
         hub.subscriptions.remove_client(connection)
@@ -412,10 +419,12 @@ async def _serve(connection: Connection) -> None:
         for task in (writer, pinger):
             task.cancel()
         await asyncio.gather(writer, pinger, return_exceptions=True)
-        if connection._closing_task is not None:
-            await asyncio.gather(connection._closing_task, return_exceptions=True)
+        await connection.wait_closing()
         if not connection.ws.closed:
-            await connection.close(CloseReason.SHUTTING_DOWN)
+            # The writer failed (the peer vanished mid-send): nobody is left to read a close frame.
+            transport = connection.request.transport
+            if transport is not None:
+                transport.abort()
 
 
 async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None:

@@ -7,7 +7,16 @@ from pathlib import Path
 from pydantic import Field
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import Count, DatabaseName, DottedPath, FilePath, IssuerUrls, Listen, ListenAddress
+from autopilot_sync.settings.fields import (
+    Count,
+    DatabaseName,
+    DottedPath,
+    FilePath,
+    IssuerUrls,
+    Listen,
+    ListenAddress,
+    Seconds,
+)
 
 
 class HostSettings(ServiceSettings):
@@ -40,4 +49,18 @@ class HostSettings(ServiceSettings):
         default=True,
         description="fsync the commit log before acknowledging a commit; false loses acknowledged commits on a "
         "crash and is for throwaway tests only.",
+    )
+    ping_interval_seconds: Seconds = Field(
+        default=15, description="How often the host pings each WebSocket client (the real host uses 15)."
+    )
+    idle_timeout_seconds: Seconds = Field(
+        default=30,
+        description="A WebSocket client silent this long (no message, no pong) is dropped, so presence returns "
+        "to the truth after half-open connections.",
+    )
+    send_queue_max_messages: Count = Field(
+        default=16384, description="Server messages queued for one client before it is disconnected as too slow."
+    )
+    send_queue_max_bytes: Count = Field(
+        default=268435456, description="Encoded bytes queued for one client before it is disconnected as too slow."
     )

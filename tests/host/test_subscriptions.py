@@ -1,0 +1,207 @@
+"""The subscription engine without sockets: initial rows, deltas per query set, offsets, indexes, event tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.transaction import CommittedTx, ReducerContext
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.messages import (
+    EventTableRows,
+    PersistentTableRows,
+    QueryRows,
+    QuerySetUpdate,
+    SubscribeApplied,
+    SubscriptionError,
+    UnsubscribeApplied,
+)
+from autopilot_sync.spacetime.values import ConnectionId, Identity
+
+module = Module("streams")
+event = module.table(
+    "event",
+    [("stream_id", at.STRING), ("seq", at.U64), ("payload", at.STRING)],
+    unique=[("stream_id", "seq")],
+)
+ping = module.table("ping", [("text", at.STRING)], event=True)
+EVENT_CODEC = bsatn.codec(event.row_type)
+
+
+@module.reducer(("stream_id", at.STRING), ("seq", at.U64), ("payload", at.STRING))
+def append(ctx: ReducerContext, stream_id: str, seq: int, payload: str) -> None:
+    ctx.db.event.insert((stream_id, seq, payload))
+
+
+@module.reducer(("stream_id", at.STRING), ("seq", at.U64), ("payload", at.STRING))
+def rewrite(ctx: ReducerContext, stream_id: str, seq: int, payload: str) -> None:
+    for row in ctx.db.event.filter(("stream_id", "seq"), (stream_id, seq)):
+        ctx.db.event.delete(row)
+    ctx.db.event.insert((stream_id, seq, payload))
+
+
+@module.reducer(("text", at.STRING))
+def shout(ctx: ReducerContext, text: str) -> None:
+    ctx.db.ping.insert((text,))
+
+
+CALLER = Caller(Identity(7), ConnectionId(7))
+
+
+class Harness:
+    def __init__(self, engine: HostEngine) -> None:
+        self.engine = engine
+        self.subs = SubscriptionManager(engine.datastore, lambda: engine.offset)
+        self.updates: list[dict[Any, tuple[QuerySetUpdate, ...]]] = []
+        engine.add_commit_listener(self._on_commit)
+
+    def _on_commit(self, tx: CommittedTx) -> None:
+        self.updates.append(self.subs.on_commit(tx))
+
+    async def call(self, reducer: str, *args: Any) -> dict[Any, tuple[QuerySetUpdate, ...]]:
+        before = len(self.updates)
+        outcome = await self.engine.call_reducer(reducer, args, CALLER)
+        assert outcome.tx is not None, outcome
+        assert len(self.updates) == before + 1
+        return self.updates[-1]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    engine = HostEngine(module, tmp_path, "streams", EngineConfig(fsync=False))
+    await engine.start()
+    yield Harness(engine)
+    await engine.stop()
+
+
+def rows_of(query_rows: QueryRows) -> dict[str, list[tuple[Any, ...]]]:
+    return {t.table: [tuple(EVENT_CODEC.decode(r)) for r in t.rows] for t in query_rows.tables}
+
+
+def delta(update: QuerySetUpdate, table: str = "event") -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    (entry,) = next(t for t in update.tables if t.table_name == table).rows
+    assert isinstance(entry, PersistentTableRows)
+    return [tuple(EVENT_CODEC.decode(r)) for r in entry.inserts], [tuple(EVENT_CODEC.decode(r)) for r in entry.deletes]
+
+
+async def test_resume_query_returns_missed_rows_then_new_ones(harness: Harness) -> None:
+    for seq in (1, 2, 3):
+        await harness.call("append", "a", seq, f"a{seq}")
+    await harness.call("append", "b", 1, "b1")
+    applied = harness.subs.subscribe("c1", 1, 10, ["SELECT * FROM event WHERE stream_id = 'a' AND seq > 1"])
+    assert isinstance(applied, SubscribeApplied)
+    assert rows_of(applied.rows) == {"event": [("a", 2, "a2"), ("a", 3, "a3")]}
+    out = await harness.call("append", "a", 4, "a4")
+    (update,) = out["c1"]
+    assert update.query_set_id == 10
+    assert delta(update) == ([("a", 4, "a4")], [])
+    assert await harness.call("append", "b", 2, "b2") == {}
+
+
+async def test_rows_matching_several_sets_appear_under_each_and_once_per_set(harness: Harness) -> None:
+    subs = harness.subs
+    assert isinstance(subs.subscribe("c1", 1, 1, ["SELECT * FROM event WHERE stream_id = 'a'"]), SubscribeApplied)
+    both = ["SELECT * FROM event WHERE stream_id = 'a'", "SELECT * FROM event WHERE seq = 1"]
+    assert isinstance(subs.subscribe("c1", 2, 2, both), SubscribeApplied)
+    assert isinstance(subs.subscribe("c2", 3, 1, ["SELECT * FROM event"]), SubscribeApplied)
+    out = await harness.call("append", "a", 1, "x")
+    assert sorted(u.query_set_id for u in out["c1"]) == [1, 2]
+    for update in out["c1"]:
+        assert delta(update) == ([("a", 1, "x")], [])  # once per set even when two queries of set 2 match
+    assert [u.query_set_id for u in out["c2"]] == [1]
+    applied = subs.subscribe("c3", 4, 1, both)
+    assert isinstance(applied, SubscribeApplied)
+    assert rows_of(applied.rows) == {"event": [("a", 1, "x")]}
+
+
+async def test_update_is_one_table_update_with_delete_and_insert(harness: Harness) -> None:
+    await harness.call("append", "a", 1, "old")
+    harness.subs.subscribe("c1", 1, 1, ["SELECT * FROM event WHERE stream_id = 'a'"])
+    out = await harness.call("rewrite", "a", 1, "new")
+    (update,) = out["c1"]
+    assert delta(update) == ([("a", 1, "new")], [("a", 1, "old")])
+
+
+async def test_transactions_before_the_snapshot_are_not_sent_twice(harness: Harness) -> None:
+    engine = harness.engine
+    outcome, sequence = engine.run_transaction(engine.reducer("append"), ("a", 1, "x"), CALLER)
+    assert sequence is not None
+    # Subscribed after the transaction ran but before it became durable: the snapshot already has the row.
+    applied = harness.subs.subscribe("c1", 1, 1, ["SELECT * FROM event"])
+    assert isinstance(applied, SubscribeApplied) and rows_of(applied.rows) == {"event": [("a", 1, "x")]}
+    await engine.commitlog.wait_durable(sequence)
+    assert harness.updates[-1] == {}
+    out = await harness.call("append", "a", 2, "y")
+    assert delta(out["c1"][0]) == ([("a", 2, "y")], [])
+    del outcome
+
+
+async def test_unsubscribe_and_remove_client_stop_deltas(harness: Harness) -> None:
+    await harness.call("append", "a", 1, "x")
+    subs = harness.subs
+    subs.subscribe("c1", 1, 1, ["SELECT * FROM event WHERE stream_id = 'a'"])
+    subs.subscribe("c1", 2, 2, ["SELECT * FROM event"])
+    dropped = subs.unsubscribe("c1", 3, 1, send_dropped_rows=True)
+    assert isinstance(dropped, UnsubscribeApplied) and dropped.rows is not None
+    assert rows_of(dropped.rows) == {"event": [("a", 1, "x")]}
+    assert subs.unsubscribe("c1", 4, 2) == UnsubscribeApplied(4, 2, None)
+    assert isinstance(subs.unsubscribe("c1", 5, 2), SubscriptionError)
+    assert await harness.call("append", "a", 2, "y") == {}
+    subs.subscribe("c2", 1, 1, ["SELECT * FROM event WHERE stream_id = 'a'"])
+    subs.remove_client("c2")
+    assert await harness.call("append", "a", 3, "z") == {}
+    assert subs._by_value == {} and subs._by_table == {}  # indexes cleaned up
+
+
+async def test_errors_register_nothing(harness: Harness) -> None:
+    subs = harness.subs
+    error = subs.subscribe("c1", 1, 1, ["SELECT * FROM event", "SELECT * FROM nope"])
+    assert isinstance(error, SubscriptionError) and error.request_id == 1 and "no such table" in error.error
+    assert subs.query_set_count("c1") == 0
+    assert isinstance(subs.subscribe("c1", 2, 1, ["SELECT * FROM event"]), SubscribeApplied)
+    duplicate = subs.subscribe("c1", 3, 1, ["SELECT * FROM event"])
+    assert isinstance(duplicate, SubscriptionError) and "already subscribed" in duplicate.error
+
+
+async def test_event_tables_arrive_as_event_rows(harness: Harness) -> None:
+    applied = harness.subs.subscribe("c1", 1, 1, ["SELECT * FROM ping"])
+    assert isinstance(applied, SubscribeApplied)
+    out = await harness.call("shout", "hello")
+    ((table,),) = [u.tables for u in out["c1"]]
+    (entry,) = table.rows
+    assert isinstance(entry, EventTableRows)
+    assert [bsatn.codec(ping.row_type).decode(r) for r in entry.events] == [("hello",)]
+
+
+async def test_equality_subscriptions_are_not_visited_by_unrelated_rows(harness: Harness) -> None:
+    subs = harness.subs
+    for i in range(5000):
+        subs.subscribe(f"c{i}", i, 1, [f"SELECT * FROM event WHERE stream_id = 's{i}'"])
+    visited = 0
+    original = subs._candidates
+
+    def counting(table: str, row: Any) -> Any:
+        nonlocal visited
+        for query in original(table, row):
+            visited += 1
+            yield query
+
+    subs._candidates = counting  # type: ignore[method-assign]
+    out = await harness.call("append", "s42", 1, "x")
+    assert list(out) == ["c42"] and visited == 1
+
+
+async def test_one_row_list_is_shared_by_identical_results(harness: Harness) -> None:
+    for i in range(3):
+        harness.subs.subscribe(f"c{i}", 1, 1, ["SELECT * FROM event WHERE stream_id = 'a'"])
+    out = await harness.call("append", "a", 1, "x")
+    lists = {id(u[0].tables[0].rows[0].inserts) for u in out.values()}  # type: ignore[union-attr]
+    assert len(lists) == 1
