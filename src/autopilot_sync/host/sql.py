@@ -31,7 +31,7 @@ from sqlglot.errors import ParseError
 from autopilot_sync.host.datastore import Datastore, TableStore
 from autopilot_sync.host.module_api import TableDef
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime.algebraic import AlgebraicType, ArrayType, Primitive, PrimitiveKind
+from autopilot_sync.spacetime.algebraic import INT_RANGES, AlgebraicType, ArrayType, Primitive, PrimitiveKind
 from autopilot_sync.spacetime.sats_json import to_untyped_json
 from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
@@ -373,20 +373,6 @@ def _compile_predicate(node: exp.Expression, scope: _Scope, ctx: SqlContext) -> 
 
 # ----- literals -----
 
-_INT_RANGES = {
-    PrimitiveKind.I8: (-(1 << 7), (1 << 7) - 1),
-    PrimitiveKind.U8: (0, (1 << 8) - 1),
-    PrimitiveKind.I16: (-(1 << 15), (1 << 15) - 1),
-    PrimitiveKind.U16: (0, (1 << 16) - 1),
-    PrimitiveKind.I32: (-(1 << 31), (1 << 31) - 1),
-    PrimitiveKind.U32: (0, (1 << 32) - 1),
-    PrimitiveKind.I64: (-(1 << 63), (1 << 63) - 1),
-    PrimitiveKind.U64: (0, (1 << 64) - 1),
-    PrimitiveKind.I128: (-(1 << 127), (1 << 127) - 1),
-    PrimitiveKind.U128: (0, (1 << 128) - 1),
-    PrimitiveKind.I256: (-(1 << 255), (1 << 255) - 1),
-    PrimitiveKind.U256: (0, (1 << 256) - 1),
-}
 _FLOATS = (PrimitiveKind.F32, PrimitiveKind.F64)
 
 
@@ -486,14 +472,14 @@ def _convert(lit: _Lit, ty: AlgebraicType) -> Any:
     """The literal as a value of `ty` (None when it cannot be one)."""
     if isinstance(ty, Primitive):
         kind = ty.kind
-        if kind in _INT_RANGES:
+        if kind in INT_RANGES:
             if lit.kind == "int":
                 number = int(lit.value)
             elif lit.kind == "hex":
                 number = int(str(lit.value), 16)
             else:
                 return None
-            low, high = _INT_RANGES[kind]
+            low, high = INT_RANGES[kind]
             return number if low <= number <= high else None
         if kind in _FLOATS:
             if lit.kind not in ("int", "float"):

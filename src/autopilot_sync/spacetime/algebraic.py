@@ -38,6 +38,28 @@ class PrimitiveKind(enum.Enum):
         return self.name.title() if self in (PrimitiveKind.STRING, PrimitiveKind.BOOL) else self.name
 
 
+_INT_WIDTHS: dict[PrimitiveKind, tuple[int, bool]] = {
+    PrimitiveKind.I8: (8, True),
+    PrimitiveKind.U8: (8, False),
+    PrimitiveKind.I16: (16, True),
+    PrimitiveKind.U16: (16, False),
+    PrimitiveKind.I32: (32, True),
+    PrimitiveKind.U32: (32, False),
+    PrimitiveKind.I64: (64, True),
+    PrimitiveKind.U64: (64, False),
+    PrimitiveKind.I128: (128, True),
+    PrimitiveKind.U128: (128, False),
+    PrimitiveKind.I256: (256, True),
+    PrimitiveKind.U256: (256, False),
+}
+
+INT_RANGES: dict[PrimitiveKind, tuple[int, int]] = {
+    kind: (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    for kind, (bits, signed) in _INT_WIDTHS.items()
+}
+"""Inclusive bounds of every integer kind: the one table SQL literals, SATS-JSON and checks validate against."""
+
+
 class AlgebraicType:
     """Base of every type description."""
 

@@ -31,6 +31,7 @@ from typing import Any
 from autopilot_sync.spacetime.algebraic import (
     CONNECTION_ID_TAG,
     IDENTITY_TAG,
+    INT_RANGES,
     TIME_DURATION_TAG,
     TIMESTAMP_TAG,
     U8,
@@ -49,20 +50,6 @@ from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, Ti
 #: Depth bound for nested values, so a hostile body cannot exhaust the stack.
 MAX_DEPTH = 64
 
-_INT_RANGES: dict[PrimitiveKind, tuple[int, int]] = {
-    PrimitiveKind.I8: (-(1 << 7), (1 << 7) - 1),
-    PrimitiveKind.U8: (0, (1 << 8) - 1),
-    PrimitiveKind.I16: (-(1 << 15), (1 << 15) - 1),
-    PrimitiveKind.U16: (0, (1 << 16) - 1),
-    PrimitiveKind.I32: (-(1 << 31), (1 << 31) - 1),
-    PrimitiveKind.U32: (0, (1 << 32) - 1),
-    PrimitiveKind.I64: (-(1 << 63), (1 << 63) - 1),
-    PrimitiveKind.U64: (0, (1 << 64) - 1),
-    PrimitiveKind.I128: (-(1 << 127), (1 << 127) - 1),
-    PrimitiveKind.U128: (0, (1 << 128) - 1),
-    PrimitiveKind.I256: (-(1 << 255), (1 << 255) - 1),
-    PrimitiveKind.U256: (0, (1 << 256) - 1),
-}
 _WIDE_256 = (PrimitiveKind.I256, PrimitiveKind.U256)
 _FLOATS = (PrimitiveKind.F32, PrimitiveKind.F64)
 _HEX_RE = re.compile(r"(?:0x)?((?:[0-9a-fA-F]{2})*)")
@@ -161,7 +148,7 @@ def to_untyped_json(ty: AlgebraicType, value: Any, typespace: Sequence[Algebraic
 def _out(ty: AlgebraicType, value: Any, typespace: Sequence[AlgebraicType], typed: bool) -> Any:
     ty = _resolve(ty, typespace)
     if isinstance(ty, Primitive):
-        if ty.kind in _INT_RANGES:
+        if ty.kind in INT_RANGES:
             return _int_out(ty.kind, value)
         if ty.kind in _FLOATS:
             return _float_out(float(value))
@@ -265,7 +252,7 @@ def _primitive_in(kind: PrimitiveKind, data: Any, path: str) -> Any:
         if isinstance(data, bool) or not isinstance(data, int | float):
             raise SatsJsonError(path, kind.name, data)
         return float(data)
-    low, high = _INT_RANGES[kind]
+    low, high = INT_RANGES[kind]
     value: int | None = None
     if isinstance(data, int) and not isinstance(data, bool):
         value = data
