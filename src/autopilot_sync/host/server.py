@@ -16,6 +16,7 @@ from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.sync_metrics import register_sync_metrics
 from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.settings.host import HostSettings
 
@@ -76,6 +77,7 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
     hub = add_websocket_route(app, engine, tokens, options=options)
     metrics = HostMetrics()
     metrics.attach(engine)
+    register_sync_metrics(metrics.registry, engine.datastore)
     engine.on_call = metrics.observe_call
     metrics.track_live(
         lambda: len(hub.connections),

@@ -6,6 +6,7 @@ from autopilot_sync.settings.base import ServiceSettings
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.desktop import DesktopSettings
 from autopilot_sync.settings.host import HostSettings
+from autopilot_sync.settings.ops import OpsSettings
 from autopilot_sync.settings.runtime import RuntimeSettings
 from autopilot_sync.settings.sync_module import SyncModuleSettings
 
@@ -15,6 +16,7 @@ SERVICES: tuple[type[ServiceSettings], ...] = (
     ControlSettings,
     RuntimeSettings,
     DesktopSettings,
+    OpsSettings,
 )
 """All settings classes, in the order the docs list them; a new service adds its class here."""
 

@@ -1,0 +1,1 @@
+"""Operations: the module publish lane (drift, ledger, verification) and the compliance signoff report."""

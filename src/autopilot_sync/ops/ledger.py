@@ -1,0 +1,169 @@
+"""The release ledger of one environment: an append-only JSON Lines file plus the schema each release carried.
+
+Why a ledger: our embedded host has no hot-publish route (the module is Python code the host imports at start), so
+"publishing" cannot mean uploading a module. What the lane *can* do honestly is record which release an environment
+is meant to run (tag, schema, source revision, time, the drift it was checked against), check the live host against
+that record, and keep the history that makes rollback a lookup instead of an archaeology session. Entries are never
+rewritten; the current release is derived by replaying them.
+
+Layout under `<AUTOPILOT_SYNC_OPS_STATE_DIR>/<env>/`: `ledger.jsonl` (one entry per line) and `schemas/<tag>.json`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LEDGER_FILE = "ledger.jsonl"
+SCHEMAS_DIR = "schemas"
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot be read (a torn or hand-edited line) or names a schema that is not stored."""
+
+
+class Action(enum.Enum):
+    """What an entry records. `publish`/`promote`/`rollback` change the intended release; `verify` checks it."""
+
+    PUBLISH = "publish"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+    VERIFY = "verify"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ledger line."""
+
+    action: Action
+    tag: str
+    schema_hash: str
+    at: str
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The line as written."""
+        return {
+            "action": self.action.value,
+            "tag": self.tag,
+            "schema_hash": self.schema_hash,
+            "at": self.at,
+            "detail": dict(self.detail),
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> Entry:
+        """Parse a line (KeyError/ValueError when it is not an entry)."""
+        return cls(
+            Action(value["action"]),
+            str(value["tag"]),
+            str(value["schema_hash"]),
+            str(value["at"]),
+            dict(value.get("detail", {})),
+        )
+
+
+def now_text() -> str:
+    """UTC time in ISO 8601 with seconds: what every entry's `at` holds."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+
+
+class Ledger:
+    """One environment's ledger directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @property
+    def path(self) -> Path:
+        """The JSON Lines file."""
+        return self.directory / LEDGER_FILE
+
+    def entries(self) -> list[Entry]:
+        """Every entry, oldest first (empty when the environment has none yet)."""
+        if not self.path.exists():
+            return []
+        out: list[Entry] = []
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(Entry.from_json(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise LedgerError(f"{self.path}:{number}: not a ledger entry ({exc})") from None
+        return out
+
+    def append(self, entry: Entry) -> None:
+        """Add one line and fsync it: a recorded release survives a crash of the operator's machine."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")) + "\n"
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def save_schema(self, tag: str, schema: Mapping[str, Any]) -> Path:
+        """Store the schema a release carries (once; a tag names one schema, so an existing file is kept)."""
+        path = self.directory / SCHEMAS_DIR / f"{tag}.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(schema, sort_keys=True, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+        return path
+
+    def load_schema(self, tag: str) -> dict[str, Any]:
+        """The schema recorded for `tag`."""
+        path = self.directory / SCHEMAS_DIR / f"{tag}.json"
+        try:
+            value: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise LedgerError(f"schema of release {tag} is not stored at {path}: {exc}") from None
+        return value
+
+    def releases(self) -> list[Entry]:
+        """The stack of intended releases: publish/promote push (unless already on top), rollback pops.
+
+        The last item is the current release; the one before it is where a rollback goes.
+        """
+        stack: list[Entry] = []
+        for entry in self.entries():
+            if entry.action in (Action.PUBLISH, Action.PROMOTE):
+                if not stack or stack[-1].tag != entry.tag:
+                    stack.append(entry)
+            elif entry.action is Action.ROLLBACK:
+                while stack and stack[-1].tag != entry.tag:
+                    stack.pop()
+                if not stack:
+                    stack.append(entry)
+        return stack
+
+    def current(self) -> Entry | None:
+        """The release the environment is meant to run now."""
+        stack = self.releases()
+        return stack[-1] if stack else None
+
+    def previous(self) -> Entry | None:
+        """The release a rollback returns to."""
+        stack = self.releases()
+        return stack[-2] if len(stack) > 1 else None
+
+    def verified(self, tag: str) -> Entry | None:
+        """The latest successful verification of `tag` made while it was the intended release, if any."""
+        found: Entry | None = None
+        current: str | None = None
+        for entry in self.entries():
+            if entry.action is Action.VERIFY:
+                if entry.tag == tag == current and entry.detail.get("ok") is True:
+                    found = entry
+            else:
+                if entry.tag != current:
+                    found = None
+                current = entry.tag
+        return found if current == tag else None

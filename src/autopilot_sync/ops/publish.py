@@ -1,0 +1,381 @@
+"""The module publish lane: publish, promote, roll back and verify a module release per environment.
+
+What "publish" means here, exactly (docs/runbooks/deployment.md walks through it):
+
+1. The release is the local module (`autopilot_sync.module` unless `--module`): its tag is
+   `v<module version>-<first 12 hex of the schema hash>`, so the same code and schema always get the same tag.
+2. The lane reads the schema the target host serves (`GET /v1/database/:name/schema?version=9`), compares it with
+   the release's (`ops/drift.py`) and prints the diff. A breaking change is refused unless `--allow-breaking`.
+3. It records the release in the environment's ledger (`ops/ledger.py`): tag, schema, source revision, time, drift.
+4. Deployment: our embedded host has no hot-publish route; the module is code the host imports at start. So the
+   deployment step is restarting that environment's host on the released code. The lane does not restart anything
+   (it has no business holding a service manager's keys); it says what to restart, and with `--wait N` it polls the
+   live schema until the host serves the release. A real SpacetimeDB target is deployed by its own tooling likewise.
+5. Verification, once the host serves the release's schema hash: a session token from control (NIP-98 proof with
+   the environment's key, scope `sync.subscribe`), a WebSocket connection through the client SDK, a subscription to
+   `stream_head` and `active_connection` that must be applied and must show the lane's own connection in presence,
+   and a `heartbeat` reducer call that must commit. Each outcome is recorded (`verify` entries).
+
+`promote` publishes to staging (prod) exactly the release verified in dev (staging); `rollback` returns to the
+previous recorded release when its schema is compatible with what the host serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from autopilot_sync.host.module_api import Module
+from autopilot_sync.ops.drift import SchemaDiff, compare, schema_hash
+from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
+from autopilot_sync.settings.ops import Environment, Target
+
+SMOKE_TIMEOUT_SECONDS = 15.0
+POLL_SECONDS = 1.0
+
+
+class LaneError(RuntimeError):
+    """The lane cannot go on (host unreachable, nothing to roll back to, wrong release to promote); exit 1."""
+
+
+def release_tag(version: str, hash_hex: str) -> str:
+    """Deterministic: `v<version>-<12 hex of the schema hash>` (a changed schema can never reuse a tag)."""
+    return f"v{version}-{hash_hex[:12]}"
+
+
+def source_revision(root: Path | None = None) -> str:
+    """`git describe`-like evidence of which code the release came from (`unknown` outside git)."""
+    cwd = str(root or Path.cwd())
+    try:
+        head = subprocess.run(["git", "-C", cwd, "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        dirty = subprocess.run(
+            ["git", "-C", cwd, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return "unknown"
+    if head.returncode != 0:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """What a module would be deployed as."""
+
+    module: str
+    version: str
+    schema: dict[str, Any]
+    schema_hash: str
+    tag: str
+
+    @classmethod
+    def of(cls, module: Module) -> Release:
+        """The release of a loaded module."""
+        schema = module.schema_json()
+        digest = schema_hash(schema)
+        return cls(module.name, module.version, schema, digest, release_tag(module.version, digest))
+
+
+@dataclass(frozen=True, slots=True)
+class SmokeStep:
+    """One check of the post-publish verification."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class SmokeReport:
+    """Every step, in order; verification passes only if all passed."""
+
+    steps: tuple[SmokeStep, ...]
+
+    @property
+    def ok(self) -> bool:
+        """All steps passed (an empty report never passes)."""
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+
+class HostApi(Protocol):
+    """The two things the lane asks of a target: its served schema, and a smoke check. Tests pass a double."""
+
+    async def schema(self) -> dict[str, Any]:
+        """The `RawModuleDefV9` JSON the host serves (LaneError when unreachable)."""
+        ...
+
+    async def smoke(self) -> tuple[SmokeStep, ...]:
+        """Token, connection, subscription and a reducer call against the host."""
+        ...
+
+
+class LiveHost:
+    """`HostApi` over the network: the HTTP schema route, control's token route, and the client SDK."""
+
+    def __init__(self, target: Target, timeout: float = SMOKE_TIMEOUT_SECONDS) -> None:
+        self.target = target
+        self.timeout = timeout
+
+    async def schema(self) -> dict[str, Any]:
+        """`GET /v1/database/:name/schema?version=9` without a token (the host answers anonymous readers)."""
+        url = f"{self.target.base_url}/v1/database/{self.target.database}/schema"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http,
+                http.get(url, params={"version": "9"}) as response,
+            ):
+                text = await response.text()
+                if response.status != 200:
+                    raise LaneError(f"{url} answered {response.status}: {text[:200]}")
+                value = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise LaneError(f"cannot read the schema from {url}: {exc or type(exc).__name__}") from None
+        if not isinstance(value, dict):
+            raise LaneError(f"{url} did not answer a JSON object")
+        return value
+
+    async def smoke(self) -> tuple[SmokeStep, ...]:
+        """Run the smoke steps; the first failure ends it (later steps depend on earlier ones)."""
+        from autopilot_sync.client import ReducerCommitted, connect
+        from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+        from autopilot_sync.nostr.keyfile import load_secret_key
+
+        steps: list[SmokeStep] = []
+        try:
+            key = load_secret_key(self.target.nostr_key_path)
+            grant = await fetch_session_token(self.target.control_url, key, ["sync.subscribe"], [], None, "cli")
+        except (OSError, ValueError, TokenFetchError) as exc:
+            return (SmokeStep("token", False, f"no session token from {self.target.control_url}: {exc}"),)
+        steps.append(
+            SmokeStep(
+                "token", True, f"session token for {grant.npub}, expires in {int(grant.expires_at - time.time())}s"
+            )
+        )
+        try:
+            connection = await asyncio.wait_for(
+                connect(self.target.base_url, self.target.database, token=grant.token), self.timeout
+            )
+        except Exception as exc:  # any failure to connect is a failed step, reported with its type
+            steps.append(SmokeStep("connect", False, f"{type(exc).__name__}: {exc}"))
+            return tuple(steps)
+        steps.append(SmokeStep("connect", True, f"connected with {connection.protocol}"))
+        try:
+            query_set = await connection.subscribe(["SELECT * FROM stream_head", "SELECT * FROM active_connection"])
+            await asyncio.wait_for(query_set.applied(), self.timeout)
+            mine = [row for row in connection.cache.rows("active_connection") if row.npub == grant.npub]
+            steps.append(
+                SmokeStep(
+                    "subscribe",
+                    bool(mine),
+                    f"stream_head rows={connection.cache.count('stream_head')}, "
+                    f"active_connection rows={connection.cache.count('active_connection')}, "
+                    + ("own connection present in presence" if mine else "own connection MISSING from presence"),
+                )
+            )
+            result = await asyncio.wait_for(connection.call("heartbeat"), self.timeout)
+            committed = isinstance(result, ReducerCommitted)
+            steps.append(SmokeStep("heartbeat", committed, "committed" if committed else repr(result)))
+        except Exception as exc:  # a broken subscription or call fails the step; the report says how
+            steps.append(SmokeStep("subscribe+heartbeat", False, f"{type(exc).__name__}: {exc}"))
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+        return tuple(steps)
+
+
+@dataclass
+class Outcome:
+    """What a lane command did: lines for the operator, and the exit status."""
+
+    lines: list[str] = field(default_factory=list)
+    status: int = 0
+
+    def say(self, line: str) -> None:
+        """Add one line of output."""
+        self.lines.append(line)
+
+    def fail(self, line: str) -> Outcome:
+        """Add a line and make the exit status 1."""
+        self.lines.append(line)
+        self.status = 1
+        return self
+
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Lane:
+    """One environment's lane: its target, its ledger and the live host."""
+
+    def __init__(
+        self,
+        target: Target,
+        host: HostApi | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        revision: str | None = None,
+    ) -> None:
+        self.target = target
+        self.host: HostApi = host or LiveHost(target)
+        self.ledger = Ledger(target.env_state_dir)
+        self.clock = clock
+        self.sleep = sleep
+        self.revision = revision
+
+    @property
+    def env(self) -> Environment:
+        """The environment this lane acts on."""
+        return self.target.env
+
+    async def diff(self, release: Release) -> SchemaDiff:
+        """Drift from what the host serves now to `release`."""
+        return compare(await self.host.schema(), release.schema)
+
+    async def publish(
+        self, release: Release, *, allow_breaking: bool, wait_seconds: float, promoted_from: Environment | None = None
+    ) -> Outcome:
+        """Check drift, record the release, and verify it once the host serves it."""
+        out = Outcome()
+        action = Action.PROMOTE if promoted_from else Action.PUBLISH
+        out.say(f"{action.value} {release.module} {release.tag} to {self.env.value} ({self.target.base_url})")
+        drift = await self.diff(release)
+        out.say(drift.render())
+        if drift.breaking and not allow_breaking:
+            return out.fail(
+                f"REFUSED: {len(drift.breaking)} breaking change(s); existing rows or clients would break. "
+                "Re-run with --allow-breaking only after planning the data migration (docs/runbooks/deployment.md)."
+            )
+        current = self.ledger.current()
+        if drift.identical and current is not None and current.tag == release.tag and self.ledger.verified(release.tag):
+            out.say(f"{release.tag} is already the verified release of {self.env.value}; nothing recorded")
+            return out
+        self.ledger.save_schema(release.tag, release.schema)
+        detail: dict[str, Any] = {
+            "module": release.module,
+            "version": release.version,
+            "source_revision": self.revision or source_revision(),
+            "base_url": self.target.base_url,
+            "database": self.target.database,
+            "live_schema_hash": drift.base_hash,
+            "drift": [change.to_json() for change in drift.changes],
+            "allow_breaking": allow_breaking,
+            "previous": current.tag if current else None,
+        }
+        if promoted_from:
+            detail["from_env"] = promoted_from.value
+        self.ledger.append(Entry(action, release.tag, release.schema_hash, now_text(), detail))
+        out.say(f"recorded {release.tag} in {self.ledger.path}")
+        return await self._deploy_and_verify(out, release.tag, release.schema_hash, drift, wait_seconds)
+
+    async def promote(self, release: Release, source: Ledger, *, allow_breaking: bool, wait_seconds: float) -> Outcome:
+        """Publish here exactly the release that is current and verified in the previous environment."""
+        origin = self.env.promoted_from
+        if origin is None:
+            raise LaneError("dev is the first environment: use `module publish --env dev`")
+        current = source.current()
+        if current is None:
+            raise LaneError(f"{origin.value} has no recorded release to promote")
+        if current.tag != release.tag:
+            raise LaneError(
+                f"{origin.value} runs {current.tag} but this checkout is {release.tag}: promote from the checkout "
+                f"of {current.detail.get('source_revision', 'that release')}"
+            )
+        if source.verified(current.tag) is None:
+            raise LaneError(
+                f"{current.tag} is not verified in {origin.value}: run `module verify --env {origin.value}`"
+            )
+        return await self.publish(
+            release, allow_breaking=allow_breaking, wait_seconds=wait_seconds, promoted_from=origin
+        )
+
+    async def rollback(self, *, allow_breaking: bool, wait_seconds: float) -> Outcome:
+        """Make the previous recorded release current again, if its schema is compatible with the live one."""
+        out = Outcome()
+        current, previous = self.ledger.current(), self.ledger.previous()
+        if current is None or previous is None:
+            raise LaneError(f"{self.env.value} has no previous release to roll back to (ledger {self.ledger.path})")
+        schema = self.ledger.load_schema(previous.tag)
+        out.say(f"rollback {self.env.value}: {current.tag} -> {previous.tag}")
+        drift = compare(await self.host.schema(), schema)
+        out.say(drift.render(head_label=previous.tag))
+        if drift.breaking and not allow_breaking:
+            return out.fail(
+                f"REFUSED: going back to {previous.tag} is a breaking change for the data the host holds now; "
+                "roll forward with a fix instead, or re-run with --allow-breaking after planning the data migration."
+            )
+        revision = previous.detail.get("source_revision", "unknown")
+        detail = {"from": current.tag, "source_revision": revision, "allow_breaking": allow_breaking}
+        self.ledger.append(Entry(Action.ROLLBACK, previous.tag, previous.schema_hash, now_text(), detail))
+        out.say(f"recorded rollback to {previous.tag} (code at {revision}) in {self.ledger.path}")
+        return await self._deploy_and_verify(out, previous.tag, previous.schema_hash, drift, wait_seconds)
+
+    async def verify(self, tag: str | None = None) -> Outcome:
+        """Check that the host serves the recorded release's schema and passes the smoke check; record it."""
+        out = Outcome()
+        current = self.ledger.current()
+        if current is None:
+            raise LaneError(f"{self.env.value} has no recorded release (ledger {self.ledger.path})")
+        if tag is not None and tag != current.tag:
+            raise LaneError(f"{tag} is not the current release of {self.env.value} ({current.tag})")
+        live_hash = schema_hash(await self.host.schema())
+        steps = [
+            SmokeStep(
+                "schema",
+                live_hash == current.schema_hash,
+                f"host serves {live_hash[:12]}, release {current.tag} has {current.schema_hash[:12]}",
+            )
+        ]
+        if steps[0].ok:
+            steps.extend(await self.host.smoke())
+        report = SmokeReport(tuple(steps))
+        for step in report.steps:
+            out.say(f"  {'ok  ' if step.ok else 'FAIL'} {step.name}: {step.detail}")
+        detail = {"ok": report.ok, "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in report.steps]}
+        self.ledger.append(Entry(Action.VERIFY, current.tag, current.schema_hash, now_text(), detail))
+        if report.ok:
+            out.say(f"GO: {self.env.value} runs {current.tag}, verified")
+            return out
+        return out.fail(f"NO-GO: {self.env.value} does not pass verification of {current.tag}")
+
+    async def _deploy_and_verify(
+        self, out: Outcome, tag: str, expected_hash: str, drift: SchemaDiff, wait_seconds: float
+    ) -> Outcome:
+        if drift.head_hash != drift.base_hash:
+            out.say(
+                f"DEPLOY: restart the {self.env.value} host on the code of {tag} (module serves {expected_hash[:12]}); "
+                "the embedded host refuses a data directory written by another schema, so a schema change also "
+                "needs the data step in docs/runbooks/deployment.md."
+            )
+            deadline = self.clock() + wait_seconds
+            while True:
+                if schema_hash(await self._schema_or_empty()) == expected_hash:
+                    break
+                if self.clock() >= deadline:
+                    out.say(f"PENDING: the host does not serve {tag} yet; after the restart run:")
+                    out.say(f"  autopilot-sync module verify --env {self.env.value}")
+                    return out
+                await self.sleep(POLL_SECONDS)
+        verified = await self.verify(tag)
+        out.lines.extend(verified.lines)
+        out.status = verified.status
+        return out
+
+    async def _schema_or_empty(self) -> dict[str, Any]:
+        """The live schema, or `{}` while the host is down for its restart."""
+        try:
+            return await self.host.schema()
+        except LaneError:
+            return {}
