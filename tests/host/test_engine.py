@@ -10,7 +10,8 @@ import pytest
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, EngineConfig, HostEngine
-from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.transaction import CommittedTx, ReducerContext
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
 
 ALICE = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})
@@ -183,3 +184,38 @@ async def test_every_column_type_survives_restart(tmp_path: Path) -> None:
     assert tuple(stored) == row
     await reopened.stop()
     assert isinstance(SumValue(0), SumValue)
+
+
+def _module(extra_table: bool = False, age_type: object = None) -> Module:
+    from autopilot_sync.spacetime import algebraic as at
+
+    mod = Module("evolving")
+    mod.table("item", [("id", at.U64), ("age", age_type or at.U32)], primary_key="id")
+    if extra_table:
+        mod.table("tag", [("id", at.U64), ("label", at.STRING)], primary_key="id")
+
+    @mod.reducer(("id", at.U64))
+    def put(ctx: ReducerContext, item_id: int) -> None:
+        ctx.db.item.insert((item_id, 1))
+
+    return mod
+
+
+async def test_compatible_schema_additions_start_on_existing_data_and_breaking_ones_are_refused(
+    tmp_path: Path,
+) -> None:
+    from autopilot_sync.host.engine import SchemaMismatchError
+    from autopilot_sync.spacetime import algebraic as at
+
+    first = HostEngine(_module(), tmp_path, "evolving", EngineConfig(snapshot_every=2))
+    await first.start()
+    for i in range(5):
+        await first.call_reducer("put", (i,), ALICE)
+    await first.stop()
+    grown = HostEngine(_module(extra_table=True), tmp_path, "evolving", EngineConfig())
+    await grown.start()
+    assert len(grown.datastore["item"]) == 5 and len(grown.datastore["tag"]) == 0
+    await grown.stop()
+    broken = HostEngine(_module(extra_table=True, age_type=at.STRING), tmp_path, "evolving", EngineConfig())
+    with pytest.raises(SchemaMismatchError, match="breaks it"):
+        await broken.start()

@@ -32,6 +32,7 @@ from autopilot_sync.host.transaction import (
     TableChange,
     Transaction,
 )
+from autopilot_sync.ops.drift import compare as compare_schemas
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
@@ -140,6 +141,7 @@ class HostEngine:
         self.commits_total = 0
         self.on_call: Callable[[str, CallOutcome], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._accepted_schema_hashes: frozenset[str] = frozenset()
 
     # ----- lifecycle -----
 
@@ -198,24 +200,46 @@ class HostEngine:
         self.commitlog.close()
 
     def _check_meta(self) -> None:
+        """Refuse data written by an incompatible schema; accept and record compatible additions.
+
+        `meta.json` keeps the schema the data was written with and every schema hash it has been served under, so
+        a module that only adds tables, reducers or indexes starts on existing data (snapshots written under an
+        earlier accepted schema stay readable), while anything breaking is refused with a readable diff.
+        """
         meta_path = self.data_dir / "meta.json"
+        schema = self.module.schema_json()
         schema_hash = self.module.schema_hash()
+        meta: dict[str, Any] = {"database": self.database_name, "module": self.module.name, "schema_hashes": []}
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
+            previous = meta.get("schema")
             if meta.get("schema_hash") != schema_hash:
-                raise SchemaMismatchError(
-                    f"data directory {self.data_dir} holds database {meta.get('database')!r} written by a module with "
-                    f"schema {meta.get('schema_hash', '?')[:12]}, but the module now has schema {schema_hash[:12]}; "
-                    "publish the new module with a migration, or start with an empty data directory"
-                )
-        else:
-            meta_path.write_text(
-                json.dumps({"database": self.database_name, "module": self.module.name, "schema_hash": schema_hash})
-            )
+                if previous is None:
+                    raise SchemaMismatchError(
+                        f"data directory {self.data_dir} was written by a module with schema "
+                        f"{str(meta.get('schema_hash', '?'))[:12]} (no schema recorded to compare with); the module "
+                        f"now has schema {schema_hash[:12]}: start with an empty data directory"
+                    )
+                diff = compare_schemas(previous, schema)
+                if diff.breaking:
+                    raise SchemaMismatchError(
+                        f"data directory {self.data_dir} holds database {meta.get('database')!r} written by schema "
+                        f"{str(meta.get('schema_hash'))[:12]}; the module's schema {schema_hash[:12]} breaks it:\n"
+                        + diff.render(base_label="stored", head_label="module")
+                    )
+                log.warning("schema %s -> %s: compatible additions accepted", meta.get("schema_hash"), schema_hash)
+        hashes = [h for h in meta.get("schema_hashes", [meta.get("schema_hash")]) if h]
+        if schema_hash not in hashes:
+            hashes.append(schema_hash)
+        meta.update(schema_hash=schema_hash, schema=schema, schema_hashes=hashes)
+        temporary = meta_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(meta, sort_keys=True))
+        temporary.replace(meta_path)
+        self._accepted_schema_hashes = frozenset(hashes)
 
     def _load_snapshot(self, snapshot: Snapshot) -> None:
-        if snapshot.schema_hash != self.module.schema_hash():
-            raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by another schema")
+        if snapshot.schema_hash not in self._accepted_schema_hashes:
+            raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by an unknown schema")
         for name, rows in snapshot.tables.items():
             store = self.datastore[name]
             for row_bytes in rows:
