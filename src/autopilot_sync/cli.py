@@ -19,6 +19,27 @@ def main() -> None:
     """
 
 
+@click.command(
+    "bench", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}, add_help_option=False
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def bench(args: tuple[str, ...]) -> None:
+    """Compare with NATS JetStream and Redis Streams (`python -m bench` of the checkout; `--help` lists its flags).
+
+    \b
+    Example:
+      scripts/bench-setup.sh && autopilot-sync bench --quick --out /tmp/bench
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    checkout = str(Path(__file__).resolve().parents[2])  # bench/ lives beside src/, outside the wheel
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))}
+    raise SystemExit(subprocess.call([sys.executable, "-m", "bench", *args], env=env))
+
+
 def _register() -> None:
     """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
     from autopilot_sync.client.cli import client
@@ -27,6 +48,7 @@ def _register() -> None:
     from autopilot_sync.devtools.up import up
     from autopilot_sync.gate.cli import gate
     from autopilot_sync.host.cli import host
+    from autopilot_sync.ops.cli import compliance, module_group
     from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
 
@@ -37,7 +59,10 @@ def _register() -> None:
     main.add_command(client)
     main.add_command(control)
     main.add_command(runtime)
+    main.add_command(module_group)
+    main.add_command(compliance)
     main.add_command(up)
+    main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
 
 
 _register()
