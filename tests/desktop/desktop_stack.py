@@ -11,18 +11,15 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
-from autopilot_sync.nostr.keyfile import save_secret_key
-from autopilot_sync.nostr.keys import SecretKey
-
-DATABASE = "autopilot-sync"
+from autopilot_sync.devtools.processes import ServiceProcess, start_service
+from autopilot_sync.devtools.stack import DATABASE, LocalStack
 
 
 @dataclass
@@ -69,67 +66,16 @@ class Desktop:
         return self.process.stop()
 
 
-@dataclass
-class Stack:
+class Stack(LocalStack):
     """Host + control + runtime, started in `root`; `desktop()` adds headless desktops."""
 
-    root: Path
-    host_port: int = field(default_factory=free_port)
-    control_port: int = field(default_factory=free_port)
-    runtime_port: int = field(default_factory=free_port)
-    host: ServiceProcess | None = None
-    control: ServiceProcess | None = None
-    runtime: ServiceProcess | None = None
-    desktops: list[Desktop] = field(default_factory=list)
-    producer_key: SecretKey = field(default_factory=SecretKey.generate)
-
-    @property
-    def host_url(self) -> str:
-        return f"http://127.0.0.1:{self.host_port}"
-
-    @property
-    def control_url(self) -> str:
-        return f"http://127.0.0.1:{self.control_port}"
-
-    @property
-    def runtime_url(self) -> str:
-        return f"http://127.0.0.1:{self.runtime_port}"
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.desktops: list[Desktop] = []
 
     def start(self, *, runtime: bool = True) -> Stack:
-        self.start_host()
-        self.control = start_service(
-            "control",
-            env={
-                "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
-                "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
-                "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
-                "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.host_url,
-                "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex,
-            },
-        )
-        if runtime:
-            key_path = self.root / "runtime" / "nostr.key"
-            key_path.parent.mkdir(parents=True, exist_ok=True)
-            if not key_path.exists():
-                save_secret_key(key_path, self.producer_key)
-            self.runtime = start_service(
-                "runtime",
-                env={
-                    "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
-                    "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
-                    "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_url,
-                    "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
-                    "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
-                },
-            )
+        self.start_all(runtime=runtime)
         return self
-
-    def start_host(self) -> None:
-        self.host = start_host(
-            self.root / "host",
-            port=self.host_port,
-            env={"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url},
-        )
 
     def desktop(self, name: str, streams: tuple[str, ...] = ()) -> Desktop:
         config_dir = self.root / "desktops" / name
@@ -137,9 +83,7 @@ class Stack:
             "desktop",
             ["--headless"],
             env={
-                "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
-                "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_url,
-                "AUTOPILOT_SYNC_DESKTOP_SPACETIME_BASE_URL": self.host_url,
+                **self.desktop_env(config_dir),
                 "AUTOPILOT_SYNC_DESKTOP_STREAMS": ",".join(streams),
                 "AUTOPILOT_SYNC_DESKTOP_RECONNECT_MAX_DELAY_SECONDS": "2",
             },
@@ -179,6 +123,4 @@ class Stack:
     def stop(self) -> None:
         for desktop in self.desktops:
             desktop.stop()
-        for service in (self.runtime, self.control, self.host):
-            if service is not None:
-                service.stop()
+        self.stop_all()

@@ -7,101 +7,26 @@ same way any subscriber would see it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from autopilot_sync.client.connection import connect
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
-from autopilot_sync.nostr.keyfile import save_secret_key
+from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
 
-DATABASE = "autopilot-sync"
 READER_KEY = SecretKey.generate()
 
 
-@dataclass
-class System:
-    """The three services of the publishing path, with the directories and ports that outlive restarts."""
+class System(LocalStack):
+    """The three services of the publishing path; retries capped at 1 s so crash tests converge quickly."""
 
-    root: Path
-    host_port: int = field(default_factory=free_port)
-    control_port: int = field(default_factory=free_port)
-    runtime_port: int = field(default_factory=free_port)
-    runtime_key: SecretKey = field(default_factory=SecretKey.generate)
-    runtime_env_extra: dict[str, str] = field(default_factory=dict)
-    host: ServiceProcess | None = None
-    control: ServiceProcess | None = None
-    runtime: ServiceProcess | None = None
+    def __init__(self, root: Path) -> None:
+        super().__init__(root, runtime_env={"AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1"})
 
-    @property
-    def host_url(self) -> str:
-        return f"http://127.0.0.1:{self.host_port}"
-
-    @property
-    def control_url(self) -> str:
-        return f"http://127.0.0.1:{self.control_port}"
-
-    @property
-    def runtime_url(self) -> str:
-        return f"http://127.0.0.1:{self.runtime_port}"
-
-    @property
-    def key_path(self) -> Path:
-        return self.root / "runtime" / "nostr.key"
-
-    def start_host(self) -> ServiceProcess:
-        self.host = start_host(
-            self.root / "host",
-            port=self.host_port,
-            env={"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url},
-        )
-        return self.host
-
-    def start_control(self) -> ServiceProcess:
-        env = {
-            "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
-            "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
-            "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
-            "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.host_url,
-            "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.runtime_key.public_key().hex,
-        }
-        self.control = start_service("control", env=env)
-        return self.control
-
-    def start_runtime(self) -> ServiceProcess:
-        if not self.key_path.exists():
-            self.key_path.parent.mkdir(parents=True, exist_ok=True)
-            save_secret_key(self.key_path, self.runtime_key)
-        env = {
-            "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
-            "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
-            "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_url,
-            "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
-            "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(self.key_path),
-            "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
-            **self.runtime_env_extra,
-        }
-        self.runtime = start_service("runtime", env=env)
-        return self.runtime
-
-    def start_all(self) -> None:
-        self.start_host()
-        self.start_control()
-        self.start_runtime()
-
-    def stop_all(self) -> None:
-        for service in (self.runtime, self.control, self.host):
-            if service is not None:
-                service.kill()
-
-    def tails(self) -> str:
-        return "\n".join(
-            f"--- {service.service}\n{service.tail(30)}"
-            for service in (self.host, self.control, self.runtime)
-            if service is not None
-        )
+    def stop_all(self, *, kill: bool = True) -> None:
+        """Tests stop the path the way it crashes: SIGKILL."""
+        super().stop_all(kill=kill)
 
 
 async def host_events(system: System, stream_ids: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:

@@ -111,7 +111,7 @@ async def test_appends_reach_the_host_in_order(system: System) -> None:
 
 
 async def test_acknowledged_events_survive_sigkill_of_runtime_and_host(system: System) -> None:
-    system.runtime_env_extra = {"AUTOPILOT_SYNC_RUNTIME_PUBLISH_BATCH_SIZE": "7"}
+    system.runtime_env["AUTOPILOT_SYNC_RUNTIME_PUBLISH_BATCH_SIZE"] = "7"
     system.start_all()
     producer = Producer(system.runtime_url)
     producing = asyncio.create_task(producer.run(240, pause=0.005))

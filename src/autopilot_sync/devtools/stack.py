@@ -1,0 +1,141 @@
+"""The whole local system as child processes: host, control and runtime wired to each other.
+
+`autopilot-sync up`, the process tests and the benchmarks all need the same wiring — the host trusts control as an
+issuer, control allow-lists the runtime's Nostr key for `sync.append`, everyone finds everyone on loopback — so it is
+written once here. Ports and directories are fixed per stack, so any service can be killed and restarted in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
+from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.nostr.keys import SecretKey
+
+DATABASE = "autopilot-sync"
+
+
+def _loopback(port: int) -> str:
+    return f"http://127.0.0.1:{port}"
+
+
+def runtime_key_at(path: Path, key: SecretKey | None = None) -> SecretKey:
+    """The runtime's key stored at `path` (0600), created from `key` or a fresh one on first use."""
+    if path.exists():
+        return load_secret_key(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chosen = key or SecretKey.generate()
+    save_secret_key(path, chosen)
+    return chosen
+
+
+@dataclass
+class LocalStack:
+    """Host, control and runtime under `root`, each on its own port."""
+
+    root: Path
+    host_port: int = field(default_factory=free_port)
+    control_port: int = field(default_factory=free_port)
+    runtime_port: int = field(default_factory=free_port)
+    runtime_key: SecretKey | None = None
+    host_env: dict[str, str] = field(default_factory=dict)
+    control_env: dict[str, str] = field(default_factory=dict)
+    runtime_env: dict[str, str] = field(default_factory=dict)
+    host: ServiceProcess | None = None
+    control: ServiceProcess | None = None
+    runtime: ServiceProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.runtime_key = runtime_key_at(self.key_path, self.runtime_key)
+
+    @property
+    def producer_key(self) -> SecretKey:
+        """The runtime's Nostr key (on control's append allowlist)."""
+        assert self.runtime_key is not None
+        return self.runtime_key
+
+    @property
+    def key_path(self) -> Path:
+        """Where the runtime's key lives."""
+        return self.root / "runtime" / "nostr.key"
+
+    @property
+    def host_url(self) -> str:
+        """Base URL of the host."""
+        return _loopback(self.host_port)
+
+    @property
+    def control_url(self) -> str:
+        """Base URL of control (also the token issuer the host trusts)."""
+        return _loopback(self.control_port)
+
+    @property
+    def runtime_url(self) -> str:
+        """Base URL of the runtime's producer API."""
+        return _loopback(self.runtime_port)
+
+    def start_host(self) -> ServiceProcess:
+        """Start (or restart) the host on its port and data directory."""
+        env = {"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url, **self.host_env}
+        self.host = start_host(self.root / "host", port=self.host_port, env=env)
+        return self.host
+
+    def start_control(self) -> ServiceProcess:
+        """Start (or restart) control, allow-listing the runtime's key for publishing."""
+        env = {
+            "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
+            "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
+            "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
+            "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.host_url,
+            "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex,
+            **self.control_env,
+        }
+        self.control = start_service("control", env=env)
+        return self.control
+
+    def start_runtime(self) -> ServiceProcess:
+        """Start (or restart) the runtime on its port and outbox directory."""
+        env = {
+            "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
+            "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
+            "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_url,
+            "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
+            "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(self.key_path),
+            **self.runtime_env,
+        }
+        self.runtime = start_service("runtime", env=env)
+        return self.runtime
+
+    def start_all(self, *, runtime: bool = True) -> LocalStack:
+        """Host, then control, then (optionally) the runtime."""
+        self.start_host()
+        self.start_control()
+        if runtime:
+            self.start_runtime()
+        return self
+
+    def desktop_env(self, config_dir: Path) -> dict[str, str]:
+        """Environment of a desktop that follows this stack."""
+        return {
+            "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
+            "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_url,
+            "AUTOPILOT_SYNC_DESKTOP_SPACETIME_BASE_URL": self.host_url,
+        }
+
+    def services(self) -> list[ServiceProcess]:
+        """The started services, in start order."""
+        return [s for s in (self.host, self.control, self.runtime) if s is not None]
+
+    def stop_all(self, *, kill: bool = False) -> None:
+        """Stop in reverse start order (SIGKILL with `kill`)."""
+        for service in reversed(self.services()):
+            if kill:
+                service.kill()
+            else:
+                service.stop(timeout=5)
+
+    def tails(self, lines: int = 30) -> str:
+        """The last output lines of every service, for assertion messages."""
+        return "\n".join(f"--- {s.service}\n{s.tail(lines)}" for s in self.services())
