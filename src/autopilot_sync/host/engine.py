@@ -84,6 +84,10 @@ class ConnectionRejectedError(Exception):
     """`client_connected` refused the caller (its message says why) or the host cannot record the connection."""
 
 
+class StorageUnavailableError(ConnectionRejectedError):
+    """The commit log failed earlier: the host refuses every write, connections included, until restarted."""
+
+
 class SchemaMismatchError(RuntimeError):
     """The data directory was written by a module with a different schema."""
 
@@ -312,6 +316,8 @@ class HostEngine:
 
     async def connect(self, caller: Caller, origin: Any = None) -> None:
         """Record a connection and run `client_connected`; ConnectionRejectedError when it refuses."""
+        if self.commitlog.failure is not None:
+            raise StorageUnavailableError(f"storage failed: {self.commitlog.failure}")
         outcome = await self._run_and_wait(
             self.module.lifecycle_reducer(Lifecycle.CLIENT_CONNECTED), (), caller, origin, connecting=True
         )
@@ -400,7 +406,7 @@ class HostEngine:
             sequence = self.commitlog.append(payload)
         except StorageFailedError as exc:
             tx.rollback()
-            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, str(exc)), None
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {exc}"), None
         self.offset = committed.offset
         self.commits_total += 1
         self._pending.append(_Pending(sequence, committed))

@@ -21,7 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallOutcome, CallStatus, ConnectionRejectedError, HostEngine, new_connection_id
+from autopilot_sync.host.engine import (
+    CallOutcome,
+    CallStatus,
+    ConnectionRejectedError,
+    HostEngine,
+    StorageUnavailableError,
+    new_connection_id,
+)
 from autopilot_sync.host.module_api import Lifecycle
 from autopilot_sync.host.sql import SqlError, sql_json_result
 from autopilot_sync.host.tokens import TokenError, TokenService, VerifiedToken
@@ -230,6 +237,8 @@ async def _call_in_connection(engine: HostEngine, auth: Authenticated, name: str
     caller = auth.caller(new_connection_id())
     try:
         await engine.connect(caller)
+    except StorageUnavailableError as exc:
+        return 503, str(exc)
     except ConnectionRejectedError as exc:
         return 403, str(exc)
     try:

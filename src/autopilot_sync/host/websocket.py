@@ -32,7 +32,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, HostEngine
+from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionManager
@@ -393,6 +393,8 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     caller = auth.caller(connection_id)
     try:
         await engine.connect(caller)
+    except StorageUnavailableError as exc:
+        raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
     except ConnectionRejectedError as exc:
         raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
