@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench` compares our system with NATS JetStream and Redis Streams (docs/performance.md)."""
