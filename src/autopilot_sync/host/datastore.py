@@ -7,7 +7,8 @@ and range lookups are O(log n); unique groups map a key to one row, others to a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sortedcontainers import SortedDict
@@ -49,10 +50,12 @@ class Index:
         self.positions = tuple(table.column_index(c) for c in columns)
         self.unique = unique
         self.entries: SortedDict[Key, Any] = SortedDict()
-
-    def key_of(self, row: tuple[Any, ...]) -> Key:
-        """The index key of a row."""
-        return tuple(row[p] for p in self.positions)
+        # Called on every insert, delete and lookup: a C-level getter instead of a generator expression.
+        if len(self.positions) == 1:
+            (position,) = self.positions
+            self.key_of: Callable[[tuple[Any, ...]], Key] = lambda row: (row[position],)
+        else:
+            self.key_of = operator.itemgetter(*self.positions)
 
     def add(self, key: Key, row_bytes: bytes) -> None:
         if self.unique:
