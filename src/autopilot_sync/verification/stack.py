@@ -1,0 +1,376 @@
+"""The system under test: host, control, runtime and headless desktops as child processes, proxies between them.
+
+Every component is a real `autopilot-sync <service>` process; the only things in the verifying process are the
+fault proxies, the producer (an HTTP client of the runtime), SDK clients, and an observer that reads the host over
+its `/sql` HTTP route. Wiring:
+
+```
+runtime ──▶ [runtime→host] ──▶ host ◀── [desktop→host] ◀── desktops        SDK clients ──▶ [clients→host] ──▶ host
+runtime, desktops, host (JWKS) ──▶ [control] ──▶ control
+```
+
+Control signs its public URL into every proof check, so every caller must reach it at one URL: one proxy carries
+runtime→control and desktop→control (and the host's JWKS fetches). Keys are derived from the run's seed, so a
+replayed seed has the same identities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from autopilot_sync.control.client import SessionToken, fetch_session_token
+from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
+from autopilot_sync.nostr.keyfile import save_secret_key
+from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
+from autopilot_sync.verification.proxy import FaultProxy, FaultRecord
+
+DATABASE = "autopilot-sync"
+READY_TIMEOUT = 60.0
+
+#: The host pings every HOST_PING_SECONDS and drops a socket silent for HOST_IDLE_SECONDS (production: 15 and 30):
+#: short here so a half-open link is noticed within seconds, and still several pings per idle window.
+HOST_PING_SECONDS = 2
+HOST_IDLE_SECONDS = 6
+
+
+def seeded_key(seed: int, name: str) -> SecretKey:
+    """A Nostr key that follows from the seed and a role name (replays keep their identities)."""
+    return SecretKey.from_hex(hashlib.sha256(f"autopilot-sync-chaos:{seed}:{name}".encode()).hexdigest())
+
+
+async def start_child(
+    service: str, args: Sequence[str], env: dict[str, str], ready_within: float = READY_TIMEOUT
+) -> ServiceProcess:
+    """Start a service child without blocking the event loop the proxies run on."""
+    process = start_service(service, list(args), env=env, wait=False)
+    await asyncio.to_thread(process.wait_ready, ready_within)
+    return process
+
+
+@dataclass
+class DesktopProcess:
+    """One `desktop --headless` child with its own key and store."""
+
+    name: str
+    key: SecretKey
+    config_dir: Path
+    env: dict[str, str]
+    process: ServiceProcess | None = None
+
+    @property
+    def pubkey_hex(self) -> str:
+        """Its Nostr public key, as presence shows it."""
+        return self.key.public_key().hex
+
+    @property
+    def alive(self) -> bool:
+        """True while the child runs."""
+        return self.process is not None and self.process.process.poll() is None
+
+    def start(self) -> None:
+        """Start (or restart) the child; it keeps its key and store across restarts."""
+        self.process = start_service("desktop", ["--headless"], env=self.env, wait=False)
+
+    def states(self) -> list[dict[str, Any]]:
+        """Every JSON state it printed so far."""
+        if self.process is None:
+            return []
+        found = []
+        for line in list(self.process.output):
+            if line.startswith('{"t":'):
+                with contextlib.suppress(ValueError):
+                    found.append(json.loads(line)["state"])
+        return found
+
+    def last(self) -> dict[str, Any]:
+        """The newest state printed."""
+        states = self.states()
+        return states[-1] if states else {}
+
+    def stream_state(self, stream_id: str) -> dict[str, Any]:
+        """The newest state of one stream (empty when it does not know the stream yet)."""
+        for stream in self.last().get("streams", []):
+            if stream["stream_id"] == stream_id:
+                return dict(stream)
+        return {}
+
+    def history(self, stream_ids: Sequence[str]) -> ClientHistory:
+        """What it applied, read from its store in insertion order, with the floor it declared a rebuild from."""
+        path = self.config_dir / f"{DATABASE}.sqlite3"
+        rows: list[tuple[Any, ...]] = []
+        if path.exists():
+            with contextlib.closing(sqlite3.connect(path)) as db:
+                rows = db.execute(
+                    "SELECT stream_id, seq, idempotency_key, payload_hash, payload FROM applied_event ORDER BY rowid"
+                ).fetchall()
+        views = []
+        for stream_id in stream_ids:
+            applied = tuple(Applied(s, int(q), k, h, p) for s, q, k, h, p in rows if s == stream_id)
+            state = self.stream_state(stream_id)
+            rebuilt_from = int(state["retained_from"]) if state.get("rebuilds", 0) > 0 else None
+            views.append(StreamView(stream_id, applied, rebuilt_from))
+        return ClientHistory(self.name, tuple(views))
+
+    async def stop(self) -> None:
+        """SIGTERM (clean close: the host removes its presence at once)."""
+        if self.process is not None:
+            await asyncio.to_thread(self.process.stop)
+
+    async def kill(self) -> None:
+        """SIGKILL: no goodbye, the kernel closes its sockets."""
+        if self.process is not None:
+            await asyncio.to_thread(self.process.kill)
+
+
+@dataclass
+class ChaosStack:
+    """Host, control and runtime processes plus proxies, all in `root`; `add_desktop()` adds desktops."""
+
+    root: Path
+    seed: int
+    on_fault: Callable[[FaultRecord], None] | None = None
+    host_port: int = field(default_factory=free_port)
+    control_port: int = field(default_factory=free_port)
+    runtime_port: int = field(default_factory=free_port)
+    host: ServiceProcess | None = None
+    control: ServiceProcess | None = None
+    runtime: ServiceProcess | None = None
+    desktops: list[DesktopProcess] = field(default_factory=list)
+    proxies: dict[str, FaultProxy] = field(default_factory=dict)
+    runtime_env: dict[str, str] = field(default_factory=dict)
+    _observer_token: SessionToken | None = None
+
+    # ----- keys and URLs -----
+
+    @property
+    def producer_key(self) -> SecretKey:
+        """The runtime's key (on control's append allowlist, so it may also trim)."""
+        return seeded_key(self.seed, "runtime")
+
+    @property
+    def observer_key(self) -> SecretKey:
+        """The key the verifier reads the host with (never connects over WebSocket, so never in presence)."""
+        return seeded_key(self.seed, "observer")
+
+    @property
+    def host_url(self) -> str:
+        """The host's real address (only the observer, the probe and the proxies use it)."""
+        return f"http://127.0.0.1:{self.host_port}"
+
+    @property
+    def runtime_url(self) -> str:
+        """The runtime's producer API (the producer is an HTTP client, outside the proxied pairs)."""
+        return f"http://127.0.0.1:{self.runtime_port}"
+
+    @property
+    def control_public_url(self) -> str:
+        """Control as everyone reaches it: through the control proxy (also the token issuer)."""
+        return self.proxies["control"].url
+
+    def proxy(self, name: str) -> FaultProxy:
+        """One of `runtime→host`, `desktop→host`, `clients→host`, `control`."""
+        return self.proxies[name]
+
+    # ----- lifecycle -----
+
+    async def start(self, *, runtime: bool = True) -> ChaosStack:
+        """Start the proxies, then host, control and (optionally) runtime, each waiting for its ready line."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name, port in (
+            ("runtime→host", self.host_port),
+            ("desktop→host", self.host_port),
+            ("clients→host", self.host_port),
+            ("control", self.control_port),
+        ):
+            rng = random.Random(f"{self.seed}:{name}")
+            self.proxies[name] = await FaultProxy(name, "127.0.0.1", port, rng=rng, on_fault=self.on_fault).start()
+        await self.start_host()
+        self.control = await start_child(
+            "control",
+            [],
+            {
+                "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
+                "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_public_url,
+                "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
+                "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.proxies["desktop→host"].url,
+                "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex,
+            },
+        )
+        if runtime:
+            await self.start_runtime()
+        return self
+
+    async def start_host(self) -> ServiceProcess:
+        """Start (or restart on the same port and data dir) the host."""
+        self.host = await start_child(
+            "host",
+            [],
+            {
+                "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
+                "AUTOPILOT_SYNC_HOST_DATA_DIR": str(self.root / "host"),
+                "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
+                "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
+                "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_public_url,
+                "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": str(HOST_PING_SECONDS),
+                "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(HOST_IDLE_SECONDS),
+            },
+        )
+        return self.host
+
+    async def start_runtime(self) -> ServiceProcess:
+        """Start (or restart) the runtime; it reaches host and control only through their proxies."""
+        key_path = self.root / "runtime" / "nostr.key"
+        if not key_path.exists():
+            key_path.parent.mkdir(parents=True, exist_ok=True)
+            save_secret_key(key_path, self.producer_key)
+        env = {
+            "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
+            "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
+            "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_public_url,
+            "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.proxies["runtime→host"].url,
+            "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
+            "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
+            **self.runtime_env,
+        }
+        self.runtime = await start_child("runtime", [], env)
+        return self.runtime
+
+    def add_desktop(self, name: str, streams: Sequence[str] = ()) -> DesktopProcess:
+        """Create and start a headless desktop with a seed-derived key, through the desktop proxies."""
+        config_dir = self.root / "desktops" / name
+        config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(config_dir, 0o700)
+        key = seeded_key(self.seed, f"desktop:{name}")
+        key_file = config_dir / "nostr.key"
+        if not key_file.exists():
+            save_secret_key(key_file, key)
+        env = {
+            "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
+            "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_public_url,
+            "AUTOPILOT_SYNC_DESKTOP_SPACETIME_BASE_URL": self.proxies["desktop→host"].url,
+            "AUTOPILOT_SYNC_DESKTOP_STREAMS": ",".join(streams),
+            "AUTOPILOT_SYNC_DESKTOP_RECONNECT_MAX_DELAY_SECONDS": "2",
+        }
+        desktop = DesktopProcess(name, key, config_dir, env)
+        desktop.start()
+        self.desktops.append(desktop)
+        return desktop
+
+    async def stop(self) -> None:
+        """Stop every child (SIGTERM, then SIGKILL) and every proxy."""
+        for desktop in self.desktops:
+            with contextlib.suppress(Exception):
+                await desktop.stop()
+        for service in (self.runtime, self.control, self.host):
+            if service is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(service.stop)
+        for proxy in self.proxies.values():
+            await proxy.stop()
+
+    def tails(self, lines: int = 30) -> str:
+        """The last output of every child, for failure messages."""
+        services = [s for s in (self.host, self.control, self.runtime) if s is not None]
+        services += [d.process for d in self.desktops if d.process is not None]
+        return "\n".join(f"--- {s.service} (pid {s.process.pid})\n{s.tail(lines)}" for s in services)
+
+    # ----- the observer (HTTP only: it never appears in presence) -----
+
+    async def _observer(self, http: aiohttp.ClientSession) -> str:
+        token = self._observer_token
+        if token is None or token.needs_refresh():
+            token = await fetch_session_token(
+                self.control_public_url, self.observer_key, ("sync.subscribe",), ("*",), None, "verifier", session=http
+            )
+            self._observer_token = token
+        return token.token
+
+    async def sql(self, query: str) -> list[list[Any]]:
+        """Rows of one query over the host's `/sql` route, straight to the host (not through a proxy)."""
+        async with aiohttp.ClientSession() as http:
+            token = await self._observer(http)
+            async with http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/sql",
+                data=query.encode(),
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as response:
+                text = await response.text()
+                if response.status != 200:
+                    raise RuntimeError(f"/sql {query!r}: HTTP {response.status}: {text}")
+        rows: list[list[Any]] = json.loads(text)[0]["rows"]
+        return rows
+
+    async def presence(self) -> tuple[PresenceRow, ...]:
+        """`SELECT * FROM active_connection` as rows."""
+        rows = await self.sql("SELECT * FROM active_connection")
+        return tuple(
+            PresenceRow(
+                json.dumps(row[0], sort_keys=True), json.dumps(row[1], sort_keys=True), str(row[2]), str(row[4])
+            )
+            for row in rows
+        )
+
+    async def heads(self) -> dict[str, tuple[int, int, int]]:
+        """`stream_id -> (head_seq, retained_from_seq, epoch)` of every stream on the host."""
+        rows = await self.sql("SELECT * FROM stream_head")
+        return {str(row[0]): (int(row[1]), int(row[2]), int(row[3])) for row in rows}
+
+    async def call_as_admin(self, reducer: str, *args: Any) -> None:
+        """Call a reducer over HTTP with a `sync.admin` token control issued the producer key."""
+        async with aiohttp.ClientSession() as http:
+            token = await fetch_session_token(
+                self.control_public_url,
+                self.producer_key,
+                ("sync.admin", "sync.subscribe"),
+                ("*",),
+                None,
+                "admin",
+                session=http,
+            )
+            async with http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/call/{reducer}",
+                json=list(args),
+                headers={"Authorization": f"Bearer {token.token}"},
+            ) as response:
+                text = await response.text()
+                if response.status != 200:
+                    raise RuntimeError(f"{reducer}{args}: HTTP {response.status}: {text}")
+
+    async def runtime_metric(self, name: str) -> float:
+        """Sum of one metric's samples on the runtime's `/metrics` (0 when absent)."""
+        async with aiohttp.ClientSession() as http, http.get(f"{self.runtime_url}/metrics") as response:
+            text = await response.text()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and (line[len(name)] in " {"):
+                total += float(line.rsplit(" ", 1)[-1])
+        return total
+
+
+async def wait_until(what: str, check: Callable[[], Any], within: float, every: float = 0.2) -> float:
+    """Poll an async or sync predicate until truthy; returns the seconds it took, TimeoutError naming `what`."""
+    started = time.monotonic()
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        if time.monotonic() - started > within:
+            raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
+        await asyncio.sleep(every)

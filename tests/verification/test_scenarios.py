@@ -1,0 +1,83 @@
+"""The CI profile of the chaos suite: every scenario against real processes behind fault proxies, judged by the
+checker (nothing lost, nothing duplicated, order, hashes, presence) and the guards (no legacy route, every component
+its own process). A failure message starts with the seed and the command that replays it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autopilot_sync.verification.scenarios import CI, HALF_OPEN_PRESENCE_BOUND, run_scenario
+
+
+async def check(name: str, seed: int, tmp_path: Path) -> dict[str, object]:
+    result = await run_scenario(name, seed, tmp_path, CI)
+    assert result.ok, result.summary()
+    return result.metrics
+
+
+async def test_presence_follows_two_nostr_identities_and_abrupt_disconnects(seed: int, tmp_path: Path) -> None:
+    await check("handshake", seed, tmp_path)
+
+
+async def test_desktops_apply_exactly_what_the_runtime_acknowledged_on_twenty_streams(
+    seed: int, tmp_path: Path
+) -> None:
+    metrics = await check("end-to-end", seed, tmp_path)
+    assert metrics["events"] == CI.streams * CI.events_per_stream
+
+
+async def test_network_churn_on_every_pair_while_publishing_loses_nothing(seed: int, tmp_path: Path) -> None:
+    metrics = await check("churn", seed, tmp_path)
+    assert int(str(metrics["faults"])) > 0
+
+
+async def test_five_hundred_clients_reconnecting_at_once_keep_the_host_responsive(seed: int, tmp_path: Path) -> None:
+    metrics = await check("reconnect-storm", seed, tmp_path)
+    assert int(str(metrics["storm_resets"])) >= 500
+
+
+async def test_stale_cursors_after_trimming_rebuild_from_the_floor(seed: int, tmp_path: Path) -> None:
+    await check("stale-cursor", seed, tmp_path)
+
+
+async def test_dropped_acks_make_the_outbox_retry_without_duplicates(seed: int, tmp_path: Path) -> None:
+    metrics = await check("duplicate-delivery", seed, tmp_path)
+    assert float(str(metrics["duplicates_suppressed"])) > 0
+
+
+async def test_acknowledged_events_survive_a_host_sigkill_and_restart(seed: int, tmp_path: Path) -> None:
+    await check("host-sigkill", seed, tmp_path)
+
+
+async def test_acknowledged_events_survive_a_runtime_sigkill_and_restart(seed: int, tmp_path: Path) -> None:
+    await check("runtime-sigkill", seed, tmp_path)
+
+
+@pytest.mark.parametrize("name", ["churn"])
+def test_a_seed_fixes_the_fault_plan_and_the_payloads(name: str) -> None:
+    import random
+
+    from autopilot_sync.verification.history import HistoryRecorder
+    from autopilot_sync.verification.scenarios import churn_plan
+    from autopilot_sync.verification.workload import Producer
+
+    assert churn_plan(random.Random(5), 10) == churn_plan(random.Random(5), 10)
+    assert churn_plan(random.Random(5), 10) != churn_plan(random.Random(6), 10)
+    plan = churn_plan(random.Random(5), 1)
+    assert {proxy for _, proxy, _, _ in plan} >= {"runtime→host", "desktop→host", "control"}
+
+    def batches(seed: int) -> list[object]:
+        producer = Producer("http://x", HistoryRecorder(), random.Random(f"{seed}:payloads"), ["a", "b"])
+        return [producer.batch(run, 5) for run in ("a", "b", "a")]
+
+    assert batches(9) == batches(9)
+    assert batches(9) != batches(10)
+
+
+async def test_presence_drops_a_half_open_link_within_the_idle_timeout_bound(seed: int, tmp_path: Path) -> None:
+    metrics = await check("half-open", seed, tmp_path)
+    recovery = metrics["recovery"]
+    assert isinstance(recovery, dict)
+    assert recovery["presence: after half-open link"] <= HALF_OPEN_PRESENCE_BOUND
