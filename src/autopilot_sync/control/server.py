@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from autopilot_sync.control.policy import ScopePolicy
 from autopilot_sync.control.request import TtlBounds
 from autopilot_sync.control.service import ControlConfig, ControlService
 from autopilot_sync.control.tokens import TokenContext
+from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.control import ControlSettings
 
 _log = logging.getLogger(__name__)
@@ -73,15 +72,7 @@ async def serve_forever(settings: ControlSettings) -> None:
     """Run until SIGINT/SIGTERM, printing one `ready` line that scripts and tests wait for."""
     service = service_from_settings(settings)
     running = await start_control(service, settings.listen.host, settings.listen.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(
-        f"autopilot-sync control ready: {running.base_url} issuer={settings.public_url} "
-        f"kid={service.keys.signing_key().kid}",
-        flush=True,
-    )
-    await stop.wait()
+    announce_ready("control", running.base_url, issuer=settings.public_url, kid=service.keys.signing_key().kid)
+    await until_stop_signal()
     _log.info("stopping control")
     await running.stop()

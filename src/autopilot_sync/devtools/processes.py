@@ -7,7 +7,6 @@ when it accepts connections, and a way to kill it (gracefully or with SIGKILL). 
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_READY = re.compile(r"autopilot-sync (?P<service>[a-z-]+) ready: (?P<url>\S+)")
+from autopilot_sync.lifecycle import READY_PATTERN
 
 
 class ServiceStartError(RuntimeError):
@@ -47,7 +46,7 @@ class ServiceProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.output.append(line.rstrip("\n"))
-            match = _READY.search(line)
+            match = READY_PATTERN.search(line)
             if match and not self._ready.is_set():
                 self.url = match.group("url")
                 self._ready.set()

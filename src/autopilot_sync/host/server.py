@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
-import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.sync_metrics import register_sync_metrics
 from autopilot_sync.host.tokens import TokenService
+from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
 
 log = logging.getLogger(__name__)
@@ -115,20 +114,18 @@ async def start_host(settings: HostSettings) -> RunningHost:
 async def serve_forever(settings: HostSettings) -> None:
     """Run until SIGINT/SIGTERM, printing one `ready` line that scripts and tests wait for."""
     running = await start_host(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     report = running.engine.recovery
-    print(
-        f"autopilot-sync host ready: {running.base_url} database={settings.database} offset={report.offset} "
-        f"recovered_in={report.seconds:.3f}s",
-        flush=True,
+    announce_ready(
+        "host",
+        running.base_url,
+        database=settings.database,
+        offset=report.offset,
+        recovered_in=f"{report.seconds:.3f}s",
     )
     if report.tail is not None:
         print(
             f"WARNING commit log tail set aside: {report.tail.reason} ({report.tail.discarded_bytes} bytes)", flush=True
         )
-    await stop.wait()
+    await until_stop_signal()
     log.info("stopping host")
     await running.stop()

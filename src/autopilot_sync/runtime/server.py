@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from dataclasses import dataclass
 
 from aiohttp import web
 
+from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.runtime.api import build_app
 from autopilot_sync.runtime.hostlink import SdkHostLink
 from autopilot_sync.runtime.metrics import RuntimeMetrics
@@ -73,15 +73,13 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
 async def serve_forever(settings: RuntimeSettings) -> None:
     """Run until SIGINT/SIGTERM, printing the one `ready` line that scripts and tests wait for."""
     running = await start_runtime(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(
-        f"autopilot-sync runtime ready: {running.base_url} pubkey={running.pubkey_hex} "
-        f"host={settings.spacetime_base_url} control={settings.control_url}",
-        flush=True,
+    announce_ready(
+        "runtime",
+        running.base_url,
+        pubkey=running.pubkey_hex,
+        host=settings.spacetime_base_url,
+        control=settings.control_url,
     )
-    await stop.wait()
+    await until_stop_signal()
     log.info("stopping runtime")
     await running.stop()
