@@ -170,3 +170,10 @@ async def test_connect_without_a_sync_scope_is_rejected(engine: HostEngine) -> N
         else:
             raise AssertionError(f"connect with {claims_scopes} was admitted")
     assert len(engine.datastore["active_connection"]) == 0
+
+
+def test_protocol_doc_lists_exactly_the_error_codes() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    table = doc.split("## The sync module's contract", 1)[1].split("| code | meaning |", 1)[1].split("\n\n", 1)[0]
+    codes_in_table = {line.split("`")[1] for line in table.splitlines() if line.startswith("| `")}
+    assert codes_in_table == {code.value for code in SyncErrorCode}
