@@ -1,0 +1,122 @@
+"""Canonical JSON: the orjson fast path is byte-identical to the standard-library definition, or steps aside."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autopilot_sync.module import canonical
+from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "payload_hash.json").read_text())["vectors"]
+
+
+def definition(text: str) -> str:
+    """What the canonical form is by definition: `json.loads` then sorted, compact, non-ASCII `json.dumps`."""
+    return json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def agree(text: str) -> str:
+    """Both paths give the definition's bytes (the fast path may decline, never differ)."""
+    expected = definition(text)
+    fast = canonical._canonicalize_orjson(text)
+    assert fast is None or fast == expected, (text, fast, expected)
+    assert canonicalize_text(text) == expected
+    return expected
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_the_fast_path_takes_every_vector_and_matches_it(vector: dict[str, Any]) -> None:
+    for text in (json.dumps(vector["value"]), json.dumps(vector["value"], indent=2, ensure_ascii=False)):
+        assert canonical._canonicalize_orjson(text) == vector["canonical"]
+        assert payload_hash(canonicalize_text(text)) == vector["payload_hash"]
+
+
+json_floats = st.floats(allow_nan=False, allow_infinity=False)
+json_ints = (
+    st.integers()
+    | st.integers(-(2**200), 2**200)
+    | st.sampled_from([2**63 - 1, -(2**63), 2**64 - 1, 2**64, -(2**63) - 1])
+)
+json_text = st.text(st.characters(exclude_categories=("Cs",))) | st.sampled_from(["e+5", "1e-7", "0.00001", "a\u2028b"])
+json_values = st.recursive(
+    st.none() | st.booleans() | json_ints | json_floats | json_text,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(json_text, children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=2000)
+@given(json_values, st.booleans())
+def test_random_json_is_byte_identical_to_the_definition(value: Any, ascii_input: bool) -> None:
+    agree(json.dumps(value, ensure_ascii=ascii_input))
+
+
+@settings(max_examples=500)
+@given(json_floats)
+def test_every_float_formats_like_python(value: float) -> None:
+    for text in (repr(value), json.dumps([value, {"x": -value}])):
+        agree(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1e16",
+        "1e-5",
+        "0.0001",
+        "0.00001",
+        "1.5e300",
+        "5e-324",
+        "-0.0",
+        "-0",
+        "1E5",
+        "1e+2",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        str(2**300),
+        '{"b":18446744073709551616,"a":"x"}',
+        '{"a":1,"a":2}',
+        '"\\u007f\\u2028\\ud83d\\ude00"',
+        '{"\\uff61":1,"\\ud83d\\ude00":2,"a":3}',
+        "[" * 300 + "]" * 300,
+        '{"hash":"3e-4f","id":"0.00001"}',
+    ],
+)
+def test_edge_cases_agree(text: str) -> None:
+    agree(text)
+
+
+def test_numbers_beyond_64_bits_keep_every_digit() -> None:
+    assert canonicalize_text(f"[{2**64}, {-(2**63) - 1}]") == f"[{2**64},{-(2**63) - 1}]"
+
+
+@pytest.mark.parametrize("text", ["", "[1,", "NaN", "[Infinity]", "-Infinity", "1e400", "{'a':1}", "\ufeff{}"])
+def test_what_the_definition_refuses_stays_refused(text: str) -> None:
+    with pytest.raises(CanonicalJsonError):
+        canonicalize_text(text)
+
+
+def test_lone_surrogates_take_the_definition_path() -> None:
+    text = '"\\ud800"'
+    assert canonical._canonicalize_orjson(text) is None
+    assert canonicalize_text(text) == definition(text)
+
+
+def test_the_fast_path_covers_typical_payloads() -> None:
+    payload = {
+        "run_id": "r-1",
+        "type": "run.message.delta",
+        "delta": "héllo ✓",
+        "index": 3,
+        "t": 1_700_000_000_000_000_000,
+    }
+    text = json.dumps(payload, indent=1)
+    assert canonical._canonicalize_orjson(text) == definition(text)
