@@ -774,6 +774,49 @@ scenario("12_scheduled_reducer", async (c) => {
   disconnect(conn);
 });
 
+scenario("13_join_subscription", async (c) => {
+  // The chat module's only indexed pair: message.sender (btree) joined from online.identity. `message JOIN person`
+  // has no pair (person has no Identity column), and `message.* ... JOIN online` would probe online.identity, which
+  // has no index (the host refuses it, as the real one).
+  const reader = await connected("onConnect reader");
+  const writer = await connected("onConnect writer");
+  const who = writer.identity.toHexString();
+  const events = watch(reader.conn.db.online);
+  const sql = `SELECT online.* FROM online JOIN message ON online.identity = message.sender WHERE online.identity = 0x${who}`;
+  await subscribed(reader.conn, sql);
+  c.equal([...reader.conn.db.online.iter()].length, 0, "no online row before the writer sent a message");
+  const refused = await settle(
+    subscribed(reader.conn, "SELECT message.* FROM message JOIN online ON message.sender = online.identity"),
+    "onError for a join probing an unindexed column",
+  );
+  c.ok(!refused.ok, "a join whose lookup column has no index is refused");
+  c.ok(
+    String(refused.error?.sdkError?.message ?? refused.error?.sdkError ?? "").includes(
+      "Subscriptions require indexes on join columns",
+    ),
+    "with the real host's words",
+    describeError(refused.error),
+  );
+  await within(writer.conn.reducers.sendMessage({ text: `join-${RUN}` }), "writer sendMessage");
+  const joined = await events.next((e) => e.kind === "insert", "onInsert of the writer's online row");
+  c.equal(joined.row.identity.toHexString(), who, "the joined row is the writer's online row");
+  c.equal(
+    joined.row.connectionId.toHexString(),
+    writer.conn.connectionId.toHexString(),
+    "with the writer's connection id",
+  );
+  await within(writer.conn.reducers.sendMessage({ text: `join2-${RUN}` }), "writer sends a second message");
+  await sleep(200);
+  c.equal(events.events.length, 1, "a second partner changes nothing the client sees", events.events.map((e) => e.kind));
+  c.equal([...reader.conn.db.online.iter()].length, 1, "the cache holds the row once");
+  disconnect(writer.conn);
+  const left = await events.next((e) => e.kind === "delete", "onDelete when the writer disconnects");
+  c.equal(left.row.identity.toHexString(), who, "the deleted row is the writer's");
+  c.equal([...reader.conn.db.online.iter()].length, 0, "the cache is empty again");
+  events.stop();
+  disconnect(reader.conn);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Runner
 

@@ -46,6 +46,7 @@ SCENARIOS = [
     "10_garbage_token_rejected",
     "11_large_transaction_compressed",
     "12_scheduled_reducer",
+    "13_join_subscription",
 ]
 
 

@@ -205,3 +205,73 @@ async def test_one_row_list_is_shared_by_identical_results(harness: Harness) -> 
     out = await harness.call("append", "a", 1, "x")
     lists = {id(u[0].tables[0].rows[0].inserts) for u in out.values()}  # type: ignore[union-attr]
     assert len(lists) == 1
+
+
+async def test_clients_with_the_same_query_set_share_one_update_object(harness: Harness) -> None:
+    subs = harness.subs
+    query = "SELECT * FROM event WHERE stream_id = 'a'"
+    for i in range(50):
+        subs.subscribe(f"c{i}", 1, 7, [query])
+    subs.subscribe("aliased", 1, 7, ["SELECT e.* FROM event AS e WHERE e.stream_id = 'a'"])  # same rows, same shape
+    subs.subscribe("other-id", 1, 8, [query])  # another query set id: equal rows, but its own update
+    assert subs.shape_count() == 2
+    out = await harness.call("append", "a", 1, "x")
+    assert len(out) == 52
+    assert len({id(updates) for client, updates in out.items() if client != "other-id"}) == 1
+    assert out["c0"] is out["aliased"] and out["c0"] is not out["other-id"]
+    assert [u.query_set_id for u in out["other-id"]] == [8]
+    assert delta(out["c0"][0]) == delta(out["other-id"][0]) == ([("a", 1, "x")], [])
+
+
+async def test_clients_with_the_same_shapes_share_the_combined_tuple(harness: Harness) -> None:
+    subs = harness.subs
+    for client in ("c1", "c2"):
+        subs.subscribe(client, 1, 1, ["SELECT * FROM event WHERE stream_id = 'a'"])
+        subs.subscribe(client, 2, 2, ["SELECT * FROM event"])
+    subs.subscribe("c3", 1, 2, ["SELECT * FROM event"])
+    out = await harness.call("append", "a", 1, "x")
+    assert out["c1"] is out["c2"] and len(out["c1"]) == 2
+    assert sorted(u.query_set_id for u in out["c1"]) == [1, 2]
+    assert [u.query_set_id for u in out["c3"]] == [2]
+
+
+async def test_a_member_subscribed_after_the_transaction_is_skipped_but_not_its_shape_mates(
+    harness: Harness,
+) -> None:
+    engine = harness.engine
+    subs = harness.subs
+    query = ["SELECT * FROM event WHERE stream_id = 'a'"]
+    subs.subscribe("early", 1, 1, query)
+    # The transaction runs now but is delivered after durability; "late" subscribes in between and sees it in its
+    # initial rows, so only "early" gets it as a delta.
+    outcome, sequence = engine.run_transaction(engine.reducer("append"), ("a", 1, "x"), CALLER)
+    assert sequence is not None
+    late = subs.subscribe("late", 2, 1, query)
+    assert isinstance(late, SubscribeApplied) and rows_of(late.rows) == {"event": [("a", 1, "x")]}
+    await engine.commitlog.wait_durable(sequence)
+    assert list(harness.updates[-1]) == ["early"]
+    del outcome
+    out = await harness.call("append", "a", 2, "y")
+    assert out["early"] is out["late"]
+
+
+async def test_shapes_outlive_their_first_member_and_go_with_the_last(harness: Harness) -> None:
+    subs = harness.subs
+    query = ["SELECT * FROM event WHERE stream_id = 'a'"]
+    subs.subscribe("c1", 1, 1, query)
+    subs.subscribe("c2", 1, 1, query)
+    subs.remove_client("c1")
+    assert list(await harness.call("append", "a", 1, "x")) == ["c2"]
+    assert subs.unsubscribe("c2", 2, 1) == UnsubscribeApplied(2, 1, None)
+    assert subs.shape_count() == 0 and subs._by_value == {} and subs._by_table == {}
+    assert await harness.call("append", "a", 2, "y") == {}
+
+
+async def test_dropped_rows_list_tables_in_the_clients_own_query_order(harness: Harness) -> None:
+    subs = harness.subs
+    subs.subscribe("c1", 1, 1, ["SELECT * FROM event", "SELECT * FROM ping"])
+    subs.subscribe("c2", 1, 1, ["SELECT * FROM ping", "SELECT * FROM event"])  # same shape, other order
+    assert subs.shape_count() == 1
+    dropped = subs.unsubscribe("c2", 2, 1, send_dropped_rows=True)
+    assert isinstance(dropped, UnsubscribeApplied) and dropped.rows is not None
+    assert [t.table for t in dropped.rows.tables] == ["ping", "event"]

@@ -428,6 +428,48 @@ async def test_compression_over_threshold_only(host: Host) -> None:
         await client.ws.close()
 
 
+async def test_one_update_is_encoded_and_compressed_once_for_every_identical_subscriber(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autopilot_sync.spacetime import frames
+
+    encoded: list[str] = []
+    compressed: list[frames.Compression] = []
+    encode, frame = frames.encode_server_message, frames.encode_server_frame
+
+    def counting_encode(message: ServerMessage) -> bytes:
+        encoded.append(type(message).__name__)
+        return encode(message)
+
+    def counting_frame(bodies: Any, compression: frames.Compression, threshold: int = 1024) -> bytes:
+        out = frame(bodies, compression, threshold)
+        if out[0] != 0:
+            compressed.append(compression)
+        return out
+
+    subscribers = []
+    for protocols, compression in [((V3_PROTOCOL,), "Gzip"), ((V2_PROTOCOL,), "Gzip"), ((V3_PROTOCOL,), "Brotli")] * 3:
+        client = await connect(host, protocols, compression=compression)
+        await client.send(Subscribe(1, 5, ("SELECT * FROM person",)))
+        await client.expect(SubscribeApplied)
+        subscribers.append(client)
+    caller = await connect(host)
+    monkeypatch.setattr(frames, "encode_server_message", counting_encode)
+    monkeypatch.setattr(frames, "encode_server_frame", counting_frame)
+    name = "n" * 3000  # over the compression threshold
+    await caller.call(1, "add_person", name, 1)
+    await caller.expect(ReducerResult)
+    bodies = set()
+    for client in subscribers:
+        update = await client.expect(TransactionUpdate)
+        (qs,) = update.query_sets
+        assert qs.query_set_id == 5 and people(qs.tables[0].rows[0].inserts) == [(1, name, 1)]  # type: ignore[union-attr]
+        bodies.add(update)
+    assert len(bodies) == 1
+    assert encoded.count("TransactionUpdate") == 1  # once for nine subscribers
+    assert sorted(c.value for c in compressed) == ["Brotli", "Gzip"]  # once per compression, not per socket
+
+
 # ----- hostile clients -----
 
 

@@ -137,3 +137,37 @@ def test_server_compresses_a_large_v3_body_once() -> None:
     (frame,) = f.encode_v3_server_frames(msgs, f.Compression.GZIP)
     assert frame[0] == 2
     assert f.split_server_body(f.decode_server_frame(frame)) == msgs
+
+
+@given(st.lists(server_messages, min_size=1, max_size=6), st.sampled_from(list(f.Compression)), st.booleans())
+def test_framing_encoded_messages_gives_the_same_bytes_as_framing_messages(
+    msgs: list[m.ServerMessage], compression: f.Compression, coalesce: bool
+) -> None:
+    encoded = [f.EncodedMessage.of(msg) for msg in msgs]
+    frames = f.frame_messages(encoded, compression, coalesce=coalesce)
+    if coalesce:
+        assert frames == f.encode_v3_server_frames(msgs, compression)
+    else:
+        assert frames == [f.encode_v2_server_frame(msg, compression) for msg in msgs]
+
+
+def test_a_shared_message_is_compressed_once_per_compression(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = f.EncodedMessage.of(m.SubscriptionError(None, 1, "e" * 2000))
+    calls: list[f.Compression] = []
+    original = f.encode_server_frame
+
+    def counting(bodies: bytes | list[bytes], compression: f.Compression, threshold: int = 1024) -> bytes:
+        calls.append(compression)
+        return original(bodies, compression, threshold)
+
+    monkeypatch.setattr(f, "encode_server_frame", counting)
+    for _ in range(100):  # a hundred connections, in two compressions, each sending the message alone
+        for compression in (f.Compression.GZIP, f.Compression.BROTLI):
+            (frame,) = f.frame_messages([shared], compression, coalesce=True)
+            assert f.decode_server_frame(frame) == shared.body
+    assert calls == [f.Compression.GZIP, f.Compression.BROTLI]
+    # Coalesced with another message, the shared one is framed inside the joint body (not from its cache).
+    other = f.EncodedMessage.of(m.TransactionUpdate(()))
+    (joint,) = f.frame_messages([shared, other], f.Compression.GZIP, coalesce=True)
+    assert f.decode_server_frame(joint) == shared.body + other.body
+    assert len(shared) == len(shared.body)

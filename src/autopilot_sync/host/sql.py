@@ -8,8 +8,13 @@ compiles cannot fail while it runs, whether on the snapshot or on every later tr
 
 Parsing goes through sqlglot's PostgreSQL dialect (the closest to SpacetimeDB's `sqlparser` dialect: `<>`, `X'..'`,
 double-quoted identifiers); everything outside the subset is refused with an error naming what is unsupported, in the
-wording of the real host's `sql-parser`/`expr` crates where one exists. Joins are refused: the subscription engine is
-single-table (see docs/protocol.md).
+wording of the real host's `sql-parser`/`expr` crates where one exists.
+
+Joins: `SELECT t.* FROM t JOIN u ON t.a = u.b [WHERE ...]` (one inner equi-join, names qualified, the result is rows of
+the projected table `t`). The WHERE clause is evaluated on the pair `t_row + u_row` (positions of `u`'s columns are
+offset by the width of `t`). Subscriptions follow the real host's planner rule: the lookup side of the join (`u`, or
+`t` when only `u` is filtered) needs an index whose last column is its join column. `JoinMirror` and `join_members`
+are what the subscription engine maintains join results with (see subscriptions.py).
 
 Evaluation uses a B-tree index when a top-level conjunct is an equality (or range) on an index's leading column, else
 scans the table.
@@ -159,6 +164,17 @@ class Projection:
 
 
 @dataclass(frozen=True, slots=True)
+class JoinSpec:
+    """`JOIN table ON <projected>.left_column = table.right_column`; `table` is the joined (non-projected) table."""
+
+    table: TableDef
+    left_column: str
+    left_position: int
+    right_column: str
+    right_position: int
+
+
+@dataclass(frozen=True, slots=True)
 class SelectPlan:
     """A compiled query over one table.
 
@@ -172,6 +188,7 @@ class SelectPlan:
     projection: tuple[Projection, ...] | None = None
     count_alias: str | None = None
     limit: int | None = None
+    join: JoinSpec | None = None
 
     @property
     def returns_rows(self) -> bool:
@@ -179,8 +196,13 @@ class SelectPlan:
         return self.projection is None and self.count_alias is None
 
     def matches(self, row: Row) -> bool:
-        """Whether a row of `table` is in the result (before LIMIT)."""
+        """Whether a row of `table` is in the result (before LIMIT); for a join, whether the pair `row` (the projected
+        row followed by the joined row) is."""
         return matches(self.predicate, row)
+
+    def tables(self) -> tuple[str, ...]:
+        """The tables the plan reads: the projected one, then the joined one."""
+        return (self.table.name,) if self.join is None else (self.table.name, self.join.table.name)
 
     def output_type(self) -> at.ProductType:
         """The product type of each result row (the `schema` of an HTTP `/sql` result)."""
@@ -250,29 +272,150 @@ def _compile_select(sql: str, select: exp.Select, ctx: SqlContext, one_off: bool
         raise SqlError(f"Unsupported: {name.upper().rstrip('_')} clause")
     if select.args.get("kind"):
         raise SqlError(f"Unsupported: SELECT {select.args['kind']}")
-    if select.args.get("joins"):
-        join = select.args["joins"][0]
-        if not join.args.get("on") and not join.args.get("using"):
-            raise SqlError("Implicit joins are not supported")
-        raise SqlError("Unsupported: JOIN (this host evaluates queries over a single table)")
     source = select.args.get("from") or select.args.get("from_")
     if source is None:
         raise SqlError("A FROM clause is required")
-    table_expr = source.this
-    if not isinstance(table_expr, exp.Table) or table_expr.args.get("db") or table_expr.args.get("catalog"):
-        raise SqlError(f"Unsupported FROM expression: {table_expr.sql(DIALECT)}")
-    table_name = table_expr.name
-    alias = table_expr.alias or None
-    store = ctx.datastore.tables.get(table_name)
-    if store is None or (not store.table.public and not ctx.private_visible):
-        raise SqlError(f"no such table: `{table_name}`. If the table exists, it may be marked private.")
-    table = store.table
-    scope = _Scope(table, {table_name, *([alias] if alias else [])})
+    table, alias = _relvar(source.this, ctx)
+    joins = select.args.get("joins") or []
+    if joins:
+        return _compile_join(sql, select, table, alias, joins, ctx, one_off)
+    scope = _Scope(table, {table.name, *([alias] if alias else [])})
     projection, count_alias = _compile_projection(select.expressions, scope, one_off)
     where = select.args.get("where")
     predicate = _compile_predicate(where.this, scope, ctx) if where is not None else None
     limit = _compile_limit(select.args.get("limit"), one_off)
     return SelectPlan(sql, table, predicate, projection, count_alias, limit)
+
+
+def _relvar(table_expr: exp.Expression, ctx: SqlContext) -> tuple[TableDef, str | None]:
+    if not isinstance(table_expr, exp.Table) or table_expr.args.get("db") or table_expr.args.get("catalog"):
+        raise SqlError(f"Unsupported FROM expression: {table_expr.sql(DIALECT)}")
+    table_name = table_expr.name
+    store = ctx.datastore.tables.get(table_name)
+    if store is None or (not store.table.public and not ctx.private_visible):
+        raise SqlError(f"no such table: `{table_name}`. If the table exists, it may be marked private.")
+    return store.table, table_expr.alias or None
+
+
+def _compile_join(
+    sql: str,
+    select: exp.Select,
+    table: TableDef,
+    alias: str | None,
+    joins: list[exp.Join],
+    ctx: SqlContext,
+    one_off: bool,
+) -> SelectPlan:
+    join = joins[0]
+    on = join.args.get("on")
+    kind = join.args.get("kind")
+    if (join.args.get("side") or kind not in (None, "INNER")) and kind != "CROSS":
+        raise SqlError("Non-inner joins are not supported")
+    if on is None:
+        if join.args.get("using"):
+            raise SqlError("Non-inner joins are not supported")
+        raise SqlError("Implicit joins are not supported")
+    if len(joins) > 1:
+        raise SqlError(f"Invalid number of tables in subscription: {len(joins) + 1}")
+    other, other_alias = _relvar(join.this, ctx)
+    left_name, right_name = alias or table.name, other_alias or other.name
+    if left_name == right_name:
+        raise SqlError(f"Duplicate name `{right_name}`")
+    if other.name == table.name:
+        raise SqlError("Unsupported: self-joins (this host joins two different tables)")
+    scope = _JoinScope((table, other), (left_name, right_name))
+    while isinstance(on, exp.Paren):
+        on = on.this
+    if not (isinstance(on, exp.EQ) and isinstance(on.this, exp.Column) and isinstance(on.expression, exp.Column)):
+        raise SqlError("Non-inner joins are not supported")
+    sides = [scope.resolve(on.this), scope.resolve(on.expression)]
+    if sides[0][0] == sides[1][0]:
+        raise SqlError(f"Unsupported: a join condition within one table ({on.sql(DIALECT)})")
+    sides.sort(key=lambda side: side[0])
+    (_, left_col, left_pos, left_ty), (_, right_col, right_pos, right_ty) = sides
+    if left_ty != right_ty:
+        raise SqlError(f"Unexpected type: (expected) {_type_name(left_ty)} != {_type_name(right_ty)} (inferred)")
+    spec = JoinSpec(other, left_col, left_pos, right_col, right_pos)
+    items = select.expressions
+    if len(items) == 1 and isinstance(items[0], exp.Star):
+        raise SqlError("SELECT * is not supported for joins")
+    if not (len(items) == 1 and isinstance(items[0], exp.Column) and isinstance(items[0].this, exp.Star)):
+        if not one_off:
+            raise SqlError(
+                "Column projections are not supported in subscriptions; Subscriptions must return a table type"
+            )
+        raise SqlError("Unsupported: projections other than `t.*` over a join")
+    qualifier = items[0].table
+    if qualifier not in scope.names:
+        raise SqlError(f"`{qualifier}` is not in scope")
+    if qualifier != left_name:  # project the other table: swap the sides
+        scope = _JoinScope((other, table), (right_name, left_name))
+        spec = JoinSpec(table, right_col, right_pos, left_col, left_pos)
+    where = select.args.get("where")
+    predicate = _compile_predicate(where.this, scope, ctx) if where is not None else None
+    limit = _compile_limit(select.args.get("limit"), one_off)
+    plan = SelectPlan(sql, scope.tables[0], predicate, None, None, limit, spec)
+    if not one_off:
+        _check_join_index(plan, ctx.datastore)
+    return plan
+
+
+def _check_join_index(plan: SelectPlan, datastore: Datastore) -> None:
+    """Refuse a subscription the real host's planner could not turn into an index join.
+
+    The planner starts from `projected ⋈ joined` with `joined` as the lookup (index) side, pushes top-level
+    `column op literal` conjuncts down to their table, and swaps the sides when only the joined table is filtered. The
+    lookup side needs an index whose last column is its join column, every leading column fixed by a `= literal`
+    conjunct on that side (`ReorderHashJoin` + `HashToIxJoin` in `physical-plan/src/rules.rs`).
+    """
+    assert plan.join is not None
+    width = len(plan.table.columns)
+    terms = [t for t in conjuncts(plan.predicate) if isinstance(t, Comparison)]
+    left_filtered = any(t.position < width for t in terms)
+    right_filtered = any(t.position >= width for t in terms)
+    if right_filtered and not left_filtered:
+        lookup, column, fixed = plan.table, plan.join.left_column, {t.column for t in terms if t.position < width}
+    else:
+        lookup, column = plan.join.table, plan.join.right_column
+        fixed = {t.column for t in terms if t.position >= width and t.op is CompareOp.EQ}
+    if lookup.event:
+        raise SqlError("Event tables cannot be used as the lookup table in subscription joins")
+    for group in datastore[lookup.name].indexes:
+        if group[-1] == column and all(c in fixed for c in group[:-1]):
+            return
+    raise SqlError("Subscriptions require indexes on join columns")
+
+
+@dataclass(frozen=True, slots=True)
+class _JoinScope:
+    """Two tables by name; a column of the second is addressed at `position + width of the first`."""
+
+    tables: tuple[TableDef, TableDef]
+    aliases: tuple[str, str]
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.aliases)
+
+    def resolve(self, column: exp.Column) -> tuple[int, str, int, AlgebraicType]:
+        """(side, column name, position within its own table, type)."""
+        qualifier = column.table
+        if not qualifier:
+            raise SqlError("Names must be qualified when using joins")
+        if qualifier not in self.aliases:
+            raise SqlError(f"`{qualifier}` is not in scope")
+        side = self.aliases.index(qualifier)
+        table = self.tables[side]
+        name = column.name
+        try:
+            position = table.column_index(name)
+        except KeyError:
+            raise SqlError(f"`{table.name}` does not have a field `{name}`") from None
+        return side, name, position, table.columns[position][1]
+
+    def column(self, column: exp.Column) -> tuple[str, int, AlgebraicType]:
+        side, name, position, ty = self.resolve(column)
+        return name, position + (len(self.tables[0].columns) if side else 0), ty
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,7 +490,7 @@ def _compile_limit(limit: exp.Expression | None, one_off: bool) -> int | None:
     raise SqlError(f"Unsupported LIMIT expression: {limit.sql(DIALECT)}")
 
 
-def _compile_predicate(node: exp.Expression, scope: _Scope, ctx: SqlContext) -> Predicate:
+def _compile_predicate(node: exp.Expression, scope: _Scope | _JoinScope, ctx: SqlContext) -> Predicate:
     while isinstance(node, exp.Paren):
         node = node.this
     if isinstance(node, exp.And):
@@ -622,6 +765,11 @@ class QueryResult:
 def execute(plan: SelectPlan, datastore: Datastore) -> QueryResult:
     """Run a compiled plan against the current state."""
     started = time.perf_counter_ns()
+    if plan.join is not None:
+        joined = join_rows(plan, datastore)
+        return QueryResult(
+            plan, tuple(r for _, r in joined), tuple(b for b, _ in joined), (time.perf_counter_ns() - started) // 1000
+        )
     store = datastore[plan.table.name]
     if plan.count_alias is not None:
         count_plan = SelectPlan(plan.sql, plan.table, plan.predicate)
@@ -662,3 +810,97 @@ def sql_json_result(datastore: Datastore, sql: str, *, private_visible: bool = F
             "stats": {"rows_inserted": 0, "rows_deleted": 0, "rows_updated": 0},
         }
     ]
+
+
+# ----- joins -----
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def join_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]:
+    """Rows of the projected table, one per matching (projected, joined) pair (bag semantics, as the real host's
+    join), honouring LIMIT."""
+    assert plan.join is not None
+    spec = plan.join
+    joined = datastore[spec.table.name]
+    try:
+        index: Any = joined.index_for((spec.right_column,))
+        if index.columns != (spec.right_column,):
+            index = None
+    except KeyError:
+        index = None
+    by_value: dict[Any, list[Row]] | None = None
+    if index is None:
+        by_value = {}
+        for row in joined.rows.values():
+            by_value.setdefault(_hashable(row[spec.right_position]), []).append(row)
+    out: list[tuple[bytes, Row]] = []
+    if plan.limit == 0:
+        return out
+    for row_bytes, row in list(datastore[plan.table.name].rows.items()):
+        value = _hashable(row[spec.left_position])
+        if by_value is not None:
+            partners: Iterable[Row] = by_value.get(value, ())
+        else:
+            partners = [joined.rows[b] for b in index.lookup((value,))]
+        for partner in partners:
+            if plan.matches(row + partner):
+                out.append((row_bytes, row))
+                if plan.limit is not None and len(out) >= plan.limit:
+                    return out
+    return out
+
+
+def plan_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]:
+    """Every (bytes, row) a whole-row plan selects, join or not (a joined row may repeat, once per partner)."""
+    if plan.join is not None:
+        return join_rows(plan, datastore)
+    return matching_rows(plan, datastore[plan.table.name])
+
+
+class JoinMirror:
+    """The rows of one table grouped by one column, as of a commit offset: what a join subscription reads.
+
+    The subscription engine hears of a transaction only once it is durable, when the datastore may already hold later
+    transactions; a join's result at offset k needs both tables at offset k, so the engine keeps this copy (the same
+    row objects, grouped) and advances it with every committed transaction it is told about.
+    """
+
+    def __init__(self, store: TableStore, position: int, offset: int) -> None:
+        self.position = position
+        self.offset = offset
+        self.by_value: dict[Any, dict[bytes, Row]] = {}
+        if not store.table.event:
+            for row_bytes, row in store.rows.items():
+                self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+
+    def get(self, value: Any) -> dict[bytes, Row]:
+        """Rows whose column equals `value` (do not mutate)."""
+        return self.by_value.get(_hashable(value), _EMPTY)
+
+    def apply(self, offset: int, inserts: Iterable[tuple[bytes, Row]], deletes: Iterable[tuple[bytes, Row]]) -> None:
+        """Advance to `offset` by one transaction's change to this table (a no-op for offsets already included)."""
+        if offset <= self.offset:
+            return
+        self.offset = offset
+        position = self.position
+        for row_bytes, row in deletes:
+            value = _hashable(row[position])
+            bucket = self.by_value.get(value)
+            if bucket is not None:
+                bucket.pop(row_bytes, None)
+                if not bucket:
+                    del self.by_value[value]
+        for row_bytes, row in inserts:
+            self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+
+
+_EMPTY: dict[bytes, Row] = {}
+
+
+def has_partner(plan: SelectPlan, row: Row, joined: JoinMirror) -> bool:
+    """Whether a row of the projected table joins some row of `joined` satisfying the WHERE clause."""
+    assert plan.join is not None
+    return any(plan.matches(row + partner) for partner in joined.get(row[plan.join.left_position]).values())

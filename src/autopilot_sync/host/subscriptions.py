@@ -10,6 +10,13 @@ value), and each changed row looks up only its own values; the other queries sit
 to that table visits. Row bytes come from the `CommittedTx` (encoded once, by the transaction) and a row list shared
 by many clients with the same result is packed once.
 
+Fan-out is shared, not per client: query sets with the same id and the same queries (as compiled: table and
+predicate) are one *shape*, and the indexes hold each shape's queries once. A changed row is tested once per shape,
+the shape's `QuerySetUpdate` is built once, and every client holding that shape gets the very same update object
+(clients with the same touched shapes share the same tuple), so the socket layer can encode it once for all of them.
+Per client only a dictionary entry is left. Many clients subscribing with the same query set id and queries (the
+common case: one app, one resume query) thus cost one evaluation per transaction, not one per client.
+
 Within one query set rows have set semantics: a row matched by two queries of the same set appears once, in the
 initial rows and in every delta alike, so the client's per-set reference counts stay exact. Rows matching several
 query sets appear under each.
@@ -17,20 +24,23 @@ query sets appear under each.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql import (
+    JoinMirror,
     SelectPlan,
     SqlContext,
     SqlError,
     compile_subscription,
     equality_terms,
-    matching_rows,
+    has_partner,
+    plan_rows,
 )
-from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.host.transaction import CommittedTx, TableChange
 from autopilot_sync.spacetime.messages import (
     BsatnRowList,
     EventTableRows,
@@ -54,40 +64,226 @@ MAX_QUERIES_PER_SET = 256
 
 @dataclass(eq=False, slots=True)
 class _Query:
-    """One compiled query of one query set, as filed in the indexes (identity-hashed)."""
+    """One compiled query of one shape, as filed in the indexes (identity-hashed)."""
 
-    query_set: _QuerySet
+    shape: _Shape
     plan: SelectPlan
     key: tuple[int, Any] | None  # (column position, value) it is filed under, or None for the per-table list
 
 
 @dataclass(eq=False, slots=True)
-class _QuerySet:
-    client: Client
+class _Shape:
+    """A query set id with its queries, shared by every client that subscribed exactly that (identity-hashed)."""
+
+    key: Hashable
     query_set_id: int
     queries: tuple[_Query, ...] = ()
-    since_offset: int = 0
+    #: the query sets of this shape, in subscription order
+    members: dict[_QuerySet, None] = field(default_factory=dict)
+    #: the highest `since_offset` a member ever had: a transaction above it goes to every member unchecked
+    newest_since: int = 0
+
+
+@dataclass(eq=False, slots=True)
+class _QuerySet:
+    """One client's query set: which shape it is and the offset its initial rows already include."""
+
+    client: Client
+    shape: _Shape
+    since_offset: int
+    plans: tuple[SelectPlan, ...]  # as this client sent them (dropped rows list tables in its order)
 
 
 @dataclass(slots=True)
 class _Pending:
-    """Rows one query set gains and loses in one table during one transaction (row bytes → row index)."""
+    """Rows one shape gains and loses in one table during one transaction (row bytes → row index)."""
 
     inserts: dict[bytes, int] = field(default_factory=dict)
     deletes: dict[bytes, int] = field(default_factory=dict)
 
 
-class SubscriptionManager:
-    """Every client's query sets, and the indexes that route a changed row to the queries it may match."""
+class _JoinMixin:
+    """Join subscriptions (`SELECT t.* FROM t JOIN u ON t.a = u.b`): which rows of `t` enter or leave a shape's view.
+
+    A row of `t` is in a join query's view while it has at least one partner in `u` satisfying the WHERE clause; per
+    shape it appears once (set semantics, as every other row here) however many partners it has. The real host sends
+    it once per partner and the SDK reference-counts it, so the client's cache and callbacks come out the same.
+
+    Both tables are read through `JoinMirror`s at the transaction's own offset (the datastore may be further ahead):
+    memberships are computed before the mirrors take the transaction and after, for the rows that can change: rows of
+    `t` the transaction inserted or deleted, and rows of `t` whose join value a changed row of `u` carries.
+    """
+
+    _datastore: Datastore
+    _current_offset: Callable[[], int]
+    _joins: dict[str, set[_Query]]
+    _mirrors: dict[tuple[str, int], tuple[JoinMirror, int]]
+
+    def _mirror(self, table: str, position: int) -> JoinMirror:
+        return self._mirrors[(table, position)][0]
+
+    def _file_join(self, query: _Query) -> None:
+        spec = query.plan.join
+        assert spec is not None
+        for table, position in ((query.plan.table.name, spec.left_position), (spec.table.name, spec.right_position)):
+            self._joins.setdefault(table, set()).add(query)
+            entry = self._mirrors.get((table, position))
+            if entry is None:
+                entry = (JoinMirror(self._datastore[table], position, self._current_offset()), 0)
+            self._mirrors[(table, position)] = (entry[0], entry[1] + 1)
+
+    def _unfile_join(self, query: _Query) -> None:
+        spec = query.plan.join
+        assert spec is not None
+        for table, position in ((query.plan.table.name, spec.left_position), (spec.table.name, spec.right_position)):
+            bucket = self._joins.get(table)
+            if bucket is not None:
+                bucket.discard(query)
+                if not bucket:
+                    del self._joins[table]
+            entry = self._mirrors.get((table, position))
+            if entry is not None:
+                if entry[1] <= 1:
+                    del self._mirrors[(table, position)]
+                else:
+                    self._mirrors[(table, position)] = (entry[0], entry[1] - 1)
+
+    def _join_deltas(self, tx: CommittedTx) -> dict[_Shape, dict[str, tuple[dict[bytes, Row], dict[bytes, Row]]]]:
+        """Per shape and projected table: rows entering (inserts) and leaving (deletes) the shape's view."""
+        changes = {change.table: change for change in tx.changes}
+        offset = tx.offset
+        queries = {query for table in changes for query in self._joins.get(table, ())}
+        # before the mirrors take the transaction: which candidate rows had a partner
+        work = []
+        for query in queries:
+            plan = query.plan
+            spec = plan.join
+            assert spec is not None
+            projected = None if plan.table.event else self._mirror(plan.table.name, spec.left_position)
+            joined = self._mirror(spec.table.name, spec.right_position)
+            if joined.offset >= offset or (projected is not None and projected.offset >= offset):
+                continue  # the shape was subscribed after this transaction
+            own, other = changes.get(plan.table.name), changes.get(spec.table.name)
+            inserted = dict(own.inserts) if own else {}
+            deleted = dict(own.deletes) if own else {}
+            stable: dict[bytes, Row] = {}
+            if other is not None and projected is not None:
+                for _, row in (*other.inserts, *other.deletes):
+                    for row_bytes, candidate in projected.get(row[spec.right_position]).items():
+                        if row_bytes not in deleted:
+                            stable[row_bytes] = candidate
+            old = {b: has_partner(plan, r, joined) for b, r in (*deleted.items(), *stable.items())}
+            work.append((query, joined, inserted, deleted, stable, old))
+        for (table, _), (mirror, _) in self._mirrors.items():
+            change = changes.get(table)
+            if change is not None and not self._datastore[table].table.event:
+                mirror.apply(offset, change.inserts, change.deletes)
+        # after: which have one now; then per shape, against the shape's other queries
+        # (shape, table) → row bytes → [row, was in the view, is in the view, how the tx touched it, queries asked]
+        verdicts: dict[tuple[_Shape, str], dict[bytes, list[Any]]] = {}
+        for query, joined, inserted, deleted, stable, old in work:
+            plan = query.plan
+            found = verdicts.setdefault((query.shape, plan.table.name), {})
+            for row_bytes, row in deleted.items():
+                entry = found.setdefault(row_bytes, [row, False, False, "deleted", set()])
+                entry[1] = entry[1] or old[row_bytes]
+            for row_bytes, row in (*inserted.items(), *stable.items()):
+                how = "inserted" if row_bytes in inserted else "stable"
+                entry = found.setdefault(row_bytes, [row, False, False, how, set()])
+                entry[1] = entry[1] or old.get(row_bytes, False)
+                entry[2] = entry[2] or has_partner(plan, row, joined)
+                entry[4].add(query)
+        out: dict[_Shape, dict[str, tuple[dict[bytes, Row], dict[bytes, Row]]]] = {}
+        for (shape, table), found in verdicts.items():
+            inserts: dict[bytes, Row] = {}
+            deletes: dict[bytes, Row] = {}
+            for row_bytes, (row, was, now, how, asked) in found.items():
+                if was == now:
+                    continue
+                if how == "stable" and self._held_elsewhere(shape, table, row, asked):
+                    continue  # another query of the shape holds the row before and after
+                (inserts if now else deletes)[row_bytes] = row
+            if inserts or deletes:
+                out.setdefault(shape, {})[table] = (inserts, deletes)
+        return out
+
+    def _held_elsewhere(self, shape: _Shape, table: str, row: Row, asked: set[_Query]) -> bool:
+        for query in shape.queries:
+            plan = query.plan
+            if plan.table.name != table or query in asked:
+                continue
+            if plan.join is None:
+                if plan.matches(row):
+                    return True
+            elif has_partner(plan, row, self._mirror(plan.join.table.name, plan.join.right_position)):
+                return True
+        return False
+
+    def _merge_join_rows(
+        self,
+        tx: CommittedTx,
+        join_rows: dict[_Shape, dict[str, tuple[dict[bytes, Row], dict[bytes, Row]]]],
+        touched: dict[_Shape, dict[str, _Pending]],
+        event_tables: set[str],
+    ) -> CommittedTx:
+        """File the join rows as pending rows. Rows the transaction did not change are appended to its change lists
+        (the packer reads rows by index), so the returned transaction is the one to pack from."""
+        changes = {change.table: change for change in tx.changes}
+        positions: dict[tuple[str, bool], dict[bytes, int]] = {}
+        extra: dict[tuple[str, bool], list[tuple[bytes, Row]]] = {}
+        for shape, tables in join_rows.items():
+            for table, (inserts, deletes) in tables.items():
+                if self._datastore[table].table.event:
+                    event_tables.add(table)
+                pending = touched.setdefault(shape, {}).setdefault(table, _Pending())
+                for is_insert, rows in ((True, inserts), (False, deletes)):
+                    key = (table, is_insert)
+                    where = positions.get(key)
+                    if where is None:
+                        change = changes.get(table)
+                        source = (change.inserts if is_insert else change.deletes) if change else ()
+                        where = positions[key] = {b: i for i, (b, _) in enumerate(source)}
+                    for row_bytes, row in rows.items():
+                        index = where.get(row_bytes)
+                        if index is None:
+                            index = where[row_bytes] = len(where)
+                            extra.setdefault(key, []).append((row_bytes, row))
+                        (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
+        if not extra:
+            return tx
+        extended = {table for table, _ in extra}
+        new_changes = [
+            dataclasses.replace(
+                change,
+                inserts=change.inserts + tuple(extra.get((change.table, True), ())),
+                deletes=change.deletes + tuple(extra.get((change.table, False), ())),
+            )
+            if change.table in extended
+            else change
+            for change in tx.changes
+        ]
+        for table in sorted(extended - set(changes)):
+            new_changes.append(
+                TableChange(table, tuple(extra.get((table, True), ())), tuple(extra.get((table, False), ())))
+            )
+        return dataclasses.replace(tx, changes=tuple(new_changes))
+
+
+class SubscriptionManager(_JoinMixin):
+    """Every client's query sets, their shapes, and the indexes that route a changed row to the queries it may match."""
 
     def __init__(self, datastore: Datastore, current_offset: Callable[[], int]) -> None:
         self._datastore = datastore
         self._current_offset = current_offset
         self._clients: dict[Client, dict[int, _QuerySet]] = {}
+        self._shapes: dict[Hashable, _Shape] = {}
         # table → column position → value → queries filed there
         self._by_value: dict[str, dict[int, dict[Any, set[_Query]]]] = {}
         # table → queries without an equality conjunct
         self._by_table: dict[str, set[_Query]] = {}
+        # join queries, filed under both their tables, and the (table, column) mirrors they read (with use counts)
+        self._joins: dict[str, set[_Query]] = {}
+        self._mirrors: dict[tuple[str, int], tuple[JoinMirror, int]] = {}
 
     # ----- requests -----
 
@@ -118,12 +314,13 @@ class SubscriptionManager:
                 plans.append(compile_subscription(sql, ctx))
             except SqlError as exc:
                 return SubscriptionError(request_id, query_set_id, f"{exc} (in query {sql!r})")
-        query_set = _QuerySet(client, query_set_id, since_offset=self._current_offset())
-        query_set.queries = tuple(_Query(query_set, plan, _index_key(plan)) for plan in plans)
         rows = self._current_rows(plans)
+        since = self._current_offset()
+        shape = self._shape(query_set_id, plans)
+        query_set = _QuerySet(client, shape, since, tuple(plans))
+        shape.members[query_set] = None
+        shape.newest_since = max(shape.newest_since, since)
         sets[query_set_id] = query_set
-        for query in query_set.queries:
-            self._file(query)
         return SubscribeApplied(request_id, query_set_id, rows)
 
     def unsubscribe(
@@ -133,20 +330,22 @@ class SubscriptionManager:
         query_set = self._clients.get(client, {}).pop(query_set_id, None)
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
-        for query in query_set.queries:
-            self._unfile(query)
-        rows = self._current_rows([q.plan for q in query_set.queries]) if send_dropped_rows else None
+        self._leave(query_set)
+        rows = self._current_rows(query_set.plans) if send_dropped_rows else None
         return UnsubscribeApplied(request_id, query_set_id, rows)
 
     def remove_client(self, client: Client) -> None:
         """Forget every query set of a client that went away."""
         for query_set in self._clients.pop(client, {}).values():
-            for query in query_set.queries:
-                self._unfile(query)
+            self._leave(query_set)
 
     def query_set_count(self, client: Client) -> int:
         """How many query sets a client holds (for limits and metrics)."""
         return len(self._clients.get(client, {}))
+
+    def shape_count(self) -> int:
+        """How many distinct query sets (id + queries) are live: what one transaction is evaluated against."""
+        return len(self._shapes)
 
     def _current_rows(self, plans: Iterable[SelectPlan]) -> QueryRows:
         by_table: dict[str, dict[bytes, None]] = {}
@@ -154,16 +353,42 @@ class SubscriptionManager:
             seen = by_table.setdefault(plan.table.name, {})
             if plan.table.event:
                 continue  # event tables hold no rows: a subscription starts empty
-            for row_bytes, _ in matching_rows(plan, self._datastore[plan.table.name]):
+            for row_bytes, _ in plan_rows(plan, self._datastore):
                 seen[row_bytes] = None
         return QueryRows(
             tuple(SingleTableRows(name, BsatnRowList.from_rows(list(rows))) for name, rows in by_table.items())
         )
 
+    # ----- shapes -----
+
+    def _shape(self, query_set_id: int, plans: Sequence[SelectPlan]) -> _Shape:
+        """The live shape for this query set id and these plans, created (and its queries filed) when new."""
+        key = _shape_key(query_set_id, plans)
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = _Shape(key, query_set_id)
+            shape.queries = tuple(_Query(shape, plan, _index_key(plan)) for plan in plans)
+            self._shapes[key] = shape
+            for query in shape.queries:
+                self._file(query)
+        return shape
+
+    def _leave(self, query_set: _QuerySet) -> None:
+        """Drop a query set from its shape; the last one out unfiles the shape's queries."""
+        shape = query_set.shape
+        shape.members.pop(query_set, None)
+        if not shape.members and self._shapes.get(shape.key) is shape:
+            del self._shapes[shape.key]
+            for query in shape.queries:
+                self._unfile(query)
+
     # ----- indexes -----
 
     def _file(self, query: _Query) -> None:
         table = query.plan.table.name
+        if query.plan.join is not None:
+            self._file_join(query)
+            return
         if query.key is None:
             self._by_table.setdefault(table, set()).add(query)
             return
@@ -172,6 +397,9 @@ class SubscriptionManager:
 
     def _unfile(self, query: _Query) -> None:
         table = query.plan.table.name
+        if query.plan.join is not None:
+            self._unfile_join(query)
+            return
         if query.key is None:
             bucket = self._by_table.get(table)
             if bucket is not None:
@@ -206,11 +434,16 @@ class SubscriptionManager:
     # ----- transactions -----
 
     def on_commit(self, tx: CommittedTx) -> dict[Client, tuple[QuerySetUpdate, ...]]:
-        """Each affected client's query-set updates for one transaction (at most one entry per client)."""
-        # client → query set → table → pending rows
-        touched: dict[Client, dict[int, dict[str, _Pending]]] = {}
+        """Each affected client's query-set updates for one transaction (at most one entry per client).
+
+        Clients whose updates are equal get the same tuple object (built once per shape, or once per distinct
+        combination of shapes), so a caller can encode each distinct update once, keyed by identity.
+        """
+        # shape → table → pending rows (one evaluation per shape, however many clients hold it)
+        touched: dict[_Shape, dict[str, _Pending]] = {}
         event_tables: set[str] = set()
         offset = tx.offset
+        join_rows = self._join_deltas(tx) if self._joins else {}
         for change in tx.changes:
             table = change.table
             if table not in self._by_table and table not in self._by_value:
@@ -220,35 +453,46 @@ class SubscriptionManager:
             for is_insert, rows in ((True, change.inserts), (False, change.deletes)):
                 for index, (row_bytes, row) in enumerate(rows):
                     for query in self._candidates(table, row):
-                        query_set = query.query_set
-                        if query_set.since_offset >= offset or not query.plan.matches(row):
+                        if not query.plan.matches(row):
                             continue
-                        pending = (
-                            touched.setdefault(query_set.client, {})
-                            .setdefault(query_set.query_set_id, {})
-                            .setdefault(table, _Pending())
-                        )
+                        pending = touched.setdefault(query.shape, {}).setdefault(table, _Pending())
                         (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
+        if join_rows:
+            tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
         if not touched:
             return {}
         packer = _Packer(tx)
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
-        for client, sets in touched.items():
-            updates = []
-            for query_set_id, tables in sets.items():
-                table_updates = []
-                for table, pending in tables.items():
-                    if table in event_tables:
-                        rows_entry: PersistentTableRows | EventTableRows = EventTableRows(
-                            packer.rows(table, True, pending.inserts)
-                        )
-                    else:
-                        rows_entry = PersistentTableRows(
-                            packer.rows(table, True, pending.inserts), packer.rows(table, False, pending.deletes)
-                        )
-                    table_updates.append(TableUpdate(table, (rows_entry,)))
-                updates.append(QuerySetUpdate(query_set_id, tuple(table_updates)))
-            out[client] = tuple(updates)
+        # (id of a client's tuple so far, id of the next update) → the longer tuple, shared by clients alike
+        joined: dict[tuple[int, int], tuple[QuerySetUpdate, ...]] = {}
+        for shape, tables in touched.items():
+            table_updates = []
+            for table, pending in tables.items():
+                if table in event_tables:
+                    rows_entry: PersistentTableRows | EventTableRows = EventTableRows(
+                        packer.rows(table, True, pending.inserts)
+                    )
+                else:
+                    rows_entry = PersistentTableRows(
+                        packer.rows(table, True, pending.inserts), packer.rows(table, False, pending.deletes)
+                    )
+                table_updates.append(TableUpdate(table, (rows_entry,)))
+            update = QuerySetUpdate(shape.query_set_id, tuple(table_updates))
+            alone = (update,)
+            check_since = shape.newest_since >= offset
+            for query_set in shape.members:
+                if check_since and query_set.since_offset >= offset:
+                    continue  # subscribed after this transaction: its initial rows already hold it
+                client = query_set.client
+                before = out.get(client)
+                if before is None:
+                    out[client] = alone
+                    continue
+                pair = (id(before), id(update))
+                longer = joined.get(pair)
+                if longer is None:
+                    longer = joined[pair] = before + alone
+                out[client] = longer
         return out
 
 
@@ -271,6 +515,19 @@ class _Packer:
             cached = BsatnRowList.from_rows([source[i][0] for i in indices])
             self._cache[key] = cached
         return cached
+
+
+def _shape_key(query_set_id: int, plans: Sequence[SelectPlan]) -> Hashable:
+    """What makes two query sets the same shape: the id and the set of their compiled plans.
+
+    Every field of a plan counts but the SQL text (aliases and spacing do not change the rows); duplicates within a
+    set do not count either (rows have set semantics per query set). A plan with an unhashable literal makes the set
+    a shape of its own.
+    """
+    try:
+        return query_set_id, frozenset(dataclasses.replace(plan, sql="") for plan in plans)
+    except TypeError:
+        return object()
 
 
 def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:

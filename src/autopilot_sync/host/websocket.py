@@ -11,6 +11,11 @@ several); server messages go through a bounded per-connection queue drained by o
 messages into frames of at most 512 KiB and compresses bodies over 1 KiB. Every close code and reason is listed in
 `CloseReason` and in docs/protocol.md.
 
+Fan-out encodes once: the subscription engine hands the same update object to every client whose update is equal,
+the hub encodes each distinct one once into an `EncodedMessage`, and every such client queues that same object; a
+message that travels alone in its frame is framed (and compressed) once per compression for all of them. Queues stay
+per connection, so ordering and the queue bounds are exactly as before.
+
 Reads are always confirmed: the engine hands over transactions only once durable, and snapshot answers
 (`SubscribeApplied`, `UnsubscribeApplied`, `OneOffQueryResult`) computed ahead of durability are held back until the
 transaction they include is durable. `confirmed=false` is accepted and behaves the same.
@@ -41,10 +46,9 @@ from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
-    V3_SERVER_BODY_CAP,
     Compression,
-    batch_bodies,
-    encode_server_frame,
+    EncodedMessage,
+    frame_messages,
 )
 from autopilot_sync.spacetime.messages import (
     CallProcedure,
@@ -71,7 +75,6 @@ from autopilot_sync.spacetime.messages import (
     UnsubscribeFlags,
     decode_client_message,
     decode_client_message_prefix,
-    encode_server_message,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
 from autopilot_sync.spacetime.values import ConnectionId, TimeDuration, Timestamp
@@ -152,10 +155,10 @@ class Connection:
         self.version = version
         self.compression = compression
         self.closed = False
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[EncodedMessage] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
-        self._held: deque[tuple[int, bytes]] = deque()
+        self._held: deque[tuple[int, EncodedMessage]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = caller.identity == hub.engine.owner_identity
@@ -172,11 +175,17 @@ class Connection:
         """Queue a message (encoded now, once); a client over the queue bound is disconnected."""
         if self.closed:
             return
-        body = encode_server_message(message)
+        self.send_encoded(EncodedMessage.of(message))
+
+    def send_encoded(self, message: EncodedMessage) -> None:
+        """Queue an encoded message, possibly shared with other connections; over the queue bound: disconnect."""
+        if self.closed:
+            return
+        size = len(message.body)
         options = self.hub.options
         if (
             len(self._queue) >= options.send_queue_max_messages
-            or self._queued_bytes + len(body) > options.send_queue_max_bytes
+            or self._queued_bytes + size > options.send_queue_max_bytes
         ):
             log.warning(
                 "disconnecting %s: %d messages (%d bytes) queued",
@@ -186,8 +195,8 @@ class Connection:
             )
             self.close_soon(CloseReason.SEND_QUEUE_FULL)
             return
-        self._queue.append(body)
-        self._queued_bytes += len(body)
+        self._queue.append(message)
+        self._queued_bytes += size
         self._wakeup.set()
 
     def send_at(self, offset: int, message: ServerMessage) -> None:
@@ -195,7 +204,7 @@ class Connection:
         if offset <= self.hub.engine.durable_offset and not self._held:
             self.send(message)
             return
-        self._held.append((offset, encode_server_message(message)))
+        self._held.append((offset, EncodedMessage.of(message)))
         self.hub.holding.add(self)
 
     def release(self, durable: int) -> None:
@@ -206,11 +215,11 @@ class Connection:
         if not self._held:
             self.hub.holding.discard(self)
 
-    def _enqueue_body(self, body: bytes) -> None:
+    def _enqueue_body(self, body: EncodedMessage) -> None:
         if self.closed:
             return
         self._queue.append(body)
-        self._queued_bytes += len(body)
+        self._queued_bytes += len(body.body)
         self._wakeup.set()
 
     async def writer(self) -> None:
@@ -219,16 +228,10 @@ class Connection:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue and not self.closed:
-                bodies = list(self._queue)
+                messages = list(self._queue)
                 self._queue.clear()
                 self._queued_bytes = 0
-                if self.version == 3:
-                    frames = [
-                        encode_server_frame(batch, self.compression)
-                        for batch in batch_bodies(bodies, V3_SERVER_BODY_CAP)
-                    ]
-                else:
-                    frames = [encode_server_frame(body, self.compression) for body in bodies]
+                frames = frame_messages(messages, self.compression, coalesce=self.version == 3)
                 for frame in frames:
                     await self.ws.send_bytes(frame)
 
@@ -316,9 +319,17 @@ class WebSocketHub:
         updates = self.subscriptions.on_commit(tx)
         origin = tx.origin if isinstance(tx.origin, _ReducerOrigin) else None
         caller = origin.connection if origin is not None and origin.connection in self.connections else None
+        # Clients with equal updates hold the same tuple: encode each distinct one once (keyed by identity; every
+        # tuple stays alive in `updates` for the whole loop, so an id cannot be reused meanwhile).
+        encoded: dict[int, EncodedMessage] = {}
         for client, query_sets in updates.items():
             if isinstance(client, Connection) and client is not caller:
-                client.send(TransactionUpdate(query_sets))
+                if client.closed:
+                    continue
+                message = encoded.get(id(query_sets))
+                if message is None:
+                    message = encoded[id(query_sets)] = EncodedMessage.of(TransactionUpdate(query_sets))
+                client.send_encoded(message)
         if caller is not None and origin is not None:
             own: tuple[QuerySetUpdate, ...] = updates.get(caller, ())
             caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))

@@ -8,6 +8,9 @@ concatenated in v3; an empty v3 payload is an error, as in the real server's `me
 
 The real server coalesces v3 messages until adding the next would push the uncompressed body past 512 KiB (a
 message bigger than that goes alone); the TypeScript SDK batches client messages the same way with a 256 KiB cap.
+
+`EncodedMessage` is one server message encoded once; it remembers the frame it makes alone per compression, so a
+message fanned out to many connections (a transaction's update) is encoded and compressed once, not per connection.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from __future__ import annotations
 import enum
 import gzip
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import TypeVar
 
 import brotli
 
@@ -75,6 +79,58 @@ class FrameTag(enum.IntEnum):
 
 
 _TAGS = {Compression.NONE: FrameTag.NONE, Compression.BROTLI: FrameTag.BROTLI, Compression.GZIP: FrameTag.GZIP}
+
+_SizedT = TypeVar("_SizedT", bound=Sized)
+
+
+class EncodedMessage:
+    """One server message's BSATN body, shareable by every connection that sends it.
+
+    Exists so fan-out costs one encoding and, per compression, one framing (and compression) however many
+    connections a transaction's update goes to: `frame` caches the frame this body makes when it travels alone.
+    `len()` is the body's length (what send queues and v3 coalescing count).
+    """
+
+    __slots__ = ("_frames", "body")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self._frames: dict[Compression, bytes] | None = None
+
+    @classmethod
+    def of(cls, message: ServerMessage) -> EncodedMessage:
+        """Encode a server message."""
+        return cls(encode_server_message(message))
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+    def frame(self, compression: Compression) -> bytes:
+        """The tagged frame of this message alone (compressed when over the threshold), built once per compression."""
+        frames = self._frames
+        if frames is None:
+            frames = self._frames = {}
+        cached = frames.get(compression)
+        if cached is None:
+            cached = frames[compression] = encode_server_frame(self.body, compression)
+        return cached
+
+
+def frame_messages(
+    messages: Sequence[EncodedMessage], compression: Compression, *, coalesce: bool, cap: int = V3_SERVER_BODY_CAP
+) -> list[bytes]:
+    """Frames for queued messages, in order: v2 (`coalesce=False`) one per message, v3 coalesced up to `cap`.
+
+    A message that ends up alone in its frame reuses its cached frame, so shared messages are compressed once.
+    """
+    if not coalesce or len(messages) == 1:
+        return [message.frame(compression) for message in messages]
+    return [
+        batch[0].frame(compression)
+        if len(batch) == 1
+        else encode_server_frame([message.body for message in batch], compression)
+        for batch in batch_bodies(messages, cap)
+    ]
 
 
 def encode_server_frame(
@@ -173,13 +229,13 @@ def split_client_frame(frame: bytes | bytearray | memoryview) -> list[ClientMess
     return messages
 
 
-def batch_bodies(encoded: Iterable[bytes], cap: int) -> Iterator[list[bytes]]:
-    """Group encoded messages, in order, into payloads whose total stays within `cap`.
+def batch_bodies(encoded: Iterable[_SizedT], cap: int) -> Iterator[list[_SizedT]]:
+    """Group encoded messages (bytes or `EncodedMessage`), in order, into payloads whose total stays within `cap`.
 
     The rule of both the real server and the SDK: a payload is flushed when adding the next message would take it
     past `cap`; a single message larger than `cap` travels alone.
     """
-    batch: list[bytes] = []
+    batch: list[_SizedT] = []
     total = 0
     for message in encoded:
         if batch and total + len(message) > cap:
