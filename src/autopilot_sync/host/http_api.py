@@ -285,7 +285,9 @@ async def sql(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         return _text(400, "SQL body must be UTF-8 text", headers)
     try:
-        result = sql_json_result(engine.datastore, text, private_visible=auth.identity == engine.owner_identity)
+        owner = auth.identity == engine.owner_identity
+        claims = None if owner else auth.token.claims
+        result = sql_json_result(engine.datastore, text, private_visible=owner, claims=claims)
     except SqlError as exc:
         return _text(400, str(exc), headers)
     headers["spacetime-execution-duration-micros"] = str(result[0]["total_duration_micros"])

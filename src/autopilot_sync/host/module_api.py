@@ -18,6 +18,9 @@ from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
 
 ReducerFn = Callable[..., Any]
+#: Decides whether a caller may read a table: gets the caller's verified claims and the `column = literal` terms the
+#: query is restricted by (ANDed at the top level), returns None to allow or the refusal's message.
+ReadGuard = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
 
 
 class Lifecycle(enum.Enum):
@@ -122,6 +125,7 @@ class Module:
         self.version = version
         self.tables: dict[str, TableDef] = {}
         self.reducers: dict[str, ReducerDef] = {}
+        self.read_guards: dict[str, ReadGuard] = {}
 
     def table(
         self,
@@ -188,6 +192,17 @@ class Module:
     def client_disconnected(self, function: ReducerFn) -> ReducerFn:
         """Runs when a client disconnects, and at start for connections that died with the previous process."""
         return self.lifecycle(Lifecycle.CLIENT_DISCONNECTED, "client_disconnected")(function)
+
+    def read_guard(self, table: str) -> Callable[[ReadGuard], ReadGuard]:
+        """Declare who may read `table` through subscriptions and queries (row-level read authorization)."""
+
+        def register(guard: ReadGuard) -> ReadGuard:
+            if table not in self.tables:
+                raise ValueError(f"read guard for unknown table {table!r}")
+            self.read_guards[table] = guard
+            return guard
+
+        return register
 
     def _add(self, reducer: ReducerDef) -> None:
         if reducer.name in self.reducers:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,6 +223,8 @@ class SqlContext:
     datastore: Datastore
     private_visible: bool = False
     sender: Identity | None = None
+    #: The caller's verified claims, checked against the module's read guards; None for the database owner.
+    claims: Mapping[str, Any] | None = None
 
 
 def compile_subscription(sql: str, ctx: SqlContext) -> SelectPlan:
@@ -255,7 +257,28 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
     if not isinstance(statement, exp.Select):
         what = type(statement).__name__.upper()
         raise SqlError(f"Unsupported: Non-SELECT queries ({what}); this host serves read-only SQL")
-    return _compile_select(sql, statement, ctx, one_off)
+    plan = _compile_select(sql, statement, ctx, one_off)
+    _authorize_read(plan, ctx)
+    return plan
+
+
+def _authorize_read(plan: SelectPlan, ctx: SqlContext) -> None:
+    """Apply the module's read guards to every table the plan reads (refusals are SqlErrors, with the guard's text).
+
+    Only top-level `column = literal` terms of a single-table query count as restrictions; a join gives a guarded
+    table no restriction at all, so only callers the guard admits unrestricted may join it.
+    """
+    if ctx.claims is None:
+        return
+    guards = ctx.datastore.module.read_guards
+    for table in plan.tables():
+        guard = guards.get(table)
+        if guard is None:
+            continue
+        equalities = {} if plan.join is not None else {t.column: t.value for t in equality_terms(plan.predicate)}
+        refusal = guard(ctx.claims, equalities)
+        if refusal is not None:
+            raise SqlError(refusal)
 
 
 def _first_line(text: str) -> str:
@@ -789,7 +812,9 @@ def execute(plan: SelectPlan, datastore: Datastore) -> QueryResult:
     return QueryResult(plan, projected, None, (time.perf_counter_ns() - started) // 1000)
 
 
-def sql_json_result(datastore: Datastore, sql: str, *, private_visible: bool = False) -> list[dict[str, Any]]:
+def sql_json_result(
+    datastore: Datastore, sql: str, *, private_visible: bool = False, claims: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The body of HTTP `POST /v1/database/:name/sql`: `[{schema, rows, total_duration_micros, stats}]`.
 
     Matches `SqlStmtResult` in the real host's `client-api-messages/src/http.rs`: `schema` is the SATS-JSON of the
@@ -798,7 +823,7 @@ def sql_json_result(datastore: Datastore, sql: str, *, private_visible: bool = F
     the message as the body; the route also sets `spacetime-execution-duration-micros` from `total_duration_micros`.
     """
     started = time.perf_counter_ns()
-    plan = compile_query(sql, SqlContext(datastore, private_visible=private_visible))
+    plan = compile_query(sql, SqlContext(datastore, private_visible=private_visible, claims=claims))
     result = execute(plan, datastore)
     out_type = plan.output_type()
     rows = [to_untyped_json(out_type, row) for row in result.rows]

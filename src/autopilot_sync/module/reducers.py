@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from autopilot_sync.host.transaction import ReducerContext
-from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
+from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of, stream_allowed
 from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.module.errors import SyncError, SyncErrorCode
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
@@ -16,6 +17,28 @@ from autopilot_sync.spacetime.values import Timestamp
 
 LIMITS = load_settings(SyncModuleSettings)
 FIRST_EPOCH = 1
+
+
+@module.read_guard("sync_event")
+def sync_event_reads(claims: Mapping[str, Any], equalities: Mapping[str, Any]) -> str | None:
+    """Events are readable with `sync.subscribe`, and only on the streams the token's `streams` claim covers.
+
+    A token limited to some streams must name one in the query (`WHERE stream_id = '...'`), which is exactly how
+    desktops subscribe (one query per stream with its resume cursor); `*` (or no `streams` claim) reads all.
+    """
+    if Scope.SUBSCRIBE.value not in scopes_of(claims):
+        return f"{SyncErrorCode.UNAUTHORIZED.value}: reading sync_event needs scope {Scope.SUBSCRIBE.value}"
+    if stream_allowed(claims, "*"):  # no `streams` claim, or the `*` pattern: every stream
+        return None
+    stream = equalities.get("stream_id")
+    if not isinstance(stream, str):
+        return (
+            f"{SyncErrorCode.FORBIDDEN_STREAM.value}: this token covers only some streams; "
+            "query sync_event with WHERE stream_id = '<stream>'"
+        )
+    if not stream_allowed(claims, stream):
+        return f"{SyncErrorCode.FORBIDDEN_STREAM.value}: token does not cover stream {stream}"
+    return None
 
 
 @module.client_connected
