@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from autopilot_sync.control.metrics import ControlMetrics
+from autopilot_sync.desktop.metrics import DesktopMetrics
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.metrics import HostMetrics
 from autopilot_sync.host.sync_metrics import register_sync_metrics
@@ -25,7 +26,12 @@ def registries() -> dict[str, CollectorRegistry]:
     host = HostMetrics()
     host.track_live(lambda: 0.0, lambda: 0.0, lambda: 0.0)
     assert register_sync_metrics(host.registry, Datastore(sync_module, SYSTEM_TABLES)) is not None
-    return {"host": host.registry, "control": ControlMetrics().registry, "runtime": RuntimeMetrics().registry}
+    return {
+        "host": host.registry,
+        "control": ControlMetrics().registry,
+        "runtime": RuntimeMetrics().registry,
+        "desktop": DesktopMetrics().registry,
+    }
 
 
 def families() -> dict[str, str]:

@@ -6,10 +6,15 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from autopilot_sync.nostr.errors import NostrKeyError
+
+if TYPE_CHECKING:
+    from autopilot_sync.desktop.sync import DesktopSync
+    from autopilot_sync.settings.fields import ListenAddress
 
 DEFAULT_SCREENSHOT_DIR = Path("docs/images")
 
@@ -73,17 +78,27 @@ def desktop(ctx: click.Context, headless: bool, import_nsec: str | None) -> None
         ack_interval=settings.ack_interval_seconds,
         policy=BackoffPolicy(cap=settings.reconnect_max_delay_seconds),
     )
+    if settings.metrics_listen is not None:
+        click.echo(f"metrics at http://{settings.metrics_listen}/metrics", err=True)
     try:
+        asyncio.run(_run(sync, headless, settings.metrics_listen))
+    finally:
+        store.close()
+
+
+async def _run(sync: DesktopSync, headless: bool, metrics_listen: ListenAddress | None) -> None:
+    """The UI or the headless printer, with the optional `/metrics` endpoint around it (both modes alike)."""
+    from autopilot_sync.desktop.metrics import serve_metrics
+
+    async with serve_metrics(sync.hub, metrics_listen):
         if headless:
             from autopilot_sync.desktop.headless import run_headless
 
-            asyncio.run(run_headless(sync))
+            await run_headless(sync)
         else:
             from autopilot_sync.desktop.app import run_app
 
-            asyncio.run(run_app(sync))
-    finally:
-        store.close()
+            await run_app(sync)
 
 
 @desktop.command()

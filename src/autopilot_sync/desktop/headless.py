@@ -31,6 +31,7 @@ def state_json(state: DesktopState) -> dict[str, Any]:
             "next_retry_at": connection.next_retry_at,
             "reason": connection.reason,
             "token_expires_at": connection.token_expires_at,
+            "token_fetches": connection.token_fetches,
         },
         "presence": {
             "users": state.presence.users,
@@ -53,6 +54,7 @@ def state_json(state: DesktopState) -> dict[str, Any]:
                 "gaps": stream.gaps,
                 "duplicates": stream.duplicates,
                 "acked": stream.acked_seq,
+                "acks_sent": stream.acks_sent,
             }
             for stream in state.streams
         ],

@@ -41,7 +41,10 @@ class StreamPhase(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionView:
-    """Connection state, the negotiated protocol and the session token's expiry (times are Unix seconds)."""
+    """Connection state, the negotiated protocol and the session token's expiry (times are Unix seconds).
+
+    `token_fetches` counts session tokens fetched from control since start (the first one and every refresh).
+    """
 
     phase: ConnectionPhase = ConnectionPhase.CONNECTING
     protocol: str = ""
@@ -49,6 +52,7 @@ class ConnectionView:
     next_retry_at: float | None = None
     reason: str = ""
     token_expires_at: float | None = None
+    token_fetches: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,10 @@ class PresenceView:
 
 @dataclass(frozen=True, slots=True)
 class StreamView:
-    """One followed stream: the host's head, what is applied locally, and how a replay or rebuild is going."""
+    """One followed stream: the host's head, what is applied locally, and how a replay or rebuild is going.
+
+    `rebuilds`, `gaps`, `duplicates` and `acks_sent` count since start; `acked_seq` is the newest checkpoint reported.
+    """
 
     stream_id: str
     head_seq: int = 0
@@ -87,6 +94,7 @@ class StreamView:
     gaps: int = 0
     duplicates: int = 0
     acked_seq: int = 0
+    acks_sent: int = 0
 
     @property
     def lag(self) -> int:

@@ -115,6 +115,7 @@ class _Followed:
     gaps: int = 0
     duplicates: int = 0
     rebuilds: int = 0
+    acks_sent: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -362,6 +363,8 @@ class DesktopSync:
             self.acks.failed(call, recorded)
         elif not result.ok:
             self.acks.failed(call)
+        elif (followed := self._followed.get(call.stream_id)) is not None:
+            followed.acks_sent += 1
 
     # ----- state -----
 
@@ -382,6 +385,7 @@ class DesktopSync:
             event.next_retry_at,
             event.reason or "",
             token.expires_at if token is not None else None,
+            self.tokens.fetches,
         )
         state = replace(self.hub.state, connection=view)
         if phase is not ConnectionPhase.LIVE:
@@ -421,6 +425,7 @@ class DesktopSync:
             gaps=followed.gaps,
             duplicates=followed.duplicates,
             acked_seq=self.acks.sent(followed.stream_id),
+            acks_sent=followed.acks_sent,
         )
 
 

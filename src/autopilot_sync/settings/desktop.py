@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, PlainValidator
+from pydantic_settings import NoDecode
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, Names, Seconds
+from autopilot_sync.settings.fields import (
+    BaseUrl,
+    DatabaseName,
+    FilePath,
+    Form,
+    ListenAddress,
+    Names,
+    Seconds,
+    parse_listen,
+)
+
+
+def _loopback_listen_or_off(value: object) -> ListenAddress | None:
+    """Empty (or unset) is off; otherwise `host:port` on a loopback address (the endpoint has no authentication)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    address = parse_listen(value)
+    if address.host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(address.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError("expected a loopback host:port like 127.0.0.1:9464 (or empty for off)")
+    return address
+
+
+OptionalLoopbackListen = Annotated[
+    ListenAddress | None,
+    NoDecode,
+    PlainValidator(_loopback_listen_or_off),
+    Form("loopback host:port, or empty for off"),
+]
+"""A loopback listening address, written `host:port`; empty turns the listener off."""
+
+_OFF: Any = ""
+"""The default as written in the environment (empty); validation turns it into None."""
 
 
 class DesktopSettings(ServiceSettings):
@@ -31,4 +70,8 @@ class DesktopSettings(ServiceSettings):
     )
     reconnect_max_delay_seconds: Seconds = Field(
         default=30, description="Longest wait between reconnect attempts (full-jitter backoff up to this cap)."
+    )
+    metrics_listen: OptionalLoopbackListen = Field(
+        default=_OFF,
+        description="Loopback address (like 127.0.0.1:9464) serving the desktop's own GET /metrics; empty is off.",
     )
