@@ -12,12 +12,14 @@ payload, payload. A new segment starts after every snapshot, so old segments can
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import struct
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,8 @@ class CommitLog:
         self._written = 0
         self._durable = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._flush_task: asyncio.Task[None] | None = None
+        self._flushing = False
+        self._flusher: ThreadPoolExecutor | None = None
         self._failure: BaseException | None = None
         self.last_fsync_seconds = 0.0
         self.fsync_count = 0
@@ -187,41 +190,78 @@ class CommitLog:
 
     async def wait_durable(self, sequence: int) -> None:
         """Return once the record numbered `sequence` (from `append`) is on disk."""
+        future = self.durable_future(sequence)
+        if future is not None:
+            await future
+
+    def durable_future(self, sequence: int) -> asyncio.Future[None] | None:
+        """A future resolved once record `sequence` is on disk (None when it already is); starts a flush if idle.
+
+        The flush starts here, synchronously: a lone commit's fsync is already running in the flusher thread when
+        this returns, without waiting for the event loop to schedule a task first.
+        """
         if self._failure is not None:
             raise StorageFailedError(f"commit log failed: {self._failure}")
         if sequence <= self._durable:
-            return
+            return None
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((sequence, future))
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.create_task(self._flush_loop())
-        await future
+        if not self._flushing:
+            self._start_flush()
+        return future
 
     def on_durable(self, sequence: int) -> None:
         """Hook for the engine: called after each flush with the highest durable sequence (override or assign)."""
 
-    async def _flush_loop(self) -> None:
+    def _start_flush(self) -> None:
+        """Flush everything written so far: fsync in the flusher thread, then `_flush_done` on the event loop."""
         loop = asyncio.get_running_loop()
-        while self._waiters and self._failure is None:
-            target = self._written
-            fds = [*self._retired_fds, self._fd] if self._fd is not None else list(self._retired_fds)
-            retired = list(self._retired_fds)
+        self._flushing = True
+        target = self._written
+        fds = [*self._retired_fds, self._fd] if self._fd is not None else list(self._retired_fds)
+        retired = list(self._retired_fds)
+        if not self.fsync:
+            loop.call_soon(self._flush_done, target, retired, None, 0.0)
+            return
+        if self._flusher is None:
+            self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commitlog-fsync")
+
+        def flush() -> None:
+            # Runs in the flusher thread; reports back to the loop directly (one wake-up, no future chaining).
             started = time.perf_counter()
+            error: BaseException | None = None
             try:
-                if self.fsync:
-                    await loop.run_in_executor(None, _fsync_all, fds)
+                _fsync_all(fds)
             except OSError as exc:
-                self._fail(exc)
-                break
-            self.last_fsync_seconds = time.perf_counter() - started
-            self.fsync_count += 1
-            if self.on_fsync is not None:
-                self.on_fsync(self.last_fsync_seconds)
-            for fd in retired:
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting any more
+                loop.call_soon_threadsafe(self._flush_done, target, retired, error, time.perf_counter() - started)
+
+        try:
+            self._flusher.submit(flush)
+        except RuntimeError as exc:  # the flusher was shut down (the log is closed)
+            self._flushing = False
+            self._fail(exc)
+
+    def _flush_done(self, target: int, retired: list[int], error: BaseException | None, seconds: float) -> None:
+        self._flushing = False
+        if error is not None:
+            self._fail(error)
+            return
+        if self._failure is not None:
+            return
+        self.last_fsync_seconds = seconds
+        self.fsync_count += 1
+        if self.on_fsync is not None:
+            self.on_fsync(seconds)
+        for fd in retired:
+            if fd in self._retired_fds:  # `close` may have closed it meanwhile
                 self._retired_fds.remove(fd)
                 os.close(fd)
-            self._durable = target
+        self._durable = target
+        try:
             self.on_durable(target)
+        finally:
             still_waiting = []
             for sequence, future in self._waiters:
                 if sequence <= target:
@@ -230,6 +270,8 @@ class CommitLog:
                 else:
                     still_waiting.append((sequence, future))
             self._waiters = still_waiting
+            if still_waiting:
+                self._start_flush()
 
     def _fail(self, exc: BaseException) -> None:
         self._failure = exc
@@ -262,6 +304,9 @@ class CommitLog:
                 os.close(fd)
         self._retired_fds = []
         self._fd = None
+        if self._flusher is not None:
+            self._flusher.shutdown(wait=True)
+            self._flusher = None
 
 
 def _fsync_all(fds: list[int]) -> None:

@@ -80,6 +80,12 @@ class CallOutcome:
     duration_micros: int = 0
 
 
+#: Outcomes of calls refused before the reducer ran (not reported to `on_call`, as they never were).
+_REFUSED_BEFORE_RUNNING = frozenset(
+    {CallStatus.NO_SUCH_REDUCER, CallStatus.LIFECYCLE_REDUCER, CallStatus.BAD_ARGUMENTS}
+)
+
+
 class ConnectionRejectedError(Exception):
     """`client_connected` refused the caller (its message says why) or the host cannot record the connection."""
 
@@ -146,6 +152,7 @@ class HostEngine:
         self.on_call: Callable[[str, CallOutcome], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepted_schema_hashes: frozenset[str] = frozenset()
+        self._args_codecs: dict[str, tuple[ReducerDef, bsatn.Codec]] = {}
 
     # ----- lifecycle -----
 
@@ -292,27 +299,71 @@ class HostEngine:
 
     def decode_args(self, reducer: ReducerDef, data: bytes) -> tuple[Any, ...]:
         """Decode BSATN arguments of a reducer (DecodeError when they do not match its parameters)."""
-        return tuple(bsatn.codec(reducer.params).decode(data))
+        decoder = self._args_codecs.get(reducer.name)
+        if decoder is None or decoder[0] is not reducer:
+            decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(reducer.params))
+        return tuple(decoder[1].decode(data))
 
     async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
         """Run a client-callable reducer and return once its transaction is durable (or it failed)."""
-        reducer = self.module.reducers.get(name)
-        if reducer is None:
-            return CallOutcome(CallStatus.NO_SUCH_REDUCER, self._now(), f"no such reducer: {name}")
-        if reducer.lifecycle is not None:
-            return CallOutcome(
-                CallStatus.LIFECYCLE_REDUCER, self._now(), f"lifecycle reducer {name} cannot be called by clients"
-            )
-        if len(args) != len(reducer.params.elements):
-            return CallOutcome(
-                CallStatus.BAD_ARGUMENTS,
-                self._now(),
-                f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}",
-            )
-        outcome = await self._run_and_wait(reducer, tuple(args), caller, origin)
-        if self.on_call is not None:
+        outcome, sequence = self._begin_call(name, args, caller, origin)
+        if sequence is not None:
+            try:
+                await self.commitlog.wait_durable(sequence)
+            except StorageFailedError as exc:
+                outcome = CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {exc}")
+        if self.on_call is not None and outcome.status not in _REFUSED_BEFORE_RUNNING:
             self.on_call(name, outcome)
         return outcome
+
+    def start_call(
+        self, name: str, args: Sequence[Any], caller: Caller, origin: Any, on_done: Callable[[CallOutcome], None]
+    ) -> None:
+        """`call_reducer` without a coroutine: the transaction runs now, `on_done` gets the outcome once durable.
+
+        For the WebSocket read loop: the call's effects are visible to the next message at once, and no task is
+        created per call. `on_done` runs on the event loop, after the commit listeners saw the transaction.
+        """
+        outcome, sequence = self._begin_call(name, args, caller, origin)
+        future = None
+        if sequence is not None:
+            try:
+                future = self.commitlog.durable_future(sequence)
+            except StorageFailedError as exc:
+                outcome = CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {exc}")
+        if future is None:
+            self._finish_call(name, outcome, on_done)
+            return
+
+        def durable(done: asyncio.Future[None]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            result = outcome
+            if error is not None:
+                result = CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}")
+            self._finish_call(name, result, on_done)
+
+        future.add_done_callback(durable)
+
+    def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
+        if self.on_call is not None and outcome.status not in _REFUSED_BEFORE_RUNNING:
+            self.on_call(name, outcome)
+        on_done(outcome)
+
+    def _begin_call(
+        self, name: str, args: Sequence[Any], caller: Caller, origin: Any
+    ) -> tuple[CallOutcome, int | None]:
+        reducer = self.module.reducers.get(name)
+        if reducer is None:
+            return CallOutcome(CallStatus.NO_SUCH_REDUCER, self._now(), f"no such reducer: {name}"), None
+        if reducer.lifecycle is not None:
+            message = f"lifecycle reducer {name} cannot be called by clients"
+            return CallOutcome(CallStatus.LIFECYCLE_REDUCER, self._now(), message), None
+        if len(args) != len(reducer.params.elements):
+            message = f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}"
+            return CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), None
+        return self.run_transaction(reducer, tuple(args), caller, origin)
 
     async def connect(self, caller: Caller, origin: Any = None) -> None:
         """Record a connection and run `client_connected`; ConnectionRejectedError when it refuses."""

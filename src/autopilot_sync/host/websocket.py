@@ -32,12 +32,17 @@ import secrets
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, HostEngine, StorageUnavailableError
+from autopilot_sync.host.engine import (
+    CallOutcome,
+    CallStatus,
+    ConnectionRejectedError,
+    HostEngine,
+    StorageUnavailableError,
+)
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionManager
@@ -159,7 +164,6 @@ class Connection:
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
         self._held: deque[tuple[int, EncodedMessage]] = deque()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = caller.identity == hub.engine.owner_identity
 
@@ -283,11 +287,6 @@ class Connection:
         """Wait for a close started by `close_soon` (the slow-consumer kick) to finish."""
         if self._closing_task is not None:
             await asyncio.gather(self._closing_task, return_exceptions=True)
-
-    def track(self, task: asyncio.Task[Any]) -> None:
-        """Keep a reference to an in-flight task until it finishes."""
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 def _close_text(text: str) -> bytes:
@@ -500,11 +499,9 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
     hub = connection.hub
     engine = hub.engine
     if isinstance(message, CallReducer):
-        task = asyncio.ensure_future(_call_reducer(connection, message))
-        connection.track(task)
-        # The task's synchronous prefix runs the transaction; yielding once lets it run before the next message, so
-        # messages after a call (a subscribe, another call) see its effects, in the order the client sent them.
-        await asyncio.sleep(0)
+        # The transaction runs here, before the next message is read, so messages after a call (a subscribe, another
+        # call) see its effects, in the order the client sent them; the answer goes out once it is durable.
+        _call_reducer(connection, message)
     elif isinstance(message, Subscribe):
         result = hub.subscriptions.subscribe(
             connection,
@@ -566,7 +563,7 @@ def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
     return OneOffQueryResult(message.request_id, rows)
 
 
-async def _call_reducer(connection: Connection, message: CallReducer) -> None:
+def _call_reducer(connection: Connection, message: CallReducer) -> None:
     engine = connection.hub.engine
     reducer = engine.reducer(message.reducer)
     if reducer is None:
@@ -580,19 +577,21 @@ async def _call_reducer(connection: Connection, message: CallReducer) -> None:
     except DecodeError as exc:
         _reducer_failed(connection, message, f"invalid arguments for reducer {message.reducer}: {exc}")
         return
-    outcome = await engine.call_reducer(
-        message.reducer, args, connection.caller, _ReducerOrigin(connection, message.request_id)
-    )
-    if outcome.status is CallStatus.COMMITTED:
-        if outcome.tx is None or not outcome.tx.changes:
-            # No writes, so no durable transaction and no listener call: answer here.
-            connection.send(ReducerResult(message.request_id, outcome.timestamp, ReducerOk(b"", TransactionUpdate(()))))
-        return  # otherwise the commit listener already answered, in commit order
-    if outcome.status is CallStatus.USER_ERROR:
-        error = _bsatn_string(outcome.message)
-        connection.send(ReducerResult(message.request_id, outcome.timestamp, ReducerErr(error)))
-        return
-    connection.send(ReducerResult(message.request_id, outcome.timestamp, ReducerInternalError(outcome.message)))
+    request_id = message.request_id
+
+    def answer(outcome: CallOutcome) -> None:
+        if outcome.status is CallStatus.COMMITTED:
+            if outcome.tx is None or not outcome.tx.changes:
+                # No writes, so no durable transaction and no listener call: answer here.
+                connection.send(ReducerResult(request_id, outcome.timestamp, ReducerOk(b"", TransactionUpdate(()))))
+            return  # otherwise the commit listener already answered, in commit order
+        if outcome.status is CallStatus.USER_ERROR:
+            error = _bsatn_string(outcome.message)
+            connection.send(ReducerResult(request_id, outcome.timestamp, ReducerErr(error)))
+            return
+        connection.send(ReducerResult(request_id, outcome.timestamp, ReducerInternalError(outcome.message)))
+
+    engine.start_call(message.reducer, args, connection.caller, _ReducerOrigin(connection, request_id), answer)
 
 
 def _reducer_failed(connection: Connection, message: CallReducer, text: str) -> None:
