@@ -208,3 +208,19 @@ async def test_unreachable_issuer_is_reported_and_a_later_fetch_recovers(
     assert info.value.code is TokenErrorCode.JWKS_UNAVAILABLE
     issuer.fail = False
     assert (await tokens.verify(issuer.sign("ec-1", issuer.claims()))).subject == "user-1"
+
+
+async def test_remembered_oidc_token_is_checked_again_once_its_keys_are_refetched(
+    issuer: Issuer, service: tuple[TokenService, OidcVerifier, Monotonic]
+) -> None:
+    tokens, _, clock = service
+    token = issuer.sign("ec-1", issuer.claims())
+    await tokens.verify(token)
+    await tokens.verify(token)  # remembered: no new fetch
+    assert issuer.hits.count("jwks") == 1
+    del issuer.keys["ec-1"]  # the issuer withdraws the key
+    clock.now += 301  # the JWKS cache expires: the next check refetches and no longer finds the key
+    with pytest.raises(TokenError) as info:
+        await tokens.verify(token)
+    assert info.value.code is TokenErrorCode.BAD_SIGNATURE
+    assert issuer.hits.count("jwks") == 2

@@ -162,3 +162,23 @@ async def test_alg_none_and_hs256_never_pass_as_host_tokens(service: TokenServic
     other = ECKey.generate_key("P-256")
     with pytest.raises(TokenError):
         await service.verify(jwt.encode({"alg": "ES256"}, claims, other))
+
+
+async def test_remembered_token_still_expires(service: TokenService, clock: Clock) -> None:
+    token = service.resign(service.mint_anonymous()).token
+    assert (await service.verify(token)).token == token
+    assert (await service.verify(token)).token == token  # served from the verified-token cache
+    clock.now += 60 + 60 + 1  # past exp plus the leeway, still inside the cache's own window
+    with pytest.raises(TokenError) as info:
+        await service.verify(token)
+    assert info.value.code is TokenErrorCode.EXPIRED
+
+
+async def test_remembered_token_is_keyed_by_its_exact_string(service: TokenService) -> None:
+    token = service.mint_anonymous().token
+    await service.verify(token)
+    header, payload, signature = token.split(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    for tampered in (f"{header}.{payload}.{flipped}", token + " ", token[:-1]):
+        with pytest.raises(TokenError):
+            await service.verify(tampered)

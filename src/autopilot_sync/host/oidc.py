@@ -71,6 +71,17 @@ class OidcVerifier:
         """True when tokens from `issuer` may be verified against its published keys."""
         return issuer in self.trusted_issuers
 
+    def current_keys(self, issuer: str) -> object | None:
+        """The issuer's cached key set while it is fresh (None otherwise): an opaque handle compared by identity.
+
+        A verification remembered together with this handle stays valid exactly as long as the same keys would still
+        be used to check it again: a refetch (rotation) or the cache expiring makes the handle differ.
+        """
+        cached = self._cache.get(issuer)
+        if cached is None or self._clock() - cached.fetched_at >= self._cache_ttl:
+            return None
+        return cached
+
     async def close(self) -> None:
         """Close the HTTP client (call at host shutdown)."""
         if self._session is not None:

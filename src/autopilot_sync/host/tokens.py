@@ -55,6 +55,10 @@ WEBSOCKET_TOKEN_TTL = 60
 LEEWAY_SECONDS = 60
 #: SpacetimeDB's limit on `iss` and `sub`.
 MAX_CLAIM_BYTES = 128
+#: How long a verified signature is remembered (per exact token string); claims are re-checked on every use.
+VERIFIED_CACHE_SECONDS = 60.0
+#: Verified tokens remembered at most; the oldest are forgotten first.
+VERIFIED_CACHE_MAX = 4096
 #: File name of the host's private key inside the data directory.
 KEY_FILE_NAME = "id_ecdsa"
 
@@ -247,6 +251,8 @@ class TokenService:
         self.issuer = issuer
         self.audience = tuple(audience)
         self._clock = clock
+        # token string -> (verified token, remembered until, the OIDC key set that verified it or None for ours)
+        self._verified: dict[str, tuple[VerifiedToken, float, object | None]] = {}
 
     @classmethod
     def for_host(cls, settings: HostSettings) -> TokenService:
@@ -296,12 +302,27 @@ class TokenService:
         return self._issue(verified.issuer, verified.subject, audience, extra, ttl)
 
     async def verify(self, token: str) -> VerifiedToken:
-        """Check a token (host key first, then a trusted OIDC issuer); raises TokenError."""
+        """Check a token (host key first, then a trusted OIDC issuer); raises TokenError.
+
+        A token whose signature verified recently (the same string, within `VERIFIED_CACHE_SECONDS`, and for an OIDC
+        token while the issuer's cached keys are the same) skips the signature check; its claims, expiry included,
+        are checked again on every use.
+        """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            verified, until, keys = remembered
+            now = self._clock()
+            if now < until and (
+                keys is None or (self.oidc is not None and self.oidc.current_keys(verified.issuer) is keys)
+            ):
+                check_claims(verified.claims, now)
+                return verified
+            del self._verified[token]
         header, claims = parse_unverified(token)
         now = self._clock()
         if header.get("alg") == "ES256" and self.key.verifies(token):
             identity, issuer, subject = check_claims(claims, now)
-            return VerifiedToken(token, identity, issuer, subject, claims)
+            return self._remember(VerifiedToken(token, identity, issuer, subject, claims), now, None)
         raw_issuer = claims.get("iss")
         if not isinstance(raw_issuer, str) or not raw_issuer:
             raise TokenError(TokenErrorCode.MALFORMED, "missing required claim 'iss'")
@@ -311,5 +332,18 @@ class TokenService:
             raise TokenError(TokenErrorCode.UNKNOWN_ISSUER, f"issuer {raw_issuer!r} is not trusted by this host")
         check_claims(claims, now)  # cheap rejections (expired, mismatch) before any network fetch
         await self.oidc.verify_signature(token, raw_issuer, header)
-        identity, issuer, subject = check_claims(claims, self._clock())
-        return VerifiedToken(token, identity, issuer, subject, claims)
+        keys = self.oidc.current_keys(raw_issuer)
+        now = self._clock()
+        identity, issuer, subject = check_claims(claims, now)
+        verified = VerifiedToken(token, identity, issuer, subject, claims)
+        return verified if keys is None else self._remember(verified, now, keys)
+
+    def _remember(self, verified: VerifiedToken, now: float, keys: object | None) -> VerifiedToken:
+        if len(self._verified) >= VERIFIED_CACHE_MAX:
+            stale = [token for token, (_, until, _) in self._verified.items() if until <= now]
+            for token in stale:
+                del self._verified[token]
+            while len(self._verified) >= VERIFIED_CACHE_MAX:
+                del self._verified[next(iter(self._verified))]
+        self._verified[verified.token] = (verified, now + VERIFIED_CACHE_SECONDS, keys)
+        return verified
