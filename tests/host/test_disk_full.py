@@ -40,6 +40,10 @@ async def test_full_disk_refuses_writes_and_keeps_acknowledged_commits(tiny_disk
     refusal = ""
     try:
         async with aiohttp.ClientSession() as http:
+            # A live subscriber: once the log fails, answers held for durability can never come, so it is closed.
+            socket = await http.ws_connect(
+                f"{host.url}/v1/database/chat/subscribe?compression=None", protocols=("v2.bsatn.spacetimedb",)
+            )
             url = f"{host.url}/v1/database/chat/call/add_person"
             for i in range(400):
                 name = f"p{i}-" + "x" * 4000
@@ -58,6 +62,10 @@ async def test_full_disk_refuses_writes_and_keeps_acknowledged_commits(tiny_disk
                 assert r.status == 503 and "storage failed" in await r.text()
             async with http.get(f"{host.url}/metrics") as r:
                 assert "autopilot_sync_host_storage_failed 1.0" in await r.text()
+            while (frame := await socket.receive(timeout=10)).type is aiohttp.WSMsgType.BINARY:
+                pass  # InitialConnection
+            assert frame.type is aiohttp.WSMsgType.CLOSE
+            assert frame.data == 1011 and "storage failed" in str(frame.extra)
     finally:
         host.kill()
     assert len(acked) > 5

@@ -101,6 +101,8 @@ class CommitLog:
         self.last_fsync_seconds = 0.0
         self.fsync_count = 0
         self.on_fsync: Callable[[float], None] | None = None
+        #: Called once, on the event loop, when the log fails (the engine fans it out to failure listeners).
+        self.on_failure: Callable[[BaseException], None] | None = None
 
     # ----- recovery -----
 
@@ -280,6 +282,8 @@ class CommitLog:
             if not future.done():
                 future.set_exception(StorageFailedError(f"commit log failed: {exc}"))
         self._waiters = []
+        if self.on_failure is not None:
+            self.on_failure(exc)
 
     @property
     def failure(self) -> BaseException | None:

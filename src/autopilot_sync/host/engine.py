@@ -153,6 +153,8 @@ class HostEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepted_schema_hashes: frozenset[str] = frozenset()
         self._args_codecs: dict[str, tuple[ReducerDef, bsatn.Codec]] = {}
+        self._failure_listeners: list[Callable[[BaseException], None]] = []
+        self.commitlog.on_failure = self._storage_failed
 
     # ----- lifecycle -----
 
@@ -288,6 +290,17 @@ class HostEngine:
         return len(orphans)
 
     # ----- calls -----
+
+    def add_failure_listener(self, listener: Callable[[BaseException], None]) -> None:
+        """Hear once when the commit log fails and the host turns fail-stop (e.g. to close every socket)."""
+        self._failure_listeners.append(listener)
+
+    def _storage_failed(self, error: BaseException) -> None:
+        for listener in self._failure_listeners:
+            try:
+                listener(error)
+            except Exception:
+                log.exception("failure listener raised")
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Receive every committed transaction, after it is durable, in commit order."""

@@ -30,8 +30,9 @@ import enum
 import logging
 import secrets
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -101,6 +102,7 @@ class CloseReason(enum.Enum):
     SEND_QUEUE_FULL = (1008, "send queue full: client too slow")
     IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
     SHUTTING_DOWN = (1001, "host shutting down")
+    STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
 
     @property
@@ -310,6 +312,8 @@ class WebSocketHub:
     def __post_init__(self) -> None:
         self.subscriptions = SubscriptionManager(self.engine.datastore, lambda: self.engine.offset)
         self.engine.add_commit_listener(self.on_commit)
+        self.engine.add_failure_listener(self.on_storage_failure)
+        self._closing_tasks: set[asyncio.Task[None]] = set()
 
     def on_commit(self, tx: CommittedTx) -> None:
         """Fan one durable transaction out: held snapshot answers first, then updates, the caller's as its result."""
@@ -333,12 +337,25 @@ class WebSocketHub:
             own: tuple[QuerySetUpdate, ...] = updates.get(caller, ())
             caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
 
+    def on_storage_failure(self, error: BaseException) -> None:
+        """The commit log failed: answers held back for durability can never go out, so close every socket now."""
+        del error
+        closing = [c.close(CloseReason.STORAGE_FAILED) for c in list(self.connections)]
+        if closing:
+            task = asyncio.get_running_loop().create_task(_gather_quietly(closing))
+            self._closing_tasks.add(task)
+            task.add_done_callback(self._closing_tasks.discard)
+
     async def close_all(self, app: web.Application) -> None:
         """The app's shutdown hook: close every socket so `client_disconnected` runs before the engine stops."""
         del app
         await asyncio.gather(
             *(c.close(CloseReason.SHUTTING_DOWN) for c in list(self.connections)), return_exceptions=True
         )
+
+
+async def _gather_quietly(closing: list[Coroutine[Any, Any, None]]) -> None:
+    await asyncio.gather(*closing, return_exceptions=True)
 
 
 HUB_KEY = web.AppKey("autopilot_sync.host.websocket_hub", WebSocketHub)
