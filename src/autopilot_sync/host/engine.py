@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -84,6 +85,11 @@ class CallOutcome:
 _REFUSED_BEFORE_RUNNING = frozenset(
     {CallStatus.NO_SUCH_REDUCER, CallStatus.LIFECYCLE_REDUCER, CallStatus.BAD_ARGUMENTS}
 )
+
+
+def _storage_failure(outcome: CallOutcome, error: BaseException) -> CallOutcome:
+    """What a call that ran but could not be made durable reports instead of its own outcome."""
+    return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}")
 
 
 class ConnectionRejectedError(Exception):
@@ -319,14 +325,8 @@ class HostEngine:
 
     async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
         """Run a client-callable reducer and return once its transaction is durable (or it failed)."""
-        outcome, sequence = self._begin_call(name, args, caller, origin)
-        if sequence is not None:
-            try:
-                await self.commitlog.wait_durable(sequence)
-            except StorageFailedError as exc:
-                outcome = CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {exc}")
-        if self.on_call is not None and outcome.status not in _REFUSED_BEFORE_RUNNING:
-            self.on_call(name, outcome)
+        outcome = await self._durable(*self._begin_call(name, args, caller, origin))
+        self._report_call(name, outcome)
         return outcome
 
     def start_call(
@@ -343,7 +343,7 @@ class HostEngine:
             try:
                 future = self.commitlog.durable_future(sequence)
             except StorageFailedError as exc:
-                outcome = CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {exc}")
+                outcome = _storage_failure(outcome, exc)
         if future is None:
             self._finish_call(name, outcome, on_done)
             return
@@ -352,17 +352,27 @@ class HostEngine:
             if done.cancelled():
                 return
             error = done.exception()
-            result = outcome
-            if error is not None:
-                result = CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}")
-            self._finish_call(name, result, on_done)
+            self._finish_call(name, outcome if error is None else _storage_failure(outcome, error), on_done)
 
         future.add_done_callback(durable)
 
     def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
+        self._report_call(name, outcome)
+        on_done(outcome)
+
+    def _report_call(self, name: str, outcome: CallOutcome) -> None:
+        """Tell `on_call` (metrics) about a call that ran; refusals before running were never reported."""
         if self.on_call is not None and outcome.status not in _REFUSED_BEFORE_RUNNING:
             self.on_call(name, outcome)
-        on_done(outcome)
+
+    async def _durable(self, outcome: CallOutcome, sequence: int | None) -> CallOutcome:
+        """The outcome once its transaction (if it wrote one) is on disk, or the storage failure that prevented it."""
+        if sequence is not None:
+            try:
+                await self.commitlog.wait_durable(sequence)
+            except StorageFailedError as exc:
+                return _storage_failure(outcome, exc)
+        return outcome
 
     def _begin_call(
         self, name: str, args: Sequence[Any], caller: Caller, origin: Any
@@ -407,15 +417,9 @@ class HostEngine:
         connecting: bool = False,
         disconnecting: bool = False,
     ) -> CallOutcome:
-        outcome, sequence = self.run_transaction(
-            reducer, args, caller, origin, connecting=connecting, disconnecting=disconnecting
+        return await self._durable(
+            *self.run_transaction(reducer, args, caller, origin, connecting=connecting, disconnecting=disconnecting)
         )
-        if sequence is not None:
-            try:
-                await self.commitlog.wait_durable(sequence)
-            except StorageFailedError as exc:
-                return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {exc}")
-        return outcome
 
     def run_transaction(
         self,
@@ -592,6 +596,4 @@ class HostEngine:
 
 def new_connection_id() -> ConnectionId:
     """A random connection id for clients that do not bring one."""
-    import secrets
-
     return ConnectionId(secrets.randbits(128) or 1)
