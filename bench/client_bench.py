@@ -11,47 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from autopilot_sync.client import ReducerCommitted, connect
+from autopilot_sync.devtools.processes import start_host
 
 DATABASE = "chat"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _start_host(data_dir: Path, port: int, fsync: bool) -> asyncio.subprocess.Process:
-    env = dict(os.environ)
-    env.update(
-        AUTOPILOT_SYNC_HOST_MODULE="autopilot_sync.examples.chat",
-        AUTOPILOT_SYNC_HOST_DATABASE=DATABASE,
-        AUTOPILOT_SYNC_HOST_DATA_DIR=str(data_dir),
-        AUTOPILOT_SYNC_HOST_LISTEN=f"127.0.0.1:{port}",
-        AUTOPILOT_SYNC_HOST_FSYNC="true" if fsync else "false",
-    )
-    cli = Path(sys.executable).with_name("autopilot-sync")
-    process = await asyncio.create_subprocess_exec(
-        str(cli), "host", "--log-level", "WARNING", env=env, stdout=asyncio.subprocess.PIPE
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        while b"ready" not in (line := await process.stdout.readline()):
-            if not line:
-                raise RuntimeError("host exited before it was ready")
-    return process
 
 
 def _percentile(samples: list[float], fraction: float) -> float:
@@ -60,10 +29,14 @@ def _percentile(samples: list[float], fraction: float) -> float:
 
 
 async def _run(args: argparse.Namespace) -> list[tuple[str, str]]:
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
-        host = await _start_host(Path(tmp), port, args.fsync)
+        host = start_host(
+            Path(tmp),
+            module="autopilot_sync.examples.chat",
+            database=DATABASE,
+            env={"AUTOPILOT_SYNC_HOST_FSYNC": "true" if args.fsync else "false"},
+        )
+        base_url = host.url
         try:
             async with await connect(base_url, DATABASE) as writer, await connect(base_url, DATABASE) as reader:
                 latencies = []
@@ -92,8 +65,7 @@ async def _run(args: argparse.Namespace) -> list[tuple[str, str]]:
                 await asyncio.wait_for(done.wait(), 120)
                 elapsed = time.perf_counter() - started
         finally:
-            host.send_signal(signal.SIGTERM)
-            await host.wait()
+            host.stop()
     return [
         ("reducer round trip p50", f"{statistics.median(latencies):.2f} ms"),
         ("reducer round trip p99", f"{_percentile(latencies, 0.99):.2f} ms"),

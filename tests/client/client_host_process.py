@@ -1,4 +1,4 @@
-"""A real `autopilot-sync host` process for the client tests and `bench/client_bench.py`.
+"""A real `autopilot-sync host` process for the client tests (async start, SIGKILL, restart in place).
 
 Started with the chat module, killable with SIGKILL and restartable on the same port and data directory.
 """
@@ -8,20 +8,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 from pathlib import Path
 
 HOST_BIN = Path(sys.executable).with_name("autopilot-sync")
 DATABASE = "chat"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class HostProcess:

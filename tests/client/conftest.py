@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from client_host_process import HostProcess, free_port
+from client_host_process import HostProcess
+
+from autopilot_sync.devtools.processes import free_port
 
 
 @pytest.fixture
