@@ -21,7 +21,7 @@ LEGACY_PATHS = [
     "/api/spacetime/" + "token",
     "/api/v1/sync/" + "token",
     "/api/v1/spacetime/" + "token",
-    "/sync/topics/" + "poll",
+    "/sync/" + "topics/" + "poll",
     "/sync/" + "fanout",
 ]
 
