@@ -465,7 +465,11 @@ class HostEngine:
         disconnecting: bool = False,
         extra: Callable[[Transaction], None] | None = None,
     ) -> tuple[CallOutcome, int | None]:
-        """Run one transaction synchronously; returns the outcome and the log sequence to wait for, if any."""
+        """Run one transaction synchronously; returns the outcome and the log sequence to wait for, if any.
+
+        An answer reporting the outcome waits for `outcome.offset` instead (`durable_future`): that also covers a
+        transaction that wrote nothing but saw commits that are not durable yet.
+        """
         if not self._started:
             raise RuntimeError("engine not started")
         timestamp = self._now()
