@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from autopilot_sync import __version__
+from autopilot_sync.cli_errors import FriendlyGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="autopilot-sync")
 def main() -> None:
     """Spacetime-only real-time sync: host, control, runtime and desktop in one command.

@@ -8,6 +8,7 @@ import os
 
 import click
 
+from autopilot_sync.cli_errors import Remedies, check_can_listen, declare
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import load_settings
 
@@ -31,12 +32,14 @@ def host(
       autopilot-sync host --listen 127.0.0.1:3000 --data-dir ./var/host
       AUTOPILOT_SYNC_HOST_MODULE=autopilot_sync.examples.chat autopilot-sync host --database chat
     """
+    declare(Remedies(listen=f"--listen or {HostSettings.env_prefix()}LISTEN"))
     overrides = {"LISTEN": listen, "DATA_DIR": data_dir, "DATABASE": database, "MODULE": module_path}
     for name, value in overrides.items():
         if value is not None:
             os.environ[f"{HostSettings.env_prefix()}{name}"] = value
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(HostSettings)
+    check_can_listen(settings.listen.host, settings.listen.port)  # before recovery, which may take a while
     from autopilot_sync.host.server import ModuleLoadError, serve_forever
 
     try:
