@@ -36,6 +36,7 @@ from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_s
 from autopilot_sync.nostr.keyfile import save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
+from autopilot_sync.verification.powercut import BANNER, PowerCutFault, host_environment
 from autopilot_sync.verification.proxy import FaultProxy, FaultRecord
 
 DATABASE = "autopilot-sync"
@@ -143,6 +144,7 @@ class ChaosStack:
     root: Path
     seed: int
     on_fault: Callable[[FaultRecord], None] | None = None
+    power_cut: PowerCutFault | None = None
     host_port: int = field(default_factory=free_port)
     control_port: int = field(default_factory=free_port)
     runtime_port: int = field(default_factory=free_port)
@@ -152,6 +154,7 @@ class ChaosStack:
     desktops: list[DesktopProcess] = field(default_factory=list)
     proxies: dict[str, FaultProxy] = field(default_factory=dict)
     runtime_env: dict[str, str] = field(default_factory=dict)
+    host_starts: int = 0
     _observer_token: SessionToken | None = None
 
     # ----- keys and URLs -----
@@ -215,20 +218,32 @@ class ChaosStack:
         return self
 
     async def start_host(self) -> ServiceProcess:
-        """Start (or restart on the same port and data dir) the host."""
-        self.host = await start_child(
-            "host",
-            [],
-            {
-                "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
-                "AUTOPILOT_SYNC_HOST_DATA_DIR": str(self.root / "host"),
-                "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
-                "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
-                "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_public_url,
-                "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": str(HOST_PING_SECONDS),
-                "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(HOST_IDLE_SECONDS),
-            },
-        )
+        """Start (or restart on the same port and data dir) the host, under power-cut semantics if the run asks.
+
+        Under the power-cut fault the host's commit-log writes stay in its memory until fsync (`powercut.py`), so a
+        SIGKILL loses exactly what was not fsynced; the host must print the emulation's banner, or the run would
+        silently test plain SIGKILLs.
+        """
+        env = {
+            "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
+            "AUTOPILOT_SYNC_HOST_DATA_DIR": str(self.root / "host"),
+            "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
+            "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
+            "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_public_url,
+            "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": str(HOST_PING_SECONDS),
+            "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(HOST_IDLE_SECONDS),
+        }
+        self.host_starts += 1
+        if self.power_cut is not None:
+            env |= host_environment(
+                self.root / "host" / "commitlog",
+                writeback=self.power_cut.writeback,
+                fsync_delay=self.power_cut.fsync_delay,
+                seed=self.seed * 1000 + self.host_starts,
+            )
+        self.host = await start_child("host", [], env)
+        if self.power_cut is not None and not any(BANNER in line for line in self.host.output):
+            raise RuntimeError(f"the power-cut emulation did not engage in the host:\n{self.host.tail()}")
         return self.host
 
     async def start_runtime(self) -> ServiceProcess:
