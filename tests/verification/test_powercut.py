@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot_sync.verification.powercut import BANNER, PowerCut, host_environment
+from autopilot_sync.verification.powercut import BANNER, PowerCut, host_environment, read_ledger
 
 #: The child: append `durable;` and fsync it, then append the chunks in argv without fsync, then report and wait
 #: (argv[1]: `wait` to be killed, `exit` to end cleanly, `fsync-then-wait` to skip the first fsync and instead start
@@ -63,9 +63,12 @@ def run_child(mode: str, paths: list[Path], chunks: list[str], env: dict[str, st
 def test_a_sigkill_under_power_cut_loses_exactly_the_unfsynced_bytes(tmp_path: Path) -> None:
     log = tmp_path / "commitlog"
     log.mkdir()
-    [content], stderr = run_child("wait", [log / "0.log"], ["lost-1;", "lost-2;"], host_environment(log))
+    ledger = tmp_path / "ledger"
+    env = host_environment(log, ledger=ledger)
+    [content], stderr = run_child("wait", [log / "0.log"], ["lost-1;", "lost-2;"], env)
     assert content == b"durable;"
     assert stderr.count(BANNER) == 1, stderr
+    assert read_ledger(ledger) == len(b"lost-1;lost-2;")
 
 
 def test_without_the_power_cut_a_sigkill_loses_nothing(tmp_path: Path) -> None:

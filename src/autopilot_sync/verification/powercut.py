@@ -15,6 +15,9 @@ Two optional faults sharpen it:
 - **fsync delay** (seconds): every fsync of an emulated file first waits (a slow disk), which opens a deterministic
   window between a write and its durability instead of relying on microsecond timing.
 
+A **ledger** file (outside the emulated directory, written at once) always holds the number of pending bytes, so a
+verifier can kill the process exactly when something is unfsynced and afterwards read how many bytes the cut lost.
+
 The host child gets it through `powercut_site/sitecustomize.py` on its `PYTHONPATH` (see `host_environment`); the
 product's code path is untouched. It prints `BANNER` once per file it emulates, so a run can prove the fault was
 really active. Limits (none matter for the commit log): only `O_APPEND` file descriptors opened with `os.open` are
@@ -40,6 +43,7 @@ ENV_DIRECTORY = "AUTOPILOT_SYNC_POWERCUT_DIR"
 ENV_WRITEBACK = "AUTOPILOT_SYNC_POWERCUT_WRITEBACK"
 ENV_FSYNC_DELAY = "AUTOPILOT_SYNC_POWERCUT_FSYNC_DELAY_SECONDS"
 ENV_SEED = "AUTOPILOT_SYNC_POWERCUT_SEED"
+ENV_LEDGER = "AUTOPILOT_SYNC_POWERCUT_LEDGER"
 #: Printed (stderr) the first time a file is emulated: `<BANNER> <path>`.
 BANNER = "powercut: unfsynced writes stay in memory until fsync:"
 #: The folder holding `sitecustomize.py`; putting it on a child's PYTHONPATH installs the emulation there.
@@ -52,12 +56,13 @@ class PowerCutFault:
 
     writeback: float = 0.3
     """Probability that a write also pushes a random prefix of the pending bytes to the file (torn tails)."""
-    fsync_delay: float = 0.0
-    """Seconds every fsync of the commit log waits first (a slow disk)."""
+    fsync_delay: float = 0.05
+    """Seconds every fsync of the commit log waits first (a slow disk): each commit leaves its bytes unfsynced for
+    that long, so a kill timed by the ledger surely cuts something (group commit keeps the throughput)."""
 
 
 def host_environment(
-    directory: Path, *, writeback: float = 0.0, fsync_delay: float = 0.0, seed: int = 0
+    directory: Path, *, writeback: float = 0.0, fsync_delay: float = 0.0, seed: int = 0, ledger: Path | None = None
 ) -> dict[str, str]:
     """The environment that puts a child Python process under power-cut semantics for files under `directory`."""
     inherited = os.environ.get("PYTHONPATH")
@@ -67,7 +72,17 @@ def host_environment(
         ENV_WRITEBACK: repr(writeback),
         ENV_FSYNC_DELAY: repr(fsync_delay),
         ENV_SEED: str(seed),
+        **({ENV_LEDGER: str(ledger)} if ledger is not None else {}),
     }
+
+
+def read_ledger(path: Path) -> int | None:
+    """Pending (unfsynced) bytes the emulated process last reported; None before it wrote its ledger."""
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 @dataclass
@@ -84,7 +99,13 @@ class PowerCut:
     """The emulation for one directory; `install()` puts it in front of the `os` functions of this process."""
 
     def __init__(
-        self, directory: Path, *, writeback: float = 0.0, fsync_delay: float = 0.0, rng: random.Random | None = None
+        self,
+        directory: Path,
+        *,
+        writeback: float = 0.0,
+        fsync_delay: float = 0.0,
+        rng: random.Random | None = None,
+        ledger: Path | None = None,
     ) -> None:
         if not 0.0 <= writeback <= 1.0:
             raise ValueError(f"writeback probability must be in [0, 1], not {writeback}")
@@ -103,6 +124,11 @@ class PowerCut:
         self._real_fsync = os.fsync
         self._real_fdatasync = os.fdatasync
         self._real_close = os.close
+        self._pending_total = 0
+        self._ledger: int | None = None
+        if ledger is not None:
+            self._ledger = os.open(ledger, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            self._note()
 
     # ----- installation -----
 
@@ -155,8 +181,10 @@ class PowerCut:
         chunk = bytes(data)
         with self._lock:
             emulated.pending += chunk
+            self._pending_total += len(chunk)
             if self.writeback and self.rng.random() < self.writeback:
                 self._push(emulated, self.rng.randint(0, len(emulated.pending)))
+            self._note()
         return len(chunk)
 
     def writev(self, fd: int, buffers: Sequence[Any]) -> int:
@@ -229,6 +257,14 @@ class PowerCut:
             written = self._real_write(emulated.sink, view)
             view = view[written:]
         del emulated.pending[:size]
+        self._pending_total -= size
+        if size:
+            self._note()
+
+    def _note(self) -> None:
+        """Write the pending total to the ledger (caller holds the lock, or nobody else runs yet)."""
+        if self._ledger is not None:
+            os.pwrite(self._ledger, f"{self._pending_total:020d}\n".encode(), 0)
 
 
 def install_from_environment() -> PowerCut | None:
@@ -241,6 +277,7 @@ def install_from_environment() -> PowerCut | None:
         writeback=float(os.environ.get(ENV_WRITEBACK) or 0.0),
         fsync_delay=float(os.environ.get(ENV_FSYNC_DELAY) or 0.0),
         rng=random.Random(os.environ.get(ENV_SEED) or None),
+        ledger=Path(os.environ[ENV_LEDGER]) if os.environ.get(ENV_LEDGER) else None,
     )
     emulation.install()
     return emulation

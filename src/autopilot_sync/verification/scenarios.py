@@ -16,7 +16,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,6 +36,7 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.verification.checker import CheckReport, check_history, check_presence
 from autopilot_sync.verification.guards import GuardViolation, load_forbidden, process_violations, route_violations
 from autopilot_sync.verification.history import History, HistoryRecorder, PresenceCheck, history_to_json
+from autopilot_sync.verification.powercut import PowerCutFault
 from autopilot_sync.verification.proxy import (
     Bandwidth,
     Blackhole,
@@ -107,7 +108,8 @@ class ScenarioResult:
 
 def replay_hint(result: ScenarioResult) -> str:
     """The command that replays a scenario from its seed."""
-    return f"replay: autopilot-sync chaos --scenario {result.name} --seed {result.seed}"
+    flag = " --power-cut" if result.metrics.get("power_cut") else ""
+    return f"replay: autopilot-sync chaos --scenario {result.name} --seed {result.seed}{flag}"
 
 
 class Journal:
@@ -140,6 +142,7 @@ class Run:
     profile: Profile
     root: Path
     journal: Journal
+    power_cut: PowerCutFault | None = None
     rng: random.Random = field(init=False)
     recorder: HistoryRecorder = field(default_factory=HistoryRecorder)
     stack: ChaosStack = field(init=False)
@@ -151,7 +154,12 @@ class Run:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.stack = ChaosStack(self.root, self.seed, on_fault=lambda record: self.journal.fault(self.name, record))
+        self.stack = ChaosStack(
+            self.root,
+            self.seed,
+            on_fault=lambda record: self.journal.fault(self.name, record),
+            power_cut=self.power_cut,
+        )
         run_ids = [f"chaos-{self.seed % 100000}-{i:02d}" for i in range(self.profile.streams)]
         self.producer = Producer(self.stack.runtime_url, self.recorder, random.Random(f"{self.seed}:payloads"), run_ids)
 
@@ -241,13 +249,20 @@ class Run:
             for state in desktop.states():
                 for stream in state.get("streams", []):
                     self.metrics["max_lag"] = max(self.metrics.get("max_lag", 0), int(stream.get("lag") or 0))
+        if self.recorder.acks or self.recorder.unknowns:
+            try:
+                self.recorder.host_final(await self.stack.final_history())
+            except Exception as exc:
+                self.problems.append(f"could not read the host's final history: {exc!r}"[:400])
         guards = self.guards()
-        history = self.recorder.freeze()
-        history = History(history.acks, history.clients, history.presence, tuple(streams), history.checked_streams)
+        history = replace(self.recorder.freeze(), streams=tuple(streams))
         report = check_history(history)
         stats = {name: vars(proxy.stats).copy() for name, proxy in self.stack.proxies.items()}
         self.metrics.update(
             events=len(self.recorder.acks),
+            unknown_outcomes=report.unknown_outcomes,
+            power_cut=self.power_cut is not None,
+            host_restarts=max(0, self.stack.host_starts - 1),
             producer_retries=self.producer.retries,
             faults=sum(len(p.faults) for p in self.stack.proxies.values()),
             proxy=stats,
@@ -648,14 +663,26 @@ async def host_sigkill(run: Run) -> None:
 
     async def crash() -> None:
         await asyncio.sleep(1.0 + run.rng.uniform(0, 1.0))
-        assert run.stack.host is not None
-        await asyncio.to_thread(run.stack.host.kill)
-        run.journal.write("fault", scenario=run.name, proxy="-", action="sigkill", detail="host")
-        run.journal.faults += 1
-        await asyncio.sleep(run.rng.uniform(0.2, 1.0))
-        began = time.monotonic()
-        await run.stack.start_host()
-        run.recovery["host restart"] = round(time.monotonic() - began, 3)
+        lost: list[int] = []
+        # Under the power-cut fault the kill waits for unfsynced bytes; should a kill still cut nothing (the fsync
+        # won the race), the host is cut again, at most three times, so the run surely exercises a real loss.
+        for _ in range(3 if run.power_cut is not None else 1):
+            cut = await run.stack.kill_host()
+            detail = "host" if cut is None else f"host (power cut: {cut} unfsynced bytes lost)"
+            run.journal.write("fault", scenario=run.name, proxy="-", action="sigkill", detail=detail)
+            run.journal.faults += 1
+            await asyncio.sleep(run.rng.uniform(0.2, 1.0))
+            began = time.monotonic()
+            host = await run.stack.start_host()
+            run.recovery["host restart"] = round(time.monotonic() - began, 3)
+            # What recovery set aside (a torn tail the cut left), as the host logged it: evidence, not a verdict.
+            run.metrics["log_tails_set_aside"] = sum(1 for line in list(host.output) if "set aside" in line)
+            if cut is None:
+                break
+            lost.append(cut)
+            run.metrics["power_cut_lost_bytes"] = lost
+            if cut > 0:
+                break
 
     await asyncio.gather(crash(), run.producer.publish(run.profile.events_per_stream, run.profile.batch_size, pause))
 
@@ -696,15 +723,31 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
 
 
 async def run_scenario(
-    name: str, seed: int, root: Path, profile: Profile = CI, journal: Journal | None = None
+    name: str,
+    seed: int,
+    root: Path,
+    profile: Profile = CI,
+    journal: Journal | None = None,
+    power_cut: PowerCutFault | None = None,
 ) -> ScenarioResult:
-    """Run one scenario from its seed in `root` and return the checked result (the stack is always stopped)."""
+    """Run one scenario from its seed in `root` and return the checked result (the stack is always stopped).
+
+    With `power_cut` the host runs under power-cut semantics: its commit-log writes are lost unless fsynced when
+    it dies (`powercut.py`), so every host SIGKILL is a power cut.
+    """
     journal = journal or Journal()
+    flag = " --power-cut" if power_cut is not None else ""
     print(
-        f"chaos scenario={name} seed={seed} (replay: autopilot-sync chaos --scenario {name} --seed {seed})", flush=True
+        f"chaos scenario={name} seed={seed}{' power-cut' if flag else ''} "
+        f"(replay: autopilot-sync chaos --scenario {name} --seed {seed}{flag})",
+        flush=True,
     )
-    run = Run(name, seed, profile, root, journal)
-    run.note("start", profile=vars(profile) if hasattr(profile, "__dict__") else str(profile))
+    run = Run(name, seed, profile, root, journal, power_cut)
+    run.note(
+        "start",
+        profile=vars(profile) if hasattr(profile, "__dict__") else str(profile),
+        power_cut=asdict(power_cut) if power_cut is not None else None,
+    )
     try:
         await SCENARIOS[name](run)
         return await run.finish()

@@ -36,7 +36,7 @@ from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_s
 from autopilot_sync.nostr.keyfile import save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
-from autopilot_sync.verification.powercut import BANNER, PowerCutFault, host_environment
+from autopilot_sync.verification.powercut import BANNER, PowerCutFault, host_environment, read_ledger
 from autopilot_sync.verification.proxy import FaultProxy, FaultRecord
 
 DATABASE = "autopilot-sync"
@@ -240,11 +240,32 @@ class ChaosStack:
                 writeback=self.power_cut.writeback,
                 fsync_delay=self.power_cut.fsync_delay,
                 seed=self.seed * 1000 + self.host_starts,
+                ledger=self.power_cut_ledger,
             )
         self.host = await start_child("host", [], env)
         if self.power_cut is not None and not any(BANNER in line for line in self.host.output):
             raise RuntimeError(f"the power-cut emulation did not engage in the host:\n{self.host.tail()}")
         return self.host
+
+    @property
+    def power_cut_ledger(self) -> Path:
+        """Where the host under the power-cut fault reports its unfsynced bytes (outside its data dir)."""
+        return self.root / "host-powercut-ledger"
+
+    async def kill_host(self, wait_for_unfsynced: float = 10.0) -> int | None:
+        """SIGKILL the host; under the power-cut fault first wait (up to `wait_for_unfsynced` s) until its commit
+        log holds unfsynced bytes, so the cut loses something. Returns the bytes the cut lost (None without it)."""
+        assert self.host is not None
+        if self.power_cut is not None:
+            with contextlib.suppress(TimeoutError):
+                await wait_until(
+                    "unfsynced commit-log bytes",
+                    lambda: (read_ledger(self.power_cut_ledger) or 0) > 0,
+                    wait_for_unfsynced,
+                    every=0.001,
+                )
+        await asyncio.to_thread(self.host.kill)
+        return read_ledger(self.power_cut_ledger) if self.power_cut is not None else None
 
     async def start_runtime(self) -> ServiceProcess:
         """Start (or restart) the runtime; it reaches host and control only through their proxies."""
@@ -316,6 +337,38 @@ class ChaosStack:
 
     async def sql(self, query: str) -> list[list[Any]]:
         """Rows of one query over the host's `/sql` route, straight to the host (not through a proxy)."""
+        return (await self._sql(query))["rows"]  # type: ignore[no-any-return]
+
+    async def sql_records(self, query: str) -> list[dict[str, Any]]:
+        """Rows of one query as `{column: value}`, named by the result's schema (robust to added columns)."""
+        result = await self._sql(query)
+        names = [element["name"].get("some") for element in result["schema"]["elements"]]
+        return [dict(zip(names, row, strict=True)) for row in result["rows"]]
+
+    async def final_history(self) -> tuple[StreamView, ...]:
+        """The host's own history: its `sync_event` rows per stream in seq order, from each stream's retained floor."""
+        floors = {
+            str(row["stream_id"]): int(row["retained_from_seq"])
+            for row in await self.sql_records("SELECT * FROM stream_head")
+        }
+        events: dict[str, list[Applied]] = {}
+        for row in await self.sql_records("SELECT * FROM sync_event"):
+            stream_id = str(row["stream_id"])
+            events.setdefault(stream_id, []).append(
+                Applied(
+                    stream_id, int(row["seq"]), str(row["idempotency_key"]), str(row["payload_hash"]), row["payload"]
+                )
+            )
+        return tuple(
+            StreamView(
+                stream_id,
+                tuple(sorted(events.get(stream_id, []), key=lambda event: event.seq)),
+                floors.get(stream_id) if floors.get(stream_id, 1) > 1 else None,
+            )
+            for stream_id in sorted(set(floors) | set(events))
+        )
+
+    async def _sql(self, query: str) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             token = await self._observer(http)
             async with http.post(
@@ -327,8 +380,8 @@ class ChaosStack:
                 text = await response.text()
                 if response.status != 200:
                     raise RuntimeError(f"/sql {query!r}: HTTP {response.status}: {text}")
-        rows: list[list[Any]] = json.loads(text)[0]["rows"]
-        return rows
+        result: dict[str, Any] = json.loads(text)[0]
+        return result
 
     async def presence(self) -> tuple[PresenceRow, ...]:
         """`SELECT * FROM active_connection` as rows."""
