@@ -124,3 +124,25 @@ def test_the_emulation_refuses_impossible_settings(tmp_path: Path) -> None:
         PowerCut(tmp_path, writeback=1.5)
     with pytest.raises(ValueError, match="fsync delay"):
         PowerCut(tmp_path, fsync_delay=-1)
+
+
+def test_a_descriptor_closed_behind_the_emulations_back_is_not_emulated_after_reuse(tmp_path: Path) -> None:
+    """In-process, without installing (the methods are called directly): an emulated fd closed by someone else and
+    reused for another file must write straight to that file, not into the old file's pending bytes."""
+    log = tmp_path / "commitlog"
+    log.mkdir()
+    emulation = PowerCut(log)
+    fd = emulation.open(log / "0.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    emulation.write(fd, b"pending")
+    assert emulation.pending_bytes() == len(b"pending")
+    os.close(fd)  # not through the emulation
+    other = os.open(tmp_path / "other.log", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        assert other == fd  # the lowest free number comes back
+        assert emulation.write(other, b"direct") == len(b"direct")
+    finally:
+        os.close(other)
+    assert (tmp_path / "other.log").read_bytes() == b"direct"
+    assert (log / "0.log").read_bytes() == b""
+    emulation.settle()
+    assert (log / "0.log").read_bytes() == b"pending"

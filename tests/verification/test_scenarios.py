@@ -69,6 +69,17 @@ async def test_desktops_apply_exactly_what_the_runtime_acknowledged_with_the_hos
     assert metrics["power_cut"] is True
 
 
+async def test_an_answered_duplicate_append_survives_a_power_cut_at_the_moment_of_the_answer(
+    seed: int, tmp_path: Path
+) -> None:
+    """Issue 15 item 1 end to end: the same append raced twice on one connection, the host's fsync slowed to 0.5 s,
+    the host cut the moment the first answer arrives. Fails while a duplicate is answered before the original is
+    durable (`lost: host ... seq=2`); the host-side fix makes it pass."""
+    metrics = await check("racing-duplicate", seed, tmp_path)
+    assert metrics["power_cut"] is True
+    assert metrics["events"] >= 2
+
+
 async def test_acknowledged_events_survive_a_runtime_sigkill_and_restart(seed: int, tmp_path: Path) -> None:
     await check("runtime-sigkill", seed, tmp_path)
 

@@ -151,7 +151,9 @@ class PowerCut:
     def open(self, path: Any, flags: int, mode: int = 0o777, *, dir_fd: int | None = None) -> int:
         """`os.open`; an append descriptor of a regular file under the directory becomes emulated."""
         fd = self._real_open(path, flags, mode, dir_fd=dir_fd)
-        self._fds.pop(fd, None)  # a number reused after a close we did not see
+        if fd in self._fds:  # a number reused after a close we did not see
+            with self._lock:
+                self._forget(fd)
         if not (flags & os.O_APPEND and flags & (os.O_WRONLY | os.O_RDWR)) or dir_fd is not None:
             return fd
         if isinstance(path, int):
@@ -204,13 +206,7 @@ class PowerCut:
     def close(self, fd: int) -> None:
         """`os.close`; the pending bytes of a closed file stay pending (they are in the page cache, not the disk)."""
         with self._lock:
-            key = self._fds.pop(fd, None)
-            if key is not None:
-                emulated = self._files[key]
-                emulated.users -= 1
-                if emulated.users == 0 and not emulated.pending:
-                    self._real_close(emulated.sink)
-                    del self._files[key]
+            self._forget(fd)
         self._real_close(fd)
 
     def settle(self) -> None:
@@ -237,9 +233,21 @@ class PowerCut:
         if (info.st_dev, info.st_ino) != key:
             # The descriptor was closed behind our back and its number reused for another file.
             with self._lock:
-                self._fds.pop(fd, None)
+                self._forget(fd)
             return None
         return self._files.get(key)
+
+    def _forget(self, fd: int) -> None:
+        """Stop emulating a descriptor; the file's state goes once nobody uses it and nothing is pending (caller
+        holds the lock)."""
+        key = self._fds.pop(fd, None)
+        emulated = self._files.get(key) if key is not None else None
+        if key is None or emulated is None:
+            return
+        emulated.users -= 1
+        if emulated.users == 0 and not emulated.pending:
+            self._real_close(emulated.sink)
+            del self._files[key]
 
     def _sync(self, fd: int, real: Callable[[int], None]) -> None:
         emulated = self._emulated(fd)

@@ -33,10 +33,12 @@ from autopilot_sync.client import (
 )
 from autopilot_sync.client.schema import fetch_schema
 from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.verification.checker import CheckReport, check_history, check_presence
 from autopilot_sync.verification.guards import GuardViolation, load_forbidden, process_violations, route_violations
 from autopilot_sync.verification.history import History, HistoryRecorder, PresenceCheck, history_to_json
-from autopilot_sync.verification.powercut import PowerCutFault
+from autopilot_sync.verification.powercut import PowerCutFault, read_ledger
 from autopilot_sync.verification.proxy import (
     Bandwidth,
     Blackhole,
@@ -709,6 +711,71 @@ async def runtime_sigkill(run: Run) -> None:
     await asyncio.gather(crash(), run.producer.publish(run.profile.events_per_stream, run.profile.batch_size, pause))
 
 
+#: The slow fsync of `racing-duplicate`: every commit stays unfsynced this long, far longer than an answer takes.
+RACE_FSYNC_DELAY = 0.5
+
+
+async def racing_duplicate(run: Run) -> None:
+    """Two producers race one append (same idempotency key, same payload) on one connection while the host's commit
+    log is under power-cut semantics with a slow fsync; the host is cut the moment the first answer arrives. An
+    answered append must survive the cut, since no answer may leave before the commit it reveals is durable (issue
+    15, item 1); the call left without an answer is an unknown outcome that may land at most once."""
+    if run.power_cut is None:  # the scenario is about the power cut: it always runs under it
+        run.power_cut = PowerCutFault()
+    # No early writeback: only an fsync may save the raced record, so the verdict does not depend on the rng.
+    run.power_cut = replace(run.power_cut, writeback=0.0, fsync_delay=max(run.power_cut.fsync_delay, RACE_FSYNC_DELAY))
+    run.stack.power_cut = run.power_cut
+    await run.stack.start(runtime=False)
+    session = await fetch_session_token(
+        run.stack.control_public_url,
+        run.stack.producer_key,
+        ("sync.append", "sync.subscribe"),
+        ("*",),
+        None,
+        "race",
+    )
+    conn = await connect(run.stack.proxy("clients→host").url, DATABASE, token=session.token)
+    run_id = f"race-{run.seed % 100000}"
+    run.producer.run_ids = [run_id]  # the stream `finish` reads and checks (the producer itself is not used)
+    stream_id = run.producer.streams[0]
+
+    def event(seq: int) -> tuple[tuple[Any, ...], str, str]:
+        text, hashed = hash_value({"run_id": run_id, "type": "run.message.delta", "data": {"n": seq}})
+        key = f"{stream_id}:{seq}"
+        return (stream_id, key, "run.message.delta", text, hashed, seq, Timestamp.now()), key, hashed
+
+    first, key, hashed = event(1)
+    answer = await conn.call("append_sync_events", [first])
+    if not isinstance(answer, ReducerCommitted):
+        raise RuntimeError(f"the warm-up append failed: {answer}")
+    run.recorder.ack(stream_id, 1, hashed, key)
+
+    raced, key, hashed = event(2)
+    calls = [asyncio.create_task(conn.call("append_sync_events", [raced])) for _ in range(2)]
+    done, _ = await asyncio.wait(calls, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    assert run.stack.host is not None
+    run.stack.host.kill()  # at once, on the loop: the cut must land inside the slow fsync if the answer was early
+    lost = read_ledger(run.stack.power_cut_ledger)
+    run.metrics["power_cut_lost_bytes"] = [lost]
+    run.journal.write("fault", scenario=run.name, proxy="-", action="sigkill", detail=f"host (power cut: {lost} B)")
+    run.journal.faults += 1
+    for number, call in enumerate(calls):
+        try:
+            result = await asyncio.wait_for(call, 10) if call not in done else call.result()
+        except Exception as exc:  # the connection died with the host: no answer
+            run.recorder.unknown(f"race-{number}", stream_id, hashed, retried=False, reason=repr(exc)[:200])
+            continue
+        if isinstance(result, ReducerCommitted):
+            run.recorder.ack(stream_id, 2, hashed, key)
+        else:
+            run.problems.append(f"a raced append was refused: {result}")
+    if not done:
+        run.problems.append("neither raced append was answered within 30 s")
+    with contextlib.suppress(Exception):
+        await conn.close()
+    await run.stack.start_host()
+
+
 SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "handshake": handshake,
     "half-open": half_open_presence,
@@ -719,6 +786,7 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "duplicate-delivery": duplicate_delivery,
     "host-sigkill": host_sigkill,
     "runtime-sigkill": runtime_sigkill,
+    "racing-duplicate": racing_duplicate,
 }
 
 
