@@ -80,6 +80,14 @@ async def test_an_answered_duplicate_append_survives_a_power_cut_at_the_moment_o
     assert metrics["events"] >= 2
 
 
+async def test_a_row_served_by_sql_survives_a_power_cut_right_after_the_answer(seed: int, tmp_path: Path) -> None:
+    """Issue 15 item 2 end to end: `/sql` read while an append's commit waits for a 3 s fsync, the host cut after the
+    answer (or after 2 s without one). Fails while `/sql` serves undurable rows (`unacknowledged: sql-reader ...
+    seq=2`); passes once `/sql` waits for durability."""
+    metrics = await check("undurable-read", seed, tmp_path)
+    assert metrics["power_cut"] is True
+
+
 async def test_acknowledged_events_survive_a_runtime_sigkill_and_restart(seed: int, tmp_path: Path) -> None:
     await check("runtime-sigkill", seed, tmp_path)
 

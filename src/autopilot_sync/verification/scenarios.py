@@ -37,7 +37,15 @@ from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.verification.checker import CheckReport, check_history, check_presence
 from autopilot_sync.verification.guards import GuardViolation, load_forbidden, process_violations, route_violations
-from autopilot_sync.verification.history import History, HistoryRecorder, PresenceCheck, history_to_json
+from autopilot_sync.verification.history import (
+    Applied,
+    ClientHistory,
+    History,
+    HistoryRecorder,
+    PresenceCheck,
+    StreamView,
+    history_to_json,
+)
 from autopilot_sync.verification.powercut import PowerCutFault, read_ledger
 from autopilot_sync.verification.proxy import (
     Bandwidth,
@@ -713,6 +721,61 @@ async def runtime_sigkill(run: Run) -> None:
 
 #: The slow fsync of `racing-duplicate`: every commit stays unfsynced this long, far longer than an answer takes.
 RACE_FSYNC_DELAY = 0.5
+#: The slow fsync of `undurable-read`, and how long its reader waits for `/sql` before the host is cut: an answer
+#: that does not wait for durability comes in milliseconds, one that waits cannot come before the cut.
+READ_FSYNC_DELAY = 3.0
+READ_WAIT = 2.0
+
+
+@dataclass
+class DirectProducer:
+    """An SDK connection that appends to one stream of its own with the producer's key (no runtime in between)."""
+
+    run: Run
+    conn: Any
+    stream_id: str
+    run_id: str
+
+    def event(self, seq: int) -> tuple[tuple[Any, ...], str, str]:
+        """The `append_sync_events` item for `seq`, its idempotency key and payload hash."""
+        text, hashed = hash_value({"run_id": self.run_id, "type": "run.message.delta", "data": {"n": seq}})
+        key = f"{self.stream_id}:{seq}"
+        return (self.stream_id, key, "run.message.delta", text, hashed, seq, Timestamp.now()), key, hashed
+
+    async def append(self, seq: int) -> None:
+        """Append one event and record its acknowledgement (a refusal ends the scenario)."""
+        item, key, hashed = self.event(seq)
+        answer = await self.conn.call("append_sync_events", [item])
+        if not isinstance(answer, ReducerCommitted):
+            raise RuntimeError(f"append of seq {seq} failed: {answer}")
+        self.run.recorder.ack(self.stream_id, seq, hashed, key)
+
+    def cut(self) -> None:
+        """SIGKILL the host now, on the loop (under the power cut: unfsynced bytes die), and journal what it lost."""
+        assert self.run.stack.host is not None
+        self.run.stack.host.kill()
+        lost = read_ledger(self.run.stack.power_cut_ledger)
+        self.run.metrics.setdefault("power_cut_lost_bytes", []).append(lost)
+        self.run.journal.write(
+            "fault", scenario=self.run.name, proxy="-", action="sigkill", detail=f"host (power cut: {lost} B)"
+        )
+        self.run.journal.faults += 1
+
+
+async def direct_producer(run: Run, fsync_delay: float) -> DirectProducer:
+    """Start the stack (no runtime) with the host under the power cut, no writeback (only an fsync saves a record,
+    so the verdict does not depend on the rng) and a slow fsync; connect a producer to a stream of its own."""
+    base = run.power_cut or PowerCutFault()
+    run.power_cut = replace(base, writeback=0.0, fsync_delay=max(base.fsync_delay, fsync_delay))
+    run.stack.power_cut = run.power_cut
+    await run.stack.start(runtime=False)
+    session = await fetch_session_token(
+        run.stack.control_public_url, run.stack.producer_key, ("sync.append", "sync.subscribe"), ("*",), None, "race"
+    )
+    conn = await connect(run.stack.proxy("clients→host").url, DATABASE, token=session.token)
+    run_id = f"{run.name}-{run.seed % 100000}"
+    run.producer.run_ids = [run_id]  # the stream `finish` reads and checks (the HTTP producer itself is not used)
+    return DirectProducer(run, conn, run.producer.streams[0], run_id)
 
 
 async def racing_duplicate(run: Run) -> None:
@@ -720,59 +783,70 @@ async def racing_duplicate(run: Run) -> None:
     log is under power-cut semantics with a slow fsync; the host is cut the moment the first answer arrives. An
     answered append must survive the cut, since no answer may leave before the commit it reveals is durable (issue
     15, item 1); the call left without an answer is an unknown outcome that may land at most once."""
-    if run.power_cut is None:  # the scenario is about the power cut: it always runs under it
-        run.power_cut = PowerCutFault()
-    # No early writeback: only an fsync may save the raced record, so the verdict does not depend on the rng.
-    run.power_cut = replace(run.power_cut, writeback=0.0, fsync_delay=max(run.power_cut.fsync_delay, RACE_FSYNC_DELAY))
-    run.stack.power_cut = run.power_cut
-    await run.stack.start(runtime=False)
-    session = await fetch_session_token(
-        run.stack.control_public_url,
-        run.stack.producer_key,
-        ("sync.append", "sync.subscribe"),
-        ("*",),
-        None,
-        "race",
-    )
-    conn = await connect(run.stack.proxy("clients→host").url, DATABASE, token=session.token)
-    run_id = f"race-{run.seed % 100000}"
-    run.producer.run_ids = [run_id]  # the stream `finish` reads and checks (the producer itself is not used)
-    stream_id = run.producer.streams[0]
-
-    def event(seq: int) -> tuple[tuple[Any, ...], str, str]:
-        text, hashed = hash_value({"run_id": run_id, "type": "run.message.delta", "data": {"n": seq}})
-        key = f"{stream_id}:{seq}"
-        return (stream_id, key, "run.message.delta", text, hashed, seq, Timestamp.now()), key, hashed
-
-    first, key, hashed = event(1)
-    answer = await conn.call("append_sync_events", [first])
-    if not isinstance(answer, ReducerCommitted):
-        raise RuntimeError(f"the warm-up append failed: {answer}")
-    run.recorder.ack(stream_id, 1, hashed, key)
-
-    raced, key, hashed = event(2)
-    calls = [asyncio.create_task(conn.call("append_sync_events", [raced])) for _ in range(2)]
+    producer = await direct_producer(run, RACE_FSYNC_DELAY)
+    await producer.append(1)
+    raced, key, hashed = producer.event(2)
+    calls = [asyncio.create_task(producer.conn.call("append_sync_events", [raced])) for _ in range(2)]
     done, _ = await asyncio.wait(calls, timeout=30, return_when=asyncio.FIRST_COMPLETED)
-    assert run.stack.host is not None
-    run.stack.host.kill()  # at once, on the loop: the cut must land inside the slow fsync if the answer was early
-    lost = read_ledger(run.stack.power_cut_ledger)
-    run.metrics["power_cut_lost_bytes"] = [lost]
-    run.journal.write("fault", scenario=run.name, proxy="-", action="sigkill", detail=f"host (power cut: {lost} B)")
-    run.journal.faults += 1
+    producer.cut()  # at once: the cut must land inside the slow fsync if the answer was early
     for number, call in enumerate(calls):
         try:
             result = await asyncio.wait_for(call, 10) if call not in done else call.result()
         except Exception as exc:  # the connection died with the host: no answer
-            run.recorder.unknown(f"race-{number}", stream_id, hashed, retried=False, reason=repr(exc)[:200])
+            run.recorder.unknown(f"race-{number}", producer.stream_id, hashed, retried=False, reason=repr(exc)[:200])
             continue
         if isinstance(result, ReducerCommitted):
-            run.recorder.ack(stream_id, 2, hashed, key)
+            run.recorder.ack(producer.stream_id, 2, hashed, key)
         else:
             run.problems.append(f"a raced append was refused: {result}")
     if not done:
         run.problems.append("neither raced append was answered within 30 s")
     with contextlib.suppress(Exception):
-        await conn.close()
+        await producer.conn.close()
+    await run.stack.start_host()
+
+
+async def undurable_read(run: Run) -> None:
+    """A reader queries `/sql` while an append's commit is written but not yet fsynced (slow fsync), then the host
+    is cut: what `/sql` showed must still be in the host's history, since no answer may reveal a commit before it
+    is durable (issue 15, item 2). A row read and then lost is a phantom for the reader (`unacknowledged`)."""
+    producer = await direct_producer(run, READ_FSYNC_DELAY)
+    await producer.append(1)
+    await run.stack.sql("SELECT * FROM stream_head")  # the observer's token, fetched before the clock matters
+    item, _, hashed = producer.event(2)
+    call = asyncio.create_task(producer.conn.call("append_sync_events", [item]))
+    await wait_until(
+        "the commit to be written, not yet fsynced",
+        lambda: (read_ledger(run.stack.power_cut_ledger) or 0) > 0,
+        30,
+        every=0.001,
+    )
+    read = asyncio.create_task(
+        run.stack.sql_records(f"SELECT * FROM sync_event WHERE stream_id = '{producer.stream_id}'")
+    )
+    done, _ = await asyncio.wait([read], timeout=READ_WAIT)
+    producer.cut()
+    rows = read.result() if read in done and read.exception() is None else None
+    with contextlib.suppress(Exception):
+        await read
+    try:
+        await asyncio.wait_for(call, 10)
+        run.problems.append("the append was answered although the host was cut inside its fsync")
+    except Exception as exc:  # no answer: it may or may not have landed
+        run.recorder.unknown("read-append", producer.stream_id, hashed, retried=False, reason=repr(exc)[:200])
+    run.metrics["sql_answered_before_the_cut"] = rows is not None
+    if rows is not None:
+        seen = sorted(
+            (
+                Applied(str(r["stream_id"]), int(r["seq"]), str(r["idempotency_key"]), str(r["payload_hash"]))
+                for r in rows
+            ),
+            key=lambda event: event.seq,
+        )
+        reader = ClientHistory("sql-reader", (StreamView(producer.stream_id, tuple(seen)),))
+        run.recorder.client(reader, [producer.stream_id])
+    with contextlib.suppress(Exception):
+        await producer.conn.close()
     await run.stack.start_host()
 
 
@@ -787,6 +861,7 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "host-sigkill": host_sigkill,
     "runtime-sigkill": runtime_sigkill,
     "racing-duplicate": racing_duplicate,
+    "undurable-read": undurable_read,
 }
 
 
