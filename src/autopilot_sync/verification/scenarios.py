@@ -31,6 +31,7 @@ from autopilot_sync.client import (
     TokenGrant,
     connect,
 )
+from autopilot_sync.client.connection import Connection
 from autopilot_sync.client.schema import fetch_schema
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.module.canonical import hash_value
@@ -732,7 +733,7 @@ class DirectProducer:
     """An SDK connection that appends to one stream of its own with the producer's key (no runtime in between)."""
 
     run: Run
-    conn: Any
+    conn: Connection
     stream_id: str
     run_id: str
 
