@@ -146,3 +146,20 @@ def test_a_descriptor_closed_behind_the_emulations_back_is_not_emulated_after_re
     assert (log / "0.log").read_bytes() == b""
     emulation.settle()
     assert (log / "0.log").read_bytes() == b"pending"
+
+
+def test_a_cut_refuses_to_run_when_the_host_never_engaged_the_emulation(tmp_path: Path) -> None:
+    """A host whose output lacks the banner (it wrote its log some other way) must fail the run, not be killed
+    as if it were under the power cut. The host here is a stand-in child that printed only a ready line."""
+    from autopilot_sync.devtools.processes import ServiceProcess
+    from autopilot_sync.verification.powercut import PowerCutFault
+    from autopilot_sync.verification.stack import ChaosStack
+
+    stand_in = subprocess.Popen([sys.executable, "-c", "pass"], text=True)
+    stand_in.wait(30)
+    stack = ChaosStack(tmp_path, 1, power_cut=PowerCutFault())
+    stack.host = ServiceProcess("host", stand_in, output=["autopilot-sync host ready: http://127.0.0.1:1"])
+    with pytest.raises(RuntimeError, match="did not engage"):
+        stack.require_power_cut_engaged()
+    stack.host.output.append(f"{BANNER} {tmp_path}/commitlog/00000000000000000001.log")
+    stack.require_power_cut_engaged()

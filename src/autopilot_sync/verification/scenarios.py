@@ -754,6 +754,7 @@ class DirectProducer:
     def cut(self) -> None:
         """SIGKILL the host now, on the loop (under the power cut: unfsynced bytes die), and journal what it lost."""
         assert self.run.stack.host is not None
+        self.run.stack.require_power_cut_engaged()
         self.run.stack.host.kill()
         lost = read_ledger(self.run.stack.power_cut_ledger)
         self.run.metrics.setdefault("power_cut_lost_bytes", []).append(lost)

@@ -221,8 +221,7 @@ class ChaosStack:
         """Start (or restart on the same port and data dir) the host, under power-cut semantics if the run asks.
 
         Under the power-cut fault the host's commit-log writes stay in its memory until fsync (`powercut.py`), so a
-        SIGKILL loses exactly what was not fsynced; the host must print the emulation's banner, or the run would
-        silently test plain SIGKILLs.
+        SIGKILL loses exactly what was not fsynced (`kill_host` checks the emulation really engaged).
         """
         env = {
             "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
@@ -243,8 +242,6 @@ class ChaosStack:
                 ledger=self.power_cut_ledger,
             )
         self.host = await start_child("host", [], env)
-        if self.power_cut is not None and not any(BANNER in line for line in self.host.output):
-            raise RuntimeError(f"the power-cut emulation did not engage in the host:\n{self.host.tail()}")
         return self.host
 
     @property
@@ -264,8 +261,17 @@ class ChaosStack:
                     wait_for_unfsynced,
                     every=0.001,
                 )
+        self.require_power_cut_engaged()
         await asyncio.to_thread(self.host.kill)
         return read_ledger(self.power_cut_ledger) if self.power_cut is not None else None
+
+    def require_power_cut_engaged(self) -> None:
+        """Under the power-cut fault, fail unless the live host printed the emulation's banner for a log segment:
+        otherwise a kill would silently be a plain SIGKILL (the product changed how it writes its log)."""
+        if self.power_cut is None or self.host is None:
+            return
+        if not any(BANNER in line for line in list(self.host.output)):
+            raise RuntimeError(f"the power-cut emulation did not engage in the host:\n{self.host.tail()}")
 
     async def start_runtime(self) -> ServiceProcess:
         """Start (or restart) the runtime; it reaches host and control only through their proxies."""
