@@ -852,6 +852,9 @@ async def undurable_read(run: Run) -> None:
     await run.stack.start_host()
 
 
+#: Scenarios that are about the power cut and always run under it (with their own writeback and fsync delay).
+POWER_CUT_SCENARIOS = frozenset({"racing-duplicate", "undurable-read"})
+
 SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "handshake": handshake,
     "half-open": half_open_presence,
@@ -881,6 +884,8 @@ async def run_scenario(
     it dies (`powercut.py`), so every host SIGKILL is a power cut.
     """
     journal = journal or Journal()
+    if power_cut is None and name in POWER_CUT_SCENARIOS:
+        power_cut = PowerCutFault()
     flag = " --power-cut" if power_cut is not None else ""
     print(
         f"chaos scenario={name} seed={seed}{' power-cut' if flag else ''} "
