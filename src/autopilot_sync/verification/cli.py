@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from autopilot_sync.verification.powercut import PowerCutFault
 from autopilot_sync.verification.scenarios import (
     CI,
     SCENARIOS,
@@ -48,8 +49,19 @@ from autopilot_sync.verification.soak import soak
     default=None,
     help="Sizes: ci (small) or soak (default with --soak).",
 )
+@click.option(
+    "--power-cut",
+    is_flag=True,
+    help="Run the host under power-cut semantics: commit-log writes not yet fsynced are lost when it dies, so "
+    "every host SIGKILL (host-sigkill) is a power cut, timed while bytes are unfsynced.",
+)
 def chaos(
-    names: tuple[str, ...], seed: int | None, minutes: float | None, out_dir: Path | None, profile: str | None
+    names: tuple[str, ...],
+    seed: int | None,
+    minutes: float | None,
+    out_dir: Path | None,
+    profile: str | None,
+    power_cut: bool,
 ) -> None:
     """Run the verification scenarios against real processes behind fault proxies, and check the history.
 
@@ -59,15 +71,17 @@ def chaos(
     Examples:
       autopilot-sync chaos --scenario churn               # one scenario, random seed (printed)
       autopilot-sync chaos --scenario churn --seed 1234   # replay it
+      autopilot-sync chaos --scenario host-sigkill --power-cut   # host kills lose unfsynced log bytes
       autopilot-sync chaos --soak 30 --out ./chaos-results
     """
     chosen = list(names) or sorted(SCENARIOS)
     master = seed if seed is not None else secrets.randbelow(2**31)
     sizes = SOAK if (profile == "soak" or (profile is None and minutes is not None)) else CI
+    fault = PowerCutFault() if power_cut else None
     if minutes is not None:
         target = out_dir or Path(f"chaos-results-{master}")
         click.echo(f"chaos soak: {minutes:g} minutes, master seed {master}, results in {target}")
-        totals = asyncio.run(soak(minutes, master, target, chosen, sizes))
+        totals = asyncio.run(soak(minutes, master, target, chosen, sizes, fault))
         click.echo((target / "summary.md").read_text())
         sys.exit(1 if totals.failed else 0)
     failed = 0
@@ -77,7 +91,7 @@ def chaos(
         with tempfile.TemporaryDirectory(prefix=f"chaos-{name}-") as root:
             events = (out_dir / "events.jsonl").open("a") if out_dir is not None else None
             try:
-                result = asyncio.run(run_scenario(name, master, Path(root), sizes, Journal(events)))
+                result = asyncio.run(run_scenario(name, master, Path(root), sizes, Journal(events), fault))
             finally:
                 if events is not None:
                     events.close()

@@ -76,7 +76,9 @@ class Producer:
                     if response.status == 200:
                         break
                     raise RuntimeError(f"runtime refused {batch.request_id}: HTTP {response.status} {answer}")
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # No answer: the runtime may or may not have stored the batch; the retry below resolves it.
+                self.record_unknown(batch, exc)
                 self.retries += 1
                 if loop.time() > deadline:
                     raise
@@ -88,6 +90,20 @@ class Producer:
             _, expected_hash = hash_value({"run_id": batch.run_id, "type": kind, "data": data})
             self.recorder.ack(str(item["stream_id"]), int(item["seq"]), expected_hash)
             self.acknowledged += 1
+
+    def record_unknown(self, batch: Batch, error: BaseException) -> None:
+        """Record each event of a call that got no answer as an unknown outcome this producer retries."""
+        stream_id = run_stream(batch.run_id)
+        reason = f"{type(error).__name__}: {error}"[:200]
+        for kind, data in batch.events:
+            _, expected_hash = hash_value({"run_id": batch.run_id, "type": kind, "data": data})
+            self.recorder.unknown(
+                batch.request_id,
+                stream_id,
+                expected_hash,
+                retried=True,
+                reason=reason,
+            )
 
     async def publish(self, total_per_run: int, batch_size: int, pause: float = 0.0) -> None:
         """Append `total_per_run` more events to every run, runs in parallel, each run's batches in order."""
