@@ -23,6 +23,8 @@ def _refusal(error: ControlError) -> web.Response:
     headers = {"Cache-Control": "no-store"}
     if error.code.status == 401:
         headers["WWW-Authenticate"] = 'Nostr realm="autopilot-sync"'
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return web.json_response(error.body(), status=error.code.status, headers=headers)
 
 
