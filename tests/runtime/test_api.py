@@ -7,17 +7,28 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from autopilot_sync.runtime.access import Producer, ProducerAccess
 from autopilot_sync.runtime.api import build_app
 from autopilot_sync.runtime.metrics import RuntimeMetrics
 from autopilot_sync.runtime.store import RuntimeStore
 
 
+class TrustEveryCallerDouble(ProducerAccess):
+    """Test double: every caller is treated as if it came over the producer socket (auth has its own tests)."""
+
+    async def producer(self, request: web.Request) -> Producer:
+        return Producer(None)
+
+
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[object, object]]:
     store = RuntimeStore(tmp_path)
-    test_client: TestClient[object, object] = TestClient(TestServer(build_app(store, RuntimeMetrics())))
+    test_client: TestClient[object, object] = TestClient(
+        TestServer(build_app(store, RuntimeMetrics(), TrustEveryCallerDouble("http://control.invalid")))
+    )
     await test_client.start_server()
     yield test_client
     await test_client.close()
