@@ -63,6 +63,7 @@ async def test_worker_snapshot_goes_to_worker_and_fleet_streams(client: TestClie
         ("/v1/workers/w-1/lifecycle", {"user_id": "u-1", "state": "sleeping"}, 400, "invalid_kind"),
         ("/v1/workers/w-1/lifecycle", {"state": "running"}, 400, "invalid_user_id"),
         ("/v1/runs/r-1/events", {"kind": "run.started", "data": "x" * 300000}, 413, "payload_too_large"),
+        ("/v1/runs/r-1/events", {"kind": "run.started", "data": {"text": "\ud800"}}, 400, "invalid_payload"),
     ],
 )
 async def test_invalid_requests_are_refused_with_a_code(
@@ -98,3 +99,20 @@ async def test_streams_dead_letters_and_metrics_routes(client: TestClient[object
     text = await (await client.get("/metrics")).text()
     assert 'autopilot_sync_runtime_events_appended_total{family="run"} 1.0' in text
     assert 'autopilot_sync_runtime_outbox_depth{stream_id="runtime.run.r-3.events"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"kind": "run.started", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_json"),
+        (b'{"kind": "run.started", "data": ' + b"[" * 100 + b"]" * 100 + b"}", "invalid_payload"),
+        (b'{"kind": "run.started", "data": ' + b"9" * 5000 + b"}", "invalid_json"),
+    ],
+    ids=["nested 5,000 deep", "nested past the module's 64", "a 5,000-digit integer"],
+)
+async def test_bodies_no_reader_could_parse_are_typed_400s(
+    client: TestClient[object, object], body: bytes, code: str
+) -> None:
+    response = await client.post("/v1/runs/r-9/events", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400 and (await response.json())["error"] == code
+    assert "Traceback" not in await response.text()

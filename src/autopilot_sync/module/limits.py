@@ -45,11 +45,20 @@ def check_payload_depth(canonical: str, limit: int) -> None:
     """Refuse a payload whose arrays/objects nest deeper than `limit`, so every reader can parse what it receives.
 
     The parsers accept about 1,000 levels; a reader that is already some frames deep would then fail with a
-    RecursionError on an event the host accepted. Counting brackets outside strings is exact on canonical text
-    (no insignificant whitespace) and skipped entirely when the text has fewer openers than the limit.
+    RecursionError on an event the host accepted.
+    """
+    if nests_deeper_than(canonical, limit):
+        raise SyncError(SyncErrorCode.INVALID_EVENT, f"payload nests deeper than {limit} levels")
+
+
+def nests_deeper_than(canonical: str, limit: int) -> bool:
+    """Whether canonical JSON text nests arrays/objects deeper than `limit` (producers check it before storing).
+
+    Counting brackets outside strings is exact on canonical text (no insignificant whitespace), and skipped entirely
+    when the text has no more openers than the limit.
     """
     if canonical.count("[") + canonical.count("{") <= limit:
-        return
+        return False
     depth = 0
     in_string = False
     escaped = False
@@ -66,6 +75,7 @@ def check_payload_depth(canonical: str, limit: int) -> None:
         elif char in "[{":
             depth += 1
             if depth > limit:
-                raise SyncError(SyncErrorCode.INVALID_EVENT, f"payload nests deeper than {limit} levels")
+                return True
         elif char in "]}":
             depth -= 1
+    return False
