@@ -81,6 +81,11 @@ class Ours:
                 "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.url,
                 "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.key.public_key().hex,
                 "AUTOPILOT_SYNC_CONTROL_TOKEN_TTL_MAX_SECONDS": str(TOKEN_TTL_SECONDS),
+                # Thousands of bench connections share two keys and may ask for tokens at once: lift the per-key
+                # admission limits that protect a real deployment (docs/control.md).
+                "AUTOPILOT_SYNC_CONTROL_TOKEN_REQUESTS_PER_MINUTE_PER_KEY": "1000000",
+                "AUTOPILOT_SYNC_CONTROL_TOKEN_BURST_PER_KEY": "100000",
+                "AUTOPILOT_SYNC_CONTROL_REPLAY_MEMORY_PER_KEY": "100000",
             },
         )
 

@@ -20,6 +20,7 @@ import aiohttp
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.runtime.access import producer_session
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Stack(LocalStack):
         """Append `count` run events through the runtime's HTTP API; returns the seqs it promised."""
         events = [{"kind": "run.message.delta", "data": {"n": start + i}} for i in range(count)]
         async with (
-            aiohttp.ClientSession() as http,
+            producer_session(self.producer_socket) as http,
             http.post(f"{self.runtime_url}/v1/runs/{run_id}/events", json={"events": events}) as response,
         ):
             body = await response.json()

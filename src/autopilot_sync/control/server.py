@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from autopilot_sync.control.admission import AdmissionLimits
 from autopilot_sync.control.api import build_app
 from autopilot_sync.control.keys import KeyPaths, KeyStore
 from autopilot_sync.control.policy import ScopePolicy
@@ -29,6 +30,13 @@ def service_from_settings(settings: ControlSettings) -> ControlService:
             settings.token_ttl_min_seconds, settings.token_ttl_max_seconds, settings.token_ttl_default_seconds
         ),
         policy=ScopePolicy.from_allowlist(settings.append_allowlist),
+        max_skew=settings.proof_max_skew_seconds,
+        admission=AdmissionLimits(
+            requests_per_minute=settings.token_requests_per_minute_per_key,
+            burst=settings.token_burst_per_key,
+            replay_entries_per_key=settings.replay_memory_per_key,
+            replay_entries=settings.replay_memory_max,
+        ),
     )
     keys = KeyStore(KeyPaths(Path(settings.signing_key_path)), settings.token_ttl_max_seconds)
     return ControlService(config, keys)

@@ -9,6 +9,7 @@ from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of, stream_allowed
 from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.module.errors import SyncError, SyncErrorCode
+from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.settings.load import load_settings
 from autopilot_sync.settings.sync_module import SyncModuleSettings
@@ -161,8 +162,7 @@ def _append_one(
     expected_seq: int,
     published_at: Timestamp,
 ) -> None:
-    if not stream_id or not idempotency_key or not kind:
-        raise SyncError(SyncErrorCode.INVALID_EVENT, "stream_id, idempotency_key and kind must not be empty")
+    check_event_fields(LIMITS, stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:
         canonical = canonicalize_text(payload)
@@ -171,19 +171,20 @@ def _append_one(
     size = len(canonical.encode("utf-8"))
     if size > LIMITS.max_payload_bytes:
         raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {LIMITS.max_payload_bytes}")
+    check_payload_depth(canonical, LIMITS.max_payload_depth)
     computed = payload_hash(canonical)
     if computed != hash_text:
         raise SyncError(
             SyncErrorCode.PAYLOAD_HASH_MISMATCH,
             f"payload_hash {hash_text} but the canonical payload hashes to {computed}",
         )
-    existing = ctx.db.sync_event.find("idempotency_key", idempotency_key)
-    if existing is not None:
-        if existing[5] == computed and existing[0] == stream_id:
+    existing = ctx.db.sync_event.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
+    if existing is not None:  # keys are scoped per stream: a conflict only ever describes the caller's own stream
+        if existing[5] == computed:
             return  # a retry of a committed event: the duplicate is the success
         raise SyncError(
             SyncErrorCode.IDEMPOTENCY_CONFLICT,
-            f"key {idempotency_key} was committed as {existing[0]}#{existing[1]} with {existing[5]}",
+            f"key {idempotency_key} was committed on this stream as seq {existing[1]} with {existing[5]}",
         )
     head_seq = heads.head_seq(stream_id)
     if expected_seq != head_seq + 1:
@@ -201,9 +202,12 @@ def _append_one(
 def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
     """Record the last seq the caller applied on a stream (observability of replay lag)."""
     require_scope(ctx.claims, Scope.CHECKPOINT_WRITE, "ack_checkpoint")
+    check_stream_id(LIMITS, stream_id)
     require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
-    head_seq = head[1] if head is not None else 0
+    if head is None:  # a checkpoint row per made-up stream would be kept forever and fanned out to everyone
+        raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} does not exist")
+    head_seq = head[1]
     if seq > head_seq:
         raise SyncError(SyncErrorCode.CHECKPOINT_BEYOND_HEAD, f"stream {stream_id} seq={seq} head_seq={head_seq}")
     key = f"{ctx.sender.hex}:{stream_id}"
@@ -223,6 +227,8 @@ def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
 def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> None:
     """Retention: delete events below `retain_from_seq` and raise the stream's floor so stale cursors are detectable."""
     require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
+    check_stream_id(LIMITS, stream_id)
+    require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:
         raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")
@@ -241,6 +247,8 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
 def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
     """Start a stream over: delete its events, reset the head and bump its epoch (clients must rebuild)."""
     require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
+    check_stream_id(LIMITS, stream_id)
+    require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:
         raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")

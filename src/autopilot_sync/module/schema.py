@@ -48,7 +48,7 @@ sync_event = module.table(
         ("published_at", at.TIMESTAMP),
         ("committed_at", at.TIMESTAMP),
     ],
-    unique=[("stream_id", "seq"), ("idempotency_key",)],
+    unique=[("stream_id", "seq"), ("stream_id", "idempotency_key")],  # keys are scoped per stream
 )
 
 stream_checkpoint = module.table(

@@ -5,7 +5,16 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, HexPubkeys, Listen, ListenAddress, Seconds
+from autopilot_sync.settings.fields import (
+    BaseUrl,
+    Count,
+    DatabaseName,
+    FilePath,
+    HexPubkeys,
+    Listen,
+    ListenAddress,
+    Seconds,
+)
 
 
 class ControlSettings(ServiceSettings):
@@ -31,6 +40,21 @@ class ControlSettings(ServiceSettings):
         default=(),
         description="Nostr public keys allowed the sync.append and sync.admin scopes (producers); "
         "empty allows no producer.",
+    )
+    proof_max_skew_seconds: Seconds = Field(
+        default=60,
+        description="How far a NIP-98 proof's created_at may be from control's clock, either way (NIP-98 suggests 60).",
+    )
+    token_requests_per_minute_per_key: Count = Field(
+        default=60, description="Sustained token requests one Nostr key may make per minute (429 rate_limited beyond)."
+    )
+    token_burst_per_key: Count = Field(default=20, description="Token requests one Nostr key may make at once.")
+    replay_memory_per_key: Count = Field(
+        default=256,
+        description="Unexpired NIP-98 proofs one key may hold in the replay memory, so no key can fill it alone.",
+    )
+    replay_memory_max: Count = Field(
+        default=100_000, description="Unexpired NIP-98 proofs remembered in total (503 busy when full)."
     )
     token_ttl_min_seconds: Seconds = Field(default=60, description="Shortest token lifetime a client may ask for.")
     token_ttl_max_seconds: Seconds = Field(default=900, description="Longest token lifetime a client may ask for.")
