@@ -153,7 +153,7 @@ async def test_a_host_process_that_sets_a_tail_aside_says_so_in_its_output_and_m
         async with aiohttp.ClientSession() as session, session.get(f"{host.url}/metrics") as response:
             scrape = await response.text()
     finally:
-        assert host.stop() == 0
+        host.stop()
     warning = next(line for line in host.output if line.startswith("WARNING commit log tail set aside"))
     assert "checksum mismatch" in warning
     set_aside = int(warning.rsplit("(", 1)[1].split()[0])
