@@ -10,11 +10,12 @@ import itertools
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from autopilot_sync.devtools.processes import start_host
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.commitlog import list_segments
+from autopilot_sync.host.commitlog import CommitLog, list_segments
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
@@ -51,15 +52,27 @@ def up_to(written: dict[int, str], offset: int) -> set[str]:
     return {name for at, name in written.items() if at <= offset}
 
 
-def as_one_segment(path: Path) -> Path:
-    """Rewrite the log as the pre-rotation host left it: every record in one segment (a no-op when already so)."""
+async def pre_rotation_history(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[int, str], int]:
+    """A data directory as the host left it before the log rotated: snapshots, and one segment from offset 1 on.
+
+    Written by today's engine with segment deletion switched off (the pre-rotation host never deleted one), then
+    joined: that host appended every record to the segment it created first, `00000000000000000001.log`.
+    """
+    with monkeypatch.context() as patch:
+        patch.setattr(CommitLog, "drop_segments_before", lambda self, first_offset: 0)
+        written, snapshot_offset = await write_history(path, 40, snapshot_every=15)
     segments = list_segments(path / "commitlog")
+    assert segments[0][0] == 1
     data = b"".join(p.read_bytes() for _, p in segments)
     for _, p in segments:
         p.unlink()
-    first = segments[0][1]
-    first.write_bytes(data)
-    return first
+    (path / "commitlog" / "00000000000000000001.log").write_bytes(data)
+    return written, snapshot_offset
+
+
+def single_segment(path: Path) -> Path:
+    (segment,) = (path / "commitlog").glob("*.log")
+    return segment
 
 
 def record_positions(segment: Path) -> dict[int, int]:
@@ -80,11 +93,12 @@ def flip_payload_byte(segment: Path, record_position: int) -> None:
     segment.write_bytes(bytes(data))
 
 
-async def test_flipped_byte_in_a_covered_first_record_of_a_single_segment_log_loses_nothing(tmp_path: Path) -> None:
-    written, snapshot_offset = await write_history(tmp_path, 40, snapshot_every=15)
-    segment = as_one_segment(tmp_path)
-    first_record = min(record_positions(segment).values())
-    flip_payload_byte(segment, first_record)
+async def test_flipped_byte_in_a_covered_first_record_of_a_single_segment_log_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written, snapshot_offset = await pre_rotation_history(tmp_path, monkeypatch)
+    segment = single_segment(tmp_path)
+    flip_payload_byte(segment, record_positions(segment)[1])  # the first record of the log
     reopened = await started(tmp_path)
     assert reopened.recovery.snapshot_offset == snapshot_offset
     assert reopened.recovery.tail is None, "damage a snapshot covers must not set anything aside"
@@ -93,9 +107,11 @@ async def test_flipped_byte_in_a_covered_first_record_of_a_single_segment_log_lo
     await reopened.stop()
 
 
-async def test_damaged_live_record_in_a_single_segment_log_sets_aside_only_from_that_record(tmp_path: Path) -> None:
-    written, snapshot_offset = await write_history(tmp_path, 40, snapshot_every=15)
-    segment = as_one_segment(tmp_path)
+async def test_damaged_live_record_in_a_single_segment_log_sets_aside_only_from_that_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written, snapshot_offset = await pre_rotation_history(tmp_path, monkeypatch)
+    segment = single_segment(tmp_path)
     positions = record_positions(segment)
     damaged_offset = snapshot_offset + 3
     flip_payload_byte(segment, positions[damaged_offset])
@@ -108,9 +124,11 @@ async def test_damaged_live_record_in_a_single_segment_log_sets_aside_only_from_
     await reopened.stop()
 
 
-async def test_damaged_record_right_after_the_snapshot_is_not_mistaken_for_covered(tmp_path: Path) -> None:
-    _, snapshot_offset = await write_history(tmp_path, 40, snapshot_every=15)
-    segment = as_one_segment(tmp_path)
+async def test_damaged_record_right_after_the_snapshot_is_not_mistaken_for_covered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, snapshot_offset = await pre_rotation_history(tmp_path, monkeypatch)
+    segment = single_segment(tmp_path)
     flip_payload_byte(segment, record_positions(segment)[snapshot_offset + 1])
     reopened = await started(tmp_path)
     assert reopened.recovery.tail is not None and reopened.recovery.covered_damage == 0
@@ -160,3 +178,21 @@ async def test_a_host_process_that_sets_a_tail_aside_says_so_in_its_output_and_m
     assert f"autopilot_sync_host_commitlog_quarantined_bytes_total {float(set_aside)}" in scrape
     assert "autopilot_sync_host_commitlog_quarantine_folders 1.0" in scrape
     assert any("SET ASIDE" in line for line in host.output), "the log line says it loudly"
+
+
+async def test_a_single_segment_log_upgrades_in_place_and_is_deleted_once_snapshots_cover_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written, snapshot_offset = await pre_rotation_history(tmp_path, monkeypatch)
+    upgraded = await started(tmp_path, snapshot_every=15)
+    # The whole old segment is read once, but only the records after the snapshot are decoded and applied.
+    assert upgraded.recovery.records_read == max(written)
+    assert upgraded.recovery.replayed == max(written) - snapshot_offset
+    for i in range(40, 80):
+        await upgraded.call_reducer("add_person", (f"p{i}", i), ALICE)
+    await upgraded.stop()
+    assert not (tmp_path / "commitlog" / "00000000000000000001.log").exists()
+    reopened = await started(tmp_path)
+    assert len(names(reopened)) == 80
+    assert reopened.recovery.records_read == reopened.offset - reopened.recovery.snapshot_offset
+    await reopened.stop()
