@@ -52,13 +52,14 @@ class DirectoryLock:
             os.close(fd)
 
 
-def lock_directory(directory: Path, role: str, service: str) -> DirectoryLock:
-    """Create `directory` if needed and lock it for this process; DirectoryLockedError when another holds it.
+def lock_directory(directory: Path, role: str, service: str, mode: int = 0o777) -> DirectoryLock:
+    """Create `directory` if needed (with `mode`) and lock it for this process; DirectoryLockedError when held.
 
     `role` names the directory in the error ("host data directory"); `service` is written next to the PID so an
-    operator reading the lock file sees who holds it.
+    operator reading the lock file sees who holds it. `mode` matters when the lock is the first to create the
+    directory (the desktop's config directory holds its key: 0700).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=mode)
     path = directory / LOCK_FILE_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -75,10 +76,10 @@ def lock_directory(directory: Path, role: str, service: str) -> DirectoryLock:
     return DirectoryLock(directory, fd)
 
 
-def lock_or_exit(directory: Path, role: str, service: str) -> DirectoryLock:
+def lock_or_exit(directory: Path, role: str, service: str, mode: int = 0o777) -> DirectoryLock:
     """`lock_directory` for a service's start: on refusal print the one-line reason to stderr and exit 2."""
     try:
-        return lock_directory(directory, role, service)
+        return lock_directory(directory, role, service, mode)
     except DirectoryLockedError as exc:
         print(f"autopilot-sync {service}: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_LOCKED) from None

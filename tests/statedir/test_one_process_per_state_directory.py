@@ -4,6 +4,7 @@ naming the holder's PID, and the holder is not disturbed. Real processes; the lo
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -118,6 +119,7 @@ def test_a_second_desktop_on_a_config_directory_exits_2_naming_the_first(tmp_pat
     try:
         pid = holder_pid(config)
         assert pid == first.process.pid
+        assert stat.S_IMODE(config.stat().st_mode) == 0o700, "the lock creates the key's directory private"
         line = refused(desktop())
         assert line.startswith(f"autopilot-sync desktop: desktop config directory {config} is in use by PID {pid}")
         assert first.process.poll() is None, "the holder keeps running"

@@ -45,7 +45,7 @@ def desktop(ctx: click.Context, headless: bool, import_nsec: str | None) -> None
     if ctx.invoked_subcommand is not None:
         return
     from autopilot_sync.client.reconnect import BackoffPolicy
-    from autopilot_sync.desktop.identity import load_identity
+    from autopilot_sync.desktop.identity import CONFIG_DIR_MODE, load_identity
     from autopilot_sync.desktop.store import DesktopStore
     from autopilot_sync.desktop.sync import DesktopSync
     from autopilot_sync.settings.desktop import DesktopSettings
@@ -55,7 +55,7 @@ def desktop(ctx: click.Context, headless: bool, import_nsec: str | None) -> None
     from autopilot_sync.statedir import lock_or_exit
 
     # Held until the process exits: a second desktop on this config dir exits 2 naming this one's PID.
-    lock_or_exit(settings.config_dir, "desktop config directory", "desktop")
+    lock_or_exit(settings.config_dir, "desktop config directory", "desktop", CONFIG_DIR_MODE)
     if import_nsec == "-":
         import_nsec = sys.stdin.readline().strip()
     try:
