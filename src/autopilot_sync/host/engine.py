@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.commitlog import CommitLog, StorageFailedError, TailReport
+from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError, TailReport
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, prune_snapshots, write_snapshot
@@ -57,6 +57,14 @@ _TX_RECORD = bsatn.codec(
 )
 
 CommitListener = Callable[[CommittedTx], None]
+
+
+def record_offset(payload: bytes) -> int:
+    """The transaction offset of a commit-log record, read without decoding the rest of it.
+
+    BSATN encodes a product as its fields in order, so a `_TX_RECORD`'s first 8 bytes are its offset (u64 LE).
+    """
+    return int.from_bytes(payload[:8], "little")
 
 
 class CallStatus(enum.Enum):
@@ -118,7 +126,14 @@ class RecoveryReport:
     replayed: int = 0
     offset: int = 0
     seconds: float = 0.0
+    #: Set exactly when this start set aside a tail of the log (acknowledged or not): history was discarded.
     tail: TailReport | None = None
+    #: Log segments read (segments the snapshot wholly covers are never opened).
+    segments_read: int = 0
+    #: Log records read, including records of a read segment that the snapshot already covered.
+    records_read: int = 0
+    #: Damaged records skipped because the snapshot covers them (harmless, logged).
+    covered_damage: int = 0
     cleaned_connections: int = 0
     fresh: bool = False
 
@@ -135,6 +150,10 @@ class EngineConfig:
 
     fsync: bool = True
     snapshot_every: int = 10_000
+    #: Snapshots kept on disk; log segments older than the oldest kept one are deleted.
+    snapshots_kept: int = 2
+    #: Size bound of one commit-log segment.
+    segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
     owner_identity: Identity = field(default_factory=lambda: Identity(0))
 
 
@@ -148,7 +167,9 @@ class HostEngine:
         self.config = config or EngineConfig()
         self.owner_identity = self.config.owner_identity
         self.datastore = Datastore(module, SYSTEM_TABLES)
-        self.commitlog = CommitLog(data_dir / "commitlog", fsync=self.config.fsync)
+        self.commitlog = CommitLog(
+            data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
+        )
         self.commitlog.on_durable = self._deliver  # type: ignore[method-assign]
         self.offset = 0
         self.durable_offset = 0
@@ -178,15 +199,20 @@ class HostEngine:
         snapshot = latest_snapshot(self.data_dir / "snapshots")
         if snapshot is not None:
             self._load_snapshot(snapshot)
-        payloads, tail = self.commitlog.recover(self.offset)
-        replayed = self._replay(payloads)
+        scan = self.commitlog.recover(self.offset, record_offset)
+        replayed = self._replay(scan.payloads)
         self.durable_offset = self.offset
+        # Appends never continue an old segment: it may span the snapshot, and it may have been written by a host
+        # that did not rotate.
         self.commitlog.open_segment(self.offset + 1)
         self.recovery = RecoveryReport(
             snapshot_offset=snapshot.offset if snapshot else 0,
             replayed=replayed,
             offset=self.offset,
-            tail=tail,
+            tail=scan.tail,
+            segments_read=scan.segments_read,
+            records_read=scan.records_read,
+            covered_damage=scan.covered_damage,
             fresh=self.offset == 0,
         )
         self._started = True
@@ -203,10 +229,11 @@ class HostEngine:
                     self._arm_timer(store.table.name, row_bytes, row)
         self.recovery.seconds = time.perf_counter() - started
         log.info(
-            "database %s ready at offset %d (snapshot %d, replayed %d, %.3fs)",
+            "database %s ready at offset %d (snapshot %d, %d segment(s) read, replayed %d, %.3fs)",
             self.database_name,
             self.offset,
             self.recovery.snapshot_offset,
+            scan.segments_read,
             replayed,
             self.recovery.seconds,
         )
@@ -569,7 +596,7 @@ class HostEngine:
                 {name: list(store.rows) for name, store in self.datastore.tables.items() if not store.table.event},
             )
             sequence = self._pending[-1].sequence
-            self.commitlog.open_segment(tx.offset + 1)
+            self.commitlog.rotate_at(tx.offset + 1)
             self._snapshot_task = asyncio.get_running_loop().create_task(self._write_snapshot(captured, sequence))
 
     async def _write_snapshot(self, snapshot: Snapshot, sequence: int) -> None:
@@ -577,10 +604,11 @@ class HostEngine:
             await self.commitlog.wait_durable(sequence)
             directory = self.data_dir / "snapshots"
             await asyncio.get_running_loop().run_in_executor(None, write_snapshot, directory, snapshot)
-            prune_snapshots(directory, keep=2)
-            kept = sorted(directory.glob("*.snap"))
+            kept = prune_snapshots(directory, keep=self.config.snapshots_kept)
             if kept:
-                self.commitlog.drop_segments_before(int(kept[0].stem) + 1)
+                # Segments the oldest kept snapshot wholly covers are needed by no start, even one that must fall
+                # back to that snapshot because the newer ones are damaged.
+                self.commitlog.drop_segments_before(kept[-1] + 1)
             log.info("snapshot at offset %d written", snapshot.offset)
         except Exception:
             log.exception("snapshot at offset %d failed; the commit log still holds everything", snapshot.offset)

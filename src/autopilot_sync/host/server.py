@@ -94,7 +94,12 @@ async def start_host(settings: HostSettings) -> RunningHost:
         module,
         Path(settings.data_dir),
         settings.database,
-        EngineConfig(fsync=settings.fsync, snapshot_every=settings.snapshot_every_commits),
+        EngineConfig(
+            fsync=settings.fsync,
+            snapshot_every=settings.snapshot_every_commits,
+            snapshots_kept=settings.snapshots_kept,
+            segment_max_bytes=settings.segment_max_bytes,
+        ),
     )
     async with AsyncExitStack() as undo:
         await engine.start()

@@ -37,6 +37,7 @@ def runtime(ctx: click.Context, listen: str | None, data_dir: str | None, log_le
     """Run the runtime: producers append run/worker events over HTTP; an outbox publishes them to the host.
 
     Without a subcommand it serves until SIGINT/SIGTERM and prints `autopilot-sync runtime ready: http://...`.
+    One runtime per outbox directory: a second one exits 2 naming the PID that holds it.
     Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
 
     \b
@@ -53,8 +54,12 @@ def runtime(ctx: click.Context, listen: str | None, data_dir: str | None, log_le
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from autopilot_sync.runtime.server import serve_forever
     from autopilot_sync.settings.load import load_settings
+    from autopilot_sync.statedir import lock_or_exit
 
-    asyncio.run(serve_forever(load_settings(RuntimeSettings)))
+    settings = load_settings(RuntimeSettings)
+    # Held until the process exits: a second runtime on this outbox exits 2 naming this one's PID.
+    lock_or_exit(Path(settings.data_dir), "runtime outbox directory", "runtime")
+    asyncio.run(serve_forever(settings))
 
 
 @runtime.command("pubkey")

@@ -42,6 +42,16 @@ class HostSettings(ServiceSettings):
     snapshot_every_commits: Count = Field(
         default=10000, description="Write a snapshot after this many commits so restart replays a bounded log."
     )
+    snapshots_kept: Count = Field(
+        default=2,
+        description="Snapshots kept on disk; commit-log segments older than the oldest kept one are deleted, so a "
+        "damaged newest snapshot can fall back to an older one.",
+    )
+    segment_max_bytes: Count = Field(
+        default=67108864,
+        description="Size bound of one commit-log segment, in bytes; the log also starts a new segment at every "
+        "snapshot.",
+    )
     max_message_bytes: Count = Field(
         default=33554432, description="Largest WebSocket message accepted from a client, in bytes."
     )
