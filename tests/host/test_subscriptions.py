@@ -11,6 +11,7 @@ import pytest
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.sql import SelectPlan
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx, ReducerContext
 from autopilot_sync.spacetime import algebraic as at
@@ -275,3 +276,33 @@ async def test_dropped_rows_list_tables_in_the_clients_own_query_order(harness: 
     dropped = subs.unsubscribe("c2", 2, 1, send_dropped_rows=True)
     assert isinstance(dropped, UnsubscribeApplied) and dropped.rows is not None
     assert [t.table for t in dropped.rows.tables] == ["ping", "event"]
+
+
+async def test_a_commit_tests_each_distinct_query_once_however_many_sets_hold_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subs = harness.subs
+    for i in range(1000):  # one client, its full quota of sets, all the same query without an equality term
+        subs.subscribe("attacker", i, i, ["SELECT * FROM event WHERE seq > 1000000"])
+    subs.subscribe("victim", 0, 1, ["SELECT * FROM event WHERE stream_id = 's'"])
+    tested = 0
+    original = SelectPlan.matches
+
+    def counting(plan: SelectPlan, row: Any) -> bool:
+        nonlocal tested
+        tested += 1
+        return original(plan, row)
+
+    monkeypatch.setattr(SelectPlan, "matches", counting)
+    out = await harness.call("append", "s", 1, "x")
+    assert list(out) == ["victim"] and tested == 2
+
+
+async def test_sets_with_equal_rows_share_one_table_update_and_each_client_one_tuple(harness: Harness) -> None:
+    subs = harness.subs
+    for i in range(1000):
+        subs.subscribe("attacker", i, i, ["SELECT * FROM event"])
+    out = await harness.call("append", "s", 1, "x")
+    updates = out["attacker"]
+    assert [u.query_set_id for u in updates] == list(range(1000))
+    assert len({id(u.tables) for u in updates}) == 1

@@ -404,15 +404,15 @@ async def test_subscription_to_missing_table_is_an_error_and_the_connection_live
 
 async def test_thousands_of_query_sets_on_one_connection(host: Host) -> None:
     client = await connect(host)
-    count = 2000
+    count = 1000  # within the default cap of query sets per connection
     await client.send(*(Subscribe(i, i, (f"SELECT * FROM person WHERE age = {i}",)) for i in range(count)))
     for _ in range(count):
         await client.expect(SubscribeApplied)
     assert client.frames < count  # v3 coalesced many answers per frame
-    await client.call(1, "add_person", "x", 1234)
+    await client.call(1, "add_person", "x", 234)
     result = await client.expect(ReducerResult)
     assert isinstance(result.result, ReducerOk)
-    assert [qs.query_set_id for qs in result.result.transaction_update.query_sets] == [1234]
+    assert [qs.query_set_id for qs in result.result.transaction_update.query_sets] == [234]
 
 
 async def test_compression_over_threshold_only(host: Host) -> None:

@@ -62,6 +62,7 @@ class RunningHost:
 
 def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
     """The aiohttp application with every route of the host."""
+    from autopilot_sync.host.subscriptions import SubscriptionLimits
     from autopilot_sync.host.websocket import WebSocketOptions, add_websocket_route
 
     app = web.Application(client_max_size=settings.max_message_bytes)
@@ -72,6 +73,12 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
         max_message_bytes=settings.max_message_bytes,
         send_queue_max_messages=settings.send_queue_max_messages,
         send_queue_max_bytes=settings.send_queue_max_bytes,
+        max_connections_per_identity=settings.max_connections_per_identity,
+        subscription_limits=SubscriptionLimits(
+            max_query_sets_per_connection=settings.max_query_sets_per_connection,
+            max_queries_per_set=settings.max_queries_per_set,
+            max_queries_per_connection=settings.max_queries_per_connection,
+        ),
     )
     hub = add_websocket_route(app, engine, tokens, options=options)
     metrics = HostMetrics()

@@ -58,8 +58,20 @@ from autopilot_sync.spacetime.values import Identity
 Client = Hashable
 Row = tuple[Any, ...]
 
-#: Most queries one Subscribe may carry (the real host has no documented limit; this bounds one request's work).
+#: Most queries one Subscribe may carry by default (the real host has no documented limit).
 MAX_QUERIES_PER_SET = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionLimits:
+    """How much one connection may hold, so one client cannot make every commit expensive for everyone.
+
+    Only our host enforces these (docs/security.md); the defaults are the host settings' defaults.
+    """
+
+    max_query_sets_per_connection: int = 1024
+    max_queries_per_set: int = MAX_QUERIES_PER_SET
+    max_queries_per_connection: int = 4096
 
 
 @dataclass(eq=False, slots=True)
@@ -69,6 +81,20 @@ class _Query:
     shape: _Shape
     plan: SelectPlan
     key: tuple[int, Any] | None  # (column position, value) it is filed under, or None for the per-table list
+
+
+@dataclass(eq=False, slots=True)
+class _Filter:
+    """One distinct single-table query (plan without its SQL text), shared by every shape holding it.
+
+    A changed row is tested once per filter it may match, however many shapes (query set ids, clients) hold the
+    same query; only the shapes of a filter that matched are visited afterwards, so a commit's work follows matches.
+    """
+
+    plan: SelectPlan
+    key: tuple[int, Any] | None
+    #: shape → how many of its queries are this filter
+    shapes: dict[_Shape, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False, slots=True)
@@ -272,15 +298,21 @@ class _JoinMixin:
 class SubscriptionManager(_JoinMixin):
     """Every client's query sets, their shapes, and the indexes that route a changed row to the queries it may match."""
 
-    def __init__(self, datastore: Datastore, current_offset: Callable[[], int]) -> None:
+    def __init__(
+        self, datastore: Datastore, current_offset: Callable[[], int], limits: SubscriptionLimits | None = None
+    ) -> None:
         self._datastore = datastore
         self._current_offset = current_offset
+        self.limits = limits or SubscriptionLimits()
         self._clients: dict[Client, dict[int, _QuerySet]] = {}
+        self._query_counts: dict[Client, int] = {}
         self._shapes: dict[Hashable, _Shape] = {}
-        # table → column position → value → queries filed there
-        self._by_value: dict[str, dict[int, dict[Any, set[_Query]]]] = {}
-        # table → queries without an equality conjunct
-        self._by_table: dict[str, set[_Query]] = {}
+        # distinct single-table queries by (table, plan without SQL text)
+        self._filters: dict[Hashable, _Filter] = {}
+        # table → column position → value → filters filed there
+        self._by_value: dict[str, dict[int, dict[Any, set[_Filter]]]] = {}
+        # table → filters without an equality conjunct
+        self._by_table: dict[str, set[_Filter]] = {}
         # join queries, filed under both their tables, and the (table, column) mirrors they read (with use counts)
         self._joins: dict[str, set[_Query]] = {}
         self._mirrors: dict[tuple[str, int], tuple[JoinMirror, int]] = {}
@@ -304,10 +336,9 @@ class SubscriptionManager(_JoinMixin):
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is already subscribed")
         if not sqls:
             return SubscriptionError(request_id, query_set_id, "a query set needs at least one query")
-        if len(sqls) > MAX_QUERIES_PER_SET:
-            return SubscriptionError(
-                request_id, query_set_id, f"too many queries in one query set: {len(sqls)} > {MAX_QUERIES_PER_SET}"
-            )
+        refused = self._over_limits(client, len(sqls))
+        if refused is not None:
+            return SubscriptionError(request_id, query_set_id, refused)
         ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender, claims=claims)
         plans: list[SelectPlan] = []
         for sql in sqls:
@@ -322,7 +353,27 @@ class SubscriptionManager(_JoinMixin):
         shape.members[query_set] = None
         shape.newest_since = max(shape.newest_since, since)
         sets[query_set_id] = query_set
+        self._query_counts[client] = self._query_counts.get(client, 0) + len(plans)
         return SubscribeApplied(request_id, query_set_id, rows)
+
+    def _over_limits(self, client: Client, queries: int) -> str | None:
+        """Why a Subscribe of `queries` queries would pass one of the client's limits (None: it fits)."""
+        limits = self.limits
+        if queries > limits.max_queries_per_set:
+            return f"too many queries in one query set: {queries} > {limits.max_queries_per_set}"
+        held = len(self._clients.get(client, ()))
+        if held >= limits.max_query_sets_per_connection:
+            return (
+                f"too many query sets on this connection: {held} held, at most "
+                f"{limits.max_query_sets_per_connection}; unsubscribe one first"
+            )
+        total = self._query_counts.get(client, 0) + queries
+        if total > limits.max_queries_per_connection:
+            return (
+                f"too many queries on this connection: {total} > {limits.max_queries_per_connection}; "
+                "unsubscribe some first"
+            )
+        return None
 
     def unsubscribe(
         self, client: Client, request_id: int, query_set_id: int, *, send_dropped_rows: bool = False
@@ -331,12 +382,14 @@ class SubscriptionManager(_JoinMixin):
         query_set = self._clients.get(client, {}).pop(query_set_id, None)
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
+        self._query_counts[client] -= len(query_set.plans)
         self._leave(query_set)
         rows = self._current_rows(query_set.plans) if send_dropped_rows else None
         return UnsubscribeApplied(request_id, query_set_id, rows)
 
     def remove_client(self, client: Client) -> None:
         """Forget every query set of a client that went away."""
+        self._query_counts.pop(client, None)
         for query_set in self._clients.pop(client, {}).values():
             self._leave(query_set)
 
@@ -386,43 +439,60 @@ class SubscriptionManager(_JoinMixin):
     # ----- indexes -----
 
     def _file(self, query: _Query) -> None:
-        table = query.plan.table.name
         if query.plan.join is not None:
             self._file_join(query)
             return
-        if query.key is None:
-            self._by_table.setdefault(table, set()).add(query)
-            return
-        position, value = query.key
-        self._by_value.setdefault(table, {}).setdefault(position, {}).setdefault(value, set()).add(query)
+        key = _filter_key(query.plan)
+        found = self._filters.get(key)
+        if found is None:
+            found = self._filters[key] = _Filter(query.plan, query.key)
+            table = query.plan.table.name
+            if found.key is None:
+                self._by_table.setdefault(table, set()).add(found)
+            else:
+                position, value = found.key
+                self._by_value.setdefault(table, {}).setdefault(position, {}).setdefault(value, set()).add(found)
+        found.shapes[query.shape] = found.shapes.get(query.shape, 0) + 1
 
     def _unfile(self, query: _Query) -> None:
-        table = query.plan.table.name
         if query.plan.join is not None:
             self._unfile_join(query)
             return
-        if query.key is None:
+        key = _filter_key(query.plan)
+        found = self._filters.get(key)
+        if found is None:
+            return
+        count = found.shapes.get(query.shape, 0)
+        if count > 1:
+            found.shapes[query.shape] = count - 1
+            return
+        found.shapes.pop(query.shape, None)
+        if found.shapes:
+            return
+        del self._filters[key]
+        table = query.plan.table.name
+        if found.key is None:
             bucket = self._by_table.get(table)
             if bucket is not None:
-                bucket.discard(query)
+                bucket.discard(found)
                 if not bucket:
                     del self._by_table[table]
             return
-        position, value = query.key
+        position, value = found.key
         columns = self._by_value.get(table, {})
         values = columns.get(position, {})
-        queries = values.get(value)
-        if queries is None:
+        filters = values.get(value)
+        if filters is None:
             return
-        queries.discard(query)
-        if not queries:
+        filters.discard(found)
+        if not filters:
             del values[value]
             if not values:
                 del columns[position]
                 if not columns:
                     del self._by_value[table]
 
-    def _candidates(self, table: str, row: Row) -> Iterable[_Query]:
+    def _candidates(self, table: str, row: Row) -> Iterable[_Filter]:
         yield from self._by_table.get(table, ())
         for position, values in self._by_value.get(table, {}).items():
             try:
@@ -453,48 +523,59 @@ class SubscriptionManager(_JoinMixin):
                 event_tables.add(table)
             for is_insert, rows in ((True, change.inserts), (False, change.deletes)):
                 for index, (row_bytes, row) in enumerate(rows):
-                    for query in self._candidates(table, row):
-                        if not query.plan.matches(row):
+                    for candidate in self._candidates(table, row):
+                        if not candidate.plan.matches(row):
                             continue
-                        pending = touched.setdefault(query.shape, {}).setdefault(table, _Pending())
-                        (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
+                        for shape in candidate.shapes:
+                            pending = touched.setdefault(shape, {}).setdefault(table, _Pending())
+                            (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
         if join_rows:
             tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
         if not touched:
             return {}
         packer = _Packer(tx)
-        out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
-        # (id of a client's tuple so far, id of the next update) → the longer tuple, shared by clients alike
-        joined: dict[tuple[int, int], tuple[QuerySetUpdate, ...]] = {}
+        # per client, its updates in shape order; shapes with equal rows share one tuple of table updates
+        per_client: dict[Client, list[QuerySetUpdate]] = {}
+        tables_cache: dict[Hashable, tuple[TableUpdate, ...]] = {}
         for shape, tables in touched.items():
-            table_updates = []
-            for table, pending in tables.items():
-                if table in event_tables:
-                    rows_entry: PersistentTableRows | EventTableRows = EventTableRows(
-                        packer.rows(table, True, pending.inserts)
-                    )
-                else:
-                    rows_entry = PersistentTableRows(
-                        packer.rows(table, True, pending.inserts), packer.rows(table, False, pending.deletes)
-                    )
-                table_updates.append(TableUpdate(table, (rows_entry,)))
-            update = QuerySetUpdate(shape.query_set_id, tuple(table_updates))
-            alone = (update,)
+            signature = tuple(
+                (table, table in event_tables, tuple(pending.inserts.values()), tuple(pending.deletes.values()))
+                for table, pending in tables.items()
+            )
+            table_updates = tables_cache.get(signature)
+            if table_updates is None:
+                table_updates = tables_cache[signature] = self._table_updates(packer, tables, event_tables)
+            update = QuerySetUpdate(shape.query_set_id, table_updates)
             check_since = shape.newest_since >= offset
             for query_set in shape.members:
                 if check_since and query_set.since_offset >= offset:
                     continue  # subscribed after this transaction: its initial rows already hold it
-                client = query_set.client
-                before = out.get(client)
-                if before is None:
-                    out[client] = alone
-                    continue
-                pair = (id(before), id(update))
-                longer = joined.get(pair)
-                if longer is None:
-                    longer = joined[pair] = before + alone
-                out[client] = longer
+                per_client.setdefault(query_set.client, []).append(update)
+        # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
+        shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
+        out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
+        for client, updates in per_client.items():
+            key = tuple(id(update) for update in updates)
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = tuple(updates)
+            out[client] = found
         return out
+
+    @staticmethod
+    def _table_updates(packer: _Packer, tables: dict[str, _Pending], event_tables: set[str]) -> tuple[TableUpdate, ...]:
+        table_updates = []
+        for table, pending in tables.items():
+            if table in event_tables:
+                rows_entry: PersistentTableRows | EventTableRows = EventTableRows(
+                    packer.rows(table, True, pending.inserts)
+                )
+            else:
+                rows_entry = PersistentTableRows(
+                    packer.rows(table, True, pending.inserts), packer.rows(table, False, pending.deletes)
+                )
+            table_updates.append(TableUpdate(table, (rows_entry,)))
+        return tuple(table_updates)
 
 
 class _Packer:
@@ -529,6 +610,16 @@ def _shape_key(query_set_id: int, plans: Sequence[SelectPlan]) -> Hashable:
         return query_set_id, frozenset(dataclasses.replace(plan, sql="") for plan in plans)
     except TypeError:
         return object()
+
+
+def _filter_key(plan: SelectPlan) -> Hashable:
+    """What makes two single-table queries one filter: the table and the plan without its SQL text."""
+    try:
+        key: Hashable = (plan.table.name, dataclasses.replace(plan, sql=""))
+        hash(key)
+    except TypeError:
+        return ("unhashable", id(plan))  # a filter of its own, found again through the same plan object
+    return key
 
 
 def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:

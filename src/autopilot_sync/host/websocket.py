@@ -46,7 +46,7 @@ from autopilot_sync.host.engine import (
 )
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
-from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime.errors import DecodeError
@@ -83,7 +83,7 @@ from autopilot_sync.spacetime.messages import (
     decode_client_message_prefix,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
-from autopilot_sync.spacetime.values import ConnectionId, TimeDuration, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +129,10 @@ class WebSocketOptions:
     send_queue_max_bytes: int = 256 * 1024 * 1024
     #: How long a server-initiated close waits for the client's close frame before dropping the TCP connection.
     close_timeout: float = 1.0
+    #: Sockets one identity may hold at once; one more gets HTTP 429 before the upgrade (only our host limits this).
+    max_connections_per_identity: int = 1024
+    #: What one connection may subscribe (query sets, queries).
+    subscription_limits: SubscriptionLimits = field(default_factory=SubscriptionLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,13 +311,33 @@ class WebSocketHub:
     options: WebSocketOptions
     connections: set[Connection] = field(default_factory=set)
     holding: set[Connection] = field(default_factory=set)
+    #: sockets per identity, counted from the handshake's admission to the socket's end
+    per_identity: dict[Identity, int] = field(default_factory=dict)
     subscriptions: SubscriptionManager = field(init=False)
 
     def __post_init__(self) -> None:
-        self.subscriptions = SubscriptionManager(self.engine.datastore, lambda: self.engine.offset)
+        self.subscriptions = SubscriptionManager(
+            self.engine.datastore, lambda: self.engine.offset, self.options.subscription_limits
+        )
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self._closing_tasks: set[asyncio.Task[None]] = set()
+
+    def admit(self, identity: Identity) -> bool:
+        """Count one more socket for `identity`, or refuse it (False) when the identity holds its maximum."""
+        held = self.per_identity.get(identity, 0)
+        if held >= self.options.max_connections_per_identity:
+            return False
+        self.per_identity[identity] = held + 1
+        return True
+
+    def release_identity(self, identity: Identity) -> None:
+        """A socket counted by `admit` is gone."""
+        held = self.per_identity.get(identity, 0) - 1
+        if held > 0:
+            self.per_identity[identity] = held
+        else:
+            self.per_identity.pop(identity, None)
 
     def on_commit(self, tx: CommittedTx) -> None:
         """Fan one durable transaction out: held snapshot answers first, then updates, the caller's as its result."""
@@ -418,12 +442,21 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
+    if not hub.admit(caller.identity):
+        limit = hub.options.max_connections_per_identity
+        raise web.HTTPTooManyRequests(
+            text=f"too many connections for this identity: at most {limit} at once; close one first",
+            headers=auth.identity_headers(),
+        )
     try:
         await engine.connect(caller)
-    except StorageUnavailableError as exc:
-        raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
-    except ConnectionRejectedError as exc:
-        raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+    except BaseException as exc:
+        hub.release_identity(caller.identity)
+        if isinstance(exc, StorageUnavailableError):
+            raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
+        if isinstance(exc, ConnectionRejectedError):
+            raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+        raise
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
     try:
         await ws.prepare(request)
@@ -435,6 +468,7 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
         hub.connections.discard(connection)
         hub.holding.discard(connection)
         hub.subscriptions.remove_client(connection)
+        hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
     return ws
 

@@ -1,0 +1,199 @@
+"""Attacks on a real host process: one client must not stall or exhaust the host for everyone (issue 16).
+
+Each test starts `autopilot-sync host` as a child process (the chat example module, small limits set through the
+environment as an operator would) and attacks it over real sockets: caps on query sets, queries and connections,
+half-sent HTTP requests, deeply nested or huge inputs, unmasked WebSocket frames. Every refusal must be typed and
+must leave the host serving a well-behaved client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from autopilot_sync.devtools.processes import ServiceProcess, start_host
+from autopilot_sync.examples.chat import module
+from autopilot_sync.host.websocket import V2_PROTOCOL
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.messages import (
+    CallReducer,
+    CallReducerFlags,
+    ClientMessage,
+    InitialConnection,
+    ReducerOk,
+    ReducerResult,
+    ServerMessage,
+    Subscribe,
+    SubscribeApplied,
+    SubscriptionError,
+    Unsubscribe,
+    UnsubscribeApplied,
+    UnsubscribeFlags,
+    decode_server_message,
+    encode_client_message,
+)
+
+DB = "chat"
+LIMITS = {
+    "AUTOPILOT_SYNC_HOST_MAX_CONNECTIONS_PER_IDENTITY": "3",
+    "AUTOPILOT_SYNC_HOST_MAX_QUERY_SETS_PER_CONNECTION": "5",
+    "AUTOPILOT_SYNC_HOST_MAX_QUERIES_PER_SET": "4",
+    "AUTOPILOT_SYNC_HOST_MAX_QUERIES_PER_CONNECTION": "8",
+    "AUTOPILOT_SYNC_HOST_HTTP_HEADER_TIMEOUT_SECONDS": "1",
+    "AUTOPILOT_SYNC_HOST_HTTP_BODY_TIMEOUT_SECONDS": "1",
+    "AUTOPILOT_SYNC_HOST_HTTP_MAX_PENDING_CONNECTIONS": "20",
+    "AUTOPILOT_SYNC_HOST_FSYNC": "false",
+}
+
+
+@pytest.fixture(scope="module")
+def host_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    process = start_host(
+        tmp_path_factory.mktemp("host"), module="autopilot_sync.examples.chat", database=DB, env=LIMITS
+    )
+    yield process
+    process.stop()
+
+
+@dataclass
+class Host:
+    base: str
+    session: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return f"{self.base}/v1/database/{DB}/subscribe"
+
+    async def token(self) -> str:
+        async with self.session.post(f"{self.base}/v1/identity") as response:
+            assert response.status == 200
+            return str((await response.json())["token"])
+
+
+@pytest.fixture
+async def host(host_process: ServiceProcess) -> AsyncIterator[Host]:
+    async with aiohttp.ClientSession() as session:
+        yield Host(host_process.url, session)
+
+
+class Client:
+    """A v2 client speaking the protocol by hand (one message per frame, no compression)."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send(self, message: ClientMessage) -> None:
+        await self.ws.send_bytes(encode_client_message(message))
+
+    async def recv(self, within: float = 10.0) -> ServerMessage:
+        msg = await self.ws.receive(timeout=within)
+        assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
+        assert msg.data[0] == 0  # uncompressed
+        return decode_server_message(msg.data[1:])
+
+    async def expect(self, kind: type[Any], within: float = 10.0) -> Any:
+        message = await self.recv(within)
+        assert isinstance(message, kind), f"expected {kind.__name__}, got {message!r:.300}"
+        return message
+
+    async def subscribe(self, request_id: int, query_set_id: int, *sqls: str) -> ServerMessage:
+        await self.send(Subscribe(request_id, query_set_id, tuple(sqls)))
+        return await self.recv()
+
+    async def add_person(self, request_id: int, name: str, age: int) -> None:
+        params = module.reducers["add_person"].params
+        args = bsatn.codec(params).encode((name, age))
+        await self.send(CallReducer(request_id, CallReducerFlags.DEFAULT, "add_person", args))
+
+
+async def connect(host: Host, token: str | None = None) -> Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    ws = await host.session.ws_connect(
+        host.url, protocols=(V2_PROTOCOL,), params={"compression": "None"}, headers=headers
+    )
+    client = Client(ws)
+    await client.expect(InitialConnection)
+    return client
+
+
+# ----- item 1: caps on query sets, queries and connections -----
+
+
+async def test_a_connection_over_its_query_set_cap_is_refused_and_keeps_what_it_holds(host: Host) -> None:
+    client = await connect(host)
+    for i in range(5):
+        assert isinstance(await client.subscribe(i, i, f"SELECT * FROM person WHERE age = {i}"), SubscribeApplied)
+    refused = await client.subscribe(99, 99, "SELECT * FROM person")
+    assert isinstance(refused, SubscriptionError)
+    assert refused.error == "too many query sets on this connection: 5 held, at most 5; unsubscribe one first"
+    # the connection is still served, its sets still deliver, and freeing one makes room
+    await client.add_person(1, "ada-sets", 3)
+    result = await client.expect(ReducerResult)
+    assert isinstance(result.result, ReducerOk)
+    assert [qs.query_set_id for qs in result.result.transaction_update.query_sets] == [3]
+    await client.send(Unsubscribe(2, 0, UnsubscribeFlags.DEFAULT))
+    await client.expect(UnsubscribeApplied)
+    assert isinstance(await client.subscribe(100, 99, "SELECT * FROM person"), SubscribeApplied)
+    await client.ws.close()
+
+
+async def test_queries_over_the_per_set_and_per_connection_caps_are_refused(host: Host) -> None:
+    client = await connect(host)
+    five = [f"SELECT * FROM person WHERE age = {i}" for i in range(5)]
+    too_many = await client.subscribe(1, 1, *five)
+    assert isinstance(too_many, SubscriptionError)
+    assert too_many.error == "too many queries in one query set: 5 > 4"
+    assert isinstance(await client.subscribe(2, 2, *five[:4]), SubscribeApplied)
+    assert isinstance(await client.subscribe(3, 3, *five[:3]), SubscribeApplied)
+    over = await client.subscribe(4, 4, *five[:2])
+    assert isinstance(over, SubscriptionError)
+    assert over.error == "too many queries on this connection: 9 > 8; unsubscribe some first"
+    assert isinstance(await client.subscribe(5, 5, five[0]), SubscribeApplied)
+    await client.ws.close()
+
+
+async def test_an_identity_over_its_connection_cap_gets_429_before_the_upgrade(host: Host) -> None:
+    token = await host.token()
+    held = [await connect(host, token) for _ in range(3)]
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await connect(host, token)
+    assert refused.value.status == 429
+    # another identity is not affected, and closing one socket frees a place
+    other = await connect(host)
+    await held[0].ws.close()
+    for _ in range(100):
+        try:
+            held[0] = await connect(host, token)
+            break
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 429
+            await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the freed place was never given back")
+    for client in (*held, other):
+        await client.ws.close()
+
+
+async def test_the_429_text_says_which_limit(host: Host) -> None:
+    token = await host.token()
+    held = [await connect(host, token) for _ in range(3)]
+    async with host.session.get(
+        host.url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Connection": "Upgrade",
+            "Upgrade": "websocket",
+            "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            "Sec-WebSocket-Protocol": V2_PROTOCOL,
+        },
+    ) as response:
+        assert response.status == 429
+        assert await response.text() == "too many connections for this identity: at most 3 at once; close one first"
+    for client in held:
+        await client.ws.close()
