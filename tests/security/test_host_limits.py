@@ -44,7 +44,7 @@ LIMITS = {
     "AUTOPILOT_SYNC_HOST_MAX_QUERY_SETS_PER_CONNECTION": "5",
     "AUTOPILOT_SYNC_HOST_MAX_QUERIES_PER_SET": "4",
     "AUTOPILOT_SYNC_HOST_MAX_QUERIES_PER_CONNECTION": "8",
-    "AUTOPILOT_SYNC_HOST_HTTP_HEADER_TIMEOUT_SECONDS": "1",
+    "AUTOPILOT_SYNC_HOST_HTTP_HEADER_TIMEOUT_SECONDS": "2",
     "AUTOPILOT_SYNC_HOST_HTTP_BODY_TIMEOUT_SECONDS": "1",
     "AUTOPILOT_SYNC_HOST_HTTP_MAX_PENDING_CONNECTIONS": "20",
     "AUTOPILOT_SYNC_HOST_FSYNC": "false",
@@ -197,3 +197,80 @@ async def test_the_429_text_says_which_limit(host: Host) -> None:
         assert await response.text() == "too many connections for this identity: at most 3 at once; close one first"
     for client in held:
         await client.ws.close()
+
+
+# ----- item 3 (issue item 9): half-sent HTTP requests are dropped -----
+
+
+def _address(host: Host) -> tuple[str, int]:
+    hostname, port = host.base.removeprefix("http://").rsplit(":", 1)
+    return hostname, int(port)
+
+
+async def _until_closed(reader: asyncio.StreamReader, within: float = 15.0) -> bytes:
+    """Everything the server sent until it closed the connection (fails if it stays open `within` seconds)."""
+    received = b""
+    async with asyncio.timeout(within):
+        while chunk := await reader.read(65536):
+            received += chunk
+    return received
+
+
+async def _ping_ok(host: Host) -> None:
+    async with host.session.get(f"{host.base}/v1/ping") as response:
+        assert response.status == 200
+
+
+async def test_a_request_head_trickled_byte_by_byte_is_dropped(host: Host) -> None:
+    reader, writer = await asyncio.open_connection(*_address(host))
+    writer.write(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\n")
+
+    async def trickle() -> None:
+        for i in range(1000):
+            await asyncio.sleep(0.2)
+            writer.write(f"X-Slow-{i}: y\r\n".encode())
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        assert await _until_closed(reader) == b""  # closed without an answer: the head never completed
+        await _ping_ok(host)
+    finally:
+        trickling.cancel()
+        writer.close()
+
+
+async def test_a_body_that_never_finishes_gets_408(host: Host) -> None:
+    reader, writer = await asyncio.open_connection(*_address(host))
+    writer.write(
+        b"POST /v1/database/chat/call/add_person HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b'Content-Length: 100\r\n\r\n["sl'
+    )
+    answer = await _until_closed(reader)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert b"request body not received within 1 s" in answer
+    await _ping_ok(host)
+
+
+async def test_connections_over_the_pending_cap_are_closed_at_once(host: Host) -> None:
+    idle = [await asyncio.open_connection(*_address(host)) for _ in range(20)]
+    try:
+        reader, writer = await asyncio.open_connection(*_address(host))
+        writer.write(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert await _until_closed(reader) == b""  # refused: 20 connections are still waiting for their heads
+        writer.close()
+    finally:
+        for _, idle_writer in idle:
+            idle_writer.close()
+    # once the idle ones are gone, requests are served again
+    for _ in range(100):
+        reader, writer = await asyncio.open_connection(*_address(host))
+        writer.write(b"GET /v1/ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answer = await _until_closed(reader)
+        writer.close()
+        if answer:
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("requests were never served again")

@@ -16,6 +16,7 @@ from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.sync_metrics import register_sync_metrics
 from autopilot_sync.host.tokens import TokenService
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
 
@@ -66,6 +67,14 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
     from autopilot_sync.host.websocket import WebSocketOptions, add_websocket_route
 
     app = web.Application(client_max_size=settings.max_message_bytes)
+    install_http_limits(
+        app,
+        HttpLimits(
+            header_timeout=float(settings.http_header_timeout_seconds),
+            body_timeout=float(settings.http_body_timeout_seconds),
+            max_pending_connections=settings.http_max_pending_connections,
+        ),
+    )
     add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
     options = WebSocketOptions(
         ping_interval=float(settings.ping_interval_seconds),
@@ -108,8 +117,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
         undo.push_async_callback(engine.stop)
         tokens = TokenService.for_host(settings)
         undo.push_async_callback(tokens.close)
-        runner = web.AppRunner(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
-        await runner.setup()
+        runner = await runner_for(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
         site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
         await site.start()
         sockets = runner.addresses

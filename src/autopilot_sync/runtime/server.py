@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.runtime.api import build_app
 from autopilot_sync.runtime.hostlink import SdkHostLink
@@ -61,8 +62,9 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
         batch_size=settings.publish_batch_size, backoff=Backoff(cap_seconds=float(settings.retry_cap_seconds))
     )
     publisher = Publisher(store, link, metrics, config)
-    runner = web.AppRunner(build_app(store, metrics), access_log=None, shutdown_timeout=2)
-    await runner.setup()
+    app = build_app(store, metrics)
+    install_http_limits(app, HttpLimits())
+    runner = await runner_for(app, access_log=None, shutdown_timeout=2)
     site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
     await site.start()
     host, port = runner.addresses[0][0], runner.addresses[0][1]
