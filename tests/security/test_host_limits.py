@@ -274,3 +274,76 @@ async def test_connections_over_the_pending_cap_are_closed_at_once(host: Host) -
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("requests were never served again")
+
+
+# ----- item 5 (issue item 16): an unmasked client frame closes the socket with 1002 -----
+
+
+def _frame(opcode: int, payload: bytes, *, masked: bool) -> bytes:
+    head = bytes([0x80 | opcode])
+    length = len(payload)
+    mask_bit = 0x80 if masked else 0
+    if length < 126:
+        head += bytes([mask_bit | length])
+    else:
+        head += bytes([mask_bit | 126]) + length.to_bytes(2, "big")
+    if not masked:
+        return head + payload
+    key = b"\x01\x02\x03\x04"
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    first, second = await reader.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await reader.readexactly(8), "big")
+    return first & 0x0F, await reader.readexactly(length)
+
+
+async def _raw_socket(host: Host) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket opened by hand (so frames can break the rules), past its InitialConnection."""
+    reader, writer = await asyncio.open_connection(*_address(host))
+    writer.write(
+        f"GET /v1/database/{DB}/subscribe?compression=None HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Protocol: {V2_PROTOCOL}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101 "), head
+    opcode, body = await _read_frame(reader)
+    assert opcode == 2 and isinstance(decode_server_message(body[1:]), InitialConnection)
+    return reader, writer
+
+
+async def test_an_unmasked_client_frame_closes_the_socket_with_1002(host: Host) -> None:
+    reader, writer = await _raw_socket(host)
+    subscribe = encode_client_message(Subscribe(1, 1, ("SELECT * FROM person",)))
+    writer.write(_frame(2, subscribe, masked=True))  # a masked frame is served
+    opcode, body = await _read_frame(reader)
+    assert opcode == 2 and isinstance(decode_server_message(body[1:]), SubscribeApplied)
+    writer.write(_frame(2, encode_client_message(Subscribe(2, 2, ("SELECT * FROM person",))), masked=False))
+    async with asyncio.timeout(10):
+        opcode, body = await _read_frame(reader)
+    assert opcode == 8, (opcode, body)
+    assert int.from_bytes(body[:2], "big") == 1002
+    assert body[2:] == b""  # aiohttp closes protocol errors without a reason text
+    writer.close()
+    await _ping_ok(host)
+
+
+def test_the_mask_check_finds_the_first_unmasked_frame_across_chunks() -> None:
+    from autopilot_sync.host.frame_mask import MaskCheck
+
+    masked = _frame(2, b"x" * 300, masked=True)
+    unmasked = _frame(2, b"y" * 5, masked=False)
+    stream = masked + masked + unmasked
+    for cut in (1, 2, 3, 7, len(masked) + 1, len(stream) - 3):
+        check = MaskCheck()
+        first = check.feed(stream[:cut])
+        found = first if first is not None else check.feed(stream[cut:])
+        start = 2 * len(masked)
+        assert found == (start if first is not None else max(0, start - cut)), cut
+    assert MaskCheck().feed(masked * 3) is None

@@ -44,6 +44,7 @@ from autopilot_sync.host.engine import (
     HostEngine,
     StorageUnavailableError,
 )
+from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
@@ -104,6 +105,7 @@ class CloseReason(enum.Enum):
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
+    UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
 
     @property
     def code(self) -> int:
@@ -436,7 +438,7 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     protocol = _choose_protocol(request)
     if protocol is None:
         raise _bad_request("no valid protocol selected", auth)
-    ws = web.WebSocketResponse(
+    ws = MaskEnforcingResponse(
         protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
     )
     if not ws.can_prepare(request).ok:
