@@ -347,3 +347,72 @@ def test_the_mask_check_finds_the_first_unmasked_frame_across_chunks() -> None:
         start = 2 * len(masked)
         assert found == (start if first is not None else max(0, start - cut)), cut
     assert MaskCheck().feed(masked * 3) is None
+
+
+# ----- item 4 (issue item 12, host side): deeply nested or huge input gets a typed 4xx -----
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+async def test_a_token_nested_thousands_deep_gets_401_not_500(host: Host) -> None:
+    # 2,000 levels: as deep as fits in aiohttp's 8 KiB header line once base64-encoded (5,000 needs a bigger line)
+    deep = b'{"a":' + b"[" * 2000 + b"]" * 2000 + b"}"
+    plain = b'{"alg":"ES256","typ":"JWT"}'
+    for header, claims, part in ((deep, b'{"sub":"x"}', "header"), (plain, deep, "payload")):
+        token = f"{_b64(header)}.{_b64(claims)}.{_b64(b'sig')}"
+        async with host.session.post(
+            f"{host.base}/v1/database/{DB}/sql",
+            data="SELECT * FROM person",
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.status == 401
+            text = await response.text()
+            assert text == (
+                f"token {part} is over the input bounds: expected JSON nested at most 64 levels deep, "
+                "got deeper nesting"
+            ), text
+
+
+async def test_reducer_arguments_nested_100000_deep_or_with_a_5000_digit_number_get_400(host: Host) -> None:
+    url = f"{host.base}/v1/database/{DB}/call/add_person"
+    cases = {
+        "[" * 100_000 + "]" * 100_000: "expected JSON nested at most 64 levels deep, got deeper nesting",
+        '["x", ' + "9" * 5000 + "]": "expected JSON numbers of at most 100 characters, got a number of 5000",
+    }
+    for body, why in cases.items():
+        async with host.session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+            assert response.status == 400
+            assert await response.text() == f"invalid arguments for reducer add_person: at $: {why}"
+    await _ping_ok(host)
+
+
+async def test_long_and_or_chains_are_refused_without_dropping_the_socket(host: Host) -> None:
+    and_chain = "SELECT * FROM person WHERE " + " AND ".join(f"age > {i}" for i in range(3000))
+    or_chain = "SELECT * FROM person WHERE " + " OR ".join(f"age = {i}" for i in range(1200))
+    nested = "SELECT * FROM person WHERE " + "(" * 3000 + "age = 1" + ")" * 3000
+    client = await connect(host)
+    for i, (sql, why) in enumerate(
+        (
+            (and_chain, "Unsupported: query with 2999 AND/OR/NOT operators (the limit is 256)"),
+            (or_chain, "Unsupported: query with 1199 AND/OR/NOT operators (the limit is 256)"),
+            (nested, "Unsupported: parentheses nested 3000 deep (the limit is 32)"),
+        )
+    ):
+        refused = await client.subscribe(i, i, sql)
+        assert isinstance(refused, SubscriptionError)
+        assert refused.error.startswith(why), refused.error
+        async with host.session.post(f"{host.base}/v1/database/{DB}/sql", data=sql) as response:
+            assert response.status == 400
+            assert (await response.text()) == why
+    # the longest chain within the bound subscribes and matches a commit
+    at_the_bound = "SELECT * FROM person WHERE " + " AND ".join(f"age > {i}" for i in range(257))
+    assert isinstance(await client.subscribe(10, 10, at_the_bound), SubscribeApplied)
+    await client.add_person(11, "old-enough", 1000)
+    result = await client.expect(ReducerResult)
+    assert isinstance(result.result, ReducerOk)
+    assert [qs.query_set_id for qs in result.result.transaction_update.query_sets] == [10]
+    await client.ws.close()
