@@ -44,6 +44,7 @@ LIMITS = {
     "AUTOPILOT_SYNC_HOST_MAX_QUERY_SETS_PER_CONNECTION": "5",
     "AUTOPILOT_SYNC_HOST_MAX_QUERIES_PER_SET": "4",
     "AUTOPILOT_SYNC_HOST_MAX_QUERIES_PER_CONNECTION": "8",
+    "AUTOPILOT_SYNC_HOST_MAX_UNINDEXED_QUERIES_PER_CONNECTION": "2",
     "AUTOPILOT_SYNC_HOST_HTTP_HEADER_TIMEOUT_SECONDS": "2",
     "AUTOPILOT_SYNC_HOST_HTTP_BODY_TIMEOUT_SECONDS": "1",
     "AUTOPILOT_SYNC_HOST_HTTP_MAX_PENDING_CONNECTIONS": "20",
@@ -154,6 +155,20 @@ async def test_queries_over_the_per_set_and_per_connection_caps_are_refused(host
     assert isinstance(over, SubscriptionError)
     assert over.error == "too many queries on this connection: 9 > 8; unsubscribe some first"
     assert isinstance(await client.subscribe(5, 5, five[0]), SubscribeApplied)
+    await client.ws.close()
+
+
+async def test_queries_no_index_can_route_are_capped_per_connection(host: Host) -> None:
+    client = await connect(host)
+    assert isinstance(await client.subscribe(1, 1, "SELECT * FROM person"), SubscribeApplied)
+    assert isinstance(await client.subscribe(2, 2, "SELECT * FROM person WHERE age = 1 OR age = 2"), SubscribeApplied)
+    refused = await client.subscribe(3, 3, "SELECT * FROM person WHERE name != 'x'")
+    assert isinstance(refused, SubscriptionError)
+    assert refused.error == (
+        "too many queries without an indexable term on this connection: 3 > 2; filter on a column with = or a range"
+    )
+    # equality and range queries stay available
+    assert isinstance(await client.subscribe(4, 4, "SELECT * FROM person WHERE age >= 3"), SubscribeApplied)
     await client.ws.close()
 
 

@@ -87,6 +87,7 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
             max_query_sets_per_connection=settings.max_query_sets_per_connection,
             max_queries_per_set=settings.max_queries_per_set,
             max_queries_per_connection=settings.max_queries_per_connection,
+            max_unindexed_queries_per_connection=settings.max_unindexed_queries_per_connection,
         ),
     )
     hub = add_websocket_route(app, engine, tokens, options=options)

@@ -29,13 +29,18 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sortedcontainers import SortedKeyList
+
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql import (
+    CompareOp,
+    Comparison,
     JoinMirror,
     SelectPlan,
     SqlContext,
     SqlError,
     compile_subscription,
+    conjuncts,
     equality_terms,
     has_partner,
     plan_rows,
@@ -72,6 +77,8 @@ class SubscriptionLimits:
     max_query_sets_per_connection: int = 1024
     max_queries_per_set: int = MAX_QUERIES_PER_SET
     max_queries_per_connection: int = 4096
+    #: queries no index routes (no top-level `column = literal` or range term): every commit to their table tests them
+    max_unindexed_queries_per_connection: int = 64
 
 
 @dataclass(eq=False, slots=True)
@@ -93,6 +100,8 @@ class _Filter:
 
     plan: SelectPlan
     key: tuple[int, Any] | None
+    #: (column position, operator, bound) of a top-level range term it is filed under when it has no equality term
+    range_key: tuple[int, CompareOp, Any] | None
     #: shape → how many of its queries are this filter
     shapes: dict[_Shape, int] = field(default_factory=dict)
 
@@ -306,12 +315,15 @@ class SubscriptionManager(_JoinMixin):
         self.limits = limits or SubscriptionLimits()
         self._clients: dict[Client, dict[int, _QuerySet]] = {}
         self._query_counts: dict[Client, int] = {}
+        self._unindexed_counts: dict[Client, int] = {}
         self._shapes: dict[Hashable, _Shape] = {}
         # distinct single-table queries by (table, plan without SQL text)
         self._filters: dict[Hashable, _Filter] = {}
         # table → column position → value → filters filed there
         self._by_value: dict[str, dict[int, dict[Any, set[_Filter]]]] = {}
-        # table → filters without an equality conjunct
+        # table → (column position, operator) → filters filed under a range term, sorted by bound
+        self._by_range: dict[str, dict[tuple[int, CompareOp], SortedKeyList[_Filter, Any]]] = {}
+        # table → filters without an equality or range conjunct
         self._by_table: dict[str, set[_Filter]] = {}
         # join queries, filed under both their tables, and the (table, column) mirrors they read (with use counts)
         self._joins: dict[str, set[_Query]] = {}
@@ -346,6 +358,15 @@ class SubscriptionManager(_JoinMixin):
                 plans.append(compile_subscription(sql, ctx))
             except SqlError as exc:
                 return SubscriptionError(request_id, query_set_id, f"{exc} (in query {sql!r})")
+        unindexed = sum(1 for plan in plans if _unindexed(plan))
+        held = self._unindexed_counts.get(client, 0)
+        if unindexed and held + unindexed > self.limits.max_unindexed_queries_per_connection:
+            return SubscriptionError(
+                request_id,
+                query_set_id,
+                f"too many queries without an indexable term on this connection: {held + unindexed} > "
+                f"{self.limits.max_unindexed_queries_per_connection}; filter on a column with = or a range",
+            )
         rows = self._current_rows(plans)
         since = self._current_offset()
         shape = self._shape(query_set_id, plans)
@@ -354,6 +375,8 @@ class SubscriptionManager(_JoinMixin):
         shape.newest_since = max(shape.newest_since, since)
         sets[query_set_id] = query_set
         self._query_counts[client] = self._query_counts.get(client, 0) + len(plans)
+        if unindexed:
+            self._unindexed_counts[client] = held + unindexed
         return SubscribeApplied(request_id, query_set_id, rows)
 
     def _over_limits(self, client: Client, queries: int) -> str | None:
@@ -383,6 +406,9 @@ class SubscriptionManager(_JoinMixin):
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
         self._query_counts[client] -= len(query_set.plans)
+        unindexed = sum(1 for plan in query_set.plans if _unindexed(plan))
+        if unindexed:
+            self._unindexed_counts[client] -= unindexed
         self._leave(query_set)
         rows = self._current_rows(query_set.plans) if send_dropped_rows else None
         return UnsubscribeApplied(request_id, query_set_id, rows)
@@ -390,6 +416,7 @@ class SubscriptionManager(_JoinMixin):
     def remove_client(self, client: Client) -> None:
         """Forget every query set of a client that went away."""
         self._query_counts.pop(client, None)
+        self._unindexed_counts.pop(client, None)
         for query_set in self._clients.pop(client, {}).values():
             self._leave(query_set)
 
@@ -445,9 +472,15 @@ class SubscriptionManager(_JoinMixin):
         key = _filter_key(query.plan)
         found = self._filters.get(key)
         if found is None:
-            found = self._filters[key] = _Filter(query.plan, query.key)
+            found = self._filters[key] = _Filter(query.plan, query.key, _range_key(query.plan))
             table = query.plan.table.name
-            if found.key is None:
+            if found.key is None and found.range_key is not None:
+                position, op, _ = found.range_key
+                bucket = self._by_range.setdefault(table, {}).get((position, op))
+                if bucket is None:
+                    bucket = self._by_range[table][(position, op)] = SortedKeyList(key=_range_bound)
+                bucket.add(found)
+            elif found.key is None:
                 self._by_table.setdefault(table, set()).add(found)
             else:
                 position, value = found.key
@@ -471,6 +504,15 @@ class SubscriptionManager(_JoinMixin):
             return
         del self._filters[key]
         table = query.plan.table.name
+        if found.key is None and found.range_key is not None:
+            position, op, _ = found.range_key
+            ranges = self._by_range[table]
+            ranges[(position, op)].remove(found)
+            if not ranges[(position, op)]:
+                del ranges[(position, op)]
+                if not ranges:
+                    del self._by_range[table]
+            return
         if found.key is None:
             bucket = self._by_table.get(table)
             if bucket is not None:
@@ -494,6 +536,19 @@ class SubscriptionManager(_JoinMixin):
 
     def _candidates(self, table: str, row: Row) -> Iterable[_Filter]:
         yield from self._by_table.get(table, ())
+        for (position, op), bucket in self._by_range.get(table, {}).items():
+            value = row[position]
+            try:
+                if op is CompareOp.GT:  # bound < value
+                    yield from bucket.irange_key(max_key=value, inclusive=(True, False))
+                elif op is CompareOp.GE:
+                    yield from bucket.irange_key(max_key=value)
+                elif op is CompareOp.LT:  # bound > value
+                    yield from bucket.irange_key(min_key=value, inclusive=(False, True))
+                else:
+                    yield from bucket.irange_key(min_key=value)
+            except TypeError:  # a value that does not order against the bounds (e.g. a null option) matches none
+                continue
         for position, values in self._by_value.get(table, {}).items():
             try:
                 found = values.get(row[position])
@@ -510,14 +565,14 @@ class SubscriptionManager(_JoinMixin):
         Clients whose updates are equal get the same tuple object (built once per shape, or once per distinct
         combination of shapes), so a caller can encode each distinct update once, keyed by identity.
         """
-        # shape → table → pending rows (one evaluation per shape, however many clients hold it)
-        touched: dict[_Shape, dict[str, _Pending]] = {}
+        # filter → table → pending rows (one evaluation per distinct query, however many sets and clients hold it)
+        matched: dict[_Filter, dict[str, _Pending]] = {}
         event_tables: set[str] = set()
         offset = tx.offset
         join_rows = self._join_deltas(tx) if self._joins else {}
         for change in tx.changes:
             table = change.table
-            if table not in self._by_table and table not in self._by_value:
+            if table not in self._by_table and table not in self._by_value and table not in self._by_range:
                 continue
             if self._datastore[table].table.event:
                 event_tables.add(table)
@@ -526,9 +581,21 @@ class SubscriptionManager(_JoinMixin):
                     for candidate in self._candidates(table, row):
                         if not candidate.plan.matches(row):
                             continue
-                        for shape in candidate.shapes:
-                            pending = touched.setdefault(shape, {}).setdefault(table, _Pending())
-                            (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
+                        pending = matched.setdefault(candidate, {}).setdefault(table, _Pending())
+                        (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
+        # shape → table → pending rows: a shape of one query shares its filter's rows (the same dict, so the same
+        # table updates below); a shape of several merges its queries' rows (set semantics)
+        touched: dict[_Shape, dict[str, _Pending]] = {}
+        for candidate, candidate_tables in matched.items():
+            for shape in candidate.shapes:
+                if len(shape.queries) == 1:
+                    touched[shape] = candidate_tables
+                    continue
+                mine = touched.setdefault(shape, {})
+                for table, pending in candidate_tables.items():
+                    into = mine.setdefault(table, _Pending())
+                    into.inserts.update(pending.inserts)
+                    into.deletes.update(pending.deletes)
         if join_rows:
             tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
         if not touched:
@@ -536,15 +603,11 @@ class SubscriptionManager(_JoinMixin):
         packer = _Packer(tx)
         # per client, its updates in shape order; shapes with equal rows share one tuple of table updates
         per_client: dict[Client, list[QuerySetUpdate]] = {}
-        tables_cache: dict[Hashable, tuple[TableUpdate, ...]] = {}
+        tables_cache: dict[int, tuple[TableUpdate, ...]] = {}  # by identity of the pending dict (alive in touched)
         for shape, tables in touched.items():
-            signature = tuple(
-                (table, table in event_tables, tuple(pending.inserts.values()), tuple(pending.deletes.values()))
-                for table, pending in tables.items()
-            )
-            table_updates = tables_cache.get(signature)
+            table_updates = tables_cache.get(id(tables))
             if table_updates is None:
-                table_updates = tables_cache[signature] = self._table_updates(packer, tables, event_tables)
+                table_updates = tables_cache[id(tables)] = self._table_updates(packer, tables, event_tables)
             update = QuerySetUpdate(shape.query_set_id, table_updates)
             check_since = shape.newest_since >= offset
             for query_set in shape.members:
@@ -620,6 +683,33 @@ def _filter_key(plan: SelectPlan) -> Hashable:
     except TypeError:
         return ("unhashable", id(plan))  # a filter of its own, found again through the same plan object
     return key
+
+
+def _unindexed(plan: SelectPlan) -> bool:
+    """Whether no index routes rows to this query (so every change to its table must test it)."""
+    return plan.join is None and _index_key(plan) is None and _range_key(plan) is None
+
+
+_RANGE_OPS = (CompareOp.GT, CompareOp.GE, CompareOp.LT, CompareOp.LE)
+
+
+def _range_key(plan: SelectPlan) -> tuple[int, CompareOp, Any] | None:
+    """The first top-level range term (`column < literal` and kin) with a bound that orders, if any."""
+    for term in conjuncts(plan.predicate):
+        if isinstance(term, Comparison) and term.op in _RANGE_OPS:
+            value = term.value
+            try:
+                if value != value or not (value <= value):  # NaN, or a value that does not order
+                    continue
+            except TypeError:
+                continue
+            return term.position, term.op, value
+    return None
+
+
+def _range_bound(found: _Filter) -> Any:
+    assert found.range_key is not None
+    return found.range_key[2]
 
 
 def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:

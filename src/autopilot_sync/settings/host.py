@@ -81,6 +81,11 @@ class HostSettings(ServiceSettings):
         description="Queries (summed over its query sets) one WebSocket connection may hold; a Subscribe that would "
         "pass it gets a SubscriptionError.",
     )
+    max_unindexed_queries_per_connection: Count = Field(
+        default=64,
+        description="Queries without a top-level `column = literal` or range term (every commit to their table "
+        "must test them) one WebSocket connection may hold; one more gets a SubscriptionError.",
+    )
     http_header_timeout_seconds: Seconds = Field(
         default=10,
         description="An HTTP connection that has not sent a complete request head this long after it opened (or "
