@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.sql import SelectPlan
-from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx, ReducerContext
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -283,7 +282,7 @@ async def test_a_commit_tests_each_distinct_query_once_however_many_sets_hold_it
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subs = harness.subs
-    subs.limits = dataclasses.replace(subs.limits, max_unindexed_queries_per_connection=1000)
+    subs.limits = SubscriptionLimits(1000, 256, 1000, max_unindexed_queries_per_connection=1000)
     for i in range(1000):  # one client, its full quota of sets, all the same query no index can route
         subs.subscribe("attacker", i, i, ["SELECT * FROM event WHERE seq = 1000000 OR seq = 1000001"])
     subs.subscribe("victim", 0, 1, ["SELECT * FROM event WHERE stream_id = 's'"])
@@ -302,6 +301,7 @@ async def test_a_commit_tests_each_distinct_query_once_however_many_sets_hold_it
 
 async def test_sets_with_equal_rows_share_one_table_update_and_each_client_one_tuple(harness: Harness) -> None:
     subs = harness.subs
+    subs.limits = SubscriptionLimits(max_query_sets_per_connection=1000, max_queries_per_connection=1000)
     for i in range(1000):
         subs.subscribe("attacker", i, i, ["SELECT * FROM event WHERE seq >= 0"])
     out = await harness.call("append", "s", 1, "x")
@@ -314,6 +314,7 @@ async def test_range_queries_that_cannot_match_are_not_tested(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     subs = harness.subs
+    subs.limits = SubscriptionLimits(max_query_sets_per_connection=1000, max_queries_per_connection=1000)
     for i in range(1000):  # one client's quota of distinct range queries, none of which the commit can match
         subs.subscribe("attacker", i, i, [f"SELECT * FROM event WHERE seq > {1_000_000 + i}"])
     subs.subscribe("victim", 0, 1, ["SELECT * FROM event WHERE seq < 10"])

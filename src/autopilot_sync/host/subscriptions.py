@@ -74,9 +74,9 @@ class SubscriptionLimits:
     Only our host enforces these (docs/security.md); the defaults are the host settings' defaults.
     """
 
-    max_query_sets_per_connection: int = 1024
+    max_query_sets_per_connection: int = 256
     max_queries_per_set: int = MAX_QUERIES_PER_SET
-    max_queries_per_connection: int = 4096
+    max_queries_per_connection: int = 1024
     #: queries no index routes (no top-level `column = literal` or range term): every commit to their table tests them
     max_unindexed_queries_per_connection: int = 64
 

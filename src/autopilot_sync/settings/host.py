@@ -70,14 +70,14 @@ class HostSettings(ServiceSettings):
         "the upgrade (benchmarks that open thousands of sockets with one key raise it).",
     )
     max_query_sets_per_connection: Count = Field(
-        default=1024,
+        default=256,
         description="Query sets one WebSocket connection may hold; one more Subscribe gets a SubscriptionError.",
     )
     max_queries_per_set: Count = Field(
         default=256, description="Queries one Subscribe may carry; more get a SubscriptionError."
     )
     max_queries_per_connection: Count = Field(
-        default=4096,
+        default=1024,
         description="Queries (summed over its query sets) one WebSocket connection may hold; a Subscribe that would "
         "pass it gets a SubscriptionError.",
     )
