@@ -5,9 +5,12 @@ sends what it returns. Everything runs on the event loop between transactions, s
 snapshot, and the engine offset it records marks which later transactions the snapshot already contains.
 
 Cost per transaction is proportional to the rows it changed and the queries those rows match, never to the number of
-tables' rows or subscribers: a query with a top-level `column = literal` conjunct is filed under (table, column,
-value), and each changed row looks up only its own values; the other queries sit in a per-table list that every change
-to that table visits. Row bytes come from the `CommittedTx` (encoded once, by the transaction) and a row list shared
+tables' rows or subscribers: identical single-table queries are one *filter*, tested once per row whoever holds them;
+a filter with a top-level `column = literal` conjunct is filed under (table, column, value), and each changed row
+looks up only its own values; one with a top-level range term (`<`, `<=`, `>`, `>=`) sits in a list per (table,
+column, operator) sorted by bound, and a row visits only the bounds it satisfies; the rest sit in a per-table list
+that every change to that table visits, which is why a connection may hold only a few of those
+(`SubscriptionLimits`, docs/security.md). Row bytes come from the `CommittedTx` (encoded once, by the transaction) and a row list shared
 by many clients with the same result is packed once.
 
 Fan-out is shared, not per client: query sets with the same id and the same queries (as compiled: table and
