@@ -30,7 +30,8 @@ from aiohttp.web_protocol import RequestHandler
 class HttpLimits:
     """The three bounds, in seconds and connections."""
 
-    header_timeout: float = 10.0
+    #: longer than aiohttp clients keep idle pooled connections (15 s), so a reused connection is never cut mid-reuse
+    header_timeout: float = 20.0
     body_timeout: float = 30.0
     max_pending_connections: int = 1024
 

@@ -87,7 +87,7 @@ class HostSettings(ServiceSettings):
         "must test them) one WebSocket connection may hold; one more gets a SubscriptionError.",
     )
     http_header_timeout_seconds: Seconds = Field(
-        default=10,
+        default=20,
         description="An HTTP connection that has not sent a complete request head this long after it opened (or "
         "after its previous response) is closed: half-sent requests cannot hold connections.",
     )
