@@ -10,8 +10,8 @@ a filter with a top-level `column = literal` conjunct is filed under (table, col
 looks up only its own values; one with a top-level range term (`<`, `<=`, `>`, `>=`) sits in a list per (table,
 column, operator) sorted by bound, and a row visits only the bounds it satisfies; the rest sit in a per-table list
 that every change to that table visits, which is why a connection may hold only a few of those
-(`SubscriptionLimits`, docs/security.md). Row bytes come from the `CommittedTx` (encoded once, by the transaction) and a row list shared
-by many clients with the same result is packed once.
+(`SubscriptionLimits`, docs/security.md). Row bytes come from the `CommittedTx` (encoded once, by the transaction)
+and a row list shared by many clients with the same result is packed once.
 
 Fan-out is shared, not per client: query sets with the same id and the same queries (as compiled: table and
 predicate) are one *shape*, and the indexes hold each shape's queries once. A changed row is tested once per shape,
