@@ -120,6 +120,8 @@ class _Shape:
     members: dict[_QuerySet, None] = field(default_factory=dict)
     #: the highest `since_offset` a member ever had: a transaction above it goes to every member unchecked
     newest_since: int = 0
+    #: one query (the common case): its rows are its filter's, shared as they are
+    single: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -452,6 +454,7 @@ class SubscriptionManager(_JoinMixin):
         if shape is None:
             shape = _Shape(key, query_set_id)
             shape.queries = tuple(_Query(shape, plan, _index_key(plan)) for plan in plans)
+            shape.single = len(shape.queries) == 1
             self._shapes[key] = shape
             for query in shape.queries:
                 self._file(query)
@@ -591,7 +594,7 @@ class SubscriptionManager(_JoinMixin):
         touched: dict[_Shape, dict[str, _Pending]] = {}
         for candidate, candidate_tables in matched.items():
             for shape in candidate.shapes:
-                if len(shape.queries) == 1:
+                if shape.single:
                     touched[shape] = candidate_tables
                     continue
                 mine = touched.setdefault(shape, {})
@@ -616,12 +619,16 @@ class SubscriptionManager(_JoinMixin):
             for query_set in shape.members:
                 if check_since and query_set.since_offset >= offset:
                     continue  # subscribed after this transaction: its initial rows already hold it
-                per_client.setdefault(query_set.client, []).append(update)
+                held = per_client.get(query_set.client)
+                if held is None:
+                    per_client[query_set.client] = [update]
+                else:
+                    held.append(update)
         # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
         shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
         for client, updates in per_client.items():
-            key = tuple(id(update) for update in updates)
+            key = tuple(map(id, updates))
             found = shared.get(key)
             if found is None:
                 found = shared[key] = tuple(updates)
