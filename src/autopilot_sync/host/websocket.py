@@ -5,6 +5,8 @@ The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate 
 (`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). Unlike the real host,
 `client_connected` runs before the upgrade, so a refusal is an HTTP 403 carrying the reducer's message instead of an
 upgraded socket dropped without a word; `client_disconnected` runs whenever a socket that got past it goes away.
+An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
+the real host has no such cap), and an unmasked client frame closes the socket with 1002 (`frame_mask.py`).
 
 After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
 several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
