@@ -390,6 +390,14 @@ async def test_a_token_nested_thousands_deep_gets_401_not_500(host: Host) -> Non
                 f"token {part} is over the input bounds: expected JSON nested at most 64 levels deep, "
                 "got deeper nesting"
             ), text
+    # 5,000 levels make a header line over aiohttp's limit: refused as a bad request before any parsing
+    deeper = _b64(b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}")
+    async with host.session.post(
+        f"{host.base}/v1/database/{DB}/sql",
+        data="SELECT * FROM person",
+        headers={"Authorization": f"Bearer {deeper}.{deeper}.{_b64(b'sig')}"},
+    ) as response:
+        assert response.status == 400
 
 
 async def test_reducer_arguments_nested_100000_deep_or_with_a_5000_digit_number_get_400(host: Host) -> None:
