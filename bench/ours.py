@@ -105,6 +105,8 @@ class Ours:
                 "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
                 "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
                 "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url,
+                # every reader shares one key: the storm and idle workloads open thousands of sockets with it
+                "AUTOPILOT_SYNC_HOST_MAX_CONNECTIONS_PER_IDENTITY": "100000",
                 **self.host_env,
                 **(env or {}),
             },

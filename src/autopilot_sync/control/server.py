@@ -15,6 +15,7 @@ from autopilot_sync.control.policy import ScopePolicy
 from autopilot_sync.control.request import TtlBounds
 from autopilot_sync.control.service import ControlConfig, ControlService
 from autopilot_sync.control.tokens import TokenContext
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.control import ControlSettings
 
@@ -64,8 +65,9 @@ class RunningControl:
 
 async def start_control(service: ControlService, host: str, port: int) -> RunningControl:
     """Listen on `host:port` (0 picks a free port)."""
-    runner = web.AppRunner(build_app(service), access_log=None, shutdown_timeout=2)
-    await runner.setup()
+    app = build_app(service)
+    install_http_limits(app, HttpLimits())
+    runner = await runner_for(app, access_log=None, shutdown_timeout=2)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -22,7 +22,6 @@ import base64
 import binascii
 import contextlib
 import enum
-import json
 import os
 import stat
 import time
@@ -39,6 +38,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.spacetime.json_bounds import JsonBoundsError, bounded_loads
 from autopilot_sync.spacetime.values import Identity
 
 if TYPE_CHECKING:
@@ -160,7 +160,9 @@ class SigningKey:
 def _b64decode_json(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
+        value = bounded_loads(raw)
+    except JsonBoundsError as exc:
+        raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is over the input bounds: {exc}") from None
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is not base64url JSON") from None
     if not isinstance(value, dict):

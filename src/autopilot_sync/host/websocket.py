@@ -5,6 +5,8 @@ The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate 
 (`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). Unlike the real host,
 `client_connected` runs before the upgrade, so a refusal is an HTTP 403 carrying the reducer's message instead of an
 upgraded socket dropped without a word; `client_disconnected` runs whenever a socket that got past it goes away.
+An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
+the real host has no such cap), and an unmasked client frame closes the socket with 1002 (`frame_mask.py`).
 
 After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
 several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
@@ -49,9 +51,10 @@ from autopilot_sync.host.engine import (
     HostEngine,
     StorageUnavailableError,
 )
+from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
-from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime.errors import DecodeError
@@ -88,7 +91,7 @@ from autopilot_sync.spacetime.messages import (
     decode_client_message_prefix,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
-from autopilot_sync.spacetime.values import ConnectionId, TimeDuration, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +112,7 @@ class CloseReason(enum.Enum):
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
+    UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
 
     @property
     def code(self) -> int:
@@ -134,6 +138,10 @@ class WebSocketOptions:
     send_queue_max_bytes: int = 256 * 1024 * 1024
     #: How long a server-initiated close waits for the client's close frame before dropping the TCP connection.
     close_timeout: float = 1.0
+    #: Sockets one identity may hold at once; one more gets HTTP 429 before the upgrade (only our host limits this).
+    max_connections_per_identity: int = 1024
+    #: What one connection may subscribe (query sets, queries).
+    subscription_limits: SubscriptionLimits = field(default_factory=SubscriptionLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,15 +344,36 @@ class WebSocketHub:
     options: WebSocketOptions
     connections: set[Connection] = field(default_factory=set)
     holding: set[Connection] = field(default_factory=set)
+    #: sockets per identity, counted from the handshake's admission to the socket's end
+    per_identity: dict[Identity, int] = field(default_factory=dict)
     subscriptions: SubscriptionManager = field(init=False)
 
     def __post_init__(self) -> None:
         self.subscriptions = SubscriptionManager(
-            self.engine.datastore, lambda: self.engine.offset, lambda: self.engine.durable_offset
+            self.engine.datastore,
+            lambda: self.engine.offset,
+            lambda: self.engine.durable_offset,
+            self.options.subscription_limits,
         )
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self._closing_tasks: set[asyncio.Task[None]] = set()
+
+    def admit(self, identity: Identity) -> bool:
+        """Count one more socket for `identity`, or refuse it (False) when the identity holds its maximum."""
+        held = self.per_identity.get(identity, 0)
+        if held >= self.options.max_connections_per_identity:
+            return False
+        self.per_identity[identity] = held + 1
+        return True
+
+    def release_identity(self, identity: Identity) -> None:
+        """A socket counted by `admit` is gone."""
+        held = self.per_identity.get(identity, 0) - 1
+        if held > 0:
+            self.per_identity[identity] = held
+        else:
+            self.per_identity.pop(identity, None)
 
     def on_commit(self, tx: CommittedTx) -> None:
         """Fan one durable transaction out: updates (the caller's as its result), then answers held for it.
@@ -452,18 +481,27 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     protocol = _choose_protocol(request)
     if protocol is None:
         raise _bad_request("no valid protocol selected", auth)
-    ws = web.WebSocketResponse(
+    ws = MaskEnforcingResponse(
         protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
     )
     if not ws.can_prepare(request).ok:
         raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
+    if not hub.admit(caller.identity):
+        limit = hub.options.max_connections_per_identity
+        raise web.HTTPTooManyRequests(
+            text=f"too many connections for this identity: at most {limit} at once; close one first",
+            headers=auth.identity_headers(),
+        )
     try:
         await engine.connect(caller)
-    except StorageUnavailableError as exc:
-        raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
-    except ConnectionRejectedError as exc:
-        raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+    except BaseException as exc:
+        hub.release_identity(caller.identity)
+        if isinstance(exc, StorageUnavailableError):
+            raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
+        if isinstance(exc, ConnectionRejectedError):
+            raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+        raise
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
     try:
         await ws.prepare(request)
@@ -475,6 +513,7 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
         hub.connections.discard(connection)
         hub.holding.discard(connection)
         hub.subscriptions.remove_client(connection)
+        hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
     return ws
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.runtime.access import ProducerAccess
 from autopilot_sync.runtime.api import build_app
@@ -84,8 +85,9 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
         await store.close()
         raise
     access = ProducerAccess(settings.control_url)
-    runner = web.AppRunner(build_app(store, metrics, access, health), access_log=None, shutdown_timeout=2)
-    await runner.setup()
+    app = build_app(store, metrics, access, health)
+    install_http_limits(app, HttpLimits())
+    runner = await runner_for(app, access_log=None, shutdown_timeout=2)
     site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
     await site.start()
     host, port = runner.addresses[0][0], runner.addresses[0][1]

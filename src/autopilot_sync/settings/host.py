@@ -74,3 +74,37 @@ class HostSettings(ServiceSettings):
     send_queue_max_bytes: Count = Field(
         default=268435456, description="Encoded bytes queued for one client before it is disconnected as too slow."
     )
+    max_connections_per_identity: Count = Field(
+        default=1024,
+        description="WebSocket connections one identity may hold at once; one more is refused with HTTP 429 before "
+        "the upgrade (benchmarks that open thousands of sockets with one key raise it).",
+    )
+    max_query_sets_per_connection: Count = Field(
+        default=256,
+        description="Query sets one WebSocket connection may hold; one more Subscribe gets a SubscriptionError.",
+    )
+    max_queries_per_set: Count = Field(
+        default=256, description="Queries one Subscribe may carry; more get a SubscriptionError."
+    )
+    max_queries_per_connection: Count = Field(
+        default=1024,
+        description="Queries (summed over its query sets) one WebSocket connection may hold; a Subscribe that would "
+        "pass it gets a SubscriptionError.",
+    )
+    max_unindexed_queries_per_connection: Count = Field(
+        default=64,
+        description="Queries without a top-level `column = literal` or range term (every commit to their table "
+        "must test them) one WebSocket connection may hold; one more gets a SubscriptionError.",
+    )
+    http_header_timeout_seconds: Seconds = Field(
+        default=20,
+        description="An HTTP connection that has not sent a complete request head this long after it opened (or "
+        "after its previous response) is closed: half-sent requests cannot hold connections.",
+    )
+    http_body_timeout_seconds: Seconds = Field(
+        default=30, description="A request body not fully received this long after its head gets HTTP 408."
+    )
+    http_max_pending_connections: Count = Field(
+        default=1024,
+        description="HTTP connections that have not yet sent a complete first request; one more is closed at once.",
+    )
