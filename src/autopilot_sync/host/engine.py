@@ -23,7 +23,7 @@ from typing import Any
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import CommitLog, StorageFailedError, TailReport
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError
+from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError, StartInfo
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
@@ -190,6 +190,7 @@ class HostEngine:
                 outcome = await self._run_and_wait(init, (), Caller(self.owner_identity), None)
                 if outcome.status is not CallStatus.COMMITTED:
                     raise RuntimeError(f"init reducer failed: {outcome.message}")
+        await self._run_start_hook()
         self.recovery.cleaned_connections = await self._disconnect_orphans()
         for store in self.datastore.tables.values():
             if store.table.scheduled_reducer:
@@ -205,6 +206,17 @@ class HostEngine:
             self.recovery.seconds,
         )
         return self.recovery
+
+    async def _run_start_hook(self) -> None:
+        """Let the module react to this start (migrated rows, a discarded tail) as the owner, before any client."""
+        hook = self.module.start_hook
+        if hook is None:
+            return
+        info = StartInfo(fresh=self.recovery.fresh, history_discarded=self.recovery.tail is not None)
+        reducer = ReducerDef("on_start", at.UNIT, lambda ctx: hook(ctx, info))
+        outcome = await self._run_and_wait(reducer, (), Caller(self.owner_identity), None)
+        if outcome.status is not CallStatus.COMMITTED:
+            raise RuntimeError(f"module start hook failed: {outcome.message}")
 
     async def stop(self) -> None:
         """Wait for in-flight flushes and snapshots, then close the log."""
@@ -261,8 +273,8 @@ class HostEngine:
             raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by an unknown schema")
         for name, rows in snapshot.tables.items():
             store = self.datastore[name]
-            for row_bytes in rows:
-                store.put(row_bytes, store.decode(row_bytes))
+            for stored in rows:
+                store.put(*store.stored(stored))
         self.offset = snapshot.offset
         self._snapshot_offset = snapshot.offset
 
@@ -280,9 +292,10 @@ class HostEngine:
             for table, inserts, deletes in changes:
                 store = self.datastore[table]
                 for row_bytes in deletes:
-                    store.take(row_bytes)
+                    if store.take(row_bytes) is None and store.migrates:
+                        store.take(store.stored(row_bytes)[0])
                 for row_bytes in inserts:
-                    store.put(row_bytes, store.decode(row_bytes))
+                    store.put(*store.stored(row_bytes))
             self.offset = offset
             self._last_timestamp = timestamp.micros
             replayed += 1
