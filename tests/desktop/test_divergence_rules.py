@@ -193,3 +193,10 @@ def test_a_store_from_before_chains_upgrades_in_place(tmp_path: Path) -> None:
     reopened = DesktopStore(path)
     assert reopened.cursor(S) == Cursor(S, 2, 1, events[1].chain)
     assert reopened.recent(S)[-1] == events[1]
+
+
+def test_the_ui_has_a_style_for_every_stream_phase_including_halted() -> None:
+    from autopilot_sync.desktop.app import _STREAM_STYLE
+    from autopilot_sync.desktop.state import StreamPhase
+
+    assert set(_STREAM_STYLE) == set(StreamPhase)
