@@ -200,3 +200,15 @@ def test_the_ui_has_a_style_for_every_stream_phase_including_halted() -> None:
     from autopilot_sync.desktop.state import StreamPhase
 
     assert set(_STREAM_STYLE) == set(StreamPhase)
+
+
+def test_divergences_are_a_metric_next_to_rebuilds() -> None:
+    from autopilot_sync.desktop.metrics import DesktopMetrics
+    from autopilot_sync.desktop.state import DesktopState, StreamPhase, StreamView
+
+    metrics = DesktopMetrics()
+    view = StreamView(S, 5, 5, 1, 1, StreamPhase.LIVE, rebuilds=2, divergences=1, last_rebuild="chain_mismatch")
+    metrics.observe(DesktopState(streams=(view,)))
+    text = metrics.exposition().decode()
+    assert f'autopilot_sync_desktop_stream_divergences_total{{stream_id="{S}"}} 1.0' in text
+    assert f'autopilot_sync_desktop_stream_rebuilds_total{{stream_id="{S}"}} 2.0' in text
