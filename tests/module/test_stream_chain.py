@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from sync_module_helpers import ADMIN, PUBLISHER, event
 
 from autopilot_sync import stream_chain
+from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
@@ -248,3 +251,28 @@ async def test_a_data_directory_from_before_chains_upgrades_in_place(tmp_path: P
         assert_chain_holds(engine, "s")
     finally:
         await engine.stop()
+
+
+def verify_stream(stack: LocalStack, stream: str) -> subprocess.CompletedProcess[str]:
+    """`autopilot-sync verify-stream` as its own process, with a read token from the stack's control service."""
+    command = [sys.executable, "-m", "autopilot_sync", "verify-stream", stream, "--url", stack.host_url]
+    command += ["--control-url", stack.control_url, "--key", str(stack.key_path)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+async def test_an_upgraded_data_directory_serves_verified_chains_to_a_real_client(tmp_path: Path) -> None:
+    """End to end: a data dir of the first release, a real host process on today's module, and `verify-stream`
+    (a real client process, over the protocol) proving every kept event's chain."""
+    stack = LocalStack(tmp_path)
+    old = HostEngine(legacy_module(), tmp_path / "host", DATABASE, EngineConfig(fsync=False, snapshot_every=4))
+    await old.start()
+    for seq in range(1, 7):
+        await call(old, "append_sync_events", [event("s", seq, {"n": seq})], who=Caller(Identity(0)))
+    await old.stop()
+    stack.start_all(runtime=False)
+    try:
+        done = verify_stream(stack, "s")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert done.stdout.startswith("OK s: seq 1..6 (6 events)")
+    finally:
+        stack.stop_all()
