@@ -22,7 +22,7 @@ from autopilot_sync import stream_chain
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import HISTORY_DISCARDED_MARKER, CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.module import module
@@ -162,8 +162,26 @@ async def test_a_start_that_set_aside_a_log_tail_gives_every_stream_a_new_epoch(
     await again.start()  # a clean start after that: no further bump
     try:
         assert heads(again)["s"].epoch == 2
+        assert not (tmp_path / HISTORY_DISCARDED_MARKER).exists()
     finally:
         await again.stop()
+
+
+async def test_a_crash_before_the_epoch_bump_committed_still_bumps_at_the_next_start(tmp_path: Path) -> None:
+    """Recovery sets the tail aside at once; the marker it leaves until the start hook committed says so later."""
+    engine = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
+    await engine.start()
+    await call(engine, "append_sync_events", [event("s", 1, {"n": 1})])
+    await engine.stop()
+    (tmp_path / HISTORY_DISCARDED_MARKER).write_text("torn record (the previous start crashed before its hook)")
+    restarted = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
+    await restarted.start()
+    try:
+        assert restarted.recovery.tail is None
+        assert heads(restarted)["s"].epoch == 2
+        assert not (tmp_path / HISTORY_DISCARDED_MARKER).exists()
+    finally:
+        await restarted.stop()
 
 
 def legacy_module() -> Module:

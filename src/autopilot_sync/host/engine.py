@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -57,6 +58,22 @@ _TX_RECORD = bsatn.codec(
 )
 
 CommitListener = Callable[[CommittedTx], None]
+
+HISTORY_DISCARDED_MARKER = "history-discarded"
+"""File in the data dir saying recovery set history aside and the module's start hook has not yet committed."""
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write a small file and fsync it and its directory, so it survives a crash right after."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 class CallStatus(enum.Enum):
@@ -208,15 +225,24 @@ class HostEngine:
         return self.recovery
 
     async def _run_start_hook(self) -> None:
-        """Let the module react to this start (migrated rows, a discarded tail) as the owner, before any client."""
+        """Let the module react to this start (migrated rows, a discarded tail) as the owner, before any client.
+
+        That history was discarded is remembered in `<data_dir>/history-discarded` until the hook's transaction is
+        durable: recovery sets the tail aside at once, so a crash before the hook committed would otherwise start
+        the next time with nothing left to say so.
+        """
         hook = self.module.start_hook
         if hook is None:
             return
-        info = StartInfo(fresh=self.recovery.fresh, history_discarded=self.recovery.tail is not None)
+        marker = self.data_dir / HISTORY_DISCARDED_MARKER
+        if self.recovery.tail is not None:
+            _write_durably(marker, self.recovery.tail.reason)
+        info = StartInfo(fresh=self.recovery.fresh, history_discarded=marker.exists())
         reducer = ReducerDef("on_start", at.UNIT, lambda ctx: hook(ctx, info))
         outcome = await self._run_and_wait(reducer, (), Caller(self.owner_identity), None)
         if outcome.status is not CallStatus.COMMITTED:
             raise RuntimeError(f"module start hook failed: {outcome.message}")
+        marker.unlink(missing_ok=True)
 
     async def stop(self) -> None:
         """Wait for in-flight flushes and snapshots, then close the log."""
