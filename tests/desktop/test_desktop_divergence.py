@@ -17,9 +17,14 @@ from pathlib import Path
 import pytest
 from desktop_stack import Desktop, Stack
 
-from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE
+from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
 from autopilot_sync.devtools.stack import DATABASE
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.transaction import Transaction
+from autopilot_sync.module import module
 from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 STREAM = "audit.divergence"
 PUBLISHED_AT = {"__timestamp_micros_since_unix_epoch__": 1_700_000_000_000_000}
@@ -107,3 +112,40 @@ async def test_a_desktop_ahead_of_a_restored_host_rebuilds_onto_the_hosts_histor
     assert stream(done)["lag"] == 0
     notices = {stream(s).get("notice") for s in desktop.states()}
     assert notices & {AHEAD_NOTICE, FORK_NOTICE}
+
+
+async def test_a_host_whose_own_chain_is_broken_halts_the_stream_after_one_rebuild(tmp_path: Path) -> None:
+    """A forged event on the host (its chain value no longer links): the desktop rebuilds once, sees the same
+    break again, and stops before it with a notice naming the seq, instead of looping or applying it."""
+    prepared = HostEngine(module, tmp_path / "host", DATABASE, EngineConfig(fsync=False))
+    await prepared.start()
+    batch = []
+    for seq in range(1, 7):
+        text, digest = hash_value({"seq": seq})
+        batch.append((STREAM, f"{STREAM}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000)))
+    publisher = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append"]})
+    outcome = await prepared.call_reducer("append_sync_events", (batch,), publisher)
+    assert outcome.status is CallStatus.COMMITTED, outcome.message
+    store = prepared.datastore["sync_event"]
+    (forged,) = [row for row in store.rows.values() if row[1] == 4]
+
+    def forge(tx: Transaction) -> None:
+        tx.delete_bytes(store, store.encode(forged))
+        tx.insert(store, forged._replace(kind="forged"))  # type: ignore[attr-defined]
+
+    _, sequence = prepared.run_transaction(None, (), Caller(Identity(0)), extra=forge)
+    assert sequence is not None
+    await prepared.commitlog.wait_durable(sequence)
+    await prepared.stop()
+
+    stack = Stack(tmp_path)
+    try:
+        stack.start(runtime=False)
+        desktop = stack.desktop("reader", streams=(STREAM,))
+        done = await desktop.wait_for("the stream halted", lambda s: stream(s).get("phase") == "halted", within=90)
+        assert stream(done)["notice"] == broken_notice(4)
+        assert stream(done)["applied"] == 3 and applied_keys(desktop) == [f"{STREAM}:{seq}" for seq in (1, 2, 3)]
+        assert stream(done)["rebuilds"] == stream(done)["divergences"] == 1
+        assert stream(done)["last_rebuild"] == "chain_mismatch"
+    finally:
+        stack.stop()

@@ -350,9 +350,8 @@ class DesktopSync:
         before = followed.cursor
         outcome = deliver(followed.engine, events)
         unlinked = first_unlinked(before, outcome.applied)
-        if unlinked is not None:
-            self._unlinked(followed, unlinked)
-            return
+        if unlinked is not None:  # keep what verifies before the break, then rebuild (or halt) at it
+            outcome = deliver(followed.engine, outcome.applied[: outcome.applied.index(unlinked)])
         if outcome.applied:
             self.store.apply(before, outcome.applied, outcome.state.cursor)
             self.acks.note(followed.stream_id, outcome.checkpoint)
@@ -360,6 +359,9 @@ class DesktopSync:
                 self._log.extend(_log_line(e) for e in outcome.applied)
         followed.engine = outcome.state
         followed.duplicates += outcome.duplicates
+        if unlinked is not None:
+            self._unlinked(followed, unlinked)
+            return
         if outcome.gap is not None and followed.gap_retried_at != outcome.checkpoint:
             followed.gaps += 1
             followed.gap_retried_at = outcome.checkpoint
