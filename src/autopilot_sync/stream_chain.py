@@ -21,6 +21,7 @@ Pure: the standard library only, no import of the host, the module or the client
 from __future__ import annotations
 
 import hashlib
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Protocol
 
 PREFIX = "sha256:"
 GENESIS_TAG = "autopilot-sync/stream-chain/v1"
+_CHAIN_VALUE = re.compile(r"sha256:([0-9a-f]{64})")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
@@ -46,16 +48,11 @@ def _text(digest: bytes) -> str:
 
 
 def raw(chain: str) -> bytes:
-    """The 32 bytes of a chain value (ChainValueError for anything else)."""
-    if not chain.startswith(PREFIX) or len(chain) != len(PREFIX) + 64:
-        raise ChainValueError(f"not a chain value: {chain[:80]!r}")
-    hex_part = chain[len(PREFIX) :]
-    if hex_part != hex_part.lower():
-        raise ChainValueError(f"chain value must be lowercase hex: {chain[:80]!r}")
-    try:
-        return bytes.fromhex(hex_part)
-    except ValueError:
-        raise ChainValueError(f"not a chain value: {chain[:80]!r}") from None
+    """The 32 bytes of a chain value (ChainValueError for anything else, upper-case hex included)."""
+    match = _CHAIN_VALUE.fullmatch(chain)
+    if match is None:
+        raise ChainValueError(f"not a chain value (sha256: and 64 lowercase hex digits): {chain[:80]!r}")
+    return bytes.fromhex(match.group(1))
 
 
 def genesis(stream_id: str, epoch: int) -> str:
