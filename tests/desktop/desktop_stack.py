@@ -107,9 +107,11 @@ class Stack(LocalStack):
 
     async def call_as_admin(self, reducer: str, *args: Any) -> None:
         """Call a reducer over the host's HTTP API with an admin token the control service issued the producer."""
-        token = await fetch_session_token(
-            self.control_url, self.producer_key, ("sync.admin", "sync.subscribe"), ("*",), None, "admin"
-        )
+        await self.call_with(("sync.admin", "sync.subscribe"), reducer, *args)
+
+    async def call_with(self, scopes: tuple[str, ...], reducer: str, *args: Any) -> None:
+        """Call a reducer over the host's HTTP API with a token for `scopes` the control service issued the producer."""
+        token = await fetch_session_token(self.control_url, self.producer_key, scopes, ("*",), None, "test")
         async with (
             aiohttp.ClientSession() as http,
             http.post(

@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -23,7 +24,7 @@ from typing import Any
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError, TailReport
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError
+from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError, StartInfo
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
@@ -57,6 +58,22 @@ _TX_RECORD = bsatn.codec(
 )
 
 CommitListener = Callable[[CommittedTx], None]
+
+HISTORY_DISCARDED_MARKER = "history-discarded"
+"""File in the data dir saying recovery set history aside and the module's start hook has not yet committed."""
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write a small file and fsync it and its directory, so it survives a crash right after."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def record_offset(payload: bytes) -> int:
@@ -222,6 +239,7 @@ class HostEngine:
                 outcome = await self._run_and_wait(init, (), Caller(self.owner_identity), None)
                 if outcome.status is not CallStatus.COMMITTED:
                     raise RuntimeError(f"init reducer failed: {outcome.message}")
+        await self._run_start_hook()
         self.recovery.cleaned_connections = await self._disconnect_orphans()
         for store in self.datastore.tables.values():
             if store.table.scheduled_reducer:
@@ -238,6 +256,26 @@ class HostEngine:
             self.recovery.seconds,
         )
         return self.recovery
+
+    async def _run_start_hook(self) -> None:
+        """Let the module react to this start (migrated rows, a discarded tail) as the owner, before any client.
+
+        That history was discarded is remembered in `<data_dir>/history-discarded` until the hook's transaction is
+        durable: recovery sets the tail aside at once, so a crash before the hook committed would otherwise start
+        the next time with nothing left to say so.
+        """
+        hook = self.module.start_hook
+        if hook is None:
+            return
+        marker = self.data_dir / HISTORY_DISCARDED_MARKER
+        if self.recovery.tail is not None:
+            _write_durably(marker, self.recovery.tail.reason)
+        info = StartInfo(fresh=self.recovery.fresh, history_discarded=marker.exists())
+        reducer = ReducerDef("on_start", at.UNIT, lambda ctx: hook(ctx, info))
+        outcome = await self._run_and_wait(reducer, (), Caller(self.owner_identity), None)
+        if outcome.status is not CallStatus.COMMITTED:
+            raise RuntimeError(f"module start hook failed: {outcome.message}")
+        marker.unlink(missing_ok=True)
 
     async def stop(self) -> None:
         """Wait for in-flight flushes and snapshots, then close the log."""
@@ -294,8 +332,8 @@ class HostEngine:
             raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by an unknown schema")
         for name, rows in snapshot.tables.items():
             store = self.datastore[name]
-            for row_bytes in rows:
-                store.put(row_bytes, store.decode(row_bytes))
+            for stored in rows:
+                store.put(*store.stored(stored))
         self.offset = snapshot.offset
         self._snapshot_offset = snapshot.offset
 
@@ -313,9 +351,10 @@ class HostEngine:
             for table, inserts, deletes in changes:
                 store = self.datastore[table]
                 for row_bytes in deletes:
-                    store.take(row_bytes)
+                    if store.take(row_bytes) is None and store.migrates:
+                        store.take(store.stored(row_bytes)[0])
                 for row_bytes in inserts:
-                    store.put(row_bytes, store.decode(row_bytes))
+                    store.put(*store.stored(row_bytes))
             self.offset = offset
             self._last_timestamp = timestamp.micros
             replayed += 1
