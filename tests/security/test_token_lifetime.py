@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
+import re
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,9 +22,10 @@ import aiohttp
 import pytest
 
 from autopilot_sync.control.client import SessionToken, fetch_session_token
-from autopilot_sync.devtools.processes import start_host
+from autopilot_sync.devtools.processes import ServiceProcess, start_host, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.settings.control import ControlSettings
 
 #: The host tolerates this much clock skew (its `token_leeway_seconds`).
 LEEWAY = 1
@@ -174,3 +178,109 @@ async def test_a_token_for_another_database_is_refused(tmp_path: Path) -> None:
             assert status == 200, f"the host's own anonymous token was refused: {body}"
     finally:
         other.stop_all()
+
+
+def test_refresh_margin_must_be_below_the_shortest_lifetime(tmp_path: Path) -> None:
+    common = {"public_url": "http://127.0.0.1:1", "signing_key_path": tmp_path / "k.pem"}
+    assert ControlSettings(**common, token_ttl_min_seconds=2, token_refresh_margin_seconds=1).token_ttl_min_seconds == 2
+    with pytest.raises(ValueError, match="below the shortest token lifetime"):
+        ControlSettings(**common, token_ttl_min_seconds=2, token_refresh_margin_seconds=2)
+
+
+#: Lifetime of every token in the refresh test, and how long before expiry control tells clients to refresh.
+TTL, MARGIN = 6, 3
+RUN = "refresh"
+STREAM = f"runtime.run.{RUN}.events"
+
+
+def desktop_states(desktop: ServiceProcess) -> list[tuple[float, dict[str, Any]]]:
+    """(time, state) of every JSON line a headless desktop printed."""
+    lines = [json.loads(line) for line in list(desktop.output) if line.startswith('{"t":')]
+    return [(line["t"], line["state"]) for line in lines]
+
+
+def followed(state: dict[str, Any]) -> dict[str, Any]:
+    return next((s for s in state["streams"] if s["stream_id"] == STREAM), {})
+
+
+def tokens_issued(metrics: str, client_kind: str) -> float:
+    found = re.search(
+        rf'autopilot_sync_control_tokens_issued_total{{client_kind="{client_kind}"}} ([0-9.e+]+)', metrics
+    )
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_runtime_and_desktop_refresh_short_tokens_while_events_flow_without_loss_or_duplicate(
+    tmp_path: Path,
+) -> None:
+    """Tokens of 6 s, refreshed 3 s before expiry, for 20 s of publishing: runtime → host → desktop never stops."""
+    stack = LocalStack(
+        tmp_path,
+        host_env={"AUTOPILOT_SYNC_HOST_TOKEN_LEEWAY_SECONDS": str(LEEWAY)},
+        control_env={
+            "AUTOPILOT_SYNC_CONTROL_TOKEN_TTL_MIN_SECONDS": str(TTL),
+            "AUTOPILOT_SYNC_CONTROL_TOKEN_TTL_DEFAULT_SECONDS": str(TTL),
+            "AUTOPILOT_SYNC_CONTROL_TOKEN_REFRESH_MARGIN_SECONDS": str(MARGIN),
+        },
+        runtime_env={
+            "AUTOPILOT_SYNC_RUNTIME_TOKEN_TTL_SECONDS": str(TTL),
+            "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
+        },
+    )
+    desktop: ServiceProcess | None = None
+    try:
+        stack.start_all()
+        config_dir = tmp_path / "desktop"
+        desktop = start_service(
+            "desktop",
+            ["--headless"],
+            env={**stack.desktop_env(config_dir), "AUTOPILOT_SYNC_DESKTOP_STREAMS": STREAM},
+            wait=False,
+        )
+        promised: list[int] = []
+        async with aiohttp.ClientSession() as http:
+            started = time.monotonic()
+            while time.monotonic() - started < 4 * TTL:
+                events = [{"kind": "run.message.delta", "data": {"n": len(promised) + i}} for i in range(2)]
+                async with http.post(f"{stack.runtime_url}/v1/runs/{RUN}/events", json={"events": events}) as answer:
+                    body = await answer.json()
+                    assert answer.status == 200, body
+                promised += [item["seq"] for item in body["appended"]]
+                await asyncio.sleep(0.25)
+            async with http.get(f"{stack.control_url}/metrics") as answer:
+                metrics = await answer.text()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            states = desktop_states(desktop)
+            if states and followed(states[-1][1]).get("applied") == len(promised):
+                break
+            assert desktop.process.poll() is None, desktop.tail(40)
+            await asyncio.sleep(0.2)
+        states = desktop_states(desktop)
+        assert followed(states[-1][1]).get("applied") == len(promised), desktop.tail(40)
+        with sqlite3.connect(config_dir / f"{DATABASE}.sqlite3") as db:
+            applied = [
+                row[0]
+                for row in db.execute("SELECT seq FROM applied_event WHERE stream_id = ? ORDER BY seq", (STREAM,))
+            ]
+        # No loss, no duplicate, in order: every promised event applied exactly once.
+        assert applied == promised == list(range(1, len(promised) + 1))
+        last = followed(states[-1][1])
+        assert (last["gaps"], last["duplicates"]) == (0, 0)
+        # Both clients refreshed several times, before the host had to close their sockets.
+        assert states[-1][1]["connection"]["token_fetches"] >= 3
+        assert tokens_issued(metrics, "runtime") >= 3, metrics
+        reasons = {state["connection"]["reason"] for _, state in states}
+        assert not any("1008" in (reason or "") for reason in reasons), reasons
+        assert "token expired" not in "\n".join(stack.runtime.output if stack.runtime else [])
+        # No stall: while events were published, the desktop never went a token lifetime without applying one.
+        progress = [
+            t
+            for (_, before), (t, state) in itertools.pairwise(states)
+            if followed(state).get("applied", 0) > followed(before).get("applied", 0)
+        ]
+        assert progress and max(b - a for a, b in itertools.pairwise(progress)) < TTL, progress
+    finally:
+        if desktop is not None:
+            desktop.stop()
+        stack.stop_all()
