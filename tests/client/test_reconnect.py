@@ -153,3 +153,25 @@ async def test_live_session_is_renewed_at_the_grants_refresh_time_without_backof
     refreshes = [e for e in events if e.reason == "token refresh" and e.state is ConnectionState.CONNECTING]
     assert refreshes, [(e.state, e.reason) for e in events]
     assert all(e.state is not ConnectionState.BACKING_OFF for e in events), "a refresh waited for a backoff"
+
+
+async def test_a_provider_without_a_newer_token_keeps_the_session_and_never_spins(host: HostProcess) -> None:
+    import time
+
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.post(f"{host.base_url}/v1/identity") as response:
+        token = (await response.json())["token"]
+    stale = TokenGrant(token, expires_at=time.time() + 30, refresh_at=time.time() - 1)
+    asked: list[float] = []
+
+    async def provider() -> TokenGrant:
+        asked.append(time.time())
+        return stale
+
+    async with SyncClient(host.base_url, DATABASE, token_provider=provider) as client:
+        conn = await asyncio.wait_for(client.wait_connected(), 10)
+        await asyncio.sleep(2.5)
+        assert client.connection is conn and client.reconnects == 0
+        assert isinstance(await conn.call("add_person", "gus", 7), ReducerCommitted)
+    assert 1 <= len(asked) <= 4, asked

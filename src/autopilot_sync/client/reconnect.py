@@ -10,10 +10,11 @@ new rows as inserts, changed rows as updates).
 
 A live session is also renewed before its token expires, because the host closes a socket when the token it was
 opened with expires (1008 `token expired`): at the grant's refresh time (control's `refresh_after_in`; without one,
-`token_refresh_margin` before expiry but never before half the remaining lifetime) the manager fetches a new token,
-stops handing out the old session, lets its calls and queries in flight be answered (until the old token expires),
-closes it and reconnects at once with the new token, resubscribing (and so resuming) as after any reconnect. If the
-provider fails, it tries again every second until it succeeds or the host closes the session.
+`token_refresh_margin` before expiry; a time already past becomes half the remaining lifetime) the manager fetches a
+new token, stops handing out the old session, lets its calls and queries in flight be answered (until the old token
+expires), closes it and reconnects at once with the new token, resubscribing (and so resuming) as after any
+reconnect. If the provider fails or hands back the same token, the session is kept and the provider asked again
+later, until it gives a new token or the host closes the session.
 
 Protocol errors (a server sending garbage) are retried a bounded number of times in a row, each after a backoff,
 then the client closes for good: a broken server never causes a hot loop. A refused token without a provider also
@@ -322,12 +323,22 @@ class SyncClient:
         self._emit(StateEvent(ConnectionState.CLOSED, attempt, reason="closed by the client"))
 
     def _refresh_time(self, expires: float | None, refresh_at: float | None) -> float | None:
-        """When to replace a token: the grant's own refresh time, else the margin before expiry, but never before
-        half of the remaining lifetime (so a margin longer than a short token does not refresh in a loop)."""
-        if refresh_at is not None or expires is None:
-            return refresh_at
+        """When to replace a token: the grant's own refresh time, else `token_refresh_margin` before expiry.
+
+        A time already past (a token shorter than the margin, a provider handing back an old grant) becomes half of
+        the remaining lifetime, and at least `REFRESH_RETRY_SECONDS` from now, so refreshing never spins.
+        """
+        if refresh_at is not None:
+            wanted = refresh_at
+        elif expires is not None:
+            wanted = expires - self.policy.token_refresh_margin
+        else:
+            return None
         now = time.time()
-        return max(expires - self.policy.token_refresh_margin, now + (expires - now) / 2)
+        if wanted > now:
+            return wanted
+        remaining = 0.0 if expires is None else expires - now
+        return now + max(remaining / 2, REFRESH_RETRY_SECONDS)
 
     async def _fetch_token(self) -> None:
         """Ask the provider for a new token (`ConnectError` when it fails)."""
@@ -402,12 +413,15 @@ class SyncClient:
                 done, _ = await asyncio.wait({closed}, timeout=timeout)
                 if done:
                     return closed.result()
-                old_expiry = self._token_expires
+                old_token, old_expiry = self._token, self._token_expires
                 try:
                     await self._fetch_token()
                 except ConnectError as exc:
                     log.warning("token refresh failed (retrying in %.0f s): %s", REFRESH_RETRY_SECONDS, exc)
                     self._token_refresh_at = time.time() + REFRESH_RETRY_SECONDS
+                    continue
+                if self._token == old_token:
+                    # The provider had nothing newer: keep the session, ask again later.
                     continue
                 return await self._retire(conn, old_expiry)
         finally:

@@ -2,8 +2,8 @@
 
 The client SDK's reconnection manager asks for a token when it has none, at the refresh time control gave with the
 current one (`refresh_after_in`: the SDK then reconnects with the new token and resumes, before the host closes the
-socket at expiry), and after the host answered 401; each ask proves the key to control again with a fresh NIP-98 signature. The last
-token is kept for the UI (its expiry is shown) and for deciding when to refresh a live session.
+socket at expiry), and after the host answered 401; each ask proves the key to control again with a fresh NIP-98
+signature. The last token is kept for the UI (its expiry is shown).
 """
 
 from __future__ import annotations
