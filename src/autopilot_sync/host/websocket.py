@@ -454,8 +454,12 @@ def _close_at_rights_end(connection: Connection, deadline: float | None) -> asyn
     """
     if deadline is None:
         return None
-    delay = max(deadline - time.time(), 0.0)
-    return asyncio.get_running_loop().call_later(delay, connection.close_soon, CloseReason.TOKEN_EXPIRED)
+
+    def expire() -> None:
+        log.info("closing the socket of %s: its token expired", connection.caller.identity)
+        connection.close_soon(CloseReason.TOKEN_EXPIRED)
+
+    return asyncio.get_running_loop().call_later(max(deadline - time.time(), 0.0), expire)
 
 
 async def _serve(connection: Connection) -> None:
