@@ -26,7 +26,12 @@ def service_from_settings(settings: ControlSettings) -> ControlService:
     """The service a control process runs: keys from `signing_key_path` (created on first start), policy and TTLs."""
     config = ControlConfig(
         public_url=settings.public_url,
-        context=TokenContext(settings.public_url, settings.database, settings.spacetime_base_url),
+        context=TokenContext(
+            settings.public_url,
+            settings.database,
+            settings.spacetime_base_url,
+            refresh_margin=settings.token_refresh_margin_seconds,
+        ),
         ttl=TtlBounds(
             settings.token_ttl_min_seconds, settings.token_ttl_max_seconds, settings.token_ttl_default_seconds
         ),

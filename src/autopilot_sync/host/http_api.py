@@ -195,7 +195,11 @@ async def public_key(request: web.Request) -> web.Response:
 
 
 async def websocket_token(request: web.Request) -> web.Response:
-    """`POST /v1/identity/websocket-token`: the caller's claims re-signed by the host, valid 60 s."""
+    """`POST /v1/identity/websocket-token`: the caller's claims re-signed by the host, valid 60 s at most.
+
+    Never longer than the caller's token: the result expires with it and carries its expiry (`origin_exp`), so
+    exchanging the result again cannot extend it (see `tokens.TokenService.resign`).
+    """
     auth = await authenticate(request, required=True)
     short = request.app[TOKENS_KEY].resign(auth.token)
     return web.json_response({"token": short.token})

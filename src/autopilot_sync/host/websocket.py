@@ -36,6 +36,7 @@ import dataclasses
 import enum
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class CloseReason(enum.Enum):
     IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
+    TOKEN_EXPIRED = (1008, "token expired: reconnect with a fresh token")
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
     UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
 
@@ -503,12 +505,16 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
             raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
         raise
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
+    expiry: asyncio.TimerHandle | None = None
     try:
         await ws.prepare(request)
         hub.connections.add(connection)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
+        expiry = _close_at_rights_end(connection, request.app[TOKENS_KEY].rights_end(auth.token))
         await _serve(connection)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         connection.mark_gone()
         hub.connections.discard(connection)
         hub.holding.discard(connection)
@@ -516,6 +522,23 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
         hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
     return ws
+
+
+def _close_at_rights_end(connection: Connection, deadline: float | None) -> asyncio.TimerHandle | None:
+    """Close the socket with 1008 `token expired` when the token it was opened with stops granting anything.
+
+    `deadline` is the origin token's expiry plus the leeway (wall-clock seconds; None: the host's own non-expiring
+    anonymous tokens, whose sockets live as long as on SpacetimeDB). The short token from
+    `/v1/identity/websocket-token` only admitted the upgrade; what a socket may do ends with the token it came from.
+    """
+    if deadline is None:
+        return None
+
+    def expire() -> None:
+        log.info("closing the socket of %s: its token expired", connection.caller.identity)
+        connection.close_soon(CloseReason.TOKEN_EXPIRED)
+
+    return asyncio.get_running_loop().call_later(max(deadline - time.time(), 0.0), expire)
 
 
 async def _serve(connection: Connection) -> None:

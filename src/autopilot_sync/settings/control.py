@@ -56,10 +56,19 @@ class ControlSettings(ServiceSettings):
     replay_memory_max: Count = Field(
         default=100_000, description="Unexpired NIP-98 proofs remembered in total (503 busy when full)."
     )
-    token_ttl_min_seconds: Seconds = Field(default=60, description="Shortest token lifetime a client may ask for.")
+    token_ttl_min_seconds: Seconds = Field(
+        default=60,
+        description="Shortest token lifetime a client may ask for (tests set a few seconds to exercise refresh).",
+    )
     token_ttl_max_seconds: Seconds = Field(default=900, description="Longest token lifetime a client may ask for.")
     token_ttl_default_seconds: Seconds = Field(
         default=300, description="Token lifetime when the client asks for none; between the min and the max."
+    )
+
+    token_refresh_margin_seconds: Seconds = Field(
+        default=30,
+        description="Clients are told to refresh this long before their token expires (`refresh_after_in` = "
+        "lifetime - margin); below the shortest lifetime.",
     )
 
     @field_validator("token_ttl_max_seconds")
@@ -77,4 +86,12 @@ class ControlSettings(ServiceSettings):
         maximum = info.data.get("token_ttl_max_seconds")
         if minimum is not None and maximum is not None and not minimum <= value <= maximum:
             raise ValueError(f"must be between the minimum ({minimum}) and the maximum ({maximum})")
+        return value
+
+    @field_validator("token_refresh_margin_seconds")
+    @classmethod
+    def _margin_below_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("token_ttl_min_seconds")
+        if minimum is not None and value >= minimum:
+            raise ValueError(f"must be below the shortest token lifetime ({minimum}), or clients refresh at once")
         return value

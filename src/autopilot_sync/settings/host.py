@@ -16,6 +16,7 @@ from autopilot_sync.settings.fields import (
     Listen,
     ListenAddress,
     Seconds,
+    SecondsOrZero,
 )
 
 
@@ -38,6 +39,11 @@ class HostSettings(ServiceSettings):
         default=(),
         description="OIDC issuers whose tokens the host accepts, compared exactly with the `iss` claim; "
         "empty trusts only tokens the host issued itself.",
+    )
+    token_leeway_seconds: SecondsOrZero = Field(
+        default=60,
+        description="Clock skew tolerated on a token's exp and nbf (jsonwebtoken's default is 60); a WebSocket "
+        "closes with 1008 'token expired' this long after the token it was opened with expired.",
     )
     snapshot_every_commits: Count = Field(
         default=10000, description="Write a snapshot after this many commits so restart replays a bounded log."
