@@ -1,12 +1,14 @@
 """The checker is trusted only because it catches planted faults: gap, duplicate, reorder, hash, key, phantom,
-silent partial replay, and wrong presence; and passes a clean history (including a declared rebuild)."""
+silent partial replay, wrong presence, an acknowledged event missing from the host, and unknown outcomes (calls
+without an answer) that took effect twice or, though retried, never; and passes a clean history (including a
+declared rebuild, and unknown outcomes that took effect once or, unretried, not at all)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from autopilot_sync.module.canonical import hash_value
-from autopilot_sync.verification.checker import ViolationKind, check_history
+from autopilot_sync.verification.checker import HOST, ViolationKind, check_history
 from autopilot_sync.verification.history import (
     Ack,
     Applied,
@@ -15,6 +17,7 @@ from autopilot_sync.verification.history import (
     PresenceCheck,
     PresenceRow,
     StreamView,
+    Unknown,
     history_from_json,
     history_to_json,
 )
@@ -147,3 +150,93 @@ def test_histories_survive_json() -> None:
     again = history_from_json(history_to_json(original))
     expected = {ViolationKind.LOST, ViolationKind.PRESENCE}
     assert check_history(again).kinds() == check_history(original).kinds() == expected
+
+
+# ----- unknown outcomes and the host's own history -----
+
+
+def host_view(seqs: list[int], extra: tuple[Applied, ...] = (), floor: int | None = None) -> tuple[StreamView, ...]:
+    return (StreamView(STREAM, applied(seqs) + extra, floor),)
+
+
+def extra_event(seq: int, n: int) -> Applied:
+    """An event the host holds at `seq` whose payload is the producer's event number `n` (key chosen by the host)."""
+    return Applied(STREAM, seq, f"{STREAM}:{seq}", payload(n)[1])
+
+
+def unknown(n: int, retried: bool) -> Unknown:
+    return Unknown(f"call-{n}", STREAM, payload(n)[1], retried, "timed out")
+
+
+def test_an_unknown_outcome_may_take_effect_once_or_not_at_all() -> None:
+    landed = replace(
+        history([1, 2, 3, 4, 5, 6]), unknowns=(unknown(6, retried=False),), final=host_view([1, 2, 3, 4, 5, 6])
+    )
+    report = check_history(landed)
+    assert report.ok, report.summary()
+    assert report.unknown_outcomes == 1
+    vanished = replace(
+        history([1, 2, 3, 4, 5]), unknowns=(unknown(6, retried=False),), final=host_view([1, 2, 3, 4, 5])
+    )
+    assert check_history(vanished).ok
+
+
+def test_an_unknown_outcome_that_took_effect_twice_is_caught() -> None:
+    twice = (extra_event(6, 6), extra_event(7, 6))
+    planted = replace(
+        history([1, 2, 3, 4, 5]), unknowns=(unknown(6, retried=False),), final=host_view([1, 2, 3, 4, 5], twice)
+    )
+    report = check_history(planted)
+    duplicated = [v for v in report.violations if v.kind is ViolationKind.UNKNOWN_DUPLICATED]
+    assert len(duplicated) == 1 and duplicated[0].seq == 7, report.summary()
+    assert "2 times (seqs 6, 7)" in duplicated[0].detail
+    # Neither copy is taken as the resolution, so the host holding them is reported too.
+    assert report.kinds() == {ViolationKind.UNKNOWN_DUPLICATED, ViolationKind.UNACKNOWLEDGED}
+
+
+def test_a_retried_unknown_outcome_that_never_took_effect_is_lost() -> None:
+    planted = replace(history([1, 2, 3, 4, 5]), unknowns=(unknown(6, retried=True),), final=host_view([1, 2, 3, 4, 5]))
+    report = check_history(planted)
+    assert report.kinds() == {ViolationKind.UNKNOWN_LOST}, report.summary()
+    assert "call-6" in report.violations[0].detail
+
+
+def test_a_retried_unknown_outcome_that_was_acknowledged_then_trimmed_is_not_lost() -> None:
+    trimmed = replace(
+        history([3, 4, 5], rebuilt_from=3), unknowns=(unknown(2, retried=True),), final=host_view([3, 4, 5], floor=3)
+    )
+    assert check_history(trimmed).ok, check_history(trimmed).summary()
+
+
+def test_an_unknown_outcome_that_took_effect_must_reach_every_client() -> None:
+    planted = replace(
+        history([1, 2, 3, 4, 5]), unknowns=(unknown(6, retried=False),), final=host_view([1, 2, 3, 4, 5, 6])
+    )
+    report = check_history(planted)
+    assert report.kinds() == {ViolationKind.LOST}
+    assert report.violations[0].client == "desk" and report.violations[0].seq == 6
+
+
+def test_an_acknowledged_event_the_host_lost_is_caught_even_when_every_client_kept_it() -> None:
+    planted = replace(history([1, 2, 3, 4, 5]), final=host_view([1, 2, 3, 4]))
+    report = check_history(planted)
+    assert report.kinds() == {ViolationKind.LOST}
+    assert report.violations[0].client == HOST and report.violations[0].seq == 5
+
+
+def test_unknown_outcomes_and_the_host_history_survive_json() -> None:
+    original = replace(
+        history([1, 2, 3, 4, 5]),
+        unknowns=(unknown(6, retried=True), unknown(7, retried=False)),
+        final=host_view([1, 2, 3, 4, 5], (extra_event(6, 7),)),
+    )
+    again = history_from_json(history_to_json(original))
+    assert again.unknowns == original.unknowns
+    assert (
+        check_history(again).kinds()
+        == check_history(original).kinds()
+        == {
+            ViolationKind.UNKNOWN_LOST,
+            ViolationKind.LOST,
+        }
+    )

@@ -29,6 +29,7 @@ def test_chaos_help_shows_an_example() -> None:
         [sys.executable, "-m", "autopilot_sync", "chaos", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--seed" in out and "--soak" in out and "autopilot-sync chaos --scenario churn --seed 1234" in out
+    assert "--power-cut" in out and "autopilot-sync chaos --scenario host-sigkill --power-cut" in out
 
 
 async def test_a_soak_writes_json_lines_and_a_markdown_summary(tmp_path: Path) -> None:

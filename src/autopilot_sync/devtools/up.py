@@ -64,7 +64,8 @@ def up(
         _say(f"starting runtime on {stack.runtime_url} (publishing as {stack.producer_key.public_key().npub})")
         stack.start_runtime()
         _say(f"starting the demo workload at {rate:g} events/s (until stopped)")
-        demo_args = ["demo", "--url", stack.runtime_url, "--rate", str(rate), "--runs", "0", "--duration", "0"]
+        demo_args = ["demo", "--url", stack.runtime_url, "--socket", str(stack.producer_socket)]
+        demo_args += ["--rate", str(rate), "--runs", "0", "--duration", "0"]
         demo = start_service("runtime", demo_args, wait=False)
         interactive = not headless and sys.stdin.isatty() and sys.stdout.isatty()
         args = [sys.executable, "-m", "autopilot_sync", "desktop"] + ([] if interactive else ["--headless"])

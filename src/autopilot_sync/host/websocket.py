@@ -5,6 +5,8 @@ The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate 
 (`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). Unlike the real host,
 `client_connected` runs before the upgrade, so a refusal is an HTTP 403 carrying the reducer's message instead of an
 upgraded socket dropped without a word; `client_disconnected` runs whenever a socket that got past it goes away.
+An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
+the real host has no such cap), and an unmasked client frame closes the socket with 1002 (`frame_mask.py`).
 
 After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
 several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
@@ -34,6 +36,7 @@ import dataclasses
 import enum
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -49,9 +52,10 @@ from autopilot_sync.host.engine import (
     HostEngine,
     StorageUnavailableError,
 )
+from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
-from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime.errors import DecodeError
@@ -88,7 +92,7 @@ from autopilot_sync.spacetime.messages import (
     decode_client_message_prefix,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
-from autopilot_sync.spacetime.values import ConnectionId, TimeDuration, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +112,9 @@ class CloseReason(enum.Enum):
     IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
+    TOKEN_EXPIRED = (1008, "token expired: reconnect with a fresh token")
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
+    UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
 
     @property
     def code(self) -> int:
@@ -134,6 +140,10 @@ class WebSocketOptions:
     send_queue_max_bytes: int = 256 * 1024 * 1024
     #: How long a server-initiated close waits for the client's close frame before dropping the TCP connection.
     close_timeout: float = 1.0
+    #: Sockets one identity may hold at once; one more gets HTTP 429 before the upgrade (only our host limits this).
+    max_connections_per_identity: int = 1024
+    #: What one connection may subscribe (query sets, queries).
+    subscription_limits: SubscriptionLimits = field(default_factory=SubscriptionLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +350,14 @@ class ConnectionEvent(enum.Enum):
 
 
 #: Refusals before the upgrade, by HTTP status, as metric reasons.
-REFUSAL_REASONS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 503: "unavailable"}
+REFUSAL_REASONS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_connections",
+    503: "unavailable",
+}
 
 
 def close_reason_label(reason: CloseReason | None) -> str:
@@ -356,13 +373,18 @@ class WebSocketHub:
     options: WebSocketOptions
     connections: set[Connection] = field(default_factory=set)
     holding: set[Connection] = field(default_factory=set)
+    #: sockets per identity, counted from the handshake's admission to the socket's end
+    per_identity: dict[Identity, int] = field(default_factory=dict)
     subscriptions: SubscriptionManager = field(init=False)
     #: Told of every connection opened, closed (by reason) and refused before the upgrade (by reason): metrics.
     on_connection_event: Callable[[ConnectionEvent, str], None] | None = None
 
     def __post_init__(self) -> None:
         self.subscriptions = SubscriptionManager(
-            self.engine.datastore, lambda: self.engine.offset, lambda: self.engine.durable_offset
+            self.engine.datastore,
+            lambda: self.engine.offset,
+            lambda: self.engine.durable_offset,
+            self.options.subscription_limits,
         )
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
@@ -372,6 +394,22 @@ class WebSocketHub:
         """Tell the observer (metrics) about a connection event; never fails the connection."""
         if self.on_connection_event is not None:
             self.on_connection_event(event, reason)
+
+    def admit(self, identity: Identity) -> bool:
+        """Count one more socket for `identity`, or refuse it (False) when the identity holds its maximum."""
+        held = self.per_identity.get(identity, 0)
+        if held >= self.options.max_connections_per_identity:
+            return False
+        self.per_identity[identity] = held + 1
+        return True
+
+    def release_identity(self, identity: Identity) -> None:
+        """A socket counted by `admit` is gone."""
+        held = self.per_identity.get(identity, 0) - 1
+        if held > 0:
+            self.per_identity[identity] = held
+        else:
+            self.per_identity.pop(identity, None)
 
     def on_commit(self, tx: CommittedTx) -> None:
         """Fan one durable transaction out: updates (the caller's as its result), then answers held for it.
@@ -487,34 +525,65 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
     protocol = _choose_protocol(request)
     if protocol is None:
         raise _bad_request("no valid protocol selected", auth)
-    ws = web.WebSocketResponse(
+    ws = MaskEnforcingResponse(
         protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
     )
     if not ws.can_prepare(request).ok:
         raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
+    if not hub.admit(caller.identity):
+        limit = hub.options.max_connections_per_identity
+        raise web.HTTPTooManyRequests(
+            text=f"too many connections for this identity: at most {limit} at once; close one first",
+            headers=auth.identity_headers(),
+        )
     try:
         await engine.connect(caller)
-    except StorageUnavailableError as exc:
-        raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
-    except ConnectionRejectedError as exc:
-        raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+    except BaseException as exc:
+        hub.release_identity(caller.identity)
+        if isinstance(exc, StorageUnavailableError):
+            raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
+        if isinstance(exc, ConnectionRejectedError):
+            raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+        raise
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
+    expiry: asyncio.TimerHandle | None = None
     try:
         await ws.prepare(request)
         hub.connections.add(connection)
         hub.report(ConnectionEvent.OPENED)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
+        expiry = _close_at_rights_end(connection, request.app[TOKENS_KEY].rights_end(auth.token))
         await _serve(connection)
     finally:
         if connection in hub.connections:
             hub.report(ConnectionEvent.CLOSED, close_reason_label(connection.close_reason))
+        if expiry is not None:
+            expiry.cancel()
         connection.mark_gone()
         hub.connections.discard(connection)
         hub.holding.discard(connection)
         hub.subscriptions.remove_client(connection)
+        hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
     return ws
+
+
+def _close_at_rights_end(connection: Connection, deadline: float | None) -> asyncio.TimerHandle | None:
+    """Close the socket with 1008 `token expired` when the token it was opened with stops granting anything.
+
+    `deadline` is the origin token's expiry plus the leeway (wall-clock seconds; None: the host's own non-expiring
+    anonymous tokens, whose sockets live as long as on SpacetimeDB). The short token from
+    `/v1/identity/websocket-token` only admitted the upgrade; what a socket may do ends with the token it came from.
+    """
+    if deadline is None:
+        return None
+
+    def expire() -> None:
+        log.info("closing the socket of %s: its token expired", connection.caller.identity)
+        connection.close_soon(CloseReason.TOKEN_EXPIRED)
+
+    return asyncio.get_running_loop().call_later(max(deadline - time.time(), 0.0), expire)
 
 
 async def _serve(connection: Connection) -> None:

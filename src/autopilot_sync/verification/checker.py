@@ -12,7 +12,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from autopilot_sync.module.canonical import payload_hash
-from autopilot_sync.verification.history import Ack, History, PresenceCheck, StreamView
+from autopilot_sync.verification.history import Ack, History, PresenceCheck, StreamView, Unknown
+
+#: The client name violations of the host's own final history are reported under.
+HOST = "host"
 
 
 class ViolationKind(enum.Enum):
@@ -34,6 +37,10 @@ class ViolationKind(enum.Enum):
     """The producer was acknowledged two different events at one seq."""
     PRESENCE = "presence"
     """`active_connection` disagrees with the live connections (count, users, or one key's connections)."""
+    UNKNOWN_DUPLICATED = "unknown_duplicated"
+    """A call that got no answer took effect more than once (its event is in the host's history twice)."""
+    UNKNOWN_LOST = "unknown_lost"
+    """A call that got no answer and that its producer retries until answered never took effect."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,7 @@ class CheckReport:
     clients: int
     applied_events: int
     presence_checks: int
+    unknown_outcomes: int = 0
 
     @property
     def ok(self) -> bool:
@@ -76,7 +84,7 @@ class CheckReport:
         head = (
             f"{'OK' if self.ok else 'FAILED'}: {self.acked_events} acknowledged events on {self.streams} streams, "
             f"{self.applied_events} applications by {self.clients} clients, {self.presence_checks} presence checks, "
-            f"{len(self.violations)} violations"
+            f"{self.unknown_outcomes} unknown outcomes, {len(self.violations)} violations"
         )
         lines = [head, *(f"  {violation}" for violation in self.violations[:limit])]
         if len(self.violations) > limit:
@@ -85,9 +93,15 @@ class CheckReport:
 
 
 def check_history(history: History) -> CheckReport:
-    """Check no loss, no duplicate, order, hashes and keys for every client, and every presence observation."""
+    """Check no loss, no duplicate, order, hashes and keys for every client and for the host's final history, that
+    every unknown outcome resolved to at most one copy (exactly one when retried), and every presence observation.
+
+    An event of an unknown outcome that resolved to one copy in the host's history counts as acknowledged at the seq
+    the host holds it: every client must apply it, and applying it is no phantom.
+    """
     violations: list[Violation] = []
     acked = _index_acks(history.acks, violations)
+    accepted = resolve_unknowns(history, acked, violations)
     all_streams = history.acked_streams()
     applied_total = 0
     for client in history.clients:
@@ -95,7 +109,12 @@ def check_history(history: History) -> CheckReport:
         for stream_id in streams:
             view = client.stream(stream_id) or StreamView(stream_id, ())
             applied_total += len(view.applied)
-            violations.extend(check_stream(client.name, view, acked.get(stream_id, {})))
+            violations.extend(check_stream(client.name, view, accepted.get(stream_id, {})))
+    if history.final:
+        final = {view.stream_id: view for view in history.final}
+        for stream_id in sorted(set(all_streams) | set(final)):
+            view = final.get(stream_id) or StreamView(stream_id, ())
+            violations.extend(check_stream(HOST, view, accepted.get(stream_id, {})))
     for check in history.presence:
         violations.extend(check_presence(check))
     return CheckReport(
@@ -105,6 +124,7 @@ def check_history(history: History) -> CheckReport:
         clients=len(history.clients),
         applied_events=applied_total,
         presence_checks=len(history.presence),
+        unknown_outcomes=len({(u.stream_id, u.payload_hash) for u in history.unknowns}),
     )
 
 
@@ -121,6 +141,61 @@ def _index_acks(acks: tuple[Ack, ...], violations: list[Violation]) -> dict[str,
             continue
         index[ack.stream_id][ack.seq] = ack
     return index
+
+
+def resolve_unknowns(
+    history: History, acked: dict[str, dict[int, Ack]], violations: list[Violation]
+) -> dict[str, dict[int, Ack]]:
+    """Resolve every unknown outcome against the host's final history; returns the acks plus the resolved events.
+
+    Each event (stream, payload hash) of a call without an answer may be in the host's history at most once, and
+    exactly once when its producer retried the call (unless a trim removed it: an ack below the retained floor).
+    Without the host's history (an old record) unknown outcomes cannot be judged and add nothing.
+    """
+    accepted = {stream_id: dict(by_seq) for stream_id, by_seq in acked.items()}
+    if not history.final:
+        return accepted
+    final = {view.stream_id: view for view in history.final}
+    events: dict[tuple[str, str], list[Unknown]] = defaultdict(list)
+    for unknown in history.unknowns:
+        events[(unknown.stream_id, unknown.payload_hash)].append(unknown)
+    for (stream_id, hashed), calls in sorted(events.items()):
+        view = final.get(stream_id)
+        copies = [event for event in view.applied if event.payload_hash == hashed] if view is not None else []
+        call_ids = ", ".join(sorted({call.call_id for call in calls}))
+        if len(copies) > 1:
+            seqs = ", ".join(str(event.seq) for event in copies)
+            violations.append(
+                Violation(
+                    ViolationKind.UNKNOWN_DUPLICATED,
+                    "producer",
+                    stream_id,
+                    copies[1].seq,
+                    f"call {call_ids} got no answer and its event is in the host's history {len(copies)} times "
+                    f"(seqs {seqs})",
+                )
+            )
+        elif copies:
+            event = copies[0]
+            accepted.setdefault(stream_id, {}).setdefault(
+                event.seq, Ack(stream_id, event.seq, event.idempotency_key, event.payload_hash)
+            )
+        elif any(call.retried for call in calls):
+            floor = view.rebuilt_from if view is not None and view.rebuilt_from is not None else 1
+            trimmed = any(ack.payload_hash == hashed and ack.seq < floor for ack in acked.get(stream_id, {}).values())
+            if not trimmed:
+                reasons = "; ".join(sorted({call.reason for call in calls}))[:200]
+                violations.append(
+                    Violation(
+                        ViolationKind.UNKNOWN_LOST,
+                        "producer",
+                        stream_id,
+                        None,
+                        f"call {call_ids} got no answer ({reasons}), was retried, and its event {hashed[:19]}… "
+                        "never reached the host's history",
+                    )
+                )
+    return accepted
 
 
 def check_stream(client: str, view: StreamView, acked: dict[int, Ack]) -> list[Violation]:

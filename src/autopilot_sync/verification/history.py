@@ -1,5 +1,9 @@
 """Recorded histories: what each producer was told, what each client applied, what presence showed.
 
+Besides acknowledgements a producer also records its *unknown outcomes*: calls that got no answer (a timeout, a
+connection lost before the answer, the callee killed), which may or may not have taken effect. At the end the
+observer records the host's own history (`final`), which is what unknown outcomes are resolved against.
+
 Jepsen-style verification separates recording from judging. The scenarios only write down observations into these
 values (frozen, JSON-serialisable); `checker.py` decides afterwards, purely, whether they satisfy the guarantees.
 Keeping the record dumb means a planted fault in a history exercises exactly the same checks a real run does.
@@ -21,6 +25,22 @@ class Ack:
     seq: int
     idempotency_key: str
     payload_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """One event of a call that got no answer: it may have been committed or not.
+
+    `retried`: the producer keeps retrying the call (same request id or idempotency key) until it is answered, like
+    the runtime's outbox, so the event must end up in the host's history exactly once; otherwise at most once. The
+    event is identified by its stream and payload hash (the seq is what the missing answer would have said).
+    """
+
+    call_id: str
+    stream_id: str
+    payload_hash: str
+    retried: bool
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +117,8 @@ class History:
 
     `streams` lists every stream the run wrote; a client must hold all of them (a client that never saw a stream
     has lost it). `checked_streams` narrows that per client when a client deliberately follows only some streams.
+    `unknowns` are the events of calls that got no answer; `final` is the host's own history at the end (one view
+    per stream in seq order, `rebuilt_from` = its retained floor), empty when the run could not read it.
     """
 
     acks: tuple[Ack, ...]
@@ -104,6 +126,8 @@ class History:
     presence: tuple[PresenceCheck, ...] = ()
     streams: tuple[str, ...] = ()
     checked_streams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    unknowns: tuple[Unknown, ...] = ()
+    final: tuple[StreamView, ...] = ()
 
     def acked_streams(self) -> tuple[str, ...]:
         """Every stream with an acknowledgement, plus those listed in `streams`, sorted."""
@@ -118,12 +142,26 @@ class HistoryRecorder:
         self.clients: dict[str, ClientHistory] = {}
         self.presence: list[PresenceCheck] = []
         self.checked_streams: dict[str, tuple[str, ...]] = {}
+        self.unknowns: dict[tuple[str, str, str], Unknown] = {}
+        self.final: tuple[StreamView, ...] = ()
 
-    def ack(self, stream_id: str, seq: int, payload_hash: str) -> Ack:
-        """Record one acknowledged append (the key is the runtime's deterministic `<stream_id>:<seq>`)."""
-        ack = Ack(stream_id, seq, f"{stream_id}:{seq}", payload_hash)
+    def ack(self, stream_id: str, seq: int, payload_hash: str, idempotency_key: str | None = None) -> Ack:
+        """Record one acknowledged append (the key defaults to the runtime's deterministic `<stream_id>:<seq>`)."""
+        ack = Ack(stream_id, seq, idempotency_key or f"{stream_id}:{seq}", payload_hash)
         self.acks.append(ack)
         return ack
+
+    def unknown(self, call_id: str, stream_id: str, payload_hash: str, *, retried: bool, reason: str) -> Unknown:
+        """Record one event of a call without an answer (once per call and event, however often the call failed)."""
+        key = (call_id, stream_id, payload_hash)
+        known = self.unknowns.get(key)
+        if known is None:
+            known = self.unknowns[key] = Unknown(call_id, stream_id, payload_hash, retried, reason)
+        return known
+
+    def host_final(self, views: Iterable[StreamView]) -> None:
+        """Record the host's own history at the end of the run."""
+        self.final = tuple(views)
 
     def client(self, history: ClientHistory, streams: Iterable[str] | None = None) -> None:
         """Record (or replace) one client's final applied history, optionally limited to the streams it follows."""
@@ -142,6 +180,8 @@ class HistoryRecorder:
             tuple(self.clients.values()),
             tuple(self.presence),
             checked_streams=dict(self.checked_streams),
+            unknowns=tuple(self.unknowns.values()),
+            final=self.final,
         )
 
 
@@ -152,14 +192,7 @@ def history_to_json(history: History) -> dict[str, Any]:
         "clients": [
             {
                 "name": client.name,
-                "streams": [
-                    {
-                        "stream_id": view.stream_id,
-                        "rebuilt_from": view.rebuilt_from,
-                        "applied": [[e.stream_id, e.seq, e.idempotency_key, e.payload_hash] for e in view.applied],
-                    }
-                    for view in client.streams
-                ],
+                "streams": [_view_to_json(view) for view in client.streams],
             }
             for client in history.clients
         ],
@@ -173,7 +206,23 @@ def history_to_json(history: History) -> dict[str, Any]:
         ],
         "streams": list(history.streams),
         "checked_streams": {name: list(ids) for name, ids in history.checked_streams.items()},
+        "unknowns": [[u.call_id, u.stream_id, u.payload_hash, u.retried, u.reason] for u in history.unknowns],
+        "final": [_view_to_json(view) for view in history.final],
     }
+
+
+def _view_to_json(view: StreamView) -> dict[str, Any]:
+    return {
+        "stream_id": view.stream_id,
+        "rebuilt_from": view.rebuilt_from,
+        "applied": [[e.stream_id, e.seq, e.idempotency_key, e.payload_hash] for e in view.applied],
+    }
+
+
+def _view_from_json(data: Mapping[str, Any]) -> StreamView:
+    return StreamView(
+        data["stream_id"], tuple(Applied(s, int(q), k, h) for s, q, k, h in data["applied"]), data["rebuilt_from"]
+    )
 
 
 def history_from_json(data: Mapping[str, Any]) -> History:
@@ -183,14 +232,7 @@ def history_from_json(data: Mapping[str, Any]) -> History:
         clients=tuple(
             ClientHistory(
                 client["name"],
-                tuple(
-                    StreamView(
-                        view["stream_id"],
-                        tuple(Applied(s, int(q), k, h) for s, q, k, h in view["applied"]),
-                        view["rebuilt_from"],
-                    )
-                    for view in client["streams"]
-                ),
+                tuple(_view_from_json(view) for view in client["streams"]),
             )
             for client in data["clients"]
         ),
@@ -204,6 +246,8 @@ def history_from_json(data: Mapping[str, Any]) -> History:
         ),
         streams=tuple(data.get("streams", ())),
         checked_streams={name: tuple(ids) for name, ids in data.get("checked_streams", {}).items()},
+        unknowns=tuple(Unknown(c, s, h, bool(r), why) for c, s, h, r, why in data.get("unknowns", ())),
+        final=tuple(_view_from_json(view) for view in data.get("final", ())),
     )
 
 

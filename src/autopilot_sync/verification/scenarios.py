@@ -16,7 +16,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,11 +31,23 @@ from autopilot_sync.client import (
     TokenGrant,
     connect,
 )
+from autopilot_sync.client.connection import Connection
 from autopilot_sync.client.schema import fetch_schema
 from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.verification.checker import CheckReport, check_history, check_presence
 from autopilot_sync.verification.guards import GuardViolation, load_forbidden, process_violations, route_violations
-from autopilot_sync.verification.history import History, HistoryRecorder, PresenceCheck, history_to_json
+from autopilot_sync.verification.history import (
+    Applied,
+    ClientHistory,
+    History,
+    HistoryRecorder,
+    PresenceCheck,
+    StreamView,
+    history_to_json,
+)
+from autopilot_sync.verification.powercut import PowerCutFault, read_ledger
 from autopilot_sync.verification.proxy import (
     Bandwidth,
     Blackhole,
@@ -107,7 +119,8 @@ class ScenarioResult:
 
 def replay_hint(result: ScenarioResult) -> str:
     """The command that replays a scenario from its seed."""
-    return f"replay: autopilot-sync chaos --scenario {result.name} --seed {result.seed}"
+    flag = " --power-cut" if result.metrics.get("power_cut") else ""
+    return f"replay: autopilot-sync chaos --scenario {result.name} --seed {result.seed}{flag}"
 
 
 class Journal:
@@ -140,6 +153,7 @@ class Run:
     profile: Profile
     root: Path
     journal: Journal
+    power_cut: PowerCutFault | None = None
     rng: random.Random = field(init=False)
     recorder: HistoryRecorder = field(default_factory=HistoryRecorder)
     stack: ChaosStack = field(init=False)
@@ -151,9 +165,20 @@ class Run:
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.stack = ChaosStack(self.root, self.seed, on_fault=lambda record: self.journal.fault(self.name, record))
+        self.stack = ChaosStack(
+            self.root,
+            self.seed,
+            on_fault=lambda record: self.journal.fault(self.name, record),
+            power_cut=self.power_cut,
+        )
         run_ids = [f"chaos-{self.seed % 100000}-{i:02d}" for i in range(self.profile.streams)]
-        self.producer = Producer(self.stack.runtime_url, self.recorder, random.Random(f"{self.seed}:payloads"), run_ids)
+        self.producer = Producer(
+            self.stack.runtime_url,
+            self.recorder,
+            random.Random(f"{self.seed}:payloads"),
+            run_ids,
+            self.stack.producer_socket,
+        )
 
     def note(self, phase: str, **fields: Any) -> None:
         """Journal a phase of the scenario."""
@@ -241,13 +266,20 @@ class Run:
             for state in desktop.states():
                 for stream in state.get("streams", []):
                     self.metrics["max_lag"] = max(self.metrics.get("max_lag", 0), int(stream.get("lag") or 0))
+        if self.recorder.acks or self.recorder.unknowns:
+            try:
+                self.recorder.host_final(await self.stack.final_history())
+            except Exception as exc:
+                self.problems.append(f"could not read the host's final history: {exc!r}"[:400])
         guards = self.guards()
-        history = self.recorder.freeze()
-        history = History(history.acks, history.clients, history.presence, tuple(streams), history.checked_streams)
+        history = replace(self.recorder.freeze(), streams=tuple(streams))
         report = check_history(history)
         stats = {name: vars(proxy.stats).copy() for name, proxy in self.stack.proxies.items()}
         self.metrics.update(
             events=len(self.recorder.acks),
+            unknown_outcomes=report.unknown_outcomes,
+            power_cut=self.power_cut is not None,
+            host_restarts=max(0, self.stack.host_starts - 1),
             producer_retries=self.producer.retries,
             faults=sum(len(p.faults) for p in self.stack.proxies.values()),
             proxy=stats,
@@ -648,14 +680,26 @@ async def host_sigkill(run: Run) -> None:
 
     async def crash() -> None:
         await asyncio.sleep(1.0 + run.rng.uniform(0, 1.0))
-        assert run.stack.host is not None
-        await asyncio.to_thread(run.stack.host.kill)
-        run.journal.write("fault", scenario=run.name, proxy="-", action="sigkill", detail="host")
-        run.journal.faults += 1
-        await asyncio.sleep(run.rng.uniform(0.2, 1.0))
-        began = time.monotonic()
-        await run.stack.start_host()
-        run.recovery["host restart"] = round(time.monotonic() - began, 3)
+        lost: list[int] = []
+        # Under the power-cut fault the kill waits for unfsynced bytes; should a kill still cut nothing (the fsync
+        # won the race), the host is cut again, at most three times, so the run surely exercises a real loss.
+        for _ in range(3 if run.power_cut is not None else 1):
+            cut = await run.stack.kill_host()
+            detail = "host" if cut is None else f"host (power cut: {cut} unfsynced bytes lost)"
+            run.journal.write("fault", scenario=run.name, proxy="-", action="sigkill", detail=detail)
+            run.journal.faults += 1
+            await asyncio.sleep(run.rng.uniform(0.2, 1.0))
+            began = time.monotonic()
+            host = await run.stack.start_host()
+            run.recovery["host restart"] = round(time.monotonic() - began, 3)
+            # What recovery set aside (a torn tail the cut left), as the host logged it: evidence, not a verdict.
+            run.metrics["log_tails_set_aside"] = sum(1 for line in list(host.output) if "set aside" in line)
+            if cut is None:
+                break
+            lost.append(cut)
+            run.metrics["power_cut_lost_bytes"] = lost
+            if cut > 0:
+                break
 
     await asyncio.gather(crash(), run.producer.publish(run.profile.events_per_stream, run.profile.batch_size, pause))
 
@@ -682,6 +726,141 @@ async def runtime_sigkill(run: Run) -> None:
     await asyncio.gather(crash(), run.producer.publish(run.profile.events_per_stream, run.profile.batch_size, pause))
 
 
+#: The slow fsync of `racing-duplicate`: every commit stays unfsynced this long, far longer than an answer takes.
+RACE_FSYNC_DELAY = 0.5
+#: The slow fsync of `undurable-read`, and how long its reader waits for `/sql` before the host is cut: an answer
+#: that does not wait for durability comes in milliseconds, one that waits cannot come before the cut.
+READ_FSYNC_DELAY = 3.0
+READ_WAIT = 2.0
+
+
+@dataclass
+class DirectProducer:
+    """An SDK connection that appends to one stream of its own with the producer's key (no runtime in between)."""
+
+    run: Run
+    conn: Connection
+    stream_id: str
+    run_id: str
+
+    def event(self, seq: int) -> tuple[tuple[Any, ...], str, str]:
+        """The `append_sync_events` item for `seq`, its idempotency key and payload hash."""
+        text, hashed = hash_value({"run_id": self.run_id, "type": "run.message.delta", "data": {"n": seq}})
+        key = f"{self.stream_id}:{seq}"
+        return (self.stream_id, key, "run.message.delta", text, hashed, seq, Timestamp.now()), key, hashed
+
+    async def append(self, seq: int) -> None:
+        """Append one event and record its acknowledgement (a refusal ends the scenario)."""
+        item, key, hashed = self.event(seq)
+        answer = await self.conn.call("append_sync_events", [item])
+        if not isinstance(answer, ReducerCommitted):
+            raise RuntimeError(f"append of seq {seq} failed: {answer}")
+        self.run.recorder.ack(self.stream_id, seq, hashed, key)
+
+    def cut(self) -> None:
+        """SIGKILL the host now, on the loop (under the power cut: unfsynced bytes die), and journal what it lost."""
+        assert self.run.stack.host is not None
+        self.run.stack.require_power_cut_engaged()
+        self.run.stack.host.kill()
+        lost = read_ledger(self.run.stack.power_cut_ledger)
+        self.run.metrics.setdefault("power_cut_lost_bytes", []).append(lost)
+        self.run.journal.write(
+            "fault", scenario=self.run.name, proxy="-", action="sigkill", detail=f"host (power cut: {lost} B)"
+        )
+        self.run.journal.faults += 1
+
+
+async def direct_producer(run: Run, fsync_delay: float) -> DirectProducer:
+    """Start the stack (no runtime) with the host under the power cut, no writeback (only an fsync saves a record,
+    so the verdict does not depend on the rng) and a slow fsync; connect a producer to a stream of its own."""
+    base = run.power_cut or PowerCutFault()
+    run.power_cut = replace(base, writeback=0.0, fsync_delay=max(base.fsync_delay, fsync_delay))
+    run.stack.power_cut = run.power_cut
+    await run.stack.start(runtime=False)
+    session = await fetch_session_token(
+        run.stack.control_public_url, run.stack.producer_key, ("sync.append", "sync.subscribe"), ("*",), None, "race"
+    )
+    conn = await connect(run.stack.proxy("clients→host").url, DATABASE, token=session.token)
+    run_id = f"{run.name}-{run.seed % 100000}"
+    run.producer.run_ids = [run_id]  # the stream `finish` reads and checks (the HTTP producer itself is not used)
+    return DirectProducer(run, conn, run.producer.streams[0], run_id)
+
+
+async def racing_duplicate(run: Run) -> None:
+    """Two producers race one append (same idempotency key, same payload) on one connection while the host's commit
+    log is under power-cut semantics with a slow fsync; the host is cut the moment the first answer arrives. An
+    answered append must survive the cut, since no answer may leave before the commit it reveals is durable (issue
+    15, item 1); the call left without an answer is an unknown outcome that may land at most once."""
+    producer = await direct_producer(run, RACE_FSYNC_DELAY)
+    await producer.append(1)
+    raced, key, hashed = producer.event(2)
+    calls = [asyncio.create_task(producer.conn.call("append_sync_events", [raced])) for _ in range(2)]
+    done, _ = await asyncio.wait(calls, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+    producer.cut()  # at once: the cut must land inside the slow fsync if the answer was early
+    for number, call in enumerate(calls):
+        try:
+            result = await asyncio.wait_for(call, 10) if call not in done else call.result()
+        except Exception as exc:  # the connection died with the host: no answer
+            run.recorder.unknown(f"race-{number}", producer.stream_id, hashed, retried=False, reason=repr(exc)[:200])
+            continue
+        if isinstance(result, ReducerCommitted):
+            run.recorder.ack(producer.stream_id, 2, hashed, key)
+        else:
+            run.problems.append(f"a raced append was refused: {result}")
+    if not done:
+        run.problems.append("neither raced append was answered within 30 s")
+    with contextlib.suppress(Exception):
+        await producer.conn.close()
+    await run.stack.start_host()
+
+
+async def undurable_read(run: Run) -> None:
+    """A reader queries `/sql` while an append's commit is written but not yet fsynced (slow fsync), then the host
+    is cut: what `/sql` showed must still be in the host's history, since no answer may reveal a commit before it
+    is durable (issue 15, item 2). A row read and then lost is a phantom for the reader (`unacknowledged`)."""
+    producer = await direct_producer(run, READ_FSYNC_DELAY)
+    await producer.append(1)
+    await run.stack.sql("SELECT * FROM stream_head")  # the observer's token, fetched before the clock matters
+    item, _, hashed = producer.event(2)
+    call = asyncio.create_task(producer.conn.call("append_sync_events", [item]))
+    await wait_until(
+        "the commit to be written, not yet fsynced",
+        lambda: (read_ledger(run.stack.power_cut_ledger) or 0) > 0,
+        30,
+        every=0.001,
+    )
+    read = asyncio.create_task(
+        run.stack.sql_records(f"SELECT * FROM sync_event WHERE stream_id = '{producer.stream_id}'")
+    )
+    done, _ = await asyncio.wait([read], timeout=READ_WAIT)
+    producer.cut()
+    rows = read.result() if read in done and read.exception() is None else None
+    with contextlib.suppress(Exception):
+        await read
+    try:
+        await asyncio.wait_for(call, 10)
+        run.problems.append("the append was answered although the host was cut inside its fsync")
+    except Exception as exc:  # no answer: it may or may not have landed
+        run.recorder.unknown("read-append", producer.stream_id, hashed, retried=False, reason=repr(exc)[:200])
+    run.metrics["sql_answered_before_the_cut"] = rows is not None
+    if rows is not None:
+        seen = sorted(
+            (
+                Applied(str(r["stream_id"]), int(r["seq"]), str(r["idempotency_key"]), str(r["payload_hash"]))
+                for r in rows
+            ),
+            key=lambda event: event.seq,
+        )
+        reader = ClientHistory("sql-reader", (StreamView(producer.stream_id, tuple(seen)),))
+        run.recorder.client(reader, [producer.stream_id])
+    with contextlib.suppress(Exception):
+        await producer.conn.close()
+    await run.stack.start_host()
+
+
+#: Scenarios that are about the power cut and always run under it (with their own writeback and fsync delay).
+POWER_CUT_SCENARIOS = frozenset({"racing-duplicate", "undurable-read"})
+
 SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "handshake": handshake,
     "half-open": half_open_presence,
@@ -692,19 +871,39 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "duplicate-delivery": duplicate_delivery,
     "host-sigkill": host_sigkill,
     "runtime-sigkill": runtime_sigkill,
+    "racing-duplicate": racing_duplicate,
+    "undurable-read": undurable_read,
 }
 
 
 async def run_scenario(
-    name: str, seed: int, root: Path, profile: Profile = CI, journal: Journal | None = None
+    name: str,
+    seed: int,
+    root: Path,
+    profile: Profile = CI,
+    journal: Journal | None = None,
+    power_cut: PowerCutFault | None = None,
 ) -> ScenarioResult:
-    """Run one scenario from its seed in `root` and return the checked result (the stack is always stopped)."""
+    """Run one scenario from its seed in `root` and return the checked result (the stack is always stopped).
+
+    With `power_cut` the host runs under power-cut semantics: its commit-log writes are lost unless fsynced when
+    it dies (`powercut.py`), so every host SIGKILL is a power cut.
+    """
     journal = journal or Journal()
+    if power_cut is None and name in POWER_CUT_SCENARIOS:
+        power_cut = PowerCutFault()
+    flag = " --power-cut" if power_cut is not None else ""
     print(
-        f"chaos scenario={name} seed={seed} (replay: autopilot-sync chaos --scenario {name} --seed {seed})", flush=True
+        f"chaos scenario={name} seed={seed}{' power-cut' if flag else ''} "
+        f"(replay: autopilot-sync chaos --scenario {name} --seed {seed}{flag})",
+        flush=True,
     )
-    run = Run(name, seed, profile, root, journal)
-    run.note("start", profile=vars(profile) if hasattr(profile, "__dict__") else str(profile))
+    run = Run(name, seed, profile, root, journal, power_cut)
+    run.note(
+        "start",
+        profile=vars(profile) if hasattr(profile, "__dict__") else str(profile),
+        power_cut=asdict(power_cut) if power_cut is not None else None,
+    )
     try:
         await SCENARIOS[name](run)
         return await run.finish()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.verification.powercut import PowerCutFault
 from autopilot_sync.verification.scenarios import (
     SCENARIOS,
     Journal,
@@ -66,8 +67,18 @@ def scenario_seeds(master: int, names: Sequence[str]) -> random.Random:
     return random.Random(f"soak:{master}:{','.join(names)}")
 
 
-async def soak(minutes: float, master_seed: int, out_dir: Path, names: Sequence[str], profile: Profile) -> SoakTotals:
-    """Run the scenarios in turn until `minutes` have passed (at least one round); write the results directory."""
+async def soak(
+    minutes: float,
+    master_seed: int,
+    out_dir: Path,
+    names: Sequence[str],
+    profile: Profile,
+    power_cut: PowerCutFault | None = None,
+) -> SoakTotals:
+    """Run the scenarios in turn until `minutes` have passed (at least one round); write the results directory.
+
+    With `power_cut` every run's host is under power-cut semantics (see `run_scenario`).
+    """
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     totals = SoakTotals()
     picker = scenario_seeds(master_seed, names)
@@ -75,7 +86,9 @@ async def soak(minutes: float, master_seed: int, out_dir: Path, names: Sequence[
     started = time.time()
     with (out_dir / "events.jsonl").open("a") as events, (out_dir / "results.jsonl").open("a") as results:
         journal = Journal(events)
-        journal.write("soak", master_seed=master_seed, minutes=minutes, scenarios=list(names))
+        journal.write(
+            "soak", master_seed=master_seed, minutes=minutes, scenarios=list(names), power_cut=power_cut is not None
+        )
         rounds = 0
         while rounds == 0 or time.monotonic() < deadline:
             rounds += 1
@@ -86,7 +99,7 @@ async def soak(minutes: float, master_seed: int, out_dir: Path, names: Sequence[
                 faults_before = journal.faults
                 with tempfile.TemporaryDirectory(prefix=f"chaos-{name}-") as root:
                     try:
-                        result = await run_scenario(name, seed, Path(root), profile, journal)
+                        result = await run_scenario(name, seed, Path(root), profile, journal, power_cut)
                     except Exception as exc:
                         totals.runs += 1
                         totals.failed += 1
@@ -99,17 +112,21 @@ async def soak(minutes: float, master_seed: int, out_dir: Path, names: Sequence[
                 totals.add(result, journal.faults - faults_before)
                 if not result.ok:
                     write_history(result, out_dir)
-    (out_dir / "summary.md").write_text(summary_markdown(totals, master_seed, minutes, time.time() - started))
+    summary = summary_markdown(totals, master_seed, minutes, time.time() - started, power_cut is not None)
+    (out_dir / "summary.md").write_text(summary)
     return totals
 
 
-def summary_markdown(totals: SoakTotals, master_seed: int, minutes: float, seconds: float) -> str:
+def summary_markdown(
+    totals: SoakTotals, master_seed: int, minutes: float, seconds: float, power_cut: bool = False
+) -> str:
     """The human summary of a soak run."""
+    flag = " --power-cut" if power_cut else ""
     lines = [
         "# Chaos soak summary",
         "",
-        f"Master seed {master_seed} (replay: `autopilot-sync chaos --soak {minutes:g} --seed {master_seed}`), "
-        f"ran {seconds / 60:.1f} minutes.",
+        f"Master seed {master_seed} (replay: `autopilot-sync chaos --soak {minutes:g} --seed {master_seed}{flag}`), "
+        f"ran {seconds / 60:.1f} minutes{' with the host under power-cut semantics' if power_cut else ''}.",
         "",
         "| measure | value |",
         "|---|---:|",

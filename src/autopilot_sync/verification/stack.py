@@ -33,9 +33,11 @@ import aiohttp
 
 from autopilot_sync.control.client import SessionToken, fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
+from autopilot_sync.devtools.stack import producer_socket_at
 from autopilot_sync.nostr.keyfile import save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
+from autopilot_sync.verification.powercut import BANNER, PowerCutFault, host_environment, read_ledger
 from autopilot_sync.verification.proxy import FaultProxy, FaultRecord
 
 DATABASE = "autopilot-sync"
@@ -143,6 +145,7 @@ class ChaosStack:
     root: Path
     seed: int
     on_fault: Callable[[FaultRecord], None] | None = None
+    power_cut: PowerCutFault | None = None
     host_port: int = field(default_factory=free_port)
     control_port: int = field(default_factory=free_port)
     runtime_port: int = field(default_factory=free_port)
@@ -152,6 +155,7 @@ class ChaosStack:
     desktops: list[DesktopProcess] = field(default_factory=list)
     proxies: dict[str, FaultProxy] = field(default_factory=dict)
     runtime_env: dict[str, str] = field(default_factory=dict)
+    host_starts: int = 0
     _observer_token: SessionToken | None = None
 
     # ----- keys and URLs -----
@@ -175,6 +179,11 @@ class ChaosStack:
     def runtime_url(self) -> str:
         """The runtime's producer API (the producer is an HTTP client, outside the proxied pairs)."""
         return f"http://127.0.0.1:{self.runtime_port}"
+
+    @property
+    def producer_socket(self) -> Path:
+        """The runtime's mode 0600 producer socket, through which the producer appends without a token."""
+        return producer_socket_at(self.root / "runtime" / "producer.sock")
 
     @property
     def control_public_url(self) -> str:
@@ -215,21 +224,60 @@ class ChaosStack:
         return self
 
     async def start_host(self) -> ServiceProcess:
-        """Start (or restart on the same port and data dir) the host."""
-        self.host = await start_child(
-            "host",
-            [],
-            {
-                "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
-                "AUTOPILOT_SYNC_HOST_DATA_DIR": str(self.root / "host"),
-                "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
-                "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
-                "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_public_url,
-                "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": str(HOST_PING_SECONDS),
-                "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(HOST_IDLE_SECONDS),
-            },
-        )
+        """Start (or restart on the same port and data dir) the host, under power-cut semantics if the run asks.
+
+        Under the power-cut fault the host's commit-log writes stay in its memory until fsync (`powercut.py`), so a
+        SIGKILL loses exactly what was not fsynced (`kill_host` checks the emulation really engaged).
+        """
+        env = {
+            "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
+            "AUTOPILOT_SYNC_HOST_DATA_DIR": str(self.root / "host"),
+            "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
+            "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
+            "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_public_url,
+            "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": str(HOST_PING_SECONDS),
+            "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(HOST_IDLE_SECONDS),
+        }
+        self.host_starts += 1
+        if self.power_cut is not None:
+            env |= host_environment(
+                self.root / "host" / "commitlog",
+                writeback=self.power_cut.writeback,
+                fsync_delay=self.power_cut.fsync_delay,
+                seed=self.seed * 1000 + self.host_starts,
+                ledger=self.power_cut_ledger,
+            )
+        self.host = await start_child("host", [], env)
         return self.host
+
+    @property
+    def power_cut_ledger(self) -> Path:
+        """Where the host under the power-cut fault reports its unfsynced bytes (outside its data dir)."""
+        return self.root / "host-powercut-ledger"
+
+    async def kill_host(self, wait_for_unfsynced: float = 10.0) -> int | None:
+        """SIGKILL the host; under the power-cut fault first wait (up to `wait_for_unfsynced` s) until its commit
+        log holds unfsynced bytes, so the cut loses something. Returns the bytes the cut lost (None without it)."""
+        assert self.host is not None
+        if self.power_cut is not None:
+            with contextlib.suppress(TimeoutError):
+                await wait_until(
+                    "unfsynced commit-log bytes",
+                    lambda: (read_ledger(self.power_cut_ledger) or 0) > 0,
+                    wait_for_unfsynced,
+                    every=0.001,
+                )
+        self.require_power_cut_engaged()
+        await asyncio.to_thread(self.host.kill)
+        return read_ledger(self.power_cut_ledger) if self.power_cut is not None else None
+
+    def require_power_cut_engaged(self) -> None:
+        """Under the power-cut fault, fail unless the live host printed the emulation's banner for a log segment:
+        otherwise a kill would silently be a plain SIGKILL (the product changed how it writes its log)."""
+        if self.power_cut is None or self.host is None:
+            return
+        if not any(BANNER in line for line in list(self.host.output)):
+            raise RuntimeError(f"the power-cut emulation did not engage in the host:\n{self.host.tail()}")
 
     async def start_runtime(self) -> ServiceProcess:
         """Start (or restart) the runtime; it reaches host and control only through their proxies."""
@@ -243,6 +291,7 @@ class ChaosStack:
             "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_public_url,
             "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.proxies["runtime→host"].url,
             "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
+            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
             "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
             **self.runtime_env,
         }
@@ -301,6 +350,38 @@ class ChaosStack:
 
     async def sql(self, query: str) -> list[list[Any]]:
         """Rows of one query over the host's `/sql` route, straight to the host (not through a proxy)."""
+        return (await self._sql(query))["rows"]  # type: ignore[no-any-return]
+
+    async def sql_records(self, query: str) -> list[dict[str, Any]]:
+        """Rows of one query as `{column: value}`, named by the result's schema (robust to added columns)."""
+        result = await self._sql(query)
+        names = [element["name"].get("some") for element in result["schema"]["elements"]]
+        return [dict(zip(names, row, strict=True)) for row in result["rows"]]
+
+    async def final_history(self) -> tuple[StreamView, ...]:
+        """The host's own history: its `sync_event` rows per stream in seq order, from each stream's retained floor."""
+        floors = {
+            str(row["stream_id"]): int(row["retained_from_seq"])
+            for row in await self.sql_records("SELECT * FROM stream_head")
+        }
+        events: dict[str, list[Applied]] = {}
+        for row in await self.sql_records("SELECT * FROM sync_event"):
+            stream_id = str(row["stream_id"])
+            events.setdefault(stream_id, []).append(
+                Applied(
+                    stream_id, int(row["seq"]), str(row["idempotency_key"]), str(row["payload_hash"]), row["payload"]
+                )
+            )
+        return tuple(
+            StreamView(
+                stream_id,
+                tuple(sorted(events.get(stream_id, []), key=lambda event: event.seq)),
+                floors.get(stream_id) if floors.get(stream_id, 1) > 1 else None,
+            )
+            for stream_id in sorted(set(floors) | set(events))
+        )
+
+    async def _sql(self, query: str) -> dict[str, Any]:
         async with aiohttp.ClientSession() as http:
             token = await self._observer(http)
             async with http.post(
@@ -312,8 +393,8 @@ class ChaosStack:
                 text = await response.text()
                 if response.status != 200:
                     raise RuntimeError(f"/sql {query!r}: HTTP {response.status}: {text}")
-        rows: list[list[Any]] = json.loads(text)[0]["rows"]
-        return rows
+        result: dict[str, Any] = json.loads(text)[0]
+        return result
 
     async def presence(self) -> tuple[PresenceRow, ...]:
         """`SELECT * FROM active_connection` as rows."""

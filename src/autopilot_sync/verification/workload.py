@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
 from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.runtime.access import producer_session
 from autopilot_sync.runtime.streams import run_stream
 from autopilot_sync.verification.history import HistoryRecorder
 
@@ -33,8 +35,11 @@ class Batch:
 class Producer:
     """Generates seed-determined batches and appends them, retrying each until the runtime acknowledges it."""
 
-    def __init__(self, runtime_url: str, recorder: HistoryRecorder, rng: random.Random, run_ids: list[str]) -> None:
+    def __init__(
+        self, runtime_url: str, recorder: HistoryRecorder, rng: random.Random, run_ids: list[str], socket: Path
+    ) -> None:
         self.runtime_url = runtime_url
+        self.socket = socket
         self.recorder = recorder
         self.rng = rng
         self.run_ids = run_ids
@@ -76,7 +81,9 @@ class Producer:
                     if response.status == 200:
                         break
                     raise RuntimeError(f"runtime refused {batch.request_id}: HTTP {response.status} {answer}")
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # No answer: the runtime may or may not have stored the batch; the retry below resolves it.
+                self.record_unknown(batch, exc)
                 self.retries += 1
                 if loop.time() > deadline:
                     raise
@@ -89,9 +96,23 @@ class Producer:
             self.recorder.ack(str(item["stream_id"]), int(item["seq"]), expected_hash)
             self.acknowledged += 1
 
+    def record_unknown(self, batch: Batch, error: BaseException) -> None:
+        """Record each event of a call that got no answer as an unknown outcome this producer retries."""
+        stream_id = run_stream(batch.run_id)
+        reason = f"{type(error).__name__}: {error}"[:200]
+        for kind, data in batch.events:
+            _, expected_hash = hash_value({"run_id": batch.run_id, "type": kind, "data": data})
+            self.recorder.unknown(
+                batch.request_id,
+                stream_id,
+                expected_hash,
+                retried=True,
+                reason=reason,
+            )
+
     async def publish(self, total_per_run: int, batch_size: int, pause: float = 0.0) -> None:
         """Append `total_per_run` more events to every run, runs in parallel, each run's batches in order."""
-        async with aiohttp.ClientSession() as http:
+        async with producer_session(self.socket) as http:
 
             async def one_run(run_id: str) -> None:
                 remaining = total_per_run
