@@ -42,11 +42,13 @@ def declare(remedies: Remedies) -> None:
 def one_line(exc: BaseException, remedies: Remedies) -> str | None:
     """The sentence for `exc`, or None when it is not a failure a user can fix (then it stays a traceback)."""
     import aiohttp
+    from aiohttp.client_exceptions import UnixClientConnectorError
 
     if isinstance(exc, aiohttp.ClientConnectorError):
         code = exc.os_error.errno
         reason = os.strerror(code).lower() if code else str(exc.os_error) or type(exc.os_error).__name__
-        return _with(f"cannot reach {exc.host}:{exc.port} ({reason})", remedies.unreachable)
+        where = exc.path if isinstance(exc, UnixClientConnectorError) else f"{exc.host}:{exc.port}"
+        return _with(f"cannot reach {where} ({reason})", remedies.unreachable)
     if isinstance(exc, aiohttp.ClientResponseError):
         return _with(f"{exc.request_info.real_url} answered HTTP {exc.status} {exc.message}", remedies.unreachable)
     if isinstance(exc, aiohttp.ClientError):

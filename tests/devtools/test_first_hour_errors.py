@@ -73,6 +73,12 @@ def test_dead_letters_with_the_runtime_down_point_to_data_dir(action: str) -> No
     assert "cannot reach" in line and "--data-dir" in line
 
 
+def test_dead_letters_through_a_missing_producer_socket_name_it(tmp_path: Path) -> None:
+    socket = tmp_path / "producer.sock"
+    line = _one_line(_run("runtime", "dead-letters", "list", "--socket", str(socket)))
+    assert f"cannot reach {socket}" in line and "--data-dir" in line
+
+
 def test_dead_letters_refuse_a_directory_without_an_outbox_and_create_none(tmp_path: Path) -> None:
     line = _one_line(_run("runtime", "dead-letters", "list", "--data-dir", str(tmp_path)))
     assert "outbox" in line and "AUTOPILOT_SYNC_RUNTIME_DATA_DIR" in line
