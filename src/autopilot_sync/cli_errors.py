@@ -30,6 +30,8 @@ class Remedies:
     """Flag and variable choosing the listen address, e.g. `--listen or AUTOPILOT_SYNC_HOST_LISTEN`."""
     unreachable: str | None = None
     """What to do when the URL the command talks to does not answer, e.g. `start the runtime, or pass --url`."""
+    unauthorized: str | None = None
+    """What to do when the URL answers 401/403, e.g. `use --socket, or --token with a token from control`."""
 
 
 def declare(remedies: Remedies) -> None:
@@ -50,7 +52,8 @@ def one_line(exc: BaseException, remedies: Remedies) -> str | None:
         where = exc.path if isinstance(exc, UnixClientConnectorError) else f"{exc.host}:{exc.port}"
         return _with(f"cannot reach {where} ({reason})", remedies.unreachable)
     if isinstance(exc, aiohttp.ClientResponseError):
-        return _with(f"{exc.request_info.real_url} answered HTTP {exc.status} {exc.message}", remedies.unreachable)
+        remedy = remedies.unauthorized if exc.status in (401, 403) else remedies.unreachable
+        return _with(f"{exc.request_info.real_url} answered HTTP {exc.status} {exc.message}", remedy)
     if isinstance(exc, aiohttp.ClientError):
         return _with(f"the connection failed ({type(exc).__name__}: {exc})", remedies.unreachable)
     if isinstance(exc, TimeoutError):

@@ -89,3 +89,29 @@ def test_demo_against_a_dead_url_fails_in_one_line() -> None:
     line = _one_line(_run("runtime", "demo", "--url", _dead_url(), "--duration", "5"))
     assert "cannot reach" in line and "--url" in line
     assert "ClientConnectorError" not in line
+
+
+async def test_demo_without_credentials_fails_in_one_line_naming_socket_and_token() -> None:
+    """The runtime here is a stand-in HTTP server answering 401, as a real runtime does over TCP without a token."""
+    import asyncio
+
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", _unauthorized)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        done = await asyncio.to_thread(_run, "runtime", "demo", "--url", f"http://127.0.0.1:{port}", "--duration", "5")
+    finally:
+        await runner.cleanup()
+    line = _one_line(done)
+    assert "HTTP 401" in line and "--socket" in line and "--token" in line
+
+
+async def _unauthorized(_request: object) -> object:
+    from aiohttp import web
+
+    return web.json_response({"error": "unauthenticated"}, status=401)

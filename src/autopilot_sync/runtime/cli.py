@@ -113,7 +113,12 @@ def demo(
     """
     from autopilot_sync.runtime.demo import DemoConfig, run_demo
 
-    declare(Remedies(unreachable="start the runtime (autopilot-sync runtime) or point --url at it"))
+    declare(
+        Remedies(
+            unreachable="start the runtime (autopilot-sync runtime) or point --url at it",
+            unauthorized="use the runtime's --socket, or --token with a control token granting sync.append",
+        )
+    )
     if rate <= 0:
         raise click.BadParameter("must be > 0", param_hint="--rate")
     if runs < 0 or duration < 0:
@@ -141,7 +146,12 @@ def dead_letters() -> None:
       autopilot-sync runtime dead-letters replay --stream runtime.run.r-1.events
       autopilot-sync runtime dead-letters list --data-dir ./var/runtime   # the runtime is down
     """
-    declare(Remedies(unreachable="start the runtime, or read its outbox file directly with --data-dir DIR"))
+    declare(
+        Remedies(
+            unreachable="start the runtime, or read its outbox file directly with --data-dir DIR",
+            unauthorized="use the runtime's --socket, or --token with a control token granting sync.admin",
+        )
+    )
 
 
 _url_option = click.option("--url", default=_DEFAULT_URL, show_default=True, help="Base URL of the running runtime.")

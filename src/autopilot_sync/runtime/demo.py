@@ -109,8 +109,9 @@ async def _status(session: aiohttp.ClientSession, url: str) -> tuple[int, int]:
 async def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> DemoProgress:
     """Append the workload at `config.rate` events/s until it ends or `duration` passes; report progress.
 
-    Raises `aiohttp.ClientConnectorError` when the runtime cannot be reached at all (a demo with nothing to talk to
-    has nothing to report); other failed appends are counted and reported.
+    Raises `aiohttp.ClientConnectorError` when the runtime cannot be reached at all and `aiohttp.ClientResponseError`
+    when it refuses the demo's credentials (401/403): either way every later event would fail the same way. Other
+    failed appends are counted and reported.
     """
     url = config.url.rstrip("/")
     started = time.monotonic()
@@ -132,12 +133,14 @@ async def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> DemoProgr
             body = {**item.body, "request_id": f"{config.prefix}-{session_tag}-{number}"}
             try:
                 async with session.post(f"{url}{item.path}", json=body) as response:
+                    if response.status in (401, 403):
+                        response.raise_for_status()  # no right to append: every next event would be refused too
                     if response.status == 200:
                         appended += item.events
                     else:
                         failed += 1
                         echo(f"append refused: HTTP {response.status} {await response.text()}")
-            except aiohttp.ClientConnectorError:
+            except (aiohttp.ClientConnectorError, aiohttp.ClientResponseError):
                 raise  # nothing listens at the URL: retrying every event would only hide that (the CLI says so)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failed += 1
