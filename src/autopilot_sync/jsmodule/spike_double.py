@@ -58,6 +58,14 @@ class SpikeTableDouble:
         if fn == "console_log":
             self.logs.append((int(args[0]), str(args[1])))
             return None, b""
+        if fn == "datastore_clear":
+            cleared = self.rows.pop(self._table(args[0]), [])
+            return str(len(cleared)), b""
+        if fn == "console_timer_start":
+            self._next_iter += 1
+            return self._next_iter, b""
+        if fn == "console_timer_end":
+            return None, b""
         if fn == "identity":
             return "0", b""
         raise SyscallRefusedError(1, f"syscall {fn} is not answered by the spike double")
