@@ -11,6 +11,8 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 from jsmodule_helpers import bsatn_note, reducer_ids
@@ -18,6 +20,7 @@ from jsmodule_helpers import bsatn_note, reducer_ids
 from autopilot_sync.jsmodule import (
     JsCallTimeoutError,
     JsHeapLimitError,
+    JsModuleLoadError,
     JsModuleRunner,
     JsReducerPanicError,
     JsRunnerCrashedError,
@@ -127,3 +130,34 @@ def _alive(pid: int) -> bool:
             return stat.read().split(") ", 1)[1][0] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+def test_module_that_throws_while_loading_is_a_typed_load_error(tmp_path: Path, tables: SpikeTableDouble) -> None:
+    module = tmp_path / "broken.mjs"
+    module.write_text("import { console_log } from 'spacetime:sys@2.0';\nthrow new RangeError('broken at import');\n")
+    with pytest.raises(JsModuleLoadError, match="RangeError: broken at import"):
+        JsModuleRunner(module, tables).start()
+
+
+def test_unknown_syscall_module_version_is_a_typed_load_error(tmp_path: Path, tables: SpikeTableDouble) -> None:
+    module = tmp_path / "future.mjs"
+    module.write_text("import { datastore_clear } from 'spacetime:sys@9.9';\nexport default {};\n")
+    with pytest.raises(JsModuleLoadError, match=r"unsupported syscall module version: spacetime:sys@9\.9"):
+        JsModuleRunner(module, tables).start()
+
+
+def test_a_failing_syscall_handler_reaches_the_module_as_a_host_error(notes_module: Path) -> None:
+    class BrokenTables(SpikeTableDouble):
+        """Unit-test double whose insert has a bug; everything else is the spike double."""
+
+        def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
+            if fn == "datastore_insert_bsatn":
+                raise KeyError("bug in the host")
+            return super().handle(fn, args, body)
+
+    with JsModuleRunner(notes_module, BrokenTables(["note"])) as runner:
+        ids = reducer_ids(runner.describe())
+        with pytest.raises(JsReducerPanicError, match="host failed to answer syscall datastore_insert_bsatn"):
+            runner.call_reducer(ids["add_note"], bsatn_note(3, "x"))
+        runner.call_reducer(ids["empty"], b"")
+        assert runner.restarts == 0

@@ -66,7 +66,10 @@ class FrameReader:
         head = bytes(self._buf[8 : 8 + head_len])
         body = bytes(self._buf[8 + head_len : 4 + total])
         del self._buf[: 4 + total]
-        header = json.loads(head)
+        try:
+            header = json.loads(head)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+            raise FrameMalformedError from None
         if not isinstance(header, dict):
             raise FrameMalformedError
         return header, body

@@ -10,6 +10,7 @@ answered by a `SyscallHandler` (in the spike, `SpikeTableDouble`; in the full AB
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -38,6 +39,8 @@ from autopilot_sync.jsmodule.frames import (
     Header,
     encode_frame,
 )
+
+log = logging.getLogger(__name__)
 
 RUNNER_JS = Path(__file__).parent / "js" / "runner.mjs"
 _HEAP_LIMIT_MARKERS = ("Reached heap limit", "JavaScript heap out of memory")
@@ -242,6 +245,11 @@ class JsModuleRunner:
             value, reply = self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
         except SyscallRefusedError as refusal:
             return encode_frame({"t": "errno", "code": refusal.code, "msg": str(refusal)})
+        except Exception:
+            # A handler bug must still answer, or the runner would wait for this reply forever and read the next
+            # request as one. The module sees HOST_CALL_FAILURE (errno 1), as SpacetimeDB reports a host fault.
+            log.exception("syscall %s failed in the host", fn)
+            return encode_frame({"t": "errno", "code": 1, "msg": f"host failed to answer syscall {fn}"})
         return encode_frame({"t": "ret", "v": value}, reply)
 
     def _discard(self, child: _Child) -> tuple[int | None, str]:
