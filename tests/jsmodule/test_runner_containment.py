@@ -115,9 +115,12 @@ def test_runner_killed_while_idle_is_replaced_before_the_next_call(runner: JsMod
     pid = runner.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
+    # Wait for the whole process to be gone: its main thread shows as a zombie while node's other threads still
+    # exit, and until then the runner cannot tell it from a live one (a call sent then fails as a crash).
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while runner.alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not runner.alive()
     runner.call_reducer(ids["empty"], b"")
     assert runner.restarts == 1
     assert runner.pid != pid

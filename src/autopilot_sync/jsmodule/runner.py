@@ -69,7 +69,13 @@ class _Child:
         to_child_r, self._to_child_w = os.pipe()
         self._from_child_r, from_child_w = os.pipe()
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed by _discard
+        # `ulimit -c 0`: V8's heap-limit abort must not leave a core dump of module memory (and the rows in it)
+        # on disk; `exec` keeps the pid, so the runner is the process we time out and kill.
         argv = [
+            "/bin/sh",
+            "-c",
+            'ulimit -c 0 && exec "$@"',
+            "sh",
             node,
             f"--max-old-space-size={limits.heap_mb}",
             str(RUNNER_JS),
@@ -142,6 +148,10 @@ class JsModuleRunner:
     def pid(self) -> int | None:
         """The current runner's process id, if one is running."""
         return self._child.proc.pid if self._child is not None else None
+
+    def alive(self) -> bool:
+        """Whether a runner process is running now (a health check; a dead one is replaced at the next call)."""
+        return self._child is not None and self._child.proc.poll() is None
 
     def start(self) -> None:
         """Start the runner and wait until the module is imported and its hooks are registered."""
