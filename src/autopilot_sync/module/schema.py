@@ -55,7 +55,12 @@ sync_event = module.table(
         ("epoch", at.U64),
         ("chain", at.STRING),
     ],
-    unique=[("stream_id", "seq"), ("stream_id", "idempotency_key")],  # keys are scoped per stream
+    unique=[("stream_id", "seq")],
+    # Idempotency keys are scoped per stream. The append reducer keeps them unique per stream (it looks the key up
+    # before inserting, and reducers run one at a time); an index, not a unique constraint, because SpacetimeDB's
+    # automatic migration forbids adding a unique constraint to a table that has rows, and data written before
+    # keys were scoped had a unique constraint on the key alone (removing that one is allowed).
+    indexes=[("stream_id", "idempotency_key")],
     defaults={"epoch": 0, "chain": ""},
 )
 
