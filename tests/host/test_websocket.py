@@ -627,3 +627,45 @@ def test_close_codes_doc_lists_every_close_reason() -> None:
             assert f"| {reason.code} | `{reason.text}` |" in table, reason
         else:
             assert f"| {reason.code} | *" in table, reason
+
+
+# ----- fidelity with SpacetimeDB 2.x (issue 20) -----
+
+
+async def test_trailing_bytes_after_reducer_arguments_are_ignored_as_spacetimedb_does(host: Host) -> None:
+    # crates/core/src/host/mod.rs `FunctionArgs::_into_tuple` deserializes a prefix and never checks for the end.
+    client = await connect(host)
+    params = module.reducers["add_person"].params
+    args = bsatn.encode(params, ("ada", 36)) + b"\x00trailing"
+    await client.send(CallReducer(1, CallReducerFlags.DEFAULT, "add_person", args))
+    result = await client.expect(ReducerResult)
+    assert isinstance(result.result, ReducerOk), result
+    assert [row[1:] for row in host.engine.datastore["person"].rows.values()] == [("ada", 36)]
+
+
+async def test_subscribe_with_zero_queries_is_applied_with_no_rows(host: Host) -> None:
+    # crates/core/src/subscription/module_subscription_actor.rs: an empty batch compiles and is added like any other.
+    client = await connect(host)
+    await client.call(1, "add_person", "ada", 36)
+    await client.expect(ReducerResult)
+    await client.send(Subscribe(2, 5, ()))
+    applied = await client.expect(SubscribeApplied)
+    assert (applied.request_id, applied.query_set_id, applied.rows.tables) == (2, 5, ())
+    await client.send(Unsubscribe(3, 5))
+    assert (await client.expect(UnsubscribeApplied)).query_set_id == 5
+
+
+async def test_duplicate_query_set_id_closes_the_socket_1011_as_spacetimedb_does(host: Host) -> None:
+    # crates/core/src/subscription/module_subscription_manager.rs `add_subscription_v2` errors; the error leaves the
+    # message handler and crates/client-api/src/routes/subscribe.rs closes with CloseCode::Error (1011).
+    good = await connect(host)
+    client = await connect(host)
+    await client.send(Subscribe(1, 7, ("SELECT * FROM person",)))
+    await client.expect(SubscribeApplied)
+    await client.send(Subscribe(2, 7, ("SELECT * FROM person WHERE age > 1",)))
+    code, reason = await client.closed()
+    assert code == 1011
+    assert reason.startswith("error executing message (reducer: None) (err: Subscription with id QuerySetId { id: 7 }")
+    await good.call(1, "add_person", "still-here", 1)
+    assert isinstance((await good.expect(ReducerResult)).result, ReducerOk)
+    await wait_for(lambda: host.online() == 1)

@@ -319,12 +319,14 @@ class SubscriptionManager(_JoinMixin):
         private_visible: bool = False,
         claims: Mapping[str, Any] | None = None,
     ) -> SubscribeApplied | SubscriptionError:
-        """Register a query set and return its initial rows, or the error that refused it (nothing registered)."""
+        """Register a query set and return its initial rows, or the error that refused it (nothing registered).
+
+        A set of zero queries is registered and applied with no rows, as SpacetimeDB does (its `subscribe_v2` in
+        `crates/core/src/subscription/module_subscription_actor.rs` compiles and adds an empty batch).
+        """
         sets = self._clients.setdefault(client, {})
         if query_set_id in sets:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is already subscribed")
-        if not sqls:
-            return SubscriptionError(request_id, query_set_id, "a query set needs at least one query")
         if len(sqls) > MAX_QUERIES_PER_SET:
             return SubscriptionError(
                 request_id, query_set_id, f"too many queries in one query set: {len(sqls)} > {MAX_QUERIES_PER_SET}"
@@ -344,6 +346,10 @@ class SubscriptionManager(_JoinMixin):
         shape.newest_since = max(shape.newest_since, since)
         sets[query_set_id] = query_set
         return SubscribeApplied(request_id, query_set_id, rows)
+
+    def is_subscribed(self, client: Client, query_set_id: int) -> bool:
+        """Whether `client` holds query set `query_set_id` (a second Subscribe with it is a protocol error)."""
+        return query_set_id in self._clients.get(client, {})
 
     def unsubscribe(
         self, client: Client, request_id: int, query_set_id: int, *, send_dropped_rows: bool = False

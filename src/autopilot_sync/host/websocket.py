@@ -108,6 +108,13 @@ class CloseReason(enum.Enum):
     IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
+    # SpacetimeDB's text (the `add_subscription_v2` error wrapped in `MessageExecutionError`), N and CLIENT filled in;
+    # like every reason it is cut to 123 bytes, which leaves little of the client.
+    QUERY_SET_IN_USE = (
+        1011,
+        "error executing message (reducer: None) (err: Subscription with id QuerySetId { id: N } already exists "
+        "for client: CLIENT)",
+    )
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
 
     @property
@@ -560,6 +567,15 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
         # call) see its effects, in the order the client sent them; the answer goes out once it is durable.
         _call_reducer(connection, message)
     elif isinstance(message, Subscribe):
+        if hub.subscriptions.is_subscribed(connection, message.query_set_id):
+            # SpacetimeDB: `add_subscription_v2` (crates/core/src/subscription/module_subscription_manager.rs) errors,
+            # and crates/client-api/src/routes/subscribe.rs closes the socket with CloseCode::Error (1011).
+            caller = connection.caller
+            text = CloseReason.QUERY_SET_IN_USE.text.replace("{ id: N }", f"{{ id: {message.query_set_id} }}").replace(
+                "CLIENT", f"(Identity({caller.identity}), ConnectionId({caller.connection_id}))"
+            )
+            await connection.close(CloseReason.QUERY_SET_IN_USE, text)
+            return
         result = hub.subscriptions.subscribe(
             connection,
             message.request_id,
