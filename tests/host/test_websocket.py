@@ -338,7 +338,7 @@ async def test_reducer_errors_user_and_internal(host: Host) -> None:
     assert isinstance(result.result, ReducerInternalError) and "deliberate panic" in result.result.message
     await client.send(CallReducer(3, CallReducerFlags.DEFAULT, "no_such", b""))
     result = await client.expect(ReducerResult)
-    assert result.result == ReducerInternalError("no such reducer: no_such")
+    assert result.result == ReducerInternalError("no such reducer")
     await client.send(CallReducer(4, CallReducerFlags.DEFAULT, "add_person", b"\x01"))
     result = await client.expect(ReducerResult)
     assert isinstance(result.result, ReducerInternalError) and "invalid arguments" in result.result.message
@@ -669,3 +669,24 @@ async def test_duplicate_query_set_id_closes_the_socket_1011_as_spacetimedb_does
     await good.call(1, "add_person", "still-here", 1)
     assert isinstance((await good.expect(ReducerResult)).result, ReducerOk)
     await wait_for(lambda: host.online() == 1)
+
+
+async def test_error_texts_are_spacetimedb_texts(host: Host) -> None:
+    client = await connect(host)
+    # crates/engine/src/error.rs `DBError::WithSql`: "{error}, executing: `{sql}`", the SQL trimmed.
+    await client.send(Subscribe(1, 1, (" SELECT * FROM nope ",)))
+    error = await client.expect(SubscriptionError)
+    assert error.error.endswith(", executing: `SELECT * FROM nope`"), error.error
+    # sqlparser 0.38 (SpacetimeDB's parser): not a statement keyword -> "Expected an SQL statement, found: …".
+    await client.send(Subscribe(2, 2, ("SELEC * FRM x",)))
+    error = await client.expect(SubscriptionError)
+    assert error.error == (
+        "sql parser error: Expected an SQL statement, found: SELEC at Line: 1, Column 1, executing: `SELEC * FRM x`"
+    )
+    await client.send(OneOffQuery(3, "SELEC * FRM x"))
+    one_off = await client.expect(OneOffQueryResult)
+    assert one_off.result == "sql parser error: Expected an SQL statement, found: SELEC at Line: 1, Column 1"
+    # crates/core/src/host/module_host.rs `ReducerCallError::NoSuchReducer`: "no such reducer", without the name.
+    await client.send(CallReducer(4, CallReducerFlags.DEFAULT, "no_such", b""))
+    result = await client.expect(ReducerResult)
+    assert result.result == ReducerInternalError("no such reducer")

@@ -337,7 +337,8 @@ class SubscriptionManager(_JoinMixin):
             try:
                 plans.append(compile_subscription(sql, ctx))
             except SqlError as exc:
-                return SubscriptionError(request_id, query_set_id, f"{exc} (in query {sql!r})")
+                # crates/engine/src/error.rs `DBError::WithSql`, with the SQL trimmed as `compile_queries` does.
+                return SubscriptionError(request_id, query_set_id, f"{exc}, executing: `{sql.strip()}`")
         rows = self._current_rows(plans)
         since = self._current_offset()
         shape = self._shape(query_set_id, plans)

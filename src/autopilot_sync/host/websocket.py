@@ -635,7 +635,8 @@ def _call_reducer(connection: Connection, message: CallReducer) -> None:
     engine = connection.hub.engine
     reducer = engine.reducer(message.reducer)
     if reducer is None:
-        _reducer_failed(connection, message, f"no such reducer: {message.reducer}")
+        # crates/core/src/host/module_host.rs `ReducerCallError::NoSuchReducer` carries no name.
+        _reducer_failed(connection, message, "no such reducer")
         return
     if reducer.lifecycle is not None:
         _reducer_failed(connection, message, f"lifecycle reducer {message.reducer} cannot be called by clients")
