@@ -30,6 +30,7 @@ from autopilot_sync.host.websocket import (
     V2_PROTOCOL,
     V3_PROTOCOL,
     CloseReason,
+    WebSocketHub,
     WebSocketOptions,
     add_websocket_route,
 )
@@ -76,6 +77,7 @@ class Host:
     tokens: TokenService
     base: str
     session: aiohttp.ClientSession
+    hub: WebSocketHub
 
     @property
     def url(self) -> str:
@@ -97,14 +99,14 @@ async def _host(tmp_path: Path, options: WebSocketOptions) -> AsyncIterator[Host
     tokens = TokenService(SigningKey.generate())
     app = web.Application()
     add_http_routes(app, engine, tokens)
-    add_websocket_route(app, engine, tokens, options=options)
+    hub = add_websocket_route(app, engine, tokens, options=options)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     async with aiohttp.ClientSession() as session:
-        yield Host(engine, tokens, f"http://{host}:{port}", session)
+        yield Host(engine, tokens, f"http://{host}:{port}", session, hub)
     await runner.cleanup()
     await engine.stop()
 
@@ -251,7 +253,9 @@ async def test_initial_connection_carries_identity_connection_id_and_token(host:
     await wait_for(lambda: host.online() == 0)
 
 
-async def test_rejected_connection_is_403_with_the_reducer_message(host: Host) -> None:
+async def test_connection_refused_by_client_connected_is_upgraded_then_closed_with_the_reason(host: Host) -> None:
+    # crates/client-api/src/routes/subscribe.rs `handle_websocket`: upgrade first, then run client_connected and drop
+    # the socket when it refuses; an SDK sees a disconnect, not a failed handshake. We also say why (1008 + reason).
     issuer = host.tokens.issuer
     claims = {
         "iss": issuer,
@@ -262,21 +266,17 @@ async def test_rejected_connection_is_403_with_the_reducer_message(host: Host) -
         "hex_identity": identity_from_claims(issuer, "banned").hex,
     }
     token = host.tokens.key.sign(claims)
-    async with host.session.get(
-        host.url,
-        params={"token": token},
-        headers={
-            "Connection": "Upgrade",
-            "Upgrade": "websocket",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-            "Sec-WebSocket-Protocol": V3_PROTOCOL,
-        },
-    ) as response:
-        assert response.status == 403
-        assert await response.text() == "forbidden: this subject is banned"
+    ws = await host.session.ws_connect(host.url, protocols=(V3_PROTOCOL,), params={"token": token})
+    assert ws.protocol == V3_PROTOCOL  # upgraded: 101, not 403
+    msg = await ws.receive(timeout=5)
+    assert msg.type is aiohttp.WSMsgType.CLOSE, msg  # no InitialConnection first
+    assert (ws.close_code, msg.extra) == (1008, "forbidden: this subject is banned")
+    assert host.hub.rejections == {"client_connected": 1}
     assert host.online() == 0
     assert len(host.engine.datastore["st_client"].rows) == 0
+    good = await connect(host)
+    await good.call(1, "add_person", "still-here", 1)
+    assert isinstance((await good.expect(ReducerResult)).result, ReducerOk)
 
 
 # ----- subscriptions and reducers -----

@@ -2,9 +2,9 @@
 
 The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate (401), resolve the database
 (400/404), parse `connection_id`/`compression`/`confirmed` (400), pick the subprotocol by the server's preference
-(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). Unlike the real host,
-`client_connected` runs before the upgrade, so a refusal is an HTTP 403 carrying the reducer's message instead of an
-upgraded socket dropped without a word; `client_disconnected` runs whenever a socket that got past it goes away.
+(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). As on the real host,
+`client_connected` runs after the upgrade and a refusal drops the socket (we add a 1008 close frame with the reducer's
+message); `client_disconnected` runs whenever a socket that got past it goes away.
 
 After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
 several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
@@ -34,8 +34,8 @@ import dataclasses
 import enum
 import logging
 import secrets
-from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +110,7 @@ class CloseReason(enum.Enum):
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
     # SpacetimeDB's text (the `add_subscription_v2` error wrapped in `MessageExecutionError`), N and CLIENT filled in;
     # like every reason it is cut to 123 bytes, which leaves little of the client.
+    CONNECTION_REFUSED = (1008, "")  # reason: the `client_connected` reducer's message
     QUERY_SET_IN_USE = (
         1011,
         "error executing message (reducer: None) (err: Subscription with id QuerySetId { id: N } already exists "
@@ -344,6 +345,10 @@ class WebSocketHub:
     connections: set[Connection] = field(default_factory=set)
     holding: set[Connection] = field(default_factory=set)
     subscriptions: SubscriptionManager = field(init=False)
+    #: Connections refused after the upgrade, by cause (`client_connected`, `storage_failed`), for /metrics.
+    rejections: Counter[str] = field(default_factory=Counter)
+    #: Told each refusal's cause as it happens (the host's metrics).
+    on_refused: Callable[[str], None] | None = None
 
     def __post_init__(self) -> None:
         self.subscriptions = SubscriptionManager(
@@ -465,15 +470,20 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
+    if engine.commitlog.failure is not None:
+        raise web.HTTPServiceUnavailable(
+            text=f"storage failed: {engine.commitlog.failure}", headers=auth.identity_headers()
+        )
+    # As SpacetimeDB's `handle_websocket` (crates/client-api/src/routes/subscribe.rs): upgrade first, then run
+    # `client_connected`; a refusal drops the upgraded socket, so an SDK sees a disconnect, not a failed handshake.
+    await ws.prepare(request)
     try:
         await engine.connect(caller)
-    except StorageUnavailableError as exc:
-        raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
     except ConnectionRejectedError as exc:
-        raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+        await _refuse(hub, ws, request, caller, exc)
+        return ws
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
     try:
-        await ws.prepare(request)
         hub.connections.add(connection)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
         await _serve(connection)
@@ -484,6 +494,32 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
         hub.subscriptions.remove_client(connection)
         await asyncio.shield(engine.disconnect(caller))
     return ws
+
+
+async def _refuse(
+    hub: WebSocketHub, ws: web.WebSocketResponse, request: web.Request, caller: Caller, error: ConnectionRejectedError
+) -> None:
+    """Close an upgraded socket `client_connected` refused; the reason goes to the log, the counters and the client.
+
+    SpacetimeDB drops the socket without a close frame (its reason reaches only its log and
+    `record_client_rejection`); we close with 1008 and the reducer's message so a client can tell the user why. The
+    official SDK reports both the same way: `onDisconnect`.
+    """
+    storage = isinstance(error, StorageUnavailableError)
+    cause = "storage_failed" if storage else "client_connected"
+    hub.rejections[cause] += 1
+    if hub.on_refused is not None:
+        hub.on_refused(cause)
+    log.info("websocket: refusing connection of %s (%s): %s", caller.identity, cause, error)
+    reason = CloseReason.STORAGE_FAILED if storage else CloseReason.CONNECTION_REFUSED
+    try:
+        await asyncio.wait_for(ws.close(code=reason.code, message=_close_text(str(error))), hub.options.close_timeout)
+    except (TimeoutError, ConnectionError, RuntimeError):
+        pass
+    finally:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
 
 async def _serve(connection: Connection) -> None:
