@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,8 @@ from autopilot_sync.client import (
     AuthenticationError,
     ChangeKind,
     Compression,
+    ConnectError,
+    ConnectionRejectedError,
     OneOffQueryError,
     ReducerArgumentError,
     ReducerCommitted,
@@ -23,6 +26,8 @@ from autopilot_sync.client import (
     connect,
 )
 from autopilot_sync.client.connection import PROTOCOL_V2, ConnectOptions
+from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.spacetime.identity import identity_from_claims
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,3 +124,22 @@ async def test_generated_row_types_are_used(host: HostProcess) -> None:
         result = await conn.call("add_person", "dee", 9)
         assert isinstance(result, ReducerCommitted)
         assert result.changes[0].new == Person(1, "dee", 9)
+
+
+async def test_a_connection_the_server_refuses_carries_the_servers_reason(host: HostProcess) -> None:
+    # The chat module's client_connected refuses the subject `banned`; the host upgrades, then closes with the reason.
+    key = SigningKey.load_or_create(host.data_dir)
+    claims = {
+        "iss": LOCAL_ISSUER,
+        "sub": "banned",
+        "aud": list(LOCAL_AUDIENCE),
+        "iat": int(time.time()),
+        "exp": None,
+        "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
+    }
+    with pytest.raises(ConnectionRejectedError) as caught:
+        await connect(host.base_url, DATABASE, token=key.sign(claims))
+    assert caught.value.reason == "forbidden: this subject is banned"
+    assert caught.value.code == 1008
+    assert "forbidden: this subject is banned" in str(caught.value)
+    assert isinstance(caught.value, ConnectError)

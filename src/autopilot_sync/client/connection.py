@@ -27,6 +27,7 @@ from autopilot_sync.client.errors import (
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
+    ConnectionRejectedError,
     OneOffQueryError,
     ProtocolError,
     ProtocolErrorKind,
@@ -595,7 +596,11 @@ async def _initial_connection(
     if frame.type is aiohttp.WSMsgType.TEXT:
         raise ProtocolError(ProtocolErrorKind.TEXT_FRAME, "text frame on a binary protocol")
     if frame.type is not aiohttp.WSMsgType.BINARY:
-        raise ConnectError(f"connection closed before InitialConnection ({frame.type.name} {frame.extra or ''})")
+        # The host upgrades before `client_connected` runs (as SpacetimeDB), so a refusal arrives as a close here.
+        code = ws.close_code if frame.type is aiohttp.WSMsgType.CLOSE else None
+        reason = str(frame.extra or "") if frame.type is aiohttp.WSMsgType.CLOSE else ""
+        said = f": {reason}" if reason else f" ({frame.type.name}, no reason given)"
+        raise ConnectionRejectedError(f"the server refused the connection{said}", code, reason)
     messages = decode_frame(frame.data, protocol, opts.max_message_bytes)
     first = messages[0]
     if not isinstance(first, m.InitialConnection):
