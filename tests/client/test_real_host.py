@@ -143,3 +143,20 @@ async def test_a_connection_the_server_refuses_carries_the_servers_reason(host: 
     assert caught.value.code == 1008
     assert "forbidden: this subject is banned" in str(caught.value)
     assert isinstance(caught.value, ConnectError)
+
+
+async def test_v3_batches_messages_sent_together_into_one_frame_and_v2_does_not(host: HostProcess) -> None:
+    # v3 lets a client put several messages in one binary frame (as the official SDK's v3 outbound queue does).
+    async with await connect(host.base_url, DATABASE) as conn:
+        assert conn.protocol == "v3.bsatn.spacetimedb"
+        before = conn.frames_sent
+        results = await asyncio.gather(*(conn.call("add_person", f"p{i}", i) for i in range(40)))
+        assert all(isinstance(r, ReducerCommitted) for r in results)
+        assert conn.frames_sent - before < 10  # 40 calls, a handful of frames
+        rows = (await conn.one_off_query("SELECT * FROM person")).rows("person")
+        assert sorted(p.age for p in rows) == list(range(40))  # every message of every frame ran
+    options = ConnectOptions(protocols=(PROTOCOL_V2,))
+    async with await connect(host.base_url, DATABASE, options=options) as conn:
+        before = conn.frames_sent
+        await asyncio.gather(*(conn.call("add_person", f"q{i}", i) for i in range(5)))
+        assert conn.frames_sent - before == 5  # v2: one message per frame
