@@ -344,7 +344,8 @@ async def test_reducer_errors_user_and_internal(host: Host) -> None:
     assert isinstance(result.result, ReducerInternalError) and "invalid arguments" in result.result.message
     await client.send(CallReducer(5, CallReducerFlags.DEFAULT, "client_connected", b""))
     result = await client.expect(ReducerResult)
-    assert isinstance(result.result, ReducerInternalError)
+    # crates/core/src/host/module_host.rs `ReducerCallError::LifecycleReducer`.
+    assert result.result == ReducerInternalError("can't directly call special OnConnect lifecycle reducer")
     await client.send(CallProcedure(6, CallProcedureFlags.DEFAULT, "anything", b""))
     procedure = await client.expect(ProcedureResult)
     assert procedure.request_id == 6 and isinstance(procedure.status, ProcedureInternalError)

@@ -675,7 +675,9 @@ def _call_reducer(connection: Connection, message: CallReducer) -> None:
         _reducer_failed(connection, message, "no such reducer")
         return
     if reducer.lifecycle is not None:
-        _reducer_failed(connection, message, f"lifecycle reducer {message.reducer} cannot be called by clients")
+        # SpacetimeDB's `ReducerCallError::LifecycleReducer` text (crates/core/src/host/module_host.rs).
+        text = f"can't directly call special {reducer.lifecycle.value} lifecycle reducer"
+        _reducer_failed(connection, message, text)
         return
     try:
         args = engine.decode_args(reducer, message.args)
