@@ -81,6 +81,11 @@ class Ours:
                 "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.url,
                 "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.key.public_key().hex,
                 "AUTOPILOT_SYNC_CONTROL_TOKEN_TTL_MAX_SECONDS": str(TOKEN_TTL_SECONDS),
+                # Thousands of bench connections share two keys and may ask for tokens at once: lift the per-key
+                # admission limits that protect a real deployment (docs/control.md).
+                "AUTOPILOT_SYNC_CONTROL_TOKEN_REQUESTS_PER_MINUTE_PER_KEY": "1000000",
+                "AUTOPILOT_SYNC_CONTROL_TOKEN_BURST_PER_KEY": "100000",
+                "AUTOPILOT_SYNC_CONTROL_REPLAY_MEMORY_PER_KEY": "100000",
             },
         )
 
@@ -100,6 +105,8 @@ class Ours:
                 "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
                 "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
                 "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url,
+                # every reader shares one key: the storm and idle workloads open thousands of sockets with it
+                "AUTOPILOT_SYNC_HOST_MAX_CONNECTIONS_PER_IDENTITY": "100000",
                 **self.host_env,
                 **(env or {}),
             },

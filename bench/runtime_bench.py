@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
 from autopilot_sync.nostr.keyfile import save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.runtime.access import producer_session
 
 STREAMS = 4
 
@@ -65,6 +66,7 @@ def start_system(root: Path, batch_size: int) -> tuple[list[ServiceProcess], str
             "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": control_url,
             "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": host.url,
             "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
+            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(root / "runtime" / "producer.sock"),
             "AUTOPILOT_SYNC_RUNTIME_PUBLISH_BATCH_SIZE": str(batch_size),
         },
     )
@@ -130,7 +132,7 @@ async def throughput(batch_size: int, events: int) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         processes, url = start_system(Path(tmp), batch_size)
         try:
-            async with aiohttp.ClientSession() as http:
+            async with producer_session(Path(tmp) / "runtime" / "producer.sock") as http:
                 started = time.perf_counter()
                 await append_events(http, url, events, per_request=50)
                 await wait_published(http, url)
@@ -147,7 +149,7 @@ async def steady(rate: float, seconds: float) -> Row:
     with tempfile.TemporaryDirectory() as tmp:
         processes, url = start_system(Path(tmp), 100)
         try:
-            async with aiohttp.ClientSession() as http:
+            async with producer_session(Path(tmp) / "runtime" / "producer.sock") as http:
                 started = time.perf_counter()
                 sent = 0
                 while time.perf_counter() - started < seconds:

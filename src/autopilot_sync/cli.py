@@ -51,7 +51,7 @@ def _register() -> None:
     from autopilot_sync.ops.cli import compliance, module_group
     from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
-    from autopilot_sync.verification.cli import chaos
+    from autopilot_sync.verification.cli import chaos, verify_stream
 
     main.add_command(gate)
     main.add_command(config)
@@ -61,6 +61,7 @@ def _register() -> None:
     main.add_command(control)
     main.add_command(runtime)
     main.add_command(chaos)
+    main.add_command(verify_stream)
     main.add_command(module_group)
     main.add_command(compliance)
     main.add_command(up)

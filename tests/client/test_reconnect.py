@@ -122,3 +122,56 @@ async def test_token_provider_is_asked_again_after_a_refused_token(host: HostPro
         conn = await asyncio.wait_for(client.wait_connected(), 10)
         assert asked == ["not-a-valid-token", good]
         assert isinstance(await conn.call("add_person", "eve", 5), ReducerCommitted)
+
+
+async def test_live_session_is_renewed_at_the_grants_refresh_time_without_backoff(host: HostProcess) -> None:
+    import time
+
+    import aiohttp
+
+    asked: list[float] = []
+
+    async def provider() -> TokenGrant:
+        async with aiohttp.ClientSession() as session, session.post(f"{host.base_url}/v1/identity") as response:
+            token = (await response.json())["token"]
+        now = time.time()
+        asked.append(now)
+        return TokenGrant(token, expires_at=now + 30, refresh_at=now + 0.5)
+
+    events: list[StateEvent] = []
+    async with SyncClient(host.base_url, DATABASE, token_provider=provider, policy=BackoffPolicy(base=5.0)) as client:
+        client.on_state(events.append)
+        people = await client.subscribe(["SELECT * FROM person"])
+        for _ in range(200):
+            if len(asked) >= 3 and client.connection is not None:
+                break
+            await asyncio.sleep(0.05)
+        conn = await asyncio.wait_for(client.wait_connected(), 10)
+        assert isinstance(await conn.call("add_person", "fay", 6), ReducerCommitted)
+        await asyncio.wait_for(people.applied(), 10)
+    assert len(asked) >= 3, "the token was not refreshed while the session was live"
+    refreshes = [e for e in events if e.reason == "token refresh" and e.state is ConnectionState.CONNECTING]
+    assert refreshes, [(e.state, e.reason) for e in events]
+    assert all(e.state is not ConnectionState.BACKING_OFF for e in events), "a refresh waited for a backoff"
+
+
+async def test_a_provider_without_a_newer_token_keeps_the_session_and_never_spins(host: HostProcess) -> None:
+    import time
+
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.post(f"{host.base_url}/v1/identity") as response:
+        token = (await response.json())["token"]
+    stale = TokenGrant(token, expires_at=time.time() + 30, refresh_at=time.time() - 1)
+    asked: list[float] = []
+
+    async def provider() -> TokenGrant:
+        asked.append(time.time())
+        return stale
+
+    async with SyncClient(host.base_url, DATABASE, token_provider=provider) as client:
+        conn = await asyncio.wait_for(client.wait_connected(), 10)
+        await asyncio.sleep(2.5)
+        assert client.connection is conn and client.reconnects == 0
+        assert isinstance(await conn.call("add_person", "gus", 7), ReducerCommitted)
+    assert 1 <= len(asked) <= 4, asked

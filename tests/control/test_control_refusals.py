@@ -11,9 +11,11 @@ import aiohttp
 import pytest
 from control_helpers import PRODUCER, READER, Control, encode, reader_body
 
+from autopilot_sync.control.admission import AdmissionControl
 from autopilot_sync.control.errors import ControlErrorCode
 from autopilot_sync.control.request import MAX_BODY_BYTES
 from autopilot_sync.nostr.event import sign_event
+from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.nostr.nip98 import encode_authorization_header, payload_hash
 
 GOOD = encode(reader_body())
@@ -99,6 +101,23 @@ async def _replayed(control: Control) -> tuple[int, dict[str, object]]:
     return await control.post(GOOD, event=event)
 
 
+async def _rate_limited(control: Control) -> tuple[int, dict[str, object]]:
+    flooder = SecretKey.generate()
+    burst = control.service.config.admission.burst
+    for _ in range(burst):  # each spends the key's budget; a body that is not JSON mints nothing
+        status, _ = await control.post(b"[]", secret=flooder)
+        assert status == 400
+    return await control.post(GOOD, secret=flooder)
+
+
+async def _busy(control: Control) -> tuple[int, dict[str, object]]:
+    tiny = dataclasses.replace(control.service.config.admission, replay_entries=1)
+    control.service.admission = AdmissionControl(tiny, control.service.config.max_skew)
+    status, _ = await control.post(b"[]", secret=SecretKey.generate())  # holds the only slot
+    assert status == 400
+    return await control.post(GOOD)
+
+
 def _body_case(body: bytes) -> Case:
     async def case(control: Control) -> tuple[int, dict[str, object]]:
         return await control.post(body)
@@ -157,6 +176,8 @@ CASES: list[tuple[str, Case, ControlErrorCode]] = [
     ),
     ("reader asks admin", _body_case(encode(reader_body(scopes=["sync.admin"]))), ControlErrorCode.SCOPE_NOT_ALLOWED),
     ("body over 64 KiB", _body_case(b" " * (MAX_BODY_BYTES + 1)), ControlErrorCode.BODY_TOO_LARGE),
+    ("one key too often", _rate_limited, ControlErrorCode.RATE_LIMITED),
+    ("replay memory full", _busy, ControlErrorCode.BUSY),
 ]
 
 

@@ -20,6 +20,7 @@ import aiohttp
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.runtime.access import producer_session
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Stack(LocalStack):
         """Append `count` run events through the runtime's HTTP API; returns the seqs it promised."""
         events = [{"kind": "run.message.delta", "data": {"n": start + i}} for i in range(count)]
         async with (
-            aiohttp.ClientSession() as http,
+            producer_session(self.producer_socket) as http,
             http.post(f"{self.runtime_url}/v1/runs/{run_id}/events", json={"events": events}) as response,
         ):
             body = await response.json()
@@ -106,9 +107,11 @@ class Stack(LocalStack):
 
     async def call_as_admin(self, reducer: str, *args: Any) -> None:
         """Call a reducer over the host's HTTP API with an admin token the control service issued the producer."""
-        token = await fetch_session_token(
-            self.control_url, self.producer_key, ("sync.admin", "sync.subscribe"), ("*",), None, "admin"
-        )
+        await self.call_with(("sync.admin", "sync.subscribe"), reducer, *args)
+
+    async def call_with(self, scopes: tuple[str, ...], reducer: str, *args: Any) -> None:
+        """Call a reducer over the host's HTTP API with a token for `scopes` the control service issued the producer."""
+        token = await fetch_session_token(self.control_url, self.producer_key, scopes, ("*",), None, "test")
         async with (
             aiohttp.ClientSession() as http,
             http.post(

@@ -11,7 +11,8 @@ import pytest
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.module_api import Module
-from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.sql import SelectPlan
+from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx, ReducerContext
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -303,3 +304,71 @@ async def test_dropped_rows_list_tables_in_the_clients_own_query_order(harness: 
     dropped = subs.unsubscribe("c2", 2, 1, send_dropped_rows=True)
     assert isinstance(dropped, UnsubscribeApplied) and dropped.rows is not None
     assert [t.table for t in dropped.rows.tables] == ["ping", "event"]
+
+
+async def test_a_commit_tests_each_distinct_query_once_however_many_sets_hold_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subs = harness.subs
+    subs.limits = SubscriptionLimits(1000, 256, 1000, max_unindexed_queries_per_connection=1000)
+    for i in range(1000):  # one client, its full quota of sets, all the same query no index can route
+        subs.subscribe("attacker", i, i, ["SELECT * FROM event WHERE seq = 1000000 OR seq = 1000001"])
+    subs.subscribe("victim", 0, 1, ["SELECT * FROM event WHERE stream_id = 's'"])
+    tested = 0
+    original = SelectPlan.matches
+
+    def counting(plan: SelectPlan, row: Any) -> bool:
+        nonlocal tested
+        tested += 1
+        return original(plan, row)
+
+    monkeypatch.setattr(SelectPlan, "matches", counting)
+    out = await harness.call("append", "s", 1, "x")
+    assert list(out) == ["victim"] and tested == 2
+
+
+async def test_sets_with_equal_rows_share_one_table_update_and_each_client_one_tuple(harness: Harness) -> None:
+    subs = harness.subs
+    subs.limits = SubscriptionLimits(max_query_sets_per_connection=1000, max_queries_per_connection=1000)
+    for i in range(1000):
+        subs.subscribe("attacker", i, i, ["SELECT * FROM event WHERE seq >= 0"])
+    out = await harness.call("append", "s", 1, "x")
+    updates = out["attacker"]
+    assert [u.query_set_id for u in updates] == list(range(1000))
+    assert len({id(u.tables) for u in updates}) == 1
+
+
+async def test_range_queries_that_cannot_match_are_not_tested(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subs = harness.subs
+    subs.limits = SubscriptionLimits(max_query_sets_per_connection=1000, max_queries_per_connection=1000)
+    for i in range(1000):  # one client's quota of distinct range queries, none of which the commit can match
+        subs.subscribe("attacker", i, i, [f"SELECT * FROM event WHERE seq > {1_000_000 + i}"])
+    subs.subscribe("victim", 0, 1, ["SELECT * FROM event WHERE seq < 10"])
+    tested = 0
+    original = SelectPlan.matches
+
+    def counting(plan: SelectPlan, row: Any) -> bool:
+        nonlocal tested
+        tested += 1
+        return original(plan, row)
+
+    monkeypatch.setattr(SelectPlan, "matches", counting)
+    out = await harness.call("append", "s", 1, "x")
+    assert list(out) == ["victim"] and tested == 1
+
+
+async def test_range_queries_match_exactly_at_their_bounds(harness: Harness) -> None:
+    subs = harness.subs
+    ops = (">", ">=", "<", "<=")
+    for i, op in enumerate(ops):
+        subs.subscribe("c", i, i, [f"SELECT * FROM event WHERE seq {op} 5 AND payload != 'never'"])
+    got = {}
+    for seq in (4, 5, 6):
+        out = await harness.call("append", "s", seq, "x")
+        got[seq] = sorted(ops[u.query_set_id] for u in out.get("c", ()))
+    assert got == {4: ["<", "<="], 5: ["<=", ">="], 6: [">", ">="]}
+    for i in range(len(ops)):
+        subs.unsubscribe("c", 10 + i, i)
+    assert await harness.call("append", "s", 7, "x") == {}

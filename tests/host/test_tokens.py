@@ -182,3 +182,63 @@ async def test_remembered_token_is_keyed_by_its_exact_string(service: TokenServi
     for tampered in (f"{header}.{payload}.{flipped}", token + " ", token[:-1]):
         with pytest.raises(TokenError):
             await service.verify(tampered)
+
+
+async def test_exchanged_token_expires_with_its_origin_and_cannot_be_renewed(
+    service: TokenService, clock: Clock
+) -> None:
+    origin_token = service.key.sign(
+        {"iss": "https://idp.example", "sub": "u1", "aud": ["spacetimedb"], "iat": int(NOW), "exp": int(NOW) + 20}
+    )
+    origin = await service.verify(origin_token)
+    assert origin.expires_at == NOW + 20
+    short = service.resign(origin)
+    assert short.claims["exp"] == short.claims["origin_exp"] == int(NOW) + 20  # capped at the origin, not now + 60
+    clock.now += 15
+    again = service.resign(await service.verify(short.token))
+    assert again.claims["exp"] == again.claims["origin_exp"] == int(NOW) + 20
+    assert service.rights_end(await service.verify(again.token)) == NOW + 20 + 60
+    clock.now += 5 + 60 + 1  # past the origin's expiry plus the leeway
+    with pytest.raises(TokenError) as info:
+        await service.verify(again.token)
+    assert info.value.code is TokenErrorCode.EXPIRED
+
+
+async def test_anonymous_origin_gives_sockets_no_end(service: TokenService) -> None:
+    short = service.resign(service.mint_anonymous())
+    assert short.claims["origin_exp"] is None
+    assert short.claims["exp"] == int(NOW) + 60
+    assert service.rights_end(await service.verify(short.token)) is None
+
+
+async def test_origin_expiry_claimed_by_another_issuer_is_ignored(clock: Clock) -> None:
+    service = TokenService(SigningKey.generate(), clock=clock)
+    foreign = VerifiedToken(
+        "t",
+        identity_from_claims("https://idp.example", "u1"),
+        "https://idp.example",
+        "u1",
+        {"iss": "https://idp.example", "sub": "u1", "iat": NOW, "exp": NOW + 30, "origin_exp": NOW + 10_000},
+        NOW + 30,
+    )
+    assert service.resign(foreign).claims["origin_exp"] == int(NOW) + 30
+
+
+async def test_leeway_is_configurable(clock: Clock) -> None:
+    strict = TokenService(SigningKey.generate(), leeway=0, clock=clock)
+    token = strict.key.sign({"iss": "localhost", "sub": "a", "iat": NOW, "exp": NOW - 1})
+    with pytest.raises(TokenError) as info:
+        await strict.verify(token)
+    assert info.value.code is TokenErrorCode.EXPIRED
+
+
+async def test_tokens_of_other_issuers_must_name_the_database(clock: Clock) -> None:
+    service = TokenService(SigningKey.generate(), database="autopilot-sync", clock=clock)
+    claims = {"iss": "https://idp.example", "sub": "u1", "iat": NOW, "exp": NOW + 60}
+    for aud in (None, "spacetimedb", ["spacetimedb", "another-db"]):
+        with pytest.raises(TokenError) as info:
+            await service.verify(service.key.sign({**claims, "aud": aud}))
+        assert info.value.code is TokenErrorCode.WRONG_AUDIENCE
+    ok = await service.verify(service.key.sign({**claims, "aud": ["spacetimedb", "autopilot-sync"]}))
+    assert ok.subject == "u1"
+    assert (await service.verify(service.mint_anonymous().token)).issuer == "localhost"

@@ -25,6 +25,7 @@ from aiohttp import web
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
+from autopilot_sync.host.subscriptions import SubscriptionLimits
 from autopilot_sync.host.tokens import SigningKey, TokenService
 from autopilot_sync.host.websocket import (
     V2_PROTOCOL,
@@ -90,7 +91,13 @@ class Host:
         return any(row[0] == connection_id for row in self.engine.datastore["online"].rows.values())
 
 
-OPTIONS = WebSocketOptions(ping_interval=0.2, idle_timeout=1.0, max_message_bytes=64 * 1024, close_timeout=0.5)
+OPTIONS = WebSocketOptions(
+    ping_interval=0.2,
+    idle_timeout=1.0,
+    max_message_bytes=64 * 1024,
+    close_timeout=0.5,
+    subscription_limits=SubscriptionLimits(max_query_sets_per_connection=2000, max_queries_per_connection=2000),
+)
 
 
 async def _host(tmp_path: Path, options: WebSocketOptions) -> AsyncIterator[Host]:
@@ -405,7 +412,7 @@ async def test_subscription_to_missing_table_is_an_error_and_the_connection_live
 
 async def test_thousands_of_query_sets_on_one_connection(host: Host) -> None:
     client = await connect(host)
-    count = 2000
+    count = 2000  # OPTIONS raise the cap of query sets per connection to this
     await client.send(*(Subscribe(i, i, (f"SELECT * FROM person WHERE age = {i}",)) for i in range(count)))
     for _ in range(count):
         await client.expect(SubscribeApplied)

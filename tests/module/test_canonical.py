@@ -104,10 +104,11 @@ def test_what_the_definition_refuses_stays_refused(text: str) -> None:
         canonicalize_text(text)
 
 
-def test_lone_surrogates_take_the_definition_path() -> None:
-    text = '"\\ud800"'
+@pytest.mark.parametrize("text", ['"\\ud800"', '{"a": "x\\udfff"}', "[" * 5000 + "]" * 5000, "9" * 5000])
+def test_what_no_reader_can_hash_or_parse_is_refused_not_crashed(text: str) -> None:
     assert canonical._canonicalize_orjson(text) is None
-    assert canonicalize_text(text) == definition(text)
+    with pytest.raises(CanonicalJsonError):
+        canonicalize_text(text)
 
 
 def test_the_fast_path_covers_typical_payloads() -> None:

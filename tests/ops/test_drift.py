@@ -24,9 +24,12 @@ def build(
         item_columns[1] = ("title", at.STRING)
     if edits.get("retype_column"):
         item_columns[2] = ("price", at.U64)
-    if edits.get("add_column"):
+    if edits.get("add_column") or edits.get("add_column_with_default"):
         item_columns.append(("stock", at.U32))
-    module.table("item", item_columns, primary_key="id", indexes=[("name",)] if extra_index else [])
+    if edits.get("insert_column_with_default"):
+        item_columns.insert(1, ("stock", at.U32))
+    defaults = {"stock": 0} if edits.get("add_column_with_default") or edits.get("insert_column_with_default") else {}
+    module.table("item", item_columns, primary_key="id", indexes=[("name",)] if extra_index else [], defaults=defaults)
     if not edits.get("drop_table"):
         module.table("tag", [("item_id", at.U64), ("tag", at.STRING)], indexes=[("item_id",)])
 
@@ -65,6 +68,7 @@ def test_schema_hash_equals_the_modules_own() -> None:
         ("extra_table", ChangeKind.TABLE_ADDED),
         ("extra_reducer", ChangeKind.REDUCER_ADDED),
         ("extra_index", ChangeKind.INDEX_ADDED),
+        ("add_column_with_default", ChangeKind.COLUMN_ADDED_WITH_DEFAULT),
     ],
 )
 def test_additions_are_compatible(edit: str, kind: ChangeKind) -> None:
@@ -78,6 +82,7 @@ def test_additions_are_compatible(edit: str, kind: ChangeKind) -> None:
         ("rename_column", ChangeKind.COLUMN_RENAMED),
         ("retype_column", ChangeKind.COLUMN_TYPE_CHANGED),
         ("add_column", ChangeKind.COLUMN_ADDED),
+        ("insert_column_with_default", ChangeKind.COLUMN_ADDED),
         ("drop_table", ChangeKind.TABLE_REMOVED),
         ("drop_reducer", ChangeKind.REDUCER_REMOVED),
         ("change_params", ChangeKind.REDUCER_PARAMS_CHANGED),
@@ -115,3 +120,23 @@ def test_rename_is_told_apart_from_remove_plus_add() -> None:
 def test_a_document_that_is_not_a_schema_is_refused() -> None:
     with pytest.raises(DriftError):
         compare({"tables": []}, build().schema_json())
+
+
+def test_the_sync_modules_chain_columns_are_an_automatic_migration_from_the_first_release() -> None:
+    """The chain columns were added at the end with defaults: existing data directories upgrade in place."""
+    before = sync_module.schema_json()
+    for table in before["tables"]:
+        ref = table["product_type_ref"]
+        dropped = {"sync_event": 2, "stream_head": 2}.get(table["name"], 0)
+        if dropped:
+            elements = before["typespace"]["types"][ref]["Product"]["elements"]
+            before["typespace"]["types"][ref]["Product"]["elements"] = elements[:-dropped]
+    before["misc_exports"] = []
+    diff = compare(before, sync_module.schema_json())
+    assert not diff.breaking
+    assert {c.subject for c in diff.changes} == {
+        "column sync_event.epoch",
+        "column sync_event.chain",
+        "column stream_head.head_chain",
+        "column stream_head.floor_chain",
+    }

@@ -7,17 +7,28 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from autopilot_sync.runtime.access import Producer, ProducerAccess
 from autopilot_sync.runtime.api import build_app
 from autopilot_sync.runtime.metrics import RuntimeMetrics
 from autopilot_sync.runtime.store import RuntimeStore
 
 
+class TrustEveryCallerDouble(ProducerAccess):
+    """Test double: every caller is treated as if it came over the producer socket (auth has its own tests)."""
+
+    async def producer(self, request: web.Request) -> Producer:
+        return Producer(None)
+
+
 @pytest.fixture
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[object, object]]:
     store = RuntimeStore(tmp_path)
-    test_client: TestClient[object, object] = TestClient(TestServer(build_app(store, RuntimeMetrics())))
+    test_client: TestClient[object, object] = TestClient(
+        TestServer(build_app(store, RuntimeMetrics(), TrustEveryCallerDouble("http://control.invalid")))
+    )
     await test_client.start_server()
     yield test_client
     await test_client.close()
@@ -52,6 +63,7 @@ async def test_worker_snapshot_goes_to_worker_and_fleet_streams(client: TestClie
         ("/v1/workers/w-1/lifecycle", {"user_id": "u-1", "state": "sleeping"}, 400, "invalid_kind"),
         ("/v1/workers/w-1/lifecycle", {"state": "running"}, 400, "invalid_user_id"),
         ("/v1/runs/r-1/events", {"kind": "run.started", "data": "x" * 300000}, 413, "payload_too_large"),
+        ("/v1/runs/r-1/events", {"kind": "run.started", "data": {"text": "\ud800"}}, 400, "invalid_payload"),
     ],
 )
 async def test_invalid_requests_are_refused_with_a_code(
@@ -87,3 +99,20 @@ async def test_streams_dead_letters_and_metrics_routes(client: TestClient[object
     text = await (await client.get("/metrics")).text()
     assert 'autopilot_sync_runtime_events_appended_total{family="run"} 1.0' in text
     assert 'autopilot_sync_runtime_outbox_depth{stream_id="runtime.run.r-3.events"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"kind": "run.started", "data": ' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_json"),
+        (b'{"kind": "run.started", "data": ' + b"[" * 100 + b"]" * 100 + b"}", "invalid_payload"),
+        (b'{"kind": "run.started", "data": ' + b"9" * 5000 + b"}", "invalid_json"),
+    ],
+    ids=["nested 5,000 deep", "nested past the module's 64", "a 5,000-digit integer"],
+)
+async def test_bodies_no_reader_could_parse_are_typed_400s(
+    client: TestClient[object, object], body: bytes, code: str
+) -> None:
+    response = await client.post("/v1/runs/r-9/events", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == 400 and (await response.json())["error"] == code
+    assert "Traceback" not in await response.text()

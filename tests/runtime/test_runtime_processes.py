@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from runtime_processes import System, host_events
 
+from autopilot_sync.runtime.access import producer_session
 from autopilot_sync.runtime.outbox import Outbox
 from autopilot_sync.runtime.store import OUTBOX_FILE
 
@@ -27,8 +28,9 @@ RUNS = ("r-a", "r-b", "r-c")
 class Producer:
     """Appends run events and worker snapshots through the HTTP API, retrying each request until acknowledged."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, socket: Path) -> None:
         self.url = url
+        self.socket = socket
         self.acknowledged: dict[str, list[int]] = {}
         self.requests = itertools.count()
 
@@ -48,7 +50,7 @@ class Producer:
 
     async def run(self, count: int, pause: float = 0.0) -> None:
         timeout = aiohttp.ClientTimeout(total=5)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with producer_session(self.socket, timeout=timeout) as http:
             for n in range(count):
                 run = RUNS[n % len(RUNS)]
                 await self.append(http, f"/v1/runs/{run}/events", {"kind": "run.message.delta", "data": {"n": n}})
@@ -60,7 +62,7 @@ class Producer:
 
 
 async def wait_published(system: System, seconds: float = 60.0) -> None:
-    async with aiohttp.ClientSession() as http, asyncio.timeout(seconds):
+    async with producer_session(system.producer_socket) as http, asyncio.timeout(seconds):
         while True:
             try:
                 async with http.get(f"{system.runtime_url}/v1/streams") as response:
@@ -96,7 +98,7 @@ def system(tmp_path: Path) -> Iterator[System]:
 
 async def test_appends_reach_the_host_in_order(system: System) -> None:
     system.start_all()
-    producer = Producer(system.runtime_url)
+    producer = Producer(system.runtime_url, system.producer_socket)
     await producer.run(40)
     await wait_published(system)
     await assert_host_equals_acknowledged(system, producer)
@@ -113,7 +115,7 @@ async def test_appends_reach_the_host_in_order(system: System) -> None:
 async def test_acknowledged_events_survive_sigkill_of_runtime_and_host(system: System) -> None:
     system.runtime_env["AUTOPILOT_SYNC_RUNTIME_PUBLISH_BATCH_SIZE"] = "7"
     system.start_all()
-    producer = Producer(system.runtime_url)
+    producer = Producer(system.runtime_url, system.producer_socket)
     producing = asyncio.create_task(producer.run(240, pause=0.005))
     try:
         for round_number in range(3):
@@ -138,6 +140,7 @@ async def test_demo_shows_live_traffic_and_operator_commands_answer(system: Syst
     system.start_all()
     demo = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "autopilot_sync", "runtime", "demo", "--url", system.runtime_url),
+        *("--socket", str(system.producer_socket)),
         *("--rate", "200", "--runs", "3", "--workers", "2", "--duration", "20", "--seed", "1"),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -149,6 +152,7 @@ async def test_demo_shows_live_traffic_and_operator_commands_answer(system: Syst
     await wait_published(system)
     listing = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "autopilot_sync", "runtime", "dead-letters", "list", "--url", system.runtime_url),
+        *("--socket", str(system.producer_socket)),
         stdout=asyncio.subprocess.PIPE,
     )
     listed, _ = await asyncio.wait_for(listing.communicate(), 60)

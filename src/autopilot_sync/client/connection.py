@@ -351,6 +351,11 @@ class Connection:
             raise
         return await future
 
+    def in_flight(self) -> list[asyncio.Future[Any]]:
+        """Futures of the reducer calls and one-off queries not answered yet (a retiring session waits for them)."""
+        calls: list[asyncio.Future[Any]] = [future for _, future in self._calls.values()]
+        return calls + list(self._one_offs.values())
+
     def query_sets(self) -> list[QuerySet]:
         """Query sets live on this connection."""
         return [t.query_set for t in self._query_sets.values()]

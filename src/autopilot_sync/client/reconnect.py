@@ -8,6 +8,14 @@ caller's rewrite hook (the desktop moves resume cursors there). While resubscrib
 old rows; when every set has answered, callbacks report only the difference (rows gone while offline as deletes,
 new rows as inserts, changed rows as updates).
 
+A live session is also renewed before its token expires, because the host closes a socket when the token it was
+opened with expires (1008 `token expired`): at the grant's refresh time (control's `refresh_after_in`; without one,
+`token_refresh_margin` before expiry; a time already past becomes half the remaining lifetime) the manager fetches a
+new token, stops handing out the old session, lets its calls and queries in flight be answered (until the old token
+expires), closes it and reconnects at once with the new token, resubscribing (and so resuming) as after any
+reconnect. If the provider fails or hands back the same token, the session is kept and the provider asked again
+later, until it gives a new token or the host closes the session.
+
 Protocol errors (a server sending garbage) are retried a bounded number of times in a row, each after a backoff,
 then the client closes for good: a broken server never causes a hot loop. A refused token without a provider also
 closes the client, since retrying the same token cannot succeed.
@@ -102,10 +110,16 @@ class StateEvent:
 
 @dataclass(frozen=True, slots=True)
 class TokenGrant:
-    """A token from the provider; `expires_at` (Unix seconds) defaults to the JWT's `exp` claim."""
+    """A token from the provider; `expires_at` (Unix seconds) defaults to the JWT's `exp` claim, `refresh_at` (when
+    to fetch the next one, e.g. from control's `refresh_after_in`) to the policy's margin before expiry."""
 
     token: str
     expires_at: float | None = None
+    refresh_at: float | None = None
+
+
+#: Seconds between attempts to refresh a live session's token after the provider failed.
+REFRESH_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +164,7 @@ class SyncClient:
         self._row_types = row_types
         self._token = token
         self._token_expires = token_expiry(token) if token else None
+        self._token_refresh_at = self._refresh_time(self._token_expires, None)
         self._provider = token_provider
         self._rewrite = rewrite_queries
         self._rng = rng or random.Random()
@@ -162,6 +177,8 @@ class SyncClient:
         self._runner: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._last_event: StateEvent | None = None
+        self._retiring = False
+        self._reconnect_now = False
 
     # ----- lifecycle -----
 
@@ -178,7 +195,7 @@ class SyncClient:
     def connection(self) -> Connection | None:
         """The live session, if any."""
         conn = self._connection
-        return conn if conn is not None and conn.is_open else None
+        return conn if conn is not None and conn.is_open and not self._retiring else None
 
     @property
     def token(self) -> str | None:
@@ -279,6 +296,11 @@ class SyncClient:
                 if self._closing.is_set():
                     break
                 reason, error = info.message, info.error
+                if self._reconnect_now:
+                    # The session was retired for a token refresh: reconnect at once with the new token.
+                    self._reconnect_now = False
+                    attempt = protocol_errors = 0
+                    continue
                 stable = time.monotonic() - started >= self.policy.stable_after
                 if info.reason is CloseReason.PROTOCOL_ERROR:
                     protocol_errors += 1
@@ -300,21 +322,43 @@ class SyncClient:
                     await self._closing.wait()
         self._emit(StateEvent(ConnectionState.CLOSED, attempt, reason="closed by the client"))
 
+    def _refresh_time(self, expires: float | None, refresh_at: float | None) -> float | None:
+        """When to replace a token: the grant's own refresh time, else `token_refresh_margin` before expiry.
+
+        A time already past (a token shorter than the margin, a provider handing back an old grant) becomes half of
+        the remaining lifetime, and at least `REFRESH_RETRY_SECONDS` from now, so refreshing never spins.
+        """
+        if refresh_at is not None:
+            wanted = refresh_at
+        elif expires is not None:
+            wanted = expires - self.policy.token_refresh_margin
+        else:
+            return None
+        now = time.time()
+        if wanted > now:
+            return wanted
+        remaining = 0.0 if expires is None else expires - now
+        return now + max(remaining / 2, REFRESH_RETRY_SECONDS)
+
+    async def _fetch_token(self) -> None:
+        """Ask the provider for a new token (`ConnectError` when it fails)."""
+        assert self._provider is not None
+        try:
+            grant = await self._provider()
+        except Exception as exc:
+            raise ConnectError(f"token provider failed: {exc}") from exc
+        if isinstance(grant, str):
+            grant = TokenGrant(grant)
+        self._token = grant.token
+        self._token_expires = grant.expires_at if grant.expires_at is not None else token_expiry(grant.token)
+        self._token_refresh_at = self._refresh_time(self._token_expires, grant.refresh_at)
+
     async def _fresh_token(self, force: bool) -> str | None:
         if self._provider is None:
             return self._token
-        expiring = self._token_expires is not None and self._token_expires - self.policy.token_refresh_margin <= (
-            time.time()
-        )
-        if force or self._token is None or expiring:
-            try:
-                grant = await self._provider()
-            except Exception as exc:
-                raise ConnectError(f"token provider failed: {exc}") from exc
-            if isinstance(grant, str):
-                grant = TokenGrant(grant)
-            self._token = grant.token
-            self._token_expires = grant.expires_at if grant.expires_at is not None else token_expiry(grant.token)
+        due = self._token_refresh_at is not None and self._token_refresh_at <= time.time()
+        if force or self._token is None or due:
+            await self._fetch_token()
         return self._token
 
     async def _open(self, force_refresh: bool) -> Connection:
@@ -351,12 +395,49 @@ class SyncClient:
             self._emit(StateEvent(ConnectionState.CONNECTED, 0))
             if self.cache.resyncing:
                 resync = asyncio.create_task(self._finish_resync(live))
-            return await conn.wait_closed()
+            return await self._until_closed_or_refreshed(conn)
         finally:
             if resync is not None:
                 resync.cancel()
             self._connection = None
+            self._retiring = False
             self.reconnects += 1
+
+    async def _until_closed_or_refreshed(self, conn: Connection) -> CloseInfo:
+        """Wait for the session to end; at the token's refresh time, get a new token and retire the session."""
+        closed = asyncio.ensure_future(conn.wait_closed())
+        try:
+            while True:
+                refresh_at = self._token_refresh_at if self._provider is not None else None
+                timeout = None if refresh_at is None else max(refresh_at - time.time(), 0.0)
+                done, _ = await asyncio.wait({closed}, timeout=timeout)
+                if done:
+                    return closed.result()
+                old_token, old_expiry = self._token, self._token_expires
+                try:
+                    await self._fetch_token()
+                except ConnectError as exc:
+                    log.warning("token refresh failed (retrying in %.0f s): %s", REFRESH_RETRY_SECONDS, exc)
+                    self._token_refresh_at = time.time() + REFRESH_RETRY_SECONDS
+                    continue
+                if self._token == old_token:
+                    # The provider had nothing newer: keep the session, ask again later.
+                    continue
+                return await self._retire(conn, old_expiry)
+        finally:
+            closed.cancel()
+
+    async def _retire(self, conn: Connection, old_expiry: float | None) -> CloseInfo:
+        """Stop handing out `conn`, let its requests in flight be answered (while its token lasts), then close it."""
+        self._retiring = True
+        self._reconnect_now = True
+        self._emit(StateEvent(ConnectionState.CONNECTING, 0, reason="token refresh"))
+        in_flight = conn.in_flight()
+        if in_flight:
+            grace = self.policy.base if old_expiry is None else old_expiry - time.time()
+            await asyncio.wait(in_flight, timeout=max(grace, 0.0))
+        await conn.close()
+        return CloseInfo(CloseReason.CLIENT_CLOSED, "token refresh")
 
     async def _rewritten(self, qs: QuerySet) -> Sequence[str]:
         if self._rewrite is None or not self.reconnects:

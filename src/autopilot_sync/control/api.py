@@ -23,6 +23,8 @@ def _refusal(error: ControlError) -> web.Response:
     headers = {"Cache-Control": "no-store"}
     if error.code.status == 401:
         headers["WWW-Authenticate"] = 'Nostr realm="autopilot-sync"'
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(error.retry_after)
     return web.json_response(error.body(), status=error.code.status, headers=headers)
 
 
@@ -80,6 +82,12 @@ async def jwks(request: web.Request) -> web.Response:
     return web.json_response(document, headers={"Cache-Control": _DOCUMENT_CACHE})
 
 
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: 200 while the service answers (it has no dependency: its keys are local files)."""
+    del request
+    return web.json_response({"status": "ok"})
+
+
 async def metrics(request: web.Request) -> web.Response:
     """`GET /metrics`: Prometheus text exposition of this service's registry."""
     body = request.app[SERVICE_KEY].metrics.exposition()
@@ -94,4 +102,5 @@ def build_app(service: ControlService) -> web.Application:
     app.router.add_get(DISCOVERY_PATH, discovery)
     app.router.add_get(JWKS_PATH, jwks)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
     return app

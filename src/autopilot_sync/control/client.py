@@ -47,10 +47,10 @@ class TokenFetchError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """True for failures that may pass on a later attempt (no answer, 5xx, a clock-skew or replay refusal)."""
+        """True for failures that may pass on a later attempt (no answer, 5xx, clock skew, replay, rate limit)."""
         if self.status is None or self.status >= 500:
             return True
-        return self.code in (ControlErrorCode.EXPIRED, ControlErrorCode.REPLAYED)
+        return self.code in (ControlErrorCode.EXPIRED, ControlErrorCode.REPLAYED, ControlErrorCode.RATE_LIMITED)
 
 
 @dataclass(frozen=True, slots=True)

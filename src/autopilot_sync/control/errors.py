@@ -37,6 +37,10 @@ class ControlErrorCode(enum.Enum):
     SCOPE_NOT_ALLOWED = "scope_not_allowed"
     # 413: the body is larger than any token request can be.
     BODY_TOO_LARGE = "body_too_large"
+    # 429: the key asks too often (its rate, or its share of the replay memory); `Retry-After` says when to retry.
+    RATE_LIMITED = "rate_limited"
+    # 503: the replay memory is full (many keys at once); `Retry-After` says when to retry.
+    BUSY = "busy"
 
     @property
     def status(self) -> int:
@@ -64,19 +68,21 @@ _STATUS: dict[ControlErrorCode, int] = {
     ControlErrorCode.INVALID_CLIENT_KIND: 400,
     ControlErrorCode.SCOPE_NOT_ALLOWED: 403,
     ControlErrorCode.BODY_TOO_LARGE: 413,
+    ControlErrorCode.RATE_LIMITED: 429,
+    ControlErrorCode.BUSY: 503,
 }
 
 _MEANING: dict[ControlErrorCode, str] = {
     ControlErrorCode.MISSING: "no `Authorization` header",
     ControlErrorCode.MALFORMED: "not `Nostr <base64 event>`, bad base64/JSON, or a malformed event or tag",
     ControlErrorCode.BAD_KIND: "the event is not kind 27235",
-    ControlErrorCode.EXPIRED: "`created_at` is more than 60 s from the server clock",
+    ControlErrorCode.EXPIRED: "`created_at` is further from the server clock than the allowed skew (60 s by default)",
     ControlErrorCode.WRONG_URL: "no `u` tag, or it is not exactly `<public_url>/api/sync/token` (plus the query)",
     ControlErrorCode.WRONG_METHOD: "no `method` tag, or it is not `POST`",
     ControlErrorCode.WRONG_PAYLOAD: "the `payload` tag is missing or is not the sha256 hex of the body",
     ControlErrorCode.BAD_SIGNATURE: "the Schnorr signature does not verify for `pubkey`",
     ControlErrorCode.BAD_ID: "`id` is not the sha256 of the serialized event",
-    ControlErrorCode.REPLAYED: "this event id was already used (or the replay memory is full)",
+    ControlErrorCode.REPLAYED: "this event id was already used",
     ControlErrorCode.INVALID_JSON: "the body is not a UTF-8 JSON object",
     ControlErrorCode.INVALID_BODY: "a field is missing, unknown, or of the wrong type",
     ControlErrorCode.INVALID_TTL: "`ttl_seconds` is outside the configured bounds",
@@ -85,16 +91,20 @@ _MEANING: dict[ControlErrorCode, str] = {
     ControlErrorCode.INVALID_CLIENT_KIND: "`client_kind` is not 1-32 of `a-z 0-9 _ -` starting with a letter",
     ControlErrorCode.SCOPE_NOT_ALLOWED: "the key may not have a requested scope (never silently narrowed)",
     ControlErrorCode.BODY_TOO_LARGE: "the body is over 64 KiB",
+    ControlErrorCode.RATE_LIMITED: "this key asks too often (its per-minute rate, or its share of the replay memory)",
+    ControlErrorCode.BUSY: "the replay memory is full of other keys' proofs; retry after `Retry-After` seconds",
 }
 
 
 class ControlError(Exception):
     """A refusal on its way to the client as `{"error": code, "message": message}` with `code.status`."""
 
-    def __init__(self, code: ControlErrorCode, message: str) -> None:
+    def __init__(self, code: ControlErrorCode, message: str, *, retry_after: int | None = None) -> None:
         super().__init__(f"{code.value}: {message}")
         self.code = code
         self.message = message
+        self.retry_after = retry_after
+        """Seconds after which the same request may succeed (the `Retry-After` header), for 429 and 503."""
 
     def body(self) -> dict[str, str]:
         """The JSON response body."""

@@ -8,12 +8,14 @@ from pathlib import Path
 
 from aiohttp import web
 
+from autopilot_sync.control.admission import AdmissionLimits
 from autopilot_sync.control.api import build_app
 from autopilot_sync.control.keys import KeyPaths, KeyStore
 from autopilot_sync.control.policy import ScopePolicy
 from autopilot_sync.control.request import TtlBounds
 from autopilot_sync.control.service import ControlConfig, ControlService
 from autopilot_sync.control.tokens import TokenContext
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.control import ControlSettings
 
@@ -24,11 +26,23 @@ def service_from_settings(settings: ControlSettings) -> ControlService:
     """The service a control process runs: keys from `signing_key_path` (created on first start), policy and TTLs."""
     config = ControlConfig(
         public_url=settings.public_url,
-        context=TokenContext(settings.public_url, settings.database, settings.spacetime_base_url),
+        context=TokenContext(
+            settings.public_url,
+            settings.database,
+            settings.spacetime_base_url,
+            refresh_margin=settings.token_refresh_margin_seconds,
+        ),
         ttl=TtlBounds(
             settings.token_ttl_min_seconds, settings.token_ttl_max_seconds, settings.token_ttl_default_seconds
         ),
         policy=ScopePolicy.from_allowlist(settings.append_allowlist),
+        max_skew=settings.proof_max_skew_seconds,
+        admission=AdmissionLimits(
+            requests_per_minute=settings.token_requests_per_minute_per_key,
+            burst=settings.token_burst_per_key,
+            replay_entries_per_key=settings.replay_memory_per_key,
+            replay_entries=settings.replay_memory_max,
+        ),
     )
     keys = KeyStore(KeyPaths(Path(settings.signing_key_path)), settings.token_ttl_max_seconds)
     return ControlService(config, keys)
@@ -56,8 +70,9 @@ class RunningControl:
 
 async def start_control(service: ControlService, host: str, port: int) -> RunningControl:
     """Listen on `host:port` (0 picks a free port)."""
-    runner = web.AppRunner(build_app(service), access_log=None, shutdown_timeout=2)
-    await runner.setup()
+    app = build_app(service)
+    install_http_limits(app, HttpLimits())
+    runner = await runner_for(app, access_log=None, shutdown_timeout=2)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -2,7 +2,8 @@
 
 Synchronous and socket-free (sans-I/O): `api.py` only reads the request, calls `issue`, and writes the answer, so
 every rule here is testable with plain values. The order is fixed and documented: the NIP-98 proof first (nothing
-about an unauthenticated request is worth parsing), then the body, then the scope policy.
+about an unauthenticated request is worth parsing), then admission (replay memory, the key's rate), then the body,
+then the scope policy.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from autopilot_sync.control.admission import AdmissionControl, AdmissionLimits
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
 from autopilot_sync.control.keys import ALGORITHM, KeyStore
 from autopilot_sync.control.metrics import ControlMetrics
@@ -20,8 +22,7 @@ from autopilot_sync.control.policy import Scope, ScopePolicy
 from autopilot_sync.control.request import TtlBounds, parse_token_request
 from autopilot_sync.control.tokens import IssuedToken, TokenContext, mint
 from autopilot_sync.nostr.errors import NostrAuthError
-from autopilot_sync.nostr.nip98 import DEFAULT_MAX_SKEW, verify_http_auth
-from autopilot_sync.nostr.replay import ReplayGuard
+from autopilot_sync.nostr.nip98 import DEFAULT_MAX_SKEW, decode_authorization_header, verify_http_auth_event
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class ControlConfig:
     ttl: TtlBounds
     policy: ScopePolicy
     max_skew: int = DEFAULT_MAX_SKEW
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
 
     @property
     def token_url(self) -> str:
@@ -58,13 +60,12 @@ class ControlService:
         keys: KeyStore,
         *,
         metrics: ControlMetrics | None = None,
-        replay_guard: ReplayGuard | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.keys = keys
         self.metrics = metrics or ControlMetrics()
-        self.replay_guard = replay_guard or ReplayGuard(window=2 * config.max_skew)
+        self.admission = AdmissionControl(config.admission, config.max_skew)
         self._clock = clock
 
     def issue(self, authorization: str | None, url: str, method: str, body: bytes) -> IssuedToken:
@@ -93,11 +94,13 @@ class ControlService:
     def _issue(self, authorization: str | None, url: str, method: str, body: bytes) -> IssuedToken:
         now = int(self._clock())
         try:
-            pubkey = verify_http_auth(
-                authorization, url, method, body, now, self.config.max_skew, replay_guard=self.replay_guard
+            event = decode_authorization_header(authorization)
+            pubkey = verify_http_auth_event(
+                event, url=url, method=method, body=body, now=now, max_skew=self.config.max_skew
             )
         except NostrAuthError as exc:
             raise ControlError(ControlErrorCode.from_auth(exc.code), exc.message) from None
+        self.admission.admit(event, now)  # signed by `pubkey`: replay memory and the key's rate
         request = parse_token_request(body, self.config.ttl)
         self.config.policy.check(pubkey, request.scopes)
         return mint(request, pubkey, self.config.context, self.keys.signing_key(), now)

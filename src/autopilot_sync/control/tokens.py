@@ -19,17 +19,20 @@ from autopilot_sync.spacetime.identity import identity_from_claims
 
 #: The audience every token names first (the one SpacetimeDB uses); the database follows.
 SPACETIME_AUDIENCE = "spacetimedb"
-#: A client should fetch a new token this many seconds before its token expires.
+#: A client should fetch a new token this many seconds before its token expires, by default (the control setting
+#: `token_refresh_margin_seconds`).
 REFRESH_MARGIN_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
 class TokenContext:
-    """What every token of one control service shares: its issuer and the database the tokens are for."""
+    """What every token of one control service shares: its issuer, the database the tokens are for, and how long
+    before expiry clients are told to refresh (`refresh_after_in`)."""
 
     issuer: str
     database: str
     spacetime_base_url: str
+    refresh_margin: int = REFRESH_MARGIN_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,12 @@ class IssuedToken:
 
     @property
     def refresh_after_in(self) -> int:
-        """Seconds after which the client should fetch a replacement."""
-        return max(self.ttl_seconds - REFRESH_MARGIN_SECONDS, 0)
+        """Seconds after which the client should fetch a replacement: the refresh margin before expiry.
+
+        Settings keep the margin below the shortest lifetime, so this is positive; clients that refresh at this time
+        reconnect before the host closes their sockets at expiry.
+        """
+        return max(self.ttl_seconds - self.context.refresh_margin, 0)
 
     def response(self) -> dict[str, Any]:
         """The JSON body of `200 OK`."""

@@ -35,6 +35,7 @@ _STREAM_STYLE = {
     StreamPhase.LIVE: "green",
     StreamPhase.RESUBSCRIBING: "yellow",
     StreamPhase.REBUILDING: "bold red",
+    StreamPhase.HALTED: "bold red",
 }
 
 _STREAM_COLUMNS = ("stream", "head", "applied", "lag", "replay", "status")

@@ -32,18 +32,24 @@ class StreamEvent:
     payload_hash: str
     published_at_us: int
     committed_at_us: int
+    epoch: int = 0
+    chain: str = ""
+    """The event's stream chain value (docs/protocol.md "Stream hash chain"); empty from a host without chains."""
 
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """How far a stream is applied locally: the checkpoint (last applied seq) and the epoch it belongs to.
+    """How far a stream is applied locally: the checkpoint (last applied seq), its epoch and its chain value.
 
-    `epoch == 0` means the host's epoch has not been seen yet (a stream never followed before).
+    `epoch == 0` means the host's epoch has not been seen yet (a stream never followed before). `chain` is the chain
+    value at the checkpoint (of the last applied event, or the floor chain a rebuild started from); empty when not
+    known yet (nothing applied, or a local copy from before chains).
     """
 
     stream_id: str
     checkpoint: int = 0
     epoch: int = 0
+    chain: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +110,8 @@ def deliver(state: ApplyState, events: Iterable[StreamEvent]) -> ApplyOutcome:
         applied.append(held.pop(checkpoint))
     pending = tuple(held[seq] for seq in sorted(held)[:MAX_PENDING])
     gap = Gap(checkpoint + 1, pending[0].seq) if pending else None
-    new_state = ApplyState(replace(state.cursor, checkpoint=checkpoint), pending)
+    chain = applied[-1].chain if applied else state.cursor.chain
+    new_state = ApplyState(replace(state.cursor, checkpoint=checkpoint, chain=chain), pending)
     return ApplyOutcome(new_state, tuple(applied), duplicates, gap)
 
 

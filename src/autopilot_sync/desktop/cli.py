@@ -32,7 +32,8 @@ def desktop(ctx: click.Context, headless: bool, import_nsec: str | None) -> None
     """Follow event streams live, with presence, checkpoints and resume (settings: AUTOPILOT_SYNC_DESKTOP_*).
 
     The first run creates a Nostr key (mode 0600) in the config dir; the control service turns a signature by it
-    into a session token. Local copies and checkpoints live in SQLite next to the key.
+    into a session token. Local copies and checkpoints live in SQLite next to the key. One desktop per config dir:
+    a second one exits 2 naming the PID that holds it.
 
     \b
     Example:
@@ -44,13 +45,17 @@ def desktop(ctx: click.Context, headless: bool, import_nsec: str | None) -> None
     if ctx.invoked_subcommand is not None:
         return
     from autopilot_sync.client.reconnect import BackoffPolicy
-    from autopilot_sync.desktop.identity import load_identity
+    from autopilot_sync.desktop.identity import CONFIG_DIR_MODE, load_identity
     from autopilot_sync.desktop.store import DesktopStore
     from autopilot_sync.desktop.sync import DesktopSync
     from autopilot_sync.settings.desktop import DesktopSettings
     from autopilot_sync.settings.load import load_settings
 
     settings = load_settings(DesktopSettings)
+    from autopilot_sync.statedir import lock_or_exit
+
+    # Held until the process exits: a second desktop on this config dir exits 2 naming this one's PID.
+    lock_or_exit(settings.config_dir, "desktop config directory", "desktop", CONFIG_DIR_MODE)
     if import_nsec == "-":
         import_nsec = sys.stdin.readline().strip()
     try:

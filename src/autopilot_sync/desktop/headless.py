@@ -51,6 +51,8 @@ def state_json(state: DesktopState) -> dict[str, Any]:
                 "notice": stream.notice,
                 "replay_progress": round(stream.replay_progress, 4),
                 "rebuilds": stream.rebuilds,
+                "divergences": stream.divergences,
+                "last_rebuild": stream.last_rebuild,
                 "gaps": stream.gaps,
                 "duplicates": stream.duplicates,
                 "acked": stream.acked_seq,

@@ -2,9 +2,9 @@
 
 `DesktopMetrics` is a `StateHub` listener: every number comes from the `DesktopState` values the sync layer
 publishes (the same ones the UI and the headless JSON show), in this one place. Gauges are set from each state;
-counters follow the state's since-start counts (`rebuilds`, `gaps`, `duplicates`, `acks_sent`, `token_fetches`) by
-their increase, and reconnects are counted from the connection going live again after it was lost. The registry is
-the desktop's own, so a test process can hold several.
+counters follow the state's since-start counts (`rebuilds`, `divergences`, `gaps`, `duplicates`, `acks_sent`,
+`token_fetches`) by their increase, and reconnects are counted from the connection going live again after it was
+lost. The registry is the desktop's own, so a test process can hold several.
 
 `serve_metrics` mounts it at `http://<AUTOPILOT_SYNC_DESKTOP_METRICS_LISTEN>/metrics` while the desktop runs (UI or
 `--headless`); with the setting empty (the default) nothing listens.
@@ -30,7 +30,12 @@ METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _STREAM_COUNTS: tuple[tuple[str, str, str], ...] = (
     # (StreamView field, metric name without _total, help)
-    ("rebuilds", "autopilot_sync_desktop_stream_rebuilds", "Stale-cursor rebuilds (history trimmed or reset)."),
+    ("rebuilds", "autopilot_sync_desktop_stream_rebuilds", "Rebuilds of the local copy (any cause)."),
+    (
+        "divergences",
+        "autopilot_sync_desktop_stream_divergences",
+        "Rebuilds because the host's history is not the one applied here (epoch change, checkpoint ahead, chain).",
+    ),
     ("gaps", "autopilot_sync_desktop_stream_gaps", "Gaps seen (a hole left after a batch; resubscribed)."),
     ("duplicates", "autopilot_sync_desktop_stream_duplicates_dropped", "Events dropped as already applied."),
     ("acks_sent", "autopilot_sync_desktop_checkpoint_acks", "ack_checkpoint calls the host accepted."),

@@ -36,7 +36,11 @@ class StreamPhase(enum.Enum):
     RESUBSCRIBING = "resubscribing"
     """A gap was seen; resubscribed from the checkpoint to fetch the missing events."""
     REBUILDING = "rebuilding"
-    """History was trimmed or the stream reset: the local copy was dropped and is rebuilt from the retained floor."""
+    """History was trimmed, the stream reset, or the host's history differs from the local copy: the local copy was
+    dropped and is rebuilt from the retained floor."""
+    HALTED = "halted"
+    """The host's own hash chain fails at an event even after a rebuild: nothing more is applied (the notice says
+    at which seq)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class StreamView:
     """One followed stream: the host's head, what is applied locally, and how a replay or rebuild is going.
 
     `rebuilds`, `gaps`, `duplicates` and `acks_sent` count since start; `acked_seq` is the newest checkpoint reported.
+    `divergences` counts the rebuilds caused by the host's history not being the one applied here (an epoch change,
+    a checkpoint ahead of the head, a chain mismatch); `last_rebuild` names the cause of the newest rebuild.
     """
 
     stream_id: str
@@ -95,6 +101,8 @@ class StreamView:
     duplicates: int = 0
     acked_seq: int = 0
     acks_sent: int = 0
+    divergences: int = 0
+    last_rebuild: str = ""
 
     @property
     def lag(self) -> int:

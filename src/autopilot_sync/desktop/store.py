@@ -15,14 +15,16 @@ from pathlib import Path
 
 from autopilot_sync.desktop.apply import Cursor, StreamEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 added the stream chain: `stream_cursor.chain` and `applied_event.epoch`/`chain` (a version-1 file upgrades)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stream_cursor (
     stream_id TEXT PRIMARY KEY,
     checkpoint INTEGER NOT NULL,
     epoch INTEGER NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    chain TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS applied_event (
     stream_id TEXT NOT NULL,
@@ -34,8 +36,16 @@ CREATE TABLE IF NOT EXISTS applied_event (
     published_at_us INTEGER NOT NULL,
     committed_at_us INTEGER NOT NULL,
     applied_at REAL NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 0,
+    chain TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (stream_id, seq)
 );
+"""
+
+_UPGRADE_FROM_1 = """
+ALTER TABLE stream_cursor ADD COLUMN chain TEXT NOT NULL DEFAULT '';
+ALTER TABLE applied_event ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE applied_event ADD COLUMN chain TEXT NOT NULL DEFAULT '';
 """
 
 
@@ -53,8 +63,10 @@ class DesktopStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise RuntimeError(f"{path} has schema version {version}; this desktop knows {SCHEMA_VERSION}")
+        if version == 1:
+            self._db.executescript(_UPGRADE_FROM_1)
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -64,15 +76,15 @@ class DesktopStore:
 
     def cursors(self) -> dict[str, Cursor]:
         """Every stream's stored cursor."""
-        rows = self._db.execute("SELECT stream_id, checkpoint, epoch FROM stream_cursor").fetchall()
-        return {row[0]: Cursor(row[0], int(row[1]), int(row[2])) for row in rows}
+        rows = self._db.execute("SELECT stream_id, checkpoint, epoch, chain FROM stream_cursor").fetchall()
+        return {row[0]: Cursor(row[0], int(row[1]), int(row[2]), str(row[3])) for row in rows}
 
     def cursor(self, stream_id: str) -> Cursor:
         """A stream's stored cursor (checkpoint 0, epoch 0 when never seen)."""
         row = self._db.execute(
-            "SELECT checkpoint, epoch FROM stream_cursor WHERE stream_id = ?", (stream_id,)
+            "SELECT checkpoint, epoch, chain FROM stream_cursor WHERE stream_id = ?", (stream_id,)
         ).fetchone()
-        return Cursor(stream_id, int(row[0]), int(row[1])) if row else Cursor(stream_id)
+        return Cursor(stream_id, int(row[0]), int(row[1]), str(row[2])) if row else Cursor(stream_id)
 
     def apply(self, before: Cursor, events: Sequence[StreamEvent], after: Cursor) -> None:
         """Persist `events` (the seqs right after `before.checkpoint`) and move the cursor to `after`, atomically.
@@ -87,7 +99,8 @@ class DesktopStore:
         with self._transaction():
             self._check_cursor(before)
             self._db.executemany(
-                "INSERT INTO applied_event VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO applied_event (stream_id, seq, idempotency_key, kind, payload, payload_hash, "
+                "published_at_us, committed_at_us, applied_at, epoch, chain) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         e.stream_id,
@@ -99,6 +112,8 @@ class DesktopStore:
                         e.published_at_us,
                         e.committed_at_us,
                         now,
+                        e.epoch,
+                        e.chain,
                     )
                     for e in events
                 ],
@@ -107,7 +122,7 @@ class DesktopStore:
 
     def set_epoch(self, cursor: Cursor, epoch: int) -> Cursor:
         """Record the epoch first seen for a stream (no events change); returns the new cursor."""
-        updated = Cursor(cursor.stream_id, cursor.checkpoint, epoch)
+        updated = Cursor(cursor.stream_id, cursor.checkpoint, epoch, cursor.chain)
         with self._transaction():
             self._check_cursor(cursor)
             self._put_cursor(updated, time.time())
@@ -122,8 +137,8 @@ class DesktopStore:
     def recent(self, stream_id: str, limit: int = 50) -> list[StreamEvent]:
         """The newest `limit` applied events of a stream, oldest first."""
         rows = self._db.execute(
-            "SELECT stream_id, seq, idempotency_key, kind, payload, payload_hash, published_at_us, committed_at_us "
-            "FROM applied_event WHERE stream_id = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT stream_id, seq, idempotency_key, kind, payload, payload_hash, published_at_us, committed_at_us, "
+            "epoch, chain FROM applied_event WHERE stream_id = ? ORDER BY seq DESC LIMIT ?",
             (stream_id, limit),
         ).fetchall()
         return [StreamEvent(*row) for row in reversed(rows)]
@@ -143,9 +158,10 @@ class DesktopStore:
 
     def _put_cursor(self, cursor: Cursor, now: float) -> None:
         self._db.execute(
-            "INSERT INTO stream_cursor VALUES (?, ?, ?, ?) ON CONFLICT(stream_id) DO UPDATE SET "
-            "checkpoint = excluded.checkpoint, epoch = excluded.epoch, updated_at = excluded.updated_at",
-            (cursor.stream_id, cursor.checkpoint, cursor.epoch, now),
+            "INSERT INTO stream_cursor (stream_id, checkpoint, epoch, updated_at, chain) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(stream_id) DO UPDATE SET checkpoint = excluded.checkpoint, epoch = excluded.epoch, "
+            "updated_at = excluded.updated_at, chain = excluded.chain",
+            (cursor.stream_id, cursor.checkpoint, cursor.epoch, now, cursor.chain),
         )
 
     def _transaction(self) -> _Transaction:

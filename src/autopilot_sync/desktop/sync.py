@@ -34,7 +34,15 @@ from autopilot_sync.client.results import ReducerFailed
 from autopilot_sync.desktop.acks import AckCall, AckScheduler
 from autopilot_sync.desktop.apply import ApplyState, Cursor, StreamEvent, deliver, restart_from
 from autopilot_sync.desktop.identity import DesktopIdentity
-from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE, RebuildGuard, StreamHead, Verdict, judge, rebuilt_cursor
+from autopilot_sync.desktop.rebuild import (
+    RebuildGuard,
+    StreamHead,
+    Verdict,
+    broken_notice,
+    first_unlinked,
+    judge,
+    rebuilt_cursor,
+)
 from autopilot_sync.desktop.state import (
     LOG_LINES,
     ConnectionPhase,
@@ -75,12 +83,21 @@ def event_from_row(row: Any) -> StreamEvent:
         payload_hash=str(row.payload_hash),
         published_at_us=int(row.published_at.micros),
         committed_at_us=int(row.committed_at.micros),
+        epoch=int(getattr(row, "epoch", 0)),
+        chain=str(getattr(row, "chain", "")),
     )
 
 
 def head_from_row(row: Any) -> StreamHead:
-    """A `stream_head` row as the rebuild logic's value."""
-    return StreamHead(str(row.stream_id), int(row.head_seq), int(row.retained_from_seq), int(row.epoch))
+    """A `stream_head` row as the rebuild logic's value (chain values empty from a host without them)."""
+    return StreamHead(
+        str(row.stream_id),
+        int(row.head_seq),
+        int(row.retained_from_seq),
+        int(row.epoch),
+        str(getattr(row, "head_chain", "")),
+        str(getattr(row, "floor_chain", "")),
+    )
 
 
 def presence_from_rows(rows: Sequence[Any], own_pubkey_hex: str) -> PresenceView:
@@ -115,6 +132,10 @@ class _Followed:
     gaps: int = 0
     duplicates: int = 0
     rebuilds: int = 0
+    divergences: int = 0
+    last_rebuild: str = ""
+    notice: str = ""
+    halted_at: int | None = None
     acks_sent: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -300,24 +321,33 @@ class DesktopSync:
             self._spawn(self._subscribe_stream(followed))
         followed.head = head
         verdict = judge(followed.cursor, head)
+        cause: tuple[object, ...] = ()
+        if verdict in (Verdict.CHECKPOINT_AHEAD, Verdict.CHAIN_MISMATCH):
+            cause = (verdict.value, head.head_seq, head.head_chain, head.floor_chain)
         if verdict is Verdict.ADOPT_EPOCH:
             cursor = self.store.set_epoch(followed.cursor, head.epoch)
             followed.engine = replace(followed.engine, cursor=cursor)
-        elif verdict.needs_rebuild and self._guard.allow(head):
+        elif verdict.needs_rebuild and self._guard.allow(head, cause):
             self._rebuild(followed, head, verdict)
 
     def _rebuild(self, followed: _Followed, head: StreamHead, verdict: Verdict) -> None:
         """Drop the local copy and restart from the retained floor (bounded by `RebuildGuard`)."""
         cursor = rebuilt_cursor(head)
         log.warning(
-            "stream %s: %s (checkpoint %d@%d, head floor %d@%d): rebuilding",
+            "stream %s: %s (checkpoint %d@%d, head %d, floor %d@%d): rebuilding",
             followed.stream_id,
             verdict.value,
             followed.cursor.checkpoint,
             followed.cursor.epoch,
+            head.head_seq,
             head.retained_from_seq,
             head.epoch,
         )
+        followed.notice = verdict.notice
+        followed.last_rebuild = verdict.value
+        followed.halted_at = None
+        if verdict.is_divergence:
+            followed.divergences += 1
         self.store.reset_stream(cursor)
         followed.engine = restart_from(cursor)
         followed.rebuilding = True
@@ -331,8 +361,13 @@ class DesktopSync:
             self._spawn(self._resubscribe(followed))
 
     def _apply(self, followed: _Followed, events: Sequence[StreamEvent]) -> None:
+        if followed.halted_at is not None:
+            return
         before = followed.cursor
         outcome = deliver(followed.engine, events)
+        unlinked = first_unlinked(before, outcome.applied)
+        if unlinked is not None:  # keep what verifies before the break, then rebuild (or halt) at it
+            outcome = deliver(followed.engine, outcome.applied[: outcome.applied.index(unlinked)])
         if outcome.applied:
             self.store.apply(before, outcome.applied, outcome.state.cursor)
             self.acks.note(followed.stream_id, outcome.checkpoint)
@@ -340,6 +375,9 @@ class DesktopSync:
                 self._log.extend(_log_line(e) for e in outcome.applied)
         followed.engine = outcome.state
         followed.duplicates += outcome.duplicates
+        if unlinked is not None:
+            self._unlinked(followed, unlinked)
+            return
         if outcome.gap is not None and followed.gap_retried_at != outcome.checkpoint:
             followed.gaps += 1
             followed.gap_retried_at = outcome.checkpoint
@@ -351,6 +389,23 @@ class DesktopSync:
                 outcome.checkpoint,
             )
             self._spawn(self._resubscribe(followed))
+
+    def _unlinked(self, followed: _Followed, event: StreamEvent) -> None:
+        """An event whose chain value does not link to the local copy: a fork, so rebuild; the same break twice (the
+        host's own chain is broken) stops the stream before it instead of looping."""
+        head = followed.head or StreamHead(followed.stream_id, 0, 1, followed.cursor.epoch)
+        log.warning(
+            "stream %s: seq %d (chain %s) does not link to the local copy at %d",
+            followed.stream_id,
+            event.seq,
+            event.chain,
+            followed.cursor.checkpoint,
+        )
+        if self._guard.allow(head, ("link", event.seq, event.chain)):
+            self._rebuild(followed, head, Verdict.CHAIN_MISMATCH)
+        else:
+            followed.halted_at = event.seq
+            log.error("stream %s: %s", followed.stream_id, broken_notice(event.seq))
 
     # ----- acks -----
 
@@ -418,7 +473,11 @@ class DesktopSync:
         head_seq = head.head_seq if head is not None else 0
         if followed.rebuilding and applied >= head_seq and followed.engine.pending == ():
             followed.rebuilding = False
-        if followed.rebuilding:
+        notice = followed.notice if followed.rebuilding else ""
+        if followed.halted_at is not None:
+            phase = StreamPhase.HALTED
+            notice = broken_notice(followed.halted_at)
+        elif followed.rebuilding:
             phase = StreamPhase.REBUILDING
         elif followed.resubscribing:
             phase = StreamPhase.RESUBSCRIBING
@@ -435,9 +494,11 @@ class DesktopSync:
             retained_from_seq=head.retained_from_seq if head is not None else 1,
             epoch=followed.cursor.epoch,
             phase=phase,
-            notice=TRIMMED_NOTICE if followed.rebuilding else "",
+            notice=notice,
             replay_from_seq=followed.replay_from,
             rebuilds=followed.rebuilds,
+            divergences=followed.divergences,
+            last_rebuild=followed.last_rebuild,
             gaps=followed.gaps,
             duplicates=followed.duplicates,
             acked_seq=self.acks.sent(followed.stream_id),

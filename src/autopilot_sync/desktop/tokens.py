@@ -1,8 +1,9 @@
 """Session tokens for the desktop: fetched from the control service with a NIP-98 proof, kept until refresh time.
 
-The client SDK's reconnection manager asks for a token when it has none, when the current one is about to expire,
-and after the host answered 401; each ask proves the key to control again with a fresh NIP-98 signature. The last
-token is kept for the UI (its expiry is shown) and for deciding when to refresh a live session.
+The client SDK's reconnection manager asks for a token when it has none, at the refresh time control gave with the
+current one (`refresh_after_in`: the SDK then reconnects with the new token and resumes, before the host closes the
+socket at expiry), and after the host answered 401; each ask proves the key to control again with a fresh NIP-98
+signature. The last token is kept for the UI (its expiry is shown).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class SessionTokens:
     async def grant(self) -> TokenGrant:
         """A new token from control, for the client SDK's token provider.
 
-        The SDK asks only when it has none, when the current one expires within its refresh margin, or after the
+        The SDK asks only when it has none, when control's refresh time for the current one has come, or after the
         host answered 401, so every call proves the key again rather than handing back a token that just failed.
         """
         async with self._lock:
@@ -64,4 +65,4 @@ class SessionTokens:
             )
             self._current = current
             self.fetches += 1
-            return TokenGrant(current.token, current.expires_at)
+            return TokenGrant(current.token, current.expires_at, current.refresh_at)

@@ -7,6 +7,8 @@ written once here. Ports and directories are fixed per stack, so any service can
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,17 @@ DATABASE = "autopilot-sync"
 
 def _loopback(port: int) -> str:
     return f"http://127.0.0.1:{port}"
+
+
+def producer_socket_at(preferred: Path) -> Path:
+    """`preferred` when it fits a Unix socket address (about 100 bytes), else a short path derived from it.
+
+    Deterministic, so a restarted runtime and its clients agree on the path; the socket itself is mode 0600.
+    """
+    if len(str(preferred).encode()) <= 100:
+        return preferred
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"autopilot-sync-{digest}" / "producer.sock"
 
 
 def runtime_key_at(path: Path, key: SecretKey | None = None) -> SecretKey:
@@ -46,9 +59,11 @@ class LocalStack:
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
     runtime: ServiceProcess | None = None
+    producer_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.runtime_key = runtime_key_at(self.key_path, self.runtime_key)
+        self.producer_socket = producer_socket_at(self.root / "runtime" / "producer.sock")
 
     @property
     def producer_key(self) -> SecretKey:
@@ -95,17 +110,18 @@ class LocalStack:
         self.control = start_service("control", env=env)
         return self.control
 
-    def start_runtime(self) -> ServiceProcess:
-        """Start (or restart) the runtime on its port and outbox directory."""
+    def start_runtime(self, *, wait: bool = True) -> ServiceProcess:
+        """Start (or restart) the runtime on its port and outbox directory (`wait` for its ready line)."""
         env = {
             "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
             "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
             "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_url,
             "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
             "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(self.key_path),
+            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
             **self.runtime_env,
         }
-        self.runtime = start_service("runtime", env=env)
+        self.runtime = start_service("runtime", env=env, wait=wait)
         return self.runtime
 
     def start_all(self, *, runtime: bool = True) -> LocalStack:

@@ -58,7 +58,8 @@ def up(
         stack.start_runtime()
         demo_seconds = duration if duration is not None else 24 * 3600.0
         _say(f"starting the demo workload at {rate:g} events/s")
-        demo_args = ["demo", "--url", stack.runtime_url, "--rate", str(rate), "--duration", str(demo_seconds)]
+        demo_args = ["demo", "--url", stack.runtime_url, "--socket", str(stack.producer_socket)]
+        demo_args += ["--rate", str(rate), "--duration", str(demo_seconds)]
         demo = start_service("runtime", demo_args, wait=False)
         interactive = not headless and sys.stdin.isatty() and sys.stdout.isatty()
         args = [sys.executable, "-m", "autopilot_sync", "desktop"] + ([] if interactive else ["--headless"])

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from pathlib import Path
 
 import click
 
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import load_settings
+from autopilot_sync.statedir import lock_or_exit
 
 
 @click.command("host")
@@ -24,7 +26,8 @@ def host(
     """Run the embedded Spacetime host (HTTP API + v2/v3 WebSocket) until SIGINT/SIGTERM.
 
     Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
-    Prints `autopilot-sync host ready: http://...` once it accepts connections.
+    Prints `autopilot-sync host ready: http://...` once it accepts connections. One host per data directory: a
+    second one exits 2 naming the PID that holds it.
 
     \b
     Example:
@@ -37,6 +40,8 @@ def host(
             os.environ[f"{HostSettings.env_prefix()}{name}"] = value
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings(HostSettings)
+    # Held until the process exits: a second host on this directory exits 2 naming this one's PID.
+    lock_or_exit(Path(settings.data_dir), "host data directory", "host")
     from autopilot_sync.host.server import ModuleLoadError, serve_forever
 
     try:

@@ -2,11 +2,17 @@
 
 Records are written to the OS as soon as a transaction commits, and made durable by a group-commit flusher: one
 `fsync` covers every record written before it started, so many concurrent reducers pay for one disk flush. A commit
-is acknowledged only after the flush that covers it. On start, the log is read up to the first torn or corrupt
-record; what follows is moved aside (never silently dropped) and reported.
+is acknowledged only after the flush that covers it.
 
 Layout: `<data>/commitlog/<first offset:020d>.log` segments; record = u32 LE payload length, u32 LE CRC-32 of the
-payload, payload. A new segment starts after every snapshot, so old segments can be deleted.
+payload, payload. One record holds one transaction offset, in order. A record's length prefix is all that finds the
+next one, so a segment never spans a snapshot: the engine asks for a new segment at every snapshot, and the log
+starts one itself when the current segment would pass its size bound. Segments wholly covered by the oldest retained
+snapshot are deleted, and start-up reads only the segments after the snapshot it loaded.
+
+On start, damage in a record a snapshot covers costs nothing (only a log written before rotation existed has such
+records in a segment that is still read); the first torn or corrupt record after the snapshot ends the log, and what
+follows is moved aside (never silently dropped) and reported.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ import os
 import struct
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _HEADER = struct.Struct("<II")
 #: A record larger than this is treated as corruption (a garbage length prefix), not as an allocation request.
 MAX_RECORD_BYTES = 256 * 1024 * 1024
+#: Default size bound of one segment: past it the next record starts a new segment.
+DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -60,37 +68,81 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def read_records(path: Path) -> Iterator[tuple[int, bytes] | str]:
-    """Yield (end position, payload) per good record, then a reason string if the segment ends badly."""
+@dataclass(frozen=True, slots=True)
+class RecordDamage:
+    """A record that cannot be trusted, where it starts, and where the next record starts if that is still known.
+
+    `resume_at` is set only for a checksum mismatch under a plausible length prefix: the payload is damaged but the
+    prefix may still find the next record. Everything else (torn, implausible length) ends what can be read.
+    """
+
+    position: int
+    reason: str
+    resume_at: int | None = None
+
+
+def read_records(path: Path) -> Iterator[tuple[int, bytes] | RecordDamage]:
+    """Yield (end position, payload) per good record, and a `RecordDamage` per bad one.
+
+    After a damage without `resume_at` nothing more is yielded; after one with `resume_at` reading continues there,
+    and the caller decides whether what follows is trustworthy.
+    """
     data = path.read_bytes()
     position = 0
     while position < len(data):
         if position + _HEADER.size > len(data):
-            yield f"torn record header at byte {position}"
+            yield RecordDamage(position, f"torn record header at byte {position}")
             return
         size, checksum = _HEADER.unpack_from(data, position)
         start = position + _HEADER.size
         if size > MAX_RECORD_BYTES:
-            yield f"implausible record length {size} at byte {position}"
+            yield RecordDamage(position, f"implausible record length {size} at byte {position}")
             return
         if start + size > len(data):
-            yield f"torn record at byte {position}: {size} bytes announced, {len(data) - start} present"
+            yield RecordDamage(
+                position, f"torn record at byte {position}: {size} bytes announced, {len(data) - start} present"
+            )
             return
         payload = data[start : start + size]
+        end = start + size
         if zlib.crc32(payload) != checksum:
-            yield f"checksum mismatch in record at byte {position}"
-            return
-        position = start + size
-        yield position, payload
+            yield RecordDamage(position, f"checksum mismatch in record at byte {position}", resume_at=end)
+        else:
+            yield end, payload
+        position = end
+
+
+@dataclass(slots=True)
+class RecoveryScan:
+    """What `CommitLog.recover` read: the payloads to replay and how much work and damage it met."""
+
+    #: Payloads of the records after the recovered-from offset, in order.
+    payloads: list[bytes] = field(default_factory=list)
+    #: The tail set aside at this start (None when the log ended cleanly).
+    tail: TailReport | None = None
+    #: Segments opened and read (segments wholly covered by the snapshot are never opened).
+    segments_read: int = 0
+    #: Good records read, including records of a read segment that the snapshot already covers.
+    records_read: int = 0
+    #: Damaged records skipped because the snapshot covers them (each was logged).
+    covered_damage: int = 0
 
 
 class CommitLog:
     """Append-only segments with group-commit durability."""
 
-    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, fsync: bool = True, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
+    ) -> None:
         self.directory = directory
         self.fsync = fsync
+        self.segment_max_bytes = segment_max_bytes
         self._fd: int | None = None
+        self._segment_bytes = 0
+        self._next_offset = 0
+        self._rotate_at: int | None = None
+        #: A segment was created since the last flush: its directory entry must be made durable too.
+        self._directory_dirty = False
         self._retired_fds: list[int] = []
         self._written = 0
         self._durable = 0
@@ -106,35 +158,70 @@ class CommitLog:
 
     # ----- recovery -----
 
-    def recover(self, after_offset: int) -> tuple[list[bytes], TailReport | None]:
-        """Read every good record payload from segments that may hold offsets after `after_offset`.
+    def recover(self, after_offset: int, offset_of: Callable[[bytes], int] | None = None) -> RecoveryScan:
+        """Read the records after `after_offset` (the loaded snapshot's offset; 0 without one).
 
-        A bad record ends recovery: the rest of that segment and every later segment are moved into a
-        `quarantine-<time>/` folder so an operator can inspect them, and the bad segment is cut at its last good
-        record so appends continue from a clean end.
+        Segments wholly covered by `after_offset` are not opened. In a segment that starts at or before it (only a
+        log written before rotation existed, or one whose newest snapshot is unusable), `offset_of` reads each
+        record's offset, so covered records are skipped undecoded and a checksum mismatch under an intact length
+        prefix is skipped when the very next record shows the damaged one was covered. Any other bad record ends
+        recovery: the rest of that segment and every later segment are moved into a `quarantine-<time>/` folder so
+        an operator can inspect them, and the bad segment is cut at the damaged record so appends continue from a
+        clean end.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         segments = list_segments(self.directory)
-        payloads: list[bytes] = []
-        report: TailReport | None = None
-        for number, (_first, path) in enumerate(segments):
+        scan = RecoveryScan()
+        for number, (first, path) in enumerate(segments):
             next_first = segments[number + 1][0] if number + 1 < len(segments) else None
             if next_first is not None and next_first <= after_offset + 1:
                 continue
-            good_end = 0
-            reason: str | None = None
-            for item in read_records(path):
-                if isinstance(item, str):
-                    reason = item
-                    break
-                good_end, payload = item
-                payloads.append(payload)
-            if reason is not None:
-                report = self._quarantine(path, good_end, reason, [p for _, p in segments[number + 1 :]])
+            scan.segments_read += 1
+            damage = self._scan_segment(path, first, after_offset, offset_of, scan)
+            if damage is not None:
+                later = [p for _, p in segments[number + 1 :]]
+                scan.tail = self._quarantine(path, damage.position, damage.reason, later)
                 break
-        return payloads, report
+        return scan
 
-    def _quarantine(self, path: Path, good_end: int, reason: str, later: list[Path]) -> TailReport:
+    def _scan_segment(
+        self,
+        path: Path,
+        first: int,
+        after_offset: int,
+        offset_of: Callable[[bytes], int] | None,
+        scan: RecoveryScan,
+    ) -> RecordDamage | None:
+        """Add one segment's records to `scan`; the damage that ends the log here, if any."""
+        may_hold_covered = offset_of is not None and first <= after_offset
+        suspect: RecordDamage | None = None
+        for item in read_records(path):
+            if isinstance(item, RecordDamage):
+                if suspect is None and item.resume_at is not None and may_hold_covered:
+                    suspect = item  # judged by the next record: covered or not
+                    continue
+                return suspect or item
+            _end, payload = item
+            scan.records_read += 1
+            offset = offset_of(payload) if offset_of is not None else None
+            if suspect is not None:
+                # Records are in offset order: the damaged one precedes `offset`, so it is covered when
+                # `offset - 1 <= after_offset`.
+                if offset is None or offset > after_offset + 1:
+                    return suspect
+                log.warning(
+                    "commit log %s: %s, in history the snapshot at offset %d covers; skipped, nothing lost",
+                    path.name,
+                    suspect.reason,
+                    after_offset,
+                )
+                scan.covered_damage += 1
+                suspect = None
+            if offset is None or offset > after_offset:
+                scan.payloads.append(payload)
+        return suspect
+
+    def _quarantine(self, path: Path, good_end: int, reason: str, later: Sequence[Path]) -> TailReport:
         size = path.stat().st_size
         folder = self.directory / f"quarantine-{int(time.time())}"
         folder.mkdir(exist_ok=True)
@@ -154,24 +241,44 @@ class CommitLog:
             moved.append(target)
         _fsync_dir(self.directory)
         discarded = size - good_end + sum(p.stat().st_size for p in moved[1:])
-        log.warning(
-            "commit log %s: %s; kept %d bytes, set aside %d bytes in %s", path.name, reason, good_end, discarded, folder
+        log.error(
+            "commit log %s: %s; kept %d bytes, SET ASIDE %d bytes (%d files) in %s: commits in them are not served",
+            path.name,
+            reason,
+            good_end,
+            discarded,
+            len(moved),
+            folder,
         )
         return TailReport(path, good_end, discarded, reason, tuple(moved))
 
     # ----- writing -----
 
     def open_segment(self, first_offset: int) -> None:
-        """Start appending to the segment whose first record is `first_offset` (reuses it when it exists)."""
+        """Append from now on to a new segment whose first record is `first_offset`.
+
+        Reuses the file only when it already has that name (it can only be empty then: anything in it would have
+        been recovered past `first_offset`).
+        """
+        path = self.directory / _segment_name(first_offset)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         if self._fd is not None:
             self._retired_fds.append(self._fd)
-        path = self.directory / _segment_name(first_offset)
-        existing = [p for f, p in list_segments(self.directory) if f <= first_offset]
-        if not path.exists() and existing:
-            # Keep appending to the newest segment when it already covers this offset.
-            path = existing[-1]
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _fsync_dir(self.directory)
+        self._fd = fd
+        self._segment_bytes = os.fstat(fd).st_size
+        self._next_offset = first_offset
+        self._rotate_at = None
+        self._directory_dirty = True
+
+    def rotate_at(self, first_offset: int) -> None:
+        """Start a new segment with the record of `first_offset` (the next one written): a snapshot was taken.
+
+        The new file is created by that record's `append`, so a failure to create it fails that write (which rolls
+        back) instead of a transaction that already committed.
+        """
+        if first_offset != self._next_offset:
+            raise ValueError(f"rotation at offset {first_offset}, but the next record is {self._next_offset}")
+        self._rotate_at = first_offset
 
     def append(self, payload: bytes) -> int:
         """Write a record to the OS (not yet durable); returns its sequence number for `wait_durable`."""
@@ -181,12 +288,18 @@ class CommitLog:
             raise StorageFailedError("commit log is not open")
         record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         try:
+            if self._rotate_at is not None or (
+                self._segment_bytes > 0 and self._segment_bytes + len(record) > self.segment_max_bytes
+            ):
+                self.open_segment(self._next_offset)
             written = os.write(self._fd, record)
             if written != len(record):
                 raise OSError(f"short write: {written} of {len(record)} bytes")
         except OSError as exc:
             self._fail(exc)
             raise StorageFailedError(f"commit log write failed: {exc}") from exc
+        self._segment_bytes += len(record)
+        self._next_offset += 1
         self._written += 1
         return self._written
 
@@ -222,6 +335,8 @@ class CommitLog:
         target = self._written
         fds = [*self._retired_fds, self._fd] if self._fd is not None else list(self._retired_fds)
         retired = list(self._retired_fds)
+        directory = self.directory if self._directory_dirty else None
+        self._directory_dirty = False
         if not self.fsync:
             loop.call_soon(self._flush_done, target, retired, None, 0.0)
             return
@@ -234,6 +349,8 @@ class CommitLog:
             error: BaseException | None = None
             try:
                 _fsync_all(fds)
+                if directory is not None:
+                    _fsync_dir(directory)
             except OSError as exc:
                 error = exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting any more
@@ -290,13 +407,28 @@ class CommitLog:
         """Why the log stopped accepting writes, if it did."""
         return self._failure
 
-    def drop_segments_before(self, first_offset: int) -> None:
-        """Delete segments whose records all precede `first_offset` (covered by a durable snapshot)."""
+    def quarantine_folders(self) -> list[Path]:
+        """The `quarantine-<time>/` folders of set-aside tails still in the log directory (for an operator)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(path for path in self.directory.glob("quarantine-*") if path.is_dir())
+
+    def drop_segments_before(self, first_offset: int) -> int:
+        """Delete segments whose records all precede `first_offset` (covered by a durable snapshot); how many.
+
+        A segment is known to end before `first_offset` when the next segment starts at or before it; the newest
+        segment (the one being written) has no next one and is never deleted.
+        """
         segments = list_segments(self.directory)
+        dropped = 0
         for number, (_, path) in enumerate(segments):
             next_first = segments[number + 1][0] if number + 1 < len(segments) else None
             if next_first is not None and next_first <= first_offset:
                 path.unlink(missing_ok=True)
+                dropped += 1
+        if dropped:
+            log.info("commit log: deleted %d segment(s) before offset %d (snapshot-covered)", dropped, first_offset)
+        return dropped
 
     def close(self) -> None:
         """Flush and close every file."""
@@ -308,6 +440,9 @@ class CommitLog:
                 os.close(fd)
         self._retired_fds = []
         self._fd = None
+        if self._directory_dirty and self.fsync and self._failure is None:
+            _fsync_dir(self.directory)
+        self._directory_dirty = False
         if self._flusher is not None:
             self._flusher.shutdown(wait=True)
             self._flusher = None

@@ -14,7 +14,9 @@ from typing import Any
 from sortedcontainers import SortedDict
 
 from autopilot_sync.host.module_api import Module, ReducerError, TableDef
+from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.errors import DecodeError
 
 Key = tuple[Any, ...]
 
@@ -114,6 +116,7 @@ class TableStore:
             group: Index(table, group, group in unique) for group in table.all_indexes()
         }
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
+        self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -125,6 +128,30 @@ class TableStore:
     def decode(self, data: bytes) -> tuple[Any, ...]:
         """A row from its BSATN bytes, as the table's named tuple."""
         return self.make_row(self.codec.decode(data))  # type: ignore[no-any-return]
+
+    @property
+    def migrates(self) -> bool:
+        """Whether rows of an older shape (before columns with defaults were added) can be read."""
+        return bool(self._older_shapes)
+
+    def stored(self, data: bytes) -> tuple[bytes, tuple[Any, ...]]:
+        """A row as stored on disk (snapshot or commit log) as today's bytes and row.
+
+        Rows written before columns with defaults were added at the end of the table (SpacetimeDB's `AddColumns`
+        automatic migration) are shorter: they decode with the older shape and get the defaults, re-encoded so the
+        row's identity is today's bytes. The longest shape that decodes wins; current rows never reach this path.
+        """
+        try:
+            return data, self.decode(data)
+        except DecodeError:
+            for codec, tail in self._older_shapes:
+                try:
+                    values = codec.decode(data)
+                except DecodeError:
+                    continue
+                row = self.make_row((*values, *tail))
+                return self.encode(row), row
+            raise
 
     def check_unique(self, row: tuple[Any, ...], row_bytes: bytes) -> None:
         """Raise UniqueConstraintError when another row already holds one of this row's unique keys."""
@@ -159,6 +186,19 @@ class TableStore:
             if group[: len(columns)] == columns:
                 return candidate
         raise KeyError(f"table {self.table.name} has no index on ({', '.join(columns)})")
+
+
+def _older_shapes(table: TableDef) -> list[tuple[bsatn.Codec, tuple[Any, ...]]]:
+    """Every earlier shape of the table a row may be stored in: a prefix of its columns whose missing tail all have
+    defaults, longest first, with the codec of the prefix and the default values of the tail."""
+    defaults = dict(table.defaults)
+    shapes: list[tuple[bsatn.Codec, tuple[Any, ...]]] = []
+    count = len(table.columns)
+    while count > 0 and table.columns[count - 1][0] in defaults:
+        count -= 1
+        tail = tuple(defaults[name] for name, _ in table.columns[count:])
+        shapes.append((bsatn.codec(at.product(*table.columns[:count])), tail))
+    return shapes
 
 
 class Datastore:

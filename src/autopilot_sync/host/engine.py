@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import os
 import secrets
 import time
 from collections import deque
@@ -21,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.commitlog import CommitLog, StorageFailedError, TailReport
+from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError, TailReport
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError
+from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError, StartInfo
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
@@ -57,6 +58,30 @@ _TX_RECORD = bsatn.codec(
 )
 
 CommitListener = Callable[[CommittedTx], None]
+
+HISTORY_DISCARDED_MARKER = "history-discarded"
+"""File in the data dir saying recovery set history aside and the module's start hook has not yet committed."""
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write a small file and fsync it and its directory, so it survives a crash right after."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def record_offset(payload: bytes) -> int:
+    """The transaction offset of a commit-log record, read without decoding the rest of it.
+
+    BSATN encodes a product as its fields in order, so a `_TX_RECORD`'s first 8 bytes are its offset (u64 LE).
+    """
+    return int.from_bytes(payload[:8], "little")
 
 
 class CallStatus(enum.Enum):
@@ -118,7 +143,14 @@ class RecoveryReport:
     replayed: int = 0
     offset: int = 0
     seconds: float = 0.0
+    #: Set exactly when this start set aside a tail of the log (acknowledged or not): history was discarded.
     tail: TailReport | None = None
+    #: Log segments read (segments the snapshot wholly covers are never opened).
+    segments_read: int = 0
+    #: Log records read, including records of a read segment that the snapshot already covered.
+    records_read: int = 0
+    #: Damaged records skipped because the snapshot covers them (harmless, logged).
+    covered_damage: int = 0
     cleaned_connections: int = 0
     fresh: bool = False
 
@@ -135,6 +167,10 @@ class EngineConfig:
 
     fsync: bool = True
     snapshot_every: int = 10_000
+    #: Snapshots kept on disk; log segments older than the oldest kept one are deleted.
+    snapshots_kept: int = 2
+    #: Size bound of one commit-log segment.
+    segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
     owner_identity: Identity = field(default_factory=lambda: Identity(0))
 
 
@@ -148,7 +184,9 @@ class HostEngine:
         self.config = config or EngineConfig()
         self.owner_identity = self.config.owner_identity
         self.datastore = Datastore(module, SYSTEM_TABLES)
-        self.commitlog = CommitLog(data_dir / "commitlog", fsync=self.config.fsync)
+        self.commitlog = CommitLog(
+            data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
+        )
         self.commitlog.on_durable = self._deliver  # type: ignore[method-assign]
         self.offset = 0
         self.durable_offset = 0
@@ -178,15 +216,20 @@ class HostEngine:
         snapshot = latest_snapshot(self.data_dir / "snapshots")
         if snapshot is not None:
             self._load_snapshot(snapshot)
-        payloads, tail = self.commitlog.recover(self.offset)
-        replayed = self._replay(payloads)
+        scan = self.commitlog.recover(self.offset, record_offset)
+        replayed = self._replay(scan.payloads)
         self.durable_offset = self.offset
+        # Appends never continue an old segment: it may span the snapshot, and it may have been written by a host
+        # that did not rotate.
         self.commitlog.open_segment(self.offset + 1)
         self.recovery = RecoveryReport(
             snapshot_offset=snapshot.offset if snapshot else 0,
             replayed=replayed,
             offset=self.offset,
-            tail=tail,
+            tail=scan.tail,
+            segments_read=scan.segments_read,
+            records_read=scan.records_read,
+            covered_damage=scan.covered_damage,
             fresh=self.offset == 0,
         )
         self._started = True
@@ -196,6 +239,7 @@ class HostEngine:
                 outcome = await self._run_and_wait(init, (), Caller(self.owner_identity), None)
                 if outcome.status is not CallStatus.COMMITTED:
                     raise RuntimeError(f"init reducer failed: {outcome.message}")
+        await self._run_start_hook()
         self.recovery.cleaned_connections = await self._disconnect_orphans()
         for store in self.datastore.tables.values():
             if store.table.scheduled_reducer:
@@ -203,14 +247,35 @@ class HostEngine:
                     self._arm_timer(store.table.name, row_bytes, row)
         self.recovery.seconds = time.perf_counter() - started
         log.info(
-            "database %s ready at offset %d (snapshot %d, replayed %d, %.3fs)",
+            "database %s ready at offset %d (snapshot %d, %d segment(s) read, replayed %d, %.3fs)",
             self.database_name,
             self.offset,
             self.recovery.snapshot_offset,
+            scan.segments_read,
             replayed,
             self.recovery.seconds,
         )
         return self.recovery
+
+    async def _run_start_hook(self) -> None:
+        """Let the module react to this start (migrated rows, a discarded tail) as the owner, before any client.
+
+        That history was discarded is remembered in `<data_dir>/history-discarded` until the hook's transaction is
+        durable: recovery sets the tail aside at once, so a crash before the hook committed would otherwise start
+        the next time with nothing left to say so.
+        """
+        hook = self.module.start_hook
+        if hook is None:
+            return
+        marker = self.data_dir / HISTORY_DISCARDED_MARKER
+        if self.recovery.tail is not None:
+            _write_durably(marker, self.recovery.tail.reason)
+        info = StartInfo(fresh=self.recovery.fresh, history_discarded=marker.exists())
+        reducer = ReducerDef("on_start", at.UNIT, lambda ctx: hook(ctx, info))
+        outcome = await self._run_and_wait(reducer, (), Caller(self.owner_identity), None)
+        if outcome.status is not CallStatus.COMMITTED:
+            raise RuntimeError(f"module start hook failed: {outcome.message}")
+        marker.unlink(missing_ok=True)
 
     async def stop(self) -> None:
         """Wait for in-flight flushes and snapshots, then close the log."""
@@ -267,8 +332,8 @@ class HostEngine:
             raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by an unknown schema")
         for name, rows in snapshot.tables.items():
             store = self.datastore[name]
-            for row_bytes in rows:
-                store.put(row_bytes, store.decode(row_bytes))
+            for stored in rows:
+                store.put(*store.stored(stored))
         self.offset = snapshot.offset
         self._snapshot_offset = snapshot.offset
 
@@ -286,9 +351,10 @@ class HostEngine:
             for table, inserts, deletes in changes:
                 store = self.datastore[table]
                 for row_bytes in deletes:
-                    store.take(row_bytes)
+                    if store.take(row_bytes) is None and store.migrates:
+                        store.take(store.stored(row_bytes)[0])
                 for row_bytes in inserts:
-                    store.put(row_bytes, store.decode(row_bytes))
+                    store.put(*store.stored(row_bytes))
             self.offset = offset
             self._last_timestamp = timestamp.micros
             replayed += 1
@@ -573,7 +639,7 @@ class HostEngine:
                 {name: list(store.rows) for name, store in self.datastore.tables.items() if not store.table.event},
             )
             sequence = self._pending[-1].sequence
-            self.commitlog.open_segment(tx.offset + 1)
+            self.commitlog.rotate_at(tx.offset + 1)
             self._snapshot_task = asyncio.get_running_loop().create_task(self._write_snapshot(captured, sequence))
 
     async def _write_snapshot(self, snapshot: Snapshot, sequence: int) -> None:
@@ -581,10 +647,11 @@ class HostEngine:
             await self.commitlog.wait_durable(sequence)
             directory = self.data_dir / "snapshots"
             await asyncio.get_running_loop().run_in_executor(None, write_snapshot, directory, snapshot)
-            prune_snapshots(directory, keep=2)
-            kept = sorted(directory.glob("*.snap"))
+            kept = prune_snapshots(directory, keep=self.config.snapshots_kept)
             if kept:
-                self.commitlog.drop_segments_before(int(kept[0].stem) + 1)
+                # Segments the oldest kept snapshot wholly covers are needed by no start, even one that must fall
+                # back to that snapshot because the newer ones are damaged.
+                self.commitlog.drop_segments_before(kept[-1] + 1)
             log.info("snapshot at offset %d written", snapshot.offset)
         except Exception:
             log.exception("snapshot at offset %d failed; the commit log still holds everything", snapshot.offset)

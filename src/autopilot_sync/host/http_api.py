@@ -195,10 +195,38 @@ async def public_key(request: web.Request) -> web.Response:
 
 
 async def websocket_token(request: web.Request) -> web.Response:
-    """`POST /v1/identity/websocket-token`: the caller's claims re-signed by the host, valid 60 s."""
+    """`POST /v1/identity/websocket-token`: the caller's claims re-signed by the host, valid 60 s at most.
+
+    Never longer than the caller's token: the result expires with it and carries its expiry (`origin_exp`), so
+    exchanging the result again cannot extend it (see `tokens.TokenService.resign`).
+    """
     auth = await authenticate(request, required=True)
     short = request.app[TOKENS_KEY].resign(auth.token)
     return web.json_response({"token": short.token})
+
+
+class HostHealth:
+    """Whether the host can still accept writes: it turns fail-stop for good once the commit log fails."""
+
+    def __init__(self) -> None:
+        self.storage_error: str | None = None
+
+    def storage_failed(self, error: BaseException) -> None:
+        """Engine failure listener: remember why (first failure wins)."""
+        self.storage_error = self.storage_error or str(error)
+
+
+HEALTH_KEY = web.AppKey("host_health", HostHealth)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: 200 `{"status": "ok"}` while the host accepts writes, 503 `failed` once storage failed."""
+    health = request.app[HEALTH_KEY]
+    database = request.app[ENGINE_KEY].database_name
+    if health.storage_error is not None:
+        body = {"status": "failed", "database": database, "detail": "storage failed: the host accepts no writes"}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ok", "database": database})
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -327,6 +355,9 @@ def add_http_routes(
     app[ENGINE_KEY] = engine
     app[TOKENS_KEY] = tokens
     app[MAX_BODY_KEY] = max_body_bytes
+    app[HEALTH_KEY] = HostHealth()
+    engine.add_failure_listener(app[HEALTH_KEY].storage_failed)
+    app.router.add_get("/healthz", healthz)
     app.router.add_post("/v1/identity", create_identity)
     app.router.add_get("/v1/identity/public-key", public_key)
     app.router.add_post("/v1/identity/websocket-token", websocket_token)

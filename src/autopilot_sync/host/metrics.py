@@ -66,6 +66,16 @@ class HostMetrics:
         self.storage_failed = Gauge(
             "autopilot_sync_host_storage_failed", "1 when the commit log failed and writes are refused.", registry=r
         )
+        self.quarantined_bytes = Counter(
+            "autopilot_sync_host_commitlog_quarantined_bytes",
+            "Commit-log bytes this process's start set aside as a damaged tail (history the host no longer serves).",
+            registry=r,
+        )
+        self.quarantine_folders = Gauge(
+            "autopilot_sync_host_commitlog_quarantine_folders",
+            "quarantine-* folders in the commit-log directory: set-aside history waiting for an operator.",
+            registry=r,
+        )
 
     def observe_commit(self, tx: CommittedTx) -> None:
         """Commit listener: count the transaction and its rows."""
@@ -101,6 +111,9 @@ class HostMetrics:
         self.recovery_seconds.set(engine.recovery.seconds)
         self.durable_offset.set(engine.durable_offset)
         self.storage_failed.set_function(lambda: 1.0 if engine.commitlog.failure is not None else 0.0)
+        if engine.recovery.tail is not None:
+            self.quarantined_bytes.inc(engine.recovery.tail.discarded_bytes)
+        self.quarantine_folders.set_function(lambda: float(len(engine.commitlog.quarantine_folders())))
 
 
 METRICS_KEY = web.AppKey("autopilot_sync.host.metrics", HostMetrics)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
 
 ReducerFn = Callable[..., Any]
@@ -40,6 +41,21 @@ class ReducerError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class StartInfo:
+    """What the host tells a module's start hook about the start it just made."""
+
+    fresh: bool
+    """The database was just created (`init` ran in this start)."""
+    history_discarded: bool
+    """Recovery set aside a damaged commit-log tail: commits the host may have acknowledged are gone, so anything
+    clients derived from them may no longer be the host's history."""
+
+
+#: A module's start hook: gets a reducer context (as the database owner) and what the start found.
+StartHook = Callable[[Any, StartInfo], None]
+
+
+@dataclass(frozen=True, slots=True)
 class TableDef:
     """A table: its row type, keys, indexes and visibility."""
 
@@ -52,6 +68,8 @@ class TableDef:
     public: bool = True
     scheduled_reducer: str | None = None
     event: bool = False
+    defaults: tuple[tuple[str, Any], ...] = ()
+    """Default values of columns (SpacetimeDB's `#[default]`): what rows stored before the column existed get."""
     row_type: ProductType = field(init=False)
     row_class: type = field(init=False)
 
@@ -59,7 +77,14 @@ class TableDef:
         names = [name for name, _ in self.columns]
         if len(set(names)) != len(names):
             raise ValueError(f"table {self.name}: duplicate column names")
-        for group in (*self.unique, *self.indexes, (self.primary_key,) if self.primary_key else (), self.auto_inc):
+        defaulted = tuple(name for name, _ in self.defaults)
+        for group in (
+            *self.unique,
+            *self.indexes,
+            (self.primary_key,) if self.primary_key else (),
+            self.auto_inc,
+            defaulted,
+        ):
             for column in group:
                 if column not in names:
                     raise ValueError(f"table {self.name}: unknown column {column!r}")
@@ -126,6 +151,7 @@ class Module:
         self.tables: dict[str, TableDef] = {}
         self.reducers: dict[str, ReducerDef] = {}
         self.read_guards: dict[str, ReadGuard] = {}
+        self.start_hook: StartHook | None = None
 
     def table(
         self,
@@ -139,8 +165,13 @@ class Module:
         public: bool = True,
         scheduled_reducer: str | None = None,
         event: bool = False,
+        defaults: Mapping[str, Any] | None = None,
     ) -> TableDef:
-        """Declare a table and return its definition (whose `row_class` builds rows)."""
+        """Declare a table and return its definition (whose `row_class` builds rows).
+
+        `defaults` gives columns a default value. As in SpacetimeDB's automatic migration, a column may be added to
+        the end of an existing table only with a default: rows stored before it existed are read with the default.
+        """
         if name in self.tables:
             raise ValueError(f"table {name!r} declared twice")
         table = TableDef(
@@ -153,6 +184,7 @@ class Module:
             public=public,
             scheduled_reducer=scheduled_reducer,
             event=event,
+            defaults=tuple((defaults or {}).items()),
         )
         if scheduled_reducer is not None:
             names = table.column_names
@@ -192,6 +224,19 @@ class Module:
     def client_disconnected(self, function: ReducerFn) -> ReducerFn:
         """Runs when a client disconnects, and at start for connections that died with the previous process."""
         return self.lifecycle(Lifecycle.CLIENT_DISCONNECTED, "client_disconnected")(function)
+
+    def on_start(self, function: StartHook) -> StartHook:
+        """Run `function(ctx, info)` in one transaction, as the database owner, every time the host starts.
+
+        After recovery (and `init` on a fresh database), before any client connects. This is where a module reacts
+        to what only the host knows: rows a schema migration gave default values to, or history recovery had to
+        set aside (`StartInfo.history_discarded`). Not a SpacetimeDB lifecycle reducer: not in the schema, not
+        callable by clients; a failure stops the start.
+        """
+        if self.start_hook is not None:
+            raise ValueError("start hook declared twice")
+        self.start_hook = function
+        return function
 
     def read_guard(self, table: str) -> Callable[[ReadGuard], ReadGuard]:
         """Declare who may read `table` through subscriptions and queries (row-level read authorization)."""
@@ -239,7 +284,11 @@ class Module:
             "tables": tables,
             "reducers": reducers,
             "types": type_names,
-            "misc_exports": [],
+            "misc_exports": [
+                _default_json(table, column, value)
+                for table in self.tables.values()
+                for column, value in table.defaults
+            ],
             "row_level_security": [],
         }
 
@@ -254,6 +303,13 @@ def _some(value: Any) -> dict[str, Any]:
 
 
 _NONE: Mapping[str, Any] = {"none": []}
+
+
+def _default_json(table: TableDef, column: str, value: Any) -> dict[str, Any]:
+    """`RawMiscModuleExportV9::ColumnDefaultValue`: the column's default as BSATN bytes (hex in SATS-JSON)."""
+    position = table.column_index(column)
+    data = bsatn.codec(table.columns[position][1]).encode(value)
+    return {"ColumnDefaultValue": {"table": table.name, "col_id": position, "value": data.hex()}}
 
 
 def _table_json(table: TableDef, ref: int) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.sync_metrics import register_sync_metrics
 from autopilot_sync.host.tokens import TokenService
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
 
@@ -62,9 +63,18 @@ class RunningHost:
 
 def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
     """The aiohttp application with every route of the host."""
+    from autopilot_sync.host.subscriptions import SubscriptionLimits
     from autopilot_sync.host.websocket import WebSocketOptions, add_websocket_route
 
     app = web.Application(client_max_size=settings.max_message_bytes)
+    install_http_limits(
+        app,
+        HttpLimits(
+            header_timeout=float(settings.http_header_timeout_seconds),
+            body_timeout=float(settings.http_body_timeout_seconds),
+            max_pending_connections=settings.http_max_pending_connections,
+        ),
+    )
     add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
     options = WebSocketOptions(
         ping_interval=float(settings.ping_interval_seconds),
@@ -72,6 +82,13 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
         max_message_bytes=settings.max_message_bytes,
         send_queue_max_messages=settings.send_queue_max_messages,
         send_queue_max_bytes=settings.send_queue_max_bytes,
+        max_connections_per_identity=settings.max_connections_per_identity,
+        subscription_limits=SubscriptionLimits(
+            max_query_sets_per_connection=settings.max_query_sets_per_connection,
+            max_queries_per_set=settings.max_queries_per_set,
+            max_queries_per_connection=settings.max_queries_per_connection,
+            max_unindexed_queries_per_connection=settings.max_unindexed_queries_per_connection,
+        ),
     )
     hub = add_websocket_route(app, engine, tokens, options=options)
     metrics = HostMetrics()
@@ -95,15 +112,19 @@ async def start_host(settings: HostSettings) -> RunningHost:
         module,
         Path(settings.data_dir),
         settings.database,
-        EngineConfig(fsync=settings.fsync, snapshot_every=settings.snapshot_every_commits),
+        EngineConfig(
+            fsync=settings.fsync,
+            snapshot_every=settings.snapshot_every_commits,
+            snapshots_kept=settings.snapshots_kept,
+            segment_max_bytes=settings.segment_max_bytes,
+        ),
     )
     async with AsyncExitStack() as undo:
         await engine.start()
         undo.push_async_callback(engine.stop)
         tokens = TokenService.for_host(settings)
         undo.push_async_callback(tokens.close)
-        runner = web.AppRunner(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
-        await runner.setup()
+        runner = await runner_for(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
         site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
         await site.start()
         sockets = runner.addresses

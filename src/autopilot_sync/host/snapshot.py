@@ -89,7 +89,9 @@ def latest_snapshot(directory: Path) -> Snapshot | None:
     return None
 
 
-def prune_snapshots(directory: Path, keep: int = 2) -> None:
-    """Delete all but the newest `keep` snapshots."""
-    for path in sorted(directory.glob("*.snap"), reverse=True)[keep:]:
+def prune_snapshots(directory: Path, keep: int = 2) -> list[int]:
+    """Delete all but the newest `keep` snapshots; the offsets of those kept, newest first."""
+    newest_first = sorted(directory.glob("*.snap"), reverse=True)
+    for path in newest_first[keep:]:
         path.unlink(missing_ok=True)
+    return [int(path.stem) for path in newest_first[:keep]]

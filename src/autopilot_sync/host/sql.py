@@ -47,6 +47,10 @@ Row = tuple[Any, ...]
 DIALECT = "postgres"
 #: Largest query text accepted (the real host has no fixed limit; this keeps a hostile client from feeding megabytes).
 MAX_QUERY_CHARS = 64 * 1024
+#: Most AND/OR/NOT operators in one query (each is a level of the parse tree sqlglot and the compiler recurse into).
+MAX_BOOLEAN_OPERATORS = 256
+#: Deepest nesting of parentheses in one query.
+MAX_PARENTHESES_DEPTH = 32
 
 
 class SqlError(ValueError):
@@ -244,6 +248,7 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
         raise SqlError(f"Unsupported: query of {len(sql)} characters (the limit is {MAX_QUERY_CHARS})")
     if not sql.strip():
         raise SqlError("Empty SQL query")
+    _check_size(sql)
     _check_statement_keyword(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
@@ -262,6 +267,33 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
     plan = _compile_select(sql, statement, ctx, one_off)
     _authorize_read(plan, ctx)
     return plan
+
+
+_STRING_LITERALS = re.compile(r"'(?:[^']|'')*'")
+_BOOLEAN_OPERATORS = re.compile(r"\b(?:and|or|not)\b", re.IGNORECASE)
+
+
+def _check_size(sql: str) -> None:
+    """Refuse a query whose boolean operators or parentheses exceed the bounds, before sqlglot parses it.
+
+    Parsing and compiling recurse per operator of a chain (`a AND b AND ...` is a tree as deep as it is long), so a
+    few thousand terms exhaust the stack; the bounds keep every query far from that (docs/security.md).
+    """
+    code = _STRING_LITERALS.sub("''", sql)
+    operators = len(_BOOLEAN_OPERATORS.findall(code))
+    if operators > MAX_BOOLEAN_OPERATORS:
+        raise SqlError(
+            f"Unsupported: query with {operators} AND/OR/NOT operators (the limit is {MAX_BOOLEAN_OPERATORS})"
+        )
+    depth = deepest = 0
+    for char in code if code.count("(") > MAX_PARENTHESES_DEPTH else ():
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_PARENTHESES_DEPTH:
+        raise SqlError(f"Unsupported: parentheses nested {deepest} deep (the limit is {MAX_PARENTHESES_DEPTH})")
 
 
 def _authorize_read(plan: SelectPlan, ctx: SqlContext) -> None:

@@ -5,10 +5,13 @@ sends what it returns. Everything runs on the event loop between transactions, s
 snapshot, and the engine offset it records marks which later transactions the snapshot already contains.
 
 Cost per transaction is proportional to the rows it changed and the queries those rows match, never to the number of
-tables' rows or subscribers: a query with a top-level `column = literal` conjunct is filed under (table, column,
-value), and each changed row looks up only its own values; the other queries sit in a per-table list that every change
-to that table visits. Row bytes come from the `CommittedTx` (encoded once, by the transaction) and a row list shared
-by many clients with the same result is packed once.
+tables' rows or subscribers: identical single-table queries are one *filter*, tested once per row whoever holds them;
+a filter with a top-level `column = literal` conjunct is filed under (table, column, value), and each changed row
+looks up only its own values; one with a top-level range term (`<`, `<=`, `>`, `>=`) sits in a list per (table,
+column, operator) sorted by bound, and a row visits only the bounds it satisfies; the rest sit in a per-table list
+that every change to that table visits, which is why a connection may hold only a few of those
+(`SubscriptionLimits`, docs/security.md). Row bytes come from the `CommittedTx` (encoded once, by the transaction)
+and a row list shared by many clients with the same result is packed once.
 
 Fan-out is shared, not per client: query sets with the same id and the same queries (as compiled: table and
 predicate) are one *shape*, and the indexes hold each shape's queries once. A changed row is tested once per shape,
@@ -38,13 +41,18 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sortedcontainers import SortedKeyList
+
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql import (
+    CompareOp,
+    Comparison,
     JoinMirror,
     SelectPlan,
     SqlContext,
     SqlError,
     compile_subscription,
+    conjuncts,
     equality_terms,
     has_partner,
     plan_rows,
@@ -67,8 +75,22 @@ from autopilot_sync.spacetime.values import Identity
 Client = Hashable
 Row = tuple[Any, ...]
 
-#: Most queries one Subscribe may carry (the real host has no documented limit; this bounds one request's work).
+#: Most queries one Subscribe may carry by default (the real host has no documented limit).
 MAX_QUERIES_PER_SET = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionLimits:
+    """How much one connection may hold, so one client cannot make every commit expensive for everyone.
+
+    Only our host enforces these (docs/security.md); the defaults are the host settings' defaults.
+    """
+
+    max_query_sets_per_connection: int = 256
+    max_queries_per_set: int = MAX_QUERIES_PER_SET
+    max_queries_per_connection: int = 1024
+    #: queries no index routes (no top-level `column = literal` or range term): every commit to their table tests them
+    max_unindexed_queries_per_connection: int = 64
 
 
 @dataclass(eq=False, slots=True)
@@ -78,6 +100,22 @@ class _Query:
     shape: _Shape
     plan: SelectPlan
     key: tuple[int, Any] | None  # (column position, value) it is filed under, or None for the per-table list
+
+
+@dataclass(eq=False, slots=True)
+class _Filter:
+    """One distinct single-table query (plan without its SQL text), shared by every shape holding it.
+
+    A changed row is tested once per filter it may match, however many shapes (query set ids, clients) hold the
+    same query; only the shapes of a filter that matched are visited afterwards, so a commit's work follows matches.
+    """
+
+    plan: SelectPlan
+    key: tuple[int, Any] | None
+    #: (column position, operator, bound) of a top-level range term it is filed under when it has no equality term
+    range_key: tuple[int, CompareOp, Any] | None
+    #: shape → how many of its queries are this filter
+    shapes: dict[_Shape, int] = field(default_factory=dict)
 
 
 @dataclass(eq=False, slots=True)
@@ -91,6 +129,8 @@ class _Shape:
     members: dict[_QuerySet, None] = field(default_factory=dict)
     #: the highest `since_offset` a member ever had: a transaction above it goes to every member unchecked
     newest_since: int = 0
+    #: one query (the common case): its rows are its filter's, shared as they are
+    single: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -288,20 +328,28 @@ class SubscriptionManager(_JoinMixin):
         datastore: Datastore,
         current_offset: Callable[[], int],
         delivered_offset: Callable[[], int] | None = None,
+        limits: SubscriptionLimits | None = None,
     ) -> None:
         """`current_offset`: the datastore's state; `delivered_offset`: the newest transaction given to `on_commit`
         (the engine's durable offset; by default the current one, for callers that deliver each commit at once)."""
         self._datastore = datastore
         self._current_offset = current_offset
         self._delivered_offset = delivered_offset or current_offset
+        self.limits = limits or SubscriptionLimits()
         self._clients: dict[Client, dict[int, _QuerySet]] = {}
+        self._query_counts: dict[Client, int] = {}
+        self._unindexed_counts: dict[Client, int] = {}
         # unsubscribed query sets still owed the updates up to their `until_offset`, in that order
         self._leaving: list[_QuerySet] = []
         self._shapes: dict[Hashable, _Shape] = {}
-        # table → column position → value → queries filed there
-        self._by_value: dict[str, dict[int, dict[Any, set[_Query]]]] = {}
-        # table → queries without an equality conjunct
-        self._by_table: dict[str, set[_Query]] = {}
+        # distinct single-table queries by (table, plan without SQL text)
+        self._filters: dict[Hashable, _Filter] = {}
+        # table → column position → value → filters filed there
+        self._by_value: dict[str, dict[int, dict[Any, set[_Filter]]]] = {}
+        # table → (column position, operator) → filters filed under a range term, sorted by bound
+        self._by_range: dict[str, dict[tuple[int, CompareOp], SortedKeyList[_Filter, Any]]] = {}
+        # table → filters without an equality or range conjunct
+        self._by_table: dict[str, set[_Filter]] = {}
         # join queries, filed under both their tables, and the (table, column) mirrors they read (with use counts)
         self._joins: dict[str, set[_Query]] = {}
         self._mirrors: dict[tuple[str, int], tuple[JoinMirror, int]] = {}
@@ -327,10 +375,9 @@ class SubscriptionManager(_JoinMixin):
         sets = self._clients.setdefault(client, {})
         if query_set_id in sets:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is already subscribed")
-        if len(sqls) > MAX_QUERIES_PER_SET:
-            return SubscriptionError(
-                request_id, query_set_id, f"too many queries in one query set: {len(sqls)} > {MAX_QUERIES_PER_SET}"
-            )
+        refused = self._over_limits(client, len(sqls))
+        if refused is not None:
+            return SubscriptionError(request_id, query_set_id, refused)
         ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender, claims=claims)
         plans: list[SelectPlan] = []
         for sql in sqls:
@@ -339,6 +386,15 @@ class SubscriptionManager(_JoinMixin):
             except SqlError as exc:
                 # crates/engine/src/error.rs `DBError::WithSql`, with the SQL trimmed as `compile_queries` does.
                 return SubscriptionError(request_id, query_set_id, f"{exc}, executing: `{sql.strip()}`")
+        unindexed = sum(1 for plan in plans if _unindexed(plan))
+        held = self._unindexed_counts.get(client, 0)
+        if unindexed and held + unindexed > self.limits.max_unindexed_queries_per_connection:
+            return SubscriptionError(
+                request_id,
+                query_set_id,
+                f"too many queries without an indexable term on this connection: {held + unindexed} > "
+                f"{self.limits.max_unindexed_queries_per_connection}; filter on a column with = or a range",
+            )
         rows = self._current_rows(plans)
         since = self._current_offset()
         shape = self._shape(query_set_id, plans)
@@ -346,11 +402,33 @@ class SubscriptionManager(_JoinMixin):
         shape.members[query_set] = None
         shape.newest_since = max(shape.newest_since, since)
         sets[query_set_id] = query_set
+        self._query_counts[client] = self._query_counts.get(client, 0) + len(plans)
+        if unindexed:
+            self._unindexed_counts[client] = held + unindexed
         return SubscribeApplied(request_id, query_set_id, rows)
 
     def is_subscribed(self, client: Client, query_set_id: int) -> bool:
         """Whether `client` holds query set `query_set_id` (a second Subscribe with it is a protocol error)."""
         return query_set_id in self._clients.get(client, {})
+
+    def _over_limits(self, client: Client, queries: int) -> str | None:
+        """Why a Subscribe of `queries` queries would pass one of the client's limits (None: it fits)."""
+        limits = self.limits
+        if queries > limits.max_queries_per_set:
+            return f"too many queries in one query set: {queries} > {limits.max_queries_per_set}"
+        held = len(self._clients.get(client, ()))
+        if held >= limits.max_query_sets_per_connection:
+            return (
+                f"too many query sets on this connection: {held} held, at most "
+                f"{limits.max_query_sets_per_connection}; unsubscribe one first"
+            )
+        total = self._query_counts.get(client, 0) + queries
+        if total > limits.max_queries_per_connection:
+            return (
+                f"too many queries on this connection: {total} > {limits.max_queries_per_connection}; "
+                "unsubscribe some first"
+            )
+        return None
 
     def unsubscribe(
         self, client: Client, request_id: int, query_set_id: int, *, send_dropped_rows: bool = False
@@ -364,6 +442,10 @@ class SubscriptionManager(_JoinMixin):
         query_set = self._clients.get(client, {}).pop(query_set_id, None)
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
+        self._query_counts[client] -= len(query_set.plans)
+        unindexed = sum(1 for plan in query_set.plans if _unindexed(plan))
+        if unindexed:
+            self._unindexed_counts[client] -= unindexed
         rows = self._current_rows(query_set.plans) if send_dropped_rows else None
         until = self._current_offset()
         if until <= self._delivered_offset():
@@ -375,6 +457,8 @@ class SubscriptionManager(_JoinMixin):
 
     def remove_client(self, client: Client) -> None:
         """Forget every query set of a client that went away (those still leaving too)."""
+        self._query_counts.pop(client, None)
+        self._unindexed_counts.pop(client, None)
         for query_set in self._clients.pop(client, {}).values():
             self._leave(query_set)
         if any(query_set.client == client for query_set in self._leaving):
@@ -416,6 +500,7 @@ class SubscriptionManager(_JoinMixin):
         if shape is None:
             shape = _Shape(key, query_set_id)
             shape.queries = tuple(_Query(shape, plan, _index_key(plan)) for plan in plans)
+            shape.single = len(shape.queries) == 1
             self._shapes[key] = shape
             for query in shape.queries:
                 self._file(query)
@@ -433,44 +518,89 @@ class SubscriptionManager(_JoinMixin):
     # ----- indexes -----
 
     def _file(self, query: _Query) -> None:
-        table = query.plan.table.name
         if query.plan.join is not None:
             self._file_join(query)
             return
-        if query.key is None:
-            self._by_table.setdefault(table, set()).add(query)
-            return
-        position, value = query.key
-        self._by_value.setdefault(table, {}).setdefault(position, {}).setdefault(value, set()).add(query)
+        key = _filter_key(query.plan)
+        found = self._filters.get(key)
+        if found is None:
+            found = self._filters[key] = _Filter(query.plan, query.key, _range_key(query.plan))
+            table = query.plan.table.name
+            if found.key is None and found.range_key is not None:
+                position, op, _ = found.range_key
+                bucket = self._by_range.setdefault(table, {}).get((position, op))
+                if bucket is None:
+                    bucket = self._by_range[table][(position, op)] = SortedKeyList(key=_range_bound)
+                bucket.add(found)
+            elif found.key is None:
+                self._by_table.setdefault(table, set()).add(found)
+            else:
+                position, value = found.key
+                self._by_value.setdefault(table, {}).setdefault(position, {}).setdefault(value, set()).add(found)
+        found.shapes[query.shape] = found.shapes.get(query.shape, 0) + 1
 
     def _unfile(self, query: _Query) -> None:
-        table = query.plan.table.name
         if query.plan.join is not None:
             self._unfile_join(query)
             return
-        if query.key is None:
+        key = _filter_key(query.plan)
+        found = self._filters.get(key)
+        if found is None:
+            return
+        count = found.shapes.get(query.shape, 0)
+        if count > 1:
+            found.shapes[query.shape] = count - 1
+            return
+        found.shapes.pop(query.shape, None)
+        if found.shapes:
+            return
+        del self._filters[key]
+        table = query.plan.table.name
+        if found.key is None and found.range_key is not None:
+            position, op, _ = found.range_key
+            ranges = self._by_range[table]
+            ranges[(position, op)].remove(found)
+            if not ranges[(position, op)]:
+                del ranges[(position, op)]
+                if not ranges:
+                    del self._by_range[table]
+            return
+        if found.key is None:
             bucket = self._by_table.get(table)
             if bucket is not None:
-                bucket.discard(query)
+                bucket.discard(found)
                 if not bucket:
                     del self._by_table[table]
             return
-        position, value = query.key
+        position, value = found.key
         columns = self._by_value.get(table, {})
         values = columns.get(position, {})
-        queries = values.get(value)
-        if queries is None:
+        filters = values.get(value)
+        if filters is None:
             return
-        queries.discard(query)
-        if not queries:
+        filters.discard(found)
+        if not filters:
             del values[value]
             if not values:
                 del columns[position]
                 if not columns:
                     del self._by_value[table]
 
-    def _candidates(self, table: str, row: Row) -> Iterable[_Query]:
+    def _candidates(self, table: str, row: Row) -> Iterable[_Filter]:
         yield from self._by_table.get(table, ())
+        for (position, op), bucket in self._by_range.get(table, {}).items():
+            value = row[position]
+            try:
+                if op is CompareOp.GT:  # bound < value
+                    yield from bucket.irange_key(max_key=value, inclusive=(True, False))
+                elif op is CompareOp.GE:
+                    yield from bucket.irange_key(max_key=value)
+                elif op is CompareOp.LT:  # bound > value
+                    yield from bucket.irange_key(min_key=value, inclusive=(False, True))
+                else:
+                    yield from bucket.irange_key(min_key=value)
+            except TypeError:  # a value that does not order against the bounds (e.g. a null option) matches none
+                continue
         for position, values in self._by_value.get(table, {}).items():
             try:
                 found = values.get(row[position])
@@ -496,61 +626,84 @@ class SubscriptionManager(_JoinMixin):
         return self._updates(tx)
 
     def _updates(self, tx: CommittedTx) -> dict[Client, tuple[QuerySetUpdate, ...]]:
-        # shape → table → pending rows (one evaluation per shape, however many clients hold it)
-        touched: dict[_Shape, dict[str, _Pending]] = {}
+        # filter → table → pending rows (one evaluation per distinct query, however many sets and clients hold it)
+        matched: dict[_Filter, dict[str, _Pending]] = {}
         event_tables: set[str] = set()
         offset = tx.offset
         join_rows = self._join_deltas(tx) if self._joins else {}
         for change in tx.changes:
             table = change.table
-            if table not in self._by_table and table not in self._by_value:
+            if table not in self._by_table and table not in self._by_value and table not in self._by_range:
                 continue
             if self._datastore[table].table.event:
                 event_tables.add(table)
             for is_insert, rows in ((True, change.inserts), (False, change.deletes)):
                 for index, (row_bytes, row) in enumerate(rows):
-                    for query in self._candidates(table, row):
-                        if not query.plan.matches(row):
+                    for candidate in self._candidates(table, row):
+                        if not candidate.plan.matches(row):
                             continue
-                        pending = touched.setdefault(query.shape, {}).setdefault(table, _Pending())
+                        pending = matched.setdefault(candidate, {}).setdefault(table, _Pending())
                         (pending.inserts if is_insert else pending.deletes).setdefault(row_bytes, index)
+        # shape → table → pending rows: a shape of one query shares its filter's rows (the same dict, so the same
+        # table updates below); a shape of several merges its queries' rows (set semantics)
+        touched: dict[_Shape, dict[str, _Pending]] = {}
+        for candidate, candidate_tables in matched.items():
+            for shape in candidate.shapes:
+                if shape.single:
+                    touched[shape] = candidate_tables
+                    continue
+                mine = touched.setdefault(shape, {})
+                for table, pending in candidate_tables.items():
+                    into = mine.setdefault(table, _Pending())
+                    into.inserts.update(pending.inserts)
+                    into.deletes.update(pending.deletes)
         if join_rows:
             tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
         if not touched:
             return {}
         packer = _Packer(tx)
-        out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
-        # (id of a client's tuple so far, id of the next update) → the longer tuple, shared by clients alike
-        joined: dict[tuple[int, int], tuple[QuerySetUpdate, ...]] = {}
+        # per client, its updates in shape order; shapes with equal rows share one tuple of table updates
+        per_client: dict[Client, list[QuerySetUpdate]] = {}
+        tables_cache: dict[int, tuple[TableUpdate, ...]] = {}  # by identity of the pending dict (alive in touched)
         for shape, tables in touched.items():
-            table_updates = []
-            for table, pending in tables.items():
-                if table in event_tables:
-                    rows_entry: PersistentTableRows | EventTableRows = EventTableRows(
-                        packer.rows(table, True, pending.inserts)
-                    )
-                else:
-                    rows_entry = PersistentTableRows(
-                        packer.rows(table, True, pending.inserts), packer.rows(table, False, pending.deletes)
-                    )
-                table_updates.append(TableUpdate(table, (rows_entry,)))
-            update = QuerySetUpdate(shape.query_set_id, tuple(table_updates))
-            alone = (update,)
+            table_updates = tables_cache.get(id(tables))
+            if table_updates is None:
+                table_updates = tables_cache[id(tables)] = self._table_updates(packer, tables, event_tables)
+            update = QuerySetUpdate(shape.query_set_id, table_updates)
             check_since = shape.newest_since >= offset
             for query_set in shape.members:
                 if check_since and query_set.since_offset >= offset:
                     continue  # subscribed after this transaction: its initial rows already hold it
-                client = query_set.client
-                before = out.get(client)
-                if before is None:
-                    out[client] = alone
-                    continue
-                pair = (id(before), id(update))
-                longer = joined.get(pair)
-                if longer is None:
-                    longer = joined[pair] = before + alone
-                out[client] = longer
+                held = per_client.get(query_set.client)
+                if held is None:
+                    per_client[query_set.client] = [update]
+                else:
+                    held.append(update)
+        # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
+        shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
+        out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
+        for client, updates in per_client.items():
+            key = tuple(map(id, updates))
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = tuple(updates)
+            out[client] = found
         return out
+
+    @staticmethod
+    def _table_updates(packer: _Packer, tables: dict[str, _Pending], event_tables: set[str]) -> tuple[TableUpdate, ...]:
+        table_updates = []
+        for table, pending in tables.items():
+            if table in event_tables:
+                rows_entry: PersistentTableRows | EventTableRows = EventTableRows(
+                    packer.rows(table, True, pending.inserts)
+                )
+            else:
+                rows_entry = PersistentTableRows(
+                    packer.rows(table, True, pending.inserts), packer.rows(table, False, pending.deletes)
+                )
+            table_updates.append(TableUpdate(table, (rows_entry,)))
+        return tuple(table_updates)
 
 
 class _Packer:
@@ -585,6 +738,43 @@ def _shape_key(query_set_id: int, plans: Sequence[SelectPlan]) -> Hashable:
         return query_set_id, frozenset(dataclasses.replace(plan, sql="") for plan in plans)
     except TypeError:
         return object()
+
+
+def _filter_key(plan: SelectPlan) -> Hashable:
+    """What makes two single-table queries one filter: the table and the plan without its SQL text."""
+    try:
+        key: Hashable = (plan.table.name, dataclasses.replace(plan, sql=""))
+        hash(key)
+    except TypeError:
+        return ("unhashable", id(plan))  # a filter of its own, found again through the same plan object
+    return key
+
+
+def _unindexed(plan: SelectPlan) -> bool:
+    """Whether no index routes rows to this query (so every change to its table must test it)."""
+    return plan.join is None and _index_key(plan) is None and _range_key(plan) is None
+
+
+_RANGE_OPS = (CompareOp.GT, CompareOp.GE, CompareOp.LT, CompareOp.LE)
+
+
+def _range_key(plan: SelectPlan) -> tuple[int, CompareOp, Any] | None:
+    """The first top-level range term (`column < literal` and kin) with a bound that orders, if any."""
+    for term in conjuncts(plan.predicate):
+        if isinstance(term, Comparison) and term.op in _RANGE_OPS:
+            value = term.value
+            try:
+                if value != value or not (value <= value):  # NaN, or a value that does not order
+                    continue
+            except TypeError:
+                continue
+            return term.position, term.op, value
+    return None
+
+
+def _range_bound(found: _Filter) -> Any:
+    assert found.range_key is not None
+    return found.range_key[2]
 
 
 def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:

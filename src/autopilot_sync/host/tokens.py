@@ -4,13 +4,20 @@ Behaviour follows SpacetimeDB (`crates/client-api/src/auth.rs`, `crates/core/src
 - `POST /v1/identity` mints claims exactly `hex_identity, sub, iss, aud, iat, exp` with `iss = "localhost"`,
   `sub` a random UUID, `aud = ["spacetimedb"]` and `exp = null` (the real host's anonymous tokens do not expire).
 - `POST /v1/identity/websocket-token` re-signs the caller's claims (issuer, subject, audience and any extra claims)
-  with the host key and `exp = iat + 60`.
+  with the host key and `exp = iat + 60`. Unlike SpacetimeDB, the exchanged token never outlives the token it came
+  from: its `exp` is at most the origin's, and it carries the origin's expiry in `origin_exp` (null for the host's
+  own non-expiring tokens), so exchanging an exchanged token cannot extend it. A socket's rights end at that origin
+  expiry (`websocket.py` closes it then), not at the 60 s token that only admitted the upgrade.
 - Verification tries the host key first, whatever the issuer (re-signed tokens keep a foreign issuer). A token that
   names the host's issuer but fails that check is rejected; any other token is checked against its issuer's published
   keys (`oidc.py`), but only for issuers the operator configured as trusted.
 - Claims rules for every token: `iss`/`sub` non-empty strings of at most 128 bytes, `iat` present, `exp`/`nbf`
-  respected with 60 s leeway (jsonwebtoken's default), and `hex_identity`, when present, equal to the identity
-  derived from `iss`/`sub`.
+  respected with a leeway (60 s by default, jsonwebtoken's; the host setting `token_leeway_seconds`), and
+  `hex_identity`, when present, equal to the identity derived from `iss`/`sub`.
+- A token from another issuer (a trusted OIDC issuer such as our control service, or one the host re-signed) must
+  name this host's database in `aud`: a token for database X does not open database Y. The host's own anonymous
+  tokens (`iss = "localhost"`, `aud = ["spacetimedb"]`) are not audience-checked, as on SpacetimeDB. This rule
+  only our host enforces; a SpacetimeDB deployment relies on giving each database its own issuer instead.
 
 The private key lives in the data directory as a PKCS#8 PEM created with mode 0600 on first start; a key file that
 others can read is refused, because whoever reads it can mint any identity on this host.
@@ -22,7 +29,7 @@ import base64
 import binascii
 import contextlib
 import enum
-import json
+import math
 import os
 import stat
 import time
@@ -39,6 +46,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
 from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.spacetime.json_bounds import JsonBoundsError, bounded_loads
 from autopilot_sync.spacetime.values import Identity
 
 if TYPE_CHECKING:
@@ -51,8 +59,10 @@ LOCAL_ISSUER = "localhost"
 LOCAL_AUDIENCE = ("spacetimedb",)
 #: Lifetime of `POST /v1/identity/websocket-token` tokens.
 WEBSOCKET_TOKEN_TTL = 60
-#: Clock skew tolerated on `exp` and `nbf`.
+#: Clock skew tolerated on `exp` and `nbf` by default (the host setting `token_leeway_seconds`).
 LEEWAY_SECONDS = 60
+#: Claim of an exchanged token holding the expiry of the token it came from (null: the origin never expires).
+ORIGIN_EXPIRY_CLAIM = "origin_exp"
 #: SpacetimeDB's limit on `iss` and `sub`.
 MAX_CLAIM_BYTES = 128
 #: How long a verified signature is remembered (per exact token string); claims are re-checked on every use.
@@ -73,6 +83,7 @@ class TokenErrorCode(enum.Enum):
     UNKNOWN_ISSUER = "unknown_issuer"
     IDENTITY_MISMATCH = "identity_mismatch"
     JWKS_UNAVAILABLE = "jwks_unavailable"
+    WRONG_AUDIENCE = "wrong_audience"
 
 
 class TokenError(Exception):
@@ -86,13 +97,19 @@ class TokenError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class VerifiedToken:
-    """A token whose signature and claims were checked, and the identity it proves."""
+    """A token whose signature and claims were checked, and the identity it proves.
+
+    `expires_at` is when the rights the token proves end (Unix seconds, before leeway): its own `exp`, or for a token
+    this host exchanged, the expiry of the token it came from; None when they never end (the host's anonymous
+    tokens).
+    """
 
     token: str
     identity: Identity
     issuer: str
     subject: str
     claims: Mapping[str, Any] = field(default_factory=dict)
+    expires_at: float | None = None
 
 
 class SigningKey:
@@ -160,7 +177,9 @@ class SigningKey:
 def _b64decode_json(segment: str, what: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(raw)
+        value = bounded_loads(raw)
+    except JsonBoundsError as exc:
+        raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is over the input bounds: {exc}") from None
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is not base64url JSON") from None
     if not isinstance(value, dict):
@@ -234,6 +253,36 @@ def check_claims(claims: Mapping[str, Any], now: float, leeway: float = LEEWAY_S
     return identity, issuer, subject
 
 
+def origin_expiry(claims: Mapping[str, Any], *, host_signed: bool) -> float | None:
+    """When the rights a verified token proves end: `origin_exp` of a token this host signed, else its `exp`.
+
+    `origin_exp` is only believed from tokens signed with the host's key (the host wrote it when it exchanged a
+    token); the same claim in another issuer's token is ignored.
+    """
+    if host_signed and ORIGIN_EXPIRY_CLAIM in claims:
+        return _number(claims, ORIGIN_EXPIRY_CLAIM, required=False)
+    return _number(claims, "exp", required=False)
+
+
+def audiences(claims: Mapping[str, Any]) -> list[str]:
+    """The `aud` claim as a list (a single string is a list of one; absent is empty)."""
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
+
+
+def check_audience(claims: Mapping[str, Any], database: str) -> None:
+    """Refuse a token whose `aud` does not name `database` (WRONG_AUDIENCE, a 401 naming both)."""
+    named = audiences(claims)
+    if database not in named:
+        raise TokenError(
+            TokenErrorCode.WRONG_AUDIENCE,
+            f"token is not for this database: its audience {named} does not name {database!r}; "
+            f"ask the issuer for a token for {database!r}",
+        )
+
+
 class TokenService:
     """Mints, re-signs and verifies tokens for one host."""
 
@@ -244,12 +293,18 @@ class TokenService:
         oidc: OidcVerifier | None = None,
         issuer: str = LOCAL_ISSUER,
         audience: Sequence[str] = LOCAL_AUDIENCE,
+        database: str | None = None,
+        leeway: float = LEEWAY_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.key = key
         self.oidc = oidc
         self.issuer = issuer
         self.audience = tuple(audience)
+        #: When set, tokens of other issuers must name this database in `aud`.
+        self.database = database
+        #: Clock skew tolerated on `exp`, `nbf` and `origin_exp` (and so on a socket's end of rights).
+        self.leeway = float(leeway)
         self._clock = clock
         # token string -> (verified token, remembered until, the OIDC key set that verified it or None for ours)
         self._verified: dict[str, tuple[VerifiedToken, float, object | None]] = {}
@@ -260,7 +315,12 @@ class TokenService:
         from autopilot_sync.host.oidc import OidcVerifier
 
         oidc = OidcVerifier(settings.trusted_issuers) if settings.trusted_issuers else None
-        return cls(SigningKey.load_or_create(Path(settings.data_dir)), oidc=oidc)
+        return cls(
+            SigningKey.load_or_create(Path(settings.data_dir)),
+            oidc=oidc,
+            database=settings.database,
+            leeway=settings.token_leeway_seconds,
+        )
 
     @property
     def public_key_pem(self) -> bytes:
@@ -273,9 +333,15 @@ class TokenService:
             await self.oidc.close()
 
     def _issue(
-        self, issuer: str, subject: str, audience: Any, extra: Mapping[str, Any], ttl: int | None
+        self,
+        issuer: str,
+        subject: str,
+        audience: Any,
+        extra: Mapping[str, Any],
+        iat: int,
+        exp: int | None,
+        origin: float | None,
     ) -> VerifiedToken:
-        iat = int(self._clock())
         identity = identity_from_claims(issuer, subject)
         claims: dict[str, Any] = {
             "hex_identity": identity.hex,
@@ -283,23 +349,41 @@ class TokenService:
             "iss": issuer,
             "aud": audience,
             "iat": iat,
-            "exp": iat + ttl if ttl is not None else None,
+            "exp": exp,
         }
         for name, value in extra.items():
             claims.setdefault(name, value)
-        return VerifiedToken(self.key.sign(claims), identity, issuer, subject, claims)
+        return VerifiedToken(self.key.sign(claims), identity, issuer, subject, claims, origin)
 
     def mint_anonymous(self) -> VerifiedToken:
         """A new identity (random subject under the host's issuer) and its non-expiring token."""
-        return self._issue(self.issuer, str(uuid.uuid4()), list(self.audience), {}, None)
+        return self._issue(self.issuer, str(uuid.uuid4()), list(self.audience), {}, int(self._clock()), None, None)
 
     def resign(self, verified: VerifiedToken, ttl: int = WEBSOCKET_TOKEN_TTL) -> VerifiedToken:
-        """The same claims (issuer, subject, audience, extra) signed by the host with `exp = iat + ttl`."""
-        standard = {"hex_identity", "sub", "iss", "aud", "iat", "exp"}
+        """The same claims (issuer, subject, audience, extra) signed by the host, valid `ttl` s but never longer
+        than the token they came from: `exp = min(iat + ttl, origin expiry)`, and `origin_exp` carries that origin
+        expiry (null when the origin never expires) so exchanging the result again cannot extend it."""
+        standard = {"hex_identity", "sub", "iss", "aud", "iat", "exp", ORIGIN_EXPIRY_CLAIM}
         extra = {k: v for k, v in verified.claims.items() if k not in standard}
-        aud = verified.claims.get("aud")
-        audience = [aud] if isinstance(aud, str) else list(aud) if isinstance(aud, list) else []
-        return self._issue(verified.issuer, verified.subject, audience, extra, ttl)
+        origin = verified.expires_at
+        iat = int(self._clock())
+        exp = iat + ttl if origin is None else min(iat + ttl, math.floor(origin))
+        extra[ORIGIN_EXPIRY_CLAIM] = None if origin is None else math.floor(origin)
+        return self._issue(verified.issuer, verified.subject, audiences(verified.claims), extra, iat, exp, origin)
+
+    def rights_end(self, verified: VerifiedToken) -> float | None:
+        """When a session opened with `verified` must end (Unix seconds): its origin expiry plus the leeway."""
+        return None if verified.expires_at is None else verified.expires_at + self.leeway
+
+    def _check(self, claims: Mapping[str, Any], now: float, *, host_signed: bool) -> tuple[Identity, str, str]:
+        """Every claim rule: SpacetimeDB's, the origin expiry, and (for other issuers) the audience."""
+        identity, issuer, subject = check_claims(claims, now, self.leeway)
+        origin = origin_expiry(claims, host_signed=host_signed)
+        if origin is not None and now > origin + self.leeway:
+            raise TokenError(TokenErrorCode.EXPIRED, "token has expired (the token it was exchanged for expired)")
+        if self.database is not None and issuer != self.issuer:
+            check_audience(claims, self.database)
+        return identity, issuer, subject
 
     async def verify(self, token: str) -> VerifiedToken:
         """Check a token (host key first, then a trusted OIDC issuer); raises TokenError.
@@ -315,14 +399,15 @@ class TokenService:
             if now < until and (
                 keys is None or (self.oidc is not None and self.oidc.current_keys(verified.issuer) is keys)
             ):
-                check_claims(verified.claims, now)
+                self._check(verified.claims, now, host_signed=keys is None)
                 return verified
             del self._verified[token]
         header, claims = parse_unverified(token)
         now = self._clock()
         if header.get("alg") == "ES256" and self.key.verifies(token):
-            identity, issuer, subject = check_claims(claims, now)
-            return self._remember(VerifiedToken(token, identity, issuer, subject, claims), now, None)
+            identity, issuer, subject = self._check(claims, now, host_signed=True)
+            origin = origin_expiry(claims, host_signed=True)
+            return self._remember(VerifiedToken(token, identity, issuer, subject, claims, origin), now, None)
         raw_issuer = claims.get("iss")
         if not isinstance(raw_issuer, str) or not raw_issuer:
             raise TokenError(TokenErrorCode.MALFORMED, "missing required claim 'iss'")
@@ -330,12 +415,12 @@ class TokenService:
             raise TokenError(TokenErrorCode.BAD_SIGNATURE, "Authorization failed: token not signed by this instance")
         if self.oidc is None or not self.oidc.is_trusted(raw_issuer):
             raise TokenError(TokenErrorCode.UNKNOWN_ISSUER, f"issuer {raw_issuer!r} is not trusted by this host")
-        check_claims(claims, now)  # cheap rejections (expired, mismatch) before any network fetch
+        self._check(claims, now, host_signed=False)  # cheap rejections (expired, audience) before any fetch
         await self.oidc.verify_signature(token, raw_issuer, header)
         keys = self.oidc.current_keys(raw_issuer)
         now = self._clock()
-        identity, issuer, subject = check_claims(claims, now)
-        verified = VerifiedToken(token, identity, issuer, subject, claims)
+        identity, issuer, subject = self._check(claims, now, host_signed=False)
+        verified = VerifiedToken(token, identity, issuer, subject, claims, origin_expiry(claims, host_signed=False))
         return verified if keys is None else self._remember(verified, now, keys)
 
     def _remember(self, verified: VerifiedToken, now: float, keys: object | None) -> VerifiedToken:

@@ -5,6 +5,8 @@ The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate 
 (`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). As on the real host,
 `client_connected` runs after the upgrade and a refusal drops the socket (we add a 1008 close frame with the reducer's
 message); `client_disconnected` runs whenever a socket that got past it goes away.
+An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
+the real host has no such cap), and an unmasked client frame closes the socket with 1002 (`frame_mask.py`).
 
 After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
 several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
@@ -34,6 +36,7 @@ import dataclasses
 import enum
 import logging
 import secrets
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -49,9 +52,10 @@ from autopilot_sync.host.engine import (
     HostEngine,
     StorageUnavailableError,
 )
+from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
-from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime.errors import DecodeError
@@ -88,7 +92,7 @@ from autopilot_sync.spacetime.messages import (
     decode_client_message_prefix,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
-from autopilot_sync.spacetime.values import ConnectionId, TimeDuration, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +112,17 @@ class CloseReason(enum.Enum):
     IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
+    TOKEN_EXPIRED = (1008, "token expired: reconnect with a fresh token")
+    CONNECTION_REFUSED = (1008, "")  # reason: the `client_connected` reducer's message
     # SpacetimeDB's text (the `add_subscription_v2` error wrapped in `MessageExecutionError`), N and CLIENT filled in;
     # like every reason it is cut to 123 bytes, which leaves little of the client.
-    CONNECTION_REFUSED = (1008, "")  # reason: the `client_connected` reducer's message
     QUERY_SET_IN_USE = (
         1011,
         "error executing message (reducer: None) (err: Subscription with id QuerySetId { id: N } already exists "
         "for client: CLIENT)",
     )
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
+    UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
 
     @property
     def code(self) -> int:
@@ -142,6 +148,10 @@ class WebSocketOptions:
     send_queue_max_bytes: int = 256 * 1024 * 1024
     #: How long a server-initiated close waits for the client's close frame before dropping the TCP connection.
     close_timeout: float = 1.0
+    #: Sockets one identity may hold at once; one more gets HTTP 429 before the upgrade (only our host limits this).
+    max_connections_per_identity: int = 1024
+    #: What one connection may subscribe (query sets, queries).
+    subscription_limits: SubscriptionLimits = field(default_factory=SubscriptionLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +354,8 @@ class WebSocketHub:
     options: WebSocketOptions
     connections: set[Connection] = field(default_factory=set)
     holding: set[Connection] = field(default_factory=set)
+    #: sockets per identity, counted from the handshake's admission to the socket's end
+    per_identity: dict[Identity, int] = field(default_factory=dict)
     subscriptions: SubscriptionManager = field(init=False)
     #: Connections refused after the upgrade, by cause (`client_connected`, `storage_failed`), for /metrics.
     rejections: Counter[str] = field(default_factory=Counter)
@@ -352,11 +364,30 @@ class WebSocketHub:
 
     def __post_init__(self) -> None:
         self.subscriptions = SubscriptionManager(
-            self.engine.datastore, lambda: self.engine.offset, lambda: self.engine.durable_offset
+            self.engine.datastore,
+            lambda: self.engine.offset,
+            lambda: self.engine.durable_offset,
+            self.options.subscription_limits,
         )
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self._closing_tasks: set[asyncio.Task[None]] = set()
+
+    def admit(self, identity: Identity) -> bool:
+        """Count one more socket for `identity`, or refuse it (False) when the identity holds its maximum."""
+        held = self.per_identity.get(identity, 0)
+        if held >= self.options.max_connections_per_identity:
+            return False
+        self.per_identity[identity] = held + 1
+        return True
+
+    def release_identity(self, identity: Identity) -> None:
+        """A socket counted by `admit` is gone."""
+        held = self.per_identity.get(identity, 0) - 1
+        if held > 0:
+            self.per_identity[identity] = held
+        else:
+            self.per_identity.pop(identity, None)
 
     def on_commit(self, tx: CommittedTx) -> None:
         """Fan one durable transaction out: updates (the caller's as its result), then answers held for it.
@@ -464,34 +495,50 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     protocol = _choose_protocol(request)
     if protocol is None:
         raise _bad_request("no valid protocol selected", auth)
-    ws = web.WebSocketResponse(
+    ws = MaskEnforcingResponse(
         protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
     )
     if not ws.can_prepare(request).ok:
         raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
+    if not hub.admit(caller.identity):
+        limit = hub.options.max_connections_per_identity
+        raise web.HTTPTooManyRequests(
+            text=f"too many connections for this identity: at most {limit} at once; close one first",
+            headers=auth.identity_headers(),
+        )
     if engine.commitlog.failure is not None:
+        hub.release_identity(caller.identity)
         raise web.HTTPServiceUnavailable(
             text=f"storage failed: {engine.commitlog.failure}", headers=auth.identity_headers()
         )
     # As SpacetimeDB's `handle_websocket` (crates/client-api/src/routes/subscribe.rs): upgrade first, then run
     # `client_connected`; a refusal drops the upgraded socket, so an SDK sees a disconnect, not a failed handshake.
-    await ws.prepare(request)
     try:
+        await ws.prepare(request)
         await engine.connect(caller)
     except ConnectionRejectedError as exc:
+        hub.release_identity(caller.identity)
         await _refuse(hub, ws, request, caller, exc)
         return ws
+    except BaseException:
+        hub.release_identity(caller.identity)
+        raise
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
+    expiry: asyncio.TimerHandle | None = None
     try:
         hub.connections.add(connection)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
+        expiry = _close_at_rights_end(connection, request.app[TOKENS_KEY].rights_end(auth.token))
         await _serve(connection)
     finally:
+        if expiry is not None:
+            expiry.cancel()
         connection.mark_gone()
         hub.connections.discard(connection)
         hub.holding.discard(connection)
         hub.subscriptions.remove_client(connection)
+        hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
     return ws
 
@@ -520,6 +567,23 @@ async def _refuse(
         transport = request.transport
         if transport is not None and not transport.is_closing():
             transport.abort()
+
+
+def _close_at_rights_end(connection: Connection, deadline: float | None) -> asyncio.TimerHandle | None:
+    """Close the socket with 1008 `token expired` when the token it was opened with stops granting anything.
+
+    `deadline` is the origin token's expiry plus the leeway (wall-clock seconds; None: the host's own non-expiring
+    anonymous tokens, whose sockets live as long as on SpacetimeDB). The short token from
+    `/v1/identity/websocket-token` only admitted the upgrade; what a socket may do ends with the token it came from.
+    """
+    if deadline is None:
+        return None
+
+    def expire() -> None:
+        log.info("closing the socket of %s: its token expired", connection.caller.identity)
+        connection.close_soon(CloseReason.TOKEN_EXPIRED)
+
+    return asyncio.get_running_loop().call_later(max(deadline - time.time(), 0.0), expire)
 
 
 async def _serve(connection: Connection) -> None:

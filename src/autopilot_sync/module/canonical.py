@@ -8,7 +8,8 @@ ensure_ascii=False)`. `canonicalize_text`, which the module runs on every append
 6x faster) and keeps its answer only where it is byte-identical to that definition; otherwise it takes the standard
 library path. orjson differs in exactly these ways, each sent to the fallback:
 - text it refuses (not JSON, NaN/Infinity, lone surrogates, nesting past its limits): the standard library gives the
-  same answer or the same error as before;
+  same answer or the same error as before (lone surrogates, nesting past the recursion limit and integers past
+  Python's digit limit are errors there too: they cannot be hashed or read back by every reader);
 - integers beyond 64 bits, which orjson reads as floats: they print in exponent form (every such number is over
   1e16), caught by the next check;
 - float formatting: Python writes exponents as `e+16`/`e-05` and uses them below 1e-4, orjson writes `e-5` and
@@ -31,11 +32,17 @@ class CanonicalJsonError(ValueError):
 
 
 def canonical_json(value: Any) -> str:
-    """The canonical JSON text of a JSON-compatible value."""
+    """The canonical JSON text of a JSON-compatible value.
+
+    Refused (CanonicalJsonError): NaN/Infinity, non-JSON types, nesting past the interpreter's recursion limit,
+    integers past Python's digit limit, and text holding a lone surrogate, which has no UTF-8 form to hash.
+    """
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise CanonicalJsonError(f"not canonical JSON: {exc}") from None
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CanonicalJsonError(f"not canonical JSON: {_short(exc)}") from None
+    _require_utf8(text)
+    return text
 
 
 def canonicalize_text(text: str) -> str:
@@ -50,9 +57,30 @@ def _canonicalize_stdlib(text: str) -> str:
     """The definition: parse with `json`, print with `canonical_json`."""
     try:
         value = json.loads(text, parse_constant=_reject_constant)
+    except CanonicalJsonError:
+        raise
     except json.JSONDecodeError as exc:
         raise CanonicalJsonError(f"payload is not JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise CanonicalJsonError("payload is not JSON this reader can parse: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit (sys.get_int_max_str_digits)
+        raise CanonicalJsonError(f"payload is not JSON this reader can parse: {_short(exc)}") from None
     return canonical_json(value)
+
+
+def _require_utf8(text: str) -> None:
+    """Refuse text that cannot be encoded as UTF-8 (a lone surrogate from a `\\ud800` escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalJsonError(
+            "payload holds a lone surrogate (\\ud800-\\udfff), which UTF-8 cannot encode"
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an exception's text, cut to 200 characters (no internals, no echo of a huge input)."""
+    return str(exc).split("\n", 1)[0][:200]
 
 
 def _canonicalize_orjson(text: str) -> str | None:

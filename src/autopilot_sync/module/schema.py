@@ -32,8 +32,13 @@ stream_head = module.table(
         ("retained_from_seq", at.U64),
         ("epoch", at.U64),
         ("updated_at", at.TIMESTAMP),
+        ("head_chain", at.STRING),
+        ("floor_chain", at.STRING),
     ],
     primary_key="stream_id",
+    # Added after the first release, at the end with defaults: existing data directories upgrade in place and the
+    # start hook (`reducers.on_start`) computes the chains (docs/protocol.md "Stream hash chain").
+    defaults={"head_chain": "", "floor_chain": ""},
 )
 
 sync_event = module.table(
@@ -47,8 +52,11 @@ sync_event = module.table(
         ("payload_hash", at.STRING),
         ("published_at", at.TIMESTAMP),
         ("committed_at", at.TIMESTAMP),
+        ("epoch", at.U64),
+        ("chain", at.STRING),
     ],
-    unique=[("stream_id", "seq"), ("idempotency_key",)],
+    unique=[("stream_id", "seq"), ("stream_id", "idempotency_key")],  # keys are scoped per stream
+    defaults={"epoch": 0, "chain": ""},
 )
 
 stream_checkpoint = module.table(

@@ -19,7 +19,7 @@ import hmac
 from autopilot_sync.nostr.errors import AuthErrorCode, EventErrorCode, NostrAuthError, NostrEventError
 from autopilot_sync.nostr.event import Event, sign_event
 from autopilot_sync.nostr.keys import PublicKey, SecretKey
-from autopilot_sync.nostr.replay import ReplayGuard
+from autopilot_sync.nostr.replay import Admission, ReplayGuard
 
 HTTP_AUTH_KIND = 27235
 AUTH_SCHEME = "Nostr"
@@ -139,10 +139,18 @@ def verify_http_auth_event(
     except NostrEventError as exc:
         code = AuthErrorCode.BAD_ID if exc.code is EventErrorCode.BAD_ID else AuthErrorCode.BAD_SIGNATURE
         raise NostrAuthError(code, exc.message) from None
-    if replay_guard is not None and not replay_guard.accept(event.id, now):
-        reason = "replay guard is full" if replay_guard.is_full(now) else "this event was already used"
-        raise NostrAuthError(AuthErrorCode.REPLAYED, reason)
+    if replay_guard is not None:
+        admission = replay_guard.admit(event.id, key=event.pubkey, usable_until=event.created_at + max_skew, now=now)
+        if admission is not Admission.ACCEPTED:
+            raise NostrAuthError(AuthErrorCode.REPLAYED, _REPLAY_REASON[admission])
     return signer
+
+
+_REPLAY_REASON = {
+    Admission.REPLAYED: "this event was already used",
+    Admission.KEY_FULL: "this key has too many recent proofs in the replay memory",
+    Admission.FULL: "the replay memory is full",
+}
 
 
 def verify_http_auth(

@@ -5,14 +5,19 @@ module's `schema_json()`), a list of typed changes out. The publish lane refuses
 operator says `--allow-breaking`, so the classification is deliberately conservative: only what cannot invalidate a
 stored row or a client's generated bindings is compatible —
 
-- compatible: a new table, a new reducer, a new B-tree index;
-- breaking: a removed table or reducer; a removed, renamed, reordered, added or retyped column; changed reducer
-  parameters or lifecycle; a changed primary key, unique constraint, auto-increment, schedule or visibility; a
-  removed index.
+- compatible: a new table, a new reducer, a new B-tree index; columns added at the end of a table, each with a default
+  value (`ColumnDefaultValue` in `misc_exports`);
+- breaking: a removed table or reducer; a removed, renamed, reordered or retyped column; a column added anywhere else
+  or without a default; changed reducer parameters or lifecycle; a changed primary key, unique constraint,
+  auto-increment, schedule or visibility; a removed index.
 
-Rows are positional BSATN, so a column added to an existing table is breaking too (old rows and old clients decode
-the wrong shape). Types are compared after resolving `Ref`s through the typespace, so adding a table (which shifts
-type references) is never mistaken for a type change.
+Rows are positional BSATN, so a column added in the middle, or without a default, is breaking (old rows decode the
+wrong shape). Columns added at the end with defaults follow SpacetimeDB's automatic migration (`AddColumns` in
+`crates/schema/src/auto_migrate.rs`): stored rows get the defaults (`TableStore.stored`), and — as SpacetimeDB does
+with `DisconnectAllUsers` — clients reconnect to a host that restarted, fetching the new row shape.
+
+Types are compared after resolving `Ref`s through the typespace, so adding a table (which shifts type references)
+is never mistaken for a type change.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class ChangeKind(enum.Enum):
     TABLE_ADDED = "table_added"
     TABLE_REMOVED = "table_removed"
     COLUMN_ADDED = "column_added"
+    COLUMN_ADDED_WITH_DEFAULT = "column_added_with_default"
     COLUMN_REMOVED = "column_removed"
     COLUMN_RENAMED = "column_renamed"
     COLUMN_TYPE_CHANGED = "column_type_changed"
@@ -63,7 +69,8 @@ class ChangeKind(enum.Enum):
 
 SEVERITY: Mapping[ChangeKind, Severity] = {
     kind: Severity.COMPATIBLE
-    if kind in {ChangeKind.TABLE_ADDED, ChangeKind.INDEX_ADDED, ChangeKind.REDUCER_ADDED}
+    if kind
+    in {ChangeKind.TABLE_ADDED, ChangeKind.INDEX_ADDED, ChangeKind.REDUCER_ADDED, ChangeKind.COLUMN_ADDED_WITH_DEFAULT}
     else Severity.BREAKING
     for kind in ChangeKind
 }
@@ -74,6 +81,7 @@ _MARK = {
     ChangeKind.INDEX_ADDED: "+",
     ChangeKind.REDUCER_ADDED: "+",
     ChangeKind.COLUMN_ADDED: "+",
+    ChangeKind.COLUMN_ADDED_WITH_DEFAULT: "+",
     ChangeKind.TABLE_REMOVED: "-",
     ChangeKind.INDEX_REMOVED: "-",
     ChangeKind.REDUCER_REMOVED: "-",
@@ -164,6 +172,7 @@ class _Table:
     sequences: frozenset[str]
     schedule: str
     access: str
+    defaults: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,6 +282,7 @@ def _parse(schema: Mapping[str, Any]) -> tuple[dict[str, _Table], dict[str, _Red
     types: list[Any] = typespace["types"]
     _require(isinstance(schema.get("tables"), list), "missing tables")
     _require(isinstance(schema.get("reducers"), list), "missing reducers")
+    defaults = _defaults(schema.get("misc_exports", []))
     tables: dict[str, _Table] = {}
     for raw in schema["tables"]:
         _require(isinstance(raw, dict) and isinstance(raw.get("name"), str), "a table without a name")
@@ -294,6 +304,7 @@ def _parse(schema: Mapping[str, Any]) -> tuple[dict[str, _Table], dict[str, _Red
             ),
             schedule=_canonical(_schedule(raw.get("schedule"))),
             access=next(iter(raw.get("table_access", {"Public": []})), "Public"),
+            defaults=frozenset(names[c] for c in defaults.get(raw["name"], ()) if 0 <= c < len(names)),
         )
     reducers: dict[str, _Reducer] = {}
     for raw in schema["reducers"]:
@@ -309,6 +320,17 @@ def _parse(schema: Mapping[str, Any]) -> tuple[dict[str, _Table], dict[str, _Red
             lifecycle=_canonical(lifecycle),
         )
     return tables, reducers
+
+
+def _defaults(exports: Any) -> dict[str, set[int]]:
+    """Columns with a default value, per table: `{"ColumnDefaultValue": {"table", "col_id", "value"}}` exports."""
+    _require(isinstance(exports, list), "misc_exports is not a list")
+    out: dict[str, set[int]] = {}
+    for export in exports:
+        body = export.get("ColumnDefaultValue") if isinstance(export, dict) else None
+        if isinstance(body, dict) and isinstance(body.get("table"), str) and isinstance(body.get("col_id"), int):
+            out.setdefault(body["table"], set()).add(body["col_id"])
+    return out
 
 
 def _schedule(value: Any) -> Any:
@@ -375,6 +397,9 @@ def _table_changes(old: _Table, new: _Table) -> list[Change]:
     old_types = dict(old.columns)
     new_types = dict(new.columns)
     renamed: set[str] = set()
+    appended_with_defaults = new.columns[: len(old.columns)] == old.columns and all(
+        name in new.defaults for name, _ in new.columns[len(old.columns) :]
+    )
     for position, (name, ty) in enumerate(new.columns):
         if name in old_types:
             if old_types[name] != ty:
@@ -385,6 +410,15 @@ def _table_changes(old: _Table, new: _Table) -> list[Change]:
                         f"type {old.type_text[name]} -> {new.type_text[name]}",
                     )
                 )
+            continue
+        if appended_with_defaults:
+            out.append(
+                Change(
+                    ChangeKind.COLUMN_ADDED_WITH_DEFAULT,
+                    f"column {new.name}.{name}",
+                    f"new column {name}: {new.type_text[name]} at the end, with a default (stored rows get it)",
+                )
+            )
             continue
         before = old.columns[position] if position < len(old.columns) else None
         if before is not None and before[0] not in new_types and before[1] == ty:

@@ -12,6 +12,16 @@ from typing import Any
 
 from aiohttp import web
 
+from autopilot_sync.module.auth import Scope
+from autopilot_sync.runtime.access import (
+    PRODUCER_KEY,
+    ProducerAccess,
+    access_middleware,
+    producer_of,
+    require,
+    require_streams,
+)
+from autopilot_sync.runtime.health import RuntimeHealth
 from autopilot_sync.runtime.metrics import METRICS_CONTENT_TYPE, RuntimeMetrics, stream_family
 from autopilot_sync.runtime.outbox import AppendResult, DeadLetter
 from autopilot_sync.runtime.store import RuntimeStore, now_us
@@ -19,6 +29,7 @@ from autopilot_sync.runtime.streams import InvalidInputError, NewEvent, check_id
 
 STORE_KEY = web.AppKey("runtime_store", RuntimeStore)
 METRICS_KEY = web.AppKey("runtime_metrics", RuntimeMetrics)
+HEALTH_KEY = web.AppKey("runtime_health", RuntimeHealth)
 
 #: The header a producer may send instead of a `request_id` field.
 REQUEST_ID_HEADER = "Idempotency-Key"
@@ -41,8 +52,10 @@ def _refusal(exc: InvalidInputError) -> web.Response:
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=lambda text: json.loads(text, parse_constant=_no_constant))
+    except RecursionError:
+        raise InvalidInputError("invalid_json", "the body nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("invalid_json", f"the body is not JSON: {exc}") from None
+        raise InvalidInputError("invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise InvalidInputError("invalid_json", "the body must be a JSON object")
     return body
@@ -69,6 +82,7 @@ def _appended_body(result: AppendResult) -> dict[str, Any]:
 
 
 async def _append(request: web.Request, events: list[NewEvent], request_id: str | None) -> web.Response:
+    require_streams(producer_of(request), dict.fromkeys(event.stream_id for event in events))
     store = request.app[STORE_KEY]
     metrics = request.app[METRICS_KEY]
     result = await store.append(events, request_id)
@@ -112,6 +126,7 @@ async def append_worker_snapshot(request: web.Request) -> web.Response:
 
 async def list_streams(request: web.Request) -> web.Response:
     """`GET /v1/streams`: each stream's head, published seq, backlog and whether it is dead-lettered."""
+    require(producer_of(request), Scope.ADMIN)
     backlog = await request.app[STORE_KEY].backlog()
     now = now_us()
     return web.json_response(
@@ -148,12 +163,14 @@ def dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     """`GET /v1/dead-letters[?all=1]`: open dead letters (all, with `all=1`)."""
+    require(producer_of(request), Scope.ADMIN)
     rows = await request.app[STORE_KEY].dead_letters(include_replayed=request.query.get("all") in {"1", "true"})
     return web.json_response({"dead_letters": [dead_letter_json(dead) for dead in rows]})
 
 
 async def replay_dead_letters(request: web.Request) -> web.Response:
     """`POST /v1/dead-letters/replay` `{"stream_id": ...}` (or `{}` for all): publish those streams again."""
+    require(producer_of(request), Scope.ADMIN)
     try:
         body = await _json_object(request) if request.can_read_body else {}
     except InvalidInputError as exc:
@@ -175,13 +192,18 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """`GET /healthz`: 200 while the process serves requests."""
-    return web.json_response({"status": "ok"})
+    """`GET /healthz`: 200 while the process serves (and accepts appends); `status` is `degraded` while a dependency
+    is down, with the reason per dependency (runtime/health.py)."""
+    return web.json_response(dict(request.app[HEALTH_KEY].body()))
 
 
-def build_app(store: RuntimeStore, runtime_metrics: RuntimeMetrics) -> web.Application:
-    """The aiohttp application with every route of the runtime."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+def build_app(
+    store: RuntimeStore, runtime_metrics: RuntimeMetrics, access: ProducerAccess, health: RuntimeHealth | None = None
+) -> web.Application:
+    """The aiohttp application with every route of the runtime, each but /healthz and /metrics behind `access`."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[access_middleware])
+    app[PRODUCER_KEY] = access
+    app[HEALTH_KEY] = health or RuntimeHealth(runtime_metrics)
     app[STORE_KEY] = store
     app[METRICS_KEY] = runtime_metrics
     app.router.add_post("/v1/runs/{run_id}/events", append_run_events)

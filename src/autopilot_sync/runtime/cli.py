@@ -14,6 +14,18 @@ from autopilot_sync.settings.runtime import RuntimeSettings
 
 _PREFIX = RuntimeSettings.env_prefix()
 _DEFAULT_URL = "http://127.0.0.1:3200"
+_socket_option = click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar=f"{_PREFIX}PRODUCER_SOCKET",
+    help=f"The runtime's producer socket (env {_PREFIX}PRODUCER_SOCKET); needs no token.",
+)
+_token_option = click.option(
+    "--token",
+    envvar=f"{_PREFIX}API_TOKEN",
+    help=f"Bearer token from control, used over TCP when no socket is given (env {_PREFIX}API_TOKEN).",
+)
 
 
 @click.group("runtime", invoke_without_command=True)
@@ -25,6 +37,7 @@ def runtime(ctx: click.Context, listen: str | None, data_dir: str | None, log_le
     """Run the runtime: producers append run/worker events over HTTP; an outbox publishes them to the host.
 
     Without a subcommand it serves until SIGINT/SIGTERM and prints `autopilot-sync runtime ready: http://...`.
+    One runtime per outbox directory: a second one exits 2 naming the PID that holds it.
     Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
 
     \b
@@ -41,8 +54,12 @@ def runtime(ctx: click.Context, listen: str | None, data_dir: str | None, log_le
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from autopilot_sync.runtime.server import serve_forever
     from autopilot_sync.settings.load import load_settings
+    from autopilot_sync.statedir import lock_or_exit
 
-    asyncio.run(serve_forever(load_settings(RuntimeSettings)))
+    settings = load_settings(RuntimeSettings)
+    # Held until the process exits: a second runtime on this outbox exits 2 naming this one's PID.
+    lock_or_exit(Path(settings.data_dir), "runtime outbox directory", "runtime")
+    asyncio.run(serve_forever(settings))
 
 
 @runtime.command("pubkey")
@@ -72,19 +89,33 @@ def pubkey(key_path: Path | None) -> None:
 @click.option("--workers", default=3, show_default=True, help="Simulated workers (lifecycle snapshots).")
 @click.option("--user-id", default="demo-user", show_default=True, help="User owning the workers (fleet stream).")
 @click.option("--seed", type=int, help="Random seed, for a repeatable workload.")
-def demo(url: str, rate: float, runs: int, duration: float, workers: int, user_id: str, seed: int | None) -> None:
+@_socket_option
+@_token_option
+def demo(
+    url: str,
+    rate: float,
+    runs: int,
+    duration: float,
+    workers: int,
+    user_id: str,
+    seed: int | None,
+    socket_path: Path | None,
+    token: str | None,
+) -> None:
     """Append simulated agent runs and worker lifecycles through the runtime's HTTP API, printing progress.
 
     \b
     Example:
-      autopilot-sync runtime demo --rate 50 --runs 20 --duration 30
+      autopilot-sync runtime demo --socket ./var/runtime/producer.sock --rate 50 --runs 20 --duration 30
     """
     from autopilot_sync.runtime.demo import DemoConfig, run_demo
 
     if rate <= 0:
         raise click.BadParameter("must be > 0", param_hint="--rate")
     prefix = f"demo-{secrets.token_hex(3)}"
-    config = DemoConfig(url, rate, runs, duration, workers, user_id, prefix, seed=seed)
+    config = DemoConfig(
+        url, rate, runs, duration, workers, user_id, prefix, seed=seed, socket_path=socket_path, token=token
+    )
     click.echo(f"demo {prefix}: {runs} runs on {workers} workers at {rate:g} events/s against {url}")
     result = asyncio.run(run_demo(config, click.echo))
     if result.failed_requests:
@@ -113,20 +144,24 @@ _dir_option = click.option(
 @dead_letters.command("list")
 @_url_option
 @_dir_option
+@_socket_option
+@_token_option
 @click.option("--all", "include_replayed", is_flag=True, help="Also show dead letters already replayed.")
-def list_command(url: str, data_dir: Path | None, include_replayed: bool) -> None:
+def list_command(
+    url: str, data_dir: Path | None, socket_path: Path | None, token: str | None, include_replayed: bool
+) -> None:
     """List dead letters: stream, seq, retry class and reason.
 
     \b
     Example:
       autopilot-sync runtime dead-letters list --all
     """
-    from autopilot_sync.runtime.deadletter import list_in_file, list_via_api
+    from autopilot_sync.runtime.deadletter import ApiAccess, list_in_file, list_via_api
 
     rows = (
         list_in_file(_existing(data_dir), include_replayed)
         if data_dir
-        else asyncio.run(list_via_api(url, include_replayed))
+        else asyncio.run(list_via_api(url, include_replayed, ApiAccess(socket_path, token)))
     )
     for row in rows:
         click.echo(row.line())
@@ -137,17 +172,26 @@ def list_command(url: str, data_dir: Path | None, include_replayed: bool) -> Non
 @dead_letters.command("replay")
 @_url_option
 @_dir_option
+@_socket_option
+@_token_option
 @click.option("--stream", "stream_id", help="Replay this stream only (default: every dead-lettered stream).")
-def replay_command(url: str, data_dir: Path | None, stream_id: str | None) -> None:
+def replay_command(
+    url: str, data_dir: Path | None, socket_path: Path | None, token: str | None, stream_id: str | None
+) -> None:
     """Publish dead-lettered streams again from the event that stopped them (fix the cause first).
 
     \b
     Example:
       autopilot-sync runtime dead-letters replay --stream runtime.run.r-1.events
     """
-    from autopilot_sync.runtime.deadletter import replay_in_file, replay_via_api
+    from autopilot_sync.runtime.deadletter import ApiAccess, replay_in_file, replay_via_api
 
-    rows = replay_in_file(_existing(data_dir), stream_id) if data_dir else asyncio.run(replay_via_api(url, stream_id))
+    access = ApiAccess(socket_path, token)
+    rows = (
+        replay_in_file(_existing(data_dir), stream_id)
+        if data_dir
+        else asyncio.run(replay_via_api(url, stream_id, access))
+    )
     for row in rows:
         click.echo(f"replaying {row.line()}")
     if not rows:

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from autopilot_sync.runtime.access import producer_session
 from autopilot_sync.runtime.outbox import DeadLetter, Outbox
 from autopilot_sync.runtime.store import OUTBOX_FILE, now_us
 
@@ -54,10 +55,23 @@ class DeadLetterRow:
         return f"#{self.id} {self.stream_id} seq={self.seq} class={self.retry_class} {state}: {self.reason}"
 
 
-async def list_via_api(url: str, include_replayed: bool) -> list[DeadLetterRow]:
+def _session(access: ApiAccess) -> aiohttp.ClientSession:
+    headers = {"Authorization": f"Bearer {access.token}"} if access.token else None
+    return producer_session(access.socket_path, timeout=aiohttp.ClientTimeout(total=10), headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAccess:
+    """How an operator command reaches the API: the producer socket, or a token with `sync.admin` from control."""
+
+    socket_path: Path | None = None
+    token: str | None = None
+
+
+async def list_via_api(url: str, include_replayed: bool, access: ApiAccess) -> list[DeadLetterRow]:
     """`GET /v1/dead-letters` of a running runtime."""
     async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        _session(access) as session,
         session.get(f"{url.rstrip('/')}/v1/dead-letters", params={"all": "1" if include_replayed else "0"}) as resp,
     ):
         resp.raise_for_status()
@@ -65,11 +79,11 @@ async def list_via_api(url: str, include_replayed: bool) -> list[DeadLetterRow]:
     return [DeadLetterRow.from_json(item) for item in body["dead_letters"]]
 
 
-async def replay_via_api(url: str, stream_id: str | None) -> list[DeadLetterRow]:
+async def replay_via_api(url: str, stream_id: str | None, access: ApiAccess) -> list[DeadLetterRow]:
     """`POST /v1/dead-letters/replay` of a running runtime."""
     payload = {} if stream_id is None else {"stream_id": stream_id}
     async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+        _session(access) as session,
         session.post(f"{url.rstrip('/')}/v1/dead-letters/replay", json=payload) as resp,
     ):
         resp.raise_for_status()

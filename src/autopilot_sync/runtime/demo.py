@@ -1,8 +1,8 @@
 """`autopilot-sync runtime demo`: simulated agent runs and worker lifecycles, appended through the runtime's own API.
 
-It is a producer like any other (plain HTTP to the runtime, nothing in-process), so the quick start shows the real
-path: HTTP append → outbox → publisher → host → subscribers. Progress lines report what the runtime says about
-itself (appended by this demo, published, outbox depth), read from `GET /v1/streams`.
+It is a producer like any other (HTTP to the runtime over its producer socket or with a token, nothing in-process),
+so the quick start shows the real path: HTTP append → outbox → publisher → host → subscribers. Progress lines report
+what the runtime says about itself (appended by this demo, published, outbox depth), read from `GET /v1/streams`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from autopilot_sync.runtime.access import producer_session
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +35,9 @@ class DemoConfig:
     deltas_per_run: int = 8
     progress_every: float = 1.0
     seed: int | None = None
+    socket_path: Path | None = None
+    """The runtime's producer socket; without it `token` (from control, `sync.append` + `sync.admin`) is sent."""
+    token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,10 @@ async def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> DemoProgr
     appended = 0
     failed = 0
     next_report = started
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+    headers = {"Authorization": f"Bearer {config.token}"} if config.token else None
+    async with producer_session(
+        config.socket_path, timeout=aiohttp.ClientTimeout(total=30), headers=headers
+    ) as session:
         for number, item in zip(itertools.count(), workload(config), strict=False):
             now = time.monotonic()
             if now - started >= config.duration:

@@ -130,7 +130,7 @@ class SdkHostLink:
 
     async def _provide_token(self) -> TokenGrant:
         token = await self.tokens.token()
-        return TokenGrant(token, self.tokens.expires_at())
+        return TokenGrant(token, self.tokens.expires_at(), self.tokens.refresh_at())
 
     async def _sync_client(self) -> SyncClient:
         async with self._lock:

@@ -47,6 +47,12 @@ class RuntimeMetrics:
             ["family"],
             registry=self.registry,
         )
+        self.dependency_up = Gauge(
+            "autopilot_sync_runtime_dependency_up",
+            "1 while a dependency (control, host) passed its last check, 0 while the runtime runs degraded.",
+            ["dependency"],
+            registry=self.registry,
+        )
         self.duplicates = Counter(
             "autopilot_sync_runtime_duplicates_suppressed",
             "Events found already committed on the host (a retry after a lost answer, or a reconcile).",

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_sync.module.canonical import CanonicalJsonError, hash_value
+from autopilot_sync.module.limits import nests_deeper_than
 from autopilot_sync.runtime.streams import InvalidInputError, NewEvent
 
 _SCHEMA = """
@@ -63,6 +64,8 @@ CREATE INDEX IF NOT EXISTS dead_letter_open ON dead_letter (stream_id) WHERE rep
 MAX_REQUEST_ID_LENGTH = 128
 #: The sync module's default limit on one canonical payload; larger events would only be dead-lettered later.
 DEFAULT_MAX_PAYLOAD_BYTES = 262144
+#: The sync module's default nesting limit (`AUTOPILOT_SYNC_MODULE_MAX_PAYLOAD_DEPTH`); deeper would be dead-lettered.
+MAX_PAYLOAD_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,10 @@ class Outbox:
             raise InvalidInputError("empty_append", "an append needs at least one event")
         prepared = [(event, *_canonical(event.payload)) for event in events]
         for event, text, _ in prepared:
+            if nests_deeper_than(text, MAX_PAYLOAD_DEPTH):
+                raise InvalidInputError(
+                    "invalid_payload", f"{event.kind} payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+                )
             size = len(text.encode("utf-8"))
             if size > self.max_payload_bytes:
                 raise InvalidInputError(

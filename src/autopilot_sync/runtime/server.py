@@ -5,18 +5,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
+from autopilot_sync.runtime.access import ProducerAccess
 from autopilot_sync.runtime.api import build_app
+from autopilot_sync.runtime.health import DependencyMonitor, RuntimeHealth, StartupError
 from autopilot_sync.runtime.hostlink import SdkHostLink
 from autopilot_sync.runtime.metrics import RuntimeMetrics
 from autopilot_sync.runtime.publisher import Publisher, PublisherConfig
 from autopilot_sync.runtime.retry import Backoff
 from autopilot_sync.runtime.store import RuntimeStore
 from autopilot_sync.runtime.tokens import TokenSource, load_or_create_key
+from autopilot_sync.settings.load import EXIT_CONFIG
 from autopilot_sync.settings.runtime import RuntimeSettings
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,9 @@ class RunningRuntime:
     publisher: Publisher
     publisher_task: asyncio.Task[None]
     runner: web.AppRunner
+    access: ProducerAccess
+    monitor: DependencyMonitor
+    monitor_task: asyncio.Task[None]
     host: str
     port: int
     pubkey_hex: str
@@ -43,9 +53,12 @@ class RunningRuntime:
     async def stop(self) -> None:
         """Stop accepting appends, stop publishing, then close the outbox (everything acknowledged is on disk)."""
         await self.runner.cleanup()
-        self.publisher_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.publisher_task
+        await self.access.close()
+        for task in (self.publisher_task, self.monitor_task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.monitor.close()
         await self.link.close()
         await self.store.close()
 
@@ -61,18 +74,65 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
         batch_size=settings.publish_batch_size, backoff=Backoff(cap_seconds=float(settings.retry_cap_seconds))
     )
     publisher = Publisher(store, link, metrics, config)
-    runner = web.AppRunner(build_app(store, metrics), access_log=None, shutdown_timeout=2)
-    await runner.setup()
+    health = RuntimeHealth(metrics)
+    monitor = DependencyMonitor(
+        health, tokens, settings.spacetime_base_url, settings.database, float(settings.health_check_seconds)
+    )
+    try:
+        await monitor.start()  # StartupError (exit 2) on misconfiguration, before anything listens
+    except BaseException:
+        await link.close()
+        await store.close()
+        raise
+    access = ProducerAccess(settings.control_url)
+    app = build_app(store, metrics, access, health)
+    install_http_limits(app, HttpLimits())
+    runner = await runner_for(app, access_log=None, shutdown_timeout=2)
     site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
     await site.start()
     host, port = runner.addresses[0][0], runner.addresses[0][1]
+    if settings.producer_socket is not None:
+        try:
+            await start_producer_socket(runner, settings.producer_socket)
+        except OSError as exc:
+            await runner.cleanup()
+            await access.close()
+            await monitor.close()
+            await link.close()
+            await store.close()
+            raise StartupError(f"cannot serve the producer socket {settings.producer_socket}: {exc.strerror}") from None
     task = asyncio.create_task(publisher.run(), name="runtime-publisher")
-    return RunningRuntime(store, link, publisher, task, runner, host, port, key.public_key().hex)
+    monitor_task = asyncio.create_task(monitor.run(), name="runtime-dependency-monitor")
+    return RunningRuntime(
+        store, link, publisher, task, runner, access, monitor, monitor_task, host, port, key.public_key().hex
+    )
+
+
+async def start_producer_socket(runner: web.AppRunner, path: Path) -> None:
+    """Serve the API on a Unix socket only the runtime's user can connect to (mode 0600 from its first moment).
+
+    The umask is narrowed while the socket is bound, so there is no window in which it exists with wider rights.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = os.umask(0o177)
+    try:
+        await web.UnixSite(runner, str(path)).start()
+    finally:
+        os.umask(previous)
+    os.chmod(path, 0o600)
 
 
 async def serve_forever(settings: RuntimeSettings) -> None:
-    """Run until SIGINT/SIGTERM, printing the one `ready` line that scripts and tests wait for."""
-    running = await start_runtime(settings)
+    """Run until SIGINT/SIGTERM, printing the one `ready` line that scripts and tests wait for.
+
+    A misconfiguration found at start (control refuses the key, no such database, an unusable socket path) prints
+    one line and exits 2, like a bad setting.
+    """
+    try:
+        running = await start_runtime(settings)
+    except StartupError as exc:
+        print(f"autopilot-sync runtime: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
     announce_ready(
         "runtime",
         running.base_url,

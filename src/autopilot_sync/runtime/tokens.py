@@ -23,8 +23,6 @@ RUNTIME_SCOPES = ("sync.append", "sync.subscribe")
 RUNTIME_STREAMS = ("runtime.*",)
 #: The `client_kind` claim, shown in presence.
 CLIENT_KIND = "runtime"
-#: A token this close to expiry is replaced even if control's refresh time has not come (clock steps, long calls).
-EXPIRY_MARGIN_SECONDS = 45.0
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,13 @@ def load_or_create_key(path: Path) -> SecretKey:
 
 
 class TokenSource:
-    """A current session token on demand: fetched on first use, replaced once control's refresh time has passed."""
+    """A current session token on demand: fetched on first use, replaced once control's refresh time has passed.
+
+    The refresh time is control's `refresh_after_in` counted from when the answer arrived (this machine's clock), so
+    the runtime refreshes with the margin control chose (its `token_refresh_margin_seconds`) whatever the lifetime;
+    the SDK's `SyncClient` reads the same time from the grant and reconnects with the new token before the host
+    closes the socket at expiry.
+    """
 
     def __init__(self, control_url: str, key: SecretKey, ttl_seconds: int | None = None) -> None:
         self.control_url = control_url
@@ -55,8 +59,7 @@ class TokenSource:
         async with self._lock:
             current = self._current
             now = time.time()
-            stale = current is None or current.needs_refresh(now) or current.expires_at - EXPIRY_MARGIN_SECONDS <= now
-            if current is None or force_refresh or stale:
+            if current is None or force_refresh or current.needs_refresh(now) or current.expires_at <= now:
                 current = await self._fetch()
                 self._current = current
             return current.token
@@ -64,6 +67,10 @@ class TokenSource:
     def expires_at(self) -> float | None:
         """Expiry (epoch seconds) of the token held now."""
         return None if self._current is None else self._current.expires_at
+
+    def refresh_at(self) -> float | None:
+        """When (epoch seconds) the token held now should be replaced (control's `refresh_after_in`)."""
+        return None if self._current is None else self._current.refresh_at
 
     async def _fetch(self) -> SessionToken:
         try:

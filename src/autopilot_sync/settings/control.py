@@ -5,7 +5,16 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import BaseUrl, DatabaseName, FilePath, HexPubkeys, Listen, ListenAddress, Seconds
+from autopilot_sync.settings.fields import (
+    BaseUrl,
+    Count,
+    DatabaseName,
+    FilePath,
+    HexPubkeys,
+    Listen,
+    ListenAddress,
+    Seconds,
+)
 
 
 class ControlSettings(ServiceSettings):
@@ -32,10 +41,34 @@ class ControlSettings(ServiceSettings):
         description="Nostr public keys allowed the sync.append and sync.admin scopes (producers); "
         "empty allows no producer.",
     )
-    token_ttl_min_seconds: Seconds = Field(default=60, description="Shortest token lifetime a client may ask for.")
+    proof_max_skew_seconds: Seconds = Field(
+        default=60,
+        description="How far a NIP-98 proof's created_at may be from control's clock, either way (NIP-98 suggests 60).",
+    )
+    token_requests_per_minute_per_key: Count = Field(
+        default=60, description="Sustained token requests one Nostr key may make per minute (429 rate_limited beyond)."
+    )
+    token_burst_per_key: Count = Field(default=20, description="Token requests one Nostr key may make at once.")
+    replay_memory_per_key: Count = Field(
+        default=256,
+        description="Unexpired NIP-98 proofs one key may hold in the replay memory, so no key can fill it alone.",
+    )
+    replay_memory_max: Count = Field(
+        default=100_000, description="Unexpired NIP-98 proofs remembered in total (503 busy when full)."
+    )
+    token_ttl_min_seconds: Seconds = Field(
+        default=60,
+        description="Shortest token lifetime a client may ask for (tests set a few seconds to exercise refresh).",
+    )
     token_ttl_max_seconds: Seconds = Field(default=900, description="Longest token lifetime a client may ask for.")
     token_ttl_default_seconds: Seconds = Field(
         default=300, description="Token lifetime when the client asks for none; between the min and the max."
+    )
+
+    token_refresh_margin_seconds: Seconds = Field(
+        default=30,
+        description="Clients are told to refresh this long before their token expires (`refresh_after_in` = "
+        "lifetime - margin); below the shortest lifetime.",
     )
 
     @field_validator("token_ttl_max_seconds")
@@ -53,4 +86,12 @@ class ControlSettings(ServiceSettings):
         maximum = info.data.get("token_ttl_max_seconds")
         if minimum is not None and maximum is not None and not minimum <= value <= maximum:
             raise ValueError(f"must be between the minimum ({minimum}) and the maximum ({maximum})")
+        return value
+
+    @field_validator("token_refresh_margin_seconds")
+    @classmethod
+    def _margin_below_min(cls, value: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("token_ttl_min_seconds")
+        if minimum is not None and value >= minimum:
+            raise ValueError(f"must be below the shortest token lifetime ({minimum}), or clients refresh at once")
         return value

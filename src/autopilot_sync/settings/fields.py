@@ -123,5 +123,8 @@ Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
 Seconds = Annotated[int, Field(ge=1), Form("whole seconds >= 1")]
 """A positive duration in whole seconds."""
 
+SecondsOrZero = Annotated[int, Field(ge=0), Form("whole seconds >= 0")]
+"""A duration in whole seconds that may be zero (a tolerance that can be switched off)."""
+
 FilePath = Annotated[Path, AfterValidator(Path.expanduser), Form("filesystem path (~ expands)")]
 """A path on the local filesystem; `~` expands to the user's home."""

@@ -16,6 +16,7 @@ from autopilot_sync.settings.fields import (
     Listen,
     ListenAddress,
     Seconds,
+    SecondsOrZero,
 )
 
 
@@ -39,8 +40,23 @@ class HostSettings(ServiceSettings):
         description="OIDC issuers whose tokens the host accepts, compared exactly with the `iss` claim; "
         "empty trusts only tokens the host issued itself.",
     )
+    token_leeway_seconds: SecondsOrZero = Field(
+        default=60,
+        description="Clock skew tolerated on a token's exp and nbf (jsonwebtoken's default is 60); a WebSocket "
+        "closes with 1008 'token expired' this long after the token it was opened with expired.",
+    )
     snapshot_every_commits: Count = Field(
         default=10000, description="Write a snapshot after this many commits so restart replays a bounded log."
+    )
+    snapshots_kept: Count = Field(
+        default=2,
+        description="Snapshots kept on disk; commit-log segments older than the oldest kept one are deleted, so a "
+        "damaged newest snapshot can fall back to an older one.",
+    )
+    segment_max_bytes: Count = Field(
+        default=67108864,
+        description="Size bound of one commit-log segment, in bytes; the log also starts a new segment at every "
+        "snapshot.",
     )
     max_message_bytes: Count = Field(
         default=33554432, description="Largest WebSocket message accepted from a client, in bytes."
@@ -63,4 +79,38 @@ class HostSettings(ServiceSettings):
     )
     send_queue_max_bytes: Count = Field(
         default=268435456, description="Encoded bytes queued for one client before it is disconnected as too slow."
+    )
+    max_connections_per_identity: Count = Field(
+        default=1024,
+        description="WebSocket connections one identity may hold at once; one more is refused with HTTP 429 before "
+        "the upgrade (benchmarks that open thousands of sockets with one key raise it).",
+    )
+    max_query_sets_per_connection: Count = Field(
+        default=256,
+        description="Query sets one WebSocket connection may hold; one more Subscribe gets a SubscriptionError.",
+    )
+    max_queries_per_set: Count = Field(
+        default=256, description="Queries one Subscribe may carry; more get a SubscriptionError."
+    )
+    max_queries_per_connection: Count = Field(
+        default=1024,
+        description="Queries (summed over its query sets) one WebSocket connection may hold; a Subscribe that would "
+        "pass it gets a SubscriptionError.",
+    )
+    max_unindexed_queries_per_connection: Count = Field(
+        default=64,
+        description="Queries without a top-level `column = literal` or range term (every commit to their table "
+        "must test them) one WebSocket connection may hold; one more gets a SubscriptionError.",
+    )
+    http_header_timeout_seconds: Seconds = Field(
+        default=20,
+        description="An HTTP connection that has not sent a complete request head this long after it opened (or "
+        "after its previous response) is closed: half-sent requests cannot hold connections.",
+    )
+    http_body_timeout_seconds: Seconds = Field(
+        default=30, description="A request body not fully received this long after its head gets HTTP 408."
+    )
+    http_max_pending_connections: Count = Field(
+        default=1024,
+        description="HTTP connections that have not yet sent a complete first request; one more is closed at once.",
     )

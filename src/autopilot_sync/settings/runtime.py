@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import BaseUrl, Count, DatabaseName, FilePath, Listen, ListenAddress, Seconds
+from autopilot_sync.settings.fields import (
+    BaseUrl,
+    Count,
+    DatabaseName,
+    FilePath,
+    Form,
+    Listen,
+    ListenAddress,
+    Seconds,
+)
+
+#: Longest Unix socket path the kernel binds (`sun_path` is 108 bytes on Linux, with its terminating NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+def _socket_path(value: object) -> object:
+    """Empty means no socket; a path must fit in `sun_path`, checked here so a bad one fails at start."""
+    if value is None or value == "":
+        return None
+    path = Path(str(value)).expanduser()
+    if len(str(path).encode()) > MAX_SOCKET_PATH_BYTES:
+        raise ValueError(f"a Unix socket path is at most {MAX_SOCKET_PATH_BYTES} bytes")
+    return path
+
+
+OptionalSocketPath = Annotated[
+    Path | None, BeforeValidator(_socket_path), Form("filesystem path (at most 107 bytes), or empty for none")
+]
 
 
 class RuntimeSettings(ServiceSettings):
@@ -17,6 +45,11 @@ class RuntimeSettings(ServiceSettings):
 
     listen: Listen = Field(
         default=ListenAddress("127.0.0.1", 3200), description="Address of the runtime's API and metrics."
+    )
+    producer_socket: OptionalSocketPath = Field(
+        default=None,
+        description="Unix socket (created mode 0600) where local producers and tools use the API without a token; "
+        "empty for none. Over TCP every route but /healthz and /metrics needs a bearer token from control.",
     )
     data_dir: FilePath = Field(default=Path("./var/runtime"), description="Directory of the durable outbox.")
     control_url: BaseUrl = Field(
@@ -39,6 +72,9 @@ class RuntimeSettings(ServiceSettings):
     )
     token_ttl_seconds: Seconds = Field(
         default=300, description="Lifetime of the session tokens the runtime asks control for."
+    )
+    health_check_seconds: Seconds = Field(
+        default=5, description="How often the runtime re-checks control and the host (GET /healthz, dependency_up)."
     )
     retry_cap_seconds: Seconds = Field(
         default=5, description="Longest delay between two publish attempts of one stream (full-jitter backoff cap)."

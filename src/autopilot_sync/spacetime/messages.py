@@ -445,23 +445,36 @@ def _put_query_rows(out: bytearray, rows: QueryRows) -> None:
 def _put_transaction_update(out: bytearray, update: TransactionUpdate) -> None:
     query_sets = update.query_sets
     out += _U32.pack(len(query_sets))
+    # Query sets with equal rows share one `tables` tuple (the subscription engine builds it once): encode it once.
+    # Keyed by identity; every tuple stays alive in `update` while this runs.
+    encoded: dict[int, bytes] = {}
     for query_set in query_sets:
         tables = query_set.tables
-        out += _U32_U32.pack(query_set.query_set_id, len(tables))
-        for table in tables:
-            _put_str(out, table.table_name)
-            rows = table.rows
-            out += _U32.pack(len(rows))
-            for entry in rows:
-                if isinstance(entry, PersistentTableRows):
-                    out.append(0)
-                    encode_row_list_into(out, entry.inserts)
-                    encode_row_list_into(out, entry.deletes)
-                elif isinstance(entry, EventTableRows):
-                    out.append(1)
-                    encode_row_list_into(out, entry.events)
-                else:
-                    raise TypeError(f"not a TableUpdateRows: {entry!r:.80}")
+        out += _U32.pack(query_set.query_set_id)
+        body = encoded.get(id(tables))
+        if body is None:
+            buffer = bytearray()
+            _put_tables(buffer, tables)
+            body = encoded[id(tables)] = bytes(buffer)
+        out += body
+
+
+def _put_tables(out: bytearray, tables: tuple[TableUpdate, ...]) -> None:
+    out += _U32.pack(len(tables))
+    for table in tables:
+        _put_str(out, table.table_name)
+        rows = table.rows
+        out += _U32.pack(len(rows))
+        for entry in rows:
+            if isinstance(entry, PersistentTableRows):
+                out.append(0)
+                encode_row_list_into(out, entry.inserts)
+                encode_row_list_into(out, entry.deletes)
+            elif isinstance(entry, EventTableRows):
+                out.append(1)
+                encode_row_list_into(out, entry.events)
+            else:
+                raise TypeError(f"not a TableUpdateRows: {entry!r:.80}")
 
 
 def encode_client_message_into(out: bytearray, msg: ClientMessage) -> None:

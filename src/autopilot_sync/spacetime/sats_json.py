@@ -45,6 +45,7 @@ from autopilot_sync.spacetime.algebraic import (
     is_option,
     special_tag,
 )
+from autopilot_sync.spacetime.json_bounds import JsonBoundsError, bounded_loads
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
 
 #: Depth bound for nested values, so a hostile body cannot exhaust the stack.
@@ -72,7 +73,13 @@ class SatsJsonError(ValueError):
         super().__init__(f"at {path}: expected {expected}, got {self.got}")
 
 
+class _Verbatim(str):
+    """A `got` that is already a description (not a JSON value to describe)."""
+
+
 def _describe(value: Any) -> str:
+    if isinstance(value, _Verbatim):
+        return str(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -186,7 +193,8 @@ def _out(ty: AlgebraicType, value: Any, typespace: Sequence[AlgebraicType], type
 
 
 def loads(text: str | bytes) -> Any:
-    """Parse JSON text strictly: no NaN/Infinity, no duplicate object keys (raises SatsJsonError at `$`)."""
+    """Parse JSON text strictly: no NaN/Infinity, no duplicate object keys, nesting and numbers bounded
+    (json_bounds.py); raises SatsJsonError at `$`."""
 
     def no_constants(name: str) -> Any:
         raise SatsJsonError("$", "valid JSON", f"constant {name}")
@@ -200,7 +208,9 @@ def loads(text: str | bytes) -> Any:
         return out
 
     try:
-        return json.loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
+        return bounded_loads(text, parse_constant=no_constants, object_pairs_hook=no_duplicates)
+    except JsonBoundsError as exc:
+        raise SatsJsonError("$", exc.expected, _Verbatim(exc.found)) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SatsJsonError("$", "valid JSON", f"invalid JSON ({exc})") from None
 

@@ -172,7 +172,13 @@ class Run:
             power_cut=self.power_cut,
         )
         run_ids = [f"chaos-{self.seed % 100000}-{i:02d}" for i in range(self.profile.streams)]
-        self.producer = Producer(self.stack.runtime_url, self.recorder, random.Random(f"{self.seed}:payloads"), run_ids)
+        self.producer = Producer(
+            self.stack.runtime_url,
+            self.recorder,
+            random.Random(f"{self.seed}:payloads"),
+            run_ids,
+            self.stack.producer_socket,
+        )
 
     def note(self, phase: str, **fields: Any) -> None:
         """Journal a phase of the scenario."""

@@ -33,6 +33,7 @@ import aiohttp
 
 from autopilot_sync.control.client import SessionToken, fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
+from autopilot_sync.devtools.stack import producer_socket_at
 from autopilot_sync.nostr.keyfile import save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
@@ -180,6 +181,11 @@ class ChaosStack:
         return f"http://127.0.0.1:{self.runtime_port}"
 
     @property
+    def producer_socket(self) -> Path:
+        """The runtime's mode 0600 producer socket, through which the producer appends without a token."""
+        return producer_socket_at(self.root / "runtime" / "producer.sock")
+
+    @property
     def control_public_url(self) -> str:
         """Control as everyone reaches it: through the control proxy (also the token issuer)."""
         return self.proxies["control"].url
@@ -285,6 +291,7 @@ class ChaosStack:
             "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_public_url,
             "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.proxies["runtime→host"].url,
             "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
+            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
             "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
             **self.runtime_env,
         }

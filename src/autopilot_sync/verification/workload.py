@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
 from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.runtime.access import producer_session
 from autopilot_sync.runtime.streams import run_stream
 from autopilot_sync.verification.history import HistoryRecorder
 
@@ -33,8 +35,11 @@ class Batch:
 class Producer:
     """Generates seed-determined batches and appends them, retrying each until the runtime acknowledges it."""
 
-    def __init__(self, runtime_url: str, recorder: HistoryRecorder, rng: random.Random, run_ids: list[str]) -> None:
+    def __init__(
+        self, runtime_url: str, recorder: HistoryRecorder, rng: random.Random, run_ids: list[str], socket: Path
+    ) -> None:
         self.runtime_url = runtime_url
+        self.socket = socket
         self.recorder = recorder
         self.rng = rng
         self.run_ids = run_ids
@@ -107,7 +112,7 @@ class Producer:
 
     async def publish(self, total_per_run: int, batch_size: int, pause: float = 0.0) -> None:
         """Append `total_per_run` more events to every run, runs in parallel, each run's batches in order."""
-        async with aiohttp.ClientSession() as http:
+        async with producer_session(self.socket) as http:
 
             async def one_run(run_id: str) -> None:
                 remaining = total_per_run

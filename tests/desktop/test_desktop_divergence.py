@@ -1,0 +1,151 @@
+"""A host that comes back with less history than a desktop applied, then commits other events: the desktop rebuilds.
+
+Real processes (host, control, headless desktop). The host's data directory is restored from an older copy — what a
+restore from backup or a lost commit-log tail does — and the host then commits a *different* event under a seq the
+desktop already applied. Before the stream hash chain the desktop kept its old event, showed `live` with lag 0 and
+never rebuilt (issue 15 item 4). Now it must notice (the head is behind its checkpoint, the head's chain value is not
+its own, or the next event does not link to its copy), say so, count it, and end with exactly the host's history.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from desktop_stack import Desktop, Stack
+
+from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
+from autopilot_sync.devtools.stack import DATABASE
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.transaction import Transaction
+from autopilot_sync.module import module
+from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+
+STREAM = "audit.divergence"
+PUBLISHED_AT = {"__timestamp_micros_since_unix_epoch__": 1_700_000_000_000_000}
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(tmp_path)
+    try:
+        running.start(runtime=False)
+        yield running
+    finally:
+        running.stop()
+
+
+async def append(stack: Stack, seq: int, tag: str = "") -> None:
+    text, digest = hash_value({"seq": seq, "tag": tag})
+    key = f"{STREAM}:{seq}{tag}"
+    await stack.call_with(
+        ("sync.append",), "append_sync_event", STREAM, key, "test.event", text, digest, seq, PUBLISHED_AT
+    )
+
+
+def stream(state: dict) -> dict:
+    return next((s for s in state["streams"] if s["stream_id"] == STREAM), {})
+
+
+def applied_keys(desktop: Desktop) -> list[str]:
+    with sqlite3.connect(desktop.config_dir / f"{DATABASE}.sqlite3") as db:
+        rows = db.execute("SELECT idempotency_key FROM applied_event WHERE stream_id = ? ORDER BY seq", (STREAM,))
+        return [row[0] for row in rows]
+
+
+def restore_host(stack: Stack, backup: Path) -> None:
+    assert stack.host is not None
+    assert stack.host.stop() == 0
+    shutil.rmtree(stack.root / "host")
+    shutil.copytree(backup, stack.root / "host")
+    stack.start_host()
+
+
+@pytest.mark.parametrize(
+    ("desktop_running", "new_events", "causes"),
+    [
+        (True, 1, {"checkpoint_ahead", "chain_mismatch"}),  # seen live: the head goes back (or forks) under it
+        (False, 1, {"chain_mismatch"}),  # on resume: the host's head is the checkpoint, with another chain value
+        (False, 3, {"chain_mismatch"}),  # on resume: the host is past the checkpoint; its next event cannot link
+    ],
+)
+async def test_a_desktop_ahead_of_a_restored_host_rebuilds_onto_the_hosts_history(
+    stack: Stack, desktop_running: bool, new_events: int, causes: set[str]
+) -> None:
+    for seq in range(1, 4):
+        await append(stack, seq)
+    assert stack.host is not None and stack.host.stop() == 0
+    backup = stack.root / "host-backup"
+    shutil.copytree(stack.root / "host", backup)  # the older copy: head 3
+    stack.start_host()
+    await append(stack, 4)
+    desktop = stack.desktop("reader", streams=(STREAM,))
+    await desktop.wait_for("seq 4 applied", lambda s: stream(s).get("applied") == 4 and stream(s)["phase"] == "live")
+    if not desktop_running:
+        assert desktop.stop() == 0
+
+    restore_host(stack, backup)  # back at head 3, then other events under seqs the desktop applied
+    for seq in range(4, 4 + new_events):
+        await append(stack, seq, ":restored")
+    if not desktop_running:
+        desktop = stack.desktop("reader", streams=(STREAM,))
+
+    head = 3 + new_events
+    done = await desktop.wait_for(
+        "the rebuild onto the host's history",
+        lambda s: (
+            stream(s).get("divergences", 0) >= 1 and stream(s).get("applied") == head and stream(s)["phase"] == "live"
+        ),
+        within=90,
+    )
+    expected = [f"{STREAM}:{seq}" for seq in range(1, 4)] + [f"{STREAM}:{seq}:restored" for seq in range(4, head + 1)]
+    assert applied_keys(desktop) == expected
+    assert stream(done)["last_rebuild"] in causes
+    assert stream(done)["rebuilds"] == stream(done)["divergences"] == 1
+    assert stream(done)["lag"] == 0
+    notices = {stream(s).get("notice") for s in desktop.states()}
+    assert notices & {AHEAD_NOTICE, FORK_NOTICE}
+
+
+async def test_a_host_whose_own_chain_is_broken_halts_the_stream_after_one_rebuild(tmp_path: Path) -> None:
+    """A forged event on the host (its chain value no longer links): the desktop rebuilds once, sees the same
+    break again, and stops before it with a notice naming the seq, instead of looping or applying it."""
+    prepared = HostEngine(module, tmp_path / "host", DATABASE, EngineConfig(fsync=False))
+    await prepared.start()
+    batch = []
+    for seq in range(1, 7):
+        text, digest = hash_value({"seq": seq})
+        batch.append((STREAM, f"{STREAM}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000)))
+    publisher = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append"]})
+    outcome = await prepared.call_reducer("append_sync_events", (batch,), publisher)
+    assert outcome.status is CallStatus.COMMITTED, outcome.message
+    store = prepared.datastore["sync_event"]
+    (forged,) = [row for row in store.rows.values() if row[1] == 4]
+
+    def forge(tx: Transaction) -> None:
+        tx.delete_bytes(store, store.encode(forged))
+        tx.insert(store, forged._replace(kind="forged"))  # type: ignore[attr-defined]
+
+    _, sequence = prepared.run_transaction(None, (), Caller(Identity(0)), extra=forge)
+    assert sequence is not None
+    await prepared.commitlog.wait_durable(sequence)
+    await prepared.stop()
+
+    stack = Stack(tmp_path)
+    try:
+        stack.start(runtime=False)
+        desktop = stack.desktop("reader", streams=(STREAM,))
+        done = await desktop.wait_for("the stream halted", lambda s: stream(s).get("phase") == "halted", within=90)
+        assert stream(done)["notice"] == broken_notice(4)
+        assert stream(done)["applied"] == 3 and applied_keys(desktop) == [f"{STREAM}:{seq}" for seq in (1, 2, 3)]
+        assert stream(done)["rebuilds"] == stream(done)["divergences"] == 1
+        assert stream(done)["last_rebuild"] == "chain_mismatch"
+    finally:
+        stack.stop()
