@@ -25,7 +25,7 @@ query sets appear under each.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,7 +296,6 @@ class SubscriptionManager(_JoinMixin):
         *,
         sender: Identity | None = None,
         private_visible: bool = False,
-        claims: Mapping[str, Any] | None = None,
     ) -> SubscribeApplied | SubscriptionError:
         """Register a query set and return its initial rows, or the error that refused it (nothing registered)."""
         sets = self._clients.setdefault(client, {})
@@ -308,7 +307,7 @@ class SubscriptionManager(_JoinMixin):
             return SubscriptionError(
                 request_id, query_set_id, f"too many queries in one query set: {len(sqls)} > {MAX_QUERIES_PER_SET}"
             )
-        ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender, claims=claims)
+        ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender)
         plans: list[SelectPlan] = []
         for sql in sqls:
             try:

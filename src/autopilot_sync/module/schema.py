@@ -19,9 +19,11 @@ active_connection = module.table(
         ("client_kind", at.STRING),
         ("connected_at", at.TIMESTAMP),
         ("last_seen", at.TIMESTAMP),
+        # the presence group a row shows to (module/visibility.py); one group today, PRESENCE_REALM
+        ("realm", at.STRING),
     ],
     primary_key="connection_id",
-    indexes=[("identity",)],
+    indexes=[("identity",), ("realm",)],
 )
 
 stream_head = module.table(
@@ -49,6 +51,7 @@ sync_event = module.table(
         ("committed_at", at.TIMESTAMP),
     ],
     unique=[("stream_id", "seq"), ("idempotency_key",)],
+    indexes=[("stream_id",)],  # the join column of its visibility filter (module/visibility.py)
 )
 
 stream_checkpoint = module.table(
