@@ -133,7 +133,7 @@ CASES: list[tuple[str, Case, ControlErrorCode]] = [
     ("ttl a float", _body_case(encode(reader_body(ttl_seconds=300.5))), ControlErrorCode.INVALID_BODY),
     ("ttl a boolean", _body_case(encode(reader_body(ttl_seconds=True))), ControlErrorCode.INVALID_BODY),
     ("no client_kind", _body_case(encode(reader_body(client_kind=...))), ControlErrorCode.INVALID_BODY),
-    ("no streams", _body_case(encode(reader_body(streams=...))), ControlErrorCode.INVALID_BODY),
+    ("streams not an array", _body_case(encode(reader_body(streams="run:*"))), ControlErrorCode.INVALID_BODY),
     ("unknown field", _body_case(encode(reader_body(scope="sync.append"))), ControlErrorCode.INVALID_BODY),
     ("ttl below min", _body_case(encode(reader_body(ttl_seconds=59))), ControlErrorCode.INVALID_TTL),
     ("ttl above max", _body_case(encode(reader_body(ttl_seconds=901))), ControlErrorCode.INVALID_TTL),
@@ -156,6 +156,7 @@ CASES: list[tuple[str, Case, ControlErrorCode]] = [
         ControlErrorCode.SCOPE_NOT_ALLOWED,
     ),
     ("reader asks admin", _body_case(encode(reader_body(scopes=["sync.admin"]))), ControlErrorCode.SCOPE_NOT_ALLOWED),
+    ("reader asks every stream", _body_case(encode(reader_body(streams=["*"]))), ControlErrorCode.STREAM_NOT_ALLOWED),
     ("body over 64 KiB", _body_case(b" " * (MAX_BODY_BYTES + 1)), ControlErrorCode.BODY_TOO_LARGE),
 ]
 

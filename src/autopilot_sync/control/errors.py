@@ -35,6 +35,7 @@ class ControlErrorCode(enum.Enum):
     INVALID_CLIENT_KIND = "invalid_client_kind"
     # 403: the key proved who it is, but policy does not grant what it asked for.
     SCOPE_NOT_ALLOWED = "scope_not_allowed"
+    STREAM_NOT_ALLOWED = "stream_not_allowed"
     # 413: the body is larger than any token request can be.
     BODY_TOO_LARGE = "body_too_large"
 
@@ -63,6 +64,7 @@ _STATUS: dict[ControlErrorCode, int] = {
     ControlErrorCode.INVALID_STREAM: 400,
     ControlErrorCode.INVALID_CLIENT_KIND: 400,
     ControlErrorCode.SCOPE_NOT_ALLOWED: 403,
+    ControlErrorCode.STREAM_NOT_ALLOWED: 403,
     ControlErrorCode.BODY_TOO_LARGE: 413,
 }
 
@@ -84,6 +86,9 @@ _MEANING: dict[ControlErrorCode, str] = {
     ControlErrorCode.INVALID_STREAM: "a stream entry is not a stream id, a `prefix*` pattern or `*`",
     ControlErrorCode.INVALID_CLIENT_KIND: "`client_kind` is not 1-32 of `a-z 0-9 _ -` starting with a letter",
     ControlErrorCode.SCOPE_NOT_ALLOWED: "the key may not have a requested scope (never silently narrowed)",
+    ControlErrorCode.STREAM_NOT_ALLOWED: (
+        "the policy does not give the key the requested scopes on a requested stream (never silently narrowed)"
+    ),
     ControlErrorCode.BODY_TOO_LARGE: "the body is over 64 KiB",
 }
 

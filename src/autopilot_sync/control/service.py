@@ -2,7 +2,7 @@
 
 Synchronous and socket-free (sans-I/O): `api.py` only reads the request, calls `issue`, and writes the answer, so
 every rule here is testable with plain values. The order is fixed and documented: the NIP-98 proof first (nothing
-about an unauthenticated request is worth parsing), then the body, then the scope policy.
+about an unauthenticated request is worth parsing), then the body, then the policy (scopes, then streams).
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
 from autopilot_sync.control.keys import ALGORITHM, KeyStore
 from autopilot_sync.control.metrics import ControlMetrics
 from autopilot_sync.control.policy import Scope, ScopePolicy
+from autopilot_sync.control.policy_file import PolicySource
 from autopilot_sync.control.request import TtlBounds, parse_token_request
 from autopilot_sync.control.tokens import IssuedToken, TokenContext, mint
 from autopilot_sync.nostr.errors import NostrAuthError
@@ -40,7 +41,8 @@ class ControlConfig:
     public_url: str
     context: TokenContext
     ttl: TtlBounds
-    policy: ScopePolicy
+    #: fixed grants, or a policy file re-read when it changes
+    policy: ScopePolicy | PolicySource
     max_skew: int = DEFAULT_MAX_SKEW
 
     @property
@@ -99,8 +101,10 @@ class ControlService:
         except NostrAuthError as exc:
             raise ControlError(ControlErrorCode.from_auth(exc.code), exc.message) from None
         request = parse_token_request(body, self.config.ttl)
-        self.config.policy.check(pubkey, request.scopes)
-        return mint(request, pubkey, self.config.context, self.keys.signing_key(), now)
+        policy = self.config.policy
+        current = policy.current() if isinstance(policy, PolicySource) else policy
+        streams = current.decide(pubkey, request.scopes, request.streams)
+        return mint(replace(request, streams=streams), pubkey, self.config.context, self.keys.signing_key(), now)
 
     def discovery(self) -> dict[str, Any]:
         """The OIDC discovery document: enough for a host (or any OIDC library) to find and use our keys."""
