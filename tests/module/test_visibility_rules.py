@@ -152,3 +152,18 @@ async def test_a_join_query_over_a_join_filtered_table_is_refused_with_the_reaso
             "SELECT sync_event.* FROM sync_event JOIN stream_head ON sync_event.stream_id = stream_head.stream_id",
             READER.identity,
         )
+
+
+async def test_an_append_reaches_the_resume_subscriptions_of_its_own_stream_only(engine: HostEngine) -> None:
+    watcher = Watcher(engine)
+    for stream in ("a", "b"):
+        await ok(engine, "grant_stream_readers", stream, [READER.identity])
+        resume = f"SELECT * FROM sync_event WHERE stream_id = '{stream}' AND seq > 0"
+        applied = watcher.manager.subscribe(stream, 1, 1, [resume], sender=READER.identity)
+        assert isinstance(applied, SubscribeApplied)
+    await ok(engine, "append_sync_events", [event("a", 1, {"n": 1}), event("a", 2, {"n": 2})])
+    assert watcher.rows_for("a", "sync_event") == (2, 0)
+    assert watcher.rows_for("b", "sync_event") == (0, 0)
+    await ok(engine, "append_sync_events", [event("b", 1, {"n": 1})])
+    assert watcher.rows_for("a", "sync_event") == (2, 0)
+    assert watcher.rows_for("b", "sync_event") == (1, 0)
