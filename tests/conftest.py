@@ -5,4 +5,61 @@ CPython 3.11.7 can fail to compile a module after a RecursionError was raised ea
 ("AST constructor recursion depth mismatch"), which some hostile-input tests provoke on purpose.
 """
 
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import hypothesis  # noqa: F401
+import pytest
+
+
+class FsyncGate:
+    """Holds a child process's disk flushes (the test fault in tests/faults/fsync_gate/): `env()` for the child.
+
+    `hold()` makes every later `fsync` of the child wait; `wait_blocked()` returns once one is waiting; `release()`
+    lets it (and every later one) through. Deterministic where timing is not: an answer that must wait for the disk
+    cannot arrive while the gate is held.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "fsync.gate"
+
+    def env(self) -> dict[str, str]:
+        """Environment that loads the fault into a child process."""
+        paths = [str(FAULTS / "fsync_gate"), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return {"PYTHONPATH": os.pathsep.join(paths), "FAULT_FSYNC_GATE": str(self.path)}
+
+    def hold(self) -> None:
+        """Make the child's next flushes wait."""
+        self.path.touch()
+
+    async def wait_blocked(self) -> None:
+        """Return once a flush waits at the gate (fails after 20 s)."""
+        marker = f"{self.path}.blocked"
+        async with asyncio.timeout(20):
+            while not os.path.exists(marker):  # noqa: ASYNC110, ASYNC240 (another process makes it: poll)
+                await asyncio.sleep(0.005)
+
+    def release(self) -> None:
+        """Let every held flush through."""
+        self.path.unlink(missing_ok=True)
+
+
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+@pytest.fixture(scope="session")
+def fsync_gate_at() -> type[FsyncGate]:
+    """`FsyncGate` itself, for module-scoped fixtures (test modules cannot import a conftest reliably)."""
+    return FsyncGate
+
+
+@pytest.fixture
+def fsync_gate(tmp_path: Path) -> Iterator[FsyncGate]:
+    """A fsync gate for one test, always released at the end (so a child process can stop)."""
+    gate = FsyncGate(tmp_path)
+    try:
+        yield gate
+    finally:
+        gate.release()

@@ -30,7 +30,7 @@ def exception_entry(**overrides: str) -> str:
     """One well-formed `[[exception]]` table; `overrides` replace fields, a value of "" drops the field."""
     fields = {
         "id": '"old-token-alias"',
-        "symbol": '"legacy-token-route-v1-sync"',
+        "symbol": '"legacy-token-route"',
         "path": '"src/control/alias.py"',
         "owner": '"owner:control"',
         "expires": "2026-03-31",

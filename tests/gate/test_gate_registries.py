@@ -12,7 +12,7 @@ from autopilot_sync.gate.exceptions import load_exceptions
 from autopilot_sync.gate.registry import RegistryError
 from autopilot_sync.gate.symbols import load_blocked_symbols
 
-SYMBOL_IDS = {"legacy-token-route-v1-sync"}
+SYMBOL_IDS = {"legacy-token-route"}
 
 
 def _exceptions(tmp_path: Path, text: str) -> None:
@@ -21,10 +21,9 @@ def _exceptions(tmp_path: Path, text: str) -> None:
     load_exceptions(path, SYMBOL_IDS)
 
 
-def test_project_blocked_list_has_every_required_symbol_with_a_reason() -> None:
+def test_project_blocked_list_catches_every_required_legacy_string_with_a_reason() -> None:
     symbols = load_blocked_symbols(REPO_ROOT / "gate" / "blocked-symbols.toml")
-    spelled = {item.symbol for item in symbols}
-    required = {
+    required = [
         "/sync/socket/" + "websocket",
         "phx" + "_join",
         "phx" + "_reply",
@@ -37,10 +36,30 @@ def test_project_blocked_list_has_every_required_symbol_with_a_reason() -> None:
         "InMemory" + "Publisher",
         "in_memory" + "_publisher",
         "con" + "vex",
-    }
-    assert required <= spelled
+    ]
+    uncaught = [text for text in required if not any(item.occurs_in(f"x {text} y") for item in symbols)]
+    assert uncaught == []
     assert all(item.reason for item in symbols)
-    assert next(item for item in symbols if item.symbol == "con" + "vex").ignore_case
+    assert any(item.occurs_in("CON" + "VEX") for item in symbols)
+
+
+def test_canonical_routes_are_not_blocked() -> None:
+    symbols = load_blocked_symbols(REPO_ROOT / "gate" / "blocked-symbols.toml")
+    for line in ("POST /api/sync/token", "GET /v1/database/autopilot-sync/subscribe", "fan-out of updates"):
+        assert not [item.id for item in symbols if item.occurs_in(line)], line
+
+
+def test_pattern_and_symbol_are_exclusive_and_patterns_must_compile(tmp_path: Path) -> None:
+    path = tmp_path / "blocked.toml"
+    path.write_text('[[blocked]]\nid = "a"\nsymbol = "x"\npattern = "y"\nreason = "r"\n', encoding="utf-8")
+    with pytest.raises(RegistryError, match="exactly one of"):
+        load_blocked_symbols(path)
+    path.write_text('[[blocked]]\nid = "a"\npattern = "(unclosed"\nreason = "r"\n', encoding="utf-8")
+    with pytest.raises(RegistryError, match="valid regular expression"):
+        load_blocked_symbols(path)
+    path.write_text('[[blocked]]\nid = "a"\npattern = "x*"\nreason = "r"\n', encoding="utf-8")
+    with pytest.raises(RegistryError, match="does not match empty text"):
+        load_blocked_symbols(path)
 
 
 def test_project_exception_registry_is_valid_and_empty() -> None:

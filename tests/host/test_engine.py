@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -219,3 +221,35 @@ async def test_compatible_schema_additions_start_on_existing_data_and_breaking_o
     broken = HostEngine(_module(extra_table=True, age_type=at.STRING), tmp_path, "evolving", EngineConfig())
     with pytest.raises(SchemaMismatchError, match="breaks it"):
         await broken.start()
+
+
+async def test_an_outcome_that_wrote_nothing_waits_for_the_commits_it_saw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await started(tmp_path)
+    disk = threading.Event()  # test double: the disk flush finishes only when the test says so
+    real_fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        disk.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    try:
+        calls = [
+            asyncio.ensure_future(engine.call_reducer("add_person", ("ada", 36), ALICE)),
+            # a no-op success (the same age again writes nothing) and an error naming the state: both saw "ada"
+            asyncio.ensure_future(engine.call_reducer("set_age", ("ada", 36), ALICE)),
+            asyncio.ensure_future(engine.call_reducer("add_person", ("ada", 1), ALICE)),
+        ]
+        done, _ = await asyncio.wait(calls, timeout=0.3)
+        assert not done, "an outcome was returned before the commit it observed was durable"
+        disk.set()
+        first, same, clash = await asyncio.gather(*calls)
+    finally:
+        disk.set()
+    assert first.status is same.status is CallStatus.COMMITTED
+    assert same.tx is not None and not same.tx.changes and same.offset == first.offset
+    assert clash.status is CallStatus.USER_ERROR and clash.offset == first.offset
+    assert engine.durable_offset >= first.offset
+    await engine.stop()

@@ -161,6 +161,34 @@ async def test_unsubscribe_and_remove_client_stop_deltas(harness: Harness) -> No
     assert subs._by_value == {} and subs._by_table == {}  # indexes cleaned up
 
 
+async def test_an_unsubscribed_set_gets_the_updates_its_dropped_rows_include_and_then_none(harness: Harness) -> None:
+    engine = harness.engine
+    subs = harness.subs = SubscriptionManager(engine.datastore, lambda: engine.offset, lambda: engine.durable_offset)
+    await harness.call("append", "a", 1, "x")
+    a_only = ["SELECT * FROM event WHERE stream_id = 'a'"]
+    a_from_1 = ["SELECT * FROM event WHERE stream_id = 'a' AND seq >= 1"]
+    subs.subscribe("c1", 1, 1, a_only)
+    subs.subscribe("c1", 2, 2, a_from_1)
+    # The transaction runs now but is delivered after durability; set 2 is unsubscribed in between.
+    _, sequence = engine.run_transaction(engine.reducer("append"), ("a", 2, "y"), CALLER)
+    assert sequence is not None
+    dropped = subs.unsubscribe("c1", 3, 2, send_dropped_rows=True)
+    assert isinstance(dropped, UnsubscribeApplied) and dropped.rows is not None
+    assert rows_of(dropped.rows) == {"event": [("a", 1, "x"), ("a", 2, "y")]}
+    # The id is free at once; the new set's initial rows already hold the transaction.
+    assert isinstance(subs.subscribe("c1", 4, 2, a_from_1), SubscribeApplied)
+    await engine.commitlog.wait_durable(sequence)
+    # The leaving set still gets the transaction its dropped rows include (so the client was sent every dropped row).
+    assert sorted(u.query_set_id for u in harness.updates[-1]["c1"]) == [1, 2]
+    out = await harness.call("append", "a", 3, "z")
+    assert sorted(u.query_set_id for u in out["c1"]) == [1, 2]  # the new set 2 alone: no duplicate update
+    assert isinstance(subs.unsubscribe("c1", 5, 2), UnsubscribeApplied)  # delivered: leaves at once
+    out = await harness.call("append", "a", 4, "w")
+    assert [u.query_set_id for u in out["c1"]] == [1]
+    subs.remove_client("c1")
+    assert subs._by_value == {} and subs._by_table == {} and subs._leaving == []
+
+
 async def test_errors_register_nothing(harness: Harness) -> None:
     subs = harness.subs
     error = subs.subscribe("c1", 1, 1, ["SELECT * FROM event", "SELECT * FROM nope"])

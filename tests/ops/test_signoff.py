@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from autopilot_sync.cli import main
+from autopilot_sync.ops.evidence import stamp
 
 ROOT = Path(__file__).resolve().parents[2]
 LEGACY_TOKEN_ROUTE = "/api/" + "spacetime/token"  # built by concatenation so this file never spells it
@@ -37,11 +39,20 @@ def checks(report: dict[str, object]) -> dict[str, bool]:
     return {check["name"]: check["ok"] for check in report["checks"]}  # type: ignore[attr-defined, index]
 
 
-def test_signoff_is_green_on_this_repository(tmp_path: Path) -> None:
-    code, output, report = signoff(ROOT, tmp_path / "signoff.md")
-    assert code == 0, output
-    assert report["verdict"] == "green"
-    assert set(checks(report)) == {
+def passing_results(root: Path, suites: tuple[str, ...] = ("chaos", "end-to-end", "two-client-handshake")) -> Path:
+    """Result files stamped for the tree at `root` now, as the verification suites write them."""
+    results = root / "var" / "verification"
+    results.mkdir(parents=True, exist_ok=True)
+    for suite in suites:
+        (results / f"{suite}.json").write_text(json.dumps({"suite": suite, "status": "passed", **stamp(root)}))
+    return results
+
+
+def test_signoff_checks_this_repository(tmp_path: Path) -> None:
+    _, output, report = signoff(ROOT, tmp_path / "signoff.md", "--suite", "none-expected")
+    verdicts = checks(report)
+    assert all(ok for name, ok in verdicts.items() if name != "verification-suites"), output
+    assert set(verdicts) == {
         "blocked-symbols",
         "exception-registry",
         "docs-cli",
@@ -50,7 +61,8 @@ def test_signoff_is_green_on_this_repository(tmp_path: Path) -> None:
     }
 
 
-def test_the_copied_tree_is_green(tree: Path, tmp_path: Path) -> None:
+def test_the_copied_tree_is_green_with_results_stamped_for_it(tree: Path, tmp_path: Path) -> None:
+    passing_results(tree)
     code, output, _ = signoff(tree, tmp_path / "s.md")
     assert code == 0, output
 
@@ -61,7 +73,7 @@ def test_a_planted_legacy_symbol_turns_it_red_with_evidence(tree: Path, tmp_path
     code, output, report = signoff(tree, tmp_path / "s.md")
     assert code == 1
     assert checks(report)["blocked-symbols"] is False
-    assert "HIT src/client.py:1: symbol id legacy-token-route-spacetime" in output
+    assert "HIT src/client.py:1: symbol id legacy-token-route" in output
     assert LEGACY_TOKEN_ROUTE not in (tmp_path / "s.md").read_text(encoding="utf-8"), "evidence names ids only"
 
 
@@ -78,19 +90,58 @@ def test_an_undocumented_command_and_stale_env_docs_are_red(tree: Path, tmp_path
     assert "not documented: autopilot-sync compliance signoff" in output
 
 
-def test_suites_are_red_when_failed_and_when_required_but_missing(tree: Path, tmp_path: Path) -> None:
-    results = tree / "var" / "verification"
-    results.mkdir(parents=True)
-    (results / "chaos.json").write_text(json.dumps({"suite": "chaos", "status": "failed"}), encoding="utf-8")
+def test_suites_are_red_when_failed_and_when_missing(tree: Path, tmp_path: Path) -> None:
+    results = passing_results(tree)
+    (results / "chaos.json").write_text(json.dumps({"suite": "chaos", "status": "failed", **stamp(tree)}))
     code, output, _ = signoff(tree, tmp_path / "s.md")
     assert code == 1 and "chaos: failed" in output
-    for suite in ("chaos", "end-to-end", "two-client-handshake"):
-        (results / f"{suite}.json").write_text(json.dumps({"suite": suite, "status": "passed"}), encoding="utf-8")
+    passing_results(tree)
     assert signoff(tree, tmp_path / "s.md")[0] == 0
     (results / "chaos.json").unlink()
-    assert signoff(tree, tmp_path / "s.md")[0] == 0, "missing suites are not required by default"
     (results / "history-chaos-1.json").write_text(json.dumps({"events": []}), encoding="utf-8")
-    code, output, _ = signoff(tree, tmp_path / "s.md", "--require-suites")
+    code, output, report = signoff(tree, tmp_path / "s.md")
+    assert code == 1 and "chaos: not run" in output, "every expected suite is required"
+    assert "1 of 3 suites passed" not in output or report["verdict"] == "red"
+
+
+def test_a_result_from_another_tree_is_foreign(tree: Path, tmp_path: Path) -> None:
+    passing_results(tree)
+    (tree / "README.md").write_text((tree / "README.md").read_text() + "\nedited after the run\n")
+    code, output, _ = signoff(tree, tmp_path / "s.md")
+    assert code == 1
+    assert "chaos: foreign" in output and "end-to-end: foreign" in output
+
+
+def test_an_old_or_unstamped_result_is_refused(tree: Path, tmp_path: Path) -> None:
+    results = passing_results(tree)
+    old = stamp(tree, now=dt.datetime.now(dt.UTC) - dt.timedelta(hours=13))
+    (results / "chaos.json").write_text(json.dumps({"suite": "chaos", "status": "passed", **old}))
+    (results / "end-to-end.json").write_text(json.dumps({"suite": "end-to-end", "status": "passed"}))
+    code, output, _ = signoff(tree, tmp_path / "s.md")
+    assert code == 1 and "chaos: stale" in output and "end-to-end: unstamped" in output
+    assert signoff(tree, tmp_path / "s.md", "--max-age-hours", "14", "--suite", "chaos")[0] == 0
+
+
+def test_only_an_active_registry_waiver_excuses_a_missing_suite(tree: Path, tmp_path: Path) -> None:
+    passing_results(tree, ("end-to-end", "two-client-handshake"))
+    waiver = """
+[[waiver]]
+id = "no-chaos-here"
+suite = "chaos"
+owner = "owner:verification"
+expires = {expires}
+deletion_issue = "https://example.invalid/issues/2"
+reason = "the fault proxy cannot run on this runner"
+"""
+    registry = tree / "gate" / "exceptions.toml"
+    registry.write_text(registry.read_text() + waiver.format(expires="2999-01-01"))
+    passing_results(tree, ("end-to-end", "two-client-handshake"))  # the registry edit changed the tree
+    code, output, _ = signoff(tree, tmp_path / "s.md")
+    assert code == 0, output
+    assert "waived: no-chaos-here" in (tmp_path / "s.md").read_text()
+    registry.write_text(registry.read_text().replace("2999-01-01", "2020-01-01"))
+    passing_results(tree, ("end-to-end", "two-client-handshake"))
+    code, output, _ = signoff(tree, tmp_path / "s.md")
     assert code == 1 and "chaos: not run" in output
 
 
@@ -99,7 +150,7 @@ def test_final_mode_needs_an_empty_exception_registry(tree: Path, tmp_path: Path
         """
 [[exception]]
 id = "old-alias"
-symbol = "legacy-token-route-spacetime"
+symbol = "legacy-token-route"
 path = "src/alias.py"
 owner = "owner:control"
 expires = 2999-01-01
@@ -109,6 +160,7 @@ rollback = "revert"
 """,
         encoding="utf-8",
     )
+    passing_results(tree)
     assert signoff(tree, tmp_path / "s.md")[0] == 0
     code, output, report = signoff(tree, tmp_path / "s.md", "--final")
     assert code == 1 and checks(report)["exception-registry"] is False

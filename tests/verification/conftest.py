@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import secrets
 from pathlib import Path
 
 import pytest
+
+from autopilot_sync.ops.evidence import stamp
 
 
 @pytest.fixture
@@ -59,10 +60,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             continue  # a partial run (-k, -x) is no evidence for the suite as a whole
         status = "passed" if all(outcome == "passed" for outcome in tests.values()) else "failed"
         folder.mkdir(parents=True, exist_ok=True)
-        result = {
-            "suite": suite,
-            "status": status,
-            "tests": tests,
-            "finished_at": datetime.datetime.now(datetime.UTC).isoformat(),
-        }
+        # The stamp binds the result to this tree and time, so the signoff never counts it for another tree.
+        result = {"suite": suite, "status": status, "tests": tests, **stamp(Path(str(session.config.rootpath)))}
         (folder / f"{suite}.json").write_text(json.dumps(result, indent=2))

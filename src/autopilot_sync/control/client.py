@@ -106,6 +106,17 @@ def token_proof(secret_key: SecretKey, url: str, body: bytes, created_at: int) -
     return sign_event(secret_key, kind=HTTP_AUTH_KIND, created_at=created_at, tags=tags, content="")
 
 
+def _why(exc: BaseException, timeout: float) -> str:
+    """A short human reason for a failed request (never a repr of the connector's internals)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (exc.os_error.strerror or str(exc.os_error)).lower() if exc.os_error else "cannot connect"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"HTTP {exc.status}"
+    return type(exc).__name__
+
+
 def token_url(control_url: str) -> str:
     """The absolute URL of the token route for a control base URL (what the proof's `u` tag must say)."""
     return control_url.rstrip("/") + TOKEN_PATH
@@ -145,7 +156,9 @@ async def fetch_session_token(
             raw = await response.read()
             received_at = time.time()
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise TokenFetchError(UNAVAILABLE, f"POST {url} failed: {exc!r}", None) from exc
+        raise TokenFetchError(
+            UNAVAILABLE, f"control unreachable at {control_url}: {_why(exc, request_timeout)}", None
+        ) from exc
     finally:
         if owned:
             await client.close()

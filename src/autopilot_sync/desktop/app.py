@@ -147,6 +147,7 @@ class DesktopApp(App[None]):
     """
     BINDINGS = [
         Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),  # what README promises, not Textual's ctrl+q
         Binding("question_mark", "toggle_help", "help"),
         Binding("up", "cursor_up", "prev stream", show=False),
         Binding("down", "cursor_down", "next stream", show=False),

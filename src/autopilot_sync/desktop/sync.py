@@ -163,12 +163,28 @@ class DesktopSync:
     # ----- running -----
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Connect, subscribe, and keep everything in sync until `stop` is set; then close cleanly."""
+        """Connect, subscribe, and keep everything in sync until `stop` is set; then close cleanly.
+
+        `stop` ends the run in every state — also while the first connection is still being attempted (control or
+        host unreachable, backing off) or a subscription is pending — not only once the desktop is live.
+        """
         self.client.on_state(self._on_state)
         self.client.cache.on_batch(self._on_batch)
         for stream_id in self.configured:
             self._follow_local(stream_id)
         await self.client.start()
+        body = asyncio.get_running_loop().create_task(self._sync_until(stop))
+        stopped = asyncio.get_running_loop().create_task(stop.wait())
+        try:
+            await asyncio.wait({body, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not body.done():
+                body.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await body
+
+    async def _sync_until(self, stop: asyncio.Event) -> None:
         try:
             await self.client.subscribe([PRESENCE_QUERY])
             heads = await self.client.subscribe([HEADS_QUERY])

@@ -85,3 +85,39 @@ def load_exceptions(path: Path, symbol_ids: Collection[str]) -> tuple[GateExcept
             raise RegistryError(f"{path}: id {item.id!r} is used by more than one exception")
         seen.add(item.id)
     return tuple(exceptions)
+
+
+_WAIVER_FIELDS = frozenset({"id", "suite", "owner", "expires", "deletion_issue", "reason"})
+
+
+@dataclass(frozen=True)
+class SuiteWaiver:
+    """Permission for the compliance signoff to be green without one verification suite's result, until `expires`.
+
+    The signoff requires every expected suite; a suite that cannot run somewhere (a machine without the tool it
+    needs) is waived here, owned and time-bounded like a symbol exception, never by a command-line flag.
+    """
+
+    id: str
+    suite: str
+    owner: str
+    expires: dt.date
+    deletion_issue: str
+    reason: str
+
+    def is_active(self, today: dt.date) -> bool:
+        """Whether it still waives the suite (until its expiry date, inclusive)."""
+        return today <= self.expires
+
+
+def load_suite_waivers(path: Path) -> tuple[SuiteWaiver, ...]:
+    """Parse and validate `[[waiver]]` entries of the exception registry."""
+    waivers: list[SuiteWaiver] = []
+    for label, entry in load_entries(path, "waiver"):
+        reject_unknown_fields(path, label, entry, _WAIVER_FIELDS)
+        text = {name: required_text(path, label, entry, name) for name in sorted(_WAIVER_FIELDS - {"expires"})}
+        expires = entry.get("expires")
+        if not isinstance(expires, dt.date) or isinstance(expires, dt.datetime):
+            raise field_error(path, label, "expires", "a TOML date like 2026-03-31 (unquoted)")
+        waivers.append(SuiteWaiver(expires=expires, **text))
+    return tuple(waivers)

@@ -16,7 +16,7 @@ _BINARY_PROBE = 8192
 
 def find_root(start: Path) -> Path:
     """The git work tree containing `start`, or `start` itself outside git."""
-    result = _git(start, "rev-parse", "--show-toplevel")
+    result = git_output(start, "rev-parse", "--show-toplevel")
     return Path(result.strip()) if result is not None else start
 
 
@@ -26,7 +26,7 @@ def list_files(root: Path) -> list[str]:
     In a git work tree: tracked files and new files not yet added (so a violation cannot hide by being
     uncommitted), minus what `.gitignore` excludes. Elsewhere: every file except under `SKIPPED_DIRS`.
     """
-    listed = _git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    listed = git_output(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
     if listed is not None:
         return sorted({name for name in listed.split("\0") if name})
     found: list[str] = []
@@ -51,7 +51,7 @@ def read_text(root: Path, relative: str) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-def _git(cwd: Path, *args: str) -> str | None:
+def git_output(cwd: Path, *args: str) -> str | None:
     """Run a read-only git command; None when git is missing or `cwd` is not in a work tree."""
     try:
         completed = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, check=False)

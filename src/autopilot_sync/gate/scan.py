@@ -24,10 +24,12 @@ class Hit:
     path: str
     line: int
     symbol: BlockedSymbol
+    text: str = ""
+    """What matched on the line (the symbol itself, or the member of a pattern's family that was found)."""
 
     def render(self) -> str:
-        """`path:line: symbol (reason)`, the form editors and CI logs turn into links."""
-        return f"{self.path}:{self.line}: {self.symbol.symbol} ({self.symbol.reason})"
+        """`path:line: text (reason)`, the form editors and CI logs turn into links."""
+        return f"{self.path}:{self.line}: {self.text or self.symbol.symbol} ({self.symbol.reason})"
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,9 @@ def find_hits(path: str, text: str, symbols: Iterable[BlockedSymbol]) -> Iterato
     candidates = tuple(symbols)
     for number, line in enumerate(text.splitlines(), start=1):
         for symbol in candidates:
-            if symbol.occurs_in(line):
-                yield Hit(path, number, symbol)
+            found = symbol.find_in(line)
+            if found is not None:
+                yield Hit(path, number, symbol, found)
 
 
 def covering_exception(hit: Hit, exceptions: Iterable[GateException], today: dt.date) -> GateException | None:

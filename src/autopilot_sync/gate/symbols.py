@@ -18,23 +18,37 @@ BLOCKED_SYMBOLS_PATH = Path("gate/blocked-symbols.toml")
 """Where the list lives, relative to the repository root (the hook that mirrors the gate skips `blocked*` files)."""
 
 _ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
-_FIELDS = frozenset({"id", "symbol", "reason", "ignore_case"})
+_FIELDS = frozenset({"id", "symbol", "pattern", "reason", "ignore_case"})
 
 
 @dataclass(frozen=True)
 class BlockedSymbol:
-    """One forbidden string: `id` is how exceptions refer to it (so they never spell it), `reason` says why."""
+    """One forbidden string or family of strings: `id` is how exceptions refer to it (so they never spell it).
+
+    `symbol` is a plain substring; `pattern` (a regular expression) covers a whole legacy family at once, such as
+    every Phoenix channel frame name, so a spelling nobody listed (a new frame, a different separator) is caught
+    too. Exactly one of the two is set. `reason` says why the family is forbidden.
+    """
 
     id: str
     symbol: str
     reason: str
     ignore_case: bool = False
+    pattern: re.Pattern[str] | None = None
+
+    def find_in(self, line: str) -> str | None:
+        """The offending text in `line`, or None (a substring test, or the pattern's first match)."""
+        if self.pattern is not None:
+            match = self.pattern.search(line)
+            return match.group(0) if match else None
+        if self.ignore_case:
+            start = line.casefold().find(self.symbol.casefold())
+            return None if start < 0 else line[start : start + len(self.symbol)]
+        return self.symbol if self.symbol in line else None
 
     def occurs_in(self, line: str) -> bool:
-        """Whether the symbol appears anywhere in `line` (a plain substring, optionally case-insensitive)."""
-        if self.ignore_case:
-            return self.symbol.casefold() in line.casefold()
-        return self.symbol in line
+        """Whether the symbol (or a member of the pattern's family) appears anywhere in `line`."""
+        return self.find_in(line) is not None
 
 
 def load_blocked_symbols(path: Path) -> tuple[BlockedSymbol, ...]:
@@ -49,7 +63,21 @@ def load_blocked_symbols(path: Path) -> tuple[BlockedSymbol, ...]:
         if not isinstance(ignore_case, bool):
             raise field_error(path, label, "ignore_case", "true or false")
         symbol = entry.get("symbol")
-        if not isinstance(symbol, str) or not symbol or symbol != symbol.strip():
+        pattern_text = entry.get("pattern")
+        if (symbol is None) == (pattern_text is None):
+            raise field_error(path, label, "symbol", "exactly one of `symbol` (a string) or `pattern` (a regex)")
+        compiled: re.Pattern[str] | None = None
+        if pattern_text is not None:
+            if not isinstance(pattern_text, str) or not pattern_text:
+                raise field_error(path, label, "pattern", "a non-empty regular expression")
+            try:
+                compiled = re.compile(pattern_text, re.IGNORECASE if ignore_case else 0)
+            except re.error as exc:
+                raise field_error(path, label, "pattern", f"a valid regular expression ({exc})") from exc
+            if compiled.search(""):
+                raise field_error(path, label, "pattern", "a regular expression that does not match empty text")
+            symbol = pattern_text
+        elif not isinstance(symbol, str) or not symbol or symbol != symbol.strip():
             raise field_error(path, label, "symbol", "a non-empty string without surrounding spaces")
         symbols.append(
             BlockedSymbol(
@@ -57,6 +85,7 @@ def load_blocked_symbols(path: Path) -> tuple[BlockedSymbol, ...]:
                 symbol=symbol,
                 reason=required_text(path, label, entry, "reason"),
                 ignore_case=ignore_case,
+                pattern=compiled,
             )
         )
     if not symbols:

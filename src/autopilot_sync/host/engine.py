@@ -72,13 +72,19 @@ class CallStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class CallOutcome:
-    """The result of one reducer call."""
+    """The result of one reducer call.
+
+    `offset` is the engine offset the outcome observed: its own commit's when it wrote, else the newest commit the
+    reducer could see (a no-op success such as a duplicate append, or an error whose text reveals state). An answer
+    reporting the outcome must not leave the host before that offset is durable (`HostEngine.durable_future`).
+    """
 
     status: CallStatus
     timestamp: Timestamp
     message: str = ""
     tx: CommittedTx | None = None
     duration_micros: int = 0
+    offset: int = 0
 
 
 #: Outcomes of calls refused before the reducer ran (not reported to `on_call`, as they never were).
@@ -89,7 +95,7 @@ _REFUSED_BEFORE_RUNNING = frozenset(
 
 def _storage_failure(outcome: CallOutcome, error: BaseException) -> CallOutcome:
     """What a call that ran but could not be made durable reports instead of its own outcome."""
-    return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}")
+    return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}", offset=outcome.offset)
 
 
 class ConnectionRejectedError(Exception):
@@ -332,16 +338,18 @@ class HostEngine:
     def start_call(
         self, name: str, args: Sequence[Any], caller: Caller, origin: Any, on_done: Callable[[CallOutcome], None]
     ) -> None:
-        """`call_reducer` without a coroutine: the transaction runs now, `on_done` gets the outcome once durable.
+        """`call_reducer` without a coroutine: the transaction runs now, `on_done` gets the outcome.
 
         For the WebSocket read loop: the call's effects are visible to the next message at once, and no task is
-        created per call. `on_done` runs on the event loop, after the commit listeners saw the transaction.
+        created per call. A call that wrote reaches `on_done` once its commit is durable, on the event loop, after
+        the commit listeners saw it. A call that wrote nothing reaches `on_done` at once: the caller holds its answer
+        until `outcome.offset` is durable, in order with its other answers (the WebSocket's `send_at`).
         """
         outcome, sequence = self._begin_call(name, args, caller, origin)
         future = None
         if sequence is not None:
             try:
-                future = self.commitlog.durable_future(sequence)
+                future = self.durable_future(outcome.offset)
             except StorageFailedError as exc:
                 outcome = _storage_failure(outcome, exc)
         if future is None:
@@ -366,13 +374,38 @@ class HostEngine:
             self.on_call(name, outcome)
 
     async def _durable(self, outcome: CallOutcome, sequence: int | None) -> CallOutcome:
-        """The outcome once its transaction (if it wrote one) is on disk, or the storage failure that prevented it."""
-        if sequence is not None:
-            try:
-                await self.commitlog.wait_durable(sequence)
-            except StorageFailedError as exc:
-                return _storage_failure(outcome, exc)
+        """The outcome once every commit it observed is on disk, or the storage failure that prevented it.
+
+        Not only the call's own transaction (`sequence`): a call that wrote nothing still saw the commits before it
+        (a duplicate append answered with the original's seq, a conflict naming the head), so it waits for those.
+        """
+        del sequence  # the outcome's offset covers its own transaction too
+        try:
+            await self.wait_durable_offset(outcome.offset)
+        except StorageFailedError as exc:
+            return _storage_failure(outcome, exc)
         return outcome
+
+    def durable_future(self, offset: int) -> asyncio.Future[None] | None:
+        """A future resolved once every commit up to `offset` is durable (None when they already are).
+
+        The one rule for answers: whatever reveals or depends on the state at `offset` — a reducer result, a query's
+        rows, a subscription's initial or dropped rows — leaves the host only after this. The future resolves after
+        the commit listeners have seen the transaction at `offset`. Raises StorageFailedError when the log failed.
+        """
+        if offset <= self.durable_offset:
+            return None
+        if self.commitlog.failure is not None:
+            raise StorageFailedError(f"commit log failed: {self.commitlog.failure}")
+        # `_pending` holds the not-yet-durable commits with consecutive offsets, oldest first.
+        first = self._pending[0].tx.offset
+        return self.commitlog.durable_future(self._pending[min(offset, self.offset) - first].sequence)
+
+    async def wait_durable_offset(self, offset: int) -> None:
+        """Return once every commit up to `offset` is durable (see `durable_future`)."""
+        future = self.durable_future(offset)
+        if future is not None:
+            await future
 
     def _begin_call(
         self, name: str, args: Sequence[Any], caller: Caller, origin: Any
@@ -432,13 +465,18 @@ class HostEngine:
         disconnecting: bool = False,
         extra: Callable[[Transaction], None] | None = None,
     ) -> tuple[CallOutcome, int | None]:
-        """Run one transaction synchronously; returns the outcome and the log sequence to wait for, if any."""
+        """Run one transaction synchronously; returns the outcome and the log sequence to wait for, if any.
+
+        An answer reporting the outcome waits for `outcome.offset` instead (`durable_future`): that also covers a
+        transaction that wrote nothing but saw commits that are not durable yet.
+        """
         if not self._started:
             raise RuntimeError("engine not started")
         timestamp = self._now()
         name = reducer.name if reducer else ("client_disconnected" if disconnecting else "client_connected")
         if self.commitlog.failure is not None:
-            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {self.commitlog.failure}"), None
+            message = f"storage failed: {self.commitlog.failure}"
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         tx = Transaction(self.datastore)
         ctx = ReducerContext(caller, timestamp, DbView(tx))
         started = time.perf_counter_ns()
@@ -451,16 +489,21 @@ class HostEngine:
                 extra(tx)
         except ReducerError as exc:
             tx.rollback()
-            return CallOutcome(CallStatus.USER_ERROR, timestamp, str(exc) or type(exc).__name__), None
+            message = str(exc) or type(exc).__name__
+            return CallOutcome(CallStatus.USER_ERROR, timestamp, message, offset=self.offset), None
         except Exception as exc:
             tx.rollback()
             log.exception("reducer %s panicked", name)
-            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"reducer {name} panicked: {exc!r}"), None
+            message = f"reducer {name} panicked: {exc!r}"
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         duration = (time.perf_counter_ns() - started) // 1000
         changes = tx.changes()
         committed = CommittedTx(self.offset + 1 if changes else self.offset, timestamp, name, caller, changes, origin)
         if not changes:
-            return CallOutcome(CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration), None
+            outcome = CallOutcome(
+                CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration, offset=committed.offset
+            )
+            return outcome, None
         payload = _TX_RECORD.encode(
             (
                 committed.offset,
@@ -474,12 +517,15 @@ class HostEngine:
             sequence = self.commitlog.append(payload)
         except StorageFailedError as exc:
             tx.rollback()
-            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {exc}"), None
+            return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {exc}", offset=self.offset), None
         self.offset = committed.offset
         self.commits_total += 1
         self._pending.append(_Pending(sequence, committed))
         self._after_commit(committed)
-        return CallOutcome(CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration), sequence
+        outcome = CallOutcome(
+            CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration, offset=committed.offset
+        )
+        return outcome, sequence
 
     def _record_client(self, tx: Transaction, caller: Caller, connecting: bool) -> None:
         if caller.connection_id is None:

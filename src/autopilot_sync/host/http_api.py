@@ -6,6 +6,9 @@ host's `anon_auth_middleware`: a valid token (Bearer header, else `?token=`) is 
 identity; either way the response carries `spacetime-identity` and `spacetime-identity-token` headers. A token that
 fails verification is a 401 before anything else happens.
 
+No answer leaves before what it reveals is durable: a reducer call's response waits for every commit its outcome
+observed (`CallOutcome.offset`), `/sql` for every commit its rows may include.
+
 A reducer call runs inside a short connection, as on the real host: `client_connected` (403 if it refuses), the
 reducer, then `client_disconnected` whatever happened, shielded from the HTTP request being abandoned midway.
 """
@@ -21,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.commitlog import StorageFailedError
 from autopilot_sync.host.engine import (
     CallOutcome,
     CallStatus,
@@ -289,6 +293,11 @@ async def sql(request: web.Request) -> web.Response:
         result = sql_json_result(engine.datastore, text, private_visible=owner, sender=auth.identity)
     except SqlError as exc:
         return _text(400, str(exc), headers)
+    try:
+        # The rows may include commits not yet on disk: answer only once they are (the one rule for answers).
+        await engine.wait_durable_offset(engine.offset)
+    except StorageFailedError as exc:
+        return _text(503, f"storage failed: {exc}", headers)
     headers["spacetime-execution-duration-micros"] = str(result[0]["total_duration_micros"])
     return web.Response(
         text=json.dumps(result, separators=(",", ":")), content_type="application/json", headers=headers

@@ -17,6 +17,15 @@ the shape's `QuerySetUpdate` is built once, and every client holding that shape 
 Per client only a dictionary entry is left. Many clients subscribing with the same query set id and queries (the
 common case: one app, one resume query) thus cost one evaluation per transaction, not one per client.
 
+Subscribe and unsubscribe are ordered with commits as on SpacetimeDB (`remove_v2_subscription_inner` computes the
+dropped rows under the same lock that orders commits, so every earlier update is already queued ahead of the answer).
+Here transactions are applied at once but handed to `on_commit` only once durable, so the datastore may be ahead of
+what subscribers were sent. `subscribe` reads the current state and skips the updates of transactions it already
+holds (`since_offset`); `unsubscribe` reads the current state for the dropped rows and keeps the set receiving updates
+until the transactions that state includes are delivered (`until_offset`), so the client never drops a row it was
+not sent nor misses an update of a set it still holds. The socket layer sends each answer after the updates of the
+offset it was computed at.
+
 Within one query set rows have set semantics: a row matched by two queries of the same set appears once, in the
 initial rows and in every delta alike, so the client's per-set reference counts stay exact. Rows matching several
 query sets appear under each.
@@ -92,6 +101,8 @@ class _QuerySet:
     shape: _Shape
     since_offset: int
     plans: tuple[SelectPlan, ...]  # as this client sent them (dropped rows list tables in its order)
+    #: set by `unsubscribe`: the offset its dropped rows were read at; it gets updates up to there, then leaves
+    until_offset: int | None = None
 
 
 @dataclass(slots=True)
@@ -286,10 +297,20 @@ class _JoinMixin:
 class SubscriptionManager(_JoinMixin):
     """Every client's query sets, their shapes, and the indexes that route a changed row to the queries it may match."""
 
-    def __init__(self, datastore: Datastore, current_offset: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        datastore: Datastore,
+        current_offset: Callable[[], int],
+        delivered_offset: Callable[[], int] | None = None,
+    ) -> None:
+        """`current_offset`: the datastore's state; `delivered_offset`: the newest transaction given to `on_commit`
+        (the engine's durable offset; by default the current one, for callers that deliver each commit at once)."""
         self._datastore = datastore
         self._current_offset = current_offset
+        self._delivered_offset = delivered_offset or current_offset
         self._clients: dict[Client, dict[int, _QuerySet]] = {}
+        # unsubscribed query sets still owed the updates up to their `until_offset`, in that order
+        self._leaving: list[_QuerySet] = []
         self._shapes: dict[Hashable, _Shape] = {}
         # table → column position → value → queries filed there
         self._by_value: dict[str, dict[int, dict[Any, set[_Query]]]] = {}
@@ -340,18 +361,37 @@ class SubscriptionManager(_JoinMixin):
     def unsubscribe(
         self, client: Client, request_id: int, query_set_id: int, *, send_dropped_rows: bool = False
     ) -> UnsubscribeApplied | SubscriptionError:
-        """End a query set; with `send_dropped_rows`, return the rows it held (the client drops them)."""
+        """End a query set; with `send_dropped_rows`, return the rows it held (the client drops them).
+
+        The dropped rows are read at the current offset; transactions up to there that are not delivered yet still
+        reach the set (their updates go out before this answer), so the client has been sent exactly these rows.
+        The id is free for a new subscription at once.
+        """
         query_set = self._clients.get(client, {}).pop(query_set_id, None)
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
-        self._leave(query_set)
         rows = self._current_rows(query_set.plans) if send_dropped_rows else None
+        until = self._current_offset()
+        if until <= self._delivered_offset():
+            self._leave(query_set)
+        else:
+            query_set.until_offset = until
+            self._leaving.append(query_set)
         return UnsubscribeApplied(request_id, query_set_id, rows)
 
     def remove_client(self, client: Client) -> None:
-        """Forget every query set of a client that went away."""
+        """Forget every query set of a client that went away (those still leaving too)."""
         for query_set in self._clients.pop(client, {}).values():
             self._leave(query_set)
+        if any(query_set.client == client for query_set in self._leaving):
+            for query_set in [q for q in self._leaving if q.client == client]:
+                self._leaving.remove(query_set)
+                self._leave(query_set)
+
+    def _retire(self, delivered: int) -> None:
+        """Let unsubscribed query sets go once every transaction their dropped rows include was delivered."""
+        while self._leaving and (self._leaving[0].until_offset or 0) <= delivered:
+            self._leave(self._leaving.pop(0))
 
     def query_set_count(self, client: Client) -> int:
         """How many query sets a client holds (for limits and metrics)."""
@@ -453,6 +493,15 @@ class SubscriptionManager(_JoinMixin):
         Clients whose updates are equal get the same tuple object (built once per shape, or once per distinct
         combination of shapes), so a caller can encode each distinct update once, keyed by identity.
         """
+        if self._leaving:
+            self._retire(tx.offset - 1)
+            try:
+                return self._updates(tx)
+            finally:
+                self._retire(tx.offset)
+        return self._updates(tx)
+
+    def _updates(self, tx: CommittedTx) -> dict[Client, tuple[QuerySetUpdate, ...]]:
         # shape → table → pending rows (one evaluation per shape, however many clients hold it)
         touched: dict[_Shape, dict[str, _Pending]] = {}
         event_tables: set[str] = set()

@@ -16,9 +16,14 @@ the hub encodes each distinct one once into an `EncodedMessage`, and every such 
 message that travels alone in its frame is framed (and compressed) once per compression for all of them. Queues stay
 per connection, so ordering and the queue bounds are exactly as before.
 
-Reads are always confirmed: the engine hands over transactions only once durable, and snapshot answers
-(`SubscribeApplied`, `UnsubscribeApplied`, `OneOffQueryResult`) computed ahead of durability are held back until the
-transaction they include is durable. `confirmed=false` is accepted and behaves the same.
+Reads are always confirmed, and no answer leaves before what it reveals is durable. Transaction updates are durable
+by construction (the engine hands transactions over only once on disk). Every answer — `ReducerResult` (including a
+no-op success and an error), `SubscribeApplied`, `UnsubscribeApplied`, `OneOffQueryResult`, `SubscriptionError` —
+goes through `Connection.send_at` with the engine offset it observed, and waits in the connection's held queue, in the
+order the client asked, until that offset is durable; it is released right after the updates of the transaction at
+that offset, so a client sees exactly SpacetimeDB's order: updates up to the state an answer was computed on, then
+the answer. Held answers count toward the send-queue bounds from the moment they are held. `confirmed=false` is
+accepted and behaves the same.
 """
 
 from __future__ import annotations
@@ -166,6 +171,7 @@ class Connection:
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
         self._held: deque[tuple[int, EncodedMessage]] = deque()
+        self._held_bytes = 0
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = caller.identity == hub.engine.owner_identity
 
@@ -187,41 +193,62 @@ class Connection:
         """Queue an encoded message, possibly shared with other connections; over the queue bound: disconnect."""
         if self.closed:
             return
-        size = len(message.body)
-        options = self.hub.options
-        if (
-            len(self._queue) >= options.send_queue_max_messages
-            or self._queued_bytes + size > options.send_queue_max_bytes
-        ):
-            log.warning(
-                "disconnecting %s: %d messages (%d bytes) queued",
-                self.caller.identity,
-                len(self._queue),
-                self._queued_bytes,
-            )
-            self.close_soon(CloseReason.SEND_QUEUE_FULL)
+        if not self._room_for(len(message.body)):
             return
         self._queue.append(message)
-        self._queued_bytes += size
+        self._queued_bytes += len(message.body)
         self._wakeup.set()
 
+    def _room_for(self, size: int) -> bool:
+        """Whether one more message of `size` bytes fits the bounds (queued and held alike); if not, disconnect.
+
+        Held answers count from the moment they are held: a client that piles up answers behind a slow fsync is
+        as slow as one that does not read, and must not grow the host's memory past the bound meanwhile.
+        """
+        options = self.hub.options
+        messages = len(self._queue) + len(self._held)
+        size_total = self._queued_bytes + self._held_bytes + size
+        if messages < options.send_queue_max_messages and size_total <= options.send_queue_max_bytes:
+            return True
+        log.warning(
+            "disconnecting %s: %d messages (%d bytes) queued or held",
+            self.caller.identity,
+            messages,
+            self._queued_bytes + self._held_bytes,
+        )
+        self.close_soon(CloseReason.SEND_QUEUE_FULL)
+        return False
+
     def send_at(self, offset: int, message: ServerMessage) -> None:
-        """Send a snapshot answer that includes transactions up to `offset` once `offset` is durable."""
+        """Send an answer that reveals or depends on the state at engine `offset` once `offset` is durable.
+
+        The one rule for answers (see the module docstring): it leaves after every earlier answer of this
+        connection and after the updates of every transaction up to `offset`. `offset` 0: depends on no state,
+        only on order.
+        """
+        if self.closed:
+            return
         if offset <= self.hub.engine.durable_offset and not self._held:
             self.send(message)
             return
-        self._held.append((offset, EncodedMessage.of(message)))
+        encoded = EncodedMessage.of(message)
+        if not self._room_for(len(encoded.body)):
+            return
+        self._held.append((offset, encoded))
+        self._held_bytes += len(encoded.body)
         self.hub.holding.add(self)
 
     def release(self, durable: int) -> None:
-        """Queue held answers whose offset is now durable (called by the hub for each durable transaction)."""
+        """Queue held answers whose offset is now durable (called by the hub after each durable transaction)."""
         while self._held and self._held[0][0] <= durable:
             _, body = self._held.popleft()
+            self._held_bytes -= len(body.body)
             self._enqueue_body(body)
         if not self._held:
             self.hub.holding.discard(self)
 
     def _enqueue_body(self, body: EncodedMessage) -> None:
+        """Move a released answer to the queue (already counted against the bounds while held)."""
         if self.closed:
             return
         self._queue.append(body)
@@ -260,6 +287,7 @@ class Connection:
         self.closed = True
         self._queue.clear()
         self._held.clear()
+        self._held_bytes = 0
         self.hub.holding.discard(self)
         self._wakeup.set()
         self._closing_task = asyncio.get_running_loop().create_task(self.close(reason, text))
@@ -283,6 +311,7 @@ class Connection:
         self.closed = True
         self._queue.clear()
         self._held.clear()
+        self._held_bytes = 0
         self._wakeup.set()
 
     async def wait_closing(self) -> None:
@@ -310,15 +339,26 @@ class WebSocketHub:
     subscriptions: SubscriptionManager = field(init=False)
 
     def __post_init__(self) -> None:
-        self.subscriptions = SubscriptionManager(self.engine.datastore, lambda: self.engine.offset)
+        self.subscriptions = SubscriptionManager(
+            self.engine.datastore, lambda: self.engine.offset, lambda: self.engine.durable_offset
+        )
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self._closing_tasks: set[asyncio.Task[None]] = set()
 
     def on_commit(self, tx: CommittedTx) -> None:
-        """Fan one durable transaction out: held snapshot answers first, then updates, the caller's as its result."""
-        for connection in list(self.holding):
-            connection.release(tx.offset)
+        """Fan one durable transaction out: updates (the caller's as its result), then answers held for it.
+
+        Answers held at this offset were computed on the state after this transaction, so they follow its updates,
+        exactly as on SpacetimeDB, where a request handled after a commit is answered after that commit's update.
+        """
+        try:
+            self._fan_out(tx)
+        finally:
+            for connection in list(self.holding):
+                connection.release(tx.offset)
+
+    def _fan_out(self, tx: CommittedTx) -> None:
         updates = self.subscriptions.on_commit(tx)
         origin = tx.origin if isinstance(tx.origin, _ReducerOrigin) else None
         caller = origin.connection if origin is not None and origin.connection in self.connections else None
@@ -528,10 +568,7 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
             sender=connection.caller.identity,
             private_visible=connection.private_visible,
         )
-        if isinstance(result, SubscribeApplied):
-            connection.send_at(engine.offset, result)
-        else:
-            connection.send(result)
+        connection.send_at(engine.offset if isinstance(result, SubscribeApplied) else 0, result)
     elif isinstance(message, Unsubscribe):
         unsubscribed = hub.subscriptions.unsubscribe(
             connection,
@@ -539,20 +576,18 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
             message.query_set_id,
             send_dropped_rows=message.flags is UnsubscribeFlags.SEND_DROPPED_ROWS,
         )
-        if isinstance(unsubscribed, UnsubscribeApplied):
-            connection.send_at(engine.offset, unsubscribed)
-        else:
-            connection.send(unsubscribed)
+        connection.send_at(engine.offset if isinstance(unsubscribed, UnsubscribeApplied) else 0, unsubscribed)
     elif isinstance(message, OneOffQuery):
         connection.send_at(engine.offset, _one_off(connection, message))
     elif isinstance(message, CallProcedure):
-        connection.send(
+        connection.send_at(
+            0,
             ProcedureResult(
                 ProcedureInternalError("procedures are not supported by this host"),
                 Timestamp.now(),
                 TimeDuration(0),
                 message.request_id,
-            )
+            ),
         )
 
 
@@ -595,22 +630,24 @@ def _call_reducer(connection: Connection, message: CallReducer) -> None:
     request_id = message.request_id
 
     def answer(outcome: CallOutcome) -> None:
+        # A call that wrote nothing (a duplicate, an error) still reveals the state it saw: held until durable.
         if outcome.status is CallStatus.COMMITTED:
             if outcome.tx is None or not outcome.tx.changes:
-                # No writes, so no durable transaction and no listener call: answer here.
-                connection.send(ReducerResult(request_id, outcome.timestamp, ReducerOk(b"", TransactionUpdate(()))))
+                ok = ReducerOk(b"", TransactionUpdate(()))
+                connection.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, ok))
             return  # otherwise the commit listener already answered, in commit order
         if outcome.status is CallStatus.USER_ERROR:
             error = _bsatn_string(outcome.message)
-            connection.send(ReducerResult(request_id, outcome.timestamp, ReducerErr(error)))
+            connection.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, ReducerErr(error)))
             return
-        connection.send(ReducerResult(request_id, outcome.timestamp, ReducerInternalError(outcome.message)))
+        failed = ReducerInternalError(outcome.message)
+        connection.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, failed))
 
     engine.start_call(message.reducer, args, connection.caller, _ReducerOrigin(connection, request_id), answer)
 
 
 def _reducer_failed(connection: Connection, message: CallReducer, text: str) -> None:
-    connection.send(ReducerResult(message.request_id, Timestamp.now(), ReducerInternalError(text)))
+    connection.send_at(0, ReducerResult(message.request_id, Timestamp.now(), ReducerInternalError(text)))
 
 
 def _bsatn_string(text: str) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Coroutine
 from pathlib import Path
@@ -239,7 +240,7 @@ def compliance() -> None:
     \b
     Example:
       autopilot-sync compliance signoff
-      autopilot-sync compliance signoff --require-suites --final --out var/compliance/signoff.md
+      autopilot-sync compliance signoff --final --out var/compliance/signoff.md
     """
 
 
@@ -257,7 +258,13 @@ def compliance() -> None:
     default=None,
     help="Repository to judge (default: the git work tree around the current directory).",
 )
-@click.option("--require-suites", is_flag=True, help="A verification suite without a result file is red.")
+@click.option(
+    "--max-age-hours",
+    type=click.FloatRange(min=0, min_open=True),
+    default=12.0,
+    show_default=True,
+    help="A suite result older than this is stale evidence (red).",
+)
 @click.option("--final", is_flag=True, help="Final signoff: the exception registry must also be empty.")
 @click.option(
     "--suite",
@@ -265,7 +272,7 @@ def compliance() -> None:
     multiple=True,
     help="Expected verification suite (repeatable; default: two-client-handshake, end-to-end, chaos).",
 )
-def signoff_command(out: Path, root: Path | None, require_suites: bool, final: bool, suites: tuple[str, ...]) -> None:
+def signoff_command(out: Path, root: Path | None, max_age_hours: float, final: bool, suites: tuple[str, ...]) -> None:
     """Write the compliance report (Markdown + JSON) and exit 1 when it is red.
 
     Checks: blocked-symbol scan, exception registry, every CLI command documented, docs/configuration.md current,
@@ -274,14 +281,20 @@ def signoff_command(out: Path, root: Path | None, require_suites: bool, final: b
     \b
     Example:
       autopilot-sync compliance signoff
-      autopilot-sync compliance signoff --require-suites --out var/compliance/release-1.md
+      autopilot-sync compliance signoff --max-age-hours 2 --out var/compliance/release-1.md
     """
     from autopilot_sync.gate.files import find_root
     from autopilot_sync.ops.signoff import EXPECTED_SUITES, signoff
 
     base = (root or find_root(Path.cwd())).resolve()
     cli = click.get_current_context().find_root().command
-    report = signoff(base, cli, require_suites=require_suites, final=final, expected_suites=suites or EXPECTED_SUITES)
+    report = signoff(
+        base,
+        cli,
+        final=final,
+        expected_suites=suites or EXPECTED_SUITES,
+        max_age=dt.timedelta(hours=max_age_hours),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.markdown(), encoding="utf-8")
     json_path = out.with_suffix(".json")

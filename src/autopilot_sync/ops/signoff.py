@@ -10,12 +10,15 @@ Checks (each red or green):
 - `exception-registry`: the registry parses and nothing is overdue by more than 14 days (`--final`: it is empty);
 - `docs-cli`: every CLI command path appears in README.md or docs/ (`autopilot-sync <group> ... <command>`);
 - `docs-env`: docs/configuration.md equals what `autopilot-sync config docs` generates;
-- `verification-suites`: every result file under var/verification/ is green; a missing expected suite is red only
-  with `--require-suites`.
+- `verification-suites`: every expected suite left a passing result *for this tree*: a result is evidence only
+  when its stamp (`ops/evidence.py`: commit, fingerprint of the files, finish time) names the tree being judged
+  and is fresher than `--max-age-hours`; a foreign, stale, unstamped, failed or missing result is red, unless an
+  active `[[waiver]]` in gate/exceptions.toml (owner, expiry, deletion issue) waives that suite.
 
-Suite result files are `var/verification/<suite>.json`, `{"suite": "...", "status": "passed"|"failed", ...}`
-(`"passed"` or `"ok": true|false` is accepted too), written by the suites themselves; other JSON files there
-without any of those keys (histories, journals) are not results and are skipped.
+Suite result files are `var/verification/<suite>.json`, `{"suite": "...", "status": "passed"|"failed", "commit":
+..., "tree": ..., "finished_at": ...}` (`"passed"` or `"ok": true|false` is accepted for the status), written by
+the suites themselves; other JSON files there without any of those keys (histories, journals) are not results and
+are skipped.
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ from typing import Any
 
 import click
 
-from autopilot_sync.gate.exceptions import EXCEPTIONS_PATH, load_exceptions
+from autopilot_sync.gate.exceptions import EXCEPTIONS_PATH, SuiteWaiver, load_exceptions, load_suite_waivers
 from autopilot_sync.gate.files import list_files, read_text
 from autopilot_sync.gate.registry import RegistryError
 from autopilot_sync.gate.scan import evaluate
 from autopilot_sync.gate.symbols import BLOCKED_SYMBOLS_PATH, load_blocked_symbols
+from autopilot_sync.ops.evidence import tree_fingerprint
 from autopilot_sync.settings.docs import DOCS_PATH, render
 from autopilot_sync.settings.registry import SERVICES
 
@@ -48,6 +52,8 @@ _PASSED = {"passed", "green", "ok", "success"}
 _FAILED = {"failed", "red", "error", "failure"}
 _MAX_EVIDENCE = 50
 _RESULT_KEYS = {"suite", "status", "passed", "ok"}
+DEFAULT_MAX_AGE = dt.timedelta(hours=12)
+"""How old a suite result may be and still count: a run of today's tree, not last week's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,15 +75,19 @@ class SuiteResult:
     """What one verification suite reported, or that it did not run."""
 
     suite: str
-    status: str  # passed | failed | not run | unreadable
+    status: str  # passed | failed | not run | unreadable | unstamped | foreign | stale
     source: str
     required: bool
     finished_at: str = ""
+    commit: str = ""
+    waiver: str = ""
 
     @property
     def ok(self) -> bool:
-        """Passed, or not run and not required."""
-        return self.status == "passed" or (self.status == "not run" and not self.required)
+        """Passed for this tree, or waived, or an extra (unexpected) suite that did not fail."""
+        if self.status == "passed" or self.waiver:
+            return True
+        return not self.required and self.status not in ("failed", "unreadable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +120,8 @@ class SignoffReport:
                     "required": s.required,
                     "source": s.source,
                     "finished_at": s.finished_at,
+                    "commit": s.commit,
+                    "waiver": s.waiver,
                 }
                 for s in self.suites
             ],
@@ -133,11 +145,14 @@ class SignoffReport:
                 "",
                 "## Verification suites",
                 "",
-                "| suite | status | required | result file |",
-                "|---|---|---|---|",
+                "| suite | status | required | commit | finished | result file |",
+                "|---|---|---|---|---|---|",
             ]
             lines += [
-                f"| {s.suite} | {s.status} | {'yes' if s.required else 'no'} | {s.source or '-'} |" for s in self.suites
+                f"| {s.suite} | {s.status}{f' (waived: {s.waiver})' if s.waiver else ''} | "
+                f"{'yes' if s.required else 'no'} | {s.commit[:12] or '-'} | {s.finished_at or '-'} | "
+                f"{s.source or '-'} |"
+                for s in self.suites
             ]
         for check in self.checks:
             if check.evidence:
@@ -251,8 +266,42 @@ def check_env_docs(root: Path) -> Check:
     )
 
 
-def read_suites(root: Path, expected: Sequence[str], required: bool) -> list[SuiteResult]:
-    """Every result file under var/verification/, plus the expected suites that left none."""
+def _verdict(value: dict[str, Any], tree: str, now: dt.datetime, max_age: dt.timedelta) -> str:
+    """What one result file is worth as evidence for the tree `tree` at `now`."""
+    status = str(value.get("status", "")).lower()
+    if status in _PASSED or value.get("passed") is True or value.get("ok") is True:
+        verdict = "passed"
+    elif status in _FAILED or value.get("passed") is False or value.get("ok") is False:
+        return "failed"
+    else:
+        return "unreadable"
+    if not value.get("tree") or not value.get("finished_at"):
+        return "unstamped"
+    if value.get("tree") != tree:
+        return "foreign"
+    try:
+        finished = dt.datetime.fromisoformat(str(value["finished_at"]))
+    except ValueError:
+        return "unstamped"
+    if finished.tzinfo is None or not dt.timedelta(minutes=-5) <= now - finished <= max_age:
+        return "stale"
+    return verdict
+
+
+def read_suites(
+    root: Path,
+    expected: Sequence[str],
+    waivers: Sequence[SuiteWaiver] = (),
+    *,
+    today: dt.date | None = None,
+    now: dt.datetime | None = None,
+    max_age: dt.timedelta = DEFAULT_MAX_AGE,
+) -> list[SuiteResult]:
+    """Every result file under var/verification/, judged against this tree, plus the expected suites that left none."""
+    moment = now or dt.datetime.now(dt.UTC)
+    day = today or moment.date()
+    tree = tree_fingerprint(root)
+    active = {waiver.suite: waiver.id for waiver in waivers if waiver.is_active(day)}
     directory = root / VERIFICATION_DIR
     found: dict[str, SuiteResult] = {}
     for file in sorted(directory.glob("*.json")) if directory.is_dir() else []:
@@ -267,53 +316,59 @@ def read_suites(root: Path, expected: Sequence[str], required: bool) -> list[Sui
         if not _RESULT_KEYS & set(value):
             continue  # another artifact of a suite (a recorded history, a journal), not its result
         name = str(value.get("suite") or file.stem)
-        status = str(value.get("status", "")).lower()
-        if status in _PASSED or value.get("passed") is True or value.get("ok") is True:
-            verdict = "passed"
-        elif status in _FAILED or value.get("passed") is False or value.get("ok") is False:
-            verdict = "failed"
-        else:
-            verdict = "unreadable"
         found[name] = SuiteResult(
-            name, verdict, source, required=required and name in expected, finished_at=str(value.get("finished_at", ""))
+            name,
+            _verdict(value, tree, moment, max_age),
+            source,
+            required=name in expected,
+            finished_at=str(value.get("finished_at", "")),
+            commit=str(value.get("commit", "")),
+            waiver=active.get(name, ""),
         )
     for name in expected:
         if name not in found:
-            found[name] = SuiteResult(name, "not run", "", required=required)
+            found[name] = SuiteResult(name, "not run", "", required=True, waiver=active.get(name, ""))
     return [found[name] for name in sorted(found)]
 
 
-def check_suites(suites: Sequence[SuiteResult], required: bool) -> Check:
-    """Green when no suite failed and every required suite passed."""
+def check_suites(suites: Sequence[SuiteResult]) -> Check:
+    """Green when every suite passed for this tree (or is waived by the registry) and none failed."""
     bad = [s for s in suites if not s.ok]
     passed = sum(1 for s in suites if s.status == "passed")
-    mode = "required" if required else "not required"
+    waived = sum(1 for s in suites if s.waiver and s.status != "passed")
     return Check(
         "verification-suites",
         not bad,
-        f"{passed} of {len(suites)} suites passed (missing results {mode})",
+        f"{passed} of {len(suites)} suites passed for this tree" + (f", {waived} waived" if waived else ""),
         tuple(f"{s.suite}: {s.status}" + (f" ({s.source})" if s.source else "") for s in bad),
     )
+
+
+def _waivers(root: Path) -> tuple[SuiteWaiver, ...]:
+    try:
+        return load_suite_waivers(root / EXCEPTIONS_PATH)
+    except RegistryError:
+        return ()  # the exception-registry check reports the broken file; nothing is waived by a broken registry
 
 
 def signoff(
     root: Path,
     cli: click.Command,
     *,
-    require_suites: bool = False,
     final: bool = False,
     expected_suites: Sequence[str] = EXPECTED_SUITES,
     today: dt.date | None = None,
+    max_age: dt.timedelta = DEFAULT_MAX_AGE,
 ) -> SignoffReport:
     """Run every check against the tree at `root`."""
     day = today or dt.date.today()
     scan, registry = check_gate(root, day, final)
-    suites = read_suites(root, expected_suites, require_suites)
-    checks = (scan, registry, check_cli_docs(root, cli), check_env_docs(root), check_suites(suites, require_suites))
+    suites = read_suites(root, expected_suites, _waivers(root), today=day, max_age=max_age)
+    checks = (scan, registry, check_cli_docs(root, cli), check_env_docs(root), check_suites(suites))
     return SignoffReport(
         generated_at=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         root=str(root),
-        options={"require_suites": require_suites, "final": final, "today": day.isoformat()},
+        options={"final": final, "today": day.isoformat(), "max_age_hours": max_age.total_seconds() / 3600},
         checks=checks,
         suites=tuple(suites),
     )
