@@ -81,6 +81,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
         None,
     ),
     ("GET", "/metrics"): ("", {}, None),
+    ("GET", "/healthz"): ("", {}, None),
 }
 
 

@@ -92,9 +92,10 @@ def test_breaking_changes_are_named(edit: str, kind: ChangeKind) -> None:
     assert kinds(**{edit: True}) == {kind: Severity.BREAKING}
 
 
-def test_removing_an_index_is_breaking_and_the_reverse_of_an_addition() -> None:
+def test_removing_an_index_is_an_automatic_migration_as_on_spacetimedb() -> None:
     diff = compare(build(extra_index=True).schema_json(), build().schema_json())
-    assert [c.kind for c in diff.breaking] == [ChangeKind.INDEX_REMOVED]
+    assert diff.breaking == ()
+    assert [c.kind for c in diff.compatible] == [ChangeKind.INDEX_REMOVED]
 
 
 def test_a_new_table_before_others_does_not_look_like_type_changes() -> None:

@@ -223,11 +223,18 @@ def _address(host: Host) -> tuple[str, int]:
 
 
 async def _until_closed(reader: asyncio.StreamReader, within: float = 15.0) -> bytes:
-    """Everything the server sent until it closed the connection (fails if it stays open `within` seconds)."""
+    """Everything the server sent until it closed the connection (fails if it stays open `within` seconds).
+
+    A close of a connection whose request the server never read may reach us as a reset rather than a FIN (the
+    kernel sends RST when unread bytes are discarded): both mean the server closed it.
+    """
     received = b""
     async with asyncio.timeout(within):
-        while chunk := await reader.read(65536):
-            received += chunk
+        try:
+            while chunk := await reader.read(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
     return received
 
 

@@ -164,7 +164,7 @@ class DesktopSync:
         self.store = store
         self.hub = hub or StateHub()
         self.configured = tuple(streams)
-        self.tokens = SessionTokens(control_url, identity.secret, self.configured)
+        self.tokens = SessionTokens(control_url, identity.secret)
         self.client = SyncClient(
             base_url,
             database,

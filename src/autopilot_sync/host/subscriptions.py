@@ -37,7 +37,7 @@ query sets appear under each.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,12 +204,26 @@ class _JoinMixin:
         changes = {change.table: change for change in tx.changes}
         offset = tx.offset
         queries = {query for table in changes for query in self._joins.get(table, ())}
+        # changed values per (table, column), for skipping queries the transaction cannot touch
+        changed_values: dict[tuple[str, int], set[Any]] = {}
         # before the mirrors take the transaction: which candidate rows had a partner
         work = []
         for query in queries:
             plan = query.plan
             spec = plan.join
             assert spec is not None
+            fixed = _left_equality(plan)
+            if fixed is not None and spec.table.name not in changes:
+                # only the projected table changed, and the query keeps one value of one of its columns (a stream's
+                # events seen through a row-level security join): rows with other values cannot enter or leave
+                position, value = fixed
+                seen = changed_values.get((plan.table.name, position))
+                if seen is None:
+                    own_change = changes[plan.table.name]
+                    seen = {_hashable(row[position]) for _, row in (*own_change.inserts, *own_change.deletes)}
+                    changed_values[(plan.table.name, position)] = seen
+                if value not in seen:
+                    continue
             projected = None if plan.table.event else self._mirror(plan.table.name, spec.left_position)
             joined = self._mirror(spec.table.name, spec.right_position)
             if joined.offset >= offset or (projected is not None and projected.offset >= offset):
@@ -365,7 +379,6 @@ class SubscriptionManager(_JoinMixin):
         *,
         sender: Identity | None = None,
         private_visible: bool = False,
-        claims: Mapping[str, Any] | None = None,
     ) -> SubscribeApplied | SubscriptionError:
         """Register a query set and return its initial rows, or the error that refused it (nothing registered).
 
@@ -378,7 +391,7 @@ class SubscriptionManager(_JoinMixin):
         refused = self._over_limits(client, len(sqls))
         if refused is not None:
             return SubscriptionError(request_id, query_set_id, refused)
-        ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender, claims=claims)
+        ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender)
         plans: list[SelectPlan] = []
         for sql in sqls:
             try:
@@ -775,6 +788,23 @@ def _range_key(plan: SelectPlan) -> tuple[int, CompareOp, Any] | None:
 def _range_bound(found: _Filter) -> Any:
     assert found.range_key is not None
     return found.range_key[2]
+
+
+def _left_equality(plan: SelectPlan) -> tuple[int, Any] | None:
+    """A join query's top-level `column = literal` on its projected table, if any (hashable values only)."""
+    width = len(plan.table.columns)
+    for term in equality_terms(plan.predicate):
+        if term.position < width:
+            try:
+                hash(term.value)
+            except TypeError:
+                continue
+            return term.position, term.value
+    return None
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:

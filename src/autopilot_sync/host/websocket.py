@@ -683,7 +683,6 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
             message.query_strings,
             sender=connection.caller.identity,
             private_visible=connection.private_visible,
-            claims=None if connection.private_visible else connection.caller.claims,
         )
         connection.send_at(engine.offset if isinstance(result, SubscribeApplied) else 0, result)
     elif isinstance(message, Unsubscribe):
@@ -714,7 +713,6 @@ def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
         datastore,
         private_visible=connection.private_visible,
         sender=connection.caller.identity,
-        claims=None if connection.private_visible else connection.caller.claims,
     )
     try:
         plan = compile_query(message.query_string, ctx)

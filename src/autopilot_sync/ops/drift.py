@@ -6,10 +6,12 @@ operator says `--allow-breaking`, so the classification is deliberately conserva
 stored row or a client's generated bindings is compatible —
 
 - compatible: a new table, a new reducer, a new B-tree index; columns added at the end of a table, each with a default
-  value (`ColumnDefaultValue` in `misc_exports`);
+  value (`ColumnDefaultValue` in `misc_exports`); a removed unique constraint and a removed index (SpacetimeDB's
+  automatic migration allows both: no stored row can violate a constraint that is gone, and a query that used the
+  index still runs);
 - breaking: a removed table or reducer; a removed, renamed, reordered or retyped column; a column added anywhere else
-  or without a default; changed reducer parameters or lifecycle; a changed primary key, unique constraint,
-  auto-increment, schedule or visibility; a removed index.
+  or without a default; changed reducer parameters or lifecycle; a changed primary key, an added unique constraint
+  (stored rows may violate it), a changed auto-increment, schedule or visibility.
 
 Rows are positional BSATN, so a column added in the middle, or without a default, is breaking (old rows decode the
 wrong shape). Columns added at the end with defaults follow SpacetimeDB's automatic migration (`AddColumns` in
@@ -57,7 +59,8 @@ class ChangeKind(enum.Enum):
     PRIMARY_KEY_CHANGED = "primary_key_changed"
     INDEX_ADDED = "index_added"
     INDEX_REMOVED = "index_removed"
-    UNIQUE_CHANGED = "unique_changed"
+    UNIQUE_ADDED = "unique_added"
+    UNIQUE_REMOVED = "unique_removed"
     SEQUENCE_CHANGED = "sequence_changed"
     SCHEDULE_CHANGED = "schedule_changed"
     ACCESS_CHANGED = "access_changed"
@@ -70,7 +73,14 @@ class ChangeKind(enum.Enum):
 SEVERITY: Mapping[ChangeKind, Severity] = {
     kind: Severity.COMPATIBLE
     if kind
-    in {ChangeKind.TABLE_ADDED, ChangeKind.INDEX_ADDED, ChangeKind.REDUCER_ADDED, ChangeKind.COLUMN_ADDED_WITH_DEFAULT}
+    in {
+        ChangeKind.TABLE_ADDED,
+        ChangeKind.INDEX_ADDED,
+        ChangeKind.INDEX_REMOVED,
+        ChangeKind.UNIQUE_REMOVED,
+        ChangeKind.REDUCER_ADDED,
+        ChangeKind.COLUMN_ADDED_WITH_DEFAULT,
+    }
     else Severity.BREAKING
     for kind in ChangeKind
 }
@@ -455,9 +465,10 @@ def _table_changes(old: _Table, new: _Table) -> list[Change]:
         out.append(Change(ChangeKind.INDEX_ADDED, subject, f"new index on ({', '.join(group)})"))
     for group in sorted(old.indexes - new.indexes):
         out.append(Change(ChangeKind.INDEX_REMOVED, subject, f"index on ({', '.join(group)}) removed"))
-    for group in sorted(new.unique ^ old.unique):
-        verb = "added" if group in new.unique else "removed"
-        out.append(Change(ChangeKind.UNIQUE_CHANGED, subject, f"unique constraint on ({', '.join(group)}) {verb}"))
+    for group in sorted(new.unique - old.unique):
+        out.append(Change(ChangeKind.UNIQUE_ADDED, subject, f"unique constraint on ({', '.join(group)}) added"))
+    for group in sorted(old.unique - new.unique):
+        out.append(Change(ChangeKind.UNIQUE_REMOVED, subject, f"unique constraint on ({', '.join(group)}) removed"))
     for column in sorted(new.sequences ^ old.sequences):
         verb = "added" if column in new.sequences else "removed"
         out.append(Change(ChangeKind.SEQUENCE_CHANGED, subject, f"auto-increment on {column} {verb}"))

@@ -1,0 +1,75 @@
+"""Length-prefixed frames between the host and the module runner.
+
+A frame is: u32 LE length of the rest, u32 LE header length, a UTF-8 JSON header, raw body bytes (BSATN rows and
+reducer arguments travel as bodies, untouched). Bounded: a frame larger than `MAX_FRAME_BYTES` is a protocol error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import struct
+import time
+from typing import Any
+
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+Header = dict[str, Any]
+
+
+class FrameTimeoutError(Exception):
+    """No complete frame arrived before the deadline."""
+
+
+class FrameEofError(Exception):
+    """The runner closed its end of the pipe (it exited or was killed)."""
+
+
+class FrameMalformedError(Exception):
+    """The runner sent a frame above the bound or with a header that is not a JSON object."""
+
+
+def encode_frame(header: Header, body: bytes = b"") -> bytes:
+    """One frame ready to write."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<II", 4 + len(head) + len(body), len(head)) + head + body
+
+
+class FrameReader:
+    """Reads whole frames from a pipe fd, each under a deadline (monotonic seconds)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._buf = bytearray()
+
+    def _fill(self, need: int, deadline: float) -> None:
+        while len(self._buf) < need:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FrameTimeoutError
+            ready, _, _ = select.select([self._fd], [], [], remaining)
+            if not ready:
+                raise FrameTimeoutError
+            chunk = os.read(self._fd, max(65536, need - len(self._buf)))
+            if not chunk:
+                raise FrameEofError
+            self._buf += chunk
+
+    def read(self, deadline: float) -> tuple[Header, bytes]:
+        """The next frame's header and body."""
+        self._fill(8, deadline)
+        total, head_len = struct.unpack_from("<II", self._buf, 0)
+        if total > MAX_FRAME_BYTES or head_len > total - 4:
+            raise FrameMalformedError
+        self._fill(4 + total, deadline)
+        head = bytes(self._buf[8 : 8 + head_len])
+        body = bytes(self._buf[8 + head_len : 4 + total])
+        del self._buf[: 4 + total]
+        try:
+            header = json.loads(head)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+            raise FrameMalformedError from None
+        if not isinstance(header, dict):
+            raise FrameMalformedError
+        return header, body

@@ -1,0 +1,67 @@
+// ESM loader hooks for the module runner (spike, issue 18).
+//
+// Why: a built SpacetimeDB TypeScript module keeps `import ... from 'spacetime:sys@2.0'` as a real import, the
+// artifact `spacetime build` publishes. Node cannot resolve that scheme, so these hooks map it to a shim whose
+// exports forward to the synchronous syscalls the runner installs on `globalThis.__stdbSys` before the import.
+// They also lower the one `using` declaration form the library bundle contains, which Node 20 cannot parse.
+
+const SYS_2_0 = [
+  'moduleHooks', 'register_hooks', 'table_id_from_name', 'index_id_from_name', 'datastore_table_row_count',
+  'datastore_table_scan_bsatn', 'datastore_index_scan_range_bsatn', 'row_iter_bsatn_advance',
+  'row_iter_bsatn_close', 'datastore_insert_bsatn', 'datastore_update_bsatn',
+  'datastore_delete_by_index_scan_range_bsatn', 'datastore_delete_all_by_eq_bsatn',
+  'volatile_nonatomic_schedule_immediate', 'console_log', 'console_timer_start', 'console_timer_end', 'identity',
+  'get_jwt_payload', 'procedure_http_request', 'procedure_start_mut_tx', 'procedure_commit_mut_tx',
+  'procedure_abort_mut_tx', 'datastore_index_scan_point_bsatn', 'datastore_delete_by_index_scan_point_bsatn',
+];
+const SYS_2_1 = ['datastore_clear'];
+const SHIMS = { 'spacetime:sys@2.0': SYS_2_0, 'spacetime:sys@2.1': SYS_2_1 };
+
+function shimSource(names) {
+  const lines = ['const s = globalThis.__stdbSys;'];
+  for (const name of names) lines.push(`export const ${name} = s.${name};`);
+  return lines.join('\n');
+}
+
+export async function resolve(specifier, context, nextResolve) {
+  if (Object.hasOwn(SHIMS, specifier)) return { url: specifier, shortCircuit: true };
+  if (specifier.startsWith('spacetime:sys@')) throw new Error(`unsupported syscall module version: ${specifier}`);
+  return nextResolve(specifier, context);
+}
+
+export async function load(url, context, nextLoad) {
+  if (Object.hasOwn(SHIMS, url)) return { format: 'module', source: shimSource(SHIMS[url]), shortCircuit: true };
+  const result = await nextLoad(url, context);
+  if (result.format !== 'module' || result.source == null) return result;
+  const text = typeof result.source === 'string' ? result.source : new TextDecoder().decode(result.source);
+  if (!USING.test(text)) return result;
+  return { ...result, source: lowerUsing(text) };
+}
+
+// `using NAME = EXPR;` as a statement; the library bundle has exactly this form (in `tableIterator`).
+const USING = /^([ \t]*)using\s+([A-Za-z_$][\w$]*)\s*=\s*([^;\n]+);/m;
+
+// Lower each `using x = e;` to `const x = e; try { <rest of block> } finally { x?.[Symbol.dispose]?.(); }`.
+// A spike lowering: braces inside strings, templates, comments or regexes after the declaration would confuse it.
+// The full ABI lowers at build time (esbuild) or runs a Node whose V8 has explicit resource management.
+function lowerUsing(text) {
+  let out = text;
+  for (let m = USING.exec(out); m !== null; m = USING.exec(out)) {
+    const [whole, indent, name, expr] = m;
+    const start = m.index + whole.length;
+    let depth = 0;
+    let end = -1;
+    for (let i = start; i < out.length; i++) {
+      const c = out[i];
+      if (c === '{') depth++;
+      else if (c === '}') {
+        if (depth === 0) { end = i; break; }
+        depth--;
+      }
+    }
+    if (end < 0) throw new SyntaxError(`cannot lower 'using ${name}': enclosing block not found`);
+    out = out.slice(0, m.index) + `${indent}const ${name} = ${expr}; try {` + out.slice(start, end) +
+      `} finally { ${name}?.[Symbol.dispose]?.(); }\n` + out.slice(end);
+  }
+  return out;
+}

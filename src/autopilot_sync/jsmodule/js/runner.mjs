@@ -1,0 +1,178 @@
+// Module runner child process (spike, issue 18): runs one SpacetimeDB TypeScript module in its own Node process.
+//
+// Why a child: a module's exception, infinite loop or runaway allocation must not take the host down. In here an
+// exception is caught and answered; a loop is ended by the parent killing this process after its time limit; the
+// heap limit (--max-old-space-size) aborts only this process. The parent notices every case on the pipe.
+//
+// Usage: node --max-old-space-size=N runner.mjs MODULE.js IN_FD OUT_FD
+// Frames both ways: u32 LE frame length, u32 LE header length, UTF-8 JSON header, raw body bytes.
+// Everything after the module's import is synchronous: a syscall writes a request frame and blocks in readSync
+// until the parent answers, exactly as a host function call would block inside V8.
+
+import { readSync, writeSync } from 'node:fs';
+import { register } from 'node:module';
+import { pathToFileURL } from 'node:url';
+
+const [modulePath, inFdText, outFdText] = process.argv.slice(2);
+const IN_FD = Number(inFdText);
+const OUT_FD = Number(outFdText);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const SLEEP = new Int32Array(new SharedArrayBuffer(4));
+
+// Node 20 lacks these; the library bundle uses isSubsetOf when it builds unique-index views.
+if (!Set.prototype.isSubsetOf) {
+  Object.defineProperty(Set.prototype, 'isSubsetOf', {
+    value(other) {
+      for (const item of this) if (!other.has(item)) return false;
+      return true;
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+if (!Symbol.dispose) Object.defineProperty(Symbol, 'dispose', { value: Symbol('Symbol.dispose') });
+
+function readExactly(n) {
+  const buf = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    let r;
+    try {
+      r = readSync(IN_FD, buf, got, n - got, null);
+    } catch (e) {
+      if (e.code === 'EAGAIN') { Atomics.wait(SLEEP, 0, 0, 1); continue; }
+      throw e;
+    }
+    if (r === 0) process.exit(0); // parent closed the pipe: nothing more to serve
+    got += r;
+  }
+  return buf;
+}
+
+function readFrame() {
+  const head = readExactly(8);
+  const dv = new DataView(head.buffer);
+  const total = dv.getUint32(0, true);
+  const headerLen = dv.getUint32(4, true);
+  const rest = readExactly(total - 4);
+  const header = JSON.parse(decoder.decode(rest.subarray(0, headerLen)));
+  return { header, body: rest.subarray(headerLen) };
+}
+
+function writeFrame(header, body = new Uint8Array(0)) {
+  const h = encoder.encode(JSON.stringify(header));
+  const frame = new Uint8Array(8 + h.length + body.length);
+  const dv = new DataView(frame.buffer);
+  dv.setUint32(0, 4 + h.length + body.length, true);
+  dv.setUint32(4, h.length, true);
+  frame.set(h, 8);
+  frame.set(body, 8 + h.length);
+  let sent = 0;
+  while (sent < frame.length) {
+    try {
+      sent += writeSync(OUT_FD, frame, sent, frame.length - sent);
+    } catch (e) {
+      if (e.code === 'EAGAIN') { Atomics.wait(SLEEP, 0, 0, 1); continue; }
+      throw e;
+    }
+  }
+}
+
+let hooks = null;
+
+// One synchronous round trip to the parent. A refusal comes back as the library's errno class, as in SpacetimeDB.
+function syscall(fn, args = [], body) {
+  writeFrame({ t: 'sys', fn, a: args }, body);
+  const { header, body: reply } = readFrame();
+  if (header.t === 'errno') {
+    const Ctor = hooks ? hooks.__get_error_constructor__(header.code) : Error;
+    throw new Ctor(header.msg ?? `syscall ${fn} failed with errno ${header.code}`);
+  }
+  return { v: header.v, body: reply };
+}
+
+function notInSpike(name) {
+  return () => { throw new Error(`syscall ${name} is not implemented by the spike runner`); };
+}
+
+const moduleHooks = Symbol('moduleHooks');
+const sys = {
+  moduleHooks,
+  register_hooks(h) { hooks = h; },
+  table_id_from_name: (name) => syscall('table_id_from_name', [name]).v,
+  index_id_from_name: (name) => syscall('index_id_from_name', [name]).v,
+  datastore_table_row_count: (tableId) => BigInt(syscall('datastore_table_row_count', [tableId]).v),
+  datastore_table_scan_bsatn: (tableId) => syscall('datastore_table_scan_bsatn', [tableId]).v,
+  row_iter_bsatn_advance(iter, buffer) {
+    const { v, body } = syscall('row_iter_bsatn_advance', [iter, buffer.byteLength]);
+    // The library grows its buffer and retries when the next row does not fit, as with SpacetimeDB's host.
+    if (v.too_small) throw { __buffer_too_small__: v.too_small };
+    new Uint8Array(buffer).set(body);
+    return v.done ? -body.length : body.length;
+  },
+  row_iter_bsatn_close: (iter) => { syscall('row_iter_bsatn_close', [iter]); },
+  datastore_insert_bsatn(tableId, buffer, len) {
+    // The host writes generated columns (auto-increment) back into the row buffer, as SpacetimeDB does.
+    const { body } = syscall('datastore_insert_bsatn', [tableId], new Uint8Array(buffer, 0, len));
+    new Uint8Array(buffer).set(body);
+    return body.length;
+  },
+  console_log: (level, message) => { syscall('console_log', [level, message]); },
+  console_timer_start: (name) => syscall('console_timer_start', [name]).v,
+  console_timer_end: (span) => { syscall('console_timer_end', [span]); },
+  identity: () => BigInt(syscall('identity').v),
+  get_jwt_payload: () => new Uint8Array(0),
+  datastore_clear: (tableId) => BigInt(syscall('datastore_clear', [tableId]).v),
+};
+for (const name of [
+  'datastore_index_scan_range_bsatn', 'datastore_update_bsatn', 'datastore_delete_by_index_scan_range_bsatn',
+  'datastore_delete_all_by_eq_bsatn', 'volatile_nonatomic_schedule_immediate', 'procedure_http_request',
+  'procedure_start_mut_tx', 'procedure_commit_mut_tx', 'procedure_abort_mut_tx',
+  'datastore_index_scan_point_bsatn', 'datastore_delete_by_index_scan_point_bsatn',
+]) sys[name] = notInSpike(name);
+globalThis.__stdbSys = sys;
+
+function describeError(e) {
+  if (e instanceof Error) return `${e.name}: ${e.message}`;
+  return String(e);
+}
+
+function serve() {
+  for (;;) {
+    const { header, body } = readFrame();
+    try {
+      if (header.t === 'describe') {
+        writeFrame({ t: 'ok' }, hooks.__describe_module__());
+      } else if (header.t === 'call') {
+        const args = new DataView(body.buffer, body.byteOffset, body.byteLength);
+        hooks.__call_reducer__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), args);
+        writeFrame({ t: 'ok' });
+      } else if (header.t === 'ping') {
+        writeFrame({ t: 'ok' });
+      } else {
+        writeFrame({ t: 'err', kind: 'protocol', msg: `unknown request ${JSON.stringify(header.t)}` });
+      }
+    } catch (e) {
+      const sender = hooks && e instanceof hooks.__sender_error_class__;
+      writeFrame({ t: 'err', kind: sender ? 'sender' : 'panic', msg: describeError(e) });
+    }
+  }
+}
+
+register('./hooks.mjs', import.meta.url);
+try {
+  const ns = await import(pathToFileURL(modulePath).href);
+  if (hooks === null) {
+    const provider = ns.default;
+    if (provider === undefined || typeof provider[moduleHooks] !== 'function') {
+      throw new Error('the module neither called register_hooks nor default-exports a schema with module hooks');
+    }
+    hooks = provider[moduleHooks](ns);
+  }
+} catch (e) {
+  writeFrame({ t: 'fatal', msg: describeError(e) });
+  process.exit(1);
+}
+writeFrame({ t: 'ready' });
+serve();

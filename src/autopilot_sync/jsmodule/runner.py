@@ -1,0 +1,284 @@
+"""`JsModuleRunner`: the host side of one Node child process running one TypeScript module (spike, issue 18).
+
+Why a child process: containment by construction. The module's exception is answered as a typed error; a call over
+its time limit gets the runner SIGKILLed (Python never has to interrupt V8 from another thread); a runaway
+allocation hits `--max-old-space-size` and aborts only the child. Any death is seen as EOF on the pipe, reported as
+a typed error, and the next call starts a fresh runner. Syscalls are synchronous round trips on the same pipes,
+answered by a `SyscallHandler` (in the spike, `SpikeTableDouble`; in the full ABI, the engine's transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from autopilot_sync.jsmodule.errors import (
+    JsCallTimeoutError,
+    JsHeapLimitError,
+    JsModuleLoadError,
+    JsProtocolError,
+    JsReducerPanicError,
+    JsRunnerCrashedError,
+    JsSenderError,
+    SyscallRefusedError,
+)
+from autopilot_sync.jsmodule.frames import (
+    FrameEofError,
+    FrameMalformedError,
+    FrameReader,
+    FrameTimeoutError,
+    Header,
+    encode_frame,
+)
+
+log = logging.getLogger(__name__)
+
+RUNNER_JS = Path(__file__).parent / "js" / "runner.mjs"
+_HEAP_LIMIT_MARKERS = ("Reached heap limit", "JavaScript heap out of memory")
+_STDERR_TAIL_BYTES = 4096
+
+
+class SyscallHandler(Protocol):
+    """Answers the module's syscalls during a call: returns (value for the header, body bytes)."""
+
+    def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]: ...
+
+
+@dataclass(frozen=True)
+class RunnerLimits:
+    """Bounds of one runner: V8 old-space heap, time to import the module, default time per call."""
+
+    heap_mb: int = 64
+    load_timeout_s: float = 20.0
+    call_timeout_s: float = 2.0
+
+
+class _Child:
+    """One live runner process with its pipes and a file collecting its stderr (for the crash reason)."""
+
+    def __init__(self, node: str, module_path: Path, limits: RunnerLimits) -> None:
+        to_child_r, self._to_child_w = os.pipe()
+        self._from_child_r, from_child_w = os.pipe()
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed by _discard
+        # `ulimit -c 0`: V8's heap-limit abort must not leave a core dump of module memory (and the rows in it)
+        # on disk; `exec` keeps the pid, so the runner is the process we time out and kill.
+        argv = [
+            "/bin/sh",
+            "-c",
+            'ulimit -c 0 && exec "$@"',
+            "sh",
+            node,
+            f"--max-old-space-size={limits.heap_mb}",
+            str(RUNNER_JS),
+            str(module_path),
+            str(to_child_r),
+            str(from_child_w),
+        ]
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self.stderr,
+                stderr=self.stderr,
+                pass_fds=(to_child_r, from_child_w),
+                start_new_session=True,
+            )
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.reader = FrameReader(self._from_child_r)
+
+    def send(self, frame: bytes) -> None:
+        view = memoryview(frame)
+        while view:
+            written = os.write(self._to_child_w, view)
+            view = view[written:]
+
+    def stderr_tail(self) -> str:
+        self.stderr.seek(0, os.SEEK_END)
+        size = self.stderr.tell()
+        self.stderr.seek(max(0, size - _STDERR_TAIL_BYTES))
+        return self.stderr.read().decode(errors="replace")
+
+    def kill(self) -> int | None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        for fd in (self._to_child_w, self._from_child_r):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        return code
+
+
+class JsModuleRunner:
+    """Runs one ES-module file in a Node child: `describe()` and `call_reducer()`, each failure typed and contained.
+
+    Not thread-safe: one call at a time, as the engine runs one transaction at a time.
+    """
+
+    def __init__(
+        self,
+        module_path: Path,
+        syscalls: SyscallHandler,
+        *,
+        limits: RunnerLimits | None = None,
+        node: str | None = None,
+    ) -> None:
+        found = node or shutil.which("node")
+        if found is None:
+            raise JsModuleLoadError("node is not installed (needed to run TypeScript modules)")
+        self._node = found
+        self._module_path = module_path.resolve()
+        self._syscalls = syscalls
+        self.limits = limits or RunnerLimits()
+        self._child: _Child | None = None
+        self.restarts = 0
+        """How many times a dead or killed runner was replaced (first start not counted)."""
+
+    @property
+    def pid(self) -> int | None:
+        """The current runner's process id, if one is running."""
+        return self._child.proc.pid if self._child is not None else None
+
+    def alive(self) -> bool:
+        """Whether a runner process is running now (a health check; a dead one is replaced at the next call)."""
+        return self._child is not None and self._child.proc.poll() is None
+
+    def start(self) -> None:
+        """Start the runner and wait until the module is imported and its hooks are registered."""
+        if self._child is not None and self._child.proc.poll() is None:
+            return
+        if self._child is not None:
+            self._discard(self._child)
+        child = _Child(self._node, self._module_path, self.limits)
+        self._child = child
+        deadline = time.monotonic() + self.limits.load_timeout_s
+        try:
+            header, _ = child.reader.read(deadline)
+        except (FrameTimeoutError, FrameEofError, FrameMalformedError) as exc:
+            self._child = None
+            child.kill()
+            raise JsModuleLoadError(f"module runner did not start: {child.stderr_tail().strip()[-500:]}") from exc
+        if header.get("t") != "ready":
+            self._child = None
+            child.kill()
+            raise JsModuleLoadError(f"module failed to load: {header.get('msg', header)}")
+
+    def close(self) -> None:
+        """Stop the runner (idempotent)."""
+        if self._child is not None:
+            self._child.kill()
+            self._child.stderr.close()
+            self._child = None
+
+    def __enter__(self) -> JsModuleRunner:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def describe(self) -> bytes:
+        """The module's `__describe_module__()` bytes: a BSATN `RawModuleDef` (V10 from library 2.x)."""
+        _, body = self._exchange({"t": "describe"}, b"", self.limits.load_timeout_s)
+        return body
+
+    def ping(self) -> None:
+        """One empty round trip (for the bench)."""
+        self._exchange({"t": "ping"}, b"", self.limits.call_timeout_s)
+
+    def call_reducer(
+        self,
+        reducer_id: int,
+        args: bytes,
+        *,
+        sender: int = 0,
+        connection_id: int = 0,
+        timestamp_us: int = 0,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Run reducer `reducer_id` with BSATN `args`; raises a `JsModuleError` subclass on any failure."""
+        header = {
+            "t": "call",
+            "id": reducer_id,
+            "sender": str(sender),
+            "conn": str(connection_id),
+            "ts": str(timestamp_us),
+        }
+        self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+
+    def _exchange(self, request: Header, body: bytes, timeout_s: float) -> tuple[Header, bytes]:
+        self.start()
+        child = self._child
+        assert child is not None
+        deadline = time.monotonic() + timeout_s
+        try:
+            child.send(encode_frame(request, body))
+            while True:
+                header, reply_body = child.reader.read(deadline)
+                kind = header.get("t")
+                if kind == "sys":
+                    child.send(self._answer(header, reply_body))
+                    continue
+                if kind == "ok":
+                    return header, reply_body
+                if kind == "err":
+                    message = str(header.get("msg", ""))
+                    if header.get("kind") == "sender":
+                        raise JsSenderError(message)
+                    if header.get("kind") == "panic":
+                        raise JsReducerPanicError(message)
+                    raise JsProtocolError(message)
+                raise JsProtocolError(f"unexpected frame from runner: {kind!r}")
+        except FrameTimeoutError:
+            self._discard(child)
+            raise JsCallTimeoutError(f"module call exceeded its time limit of {timeout_s:g} s; runner killed") from None
+        except (FrameEofError, BrokenPipeError):
+            raise self._crashed(child) from None
+        except FrameMalformedError:
+            self._discard(child)
+            raise JsProtocolError("runner sent a malformed frame; runner killed") from None
+
+    def _answer(self, header: Header, body: bytes) -> bytes:
+        fn = str(header.get("fn"))
+        args = header.get("a")
+        try:
+            value, reply = self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
+        except SyscallRefusedError as refusal:
+            return encode_frame({"t": "errno", "code": refusal.code, "msg": str(refusal)})
+        except Exception:
+            # A handler bug must still answer, or the runner would wait for this reply forever and read the next
+            # request as one. The module sees HOST_CALL_FAILURE (errno 1), as SpacetimeDB reports a host fault.
+            log.exception("syscall %s failed in the host", fn)
+            return encode_frame({"t": "errno", "code": 1, "msg": f"host failed to answer syscall {fn}"})
+        return encode_frame({"t": "ret", "v": value}, reply)
+
+    def _discard(self, child: _Child) -> tuple[int | None, str]:
+        """Kill `child` (if still alive) and return its exit code and the tail of what it printed."""
+        code = child.kill()
+        tail = child.stderr_tail()
+        child.stderr.close()
+        self._child = None
+        self.restarts += 1
+        return code, tail
+
+    def _crashed(self, child: _Child) -> JsRunnerCrashedError:
+        code, tail = self._discard(child)
+        if any(marker in tail for marker in _HEAP_LIMIT_MARKERS):
+            return JsHeapLimitError(
+                f"module exceeded its heap limit of {self.limits.heap_mb} MiB; runner restarted",
+                returncode=code,
+                stderr_tail=tail,
+            )
+        return JsRunnerCrashedError(
+            f"module runner died (exit {code}); runner restarted", returncode=code, stderr_tail=tail
+        )
