@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from rich.text import Text
@@ -31,6 +31,12 @@ from autopilot_sync.desktop.sync import DesktopSync
 
 WIDE_COLUMNS = 100
 """From this width on, the presence pane and the replay progress bar are shown; below it the 80-column layout."""
+
+NARROW_ID = 30
+"""Stream ids are cut (in the middle; the log's title has the selected one whole) to no less than this to fit."""
+
+PRESENCE_WIDTH = 32
+"""Columns of the presence pane in the wide layout."""
 
 PAYLOAD_CELL = 200
 """Characters of a payload the log shows (the detail view shows all)."""
@@ -127,21 +133,59 @@ def _progress(stream: StreamView) -> str:
     return f"{'█' * filled}{'░' * (10 - filled)} {share * 100:3.0f}%"
 
 
-def stream_cells(stream: StreamView, *, narrow: bool = False) -> tuple[str | Text, ...]:
-    """One row of the streams table; `narrow` drops the progress bar and puts the percentage into the status."""
-    status = stream.notice or stream.phase.value
+def fit_id(stream_id: str, width: int) -> str:
+    """`stream_id` cut in the middle to `width` (start and end are what tell streams apart: kind and id)."""
+    if len(stream_id) <= width:
+        return stream_id
+    head = (width - 1) // 2
+    return f"{stream_id[:head]}…{stream_id[-(width - 1 - head) :]}"
+
+
+def _status(stream: StreamView, *, narrow: bool, notices: bool) -> str:
+    status = stream.notice if stream.notice and notices else stream.phase.value
     if narrow and stream.phase in (StreamPhase.REPLAYING, StreamPhase.REBUILDING) and stream.lag:
         status = f"{status} {stream.replay_progress * 100:.0f}%"
+    return status
+
+
+def stream_cells(
+    stream: StreamView, *, narrow: bool = False, id_width: int | None = None, notices: bool = True
+) -> tuple[str | Text, ...]:
+    """One row of the streams table.
+
+    `narrow` (80 columns): no progress bar, the status is the phase with the replay percentage. `id_width` cuts the
+    id in the middle; without `notices` the status is the phase and the notice (why a stream rebuilds or stopped)
+    shows under the event log of the selected stream instead.
+    """
     cells: list[str | Text] = [
-        stream.stream_id,
+        fit_id(stream.stream_id, id_width) if id_width else stream.stream_id,
         str(stream.head_seq),
         str(stream.applied_seq),
         Text(str(stream.lag), style="bold yellow" if stream.lag else "green"),
     ]
     if not narrow:
         cells.append(_progress(stream))
-    cells.append(Text(status, style=_STREAM_STYLE[stream.phase]))
+    cells.append(Text(_status(stream, narrow=narrow, notices=notices), style=_STREAM_STYLE[stream.phase]))
     return tuple(cells)
+
+
+def stream_layout(streams: Sequence[StreamView], table_width: int, *, narrow: bool) -> tuple[int, bool]:
+    """(id width, whether notices fit) so that every column shows in `table_width` cells.
+
+    Notices show in the status column when they fit next to ids of at least `NARROW_ID` characters; otherwise the
+    status is the phase (the selected stream's notice shows under its event log).
+    """
+    fixed = 2 * (5 if narrow else 6) + 6 + 7 + 5 + (0 if narrow else 16)
+    longest_id = max((len(s.stream_id) for s in streams), default=6)
+
+    def status_width(notices: bool) -> int:
+        return max((len(_status(s, narrow=narrow, notices=notices)) for s in streams), default=6)
+
+    for notices in (True, False):
+        id_width = table_width - fixed - status_width(notices)
+        if id_width >= min(longest_id, NARROW_ID):
+            return max(id_width, 6), notices
+    return max(table_width - fixed - status_width(False), 12), False
 
 
 def log_cells(line: LogLine) -> tuple[str | Text, ...]:
@@ -172,7 +216,7 @@ class DesktopApp(App[None]):
     CSS = """
     #connection { height: 5; padding: 0 1; border: round $accent; }
     #middle { height: 1fr; min-height: 6; }
-    #presence { width: 40; height: 100%; padding: 0 1; border: round $accent; }
+    #presence { width: 32; height: 100%; padding: 0 1; border: round $accent; }
     #stream-table { width: 1fr; height: 100%; border: round $accent; }
     #log-table { height: 1fr; border: round $accent; }
     #status { height: 1; padding: 0 1; color: $text-muted; }
@@ -203,6 +247,7 @@ class DesktopApp(App[None]):
         self._stop_listening: Callable[[], None] | None = None
         self._row_order: tuple[str, ...] = ()
         self._narrow: bool | None = None
+        self._stream_layout: tuple[int, bool] = (0, True)
         self._main_screen: Screen[Any] | None = None
         self.verdicts: dict[str, str] = {}
         """The last integrity verdict per stream (also shown as a notification)."""
@@ -285,24 +330,33 @@ class DesktopApp(App[None]):
         table = self._main.query_one("#stream-table", DataTable)
         narrow = bool(self._narrow)
         columns = _NARROW_COLUMNS if narrow else _STREAM_COLUMNS
+        table_width = self.size.width - (0 if narrow else PRESENCE_WIDTH) - 4  # borders and the scrollbar
+        id_width, notices = stream_layout(state.streams, table_width, narrow=narrow)
+
+        def cells(stream: StreamView) -> tuple[str | Text, ...]:
+            return stream_cells(stream, narrow=narrow, id_width=id_width, notices=notices)
+
         order = tuple(stream.stream_id for stream in state.streams)
-        if order != self._row_order:
+        if order != self._row_order or (id_width, notices) != self._stream_layout:
             table.clear()
             for stream in state.streams:
-                table.add_row(*stream_cells(stream, narrow=narrow), key=stream.stream_id)
+                table.add_row(*cells(stream), key=stream.stream_id)
             self._row_order = order
+            self._stream_layout = (id_width, notices)
             if state.selected_stream in order:
                 table.move_cursor(row=order.index(state.selected_stream))
             return
         for stream in state.streams:
-            for column, cell in zip(columns, stream_cells(stream, narrow=narrow), strict=True):
+            for column, cell in zip(columns, cells(stream), strict=True):
                 table.update_cell(stream.stream_id, column, cell, update_width=True)
 
     def _render_log(self, state: DesktopState) -> None:
         """The selected stream's events, newest last; the cursor stays on its event, or follows the tail."""
         table = self._main.query_one("#log-table", DataTable)
         table.border_title = f"Events {state.selected_stream or '(no stream selected)'}"
-        table.border_subtitle = "" if state.log else "no events applied yet"
+        selected = state.stream(state.selected_stream)
+        notice = selected.notice if selected is not None else ""
+        table.border_subtitle = notice or ("" if state.log else "no events applied yet")
         keys = [str(line.seq) for line in state.log]
         current = self._highlighted_key(table)
         at_tail = table.row_count == 0 or table.cursor_row >= table.row_count - 1
