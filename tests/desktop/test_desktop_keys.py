@@ -176,3 +176,23 @@ async def test_a_line_without_chain_fields_shows_dashes_not_blanks() -> None:
         await pilot.pause()
         text = screen_text(app)
     assert "not json" in text and "chain" in text and "—" in text
+
+
+async def test_long_runtime_stream_ids_leave_every_column_readable_at_80_and_120_columns() -> None:
+    ids = [f"runtime.worker.demo-1606a7-worker-{n}.lifecycle" for n in range(3)]
+    streams = tuple(
+        StreamView(stream_id, 41, 30, 1, 1, StreamPhase.REBUILDING, "history trimmed — rebuilding", replay_from_seq=30)
+        for stream_id in ids
+    )
+    state = replace(_state(), streams=streams, selected_stream=ids[0])
+    for size in ((80, 24), (120, 40)):
+        app = DesktopApp(StateHub(state), clock=lambda: EXAMPLE_NOW)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            text = screen_text(app)
+        for n in range(3):
+            row = _row(text, "runtime.worke")  # the first; each id keeps its distinguishing end
+            assert f"er-{n}.lifecycle" in text, (size, n)
+            for needle in ("41", "30", "11", "rebuilding"):
+                assert needle in row, (size, needle, row)
+        assert "history trimmed — rebuilding" in text, size  # under the selected stream's log
