@@ -196,3 +196,12 @@ async def test_long_runtime_stream_ids_leave_every_column_readable_at_80_and_120
             for needle in ("41", "30", "11", "rebuilding"):
                 assert needle in row, (size, needle, row)
         assert "history trimmed — rebuilding" in text, size  # under the selected stream's log
+
+
+async def test_verify_against_an_unreachable_host_says_it_could_not_run_in_one_line() -> None:
+    from autopilot_sync.desktop.integrity import verify_stream
+    from autopilot_sync.devtools.processes import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    verdict = await verify_stream(url, "autopilot-sync", "runs", None, within=10)
+    assert verdict.startswith("could not verify runs: ") and "\n" not in verdict
