@@ -781,6 +781,8 @@ def _range_key(plan: SelectPlan) -> tuple[int, CompareOp, Any] | None:
 def _range_bound(found: _Filter) -> Any:
     assert found.range_key is not None
     return found.range_key[2]
+
+
 def _left_equality(plan: SelectPlan) -> tuple[int, Any] | None:
     """A join query's top-level `column = literal` on its projected table, if any (hashable values only)."""
     width = len(plan.table.columns)
