@@ -507,4 +507,13 @@ class DesktopSync:
 
 
 def _log_line(event: StreamEvent) -> LogLine:
-    return LogLine(event.seq, event.kind, event.payload, event.committed_at_us)
+    return LogLine(
+        event.seq,
+        event.kind,
+        event.payload,
+        event.committed_at_us,
+        event.idempotency_key,
+        event.payload_hash,
+        event.chain,
+        event.epoch,
+    )
