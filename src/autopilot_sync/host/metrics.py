@@ -57,6 +57,12 @@ class HostMetrics:
         self.recovery_seconds = Gauge(
             "autopilot_sync_host_recovery_seconds", "Time the last start spent on snapshot load and replay.", registry=r
         )
+        self.connections_refused = Counter(
+            "autopilot_sync_host_connections_refused_total",
+            "WebSocket connections closed right after the upgrade, by cause (client_connected, storage_failed).",
+            ["cause"],
+            registry=r,
+        )
         self.storage_failed = Gauge(
             "autopilot_sync_host_storage_failed", "1 when the commit log failed and writes are refused.", registry=r
         )

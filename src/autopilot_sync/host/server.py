@@ -95,6 +95,7 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
     metrics.attach(engine)
     register_sync_metrics(metrics.registry, engine.datastore)
     engine.on_call = metrics.observe_call
+    hub.on_refused = lambda cause: metrics.connections_refused.labels(cause).inc()
     metrics.track_live(
         lambda: len(hub.connections),
         lambda: len({connection.caller.identity for connection in hub.connections}),

@@ -252,12 +252,13 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
     if not sql.strip():
         raise SqlError("Empty SQL query")
     _check_size(sql)
+    _check_statement_keyword(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as exc:
-        raise SqlError(f"SQL parse error: {_first_line(str(exc))}") from None
+        raise SqlError(f"sql parser error: {_first_line(str(exc))}") from None
     except Exception as exc:  # sqlglot raises assorted errors on garbage (tokenizer, recursion)
-        raise SqlError(f"SQL parse error: {_first_line(str(exc)) or type(exc).__name__}") from None
+        raise SqlError(f"sql parser error: {_first_line(str(exc)) or type(exc).__name__}") from None
     if not statements:
         raise SqlError("Empty SQL query")
     if len(statements) > 1:
@@ -297,6 +298,75 @@ def _check_size(sql: str) -> None:
             depth -= 1
     if deepest > MAX_PARENTHESES_DEPTH:
         raise SqlError(f"Unsupported: parentheses nested {deepest} deep (the limit is {MAX_PARENTHESES_DEPTH})")
+
+
+#: Words sqlparser 0.38 (SpacetimeDB's SQL parser) starts a statement with (`Parser::parse_statement`).
+_STATEMENT_KEYWORDS = frozenset(
+    [
+        "KILL",
+        "DESCRIBE",
+        "EXPLAIN",
+        "ANALYZE",
+        "SELECT",
+        "WITH",
+        "VALUES",
+        "TRUNCATE",
+        "MSCK",
+        "CREATE",
+        "CACHE",
+        "DROP",
+        "DISCARD",
+        "DECLARE",
+        "FETCH",
+        "DELETE",
+        "INSERT",
+        "REPLACE",
+        "UNCACHE",
+        "UPDATE",
+        "ALTER",
+        "CALL",
+        "COPY",
+        "CLOSE",
+        "SET",
+        "SHOW",
+        "USE",
+        "GRANT",
+        "REVOKE",
+        "START",
+        "BEGIN",
+        "SAVEPOINT",
+        "RELEASE",
+        "COMMIT",
+        "ROLLBACK",
+        "ASSERT",
+        "DEALLOCATE",
+        "EXECUTE",
+        "PREPARE",
+        "MERGE",
+        "PRAGMA",
+        "INSTALL",
+        "LOAD",
+        "TABLE",
+    ]
+)
+_FIRST_WORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_$]*)")
+
+
+def _check_statement_keyword(sql: str) -> None:
+    """Refuse a statement that starts with a word no statement starts with, in SpacetimeDB's parser's words.
+
+    sqlglot reads `SELEC * FRM x` as an expression; sqlparser (`Parser::parse_statement`, `expected` with the
+    token's location) says `sql parser error: Expected an SQL statement, found: SELEC at Line: 1, Column 1`.
+    """
+    match = _FIRST_WORD.match(sql)
+    if match is None or match.group(1).upper() in _STATEMENT_KEYWORDS:
+        return
+    start = match.start(1)
+    line = sql.count("\n", 0, start) + 1
+    column = start - (sql.rfind("\n", 0, start) + 1) + 1
+    raise SqlError(
+        f"sql parser error: Expected an SQL statement, found: {match.group(1)} at Line: {line}, Column {column}"
+    )
 
 
 def _first_line(text: str) -> str:

@@ -380,12 +380,14 @@ class SubscriptionManager(_JoinMixin):
         sender: Identity | None = None,
         private_visible: bool = False,
     ) -> SubscribeApplied | SubscriptionError:
-        """Register a query set and return its initial rows, or the error that refused it (nothing registered)."""
+        """Register a query set and return its initial rows, or the error that refused it (nothing registered).
+
+        A set of zero queries is registered and applied with no rows, as SpacetimeDB does (its `subscribe_v2` in
+        `crates/core/src/subscription/module_subscription_actor.rs` compiles and adds an empty batch).
+        """
         sets = self._clients.setdefault(client, {})
         if query_set_id in sets:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is already subscribed")
-        if not sqls:
-            return SubscriptionError(request_id, query_set_id, "a query set needs at least one query")
         refused = self._over_limits(client, len(sqls))
         if refused is not None:
             return SubscriptionError(request_id, query_set_id, refused)
@@ -395,7 +397,8 @@ class SubscriptionManager(_JoinMixin):
             try:
                 plans.append(compile_subscription(sql, ctx))
             except SqlError as exc:
-                return SubscriptionError(request_id, query_set_id, f"{exc} (in query {sql!r})")
+                # crates/engine/src/error.rs `DBError::WithSql`, with the SQL trimmed as `compile_queries` does.
+                return SubscriptionError(request_id, query_set_id, f"{exc}, executing: `{sql.strip()}`")
         unindexed = sum(1 for plan in plans if _unindexed(plan))
         held = self._unindexed_counts.get(client, 0)
         if unindexed and held + unindexed > self.limits.max_unindexed_queries_per_connection:
@@ -416,6 +419,10 @@ class SubscriptionManager(_JoinMixin):
         if unindexed:
             self._unindexed_counts[client] = held + unindexed
         return SubscribeApplied(request_id, query_set_id, rows)
+
+    def is_subscribed(self, client: Client, query_set_id: int) -> bool:
+        """Whether `client` holds query set `query_set_id` (a second Subscribe with it is a protocol error)."""
+        return query_set_id in self._clients.get(client, {})
 
     def _over_limits(self, client: Client, queries: int) -> str | None:
         """Why a Subscribe of `queries` queries would pass one of the client's limits (None: it fits)."""

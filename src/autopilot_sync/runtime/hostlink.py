@@ -27,6 +27,7 @@ from autopilot_sync.client.errors import (
     ClientError,
     ConnectError,
     ConnectionLostError,
+    ConnectionRejectedError,
     NotConnectedError,
     OneOffQueryError,
     ProtocolError,
@@ -207,6 +208,8 @@ class SdkHostLink:
             return cause.failure
         if event is not None and isinstance(event.error, AuthenticationError):
             return PublishFailure(FailureKind.AUTH_REJECTED, reason)
+        if event is not None and isinstance(event.error, ConnectionRejectedError):
+            return describe_failure(event.error)
         return PublishFailure(FailureKind.NETWORK, f"not connected to {self.base_url}: {reason}")
 
 
@@ -220,6 +223,13 @@ def describe_failure(exc: BaseException) -> PublishFailure:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, AuthenticationError):
         return PublishFailure(FailureKind.AUTH_REJECTED, message)
+    if isinstance(exc, ConnectionRejectedError):
+        # The host upgrades, then closes: 1008 is client_connected's refusal (its message says why), 1011 storage.
+        if exc.code == 1008:
+            return PublishFailure(FailureKind.AUTH_REJECTED, message)
+        if exc.code == 1011:
+            return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
+        return PublishFailure(FailureKind.NETWORK, message)
     if isinstance(exc, ConnectError):
         if exc.status == 403:
             return PublishFailure(FailureKind.AUTH_REJECTED, message)
