@@ -26,10 +26,12 @@ from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression
+from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Timestamp
 
 DATABASE = "autopilot-sync"
 APPEND = "append_sync_events"
+GRANT = "grant_stream_readers"
 TOKEN_TTL_SECONDS = 900
 #: What the table says about this system's durability.
 DURABILITY = "commit log fsync before ack (group commit)"
@@ -55,6 +57,7 @@ class Ours:
     control: ServiceProcess | None = None
     schema: ClientSchema | None = None
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
+    _granted: set[str] = field(default_factory=set)
 
     @property
     def url(self) -> str:
@@ -157,7 +160,17 @@ class Ours:
         return conn
 
     async def append(self, conn: Connection, events: list[tuple[Any, ...]]) -> None:
-        """One `append_sync_events` call; raises unless it committed."""
+        """One `append_sync_events` call; raises unless it committed.
+
+        A stream's first append is preceded by `grant_stream_readers` for the producer and the reader key, as the
+        runtime does: reading is row-level (a stream's events are visible to its readers only).
+        """
+        for stream_id in {str(event[0]) for event in events} - self._granted:
+            readers = [identity_from_claims(self.control_url, k.public_key().hex) for k in (self.key, self.reader_key)]
+            granted = await conn.call(GRANT, stream_id, readers)
+            if not isinstance(granted, ReducerCommitted):
+                raise RuntimeError(f"grant refused: {granted}")
+            self._granted.add(stream_id)
         result = await conn.call(APPEND, events)
         if not isinstance(result, ReducerCommitted):
             raise RuntimeError(f"append refused: {result}")

@@ -421,7 +421,8 @@ scenario("05_reducer_errors", async (c) => {
   c.ok(!unknown.ok, "an unknown reducer rejects");
   c.note("unknown_reducer_error", describeError(unknown.error));
   c.ok(unknown.error instanceof InternalError, "unknown reducer is an InternalError", describeError(unknown.error));
-  c.ok(/no_such_reducer/.test(unknown.error.message), "the error names the reducer", unknown.error.message);
+  // SpacetimeDB's text (ReducerCallError::NoSuchReducer in crates/core/src/host/module_host.rs) carries no name.
+  c.equal(unknown.error.message, "no such reducer", "the error is SpacetimeDB's 'no such reducer'");
 
   const after = await settle(
     conn.reducers.addPerson({ name: `after-errors-${RUN}`, age: 1 }),
@@ -819,6 +820,37 @@ scenario("13_join_subscription", async (c) => {
 
 // ---------------------------------------------------------------------------------------------------------------
 // Runner
+
+scenario("14_client_connected_refusal_is_a_disconnect", async (c) => {
+  // SpacetimeDB upgrades first and runs client_connected after (crates/client-api/src/routes/subscribe.rs
+  // handle_websocket), so a refusal reaches the SDK as a closed socket: onDisconnect, never onConnect/onConnectError.
+  const token = process.env.AUTOPILOT_SYNC_CONFORMANCE_BANNED_TOKEN;
+  c.ok(typeof token === "string" && token.length > 0, "the runner passed a token whose subject the module bans");
+  const firstSocket = sockets.length;
+  const outcome = await within(
+    new Promise((resolve) => {
+      const conn = DbConnection.builder()
+        .withUri(BASE_URL)
+        .withDatabaseName(DATABASE)
+        .withToken(token)
+        .onConnect(() => resolve({ kind: "connect" }))
+        .onConnectError((_ctx, error) => resolve({ kind: "connectError", error }))
+        .onDisconnect((_ctx, error) => resolve({ kind: "disconnect", error }))
+        .build();
+      openConnections.add(conn);
+    }),
+    "onDisconnect for a connection client_connected refuses",
+  );
+  c.note("outcome", { kind: outcome.kind, error: outcome.error ? describeError(outcome.error) : null });
+  c.equal(outcome.kind, "disconnect", "the SDK reports onDisconnect (the socket was upgraded, then closed)");
+  const socket = sockets[firstSocket];
+  c.ok(socket !== undefined, "the SDK opened a WebSocket");
+  c.equal(socket.chosen, "v3.bsatn.spacetimedb", "the upgrade succeeded with v3");
+  c.equal(socket.received.length, 0, "no InitialConnection arrived");
+  c.note("close", socket.closed);
+  c.equal(socket.closed?.code, 1008, "the host closed with 1008");
+  c.equal(socket.closed?.reason, "forbidden: this subject is banned", "the close reason is the module's message");
+});
 
 async function main() {
   let failures = 0;

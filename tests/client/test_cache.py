@@ -107,3 +107,38 @@ def test_event_rows_are_reported_but_never_stored() -> None:
     cache.apply([event], ChangeCause.TRANSACTION)
     assert seen == [("insert", (0, "event"))]
     assert cache.count("person") == 0
+
+
+def test_composite_primary_key_rows_are_keyed_by_every_key_column() -> None:
+    # RawTableDefV9.primary_key is a list of columns; a table keyed by (id, name) updates when both match.
+    import copy
+
+    from autopilot_sync.client.schema import ClientSchema
+    from autopilot_sync.client.updates import ops_from_query_rows
+    from autopilot_sync.examples.chat import module as chat
+    from autopilot_sync.spacetime import bsatn
+    from autopilot_sync.spacetime import messages as m
+
+    document = copy.deepcopy(chat.schema_json())
+    (person,) = [t for t in document["tables"] if t["name"] == "person"]
+    person["primary_key"] = [0, 1]
+    schema = ClientSchema.from_json(document)
+    table = schema.tables["person"]
+    assert table.primary_key == (0, 1)
+    codec = bsatn.codec(chat.tables["person"].row_type)
+    key, row = table.decode(codec.encode((1, "ann", 3)))
+    assert key == ("pk", (1, "ann")) and row.age == 3
+
+    cache = ClientCache()
+    seen = recorder(cache)
+    rows = m.query_rows([("person", [codec.encode((1, "ann", 3)), codec.encode((1, "bo", 4))])])
+    cache.apply(ops_from_query_rows(schema, 1, rows, True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert cache.count("person") == 2  # same id, different name: two rows
+    assert cache.find("person", (1, "bo")).age == 4
+    update = [
+        RowOp(1, "person", False, ("pk", (1, "ann")), codec.encode((1, "ann", 3)), (1, "ann", 3)),
+        RowOp(1, "person", True, ("pk", (1, "ann")), codec.encode((1, "ann", 5)), (1, "ann", 5)),
+    ]
+    changes = cache.apply(update, ChangeCause.TRANSACTION)
+    assert [c.kind for c in changes] == [ChangeKind.UPDATE]
+    assert seen[-1][0] == "update"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
@@ -13,6 +14,8 @@ from autopilot_sync.client import (
     AuthenticationError,
     ChangeKind,
     Compression,
+    ConnectError,
+    ConnectionRejectedError,
     OneOffQueryError,
     ReducerArgumentError,
     ReducerCommitted,
@@ -23,6 +26,8 @@ from autopilot_sync.client import (
     connect,
 )
 from autopilot_sync.client.connection import PROTOCOL_V2, ConnectOptions
+from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.spacetime.identity import identity_from_claims
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -119,3 +124,39 @@ async def test_generated_row_types_are_used(host: HostProcess) -> None:
         result = await conn.call("add_person", "dee", 9)
         assert isinstance(result, ReducerCommitted)
         assert result.changes[0].new == Person(1, "dee", 9)
+
+
+async def test_a_connection_the_server_refuses_carries_the_servers_reason(host: HostProcess) -> None:
+    # The chat module's client_connected refuses the subject `banned`; the host upgrades, then closes with the reason.
+    key = SigningKey.load_or_create(host.data_dir)
+    claims = {
+        "iss": LOCAL_ISSUER,
+        "sub": "banned",
+        "aud": list(LOCAL_AUDIENCE),
+        "iat": int(time.time()),
+        "exp": None,
+        "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
+    }
+    with pytest.raises(ConnectionRejectedError) as caught:
+        await connect(host.base_url, DATABASE, token=key.sign(claims))
+    assert caught.value.reason == "forbidden: this subject is banned"
+    assert caught.value.code == 1008
+    assert "forbidden: this subject is banned" in str(caught.value)
+    assert isinstance(caught.value, ConnectError)
+
+
+async def test_v3_batches_messages_sent_together_into_one_frame_and_v2_does_not(host: HostProcess) -> None:
+    # v3 lets a client put several messages in one binary frame (as the official SDK's v3 outbound queue does).
+    async with await connect(host.base_url, DATABASE) as conn:
+        assert conn.protocol == "v3.bsatn.spacetimedb"
+        before = conn.frames_sent
+        results = await asyncio.gather(*(conn.call("add_person", f"p{i}", i) for i in range(40)))
+        assert all(isinstance(r, ReducerCommitted) for r in results)
+        assert conn.frames_sent - before < 10  # 40 calls, a handful of frames
+        rows = (await conn.one_off_query("SELECT * FROM person")).rows("person")
+        assert sorted(p.age for p in rows) == list(range(40))  # every message of every frame ran
+    options = ConnectOptions(protocols=(PROTOCOL_V2,))
+    async with await connect(host.base_url, DATABASE, options=options) as conn:
+        before = conn.frames_sent
+        await asyncio.gather(*(conn.call("add_person", f"q{i}", i) for i in range(5)))
+        assert conn.frames_sent - before == 5  # v2: one message per frame

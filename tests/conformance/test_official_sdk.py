@@ -16,11 +16,15 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.spacetime.identity import identity_from_claims
 
 pytestmark = pytest.mark.node
 
@@ -47,16 +51,30 @@ SCENARIOS = [
     "11_large_transaction_compressed",
     "12_scheduled_reducer",
     "13_join_subscription",
+    "14_client_connected_refusal_is_a_disconnect",
 ]
 
 
 class RunningHost:
     """An `autopilot-sync host` subprocess and everything it printed."""
 
-    def __init__(self, process: subprocess.Popen[str], url: str, output: list[str]) -> None:
+    def __init__(self, process: subprocess.Popen[str], url: str, output: list[str], data_dir: Path) -> None:
         self.process = process
         self.url = url
         self.output = output
+        self.data_dir = data_dir
+
+    def banned_token(self) -> str:
+        """A token the host signed whose subject the chat module's `client_connected` refuses."""
+        claims = {
+            "iss": LOCAL_ISSUER,
+            "sub": "banned",
+            "aud": list(LOCAL_AUDIENCE),
+            "iat": int(time.time()),
+            "exp": None,
+            "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
+        }
+        return SigningKey.load_or_create(self.data_dir).sign(claims)
 
     def log_tail(self, lines: int = 60) -> str:
         return "".join(self.output[-lines:])
@@ -100,7 +118,7 @@ def _start_host(data_dir: Path) -> RunningHost:
     if not url:
         _stop(process)
         raise RuntimeError(f"host did not print its ready line; output:\n{''.join(output)}")
-    return RunningHost(process, url[0], output)
+    return RunningHost(process, url[0], output, data_dir)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -135,6 +153,7 @@ def suite(host: RunningHost) -> dict[str, Any]:
         text=True,
         timeout=SUITE_SECONDS,
         check=False,
+        env={**os.environ, "AUTOPILOT_SYNC_CONFORMANCE_BANNED_TOKEN": host.banned_token()},
     )
     results: dict[str, Any] = {}
     for line in completed.stdout.splitlines():

@@ -26,7 +26,7 @@ from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.module.canonical import hash_value
-from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.spacetime.values import Identity, Timestamp
 
 pytestmark = pytest.mark.node
 
@@ -123,9 +123,12 @@ async def test_official_sdk_keeps_every_row_of_a_set_when_an_overlapping_set_is_
     grant = await fetch_session_token(
         stack.control_url, stack.producer_key, ("sync.append", "sync.subscribe"), (STREAM,), None, "test"
     )
+    writer = await connect(stack.host_url, DATABASE, token=grant.token)
+    # the key reads what it writes: events are visible to a stream's readers only (row-level security)
+    granted = await writer.call("grant_stream_readers", STREAM, [Identity.from_hex(grant.identity)])
+    assert isinstance(granted, ReducerCommitted), granted
     reader = start_reader(node, stack.host_url, grant.token)
     process = reader.process
-    writer = await connect(stack.host_url, DATABASE, token=grant.token)
     try:
         async with aiohttp.ClientSession() as session:
             await reader.step("subscribed")

@@ -14,12 +14,22 @@ from control_helpers import DATABASE, PRODUCER, SPACETIME_URL, Control, FakeCloc
 
 from autopilot_sync.control.api import build_app
 from autopilot_sync.control.keys import KeyPaths, KeyStore
-from autopilot_sync.control.policy import ScopePolicy
+from autopilot_sync.control.policy import ANY_KEY, PRODUCER_SCOPES, READER_SCOPES, Grant, ScopePolicy
 from autopilot_sync.control.request import TtlBounds
 from autopilot_sync.control.service import ControlConfig, ControlService
 from autopilot_sync.control.tokens import TokenContext
 
 DEFAULT_TTL = TtlBounds(60, 900, 300)
+#: Streams any key may hold reader scopes on in these tests (the reader body asks `run:*` and `worker:alpha`).
+READER_STREAMS = ("run:*", "worker:*")
+
+
+def default_policy(allowlist: tuple[str, ...]) -> ScopePolicy:
+    """Any key may read `READER_STREAMS`; allowlisted keys may have every scope everywhere."""
+    grants = [Grant(frozenset({ANY_KEY}), READER_SCOPES, READER_STREAMS)]
+    if allowlist:
+        grants.append(Grant(frozenset(k.lower() for k in allowlist), READER_SCOPES | PRODUCER_SCOPES, ("*",)))
+    return ScopePolicy(tuple(grants))
 
 
 @pytest.fixture
@@ -41,7 +51,7 @@ async def start_control(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
             public_url=url,
             context=TokenContext(url, DATABASE, SPACETIME_URL),
             ttl=ttl,
-            policy=ScopePolicy.from_allowlist(allowlist),
+            policy=default_policy(allowlist),
         )
         service = ControlService(config, keys)
         runner = web.AppRunner(build_app(service), access_log=None)

@@ -31,7 +31,7 @@ async def test_fetches_a_typed_session_token(control: Control) -> None:
 
 
 async def test_default_ttl_when_none_is_asked(control: Control) -> None:
-    session = await fetch_session_token(control.url, READER, READ, ("*",), None, "desktop")
+    session = await fetch_session_token(control.url, READER, READ, None, None, "desktop")
     claims = decode_jwt(session.token)[1]
     assert claims["exp"] - claims["iat"] == 300
 
@@ -39,7 +39,7 @@ async def test_default_ttl_when_none_is_asked(control: Control) -> None:
 async def test_identical_requests_in_one_second_are_not_replays(control: Control) -> None:
     """A reconnect storm: the same key asks for the same token many times at once; every proof is unique."""
     results = await asyncio.gather(
-        *(fetch_session_token(control.url, READER, READ, ("*",), None, "desktop") for _ in range(10))
+        *(fetch_session_token(control.url, READER, READ, None, None, "desktop") for _ in range(10))
     )
     assert len({result.token for result in results}) == 10
 
@@ -84,5 +84,5 @@ async def test_no_service_is_unavailable_and_retryable() -> None:
 
 async def test_a_shared_session_is_left_open(control: Control) -> None:
     async with aiohttp.ClientSession() as http:
-        await fetch_session_token(control.url, READER, READ, ("*",), None, "cli", session=http)
+        await fetch_session_token(control.url, READER, READ, None, None, "cli", session=http)
         assert not http.closed

@@ -77,3 +77,22 @@ def test_key_readable_by_others_stops_the_process(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "chmod 600" in done.stderr
+
+
+def test_a_policy_file_that_does_not_parse_exits_2_with_one_line(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[[grant]]\nkeys = ['*']\nscopes = ['sync.everything']\nstreams = ['*']\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "autopilot_sync", "control", "--public-url", f"http://127.0.0.1:{free_port()}"],
+        env={
+            "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(tmp_path / "k.pem"),
+            "AUTOPILOT_SYNC_CONTROL_POLICY_PATH": str(policy),
+            "PATH": "",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "AUTOPILOT_SYNC_CONTROL_POLICY_PATH" in lines[0] and "scopes must be" in lines[0]

@@ -14,11 +14,13 @@ from autopilot_sync.desktop.headless import JsonLinesPrinter
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
 from autopilot_sync.desktop.screenshots import (
     EXAMPLE_NOW,
-    EXAMPLES,
+    RECORDED,
+    SIZES,
     backing_off_state,
     live_state,
+    read_recording,
     rebuilding_state,
-    render_examples,
+    render_recording,
 )
 from autopilot_sync.desktop.state import StateHub
 
@@ -82,9 +84,10 @@ def test_headless_prints_one_line_per_change_only() -> None:
     assert workers["notice"] == TRIMMED_NOTICE and workers["lag"] == 260
 
 
-async def test_docs_screenshots_are_what_the_code_draws() -> None:
-    rendered = await render_examples()
-    assert set(rendered) == set(EXAMPLES)
+async def test_docs_screenshots_are_what_the_code_draws_from_the_recorded_real_states() -> None:
+    recorded = read_recording(DOCS_IMAGES / RECORDED)
+    rendered = await render_recording(recorded)
+    assert set(rendered) == {f"{stem}-{w}x{h}" for stem in recorded for w, h in SIZES}
     for stem, svg in rendered.items():
         path = DOCS_IMAGES / f"{stem}.svg"
         assert path.read_text(encoding="utf-8") == svg, f"{path} is stale: run `autopilot-sync desktop screenshots`"

@@ -18,6 +18,7 @@ import aiohttp
 import brotli
 import pytest
 
+from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.websocket import V3_PROTOCOL
@@ -44,7 +45,7 @@ from autopilot_sync.spacetime.messages import (
     UnsubscribeApplied,
     UnsubscribeFlags,
 )
-from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.spacetime.values import Identity, Timestamp
 
 #: Long enough that an answer sent without waiting for the disk would certainly have arrived.
 QUIET_SECONDS = 0.5
@@ -77,10 +78,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fsync_gate_at: Any) -> Itera
                 local.control_url, local.producer_key, ("sync.append", "sync.subscribe"), STREAMS, None, "test"
             )
         )
+        asyncio.run(_read_own_streams(local.host_url, grant.token, grant.identity))
         yield Stack(local, gate, grant.token)
     finally:
         gate.release()
         local.stop_all()
+
+
+async def _read_own_streams(host_url: str, token: str, identity: str) -> None:
+    """Make the test key a reader of its streams: events are visible to a stream's readers only."""
+    connection = await connect(host_url, DATABASE, token=token)
+    try:
+        for stream in STREAMS:
+            result = await connection.call("grant_stream_readers", stream, [Identity.from_hex(identity)])
+            assert isinstance(result, ReducerCommitted), result
+    finally:
+        await connection.close()
 
 
 @pytest.fixture

@@ -40,6 +40,6 @@ async def test_reconnects_and_refusals_are_counted_by_reason(tmp_path: Path) -> 
                 await asyncio.sleep(0.1)
         assert _value(metrics, "autopilot_sync_host_connections_opened_total") == 3
         assert _value(metrics, 'autopilot_sync_host_connections_closed_total{reason="client"}') == 3
-        assert _value(metrics, 'autopilot_sync_host_connections_refused_total{reason="unauthorized"}') == 1
+        assert _value(metrics, 'autopilot_sync_host_connections_refused_total{cause="unauthorized"}') == 1
     finally:
         host.stop()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
 
 from autopilot_sync.devtools.processes import start_host
+from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.spacetime.identity import identity_from_claims
 
 
 async def test_host_process_serves_calls_sql_and_metrics(tmp_path: Path) -> None:
@@ -59,3 +63,34 @@ def test_unknown_module_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "cannot import module 'no.such.module'" in done.stderr
+
+
+async def test_refused_connection_is_logged_and_counted_by_the_host_process(tmp_path: Path) -> None:
+    host = start_host(tmp_path, module="autopilot_sync.examples.chat", database="chat")
+    try:
+        key = SigningKey.load_or_create(tmp_path)
+        claims = {
+            "iss": LOCAL_ISSUER,
+            "sub": "banned",
+            "aud": list(LOCAL_AUDIENCE),
+            "iat": int(time.time()),
+            "exp": None,
+            "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
+        }
+        async with aiohttp.ClientSession() as http:
+            url = f"{host.url}/v1/database/chat/subscribe"
+            async with http.ws_connect(
+                url, protocols=("v2.bsatn.spacetimedb",), params={"token": key.sign(claims)}
+            ) as ws:
+                msg = await ws.receive(timeout=10)
+                assert msg.type is aiohttp.WSMsgType.CLOSE and msg.extra == "forbidden: this subject is banned"
+            async with http.get(f"{host.url}/metrics") as r:
+                text = await r.text()
+        assert 'autopilot_sync_host_connections_refused_total{cause="client_connected"} 1.0' in text
+        for _ in range(200):  # the child's output is read by a thread: give it a moment
+            if "refusing connection" in host.tail(200):
+                break
+            await asyncio.sleep(0.05)
+        assert "forbidden: this subject is banned" in host.tail(200)
+    finally:
+        assert host.stop() == 0

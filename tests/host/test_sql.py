@@ -97,7 +97,7 @@ async def test_outside_the_subset_is_refused_by_name(engine: HostEngine) -> None
         ("SELECT * FROM nope", "no such table"),
         ("SELECT * FROM st_client", "no such table"),
         ("", "Empty SQL query"),
-        ("SELEC * FROM", "parse error"),
+        ("SELEC * FROM", "sql parser error: Expected an SQL statement, found: SELEC"),
         ("SELECT name FROM person", "Column projections are not supported in subscriptions"),
         ("SELECT * FROM person LIMIT 1", "LIMIT"),
         ("SELECT COUNT(*) AS n FROM person", "Column projections"),

@@ -31,6 +31,7 @@ from autopilot_sync.host.websocket import (
     V2_PROTOCOL,
     V3_PROTOCOL,
     CloseReason,
+    WebSocketHub,
     WebSocketOptions,
     add_websocket_route,
 )
@@ -77,6 +78,7 @@ class Host:
     tokens: TokenService
     base: str
     session: aiohttp.ClientSession
+    hub: WebSocketHub
 
     @property
     def url(self) -> str:
@@ -104,14 +106,14 @@ async def _host(tmp_path: Path, options: WebSocketOptions) -> AsyncIterator[Host
     tokens = TokenService(SigningKey.generate())
     app = web.Application()
     add_http_routes(app, engine, tokens)
-    add_websocket_route(app, engine, tokens, options=options)
+    hub = add_websocket_route(app, engine, tokens, options=options)
     runner = web.AppRunner(app, shutdown_timeout=1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     async with aiohttp.ClientSession() as session:
-        yield Host(engine, tokens, f"http://{host}:{port}", session)
+        yield Host(engine, tokens, f"http://{host}:{port}", session, hub)
     await runner.cleanup()
     await engine.stop()
 
@@ -258,7 +260,9 @@ async def test_initial_connection_carries_identity_connection_id_and_token(host:
     await wait_for(lambda: host.online() == 0)
 
 
-async def test_rejected_connection_is_403_with_the_reducer_message(host: Host) -> None:
+async def test_connection_refused_by_client_connected_is_upgraded_then_closed_with_the_reason(host: Host) -> None:
+    # crates/client-api/src/routes/subscribe.rs `handle_websocket`: upgrade first, then run client_connected and drop
+    # the socket when it refuses; an SDK sees a disconnect, not a failed handshake. We also say why (1008 + reason).
     issuer = host.tokens.issuer
     claims = {
         "iss": issuer,
@@ -269,21 +273,17 @@ async def test_rejected_connection_is_403_with_the_reducer_message(host: Host) -
         "hex_identity": identity_from_claims(issuer, "banned").hex,
     }
     token = host.tokens.key.sign(claims)
-    async with host.session.get(
-        host.url,
-        params={"token": token},
-        headers={
-            "Connection": "Upgrade",
-            "Upgrade": "websocket",
-            "Sec-WebSocket-Version": "13",
-            "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-            "Sec-WebSocket-Protocol": V3_PROTOCOL,
-        },
-    ) as response:
-        assert response.status == 403
-        assert await response.text() == "forbidden: this subject is banned"
+    ws = await host.session.ws_connect(host.url, protocols=(V3_PROTOCOL,), params={"token": token})
+    assert ws.protocol == V3_PROTOCOL  # upgraded: 101, not 403
+    msg = await ws.receive(timeout=5)
+    assert msg.type is aiohttp.WSMsgType.CLOSE, msg  # no InitialConnection first
+    assert (ws.close_code, msg.extra) == (1008, "forbidden: this subject is banned")
+    assert host.hub.rejections == {"client_connected": 1}
     assert host.online() == 0
     assert len(host.engine.datastore["st_client"].rows) == 0
+    good = await connect(host)
+    await good.call(1, "add_person", "still-here", 1)
+    assert isinstance((await good.expect(ReducerResult)).result, ReducerOk)
 
 
 # ----- subscriptions and reducers -----
@@ -345,13 +345,14 @@ async def test_reducer_errors_user_and_internal(host: Host) -> None:
     assert isinstance(result.result, ReducerInternalError) and "deliberate panic" in result.result.message
     await client.send(CallReducer(3, CallReducerFlags.DEFAULT, "no_such", b""))
     result = await client.expect(ReducerResult)
-    assert result.result == ReducerInternalError("no such reducer: no_such")
+    assert result.result == ReducerInternalError("no such reducer")
     await client.send(CallReducer(4, CallReducerFlags.DEFAULT, "add_person", b"\x01"))
     result = await client.expect(ReducerResult)
     assert isinstance(result.result, ReducerInternalError) and "invalid arguments" in result.result.message
     await client.send(CallReducer(5, CallReducerFlags.DEFAULT, "client_connected", b""))
     result = await client.expect(ReducerResult)
-    assert isinstance(result.result, ReducerInternalError)
+    # crates/core/src/host/module_host.rs `ReducerCallError::LifecycleReducer`.
+    assert result.result == ReducerInternalError("can't directly call special OnConnect lifecycle reducer")
     await client.send(CallProcedure(6, CallProcedureFlags.DEFAULT, "anything", b""))
     procedure = await client.expect(ProcedureResult)
     assert procedure.request_id == 6 and isinstance(procedure.status, ProcedureInternalError)
@@ -634,3 +635,66 @@ def test_close_codes_doc_lists_every_close_reason() -> None:
             assert f"| {reason.code} | `{reason.text}` |" in table, reason
         else:
             assert f"| {reason.code} | *" in table, reason
+
+
+# ----- fidelity with SpacetimeDB 2.x (issue 20) -----
+
+
+async def test_trailing_bytes_after_reducer_arguments_are_ignored_as_spacetimedb_does(host: Host) -> None:
+    # crates/core/src/host/mod.rs `FunctionArgs::_into_tuple` deserializes a prefix and never checks for the end.
+    client = await connect(host)
+    params = module.reducers["add_person"].params
+    args = bsatn.encode(params, ("ada", 36)) + b"\x00trailing"
+    await client.send(CallReducer(1, CallReducerFlags.DEFAULT, "add_person", args))
+    result = await client.expect(ReducerResult)
+    assert isinstance(result.result, ReducerOk), result
+    assert [row[1:] for row in host.engine.datastore["person"].rows.values()] == [("ada", 36)]
+
+
+async def test_subscribe_with_zero_queries_is_applied_with_no_rows(host: Host) -> None:
+    # crates/core/src/subscription/module_subscription_actor.rs: an empty batch compiles and is added like any other.
+    client = await connect(host)
+    await client.call(1, "add_person", "ada", 36)
+    await client.expect(ReducerResult)
+    await client.send(Subscribe(2, 5, ()))
+    applied = await client.expect(SubscribeApplied)
+    assert (applied.request_id, applied.query_set_id, applied.rows.tables) == (2, 5, ())
+    await client.send(Unsubscribe(3, 5))
+    assert (await client.expect(UnsubscribeApplied)).query_set_id == 5
+
+
+async def test_duplicate_query_set_id_closes_the_socket_1011_as_spacetimedb_does(host: Host) -> None:
+    # crates/core/src/subscription/module_subscription_manager.rs `add_subscription_v2` errors; the error leaves the
+    # message handler and crates/client-api/src/routes/subscribe.rs closes with CloseCode::Error (1011).
+    good = await connect(host)
+    client = await connect(host)
+    await client.send(Subscribe(1, 7, ("SELECT * FROM person",)))
+    await client.expect(SubscribeApplied)
+    await client.send(Subscribe(2, 7, ("SELECT * FROM person WHERE age > 1",)))
+    code, reason = await client.closed()
+    assert code == 1011
+    assert reason.startswith("error executing message (reducer: None) (err: Subscription with id QuerySetId { id: 7 }")
+    await good.call(1, "add_person", "still-here", 1)
+    assert isinstance((await good.expect(ReducerResult)).result, ReducerOk)
+    await wait_for(lambda: host.online() == 1)
+
+
+async def test_error_texts_are_spacetimedb_texts(host: Host) -> None:
+    client = await connect(host)
+    # crates/engine/src/error.rs `DBError::WithSql`: "{error}, executing: `{sql}`", the SQL trimmed.
+    await client.send(Subscribe(1, 1, (" SELECT * FROM nope ",)))
+    error = await client.expect(SubscriptionError)
+    assert error.error.endswith(", executing: `SELECT * FROM nope`"), error.error
+    # sqlparser 0.38 (SpacetimeDB's parser): not a statement keyword -> "Expected an SQL statement, found: …".
+    await client.send(Subscribe(2, 2, ("SELEC * FRM x",)))
+    error = await client.expect(SubscriptionError)
+    assert error.error == (
+        "sql parser error: Expected an SQL statement, found: SELEC at Line: 1, Column 1, executing: `SELEC * FRM x`"
+    )
+    await client.send(OneOffQuery(3, "SELEC * FRM x"))
+    one_off = await client.expect(OneOffQueryResult)
+    assert one_off.result == "sql parser error: Expected an SQL statement, found: SELEC at Line: 1, Column 1"
+    # crates/core/src/host/module_host.rs `ReducerCallError::NoSuchReducer`: "no such reducer", without the name.
+    await client.send(CallReducer(4, CallReducerFlags.DEFAULT, "no_such", b""))
+    result = await client.expect(ReducerResult)
+    assert result.result == ReducerInternalError("no such reducer")

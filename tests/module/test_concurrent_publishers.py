@@ -23,6 +23,7 @@ from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
+from autopilot_sync.spacetime.values import Identity
 
 STREAM = "race"
 
@@ -132,6 +133,11 @@ async def test_publishers_racing_over_websockets_against_a_real_host(tmp_path: P
         )
         rng = random.Random(7)
         publishers = [Publisher(i) for i in range(4)]
+        # a producer reads the head it reconciles with as a reader of its stream (row-level security)
+        setup = await connect(stack.host_url, DATABASE, token=grant.token)
+        granted = await setup.call("grant_stream_readers", STREAM, [Identity.from_hex(grant.identity)])
+        assert isinstance(granted, ReducerCommitted), granted
+        await setup.close()
 
         async def run(publisher: Publisher) -> None:
             connection = await connect(stack.host_url, DATABASE, token=grant.token)

@@ -1,71 +1,90 @@
-"""Reading sync events needs `sync.subscribe`, and a token limited to some streams reads only those streams.
+"""Who reads a stream is decided by its `stream_reader` rows, not by the token: the sync module's row-level security.
 
-Through real host and control processes: subscriptions and one-off queries over the WebSocket, and HTTP `/sql`.
+Through real host and control processes: subscriptions (initial rows and deltas) and one-off queries over the
+WebSocket, and HTTP `/sql`. A reader token that claims every stream (`*`) still reads only the streams it was made
+a reader of.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import pytest
 
 from autopilot_sync.client import ReducerCommitted, connect
-from autopilot_sync.client.errors import OneOffQueryError, SubscriptionFailedError
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
-from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.spacetime.values import Identity, Timestamp
 
 
-async def test_stream_limited_tokens_read_only_their_streams(tmp_path: Path) -> None:
+def event(stream: str, seq: int) -> tuple[Any, ...]:
+    text, digest = hash_value({"stream": stream, "seq": seq})
+    return (stream, f"{stream}:{seq}", "test", text, digest, seq, Timestamp.now())
+
+
+async def test_reads_follow_the_streams_a_reader_was_granted_on_every_path(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path)
     stack.start_all(runtime=False)
     try:
         writer = await fetch_session_token(
             stack.control_url, stack.producer_key, ("sync.append", "sync.subscribe"), ("*",), None, "test"
         )
-        connection = await connect(stack.host_url, DATABASE, token=writer.token)
-        for stream in ("a", "b"):
-            text, digest = hash_value({"stream": stream})
-            event = (stream, f"{stream}:1", "test", text, digest, 1, Timestamp.now())
-            assert isinstance(await connection.call("append_sync_events", [event]), ReducerCommitted)
-        await connection.close()
-
         reader = await fetch_session_token(
-            stack.control_url, SecretKey.generate(), ("sync.subscribe",), ("a",), None, "desktop"
+            stack.control_url, SecretKey.generate(), ("sync.subscribe",), ("*",), None, "desktop"
         )
-        limited = await connect(stack.host_url, DATABASE, token=reader.token)
+        producer = await connect(stack.host_url, DATABASE, token=writer.token)
+        for stream in ("a", "b"):
+            assert isinstance(await producer.call("append_sync_events", [event(stream, 1)]), ReducerCommitted)
+        granted = await producer.call("grant_stream_readers", "a", [Identity.from_hex(reader.identity)])
+        assert isinstance(granted, ReducerCommitted), granted
+
+        connection = await connect(stack.host_url, DATABASE, token=reader.token)
         try:
-            allowed = await (
-                await limited.subscribe(["SELECT * FROM sync_event WHERE stream_id = 'a' AND seq > 0"])
-            ).applied()
-            assert allowed.error is None
-            with pytest.raises(SubscriptionFailedError, match="forbidden_stream"):
-                await (await limited.subscribe(["SELECT * FROM sync_event"])).applied()
-            with pytest.raises(SubscriptionFailedError, match="does not cover stream b"):
-                await (await limited.subscribe(["SELECT * FROM sync_event WHERE stream_id = 'b'"])).applied()
-            with pytest.raises(SubscriptionFailedError, match="forbidden_stream"):
-                await (await limited.subscribe(["SELECT * FROM sync_event WHERE stream_id = 'a' OR seq > 0"])).applied()
-            with pytest.raises(OneOffQueryError, match="forbidden_stream"):
-                await limited.one_off_query("SELECT * FROM sync_event")
-            rows = (await limited.one_off_query("SELECT * FROM sync_event WHERE stream_id = 'a'")).rows("sync_event")
+            everything = await connection.subscribe(["SELECT * FROM sync_event"])
+            await everything.applied()
+            assert sorted(row[0] for row in connection.cache.rows("sync_event")) == ["a"]
+            rows = (await connection.one_off_query("SELECT * FROM sync_event")).rows("sync_event")
             assert [row[0] for row in rows] == ["a"]
-            # Presence and heads stay readable: the guard is on events only.
-            assert (await limited.one_off_query("SELECT * FROM stream_head")).rows("stream_head")
+            named = await connection.one_off_query("SELECT * FROM sync_event WHERE stream_id = 'b'")
+            assert not named.rows("sync_event")
+            assert [
+                row[0] for row in (await connection.one_off_query("SELECT * FROM stream_head")).rows("stream_head")
+            ] == ["a"]
+
+            # deltas: a new event of b never arrives; granting b brings its history, then its new events
+            assert isinstance(await producer.call("append_sync_events", [event("b", 2)]), ReducerCommitted)
+            assert isinstance(await producer.call("append_sync_events", [event("a", 2)]), ReducerCommitted)
+            await _until(lambda: len(connection.cache.rows("sync_event")) == 2)
+            assert sorted(row[0] for row in connection.cache.rows("sync_event")) == ["a", "a"]
+            granted = await producer.call("grant_stream_readers", "b", [Identity.from_hex(reader.identity)])
+            assert isinstance(granted, ReducerCommitted), granted
+            await _until(lambda: len(connection.cache.rows("sync_event")) == 4)
         finally:
-            await limited.close()
+            await connection.close()
+            await producer.close()
 
         async with aiohttp.ClientSession() as http:
             url = f"{stack.host_url}/v1/database/{DATABASE}/sql"
-            async with http.post(url, data="SELECT * FROM sync_event") as response:  # anonymous: no scopes
-                assert response.status == 400
-                assert "unauthorized" in await response.text()
-            headers = {"Authorization": f"Bearer {writer.token}"}
-            async with http.post(url, data="SELECT * FROM sync_event", headers=headers) as response:
-                assert response.status == 200
+            headers = {"Authorization": f"Bearer {reader.token}"}
+            async with http.post(url, data="SELECT stream_id, seq FROM sync_event", headers=headers) as response:
+                assert response.status == 200, await response.text()
                 (result,) = await response.json()
-            assert sorted(row[0] for row in result["rows"]) == ["a", "b"]
+            assert sorted(tuple(row) for row in result["rows"]) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+            async with http.post(url, data="SELECT * FROM sync_event") as response:  # anonymous: a reader of nothing
+                assert response.status == 200, await response.text()
+                (result,) = await response.json()
+            assert result["rows"] == []
     finally:
         stack.stop_all()
+
+
+async def _until(check: Any, within: float = 10.0) -> None:
+    for _ in range(int(within / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached")

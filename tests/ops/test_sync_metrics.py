@@ -39,7 +39,7 @@ def test_collector_exports_the_tables_as_they_are_at_scrape_time() -> None:
     assert register_sync_metrics(registry, datastore) is not None
     now = Timestamp(1_700_000_000_000_000)
     _put(datastore, "stream_head", ("runs", 100, 1, 1, now, "", ""))  # chain columns: unused here
-    _put(datastore, "active_connection", (ConnectionId(1), ALICE, "", "", "desktop", now, now))
+    _put(datastore, "active_connection", (ConnectionId(1), ALICE, "", "", "desktop", now, now, "sync"))
     _put(datastore, "stream_checkpoint", (f"{ALICE.hex}:runs", ALICE, "runs", 25, now))
     text = generate_latest(registry).decode()
     assert 'autopilot_sync_host_stream_sequence_lag{stream_id="runs"} 75.0' in text

@@ -13,9 +13,6 @@ from typing import Any
 from autopilot_sync.client.connection import connect
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.nostr.keys import SecretKey
-
-READER_KEY = SecretKey.generate()
 
 
 class System(LocalStack):
@@ -30,8 +27,11 @@ class System(LocalStack):
 
 
 async def host_events(system: System, stream_ids: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
-    """`(seq, idempotency_key, kind, payload_hash)` of each stream's `sync_event` rows on the host, in seq order."""
-    grant = await fetch_session_token(system.control_url, READER_KEY, ("sync.subscribe",), ("*",), None, "test")
+    """`(seq, idempotency_key, kind, payload_hash)` of each stream's `sync_event` rows on the host, in seq order.
+
+    Read as one of the stack's users, whom the runtime made a reader of every stream it publishes.
+    """
+    grant = await fetch_session_token(system.control_url, system.user_keys[0], ("sync.subscribe",), None, None, "test")
     connection = await connect(system.host_url, DATABASE, token=grant.token)
     try:
         found: dict[str, list[tuple[Any, ...]]] = {}

@@ -45,3 +45,19 @@ def test_backoff_is_full_jitter_under_a_cap() -> None:
     assert backoff.delay(3, lambda low, high: high) == 0.8
     assert backoff.delay(3, lambda low, high: low) == 0.0
     assert all(0.0 <= backoff.delay(n) <= 2.0 for n in range(50))
+
+
+def test_a_connection_the_module_refuses_is_an_auth_rejection_with_the_hosts_reason() -> None:
+    # The host upgrades, then closes with client_connected's message (as SpacetimeDB upgrades first): no HTTP 403.
+    from autopilot_sync.client import ConnectionRejectedError
+    from autopilot_sync.runtime.hostlink import describe_failure
+
+    refused = ConnectionRejectedError(
+        "the server refused the connection: unauthorized: connecting needs scope sync.subscribe or sync.append",
+        1008,
+        "unauthorized: connecting needs scope sync.subscribe or sync.append",
+    )
+    failure = describe_failure(refused)
+    assert failure.kind is FailureKind.AUTH_REJECTED
+    assert "connecting needs scope" in failure.message
+    assert classify(failure) is RetryClass.AUTH

@@ -15,4 +15,6 @@ export default __t.row({
   payloadHash: __t.string().name("payload_hash"),
   publishedAt: __t.timestamp().name("published_at"),
   committedAt: __t.timestamp().name("committed_at"),
+  epoch: __t.u64(),
+  chain: __t.string(),
 });

@@ -113,7 +113,7 @@ class ClientCache:
         return [entry.row for entry in self._visible(table).values()]
 
     def find(self, table: str, primary_key: Any) -> Any | None:
-        """The row with this primary key, if cached."""
+        """The row with this primary key (a tuple of the key columns' values for a composite key), if cached."""
         entry = self._visible(table).get(("pk", primary_key))
         return entry.row if entry is not None else None
 

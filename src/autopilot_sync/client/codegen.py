@@ -113,7 +113,8 @@ def generate(document: Mapping[str, Any], source: str = "") -> str:
         fields = [(_py_name(e.name or f"field_{i}"), e.type) for i, e in enumerate(table.row_type.elements)]
         qualify = any(name in _BUILTINS for name, _ in fields)
         out += ["", "@dataclass(frozen=True, slots=True)", f"class {cls}:"]
-        pk = f"; primary key `{fields[table.primary_key][0]}`" if table.primary_key is not None else ""
+        key = ", ".join(f"`{fields[column][0]}`" for column in table.primary_key)
+        pk = f"; primary key {key}" if key else ""
         out.append(f'    """A row of table `{table.name}`{pk}."""')
         out.append("")
         out += [f"    {name}: {types.annotation(ty, qualify)}" for name, ty in fields]

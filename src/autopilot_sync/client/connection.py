@@ -27,6 +27,7 @@ from autopilot_sync.client.errors import (
     AuthenticationError,
     ConnectError,
     ConnectionLostError,
+    ConnectionRejectedError,
     OneOffQueryError,
     ProtocolError,
     ProtocolErrorKind,
@@ -48,7 +49,14 @@ from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.errors import DecodeError
-from autopilot_sync.spacetime.frames import MAX_MESSAGE_SIZE, Compression, decode_server_frame, split_server_body
+from autopilot_sync.spacetime.frames import (
+    MAX_MESSAGE_SIZE,
+    V3_CLIENT_FRAME_CAP,
+    Compression,
+    batch_bodies,
+    decode_server_frame,
+    split_server_body,
+)
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 log = logging.getLogger(__name__)
@@ -150,6 +158,12 @@ class Connection:
         self._calls: dict[int, tuple[str, asyncio.Future[ReducerCallResult]]] = {}
         self._one_offs: dict[int, asyncio.Future[QueryResult]] = {}
         self._close_info: CloseInfo | None = None
+        #: client messages and WebSocket frames sent so far (v3 coalesces messages into fewer frames)
+        self.messages_sent = 0
+        self.frames_sent = 0
+        self._outbox: list[bytes] = []
+        self._flush: asyncio.Task[None] | None = None
+        self._last_flush: asyncio.Task[None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"spacetime-reader-{self.connection_id.hex[:8]}")
 
@@ -224,13 +238,43 @@ class Connection:
         return self._next_request
 
     async def _send(self, message: m.ClientMessage) -> None:
+        """Send one message; on v3, messages sent in the same event-loop turn share frames (in order).
+
+        v3 lets a binary frame carry several client messages; like the official SDK's v3 outbound queue, we coalesce
+        what is queued before the next flush into frames of at most `V3_CLIENT_FRAME_CAP` bytes (`batch_bodies`).
+        Returns once the frame holding this message was written; ConnectionLostError when it could not be.
+        """
+        if self._close_info is not None:
+            raise ConnectionLostError(f"connection closed: {self._close_info.message}", self._close_info.error)
+        body = m.encode_client_message(message)
+        self.messages_sent += 1
+        if self.protocol != PROTOCOL_V3:
+            await self._write(body)
+            return
+        self._outbox.append(body)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().create_task(self._flush_outbox(self._last_flush))
+            self._flush.add_done_callback(_retrieve)
+            self._last_flush = self._flush
+        await asyncio.shield(self._flush)
+
+    async def _flush_outbox(self, previous: asyncio.Task[None] | None) -> None:
+        await asyncio.sleep(0)  # let every message sent in this turn join the frame
+        if previous is not None:
+            await asyncio.gather(previous, return_exceptions=True)  # frames leave in order
+        bodies, self._outbox, self._flush = self._outbox, [], None
+        for batch in batch_bodies(bodies, V3_CLIENT_FRAME_CAP):
+            await self._write(b"".join(batch))
+
+    async def _write(self, frame: bytes) -> None:
         if self._close_info is not None:
             raise ConnectionLostError(f"connection closed: {self._close_info.message}", self._close_info.error)
         try:
-            await self._ws.send_bytes(m.encode_client_message(message))
+            await self._ws.send_bytes(frame)
         except (ConnectionError, aiohttp.ClientError) as exc:
             await self._shutdown(CloseInfo(CloseReason.NETWORK_ERROR, f"send failed: {exc}", error=exc))
             raise ConnectionLostError(f"send failed: {exc}", exc) from exc
+        self.frames_sent += 1
 
     async def subscribe(self, queries: Sequence[str], *, query_set: QuerySet | None = None) -> QuerySet:
         """Subscribe a new query set (or re-attach a managed one); returns at once: `await qs.applied()` for rows."""
@@ -568,6 +612,12 @@ async def connect(
     )
 
 
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a flush's failure as seen (its senders got it as ConnectionLostError)."""
+    if not task.cancelled():
+        task.exception()
+
+
 async def _open(
     client: aiohttp.ClientSession, url: str, params: dict[str, str], opts: ConnectOptions
 ) -> aiohttp.ClientWebSocketResponse:
@@ -600,7 +650,11 @@ async def _initial_connection(
     if frame.type is aiohttp.WSMsgType.TEXT:
         raise ProtocolError(ProtocolErrorKind.TEXT_FRAME, "text frame on a binary protocol")
     if frame.type is not aiohttp.WSMsgType.BINARY:
-        raise ConnectError(f"connection closed before InitialConnection ({frame.type.name} {frame.extra or ''})")
+        # The host upgrades before `client_connected` runs (as SpacetimeDB), so a refusal arrives as a close here.
+        code = ws.close_code if frame.type is aiohttp.WSMsgType.CLOSE else None
+        reason = str(frame.extra or "") if frame.type is aiohttp.WSMsgType.CLOSE else ""
+        said = f": {reason}" if reason else f" ({frame.type.name}, no reason given)"
+        raise ConnectionRejectedError(f"the server refused the connection{said}", code, reason)
     messages = decode_frame(frame.data, protocol, opts.max_message_bytes)
     first = messages[0]
     if not isinstance(first, m.InitialConnection):

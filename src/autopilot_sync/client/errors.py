@@ -26,6 +26,19 @@ class ConnectError(ClientError):
         self.status = status
 
 
+class ConnectionRejectedError(ConnectError):
+    """The server upgraded the socket, then closed it before `InitialConnection` (e.g. `client_connected` refused).
+
+    `code` and `reason` are the close frame's (the reason is the module's own message on our host; SpacetimeDB drops
+    the socket without a close frame, so `code` is None and `reason` empty there).
+    """
+
+    def __init__(self, message: str, code: int | None, reason: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
 class AuthenticationError(ConnectError):
     """The server refused the token (HTTP 401): the token must be refreshed before trying again."""
 

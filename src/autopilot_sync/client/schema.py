@@ -44,12 +44,12 @@ def class_name(table: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class TableSchema:
-    """One table: its row type, primary key column and a compiled row codec."""
+    """One table: its row type, primary key columns (none, one, or several) and a compiled row codec."""
 
     name: str
     row_type: ProductType
     typespace: tuple[AlgebraicType, ...]
-    primary_key: int | None
+    primary_key: tuple[int, ...]
     public: bool
     row_factory: RowFactory
     _codec: bsatn.Codec = field(repr=False, compare=False)
@@ -63,13 +63,15 @@ class TableSchema:
         """The cache key and the row object for one encoded row; raises `DecodeError` on bad bytes.
 
         The key is the primary key value when the table has one (so a delete + insert of the same key is an update),
-        else the row bytes themselves (identical rows are the same row, as in the official SDK).
+        a tuple of the values for a composite key (`RawTableDefV9.primary_key` lists columns), else the row bytes
+        themselves (identical rows are the same row, as in the official SDK).
         """
         values: tuple[Any, ...] = self._codec.decode(data)
         key: Hashable = data
-        if self.primary_key is not None:
-            pk = values[self.primary_key]
-            key = ("pk", _hashable(pk))
+        if len(self.primary_key) == 1:
+            key = ("pk", _hashable(values[self.primary_key[0]]))
+        elif self.primary_key:
+            key = ("pk", tuple(_hashable(values[column]) for column in self.primary_key))
         return key, self.row_factory(*values)
 
     def with_factory(self, factory: RowFactory) -> TableSchema:
@@ -158,12 +160,10 @@ def _parse(document: Mapping[str, Any], row_types: Mapping[str, RowFactory]) -> 
         row_type = _resolve(RefType(int(raw["product_type_ref"])), typespace)
         if not isinstance(row_type, ProductType):
             raise SchemaError(f"table {name}: row type is not a product")
-        pk_cols = [int(c) for c in raw.get("primary_key", [])]
-        if len(pk_cols) > 1:
-            raise SchemaError(f"table {name}: composite primary keys are not supported")
-        primary_key = pk_cols[0] if pk_cols else None
-        if primary_key is not None and not 0 <= primary_key < len(row_type.elements):
-            raise SchemaError(f"table {name}: primary key column {primary_key} out of range")
+        primary_key = tuple(int(c) for c in raw.get("primary_key", []))
+        for column in primary_key:
+            if not 0 <= column < len(row_type.elements):
+                raise SchemaError(f"table {name}: primary key column {column} out of range")
         factory = row_types.get(name) or namedtuple(class_name(name), row_type.field_names(), rename=True)
         access = raw.get("table_access", {"Public": []})
         codec = bsatn.codec(row_type, typespace)

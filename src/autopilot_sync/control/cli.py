@@ -62,12 +62,16 @@ def control(
     if ctx.invoked_subcommand is not None:
         return
     settings = load_settings(ControlSettings)
+    from autopilot_sync.control.policy_file import PolicyFileError
     from autopilot_sync.control.server import serve_forever
 
     try:
         asyncio.run(serve_forever(settings))
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from exc
+    except PolicyFileError as exc:  # a configuration error, like a bad setting: one line, exit 2
+        click.echo(f"error: {_PREFIX}POLICY_PATH: {exc}", err=True)
+        ctx.exit(2)
 
 
 def _key_paths() -> KeyPaths:

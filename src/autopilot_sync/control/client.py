@@ -67,6 +67,8 @@ class SessionToken:
     npub: str
     database: str
     spacetime_base_url: str
+    #: the token's `iss`: with a Nostr key, what the host derives that key's identity from
+    issuer: str = ""
 
     def needs_refresh(self, now: float | None = None) -> bool:
         """True once the token should be replaced (`refresh_after_in` has passed)."""
@@ -87,6 +89,7 @@ class SessionToken:
                 npub=str(body["npub"]),
                 database=str(body["database"]),
                 spacetime_base_url=str(body["spacetime_base_url"]),
+                issuer=str(body.get("issuer", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise TokenFetchError(UNAVAILABLE, f"unexpected token response: {exc!r}", 200) from None
@@ -123,7 +126,7 @@ async def fetch_session_token(
     control_url: str,
     secret_key: SecretKey,
     scopes: Sequence[str],
-    streams: Sequence[str],
+    streams: Sequence[str] | None,
     ttl_seconds: int | None,
     client_kind: str,
     *,
@@ -132,14 +135,15 @@ async def fetch_session_token(
 ) -> SessionToken:
     """Prove `secret_key`'s identity to the control service at `control_url` and return a session token.
 
-    `control_url` is the service's public URL (its token issuer). `ttl_seconds=None` takes the server's default.
+    `control_url` is the service's public URL (its token issuer). `ttl_seconds=None` takes the server's default;
+    `streams=None` asks without a `streams` claim and gets what control's policy gives the key.
     Pass a `session` to reuse connections; otherwise one is opened for this call.
     """
     url = token_url(control_url)
-    body = json.dumps(
-        {"scopes": list(scopes), "streams": list(streams), "ttl_seconds": ttl_seconds, "client_kind": client_kind},
-        separators=(",", ":"),
-    ).encode("utf-8")
+    fields: dict[str, Any] = {"scopes": list(scopes), "ttl_seconds": ttl_seconds, "client_kind": client_kind}
+    if streams is not None:
+        fields["streams"] = list(streams)
+    body = json.dumps(fields, separators=(",", ":")).encode("utf-8")
     proof = token_proof(secret_key, url, body, int(time.time()))
     headers = {"Authorization": encode_authorization_header(proof), "Content-Type": "application/json"}
     owned = session is None

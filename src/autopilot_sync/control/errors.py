@@ -35,6 +35,7 @@ class ControlErrorCode(enum.Enum):
     INVALID_CLIENT_KIND = "invalid_client_kind"
     # 403: the key proved who it is, but policy does not grant what it asked for.
     SCOPE_NOT_ALLOWED = "scope_not_allowed"
+    STREAM_NOT_ALLOWED = "stream_not_allowed"
     # 413: the body is larger than any token request can be.
     BODY_TOO_LARGE = "body_too_large"
     # 429: the key asks too often (its rate, or its share of the replay memory); `Retry-After` says when to retry.
@@ -67,6 +68,7 @@ _STATUS: dict[ControlErrorCode, int] = {
     ControlErrorCode.INVALID_STREAM: 400,
     ControlErrorCode.INVALID_CLIENT_KIND: 400,
     ControlErrorCode.SCOPE_NOT_ALLOWED: 403,
+    ControlErrorCode.STREAM_NOT_ALLOWED: 403,
     ControlErrorCode.BODY_TOO_LARGE: 413,
     ControlErrorCode.RATE_LIMITED: 429,
     ControlErrorCode.BUSY: 503,
@@ -90,6 +92,9 @@ _MEANING: dict[ControlErrorCode, str] = {
     ControlErrorCode.INVALID_STREAM: "a stream entry is not a stream id, a `prefix*` pattern or `*`",
     ControlErrorCode.INVALID_CLIENT_KIND: "`client_kind` is not 1-32 of `a-z 0-9 _ -` starting with a letter",
     ControlErrorCode.SCOPE_NOT_ALLOWED: "the key may not have a requested scope (never silently narrowed)",
+    ControlErrorCode.STREAM_NOT_ALLOWED: (
+        "the policy does not give the key the requested scopes on a requested stream (never silently narrowed)"
+    ),
     ControlErrorCode.BODY_TOO_LARGE: "the body is over 64 KiB",
     ControlErrorCode.RATE_LIMITED: "this key asks too often (its per-minute rate, or its share of the replay memory)",
     ControlErrorCode.BUSY: "the replay memory is full of other keys' proofs; retry after `Retry-After` seconds",

@@ -40,7 +40,8 @@ class TokenRequest:
     """A well-formed token request; whether the key may have these scopes is the policy's question."""
 
     scopes: tuple[Scope, ...]
-    streams: tuple[str, ...]
+    #: None when the client asked without `streams`: it gets what the policy gives
+    streams: tuple[str, ...] | None
     ttl_seconds: int
     client_kind: str
 
@@ -70,7 +71,9 @@ def _scopes(body: dict[str, object]) -> tuple[Scope, ...]:
     return tuple(dict.fromkeys(known[name] for name in names))
 
 
-def _streams(body: dict[str, object]) -> tuple[str, ...]:
+def _streams(body: dict[str, object]) -> tuple[str, ...] | None:
+    if body.get("streams") is None:
+        return None
     patterns = _string_list(body, "streams")
     if len(patterns) > MAX_STREAMS:
         raise _fail(ControlErrorCode.INVALID_STREAM, f"at most {MAX_STREAMS} entries in 'streams'")
@@ -123,7 +126,7 @@ def parse_token_request(body: bytes, bounds: TtlBounds) -> TokenRequest:
         raise _fail(
             ControlErrorCode.INVALID_BODY, f"unknown field {unknown[0]!r}; fields: {', '.join(sorted(_FIELDS))}"
         )
-    for name in ("scopes", "streams", "client_kind"):
+    for name in ("scopes", "client_kind"):
         if name not in decoded:
             raise _fail(ControlErrorCode.INVALID_BODY, f"missing field {name!r}")
     return TokenRequest(

@@ -11,7 +11,7 @@ from aiohttp import web
 from autopilot_sync.control.admission import AdmissionLimits
 from autopilot_sync.control.api import build_app
 from autopilot_sync.control.keys import KeyPaths, KeyStore
-from autopilot_sync.control.policy import ScopePolicy
+from autopilot_sync.control.policy_file import PolicySource
 from autopilot_sync.control.request import TtlBounds
 from autopilot_sync.control.service import ControlConfig, ControlService
 from autopilot_sync.control.tokens import TokenContext
@@ -35,7 +35,7 @@ def service_from_settings(settings: ControlSettings) -> ControlService:
         ttl=TtlBounds(
             settings.token_ttl_min_seconds, settings.token_ttl_max_seconds, settings.token_ttl_default_seconds
         ),
-        policy=ScopePolicy.from_allowlist(settings.append_allowlist),
+        policy=PolicySource(settings.policy_path, settings.append_allowlist),
         max_skew=settings.proof_max_skew_seconds,
         admission=AdmissionLimits(
             requests_per_minute=settings.token_requests_per_minute_per_key,

@@ -3,7 +3,7 @@
 Synchronous and socket-free (sans-I/O): `api.py` only reads the request, calls `issue`, and writes the answer, so
 every rule here is testable with plain values. The order is fixed and documented: the NIP-98 proof first (nothing
 about an unauthenticated request is worth parsing), then admission (replay memory, the key's rate), then the body,
-then the scope policy.
+then the policy (scopes, then streams).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autopilot_sync.control.admission import AdmissionControl, AdmissionLimits
@@ -19,6 +19,7 @@ from autopilot_sync.control.errors import ControlError, ControlErrorCode
 from autopilot_sync.control.keys import ALGORITHM, KeyStore
 from autopilot_sync.control.metrics import ControlMetrics
 from autopilot_sync.control.policy import Scope, ScopePolicy
+from autopilot_sync.control.policy_file import PolicySource
 from autopilot_sync.control.request import TtlBounds, parse_token_request
 from autopilot_sync.control.tokens import IssuedToken, TokenContext, mint
 from autopilot_sync.nostr.errors import NostrAuthError
@@ -41,7 +42,8 @@ class ControlConfig:
     public_url: str
     context: TokenContext
     ttl: TtlBounds
-    policy: ScopePolicy
+    #: fixed grants, or a policy file re-read when it changes
+    policy: ScopePolicy | PolicySource
     max_skew: int = DEFAULT_MAX_SKEW
     admission: AdmissionLimits = field(default_factory=AdmissionLimits)
 
@@ -102,8 +104,10 @@ class ControlService:
             raise ControlError(ControlErrorCode.from_auth(exc.code), exc.message) from None
         self.admission.admit(event, now)  # signed by `pubkey`: replay memory and the key's rate
         request = parse_token_request(body, self.config.ttl)
-        self.config.policy.check(pubkey, request.scopes)
-        return mint(request, pubkey, self.config.context, self.keys.signing_key(), now)
+        policy = self.config.policy
+        current = policy.current() if isinstance(policy, PolicySource) else policy
+        streams = current.decide(pubkey, request.scopes, request.streams)
+        return mint(replace(request, streams=streams), pubkey, self.config.context, self.keys.signing_key(), now)
 
     def discovery(self) -> dict[str, Any]:
         """The OIDC discovery document: enough for a host (or any OIDC library) to find and use our keys."""

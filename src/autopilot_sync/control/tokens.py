@@ -64,6 +64,7 @@ class IssuedToken:
             "scopes": list(self.claims["scopes"]),
             "streams": list(self.claims["streams"]),
             "identity": self.claims["hex_identity"],
+            "issuer": self.claims["iss"],
             "nostr_pubkey_hex": self.pubkey.hex,
             "npub": self.pubkey.npub,
             "database": self.context.database,
@@ -83,7 +84,7 @@ def session_claims(request: TokenRequest, pubkey: PublicKey, context: TokenConte
         "jti": uuid.uuid4().hex,
         "hex_identity": identity_from_claims(context.issuer, pubkey.hex).hex,
         "scopes": [scope.value for scope in request.scopes],
-        "streams": list(request.streams),
+        "streams": list(request.streams or ()),
         "client_kind": request.client_kind,
     }
 

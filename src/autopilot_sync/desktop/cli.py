@@ -115,7 +115,9 @@ async def _run(sync: DesktopSync, headless: bool, metrics_listen: ListenAddress 
     help="Directory for the SVG files.",
 )
 def screenshots(out: Path) -> None:
-    """Render the UI with example states and save the SVG screenshots docs/desktop.md shows.
+    """Render the states recorded from a real run (desktop-states.json in --out) as the SVGs docs/desktop.md shows.
+
+    Each state is drawn at 80x24 and 120x40. A missing or unreadable recording is refused with one line.
 
     \b
     Example:
@@ -123,5 +125,9 @@ def screenshots(out: Path) -> None:
     """
     from autopilot_sync.desktop.screenshots import write_screenshots
 
-    for path in write_screenshots(out):
+    try:
+        written = write_screenshots(out)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise click.ClickException(f"cannot render the recorded states in {out}: {exc}") from None
+    for path in written:
         click.echo(str(path))

@@ -1,14 +1,19 @@
-"""The screenshots in docs/desktop.md: the real UI rendering example states in a headless pilot run, saved as SVG.
+"""The screenshots in docs/desktop.md: the real UI rendering states captured from a real run, saved as SVG.
 
-`autopilot-sync desktop screenshots` regenerates them, so the docs always show what the current code draws. The
-states are fixed values (fixed clock too), so the files only change when the UI does.
+`tests/desktop/test_desktop_screens_real.py` starts host, control, runtime and `runtime demo` as processes, runs a
+desktop's sync against them and records the `DesktopState`s it reaches (live, backing off, rebuilding) in
+`docs/images/desktop-states.json`. `autopilot-sync desktop screenshots` renders those recorded states at 80x24 and
+120x40, so the files only change when the UI or the recording does. The fixed example states below are for unit
+tests of the UI only.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import json
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any, cast
 
 from autopilot_sync.desktop.app import DesktopApp
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
@@ -27,8 +32,6 @@ from autopilot_sync.nostr.keys import SecretKey
 
 EXAMPLE_NOW = 1_767_225_600.0
 """The fixed clock of the example states (2026-01-01T00:00:00Z)."""
-
-SIZE = (120, 36)
 
 
 def _example_entry(seed: int, connections: int, is_self: bool, kind: str) -> PresenceEntry:
@@ -107,27 +110,74 @@ EXAMPLES = {
     "desktop-backing-off": backing_off_state,
     "desktop-rebuilding": rebuilding_state,
 }
-"""Screenshot file stem → the state it shows."""
+"""Example states for unit tests (fixed values); the docs' screenshots come from `RECORDED`, states of a real run."""
+
+SIZES = ((80, 24), (120, 40))
+"""Every screenshot is rendered at 80x24 (the layout designed first) and 120x40."""
+
+RECORDED = "desktop-states.json"
+"""States captured from a real run (`tests/desktop/test_desktop_screens_real.py`), next to the SVGs they render."""
 
 
-async def render_svg(state: DesktopState, title: str) -> str:
-    """The SVG of the UI showing `state`, from a headless pilot run."""
-    app = DesktopApp(StateHub(state), clock=lambda: EXAMPLE_NOW)
-    async with app.run_test(size=SIZE) as pilot:
+def state_to_json(state: DesktopState) -> dict[str, Any]:
+    """A state as JSON-ready values (enums by value), for recording real states."""
+    return cast(dict[str, Any], json.loads(json.dumps(asdict(state), default=lambda o: o.value)))
+
+
+def state_from_json(data: dict[str, Any]) -> DesktopState:
+    """The inverse of `state_to_json`."""
+    connection = dict(data["connection"], phase=ConnectionPhase(data["connection"]["phase"]))
+    presence = data["presence"]
+    entries = tuple(PresenceEntry(**dict(e, client_kinds=tuple(e["client_kinds"]))) for e in presence["entries"])
+    return DesktopState(
+        npub=data["npub"],
+        host_url=data["host_url"],
+        database=data["database"],
+        connection=ConnectionView(**connection),
+        presence=PresenceView(presence["connections"], presence["users"], entries),
+        streams=tuple(StreamView(**dict(s, phase=StreamPhase(s["phase"]))) for s in data["streams"]),
+        selected_stream=data["selected_stream"],
+        log=tuple(LogLine(**line) for line in data["log"]),
+    )
+
+
+def write_recording(path: Path, states: dict[str, tuple[DesktopState, float]]) -> None:
+    """Record `stem -> (state, clock at capture)` as JSON."""
+    body = {stem: {"now": now, "state": state_to_json(state)} for stem, (state, now) in states.items()}
+    path.write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_recording(path: Path) -> dict[str, tuple[DesktopState, float]]:
+    """The recorded states: `stem -> (state, clock to render it with)`."""
+    body = json.loads(path.read_text(encoding="utf-8"))
+    return {stem: (state_from_json(item["state"]), float(item["now"])) for stem, item in body.items()}
+
+
+async def render_svg(
+    state: DesktopState, title: str, *, size: tuple[int, int] = SIZES[1], now: float = EXAMPLE_NOW
+) -> str:
+    """The SVG of the UI showing `state` at `size`, from a headless pilot run with the clock at `now`."""
+    app = DesktopApp(StateHub(state), clock=lambda: now)
+    async with app.run_test(size=size) as pilot:
         await pilot.pause()
         return app.export_screenshot(title=title)
 
 
-async def render_examples() -> dict[str, str]:
-    """Every example's SVG, keyed by file stem."""
-    return {stem: await render_svg(build(), stem) for stem, build in EXAMPLES.items()}
+async def render_recording(states: dict[str, tuple[DesktopState, float]]) -> dict[str, str]:
+    """Every recorded state at every size, keyed by file stem (`desktop-live-80x24`)."""
+    rendered = {}
+    for stem, (state, now) in states.items():
+        for width, height in SIZES:
+            name = f"{stem}-{width}x{height}"
+            rendered[name] = await render_svg(state, name, size=(width, height), now=now)
+    return rendered
 
 
 def write_screenshots(directory: Path) -> list[Path]:
-    """Write every example as `<directory>/<stem>.svg`; returns the paths."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Render the states recorded in `<directory>/desktop-states.json` as `<directory>/<stem>-<size>.svg`."""
+    states = read_recording(directory / RECORDED)
     written = []
-    for stem, svg in asyncio.run(render_examples()).items():
+    for stem, svg in asyncio.run(render_recording(states)).items():
         path = directory / f"{stem}.svg"
         path.write_text(svg, encoding="utf-8")
         written.append(path)

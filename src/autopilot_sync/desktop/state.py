@@ -120,12 +120,16 @@ class StreamView:
 
 @dataclass(frozen=True, slots=True)
 class LogLine:
-    """One applied event as the live log shows it."""
+    """One applied event as the live log and the event detail view show it (the chain fields for the detail)."""
 
     seq: int
     kind: str
     payload: str
     committed_at_us: int
+    idempotency_key: str = ""
+    payload_hash: str = ""
+    chain: str = ""
+    epoch: int = 0
 
 
 @dataclass(frozen=True, slots=True)

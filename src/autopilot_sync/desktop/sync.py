@@ -164,7 +164,7 @@ class DesktopSync:
         self.store = store
         self.hub = hub or StateHub()
         self.configured = tuple(streams)
-        self.tokens = SessionTokens(control_url, identity.secret, self.configured)
+        self.tokens = SessionTokens(control_url, identity.secret)
         self.client = SyncClient(
             base_url,
             database,
@@ -507,4 +507,13 @@ class DesktopSync:
 
 
 def _log_line(event: StreamEvent) -> LogLine:
-    return LogLine(event.seq, event.kind, event.payload, event.committed_at_us)
+    return LogLine(
+        event.seq,
+        event.kind,
+        event.payload,
+        event.committed_at_us,
+        event.idempotency_key,
+        event.payload_hash,
+        event.chain,
+        event.epoch,
+    )

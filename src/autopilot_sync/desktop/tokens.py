@@ -1,5 +1,8 @@
 """Session tokens for the desktop: fetched from the control service with a NIP-98 proof, kept until refresh time.
 
+The desktop asks without a `streams` claim: which streams its key may hold is control's policy, and which streams it
+reads is decided by the streams' `stream_reader` rows in the host, never by what the desktop asks for.
+
 The client SDK's reconnection manager asks for a token when it has none, at the refresh time control gave with the
 current one (`refresh_after_in`: the SDK then reconnects with the new token and resumes, before the host closes the
 socket at expiry), and after the host answered 401; each ask proves the key to control again with a fresh NIP-98
@@ -9,7 +12,6 @@ signature. The last token is kept for the UI (its expiry is shown).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 import aiohttp
 
@@ -30,13 +32,11 @@ class SessionTokens:
         self,
         control_url: str,
         secret: SecretKey,
-        streams: Sequence[str],
         *,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         self._control_url = control_url
         self._secret = secret
-        self._streams = tuple(streams) or ("*",)
         self._session = session
         self._current: SessionToken | None = None
         self._lock = asyncio.Lock()
@@ -58,7 +58,7 @@ class SessionTokens:
                 self._control_url,
                 self._secret,
                 DESKTOP_SCOPES,
-                self._streams,
+                None,  # no `streams` claim: the desktop gets what control's policy gives its key
                 None,
                 CLIENT_KIND,
                 session=self._session,

@@ -3,6 +3,11 @@
 `autopilot-sync up`, the process tests and the benchmarks all need the same wiring — the host trusts control as an
 issuer, control allow-lists the runtime's Nostr key for `sync.append`, everyone finds everyone on loopback — so it is
 written once here. Ports and directories are fixed per stack, so any service can be killed and restarted in place.
+
+Readers: the stack keeps a pool of demo user keys (`users/`); the runtime makes every one of them a reader of every
+stream it publishes, and each desktop config directory gets the next unused pool key, so a desktop reads the
+runtime's streams however late it starts. With `policy=True` control runs with a policy file that gives exactly
+those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `autopilot-sync up` uses).
 """
 
 from __future__ import annotations
@@ -12,11 +17,16 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autopilot_sync.desktop.identity import key_path as desktop_key_path
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
 from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 
 DATABASE = "autopilot-sync"
+#: How many demo users (desktop keys) a stack has; each is a reader of every runtime stream.
+USER_POOL = 8
+#: The streams the runtime publishes (its token's `streams` claim, `runtime/tokens.py`).
+RUNTIME_STREAMS = "runtime.*"
 
 
 def _loopback(port: int) -> str:
@@ -56,6 +66,8 @@ class LocalStack:
     host_env: dict[str, str] = field(default_factory=dict)
     control_env: dict[str, str] = field(default_factory=dict)
     runtime_env: dict[str, str] = field(default_factory=dict)
+    #: run control with a policy file for the runtime and the demo users (else: any key may read, see docs/control.md)
+    policy: bool = False
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
     runtime: ServiceProcess | None = None
@@ -64,6 +76,38 @@ class LocalStack:
     def __post_init__(self) -> None:
         self.runtime_key = runtime_key_at(self.key_path, self.runtime_key)
         self.producer_socket = producer_socket_at(self.root / "runtime" / "producer.sock")
+        self.user_keys = [runtime_key_at(self.root / "users" / f"user-{i}.key") for i in range(USER_POOL)]
+
+    def user_key_for(self, config_dir: Path) -> SecretKey:
+        """The desktop key in `config_dir`, taken from the user pool (the next unused key) when it has none yet."""
+        path = desktop_key_path(config_dir)
+        if path.exists():
+            return load_secret_key(path)
+        used = {load_secret_key(p).public_key().hex for p in self.root.glob("**/nostr.key") if p != self.key_path}
+        free = next((key for key in self.user_keys if key.public_key().hex not in used), None)
+        if free is None:
+            raise RuntimeError(f"every one of the {USER_POOL} demo users already has a desktop under {self.root}")
+        return runtime_key_at(path, free)
+
+    def policy_path(self) -> Path:
+        """Control's policy file (written by `start_control` when `policy` is set)."""
+        return self.root / "control" / "policy.toml"
+
+    def write_policy(self) -> Path:
+        """Users read and report checkpoints on runtime streams; the runtime publishes, grants and trims there."""
+        users = ", ".join(f'"{key.public_key().hex}"' for key in self.user_keys)
+        text = (
+            "# written by autopilot-sync's local stack (docs/control.md)\n"
+            f"[groups]\nusers = [{users}]\n\n"
+            '[[grant]]\ngroups = ["users"]\n'
+            f'scopes = ["sync.subscribe", "sync.checkpoint.write"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
+            f'[[grant]]\nkeys = ["{self.producer_key.public_key().hex}"]\n'
+            f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
+        )
+        path = self.policy_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
 
     @property
     def producer_key(self) -> SecretKey:
@@ -104,7 +148,11 @@ class LocalStack:
             "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
             "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
             "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.host_url,
-            "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex,
+            **(
+                {"AUTOPILOT_SYNC_CONTROL_POLICY_PATH": str(self.write_policy())}
+                if self.policy
+                else {"AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex}
+            ),
             **self.control_env,
         }
         self.control = start_service("control", env=env)
@@ -119,6 +167,7 @@ class LocalStack:
             "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
             "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(self.key_path),
             "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
+            "AUTOPILOT_SYNC_RUNTIME_READERS": ",".join(key.public_key().hex for key in self.user_keys),
             **self.runtime_env,
         }
         self.runtime = start_service("runtime", env=env, wait=wait)
@@ -133,7 +182,8 @@ class LocalStack:
         return self
 
     def desktop_env(self, config_dir: Path) -> dict[str, str]:
-        """Environment of a desktop that follows this stack."""
+        """Environment of a desktop that follows this stack (its key, from the user pool, is put in `config_dir`)."""
+        self.user_key_for(config_dir)
         return {
             "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
             "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_url,

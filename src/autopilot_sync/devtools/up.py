@@ -1,8 +1,9 @@
 """`autopilot-sync up`: the whole system on this machine, each service a real process on a real port.
 
 Starts the embedded host, control, the runtime and its demo workload, then the desktop in the foreground (the
-Textual UI on a terminal, JSON lines otherwise). Keys are created on first run under the state directory, and the
-runtime's key is put on control's append allowlist, so the quick start needs no configuration at all.
+Textual UI on a terminal, JSON lines otherwise). Keys are created on first run under the state directory, and control
+runs with a policy written for them (the runtime publishes on `runtime.*`, the demo users read there; the runtime
+makes the demo users readers of its streams), so the quick start needs no configuration at all.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def up(
     ):
         if not port_is_free(port):
             raise click.ClickException(f"port {port} (for {service}) is already in use: choose another with {flag}")
-    stack = LocalStack(Path(state_dir).resolve(), host_port, control_port, runtime_port)
+    stack = LocalStack(Path(state_dir).resolve(), host_port, control_port, runtime_port, policy=True)
     demo: ServiceProcess | None = None
     try:
         _say(f"starting host on {stack.host_url} (data in {stack.root / 'host'})")

@@ -389,11 +389,15 @@ class HostEngine:
         return self.module.reducers.get(name)
 
     def decode_args(self, reducer: ReducerDef, data: bytes) -> tuple[Any, ...]:
-        """Decode BSATN arguments of a reducer (DecodeError when they do not match its parameters)."""
+        """Decode BSATN arguments of a reducer (DecodeError when they do not match its parameters).
+
+        Bytes after the arguments are ignored, as SpacetimeDB does: `FunctionArgs::_into_tuple` in
+        `crates/core/src/host/mod.rs` deserializes the parameters from the front and never checks for the end.
+        """
         decoder = self._args_codecs.get(reducer.name)
         if decoder is None or decoder[0] is not reducer:
             decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(reducer.params))
-        return tuple(decoder[1].decode(data))
+        return tuple(decoder[1].decode_prefix(data, 0)[0])
 
     async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
         """Run a client-callable reducer and return once its transaction is durable (or it failed)."""

@@ -318,8 +318,7 @@ async def sql(request: web.Request) -> web.Response:
         return _text(400, "SQL body must be UTF-8 text", headers)
     try:
         owner = auth.identity == engine.owner_identity
-        claims = None if owner else auth.token.claims
-        result = sql_json_result(engine.datastore, text, private_visible=owner, claims=claims)
+        result = sql_json_result(engine.datastore, text, private_visible=owner, sender=auth.identity)
     except SqlError as exc:
         return _text(400, str(exc), headers)
     try:

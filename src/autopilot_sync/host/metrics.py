@@ -64,17 +64,18 @@ class HostMetrics:
             ["reason"],
             registry=r,
         )
-        self.connections_refused = Counter(
-            "autopilot_sync_host_connections_refused_total",
-            "Connection attempts refused before the upgrade, by reason (unauthorized, forbidden, bad_request, ...).",
-            ["reason"],
-            registry=r,
-        )
         self.durable_offset = Gauge(
             "autopilot_sync_host_durable_offset", "Offset of the newest durable transaction.", registry=r
         )
         self.recovery_seconds = Gauge(
             "autopilot_sync_host_recovery_seconds", "Time the last start spent on snapshot load and replay.", registry=r
+        )
+        self.connections_refused = Counter(
+            "autopilot_sync_host_connections_refused_total",
+            "Connections refused, by cause: before the upgrade by HTTP status (unauthorized, forbidden, bad_request,"
+            " not_found, too_many_connections, unavailable), after it (client_connected, storage_failed).",
+            ["cause"],
+            registry=r,
         )
         self.storage_failed = Gauge(
             "autopilot_sync_host_storage_failed", "1 when the commit log failed and writes are refused.", registry=r

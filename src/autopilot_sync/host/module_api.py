@@ -19,9 +19,6 @@ from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
 
 ReducerFn = Callable[..., Any]
-#: Decides whether a caller may read a table: gets the caller's verified claims and the `column = literal` terms the
-#: query is restricted by (ANDed at the top level), returns None to allow or the refusal's message.
-ReadGuard = Callable[[Mapping[str, Any], Mapping[str, Any]], str | None]
 
 
 class Lifecycle(enum.Enum):
@@ -150,8 +147,9 @@ class Module:
         self.version = version
         self.tables: dict[str, TableDef] = {}
         self.reducers: dict[str, ReducerDef] = {}
-        self.read_guards: dict[str, ReadGuard] = {}
         self.start_hook: StartHook | None = None
+        #: table → the SQL of its row-level security filter (`client_visibility_filter`), in declaration order
+        self.visibility_filters: dict[str, str] = {}
 
     def table(
         self,
@@ -238,16 +236,21 @@ class Module:
         self.start_hook = function
         return function
 
-    def read_guard(self, table: str) -> Callable[[ReadGuard], ReadGuard]:
-        """Declare who may read `table` through subscriptions and queries (row-level read authorization)."""
+    def client_visibility_filter(self, table: str, sql: str) -> None:
+        """Declare which rows of `table` a caller may read (SpacetimeDB's `client_visibility_filter`).
 
-        def register(guard: ReadGuard) -> ReadGuard:
-            if table not in self.tables:
-                raise ValueError(f"read guard for unknown table {table!r}")
-            self.read_guards[table] = guard
-            return guard
-
-        return register
+        `sql` selects rows of `table` (`SELECT * FROM t WHERE ...`, or `SELECT t.* FROM t JOIN u ON ... WHERE ...`) and
+        may name the caller as `:sender`. The host applies it to every read by anyone but the database owner:
+        subscriptions (initial rows and every delta), WebSocket one-off queries and HTTP `/sql`. A filter sees only the
+        caller's identity, never its token claims, which is what lets the same rule hold on a real SpacetimeDB. This
+        host takes one filter per table (SpacetimeDB ORs several); the SQL is compiled against the tables when first
+        used, and `host.sql.check_visibility_filters` compiles them all (tests, host start).
+        """
+        if table not in self.tables:
+            raise ValueError(f"visibility filter for unknown table {table!r}")
+        if table in self.visibility_filters:
+            raise ValueError(f"table {table!r} already has a visibility filter (this host takes one per table)")
+        self.visibility_filters[table] = sql
 
     def _add(self, reducer: ReducerDef) -> None:
         if reducer.name in self.reducers:
@@ -289,7 +292,7 @@ class Module:
                 for table in self.tables.values()
                 for column, value in table.defaults
             ],
-            "row_level_security": [],
+            "row_level_security": [{"sql": sql} for sql in self.visibility_filters.values()],
         }
 
     def schema_hash(self) -> str:

@@ -22,11 +22,12 @@ scans the table.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,13 +224,15 @@ class SelectPlan:
 
 @dataclass(frozen=True, slots=True)
 class SqlContext:
-    """What compilation may see: the tables, whether private tables are visible, and who `:sender` is."""
+    """What compilation may see: the tables, whether the caller is the owner, and who `:sender` is.
+
+    `private_visible` is true only for the database owner, who sees private tables and is not subject to row-level
+    security (as on SpacetimeDB); everyone else's reads go through the module's visibility filters with `sender`.
+    """
 
     datastore: Datastore
     private_visible: bool = False
     sender: Identity | None = None
-    #: The caller's verified claims, checked against the module's read guards; None for the database owner.
-    claims: Mapping[str, Any] | None = None
 
 
 def compile_subscription(sql: str, ctx: SqlContext) -> SelectPlan:
@@ -249,12 +252,13 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
     if not sql.strip():
         raise SqlError("Empty SQL query")
     _check_size(sql)
+    _check_statement_keyword(sql)
     try:
         statements = [s for s in sqlglot.parse(sql, read=DIALECT) if s is not None]
     except ParseError as exc:
-        raise SqlError(f"SQL parse error: {_first_line(str(exc))}") from None
+        raise SqlError(f"sql parser error: {_first_line(str(exc))}") from None
     except Exception as exc:  # sqlglot raises assorted errors on garbage (tokenizer, recursion)
-        raise SqlError(f"SQL parse error: {_first_line(str(exc)) or type(exc).__name__}") from None
+        raise SqlError(f"sql parser error: {_first_line(str(exc)) or type(exc).__name__}") from None
     if not statements:
         raise SqlError("Empty SQL query")
     if len(statements) > 1:
@@ -264,8 +268,9 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
         what = type(statement).__name__.upper()
         raise SqlError(f"Unsupported: Non-SELECT queries ({what}); this host serves read-only SQL")
     plan = _compile_select(sql, statement, ctx, one_off)
-    _authorize_read(plan, ctx)
-    return plan
+    if ctx.private_visible:
+        return plan
+    return apply_visibility(plan, ctx)
 
 
 _STRING_LITERALS = re.compile(r"'(?:[^']|'')*'")
@@ -295,27 +300,169 @@ def _check_size(sql: str) -> None:
         raise SqlError(f"Unsupported: parentheses nested {deepest} deep (the limit is {MAX_PARENTHESES_DEPTH})")
 
 
-def _authorize_read(plan: SelectPlan, ctx: SqlContext) -> None:
-    """Apply the module's read guards to every table the plan reads (refusals are SqlErrors, with the guard's text).
+#: Words sqlparser 0.38 (SpacetimeDB's SQL parser) starts a statement with (`Parser::parse_statement`).
+_STATEMENT_KEYWORDS = frozenset(
+    [
+        "KILL",
+        "DESCRIBE",
+        "EXPLAIN",
+        "ANALYZE",
+        "SELECT",
+        "WITH",
+        "VALUES",
+        "TRUNCATE",
+        "MSCK",
+        "CREATE",
+        "CACHE",
+        "DROP",
+        "DISCARD",
+        "DECLARE",
+        "FETCH",
+        "DELETE",
+        "INSERT",
+        "REPLACE",
+        "UNCACHE",
+        "UPDATE",
+        "ALTER",
+        "CALL",
+        "COPY",
+        "CLOSE",
+        "SET",
+        "SHOW",
+        "USE",
+        "GRANT",
+        "REVOKE",
+        "START",
+        "BEGIN",
+        "SAVEPOINT",
+        "RELEASE",
+        "COMMIT",
+        "ROLLBACK",
+        "ASSERT",
+        "DEALLOCATE",
+        "EXECUTE",
+        "PREPARE",
+        "MERGE",
+        "PRAGMA",
+        "INSTALL",
+        "LOAD",
+        "TABLE",
+    ]
+)
+_FIRST_WORD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_$]*)")
 
-    Only top-level `column = literal` terms of a single-table query count as restrictions; a join gives a guarded
-    table no restriction at all, so only callers the guard admits unrestricted may join it.
+
+def _check_statement_keyword(sql: str) -> None:
+    """Refuse a statement that starts with a word no statement starts with, in SpacetimeDB's parser's words.
+
+    sqlglot reads `SELEC * FRM x` as an expression; sqlparser (`Parser::parse_statement`, `expected` with the
+    token's location) says `sql parser error: Expected an SQL statement, found: SELEC at Line: 1, Column 1`.
     """
-    if ctx.claims is None:
+    match = _FIRST_WORD.match(sql)
+    if match is None or match.group(1).upper() in _STATEMENT_KEYWORDS:
         return
-    guards = ctx.datastore.module.read_guards
-    for table in plan.tables():
-        guard = guards.get(table)
-        if guard is None:
-            continue
-        equalities = {} if plan.join is not None else {t.column: t.value for t in equality_terms(plan.predicate)}
-        refusal = guard(ctx.claims, equalities)
-        if refusal is not None:
-            raise SqlError(refusal)
+    start = match.start(1)
+    line = sql.count("\n", 0, start) + 1
+    column = start - (sql.rfind("\n", 0, start) + 1) + 1
+    raise SqlError(
+        f"sql parser error: Expected an SQL statement, found: {match.group(1)} at Line: {line}, Column {column}"
+    )
 
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+# ----- row-level security -----
+
+#: Compiled visibility filters per (module, table, sender): compiling parses SQL, and a busy reader asks often.
+_RULES: dict[tuple[object, str, Identity], SelectPlan] = {}
+_RULES_MAX = 4096
+
+
+def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
+    """The table's visibility filter compiled for `ctx.sender` (None when the table has none)."""
+    module = ctx.datastore.module
+    sql = module.visibility_filters.get(table)
+    if sql is None:
+        return None
+    if ctx.sender is None:
+        raise SqlError(f"`{table}` is visible row by row and this read has no caller identity")
+    key = (module, table, ctx.sender)
+    plan = _RULES.get(key)
+    if plan is None:
+        plan = _compile(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
+        if plan.table.name != table or not plan.returns_rows:
+            raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")
+        if len(_RULES) >= _RULES_MAX:
+            _RULES.clear()
+        _RULES[key] = plan
+    return plan
+
+
+def check_visibility_filters(datastore: Datastore) -> None:
+    """Compile every visibility filter of the loaded module once (raises SqlError naming the bad one)."""
+    probe = SqlContext(datastore, sender=Identity(0))
+    for table in datastore.module.visibility_filters:
+        _rule(table, probe)
+
+
+def apply_visibility(plan: SelectPlan, ctx: SqlContext) -> SelectPlan:
+    """The plan restricted to the rows the module's visibility filters let `ctx.sender` see.
+
+    SpacetimeDB's row-level security, for this host's plan shapes: a query over a filtered table reads only the rows
+    the filter selects, so the result is the query ANDed with the filter. A single-table filter adds its predicate; a
+    filter with a join (`SELECT t.* FROM t JOIN u ON t.a = u.b WHERE u.c = :sender`) turns a single-table query into
+    that join, with both predicates, and the joined table's own single-table filter applies too (SpacetimeDB applies
+    filters to the tables a filter joins as well). A query that is itself a join may read filtered tables only when
+    their filters have no join (this host evaluates one join per query), else it is refused with that reason.
+    """
+    rules = {table: _rule(table, ctx) for table in plan.tables()}
+    if not any(rules.values()):
+        return plan
+    width = len(plan.table.columns)
+    predicate = plan.predicate
+    join = plan.join
+    if join is not None:
+        for table, offset in ((plan.table.name, 0), (join.table.name, width)):
+            rule = rules[table]
+            if rule is None:
+                continue
+            if rule.join is not None:
+                raise SqlError(
+                    f"Unsupported: a join with `{table}`, whose rows are visible through a join "
+                    f"(row-level security); query `{table}` alone"
+                )
+            predicate = _and(predicate, _shifted(rule.predicate, offset))
+        return dataclasses.replace(plan, predicate=predicate)
+    rule = rules[plan.table.name]
+    assert rule is not None
+    predicate = _and(predicate, rule.predicate)
+    if rule.join is not None:
+        inner = _rule(rule.join.table.name, ctx)
+        if inner is not None:
+            if inner.join is not None:
+                raise SqlError(f"Unsupported: visibility filters nested through two joins (`{rule.join.table.name}`)")
+            predicate = _and(predicate, _shifted(inner.predicate, width))
+    return dataclasses.replace(plan, predicate=predicate, join=rule.join)
+
+
+def _and(left: Predicate | None, right: Predicate | None) -> Predicate | None:
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return And((left, right))
+
+
+def _shifted(predicate: Predicate | None, offset: int) -> Predicate | None:
+    """The predicate with every column position moved by `offset` (a table's filter applied to the joined side)."""
+    if predicate is None or offset == 0:
+        return predicate
+    if isinstance(predicate, Comparison):
+        return dataclasses.replace(predicate, position=predicate.position + offset)
+    parts = tuple(_shifted(part, offset) for part in predicate.parts)
+    return type(predicate)(tuple(p for p in parts if p is not None))
 
 
 _ALLOWED_SELECT_ARGS = {"expressions", "from", "from_", "where", "limit", "joins", "kind"}
@@ -822,20 +969,15 @@ def execute(plan: SelectPlan, datastore: Datastore) -> QueryResult:
     """Run a compiled plan against the current state."""
     started = time.perf_counter_ns()
     if plan.join is not None:
-        joined = join_rows(plan, datastore)
-        return QueryResult(
-            plan, tuple(r for _, r in joined), tuple(b for b, _ in joined), (time.perf_counter_ns() - started) // 1000
-        )
-    store = datastore[plan.table.name]
+        unlimited = plan if plan.count_alias is None else dataclasses.replace(plan, limit=None)
+        found = join_rows(unlimited, datastore)
+    else:
+        store = datastore[plan.table.name]
+        counted = plan if plan.count_alias is None else SelectPlan(plan.sql, plan.table, plan.predicate)
+        found = matching_rows(counted, store)
     if plan.count_alias is not None:
-        count_plan = SelectPlan(plan.sql, plan.table, plan.predicate)
-        count = len(matching_rows(count_plan, store))
-        if plan.limit == 0:
-            rows: tuple[Row, ...] = ()
-        else:
-            rows = ((count,),)
+        rows: tuple[Row, ...] = () if plan.limit == 0 else ((len(found),),)
         return QueryResult(plan, rows, None, (time.perf_counter_ns() - started) // 1000)
-    found = matching_rows(plan, store)
     if plan.projection is None:
         return QueryResult(
             plan, tuple(r for _, r in found), tuple(b for b, _ in found), (time.perf_counter_ns() - started) // 1000
@@ -846,7 +988,7 @@ def execute(plan: SelectPlan, datastore: Datastore) -> QueryResult:
 
 
 def sql_json_result(
-    datastore: Datastore, sql: str, *, private_visible: bool = False, claims: Mapping[str, Any] | None = None
+    datastore: Datastore, sql: str, *, private_visible: bool = False, sender: Identity | None = None
 ) -> list[dict[str, Any]]:
     """The body of HTTP `POST /v1/database/:name/sql`: `[{schema, rows, total_duration_micros, stats}]`.
 
@@ -856,7 +998,7 @@ def sql_json_result(
     the message as the body; the route also sets `spacetime-execution-duration-micros` from `total_duration_micros`.
     """
     started = time.perf_counter_ns()
-    plan = compile_query(sql, SqlContext(datastore, private_visible=private_visible, claims=claims))
+    plan = compile_query(sql, SqlContext(datastore, private_visible=private_visible, sender=sender))
     result = execute(plan, datastore)
     out_type = plan.output_type()
     rows = [to_untyped_json(out_type, row) for row in result.rows]
@@ -897,7 +1039,11 @@ def join_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]
     out: list[tuple[bytes, Row]] = []
     if plan.limit == 0:
         return out
-    for row_bytes, row in list(datastore[plan.table.name].rows.items()):
+    # the projected table's own conjuncts pick its candidate rows through an index when they can
+    width = len(plan.table.columns)
+    own = tuple(t for t in conjuncts(plan.predicate) if isinstance(t, Comparison) and t.position < width)
+    scan = SelectPlan(plan.sql, plan.table, And(own) if own else None)
+    for row_bytes, row in candidate_rows(scan, datastore[plan.table.name]):
         value = _hashable(row[spec.left_position])
         if by_value is not None:
             partners: Iterable[Row] = by_value.get(value, ())

@@ -37,7 +37,7 @@ query sets appear under each.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,12 +204,26 @@ class _JoinMixin:
         changes = {change.table: change for change in tx.changes}
         offset = tx.offset
         queries = {query for table in changes for query in self._joins.get(table, ())}
+        # changed values per (table, column), for skipping queries the transaction cannot touch
+        changed_values: dict[tuple[str, int], set[Any]] = {}
         # before the mirrors take the transaction: which candidate rows had a partner
         work = []
         for query in queries:
             plan = query.plan
             spec = plan.join
             assert spec is not None
+            fixed = _left_equality(plan)
+            if fixed is not None and spec.table.name not in changes:
+                # only the projected table changed, and the query keeps one value of one of its columns (a stream's
+                # events seen through a row-level security join): rows with other values cannot enter or leave
+                position, value = fixed
+                seen = changed_values.get((plan.table.name, position))
+                if seen is None:
+                    own_change = changes[plan.table.name]
+                    seen = {_hashable(row[position]) for _, row in (*own_change.inserts, *own_change.deletes)}
+                    changed_values[(plan.table.name, position)] = seen
+                if value not in seen:
+                    continue
             projected = None if plan.table.event else self._mirror(plan.table.name, spec.left_position)
             joined = self._mirror(spec.table.name, spec.right_position)
             if joined.offset >= offset or (projected is not None and projected.offset >= offset):
@@ -365,24 +379,26 @@ class SubscriptionManager(_JoinMixin):
         *,
         sender: Identity | None = None,
         private_visible: bool = False,
-        claims: Mapping[str, Any] | None = None,
     ) -> SubscribeApplied | SubscriptionError:
-        """Register a query set and return its initial rows, or the error that refused it (nothing registered)."""
+        """Register a query set and return its initial rows, or the error that refused it (nothing registered).
+
+        A set of zero queries is registered and applied with no rows, as SpacetimeDB does (its `subscribe_v2` in
+        `crates/core/src/subscription/module_subscription_actor.rs` compiles and adds an empty batch).
+        """
         sets = self._clients.setdefault(client, {})
         if query_set_id in sets:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is already subscribed")
-        if not sqls:
-            return SubscriptionError(request_id, query_set_id, "a query set needs at least one query")
         refused = self._over_limits(client, len(sqls))
         if refused is not None:
             return SubscriptionError(request_id, query_set_id, refused)
-        ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender, claims=claims)
+        ctx = SqlContext(self._datastore, private_visible=private_visible, sender=sender)
         plans: list[SelectPlan] = []
         for sql in sqls:
             try:
                 plans.append(compile_subscription(sql, ctx))
             except SqlError as exc:
-                return SubscriptionError(request_id, query_set_id, f"{exc} (in query {sql!r})")
+                # crates/engine/src/error.rs `DBError::WithSql`, with the SQL trimmed as `compile_queries` does.
+                return SubscriptionError(request_id, query_set_id, f"{exc}, executing: `{sql.strip()}`")
         unindexed = sum(1 for plan in plans if _unindexed(plan))
         held = self._unindexed_counts.get(client, 0)
         if unindexed and held + unindexed > self.limits.max_unindexed_queries_per_connection:
@@ -403,6 +419,10 @@ class SubscriptionManager(_JoinMixin):
         if unindexed:
             self._unindexed_counts[client] = held + unindexed
         return SubscribeApplied(request_id, query_set_id, rows)
+
+    def is_subscribed(self, client: Client, query_set_id: int) -> bool:
+        """Whether `client` holds query set `query_set_id` (a second Subscribe with it is a protocol error)."""
+        return query_set_id in self._clients.get(client, {})
 
     def _over_limits(self, client: Client, queries: int) -> str | None:
         """Why a Subscribe of `queries` queries would pass one of the client's limits (None: it fits)."""
@@ -768,6 +788,23 @@ def _range_key(plan: SelectPlan) -> tuple[int, CompareOp, Any] | None:
 def _range_bound(found: _Filter) -> Any:
     assert found.range_key is not None
     return found.range_key[2]
+
+
+def _left_equality(plan: SelectPlan) -> tuple[int, Any] | None:
+    """A join query's top-level `column = literal` on its projected table, if any (hashable values only)."""
+    width = len(plan.table.columns)
+    for term in equality_terms(plan.predicate):
+        if term.position < width:
+            try:
+                hash(term.value)
+            except TypeError:
+                continue
+            return term.position, term.value
+    return None
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:

@@ -2,9 +2,9 @@
 
 The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate (401), resolve the database
 (400/404), parse `connection_id`/`compression`/`confirmed` (400), pick the subprotocol by the server's preference
-(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). Unlike the real host,
-`client_connected` runs before the upgrade, so a refusal is an HTTP 403 carrying the reducer's message instead of an
-upgraded socket dropped without a word; `client_disconnected` runs whenever a socket that got past it goes away.
+(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). As on the real host,
+`client_connected` runs after the upgrade and a refusal drops the socket (we add a 1008 close frame with the reducer's
+message); `client_disconnected` runs whenever a socket that got past it goes away.
 An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
 the real host has no such cap), and an unmasked client frame closes the socket with 1002 (`frame_mask.py`).
 
@@ -37,7 +37,7 @@ import enum
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +113,14 @@ class CloseReason(enum.Enum):
     SHUTTING_DOWN = (1001, "host shutting down")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
     TOKEN_EXPIRED = (1008, "token expired: reconnect with a fresh token")
+    CONNECTION_REFUSED = (1008, "")  # reason: the `client_connected` reducer's message
+    # SpacetimeDB's text (the `add_subscription_v2` error wrapped in `MessageExecutionError`), N and CLIENT filled in;
+    # like every reason it is cut to 123 bytes, which leaves little of the client.
+    QUERY_SET_IN_USE = (
+        1011,
+        "error executing message (reducer: None) (err: Subscription with id QuerySetId { id: N } already exists "
+        "for client: CLIENT)",
+    )
     MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
     UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
 
@@ -376,6 +384,10 @@ class WebSocketHub:
     #: sockets per identity, counted from the handshake's admission to the socket's end
     per_identity: dict[Identity, int] = field(default_factory=dict)
     subscriptions: SubscriptionManager = field(init=False)
+    #: Connections refused after the upgrade, by cause (`client_connected`, `storage_failed`), for /metrics.
+    rejections: Counter[str] = field(default_factory=Counter)
+    #: Told each refusal's cause as it happens (the host's metrics).
+    on_refused: Callable[[str], None] | None = None
     #: Told of every connection opened, closed (by reason) and refused before the upgrade (by reason): metrics.
     on_connection_event: Callable[[ConnectionEvent, str], None] | None = None
 
@@ -537,19 +549,26 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
             text=f"too many connections for this identity: at most {limit} at once; close one first",
             headers=auth.identity_headers(),
         )
-    try:
-        await engine.connect(caller)
-    except BaseException as exc:
+    if engine.commitlog.failure is not None:
         hub.release_identity(caller.identity)
-        if isinstance(exc, StorageUnavailableError):
-            raise web.HTTPServiceUnavailable(text=str(exc), headers=auth.identity_headers()) from None
-        if isinstance(exc, ConnectionRejectedError):
-            raise web.HTTPForbidden(text=str(exc), headers=auth.identity_headers()) from None
+        raise web.HTTPServiceUnavailable(
+            text=f"storage failed: {engine.commitlog.failure}", headers=auth.identity_headers()
+        )
+    # As SpacetimeDB's `handle_websocket` (crates/client-api/src/routes/subscribe.rs): upgrade first, then run
+    # `client_connected`; a refusal drops the upgraded socket, so an SDK sees a disconnect, not a failed handshake.
+    try:
+        await ws.prepare(request)
+        await engine.connect(caller)
+    except ConnectionRejectedError as exc:
+        hub.release_identity(caller.identity)
+        await _refuse(hub, ws, request, caller, exc)
+        return ws
+    except BaseException:
+        hub.release_identity(caller.identity)
         raise
     connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
     expiry: asyncio.TimerHandle | None = None
     try:
-        await ws.prepare(request)
         hub.connections.add(connection)
         hub.report(ConnectionEvent.OPENED)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
@@ -567,6 +586,32 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
         hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
     return ws
+
+
+async def _refuse(
+    hub: WebSocketHub, ws: web.WebSocketResponse, request: web.Request, caller: Caller, error: ConnectionRejectedError
+) -> None:
+    """Close an upgraded socket `client_connected` refused; the reason goes to the log, the counters and the client.
+
+    SpacetimeDB drops the socket without a close frame (its reason reaches only its log and
+    `record_client_rejection`); we close with 1008 and the reducer's message so a client can tell the user why. The
+    official SDK reports both the same way: `onDisconnect`.
+    """
+    storage = isinstance(error, StorageUnavailableError)
+    cause = "storage_failed" if storage else "client_connected"
+    hub.rejections[cause] += 1
+    if hub.on_refused is not None:
+        hub.on_refused(cause)
+    log.info("websocket: refusing connection of %s (%s): %s", caller.identity, cause, error)
+    reason = CloseReason.STORAGE_FAILED if storage else CloseReason.CONNECTION_REFUSED
+    try:
+        await asyncio.wait_for(ws.close(code=reason.code, message=_close_text(str(error))), hub.options.close_timeout)
+    except (TimeoutError, ConnectionError, RuntimeError):
+        pass
+    finally:
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
 
 
 def _close_at_rights_end(connection: Connection, deadline: float | None) -> asyncio.TimerHandle | None:
@@ -667,6 +712,15 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
         # call) see its effects, in the order the client sent them; the answer goes out once it is durable.
         _call_reducer(connection, message)
     elif isinstance(message, Subscribe):
+        if hub.subscriptions.is_subscribed(connection, message.query_set_id):
+            # SpacetimeDB: `add_subscription_v2` (crates/core/src/subscription/module_subscription_manager.rs) errors,
+            # and crates/client-api/src/routes/subscribe.rs closes the socket with CloseCode::Error (1011).
+            caller = connection.caller
+            text = CloseReason.QUERY_SET_IN_USE.text.replace("{ id: N }", f"{{ id: {message.query_set_id} }}").replace(
+                "CLIENT", f"(Identity({caller.identity}), ConnectionId({caller.connection_id}))"
+            )
+            await connection.close(CloseReason.QUERY_SET_IN_USE, text)
+            return
         result = hub.subscriptions.subscribe(
             connection,
             message.request_id,
@@ -674,7 +728,6 @@ async def _handle(connection: Connection, message: ClientMessage) -> None:
             message.query_strings,
             sender=connection.caller.identity,
             private_visible=connection.private_visible,
-            claims=None if connection.private_visible else connection.caller.claims,
         )
         connection.send_at(engine.offset if isinstance(result, SubscribeApplied) else 0, result)
     elif isinstance(message, Unsubscribe):
@@ -705,7 +758,6 @@ def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
         datastore,
         private_visible=connection.private_visible,
         sender=connection.caller.identity,
-        claims=None if connection.private_visible else connection.caller.claims,
     )
     try:
         plan = compile_query(message.query_string, ctx)
@@ -726,10 +778,13 @@ def _call_reducer(connection: Connection, message: CallReducer) -> None:
     engine = connection.hub.engine
     reducer = engine.reducer(message.reducer)
     if reducer is None:
-        _reducer_failed(connection, message, f"no such reducer: {message.reducer}")
+        # crates/core/src/host/module_host.rs `ReducerCallError::NoSuchReducer` carries no name.
+        _reducer_failed(connection, message, "no such reducer")
         return
     if reducer.lifecycle is not None:
-        _reducer_failed(connection, message, f"lifecycle reducer {message.reducer} cannot be called by clients")
+        # SpacetimeDB's `ReducerCallError::LifecycleReducer` text (crates/core/src/host/module_host.rs).
+        text = f"can't directly call special {reducer.lifecycle.value} lifecycle reducer"
+        _reducer_failed(connection, message, text)
         return
     try:
         args = engine.decode_args(reducer, message.args)

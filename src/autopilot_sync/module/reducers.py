@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from autopilot_sync import stream_chain
 from autopilot_sync.host.module_api import StartInfo
 from autopilot_sync.host.transaction import ReducerContext
-from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of, stream_allowed
+from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
 from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.module.errors import SyncError, SyncErrorCode
 from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
+from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.settings.load import load_settings
 from autopilot_sync.settings.sync_module import SyncModuleSettings
 from autopilot_sync.spacetime import algebraic as at
@@ -22,34 +22,13 @@ LIMITS = load_settings(SyncModuleSettings)
 FIRST_EPOCH = 1
 
 
-@module.read_guard("sync_event")
-def sync_event_reads(claims: Mapping[str, Any], equalities: Mapping[str, Any]) -> str | None:
-    """Events are readable with `sync.subscribe`, and only on the streams the token's `streams` claim covers.
-
-    A token limited to some streams must name one in the query (`WHERE stream_id = '...'`), which is exactly how
-    desktops subscribe (one query per stream with its resume cursor); `*` (or no `streams` claim) reads all.
-    """
-    if Scope.SUBSCRIBE.value not in scopes_of(claims):
-        return f"{SyncErrorCode.UNAUTHORIZED.value}: reading sync_event needs scope {Scope.SUBSCRIBE.value}"
-    if stream_allowed(claims, "*"):  # no `streams` claim, or the `*` pattern: every stream
-        return None
-    stream = equalities.get("stream_id")
-    if not isinstance(stream, str):
-        return (
-            f"{SyncErrorCode.FORBIDDEN_STREAM.value}: this token covers only some streams; "
-            "query sync_event with WHERE stream_id = '<stream>'"
-        )
-    if not stream_allowed(claims, stream):
-        return f"{SyncErrorCode.FORBIDDEN_STREAM.value}: token does not cover stream {stream}"
-    return None
-
-
 @module.client_connected
 def client_connected(ctx: ReducerContext) -> None:
     """Admit readers and publishers only; record presence with the Nostr key the token proves."""
     scopes = scopes_of(ctx.claims)
     if Scope.SUBSCRIBE.value not in scopes and Scope.APPEND.value not in scopes:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "connecting needs scope sync.subscribe or sync.append")
+    admit_member(ctx)
     if ctx.connection_id is None:
         return
     pubkey = nostr_pubkey_of(ctx.claims)
@@ -63,6 +42,7 @@ def client_connected(ctx: ReducerContext) -> None:
             kind if isinstance(kind, str) else "",
             ctx.timestamp,
             ctx.timestamp,
+            PRESENCE_REALM,
         )
     )
 
@@ -81,7 +61,7 @@ def heartbeat(ctx: ReducerContext) -> None:
         return
     row = ctx.db.active_connection.find("connection_id", ctx.connection_id)
     if row is not None:
-        ctx.db.active_connection.update((*row[:6], ctx.timestamp))
+        ctx.db.active_connection.update((*row[:6], ctx.timestamp, *row[7:]))
 
 
 @module.reducer(("batch", at.array(SYNC_EVENT_INPUT)))

@@ -19,9 +19,12 @@ active_connection = module.table(
         ("client_kind", at.STRING),
         ("connected_at", at.TIMESTAMP),
         ("last_seen", at.TIMESTAMP),
+        # the presence group a row shows to (module/visibility.py); one group today, PRESENCE_REALM
+        ("realm", at.STRING),
     ],
     primary_key="connection_id",
-    indexes=[("identity",)],
+    indexes=[("identity",), ("realm",)],
+    defaults={"realm": "sync"},  # added after the first release: at the end, with a default (module/visibility.py)
 )
 
 stream_head = module.table(
@@ -60,7 +63,8 @@ sync_event = module.table(
     # before inserting, and reducers run one at a time); an index, not a unique constraint, because SpacetimeDB's
     # automatic migration forbids adding a unique constraint to a table that has rows, and data written before
     # keys were scoped had a unique constraint on the key alone (removing that one is allowed).
-    indexes=[("stream_id", "idempotency_key")],
+    # (stream_id) alone is the join column of its visibility filter (module/visibility.py).
+    indexes=[("stream_id", "idempotency_key"), ("stream_id",)],
     defaults={"epoch": 0, "chain": ""},
 )
 

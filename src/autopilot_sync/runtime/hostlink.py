@@ -4,6 +4,11 @@ This adapter is the only runtime module that knows the SDK. It keeps one `SyncCl
 manager, which reopens the session after any loss and asks `TokenSource` for a fresh token before the old one
 expires), calls `append_sync_events`, reads `stream_head` with a one-off query, and turns every way a call can fail
 into one `PublishFailure`, so the retry classes stay a pure function of that value.
+
+Before it first touches a stream it records the stream's readers (`grant_stream_readers`, idempotent): the runtime's
+own identity (it reads the head it reconciles with) and the identities of the configured reader keys, derived from
+control's issuer exactly as the host derives a caller's identity. Who reads a stream is thereby decided by the
+producer's configuration, not by any reader's request (docs/control.md, docs/security.md).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from autopilot_sync.client.errors import (
     ClientError,
     ConnectError,
     ConnectionLostError,
+    ConnectionRejectedError,
     NotConnectedError,
     OneOffQueryError,
     ProtocolError,
@@ -36,11 +42,13 @@ from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.publisher import LinkError
 from autopilot_sync.runtime.retry import FailureKind, PublishFailure
 from autopilot_sync.runtime.tokens import TokenError, TokenSource
-from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.spacetime.values import Identity, Timestamp
 
 log = logging.getLogger(__name__)
 
 APPEND_REDUCER = "append_sync_events"
+GRANT_REDUCER = "grant_stream_readers"
 T = TypeVar("T")
 
 
@@ -68,8 +76,12 @@ class SdkHostLink:
         call_timeout: float = 30.0,
         connect_wait: float = 5.0,
         reconnect_policy: BackoffPolicy | None = None,
+        readers: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url
+        #: hex Nostr keys made readers of every stream this runtime publishes (besides itself)
+        self.readers = tuple(readers)
+        self._granted: set[str] = set()
         self.database = database
         self.tokens = tokens
         self.call_timeout = call_timeout
@@ -82,6 +94,8 @@ class SdkHostLink:
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
         """Call `append_sync_events`; LinkError unless the host acknowledged the commit."""
+        for stream_id in dict.fromkeys(event.stream_id for event in events):
+            await self._ensure_readers(stream_id)
         batch = [event_argument(event) for event in events]
         result = await self._request(lambda conn: conn.call(APPEND_REDUCER, batch))
         if isinstance(result, ReducerCommitted):
@@ -94,6 +108,7 @@ class SdkHostLink:
         """`head_seq` from `stream_head` (0 when the stream has no row); stream ids never contain quotes."""
         if "'" in stream_id:
             raise LinkError(PublishFailure(FailureKind.REDUCER_ERROR, f"invalid_event: stream id {stream_id!r}"))
+        await self._ensure_readers(stream_id)  # the head is visible to the stream's readers only
         query = f"SELECT * FROM stream_head WHERE stream_id = '{stream_id}'"
         answer = await self._request(lambda conn: conn.one_off_query(query))
         rows = answer.rows("stream_head")
@@ -102,6 +117,26 @@ class SdkHostLink:
         row = rows[0]
         head = getattr(row, "head_seq", None)
         return int(head if head is not None else row[1])
+
+    async def _ensure_readers(self, stream_id: str) -> None:
+        """Record the stream's readers once per process (the reducer is idempotent, so a restart repeats it)."""
+        if stream_id in self._granted:
+            return
+        result = await self._request(lambda conn: conn.call(GRANT_REDUCER, stream_id, self._reader_identities()))
+        if isinstance(result, ReducerCommitted):
+            self._granted.add(stream_id)
+            return
+        if isinstance(result, ReducerFailed):
+            raise LinkError(PublishFailure(FailureKind.REDUCER_ERROR, result.message))
+        raise LinkError(PublishFailure(FailureKind.INTERNAL_ERROR, result.message))
+
+    def _reader_identities(self) -> list[Identity]:
+        """The runtime's own identity and the configured readers', derived with the issuer of its current token."""
+        token = self.tokens.current
+        if token is None:  # the connection was opened with a token, so there is one
+            raise RuntimeError("no session token yet")
+        own = Identity.from_hex(token.identity)
+        return list(dict.fromkeys([own, *(identity_from_claims(token.issuer, key) for key in self.readers)]))
 
     async def refresh_auth(self) -> None:
         """Fetch a new token now and start a new client with it (the old one closes once its calls are done)."""
@@ -173,6 +208,8 @@ class SdkHostLink:
             return cause.failure
         if event is not None and isinstance(event.error, AuthenticationError):
             return PublishFailure(FailureKind.AUTH_REJECTED, reason)
+        if event is not None and isinstance(event.error, ConnectionRejectedError):
+            return describe_failure(event.error)
         return PublishFailure(FailureKind.NETWORK, f"not connected to {self.base_url}: {reason}")
 
 
@@ -186,6 +223,13 @@ def describe_failure(exc: BaseException) -> PublishFailure:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, AuthenticationError):
         return PublishFailure(FailureKind.AUTH_REJECTED, message)
+    if isinstance(exc, ConnectionRejectedError):
+        # The host upgrades, then closes: 1008 is client_connected's refusal (its message says why), 1011 storage.
+        if exc.code == 1008:
+            return PublishFailure(FailureKind.AUTH_REJECTED, message)
+        if exc.code == 1011:
+            return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
+        return PublishFailure(FailureKind.NETWORK, message)
     if isinstance(exc, ConnectError):
         if exc.status == 403:
             return PublishFailure(FailureKind.AUTH_REJECTED, message)

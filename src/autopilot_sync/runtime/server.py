@@ -69,7 +69,7 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
     store = RuntimeStore(settings.data_dir, settings.max_payload_bytes)
     metrics = RuntimeMetrics()
     tokens = TokenSource(settings.control_url, key, settings.token_ttl_seconds)
-    link = SdkHostLink(settings.spacetime_base_url, settings.database, tokens)
+    link = SdkHostLink(settings.spacetime_base_url, settings.database, tokens, readers=settings.readers)
     config = PublisherConfig(
         batch_size=settings.publish_batch_size, backoff=Backoff(cap_seconds=float(settings.retry_cap_seconds))
     )

@@ -64,6 +64,11 @@ class TokenSource:
                 self._current = current
             return current.token
 
+    @property
+    def current(self) -> SessionToken | None:
+        """The token held now (its `identity` and `issuer` name the runtime to the host)."""
+        return self._current
+
     def expires_at(self) -> float | None:
         """Expiry (epoch seconds) of the token held now."""
         return None if self._current is None else self._current.expires_at

@@ -38,8 +38,14 @@ class ControlSettings(ServiceSettings):
     database: DatabaseName = Field(default="autopilot-sync", description="Database the tokens grant access to.")
     append_allowlist: HexPubkeys = Field(
         default=(),
-        description="Nostr public keys allowed the sync.append and sync.admin scopes (producers); "
-        "empty allows no producer.",
+        description="Nostr public keys allowed every scope on every stream (producers), on top of the policy "
+        "file; empty allows no producer unless the policy file names one.",
+    )
+    policy_path: FilePath | None = Field(
+        default=None,
+        description="TOML file of grants: which keys (or groups) may have which scopes on which stream patterns "
+        "(docs/control.md); re-read when it changes. Unset: any key may have the reader scopes, keys on the "
+        "append allowlist everything.",
     )
     proof_max_skew_seconds: Seconds = Field(
         default=60,

@@ -14,6 +14,7 @@ from autopilot_sync.settings.fields import (
     DatabaseName,
     FilePath,
     Form,
+    HexPubkeys,
     Listen,
     ListenAddress,
     Seconds,
@@ -61,6 +62,11 @@ class RuntimeSettings(ServiceSettings):
     database: DatabaseName = Field(default="autopilot-sync", description="Database whose reducers it calls.")
     nostr_key_path: FilePath = Field(
         description="File holding the runtime's Nostr secret key (hex), which proves its identity to control."
+    )
+    readers: HexPubkeys = Field(
+        default=(),
+        description="Nostr public keys made readers of every stream this runtime publishes (it is one itself); "
+        "a stream's readers are recorded when the runtime first publishes to it (docs/runtime.md).",
     )
     publish_batch_size: Count = Field(
         default=100,

@@ -49,6 +49,18 @@ HOST_PING_SECONDS = 2
 HOST_IDLE_SECONDS = 6
 
 
+#: Every seed-derived key a scenario reads with (the observer, SDK clients, desktops by name): the runtime makes each
+#: a reader of every stream it publishes, since reading is row-level (docs/security.md "Who may read").
+READER_KEY_NAMES = (
+    "observer",
+    "alice",
+    "bob",
+    "probe",
+    *(f"storm{k}" for k in range(32)),
+    *(f"desktop:{name}" for name in ("victim", "live", "stale", *(f"d{i}" for i in range(32)))),
+)
+
+
 def seeded_key(seed: int, name: str) -> SecretKey:
     """A Nostr key that follows from the seed and a role name (replays keep their identities)."""
     return SecretKey.from_hex(hashlib.sha256(f"autopilot-sync-chaos:{seed}:{name}".encode()).hexdigest())
@@ -293,6 +305,9 @@ class ChaosStack:
             "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
             "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
             "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
+            "AUTOPILOT_SYNC_RUNTIME_READERS": ",".join(
+                seeded_key(self.seed, name).public_key().hex for name in READER_KEY_NAMES
+            ),
             **self.runtime_env,
         }
         self.runtime = await start_child("runtime", [], env)
@@ -342,10 +357,20 @@ class ChaosStack:
     async def _observer(self, http: aiohttp.ClientSession) -> str:
         token = self._observer_token
         if token is None or token.needs_refresh():
+            first = self._observer_token is None
             token = await fetch_session_token(
-                self.control_public_url, self.observer_key, ("sync.subscribe",), ("*",), None, "verifier", session=http
+                self.control_public_url, self.observer_key, ("sync.subscribe",), None, None, "verifier", session=http
             )
             self._observer_token = token
+            if first:  # one reducer call makes the observer a member (presence is visible to members only)
+                async with http.post(
+                    f"{self.host_url}/v1/database/{DATABASE}/call/heartbeat",
+                    json=[],
+                    headers={"Authorization": f"Bearer {token.token}"},
+                    timeout=aiohttp.ClientTimeout(total=10),
+                ) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"observer heartbeat: HTTP {response.status}: {await response.text()}")
         return token.token
 
     async def sql(self, query: str) -> list[list[Any]]:
