@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from autopilot_sync import __version__
+from autopilot_sync.cli_errors import FriendlyGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="autopilot-sync")
 def main() -> None:
     """Spacetime-only real-time sync: host, control, runtime and desktop in one command.
@@ -35,7 +36,18 @@ def bench(args: tuple[str, ...]) -> None:
     import sys
     from pathlib import Path
 
-    checkout = str(Path(__file__).resolve().parents[2])  # bench/ lives beside src/, outside the wheel
+    from autopilot_sync.checkout import NotACheckout, source_checkout
+    from autopilot_sync.gate.files import find_root
+
+    # bench/ lives beside src/, outside the wheel: the checkout we run from, else the one around the current directory
+    found = [
+        root for root in (source_checkout(), find_root(Path.cwd())) if root and (root / "bench/__main__.py").is_file()
+    ]
+    if not found:
+        raise NotACheckout(
+            "bench is a repository tool (bench/ is not installed): run it inside a checkout of autopilot-sync"
+        )
+    checkout = str(found[0])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))}
     raise SystemExit(subprocess.call([sys.executable, "-m", "bench", *args], env=env))
 

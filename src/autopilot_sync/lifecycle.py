@@ -13,20 +13,42 @@ import signal
 READY_PATTERN = re.compile(r"autopilot-sync (?P<service>[a-z-]+) ready: (?P<url>\S+)")
 
 
+_STOPS: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+
+
 def announce_ready(service: str, url: str, **details: object) -> None:
-    """Print `autopilot-sync <service> ready: <url> key=value ...` (flushed at once)."""
+    """Print `autopilot-sync <service> ready: <url> key=value ...` (flushed at once).
+
+    The stop signals are watched before the line goes out: whoever reads `ready` may send SIGTERM at once, and it
+    must stop the service cleanly (exit 0), not kill it with Python's default action.
+    """
+    _watch_stop_signals()
     extra = "".join(f" {name}={value}" for name, value in details.items())
     print(f"autopilot-sync {service} ready: {url}{extra}", flush=True)
 
 
+def _watch_stop_signals() -> asyncio.Event | None:
+    """The running loop's stop event, its SIGINT/SIGTERM handlers installed on first use (None outside a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    stop = _STOPS.get(loop)
+    if stop is None:
+        stop = _STOPS[loop] = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def until_stop_signal() -> None:
-    """Return on the first SIGINT or SIGTERM, so the caller can shut down cleanly."""
-    stop = asyncio.Event()
+    """Return on the first SIGINT or SIGTERM (also one that came since `announce_ready`), to shut down cleanly."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = _watch_stop_signals()
+    assert stop is not None  # inside a running loop
     try:
         await stop.wait()
     finally:
+        _STOPS.pop(loop, None)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from autopilot_sync.cli_errors import Remedies, declare
 from autopilot_sync.control.keys import DEFAULT_PRUNE_AFTER_SECONDS, KeyFileError, KeyPaths, rotate, stage
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.load import load_settings
@@ -46,6 +47,7 @@ def control(
       AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH=./var/control/signing.pem autopilot-sync control
       autopilot-sync control --signing-key-path ./var/control/signing.pem rotate-key
     """
+    declare(Remedies(listen=f"--listen or {_PREFIX}LISTEN"))
     overrides = {
         "LISTEN": listen,
         "PUBLIC_URL": public_url,

@@ -31,6 +31,17 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a service could listen on `host:port` right now (checked before starting, to name the flag to change)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the services do: TIME_WAIT is not "in use"
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 @dataclass
 class ServiceProcess:
     """A running service child: its URL once ready, its output so far, and ways to stop it."""

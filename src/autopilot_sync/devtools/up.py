@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, start_service
+from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, port_is_free, start_service
 from autopilot_sync.devtools.stack import LocalStack
 
 
@@ -29,7 +29,7 @@ def _say(message: str) -> None:
 @click.option("--host-port", default=3000, show_default=True, help="Port of the Spacetime host.")
 @click.option("--control-port", default=3100, show_default=True, help="Port of the control service.")
 @click.option("--runtime-port", default=3200, show_default=True, help="Port of the runtime's producer API.")
-@click.option("--rate", default=5.0, show_default=True, help="Demo events per second.")
+@click.option("--rate", default=5.0, show_default=True, help="Demo events per second (the demo runs until stopped).")
 @click.option("--headless", is_flag=True, help="Desktop prints JSON lines instead of the terminal UI.")
 @click.option("--duration", type=float, default=None, help="Stop everything after this many seconds.")
 def up(
@@ -48,6 +48,13 @@ def up(
       autopilot-sync up                      # terminal UI with live presence and events
       autopilot-sync up --headless --rate 20 # JSON lines, e.g. piped into jq
     """
+    for port, flag, service in (
+        (host_port, "--host-port", "the host"),
+        (control_port, "--control-port", "control"),
+        (runtime_port, "--runtime-port", "the runtime"),
+    ):
+        if not port_is_free(port):
+            raise click.ClickException(f"port {port} (for {service}) is already in use: choose another with {flag}")
     stack = LocalStack(Path(state_dir).resolve(), host_port, control_port, runtime_port, policy=True)
     demo: ServiceProcess | None = None
     try:
@@ -57,10 +64,9 @@ def up(
         stack.start_control()
         _say(f"starting runtime on {stack.runtime_url} (publishing as {stack.producer_key.public_key().npub})")
         stack.start_runtime()
-        demo_seconds = duration if duration is not None else 24 * 3600.0
-        _say(f"starting the demo workload at {rate:g} events/s")
+        _say(f"starting the demo workload at {rate:g} events/s (until stopped)")
         demo_args = ["demo", "--url", stack.runtime_url, "--socket", str(stack.producer_socket)]
-        demo_args += ["--rate", str(rate), "--duration", str(demo_seconds)]
+        demo_args += ["--rate", str(rate), "--runs", "0", "--duration", "0"]
         demo = start_service("runtime", demo_args, wait=False)
         interactive = not headless and sys.stdin.isatty() and sys.stdout.isatty()
         args = [sys.executable, "-m", "autopilot_sync", "desktop"] + ([] if interactive else ["--headless"])
@@ -75,7 +81,9 @@ def up(
             desktop.terminate()
             desktop.wait(10)
     except ServiceStartError as exc:
-        raise click.ClickException(f"a service did not start: {exc}") from exc
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        said = f" (it said: {lines[-1].strip()})" if len(lines) > 1 else ""
+        raise click.ClickException(f"a service did not start: {lines[0] if lines else exc}{said}") from exc
     except KeyboardInterrupt:
         pass
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from autopilot_sync.gate.exceptions import EXCEPTIONS_PATH, GRACE, load_exceptions
-from autopilot_sync.gate.files import find_root, list_files, read_text
+from autopilot_sync.gate.files import list_files, read_text
 from autopilot_sync.gate.registry import RegistryError
 from autopilot_sync.gate.scan import GateReport, evaluate
 from autopilot_sync.gate.symbols import BLOCKED_SYMBOLS_PATH, load_blocked_symbols
@@ -49,7 +49,9 @@ def check(root: Path | None, today: dt.datetime | None) -> None:
       autopilot-sync gate check
       autopilot-sync gate check --root ../other-checkout --today 2026-04-01
     """
-    base = (root or find_root(Path.cwd())).resolve()
+    from autopilot_sync.checkout import checkout_root
+
+    base = checkout_root(root, BLOCKED_SYMBOLS_PATH, "gate check")
     day = today.date() if today is not None else dt.date.today()
     try:
         symbols = load_blocked_symbols(base / BLOCKED_SYMBOLS_PATH)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from autopilot_sync.cli_errors import Remedies, check_can_listen, declare
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import load_settings
 from autopilot_sync.statedir import lock_or_exit
@@ -34,6 +35,7 @@ def host(
       autopilot-sync host --listen 127.0.0.1:3000 --data-dir ./var/host
       AUTOPILOT_SYNC_HOST_MODULE=autopilot_sync.examples.chat autopilot-sync host --database chat
     """
+    declare(Remedies(listen=f"--listen or {HostSettings.env_prefix()}LISTEN"))
     overrides = {"LISTEN": listen, "DATA_DIR": data_dir, "DATABASE": database, "MODULE": module_path}
     for name, value in overrides.items():
         if value is not None:
@@ -42,6 +44,7 @@ def host(
     settings = load_settings(HostSettings)
     # Held until the process exits: a second host on this directory exits 2 naming this one's PID.
     lock_or_exit(Path(settings.data_dir), "host data directory", "host")
+    check_can_listen(settings.listen.host, settings.listen.port)  # before recovery, which may take a while
     from autopilot_sync.host.server import ModuleLoadError, serve_forever
 
     try:

@@ -1,6 +1,7 @@
 """Prometheus metrics of the host, served at `GET /metrics`.
 
-Counters are fed by the engine's commit listener and the commit log's flush hook; gauges that describe the live
+Counters are fed by the engine's commit listener, the commit log's flush hook and the WebSocket hub's connection
+events (opened, closed and refused by reason: the rates that show a reconnect storm); gauges that describe the live
 state (connections, distinct identities, query sets) are computed at scrape time from the WebSocket hub, so they can
 never drift from the truth. Each host owns its registry, so several hosts in one test process do not collide.
 """
@@ -14,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 from autopilot_sync.host.engine import CallOutcome, HostEngine
 from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.host.websocket import ConnectionEvent
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
@@ -51,6 +53,17 @@ class HostMetrics:
             "Connections closed because their send queue exceeded its bound.",
             registry=r,
         )
+        self.connections_opened = Counter(
+            "autopilot_sync_host_connections_opened_total",
+            "WebSocket connections accepted (upgraded); its rate against the open count shows a reconnect storm.",
+            registry=r,
+        )
+        self.connections_closed = Counter(
+            "autopilot_sync_host_connections_closed_total",
+            "WebSocket connections ended, by reason: client (closed or vanished) or the host's close reason.",
+            ["reason"],
+            registry=r,
+        )
         self.durable_offset = Gauge(
             "autopilot_sync_host_durable_offset", "Offset of the newest durable transaction.", registry=r
         )
@@ -59,7 +72,8 @@ class HostMetrics:
         )
         self.connections_refused = Counter(
             "autopilot_sync_host_connections_refused_total",
-            "WebSocket connections closed right after the upgrade, by cause (client_connected, storage_failed).",
+            "Connections refused, by cause: before the upgrade by HTTP status (unauthorized, forbidden, bad_request,"
+            " not_found, too_many_connections, unavailable), after it (client_connected, storage_failed).",
             ["cause"],
             registry=r,
         )
@@ -86,6 +100,17 @@ class HostMetrics:
                 self.rows.labels(change.table, "insert").inc(len(change.inserts))
             if change.deletes:
                 self.rows.labels(change.table, "delete").inc(len(change.deletes))
+
+    def observe_connection(self, event: ConnectionEvent, reason: str) -> None:
+        """WebSocket hub listener: count connections opened, closed and refused (by reason)."""
+        if event is ConnectionEvent.OPENED:
+            self.connections_opened.inc()
+        elif event is ConnectionEvent.CLOSED:
+            self.connections_closed.labels(reason).inc()
+            if reason == "send_queue_full":
+                self.slow_consumers.inc()
+        else:
+            self.connections_refused.labels(reason).inc()
 
     def observe_call(self, reducer: str, outcome: CallOutcome) -> None:
         """Count one client reducer call by its outcome."""

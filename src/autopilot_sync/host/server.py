@@ -96,6 +96,7 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
     register_sync_metrics(metrics.registry, engine.datastore)
     engine.on_call = metrics.observe_call
     hub.on_refused = lambda cause: metrics.connections_refused.labels(cause).inc()
+    hub.on_connection_event = metrics.observe_connection
     metrics.track_live(
         lambda: len(hub.connections),
         lambda: len({connection.caller.identity for connection in hub.connections}),

@@ -191,6 +191,7 @@ class Connection:
         self._held: deque[tuple[int, EncodedMessage]] = deque()
         self._held_bytes = 0
         self._closing_task: asyncio.Task[None] | None = None
+        self.close_reason: CloseReason | None = None  # why the host closed it; None: the client closed or vanished
         self.private_visible = caller.identity == hub.engine.owner_identity
 
     def __hash__(self) -> int:
@@ -303,6 +304,7 @@ class Connection:
         if self.closed:
             return
         self.closed = True
+        self.close_reason = self.close_reason or reason
         self._queue.clear()
         self._held.clear()
         self._held_bytes = 0
@@ -313,6 +315,7 @@ class Connection:
     async def close(self, reason: CloseReason, text: str | None = None) -> None:
         """Send a close frame (waiting briefly for the client's), then drop the TCP connection whatever happened."""
         self.closed = True
+        self.close_reason = self.close_reason or reason
         self._wakeup.set()
         message = _close_text(text if text is not None else reason.text)
         try:
@@ -346,6 +349,30 @@ def _close_text(text: str) -> bytes:
     return raw[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
 
 
+class ConnectionEvent(enum.Enum):
+    """What happened to a connection attempt, for the reconnect-rate metrics (the reason travels beside it)."""
+
+    OPENED = "opened"
+    CLOSED = "closed"
+    REFUSED = "refused"
+
+
+#: Refusals before the upgrade, by HTTP status, as metric reasons.
+REFUSAL_REASONS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    429: "too_many_connections",
+    503: "unavailable",
+}
+
+
+def close_reason_label(reason: CloseReason | None) -> str:
+    """The metric reason of a closed connection: the host's close reason, or `client` (closed or vanished)."""
+    return "client" if reason is None else reason.name.lower()
+
+
 @dataclass(eq=False)
 class WebSocketHub:
     """The endpoint's shared state for one database: live connections, the subscription engine, the listener."""
@@ -361,6 +388,8 @@ class WebSocketHub:
     rejections: Counter[str] = field(default_factory=Counter)
     #: Told each refusal's cause as it happens (the host's metrics).
     on_refused: Callable[[str], None] | None = None
+    #: Told of every connection opened, closed (by reason) and refused before the upgrade (by reason): metrics.
+    on_connection_event: Callable[[ConnectionEvent, str], None] | None = None
 
     def __post_init__(self) -> None:
         self.subscriptions = SubscriptionManager(
@@ -372,6 +401,11 @@ class WebSocketHub:
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self._closing_tasks: set[asyncio.Task[None]] = set()
+
+    def report(self, event: ConnectionEvent, reason: str = "") -> None:
+        """Tell the observer (metrics) about a connection event; never fails the connection."""
+        if self.on_connection_event is not None:
+            self.on_connection_event(event, reason)
 
     def admit(self, identity: Identity) -> bool:
         """Count one more socket for `identity`, or refuse it (False) when the identity holds its maximum."""
@@ -489,6 +523,14 @@ def _query_options(request: web.Request, auth: Authenticated) -> Compression:
 async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     """The route handler: refuse with an HTTP status before the upgrade, else serve the socket until it goes away."""
     hub = request.app[HUB_KEY]
+    try:
+        return await _accept(request, hub)
+    except web.HTTPException as refusal:
+        hub.report(ConnectionEvent.REFUSED, REFUSAL_REASONS.get(refusal.status, str(refusal.status)))
+        raise
+
+
+async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse:
     engine, auth = await resolve_database_request(request)
     connection_id = _connection_id(request, auth)
     compression = _query_options(request, auth)
@@ -528,10 +570,13 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
     expiry: asyncio.TimerHandle | None = None
     try:
         hub.connections.add(connection)
+        hub.report(ConnectionEvent.OPENED)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
         expiry = _close_at_rights_end(connection, request.app[TOKENS_KEY].rights_end(auth.token))
         await _serve(connection)
     finally:
+        if connection in hub.connections:
+            hub.report(ConnectionEvent.CLOSED, close_reason_label(connection.close_reason))
         if expiry is not None:
             expiry.cancel()
         connection.mark_gone()

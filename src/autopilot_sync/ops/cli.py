@@ -283,10 +283,11 @@ def signoff_command(out: Path, root: Path | None, max_age_hours: float, final: b
       autopilot-sync compliance signoff
       autopilot-sync compliance signoff --max-age-hours 2 --out var/compliance/release-1.md
     """
-    from autopilot_sync.gate.files import find_root
+    from autopilot_sync.checkout import checkout_root
+    from autopilot_sync.gate.symbols import BLOCKED_SYMBOLS_PATH
     from autopilot_sync.ops.signoff import EXPECTED_SUITES, signoff
 
-    base = (root or find_root(Path.cwd())).resolve()
+    base = checkout_root(root, BLOCKED_SYMBOLS_PATH, "compliance signoff")
     cli = click.get_current_context().find_root().command
     report = signoff(
         base,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from autopilot_sync.cli_errors import Remedies, declare
 from autopilot_sync.settings.runtime import RuntimeSettings
 
 _PREFIX = RuntimeSettings.env_prefix()
@@ -48,6 +49,7 @@ def runtime(ctx: click.Context, listen: str | None, data_dir: str | None, log_le
     """
     if ctx.invoked_subcommand is not None:
         return
+    declare(Remedies(listen=f"--listen or {_PREFIX}LISTEN"))
     for name, value in {"LISTEN": listen, "DATA_DIR": data_dir}.items():
         if value is not None:
             os.environ[f"{_PREFIX}{name}"] = value
@@ -84,8 +86,8 @@ def pubkey(key_path: Path | None) -> None:
 @runtime.command("demo")
 @click.option("--url", default=_DEFAULT_URL, show_default=True, help="Base URL of the running runtime.")
 @click.option("--rate", default=20.0, show_default=True, help="Events appended per second.")
-@click.option("--runs", default=10, show_default=True, help="Agent runs to simulate.")
-@click.option("--duration", default=60.0, show_default=True, help="Stop after this many seconds.")
+@click.option("--runs", default=10, show_default=True, help="Agent runs to simulate (0: new runs until stopped).")
+@click.option("--duration", default=60.0, show_default=True, help="Stop after this many seconds (0: until stopped).")
 @click.option("--workers", default=3, show_default=True, help="Simulated workers (lifecycle snapshots).")
 @click.option("--user-id", default="demo-user", show_default=True, help="User owning the workers (fleet stream).")
 @click.option("--seed", type=int, help="Random seed, for a repeatable workload.")
@@ -107,16 +109,26 @@ def demo(
     \b
     Example:
       autopilot-sync runtime demo --socket ./var/runtime/producer.sock --rate 50 --runs 20 --duration 30
+      autopilot-sync runtime demo --rate 5 --runs 0 --duration 0   # until Ctrl-C, as `up` runs it
     """
     from autopilot_sync.runtime.demo import DemoConfig, run_demo
 
+    declare(
+        Remedies(
+            unreachable="start the runtime (autopilot-sync runtime) or point --url at it",
+            unauthorized="use the runtime's --socket, or --token with a control token granting sync.append",
+        )
+    )
     if rate <= 0:
         raise click.BadParameter("must be > 0", param_hint="--rate")
+    if runs < 0 or duration < 0:
+        raise click.BadParameter("must be >= 0 (0: until stopped)", param_hint="--runs/--duration")
     prefix = f"demo-{secrets.token_hex(3)}"
     config = DemoConfig(
         url, rate, runs, duration, workers, user_id, prefix, seed=seed, socket_path=socket_path, token=token
     )
-    click.echo(f"demo {prefix}: {runs} runs on {workers} workers at {rate:g} events/s against {url}")
+    count = f"{runs} runs" if runs > 0 else "runs until stopped"
+    click.echo(f"demo {prefix}: {count} on {workers} workers at {rate:g} events/s against {url}")
     result = asyncio.run(run_demo(config, click.echo))
     if result.failed_requests:
         raise SystemExit(1)
@@ -126,11 +138,20 @@ def demo(
 def dead_letters() -> None:
     """Events the publisher gave up on; each blocks its stream until replayed (see docs/runtime.md runbook).
 
+    Both subcommands ask the running runtime (--url); with the runtime down, --data-dir reads its outbox file.
+
     \b
     Example:
       autopilot-sync runtime dead-letters list
       autopilot-sync runtime dead-letters replay --stream runtime.run.r-1.events
+      autopilot-sync runtime dead-letters list --data-dir ./var/runtime   # the runtime is down
     """
+    declare(
+        Remedies(
+            unreachable="start the runtime, or read its outbox file directly with --data-dir DIR",
+            unauthorized="use the runtime's --socket, or --token with a control token granting sync.admin",
+        )
+    )
 
 
 _url_option = click.option("--url", default=_DEFAULT_URL, show_default=True, help="Base URL of the running runtime.")
@@ -199,6 +220,11 @@ def replay_command(
 
 
 def _existing(data_dir: Path) -> Path:
-    if not data_dir.is_dir():
-        raise click.UsageError(f"{data_dir} is not a directory")
+    """The runtime's data directory, refused unless it holds an outbox (opening one would create an empty one)."""
+    from autopilot_sync.runtime.store import OUTBOX_FILE
+
+    if not (data_dir / OUTBOX_FILE).is_file():
+        raise click.ClickException(
+            f"{data_dir} holds no {OUTBOX_FILE}: --data-dir takes the runtime's data directory ({_PREFIX}DATA_DIR)"
+        )
     return data_dir

@@ -23,7 +23,7 @@ from autopilot_sync.runtime.access import producer_session
 
 @dataclass(frozen=True, slots=True)
 class DemoConfig:
-    """What to simulate and how fast."""
+    """What to simulate and how fast; `runs` 0 means runs without end, `duration` 0 means until stopped."""
 
     url: str
     rate: float = 20.0
@@ -74,7 +74,7 @@ def workload(config: DemoConfig) -> Iterator[DemoAppend]:
     for worker in workers:
         yield _snapshot(config, worker, "starting")
         yield _snapshot(config, worker, "running")
-    for number in range(config.runs):
+    for number in range(config.runs) if config.runs > 0 else itertools.count():
         run_id = f"{config.prefix}-run-{number}"
         worker = workers[number % len(workers)]
         path = f"/v1/runs/{run_id}/events"
@@ -107,7 +107,12 @@ async def _status(session: aiohttp.ClientSession, url: str) -> tuple[int, int]:
 
 
 async def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> DemoProgress:
-    """Append the workload at `config.rate` events/s until it ends or `duration` passes; report progress."""
+    """Append the workload at `config.rate` events/s until it ends or `duration` passes; report progress.
+
+    Raises `aiohttp.ClientConnectorError` when the runtime cannot be reached at all and `aiohttp.ClientResponseError`
+    when it refuses the demo's credentials (401/403): either way every later event would fail the same way. Other
+    failed appends are counted and reported.
+    """
     url = config.url.rstrip("/")
     started = time.monotonic()
     session_tag = time.time_ns()
@@ -120,7 +125,7 @@ async def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> DemoProgr
     ) as session:
         for number, item in zip(itertools.count(), workload(config), strict=False):
             now = time.monotonic()
-            if now - started >= config.duration:
+            if config.duration > 0 and now - started >= config.duration:
                 break
             due = started + appended / config.rate
             if due > now:
@@ -128,14 +133,18 @@ async def run_demo(config: DemoConfig, echo: Callable[[str], None]) -> DemoProgr
             body = {**item.body, "request_id": f"{config.prefix}-{session_tag}-{number}"}
             try:
                 async with session.post(f"{url}{item.path}", json=body) as response:
+                    if response.status in (401, 403):
+                        response.raise_for_status()  # no right to append: every next event would be refused too
                     if response.status == 200:
                         appended += item.events
                     else:
                         failed += 1
                         echo(f"append refused: HTTP {response.status} {await response.text()}")
+            except (aiohttp.ClientConnectorError, aiohttp.ClientResponseError):
+                raise  # nothing listens at the URL: retrying every event would only hide that (the CLI says so)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 failed += 1
-                echo(f"append failed: {exc!r}")
+                echo(f"append failed: {type(exc).__name__}: {exc}")
             if time.monotonic() >= next_report:
                 next_report += config.progress_every
                 echo(await _progress(session, url, started, appended, failed))

@@ -42,7 +42,14 @@ def docs(output: Path, check: bool) -> None:
     Example:
       autopilot-sync config docs            # rewrite docs/configuration.md
       autopilot-sync config docs --check    # CI: fail when it is out of date
+      autopilot-sync config docs --output /tmp/configuration.md   # outside a checkout
     """
+    from autopilot_sync.checkout import NotACheckout
+
+    given = click.get_current_context().get_parameter_source("output") is not click.core.ParameterSource.DEFAULT
+    if not given and not (output.is_file() if check else output.parent.is_dir()):
+        missing = output if check else output.parent
+        raise NotACheckout(f"no {missing} here: run inside a checkout of autopilot-sync, or pass --output FILE")
     expected = render(SERVICES)
     if not check:
         output.parent.mkdir(parents=True, exist_ok=True)
