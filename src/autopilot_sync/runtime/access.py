@@ -130,8 +130,12 @@ def require_streams(producer: Producer, stream_ids: Iterable[str]) -> None:
 async def access_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Authenticate every non-public route; handlers find the caller with `producer_of`."""
-    if request.path in PUBLIC_PATHS:
+    """Authenticate every non-public route; handlers find the caller with `producer_of`.
+
+    A path no route matches is answered 404 (or 405) as it is, before authentication: which routes exist is public
+    (docs/runtime.md), and a legacy sync route must read as absent, not as protected.
+    """
+    if request.path in PUBLIC_PATHS or request.match_info.http_exception is not None:
         return await handler(request)
     try:
         request[CALLER_KEY] = await request.app[PRODUCER_KEY].producer(request)
