@@ -1,7 +1,7 @@
 """Spike (issue 18): run a SpacetimeDB TypeScript module in a Node child process, contained.
 
 Not wired into the engine. `JsModuleRunner` proves where the JavaScript runs and what a crossing costs; see
-docs/adr/0002-typescript-modules-run-in-a-node-child.md for the decision and the plan for the full ABI.
+docs/adr/0003-typescript-modules-run-in-a-node-child.md for the decision and the plan for the full ABI.
 """
 
 from autopilot_sync.jsmodule.errors import (
