@@ -106,7 +106,9 @@ def test_a_seed_fixes_the_fault_plan_and_the_payloads(name: str) -> None:
     assert {proxy for _, proxy, _, _ in plan} >= {"runtime→host", "desktop→host", "control"}
 
     def batches(seed: int) -> list[object]:
-        producer = Producer("http://x", HistoryRecorder(), random.Random(f"{seed}:payloads"), ["a", "b"])
+        producer = Producer(
+            "http://x", HistoryRecorder(), random.Random(f"{seed}:payloads"), ["a", "b"], Path("/nonexistent.sock")
+        )
         return [producer.batch(run, 5) for run in ("a", "b", "a")]
 
     assert batches(9) == batches(9)
