@@ -101,6 +101,9 @@ async def test_an_admin_token_for_one_stream_cannot_trim_or_reset_another(
         assert isinstance(await narrow.call("trim_stream", "adm-a", 2), ReducerCommitted)
     finally:
         await narrow.close()
+    # Heads are visible to the stream's readers only: the producer makes itself one to check adm-b is untouched.
+    granted = await producer.call("grant_stream_readers", "adm-b", [producer.identity])
+    assert isinstance(granted, ReducerCommitted), granted
     rows = (await producer.one_off_query("SELECT * FROM stream_head WHERE stream_id = 'adm-b'")).rows("stream_head")
     assert [(row[1], row[2], row[3]) for row in rows] == [(2, 1, 1)]  # head, floor and epoch untouched
 

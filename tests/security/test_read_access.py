@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,22 +23,21 @@ from autopilot_sync.client.connection import Connection
 from autopilot_sync.control.client import TokenFetchError, fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.runtime.access import producer_session
 
 RUN = "attack-1"
 STREAM = f"runtime.run.{RUN}.events"
 PRIVATE_TABLES = ("sync_event", "stream_head", "stream_checkpoint", "active_connection", "stream_reader", "sync_member")
 
 
-def _post_run_events(runtime_url: str, count: int, start: int) -> None:
+async def _post_run_events(stack: LocalStack, count: int, start: int) -> None:
+    """Append run events as the local producer: over the runtime's producer socket (a plain POST is 401)."""
     events = [{"kind": "run.message.delta", "data": {"n": start + i}} for i in range(count)]
-    request = urllib.request.Request(
-        f"{runtime_url}/v1/runs/{RUN}/events",
-        data=json.dumps({"events": events}).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 200
+    async with (
+        producer_session(stack.producer_socket) as http,
+        http.post(f"{stack.runtime_url}/v1/runs/{RUN}/events", json={"events": events}) as response,
+    ):
+        assert response.status == 200, await response.text()
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +45,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(tmp_path_factory.mktemp("read-access"))
     running.start_all()
     try:
-        _post_run_events(running.runtime_url, 3, 0)
+        asyncio.run(_post_run_events(running, 3, 0))
         yield running
     finally:
         running.stop_all()
@@ -153,7 +151,7 @@ async def test_deltas_reach_readers_and_never_a_stranger(stack: LocalStack) -> N
         for connection in (reader, stranger):
             await (await connection.subscribe([f"SELECT * FROM sync_event WHERE stream_id = '{STREAM}'"])).applied()
         before = len(reader.cache.rows("sync_event"))
-        await asyncio.to_thread(_post_run_events, stack.runtime_url, 2, 100)
+        await _post_run_events(stack, 2, 100)
 
         async def delivered() -> bool:
             return len(reader.cache.rows("sync_event")) >= before + 2

@@ -25,6 +25,7 @@ from autopilot_sync.control.client import SessionToken, fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_host, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.runtime.access import producer_session
 from autopilot_sync.settings.control import ControlSettings
 
 #: The host tolerates this much clock skew (its `token_leeway_seconds`).
@@ -240,7 +241,7 @@ async def test_runtime_and_desktop_refresh_short_tokens_while_events_flow_withou
             wait=False,
         )
         promised: list[int] = []
-        async with aiohttp.ClientSession() as http:
+        async with producer_session(stack.producer_socket) as http:  # the local producer: the runtime's socket
             started = time.monotonic()
             while time.monotonic() - started < 4 * TTL:
                 events = [{"kind": "run.message.delta", "data": {"n": len(promised) + i}} for i in range(2)]
@@ -249,8 +250,8 @@ async def test_runtime_and_desktop_refresh_short_tokens_while_events_flow_withou
                     assert answer.status == 200, body
                 promised += [item["seq"] for item in body["appended"]]
                 await asyncio.sleep(0.25)
-            async with http.get(f"{stack.control_url}/metrics") as answer:
-                metrics = await answer.text()
+        async with aiohttp.ClientSession() as http, http.get(f"{stack.control_url}/metrics") as answer:
+            metrics = await answer.text()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             states = desktop_states(desktop)
