@@ -21,6 +21,7 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.runtime.access import producer_session
+from autopilot_sync.spacetime.identity import identity_from_claims
 
 
 @dataclass
@@ -117,6 +118,25 @@ class Stack(LocalStack):
             http.post(
                 f"{self.host_url}/v1/database/{DATABASE}/call/{reducer}",
                 json=list(args),
+                headers={"Authorization": f"Bearer {token.token}"},
+            ) as response,
+        ):
+            text = await response.text()
+            assert response.status == 200, text
+
+    async def grant_readers(self, stream_id: str) -> None:
+        """Make the demo users (the desktops' keys) readers of `stream_id`, as the runtime does for its own streams:
+        a stream's events and head are visible only to its granted readers."""
+        token = await fetch_session_token(self.control_url, self.producer_key, ("sync.append",), ("*",), None, "test")
+        readers = [
+            {"__identity__": "0x" + identity_from_claims(token.issuer, key.public_key().hex).hex}
+            for key in self.user_keys
+        ]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/call/grant_stream_readers",
+                json=[stream_id, readers],
                 headers={"Authorization": f"Bearer {token.token}"},
             ) as response,
         ):

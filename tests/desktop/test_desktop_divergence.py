@@ -79,6 +79,7 @@ def restore_host(stack: Stack, backup: Path) -> None:
 async def test_a_desktop_ahead_of_a_restored_host_rebuilds_onto_the_hosts_history(
     stack: Stack, desktop_running: bool, new_events: int, causes: set[str]
 ) -> None:
+    await stack.grant_readers(STREAM)  # in the backup too: the restored host still lets the desktop read
     for seq in range(1, 4):
         await append(stack, seq)
     assert stack.host is not None and stack.host.stop() == 0
@@ -141,6 +142,7 @@ async def test_a_host_whose_own_chain_is_broken_halts_the_stream_after_one_rebui
     stack = Stack(tmp_path)
     try:
         stack.start(runtime=False)
+        await stack.grant_readers(STREAM)
         desktop = stack.desktop("reader", streams=(STREAM,))
         done = await desktop.wait_for("the stream halted", lambda s: stream(s).get("phase") == "halted", within=90)
         assert stream(done)["notice"] == broken_notice(4)

@@ -44,6 +44,7 @@ class Running:
 
     def __init__(self, stack: Stack, config_dir: Path, select: str = "") -> None:
         config_dir.mkdir(parents=True, exist_ok=True)
+        stack.user_key_for(config_dir)  # a demo reader's key: stream rows are visible only to granted readers
         self.store = DesktopStore(config_dir / f"{DATABASE}.sqlite3")
         self.sync = DesktopSync(
             base_url=stack.host_url,
