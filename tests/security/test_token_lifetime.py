@@ -125,6 +125,11 @@ async def test_socket_is_closed_with_token_expired_when_its_origin_token_expires
     assert (closed.data, closed.extra) == (1008, "token expired: reconnect with a fresh token")
     assert ended >= origin_exp, "closed before the origin token expired"
     assert stack.host is not None
+    # The host logs the close before sending it, but its output reaches us through a reader thread: give it a moment.
+    for _ in range(100):
+        if any("its token expired" in line for line in stack.host.output):
+            break
+        await asyncio.sleep(0.05)
     assert any("its token expired" in line for line in stack.host.output), stack.host.tail()
 
 
