@@ -13,12 +13,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.http_api import add_http_routes
-from autopilot_sync.host.module_api import Module, ReducerError
+from autopilot_sync.host.module_api import schema_json
 from autopilot_sync.host.tokens import SigningKey, TokenService, parse_unverified
-from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
@@ -306,7 +308,7 @@ async def test_schema_v9_is_the_module_definition(host: Host) -> None:
         assert r.status == 200
         assert "spacetime-identity" in r.headers
         body = await r.json()
-    assert body == module.schema_json()
+    assert body == schema_json(module)
     async with host.http.get(f"{host.url}/v1/database/{DB}/schema") as r:
         assert r.status == 400
     async with host.http.get(f"{host.url}/v1/database/{DB}/schema?version=10") as r:

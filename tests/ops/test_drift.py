@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autopilot_sync.host.module_api import Module
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.host.module_api import module_schema_hash, schema_json
 from autopilot_sync.module import module as sync_module
 from autopilot_sync.ops.drift import ChangeKind, DriftError, Severity, compare, schema_hash
 from autopilot_sync.spacetime import algebraic as at
@@ -48,18 +49,18 @@ def build(
 
 
 def kinds(**edits: bool) -> dict[ChangeKind, Severity]:
-    diff = compare(build().schema_json(), build(**edits).schema_json())
+    diff = compare(schema_json(build()), schema_json(build(**edits)))
     return {change.kind: change.severity for change in diff.changes}
 
 
 def test_identical_schemas_have_no_drift() -> None:
-    diff = compare(build().schema_json(), build().schema_json())
+    diff = compare(schema_json(build()), schema_json(build()))
     assert diff.identical and not diff.changes
     assert "none" in diff.render()
 
 
 def test_schema_hash_equals_the_modules_own() -> None:
-    assert schema_hash(sync_module.schema_json()) == sync_module.schema_hash()
+    assert schema_hash(schema_json(sync_module)) == module_schema_hash(sync_module)
 
 
 @pytest.mark.parametrize(
@@ -93,19 +94,19 @@ def test_breaking_changes_are_named(edit: str, kind: ChangeKind) -> None:
 
 
 def test_removing_an_index_is_an_automatic_migration_as_on_spacetimedb() -> None:
-    diff = compare(build(extra_index=True).schema_json(), build().schema_json())
+    diff = compare(schema_json(build(extra_index=True)), schema_json(build()))
     assert diff.breaking == ()
     assert [c.kind for c in diff.compatible] == [ChangeKind.INDEX_REMOVED]
 
 
 def test_a_new_table_before_others_does_not_look_like_type_changes() -> None:
     # the new table takes typespace slot 0, so every other table's row type ref shifts by one
-    diff = compare(build().schema_json(), build(extra_table=True).schema_json())
+    diff = compare(schema_json(build()), schema_json(build(extra_table=True)))
     assert [c.kind for c in diff.changes] == [ChangeKind.TABLE_ADDED]
 
 
 def test_the_diff_reads_like_a_review() -> None:
-    diff = compare(build().schema_json(), build(extra_table=True, retype_column=True, drop_reducer=True).schema_json())
+    diff = compare(schema_json(build()), schema_json(build(extra_table=True, retype_column=True, drop_reducer=True)))
     text = diff.render()
     assert "1 compatible, 2 breaking" in text
     assert "+ table audit: new table (id: U64, note: String) [compatible]" in text
@@ -114,18 +115,18 @@ def test_the_diff_reads_like_a_review() -> None:
 
 
 def test_rename_is_told_apart_from_remove_plus_add() -> None:
-    diff = compare(build().schema_json(), build(rename_column=True).schema_json())
+    diff = compare(schema_json(build()), schema_json(build(rename_column=True)))
     assert [c.render() for c in diff.changes] == ["  ~ column item.name: renamed to title [breaking]"]
 
 
 def test_a_document_that_is_not_a_schema_is_refused() -> None:
     with pytest.raises(DriftError):
-        compare({"tables": []}, build().schema_json())
+        compare({"tables": []}, schema_json(build()))
 
 
 def test_the_sync_modules_chain_columns_are_an_automatic_migration_from_the_first_release() -> None:
     """The chain columns were added at the end with defaults: existing data directories upgrade in place."""
-    before = sync_module.schema_json()
+    before = schema_json(sync_module)
     for table in before["tables"]:
         ref = table["product_type_ref"]
         dropped = {"sync_event": 2, "stream_head": 2}.get(table["name"], 0)
@@ -133,7 +134,7 @@ def test_the_sync_modules_chain_columns_are_an_automatic_migration_from_the_firs
             elements = before["typespace"]["types"][ref]["Product"]["elements"]
             before["typespace"]["types"][ref]["Product"]["elements"] = elements[:-dropped]
     before["misc_exports"] = []
-    diff = compare(before, sync_module.schema_json())
+    diff = compare(before, schema_json(sync_module))
     assert not diff.breaking
     assert {c.subject for c in diff.changes} == {
         "column sync_event.epoch",

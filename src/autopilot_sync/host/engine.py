@@ -21,16 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import Lifecycle, ReducerDef, ReducerError, StartInfo
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError, TailReport
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError, StartInfo
+from autopilot_sync.host.module_api import module_schema_hash, schema_json
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
     CommittedTx,
     DbView,
-    ReducerContext,
+    HostReducerContext,
     TableChange,
     Transaction,
 )
@@ -297,8 +299,8 @@ class HostEngine:
         earlier accepted schema stay readable), while anything breaking is refused with a readable diff.
         """
         meta_path = self.data_dir / "meta.json"
-        schema = self.module.schema_json()
-        schema_hash = self.module.schema_hash()
+        schema = schema_json(self.module)
+        schema_hash = module_schema_hash(self.module)
         meta: dict[str, Any] = {"database": self.database_name, "module": self.module.name, "schema_hashes": []}
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
@@ -548,7 +550,7 @@ class HostEngine:
             message = f"storage failed: {self.commitlog.failure}"
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         tx = Transaction(self.datastore)
-        ctx = ReducerContext(caller, timestamp, DbView(tx))
+        ctx = HostReducerContext(caller, timestamp, DbView(tx))
         started = time.perf_counter_ns()
         try:
             if reducer is not None:
@@ -635,7 +637,7 @@ class HostEngine:
             self._snapshot_offset = tx.offset
             captured = Snapshot(
                 tx.offset,
-                self.module.schema_hash(),
+                module_schema_hash(self.module),
                 {name: list(store.rows) for name, store in self.datastore.tables.items() if not store.table.event},
             )
             sequence = self._pending[-1].sequence

@@ -23,6 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
+from autopilot_sync.bindings.reducers import Lifecycle
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
 from autopilot_sync.host.engine import (
@@ -33,7 +34,7 @@ from autopilot_sync.host.engine import (
     StorageUnavailableError,
     new_connection_id,
 )
-from autopilot_sync.host.module_api import Lifecycle
+from autopilot_sync.host.module_api import schema_json
 from autopilot_sync.host.sql import SqlError, sql_json_result
 from autopilot_sync.host.tokens import TokenError, TokenService, VerifiedToken
 from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
@@ -343,7 +344,7 @@ async def schema(request: web.Request) -> web.Response:
         return _text(
             400, f"Failed to deserialize query string: unsupported schema version {version!r} (use 9)", headers
         )
-    body: dict[str, Any] = engine.module.schema_json()
+    body: dict[str, Any] = schema_json(engine.module)
     return web.Response(text=json.dumps(body, separators=(",", ":")), content_type="application/json", headers=headers)
 
 

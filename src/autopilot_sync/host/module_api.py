@@ -1,304 +1,57 @@
-"""How a Python module declares its tables, reducers and lifecycle hooks for the host.
+"""The host's side of a module: its definition written as `RawModuleDefV9` JSON, and the schema's digest.
 
-A module is data (table and reducer definitions) plus plain functions; the host owns storage, transactions and the
-network. The definitions are also what the host serves as `RawModuleDefV9` at `/v1/database/:name/schema`.
+Modules declare themselves with `autopilot_sync.bindings`; this is what the host serves at
+`/v1/database/:name/schema` and stores with the data (`schema_hash`).
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import json
-from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.tables import TableDef, row_class_name
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
-from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
-
-ReducerFn = Callable[..., Any]
 
 
-class Lifecycle(enum.Enum):
-    """Lifecycle hooks; the value is the `RawModuleDefV9` variant name."""
-
-    INIT = "Init"
-    CLIENT_CONNECTED = "OnConnect"
-    CLIENT_DISCONNECTED = "OnDisconnect"
-
-
-class ReducerError(Exception):
-    """Raised by a reducer to fail its call with a user-facing message; the transaction rolls back.
-
-    The message reaches the caller as `ReducerOutcome::Err` (WebSocket) or the 530 body (HTTP). The sync module puts a
-    machine-readable code first (`sequence_conflict: ...`) so clients can classify errors without parsing prose.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class StartInfo:
-    """What the host tells a module's start hook about the start it just made."""
-
-    fresh: bool
-    """The database was just created (`init` ran in this start)."""
-    history_discarded: bool
-    """Recovery set aside a damaged commit-log tail: commits the host may have acknowledged are gone, so anything
-    clients derived from them may no longer be the host's history."""
-
-
-#: A module's start hook: gets a reducer context (as the database owner) and what the start found.
-StartHook = Callable[[Any, StartInfo], None]
-
-
-@dataclass(frozen=True, slots=True)
-class TableDef:
-    """A table: its row type, keys, indexes and visibility."""
-
-    name: str
-    columns: tuple[tuple[str, AlgebraicType], ...]
-    primary_key: str | None = None
-    unique: tuple[tuple[str, ...], ...] = ()
-    indexes: tuple[tuple[str, ...], ...] = ()
-    auto_inc: tuple[str, ...] = ()
-    public: bool = True
-    scheduled_reducer: str | None = None
-    event: bool = False
-    defaults: tuple[tuple[str, Any], ...] = ()
-    """Default values of columns (SpacetimeDB's `#[default]`): what rows stored before the column existed get."""
-    row_type: ProductType = field(init=False)
-    row_class: type = field(init=False)
-
-    def __post_init__(self) -> None:
-        names = [name for name, _ in self.columns]
-        if len(set(names)) != len(names):
-            raise ValueError(f"table {self.name}: duplicate column names")
-        defaulted = tuple(name for name, _ in self.defaults)
-        for group in (
-            *self.unique,
-            *self.indexes,
-            (self.primary_key,) if self.primary_key else (),
-            self.auto_inc,
-            defaulted,
-        ):
-            for column in group:
-                if column not in names:
-                    raise ValueError(f"table {self.name}: unknown column {column!r}")
-        object.__setattr__(self, "row_type", at.product(*self.columns))
-        object.__setattr__(self, "row_class", namedtuple(_class_name(self.name), names, rename=False))
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        """Column names in declaration order."""
-        return tuple(name for name, _ in self.columns)
-
-    def column_index(self, name: str) -> int:
-        """Position of a column (raises KeyError with the table name)."""
-        try:
-            return self.column_names.index(name)
-        except ValueError:
-            raise KeyError(f"table {self.name} has no column {name!r}") from None
-
-    def unique_keys(self) -> tuple[tuple[str, ...], ...]:
-        """Every column group whose values must be unique: the primary key first, then unique constraints."""
-        keys: list[tuple[str, ...]] = []
-        if self.primary_key:
-            keys.append((self.primary_key,))
-        keys.extend(group for group in self.unique if group not in keys)
-        return tuple(keys)
-
-    def all_indexes(self) -> tuple[tuple[str, ...], ...]:
-        """Every indexed column group (unique keys are indexed too)."""
-        out = list(self.unique_keys())
-        out.extend(group for group in self.indexes if group not in out)
-        return tuple(out)
-
-
-def _class_name(table: str) -> str:
-    return "".join(part.title() for part in table.split("_")) + "Row"
-
-
-@dataclass(frozen=True, slots=True)
-class ReducerDef:
-    """A reducer: its typed parameters and the function the host calls inside a transaction."""
-
-    name: str
-    params: ProductType
-    function: ReducerFn
-    lifecycle: Lifecycle | None = None
-
-
-class Module:
-    """A module definition: tables plus reducers, collected by decorators.
-
-    ```
-    module = Module("chat")
-    message = module.table("message", [("id", U64), ("text", STRING)], primary_key="id", auto_inc=("id",))
-
-    @module.reducer(("text", STRING))
-    def send(ctx: ReducerContext, text: str) -> None:
-        ctx.db["message"].insert(message.row_class(0, text))
-    ```
-    """
-
-    def __init__(self, name: str, version: str = "0") -> None:
-        self.name = name
-        self.version = version
-        self.tables: dict[str, TableDef] = {}
-        self.reducers: dict[str, ReducerDef] = {}
-        self.start_hook: StartHook | None = None
-        #: table → the SQL of its row-level security filter (`client_visibility_filter`), in declaration order
-        self.visibility_filters: dict[str, str] = {}
-
-    def table(
-        self,
-        name: str,
-        columns: Sequence[tuple[str, AlgebraicType]],
-        *,
-        primary_key: str | None = None,
-        unique: Iterable[Sequence[str]] = (),
-        indexes: Iterable[Sequence[str]] = (),
-        auto_inc: Iterable[str] = (),
-        public: bool = True,
-        scheduled_reducer: str | None = None,
-        event: bool = False,
-        defaults: Mapping[str, Any] | None = None,
-    ) -> TableDef:
-        """Declare a table and return its definition (whose `row_class` builds rows).
-
-        `defaults` gives columns a default value. As in SpacetimeDB's automatic migration, a column may be added to
-        the end of an existing table only with a default: rows stored before it existed are read with the default.
-        """
-        if name in self.tables:
-            raise ValueError(f"table {name!r} declared twice")
-        table = TableDef(
-            name=name,
-            columns=tuple(columns),
-            primary_key=primary_key,
-            unique=tuple(tuple(group) for group in unique),
-            indexes=tuple(tuple(group) for group in indexes),
-            auto_inc=tuple(auto_inc),
-            public=public,
-            scheduled_reducer=scheduled_reducer,
-            event=event,
-            defaults=tuple((defaults or {}).items()),
+def schema_json(module: Module) -> dict[str, Any]:
+    """The module as `RawModuleDefV9` in SATS-JSON, the form `GET /schema?version=9` serves."""
+    types: list[dict[str, Any]] = []
+    tables: list[dict[str, Any]] = []
+    type_names: list[dict[str, Any]] = []
+    for ref, table in enumerate(module.tables.values()):
+        types.append(at.to_json(table.row_type))
+        type_names.append(
+            {"name": {"scope": [], "name": row_class_name(table.name)[:-3]}, "ty": ref, "custom_ordering": True}
         )
-        if scheduled_reducer is not None:
-            names = table.column_names
-            if "scheduled_id" not in names or "scheduled_at" not in names:
-                raise ValueError(f"scheduled table {name} needs columns scheduled_id (u64) and scheduled_at")
-        self.tables[name] = table
-        return table
-
-    def reducer(self, *params: tuple[str, AlgebraicType], name: str | None = None) -> Callable[[ReducerFn], ReducerFn]:
-        """Declare a reducer with typed parameters; the function gets `(ctx, *args)`."""
-
-        def register(function: ReducerFn) -> ReducerFn:
-            self._add(ReducerDef(name or function.__name__, at.product(*params), function))
-            return function
-
-        return register
-
-    def lifecycle(self, hook: Lifecycle, name: str) -> Callable[[ReducerFn], ReducerFn]:
-        """Declare a lifecycle reducer (`init`, `client_connected`, `client_disconnected`)."""
-
-        def register(function: ReducerFn) -> ReducerFn:
-            if any(r.lifecycle is hook for r in self.reducers.values()):
-                raise ValueError(f"lifecycle {hook.name} declared twice")
-            self._add(ReducerDef(name, at.UNIT, function, hook))
-            return function
-
-        return register
-
-    def init(self, function: ReducerFn) -> ReducerFn:
-        """Runs once, when the database is created."""
-        return self.lifecycle(Lifecycle.INIT, "init")(function)
-
-    def client_connected(self, function: ReducerFn) -> ReducerFn:
-        """Runs when a client connects; raising `ReducerError` rejects the connection."""
-        return self.lifecycle(Lifecycle.CLIENT_CONNECTED, "client_connected")(function)
-
-    def client_disconnected(self, function: ReducerFn) -> ReducerFn:
-        """Runs when a client disconnects, and at start for connections that died with the previous process."""
-        return self.lifecycle(Lifecycle.CLIENT_DISCONNECTED, "client_disconnected")(function)
-
-    def on_start(self, function: StartHook) -> StartHook:
-        """Run `function(ctx, info)` in one transaction, as the database owner, every time the host starts.
-
-        After recovery (and `init` on a fresh database), before any client connects. This is where a module reacts
-        to what only the host knows: rows a schema migration gave default values to, or history recovery had to
-        set aside (`StartInfo.history_discarded`). Not a SpacetimeDB lifecycle reducer: not in the schema, not
-        callable by clients; a failure stops the start.
-        """
-        if self.start_hook is not None:
-            raise ValueError("start hook declared twice")
-        self.start_hook = function
-        return function
-
-    def client_visibility_filter(self, table: str, sql: str) -> None:
-        """Declare which rows of `table` a caller may read (SpacetimeDB's `client_visibility_filter`).
-
-        `sql` selects rows of `table` (`SELECT * FROM t WHERE ...`, or `SELECT t.* FROM t JOIN u ON ... WHERE ...`) and
-        may name the caller as `:sender`. The host applies it to every read by anyone but the database owner:
-        subscriptions (initial rows and every delta), WebSocket one-off queries and HTTP `/sql`. A filter sees only the
-        caller's identity, never its token claims, which is what lets the same rule hold on a real SpacetimeDB. This
-        host takes one filter per table (SpacetimeDB ORs several); the SQL is compiled against the tables when first
-        used, and `host.sql.check_visibility_filters` compiles them all (tests, host start).
-        """
-        if table not in self.tables:
-            raise ValueError(f"visibility filter for unknown table {table!r}")
-        if table in self.visibility_filters:
-            raise ValueError(f"table {table!r} already has a visibility filter (this host takes one per table)")
-        self.visibility_filters[table] = sql
-
-    def _add(self, reducer: ReducerDef) -> None:
-        if reducer.name in self.reducers:
-            raise ValueError(f"reducer {reducer.name!r} declared twice")
-        self.reducers[reducer.name] = reducer
-
-    def lifecycle_reducer(self, hook: Lifecycle) -> ReducerDef | None:
-        """The reducer registered for a lifecycle hook, if any."""
-        return next((r for r in self.reducers.values() if r.lifecycle is hook), None)
-
-    # ----- schema -----
-
-    def schema_json(self) -> dict[str, Any]:
-        """The module as `RawModuleDefV9` in SATS-JSON, the form `GET /schema?version=9` serves."""
-        types: list[dict[str, Any]] = []
-        tables: list[dict[str, Any]] = []
-        type_names: list[dict[str, Any]] = []
-        for ref, table in enumerate(self.tables.values()):
-            types.append(at.to_json(table.row_type))
-            type_names.append(
-                {"name": {"scope": [], "name": _class_name(table.name)[:-3]}, "ty": ref, "custom_ordering": True}
-            )
-            tables.append(_table_json(table, ref))
-        reducers = [
-            {
-                "name": r.name,
-                "params": at.to_json(r.params)["Product"],
-                "lifecycle": {"some": {r.lifecycle.value: []}} if r.lifecycle else {"none": []},
-            }
-            for r in self.reducers.values()
-        ]
-        return {
-            "typespace": {"types": types},
-            "tables": tables,
-            "reducers": reducers,
-            "types": type_names,
-            "misc_exports": [
-                _default_json(table, column, value)
-                for table in self.tables.values()
-                for column, value in table.defaults
-            ],
-            "row_level_security": [{"sql": sql} for sql in self.visibility_filters.values()],
+        tables.append(_table_json(table, ref))
+    reducers = [
+        {
+            "name": r.name,
+            "params": at.to_json(r.params)["Product"],
+            "lifecycle": {"some": {r.lifecycle.value: []}} if r.lifecycle else {"none": []},
         }
+        for r in module.reducers.values()
+    ]
+    return {
+        "typespace": {"types": types},
+        "tables": tables,
+        "reducers": reducers,
+        "types": type_names,
+        "misc_exports": [
+            _default_json(table, column, value) for table in module.tables.values() for column, value in table.defaults
+        ],
+        "row_level_security": [{"sql": sql} for sql in module.visibility_filters.values()],
+    }
 
-    def schema_hash(self) -> str:
-        """A stable digest of the schema: stored with the data so a changed module cannot misread old rows."""
-        canonical = json.dumps(self.schema_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+
+def module_schema_hash(module: Module) -> str:
+    """A stable digest of the schema: stored with the data so a changed module cannot misread old rows."""
+    canonical = json.dumps(schema_json(module), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _some(value: Any) -> dict[str, Any]:

@@ -35,8 +35,8 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
+from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import Datastore, TableStore
-from autopilot_sync.host.module_api import TableDef
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.algebraic import INT_RANGES, AlgebraicType, ArrayType, Primitive, PrimitiveKind
 from autopilot_sync.spacetime.sats_json import to_untyped_json

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from autopilot_sync.host.module_api import ReducerError
+from autopilot_sync.bindings.reducers import ReducerError
 
 
 class SyncErrorCode(enum.Enum):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from autopilot_sync import stream_chain
-from autopilot_sync.host.module_api import StartInfo
-from autopilot_sync.host.transaction import ReducerContext
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.reducers import StartInfo
 from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
 from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.module.errors import SyncError, SyncErrorCode

@@ -18,7 +18,7 @@ A caller without a token (an anonymous identity) is in no table, so it sees no p
 
 from __future__ import annotations
 
-from autopilot_sync.host.transaction import ReducerContext
+from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.module.auth import Scope, require_stream, scopes_of
 from autopilot_sync.module.errors import SyncError, SyncErrorCode
 from autopilot_sync.module.schema import module

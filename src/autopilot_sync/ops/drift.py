@@ -163,7 +163,7 @@ class SchemaDiff:
 
 
 def schema_hash(schema: Mapping[str, Any]) -> str:
-    """sha256 of the canonical JSON: equal to `Module.schema_hash()` for the same module, whoever serialized it."""
+    """sha256 of the canonical JSON: equal to `module_api.module_schema_hash` of the same module, whoever wrote it."""
     canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -33,7 +33,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from autopilot_sync.host.module_api import Module
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.host.module_api import schema_json
 from autopilot_sync.ops.drift import SchemaDiff, compare, schema_hash
 from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
 from autopilot_sync.settings.ops import Environment, Target
@@ -82,7 +83,7 @@ class Release:
     @classmethod
     def of(cls, module: Module) -> Release:
         """The release of a loaded module."""
-        schema = module.schema_json()
+        schema = schema_json(module)
         digest = schema_hash(schema)
         return cls(module.name, module.version, schema, digest, release_tag(module.version, digest))
 

@@ -1,0 +1,148 @@
+"""The `Module`: tables, reducers, lifecycle hooks, a start hook and visibility filters, collected by decorators.
+
+A module is data (table and reducer definitions) plus plain functions; the host owns storage, transactions and the
+network, and serves the definitions as `RawModuleDefV9` (its writer is `host/module_api.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from autopilot_sync.bindings.reducers import Lifecycle, ReducerDef, ReducerFn, StartHook
+from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime.algebraic import AlgebraicType
+
+
+class Module:
+    """A module definition: tables plus reducers, collected by decorators.
+
+    ```
+    module = Module("chat")
+    message = module.table("message", [("id", U64), ("text", STRING)], primary_key="id", auto_inc=("id",))
+
+    @module.reducer(("text", STRING))
+    def send(ctx: ReducerContext, text: str) -> None:
+        ctx.db["message"].insert(message.row_class(0, text))
+    ```
+    """
+
+    def __init__(self, name: str, version: str = "0") -> None:
+        self.name = name
+        self.version = version
+        self.tables: dict[str, TableDef] = {}
+        self.reducers: dict[str, ReducerDef] = {}
+        self.start_hook: StartHook | None = None
+        #: table → the SQL of its row-level security filter (`client_visibility_filter`), in declaration order
+        self.visibility_filters: dict[str, str] = {}
+
+    def table(
+        self,
+        name: str,
+        columns: Sequence[tuple[str, AlgebraicType]],
+        *,
+        primary_key: str | None = None,
+        unique: Iterable[Sequence[str]] = (),
+        indexes: Iterable[Sequence[str]] = (),
+        auto_inc: Iterable[str] = (),
+        public: bool = True,
+        scheduled_reducer: str | None = None,
+        event: bool = False,
+        defaults: Mapping[str, Any] | None = None,
+    ) -> TableDef:
+        """Declare a table and return its definition (whose `row_class` builds rows).
+
+        `defaults` gives columns a default value. As in SpacetimeDB's automatic migration, a column may be added to
+        the end of an existing table only with a default: rows stored before it existed are read with the default.
+        """
+        if name in self.tables:
+            raise ValueError(f"table {name!r} declared twice")
+        table = TableDef(
+            name=name,
+            columns=tuple(columns),
+            primary_key=primary_key,
+            unique=tuple(tuple(group) for group in unique),
+            indexes=tuple(tuple(group) for group in indexes),
+            auto_inc=tuple(auto_inc),
+            public=public,
+            scheduled_reducer=scheduled_reducer,
+            event=event,
+            defaults=tuple((defaults or {}).items()),
+        )
+        if scheduled_reducer is not None:
+            names = table.column_names
+            if "scheduled_id" not in names or "scheduled_at" not in names:
+                raise ValueError(f"scheduled table {name} needs columns scheduled_id (u64) and scheduled_at")
+        self.tables[name] = table
+        return table
+
+    def reducer(self, *params: tuple[str, AlgebraicType], name: str | None = None) -> Callable[[ReducerFn], ReducerFn]:
+        """Declare a reducer with typed parameters; the function gets `(ctx, *args)`."""
+
+        def register(function: ReducerFn) -> ReducerFn:
+            self._add(ReducerDef(name or function.__name__, at.product(*params), function))
+            return function
+
+        return register
+
+    def lifecycle(self, hook: Lifecycle, name: str) -> Callable[[ReducerFn], ReducerFn]:
+        """Declare a lifecycle reducer (`init`, `client_connected`, `client_disconnected`)."""
+
+        def register(function: ReducerFn) -> ReducerFn:
+            if any(r.lifecycle is hook for r in self.reducers.values()):
+                raise ValueError(f"lifecycle {hook.name} declared twice")
+            self._add(ReducerDef(name, at.UNIT, function, hook))
+            return function
+
+        return register
+
+    def init(self, function: ReducerFn) -> ReducerFn:
+        """Runs once, when the database is created."""
+        return self.lifecycle(Lifecycle.INIT, "init")(function)
+
+    def client_connected(self, function: ReducerFn) -> ReducerFn:
+        """Runs when a client connects; raising `ReducerError` rejects the connection."""
+        return self.lifecycle(Lifecycle.CLIENT_CONNECTED, "client_connected")(function)
+
+    def client_disconnected(self, function: ReducerFn) -> ReducerFn:
+        """Runs when a client disconnects, and at start for connections that died with the previous process."""
+        return self.lifecycle(Lifecycle.CLIENT_DISCONNECTED, "client_disconnected")(function)
+
+    def on_start(self, function: StartHook) -> StartHook:
+        """Run `function(ctx, info)` in one transaction, as the database owner, every time the host starts.
+
+        After recovery (and `init` on a fresh database), before any client connects. This is where a module reacts
+        to what only the host knows: rows a schema migration gave default values to, or history recovery had to
+        set aside (`StartInfo.history_discarded`). Not a SpacetimeDB lifecycle reducer: not in the schema, not
+        callable by clients; a failure stops the start.
+        """
+        if self.start_hook is not None:
+            raise ValueError("start hook declared twice")
+        self.start_hook = function
+        return function
+
+    def client_visibility_filter(self, table: str, sql: str) -> None:
+        """Declare which rows of `table` a caller may read (SpacetimeDB's `client_visibility_filter`).
+
+        `sql` selects rows of `table` (`SELECT * FROM t WHERE ...`, or `SELECT t.* FROM t JOIN u ON ... WHERE ...`) and
+        may name the caller as `:sender`. The host applies it to every read by anyone but the database owner:
+        subscriptions (initial rows and every delta), WebSocket one-off queries and HTTP `/sql`. A filter sees only the
+        caller's identity, never its token claims, which is what lets the same rule hold on a real SpacetimeDB. This
+        host takes one filter per table (SpacetimeDB ORs several); the SQL is compiled against the tables when first
+        used, and `host.sql.check_visibility_filters` compiles them all (tests, host start).
+        """
+        if table not in self.tables:
+            raise ValueError(f"visibility filter for unknown table {table!r}")
+        if table in self.visibility_filters:
+            raise ValueError(f"table {table!r} already has a visibility filter (this host takes one per table)")
+        self.visibility_filters[table] = sql
+
+    def _add(self, reducer: ReducerDef) -> None:
+        if reducer.name in self.reducers:
+            raise ValueError(f"reducer {reducer.name!r} declared twice")
+        self.reducers[reducer.name] = reducer
+
+    def lifecycle_reducer(self, hook: Lifecycle) -> ReducerDef | None:
+        """The reducer registered for a lifecycle hook, if any."""
+        return next((r for r in self.reducers.values() if r.lifecycle is hook), None)
