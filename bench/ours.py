@@ -20,9 +20,9 @@ from autopilot_sync.client.auth import exchange_websocket_token
 from autopilot_sync.client.connection import PROTOCOL_V2, Connection, connect, subscribe_url
 from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.schema import ClientSchema
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression

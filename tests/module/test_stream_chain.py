@@ -19,9 +19,9 @@ import aiohttp
 import pytest
 from sync_module_helpers import ADMIN, PUBLISHER, event
 
-from autopilot_sync import stream_chain
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.module import Module
+from autopilot_sync.contract import stream_chain
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller

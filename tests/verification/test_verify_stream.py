@@ -17,13 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 from autopilot_sync.verification.stream_audit import audit
 

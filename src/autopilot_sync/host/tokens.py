@@ -45,6 +45,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from autopilot_sync.contract.errors import CodedError
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.json_bounds import JsonBoundsError, bounded_loads
 from autopilot_sync.spacetime.values import Identity
@@ -86,13 +87,8 @@ class TokenErrorCode(enum.Enum):
     WRONG_AUDIENCE = "wrong_audience"
 
 
-class TokenError(Exception):
+class TokenError(CodedError[TokenErrorCode]):
     """A token that cannot be accepted; `code` classifies it, the message says what exactly (HTTP 401 body)."""
-
-    def __init__(self, code: TokenErrorCode, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code.value}: {message}")
 
 
 @dataclass(frozen=True, slots=True)

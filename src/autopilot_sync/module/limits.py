@@ -3,13 +3,29 @@
 Why here and not in the host: these are reducer checks, so they hold wherever the module runs (our host or a real
 SpacetimeDB with the TypeScript twin), and every refusal is the module's typed `invalid_event` rather than an
 exception escaping as "reducer panicked" with internal text. The numbers come from `AUTOPILOT_SYNC_MODULE_*`
-(`SyncModuleSettings`), read once when the module is loaded, like the payload and batch limits.
+(`SyncModuleSettings`), read when the host starts the module (its start hook calls `configured_limits`), never at
+import: importing the module reads nothing, so a bad variable stops the host's start, not every `import`.
 """
 
 from __future__ import annotations
 
-from autopilot_sync.module.errors import SyncError, SyncErrorCode
+import functools
+
+from autopilot_sync.contract.canonical import nests_deeper_than
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.module.errors import SyncError
+from autopilot_sync.settings.load import load_settings
 from autopilot_sync.settings.sync_module import SyncModuleSettings
+
+
+@functools.cache
+def configured_limits() -> SyncModuleSettings:
+    """The limits from the environment, read on first use (the start hook) and kept for the process's life.
+
+    A malformed or unknown `AUTOPILOT_SYNC_MODULE_*` variable prints what is wrong and exits 2 (`load_settings`),
+    during the host's start, before it reports ready.
+    """
+    return load_settings(SyncModuleSettings)
 
 
 def check_field(name: str, value: str, limit: int) -> None:
@@ -49,33 +65,3 @@ def check_payload_depth(canonical: str, limit: int) -> None:
     """
     if nests_deeper_than(canonical, limit):
         raise SyncError(SyncErrorCode.INVALID_EVENT, f"payload nests deeper than {limit} levels")
-
-
-def nests_deeper_than(canonical: str, limit: int) -> bool:
-    """Whether canonical JSON text nests arrays/objects deeper than `limit` (producers check it before storing).
-
-    Counting brackets outside strings is exact on canonical text (no insignificant whitespace), and skipped entirely
-    when the text has no more openers than the limit.
-    """
-    if canonical.count("[") + canonical.count("{") <= limit:
-        return False
-    depth = 0
-    in_string = False
-    escaped = False
-    for char in canonical:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False

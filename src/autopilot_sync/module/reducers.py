@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopilot_sync import stream_chain
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import StartInfo
-from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
-from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
-from autopilot_sync.module.errors import SyncError, SyncErrorCode
-from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
+from autopilot_sync.contract import stream_chain
+from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.contract.scopes import Scope, scopes_of
+from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream
+from autopilot_sync.module.errors import SyncError
+from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id, configured_limits
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
-from autopilot_sync.settings.load import load_settings
-from autopilot_sync.settings.sync_module import SyncModuleSettings
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import Timestamp
 
-LIMITS = load_settings(SyncModuleSettings)
 FIRST_EPOCH = 1
 
 
@@ -68,9 +67,10 @@ def heartbeat(ctx: ReducerContext) -> None:
 def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> None:
     """Append events atomically: hash-checked, idempotent by key, gap-free per stream."""
     require_scope(ctx.claims, Scope.APPEND, "append_sync_events")
-    if len(batch) > LIMITS.max_batch_events:
+    if len(batch) > configured_limits().max_batch_events:
         raise SyncError(
-            SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {LIMITS.max_batch_events}"
+            SyncErrorCode.BATCH_TOO_LARGE,
+            f"{len(batch)} events in one call, limit {configured_limits().max_batch_events}",
         )
     heads = _Heads(ctx)
     for event in batch:
@@ -161,16 +161,18 @@ def _append_one(
     expected_seq: int,
     published_at: Timestamp,
 ) -> None:
-    check_event_fields(LIMITS, stream_id, idempotency_key, kind)
+    check_event_fields(configured_limits(), stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:
         canonical = canonicalize_text(payload)
     except CanonicalJsonError as exc:
         raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
     size = len(canonical.encode("utf-8"))
-    if size > LIMITS.max_payload_bytes:
-        raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {LIMITS.max_payload_bytes}")
-    check_payload_depth(canonical, LIMITS.max_payload_depth)
+    if size > configured_limits().max_payload_bytes:
+        raise SyncError(
+            SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {configured_limits().max_payload_bytes}"
+        )
+    check_payload_depth(canonical, configured_limits().max_payload_depth)
     computed = payload_hash(canonical)
     if computed != hash_text:
         raise SyncError(
@@ -205,7 +207,7 @@ def _append_one(
 def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
     """Record the last seq the caller applied on a stream (observability of replay lag)."""
     require_scope(ctx.claims, Scope.CHECKPOINT_WRITE, "ack_checkpoint")
-    check_stream_id(LIMITS, stream_id)
+    check_stream_id(configured_limits(), stream_id)
     require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:  # a checkpoint row per made-up stream would be kept forever and fanned out to everyone
@@ -230,7 +232,7 @@ def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
 def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> None:
     """Retention: delete events below `retain_from_seq` and raise the stream's floor so stale cursors are detectable."""
     require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
-    check_stream_id(LIMITS, stream_id)
+    check_stream_id(configured_limits(), stream_id)
     require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:
@@ -251,7 +253,7 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
 def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
     """Start a stream over: delete its events, reset the head and bump its epoch (clients must rebuild)."""
     require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
-    check_stream_id(LIMITS, stream_id)
+    check_stream_id(configured_limits(), stream_id)
     require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:
@@ -276,6 +278,7 @@ def on_start(ctx: ReducerContext, info: StartInfo) -> None:
     desktop sees an epoch change and rebuilds instead of silently keeping events the host no longer has. The chain
     continues (the retained events keep their values; the next event links to the head under the new epoch).
     """
+    configured_limits()  # read the AUTOPILOT_SYNC_MODULE_* limits now: a bad one stops the start, not a later call
     for head in list(ctx.db.stream_head):
         if head[5] == "":
             _chain_existing(ctx, head)

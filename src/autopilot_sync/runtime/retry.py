@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 
 
 class RetryClass(enum.Enum):

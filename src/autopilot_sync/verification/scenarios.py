@@ -33,8 +33,8 @@ from autopilot_sync.client import (
 )
 from autopilot_sync.client.connection import Connection
 from autopilot_sync.client.schema import fetch_schema
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.verification.checker import CheckReport, check_history, check_presence
 from autopilot_sync.verification.guards import GuardViolation, load_forbidden, process_violations, route_violations

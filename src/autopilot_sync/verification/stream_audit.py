@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 
-from autopilot_sync import stream_chain
 from autopilot_sync.client.connection import connect
 from autopilot_sync.client.errors import ClientError
+from autopilot_sync.contract import stream_chain
 
 
 @dataclass(frozen=True, slots=True)
