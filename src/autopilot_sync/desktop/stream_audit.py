@@ -1,4 +1,8 @@
-"""`autopilot-sync verify-stream`: audit one stream on a running host, over the protocol, from its retained floor.
+"""Audit one stream on a running host, over the protocol, from its retained floor (the desktop's verify command and
+`autopilot-sync verify-stream`).
+
+Here, in the desktop, because the desktop runs it too and the desktop stands below `verification/`, which only adds
+the command line.
 
 Why: the stream hash chain (docs/protocol.md "Stream hash chain") lets anyone check that a host's stream is one
 unbroken history: every retained event present, its payload hashing to its `payload_hash`, its chain value linking
