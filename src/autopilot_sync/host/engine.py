@@ -34,9 +34,8 @@ from autopilot_sync.host.transaction import (
     TableChange,
     Transaction,
 )
-from autopilot_sync.ops.drift import compare as compare_schemas
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import bsatn, moduledef
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
 
@@ -310,7 +309,7 @@ class HostEngine:
                         f"{str(meta.get('schema_hash', '?'))[:12]} (no schema recorded to compare with); the module "
                         f"now has schema {schema_hash[:12]}: start with an empty data directory"
                     )
-                diff = compare_schemas(previous, schema)
+                diff = moduledef.compare(moduledef.from_json(previous), self.module.module_def())
                 if diff.breaking:
                     raise SchemaMismatchError(
                         f"data directory {self.data_dir} holds database {meta.get('database')!r} written by schema "
