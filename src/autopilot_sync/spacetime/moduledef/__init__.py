@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.moduledef import raw, v9, v10
 from autopilot_sync.spacetime.moduledef.diff import (
     SEVERITY,
@@ -87,7 +86,6 @@ __all__ = [
     "Change",
     "ChangeKind",
     "ColumnDefault",
-    "DecodeError",
     "IndexDef",
     "IndexKind",
     "Lifecycle",

@@ -8,6 +8,7 @@ reducers are private).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -261,6 +262,17 @@ def schema_hash(definition: ModuleDef | Mapping[str, Any]) -> str:
     V9 on purpose, and unchanged since data directories first stored it: a module read from V10 hashes the same as
     when read from V9. A mapping is taken as a V9 document already (what a host served or `meta.json` kept).
     """
-    document = to_json(definition) if isinstance(definition, ModuleDef) else definition
+    if isinstance(definition, ModuleDef):
+        return _definition_hash(definition)
+    return _document_hash(definition)
+
+
+@functools.lru_cache(maxsize=16)
+def _definition_hash(definition: ModuleDef) -> str:
+    """Cached per (frozen, hashable) definition: the host hashes its module at every snapshot, on the event loop."""
+    return _document_hash(to_json(definition))
+
+
+def _document_hash(document: Mapping[str, Any]) -> str:
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
