@@ -233,3 +233,19 @@ def test_a_v10_definition_is_decoded_by_the_official_librarys_own_type(tmp_path:
         assert [t["sourceName"] for t in sections["Tables"]] == [t.name for t in definition.tables]
         assert [r["sourceName"] for r in sections["Reducers"]] == [r.name for r in definition.reducers]
         assert len(sections["Typespace"]["types"]) == len(definition.typespace)
+
+
+def test_index_algorithms_are_read_in_spacetimedbs_newtype_form_and_in_this_hosts_v9_form() -> None:
+    """SpacetimeDB writes `{"BTree": [0]}` (a one-field struct variant is a newtype for the SATS derive); this
+    host's V9 has always written `{"BTree": {"columns": [0]}}` and keeps doing so (the schema hash covers it)."""
+    definition = golden_module().module_def()
+    ours = moduledef.to_json(definition, 9)
+    assert ours["tables"][0]["indexes"][0]["algorithm"] == {"BTree": {"columns": [0]}}
+    spacetimedb_form = json.loads(json.dumps(ours))
+    for table in spacetimedb_form["tables"]:
+        for index in table["indexes"]:
+            ((kind, payload),) = index["algorithm"].items()
+            index["algorithm"] = {kind: payload["columns"]}
+    assert moduledef.from_json(spacetimedb_form) == moduledef.from_json(ours)
+    v10_tables = next(s["Tables"] for s in moduledef.to_json(definition, 10)["sections"] if "Tables" in s)
+    assert v10_tables[0]["indexes"][0]["algorithm"] == {"BTree": [0]}

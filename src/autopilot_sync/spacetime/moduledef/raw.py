@@ -54,11 +54,10 @@ TYPESPACE = at.product(("types", at.array(_TYPE)))
 
 # ----- shared by V9 and V10 (v10.rs reuses these v9.rs types) -----
 
-INDEX_ALGORITHM = at.sum_type(
-    ("BTree", at.product(("columns", _COLUMNS))),
-    ("Hash", at.product(("columns", _COLUMNS))),
-    ("Direct", at.product(("column", U16))),
-)
+#: `RawIndexAlgorithm::BTree { columns }` etc.: a variant with one named field is a newtype variant for the SATS
+#: derive (`variant_data` in `crates/bindings-macro/src/sats.rs`), so the payload is the bare column list (the
+#: library's types.ts agrees). This host's V9 JSON has always wrapped it as `{"columns": …}`: see `v9.py`.
+INDEX_ALGORITHM = at.sum_type(("BTree", _COLUMNS), ("Hash", _COLUMNS), ("Direct", U16))
 CONSTRAINT_DATA = at.sum_type(("Unique", at.product(("columns", _COLUMNS))))
 TABLE_TYPE = at.sum_type(("System", UNIT), ("User", UNIT))
 TABLE_ACCESS = at.sum_type(("Public", UNIT), ("Private", UNIT))

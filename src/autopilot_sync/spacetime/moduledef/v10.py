@@ -43,6 +43,7 @@ from autopilot_sync.spacetime.moduledef.v9 import (
     sequence_from_value,
     sequence_to_value,
     table_kind_values,
+    unwrap_index_algorithms,
 )
 from autopilot_sync.spacetime.moduledef.validate import validate
 from autopilot_sync.spacetime.values import SumValue
@@ -258,11 +259,19 @@ def to_json(definition: ModuleDef) -> dict[str, Any]:
 
 def from_json(document: Any) -> ModuleDef:
     """Read `RawModuleDefV10` SATS-JSON; `ModuleDefError` says what is wrong."""
+    if isinstance(document, dict) and isinstance(document.get("sections"), list):
+        document = {"sections": [_unwrap_section(section) for section in document["sections"]]}
     try:
         value = sats_json.from_json(raw.MODULE_V10, document, raw.META_TYPESPACE)
     except sats_json.SatsJsonError as exc:
         raise ModuleDefError(f"not a RawModuleDefV10 document: {exc}") from None
     return from_value(value)
+
+
+def _unwrap_section(section: Any) -> Any:
+    if isinstance(section, dict) and set(section) == {"Tables"}:
+        return {"Tables": unwrap_index_algorithms(section["Tables"])}
+    return section
 
 
 def to_bsatn(definition: ModuleDef) -> bytes:

@@ -50,7 +50,7 @@ _UNIQUE = 0
 def index_to_value(index: IndexDef) -> tuple[Any, ...]:
     """`RawIndexDefV9` / `RawIndexDefV10` (same layout): name, accessor name, algorithm."""
     tag = _INDEX_KINDS.index(index.kind)
-    payload = (index.columns[0],) if index.kind is IndexKind.DIRECT else (list(index.columns),)
+    payload = index.columns[0] if index.kind is IndexKind.DIRECT else list(index.columns)
     return (index.name, index.accessor_name, SumValue(tag, payload))
 
 
@@ -58,8 +58,50 @@ def index_from_value(value: Any) -> IndexDef:
     """Inverse of `index_to_value`."""
     name, accessor, algorithm = value
     kind = _INDEX_KINDS[algorithm.tag]
-    columns = (algorithm.value[0],) if kind is IndexKind.DIRECT else tuple(algorithm.value[0])
+    columns = (algorithm.value,) if kind is IndexKind.DIRECT else tuple(algorithm.value)
     return IndexDef(name, accessor, kind, columns)
+
+
+_WRAPPED = {"BTree": "columns", "Hash": "columns", "Direct": "column"}
+
+
+def wrap_index_algorithms(tables: list[Any]) -> None:
+    """Write each index algorithm as this host's V9 always has: `{"BTree": {"columns": [0]}}` (in place).
+
+    SpacetimeDB writes the bare payload (`{"BTree": [0]}`, see `raw.INDEX_ALGORITHM`); the wrapped form is kept for
+    V9 because the schema hash covers it and data directories store that hash. BSATN is the same either way.
+    """
+    for table in tables:
+        for index in table["indexes"]:
+            ((kind, payload),) = index["algorithm"].items()
+            index["algorithm"] = {kind: {_WRAPPED[kind]: payload}}
+
+
+def unwrap_index_algorithms(tables: Any) -> Any:
+    """Accept both forms when reading: `{"BTree": {"columns": [0]}}` (this host's V9) and `{"BTree": [0]}`.
+
+    Returns the tables with wrapped payloads unwrapped (copies; the input is not changed). Anything that is not in
+    one of the two shapes is left as it is, for the SATS-JSON reader to report with its path.
+    """
+    if not isinstance(tables, list):
+        return tables
+    out = []
+    for table in tables:
+        indexes = table.get("indexes") if isinstance(table, dict) else None
+        if isinstance(indexes, list):
+            table = {**table, "indexes": [_unwrap_index(index) for index in indexes]}
+        out.append(table)
+    return out
+
+
+def _unwrap_index(index: Any) -> Any:
+    algorithm = index.get("algorithm") if isinstance(index, dict) else None
+    if isinstance(algorithm, dict) and len(algorithm) == 1:
+        ((kind, payload),) = algorithm.items()
+        field = _WRAPPED.get(kind)
+        if field is not None and isinstance(payload, dict) and set(payload) == {field}:
+            return {**index, "algorithm": {kind: payload[field]}}
+    return index
 
 
 def constraint_to_value(constraint: UniqueConstraintDef) -> tuple[Any, ...]:
@@ -230,11 +272,14 @@ def from_value(value: Any) -> ModuleDef:
 def to_json(definition: ModuleDef) -> dict[str, Any]:
     """`RawModuleDefV9` SATS-JSON, exactly what `GET /schema?version=9` serves."""
     document: dict[str, Any] = sats_json.to_json(raw.MODULE_V9, to_value(definition), raw.META_TYPESPACE)
+    wrap_index_algorithms(document["tables"])
     return document
 
 
 def from_json(document: Any) -> ModuleDef:
     """Read `RawModuleDefV9` SATS-JSON (as this host or SpacetimeDB serves it); `ModuleDefError` says what is wrong."""
+    if isinstance(document, dict):
+        document = {**document, "tables": unwrap_index_algorithms(document.get("tables"))}
     try:
         value = sats_json.from_json(raw.MODULE_V9, document, raw.META_TYPESPACE)
     except sats_json.SatsJsonError as exc:
