@@ -20,7 +20,7 @@ from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
 from autopilot_sync.host.tx_record import TX_RECORD, record_offset
-from autopilot_sync.ops.drift import compare as compare_schemas
+from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.errors import DecodeError
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def check_meta(data_dir: Path, module: Module, database_name: str) -> frozenset[
                     f"{str(meta.get('schema_hash', '?'))[:12]} (no schema recorded to compare with); the module "
                     f"now has schema {schema_hash[:12]}: start with an empty data directory"
                 )
-            diff = compare_schemas(previous, schema)
+            diff = moduledef.compare(moduledef.from_json(previous), module.module_def())
             if diff.breaking:
                 raise SchemaMismatchError(
                     f"data directory {data_dir} holds database {meta.get('database')!r} written by schema "
