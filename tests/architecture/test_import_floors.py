@@ -45,7 +45,6 @@ NEVER_LOADS: dict[str, frozenset[str]] = {
 #: Known violations, each removed by the named helper's work in issue 17: (importer, imported) -> who removes it.
 #: Delete an entry once its fix is merged; `test_known_violations_are_still_real` says when one is stale.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    ("host", "ops"): "schema (#17): host/engine.py imports ops.drift; the diff moves to spacetime/moduledef.py",
     ("runtime", "host"): (
         "follow-up (#17, after sessions moves auth to host/auth/): runtime/access.py verifies producer tokens with the "
         "host's token and OIDC code; that verifier belongs on a floor below the services"

@@ -25,13 +25,12 @@ from autopilot_sync.client import (
     connect,
 )
 from autopilot_sync.examples.chat import module as chat
-from autopilot_sync.host.module_api import schema_json
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression, encode_v2_server_frame
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 pytestmark = pytest.mark.timeout(30)
-SCHEMA = ClientSchema.from_json(schema_json(chat))
+SCHEMA = ClientSchema.from_json(chat.schema_json())
 PERSON = chat.tables["person"].row_type
 
 

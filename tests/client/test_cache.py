@@ -6,7 +6,6 @@ from collections.abc import Hashable
 from typing import Any
 
 from autopilot_sync.client.cache import ChangeCause, ChangeKind, ClientCache, RowChange, RowOp
-from autopilot_sync.host.module_api import schema_json
 
 
 def op(qs: int, key: int, value: str, insert: bool = True, table: str = "person") -> RowOp:
@@ -120,7 +119,7 @@ def test_composite_primary_key_rows_are_keyed_by_every_key_column() -> None:
     from autopilot_sync.spacetime import bsatn
     from autopilot_sync.spacetime import messages as m
 
-    document = copy.deepcopy(schema_json(chat))
+    document = copy.deepcopy(chat.schema_json())
     (person,) = [t for t in document["tables"] if t["name"] == "person"]
     person["primary_key"] = [0, 1]
     schema = ClientSchema.from_json(document)

@@ -15,7 +15,6 @@ from client_host_process import DATABASE, HostProcess
 from autopilot_sync.cli import main
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.examples.chat import module as chat
-from autopilot_sync.host.module_api import schema_json
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -24,7 +23,7 @@ def test_generated_bindings_pass_mypy_strict(tmp_path: Path) -> None:
     schema_file = tmp_path / "chat.schema.json"
     import json
 
-    schema_file.write_text(json.dumps(schema_json(chat)))
+    schema_file.write_text(json.dumps(chat.schema_json()))
     out = tmp_path / "chat_bindings.py"
     result = CliRunner().invoke(main, ["client", "generate", "--schema-file", str(schema_file), "--out", str(out)])
     assert result.exit_code == 0, result.output

@@ -12,7 +12,6 @@ import pytest
 from sync_module_helpers import ADMIN, PUBLISHER, READER, caller, event
 
 from autopilot_sync.host.engine import CallStatus, HostEngine
-from autopilot_sync.host.module_api import schema_json
 from autopilot_sync.host.sql import SqlContext, SqlError, check_visibility_filters, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx
@@ -69,7 +68,7 @@ async def publish_two_streams(engine: HostEngine) -> None:
 
 def test_every_filter_of_the_sync_module_compiles(engine: HostEngine) -> None:
     check_visibility_filters(engine.datastore)
-    assert {f["sql"] for f in schema_json(module)["row_level_security"]} == set(module.visibility_filters.values())
+    assert {f["sql"] for f in module.schema_json()["row_level_security"]} == set(module.visibility_filters.values())
 
 
 async def test_a_reader_sees_events_and_heads_of_its_streams_only(engine: HostEngine) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from autopilot_sync.bindings.module import Module
-from autopilot_sync.host.module_api import schema_json
 from autopilot_sync.ops.ledger import Action, Ledger
 from autopilot_sync.ops.publish import Lane, LaneError, Release, SmokeStep, release_tag
 from autopilot_sync.settings.ops import Environment, Target
@@ -34,11 +33,11 @@ class HostDouble:
     """Serves whatever schema a test deploys; the smoke check passes unless told otherwise."""
 
     def __init__(self, module: Module) -> None:
-        self.served: dict[str, Any] = schema_json(module)
+        self.served: dict[str, Any] = module.schema_json()
         self.smoke_ok = True
 
     def deploy(self, module: Module) -> None:
-        self.served = schema_json(module)
+        self.served = module.schema_json()
 
     async def schema(self) -> dict[str, Any]:
         return self.served

@@ -1,10 +1,10 @@
 """The module-authoring API: how a module declares its tables, reducers and lifecycle hooks.
 
 Like SpacetimeDB's `bindings` crate, which never depends on `core`: a module imports this package and `spacetime/`,
-never the host. The host reads a `Module` (its schema writer is `host/module_api.py`) and hands each reducer an
-object implementing the `ReducerContext` protocol (`host/transaction.py`). The pieces: `tables` (a table's
-definition), `reducers` (reducer definitions, lifecycle hooks, the refusal a reducer raises), `context` (what a
-reducer may use), `module` (the decorators that collect them).
+never the host. The host reads a `Module` (its `module_def()`, in `spacetime/moduledef.py` terms) and hands each
+reducer an object implementing the `ReducerContext` protocol (`host/transaction.py`). The pieces: `tables` (a
+table's definition), `reducers` (reducer definitions, lifecycle hooks, the refusal a reducer raises), `context` (what
+a reducer may use), `module` (the decorators that collect them, and the definition they describe).
 """
 
 from autopilot_sync.bindings.context import ReducerContext, TableAccess, Tables

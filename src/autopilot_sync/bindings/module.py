@@ -1,7 +1,9 @@
 """The `Module`: tables, reducers, lifecycle hooks, a start hook and visibility filters, collected by decorators.
 
 A module is data (table and reducer definitions) plus plain functions; the host owns storage, transactions and the
-network, and serves the definitions as `RawModuleDefV9` (its writer is `host/module_api.py`).
+network. `module_def()` describes the module as the version-neutral definition of `spacetime/moduledef.py`, which
+the host serves as `RawModuleDefV9` or `V10` at `/v1/database/:name/schema` (as SpacetimeDB's bindings describe a
+module to the host).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from autopilot_sync.bindings.reducers import Lifecycle, ReducerDef, ReducerFn, StartHook
-from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.bindings.tables import TableDef, row_class_name
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.algebraic import AlgebraicType
 
 
@@ -146,3 +150,71 @@ class Module:
     def lifecycle_reducer(self, hook: Lifecycle) -> ReducerDef | None:
         """The reducer registered for a lifecycle hook, if any."""
         return next((r for r in self.reducers.values() if r.lifecycle is hook), None)
+
+    # ----- schema -----
+
+    def module_def(self) -> md.ModuleDef:
+        """The module as the version-neutral definition the schema route serves (as V9 or V10)."""
+        scheduled = {t.scheduled_reducer for t in self.tables.values() if t.scheduled_reducer}
+        return md.ModuleDef(
+            typespace=tuple(table.row_type for table in self.tables.values()),
+            tables=tuple(_table_def(table, ref) for ref, table in enumerate(self.tables.values())),
+            reducers=tuple(
+                md.ReducerDef(
+                    name=r.name,
+                    params=r.params,
+                    lifecycle=md.Lifecycle(r.lifecycle.value) if r.lifecycle else None,
+                    client_callable=r.lifecycle is None and r.name not in scheduled,
+                )
+                for r in self.reducers.values()
+            ),
+            types=tuple(
+                md.TypeDef((), row_class_name(table.name)[:-3], ref) for ref, table in enumerate(self.tables.values())
+            ),
+            row_level_security=tuple(self.visibility_filters.values()),
+        )
+
+    def schema_json(self) -> dict[str, Any]:
+        """The module as `RawModuleDefV9` in SATS-JSON, the form `GET /schema?version=9` serves."""
+        return md.v9.to_json(self.module_def())
+
+    def schema_hash(self) -> str:
+        """A stable digest of the schema: stored with the data so a changed module cannot misread old rows."""
+        return md.schema_hash(self.module_def())
+
+
+def _table_def(table: TableDef, ref: int) -> md.TableDef:
+    """One table as the definition serves it: generated index, constraint, sequence and schedule names."""
+
+    def cols(group: Sequence[str]) -> tuple[int, ...]:
+        return tuple(table.column_index(c) for c in group)
+
+    return md.TableDef(
+        name=table.name,
+        product_type_ref=ref,
+        primary_key=cols((table.primary_key,)) if table.primary_key else (),
+        indexes=tuple(
+            md.IndexDef(f"{table.name}_{'_'.join(group)}_idx_btree", "_".join(group), md.IndexKind.BTREE, cols(group))
+            for group in table.all_indexes()
+        ),
+        constraints=tuple(
+            md.UniqueConstraintDef(f"{table.name}_{'_'.join(group)}_key", cols(group)) for group in table.unique_keys()
+        ),
+        sequences=tuple(
+            md.SequenceDef(f"{table.name}_{column}_seq", table.column_index(column)) for column in table.auto_inc
+        ),
+        schedule=(
+            md.ScheduleDef(f"{table.name}_sched", table.scheduled_reducer, table.column_index("scheduled_at"))
+            if table.scheduled_reducer
+            else None
+        ),
+        public=table.public,
+        defaults=tuple(_default(table, column, value) for column, value in table.defaults),
+        is_event=table.event,
+    )
+
+
+def _default(table: TableDef, column: str, value: Any) -> md.ColumnDefault:
+    """The column's default as BSATN bytes (`ColumnDefaultValue` in V9's misc exports, `default_values` in V10)."""
+    position = table.column_index(column)
+    return md.ColumnDefault(position, bsatn.codec(table.columns[position][1]).encode(value))

@@ -34,10 +34,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from autopilot_sync.bindings.module import Module
-from autopilot_sync.host.module_api import schema_json
-from autopilot_sync.ops.drift import SchemaDiff, compare, schema_hash
+from autopilot_sync.ops.drift import compare
 from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
 from autopilot_sync.settings.ops import Environment, Target
+from autopilot_sync.spacetime.moduledef import SchemaDiff, schema_hash
 
 SMOKE_TIMEOUT_SECONDS = 15.0
 POLL_SECONDS = 1.0
@@ -83,7 +83,7 @@ class Release:
     @classmethod
     def of(cls, module: Module) -> Release:
         """The release of a loaded module."""
-        schema = schema_json(module)
+        schema = module.schema_json()
         digest = schema_hash(schema)
         return cls(module.name, module.version, schema, digest, release_tag(module.version, digest))
 
