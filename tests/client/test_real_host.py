@@ -26,7 +26,7 @@ from autopilot_sync.client import (
     connect,
 )
 from autopilot_sync.client.connection import PROTOCOL_V2, ConnectOptions
-from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
 from autopilot_sync.spacetime.identity import identity_from_claims
 
 pytestmark = pytest.mark.timeout(60)

@@ -44,6 +44,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import (
     CallOutcome,
@@ -56,7 +57,6 @@ from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
-from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.frames import (
