@@ -237,12 +237,19 @@ class Connection:
     def send(self, message: ServerMessage) -> None:
         """Queue a message (encoded now, once); a client over the queue bound is disconnected."""
         self.session.send(message)
-        self._poll()
+        self._after_send()
 
     def send_encoded(self, message: EncodedMessage) -> None:
         """Queue an encoded message, possibly shared with other connections; over the queue bound: disconnect."""
         self.session.send_encoded(message)
-        self._poll()
+        self._after_send()
+
+    def _after_send(self) -> None:
+        """The fan-out's cheap path: a plain send never holds, so only a close (queue over its bound) needs `_poll`."""
+        if self.session.close_request is None:
+            self._wakeup.set()
+        else:
+            self._poll()
 
     def send_at(self, offset: int, message: ServerMessage) -> None:
         """Send an answer once engine `offset` is durable, in order with this connection's other answers."""
