@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallOutcome, CallStatus
@@ -282,3 +284,46 @@ def test_a_close_reason_is_cut_to_123_bytes_at_a_character_boundary() -> None:
     raw = session.close_request.reason_bytes
     assert len(raw) <= 123 and raw.endswith(b"...")
     raw.decode("utf-8")
+
+
+# A step of the property below: ("ask", commits before a query), ("free", _) a request that depends on no state (a
+# procedure call, answered at offset 0), or ("durable", commits made durable).
+_steps = st.lists(
+    st.tuples(st.sampled_from(["ask", "free", "durable"]), st.integers(min_value=0, max_value=3)), max_size=40
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=_steps)
+def test_every_answer_leaves_in_request_order_and_never_before_what_it_saw_is_durable(
+    steps: list[tuple[str, int]],
+) -> None:
+    backend = BackendDouble()
+    session = _session(backend)
+    saw: dict[int, int] = {}  # request id → the offset its answer observed
+    received: list[int] = []
+
+    def collect() -> None:
+        for message in _sent(session):
+            assert isinstance(message, OneOffQueryResult | ProcedureResult)
+            assert saw[message.request_id] <= backend.durable_offset, "answered before durable"
+            received.append(message.request_id)
+
+    for kind, amount in [*steps, ("durable", 1_000)]:
+        if kind == "ask":
+            backend.offset += amount
+            request_id = len(saw) + 1
+            saw[request_id] = backend.offset
+            session.receive_binary(_frame(OneOffQuery(request_id, "SELECT * FROM t")))
+        elif kind == "free":
+            request_id = len(saw) + 1
+            saw[request_id] = 0
+            session.receive_binary(_frame(CallProcedure(request_id, CallProcedureFlags.DEFAULT, "p", b"")))
+        else:
+            backend.durable_offset = min(backend.offset, backend.durable_offset + amount)
+            session.release(backend.durable_offset)
+        collect()
+    backend.durable_offset = backend.offset
+    session.release(backend.offset)
+    collect()
+    assert received == sorted(saw)
