@@ -46,8 +46,8 @@ NEVER_LOADS: dict[str, frozenset[str]] = {
 #: Delete an entry once its fix is merged; `test_known_violations_are_still_real` says when one is stale.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     ("runtime", "host"): (
-        "follow-up (#17, after sessions moves auth to host/auth/): runtime/access.py verifies producer tokens with the "
-        "host's token and OIDC code; that verifier belongs on a floor below the services"
+        "follow-up (#17): runtime/access.py verifies producer tokens with host/auth/ (claims, oidc, errors); that "
+        "verifier belongs on a floor below the services"
     ),
 }
 

@@ -24,8 +24,9 @@ import aiohttp
 from aiohttp import web
 
 from autopilot_sync.contract.scopes import Scope, scopes_of, stream_allowed
-from autopilot_sync.host.oidc import OidcVerifier
-from autopilot_sync.host.tokens import TokenError, check_claims, parse_unverified
+from autopilot_sync.host.auth.claims import check_claims, parse_unverified
+from autopilot_sync.host.auth.errors import TokenError
+from autopilot_sync.host.auth.oidc import OidcVerifier
 
 log = logging.getLogger(__name__)
 
