@@ -72,3 +72,11 @@ def test_the_cli_writes_the_folder(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert (out / "index.ts").is_file() and (out / "person_table.ts").is_file() and (out / "types.ts").is_file()
     assert not (out / "client_connected_reducer.ts").exists()  # lifecycle reducers are not invokable
+
+
+def test_a_v10_document_gives_the_same_bindings_as_v9() -> None:
+    from autopilot_sync.spacetime import moduledef
+
+    v9 = chat.schema_json()
+    v10 = moduledef.to_json(moduledef.from_json(v9), 10)
+    assert generate_typescript(v10, "chat", "javascript") == generate_typescript(v9, "chat", "javascript")

@@ -33,7 +33,7 @@ from autopilot_sync.client import (
 )
 from autopilot_sync.client.connection import Connection
 from autopilot_sync.devtools.processes import ServiceProcess, start_host
-from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 

@@ -4,7 +4,8 @@
 `DbConnection`, `tables`, `reducers`), one `<table>_table.ts` per table (the row's columns), one
 `<reducer>_reducer.ts` per invokable reducer (its parameters) and `types.ts` (the module's named types). This writes
 the same folder from the same `RawModuleDefV9` JSON (`GET /v1/database/:name/schema?version=9`), so a TypeScript app
-works against our host, and against SpacetimeDB itself, with the SDK unchanged.
+works against our host, and against SpacetimeDB itself, with the SDK unchanged (a V10 document is read too, through
+`spacetime.moduledef`).
 
 Two flavours of the same values: `typescript` (`.ts` files, imports without extension as the real generator writes
 them, plus a `type` alias per named type) and `javascript` (`.mjs` files with `.mjs` imports and no type aliases),
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.algebraic import (
     AlgebraicType,
     ArrayType,
@@ -246,7 +248,11 @@ def _uses_types(schema: _Schema, fields: Sequence[tuple[str, AlgebraicType]]) ->
 def generate_typescript(
     document: Mapping[str, Any], source: str = "", flavour: Flavour = "typescript"
 ) -> dict[str, str]:
-    """File name → text of the bindings folder for a RawModuleDefV9 document."""
+    """File name → text of the bindings folder for a RawModuleDefV9 or RawModuleDefV10 document."""
+    try:  # either version, read through the one module-definition model, as V9 (what the parser below reads)
+        document = moduledef.to_json(moduledef.from_json(document), 9)
+    except (moduledef.ModuleDefError, KeyError, TypeError, ValueError) as exc:
+        raise TypeScriptCodegenError(f"not a module definition document: {exc}") from None
     schema = _Schema(document)
     ts = flavour == "typescript"
     ext = ".ts" if ts else ".mjs"
