@@ -18,9 +18,8 @@ def test_an_unreachable_control_is_one_line_and_exit_1(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(main, ["control", "token", "--url", url, "--key-file", str(key)])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        f"Error: unavailable: control unreachable at {url}: connection refused"
-    ]
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"Error: unavailable: control unreachable at {url}: ")
 
 
 def test_a_key_file_others_can_read_is_refused_before_any_request(tmp_path: Path) -> None:
