@@ -12,7 +12,6 @@ import contextlib
 import enum
 import json
 import logging
-import os
 import secrets
 import time
 from collections import deque
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError, TailReport
 from autopilot_sync.host.datastore import Datastore
@@ -61,19 +61,6 @@ CommitListener = Callable[[CommittedTx], None]
 
 HISTORY_DISCARDED_MARKER = "history-discarded"
 """File in the data dir saying recovery set history aside and the module's start hook has not yet committed."""
-
-
-def _write_durably(path: Path, text: str) -> None:
-    """Write a small file and fsync it and its directory, so it survives a crash right after."""
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def record_offset(payload: bytes) -> int:
@@ -269,7 +256,7 @@ class HostEngine:
             return
         marker = self.data_dir / HISTORY_DISCARDED_MARKER
         if self.recovery.tail is not None:
-            _write_durably(marker, self.recovery.tail.reason)
+            write_atomically(marker, self.recovery.tail.reason.encode("utf-8"))
         info = StartInfo(fresh=self.recovery.fresh, history_discarded=marker.exists())
         reducer = ReducerDef("on_start", at.UNIT, lambda ctx: hook(ctx, info))
         outcome = await self._run_and_wait(reducer, (), Caller(self.owner_identity), None)
@@ -322,9 +309,7 @@ class HostEngine:
         if schema_hash not in hashes:
             hashes.append(schema_hash)
         meta.update(schema_hash=schema_hash, schema=schema, schema_hashes=hashes)
-        temporary = meta_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(meta, sort_keys=True))
-        temporary.replace(meta_path)
+        write_atomically(meta_path, json.dumps(meta, sort_keys=True).encode("utf-8"))
         self._accepted_schema_hashes = frozenset(hashes)
 
     def _load_snapshot(self, snapshot: Snapshot) -> None:
