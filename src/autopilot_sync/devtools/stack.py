@@ -19,7 +19,7 @@ from pathlib import Path
 
 from autopilot_sync.desktop.identity import key_path as desktop_key_path
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
-from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.nostr.keyfile import load_or_create_secret_key, load_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 
 DATABASE = "autopilot-sync"
@@ -46,12 +46,7 @@ def producer_socket_at(preferred: Path) -> Path:
 
 def runtime_key_at(path: Path, key: SecretKey | None = None) -> SecretKey:
     """The runtime's key stored at `path` (0600), created from `key` or a fresh one on first use."""
-    if path.exists():
-        return load_secret_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    chosen = key or SecretKey.generate()
-    save_secret_key(path, chosen)
-    return chosen
+    return load_or_create_secret_key(path, key).secret
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_sync.durable_files import write_atomically
@@ -35,6 +36,34 @@ def save_secret_key(path: str | os.PathLike[str], key: SecretKey, *, overwrite: 
         raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"{target} already exists; refusing to overwrite a key") from None
     except OSError as exc:
         raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"cannot write {target}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key file's key, and whether this call created the file (then its owner may want to say so)."""
+
+    secret: SecretKey
+    created: bool
+
+
+def load_or_create_secret_key(path: str | os.PathLike[str], new_key: SecretKey | None = None) -> StoredKey:
+    """The key in `path`; when there is no file yet, `new_key` (or a fresh key) is saved there first (0600).
+
+    The one "load or create the Nostr key" of the project (the runtime, the desktop and the local stacks): an
+    existing file is always loaded, never replaced, whatever `new_key` says (the caller compares if it cares). If
+    another process creates the file between our check and our write, its key wins and is loaded.
+    """
+    target = Path(path)
+    if not os.path.lexists(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        chosen = new_key if new_key is not None else SecretKey.generate()
+        try:
+            save_secret_key(target, chosen)
+            return StoredKey(chosen, created=True)
+        except NostrKeyError:
+            if not os.path.lexists(target):
+                raise
+    return StoredKey(load_secret_key(target), created=False)
 
 
 def load_secret_key(path: str | os.PathLike[str]) -> SecretKey:

@@ -34,7 +34,7 @@ import aiohttp
 from autopilot_sync.control.client import SessionToken, fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
 from autopilot_sync.devtools.stack import producer_socket_at
-from autopilot_sync.nostr.keyfile import save_secret_key
+from autopilot_sync.nostr.keyfile import load_or_create_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
 from autopilot_sync.verification.powercut import BANNER, PowerCutFault, host_environment, read_ledger
@@ -294,9 +294,7 @@ class ChaosStack:
     async def start_runtime(self) -> ServiceProcess:
         """Start (or restart) the runtime; it reaches host and control only through their proxies."""
         key_path = self.root / "runtime" / "nostr.key"
-        if not key_path.exists():
-            key_path.parent.mkdir(parents=True, exist_ok=True)
-            save_secret_key(key_path, self.producer_key)
+        load_or_create_secret_key(key_path, self.producer_key)
         env = {
             "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
             "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
@@ -319,9 +317,7 @@ class ChaosStack:
         config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(config_dir, 0o700)
         key = seeded_key(self.seed, f"desktop:{name}")
-        key_file = config_dir / "nostr.key"
-        if not key_file.exists():
-            save_secret_key(key_file, key)
+        load_or_create_secret_key(config_dir / "nostr.key", key)
         env = {
             "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
             "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_public_url,
