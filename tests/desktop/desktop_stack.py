@@ -7,7 +7,6 @@ what each desktop prints (one JSON state per line) and what it stored (its SQLit
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.desktop.state_lines import read_states
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.runtime.access import producer_session
@@ -33,11 +33,7 @@ class Desktop:
 
     def states(self) -> list[dict[str, Any]]:
         """Every JSON state printed so far."""
-        out = []
-        for line in list(self.process.output):
-            if line.startswith('{"t":'):
-                out.append(json.loads(line)["state"])
-        return out
+        return read_states(list(self.process.output))
 
     def last(self) -> dict[str, Any]:
         states = self.states()

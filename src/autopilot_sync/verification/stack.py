@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.control.client import SessionToken, fetch_session_token
+from autopilot_sync.desktop.state_lines import read_states
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
 from autopilot_sync.devtools.stack import producer_socket_at
 from autopilot_sync.nostr.keyfile import load_or_create_secret_key
@@ -101,14 +102,7 @@ class DesktopProcess:
 
     def states(self) -> list[dict[str, Any]]:
         """Every JSON state it printed so far."""
-        if self.process is None:
-            return []
-        found = []
-        for line in list(self.process.output):
-            if line.startswith('{"t":'):
-                with contextlib.suppress(ValueError):
-                    found.append(json.loads(line)["state"])
-        return found
+        return [] if self.process is None else read_states(list(self.process.output))
 
     def last(self) -> dict[str, Any]:
         """The newest state printed."""
