@@ -114,3 +114,8 @@ class Stack(LocalStack):
         ):
             text = await response.text()
             assert response.status == 200, text
+
+    def stop(self) -> None:
+        for desktop in self.desktops:
+            desktop.stop()
+        self.stop_all()
