@@ -24,7 +24,8 @@ from autopilot_sync.client import (
     UnknownReducerError,
     connect,
 )
-from autopilot_sync.client.connection import PROTOCOL_V2, ConnectOptions
+from autopilot_sync.client.connection import ConnectOptions
+from autopilot_sync.client.session import PROTOCOL_V2
 from autopilot_sync.devtools.host_tokens import BANNED_SUBJECT, host_signed_token
 
 pytestmark = pytest.mark.timeout(60)
