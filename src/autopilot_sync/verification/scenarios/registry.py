@@ -15,6 +15,7 @@ from autopilot_sync.verification.scenarios.handshake import handshake
 from autopilot_sync.verification.scenarios.host_sigkill import host_sigkill
 from autopilot_sync.verification.scenarios.racing_duplicate import racing_duplicate
 from autopilot_sync.verification.scenarios.reconnect_storm import reconnect_storm
+from autopilot_sync.verification.scenarios.restore_drill import restore_drill
 from autopilot_sync.verification.scenarios.run import CI, Journal, Profile, Run, ScenarioResult
 from autopilot_sync.verification.scenarios.runtime_sigkill import runtime_sigkill
 from autopilot_sync.verification.scenarios.stale_cursor import stale_cursor
@@ -43,6 +44,7 @@ REGISTRY: tuple[Scenario, ...] = (
     Scenario("runtime-sigkill", runtime_sigkill),
     Scenario("racing-duplicate", racing_duplicate, power_cut=True),
     Scenario("undurable-read", undurable_read, power_cut=True),
+    Scenario("restore-drill", restore_drill),
 )
 
 SCENARIOS: dict[str, Scenario] = {scenario.name: scenario for scenario in REGISTRY}
