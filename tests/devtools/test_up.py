@@ -20,7 +20,7 @@ def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
             "up",
             "--headless",
             "--duration",
-            "15",
+            "25",
             "--rate",
             "20",
             "--state-dir",
