@@ -79,7 +79,7 @@ class Stack(LocalStack):
         self.start_all(runtime=runtime)
         return self
 
-    def desktop(self, name: str, streams: tuple[str, ...] = ()) -> Desktop:
+    def desktop(self, name: str, streams: tuple[str, ...] = (), env: dict[str, str] | None = None) -> Desktop:
         config_dir = self.root / "desktops" / name
         process = start_service(
             "desktop",
@@ -88,6 +88,7 @@ class Stack(LocalStack):
                 **self.desktop_env(config_dir),
                 "AUTOPILOT_SYNC_DESKTOP_STREAMS": ",".join(streams),
                 "AUTOPILOT_SYNC_DESKTOP_RECONNECT_MAX_DELAY_SECONDS": "2",
+                **(env or {}),
             },
             wait=False,
         )
