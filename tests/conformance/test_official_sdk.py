@@ -16,15 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
-from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.devtools.host_tokens import BANNED_SUBJECT, host_signed_token
 
 pytestmark = pytest.mark.node
 
@@ -36,23 +34,9 @@ READY = re.compile(r"autopilot-sync host ready: (http://\S+)")
 HOST_START_SECONDS = 30
 SUITE_SECONDS = 240
 
-# Every scenario the suite must report; a scenario that silently stops running fails here.
-SCENARIOS = [
-    "01_connect_anonymous",
-    "02_connect_with_token",
-    "03_subscribe_insert_reducer_ok",
-    "04_update_and_delete",
-    "05_reducer_errors",
-    "06_two_clients_unsubscribe",
-    "07_where_clause",
-    "08_all_types_round_trip",
-    "09_subscription_error",
-    "10_garbage_token_rejected",
-    "11_large_transaction_compressed",
-    "12_scheduled_reducer",
-    "13_join_subscription",
-    "14_client_connected_refusal_is_a_disconnect",
-]
+# Every scenario the suite must report (conformance/scenarios.json, the list the Python SDK runs too); a scenario that
+# silently stops running fails here.
+SCENARIOS = [s["id"] for s in json.loads((CONFORMANCE / "scenarios.json").read_text(encoding="utf-8"))["scenarios"]]
 
 
 class RunningHost:
@@ -66,15 +50,7 @@ class RunningHost:
 
     def banned_token(self) -> str:
         """A token the host signed whose subject the chat module's `client_connected` refuses."""
-        claims = {
-            "iss": LOCAL_ISSUER,
-            "sub": "banned",
-            "aud": list(LOCAL_AUDIENCE),
-            "iat": int(time.time()),
-            "exp": None,
-            "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
-        }
-        return SigningKey.load_or_create(self.data_dir).sign(claims)
+        return host_signed_token(self.data_dir, BANNED_SUBJECT)
 
     def log_tail(self, lines: int = 60) -> str:
         return "".join(self.output[-lines:])

@@ -68,7 +68,7 @@ async def test_more_streams_than_the_live_bound_are_each_applied_once_in_order_a
     small_cap_stack: Stack,
 ) -> None:
     stack = small_cap_stack
-    desktop = stack.desktop("bounded", env={"AUTOPILOT_SYNC_DESKTOP_MAX_LIVE_STREAMS": "3"})
+    desktop = stack.desktop("bounded", settings={"max_live_streams": 3})
     await desktop.wait_for("live", lambda s: s["connection"]["phase"] == "live")
     promised: dict[str, list[int]] = {}
     for round_ in range(2):  # the second round moves streams that went idle: each resumes from its checkpoint
@@ -97,7 +97,7 @@ async def test_a_host_cap_below_the_live_bound_is_said_in_the_status(tmp_path: P
     stack = bounded_stack(tmp_path, 3)  # presence + heads + one stream
     try:
         stack.start()
-        desktop = stack.desktop("refused", env={"AUTOPILOT_SYNC_DESKTOP_MAX_LIVE_STREAMS": "3"})
+        desktop = stack.desktop("refused", settings={"max_live_streams": 3})
         await desktop.wait_for("live", lambda s: s["connection"]["phase"] == "live")
         for i in range(2):
             await stack.append_run_events(f"refused{i}", 1)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from autopilot_sync.verification.powercut import PowerCutFault
-from autopilot_sync.verification.scenarios import CI, HALF_OPEN_PRESENCE_BOUND, run_scenario
+from autopilot_sync.verification.scenarios.registry import run_scenario
+from autopilot_sync.verification.scenarios.run import CI, HALF_OPEN_PRESENCE_BOUND
 
 
 async def check(name: str, seed: int, tmp_path: Path, power_cut: PowerCutFault | None = None) -> dict[str, object]:
@@ -97,7 +98,7 @@ def test_a_seed_fixes_the_fault_plan_and_the_payloads(name: str) -> None:
     import random
 
     from autopilot_sync.verification.history import HistoryRecorder
-    from autopilot_sync.verification.scenarios import churn_plan
+    from autopilot_sync.verification.scenarios.churn import churn_plan
     from autopilot_sync.verification.workload import Producer
 
     assert churn_plan(random.Random(5), 10) == churn_plan(random.Random(5), 10)
@@ -120,3 +121,12 @@ async def test_presence_drops_a_half_open_link_within_the_idle_timeout_bound(see
     recovery = metrics["recovery"]
     assert isinstance(recovery, dict)
     assert recovery["presence: after half-open link"] <= HALF_OPEN_PRESENCE_BOUND
+
+
+async def test_a_backup_taken_during_writes_restores_every_event_committed_before_it(seed: int, tmp_path: Path) -> None:
+    """Issue 22: docs/deployment.md's backup (meta and key, snapshots, then log segments) of a live host while the
+    runtime publishes, restored into a fresh directory under a second host: every event the host had committed when
+    the copy began is there with its hash, and every stream's chain verifies (the drill adds a problem otherwise)."""
+    metrics = await check("restore-drill", seed, tmp_path)
+    drill = metrics["restore_drill"]
+    assert isinstance(drill, dict) and drill["events_at_backup"] > 0 and drill["during_writes"] is True
