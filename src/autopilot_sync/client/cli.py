@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,19 @@ async def _download(base_url: str, database: str, token: str | None) -> dict[str
         return await fetch_schema_json(session, base_url, database, token)
 
 
+def _module_schema(path: str) -> dict[str, Any]:
+    """The `RawModuleDefV9` document of the `module` a Python module defines (imported only for this command)."""
+    try:
+        imported = importlib.import_module(path)
+    except ImportError as exc:
+        raise click.ClickException(f"cannot import module {path!r}: {exc}") from exc
+    schema_json = getattr(getattr(imported, "module", None), "schema_json", None)
+    if not callable(schema_json):
+        raise click.ClickException(f"{path!r} has no `module` attribute holding an autopilot_sync Module")
+    document: dict[str, Any] = schema_json()
+    return document
+
+
 @client.command("generate")
 @click.option("--base-url", help="Host to fetch the schema from (e.g. http://127.0.0.1:3000).")
 @click.option("--database", help="Database name (with --base-url).")
@@ -40,31 +54,47 @@ async def _download(base_url: str, database: str, token: str | None) -> dict[str
     help="Read RawModuleDefV9 JSON from a file instead of a host.",
 )
 @click.option(
+    "--module",
+    "module_path",
+    help="Read the schema of a Python module's `module` (e.g. autopilot_sync.module) instead of a host.",
+)
+@click.option(
     "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
 )
 def generate(
-    base_url: str | None, database: str | None, token: str | None, schema_file: Path | None, out_path: Path
+    base_url: str | None,
+    database: str | None,
+    token: str | None,
+    schema_file: Path | None,
+    module_path: str | None,
+    out_path: Path,
 ) -> None:
-    """Write typed bindings (a dataclass per table, a typed method per reducer) for a module.
+    """Write typed bindings (a row class per table and product argument, a typed method per reducer) for a module.
+
+    The file's header names the command that wrote it (without the token), so a reader knows how to regenerate it.
 
     \b
     Example:
       autopilot-sync client generate --base-url http://127.0.0.1:3000 --database chat --out chat_bindings.py
       autopilot-sync client generate --schema-file chat.schema.json --out chat_bindings.py
+      autopilot-sync client generate --module autopilot_sync.module --out src/autopilot_sync/sync_bindings/__init__.py
     """
     if schema_file is not None:
         document = json.loads(schema_file.read_text(encoding="utf-8"))
-        source = schema_file.name
+        origin = f"--schema-file {schema_file}"
+    elif module_path:
+        document = _module_schema(module_path)
+        origin = f"--module {module_path}"
     elif base_url and database:
         try:
             document = asyncio.run(_download(base_url, database, token))
         except ClientError as exc:
             raise click.ClickException(str(exc)) from exc
-        source = f"{base_url.rstrip('/')}/v1/database/{database}/schema?version=9"
+        origin = f"--base-url {base_url} --database {database}"
     else:
-        raise click.UsageError("give --schema-file, or --base-url with --database")
+        raise click.UsageError("give --schema-file, --module, or --base-url with --database")
     try:
-        text = generate_source(document, source)
+        text = generate_source(document, command=f"autopilot-sync client generate {origin} --out {out_path}")
     except ClientError as exc:
         raise click.ClickException(str(exc)) from exc
     out_path.write_text(text, encoding="utf-8")
