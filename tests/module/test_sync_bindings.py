@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from autopilot_sync import sync_bindings
 from autopilot_sync.cli import main
+from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.module import module
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.algebraic import AlgebraicType, RefType
+from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 BINDINGS = Path("src/autopilot_sync/sync_bindings/__init__.py")
@@ -68,3 +72,32 @@ def test_the_event_input_class_is_the_append_reducer_parameter_type() -> None:
     assert bsatn.encode(params, ([item],), typespace) == expected
     assert sync_bindings.AppendSyncEventsBatchItem.decode(item.encode()) == item
     assert item.expected_seq == 1 and item.published_at == Timestamp(5)
+
+
+def _older_sync_event_schema() -> dict[str, Any]:
+    """The module's schema as a host serving the module from before chains does: `sync_event` without its last two."""
+    document = copy.deepcopy(module.schema_json())
+    (table,) = [t for t in document["tables"] if t["name"] == "sync_event"]
+    row_type = document["typespace"]["types"][table["product_type_ref"]]
+    row_type["Product"]["elements"] = row_type["Product"]["elements"][:8]
+    return document
+
+
+def test_a_row_of_the_older_shape_decodes_with_the_column_defaults() -> None:
+    older = ClientSchema.from_json(_older_sync_event_schema(), sync_bindings.ROW_TYPES)
+    now = Timestamp(1_700_000_000_000_000)
+    table = older.table("sync_event")
+    data = bsatn.encode(table.row_type, ("s", 1, "s:1", "k", "{}", "sha256:x", now, now), table.typespace)
+    _, row = table.decode(data)
+    assert row == sync_bindings.SyncEvent("s", 1, "s:1", "k", "{}", "sha256:x", now, now, epoch=0, chain="")
+
+
+def test_a_row_that_does_not_fit_its_class_is_a_decode_error_not_a_crash() -> None:
+    document = copy.deepcopy(module.schema_json())
+    (table,) = [t for t in document["tables"] if t["name"] == "stream_checkpoint"]
+    row_type = document["typespace"]["types"][table["product_type_ref"]]
+    row_type["Product"]["elements"] = row_type["Product"]["elements"][:2]  # `seq` has no default: cannot stand in
+    schema = ClientSchema.from_json(document, sync_bindings.ROW_TYPES).table("stream_checkpoint")
+    data = bsatn.encode(schema.row_type, ("k", Identity(1)), schema.typespace)
+    with pytest.raises(DecodeError, match="does not fit"):
+        schema.decode(data)

@@ -25,6 +25,7 @@ from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
 from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 from autopilot_sync.verification.stream_audit import audit
 
 pytestmark = pytest.mark.timeout(240)
@@ -32,9 +33,17 @@ pytestmark = pytest.mark.timeout(240)
 PUBLISHER = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append", "sync.admin"]})
 
 
-def event(stream: str, seq: int) -> tuple[Any, ...]:
+def event(stream: str, seq: int) -> AppendSyncEventsBatchItem:
     text, digest = hash_value({"seq": seq})
-    return (stream, f"{stream}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000))
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=f"{stream}:{seq}",
+        kind="test.event",
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp(1_700_000_000_000_000),
+    )
 
 
 async def fill(engine: HostEngine, stream: str, count: int, trim_to: int = 1) -> None:

@@ -65,7 +65,7 @@ class ActiveConnection(NamedTuple):
     client_kind: str
     connected_at: Timestamp
     last_seen: Timestamp
-    realm: str
+    realm: str = "sync"
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> ActiveConnection:
@@ -90,8 +90,8 @@ class StreamHead(NamedTuple):
     retained_from_seq: int
     epoch: int
     updated_at: Timestamp
-    head_chain: str
-    floor_chain: str
+    head_chain: str = ""
+    floor_chain: str = ""
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> StreamHead:
@@ -119,8 +119,8 @@ class SyncEvent(NamedTuple):
     payload_hash: str
     published_at: Timestamp
     committed_at: Timestamp
-    epoch: int
-    chain: str
+    epoch: int = 0
+    chain: str = ""
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> SyncEvent:
