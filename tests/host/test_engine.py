@@ -206,7 +206,7 @@ def _module(extra_table: bool = False, age_type: object = None) -> Module:
 async def test_compatible_schema_additions_start_on_existing_data_and_breaking_ones_are_refused(
     tmp_path: Path,
 ) -> None:
-    from autopilot_sync.host.engine import SchemaMismatchError
+    from autopilot_sync.host.recovery import SchemaMismatchError
     from autopilot_sync.spacetime import algebraic as at
 
     first = HostEngine(_module(), tmp_path, "evolving", EngineConfig(snapshot_every=2))

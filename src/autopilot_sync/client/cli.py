@@ -51,7 +51,7 @@ def _module_schema(path: str) -> dict[str, Any]:
 @click.option(
     "--schema-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read RawModuleDefV9 JSON from a file instead of a host.",
+    help="Read RawModuleDefV9 or RawModuleDefV10 JSON from a file instead of a host.",
 )
 @click.option(
     "--module",

@@ -23,7 +23,7 @@ from typing import Any
 
 from autopilot_sync.client.schema import ClientSchema, class_name
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import bsatn, moduledef
 from autopilot_sync.spacetime.algebraic import (
     AlgebraicType,
     ArrayType,
@@ -88,41 +88,39 @@ def _field_name(name: str) -> str:
     return f"{cleaned}_" if cleaned in _RESERVED_FIELDS else cleaned
 
 
-def _column_defaults(document: Mapping[str, Any], schema: ClientSchema) -> dict[str, dict[int, str]]:
-    """Per table, the Python literal of each column default (`ColumnDefaultValue` exports, BSATN in hex).
+def _column_defaults(schema: ClientSchema) -> dict[str, dict[int, str]]:
+    """Per table, the Python literal of each column default (`ColumnDefaultValue`, BSATN).
 
     A column added to a table after its first release carries a default (SpacetimeDB's `AddColumns` migration), so
     the row class gets it too: a row of the older shape, from a host still serving the older module, decodes with
     the defaults, as the host itself reads its older rows. Only values with a plain literal (numbers, strings,
-    bools, bytes) become defaults; bad exports are ignored (the bindings are then only stricter).
+    bools, bytes) become defaults; a default that does not decode is ignored (the class is then only stricter).
     """
     out: dict[str, dict[int, str]] = {}
-    for export in document.get("misc_exports") or []:
-        body = export.get("ColumnDefaultValue") if isinstance(export, dict) else None
-        if not isinstance(body, dict) or body.get("table") not in schema.tables:
+    for table_def in schema.definition.tables:
+        table = schema.tables.get(table_def.name)
+        if table is None:
             continue
-        table = schema.tables[str(body["table"])]
-        column = body.get("col_id")
-        if not isinstance(column, int) or not 0 <= column < len(table.row_type.elements):
-            continue
-        try:
-            column_type = table.row_type.elements[column].type
-            value = bsatn.decode(column_type, bytes.fromhex(str(body.get("value"))), table.typespace)
-        except (ValueError, TypeError, DecodeError):
-            continue
-        if isinstance(value, bool | int | float | str | bytes):
-            out.setdefault(table.name, {})[column] = repr(value) if not isinstance(value, str) else _q(value)
+        for default in table_def.defaults:
+            if not 0 <= default.column < len(table.row_type.elements):
+                continue
+            try:
+                value = bsatn.decode(table.row_type.elements[default.column].type, default.value, table.typespace)
+            except (ValueError, TypeError, DecodeError):
+                continue
+            if isinstance(value, bool | int | float | str | bytes):
+                out.setdefault(table.name, {})[default.column] = _q(value) if isinstance(value, str) else repr(value)
     return out
 
 
 class _Classes:
     """The product classes to generate (name → product), found by walking tables and reducer parameters."""
 
-    def __init__(self, schema: ClientSchema, document: Mapping[str, Any]) -> None:
+    def __init__(self, schema: ClientSchema) -> None:
         self.typespace = tuple(schema.typespace)
         #: class name → {column: default literal}
         self.defaults: dict[str, dict[int, str]] = {}
-        defaults = _column_defaults(document, schema)
+        defaults = _column_defaults(schema)
         #: class name → (product, docstring), in generation order
         self.products: dict[str, tuple[ProductType, str]] = {}
         #: typespace index → class name, for references to a table's row type
@@ -137,9 +135,9 @@ class _Classes:
             self.products[name] = (table.row_type, f"A row of table `{table.name}`{pk}.")
             self.tables[table.name] = name
             self.defaults[name] = defaults.get(table.name, {})
-            for index, ty in enumerate(self.typespace):
-                if ty is table.row_type and index not in self.by_ref:
-                    self.by_ref[index] = name
+        for table_def in schema.definition.tables:
+            if table_def.name in self.tables:
+                self.by_ref.setdefault(table_def.product_type_ref, self.tables[table_def.name])
         for table in schema.tables.values():
             for element in table.row_type.elements:
                 self._walk(element.type, class_name(table.name) + class_name(element.name or "field"), table.name, 0)
@@ -281,13 +279,18 @@ def _class_source(classes: _Classes, name: str, product: ProductType, doc: str) 
     return out
 
 
-def generate(document: Mapping[str, Any], source: str = "", command: str = "autopilot-sync client generate") -> str:
-    """The Python source of the bindings for a `RawModuleDefV9` document.
+def generate(
+    document: Mapping[str, Any] | moduledef.ModuleDef, source: str = "", command: str = "autopilot-sync client generate"
+) -> str:
+    """The Python source of the bindings for a module definition, or a `RawModuleDefV9`/`V10` document of one.
 
     `command` is what the header tells a reader to run to regenerate the file (with its arguments when known).
     """
-    schema = ClientSchema.from_json(document)
-    classes = _Classes(schema, document)
+    if isinstance(document, moduledef.ModuleDef):
+        schema = ClientSchema.from_definition(document)
+    else:
+        schema = ClientSchema.from_json(document)  # a document that is not a schema is a SchemaError
+    classes = _Classes(schema)
     names = list(classes.products)
     out: list[str] = [
         f'"""Bindings generated by `{command}`{f" from {source}" if source else ""}.',
