@@ -13,11 +13,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from autopilot_sync.host.auth.claims import parse_unverified
+from autopilot_sync.host.auth.tokens import SigningKey, TokenService
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.module_api import Module, ReducerError
-from autopilot_sync.host.tokens import SigningKey, TokenService, parse_unverified
 from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import moduledef

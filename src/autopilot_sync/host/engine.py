@@ -40,6 +40,7 @@ from autopilot_sync.host.transaction import (
 from autopilot_sync.host.tx_record import encode_record
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 log = logging.getLogger(__name__)
@@ -277,6 +278,26 @@ class HostEngine:
 
         future.add_done_callback(durable)
 
+    def start_encoded_call(
+        self, name: str, data: bytes, caller: Caller, origin: Any, on_done: Callable[[CallOutcome], None]
+    ) -> None:
+        """`start_call` with BSATN arguments, as a WebSocket `CallReducer` carries them: one path for every check.
+
+        Unknown and lifecycle reducers are refused by `start_call`'s own checks; arguments that do not decode end as
+        BAD_ARGUMENTS (`invalid arguments for reducer NAME: ...`, SpacetimeDB's text). Refusals reach `on_done` at
+        once with offset 0: they reveal no state.
+        """
+        reducer = self.module.reducers.get(name)
+        args: tuple[Any, ...] = ()
+        if reducer is not None and reducer.lifecycle is None:
+            try:
+                args = self.decode_args(reducer, data)
+            except DecodeError as exc:
+                message = f"invalid arguments for reducer {name}: {exc}"
+                self._finish_call(name, CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), on_done)
+                return
+        self.start_call(name, args, caller, origin, on_done)
+
     def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
         self._report_call(name, outcome)
         on_done(outcome)
@@ -321,7 +342,8 @@ class HostEngine:
         if reducer is None:
             return CallOutcome(CallStatus.NO_SUCH_REDUCER, self._now(), f"no such reducer: {name}"), None
         if reducer.lifecycle is not None:
-            message = f"lifecycle reducer {name} cannot be called by clients"
+            # SpacetimeDB's `ReducerCallError::LifecycleReducer` text (crates/core/src/host/module_host.rs).
+            message = f"can't directly call special {reducer.lifecycle.value} lifecycle reducer"
             return CallOutcome(CallStatus.LIFECYCLE_REDUCER, self._now(), message), None
         if len(args) != len(reducer.params.elements):
             message = f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}"

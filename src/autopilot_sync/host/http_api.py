@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from autopilot_sync.host.auth.errors import TokenError
+from autopilot_sync.host.auth.tokens import TokenService, VerifiedToken
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
 from autopilot_sync.host.engine import (
@@ -34,7 +36,6 @@ from autopilot_sync.host.engine import (
 )
 from autopilot_sync.host.module_api import Lifecycle
 from autopilot_sync.host.sql import SqlError, sql_json_result
-from autopilot_sync.host.tokens import TokenError, TokenService, VerifiedToken
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
 from autopilot_sync.spacetime.values import ConnectionId, Identity
