@@ -12,6 +12,7 @@ import aiohttp
 import click
 
 from autopilot_sync.client.codegen import generate as generate_source
+from autopilot_sync.client.codegen_typescript import TypeScriptCodegenError, generate_typescript
 from autopilot_sync.client.errors import ClientError
 from autopilot_sync.client.schema import fetch_schema_json
 
@@ -59,7 +60,20 @@ def _module_schema(path: str) -> dict[str, Any]:
     help="Read the schema of a Python module's `module` (e.g. autopilot_sync.module) instead of a host.",
 )
 @click.option(
-    "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."
+    "--lang",
+    type=click.Choice(["python", "typescript", "javascript"]),
+    default="python",
+    show_default=True,
+    help="python: one module for this SDK; typescript: a module_bindings folder for the official SpacetimeDB "
+    "TypeScript SDK, as `spacetime generate --lang typescript` writes it; javascript: the same folder as .mjs files "
+    "that Node runs without a compiler.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="File to write (python), or folder to write (typescript, javascript).",
 )
 def generate(
     base_url: str | None,
@@ -67,32 +81,46 @@ def generate(
     token: str | None,
     schema_file: Path | None,
     module_path: str | None,
+    lang: str,
     out_path: Path,
 ) -> None:
-    """Write typed bindings (a row class per table and product argument, a typed method per reducer) for a module.
+    """Write typed bindings (python: a row class per table and product argument, a typed method per reducer).
 
-    The file's header names the command that wrote it (without the token), so a reader knows how to regenerate it.
+    The Python file's header names the command that wrote it (without the token), so a reader knows how to
+    regenerate it.
 
     \b
     Example:
       autopilot-sync client generate --base-url http://127.0.0.1:3000 --database chat --out chat_bindings.py
       autopilot-sync client generate --schema-file chat.schema.json --out chat_bindings.py
       autopilot-sync client generate --module autopilot_sync.module --out src/autopilot_sync/sync_bindings/__init__.py
+      autopilot-sync client generate --lang typescript --schema-file chat.schema.json --out src/module_bindings
     """
     if schema_file is not None:
         document = json.loads(schema_file.read_text(encoding="utf-8"))
-        origin = f"--schema-file {schema_file}"
+        source, origin = schema_file.name, f"--schema-file {schema_file}"
     elif module_path:
         document = _module_schema(module_path)
-        origin = f"--module {module_path}"
+        source, origin = module_path, f"--module {module_path}"
     elif base_url and database:
         try:
             document = asyncio.run(_download(base_url, database, token))
         except ClientError as exc:
             raise click.ClickException(str(exc)) from exc
+        source = f"{base_url.rstrip('/')}/v1/database/{database}/schema?version=9"
         origin = f"--base-url {base_url} --database {database}"
     else:
         raise click.UsageError("give --schema-file, --module, or --base-url with --database")
+    if lang != "python":
+        try:
+            files = generate_typescript(document, source, "typescript" if lang == "typescript" else "javascript")
+        except TypeScriptCodegenError as exc:
+            raise click.ClickException(str(exc)) from exc
+        out_path.mkdir(parents=True, exist_ok=True)
+        for name, body in files.items():
+            (out_path / name).write_text(body, encoding="utf-8")
+        click.echo(f"wrote {len(files)} files to {out_path}")
+        return
     try:
         text = generate_source(document, command=f"autopilot-sync client generate {origin} --out {out_path}")
     except ClientError as exc:
