@@ -144,7 +144,7 @@ async def test_checkpoints_are_refused_on_streams_that_do_not_exist_and_on_huge_
             await other.close()
         assert isinstance(await reader.call("ack_checkpoint", "ck-real", 1), ReducerCommitted)
         rows = (await reader.one_off_query("SELECT * FROM stream_checkpoint")).rows("stream_checkpoint")
-        assert sorted(row[2] for row in rows if row[1] == reader.identity) == ["ck-real"]
+        assert sorted(row.stream_id for row in rows if row.identity == reader.identity) == ["ck-real"]
     finally:
         await reader.close()
 

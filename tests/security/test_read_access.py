@@ -123,7 +123,7 @@ async def test_a_reader_sees_exactly_the_rows_of_its_streams_and_its_own_checkpo
             assert isinstance(await other.call("ack_checkpoint", STREAM, 2), ReducerCommitted)
             mine = (await reader.one_off_query("SELECT * FROM stream_checkpoint")).rows("stream_checkpoint")
             theirs = (await other.one_off_query("SELECT * FROM stream_checkpoint")).rows("stream_checkpoint")
-            assert [row[3] for row in mine] == [1] and [row[3] for row in theirs] == [2]
+            assert [row.seq for row in mine] == [1] and [row.seq for row in theirs] == [2]
         finally:
             await other.close()
     finally:
