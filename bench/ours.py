@@ -33,18 +33,25 @@ from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, Reducers
 
-APPEND = "append_sync_events"
-GRANT = "grant_stream_readers"
 TOKEN_TTL_SECONDS = 900
 #: What the table says about this system's durability.
 DURABILITY = "commit log fsync before ack (group commit)"
 
 
-def event_tuple(stream_id: str, seq: int, payload: dict[str, Any]) -> tuple[Any, ...]:
-    """One `SYNC_EVENT_INPUT`: canonical payload, its hash, key `<stream>:<seq>`, `expected_seq = seq`."""
+def event_input(stream_id: str, seq: int, payload: dict[str, Any]) -> AppendSyncEventsBatchItem:
+    """One `append_sync_events` input: canonical payload, its hash, key `<stream>:<seq>`, `expected_seq = seq`."""
     text, digest = hash_value(payload)
-    return (stream_id, f"{stream_id}:{seq}", "bench.event", text, digest, seq, Timestamp(time.time_ns() // 1000))
+    return AppendSyncEventsBatchItem(
+        stream_id=stream_id,
+        idempotency_key=f"{stream_id}:{seq}",
+        kind="bench.event",
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp(time.time_ns() // 1000),
+    )
 
 
 #: Every reader shares one key: the storm and idle workloads open thousands of sockets with it.
@@ -145,19 +152,20 @@ class Ours:
         self.schema = conn.schema
         return conn
 
-    async def append(self, conn: Connection, events: list[tuple[Any, ...]]) -> None:
+    async def append(self, conn: Connection, events: list[AppendSyncEventsBatchItem]) -> None:
         """One `append_sync_events` call; raises unless it committed.
 
         A stream's first append is preceded by `grant_stream_readers` for the producer and the reader key, as the
         runtime does: reading is row-level (a stream's events are visible to its readers only).
         """
-        for stream_id in {str(event[0]) for event in events} - self._granted:
+        reducers = Reducers(conn)
+        for stream_id in {event.stream_id for event in events} - self._granted:
             readers = [identity_from_claims(self.control_url, k.public_key().hex) for k in (self.key, self.reader_key)]
-            granted = await conn.call(GRANT, stream_id, readers)
+            granted = await reducers.grant_stream_readers(stream_id, readers)
             if not isinstance(granted, ReducerCommitted):
                 raise RuntimeError(f"grant refused: {granted}")
             self._granted.add(stream_id)
-        result = await conn.call(APPEND, events)
+        result = await reducers.append_sync_events(events)
         if not isinstance(result, ReducerCommitted):
             raise RuntimeError(f"append refused: {result}")
 
@@ -167,7 +175,7 @@ class Ours:
         try:
             for start in range(1, count + 1, batch):
                 stop = min(count + 1, start + batch)
-                await self.append(conn, [event_tuple(stream_id, s, payload) for s in range(start, stop)])
+                await self.append(conn, [event_input(stream_id, s, payload) for s in range(start, stop)])
         finally:
             await conn.close()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.ours import LightSubscriber, event_tuple, resume_query
+from bench.ours import LightSubscriber, event_input, resume_query
 from bench.stats import quantile
 from bench.suite import NATS, OURS, Context, Metric, payload, payload_bytes
 
@@ -126,7 +126,7 @@ async def _ours(ctx: Context, subs: int) -> list[float]:
         conns.append(producer)
 
         async def send(seq: int) -> None:
-            await ours.append(producer, [event_tuple(stream, seq, payload(seq, time.time_ns()))])
+            await ours.append(producer, [event_input(stream, seq, payload(seq, time.time_ns()))])
 
         await _offer(ctx, send)
         await _wait(recorder)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.ours import event_tuple
+from bench.ours import event_input
 from bench.suite import NATS, OURS, Context, Metric, payload, payload_bytes
 
 TITLE = "durable ordered publish, one producer"
@@ -48,7 +48,7 @@ async def _ours(ctx: Context, count: int, batch: int) -> float:
     try:
         started = time.perf_counter()
         for first in range(1, count + 1, batch):
-            events = [event_tuple(stream, seq, payload(seq)) for seq in range(first, min(count + 1, first + batch))]
+            events = [event_input(stream, seq, payload(seq)) for seq in range(first, min(count + 1, first + batch))]
             await ctx.ours.append(conn, events)
         return count / (time.perf_counter() - started)
     finally:

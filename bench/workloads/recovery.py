@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from autopilot_sync.devtools.processes import ServiceProcess, free_port
-from bench.ours import event_tuple
+from bench.ours import event_input
 from bench.suite import NATS, OURS, Context, Metric, payload, payload_bytes
 
 TITLE = "recovery per 100k commits"
@@ -70,7 +70,7 @@ async def _ours(ctx: Context, n: int, round_no: int) -> tuple[float, float]:
         for seq in range(1, n + 1):
             if len(in_flight) >= WINDOW:
                 _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            in_flight.add(asyncio.create_task(ours.append(conn, [event_tuple(stream, seq, payload(seq))])))
+            in_flight.add(asyncio.create_task(ours.append(conn, [event_input(stream, seq, payload(seq))])))
         await asyncio.gather(*in_flight)
         await conn.close()
         host.kill()

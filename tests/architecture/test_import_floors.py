@@ -21,7 +21,7 @@ import pytest
 #: Floors from the bottom: a package may load packages on lower floors only (never its own floor, never higher).
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("spacetime", "backoff", "durable_files"),
-    ("contract", "bindings"),
+    ("contract", "bindings", "sync_bindings"),
     (
         "nostr",
         "settings",

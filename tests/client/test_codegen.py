@@ -7,6 +7,7 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -14,7 +15,10 @@ from client_host_process import DATABASE, HostProcess
 
 from autopilot_sync.cli import main
 from autopilot_sync.client import ReducerCommitted, connect
+from autopilot_sync.client.codegen import generate
 from autopilot_sync.examples.chat import module as chat
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,3 +57,44 @@ async def test_generated_bindings_from_a_host_decode_rows_and_call_reducers(host
         committed = await bindings.Reducers(conn).add_person("gus", 7)
         assert isinstance(committed, ReducerCommitted)
         assert conn.cache.rows("person") == [bindings.Person(id=1, name="gus", age=7)]
+
+
+def _load(source: str, name: str, tmp_path: Path) -> Any:
+    out = tmp_path / f"{name}.py"
+    out.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, out)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded
+    spec.loader.exec_module(loaded)
+    return loaded
+
+
+def test_unnamed_product_arguments_get_named_classes_that_decode_nested_values(tmp_path: Path) -> None:
+    document = chat.schema_json()
+    point = at.product(("x", at.I32), ("label", at.option(at.product(("text", at.STRING)))))
+    shape = at.product(("name", at.STRING), ("points", at.array(point)))
+    document["reducers"].append(
+        {"name": "draw", "params": at.to_json(at.product(("shape", shape)))["Product"], "lifecycle": {"none": []}}
+    )
+    bindings = _load(generate(document, command="test"), "nested_bindings", tmp_path)
+    value = bindings.DrawShape(
+        "tri",
+        [
+            bindings.DrawShapePointsItem(1, bindings.DrawShapePointsItemLabel("a")),
+            bindings.DrawShapePointsItem(2, None),
+        ],
+    )
+    data = value.encode()
+    assert data == bsatn.encode(shape, ("tri", [(1, ("a",)), (2, None)]))
+    decoded = bindings.DrawShape.decode(data)
+    assert decoded == value
+    assert isinstance(decoded.points[0], bindings.DrawShapePointsItem)
+    assert isinstance(decoded.points[0].label, bindings.DrawShapePointsItemLabel)
+    assert decoded.points[1].label is None
+
+
+def test_an_unnamed_product_equal_to_a_table_row_is_that_tables_class(tmp_path: Path) -> None:
+    bindings = _load(generate(chat.schema_json(), command="test"), "chat_bindings_rows", tmp_path)
+    assert "remind" in dir(bindings.Reducers)
+    assert not any(name.startswith("Remind") and name != "Reminder" for name in bindings.__all__)

@@ -27,6 +27,7 @@ from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.spacetime.values import Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 
 pytestmark = pytest.mark.node
 
@@ -90,9 +91,17 @@ def stack(tmp_path: Path, fsync_gate: Any) -> Iterator[LocalStack]:
         local.stop_all()
 
 
-def event(seq: int) -> tuple[Any, ...]:
+def event(seq: int) -> AppendSyncEventsBatchItem:
     text, digest = hash_value({"n": seq})
-    return (STREAM, f"{STREAM}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000))
+    return AppendSyncEventsBatchItem(
+        stream_id=STREAM,
+        idempotency_key=f"{STREAM}:{seq}",
+        kind="test.event",
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp(1_700_000_000_000_000),
+    )
 
 
 def start_reader(node: str, host_url: str, token: str) -> Reader:

@@ -22,7 +22,6 @@ from autopilot_sync.control.keys import SigningKey
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.nostr.nip98 import encode_authorization_header
-from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.frames import decode_server_frame, split_server_body
 from autopilot_sync.spacetime.messages import (
     InitialConnection,
@@ -32,6 +31,7 @@ from autopilot_sync.spacetime.messages import (
     TransactionUpdate,
     encode_client_message,
 )
+from autopilot_sync.sync_bindings import ActiveConnection
 
 DATABASE = "autopilot-sync"
 READ = ("sync.subscribe", "sync.checkpoint.write")
@@ -188,11 +188,8 @@ async def _connect(http: aiohttp.ClientSession, system: System, session: Session
     return _Socket(ws)
 
 
-def _presence_rows(applied: SubscribeApplied) -> list[tuple[Any, ...]]:
-    from autopilot_sync.module.schema import module
-
-    codec = bsatn.codec(module.tables["active_connection"].row_type)
-    return [tuple(codec.decode(row)) for table in applied.rows.tables for row in table.rows]
+def _presence_rows(applied: SubscribeApplied) -> list[ActiveConnection]:
+    return [ActiveConnection.decode(row) for table in applied.rows.tables for row in table.rows]
 
 
 async def test_presence_shows_the_key_that_signed_and_no_other(processes: System, http: aiohttp.ClientSession) -> None:
@@ -207,13 +204,13 @@ async def test_presence_shows_the_key_that_signed_and_no_other(processes: System
 
     await b.ws.send_bytes(encode_client_message(Subscribe(1, 1, ("SELECT * FROM active_connection",))))
     rows = _presence_rows(await b.expect(SubscribeApplied))
-    by_key = {row[2]: row for row in rows}
+    by_key = {row.nostr_pubkey_hex: row for row in rows}
     assert set(by_key) == {READER.public_key().hex, OTHER.public_key().hex}
-    assert by_key[READER.public_key().hex][3] == READER.public_key().npub
-    assert by_key[READER.public_key().hex][1].hex == first.identity
-    assert by_key[READER.public_key().hex][4] == "desktop"
-    assert by_key[OTHER.public_key().hex][3] == OTHER.public_key().npub
-    assert by_key[OTHER.public_key().hex][1].hex == second.identity
-    assert by_key[OTHER.public_key().hex][4] == "cli"
+    assert by_key[READER.public_key().hex].npub == READER.public_key().npub
+    assert by_key[READER.public_key().hex].identity.hex == first.identity
+    assert by_key[READER.public_key().hex].client_kind == "desktop"
+    assert by_key[OTHER.public_key().hex].npub == OTHER.public_key().npub
+    assert by_key[OTHER.public_key().hex].identity.hex == second.identity
+    assert by_key[OTHER.public_key().hex].client_kind == "cli"
     await a.ws.close()
     await b.ws.close()

@@ -25,6 +25,7 @@ from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, SyncEvent
 
 STREAM = "audit.divergence"
 PUBLISHED_AT = {"__timestamp_micros_since_unix_epoch__": 1_700_000_000_000_000}
@@ -123,16 +124,19 @@ async def test_a_host_whose_own_chain_is_broken_halts_the_stream_after_one_rebui
     batch = []
     for seq in range(1, 7):
         text, digest = hash_value({"seq": seq})
-        batch.append((STREAM, f"{STREAM}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000)))
+        key = f"{STREAM}:{seq}"
+        batch.append(
+            AppendSyncEventsBatchItem(STREAM, key, "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000))
+        )
     publisher = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append"]})
     outcome = await prepared.call_reducer("append_sync_events", (batch,), publisher)
     assert outcome.status is CallStatus.COMMITTED, outcome.message
     store = prepared.datastore["sync_event"]
-    (forged,) = [row for row in store.rows.values() if row[1] == 4]
+    (forged,) = [row for row in map(SyncEvent.from_values, store.rows.values()) if row.seq == 4]
 
     def forge(tx: Transaction) -> None:
         tx.delete_bytes(store, store.encode(forged))
-        tx.insert(store, forged._replace(kind="forged"))  # type: ignore[attr-defined]
+        tx.insert(store, forged._replace(kind="forged"))
 
     _, sequence = prepared.run_transaction(None, (), Caller(Identity(0)), extra=forge)
     assert sequence is not None

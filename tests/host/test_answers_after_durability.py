@@ -46,6 +46,7 @@ from autopilot_sync.spacetime.messages import (
     UnsubscribeFlags,
 )
 from autopilot_sync.spacetime.values import Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 
 #: Long enough that an answer sent without waiting for the disk would certainly have arrived.
 QUIET_SECONDS = 0.5
@@ -162,12 +163,20 @@ class ClosedError(Exception):
     """The host closed the socket: (close code, reason)."""
 
 
-def event(stream: str, seq: int, body: Any, *, key: str | None = None) -> tuple[Any, ...]:
+def event(stream: str, seq: int, body: Any, *, key: str | None = None) -> AppendSyncEventsBatchItem:
     text, digest = hash_value(body)
-    return (stream, key or f"{stream}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000))
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=key or f"{stream}:{seq}",
+        kind="test.event",
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp(1_700_000_000_000_000),
+    )
 
 
-def append(request_id: int, *events: tuple[Any, ...]) -> CallReducer:
+def append(request_id: int, *events: AppendSyncEventsBatchItem) -> CallReducer:
     args = bsatn.codec(APPEND).encode((list(events),))
     return CallReducer(request_id, CallReducerFlags.DEFAULT, "append_sync_events", args)
 

@@ -14,6 +14,7 @@ from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 
 PUBLISHER_KEY = SecretKey.generate().public_key().hex
 READER_KEY = SecretKey.generate().public_key().hex
@@ -29,10 +30,20 @@ ADMIN = caller(["sync.admin", "sync.subscribe"], ident=9, conn=9)
 READER = caller(["sync.subscribe", "sync.checkpoint.write"], sub=READER_KEY, ident=2, conn=2)
 
 
-def event(stream: str, seq: int, body: Any, *, key: str | None = None, kind: str = "test.event") -> tuple[Any, ...]:
+def event(
+    stream: str, seq: int, body: Any, *, key: str | None = None, kind: str = "test.event"
+) -> AppendSyncEventsBatchItem:
     """An `append_sync_events` input with a correct hash."""
     text, digest = hash_value(body)
-    return (stream, key or f"{stream}:{seq}", kind, text, digest, seq, Timestamp(1_700_000_000_000_000))
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=key or f"{stream}:{seq}",
+        kind=kind,
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp(1_700_000_000_000_000),
+    )
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import random
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,6 +23,7 @@ from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import Identity
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, StreamHead, SyncEvent
 
 STREAM = "race"
 
@@ -35,10 +35,10 @@ class Publisher:
     index: int
     believed_head: int = 0
     next_event: int = 0
-    pending: tuple[Any, ...] | None = None
+    pending: AppendSyncEventsBatchItem | None = None
     acknowledged: list[str] = field(default_factory=list)
 
-    def attempt(self) -> tuple[Any, ...]:
+    def attempt(self) -> AppendSyncEventsBatchItem:
         """The event to send now: a retry of the pending one, or the next one at the believed head."""
         if self.pending is None:
             key = f"p{self.index}:{self.next_event}"
@@ -47,8 +47,8 @@ class Publisher:
 
     def committed(self) -> None:
         assert self.pending is not None
-        self.acknowledged.append(self.pending[1])
-        self.believed_head = max(self.believed_head, self.pending[5])
+        self.acknowledged.append(self.pending.idempotency_key)
+        self.believed_head = max(self.believed_head, self.pending.expected_seq)
         self.pending = None
         self.next_event += 1
 
@@ -56,8 +56,7 @@ class Publisher:
         """Sequence conflict: move to the real head and rebuild the pending event there (same key, same payload)."""
         self.believed_head = head
         if self.pending is not None:
-            stream, key, kind, payload, digest, _, published = self.pending
-            self.pending = (stream, key, kind, payload, digest, head + 1, published)
+            self.pending = self.pending._replace(expected_seq=head + 1)
 
 
 def assert_gap_free(rows: list[tuple[int, str]], acknowledged: list[str]) -> None:
@@ -88,8 +87,8 @@ async def _interleave(plan: list[tuple[int, str]], concurrent: bool) -> None:
         publishers = [Publisher(i) for i in range(4)]
 
         def head() -> int:
-            row = next((r for r in engine.datastore["stream_head"].rows.values() if r[0] == STREAM), None)
-            return int(row[1]) if row is not None else 0
+            heads = [StreamHead.from_values(r) for r in engine.datastore["stream_head"].rows.values()]
+            return next((h.head_seq for h in heads if h.stream_id == STREAM), 0)
 
         async def step(publisher: Publisher, action: str) -> None:
             if action == "refresh":
@@ -118,7 +117,8 @@ async def _interleave(plan: list[tuple[int, str]], concurrent: bool) -> None:
                 if publisher.pending is None:
                     break
                 await step(publisher, "send")
-        rows = [(r[1], r[2]) for r in engine.datastore["sync_event"].rows.values() if r[0] == STREAM]
+        stored = [SyncEvent.from_values(r) for r in engine.datastore["sync_event"].rows.values()]
+        rows = [(r.seq, r.idempotency_key) for r in stored if r.stream_id == STREAM]
         assert_gap_free(rows, [key for p in publishers for key in p.acknowledged])
         assert head() == len(rows)
         await engine.stop()
@@ -152,7 +152,7 @@ async def test_publishers_racing_over_websockets_against_a_real_host(tmp_path: P
                     assert isinstance(outcome, ReducerFailed) and outcome.code is SyncErrorCode.SEQUENCE_CONFLICT
                     heads = await connection.one_off_query(f"SELECT * FROM stream_head WHERE stream_id = '{STREAM}'")
                     rows = heads.rows("stream_head")
-                    publisher.conflicted(int(rows[0][1]) if rows else 0)
+                    publisher.conflicted(StreamHead.from_values(rows[0]).head_seq if rows else 0)
             finally:
                 await connection.close()
 
@@ -162,7 +162,8 @@ async def test_publishers_racing_over_websockets_against_a_real_host(tmp_path: P
             answer = await reader.one_off_query(f"SELECT * FROM sync_event WHERE stream_id = '{STREAM}'")
         finally:
             await reader.close()
-        rows = [(int(r[1]), str(r[2])) for r in answer.rows("sync_event")]
+        committed = [SyncEvent.from_values(r) for r in answer.rows("sync_event")]
+        rows = [(r.seq, r.idempotency_key) for r in committed]
         assert len(rows) == 100
         assert_gap_free(rows, [key for p in publishers for key in p.acknowledged])
     finally:

@@ -19,11 +19,20 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import Identity, Timestamp
+from autopilot_sync.sync_bindings import ROW_TYPES, AppendSyncEventsBatchItem
 
 
-def event(stream: str, seq: int) -> tuple[Any, ...]:
+def event(stream: str, seq: int) -> AppendSyncEventsBatchItem:
     text, digest = hash_value({"stream": stream, "seq": seq})
-    return (stream, f"{stream}:{seq}", "test", text, digest, seq, Timestamp.now())
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=f"{stream}:{seq}",
+        kind="test",
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp.now(),
+    )
 
 
 async def test_reads_follow_the_streams_a_reader_was_granted_on_every_path(tmp_path: Path) -> None:
@@ -42,24 +51,25 @@ async def test_reads_follow_the_streams_a_reader_was_granted_on_every_path(tmp_p
         granted = await producer.call("grant_stream_readers", "a", [Identity.from_hex(reader.identity)])
         assert isinstance(granted, ReducerCommitted), granted
 
-        connection = await connect(stack.host_url, DATABASE, token=reader.token)
+        connection = await connect(stack.host_url, DATABASE, token=reader.token, row_types=ROW_TYPES)
         try:
             everything = await connection.subscribe(["SELECT * FROM sync_event"])
             await everything.applied()
-            assert sorted(row[0] for row in connection.cache.rows("sync_event")) == ["a"]
+            assert sorted(row.stream_id for row in connection.cache.rows("sync_event")) == ["a"]
             rows = (await connection.one_off_query("SELECT * FROM sync_event")).rows("sync_event")
-            assert [row[0] for row in rows] == ["a"]
+            assert [row.stream_id for row in rows] == ["a"]
             named = await connection.one_off_query("SELECT * FROM sync_event WHERE stream_id = 'b'")
             assert not named.rows("sync_event")
             assert [
-                row[0] for row in (await connection.one_off_query("SELECT * FROM stream_head")).rows("stream_head")
+                row.stream_id
+                for row in (await connection.one_off_query("SELECT * FROM stream_head")).rows("stream_head")
             ] == ["a"]
 
             # deltas: a new event of b never arrives; granting b brings its history, then its new events
             assert isinstance(await producer.call("append_sync_events", [event("b", 2)]), ReducerCommitted)
             assert isinstance(await producer.call("append_sync_events", [event("a", 2)]), ReducerCommitted)
             await _until(lambda: len(connection.cache.rows("sync_event")) == 2)
-            assert sorted(row[0] for row in connection.cache.rows("sync_event")) == ["a", "a"]
+            assert sorted(row.stream_id for row in connection.cache.rows("sync_event")) == ["a", "a"]
             granted = await producer.call("grant_stream_readers", "b", [Identity.from_hex(reader.identity)])
             assert isinstance(granted, ReducerCommitted), granted
             await _until(lambda: len(connection.cache.rows("sync_event")) == 4)

@@ -30,6 +30,7 @@ from autopilot_sync.module import module
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import Identity
+from autopilot_sync.sync_bindings import StreamHead, SyncEvent
 
 DOC = Path(__file__).parents[2] / "docs" / "protocol.md"
 
@@ -67,13 +68,14 @@ def test_chain_values_are_strict_text() -> None:
             stream_chain.raw(bad)
 
 
-def heads(engine: HostEngine) -> dict[str, Any]:
-    return {row.stream_id: row for row in engine.datastore["stream_head"].rows.values()}  # type: ignore[attr-defined]
+def heads(engine: HostEngine) -> dict[str, StreamHead]:
+    rows = [StreamHead.from_values(row) for row in engine.datastore["stream_head"].rows.values()]
+    return {row.stream_id: row for row in rows}
 
 
-def events(engine: HostEngine, stream: str) -> list[Any]:
-    rows = [row for row in engine.datastore["sync_event"].rows.values() if row[0] == stream]
-    return sorted(rows, key=lambda row: row[1])
+def events(engine: HostEngine, stream: str) -> list[SyncEvent]:
+    rows = [SyncEvent.from_values(row) for row in engine.datastore["sync_event"].rows.values()]
+    return sorted((row for row in rows if row.stream_id == stream), key=lambda row: row.seq)
 
 
 def assert_chain_holds(engine: HostEngine, stream: str) -> None:

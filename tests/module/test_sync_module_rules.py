@@ -12,12 +12,14 @@ from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.host.engine import CallStatus, HostEngine
 from autopilot_sync.nostr.keys import PublicKey
 from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, SyncEvent
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "payload_hash.json").read_text())["vectors"]
 
 
 def events_of(engine: HostEngine, stream: str) -> list[int]:
-    return sorted(row[1] for row in engine.datastore["sync_event"].rows.values() if row[0] == stream)
+    rows = [SyncEvent.from_values(row) for row in engine.datastore["sync_event"].rows.values()]
+    return sorted(row.seq for row in rows if row.stream_id == stream)
 
 
 async def code_of(engine: HostEngine, reducer: str, *args: object, who: object = PUBLISHER) -> SyncErrorCode | None:
@@ -74,11 +76,11 @@ async def test_batch_is_atomic(engine: HostEngine) -> None:
 
 async def test_bad_hash_bad_json_empty_fields_and_limits(engine: HostEngine) -> None:
     good = event("s", 1, {"a": 1})
-    wrong_hash = (*good[:4], "sha256:" + "0" * 64, *good[5:])
+    wrong_hash = good._replace(payload_hash="sha256:" + "0" * 64)
     assert await code_of(engine, "append_sync_events", [wrong_hash]) is SyncErrorCode.PAYLOAD_HASH_MISMATCH
-    not_json = (*good[:3], "{nope", *good[4:])
+    not_json = good._replace(payload="{nope")
     assert await code_of(engine, "append_sync_events", [not_json]) is SyncErrorCode.INVALID_EVENT
-    no_stream = ("", *good[1:])
+    no_stream = good._replace(stream_id="")
     assert await code_of(engine, "append_sync_events", [no_stream]) is SyncErrorCode.INVALID_EVENT
     huge = event("s", 1, {"blob": "x" * 300_000})
     assert await code_of(engine, "append_sync_events", [huge]) is SyncErrorCode.PAYLOAD_TOO_LARGE
@@ -89,10 +91,10 @@ async def test_bad_hash_bad_json_empty_fields_and_limits(engine: HostEngine) -> 
 async def test_non_canonical_payload_is_stored_canonically(engine: HostEngine) -> None:
     text = '{ "b": 2,  "a": 1 }'
     canonical = canonicalize_text(text)
-    row = ("s", "s:1", "k", text, payload_hash(canonical), 1, Timestamp(0))
+    row = AppendSyncEventsBatchItem("s", "s:1", "k", text, payload_hash(canonical), 1, Timestamp(0))
     assert await code_of(engine, "append_sync_events", [row]) is None
     (stored,) = engine.datastore["sync_event"].rows.values()
-    assert stored.payload == '{"a":1,"b":2}'  # type: ignore[attr-defined]
+    assert SyncEvent.from_values(stored).payload == '{"a":1,"b":2}'
 
 
 async def test_scopes_are_required_for_every_reducer(engine: HostEngine) -> None:

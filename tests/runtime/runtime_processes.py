@@ -15,6 +15,7 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.settings.environment import service_environment
 from autopilot_sync.settings.runtime import RuntimeSettings
+from autopilot_sync.sync_bindings import ROW_TYPES, SyncEvent
 
 
 class System(LocalStack):
@@ -34,12 +35,13 @@ async def host_events(system: System, stream_ids: Sequence[str]) -> dict[str, li
     Read as one of the stack's users, whom the runtime made a reader of every stream it publishes.
     """
     grant = await fetch_session_token(system.control_url, system.user_keys[0], ("sync.subscribe",), None, None, "test")
-    connection = await connect(system.host_url, DATABASE, token=grant.token)
+    connection = await connect(system.host_url, DATABASE, token=grant.token, row_types=ROW_TYPES)
     try:
         found: dict[str, list[tuple[Any, ...]]] = {}
         for stream_id in stream_ids:
             answer = await connection.one_off_query(f"SELECT * FROM sync_event WHERE stream_id = '{stream_id}'")
-            rows = [(row[1], row[2], row[3], row[5]) for row in answer.rows("sync_event")]
+            events: list[SyncEvent] = answer.rows("sync_event")
+            rows = [(row.seq, row.idempotency_key, row.kind, row.payload_hash) for row in events]
             found[stream_id] = sorted(rows)
         return found
     finally:

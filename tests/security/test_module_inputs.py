@@ -20,6 +20,7 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 
 #: Small module limits for this stack, so "one byte over the limit" is cheap to send.
 KIND_LIMIT = 32
@@ -66,15 +67,31 @@ async def producer(stack: LocalStack) -> AsyncIterator[Connection]:
     await connection.close()
 
 
-def event(stream: str, seq: int, body: Any, *, key: str | None = None, kind: str = "test") -> tuple[Any, ...]:
+def event(stream: str, seq: int, body: Any, *, key: str | None = None, kind: str = "test") -> AppendSyncEventsBatchItem:
     text, digest = hash_value(body)
-    return (stream, key or f"{stream}:{seq}", kind, text, digest, seq, Timestamp.now())
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=key or f"{stream}:{seq}",
+        kind=kind,
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp.now(),
+    )
 
 
-def raw_event(stream: str, seq: int, payload_text: str, *, key: str | None = None) -> tuple[Any, ...]:
+def raw_event(stream: str, seq: int, payload_text: str, *, key: str | None = None) -> AppendSyncEventsBatchItem:
     """An event whose payload text (ASCII JSON) is sent as is, with the hash of that text."""
     digest = payload_hash(payload_text)
-    return (stream, key or f"{stream}:{seq}", "test", payload_text, digest, seq, Timestamp.now())
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=key or f"{stream}:{seq}",
+        kind="test",
+        payload=payload_text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp.now(),
+    )
 
 
 def refused_with(result: ReducerCallResult, code: SyncErrorCode) -> str:
@@ -105,7 +122,8 @@ async def test_an_admin_token_for_one_stream_cannot_trim_or_reset_another(
     granted = await producer.call("grant_stream_readers", "adm-b", [producer.identity])
     assert isinstance(granted, ReducerCommitted), granted
     rows = (await producer.one_off_query("SELECT * FROM stream_head WHERE stream_id = 'adm-b'")).rows("stream_head")
-    assert [(row[1], row[2], row[3]) for row in rows] == [(2, 1, 1)]  # head, floor and epoch untouched
+    untouched = [(row.head_seq, row.retained_from_seq, row.epoch) for row in rows]
+    assert untouched == [(2, 1, 1)]  # head, floor and epoch untouched
 
 
 async def test_checkpoints_are_refused_on_streams_that_do_not_exist_and_on_huge_ids(
@@ -126,7 +144,7 @@ async def test_checkpoints_are_refused_on_streams_that_do_not_exist_and_on_huge_
             await other.close()
         assert isinstance(await reader.call("ack_checkpoint", "ck-real", 1), ReducerCommitted)
         rows = (await reader.one_off_query("SELECT * FROM stream_checkpoint")).rows("stream_checkpoint")
-        assert sorted(row[2] for row in rows if row[1] == reader.identity) == ["ck-real"]
+        assert sorted(row.stream_id for row in rows if row.identity == reader.identity) == ["ck-real"]
     finally:
         await reader.close()
 

@@ -114,16 +114,16 @@ async def test_a_reader_sees_exactly_the_rows_of_its_streams_and_its_own_checkpo
     reader = await _reader(stack)
     try:
         rows = (await reader.one_off_query("SELECT * FROM sync_event")).rows("sync_event")
-        assert {row[0] for row in rows} == {STREAM}
+        assert {row.stream_id for row in rows} == {STREAM}
         heads = (await reader.one_off_query("SELECT * FROM stream_head")).rows("stream_head")
-        assert [row[0] for row in heads] == [STREAM]
+        assert [row.stream_id for row in heads] == [STREAM]
         assert isinstance(await reader.call("ack_checkpoint", STREAM, 1), ReducerCommitted)
         other = await connect(stack.host_url, DATABASE, token=await _token(stack, stack.user_keys[1]))
         try:
             assert isinstance(await other.call("ack_checkpoint", STREAM, 2), ReducerCommitted)
             mine = (await reader.one_off_query("SELECT * FROM stream_checkpoint")).rows("stream_checkpoint")
             theirs = (await other.one_off_query("SELECT * FROM stream_checkpoint")).rows("stream_checkpoint")
-            assert [row[3] for row in mine] == [1] and [row[3] for row in theirs] == [2]
+            assert [row.seq for row in mine] == [1] and [row.seq for row in theirs] == [2]
         finally:
             await other.close()
     finally:

@@ -23,15 +23,24 @@ from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, StreamHead, SyncEvent
 
 pytestmark = pytest.mark.timeout(240)
 
 PUBLISHER = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append", "sync.admin"]})
 
 
-def event(stream: str, seq: int) -> tuple[Any, ...]:
+def event(stream: str, seq: int) -> AppendSyncEventsBatchItem:
     text, digest = hash_value({"seq": seq})
-    return (stream, f"{stream}:{seq}", "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000))
+    return AppendSyncEventsBatchItem(
+        stream_id=stream,
+        idempotency_key=f"{stream}:{seq}",
+        kind="test.event",
+        payload=text,
+        payload_hash=digest,
+        expected_seq=seq,
+        published_at=Timestamp(1_700_000_000_000_000),
+    )
 
 
 async def fill(engine: HostEngine, stream: str, count: int, trim_to: int = 1) -> None:
@@ -47,11 +56,12 @@ async def fill(engine: HostEngine, stream: str, count: int, trim_to: int = 1) ->
 async def tamper(engine: HostEngine, stream: str, seq: int, **changes: Any) -> None:
     """Rewrite one stored event behind the module's back (what a damaged or forged copy would hold)."""
     store = engine.datastore["sync_event"]
-    (row,) = [r for r in store.rows.values() if r[0] == stream and r[1] == seq]
+    stored = [SyncEvent.from_values(r) for r in store.rows.values()]
+    (row,) = [r for r in stored if r.stream_id == stream and r.seq == seq]
 
     def rewrite(tx: Transaction) -> None:
         tx.delete_bytes(store, store.encode(row))
-        tx.insert(store, row._replace(**changes))  # type: ignore[attr-defined]
+        tx.insert(store, row._replace(**changes))
 
     outcome, sequence = engine.run_transaction(None, (), Caller(Identity(0)), extra=rewrite)
     assert outcome.status is CallStatus.COMMITTED, outcome.message
@@ -67,9 +77,11 @@ async def engine(tmp_path: Path) -> AsyncIterator[HostEngine]:
     await running.stop()
 
 
-def rows(engine: HostEngine, stream: str) -> tuple[Any, list[Any]]:
-    (head,) = [r for r in engine.datastore["stream_head"].rows.values() if r[0] == stream]
-    return head, [r for r in engine.datastore["sync_event"].rows.values() if r[0] == stream]
+def rows(engine: HostEngine, stream: str) -> tuple[StreamHead, list[SyncEvent]]:
+    heads = [StreamHead.from_values(r) for r in engine.datastore["stream_head"].rows.values()]
+    events = [SyncEvent.from_values(r) for r in engine.datastore["sync_event"].rows.values()]
+    (head,) = [r for r in heads if r.stream_id == stream]
+    return head, [r for r in events if r.stream_id == stream]
 
 
 async def test_a_whole_stream_verifies_from_its_retained_floor(engine: HostEngine) -> None:
@@ -98,9 +110,9 @@ async def test_the_first_changed_event_is_named(engine: HostEngine, changes: dic
 async def test_a_missing_event_and_a_wrong_head_chain_are_breaks(engine: HostEngine) -> None:
     await fill(engine, "s", 5)
     head, events = rows(engine, "s")
-    missing = audit(head, [e for e in events if e[1] != 4])
+    missing = audit(head, [e for e in events if e.seq != 4])
     assert missing.bad_seq == 4 and "missing" in missing.reason
-    short = audit(head, [e for e in events if e[1] != 5])
+    short = audit(head, [e for e in events if e.seq != 5])
     assert short.bad_seq == 5
     wrong_head = audit(head._replace(head_chain=events[0].chain), events)
     assert wrong_head.bad_seq == 5 and "head_chain" in wrong_head.reason

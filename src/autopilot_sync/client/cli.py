@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,19 @@ async def _download(base_url: str, database: str, token: str | None) -> dict[str
         return await fetch_schema_json(session, base_url, database, token)
 
 
+def _module_schema(path: str) -> dict[str, Any]:
+    """The `RawModuleDefV9` document of the `module` a Python module defines (imported only for this command)."""
+    try:
+        imported = importlib.import_module(path)
+    except ImportError as exc:
+        raise click.ClickException(f"cannot import module {path!r}: {exc}") from exc
+    schema_json = getattr(getattr(imported, "module", None), "schema_json", None)
+    if not callable(schema_json):
+        raise click.ClickException(f"{path!r} has no `module` attribute holding an autopilot_sync Module")
+    document: dict[str, Any] = schema_json()
+    return document
+
+
 @client.command("generate")
 @click.option("--base-url", help="Host to fetch the schema from (e.g. http://127.0.0.1:3000).")
 @click.option("--database", help="Database name (with --base-url).")
@@ -39,6 +53,11 @@ async def _download(base_url: str, database: str, token: str | None) -> dict[str
     "--schema-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Read RawModuleDefV9 or RawModuleDefV10 JSON from a file instead of a host.",
+)
+@click.option(
+    "--module",
+    "module_path",
+    help="Read the schema of a Python module's `module` (e.g. autopilot_sync.module) instead of a host.",
 )
 @click.option(
     "--lang",
@@ -57,27 +76,41 @@ async def _download(base_url: str, database: str, token: str | None) -> dict[str
     help="File to write (python), or folder to write (typescript, javascript).",
 )
 def generate(
-    base_url: str | None, database: str | None, token: str | None, schema_file: Path | None, lang: str, out_path: Path
+    base_url: str | None,
+    database: str | None,
+    token: str | None,
+    schema_file: Path | None,
+    module_path: str | None,
+    lang: str,
+    out_path: Path,
 ) -> None:
-    """Write typed bindings (python: a dataclass per table, a typed method per reducer) for a module.
+    """Write typed bindings (python: a row class per table and product argument, a typed method per reducer).
+
+    The Python file's header names the command that wrote it (without the token), so a reader knows how to
+    regenerate it.
 
     \b
     Example:
       autopilot-sync client generate --base-url http://127.0.0.1:3000 --database chat --out chat_bindings.py
       autopilot-sync client generate --schema-file chat.schema.json --out chat_bindings.py
+      autopilot-sync client generate --module autopilot_sync.module --out src/autopilot_sync/sync_bindings/__init__.py
       autopilot-sync client generate --lang typescript --schema-file chat.schema.json --out src/module_bindings
     """
     if schema_file is not None:
         document = json.loads(schema_file.read_text(encoding="utf-8"))
-        source = schema_file.name
+        source, origin = schema_file.name, f"--schema-file {schema_file}"
+    elif module_path:
+        document = _module_schema(module_path)
+        source, origin = module_path, f"--module {module_path}"
     elif base_url and database:
         try:
             document = asyncio.run(_download(base_url, database, token))
         except ClientError as exc:
             raise click.ClickException(str(exc)) from exc
         source = f"{base_url.rstrip('/')}/v1/database/{database}/schema?version=9"
+        origin = f"--base-url {base_url} --database {database}"
     else:
-        raise click.UsageError("give --schema-file, or --base-url with --database")
+        raise click.UsageError("give --schema-file, --module, or --base-url with --database")
     if lang != "python":
         try:
             files = generate_typescript(document, source, "typescript" if lang == "typescript" else "javascript")
@@ -89,7 +122,7 @@ def generate(
         click.echo(f"wrote {len(files)} files to {out_path}")
         return
     try:
-        text = generate_source(document, source)
+        text = generate_source(document, command=f"autopilot-sync client generate {origin} --out {out_path}")
     except ClientError as exc:
         raise click.ClickException(str(exc)) from exc
     out_path.write_text(text, encoding="utf-8")

@@ -21,6 +21,7 @@ import aiohttp
 from autopilot_sync.client.errors import AuthenticationError, SchemaError
 from autopilot_sync.spacetime import bsatn, moduledef
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
+from autopilot_sync.spacetime.errors import DecodeError
 
 #: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
 RowFactory = Callable[..., Any]
@@ -50,7 +51,7 @@ class TableSchema:
         return self.row_type.field_names()
 
     def decode(self, data: bytes) -> tuple[Hashable, Any]:
-        """The cache key and the row object for one encoded row; raises `DecodeError` on bad bytes.
+        """The cache key and the row object for one encoded row; `DecodeError` on bad bytes or a misfit row class.
 
         The key is the primary key value when the table has one (so a delete + insert of the same key is an update),
         a tuple of the values for a composite key (`RawTableDefV9.primary_key` lists columns), else the row bytes
@@ -62,7 +63,10 @@ class TableSchema:
             key = ("pk", _hashable(values[self.primary_key[0]]))
         elif self.primary_key:
             key = ("pk", tuple(_hashable(values[column]) for column in self.primary_key))
-        return key, self.row_factory(*values)
+        try:
+            return key, self.row_factory(*values)
+        except TypeError as exc:  # a row class (e.g. generated bindings) of another shape than the served schema
+            raise DecodeError(f"row of {self.name} does not fit its row class: {exc}") from None
 
     def with_factory(self, factory: RowFactory) -> TableSchema:
         """The same table decoding into another row class."""

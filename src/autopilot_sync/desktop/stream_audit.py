@@ -18,13 +18,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 
 from autopilot_sync.client.connection import connect
 from autopilot_sync.client.errors import ClientError
 from autopilot_sync.contract import stream_chain
+from autopilot_sync.sync_bindings import ROW_TYPES, StreamHead, SyncEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +62,11 @@ def _payload_hash(payload: str) -> str:
     return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def audit(head: Any, events: Sequence[Any]) -> AuditResult:
+def audit(head: StreamHead, events: Sequence[SyncEvent]) -> AuditResult:
     """Check `events` (the stream's `sync_event` rows, any order) against its `stream_head` row."""
-    stream_id = str(head.stream_id)
-    floor, head_seq, epoch = int(head.retained_from_seq), int(head.head_seq), int(head.epoch)
-    ordered = sorted(events, key=lambda row: int(row.seq))
+    stream_id = head.stream_id
+    floor, head_seq, epoch = head.retained_from_seq, head.head_seq, head.epoch
+    ordered = sorted(events, key=lambda row: row.seq)
     result = AuditResult(stream_id, len(ordered), floor, head_seq, epoch)
 
     def broken(seq: int, reason: str) -> AuditResult:
@@ -75,17 +75,17 @@ def audit(head: Any, events: Sequence[Any]) -> AuditResult:
     if not head.floor_chain or not head.head_chain:
         return broken(floor, "the host serves no chain values (a host from before stream chains)")
     for row in ordered:
-        if _payload_hash(str(row.payload)) != row.payload_hash:
-            return broken(int(row.seq), f"payload does not hash to its payload_hash {row.payload_hash}")
-        if int(row.epoch) > epoch:
-            return broken(int(row.seq), f"epoch {row.epoch} is after the stream's epoch {epoch}")
-    found = stream_chain.first_break(floor - 1, str(head.floor_chain), ordered)
+        if _payload_hash(row.payload) != row.payload_hash:
+            return broken(row.seq, f"payload does not hash to its payload_hash {row.payload_hash}")
+        if row.epoch > epoch:
+            return broken(row.seq, f"epoch {row.epoch} is after the stream's epoch {epoch}")
+    found = stream_chain.first_break(floor - 1, head.floor_chain, ordered)
     if found is not None:
         return broken(found.seq, found.reason)
-    last_seq = int(ordered[-1].seq) if ordered else floor - 1
+    last_seq = ordered[-1].seq if ordered else floor - 1
     if last_seq != head_seq:
         return broken(last_seq + 1, f"the head is seq {head_seq} but the retained events end at {last_seq}")
-    last_chain = str(ordered[-1].chain) if ordered else str(head.floor_chain)
+    last_chain = ordered[-1].chain if ordered else head.floor_chain
     if last_chain != head.head_chain:
         return broken(head_seq, f"head_chain {head.head_chain} is not the last event's chain value {last_chain}")
     return result
@@ -95,21 +95,23 @@ def _quote(stream_id: str) -> str:
     return stream_id.replace("'", "''")
 
 
-async def fetch_stream(base_url: str, database: str, stream_id: str, token: str | None) -> tuple[Any, list[Any]]:
+async def fetch_stream(
+    base_url: str, database: str, stream_id: str, token: str | None
+) -> tuple[StreamHead, list[SyncEvent]]:
     """The stream's head row and every retained event, from one subscription (one consistent state).
 
     Bound it with `asyncio.timeout`: a host that never answers is waited for.
     """
     where = f"WHERE stream_id = '{_quote(stream_id)}'"
     try:
-        connection = await connect(base_url, database, token=token)
+        connection = await connect(base_url, database, token=token, row_types=ROW_TYPES)
         async with connection:
             query_set = await connection.subscribe(
                 [f"SELECT * FROM stream_head {where}", f"SELECT * FROM sync_event {where}"]
             )
             await query_set.applied()
-            heads = [row for row in connection.cache.rows("stream_head") if row.stream_id == stream_id]
-            events = [row for row in connection.cache.rows("sync_event") if row.stream_id == stream_id]
+            heads: list[StreamHead] = [r for r in connection.cache.rows("stream_head") if r.stream_id == stream_id]
+            events: list[SyncEvent] = [r for r in connection.cache.rows("sync_event") if r.stream_id == stream_id]
     except (ClientError, aiohttp.ClientError, OSError) as exc:  # refused token, subscription error, lost connection
         raise StreamAuditError(f"{type(exc).__name__}: {exc}") from None
     if not heads:

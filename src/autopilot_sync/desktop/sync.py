@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autopilot_sync import sync_bindings
 from autopilot_sync.client.cache import ChangeKind, RowChange
 from autopilot_sync.client.errors import ClientError, SubscriptionFailedError
 from autopilot_sync.client.query_set import QuerySet
@@ -79,49 +80,46 @@ def stream_query(stream_id: str, checkpoint: int) -> str:
     return f"SELECT * FROM sync_event WHERE stream_id = '{quoted}' AND seq > {int(checkpoint)}"
 
 
-def event_from_row(row: Any) -> StreamEvent:
-    """A `sync_event` row (as the SDK decodes it) as the apply engine's value."""
+def event_from_row(row: sync_bindings.SyncEvent) -> StreamEvent:
+    """A `sync_event` row (the generated class the SDK decodes it into) as the apply engine's value.
+
+    A host serving the module from before chains has no `epoch`/`chain` columns: the row class's defaults (the
+    columns' declared defaults, 0 and "") stand in, as the host reads its own older rows.
+    """
     return StreamEvent(
-        stream_id=str(row.stream_id),
-        seq=int(row.seq),
-        idempotency_key=str(row.idempotency_key),
-        kind=str(row.kind),
-        payload=str(row.payload),
-        payload_hash=str(row.payload_hash),
-        published_at_us=int(row.published_at.micros),
-        committed_at_us=int(row.committed_at.micros),
-        epoch=int(getattr(row, "epoch", 0)),
-        chain=str(getattr(row, "chain", "")),
+        stream_id=row.stream_id,
+        seq=row.seq,
+        idempotency_key=row.idempotency_key,
+        kind=row.kind,
+        payload=row.payload,
+        payload_hash=row.payload_hash,
+        published_at_us=row.published_at.micros,
+        committed_at_us=row.committed_at.micros,
+        epoch=row.epoch,
+        chain=row.chain,
     )
 
 
-def head_from_row(row: Any) -> StreamHead:
-    """A `stream_head` row as the rebuild logic's value (chain values empty from a host without them)."""
-    return StreamHead(
-        str(row.stream_id),
-        int(row.head_seq),
-        int(row.retained_from_seq),
-        int(row.epoch),
-        str(getattr(row, "head_chain", "")),
-        str(getattr(row, "floor_chain", "")),
-    )
+def head_from_row(row: sync_bindings.StreamHead) -> StreamHead:
+    """A `stream_head` row as the rebuild logic's value (chain values empty, the defaults, from a host without them)."""
+    return StreamHead(row.stream_id, row.head_seq, row.retained_from_seq, row.epoch, row.head_chain, row.floor_chain)
 
 
-def presence_from_rows(rows: Sequence[Any], own_pubkey_hex: str) -> PresenceView:
+def presence_from_rows(connections: Sequence[sync_bindings.ActiveConnection], own_pubkey_hex: str) -> PresenceView:
     """Presence from `active_connection` rows: connections = rows, users = distinct identities."""
-    by_user: dict[str, list[Any]] = {}
-    for row in rows:
+    by_user: dict[str, list[sync_bindings.ActiveConnection]] = {}
+    for row in connections:
         by_user.setdefault(row.identity.hex, []).append(row)
     entries = []
     for user_rows in by_user.values():
         first = user_rows[0]
-        kinds = tuple(sorted({str(r.client_kind) for r in user_rows if r.client_kind}))
-        pubkey = str(first.nostr_pubkey_hex)
+        kinds = tuple(sorted({r.client_kind for r in user_rows if r.client_kind}))
+        pubkey = first.nostr_pubkey_hex
         entries.append(
-            PresenceEntry(str(first.npub), pubkey, len(user_rows), bool(pubkey) and pubkey == own_pubkey_hex, kinds)
+            PresenceEntry(first.npub, pubkey, len(user_rows), bool(pubkey) and pubkey == own_pubkey_hex, kinds)
         )
     entries.sort(key=lambda e: (not e.is_self, e.npub or e.pubkey_hex))
-    return PresenceView(len(rows), len(by_user), tuple(entries))
+    return PresenceView(len(connections), len(by_user), tuple(entries))
 
 
 @dataclass
@@ -179,6 +177,7 @@ class DesktopSync:
             token_provider=self.tokens.grant,
             policy=policy,
             rewrite_queries=self._rewrite,
+            row_types=sync_bindings.ROW_TYPES,
         )
         self.acks = AckScheduler(min_interval=ack_interval)
         self._guard = RebuildGuard()
@@ -500,7 +499,7 @@ class DesktopSync:
 
     async def _ack(self, call: AckCall) -> None:
         try:
-            result = await self.client.call("ack_checkpoint", call.stream_id, call.seq)
+            result = await sync_bindings.Reducers(self.client).ack_checkpoint(call.stream_id, call.seq)
         except ClientError as exc:
             log.info("ack_checkpoint %s=%d not sent: %s", call.stream_id, call.seq, exc)
             self.acks.failed(call)

@@ -1,4 +1,9 @@
-"""The sync module's reducers and lifecycle hooks (the contract in docs/protocol.md)."""
+"""The sync module's reducers and lifecycle hooks (the contract in docs/protocol.md).
+
+Rows and the event input are read and written by name through the module's own generated bindings
+(`autopilot_sync.sync_bindings`): a row the host hands back becomes its typed class with `from_values`, a changed row
+is `row._replace(field=...)`. The classes are tuples in wire order, so the stored bytes are exactly as before.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,13 @@ from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.sync_bindings import (
+    ActiveConnection,
+    AppendSyncEventsBatchItem,
+    StreamCheckpoint,
+    StreamHead,
+    SyncEvent,
+)
 
 FIRST_EPOCH = 1
 
@@ -33,15 +45,15 @@ def client_connected(ctx: ReducerContext) -> None:
     pubkey = nostr_pubkey_of(ctx.claims)
     kind = ctx.claims.get("client_kind")
     ctx.db.active_connection.insert(
-        (
-            ctx.connection_id,
-            ctx.sender,
-            pubkey.hex if pubkey else "",
-            pubkey.npub if pubkey else "",
-            kind if isinstance(kind, str) else "",
-            ctx.timestamp,
-            ctx.timestamp,
-            PRESENCE_REALM,
+        ActiveConnection(
+            connection_id=ctx.connection_id,
+            identity=ctx.sender,
+            nostr_pubkey_hex=pubkey.hex if pubkey else "",
+            npub=pubkey.npub if pubkey else "",
+            client_kind=kind if isinstance(kind, str) else "",
+            connected_at=ctx.timestamp,
+            last_seen=ctx.timestamp,
+            realm=PRESENCE_REALM,
         )
     )
 
@@ -60,7 +72,7 @@ def heartbeat(ctx: ReducerContext) -> None:
         return
     row = ctx.db.active_connection.find("connection_id", ctx.connection_id)
     if row is not None:
-        ctx.db.active_connection.update((*row[:6], ctx.timestamp, *row[7:]))
+        ctx.db.active_connection.update(ActiveConnection.from_values(row)._replace(last_seen=ctx.timestamp))
 
 
 @module.reducer(("batch", at.array(SYNC_EVENT_INPUT)))
@@ -74,7 +86,7 @@ def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> Non
         )
     heads = _Heads(ctx)
     for event in batch:
-        _append_one(ctx, heads, *event)
+        _append_one(ctx, heads, AppendSyncEventsBatchItem.from_values(event))
     heads.write()
 
 
@@ -91,8 +103,17 @@ def append_sync_event(
 ) -> None:
     """The single-event form of `append_sync_events`."""
     require_scope(ctx.claims, Scope.APPEND, "append_sync_event")
+    event = AppendSyncEventsBatchItem(
+        stream_id=stream_id,
+        idempotency_key=idempotency_key,
+        kind=kind,
+        payload=payload,
+        payload_hash=hash_text,
+        expected_seq=expected_seq,
+        published_at=published_at,
+    )
     heads = _Heads(ctx)
-    _append_one(ctx, heads, stream_id, idempotency_key, kind, payload, hash_text, expected_seq, published_at)
+    _append_one(ctx, heads, event)
     heads.write()
 
 
@@ -107,12 +128,13 @@ class _Heads:
 
     def __init__(self, ctx: ReducerContext) -> None:
         self._ctx = ctx
-        self._rows: dict[str, tuple[Any, ...] | None] = {}
+        self._rows: dict[str, StreamHead | None] = {}
         self._moved: dict[str, tuple[int, str]] = {}
 
-    def _row(self, stream_id: str) -> tuple[Any, ...] | None:
+    def _row(self, stream_id: str) -> StreamHead | None:
         if stream_id not in self._rows:
-            self._rows[stream_id] = self._ctx.db.stream_head.find("stream_id", stream_id)
+            found = self._ctx.db.stream_head.find("stream_id", stream_id)
+            self._rows[stream_id] = None if found is None else StreamHead.from_values(found)
         return self._rows[stream_id]
 
     def head_seq(self, stream_id: str) -> int:
@@ -120,19 +142,19 @@ class _Heads:
         if stream_id in self._moved:
             return self._moved[stream_id][0]
         row = self._row(stream_id)
-        return int(row[1]) if row is not None else 0
+        return row.head_seq if row is not None else 0
 
     def epoch(self, stream_id: str) -> int:
         """The stream's epoch (the first epoch for a new stream)."""
         row = self._row(stream_id)
-        return int(row[3]) if row is not None else FIRST_EPOCH
+        return row.epoch if row is not None else FIRST_EPOCH
 
     def head_chain(self, stream_id: str) -> str:
         """The chain value of the stream's head as this call has moved it (genesis for a new stream)."""
         if stream_id in self._moved:
             return self._moved[stream_id][1]
         row = self._row(stream_id)
-        return str(row[5]) if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH)
+        return row.head_chain if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH)
 
     def advance(self, stream_id: str, seq: int, chain: str) -> None:
         """Record that `seq`, with chain value `chain`, is now the stream's head."""
@@ -144,27 +166,26 @@ class _Heads:
         for stream_id, (seq, chain) in self._moved.items():
             row = self._rows.get(stream_id)
             if row is None:
-                floor_chain = stream_chain.genesis(stream_id, FIRST_EPOCH)
-                self._ctx.db.stream_head.insert((stream_id, seq, 1, FIRST_EPOCH, now, chain, floor_chain))
+                head = StreamHead(
+                    stream_id=stream_id,
+                    head_seq=seq,
+                    retained_from_seq=1,
+                    epoch=FIRST_EPOCH,
+                    updated_at=now,
+                    head_chain=chain,
+                    floor_chain=stream_chain.genesis(stream_id, FIRST_EPOCH),
+                )
+                self._ctx.db.stream_head.insert(head)
             else:
-                self._ctx.db.stream_head.update((stream_id, seq, row[2], row[3], now, chain, row[6]))
+                self._ctx.db.stream_head.update(row._replace(head_seq=seq, updated_at=now, head_chain=chain))
 
 
-def _append_one(
-    ctx: ReducerContext,
-    heads: _Heads,
-    stream_id: str,
-    idempotency_key: str,
-    kind: str,
-    payload: str,
-    hash_text: str,
-    expected_seq: int,
-    published_at: Timestamp,
-) -> None:
+def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatchItem) -> None:
+    stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
     check_event_fields(configured_limits(), stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:
-        canonical = canonicalize_text(payload)
+        canonical = canonicalize_text(event.payload)
     except CanonicalJsonError as exc:
         raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
     size = len(canonical.encode("utf-8"))
@@ -174,19 +195,21 @@ def _append_one(
         )
     check_payload_depth(canonical, configured_limits().max_payload_depth)
     computed = payload_hash(canonical)
-    if computed != hash_text:
+    if computed != event.payload_hash:
         raise SyncError(
             SyncErrorCode.PAYLOAD_HASH_MISMATCH,
-            f"payload_hash {hash_text} but the canonical payload hashes to {computed}",
+            f"payload_hash {event.payload_hash} but the canonical payload hashes to {computed}",
         )
-    existing = ctx.db.sync_event.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
-    if existing is not None:  # keys are scoped per stream: a conflict only ever describes the caller's own stream
-        if existing[5] == computed:
+    found = ctx.db.sync_event.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
+    if found is not None:  # keys are scoped per stream: a conflict only ever describes the caller's own stream
+        existing = SyncEvent.from_values(found)
+        if existing.payload_hash == computed:
             return  # a retry of a committed event: the duplicate is the success
         raise SyncError(
             SyncErrorCode.IDEMPOTENCY_CONFLICT,
-            f"key {idempotency_key} was committed on this stream as seq {existing[1]} with {existing[5]}",
+            f"key {idempotency_key} was committed on this stream as seq {existing.seq} with {existing.payload_hash}",
         )
+    expected_seq = event.expected_seq
     head_seq = heads.head_seq(stream_id)
     if expected_seq != head_seq + 1:
         raise SyncError(
@@ -198,7 +221,18 @@ def _append_one(
         heads.head_chain(stream_id), stream_id, epoch, expected_seq, kind, idempotency_key, computed
     )
     ctx.db.sync_event.insert(
-        (stream_id, expected_seq, idempotency_key, kind, canonical, computed, published_at, ctx.timestamp, epoch, chain)
+        SyncEvent(
+            stream_id=stream_id,
+            seq=expected_seq,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            payload=canonical,
+            payload_hash=computed,
+            published_at=event.published_at,
+            committed_at=ctx.timestamp,
+            epoch=epoch,
+            chain=chain,
+        )
     )
     heads.advance(stream_id, expected_seq, chain)
 
@@ -212,20 +246,24 @@ def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:  # a checkpoint row per made-up stream would be kept forever and fanned out to everyone
         raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} does not exist")
-    head_seq = head[1]
+    head_seq = StreamHead.from_values(head).head_seq
     if seq > head_seq:
         raise SyncError(SyncErrorCode.CHECKPOINT_BEYOND_HEAD, f"stream {stream_id} seq={seq} head_seq={head_seq}")
     key = f"{ctx.sender.hex}:{stream_id}"
-    current = ctx.db.stream_checkpoint.find("checkpoint_key", key)
-    if current is None:
-        ctx.db.stream_checkpoint.insert((key, ctx.sender, stream_id, seq, ctx.timestamp))
+    found = ctx.db.stream_checkpoint.find("checkpoint_key", key)
+    checkpoint = StreamCheckpoint(
+        checkpoint_key=key, identity=ctx.sender, stream_id=stream_id, seq=seq, updated_at=ctx.timestamp
+    )
+    if found is None:
+        ctx.db.stream_checkpoint.insert(checkpoint)
         return
-    if seq < current[3]:
+    recorded = StreamCheckpoint.from_values(found).seq
+    if seq < recorded:
         raise SyncError(
-            SyncErrorCode.CHECKPOINT_REGRESSION, f"stream {stream_id} seq={seq} is below the recorded {current[3]}"
+            SyncErrorCode.CHECKPOINT_REGRESSION, f"stream {stream_id} seq={seq} is below the recorded {recorded}"
         )
-    if seq > current[3]:
-        ctx.db.stream_checkpoint.update((key, ctx.sender, stream_id, seq, ctx.timestamp))
+    if seq > recorded:
+        ctx.db.stream_checkpoint.update(checkpoint)
 
 
 @module.reducer(("stream_id", at.STRING), ("retain_from_seq", at.U64))
@@ -234,10 +272,11 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
     require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
     check_stream_id(configured_limits(), stream_id)
     require_stream(ctx.claims, stream_id)
-    head = ctx.db.stream_head.find("stream_id", stream_id)
-    if head is None:
+    found = ctx.db.stream_head.find("stream_id", stream_id)
+    if found is None:
         raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")
-    _, head_seq, floor, epoch, _, head_chain, floor_chain = head
+    head = StreamHead.from_values(found)
+    head_seq, floor, floor_chain = head.head_seq, head.retained_from_seq, head.floor_chain
     if retain_from_seq > head_seq + 1 or retain_from_seq < floor:
         raise SyncError(
             SyncErrorCode.INVALID_TRIM,
@@ -245,8 +284,10 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
         )
     for row in ctx.db.sync_event.range(("stream_id", "seq"), (stream_id, floor), (stream_id, retain_from_seq - 1)):
         ctx.db.sync_event.delete(row)
-        floor_chain = row[9]  # ascending: ends as the chain value just below the new floor
-    ctx.db.stream_head.update((stream_id, head_seq, retain_from_seq, epoch, ctx.timestamp, head_chain, floor_chain))
+        floor_chain = SyncEvent.from_values(row).chain  # ascending: ends as the chain value just below the new floor
+    ctx.db.stream_head.update(
+        head._replace(retained_from_seq=retain_from_seq, updated_at=ctx.timestamp, floor_chain=floor_chain)
+    )
 
 
 @module.reducer(("stream_id", at.STRING))
@@ -255,14 +296,24 @@ def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
     require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
     check_stream_id(configured_limits(), stream_id)
     require_stream(ctx.claims, stream_id)
-    head = ctx.db.stream_head.find("stream_id", stream_id)
-    if head is None:
+    found = ctx.db.stream_head.find("stream_id", stream_id)
+    if found is None:
         raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")
     for row in ctx.db.sync_event.filter("stream_id", stream_id):
         ctx.db.sync_event.delete(row)
-    epoch = head[3] + 1
+    epoch = StreamHead.from_values(found).epoch + 1
     start = stream_chain.genesis(stream_id, epoch)
-    ctx.db.stream_head.update((stream_id, 0, 1, epoch, ctx.timestamp, start, start))
+    ctx.db.stream_head.update(
+        StreamHead(
+            stream_id=stream_id,
+            head_seq=0,
+            retained_from_seq=1,
+            epoch=epoch,
+            updated_at=ctx.timestamp,
+            head_chain=start,
+            floor_chain=start,
+        )
+    )
 
 
 @module.on_start
@@ -279,20 +330,24 @@ def on_start(ctx: ReducerContext, info: StartInfo) -> None:
     continues (the retained events keep their values; the next event links to the head under the new epoch).
     """
     configured_limits()  # read the AUTOPILOT_SYNC_MODULE_* limits now: a bad one stops the start, not a later call
-    for head in list(ctx.db.stream_head):
-        if head[5] == "":
+    for head in [StreamHead.from_values(row) for row in ctx.db.stream_head]:
+        if head.head_chain == "":
             _chain_existing(ctx, head)
     if info.history_discarded:
-        for head in list(ctx.db.stream_head):
-            ctx.db.stream_head.update((*head[:3], head[3] + 1, ctx.timestamp, *head[5:]))
+        for head in [StreamHead.from_values(row) for row in ctx.db.stream_head]:
+            ctx.db.stream_head.update(head._replace(epoch=head.epoch + 1, updated_at=ctx.timestamp))
 
 
-def _chain_existing(ctx: ReducerContext, head: tuple[Any, ...]) -> None:
-    stream_id, head_seq, floor, epoch = str(head[0]), int(head[1]), int(head[2]), int(head[3])
+def _chain_existing(ctx: ReducerContext, head: StreamHead) -> None:
+    stream_id, epoch = head.stream_id, head.epoch
     floor_chain = stream_chain.genesis(stream_id, epoch)
     chain = floor_chain
-    for row in list(ctx.db.sync_event.range(("stream_id", "seq"), (stream_id, floor), (stream_id, head_seq))):
-        chain = stream_chain.link(chain, stream_id, epoch, row[1], row[3], row[2], row[5])
+    low, high = (stream_id, head.retained_from_seq), (stream_id, head.head_seq)
+    for row in list(ctx.db.sync_event.range(("stream_id", "seq"), low, high)):
+        event = SyncEvent.from_values(row)
+        chain = stream_chain.link(
+            chain, stream_id, epoch, event.seq, event.kind, event.idempotency_key, event.payload_hash
+        )
         ctx.db.sync_event.delete(row)
-        ctx.db.sync_event.insert((*row[:8], epoch, chain))
-    ctx.db.stream_head.update((*head[:5], chain, floor_chain))
+        ctx.db.sync_event.insert(event._replace(epoch=epoch, chain=chain))
+    ctx.db.stream_head.update(head._replace(head_chain=chain, floor_chain=floor_chain))

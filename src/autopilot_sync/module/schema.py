@@ -81,7 +81,7 @@ stream_checkpoint = module.table(
     indexes=[("identity",), ("stream_id",)],
 )
 
-#: One event as producers send it to `append_sync_events`.
+#: One event as producers send it to `append_sync_events` (in Python: `sync_bindings.AppendSyncEventsBatchItem`).
 SYNC_EVENT_INPUT = at.product(
     ("stream_id", at.STRING),
     ("idempotency_key", at.STRING),

@@ -26,6 +26,7 @@ from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.schema import module
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import Identity
+from autopilot_sync.sync_bindings import StreamReader, SyncMember
 
 #: The one presence group today: every member sees every connection.
 PRESENCE_REALM = "sync"
@@ -81,7 +82,7 @@ def admit_member(ctx: ReducerContext) -> None:
     if Scope.SUBSCRIBE.value not in scopes_of(ctx.claims):
         return
     if ctx.db.sync_member.find("identity", ctx.sender) is None:
-        ctx.db.sync_member.insert((ctx.sender, PRESENCE_REALM, ctx.timestamp))
+        ctx.db.sync_member.insert(SyncMember(identity=ctx.sender, realm=PRESENCE_REALM, admitted_at=ctx.timestamp))
 
 
 def _check_stream_id(stream_id: str) -> None:
@@ -105,7 +106,8 @@ def grant_stream_readers(ctx: ReducerContext, stream_id: str, readers: list[Iden
         )
     for reader in dict.fromkeys(readers):
         if ctx.db.stream_reader.find(("stream_id", "reader_identity"), (stream_id, reader)) is None:
-            ctx.db.stream_reader.insert((stream_id, reader, ctx.timestamp))
+            granted = StreamReader(stream_id=stream_id, reader_identity=reader, granted_at=ctx.timestamp)
+            ctx.db.stream_reader.insert(granted)
 
 
 @module.reducer(("stream_id", at.STRING), ("reader", at.IDENTITY))

@@ -2,8 +2,9 @@
 
 This adapter is the only runtime module that knows the SDK. It keeps one `SyncClient` (the SDK's reconnection
 manager, which reopens the session after any loss and asks `TokenSource` for a fresh token before the old one
-expires), calls `append_sync_events`, reads `stream_head` with a one-off query, and turns every way a call can fail
-into one `PublishFailure`, so the retry classes stay a pure function of that value.
+expires), calls `append_sync_events` through the sync module's generated bindings (`autopilot_sync.sync_bindings`:
+typed values, never tuples), reads `stream_head` with a one-off query, and turns every way a call can fail into one
+`PublishFailure`, so the retry classes stay a pure function of that value.
 
 Before it first touches a stream it records the stream's readers (`grant_stream_readers`, idempotent): the runtime's
 own identity (it reads the head it reconciles with) and the identities of the configured reader keys, derived from
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 
@@ -44,24 +45,23 @@ from autopilot_sync.runtime.retry import FailureKind, PublishFailure
 from autopilot_sync.runtime.tokens import TokenError, TokenSource
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity, Timestamp
+from autopilot_sync.sync_bindings import ROW_TYPES, AppendSyncEventsBatchItem, Reducers, StreamHead
 
 log = logging.getLogger(__name__)
 
-APPEND_REDUCER = "append_sync_events"
-GRANT_REDUCER = "grant_stream_readers"
 T = TypeVar("T")
 
 
-def event_argument(event: StoredEvent) -> tuple[Any, ...]:
-    """One `SYNC_EVENT_INPUT` value: the stored event with `expected_seq = seq` and its append time."""
-    return (
-        event.stream_id,
-        event.idempotency_key,
-        event.kind,
-        event.payload,
-        event.payload_hash,
-        event.seq,
-        Timestamp(event.appended_at_us),
+def event_argument(event: StoredEvent) -> AppendSyncEventsBatchItem:
+    """One `append_sync_events` input: the stored event with `expected_seq = seq` and its append time."""
+    return AppendSyncEventsBatchItem(
+        stream_id=event.stream_id,
+        idempotency_key=event.idempotency_key,
+        kind=event.kind,
+        payload=event.payload,
+        payload_hash=event.payload_hash,
+        expected_seq=event.seq,
+        published_at=Timestamp(event.appended_at_us),
     )
 
 
@@ -97,7 +97,7 @@ class SdkHostLink:
         for stream_id in dict.fromkeys(event.stream_id for event in events):
             await self._ensure_readers(stream_id)
         batch = [event_argument(event) for event in events]
-        result = await self._request(lambda conn: conn.call(APPEND_REDUCER, batch))
+        result = await self._request(lambda conn: Reducers(conn).append_sync_events(batch))
         if isinstance(result, ReducerCommitted):
             return
         if isinstance(result, ReducerFailed):
@@ -114,15 +114,17 @@ class SdkHostLink:
         rows = answer.rows("stream_head")
         if not rows:
             return 0
-        row = rows[0]
-        head = getattr(row, "head_seq", None)
-        return int(head if head is not None else row[1])
+        head = rows[0]
+        if not isinstance(head, StreamHead):  # the client decodes with ROW_TYPES, so only a changed schema gets here
+            raise LinkError(PublishFailure(FailureKind.PROTOCOL, f"stream_head row of another shape: {head!r:.200}"))
+        return head.head_seq
 
     async def _ensure_readers(self, stream_id: str) -> None:
         """Record the stream's readers once per process (the reducer is idempotent, so a restart repeats it)."""
         if stream_id in self._granted:
             return
-        result = await self._request(lambda conn: conn.call(GRANT_REDUCER, stream_id, self._reader_identities()))
+        readers = self._reader_identities()
+        result = await self._request(lambda conn: Reducers(conn).grant_stream_readers(stream_id, readers))
         if isinstance(result, ReducerCommitted):
             self._granted.add(stream_id)
             return
@@ -175,6 +177,7 @@ class SdkHostLink:
                     token_provider=self._provide_token,
                     policy=self.reconnect_policy,
                     schema=self._schema,
+                    row_types=ROW_TYPES,
                 )
                 await client.start()
                 self._client = client

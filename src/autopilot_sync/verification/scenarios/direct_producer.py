@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.spacetime.values import Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, Reducers
 from autopilot_sync.verification.powercut import PowerCutFault, read_ledger
 from autopilot_sync.verification.scenarios.run import Run
 from autopilot_sync.verification.stack import DATABASE
@@ -24,19 +24,26 @@ class DirectProducer:
     stream_id: str
     run_id: str
 
-    def event(self, seq: int) -> tuple[tuple[Any, ...], str, str]:
-        """The `append_sync_events` item for `seq`, its idempotency key and payload hash."""
+    def event(self, seq: int) -> AppendSyncEventsBatchItem:
+        """The `append_sync_events` item for `seq` (key `<stream>:<seq>`, the payload's hash)."""
         text, hashed = hash_value({"run_id": self.run_id, "type": "run.message.delta", "data": {"n": seq}})
-        key = f"{self.stream_id}:{seq}"
-        return (self.stream_id, key, "run.message.delta", text, hashed, seq, Timestamp.now()), key, hashed
+        return AppendSyncEventsBatchItem(
+            stream_id=self.stream_id,
+            idempotency_key=f"{self.stream_id}:{seq}",
+            kind="run.message.delta",
+            payload=text,
+            payload_hash=hashed,
+            expected_seq=seq,
+            published_at=Timestamp.now(),
+        )
 
     async def append(self, seq: int) -> None:
         """Append one event and record its acknowledgement (a refusal ends the scenario)."""
-        item, key, hashed = self.event(seq)
-        answer = await self.conn.call("append_sync_events", [item])
+        item = self.event(seq)
+        answer = await Reducers(self.conn).append_sync_events([item])
         if not isinstance(answer, ReducerCommitted):
             raise RuntimeError(f"append of seq {seq} failed: {answer}")
-        self.run.recorder.ack(self.stream_id, seq, hashed, key)
+        self.run.recorder.ack(self.stream_id, seq, item.payload_hash, item.idempotency_key)
 
     def cut(self) -> None:
         """SIGKILL the host now, on the loop (under the power cut: unfsynced bytes die), and journal what it lost."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 from autopilot_sync.client import ReducerCommitted
+from autopilot_sync.sync_bindings import Reducers
 from autopilot_sync.verification.scenarios.direct_producer import direct_producer
 from autopilot_sync.verification.scenarios.run import Run
 
@@ -20,8 +21,9 @@ async def racing_duplicate(run: Run) -> None:
     15, item 1); the call left without an answer is an unknown outcome that may land at most once."""
     producer = await direct_producer(run, RACE_FSYNC_DELAY)
     await producer.append(1)
-    raced, key, hashed = producer.event(2)
-    calls = [asyncio.create_task(producer.conn.call("append_sync_events", [raced])) for _ in range(2)]
+    raced = producer.event(2)
+    key, hashed = raced.idempotency_key, raced.payload_hash
+    calls = [asyncio.create_task(Reducers(producer.conn).append_sync_events([raced])) for _ in range(2)]
     done, _ = await asyncio.wait(calls, timeout=30, return_when=asyncio.FIRST_COMPLETED)
     producer.cut()  # at once: the cut must land inside the slow fsync if the answer was early
     for number, call in enumerate(calls):

@@ -19,6 +19,7 @@ from autopilot_sync.client import (
     connect,
 )
 from autopilot_sync.client.schema import fetch_schema
+from autopilot_sync.sync_bindings import StreamHead
 from autopilot_sync.verification.scenarios.run import PROBE_BOUND, Run, key_hex, token_grant
 from autopilot_sync.verification.stack import DATABASE, wait_until
 
@@ -108,7 +109,7 @@ async def reconnect_storm(run: Run) -> None:
     def caught_up() -> bool:
         for client in clients:
             rows = client.cache.rows("stream_head")
-            if not rows or int(rows[0][1]) != head:
+            if not rows or StreamHead.from_values(rows[0]).head_seq != head:
                 return False
         return True
 

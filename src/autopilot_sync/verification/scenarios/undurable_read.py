@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from autopilot_sync.sync_bindings import Reducers
 from autopilot_sync.verification.history import Applied, ClientHistory, StreamView
 from autopilot_sync.verification.powercut import read_ledger
 from autopilot_sync.verification.scenarios.direct_producer import direct_producer
@@ -24,8 +25,9 @@ async def undurable_read(run: Run) -> None:
     producer = await direct_producer(run, READ_FSYNC_DELAY)
     await producer.append(1)
     await run.stack.sql("SELECT * FROM stream_head")  # the observer's token, fetched before the clock matters
-    item, _, hashed = producer.event(2)
-    call = asyncio.create_task(producer.conn.call("append_sync_events", [item]))
+    item = producer.event(2)
+    hashed = item.payload_hash
+    call = asyncio.create_task(Reducers(producer.conn).append_sync_events([item]))
     await wait_until(
         "the commit to be written, not yet fsynced",
         lambda: (read_ledger(run.stack.power_cut_ledger) or 0) > 0,
