@@ -21,6 +21,8 @@ from autopilot_sync.desktop.identity import key_path as desktop_key_path
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
 from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.spacetime.values import Identity
 
 DATABASE = "autopilot-sync"
 #: How many demo users (desktop keys) a stack has; each is a reader of every runtime stream.
@@ -62,6 +64,7 @@ class LocalStack:
     host_port: int = field(default_factory=free_port)
     control_port: int = field(default_factory=free_port)
     runtime_port: int = field(default_factory=free_port)
+    exporter_port: int = field(default_factory=free_port)
     runtime_key: SecretKey | None = None
     host_env: dict[str, str] = field(default_factory=dict)
     control_env: dict[str, str] = field(default_factory=dict)
@@ -71,12 +74,15 @@ class LocalStack:
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
     runtime: ServiceProcess | None = None
+    exporter: ServiceProcess | None = None
     producer_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
         self.runtime_key = runtime_key_at(self.key_path, self.runtime_key)
         self.producer_socket = producer_socket_at(self.root / "runtime" / "producer.sock")
         self.user_keys = [runtime_key_at(self.root / "users" / f"user-{i}.key") for i in range(USER_POOL)]
+        #: the sync metrics exporter reads as the database owner (docs/security.md "The sync metrics exporter")
+        self.exporter_key = runtime_key_at(self.root / "exporter" / "nostr.key")
 
     def user_key_for(self, config_dir: Path) -> SecretKey:
         """The desktop key in `config_dir`, taken from the user pool (the next unused key) when it has none yet."""
@@ -102,7 +108,9 @@ class LocalStack:
             '[[grant]]\ngroups = ["users"]\n'
             f'scopes = ["sync.subscribe", "sync.checkpoint.write"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
             f'[[grant]]\nkeys = ["{self.producer_key.public_key().hex}"]\n'
-            f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
+            f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
+            f'[[grant]]\nkeys = ["{self.exporter_key.public_key().hex}"]\n'
+            f'scopes = ["sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
         )
         path = self.policy_path()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -137,7 +145,11 @@ class LocalStack:
 
     def start_host(self) -> ServiceProcess:
         """Start (or restart) the host on its port and data directory."""
-        env = {"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url, **self.host_env}
+        env = {
+            "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url,
+            "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": self.exporter_identity.hex,
+            **self.host_env,
+        }
         self.host = start_host(self.root / "host", port=self.host_port, env=env)
         return self.host
 
@@ -173,6 +185,27 @@ class LocalStack:
         self.runtime = start_service("runtime", env=env, wait=wait)
         return self.runtime
 
+    @property
+    def exporter_identity(self) -> Identity:
+        """The identity control's tokens give the exporter's key: the host's database owner."""
+        return identity_from_claims(self.control_url, self.exporter_key.public_key().hex)
+
+    @property
+    def exporter_url(self) -> str:
+        """Base URL of the sync metrics exporter (`/metrics`, `/healthz`)."""
+        return _loopback(self.exporter_port)
+
+    def start_exporter(self) -> ServiceProcess:
+        """Start (or restart) the sync metrics exporter, reading as the database owner."""
+        env = {
+            "AUTOPILOT_SYNC_EXPORTER_LISTEN": f"127.0.0.1:{self.exporter_port}",
+            "AUTOPILOT_SYNC_EXPORTER_CONTROL_URL": self.control_url,
+            "AUTOPILOT_SYNC_EXPORTER_SPACETIME_BASE_URL": self.host_url,
+            "AUTOPILOT_SYNC_EXPORTER_NOSTR_KEY_PATH": str(self.root / "exporter" / "nostr.key"),
+        }
+        self.exporter = start_service("exporter", env=env)
+        return self.exporter
+
     def start_all(self, *, runtime: bool = True) -> LocalStack:
         """Host, then control, then (optionally) the runtime."""
         self.start_host()
@@ -192,7 +225,7 @@ class LocalStack:
 
     def services(self) -> list[ServiceProcess]:
         """The started services, in start order."""
-        return [s for s in (self.host, self.control, self.runtime) if s is not None]
+        return [s for s in (self.host, self.control, self.runtime, self.exporter) if s is not None]
 
     def stop_all(self, *, kill: bool = False) -> None:
         """Stop in reverse start order (SIGKILL with `kill`)."""
