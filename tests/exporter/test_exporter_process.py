@@ -30,8 +30,8 @@ STREAM = f"runtime.run.{RUN}.events"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(tmp_path_factory.mktemp("exporter"))
-    running.start_all()
-    try:
+    try:  # a service that fails to start must not leave the ones before it running
+        running.start_all()
         running.start_exporter()
         yield running
     finally:

@@ -52,8 +52,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running.control_env["AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST"] = ",".join(
         (running.producer_key.public_key().hex, OTHER_PRODUCER.public_key().hex)
     )
-    running.start_all(runtime=False)
     try:
+        running.start_all(runtime=False)
         status, body = asyncio.run(call_set_sync_limits(running, OWNER, SMALL_LIMITS))
         assert status == 200, body
         yield running

@@ -31,8 +31,8 @@ OWNER = SecretKey.generate()
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(tmp_path_factory.mktemp("module-limits"))
     running.host_env.update(owner_env(running, OWNER))
-    running.start_all(runtime=False)
-    try:
+    try:  # a service that fails to start must not leave the ones before it running
+        running.start_all(runtime=False)
         yield running
     finally:
         running.stop_all()
