@@ -19,7 +19,7 @@ import pytest
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.devtools.processes import start_service
+from autopilot_sync.devtools.processes import free_port, start_host, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.runtime.access import producer_session
 
@@ -128,3 +128,24 @@ def test_an_exporter_that_is_not_the_database_owner_exits_2_naming_the_setting(
     )
     assert other.process.wait(30) == 2, other.tail()
     assert "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY=" in other.tail()
+
+
+def test_an_exporter_pointed_at_a_database_without_the_sync_tables_exits_2(tmp_path: Path) -> None:
+    """Control is not even running (the exporter would start degraded for that); the database is the wrong one."""
+    host = start_host(tmp_path / "host", module="autopilot_sync.examples.chat", database="chat")
+    try:
+        other = start_service(
+            "exporter",
+            env={
+                "AUTOPILOT_SYNC_EXPORTER_LISTEN": "127.0.0.1:0",
+                "AUTOPILOT_SYNC_EXPORTER_CONTROL_URL": f"http://127.0.0.1:{free_port()}",
+                "AUTOPILOT_SYNC_EXPORTER_SPACETIME_BASE_URL": host.url,
+                "AUTOPILOT_SYNC_EXPORTER_DATABASE": "chat",
+                "AUTOPILOT_SYNC_EXPORTER_NOSTR_KEY_PATH": str(tmp_path / "nostr.key"),
+            },
+            wait=False,
+        )
+        assert other.process.wait(60) == 2, other.tail()
+        assert "has no table stream_head" in other.tail() and "does not run the sync module" in other.tail()
+    finally:
+        host.stop()

@@ -8,6 +8,9 @@ Readers: the stack keeps a pool of demo user keys (`users/`); the runtime makes 
 stream it publishes, and each desktop config directory gets the next unused pool key, so a desktop reads the
 runtime's streams however late it starts. With `policy=True` control runs with a policy file that gives exactly
 those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `autopilot-sync up` uses).
+
+The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
+told that key's identity is the database owner, so the exporter reads every reader's checkpoint.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, re
 from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.module.config import current_limits, seed_config
 from autopilot_sync.module.errors import SyncError, SyncErrorCode
-from autopilot_sync.module.limits import SyncLimits, check_event_fields, check_payload_depth, check_stream_id
+from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.spacetime import algebraic as at
@@ -73,7 +73,7 @@ def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> Non
         )
     heads = _Heads(ctx)
     for event in batch:
-        _append_one(ctx, limits, heads, *event)
+        _append_one(ctx, heads, *event)
     heads.write()
 
 
@@ -91,18 +91,7 @@ def append_sync_event(
     """The single-event form of `append_sync_events`."""
     require_scope(ctx.claims, Scope.APPEND, "append_sync_event")
     heads = _Heads(ctx)
-    _append_one(
-        ctx,
-        current_limits(ctx),
-        heads,
-        stream_id,
-        idempotency_key,
-        kind,
-        payload,
-        hash_text,
-        expected_seq,
-        published_at,
-    )
+    _append_one(ctx, heads, stream_id, idempotency_key, kind, payload, hash_text, expected_seq, published_at)
     heads.write()
 
 
@@ -162,7 +151,6 @@ class _Heads:
 
 def _append_one(
     ctx: ReducerContext,
-    limits: SyncLimits,
     heads: _Heads,
     stream_id: str,
     idempotency_key: str,
@@ -172,6 +160,7 @@ def _append_one(
     expected_seq: int,
     published_at: Timestamp,
 ) -> None:
+    limits = current_limits(ctx)  # one primary-key lookup of the sync_config row (module/config.py)
     check_event_fields(limits, stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:
