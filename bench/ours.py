@@ -17,9 +17,10 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.client.auth import exchange_websocket_token
-from autopilot_sync.client.connection import PROTOCOL_V2, Connection, connect, subscribe_url
+from autopilot_sync.client.connection import Connection, connect, subscribe_url
 from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.schema import ClientSchema
+from autopilot_sync.client.session import PROTOCOL_V2
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
 from autopilot_sync.module.canonical import hash_value

@@ -25,8 +25,9 @@ from autopilot_sync.client import (
     UnknownReducerError,
     connect,
 )
-from autopilot_sync.client.connection import PROTOCOL_V2, ConnectOptions
-from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.client.connection import ConnectOptions
+from autopilot_sync.client.session import PROTOCOL_V2
+from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
 from autopilot_sync.spacetime.identity import identity_from_claims
 
 pytestmark = pytest.mark.timeout(60)

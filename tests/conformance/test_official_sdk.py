@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
 from autopilot_sync.spacetime.identity import identity_from_claims
 
 pytestmark = pytest.mark.node

@@ -22,9 +22,9 @@ from autopilot_sync.control.keys import (
     rotate,
     stage,
 )
-from autopilot_sync.host.oidc import OidcVerifier
-from autopilot_sync.host.tokens import SigningKey as HostKey
-from autopilot_sync.host.tokens import TokenService
+from autopilot_sync.host.auth.oidc import OidcVerifier
+from autopilot_sync.host.auth.tokens import SigningKey as HostKey
+from autopilot_sync.host.auth.tokens import TokenService
 
 
 async def _token(control: Control) -> str:

@@ -85,3 +85,23 @@ async def test_a_failed_fsync_fails_every_waiter_and_later_writes(tmp_path: Path
     with pytest.raises(StorageFailedError):
         log.append(b"three")
     log.close()
+
+
+async def test_the_durable_hook_hears_each_flush_before_its_waiters_resume(tmp_path: Path, gated: GatedFsync) -> None:
+    """The engine's `DurableCommits` is told through `on_durable` (an explicit hook, not a patched method)."""
+    log = open_log(tmp_path)
+    heard: list[int] = []
+    seen_by_waiter: list[list[int]] = []
+    log.on_durable = heard.append
+    future = log.durable_future(log.append(b"one"))
+    assert future is not None
+    future.add_done_callback(lambda _: seen_by_waiter.append(list(heard)))
+    second = log.durable_future(log.append(b"two"))
+    assert second is not None
+    gated.release.release()
+    await asyncio.wait_for(future, 5)
+    gated.release.release()
+    await asyncio.wait_for(second, 5)
+    assert heard == [1, 2]
+    assert seen_by_waiter == [[1]]
+    log.close()

@@ -13,7 +13,8 @@ from autopilot_sync.devtools.processes import free_port, start_host
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments, read_records
-from autopilot_sync.host.engine import EngineConfig, HostEngine, record_offset
+from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.tx_record import record_offset
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 ALICE = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})

@@ -11,9 +11,10 @@ import pytest
 
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, EngineConfig, HostEngine
+from autopilot_sync.host.engine import CallOutcome, CallStatus, ConnectionRejectedError, EngineConfig, HostEngine
 from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.transaction import CommittedTx, ReducerContext
+from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
 
 ALICE = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})
@@ -74,6 +75,30 @@ async def test_panics_unknown_reducers_and_lifecycle_calls_are_refused(tmp_path:
     assert (await engine.call_reducer("nope", (), ALICE)).status is CallStatus.NO_SUCH_REDUCER
     assert (await engine.call_reducer("client_connected", (), ALICE)).status is CallStatus.LIFECYCLE_REDUCER
     assert (await engine.call_reducer("add_person", ("x",), ALICE)).status is CallStatus.BAD_ARGUMENTS
+    await engine.stop()
+
+
+async def test_an_encoded_call_takes_the_same_checks_and_reports_only_calls_that_ran(tmp_path: Path) -> None:
+    engine = await started(tmp_path)
+    reported: list[str] = []
+    engine.on_call = lambda name, outcome: reported.append(name)
+    outcomes: list[CallOutcome] = []
+    engine.start_encoded_call("nope", b"", ALICE, None, outcomes.append)
+    engine.start_encoded_call("client_connected", b"", ALICE, None, outcomes.append)
+    engine.start_encoded_call("add_person", b"\x01", ALICE, None, outcomes.append)
+    assert [(o.status, o.offset) for o in outcomes] == [
+        (CallStatus.NO_SUCH_REDUCER, 0),
+        (CallStatus.LIFECYCLE_REDUCER, 0),
+        (CallStatus.BAD_ARGUMENTS, 0),
+    ]
+    assert outcomes[1].message == "can't directly call special OnConnect lifecycle reducer"
+    assert outcomes[2].message.startswith("invalid arguments for reducer add_person: ")
+    args = bsatn.encode(module.reducers["add_person"].params, ("ada", 36))
+    done = asyncio.get_running_loop().create_future()
+    engine.start_encoded_call("add_person", args + b"trailing", ALICE, None, done.set_result)
+    outcome = await done
+    assert outcome.status is CallStatus.COMMITTED and people(engine) == {"ada": 36}
+    assert reported == ["add_person"]
     await engine.stop()
 
 
@@ -206,7 +231,7 @@ def _module(extra_table: bool = False, age_type: object = None) -> Module:
 async def test_compatible_schema_additions_start_on_existing_data_and_breaking_ones_are_refused(
     tmp_path: Path,
 ) -> None:
-    from autopilot_sync.host.engine import SchemaMismatchError
+    from autopilot_sync.host.recovery import SchemaMismatchError
     from autopilot_sync.spacetime import algebraic as at
 
     first = HostEngine(_module(), tmp_path, "evolving", EngineConfig(snapshot_every=2))

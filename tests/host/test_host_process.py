@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 
 from autopilot_sync.devtools.processes import start_host
-from autopilot_sync.host.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
+from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
 from autopilot_sync.spacetime.identity import identity_from_claims
 
 

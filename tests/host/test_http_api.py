@@ -13,13 +13,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from autopilot_sync.host.auth.claims import parse_unverified
+from autopilot_sync.host.auth.tokens import SigningKey, TokenService
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.module_api import Module, ReducerError
-from autopilot_sync.host.tokens import SigningKey, TokenService, parse_unverified
 from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
 
@@ -301,16 +303,23 @@ async def test_non_utf8_body_is_400(host: Host) -> None:
 # ----- schema and sql -----
 
 
-async def test_schema_v9_is_the_module_definition(host: Host) -> None:
+async def test_schema_v9_and_v10_are_the_module_definition(host: Host) -> None:
     async with host.http.get(f"{host.url}/v1/database/{DB}/schema?version=9") as r:
         assert r.status == 200
         assert "spacetime-identity" in r.headers
         body = await r.json()
     assert body == module.schema_json()
-    async with host.http.get(f"{host.url}/v1/database/{DB}/schema") as r:
-        assert r.status == 400
     async with host.http.get(f"{host.url}/v1/database/{DB}/schema?version=10") as r:
-        assert r.status == 400
+        assert r.status == 200
+        assert "spacetime-identity" in r.headers
+        assert await r.json() == moduledef.to_json(module.module_def(), 10)
+    async with host.http.get(f"{host.url}/v1/database/{DB}/schema") as r:
+        assert (r.status, await r.text()) == (400, "Failed to deserialize query string: missing field `version`")
+    async with host.http.get(f"{host.url}/v1/database/{DB}/schema?version=11") as r:
+        assert (r.status, await r.text()) == (
+            400,
+            "Failed to deserialize query string: unknown variant `11`, expected `9` or `10`",
+        )
     async with host.http.get(f"{host.url}/v1/database/nope/schema?version=9") as r:
         assert r.status == 404
 

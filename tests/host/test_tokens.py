@@ -10,14 +10,13 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from autopilot_sync.host.tokens import (
+from autopilot_sync.host.auth.claims import parse_unverified
+from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.host.auth.tokens import (
     KEY_FILE_NAME,
     SigningKey,
-    TokenError,
-    TokenErrorCode,
     TokenService,
     VerifiedToken,
-    parse_unverified,
 )
 from autopilot_sync.spacetime.identity import identity_from_claims
 

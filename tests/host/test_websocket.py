@@ -23,14 +23,14 @@ import pytest
 from aiohttp import web
 
 from autopilot_sync.examples.chat import module
+from autopilot_sync.host.auth.tokens import SigningKey, TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
+from autopilot_sync.host.session import CloseReason
 from autopilot_sync.host.subscriptions import SubscriptionLimits
-from autopilot_sync.host.tokens import SigningKey, TokenService
 from autopilot_sync.host.websocket import (
     V2_PROTOCOL,
     V3_PROTOCOL,
-    CloseReason,
     WebSocketHub,
     WebSocketOptions,
     add_websocket_route,

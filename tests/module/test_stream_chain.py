@@ -24,8 +24,9 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
-from autopilot_sync.host.engine import HISTORY_DISCARDED_MARKER, CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.recovery import HISTORY_DISCARDED_MARKER
 from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.module import module
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT

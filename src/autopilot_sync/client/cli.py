@@ -37,7 +37,7 @@ async def _download(base_url: str, database: str, token: str | None) -> dict[str
 @click.option(
     "--schema-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Read RawModuleDefV9 JSON from a file instead of a host.",
+    help="Read RawModuleDefV9 or RawModuleDefV10 JSON from a file instead of a host.",
 )
 @click.option(
     "--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="File to write."

@@ -2,10 +2,11 @@
 
 `connect()` trades the caller's token for a short-lived one, opens `GET /v1/database/:name/subscribe` offering
 `v3.bsatn.spacetimedb` then `v2.bsatn.spacetimedb`, and waits for `InitialConnection`. After that one reader task
-decodes every frame; each message is checked against what this connection has asked for (query sets, request ids)
-and fully decoded before it touches the cache. Anything the protocol forbids closes the connection with a
-`ProtocolError` as the reason, fails every waiting call, and leaves the cache exactly as the last good message left it.
-The session does not reconnect: that is `reconnect.SyncClient`'s job.
+decodes every frame and hands each message, in wire order, to the connection's `ClientSession` (`session.py`, the
+sans-I/O protocol state), which checks it against what this connection has asked for (query sets, request ids) and
+fully decodes it before it touches the cache; this module resolves the futures callers await. Anything the protocol
+forbids closes the connection with a `ProtocolError` as the reason, fails every waiting call, and leaves the cache
+exactly as the last good message left it. The session does not reconnect: that is `reconnect.SyncClient`'s job.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.client.auth import exchange_websocket_token
-from autopilot_sync.client.cache import ChangeCause, ClientCache
+from autopilot_sync.client.cache import ClientCache
 from autopilot_sync.client.errors import (
     AuthenticationError,
     ConnectError,
@@ -34,41 +35,34 @@ from autopilot_sync.client.errors import (
     ReducerArgumentError,
     UnknownReducerError,
 )
-from autopilot_sync.client.query_set import QuerySet, QuerySetState
+from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.client.results import (
     QueryResult,
-    QueryTable,
     ReducerCallResult,
-    ReducerCommitted,
-    ReducerFailed,
-    ReducerInternalError,
 )
 from autopilot_sync.client.schema import ClientSchema, RowFactory, fetch_schema
-from autopilot_sync.client.updates import ops_from_query_rows, ops_from_transaction
-from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn
+from autopilot_sync.client.session import (
+    PROTOCOL_V2,
+    PROTOCOL_V3,
+    CallAnswered,
+    ClientSession,
+    QueryAnswered,
+    UnsubscribeDone,
+    decode_frame,
+)
 from autopilot_sync.spacetime import messages as m
-from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
-    V3_CLIENT_FRAME_CAP,
     Compression,
-    batch_bodies,
-    decode_server_frame,
-    split_server_body,
 )
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_V3 = "v3.bsatn.spacetimedb"
-PROTOCOL_V2 = "v2.bsatn.spacetimedb"
 #: Offered in this order; the server picks by its own preference among them.
 OFFERED_PROTOCOLS = (PROTOCOL_V3, PROTOCOL_V2)
 #: WebSocket close code sent when the server broke the protocol (RFC 6455 1002).
 CLOSE_PROTOCOL_ERROR = 1002
-_U32_MASK = 0xFFFFFFFF
-_ERR_TEXT = bsatn.codec(at.STRING)
 
 
 class CloseReason(enum.Enum):
@@ -108,21 +102,12 @@ class ConnectOptions:
     """Largest frame (and decompressed body) accepted."""
 
 
-class _Phase(enum.Enum):
-    PENDING = "pending"
-    APPLIED = "applied"
-    UNSUBSCRIBING = "unsubscribing"
-
-
-@dataclass(slots=True)
-class _Tracked:
-    query_set: QuerySet
-    phase: _Phase
-    request_id: int
-
-
 class Connection:
-    """A live session; build one with `connect()`."""
+    """A live session; build one with `connect()`.
+
+    The adapter around a `ClientSession` (`session.py`, the protocol state): it owns the socket, the reader task, the
+    v3 flush timing (messages sent in one event-loop turn share frames) and the futures callers await.
+    """
 
     def __init__(
         self,
@@ -148,20 +133,18 @@ class Connection:
         self.token: str = initial.token
         self.base_url = base_url
         self.database = database
+        #: the protocol state (ids, what is owed, query set phases, the outgoing queue)
+        self.state = ClientSession(schema, cache, protocol, options.max_message_bytes)
         self._session = session
         self._owns_session = owns_session
         self._ws = ws
-        self._next_request = 0
-        self._next_query_set = 0
-        self._query_sets: dict[int, _Tracked] = {}
         self._unsubscribes: dict[int, asyncio.Future[None]] = {}
-        self._calls: dict[int, tuple[str, asyncio.Future[ReducerCallResult]]] = {}
+        self._calls: dict[int, asyncio.Future[ReducerCallResult]] = {}
         self._one_offs: dict[int, asyncio.Future[QueryResult]] = {}
         self._close_info: CloseInfo | None = None
         #: client messages and WebSocket frames sent so far (v3 coalesces messages into fewer frames)
         self.messages_sent = 0
         self.frames_sent = 0
-        self._outbox: list[bytes] = []
         self._flush: asyncio.Task[None] | None = None
         self._last_flush: asyncio.Task[None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
@@ -207,21 +190,14 @@ class Connection:
         if info.reason is CloseReason.PROTOCOL_ERROR:
             log.warning("closing connection %s: %s", self.connection_id.hex[:8], info.message)
         lost = ConnectionLostError(f"connection closed: {info.message}", info.error)
-        for _, future in self._calls.values():
+        waiting: list[asyncio.Future[Any]] = [*self._calls.values(), *self._one_offs.values()]
+        for future in (*waiting, *self._unsubscribes.values()):
             if not future.done():
                 future.set_exception(lost)
-        for one_off in self._one_offs.values():
-            if not one_off.done():
-                one_off.set_exception(lost)
-        for unsubscribe in self._unsubscribes.values():
-            if not unsubscribe.done():
-                unsubscribe.set_exception(lost)
         self._calls.clear()
         self._one_offs.clear()
         self._unsubscribes.clear()
-        for tracked in self._query_sets.values():
-            tracked.query_set.connection_lost(info.message)
-        self._query_sets.clear()
+        self.state.connection_lost(info.message)
         code = CLOSE_PROTOCOL_ERROR if info.reason is CloseReason.PROTOCOL_ERROR else aiohttp.WSCloseCode.OK
         with contextlib.suppress(Exception):
             await self._ws.close(code=code, message=info.message[:120].encode())
@@ -233,25 +209,24 @@ class Connection:
 
     # ----- requests -----
 
-    def _request_id(self) -> int:
-        self._next_request = (self._next_request + 1) & _U32_MASK
-        return self._next_request
+    def _check_open(self) -> None:
+        if self._close_info is not None:
+            raise ConnectionLostError(f"connection closed: {self._close_info.message}", self._close_info.error)
 
     async def _send(self, message: m.ClientMessage) -> None:
         """Send one message; on v3, messages sent in the same event-loop turn share frames (in order).
 
         v3 lets a binary frame carry several client messages; like the official SDK's v3 outbound queue, we coalesce
-        what is queued before the next flush into frames of at most `V3_CLIENT_FRAME_CAP` bytes (`batch_bodies`).
-        Returns once the frame holding this message was written; ConnectionLostError when it could not be.
+        what is queued before the next flush into frames of at most `V3_CLIENT_FRAME_CAP` bytes (the session packs
+        them). Returns once the frame holding this message was written; ConnectionLostError when it could not be.
         """
-        if self._close_info is not None:
-            raise ConnectionLostError(f"connection closed: {self._close_info.message}", self._close_info.error)
-        body = m.encode_client_message(message)
+        self._check_open()
+        self.state.queue(message)
         self.messages_sent += 1
-        if self.protocol != PROTOCOL_V3:
-            await self._write(body)
+        if not self.state.coalesces:
+            for frame in self.state.frames_to_send():
+                await self._write(frame)
             return
-        self._outbox.append(body)
         if self._flush is None:
             self._flush = asyncio.get_running_loop().create_task(self._flush_outbox(self._last_flush))
             self._flush.add_done_callback(_retrieve)
@@ -262,13 +237,12 @@ class Connection:
         await asyncio.sleep(0)  # let every message sent in this turn join the frame
         if previous is not None:
             await asyncio.gather(previous, return_exceptions=True)  # frames leave in order
-        bodies, self._outbox, self._flush = self._outbox, [], None
-        for batch in batch_bodies(bodies, V3_CLIENT_FRAME_CAP):
-            await self._write(b"".join(batch))
+        self._flush = None
+        for frame in self.state.frames_to_send():
+            await self._write(frame)
 
     async def _write(self, frame: bytes) -> None:
-        if self._close_info is not None:
-            raise ConnectionLostError(f"connection closed: {self._close_info.message}", self._close_info.error)
+        self._check_open()
         try:
             await self._ws.send_bytes(frame)
         except (ConnectionError, aiohttp.ClientError) as exc:
@@ -278,40 +252,25 @@ class Connection:
 
     async def subscribe(self, queries: Sequence[str], *, query_set: QuerySet | None = None) -> QuerySet:
         """Subscribe a new query set (or re-attach a managed one); returns at once: `await qs.applied()` for rows."""
-        if query_set is None:
-            self._next_query_set = (self._next_query_set + 1) & _U32_MASK
-            query_set = QuerySet(self._next_query_set, queries, self)
-        else:
-            query_set.mark_pending(queries)
-            self._next_query_set = max(self._next_query_set, query_set.id)
-        if query_set.id in self._query_sets:
-            raise ValueError(f"query set {query_set.id} is already live on this connection")
-        request_id = self._request_id()
-        self._query_sets[query_set.id] = _Tracked(query_set, _Phase.PENDING, request_id)
+        query_set, message = self.state.subscribe(queries, self, query_set)
         try:
-            await self._send(m.Subscribe(request_id, query_set.id, tuple(query_set.queries)))
+            await self._send(message)
         except ConnectionLostError:
-            self._query_sets.pop(query_set.id, None)
-            query_set.connection_lost("connection closed before the subscription was sent")
+            self.state.subscribe_not_sent(query_set)
             raise
         return query_set
 
     async def unsubscribe(self, query_set: QuerySet) -> None:
         """End a query set; its rows leave the cache when the server confirms with `UnsubscribeApplied`."""
-        tracked = self._query_sets.get(query_set.id)
-        if tracked is None or tracked.query_set is not query_set:
-            if query_set.state not in (QuerySetState.ENDED, QuerySetState.ERROR):
-                query_set.mark_ended("unsubscribed")
+        step = self.state.unsubscribe(query_set)
+        if step is None:
             return
-        if tracked.phase is _Phase.UNSUBSCRIBING:
-            await asyncio.shield(self._unsubscribes[tracked.request_id])
+        if isinstance(step, int):  # an unsubscribe of this set is already under way
+            await asyncio.shield(self._unsubscribes[step])
             return
-        request_id = self._request_id()
-        tracked.phase = _Phase.UNSUBSCRIBING
-        tracked.request_id = request_id
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._unsubscribes[request_id] = future
-        await self._send(m.Unsubscribe(request_id, query_set.id, m.UnsubscribeFlags.DEFAULT))
+        self._unsubscribes[step.request_id] = future
+        await self._send(step)
         await future
 
     async def call(self, reducer: str, *args: Any) -> ReducerCallResult:
@@ -329,36 +288,38 @@ class Connection:
 
     async def call_raw(self, reducer: str, args: bytes) -> ReducerCallResult:
         """Call a reducer with already encoded arguments (no schema check)."""
-        request_id = self._request_id()
+        message = self.state.call(reducer, args)
         future: asyncio.Future[ReducerCallResult] = asyncio.get_running_loop().create_future()
-        self._calls[request_id] = (reducer, future)
+        self._calls[message.request_id] = future
         try:
-            await self._send(m.CallReducer(request_id, m.CallReducerFlags.DEFAULT, reducer, args))
+            await self._send(message)
         except ConnectionLostError:
-            self._calls.pop(request_id, None)
+            self._calls.pop(message.request_id, None)
+            self.state.not_sent(message.request_id)
             raise
         return await future
 
     async def one_off_query(self, sql: str) -> QueryResult:
         """Run one SQL query once; `OneOffQueryError` with the server's message when it is refused."""
-        request_id = self._request_id()
+        message = self.state.one_off(sql)
         future: asyncio.Future[QueryResult] = asyncio.get_running_loop().create_future()
-        self._one_offs[request_id] = future
+        self._one_offs[message.request_id] = future
         try:
-            await self._send(m.OneOffQuery(request_id, sql))
+            await self._send(message)
         except ConnectionLostError:
-            self._one_offs.pop(request_id, None)
+            self._one_offs.pop(message.request_id, None)
+            self.state.not_sent(message.request_id)
             raise
         return await future
 
     def in_flight(self) -> list[asyncio.Future[Any]]:
         """Futures of the reducer calls and one-off queries not answered yet (a retiring session waits for them)."""
-        calls: list[asyncio.Future[Any]] = [future for _, future in self._calls.values()]
+        calls: list[asyncio.Future[Any]] = list(self._calls.values())
         return calls + list(self._one_offs.values())
 
     def query_sets(self) -> list[QuerySet]:
         """Query sets live on this connection."""
-        return [t.query_set for t in self._query_sets.values()]
+        return self.state.query_sets()
 
     # ----- reading -----
 
@@ -390,143 +351,29 @@ class Connection:
         await self._shutdown(info)
 
     def _on_frame(self, data: bytes) -> None:
-        for message in decode_frame(data, self.protocol, self.options.max_message_bytes):
+        for message in self.state.decode(data):
             if self._close_info is not None:
                 return
             self.handle(message)
 
     def handle(self, message: m.ServerMessage) -> None:
         """Apply one decoded server message; raises `ProtocolError` (before any change) when it is not allowed."""
-        if isinstance(message, m.TransactionUpdate):
-            self._check_query_sets(message)
-            self.cache.apply(ops_from_transaction(self.schema, message), ChangeCause.TRANSACTION)
-        elif isinstance(message, m.ReducerResult):
-            self._on_reducer_result(message)
-        elif isinstance(message, m.SubscribeApplied):
-            self._on_subscribe_applied(message)
-        elif isinstance(message, m.UnsubscribeApplied):
-            self._on_unsubscribe_applied(message)
-        elif isinstance(message, m.SubscriptionError):
-            self._on_subscription_error(message)
-        elif isinstance(message, m.OneOffQueryResult):
-            self._on_one_off(message)
-        elif isinstance(message, m.InitialConnection):
-            raise ProtocolError(ProtocolErrorKind.UNEXPECTED_MESSAGE, "a second InitialConnection")
-        else:
-            raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"{type(message).__name__} for a request never sent")
-
-    def _check_query_sets(self, update: m.TransactionUpdate) -> None:
-        for query_set in update.query_sets:
-            tracked = self._query_sets.get(query_set.query_set_id)
-            if tracked is None or tracked.phase is _Phase.PENDING:
-                raise ProtocolError(
-                    ProtocolErrorKind.UNKNOWN_QUERY_SET,
-                    f"update for query set {query_set.query_set_id}, which is not subscribed",
-                )
-
-    def _on_reducer_result(self, message: m.ReducerResult) -> None:
-        entry = self._calls.get(message.request_id)
-        if entry is None:
-            raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"ReducerResult for request {message.request_id}")
-        reducer, future = entry
-        outcome = message.result
-        result: ReducerCallResult
-        if isinstance(outcome, m.ReducerOk):
-            self._check_query_sets(outcome.transaction_update)
-            ops = ops_from_transaction(self.schema, outcome.transaction_update)
-            del self._calls[message.request_id]
-            changes = self.cache.apply(ops, ChangeCause.REDUCER_RESULT)
-            result = ReducerCommitted(reducer, message.timestamp, tuple(changes), outcome.ret_value)
-        elif isinstance(outcome, m.ReducerOkEmpty):
-            del self._calls[message.request_id]
-            result = ReducerCommitted(reducer, message.timestamp, ())
-        elif isinstance(outcome, m.ReducerErr):
-            del self._calls[message.request_id]
-            try:
-                text: str = _ERR_TEXT.decode(outcome.error)
-            except DecodeError:
-                text = outcome.error.decode("utf-8", "replace")
-            result = ReducerFailed(reducer, message.timestamp, text)
-        else:
-            del self._calls[message.request_id]
-            result = ReducerInternalError(reducer, message.timestamp, outcome.message)
-        if not future.done():
-            future.set_result(result)
-
-    def _on_subscribe_applied(self, message: m.SubscribeApplied) -> None:
-        tracked = self._query_sets.get(message.query_set_id)
-        if tracked is None or tracked.phase is not _Phase.PENDING or tracked.request_id != message.request_id:
-            raise ProtocolError(
-                ProtocolErrorKind.UNKNOWN_QUERY_SET,
-                f"SubscribeApplied for query set {message.query_set_id} (request {message.request_id}), "
-                "which is not awaiting its rows",
-            )
-        ops = ops_from_query_rows(self.schema, message.query_set_id, message.rows, insert=True)
-        tracked.phase = _Phase.APPLIED
-        self.cache.apply(ops, ChangeCause.SUBSCRIBE_APPLIED)
-        tracked.query_set.mark_applied()
-
-    def _on_unsubscribe_applied(self, message: m.UnsubscribeApplied) -> None:
-        tracked = self._query_sets.get(message.query_set_id)
-        future = self._unsubscribes.get(message.request_id)
-        if tracked is None or tracked.phase is not _Phase.UNSUBSCRIBING or future is None:
-            raise ProtocolError(
-                ProtocolErrorKind.UNKNOWN_QUERY_SET,
-                f"UnsubscribeApplied for query set {message.query_set_id} (request {message.request_id})",
-            )
-        del self._query_sets[message.query_set_id]
-        del self._unsubscribes[message.request_id]
-        self.cache.release_query_set(message.query_set_id, ChangeCause.UNSUBSCRIBED)
-        tracked.query_set.mark_ended("unsubscribed")
-        if not future.done():
-            future.set_result(None)
-
-    def _on_subscription_error(self, message: m.SubscriptionError) -> None:
-        tracked = self._query_sets.get(message.query_set_id)
-        if tracked is None:
-            raise ProtocolError(
-                ProtocolErrorKind.UNKNOWN_QUERY_SET, f"SubscriptionError for unknown query set {message.query_set_id}"
-            )
-        del self._query_sets[message.query_set_id]
-        self.cache.release_query_set(message.query_set_id, ChangeCause.SUBSCRIPTION_DROPPED)
-        tracked.query_set.mark_error(message.error)
-        future = self._unsubscribes.pop(tracked.request_id, None)
-        if future is not None and not future.done():
-            future.set_result(None)
-
-    def _on_one_off(self, message: m.OneOffQueryResult) -> None:
-        future = self._one_offs.pop(message.request_id, None)
-        if future is None:
-            raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"OneOffQueryResult for {message.request_id}")
-        if isinstance(message.result, str):
-            future.set_exception(OneOffQueryError(message.result))
-            return
-        tables = []
-        for single in message.result.tables:
-            try:
-                raw = tuple(single.rows.rows())
-            except DecodeError as exc:
-                raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"one-off rows of {single.table}: {exc}") from None
-            decoded: tuple[Any, ...] = ()
-            table = self.schema.tables.get(single.table)
-            if table is not None:
-                try:
-                    decoded = tuple(table.decode(row)[1] for row in raw)
-                except DecodeError:
-                    decoded = ()
-            tables.append(QueryTable(single.table, decoded, raw))
-        future.set_result(QueryResult(tuple(tables)))
-
-
-def decode_frame(data: bytes, protocol: str, max_size: int = MAX_MESSAGE_SIZE) -> list[m.ServerMessage]:
-    """Every server message in one binary frame; `ProtocolError` for anything undecodable (v2: exactly one)."""
-    try:
-        messages = split_server_body(decode_server_frame(data, max_size))
-    except DecodeError as exc:
-        raise ProtocolError(ProtocolErrorKind.UNDECODABLE_FRAME, str(exc)) from None
-    if protocol == PROTOCOL_V2 and len(messages) != 1:
-        raise ProtocolError(ProtocolErrorKind.UNDECODABLE_FRAME, f"v2 frame holds {len(messages)} messages")
-    return messages
+        answer = self.state.handle(message)
+        if isinstance(answer, CallAnswered):
+            call = self._calls.pop(answer.request_id, None)
+            if call is not None and not call.done():
+                call.set_result(answer.result)
+        elif isinstance(answer, QueryAnswered):
+            query = self._one_offs.pop(answer.request_id, None)
+            if query is not None and not query.done():
+                if isinstance(answer.result, OneOffQueryError):
+                    query.set_exception(answer.result)
+                else:
+                    query.set_result(answer.result)
+        elif isinstance(answer, UnsubscribeDone):
+            done = self._unsubscribes.pop(answer.request_id, None)
+            if done is not None and not done.done():
+                done.set_result(None)
 
 
 def subscribe_url(base_url: str, database: str) -> str:

@@ -1,8 +1,9 @@
 """The module schema as the client needs it: how to decode each table's rows and encode each reducer's arguments.
 
-Parsed from `RawModuleDefV9` SATS-JSON (`GET /v1/database/:name/schema?version=9`), the same document the real
-SpacetimeDB host serves, so the SDK needs no generated code to work: rows decode to a namedtuple per table unless the
-caller supplies its own row classes (the dataclasses `autopilot-sync client generate` writes).
+Read through `spacetime.moduledef` from `RawModuleDefV9` or `RawModuleDefV10` SATS-JSON
+(`GET /v1/database/:name/schema?version=9|10`), the same documents the real SpacetimeDB host serves, so the SDK needs
+no generated code to work: rows decode to a namedtuple per table unless the caller supplies its own row classes (the
+dataclasses `autopilot-sync client generate` writes).
 """
 
 from __future__ import annotations
@@ -18,22 +19,11 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.client.errors import AuthenticationError, SchemaError
-from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn
-from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType, RefType
+from autopilot_sync.spacetime import bsatn, moduledef
+from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
 
 #: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
 RowFactory = Callable[..., Any]
-
-
-def _resolve(ty: AlgebraicType, typespace: Sequence[AlgebraicType]) -> AlgebraicType:
-    seen = 0
-    while isinstance(ty, RefType):
-        if not 0 <= ty.index < len(typespace) or seen > len(typespace):
-            raise SchemaError(f"type reference {ty.index} outside the typespace")
-        ty = typespace[ty.index]
-        seen += 1
-    return ty
 
 
 def class_name(table: str) -> str:
@@ -111,22 +101,31 @@ class ReducerSchema:
 
 @dataclass(frozen=True, slots=True)
 class ClientSchema:
-    """Tables and reducers of one module, plus the raw document (kept for the code generator)."""
+    """Tables and reducers of one module, plus the definition they come from (kept for the code generator)."""
 
     tables: Mapping[str, TableSchema]
     reducers: Mapping[str, ReducerSchema]
     typespace: tuple[AlgebraicType, ...]
-    raw: Mapping[str, Any] = field(repr=False, compare=False)
+    definition: moduledef.ModuleDef = field(repr=False, compare=False)
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any], row_types: Mapping[str, RowFactory] | None = None) -> ClientSchema:
-        """Parse `RawModuleDefV9` SATS-JSON; `row_types` overrides the row class of named tables."""
+        """Parse `RawModuleDefV9` or `RawModuleDefV10` SATS-JSON; `row_types` overrides the row class of some tables."""
         try:
-            return _parse(document, row_types or {})
-        except SchemaError:
-            raise
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise SchemaError(f"not a RawModuleDefV9 document: {type(exc).__name__}: {exc}") from None
+            definition = moduledef.from_json(dict(document))
+        except moduledef.ModuleDefError as exc:
+            raise SchemaError(str(exc)) from None
+        return cls.from_definition(definition, row_types)
+
+    @classmethod
+    def from_definition(
+        cls, definition: moduledef.ModuleDef, row_types: Mapping[str, RowFactory] | None = None
+    ) -> ClientSchema:
+        """The client's view of a module definition; `row_types` overrides the row class of named tables."""
+        try:
+            return _parse(definition, row_types or {})
+        except moduledef.ModuleDefError as exc:
+            raise SchemaError(str(exc)) from None
 
     @classmethod
     def from_file(cls, path: Path, row_types: Mapping[str, RowFactory] | None = None) -> ClientSchema:
@@ -143,49 +142,37 @@ class ClientSchema:
     def with_row_types(self, row_types: Mapping[str, RowFactory]) -> ClientSchema:
         """The same schema decoding the named tables into the given classes."""
         tables = {n: (t.with_factory(row_types[n]) if n in row_types else t) for n, t in self.tables.items()}
-        return ClientSchema(tables, self.reducers, self.typespace, self.raw)
+        return ClientSchema(tables, self.reducers, self.typespace, self.definition)
 
 
-def _option_value(value: Any) -> Any:
-    if isinstance(value, dict) and "some" in value:
-        return value["some"]
-    return None
-
-
-def _parse(document: Mapping[str, Any], row_types: Mapping[str, RowFactory]) -> ClientSchema:
-    typespace = tuple(at.from_json(t) for t in document["typespace"]["types"])
+def _parse(definition: moduledef.ModuleDef, row_types: Mapping[str, RowFactory]) -> ClientSchema:
+    typespace = definition.typespace
     tables: dict[str, TableSchema] = {}
-    for raw in document["tables"]:
-        name = str(raw["name"])
-        row_type = _resolve(RefType(int(raw["product_type_ref"])), typespace)
-        if not isinstance(row_type, ProductType):
-            raise SchemaError(f"table {name}: row type is not a product")
-        primary_key = tuple(int(c) for c in raw.get("primary_key", []))
-        for column in primary_key:
-            if not 0 <= column < len(row_type.elements):
-                raise SchemaError(f"table {name}: primary key column {column} out of range")
-        factory = row_types.get(name) or namedtuple(class_name(name), row_type.field_names(), rename=True)
-        access = raw.get("table_access", {"Public": []})
+    for table in definition.tables:
+        row_type = definition.row_type(table)
+        factory = row_types.get(table.name) or namedtuple(class_name(table.name), row_type.field_names(), rename=True)
         codec = bsatn.codec(row_type, typespace)
-        tables[name] = TableSchema(name, row_type, typespace, primary_key, "Public" in access, factory, codec)
-    reducers: dict[str, ReducerSchema] = {}
-    for raw in document["reducers"]:
-        params = at.from_json({"Product": raw["params"]})
-        assert isinstance(params, ProductType)
-        lifecycle = _option_value(raw.get("lifecycle"))
-        lifecycle_name = next(iter(lifecycle)) if isinstance(lifecycle, dict) and lifecycle else None
-        reducers[str(raw["name"])] = ReducerSchema(str(raw["name"]), params, typespace, lifecycle_name)
-    return ClientSchema(tables, reducers, typespace, dict(document))
+        tables[table.name] = TableSchema(
+            table.name, row_type, typespace, table.primary_key, table.public, factory, codec
+        )
+    reducers = {
+        r.name: ReducerSchema(r.name, r.params, typespace, r.lifecycle.value if r.lifecycle else None)
+        for r in definition.reducers
+    }
+    return ClientSchema(tables, reducers, typespace, definition)
 
 
 async def fetch_schema_json(
-    session: aiohttp.ClientSession, base_url: str, database: str, token: str | None = None
+    session: aiohttp.ClientSession, base_url: str, database: str, token: str | None = None, version: int = 9
 ) -> dict[str, Any]:
-    """`GET /v1/database/:name/schema?version=9` as parsed JSON; `SchemaError` on any failure."""
+    """`GET /v1/database/:name/schema?version=<9|10>` as parsed JSON; `SchemaError` on any failure.
+
+    9 by default: every SpacetimeDB host that speaks the 2.x protocol serves it (10 came later); both read the same.
+    """
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{base_url.rstrip('/')}/v1/database/{database}/schema"
     try:
-        async with session.get(url, params={"version": "9"}, headers=headers) as response:
+        async with session.get(url, params={"version": str(version)}, headers=headers) as response:
             text = await response.text()
             if response.status == 401:
                 raise AuthenticationError(f"GET {url} refused the token: {text[:200]}", status=401)

@@ -153,6 +153,9 @@ class CommitLog:
         self.last_fsync_seconds = 0.0
         self.fsync_count = 0
         self.on_fsync: Callable[[float], None] | None = None
+        #: Called on the event loop after each flush with the highest durable sequence, before the waiters of that
+        #: flush resume (the engine's `DurableCommits` hands the transactions to commit listeners from here).
+        self.on_durable: Callable[[int], None] | None = None
         #: Called once, on the event loop, when the log fails (the engine fans it out to failure listeners).
         self.on_failure: Callable[[BaseException], None] | None = None
 
@@ -325,9 +328,6 @@ class CommitLog:
             self._start_flush()
         return future
 
-    def on_durable(self, sequence: int) -> None:
-        """Hook for the engine: called after each flush with the highest durable sequence (override or assign)."""
-
     def _start_flush(self) -> None:
         """Flush everything written so far: fsync in the flusher thread, then `_flush_done` on the event loop."""
         loop = asyncio.get_running_loop()
@@ -379,7 +379,8 @@ class CommitLog:
                 os.close(fd)
         self._durable = target
         try:
-            self.on_durable(target)
+            if self.on_durable is not None:
+                self.on_durable(target)
         finally:
             still_waiting = []
             for sequence, future in self._waiters:

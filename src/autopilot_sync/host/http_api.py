@@ -19,10 +19,11 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
+from autopilot_sync.host.auth.errors import TokenError
+from autopilot_sync.host.auth.tokens import TokenService, VerifiedToken
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
 from autopilot_sync.host.engine import (
@@ -35,7 +36,7 @@ from autopilot_sync.host.engine import (
 )
 from autopilot_sync.host.module_api import Lifecycle
 from autopilot_sync.host.sql import SqlError, sql_json_result
-from autopilot_sync.host.tokens import TokenError, TokenService, VerifiedToken
+from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
@@ -333,17 +334,23 @@ async def sql(request: web.Request) -> web.Response:
 
 
 async def schema(request: web.Request) -> web.Response:
-    """`GET /v1/database/:name/schema?version=9`: the module as `RawModuleDefV9` SATS-JSON."""
+    """`GET /v1/database/:name/schema?version=9|10`: the module as `RawModuleDefV9` or `RawModuleDefV10` SATS-JSON.
+
+    As SpacetimeDB's `schema` handler (`crates/client-api/src/routes/database.rs`): `version` is required and is
+    `9` or `10` (its `SchemaVersion` enum); anything else is axum's query rejection, 400 with serde's text.
+    """
     engine, auth = await resolve_database_request(request)
     headers = auth.identity_headers()
     version = request.query.get("version")
     if version is None:
         return _text(400, "Failed to deserialize query string: missing field `version`", headers)
-    if version != "9":
+    if len(request.query.getall("version")) > 1:
+        return _text(400, "Failed to deserialize query string: duplicate field `version`", headers)
+    if version not in ("9", "10"):
         return _text(
-            400, f"Failed to deserialize query string: unsupported schema version {version!r} (use 9)", headers
+            400, f"Failed to deserialize query string: unknown variant `{version}`, expected `9` or `10`", headers
         )
-    body: dict[str, Any] = engine.module.schema_json()
+    body = moduledef.to_json(engine.module.module_def(), int(version))
     return web.Response(text=json.dumps(body, separators=(",", ":")), content_type="application/json", headers=headers)
 
 

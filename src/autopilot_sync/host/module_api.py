@@ -7,8 +7,6 @@ network. The definitions are also what the host serves as `RawModuleDefV9` at `/
 from __future__ import annotations
 
 import enum
-import hashlib
-import json
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +14,7 @@ from typing import Any
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
 
 ReducerFn = Callable[..., Any]
@@ -263,104 +262,68 @@ class Module:
 
     # ----- schema -----
 
+    def module_def(self) -> md.ModuleDef:
+        """The module as the version-neutral definition the schema route serves (as V9 or V10)."""
+        scheduled = {t.scheduled_reducer for t in self.tables.values() if t.scheduled_reducer}
+        return md.ModuleDef(
+            typespace=tuple(table.row_type for table in self.tables.values()),
+            tables=tuple(_table_def(table, ref) for ref, table in enumerate(self.tables.values())),
+            reducers=tuple(
+                md.ReducerDef(
+                    name=r.name,
+                    params=r.params,
+                    lifecycle=md.Lifecycle(r.lifecycle.value) if r.lifecycle else None,
+                    client_callable=r.lifecycle is None and r.name not in scheduled,
+                )
+                for r in self.reducers.values()
+            ),
+            types=tuple(
+                md.TypeDef((), _class_name(table.name)[:-3], ref) for ref, table in enumerate(self.tables.values())
+            ),
+            row_level_security=tuple(self.visibility_filters.values()),
+        )
+
     def schema_json(self) -> dict[str, Any]:
         """The module as `RawModuleDefV9` in SATS-JSON, the form `GET /schema?version=9` serves."""
-        types: list[dict[str, Any]] = []
-        tables: list[dict[str, Any]] = []
-        type_names: list[dict[str, Any]] = []
-        for ref, table in enumerate(self.tables.values()):
-            types.append(at.to_json(table.row_type))
-            type_names.append(
-                {"name": {"scope": [], "name": _class_name(table.name)[:-3]}, "ty": ref, "custom_ordering": True}
-            )
-            tables.append(_table_json(table, ref))
-        reducers = [
-            {
-                "name": r.name,
-                "params": at.to_json(r.params)["Product"],
-                "lifecycle": {"some": {r.lifecycle.value: []}} if r.lifecycle else {"none": []},
-            }
-            for r in self.reducers.values()
-        ]
-        return {
-            "typespace": {"types": types},
-            "tables": tables,
-            "reducers": reducers,
-            "types": type_names,
-            "misc_exports": [
-                _default_json(table, column, value)
-                for table in self.tables.values()
-                for column, value in table.defaults
-            ],
-            "row_level_security": [{"sql": sql} for sql in self.visibility_filters.values()],
-        }
+        return md.v9.to_json(self.module_def())
 
     def schema_hash(self) -> str:
         """A stable digest of the schema: stored with the data so a changed module cannot misread old rows."""
-        canonical = json.dumps(self.schema_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return md.schema_hash(self.module_def())
 
 
-def _some(value: Any) -> dict[str, Any]:
-    return {"some": value}
+def _table_def(table: TableDef, ref: int) -> md.TableDef:
+    """One table as the definition serves it: generated index, constraint, sequence and schedule names."""
 
+    def cols(group: Sequence[str]) -> tuple[int, ...]:
+        return tuple(table.column_index(c) for c in group)
 
-_NONE: Mapping[str, Any] = {"none": []}
-
-
-def _default_json(table: TableDef, column: str, value: Any) -> dict[str, Any]:
-    """`RawMiscModuleExportV9::ColumnDefaultValue`: the column's default as BSATN bytes (hex in SATS-JSON)."""
-    position = table.column_index(column)
-    data = bsatn.codec(table.columns[position][1]).encode(value)
-    return {"ColumnDefaultValue": {"table": table.name, "col_id": position, "value": data.hex()}}
-
-
-def _table_json(table: TableDef, ref: int) -> dict[str, Any]:
-    def cols(group: Sequence[str]) -> list[int]:
-        return [table.column_index(c) for c in group]
-
-    indexes = [
-        {
-            "name": _some(f"{table.name}_{'_'.join(group)}_idx_btree"),
-            "accessor_name": _some("_".join(group)),
-            "algorithm": {"BTree": {"columns": cols(group)}},
-        }
-        for group in table.all_indexes()
-    ]
-    constraints = [
-        {"name": _some(f"{table.name}_{'_'.join(group)}_key"), "data": {"Unique": {"columns": cols(group)}}}
-        for group in table.unique_keys()
-    ]
-    sequences = [
-        {
-            "name": _some(f"{table.name}_{column}_seq"),
-            "column": table.column_index(column),
-            "start": dict(_NONE),
-            "min_value": dict(_NONE),
-            "max_value": dict(_NONE),
-            "increment": 1,
-        }
-        for column in table.auto_inc
-    ]
-    schedule = (
-        _some(
-            {
-                "name": _some(f"{table.name}_sched"),
-                "reducer_name": table.scheduled_reducer,
-                "scheduled_at_column": table.column_index("scheduled_at"),
-            }
-        )
-        if table.scheduled_reducer
-        else dict(_NONE)
+    return md.TableDef(
+        name=table.name,
+        product_type_ref=ref,
+        primary_key=cols((table.primary_key,)) if table.primary_key else (),
+        indexes=tuple(
+            md.IndexDef(f"{table.name}_{'_'.join(group)}_idx_btree", "_".join(group), md.IndexKind.BTREE, cols(group))
+            for group in table.all_indexes()
+        ),
+        constraints=tuple(
+            md.UniqueConstraintDef(f"{table.name}_{'_'.join(group)}_key", cols(group)) for group in table.unique_keys()
+        ),
+        sequences=tuple(
+            md.SequenceDef(f"{table.name}_{column}_seq", table.column_index(column)) for column in table.auto_inc
+        ),
+        schedule=(
+            md.ScheduleDef(f"{table.name}_sched", table.scheduled_reducer, table.column_index("scheduled_at"))
+            if table.scheduled_reducer
+            else None
+        ),
+        public=table.public,
+        defaults=tuple(_default(table, column, value) for column, value in table.defaults),
+        is_event=table.event,
     )
-    return {
-        "name": table.name,
-        "product_type_ref": ref,
-        "primary_key": cols((table.primary_key,)) if table.primary_key else [],
-        "indexes": indexes,
-        "constraints": constraints,
-        "sequences": sequences,
-        "schedule": schedule,
-        "table_type": {"User": []},
-        "table_access": {"Public": []} if table.public else {"Private": []},
-    }
+
+
+def _default(table: TableDef, column: str, value: Any) -> md.ColumnDefault:
+    """The column's default as BSATN bytes (`ColumnDefaultValue` in V9's misc exports, `default_values` in V10)."""
+    position = table.column_index(column)
+    return md.ColumnDefault(position, bsatn.codec(table.columns[position][1]).encode(value))

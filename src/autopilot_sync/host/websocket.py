@@ -8,24 +8,25 @@ message); `client_disconnected` runs whenever a socket that got past it goes awa
 An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
 the real host has no such cap), and an unmasked client frame closes the socket with 1002 (`frame_mask.py`).
 
-After the upgrade the first message is `InitialConnection`. Client messages are handled in order (v3 frames may hold
-several); server messages go through a bounded per-connection queue drained by one writer task, which coalesces v3
-messages into frames of at most 512 KiB and compresses bodies over 1 KiB. Every close code and reason is listed in
-`CloseReason` and in docs/protocol.md.
+After the upgrade the first message is `InitialConnection`. Everything after that is the protocol state machine in
+`session.py` (`ServerSession`, sans-I/O): which query sets the connection holds, the order of its answers, the held
+queue that keeps each answer until what it reveals is durable (`send_at`), the send-queue bounds, and every close
+code and reason (`CloseReason`, also in docs/protocol.md). This module is its adapter: the handshake, the read loop
+that feeds frames to the session, one writer task per connection that writes the frames the session produces (v3:
+coalesced into frames of at most 512 KiB, bodies over 1 KiB compressed), pings, the close handshake, and the hub that
+fans each durable transaction out and then releases held answers. A `Connection` is the session's `SessionBackend`:
+subscriptions go to the hub's `SubscriptionManager`, one-off queries to the SQL engine, reducer calls to the
+engine's one call path (`HostEngine.start_encoded_call`).
 
 Fan-out encodes once: the subscription engine hands the same update object to every client whose update is equal,
 the hub encodes each distinct one once into an `EncodedMessage`, and every such client queues that same object; a
 message that travels alone in its frame is framed (and compressed) once per compression for all of them. Queues stay
 per connection, so ordering and the queue bounds are exactly as before.
 
-Reads are always confirmed, and no answer leaves before what it reveals is durable. Transaction updates are durable
-by construction (the engine hands transactions over only once on disk). Every answer — `ReducerResult` (including a
-no-op success and an error), `SubscribeApplied`, `UnsubscribeApplied`, `OneOffQueryResult`, `SubscriptionError` —
-goes through `Connection.send_at` with the engine offset it observed, and waits in the connection's held queue, in the
-order the client asked, until that offset is durable; it is released right after the updates of the transaction at
-that offset, so a client sees exactly SpacetimeDB's order: updates up to the state an answer was computed on, then
-the answer. Held answers count toward the send-queue bounds from the moment they are held. `confirmed=false` is
-accepted and behaves the same.
+Reads are always confirmed, and no answer leaves before what it reveals is durable: transaction updates are durable
+by construction (the engine hands transactions over only once on disk), and every answer waits in the session's held
+queue as described in `session.py`; the hub releases answers held at an offset right after the updates of the
+transaction at that offset. `confirmed=false` is accepted and behaves the same.
 """
 
 from __future__ import annotations
@@ -37,62 +38,53 @@ import enum
 import logging
 import secrets
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import (
     CallOutcome,
-    CallStatus,
     ConnectionRejectedError,
     HostEngine,
     StorageUnavailableError,
 )
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
+from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
-from autopilot_sync.host.tokens import TokenService
 from autopilot_sync.host.transaction import CommittedTx
-from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
     Compression,
     EncodedMessage,
-    frame_messages,
 )
 from autopilot_sync.spacetime.messages import (
-    CallProcedure,
     CallReducer,
-    ClientMessage,
     InitialConnection,
     OneOffQuery,
     OneOffQueryResult,
-    ProcedureInternalError,
-    ProcedureResult,
     QueryRows,
     QuerySetUpdate,
-    ReducerErr,
-    ReducerInternalError,
     ReducerOk,
     ReducerResult,
     ServerMessage,
     SingleTableRows,
     Subscribe,
     SubscribeApplied,
+    SubscriptionError,
     TransactionUpdate,
     Unsubscribe,
     UnsubscribeApplied,
     UnsubscribeFlags,
-    decode_client_message,
-    decode_client_message_prefix,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
-from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 log = logging.getLogger(__name__)
 
@@ -100,39 +92,6 @@ V3_PROTOCOL = "v3.bsatn.spacetimedb"
 V2_PROTOCOL = "v2.bsatn.spacetimedb"
 #: Subprotocols we serve, most preferred first (the real host also serves v1, which we do not).
 PROTOCOLS = (V3_PROTOCOL, V2_PROTOCOL)
-
-
-class CloseReason(enum.Enum):
-    """Every way the host closes a socket: (close code, reason text). docs/protocol.md has the same table."""
-
-    DECODE_ERROR = (1011, "")  # reason: the decode error's text
-    TEXT_FRAME_V2 = (1011, "v2 websocket does not support text messages")
-    TEXT_FRAME_V3 = (1011, "v3 websocket does not support text messages")
-    SEND_QUEUE_FULL = (1008, "send queue full: client too slow")
-    IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
-    SHUTTING_DOWN = (1001, "host shutting down")
-    STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
-    TOKEN_EXPIRED = (1008, "token expired: reconnect with a fresh token")
-    CONNECTION_REFUSED = (1008, "")  # reason: the `client_connected` reducer's message
-    # SpacetimeDB's text (the `add_subscription_v2` error wrapped in `MessageExecutionError`), N and CLIENT filled in;
-    # like every reason it is cut to 123 bytes, which leaves little of the client.
-    QUERY_SET_IN_USE = (
-        1011,
-        "error executing message (reducer: None) (err: Subscription with id QuerySetId { id: N } already exists "
-        "for client: CLIENT)",
-    )
-    MESSAGE_TOO_BIG = (1009, "")  # sent by aiohttp itself: "Message size N exceeds limit M"
-    UNMASKED_FRAME = (1002, "")  # sent by aiohttp for the protocol error host/frame_mask.py raises, without a reason
-
-    @property
-    def code(self) -> int:
-        """The WebSocket close code."""
-        return int(self.value[0])
-
-    @property
-    def text(self) -> str:
-        """The fixed reason text (empty when the reason is the error's own message)."""
-        return str(self.value[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +121,13 @@ class _ReducerOrigin:
     request_id: int
 
 
-class SendQueueFullError(Exception):
-    """A client fell too far behind; it is disconnected rather than letting its queue grow without bound."""
-
-
 class Connection:
-    """One upgraded socket: its identity, negotiated protocol, outgoing queue and in-flight reducer calls."""
+    """One upgraded socket: the adapter around its `ServerSession` and the session's `SessionBackend`.
+
+    It owns the I/O the session leaves out: the aiohttp socket, the writer and pinger tasks, the close handshake. After
+    every input it gives the session, it looks at what the session asks for (`_poll`): frames to write wake the
+    writer, a close request starts the close, held answers put it on the hub's list of connections to release.
+    """
 
     def __init__(
         self,
@@ -182,16 +142,17 @@ class Connection:
         self.ws = ws
         self.request = request
         self.caller = caller
-        self.version = version
-        self.compression = compression
-        self.closed = False
-        self._queue: deque[EncodedMessage] = deque()
-        self._queued_bytes = 0
+        options = hub.options
+        self.session = ServerSession(
+            self,
+            version=version,
+            compression=compression,
+            identity=caller.identity,
+            connection_id=caller.connection_id,
+            bounds=SendBounds(options.send_queue_max_messages, options.send_queue_max_bytes),
+        )
         self._wakeup = asyncio.Event()
-        self._held: deque[tuple[int, EncodedMessage]] = deque()
-        self._held_bytes = 0
         self._closing_task: asyncio.Task[None] | None = None
-        self.close_reason: CloseReason | None = None  # why the host closed it; None: the client closed or vanished
         self.private_visible = caller.identity == hub.engine.owner_identity
 
     def __hash__(self) -> int:
@@ -200,90 +161,132 @@ class Connection:
     def __eq__(self, other: object) -> bool:
         return self is other
 
-    # ----- outgoing -----
+    @property
+    def version(self) -> int:
+        """The negotiated protocol version (2 or 3)."""
+        return self.session.version
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more is sent: the session asked to close, or the socket is gone."""
+        return self.session.closed
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """Why the host closed it; None: the client closed or vanished."""
+        return self.session.close_reason
+
+    # ----- the session's backend -----
+
+    @property
+    def offset(self) -> int:
+        """The engine offset the next request sees."""
+        return self.hub.engine.offset
+
+    @property
+    def durable_offset(self) -> int:
+        """The newest durable engine offset."""
+        return self.hub.engine.durable_offset
+
+    def subscribe(self, message: Subscribe) -> SubscribeApplied | SubscriptionError:
+        """Register a query set with the hub's subscription engine."""
+        return self.hub.subscriptions.subscribe(
+            self,
+            message.request_id,
+            message.query_set_id,
+            message.query_strings,
+            sender=self.caller.identity,
+            private_visible=self.private_visible,
+        )
+
+    def unsubscribe(self, message: Unsubscribe) -> UnsubscribeApplied | SubscriptionError:
+        """End a query set in the hub's subscription engine."""
+        return self.hub.subscriptions.unsubscribe(
+            self,
+            message.request_id,
+            message.query_set_id,
+            send_dropped_rows=message.flags is UnsubscribeFlags.SEND_DROPPED_ROWS,
+        )
+
+    def one_off(self, message: OneOffQuery) -> OneOffQueryResult:
+        """Run a one-off query as this connection's caller."""
+        return _one_off(self, message)
+
+    def call_reducer(self, message: CallReducer, on_done: Callable[[CallOutcome], None]) -> None:
+        """Run the reducer through the engine's one call path (its checks, its durability wait)."""
+
+        def done(outcome: CallOutcome) -> None:
+            on_done(outcome)
+            self._poll()
+
+        origin = _ReducerOrigin(self, message.request_id)
+        self.hub.engine.start_encoded_call(message.reducer, message.args, self.caller, origin, done)
+
+    # ----- feeding the session -----
+
+    def receive_binary(self, data: bytes) -> None:
+        """A binary frame from the client."""
+        self.session.receive_binary(data)
+        self._poll()
+
+    def receive_text(self) -> None:
+        """A text frame from the client."""
+        self.session.receive_text()
+        self._poll()
 
     def send(self, message: ServerMessage) -> None:
         """Queue a message (encoded now, once); a client over the queue bound is disconnected."""
-        if self.closed:
-            return
-        self.send_encoded(EncodedMessage.of(message))
+        self.session.send(message)
+        self._after_send()
 
     def send_encoded(self, message: EncodedMessage) -> None:
         """Queue an encoded message, possibly shared with other connections; over the queue bound: disconnect."""
-        if self.closed:
-            return
-        if not self._room_for(len(message.body)):
-            return
-        self._queue.append(message)
-        self._queued_bytes += len(message.body)
-        self._wakeup.set()
+        self.session.send_encoded(message)
+        self._after_send()
 
-    def _room_for(self, size: int) -> bool:
-        """Whether one more message of `size` bytes fits the bounds (queued and held alike); if not, disconnect.
-
-        Held answers count from the moment they are held: a client that piles up answers behind a slow fsync is
-        as slow as one that does not read, and must not grow the host's memory past the bound meanwhile.
-        """
-        options = self.hub.options
-        messages = len(self._queue) + len(self._held)
-        size_total = self._queued_bytes + self._held_bytes + size
-        if messages < options.send_queue_max_messages and size_total <= options.send_queue_max_bytes:
-            return True
-        log.warning(
-            "disconnecting %s: %d messages (%d bytes) queued or held",
-            self.caller.identity,
-            messages,
-            self._queued_bytes + self._held_bytes,
-        )
-        self.close_soon(CloseReason.SEND_QUEUE_FULL)
-        return False
+    def _after_send(self) -> None:
+        """The fan-out's cheap path: a plain send never holds, so only a close (queue over its bound) needs `_poll`."""
+        if self.session.close_request is None:
+            self._wakeup.set()
+        else:
+            self._poll()
 
     def send_at(self, offset: int, message: ServerMessage) -> None:
-        """Send an answer that reveals or depends on the state at engine `offset` once `offset` is durable.
-
-        The one rule for answers (see the module docstring): it leaves after every earlier answer of this
-        connection and after the updates of every transaction up to `offset`. `offset` 0: depends on no state,
-        only on order.
-        """
-        if self.closed:
-            return
-        if offset <= self.hub.engine.durable_offset and not self._held:
-            self.send(message)
-            return
-        encoded = EncodedMessage.of(message)
-        if not self._room_for(len(encoded.body)):
-            return
-        self._held.append((offset, encoded))
-        self._held_bytes += len(encoded.body)
-        self.hub.holding.add(self)
+        """Send an answer once engine `offset` is durable, in order with this connection's other answers."""
+        self.session.send_at(offset, message)
+        self._poll()
 
     def release(self, durable: int) -> None:
         """Queue held answers whose offset is now durable (called by the hub after each durable transaction)."""
-        while self._held and self._held[0][0] <= durable:
-            _, body = self._held.popleft()
-            self._held_bytes -= len(body.body)
-            self._enqueue_body(body)
-        if not self._held:
-            self.hub.holding.discard(self)
+        self.session.release(durable)
+        self._poll()
 
-    def _enqueue_body(self, body: EncodedMessage) -> None:
-        """Move a released answer to the queue (already counted against the bounds while held)."""
-        if self.closed:
-            return
-        self._queue.append(body)
-        self._queued_bytes += len(body.body)
-        self._wakeup.set()
+    def _poll(self) -> None:
+        """Do what the session asks for: write, close, or wait for durability."""
+        session = self.session
+        if session.holding:
+            self.hub.holding.add(self)
+        else:
+            self.hub.holding.discard(self)
+        request = session.close_request
+        if request is not None:
+            if self._closing_task is None:
+                self._closing_task = asyncio.get_running_loop().create_task(self.close(request.reason, request.text))
+            self._wakeup.set()
+        elif session.wants_write:
+            self._wakeup.set()
+
+    # ----- I/O -----
 
     async def writer(self) -> None:
-        """Drain the queue into frames until the connection closes (v3: coalesced, v2: one message per frame)."""
+        """Drain the session's frames to the socket until the connection closes."""
         while not self.closed:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._queue and not self.closed:
-                messages = list(self._queue)
-                self._queue.clear()
-                self._queued_bytes = 0
-                frames = frame_messages(messages, self.compression, coalesce=self.version == 3)
+            while not self.closed:
+                frames = self.session.data_to_send()
+                if not frames:
+                    break
                 for frame in frames:
                     await self.ws.send_bytes(frame)
 
@@ -300,26 +303,21 @@ class Connection:
     # ----- closing -----
 
     def close_soon(self, reason: CloseReason, text: str | None = None) -> None:
-        """Start closing from synchronous code (the commit listener); idempotent."""
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = self.close_reason or reason
-        self._queue.clear()
-        self._held.clear()
-        self._held_bytes = 0
-        self.hub.holding.discard(self)
-        self._wakeup.set()
-        self._closing_task = asyncio.get_running_loop().create_task(self.close(reason, text))
+        """Start closing from synchronous code (token expiry, storage failure, shutdown); idempotent."""
+        self.session.close(reason, text)
+        self._poll()
 
     async def close(self, reason: CloseReason, text: str | None = None) -> None:
         """Send a close frame (waiting briefly for the client's), then drop the TCP connection whatever happened."""
-        self.closed = True
-        self.close_reason = self.close_reason or reason
+        self.session.close(reason, text)
+        request = self.session.close_request
         self._wakeup.set()
-        message = _close_text(text if text is not None else reason.text)
+        if request is not None:
+            code, message = request.code, request.reason_bytes
+        else:  # the socket was already gone: whatever we send, nobody reads it
+            code, message = reason.code, close_text(text if text is not None else reason.text)
         try:
-            await asyncio.wait_for(self.ws.close(code=reason.code, message=message), self.hub.options.close_timeout)
+            await asyncio.wait_for(self.ws.close(code=code, message=message), self.hub.options.close_timeout)
         except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
             pass
         finally:
@@ -329,24 +327,14 @@ class Connection:
 
     def mark_gone(self) -> None:
         """The socket is finished: stop the writer and drop anything still queued or held."""
-        self.closed = True
-        self._queue.clear()
-        self._held.clear()
-        self._held_bytes = 0
+        self.session.gone()
+        self.hub.holding.discard(self)
         self._wakeup.set()
 
     async def wait_closing(self) -> None:
-        """Wait for a close started by `close_soon` (the slow-consumer kick) to finish."""
+        """Wait for a close the session asked for to finish."""
         if self._closing_task is not None:
             await asyncio.gather(self._closing_task, return_exceptions=True)
-
-
-def _close_text(text: str) -> bytes:
-    """A close reason fits in 123 bytes of UTF-8 (RFC 6455 §5.5); cut at a character boundary."""
-    raw = text.encode("utf-8")
-    if len(raw) <= 123:
-        return raw
-    return raw[:120].decode("utf-8", "ignore").encode("utf-8") + b"..."
 
 
 class ConnectionEvent(enum.Enum):
@@ -605,7 +593,7 @@ async def _refuse(
     log.info("websocket: refusing connection of %s (%s): %s", caller.identity, cause, error)
     reason = CloseReason.STORAGE_FAILED if storage else CloseReason.CONNECTION_REFUSED
     try:
-        await asyncio.wait_for(ws.close(code=reason.code, message=_close_text(str(error))), hub.options.close_timeout)
+        await asyncio.wait_for(ws.close(code=reason.code, message=close_text(str(error))), hub.options.close_timeout)
     except (TimeoutError, ConnectionError, RuntimeError):
         pass
     finally:
@@ -649,6 +637,7 @@ async def _serve(connection: Connection) -> None:
 
 
 async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None:
+    """Feed the client's frames to the session until it asks to close, the client leaves, or the writer dies."""
     ws = connection.ws
     options = connection.hub.options
     while not connection.closed:
@@ -665,91 +654,11 @@ async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None
             await connection.close(CloseReason.IDLE_TIMEOUT)
             return
         if msg.type is WSMsgType.BINARY:
-            error = await _handle_frame(connection, msg.data)
-            if error is not None:
-                await connection.close(CloseReason.DECODE_ERROR, error)
-                return
+            connection.receive_binary(msg.data)
         elif msg.type is WSMsgType.TEXT:
-            reason = CloseReason.TEXT_FRAME_V3 if connection.version == 3 else CloseReason.TEXT_FRAME_V2
-            await connection.close(reason)
-            return
+            connection.receive_text()
         else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
             return
-
-
-async def _handle_frame(connection: Connection, data: bytes) -> str | None:
-    """Handle each message of a frame in order; the decode error's text when a message does not decode.
-
-    v3 frames are decoded one message at a time, as the real host does: messages before an undecodable one run.
-    """
-    if connection.version == 2:
-        try:
-            message = decode_client_message(data)
-        except DecodeError as exc:
-            return str(exc)
-        await _handle(connection, message)
-        return None
-    if not data:
-        return "v3 websocket binary payload must contain at least one v2 client message"
-    offset = 0
-    while offset < len(data) and not connection.closed:
-        try:
-            message, offset = decode_client_message_prefix(data, offset)
-        except DecodeError as exc:
-            return str(exc)
-        await _handle(connection, message)
-    return None
-
-
-# ----- client messages -----
-
-
-async def _handle(connection: Connection, message: ClientMessage) -> None:
-    hub = connection.hub
-    engine = hub.engine
-    if isinstance(message, CallReducer):
-        # The transaction runs here, before the next message is read, so messages after a call (a subscribe, another
-        # call) see its effects, in the order the client sent them; the answer goes out once it is durable.
-        _call_reducer(connection, message)
-    elif isinstance(message, Subscribe):
-        if hub.subscriptions.is_subscribed(connection, message.query_set_id):
-            # SpacetimeDB: `add_subscription_v2` (crates/core/src/subscription/module_subscription_manager.rs) errors,
-            # and crates/client-api/src/routes/subscribe.rs closes the socket with CloseCode::Error (1011).
-            caller = connection.caller
-            text = CloseReason.QUERY_SET_IN_USE.text.replace("{ id: N }", f"{{ id: {message.query_set_id} }}").replace(
-                "CLIENT", f"(Identity({caller.identity}), ConnectionId({caller.connection_id}))"
-            )
-            await connection.close(CloseReason.QUERY_SET_IN_USE, text)
-            return
-        result = hub.subscriptions.subscribe(
-            connection,
-            message.request_id,
-            message.query_set_id,
-            message.query_strings,
-            sender=connection.caller.identity,
-            private_visible=connection.private_visible,
-        )
-        connection.send_at(engine.offset if isinstance(result, SubscribeApplied) else 0, result)
-    elif isinstance(message, Unsubscribe):
-        unsubscribed = hub.subscriptions.unsubscribe(
-            connection,
-            message.request_id,
-            message.query_set_id,
-            send_dropped_rows=message.flags is UnsubscribeFlags.SEND_DROPPED_ROWS,
-        )
-        connection.send_at(engine.offset if isinstance(unsubscribed, UnsubscribeApplied) else 0, unsubscribed)
-    elif isinstance(message, OneOffQuery):
-        connection.send_at(engine.offset, _one_off(connection, message))
-    elif isinstance(message, CallProcedure):
-        connection.send_at(
-            0,
-            ProcedureResult(
-                ProcedureInternalError("procedures are not supported by this host"),
-                Timestamp.now(),
-                TimeDuration(0),
-                message.request_id,
-            ),
-        )
 
 
 def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
@@ -772,51 +681,6 @@ def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
     row_bytes = result.row_bytes or ()
     rows = QueryRows((SingleTableRows(plan.table.name, BsatnRowList.from_rows(list(row_bytes))),))
     return OneOffQueryResult(message.request_id, rows)
-
-
-def _call_reducer(connection: Connection, message: CallReducer) -> None:
-    engine = connection.hub.engine
-    reducer = engine.reducer(message.reducer)
-    if reducer is None:
-        # crates/core/src/host/module_host.rs `ReducerCallError::NoSuchReducer` carries no name.
-        _reducer_failed(connection, message, "no such reducer")
-        return
-    if reducer.lifecycle is not None:
-        # SpacetimeDB's `ReducerCallError::LifecycleReducer` text (crates/core/src/host/module_host.rs).
-        text = f"can't directly call special {reducer.lifecycle.value} lifecycle reducer"
-        _reducer_failed(connection, message, text)
-        return
-    try:
-        args = engine.decode_args(reducer, message.args)
-    except DecodeError as exc:
-        _reducer_failed(connection, message, f"invalid arguments for reducer {message.reducer}: {exc}")
-        return
-    request_id = message.request_id
-
-    def answer(outcome: CallOutcome) -> None:
-        # A call that wrote nothing (a duplicate, an error) still reveals the state it saw: held until durable.
-        if outcome.status is CallStatus.COMMITTED:
-            if outcome.tx is None or not outcome.tx.changes:
-                ok = ReducerOk(b"", TransactionUpdate(()))
-                connection.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, ok))
-            return  # otherwise the commit listener already answered, in commit order
-        if outcome.status is CallStatus.USER_ERROR:
-            error = _bsatn_string(outcome.message)
-            connection.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, ReducerErr(error)))
-            return
-        failed = ReducerInternalError(outcome.message)
-        connection.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, failed))
-
-    engine.start_call(message.reducer, args, connection.caller, _ReducerOrigin(connection, request_id), answer)
-
-
-def _reducer_failed(connection: Connection, message: CallReducer, text: str) -> None:
-    connection.send_at(0, ReducerResult(message.request_id, Timestamp.now(), ReducerInternalError(text)))
-
-
-def _bsatn_string(text: str) -> bytes:
-    raw = text.encode("utf-8")
-    return len(raw).to_bytes(4, "little") + raw
 
 
 # ----- mounting -----

@@ -34,9 +34,10 @@ from typing import Any, Protocol
 import aiohttp
 
 from autopilot_sync.host.module_api import Module
-from autopilot_sync.ops.drift import SchemaDiff, compare, schema_hash
+from autopilot_sync.ops.drift import compare
 from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
 from autopilot_sync.settings.ops import Environment, Target
+from autopilot_sync.spacetime.moduledef import SchemaDiff, schema_hash
 
 SMOKE_TIMEOUT_SECONDS = 15.0
 POLL_SECONDS = 1.0

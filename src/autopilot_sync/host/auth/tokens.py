@@ -25,10 +25,7 @@ others can read is refused, because whoever reads it can mint any identity on th
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import enum
 import math
 import os
 import stat
@@ -45,12 +42,21 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from autopilot_sync.host.auth.claims import (
+    LEEWAY_SECONDS,
+    ORIGIN_EXPIRY_CLAIM,
+    audiences,
+    check_audience,
+    check_claims,
+    origin_expiry,
+    parse_unverified,
+)
+from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.host.auth.oidc import OidcVerifier
 from autopilot_sync.spacetime.identity import identity_from_claims
-from autopilot_sync.spacetime.json_bounds import JsonBoundsError, bounded_loads
 from autopilot_sync.spacetime.values import Identity
 
 if TYPE_CHECKING:
-    from autopilot_sync.host.oidc import OidcVerifier
     from autopilot_sync.settings.host import HostSettings
 
 #: The issuer of host-minted tokens, as SpacetimeDB standalone (`LOCALHOST`).
@@ -59,40 +65,12 @@ LOCAL_ISSUER = "localhost"
 LOCAL_AUDIENCE = ("spacetimedb",)
 #: Lifetime of `POST /v1/identity/websocket-token` tokens.
 WEBSOCKET_TOKEN_TTL = 60
-#: Clock skew tolerated on `exp` and `nbf` by default (the host setting `token_leeway_seconds`).
-LEEWAY_SECONDS = 60
-#: Claim of an exchanged token holding the expiry of the token it came from (null: the origin never expires).
-ORIGIN_EXPIRY_CLAIM = "origin_exp"
-#: SpacetimeDB's limit on `iss` and `sub`.
-MAX_CLAIM_BYTES = 128
 #: How long a verified signature is remembered (per exact token string); claims are re-checked on every use.
 VERIFIED_CACHE_SECONDS = 60.0
 #: Verified tokens remembered at most; the oldest are forgotten first.
 VERIFIED_CACHE_MAX = 4096
 #: File name of the host's private key inside the data directory.
 KEY_FILE_NAME = "id_ecdsa"
-
-
-class TokenErrorCode(enum.Enum):
-    """Why a token was refused; the value is the stable code clients and logs see."""
-
-    MALFORMED = "malformed"
-    BAD_SIGNATURE = "bad_signature"
-    EXPIRED = "expired"
-    NOT_YET_VALID = "not_yet_valid"
-    UNKNOWN_ISSUER = "unknown_issuer"
-    IDENTITY_MISMATCH = "identity_mismatch"
-    JWKS_UNAVAILABLE = "jwks_unavailable"
-    WRONG_AUDIENCE = "wrong_audience"
-
-
-class TokenError(Exception):
-    """A token that cannot be accepted; `code` classifies it, the message says what exactly (HTTP 401 body)."""
-
-    def __init__(self, code: TokenErrorCode, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code.value}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,115 +152,6 @@ class SigningKey:
         return True
 
 
-def _b64decode_json(segment: str, what: str) -> dict[str, Any]:
-    try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = bounded_loads(raw)
-    except JsonBoundsError as exc:
-        raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is over the input bounds: {exc}") from None
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is not base64url JSON") from None
-    if not isinstance(value, dict):
-        raise TokenError(TokenErrorCode.MALFORMED, f"token {what} is not a JSON object")
-    return value
-
-
-def parse_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Header and claims of a compact JWT, without checking anything but its shape."""
-    parts = token.split(".")
-    if len(parts) != 3 or not all(parts[:2]):
-        raise TokenError(TokenErrorCode.MALFORMED, "Authorization is invalid: malformed token")
-    return _b64decode_json(parts[0], "header"), _b64decode_json(parts[1], "payload")
-
-
-def _number(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        if required:
-            raise TokenError(TokenErrorCode.MALFORMED, f"missing required claim {name!r}")
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TokenError(TokenErrorCode.MALFORMED, f"claim {name!r} must be a number of seconds")
-    return float(value)
-
-
-def _text(claims: Mapping[str, Any], name: str) -> str:
-    value = claims.get(name)
-    if not isinstance(value, str):
-        raise TokenError(TokenErrorCode.MALFORMED, f"missing required claim {name!r}")
-    if not value:
-        raise TokenError(TokenErrorCode.MALFORMED, f"claim {name!r} is empty")
-    if len(value.encode()) > MAX_CLAIM_BYTES:
-        raise TokenError(TokenErrorCode.MALFORMED, f"claim {name!r} is over {MAX_CLAIM_BYTES} bytes")
-    return value
-
-
-def check_claims(claims: Mapping[str, Any], now: float, leeway: float = LEEWAY_SECONDS) -> tuple[Identity, str, str]:
-    """Apply SpacetimeDB's claim rules; returns (identity, issuer, subject) or raises TokenError."""
-    issuer = _text(claims, "iss")
-    subject = _text(claims, "sub")
-    _number(claims, "iat", required=True)
-    exp = _number(claims, "exp", required=False)
-    if exp is not None and now > exp + leeway:
-        raise TokenError(TokenErrorCode.EXPIRED, "token has expired")
-    nbf = _number(claims, "nbf", required=False)
-    if nbf is not None and now + leeway < nbf:
-        raise TokenError(TokenErrorCode.NOT_YET_VALID, "token is not valid yet (nbf)")
-    aud = claims.get("aud")
-    if (
-        aud is not None
-        and not isinstance(aud, str)
-        and not (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
-    ):
-        raise TokenError(TokenErrorCode.MALFORMED, "claim 'aud' must be a string or an array of strings")
-    identity = identity_from_claims(issuer, subject)
-    claimed = claims.get("hex_identity")
-    if claimed is not None:
-        try:
-            token_identity = Identity.from_hex(claimed) if isinstance(claimed, str) else None
-        except ValueError:
-            token_identity = None
-        if token_identity is None:
-            raise TokenError(TokenErrorCode.MALFORMED, "claim 'hex_identity' must be 64 hex digits")
-        if token_identity != identity:
-            raise TokenError(
-                TokenErrorCode.IDENTITY_MISMATCH,
-                f"Identity mismatch: token identity {token_identity.hex} does not match computed identity "
-                f"{identity.hex}",
-            )
-    return identity, issuer, subject
-
-
-def origin_expiry(claims: Mapping[str, Any], *, host_signed: bool) -> float | None:
-    """When the rights a verified token proves end: `origin_exp` of a token this host signed, else its `exp`.
-
-    `origin_exp` is only believed from tokens signed with the host's key (the host wrote it when it exchanged a
-    token); the same claim in another issuer's token is ignored.
-    """
-    if host_signed and ORIGIN_EXPIRY_CLAIM in claims:
-        return _number(claims, ORIGIN_EXPIRY_CLAIM, required=False)
-    return _number(claims, "exp", required=False)
-
-
-def audiences(claims: Mapping[str, Any]) -> list[str]:
-    """The `aud` claim as a list (a single string is a list of one; absent is empty)."""
-    aud = claims.get("aud")
-    if isinstance(aud, str):
-        return [aud]
-    return [a for a in aud if isinstance(a, str)] if isinstance(aud, list) else []
-
-
-def check_audience(claims: Mapping[str, Any], database: str) -> None:
-    """Refuse a token whose `aud` does not name `database` (WRONG_AUDIENCE, a 401 naming both)."""
-    named = audiences(claims)
-    if database not in named:
-        raise TokenError(
-            TokenErrorCode.WRONG_AUDIENCE,
-            f"token is not for this database: its audience {named} does not name {database!r}; "
-            f"ask the issuer for a token for {database!r}",
-        )
-
-
 class TokenService:
     """Mints, re-signs and verifies tokens for one host."""
 
@@ -312,8 +181,6 @@ class TokenService:
     @classmethod
     def for_host(cls, settings: HostSettings) -> TokenService:
         """The service a host runs with: its key from the data directory, its trusted issuers from the settings."""
-        from autopilot_sync.host.oidc import OidcVerifier
-
         oidc = OidcVerifier(settings.trusted_issuers) if settings.trusted_issuers else None
         return cls(
             SigningKey.load_or_create(Path(settings.data_dir)),

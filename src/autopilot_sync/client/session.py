@@ -1,0 +1,343 @@
+"""The client side of one SpacetimeDB v2/v3 session as a pure state machine (sans-I/O).
+
+`connection.py` owns the socket, the tasks and the futures callers await; this module owns what the protocol
+requires of a client, with no socket, task or future, so it is tested by feeding it messages
+(tests/client/test_client_session.py):
+- request ids (u32, wrapping) and query set ids, and which requests are still owed an answer;
+- each query set's phase (pending → applied → unsubscribing) and which messages are allowed in it: an update for a set
+  not applied, an answer for a request never sent, a second `InitialConnection` are `ProtocolError`s, raised before
+  the message changes anything;
+- applying server messages to the cache strictly in wire order, each one fully checked and decoded first;
+- v3 batching: messages queued before a flush share frames of at most `V3_CLIENT_FRAME_CAP` bytes (v2: one message
+  per frame), in the order they were queued.
+
+`handle` returns what the adapter must tell an awaiting caller (`CallAnswered`, `QueryAnswered`, `UnsubscribeDone`);
+query set handles (`QuerySet`) are updated here directly, as their state is the session's.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autopilot_sync.client.cache import ChangeCause, ClientCache
+from autopilot_sync.client.errors import OneOffQueryError, ProtocolError, ProtocolErrorKind
+from autopilot_sync.client.query_set import QuerySet, QuerySetOwner, QuerySetState
+from autopilot_sync.client.results import (
+    QueryResult,
+    QueryTable,
+    ReducerCallResult,
+    ReducerCommitted,
+    ReducerFailed,
+    ReducerInternalError,
+)
+from autopilot_sync.client.schema import ClientSchema
+from autopilot_sync.client.updates import ops_from_query_rows, ops_from_transaction
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import messages as m
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.frames import (
+    MAX_MESSAGE_SIZE,
+    V3_CLIENT_FRAME_CAP,
+    batch_bodies,
+    decode_server_frame,
+    split_server_body,
+)
+
+PROTOCOL_V3 = "v3.bsatn.spacetimedb"
+PROTOCOL_V2 = "v2.bsatn.spacetimedb"
+_U32_MASK = 0xFFFFFFFF
+_ERR_TEXT = bsatn.codec(at.STRING)
+
+
+class Phase(enum.Enum):
+    """Where a query set is on this session."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    UNSUBSCRIBING = "unsubscribing"
+
+
+@dataclass(slots=True)
+class _Tracked:
+    query_set: QuerySet
+    phase: Phase
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    """The reducer call `request_id` has its result."""
+
+    request_id: int
+    result: ReducerCallResult
+
+
+@dataclass(frozen=True, slots=True)
+class QueryAnswered:
+    """The one-off query `request_id` has its rows, or the server's refusal."""
+
+    request_id: int
+    result: QueryResult | OneOffQueryError
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeDone:
+    """The unsubscribe `request_id` is confirmed (or its set was dropped by the server meanwhile)."""
+
+    request_id: int
+
+
+#: What `ClientSession.handle` tells the adapter (None: nothing for a waiting caller).
+Answer = CallAnswered | QueryAnswered | UnsubscribeDone
+
+
+def decode_frame(data: bytes, protocol: str, max_size: int = MAX_MESSAGE_SIZE) -> list[m.ServerMessage]:
+    """Every server message in one binary frame; `ProtocolError` for anything undecodable (v2: exactly one)."""
+    try:
+        messages = split_server_body(decode_server_frame(data, max_size))
+    except DecodeError as exc:
+        raise ProtocolError(ProtocolErrorKind.UNDECODABLE_FRAME, str(exc)) from None
+    if protocol == PROTOCOL_V2 and len(messages) != 1:
+        raise ProtocolError(ProtocolErrorKind.UNDECODABLE_FRAME, f"v2 frame holds {len(messages)} messages")
+    return messages
+
+
+class ClientSession:
+    """One session's protocol state: ids, what is owed, query set phases, the outgoing queue (module docstring)."""
+
+    def __init__(
+        self, schema: ClientSchema, cache: ClientCache, protocol: str, max_message_bytes: int = MAX_MESSAGE_SIZE
+    ) -> None:
+        self.schema = schema
+        self.cache = cache
+        self.protocol = protocol
+        self.max_message_bytes = max_message_bytes
+        self._next_request = 0
+        self._next_query_set = 0
+        self._query_sets: dict[int, _Tracked] = {}
+        self._calls: dict[int, str] = {}  # request id → reducer name
+        self._one_offs: set[int] = set()
+        self._unsubscribes: set[int] = set()
+        self._outbox: list[bytes] = []
+
+    @property
+    def coalesces(self) -> bool:
+        """Whether queued messages share frames (v3) rather than each taking one (v2)."""
+        return self.protocol == PROTOCOL_V3
+
+    # ----- requests -----
+
+    def _request_id(self) -> int:
+        self._next_request = (self._next_request + 1) & _U32_MASK
+        return self._next_request
+
+    def subscribe(
+        self, queries: Sequence[str], owner: QuerySetOwner, query_set: QuerySet | None = None
+    ) -> tuple[QuerySet, m.Subscribe]:
+        """A new query set (or a managed one re-attached), now pending, and the message that subscribes it."""
+        if query_set is None:
+            self._next_query_set = (self._next_query_set + 1) & _U32_MASK
+            query_set = QuerySet(self._next_query_set, queries, owner)
+        else:
+            query_set.mark_pending(queries)
+            self._next_query_set = max(self._next_query_set, query_set.id)
+        if query_set.id in self._query_sets:
+            raise ValueError(f"query set {query_set.id} is already live on this connection")
+        request_id = self._request_id()
+        self._query_sets[query_set.id] = _Tracked(query_set, Phase.PENDING, request_id)
+        return query_set, m.Subscribe(request_id, query_set.id, tuple(query_set.queries))
+
+    def subscribe_not_sent(self, query_set: QuerySet) -> None:
+        """The Subscribe never left (the connection closed first): forget the set and end it."""
+        self._query_sets.pop(query_set.id, None)
+        query_set.connection_lost("connection closed before the subscription was sent")
+
+    def unsubscribe(self, query_set: QuerySet) -> m.Unsubscribe | int | None:
+        """Start ending `query_set`: the message to send, the id of an unsubscribe already under way, or None.
+
+        None: the set is not live here (it is marked ended unless it already ended or failed).
+        """
+        tracked = self._query_sets.get(query_set.id)
+        if tracked is None or tracked.query_set is not query_set:
+            if query_set.state not in (QuerySetState.ENDED, QuerySetState.ERROR):
+                query_set.mark_ended("unsubscribed")
+            return None
+        if tracked.phase is Phase.UNSUBSCRIBING:
+            return tracked.request_id
+        request_id = self._request_id()
+        tracked.phase = Phase.UNSUBSCRIBING
+        tracked.request_id = request_id
+        self._unsubscribes.add(request_id)
+        return m.Unsubscribe(request_id, query_set.id, m.UnsubscribeFlags.DEFAULT)
+
+    def call(self, reducer: str, args: bytes) -> m.CallReducer:
+        """A reducer call, now owed a `ReducerResult`."""
+        request_id = self._request_id()
+        self._calls[request_id] = reducer
+        return m.CallReducer(request_id, m.CallReducerFlags.DEFAULT, reducer, args)
+
+    def one_off(self, sql: str) -> m.OneOffQuery:
+        """A one-off query, now owed a `OneOffQueryResult`."""
+        request_id = self._request_id()
+        self._one_offs.add(request_id)
+        return m.OneOffQuery(request_id, sql)
+
+    def not_sent(self, request_id: int) -> None:
+        """A call or query whose message never left: it is owed nothing."""
+        self._calls.pop(request_id, None)
+        self._one_offs.discard(request_id)
+
+    def query_sets(self) -> list[QuerySet]:
+        """Query sets live on this session."""
+        return [t.query_set for t in self._query_sets.values()]
+
+    # ----- outgoing frames -----
+
+    def queue(self, message: m.ClientMessage) -> None:
+        """Queue one message for the next `frames_to_send`."""
+        self._outbox.append(m.encode_client_message(message))
+
+    def frames_to_send(self) -> list[bytes]:
+        """Everything queued, as frames in order: v3 packs messages into frames of at most the cap, v2 one each."""
+        bodies, self._outbox = self._outbox, []
+        if not self.coalesces:
+            return bodies
+        return [b"".join(batch) for batch in batch_bodies(bodies, V3_CLIENT_FRAME_CAP)]
+
+    # ----- incoming -----
+
+    def decode(self, data: bytes) -> list[m.ServerMessage]:
+        """The messages of one binary frame, in wire order (`ProtocolError` when it does not decode)."""
+        return decode_frame(data, self.protocol, self.max_message_bytes)
+
+    def handle(self, message: m.ServerMessage) -> Answer | None:
+        """Apply one decoded server message; raises `ProtocolError` (before any change) when it is not allowed."""
+        if isinstance(message, m.TransactionUpdate):
+            self._check_query_sets(message)
+            self.cache.apply(ops_from_transaction(self.schema, message), ChangeCause.TRANSACTION)
+            return None
+        if isinstance(message, m.ReducerResult):
+            return self._on_reducer_result(message)
+        if isinstance(message, m.SubscribeApplied):
+            self._on_subscribe_applied(message)
+            return None
+        if isinstance(message, m.UnsubscribeApplied):
+            return self._on_unsubscribe_applied(message)
+        if isinstance(message, m.SubscriptionError):
+            return self._on_subscription_error(message)
+        if isinstance(message, m.OneOffQueryResult):
+            return self._on_one_off(message)
+        if isinstance(message, m.InitialConnection):
+            raise ProtocolError(ProtocolErrorKind.UNEXPECTED_MESSAGE, "a second InitialConnection")
+        raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"{type(message).__name__} for a request never sent")
+
+    def connection_lost(self, reason: str) -> None:
+        """The connection ended: nothing more is owed, and every query set is told (managed ones wait to resume)."""
+        self._calls.clear()
+        self._one_offs.clear()
+        self._unsubscribes.clear()
+        for tracked in self._query_sets.values():
+            tracked.query_set.connection_lost(reason)
+        self._query_sets.clear()
+
+    def _check_query_sets(self, update: m.TransactionUpdate) -> None:
+        for query_set in update.query_sets:
+            tracked = self._query_sets.get(query_set.query_set_id)
+            if tracked is None or tracked.phase is Phase.PENDING:
+                raise ProtocolError(
+                    ProtocolErrorKind.UNKNOWN_QUERY_SET,
+                    f"update for query set {query_set.query_set_id}, which is not subscribed",
+                )
+
+    def _on_reducer_result(self, message: m.ReducerResult) -> CallAnswered:
+        reducer = self._calls.get(message.request_id)
+        if reducer is None:
+            raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"ReducerResult for request {message.request_id}")
+        outcome = message.result
+        result: ReducerCallResult
+        if isinstance(outcome, m.ReducerOk):
+            self._check_query_sets(outcome.transaction_update)
+            ops = ops_from_transaction(self.schema, outcome.transaction_update)
+            del self._calls[message.request_id]
+            changes = self.cache.apply(ops, ChangeCause.REDUCER_RESULT)
+            result = ReducerCommitted(reducer, message.timestamp, tuple(changes), outcome.ret_value)
+        elif isinstance(outcome, m.ReducerOkEmpty):
+            del self._calls[message.request_id]
+            result = ReducerCommitted(reducer, message.timestamp, ())
+        elif isinstance(outcome, m.ReducerErr):
+            del self._calls[message.request_id]
+            try:
+                text: str = _ERR_TEXT.decode(outcome.error)
+            except DecodeError:
+                text = outcome.error.decode("utf-8", "replace")
+            result = ReducerFailed(reducer, message.timestamp, text)
+        else:
+            del self._calls[message.request_id]
+            result = ReducerInternalError(reducer, message.timestamp, outcome.message)
+        return CallAnswered(message.request_id, result)
+
+    def _on_subscribe_applied(self, message: m.SubscribeApplied) -> None:
+        tracked = self._query_sets.get(message.query_set_id)
+        if tracked is None or tracked.phase is not Phase.PENDING or tracked.request_id != message.request_id:
+            raise ProtocolError(
+                ProtocolErrorKind.UNKNOWN_QUERY_SET,
+                f"SubscribeApplied for query set {message.query_set_id} (request {message.request_id}), "
+                "which is not awaiting its rows",
+            )
+        ops = ops_from_query_rows(self.schema, message.query_set_id, message.rows, insert=True)
+        tracked.phase = Phase.APPLIED
+        self.cache.apply(ops, ChangeCause.SUBSCRIBE_APPLIED)
+        tracked.query_set.mark_applied()
+
+    def _on_unsubscribe_applied(self, message: m.UnsubscribeApplied) -> UnsubscribeDone:
+        tracked = self._query_sets.get(message.query_set_id)
+        if tracked is None or tracked.phase is not Phase.UNSUBSCRIBING or message.request_id not in self._unsubscribes:
+            raise ProtocolError(
+                ProtocolErrorKind.UNKNOWN_QUERY_SET,
+                f"UnsubscribeApplied for query set {message.query_set_id} (request {message.request_id})",
+            )
+        del self._query_sets[message.query_set_id]
+        self._unsubscribes.discard(message.request_id)
+        self.cache.release_query_set(message.query_set_id, ChangeCause.UNSUBSCRIBED)
+        tracked.query_set.mark_ended("unsubscribed")
+        return UnsubscribeDone(message.request_id)
+
+    def _on_subscription_error(self, message: m.SubscriptionError) -> UnsubscribeDone | None:
+        tracked = self._query_sets.get(message.query_set_id)
+        if tracked is None:
+            raise ProtocolError(
+                ProtocolErrorKind.UNKNOWN_QUERY_SET, f"SubscriptionError for unknown query set {message.query_set_id}"
+            )
+        del self._query_sets[message.query_set_id]
+        self.cache.release_query_set(message.query_set_id, ChangeCause.SUBSCRIPTION_DROPPED)
+        tracked.query_set.mark_error(message.error)
+        if tracked.request_id in self._unsubscribes:
+            self._unsubscribes.discard(tracked.request_id)
+            return UnsubscribeDone(tracked.request_id)
+        return None
+
+    def _on_one_off(self, message: m.OneOffQueryResult) -> QueryAnswered:
+        if message.request_id not in self._one_offs:
+            raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"OneOffQueryResult for {message.request_id}")
+        self._one_offs.discard(message.request_id)
+        if isinstance(message.result, str):
+            return QueryAnswered(message.request_id, OneOffQueryError(message.result))
+        tables = []
+        for single in message.result.tables:
+            try:
+                raw = tuple(single.rows.rows())
+            except DecodeError as exc:
+                raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"one-off rows of {single.table}: {exc}") from None
+            decoded: tuple[Any, ...] = ()
+            table = self.schema.tables.get(single.table)
+            if table is not None:
+                try:
+                    decoded = tuple(table.decode(row)[1] for row in raw)
+                except DecodeError:
+                    decoded = ()
+            tables.append(QueryTable(single.table, decoded, raw))
+        return QueryAnswered(message.request_id, QueryResult(tuple(tables)))

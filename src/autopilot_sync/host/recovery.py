@@ -1,0 +1,207 @@
+"""Start-up from disk: the schema check, the newest snapshot that verifies, and the log replayed after it.
+
+What recovery found is a `RecoveryReport` (for logs, status pages and the recovery benchmark). When the log's tail
+had to be set aside (quarantined by `CommitLog.recover`), that is remembered in `<data_dir>/history-discarded`
+until the module's start hook has committed, so a crash in between still tells the next start
+(`DiscardedHistoryMarker`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from autopilot_sync.host.commitlog import CommitLog, TailReport
+from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.module_api import Module
+from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
+from autopilot_sync.host.tx_record import TX_RECORD, record_offset
+from autopilot_sync.spacetime import moduledef
+from autopilot_sync.spacetime.errors import DecodeError
+
+log = logging.getLogger(__name__)
+
+HISTORY_DISCARDED_MARKER = "history-discarded"
+"""File in the data dir saying recovery set history aside and the module's start hook has not yet committed."""
+
+
+class SchemaMismatchError(RuntimeError):
+    """The data directory was written by a module with a different schema."""
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    """What start-up found on disk: for logs, status pages and the recovery benchmark."""
+
+    snapshot_offset: int = 0
+    replayed: int = 0
+    offset: int = 0
+    seconds: float = 0.0
+    #: Set exactly when this start set aside a tail of the log (acknowledged or not): history was discarded.
+    tail: TailReport | None = None
+    #: Log segments read (segments the snapshot wholly covers are never opened).
+    segments_read: int = 0
+    #: Log records read, including records of a read segment that the snapshot already covered.
+    records_read: int = 0
+    #: Damaged records skipped because the snapshot covers them (harmless, logged).
+    covered_damage: int = 0
+    cleaned_connections: int = 0
+    fresh: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """The state recovery rebuilt in the datastore: its offset, the newest timestamp replayed, and the report."""
+
+    offset: int
+    #: Microseconds of the last replayed transaction (0 when none was): the engine's clock never goes below it.
+    last_timestamp: int
+    report: RecoveryReport
+
+
+def recover(
+    data_dir: Path, module: Module, database_name: str, datastore: Datastore, commitlog: CommitLog
+) -> Recovered:
+    """Rebuild `datastore` from `data_dir`: check the schema, load the newest snapshot, replay the log after it.
+
+    The log is left open on a new segment after the recovered offset: appends never continue an old segment (it may
+    span the snapshot, and it may have been written by a host that did not rotate).
+    """
+    accepted = check_meta(data_dir, module, database_name)
+    offset = 0
+    snapshot = latest_snapshot(data_dir / "snapshots")
+    if snapshot is not None:
+        offset = load_snapshot(datastore, snapshot, accepted)
+    scan = commitlog.recover(offset, record_offset)
+    replayed, offset, last_timestamp = replay(datastore, scan.payloads, offset)
+    commitlog.open_segment(offset + 1)
+    report = RecoveryReport(
+        snapshot_offset=snapshot.offset if snapshot else 0,
+        replayed=replayed,
+        offset=offset,
+        tail=scan.tail,
+        segments_read=scan.segments_read,
+        records_read=scan.records_read,
+        covered_damage=scan.covered_damage,
+        fresh=offset == 0,
+    )
+    return Recovered(offset, last_timestamp, report)
+
+
+def check_meta(data_dir: Path, module: Module, database_name: str) -> frozenset[str]:
+    """Refuse data written by an incompatible schema; accept and record compatible additions.
+
+    `meta.json` keeps the schema the data was written with and every schema hash it has been served under, so
+    a module that only adds tables, reducers or indexes starts on existing data (snapshots written under an
+    earlier accepted schema stay readable), while anything breaking is refused with a readable diff. Returns the
+    accepted schema hashes.
+    """
+    meta_path = data_dir / "meta.json"
+    schema = module.schema_json()
+    schema_hash = module.schema_hash()
+    meta: dict[str, Any] = {"database": database_name, "module": module.name, "schema_hashes": []}
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        previous = meta.get("schema")
+        if meta.get("schema_hash") != schema_hash:
+            if previous is None:
+                raise SchemaMismatchError(
+                    f"data directory {data_dir} was written by a module with schema "
+                    f"{str(meta.get('schema_hash', '?'))[:12]} (no schema recorded to compare with); the module "
+                    f"now has schema {schema_hash[:12]}: start with an empty data directory"
+                )
+            diff = moduledef.compare(moduledef.from_json(previous), module.module_def())
+            if diff.breaking:
+                raise SchemaMismatchError(
+                    f"data directory {data_dir} holds database {meta.get('database')!r} written by schema "
+                    f"{str(meta.get('schema_hash'))[:12]}; the module's schema {schema_hash[:12]} breaks it:\n"
+                    + diff.render(base_label="stored", head_label="module")
+                )
+            log.warning("schema %s -> %s: compatible additions accepted", meta.get("schema_hash"), schema_hash)
+    hashes = [h for h in meta.get("schema_hashes", [meta.get("schema_hash")]) if h]
+    if schema_hash not in hashes:
+        hashes.append(schema_hash)
+    meta.update(schema_hash=schema_hash, schema=schema, schema_hashes=hashes)
+    temporary = meta_path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(meta, sort_keys=True))
+    temporary.replace(meta_path)
+    return frozenset(hashes)
+
+
+def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hashes: frozenset[str]) -> int:
+    """Put a snapshot's rows into the (empty) datastore; returns its offset."""
+    if snapshot.schema_hash not in accepted_schema_hashes:
+        raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by an unknown schema")
+    for name, rows in snapshot.tables.items():
+        store = datastore[name]
+        for stored in rows:
+            store.put(*store.stored(stored))
+    return snapshot.offset
+
+
+def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[int, int, int]:
+    """Apply the log records after `offset`, in order: (records replayed, new offset, last timestamp in micros).
+
+    Records at or below `offset` (covered by the snapshot) are skipped; a gap or an undecodable record stops start-up.
+    """
+    replayed = 0
+    last_timestamp = 0
+    for payload in payloads:
+        try:
+            record_at, timestamp, _reducer, _caller, changes = TX_RECORD.decode(payload)
+        except DecodeError as exc:
+            raise RuntimeError(f"commit log record after offset {offset} undecodable: {exc}") from exc
+        if record_at <= offset:
+            continue
+        if record_at != offset + 1:
+            raise RuntimeError(f"commit log gap: expected offset {offset + 1}, found {record_at}")
+        for table, inserts, deletes in changes:
+            store = datastore[table]
+            for row_bytes in deletes:
+                if store.take(row_bytes) is None and store.migrates:
+                    store.take(store.stored(row_bytes)[0])
+            for row_bytes in inserts:
+                store.put(*store.stored(row_bytes))
+        offset = record_at
+        last_timestamp = timestamp.micros
+        replayed += 1
+    return replayed, offset, last_timestamp
+
+
+class DiscardedHistoryMarker:
+    """`<data_dir>/history-discarded`: set when recovery set a tail aside, cleared once the start hook committed.
+
+    Recovery moves the tail to quarantine at once, so without this file a crash before the module's start hook
+    committed would start the next time with nothing left to say that history was discarded.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / HISTORY_DISCARDED_MARKER
+
+    def remember(self, tail: TailReport | None) -> bool:
+        """Write the marker durably when this start set a tail aside; whether history was discarded (this start or
+        an earlier one whose hook never committed)."""
+        if tail is not None:
+            _write_durably(self.path, tail.reason)
+        return self.path.exists()
+
+    def clear(self) -> None:
+        """The start hook's transaction is durable: the module has been told."""
+        self.path.unlink(missing_ok=True)
+
+
+def _write_durably(path: Path, text: str) -> None:
+    """Write a small file and fsync it and its directory, so it survives a crash right after."""
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -1,0 +1,113 @@
+"""Scheduled reducers: a timer per row of a scheduled table, firing its reducer at the row's `scheduled_at`.
+
+As on SpacetimeDB, inserting a row into a table declared with a scheduled reducer schedules a call: at a
+`Timestamp` once (the row is deleted in the same transaction as the call), every `TimeDuration` for an interval
+(the row stays). Deleting the row cancels it. Timers are re-armed from the rows at every start. The engine runs the
+transactions (`RunScheduled`); this module only decides when, and what happens to the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.module_api import Module, ReducerDef
+from autopilot_sync.host.transaction import CommittedTx, TableChange, Transaction
+from autopilot_sync.spacetime.values import SumValue, TimeDuration, Timestamp
+
+log = logging.getLogger(__name__)
+
+#: Runs `reducer(*args)` (or, with None, only `extra`) as the database owner in one transaction, `extra` included;
+#: returns why it failed (None when it committed) and the log sequence to flush, if it wrote.
+RunScheduled = Callable[
+    [ReducerDef | None, tuple[Any, ...], Callable[[Transaction], None]], tuple[str | None, int | None]
+]
+#: Waits until the log record numbered by a sequence is durable.
+WaitDurable = Callable[[int], Coroutine[Any, Any, None]]
+
+
+class ReducerScheduler:
+    """The armed timers of every scheduled table's rows, kept in step with each committed change to those tables."""
+
+    def __init__(self, module: Module, datastore: Datastore, run: RunScheduled, wait_durable: WaitDurable) -> None:
+        self._module = module
+        self._datastore = datastore
+        self._run = run
+        self._wait_durable = wait_durable
+        self._timers: dict[tuple[str, bytes], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def arm_all(self) -> None:
+        """Arm a timer for every row of every scheduled table (at start, after recovery)."""
+        for store in self._datastore.tables.values():
+            if store.table.scheduled_reducer:
+                for row_bytes, row in list(store.rows.items()):
+                    self._arm_timer(store.table.name, row_bytes, row)
+
+    def after_commit(self, tx: CommittedTx) -> None:
+        """Cancel the timers of deleted rows and arm the inserted ones, for every scheduled table the commit changed."""
+        for change in tx.changes:
+            if self._datastore[change.table].table.scheduled_reducer:
+                self._reschedule(change)
+
+    def stop(self) -> None:
+        """Cancel every timer."""
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+
+    def _reschedule(self, change: TableChange) -> None:
+        for row_bytes, _ in change.deletes:
+            handle = self._timers.pop((change.table, row_bytes), None)
+            if handle is not None:
+                handle.cancel()
+        for row_bytes, row in change.inserts:
+            self._arm_timer(change.table, row_bytes, row)
+
+    def _arm_timer(self, table: str, row_bytes: bytes, row: tuple[Any, ...]) -> None:
+        store = self._datastore[table]
+        at_value = row[store.table.column_index("scheduled_at")]
+        if not isinstance(at_value, SumValue):
+            return
+        now = time.time_ns() // 1000
+        if isinstance(at_value.value, TimeDuration):
+            delay = max(at_value.value.micros, 0) / 1e6
+        elif isinstance(at_value.value, Timestamp):
+            delay = max(at_value.value.micros - now, 0) / 1e6
+        else:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[(table, row_bytes)] = loop.call_later(delay, self._fire, table, row_bytes)
+
+    def _fire(self, table: str, row_bytes: bytes) -> None:
+        self._timers.pop((table, row_bytes), None)
+        store = self._datastore[table]
+        row = store.rows.get(row_bytes)
+        reducer = self._module.reducers.get(store.table.scheduled_reducer or "")
+        if row is None or reducer is None:
+            return
+        one_shot = isinstance(row[store.table.column_index("scheduled_at")].value, Timestamp)
+
+        def remove_row(tx: Transaction) -> None:
+            if one_shot:
+                tx.delete_bytes(store, row_bytes)
+
+        failure, sequence = self._run(reducer, (row,), remove_row)
+        if failure is not None:
+            log.warning("scheduled reducer %s failed: %s", reducer.name, failure)
+            if one_shot:
+                _, sequence = self._run(None, (), remove_row)
+        if sequence is not None:
+            # Nobody awaits a scheduled transaction, so flush it here: subscribers hear of it only once durable.
+            self._background(self._wait_durable(sequence))
+        if not one_shot and row_bytes in store.rows and (table, row_bytes) not in self._timers:
+            self._arm_timer(table, row_bytes, row)
+
+    def _background(self, awaitable: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

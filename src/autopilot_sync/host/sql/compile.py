@@ -1,0 +1,124 @@
+"""A caller's query compiled: the statement as written (select.py), then restricted to what the caller may see.
+
+Every read but the owner's goes through the module's row-level security (`Module.client_visibility_filter`), ANDed
+into the plan here, so subscriptions, one-off queries and `/sql` see the same rows (docs/security.md "Who may read").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.sql.plan import And, Comparison, Predicate, SelectPlan, SqlContext, SqlError
+from autopilot_sync.host.sql.select import compile_plan
+from autopilot_sync.spacetime.values import Identity
+
+
+def compile_subscription(sql: str, ctx: SqlContext) -> SelectPlan:
+    """Compile a subscription query: whole rows of one table, optionally filtered."""
+    plan = _compile(sql, ctx, one_off=False)
+    return plan
+
+
+def compile_query(sql: str, ctx: SqlContext) -> SelectPlan:
+    """Compile a one-off query (projections, `COUNT(*)` and `LIMIT` allowed)."""
+    return _compile(sql, ctx, one_off=True)
+
+
+def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
+    plan = compile_plan(sql, ctx, one_off=one_off)
+    if ctx.private_visible:
+        return plan
+    return apply_visibility(plan, ctx)
+
+
+# ----- row-level security -----
+
+#: Compiled visibility filters per (module, table, sender): compiling parses SQL, and a busy reader asks often.
+_RULES: dict[tuple[object, str, Identity], SelectPlan] = {}
+_RULES_MAX = 4096
+
+
+def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
+    """The table's visibility filter compiled for `ctx.sender` (None when the table has none)."""
+    module = ctx.datastore.module
+    sql = module.visibility_filters.get(table)
+    if sql is None:
+        return None
+    if ctx.sender is None:
+        raise SqlError(f"`{table}` is visible row by row and this read has no caller identity")
+    key = (module, table, ctx.sender)
+    plan = _RULES.get(key)
+    if plan is None:
+        plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
+        if plan.table.name != table or not plan.returns_rows:
+            raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")
+        if len(_RULES) >= _RULES_MAX:
+            _RULES.clear()
+        _RULES[key] = plan
+    return plan
+
+
+def check_visibility_filters(datastore: Datastore) -> None:
+    """Compile every visibility filter of the loaded module once (raises SqlError naming the bad one)."""
+    probe = SqlContext(datastore, sender=Identity(0))
+    for table in datastore.module.visibility_filters:
+        _rule(table, probe)
+
+
+def apply_visibility(plan: SelectPlan, ctx: SqlContext) -> SelectPlan:
+    """The plan restricted to the rows the module's visibility filters let `ctx.sender` see.
+
+    SpacetimeDB's row-level security, for this host's plan shapes: a query over a filtered table reads only the rows
+    the filter selects, so the result is the query ANDed with the filter. A single-table filter adds its predicate; a
+    filter with a join (`SELECT t.* FROM t JOIN u ON t.a = u.b WHERE u.c = :sender`) turns a single-table query into
+    that join, with both predicates, and the joined table's own single-table filter applies too (SpacetimeDB applies
+    filters to the tables a filter joins as well). A query that is itself a join may read filtered tables only when
+    their filters have no join (this host evaluates one join per query), else it is refused with that reason.
+    """
+    rules = {table: _rule(table, ctx) for table in plan.tables()}
+    if not any(rules.values()):
+        return plan
+    width = len(plan.table.columns)
+    predicate = plan.predicate
+    join = plan.join
+    if join is not None:
+        for table, offset in ((plan.table.name, 0), (join.table.name, width)):
+            rule = rules[table]
+            if rule is None:
+                continue
+            if rule.join is not None:
+                raise SqlError(
+                    f"Unsupported: a join with `{table}`, whose rows are visible through a join "
+                    f"(row-level security); query `{table}` alone"
+                )
+            predicate = _and(predicate, _shifted(rule.predicate, offset))
+        return dataclasses.replace(plan, predicate=predicate)
+    rule = rules[plan.table.name]
+    assert rule is not None
+    predicate = _and(predicate, rule.predicate)
+    if rule.join is not None:
+        inner = _rule(rule.join.table.name, ctx)
+        if inner is not None:
+            if inner.join is not None:
+                raise SqlError(f"Unsupported: visibility filters nested through two joins (`{rule.join.table.name}`)")
+            predicate = _and(predicate, _shifted(inner.predicate, width))
+    return dataclasses.replace(plan, predicate=predicate, join=rule.join)
+
+
+def _and(left: Predicate | None, right: Predicate | None) -> Predicate | None:
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return And((left, right))
+
+
+def _shifted(predicate: Predicate | None, offset: int) -> Predicate | None:
+    """The predicate with every column position moved by `offset` (a table's filter applied to the joined side)."""
+    if predicate is None or offset == 0:
+        return predicate
+    if isinstance(predicate, Comparison):
+        return dataclasses.replace(predicate, position=predicate.position + offset)
+    parts = tuple(_shifted(part, offset) for part in predicate.parts)
+    return type(predicate)(tuple(p for p in parts if p is not None))

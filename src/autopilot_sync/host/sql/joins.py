@@ -1,0 +1,102 @@
+"""Evaluating the one inner equi-join: the rows of a one-off join, and what join subscriptions maintain results with.
+
+`join_rows` answers a join query on the current state; `JoinMirror` and `has_partner` are what the subscription
+engine keeps a join's result at a commit offset with (see subscriptions.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from autopilot_sync.host.datastore import Datastore, TableStore
+from autopilot_sync.host.sql.plan import And, Comparison, Row, SelectPlan, conjuncts
+from autopilot_sync.host.sql.scan import candidate_rows
+
+
+def _hashable(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def join_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]:
+    """Rows of the projected table, one per matching (projected, joined) pair (bag semantics, as the real host's
+    join), honouring LIMIT."""
+    assert plan.join is not None
+    spec = plan.join
+    joined = datastore[spec.table.name]
+    try:
+        index: Any = joined.index_for((spec.right_column,))
+        if index.columns != (spec.right_column,):
+            index = None
+    except KeyError:
+        index = None
+    by_value: dict[Any, list[Row]] | None = None
+    if index is None:
+        by_value = {}
+        for row in joined.rows.values():
+            by_value.setdefault(_hashable(row[spec.right_position]), []).append(row)
+    out: list[tuple[bytes, Row]] = []
+    if plan.limit == 0:
+        return out
+    # the projected table's own conjuncts pick its candidate rows through an index when they can
+    width = len(plan.table.columns)
+    own = tuple(t for t in conjuncts(plan.predicate) if isinstance(t, Comparison) and t.position < width)
+    scan = SelectPlan(plan.sql, plan.table, And(own) if own else None)
+    for row_bytes, row in candidate_rows(scan, datastore[plan.table.name]):
+        value = _hashable(row[spec.left_position])
+        if by_value is not None:
+            partners: Iterable[Row] = by_value.get(value, ())
+        else:
+            partners = [joined.rows[b] for b in index.lookup((value,))]
+        for partner in partners:
+            if plan.matches(row + partner):
+                out.append((row_bytes, row))
+                if plan.limit is not None and len(out) >= plan.limit:
+                    return out
+    return out
+
+
+class JoinMirror:
+    """The rows of one table grouped by one column, as of a commit offset: what a join subscription reads.
+
+    The subscription engine hears of a transaction only once it is durable, when the datastore may already hold later
+    transactions; a join's result at offset k needs both tables at offset k, so the engine keeps this copy (the same
+    row objects, grouped) and advances it with every committed transaction it is told about.
+    """
+
+    def __init__(self, store: TableStore, position: int, offset: int) -> None:
+        self.position = position
+        self.offset = offset
+        self.by_value: dict[Any, dict[bytes, Row]] = {}
+        if not store.table.event:
+            for row_bytes, row in store.rows.items():
+                self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+
+    def get(self, value: Any) -> dict[bytes, Row]:
+        """Rows whose column equals `value` (do not mutate)."""
+        return self.by_value.get(_hashable(value), _EMPTY)
+
+    def apply(self, offset: int, inserts: Iterable[tuple[bytes, Row]], deletes: Iterable[tuple[bytes, Row]]) -> None:
+        """Advance to `offset` by one transaction's change to this table (a no-op for offsets already included)."""
+        if offset <= self.offset:
+            return
+        self.offset = offset
+        position = self.position
+        for row_bytes, row in deletes:
+            value = _hashable(row[position])
+            bucket = self.by_value.get(value)
+            if bucket is not None:
+                bucket.pop(row_bytes, None)
+                if not bucket:
+                    del self.by_value[value]
+        for row_bytes, row in inserts:
+            self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+
+
+_EMPTY: dict[bytes, Row] = {}
+
+
+def has_partner(plan: SelectPlan, row: Row, joined: JoinMirror) -> bool:
+    """Whether a row of the projected table joins some row of `joined` satisfying the WHERE clause."""
+    assert plan.join is not None
+    return any(plan.matches(row + partner) for partner in joined.get(row[plan.join.left_position]).values())
