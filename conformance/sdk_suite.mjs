@@ -12,6 +12,7 @@
 // up `globalThis.WebSocket`) that records the URL, the offered and chosen subprotocols and every raw frame, and a
 // `fetch` wrapper that records the token exchange. They never alter a byte.
 
+import { readFileSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { randomBytes } from "node:crypto";
 import { WebSocket as UndiciWebSocket } from "undici";
@@ -852,9 +853,19 @@ scenario("14_client_connected_refusal_is_a_disconnect", async (c) => {
   c.equal(socket.closed?.reason, "forbidden: this subject is banned", "the close reason is the module's message");
 });
 
+// The one scenario list both SDKs run (conformance/scenarios.json): run in its order, and refuse to run when the
+// scenarios written here and the list differ, so neither side can drop a scenario silently.
+const LIST = JSON.parse(readFileSync(new URL("./scenarios.json", import.meta.url), "utf8")).scenarios.map((s) => s.id);
+
 async function main() {
+  const written = scenarios.map((s) => s.name);
+  const missing = LIST.filter((id) => !written.includes(id));
+  const unlisted = written.filter((name) => !LIST.includes(name));
+  if (missing.length || unlisted.length) {
+    throw new Error(`scenarios.json and sdk_suite.mjs differ: not written ${missing}; not listed ${unlisted}`);
+  }
   let failures = 0;
-  for (const { name, fn } of scenarios) {
+  for (const { name, fn } of LIST.map((id) => scenarios.find((s) => s.name === id))) {
     if (ONLY.length && !ONLY.some((prefix) => name.startsWith(prefix))) continue;
     const checks = new Checks();
     const started = Date.now();

@@ -175,3 +175,31 @@ def test_an_f32_out_of_range_is_a_value_error_when_encoding() -> None:
 
     with pytest.raises(ValueError):
         bsatn.encode(at.F32, 1e39)
+
+
+def _rows_update(name: str) -> tuple[m.TableUpdate, ...]:
+    rows = m.BsatnRowList.from_rows([b"\x01\x00\x00\x00", b"\x02\x00\x00\x00"])
+    return (m.TableUpdate(name, (m.PersistentTableRows(rows, m.BsatnRowList.empty()),)),)
+
+
+def test_query_sets_sharing_one_rows_tuple_encode_those_rows_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client holding its whole quota of sets over the same rows: the rows are encoded once per message, and the
+    bytes are exactly what the algebraic type says (a distinct but equal tuple among them included)."""
+    counted: list[int] = []
+    real_put_tables = m._put_tables
+
+    def counting_put_tables_double(out: bytearray, tables: tuple[m.TableUpdate, ...]) -> None:
+        counted.append(len(tables))
+        real_put_tables(out, tables)
+
+    monkeypatch.setattr(m, "_put_tables", counting_put_tables_double)
+    shared, other = _rows_update("person"), _rows_update("person")
+    query_sets = (
+        *(m.QuerySetUpdate(i, shared) for i in range(200)),
+        m.QuerySetUpdate(900, other),  # equal rows in a distinct tuple: the same bytes, so the same run
+        *(m.QuerySetUpdate(i, shared) for i in range(200, 256)),
+    )
+    data = m.encode_server_message(m.TransactionUpdate(query_sets))
+    assert counted == [1]  # 256 sets, one encoding of their rows
+    assert bsatn.encode(m.SERVER_MESSAGE_TYPE, bsatn.decode(m.SERVER_MESSAGE_TYPE, data)) == data
+    assert m.decode_server_message(data) == m.TransactionUpdate(query_sets)

@@ -35,6 +35,7 @@ SUITE_OF_TEST = {
     "test_acknowledged_events_survive_a_host_power_cut_and_restart": "chaos",
     "test_an_answered_duplicate_append_survives_a_power_cut_at_the_moment_of_the_answer": "chaos",
     "test_a_row_served_by_sql_survives_a_power_cut_right_after_the_answer": "chaos",
+    "test_a_backup_taken_during_writes_restores_every_event_committed_before_it": "chaos",
     "test_desktops_apply_exactly_what_the_runtime_acknowledged_with_the_host_under_power_cut_semantics": "end-to-end",
 }
 _OUTCOMES: dict[str, dict[str, str]] = {}

@@ -120,3 +120,12 @@ async def test_presence_drops_a_half_open_link_within_the_idle_timeout_bound(see
     recovery = metrics["recovery"]
     assert isinstance(recovery, dict)
     assert recovery["presence: after half-open link"] <= HALF_OPEN_PRESENCE_BOUND
+
+
+async def test_a_backup_taken_during_writes_restores_every_event_committed_before_it(seed: int, tmp_path: Path) -> None:
+    """Issue 22: docs/deployment.md's backup (meta and key, snapshots, then log segments) of a live host while the
+    runtime publishes, restored into a fresh directory under a second host: every event the host had committed when
+    the copy began is there with its hash, and every stream's chain verifies (the drill adds a problem otherwise)."""
+    metrics = await check("restore-drill", seed, tmp_path)
+    drill = metrics["restore_drill"]
+    assert isinstance(drill, dict) and drill["events_at_backup"] > 0 and drill["during_writes"] is True

@@ -1,4 +1,4 @@
-"""`autopilot-sync control`: run the token service; `autopilot-sync control rotate-key`: change its signing key."""
+"""`autopilot-sync control`: run the token service; `rotate-key`: change its signing key; `token`: get a token."""
 
 from __future__ import annotations
 
@@ -115,3 +115,49 @@ def rotate_key(stage_only: bool, prune_after: int) -> None:
     click.echo(f"signing with {result.active_kid}; retired {result.retired_kid} (published until its tokens expire)")
     for path in result.pruned:
         click.echo(f"pruned {path}")
+
+
+@control.command("token")
+@click.option("--url", "control_url", required=True, help="The control service's public URL (its token issuer).")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Nostr secret key file (as the runtime and desktop keep theirs) that signs the NIP-98 proof.",
+)
+@click.option("--scope", "scopes", multiple=True, default=("sync.subscribe",), show_default=True, help="Repeatable.")
+@click.option("--stream", "streams", multiple=True, help="Repeatable; none: what control's policy gives the key.")
+@click.option("--ttl", type=click.IntRange(min=1), help="Token lifetime in seconds (default: the server's).")
+@click.option("--client-kind", default="cli", show_default=True, help="Shown in presence.")
+def token(
+    control_url: str,
+    key_file: Path,
+    scopes: tuple[str, ...],
+    streams: tuple[str, ...],
+    ttl: int | None,
+    client_kind: str,
+) -> None:
+    """Prove a Nostr key to a control service (NIP-98) and print the session token it issues, alone on stdout.
+
+    For clients that cannot sign a NIP-98 proof themselves (e.g. a TypeScript app without a BIP-340 library; see
+    docs/typescript.md): the token goes to the SDK as its `token`. Exits 1 with control's reason when refused.
+
+    \b
+    Example:
+      TOKEN=$(autopilot-sync control token --url http://127.0.0.1:3100 --key-file ~/.config/me/nostr.key)
+    """
+    from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+    from autopilot_sync.nostr.errors import NostrKeyError
+    from autopilot_sync.nostr.keyfile import load_secret_key
+
+    try:
+        secret_key = load_secret_key(key_file)
+    except NostrKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        session = asyncio.run(
+            fetch_session_token(control_url, secret_key, scopes, list(streams) or None, ttl, client_kind)
+        )
+    except TokenFetchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(session.token)

@@ -86,7 +86,7 @@ class SubscriptionLimits:
     Only our host enforces these (docs/security.md); the defaults are the host settings' defaults.
     """
 
-    max_query_sets_per_connection: int = 256
+    max_query_sets_per_connection: int = 64
     max_queries_per_set: int = MAX_QUERIES_PER_SET
     max_queries_per_connection: int = 1024
     #: queries no index routes (no top-level `column = literal` or range term): every commit to their table tests them

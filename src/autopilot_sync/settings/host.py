@@ -93,8 +93,9 @@ class HostSettings(ServiceSettings):
         "the upgrade (benchmarks that open thousands of sockets with one key raise it).",
     )
     max_query_sets_per_connection: Count = Field(
-        default=256,
-        description="Query sets one WebSocket connection may hold; one more Subscribe gets a SubscriptionError.",
+        default=64,
+        description="Query sets one WebSocket connection may hold; one more Subscribe gets a SubscriptionError "
+        "(each matching set costs every commit a little: docs/security.md).",
     )
     max_queries_per_set: Count = Field(
         default=256, description="Queries one Subscribe may carry; more get a SubscriptionError."

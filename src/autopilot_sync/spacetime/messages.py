@@ -16,6 +16,9 @@ import enum
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
+from operator import attrgetter
+from typing import NamedTuple
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.errors import DecodeError
@@ -194,8 +197,7 @@ class TableUpdate:
     rows: tuple[TableUpdateRows, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class QuerySetUpdate:
+class QuerySetUpdate(NamedTuple):
     """The changes one transaction made to the results of one query set."""
 
     query_set_id: int
@@ -445,18 +447,23 @@ def _put_query_rows(out: bytearray, rows: QueryRows) -> None:
 def _put_transaction_update(out: bytearray, update: TransactionUpdate) -> None:
     query_sets = update.query_sets
     out += _U32.pack(len(query_sets))
-    # Query sets with equal rows share one `tables` tuple (the subscription engine builds it once): encode it once.
-    # Keyed by identity; every tuple stays alive in `update` while this runs.
+    # Query sets with equal rows share one `tables` tuple (the subscription engine builds it once): encode it once,
+    # and write a run of consecutive query sets sharing it in one join (a client holding hundreds of sets over the
+    # same rows costs one C-level join per commit, not a Python step per set). `groupby` compares neighbours' tuples
+    # (identity first, so shared ones cost nothing; equal ones make equal bytes). Every tuple stays alive in `update`.
     encoded: dict[int, bytes] = {}
-    for query_set in query_sets:
-        tables = query_set.tables
-        out += _U32.pack(query_set.query_set_id)
+    for tables, run in groupby(query_sets, key=_TABLES):
         body = encoded.get(id(tables))
         if body is None:
             buffer = bytearray()
             _put_tables(buffer, tables)
             body = encoded[id(tables)] = bytes(buffer)
+        out += body.join(map(_U32.pack, map(_QUERY_SET_ID, run)))
         out += body
+
+
+_TABLES = attrgetter("tables")
+_QUERY_SET_ID = attrgetter("query_set_id")
 
 
 def _put_tables(out: bytearray, tables: tuple[TableUpdate, ...]) -> None:

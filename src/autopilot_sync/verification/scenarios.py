@@ -58,6 +58,7 @@ from autopilot_sync.verification.proxy import (
     Timeout,
     Toxic,
 )
+from autopilot_sync.verification.restore_drill import restore_drill
 from autopilot_sync.verification.stack import DATABASE, HOST_IDLE_SECONDS, ChaosStack, seeded_key, wait_until
 from autopilot_sync.verification.workload import Producer
 
@@ -873,6 +874,7 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     "runtime-sigkill": runtime_sigkill,
     "racing-duplicate": racing_duplicate,
     "undurable-read": undurable_read,
+    "restore-drill": restore_drill,
 }
 
 
