@@ -22,15 +22,18 @@ from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.client.session import PROTOCOL_V2
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
+from autopilot_sync.devtools.processes import ServiceProcess, start_service
+from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.settings.control import ControlSettings
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Timestamp
 
-DATABASE = "autopilot-sync"
 APPEND = "append_sync_events"
 GRANT = "grant_stream_readers"
 TOKEN_TTL_SECONDS = 900
@@ -44,89 +47,71 @@ def event_tuple(stream_id: str, seq: int, payload: dict[str, Any]) -> tuple[Any,
     return (stream_id, f"{stream_id}:{seq}", "bench.event", text, digest, seq, Timestamp(time.time_ns() // 1000))
 
 
+#: Every reader shares one key: the storm and idle workloads open thousands of sockets with it.
+HOST_FIELDS = {"max_connections_per_identity": 100000}
+#: Thousands of bench connections share two keys and may ask for tokens at once: lift the per-key admission limits
+#: that protect a real deployment (docs/control.md).
+CONTROL_FIELDS = {
+    "token_ttl_max_seconds": TOKEN_TTL_SECONDS,
+    "token_requests_per_minute_per_key": 1000000,
+    "token_burst_per_key": 100000,
+    "replay_memory_per_key": 100000,
+}
+#: Recovery of a large data directory can take minutes on a shared machine.
+HOST_READY_TIMEOUT = 600
+
+
 @dataclass
 class Ours:
-    """Host + control; tokens cached until 2/3 of their lifetime."""
+    """Host + control, wired by the local stack (`devtools/stack.py`); tokens cached until 2/3 of their lifetime."""
 
     root: Path
-    host_env: dict[str, str] = field(default_factory=dict)
     key: SecretKey = field(default_factory=SecretKey.generate)
     reader_key: SecretKey = field(default_factory=SecretKey.generate)
-    host_port: int = field(default_factory=free_port)
-    control_port: int = field(default_factory=free_port)
-    host: ServiceProcess | None = None
-    control: ServiceProcess | None = None
     schema: ClientSchema | None = None
+    stack: LocalStack = field(init=False)
     _tokens: dict[str, tuple[str, float]] = field(default_factory=dict)
     _granted: set[str] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self.stack = LocalStack(
+            self.root,
+            runtime_key=self.key,
+            host_env=service_environment(HostSettings, HOST_FIELDS),
+            control_env=service_environment(ControlSettings, CONTROL_FIELDS),
+            log_level="WARNING",
+        )
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.host_port}"
+        return self.stack.host_url
 
     @property
     def control_url(self) -> str:
-        return f"http://127.0.0.1:{self.control_port}"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "host"
+        return self.stack.control_url
 
     def start(self) -> None:
         """Start the host, then control (which trusts nothing but is trusted by the host as an OIDC issuer)."""
-        self.start_host()
-        self.control = start_service(
-            "control",
-            ["--log-level", "WARNING"],
-            env={
-                "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
-                "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
-                "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
-                "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.url,
-                "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.key.public_key().hex,
-                "AUTOPILOT_SYNC_CONTROL_TOKEN_TTL_MAX_SECONDS": str(TOKEN_TTL_SECONDS),
-                # Thousands of bench connections share two keys and may ask for tokens at once: lift the per-key
-                # admission limits that protect a real deployment (docs/control.md).
-                "AUTOPILOT_SYNC_CONTROL_TOKEN_REQUESTS_PER_MINUTE_PER_KEY": "1000000",
-                "AUTOPILOT_SYNC_CONTROL_TOKEN_BURST_PER_KEY": "100000",
-                "AUTOPILOT_SYNC_CONTROL_REPLAY_MEMORY_PER_KEY": "100000",
-            },
-        )
-
-    def start_host(self, env: dict[str, str] | None = None) -> ServiceProcess:
-        """(Re)start the host on its port and data directory."""
-        self.host = self.spawn_host(self.data_dir, self.host_port, env)
-        return self.host
+        self.stack.start_host(timeout=HOST_READY_TIMEOUT)
+        self.stack.start_control()
 
     def spawn_host(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> ServiceProcess:
         """Another host process (sync module, trusting this control) on `port` and `data_dir`; waits until ready."""
         return start_service(
             "host",
-            ["--log-level", "WARNING"],
-            env={
-                "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{port}",
-                "AUTOPILOT_SYNC_HOST_DATA_DIR": str(data_dir),
-                "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
-                "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
-                "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url,
-                # every reader shares one key: the storm and idle workloads open thousands of sockets with it
-                "AUTOPILOT_SYNC_HOST_MAX_CONNECTIONS_PER_IDENTITY": "100000",
-                **self.host_env,
-                **(env or {}),
-            },
-            timeout=600,
+            self.stack.service_args(),
+            env={**self.stack.host_environment(data_dir=data_dir, port=port), **(env or {})},
+            timeout=HOST_READY_TIMEOUT,
         )
 
     def stop(self) -> None:
         """SIGTERM both (SIGKILL after a grace period)."""
-        for service in (self.control, self.host):
-            if service is not None:
-                service.stop()
+        self.stack.stop_all()
 
     @property
     def host_pid(self) -> int:
-        assert self.host is not None
-        return self.host.process.pid
+        assert self.stack.host is not None
+        return self.stack.host.process.pid
 
     async def token(self, producer: bool) -> str:
         """A control-issued session token: `sync.append` for the producer, `sync.subscribe` for readers."""

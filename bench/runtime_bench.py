@@ -20,10 +20,10 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
-from autopilot_sync.nostr.keyfile import save_secret_key
-from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.devtools.stack import LocalStack
 from autopilot_sync.runtime.access import producer_session
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.runtime import RuntimeSettings
 
 STREAMS = 4
 
@@ -39,38 +39,18 @@ class Row:
     p99: float | None = None
 
 
-def start_system(root: Path, batch_size: int) -> tuple[list[ServiceProcess], str]:
-    """Host, control and a runtime publishing in batches of `batch_size`; returns the processes and the runtime URL."""
-    key = SecretKey.generate()
-    key_path = root / "runtime" / "nostr.key"
-    key_path.parent.mkdir(parents=True)
-    save_secret_key(key_path, key)
-    control_url = f"http://127.0.0.1:{free_port()}"
-    host = start_host(root / "host", env={"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": control_url})
-    control = start_service(
-        "control",
-        env={
-            "AUTOPILOT_SYNC_CONTROL_LISTEN": control_url.removeprefix("http://"),
-            "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": control_url,
-            "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(root / "control" / "signing.pem"),
-            "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": host.url,
-            "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": key.public_key().hex,
-        },
+def start_system(root: Path, batch_size: int) -> LocalStack:
+    """Host, control and a runtime publishing in batches of `batch_size` (the local stack's wiring)."""
+    stack = LocalStack(
+        root,
+        runtime_env=service_environment(RuntimeSettings, {"publish_batch_size": batch_size}),
+        log_level="WARNING",
     )
-    runtime = start_service(
-        "runtime",
-        ["--log-level", "WARNING"],
-        env={
-            "AUTOPILOT_SYNC_RUNTIME_LISTEN": "127.0.0.1:0",
-            "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(root / "runtime"),
-            "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": control_url,
-            "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": host.url,
-            "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
-            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(root / "runtime" / "producer.sock"),
-            "AUTOPILOT_SYNC_RUNTIME_PUBLISH_BATCH_SIZE": str(batch_size),
-        },
-    )
-    return [runtime, control, host], runtime.url
+    try:
+        return stack.start_all()
+    except BaseException:
+        stack.stop_all()
+        raise
 
 
 async def append_events(http: aiohttp.ClientSession, url: str, count: int, per_request: int) -> None:
@@ -130,9 +110,10 @@ async def latency_quantiles(http: aiohttp.ClientSession, url: str) -> tuple[floa
 async def throughput(batch_size: int, events: int) -> Row:
     """Append `events` as fast as the API takes them; time until the host committed them all."""
     with tempfile.TemporaryDirectory() as tmp:
-        processes, url = start_system(Path(tmp), batch_size)
+        stack = start_system(Path(tmp), batch_size)
+        url = stack.runtime_url
         try:
-            async with producer_session(Path(tmp) / "runtime" / "producer.sock") as http:
+            async with producer_session(stack.producer_socket) as http:
                 started = time.perf_counter()
                 await append_events(http, url, events, per_request=50)
                 await wait_published(http, url)
@@ -140,16 +121,16 @@ async def throughput(batch_size: int, events: int) -> Row:
                 p50, p99 = await latency_quantiles(http, url)
             return Row(f"burst, publish batch {batch_size}", events, seconds, p50, p99)
         finally:
-            for process in processes:
-                process.stop()
+            stack.stop_all()
 
 
 async def steady(rate: float, seconds: float) -> Row:
     """Append one event per request at `rate` events/s; the outbox delay each event saw."""
     with tempfile.TemporaryDirectory() as tmp:
-        processes, url = start_system(Path(tmp), 100)
+        stack = start_system(Path(tmp), 100)
+        url = stack.runtime_url
         try:
-            async with producer_session(Path(tmp) / "runtime" / "producer.sock") as http:
+            async with producer_session(stack.producer_socket) as http:
                 started = time.perf_counter()
                 sent = 0
                 while time.perf_counter() - started < seconds:
@@ -164,8 +145,7 @@ async def steady(rate: float, seconds: float) -> Row:
                 p50, p99 = await latency_quantiles(http, url)
             return Row(f"steady {rate:g} events/s", sent, elapsed, p50, p99)
         finally:
-            for process in processes:
-                process.stop()
+            stack.stop_all()
 
 
 def table(rows: list[Row]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -27,8 +26,7 @@ from autopilot_sync.client import (
 )
 from autopilot_sync.client.connection import ConnectOptions
 from autopilot_sync.client.session import PROTOCOL_V2
-from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
-from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.devtools.host_tokens import BANNED_SUBJECT, host_signed_token
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,17 +127,8 @@ async def test_generated_row_types_are_used(host: HostProcess) -> None:
 
 async def test_a_connection_the_server_refuses_carries_the_servers_reason(host: HostProcess) -> None:
     # The chat module's client_connected refuses the subject `banned`; the host upgrades, then closes with the reason.
-    key = SigningKey.load_or_create(host.data_dir)
-    claims = {
-        "iss": LOCAL_ISSUER,
-        "sub": "banned",
-        "aud": list(LOCAL_AUDIENCE),
-        "iat": int(time.time()),
-        "exp": None,
-        "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
-    }
     with pytest.raises(ConnectionRejectedError) as caught:
-        await connect(host.base_url, DATABASE, token=key.sign(claims))
+        await connect(host.base_url, DATABASE, token=host_signed_token(host.data_dir, BANNED_SUBJECT))
     assert caught.value.reason == "forbidden: this subject is banned"
     assert caught.value.code == 1008
     assert "forbidden: this subject is banned" in str(caught.value)

@@ -16,15 +16,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
-from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.devtools.host_tokens import BANNED_SUBJECT, host_signed_token
 
 pytestmark = pytest.mark.node
 
@@ -52,15 +50,7 @@ class RunningHost:
 
     def banned_token(self) -> str:
         """A token the host signed whose subject the chat module's `client_connected` refuses."""
-        claims = {
-            "iss": LOCAL_ISSUER,
-            "sub": "banned",
-            "aud": list(LOCAL_AUDIENCE),
-            "iat": int(time.time()),
-            "exp": None,
-            "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
-        }
-        return SigningKey.load_or_create(self.data_dir).sign(claims)
+        return host_signed_token(self.data_dir, BANNED_SUBJECT)
 
     def log_tail(self, lines: int = 60) -> str:
         return "".join(self.output[-lines:])

@@ -32,9 +32,8 @@ from autopilot_sync.client import (
     connect,
 )
 from autopilot_sync.client.connection import Connection
+from autopilot_sync.devtools.host_tokens import BANNED_SUBJECT, host_signed_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_host
-from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
-from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 LIST = Path(__file__).resolve().parents[2] / "conformance" / "scenarios.json"
@@ -56,15 +55,7 @@ class Host:
 
     def banned_token(self) -> str:
         """A token this host signed whose subject the chat module's `client_connected` refuses."""
-        claims = {
-            "iss": LOCAL_ISSUER,
-            "sub": "banned",
-            "aud": list(LOCAL_AUDIENCE),
-            "iat": int(time.time()),
-            "exp": None,
-            "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
-        }
-        return SigningKey.load_or_create(self.data_dir).sign(claims)
+        return host_signed_token(self.data_dir, BANNED_SUBJECT)
 
 
 @pytest.fixture(scope="module")

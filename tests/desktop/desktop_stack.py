@@ -7,7 +7,6 @@ what each desktop prints (one JSON state per line) and what it stored (its SQLit
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import time
 from collections.abc import Callable
@@ -18,10 +17,10 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.desktop.state_lines import read_states
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.runtime.access import producer_session
-from autopilot_sync.spacetime.identity import identity_from_claims
 
 
 @dataclass
@@ -33,11 +32,7 @@ class Desktop:
 
     def states(self) -> list[dict[str, Any]]:
         """Every JSON state printed so far."""
-        out = []
-        for line in list(self.process.output):
-            if line.startswith('{"t":'):
-                out.append(json.loads(line)["state"])
-        return out
+        return read_states(list(self.process.output))
 
     def last(self) -> dict[str, Any]:
         states = self.states()
@@ -84,11 +79,7 @@ class Stack(LocalStack):
         process = start_service(
             "desktop",
             ["--headless"],
-            env={
-                **self.desktop_env(config_dir),
-                "AUTOPILOT_SYNC_DESKTOP_STREAMS": ",".join(streams),
-                "AUTOPILOT_SYNC_DESKTOP_RECONNECT_MAX_DELAY_SECONDS": "2",
-            },
+            env=self.desktop_env(config_dir, extra={"streams": streams, "reconnect_max_delay_seconds": 2}),
             wait=False,
         )
         desktop = Desktop(process, config_dir)
@@ -118,25 +109,6 @@ class Stack(LocalStack):
             http.post(
                 f"{self.host_url}/v1/database/{DATABASE}/call/{reducer}",
                 json=list(args),
-                headers={"Authorization": f"Bearer {token.token}"},
-            ) as response,
-        ):
-            text = await response.text()
-            assert response.status == 200, text
-
-    async def grant_readers(self, stream_id: str) -> None:
-        """Make the demo users (the desktops' keys) readers of `stream_id`, as the runtime does for its own streams:
-        a stream's events and head are visible only to its granted readers."""
-        token = await fetch_session_token(self.control_url, self.producer_key, ("sync.append",), ("*",), None, "test")
-        readers = [
-            {"__identity__": "0x" + identity_from_claims(token.issuer, key.public_key().hex).hex}
-            for key in self.user_keys
-        ]
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{self.host_url}/v1/database/{DATABASE}/call/grant_stream_readers",
-                json=[stream_id, readers],
                 headers={"Authorization": f"Bearer {token.token}"},
             ) as response,
         ):

@@ -6,7 +6,6 @@ only SIGKILL ended it, because the stop signal was only looked at once the first
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_sync.desktop.state_lines import parse_state_line
 from autopilot_sync.devtools.processes import free_port
 
 
@@ -40,10 +40,9 @@ def _wait_for_phase(process: subprocess.Popen[str], phases: set[str], timeout: f
     assert process.stdout is not None
     deadline = time.monotonic() + timeout
     for line in process.stdout:
-        if line.startswith('{"t":'):
-            state = json.loads(line)["state"]
-            if state["connection"]["phase"] in phases:
-                return dict(state)
+        state = parse_state_line(line)
+        if state is not None and state["connection"]["phase"] in phases:
+            return state
         assert time.monotonic() < deadline, f"no state in {phases} within {timeout} s"
     raise AssertionError(f"desktop exited before reaching {phases}")
 

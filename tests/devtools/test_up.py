@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
+from autopilot_sync.desktop.state_lines import read_states
 from autopilot_sync.devtools.processes import free_port
 
 
@@ -41,9 +40,7 @@ def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    states: list[dict[str, Any]] = [
-        json.loads(line)["state"] for line in done.stdout.splitlines() if line.startswith('{"t":')
-    ]
+    states = read_states(done.stdout.splitlines())
     live = [s for s in states if s["connection"]["phase"] == "live"]
     assert live, done.stderr[-3000:]
     # The runtime (producer key) and the desktop itself are both present, as two Nostr identities.

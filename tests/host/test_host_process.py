@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
 
+from autopilot_sync.devtools.host_tokens import BANNED_SUBJECT, host_signed_token
 from autopilot_sync.devtools.processes import start_host
-from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
-from autopilot_sync.spacetime.identity import identity_from_claims
 
 
 async def test_host_process_serves_calls_sql_and_metrics(tmp_path: Path) -> None:
@@ -68,20 +66,10 @@ def test_unknown_module_is_a_clear_error(tmp_path: Path) -> None:
 async def test_refused_connection_is_logged_and_counted_by_the_host_process(tmp_path: Path) -> None:
     host = start_host(tmp_path, module="autopilot_sync.examples.chat", database="chat")
     try:
-        key = SigningKey.load_or_create(tmp_path)
-        claims = {
-            "iss": LOCAL_ISSUER,
-            "sub": "banned",
-            "aud": list(LOCAL_AUDIENCE),
-            "iat": int(time.time()),
-            "exp": None,
-            "hex_identity": identity_from_claims(LOCAL_ISSUER, "banned").hex,
-        }
+        token = host_signed_token(tmp_path, BANNED_SUBJECT)
         async with aiohttp.ClientSession() as http:
             url = f"{host.url}/v1/database/chat/subscribe"
-            async with http.ws_connect(
-                url, protocols=("v2.bsatn.spacetimedb",), params={"token": key.sign(claims)}
-            ) as ws:
+            async with http.ws_connect(url, protocols=("v2.bsatn.spacetimedb",), params={"token": token}) as ws:
                 msg = await ws.receive(timeout=10)
                 assert msg.type is aiohttp.WSMsgType.CLOSE and msg.extra == "forbidden: this subject is banned"
             async with http.get(f"{host.url}/metrics") as r:

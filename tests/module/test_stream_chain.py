@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sync_module_helpers import ADMIN, PUBLISHER, event
 
 from autopilot_sync import stream_chain
-from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
@@ -296,21 +294,9 @@ async def test_an_upgraded_data_directory_serves_verified_chains_to_a_real_clien
     try:
         # The first release had no stream readers: after the upgrade nobody reads "s" until a producer of the
         # stream grants it (docs/security.md "Who may read"), as an operator does for streams older than the rule.
-        await grant_reader(stack, "s")
+        await stack.grant_readers("s", [stack.producer_key])
         done = verify_stream(stack, "s")
         assert done.returncode == 0, done.stdout + done.stderr
         assert done.stdout.startswith("OK s: seq 1..6 (6 events)")
     finally:
         stack.stop_all()
-
-
-async def grant_reader(stack: LocalStack, stream: str) -> None:
-    """The stack's producer key makes itself a reader of `stream`, over the host's HTTP reducer route."""
-    grant = await fetch_session_token(
-        stack.control_url, stack.producer_key, ["sync.append", "sync.subscribe"], [stream], None, "runtime"
-    )
-    body = json.dumps([stream, [{"__identity__": "0x" + grant.identity}]])
-    url = f"{stack.host_url}/v1/database/{DATABASE}/call/grant_stream_readers"
-    headers = {"Authorization": f"Bearer {grant.token}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
-        assert response.status == 200, await response.text()

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from autopilot_sync.nostr import KeyErrorCode, NostrKeyError, SecretKey, load_secret_key, save_secret_key
+from autopilot_sync.nostr import (
+    KeyErrorCode,
+    NostrKeyError,
+    SecretKey,
+    StoredKey,
+    load_or_create_secret_key,
+    load_secret_key,
+    save_secret_key,
+)
 
 
 def test_saved_key_file_is_mode_0600_and_loads_back(tmp_path: Path) -> None:
@@ -84,3 +92,29 @@ def test_a_symlink_is_not_followed(tmp_path: Path) -> None:
     with pytest.raises(NostrKeyError) as err:
         load_secret_key(link)
     assert err.value.code is KeyErrorCode.FILE_ERROR
+
+
+def test_load_or_create_creates_a_key_once_and_then_only_loads_it(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "nostr.key"
+    first = load_or_create_secret_key(path)
+    assert first.created
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = load_or_create_secret_key(path)
+    assert not again.created
+    assert again.secret == first.secret
+
+
+def test_load_or_create_never_replaces_an_existing_key_with_the_one_offered(tmp_path: Path) -> None:
+    path = tmp_path / "nostr.key"
+    offered = SecretKey.generate()
+    assert load_or_create_secret_key(path, offered) == StoredKey(offered, created=True)
+    stored = load_or_create_secret_key(path, SecretKey.generate())
+    assert stored == StoredKey(offered, created=False)
+
+
+def test_load_or_create_refuses_an_insecure_existing_key_instead_of_making_a_new_one(tmp_path: Path) -> None:
+    path = save_secret_key(tmp_path / "nostr.key", SecretKey.generate())
+    path.chmod(0o644)
+    with pytest.raises(NostrKeyError) as err:
+        load_or_create_secret_key(path)
+    assert err.value.code is KeyErrorCode.INSECURE_FILE

@@ -13,13 +13,15 @@ from typing import Any
 from autopilot_sync.client.connection import connect
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.runtime import RuntimeSettings
 
 
 class System(LocalStack):
     """The three services of the publishing path; retries capped at 1 s so crash tests converge quickly."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(root, runtime_env={"AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1"})
+        super().__init__(root, runtime_env=service_environment(RuntimeSettings, {"retry_cap_seconds": 1}))
 
     def stop_all(self, *, kill: bool = True) -> None:
         """Tests stop the path the way it crashes: SIGKILL."""

@@ -14,14 +14,15 @@ from pathlib import Path
 import pytest
 from runtime_doubles import Fault, HostLinkDouble
 
+from autopilot_sync.backoff import Backoff
 from autopilot_sync.runtime.metrics import RuntimeMetrics
 from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.publisher import Publisher, PublisherConfig
-from autopilot_sync.runtime.retry import Backoff, FailureKind, PublishFailure, RetryClass
+from autopilot_sync.runtime.retry import FailureKind, PublishFailure, RetryClass
 from autopilot_sync.runtime.store import RuntimeStore
 from autopilot_sync.runtime.streams import NewEvent
 
-FAST = PublisherConfig(batch_size=4, backoff=Backoff(base_seconds=0.001, cap_seconds=0.01), poll_seconds=0.05)
+FAST = PublisherConfig(batch_size=4, backoff=Backoff(base=0.001, cap=0.01), poll_seconds=0.05)
 
 
 @pytest.fixture

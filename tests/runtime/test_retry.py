@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
-from autopilot_sync.runtime.retry import Backoff, FailureKind, PublishFailure, RetryClass, classify, is_outcome_unknown
+from autopilot_sync.backoff import Backoff
+from autopilot_sync.client.reconnect import BackoffPolicy
+from autopilot_sync.runtime.retry import FailureKind, PublishFailure, RetryClass, classify, is_outcome_unknown
 
 
 @pytest.mark.parametrize(
@@ -39,12 +43,23 @@ def test_only_lost_answers_leave_the_outcome_unknown() -> None:
 
 
 def test_backoff_is_full_jitter_under_a_cap() -> None:
-    backoff = Backoff(base_seconds=0.1, cap_seconds=2.0)
+    backoff = Backoff(base=0.1, cap=2.0)
     assert [backoff.ceiling(n) for n in range(6)] == [0.1, 0.2, 0.4, 0.8, 1.6, 2.0]
     assert backoff.ceiling(10_000) == 2.0
     assert backoff.delay(3, lambda low, high: high) == 0.8
     assert backoff.delay(3, lambda low, high: low) == 0.0
     assert all(0.0 <= backoff.delay(n) <= 2.0 for n in range(50))
+    with pytest.raises(ValueError):
+        Backoff(base=2.0, cap=1.0)
+
+
+def test_the_sdk_reconnects_and_the_runtime_retries_wait_by_the_same_backoff() -> None:
+    policy = BackoffPolicy(base=0.1, cap=2.0)
+    assert policy.backoff == Backoff(base=0.1, cap=2.0)
+    draws = [random.Random(3), random.Random(3)]
+    assert [policy.delay(n, draws[0]) for n in range(8)] == [
+        policy.backoff.delay(n, draws[1].uniform) for n in range(8)
+    ]
 
 
 def test_a_connection_the_module_refuses_is_an_auth_rejection_with_the_hosts_reason() -> None:

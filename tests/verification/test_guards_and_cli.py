@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from autopilot_sync.verification.guards import process_violations
-from autopilot_sync.verification.scenarios import Profile
+from autopilot_sync.verification.scenarios.run import Profile
 from autopilot_sync.verification.soak import soak
 
 

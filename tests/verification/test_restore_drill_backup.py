@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from autopilot_sync.verification.restore_drill import back_up
+from autopilot_sync.verification.scenarios.restore_drill import back_up
 
 
 def test_backup_copies_meta_and_key_then_complete_snapshots_then_log_segments_oldest_first(tmp_path: Path) -> None:

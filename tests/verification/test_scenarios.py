@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from autopilot_sync.verification.powercut import PowerCutFault
-from autopilot_sync.verification.scenarios import CI, HALF_OPEN_PRESENCE_BOUND, run_scenario
+from autopilot_sync.verification.scenarios.registry import run_scenario
+from autopilot_sync.verification.scenarios.run import CI, HALF_OPEN_PRESENCE_BOUND
 
 
 async def check(name: str, seed: int, tmp_path: Path, power_cut: PowerCutFault | None = None) -> dict[str, object]:
@@ -97,7 +98,7 @@ def test_a_seed_fixes_the_fault_plan_and_the_payloads(name: str) -> None:
     import random
 
     from autopilot_sync.verification.history import HistoryRecorder
-    from autopilot_sync.verification.scenarios import churn_plan
+    from autopilot_sync.verification.scenarios.churn import churn_plan
     from autopilot_sync.verification.workload import Producer
 
     assert churn_plan(random.Random(5), 10) == churn_plan(random.Random(5), 10)

@@ -7,17 +7,14 @@ where one stream was tampered with behind the module's back.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 
-from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
@@ -126,19 +123,6 @@ def verify(stack: LocalStack, stream: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
-async def grant_reader(stack: LocalStack, stream: str) -> None:
-    """The stack's producer key makes itself a reader of `stream`, over the host's HTTP reducer route (streams
-    written straight into the engine have no readers until a producer grants them: docs/security.md)."""
-    grant = await fetch_session_token(
-        stack.control_url, stack.producer_key, ["sync.append", "sync.subscribe"], [stream], None, "runtime"
-    )
-    body = json.dumps([stream, [{"__identity__": "0x" + grant.identity}]])
-    url = f"{stack.host_url}/v1/database/{DATABASE}/call/grant_stream_readers"
-    headers = {"Authorization": f"Bearer {grant.token}", "Content-Type": "application/json"}
-    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as response:
-        assert response.status == 200, await response.text()
-
-
 async def test_verify_stream_prints_ok_or_the_first_bad_seq_against_a_running_host(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path)
     prepared = HostEngine(module, tmp_path / "host", DATABASE, EngineConfig(fsync=False))
@@ -150,7 +134,7 @@ async def test_verify_stream_prints_ok_or_the_first_bad_seq_against_a_running_ho
     stack.start_all(runtime=False)
     try:
         for stream in ("good", "bad"):
-            await grant_reader(stack, stream)
+            await stack.grant_readers(stream, [stack.producer_key])
         good = verify(stack, "good")
         assert good.returncode == 0, good.stdout + good.stderr
         assert good.stdout.startswith("OK good: seq 3..6 (4 events)")

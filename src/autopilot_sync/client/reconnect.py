@@ -37,6 +37,7 @@ from typing import Any
 
 import aiohttp
 
+from autopilot_sync.backoff import Backoff
 from autopilot_sync.client.auth import token_expiry
 from autopilot_sync.client.cache import ChangeCause, ClientCache
 from autopilot_sync.client.connection import CloseInfo, CloseReason, Connection, ConnectOptions, connect, http_url
@@ -72,18 +73,22 @@ class BackoffPolicy:
     """Refresh the token when it expires within this many seconds."""
 
     def __post_init__(self) -> None:
-        if self.base <= 0 or self.cap < self.base:
-            raise ValueError("backoff needs 0 < base <= cap")
+        Backoff(self.base, self.cap)  # refuses anything but 0 < base <= cap
         if self.max_protocol_errors < 0:
             raise ValueError("max_protocol_errors must be >= 0")
 
+    @property
+    def backoff(self) -> Backoff:
+        """The project's one full-jitter backoff with this policy's base and cap."""
+        return Backoff(self.base, self.cap)
+
     def ceiling(self, attempt: int) -> float:
         """The upper bound of the delay before retry number `attempt` (0-based)."""
-        return float(min(self.cap, self.base * (2.0 ** min(attempt, 62))))
+        return self.backoff.ceiling(attempt)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter: uniform in `[0, ceiling(attempt)]`."""
-        return rng.uniform(0.0, self.ceiling(attempt))
+        """Full jitter: uniform in `[0, ceiling(attempt)]`, drawn from `rng`."""
+        return self.backoff.delay(attempt, rng.uniform)
 
 
 class ConnectionState(enum.Enum):

@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from autopilot_sync.durable_files import fsync_directory, write_atomically
+
 _log = logging.getLogger(__name__)
 
 #: The only algorithm the control service signs with.
@@ -190,39 +192,13 @@ def _load_retired(path: Path) -> RetiredKey | None:
     return RetiredKey(jwk.thumbprint(), jwk, retired_at)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
-    """Write `data` to `path` with `mode` through a temporary file, so readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if the file appeared meanwhile: never overwrite a key someone else created
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def load_keyring(paths: KeyPaths, *, create: bool = True) -> KeyRing:
     """Read the ring's files; with `create`, make the active key (0600, parent 0700) when there is none yet."""
     if create and not paths.active.exists():
         try:
             paths.active.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
-                _write_atomically(paths.active, SigningKey.generate().private_pem(), 0o600, replace=False)
+                write_atomically(paths.active, SigningKey.generate().private_pem(), mode=0o600, replace=False)
         except OSError as exc:
             raise KeyFileError(f"cannot create signing key {paths.active}: {exc.strerror or exc}") from None
     active = _load_private(paths.active)
@@ -252,7 +228,7 @@ def stage(paths: KeyPaths) -> Rotation:
     if ring.staged is not None:
         raise KeyFileError(f"{paths.staged} already holds a staged key ({ring.staged.kid}); rotate to promote it")
     staged = SigningKey.generate()
-    _write_atomically(paths.staged, staged.private_pem(), 0o600, replace=False)
+    write_atomically(paths.staged, staged.private_pem(), mode=0o600, replace=False)
     return Rotation(None, ring.active.kid, staged.kid, ())
 
 
@@ -265,14 +241,14 @@ def rotate(paths: KeyPaths, *, now: int, prune_after: int = DEFAULT_PRUNE_AFTER_
     ring = load_keyring(paths)
     paths.retired_dir.mkdir(mode=0o700, exist_ok=True)
     retired_file = paths.retired_dir / f"{now}-{ring.active.kid}.pem"
-    _write_atomically(retired_file, ring.active.public_pem(), 0o644, replace=True)
+    write_atomically(retired_file, ring.active.public_pem(), mode=0o644)
     if ring.staged is not None:
         new = ring.staged
         os.replace(paths.staged, paths.active)
-        _fsync_dir(paths.active.parent)
+        fsync_directory(paths.active.parent)
     else:
         new = SigningKey.generate()
-        _write_atomically(paths.active, new.private_pem(), 0o600, replace=True)
+        write_atomically(paths.active, new.private_pem(), mode=0o600)
     pruned: list[Path] = []
     for key_file in sorted(paths.retired_dir.glob("*.pem")):
         stamp = key_file.name.partition("-")[0]

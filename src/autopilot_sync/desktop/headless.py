@@ -14,6 +14,7 @@ import time
 from typing import Any, TextIO
 
 from autopilot_sync.desktop.state import DesktopState, StateHub
+from autopilot_sync.desktop.state_lines import format_state_line
 from autopilot_sync.desktop.sync import DesktopSync
 
 
@@ -76,7 +77,7 @@ class JsonLinesPrinter:
         if body == self._last:
             return
         self._last = body
-        self._out.write(f'{{"t":{time.time():.3f},"state":{body}}}\n')
+        self._out.write(format_state_line(body, time.time()) + "\n")
         self._out.flush()
         self.lines += 1
 

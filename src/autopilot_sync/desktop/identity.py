@@ -7,12 +7,11 @@ different key over it is refused with the path to remove first.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_sync.nostr.errors import KeyErrorCode, NostrKeyError
-from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.nostr.keyfile import load_or_create_secret_key
 from autopilot_sync.nostr.keys import PublicKey, SecretKey
 
 KEY_FILE_NAME = "nostr.key"
@@ -52,14 +51,10 @@ def load_identity(config_dir: Path, import_nsec: str | None = None) -> DesktopId
     config_dir.mkdir(parents=True, exist_ok=True, mode=CONFIG_DIR_MODE)
     path = key_path(config_dir)
     imported = SecretKey.parse(import_nsec.strip()) if import_nsec is not None else None
-    if os.path.lexists(path):
-        existing = load_secret_key(path)
-        if imported is not None and imported.data != existing.data:
-            raise NostrKeyError(
-                KeyErrorCode.FILE_ERROR,
-                f"{path} already holds a different key ({existing.public_key().npub}); move it away to import another",
-            )
-        return DesktopIdentity(existing, path, created=False)
-    key = imported if imported is not None else SecretKey.generate()
-    save_secret_key(path, key)
-    return DesktopIdentity(key, path, created=True)
+    stored = load_or_create_secret_key(path, imported)
+    if not stored.created and imported is not None and imported.data != stored.secret.data:
+        raise NostrKeyError(
+            KeyErrorCode.FILE_ERROR,
+            f"{path} already holds a different key ({stored.secret.public_key().npub}); move it away to import another",
+        )
+    return DesktopIdentity(stored.secret, path, created=stored.created)

@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from autopilot_sync.lifecycle import READY_PATTERN
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.fields import ListenAddress
+from autopilot_sync.settings.host import HostSettings
 
 
 class ServiceStartError(RuntimeError):
@@ -134,11 +137,11 @@ def start_host(
     wait: bool = True,
 ) -> ServiceProcess:
     """An `autopilot-sync host` child on 127.0.0.1 (a free port unless given)."""
-    host_env = {
-        "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{port or free_port()}",
-        "AUTOPILOT_SYNC_HOST_DATA_DIR": str(data_dir),
-        "AUTOPILOT_SYNC_HOST_MODULE": module,
-        "AUTOPILOT_SYNC_HOST_DATABASE": database,
-        **(env or {}),
+    fields = {
+        "listen": ListenAddress("127.0.0.1", port or free_port()),
+        "data_dir": data_dir,
+        "module": module,
+        "database": database,
     }
+    host_env = {**service_environment(HostSettings, fields), **(env or {})}
     return start_service("host", env=host_env, wait=wait)

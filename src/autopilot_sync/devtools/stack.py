@@ -1,13 +1,20 @@
-"""The whole local system as child processes: host, control and runtime wired to each other.
+"""The whole local system as child processes: host, control and runtime wired to each other — the one wiring.
 
-`autopilot-sync up`, the process tests and the benchmarks all need the same wiring — the host trusts control as an
-issuer, control allow-lists the runtime's Nostr key for `sync.append`, everyone finds everyone on loopback — so it is
-written once here. Ports and directories are fixed per stack, so any service can be killed and restarted in place.
+`autopilot-sync up`, the process tests, the chaos suite (`verification/stack.py`) and the benchmarks all need the
+same wiring — the host trusts control as an issuer, control allow-lists the runtime's Nostr key for `sync.append`,
+everyone finds everyone on loopback — so it is written once here, and each service's environment is built from its
+settings class's fields (`settings/environment.py`), never spelled by hand. Ports and directories are fixed per
+stack, so any service can be killed and restarted in place.
 
-Readers: the stack keeps a pool of demo user keys (`users/`); the runtime makes every one of them a reader of every
-stream it publishes, and each desktop config directory gets the next unused pool key, so a desktop reads the
-runtime's streams however late it starts. With `policy=True` control runs with a policy file that gives exactly
-those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `autopilot-sync up` uses).
+Routes: by default every caller reaches every service at the service's own address. A `route` hook may send a
+caller's traffic to a service through something else (the chaos suite puts a fault proxy, `verification/proxy.py`,
+on each pair); the stack only asks the hook for URLs, so devtools never imports verification. Control signs its
+public URL into every proof check and token, so all callers reach control at one URL (`control_public_url`).
+
+Readers: the stack keeps a pool of demo user keys (`users/`); the runtime makes every one of them (or the `readers`
+given) a reader of every stream it publishes, and each desktop config directory gets the next unused pool key, so a
+desktop reads the runtime's streams however late it starts. With `policy=True` control runs with a policy file that
+gives exactly those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `up` uses).
 
 The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
 told that key's identity is the database owner, so the exporter reads every reader's checkpoint.
@@ -17,25 +24,45 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
+
+from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.desktop.identity import key_path as desktop_key_path
-from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
-from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
+from autopilot_sync.nostr.keyfile import load_or_create_secret_key, load_secret_key
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.settings.control import ControlSettings
+from autopilot_sync.settings.desktop import DesktopSettings
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.exporter import ExporterSettings
+from autopilot_sync.settings.fields import ListenAddress
+from autopilot_sync.settings.host import HostSettings
+from autopilot_sync.settings.runtime import RuntimeSettings
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
 
 DATABASE = "autopilot-sync"
+#: The module every stack's host serves.
+MODULE = "autopilot_sync.module"
 #: How many demo users (desktop keys) a stack has; each is a reader of every runtime stream.
 USER_POOL = 8
 #: The streams the runtime publishes (its token's `streams` claim, `runtime/tokens.py`).
 RUNTIME_STREAMS = "runtime.*"
+LOOPBACK = "127.0.0.1"
+
+Route = Callable[[str, str], "str | None"]
+"""`(caller, service) -> URL` the caller must use for the service (e.g. a fault proxy's), or None for its own URL.
+
+Callers are `host`, `control`, `runtime`, `desktop` and `public` (control's one public URL); services are `host`
+and `control`."""
 
 
 def _loopback(port: int) -> str:
-    return f"http://127.0.0.1:{port}"
+    return f"http://{LOOPBACK}:{port}"
 
 
 def producer_socket_at(preferred: Path) -> Path:
@@ -49,19 +76,13 @@ def producer_socket_at(preferred: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"autopilot-sync-{digest}" / "producer.sock"
 
 
-def runtime_key_at(path: Path, key: SecretKey | None = None) -> SecretKey:
-    """The runtime's key stored at `path` (0600), created from `key` or a fresh one on first use."""
-    if path.exists():
-        return load_secret_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    chosen = key or SecretKey.generate()
-    save_secret_key(path, chosen)
-    return chosen
-
-
 @dataclass
 class LocalStack:
-    """Host, control and runtime under `root`, each on its own port."""
+    """Host, control and runtime under `root`, each on its own port.
+
+    `host_env`, `control_env` and `runtime_env` are extra variables applied last (tests use them to set a value, even
+    a malformed one on purpose); `log_level` is passed to every service started; `route` is described above.
+    """
 
     root: Path
     host_port: int = field(default_factory=free_port)
@@ -74,6 +95,10 @@ class LocalStack:
     runtime_env: dict[str, str] = field(default_factory=dict)
     #: run control with a policy file for the runtime and the demo users (else: any key may read, see docs/control.md)
     policy: bool = False
+    #: hex public keys the runtime makes readers of its streams (default: the demo users)
+    readers: Sequence[str] | None = None
+    route: Route | None = None
+    log_level: str | None = None
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
     runtime: ServiceProcess | None = None
@@ -81,11 +106,26 @@ class LocalStack:
     producer_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
-        self.runtime_key = runtime_key_at(self.key_path, self.runtime_key)
+        self.runtime_key = load_or_create_secret_key(self.key_path, self.runtime_key).secret
         self.producer_socket = producer_socket_at(self.root / "runtime" / "producer.sock")
-        self.user_keys = [runtime_key_at(self.root / "users" / f"user-{i}.key") for i in range(USER_POOL)]
+        self.user_keys = [
+            load_or_create_secret_key(self.root / "users" / f"user-{i}.key").secret for i in range(USER_POOL)
+        ]
         #: the sync metrics exporter reads as the database owner (docs/security.md "The sync metrics exporter")
-        self.exporter_key = runtime_key_at(self.root / "exporter" / "nostr.key")
+        self.exporter_key = load_or_create_secret_key(self.root / "exporter" / "nostr.key").secret
+
+    # ----- keys -----
+
+    @property
+    def producer_key(self) -> SecretKey:
+        """The runtime's Nostr key (on control's append allowlist)."""
+        assert self.runtime_key is not None
+        return self.runtime_key
+
+    @property
+    def key_path(self) -> Path:
+        """Where the runtime's key lives."""
+        return self.root / "runtime" / "nostr.key"
 
     def user_key_for(self, config_dir: Path) -> SecretKey:
         """The desktop key in `config_dir`, taken from the user pool (the next unused key) when it has none yet."""
@@ -96,7 +136,13 @@ class LocalStack:
         free = next((key for key in self.user_keys if key.public_key().hex not in used), None)
         if free is None:
             raise RuntimeError(f"every one of the {USER_POOL} demo users already has a desktop under {self.root}")
-        return runtime_key_at(path, free)
+        return load_or_create_secret_key(path, free).secret
+
+    def reader_keys(self) -> list[str]:
+        """The hex public keys the runtime makes readers of every stream it publishes."""
+        if self.readers is not None:
+            return list(self.readers)
+        return [key.public_key().hex for key in self.user_keys]
 
     def policy_path(self) -> Path:
         """Control's policy file (written by `start_control` when `policy` is set)."""
@@ -120,93 +166,139 @@ class LocalStack:
         path.write_text(text, encoding="utf-8")
         return path
 
-    @property
-    def producer_key(self) -> SecretKey:
-        """The runtime's Nostr key (on control's append allowlist)."""
-        assert self.runtime_key is not None
-        return self.runtime_key
-
-    @property
-    def key_path(self) -> Path:
-        """Where the runtime's key lives."""
-        return self.root / "runtime" / "nostr.key"
+    # ----- addresses -----
 
     @property
     def host_url(self) -> str:
-        """Base URL of the host."""
+        """Base URL of the host (its own address, never routed)."""
         return _loopback(self.host_port)
 
     @property
     def control_url(self) -> str:
-        """Base URL of control (also the token issuer the host trusts)."""
-        return _loopback(self.control_port)
+        """Base URL of control as everyone reaches it (its public URL: also the token issuer the host trusts)."""
+        return self.control_public_url
+
+    @property
+    def control_public_url(self) -> str:
+        """Control's one public URL: every caller reaches control there, and control signs it into proofs and tokens."""
+        return self.reach("public", "control")
 
     @property
     def runtime_url(self) -> str:
         """Base URL of the runtime's producer API."""
         return _loopback(self.runtime_port)
 
-    def start_host(self) -> ServiceProcess:
-        """Start (or restart) the host on its port and data directory."""
-        env = {
-            "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_url,
-            "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": self.exporter_identity.hex,
-            **self.host_env,
+    def reach(self, caller: str, service: str) -> str:
+        """The URL `caller` uses for `service`: the route hook's, else the service's own loopback address."""
+        routed = self.route(caller, service) if self.route is not None else None
+        if routed:
+            return routed
+        ports = {"host": self.host_port, "control": self.control_port, "runtime": self.runtime_port}
+        return _loopback(ports[service])
+
+    # ----- each service's environment, from its settings fields -----
+
+    def host_environment(self, *, data_dir: Path | None = None, port: int | None = None) -> dict[str, str]:
+        """The host's environment (another data directory or port for a second host trusting the same control)."""
+        fields: Mapping[str, object] = {
+            "listen": ListenAddress(LOOPBACK, port or self.host_port),
+            "data_dir": data_dir or self.root / "host",
+            "module": MODULE,
+            "database": DATABASE,
+            "trusted_issuers": (self.control_public_url,),
+            "owner_identity": self.exporter_identity.hex,
         }
-        self.host = start_host(self.root / "host", port=self.host_port, env=env)
+        return {**service_environment(HostSettings, fields), **self.host_env}
+
+    def control_environment(self) -> dict[str, str]:
+        """Control's environment: its public URL, its signing key, and the runtime's key as producer."""
+        fields: dict[str, object] = {
+            "listen": ListenAddress(LOOPBACK, self.control_port),
+            "public_url": self.control_public_url,
+            "signing_key_path": self.root / "control" / "signing.pem",
+            "spacetime_base_url": self.reach("control", "host"),
+        }
+        if self.policy:
+            fields["policy_path"] = self.write_policy()
+        else:
+            fields["append_allowlist"] = (self.producer_key.public_key().hex,)
+        return {**service_environment(ControlSettings, fields), **self.control_env}
+
+    def runtime_environment(self) -> dict[str, str]:
+        """The runtime's environment: its port, outbox, key, producer socket, and the readers of its streams."""
+        fields: Mapping[str, object] = {
+            "listen": ListenAddress(LOOPBACK, self.runtime_port),
+            "data_dir": self.root / "runtime",
+            "control_url": self.control_public_url,
+            "spacetime_base_url": self.reach("runtime", "host"),
+            "nostr_key_path": self.key_path,
+            "producer_socket": self.producer_socket,
+            "readers": tuple(self.reader_keys()),
+        }
+        return {**service_environment(RuntimeSettings, fields), **self.runtime_env}
+
+    def desktop_env(
+        self, config_dir: Path, key: SecretKey | None = None, extra: Mapping[str, object] | None = None
+    ) -> dict[str, str]:
+        """Environment of a desktop that follows this stack: its key (`key`, else the next demo user) is put in
+        `config_dir`; `extra` sets more `DesktopSettings` fields (e.g. `streams`)."""
+        if key is None:
+            self.user_key_for(config_dir)
+        else:
+            load_or_create_secret_key(desktop_key_path(config_dir), key)
+        fields: Mapping[str, object] = {
+            "config_dir": config_dir,
+            "control_url": self.control_public_url,
+            "spacetime_base_url": self.reach("desktop", "host"),
+            **(extra or {}),
+        }
+        return service_environment(DesktopSettings, fields)
+
+    # ----- processes -----
+
+    def service_args(self) -> list[str]:
+        """Command-line arguments every service gets (the log level, when set)."""
+        return ["--log-level", self.log_level] if self.log_level else []
+
+    def start_host(self, *, timeout: float = 30.0) -> ServiceProcess:
+        """Start (or restart) the host on its port and data directory."""
+        self.host = start_service("host", self.service_args(), env=self.host_environment(), timeout=timeout)
         return self.host
 
     def start_control(self) -> ServiceProcess:
         """Start (or restart) control, allow-listing the runtime's key for publishing."""
-        env = {
-            "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
-            "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_url,
-            "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
-            "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.host_url,
-            **(
-                {"AUTOPILOT_SYNC_CONTROL_POLICY_PATH": str(self.write_policy())}
-                if self.policy
-                else {"AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex}
-            ),
-            **self.control_env,
-        }
-        self.control = start_service("control", env=env)
+        self.control = start_service("control", self.service_args(), env=self.control_environment())
         return self.control
 
     def start_runtime(self, *, wait: bool = True) -> ServiceProcess:
         """Start (or restart) the runtime on its port and outbox directory (`wait` for its ready line)."""
-        env = {
-            "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
-            "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
-            "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_url,
-            "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.host_url,
-            "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(self.key_path),
-            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
-            "AUTOPILOT_SYNC_RUNTIME_READERS": ",".join(key.public_key().hex for key in self.user_keys),
-            **self.runtime_env,
-        }
-        self.runtime = start_service("runtime", env=env, wait=wait)
+        self.runtime = start_service("runtime", self.service_args(), env=self.runtime_environment(), wait=wait)
         return self.runtime
 
     @property
     def exporter_identity(self) -> Identity:
         """The identity control's tokens give the exporter's key: the host's database owner."""
-        return identity_from_claims(self.control_url, self.exporter_key.public_key().hex)
+        return identity_from_claims(self.control_public_url, self.exporter_key.public_key().hex)
 
     @property
     def exporter_url(self) -> str:
         """Base URL of the sync metrics exporter (`/metrics`, `/healthz`)."""
         return _loopback(self.exporter_port)
 
+    def exporter_environment(self) -> dict[str, str]:
+        """The sync metrics exporter's environment: its port and key, reading the host as the database owner."""
+        fields: Mapping[str, object] = {
+            "listen": ListenAddress(LOOPBACK, self.exporter_port),
+            "control_url": self.control_public_url,
+            "spacetime_base_url": self.reach("exporter", "host"),
+            "database": DATABASE,
+            "nostr_key_path": self.root / "exporter" / "nostr.key",
+        }
+        return service_environment(ExporterSettings, fields)
+
     def start_exporter(self) -> ServiceProcess:
         """Start (or restart) the sync metrics exporter, reading as the database owner."""
-        env = {
-            "AUTOPILOT_SYNC_EXPORTER_LISTEN": f"127.0.0.1:{self.exporter_port}",
-            "AUTOPILOT_SYNC_EXPORTER_CONTROL_URL": self.control_url,
-            "AUTOPILOT_SYNC_EXPORTER_SPACETIME_BASE_URL": self.host_url,
-            "AUTOPILOT_SYNC_EXPORTER_NOSTR_KEY_PATH": str(self.root / "exporter" / "nostr.key"),
-        }
-        self.exporter = start_service("exporter", env=env)
+        self.exporter = start_service("exporter", self.service_args(), env=self.exporter_environment())
         return self.exporter
 
     def start_all(self, *, runtime: bool = True) -> LocalStack:
@@ -216,15 +308,6 @@ class LocalStack:
         if runtime:
             self.start_runtime()
         return self
-
-    def desktop_env(self, config_dir: Path) -> dict[str, str]:
-        """Environment of a desktop that follows this stack (its key, from the user pool, is put in `config_dir`)."""
-        self.user_key_for(config_dir)
-        return {
-            "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
-            "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_url,
-            "AUTOPILOT_SYNC_DESKTOP_SPACETIME_BASE_URL": self.host_url,
-        }
 
     def services(self) -> list[ServiceProcess]:
         """The started services, in start order."""
@@ -241,3 +324,29 @@ class LocalStack:
     def tails(self, lines: int = 30) -> str:
         """The last output lines of every service, for assertion messages."""
         return "\n".join(f"--- {s.service}\n{s.tail(lines)}" for s in self.services())
+
+    # ----- test helpers over the real routes -----
+
+    async def grant_readers(self, stream_id: str, readers: Iterable[SecretKey] | None = None) -> None:
+        """Make `readers` (default: the demo users) readers of `stream_id`, with a token control issues the producer
+        key, over the host's HTTP reducer route — as the runtime does for its own streams, since a stream's events
+        and head are visible only to its readers (docs/security.md). Raises RuntimeError when the host refuses."""
+        keys = list(self.user_keys if readers is None else readers)
+        token = await fetch_session_token(
+            self.control_public_url, self.producer_key, ("sync.append",), (stream_id,), None, "test"
+        )
+        identities = [
+            {"__identity__": "0x" + identity_from_claims(token.issuer, key.public_key().hex).hex} for key in keys
+        ]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/call/grant_stream_readers",
+                json=[stream_id, identities],
+                headers={"Authorization": f"Bearer {token.token}"},
+            ) as response,
+        ):
+            if response.status != 200:
+                raise RuntimeError(
+                    f"grant_stream_readers({stream_id!r}): HTTP {response.status}: {await response.text()}"
+                )

@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autopilot_sync.durable_files import fsync_directory
+
 _HEADER = struct.Struct("<II")
 #: A record larger than this is treated as corruption (a garbage length prefix), not as an allocation request.
 MAX_RECORD_BYTES = 256 * 1024 * 1024
@@ -242,7 +244,7 @@ class CommitLog:
             target = folder / later_path.name
             later_path.rename(target)
             moved.append(target)
-        _fsync_dir(self.directory)
+        fsync_directory(self.directory)
         discarded = size - good_end + sum(p.stat().st_size for p in moved[1:])
         log.error(
             "commit log %s: %s; kept %d bytes, SET ASIDE %d bytes (%d files) in %s: commits in them are not served",
@@ -350,7 +352,7 @@ class CommitLog:
             try:
                 _fsync_all(fds)
                 if directory is not None:
-                    _fsync_dir(directory)
+                    fsync_directory(directory)
             except OSError as exc:
                 error = exc
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting any more
@@ -442,7 +444,7 @@ class CommitLog:
         self._retired_fds = []
         self._fd = None
         if self._directory_dirty and self.fsync and self._failure is None:
-            _fsync_dir(self.directory)
+            fsync_directory(self.directory)
         self._directory_dirty = False
         if self._flusher is not None:
             self._flusher.shutdown(wait=True)
@@ -452,11 +454,3 @@ class CommitLog:
 def _fsync_all(fds: list[int]) -> None:
     for fd in fds:
         os.fsync(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.module_api import Module
@@ -126,9 +126,7 @@ def check_meta(data_dir: Path, module: Module, database_name: str) -> frozenset[
     if schema_hash not in hashes:
         hashes.append(schema_hash)
     meta.update(schema_hash=schema_hash, schema=schema, schema_hashes=hashes)
-    temporary = meta_path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(meta, sort_keys=True))
-    temporary.replace(meta_path)
+    write_atomically(meta_path, json.dumps(meta, sort_keys=True).encode("utf-8"))
     return frozenset(hashes)
 
 
@@ -186,22 +184,9 @@ class DiscardedHistoryMarker:
         """Write the marker durably when this start set a tail aside; whether history was discarded (this start or
         an earlier one whose hook never committed)."""
         if tail is not None:
-            _write_durably(self.path, tail.reason)
+            write_atomically(self.path, tail.reason.encode("utf-8"))
         return self.path.exists()
 
     def clear(self) -> None:
         """The start hook's transaction is durable: the module has been told."""
         self.path.unlink(missing_ok=True)
-
-
-def _write_durably(path: Path, text: str) -> None:
-    """Write a small file and fsync it and its directory, so it survives a crash right after."""
-    with path.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

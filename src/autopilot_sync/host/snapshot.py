@@ -7,12 +7,12 @@ of one. A checksum guards against a damaged file; a bad snapshot is skipped in f
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
@@ -46,20 +46,7 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
     """Write durably (tmp + fsync + rename + dir fsync); returns the final path."""
     directory.mkdir(parents=True, exist_ok=True)
     body = _CODEC.encode((snapshot.offset, snapshot.schema_hash, [(n, rows) for n, rows in snapshot.tables.items()]))
-    final = directory / _name(snapshot.offset)
-    temporary = final.with_suffix(".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(_HEADER.pack(MAGIC, zlib.crc32(body)))
-        handle.write(body)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.rename(final)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    return final
+    return write_atomically(directory / _name(snapshot.offset), _HEADER.pack(MAGIC, zlib.crc32(body)) + body)
 
 
 def read_snapshot(path: Path) -> Snapshot:

@@ -17,7 +17,7 @@ from autopilot_sync.nostr.errors import (
     RelayAuthErrorCode,
 )
 from autopilot_sync.nostr.event import Event, compute_event_id, serialize_for_id, sign_event
-from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.nostr.keyfile import StoredKey, load_or_create_secret_key, load_secret_key, save_secret_key
 from autopilot_sync.nostr.keys import PublicKey, SecretKey
 from autopilot_sync.nostr.nip42 import build_relay_auth_event, verify_relay_auth
 from autopilot_sync.nostr.nip98 import (
@@ -42,11 +42,13 @@ __all__ = [
     "RelayAuthErrorCode",
     "ReplayGuard",
     "SecretKey",
+    "StoredKey",
     "build_http_auth_event",
     "build_relay_auth_event",
     "compute_event_id",
     "decode_authorization_header",
     "encode_authorization_header",
+    "load_or_create_secret_key",
     "load_secret_key",
     "save_secret_key",
     "serialize_for_id",

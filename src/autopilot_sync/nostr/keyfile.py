@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
+from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.nostr.errors import KeyErrorCode, NostrKeyError
 from autopilot_sync.nostr.keys import SecretKey
 
@@ -21,32 +23,47 @@ MAX_KEY_FILE_SIZE = 4096
 
 
 def save_secret_key(path: str | os.PathLike[str], key: SecretKey, *, overwrite: bool = False) -> Path:
-    """Write `key` to `path` with mode 0600 and fsync it; refuse to replace an existing file unless asked.
+    """Write `key` to `path` with mode 0600, durably; refuse to replace an existing file unless asked.
 
-    The file is created with its final mode (never briefly world-readable) and, when overwriting, written beside the
-    target and renamed over it, so a crash leaves either the old key or the new one, never half of one.
+    The file is created with its final mode (never briefly world-readable) through one atomic write
+    (`durable_files.write_atomically`), so a crash leaves either the old key or the new one, never half of one.
     """
     target = Path(path)
     data = (key.reveal_nsec() + "\n").encode("ascii")
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}") if overwrite else target
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), KEY_FILE_MODE)
+        return write_atomically(target, data, mode=KEY_FILE_MODE, replace=overwrite)
     except FileExistsError:
-        raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"{tmp} already exists; refusing to overwrite a key") from None
+        raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"{target} already exists; refusing to overwrite a key") from None
     except OSError as exc:
-        raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"cannot create {tmp}: {exc.strerror}") from None
-    try:
-        os.fchmod(fd, KEY_FILE_MODE)  # the umask may have removed bits, never added any: make the mode exact
-        os.write(fd, data)
-        os.fsync(fd)
-    except OSError as exc:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"cannot write {tmp}: {exc.strerror}") from None
-    os.close(fd)
-    if overwrite:
-        os.replace(tmp, target)
-    return target
+        raise NostrKeyError(KeyErrorCode.FILE_ERROR, f"cannot write {target}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """A key file's key, and whether this call created the file (then its owner may want to say so)."""
+
+    secret: SecretKey
+    created: bool
+
+
+def load_or_create_secret_key(path: str | os.PathLike[str], new_key: SecretKey | None = None) -> StoredKey:
+    """The key in `path`; when there is no file yet, `new_key` (or a fresh key) is saved there first (0600).
+
+    The one "load or create the Nostr key" of the project (the runtime, the desktop and the local stacks): an
+    existing file is always loaded, never replaced, whatever `new_key` says (the caller compares if it cares). If
+    another process creates the file between our check and our write, its key wins and is loaded.
+    """
+    target = Path(path)
+    if not os.path.lexists(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        chosen = new_key if new_key is not None else SecretKey.generate()
+        try:
+            save_secret_key(target, chosen)
+            return StoredKey(chosen, created=True)
+        except NostrKeyError:
+            if not os.path.lexists(target):
+                raise
+    return StoredKey(load_secret_key(target), created=False)
 
 
 def load_secret_key(path: str | os.PathLike[str]) -> SecretKey:

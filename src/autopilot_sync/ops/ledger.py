@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.durable_files import write_atomically
+
 LEDGER_FILE = "ledger.jsonl"
 SCHEMAS_DIR = "schemas"
 
@@ -113,9 +115,7 @@ class Ledger:
         path = self.directory / SCHEMAS_DIR / f"{tag}.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(schema, sort_keys=True, indent=1), encoding="utf-8")
-            os.replace(tmp, path)
+            write_atomically(path, json.dumps(schema, sort_keys=True, indent=1).encode("utf-8"))
         return path
 
     def load_schema(self, tag: str) -> dict[str, Any]:

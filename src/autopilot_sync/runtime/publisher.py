@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
+from autopilot_sync.backoff import Backoff
 from autopilot_sync.runtime.metrics import RuntimeMetrics, stream_family
 from autopilot_sync.runtime.outbox import StoredEvent
-from autopilot_sync.runtime.retry import Backoff, PublishFailure, RetryClass, classify, is_outcome_unknown
+from autopilot_sync.runtime.retry import PublishFailure, RetryClass, classify, is_outcome_unknown
 from autopilot_sync.runtime.store import RuntimeStore, now_us
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,16 @@ class HostLink(Protocol):
         """Get a fresh token and reconnect with it; LinkError when no token can be had."""
 
 
+PUBLISH_BACKOFF = Backoff(base=0.05, cap=5.0)
+"""Delays between publish attempts of one stream (the cap is `AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherConfig:
     """How the publisher batches, backs off and bounds its concurrency."""
 
     batch_size: int = 100
-    backoff: Backoff = field(default_factory=Backoff)
+    backoff: Backoff = PUBLISH_BACKOFF
     poll_seconds: float = 1.0
     max_in_flight: int = 32
 

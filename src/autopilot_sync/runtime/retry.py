@@ -1,4 +1,4 @@
-"""Retry classes of the publisher and its capped full-jitter backoff: pure functions, no I/O.
+"""Retry classes of the publisher: pure functions, no I/O (the delay between attempts is `autopilot_sync.backoff`).
 
 Every failed publish attempt is reduced to a `PublishFailure` by the host link; `classify` maps it to exactly one
 `RetryClass`, and the publisher's reaction depends on the class only (DESIGN.md "Publishing"):
@@ -15,8 +15,6 @@ Every failed publish attempt is reduced to a `PublishFailure` by the host link; 
 from __future__ import annotations
 
 import enum
-import random
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
@@ -112,23 +110,3 @@ def classify(failure: PublishFailure) -> RetryClass:
 def is_outcome_unknown(failure: PublishFailure) -> bool:
     """Whether the batch may have committed although the attempt failed (the answer, not the call, was lost)."""
     return failure.kind in {FailureKind.NETWORK, FailureKind.TIMEOUT, FailureKind.PROTOCOL}
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with full jitter: `uniform(0, min(cap, base * 2**attempt))`.
-
-    Full jitter (rather than a fixed or equal-jitter delay) spreads the retries of many streams after one outage,
-    so a recovering host is not hit by all of them at the same instant.
-    """
-
-    base_seconds: float = 0.05
-    cap_seconds: float = 5.0
-
-    def ceiling(self, attempt: int) -> float:
-        """The upper bound of the delay before retry number `attempt` (0 = the first retry)."""
-        return min(self.cap_seconds, self.base_seconds * 2.0 ** min(attempt, 62))
-
-    def delay(self, attempt: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
-        """A random delay in `[0, ceiling(attempt)]`."""
-        return float(uniform(0.0, self.ceiling(attempt)))

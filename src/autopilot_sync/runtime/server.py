@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from autopilot_sync.backoff import Backoff
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.runtime.access import ProducerAccess
@@ -19,8 +20,7 @@ from autopilot_sync.runtime.api import build_app
 from autopilot_sync.runtime.health import DependencyMonitor, RuntimeHealth, StartupError
 from autopilot_sync.runtime.hostlink import SdkHostLink
 from autopilot_sync.runtime.metrics import RuntimeMetrics
-from autopilot_sync.runtime.publisher import Publisher, PublisherConfig
-from autopilot_sync.runtime.retry import Backoff
+from autopilot_sync.runtime.publisher import PUBLISH_BACKOFF, Publisher, PublisherConfig
 from autopilot_sync.runtime.store import RuntimeStore
 from autopilot_sync.runtime.tokens import TokenSource, load_or_create_key
 from autopilot_sync.settings.load import EXIT_CONFIG
@@ -71,7 +71,7 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
     tokens = TokenSource(settings.control_url, key, settings.token_ttl_seconds)
     link = SdkHostLink(settings.spacetime_base_url, settings.database, tokens, readers=settings.readers)
     config = PublisherConfig(
-        batch_size=settings.publish_batch_size, backoff=Backoff(cap_seconds=float(settings.retry_cap_seconds))
+        batch_size=settings.publish_batch_size, backoff=Backoff(PUBLISH_BACKOFF.base, float(settings.retry_cap_seconds))
     )
     publisher = Publisher(store, link, metrics, config)
     health = RuntimeHealth(metrics)

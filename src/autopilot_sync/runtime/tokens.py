@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from autopilot_sync.control.client import SessionToken, TokenFetchError, fetch_session_token
-from autopilot_sync.nostr.keyfile import load_secret_key, save_secret_key
+from autopilot_sync.nostr.keyfile import load_or_create_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.runtime.retry import FailureKind, PublishFailure
 
@@ -29,13 +29,11 @@ log = logging.getLogger(__name__)
 
 def load_or_create_key(path: Path) -> SecretKey:
     """The runtime's secret key from `path`, generated and saved 0600 there when the file does not exist yet."""
-    if path.exists():
-        return load_secret_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = SecretKey.generate()
-    save_secret_key(path, key)
-    log.warning("created runtime Nostr key %s; allow-list its public key %s at control", path, key.public_key().hex)
-    return key
+    stored = load_or_create_secret_key(path)
+    if stored.created:
+        public = stored.secret.public_key().hex
+        log.warning("created runtime Nostr key %s; allow-list its public key %s at control", path, public)
+    return stored.secret
 
 
 class TokenSource:

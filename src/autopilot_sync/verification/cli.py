@@ -12,15 +12,8 @@ from pathlib import Path
 import click
 
 from autopilot_sync.verification.powercut import PowerCutFault
-from autopilot_sync.verification.scenarios import (
-    CI,
-    SCENARIOS,
-    SOAK,
-    Journal,
-    result_record,
-    run_scenario,
-    write_history,
-)
+from autopilot_sync.verification.scenarios.registry import SCENARIOS, run_scenario
+from autopilot_sync.verification.scenarios.run import CI, SOAK, Journal, result_record, write_history
 from autopilot_sync.verification.soak import soak
 
 

@@ -19,15 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_sync.verification.powercut import PowerCutFault
-from autopilot_sync.verification.scenarios import (
-    SCENARIOS,
-    Journal,
-    Profile,
-    ScenarioResult,
-    result_record,
-    run_scenario,
-    write_history,
-)
+from autopilot_sync.verification.scenarios.registry import SCENARIOS, run_scenario
+from autopilot_sync.verification.scenarios.run import Journal, Profile, ScenarioResult, result_record, write_history
 
 
 @dataclass

@@ -9,9 +9,11 @@ runtime ──▶ [runtime→host] ──▶ host ◀── [desktop→host] ◀
 runtime, desktops, host (JWKS) ──▶ [control] ──▶ control
 ```
 
-Control signs its public URL into every proof check, so every caller must reach it at one URL: one proxy carries
-runtime→control and desktop→control (and the host's JWKS fetches). Keys are derived from the run's seed, so a
-replayed seed has the same identities.
+The wiring itself is the local stack's (`devtools/stack.py`, the one wiring of the project); this stack gives it a
+route hook that sends each pair through its proxy, seed-derived keys and the suite's shorter timeouts. Control signs
+its public URL into every proof check, so every caller must reach it at one URL: one proxy carries runtime→control
+and desktop→control (and the host's JWKS fetches). Keys are derived from the run's seed, so a replayed seed has the
+same identities.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.control.client import SessionToken, fetch_session_token
+from autopilot_sync.desktop.state_lines import read_states
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
-from autopilot_sync.devtools.stack import producer_socket_at
-from autopilot_sync.nostr.keyfile import save_secret_key
+from autopilot_sync.devtools.stack import LocalStack
 from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.host import HostSettings
+from autopilot_sync.settings.runtime import RuntimeSettings
 from autopilot_sync.verification.history import Applied, ClientHistory, PresenceRow, StreamView
 from autopilot_sync.verification.powercut import BANNER, PowerCutFault, host_environment, read_ledger
 from autopilot_sync.verification.proxy import FaultProxy, FaultRecord
@@ -101,14 +106,7 @@ class DesktopProcess:
 
     def states(self) -> list[dict[str, Any]]:
         """Every JSON state it printed so far."""
-        if self.process is None:
-            return []
-        found = []
-        for line in list(self.process.output):
-            if line.startswith('{"t":'):
-                with contextlib.suppress(ValueError):
-                    found.append(json.loads(line)["state"])
-        return found
+        return [] if self.process is None else read_states(list(self.process.output))
 
     def last(self) -> dict[str, Any]:
         """The newest state printed."""
@@ -169,13 +167,37 @@ class ChaosStack:
     runtime_env: dict[str, str] = field(default_factory=dict)
     host_starts: int = 0
     _observer_token: SessionToken | None = None
+    local: LocalStack = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.local = LocalStack(
+            self.root,
+            self.host_port,
+            self.control_port,
+            self.runtime_port,
+            runtime_key=seeded_key(self.seed, "runtime"),
+            host_env=service_environment(
+                HostSettings,
+                {"ping_interval_seconds": HOST_PING_SECONDS, "idle_timeout_seconds": HOST_IDLE_SECONDS},
+            ),
+            runtime_env={**service_environment(RuntimeSettings, {"retry_cap_seconds": 1}), **self.runtime_env},
+            readers=[seeded_key(self.seed, name).public_key().hex for name in READER_KEY_NAMES],
+            route=self._route,
+        )
+
+    def _route(self, caller: str, service: str) -> str | None:
+        """Every pair through its proxy: control through `control`, the host through the caller's own proxy."""
+        if service == "control":
+            return self.proxies["control"].url
+        pair = {"runtime": "runtime→host", "desktop": "desktop→host", "control": "desktop→host"}.get(caller)
+        return self.proxies[pair].url if pair is not None else None
 
     # ----- keys and URLs -----
 
     @property
     def producer_key(self) -> SecretKey:
         """The runtime's key (on control's append allowlist, so it may also trim)."""
-        return seeded_key(self.seed, "runtime")
+        return self.local.producer_key
 
     @property
     def observer_key(self) -> SecretKey:
@@ -195,12 +217,12 @@ class ChaosStack:
     @property
     def producer_socket(self) -> Path:
         """The runtime's mode 0600 producer socket, through which the producer appends without a token."""
-        return producer_socket_at(self.root / "runtime" / "producer.sock")
+        return self.local.producer_socket
 
     @property
     def control_public_url(self) -> str:
         """Control as everyone reaches it: through the control proxy (also the token issuer)."""
-        return self.proxies["control"].url
+        return self.local.control_public_url
 
     def proxy(self, name: str) -> FaultProxy:
         """One of `runtime→host`, `desktop→host`, `clients→host`, `control`."""
@@ -220,17 +242,7 @@ class ChaosStack:
             rng = random.Random(f"{self.seed}:{name}")
             self.proxies[name] = await FaultProxy(name, "127.0.0.1", port, rng=rng, on_fault=self.on_fault).start()
         await self.start_host()
-        self.control = await start_child(
-            "control",
-            [],
-            {
-                "AUTOPILOT_SYNC_CONTROL_LISTEN": f"127.0.0.1:{self.control_port}",
-                "AUTOPILOT_SYNC_CONTROL_PUBLIC_URL": self.control_public_url,
-                "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(self.root / "control" / "signing.pem"),
-                "AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL": self.proxies["desktop→host"].url,
-                "AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST": self.producer_key.public_key().hex,
-            },
-        )
+        self.control = await start_child("control", [], self.local.control_environment())
         if runtime:
             await self.start_runtime()
         return self
@@ -241,15 +253,7 @@ class ChaosStack:
         Under the power-cut fault the host's commit-log writes stay in its memory until fsync (`powercut.py`), so a
         SIGKILL loses exactly what was not fsynced (`kill_host` checks the emulation really engaged).
         """
-        env = {
-            "AUTOPILOT_SYNC_HOST_LISTEN": f"127.0.0.1:{self.host_port}",
-            "AUTOPILOT_SYNC_HOST_DATA_DIR": str(self.root / "host"),
-            "AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.module",
-            "AUTOPILOT_SYNC_HOST_DATABASE": DATABASE,
-            "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": self.control_public_url,
-            "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": str(HOST_PING_SECONDS),
-            "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(HOST_IDLE_SECONDS),
-        }
+        env = self.local.host_environment()
         self.host_starts += 1
         if self.power_cut is not None:
             env |= host_environment(
@@ -293,24 +297,7 @@ class ChaosStack:
 
     async def start_runtime(self) -> ServiceProcess:
         """Start (or restart) the runtime; it reaches host and control only through their proxies."""
-        key_path = self.root / "runtime" / "nostr.key"
-        if not key_path.exists():
-            key_path.parent.mkdir(parents=True, exist_ok=True)
-            save_secret_key(key_path, self.producer_key)
-        env = {
-            "AUTOPILOT_SYNC_RUNTIME_LISTEN": f"127.0.0.1:{self.runtime_port}",
-            "AUTOPILOT_SYNC_RUNTIME_DATA_DIR": str(self.root / "runtime"),
-            "AUTOPILOT_SYNC_RUNTIME_CONTROL_URL": self.control_public_url,
-            "AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL": self.proxies["runtime→host"].url,
-            "AUTOPILOT_SYNC_RUNTIME_NOSTR_KEY_PATH": str(key_path),
-            "AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET": str(self.producer_socket),
-            "AUTOPILOT_SYNC_RUNTIME_RETRY_CAP_SECONDS": "1",
-            "AUTOPILOT_SYNC_RUNTIME_READERS": ",".join(
-                seeded_key(self.seed, name).public_key().hex for name in READER_KEY_NAMES
-            ),
-            **self.runtime_env,
-        }
-        self.runtime = await start_child("runtime", [], env)
+        self.runtime = await start_child("runtime", [], self.local.runtime_environment())
         return self.runtime
 
     def add_desktop(self, name: str, streams: Sequence[str] = ()) -> DesktopProcess:
@@ -319,16 +306,7 @@ class ChaosStack:
         config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(config_dir, 0o700)
         key = seeded_key(self.seed, f"desktop:{name}")
-        key_file = config_dir / "nostr.key"
-        if not key_file.exists():
-            save_secret_key(key_file, key)
-        env = {
-            "AUTOPILOT_SYNC_DESKTOP_CONFIG_DIR": str(config_dir),
-            "AUTOPILOT_SYNC_DESKTOP_CONTROL_URL": self.control_public_url,
-            "AUTOPILOT_SYNC_DESKTOP_SPACETIME_BASE_URL": self.proxies["desktop→host"].url,
-            "AUTOPILOT_SYNC_DESKTOP_STREAMS": ",".join(streams),
-            "AUTOPILOT_SYNC_DESKTOP_RECONNECT_MAX_DELAY_SECONDS": "2",
-        }
+        env = self.local.desktop_env(config_dir, key, {"streams": tuple(streams), "reconnect_max_delay_seconds": 2})
         desktop = DesktopProcess(name, key, config_dir, env)
         desktop.start()
         self.desktops.append(desktop)

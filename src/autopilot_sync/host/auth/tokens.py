@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import stat
 import time
 import uuid
@@ -42,6 +41,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.auth.claims import (
     LEEWAY_SECONDS,
     ORIGIN_EXPIRY_CLAIM,
@@ -126,18 +126,9 @@ class SigningKey:
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(pem)
-                out.flush()
-                os.fsync(out.fileno())
-            # Fails if another process created the key first: then we use theirs.
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        # Fails if another process created the key first: then we use theirs.
+        with contextlib.suppress(FileExistsError):
+            write_atomically(path, pem, mode=0o600, replace=False)
 
     def sign(self, claims: Mapping[str, Any]) -> str:
         """A compact JWS of `claims` with header `{"typ": "JWT", "alg": "ES256"}`."""

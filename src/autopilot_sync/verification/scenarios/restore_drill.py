@@ -24,7 +24,7 @@ from autopilot_sync.verification.stack import DATABASE, READY_TIMEOUT
 from autopilot_sync.verification.stream_audit import StreamAuditError, audit, fetch_stream
 
 if TYPE_CHECKING:
-    from autopilot_sync.verification.scenarios import Run
+    from autopilot_sync.verification.scenarios.run import Run
 
 #: What the live host's data directory holds at its top level that a backup must carry (docs/deployment.md).
 TOP_LEVEL = ("meta.json", "id_ecdsa")
