@@ -55,10 +55,10 @@ def identity(issuer: str | None) -> None:
     Example:
       AUTOPILOT_SYNC_EXPORTER_NOSTR_KEY_PATH=./var/exporter/nostr.key autopilot-sync exporter identity
     """
-    from autopilot_sync.runtime.tokens import load_or_create_key
+    from autopilot_sync.nostr.keyfile import load_or_create_secret_key
     from autopilot_sync.settings.load import load_settings
     from autopilot_sync.spacetime.identity import identity_from_claims
 
     settings = load_settings(ExporterSettings)
-    key = load_or_create_key(settings.nostr_key_path)
+    key = load_or_create_secret_key(settings.nostr_key_path).secret
     click.echo(identity_from_claims(issuer or settings.control_url, key.public_key().hex).hex)

@@ -32,8 +32,8 @@ from autopilot_sync.control.client import TokenFetchError, fetch_session_token
 from autopilot_sync.exporter.lags import StreamHead, stream_families, stream_lags
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
+from autopilot_sync.nostr.keyfile import load_or_create_secret_key
 from autopilot_sync.nostr.keys import SecretKey
-from autopilot_sync.runtime.tokens import load_or_create_key
 from autopilot_sync.settings.exporter import ExporterSettings
 from autopilot_sync.settings.load import EXIT_CONFIG
 
@@ -223,7 +223,7 @@ async def _watch_owner(running: RunningExporter) -> None:
 
 async def start_exporter(settings: ExporterSettings) -> RunningExporter:
     """Check the configuration, subscribe, and listen (port 0 picks a free port)."""
-    key = load_or_create_key(settings.nostr_key_path)
+    key = load_or_create_secret_key(settings.nostr_key_path).secret
     tokens = ExporterTokens(settings.control_url, key)
     try:
         await tokens.grant()
