@@ -74,12 +74,15 @@ class Stack(LocalStack):
         self.start_all(runtime=runtime)
         return self
 
-    def desktop(self, name: str, streams: tuple[str, ...] = ()) -> Desktop:
+    def desktop(self, name: str, streams: tuple[str, ...] = (), settings: dict[str, object] | None = None) -> Desktop:
+        """A headless desktop; `settings` sets more `DesktopSettings` fields (e.g. `max_live_streams`)."""
         config_dir = self.root / "desktops" / name
         process = start_service(
             "desktop",
             ["--headless"],
-            env=self.desktop_env(config_dir, extra={"streams": streams, "reconnect_max_delay_seconds": 2}),
+            env=self.desktop_env(
+                config_dir, extra={"streams": streams, "reconnect_max_delay_seconds": 2, **(settings or {})}
+            ),
             wait=False,
         )
         desktop = Desktop(process, config_dir)

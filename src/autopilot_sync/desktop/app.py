@@ -55,6 +55,7 @@ _STREAM_STYLE = {
     StreamPhase.RESUBSCRIBING: "yellow",
     StreamPhase.REBUILDING: "bold red",
     StreamPhase.HALTED: "bold red",
+    StreamPhase.IDLE: "dim",
 }
 
 _STREAM_COLUMNS = ("stream", "head", "applied", "lag", "replay", "status")
@@ -90,6 +91,8 @@ def connection_text(state: DesktopState, now: float, *, narrow: bool = False) ->
         text.append(f" (attempt {view.attempt}, next retry in {_in(view.next_retry_at - now)})")
     if view.reason and view.phase is not ConnectionPhase.LIVE:
         text.append(f" — {view.reason}", style="italic")
+    if state.notice:
+        text.append(f" — {state.notice}", style="bold red")
     text.append("\nprotocol ", style="dim")
     text.append(view.protocol or "—")
     text.append("   token expires ", style="dim")
@@ -126,7 +129,7 @@ def presence_text(state: DesktopState) -> Text:
 
 
 def _progress(stream: StreamView) -> str:
-    if stream.phase is StreamPhase.WAITING:
+    if stream.phase in (StreamPhase.WAITING, StreamPhase.IDLE):
         return "—"
     share = stream.replay_progress
     filled = round(share * 10)

@@ -81,6 +81,7 @@ def desktop(ctx: click.Context, headless: bool, import_nsec: str | None) -> None
         store=store,
         streams=settings.streams,
         ack_interval=settings.ack_interval_seconds,
+        max_live_streams=settings.max_live_streams,
         policy=BackoffPolicy(cap=settings.reconnect_max_delay_seconds),
     )
     if settings.metrics_listen is not None:

@@ -25,6 +25,7 @@ def state_json(state: DesktopState) -> dict[str, Any]:
         "npub": state.npub,
         "host_url": state.host_url,
         "database": state.database,
+        "notice": state.notice,
         "connection": {
             "phase": connection.phase.value,
             "protocol": connection.protocol,

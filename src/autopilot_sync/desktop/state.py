@@ -38,6 +38,9 @@ class StreamPhase(enum.Enum):
     REBUILDING = "rebuilding"
     """History was trimmed, the stream reset, or the host's history differs from the local copy: the local copy was
     dropped and is rebuilt from the retained floor."""
+    IDLE = "idle"
+    """Not subscribed live (over the desktop's `max_live_streams`): the head shows, nothing is applied until the
+    stream is followed again from its checkpoint (its head moves, or it is selected)."""
     HALTED = "halted"
     """The host's own hash chain fails at an event even after a rebuild: nothing more is applied (the notice says
     at which seq)."""
@@ -144,6 +147,8 @@ class DesktopState:
     streams: tuple[StreamView, ...] = ()
     selected_stream: str = ""
     log: tuple[LogLine, ...] = ()
+    notice: str = ""
+    """One line when sync needs attention beyond one stream (the host refused a stream's query set); else empty."""
 
     def stream(self, stream_id: str) -> StreamView | None:
         """The view of one stream, if followed."""

@@ -3,8 +3,13 @@
 Query sets (each kept across reconnects by the SDK's `SyncClient`):
 - presence: `SELECT * FROM active_connection`;
 - heads: `SELECT * FROM stream_head` (also how streams are discovered when none are configured);
-- one per followed stream: `SELECT * FROM sync_event WHERE stream_id = '<id>' AND seq > <checkpoint>`, the resume
+- one per live stream: `SELECT * FROM sync_event WHERE stream_id = '<id>' AND seq > <checkpoint>`, the resume
   cursor; the SDK's rewrite hook moves `<checkpoint>` to the current one on every reconnect.
+
+At most `max_live_streams` followed streams are live (`livebound`): the rest are idle, showing their head only, and
+are followed again from their checkpoint when their head moves or they are selected, dropping the least recently
+active live one. One task (`_reconcile`) makes the subscriptions match that choice, drop first, so the desktop never
+holds more query sets than the bound plus presence and heads.
 
 Every cache batch (one per server message, i.e. per transaction) is handled whole, heads before events: a head that
 makes the local cursor stale rebuilds the stream first (`rebuild`), then the batch's events go through the pure apply
@@ -27,13 +32,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autopilot_sync.client.cache import ChangeKind, RowChange
-from autopilot_sync.client.errors import ClientError
+from autopilot_sync.client.errors import ClientError, SubscriptionFailedError
 from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, ResubscribeRequest, StateEvent, SyncClient
 from autopilot_sync.client.results import ReducerFailed
 from autopilot_sync.desktop.acks import AckCall, AckScheduler
 from autopilot_sync.desktop.apply import ApplyState, Cursor, StreamEvent, deliver, restart_from
 from autopilot_sync.desktop.identity import DesktopIdentity
+from autopilot_sync.desktop.livebound import live_streams, refusal_notice
 from autopilot_sync.desktop.rebuild import (
     RebuildGuard,
     StreamHead,
@@ -63,6 +69,7 @@ log = logging.getLogger(__name__)
 PRESENCE_QUERY = "SELECT * FROM active_connection"
 HEADS_QUERY = "SELECT * FROM stream_head"
 ACK_TICK_SECONDS = 0.25
+DEFAULT_MAX_LIVE_STREAMS = 48
 _RECORDED = re.compile(r"below the recorded (\d+)")
 
 
@@ -159,6 +166,7 @@ class DesktopSync:
         hub: StateHub | None = None,
         policy: BackoffPolicy | None = None,
         ack_interval: float = 1.0,
+        max_live_streams: int = DEFAULT_MAX_LIVE_STREAMS,
     ) -> None:
         self.identity = identity
         self.store = store
@@ -177,6 +185,11 @@ class DesktopSync:
         self._followed: dict[str, _Followed] = {}
         self._by_query_set: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.max_live_streams = max(int(max_live_streams), 1)
+        self._activity: dict[str, int] = {}
+        self._reconciling: asyncio.Task[None] | None = None
+        self._reconcile_again = False
+        self._ready = False
         self._log: deque[LogLine] = deque(maxlen=LOG_LINES)
         self._own_hex = identity.public_key.hex
         self.hub.publish(replace(self.hub.state, npub=identity.npub, host_url=self.client.base_url, database=database))
@@ -211,8 +224,8 @@ class DesktopSync:
             heads = await self.client.subscribe([HEADS_QUERY])
             with contextlib.suppress(ClientError):
                 await heads.applied()  # heads before events, so a stale cursor is seen before its gap
-            for followed in list(self._followed.values()):
-                await self._subscribe_stream(followed)
+            self._ready = True
+            self._reconcile_soon()
             await self._ack_loop(stop)
         finally:
             for task in list(self._tasks):
@@ -221,12 +234,14 @@ class DesktopSync:
             self._publish()
 
     def select(self, stream_id: str) -> None:
-        """Show `stream_id`'s events in the log (called by the UI)."""
+        """Show `stream_id`'s events in the log (called by the UI); an idle stream is followed live again."""
         if stream_id not in self._followed:
             return
         self._log.clear()
         self._log.extend(_log_line(e) for e in self.store.recent(stream_id, LOG_LINES))
         self.hub.publish(replace(self.hub.state, selected_stream=stream_id, log=tuple(self._log)))
+        if self._followed[stream_id].query_set is None:
+            self._reconcile_soon()
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -245,13 +260,74 @@ class DesktopSync:
                 self.select(stream_id)
         return followed
 
-    async def _subscribe_stream(self, followed: _Followed) -> None:
+    def _reconcile_soon(self) -> None:
+        """Make the live subscriptions match `live_streams` (once connected; one reconcile task at a time)."""
+        self._reconcile_again = True
+        if self._ready and (self._reconciling is None or self._reconciling.done()):
+            self._reconciling = asyncio.get_running_loop().create_task(self._reconcile())
+            self._tasks.add(self._reconciling)
+            self._reconciling.add_done_callback(self._tasks.discard)
+
+    async def _reconcile(self) -> None:
+        """Drop the live streams no longer chosen, then follow the chosen idle ones, most recently active first.
+
+        Dropping first keeps the query sets held at most the bound; a subscription waits for its initial rows, so a
+        stream is caught up to its head of that moment before it can be dropped again.
+        """
+        while self._reconcile_again:
+            self._reconcile_again = False
+            selected = self.hub.state.selected_stream
+            activity = {s: self._activity.get(s, 0) for s in self._followed}
+            want = live_streams(activity, self.max_live_streams, (selected,) if selected else ())
+            for followed in list(self._followed.values()):
+                if followed.query_set is not None and followed.stream_id not in want:
+                    await self._go_idle(followed)
+            for stream_id in sorted(want, key=lambda s: (-activity[s], s)):
+                if self._reconcile_again:
+                    break  # something moved meanwhile: choose again
+                followed = self._followed[stream_id]
+                if followed.query_set is None and not await self._subscribe_stream(followed):
+                    return  # refused by the host: said in the status; tried again on the next change
+            self._publish()
+
+    async def _go_idle(self, followed: _Followed) -> None:
+        """Drop a stream's query set; it keeps its checkpoint and its head, and resumes from there when followed."""
+        async with followed.lock:
+            old = followed.query_set
+            if old is None:
+                return
+            followed.query_set = None
+            self._by_query_set.pop(old.id, None)
+            with contextlib.suppress(ClientError):
+                await self.client.unsubscribe(old)
+        log.info("stream %s: idle (over the %d live streams)", followed.stream_id, self.max_live_streams)
+
+    async def _subscribe_stream(self, followed: _Followed) -> bool:
+        """Follow a stream live from its checkpoint; False (and the reason in the status) when the host refuses."""
         async with followed.lock:
             if followed.query_set is not None:
-                return
+                return True
+            followed.replay_from = followed.cursor.checkpoint
             qs = await self.client.subscribe([stream_query(followed.stream_id, followed.cursor.checkpoint)])
             followed.query_set = qs
             self._by_query_set[qs.id] = followed.stream_id
+            try:
+                await qs.applied()
+            except SubscriptionFailedError as exc:
+                followed.query_set = None
+                self._by_query_set.pop(qs.id, None)
+                with contextlib.suppress(ClientError):
+                    await self.client.unsubscribe(qs)
+                notice = refusal_notice(followed.stream_id, exc.message)
+                log.warning("%s", notice)
+                self.hub.publish(replace(self.hub.state, notice=notice))
+                self._publish()
+                return False
+            except ClientError:
+                pass  # connection lost: the SDK resubscribes it on reconnect
+        if self.hub.state.notice:
+            self.hub.publish(replace(self.hub.state, notice=""))
+        return True
 
     async def _resubscribe(self, followed: _Followed) -> None:
         """Drop the stream's query set and subscribe again from the current checkpoint (gap or rebuild)."""
@@ -260,10 +336,11 @@ class DesktopSync:
             self._publish()
             try:
                 old = followed.query_set
-                if old is not None:
-                    self._by_query_set.pop(old.id, None)
-                    with contextlib.suppress(ClientError):
-                        await self.client.unsubscribe(old)
+                if old is None:
+                    return  # went idle meanwhile: followed again from the checkpoint when chosen
+                self._by_query_set.pop(old.id, None)
+                with contextlib.suppress(ClientError):
+                    await self.client.unsubscribe(old)
                 qs = await self.client.subscribe([stream_query(followed.stream_id, followed.cursor.checkpoint)])
                 followed.query_set = qs
                 self._by_query_set[qs.id] = followed.stream_id
@@ -288,12 +365,12 @@ class DesktopSync:
         """One server message's changes: presence, then heads (maybe rebuilding), then events."""
         presence_changed = False
         events: dict[str, list[StreamEvent]] = {}
-        heads: list[StreamHead] = []
+        heads: list[tuple[StreamHead, int]] = []
         for change in changes:
             if change.table == "active_connection":
                 presence_changed = True
             elif change.table == "stream_head" and change.kind is not ChangeKind.DELETE:
-                heads.append(head_from_row(change.new))
+                heads.append((head_from_row(change.new), int(change.new.updated_at.micros)))
             elif change.table == "sync_event" and change.kind is ChangeKind.INSERT:
                 event = event_from_row(change.new)
                 events.setdefault(event.stream_id, []).append(event)
@@ -303,8 +380,8 @@ class DesktopSync:
                 state, presence=presence_from_rows(self.client.cache.rows("active_connection"), self._own_hex)
             )
             self.hub.publish(state)
-        for head in heads:
-            self._on_head(head)
+        for head, changed_at in heads:
+            self._on_head(head, changed_at)
         for stream_id, stream_events in events.items():
             followed = self._followed.get(stream_id)
             if followed is not None:
@@ -312,13 +389,16 @@ class DesktopSync:
         if heads or events:
             self._publish()
 
-    def _on_head(self, head: StreamHead) -> None:
+    def _on_head(self, head: StreamHead, changed_at: int) -> None:
         followed = self._followed.get(head.stream_id)
         if followed is None:
             if self.configured:
                 return
             followed = self._follow_local(head.stream_id)
-            self._spawn(self._subscribe_stream(followed))
+        if self._activity.get(head.stream_id) != changed_at:
+            self._activity[head.stream_id] = changed_at
+            if followed.query_set is None:
+                self._reconcile_soon()  # new or moved again: follow it, dropping the least recently active
         followed.head = head
         verdict = judge(followed.cursor, head)
         cause: tuple[object, ...] = ()
@@ -483,6 +563,8 @@ class DesktopSync:
             phase = StreamPhase.RESUBSCRIBING
         elif head is None and followed.query_set is None:
             phase = StreamPhase.WAITING
+        elif followed.query_set is None:
+            phase = StreamPhase.IDLE
         elif applied < head_seq:
             phase = StreamPhase.REPLAYING
         else:

@@ -12,6 +12,7 @@ from pydantic_settings import NoDecode
 from autopilot_sync.settings.base import ServiceSettings, service_config
 from autopilot_sync.settings.fields import (
     BaseUrl,
+    Count,
     DatabaseName,
     FilePath,
     Form,
@@ -65,6 +66,12 @@ class DesktopSettings(ServiceSettings):
         default=Path("~/.config/autopilot-sync"), description="Directory of the user's key and stream checkpoints."
     )
     streams: Names = Field(default=(), description="Stream ids to follow; empty follows every stream.")
+    max_live_streams: Count = Field(
+        default=48,
+        description="Most followed streams subscribed live at once (the least recently active others show their "
+        "head only, and resume from their checkpoint when it moves); keep it below the host's query sets per "
+        "connection minus 2.",
+    )
     ack_interval_seconds: Seconds = Field(
         default=1, description="Least time between two checkpoint reports (ack_checkpoint) of one stream."
     )
