@@ -14,12 +14,11 @@ from autopilot_sync.host.module_api import StartInfo
 from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
 from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.module.config import current_limits, seed_config
 from autopilot_sync.module.errors import SyncError, SyncErrorCode
 from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
-from autopilot_sync.settings.load import load_settings
-from autopilot_sync.settings.sync_module import SyncModuleSettings
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.sync_bindings import (
@@ -30,7 +29,6 @@ from autopilot_sync.sync_bindings import (
     SyncEvent,
 )
 
-LIMITS = load_settings(SyncModuleSettings)
 FIRST_EPOCH = 1
 
 
@@ -80,9 +78,10 @@ def heartbeat(ctx: ReducerContext) -> None:
 def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> None:
     """Append events atomically: hash-checked, idempotent by key, gap-free per stream."""
     require_scope(ctx.claims, Scope.APPEND, "append_sync_events")
-    if len(batch) > LIMITS.max_batch_events:
+    limits = current_limits(ctx)
+    if len(batch) > limits.max_batch_events:
         raise SyncError(
-            SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {LIMITS.max_batch_events}"
+            SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {limits.max_batch_events}"
         )
     heads = _Heads(ctx)
     for event in batch:
@@ -182,16 +181,17 @@ class _Heads:
 
 def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatchItem) -> None:
     stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
-    check_event_fields(LIMITS, stream_id, idempotency_key, kind)
+    limits = current_limits(ctx)  # one primary-key lookup of the sync_config row (module/config.py)
+    check_event_fields(limits, stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:
         canonical = canonicalize_text(event.payload)
     except CanonicalJsonError as exc:
         raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
     size = len(canonical.encode("utf-8"))
-    if size > LIMITS.max_payload_bytes:
-        raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {LIMITS.max_payload_bytes}")
-    check_payload_depth(canonical, LIMITS.max_payload_depth)
+    if size > limits.max_payload_bytes:
+        raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {limits.max_payload_bytes}")
+    check_payload_depth(canonical, limits.max_payload_depth)
     computed = payload_hash(canonical)
     if computed != event.payload_hash:
         raise SyncError(
@@ -239,7 +239,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatch
 def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
     """Record the last seq the caller applied on a stream (observability of replay lag)."""
     require_scope(ctx.claims, Scope.CHECKPOINT_WRITE, "ack_checkpoint")
-    check_stream_id(LIMITS, stream_id)
+    check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:  # a checkpoint row per made-up stream would be kept forever and fanned out to everyone
@@ -268,7 +268,7 @@ def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
 def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> None:
     """Retention: delete events below `retain_from_seq` and raise the stream's floor so stale cursors are detectable."""
     require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
-    check_stream_id(LIMITS, stream_id)
+    check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
     found = ctx.db.stream_head.find("stream_id", stream_id)
     if found is None:
@@ -292,7 +292,7 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
 def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
     """Start a stream over: delete its events, reset the head and bump its epoch (clients must rebuild)."""
     require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
-    check_stream_id(LIMITS, stream_id)
+    check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
     found = ctx.db.stream_head.find("stream_id", stream_id)
     if found is None:
@@ -316,7 +316,10 @@ def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
 
 @module.on_start
 def on_start(ctx: ReducerContext, info: StartInfo) -> None:
-    """At every host start: chain the streams a schema upgrade left unchained, then bump epochs if history was lost.
+    """At every host start: seed the limits, chain unchained streams, then bump epochs if history was lost.
+
+    Limits: `seed_config` inserts the default `sync_config` row into a data directory written before it existed
+    (and records the owner); an existing row keeps its limits.
 
     Upgrade: `stream_head.head_chain` is empty only on data written before chains existed (the column's default).
     Such a stream gets `floor_chain = genesis(stream, epoch)` (what was trimmed before cannot be recovered, so the
@@ -327,6 +330,7 @@ def on_start(ctx: ReducerContext, info: StartInfo) -> None:
     desktop sees an epoch change and rebuilds instead of silently keeping events the host no longer has. The chain
     continues (the retained events keep their values; the next event links to the head under the new epoch).
     """
+    seed_config(ctx)
     for head in [StreamHead.from_values(row) for row in ctx.db.stream_head]:
         if head.head_chain == "":
             _chain_existing(ctx, head)
