@@ -58,6 +58,7 @@ def _register() -> None:
     from autopilot_sync.control.cli import control
     from autopilot_sync.desktop.cli import desktop
     from autopilot_sync.devtools.up import up
+    from autopilot_sync.exporter.cli import exporter
     from autopilot_sync.gate.cli import gate
     from autopilot_sync.host.cli import host
     from autopilot_sync.ops.cli import compliance, module_group
@@ -72,6 +73,7 @@ def _register() -> None:
     main.add_command(client)
     main.add_command(control)
     main.add_command(runtime)
+    main.add_command(exporter)
     main.add_command(chaos)
     main.add_command(verify_stream)
     main.add_command(module_group)

@@ -35,7 +35,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("module", "examples", "client", "host", "checkout"),
     ("control",),
     ("runtime", "desktop"),
-    ("devtools",),
+    ("devtools", "exporter"),
     ("verification", "ops"),
     ("cli",),
 )
@@ -49,6 +49,7 @@ NEVER_LOADS: dict[str, frozenset[str]] = {
     "control": frozenset({"host", "module"}),
     "runtime": frozenset({"host", "module"}),
     "desktop": frozenset({"host", "module"}),
+    "exporter": frozenset({"host", "module"}),
     # the history checker judges recorded histories: pure, no host, no module
     "verification.checker": frozenset({"host", "module"}),
     "verification.history": frozenset({"host", "module"}),
@@ -126,17 +127,8 @@ def test_the_docs_show_the_same_floors() -> None:
 
 
 def test_importing_the_sync_module_reads_no_settings() -> None:
-    """A malformed `AUTOPILOT_SYNC_MODULE_*` variable is the host's start-up problem, not every importer's."""
+    """Importing reads no environment: a stray `AUTOPILOT_SYNC_MODULE_*` variable does not stop an importer."""
     env = {**os.environ, "AUTOPILOT_SYNC_MODULE_MAX_KIND_BYTES": "lots"}
     code = "import autopilot_sync.module, autopilot_sync.client, autopilot_sync.verification.checker"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr[-2000:]
-
-
-def test_a_malformed_module_limit_still_stops_the_host_at_start(tmp_path: Path) -> None:
-    env = {**os.environ, "AUTOPILOT_SYNC_MODULE_MAX_KIND_BYTES": "lots"}
-    command = [sys.executable, "-m", "autopilot_sync", "host", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240)
-    assert result.returncode == 2
-    assert "AUTOPILOT_SYNC_MODULE_MAX_KIND_BYTES" in result.stderr
-    assert "ready" not in result.stdout

@@ -62,6 +62,7 @@ def test_host_on_a_busy_port_names_the_flag_and_variable_to_change(tmp_path: Pat
 
 def test_up_on_a_busy_port_names_the_flag_to_change(tmp_path: Path, held_port: int) -> None:
     ports = ["--control-port", str(free_port()), "--runtime-port", str(free_port())]
+    ports += ["--exporter-port", str(free_port())]
     done = _run("up", "--headless", "--state-dir", str(tmp_path), "--host-port", str(held_port), *ports)
     line = _one_line(done)
     assert f"port {held_port}" in line and "--host-port" in line

@@ -12,6 +12,7 @@ from autopilot_sync.devtools.stack import LocalStack
 from autopilot_sync.settings.base import ServiceSettings
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.desktop import DesktopSettings
+from autopilot_sync.settings.exporter import ExporterSettings
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import validate_environment
 from autopilot_sync.settings.runtime import RuntimeSettings
@@ -34,7 +35,10 @@ def test_every_environment_the_stack_builds_loads_as_its_services_settings(
     control = loaded(ControlSettings, stack.control_environment(), monkeypatch)
     runtime = loaded(RuntimeSettings, stack.runtime_environment(), monkeypatch)
     desktop = loaded(DesktopSettings, stack.desktop_env(tmp_path / "desktop"), monkeypatch)
+    exporter = loaded(ExporterSettings, stack.exporter_environment(), monkeypatch)
     assert isinstance(host, HostSettings) and host.trusted_issuers == ("http://127.0.0.1:4002",)
+    assert host.owner_identity == stack.exporter_identity.hex  # the exporter reads as the database owner
+    assert isinstance(exporter, ExporterSettings) and exporter.spacetime_base_url == "http://127.0.0.1:4001"
     assert isinstance(control, ControlSettings) and control.spacetime_base_url == "http://127.0.0.1:4001"
     assert (control.policy_path is not None) is policy
     assert isinstance(runtime, RuntimeSettings) and len(runtime.readers) == len(stack.user_keys)

@@ -11,7 +11,7 @@ from autopilot_sync.devtools.processes import free_port
 
 
 def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
-    ports = [str(free_port()) for _ in range(3)]
+    ports = [str(free_port()) for _ in range(4)]
     done = subprocess.run(
         [
             sys.executable,
@@ -20,7 +20,7 @@ def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
             "up",
             "--headless",
             "--duration",
-            "25",
+            "30",  # from the desktop's start: on a loaded machine its imports alone can take 15 s
             "--rate",
             "20",
             "--state-dir",
@@ -31,10 +31,12 @@ def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
             ports[1],
             "--runtime-port",
             ports[2],
+            "--exporter-port",
+            ports[3],
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,15 +1,13 @@
-"""Per-stream lag and replay gap, computed from the sync module's own tables at scrape time."""
+"""Per-stream lag and replay gap: the exporter's pure core (rows in, numbers and families out)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
-from autopilot_sync.examples.chat import module as chat_module
-from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.sync_metrics import StreamHead, register_sync_metrics, stream_lags
-from autopilot_sync.host.system_tables import SYSTEM_TABLES
-from autopilot_sync.module import module as sync_module
-from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+from autopilot_sync.exporter.lags import StreamHead, stream_families, stream_lags
+from autopilot_sync.spacetime.values import Identity
 
 ALICE, BOB, GONE = Identity(1), Identity(2), Identity(3)
 
@@ -28,32 +26,22 @@ def test_a_cursor_below_the_retained_floor_is_a_replay_gap() -> None:
     assert fresh.replay_gap == 0
 
 
-def _put(store: Datastore, table: str, row: tuple[object, ...]) -> None:
-    tables = store[table]
-    tables.put(tables.encode(row), tables.decode(tables.encode(row)))
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
 
 
-def test_collector_exports_the_tables_as_they_are_at_scrape_time() -> None:
-    datastore = Datastore(sync_module, SYSTEM_TABLES)
+def test_families_export_the_lags_with_their_documented_names() -> None:
+    heads = [StreamHead("runs", 100, 1), StreamHead("idle", 7, 1)]
+    lags = stream_lags(heads, [(ALICE, "runs", 25)], connected={ALICE})
     registry = CollectorRegistry()
-    assert register_sync_metrics(registry, datastore) is not None
-    now = Timestamp(1_700_000_000_000_000)
-    _put(datastore, "stream_head", ("runs", 100, 1, 1, now, "", ""))  # chain columns: unused here
-    _put(datastore, "active_connection", (ConnectionId(1), ALICE, "", "", "desktop", now, now, "sync"))
-    _put(datastore, "stream_checkpoint", (f"{ALICE.hex}:runs", ALICE, "runs", 25, now))
+    registry.register(_Families(list(stream_families(lags, len(heads)))))
     text = generate_latest(registry).decode()
     assert 'autopilot_sync_host_stream_sequence_lag{stream_id="runs"} 75.0' in text
     assert 'autopilot_sync_host_stream_connected_readers{stream_id="runs"} 1.0' in text
-    assert "autopilot_sync_host_streams 1.0" in text
+    assert "autopilot_sync_host_streams 2.0" in text
     assert "autopilot_sync_host_stream_sequence_lag_max 75.0" in text
-    _put(datastore, "stream_checkpoint", (f"{ALICE.hex}:runs", ALICE, "runs", 100, now))
-    datastore["stream_checkpoint"].take(
-        datastore["stream_checkpoint"].encode((f"{ALICE.hex}:runs", ALICE, "runs", 25, now))
-    )
-    assert 'autopilot_sync_host_stream_sequence_lag{stream_id="runs"} 0.0' in generate_latest(registry).decode()
-
-
-def test_nothing_is_registered_for_a_module_without_streams() -> None:
-    registry = CollectorRegistry()
-    assert register_sync_metrics(registry, Datastore(chat_module, SYSTEM_TABLES)) is None
-    assert "stream" not in generate_latest(registry).decode()
+    assert 'stream_id="idle"' not in text  # no connected reader: no series

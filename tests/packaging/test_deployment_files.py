@@ -21,6 +21,7 @@ import pytest
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.settings.base import ServiceSettings
 from autopilot_sync.settings.control import ControlSettings
+from autopilot_sync.settings.exporter import ExporterSettings
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import validate_environment
 from autopilot_sync.settings.runtime import RuntimeSettings
@@ -33,6 +34,7 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
     "host": HostSettings,
     "control": ControlSettings,
     "runtime": RuntimeSettings,
+    "exporter": ExporterSettings,
 }
 
 
@@ -88,7 +90,7 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 def _interpolate(value: str) -> str:
     """Compose's `${VAR:-default}` with the variables an operator sets (RUNTIME_PUBKEY: a real public key)."""
-    operator = {"RUNTIME_PUBKEY": SecretKey.generate().public_key().hex}
+    operator = {"RUNTIME_PUBKEY": SecretKey.generate().public_key().hex, "EXPORTER_IDENTITY": "c2" + "00" * 31}
     return re.sub(r"\$\{(\w+)(?::[-?][^}]*)?\}", lambda m: operator[m.group(1)], value)
 
 
@@ -120,6 +122,10 @@ def test_compose_wires_the_services_as_up_does() -> None:
     assert control["AUTOPILOT_SYNC_CONTROL_SPACETIME_BASE_URL"] == host_url
     assert runtime["AUTOPILOT_SYNC_RUNTIME_SPACETIME_BASE_URL"] == host_url
     assert "RUNTIME_PUBKEY" in control["AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST"], "control allow-lists the runtime"
+    exporter = SERVICES["exporter"]["environment"]
+    assert exporter["AUTOPILOT_SYNC_EXPORTER_CONTROL_URL"] == issuer
+    assert exporter["AUTOPILOT_SYNC_EXPORTER_SPACETIME_BASE_URL"] == host_url
+    assert "EXPORTER_IDENTITY" in host["AUTOPILOT_SYNC_HOST_OWNER_IDENTITY"], "the exporter reads as the owner"
     for name in SETTINGS:  # state lives in the service's named volume
         data = [v for k, v in SERVICES[name]["environment"].items() if k.endswith(("_DATA_DIR", "_KEY_PATH"))]
         mount = SERVICES[name]["volumes"][0].split(":")[1]

@@ -6,10 +6,13 @@ internal error or a reducer panic carrying internal text; and nothing the caller
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from module_owner import call_set_sync_limits, owner_env
 
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
@@ -18,6 +21,7 @@ from autopilot_sync.contract.canonical import hash_value, payload_hash
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.module.limits import DEFAULT_LIMITS
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
@@ -31,22 +35,28 @@ DEPTH_LIMIT = 16
 OTHER_PRODUCER = SecretKey.generate()
 
 
+#: The database owner, who sets the small limits through the module's admin reducer (module/config.py).
+OWNER = SecretKey.generate()
+SMALL_LIMITS = replace(
+    DEFAULT_LIMITS,
+    max_kind_bytes=KIND_LIMIT,
+    max_idempotency_key_bytes=KEY_LIMIT,
+    max_stream_id_bytes=STREAM_LIMIT,
+    max_payload_depth=DEPTH_LIMIT,
+)
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    running = LocalStack(
-        tmp_path_factory.mktemp("module-inputs"),
-        host_env={
-            "AUTOPILOT_SYNC_MODULE_MAX_KIND_BYTES": str(KIND_LIMIT),
-            "AUTOPILOT_SYNC_MODULE_MAX_IDEMPOTENCY_KEY_BYTES": str(KEY_LIMIT),
-            "AUTOPILOT_SYNC_MODULE_MAX_STREAM_ID_BYTES": str(STREAM_LIMIT),
-            "AUTOPILOT_SYNC_MODULE_MAX_PAYLOAD_DEPTH": str(DEPTH_LIMIT),
-        },
-    )
+    running = LocalStack(tmp_path_factory.mktemp("module-inputs"))
+    running.host_env.update(owner_env(running, OWNER))
     running.control_env["AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST"] = ",".join(
         (running.producer_key.public_key().hex, OTHER_PRODUCER.public_key().hex)
     )
-    running.start_all(runtime=False)
     try:
+        running.start_all(runtime=False)
+        status, body = asyncio.run(call_set_sync_limits(running, OWNER, SMALL_LIMITS))
+        assert status == 200, body
         yield running
     finally:
         running.stop_all()

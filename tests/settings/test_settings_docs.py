@@ -19,7 +19,7 @@ def test_committed_configuration_page_is_up_to_date() -> None:
 
 def test_page_has_a_table_per_service_with_required_and_defaults() -> None:
     page = render(SERVICES)
-    for service in ("host", "module", "control", "runtime", "desktop", "ops"):
+    for service in ("host", "control", "runtime", "desktop", "exporter", "ops"):
         assert f"\n## {service}\n" in page
     assert "| `AUTOPILOT_SYNC_HOST_LISTEN` | host:port | `127.0.0.1:3000` |" in page
     assert "| `AUTOPILOT_SYNC_CONTROL_PUBLIC_URL` | http(s) URL | required |" in page

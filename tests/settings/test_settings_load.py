@@ -180,7 +180,7 @@ def test_listen_address_rejects_ambiguous_or_out_of_range(text: str) -> None:
 def test_every_setting_is_described_and_every_service_has_its_own_prefix() -> None:
     prefixes = [cls.env_prefix() for cls in SERVICES]
     assert len(set(prefixes)) == len(prefixes)
-    assert [cls.service_name() for cls in SERVICES] == ["host", "module", "control", "runtime", "desktop", "ops"]
+    assert [cls.service_name() for cls in SERVICES] == ["host", "control", "runtime", "desktop", "exporter", "ops"]
     for cls in SERVICES:
         assert cls.__doc__
         for name, field in cls.model_fields.items():

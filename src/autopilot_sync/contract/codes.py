@@ -37,6 +37,8 @@ class SyncErrorCode(enum.Enum):
     """A checkpoint lower than the one already recorded."""
     INVALID_TRIM = "invalid_trim"
     """A retention floor beyond `head_seq + 1` or below the current floor."""
+    INVALID_LIMITS = "invalid_limits"
+    """`set_sync_limits` with a limit below 1."""
 
 
 def parse_error_code(message: str) -> SyncErrorCode | None:

@@ -15,6 +15,9 @@ Readers: the stack keeps a pool of demo user keys (`users/`); the runtime makes 
 given) a reader of every stream it publishes, and each desktop config directory gets the next unused pool key, so a
 desktop reads the runtime's streams however late it starts. With `policy=True` control runs with a policy file that
 gives exactly those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `up` uses).
+
+The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
+told that key's identity is the database owner, so the exporter reads every reader's checkpoint.
 """
 
 from __future__ import annotations
@@ -35,10 +38,12 @@ from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.desktop import DesktopSettings
 from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.exporter import ExporterSettings
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.runtime import RuntimeSettings
 from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.spacetime.values import Identity
 
 DATABASE = "autopilot-sync"
 #: The module every stack's host serves.
@@ -83,6 +88,7 @@ class LocalStack:
     host_port: int = field(default_factory=free_port)
     control_port: int = field(default_factory=free_port)
     runtime_port: int = field(default_factory=free_port)
+    exporter_port: int = field(default_factory=free_port)
     runtime_key: SecretKey | None = None
     host_env: dict[str, str] = field(default_factory=dict)
     control_env: dict[str, str] = field(default_factory=dict)
@@ -96,6 +102,7 @@ class LocalStack:
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
     runtime: ServiceProcess | None = None
+    exporter: ServiceProcess | None = None
     producer_socket: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +111,8 @@ class LocalStack:
         self.user_keys = [
             load_or_create_secret_key(self.root / "users" / f"user-{i}.key").secret for i in range(USER_POOL)
         ]
+        #: the sync metrics exporter reads as the database owner (docs/security.md "The sync metrics exporter")
+        self.exporter_key = load_or_create_secret_key(self.root / "exporter" / "nostr.key").secret
 
     # ----- keys -----
 
@@ -148,7 +157,9 @@ class LocalStack:
             '[[grant]]\ngroups = ["users"]\n'
             f'scopes = ["sync.subscribe", "sync.checkpoint.write"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
             f'[[grant]]\nkeys = ["{self.producer_key.public_key().hex}"]\n'
-            f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
+            f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
+            f'[[grant]]\nkeys = ["{self.exporter_key.public_key().hex}"]\n'
+            f'scopes = ["sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
         )
         path = self.policy_path()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +206,7 @@ class LocalStack:
             "module": MODULE,
             "database": DATABASE,
             "trusted_issuers": (self.control_public_url,),
+            "owner_identity": self.exporter_identity.hex,
         }
         return {**service_environment(HostSettings, fields), **self.host_env}
 
@@ -263,6 +275,32 @@ class LocalStack:
         self.runtime = start_service("runtime", self.service_args(), env=self.runtime_environment(), wait=wait)
         return self.runtime
 
+    @property
+    def exporter_identity(self) -> Identity:
+        """The identity control's tokens give the exporter's key: the host's database owner."""
+        return identity_from_claims(self.control_public_url, self.exporter_key.public_key().hex)
+
+    @property
+    def exporter_url(self) -> str:
+        """Base URL of the sync metrics exporter (`/metrics`, `/healthz`)."""
+        return _loopback(self.exporter_port)
+
+    def exporter_environment(self) -> dict[str, str]:
+        """The sync metrics exporter's environment: its port and key, reading the host as the database owner."""
+        fields: Mapping[str, object] = {
+            "listen": ListenAddress(LOOPBACK, self.exporter_port),
+            "control_url": self.control_public_url,
+            "spacetime_base_url": self.reach("exporter", "host"),
+            "database": DATABASE,
+            "nostr_key_path": self.root / "exporter" / "nostr.key",
+        }
+        return service_environment(ExporterSettings, fields)
+
+    def start_exporter(self) -> ServiceProcess:
+        """Start (or restart) the sync metrics exporter, reading as the database owner."""
+        self.exporter = start_service("exporter", self.service_args(), env=self.exporter_environment())
+        return self.exporter
+
     def start_all(self, *, runtime: bool = True) -> LocalStack:
         """Host, then control, then (optionally) the runtime."""
         self.start_host()
@@ -273,7 +311,7 @@ class LocalStack:
 
     def services(self) -> list[ServiceProcess]:
         """The started services, in start order."""
-        return [s for s in (self.host, self.control, self.runtime) if s is not None]
+        return [s for s in (self.host, self.control, self.runtime, self.exporter) if s is not None]
 
     def stop_all(self, *, kill: bool = False) -> None:
         """Stop in reverse start order (SIGKILL with `kill`)."""

@@ -29,6 +29,7 @@ def _say(message: str) -> None:
 @click.option("--host-port", default=3000, show_default=True, help="Port of the Spacetime host.")
 @click.option("--control-port", default=3100, show_default=True, help="Port of the control service.")
 @click.option("--runtime-port", default=3200, show_default=True, help="Port of the runtime's producer API.")
+@click.option("--exporter-port", default=3400, show_default=True, help="Port of the sync metrics exporter.")
 @click.option("--rate", default=5.0, show_default=True, help="Demo events per second (the demo runs until stopped).")
 @click.option("--headless", is_flag=True, help="Desktop prints JSON lines instead of the terminal UI.")
 @click.option("--duration", type=float, default=None, help="Stop everything after this many seconds.")
@@ -37,6 +38,7 @@ def up(
     host_port: int,
     control_port: int,
     runtime_port: int,
+    exporter_port: int,
     rate: float,
     headless: bool,
     duration: float | None,
@@ -52,10 +54,11 @@ def up(
         (host_port, "--host-port", "the host"),
         (control_port, "--control-port", "control"),
         (runtime_port, "--runtime-port", "the runtime"),
+        (exporter_port, "--exporter-port", "the exporter"),
     ):
         if not port_is_free(port):
             raise click.ClickException(f"port {port} (for {service}) is already in use: choose another with {flag}")
-    stack = LocalStack(Path(state_dir).resolve(), host_port, control_port, runtime_port, policy=True)
+    stack = LocalStack(Path(state_dir).resolve(), host_port, control_port, runtime_port, exporter_port, policy=True)
     demo: ServiceProcess | None = None
     try:
         _say(f"starting host on {stack.host_url} (data in {stack.root / 'host'})")
@@ -64,6 +67,8 @@ def up(
         stack.start_control()
         _say(f"starting runtime on {stack.runtime_url} (publishing as {stack.producer_key.public_key().npub})")
         stack.start_runtime()
+        _say(f"starting the sync metrics exporter on {stack.exporter_url}")
+        stack.start_exporter()
         _say(f"starting the demo workload at {rate:g} events/s (until stopped)")
         demo_args = ["demo", "--url", stack.runtime_url, "--socket", str(stack.producer_socket)]
         demo_args += ["--rate", str(rate), "--runs", "0", "--duration", "0"]
@@ -72,7 +77,10 @@ def up(
         args = [sys.executable, "-m", "autopilot_sync", "desktop"] + ([] if interactive else ["--headless"])
         _say("starting the desktop" + ("" if interactive else " (headless: one JSON line per state change)"))
         _say(
-            "metrics: " + ", ".join(f"{url}/metrics" for url in (stack.host_url, stack.control_url, stack.runtime_url))
+            "metrics: "
+            + ", ".join(
+                f"{url}/metrics" for url in (stack.host_url, stack.control_url, stack.runtime_url, stack.exporter_url)
+            )
         )
         desktop = subprocess.Popen(args, env={**os.environ, **stack.desktop_env(stack.root / "desktop")})
         try:

@@ -15,10 +15,10 @@ from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
-from autopilot_sync.host.sync_metrics import register_sync_metrics
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
+from autopilot_sync.spacetime.values import Identity
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
     hub = add_websocket_route(app, engine, tokens, options=options)
     metrics = HostMetrics()
     metrics.attach(engine)
-    register_sync_metrics(metrics.registry, engine.datastore)
     engine.on_call = metrics.observe_call
     hub.on_refused = lambda cause: metrics.connections_refused.labels(cause).inc()
     hub.on_connection_event = metrics.observe_connection
@@ -118,6 +117,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
             snapshot_every=settings.snapshot_every_commits,
             snapshots_kept=settings.snapshots_kept,
             segment_max_bytes=settings.segment_max_bytes,
+            owner_identity=Identity.from_hex(settings.owner_identity) if settings.owner_identity else Identity(0),
         ),
     )
     async with AsyncExitStack() as undo:

@@ -194,7 +194,7 @@ def _key(column: str | tuple[str, ...], value: Any) -> tuple[tuple[str, ...], tu
 
 
 class DbView:
-    """`ctx.db`: every module table by name (`ctx.db.sync_event` or `ctx.db["sync_event"]`)."""
+    """`ctx.db`: every module table by name (`ctx.db.message` or `ctx.db["message"]`)."""
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx

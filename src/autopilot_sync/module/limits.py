@@ -2,30 +2,46 @@
 
 Why here and not in the host: these are reducer checks, so they hold wherever the module runs (our host or a real
 SpacetimeDB with the TypeScript twin), and every refusal is the module's typed `invalid_event` rather than an
-exception escaping as "reducer panicked" with internal text. The numbers come from `AUTOPILOT_SYNC_MODULE_*`
-(`SyncModuleSettings`), read when the host starts the module (its start hook calls `configured_limits`), never at
-import: importing the module reads nothing, so a bad variable stops the host's start, not every `import`.
+exception escaping as "reducer panicked" with internal text. The numbers live in the module's own `sync_config`
+row (`module/config.py`), changed by the database owner with `set_sync_limits`; these functions are pure.
 """
 
 from __future__ import annotations
 
-import functools
+from dataclasses import astuple, dataclass
 
 from autopilot_sync.contract.canonical import nests_deeper_than
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.module.errors import SyncError
-from autopilot_sync.settings.load import load_settings
-from autopilot_sync.settings.sync_module import SyncModuleSettings
 
 
-@functools.cache
-def configured_limits() -> SyncModuleSettings:
-    """The limits from the environment, read on first use (the start hook) and kept for the process's life.
+@dataclass(frozen=True, slots=True)
+class SyncLimits:
+    """Bounds that keep one caller from exhausting the host: payload size and depth, events per call, field sizes.
 
-    A malformed or unknown `AUTOPILOT_SYNC_MODULE_*` variable prints what is wrong and exits 2 (`load_settings`),
-    during the host's start, before it reports ready.
+    Field order is the column order of `sync_config` and the parameter order of `set_sync_limits`.
     """
-    return load_settings(SyncModuleSettings)
+
+    max_payload_bytes: int = 262144
+    """Largest canonical JSON payload of one sync event, in UTF-8 bytes."""
+    max_batch_events: int = 1000
+    """Most events one append_sync_events call may carry."""
+    max_stream_id_bytes: int = 256
+    """Longest stream_id any reducer accepts (appends, checkpoints, trim, reset), in UTF-8 bytes."""
+    max_idempotency_key_bytes: int = 512
+    """Longest idempotency_key of one sync event, in UTF-8 bytes."""
+    max_kind_bytes: int = 128
+    """Longest kind of one sync event, in UTF-8 bytes."""
+    max_payload_depth: int = 64
+    """Deepest nesting of arrays and objects in one sync event's payload."""
+
+    def as_tuple(self) -> tuple[int, ...]:
+        """The limits in column order."""
+        return astuple(self)
+
+
+#: What a fresh database (and one upgraded from before `sync_config`) starts with.
+DEFAULT_LIMITS = SyncLimits()
 
 
 def check_field(name: str, value: str, limit: int) -> None:
@@ -45,14 +61,14 @@ def check_field(name: str, value: str, limit: int) -> None:
         raise SyncError(SyncErrorCode.INVALID_EVENT, f"{name} is {size} bytes, limit {limit}")
 
 
-def check_event_fields(limits: SyncModuleSettings, stream_id: str, idempotency_key: str, kind: str) -> None:
+def check_event_fields(limits: SyncLimits, stream_id: str, idempotency_key: str, kind: str) -> None:
     """The string fields of one appended event, each within its configured bound."""
     check_field("stream_id", stream_id, limits.max_stream_id_bytes)
     check_field("idempotency_key", idempotency_key, limits.max_idempotency_key_bytes)
     check_field("kind", kind, limits.max_kind_bytes)
 
 
-def check_stream_id(limits: SyncModuleSettings, stream_id: str) -> None:
+def check_stream_id(limits: SyncLimits, stream_id: str) -> None:
     """A stream id argument of `ack_checkpoint`, `trim_stream` or `reset_stream`."""
     check_field("stream_id", stream_id, limits.max_stream_id_bytes)
 

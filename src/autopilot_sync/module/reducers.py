@@ -16,8 +16,9 @@ from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_t
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
 from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream
+from autopilot_sync.module.config import current_limits, seed_config
 from autopilot_sync.module.errors import SyncError
-from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id, configured_limits
+from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.spacetime import algebraic as at
@@ -79,10 +80,10 @@ def heartbeat(ctx: ReducerContext) -> None:
 def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> None:
     """Append events atomically: hash-checked, idempotent by key, gap-free per stream."""
     require_scope(ctx.claims, Scope.APPEND, "append_sync_events")
-    if len(batch) > configured_limits().max_batch_events:
+    limits = current_limits(ctx)
+    if len(batch) > limits.max_batch_events:
         raise SyncError(
-            SyncErrorCode.BATCH_TOO_LARGE,
-            f"{len(batch)} events in one call, limit {configured_limits().max_batch_events}",
+            SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {limits.max_batch_events}"
         )
     heads = _Heads(ctx)
     for event in batch:
@@ -182,18 +183,17 @@ class _Heads:
 
 def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatchItem) -> None:
     stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
-    check_event_fields(configured_limits(), stream_id, idempotency_key, kind)
+    limits = current_limits(ctx)  # one primary-key lookup of the sync_config row (module/config.py)
+    check_event_fields(limits, stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:
         canonical = canonicalize_text(event.payload)
     except CanonicalJsonError as exc:
         raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
     size = len(canonical.encode("utf-8"))
-    if size > configured_limits().max_payload_bytes:
-        raise SyncError(
-            SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {configured_limits().max_payload_bytes}"
-        )
-    check_payload_depth(canonical, configured_limits().max_payload_depth)
+    if size > limits.max_payload_bytes:
+        raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {limits.max_payload_bytes}")
+    check_payload_depth(canonical, limits.max_payload_depth)
     computed = payload_hash(canonical)
     if computed != event.payload_hash:
         raise SyncError(
@@ -241,7 +241,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatch
 def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
     """Record the last seq the caller applied on a stream (observability of replay lag)."""
     require_scope(ctx.claims, Scope.CHECKPOINT_WRITE, "ack_checkpoint")
-    check_stream_id(configured_limits(), stream_id)
+    check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
     head = ctx.db.stream_head.find("stream_id", stream_id)
     if head is None:  # a checkpoint row per made-up stream would be kept forever and fanned out to everyone
@@ -270,7 +270,7 @@ def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
 def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> None:
     """Retention: delete events below `retain_from_seq` and raise the stream's floor so stale cursors are detectable."""
     require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
-    check_stream_id(configured_limits(), stream_id)
+    check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
     found = ctx.db.stream_head.find("stream_id", stream_id)
     if found is None:
@@ -294,7 +294,7 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
 def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
     """Start a stream over: delete its events, reset the head and bump its epoch (clients must rebuild)."""
     require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
-    check_stream_id(configured_limits(), stream_id)
+    check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
     found = ctx.db.stream_head.find("stream_id", stream_id)
     if found is None:
@@ -318,7 +318,10 @@ def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
 
 @module.on_start
 def on_start(ctx: ReducerContext, info: StartInfo) -> None:
-    """At every host start: chain the streams a schema upgrade left unchained, then bump epochs if history was lost.
+    """At every host start: seed the limits, chain unchained streams, then bump epochs if history was lost.
+
+    Limits: `seed_config` inserts the default `sync_config` row into a data directory written before it existed
+    (and records the owner); an existing row keeps its limits.
 
     Upgrade: `stream_head.head_chain` is empty only on data written before chains existed (the column's default).
     Such a stream gets `floor_chain = genesis(stream, epoch)` (what was trimmed before cannot be recovered, so the
@@ -329,7 +332,7 @@ def on_start(ctx: ReducerContext, info: StartInfo) -> None:
     desktop sees an epoch change and rebuilds instead of silently keeping events the host no longer has. The chain
     continues (the retained events keep their values; the next event links to the head under the new epoch).
     """
-    configured_limits()  # read the AUTOPILOT_SYNC_MODULE_* limits now: a bad one stops the start, not a later call
+    seed_config(ctx)
     for head in [StreamHead.from_values(row) for row in ctx.db.stream_head]:
         if head.head_chain == "":
             _chain_existing(ctx, head)

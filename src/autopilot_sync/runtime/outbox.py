@@ -63,7 +63,7 @@ CREATE INDEX IF NOT EXISTS dead_letter_open ON dead_letter (stream_id) WHERE rep
 MAX_REQUEST_ID_LENGTH = 128
 #: The sync module's default limit on one canonical payload; larger events would only be dead-lettered later.
 DEFAULT_MAX_PAYLOAD_BYTES = 262144
-#: The sync module's default nesting limit (`AUTOPILOT_SYNC_MODULE_MAX_PAYLOAD_DEPTH`); deeper would be dead-lettered.
+#: The sync module's default nesting limit (`sync_config.max_payload_depth`); deeper would be dead-lettered.
 MAX_PAYLOAD_DEPTH = 64
 
 

@@ -72,6 +72,12 @@ def _issuer_url(value: str) -> str:
     return _check_url(value, strip_slash=False)
 
 
+def _identity_hex(value: str) -> str:
+    if value and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("expected 64 hex characters (a SpacetimeDB identity) or empty")
+    return value.lower()
+
+
 def _hex_pubkey(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("expected 64 hex characters (a Nostr x-only public key)")
@@ -99,6 +105,9 @@ HexPubkeys = Annotated[
     Form("comma-separated 64-hex-character public keys"),
 ]
 """A comma-separated list of Nostr public keys (hex), normalised to lowercase."""
+
+IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (64 characters) or empty")]
+"""A SpacetimeDB identity as hex, as `/v1/identity` and the SDK print it; empty means none."""
 
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas), Form("comma-separated names")]
 """A comma-separated list of plain names (blank items are dropped)."""

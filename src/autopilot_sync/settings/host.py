@@ -12,6 +12,7 @@ from autopilot_sync.settings.fields import (
     DatabaseName,
     DottedPath,
     FilePath,
+    IdentityHex,
     IssuerUrls,
     Listen,
     ListenAddress,
@@ -39,6 +40,12 @@ class HostSettings(ServiceSettings):
         default=(),
         description="OIDC issuers whose tokens the host accepts, compared exactly with the `iss` claim; "
         "empty trusts only tokens the host issued itself.",
+    )
+    owner_identity: IdentityHex = Field(
+        default="",
+        description="Identity (hex) of the database owner, as SpacetimeDB's publisher: it runs `init` and the start "
+        "hook, reads past row-level security, and is the module's administrator (e.g. the sync module's "
+        "`set_sync_limits`); empty means no caller over the network is the owner.",
     )
     token_leeway_seconds: SecondsOrZero = Field(
         default=60,

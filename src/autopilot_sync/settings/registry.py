@@ -5,17 +5,17 @@ from __future__ import annotations
 from autopilot_sync.settings.base import ServiceSettings
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.desktop import DesktopSettings
+from autopilot_sync.settings.exporter import ExporterSettings
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.ops import OpsSettings
 from autopilot_sync.settings.runtime import RuntimeSettings
-from autopilot_sync.settings.sync_module import SyncModuleSettings
 
 SERVICES: tuple[type[ServiceSettings], ...] = (
     HostSettings,
-    SyncModuleSettings,
     ControlSettings,
     RuntimeSettings,
     DesktopSettings,
+    ExporterSettings,
     OpsSettings,
 )
 """All settings classes, in the order the docs list them; a new service adds its class here."""

@@ -29,6 +29,7 @@ __all__ = [
     "StreamCheckpoint",
     "StreamHead",
     "StreamReader",
+    "SyncConfig",
     "SyncEvent",
     "SyncMember",
 ]
@@ -37,14 +38,15 @@ __all__ = [
 _USED = (builtins, Any, ConnectionId, Identity, SumValue, TimeDuration, Timestamp)
 
 #: The module's typespace and each class's type in it (SATS-JSON, as the schema route serves them).
-_TYPESPACE: list[Any] = [{"Product": {"elements": [{"name": {"some": "connection_id"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__connection_id__"}, "algebraic_type": {"U128": []}}]}}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "nostr_pubkey_hex"}, "algebraic_type": {"String": []}}, {"name": {"some": "npub"}, "algebraic_type": {"String": []}}, {"name": {"some": "client_kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "connected_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "last_seen"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "head_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "retained_from_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "head_chain"}, "algebraic_type": {"String": []}}, {"name": {"some": "floor_chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "idempotency_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload_hash"}, "algebraic_type": {"String": []}}, {"name": {"some": "published_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "committed_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "checkpoint_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "reader_identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "granted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}, {"name": {"some": "admitted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}]
+_TYPESPACE: list[Any] = [{"Product": {"elements": [{"name": {"some": "connection_id"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__connection_id__"}, "algebraic_type": {"U128": []}}]}}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "nostr_pubkey_hex"}, "algebraic_type": {"String": []}}, {"name": {"some": "npub"}, "algebraic_type": {"String": []}}, {"name": {"some": "client_kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "connected_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "last_seen"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "head_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "retained_from_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "head_chain"}, "algebraic_type": {"String": []}}, {"name": {"some": "floor_chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "idempotency_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload_hash"}, "algebraic_type": {"String": []}}, {"name": {"some": "published_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "committed_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "checkpoint_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "id"}, "algebraic_type": {"U32": []}}, {"name": {"some": "owner"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "max_payload_bytes"}, "algebraic_type": {"U64": []}}, {"name": {"some": "max_batch_events"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_stream_id_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_idempotency_key_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_kind_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_payload_depth"}, "algebraic_type": {"U32": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "reader_identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "granted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}, {"name": {"some": "admitted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}]
 _TYPES: dict[str, Any] = {
     "ActiveConnection": {"Ref": 0},
     "StreamHead": {"Ref": 1},
     "SyncEvent": {"Ref": 2},
     "StreamCheckpoint": {"Ref": 3},
-    "StreamReader": {"Ref": 4},
-    "SyncMember": {"Ref": 5},
+    "SyncConfig": {"Ref": 4},
+    "StreamReader": {"Ref": 5},
+    "SyncMember": {"Ref": 6},
     "AppendSyncEventsBatchItem": {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "idempotency_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload_hash"}, "algebraic_type": {"String": []}}, {"name": {"some": "expected_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "published_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}},
 }
 
@@ -161,6 +163,34 @@ class StreamCheckpoint(NamedTuple):
         return cls.from_values(_codec("StreamCheckpoint").decode(data))
 
 
+class SyncConfig(NamedTuple):
+    """A row of table `sync_config`; primary key `id`."""
+
+    id: int
+    owner: Identity
+    max_payload_bytes: int
+    max_batch_events: int
+    max_stream_id_bytes: int
+    max_idempotency_key_bytes: int
+    max_kind_bytes: int
+    max_payload_depth: int
+    updated_at: Timestamp
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> SyncConfig:
+        """From decoded values in wire order: a host row, a reducer argument, a `decode` result."""
+        return cls._make(values)
+
+    def encode(self) -> builtins.bytes:
+        """The BSATN bytes of this value, as the wire carries them."""
+        return _codec("SyncConfig").encode(self)
+
+    @classmethod
+    def decode(cls, data: builtins.bytes) -> SyncConfig:
+        """The value of these BSATN bytes (raises `DecodeError` when they are not one)."""
+        return cls.from_values(_codec("SyncConfig").decode(data))
+
+
 class StreamReader(NamedTuple):
     """A row of table `stream_reader`."""
 
@@ -237,6 +267,7 @@ ROW_TYPES: dict[str, Callable[..., Any]] = {
     "stream_head": StreamHead,
     "sync_event": SyncEvent,
     "stream_checkpoint": StreamCheckpoint,
+    "sync_config": SyncConfig,
     "stream_reader": StreamReader,
     "sync_member": SyncMember,
 }
@@ -245,6 +276,7 @@ TABLES: tuple[str, ...] = (
     "stream_head",
     "sync_event",
     "stream_checkpoint",
+    "sync_config",
     "stream_reader",
     "sync_member",
 )
@@ -263,6 +295,10 @@ class Reducers:
 
     def __init__(self, client: ReducerCaller) -> None:
         self._client = client
+
+    async def set_sync_limits(self, max_payload_bytes: int, max_batch_events: int, max_stream_id_bytes: int, max_idempotency_key_bytes: int, max_kind_bytes: int, max_payload_depth: int) -> ReducerCallResult:
+        """Call reducer `set_sync_limits`."""
+        return await self._client.call("set_sync_limits", max_payload_bytes, max_batch_events, max_stream_id_bytes, max_idempotency_key_bytes, max_kind_bytes, max_payload_depth)
 
     async def grant_stream_readers(self, stream_id: str, readers: list[Identity]) -> ReducerCallResult:
         """Call reducer `grant_stream_readers`."""

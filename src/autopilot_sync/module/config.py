@@ -1,0 +1,107 @@
+"""The sync module's limits live in its own database: one `sync_config` row, changed only by the database owner.
+
+Why a table and not the host's environment: a limit is a rule of the module, so it must hold wherever the module
+runs — our host, or a real SpacetimeDB running the TypeScript twin, which has no environment variables of ours to
+read. SpacetimeDB's way is exactly this: `init` runs as the identity that published the database, the module
+records that identity, and an administrative reducer compares `ctx.sender` with it (docs/adr/0004-module-limits-
+in-a-config-table.md). Every limit change is a committed transaction, so it is durable, replicated to the log and
+visible (to the owner) like any other row.
+
+- `init` (a fresh database) and the start hook (every start of our host, which also upgrades a data directory
+  written before this table existed) seed the row with the defaults and record the owner;
+- `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction.
+"""
+
+from __future__ import annotations
+
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.module.errors import SyncError
+from autopilot_sync.module.limits import DEFAULT_LIMITS, SyncLimits
+from autopilot_sync.module.schema import module
+from autopilot_sync.spacetime import algebraic as at
+
+#: The primary key of the one `sync_config` row.
+CONFIG_ROW = 0
+
+sync_config = module.table(
+    "sync_config",
+    [
+        ("id", at.U32),
+        ("owner", at.IDENTITY),
+        ("max_payload_bytes", at.U64),
+        ("max_batch_events", at.U32),
+        ("max_stream_id_bytes", at.U32),
+        ("max_idempotency_key_bytes", at.U32),
+        ("max_kind_bytes", at.U32),
+        ("max_payload_depth", at.U32),
+        ("updated_at", at.TIMESTAMP),
+    ],
+    primary_key="id",
+    public=False,  # only the owner reads it (and reducers); the limits are documented, the owner is nobody's business
+)
+
+_LIMIT_PARAMS = (
+    ("max_payload_bytes", at.U64),
+    ("max_batch_events", at.U32),
+    ("max_stream_id_bytes", at.U32),
+    ("max_idempotency_key_bytes", at.U32),
+    ("max_kind_bytes", at.U32),
+    ("max_payload_depth", at.U32),
+)
+
+
+def current_limits(ctx: ReducerContext) -> SyncLimits:
+    """The limits in force for this transaction (the defaults before the row is seeded)."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    if row is None:
+        return DEFAULT_LIMITS
+    return SyncLimits(*(int(value) for value in row[2:8]))
+
+
+def seed_config(ctx: ReducerContext) -> None:
+    """Insert the default limits with the caller (the owner: `init` and the start hook run as it) as administrator.
+
+    An existing row keeps its limits; its owner follows the host's configured owner (`AUTOPILOT_SYNC_HOST_OWNER_
+    IDENTITY`), which our host may change between starts — on SpacetimeDB the owner is fixed at publish.
+    """
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    if row is None:
+        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp))
+    elif row[1] != ctx.sender:
+        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp))
+
+
+@module.init
+def init(ctx: ReducerContext) -> None:
+    """A fresh database: the publisher (the owner) becomes the administrator of the default limits."""
+    seed_config(ctx)
+
+
+@module.reducer(*_LIMIT_PARAMS)
+def set_sync_limits(
+    ctx: ReducerContext,
+    max_payload_bytes: int,
+    max_batch_events: int,
+    max_stream_id_bytes: int,
+    max_idempotency_key_bytes: int,
+    max_kind_bytes: int,
+    max_payload_depth: int,
+) -> None:
+    """Replace every limit at once (owner only); the next reducer call is judged by the new numbers."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    owner = row[1] if row is not None else None
+    if ctx.sender != owner:
+        raise SyncError(SyncErrorCode.UNAUTHORIZED, "set_sync_limits is for the database owner only")
+    limits = SyncLimits(
+        max_payload_bytes,
+        max_batch_events,
+        max_stream_id_bytes,
+        max_idempotency_key_bytes,
+        max_kind_bytes,
+        max_payload_depth,
+    )
+    zero = [name for (name, _), value in zip(_LIMIT_PARAMS, limits.as_tuple(), strict=True) if value < 1]
+    if zero:
+        raise SyncError(SyncErrorCode.INVALID_LIMITS, f"{', '.join(zero)} must be at least 1")
+    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp))

@@ -1,0 +1,39 @@
+"""The database owner in attack tests: a Nostr key whose control-issued identity the host is told is its owner.
+
+The host derives a caller's identity from the token's issuer and subject (SpacetimeDB's `Identity::from_claims`), so
+the identity of a key is known before any token exists, and `AUTOPILOT_SYNC_HOST_OWNER_IDENTITY` can name it at
+start. The owner changes the sync module's limits with `set_sync_limits` over HTTP, as an operator would.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+
+from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.module.limits import SyncLimits
+from autopilot_sync.nostr.keys import SecretKey
+from autopilot_sync.spacetime.identity import identity_from_claims
+
+
+def owner_env(stack: LocalStack, owner: SecretKey) -> dict[str, str]:
+    """Host settings that make `owner` (through control's tokens) the database owner."""
+    identity = identity_from_claims(stack.control_url, owner.public_key().hex)
+    return {"AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": identity.hex}
+
+
+async def call_set_sync_limits(stack: LocalStack, key: SecretKey, limits: SyncLimits) -> tuple[int, str]:
+    """`POST /v1/database/:name/call/set_sync_limits` with a control token of `key`: (HTTP status, body text)."""
+    token = await fetch_session_token(stack.control_url, key, ("sync.subscribe",), None, None, "test")
+    url = f"{stack.host_url}/v1/database/{DATABASE}/call/set_sync_limits"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url,
+            data=json.dumps(list(limits.as_tuple())),
+            headers={"Authorization": f"Bearer {token.token}", "Content-Type": "application/json"},
+        ) as response,
+    ):
+        return response.status, await response.text()
