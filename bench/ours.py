@@ -21,10 +21,10 @@ from autopilot_sync.client.connection import Connection, connect, subscribe_url
 from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.client.session import PROTOCOL_V2
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.environment import service_environment

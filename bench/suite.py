@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from autopilot_sync.module.canonical import canonical_json
+from autopilot_sync.contract.canonical import canonical_json
 from bench import floor
 from bench.ours import DURABILITY as OURS_DURABILITY
 from bench.ours import Ours

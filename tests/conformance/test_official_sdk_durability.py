@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 
 from autopilot_sync.client import ReducerCommitted, connect
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import Identity, Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 

@@ -12,9 +12,10 @@ import pytest
 from aiohttp import web
 from control_helpers import DATABASE, PRODUCER, SPACETIME_URL, Control, FakeClock
 
+from autopilot_sync.contract.scopes import PRODUCER_SCOPES, READER_SCOPES
 from autopilot_sync.control.api import build_app
 from autopilot_sync.control.keys import KeyPaths, KeyStore
-from autopilot_sync.control.policy import ANY_KEY, PRODUCER_SCOPES, READER_SCOPES, Grant, ScopePolicy
+from autopilot_sync.control.policy import ANY_KEY, Grant, ScopePolicy
 from autopilot_sync.control.request import TtlBounds
 from autopilot_sync.control.service import ControlConfig, ControlService
 from autopilot_sync.control.tokens import TokenContext

@@ -7,18 +7,14 @@ from pathlib import Path
 import pytest
 from control_helpers import PRODUCER, READER
 
+from autopilot_sync.contract.scopes import PRODUCER_SCOPES, READER_SCOPES, Scope
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
-from autopilot_sync.control.policy import PRODUCER_SCOPES, READER_SCOPES, Scope, ScopePolicy
+from autopilot_sync.control.policy import ScopePolicy
 from autopilot_sync.control.policy_file import PolicyFileError, PolicySource, parse_policy
 from autopilot_sync.control.request import TtlBounds, parse_token_request
-from autopilot_sync.module.auth import Scope as ModuleScope
 from autopilot_sync.nostr.keys import SecretKey
 
 POLICY = ScopePolicy.from_allowlist([PRODUCER.public_key().hex.upper()])
-
-
-def test_scope_names_are_the_ones_the_sync_module_checks() -> None:
-    assert {scope.value for scope in Scope} == {scope.value for scope in ModuleScope}
 
 
 def test_reader_may_subscribe_and_write_checkpoints_only() -> None:

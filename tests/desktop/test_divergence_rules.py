@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopilot_sync import stream_chain
+from autopilot_sync.contract import stream_chain
 from autopilot_sync.desktop.apply import Cursor, StreamEvent, deliver, restart_from
 from autopilot_sync.desktop.rebuild import (
     AHEAD_NOTICE,

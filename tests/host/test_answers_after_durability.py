@@ -19,11 +19,11 @@ import brotli
 import pytest
 
 from autopilot_sync.client import ReducerCommitted, connect
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.websocket import V3_PROTOCOL
 from autopilot_sync.module import module
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.frames import encode_v3_client_frames, split_server_body
 from autopilot_sync.spacetime.messages import (

@@ -13,13 +13,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.host.auth.claims import parse_unverified
 from autopilot_sync.host.auth.tokens import SigningKey, TokenService
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.http_api import add_http_routes
-from autopilot_sync.host.module_api import Module, ReducerError
-from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.identity import identity_from_claims

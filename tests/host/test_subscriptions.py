@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
-from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.sql import SelectPlan
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
-from autopilot_sync.host.transaction import CommittedTx, ReducerContext
+from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.messages import (

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem

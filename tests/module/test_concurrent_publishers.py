@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from sync_module_helpers import caller, event
 
 from autopilot_sync.client import ReducerCommitted, ReducerFailed, connect
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.module import module
-from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
 from autopilot_sync.spacetime.values import Identity
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, StreamHead, SyncEvent
 

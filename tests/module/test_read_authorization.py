@@ -14,9 +14,9 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.client import ReducerCommitted, connect
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import Identity, Timestamp
 from autopilot_sync.sync_bindings import ROW_TYPES, AppendSyncEventsBatchItem

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from sync_module_helpers import ADMIN, PUBLISHER, event
 
-from autopilot_sync import stream_chain
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.contract import stream_chain
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
-from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.recovery import HISTORY_DISCARDED_MARKER
-from autopilot_sync.host.transaction import ReducerContext
 from autopilot_sync.module import module
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT
 from autopilot_sync.spacetime import algebraic as at

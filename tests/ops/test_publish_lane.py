@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from autopilot_sync.host.module_api import Module
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.ops.ledger import Action, Ledger
 from autopilot_sync.ops.publish import Lane, LaneError, Release, SmokeStep, release_tag
 from autopilot_sync.settings.ops import Environment, Target

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from autopilot_sync.module.canonical import payload_hash
+from autopilot_sync.contract.canonical import payload_hash
 from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.publisher import LinkError
 from autopilot_sync.runtime.retry import FailureKind, PublishFailure

@@ -16,10 +16,10 @@ from module_owner import call_set_sync_limits, owner_env
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
 from autopilot_sync.client.results import ReducerFailed
+from autopilot_sync.contract.canonical import hash_value
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.module.canonical import hash_value
-from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
 from autopilot_sync.module.limits import DEFAULT_LIMITS
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import Timestamp

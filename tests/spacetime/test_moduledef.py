@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.examples.chat import module as chat
-from autopilot_sync.host.module_api import Module
 from autopilot_sync.module import module as sync_module
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import moduledef

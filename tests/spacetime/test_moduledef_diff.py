@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from autopilot_sync.host.module_api import Module
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.module import module as sync_module
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.moduledef import ChangeKind, ModuleDefError, Severity, compare, schema_hash

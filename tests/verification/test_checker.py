@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.verification.checker import HOST, ViolationKind, check_history
 from autopilot_sync.verification.history import (
     Ack,

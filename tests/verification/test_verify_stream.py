@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
+from autopilot_sync.contract.canonical import hash_value
+from autopilot_sync.desktop.stream_audit import audit
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, StreamHead, SyncEvent
-from autopilot_sync.verification.stream_audit import audit
 
 pytestmark = pytest.mark.timeout(240)
 

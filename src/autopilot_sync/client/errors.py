@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from autopilot_sync.contract.errors import CodedError
+
 
 class ClientError(Exception):
     """Base of every error the SDK raises on purpose."""
@@ -64,11 +66,14 @@ class ProtocolErrorKind(enum.Enum):
     """The server accepted the WebSocket without choosing one of the offered subprotocols."""
 
 
-class ProtocolError(ClientError):
-    """The server sent something the protocol forbids; the connection is closed with this as its reason."""
+class ProtocolError(CodedError[ProtocolErrorKind], ClientError):
+    """The server sent something the protocol forbids; the connection is closed with this as its reason.
+
+    `code` (also `kind`) says why, `message` (also `detail`) what exactly.
+    """
 
     def __init__(self, kind: ProtocolErrorKind, detail: str) -> None:
-        super().__init__(f"{kind.value}: {detail}")
+        super().__init__(kind, detail)
         self.kind = kind
         self.detail = detail
 

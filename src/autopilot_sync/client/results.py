@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopilot_sync.client.cache import RowChange
-from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.spacetime.values import Timestamp
 
 

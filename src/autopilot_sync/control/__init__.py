@@ -9,12 +9,10 @@ docs/control.md.
 
 from autopilot_sync.control.client import SessionToken, TokenFetchError, fetch_session_token
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
-from autopilot_sync.control.policy import Scope
 
 __all__ = [
     "ControlError",
     "ControlErrorCode",
-    "Scope",
     "SessionToken",
     "TokenFetchError",
     "fetch_session_token",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 
+from autopilot_sync.contract.errors import CodedError
 from autopilot_sync.nostr.errors import AuthErrorCode
 
 
@@ -101,13 +102,11 @@ _MEANING: dict[ControlErrorCode, str] = {
 }
 
 
-class ControlError(Exception):
+class ControlError(CodedError[ControlErrorCode]):
     """A refusal on its way to the client as `{"error": code, "message": message}` with `code.status`."""
 
     def __init__(self, code: ControlErrorCode, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.retry_after = retry_after
         """Seconds after which the same request may succeed (the `Retry-After` header), for 429 and 503."""
 

@@ -14,31 +14,13 @@ it may be made a reader of; *reading* is decided in the sync module by the strea
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from autopilot_sync.contract.scopes import PRODUCER_SCOPES, READER_SCOPES, Scope
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
 from autopilot_sync.nostr.keys import PublicKey
 
-
-class Scope(enum.Enum):
-    """The scopes a session token can carry; the values are what the sync module checks (`module/auth.py`).
-
-    Defined here rather than imported so the control service does not load the module and its reducers; a test
-    keeps the two enums identical.
-    """
-
-    SUBSCRIBE = "sync.subscribe"
-    CHECKPOINT_WRITE = "sync.checkpoint.write"
-    APPEND = "sync.append"
-    ADMIN = "sync.admin"
-
-
-#: What a reader needs: connect as a reader (and see presence) and report its checkpoints.
-READER_SCOPES = frozenset({Scope.SUBSCRIBE, Scope.CHECKPOINT_WRITE})
-#: What a producer needs on top: publish events, grant readers, and administer streams (retention).
-PRODUCER_SCOPES = frozenset({Scope.APPEND, Scope.ADMIN})
 #: In a grant's `keys`: any key with a valid proof.
 ANY_KEY = "*"
 

@@ -29,7 +29,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from autopilot_sync.control.policy import ANY_KEY, Grant, Scope, ScopePolicy
+from autopilot_sync.contract.scopes import Scope
+from autopilot_sync.control.policy import ANY_KEY, Grant, ScopePolicy
 from autopilot_sync.control.request import STREAM_PATTERN
 from autopilot_sync.nostr.errors import NostrKeyError
 from autopilot_sync.nostr.keys import PublicKey

@@ -11,8 +11,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from autopilot_sync.contract.scopes import Scope
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
-from autopilot_sync.control.policy import Scope
 
 #: Largest accepted body; a token request is a few hundred bytes.
 MAX_BODY_BYTES = 64 * 1024

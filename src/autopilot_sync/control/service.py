@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from autopilot_sync.contract.scopes import Scope
 from autopilot_sync.control.admission import AdmissionControl, AdmissionLimits
 from autopilot_sync.control.errors import ControlError, ControlErrorCode
 from autopilot_sync.control.keys import ALGORITHM, KeyStore
 from autopilot_sync.control.metrics import ControlMetrics
-from autopilot_sync.control.policy import Scope, ScopePolicy
+from autopilot_sync.control.policy import ScopePolicy
 from autopilot_sync.control.policy_file import PolicySource
 from autopilot_sync.control.request import TtlBounds, parse_token_request
 from autopilot_sync.control.tokens import IssuedToken, TokenContext, mint

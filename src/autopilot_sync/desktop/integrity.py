@@ -1,7 +1,7 @@
 """The desktop's "verify stream integrity" command: `verify-stream`'s audit, run against the host the desktop uses.
 
 Why: a user who doubts what the desktop shows should not need a second tool. The check is exactly the operators'
-one (`verification/stream_audit.py`): every retained event present, payloads hashing to their `payload_hash`, the
+one (`desktop/stream_audit.py`): every retained event present, payloads hashing to their `payload_hash`, the
 hash chain linking from `floor_chain` to `head_chain`. Its answer is one line: OK, or the first bad seq and why.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from autopilot_sync.verification.stream_audit import StreamAuditError, audit, fetch_stream
+from autopilot_sync.desktop.stream_audit import StreamAuditError, audit, fetch_stream
 
 VERIFY_TIMEOUT_SECONDS = 30.0
 """A host that never answers the audit's subscription gets this long before the command says so."""

@@ -27,7 +27,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from autopilot_sync import stream_chain
+from autopilot_sync.contract import stream_chain
 from autopilot_sync.desktop.apply import Cursor, StreamEvent
 
 TRIMMED_NOTICE = "history trimmed — rebuilding"

@@ -37,6 +37,7 @@ from autopilot_sync.client.errors import ClientError, SubscriptionFailedError
 from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, ResubscribeRequest, StateEvent, SyncClient
 from autopilot_sync.client.results import ReducerFailed
+from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.desktop.acks import AckCall, AckScheduler
 from autopilot_sync.desktop.apply import ApplyState, Cursor, StreamEvent, deliver, restart_from
 from autopilot_sync.desktop.identity import DesktopIdentity
@@ -63,7 +64,6 @@ from autopilot_sync.desktop.state import (
 )
 from autopilot_sync.desktop.store import DesktopStore
 from autopilot_sync.desktop.tokens import SessionTokens
-from autopilot_sync.module.errors import SyncErrorCode
 
 log = logging.getLogger(__name__)
 

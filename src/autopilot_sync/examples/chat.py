@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopilot_sync.host.module_api import Module, ReducerError
-from autopilot_sync.host.transaction import ReducerContext
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import SumValue
 

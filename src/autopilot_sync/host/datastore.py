@@ -13,7 +13,9 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
-from autopilot_sync.host.module_api import Module, ReducerError, TableDef
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerError
+from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import Lifecycle, ReducerDef, ReducerError, StartInfo
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.durability import CommitListener, DurableCommits
-from autopilot_sync.host.module_api import Lifecycle, Module, ReducerDef, ReducerError, StartInfo
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
@@ -34,7 +35,7 @@ from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
     CommittedTx,
     DbView,
-    ReducerContext,
+    HostReducerContext,
     Transaction,
 )
 from autopilot_sync.host.tx_record import encode_record
@@ -407,7 +408,7 @@ class HostEngine:
             message = f"storage failed: {self.commitlog.failure}"
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         tx = Transaction(self.datastore)
-        ctx = ReducerContext(caller, timestamp, DbView(tx))
+        ctx = HostReducerContext(caller, timestamp, DbView(tx))
         started = time.perf_counter_ns()
         try:
             if reducer is not None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from autopilot_sync.bindings.reducers import Lifecycle
 from autopilot_sync.host.auth.errors import TokenError
 from autopilot_sync.host.auth.tokens import TokenService, VerifiedToken
 from autopilot_sync.host.caller import Caller
@@ -34,7 +35,6 @@ from autopilot_sync.host.engine import (
     StorageUnavailableError,
     new_connection_id,
 )
-from autopilot_sync.host.module_api import Lifecycle
 from autopilot_sync.host.sql import SqlError, sql_json_result
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args

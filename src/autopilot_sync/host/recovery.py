@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
 from autopilot_sync.host.tx_record import TX_RECORD, record_offset
 from autopilot_sync.spacetime import moduledef

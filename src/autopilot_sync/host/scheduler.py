@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerDef
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Module, ReducerDef
 from autopilot_sync.host.transaction import CommittedTx, TableChange, Transaction
 from autopilot_sync.spacetime.values import SumValue, TimeDuration, Timestamp
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
-from autopilot_sync.host.module_api import Module
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings

@@ -12,9 +12,9 @@ import asyncio
 import logging
 from pathlib import Path
 
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.commitlog import CommitLog
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import Module
 from autopilot_sync.host.snapshot import Snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.transaction import CommittedTx
 

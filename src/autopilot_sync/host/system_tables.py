@@ -6,7 +6,7 @@ ones that died with a crashed process get `client_disconnected` when the host st
 
 from __future__ import annotations
 
-from autopilot_sync.host.module_api import TableDef
+from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.spacetime import algebraic as at
 
 ST_SEQUENCE = TableDef(

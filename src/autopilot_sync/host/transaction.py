@@ -10,9 +10,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.datastore import Datastore, TableStore
-from autopilot_sync.host.module_api import ReducerError
 from autopilot_sync.host.system_tables import ST_SEQUENCE
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
@@ -216,8 +217,11 @@ class DbView:
 
 
 @dataclass(frozen=True, slots=True)
-class ReducerContext:
-    """What a reducer gets: the caller, the transaction's timestamp and the tables."""
+class HostReducerContext:
+    """What a reducer gets on this host: the caller, the transaction's timestamp and the tables.
+
+    Implements `autopilot_sync.bindings.ReducerContext`, the protocol modules are written against (checked below).
+    """
 
     caller: Caller
     timestamp: Timestamp
@@ -237,3 +241,8 @@ class ReducerContext:
     def claims(self) -> Mapping[str, Any]:
         """The caller's verified token claims (empty for host-internal calls)."""
         return self.caller.claims
+
+
+def _implements_protocol(ctx: HostReducerContext) -> ReducerContext:
+    """Never called: makes mypy check that the host's context satisfies the protocol modules are written against."""
+    return ctx

@@ -14,8 +14,9 @@ visible (to the owner) like any other row.
 
 from __future__ import annotations
 
-from autopilot_sync.host.transaction import ReducerContext
-from autopilot_sync.module.errors import SyncError, SyncErrorCode
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.limits import DEFAULT_LIMITS, SyncLimits
 from autopilot_sync.module.schema import module
 from autopilot_sync.spacetime import algebraic as at

@@ -1,60 +1,19 @@
-"""Error codes the sync module's reducers fail with, one closed set.
+"""The sync module's refusal: a reducer error carrying one of the contract's codes (`contract/codes.py`).
 
-Every reducer error message starts with `<code>: ` so clients classify failures without parsing prose; the
-runtime's retry classes and the desktop's recovery paths switch on these codes. Documented in docs/protocol.md.
+Every reducer error message starts with `<code>: ` so clients classify failures without parsing prose. Documented in
+docs/protocol.md.
 """
 
 from __future__ import annotations
 
-import enum
-
-from autopilot_sync.host.module_api import ReducerError
-
-
-class SyncErrorCode(enum.Enum):
-    """Why a sync reducer refused a call."""
-
-    UNAUTHORIZED = "unauthorized"
-    """The caller's token lacks the scope this reducer needs (or has no scopes at all, e.g. anonymous)."""
-    FORBIDDEN_STREAM = "forbidden_stream"
-    """The token's `streams` claim does not cover this stream."""
-    INVALID_EVENT = "invalid_event"
-    """A field is empty, too long or malformed (stream id, key, kind; payload not JSON, not UTF-8, too deep)."""
-    PAYLOAD_HASH_MISMATCH = "payload_hash_mismatch"
-    """`payload_hash` is not the sha256 of the canonical payload."""
-    PAYLOAD_TOO_LARGE = "payload_too_large"
-    """The canonical payload exceeds the configured limit."""
-    BATCH_TOO_LARGE = "batch_too_large"
-    """More events in one call than the configured limit."""
-    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
-    """The idempotency key was already committed on this stream with a different payload hash."""
-    SEQUENCE_CONFLICT = "sequence_conflict"
-    """`expected_seq` is not `head_seq + 1`; the message carries both numbers."""
-    UNKNOWN_STREAM = "unknown_stream"
-    """The stream does not exist (nothing was ever appended to it)."""
-    CHECKPOINT_BEYOND_HEAD = "checkpoint_beyond_head"
-    """A checkpoint past the stream's head."""
-    CHECKPOINT_REGRESSION = "checkpoint_regression"
-    """A checkpoint lower than the one already recorded."""
-    INVALID_TRIM = "invalid_trim"
-    """A retention floor beyond `head_seq + 1` or below the current floor."""
-    INVALID_LIMITS = "invalid_limits"
-    """`set_sync_limits` with a limit below 1."""
+from autopilot_sync.bindings.reducers import ReducerError
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.contract.errors import CodedError
 
 
-class SyncError(ReducerError):
+class SyncError(CodedError[SyncErrorCode], ReducerError):
     """A reducer refusal with a code; `str()` is `<code>: <detail>`."""
 
     def __init__(self, code: SyncErrorCode, detail: str) -> None:
-        super().__init__(f"{code.value}: {detail}")
-        self.code = code
+        super().__init__(code, detail)
         self.detail = detail
-
-
-def parse_error_code(message: str) -> SyncErrorCode | None:
-    """The code at the start of a reducer error message, if it is one of ours."""
-    head = message.split(":", 1)[0].strip()
-    try:
-        return SyncErrorCode(head)
-    except ValueError:
-        return None

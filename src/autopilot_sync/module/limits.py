@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import astuple, dataclass
 
-from autopilot_sync.module.errors import SyncError, SyncErrorCode
+from autopilot_sync.contract.canonical import nests_deeper_than
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.module.errors import SyncError
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,33 +81,3 @@ def check_payload_depth(canonical: str, limit: int) -> None:
     """
     if nests_deeper_than(canonical, limit):
         raise SyncError(SyncErrorCode.INVALID_EVENT, f"payload nests deeper than {limit} levels")
-
-
-def nests_deeper_than(canonical: str, limit: int) -> bool:
-    """Whether canonical JSON text nests arrays/objects deeper than `limit` (producers check it before storing).
-
-    Counting brackets outside strings is exact on canonical text (no insignificant whitespace), and skipped entirely
-    when the text has no more openers than the limit.
-    """
-    if canonical.count("[") + canonical.count("{") <= limit:
-        return False
-    depth = 0
-    in_string = False
-    escaped = False
-    for char in canonical:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif char in "]}":
-            depth -= 1
-    return False

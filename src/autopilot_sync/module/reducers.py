@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from autopilot_sync import stream_chain
-from autopilot_sync.host.module_api import StartInfo
-from autopilot_sync.host.transaction import ReducerContext
-from autopilot_sync.module.auth import Scope, nostr_pubkey_of, require_scope, require_stream, scopes_of
-from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.reducers import StartInfo
+from autopilot_sync.contract import stream_chain
+from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.contract.scopes import Scope, scopes_of
+from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream
 from autopilot_sync.module.config import current_limits, seed_config
-from autopilot_sync.module.errors import SyncError, SyncErrorCode
+from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member

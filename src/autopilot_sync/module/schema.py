@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from autopilot_sync.host.module_api import Module
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.spacetime import algebraic as at
 
 MODULE_VERSION = "1"

@@ -18,9 +18,11 @@ A caller without a token (an anonymous identity) is in no table, so it sees no p
 
 from __future__ import annotations
 
-from autopilot_sync.host.transaction import ReducerContext
-from autopilot_sync.module.auth import Scope, require_stream, scopes_of
-from autopilot_sync.module.errors import SyncError, SyncErrorCode
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.contract.codes import SyncErrorCode
+from autopilot_sync.contract.scopes import Scope, scopes_of
+from autopilot_sync.module.auth import require_stream
+from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.schema import module
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import Identity

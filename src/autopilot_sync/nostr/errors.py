@@ -1,13 +1,16 @@
 """Every failure the Nostr package can report: one exception type per family, each with a closed code enum.
 
 Callers branch on `error.code` (an enum member whose value is a stable, machine-readable string), never on message
-text. The control service turns `NostrAuthError.code.value` into its 401 response body, so those values are part of
-the public contract and are listed in `docs/nostr.md`.
+text; each is a `contract.errors.CodedError`, whose `str()` is `<code>: <message>`. The control service turns
+`NostrAuthError.code.value` into its 401 response body, so those values are part of the public contract and are
+listed in `docs/nostr.md`.
 """
 
 from __future__ import annotations
 
 import enum
+
+from autopilot_sync.contract.errors import CodedError
 
 
 class NostrError(Exception):
@@ -25,13 +28,8 @@ class KeyErrorCode(enum.Enum):
     FILE_ERROR = "file_error"
 
 
-class NostrKeyError(NostrError, ValueError):
+class NostrKeyError(CodedError[KeyErrorCode], NostrError, ValueError):
     """A secret or public key that cannot be used: bad encoding, not a valid curve point, or an unsafe key file."""
-
-    def __init__(self, code: KeyErrorCode, message: str) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
 
 
 class EventErrorCode(enum.Enum):
@@ -49,16 +47,14 @@ class EventErrorCode(enum.Enum):
     BAD_SIGNATURE = "bad_signature"
 
 
-class NostrEventError(NostrError, ValueError):
+class NostrEventError(CodedError[EventErrorCode], NostrError, ValueError):
     """An event that is malformed, or whose id or Schnorr signature does not match its fields.
 
     `field` names the offending event field when there is one, so the message can point at it.
     """
 
     def __init__(self, code: EventErrorCode, message: str, *, field: str | None = None) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.field = field
 
 
@@ -77,13 +73,8 @@ class AuthErrorCode(enum.Enum):
     REPLAYED = "replayed"
 
 
-class NostrAuthError(NostrError):
+class NostrAuthError(CodedError[AuthErrorCode], NostrError):
     """A NIP-98 HTTP authorization that does not prove who sent this request; the server answers 401."""
-
-    def __init__(self, code: AuthErrorCode, message: str) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message
 
 
 class RelayAuthErrorCode(enum.Enum):
@@ -98,10 +89,5 @@ class RelayAuthErrorCode(enum.Enum):
     BAD_ID = "bad_id"
 
 
-class RelayAuthError(NostrError):
+class RelayAuthError(CodedError[RelayAuthErrorCode], NostrError):
     """A NIP-42 `AUTH` event that does not answer this relay's challenge for the key that signed it."""
-
-    def __init__(self, code: RelayAuthErrorCode, message: str) -> None:
-        super().__init__(f"{code.value}: {message}")
-        self.code = code
-        self.message = message

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from autopilot_sync.host.module_api import Module
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.ops.drift import compare
 from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
 from autopilot_sync.settings.ops import Environment, Target

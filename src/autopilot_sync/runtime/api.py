@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from autopilot_sync.module.auth import Scope
+from autopilot_sync.contract.scopes import Scope
 from autopilot_sync.runtime.access import (
     PRODUCER_KEY,
     ProducerAccess,

@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from autopilot_sync.module.canonical import CanonicalJsonError, hash_value
-from autopilot_sync.module.limits import nests_deeper_than
+from autopilot_sync.contract.canonical import CanonicalJsonError, hash_value, nests_deeper_than
 from autopilot_sync.runtime.streams import InvalidInputError, NewEvent
 
 _SCHEMA = """

@@ -18,19 +18,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autopilot_sync.backoff import Backoff
+from autopilot_sync.contract.errors import CodedError
 from autopilot_sync.runtime.metrics import RuntimeMetrics, stream_family
 from autopilot_sync.runtime.outbox import StoredEvent
-from autopilot_sync.runtime.retry import PublishFailure, RetryClass, classify, is_outcome_unknown
+from autopilot_sync.runtime.retry import FailureKind, PublishFailure, RetryClass, classify, is_outcome_unknown
 from autopilot_sync.runtime.store import RuntimeStore, now_us
 
 log = logging.getLogger(__name__)
 
 
-class LinkError(Exception):
-    """A host call that failed; carries the failure as the retry classifier needs it."""
+class LinkError(CodedError[FailureKind]):
+    """A host call that failed; carries the failure as the retry classifier needs it (`code` is its kind)."""
 
     def __init__(self, failure: PublishFailure) -> None:
-        super().__init__(f"{failure.kind.value}: {failure.message}")
+        super().__init__(failure.kind, failure.message)
         self.failure = failure
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from autopilot_sync.module.errors import SyncErrorCode, parse_error_code
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 
 
 class RetryClass(enum.Enum):

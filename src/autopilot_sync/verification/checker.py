@@ -11,7 +11,7 @@ import enum
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from autopilot_sync.module.canonical import payload_hash
+from autopilot_sync.contract.canonical import payload_hash
 from autopilot_sync.verification.history import Ack, History, PresenceCheck, StreamView, Unknown
 
 #: The client name violations of the host's own final history are reported under.

@@ -134,7 +134,7 @@ def verify_stream(
       autopilot-sync verify-stream runtime.run.r1.events --url http://127.0.0.1:3000 \\
           --control-url http://127.0.0.1:3100 --key ~/.config/autopilot-sync/desktop/nostr.key
     """
-    from autopilot_sync.verification.stream_audit import StreamAuditError, audit, fetch_stream
+    from autopilot_sync.desktop.stream_audit import StreamAuditError, audit, fetch_stream
 
     async def run() -> str:
         bearer = token
@@ -162,8 +162,8 @@ def verify_stream(
 async def _session_token(control_url: str, key_path: Path, stream_id: str) -> str:
     """A read token for one stream, from control, for the key in `key_path`."""
     from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+    from autopilot_sync.desktop.stream_audit import StreamAuditError
     from autopilot_sync.nostr.keyfile import load_secret_key
-    from autopilot_sync.verification.stream_audit import StreamAuditError
 
     try:
         grant = await fetch_session_token(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from autopilot_sync.module.canonical import hash_value
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.runtime.access import producer_session
 from autopilot_sync.runtime.streams import run_stream
 from autopilot_sync.verification.history import HistoryRecorder

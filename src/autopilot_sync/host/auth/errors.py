@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 
+from autopilot_sync.contract.errors import CodedError
+
 
 class TokenErrorCode(enum.Enum):
     """Why a token was refused; the value is the stable code clients and logs see."""
@@ -21,10 +23,5 @@ class TokenErrorCode(enum.Enum):
     WRONG_AUDIENCE = "wrong_audience"
 
 
-class TokenError(Exception):
+class TokenError(CodedError[TokenErrorCode]):
     """A token that cannot be accepted; `code` classifies it, the message says what exactly (HTTP 401 body)."""
-
-    def __init__(self, code: TokenErrorCode, message: str) -> None:
-        self.code = code
-        self.message = message
-        super().__init__(f"{code.value}: {message}")

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import TableDef
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.algebraic import AlgebraicType
 from autopilot_sync.spacetime.values import Identity

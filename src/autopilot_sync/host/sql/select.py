@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from sqlglot import exp
 
+from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.module_api import TableDef
 from autopilot_sync.host.sql.literals import literal, orderable, type_name
 from autopilot_sync.host.sql.parse import DIALECT, parse_select
 from autopilot_sync.host.sql.plan import (

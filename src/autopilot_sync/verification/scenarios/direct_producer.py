@@ -6,8 +6,8 @@ from dataclasses import dataclass, replace
 
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.module.canonical import hash_value
 from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, Reducers
 from autopilot_sync.verification.powercut import PowerCutFault, read_ledger

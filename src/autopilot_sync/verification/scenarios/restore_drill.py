@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.desktop.stream_audit import StreamAuditError, audit, fetch_stream
 from autopilot_sync.devtools.processes import start_host
 from autopilot_sync.verification.stack import DATABASE, READY_TIMEOUT
-from autopilot_sync.verification.stream_audit import StreamAuditError, audit, fetch_stream
 
 if TYPE_CHECKING:
     from autopilot_sync.verification.scenarios.run import Run

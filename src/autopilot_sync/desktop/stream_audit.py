@@ -1,4 +1,8 @@
-"""`autopilot-sync verify-stream`: audit one stream on a running host, over the protocol, from its retained floor.
+"""Audit one stream on a running host, over the protocol, from its retained floor (the desktop's verify command and
+`autopilot-sync verify-stream`).
+
+Here, in the desktop, because the desktop runs it too and the desktop stands below `verification/`, which only adds
+the command line.
 
 Why: the stream hash chain (docs/protocol.md "Stream hash chain") lets anyone check that a host's stream is one
 unbroken history: every retained event present, its payload hashing to its `payload_hash`, its chain value linking
@@ -17,9 +21,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from autopilot_sync import stream_chain
 from autopilot_sync.client.connection import connect
 from autopilot_sync.client.errors import ClientError
+from autopilot_sync.contract import stream_chain
 from autopilot_sync.sync_bindings import ROW_TYPES, StreamHead, SyncEvent
 
 

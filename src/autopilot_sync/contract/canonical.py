@@ -15,7 +15,7 @@ library path. orjson differs in exactly these ways, each sent to the fallback:
 - float formatting: Python writes exponents as `e+16`/`e-05` and uses them below 1e-4, orjson writes `e-5` and
   `0.00001`. Output with a digit followed by `e+`/`e-`, or with `0.0000`, takes the fallback (a string holding such
   text does too: slower, never wrong).
-`tests/module/test_canonical.py` checks the two paths agree on the vectors and on random JSON (hypothesis).
+`tests/contract/test_canonical.py` checks the two paths agree on the vectors and on random JSON (hypothesis).
 """
 
 from __future__ import annotations
@@ -117,3 +117,33 @@ def hash_value(value: Any) -> tuple[str, str]:
     """Canonical text and hash of a value, for producers."""
     text = canonical_json(value)
     return text, payload_hash(text)
+
+
+def nests_deeper_than(canonical: str, limit: int) -> bool:
+    """Whether canonical JSON text nests arrays/objects deeper than `limit` (producers check it before storing).
+
+    Counting brackets outside strings is exact on canonical text (no insignificant whitespace), and skipped entirely
+    when the text has no more openers than the limit.
+    """
+    if canonical.count("[") + canonical.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped = False
+    for char in canonical:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopilot_sync.module import canonical
-from autopilot_sync.module.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.contract import canonical
+from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "payload_hash.json").read_text())["vectors"]
 

@@ -1,131 +1,22 @@
-"""How a Python module declares its tables, reducers and lifecycle hooks for the host.
+"""The `Module`: tables, reducers, lifecycle hooks, a start hook and visibility filters, collected by decorators.
 
 A module is data (table and reducer definitions) plus plain functions; the host owns storage, transactions and the
-network. The definitions are also what the host serves as `RawModuleDefV9` at `/v1/database/:name/schema`.
+network. `module_def()` describes the module as the version-neutral definition of `spacetime/moduledef.py`, which
+the host serves as `RawModuleDefV9` or `V10` at `/v1/database/:name/schema` (as SpacetimeDB's bindings describe a
+module to the host).
 """
 
 from __future__ import annotations
 
-import enum
-from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from autopilot_sync.bindings.reducers import Lifecycle, ReducerDef, ReducerFn, StartHook
+from autopilot_sync.bindings.tables import TableDef, row_class_name
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
-from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
-
-ReducerFn = Callable[..., Any]
-
-
-class Lifecycle(enum.Enum):
-    """Lifecycle hooks; the value is the `RawModuleDefV9` variant name."""
-
-    INIT = "Init"
-    CLIENT_CONNECTED = "OnConnect"
-    CLIENT_DISCONNECTED = "OnDisconnect"
-
-
-class ReducerError(Exception):
-    """Raised by a reducer to fail its call with a user-facing message; the transaction rolls back.
-
-    The message reaches the caller as `ReducerOutcome::Err` (WebSocket) or the 530 body (HTTP). The sync module puts a
-    machine-readable code first (`sequence_conflict: ...`) so clients can classify errors without parsing prose.
-    """
-
-
-@dataclass(frozen=True, slots=True)
-class StartInfo:
-    """What the host tells a module's start hook about the start it just made."""
-
-    fresh: bool
-    """The database was just created (`init` ran in this start)."""
-    history_discarded: bool
-    """Recovery set aside a damaged commit-log tail: commits the host may have acknowledged are gone, so anything
-    clients derived from them may no longer be the host's history."""
-
-
-#: A module's start hook: gets a reducer context (as the database owner) and what the start found.
-StartHook = Callable[[Any, StartInfo], None]
-
-
-@dataclass(frozen=True, slots=True)
-class TableDef:
-    """A table: its row type, keys, indexes and visibility."""
-
-    name: str
-    columns: tuple[tuple[str, AlgebraicType], ...]
-    primary_key: str | None = None
-    unique: tuple[tuple[str, ...], ...] = ()
-    indexes: tuple[tuple[str, ...], ...] = ()
-    auto_inc: tuple[str, ...] = ()
-    public: bool = True
-    scheduled_reducer: str | None = None
-    event: bool = False
-    defaults: tuple[tuple[str, Any], ...] = ()
-    """Default values of columns (SpacetimeDB's `#[default]`): what rows stored before the column existed get."""
-    row_type: ProductType = field(init=False)
-    row_class: type = field(init=False)
-
-    def __post_init__(self) -> None:
-        names = [name for name, _ in self.columns]
-        if len(set(names)) != len(names):
-            raise ValueError(f"table {self.name}: duplicate column names")
-        defaulted = tuple(name for name, _ in self.defaults)
-        for group in (
-            *self.unique,
-            *self.indexes,
-            (self.primary_key,) if self.primary_key else (),
-            self.auto_inc,
-            defaulted,
-        ):
-            for column in group:
-                if column not in names:
-                    raise ValueError(f"table {self.name}: unknown column {column!r}")
-        object.__setattr__(self, "row_type", at.product(*self.columns))
-        object.__setattr__(self, "row_class", namedtuple(_class_name(self.name), names, rename=False))
-
-    @property
-    def column_names(self) -> tuple[str, ...]:
-        """Column names in declaration order."""
-        return tuple(name for name, _ in self.columns)
-
-    def column_index(self, name: str) -> int:
-        """Position of a column (raises KeyError with the table name)."""
-        try:
-            return self.column_names.index(name)
-        except ValueError:
-            raise KeyError(f"table {self.name} has no column {name!r}") from None
-
-    def unique_keys(self) -> tuple[tuple[str, ...], ...]:
-        """Every column group whose values must be unique: the primary key first, then unique constraints."""
-        keys: list[tuple[str, ...]] = []
-        if self.primary_key:
-            keys.append((self.primary_key,))
-        keys.extend(group for group in self.unique if group not in keys)
-        return tuple(keys)
-
-    def all_indexes(self) -> tuple[tuple[str, ...], ...]:
-        """Every indexed column group (unique keys are indexed too)."""
-        out = list(self.unique_keys())
-        out.extend(group for group in self.indexes if group not in out)
-        return tuple(out)
-
-
-def _class_name(table: str) -> str:
-    return "".join(part.title() for part in table.split("_")) + "Row"
-
-
-@dataclass(frozen=True, slots=True)
-class ReducerDef:
-    """A reducer: its typed parameters and the function the host calls inside a transaction."""
-
-    name: str
-    params: ProductType
-    function: ReducerFn
-    lifecycle: Lifecycle | None = None
+from autopilot_sync.spacetime.algebraic import AlgebraicType
 
 
 class Module:
@@ -278,7 +169,7 @@ class Module:
                 for r in self.reducers.values()
             ),
             types=tuple(
-                md.TypeDef((), _class_name(table.name)[:-3], ref) for ref, table in enumerate(self.tables.values())
+                md.TypeDef((), row_class_name(table.name)[:-3], ref) for ref, table in enumerate(self.tables.values())
             ),
             row_level_security=tuple(self.visibility_filters.values()),
         )
