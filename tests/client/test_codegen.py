@@ -40,6 +40,32 @@ def test_generated_bindings_pass_mypy_strict(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_generated_reducer_calls_answer_the_sdks_result_type_without_naming_the_sdk(tmp_path: Path) -> None:
+    """The bindings sit below the SDK (sync_bindings/ is on floor 1): they never import it, even for type checking,
+    yet a call through a `Connection` or a `SyncClient` is still typed as the SDK's `ReducerCallResult`."""
+    source = generate(chat.schema_json(), command="autopilot-sync client generate")
+    assert "autopilot_sync.client" not in source
+    (tmp_path / "chat_bindings.py").write_text(source, encoding="utf-8")
+    user = tmp_path / "chat_user.py"
+    user.write_text(
+        "from typing import assert_type\n"
+        "from autopilot_sync.client import Connection, ReducerCallResult, SyncClient\n"
+        "from chat_bindings import Reducers\n\n\n"
+        "async def call(conn: Connection, client: SyncClient) -> None:\n"
+        '    assert_type(await Reducers(conn).add_person("ann", 3), ReducerCallResult)\n'
+        '    assert_type(await Reducers(client).add_person("ann", 3), ReducerCallResult)\n',
+        encoding="utf-8",
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(user)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 async def test_generated_bindings_from_a_host_decode_rows_and_call_reducers(host: HostProcess, tmp_path: Path) -> None:
     out = tmp_path / "chat_bindings.py"
     cli = Path(sys.executable).with_name("autopilot-sync")

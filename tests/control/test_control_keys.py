@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from control_helpers import Control, decode_jwt, encode, reader_body
 
+from autopilot_sync.auth.oidc import OidcVerifier
 from autopilot_sync.cli import main
 from autopilot_sync.control.keys import (
     RETIRED_MARGIN_SECONDS,
@@ -22,7 +23,6 @@ from autopilot_sync.control.keys import (
     rotate,
     stage,
 )
-from autopilot_sync.host.auth.oidc import OidcVerifier
 from autopilot_sync.host.auth.tokens import SigningKey as HostKey
 from autopilot_sync.host.auth.tokens import TokenService
 

@@ -7,7 +7,7 @@ from typing import Any
 from control_helpers import DATABASE, PRODUCER, READER, SPACETIME_URL, Control, decode_jwt, encode, reader_body
 from joserfc import jwk, jws
 
-from autopilot_sync.host.auth.oidc import OidcVerifier
+from autopilot_sync.auth.oidc import OidcVerifier
 from autopilot_sync.host.auth.tokens import SigningKey as HostKey
 from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.spacetime.identity import identity_from_claims

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from autopilot_sync.auth.claims import parse_unverified
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.bindings.reducers import ReducerError
-from autopilot_sync.host.auth.claims import parse_unverified
 from autopilot_sync.host.auth.tokens import SigningKey, TokenService
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import HostEngine

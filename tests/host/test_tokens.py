@@ -10,8 +10,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from autopilot_sync.host.auth.claims import parse_unverified
-from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.auth.claims import parse_unverified
+from autopilot_sync.auth.errors import TokenError, TokenErrorCode
 from autopilot_sync.host.auth.tokens import (
     KEY_FILE_NAME,
     SigningKey,

@@ -10,8 +10,9 @@ Every product the module's tables and reducers use gets a class: a table's row i
 table's class). The classes are typed `NamedTuple`s: fields by name with their Python types, immutable, and still
 the tuples the BSATN codec and the host's tables take, so using them changes no byte on the wire. Each has
 `from_values` (from decoded values, e.g. a host row or a reducer argument), `encode` and `decode` (BSATN). The
-output is plain Python that imports only the wire layer at run time (the SDK only for type checking), so a module
-may use its own bindings, and passes `mypy --strict`.
+output is plain Python that imports only the wire layer, never the SDK (not even for type checking: `Reducers` is
+generic in what the caller's `call` returns, so `Reducers(conn)` answers the SDK's `ReducerCallResult` without naming
+it), so a module and the floor-1 `sync_bindings/` may use it, and it passes `mypy --strict`.
 """
 
 from __future__ import annotations
@@ -305,14 +306,11 @@ def generate(
         "import builtins",
         "import functools",
         "from collections.abc import Callable, Sequence",
-        "from typing import TYPE_CHECKING, Any, NamedTuple, Protocol",
+        "from typing import Any, Generic, NamedTuple, Protocol, TypeVar",
         "",
         "from autopilot_sync.spacetime import algebraic as at",
         "from autopilot_sync.spacetime import bsatn",
         "from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp",
-        "",
-        "if TYPE_CHECKING:",
-        "    from autopilot_sync.client.results import ReducerCallResult",
         "",
         "__all__ = [",
         *[f"    {_q(n)}," for n in sorted([*names, *_FIXED_EXPORTS], key=_all_order)],
@@ -348,18 +346,22 @@ def generate(
         ")",
         "",
         "",
-        "class ReducerCaller(Protocol):",
+        "#: What the caller's `call` answers: the SDK's `ReducerCallResult` for a `Connection` or a `SyncClient`.",
+        '_ResultT_co = TypeVar("_ResultT_co", covariant=True)',
+        "",
+        "",
+        "class ReducerCaller(Protocol[_ResultT_co]):",
         '    """Anything that calls reducers: a `Connection` or a `SyncClient`."""',
         "",
-        "    async def call(self, reducer: str, *args: Any) -> ReducerCallResult:",
+        "    async def call(self, reducer: str, *args: Any) -> _ResultT_co:",
         '        """Call a reducer by name with positional arguments."""',
         "        ...",
         "",
         "",
-        "class Reducers:",
-        '    """Typed reducer calls: `await Reducers(conn).add_person("ann", 3)`."""',
+        "class Reducers(Generic[_ResultT_co]):",
+        '    """Typed reducer calls: `await Reducers(conn).add_person("ann", 3)` answers what `conn.call` answers."""',
         "",
-        "    def __init__(self, client: ReducerCaller) -> None:",
+        "    def __init__(self, client: ReducerCaller[_ResultT_co]) -> None:",
         "        self._client = client",
     ]
     method_names = {_py_name(r.name) for r in schema.reducers.values()}
@@ -372,7 +374,7 @@ def generate(
         call_args = "".join(f", {name}" for name, _ in params)
         out += [
             "",
-            f"    async def {_py_name(reducer.name)}(self{signature}) -> ReducerCallResult:",
+            f"    async def {_py_name(reducer.name)}(self{signature}) -> _ResultT_co:",
             f'        """Call reducer `{reducer.name}`."""',
             f"        return await self._client.call({_q(reducer.name)}{call_args})",
         ]

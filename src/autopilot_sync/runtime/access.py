@@ -23,10 +23,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from autopilot_sync.auth.claims import check_claims, parse_unverified
+from autopilot_sync.auth.errors import TokenError
+from autopilot_sync.auth.oidc import OidcVerifier
 from autopilot_sync.contract.scopes import Scope, scopes_of, stream_allowed
-from autopilot_sync.host.auth.claims import check_claims, parse_unverified
-from autopilot_sync.host.auth.errors import TokenError
-from autopilot_sync.host.auth.oidc import OidcVerifier
 
 log = logging.getLogger(__name__)
 

@@ -10,14 +10,11 @@ from __future__ import annotations
 import builtins
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
-
-if TYPE_CHECKING:
-    from autopilot_sync.client.results import ReducerCallResult
 
 __all__ = [
     "ROW_TYPES",
@@ -282,52 +279,56 @@ TABLES: tuple[str, ...] = (
 )
 
 
-class ReducerCaller(Protocol):
+#: What the caller's `call` answers: the SDK's `ReducerCallResult` for a `Connection` or a `SyncClient`.
+_ResultT_co = TypeVar("_ResultT_co", covariant=True)
+
+
+class ReducerCaller(Protocol[_ResultT_co]):
     """Anything that calls reducers: a `Connection` or a `SyncClient`."""
 
-    async def call(self, reducer: str, *args: Any) -> ReducerCallResult:
+    async def call(self, reducer: str, *args: Any) -> _ResultT_co:
         """Call a reducer by name with positional arguments."""
         ...
 
 
-class Reducers:
-    """Typed reducer calls: `await Reducers(conn).add_person("ann", 3)`."""
+class Reducers(Generic[_ResultT_co]):
+    """Typed reducer calls: `await Reducers(conn).add_person("ann", 3)` answers what `conn.call` answers."""
 
-    def __init__(self, client: ReducerCaller) -> None:
+    def __init__(self, client: ReducerCaller[_ResultT_co]) -> None:
         self._client = client
 
-    async def set_sync_limits(self, max_payload_bytes: int, max_batch_events: int, max_stream_id_bytes: int, max_idempotency_key_bytes: int, max_kind_bytes: int, max_payload_depth: int) -> ReducerCallResult:
+    async def set_sync_limits(self, max_payload_bytes: int, max_batch_events: int, max_stream_id_bytes: int, max_idempotency_key_bytes: int, max_kind_bytes: int, max_payload_depth: int) -> _ResultT_co:
         """Call reducer `set_sync_limits`."""
         return await self._client.call("set_sync_limits", max_payload_bytes, max_batch_events, max_stream_id_bytes, max_idempotency_key_bytes, max_kind_bytes, max_payload_depth)
 
-    async def grant_stream_readers(self, stream_id: str, readers: list[Identity]) -> ReducerCallResult:
+    async def grant_stream_readers(self, stream_id: str, readers: list[Identity]) -> _ResultT_co:
         """Call reducer `grant_stream_readers`."""
         return await self._client.call("grant_stream_readers", stream_id, readers)
 
-    async def revoke_stream_reader(self, stream_id: str, reader: Identity) -> ReducerCallResult:
+    async def revoke_stream_reader(self, stream_id: str, reader: Identity) -> _ResultT_co:
         """Call reducer `revoke_stream_reader`."""
         return await self._client.call("revoke_stream_reader", stream_id, reader)
 
-    async def heartbeat(self) -> ReducerCallResult:
+    async def heartbeat(self) -> _ResultT_co:
         """Call reducer `heartbeat`."""
         return await self._client.call("heartbeat")
 
-    async def append_sync_events(self, batch: list[AppendSyncEventsBatchItem]) -> ReducerCallResult:
+    async def append_sync_events(self, batch: list[AppendSyncEventsBatchItem]) -> _ResultT_co:
         """Call reducer `append_sync_events`."""
         return await self._client.call("append_sync_events", batch)
 
-    async def append_sync_event(self, stream_id: str, idempotency_key: str, kind: str, payload: str, payload_hash: str, expected_seq: int, published_at: Timestamp) -> ReducerCallResult:
+    async def append_sync_event(self, stream_id: str, idempotency_key: str, kind: str, payload: str, payload_hash: str, expected_seq: int, published_at: Timestamp) -> _ResultT_co:
         """Call reducer `append_sync_event`."""
         return await self._client.call("append_sync_event", stream_id, idempotency_key, kind, payload, payload_hash, expected_seq, published_at)
 
-    async def ack_checkpoint(self, stream_id: str, seq: int) -> ReducerCallResult:
+    async def ack_checkpoint(self, stream_id: str, seq: int) -> _ResultT_co:
         """Call reducer `ack_checkpoint`."""
         return await self._client.call("ack_checkpoint", stream_id, seq)
 
-    async def trim_stream(self, stream_id: str, retain_from_seq: int) -> ReducerCallResult:
+    async def trim_stream(self, stream_id: str, retain_from_seq: int) -> _ResultT_co:
         """Call reducer `trim_stream`."""
         return await self._client.call("trim_stream", stream_id, retain_from_seq)
 
-    async def reset_stream(self, stream_id: str) -> ReducerCallResult:
+    async def reset_stream(self, stream_id: str) -> _ResultT_co:
         """Call reducer `reset_stream`."""
         return await self._client.call("reset_stream", stream_id)

@@ -1,10 +1,5 @@
-"""Who a request is: the host's token authority, split by job so nothing imports in a circle.
+"""Who a request is: the host's own token authority.
 
-- `errors.py`: `TokenError` and its codes, the one error every part raises.
-- `claims.py`: SpacetimeDB's claim rules over decoded claims (pure; also used by the runtime's producer auth).
-- `oidc.py`: signature keys of trusted OpenID Connect issuers (discovery + JWKS, cached).
-- `tokens.py`: the host's own key, the tokens it mints and re-signs, and `TokenService.verify`, which uses the other
-  three.
-
-Imports run one way: `tokens` → `oidc`, `claims` → `errors`.
+- `tokens.py`: the host's own key, the tokens it mints and re-signs, and `TokenService.verify`, which applies the
+  shared claim rules and trusted-issuer keys of `autopilot_sync.auth` (also used by the runtime's producer auth).
 """

@@ -10,7 +10,7 @@ Behaviour follows SpacetimeDB (`crates/client-api/src/auth.rs`, `crates/core/src
   expiry (`websocket.py` closes it then), not at the 60 s token that only admitted the upgrade.
 - Verification tries the host key first, whatever the issuer (re-signed tokens keep a foreign issuer). A token that
   names the host's issuer but fails that check is rejected; any other token is checked against its issuer's published
-  keys (`oidc.py`), but only for issuers the operator configured as trusted.
+  keys (`auth/oidc.py`), but only for issuers the operator configured as trusted.
 - Claims rules for every token: `iss`/`sub` non-empty strings of at most 128 bytes, `iat` present, `exp`/`nbf`
   respected with a leeway (60 s by default, jsonwebtoken's; the host setting `token_leeway_seconds`), and
   `hex_identity`, when present, equal to the identity derived from `iss`/`sub`.
@@ -41,8 +41,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
-from autopilot_sync.durable_files import write_atomically
-from autopilot_sync.host.auth.claims import (
+from autopilot_sync.auth.claims import (
     LEEWAY_SECONDS,
     ORIGIN_EXPIRY_CLAIM,
     audiences,
@@ -51,8 +50,9 @@ from autopilot_sync.host.auth.claims import (
     origin_expiry,
     parse_unverified,
 )
-from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
-from autopilot_sync.host.auth.oidc import OidcVerifier
+from autopilot_sync.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.auth.oidc import OidcVerifier
+from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
 

@@ -11,7 +11,7 @@ import binascii
 from collections.abc import Mapping
 from typing import Any
 
-from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.auth.errors import TokenError, TokenErrorCode
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.json_bounds import JsonBoundsError, bounded_loads
 from autopilot_sync.spacetime.values import Identity

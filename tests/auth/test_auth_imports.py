@@ -1,13 +1,14 @@
-"""The host's auth package imports one way (`tokens` → `oidc`/`claims` → `errors`): no module imports in a circle."""
+"""The shared auth package imports one way (`oidc`/`claims` → `errors`): no module imports in a circle."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import autopilot_sync.host.auth as auth_package
+import autopilot_sync.auth as auth_package
+import autopilot_sync.host.auth as host_auth_package
 
-PACKAGE = "autopilot_sync.host.auth"
+PACKAGE = "autopilot_sync.auth"
 
 
 def _auth_imports(path: Path) -> set[str]:
@@ -24,7 +25,7 @@ def _auth_imports(path: Path) -> set[str]:
 def test_auth_modules_import_each_other_without_a_cycle() -> None:
     folder = Path(auth_package.__file__).parent
     graph = {p.stem: _auth_imports(p) for p in folder.glob("*.py") if p.stem != "__init__"}
-    assert {"tokens", "oidc", "claims", "errors"} <= graph.keys()
+    assert {"oidc", "claims", "errors"} <= graph.keys()
     assert graph["errors"] == set()
     done: set[str] = set()
 
@@ -40,6 +41,7 @@ def test_auth_modules_import_each_other_without_a_cycle() -> None:
         visit(name, ())
 
 
-def test_the_old_top_level_auth_modules_are_gone() -> None:
-    host = Path(auth_package.__file__).parent.parent
+def test_the_old_auth_module_paths_are_gone() -> None:
+    host = Path(host_auth_package.__file__).parent.parent
     assert not (host / "tokens.py").exists() and not (host / "oidc.py").exists()
+    assert {p.stem for p in (host / "auth").glob("*.py")} == {"__init__", "tokens"}

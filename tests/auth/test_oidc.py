@@ -12,8 +12,8 @@ from aiohttp import web
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
-from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
-from autopilot_sync.host.auth.oidc import OidcVerifier
+from autopilot_sync.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.auth.oidc import OidcVerifier
 from autopilot_sync.host.auth.tokens import SigningKey, TokenService
 from autopilot_sync.spacetime.identity import identity_from_claims
 

@@ -24,7 +24,7 @@ import aiohttp
 from joserfc import jwk, jws
 from joserfc.errors import JoseError
 
-from autopilot_sync.host.auth.errors import TokenError, TokenErrorCode
+from autopilot_sync.auth.errors import TokenError, TokenErrorCode
 
 _log = logging.getLogger(__name__)
 
