@@ -32,6 +32,21 @@ async def test_the_sdk_reads_the_same_module_from_schema_versions_9_and_10(host:
     assert generate(v10, "chat") == generate(v9, "chat")
 
 
+async def test_the_served_v9_document_writes_index_algorithms_as_spacetimedb_does(host: HostProcess) -> None:
+    """`{"BTree": [0]}`, the newtype form of SpacetimeDB's `SerdeWrapper(RawModuleDefV9)` (see `raw.INDEX_ALGORITHM`),
+    so tools reading SpacetimeDB's JSON read ours; the schema hash of what was served is the one data dirs store."""
+    async with aiohttp.ClientSession() as session:
+        served = await fetch_schema_json(session, host.base_url, DATABASE)
+    algorithms = [index["algorithm"] for table in served["tables"] for index in table["indexes"]]
+    assert algorithms and all(set(a) <= {"BTree", "Hash", "Direct"} for a in algorithms)
+    assert all(
+        isinstance(columns, list) and all(isinstance(c, int) for c in columns)
+        for a in algorithms
+        for columns in a.values()
+    )
+    assert moduledef.schema_hash(served) == chat.schema_hash()
+
+
 async def test_other_schema_versions_get_spacetimedbs_query_rejection(host: HostProcess) -> None:
     url = f"{host.base_url}/v1/database/{DATABASE}/schema"
     async with aiohttp.ClientSession() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallOutcome, CallStatus, ConnectionRejectedError, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.moduledef import v9
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
 
 ALICE = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})
@@ -247,6 +249,33 @@ async def test_compatible_schema_additions_start_on_existing_data_and_breaking_o
     broken = HostEngine(_module(extra_table=True, age_type=at.STRING), tmp_path, "evolving", EngineConfig())
     with pytest.raises(SchemaMismatchError, match="breaks it"):
         await broken.start()
+
+
+async def test_a_data_directory_whose_meta_json_has_the_older_index_algorithm_form_still_opens(
+    tmp_path: Path,
+) -> None:
+    """Earlier releases stored V9 with `{"BTree": {"columns": [0]}}` in `meta.json`; the schema hash is unchanged and
+    the stored document is still read when a compatible addition is compared with it."""
+    first = HostEngine(_module(), tmp_path, "evolving", EngineConfig())
+    await first.start()
+    await first.call_reducer("put", (1,), ALICE)
+    await first.stop()
+    meta_path = tmp_path / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["schema"]["tables"][0]["indexes"][0]["algorithm"] == {"BTree": [0]}
+    meta["schema"] = v9.legacy_hash_form(meta["schema"])
+    assert meta["schema"]["tables"][0]["indexes"][0]["algorithm"] == {"BTree": {"columns": [0]}}
+    meta_path.write_text(json.dumps(meta))
+    same = HostEngine(_module(), tmp_path, "evolving", EngineConfig())
+    await same.start()
+    await same.stop()
+    meta = json.loads(meta_path.read_text())
+    meta["schema"] = v9.legacy_hash_form(meta["schema"])
+    meta_path.write_text(json.dumps(meta))
+    grown = HostEngine(_module(extra_table=True), tmp_path, "evolving", EngineConfig())
+    await grown.start()
+    assert len(grown.datastore["item"]) == 1
+    await grown.stop()
 
 
 async def test_an_outcome_that_wrote_nothing_waits_for_the_commits_it_saw(

@@ -235,17 +235,43 @@ def test_a_v10_definition_is_decoded_by_the_official_librarys_own_type(tmp_path:
         assert len(sections["Typespace"]["types"]) == len(definition.typespace)
 
 
-def test_index_algorithms_are_read_in_spacetimedbs_newtype_form_and_in_this_hosts_v9_form() -> None:
-    """SpacetimeDB writes `{"BTree": [0]}` (a one-field struct variant is a newtype for the SATS derive); this
-    host's V9 has always written `{"BTree": {"columns": [0]}}` and keeps doing so (the schema hash covers it)."""
+def test_v9_index_algorithms_are_served_in_spacetimedbs_newtype_form() -> None:
+    """SpacetimeDB writes `{"BTree": [0]}`: a one-field struct variant is a newtype for the SATS derive
+    (`variant_data` in `crates/bindings-macro/src/sats.rs`), serialised by `SerdeWrapper` in the `schema` handler of
+    `crates/client-api/src/routes/database.rs`. Tools reading SpacetimeDB's JSON fail on the wrapped form."""
     definition = golden_module().module_def()
-    ours = moduledef.to_json(definition, 9)
-    assert ours["tables"][0]["indexes"][0]["algorithm"] == {"BTree": {"columns": [0]}}
-    spacetimedb_form = json.loads(json.dumps(ours))
-    for table in spacetimedb_form["tables"]:
-        for index in table["indexes"]:
-            ((kind, payload),) = index["algorithm"].items()
-            index["algorithm"] = {kind: payload["columns"]}
-    assert moduledef.from_json(spacetimedb_form) == moduledef.from_json(ours)
-    v10_tables = next(s["Tables"] for s in moduledef.to_json(definition, 10)["sections"] if "Tables" in s)
-    assert v10_tables[0]["indexes"][0]["algorithm"] == {"BTree": [0]}
+    for version in (9, 10):
+        document = moduledef.to_json(definition, version)
+        tables = (
+            document["tables"] if version == 9 else next(s["Tables"] for s in document["sections"] if "Tables" in s)
+        )
+        algorithms = [index["algorithm"] for table in tables for index in table["indexes"]]
+        assert algorithms[:4] == [{"BTree": [0]}, {"BTree": [1]}, {"BTree": [2]}, {"BTree": [2, 1]}]
+        assert all(not isinstance(payload, dict) for a in algorithms for payload in a.values())
+
+
+def test_the_v9_hash_is_the_same_for_both_index_algorithm_forms() -> None:
+    """Data directories and ledgers hold digests of this host's older wrapped form, `{"BTree": {"columns": [0]}}`:
+    the hash is taken over that form whichever one a document arrives in, and readers accept both."""
+    definition = golden_module().module_def()
+    served = moduledef.to_json(definition, 9)
+    wrapped = v9.legacy_hash_form(served)
+    assert wrapped["tables"][0]["indexes"][0]["algorithm"] == {"BTree": {"columns": [0]}}
+    assert served["tables"][0]["indexes"][0]["algorithm"] == {"BTree": [0]}  # the input is not changed
+    assert moduledef.schema_hash(served) == moduledef.schema_hash(wrapped) == GOLDEN_HASH
+    assert moduledef.from_json(wrapped) == moduledef.from_json(served)
+    assert v9.legacy_hash_form(wrapped) == wrapped
+
+
+#: The sync module's and the chat example's V9 schema hashes before V9 JSON took SpacetimeDB's index-algorithm form
+#: (main at 5327589): stored in every data directory that runs them.
+SYNC_HASH = "763a0ad845fdcfe8f093c29e99c8446f957fc4c0a83e7def283b0aafcc403c3f"
+CHAT_HASH = "cdeb3f463814583437f44667292cb0bfe5f4aefd85b0e99270f4e8baf9fd214c"
+
+
+@pytest.mark.parametrize(("name", "expected"), [("sync", SYNC_HASH), ("chat", CHAT_HASH)])
+def test_the_sync_and_chat_schema_hashes_are_unchanged(name: str, expected: str) -> None:
+    module = MODULES[name]
+    assert module.schema_hash() == expected
+    assert moduledef.schema_hash(module.schema_json()) == expected
+    assert moduledef.schema_hash(json.loads(json.dumps(module.schema_json()))) == expected

@@ -135,7 +135,7 @@ class _Schema:
             algorithm = index["algorithm"]
             if "BTree" not in algorithm:
                 continue
-            cols = tuple(int(c) for c in algorithm["BTree"]["columns"])
+            cols = tuple(int(c) for c in algorithm["BTree"])  # SpacetimeDB's newtype form, `{"BTree": [0]}`
             accessor = _some(index.get("accessor_name")) or "_".join(columns[c][0] for c in cols)
             indexes.append((str(accessor), str(_some(index.get("name")) or ""), cols))
         uniques = []

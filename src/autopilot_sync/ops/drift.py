@@ -3,7 +3,8 @@
 The comparison itself (what changed, what breaks) lives with the module definition in `spacetime/moduledef/diff.py`,
 where the host's upgrade check uses it too. This side reads the documents the lane has in hand (the one the live
 host serves at `/v1/database/:name/schema`, V9 or V10, and the local module's `schema_json()`), hashes them as they
-are (so a ledger entry names exactly what a host served), and turns a document that is not a schema into a
+are (so a ledger entry names exactly what a host served; either index-algorithm form of V9 hashes the same, see
+`moduledef.v9.legacy_hash_form`), and turns a document that is not a schema into a
 `DriftError` the CLI reports.
 """
 

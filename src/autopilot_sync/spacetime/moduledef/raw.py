@@ -56,7 +56,8 @@ TYPESPACE = at.product(("types", at.array(_TYPE)))
 
 #: `RawIndexAlgorithm::BTree { columns }` etc.: a variant with one named field is a newtype variant for the SATS
 #: derive (`variant_data` in `crates/bindings-macro/src/sats.rs`), so the payload is the bare column list (the
-#: library's types.ts agrees). This host's V9 JSON has always wrapped it as `{"columns": …}`: see `v9.py`.
+#: library's types.ts agrees). Earlier releases of this host wrapped it as `{"columns": …}` in V9 JSON; the schema
+#: hash still covers that form (`v9.legacy_hash_form`) and readers accept both.
 INDEX_ALGORITHM = at.sum_type(("BTree", _COLUMNS), ("Hash", _COLUMNS), ("Direct", U16))
 CONSTRAINT_DATA = at.sum_type(("Unique", at.product(("columns", _COLUMNS))))
 TABLE_TYPE = at.sum_type(("System", UNIT), ("User", UNIT))

@@ -3,7 +3,9 @@
 Follows `crates/lib/src/db/raw_def/v9.rs` and SpacetimeDB's `From<ModuleDef> for RawModuleDefV9`
 (`crates/schema/src/def.rs`): column defaults, procedures and views travel as `misc_exports` (in that order), the
 event-table flag and reducer visibility do not exist in V9 (a reader derives visibility: lifecycle and scheduled
-reducers are private).
+reducers are private). The JSON is SpacetimeDB's exactly (`SerdeWrapper(RawModuleDefV9)` in the `schema` handler
+of `crates/client-api/src/routes/database.rs`); the schema hash is taken over one older variant of it, see
+`legacy_hash_form`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from autopilot_sync.spacetime import bsatn, sats_json
@@ -65,33 +67,47 @@ def index_from_value(value: Any) -> IndexDef:
 _WRAPPED = {"BTree": "columns", "Hash": "columns", "Direct": "column"}
 
 
-def wrap_index_algorithms(tables: list[Any]) -> None:
-    """Write each index algorithm as this host's V9 always has: `{"BTree": {"columns": [0]}}` (in place).
+def legacy_hash_form(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The V9 document as the schema hash covers it: index algorithms wrapped, `{"BTree": {"columns": [0]}}`.
 
-    SpacetimeDB writes the bare payload (`{"BTree": [0]}`, see `raw.INDEX_ALGORITHM`); the wrapped form is kept for
-    V9 because the schema hash covers it and data directories store that hash. BSATN is the same either way.
+    Earlier releases of this host served V9 with the wrapped payload; SpacetimeDB (and now this host) writes the
+    bare one (`{"BTree": [0]}`, see `raw.INDEX_ALGORITHM`). Data directories (`meta.json`), snapshots and release
+    ledgers store the digest of the wrapped form, so the hash keeps being taken over it: a module hashes the same
+    whichever form its document arrives in. Returns a copy; shapes it does not recognise are left as they are.
     """
-    for table in tables:
-        for index in table["indexes"]:
-            ((kind, payload),) = index["algorithm"].items()
-            index["algorithm"] = {kind: {_WRAPPED[kind]: payload}}
+    tables = document.get("tables")
+    if not isinstance(tables, list):
+        return dict(document)
+    return {**document, "tables": [_map_indexes(table, _wrap_index) for table in tables]}
+
+
+def _map_indexes(table: Any, convert: Callable[[Any], Any]) -> Any:
+    indexes = table.get("indexes") if isinstance(table, dict) else None
+    if not isinstance(indexes, list):
+        return table
+    return {**table, "indexes": [convert(index) for index in indexes]}
+
+
+def _wrap_index(index: Any) -> Any:
+    algorithm = index.get("algorithm") if isinstance(index, dict) else None
+    if isinstance(algorithm, dict) and len(algorithm) == 1:
+        ((kind, payload),) = algorithm.items()
+        field = _WRAPPED.get(kind)
+        if field is not None and not isinstance(payload, dict):
+            return {**index, "algorithm": {kind: {field: payload}}}
+    return index
 
 
 def unwrap_index_algorithms(tables: Any) -> Any:
-    """Accept both forms when reading: `{"BTree": {"columns": [0]}}` (this host's V9) and `{"BTree": [0]}`.
+    """Accept both forms when reading: `{"BTree": [0]}` (SpacetimeDB's) and `{"BTree": {"columns": [0]}}` (this
+    host's V9 in earlier releases, still in older `meta.json` files).
 
     Returns the tables with wrapped payloads unwrapped (copies; the input is not changed). Anything that is not in
     one of the two shapes is left as it is, for the SATS-JSON reader to report with its path.
     """
     if not isinstance(tables, list):
         return tables
-    out = []
-    for table in tables:
-        indexes = table.get("indexes") if isinstance(table, dict) else None
-        if isinstance(indexes, list):
-            table = {**table, "indexes": [_unwrap_index(index) for index in indexes]}
-        out.append(table)
-    return out
+    return [_map_indexes(table, _unwrap_index) for table in tables]
 
 
 def _unwrap_index(index: Any) -> Any:
@@ -272,7 +288,6 @@ def from_value(value: Any) -> ModuleDef:
 def to_json(definition: ModuleDef) -> dict[str, Any]:
     """`RawModuleDefV9` SATS-JSON, exactly what `GET /schema?version=9` serves."""
     document: dict[str, Any] = sats_json.to_json(raw.MODULE_V9, to_value(definition), raw.META_TYPESPACE)
-    wrap_index_algorithms(document["tables"])
     return document
 
 
@@ -302,10 +317,11 @@ def from_bsatn(data: bytes) -> ModuleDef:
 
 
 def schema_hash(definition: ModuleDef | Mapping[str, Any]) -> str:
-    """sha256 of the canonical V9 JSON: the digest stored with the data (and in release ledgers).
+    """sha256 of the canonical V9 JSON in `legacy_hash_form`: the digest stored with the data (and in ledgers).
 
     V9 on purpose, and unchanged since data directories first stored it: a module read from V10 hashes the same as
-    when read from V9. A mapping is taken as a V9 document already (what a host served or `meta.json` kept).
+    when read from V9, and a V9 document hashes the same with either index-algorithm form. A mapping is taken as a
+    V9 document already (what a host served or `meta.json` kept).
     """
     if isinstance(definition, ModuleDef):
         return _definition_hash(definition)
@@ -319,5 +335,5 @@ def _definition_hash(definition: ModuleDef) -> str:
 
 
 def _document_hash(document: Mapping[str, Any]) -> str:
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(legacy_hash_form(document), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
