@@ -219,9 +219,8 @@ async def test_transactions_delivered_after_later_ones_ran(harness: Harness) -> 
     await harness.call("put_item", 1, 10, "a")
     assert initial(harness.subs.subscribe("c", 1, 1, [JOIN])) == []
     before = len(harness.updates)
-    reducers = engine.module.reducers
-    engine.run_transaction(reducers["put_member"], (1, 10, True), CALLER)
-    _, sequence = engine.run_transaction(reducers["del_item"], (1,), CALLER)
+    engine.run_transaction("put_member", (1, 10, True), CALLER)
+    _, sequence = engine.run_transaction("del_item", (1,), CALLER)
     assert sequence is not None
     await engine.commitlog.wait_durable(sequence)
     first, second = harness.updates[before:]

@@ -134,7 +134,7 @@ async def test_update_is_one_table_update_with_delete_and_insert(harness: Harnes
 
 async def test_transactions_before_the_snapshot_are_not_sent_twice(harness: Harness) -> None:
     engine = harness.engine
-    outcome, sequence = engine.run_transaction(engine.reducer("append"), ("a", 1, "x"), CALLER)
+    outcome, sequence = engine.run_transaction("append", ("a", 1, "x"), CALLER)
     assert sequence is not None
     # Subscribed after the transaction ran but before it became durable: the snapshot already has the row.
     applied = harness.subs.subscribe("c1", 1, 1, ["SELECT * FROM event"])
@@ -172,7 +172,7 @@ async def test_an_unsubscribed_set_gets_the_updates_its_dropped_rows_include_and
     subs.subscribe("c1", 1, 1, a_only)
     subs.subscribe("c1", 2, 2, a_from_1)
     # The transaction runs now but is delivered after durability; set 2 is unsubscribed in between.
-    _, sequence = engine.run_transaction(engine.reducer("append"), ("a", 2, "y"), CALLER)
+    _, sequence = engine.run_transaction("append", ("a", 2, "y"), CALLER)
     assert sequence is not None
     dropped = subs.unsubscribe("c1", 3, 2, send_dropped_rows=True)
     assert isinstance(dropped, UnsubscribeApplied) and dropped.rows is not None
@@ -274,7 +274,7 @@ async def test_a_member_subscribed_after_the_transaction_is_skipped_but_not_its_
     subs.subscribe("early", 1, 1, query)
     # The transaction runs now but is delivered after durability; "late" subscribes in between and sees it in its
     # initial rows, so only "early" gets it as a delta.
-    outcome, sequence = engine.run_transaction(engine.reducer("append"), ("a", 1, "x"), CALLER)
+    outcome, sequence = engine.run_transaction("append", ("a", 1, "x"), CALLER)
     assert sequence is not None
     late = subs.subscribe("late", 2, 1, query)
     assert isinstance(late, SubscribeApplied) and rows_of(late.rows) == {"event": [("a", 1, "x")]}

@@ -13,9 +13,9 @@ from typing import Any
 
 from sortedcontainers import SortedDict
 
-from autopilot_sync.bindings.module import Module
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.host.hosted_module import HostedModule, tables_from_definition
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
@@ -206,9 +206,11 @@ def _older_shapes(table: TableDef) -> list[tuple[bsatn.Codec, tuple[Any, ...]]]:
 class Datastore:
     """Every table of a module."""
 
-    def __init__(self, module: Module, system_tables: tuple[TableDef, ...] = ()) -> None:
+    def __init__(self, module: HostedModule, system_tables: tuple[TableDef, ...] = ()) -> None:
         self.module = module
-        self.tables: dict[str, TableStore] = {name: TableStore(table) for name, table in module.tables.items()}
+        self.tables: dict[str, TableStore] = {
+            table.name: TableStore(table) for table in tables_from_definition(module.definition())
+        }
         for table in system_tables:
             self.tables[table.name] = TableStore(table)
 

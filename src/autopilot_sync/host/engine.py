@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_sync.bindings.module import Module
-from autopilot_sync.bindings.reducers import Lifecycle, ReducerDef, ReducerError, StartInfo
+from autopilot_sync.bindings.reducers import ReducerError, StartInfo
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.durability import CommitListener, DurableCommits
+from autopilot_sync.host.hosted_module import HostedModule, hosted
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
@@ -39,8 +40,8 @@ from autopilot_sync.host.transaction import (
     Transaction,
 )
 from autopilot_sync.host.tx_record import encode_record
-from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
@@ -108,10 +109,23 @@ class EngineConfig:
 
 
 class HostEngine:
-    """One database: a module, its tables, its commit log."""
+    """One database: a module, its tables, its commit log.
 
-    def __init__(self, module: Module, data_dir: Path, database_name: str, config: EngineConfig | None = None) -> None:
-        self.module = module
+    The module is a `HostedModule` (`hosted_module.py`): the engine reads tables, reducers and lifecycle hooks from its
+    definition and runs reducers through `call_reducer` with BSATN arguments; an authored Python `bindings.Module` is
+    wrapped in `PythonModule` on the way in.
+    """
+
+    def __init__(
+        self, module: HostedModule | Module, data_dir: Path, database_name: str, config: EngineConfig | None = None
+    ) -> None:
+        module = hosted(module)
+        self.module: HostedModule = module
+        definition = module.definition()
+        self._reducers: dict[str, md.ReducerDef] = {r.name: r for r in definition.reducers}
+        self._lifecycle: dict[md.Lifecycle, str] = {
+            r.lifecycle: r.name for r in definition.reducers if r.lifecycle is not None
+        }
         self.data_dir = data_dir
         self.database_name = database_name
         self.config = config or EngineConfig()
@@ -136,7 +150,7 @@ class HostEngine:
         self.recovery = RecoveryReport()
         self.commits_total = 0
         self.on_call: Callable[[str, CallOutcome], None] | None = None
-        self._args_codecs: dict[str, tuple[ReducerDef, bsatn.Codec]] = {}
+        self._args_codecs: dict[str, tuple[md.ReducerDef, bsatn.Codec]] = {}
         self._failure_listeners: list[Callable[[BaseException], None]] = []
         self.commitlog.on_failure = self._storage_failed
 
@@ -159,9 +173,9 @@ class HostEngine:
         self.recovery = recovered.report
         self._started = True
         if self.offset == 0:
-            init = self.module.lifecycle_reducer(Lifecycle.INIT)
+            init = self._lifecycle.get(md.Lifecycle.INIT)
             if init is not None:
-                outcome = await self._run_and_wait(init, (), Caller(self.owner_identity), None)
+                outcome = await self._run_and_wait(init, Caller(self.owner_identity), None)
                 if outcome.status is not CallStatus.COMMITTED:
                     raise RuntimeError(f"init reducer failed: {outcome.message}")
         await self._run_start_hook()
@@ -184,13 +198,13 @@ class HostEngine:
 
         That history was discarded is remembered (`DiscardedHistoryMarker`) until the hook's transaction is durable.
         """
-        hook = self.module.start_hook
-        if hook is None:
+        if not self.module.has_start_hook:
             return
         marker = DiscardedHistoryMarker(self.data_dir)
         info = StartInfo(fresh=self.recovery.fresh, history_discarded=marker.remember(self.recovery.tail))
-        reducer = ReducerDef("on_start", at.UNIT, lambda ctx: hook(ctx, info))
-        outcome = await self._run_and_wait(reducer, (), Caller(self.owner_identity), None)
+        outcome = await self._durable(
+            *self._transact("on_start", lambda ctx: self.module.on_start(ctx, info), Caller(self.owner_identity), None)
+        )
         if outcome.status is not CallStatus.COMMITTED:
             raise RuntimeError(f"module start hook failed: {outcome.message}")
         marker.clear()
@@ -229,20 +243,23 @@ class HostEngine:
         """Receive every committed transaction, after it is durable, in commit order."""
         self._durability.add_listener(listener)
 
-    def reducer(self, name: str) -> ReducerDef | None:
-        """A reducer definition by name."""
-        return self.module.reducers.get(name)
+    def reducer(self, name: str) -> md.ReducerDef | None:
+        """A reducer's definition by name (from the module's own description)."""
+        return self._reducers.get(name)
 
-    def decode_args(self, reducer: ReducerDef, data: bytes) -> tuple[Any, ...]:
+    def _args_codec(self, reducer: md.ReducerDef) -> bsatn.Codec:
+        decoder = self._args_codecs.get(reducer.name)
+        if decoder is None or decoder[0] is not reducer:
+            decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(reducer.params))
+        return decoder[1]
+
+    def decode_args(self, reducer: md.ReducerDef, data: bytes) -> tuple[Any, ...]:
         """Decode BSATN arguments of a reducer (DecodeError when they do not match its parameters).
 
         Bytes after the arguments are ignored, as SpacetimeDB does: `FunctionArgs::_into_tuple` in
         `crates/core/src/host/mod.rs` deserializes the parameters from the front and never checks for the end.
         """
-        decoder = self._args_codecs.get(reducer.name)
-        if decoder is None or decoder[0] is not reducer:
-            decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(reducer.params))
-        return tuple(decoder[1].decode_prefix(data, 0)[0])
+        return tuple(self._args_codec(reducer).decode_prefix(data, 0)[0])
 
     async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
         """Run a client-callable reducer and return once its transaction is durable (or it failed)."""
@@ -251,7 +268,12 @@ class HostEngine:
         return outcome
 
     def start_call(
-        self, name: str, args: Sequence[Any], caller: Caller, origin: Any, on_done: Callable[[CallOutcome], None]
+        self,
+        name: str,
+        args: Sequence[Any] | bytes,
+        caller: Caller,
+        origin: Any,
+        on_done: Callable[[CallOutcome], None],
     ) -> None:
         """`call_reducer` without a coroutine: the transaction runs now, `on_done` gets the outcome.
 
@@ -286,18 +308,9 @@ class HostEngine:
 
         Unknown and lifecycle reducers are refused by `start_call`'s own checks; arguments that do not decode end as
         BAD_ARGUMENTS (`invalid arguments for reducer NAME: ...`, SpacetimeDB's text). Refusals reach `on_done` at
-        once with offset 0: they reveal no state.
+        once with offset 0: they reveal no state. The bytes reach the module as they came.
         """
-        reducer = self.module.reducers.get(name)
-        args: tuple[Any, ...] = ()
-        if reducer is not None and reducer.lifecycle is None:
-            try:
-                args = self.decode_args(reducer, data)
-            except DecodeError as exc:
-                message = f"invalid arguments for reducer {name}: {exc}"
-                self._finish_call(name, CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), on_done)
-                return
-        self.start_call(name, args, caller, origin, on_done)
+        self.start_call(name, data, caller, origin, on_done)
 
     def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
         self._report_call(name, outcome)
@@ -337,26 +350,44 @@ class HostEngine:
             await future
 
     def _begin_call(
-        self, name: str, args: Sequence[Any], caller: Caller, origin: Any
+        self, name: str, args: Sequence[Any] | bytes, caller: Caller, origin: Any
     ) -> tuple[CallOutcome, int | None]:
-        reducer = self.module.reducers.get(name)
+        """Refuse what must not run (unknown, lifecycle, bad arguments), else run the call with BSATN arguments.
+
+        Values are encoded and bytes are decoded here, against the definition's parameters, only to refuse bad
+        arguments before the module runs (SpacetimeDB's host checks them the same way); the module gets bytes.
+        """
+        reducer = self._reducers.get(name)
         if reducer is None:
             return CallOutcome(CallStatus.NO_SUCH_REDUCER, self._now(), f"no such reducer: {name}"), None
         if reducer.lifecycle is not None:
             # SpacetimeDB's `ReducerCallError::LifecycleReducer` text (crates/core/src/host/module_host.rs).
             message = f"can't directly call special {reducer.lifecycle.value} lifecycle reducer"
             return CallOutcome(CallStatus.LIFECYCLE_REDUCER, self._now(), message), None
-        if len(args) != len(reducer.params.elements):
-            message = f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}"
-            return CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), None
-        return self.run_transaction(reducer, tuple(args), caller, origin)
+        if isinstance(args, bytes):
+            try:
+                self.decode_args(reducer, args)
+            except DecodeError as exc:
+                message = f"invalid arguments for reducer {name}: {exc}"
+                return CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), None
+            data = args
+        else:
+            if len(args) != len(reducer.params.elements):
+                message = f"reducer {name} takes {len(reducer.params.elements)} arguments, got {len(args)}"
+                return CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), None
+            try:
+                data = self._args_codec(reducer).encode(tuple(args))
+            except (TypeError, ValueError, OverflowError) as exc:
+                message = f"invalid arguments for reducer {name}: {exc}"
+                return CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), None
+        return self._run_reducer(name, data, caller, origin)
 
     async def connect(self, caller: Caller, origin: Any = None) -> None:
         """Record a connection and run `client_connected`; ConnectionRejectedError when it refuses."""
         if self.commitlog.failure is not None:
             raise StorageUnavailableError(f"storage failed: {self.commitlog.failure}")
         outcome = await self._run_and_wait(
-            self.module.lifecycle_reducer(Lifecycle.CLIENT_CONNECTED), (), caller, origin, connecting=True
+            self._lifecycle.get(md.Lifecycle.ON_CONNECT), caller, origin, connecting=True
         )
         if outcome.status is not CallStatus.COMMITTED:
             raise ConnectionRejectedError(outcome.message)
@@ -364,30 +395,54 @@ class HostEngine:
     async def disconnect(self, caller: Caller, origin: Any = None) -> None:
         """Run `client_disconnected` and forget the connection (even when the hook fails)."""
         outcome = await self._run_and_wait(
-            self.module.lifecycle_reducer(Lifecycle.CLIENT_DISCONNECTED), (), caller, origin, disconnecting=True
+            self._lifecycle.get(md.Lifecycle.ON_DISCONNECT), caller, origin, disconnecting=True
         )
         if outcome.status is not CallStatus.COMMITTED:
             log.warning("client_disconnected failed for %s: %s", caller.identity, outcome.message)
-            await self._run_and_wait(None, (), caller, origin, disconnecting=True)
+            await self._run_and_wait(None, caller, origin, disconnecting=True)
 
     async def _run_and_wait(
         self,
-        reducer: ReducerDef | None,
-        args: tuple[Any, ...],
+        reducer: str | None,
         caller: Caller,
         origin: Any,
         *,
         connecting: bool = False,
         disconnecting: bool = False,
     ) -> CallOutcome:
+        """Run a lifecycle reducer (no arguments), or with None only the connection bookkeeping, and wait for it."""
         return await self._durable(
-            *self.run_transaction(reducer, args, caller, origin, connecting=connecting, disconnecting=disconnecting)
+            *self._run_reducer(reducer, b"", caller, origin, connecting=connecting, disconnecting=disconnecting)
         )
 
     def run_transaction(
         self,
-        reducer: ReducerDef | None,
-        args: tuple[Any, ...],
+        reducer: str | None,
+        args: Sequence[Any] | bytes = b"",
+        caller: Caller | None = None,
+        origin: Any = None,
+        *,
+        extra: Callable[[Transaction], None] | None = None,
+    ) -> tuple[CallOutcome, int | None]:
+        """Run the reducer named (None: only `extra`) in one transaction, without the client-call checks.
+
+        `args` are BSATN bytes or values (encoded with the reducer's parameters). Returns the outcome and the log
+        sequence to wait for, if any; an answer reporting the outcome waits for `outcome.offset` instead
+        (`durable_future`): that also covers a transaction that wrote nothing but saw commits not durable yet.
+        """
+        caller = caller if caller is not None else Caller(self.owner_identity)
+        data = args
+        if reducer is not None and not isinstance(args, bytes):
+            definition = self._reducers.get(reducer)
+            if definition is None:
+                raise KeyError(f"no such reducer: {reducer}")
+            data = self._args_codec(definition).encode(tuple(args))
+        return self._run_reducer(reducer, bytes(data), caller, origin, extra=extra)
+
+    def _run_reducer(
+        self,
+        reducer: str | None,
+        args: bytes,
         caller: Caller,
         origin: Any = None,
         *,
@@ -395,15 +450,37 @@ class HostEngine:
         disconnecting: bool = False,
         extra: Callable[[Transaction], None] | None = None,
     ) -> tuple[CallOutcome, int | None]:
-        """Run one transaction synchronously; returns the outcome and the log sequence to wait for, if any.
+        """One transaction calling the module's reducer (if any) with BSATN `args`; see `_transact`."""
+        name = reducer if reducer else ("client_disconnected" if disconnecting else "client_connected")
+        module = self.module
 
-        An answer reporting the outcome waits for `outcome.offset` instead (`durable_future`): that also covers a
-        transaction that wrote nothing but saw commits that are not durable yet.
+        def body(ctx: HostReducerContext) -> None:
+            if reducer is not None:
+                module.call_reducer(ctx, reducer, args)
+
+        return self._transact(
+            name, body, caller, origin, connecting=connecting, disconnecting=disconnecting, extra=extra
+        )
+
+    def _transact(
+        self,
+        name: str,
+        body: Callable[[HostReducerContext], None],
+        caller: Caller,
+        origin: Any,
+        *,
+        connecting: bool = False,
+        disconnecting: bool = False,
+        extra: Callable[[Transaction], None] | None = None,
+    ) -> tuple[CallOutcome, int | None]:
+        """Run `body` (then the connection bookkeeping and `extra`) in one transaction, synchronously.
+
+        Returns the outcome and the log sequence to wait for, if it wrote. `ReducerError` is the module's refusal
+        (USER_ERROR); any other exception a panic (INTERNAL_ERROR); both roll back.
         """
         if not self._started:
             raise RuntimeError("engine not started")
         timestamp = self._now()
-        name = reducer.name if reducer else ("client_disconnected" if disconnecting else "client_connected")
         if self.commitlog.failure is not None:
             message = f"storage failed: {self.commitlog.failure}"
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
@@ -411,8 +488,7 @@ class HostEngine:
         ctx = HostReducerContext(caller, timestamp, DbView(tx))
         started = time.perf_counter_ns()
         try:
-            if reducer is not None:
-                reducer.function(ctx, *args)
+            body(ctx)
             if connecting or disconnecting:
                 self._record_client(tx, caller, connecting)
             if extra is not None:
@@ -465,10 +541,10 @@ class HostEngine:
         return Timestamp(micros)
 
     def _run_scheduled(
-        self, reducer: ReducerDef | None, args: tuple[Any, ...], extra: Callable[[Transaction], None]
+        self, reducer: str | None, args: bytes, extra: Callable[[Transaction], None]
     ) -> tuple[str | None, int | None]:
         """A scheduled reducer's transaction, run as the owner (`scheduler.RunScheduled`)."""
-        outcome, sequence = self.run_transaction(reducer, args, Caller(self.owner_identity), extra=extra)
+        outcome, sequence = self._run_reducer(reducer, args, Caller(self.owner_identity), extra=extra)
         return (None if outcome.status is CallStatus.COMMITTED else outcome.message), sequence
 
 

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from autopilot_sync.auth.errors import TokenError
 from autopilot_sync.bindings.reducers import Lifecycle
+from autopilot_sync.host.auth.errors import TokenError
 from autopilot_sync.host.auth.tokens import TokenService, VerifiedToken
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
@@ -281,7 +282,7 @@ async def _call_in_connection(engine: HostEngine, auth: Authenticated, name: str
 
 
 async def _call(engine: HostEngine, caller: Caller, name: str, text: str) -> tuple[int, str]:
-    reducer = engine.module.reducers.get(name)
+    reducer = engine.reducer(name)
     if reducer is None:
         return 404, f"no such reducer: {name}"
     if reducer.lifecycle is not None:
@@ -294,7 +295,7 @@ async def _call(engine: HostEngine, caller: Caller, name: str, text: str) -> tup
     return _outcome_response(outcome)
 
 
-def _lifecycle_name(lifecycle: Lifecycle) -> str:
+def _lifecycle_name(lifecycle: moduledef.Lifecycle) -> str:
     return lifecycle.value
 
 
@@ -350,7 +351,7 @@ async def schema(request: web.Request) -> web.Response:
         return _text(
             400, f"Failed to deserialize query string: unknown variant `{version}`, expected `9` or `10`", headers
         )
-    body = moduledef.to_json(engine.module.module_def(), int(version))
+    body = moduledef.to_json(engine.module.definition(), int(version))
     return web.Response(text=json.dumps(body, separators=(",", ":")), content_type="application/json", headers=headers)
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from autopilot_sync.bindings.module import Module
 from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
 from autopilot_sync.host.tx_record import TX_RECORD, record_offset
 from autopilot_sync.spacetime import moduledef
@@ -64,7 +64,7 @@ class Recovered:
 
 
 def recover(
-    data_dir: Path, module: Module, database_name: str, datastore: Datastore, commitlog: CommitLog
+    data_dir: Path, module: HostedModule, database_name: str, datastore: Datastore, commitlog: CommitLog
 ) -> Recovered:
     """Rebuild `datastore` from `data_dir`: check the schema, load the newest snapshot, replay the log after it.
 
@@ -92,7 +92,7 @@ def recover(
     return Recovered(offset, last_timestamp, report)
 
 
-def check_meta(data_dir: Path, module: Module, database_name: str) -> frozenset[str]:
+def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> frozenset[str]:
     """Refuse data written by an incompatible schema; accept and record compatible additions.
 
     `meta.json` keeps the schema the data was written with and every schema hash it has been served under, so
@@ -101,8 +101,9 @@ def check_meta(data_dir: Path, module: Module, database_name: str) -> frozenset[
     accepted schema hashes.
     """
     meta_path = data_dir / "meta.json"
-    schema = module.schema_json()
-    schema_hash = module.schema_hash()
+    definition = module.definition()
+    schema = moduledef.v9.to_json(definition)
+    schema_hash = moduledef.schema_hash(definition)
     meta: dict[str, Any] = {"database": database_name, "module": module.name, "schema_hashes": []}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
@@ -114,7 +115,7 @@ def check_meta(data_dir: Path, module: Module, database_name: str) -> frozenset[
                     f"{str(meta.get('schema_hash', '?'))[:12]} (no schema recorded to compare with); the module "
                     f"now has schema {schema_hash[:12]}: start with an empty data directory"
                 )
-            diff = moduledef.compare(moduledef.from_json(previous), module.module_def())
+            diff = moduledef.compare(moduledef.from_json(previous), definition)
             if diff.breaking:
                 raise SchemaMismatchError(
                     f"data directory {data_dir} holds database {meta.get('database')!r} written by schema "

@@ -14,19 +14,16 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from autopilot_sync.bindings.module import Module
-from autopilot_sync.bindings.reducers import ReducerDef
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.transaction import CommittedTx, TableChange, Transaction
 from autopilot_sync.spacetime.values import SumValue, TimeDuration, Timestamp
 
 log = logging.getLogger(__name__)
 
-#: Runs `reducer(*args)` (or, with None, only `extra`) as the database owner in one transaction, `extra` included;
-#: returns why it failed (None when it committed) and the log sequence to flush, if it wrote.
-RunScheduled = Callable[
-    [ReducerDef | None, tuple[Any, ...], Callable[[Transaction], None]], tuple[str | None, int | None]
-]
+#: Runs the reducer named (or, with None, only `extra`) with BSATN arguments as the database owner in one
+#: transaction, `extra` included; returns why it failed (None when it committed) and the log sequence to flush, if any.
+RunScheduled = Callable[[str | None, bytes, Callable[[Transaction], None]], tuple[str | None, int | None]]
 #: Waits until the log record numbered by a sequence is durable.
 WaitDurable = Callable[[int], Coroutine[Any, Any, None]]
 
@@ -34,7 +31,9 @@ WaitDurable = Callable[[int], Coroutine[Any, Any, None]]
 class ReducerScheduler:
     """The armed timers of every scheduled table's rows, kept in step with each committed change to those tables."""
 
-    def __init__(self, module: Module, datastore: Datastore, run: RunScheduled, wait_durable: WaitDurable) -> None:
+    def __init__(
+        self, module: HostedModule, datastore: Datastore, run: RunScheduled, wait_durable: WaitDurable
+    ) -> None:
         self._module = module
         self._datastore = datastore
         self._run = run
@@ -88,8 +87,8 @@ class ReducerScheduler:
         self._timers.pop((table, row_bytes), None)
         store = self._datastore[table]
         row = store.rows.get(row_bytes)
-        reducer = self._module.reducers.get(store.table.scheduled_reducer or "")
-        if row is None or reducer is None:
+        reducer = store.table.scheduled_reducer or ""
+        if row is None or not any(r.name == reducer for r in self._module.definition().reducers):
             return
         one_shot = isinstance(row[store.table.column_index("scheduled_at")].value, Timestamp)
 
@@ -97,11 +96,12 @@ class ReducerScheduler:
             if one_shot:
                 tx.delete_bytes(store, row_bytes)
 
-        failure, sequence = self._run(reducer, (row,), remove_row)
+        # The reducer's one argument is the row: its BSATN arguments are the row's bytes.
+        failure, sequence = self._run(reducer, row_bytes, remove_row)
         if failure is not None:
-            log.warning("scheduled reducer %s failed: %s", reducer.name, failure)
+            log.warning("scheduled reducer %s failed: %s", reducer, failure)
             if one_shot:
-                _, sequence = self._run(None, (), remove_row)
+                _, sequence = self._run(None, b"", remove_row)
         if sequence is not None:
             # Nobody awaits a scheduled transaction, so flush it here: subscribers hear of it only once durable.
             self._background(self._wait_durable(sequence))

@@ -12,11 +12,12 @@ import asyncio
 import logging
 from pathlib import Path
 
-from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.commitlog import CommitLog
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.snapshot import Snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.spacetime import moduledef
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,14 @@ class SnapshotScheduler:
     """Takes a snapshot every `every` commits (one at a time) and applies the retention rule after each."""
 
     def __init__(
-        self, directory: Path, module: Module, datastore: Datastore, commitlog: CommitLog, *, every: int, kept: int
+        self,
+        directory: Path,
+        module: HostedModule,
+        datastore: Datastore,
+        commitlog: CommitLog,
+        *,
+        every: int,
+        kept: int,
     ) -> None:
         self.directory = directory
         self._module = module
@@ -43,7 +51,7 @@ class SnapshotScheduler:
             self.last_offset = tx.offset
             captured = Snapshot(
                 tx.offset,
-                self._module.schema_hash(),
+                moduledef.schema_hash(self._module.definition()),
                 {name: list(store.rows) for name, store in self._datastore.tables.items() if not store.table.event},
             )
             self._commitlog.rotate_at(tx.offset + 1)

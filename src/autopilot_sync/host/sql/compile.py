@@ -42,7 +42,7 @@ _RULES_MAX = 4096
 def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
     """The table's visibility filter compiled for `ctx.sender` (None when the table has none)."""
     module = ctx.datastore.module
-    sql = module.visibility_filters.get(table)
+    sql = module.visibility_filters().get(table)
     if sql is None:
         return None
     if ctx.sender is None:
@@ -62,7 +62,7 @@ def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
 def check_visibility_filters(datastore: Datastore) -> None:
     """Compile every visibility filter of the loaded module once (raises SqlError naming the bad one)."""
     probe = SqlContext(datastore, sender=Identity(0))
-    for table in datastore.module.visibility_filters:
+    for table in datastore.module.visibility_filters():
         _rule(table, probe)
 
 

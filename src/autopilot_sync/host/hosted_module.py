@@ -1,0 +1,144 @@
+"""The module seam: the one interface `HostEngine` runs a module through, whatever language the module is in.
+
+A module describes itself (`definition()`, the version-neutral `RawModuleDef`) and answers reducer calls with their
+BSATN arguments (`call_reducer`), as a SpacetimeDB module answers `__describe_module__` and `__call_reducer__`. The
+engine derives every table, index, constraint, sequence, schedule and lifecycle reducer from the definition, decodes
+arguments only to refuse bad ones before running (as SpacetimeDB's host does), and hands the module the raw bytes.
+A JavaScript runner implements the same protocol; `PythonModule` adapts an authored `bindings.Module`.
+
+It lives in `host/`, not `bindings/`: module authors never see it (they write against `bindings`), and what it
+exposes (the definition, raw argument bytes, the host's start information) is the host's side of the contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerDef, StartInfo
+from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import moduledef as md
+
+
+class HostedModule(Protocol):
+    """What the engine needs of a module: its name, its definition, reducer calls, and an optional start hook."""
+
+    @property
+    def name(self) -> str:
+        """The module's name (recorded with the data in `meta.json`)."""
+        ...
+
+    def definition(self) -> md.ModuleDef:
+        """The module's own description; the engine derives tables, reducers and schedules from it only."""
+        ...
+
+    def visibility_filters(self) -> Mapping[str, str]:
+        """Each table's row-level-security SQL by table name (the definition's `row_level_security`, keyed)."""
+        ...
+
+    def call_reducer(self, ctx: ReducerContext, reducer: str, args: bytes) -> None:
+        """Run `reducer` with its BSATN arguments inside the caller's transaction.
+
+        Raises `bindings.ReducerError` to fail the call with a user-facing message (SpacetimeDB's `SenderError`);
+        any other exception is a panic. Either way the engine rolls the transaction back.
+        """
+        ...
+
+    @property
+    def has_start_hook(self) -> bool:
+        """Whether `on_start` does anything (the engine then runs it in its own transaction at every start)."""
+        ...
+
+    def on_start(self, ctx: ReducerContext, info: StartInfo) -> None:
+        """React to this start (migrated rows, discarded history), as the database owner, before any client."""
+        ...
+
+
+class PythonModule:
+    """A `bindings.Module` behind the seam: the authored Python module, described and called as any module is."""
+
+    def __init__(self, module: Module) -> None:
+        self.module = module
+        self._definition = module.module_def()
+        self._codecs: dict[str, tuple[ReducerDef, bsatn.Codec]] = {}
+
+    @property
+    def name(self) -> str:
+        """The authored module's name."""
+        return self.module.name
+
+    def definition(self) -> md.ModuleDef:
+        """The definition the module declares (computed once: a module is immutable once hosted)."""
+        return self._definition
+
+    def visibility_filters(self) -> Mapping[str, str]:
+        """The module's `client_visibility_filter` declarations."""
+        return self.module.visibility_filters
+
+    def call_reducer(self, ctx: ReducerContext, reducer: str, args: bytes) -> None:
+        """Decode the arguments with the reducer's parameters and call its function (trailing bytes ignored)."""
+        cached = self._codecs.get(reducer)
+        if cached is None:
+            found = self.module.reducers[reducer]
+            cached = self._codecs[reducer] = (found, bsatn.codec(found.params))
+        function_def, codec = cached
+        values = codec.decode_prefix(args, 0)[0] if function_def.params.elements else ()
+        function_def.function(ctx, *values)
+
+    @property
+    def has_start_hook(self) -> bool:
+        """Whether the module declared `on_start`."""
+        return self.module.start_hook is not None
+
+    def on_start(self, ctx: ReducerContext, info: StartInfo) -> None:
+        """Call the module's start hook, if it has one."""
+        if self.module.start_hook is not None:
+            self.module.start_hook(ctx, info)
+
+
+def hosted(module: HostedModule | Module) -> HostedModule:
+    """The module as the engine runs it: an authored `bindings.Module` is wrapped in `PythonModule`."""
+    return PythonModule(module) if isinstance(module, Module) else module
+
+
+def tables_from_definition(definition: md.ModuleDef) -> tuple[TableDef, ...]:
+    """The host's table layouts, derived from a module's definition alone (not from any Python declaration).
+
+    Column names come from the table's row type in the typespace; keys, indexes, sequences, the schedule and column
+    defaults from the table's definition, in the order the definition lists them.
+    """
+    return tuple(_table(definition, table) for table in definition.tables)
+
+
+def _table(definition: md.ModuleDef, table: md.TableDef) -> TableDef:
+    row_type = definition.typespace[table.product_type_ref]
+    if not isinstance(row_type, at.ProductType):
+        raise md.ModuleDefError(f"table {table.name}: row type {table.product_type_ref} is not a product")
+    columns = tuple((element.name or str(i), element.type) for i, element in enumerate(row_type.elements))
+    names = [name for name, _ in columns]
+
+    def group(positions: tuple[int, ...]) -> tuple[str, ...]:
+        return tuple(names[p] for p in positions)
+
+    primary_key = names[table.primary_key[0]] if len(table.primary_key) == 1 else None
+    pk_group = (primary_key,) if primary_key else None
+    defaults: list[tuple[str, Any]] = []
+    for default in table.defaults:
+        codec = bsatn.codec(columns[default.column][1])
+        defaults.append((names[default.column], codec.decode_prefix(default.value, 0)[0]))
+    return TableDef(
+        table.name,
+        columns,
+        primary_key=primary_key,
+        unique=tuple(group(c.columns) for c in table.constraints if group(c.columns) != pk_group),
+        indexes=tuple(group(i.columns) for i in table.indexes),
+        auto_inc=tuple(names[s.column] for s in table.sequences),
+        public=table.public,
+        scheduled_reducer=table.schedule.reducer if table.schedule else None,
+        event=table.is_event,
+        defaults=tuple(defaults),
+    )
