@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from autopilot_sync.auth.errors import TokenError
-from autopilot_sync.bindings.reducers import Lifecycle
-from autopilot_sync.host.auth.errors import TokenError
 from autopilot_sync.host.auth.tokens import TokenService, VerifiedToken
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
