@@ -24,6 +24,7 @@ class HostProcess:
         self.module = module
         self.process: asyncio.subprocess.Process | None = None
         self.output: list[str] = []
+        self._drain: asyncio.Task[None] | None = None
 
     @property
     def base_url(self) -> str:
@@ -47,14 +48,18 @@ class HostProcess:
             stderr=asyncio.subprocess.STDOUT,
         )
         assert self.process.stdout is not None
-        async with asyncio.timeout(ready_within):
-            while True:
-                line = (await self.process.stdout.readline()).decode(errors="replace")
-                if not line:
-                    raise RuntimeError(f"host exited before ready: {''.join(self.output)}")
-                self.output.append(line)
-                if "ready" in line:
-                    break
+        try:
+            async with asyncio.timeout(ready_within):
+                while True:
+                    line = (await self.process.stdout.readline()).decode(errors="replace")
+                    if not line:
+                        raise RuntimeError(f"host exited before ready: {''.join(self.output)}")
+                    self.output.append(line)
+                    if "ready" in line:
+                        break
+        except BaseException:
+            await self.kill()  # a host that never became ready must not outlive the test
+            raise
         self._drain = asyncio.create_task(self._drain_output())
 
     async def _drain_output(self) -> None:
@@ -67,6 +72,7 @@ class HostProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.send_signal(signal.SIGKILL)
             await self.process.wait()
+        if self._drain is not None:
             self._drain.cancel()
 
     async def stop(self) -> None:
@@ -77,4 +83,5 @@ class HostProcess:
                     await self.process.wait()
             except TimeoutError:
                 await self.kill()
-            self._drain.cancel()
+            if self._drain is not None:
+                self._drain.cancel()

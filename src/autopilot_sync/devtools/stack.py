@@ -302,11 +302,19 @@ class LocalStack:
         return self.exporter
 
     def start_all(self, *, runtime: bool = True) -> LocalStack:
-        """Host, then control, then (optionally) the runtime."""
-        self.start_host()
-        self.start_control()
-        if runtime:
-            self.start_runtime()
+        """Host, then control, then (optionally) the runtime; if one fails, those already started are stopped.
+
+        Callers usually enter their `try`/`finally` only after this returns, so a half-started stack would otherwise
+        leave its first services running after the caller has failed.
+        """
+        try:
+            self.start_host()
+            self.start_control()
+            if runtime:
+                self.start_runtime()
+        except BaseException:
+            self.stop_all(kill=True)
+            raise
         return self
 
     def services(self) -> list[ServiceProcess]:
