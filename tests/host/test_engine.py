@@ -86,9 +86,9 @@ async def test_an_encoded_call_takes_the_same_checks_and_reports_only_calls_that
     reported: list[str] = []
     engine.on_call = lambda name, outcome: reported.append(name)
     outcomes: list[CallOutcome] = []
-    engine.start_encoded_call("nope", b"", ALICE, None, outcomes.append)
-    engine.start_encoded_call("client_connected", b"", ALICE, None, outcomes.append)
-    engine.start_encoded_call("add_person", b"\x01", ALICE, None, outcomes.append)
+    engine.start_call("nope", b"", ALICE, None, outcomes.append)
+    engine.start_call("client_connected", b"", ALICE, None, outcomes.append)
+    engine.start_call("add_person", b"\x01", ALICE, None, outcomes.append)
     assert [(o.status, o.offset) for o in outcomes] == [
         (CallStatus.NO_SUCH_REDUCER, 0),
         (CallStatus.LIFECYCLE_REDUCER, 0),
@@ -98,7 +98,7 @@ async def test_an_encoded_call_takes_the_same_checks_and_reports_only_calls_that
     assert outcomes[2].message.startswith("invalid arguments for reducer add_person: ")
     args = bsatn.encode(module.reducers["add_person"].params, ("ada", 36))
     done = asyncio.get_running_loop().create_future()
-    engine.start_encoded_call("add_person", args + b"trailing", ALICE, None, done.set_result)
+    engine.start_call("add_person", args + b"trailing", ALICE, None, done.set_result)
     outcome = await done
     assert outcome.status is CallStatus.COMMITTED and people(engine) == {"ada": 36}
     assert reported == ["add_person"]

@@ -98,7 +98,7 @@ async def test_engine_runs_a_module_that_only_describes_itself_and_answers_bytes
 
     done: list[CallStatus] = []
     data = bsatn.codec(ADD_NOTE_PARAMS).encode(("second",))
-    engine.start_encoded_call("add_note", data, ALICE, None, lambda o: done.append(o.status))
+    engine.start_call("add_note", data, ALICE, None, lambda o: done.append(o.status))
     await engine.wait_durable_offset(engine.offset)
     assert done == [CallStatus.COMMITTED]
     assert double.calls[-1] == ("add_note", data)
@@ -106,7 +106,7 @@ async def test_engine_runs_a_module_that_only_describes_itself_and_answers_bytes
 
     refused = await engine.call_reducer("add_note", ("",), ALICE)
     assert (refused.status, refused.message) == (CallStatus.USER_ERROR, "empty_note: a note needs text")
-    engine.start_encoded_call("add_note", b"\x09", ALICE, None, lambda o: done.append(o.status))
+    engine.start_call("add_note", b"\x09", ALICE, None, lambda o: done.append(o.status))
     assert done[-1] is CallStatus.BAD_ARGUMENTS
     unknown = await engine.call_reducer("nope", (), ALICE)
     assert unknown.status is CallStatus.NO_SUCH_REDUCER

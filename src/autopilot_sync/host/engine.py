@@ -281,6 +281,8 @@ class HostEngine:
         created per call. A call that wrote reaches `on_done` once its commit is durable, on the event loop, after
         the commit listeners saw it. A call that wrote nothing reaches `on_done` at once: the caller holds its answer
         until `outcome.offset` is durable, in order with its other answers (the WebSocket's `send_at`).
+        BSATN `args` (as a WebSocket `CallReducer` carries them) take the same checks as values: unknown and
+        lifecycle reducers and undecodable arguments are refused at once with offset 0, revealing no state.
         """
         outcome, sequence = self._begin_call(name, args, caller, origin)
         future = None
@@ -300,17 +302,6 @@ class HostEngine:
             self._finish_call(name, outcome if error is None else _storage_failure(outcome, error), on_done)
 
         future.add_done_callback(durable)
-
-    def start_encoded_call(
-        self, name: str, data: bytes, caller: Caller, origin: Any, on_done: Callable[[CallOutcome], None]
-    ) -> None:
-        """`start_call` with BSATN arguments, as a WebSocket `CallReducer` carries them: one path for every check.
-
-        Unknown and lifecycle reducers are refused by `start_call`'s own checks; arguments that do not decode end as
-        BAD_ARGUMENTS (`invalid arguments for reducer NAME: ...`, SpacetimeDB's text). Refusals reach `on_done` at
-        once with offset 0: they reveal no state. The bytes reach the module as they came.
-        """
-        self.start_call(name, data, caller, origin, on_done)
 
     def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
         self._report_call(name, outcome)

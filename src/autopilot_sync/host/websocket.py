@@ -16,7 +16,7 @@ that feeds frames to the session, one writer task per connection that writes the
 coalesced into frames of at most 512 KiB, bodies over 1 KiB compressed), pings, the close handshake, and the hub that
 fans each durable transaction out and then releases held answers. A `Connection` is the session's `SessionBackend`:
 subscriptions go to the hub's `SubscriptionManager`, one-off queries to the SQL engine, reducer calls to the
-engine's one call path (`HostEngine.start_encoded_call`).
+engine's one call path (`HostEngine.start_call`).
 
 Fan-out encodes once: the subscription engine hands the same update object to every client whose update is equal,
 the hub encodes each distinct one once into an `EncodedMessage`, and every such client queues that same object; a
@@ -220,7 +220,7 @@ class Connection:
             self._poll()
 
         origin = _ReducerOrigin(self, message.request_id)
-        self.hub.engine.start_encoded_call(message.reducer, message.args, self.caller, origin, done)
+        self.hub.engine.start_call(message.reducer, message.args, self.caller, origin, done)
 
     # ----- feeding the session -----
 
