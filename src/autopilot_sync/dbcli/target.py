@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 
@@ -57,8 +58,8 @@ class Target:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def database_url(self, database: str, route: str = "") -> str:
-        """`<base>/v1/database/<database><route>`."""
-        return f"{self.base_url}/v1/database/{database}{route}"
+        """`<base>/v1/database/<database><route>` (the name quoted: it is one path segment, whatever it holds)."""
+        return f"{self.base_url}/v1/database/{quote(database, safe='')}{route}"
 
 
 def server_option(function: F) -> F:

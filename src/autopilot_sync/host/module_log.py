@@ -1,0 +1,244 @@
+"""Module logs, kept as SpacetimeDB keeps them: what a module logged and how its reducers failed, in a bounded file.
+
+What goes in (one JSON line each, the record shape of SpacetimeDB's `database_logger.rs`: `level` first, then `ts`
+in microseconds, `target`, `filename`, `line_number`, `function` — the reducer — and `message`; a panic adds `trace`):
+- Python `logging` from inside a reducer: the engine marks the reducer it runs (`running`), and `ModuleLogHandler`,
+  on the root logger, keeps every record emitted while one runs;
+- records on the `autopilot_sync.module_log` logger (a JavaScript module's `console.*`, sent there by its runner
+  with `extra={"reducer": name}`; `database`, `source_file` and `source_line` may be given too);
+- reducer failures, reported by the engine: a refusal (`ReducerError`, SpacetimeDB's `SenderError`) as an `Error`
+  record injected by the host, a panic as a `Panic` record with the Python stack as `trace`.
+
+Where: `<data_dir>/logs/module.log`, appended and flushed per record so the logs survive a restart (as SpacetimeDB's
+on-disk logs do). When the next record would pass the size cap the file becomes `module.log.1` (replacing an older
+one) and a new file starts, so module logs use at most twice the cap on disk. One record is bounded too (its
+message is cut at `MAX_MESSAGE_CHARS`).
+
+Readers: `tail(n)` (the last `n` lines of both files, or all), and `follow()` (those lines, then every new line as it
+is written; a follower that falls `FOLLOW_QUEUE` lines behind skips lines, as SpacetimeDB's broadcast channel does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import threading
+import traceback
+from collections.abc import Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The logger a module's own log lines arrive on when they do not come from Python `logging` in a reducer.
+MODULE_LOGGER = "autopilot_sync.module_log"
+#: SpacetimeDB's `Record::SENTINEL_INJECTED_*`: the record was written by the host, not by the module.
+INJECTED = "__spacetimedb__"
+#: A log line's message is cut here (a record is one line; the file cap must hold many).
+MAX_MESSAGE_CHARS = 16 * 1024
+#: Lines a follower may fall behind before it skips some.
+FOLLOW_QUEUE = 1024
+#: Most lines of the past a follow starts with (SpacetimeDB's cap on the tail it reads into memory).
+MAX_FOLLOW_TAIL = 2500
+#: Frames kept in a panic's `trace`.
+MAX_TRACE_FRAMES = 32
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+FILE_NAME = "module.log"
+
+_running: ContextVar[tuple[str, str] | None] = ContextVar("autopilot_sync_running_reducer", default=None)
+_module_log = logging.getLogger(MODULE_LOGGER)
+
+
+@contextlib.contextmanager
+def running(database: str, reducer: str) -> Iterator[None]:
+    """Mark `reducer` of `database` as running: Python log records emitted meanwhile are module logs."""
+    token = _running.set((database, reducer))
+    try:
+        yield
+    finally:
+        _running.reset(token)
+
+
+def reducer_failed(database: str, reducer: str, message: str) -> None:
+    """Log a reducer's refusal as SpacetimeDB's host does (`log_reducer_error`: an injected `Error` record)."""
+    _module_log.error(message, extra={"database": database, "reducer": reducer, "injected": True})
+
+
+def reducer_panicked(database: str, reducer: str, error: BaseException) -> None:
+    """Log a reducer's panic (any exception but a refusal) as a `Panic` record with its stack as `trace`."""
+    frames = traceback.extract_tb(error.__traceback__)[-MAX_TRACE_FRAMES:]
+    trace = [{"module_name": frame.filename, "func_name": frame.name} for frame in reversed(frames)]
+    last = frames[-1] if frames else None
+    _module_log.error(
+        str(error) or type(error).__name__,
+        extra={
+            "database": database,
+            "reducer": reducer,
+            "panic_trace": trace,
+            "source_file": os.path.basename(last.filename) if last else None,
+            "source_line": last.lineno if last else None,
+        },
+    )
+
+
+def _level(record: logging.LogRecord) -> str:
+    if getattr(record, "panic_trace", None) is not None:
+        return "Panic"
+    if record.levelno >= logging.ERROR:
+        return "Error"
+    if record.levelno >= logging.WARNING:
+        return "Warn"
+    if record.levelno >= logging.INFO:
+        return "Info"
+    if record.levelno >= logging.DEBUG:
+        return "Debug"
+    return "Trace"
+
+
+def record_line(record: logging.LogRecord, reducer: str | None) -> bytes:
+    """The JSON line SpacetimeDB's logger writes for this record (fields that are None are left out, as there)."""
+    message = record.getMessage()
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + " … (truncated)"
+    injected = bool(getattr(record, "injected", False))
+    from_module_logger = record.name == MODULE_LOGGER
+    fields: dict[str, Any] = {
+        "level": _level(record),
+        "ts": int(record.created * 1_000_000),
+        "target": INJECTED if injected else (None if from_module_logger else record.name),
+        "filename": INJECTED if injected else getattr(record, "source_file", None),
+        "line_number": getattr(record, "source_line", None),
+        "function": reducer,
+        "message": message,
+    }
+    if not from_module_logger:  # Python logging in a reducer: its own source location
+        fields["filename"], fields["line_number"] = record.filename, record.lineno
+    trace = getattr(record, "panic_trace", None)
+    if trace is not None:
+        fields["trace"] = trace
+    body = {key: value for key, value in fields.items() if value is not None}
+    return (json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str) + "\n").encode("utf-8")
+
+
+@dataclass(eq=False)
+class _Follower:
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[bytes]
+    skipped: int = 0
+
+    def offer(self, line: bytes) -> None:
+        if self.queue.full():
+            self.skipped += 1
+        else:
+            self.queue.put_nowait(line)
+
+
+class ModuleLog:
+    """The module log file of one database (see the module docstring); safe to write from any thread."""
+
+    def __init__(self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.path = directory / FILE_NAME
+        self.rotated = directory / f"{FILE_NAME}.1"
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._followers: set[_Follower] = set()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the log's lifetime, closed by close()
+        self._size = self._file.tell()
+
+    def append(self, line: bytes) -> None:
+        """Write one record line (rotating first when it would pass the cap) and hand it to every follower."""
+        with self._lock:
+            if self._file.closed:
+                return
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._file.close()
+                os.replace(self.path, self.rotated)
+                self._file = open(self.path, "ab")  # noqa: SIM115
+                self._size = 0
+            self._file.write(line)
+            self._file.flush()
+            self._size += len(line)
+            followers = list(self._followers)
+        for follower in followers:
+            with contextlib.suppress(RuntimeError):  # its loop closed: it is gone
+                follower.loop.call_soon_threadsafe(follower.offer, line)
+
+    def tail(self, num_lines: int | None) -> list[bytes]:
+        """The last `num_lines` lines (None: all) of the rotated file then the current one."""
+        with self._lock:
+            return self._tail(num_lines)
+
+    def _tail(self, num_lines: int | None) -> list[bytes]:
+        if num_lines == 0:
+            return []
+        lines: list[bytes] = []
+        for path in (self.rotated, self.path):
+            with contextlib.suppress(FileNotFoundError):
+                lines.extend(line + b"\n" for line in path.read_bytes().splitlines() if line)
+        return lines if num_lines is None else lines[-num_lines:]
+
+    @contextlib.contextmanager
+    def follow(self, num_lines: int | None) -> Iterator[tuple[list[bytes], asyncio.Queue[bytes]]]:
+        """The last `num_lines` now (none for None; at most `MAX_FOLLOW_TAIL`, as SpacetimeDB) and a queue of every
+        line written after them (nothing lost or repeated in between)."""
+        follower = _Follower(asyncio.get_running_loop(), asyncio.Queue(FOLLOW_QUEUE))
+        with self._lock:
+            tail = [] if num_lines is None else self._tail(min(num_lines, MAX_FOLLOW_TAIL))
+            self._followers.add(follower)
+        try:
+            yield tail, follower.queue
+        finally:
+            with self._lock:
+                self._followers.discard(follower)
+
+    @property
+    def followers(self) -> int:
+        """Readers following now."""
+        return len(self._followers)
+
+    def close(self) -> None:
+        """Stop writing (later records are dropped)."""
+        with self._lock:
+            self._file.close()
+
+
+class ModuleLogHandler(logging.Handler):
+    """Keeps the records that belong to one database's module in its `ModuleLog` (see the module docstring)."""
+
+    def __init__(self, database: str, log: ModuleLog) -> None:
+        super().__init__(logging.DEBUG)
+        self.database = database
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep `record` when it is this database's module speaking; ignore every other record."""
+        try:
+            running_now = _running.get()
+            database = getattr(record, "database", None) or (running_now[0] if running_now else None)
+            reducer = getattr(record, "reducer", None) or (running_now[1] if running_now else None)
+            if record.name != MODULE_LOGGER and running_now is None:
+                return  # the host's own logging, not the module's
+            if database is not None and database != self.database:
+                return
+            self.log.append(record_line(record, reducer))
+        except Exception:  # a log line must never break a reducer
+            self.handleError(record)
+
+
+def install(database: str, log: ModuleLog) -> ModuleLogHandler:
+    """Start keeping `database`'s module logs (a handler on the root logger; `uninstall` removes it)."""
+    handler = ModuleLogHandler(database, log)
+    logging.getLogger().addHandler(handler)
+    if _module_log.getEffectiveLevel() > logging.DEBUG:
+        _module_log.setLevel(logging.DEBUG)  # every level of a module's own lines is kept, as SpacetimeDB does
+    return handler
+
+
+def uninstall(handler: ModuleLogHandler) -> None:
+    """Stop keeping logs through `handler` and close its file."""
+    logging.getLogger().removeHandler(handler)
+    handler.log.close()
