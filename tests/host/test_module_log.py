@@ -81,11 +81,26 @@ async def test_a_follower_gets_the_tail_then_every_later_line_once(kept: ModuleL
     for i in range(5):
         logging.getLogger(module_log.MODULE_LOGGER).info("before %d", i)
     with kept.follow(2) as (tail, queue):
-        assert [json.loads(line)["message"] for line in tail] == ["before 3", "before 4"]
+        lines = b"".join(tail).splitlines()
+        assert [json.loads(line)["message"] for line in lines] == ["before 3", "before 4"]
         logging.getLogger(module_log.MODULE_LOGGER).info("after")
         line = await asyncio.wait_for(queue.get(), 5)
         assert json.loads(line)["message"] == "after"
         assert queue.empty()
     with kept.follow(None) as (tail, _):
-        assert tail == []
+        assert list(tail) == []
     assert kept.followers == 0
+
+
+def test_the_last_n_lines_are_exact_across_the_rotated_file_whatever_n(tmp_path: Path) -> None:
+    log = ModuleLog(tmp_path / "logs", max_bytes=2000)
+    handler = module_log.install("db", log)
+    try:
+        for i in range(60):
+            logging.getLogger(module_log.MODULE_LOGGER).info("n%d %s", i, "z" * (i % 7) * 10)
+        everything = log.tail(None)
+        assert log.rotated.exists() and len(everything) < 60
+        for n in range(len(everything) + 5):
+            assert log.tail(n) == (everything[-n:] if n else []), n
+    finally:
+        module_log.uninstall(handler)

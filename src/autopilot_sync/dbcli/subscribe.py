@@ -90,6 +90,8 @@ async def run_subscribe(
                 raise click.ClickException(
                     f"the host closed the connection after {received} of {count} updates: {info.message}"
                 )
+    except ClientError as exc:  # the connection failed midway (the SDK's typed errors)
+        raise click.ClickException(f"the subscription to {database} ended: {exc}") from None
     except TimeoutError:
         click.echo(f"timed out after {seconds}s", err=True)
         if count is not None and received < count:

@@ -149,7 +149,10 @@ async def session_token(
     try:
         session = await fetch_session_token(server.control_url, secret, scopes, streams, ttl, "cli")
     except TokenFetchError as exc:
-        raise click.ClickException(f"control at {server.control_url} refused a token: {exc}") from None
+        raise click.ClickException(
+            f"control at {server.control_url} gave no token for {path}: {exc}: use another key (--key-file), "
+            "a token (--token), or --anonymous"
+        ) from None
     return session.token
 
 

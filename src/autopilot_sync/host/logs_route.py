@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 
 from aiohttp import web
 
@@ -64,15 +65,16 @@ async def logs(request: web.Request) -> web.StreamResponse:
         headers={**headers, "Content-Type": "application/x-ndjson", "Cache-Control": "no-cache"}
     )
     if not follow:
-        lines = await asyncio.to_thread(log.tail, num_lines)
-        await response.prepare(request)
-        await response.write(b"".join(lines))
-        await response.write_eof()
+        with log.read(num_lines) as chunks:
+            await response.prepare(request)
+            with contextlib.suppress(ConnectionError):
+                await _send(response, chunks)
+                await response.write_eof()
         return response
-    with log.follow(num_lines) as (tail, queue):
+    with log.follow(num_lines) as (chunks, queue):
         await response.prepare(request)
         with contextlib.suppress(ConnectionError):
-            await response.write(b"".join(tail))
+            await _send(response, chunks)
             while True:
                 try:
                     line = await asyncio.wait_for(queue.get(), LIVENESS_SECONDS)
@@ -83,6 +85,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
                     continue
                 await response.write(line)
     return response
+
+
+async def _send(response: web.StreamResponse, chunks: Iterator[bytes]) -> None:
+    """Write the chunks as they are read from disk (in a thread: the event loop never waits for the disk)."""
+    while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+        await response.write(chunk)
 
 
 def add_logs_route(app: web.Application, log: ModuleLog) -> None:

@@ -14,8 +14,10 @@ on-disk logs do). When the next record would pass the size cap the file becomes 
 one) and a new file starts, so module logs use at most twice the cap on disk. One record is bounded too (its
 message is cut at `MAX_MESSAGE_CHARS`).
 
-Readers: `tail(n)` (the last `n` lines of both files, or all), and `follow()` (those lines, then every new line as it
-is written; a follower that falls `FOLLOW_QUEUE` lines behind skips lines, as SpacetimeDB's broadcast channel does).
+Readers: `read(n)` (the last `n` lines of both files, or all, streamed from disk in chunks: the files are opened
+under the writer's lock, so a rotation meanwhile changes nothing a reader sees), and `follow(n)` (those lines, then
+every new line as it is written; a follower that falls `FOLLOW_QUEUE` lines behind skips lines, as SpacetimeDB's
+broadcast channel does).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 #: The logger a module's own log lines arrive on when they do not come from Python `logging` in a reducer.
 MODULE_LOGGER = "autopilot_sync.module_log"
@@ -43,6 +45,8 @@ MAX_MESSAGE_CHARS = 16 * 1024
 FOLLOW_QUEUE = 1024
 #: Most lines of the past a follow starts with (SpacetimeDB's cap on the tail it reads into memory).
 MAX_FOLLOW_TAIL = 2500
+#: Bytes read from disk at a time by a reader.
+READ_CHUNK = 64 * 1024
 #: Frames kept in a panic's `trace`.
 MAX_TRACE_FRAMES = 32
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
@@ -50,6 +54,10 @@ FILE_NAME = "module.log"
 
 _running: ContextVar[tuple[str, str] | None] = ContextVar("autopilot_sync_running_reducer", default=None)
 _module_log = logging.getLogger(MODULE_LOGGER)
+# A module's lines are the module log's, not the host's own output: they do not reach the host's stderr (a busy
+# module's refusals would flood it), and without a kept log (an engine in a test) they go nowhere.
+_module_log.propagate = False
+_module_log.addHandler(logging.NullHandler())
 
 
 @contextlib.contextmanager
@@ -168,32 +176,48 @@ class ModuleLog:
                 follower.loop.call_soon_threadsafe(follower.offer, line)
 
     def tail(self, num_lines: int | None) -> list[bytes]:
-        """The last `num_lines` lines (None: all) of the rotated file then the current one."""
-        with self._lock:
-            return self._tail(num_lines)
+        """The last `num_lines` lines (None: all) of the rotated file then the current one, in memory (for tests)."""
+        with self.read(num_lines) as chunks:
+            return b"".join(chunks).splitlines(keepends=True)
 
-    def _tail(self, num_lines: int | None) -> list[bytes]:
-        if num_lines == 0:
-            return []
-        lines: list[bytes] = []
+    def _open(self) -> list[tuple[BinaryIO, int]]:
+        """Both files open, with their sizes now (call under the lock: a rotation cannot fall in between)."""
+        opened: list[tuple[BinaryIO, int]] = []
         for path in (self.rotated, self.path):
-            with contextlib.suppress(FileNotFoundError):
-                lines.extend(line + b"\n" for line in path.read_bytes().splitlines() if line)
-        return lines if num_lines is None else lines[-num_lines:]
+            try:
+                file = open(path, "rb")  # noqa: SIM115 - closed by the reader's context
+            except FileNotFoundError:
+                continue
+            opened.append((file, os.fstat(file.fileno()).st_size))
+        return opened
 
     @contextlib.contextmanager
-    def follow(self, num_lines: int | None) -> Iterator[tuple[list[bytes], asyncio.Queue[bytes]]]:
-        """The last `num_lines` now (none for None; at most `MAX_FOLLOW_TAIL`, as SpacetimeDB) and a queue of every
-        line written after them (nothing lost or repeated in between)."""
+    def read(self, num_lines: int | None) -> Iterator[Iterator[bytes]]:
+        """The last `num_lines` lines (None: all) as chunks of at most `READ_CHUNK` bytes, read from disk as they are
+        consumed (blocking: an async reader pulls them in a thread). Memory stays one chunk whatever the log holds."""
+        with self._lock:
+            opened = self._open()
+        try:
+            yield _chunks(_slices(opened, num_lines))
+        finally:
+            for file, _ in opened:
+                file.close()
+
+    @contextlib.contextmanager
+    def follow(self, num_lines: int | None) -> Iterator[tuple[Iterator[bytes], asyncio.Queue[bytes]]]:
+        """The last `num_lines` (none for None; at most `MAX_FOLLOW_TAIL`, as SpacetimeDB) as chunks, and a queue of
+        every line written after them (nothing lost or repeated in between)."""
         follower = _Follower(asyncio.get_running_loop(), asyncio.Queue(FOLLOW_QUEUE))
         with self._lock:
-            tail = [] if num_lines is None else self._tail(min(num_lines, MAX_FOLLOW_TAIL))
+            opened = self._open()
             self._followers.add(follower)
         try:
-            yield tail, follower.queue
+            yield _chunks(_slices(opened, 0 if num_lines is None else min(num_lines, MAX_FOLLOW_TAIL))), follower.queue
         finally:
             with self._lock:
                 self._followers.discard(follower)
+            for file, _ in opened:
+                file.close()
 
     @property
     def followers(self) -> int:
@@ -204,6 +228,53 @@ class ModuleLog:
         """Stop writing (later records are dropped)."""
         with self._lock:
             self._file.close()
+
+
+def _tail_start(file: BinaryIO, end: int, num_lines: int) -> tuple[int, int]:
+    """Where the last `num_lines` lines of `file[0:end]` begin, and how many lines the file was short of them.
+
+    Reads backwards in `READ_CHUNK` blocks, counting line ends; every line ends with `\\n` (records are written whole).
+    """
+    if end == 0:
+        return 0, num_lines
+    seen = 0
+    position = end - 1  # the last line's own terminator starts no line
+    while position > 0:
+        size = min(READ_CHUNK, position)
+        position -= size
+        file.seek(position)
+        block = file.read(size)
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) >= 0:
+            seen += 1
+            if seen == num_lines:
+                return position + index + 1, 0
+    return 0, max(num_lines - (seen + 1), 0)
+
+
+def _slices(opened: list[tuple[BinaryIO, int]], num_lines: int | None) -> list[tuple[BinaryIO, int, int]]:
+    """`(file, start, end)` byte ranges holding the last `num_lines` lines (None: everything), oldest first."""
+    if num_lines is None:
+        return [(file, 0, size) for file, size in opened]
+    slices: list[tuple[BinaryIO, int, int]] = []
+    remaining = num_lines
+    for file, size in reversed(opened):
+        if remaining == 0:
+            break
+        start, remaining = _tail_start(file, size, remaining)
+        slices.insert(0, (file, start, size))
+    return slices
+
+
+def _chunks(slices: list[tuple[BinaryIO, int, int]]) -> Iterator[bytes]:
+    for file, start, end in slices:
+        file.seek(start)
+        while start < end:
+            chunk = file.read(min(READ_CHUNK, end - start))
+            if not chunk:
+                break  # cannot happen (the range was on disk when taken); never loop on it
+            start += len(chunk)
+            yield chunk
 
 
 class ModuleLogHandler(logging.Handler):
@@ -232,7 +303,8 @@ class ModuleLogHandler(logging.Handler):
 def install(database: str, log: ModuleLog) -> ModuleLogHandler:
     """Start keeping `database`'s module logs (a handler on the root logger; `uninstall` removes it)."""
     handler = ModuleLogHandler(database, log)
-    logging.getLogger().addHandler(handler)
+    logging.getLogger().addHandler(handler)  # Python logging in reducers
+    _module_log.addHandler(handler)  # the module's own lines and reducer failures
     if _module_log.getEffectiveLevel() > logging.DEBUG:
         _module_log.setLevel(logging.DEBUG)  # every level of a module's own lines is kept, as SpacetimeDB does
     return handler
@@ -241,4 +313,5 @@ def install(database: str, log: ModuleLog) -> ModuleLogHandler:
 def uninstall(handler: ModuleLogHandler) -> None:
     """Stop keeping logs through `handler` and close its file."""
     logging.getLogger().removeHandler(handler)
+    _module_log.removeHandler(handler)
     handler.log.close()
