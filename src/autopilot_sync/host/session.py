@@ -8,7 +8,8 @@ task or a clock, so every ordering rule is tested by feeding it bytes (tests/hos
 
 What it holds:
 - the negotiated protocol (v2: one message per frame; v3: frames of several messages, decoded one at a time so the
-  messages before an undecodable one still run) and the compression of server frames;
+  messages before an undecodable one still run; v1: a `SessionCodec` in front, `session_v1.py`, translating its
+  messages to and from the v2 ones) and the compression of server frames;
 - the query sets this connection holds (a second `Subscribe` with a held id closes the socket with 1011, as
   SpacetimeDB's `add_subscription_v2` error does);
 - the send queue and the held answers, with their byte accounting: every answer goes through `send_at` with the

@@ -2,7 +2,8 @@
 
 The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate (401), resolve the database
 (400/404), parse `connection_id`/`compression`/`confirmed` (400), pick the subprotocol by the server's preference
-(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). As on the real host,
+(v3, v2, `v1.bsatn`, `v1.json`; none → 400 "no valid protocol selected"; v1 speaks through the codec in
+`session_v1.py`). As on the real host,
 `client_connected` runs after the upgrade and a refusal drops the socket (we add a 1008 close frame with the reducer's
 message); `client_disconnected` runs whenever a socket that got past it goes away.
 An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
