@@ -46,6 +46,13 @@ from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, Ti
 #: Query set ids of legacy `Subscribe`s start here: above every u32 a client may choose as a `query_id`.
 LEGACY_QUERY_SETS = 1 << 32
 
+#: SpacetimeDB's refusal of a v1 `SubscribeSingle`/`SubscribeMulti` reading an event table
+#: (`add_single_subscription_inner` in `crates/core/src/subscription/module_subscription_actor.rs`).
+EVENT_TABLE_REFUSAL = (
+    "Subscribing to event tables requires WebSocket v2. "
+    "Please upgrade your client SDK and regenerate your module bindings."
+)
+
 
 class V1Schema(Protocol):
     """What the codec needs to know of the module: ids for the wire, argument types, rows as JSON."""
@@ -64,6 +71,10 @@ class V1Schema(Protocol):
 
     def reducer_params(self, reducer: str) -> at.ProductType | None:
         """The reducer's parameters (None: no such reducer)."""
+        ...
+
+    def is_event_table(self, table: str) -> bool:
+        """Whether `table` is an event table (v1 clients may not subscribe to one)."""
         ...
 
 
@@ -102,6 +113,11 @@ class EngineV1Schema:
         defined = self.engine.reducer(reducer)
         return None if defined is None else defined.params
 
+    def is_event_table(self, table: str) -> bool:
+        """From the table's definition in the datastore."""
+        store = self.engine.datastore.tables.get(table)
+        return store is not None and store.table.event
+
 
 class _Kind(enum.Enum):
     LEGACY = "legacy"
@@ -137,6 +153,7 @@ class V1Codec:
     _next_request: int = 1
     _legacy: int | None = None
     _next_legacy: int = LEGACY_QUERY_SETS
+    _refused_sets: list[int] = field(default_factory=list)
 
     @property
     def text_frames(self) -> bool:
@@ -172,6 +189,7 @@ class V1Codec:
             kind = _Kind.SINGLE if single else _Kind.MULTI
             rid = self._remember(_Pending(kind, message.request_id, message.query_id))
             session.receive_message(v2.Subscribe(rid, message.query_id, queries))
+            self._drop_refused(session)
         elif isinstance(message, v1.Unsubscribe | v1.UnsubscribeMulti):
             kind = _Kind.SINGLE if isinstance(message, v1.Unsubscribe) else _Kind.MULTI
             rid = self._remember(_Pending(kind, message.request_id, message.query_id))
@@ -182,6 +200,12 @@ class V1Codec:
         else:
             rid = self._remember(_Pending(_Kind.PROCEDURE, message.request_id))
             session.receive_message(v2.CallProcedure(rid, v2.CallProcedureFlags.DEFAULT, message.procedure, b""))
+
+    def _drop_refused(self, session: ServerSession) -> None:
+        """Take back the query sets answered with a v1 refusal after the session applied them (event tables)."""
+        while self._refused_sets:
+            drop = self._remember(_Pending(_Kind.LEGACY_DROP))
+            session.receive_message(v2.Unsubscribe(drop, self._refused_sets.pop(), v2.UnsubscribeFlags.DEFAULT))
 
     def _remember(self, pending: _Pending) -> int:
         rid = self._next_request
@@ -264,6 +288,10 @@ class V1Codec:
         if isinstance(message, v2.ReducerResult):
             return self._reducer_result(pending, message)
         if isinstance(message, v2.SubscribeApplied):
+            reads_events = any(self.schema.is_event_table(table.table) for table in message.rows.tables)
+            if reads_events and pending.kind is not _Kind.LEGACY:  # the legacy path has no such check
+                self._refused_sets.append(message.query_set_id)
+                return v1.subscription_error(pending.request_id, pending.query_id, EVENT_TABLE_REFUSAL)
             return self._applied(pending, message.rows, unsubscribe=False)
         if isinstance(message, v2.UnsubscribeApplied):
             if pending.kind is _Kind.LEGACY_DROP:
