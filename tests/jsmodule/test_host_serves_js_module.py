@@ -1,14 +1,19 @@
-"""`autopilot-sync host --module notes.js`: a real host process serves a TypeScript module to the Python SDK.
+"""`autopilot-sync host --module notes.js`: a real host process serves a TypeScript module to both SDKs.
 
 Real processes end to end (marked `node`): the host CLI loads the built module file (the library's server bundle is
 imported by URL, its `spacetime:sys@…` imports left as imports), and the SDK subscribes and calls reducers over the
-v3 WebSocket. Every failure a module can have — a refusal, a unique violation, a throw, a loop, a heap blow-up — is
-a typed reducer result the SDK sees, and the host keeps serving after each.
+v3 WebSocket; the official TypeScript SDK does the same through bindings generated from the host's schema route
+(`official_sdk_notes.mjs`). Every failure a module can have — a refusal, a unique violation, a throw, a loop, a
+heap blow-up — is a typed reducer result the SDK sees, and the host keeps serving after each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from autopilot_sync.devtools.processes import ServiceProcess, start_host
 pytestmark = [pytest.mark.node, pytest.mark.timeout(180)]
 
 DATABASE = "notes"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -76,3 +82,34 @@ async def test_scheduled_reducer_in_the_module_fires_and_subscribers_see_it(host
         async with asyncio.timeout(10):
             while await seen.get() != "fired r1":
                 pass
+
+
+def test_the_official_typescript_sdk_drives_the_module(host: ServiceProcess, tmp_path: Path) -> None:
+    node = shutil.which("node")
+    assert node is not None
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "node_modules").symlink_to(ROOT / "conformance" / "node_modules", target_is_directory=True)
+    shutil.copy(Path(__file__).with_name("official_sdk_notes.mjs"), app / "app.mjs")
+    generated = subprocess.run(
+        [sys.executable, "-m", "autopilot_sync", "client", "generate", "--lang", "javascript",
+         "--base-url", host.url, "--database", DATABASE, "--out", str(app / "module_bindings")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert generated.returncode == 0, generated.stdout + generated.stderr
+    done = subprocess.run(
+        [node, "app.mjs", host.url, DATABASE], cwd=app, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    observed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert observed["results"] == {
+        "add": "ok",
+        "rename": "ok",
+        "refuse": "SenderError: not allowed for this caller",
+        "duplicate": "InternalError",
+        "explode": "InternalError",
+        "spin": "InternalError",
+        "after": "ok",
+    }
+    assert observed["seen"] == ["insert 1 a1", "update a1->A1", "insert 2 b2"]
+    assert observed["rows"] == ["1:A1", "2:b2"]
