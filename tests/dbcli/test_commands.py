@@ -221,3 +221,13 @@ def test_module_logs_survive_a_host_restart(cli: Cli) -> None:
     cli.stack.host.stop(timeout=10)
     cli.stack.start_host()
     assert "added Barbara, aged 40" in cli.ok("logs", DATABASE, "-n", "50")
+
+
+def test_subscribe_prints_the_initial_rows_first_when_asked(cli: Cli) -> None:
+    cli.ok("call", DATABASE, "add_person", '"Edsger"', "72")
+    out = cli.ok(
+        "subscribe", DATABASE, "SELECT * FROM person WHERE name = 'Edsger'", "-n", "0", "--print-initial-update"
+    )
+    (line,) = out.splitlines()
+    (row,) = json.loads(line)["person"]["inserts"]
+    assert (row["name"], row["age"]) == ("Edsger", 72)
