@@ -104,3 +104,18 @@ def test_the_last_n_lines_are_exact_across_the_rotated_file_whatever_n(tmp_path:
             assert log.tail(n) == (everything[-n:] if n else []), n
     finally:
         module_log.uninstall(handler)
+
+
+def test_a_record_cut_short_by_a_crash_does_not_swallow_the_next(tmp_path: Path) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    (directory / "module.log").write_bytes(b'{"level":"Info","message":"whole"}\n{"level":"Info","mess')
+    log = ModuleLog(directory)
+    handler = module_log.install("db", log)
+    try:
+        logging.getLogger(module_log.MODULE_LOGGER).warning("after the crash")
+        lines = log.tail(None)
+        assert json.loads(lines[-1])["message"] == "after the crash"
+        assert log.tail(1) == lines[-1:] and len(lines) == 3
+    finally:
+        module_log.uninstall(handler)

@@ -156,6 +156,9 @@ class ModuleLog:
         directory.mkdir(parents=True, exist_ok=True)
         self._file = open(self.path, "ab")  # noqa: SIM115 - held open for the log's lifetime, closed by close()
         self._size = self._file.tell()
+        if self._size and not _ends_a_line(self.path, self._size):
+            self._file.write(b"\n")  # a crash cut the last record short: end it, so the next starts its own line
+            self._size += 1
 
     def append(self, line: bytes) -> None:
         """Write one record line (rotating first when it would pass the cap) and hand it to every follower."""
@@ -228,6 +231,12 @@ class ModuleLog:
         """Stop writing (later records are dropped)."""
         with self._lock:
             self._file.close()
+
+
+def _ends_a_line(path: Path, size: int) -> bool:
+    with open(path, "rb") as file:
+        file.seek(size - 1)
+        return file.read(1) == b"\n"
 
 
 def _tail_start(file: BinaryIO, end: int, num_lines: int) -> tuple[int, int]:
