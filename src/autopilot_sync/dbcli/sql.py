@@ -29,7 +29,12 @@ async def run_sql(target: Target, database: str, query: str) -> list[dict[str, A
         text = await answer.text()
         if answer.status != 200:
             raise failure(f"sql on {database}", answer.status, text)
-    result: list[dict[str, Any]] = json.loads(text)
+    try:
+        result = json.loads(text)
+    except ValueError:
+        result = None
+    if not isinstance(result, list) or not all(isinstance(s, dict) and isinstance(s.get("rows"), list) for s in result):
+        raise click.ClickException(f"{target.base_url} did not answer /sql as a SpacetimeDB host does: is it one?")
     return result
 
 

@@ -33,9 +33,12 @@ def _cell(ty: at.AlgebraicType | None, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _columns(schema: dict[str, Any]) -> list[tuple[str, at.AlgebraicType | None]]:
+def _columns(schema: Any) -> list[tuple[str, at.AlgebraicType | None]]:
     columns: list[tuple[str, at.AlgebraicType | None]] = []
-    for index, element in enumerate(schema.get("elements", [])):
+    elements = schema.get("elements") if isinstance(schema, dict) else None
+    for index, element in enumerate(elements if isinstance(elements, list) else []):
+        if not isinstance(element, dict):
+            element = {}
         name = element.get("name", {})
         label = name.get("some") if isinstance(name, dict) else None
         try:
@@ -50,7 +53,9 @@ def render(statements: Sequence[dict[str, Any]]) -> str:
     """Every statement's rows as a table (statements separated by a blank line)."""
     blocks: list[str] = []
     for statement in statements:
-        columns = _columns(statement.get("schema", {}))
+        columns = _columns(statement.get("schema"))
+        widest = max((len(row) for row in statement["rows"] if isinstance(row, list)), default=0)
+        columns += [(f"column {i}", None) for i in range(len(columns), widest)]  # cells the schema does not name
         rows = [
             [_cell(ty, value) for (_, ty), value in zip(columns, row, strict=False)]
             for row in statement.get("rows", [])
