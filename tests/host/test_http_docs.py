@@ -13,17 +13,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from autopilot_sync.devtools.host_tokens import host_signed_token
-from autopilot_sync.host.auth.tokens import LOCAL_ISSUER
 from autopilot_sync.host.server import RunningHost, start_host
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
-from autopilot_sync.spacetime.identity import identity_from_claims
+from autopilot_sync.spacetime.values import Identity
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "host-http.md"
-#: The database owner's subject (a host-signed token): owner-only routes are asked with its token.
-OWNER_SUBJECT = "owner"
-OWNER_ONLY = {("GET", "/v1/database/:name/logs")}
 _ROW = re.compile(r"^\| `(?P<method>[A-Z]+) (?P<path>/[^`?]*)(\?[^`]*)?` \| (?P<status>\d{3})\b")
 
 
@@ -44,7 +39,6 @@ async def host(tmp_path: Path) -> AsyncIterator[RunningHost]:
         listen=ListenAddress("127.0.0.1", 0),
         module="autopilot_sync.examples.chat",
         database="chat",
-        owner_identity=identity_from_claims(LOCAL_ISSUER, OWNER_SUBJECT).hex,
     )
     running = await start_host(settings)
     try:
@@ -76,7 +70,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ("POST", "/v1/database/:name/call/:reducer"): ("", {"Content-Type": "application/json"}, b'["ada", 36]'),
     ("POST", "/v1/database/:name/sql"): ("", {}, b"SELECT * FROM person"),
     ("GET", "/v1/database/:name/schema"): ("?version=9", {}, None),
-    ("GET", "/v1/database/:name/logs"): ("?num_lines=10", {}, None),
+    ("GET", "/v1/database/:name/logs"): ("?num_lines=10", {}, None),  # the owner's (the caller is made the owner)
     ("GET", "/v1/database/:name/subscribe"): (
         "",
         {
@@ -98,11 +92,12 @@ async def test_each_documented_success_status_is_what_the_host_answers(host: Run
     assert set(REQUESTS) == set(routes), "give every documented route a request here"
     async with aiohttp.ClientSession() as session:
         async with session.post(host.base_url + "/v1/identity") as minted:
-            token = (await minted.json())["token"]
+            identity = await minted.json()
+        token = identity["token"]
+        host.engine.owner_identity = Identity.from_hex(identity["identity"])  # may publish, delete and create
         for (method, path), status in routes.items():
             suffix, headers, body = REQUESTS[(method, path)]
             url = host.base_url + path.replace(":name", host.engine.database_name).replace(":reducer", "add_person")
-            caller = host_signed_token(host.engine.data_dir, OWNER_SUBJECT) if (method, path) in OWNER_ONLY else token
-            sent = {"Authorization": f"Bearer {caller}", **headers}
+            sent = {"Authorization": f"Bearer {token}", **headers}
             async with session.request(method, url + suffix, headers=sent, data=body) as response:
                 assert response.status == status, f"{method} {path}: documented {status}, got {response.status}"
