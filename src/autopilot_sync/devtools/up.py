@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, port_is_free, start_service
-from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.devtools.stack import LocalStack
 
 
 def _say(message: str) -> None:
@@ -69,7 +69,7 @@ def up(
         stack.start_runtime()
         _say(f"starting the sync metrics exporter on {stack.exporter_url}")
         owner_key = stack.root / "exporter" / "nostr.key"
-        _say(f"the database owner's key is {owner_key}: `autopilot-sync logs -f {DATABASE} --key-file {owner_key}`")
+        _say(f"the database owner's key (module logs: `autopilot-sync logs --key-file`) is {owner_key}")
         stack.start_exporter()
         _say(f"starting the demo workload at {rate:g} events/s (until stopped)")
         demo_args = ["demo", "--url", stack.runtime_url, "--socket", str(stack.producer_socket)]
