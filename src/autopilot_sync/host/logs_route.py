@@ -21,6 +21,7 @@ from autopilot_sync.host.http_api import resolve_database_request
 from autopilot_sync.host.module_log import ModuleLog
 
 MODULE_LOG_KEY = web.AppKey("autopilot_sync.host.module_log", ModuleLog)
+STOPPING_KEY = web.AppKey("autopilot_sync.host.logs_stopping", asyncio.Event)
 #: Readers following the log at once.
 MAX_FOLLOWERS = 32
 #: How often a quiet follow checks that its client is still there.
@@ -80,8 +81,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
                     line = await asyncio.wait_for(queue.get(), LIVENESS_SECONDS)
                 except TimeoutError:
                     transport = request.transport
-                    if transport is None or transport.is_closing():
-                        break  # the client went away
+                    if transport is None or transport.is_closing() or request.app[STOPPING_KEY].is_set():
+                        break  # the client went away, or the host is stopping
                     continue
                 await response.write(line)
     return response
@@ -96,4 +97,10 @@ async def _send(response: web.StreamResponse, chunks: Iterator[bytes]) -> None:
 def add_logs_route(app: web.Application, log: ModuleLog) -> None:
     """Mount the logs route for the database whose module log is `log`."""
     app[MODULE_LOG_KEY] = log
+    app[STOPPING_KEY] = stopping = asyncio.Event()
+
+    async def stop_following(_: web.Application) -> None:
+        stopping.set()  # followers end within LIVENESS_SECONDS instead of holding the shutdown to its timeout
+
+    app.on_shutdown.append(stop_following)
     app.router.add_get("/v1/database/{name}/logs", logs)
