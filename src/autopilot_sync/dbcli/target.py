@@ -131,9 +131,8 @@ async def session_token(
     ttl: int | None = None,
 ) -> str:
     """A session token from the server's control for the key (one NIP-98 proof), or one line saying why not."""
-    from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+    from autopilot_sync.control.client import TokenFetchError, fetch_session_token_for_key_file
     from autopilot_sync.nostr.errors import NostrKeyError
-    from autopilot_sync.nostr.keyfile import load_secret_key
 
     if not server.control_url:
         raise click.ClickException(
@@ -142,12 +141,10 @@ async def session_token(
         )
     path = key_file_for(server, key_file)
     try:
-        secret = load_secret_key(path)
+        session = await fetch_session_token_for_key_file(server.control_url, path, scopes, streams, ttl, "cli")
     except NostrKeyError as exc:
         hint = "" if path.exists() else " (run `autopilot-sync desktop` once to create your key, or pass --key-file)"
         raise click.ClickException(f"{exc.message}{hint}") from None
-    try:
-        session = await fetch_session_token(server.control_url, secret, scopes, streams, ttl, "cli")
     except TokenFetchError as exc:
         raise click.ClickException(
             f"control at {server.control_url} gave no token for {path}: {exc}: use another key (--key-file), "
