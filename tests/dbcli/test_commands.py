@@ -143,7 +143,8 @@ def test_subscribe_that_times_out_before_n_updates_is_an_error(cli: Cli) -> None
 def test_token_prints_a_session_token_other_commands_accept(cli: Cli) -> None:
     token = cli.ok("token").strip()
     assert token.count(".") == 2 and "\n" not in token
-    assert "Ada" in cli.ok("sql", DATABASE, "SELECT name FROM person WHERE name = 'Ada'", "--token", token)
+    cli.ok("call", DATABASE, "add_person", '"Alan"', "41", "--token", token)
+    assert "Alan" in cli.ok("sql", DATABASE, "SELECT name FROM person WHERE name = 'Alan'", "--token", token)
 
 
 def test_the_owner_reads_python_logging_from_reducers_and_reducer_failures_as_spacetimedb_records(cli: Cli) -> None:
@@ -169,6 +170,10 @@ def test_the_owner_reads_python_logging_from_reducers_and_reducer_failures_as_sp
 @pytest.mark.asyncio
 async def test_the_logs_route_answers_ndjson_to_the_owner_and_refuses_everyone_else_typed(cli: Cli) -> None:
     url = f"{cli.stack.host_url}/v1/database/{DATABASE}/logs"
+    async with aiohttp.ClientSession() as http:
+        for reason in ("first refusal", "second refusal"):  # two lines in the log, whatever ran before
+            async with http.post(f"{cli.stack.host_url}/v1/database/{DATABASE}/call/fail", json=[reason]) as answer:
+                assert answer.status == 530
     owner = cli.ok("token").strip()
     status, headers, body = await _get(f"{url}?num_lines=2", owner)
     assert status == 200 and headers["Content-Type"].startswith("application/x-ndjson"), (status, body)
