@@ -13,8 +13,19 @@ from aiohttp import web
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
+from autopilot_sync.host.publish import (
+    MODULES_DIR,
+    ModulePublisher,
+    ModuleSource,
+    SourceKind,
+    empty_module,
+    published_source,
+)
+from autopilot_sync.host.publish_routes import add_publish_routes
+from autopilot_sync.host.recovery import read_meta
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
@@ -25,6 +36,36 @@ log = logging.getLogger(__name__)
 
 class ModuleLoadError(RuntimeError):
     """The configured module path does not name an importable module with a `module` attribute."""
+
+
+def load_source(source: ModuleSource, bundle: Path) -> HostedModule | Module:
+    """The runnable module a publish names: an installed Python module, or a stored JavaScript bundle."""
+    if source.kind is SourceKind.PYTHON:
+        return load_module(source.value)
+    try:
+        from autopilot_sync.jsmodule import JsModule  # type: ignore[attr-defined]
+    except ImportError:
+        raise ModuleLoadError("this host cannot run TypeScript modules yet (no JsModule runner installed)") from None
+    return JsModule.load(bundle)  # type: ignore[no-any-return]
+
+
+def initial_module(settings: HostSettings) -> tuple[HostedModule | Module, bool]:
+    """What the host runs at start, and whether it serves a database.
+
+    A module published over HTTP (or a deletion) is recorded in the data directory and wins over `--module`: the
+    host restarts into what was last published. Otherwise `--module` (empty: no database, waiting for a publish).
+    """
+    data_dir = Path(settings.data_dir)
+    was_published, source = published_source(data_dir)
+    if was_published:
+        if source is None:
+            return empty_module(), False
+        if settings.module and (source.kind is not SourceKind.PYTHON or source.value != settings.module):
+            log.warning("running the published module %s, not --module %s", source.describe(), settings.module)
+        return load_source(source, data_dir / MODULES_DIR / f"{source.value}.js"), True
+    if not settings.module:
+        return empty_module(), False
+    return load_module(settings.module), True
 
 
 def load_module(path: str) -> Module:
@@ -61,7 +102,9 @@ class RunningHost:
         await self.engine.stop()
 
 
-def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
+def build_app(
+    engine: HostEngine, tokens: TokenService, settings: HostSettings, *, serving: bool = True
+) -> web.Application:
     """The aiohttp application with every route of the host."""
     from autopilot_sync.host.subscriptions import SubscriptionLimits
     from autopilot_sync.host.websocket import WebSocketOptions, add_websocket_route
@@ -76,6 +119,9 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
         ),
     )
     add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
+    add_publish_routes(
+        app, ModulePublisher(engine, load_source, published=serving), frozenset(settings.create_identities)
+    )
     options = WebSocketOptions(
         ping_interval=float(settings.ping_interval_seconds),
         idle_timeout=float(settings.idle_timeout_seconds),
@@ -107,7 +153,8 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
 
 async def start_host(settings: HostSettings) -> RunningHost:
     """Recover the database and start listening (port 0 picks a free port)."""
-    module = load_module(settings.module)
+    module, serving = initial_module(settings)
+    owner = str(read_meta(Path(settings.data_dir)).get("owner_identity") or settings.owner_identity)
     engine = HostEngine(
         module,
         Path(settings.data_dir),
@@ -117,7 +164,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
             snapshot_every=settings.snapshot_every_commits,
             snapshots_kept=settings.snapshots_kept,
             segment_max_bytes=settings.segment_max_bytes,
-            owner_identity=Identity.from_hex(settings.owner_identity) if settings.owner_identity else Identity(0),
+            owner_identity=Identity.from_hex(owner) if owner else Identity(0),
         ),
     )
     async with AsyncExitStack() as undo:
@@ -125,7 +172,8 @@ async def start_host(settings: HostSettings) -> RunningHost:
         undo.push_async_callback(engine.stop)
         tokens = TokenService.for_host(settings)
         undo.push_async_callback(tokens.close)
-        runner = await runner_for(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
+        app = build_app(engine, tokens, settings, serving=serving)
+        runner = await runner_for(app, access_log=None, shutdown_timeout=2)
         site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
         await site.start()
         sockets = runner.addresses

@@ -109,6 +109,14 @@ HexPubkeys = Annotated[
 IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (64 characters) or empty")]
 """A SpacetimeDB identity as hex, as `/v1/identity` and the SDK print it; empty means none."""
 
+Identities = Annotated[
+    tuple[Annotated[str, AfterValidator(_identity_hex)], ...],
+    NoDecode,
+    BeforeValidator(_split_commas),
+    Form("comma-separated identity hex (64 characters each)"),
+]
+"""A comma-separated list of SpacetimeDB identities (hex), normalised to lowercase."""
+
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas), Form("comma-separated names")]
 """A comma-separated list of plain names (blank items are dropped)."""
 
@@ -125,6 +133,13 @@ DottedPath = Annotated[
     Form("dotted Python import path (like autopilot_sync.module)"),
 ]
 """An importable Python module path."""
+
+OptionalDottedPath = Annotated[
+    str,
+    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)?$"),
+    Form("dotted Python import path (like autopilot_sync.module) or empty"),
+]
+"""An importable Python module path, or empty for none."""
 
 Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
 """A positive count (commits, bytes)."""

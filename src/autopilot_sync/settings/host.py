@@ -10,12 +10,13 @@ from autopilot_sync.settings.base import ServiceSettings, service_config
 from autopilot_sync.settings.fields import (
     Count,
     DatabaseName,
-    DottedPath,
     FilePath,
+    Identities,
     IdentityHex,
     IssuerUrls,
     Listen,
     ListenAddress,
+    OptionalDottedPath,
     Seconds,
     SecondsOrZero,
 )
@@ -33,8 +34,16 @@ class HostSettings(ServiceSettings):
     database: DatabaseName = Field(
         default="autopilot-sync", description="Name of the database the host serves under /v1/database/:name."
     )
-    module: DottedPath = Field(
-        default="autopilot_sync.module", description="Python module defining the tables, reducers and hooks."
+    module: OptionalDottedPath = Field(
+        default="autopilot_sync.module",
+        description="Python module defining the tables, reducers and hooks; empty starts the host with no database, "
+        "waiting for `POST /v1/database`. Once a module was published over HTTP (or the database deleted), the data "
+        "directory's record wins over this setting.",
+    )
+    create_identities: Identities = Field(
+        default=(),
+        description="Identities (hex) allowed to create the database with `POST /v1/database` when the host has "
+        "none; the creator becomes its owner. Empty allows the owner identity only.",
     )
     trusted_issuers: IssuerUrls = Field(
         default=(),
