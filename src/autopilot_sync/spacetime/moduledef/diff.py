@@ -79,7 +79,7 @@ SEVERITY: Mapping[ChangeKind, Severity] = {
     else Severity.BREAKING
     for kind in ChangeKind
 }
-"""The one table deciding what passes without `--allow-breaking` (and what a host start accepts on old data)."""
+"""The one table deciding what a publish applies live keeping the data (and what a host start accepts on old data)."""
 
 _MARK = {
     ChangeKind.TABLE_ADDED: "+",
@@ -131,7 +131,7 @@ class SchemaDiff:
 
     @property
     def breaking(self) -> tuple[Change, ...]:
-        """The changes that need `--allow-breaking`."""
+        """The changes a publish applies only by deleting the data (`--delete-data`)."""
         return tuple(change for change in self.changes if change.severity is Severity.BREAKING)
 
     @property
