@@ -12,7 +12,7 @@ import pytest
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.publish import ModulePublisher, ModuleSource, PublishOp, PublishRefusedError
-from autopilot_sync.host.server import initial_module, load_source
+from autopilot_sync.host.server import initial_module, source_loader
 from autopilot_sync.settings.host import HostSettings
 
 MODULES = Path(__file__).resolve().parent / "publish_modules"
@@ -30,7 +30,7 @@ async def _engine(data_dir: Path, module_path: str = "pub_notes_v1") -> tuple[Ho
     module, serving = initial_module(settings)
     engine = HostEngine(module, data_dir, "notes", EngineConfig(fsync=False, snapshot_every=3))
     await engine.start()
-    return engine, ModulePublisher(engine, load_source, published=serving)
+    return engine, ModulePublisher(engine, source_loader(settings), published=serving)
 
 
 def engine_caller(engine: HostEngine) -> Caller:

@@ -8,9 +8,9 @@ caller asked to delete the data (`clear`, `spacetime publish --delete-data`).
 
 The steps, each with its own name so a fault test can kill the process at any of them (`tests/faults/publish_kill`):
 
-1. `_load` — the new module, described (nothing on disk changes; a module that fails to load is refused).
-2. `_stage` — a JavaScript bundle is written durably under `<data_dir>/modules/<sha256>.js` (never read until the
-   record below names it).
+1. `_stage` — a JavaScript bundle is written durably under `<data_dir>/modules/<sha256>.js` (content-addressed:
+   harmless until the record below names it).
+2. `_load` — the new module, loaded and described (a module that fails to load or breaks the data is refused).
 3. `_commit` — the commit point: `meta.json` rewritten atomically naming the module, its schema and, for a clear,
    the offset the previous incarnation ends at (`recovery.record_publish`). A SIGKILL before it leaves the old
    module on the old data; after it, the new module (on the migrated rows, or on none) — never a mix.
@@ -146,10 +146,12 @@ class ModulePublisher:
     ) -> PublishResult:
         """Load, check, stage, commit and install `source`; PublishRefusedError (nothing changed) when refused."""
         async with self._lock:
-            module = self._load(source, bundle)
+            self._stage(source, bundle)
+            module = self._load(source)
             creating = not self.published
             diff = moduledef.compare(self.engine.module.definition(), module.definition())
             if diff.breaking and not clear and not creating:
+                _discard(module)
                 raise PublishRefusedError(
                     400,
                     "Database update rejected: the new module breaks the stored data "
@@ -161,7 +163,6 @@ class ModulePublisher:
             await self.engine.wait_durable_offset(self.engine.offset)
             if creating and owner_identity:
                 self.engine.owner_identity = Identity.from_hex(owner_identity)
-            self._stage(source, bundle)
             self._commit(module, source, clear=clear, owner_identity=owner_identity if creating else None)
             changed = clear or not diff.identical
             self._install(module, clear=clear, schema_changed=changed)
@@ -186,38 +187,23 @@ class ModulePublisher:
             await self.engine.after_install(clear=True)
             log.info("database %s deleted", self.engine.database_name)
 
-    def _load(self, source: ModuleSource, bundle: bytes | None) -> HostedModule:
-        """Step 1: the module, described; nothing on disk has changed yet."""
-        try:
-            module = hosted(self.load(source, self._bundle_file(source, bundle)))
-            module.definition()
-        except PublishRefusedError:
-            raise
-        except Exception as exc:  # any failure to load is the publisher's problem, answered with its text
-            raise PublishRefusedError(400, f"Failed to create or update the database: {exc}") from None
-        return module
-
-    def _bundle_file(self, source: ModuleSource, bundle: bytes | None) -> Path:
-        """Where the bundle is read from when loading: a staging file next to its final place."""
-        if source.kind is not SourceKind.JS:
-            return Path()
-        path = self.bundle_path(source.value)
-        if bundle is not None and not path.exists():
-            staging = path.with_suffix(".staged")
-            staging.parent.mkdir(parents=True, exist_ok=True)
-            staging.write_bytes(bundle)
-            return staging
-        return path
-
     def _stage(self, source: ModuleSource, bundle: bytes | None) -> None:
-        """Step 2: a JavaScript bundle durably in place under its content hash (unused until step 3 names it)."""
+        """Step 1: a JavaScript bundle durably in place under its content hash (unused until step 3 names it)."""
         if source.kind is not SourceKind.JS or bundle is None:
             return
         path = self.bundle_path(source.value)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, bundle)
-        path.with_suffix(".staged").unlink(missing_ok=True)
+
+    def _load(self, source: ModuleSource) -> HostedModule:
+        """Step 2: the module, loaded and described; nothing the data directory's record names has changed."""
+        try:
+            module = hosted(self.load(source, self.bundle_path(source.value)))
+            module.definition()
+        except Exception as exc:  # any failure to load is the publisher's problem, answered with its text
+            raise PublishRefusedError(400, f"Failed to create or update the database: {exc}") from None
+        return module
 
     def _commit(
         self, module: HostedModule, source: ModuleSource | None, *, clear: bool, owner_identity: str | None
@@ -233,8 +219,18 @@ class ModulePublisher:
         )
 
     def _install(self, module: HostedModule, *, clear: bool, schema_changed: bool) -> None:
-        """Step 4: the engine runs the new module from the next transaction on."""
+        """Step 4: the engine runs the new module from the next transaction on; the old one's runner stops."""
+        previous = self.engine.module
         self.engine.install(module, clear=clear, schema_changed=schema_changed)
+        if previous is not module:
+            _discard(previous)
+
+
+def _discard(module: HostedModule) -> None:
+    """Stop what a module no longer served runs outside this process (a TypeScript module's runner)."""
+    close = getattr(module, "close", None)
+    if callable(close):
+        close()
 
 
 def bundle_source(bundle: bytes) -> ModuleSource:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.http_api import add_http_routes
+from autopilot_sync.host.js_module import JsModule, is_js_module_path
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.host.publish import (
     MODULES_DIR,
@@ -27,6 +29,8 @@ from autopilot_sync.host.publish import (
 from autopilot_sync.host.publish_routes import add_publish_routes
 from autopilot_sync.host.recovery import read_meta
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
+from autopilot_sync.jsmodule import JsModuleLoadError
+from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.spacetime.values import Identity
@@ -35,18 +39,29 @@ log = logging.getLogger(__name__)
 
 
 class ModuleLoadError(RuntimeError):
-    """The configured module path does not name an importable module with a `module` attribute."""
+    """The configured module cannot be loaded: no importable `module` attribute, or a JS module that fails to load."""
 
 
-def load_source(source: ModuleSource, bundle: Path) -> HostedModule | Module:
-    """The runnable module a publish names: an installed Python module, or a stored JavaScript bundle."""
-    if source.kind is SourceKind.PYTHON:
-        return load_module(source.value)
+def source_loader(settings: HostSettings) -> Callable[[ModuleSource, Path], HostedModule | Module]:
+    """How a publish's module source becomes a runnable module on this host (its JS runner limits included)."""
+
+    def load(source: ModuleSource, bundle: Path) -> HostedModule | Module:
+        if source.kind is SourceKind.PYTHON:
+            return load_module(source.value)
+        return load_js(bundle, settings)
+
+    return load
+
+
+def load_js(path: Path, settings: HostSettings) -> HostedModule:
+    """A built TypeScript module run in a Node child with the host's runner limits (ModuleLoadError if it fails)."""
+    if not path.is_file():
+        raise ModuleLoadError(f"module file {str(path)!r} does not exist")
+    limits = RunnerLimits(heap_mb=settings.js_heap_mb, call_timeout_s=settings.js_call_timeout_ms / 1000)
     try:
-        from autopilot_sync.jsmodule import JsModule  # type: ignore[attr-defined]
-    except ImportError:
-        raise ModuleLoadError("this host cannot run TypeScript modules yet (no JsModule runner installed)") from None
-    return JsModule.load(bundle)  # type: ignore[no-any-return]
+        return JsModule(path, limits=limits)
+    except JsModuleLoadError as exc:
+        raise ModuleLoadError(str(exc)) from exc
 
 
 def initial_module(settings: HostSettings) -> tuple[HostedModule | Module, bool]:
@@ -62,10 +77,10 @@ def initial_module(settings: HostSettings) -> tuple[HostedModule | Module, bool]
             return empty_module(), False
         if settings.module and (source.kind is not SourceKind.PYTHON or source.value != settings.module):
             log.warning("running the published module %s, not --module %s", source.describe(), settings.module)
-        return load_source(source, data_dir / MODULES_DIR / f"{source.value}.js"), True
+        return source_loader(settings)(source, data_dir / MODULES_DIR / f"{source.value}.js"), True
     if not settings.module:
         return empty_module(), False
-    return load_module(settings.module), True
+    return load_hosted(settings), True
 
 
 def load_module(path: str) -> Module:
@@ -78,6 +93,13 @@ def load_module(path: str) -> Module:
     if not isinstance(module, Module):
         raise ModuleLoadError(f"{path!r} has no `module` attribute holding an autopilot_sync Module")
     return module
+
+
+def load_hosted(settings: HostSettings) -> Module | HostedModule:
+    """The configured module: a built TypeScript module (`.js`/`.mjs`, run in a Node child) or a Python path."""
+    if not is_js_module_path(settings.module):
+        return load_module(settings.module)
+    return load_js(Path(settings.module).expanduser(), settings)
 
 
 @dataclass
@@ -100,6 +122,13 @@ class RunningHost:
         await self.runner.cleanup()
         await self.tokens.close()
         await self.engine.stop()
+        _close_module(self.engine.module)
+
+
+def _close_module(module: HostedModule) -> None:
+    """Stop what the module runs outside this process (a TypeScript module's runner)."""
+    if isinstance(module, JsModule):
+        module.close()
 
 
 def build_app(
@@ -120,7 +149,7 @@ def build_app(
     )
     add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
     add_publish_routes(
-        app, ModulePublisher(engine, load_source, published=serving), frozenset(settings.create_identities)
+        app, ModulePublisher(engine, source_loader(settings), published=serving), frozenset(settings.create_identities)
     )
     options = WebSocketOptions(
         ping_interval=float(settings.ping_interval_seconds),
@@ -168,6 +197,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
         ),
     )
     async with AsyncExitStack() as undo:
+        undo.callback(_close_module, engine.module)
         await engine.start()
         undo.push_async_callback(engine.stop)
         tokens = TokenService.for_host(settings)

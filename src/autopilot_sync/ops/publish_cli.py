@@ -1,4 +1,8 @@
-"""`autopilot-sync publish` and `autopilot-sync delete`, shaped after `spacetime publish` / `spacetime delete`."""
+"""`autopilot-sync publish` and `autopilot-sync delete`, shaped after `spacetime publish` / `spacetime delete`.
+
+They name the host as the other database commands do (`dbcli/`: `--server NAME|URL`, a token from the server's
+control for your Nostr key unless `--token`), and call the host's publish routes through `ops/host_publish.py`.
+"""
 
 from __future__ import annotations
 
@@ -7,74 +11,48 @@ from pathlib import Path
 
 import click
 
-from autopilot_sync.cli_errors import Remedies, declare
-
-DEFAULT_SERVER = "http://127.0.0.1:3000"
-
-_SERVER = click.option(
-    "--server",
-    "-s",
-    default=DEFAULT_SERVER,
-    show_default=True,
-    envvar="AUTOPILOT_SYNC_SERVER",
-    help="Base URL of the host (env AUTOPILOT_SYNC_SERVER).",
-)
-_TOKEN = click.option(
-    "--token",
-    envvar="AUTOPILOT_SYNC_TOKEN",
-    default=None,
-    help="Bearer token of the database owner (env AUTOPILOT_SYNC_TOKEN); else one is fetched from --control "
-    "with --key.",
-)
-_CONTROL = click.option("--control", "control_url", default=None, help="Control service URL to get a token from.")
-_KEY = click.option(
-    "--key",
-    "key_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Nostr key file that signs the proof for --control (the operator's key: the database owner).",
-)
+from autopilot_sync.dbcli.answers import failure
+from autopilot_sync.dbcli.target import connection_options, credentials, resolve_target
+from autopilot_sync.ops.host_publish import ModuleArtifact, PublishAnswer, delete_database, publish_module
 
 
-def _token(token: str | None, control_url: str | None, key_path: Path | None) -> str:
-    """The bearer token: given, or a session token from control for the operator's key."""
-    if token:
-        return token
-    if not control_url or not key_path:
-        raise click.ClickException("no token: give --token (or AUTOPILOT_SYNC_TOKEN), or --control URL with --key FILE")
-    from autopilot_sync.control.client import TokenFetchError, fetch_session_token
-    from autopilot_sync.nostr.keyfile import load_secret_key
+def _token_or_refuse(token: str | None, what: str) -> str:
+    if not token:
+        raise click.ClickException(
+            f"{what} needs the owner's token: the server has no control URL; pass --token, or add the server with "
+            "`autopilot-sync server add NAME --url URL --control-url URL`"
+        )
+    return token
 
-    try:
-        key = load_secret_key(key_path)
-        grant = asyncio.run(fetch_session_token(control_url, key, ["sync.subscribe"], [], None, "cli"))
-    except (OSError, ValueError, TokenFetchError) as exc:
-        raise click.ClickException(f"no token from {control_url}: {exc}") from None
-    return grant.token
+
+def _refused(what: str, answer: PublishAnswer) -> click.ClickException:
+    """The host's refusal: its readable diff (if any) on stderr, then one line."""
+    first, _, rest = answer.text.strip().partition("\n")
+    if rest:
+        click.echo(rest, err=True)
+    return failure(what, answer.status, first)
 
 
 @click.command("publish")
-@_SERVER
 @click.option("--delete-data", "-c", "delete_data", is_flag=True, help="Delete the data first (a new incarnation).")
 @click.option(
     "--js-path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="JavaScript bundle to publish, as `autopilot-sync build` writes it.",
+    help="TypeScript module bundle to publish, as `autopilot-sync build` writes it.",
 )
 @click.option("--module", "python_module", default=None, help="Dotted path of a Python module installed on the host.")
-@_TOKEN
-@_CONTROL
-@_KEY
+@connection_options
 @click.argument("name")
 def publish(
-    server: str,
     delete_data: bool,
     js_path: Path | None,
     python_module: str | None,
+    server: str | None,
     token: str | None,
-    control_url: str | None,
-    key_path: Path | None,
+    anonymous: bool,
+    key_file: Path | None,
+    scopes: tuple[str, ...],
     name: str,
 ) -> None:
     """Publish a module to the database NAME on a running host (created when the host has none).
@@ -84,41 +62,37 @@ def publish(
 
     \b
     Example:
-      autopilot-sync publish --module autopilot_sync.module --token "$TOKEN" autopilot-sync
-      autopilot-sync publish --server http://127.0.0.1:3000 --js-path dist/module.js -c --token "$TOKEN" chat
+      autopilot-sync publish --module autopilot_sync.module autopilot-sync
+      autopilot-sync publish --server http://127.0.0.1:3000 --js-path dist/module.js -c chat
     """
-    from autopilot_sync.ops.host_publish import ModuleArtifact, publish_module
-
-    declare(Remedies(unreachable="start the host, or pass --server", unauthorized="use the owner's token"))
     if (js_path is None) == (python_module is None):
         raise click.UsageError("give exactly one of --js-path FILE or --module DOTTED.PATH")
+    target = resolve_target(server, credentials(token, anonymous, key_file, scopes))
     artifact = ModuleArtifact.from_js_path(js_path) if js_path else ModuleArtifact(python_module=python_module)
-    bearer = _token(token, control_url, key_path)
-    answer = asyncio.run(publish_module(server, name, bearer, artifact, clear=delete_data))
+    bearer = _token_or_refuse(target.token, "publish")
+    answer = asyncio.run(publish_module(target.base_url, name, bearer, artifact, clear=delete_data))
     if not answer.ok:
-        raise click.ClickException(f"publish of {artifact.describe()} to {name} refused: {answer.line()}")
+        raise _refused(f"publish of {artifact.describe()} to {name}", answer)
     click.echo(f"{name}: {answer.line()}")
     for change in answer.changes:
         click.echo(f"  {change['subject']}: {change['detail']} [{change['severity']}]")
 
 
 @click.command("delete")
-@_SERVER
-@_TOKEN
-@_CONTROL
-@_KEY
+@connection_options
 @click.argument("name")
-def delete(server: str, token: str | None, control_url: str | None, key_path: Path | None, name: str) -> None:
+def delete(
+    server: str | None, token: str | None, anonymous: bool, key_file: Path | None, scopes: tuple[str, ...], name: str
+) -> None:
     """Delete the database NAME and its data; the host then serves none until the next publish (owner only).
 
     \b
     Example:
-      autopilot-sync delete --token "$TOKEN" chat
+      autopilot-sync delete chat
+      autopilot-sync delete --server staging autopilot-sync
     """
-    from autopilot_sync.ops.host_publish import delete_database
-
-    declare(Remedies(unreachable="start the host, or pass --server", unauthorized="use the owner's token"))
-    answer = asyncio.run(delete_database(server, name, _token(token, control_url, key_path)))
+    target = resolve_target(server, credentials(token, anonymous, key_file, scopes))
+    answer = asyncio.run(delete_database(target.base_url, name, _token_or_refuse(target.token, "delete")))
     if not answer.ok:
-        raise click.ClickException(f"delete of {name} refused: {answer.line()}")
+        raise _refused(f"delete of {name}", answer)
     click.echo(f"{name}: deleted")

@@ -134,12 +134,12 @@ DottedPath = Annotated[
 ]
 """An importable Python module path."""
 
-OptionalDottedPath = Annotated[
+ModulePath = Annotated[
     str,
-    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)?$"),
-    Form("dotted Python import path (like autopilot_sync.module) or empty"),
+    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)?$"),
+    Form("dotted Python import path, or a built module file ending .js/.mjs, or empty"),
 ]
-"""An importable Python module path, or empty for none."""
+"""The module a host serves: a Python import path, or a built TypeScript module (one ES-module file); empty: none."""
 
 Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
 """A positive count (commits, bytes)."""

@@ -16,7 +16,7 @@ from autopilot_sync.settings.fields import (
     IssuerUrls,
     Listen,
     ListenAddress,
-    OptionalDottedPath,
+    ModulePath,
     Seconds,
     SecondsOrZero,
 )
@@ -34,16 +34,27 @@ class HostSettings(ServiceSettings):
     database: DatabaseName = Field(
         default="autopilot-sync", description="Name of the database the host serves under /v1/database/:name."
     )
-    module: OptionalDottedPath = Field(
+    module: ModulePath = Field(
         default="autopilot_sync.module",
-        description="Python module defining the tables, reducers and hooks; empty starts the host with no database, "
-        "waiting for `POST /v1/database`. Once a module was published over HTTP (or the database deleted), the data "
-        "directory's record wins over this setting.",
+        description="The module the host serves: a dotted Python path, or a built TypeScript module file (.js or "
+        ".mjs, as `spacetime build` or `autopilot-sync build` makes it) run in a Node child process; empty starts "
+        "the host with no database, waiting for `POST /v1/database`. Once a module was published over HTTP (or the "
+        "database deleted), the data directory's record wins over this setting.",
     )
     create_identities: Identities = Field(
         default=(),
         description="Identities (hex) allowed to create the database with `POST /v1/database` when the host has "
         "none; the creator becomes its owner. Empty allows the owner identity only.",
+    )
+    js_heap_mb: Count = Field(
+        default=256,
+        description="V8 heap limit of a TypeScript module's runner, in MiB; a module that exceeds it fails that call "
+        "and a fresh runner serves the next.",
+    )
+    js_call_timeout_ms: Count = Field(
+        default=5000,
+        description="Longest a TypeScript module's reducer call may run, in milliseconds; past it the runner is "
+        "killed, the call fails and is rolled back (calls run on the host's event loop: this bounds a stall).",
     )
     trusted_issuers: IssuerUrls = Field(
         default=(),
