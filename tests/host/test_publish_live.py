@@ -1,4 +1,5 @@
-"""Publishing to a running host process, end to end over real sockets (the bar of issue 19, Python modules).
+"""Publishing to a running host process, end to end over real sockets (the bar of issue 19, for a Python module and
+a TypeScript module).
 
 v1 is published to a host started with no database, data is written, a compatible v2 is published while an SDK
 client is subscribed (it is disconnected with 1012, reconnects with the new schema and resumes: every row is still
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -201,3 +203,70 @@ async def test_only_the_owner_publishes_and_deletes_and_the_host_serves_one_data
     assert refused.returncode != 0, refused.stderr
     assert refused.stderr.startswith("Error: delete needs the owner's token"), refused.stderr
     assert refused.stderr.count("\n") == 1, refused.stderr
+
+
+SERVER_BUNDLE = Path(__file__).resolve().parents[2] / "conformance" / "node_modules" / "spacetimedb" / "dist"
+JS_MODULES = MODULES / "js"
+
+
+def js_bundle(tmp_path: Path, release: int) -> Path:
+    """Release `release` of the notes module as a built TypeScript module file (skips without node)."""
+    server = SERVER_BUNDLE / "server" / "index.mjs"
+    if shutil.which("node") is None or not server.is_file():
+        pytest.skip("node or conformance/node_modules missing (./dev test installs them)")
+    path = tmp_path / f"notes_v{release}.js"
+    path.write_text(
+        (JS_MODULES / f"notes_v{release}.mjs.in").read_text().replace("@SPACETIMEDB_SERVER@", server.as_uri())
+    )
+    return path
+
+
+@pytest.mark.node
+async def test_a_typescript_module_published_v1_v2_live_v3_refused_then_forced(live: LiveHost, tmp_path: Path) -> None:
+    v1, v2, v3 = (js_bundle(tmp_path, n) for n in (1, 2, 3))
+    created = await asyncio.to_thread(
+        cli, "publish", "--server", live.url, "--js-path", str(v1), "--token", live.owner_token, DATABASE
+    )
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.startswith(f"{DATABASE}: created")
+    for text in ("one", "two"):
+        status, body = await http(
+            "POST", f"{live.url}/v1/database/{DATABASE}/call/add_note", token=live.owner_token, json_body=[text]
+        )
+        assert status == 200, body
+
+    async with SyncClient(live.url, DATABASE) as client:
+        notes = await client.subscribe(["SELECT * FROM note"])
+        await asyncio.wait_for(notes.applied(), 20)
+        assert sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one"), (2, "two")]
+
+        answer = await publish_module(live.url, DATABASE, live.owner_token, ModuleArtifact(bundle=v2.read_bytes()))
+        assert answer.ok and answer.op == "updated" and answer.disconnected_clients, answer.text
+        await until(lambda: client.reconnects >= 1 and notes.applied_count >= 2, "the client resubscribed")
+        await until(
+            lambda: sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one", False), (2, "two", False)],
+            "the rows in the new shape",
+        )
+        result = await client.call("add_pinned_note", "three")
+        assert type(result).__name__ == "ReducerCommitted", result
+        await until(lambda: (3, "three", True) in {tuple(row) for row in client.cache.rows("note")}, "the new row")
+
+    refused = await publish_module(live.url, DATABASE, live.owner_token, ModuleArtifact(bundle=v3.read_bytes()))
+    assert refused.status == 400 and refused.text.startswith("Database update rejected")
+    assert "column note.text" in refused.text and "[breaking]" in refused.text
+    assert len(await sql(live, "SELECT * FROM note")) == 3
+
+    forced = await asyncio.to_thread(
+        cli, "publish", "-s", live.url, "--js-path", str(v3), "-c", "--token", live.owner_token, DATABASE
+    )
+    assert forced.returncode == 0 and "data deleted" in forced.stdout, forced.stderr
+    assert await sql(live, "SELECT * FROM note") == []
+    status, body = await http(
+        "POST", f"{live.url}/v1/database/{DATABASE}/call/add_note", token=live.owner_token, json_body=[["a", "b"]]
+    )
+    assert status == 200, body
+
+    # The bundle is kept in the data directory: a restart runs it, whatever --module says.
+    await live.stop()
+    await live.start(module="pub_notes_v1")
+    assert [row[1] for row in await sql(live, "SELECT * FROM note")] == [["a", "b"]]
