@@ -86,6 +86,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ("GET", "/metrics"): ("", {}, None),
     ("GET", "/healthz"): ("", {}, None),
     # The publish routes, in the table's order: update, delete, create again (the caller is made the owner below).
+    ("POST", "/v1/database/:name/pre_publish"): ("", {"Content-Type": "application/json"}, _CHAT),
     ("PUT", "/v1/database/:name"): ("", {"Content-Type": "application/json"}, _CHAT),
     ("DELETE", "/v1/database/:name"): ("", {}, None),
     ("POST", "/v1/database"): ("", {"Content-Type": "application/json"}, _CHAT),

@@ -46,7 +46,14 @@ async def test_a_compatible_publish_keeps_the_rows_and_a_restart_runs_the_publis
     engine, publisher = await _engine(tmp_path)
     for text in ("a", "b", "c", "d"):
         assert (await engine.call_reducer("add_note", (text,), engine_caller(engine))).status is CallStatus.COMMITTED
-    result = await publisher.publish(V2, None, clear=False)
+    # A column added changes the row shape clients decode: SpacetimeDB's `BreakClients` policy, with the plan's token.
+    with pytest.raises(PublishRefusedError, match="client-breaking change which is disallowed"):
+        await publisher.publish(V2, None, clear=False)
+    plan = (await publisher.plan(V2, None))["AutoMigrate"]
+    assert plan["break_clients"] and "column note.pinned" in plan["migrate_plan"]
+    with pytest.raises(PublishRefusedError, match="Token provided is invalid"):
+        await publisher.publish(V2, None, clear=False, break_clients_token="0" * 64)
+    result = await publisher.publish(V2, None, clear=False, break_clients_token=plan["token"])
     assert result.op is PublishOp.UPDATED and not result.cleared and result.disconnected
     assert _rows(engine, "note") == [(1, "a", False), (2, "b", False), (3, "c", False), (4, "d", False)]
     assert (await engine.call_reducer("add_pinned_note", ("e",), engine_caller(engine))).status is CallStatus.COMMITTED

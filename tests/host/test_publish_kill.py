@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from test_publish_live import DATABASE, host_env
+from test_hot_publish import DATABASE, host_env
 
 from autopilot_sync.devtools.host_tokens import host_signed_token
 from autopilot_sync.devtools.processes import free_port, start_host
@@ -64,7 +64,9 @@ async def test_a_host_killed_mid_publish_restarts_on_the_old_module_or_the_new_n
                 async with session.post(call, json=[text], headers={"Authorization": f"Bearer {token}"}) as r:
                     assert r.status == 200
         with pytest.raises(aiohttp.ClientError):
-            await publish_module(url, DATABASE, token, ModuleArtifact(python_module=module), clear=clear)
+            await publish_module(
+                url, DATABASE, token, ModuleArtifact(python_module=module), clear=clear, break_clients=True
+            )
         assert await asyncio.to_thread(host.process.wait, 10) == -9, "the fault killed the host mid-publish"
     finally:
         host.kill()

@@ -141,10 +141,50 @@ class ModulePublisher:
         """Where a JavaScript bundle with this content hash is stored."""
         return self.data_dir / MODULES_DIR / f"{sha256}.js"
 
+    async def plan(self, source: ModuleSource, bundle: bytes | None) -> dict[str, Any]:
+        """SpacetimeDB's `pre_publish`: the migration plan to `source`, and the token a `BreakClients` publish needs.
+
+        `{"AutoMigrate": {"token", "migrate_plan", "break_clients", "major_version_upgrade"}}`, or
+        `{"ManualMigrate": {"reason", "major_version_upgrade"}}` when only a delete-data publish can apply it.
+        """
+        async with self._lock:
+            self._stage(source, bundle)
+            module = self._load(source)
+            try:
+                diff = moduledef.compare(self.engine.module.definition(), module.definition())
+            finally:
+                _discard(module)
+        text = diff.render(base_label="running", head_label="published")
+        if diff.breaking:
+            return {"ManualMigrate": {"reason": text, "major_version_upgrade": False}}
+        return {
+            "AutoMigrate": {
+                "token": self.migration_token(diff),
+                "migrate_plan": text,
+                "break_clients": bool(diff.breaks_clients),
+                "major_version_upgrade": False,
+            }
+        }
+
+    def migration_token(self, diff: SchemaDiff) -> str:
+        """SpacetimeDB's `MigrationToken`: a hash of the database and both schema hashes, acknowledging that this
+        exact migration breaks clients (intent, not a secret: anyone can compute it)."""
+        material = f"{self.engine.database_name}\n{diff.base_hash}\n{diff.head_hash}".encode()
+        return hashlib.sha256(material).hexdigest()
+
     async def publish(
-        self, source: ModuleSource, bundle: bytes | None, *, clear: bool, owner_identity: str | None = None
+        self,
+        source: ModuleSource,
+        bundle: bytes | None,
+        *,
+        clear: bool,
+        owner_identity: str | None = None,
+        break_clients_token: str | None = None,
     ) -> PublishResult:
-        """Load, check, stage, commit and install `source`; PublishRefusedError (nothing changed) when refused."""
+        """Load, check, stage, commit and install `source`; PublishRefusedError (nothing changed) when refused.
+
+        A change that breaks clients (a column added) needs `break_clients_token`, the token `plan` gives.
+        """
         async with self._lock:
             self._stage(source, bundle)
             module = self._load(source)
@@ -158,6 +198,21 @@ class ModulePublisher:
                     "(publish with --delete-data to start it empty):\n"
                     + diff.render(base_label="running", head_label="published"),
                 )
+            if diff.breaks_clients and not clear and not creating:
+                if break_clients_token is None:
+                    _discard(module)
+                    raise PublishRefusedError(
+                        400,
+                        "Database update rejected: Migration plan contains a client-breaking change which is "
+                        "disallowed under current policy (publish with --break-clients: policy=BreakClients and the "
+                        "token POST /v1/database/:name/pre_publish gives):\n"
+                        + diff.render(base_label="running", head_label="published"),
+                    )
+                if break_clients_token != self.migration_token(diff):
+                    _discard(module)
+                    raise PublishRefusedError(
+                        400, "Database update rejected: Token provided is invalid or does not match expected hash"
+                    )
             # A breaking first publish onto a host that held no database: nothing of value to keep.
             clear = clear or (creating and bool(diff.breaking))
             await self.engine.wait_durable_offset(self.engine.offset)

@@ -68,6 +68,22 @@ def _flag(request: web.Request, name: str) -> bool:
     return value == "true"
 
 
+def _break_clients_token(request: web.Request) -> str | None:
+    """The migration token of `policy=BreakClients` (400 with SpacetimeDB's text when missing), else None."""
+    policy = request.query.get("policy", "Compatible")
+    if policy not in _POLICIES:
+        raise web.HTTPBadRequest(
+            text=f"Failed to deserialize query string: policy: unknown variant `{policy}`, expected one of "
+            "`Compatible`, `BreakClients`"
+        )
+    if policy == "Compatible":
+        return None
+    token = request.query.get("token")
+    if not token:
+        raise web.HTTPBadRequest(text=MISSING_TOKEN)
+    return token
+
+
 async def _source(request: web.Request, auth: Authenticated) -> tuple[ModuleSource, bytes | None]:
     """The module the body names: a JavaScript bundle (`host_type=Js`) or `{"python_module": ...}` JSON."""
     host_type = request.query.get("host_type", "Wasm")
@@ -76,14 +92,6 @@ async def _source(request: web.Request, auth: Authenticated) -> tuple[ModuleSour
             text="Failed to deserialize query string: host_type: "
             f"unknown variant `{host_type}`, expected `Wasm` or `Js`"
         )
-    policy = request.query.get("policy", "Compatible")
-    if policy not in _POLICIES:
-        raise web.HTTPBadRequest(
-            text=f"Failed to deserialize query string: policy: unknown variant `{policy}`, expected one of "
-            "`Compatible`, `BreakClients`"
-        )
-    if policy == "BreakClients" and not request.query.get("token"):
-        raise web.HTTPBadRequest(text=MISSING_TOKEN)
     body = await read_body(request, auth.identity_headers())
     if _HOST_TYPES[host_type.lower()] == "Js":
         if not body:
@@ -161,6 +169,7 @@ async def create_database(request: web.Request) -> web.Response:
             auth,
         )
     _may_create(request, engine, auth)
+    _break_clients_token(request)
     source, bundle = await _source(request, auth)
     result = await _run(publisher, source, bundle, clear=_flag(request, "clear"), owner_identity=auth.identity.hex)
     return _success(engine, result)
@@ -186,10 +195,28 @@ async def publish_database(request: web.Request) -> web.Response:
         _owner_only(engine, auth, "update")
     else:
         _may_create(request, engine, auth)
+    token = _break_clients_token(request)
     source, bundle = await _source(request, auth)
     owner = None if publisher.published else auth.identity.hex
-    result = await _run(publisher, source, bundle, clear=clear, owner_identity=owner)
+    result = await _run(publisher, source, bundle, clear=clear, owner_identity=owner, break_clients_token=token)
     return _success(engine, result)
+
+
+async def pre_publish(request: web.Request) -> web.Response:
+    """`POST /v1/database/:name/pre_publish`: the migration plan a publish of the body would apply (owner only),
+    with the token `policy=BreakClients` needs when the plan breaks clients (SpacetimeDB's `PrePublishResult`)."""
+    auth = await authenticate(request, required=True)
+    engine, publisher = request.app[ENGINE_KEY], request.app[PUBLISHER_KEY]
+    _this_database(engine, request.match_info["name"], auth)
+    if not publisher.published:
+        raise web.HTTPNotFound(text="No such database.", headers=auth.identity_headers())
+    _owner_only(engine, auth, "plan a migration of")
+    source, bundle = await _source(request, auth)
+    try:
+        plan = await publisher.plan(source, bundle)
+    except PublishRefusedError as exc:
+        raise web.HTTPBadRequest(text=exc.message) from None
+    return web.json_response(plan, headers=auth.identity_headers())
 
 
 async def delete_database(request: web.Request) -> web.Response:
@@ -215,3 +242,4 @@ def add_publish_routes(app: web.Application, publisher: ModulePublisher, create_
     app.router.add_post("/v1/database", create_database)
     app.router.add_put("/v1/database/{name}", publish_database)
     app.router.add_delete("/v1/database/{name}", delete_database)
+    app.router.add_post("/v1/database/{name}/pre_publish", pre_publish)

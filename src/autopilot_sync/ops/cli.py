@@ -27,6 +27,11 @@ _MODULE = click.option(
     show_default=True,
     help="Python module whose `module` is released; it must be installed on the target host under this path.",
 )
+_BREAK = click.option(
+    "--break-clients",
+    is_flag=True,
+    help="Allow a migration that disconnects clients to fetch new row shapes (a column added).",
+)
 _DELETE = click.option(
     "--delete-data",
     is_flag=True,
@@ -133,7 +138,8 @@ def diff(env_name: str, module_path: str, as_json: bool) -> None:
 @_ENV
 @_MODULE
 @_DELETE
-def publish(env_name: str, module_path: str, delete_data: bool) -> None:
+@_BREAK
+def publish(env_name: str, module_path: str, delete_data: bool, break_clients: bool) -> None:
     """Check drift against the live host, record the release, publish it to the running host, verify: GO or NO-GO.
 
     Refuses breaking changes without --delete-data (which deletes that environment's data).
@@ -144,14 +150,15 @@ def publish(env_name: str, module_path: str, delete_data: bool) -> None:
       autopilot-sync module publish --env dev --module my_app.module_v2
     """
     lane, release = _lane(env_name), _release(module_path)
-    _finish(_run(lane.publish(release, delete_data=delete_data)))
+    _finish(_run(lane.publish(release, delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("promote")
 @_ENV
 @_MODULE
 @_DELETE
-def promote(env_name: str, module_path: str, delete_data: bool) -> None:
+@_BREAK
+def promote(env_name: str, module_path: str, delete_data: bool, break_clients: bool) -> None:
     """Publish to staging (prod) the release that is current and verified in dev (staging), then verify it.
 
     \b
@@ -168,13 +175,14 @@ def promote(env_name: str, module_path: str, delete_data: bool) -> None:
         raise SystemExit(2)
     lane, release = _lane(env_name), _release(module_path)
     source = Ledger(lane.target.state_dir / origin.value)
-    _finish(_run(lane.promote(release, source, delete_data=delete_data)))
+    _finish(_run(lane.promote(release, source, delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("rollback")
 @_ENV
 @_DELETE
-def rollback(env_name: str, delete_data: bool) -> None:
+@_BREAK
+def rollback(env_name: str, delete_data: bool, break_clients: bool) -> None:
     """Publish the previous recorded release again when the migration rules allow it (else refuse, saying why).
 
     \b
@@ -182,7 +190,7 @@ def rollback(env_name: str, delete_data: bool) -> None:
       autopilot-sync module rollback --env prod
     """
     lane = _lane(env_name)
-    _finish(_run(lane.rollback(delete_data=delete_data)))
+    _finish(_run(lane.rollback(delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("verify")

@@ -66,6 +66,32 @@ def _headers(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def _module_request(artifact: ModuleArtifact, token: str) -> tuple[dict[str, str], dict[str, str], bytes]:
+    """Query parameters, headers and body naming the artifact, as the publish routes take it."""
+    params: dict[str, str] = {}
+    headers = _headers(token)
+    if artifact.bundle is not None:
+        params["host_type"] = "Js"
+        headers["Content-Type"] = "application/javascript"
+        return params, headers, artifact.bundle
+    headers["Content-Type"] = "application/json"
+    return params, headers, json.dumps({"python_module": artifact.python_module}).encode("utf-8")
+
+
+async def pre_publish(
+    base_url: str, database: str, token: str, artifact: ModuleArtifact, *, seconds: float = PUBLISH_TIMEOUT_SECONDS
+) -> tuple[int, Any]:
+    """`POST /v1/database/:name/pre_publish`: (status, SpacetimeDB's `PrePublishResult` JSON or the error text)."""
+    params, headers, body = _module_request(artifact, token)
+    url = f"{base_url.rstrip('/')}/v1/database/{database}/pre_publish"
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as http,
+        http.post(url, params=params, data=body, headers=headers) as response,
+    ):
+        text = await response.text()
+        return response.status, (json.loads(text) if response.status == 200 else text)
+
+
 async def publish_module(
     base_url: str,
     database: str,
@@ -73,18 +99,23 @@ async def publish_module(
     artifact: ModuleArtifact,
     *,
     clear: bool = False,
+    break_clients: bool = False,
     seconds: float = PUBLISH_TIMEOUT_SECONDS,
 ) -> PublishAnswer:
-    """`PUT /v1/database/:name` with the artifact; aiohttp errors (unreachable host) propagate."""
-    params = {"clear": "true" if clear else "false"}
-    headers = _headers(token)
-    if artifact.bundle is not None:
-        params["host_type"] = "Js"
-        headers["Content-Type"] = "application/javascript"
-        body = artifact.bundle
-    else:
-        headers["Content-Type"] = "application/json"
-        body = json.dumps({"python_module": artifact.python_module}).encode("utf-8")
+    """`PUT /v1/database/:name` with the artifact; aiohttp errors (unreachable host) propagate.
+
+    `break_clients` is `spacetime publish --break-clients`: the plan's token is asked of `pre_publish` first and the
+    publish sent with `policy=BreakClients` (a plan that needs no token, or cannot be applied, is sent as is).
+    """
+    params, headers, body = _module_request(artifact, token)
+    params["clear"] = "true" if clear else "false"
+    if break_clients and not clear:
+        status, plan = await pre_publish(base_url, database, token, artifact, seconds=seconds)
+        if status != 200:
+            return PublishAnswer(status, str(plan))
+        automatic = plan.get("AutoMigrate") if isinstance(plan, dict) else None
+        if isinstance(automatic, dict) and automatic.get("break_clients"):
+            params |= {"policy": "BreakClients", "token": str(automatic.get("token", ""))}
     url = f"{base_url.rstrip('/')}/v1/database/{database}"
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=seconds)) as http,

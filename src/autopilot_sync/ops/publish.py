@@ -117,7 +117,7 @@ class HostApi(Protocol):
         """The `RawModuleDefV9` JSON the host serves (LaneError when unreachable)."""
         ...
 
-    async def publish(self, module_path: str, *, clear: bool) -> PublishAnswer:
+    async def publish(self, module_path: str, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
         """Publish the installed module `module_path` to the target's database (LaneError when unreachable)."""
         ...
 
@@ -163,7 +163,7 @@ class LiveHost:
             raise LaneError(f"no session token from {self.target.control_url}: {exc}") from None
         return grant.token
 
-    async def publish(self, module_path: str, *, clear: bool) -> PublishAnswer:
+    async def publish(self, module_path: str, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
         """`PUT /v1/database/:name` naming the installed module, as the environment's key (the owner)."""
         token = await self._token()
         try:
@@ -173,6 +173,7 @@ class LiveHost:
                 token,
                 ModuleArtifact(python_module=module_path),
                 clear=clear,
+                break_clients=break_clients,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise LaneError(f"cannot publish to {self.target.base_url}: {exc or type(exc).__name__}") from None
@@ -269,7 +270,12 @@ class Lane:
         return compare(await self.host.schema(), release.schema)
 
     async def publish(
-        self, release: Release, *, delete_data: bool = False, promoted_from: Environment | None = None
+        self,
+        release: Release,
+        *,
+        delete_data: bool = False,
+        break_clients: bool = False,
+        promoted_from: Environment | None = None,
     ) -> Outcome:
         """Check drift, record the release, publish it to the host and verify it: GO or NO-GO."""
         out = Outcome()
@@ -304,9 +310,11 @@ class Lane:
             detail["from_env"] = promoted_from.value
         self.ledger.append(Entry(action, release.tag, release.schema_hash, now_text(), detail))
         out.say(f"recorded {release.tag} in {self.ledger.path}")
-        return await self._deploy_and_verify(out, release.tag, release.path, delete_data)
+        return await self._deploy_and_verify(out, release.tag, release.path, delete_data, break_clients)
 
-    async def promote(self, release: Release, source: Ledger, *, delete_data: bool = False) -> Outcome:
+    async def promote(
+        self, release: Release, source: Ledger, *, delete_data: bool = False, break_clients: bool = False
+    ) -> Outcome:
         """Publish here exactly the release that is current and verified in the previous environment."""
         origin = self.env.promoted_from
         if origin is None:
@@ -323,9 +331,9 @@ class Lane:
             raise LaneError(
                 f"{current.tag} is not verified in {origin.value}: run `module verify --env {origin.value}`"
             )
-        return await self.publish(release, delete_data=delete_data, promoted_from=origin)
+        return await self.publish(release, delete_data=delete_data, break_clients=break_clients, promoted_from=origin)
 
-    async def rollback(self, *, delete_data: bool = False) -> Outcome:
+    async def rollback(self, *, delete_data: bool = False, break_clients: bool = False) -> Outcome:
         """Publish the previous recorded release again, when the migration rules allow it; else refuse and say why."""
         out = Outcome()
         current, previous = self.ledger.current(), self.ledger.previous()
@@ -353,7 +361,7 @@ class Lane:
         }
         self.ledger.append(Entry(Action.ROLLBACK, previous.tag, previous.schema_hash, now_text(), detail))
         out.say(f"recorded rollback to {previous.tag} (code at {revision}) in {self.ledger.path}")
-        return await self._deploy_and_verify(out, previous.tag, module_path, delete_data)
+        return await self._deploy_and_verify(out, previous.tag, module_path, delete_data, break_clients)
 
     async def verify(self, tag: str | None = None) -> Outcome:
         """Check that the host serves the recorded release's schema and passes the smoke check; record it."""
@@ -383,9 +391,11 @@ class Lane:
             return out
         return out.fail(f"NO-GO: {self.env.value} does not pass verification of {current.tag}")
 
-    async def _deploy_and_verify(self, out: Outcome, tag: str, module_path: str, delete_data: bool) -> Outcome:
+    async def _deploy_and_verify(
+        self, out: Outcome, tag: str, module_path: str, delete_data: bool, break_clients: bool
+    ) -> Outcome:
         """Publish `module_path` to the running host, then verify: GO, or NO-GO with the host's refusal."""
-        answer = await self.host.publish(module_path, clear=delete_data)
+        answer = await self.host.publish(module_path, clear=delete_data, break_clients=break_clients)
         out.say(f"PUBLISH {tag} ({module_path}) to {self.target.base_url}: {answer.line()}")
         if not answer.ok:
             return out.fail(f"NO-GO: the {self.env.value} host refused {tag}; it still runs what it ran before")

@@ -36,6 +36,11 @@ def _refused(what: str, answer: PublishAnswer) -> click.ClickException:
 @click.command("publish")
 @click.option("--delete-data", "-c", "delete_data", is_flag=True, help="Delete the data first (a new incarnation).")
 @click.option(
+    "--break-clients",
+    is_flag=True,
+    help="Allow a migration that disconnects clients to fetch new row shapes (a column added), as SpacetimeDB's.",
+)
+@click.option(
     "--js-path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
@@ -46,6 +51,7 @@ def _refused(what: str, answer: PublishAnswer) -> click.ClickException:
 @click.argument("name")
 def publish(
     delete_data: bool,
+    break_clients: bool,
     js_path: Path | None,
     python_module: str | None,
     server: str | None,
@@ -57,8 +63,9 @@ def publish(
 ) -> None:
     """Publish a module to the database NAME on a running host (created when the host has none).
 
-    Changes SpacetimeDB's automatic migration accepts apply live and keep the data; anything else is refused with
-    the schema diff unless --delete-data. Only the database's owner may update it.
+    Changes SpacetimeDB's automatic migration accepts apply live and keep the data (those that change a table's row
+    shape, a column added, need --break-clients); anything else is refused with the schema diff unless
+    --delete-data. Only the database's owner may update it.
 
     \b
     Example:
@@ -70,7 +77,9 @@ def publish(
     target = resolve_target(server, credentials(token, anonymous, key_file, scopes))
     artifact = ModuleArtifact.from_js_path(js_path) if js_path else ModuleArtifact(python_module=python_module)
     bearer = _token_or_refuse(target.token, "publish")
-    answer = asyncio.run(publish_module(target.base_url, name, bearer, artifact, clear=delete_data))
+    answer = asyncio.run(
+        publish_module(target.base_url, name, bearer, artifact, clear=delete_data, break_clients=break_clients)
+    )
     if not answer.ok:
         raise _refused(f"publish of {artifact.describe()} to {name}", answer)
     click.echo(f"{name}: {answer.line()}")

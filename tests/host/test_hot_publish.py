@@ -130,7 +130,10 @@ async def test_publish_v1_write_v2_live_with_a_client_v3_refused_then_forced_wit
         await asyncio.wait_for(notes.applied(), 20)
         assert sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one"), (2, "two")]
 
-        v2 = await publish_module(live.url, DATABASE, live.owner_token, ModuleArtifact(python_module="pub_notes_v2"))
+        artifact = ModuleArtifact(python_module="pub_notes_v2")
+        compatible_only = await publish_module(live.url, DATABASE, live.owner_token, artifact)
+        assert compatible_only.status == 400 and "client-breaking change" in compatible_only.text
+        v2 = await publish_module(live.url, DATABASE, live.owner_token, artifact, break_clients=True)
         assert v2.ok and v2.op == "updated" and v2.disconnected_clients and not v2.cleared
         kinds = {change["kind"] for change in v2.changes}
         assert {"column_added_with_default", "table_added", "index_added", "reducer_added"} <= kinds
@@ -240,7 +243,8 @@ async def test_a_typescript_module_published_v1_v2_live_v3_refused_then_forced(l
         await asyncio.wait_for(notes.applied(), 20)
         assert sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one"), (2, "two")]
 
-        answer = await publish_module(live.url, DATABASE, live.owner_token, ModuleArtifact(bundle=v2.read_bytes()))
+        bundle = ModuleArtifact(bundle=v2.read_bytes())
+        answer = await publish_module(live.url, DATABASE, live.owner_token, bundle, break_clients=True)
         assert answer.ok and answer.op == "updated" and answer.disconnected_clients, answer.text
         await until(lambda: client.reconnects >= 1 and notes.applied_count >= 2, "the client resubscribed")
         await until(
