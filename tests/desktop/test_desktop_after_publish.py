@@ -54,3 +54,29 @@ async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_
         assert stream(done)["rebuilds"] == 0
     finally:
         stack.stop()
+
+
+async def test_a_delete_data_publish_makes_the_desktop_rebuild_instead_of_keeping_history_the_host_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = Stack(tmp_path)
+    try:
+        stack.start()
+        await stack.append_run_events(RUN, 12)
+        desktop = stack.desktop("reader", streams=(STREAM,))
+        await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+
+        owner = await fetch_session_token(stack.control_url, stack.exporter_key, ["sync.subscribe"], [], None, "test")
+        answer = await publish_module(
+            stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="autopilot_sync.module"), clear=True
+        )
+        assert answer.ok and answer.cleared, answer.text
+
+        # The stream's head row is gone with the data: the desktop's copy is ahead of the host, so it rebuilds.
+        done = await desktop.wait_for(
+            "the rebuild", lambda s: stream(s).get("rebuilds") == 1 and stream(s).get("applied") == 0, within=60
+        )
+        assert stream(done)["last_rebuild"] == "checkpoint_ahead" and stream(done)["divergences"] == 1
+        assert desktop.seqs(STREAM) == []
+    finally:
+        stack.stop()
