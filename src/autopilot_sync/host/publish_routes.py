@@ -42,6 +42,8 @@ CREATORS_KEY = web.AppKey("autopilot_sync.host.create_identities", frozenset)
 
 _HOST_TYPES = {"wasm": "Wasm", "js": "Js"}
 _POLICIES = ("Compatible", "BreakClients")
+#: A Python publish body only names a module: anything longer is refused before it is parsed.
+MAX_PYTHON_BODY_BYTES = 1024
 #: SpacetimeDB's text for `policy=BreakClients` without a token (`schema_migration_policy`).
 MISSING_TOKEN = "Migration policy is set to `BreakClients`, but no migration token was provided."
 
@@ -103,16 +105,20 @@ async def _source(request: web.Request, auth: Authenticated) -> tuple[ModuleSour
             'installed on it (Content-Type: application/json, body {"python_module": "dotted.path"}); '
             "WebAssembly modules are not supported"
         )
+    shape = 'the body must be JSON {"python_module": "dotted.path"} naming a module installed on the host'
+    if len(body) > MAX_PYTHON_BODY_BYTES:
+        raise web.HTTPBadRequest(text=f"{shape} (at most {MAX_PYTHON_BODY_BYTES} bytes)")
     try:
         value: Any = json.loads(body.decode("utf-8"))
-        path = value["python_module"] if isinstance(value, dict) and set(value) == {"python_module"} else None
-        if not isinstance(path, str):
-            raise ValueError
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise web.HTTPBadRequest(text=shape) from None
+    path = value["python_module"] if isinstance(value, dict) and set(value) == {"python_module"} else None
+    if not isinstance(path, str):
+        raise web.HTTPBadRequest(text=shape)
+    try:
         return ModuleSource.python(path), None
-    except (UnicodeDecodeError, ValueError):
-        raise web.HTTPBadRequest(
-            text='the body must be JSON {"python_module": "dotted.path"} naming a module installed on the host'
-        ) from None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
 
 
 def _success(engine: HostEngine, result: PublishResult) -> web.Response:
