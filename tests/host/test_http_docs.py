@@ -61,6 +61,8 @@ async def test_documented_routes_are_exactly_the_registered_ones(host: RunningHo
     assert set(documented_routes()) == registered_routes(host)
 
 
+_CHAT = b'{"python_module": "autopilot_sync.examples.chat"}'
+
 #: One well-formed request per documented route: (extra path suffix, headers, body).
 REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ("POST", "/v1/identity"): ("", {}, None),
@@ -84,6 +86,11 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ),
     ("GET", "/metrics"): ("", {}, None),
     ("GET", "/healthz"): ("", {}, None),
+    # The publish routes, in the table's order: update, delete, create again (the caller is made the owner below).
+    ("POST", "/v1/database/:name/pre_publish"): ("", {"Content-Type": "application/json"}, _CHAT),
+    ("PUT", "/v1/database/:name"): ("", {"Content-Type": "application/json"}, _CHAT),
+    ("DELETE", "/v1/database/:name"): ("", {}, None),
+    ("POST", "/v1/database"): ("", {"Content-Type": "application/json"}, _CHAT),
 }
 
 
