@@ -63,7 +63,10 @@ async def test_definition_comes_from_the_modules_own_description(engine: HostEng
     assert [t.name for t in definition.tables] == ["note", "audit", "reminder", "visitor"]
     reminder = definition.table("reminder")
     assert reminder.schedule is not None and reminder.schedule.reducer == "fire_reminder"
-    assert engine.datastore["reminder"].table.schedule_column == "fireAt"  # from the definition, not a fixed name
+    # The schedule column comes from the definition (not a fixed name), and the module's camelCase columns are named
+    # as SpacetimeDB's default `SnakeCase` policy names them.
+    assert engine.datastore["reminder"].table.column_names == ("reminder_id", "fire_at", "text")
+    assert engine.datastore["reminder"].table.schedule_column == "fire_at"
     assert definition.reducer("on_connect").lifecycle is md.Lifecycle.ON_CONNECT
     assert audit(engine) == ["init"]  # the init lifecycle reducer ran once, on the fresh database
 

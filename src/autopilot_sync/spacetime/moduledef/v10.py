@@ -7,10 +7,11 @@ sections left out, schedules and lifecycle bindings in their own sections, colum
 table, every table and function named in `ExplicitNames` (source name → canonical name).
 
 When reading, names go through `ExplicitNames`; a name without an entry follows the module's
-`CaseConversionPolicy` (default `SnakeCase`, as in `validate/v10.rs`). Limits, said plainly: the typespace's field
-and variant names are taken as written (SpacetimeDB also case-converts those for modules that rely on the policy),
-and the sections this host has no use for (HTTP handlers and routes, view primary keys, submodules) are read and
-dropped, as SpacetimeDB's own V9 conversion drops submodules.
+`CaseConversionPolicy` (default `SnakeCase`, as in `validate/v10.rs`), which also converts the typespace as SpacetimeDB
+does: product field names (table columns) to snake_case, sum variant names to camelCase, special types untouched;
+reducer parameters keep their names. Limits, said plainly: named types keep their names as written, and the
+sections this host has no use for (HTTP handlers and routes, view primary keys, submodules) are read and dropped, as
+SpacetimeDB's own V9 conversion drops submodules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn, sats_json
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.moduledef import raw
@@ -156,6 +158,46 @@ def snake_case(name: str) -> str:
     return "_".join(word.lower() for word in re.split(r"[\s_\-]+", spaced) if word)
 
 
+def camel_case(name: str) -> str:
+    """An enum variant name under `SnakeCase` (SpacetimeDB makes variants lower camel case): `RedApple` → `redApple`."""
+    words = snake_case(name).split("_")
+    return words[0] + "".join(word[:1].upper() + word[1:] for word in words[1:])
+
+
+#: Sums SpacetimeDB leaves alone (`SumType::is_special`): their variant names are part of the wire contract.
+_SPECIAL_SUMS = ({"some", "none"}, {"Interval", "Time"}, {"ok", "err"})
+
+
+def _is_special(ty: at.AlgebraicType) -> bool:
+    """SpacetimeDB's special types (Identity, ConnectionId, Timestamp, ... as a one-field `__tag__` product; Option,
+    ScheduleAt, Result as sums): `typespace_case_conversion` skips them, names and contents."""
+    if isinstance(ty, at.ProductType):
+        return len(ty.elements) == 1 and (ty.elements[0].name or "").startswith("__")
+    if isinstance(ty, at.SumType):
+        return {v.name for v in ty.variants} in _SPECIAL_SUMS
+    return False
+
+
+def _convert_names(ty: at.AlgebraicType) -> at.AlgebraicType:
+    """The typespace under `CaseConversionPolicy::SnakeCase`, as `validate/v9.rs`'s `typespace_case_conversion`:
+    product field names to snake_case, sum variant names to camelCase, special types untouched, recursively."""
+    if _is_special(ty):
+        return ty
+    if isinstance(ty, at.ProductType):
+        return at.ProductType(
+            tuple(
+                at.ProductElement(snake_case(e.name) if e.name else e.name, _convert_names(e.type)) for e in ty.elements
+            )
+        )
+    if isinstance(ty, at.SumType):
+        return at.SumType(
+            tuple(at.SumVariant(camel_case(v.name) if v.name else v.name, _convert_names(v.type)) for v in ty.variants)
+        )
+    if isinstance(ty, at.ArrayType):
+        return at.ArrayType(_convert_names(ty.element))
+    return ty
+
+
 def from_value(value: Any) -> ModuleDef:
     """The definition a SATS value of `raw.MODULE_V10` describes (validated)."""
     (sections,) = value
@@ -219,7 +261,9 @@ def from_value(value: Any) -> ModuleDef:
         raise ModuleDefError(f"lifecycle hook for unknown reducer {next(iter(lifecycles))!r}")
     typespace = found.get("Typespace", ([],))[0]
     definition = ModuleDef(
-        typespace=tuple(raw.type_from_value(ty) for ty in typespace),
+        typespace=tuple(
+            _convert_names(raw.type_from_value(ty)) if convert else raw.type_from_value(ty) for ty in typespace
+        ),
         tables=tuple(tables),
         reducers=reducers,
         types=tuple(
