@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -223,3 +226,20 @@ async def test_data_written_by_the_module_survives_a_restart(abi_module: Path, t
         finally:
             await engine.stop()
             module.close()
+
+
+async def test_a_restarted_runner_must_describe_the_same_module(engine: HostEngine, notes_module: Path) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    await asyncio.to_thread(shutil.copyfile, notes_module, module.path)  # the file changes under a running host
+    pid = module.runner.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        if not module.runner.alive():
+            break
+        await asyncio.sleep(0.05)
+    status, message = await call(engine, "forget_line", "init")
+    assert status is CallStatus.INTERNAL_ERROR
+    assert "different module description" in message
+    assert audit(engine) == ["init"]

@@ -1,8 +1,8 @@
-"""The TypeScript-module spike: a module on the official library runs in a Node child and cannot take Python down.
+"""The module runner: a module on the official library runs in a Node child and cannot take Python down.
 
 Real processes: each test starts `node runner.mjs` on a module that imports the pinned `spacetimedb/server` bundle,
-whose `spacetime:sys@2.0`/`@2.1` imports the runner's loader hooks resolve. Syscalls are answered by the spike
-double `TableDouble` (the engine is not involved in the spike).
+whose `spacetime:sys@2.0`/`@2.1` imports the runner's loader hooks resolve. Syscalls are answered by the unit-test
+double `TableDouble` (the runner's own protocol and containment; the engine's answers are tested elsewhere).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_unknown_syscall_module_version_is_a_typed_load_error(tmp_path: Path, ta
 
 def test_a_failing_syscall_handler_reaches_the_module_as_a_host_error(notes_module: Path) -> None:
     class BrokenTables(TableDouble):
-        """Unit-test double whose insert has a bug; everything else is the spike double."""
+        """Unit-test double whose insert has a bug; everything else is the table double."""
 
         def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
             if fn == "datastore_insert_bsatn":

@@ -1,4 +1,4 @@
-// ESM loader hooks for the module runner (spike, issue 18).
+// ESM loader hooks for the module runner (issue 18, ADR 0003).
 //
 // Why: a built SpacetimeDB TypeScript module keeps `import ... from 'spacetime:sys@2.0'` as a real import, the
 // artifact `spacetime build` publishes. Node cannot resolve that scheme, so these hooks map it to a shim whose
@@ -42,8 +42,8 @@ export async function load(url, context, nextLoad) {
 const USING = /^([ \t]*)using\s+([A-Za-z_$][\w$]*)\s*=\s*([^;\n]+);/m;
 
 // Lower each `using x = e;` to `const x = e; try { <rest of block> } finally { x?.[Symbol.dispose]?.(); }`.
-// A spike lowering: braces inside strings, templates, comments or regexes after the declaration would confuse it.
-// The full ABI lowers at build time (esbuild) or runs a Node whose V8 has explicit resource management.
+// A best-effort lowering: braces inside strings, templates, comments or regexes after the declaration would confuse it.
+// Built modules never need it (esbuild lowers `using` at build time); a newer Node makes it unnecessary.
 function lowerUsing(text) {
   let out = text;
   for (let m = USING.exec(out); m !== null; m = USING.exec(out)) {
