@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from autopilot_sync.client import ReducerCommitted, ReducerFailed, ReducerInternalError, connect
-from autopilot_sync.devtools.processes import ServiceProcess, start_host
+from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, start_host
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(180)]
 
@@ -113,3 +113,25 @@ def test_the_official_typescript_sdk_drives_the_module(host: ServiceProcess, tmp
     }
     assert observed["seen"] == ["insert 1 a1", "update a1->A1", "insert 2 b2"]
     assert observed["rows"] == ["1:A1", "2:b2"]
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (None, "does not exist"),
+        ("throw new RangeError('broken at import');\n", "RangeError: broken at import"),
+        ("export default {};\n", "neither called register_hooks nor default-exports a schema"),
+    ],
+)
+def test_a_module_that_cannot_load_stops_the_host_with_the_reason(
+    tmp_path: Path, source: str | None, said: str
+) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node missing")
+    module = tmp_path / "broken.js"
+    if source is not None:
+        module.write_text(source)
+    with pytest.raises(ServiceStartError) as failure:
+        start_host(tmp_path / "data", module=str(module), database=DATABASE)
+    assert said in str(failure.value)
+    assert "Traceback" not in str(failure.value)
