@@ -22,6 +22,7 @@ import pytest
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
 from autopilot_sync.host.js_module import JsModule
+from autopilot_sync.host.sql import check_visibility_filters
 from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.values import ConnectionId, Identity
@@ -71,6 +72,9 @@ async def test_definition_comes_from_the_modules_own_description(engine: HostEng
     assert engine.datastore["reminder"].table.column_names == ("reminder_id", "fire_at", "text")
     assert engine.datastore["reminder"].table.schedule_column == "fire_at"
     assert definition.reducer("on_connect").lifecycle is md.Lifecycle.ON_CONNECT
+    # TypeScript row-level security is a list of SQL strings: keyed by the table it selects from, and it compiles.
+    assert engine.module.visibility_filters() == {"visitor": "SELECT * FROM visitor WHERE who = :sender"}
+    check_visibility_filters(engine.datastore)
     assert audit(engine) == ["init"]  # the init lifecycle reducer ran once, on the fresh database
 
 

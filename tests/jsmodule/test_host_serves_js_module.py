@@ -42,6 +42,9 @@ async def test_sdk_subscribes_and_sees_inserts_updates_and_deletes(host: Service
     async with await connect(host.url, DATABASE) as conn:
         qs = await conn.subscribe(["SELECT * FROM note", "SELECT * FROM visitor"])
         await qs.applied()
+        async with await connect(host.url, DATABASE) as other:  # another client's row is not visible here
+            await (await other.subscribe(["SELECT * FROM visitor"])).applied()
+            assert len(other.cache.rows("visitor")) == 1
         (visitor,) = conn.cache.rows("visitor")  # client_connected ran in the module for this connection
         assert visitor.conn == conn.connection_id and visitor.who == conn.identity
         assert '"sub"' in visitor.jwt  # the caller's JWT payload, read by the module through get_jwt_payload
