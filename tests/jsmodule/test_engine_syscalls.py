@@ -218,18 +218,21 @@ async def test_console_output_goes_to_the_module_log_with_levels_and_the_reducer
 
 
 async def test_data_written_by_the_module_survives_a_restart(abi_module: Path, tmp_path: Path) -> None:
-    for expected in ({1: ("ann", 1, "a1", "t1")}, {1: ("ann", 1, "a1", "t1"), 2: ("ann", 2, "a2", "t2")}):
-        module = JsModule(abi_module)
-        engine = HostEngine(module, tmp_path / "data", "notes", EngineConfig(fsync=False))
-        await engine.start()
-        try:
-            rank = len(expected)
-            assert await call(engine, "add_note", "ann", rank, f"a{rank}", f"t{rank}") == (CallStatus.COMMITTED, "")
-            assert notes(engine) == expected  # the sequence resumed after the restart
-            assert audit(engine) == ["init"]  # init ran on the fresh database only
-        finally:
-            await engine.stop()
-            module.close()
+    module = JsModule(abi_module)  # one module hosted by two engines in turn: its syscalls follow the new datastore
+    try:
+        for expected in ({1: ("ann", 1, "a1", "t1")}, {1: ("ann", 1, "a1", "t1"), 2: ("ann", 2, "a2", "t2")}):
+            engine = HostEngine(module, tmp_path / "data", "notes", EngineConfig(fsync=False))
+            await engine.start()
+            try:
+                rank = len(expected)
+                outcome = await call(engine, "add_note", "ann", rank, f"a{rank}", f"t{rank}")
+                assert outcome == (CallStatus.COMMITTED, "")
+                assert notes(engine) == expected  # the sequence resumed after the restart
+                assert audit(engine) == ["init"]  # init ran on the fresh database only
+            finally:
+                await engine.stop()
+    finally:
+        module.close()
 
 
 async def test_a_restarted_runner_must_describe_the_same_module(engine: HostEngine, notes_module: Path) -> None:

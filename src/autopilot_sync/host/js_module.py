@@ -158,7 +158,9 @@ class JsModule:
     # ----- internals -----
 
     def _syscalls_for(self, ctx: HostReducerContext) -> EngineSyscalls:
-        if self._syscalls is None:
+        # Built on the first call (the engine's datastore does not exist when the module is loaded), and again if
+        # the module is hosted by another engine later (a restarted or re-published database).
+        if self._syscalls is None or self._syscalls.datastore is not ctx.transaction.datastore:
             self._syscalls = EngineSyscalls(
                 self._definition,
                 ctx.transaction.datastore,

@@ -103,6 +103,7 @@ class EngineSyscalls:
         identity: Identity | None = None,
     ) -> None:
         self.identity = identity if identity is not None else Identity(0)
+        self.datastore = datastore
         self.schedule_immediate: ScheduleImmediate | None = None
         self._stores: list[TableStore] = [datastore[table.name] for table in definition.tables]
         self._table_ids: dict[str, int] = {}
