@@ -164,3 +164,14 @@ def test_a_failing_syscall_handler_reaches_the_module_as_a_host_error(notes_modu
             runner.call_reducer(ids["add_note"], bsatn_note(3, "x"))
         runner.call_reducer(ids["empty"], b"")
         assert runner.restarts == 0
+
+
+def test_a_js_file_is_an_es_module_even_under_a_commonjs_package(notes_module: Path, tmp_path: Path) -> None:
+    # `spacetime build` writes `.js`; a package.json saying "commonjs" next to it must not make Node misread it.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "package.json").write_text('{"type": "commonjs"}')
+    built = project / "module.js"
+    built.write_text(notes_module.read_text())
+    with JsModuleRunner(built, TableDouble(["note"])) as runner:
+        assert set(reducer_ids(runner.describe())) >= {"add_note", "refuse"}

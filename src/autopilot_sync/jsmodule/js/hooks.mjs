@@ -29,9 +29,15 @@ export async function resolve(specifier, context, nextResolve) {
   return nextResolve(specifier, context);
 }
 
+// The module file is an ES module whatever a nearby package.json says (`spacetime build` output is `.js`).
+let entry = null;
+export function initialize(data) {
+  entry = data?.entry ?? null;
+}
+
 export async function load(url, context, nextLoad) {
   if (Object.hasOwn(SHIMS, url)) return { format: 'module', source: shimSource(SHIMS[url]), shortCircuit: true };
-  const result = await nextLoad(url, context);
+  const result = await nextLoad(url, url === entry ? { ...context, format: 'module' } : context);
   if (result.format !== 'module' || result.source == null) return result;
   const text = typeof result.source === 'string' ? result.source : new TextDecoder().decode(result.source);
   if (!USING.test(text)) return result;

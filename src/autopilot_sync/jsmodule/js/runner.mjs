@@ -221,9 +221,10 @@ function serve() {
   }
 }
 
-register('./hooks.mjs', import.meta.url);
+const entry = pathToFileURL(modulePath).href;
+register('./hooks.mjs', import.meta.url, { data: { entry } });
 try {
-  const ns = await import(pathToFileURL(modulePath).href);
+  const ns = await import(entry);
   if (hooks === null) {
     const provider = ns.default;
     if (provider === undefined || typeof provider[moduleHooks] !== 'function') {
