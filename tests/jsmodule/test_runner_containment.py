@@ -175,3 +175,18 @@ def test_a_js_file_is_an_es_module_even_under_a_commonjs_package(notes_module: P
     built.write_text(notes_module.read_text())
     with JsModuleRunner(built, TableDouble(["note"])) as runner:
         assert set(reducer_ids(runner.describe())) >= {"add_note", "refuse"}
+
+
+def test_a_module_has_no_process_to_signal_the_host_with(runner: JsModuleRunner) -> None:
+    ids = reducer_ids(runner.describe())
+    with pytest.raises(JsReducerPanicError, match="ReferenceError: process is not defined"):
+        runner.call_reducer(ids["signal_host"], b"")
+    runner.call_reducer(ids["empty"], b"")
+
+
+@pytest.mark.parametrize("builtin", ["node:child_process", "fs", "node:net"])
+def test_a_module_cannot_import_nodes_builtins(tmp_path: Path, tables: TableDouble, builtin: str) -> None:
+    module = tmp_path / "escape.mjs"
+    module.write_text(f"import * as escape from '{builtin}';\nexport default {{ escape }};\n")
+    with pytest.raises(JsModuleLoadError, match=f"a module cannot import {builtin}"):
+        JsModuleRunner(module, tables).start()

@@ -5,6 +5,8 @@
 // exports forward to the synchronous syscalls the runner installs on `globalThis.__stdbSys` before the import.
 // They also lower the one `using` declaration form the library bundle contains, which Node 20 cannot parse.
 
+import { builtinModules } from 'node:module';
+
 const SYS_2_0 = [
   'moduleHooks', 'register_hooks', 'table_id_from_name', 'index_id_from_name', 'datastore_table_row_count',
   'datastore_table_scan_bsatn', 'datastore_index_scan_range_bsatn', 'row_iter_bsatn_advance',
@@ -23,8 +25,15 @@ function shimSource(names) {
   return lines.join('\n');
 }
 
+// Everything imported after the hooks are registered is the module's: it may not reach Node's built-ins (files,
+// processes, network); SpacetimeDB's V8 host has none of them either.
+const BUILTINS = new Set(builtinModules);
+
 export async function resolve(specifier, context, nextResolve) {
   if (Object.hasOwn(SHIMS, specifier)) return { url: specifier, shortCircuit: true };
+  if (specifier.startsWith('node:') || BUILTINS.has(specifier)) {
+    throw new Error(`a module cannot import ${specifier}: it reaches the host only through spacetime:sys`);
+  }
   if (specifier.startsWith('spacetime:sys@')) throw new Error(`unsupported syscall module version: ${specifier}`);
   return nextResolve(specifier, context);
 }
