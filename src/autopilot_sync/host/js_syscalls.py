@@ -130,7 +130,7 @@ class EngineSyscalls:
         for source, canonical in (index_canonical_names or {}).items():
             if source in self._index_ids:
                 self._index_ids.setdefault(canonical, self._index_ids[source])
-        self._key_codecs: dict[tuple[int, int], bsatn.Codec] = {}
+        self._key_codecs: dict[tuple[int, int, int], bsatn.Codec] = {}
         self._call: _Call | None = None
 
     # ----- call bracketing -----
@@ -155,13 +155,13 @@ class EngineSyscalls:
         if fn == "console_log":
             self._console_log(args)
             return None, b""
+        if fn == "identity":  # the module's identity needs no transaction
+            return str(self.identity.value), b""
         method = _DISPATCH.get(fn)
         if method is None:
             if fn.startswith("procedure_"):
                 raise SyscallRefusedError(HOST_CALL_FAILURE, f"{fn}: procedures are not supported by this host")
             raise SyscallRefusedError(HOST_CALL_FAILURE, f"unknown syscall {fn}")
-        if fn == "identity":
-            return str(self.identity.value), b""
         call = self._call
         if call is None:
             raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn} called outside of a transaction")
@@ -334,7 +334,7 @@ class EngineSyscalls:
     # ----- keys -----
 
     def _key_codec(self, slot: _IndexSlot, start: int, count: int) -> bsatn.Codec:
-        cache_key = (id(slot), start * 1000 + count)
+        cache_key = (id(slot), start, count)
         codec = self._key_codecs.get(cache_key)
         if codec is None:
             types = slot.key_types[start : start + count]
@@ -449,5 +449,4 @@ _DISPATCH: dict[str, Callable[[EngineSyscalls, _Call, list[Any], bytes], tuple[A
     "datastore_clear": EngineSyscalls._clear,
     "volatile_nonatomic_schedule_immediate": EngineSyscalls._schedule_immediate,
     "get_jwt_payload": EngineSyscalls._jwt_payload,
-    "identity": EngineSyscalls._table_id_from_name,  # answered before dispatch; listed so it is known
 }
