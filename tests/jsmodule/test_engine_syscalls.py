@@ -71,6 +71,9 @@ async def test_definition_comes_from_the_modules_own_description(engine: HostEng
     # as SpacetimeDB's default `SnakeCase` policy names them.
     assert engine.datastore["reminder"].table.column_names == ("reminder_id", "fire_at", "text")
     assert engine.datastore["reminder"].table.schedule_column == "fire_at"
+    # Index names are regenerated from the canonical names (the library's own is `reminder_reminderId_idx_btree`,
+    # still what it asks `index_id_from_name` for, and answered: `remind` inserts through that table view).
+    assert [index.name for index in reminder.indexes] == ["reminder_reminder_id_idx_btree"]
     assert definition.reducer("on_connect").lifecycle is md.Lifecycle.ON_CONNECT
     # TypeScript row-level security is a list of SQL strings: keyed by the table it selects from, and it compiles.
     assert engine.module.visibility_filters() == {"visitor": "SELECT * FROM visitor WHERE who = :sender"}

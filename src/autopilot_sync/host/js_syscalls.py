@@ -4,8 +4,9 @@ The byte-level ABI of SpacetimeDB's V8 host (`crates/core/src/host/v8/syscall/`)
 (`spacetimedb` 2.10.1, `src/server/runtime.ts`) uses it: tables and indexes by id, rows as BSATN, scans through row
 iterators, errors as the ABI's errno numbers (the runner turns them into the library's error classes). Ids are
 positions in the module's own definition: table id = index in `definition.tables`, index id = position in the list
-of every table's indexes, in definition order. Every write goes through the engine's `Transaction`, so a failed
-call rolls back like a Python reducer's.
+of every table's indexes, in definition order. Names resolve by the canonical name or by the source name the library
+knows a table or index by (`chatMessage`, `chatMessage_sentBy_idx_btree`). Every write goes through the engine's
+`Transaction`, so a failed call rolls back like a Python reducer's.
 
 Between calls there is no transaction: a syscall then answers `NOT_IN_TRANSACTION`, as SpacetimeDB's does.
 """
@@ -99,7 +100,7 @@ class EngineSyscalls:
         datastore: Datastore,
         *,
         table_source_names: tuple[str, ...] = (),
-        index_canonical_names: dict[str, str] | None = None,
+        index_source_names: tuple[str, ...] = (),
         identity: Identity | None = None,
     ) -> None:
         self.identity = identity if identity is not None else Identity(0)
@@ -127,9 +128,9 @@ class EngineSyscalls:
                 if index_def.name:
                     self._index_ids.setdefault(index_def.name, len(self._indexes))
                 self._indexes.append(slot)
-        for source, canonical in (index_canonical_names or {}).items():
-            if source in self._index_ids:
-                self._index_ids.setdefault(canonical, self._index_ids[source])
+        for index_id, source in enumerate(index_source_names[: len(self._indexes)]):
+            if source:
+                self._index_ids.setdefault(source, index_id)
         self._key_codecs: dict[tuple[int, int, int], bsatn.Codec] = {}
         self._call: _Call | None = None
 

@@ -9,14 +9,16 @@ table, every table and function named in `ExplicitNames` (source name → canoni
 When reading, names go through `ExplicitNames`; a name without an entry follows the module's
 `CaseConversionPolicy` (default `SnakeCase`, as in `validate/v10.rs`), which also converts the typespace as SpacetimeDB
 does: product field names (table columns) to snake_case, sum variant names to camelCase, special types untouched;
-reducer parameters keep their names. Limits, said plainly: named types keep their names as written, and the
-sections this host has no use for (HTTP handlers and routes, view primary keys, submodules) are read and dropped, as
-SpacetimeDB's own V9 conversion drops submodules.
+reducer parameters keep their names; generated index names are rebuilt from the canonical table and column names,
+explicit index names (`ExplicitNames`) are used as given. Limits, said plainly: named types keep their names as
+written, and the sections this host has no use for (HTTP handlers and routes, view primary keys, submodules) are read
+and dropped, as SpacetimeDB's own V9 conversion drops submodules.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from autopilot_sync.spacetime import algebraic as at
@@ -25,6 +27,7 @@ from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.moduledef import raw
 from autopilot_sync.spacetime.moduledef.model import (
     ColumnDefault,
+    IndexDef,
     Lifecycle,
     ModuleDef,
     ModuleDefError,
@@ -53,7 +56,8 @@ from autopilot_sync.spacetime.values import SumValue
 _SECTIONS = tuple(variant.name for variant in raw.SECTION_V10.variants)
 _TAG = {name: tag for tag, name in enumerate(_SECTIONS)}
 _PRIVATE, _CLIENT_CALLABLE = 0, 1
-_EXPLICIT_TABLE, _EXPLICIT_FUNCTION = 0, 1
+_EXPLICIT_TABLE, _EXPLICIT_FUNCTION, _EXPLICIT_INDEX = 0, 1, 2
+_GENERATED_INDEX = re.compile(r"_idx_(btree|hash|direct)$")
 _CASE_NONE = 0
 _SYSTEM, _PUBLIC = 0, 0
 
@@ -208,11 +212,33 @@ def from_value(value: Any) -> ModuleDef:
     convert = policy is None or policy.tag != _CASE_NONE
     explicit_tables: dict[str, str] = {}
     explicit_functions: dict[str, str] = {}
+    explicit_indexes: dict[str, str] = {}
     for entry in (found.get("ExplicitNames") or ([],))[0]:
         if entry.tag == _EXPLICIT_TABLE:
             explicit_tables[entry.value[0]] = entry.value[1]
         elif entry.tag == _EXPLICIT_FUNCTION:
             explicit_functions[entry.value[0]] = entry.value[1]
+        elif entry.tag == _EXPLICIT_INDEX:
+            explicit_indexes[entry.value[0]] = entry.value[1]
+    typespace = tuple(
+        _convert_names(raw.type_from_value(ty)) if convert else raw.type_from_value(ty)
+        for ty in found.get("Typespace", ([],))[0]
+    )
+
+    def index_def(table: str, ref: int, value: Any) -> IndexDef:
+        """An index named as SpacetimeDB names it: explicitly, or generated from the canonical table and column names
+        (`validate/v10.rs`) when the source name is a generated one (`<table>_<columns>_idx_<algorithm>`)."""
+        index = index_from_value(value)
+        source = index.name or ""
+        if source in explicit_indexes:
+            return replace(index, name=explicit_indexes[source])
+        if not convert or not _GENERATED_INDEX.search(source) or not 0 <= ref < len(typespace):
+            return index
+        row = typespace[ref]
+        if not isinstance(row, at.ProductType) or any(c >= len(row.elements) for c in index.columns):
+            return index
+        columns = "_".join(row.elements[c].name or str(c) for c in index.columns)
+        return replace(index, name=f"{table}_{columns}_idx_{index.kind.value.lower()}")
 
     def table_name(source: str) -> str:
         return explicit_tables.get(source) or (snake_case(source) if convert else source)
@@ -234,7 +260,7 @@ def from_value(value: Any) -> ModuleDef:
                 name=name,
                 product_type_ref=ref,
                 primary_key=tuple(primary_key),
-                indexes=tuple(index_from_value(i) for i in indexes),
+                indexes=tuple(index_def(name, ref, i) for i in indexes),
                 constraints=tuple(constraint_from_value(c) for c in constraints),
                 sequences=tuple(sequence_from_value(s) for s in sequences),
                 schedule=schedules.pop(name, None),
@@ -259,11 +285,8 @@ def from_value(value: Any) -> ModuleDef:
     )
     if lifecycles:
         raise ModuleDefError(f"lifecycle hook for unknown reducer {next(iter(lifecycles))!r}")
-    typespace = found.get("Typespace", ([],))[0]
     definition = ModuleDef(
-        typespace=tuple(
-            _convert_names(raw.type_from_value(ty)) if convert else raw.type_from_value(ty) for ty in typespace
-        ),
+        typespace=typespace,
         tables=tuple(tables),
         reducers=reducers,
         types=tuple(
