@@ -195,6 +195,26 @@ async def test_scheduled_reducer_fires_from_the_definitions_schedule_column(engi
     assert not engine.datastore["reminder"].rows  # a one-shot schedule's row goes with its call
 
 
+async def test_interval_schedule_fires_repeatedly_until_its_row_is_deleted(
+    engine: HostEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fired() -> int:
+        return sum(r.getMessage().startswith("fired tick at ") for r in caplog.records)
+
+    with caplog.at_level(logging.INFO, logger="autopilot_sync.module_log"):
+        assert await call(engine, "remind_every", 30, "tick") == (CallStatus.COMMITTED, "")
+        for _ in range(200):
+            if fired() >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert fired() >= 2
+        assert len(engine.datastore["reminder"].rows) == 1  # an interval's row stays
+        assert await call(engine, "stop_reminders") == (CallStatus.COMMITTED, "")
+        stopped_at = fired()
+        await asyncio.sleep(0.2)
+        assert fired() == stopped_at
+
+
 async def test_schedule_immediate_runs_the_reducer_after_the_transaction(engine: HostEngine) -> None:
     assert await call(engine, "echo_later", "init") == (CallStatus.COMMITTED, "")
     for _ in range(100):
