@@ -1,5 +1,17 @@
 """Fixtures of the sync module tests (helpers live in sync_module_helpers.py: conftest modules are not importable)."""
 
-from sync_module_helpers import engine
+from pathlib import Path
 
-__all__ = ["engine"]
+import pytest
+from sync_module_helpers import engine
+from typescript_twin import build_twin, node_available
+
+__all__ = ["engine", "typescript_sync_module"]
+
+
+@pytest.fixture(scope="session")
+def typescript_sync_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TypeScript twin built from `modules/autopilot-sync` (cached by source hash under pytest's temp root)."""
+    if not node_available():
+        pytest.skip("node and npm are needed to build the TypeScript twin (./dev test installs them)")
+    return build_twin(tmp_path_factory.getbasetemp().parent / "typescript-modules")

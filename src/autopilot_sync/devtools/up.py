@@ -65,6 +65,8 @@ def up(
         stack.start_host()
         _say(f"starting control on {stack.control_url}")
         stack.start_control()
+        _say(f"naming control ({stack.control_url}) the sync module's trusted token issuer")
+        stack.trust_control()
         _say(f"starting runtime on {stack.runtime_url} (publishing as {stack.producer_key.public_key().npub})")
         stack.start_runtime()
         _say(f"starting the sync metrics exporter on {stack.exporter_url}")

@@ -9,7 +9,11 @@ visible (to the owner) like any other row.
 
 - `init` (a fresh database) and the start hook (every start of our host, which also upgrades a data directory
   written before this table existed) seed the row with the defaults and record the owner;
-- `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction.
+- `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction;
+- `set_trusted_issuer` (owner only) names the token issuer (the control service) whose claims count: a real
+  SpacetimeDB accepts tokens from any OIDC issuer, so the module itself refuses claims from any other issuer
+  (`auth.require_trusted_issuer`; docs/security.md "The trusted issuer"). Empty (the seeded value) leaves the
+  check to the host's own issuer trust.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from autopilot_sync.spacetime import algebraic as at
 
 #: The primary key of the one `sync_config` row.
 CONFIG_ROW = 0
+#: Longest issuer `set_trusted_issuer` accepts, in UTF-8 bytes.
+MAX_ISSUER_BYTES = 512
 
 sync_config = module.table(
     "sync_config",
@@ -36,8 +42,11 @@ sync_config = module.table(
         ("max_kind_bytes", at.U32),
         ("max_payload_depth", at.U32),
         ("updated_at", at.TIMESTAMP),
+        # added after the first release: at the end, with a default (an automatic migration)
+        ("trusted_issuer", at.STRING),
     ],
     primary_key="id",
+    defaults={"trusted_issuer": ""},
     public=False,  # only the owner reads it (and reducers); the limits are documented, the owner is nobody's business
 )
 
@@ -67,9 +76,15 @@ def seed_config(ctx: ReducerContext) -> None:
     """
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
     if row is None:
-        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp))
+        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, ""))
     elif row[1] != ctx.sender:
-        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp))
+        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp, row[9]))
+
+
+def trusted_issuer(ctx: ReducerContext) -> str:
+    """The token issuer whose claims count ("" = none configured: the host's own issuer trust stands)."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    return "" if row is None else str(row[9])
 
 
 @module.init
@@ -90,8 +105,7 @@ def set_sync_limits(
 ) -> None:
     """Replace every limit at once (owner only); the next reducer call is judged by the new numbers."""
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    owner = row[1] if row is not None else None
-    if ctx.sender != owner:
+    if row is None or ctx.sender != row[1]:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "set_sync_limits is for the database owner only")
     limits = SyncLimits(
         max_payload_bytes,
@@ -104,4 +118,16 @@ def set_sync_limits(
     zero = [name for (name, _), value in zip(_LIMIT_PARAMS, limits.as_tuple(), strict=True) if value < 1]
     if zero:
         raise SyncError(SyncErrorCode.INVALID_LIMITS, f"{', '.join(zero)} must be at least 1")
-    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp))
+    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp, row[9]))
+
+
+@module.reducer(("issuer", at.STRING))
+def set_trusted_issuer(ctx: ReducerContext, issuer: str) -> None:
+    """Name the one token issuer (the control service) whose claims count; "" turns the check off (owner only)."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    if row is None or ctx.sender != row[1]:
+        raise SyncError(SyncErrorCode.UNAUTHORIZED, "set_trusted_issuer is for the database owner only")
+    size = len(issuer.encode("utf-8"))
+    if size > MAX_ISSUER_BYTES:
+        raise SyncError(SyncErrorCode.INVALID_LIMITS, f"trusted issuer is {size} bytes, limit {MAX_ISSUER_BYTES}")
+    ctx.db.sync_config.update((CONFIG_ROW, row[1], *row[2:8], ctx.timestamp, issuer))
