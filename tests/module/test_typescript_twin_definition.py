@@ -6,9 +6,12 @@ with `spacetime.moduledef`. Equal tables, columns and types (named types resolve
 defaults, reducers and parameters, and row-level security mean every row and argument has the same BSATN, so the
 generated `sync_bindings` — hence the runtime and the desktop — work against either module unchanged.
 
-Two differences are the library's, not the twin's, and are normalised here: a primary key's unique constraint has
-no name in the library's description (the host names it `<table>_<columns>_key`, as the Python module does), and
-the library marks lifecycle reducers client-callable (a host never lets a client call them).
+Two differences are the library's, not the twin's, and are normalised here: a primary key's unique constraint, an
+auto-increment sequence and a schedule have no name in the library's description (the host names them
+`<table>_<columns>_key`, `<table>_<column>_seq` and `<table>_sched`, as the Python module does), and
+the library marks lifecycle and scheduled reducers client-callable (a host never lets a client call a lifecycle
+reducer; `apply_retention` only ever applies the owner's recorded policy, so a client calling it can at most make
+it run sooner, as module/retention.py says of SpacetimeDB).
 """
 
 from __future__ import annotations
@@ -38,13 +41,20 @@ def python() -> ModuleDef:
     return module.module_def()
 
 
-def _named_constraints(definition: ModuleDef, table: TableDef) -> TableDef:
+def _named(definition: ModuleDef, table: TableDef) -> TableDef:
+    """The table with the names a host gives what the library leaves unnamed (as SpacetimeDB and our host do)."""
     columns = definition.row_type(table).elements
-    named = tuple(
+    constraints = tuple(
         c if c.name else replace(c, name=f"{table.name}_{'_'.join(columns[i].name or '' for i in c.columns)}_key")
         for c in table.constraints
     )
-    return replace(table, constraints=named, product_type_ref=0)
+    sequences = tuple(
+        s if s.name else replace(s, name=f"{table.name}_{columns[s.column].name}_seq") for s in table.sequences
+    )
+    schedule = table.schedule
+    if schedule is not None and not schedule.name:
+        schedule = replace(schedule, name=f"{table.name}_sched")
+    return replace(table, constraints=constraints, sequences=sequences, schedule=schedule, product_type_ref=0)
 
 
 def test_the_twin_has_the_same_tables_columns_types_keys_indexes_and_defaults(
@@ -55,16 +65,18 @@ def test_the_twin_has_the_same_tables_columns_types_keys_indexes_and_defaults(
         assert resolve_deep(twin.row_type(theirs), twin.typespace) == resolve_deep(
             python.row_type(mine), python.typespace
         ), mine.name
-        assert _named_constraints(twin, theirs) == _named_constraints(python, mine)
+        assert _named(twin, theirs) == _named(python, mine)
 
 
 def test_the_twin_has_the_same_reducers_parameters_and_lifecycle(twin: ModuleDef, python: ModuleDef) -> None:
     assert sorted(r.name for r in twin.reducers) == sorted(r.name for r in python.reducers)
+    scheduled = {t.schedule.reducer for t in python.tables if t.schedule is not None}
+    assert scheduled == {t.schedule.reducer for t in twin.tables if t.schedule is not None} == {"apply_retention"}
     for mine in python.reducers:
         theirs = twin.reducer(mine.name)
         assert resolve_deep(theirs.params, twin.typespace) == resolve_deep(mine.params, python.typespace), mine.name
         assert theirs.lifecycle == mine.lifecycle, mine.name
-        if mine.lifecycle is None:
+        if mine.lifecycle is None and mine.name not in scheduled:
             assert theirs.client_callable == mine.client_callable, mine.name
 
 

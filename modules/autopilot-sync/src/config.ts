@@ -42,12 +42,15 @@ export const init = spacetimedb.init((ctx) => {
       owner: ctx.sender,
       ...DEFAULT_LIMITS,
       updated_at: ctx.timestamp,
+      retain_max_events: 0n,
+      retain_max_age_micros: 0n,
       trusted_issuer: '',
     });
   }
 });
 
-function requireOwner(ctx: Ctx, action: string) {
+/** The config row, when the caller is the database owner it records; anyone else is refused, typed. */
+export function requireOwner(ctx: Ctx, action: string) {
   const row = ctx.db.sync_config.id.find(CONFIG_ROW);
   if (row === null || !row.owner.isEqual(ctx.sender)) {
     throw refuse(Code.UNAUTHORIZED, `${action} is for the database owner only`);

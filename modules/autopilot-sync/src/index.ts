@@ -14,3 +14,4 @@ export {
 export { client_connected, client_disconnected, heartbeat } from './presence';
 export { append_sync_events, append_sync_event } from './append';
 export { ack_checkpoint, trim_stream, reset_stream } from './streams';
+export { set_sync_retention, apply_retention } from './retention';

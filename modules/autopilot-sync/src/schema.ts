@@ -86,7 +86,10 @@ export const sync_config = table(
     max_kind_bytes: t.u32(),
     max_payload_depth: t.u32(),
     updated_at: t.timestamp(),
-    // added after the first release, at the end, with a default: '' = no issuer configured (see claims.ts)
+    // retention (retention.ts): most events kept per stream and oldest age kept, 0 = no bound
+    retain_max_events: t.u64().default(0n),
+    retain_max_age_micros: t.u64().default(0n),
+    // the one token issuer whose claims count, '' = none named (auth.ts)
     trusted_issuer: t.string().default(''),
   },
 );
@@ -126,6 +129,15 @@ export const sync_member = table(
   },
 );
 
+/** The owner's retention timer: one row while retention is on, running `apply_retention` (retention.ts). */
+export const sync_retention_tick = table(
+  { name: 'sync_retention_tick', public: false },
+  {
+    scheduled_id: t.u64().primaryKey().autoInc(),
+    scheduled_at: t.scheduleAt(),
+  },
+);
+
 /** One event as producers send it to `append_sync_events` (the Python module's inline product, named). */
 export const AppendSyncEventsBatchItem = t.object('AppendSyncEventsBatchItem', {
   stream_id: t.string(),
@@ -145,6 +157,7 @@ const spacetimedb = schema({
   sync_config,
   stream_reader,
   sync_member,
+  sync_retention_tick,
 });
 
 export default spacetimedb;

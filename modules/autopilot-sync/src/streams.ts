@@ -1,11 +1,12 @@
 // Checkpoints and retention (src/autopilot_sync/module/reducers.py `ack_checkpoint`, `trim_stream`,
 // `reset_stream`).
-import { Range, t } from 'spacetimedb/server';
+import { t } from 'spacetimedb/server';
 import { claimsOf, requireScope, requireStream, requireTrustedIssuer, Scope } from './auth';
 import { genesis } from './chain';
 import { currentConfig } from './config';
 import type { Ctx } from './context';
 import { Code, refuse } from './errors';
+import { raiseFloor } from './floor';
 import { checkStreamId } from './limits';
 import spacetimedb from './schema';
 
@@ -54,22 +55,7 @@ export const trim_stream = spacetimedb.reducer(
         `stream ${stream_id} retain_from_seq=${retain_from_seq} must be within ${floor}..${head.head_seq + 1n}`,
       );
     }
-    let floorChain = head.floor_chain;
-    if (retain_from_seq > floor) {
-      const below = new Range<bigint>({ tag: 'included', value: floor }, { tag: 'included', value: retain_from_seq - 1n });
-      const rows = [...ctx.db.sync_event.stream_id_seq.filter([stream_id, below])];
-      rows.sort((a, b) => (a.seq < b.seq ? -1 : a.seq > b.seq ? 1 : 0));
-      for (const row of rows) {
-        ctx.db.sync_event.delete(row);
-        floorChain = row.chain; // ascending: ends as the chain value just below the new floor
-      }
-    }
-    ctx.db.stream_head.stream_id.update({
-      ...head,
-      retained_from_seq: retain_from_seq,
-      updated_at: ctx.timestamp,
-      floor_chain: floorChain,
-    });
+    raiseFloor(ctx, head, retain_from_seq);
   },
 );
 

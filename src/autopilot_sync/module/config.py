@@ -10,6 +10,8 @@ visible (to the owner) like any other row.
 - `init` (a fresh database) and the start hook (every start of our host, which also upgrades a data directory
   written before this table existed) seed the row with the defaults and record the owner;
 - `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction;
+- `set_sync_retention` (owner only, `module/retention.py`) sets the two retention columns added after the first
+  release (at the end, with defaults: a data directory written before them upgrades in place, keeping everything).
 - `set_trusted_issuer` (owner only) names the token issuer (the control service) whose claims count: a real
   SpacetimeDB accepts tokens from any OIDC issuer, so the module itself refuses claims from any other issuer
   (`auth.require_trusted_issuer`; docs/security.md "The trusted issuer"). Empty (the seeded value) leaves the
@@ -19,11 +21,13 @@ visible (to the owner) like any other row.
 from __future__ import annotations
 
 from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.tables import Row
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.limits import DEFAULT_LIMITS, SyncLimits
 from autopilot_sync.module.schema import module
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.sync_bindings import SyncConfig
 
 #: The primary key of the one `sync_config` row.
 CONFIG_ROW = 0
@@ -42,12 +46,15 @@ sync_config = module.table(
         ("max_kind_bytes", at.U32),
         ("max_payload_depth", at.U32),
         ("updated_at", at.TIMESTAMP),
-        # added after the first release: at the end, with a default (an automatic migration)
+        # retention (module/retention.py): most events kept per stream and oldest age kept, 0 = no bound
+        ("retain_max_events", at.U64),
+        ("retain_max_age_micros", at.U64),
+        # the one token issuer whose claims count ("" = none named); added after the first release, with a default
         ("trusted_issuer", at.STRING),
     ],
     primary_key="id",
-    defaults={"trusted_issuer": ""},
     public=False,  # only the owner reads it (and reducers); the limits are documented, the owner is nobody's business
+    defaults={"retain_max_events": 0, "retain_max_age_micros": 0, "trusted_issuer": ""},
 )
 
 _LIMIT_PARAMS = (
@@ -68,6 +75,14 @@ def current_limits(ctx: ReducerContext) -> SyncLimits:
     return SyncLimits(*(int(value) for value in row[2:8]))
 
 
+def require_owner(ctx: ReducerContext, reducer: str) -> Row:
+    """The config row, when the caller is the database owner it records; anyone else is refused, typed."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    if row is None or ctx.sender != row[1]:
+        raise SyncError(SyncErrorCode.UNAUTHORIZED, f"{reducer} is for the database owner only")
+    return row
+
+
 def seed_config(ctx: ReducerContext) -> None:
     """Insert the default limits with the caller (the owner: `init` and the start hook run as it) as administrator.
 
@@ -76,15 +91,15 @@ def seed_config(ctx: ReducerContext) -> None:
     """
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
     if row is None:
-        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, ""))
+        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, 0, 0, ""))
     elif row[1] != ctx.sender:
-        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp, row[9]))
+        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp, *row[9:]))
 
 
 def trusted_issuer(ctx: ReducerContext) -> str:
-    """The token issuer whose claims count ("" = none configured: the host's own issuer trust stands)."""
+    """The token issuer whose claims count ("" = none named: the host's own issuer trust stands)."""
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    return "" if row is None else str(row[9])
+    return "" if row is None else SyncConfig.from_values(row).trusted_issuer
 
 
 @module.init
@@ -104,9 +119,7 @@ def set_sync_limits(
     max_payload_depth: int,
 ) -> None:
     """Replace every limit at once (owner only); the next reducer call is judged by the new numbers."""
-    row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    if row is None or ctx.sender != row[1]:
-        raise SyncError(SyncErrorCode.UNAUTHORIZED, "set_sync_limits is for the database owner only")
+    row = require_owner(ctx, "set_sync_limits")
     limits = SyncLimits(
         max_payload_bytes,
         max_batch_events,
@@ -118,16 +131,14 @@ def set_sync_limits(
     zero = [name for (name, _), value in zip(_LIMIT_PARAMS, limits.as_tuple(), strict=True) if value < 1]
     if zero:
         raise SyncError(SyncErrorCode.INVALID_LIMITS, f"{', '.join(zero)} must be at least 1")
-    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp, row[9]))
+    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp, *row[9:]))
 
 
 @module.reducer(("issuer", at.STRING))
 def set_trusted_issuer(ctx: ReducerContext, issuer: str) -> None:
     """Name the one token issuer (the control service) whose claims count; "" turns the check off (owner only)."""
-    row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    if row is None or ctx.sender != row[1]:
-        raise SyncError(SyncErrorCode.UNAUTHORIZED, "set_trusted_issuer is for the database owner only")
+    row = require_owner(ctx, "set_trusted_issuer")
     size = len(issuer.encode("utf-8"))
     if size > MAX_ISSUER_BYTES:
         raise SyncError(SyncErrorCode.INVALID_LIMITS, f"trusted issuer is {size} bytes, limit {MAX_ISSUER_BYTES}")
-    ctx.db.sync_config.update((CONFIG_ROW, row[1], *row[2:8], ctx.timestamp, issuer))
+    ctx.db.sync_config.update(SyncConfig.from_values(row)._replace(updated_at=ctx.timestamp, trusted_issuer=issuer))
