@@ -3,10 +3,10 @@
 from pathlib import Path
 
 import pytest
-from sync_module_helpers import engine
+from sync_module_helpers import engine, sync_module
 from typescript_twin import build_twin, node_available
 
-__all__ = ["engine", "typescript_sync_module"]
+__all__ = ["engine", "sync_module", "typescript_sync_module"]
 
 
 @pytest.fixture(scope="session")
