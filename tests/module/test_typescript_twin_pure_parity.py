@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 from test_stream_chain import doc_vectors
-from typescript_twin import TWIN_DIR, build_twin, node_available
 
 from autopilot_sync.contract import stream_chain
 from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, nests_deeper_than, payload_hash
 from autopilot_sync.nostr.errors import NostrKeyError
 from autopilot_sync.nostr.keys import PublicKey, SecretKey
+from typescript_twin import TWIN_DIR, build_twin, node_available
 
 pytestmark = pytest.mark.node
 

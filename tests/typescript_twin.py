@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TWIN_DIR = ROOT / "modules" / "autopilot-sync"
 _INPUTS = ("package.json", "package-lock.json", "tsconfig.json")
 
