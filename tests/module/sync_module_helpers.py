@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.contract.canonical import hash_value
+from autopilot_sync.devtools.stack import MODULE
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import HostedModule
@@ -69,6 +71,17 @@ def sync_module(request: pytest.FixtureRequest) -> Iterator[Module | HostedModul
         yield twin
     finally:
         twin.close()
+
+
+@pytest.fixture(params=["python", "typescript"])
+def served_module(request: pytest.FixtureRequest) -> str:
+    """What a real host process serves (`LocalStack.module`): the Python module's path, or the built twin's file."""
+    if request.param == "python":
+        return MODULE
+    path: Path = request.getfixturevalue("typescript_sync_module")
+    if importlib.util.find_spec("autopilot_sync.host.js_module") is None:
+        pytest.skip("this host cannot run TypeScript modules yet (host/js_module.py)")
+    return str(path)
 
 
 @pytest.fixture
