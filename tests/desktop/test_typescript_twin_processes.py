@@ -8,7 +8,6 @@ exactly once and in order, as against the Python module (test_desktop_processes.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +22,6 @@ STREAM = f"runtime.run.{RUN}.events"
 
 @pytest.fixture
 def stack(tmp_path: Path, typescript_sync_module: Path) -> Iterator[Stack]:
-    if importlib.util.find_spec("autopilot_sync.host.js_module") is None:
-        pytest.skip("this host cannot run TypeScript modules yet (host/js_module.py)")
     running = Stack(tmp_path)
     running.module = str(typescript_sync_module)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +19,6 @@ def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
 @pytest.mark.node
 def test_up_runs_the_whole_system_on_the_typescript_twin(tmp_path: Path, typescript_sync_module: Path) -> None:
     """Issue 18 item 3: the same runtime, desktop and control, the host serving the TypeScript build of the module."""
-    if importlib.util.find_spec("autopilot_sync.host.js_module") is None:
-        pytest.skip("this host cannot run TypeScript modules yet (host/js_module.py)")
     _up_delivers_presence_and_events_in_order(tmp_path, ["--module", str(typescript_sync_module)])
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from autopilot_sync.devtools.stack import MODULE
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import HostedModule
+from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.module import module
 from autopilot_sync.nostr.keys import SecretKey
@@ -62,11 +61,7 @@ def sync_module(request: pytest.FixtureRequest) -> Iterator[Module | HostedModul
         yield module
         return
     path = request.getfixturevalue("typescript_sync_module")
-    try:  # host/js_module.py arrives with the host's JavaScript support (issue 18 item 1)
-        js_module = importlib.import_module("autopilot_sync.host.js_module")
-    except ModuleNotFoundError:
-        pytest.skip("this host cannot run TypeScript modules yet (host/js_module.py)")
-    twin = js_module.JsModule(path, limits=RunnerLimits(heap_mb=128, call_timeout_s=30.0))
+    twin = JsModule(path, limits=RunnerLimits(heap_mb=128, call_timeout_s=30.0))
     try:
         yield twin
     finally:
@@ -79,8 +74,6 @@ def served_module(request: pytest.FixtureRequest) -> str:
     if request.param == "python":
         return MODULE
     path: Path = request.getfixturevalue("typescript_sync_module")
-    if importlib.util.find_spec("autopilot_sync.host.js_module") is None:
-        pytest.skip("this host cannot run TypeScript modules yet (host/js_module.py)")
     return str(path)
 
 

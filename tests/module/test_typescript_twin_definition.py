@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot_sync.jsmodule import JsModuleRunner, SpikeTableDouble
+from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.moduledef import from_raw_module_def_bsatn
 from autopilot_sync.spacetime.moduledef.model import ModuleDef, TableDef, resolve_deep
@@ -32,8 +32,11 @@ pytestmark = pytest.mark.node
 @pytest.fixture(scope="module")
 def twin(typescript_sync_module: Path) -> ModuleDef:
     """The twin's own description, as the runner gets it from the built file."""
-    with JsModuleRunner(typescript_sync_module, SpikeTableDouble([])) as runner:
-        return from_raw_module_def_bsatn(runner.describe())
+    hosted = JsModule(typescript_sync_module)
+    try:
+        return from_raw_module_def_bsatn(hosted.runner.describe())
+    finally:
+        hosted.close()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import { currentConfig } from './config';
 import { Code, refuse } from './errors';
 import { codePoints } from './limits';
 import spacetimedb from './schema';
+import { uniqueView } from './unique';
 
 /** Most readers one `grant_stream_readers` call may name. */
 export const MAX_READERS_PER_GRANT = 256;
@@ -62,8 +63,7 @@ export const grant_stream_readers = spacetimedb.reducer(
       const hex = reader.toHexString();
       if (seen.has(hex)) continue;
       seen.add(hex);
-      const existing = ctx.db.stream_reader.stream_id_reader_identity.filter([stream_id, reader]);
-      if (existing.next().done) {
+      if (uniqueView(ctx.db.stream_reader.stream_id_reader_identity).find([stream_id, reader]) === null) {
         ctx.db.stream_reader.insert({ stream_id, reader_identity: reader, granted_at: ctx.timestamp });
       }
     }
@@ -81,6 +81,6 @@ export const revoke_stream_reader = spacetimedb.reducer(
     }
     checkGrantStreamId(stream_id);
     requireStream(claims, stream_id);
-    ctx.db.stream_reader.stream_id_reader_identity.delete([stream_id, reader]);
+    uniqueView(ctx.db.stream_reader.stream_id_reader_identity).delete([stream_id, reader]);
   },
 );

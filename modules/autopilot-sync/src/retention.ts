@@ -5,8 +5,9 @@ import { ScheduleAt, t } from 'spacetimedb/server';
 import { CONFIG_ROW, requireOwner } from './config';
 import type { Ctx } from './context';
 import { Code, refuse } from './errors';
-import { raiseFloor } from './floor';
+import { type EventRow, raiseFloor } from './floor';
 import spacetimedb, { sync_retention_tick } from './schema';
+import { uniqueView } from './unique';
 
 /** Most events one `apply_retention` run deletes (over all streams); the rest waits for the next tick. */
 export const RETENTION_BATCH_EVENTS = 10_000n;
@@ -36,8 +37,8 @@ export const set_sync_retention = spacetimedb.reducer(
 /** The first seq from `seq` (below `limit`) whose event was committed at or after `cutoff` (µs). */
 function pastOldEvents(ctx: Ctx, streamId: string, seq: bigint, limit: bigint, cutoff: bigint): bigint {
   while (seq < limit) {
-    const found = ctx.db.sync_event.stream_id_seq.filter([streamId, seq]).next();
-    if (!found.done && found.value.committed_at.microsSinceUnixEpoch >= cutoff) break;
+    const found = uniqueView<EventRow>(ctx.db.sync_event.stream_id_seq).find([streamId, seq]);
+    if (found !== null && found.committed_at.microsSinceUnixEpoch >= cutoff) break;
     seq += 1n;
   }
   return seq;

@@ -9,6 +9,7 @@ import { Code, refuse } from './errors';
 import { raiseFloor } from './floor';
 import { checkStreamId } from './limits';
 import spacetimedb from './schema';
+import { uniqueView } from './unique';
 
 /** The caller's claims once its issuer, scope, stream id and stream are allowed, in the Python module's order. */
 function authorize(ctx: Ctx, scope: string, action: string, streamId: string): void {
@@ -64,7 +65,7 @@ export const reset_stream = spacetimedb.reducer({ stream_id: t.string() }, (ctx,
   authorize(ctx, Scope.ADMIN, 'reset_stream', stream_id);
   const head = ctx.db.stream_head.stream_id.find(stream_id);
   if (head === null) throw refuse(Code.UNKNOWN_STREAM, `stream ${stream_id} has no events`);
-  ctx.db.sync_event.stream_id.delete(stream_id);
+  uniqueView(ctx.db.sync_event.stream_id).delete(stream_id); // a point delete removes every event of the stream
   const epoch = head.epoch + 1n;
   const start = genesis(stream_id, epoch);
   ctx.db.stream_head.stream_id.update({

@@ -103,7 +103,7 @@ class LocalStack:
     readers: Sequence[str] | None = None
     route: Route | None = None
     log_level: str | None = None
-    #: what the host serves: the Python sync module's dotted path, or a built TypeScript module file (`.js`)
+    #: the module the host serves: a dotted Python path, or a built TypeScript module file (`PATH.js`)
     module: str = MODULE
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
