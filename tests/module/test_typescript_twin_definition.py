@@ -16,15 +16,18 @@ it run sooner, as module/retention.py says of SpacetimeDB).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.moduledef import from_raw_module_def_bsatn
 from autopilot_sync.spacetime.moduledef.model import ModuleDef, TableDef, resolve_deep
+from typescript_twin import TWIN_DIR
 
 pytestmark = pytest.mark.node
 
@@ -91,3 +94,11 @@ def test_the_build_is_one_module_file_that_keeps_its_host_imports(typescript_syn
     text = typescript_sync_module.read_text()
     assert 'from "spacetime:sys@2.0"' in text and 'from "spacetime:sys@2.1"' in text
     assert "\nusing " not in text  # lowered for Node 20 by the es2022 target
+
+
+def test_the_twin_knows_exactly_the_contracts_error_codes() -> None:
+    """`errors.ts` lists the same closed set of codes as `contract/codes.py` (docs/protocol.md), no more, no less."""
+    text = (TWIN_DIR / "src" / "errors.ts").read_text()
+    table = text[text.index("export const Code = {") : text.index("} as const;")]
+    twin_codes = dict(re.findall(r"^\s+([A-Z_]+): '([a-z_]+)',$", table, re.M))
+    assert twin_codes == {code.name: code.value for code in SyncErrorCode}
