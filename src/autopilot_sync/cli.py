@@ -64,6 +64,7 @@ def _register() -> None:
     from autopilot_sync.ops.cli import compliance, module_group
     from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
+    from autopilot_sync.tsbuild.cli import build
     from autopilot_sync.verification.cli import chaos, verify_stream
 
     main.add_command(gate)
@@ -79,6 +80,7 @@ def _register() -> None:
     main.add_command(module_group)
     main.add_command(compliance)
     main.add_command(up)
+    main.add_command(build)
     main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
 
 
