@@ -6,13 +6,18 @@ SQLite file), then checks the promise: every promised event applied once, in ord
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from desktop_stack import Stack
 
+from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
+from autopilot_sync.devtools.stack import DATABASE
+from autopilot_sync.spacetime.identity import identity_from_claims
 
 RUN = "r1"
 STREAM = f"runtime.run.{RUN}.events"
@@ -98,3 +103,54 @@ async def test_trimmed_history_rebuilds_from_the_retained_floor_once(stack: Stac
     later = await restarted.wait_for("events after the rebuild", lambda s: stream(s).get("applied") == 23)
     assert stream(later)["rebuilds"] == 1 and stream(later)["notice"] == ""
     assert restarted.seqs(STREAM) == list(range(16, 24))
+
+
+@pytest.fixture
+def owned_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack whose database owner is the producer's key (through control's tokens), as an operator would set it."""
+    running = Stack(tmp_path)
+    owner = identity_from_claims(running.control_url, running.producer_key.public_key().hex)
+    running.host_env["AUTOPILOT_SYNC_HOST_OWNER_IDENTITY"] = owner.hex
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+async def retained_from(stack: Stack, stream_id: str) -> int:
+    """The stream's floor, as the owner reads it over `/sql`."""
+    token = await fetch_session_token(stack.control_url, stack.producer_key, ("sync.subscribe",), ("*",), None, "test")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{stack.host_url}/v1/database/{DATABASE}/sql",
+            data=f"SELECT retained_from_seq FROM stream_head WHERE stream_id = '{stream_id}'",
+            headers={"Authorization": f"Bearer {token.token}"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        (result,) = await response.json()
+    return int(result["rows"][0][0]) if result["rows"] else 0
+
+
+async def test_owner_set_retention_trims_on_its_own_and_a_desktop_behind_it_rebuilds_once(
+    owned_stack: Stack,
+) -> None:
+    stack = owned_stack
+    await stack.append_run_events(RUN, 10)
+    desktop = stack.desktop("behind")
+    await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 10)
+    assert desktop.stop() == 0
+    await stack.call_with(("sync.subscribe",), "set_sync_retention", 5, 0, 100_000)  # keep 5 events, run every 0.1 s
+    await stack.append_run_events(RUN, 10, start=10)
+    for _ in range(300):
+        if await retained_from(stack, STREAM) == 16:
+            break
+        await asyncio.sleep(0.1)
+    assert await retained_from(stack, STREAM) == 16
+    restarted = stack.desktop("behind")  # resumes from checkpoint 10, below the floor the timer raised to 16
+    done = await restarted.wait_for("the rebuild", lambda s: stream(s).get("applied") == 20)
+    assert any(stream(s).get("notice") == TRIMMED_NOTICE for s in restarted.states())
+    assert stream(done)["rebuilds"] == 1
+    assert restarted.seqs(STREAM) == list(range(16, 21))

@@ -38,7 +38,7 @@ class SyncErrorCode(enum.Enum):
     INVALID_TRIM = "invalid_trim"
     """A retention floor beyond `head_seq + 1` or below the current floor."""
     INVALID_LIMITS = "invalid_limits"
-    """`set_sync_limits` with a limit below 1."""
+    """`set_sync_limits` with a limit below 1, or `set_sync_retention` running more often than every 0.1 s."""
 
 
 def parse_error_code(message: str) -> SyncErrorCode | None:

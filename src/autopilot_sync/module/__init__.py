@@ -4,6 +4,7 @@
 """
 
 from autopilot_sync.module import reducers as _reducers  # noqa: F401  (registers the reducers)
+from autopilot_sync.module import retention as _retention  # noqa: F401  (after them: its table and reducers come last)
 from autopilot_sync.module.schema import module
 
 __all__ = ["module"]

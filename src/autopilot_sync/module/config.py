@@ -9,12 +9,15 @@ visible (to the owner) like any other row.
 
 - `init` (a fresh database) and the start hook (every start of our host, which also upgrades a data directory
   written before this table existed) seed the row with the defaults and record the owner;
-- `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction.
+- `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction;
+- `set_sync_retention` (owner only, `module/retention.py`) sets the two retention columns added after the first
+  release (at the end, with defaults: a data directory written before them upgrades in place, keeping everything).
 """
 
 from __future__ import annotations
 
 from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.tables import Row
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.limits import DEFAULT_LIMITS, SyncLimits
@@ -36,9 +39,13 @@ sync_config = module.table(
         ("max_kind_bytes", at.U32),
         ("max_payload_depth", at.U32),
         ("updated_at", at.TIMESTAMP),
+        # retention (module/retention.py): most events kept per stream and oldest age kept, 0 = no bound
+        ("retain_max_events", at.U64),
+        ("retain_max_age_micros", at.U64),
     ],
     primary_key="id",
     public=False,  # only the owner reads it (and reducers); the limits are documented, the owner is nobody's business
+    defaults={"retain_max_events": 0, "retain_max_age_micros": 0},
 )
 
 _LIMIT_PARAMS = (
@@ -59,6 +66,14 @@ def current_limits(ctx: ReducerContext) -> SyncLimits:
     return SyncLimits(*(int(value) for value in row[2:8]))
 
 
+def require_owner(ctx: ReducerContext, reducer: str) -> Row:
+    """The config row, when the caller is the database owner it records; anyone else is refused, typed."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    if row is None or ctx.sender != row[1]:
+        raise SyncError(SyncErrorCode.UNAUTHORIZED, f"{reducer} is for the database owner only")
+    return row
+
+
 def seed_config(ctx: ReducerContext) -> None:
     """Insert the default limits with the caller (the owner: `init` and the start hook run as it) as administrator.
 
@@ -67,9 +82,9 @@ def seed_config(ctx: ReducerContext) -> None:
     """
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
     if row is None:
-        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp))
+        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, 0, 0))
     elif row[1] != ctx.sender:
-        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp))
+        ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp, *row[9:]))
 
 
 @module.init
@@ -89,10 +104,7 @@ def set_sync_limits(
     max_payload_depth: int,
 ) -> None:
     """Replace every limit at once (owner only); the next reducer call is judged by the new numbers."""
-    row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    owner = row[1] if row is not None else None
-    if ctx.sender != owner:
-        raise SyncError(SyncErrorCode.UNAUTHORIZED, "set_sync_limits is for the database owner only")
+    row = require_owner(ctx, "set_sync_limits")
     limits = SyncLimits(
         max_payload_bytes,
         max_batch_events,
@@ -104,4 +116,4 @@ def set_sync_limits(
     zero = [name for (name, _), value in zip(_LIMIT_PARAMS, limits.as_tuple(), strict=True) if value < 1]
     if zero:
         raise SyncError(SyncErrorCode.INVALID_LIMITS, f"{', '.join(zero)} must be at least 1")
-    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp))
+    ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp, *row[9:]))

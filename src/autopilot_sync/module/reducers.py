@@ -18,6 +18,7 @@ from autopilot_sync.contract.scopes import Scope, scopes_of
 from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream
 from autopilot_sync.module.config import current_limits, seed_config
 from autopilot_sync.module.errors import SyncError
+from autopilot_sync.module.floor import raise_floor
 from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
@@ -276,18 +277,13 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
     if found is None:
         raise SyncError(SyncErrorCode.UNKNOWN_STREAM, f"stream {stream_id} has no events")
     head = StreamHead.from_values(found)
-    head_seq, floor, floor_chain = head.head_seq, head.retained_from_seq, head.floor_chain
+    head_seq, floor = head.head_seq, head.retained_from_seq
     if retain_from_seq > head_seq + 1 or retain_from_seq < floor:
         raise SyncError(
             SyncErrorCode.INVALID_TRIM,
             f"stream {stream_id} retain_from_seq={retain_from_seq} must be within {floor}..{head_seq + 1}",
         )
-    for row in ctx.db.sync_event.range(("stream_id", "seq"), (stream_id, floor), (stream_id, retain_from_seq - 1)):
-        ctx.db.sync_event.delete(row)
-        floor_chain = SyncEvent.from_values(row).chain  # ascending: ends as the chain value just below the new floor
-    ctx.db.stream_head.update(
-        head._replace(retained_from_seq=retain_from_seq, updated_at=ctx.timestamp, floor_chain=floor_chain)
-    )
+    raise_floor(ctx, head, retain_from_seq)
 
 
 @module.reducer(("stream_id", at.STRING))

@@ -29,13 +29,14 @@ __all__ = [
     "SyncConfig",
     "SyncEvent",
     "SyncMember",
+    "SyncRetentionTick",
 ]
 
 # Names used by some modules' annotations only; referenced here so linters keep the imports.
 _USED = (builtins, Any, ConnectionId, Identity, SumValue, TimeDuration, Timestamp)
 
 #: The module's typespace and each class's type in it (SATS-JSON, as the schema route serves them).
-_TYPESPACE: list[Any] = [{"Product": {"elements": [{"name": {"some": "connection_id"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__connection_id__"}, "algebraic_type": {"U128": []}}]}}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "nostr_pubkey_hex"}, "algebraic_type": {"String": []}}, {"name": {"some": "npub"}, "algebraic_type": {"String": []}}, {"name": {"some": "client_kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "connected_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "last_seen"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "head_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "retained_from_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "head_chain"}, "algebraic_type": {"String": []}}, {"name": {"some": "floor_chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "idempotency_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload_hash"}, "algebraic_type": {"String": []}}, {"name": {"some": "published_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "committed_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "checkpoint_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "id"}, "algebraic_type": {"U32": []}}, {"name": {"some": "owner"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "max_payload_bytes"}, "algebraic_type": {"U64": []}}, {"name": {"some": "max_batch_events"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_stream_id_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_idempotency_key_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_kind_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_payload_depth"}, "algebraic_type": {"U32": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "reader_identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "granted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}, {"name": {"some": "admitted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}]
+_TYPESPACE: list[Any] = [{"Product": {"elements": [{"name": {"some": "connection_id"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__connection_id__"}, "algebraic_type": {"U128": []}}]}}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "nostr_pubkey_hex"}, "algebraic_type": {"String": []}}, {"name": {"some": "npub"}, "algebraic_type": {"String": []}}, {"name": {"some": "client_kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "connected_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "last_seen"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "head_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "retained_from_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "head_chain"}, "algebraic_type": {"String": []}}, {"name": {"some": "floor_chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "idempotency_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload_hash"}, "algebraic_type": {"String": []}}, {"name": {"some": "published_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "committed_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "epoch"}, "algebraic_type": {"U64": []}}, {"name": {"some": "chain"}, "algebraic_type": {"String": []}}]}}, {"Product": {"elements": [{"name": {"some": "checkpoint_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "id"}, "algebraic_type": {"U32": []}}, {"name": {"some": "owner"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "max_payload_bytes"}, "algebraic_type": {"U64": []}}, {"name": {"some": "max_batch_events"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_stream_id_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_idempotency_key_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_kind_bytes"}, "algebraic_type": {"U32": []}}, {"name": {"some": "max_payload_depth"}, "algebraic_type": {"U32": []}}, {"name": {"some": "updated_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "retain_max_events"}, "algebraic_type": {"U64": []}}, {"name": {"some": "retain_max_age_micros"}, "algebraic_type": {"U64": []}}]}}, {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "reader_identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "granted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "identity"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__identity__"}, "algebraic_type": {"U256": []}}]}}}, {"name": {"some": "realm"}, "algebraic_type": {"String": []}}, {"name": {"some": "admitted_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}, {"Product": {"elements": [{"name": {"some": "scheduled_id"}, "algebraic_type": {"U64": []}}, {"name": {"some": "scheduled_at"}, "algebraic_type": {"Sum": {"variants": [{"name": {"some": "Interval"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__time_duration_micros__"}, "algebraic_type": {"I64": []}}]}}}, {"name": {"some": "Time"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}}}]}}]
 _TYPES: dict[str, Any] = {
     "ActiveConnection": {"Ref": 0},
     "StreamHead": {"Ref": 1},
@@ -44,6 +45,7 @@ _TYPES: dict[str, Any] = {
     "SyncConfig": {"Ref": 4},
     "StreamReader": {"Ref": 5},
     "SyncMember": {"Ref": 6},
+    "SyncRetentionTick": {"Ref": 7},
     "AppendSyncEventsBatchItem": {"Product": {"elements": [{"name": {"some": "stream_id"}, "algebraic_type": {"String": []}}, {"name": {"some": "idempotency_key"}, "algebraic_type": {"String": []}}, {"name": {"some": "kind"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload"}, "algebraic_type": {"String": []}}, {"name": {"some": "payload_hash"}, "algebraic_type": {"String": []}}, {"name": {"some": "expected_seq"}, "algebraic_type": {"U64": []}}, {"name": {"some": "published_at"}, "algebraic_type": {"Product": {"elements": [{"name": {"some": "__timestamp_micros_since_unix_epoch__"}, "algebraic_type": {"I64": []}}]}}}]}},
 }
 
@@ -172,6 +174,8 @@ class SyncConfig(NamedTuple):
     max_kind_bytes: int
     max_payload_depth: int
     updated_at: Timestamp
+    retain_max_events: int = 0
+    retain_max_age_micros: int = 0
 
     @classmethod
     def from_values(cls, values: Sequence[Any]) -> SyncConfig:
@@ -232,6 +236,27 @@ class SyncMember(NamedTuple):
         return cls.from_values(_codec("SyncMember").decode(data))
 
 
+class SyncRetentionTick(NamedTuple):
+    """A row of table `sync_retention_tick`; primary key `scheduled_id`."""
+
+    scheduled_id: int
+    scheduled_at: SumValue
+
+    @classmethod
+    def from_values(cls, values: Sequence[Any]) -> SyncRetentionTick:
+        """From decoded values in wire order: a host row, a reducer argument, a `decode` result."""
+        return cls._make(values)
+
+    def encode(self) -> builtins.bytes:
+        """The BSATN bytes of this value, as the wire carries them."""
+        return _codec("SyncRetentionTick").encode(self)
+
+    @classmethod
+    def decode(cls, data: builtins.bytes) -> SyncRetentionTick:
+        """The value of these BSATN bytes (raises `DecodeError` when they are not one)."""
+        return cls.from_values(_codec("SyncRetentionTick").decode(data))
+
+
 class AppendSyncEventsBatchItem(NamedTuple):
     """A product value of reducer `append_sync_events`."""
 
@@ -267,6 +292,7 @@ ROW_TYPES: dict[str, Callable[..., Any]] = {
     "sync_config": SyncConfig,
     "stream_reader": StreamReader,
     "sync_member": SyncMember,
+    "sync_retention_tick": SyncRetentionTick,
 }
 TABLES: tuple[str, ...] = (
     "active_connection",
@@ -276,6 +302,7 @@ TABLES: tuple[str, ...] = (
     "sync_config",
     "stream_reader",
     "sync_member",
+    "sync_retention_tick",
 )
 
 
@@ -332,3 +359,11 @@ class Reducers(Generic[_ResultT_co]):
     async def reset_stream(self, stream_id: str) -> _ResultT_co:
         """Call reducer `reset_stream`."""
         return await self._client.call("reset_stream", stream_id)
+
+    async def set_sync_retention(self, max_events: int, max_age_micros: int, every_micros: int) -> _ResultT_co:
+        """Call reducer `set_sync_retention`."""
+        return await self._client.call("set_sync_retention", max_events, max_age_micros, every_micros)
+
+    async def apply_retention(self, tick: SyncRetentionTick) -> _ResultT_co:
+        """Call reducer `apply_retention`."""
+        return await self._client.call("apply_retention", tick)
