@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from tsbuild_helpers import run_build
+from tsbuild_helpers import CHAT, run_build
 
 from autopilot_sync.tsbuild import check_artifact
 
@@ -108,3 +108,16 @@ def test_a_directory_that_is_not_a_module_project_is_refused_in_one_line(tmp_pat
     assert done.stderr.strip() == (
         f"Error: {tmp_path} has no package.json: pass a module project directory with --project-path"
     )
+
+
+@pytest.mark.parametrize("project", sorted(CHAT.parent.glob("*/package-lock.json")), ids=lambda p: p.parent.name)
+def test_every_module_project_in_the_repository_builds(project: Path, tmp_path: Path) -> None:
+    root = project.parent
+    if not (root / "node_modules" / ".bin" / "tsc").exists():
+        pytest.skip(f"{root}/node_modules missing (./dev test installs it)")
+    out = tmp_path / f"{root.name}.js"
+
+    done = run_build("--project-path", str(root), "--out", str(out))
+
+    assert done.returncode == 0, done.stderr
+    assert "spacetime:sys@2.0" in check_artifact(out.read_text())
