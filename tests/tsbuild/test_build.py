@@ -121,3 +121,13 @@ def test_every_module_project_in_the_repository_builds(project: Path, tmp_path: 
 
     assert done.returncode == 0, done.stderr
     assert "spacetime:sys@2.0" in check_artifact(out.read_text())
+
+
+def test_an_out_path_that_cannot_be_written_is_refused_in_one_line(project_copy: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+
+    done = run_build("--project-path", str(project_copy), "--out", str(blocker / "chat.js"))
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"Error: cannot create {blocker} (File exists): choose another --out"

@@ -61,18 +61,24 @@ def build_module(
             _joined(checked),
         )
     progress(f"bundling {ENTRY} with esbuild {project.versions['esbuild']}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"cannot create {out.parent} ({exc.strerror}): choose another --out") from None
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:
         bundled = _run(project, [str(project.tool("esbuild")), str(ENTRY), *ESBUILD_FLAGS, f"--outfile={partial}"])
         if bundled.returncode != 0:
             raise CompilerError("bundling failed: fix the errors above and build again", _joined(bundled))
         try:
-            imports = check_artifact(partial.read_text(encoding="utf-8"))
+            imports = check_artifact(partial.read_text(encoding="utf-8", errors="replace"))
         except ArtifactError as exc:
             raise BuildError(f"the bundle is not a loadable module: {exc}") from None
         size = partial.stat().st_size
-        os.replace(partial, out)
+        try:
+            os.replace(partial, out)
+        except OSError as exc:
+            raise BuildError(f"cannot write {out} ({exc.strerror}): choose another --out") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
