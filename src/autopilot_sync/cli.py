@@ -71,6 +71,7 @@ def _register() -> None:
     from autopilot_sync.ops.publish_cli import delete, publish
     from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
+    from autopilot_sync.tsbuild.cli import build
     from autopilot_sync.verification.cli import chaos, verify_stream
 
     main.add_command(gate)
@@ -88,6 +89,7 @@ def _register() -> None:
     main.add_command(publish)
     main.add_command(delete)
     main.add_command(up)
+    main.add_command(build)
     main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
     main.add_command(server)  # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)
     main.add_command(token)
