@@ -35,7 +35,7 @@ OURS = "ours"
 NATS = "nats"
 REDIS = "redis"
 #: Workload keys in run order (memory first, on a host no other workload has touched yet).
-WORKLOADS = ("e", "a", "b", "c", "d", "f")
+WORKLOADS = ("e", "a", "b", "c", "d", "f", "g")
 MODULES = {
     "a": "bench.workloads.publish",
     "b": "bench.workloads.latency",
@@ -43,6 +43,7 @@ MODULES = {
     "d": "bench.workloads.storm",
     "e": "bench.workloads.memory",
     "f": "bench.workloads.recovery",
+    "g": "bench.workloads.typescript",
 }
 PAD = "x" * 200
 
@@ -347,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a few minutes)")
     parser.add_argument(
-        "--only", action="append", default=[], help="workload key(s) a-f, repeatable or comma-separated"
+        "--only", action="append", default=[], help="workload key(s) a-g, repeatable or comma-separated"
     )
     parser.add_argument("--out", type=Path, default=None, help="directory for results.json and results.md")
     parser.add_argument("--no-peers", action="store_true", help="measure our system only")
