@@ -56,7 +56,11 @@ def _register() -> None:
     """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
     from autopilot_sync.client.cli import client
     from autopilot_sync.control.cli import control
+    from autopilot_sync.dbcli.call import call
+    from autopilot_sync.dbcli.logs import logs
     from autopilot_sync.dbcli.server import server
+    from autopilot_sync.dbcli.sql import sql
+    from autopilot_sync.dbcli.subscribe import subscribe
     from autopilot_sync.dbcli.token import token
     from autopilot_sync.desktop.cli import desktop
     from autopilot_sync.devtools.up import up
@@ -89,6 +93,10 @@ def _register() -> None:
     main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
     main.add_command(server)  # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)
     main.add_command(token)
+    main.add_command(sql)
+    main.add_command(call)
+    main.add_command(subscribe)
+    main.add_command(logs)
 
 
 _register()
