@@ -18,7 +18,7 @@ import aiohttp
 
 from bench.ours import LightSubscriber, resume_query
 from bench.peers.common import rss_bytes
-from bench.suite import NATS, OURS, Context, Metric
+from bench.suite import NATS, OURS, Context, Metric, kind_of
 from bench.workloads.latency import _open_in_chunks
 
 TITLE = "memory per idle connection"
@@ -42,7 +42,7 @@ async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
     if round_no > 0:
         return {}  # later rounds reuse the memory the first round freed: only a fresh server's growth counts
     n = ctx.sizes.idle_connections
-    runner = {OURS: _ours, NATS: _nats}.get(system, _redis)
+    runner = {OURS: _ours, NATS: _nats}.get(kind_of(system), _redis)
     delta = await runner(ctx, n)
     return {f"RSS per idle connection ({n})": delta / n / 1000}
 
@@ -73,7 +73,7 @@ async def _ours(ctx: Context, n: int) -> float:
 
 
 async def _nats(ctx: Context, n: int) -> float:
-    peer = ctx.peers[NATS]
+    peer = ctx.peer()
     clients: list[Any] = []
     try:
         await asyncio.sleep(SETTLE_SECONDS)
@@ -94,7 +94,7 @@ async def _nats(ctx: Context, n: int) -> float:
 
 
 async def _redis(ctx: Context, n: int) -> float:
-    peer = ctx.peers["redis"]
+    peer = ctx.peer()
     clients: list[Any] = []
     readers: list[asyncio.Task[Any]] = []
 
