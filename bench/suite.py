@@ -46,8 +46,10 @@ def kind_of(system: str) -> str:
 
 
 #: Workload keys in run order (memory first, on a host no other workload has touched yet).
-WORKLOADS = ("e", "a", "b", "c", "d", "f")
+WORKLOADS = ("e", "a", "b", "c", "d", "f", "g", "h")
 MODULES = {
+    "g": "bench.workloads.store",
+    "h": "bench.workloads.fanin",
     "a": "bench.workloads.publish",
     "b": "bench.workloads.latency",
     "c": "bench.workloads.resume",
@@ -74,7 +76,8 @@ class Metric:
 
 @dataclass
 class Sizes:
-    """How big each workload is; `--quick` shrinks everything but the 10,000-event resume."""
+    """How big each workload is; `--quick` shrinks everything but the 10,000-event resume (and drops the
+    1,000-subscriber latency row) so that it stays about a minute on an idle 2-core machine."""
 
     publish_batched: int = 20_000
     publish_unbatched: int = 2_000
@@ -85,8 +88,14 @@ class Sizes:
     latency_probes: int = 5
     resume_events: int = 10_000
     storm_clients: tuple[int, ...] = (500, 2000)
-    idle_connections: int = 1000
+    idle_connections: int = 10_000
     recovery_commits: int = 100_000
+    store_events: int = 1_000_000
+    store_streams: int = 100
+    fanin_streams: int = 1000
+    fanin_rate: float = 10.0
+    fanin_seconds: float = 10.0
+    fanin_connections: int = 100
     rounds: int = 3
 
     @classmethod
@@ -95,9 +104,15 @@ class Sizes:
             publish_batched=5_000,
             publish_unbatched=500,
             latency_seconds=3.0,
+            latency_subscribers=(1, 100),
             storm_clients=(100,),
             idle_connections=200,
             recovery_commits=10_000,
+            store_events=10_000,
+            store_streams=20,
+            fanin_streams=100,
+            fanin_seconds=2.0,
+            fanin_connections=10,
             rounds=1,
         )
 

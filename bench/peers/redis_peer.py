@@ -44,7 +44,7 @@ class RedisPeer:
             "--save", "",
             "--protected-mode", "no",
             "--daemonize", "no",
-            "--maxclients", "10000",
+            "--maxclients", "20000",
             "--logfile", "",
         ]  # fmt: skip
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)

@@ -27,6 +27,12 @@ TINY = Sizes(
     storm_clients=(5,),
     idle_connections=5,
     recovery_commits=200,
+    store_events=400,
+    store_streams=2,
+    fanin_streams=4,
+    fanin_rate=5.0,
+    fanin_seconds=0.4,
+    fanin_connections=2,
     rounds=1,
 )
 
