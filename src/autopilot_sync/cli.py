@@ -56,6 +56,8 @@ def _register() -> None:
     """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
     from autopilot_sync.client.cli import client
     from autopilot_sync.control.cli import control
+    from autopilot_sync.dbcli.server import server
+    from autopilot_sync.dbcli.token import token
     from autopilot_sync.desktop.cli import desktop
     from autopilot_sync.devtools.up import up
     from autopilot_sync.exporter.cli import exporter
@@ -80,6 +82,8 @@ def _register() -> None:
     main.add_command(compliance)
     main.add_command(up)
     main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
+    main.add_command(server)  # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)
+    main.add_command(token)
 
 
 _register()

@@ -36,7 +36,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("module", "examples", "client", "host", "checkout"),
     ("control",),
     ("runtime", "desktop"),
-    ("devtools", "exporter"),
+    ("devtools", "exporter", "dbcli"),
     ("verification", "ops"),
     ("cli",),
 )

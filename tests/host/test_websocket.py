@@ -207,11 +207,18 @@ async def test_server_prefers_v3_and_falls_back_to_v2(host: Host) -> None:
     only_v2 = await host.session.ws_connect(host.url, protocols=(V2_PROTOCOL,))
     assert only_v2.protocol == V2_PROTOCOL
     await only_v2.close()
+    # SpacetimeDB's `select_protocol` order: v3, v2, then v1 BSATN before v1 JSON.
+    with_v1 = await host.session.ws_connect(host.url, protocols=("v1.json.spacetimedb", "v1.bsatn.spacetimedb"))
+    assert with_v1.protocol == "v1.bsatn.spacetimedb"
+    await with_v1.close()
+    over_v1 = await host.session.ws_connect(host.url, protocols=("v1.bsatn.spacetimedb", V2_PROTOCOL))
+    assert over_v1.protocol == V2_PROTOCOL
+    await over_v1.close()
 
 
 async def test_no_acceptable_protocol_is_400_before_upgrade(host: Host) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as caught:
-        await host.session.ws_connect(host.url, protocols=("v1.bsatn.spacetimedb", "v1.json.spacetimedb"))
+        await host.session.ws_connect(host.url, protocols=("v4.bsatn.spacetimedb", "v1.text.spacetimedb"))
     assert caught.value.status == 400
     async with host.session.get(
         host.url,

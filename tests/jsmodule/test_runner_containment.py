@@ -2,7 +2,7 @@
 
 Real processes: each test starts `node runner.mjs` on a module that imports the pinned `spacetimedb/server` bundle,
 whose `spacetime:sys@2.0`/`@2.1` imports the runner's loader hooks resolve. Syscalls are answered by the spike
-double `SpikeTableDouble` (the engine is not involved in the spike).
+double `TableDouble` (the engine is not involved in the spike).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from jsmodule_helpers import bsatn_note, reducer_ids
+from table_double import TableDouble
 
 from autopilot_sync.jsmodule import (
     JsCallTimeoutError,
@@ -25,7 +26,6 @@ from autopilot_sync.jsmodule import (
     JsReducerPanicError,
     JsRunnerCrashedError,
     JsSenderError,
-    SpikeTableDouble,
 )
 
 pytestmark = pytest.mark.node
@@ -38,7 +38,7 @@ def test_module_describes_itself_through_resolved_sys_imports(runner: JsModuleRu
     assert b"note" in description
 
 
-def test_reducer_inserts_a_row_through_synchronous_syscalls(runner: JsModuleRunner, tables: SpikeTableDouble) -> None:
+def test_reducer_inserts_a_row_through_synchronous_syscalls(runner: JsModuleRunner, tables: TableDouble) -> None:
     ids = reducer_ids(runner.describe())
     runner.call_reducer(ids["add_note"], bsatn_note(7, "hello"))
     runner.call_reducer(ids["add_note"], bsatn_note(8, "world"))
@@ -49,7 +49,7 @@ def test_reducer_inserts_a_row_through_synchronous_syscalls(runner: JsModuleRunn
 
 
 def test_sender_error_is_a_typed_refusal_and_the_runner_still_serves(
-    runner: JsModuleRunner, tables: SpikeTableDouble
+    runner: JsModuleRunner, tables: TableDouble
 ) -> None:
     ids = reducer_ids(runner.describe())
     with pytest.raises(JsSenderError, match="not allowed for this caller"):
@@ -70,7 +70,7 @@ def test_exception_in_a_reducer_is_a_typed_panic_and_the_runner_still_serves(run
 
 
 def test_infinite_loop_fails_after_the_time_limit_and_a_fresh_runner_serves(
-    runner: JsModuleRunner, tables: SpikeTableDouble
+    runner: JsModuleRunner, tables: TableDouble
 ) -> None:
     ids = reducer_ids(runner.describe())
     looping_pid = runner.pid
@@ -135,14 +135,14 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_module_that_throws_while_loading_is_a_typed_load_error(tmp_path: Path, tables: SpikeTableDouble) -> None:
+def test_module_that_throws_while_loading_is_a_typed_load_error(tmp_path: Path, tables: TableDouble) -> None:
     module = tmp_path / "broken.mjs"
     module.write_text("import { console_log } from 'spacetime:sys@2.0';\nthrow new RangeError('broken at import');\n")
     with pytest.raises(JsModuleLoadError, match="RangeError: broken at import"):
         JsModuleRunner(module, tables).start()
 
 
-def test_unknown_syscall_module_version_is_a_typed_load_error(tmp_path: Path, tables: SpikeTableDouble) -> None:
+def test_unknown_syscall_module_version_is_a_typed_load_error(tmp_path: Path, tables: TableDouble) -> None:
     module = tmp_path / "future.mjs"
     module.write_text("import { datastore_clear } from 'spacetime:sys@9.9';\nexport default {};\n")
     with pytest.raises(JsModuleLoadError, match=r"unsupported syscall module version: spacetime:sys@9\.9"):
@@ -150,7 +150,7 @@ def test_unknown_syscall_module_version_is_a_typed_load_error(tmp_path: Path, ta
 
 
 def test_a_failing_syscall_handler_reaches_the_module_as_a_host_error(notes_module: Path) -> None:
-    class BrokenTables(SpikeTableDouble):
+    class BrokenTables(TableDouble):
         """Unit-test double whose insert has a bug; everything else is the spike double."""
 
         def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:

@@ -28,6 +28,8 @@ class TableDef:
     event: bool = False
     defaults: tuple[tuple[str, Any], ...] = ()
     """Default values of columns (SpacetimeDB's `#[default]`): what rows stored before the column existed get."""
+    schedule_column: str = "scheduled_at"
+    """The `ScheduleAt` column of a scheduled table (the definition's `schedule_at_col`)."""
     row_type: ProductType = field(init=False)
     row_class: type = field(init=False)
 

@@ -245,6 +245,33 @@ def _uses_types(schema: _Schema, fields: Sequence[tuple[str, AlgebraicType]]) ->
     return found
 
 
+def _in_dependency_order(schema: _Schema) -> list[tuple[int, str]]:
+    """Named types by name, each moved after the named types its fields refer to (a TypeScript module's reducer
+    parameters and rows refer to other named types, e.g. a scheduled reducer's row)."""
+    by_ident = {name.replace(".", "_"): index for index, name in schema.type_names.items()}
+    ordered: list[tuple[int, str]] = []
+    placed: set[int] = set()
+
+    def place(index: int, path: frozenset[int]) -> None:
+        if index in placed or index in path:  # a cycle is left in name order (its types refer by name)
+            return
+        ty = schema.typespace[index]
+        fields: list[tuple[str, AlgebraicType]] = []
+        if isinstance(ty, ProductType):
+            fields = [(e.name or "", e.type) for e in ty.elements]
+        elif isinstance(ty, SumType):
+            fields = [(v.name or "", v.type) for v in ty.variants]
+        for used in _uses_types(schema, fields):
+            if used in by_ident and by_ident[used] != index:
+                place(by_ident[used], path | {index})
+        placed.add(index)
+        ordered.append((index, schema.type_names[index]))
+
+    for index, _ in sorted(schema.type_names.items(), key=lambda item: item[1]):
+        place(index, frozenset())
+    return ordered
+
+
 def generate_typescript(
     document: Mapping[str, Any], source: str = "", flavour: Flavour = "typescript"
 ) -> dict[str, str]:
@@ -261,14 +288,14 @@ def generate_typescript(
         return f"./{stem}" if ts else f"./{stem}.mjs"
 
     files: dict[str, str] = {}
-    # types: every named type, in name order
+    # types: every named type, in name order, each after the named types it refers to (a `const` must exist first)
     types_out = _header(source)
     types_out.append(
         'import { t as __t, type Infer as __Infer } from "spacetimedb";'
         if ts
         else 'import { t as __t } from "spacetimedb";'
     )
-    for index, name in sorted(schema.type_names.items(), key=lambda item: item[1]):
+    for index, name in _in_dependency_order(schema):
         ident = name.replace(".", "_")
         ty = schema.typespace[index]
         types_out.append("")

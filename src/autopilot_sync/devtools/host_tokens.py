@@ -8,7 +8,9 @@ module's `client_connected` refuses (the conformance suite and the process tests
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from autopilot_sync.host.auth.tokens import LOCAL_AUDIENCE, LOCAL_ISSUER, SigningKey
 from autopilot_sync.spacetime.identity import identity_from_claims
@@ -17,9 +19,13 @@ from autopilot_sync.spacetime.identity import identity_from_claims
 BANNED_SUBJECT = "banned"
 
 
-def host_signed_token(data_dir: Path, subject: str = BANNED_SUBJECT) -> str:
-    """A token without expiry for `subject`, signed with the key of the host whose data directory is `data_dir`."""
+def host_signed_token(data_dir: Path, subject: str = BANNED_SUBJECT, extra: Mapping[str, Any] | None = None) -> str:
+    """A token without expiry for `subject`, signed with the key of the host whose data directory is `data_dir`.
+
+    `extra` adds claims (e.g. `scopes`, which the sync module's `client_connected` requires).
+    """
     claims = {
+        **(extra or {}),
         "iss": LOCAL_ISSUER,
         "sub": subject,
         "aud": list(LOCAL_AUDIENCE),

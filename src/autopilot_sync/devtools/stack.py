@@ -99,6 +99,8 @@ class LocalStack:
     readers: Sequence[str] | None = None
     route: Route | None = None
     log_level: str | None = None
+    #: the module the host serves: a dotted Python path, or a built TypeScript module file (`PATH.js`)
+    module: str = MODULE
     host: ServiceProcess | None = None
     control: ServiceProcess | None = None
     runtime: ServiceProcess | None = None
@@ -203,7 +205,7 @@ class LocalStack:
         fields: Mapping[str, object] = {
             "listen": ListenAddress(LOOPBACK, port or self.host_port),
             "data_dir": data_dir or self.root / "host",
-            "module": MODULE,
+            "module": self.module,
             "database": DATABASE,
             "trusted_issuers": (self.control_public_url,),
             "owner_identity": self.exporter_identity.hex,

@@ -19,7 +19,12 @@ from autopilot_sync.statedir import lock_or_exit
 @click.option("--listen", help="HOST:PORT to listen on (env AUTOPILOT_SYNC_HOST_LISTEN, default 127.0.0.1:3000).")
 @click.option("--data-dir", help="Commit log and snapshot directory (env AUTOPILOT_SYNC_HOST_DATA_DIR).")
 @click.option("--database", help="Database name served under /v1/database/:name (env AUTOPILOT_SYNC_HOST_DATABASE).")
-@click.option("--module", "module_path", help="Dotted path of the module to run (env AUTOPILOT_SYNC_HOST_MODULE).")
+@click.option(
+    "--module",
+    "module_path",
+    help="Module to run: a dotted Python path, or a built TypeScript module PATH.js/.mjs "
+    "(env AUTOPILOT_SYNC_HOST_MODULE).",
+)
 @click.option("--log-level", default="INFO", show_default=True, help="Python logging level.")
 def host(
     listen: str | None, data_dir: str | None, database: str | None, module_path: str | None, log_level: str
@@ -34,6 +39,7 @@ def host(
     Example:
       autopilot-sync host --listen 127.0.0.1:3000 --data-dir ./var/host
       AUTOPILOT_SYNC_HOST_MODULE=autopilot_sync.examples.chat autopilot-sync host --database chat
+      autopilot-sync host --module ./dist/chat.js --database chat
     """
     declare(Remedies(listen=f"--listen or {HostSettings.env_prefix()}LISTEN"))
     overrides = {"LISTEN": listen, "DATA_DIR": data_dir, "DATABASE": database, "MODULE": module_path}

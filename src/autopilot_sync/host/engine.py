@@ -152,6 +152,9 @@ class HostEngine:
         self._args_codecs: dict[str, tuple[md.ReducerDef, bsatn.Codec]] = {}
         self._failure_listeners: list[Callable[[BaseException], None]] = []
         self.commitlog.on_failure = self._storage_failed
+        bind_host = getattr(module, "bind_host", None)
+        if bind_host is not None:  # a JavaScript module's `volatile_nonatomic_schedule_immediate` and `identity`
+            bind_host(schedule_immediate=self._schedule_immediate, identity=self.owner_identity)
 
     @property
     def durable_offset(self) -> int:
@@ -249,7 +252,8 @@ class HostEngine:
     def _args_codec(self, reducer: md.ReducerDef) -> bsatn.Codec:
         decoder = self._args_codecs.get(reducer.name)
         if decoder is None or decoder[0] is not reducer:
-            decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(reducer.params))
+            params = md.resolve_deep(reducer.params, self.module.definition().typespace)
+            decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(params))
         return decoder[1]
 
     async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
@@ -463,7 +467,7 @@ class HostEngine:
             message = f"storage failed: {self.commitlog.failure}"
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         tx = Transaction(self.datastore)
-        ctx = HostReducerContext(caller, timestamp, DbView(tx))
+        ctx = HostReducerContext(caller, timestamp, DbView(tx), tx)
         started = time.perf_counter_ns()
         try:
             body(ctx)
@@ -520,6 +524,21 @@ class HostEngine:
         micros = max(time.time_ns() // 1000, self._last_timestamp + 1)
         self._last_timestamp = micros
         return Timestamp(micros)
+
+    def _schedule_immediate(self, reducer: str, args: bytes) -> None:
+        """Run `reducer` as the owner soon after the current transaction (a volatile, non-atomic schedule)."""
+        if self._reducers.get(reducer) is None:
+            log.warning("module scheduled unknown reducer %s", reducer)
+            return
+
+        def run() -> None:
+            failure, sequence = self._run_scheduled(reducer, args, lambda _tx: None)
+            if failure is not None:
+                log.warning("immediately scheduled reducer %s failed: %s", reducer, failure)
+            if sequence is not None:
+                self._scheduler.flush_later(sequence)
+
+        asyncio.get_running_loop().call_soon(run)
 
     def _run_scheduled(
         self, reducer: str | None, args: bytes, extra: Callable[[Transaction], None]

@@ -135,10 +135,15 @@ def tables_from_definition(definition: md.ModuleDef) -> tuple[TableDef, ...]:
 
 
 def _table(definition: md.ModuleDef, table: md.TableDef) -> TableDef:
-    row_type = definition.typespace[table.product_type_ref]
+    row_type = md.resolve(at.RefType(table.product_type_ref), definition.typespace)
     if not isinstance(row_type, at.ProductType):
         raise md.ModuleDefError(f"table {table.name}: row type {table.product_type_ref} is not a product")
-    columns = tuple((element.name or str(i), element.type) for i, element in enumerate(row_type.elements))
+    # Named types are references into the typespace (the TypeScript library emits every named product or sum as
+    # one): the host's tables hold them resolved, so codecs, SQL and subscriptions never see a `Ref`.
+    columns = tuple(
+        (element.name or str(i), md.resolve_deep(element.type, definition.typespace))
+        for i, element in enumerate(row_type.elements)
+    )
     names = [name for name, _ in columns]
 
     def group(positions: tuple[int, ...]) -> tuple[str, ...]:
@@ -159,6 +164,7 @@ def _table(definition: md.ModuleDef, table: md.TableDef) -> TableDef:
         auto_inc=tuple(names[s.column] for s in table.sequences),
         public=table.public,
         scheduled_reducer=table.schedule.reducer if table.schedule else None,
+        schedule_column=names[table.schedule.at_column] if table.schedule else "scheduled_at",
         event=table.is_event,
         defaults=tuple(defaults),
     )

@@ -1,4 +1,4 @@
-"""Scheduled reducers: a timer per row of a scheduled table, firing its reducer at the row's `scheduled_at`.
+"""Scheduled reducers: a timer per row of a scheduled table, firing its reducer at the row's `ScheduleAt` column.
 
 As on SpacetimeDB, inserting a row into a table declared with a scheduled reducer schedules a call: at a
 `Timestamp` once (the row is deleted in the same transaction as the call), every `TimeDuration` for an interval
@@ -70,7 +70,7 @@ class ReducerScheduler:
 
     def _arm_timer(self, table: str, row_bytes: bytes, row: tuple[Any, ...]) -> None:
         store = self._datastore[table]
-        at_value = row[store.table.column_index("scheduled_at")]
+        at_value = row[store.table.column_index(store.table.schedule_column)]
         if not isinstance(at_value, SumValue):
             return
         now = time.time_ns() // 1000
@@ -90,7 +90,7 @@ class ReducerScheduler:
         reducer = store.table.scheduled_reducer or ""
         if row is None or not any(r.name == reducer for r in self._module.definition().reducers):
             return
-        one_shot = isinstance(row[store.table.column_index("scheduled_at")].value, Timestamp)
+        one_shot = isinstance(row[store.table.column_index(store.table.schedule_column)].value, Timestamp)
 
         def remove_row(tx: Transaction) -> None:
             if one_shot:
@@ -103,10 +103,13 @@ class ReducerScheduler:
             if one_shot:
                 _, sequence = self._run(None, b"", remove_row)
         if sequence is not None:
-            # Nobody awaits a scheduled transaction, so flush it here: subscribers hear of it only once durable.
-            self._background(self._wait_durable(sequence))
+            self.flush_later(sequence)
         if not one_shot and row_bytes in store.rows and (table, row_bytes) not in self._timers:
             self._arm_timer(table, row_bytes, row)
+
+    def flush_later(self, sequence: int) -> None:
+        """Flush a transaction nobody awaits (scheduled): subscribers hear of it only once it is durable."""
+        self._background(self._wait_durable(sequence))
 
     def _background(self, awaitable: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(awaitable)

@@ -13,9 +13,13 @@ from aiohttp import web
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.http_api import add_http_routes
+from autopilot_sync.host.js_module import JsModule, is_js_module_path
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
+from autopilot_sync.jsmodule import JsModuleLoadError
+from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.spacetime.values import Identity
@@ -24,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class ModuleLoadError(RuntimeError):
-    """The configured module path does not name an importable module with a `module` attribute."""
+    """The configured module cannot be loaded: no importable `module` attribute, or a JS module that fails to load."""
 
 
 def load_module(path: str) -> Module:
@@ -37,6 +41,20 @@ def load_module(path: str) -> Module:
     if not isinstance(module, Module):
         raise ModuleLoadError(f"{path!r} has no `module` attribute holding an autopilot_sync Module")
     return module
+
+
+def load_hosted(settings: HostSettings) -> Module | HostedModule:
+    """The configured module: a built TypeScript module (`.js`/`.mjs`, run in a Node child) or a Python path."""
+    if not is_js_module_path(settings.module):
+        return load_module(settings.module)
+    path = Path(settings.module).expanduser()
+    if not path.is_file():
+        raise ModuleLoadError(f"module file {settings.module!r} does not exist")
+    limits = RunnerLimits(heap_mb=settings.js_heap_mb, call_timeout_s=settings.js_call_timeout_ms / 1000)
+    try:
+        return JsModule(path, limits=limits)
+    except JsModuleLoadError as exc:
+        raise ModuleLoadError(str(exc)) from exc
 
 
 @dataclass
@@ -59,6 +77,13 @@ class RunningHost:
         await self.runner.cleanup()
         await self.tokens.close()
         await self.engine.stop()
+        _close_module(self.engine.module)
+
+
+def _close_module(module: HostedModule) -> None:
+    """Stop what the module runs outside this process (a TypeScript module's runner)."""
+    if isinstance(module, JsModule):
+        module.close()
 
 
 def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
@@ -107,7 +132,7 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
 
 async def start_host(settings: HostSettings) -> RunningHost:
     """Recover the database and start listening (port 0 picks a free port)."""
-    module = load_module(settings.module)
+    module = load_hosted(settings)
     engine = HostEngine(
         module,
         Path(settings.data_dir),
@@ -121,6 +146,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
         ),
     )
     async with AsyncExitStack() as undo:
+        undo.callback(_close_module, engine.module)
         await engine.start()
         undo.push_async_callback(engine.stop)
         tokens = TokenService.for_host(settings)

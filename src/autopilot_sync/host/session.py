@@ -8,7 +8,8 @@ task or a clock, so every ordering rule is tested by feeding it bytes (tests/hos
 
 What it holds:
 - the negotiated protocol (v2: one message per frame; v3: frames of several messages, decoded one at a time so the
-  messages before an undecodable one still run) and the compression of server frames;
+  messages before an undecodable one still run; v1: a `SessionCodec` in front, `session_v1.py`, translating its
+  messages to and from the v2 ones) and the compression of server frames;
 - the query sets this connection holds (a second `Subscribe` with a held id closes the socket with 1011, as
   SpacetimeDB's `add_subscription_v2` error does);
 - the send queue and the held answers, with their byte accounting: every answer goes through `send_at` with the
@@ -167,6 +168,24 @@ class SessionBackend(Protocol):
         ...
 
 
+class SessionCodec(Protocol):
+    """A wire format in front of the session (the v1 subprotocols, `session_v1.py`): it turns client frames into
+    the session's requests and the session's messages into its own; the session's rules stay the same."""
+
+    @property
+    def text_frames(self) -> bool:
+        """Whether server messages go out as text frames (their bodies as they are) instead of tagged binary."""
+        ...
+
+    def receive(self, session: ServerSession, data: bytes | str) -> None:
+        """Handle one client frame (binary: bytes, text: str) by feeding the session its requests."""
+        ...
+
+    def encode(self, message: ServerMessage) -> EncodedMessage | None:
+        """The body to send for a session message (None: this protocol sends nothing for it)."""
+        ...
+
+
 class ServerSession:
     """One connection's protocol state: what it subscribed, what it is owed, and in what order (module docstring)."""
 
@@ -179,10 +198,13 @@ class ServerSession:
         identity: Identity,
         connection_id: ConnectionId | None,
         bounds: SendBounds | None = None,
+        codec: SessionCodec | None = None,
     ) -> None:
-        if version not in (2, 3):
-            raise ValueError(f"protocol version must be 2 or 3, got {version}")
+        if version not in (2, 3) and not (version == 1 and codec is not None):
+            raise ValueError(f"protocol version must be 2 or 3 (or 1 with its codec), got {version}")
         self.backend = backend
+        #: The v1 codec (None: the session speaks v2/v3 itself).
+        self.codec = codec
         self.version = version
         self.compression = compression
         self.identity = identity
@@ -231,6 +253,9 @@ class ServerSession:
         """
         if self.closed:
             return
+        if self.codec is not None:
+            self.codec.receive(self, data)
+            return
         if self.version == 2:
             try:
                 message = decode_client_message(data)
@@ -251,8 +276,13 @@ class ServerSession:
                 return
             self.receive_message(message)
 
-    def receive_text(self) -> None:
-        """A text frame: neither protocol has any, so the socket closes with 1011 (SpacetimeDB's text)."""
+    def receive_text(self, text: str = "") -> None:
+        """A text frame: v1 reads it as JSON; v2/v3 have none, so the socket closes with 1011 (SpacetimeDB's text)."""
+        if self.closed:
+            return
+        if self.codec is not None:
+            self.codec.receive(self, text)
+            return
         self.close(CloseReason.TEXT_FRAME_V3 if self.version == 3 else CloseReason.TEXT_FRAME_V2)
 
     def receive_message(self, message: ClientMessage) -> None:
@@ -327,11 +357,21 @@ class ServerSession:
 
     # ----- output -----
 
-    def send(self, message: ServerMessage) -> None:
+    def send(self, message: ServerMessage | EncodedMessage) -> None:
         """Queue a message that depends on no state (or whose state is durable by construction: an update)."""
         if self.closed:
             return
-        self.send_encoded(EncodedMessage.of(message))
+        encoded = self._encode(message)
+        if encoded is not None:
+            self.send_encoded(encoded)
+
+    def _encode(self, message: ServerMessage | EncodedMessage) -> EncodedMessage | None:
+        """The body of a message on this connection's protocol (None: the codec sends nothing for it)."""
+        if isinstance(message, EncodedMessage):
+            return message
+        if self.codec is not None:
+            return self.codec.encode(message)
+        return EncodedMessage.of(message)
 
     def send_encoded(self, message: EncodedMessage) -> None:
         """Queue an encoded message, possibly shared with other connections; over the queue bounds: close 1008."""
@@ -340,7 +380,7 @@ class ServerSession:
         self._queue.append(message)
         self._queued_bytes += len(message.body)
 
-    def send_at(self, offset: int, message: ServerMessage) -> None:
+    def send_at(self, offset: int, message: ServerMessage | EncodedMessage) -> None:
         """Send an answer that reveals or depends on the state at engine `offset` once `offset` is durable.
 
         The one rule for answers: it leaves after every earlier answer of this connection and after the updates of
@@ -351,8 +391,8 @@ class ServerSession:
         if offset <= self.backend.durable_offset and not self._held:
             self.send(message)
             return
-        encoded = EncodedMessage.of(message)
-        if not self._room_for(len(encoded.body)):
+        encoded = self._encode(message)
+        if encoded is None or not self._room_for(len(encoded.body)):
             return
         self._held.append((offset, encoded))
         self._held_bytes += len(encoded.body)
@@ -377,6 +417,8 @@ class ServerSession:
         messages = list(self._queue)
         self._queue.clear()
         self._queued_bytes = 0
+        if self.codec is not None and self.codec.text_frames:
+            return [message.body for message in messages]
         return frame_messages(messages, self.compression, coalesce=self.version == 3)
 
     # ----- ending -----

@@ -226,6 +226,8 @@ class HostReducerContext:
     caller: Caller
     timestamp: Timestamp
     db: DbView
+    transaction: Transaction
+    """The call's transaction, for modules that work at the byte level (a JavaScript module's syscalls)."""
 
     @property
     def sender(self) -> Identity:

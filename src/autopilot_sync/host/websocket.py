@@ -2,7 +2,8 @@
 
 The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate (401), resolve the database
 (400/404), parse `connection_id`/`compression`/`confirmed` (400), pick the subprotocol by the server's preference
-(`v3.bsatn.spacetimedb` over `v2.bsatn.spacetimedb`; none → 400 "no valid protocol selected"). As on the real host,
+(v3, v2, `v1.bsatn`, `v1.json`; none → 400 "no valid protocol selected"; v1 speaks through the codec in
+`session_v1.py`). As on the real host,
 `client_connected` runs after the upgrade and a refusal drops the socket (we add a 1008 close frame with the reducer's
 message); `client_disconnected` runs whenever a socket that got past it goes away.
 An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
@@ -56,6 +57,7 @@ from autopilot_sync.host.engine import (
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
+from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx
@@ -83,6 +85,7 @@ from autopilot_sync.spacetime.messages import (
     UnsubscribeApplied,
     UnsubscribeFlags,
 )
+from autopilot_sync.spacetime.messages_v1 import V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL, V1Format
 from autopilot_sync.spacetime.rowlist import BsatnRowList
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
@@ -90,8 +93,10 @@ log = logging.getLogger(__name__)
 
 V3_PROTOCOL = "v3.bsatn.spacetimedb"
 V2_PROTOCOL = "v2.bsatn.spacetimedb"
-#: Subprotocols we serve, most preferred first (the real host also serves v1, which we do not).
-PROTOCOLS = (V3_PROTOCOL, V2_PROTOCOL)
+#: Subprotocols we serve, most preferred first (SpacetimeDB's `select_protocol` order).
+PROTOCOLS = (V3_PROTOCOL, V2_PROTOCOL, V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL)
+#: The protocol version each subprotocol speaks (v1 through its codec, `session_v1.py`).
+PROTOCOL_VERSIONS = {V3_PROTOCOL: 3, V2_PROTOCOL: 2, V1_BSATN_PROTOCOL: 1, V1_JSON_PROTOCOL: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,7 @@ class Connection:
         caller: Caller,
         version: int,
         compression: Compression,
+        codec: V1Codec | None = None,
     ) -> None:
         self.hub = hub
         self.ws = ws
@@ -150,6 +156,7 @@ class Connection:
             identity=caller.identity,
             connection_id=caller.connection_id,
             bounds=SendBounds(options.send_queue_max_messages, options.send_queue_max_bytes),
+            codec=codec,
         )
         self._wakeup = asyncio.Event()
         self._closing_task: asyncio.Task[None] | None = None
@@ -163,7 +170,7 @@ class Connection:
 
     @property
     def version(self) -> int:
-        """The negotiated protocol version (2 or 3)."""
+        """The negotiated protocol version (1, 2 or 3)."""
         return self.session.version
 
     @property
@@ -229,9 +236,9 @@ class Connection:
         self.session.receive_binary(data)
         self._poll()
 
-    def receive_text(self) -> None:
+    def receive_text(self, text: str = "") -> None:
         """A text frame from the client."""
-        self.session.receive_text()
+        self.session.receive_text(text)
         self._poll()
 
     def send(self, message: ServerMessage) -> None:
@@ -287,8 +294,12 @@ class Connection:
                 frames = self.session.data_to_send()
                 if not frames:
                     break
+                text = self.session.codec is not None and self.session.codec.text_frames
                 for frame in frames:
-                    await self.ws.send_bytes(frame)
+                    if text:
+                        await self.ws.send_str(frame.decode("utf-8"))
+                    else:
+                        await self.ws.send_bytes(frame)
 
     async def pinger(self) -> None:
         """Ping every `ping_interval` so idle-but-alive clients answer with a pong (which resets the idle timer)."""
@@ -434,6 +445,9 @@ class WebSocketHub:
             if isinstance(client, Connection) and client is not caller:
                 if client.closed:
                     continue
+                if client.session.codec is not None:  # v1: its own message per connection (session_v1.py)
+                    client.send(TransactionUpdate(query_sets))
+                    continue
                 message = encoded.get(id(query_sets))
                 if message is None:
                     message = encoded[id(query_sets)] = EncodedMessage.of(TransactionUpdate(query_sets))
@@ -554,7 +568,12 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
     except BaseException:
         hub.release_identity(caller.identity)
         raise
-    connection = Connection(hub, ws, request, caller, 3 if protocol == V3_PROTOCOL else 2, compression)
+    version = PROTOCOL_VERSIONS[protocol]
+    codec = None
+    if version == 1:
+        fmt = V1Format.BSATN if protocol == V1_BSATN_PROTOCOL else V1Format.JSON
+        codec = V1Codec(fmt, EngineV1Schema(engine), caller.identity, connection_id)
+    connection = Connection(hub, ws, request, caller, version, compression, codec)
     expiry: asyncio.TimerHandle | None = None
     try:
         hub.connections.add(connection)
@@ -656,7 +675,7 @@ async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None
         if msg.type is WSMsgType.BINARY:
             connection.receive_binary(msg.data)
         elif msg.type is WSMsgType.TEXT:
-            connection.receive_text()
+            connection.receive_text(msg.data)
         else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
             return
 

@@ -1,7 +1,8 @@
-"""Spike (issue 18): run a SpacetimeDB TypeScript module in a Node child process, contained.
+"""Run a SpacetimeDB TypeScript module in a Node child process, contained (issue 18, ADR 0003).
 
-Not wired into the engine. `JsModuleRunner` proves where the JavaScript runs and what a crossing costs; see
-docs/adr/0003-typescript-modules-run-in-a-node-child.md for the decision and the plan for the full ABI.
+`JsModuleRunner` owns the child and its frame protocol; it knows nothing of the engine (this package is floor 2).
+The host's side, `host.js_module.JsModule` with `host.js_syscalls.EngineSyscalls`, answers the syscalls from the
+engine's transaction.
 """
 
 from autopilot_sync.jsmodule.errors import (
@@ -16,7 +17,6 @@ from autopilot_sync.jsmodule.errors import (
     SyscallRefusedError,
 )
 from autopilot_sync.jsmodule.runner import JsModuleRunner, SyscallHandler
-from autopilot_sync.jsmodule.spike_double import SpikeTableDouble
 
 __all__ = [
     "JsCallTimeoutError",
@@ -28,7 +28,6 @@ __all__ = [
     "JsReducerPanicError",
     "JsRunnerCrashedError",
     "JsSenderError",
-    "SpikeTableDouble",
     "SyscallHandler",
     "SyscallRefusedError",
 ]

@@ -1,10 +1,11 @@
-"""`JsModuleRunner`: the host side of one Node child process running one TypeScript module (spike, issue 18).
+"""`JsModuleRunner`: the host side of one Node child process running one TypeScript module (issue 18).
 
 Why a child process: containment by construction. The module's exception is answered as a typed error; a call over
 its time limit gets the runner SIGKILLed (Python never has to interrupt V8 from another thread); a runaway
 allocation hits `--max-old-space-size` and aborts only the child. Any death is seen as EOF on the pipe, reported as
 a typed error, and the next call starts a fresh runner. Syscalls are synchronous round trips on the same pipes,
-answered by a `SyscallHandler` (in the spike, `SpikeTableDouble`; in the full ABI, the engine's transaction).
+answered by a `SyscallHandler` (the host's is `host.js_syscalls.EngineSyscalls`, over the engine's transaction);
+console output arrives as one-way `log` frames, handed to the same handler as `console_log` and never answered.
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ class JsModuleRunner:
         deadline = time.monotonic() + self.limits.load_timeout_s
         try:
             header, _ = child.reader.read(deadline)
+            while header.get("t") == "log":  # the module may log while it is imported
+                self._log(header)
+                header, _ = child.reader.read(deadline)
         except (FrameTimeoutError, FrameEofError, FrameMalformedError) as exc:
             self._child = None
             child.kill()
@@ -229,6 +233,9 @@ class JsModuleRunner:
                 if kind == "sys":
                     child.send(self._answer(header, reply_body))
                     continue
+                if kind == "log":
+                    self._log(header)
+                    continue
                 if kind == "ok":
                     return header, reply_body
                 if kind == "err":
@@ -261,6 +268,13 @@ class JsModuleRunner:
             log.exception("syscall %s failed in the host", fn)
             return encode_frame({"t": "errno", "code": 1, "msg": f"host failed to answer syscall {fn}"})
         return encode_frame({"t": "ret", "v": value}, reply)
+
+    def _log(self, header: Header) -> None:
+        """A one-way console line: handed to the handler as `console_log`, never answered."""
+        try:
+            self._syscalls.handle("console_log", [header.get("lvl", 2), str(header.get("msg", ""))], b"")
+        except Exception:
+            log.exception("console_log failed in the host")
 
     def _discard(self, child: _Child) -> tuple[int | None, str]:
         """Kill `child` (if still alive) and return its exit code and the tail of what it printed."""

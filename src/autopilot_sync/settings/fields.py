@@ -126,6 +126,13 @@ DottedPath = Annotated[
 ]
 """An importable Python module path."""
 
+ModulePath = Annotated[
+    str,
+    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)$"),
+    Form("dotted Python import path, or a built module file ending .js/.mjs"),
+]
+"""The module a host serves: a Python import path, or a built TypeScript module (one ES-module file)."""
+
 Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
 """A positive count (commits, bytes)."""
 

@@ -10,12 +10,12 @@ from autopilot_sync.settings.base import ServiceSettings, service_config
 from autopilot_sync.settings.fields import (
     Count,
     DatabaseName,
-    DottedPath,
     FilePath,
     IdentityHex,
     IssuerUrls,
     Listen,
     ListenAddress,
+    ModulePath,
     Seconds,
     SecondsOrZero,
 )
@@ -33,8 +33,20 @@ class HostSettings(ServiceSettings):
     database: DatabaseName = Field(
         default="autopilot-sync", description="Name of the database the host serves under /v1/database/:name."
     )
-    module: DottedPath = Field(
-        default="autopilot_sync.module", description="Python module defining the tables, reducers and hooks."
+    module: ModulePath = Field(
+        default="autopilot_sync.module",
+        description="The module the host serves: a dotted Python path, or a built TypeScript module file (.js or "
+        ".mjs, as `spacetime build` or `autopilot-sync build` makes it) run in a Node child process.",
+    )
+    js_heap_mb: Count = Field(
+        default=256,
+        description="V8 heap limit of a TypeScript module's runner, in MiB; a module that exceeds it fails that call "
+        "and a fresh runner serves the next.",
+    )
+    js_call_timeout_ms: Count = Field(
+        default=5000,
+        description="Longest a TypeScript module's reducer call may run, in milliseconds; past it the runner is "
+        "killed, the call fails and is rolled back (calls run on the host's event loop: this bounds a stall).",
     )
     trusted_issuers: IssuerUrls = Field(
         default=(),

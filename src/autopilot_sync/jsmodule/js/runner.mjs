@@ -1,4 +1,4 @@
-// Module runner child process (spike, issue 18): runs one SpacetimeDB TypeScript module in its own Node process.
+// Module runner child process (issue 18): runs one SpacetimeDB TypeScript module in its own Node process.
 //
 // Why a child: a module's exception, infinite loop or runaway allocation must not take the host down. In here an
 // exception is caught and answered; a loop is ended by the parent killing this process after its time limit; the
@@ -85,52 +85,112 @@ let hooks = null;
 function syscall(fn, args = [], body) {
   writeFrame({ t: 'sys', fn, a: args }, body);
   const { header, body: reply } = readFrame();
-  if (header.t === 'errno') {
-    const Ctor = hooks ? hooks.__get_error_constructor__(header.code) : Error;
-    throw new Ctor(header.msg ?? `syscall ${fn} failed with errno ${header.code}`);
-  }
+  if (header.t === 'errno') throw errnoError(header.code, header.msg ?? `syscall ${fn} failed with errno ${header.code}`);
   return { v: header.v, body: reply };
 }
 
-function notInSpike(name) {
-  return () => { throw new Error(`syscall ${name} is not implemented by the spike runner`); };
+// A one-way frame: the host acts on it and sends no answer (console output needs none; saves a round trip).
+function notify(header) {
+  writeFrame(header);
+}
+
+function errnoError(code, msg) {
+  const Ctor = hooks ? hooks.__get_error_constructor__(code) : Error;
+  return new Ctor(msg);
+}
+
+// Table and index ids are stable for the life of the module, so each name crosses the pipe once per runner.
+const tableIds = new Map();
+const indexIds = new Map();
+function cachedId(cache, fn, name) {
+  let id = cache.get(name);
+  if (id === undefined) {
+    id = syscall(fn, [name]).v;
+    cache.set(name, id);
+  }
+  return id;
+}
+
+// Console timers live in the runner: starting one needs no host, ending one logs its duration (one-way).
+const timers = new Map();
+let nextTimer = 1;
+
+// The bytes the library hands a syscall: `len` bytes at the start of an ArrayBuffer (or a typed array view).
+function bytesOf(buffer, len) {
+  if (ArrayBuffer.isView(buffer)) return new Uint8Array(buffer.buffer, buffer.byteOffset, len ?? buffer.byteLength);
+  return new Uint8Array(buffer, 0, len ?? buffer.byteLength);
+}
+
+// Generated columns (auto-increment) come back as BSATN and are written over the row buffer, as SpacetimeDB does.
+function writeBack(buffer, body) {
+  bytesOf(buffer).set(body);
+  return body.length;
+}
+
+function scanArgs(buffer, prefixLen, prefixElems, rstartLen, rendLen) {
+  return [[prefixLen, prefixElems, rstartLen, rendLen], bytesOf(buffer, prefixLen + rstartLen + rendLen)];
 }
 
 const moduleHooks = Symbol('moduleHooks');
 const sys = {
   moduleHooks,
   register_hooks(h) { hooks = h; },
-  table_id_from_name: (name) => syscall('table_id_from_name', [name]).v,
-  index_id_from_name: (name) => syscall('index_id_from_name', [name]).v,
+  table_id_from_name: (name) => cachedId(tableIds, 'table_id_from_name', name),
+  index_id_from_name: (name) => cachedId(indexIds, 'index_id_from_name', name),
   datastore_table_row_count: (tableId) => BigInt(syscall('datastore_table_row_count', [tableId]).v),
   datastore_table_scan_bsatn: (tableId) => syscall('datastore_table_scan_bsatn', [tableId]).v,
+  datastore_index_scan_point_bsatn: (indexId, point, len) =>
+    syscall('datastore_index_scan_point_bsatn', [indexId], bytesOf(point, len)).v,
+  datastore_index_scan_range_bsatn(indexId, buffer, prefixLen, prefixElems, rstartLen, rendLen) {
+    const [args, body] = scanArgs(buffer, prefixLen, prefixElems, rstartLen, rendLen);
+    return syscall('datastore_index_scan_range_bsatn', [indexId, ...args], body).v;
+  },
   row_iter_bsatn_advance(iter, buffer) {
     const { v, body } = syscall('row_iter_bsatn_advance', [iter, buffer.byteLength]);
     // The library grows its buffer and retries when the next row does not fit, as with SpacetimeDB's host.
     if (v.too_small) throw { __buffer_too_small__: v.too_small };
-    new Uint8Array(buffer).set(body);
+    bytesOf(buffer).set(body);
     return v.done ? -body.length : body.length;
   },
   row_iter_bsatn_close: (iter) => { syscall('row_iter_bsatn_close', [iter]); },
   datastore_insert_bsatn(tableId, buffer, len) {
-    // The host writes generated columns (auto-increment) back into the row buffer, as SpacetimeDB does.
-    const { body } = syscall('datastore_insert_bsatn', [tableId], new Uint8Array(buffer, 0, len));
-    new Uint8Array(buffer).set(body);
-    return body.length;
+    return writeBack(buffer, syscall('datastore_insert_bsatn', [tableId], bytesOf(buffer, len)).body);
   },
-  console_log: (level, message) => { syscall('console_log', [level, message]); },
-  console_timer_start: (name) => syscall('console_timer_start', [name]).v,
-  console_timer_end: (span) => { syscall('console_timer_end', [span]); },
-  identity: () => BigInt(syscall('identity').v),
-  get_jwt_payload: () => new Uint8Array(0),
+  datastore_update_bsatn(tableId, indexId, buffer, len) {
+    return writeBack(buffer, syscall('datastore_update_bsatn', [tableId, indexId], bytesOf(buffer, len)).body);
+  },
+  datastore_delete_by_index_scan_point_bsatn: (indexId, point, len) =>
+    syscall('datastore_delete_by_index_scan_point_bsatn', [indexId], bytesOf(point, len)).v,
+  datastore_delete_by_index_scan_range_bsatn(indexId, buffer, prefixLen, prefixElems, rstartLen, rendLen) {
+    const [args, body] = scanArgs(buffer, prefixLen, prefixElems, rstartLen, rendLen);
+    return syscall('datastore_delete_by_index_scan_range_bsatn', [indexId, ...args], body).v;
+  },
+  datastore_delete_all_by_eq_bsatn: (tableId, relation, len) =>
+    syscall('datastore_delete_all_by_eq_bsatn', [tableId], bytesOf(relation, len)).v,
   datastore_clear: (tableId) => BigInt(syscall('datastore_clear', [tableId]).v),
+  volatile_nonatomic_schedule_immediate(reducerName, args) {
+    syscall('volatile_nonatomic_schedule_immediate', [String(reducerName)], bytesOf(args));
+  },
+  console_log: (level, message) => { notify({ t: 'log', lvl: level, msg: String(message) }); },
+  console_timer_start(name) {
+    const id = nextTimer++;
+    timers.set(id, { name: String(name), start: performance.now() });
+    return id;
+  },
+  console_timer_end(spanId) {
+    const span = timers.get(spanId);
+    if (span === undefined) throw errnoError(7, `no such console timer: ${spanId}`);
+    timers.delete(spanId);
+    const ms = performance.now() - span.start;
+    notify({ t: 'log', lvl: 2, msg: `Timing span "${span.name}": ${ms.toFixed(3)}ms` });
+  },
+  identity: () => BigInt(syscall('identity').v),
+  get_jwt_payload: (connectionId) => syscall('get_jwt_payload', [String(connectionId)]).body,
+  procedure_http_request: () => syscall('procedure_http_request').v,
+  procedure_start_mut_tx: () => BigInt(syscall('procedure_start_mut_tx').v),
+  procedure_commit_mut_tx: () => { syscall('procedure_commit_mut_tx'); },
+  procedure_abort_mut_tx: () => { syscall('procedure_abort_mut_tx'); },
 };
-for (const name of [
-  'datastore_index_scan_range_bsatn', 'datastore_update_bsatn', 'datastore_delete_by_index_scan_range_bsatn',
-  'datastore_delete_all_by_eq_bsatn', 'volatile_nonatomic_schedule_immediate', 'procedure_http_request',
-  'procedure_start_mut_tx', 'procedure_commit_mut_tx', 'procedure_abort_mut_tx',
-  'datastore_index_scan_point_bsatn', 'datastore_delete_by_index_scan_point_bsatn',
-]) sys[name] = notInSpike(name);
 globalThis.__stdbSys = sys;
 
 function describeError(e) {
@@ -154,8 +214,9 @@ function serve() {
         writeFrame({ t: 'err', kind: 'protocol', msg: `unknown request ${JSON.stringify(header.t)}` });
       }
     } catch (e) {
-      const sender = hooks && e instanceof hooks.__sender_error_class__;
-      writeFrame({ t: 'err', kind: sender ? 'sender' : 'panic', msg: describeError(e) });
+      // A SenderError is reported by its message alone, as SpacetimeDB's V8 host does (`String(exc.message)`).
+      if (hooks && e instanceof hooks.__sender_error_class__) writeFrame({ t: 'err', kind: 'sender', msg: String(e.message) });
+      else writeFrame({ t: 'err', kind: 'panic', msg: describeError(e) });
     }
   }
 }

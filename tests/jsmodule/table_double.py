@@ -1,7 +1,7 @@
-"""`SpikeTableDouble`: a spike double answering a module's syscalls from an in-memory table map. NOT the engine.
+"""`TableDouble`: a unit-test double answering a module's syscalls from an in-memory table map. NOT the engine.
 
-It exists so the spike can prove a module describes itself and inserts a row through real synchronous syscall round
-trips without touching the engine; the full ABI answers the same syscalls from the engine's transaction.
+The runner tests use it to prove the runner's own protocol and containment without an engine; the host answers the
+same syscalls from its transaction (`host.js_syscalls.EngineSyscalls`, tested in `test_engine_syscalls.py`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from autopilot_sync.jsmodule.errors import SyscallRefusedError
+from autopilot_sync.jsmodule import SyscallRefusedError
 
 # Error codes as SpacetimeDB's module ABI numbers them (bindings `errno`): NO_SUCH_TABLE, NO_SUCH_INDEX, NO_SUCH_ITER.
 ERRNO_NO_SUCH_TABLE = 4
@@ -18,7 +18,7 @@ ERRNO_NO_SUCH_ITER = 6
 
 
 @dataclass
-class SpikeTableDouble:
+class TableDouble:
     """Tables are named up front; rows are kept as the BSATN bytes the module sent, in insert order."""
 
     table_names: list[str]
@@ -68,7 +68,7 @@ class SpikeTableDouble:
             return None, b""
         if fn == "identity":
             return "0", b""
-        raise SyscallRefusedError(1, f"syscall {fn} is not answered by the spike double")
+        raise SyscallRefusedError(1, f"syscall {fn} is not answered by the test double")
 
     def _table(self, table_id: Any) -> int:
         if not isinstance(table_id, int) or not 0 <= table_id < len(self.table_names):

@@ -1,0 +1,257 @@
+"""`JsModule`: a SpacetimeDB TypeScript module behind the module seam, run in a Node child (ADR 0003).
+
+The built module (one ES-module file keeping its `spacetime:sys@2.0/2.1` imports, what `spacetime build` makes)
+runs in a `JsModuleRunner`; this class is the engine's side: the definition comes from the module's own
+`__describe_module__`, a reducer call hands the runner the reducer's id (its index in the definition), the caller and
+the BSATN arguments untouched, and the module's syscalls are answered by `EngineSyscalls` over the call's
+`Transaction`. Failures map onto the seam's contract: the library's `SenderError` is the caller's refusal
+(`ReducerError`), anything else fails the call as a panic; either way the engine rolls the transaction back. A call
+over its time limit, over the heap limit or a runner crash fails that call too; the next call gets a fresh runner,
+which is re-described and must describe the same module.
+
+The JS call runs synchronously on the engine's event loop (one writer, as transactions are): the per-call time
+limit bounds how long a module can stall the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.reducers import ReducerError, StartInfo
+from autopilot_sync.host.hosted_module import BadArgumentsError
+from autopilot_sync.host.js_syscalls import MODULE_LOG, NOT_IN_TRANSACTION, EngineSyscalls, ScheduleImmediate
+from autopilot_sync.host.sql.parse import parse_select
+from autopilot_sync.host.sql.plan import SqlError
+from autopilot_sync.host.transaction import HostReducerContext
+from autopilot_sync.jsmodule import (
+    JsModuleError,
+    JsModuleLoadError,
+    JsModuleRunner,
+    JsSenderError,
+    SyscallRefusedError,
+)
+from autopilot_sync.jsmodule.runner import RunnerLimits
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import moduledef as md
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.moduledef import raw
+from autopilot_sync.spacetime.values import Identity
+
+log = logging.getLogger(__name__)
+
+#: File name endings that select a built JavaScript module (anything else is a dotted Python path).
+JS_MODULE_SUFFIXES = (".js", ".mjs")
+#: `ExplicitNameEntry::Index` (Table = 0, Function = 1, Index = 2).
+_EXPLICIT_INDEX = 2
+
+
+class JsModulePanicError(Exception):
+    """A JavaScript module's call failed for a reason that is not the caller's fault (panic, limit, crash)."""
+
+    def __repr__(self) -> str:
+        # The engine reports a panic as `reducer X panicked: {exc!r}`: the module's own words read best there.
+        return str(self)
+
+
+def is_js_module_path(path: str) -> bool:
+    """Whether a `--module` value names a built JavaScript module file rather than a Python import path."""
+    return path.endswith(JS_MODULE_SUFFIXES)
+
+
+class JsModule:
+    """A built TypeScript module hosted through `HostedModule`; owns its runner (call `close` when done)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        limits: RunnerLimits | None = None,
+        node: str | None = None,
+        identity: Identity | None = None,
+    ) -> None:
+        self.path = path
+        self._identity = identity if identity is not None else Identity(0)
+        self._syscalls: EngineSyscalls | None = None
+        self._schedule: ScheduleImmediate | None = None
+        self._dispatch = _Dispatch(self)
+        self.runner = JsModuleRunner(path, self._dispatch, limits=limits, node=node)
+        try:
+            self.runner.start()
+            self._description = self.runner.describe()
+        except JsModuleError as exc:
+            self.runner.close()
+            raise JsModuleLoadError(f"cannot load module {path}: {exc}") from exc
+        try:
+            self._definition = md.from_raw_module_def_bsatn(self._description)
+            self._table_sources, self._index_names = _source_names(self._description)
+            self._filters = _filters_by_table(self._definition)
+        except (md.ModuleDefError, SqlError) as exc:
+            self.runner.close()
+            raise JsModuleLoadError(f"module {path} describes itself badly: {exc}") from exc
+        self._reducer_ids = {reducer.name: i for i, reducer in enumerate(self._definition.reducers)}
+        self._arg_codecs: dict[str, bsatn.Codec] = {}
+        self._restarts_seen = self.runner.restarts
+
+    @property
+    def name(self) -> str:
+        """The file's stem (recorded with the data in `meta.json`)."""
+        return self.path.stem
+
+    def definition(self) -> md.ModuleDef:
+        """What the module described at load (`__describe_module__`, RawModuleDef V10)."""
+        return self._definition
+
+    def visibility_filters(self) -> Mapping[str, str]:
+        """The module's `clientVisibilityFilter.sql` rules, keyed by the table each one selects from."""
+        return self._filters
+
+    def bind_host(self, *, schedule_immediate: ScheduleImmediate, identity: Identity | None = None) -> None:
+        """The engine's hooks: run a reducer after the current transaction; the identity `identity()` answers."""
+        self._schedule = schedule_immediate
+        if identity is not None:
+            self._identity = identity
+        if self._syscalls is not None:
+            self._syscalls.schedule_immediate = schedule_immediate
+            self._syscalls.identity = self._identity
+
+    def call_reducer(self, ctx: ReducerContext, reducer: str, args: bytes) -> None:
+        """Run `reducer` in the runner with syscalls over the caller's transaction (see the module docstring)."""
+        if not isinstance(ctx, HostReducerContext):
+            raise TypeError("a JavaScript module runs only inside the host's transaction")
+        reducer_id = self._reducer_ids.get(reducer)
+        if reducer_id is None:
+            raise JsModulePanicError(f"module has no reducer {reducer}")
+        self._check_arguments(reducer, args)
+        syscalls = self._syscalls_for(ctx)
+        self._check_fresh_runner()
+        connection = ctx.connection_id
+        syscalls.begin(ctx.transaction, ctx.caller, reducer)
+        try:
+            self.runner.call_reducer(
+                reducer_id,
+                args,
+                sender=ctx.sender.value,
+                connection_id=connection.value if connection is not None else 0,
+                timestamp_us=ctx.timestamp.micros,
+            )
+        except JsSenderError as exc:
+            raise ReducerError(str(exc)) from None
+        except JsModuleError as exc:
+            raise JsModulePanicError(str(exc)) from None
+        finally:
+            syscalls.end()
+
+    def _check_arguments(self, reducer: str, args: bytes) -> None:
+        """Refuse bytes that do not decode against the reducer's parameters before the runner sees them.
+
+        The seam's contract (`hosted_module.BadArgumentsError`): the module, not the engine, checks its arguments.
+        The module's own code decodes them again in the runner; a decode failure there would be a panic.
+        """
+        codec = self._arg_codecs.get(reducer)
+        if codec is None:
+            params = next(r.params for r in self._definition.reducers if r.name == reducer)
+            codec = self._arg_codecs[reducer] = bsatn.codec(md.resolve_deep(params, self._definition.typespace))
+        try:
+            codec.decode_prefix(args, 0)
+        except DecodeError as exc:
+            raise BadArgumentsError(f"invalid arguments for reducer {reducer}: {exc}") from None
+
+    @property
+    def has_start_hook(self) -> bool:
+        """TypeScript modules have no start hook (they use `init` and the lifecycle reducers)."""
+        return False
+
+    def on_start(self, ctx: ReducerContext, info: StartInfo) -> None:
+        """Nothing to do (see `has_start_hook`)."""
+        del ctx, info
+
+    def close(self) -> None:
+        """Stop the runner."""
+        self.runner.close()
+
+    # ----- internals -----
+
+    def _syscalls_for(self, ctx: HostReducerContext) -> EngineSyscalls:
+        if self._syscalls is None:
+            self._syscalls = EngineSyscalls(
+                self._definition,
+                ctx.transaction.datastore,
+                table_source_names=self._table_sources,
+                index_canonical_names=self._index_names,
+                identity=self._identity,
+            )
+            self._syscalls.schedule_immediate = self._schedule
+        return self._syscalls
+
+    def _check_fresh_runner(self) -> None:
+        """After a restart, the new runner must describe exactly the module loaded at start."""
+        if self.runner.alive() and self.runner.restarts == self._restarts_seen:
+            return
+        try:
+            description = self.runner.describe()
+        except JsModuleError as exc:
+            raise JsModulePanicError(f"module runner could not be restarted: {exc}") from None
+        self._restarts_seen = self.runner.restarts
+        if description != self._description:
+            self.runner.close()
+            raise JsModulePanicError("module runner restarted with a different module description; call refused")
+
+    def answer(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
+        """The runner's syscalls: before the first call (while loading) only console output is answered."""
+        if self._syscalls is None:
+            if fn == "console_log":
+                MODULE_LOG.info("%s", args[1] if len(args) > 1 else "", extra={"reducer": None})
+                return None, b""
+            raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn} called outside of a transaction")
+        return self._syscalls.handle(fn, args, body)
+
+
+class _Dispatch:
+    """The runner's `SyscallHandler`: forwards to the module (whose handler exists only once the engine runs)."""
+
+    def __init__(self, module: JsModule) -> None:
+        self._module = module
+
+    def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
+        return self._module.answer(fn, args, body)
+
+
+def _source_names(description: bytes) -> tuple[tuple[str, ...], dict[str, str]]:
+    """Tables' source names (what the library asks `table_id_from_name` for) and indexes' explicit names."""
+    if not description or description[0] != raw.RAW_MODULE_DEF_V10_TAG:
+        return (), {}
+    try:
+        (sections,) = bsatn.decode(raw.MODULE_V10, bytes(description[1:]), raw.META_TYPESPACE)
+    except DecodeError as exc:
+        raise md.ModuleDefError(str(exc)) from None
+    kinds = [variant.name for variant in raw.SECTION_V10.variants]
+    tables: tuple[str, ...] = ()
+    indexes: dict[str, str] = {}
+    for section in sections:
+        kind = kinds[section.tag]
+        if kind == "Tables" and not tables:
+            tables = tuple(str(table[0]) for table in section.value)
+        elif kind == "ExplicitNames":
+            for entry in section.value[0]:
+                if entry.tag == _EXPLICIT_INDEX:
+                    indexes[str(entry.value[0])] = str(entry.value[1])
+    return tables, indexes
+
+
+def _filters_by_table(definition: md.ModuleDef) -> dict[str, str]:
+    """Each row-level-security rule keyed by the one table it selects from (parsed with the host's SQL layer)."""
+    filters: dict[str, str] = {}
+    for sql in definition.row_level_security:
+        select = parse_select(sql)
+        source = select.args.get("from") or select.args.get("from_")
+        table = getattr(getattr(source, "this", None), "name", None)
+        if not table:
+            raise md.ModuleDefError(f"row-level security rule names no table: {sql}")
+        if table in filters:
+            raise md.ModuleDefError(f"table {table} has more than one row-level security rule (this host keeps one)")
+        filters[str(table)] = sql
+    return filters

@@ -1,0 +1,232 @@
+"""A TypeScript module on the official library runs against the engine: every syscall answered from a real datastore.
+
+Real `node` children (marked `node`): the ABI module (`abi_module.mjs.in`) runs in a `JsModule` hosted by a real
+`HostEngine` with a commit log on disk. Each test drives reducers through the engine, as the network layers do, and
+reads the outcome from the engine's tables: what the module wrote through `datastore_*` syscalls, and what it saw
+through scans, reported back as lines of its `audit` table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import CallOutcome, CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.js_module import JsModule
+from autopilot_sync.jsmodule.runner import RunnerLimits
+from autopilot_sync.spacetime import moduledef as md
+from autopilot_sync.spacetime.values import ConnectionId, Identity
+
+pytestmark = pytest.mark.node
+
+ALICE = Caller(Identity(0xA11CE), ConnectionId(7), {"sub": "alice", "iss": "https://issuer.test"})
+
+
+@pytest.fixture
+async def engine(abi_module: Path, tmp_path: Path) -> AsyncIterator[HostEngine]:
+    module = JsModule(abi_module, limits=RunnerLimits(heap_mb=48, call_timeout_s=3.0))
+    engine = HostEngine(module, tmp_path / "data", "notes", EngineConfig(fsync=False, owner_identity=Identity(0x0E)))
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+        module.close()
+
+
+def audit(engine: HostEngine) -> list[str]:
+    return sorted(row[0] for row in engine.datastore["audit"].rows.values())
+
+
+def notes(engine: HostEngine) -> dict[int, tuple[str, int, str, str]]:
+    return {row[0]: tuple(row[1:]) for row in engine.datastore["note"].rows.values()}
+
+
+async def call(engine: HostEngine, reducer: str, *args: object, caller: Caller = ALICE) -> tuple[CallStatus, str]:
+    outcome = await engine.call_reducer(reducer, args, caller)
+    return outcome.status, outcome.message
+
+
+async def add_three(engine: HostEngine) -> None:
+    for owner, rank, text, tag in (("ann", 1, "a1", "t1"), ("ann", 2, "a2", "t2"), ("bob", 1, "b1", "t3")):
+        assert await call(engine, "add_note", owner, rank, text, tag) == (CallStatus.COMMITTED, "")
+
+
+async def test_definition_comes_from_the_modules_own_description(engine: HostEngine) -> None:
+    definition = engine.module.definition()
+    assert [t.name for t in definition.tables] == ["note", "audit", "reminder", "visitor"]
+    reminder = definition.table("reminder")
+    assert reminder.schedule is not None and reminder.schedule.reducer == "fire_reminder"
+    assert engine.datastore["reminder"].table.schedule_column == "fireAt"  # from the definition, not a fixed name
+    assert definition.reducer("on_connect").lifecycle is md.Lifecycle.ON_CONNECT
+    assert audit(engine) == ["init"]  # the init lifecycle reducer ran once, on the fresh database
+
+
+async def test_insert_returns_generated_auto_increment_ids(engine: HostEngine) -> None:
+    await add_three(engine)
+    assert notes(engine) == {1: ("ann", 1, "a1", "t1"), 2: ("ann", 2, "a2", "t2"), 3: ("bob", 1, "b1", "t3")}
+
+
+async def test_unique_violation_is_the_librarys_error_and_rolls_back(engine: HostEngine) -> None:
+    await add_three(engine)
+    status, message = await call(engine, "add_note", "bob", 9, "dup", "t3")
+    assert status is CallStatus.INTERNAL_ERROR
+    assert "UniqueAlreadyExists" in message and "note(tag)" in message
+    assert len(notes(engine)) == 3
+    # A module that catches the errno sees the library's own class, and its transaction goes on.
+    assert await call(engine, "add_note_safely", "bob", 9, "dup", "t3") == (CallStatus.COMMITTED, "")
+    assert "caught UniqueAlreadyExists" in audit(engine)
+
+
+async def test_scans_by_table_point_prefix_and_range_see_the_transactions_rows(engine: HostEngine) -> None:
+    await add_three(engine)
+    await call(engine, "add_note", "ann", 3, "a3", "t4")
+    assert await call(engine, "report", "ann", 1, 2, "t2") == (CallStatus.COMMITTED, "")
+    (line,) = [a for a in audit(engine) if a.startswith("count=")]
+    assert line == "count=4 all=a1,a2,a3,b1 owner=a1,a2,a3 range=a1,a2 above=a2,a3 point=a1 tag=a2"
+
+
+async def test_update_by_primary_key_and_deletes_by_point_prefix_range_and_row(engine: HostEngine) -> None:
+    await add_three(engine)
+    assert await call(engine, "rename", 2, "A2") == (CallStatus.COMMITTED, "")
+    assert notes(engine)[2] == ("ann", 2, "A2", "t2")
+    assert await call(engine, "rename", 99, "x") == (CallStatus.USER_ERROR, "no note 99")
+    await call(engine, "add_note", "ann", 3, "a3", "t4")
+    await call(engine, "remove_ranks", "ann", 1, 3)  # [1, 3) on the second column of (owner, rank)
+    assert sorted(notes(engine)) == [3, 4]
+    await call(engine, "remove_owner", "bob")  # prefix of the two-column index
+    await call(engine, "remove_tag", "t4")  # point on the unique column
+    await call(engine, "remove_note", 4)  # primary key, already gone
+    assert notes(engine) == {}
+    assert {"removed ranks 2", "removed owner 1", "removed tag true", "removed false"} <= set(audit(engine))
+
+
+async def test_delete_by_equal_row_and_clear(engine: HostEngine) -> None:
+    assert await call(engine, "forget_line", "init") == (CallStatus.COMMITTED, "")
+    assert audit(engine) == ["forgot true"]
+    assert await call(engine, "clear_audit") == (CallStatus.COMMITTED, "")
+    assert audit(engine) == ["cleared 1"]
+
+
+async def test_a_row_bigger_than_the_scan_buffer_is_read_after_buffer_too_small(engine: HostEngine) -> None:
+    # The library's iterator buffer starts at 64 KiB: a 100 000-byte row answers `__buffer_too_small__` first.
+    assert await call(engine, "big_line", 100_000) == (CallStatus.COMMITTED, "")
+    assert "longest 100000" in audit(engine)
+
+
+async def test_sender_error_is_the_callers_refusal_in_its_own_words(engine: HostEngine) -> None:
+    assert await call(engine, "refuse") == (CallStatus.USER_ERROR, "not allowed for this caller")
+
+
+async def test_undecodable_arguments_are_refused_before_the_module_runs(engine: HostEngine) -> None:
+    refused: list[CallOutcome] = []
+    engine.start_call("add_note", b"\x03\x00\x00\x00an", ALICE, None, refused.append)  # a string cut short
+    (outcome,) = refused
+    assert (outcome.status, outcome.offset) == (CallStatus.BAD_ARGUMENTS, 0)
+    assert outcome.message.startswith("invalid arguments for reducer add_note: ")
+    assert notes(engine) == {}
+    await add_three(engine)  # the runner was never involved: it serves the next call as before
+
+
+async def test_throw_is_a_panic_that_rolls_back_and_the_module_keeps_serving(engine: HostEngine) -> None:
+    status, message = await call(engine, "explode")
+    assert status is CallStatus.INTERNAL_ERROR
+    assert message == "reducer explode panicked: TypeError: a bug in the module"
+    assert "written before the throw" not in audit(engine)
+    await add_three(engine)
+
+
+async def test_infinite_loop_fails_the_call_rolls_back_and_a_fresh_runner_serves(engine: HostEngine) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    status, message = await call(engine, "spin")
+    assert status is CallStatus.INTERNAL_ERROR and "time limit of 3 s" in message
+    assert "written before the loop" not in audit(engine)
+    await add_three(engine)  # table and index ids are looked up again by the new runner
+    assert module.runner.restarts == 1
+    assert len(notes(engine)) == 3
+
+
+async def test_runaway_allocation_fails_the_call_and_a_fresh_runner_serves(engine: HostEngine) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    module.runner.limits = RunnerLimits(heap_mb=48, call_timeout_s=60.0)
+    status, message = await call(engine, "hog")
+    assert status is CallStatus.INTERNAL_ERROR and "heap limit of 48 MiB" in message
+    assert await call(engine, "forget_line", "init") == (CallStatus.COMMITTED, "")
+
+
+async def test_identity_sender_and_jwt_payload_of_the_caller(engine: HostEngine) -> None:
+    assert await call(engine, "whoami") == (CallStatus.COMMITTED, "")
+    (line,) = [a for a in audit(engine) if a.startswith("sender=")]
+    assert line == f"sender={Identity(0xA11CE).hex} module={Identity(0x0E).hex} sub=alice"
+    internal = Caller(Identity(0x0E))
+    await call(engine, "clear_audit", caller=internal)
+    await call(engine, "whoami", caller=internal)
+    assert f"sender={Identity(0x0E).hex} module={Identity(0x0E).hex} sub=-" in audit(engine)
+
+
+async def test_client_connected_and_disconnected_run_in_the_module(engine: HostEngine) -> None:
+    await engine.connect(ALICE)
+    (row,) = engine.datastore["visitor"].rows.values()
+    assert row[0] == ALICE.connection_id and row[1] == ALICE.identity
+    assert json.loads(row[2]) == {"sub": "alice", "iss": "https://issuer.test"}
+    await engine.disconnect(ALICE)
+    assert not engine.datastore["visitor"].rows
+
+
+async def test_scheduled_reducer_fires_from_the_definitions_schedule_column(engine: HostEngine) -> None:
+    assert await call(engine, "remind", 50, "r1") == (CallStatus.COMMITTED, "")
+    assert len(engine.datastore["reminder"].rows) == 1
+    for _ in range(100):
+        if "fired r1" in audit(engine):
+            break
+        await asyncio.sleep(0.05)
+    assert "fired r1" in audit(engine)
+    assert not engine.datastore["reminder"].rows  # a one-shot schedule's row goes with its call
+
+
+async def test_schedule_immediate_runs_the_reducer_after_the_transaction(engine: HostEngine) -> None:
+    assert await call(engine, "echo_later", "init") == (CallStatus.COMMITTED, "")
+    for _ in range(100):
+        if "forgot true" in audit(engine):
+            break
+        await asyncio.sleep(0.05)
+    assert audit(engine) == ["forgot true"]
+
+
+async def test_console_output_goes_to_the_module_log_with_levels_and_the_reducer(
+    engine: HostEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="autopilot_sync.module_log"):
+        assert await call(engine, "chatty") == (CallStatus.COMMITTED, "")
+    records = [r for r in caplog.records if r.name == "autopilot_sync.module_log"]
+    assert [(r.levelno, r.getMessage()) for r in records[:4]] == [
+        (logging.ERROR, "an error line"),
+        (logging.WARNING, "a warning line"),
+        (logging.INFO, "an info line"),
+        (logging.DEBUG, "a debug line"),
+    ]
+    assert records[4].getMessage().startswith('Timing span "work": ')
+    assert {getattr(r, "reducer", None) for r in records} == {"chatty"}
+
+
+async def test_data_written_by_the_module_survives_a_restart(abi_module: Path, tmp_path: Path) -> None:
+    for expected in ({1: ("ann", 1, "a1", "t1")}, {1: ("ann", 1, "a1", "t1"), 2: ("ann", 2, "a2", "t2")}):
+        module = JsModule(abi_module)
+        engine = HostEngine(module, tmp_path / "data", "notes", EngineConfig(fsync=False))
+        await engine.start()
+        try:
+            rank = len(expected)
+            assert await call(engine, "add_note", "ann", rank, f"a{rank}", f"t{rank}") == (CallStatus.COMMITTED, "")
+            assert notes(engine) == expected  # the sequence resumed after the restart
+            assert audit(engine) == ["init"]  # init ran on the fresh database only
+        finally:
+            await engine.stop()
+            module.close()
