@@ -26,6 +26,8 @@ from bench.suite import OURS, Context, Metric, payload
 
 TITLE = "a large store: memory per retained event, catch-up, start-up"
 BATCH = 500
+#: A fill of 1,000,000 events outlives a session token on a loaded machine: a fresh connection every this many calls.
+RECONNECT_EVERY = 100
 SETTLE_SECONDS = 1.0
 
 
@@ -78,11 +80,16 @@ async def _build(ctx: Context) -> dict[str, Any]:
         await ours.append(conn, [event_input(streams[0], 1, payload(1))])  # warm: schema, first grant
         await asyncio.sleep(SETTLE_SECONDS)
         before = rss_bytes(host.process.pid)
+        calls = 0
         for stream in streams:
             first = 2 if stream == streams[0] else 1
             for start in range(first, per_stream + 1, BATCH):
+                if calls and calls % RECONNECT_EVERY == 0:  # a socket closes when its token expires (1008)
+                    await conn.close()
+                    conn = await ours.connect(producer=True, url=url)
                 stop = min(per_stream + 1, start + BATCH)
                 await ours.append(conn, [event_input(stream, seq, payload(seq)) for seq in range(start, stop)])
+                calls += 1
         await asyncio.sleep(SETTLE_SECONDS)
         after = rss_bytes(host.process.pid)
     finally:
