@@ -109,6 +109,14 @@ HexPubkeys = Annotated[
 IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (64 characters) or empty")]
 """A SpacetimeDB identity as hex, as `/v1/identity` and the SDK print it; empty means none."""
 
+Identities = Annotated[
+    tuple[Annotated[str, AfterValidator(_identity_hex)], ...],
+    NoDecode,
+    BeforeValidator(_split_commas),
+    Form("comma-separated identity hex (64 characters each)"),
+]
+"""A comma-separated list of SpacetimeDB identities (hex), normalised to lowercase."""
+
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas), Form("comma-separated names")]
 """A comma-separated list of plain names (blank items are dropped)."""
 
@@ -128,10 +136,10 @@ DottedPath = Annotated[
 
 ModulePath = Annotated[
     str,
-    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)$"),
-    Form("dotted Python import path, or a built module file ending .js/.mjs"),
+    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)?$"),
+    Form("dotted Python import path, or a built module file ending .js/.mjs, or empty"),
 ]
-"""The module a host serves: a Python import path, or a built TypeScript module (one ES-module file)."""
+"""The module a host serves: a Python import path, or a built TypeScript module (one ES-module file); empty: none."""
 
 Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
 """A positive count (commits, bytes)."""

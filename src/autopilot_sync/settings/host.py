@@ -11,6 +11,7 @@ from autopilot_sync.settings.fields import (
     Count,
     DatabaseName,
     FilePath,
+    Identities,
     IdentityHex,
     IssuerUrls,
     Listen,
@@ -36,7 +37,14 @@ class HostSettings(ServiceSettings):
     module: ModulePath = Field(
         default="autopilot_sync.module",
         description="The module the host serves: a dotted Python path, or a built TypeScript module file (.js or "
-        ".mjs, as `spacetime build` or `autopilot-sync build` makes it) run in a Node child process.",
+        ".mjs, as `spacetime build` or `autopilot-sync build` makes it) run in a Node child process; empty starts "
+        "the host with no database, waiting for `POST /v1/database`. Once a module was published over HTTP (or the "
+        "database deleted), the data directory's record wins over this setting.",
+    )
+    create_identities: Identities = Field(
+        default=(),
+        description="Identities (hex) allowed to create the database with `POST /v1/database` when the host has "
+        "none; the creator becomes its owner. Empty allows the owner identity only.",
     )
     js_heap_mb: Count = Field(
         default=256,
