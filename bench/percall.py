@@ -3,9 +3,9 @@
 `python -m bench.percall [--calls 1000] [--rounds 3] [--profile /tmp/host.svg]` starts our host and control (as
 `python -m bench` does), then per round: `--calls` one-event `append_sync_events` calls, one in flight (events/s and
 the p50 of call → `ReducerResult`), and `--calls` events sent one at a time to a stream one SDK subscriber follows,
-each timed from the send to the subscriber's cache (p50, p99). With `--profile` py-spy records the host process
-during the first round's publish phase (speedscope for a `.json` name, collapsed stacks for `.txt`, else an SVG
-flame graph).
+each timed from the send to the subscriber's cache (p50, p99). With `--profile` py-spy records the host
+process during the first round's publish phase, and its receipt phase into `<name>-receipt<suffix>` (speedscope
+for a `.json` name, collapsed stacks for `.txt`, else an SVG flame graph).
 
 Why its own script: a code change is judged by old against new in one session, alternating; this measures just the
 per-call numbers the change targets, in seconds rather than the suite's minutes. To compare code versions, run it
@@ -93,7 +93,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if profiler is not None:
                     profiler.send_signal(2)
                     profiler.wait(60)
+                    receipt_out = args.profile.with_name(f"{args.profile.stem}-receipt{args.profile.suffix}")
+                    profiler = start_profiler(ours.host_pid, receipt_out)
+                    await asyncio.sleep(1.0)
                 p50, p99 = await receipt_round(ours, f"rc-{round_no}", args.calls)
+                if profiler is not None:
+                    profiler.send_signal(2)
+                    profiler.wait(60)
                 row = {"unbatched_events_per_s": rate, "ack_p50_ms": ack, "receipt_p50_ms": p50, "receipt_p99_ms": p99}
                 print(json.dumps(row), file=sys.stderr)
                 rows.append(row)
