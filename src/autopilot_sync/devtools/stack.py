@@ -17,14 +17,18 @@ desktop reads the runtime's streams however late it starts. With `policy=True` c
 gives exactly those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `up` uses).
 
 The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
-told that key's identity is the database owner, so the exporter reads every reader's checkpoint.
+told that key's identity is the database owner, so the exporter reads every reader's checkpoint. As the owner, the
+stack also names control as the sync module's trusted token issuer (`trust_control`, run by `start_all` and `up`),
+as a deployment to SpacetimeDB must (docs/security.md "The trusted issuer").
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -312,6 +316,8 @@ class LocalStack:
         try:
             self.start_host()
             self.start_control()
+            if "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY" not in self.host_env:  # a test that names another owner configures
+                self.trust_control()
             if runtime:
                 self.start_runtime()
         except BaseException:
@@ -334,6 +340,34 @@ class LocalStack:
     def tails(self, lines: int = 30) -> str:
         """The last output lines of every service, for assertion messages."""
         return "\n".join(f"--- {s.service}\n{s.tail(lines)}" for s in self.services())
+
+    # ----- the owner's configuration of the sync module -----
+
+    def trust_control(self) -> None:
+        """Name control as the sync module's trusted issuer, calling `set_trusted_issuer` as the owner (the exporter).
+
+        A real SpacetimeDB accepts tokens from any OIDC issuer, so the module refuses claims from any issuer but the
+        one its owner named; the local stack names its control service, as a deployment does once after publishing.
+        Blocking (it runs the call on a worker thread's own event loop), like starting a service. RuntimeError when
+        the host refuses.
+        """
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            worker.submit(asyncio.run, self._trust_control()).result()
+
+    async def _trust_control(self) -> None:
+        token = await fetch_session_token(
+            self.control_public_url, self.exporter_key, ("sync.subscribe",), None, None, "owner"
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/call/set_trusted_issuer",
+                json=[self.control_public_url],
+                headers={"Authorization": f"Bearer {token.token}"},
+            ) as response,
+        ):
+            if response.status != 200:
+                raise RuntimeError(f"set_trusted_issuer: HTTP {response.status}: {await response.text()}")
 
     # ----- test helpers over the real routes -----
 
