@@ -12,7 +12,7 @@ Prints a Markdown table of medians:
 - a reducer that inserts one row and logs a line (one syscall: ids are cached in the runner, the log is one-way).
 Then the sync module's TypeScript twin (`modules/autopilot-sync/`, built as `autopilot-sync build` does) and the
 Python sync module, each in its own engine: the median `append_sync_events` call of `--batch` events (the workload
-of `python -m bench` row g, without the network and the fsync), and the twin's syscalls per event by name, as
+of `python -m bench` row i, without the network and the fsync), and the twin's syscalls per event by name, as
 counted by `JsModule.syscall_counts` (every frame the runner sent the host).
 Numbers depend on the machine's load; they are a cost row, never a test.
 """

@@ -1,4 +1,4 @@
-"""(g) Batched publish through the TypeScript sync module, as a ratio to the Python module in the same run (issue 18).
+"""(i) Batched publish through the TypeScript sync module, as a ratio to the Python module in the same run (issue 18).
 
 The same workload as row (a) batched: one producer, `append_sync_events` with 100 events per call, one call in
 flight, every acknowledgement durable. A second host (the TypeScript twin from `modules/autopilot-sync/`, built with
@@ -27,9 +27,9 @@ TWIN = Path(__file__).resolve().parents[2] / "modules" / "autopilot-sync"
 def metrics(ctx: Context) -> list[Metric]:
     batch = ctx.sizes.batch
     return [
-        Metric("g", f"{PYTHON} ({batch}/batch)", "events/s", True),
-        Metric("g", f"{TYPESCRIPT} ({batch}/batch)", "events/s", True),
-        Metric("g", RATIO, "x", True, "≥ 0.5x", lambda m: m["ours"] >= 0.5),
+        Metric("i", f"{PYTHON} ({batch}/batch)", "events/s", True),
+        Metric("i", f"{TYPESCRIPT} ({batch}/batch)", "events/s", True),
+        Metric("i", RATIO, "x", True, "≥ 0.5x", lambda m: m["ours"] >= 0.5),
     ]
 
 
