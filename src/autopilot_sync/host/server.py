@@ -17,6 +17,7 @@ from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.js_module import JsModule, is_js_module_path
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
+from autopilot_sync.host.sql import VisibilityFilterError
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.jsmodule import JsModuleLoadError
 from autopilot_sync.jsmodule.runner import RunnerLimits
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class ModuleLoadError(RuntimeError):
-    """The configured module cannot be loaded: no importable `module` attribute, or a JS module that fails to load."""
+    """The configured module cannot be loaded: no importable `module` attribute, a JS module that fails to load, or a
+    module the engine refuses (a visibility filter that does not compile)."""
 
 
 def load_module(path: str) -> Module:
@@ -133,18 +135,23 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
 async def start_host(settings: HostSettings) -> RunningHost:
     """Recover the database and start listening (port 0 picks a free port)."""
     module = load_hosted(settings)
-    engine = HostEngine(
-        module,
-        Path(settings.data_dir),
-        settings.database,
-        EngineConfig(
-            fsync=settings.fsync,
-            snapshot_every=settings.snapshot_every_commits,
-            snapshots_kept=settings.snapshots_kept,
-            segment_max_bytes=settings.segment_max_bytes,
-            owner_identity=Identity.from_hex(settings.owner_identity) if settings.owner_identity else Identity(0),
-        ),
-    )
+    try:
+        engine = HostEngine(
+            module,
+            Path(settings.data_dir),
+            settings.database,
+            EngineConfig(
+                fsync=settings.fsync,
+                snapshot_every=settings.snapshot_every_commits,
+                snapshots_kept=settings.snapshots_kept,
+                segment_max_bytes=settings.segment_max_bytes,
+                owner_identity=Identity.from_hex(settings.owner_identity) if settings.owner_identity else Identity(0),
+            ),
+        )
+    except VisibilityFilterError as exc:
+        if isinstance(module, JsModule):
+            module.close()
+        raise ModuleLoadError(f"module {settings.module!r} refused: {exc}") from exc
     async with AsyncExitStack() as undo:
         undo.callback(_close_module, engine.module)
         await engine.start()
