@@ -3,7 +3,9 @@
 Anyone who reaches the TCP listen address could otherwise append to any stream. Two ways in, both decided here:
 - **the Unix socket** (`AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET`): created mode 0600, so the operating system admits
   only the runtime's own user; every route is allowed over it (local tools: `runtime demo`, `dead-letters`, `up`);
-- **a bearer token** signed by control (checked against control's JWKS, the same OIDC rules as the host): appends need
+- **a bearer token** signed by control (checked against control's JWKS, the same OIDC rules as the host, including
+  its audience rule: `aud` must name the runtime's database, so a token control signed for another database is
+  refused): appends need
   `sync.append` with a `streams` claim covering every stream the request writes; the operator routes
   (`/v1/streams`, `/v1/dead-letters*`) need `sync.admin`.
 `/healthz` and `/metrics` stay open (no stream contents, no names). Refusals are typed: 401 `unauthenticated` (no or
@@ -23,7 +25,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from autopilot_sync.auth.claims import check_claims, parse_unverified
+from autopilot_sync.auth.claims import check_audience, check_claims, parse_unverified
 from autopilot_sync.auth.errors import TokenError
 from autopilot_sync.auth.oidc import OidcVerifier
 from autopilot_sync.contract.scopes import Scope, scopes_of, stream_allowed
@@ -67,10 +69,13 @@ class AccessDeniedError(Exception):
 
 
 class ProducerAccess:
-    """Verifies callers: tokens from the control service at `issuer`, or any request over the Unix socket."""
+    """Verifies callers: tokens from the control service at `issuer` for `database`, or any request over the Unix
+    socket."""
 
-    def __init__(self, issuer: str, verifier: OidcVerifier | None = None) -> None:
+    def __init__(self, issuer: str, database: str, verifier: OidcVerifier | None = None) -> None:
         self.issuer = issuer
+        #: The audience a token must name (the host's rule: the database the runtime publishes to).
+        self.database = database
         self.verifier = verifier or OidcVerifier([issuer])
 
     async def close(self) -> None:
@@ -95,6 +100,7 @@ class ProducerAccess:
             check_claims(claims, time.time())
             if claims.get("iss") != self.issuer:
                 raise AccessDeniedError(401, "unauthenticated", f"the token was not issued by {self.issuer}")
+            check_audience(claims, self.database)
             await self.verifier.verify_signature(token, self.issuer, jose_header)
         except TokenError as exc:
             raise AccessDeniedError(401, "unauthenticated", str(exc)) from None
