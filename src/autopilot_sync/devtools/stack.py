@@ -17,7 +17,8 @@ desktop reads the runtime's streams however late it starts. With `policy=True` c
 gives exactly those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `up` uses).
 
 The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
-told that key's identity is the database owner, so the exporter reads every reader's checkpoint.
+told that key's identity is an observer (reads every row, calls nothing as the owner), so the exporter reads every
+reader's checkpoint.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class LocalStack:
         self.user_keys = [
             load_or_create_secret_key(self.root / "users" / f"user-{i}.key").secret for i in range(USER_POOL)
         ]
-        #: the sync metrics exporter reads as the database owner (docs/security.md "The sync metrics exporter")
+        #: the sync metrics exporter reads as an observer (docs/security.md "The sync metrics exporter")
         self.exporter_key = load_or_create_secret_key(self.root / "exporter" / "nostr.key").secret
 
     # ----- keys -----
@@ -208,7 +209,7 @@ class LocalStack:
             "module": self.module,
             "database": DATABASE,
             "trusted_issuers": (self.control_public_url,),
-            "owner_identity": self.exporter_identity.hex,
+            "observer_identities": (self.exporter_identity.hex,),
         }
         return {**service_environment(HostSettings, fields), **self.host_env}
 
@@ -279,7 +280,7 @@ class LocalStack:
 
     @property
     def exporter_identity(self) -> Identity:
-        """The identity control's tokens give the exporter's key: the host's database owner."""
+        """The identity control's tokens give the exporter's key: one of the host's read-only observers."""
         return identity_from_claims(self.control_public_url, self.exporter_key.public_key().hex)
 
     @property
@@ -288,7 +289,7 @@ class LocalStack:
         return _loopback(self.exporter_port)
 
     def exporter_environment(self) -> dict[str, str]:
-        """The sync metrics exporter's environment: its port and key, reading the host as the database owner."""
+        """The sync metrics exporter's environment: its port and key, reading the host as an observer."""
         fields: Mapping[str, object] = {
             "listen": ListenAddress(LOOPBACK, self.exporter_port),
             "control_url": self.control_public_url,
@@ -299,7 +300,7 @@ class LocalStack:
         return service_environment(ExporterSettings, fields)
 
     def start_exporter(self) -> ServiceProcess:
-        """Start (or restart) the sync metrics exporter, reading as the database owner."""
+        """Start (or restart) the sync metrics exporter, reading as an observer."""
         self.exporter = start_service("exporter", self.service_args(), env=self.exporter_environment())
         return self.exporter
 

@@ -107,6 +107,8 @@ class EngineConfig:
     #: Size bound of one commit-log segment.
     segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
     owner_identity: Identity = field(default_factory=lambda: Identity(0))
+    #: Identities that read as the owner does (private tables, past row-level security) but call as anyone else.
+    observer_identities: frozenset[Identity] = frozenset()
 
 
 class HostEngine:
@@ -160,6 +162,10 @@ class HostEngine:
         bind_host = getattr(module, "bind_host", None)
         if bind_host is not None:  # a JavaScript module's `volatile_nonatomic_schedule_immediate` and `identity`
             bind_host(schedule_immediate=self._schedule_immediate, identity=self.owner_identity)
+
+    def reads_everything(self, identity: Identity) -> bool:
+        """Whether `identity` reads private tables past row-level security: the owner and the observers."""
+        return identity == self.owner_identity or identity in self.config.observer_identities
 
     @property
     def durable_offset(self) -> int:

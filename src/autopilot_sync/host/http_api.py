@@ -317,8 +317,8 @@ async def sql(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         return _text(400, "SQL body must be UTF-8 text", headers)
     try:
-        owner = auth.identity == engine.owner_identity
-        result = sql_json_result(engine.datastore, text, private_visible=owner, sender=auth.identity)
+        reads_everything = engine.reads_everything(auth.identity)
+        result = sql_json_result(engine.datastore, text, private_visible=reads_everything, sender=auth.identity)
     except SqlError as exc:
         return _text(400, str(exc), headers)
     try:

@@ -146,6 +146,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
                 snapshots_kept=settings.snapshots_kept,
                 segment_max_bytes=settings.segment_max_bytes,
                 owner_identity=Identity.from_hex(settings.owner_identity) if settings.owner_identity else Identity(0),
+                observer_identities=frozenset(Identity.from_hex(hex_) for hex_ in settings.observer_identities),
             ),
         )
     except VisibilityFilterError as exc:

@@ -160,7 +160,7 @@ class Connection:
         )
         self._wakeup = asyncio.Event()
         self._closing_task: asyncio.Task[None] | None = None
-        self.private_visible = caller.identity == hub.engine.owner_identity
+        self.private_visible = hub.engine.reads_everything(caller.identity)
 
     def __hash__(self) -> int:
         return id(self)

@@ -78,6 +78,12 @@ def _identity_hex(value: str) -> str:
     return value.lower()
 
 
+def _identity_hex_required(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("expected 64 hex characters (a SpacetimeDB identity)")
+    return value.lower()
+
+
 def _hex_pubkey(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("expected 64 hex characters (a Nostr x-only public key)")
@@ -108,6 +114,14 @@ HexPubkeys = Annotated[
 
 IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (64 characters) or empty")]
 """A SpacetimeDB identity as hex, as `/v1/identity` and the SDK print it; empty means none."""
+
+IdentityHexes = Annotated[
+    tuple[Annotated[str, AfterValidator(_identity_hex_required)], ...],
+    NoDecode,
+    BeforeValidator(_split_commas),
+    Form("comma-separated identity hex (64 characters each)"),
+]
+"""A comma-separated list of SpacetimeDB identities (hex), normalised to lowercase."""
 
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas), Form("comma-separated names")]
 """A comma-separated list of plain names (blank items are dropped)."""

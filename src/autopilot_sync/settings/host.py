@@ -12,6 +12,7 @@ from autopilot_sync.settings.fields import (
     DatabaseName,
     FilePath,
     IdentityHex,
+    IdentityHexes,
     IssuerUrls,
     Listen,
     ListenAddress,
@@ -58,6 +59,12 @@ class HostSettings(ServiceSettings):
         description="Identity (hex) of the database owner, as SpacetimeDB's publisher: it runs `init` and the start "
         "hook, reads past row-level security, and is the module's administrator (e.g. the sync module's "
         "`set_sync_limits`); empty means no caller over the network is the owner.",
+    )
+    observer_identities: IdentityHexes = Field(
+        default=(),
+        description="Identities (hex) that read every row as the owner does (private tables, past row-level "
+        "security) and are otherwise ordinary callers: no owner reducer, no write. For read-only services such as "
+        "the sync metrics exporter (docs/security.md).",
     )
     token_leeway_seconds: SecondsOrZero = Field(
         default=60,
