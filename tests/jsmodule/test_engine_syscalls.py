@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.spacetime import moduledef as md

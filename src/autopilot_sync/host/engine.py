@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import secrets
 import time
@@ -24,6 +23,7 @@ from typing import Any
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
 from autopilot_sync.host.datastore import Datastore
@@ -47,34 +47,6 @@ from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 log = logging.getLogger(__name__)
-
-
-class CallStatus(enum.Enum):
-    """How a reducer call ended; the HTTP and WebSocket layers map each to their own wire form."""
-
-    COMMITTED = "committed"
-    USER_ERROR = "user_error"
-    INTERNAL_ERROR = "internal_error"
-    NO_SUCH_REDUCER = "no_such_reducer"
-    BAD_ARGUMENTS = "bad_arguments"
-    LIFECYCLE_REDUCER = "lifecycle_reducer"
-
-
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
-    """The result of one reducer call.
-
-    `offset` is the engine offset the outcome observed: its own commit's when it wrote, else the newest commit the
-    reducer could see (a no-op success such as a duplicate append, or an error whose text reveals state). An answer
-    reporting the outcome must not leave the host before that offset is durable (`HostEngine.durable_future`).
-    """
-
-    status: CallStatus
-    timestamp: Timestamp
-    message: str = ""
-    tx: CommittedTx | None = None
-    duration_micros: int = 0
-    offset: int = 0
 
 
 #: Outcomes of calls refused before the reducer ran (not reported to `on_call`, as they never were).

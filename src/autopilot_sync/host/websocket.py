@@ -47,13 +47,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from autopilot_sync.host.auth.tokens import TokenService
+from autopilot_sync.host.call_outcome import CallOutcome
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import (
-    CallOutcome,
-    ConnectionRejectedError,
-    HostEngine,
-    StorageUnavailableError,
-)
+from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
