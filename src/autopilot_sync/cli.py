@@ -64,6 +64,7 @@ def _register() -> None:
     from autopilot_sync.gate.cli import gate
     from autopilot_sync.host.cli import host
     from autopilot_sync.ops.cli import compliance, module_group
+    from autopilot_sync.ops.publish_cli import delete, publish
     from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
     from autopilot_sync.verification.cli import chaos, verify_stream
@@ -80,6 +81,8 @@ def _register() -> None:
     main.add_command(verify_stream)
     main.add_command(module_group)
     main.add_command(compliance)
+    main.add_command(publish)
+    main.add_command(delete)
     main.add_command(up)
     main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
     main.add_command(server)  # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)

@@ -16,6 +16,7 @@ import pytest
 from autopilot_sync.host.server import RunningHost, start_host
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
+from autopilot_sync.spacetime.values import Identity
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "host-http.md"
 _ROW = re.compile(r"^\| `(?P<method>[A-Z]+) (?P<path>/[^`?]*)(\?[^`]*)?` \| (?P<status>\d{3})\b")
@@ -60,6 +61,8 @@ async def test_documented_routes_are_exactly_the_registered_ones(host: RunningHo
     assert set(documented_routes()) == registered_routes(host)
 
 
+_CHAT = b'{"python_module": "autopilot_sync.examples.chat"}'
+
 #: One well-formed request per documented route: (extra path suffix, headers, body).
 REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ("POST", "/v1/identity"): ("", {}, None),
@@ -82,6 +85,11 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ),
     ("GET", "/metrics"): ("", {}, None),
     ("GET", "/healthz"): ("", {}, None),
+    # The publish routes, in the table's order: update, delete, create again (the caller is made the owner below).
+    ("POST", "/v1/database/:name/pre_publish"): ("", {"Content-Type": "application/json"}, _CHAT),
+    ("PUT", "/v1/database/:name"): ("", {"Content-Type": "application/json"}, _CHAT),
+    ("DELETE", "/v1/database/:name"): ("", {}, None),
+    ("POST", "/v1/database"): ("", {"Content-Type": "application/json"}, _CHAT),
 }
 
 
@@ -90,7 +98,9 @@ async def test_each_documented_success_status_is_what_the_host_answers(host: Run
     assert set(REQUESTS) == set(routes), "give every documented route a request here"
     async with aiohttp.ClientSession() as session:
         async with session.post(host.base_url + "/v1/identity") as minted:
-            token = (await minted.json())["token"]
+            identity = await minted.json()
+        token = identity["token"]
+        host.engine.owner_identity = Identity.from_hex(identity["identity"])  # may publish, delete and create
         for (method, path), status in routes.items():
             suffix, headers, body = REQUESTS[(method, path)]
             url = host.base_url + path.replace(":name", host.engine.database_name).replace(":reducer", "add_person")

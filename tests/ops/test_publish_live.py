@@ -1,12 +1,16 @@
-"""The publish lane against real host and control processes: drift, record, verify (token, subscribe, heartbeat)."""
+"""The publish lane against real host and control processes: drift, record, publish over the host's route, verify
+(token, subscribe, heartbeat), promote, roll back, GO / NO-GO."""
 
 from __future__ import annotations
 
+import json
+import os
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from autopilot_sync.cli import main
 from autopilot_sync.devtools.processes import free_port, start_host, start_service
@@ -14,10 +18,15 @@ from autopilot_sync.module import module as sync_module
 from autopilot_sync.nostr.keyfile import save_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.ops.publish import Release
+from autopilot_sync.spacetime.identity import identity_from_claims
+
+MODULES = Path(__file__).resolve().parents[1] / "host" / "publish_modules"
 
 
 @pytest.fixture
-def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def lane_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """Control, and a dev and a staging host running the sync module, owned by the lane's key (control's identity)."""
+    monkeypatch.syspath_prepend(str(MODULES))  # the lane loads the release it publishes
     control_url = f"http://127.0.0.1:{free_port()}"
     control = start_service(
         "control",
@@ -27,40 +36,97 @@ def dev_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "AUTOPILOT_SYNC_CONTROL_SIGNING_KEY_PATH": str(tmp_path / "control" / "signing.pem"),
         },
     )
-    host = start_host(tmp_path / "host", env={"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": control_url})
+    key = SecretKey.generate()
     key_path = tmp_path / "ops.key"
-    save_secret_key(key_path, SecretKey.generate())
+    save_secret_key(key_path, key)
+    host_env = {
+        "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": control_url,
+        "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": identity_from_claims(control_url, key.public_key().hex).hex,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(MODULES), os.environ.get("PYTHONPATH")])),
+    }
+    hosts = []
     try:
-        yield {
-            "AUTOPILOT_SYNC_OPS_STATE_DIR": str(tmp_path / "ops"),
-            "AUTOPILOT_SYNC_OPS_DEV_BASE_URL": host.url,
-            "AUTOPILOT_SYNC_OPS_DEV_DATABASE": "autopilot-sync",
-            "AUTOPILOT_SYNC_OPS_DEV_CONTROL_URL": control_url,
-            "AUTOPILOT_SYNC_OPS_DEV_NOSTR_KEY_PATH": str(key_path),
-        }
+        hosts = [start_host(tmp_path / env, env=host_env) for env in ("dev", "staging")]
+        lane = {"AUTOPILOT_SYNC_OPS_STATE_DIR": str(tmp_path / "ops")}
+        for env, host in zip(("DEV", "STAGING"), hosts, strict=True):
+            lane |= {
+                f"AUTOPILOT_SYNC_OPS_{env}_BASE_URL": host.url,
+                f"AUTOPILOT_SYNC_OPS_{env}_DATABASE": "autopilot-sync",
+                f"AUTOPILOT_SYNC_OPS_{env}_CONTROL_URL": control_url,
+                f"AUTOPILOT_SYNC_OPS_{env}_NOSTR_KEY_PATH": str(key_path),
+            }
+        yield lane
     finally:
-        host.stop()
+        for host in hosts:
+            host.stop()
         control.stop()
 
 
-def test_publish_to_a_live_host_verifies_over_the_real_protocol(dev_env: dict[str, str]) -> None:
+def served_tables(base_url: str) -> dict[str, int]:
+    """The host's tables, each with how many indexes it has (read over its schema route)."""
+    with urllib.request.urlopen(f"{base_url}/v1/database/autopilot-sync/schema?version=9", timeout=10) as response:
+        schema = json.load(response)
+    return {table["name"]: len(table["indexes"]) for table in schema["tables"]}
+
+
+def test_the_lane_publishes_promotes_and_rolls_back_over_the_route_with_go_no_go(lane_env: dict[str, str]) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["module", "publish", "--env", "dev"], env=dev_env)
-    assert result.exit_code == 0, result.output
+
+    def lane(*args: str) -> Result:
+        return runner.invoke(main, ["module", *args], env=lane_env)
+
+    first = lane("publish", "--env", "dev")
+    assert first.exit_code == 0, first.output
     tag = Release.of(sync_module).tag
     for line in (
         "schema drift live -> local: none",
+        f"PUBLISH {tag} (autopilot_sync.module) to ",
         "ok   token: session token for npub1",
         "ok   connect: connected with v",
         "own connection present in presence",
         "ok   heartbeat: committed",
         f"GO: dev runs {tag}, verified",
     ):
-        assert line in result.output, result.output
-    status = runner.invoke(main, ["module", "status", "--env", "dev"], env=dev_env)
+        assert line in first.output, first.output
+    status = lane("status", "--env", "dev")
     assert f"current: {tag} (verified at" in status.output
-    diff = runner.invoke(main, ["module", "diff", "--env", "dev", "--json"], env=dev_env)
-    assert diff.exit_code == 0 and diff.output.strip() == "[]"
+    assert lane("diff", "--env", "dev", "--json").output.strip() == "[]"
+    assert lane("publish", "--env", "staging").exit_code == 0
+
+    # A compatible release is published to the running host (no restart) and verified.
+    v2 = lane("publish", "--env", "dev", "--module", "pub_sync_v2")
+    assert v2.exit_code == 0, v2.output
+    assert (
+        "+ table release_note: new table" in v2.output
+        and "updated (1 schema change(s); clients reconnect)" in v2.output
+    )
+    dev_url, staging_url = lane_env["AUTOPILOT_SYNC_OPS_DEV_BASE_URL"], lane_env["AUTOPILOT_SYNC_OPS_STAGING_BASE_URL"]
+    assert "release_note" in served_tables(dev_url) and "release_note" not in served_tables(staging_url)
+
+    # Promote = the same artifact, verified in dev, to staging.
+    promoted = lane("promote", "--env", "staging", "--module", "pub_sync_v2")
+    assert promoted.exit_code == 0, promoted.output
+    assert "GO: staging runs" in promoted.output and "release_note" in served_tables(staging_url)
+
+    # Rollback publishes the previous release when the rules allow it (v3 -> v2 drops an index: compatible) ...
+    assert lane("publish", "--env", "dev", "--module", "pub_sync_v3").exit_code == 0
+    assert served_tables(dev_url)["release_note"] == 2
+    back = lane("rollback", "--env", "dev")
+    assert back.exit_code == 0, back.output
+    assert "GO: dev runs" in back.output and served_tables(dev_url)["release_note"] == 1
+
+    # ... and refuses, saying why, when they do not (staging v2 -> v1 drops a table holding data).
+    refused = lane("rollback", "--env", "staging")
+    assert refused.exit_code == 1
+    assert "- table release_note: table removed" in refused.output and "REFUSED: going back to" in refused.output
+    assert "release_note" in served_tables(staging_url)
+
+    # A release the host accepts but that fails verification is NO-GO (here: a module without the sync tables).
+    wrong = lane("publish", "--env", "dev", "--module", "pub_notes_v1")
+    assert wrong.exit_code == 1 and "REFUSED: " in wrong.output, wrong.output
+    forced = lane("publish", "--env", "dev", "--module", "pub_notes_v1", "--delete-data")
+    assert forced.exit_code == 1, forced.output
+    assert "data deleted" in forced.output and "NO-GO: dev does not pass verification" in forced.output
 
 
 def test_an_incomplete_environment_exits_2_naming_each_variable(tmp_path: Path) -> None:

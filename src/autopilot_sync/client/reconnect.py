@@ -57,6 +57,11 @@ from autopilot_sync.client.schema import ClientSchema, RowFactory, fetch_schema
 log = logging.getLogger(__name__)
 
 
+#: The close code a host sends when a publish changed its module's schema (1012 "service restart"): reconnect and
+#: resubscribe with the schema fetched again (docs/protocol.md).
+MODULE_UPDATED_CLOSE_CODE = 1012
+
+
 @dataclass(frozen=True, slots=True)
 class BackoffPolicy:
     """How long to wait between attempts and when to give up; see the module docstring for the defaults' meaning."""
@@ -166,6 +171,8 @@ class SyncClient:
         self.state = ConnectionState.CLOSED
         self.reconnects = 0
         self.schema = schema.with_row_types(row_types) if schema is not None and row_types else schema
+        #: The schema came from the server (not the caller): fetch it again after the host's module changed.
+        self._schema_fetched = schema is None
         self._row_types = row_types
         self._token = token
         self._token_expires = token_expiry(token) if token else None
@@ -302,6 +309,8 @@ class SyncClient:
                 info = await self._serve(conn)
                 if self._closing.is_set():
                     break
+                if info.code == MODULE_UPDATED_CLOSE_CODE and self._schema_fetched:
+                    self.schema = None  # a publish changed the tables: rows of the new shape need the new schema
                 reason, error = info.message, info.error
                 if self._reconnect_now:
                     # The session was retired for a token refresh: reconnect at once with the new token.

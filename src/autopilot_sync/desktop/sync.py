@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from autopilot_sync import sync_bindings
-from autopilot_sync.client.cache import ChangeKind, RowChange
+from autopilot_sync.client.cache import ChangeCause, ChangeKind, RowChange
 from autopilot_sync.client.errors import ClientError, SubscriptionFailedError
 from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, ResubscribeRequest, StateEvent, SyncClient
@@ -103,6 +103,15 @@ def event_from_row(row: sync_bindings.SyncEvent) -> StreamEvent:
 def head_from_row(row: sync_bindings.StreamHead) -> StreamHead:
     """A `stream_head` row as the rebuild logic's value (chain values empty, the defaults, from a host without them)."""
     return StreamHead(row.stream_id, row.head_seq, row.retained_from_seq, row.epoch, row.head_chain, row.floor_chain)
+
+
+#: Changes that say what the host holds (not this client dropping a subscription).
+_HOST_SIDE_CAUSES = frozenset({ChangeCause.TRANSACTION, ChangeCause.RESYNC, ChangeCause.REDUCER_RESULT})
+
+
+def gone_head(last: StreamHead) -> StreamHead:
+    """The head of a stream whose `stream_head` row the host deleted: nothing stored, nothing retained."""
+    return StreamHead(last.stream_id, 0, 1, last.epoch)
 
 
 def presence_from_rows(connections: Sequence[sync_bindings.ActiveConnection], own_pubkey_hex: str) -> PresenceView:
@@ -374,6 +383,10 @@ class DesktopSync:
                 presence_changed = True
             elif change.table == "stream_head" and change.kind is not ChangeKind.DELETE:
                 heads.append((head_from_row(change.new), int(change.new.updated_at.micros)))
+            elif change.table == "stream_head" and change.cause in _HOST_SIDE_CAUSES:
+                # The host no longer has the stream at all (its data was deleted: a delete-data publish, a new
+                # incarnation): an empty head, so a local copy is judged ahead of it and rebuilt.
+                heads.append((gone_head(head_from_row(change.old)), int(change.old.updated_at.micros)))
             elif change.table == "sync_event" and change.kind is ChangeKind.INSERT:
                 event = event_from_row(change.new)
                 events.setdefault(event.stream_id, []).append(event)

@@ -18,7 +18,7 @@ gives exactly those users the reader scopes and the runtime the producer scopes 
 
 The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
 told that key's identity is an observer (reads every row, calls nothing as the owner), so the exporter reads every
-reader's checkpoint.
+reader's checkpoint. The database owner is another key (`owner_key`, under `owner/`), which no service runs with.
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ class LocalStack:
         ]
         #: the sync metrics exporter reads as an observer (docs/security.md "The sync metrics exporter")
         self.exporter_key = load_or_create_secret_key(self.root / "exporter" / "nostr.key").secret
+        #: the database owner (an operator's key: publishes, changes the module's limits); nothing runs with it
+        self.owner_key = load_or_create_secret_key(self.root / "owner" / "nostr.key").secret
 
     # ----- keys -----
 
@@ -161,7 +163,7 @@ class LocalStack:
             f'scopes = ["sync.subscribe", "sync.checkpoint.write"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
             f'[[grant]]\nkeys = ["{self.producer_key.public_key().hex}"]\n'
             f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
-            f'[[grant]]\nkeys = ["{self.exporter_key.public_key().hex}"]\n'
+            f'[[grant]]\nkeys = ["{self.exporter_key.public_key().hex}", "{self.owner_key.public_key().hex}"]\n'
             f'scopes = ["sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
         )
         path = self.policy_path()
@@ -209,6 +211,7 @@ class LocalStack:
             "module": self.module,
             "database": DATABASE,
             "trusted_issuers": (self.control_public_url,),
+            "owner_identity": self.owner_identity.hex,
             "observer_identities": (self.exporter_identity.hex,),
         }
         return {**service_environment(HostSettings, fields), **self.host_env}
@@ -277,6 +280,11 @@ class LocalStack:
         """Start (or restart) the runtime on its port and outbox directory (`wait` for its ready line)."""
         self.runtime = start_service("runtime", self.service_args(), env=self.runtime_environment(), wait=wait)
         return self.runtime
+
+    @property
+    def owner_identity(self) -> Identity:
+        """The identity control's tokens give the owner's key: the host's database owner."""
+        return identity_from_claims(self.control_public_url, self.owner_key.public_key().hex)
 
     @property
     def exporter_identity(self) -> Identity:

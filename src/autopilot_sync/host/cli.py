@@ -33,13 +33,15 @@ def host(
 
     Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
     Prints `autopilot-sync host ready: http://...` once it accepts connections. One host per data directory: a
-    second one exits 2 naming the PID that holds it.
+    second one exits 2 naming the PID that holds it. A module published over HTTP (`autopilot-sync publish`)
+    replaces the running one without a restart, and is what the next start runs (docs/host-http.md "Publish").
 
     \b
     Example:
       autopilot-sync host --listen 127.0.0.1:3000 --data-dir ./var/host
       AUTOPILOT_SYNC_HOST_MODULE=autopilot_sync.examples.chat autopilot-sync host --database chat
       autopilot-sync host --module ./dist/chat.js --database chat
+      autopilot-sync host --module "" --database chat   # no database yet: `autopilot-sync publish` creates it
     """
     declare(Remedies(listen=f"--listen or {HostSettings.env_prefix()}LISTEN"))
     overrides = {"LISTEN": listen, "DATA_DIR": data_dir, "DATABASE": database, "MODULE": module_path}

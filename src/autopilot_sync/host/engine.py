@@ -130,6 +130,7 @@ class HostEngine:
         self.on_call: Callable[[str, CallOutcome], None] | None = None
         self._args_codecs: dict[str, tuple[md.ReducerDef, bsatn.Codec]] = {}
         self._failure_listeners: list[Callable[[BaseException], None]] = []
+        self._module_listeners: list[Callable[[], None]] = []
         self.commitlog.on_failure = self._storage_failed
         bind_host = getattr(module, "bind_host", None)
         if bind_host is not None:  # a JavaScript module's `volatile_nonatomic_schedule_immediate` and `identity`
@@ -157,12 +158,8 @@ class HostEngine:
         self._snapshots.last_offset = recovered.report.snapshot_offset
         self.recovery = recovered.report
         self._started = True
-        if self.offset == 0:
-            init = self._lifecycle.get(md.Lifecycle.INIT)
-            if init is not None:
-                outcome = await self._run_and_wait(init, Caller(self.owner_identity), None)
-                if outcome.status is not CallStatus.COMMITTED:
-                    raise RuntimeError(f"init reducer failed: {outcome.message}")
+        if self.recovery.fresh:
+            await self._run_init()
         await self._run_start_hook()
         self.recovery.cleaned_connections = await self._disconnect_orphans()
         self._scheduler.arm_all()
@@ -177,6 +174,61 @@ class HostEngine:
             self.recovery.seconds,
         )
         return self.recovery
+
+    async def _run_init(self) -> None:
+        """Run the module's `init` reducer as the owner: on a fresh database, and after a publish that cleared it."""
+        init = self._lifecycle.get(md.Lifecycle.INIT)
+        if init is not None:
+            outcome = await self._run_and_wait(init, Caller(self.owner_identity), None)
+            if outcome.status is not CallStatus.COMMITTED:
+                raise RuntimeError(f"init reducer failed: {outcome.message}")
+
+    # ----- publish (host/publish.py decides and records; the engine swaps what runs) -----
+
+    def add_module_listener(self, listener: Callable[[], None]) -> None:
+        """Hear, synchronously, that the module's schema changed (the WebSocket hub drops every subscription)."""
+        self._module_listeners.append(listener)
+
+    def install(self, module: HostedModule, *, clear: bool, schema_changed: bool) -> None:
+        """Run `module` from now on, synchronously, so no transaction sees half of the swap.
+
+        Called by `publish.ModulePublisher` once the record naming the new module is durable. Rows move into the new
+        module's tables through `TableStore.stored` (the path recovery reads older rows with: columns added at the end
+        get their defaults); `clear` starts every table empty (delete-data), system tables included. The listeners
+        hear of a schema change before any later commit is fanned out.
+        """
+        module = hosted(module)
+        definition = module.definition()
+        bind_host = getattr(module, "bind_host", None)
+        if bind_host is not None:
+            bind_host(schedule_immediate=self._schedule_immediate, identity=self.owner_identity)
+        self._scheduler.stop()
+        self.module = module
+        self._reducers = {r.name: r for r in definition.reducers}
+        self._lifecycle = {r.lifecycle: r.name for r in definition.reducers if r.lifecycle is not None}
+        self._args_codecs.clear()
+        if schema_changed or clear:
+            fresh = Datastore(module, SYSTEM_TABLES)
+            if not clear:
+                for name, store in fresh.tables.items():
+                    old = self.datastore.tables.get(name)
+                    for row_bytes in old.rows if old is not None else ():
+                        store.put(*store.stored(row_bytes))
+            self.datastore.tables = fresh.tables
+        self.datastore.module = module
+        self._snapshots.module = module
+        self._scheduler.module = module
+        if schema_changed or clear:
+            for listener in self._module_listeners:
+                listener()
+        self._scheduler.arm_all()
+
+    async def after_install(self, *, clear: bool) -> None:
+        """What a start would run for the new module: `init` after a clear, then the start hook (durable)."""
+        if clear:
+            await self._run_init()
+        await self._run_start_hook()
+        await self.wait_durable_offset(self.offset)
 
     async def _run_start_hook(self) -> None:
         """Let the module react to this start (migrated rows, a discarded tail) as the owner, before any client.

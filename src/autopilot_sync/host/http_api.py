@@ -34,6 +34,8 @@ from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 ENGINE_KEY = web.AppKey("autopilot_sync.host.engine", HostEngine)
+#: Whether the host serves a database now (False: started with no module, or after DELETE); absent = always.
+SERVING_KEY = web.AppKey("autopilot_sync.host.serving", object)
 TOKENS_KEY = web.AppKey("autopilot_sync.host.tokens", TokenService)
 MAX_BODY_KEY = web.AppKey("autopilot_sync.host.max_body_bytes", int)
 
@@ -161,6 +163,9 @@ async def resolve_database_request(request: web.Request) -> tuple[HostEngine, Au
     auth = await authenticate(request)
     engine = request.app[ENGINE_KEY]
     problem = _resolve_database(engine, request.match_info["name"])
+    serving = request.app.get(SERVING_KEY)
+    if problem is None and serving is not None and not getattr(serving, "published", True):
+        problem = f"`{engine.database_name}` not found"
     if problem == "invalid":
         raise _error(
             400,

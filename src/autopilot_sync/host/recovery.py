@@ -72,8 +72,10 @@ def recover(
     span the snapshot, and it may have been written by a host that did not rotate).
     """
     accepted = check_meta(data_dir, module, database_name)
-    offset = 0
-    snapshot = latest_snapshot(data_dir / "snapshots")
+    # After a delete-data publish, history up to `cleared_after` belongs to the database's previous incarnation.
+    cleared_after = int(read_meta(data_dir).get(CLEARED_AFTER, 0))
+    offset = cleared_after
+    snapshot = latest_snapshot(data_dir / "snapshots", after=cleared_after)
     if snapshot is not None:
         offset = load_snapshot(datastore, snapshot, accepted)
     scan = commitlog.recover(offset, record_offset)
@@ -87,9 +89,62 @@ def recover(
         segments_read=scan.segments_read,
         records_read=scan.records_read,
         covered_damage=scan.covered_damage,
-        fresh=offset == 0,
+        fresh=offset == cleared_after,
     )
     return Recovered(offset, last_timestamp, report)
+
+
+CLEARED_AFTER = "cleared_after"
+"""`meta.json` key: the offset up to which the log and snapshots belong to an incarnation a publish deleted."""
+PUBLISHED = "published"
+"""`meta.json` key: the module a publish installed (`publish.ModuleSource`), or null after `DELETE`; absent when
+the database only ever ran the host's `--module`."""
+
+
+def read_meta(data_dir: Path) -> dict[str, Any]:
+    """`<data_dir>/meta.json` (empty when the directory has none yet)."""
+    meta_path = data_dir / "meta.json"
+    if not meta_path.exists():
+        return {}
+    value = json.loads(meta_path.read_text())
+    return value if isinstance(value, dict) else {}
+
+
+def record_publish(
+    data_dir: Path,
+    module: HostedModule,
+    database_name: str,
+    *,
+    published: dict[str, Any] | None,
+    cleared_after: int | None,
+    owner_identity: str | None = None,
+) -> None:
+    """The commit point of a publish: one atomic write of `meta.json` naming the new module and its schema.
+
+    Before the rename a restart runs the old module on the old data; after it, the new module (on the same rows, or
+    on none from `cleared_after` on when the publish deleted the data): never a mix. A clear forgets the earlier
+    schemas too, so no snapshot of the previous incarnation is ever read again.
+    """
+    meta = read_meta(data_dir)
+    definition = module.definition()
+    schema_hash = moduledef.schema_hash(definition)
+    hashes = [] if cleared_after is not None else [h for h in meta.get("schema_hashes", []) if h]
+    if schema_hash not in hashes:
+        hashes.append(schema_hash)
+    meta.update(
+        database=database_name,
+        module=module.name,
+        schema_hash=schema_hash,
+        schema=moduledef.v9.to_json(definition),
+        schema_hashes=hashes,
+    )
+    meta[PUBLISHED] = published
+    if cleared_after is not None:
+        meta[CLEARED_AFTER] = cleared_after
+        meta["incarnation"] = int(meta.get("incarnation", 0)) + 1
+    if owner_identity is not None:
+        meta["owner_identity"] = owner_identity
+    write_atomically(data_dir / "meta.json", json.dumps(meta, sort_keys=True).encode("utf-8"))
 
 
 def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> frozenset[str]:

@@ -34,7 +34,7 @@ class ReducerScheduler:
     def __init__(
         self, module: HostedModule, datastore: Datastore, run: RunScheduled, wait_durable: WaitDurable
     ) -> None:
-        self._module = module
+        self.module = module
         self._datastore = datastore
         self._run = run
         self._wait_durable = wait_durable
@@ -88,7 +88,7 @@ class ReducerScheduler:
         store = self._datastore[table]
         row = store.rows.get(row_bytes)
         reducer = store.table.scheduled_reducer or ""
-        if row is None or not any(r.name == reducer for r in self._module.definition().reducers):
+        if row is None or not any(r.name == reducer for r in self.module.definition().reducers):
             return
         one_shot = isinstance(row[store.table.column_index(store.table.schedule_column)].value, Timestamp)
 

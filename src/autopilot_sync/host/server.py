@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,16 @@ from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.js_module import JsModule, is_js_module_path
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
+from autopilot_sync.host.publish import (
+    MODULES_DIR,
+    ModulePublisher,
+    ModuleSource,
+    SourceKind,
+    empty_module,
+    published_source,
+)
+from autopilot_sync.host.publish_routes import add_publish_routes
+from autopilot_sync.host.recovery import read_meta
 from autopilot_sync.host.sql import VisibilityFilterError
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.jsmodule import JsModuleLoadError
@@ -31,6 +42,47 @@ log = logging.getLogger(__name__)
 class ModuleLoadError(RuntimeError):
     """The configured module cannot be loaded: no importable `module` attribute, a JS module that fails to load, or a
     module the engine refuses (a visibility filter that does not compile)."""
+
+
+def source_loader(settings: HostSettings) -> Callable[[ModuleSource, Path], HostedModule | Module]:
+    """How a publish's module source becomes a runnable module on this host (its JS runner limits included)."""
+
+    def load(source: ModuleSource, bundle: Path) -> HostedModule | Module:
+        if source.kind is SourceKind.PYTHON:
+            return load_module(source.value)
+        return load_js(bundle, settings)
+
+    return load
+
+
+def load_js(path: Path, settings: HostSettings) -> HostedModule:
+    """A built TypeScript module run in a Node child with the host's runner limits (ModuleLoadError if it fails)."""
+    if not path.is_file():
+        raise ModuleLoadError(f"module file {str(path)!r} does not exist")
+    limits = RunnerLimits(heap_mb=settings.js_heap_mb, call_timeout_s=settings.js_call_timeout_ms / 1000)
+    try:
+        return JsModule(path, limits=limits)
+    except JsModuleLoadError as exc:
+        raise ModuleLoadError(str(exc)) from exc
+
+
+def initial_module(settings: HostSettings) -> tuple[HostedModule | Module, bool]:
+    """What the host runs at start, and whether it serves a database.
+
+    A module published over HTTP (or a deletion) is recorded in the data directory and wins over `--module`: the
+    host restarts into what was last published. Otherwise `--module` (empty: no database, waiting for a publish).
+    """
+    data_dir = Path(settings.data_dir)
+    was_published, source = published_source(data_dir)
+    if was_published:
+        if source is None:
+            return empty_module(), False
+        if settings.module and (source.kind is not SourceKind.PYTHON or source.value != settings.module):
+            log.warning("running the published module %s, not --module %s", source.describe(), settings.module)
+        return source_loader(settings)(source, data_dir / MODULES_DIR / f"{source.value}.js"), True
+    if not settings.module:
+        return empty_module(), False
+    return load_hosted(settings), True
 
 
 def load_module(path: str) -> Module:
@@ -49,14 +101,7 @@ def load_hosted(settings: HostSettings) -> Module | HostedModule:
     """The configured module: a built TypeScript module (`.js`/`.mjs`, run in a Node child) or a Python path."""
     if not is_js_module_path(settings.module):
         return load_module(settings.module)
-    path = Path(settings.module).expanduser()
-    if not path.is_file():
-        raise ModuleLoadError(f"module file {settings.module!r} does not exist")
-    limits = RunnerLimits(heap_mb=settings.js_heap_mb, call_timeout_s=settings.js_call_timeout_ms / 1000)
-    try:
-        return JsModule(path, limits=limits)
-    except JsModuleLoadError as exc:
-        raise ModuleLoadError(str(exc)) from exc
+    return load_js(Path(settings.module).expanduser(), settings)
 
 
 @dataclass
@@ -88,7 +133,9 @@ def _close_module(module: HostedModule) -> None:
         module.close()
 
 
-def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) -> web.Application:
+def build_app(
+    engine: HostEngine, tokens: TokenService, settings: HostSettings, *, serving: bool = True
+) -> web.Application:
     """The aiohttp application with every route of the host."""
     from autopilot_sync.host.subscriptions import SubscriptionLimits
     from autopilot_sync.host.websocket import WebSocketOptions, add_websocket_route
@@ -103,6 +150,9 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
         ),
     )
     add_http_routes(app, engine, tokens, max_body_bytes=settings.max_message_bytes)
+    add_publish_routes(
+        app, ModulePublisher(engine, source_loader(settings), published=serving), frozenset(settings.create_identities)
+    )
     options = WebSocketOptions(
         ping_interval=float(settings.ping_interval_seconds),
         idle_timeout=float(settings.idle_timeout_seconds),
@@ -134,7 +184,8 @@ def build_app(engine: HostEngine, tokens: TokenService, settings: HostSettings) 
 
 async def start_host(settings: HostSettings) -> RunningHost:
     """Recover the database and start listening (port 0 picks a free port)."""
-    module = load_hosted(settings)
+    module, serving = initial_module(settings)
+    owner = str(read_meta(Path(settings.data_dir)).get("owner_identity") or settings.owner_identity)
     try:
         engine = HostEngine(
             module,
@@ -145,7 +196,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
                 snapshot_every=settings.snapshot_every_commits,
                 snapshots_kept=settings.snapshots_kept,
                 segment_max_bytes=settings.segment_max_bytes,
-                owner_identity=Identity.from_hex(settings.owner_identity) if settings.owner_identity else Identity(0),
+                owner_identity=Identity.from_hex(owner) if owner else Identity(0),
                 observer_identities=frozenset(Identity.from_hex(hex_) for hex_ in settings.observer_identities),
             ),
         )
@@ -159,7 +210,8 @@ async def start_host(settings: HostSettings) -> RunningHost:
         undo.push_async_callback(engine.stop)
         tokens = TokenService.for_host(settings)
         undo.push_async_callback(tokens.close)
-        runner = await runner_for(build_app(engine, tokens, settings), access_log=None, shutdown_timeout=2)
+        app = build_app(engine, tokens, settings, serving=serving)
+        runner = await runner_for(app, access_log=None, shutdown_timeout=2)
         site = web.TCPSite(runner, settings.listen.host, settings.listen.port)
         await site.start()
         sockets = runner.addresses

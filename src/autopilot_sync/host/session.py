@@ -76,6 +76,7 @@ class CloseReason(enum.Enum):
     SEND_QUEUE_FULL = (1008, "send queue full: client too slow")
     IDLE_TIMEOUT = (1001, "idle timeout: nothing received from the client")
     SHUTTING_DOWN = (1001, "host shutting down")
+    MODULE_UPDATED = (1012, "module updated: reconnect")
     STORAGE_FAILED = (1011, "storage failed: the host stopped accepting writes")
     TOKEN_EXPIRED = (1008, "token expired: reconnect with a fresh token")
     CONNECTION_REFUSED = (1008, "")  # reason: the `client_connected` reducer's message

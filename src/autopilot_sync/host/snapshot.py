@@ -64,11 +64,16 @@ def read_snapshot(path: Path) -> Snapshot:
     return Snapshot(offset, schema_hash, {name: list(rows) for name, rows in tables})
 
 
-def latest_snapshot(directory: Path) -> Snapshot | None:
-    """The newest snapshot that verifies, skipping (and reporting) damaged ones."""
+def latest_snapshot(directory: Path, after: int = 0) -> Snapshot | None:
+    """The newest snapshot that verifies, skipping (and reporting) damaged ones.
+
+    Snapshots at or below `after` are never read: they hold a database incarnation a delete-data publish ended.
+    """
     if not directory.exists():
         return None
     for path in sorted(directory.glob("*.snap"), reverse=True):
+        if after and int(path.stem) <= after:
+            break
         try:
             return read_snapshot(path)
         except (DecodeError, OSError) as exc:

@@ -36,7 +36,7 @@ class SnapshotScheduler:
         kept: int,
     ) -> None:
         self.directory = directory
-        self._module = module
+        self.module = module
         self._datastore = datastore
         self._commitlog = commitlog
         self._every = every
@@ -51,7 +51,7 @@ class SnapshotScheduler:
             self.last_offset = tx.offset
             captured = Snapshot(
                 tx.offset,
-                moduledef.schema_hash(self._module.definition()),
+                moduledef.schema_hash(self.module.definition()),
                 {name: list(store.rows) for name, store in self._datastore.tables.items() if not store.table.event},
             )
             self._commitlog.rotate_at(tx.offset + 1)

@@ -388,6 +388,7 @@ class WebSocketHub:
         )
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
+        self.engine.add_module_listener(self.on_module_changed)
         self._closing_tasks: set[asyncio.Task[None]] = set()
 
     def report(self, event: ConnectionEvent, reason: str = "") -> None:
@@ -449,6 +450,19 @@ class WebSocketHub:
         """The commit log failed: answers held back for durability can never go out, so close every socket now."""
         del error
         closing = [c.close(CloseReason.STORAGE_FAILED) for c in list(self.connections)]
+        if closing:
+            task = asyncio.get_running_loop().create_task(_gather_quietly(closing))
+            self._closing_tasks.add(task)
+            task.add_done_callback(self._closing_tasks.discard)
+
+    def on_module_changed(self) -> None:
+        """A publish changed the schema: every query set was compiled against tables that are gone, so drop them all
+        now (before the next commit is fanned out) and close every socket with 1012; clients reconnect and resubscribe,
+        as after SpacetimeDB's `DisconnectAllUsers`."""
+        connections = list(self.connections)
+        for connection in connections:
+            self.subscriptions.remove_client(connection)
+        closing = [c.close(CloseReason.MODULE_UPDATED) for c in connections]
         if closing:
             task = asyncio.get_running_loop().create_task(_gather_quietly(closing))
             self._closing_tasks.add(task)

@@ -25,18 +25,17 @@ _MODULE = click.option(
     "module_path",
     default="autopilot_sync.module",
     show_default=True,
-    help="Python module whose `module` is released (what the host runs via AUTOPILOT_SYNC_HOST_MODULE).",
+    help="Python module whose `module` is released; it must be installed on the target host under this path.",
 )
-_ALLOW = click.option(
-    "--allow-breaking", is_flag=True, help="Record the release even though the drift has breaking changes."
+_BREAK = click.option(
+    "--break-clients",
+    is_flag=True,
+    help="Allow a migration that disconnects clients to fetch new row shapes (a column added).",
 )
-_WAIT = click.option(
-    "--wait",
-    "wait_seconds",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    show_default=True,
-    help="Seconds to wait for the host to serve the release (restart it meanwhile), then verify.",
+_DELETE = click.option(
+    "--delete-data",
+    is_flag=True,
+    help="Publish even a breaking change by deleting the environment's data (a new incarnation).",
 )
 
 
@@ -72,7 +71,7 @@ def _release(module_path: str) -> Any:
     from autopilot_sync.ops.publish import Release
 
     try:
-        return Release.of(load_module(module_path))
+        return Release.of(load_module(module_path), module_path)
     except ModuleLoadError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
@@ -89,13 +88,13 @@ def _finish(outcome: Any) -> None:
 def module_group() -> None:
     """Publish lane of the sync module: drift check, release ledger, post-publish verification, rollback.
 
-    Our embedded host loads the module at start, so deploying a release means restarting that environment's host
-    on the released code; the lane records, checks and verifies (docs/runbooks/deployment.md).
+    Each release is published to the environment's running host over PUT /v1/database/:name, as its owner, then
+    verified (GO / NO-GO); the ledger records every step (docs/runbooks/deployment.md).
 
     \b
     Example:
       autopilot-sync module diff --env dev
-      autopilot-sync module publish --env dev --wait 120
+      autopilot-sync module publish --env dev
       autopilot-sync module promote --env staging
       autopilot-sync module rollback --env prod
     """
@@ -138,35 +137,34 @@ def diff(env_name: str, module_path: str, as_json: bool) -> None:
 @module_group.command("publish")
 @_ENV
 @_MODULE
-@_ALLOW
-@_WAIT
-def publish(env_name: str, module_path: str, allow_breaking: bool, wait_seconds: float) -> None:
-    """Check drift against the live host, record the release in the ledger, verify once the host serves it.
+@_DELETE
+@_BREAK
+def publish(env_name: str, module_path: str, delete_data: bool, break_clients: bool) -> None:
+    """Check drift against the live host, record the release, publish it to the running host, verify: GO or NO-GO.
 
-    Refuses breaking changes without --allow-breaking. Prints DEPLOY (restart the host on this code) and PENDING
-    when the host does not serve the release yet; GO or NO-GO after verification.
+    Refuses breaking changes without --delete-data (which deletes that environment's data).
 
     \b
     Example:
       autopilot-sync module publish --env dev
-      autopilot-sync module publish --env dev --wait 120   # restart the dev host meanwhile
+      autopilot-sync module publish --env dev --module my_app.module_v2
     """
     lane, release = _lane(env_name), _release(module_path)
-    _finish(_run(lane.publish(release, allow_breaking=allow_breaking, wait_seconds=wait_seconds)))
+    _finish(_run(lane.publish(release, delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("promote")
 @_ENV
 @_MODULE
-@_ALLOW
-@_WAIT
-def promote(env_name: str, module_path: str, allow_breaking: bool, wait_seconds: float) -> None:
-    """Publish to staging (prod) the release that is current and verified in dev (staging).
+@_DELETE
+@_BREAK
+def promote(env_name: str, module_path: str, delete_data: bool, break_clients: bool) -> None:
+    """Publish to staging (prod) the release that is current and verified in dev (staging), then verify it.
 
     \b
     Example:
       autopilot-sync module promote --env staging
-      autopilot-sync module promote --env prod --wait 300
+      autopilot-sync module promote --env prod
     """
     from autopilot_sync.ops.ledger import Ledger
 
@@ -177,22 +175,22 @@ def promote(env_name: str, module_path: str, allow_breaking: bool, wait_seconds:
         raise SystemExit(2)
     lane, release = _lane(env_name), _release(module_path)
     source = Ledger(lane.target.state_dir / origin.value)
-    _finish(_run(lane.promote(release, source, allow_breaking=allow_breaking, wait_seconds=wait_seconds)))
+    _finish(_run(lane.promote(release, source, delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("rollback")
 @_ENV
-@_ALLOW
-@_WAIT
-def rollback(env_name: str, allow_breaking: bool, wait_seconds: float) -> None:
-    """Make the previous recorded release current again, when its schema is compatible with the live one.
+@_DELETE
+@_BREAK
+def rollback(env_name: str, delete_data: bool, break_clients: bool) -> None:
+    """Publish the previous recorded release again when the migration rules allow it (else refuse, saying why).
 
     \b
     Example:
       autopilot-sync module rollback --env prod
     """
     lane = _lane(env_name)
-    _finish(_run(lane.rollback(allow_breaking=allow_breaking, wait_seconds=wait_seconds)))
+    _finish(_run(lane.rollback(delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("verify")

@@ -2,22 +2,23 @@
 
 What "publish" means here, exactly (docs/runbooks/deployment.md walks through it):
 
-1. The release is the local module (`autopilot_sync.module` unless `--module`): its tag is
-   `v<module version>-<first 12 hex of the schema hash>`, so the same code and schema always get the same tag.
+1. The release is a Python module installed on the target host (`autopilot_sync.module` unless `--module`): its tag
+   is `v<module version>-<first 12 hex of the schema hash>`, so the same code and schema always get the same tag.
 2. The lane reads the schema the target host serves (`GET /v1/database/:name/schema?version=9`), compares it with
-   the release's (`ops/drift.py`) and prints the diff. A breaking change is refused unless `--allow-breaking`.
-3. It records the release in the environment's ledger (`ops/ledger.py`): tag, schema, source revision, time, drift.
-4. Deployment: our embedded host has no hot-publish route; the module is code the host imports at start. So the
-   deployment step is restarting that environment's host on the released code. The lane does not restart anything
-   (it has no business holding a service manager's keys); it says what to restart, and with `--wait N` it polls the
-   live schema until the host serves the release. A real SpacetimeDB target is deployed by its own tooling likewise.
+   the release's (`ops/drift.py`) and prints the diff. A breaking change is refused unless `--delete-data` (the host
+   refuses it too: SpacetimeDB's automatic-migration rules, ADR 0005).
+3. It records the release in the environment's ledger (`ops/ledger.py`): tag, module path, schema, source revision,
+   time, drift.
+4. Deployment: the release is published to the running host over `PUT /v1/database/:name`
+   (`ops/host_publish.py`) with a session token control grants the environment's key, which must be the database's
+   owner. Compatible changes apply live and keep the data; the host's refusal (its diff) is a NO-GO.
 5. Verification, once the host serves the release's schema hash: a session token from control (NIP-98 proof with
    the environment's key, scope `sync.subscribe`), a WebSocket connection through the client SDK, a subscription to
    `stream_head` and `active_connection` that must be applied and must show the lane's own connection in presence,
-   and a `heartbeat` reducer call that must commit. Each outcome is recorded (`verify` entries).
+   and a `heartbeat` reducer call that must commit. Each outcome is recorded (`verify` entries): GO or NO-GO.
 
-`promote` publishes to staging (prod) exactly the release verified in dev (staging); `rollback` returns to the
-previous recorded release when its schema is compatible with what the host serves.
+`promote` publishes to staging (prod) exactly the release verified in dev (staging); `rollback` publishes the
+previous recorded release again when the migration rules allow it (else it refuses and says why).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import asyncio
 import contextlib
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,12 +35,12 @@ import aiohttp
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.ops.drift import compare
+from autopilot_sync.ops.host_publish import ModuleArtifact, PublishAnswer, publish_module
 from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
 from autopilot_sync.settings.ops import Environment, Target
 from autopilot_sync.spacetime.moduledef import SchemaDiff, schema_hash
 
 SMOKE_TIMEOUT_SECONDS = 15.0
-POLL_SECONDS = 1.0
 
 
 class LaneError(RuntimeError):
@@ -72,20 +72,21 @@ def source_revision(root: Path | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """What a module would be deployed as."""
+    """What a module would be deployed as: its name, the dotted path the host imports it by, its schema."""
 
     module: str
     version: str
     schema: dict[str, Any]
     schema_hash: str
     tag: str
+    path: str = "autopilot_sync.module"
 
     @classmethod
-    def of(cls, module: Module) -> Release:
-        """The release of a loaded module."""
+    def of(cls, module: Module, path: str = "autopilot_sync.module") -> Release:
+        """The release of a loaded module, installed on the hosts under `path`."""
         schema = module.schema_json()
         digest = schema_hash(schema)
-        return cls(module.name, module.version, schema, digest, release_tag(module.version, digest))
+        return cls(module.name, module.version, schema, digest, release_tag(module.version, digest), path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +111,14 @@ class SmokeReport:
 
 
 class HostApi(Protocol):
-    """The two things the lane asks of a target: its served schema, and a smoke check. Tests pass a double."""
+    """What the lane asks of a target: its served schema, a publish, and a smoke check (`LiveHost`)."""
 
     async def schema(self) -> dict[str, Any]:
         """The `RawModuleDefV9` JSON the host serves (LaneError when unreachable)."""
+        ...
+
+    async def publish(self, module_path: str, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
+        """Publish the installed module `module_path` to the target's database (LaneError when unreachable)."""
         ...
 
     async def smoke(self) -> tuple[SmokeStep, ...]:
@@ -145,6 +150,33 @@ class LiveHost:
         if not isinstance(value, dict):
             raise LaneError(f"{url} did not answer a JSON object")
         return value
+
+    async def _token(self) -> str:
+        """A session token control grants the environment's key (LaneError when it does not)."""
+        from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+        from autopilot_sync.nostr.keyfile import load_secret_key
+
+        try:
+            key = load_secret_key(self.target.nostr_key_path)
+            grant = await fetch_session_token(self.target.control_url, key, ["sync.subscribe"], [], None, "cli")
+        except (OSError, ValueError, TokenFetchError) as exc:
+            raise LaneError(f"no session token from {self.target.control_url}: {exc}") from None
+        return grant.token
+
+    async def publish(self, module_path: str, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
+        """`PUT /v1/database/:name` naming the installed module, as the environment's key (the owner)."""
+        token = await self._token()
+        try:
+            return await publish_module(
+                self.target.base_url,
+                self.target.database,
+                token,
+                ModuleArtifact(python_module=module_path),
+                clear=clear,
+                break_clients=break_clients,
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise LaneError(f"cannot publish to {self.target.base_url}: {exc or type(exc).__name__}") from None
 
     async def smoke(self) -> tuple[SmokeStep, ...]:
         """Run the smoke steps; the first failure ends it (later steps depend on earlier ones)."""
@@ -213,10 +245,6 @@ class Outcome:
         return self
 
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-
-
 class Lane:
     """One environment's lane: its target, its ledger and the live host."""
 
@@ -225,15 +253,11 @@ class Lane:
         target: Target,
         host: HostApi | None = None,
         *,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
         revision: str | None = None,
     ) -> None:
         self.target = target
         self.host: HostApi = host or LiveHost(target)
         self.ledger = Ledger(target.env_state_dir)
-        self.clock = clock
-        self.sleep = sleep
         self.revision = revision
 
     @property
@@ -246,18 +270,24 @@ class Lane:
         return compare(await self.host.schema(), release.schema)
 
     async def publish(
-        self, release: Release, *, allow_breaking: bool, wait_seconds: float, promoted_from: Environment | None = None
+        self,
+        release: Release,
+        *,
+        delete_data: bool = False,
+        break_clients: bool = False,
+        promoted_from: Environment | None = None,
     ) -> Outcome:
-        """Check drift, record the release, and verify it once the host serves it."""
+        """Check drift, record the release, publish it to the host and verify it: GO or NO-GO."""
         out = Outcome()
         action = Action.PROMOTE if promoted_from else Action.PUBLISH
         out.say(f"{action.value} {release.module} {release.tag} to {self.env.value} ({self.target.base_url})")
         drift = await self.diff(release)
         out.say(drift.render())
-        if drift.breaking and not allow_breaking:
+        if drift.breaking and not delete_data:
             return out.fail(
-                f"REFUSED: {len(drift.breaking)} breaking change(s); existing rows or clients would break. "
-                "Re-run with --allow-breaking only after planning the data migration (docs/runbooks/deployment.md)."
+                f"REFUSED: {len(drift.breaking)} breaking change(s); the host keeps data only through automatic "
+                "migrations. Re-run with --delete-data only if this environment's data may be deleted "
+                "(docs/runbooks/deployment.md)."
             )
         current = self.ledger.current()
         if drift.identical and current is not None and current.tag == release.tag and self.ledger.verified(release.tag):
@@ -266,22 +296,25 @@ class Lane:
         self.ledger.save_schema(release.tag, release.schema)
         detail: dict[str, Any] = {
             "module": release.module,
+            "module_path": release.path,
             "version": release.version,
             "source_revision": self.revision or source_revision(),
             "base_url": self.target.base_url,
             "database": self.target.database,
             "live_schema_hash": drift.base_hash,
             "drift": [change.to_json() for change in drift.changes],
-            "allow_breaking": allow_breaking,
+            "delete_data": delete_data,
             "previous": current.tag if current else None,
         }
         if promoted_from:
             detail["from_env"] = promoted_from.value
         self.ledger.append(Entry(action, release.tag, release.schema_hash, now_text(), detail))
         out.say(f"recorded {release.tag} in {self.ledger.path}")
-        return await self._deploy_and_verify(out, release.tag, release.schema_hash, drift, wait_seconds)
+        return await self._deploy_and_verify(out, release.tag, release.path, delete_data, break_clients)
 
-    async def promote(self, release: Release, source: Ledger, *, allow_breaking: bool, wait_seconds: float) -> Outcome:
+    async def promote(
+        self, release: Release, source: Ledger, *, delete_data: bool = False, break_clients: bool = False
+    ) -> Outcome:
         """Publish here exactly the release that is current and verified in the previous environment."""
         origin = self.env.promoted_from
         if origin is None:
@@ -298,12 +331,10 @@ class Lane:
             raise LaneError(
                 f"{current.tag} is not verified in {origin.value}: run `module verify --env {origin.value}`"
             )
-        return await self.publish(
-            release, allow_breaking=allow_breaking, wait_seconds=wait_seconds, promoted_from=origin
-        )
+        return await self.publish(release, delete_data=delete_data, break_clients=break_clients, promoted_from=origin)
 
-    async def rollback(self, *, allow_breaking: bool, wait_seconds: float) -> Outcome:
-        """Make the previous recorded release current again, if its schema is compatible with the live one."""
+    async def rollback(self, *, delete_data: bool = False, break_clients: bool = False) -> Outcome:
+        """Publish the previous recorded release again, when the migration rules allow it; else refuse and say why."""
         out = Outcome()
         current, previous = self.ledger.current(), self.ledger.previous()
         if current is None or previous is None:
@@ -312,16 +343,25 @@ class Lane:
         out.say(f"rollback {self.env.value}: {current.tag} -> {previous.tag}")
         drift = compare(await self.host.schema(), schema)
         out.say(drift.render(head_label=previous.tag))
-        if drift.breaking and not allow_breaking:
+        if drift.breaking and not delete_data:
             return out.fail(
-                f"REFUSED: going back to {previous.tag} is a breaking change for the data the host holds now; "
-                "roll forward with a fix instead, or re-run with --allow-breaking after planning the data migration."
+                f"REFUSED: going back to {previous.tag} is a breaking change for the data the host holds now "
+                f"({len(drift.breaking)} breaking change(s) above); roll forward with a fix instead, or re-run with "
+                "--delete-data if this environment's data may be deleted."
             )
+        module_path = previous.detail.get("module_path")
+        if not isinstance(module_path, str):
+            raise LaneError(f"{previous.tag} was recorded without its module path: publish it with `module publish`")
         revision = previous.detail.get("source_revision", "unknown")
-        detail = {"from": current.tag, "source_revision": revision, "allow_breaking": allow_breaking}
+        detail = {
+            "from": current.tag,
+            "module_path": module_path,
+            "source_revision": revision,
+            "delete_data": delete_data,
+        }
         self.ledger.append(Entry(Action.ROLLBACK, previous.tag, previous.schema_hash, now_text(), detail))
         out.say(f"recorded rollback to {previous.tag} (code at {revision}) in {self.ledger.path}")
-        return await self._deploy_and_verify(out, previous.tag, previous.schema_hash, drift, wait_seconds)
+        return await self._deploy_and_verify(out, previous.tag, module_path, delete_data, break_clients)
 
     async def verify(self, tag: str | None = None) -> Outcome:
         """Check that the host serves the recorded release's schema and passes the smoke check; record it."""
@@ -352,31 +392,14 @@ class Lane:
         return out.fail(f"NO-GO: {self.env.value} does not pass verification of {current.tag}")
 
     async def _deploy_and_verify(
-        self, out: Outcome, tag: str, expected_hash: str, drift: SchemaDiff, wait_seconds: float
+        self, out: Outcome, tag: str, module_path: str, delete_data: bool, break_clients: bool
     ) -> Outcome:
-        if drift.head_hash != drift.base_hash:
-            out.say(
-                f"DEPLOY: restart the {self.env.value} host on the code of {tag} (module serves {expected_hash[:12]}); "
-                "the embedded host refuses a data directory written by another schema, so a schema change also "
-                "needs the data step in docs/runbooks/deployment.md."
-            )
-            deadline = self.clock() + wait_seconds
-            while True:
-                if schema_hash(await self._schema_or_empty()) == expected_hash:
-                    break
-                if self.clock() >= deadline:
-                    out.say(f"PENDING: the host does not serve {tag} yet; after the restart run:")
-                    out.say(f"  autopilot-sync module verify --env {self.env.value}")
-                    return out
-                await self.sleep(POLL_SECONDS)
+        """Publish `module_path` to the running host, then verify: GO, or NO-GO with the host's refusal."""
+        answer = await self.host.publish(module_path, clear=delete_data, break_clients=break_clients)
+        out.say(f"PUBLISH {tag} ({module_path}) to {self.target.base_url}: {answer.line()}")
+        if not answer.ok:
+            return out.fail(f"NO-GO: the {self.env.value} host refused {tag}; it still runs what it ran before")
         verified = await self.verify(tag)
         out.lines.extend(verified.lines)
         out.status = verified.status
         return out
-
-    async def _schema_or_empty(self) -> dict[str, Any]:
-        """The live schema, or `{}` while the host is down for its restart."""
-        try:
-            return await self.host.schema()
-        except LaneError:
-            return {}

@@ -78,12 +78,6 @@ def _identity_hex(value: str) -> str:
     return value.lower()
 
 
-def _identity_hex_required(value: str) -> str:
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
-        raise ValueError("expected 64 hex characters (a SpacetimeDB identity)")
-    return value.lower()
-
-
 def _hex_pubkey(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("expected 64 hex characters (a Nostr x-only public key)")
@@ -115,8 +109,8 @@ HexPubkeys = Annotated[
 IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (64 characters) or empty")]
 """A SpacetimeDB identity as hex, as `/v1/identity` and the SDK print it; empty means none."""
 
-IdentityHexes = Annotated[
-    tuple[Annotated[str, AfterValidator(_identity_hex_required)], ...],
+Identities = Annotated[
+    tuple[Annotated[str, AfterValidator(_identity_hex)], ...],
     NoDecode,
     BeforeValidator(_split_commas),
     Form("comma-separated identity hex (64 characters each)"),
@@ -142,10 +136,10 @@ DottedPath = Annotated[
 
 ModulePath = Annotated[
     str,
-    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)$"),
-    Form("dotted Python import path, or a built module file ending .js/.mjs"),
+    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)?$"),
+    Form("dotted Python import path, or a built module file ending .js/.mjs, or empty"),
 ]
-"""The module a host serves: a Python import path, or a built TypeScript module (one ES-module file)."""
+"""The module a host serves: a Python import path, or a built TypeScript module (one ES-module file); empty: none."""
 
 Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
 """A positive count (commits, bytes)."""

@@ -11,8 +11,8 @@ from autopilot_sync.settings.fields import (
     Count,
     DatabaseName,
     FilePath,
+    Identities,
     IdentityHex,
-    IdentityHexes,
     IssuerUrls,
     Listen,
     ListenAddress,
@@ -37,7 +37,14 @@ class HostSettings(ServiceSettings):
     module: ModulePath = Field(
         default="autopilot_sync.module",
         description="The module the host serves: a dotted Python path, or a built TypeScript module file (.js or "
-        ".mjs, as `spacetime build` or `autopilot-sync build` makes it) run in a Node child process.",
+        ".mjs, as `spacetime build` or `autopilot-sync build` makes it) run in a Node child process; empty starts "
+        "the host with no database, waiting for `POST /v1/database`. Once a module was published over HTTP (or the "
+        "database deleted), the data directory's record wins over this setting.",
+    )
+    create_identities: Identities = Field(
+        default=(),
+        description="Identities (hex) allowed to create the database with `POST /v1/database` when the host has "
+        "none; the creator becomes its owner. Empty allows the owner identity only.",
     )
     js_heap_mb: Count = Field(
         default=256,
@@ -60,7 +67,7 @@ class HostSettings(ServiceSettings):
         "hook, reads past row-level security, and is the module's administrator (e.g. the sync module's "
         "`set_sync_limits`); empty means no caller over the network is the owner.",
     )
-    observer_identities: IdentityHexes = Field(
+    observer_identities: Identities = Field(
         default=(),
         description="Identities (hex) that read every row as the owner does (private tables, past row-level "
         "security) and are otherwise ordinary callers: no owner reducer, no write. For read-only services such as "

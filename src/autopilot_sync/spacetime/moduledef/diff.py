@@ -79,7 +79,11 @@ SEVERITY: Mapping[ChangeKind, Severity] = {
     else Severity.BREAKING
     for kind in ChangeKind
 }
-"""The one table deciding what passes without `--allow-breaking` (and what a host start accepts on old data)."""
+"""The one table deciding what a publish applies live keeping the data (and what a host start accepts on old data)."""
+
+CLIENT_BREAKING = frozenset({ChangeKind.COLUMN_ADDED_WITH_DEFAULT})
+"""Compatible changes SpacetimeDB's automatic migration applies only with `policy=BreakClients` (its `AddColumns`
+step brings `DisconnectAllUsers`: a client's generated row types no longer match)."""
 
 _MARK = {
     ChangeKind.TABLE_ADDED: "+",
@@ -131,8 +135,14 @@ class SchemaDiff:
 
     @property
     def breaking(self) -> tuple[Change, ...]:
-        """The changes that need `--allow-breaking`."""
+        """The changes a publish applies only by deleting the data (`--delete-data`)."""
         return tuple(change for change in self.changes if change.severity is Severity.BREAKING)
+
+    @property
+    def breaks_clients(self) -> tuple[Change, ...]:
+        """Compatible changes after which existing clients must reconnect with the new row shapes: SpacetimeDB plans
+        them with `DisconnectAllUsers` and applies them only under its `BreakClients` migration policy."""
+        return tuple(change for change in self.changes if change.kind in CLIENT_BREAKING)
 
     @property
     def compatible(self) -> tuple[Change, ...]:
