@@ -13,6 +13,8 @@ from pathlib import Path
 import hypothesis  # noqa: F401
 import pytest
 
+from typescript_twin import build_twin, node_available
+
 
 class FsyncGate:
     """Holds a child process's disk flushes (the test fault in tests/faults/fsync_gate/): `env()` for the child.
@@ -63,3 +65,12 @@ def fsync_gate(tmp_path: Path) -> Iterator[FsyncGate]:
         yield gate
     finally:
         gate.release()
+
+
+@pytest.fixture(scope="session")
+def typescript_sync_module(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sync module's TypeScript twin built from `modules/autopilot-sync` (tests/typescript_twin.py: npm ci when
+    needed, tsc, esbuild; cached by source hash under pytest's temporary root, shared by sessions)."""
+    if not node_available():
+        pytest.skip("node and npm are needed to build the TypeScript twin (./dev test installs them)")
+    return build_twin(tmp_path_factory.getbasetemp().parent / "typescript-modules")

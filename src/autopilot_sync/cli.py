@@ -56,7 +56,11 @@ def _register() -> None:
     """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
     from autopilot_sync.client.cli import client
     from autopilot_sync.control.cli import control
+    from autopilot_sync.dbcli.call import call
+    from autopilot_sync.dbcli.logs import logs
     from autopilot_sync.dbcli.server import server
+    from autopilot_sync.dbcli.sql import sql
+    from autopilot_sync.dbcli.subscribe import subscribe
     from autopilot_sync.dbcli.token import token
     from autopilot_sync.desktop.cli import desktop
     from autopilot_sync.devtools.up import up
@@ -67,6 +71,7 @@ def _register() -> None:
     from autopilot_sync.ops.publish_cli import delete, publish
     from autopilot_sync.runtime.cli import runtime
     from autopilot_sync.settings.cli import config
+    from autopilot_sync.tsbuild.cli import build
     from autopilot_sync.verification.cli import chaos, verify_stream
 
     main.add_command(gate)
@@ -84,9 +89,14 @@ def _register() -> None:
     main.add_command(publish)
     main.add_command(delete)
     main.add_command(up)
+    main.add_command(build)
     main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
     main.add_command(server)  # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)
     main.add_command(token)
+    main.add_command(sql)
+    main.add_command(call)
+    main.add_command(subscribe)
+    main.add_command(logs)
 
 
 _register()

@@ -32,6 +32,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "gate",
         "jsmodule",
         "auth",
+        "tsbuild",
     ),
     ("module", "examples", "client", "host", "checkout"),
     ("control",),

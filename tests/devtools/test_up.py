@@ -6,11 +6,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from autopilot_sync.desktop.state_lines import read_states
 from autopilot_sync.devtools.processes import free_port
 
 
 def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
+    _up_delivers_presence_and_events_in_order(tmp_path, [])
+
+
+@pytest.mark.node
+def test_up_runs_the_whole_system_on_the_typescript_twin(tmp_path: Path, typescript_sync_module: Path) -> None:
+    """Issue 18 item 3: the same runtime, desktop and control, the host serving the TypeScript build of the module."""
+    _up_delivers_presence_and_events_in_order(tmp_path, ["--module", str(typescript_sync_module)])
+
+
+def _up_delivers_presence_and_events_in_order(tmp_path: Path, extra: list[str]) -> None:
     ports = [str(free_port()) for _ in range(4)]
     done = subprocess.run(
         [
@@ -33,6 +45,7 @@ def test_up_shows_live_presence_and_runtime_events(tmp_path: Path) -> None:
             ports[2],
             "--exporter-port",
             ports[3],
+            *extra,
         ],
         capture_output=True,
         text=True,

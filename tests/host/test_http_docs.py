@@ -72,6 +72,7 @@ REQUESTS: dict[tuple[str, str], tuple[str, dict[str, str], bytes | None]] = {
     ("POST", "/v1/database/:name/call/:reducer"): ("", {"Content-Type": "application/json"}, b'["ada", 36]'),
     ("POST", "/v1/database/:name/sql"): ("", {}, b"SELECT * FROM person"),
     ("GET", "/v1/database/:name/schema"): ("?version=9", {}, None),
+    ("GET", "/v1/database/:name/logs"): ("?num_lines=10", {}, None),  # the owner's (the caller is made the owner)
     ("GET", "/v1/database/:name/subscribe"): (
         "",
         {

@@ -40,7 +40,7 @@ def abi_module(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tables() -> TableDouble:
-    """The spike double standing in for the engine's datastore (unit-test double, not the engine)."""
+    """A unit-test double answering the runner's syscalls (not the engine)."""
     return TableDouble(["note"])
 
 

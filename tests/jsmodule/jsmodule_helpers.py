@@ -1,23 +1,16 @@
-"""Helpers for the TypeScript-module runner spike tests: the notes module's reducers and its BSATN rows."""
+"""Helpers for the module-runner tests: the notes module's reducer ids and its BSATN rows."""
 
 from __future__ import annotations
 
 import struct
 
-REDUCERS = ("add_note", "count_notes", "empty", "refuse", "explode", "spin", "hog", "sleep_a_while")
+from autopilot_sync.spacetime import moduledef
 
 
 def reducer_ids(description: bytes) -> dict[str, int]:
-    """Reducer ids in description order, found by their BSATN-encoded names.
-
-    A spike shortcut: the full ABI decodes RawModuleDefV10 properly. Each reducer name here occurs once.
-    """
-    positions = {}
-    for name in REDUCERS:
-        encoded = struct.pack("<I", len(name)) + name.encode()
-        assert description.count(encoded) == 1, name
-        positions[name] = description.index(encoded)
-    return {name: i for i, name in enumerate(sorted(positions, key=positions.__getitem__))}
+    """Reducer ids as the library numbers them: each reducer's index in the module's own description."""
+    definition = moduledef.from_raw_module_def_bsatn(description)
+    return {reducer.name: i for i, reducer in enumerate(definition.reducers)}
 
 
 def bsatn_note(note_id: int, text: str) -> bytes:

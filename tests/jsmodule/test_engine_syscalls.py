@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.js_module import JsModule
+from autopilot_sync.host.sql import check_visibility_filters
 from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.values import ConnectionId, Identity
@@ -64,8 +68,17 @@ async def test_definition_comes_from_the_modules_own_description(engine: HostEng
     assert [t.name for t in definition.tables] == ["note", "audit", "reminder", "visitor"]
     reminder = definition.table("reminder")
     assert reminder.schedule is not None and reminder.schedule.reducer == "fire_reminder"
-    assert engine.datastore["reminder"].table.schedule_column == "fireAt"  # from the definition, not a fixed name
+    # The schedule column comes from the definition (not a fixed name), and the module's camelCase columns are named
+    # as SpacetimeDB's default `SnakeCase` policy names them.
+    assert engine.datastore["reminder"].table.column_names == ("reminder_id", "fire_at", "text")
+    assert engine.datastore["reminder"].table.schedule_column == "fire_at"
+    # Index names are regenerated from the canonical names (the library's own is `reminder_reminderId_idx_btree`,
+    # still what it asks `index_id_from_name` for, and answered: `remind` inserts through that table view).
+    assert [index.name for index in reminder.indexes] == ["reminder_reminder_id_idx_btree"]
     assert definition.reducer("on_connect").lifecycle is md.Lifecycle.ON_CONNECT
+    # TypeScript row-level security is a list of SQL strings: keyed by the table it selects from, and it compiles.
+    assert engine.module.visibility_filters() == {"visitor": "SELECT * FROM visitor WHERE who = :sender"}
+    check_visibility_filters(engine.datastore)
     assert audit(engine) == ["init"]  # the init lifecycle reducer ran once, on the fresh database
 
 
@@ -183,6 +196,26 @@ async def test_scheduled_reducer_fires_from_the_definitions_schedule_column(engi
     assert not engine.datastore["reminder"].rows  # a one-shot schedule's row goes with its call
 
 
+async def test_interval_schedule_fires_repeatedly_until_its_row_is_deleted(
+    engine: HostEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fired() -> int:
+        return sum(r.getMessage().startswith("fired tick at ") for r in caplog.records)
+
+    with caplog.at_level(logging.INFO, logger="autopilot_sync.module_log"):
+        assert await call(engine, "remind_every", 30, "tick") == (CallStatus.COMMITTED, "")
+        for _ in range(200):
+            if fired() >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert fired() >= 2
+        assert len(engine.datastore["reminder"].rows) == 1  # an interval's row stays
+        assert await call(engine, "stop_reminders") == (CallStatus.COMMITTED, "")
+        stopped_at = fired()
+        await asyncio.sleep(0.2)
+        assert fired() == stopped_at
+
+
 async def test_schedule_immediate_runs_the_reducer_after_the_transaction(engine: HostEngine) -> None:
     assert await call(engine, "echo_later", "init") == (CallStatus.COMMITTED, "")
     for _ in range(100):
@@ -209,15 +242,35 @@ async def test_console_output_goes_to_the_module_log_with_levels_and_the_reducer
 
 
 async def test_data_written_by_the_module_survives_a_restart(abi_module: Path, tmp_path: Path) -> None:
-    for expected in ({1: ("ann", 1, "a1", "t1")}, {1: ("ann", 1, "a1", "t1"), 2: ("ann", 2, "a2", "t2")}):
-        module = JsModule(abi_module)
-        engine = HostEngine(module, tmp_path / "data", "notes", EngineConfig(fsync=False))
-        await engine.start()
-        try:
-            rank = len(expected)
-            assert await call(engine, "add_note", "ann", rank, f"a{rank}", f"t{rank}") == (CallStatus.COMMITTED, "")
-            assert notes(engine) == expected  # the sequence resumed after the restart
-            assert audit(engine) == ["init"]  # init ran on the fresh database only
-        finally:
-            await engine.stop()
-            module.close()
+    module = JsModule(abi_module)  # one module hosted by two engines in turn: its syscalls follow the new datastore
+    try:
+        for expected in ({1: ("ann", 1, "a1", "t1")}, {1: ("ann", 1, "a1", "t1"), 2: ("ann", 2, "a2", "t2")}):
+            engine = HostEngine(module, tmp_path / "data", "notes", EngineConfig(fsync=False))
+            await engine.start()
+            try:
+                rank = len(expected)
+                outcome = await call(engine, "add_note", "ann", rank, f"a{rank}", f"t{rank}")
+                assert outcome == (CallStatus.COMMITTED, "")
+                assert notes(engine) == expected  # the sequence resumed after the restart
+                assert audit(engine) == ["init"]  # init ran on the fresh database only
+            finally:
+                await engine.stop()
+    finally:
+        module.close()
+
+
+async def test_a_restarted_runner_must_describe_the_same_module(engine: HostEngine, notes_module: Path) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    await asyncio.to_thread(shutil.copyfile, notes_module, module.path)  # the file changes under a running host
+    pid = module.runner.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(200):
+        if not module.runner.alive():
+            break
+        await asyncio.sleep(0.05)
+    status, message = await call(engine, "forget_line", "init")
+    assert status is CallStatus.INTERNAL_ERROR
+    assert "different module description" in message
+    assert audit(engine) == ["init"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from autopilot_sync.client import ReducerCommitted, ReducerFailed, ReducerInternalError, connect
-from autopilot_sync.devtools.processes import ServiceProcess, start_host
+from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, start_host
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(180)]
 
@@ -42,6 +42,9 @@ async def test_sdk_subscribes_and_sees_inserts_updates_and_deletes(host: Service
     async with await connect(host.url, DATABASE) as conn:
         qs = await conn.subscribe(["SELECT * FROM note", "SELECT * FROM visitor"])
         await qs.applied()
+        async with await connect(host.url, DATABASE) as other:  # another client's row is not visible here
+            await (await other.subscribe(["SELECT * FROM visitor"])).applied()
+            assert len(other.cache.rows("visitor")) == 1
         (visitor,) = conn.cache.rows("visitor")  # client_connected ran in the module for this connection
         assert visitor.conn == conn.connection_id and visitor.who == conn.identity
         assert '"sub"' in visitor.jwt  # the caller's JWT payload, read by the module through get_jwt_payload
@@ -113,3 +116,25 @@ def test_the_official_typescript_sdk_drives_the_module(host: ServiceProcess, tmp
     }
     assert observed["seen"] == ["insert 1 a1", "update a1->A1", "insert 2 b2"]
     assert observed["rows"] == ["1:A1", "2:b2"]
+
+
+@pytest.mark.parametrize(
+    ("source", "said"),
+    [
+        (None, "does not exist"),
+        ("throw new RangeError('broken at import');\n", "RangeError: broken at import"),
+        ("export default {};\n", "neither called register_hooks nor default-exports a schema"),
+    ],
+)
+def test_a_module_that_cannot_load_stops_the_host_with_the_reason(
+    tmp_path: Path, source: str | None, said: str
+) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node missing")
+    module = tmp_path / "broken.js"
+    if source is not None:
+        module.write_text(source)
+    with pytest.raises(ServiceStartError) as failure:
+        start_host(tmp_path / "data", module=str(module), database=DATABASE)
+    assert said in str(failure.value)
+    assert "Traceback" not in str(failure.value)

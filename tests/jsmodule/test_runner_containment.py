@@ -1,8 +1,8 @@
-"""The TypeScript-module spike: a module on the official library runs in a Node child and cannot take Python down.
+"""The module runner: a module on the official library runs in a Node child and cannot take Python down.
 
 Real processes: each test starts `node runner.mjs` on a module that imports the pinned `spacetimedb/server` bundle,
-whose `spacetime:sys@2.0`/`@2.1` imports the runner's loader hooks resolve. Syscalls are answered by the spike
-double `TableDouble` (the engine is not involved in the spike).
+whose `spacetime:sys@2.0`/`@2.1` imports the runner's loader hooks resolve. Syscalls are answered by the unit-test
+double `TableDouble` (the runner's own protocol and containment; the engine's answers are tested elsewhere).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def test_unknown_syscall_module_version_is_a_typed_load_error(tmp_path: Path, ta
 
 def test_a_failing_syscall_handler_reaches_the_module_as_a_host_error(notes_module: Path) -> None:
     class BrokenTables(TableDouble):
-        """Unit-test double whose insert has a bug; everything else is the spike double."""
+        """Unit-test double whose insert has a bug; everything else is the table double."""
 
         def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
             if fn == "datastore_insert_bsatn":
@@ -164,3 +164,29 @@ def test_a_failing_syscall_handler_reaches_the_module_as_a_host_error(notes_modu
             runner.call_reducer(ids["add_note"], bsatn_note(3, "x"))
         runner.call_reducer(ids["empty"], b"")
         assert runner.restarts == 0
+
+
+def test_a_js_file_is_an_es_module_even_under_a_commonjs_package(notes_module: Path, tmp_path: Path) -> None:
+    # `spacetime build` writes `.js`; a package.json saying "commonjs" next to it must not make Node misread it.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "package.json").write_text('{"type": "commonjs"}')
+    built = project / "module.js"
+    built.write_text(notes_module.read_text())
+    with JsModuleRunner(built, TableDouble(["note"])) as runner:
+        assert set(reducer_ids(runner.describe())) >= {"add_note", "refuse"}
+
+
+def test_a_module_has_no_process_to_signal_the_host_with(runner: JsModuleRunner) -> None:
+    ids = reducer_ids(runner.describe())
+    with pytest.raises(JsReducerPanicError, match="ReferenceError: process is not defined"):
+        runner.call_reducer(ids["signal_host"], b"")
+    runner.call_reducer(ids["empty"], b"")
+
+
+@pytest.mark.parametrize("builtin", ["node:child_process", "fs", "node:net"])
+def test_a_module_cannot_import_nodes_builtins(tmp_path: Path, tables: TableDouble, builtin: str) -> None:
+    module = tmp_path / "escape.mjs"
+    module.write_text(f"import * as escape from '{builtin}';\nexport default {{ escape }};\n")
+    with pytest.raises(JsModuleLoadError, match=f"a module cannot import {builtin}"):
+        JsModuleRunner(module, tables).start()

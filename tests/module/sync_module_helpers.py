@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from autopilot_sync.bindings.module import Module
 from autopilot_sync.contract.canonical import hash_value
+from autopilot_sync.devtools.stack import MODULE
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.hosted_module import HostedModule
+from autopilot_sync.host.js_module import JsModule
+from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.module import module
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
@@ -46,9 +51,35 @@ def event(
     )
 
 
+@pytest.fixture(params=["python", "typescript"])
+def sync_module(request: pytest.FixtureRequest) -> Iterator[Module | HostedModule]:
+    """The sync module under test: the Python module, or its TypeScript twin built and run in a Node child.
+
+    Every test that takes `engine` runs against both, so the contract is proven for each (issue 18 item 3).
+    """
+    if request.param == "python":
+        yield module
+        return
+    path = request.getfixturevalue("typescript_sync_module")
+    twin = JsModule(path, limits=RunnerLimits(heap_mb=128, call_timeout_s=30.0))
+    try:
+        yield twin
+    finally:
+        twin.close()
+
+
+@pytest.fixture(params=["python", "typescript"])
+def served_module(request: pytest.FixtureRequest) -> str:
+    """What a real host process serves (`LocalStack.module`): the Python module's path, or the built twin's file."""
+    if request.param == "python":
+        return MODULE
+    path: Path = request.getfixturevalue("typescript_sync_module")
+    return str(path)
+
+
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[HostEngine]:
-    running = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
+async def engine(sync_module: Module | HostedModule, tmp_path: Path) -> AsyncIterator[HostEngine]:
+    running = HostEngine(sync_module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
     await running.start()
     yield running
     await running.stop()

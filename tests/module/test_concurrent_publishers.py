@@ -125,8 +125,8 @@ async def _interleave(plan: list[tuple[int, str]], concurrent: bool) -> None:
         await engine.stop()
 
 
-async def test_publishers_racing_over_websockets_against_a_real_host(tmp_path: Path) -> None:
-    stack = LocalStack(tmp_path)
+async def test_publishers_racing_over_websockets_against_a_real_host(tmp_path: Path, served_module: str) -> None:
+    stack = LocalStack(tmp_path, module=served_module)
     stack.start_all(runtime=False)
     try:
         grant = await fetch_session_token(

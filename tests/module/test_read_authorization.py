@@ -35,8 +35,8 @@ def event(stream: str, seq: int) -> AppendSyncEventsBatchItem:
     )
 
 
-async def test_reads_follow_the_streams_a_reader_was_granted_on_every_path(tmp_path: Path) -> None:
-    stack = LocalStack(tmp_path)
+async def test_reads_follow_the_streams_a_reader_was_granted_on_every_path(tmp_path: Path, served_module: str) -> None:
+    stack = LocalStack(tmp_path, module=served_module)
     stack.start_all(runtime=False)
     try:
         writer = await fetch_session_token(

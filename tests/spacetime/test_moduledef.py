@@ -171,6 +171,19 @@ def test_v10_names_follow_explicit_names_then_the_case_policy() -> None:
     assert moduledef.v10.snake_case("HTTPServerLog") == "http_server_log"
 
 
+def test_v10_snake_case_policy_converts_the_typespace_as_spacetimedb_does() -> None:
+    # validate/v9.rs `typespace_case_conversion`: fields snake_case, variants camelCase, special types untouched.
+    color = at.sum_type(("RedApple", at.UNIT), ("green_apple", at.UNIT))
+    row = at.product(("basketId", at.U64), ("fruitColor", color), ("owner", at.IDENTITY), ("at", at.SCHEDULE_AT))
+    definition = moduledef.ModuleDef(typespace=(row,), tables=(moduledef.TableDef("basket", 0),))
+    read = moduledef.v10.from_value(moduledef.v10.to_value(definition))  # no policy section: SnakeCase applies
+    converted = read.typespace[0]
+    assert isinstance(converted, at.ProductType)
+    assert converted.field_names() == ("basket_id", "fruit_color", "owner", "at")
+    assert converted.elements[1].type == at.sum_type(("redApple", at.UNIT), ("greenApple", at.UNIT))
+    assert converted.elements[2].type == at.IDENTITY and converted.elements[3].type == at.SCHEDULE_AT
+
+
 def test_lifecycle_and_schedule_survive_both_versions() -> None:
     for version in (9, 10):
         read = moduledef.from_json(moduledef.to_json(golden_module().module_def(), version))

@@ -38,7 +38,8 @@ class SyncErrorCode(enum.Enum):
     INVALID_TRIM = "invalid_trim"
     """A retention floor beyond `head_seq + 1` or below the current floor."""
     INVALID_LIMITS = "invalid_limits"
-    """`set_sync_limits` with a limit below 1, or `set_sync_retention` running more often than every 0.1 s."""
+    """`set_sync_limits` with a limit below 1, `set_sync_retention` running more often than every 0.1 s, or
+    `set_trusted_issuer` with an issuer over 512 bytes."""
 
 
 def parse_error_code(message: str) -> SyncErrorCode | None:

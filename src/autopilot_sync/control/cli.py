@@ -146,18 +146,13 @@ def token(
     Example:
       TOKEN=$(autopilot-sync control token --url http://127.0.0.1:3100 --key-file ~/.config/me/nostr.key)
     """
-    from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+    from autopilot_sync.control.client import TokenFetchError, fetch_session_token_for_key_file
     from autopilot_sync.nostr.errors import NostrKeyError
-    from autopilot_sync.nostr.keyfile import load_secret_key
 
     try:
-        secret_key = load_secret_key(key_file)
-    except NostrKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
         session = asyncio.run(
-            fetch_session_token(control_url, secret_key, scopes, list(streams) or None, ttl, client_kind)
+            fetch_session_token_for_key_file(control_url, key_file, scopes, list(streams) or None, ttl, client_kind)
         )
-    except TokenFetchError as exc:
+    except (NostrKeyError, TokenFetchError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(session.token)

@@ -20,6 +20,7 @@ import aiohttp
 from autopilot_sync.control.errors import ControlErrorCode
 from autopilot_sync.control.service import TOKEN_PATH
 from autopilot_sync.nostr.event import Event, sign_event
+from autopilot_sync.nostr.keyfile import load_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.nostr.nip98 import HTTP_AUTH_KIND, encode_authorization_header, payload_hash
 
@@ -177,3 +178,20 @@ async def fetch_session_token(
             status,
         )
     return SessionToken.from_response(decoded, received_at)
+
+
+async def fetch_session_token_for_key_file(
+    control_url: str,
+    key_file: str | os.PathLike[str],
+    scopes: Sequence[str],
+    streams: Sequence[str] | None,
+    ttl_seconds: int | None,
+    client_kind: str,
+) -> SessionToken:
+    """`fetch_session_token` for the key in `key_file` (read with the key-file rules: 0600, owned by the user).
+
+    The one exchange of the command line (`autopilot-sync control token` and `autopilot-sync token`). Raises
+    `NostrKeyError` for a key file it cannot use, `TokenFetchError` when control issues no token.
+    """
+    secret_key = load_secret_key(key_file)
+    return await fetch_session_token(control_url, secret_key, scopes, streams, ttl_seconds, client_kind)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import click
 
@@ -57,8 +58,8 @@ class Target:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def database_url(self, database: str, route: str = "") -> str:
-        """`<base>/v1/database/<database><route>`."""
-        return f"{self.base_url}/v1/database/{database}{route}"
+        """`<base>/v1/database/<database><route>` (the name quoted: it is one path segment, whatever it holds)."""
+        return f"{self.base_url}/v1/database/{quote(database, safe='')}{route}"
 
 
 def server_option(function: F) -> F:
@@ -130,9 +131,8 @@ async def session_token(
     ttl: int | None = None,
 ) -> str:
     """A session token from the server's control for the key (one NIP-98 proof), or one line saying why not."""
-    from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+    from autopilot_sync.control.client import TokenFetchError, fetch_session_token_for_key_file
     from autopilot_sync.nostr.errors import NostrKeyError
-    from autopilot_sync.nostr.keyfile import load_secret_key
 
     if not server.control_url:
         raise click.ClickException(
@@ -141,14 +141,15 @@ async def session_token(
         )
     path = key_file_for(server, key_file)
     try:
-        secret = load_secret_key(path)
+        session = await fetch_session_token_for_key_file(server.control_url, path, scopes, streams, ttl, "cli")
     except NostrKeyError as exc:
         hint = "" if path.exists() else " (run `autopilot-sync desktop` once to create your key, or pass --key-file)"
         raise click.ClickException(f"{exc.message}{hint}") from None
-    try:
-        session = await fetch_session_token(server.control_url, secret, scopes, streams, ttl, "cli")
     except TokenFetchError as exc:
-        raise click.ClickException(f"control at {server.control_url} refused a token: {exc}") from None
+        raise click.ClickException(
+            f"control at {server.control_url} gave no token for {path}: {exc}: use another key (--key-file), "
+            "a token (--token), or --anonymous"
+        ) from None
     return session.token
 
 

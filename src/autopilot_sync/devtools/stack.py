@@ -18,14 +18,18 @@ gives exactly those users the reader scopes and the runtime the producer scopes 
 
 The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
 told that key's identity is an observer (reads every row, calls nothing as the owner), so the exporter reads every
-reader's checkpoint. The database owner is another key (`owner_key`, under `owner/`), which no service runs with.
+reader's checkpoint. The database owner is another key (`owner_key`, under `owner/`), which no service runs with; as
+the owner, the stack names control as the sync module's trusted token issuer (`trust_control`, run by `start_all`
+and `up`), as a deployment to SpacetimeDB must (docs/security.md "The trusted issuer").
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,6 +325,8 @@ class LocalStack:
         try:
             self.start_host()
             self.start_control()
+            if "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY" not in self.host_env:  # a test that names another owner configures
+                self.trust_control()
             if runtime:
                 self.start_runtime()
         except BaseException:
@@ -343,6 +349,34 @@ class LocalStack:
     def tails(self, lines: int = 30) -> str:
         """The last output lines of every service, for assertion messages."""
         return "\n".join(f"--- {s.service}\n{s.tail(lines)}" for s in self.services())
+
+    # ----- the owner's configuration of the sync module -----
+
+    def trust_control(self) -> None:
+        """Name control as the sync module's trusted issuer, calling `set_trusted_issuer` as the owner (`owner_key`).
+
+        A real SpacetimeDB accepts tokens from any OIDC issuer, so the module refuses claims from any issuer but the
+        one its owner named; the local stack names its control service, as a deployment does once after publishing.
+        Blocking (it runs the call on a worker thread's own event loop), like starting a service. RuntimeError when
+        the host refuses.
+        """
+        with ThreadPoolExecutor(max_workers=1) as worker:
+            worker.submit(asyncio.run, self._trust_control()).result()
+
+    async def _trust_control(self) -> None:
+        token = await fetch_session_token(
+            self.control_public_url, self.owner_key, ("sync.subscribe",), None, None, "owner"
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{self.host_url}/v1/database/{DATABASE}/call/set_trusted_issuer",
+                json=[self.control_public_url],
+                headers={"Authorization": f"Bearer {token.token}"},
+            ) as response,
+        ):
+            if response.status != 200:
+                raise RuntimeError(f"set_trusted_issuer: HTTP {response.status}: {await response.text()}")
 
     # ----- test helpers over the real routes -----
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, port_is_free, start_service
-from autopilot_sync.devtools.stack import LocalStack
+from autopilot_sync.devtools.stack import MODULE, LocalStack
 
 
 def _say(message: str) -> None:
@@ -33,6 +33,13 @@ def _say(message: str) -> None:
 @click.option("--rate", default=5.0, show_default=True, help="Demo events per second (the demo runs until stopped).")
 @click.option("--headless", is_flag=True, help="Desktop prints JSON lines instead of the terminal UI.")
 @click.option("--duration", type=float, default=None, help="Stop everything after this many seconds.")
+@click.option(
+    "--module",
+    default=MODULE,
+    show_default=True,
+    help="What the host serves: the Python sync module, or a built TypeScript sync module PATH.js "
+    "(e.g. the twin in modules/autopilot-sync, built with `npm run build` there).",
+)
 def up(
     state_dir: str,
     host_port: int,
@@ -42,6 +49,7 @@ def up(
     rate: float,
     headless: bool,
     duration: float | None,
+    module: str,
 ) -> None:
     """Run host, control, runtime (with a demo workload) and the desktop locally, until Ctrl-C.
 
@@ -49,6 +57,7 @@ def up(
     Example:
       autopilot-sync up                      # terminal UI with live presence and events
       autopilot-sync up --headless --rate 20 # JSON lines, e.g. piped into jq
+      autopilot-sync up --module modules/autopilot-sync/dist/autopilot-sync.js  # the TypeScript twin
     """
     for port, flag, service in (
         (host_port, "--host-port", "the host"),
@@ -58,16 +67,24 @@ def up(
     ):
         if not port_is_free(port):
             raise click.ClickException(f"port {port} (for {service}) is already in use: choose another with {flag}")
-    stack = LocalStack(Path(state_dir).resolve(), host_port, control_port, runtime_port, exporter_port, policy=True)
+    if module.endswith((".js", ".mjs")):
+        module = str(Path(module).resolve())
+    stack = LocalStack(
+        Path(state_dir).resolve(), host_port, control_port, runtime_port, exporter_port, policy=True, module=module
+    )
     demo: ServiceProcess | None = None
     try:
-        _say(f"starting host on {stack.host_url} (data in {stack.root / 'host'})")
+        _say(f"starting host on {stack.host_url} serving {module} (data in {stack.root / 'host'})")
         stack.start_host()
         _say(f"starting control on {stack.control_url}")
         stack.start_control()
+        _say(f"naming control ({stack.control_url}) the sync module's trusted token issuer")
+        stack.trust_control()
         _say(f"starting runtime on {stack.runtime_url} (publishing as {stack.producer_key.public_key().npub})")
         stack.start_runtime()
         _say(f"starting the sync metrics exporter on {stack.exporter_url}")
+        owner_key = stack.root / "exporter" / "nostr.key"
+        _say(f"the database owner's key (module logs: `autopilot-sync logs --key-file`) is {owner_key}")
         stack.start_exporter()
         _say(f"starting the demo workload at {rate:g} events/s (until stopped)")
         demo_args = ["demo", "--url", stack.runtime_url, "--socket", str(stack.producer_socket)]

@@ -6,6 +6,7 @@ The official TypeScript SDK's conformance suite (`conformance/`) carries hand-wr
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from autopilot_sync.bindings.context import ReducerContext
@@ -13,6 +14,8 @@ from autopilot_sync.bindings.module import Module
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import SumValue
+
+log = logging.getLogger(__name__)
 
 module = Module("chat", version="1")
 
@@ -96,6 +99,7 @@ def add_person(ctx: ReducerContext, name: str, age: int) -> None:
     if not name:
         raise ReducerError("invalid_name: name must not be empty")
     ctx.db.person.insert((0, name, age))
+    log.info("added %s, aged %d", name, age)  # a module log line (GET /v1/database/:name/logs)
 
 
 @module.reducer(("name", at.STRING), ("age", at.U32))

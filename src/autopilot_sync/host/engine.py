@@ -23,6 +23,7 @@ from typing import Any
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
+from autopilot_sync.host import module_log
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
@@ -517,7 +518,8 @@ class HostEngine:
         ctx = HostReducerContext(caller, timestamp, DbView(tx), tx)
         started = time.perf_counter_ns()
         try:
-            body(ctx)
+            with module_log.running(self.database_name, name):  # what the module logs meanwhile is its log
+                body(ctx)
             if connecting or disconnecting:
                 self._record_client(tx, caller, connecting)
             if extra is not None:
@@ -525,10 +527,12 @@ class HostEngine:
         except ReducerError as exc:
             tx.rollback()
             message = str(exc) or type(exc).__name__
+            module_log.reducer_failed(self.database_name, name, message)
             return CallOutcome(CallStatus.USER_ERROR, timestamp, message, offset=self.offset), None
         except Exception as exc:
             tx.rollback()
             log.exception("reducer %s panicked", name)
+            module_log.reducer_panicked(self.database_name, name, exc)
             message = f"reducer {name} panicked: {exc!r}"
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         duration = (time.perf_counter_ns() - started) // 1000

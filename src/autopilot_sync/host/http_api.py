@@ -285,7 +285,7 @@ async def _call(engine: HostEngine, caller: Caller, name: str, text: str) -> tup
     if reducer.lifecycle is not None:
         return 400, f"can't directly call special {_lifecycle_name(reducer.lifecycle)} lifecycle reducer"
     try:
-        args = decode_args(reducer.params, text)
+        args = decode_args(reducer.params, text, engine.module.definition().typespace)  # params may name types
     except SatsJsonError as exc:
         return 400, f"invalid arguments for reducer {name}: {exc}"
     outcome = await engine.call_reducer(name, args, caller)

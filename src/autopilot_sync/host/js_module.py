@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 #: File name endings that select a built JavaScript module (anything else is a dotted Python path).
 JS_MODULE_SUFFIXES = (".js", ".mjs")
-#: `ExplicitNameEntry::Index` (Table = 0, Function = 1, Index = 2).
-_EXPLICIT_INDEX = 2
 
 
 class JsModulePanicError(Exception):
@@ -86,7 +84,7 @@ class JsModule:
             raise JsModuleLoadError(f"cannot load module {path}: {exc}") from exc
         try:
             self._definition = md.from_raw_module_def_bsatn(self._description)
-            self._table_sources, self._index_names = _source_names(self._description)
+            self._table_sources, self._index_sources = _source_names(self._description)
             self._filters = _filters_by_table(self._definition)
         except (md.ModuleDefError, SqlError) as exc:
             self.runner.close()
@@ -158,12 +156,14 @@ class JsModule:
     # ----- internals -----
 
     def _syscalls_for(self, ctx: HostReducerContext) -> EngineSyscalls:
-        if self._syscalls is None:
+        # Built on the first call (the engine's datastore does not exist when the module is loaded), and again if
+        # the module is hosted by another engine later (a restarted or re-published database).
+        if self._syscalls is None or self._syscalls.datastore is not ctx.transaction.datastore:
             self._syscalls = EngineSyscalls(
                 self._definition,
                 ctx.transaction.datastore,
                 table_source_names=self._table_sources,
-                index_canonical_names=self._index_names,
+                index_source_names=self._index_sources,
                 identity=self._identity,
             )
             self._syscalls.schedule_immediate = self._schedule
@@ -202,26 +202,22 @@ class _Dispatch:
         return self._module.answer(fn, args, body)
 
 
-def _source_names(description: bytes) -> tuple[tuple[str, ...], dict[str, str]]:
-    """Tables' source names (what the library asks `table_id_from_name` for) and indexes' explicit names."""
+def _source_names(description: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The names the library asks `table_id_from_name`/`index_id_from_name` for: each table's and each index's source
+    name, in definition order (the definition holds the canonical names SpacetimeDB derives from them)."""
     if not description or description[0] != raw.RAW_MODULE_DEF_V10_TAG:
-        return (), {}
+        return (), ()
     try:
         (sections,) = bsatn.decode(raw.MODULE_V10, bytes(description[1:]), raw.META_TYPESPACE)
     except DecodeError as exc:
         raise md.ModuleDefError(str(exc)) from None
     kinds = [variant.name for variant in raw.SECTION_V10.variants]
-    tables: tuple[str, ...] = ()
-    indexes: dict[str, str] = {}
     for section in sections:
-        kind = kinds[section.tag]
-        if kind == "Tables" and not tables:
+        if kinds[section.tag] == "Tables":
             tables = tuple(str(table[0]) for table in section.value)
-        elif kind == "ExplicitNames":
-            for entry in section.value[0]:
-                if entry.tag == _EXPLICIT_INDEX:
-                    indexes[str(entry.value[0])] = str(entry.value[1])
-    return tables, indexes
+            indexes = tuple(str(index[0] or "") for table in section.value for index in table[3])
+            return tables, indexes
+    return (), ()
 
 
 def _filters_by_table(definition: md.ModuleDef) -> dict[str, str]:

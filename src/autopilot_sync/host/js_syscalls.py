@@ -4,8 +4,9 @@ The byte-level ABI of SpacetimeDB's V8 host (`crates/core/src/host/v8/syscall/`)
 (`spacetimedb` 2.10.1, `src/server/runtime.ts`) uses it: tables and indexes by id, rows as BSATN, scans through row
 iterators, errors as the ABI's errno numbers (the runner turns them into the library's error classes). Ids are
 positions in the module's own definition: table id = index in `definition.tables`, index id = position in the list
-of every table's indexes, in definition order. Every write goes through the engine's `Transaction`, so a failed
-call rolls back like a Python reducer's.
+of every table's indexes, in definition order. Names resolve by the canonical name or by the source name the library
+knows a table or index by (`chatMessage`, `chatMessage_sentBy_idx_btree`). Every write goes through the engine's
+`Transaction`, so a failed call rolls back like a Python reducer's.
 
 Between calls there is no transaction: a syscall then answers `NOT_IN_TRANSACTION`, as SpacetimeDB's does.
 """
@@ -99,10 +100,11 @@ class EngineSyscalls:
         datastore: Datastore,
         *,
         table_source_names: tuple[str, ...] = (),
-        index_canonical_names: dict[str, str] | None = None,
+        index_source_names: tuple[str, ...] = (),
         identity: Identity | None = None,
     ) -> None:
         self.identity = identity if identity is not None else Identity(0)
+        self.datastore = datastore
         self.schedule_immediate: ScheduleImmediate | None = None
         self._stores: list[TableStore] = [datastore[table.name] for table in definition.tables]
         self._table_ids: dict[str, int] = {}
@@ -126,10 +128,10 @@ class EngineSyscalls:
                 if index_def.name:
                     self._index_ids.setdefault(index_def.name, len(self._indexes))
                 self._indexes.append(slot)
-        for source, canonical in (index_canonical_names or {}).items():
-            if source in self._index_ids:
-                self._index_ids.setdefault(canonical, self._index_ids[source])
-        self._key_codecs: dict[tuple[int, int], bsatn.Codec] = {}
+        for index_id, source in enumerate(index_source_names[: len(self._indexes)]):
+            if source:
+                self._index_ids.setdefault(source, index_id)
+        self._key_codecs: dict[tuple[int, int, int], bsatn.Codec] = {}
         self._call: _Call | None = None
 
     # ----- call bracketing -----
@@ -154,13 +156,13 @@ class EngineSyscalls:
         if fn == "console_log":
             self._console_log(args)
             return None, b""
+        if fn == "identity":  # the module's identity needs no transaction
+            return str(self.identity.value), b""
         method = _DISPATCH.get(fn)
         if method is None:
             if fn.startswith("procedure_"):
                 raise SyscallRefusedError(HOST_CALL_FAILURE, f"{fn}: procedures are not supported by this host")
             raise SyscallRefusedError(HOST_CALL_FAILURE, f"unknown syscall {fn}")
-        if fn == "identity":
-            return str(self.identity.value), b""
         call = self._call
         if call is None:
             raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn} called outside of a transaction")
@@ -333,7 +335,7 @@ class EngineSyscalls:
     # ----- keys -----
 
     def _key_codec(self, slot: _IndexSlot, start: int, count: int) -> bsatn.Codec:
-        cache_key = (id(slot), start * 1000 + count)
+        cache_key = (id(slot), start, count)
         codec = self._key_codecs.get(cache_key)
         if codec is None:
             types = slot.key_types[start : start + count]
@@ -448,5 +450,4 @@ _DISPATCH: dict[str, Callable[[EngineSyscalls, _Call, list[Any], bytes], tuple[A
     "datastore_clear": EngineSyscalls._clear,
     "volatile_nonatomic_schedule_immediate": EngineSyscalls._schedule_immediate,
     "get_jwt_payload": EngineSyscalls._jwt_payload,
-    "identity": EngineSyscalls._table_id_from_name,  # answered before dispatch; listed so it is known
 }

@@ -179,7 +179,23 @@ def build_app(
         lambda: sum(hub.subscriptions.query_set_count(connection) for connection in hub.connections),
     )
     add_metrics_route(app, metrics)
+    _keep_module_logs(app, engine, settings)
     return app
+
+
+def _keep_module_logs(app: web.Application, engine: HostEngine, settings: HostSettings) -> None:
+    """The module log of the database in `<data_dir>/logs` and its route; kept while the app runs."""
+    from autopilot_sync.host import module_log
+    from autopilot_sync.host.logs_route import add_logs_route
+
+    log = module_log.ModuleLog(engine.data_dir / "logs", settings.module_log_max_bytes)
+    handler = module_log.install(engine.database_name, log)
+    add_logs_route(app, log)
+
+    async def stop_keeping(_: web.Application) -> None:
+        module_log.uninstall(handler)
+
+    app.on_cleanup.append(stop_keeping)
 
 
 async def start_host(settings: HostSettings) -> RunningHost:

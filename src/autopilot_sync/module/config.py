@@ -12,6 +12,10 @@ visible (to the owner) like any other row.
 - `set_sync_limits` (owner only) replaces the limits; every reducer reads them from the row of its own transaction;
 - `set_sync_retention` (owner only, `module/retention.py`) sets the two retention columns added after the first
   release (at the end, with defaults: a data directory written before them upgrades in place, keeping everything).
+- `set_trusted_issuer` (owner only) names the token issuer (the control service) whose claims count: a real
+  SpacetimeDB accepts tokens from any OIDC issuer, so the module itself refuses claims from any other issuer
+  (`auth.require_trusted_issuer`; docs/security.md "The trusted issuer"). Empty (the seeded value) leaves the
+  check to the host's own issuer trust.
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.limits import DEFAULT_LIMITS, SyncLimits
 from autopilot_sync.module.schema import module
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.sync_bindings import SyncConfig
 
 #: The primary key of the one `sync_config` row.
 CONFIG_ROW = 0
+#: Longest issuer `set_trusted_issuer` accepts, in UTF-8 bytes.
+MAX_ISSUER_BYTES = 512
 
 sync_config = module.table(
     "sync_config",
@@ -42,10 +49,12 @@ sync_config = module.table(
         # retention (module/retention.py): most events kept per stream and oldest age kept, 0 = no bound
         ("retain_max_events", at.U64),
         ("retain_max_age_micros", at.U64),
+        # the one token issuer whose claims count ("" = none named); added after the first release, with a default
+        ("trusted_issuer", at.STRING),
     ],
     primary_key="id",
     public=False,  # only the owner reads it (and reducers); the limits are documented, the owner is nobody's business
-    defaults={"retain_max_events": 0, "retain_max_age_micros": 0},
+    defaults={"retain_max_events": 0, "retain_max_age_micros": 0, "trusted_issuer": ""},
 )
 
 _LIMIT_PARAMS = (
@@ -82,9 +91,15 @@ def seed_config(ctx: ReducerContext) -> None:
     """
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
     if row is None:
-        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, 0, 0))
+        ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, 0, 0, ""))
     elif row[1] != ctx.sender:
         ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp, *row[9:]))
+
+
+def trusted_issuer(ctx: ReducerContext) -> str:
+    """The token issuer whose claims count ("" = none named: the host's own issuer trust stands)."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    return "" if row is None else SyncConfig.from_values(row).trusted_issuer
 
 
 @module.init
@@ -117,3 +132,13 @@ def set_sync_limits(
     if zero:
         raise SyncError(SyncErrorCode.INVALID_LIMITS, f"{', '.join(zero)} must be at least 1")
     ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *limits.as_tuple(), ctx.timestamp, *row[9:]))
+
+
+@module.reducer(("issuer", at.STRING))
+def set_trusted_issuer(ctx: ReducerContext, issuer: str) -> None:
+    """Name the one token issuer (the control service) whose claims count; "" turns the check off (owner only)."""
+    row = require_owner(ctx, "set_trusted_issuer")
+    size = len(issuer.encode("utf-8"))
+    if size > MAX_ISSUER_BYTES:
+        raise SyncError(SyncErrorCode.INVALID_LIMITS, f"trusted issuer is {size} bytes, limit {MAX_ISSUER_BYTES}")
+    ctx.db.sync_config.update(SyncConfig.from_values(row)._replace(updated_at=ctx.timestamp, trusted_issuer=issuer))

@@ -15,7 +15,7 @@ from autopilot_sync.contract import stream_chain
 from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
-from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream
+from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream, require_trusted_issuer
 from autopilot_sync.module.config import current_limits, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
@@ -38,6 +38,7 @@ FIRST_EPOCH = 1
 @module.client_connected
 def client_connected(ctx: ReducerContext) -> None:
     """Admit readers and publishers only; record presence with the Nostr key the token proves."""
+    require_trusted_issuer(ctx)
     scopes = scopes_of(ctx.claims)
     if Scope.SUBSCRIBE.value not in scopes and Scope.APPEND.value not in scopes:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "connecting needs scope sync.subscribe or sync.append")
@@ -80,6 +81,7 @@ def heartbeat(ctx: ReducerContext) -> None:
 @module.reducer(("batch", at.array(SYNC_EVENT_INPUT)))
 def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> None:
     """Append events atomically: hash-checked, idempotent by key, gap-free per stream."""
+    require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.APPEND, "append_sync_events")
     limits = current_limits(ctx)
     if len(batch) > limits.max_batch_events:
@@ -104,6 +106,7 @@ def append_sync_event(
     published_at: Timestamp,
 ) -> None:
     """The single-event form of `append_sync_events`."""
+    require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.APPEND, "append_sync_event")
     event = AppendSyncEventsBatchItem(
         stream_id=stream_id,
@@ -241,6 +244,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatch
 @module.reducer(("stream_id", at.STRING), ("seq", at.U64))
 def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
     """Record the last seq the caller applied on a stream (observability of replay lag)."""
+    require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.CHECKPOINT_WRITE, "ack_checkpoint")
     check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
@@ -270,6 +274,7 @@ def ack_checkpoint(ctx: ReducerContext, stream_id: str, seq: int) -> None:
 @module.reducer(("stream_id", at.STRING), ("retain_from_seq", at.U64))
 def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> None:
     """Retention: delete events below `retain_from_seq` and raise the stream's floor so stale cursors are detectable."""
+    require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.ADMIN, "trim_stream")
     check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)
@@ -289,6 +294,7 @@ def trim_stream(ctx: ReducerContext, stream_id: str, retain_from_seq: int) -> No
 @module.reducer(("stream_id", at.STRING))
 def reset_stream(ctx: ReducerContext, stream_id: str) -> None:
     """Start a stream over: delete its events, reset the head and bump its epoch (clients must rebuild)."""
+    require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.ADMIN, "reset_stream")
     check_stream_id(current_limits(ctx), stream_id)
     require_stream(ctx.claims, stream_id)

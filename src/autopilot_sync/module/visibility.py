@@ -21,7 +21,7 @@ from __future__ import annotations
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
-from autopilot_sync.module.auth import require_stream
+from autopilot_sync.module.auth import require_stream, require_trusted_issuer
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.schema import module
 from autopilot_sync.spacetime import algebraic as at
@@ -95,6 +95,7 @@ def _check_stream_id(stream_id: str) -> None:
 @module.reducer(("stream_id", at.STRING), ("readers", at.array(at.IDENTITY)))
 def grant_stream_readers(ctx: ReducerContext, stream_id: str, readers: list[Identity]) -> None:
     """Let these identities read a stream (its events and head); idempotent. For producers and administrators of it."""
+    require_trusted_issuer(ctx)
     scopes = scopes_of(ctx.claims)
     if Scope.APPEND.value not in scopes and Scope.ADMIN.value not in scopes:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "grant_stream_readers needs scope sync.append or sync.admin")
@@ -113,6 +114,7 @@ def grant_stream_readers(ctx: ReducerContext, stream_id: str, readers: list[Iden
 @module.reducer(("stream_id", at.STRING), ("reader", at.IDENTITY))
 def revoke_stream_reader(ctx: ReducerContext, stream_id: str, reader: Identity) -> None:
     """Stop an identity reading a stream; its subscriptions lose the stream's rows in the same transaction."""
+    require_trusted_issuer(ctx)
     if Scope.ADMIN.value not in scopes_of(ctx.claims):
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "revoke_stream_reader needs scope sync.admin")
     _check_stream_id(stream_id)

@@ -91,6 +91,11 @@ class HostSettings(ServiceSettings):
         description="Size bound of one commit-log segment, in bytes; the log also starts a new segment at every "
         "snapshot.",
     )
+    module_log_max_bytes: Count = Field(
+        default=10485760,
+        description="Size of the module log file (`GET /v1/database/:name/logs`), in bytes; when full it becomes "
+        "`module.log.1` and a new one starts, so module logs take at most twice this on disk.",
+    )
     max_message_bytes: Count = Field(
         default=33554432, description="Largest WebSocket message accepted from a client, in bytes."
     )

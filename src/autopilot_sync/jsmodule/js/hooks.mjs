@@ -1,9 +1,11 @@
-// ESM loader hooks for the module runner (spike, issue 18).
+// ESM loader hooks for the module runner (issue 18, ADR 0003).
 //
 // Why: a built SpacetimeDB TypeScript module keeps `import ... from 'spacetime:sys@2.0'` as a real import, the
 // artifact `spacetime build` publishes. Node cannot resolve that scheme, so these hooks map it to a shim whose
 // exports forward to the synchronous syscalls the runner installs on `globalThis.__stdbSys` before the import.
 // They also lower the one `using` declaration form the library bundle contains, which Node 20 cannot parse.
+
+import { builtinModules } from 'node:module';
 
 const SYS_2_0 = [
   'moduleHooks', 'register_hooks', 'table_id_from_name', 'index_id_from_name', 'datastore_table_row_count',
@@ -23,15 +25,28 @@ function shimSource(names) {
   return lines.join('\n');
 }
 
+// Everything imported after the hooks are registered is the module's: it may not reach Node's built-ins (files,
+// processes, network); SpacetimeDB's V8 host has none of them either.
+const BUILTINS = new Set(builtinModules);
+
 export async function resolve(specifier, context, nextResolve) {
   if (Object.hasOwn(SHIMS, specifier)) return { url: specifier, shortCircuit: true };
+  if (specifier.startsWith('node:') || BUILTINS.has(specifier)) {
+    throw new Error(`a module cannot import ${specifier}: it reaches the host only through spacetime:sys`);
+  }
   if (specifier.startsWith('spacetime:sys@')) throw new Error(`unsupported syscall module version: ${specifier}`);
   return nextResolve(specifier, context);
 }
 
+// The module file is an ES module whatever a nearby package.json says (`spacetime build` output is `.js`).
+let entry = null;
+export function initialize(data) {
+  entry = data?.entry ?? null;
+}
+
 export async function load(url, context, nextLoad) {
   if (Object.hasOwn(SHIMS, url)) return { format: 'module', source: shimSource(SHIMS[url]), shortCircuit: true };
-  const result = await nextLoad(url, context);
+  const result = await nextLoad(url, url === entry ? { ...context, format: 'module' } : context);
   if (result.format !== 'module' || result.source == null) return result;
   const text = typeof result.source === 'string' ? result.source : new TextDecoder().decode(result.source);
   if (!USING.test(text)) return result;
@@ -42,8 +57,8 @@ export async function load(url, context, nextLoad) {
 const USING = /^([ \t]*)using\s+([A-Za-z_$][\w$]*)\s*=\s*([^;\n]+);/m;
 
 // Lower each `using x = e;` to `const x = e; try { <rest of block> } finally { x?.[Symbol.dispose]?.(); }`.
-// A spike lowering: braces inside strings, templates, comments or regexes after the declaration would confuse it.
-// The full ABI lowers at build time (esbuild) or runs a Node whose V8 has explicit resource management.
+// A best-effort lowering: braces inside strings, templates, comments or regexes after the declaration would confuse it.
+// Built modules never need it (esbuild lowers `using` at build time); a newer Node makes it unnecessary.
 function lowerUsing(text) {
   let out = text;
   for (let m = USING.exec(out); m !== null; m = USING.exec(out)) {

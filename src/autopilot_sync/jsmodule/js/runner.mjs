@@ -14,6 +14,10 @@ import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
 const [modulePath, inFdText, outFdText] = process.argv.slice(2);
+// The module gets no `process` (it could signal the host, read its environment or exit): the runner keeps what it
+// needs, and the global is removed before the module is imported. Node's built-in modules are refused by the loader
+// hooks, so the module reaches the outside only through its `spacetime:sys` host functions, as on SpacetimeDB.
+const exitRunner = process.exit.bind(process);
 const IN_FD = Number(inFdText);
 const OUT_FD = Number(outFdText);
 const encoder = new TextEncoder();
@@ -44,7 +48,7 @@ function readExactly(n) {
       if (e.code === 'EAGAIN') { Atomics.wait(SLEEP, 0, 0, 1); continue; }
       throw e;
     }
-    if (r === 0) process.exit(0); // parent closed the pipe: nothing more to serve
+    if (r === 0) exitRunner(0); // parent closed the pipe: nothing more to serve
     got += r;
   }
   return buf;
@@ -221,9 +225,12 @@ function serve() {
   }
 }
 
-register('./hooks.mjs', import.meta.url);
+const entry = pathToFileURL(modulePath).href;
+register('./hooks.mjs', import.meta.url, { data: { entry } });
+delete globalThis.process;
+delete globalThis.fetch; // no network either (SpacetimeDB reducers have none)
 try {
-  const ns = await import(pathToFileURL(modulePath).href);
+  const ns = await import(entry);
   if (hooks === null) {
     const provider = ns.default;
     if (provider === undefined || typeof provider[moduleHooks] !== 'function') {
@@ -233,7 +240,7 @@ try {
   }
 } catch (e) {
   writeFrame({ t: 'fatal', msg: describeError(e) });
-  process.exit(1);
+  exitRunner(1);
 }
 writeFrame({ t: 'ready' });
 serve();

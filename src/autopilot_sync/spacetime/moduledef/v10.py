@@ -7,22 +7,27 @@ sections left out, schedules and lifecycle bindings in their own sections, colum
 table, every table and function named in `ExplicitNames` (source name → canonical name).
 
 When reading, names go through `ExplicitNames`; a name without an entry follows the module's
-`CaseConversionPolicy` (default `SnakeCase`, as in `validate/v10.rs`). Limits, said plainly: the typespace's field
-and variant names are taken as written (SpacetimeDB also case-converts those for modules that rely on the policy),
-and the sections this host has no use for (HTTP handlers and routes, view primary keys, submodules) are read and
-dropped, as SpacetimeDB's own V9 conversion drops submodules.
+`CaseConversionPolicy` (default `SnakeCase`, as in `validate/v10.rs`), which also converts the typespace as SpacetimeDB
+does: product field names (table columns) to snake_case, sum variant names to camelCase, special types untouched;
+reducer parameters keep their names; generated index names are rebuilt from the canonical table and column names,
+explicit index names (`ExplicitNames`) are used as given. Limits, said plainly: named types keep their names as
+written, and the sections this host has no use for (HTTP handlers and routes, view primary keys, submodules) are read
+and dropped, as SpacetimeDB's own V9 conversion drops submodules.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
+from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn, sats_json
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.moduledef import raw
 from autopilot_sync.spacetime.moduledef.model import (
     ColumnDefault,
+    IndexDef,
     Lifecycle,
     ModuleDef,
     ModuleDefError,
@@ -51,7 +56,8 @@ from autopilot_sync.spacetime.values import SumValue
 _SECTIONS = tuple(variant.name for variant in raw.SECTION_V10.variants)
 _TAG = {name: tag for tag, name in enumerate(_SECTIONS)}
 _PRIVATE, _CLIENT_CALLABLE = 0, 1
-_EXPLICIT_TABLE, _EXPLICIT_FUNCTION = 0, 1
+_EXPLICIT_TABLE, _EXPLICIT_FUNCTION, _EXPLICIT_INDEX = 0, 1, 2
+_GENERATED_INDEX = re.compile(r"_idx_(btree|hash|direct)$")
 _CASE_NONE = 0
 _SYSTEM, _PUBLIC = 0, 0
 
@@ -156,6 +162,46 @@ def snake_case(name: str) -> str:
     return "_".join(word.lower() for word in re.split(r"[\s_\-]+", spaced) if word)
 
 
+def camel_case(name: str) -> str:
+    """An enum variant name under `SnakeCase` (SpacetimeDB makes variants lower camel case): `RedApple` → `redApple`."""
+    words = snake_case(name).split("_")
+    return words[0] + "".join(word[:1].upper() + word[1:] for word in words[1:])
+
+
+#: Sums SpacetimeDB leaves alone (`SumType::is_special`): their variant names are part of the wire contract.
+_SPECIAL_SUMS = ({"some", "none"}, {"Interval", "Time"}, {"ok", "err"})
+
+
+def _is_special(ty: at.AlgebraicType) -> bool:
+    """SpacetimeDB's special types (Identity, ConnectionId, Timestamp, ... as a one-field `__tag__` product; Option,
+    ScheduleAt, Result as sums): `typespace_case_conversion` skips them, names and contents."""
+    if isinstance(ty, at.ProductType):
+        return len(ty.elements) == 1 and (ty.elements[0].name or "").startswith("__")
+    if isinstance(ty, at.SumType):
+        return {v.name for v in ty.variants} in _SPECIAL_SUMS
+    return False
+
+
+def _convert_names(ty: at.AlgebraicType) -> at.AlgebraicType:
+    """The typespace under `CaseConversionPolicy::SnakeCase`, as `validate/v9.rs`'s `typespace_case_conversion`:
+    product field names to snake_case, sum variant names to camelCase, special types untouched, recursively."""
+    if _is_special(ty):
+        return ty
+    if isinstance(ty, at.ProductType):
+        return at.ProductType(
+            tuple(
+                at.ProductElement(snake_case(e.name) if e.name else e.name, _convert_names(e.type)) for e in ty.elements
+            )
+        )
+    if isinstance(ty, at.SumType):
+        return at.SumType(
+            tuple(at.SumVariant(camel_case(v.name) if v.name else v.name, _convert_names(v.type)) for v in ty.variants)
+        )
+    if isinstance(ty, at.ArrayType):
+        return at.ArrayType(_convert_names(ty.element))
+    return ty
+
+
 def from_value(value: Any) -> ModuleDef:
     """The definition a SATS value of `raw.MODULE_V10` describes (validated)."""
     (sections,) = value
@@ -166,11 +212,33 @@ def from_value(value: Any) -> ModuleDef:
     convert = policy is None or policy.tag != _CASE_NONE
     explicit_tables: dict[str, str] = {}
     explicit_functions: dict[str, str] = {}
+    explicit_indexes: dict[str, str] = {}
     for entry in (found.get("ExplicitNames") or ([],))[0]:
         if entry.tag == _EXPLICIT_TABLE:
             explicit_tables[entry.value[0]] = entry.value[1]
         elif entry.tag == _EXPLICIT_FUNCTION:
             explicit_functions[entry.value[0]] = entry.value[1]
+        elif entry.tag == _EXPLICIT_INDEX:
+            explicit_indexes[entry.value[0]] = entry.value[1]
+    typespace = tuple(
+        _convert_names(raw.type_from_value(ty)) if convert else raw.type_from_value(ty)
+        for ty in found.get("Typespace", ([],))[0]
+    )
+
+    def index_def(table: str, ref: int, value: Any) -> IndexDef:
+        """An index named as SpacetimeDB names it: explicitly, or generated from the canonical table and column names
+        (`validate/v10.rs`) when the source name is a generated one (`<table>_<columns>_idx_<algorithm>`)."""
+        index = index_from_value(value)
+        source = index.name or ""
+        if source in explicit_indexes:
+            return replace(index, name=explicit_indexes[source])
+        if not convert or not _GENERATED_INDEX.search(source) or not 0 <= ref < len(typespace):
+            return index
+        row = typespace[ref]
+        if not isinstance(row, at.ProductType) or any(c >= len(row.elements) for c in index.columns):
+            return index
+        columns = "_".join(row.elements[c].name or str(c) for c in index.columns)
+        return replace(index, name=f"{table}_{columns}_idx_{index.kind.value.lower()}")
 
     def table_name(source: str) -> str:
         return explicit_tables.get(source) or (snake_case(source) if convert else source)
@@ -192,7 +260,7 @@ def from_value(value: Any) -> ModuleDef:
                 name=name,
                 product_type_ref=ref,
                 primary_key=tuple(primary_key),
-                indexes=tuple(index_from_value(i) for i in indexes),
+                indexes=tuple(index_def(name, ref, i) for i in indexes),
                 constraints=tuple(constraint_from_value(c) for c in constraints),
                 sequences=tuple(sequence_from_value(s) for s in sequences),
                 schedule=schedules.pop(name, None),
@@ -217,9 +285,8 @@ def from_value(value: Any) -> ModuleDef:
     )
     if lifecycles:
         raise ModuleDefError(f"lifecycle hook for unknown reducer {next(iter(lifecycles))!r}")
-    typespace = found.get("Typespace", ([],))[0]
     definition = ModuleDef(
-        typespace=tuple(raw.type_from_value(ty) for ty in typespace),
+        typespace=typespace,
         tables=tuple(tables),
         reducers=reducers,
         types=tuple(

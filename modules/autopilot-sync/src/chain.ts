@@ -1,0 +1,64 @@
+// The per-stream hash chain, byte for byte as docs/protocol.md "Stream hash chain" and
+// src/autopilot_sync/contract/stream_chain.py define it: SHA-256 over BSATN-shaped fields.
+import { sha256, toHex, utf8 } from './sha256';
+
+const GENESIS_TAG = 'autopilot-sync/stream-chain/v1';
+
+function str(text: string): Uint8Array {
+  const data = utf8(text);
+  const out = new Uint8Array(4 + data.length);
+  new DataView(out.buffer).setUint32(0, data.length, true);
+  out.set(data, 4);
+  return out;
+}
+
+function u64(value: bigint): Uint8Array {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, value, true);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+function raw(chain: string): Uint8Array {
+  const match = /^sha256:([0-9a-f]{64})$/.exec(chain);
+  if (match === null) throw new Error(`not a chain value (sha256: and 64 lowercase hex digits): ${chain.slice(0, 80)}`);
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) out[i] = parseInt(match[1].slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+/** The chain value before seq 1 of an epoch that starts empty. */
+export function genesis(streamId: string, epoch: bigint): string {
+  return 'sha256:' + toHex(sha256(concat([str(GENESIS_TAG), str(streamId), u64(epoch)])));
+}
+
+/** The chain value of one event, committing to its predecessor's value and the event's identity. */
+export function link(
+  prev: string,
+  streamId: string,
+  epoch: bigint,
+  seq: bigint,
+  kind: string,
+  idempotencyKey: string,
+  payloadHash: string,
+): string {
+  const message = concat([
+    raw(prev),
+    str(streamId),
+    u64(epoch),
+    u64(seq),
+    str(kind),
+    str(idempotencyKey),
+    str(payloadHash),
+  ]);
+  return 'sha256:' + toHex(sha256(message));
+}
