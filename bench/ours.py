@@ -210,6 +210,11 @@ class LightSubscriber:
         await self._ws.send_bytes(m.encode_client_message(m.Subscribe(1, 1, (query,))))
         self._reader = asyncio.create_task(self._read())
 
+    @property
+    def live(self) -> bool:
+        """Whether the socket is still open (the host has not dropped it)."""
+        return self._ws is not None and not self._ws.closed
+
     async def _read(self) -> None:
         assert self._ws is not None
         async for frame in self._ws:

@@ -1,6 +1,6 @@
 """The comparative benchmark: every workload on our system and on each peer, pair by pair, in one run.
 
-Rounds are interleaved (ours, nats, redis, ours, nats, redis, ...) so slow drift on a shared machine hits every
+Rounds are interleaved (ours, nats, nats-always, redis, ours, ...) so slow drift on a shared machine hits every
 system alike; the table quotes the median of the rounds and the ratio ours/peer of those medians, oriented so that
 a ratio above 1 means we are better. Results go to stdout as Markdown and to `<out>/results.json`.
 """
@@ -32,11 +32,24 @@ from bench.peers.common import PeerUnavailableError
 from bench.stats import median
 
 OURS = "ours"
+#: NATS 2.15 as most users run it (JetStream's default `sync_interval`: fsync on a timer, not before the ack)
 NATS = "nats"
+#: NATS 2.15 with `sync_interval: always`: fsync before every ack, the durability ours has
+NATS_ALWAYS = "nats-always"
 REDIS = "redis"
+PEERS = (NATS, NATS_ALWAYS, REDIS)
+
+
+def kind_of(system: str) -> str:
+    """Which implementation drives `system`: both NATS configurations share the NATS workload code."""
+    return NATS if system in (NATS, NATS_ALWAYS) else system
+
+
 #: Workload keys in run order (memory first, on a host no other workload has touched yet).
-WORKLOADS = ("e", "a", "b", "c", "d", "f")
+WORKLOADS = ("e", "a", "b", "c", "d", "f", "g", "h")
 MODULES = {
+    "g": "bench.workloads.store",
+    "h": "bench.workloads.fanin",
     "a": "bench.workloads.publish",
     "b": "bench.workloads.latency",
     "c": "bench.workloads.resume",
@@ -63,7 +76,8 @@ class Metric:
 
 @dataclass
 class Sizes:
-    """How big each workload is; `--quick` shrinks everything but the 10,000-event resume."""
+    """How big each workload is; `--quick` shrinks everything but the 10,000-event resume (and drops the
+    1,000-subscriber latency row) so that it stays about a minute on an idle 2-core machine."""
 
     publish_batched: int = 20_000
     publish_unbatched: int = 2_000
@@ -73,9 +87,15 @@ class Sizes:
     latency_subscribers: tuple[int, ...] = (1, 100, 1000)
     latency_probes: int = 5
     resume_events: int = 10_000
-    storm_clients: int = 500
-    idle_connections: int = 1000
+    storm_clients: tuple[int, ...] = (500, 2000)
+    idle_connections: int = 10_000
     recovery_commits: int = 100_000
+    store_events: int = 1_000_000
+    store_streams: int = 100
+    fanin_streams: int = 1000
+    fanin_rate: float = 10.0
+    fanin_seconds: float = 10.0
+    fanin_connections: int = 100
     rounds: int = 3
 
     @classmethod
@@ -84,9 +104,15 @@ class Sizes:
             publish_batched=5_000,
             publish_unbatched=500,
             latency_seconds=3.0,
-            storm_clients=100,
+            latency_subscribers=(1, 100),
+            storm_clients=(100,),
             idle_connections=200,
             recovery_commits=10_000,
+            store_events=10_000,
+            store_streams=20,
+            fanin_streams=100,
+            fanin_seconds=2.0,
+            fanin_connections=10,
             rounds=1,
         )
 
@@ -100,7 +126,13 @@ class Context:
     ours: Ours
     peers: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
+    #: the system a workload is measuring right now (set by `run_workload`)
+    system: str = OURS
     _counter: int = 0
+
+    def peer(self) -> Any:
+        """The running peer being measured now (`NatsPeer` or `RedisPeer`)."""
+        return self.peers[self.system]
 
     def systems(self) -> list[str]:
         return [OURS, *self.peers]
@@ -162,6 +194,7 @@ async def run_workload(ctx: Context, key: str) -> list[Row]:
     for round_no in range(ctx.sizes.rounds):
         for system in ctx.systems():
             started = time.monotonic()
+            ctx.system = system
             try:
                 values = await measure(ctx, system, round_no)
             except Exception as exc:
@@ -228,10 +261,10 @@ def start_peers(root: Path, want: list[str]) -> dict[str, Any]:
     peers: dict[str, Any] = {}
     for name in want:
         try:
-            if name == NATS:
+            if kind_of(name) == NATS:
                 from bench.peers.nats_peer import NatsPeer
 
-                peer: Any = NatsPeer(root / "nats")
+                peer: Any = NatsPeer(root / name, sync_always=name == NATS_ALWAYS)
             else:
                 from bench.peers.redis_peer import RedisPeer
 
@@ -245,7 +278,7 @@ def start_peers(root: Path, want: list[str]) -> dict[str, Any]:
 
 
 async def run_suite(
-    root: Path, sizes: Sizes, only: list[str] | None = None, peers: tuple[str, ...] = (NATS, REDIS)
+    root: Path, sizes: Sizes, only: list[str] | None = None, peers: tuple[str, ...] = PEERS
 ) -> dict[str, Any]:
     """Start everything under `root`, run the workloads, stop everything; returns the JSON-ready results."""
     keys = [key for key in WORKLOADS if not only or key in only]
@@ -269,30 +302,36 @@ async def run_suite(
         for peer in ctx.peers.values():
             peer.stop()
         ours.stop()
-    return _results(rows, list(ctx.peers), sizes, the_floor, time.time() - started)
+    durability = {OURS: OURS_DURABILITY, **{name: peer.durability for name, peer in ctx.peers.items()}}
+    return _results(rows, list(ctx.peers), sizes, the_floor, time.time() - started, durability)
 
 
-def _durability(peers: list[str]) -> dict[str, str]:
-    found = {OURS: OURS_DURABILITY}
-    if NATS in peers:
-        from bench.peers.nats_peer import DURABILITY as NATS_DURABILITY
-
-        found[NATS] = NATS_DURABILITY
-    if REDIS in peers:
-        from bench.peers.redis_peer import DURABILITY as REDIS_DURABILITY
-
-        found[REDIS] = REDIS_DURABILITY
-    return found
+def _load() -> str:
+    """The 1/5/15-minute load averages: on a shared machine every number must say how busy it was."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def _results(rows: list[Row], peers: list[str], sizes: Sizes, the_floor: floor.Floor, seconds: float) -> dict[str, Any]:
+def _results(
+    rows: list[Row],
+    peers: list[str],
+    sizes: Sizes,
+    the_floor: floor.Floor,
+    seconds: float,
+    durability: dict[str, str],
+) -> dict[str, Any]:
     return {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_end": _load(),
+        },
         "seconds": round(seconds, 1),
         "sizes": asdict(sizes),
         "floor": asdict(the_floor),
-        "durability": _durability(peers),
+        "durability": durability,
         "peers": peers,
         "rows": [
             {
@@ -325,7 +364,7 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Ratios: ours/peer for higher-is-better, peer/ours for lower-is-better (>1x = we are better). "
         f"Medians of {results['sizes']['rounds']} interleaved round(s); run took {results['seconds']:.0f}s on "
-        f"{results['machine']['cpus']} CPUs.",
+        f"{results['machine']['cpus']} CPUs, load average {results['machine']['load_average_at_end']} at the end.",
     ]
     noisy = [
         f"{row['workload']} {row['metric']} {system} ±{spread * 50:.0f}%"
@@ -342,7 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m bench [--quick] [--only a,b] [--out DIR] [--no-peers]`."""
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Compare autopilot-sync with NATS JetStream and Redis Streams on the same workloads, pair by pair.",
+        description=(
+            "Compare autopilot-sync with NATS JetStream 2.15 (default and sync_interval: always) and Redis Streams "
+            "(appendfsync always) on the same workloads, pair by pair."
+        ),
         epilog="Example: scripts/bench-setup.sh && .venv/bin/python -m bench --quick --out /tmp/bench",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a few minutes)")
@@ -360,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.rounds:
         sizes.rounds = args.rounds
-    peers = () if args.no_peers else (NATS, REDIS)
+    peers = () if args.no_peers else PEERS
     with _more_files(), tempfile.TemporaryDirectory(prefix="apsync-bench-") as scratch:  # same disk as /tmp
         results = asyncio.run(run_suite(Path(scratch), sizes, only or None, peers))
     report = render(results)

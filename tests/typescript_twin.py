@@ -1,19 +1,21 @@
 """Building the sync module's TypeScript twin (`modules/autopilot-sync/`) for tests, as `spacetime build` would.
 
-The recipe is the project's toolchain decision (docs/adr/0003): `npm ci` from the committed lockfile when the
-packages are missing or older than the lockfile, `tsc -p DIR --noEmit`, then esbuild into one ES-module file that
-keeps its `spacetime:sys@…` imports. A build is cached by a hash of everything it reads, under pytest's temporary
-root (shared by sessions), and written atomically, so parallel sessions and workers never see half a file.
+`npm ci` from the committed lockfile when the packages are missing or older than the lockfile, then the build
+`autopilot-sync build` runs (`tsbuild.build_module`: `tsc --noEmit`, esbuild into one ES-module file that keeps its
+`spacetime:sys@…` imports, the artifact checked). A build is cached by a hash of everything it reads, under
+pytest's temporary root (shared by sessions), one build at a time, written atomically by the builder.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from autopilot_sync.tsbuild.build import build_module
+from autopilot_sync.tsbuild.project import ModuleProject
 
 ROOT = Path(__file__).resolve().parents[1]
 TWIN_DIR = ROOT / "modules" / "autopilot-sync"
@@ -52,25 +54,7 @@ def build_twin(cache_dir: Path, project: Path = TWIN_DIR) -> Path:
         if out.is_file():
             return out
         ensure_installed(project)
-        bin_dir = project / "node_modules" / ".bin"
-        _run([str(bin_dir / "tsc"), "-p", str(project), "--noEmit"], project)
-        partial = out.with_suffix(f".{os.getpid()}.partial")
-        _run(
-            [
-                str(bin_dir / "esbuild"),
-                "src/index.ts",
-                "--bundle",
-                "--format=esm",
-                "--platform=neutral",
-                "--main-fields=module,main",
-                "--target=es2022",
-                "--external:spacetime:sys@*",
-                f"--outfile={partial}",
-                "--log-level=warning",
-            ],
-            project,
-        )
-        partial.replace(out)
+        build_module(ModuleProject.open(project), out)  # what `autopilot-sync build` runs: tsc, esbuild, checks
     return out
 
 

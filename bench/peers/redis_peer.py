@@ -1,4 +1,4 @@
-"""Redis Streams as a peer: `XADD` with explicit ids `0-<seq>` under `appendonly yes` + `appendfsync always`.
+"""Redis 7 Streams as a peer: `XADD` with explicit ids `0-<seq>` under `appendonly yes` + `appendfsync always`.
 
 Durability as configured here: every write is in the AOF and fsynced before Redis replies (one fsync per event
 loop turn, so a pipeline shares one). The explicit id makes appends ordered and idempotent: re-sending seq `n` is
@@ -44,12 +44,17 @@ class RedisPeer:
             "--save", "",
             "--protected-mode", "no",
             "--daemonize", "no",
-            "--maxclients", "10000",
+            "--maxclients", "20000",
             "--logfile", "",
         ]  # fmt: skip
         process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         wait_port(self.port, process)
         self.server = ServerProcess(process, self.port)
+
+    @property
+    def durability(self) -> str:
+        """What an acknowledgement promises."""
+        return DURABILITY
 
     def stop(self) -> None:
         if self.server is not None:

@@ -18,7 +18,7 @@ import aiohttp
 
 from bench.ours import LightSubscriber, resume_query
 from bench.peers.common import rss_bytes
-from bench.suite import NATS, OURS, Context, Metric
+from bench.suite import NATS, OURS, Context, Metric, kind_of
 from bench.workloads.latency import _open_in_chunks
 
 TITLE = "memory per idle connection"
@@ -26,15 +26,10 @@ SETTLE_SECONDS = 1.0
 
 
 def metrics(ctx: Context) -> list[Metric]:
+    n = ctx.sizes.idle_connections
     return [
-        Metric(
-            "e",
-            f"RSS per idle connection ({ctx.sizes.idle_connections})",
-            "KB",
-            False,
-            "≤ 50 KB",
-            lambda m: m["ours"] <= 50,
-        )
+        Metric("e", f"RSS per idle connection ({n:,})", "KB", False, "≤ 30 KB", lambda m: m["ours"] <= 30),
+        Metric("e", f"idle connections still live ({n:,})", "connections", True, "all", lambda m: m["ours"] >= n),
     ]
 
 
@@ -42,12 +37,12 @@ async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
     if round_no > 0:
         return {}  # later rounds reuse the memory the first round freed: only a fresh server's growth counts
     n = ctx.sizes.idle_connections
-    runner = {OURS: _ours, NATS: _nats}.get(system, _redis)
-    delta = await runner(ctx, n)
-    return {f"RSS per idle connection ({n})": delta / n / 1000}
+    runner = {OURS: _ours, NATS: _nats}.get(kind_of(system), _redis)
+    delta, live = await runner(ctx, n)
+    return {f"RSS per idle connection ({n:,})": delta / n / 1000, f"idle connections still live ({n:,})": live}
 
 
-async def _ours(ctx: Context, n: int) -> float:
+async def _ours(ctx: Context, n: int) -> tuple[float, int]:
     ours = ctx.ours
     await ours.token(False)
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
@@ -65,15 +60,15 @@ async def _ours(ctx: Context, n: int) -> float:
         subs = await _open_in_chunks(n, open_one)
         await asyncio.gather(*(sub.answered.wait() for sub in subs))
         await asyncio.sleep(SETTLE_SECONDS)
-        return rss_bytes(ours.host_pid) - before
+        return rss_bytes(ours.host_pid) - before, sum(1 for sub in subs if sub.live)
     finally:
         for sub in subs:
             await sub.close()
         await session.close()
 
 
-async def _nats(ctx: Context, n: int) -> float:
-    peer = ctx.peers[NATS]
+async def _nats(ctx: Context, n: int) -> tuple[float, int]:
+    peer = ctx.peer()
     clients: list[Any] = []
     try:
         await asyncio.sleep(SETTLE_SECONDS)
@@ -88,13 +83,13 @@ async def _nats(ctx: Context, n: int) -> float:
 
         await _open_in_chunks(n, open_one)
         await asyncio.sleep(SETTLE_SECONDS)
-        return rss_bytes(peer.pid) - before
+        return rss_bytes(peer.pid) - before, sum(1 for client in clients if client.is_connected)
     finally:
         await asyncio.gather(*(client.close() for client in clients), return_exceptions=True)
 
 
-async def _redis(ctx: Context, n: int) -> float:
-    peer = ctx.peers["redis"]
+async def _redis(ctx: Context, n: int) -> tuple[float, int]:
+    peer = ctx.peer()
     clients: list[Any] = []
     readers: list[asyncio.Task[Any]] = []
 
@@ -115,7 +110,7 @@ async def _redis(ctx: Context, n: int) -> float:
 
         await _open_in_chunks(n, open_one)
         await asyncio.sleep(SETTLE_SECONDS)
-        return rss_bytes(peer.pid) - before
+        return rss_bytes(peer.pid) - before, sum(1 for task in readers if not task.done())
     finally:
         for task in readers:
             task.cancel()

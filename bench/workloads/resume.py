@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from bench.ours import resume_query
-from bench.suite import NATS, OURS, Context, Metric, payload, payload_bytes
+from bench.suite import NATS, OURS, Context, Metric, kind_of, payload, payload_bytes
 
 TITLE = "resume 10,000 events behind"
 FETCH = 1000
@@ -20,14 +20,14 @@ FETCH = 1000
 
 def metrics(ctx: Context) -> list[Metric]:
     return [
-        Metric("c", "catch-up rate", "events/s", True, "> 50,000 events/s", lambda m: m["ours"] > 50_000),
+        Metric("c", "catch-up rate", "events/s", True, "≥ 100,000 events/s", lambda m: m["ours"] >= 100_000),
         Metric("c", f"catch-up time ({ctx.sizes.resume_events:,} events)", "s", False),
     ]
 
 
 async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
     count = ctx.sizes.resume_events
-    runner = {OURS: _ours, NATS: _nats}.get(system, _redis)
+    runner = {OURS: _ours, NATS: _nats}.get(kind_of(system), _redis)
     seconds = await runner(ctx, count)
     return {"catch-up rate": count / seconds, f"catch-up time ({count:,} events)": seconds}
 
@@ -53,7 +53,7 @@ async def _nats(ctx: Context, count: int) -> float:
 
     from bench.peers.nats_peer import from_seq, publish_batch
 
-    peer = ctx.peers[NATS]
+    peer = ctx.peer()
     client, js = await peer.connect()
     stream = ctx.name("RES")
     try:
@@ -77,7 +77,7 @@ async def _nats(ctx: Context, count: int) -> float:
 async def _redis(ctx: Context, count: int) -> float:
     from bench.peers.redis_peer import entry_id, fields
 
-    client: Any = ctx.peers["redis"].client()
+    client: Any = ctx.peer().client()
     stream = ctx.name("res-")
     try:
         for first in range(1, count + 1, FETCH):

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from bench.ours import resume_query
-from bench.suite import NATS, OURS, Context, Metric, payload, payload_bytes
+from bench.suite import NATS, OURS, Context, Metric, kind_of, payload, payload_bytes
 
 TITLE = "reconnect storm"
 HELD = 100
@@ -21,18 +21,29 @@ BEHIND = 10
 
 
 def metrics(ctx: Context) -> list[Metric]:
-    n = ctx.sizes.storm_clients
-    return [
-        Metric("d", f"storm: {n} clients live", "s", False),
-        Metric("d", "storm: reconnects per second", "clients/s", True),
-    ]
+    found = []
+    for n in ctx.sizes.storm_clients:
+        found += [
+            Metric("d", f"storm: {n} clients live", "s", False),
+            Metric(
+                "d",
+                f"storm: reconnects per second ({n})",
+                "clients/s",
+                True,
+                "≥ 1.0x nats",
+                lambda m: m["ours"] >= m["nats"],
+            ),
+        ]
+    return found
 
 
 async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
-    n = ctx.sizes.storm_clients
-    runner = {OURS: _ours, NATS: _nats}.get(system, _redis)
-    seconds = await runner(ctx, n)
-    return {f"storm: {n} clients live": seconds, "storm: reconnects per second": n / seconds}
+    found: dict[str, float] = {}
+    runner = {OURS: _ours, NATS: _nats}.get(kind_of(system), _redis)
+    for n in ctx.sizes.storm_clients:
+        seconds = await runner(ctx, n)
+        found |= {f"storm: {n} clients live": seconds, f"storm: reconnects per second ({n})": n / seconds}
+    return found
 
 
 async def _ours(ctx: Context, n: int) -> float:
@@ -59,7 +70,7 @@ async def _ours(ctx: Context, n: int) -> float:
 async def _nats(ctx: Context, n: int) -> float:
     from bench.peers.nats_peer import from_seq, publish_batch
 
-    peer = ctx.peers[NATS]
+    peer = ctx.peer()
     client, js = await peer.connect()
     stream = ctx.name("STORM")
     subject = await peer.add_stream(js, stream)
@@ -93,7 +104,7 @@ async def _nats(ctx: Context, n: int) -> float:
 async def _redis(ctx: Context, n: int) -> float:
     from bench.peers.redis_peer import entry_id, fields
 
-    peer = ctx.peers["redis"]
+    peer = ctx.peer()
     stream = ctx.name("storm-")
     setup: Any = peer.client()
     pipe = setup.pipeline(transaction=False)

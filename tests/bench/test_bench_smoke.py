@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from bench.peers.common import PeerUnavailableError, require_binary
 from bench.suite import WORKLOADS, Sizes, main, render, run_suite
 
 TINY = Sizes(
@@ -24,17 +24,26 @@ TINY = Sizes(
     latency_subscribers=(1, 3),
     latency_probes=2,
     resume_events=300,
-    storm_clients=5,
+    storm_clients=(5,),
     idle_connections=5,
     recovery_commits=200,
+    store_events=400,
+    store_streams=2,
+    fanin_streams=4,
+    fanin_rate=5.0,
+    fanin_seconds=0.4,
+    fanin_connections=2,
     rounds=1,
 )
 
 
 def _peers_installed() -> bool:
-    binaries = all(shutil.which(name) for name in ("nats-server", "redis-server"))
-    clients = all(importlib.util.find_spec(name) is not None for name in ("nats", "redis"))
-    return binaries and clients
+    try:
+        for name in ("nats-server", "redis-server"):
+            require_binary(name)
+    except PeerUnavailableError:
+        return False
+    return all(importlib.util.find_spec(name) is not None for name in ("nats", "redis"))
 
 
 async def test_every_workload_produces_a_number_for_our_system(tmp_path: Path) -> None:
@@ -60,7 +69,8 @@ def test_command_line_writes_json_and_markdown(tmp_path: Path, capsys: pytest.Ca
 @pytest.mark.skipif(not _peers_installed(), reason="nats-server/redis-server or their clients missing")
 async def test_peers_are_measured_pair_by_pair(tmp_path: Path) -> None:
     results = await run_suite(tmp_path, TINY, only=["a", "c"])
-    assert results["peers"] == ["nats", "redis"]
+    assert results["peers"] == ["nats", "nats-always", "redis"]
+    assert "sync_interval: always" in results["durability"]["nats-always"]
     for row in results["rows"]:
-        assert set(row["median"]) == {"ours", "nats", "redis"}, row
+        assert set(row["median"]) == {"ours", "nats", "nats-always", "redis"}, row
         assert all(ratio == ratio for ratio in row["ratio_vs"].values()), row

@@ -106,6 +106,32 @@ async def test_an_encoded_call_takes_the_same_checks_and_reports_only_calls_that
     await engine.stop()
 
 
+async def test_encoded_arguments_are_decoded_once_by_the_module_and_undecodable_ones_refused_before_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = await started(tmp_path)
+    decoded: list[bytes] = []
+    original = bsatn.Codec.decode_prefix
+
+    def counting(self: bsatn.Codec, data: bytes, offset: int) -> tuple[object, int]:
+        decoded.append(bytes(data))
+        return original(self, data, offset)
+
+    monkeypatch.setattr(bsatn.Codec, "decode_prefix", counting)
+    args = bsatn.encode(module.reducers["add_person"].params, ("ada", 36))
+    done = asyncio.get_running_loop().create_future()
+    engine.start_call("add_person", args, ALICE, None, done.set_result)
+    assert (await done).status is CallStatus.COMMITTED
+    assert decoded.count(args) == 1  # the module decodes; the engine no longer decodes a second time to check
+    refused: list[CallOutcome] = []
+    engine.start_call("add_person", b"\x03\x00\x00\x00ad", ALICE, None, refused.append)  # a string cut short
+    (outcome,) = refused
+    assert (outcome.status, outcome.offset, outcome.tx) == (CallStatus.BAD_ARGUMENTS, 0, None)
+    assert outcome.message.startswith("invalid arguments for reducer add_person: ")
+    assert people(engine) == {"ada": 36}
+    await engine.stop()
+
+
 async def test_listeners_see_durable_commits_in_order(tmp_path: Path) -> None:
     engine = await started(tmp_path)
     seen: list[CommittedTx] = []

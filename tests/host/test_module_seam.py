@@ -17,11 +17,12 @@ from autopilot_sync.examples.chat import module as chat
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
-from autopilot_sync.host.hosted_module import HostedModule, PythonModule, tables_from_definition
+from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, PythonModule, tables_from_definition
 from autopilot_sync.host.server import load_module
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
+from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 ALICE = Caller(Identity(0xA11CE), ConnectionId(7))
@@ -65,7 +66,10 @@ class ScriptedModuleDouble:
 
     def call_reducer(self, ctx: ReducerContext, reducer: str, args: bytes) -> None:
         self.calls.append((reducer, args))
-        (text,) = bsatn.codec(ADD_NOTE_PARAMS).decode_prefix(args, 0)[0]
+        try:
+            (text,) = bsatn.codec(ADD_NOTE_PARAMS).decode_prefix(args, 0)[0]
+        except DecodeError as exc:  # the seam's contract: undecodable arguments are refused, typed
+            raise BadArgumentsError(f"invalid arguments for reducer {reducer}: {exc}") from None
         if not text:
             raise ReducerError("empty_note: a note needs text")
         ctx.db["note"].insert((0, text))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.js_module import JsModule
@@ -136,6 +136,16 @@ async def test_a_row_bigger_than_the_scan_buffer_is_read_after_buffer_too_small(
 
 async def test_sender_error_is_the_callers_refusal_in_its_own_words(engine: HostEngine) -> None:
     assert await call(engine, "refuse") == (CallStatus.USER_ERROR, "not allowed for this caller")
+
+
+async def test_undecodable_arguments_are_refused_before_the_module_runs(engine: HostEngine) -> None:
+    refused: list[CallOutcome] = []
+    engine.start_call("add_note", b"\x03\x00\x00\x00an", ALICE, None, refused.append)  # a string cut short
+    (outcome,) = refused
+    assert (outcome.status, outcome.offset) == (CallStatus.BAD_ARGUMENTS, 0)
+    assert outcome.message.startswith("invalid arguments for reducer add_note: ")
+    assert notes(engine) == {}
+    await add_three(engine)  # the runner was never involved: it serves the next call as before
 
 
 async def test_throw_is_a_panic_that_rolls_back_and_the_module_keeps_serving(engine: HostEngine) -> None:

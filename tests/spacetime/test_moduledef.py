@@ -276,9 +276,11 @@ def test_the_v9_hash_is_the_same_for_both_index_algorithm_forms() -> None:
     assert v9.legacy_hash_form(wrapped) == wrapped
 
 
-#: The sync module's and the chat example's V9 schema hashes before V9 JSON took SpacetimeDB's index-algorithm form
-#: (main at 5327589): stored in every data directory that runs them.
-SYNC_HASH = "763a0ad845fdcfe8f093c29e99c8446f957fc4c0a83e7def283b0aafcc403c3f"
+#: The sync module's and the chat example's V9 schema hashes (the chat one from before V9 JSON took SpacetimeDB's
+#: index-algorithm form, main at 5327589; the sync one since retention added `sync_config` columns and the
+#: `sync_retention_tick` table, aec4094): stored in every data directory that runs them. A change here is a schema
+#: change: it needs a migration a stored data directory accepts (tests/host/test_publish_engine.py).
+SYNC_HASH = "d96f6c17f440de4ed78d4c9adb908f71e719eaaf0bf74f859b8c47bb0eed5842"
 CHAT_HASH = "cdeb3f463814583437f44667292cb0bfe5f4aefd85b0e99270f4e8baf9fd214c"
 
 

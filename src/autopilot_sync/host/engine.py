@@ -29,7 +29,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.durability import CommitListener, DurableCommits
-from autopilot_sync.host.hosted_module import HostedModule, hosted
+from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, hosted
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
@@ -44,7 +44,6 @@ from autopilot_sync.host.transaction import (
 from autopilot_sync.host.tx_record import encode_record
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
-from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 log = logging.getLogger(__name__)
@@ -292,14 +291,6 @@ class HostEngine:
             decoder = self._args_codecs[reducer.name] = (reducer, bsatn.codec(params))
         return decoder[1]
 
-    def decode_args(self, reducer: md.ReducerDef, data: bytes) -> tuple[Any, ...]:
-        """Decode BSATN arguments of a reducer (DecodeError when they do not match its parameters).
-
-        Bytes after the arguments are ignored, as SpacetimeDB does: `FunctionArgs::_into_tuple` in
-        `crates/core/src/host/mod.rs` deserializes the parameters from the front and never checks for the end.
-        """
-        return tuple(self._args_codec(reducer).decode_prefix(data, 0)[0])
-
     async def call_reducer(self, name: str, args: Sequence[Any], caller: Caller, origin: Any = None) -> CallOutcome:
         """Run a client-callable reducer and return once its transaction is durable (or it failed)."""
         outcome = await self._durable(*self._begin_call(name, args, caller, origin))
@@ -382,10 +373,11 @@ class HostEngine:
     def _begin_call(
         self, name: str, args: Sequence[Any] | bytes, caller: Caller, origin: Any
     ) -> tuple[CallOutcome, int | None]:
-        """Refuse what must not run (unknown, lifecycle, bad arguments), else run the call with BSATN arguments.
+        """Refuse what must not run (unknown, lifecycle, values that do not fit), else run the call with BSATN bytes.
 
-        Values are encoded and bytes are decoded here, against the definition's parameters, only to refuse bad
-        arguments before the module runs (SpacetimeDB's host checks them the same way); the module gets bytes.
+        Values are encoded here against the definition's parameters (a value that does not fit is refused before the
+        module runs); bytes go to the module as they came, and the module refuses undecodable ones with
+        `BadArgumentsError` (decoding them here too cost a second decode per call).
         """
         reducer = self._reducers.get(name)
         if reducer is None:
@@ -395,11 +387,6 @@ class HostEngine:
             message = f"can't directly call special {reducer.lifecycle.value} lifecycle reducer"
             return CallOutcome(CallStatus.LIFECYCLE_REDUCER, self._now(), message), None
         if isinstance(args, bytes):
-            try:
-                self.decode_args(reducer, args)
-            except DecodeError as exc:
-                message = f"invalid arguments for reducer {name}: {exc}"
-                return CallOutcome(CallStatus.BAD_ARGUMENTS, self._now(), message), None
             data = args
         else:
             if len(args) != len(reducer.params.elements):
@@ -524,6 +511,9 @@ class HostEngine:
                 self._record_client(tx, caller, connecting)
             if extra is not None:
                 extra(tx)
+        except BadArgumentsError as exc:
+            tx.rollback()  # raised before the reducer ran: nothing to undo, nothing revealed (offset 0)
+            return CallOutcome(CallStatus.BAD_ARGUMENTS, timestamp, str(exc)), None
         except ReducerError as exc:
             tx.rollback()
             message = str(exc) or type(exc).__name__

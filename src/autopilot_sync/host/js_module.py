@@ -22,6 +22,7 @@ from typing import Any
 
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
+from autopilot_sync.host.hosted_module import BadArgumentsError
 from autopilot_sync.host.js_syscalls import MODULE_LOG, NOT_IN_TRANSACTION, EngineSyscalls, ScheduleImmediate
 from autopilot_sync.host.sql.parse import parse_select
 from autopilot_sync.host.sql.plan import SqlError
@@ -90,6 +91,7 @@ class JsModule:
             self.runner.close()
             raise JsModuleLoadError(f"module {path} describes itself badly: {exc}") from exc
         self._reducer_ids = {reducer.name: i for i, reducer in enumerate(self._definition.reducers)}
+        self._arg_codecs: dict[str, bsatn.Codec] = {}
         self._restarts_seen = self.runner.restarts
 
     @property
@@ -121,6 +123,7 @@ class JsModule:
         reducer_id = self._reducer_ids.get(reducer)
         if reducer_id is None:
             raise JsModulePanicError(f"module has no reducer {reducer}")
+        self._check_arguments(reducer, args)
         syscalls = self._syscalls_for(ctx)
         self._check_fresh_runner()
         connection = ctx.connection_id
@@ -139,6 +142,21 @@ class JsModule:
             raise JsModulePanicError(str(exc)) from None
         finally:
             syscalls.end()
+
+    def _check_arguments(self, reducer: str, args: bytes) -> None:
+        """Refuse bytes that do not decode against the reducer's parameters before the runner sees them.
+
+        The seam's contract (`hosted_module.BadArgumentsError`): the module, not the engine, checks its arguments.
+        The module's own code decodes them again in the runner; a decode failure there would be a panic.
+        """
+        codec = self._arg_codecs.get(reducer)
+        if codec is None:
+            params = next(r.params for r in self._definition.reducers if r.name == reducer)
+            codec = self._arg_codecs[reducer] = bsatn.codec(md.resolve_deep(params, self._definition.typespace))
+        try:
+            codec.decode_prefix(args, 0)
+        except DecodeError as exc:
+            raise BadArgumentsError(f"invalid arguments for reducer {reducer}: {exc}") from None
 
     @property
     def has_start_hook(self) -> bool:

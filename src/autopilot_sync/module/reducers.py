@@ -19,7 +19,7 @@ from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_s
 from autopilot_sync.module.config import current_limits, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
-from autopilot_sync.module.limits import check_event_fields, check_payload_depth, check_stream_id
+from autopilot_sync.module.limits import SyncLimits, check_event_fields, check_payload_depth, check_stream_id
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.spacetime import algebraic as at
@@ -90,7 +90,7 @@ def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> Non
         )
     heads = _Heads(ctx)
     for event in batch:
-        _append_one(ctx, heads, AppendSyncEventsBatchItem.from_values(event))
+        _append_one(ctx, heads, limits, AppendSyncEventsBatchItem.from_values(event))
     heads.write()
 
 
@@ -118,7 +118,7 @@ def append_sync_event(
         published_at=published_at,
     )
     heads = _Heads(ctx)
-    _append_one(ctx, heads, event)
+    _append_one(ctx, heads, current_limits(ctx), event)
     heads.write()
 
 
@@ -185,9 +185,9 @@ class _Heads:
                 self._ctx.db.stream_head.update(row._replace(head_seq=seq, updated_at=now, head_chain=chain))
 
 
-def _append_one(ctx: ReducerContext, heads: _Heads, event: AppendSyncEventsBatchItem) -> None:
+def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: AppendSyncEventsBatchItem) -> None:
+    """One event of a call, judged by the limits read once per call (`sync_config` does not change mid-call)."""
     stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
-    limits = current_limits(ctx)  # one primary-key lookup of the sync_config row (module/config.py)
     check_event_fields(limits, stream_id, idempotency_key, kind)
     require_stream(ctx.claims, stream_id)
     try:

@@ -1,0 +1,123 @@
+"""Per-call cost: unbatched durable publish and publish → receipt with one subscriber, optionally under py-spy.
+
+`python -m bench.percall [--calls 1000] [--rounds 3] [--profile /tmp/host.svg]` starts our host and control (as
+`python -m bench` does), then per round: `--calls` one-event `append_sync_events` calls, one in flight (events/s and
+the p50 of call → `ReducerResult`), and `--calls` events sent one at a time to a stream one SDK subscriber follows,
+each timed from the send to the subscriber's cache (p50, p99). With `--profile` py-spy records the host
+process during the first round's publish phase, and its receipt phase into `<name>-receipt<suffix>` (speedscope
+for a `.json` name, collapsed stacks for `.txt`, else an SVG flame graph).
+
+Why its own script: a code change is judged by old against new in one session, alternating; this measures just the
+per-call numbers the change targets, in seconds rather than the suite's minutes. To compare code versions, run it
+with the old tree first on `PYTHONPATH` (the host child inherits it), e.g. `git archive HEAD~1 src | tar -x -C /tmp/old`
+then `PYTHONPATH=/tmp/old/src python -m bench.percall`, alternating with the working tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.ours import Ours, event_input, resume_query
+from bench.stats import median, quantile
+from bench.suite import payload
+
+PROFILE_RATE = 250
+
+
+async def publish_round(ours: Ours, stream: str, calls: int) -> tuple[float, float]:
+    """`calls` one-event appends, one in flight: (events/s, p50 ms of call → answer)."""
+    conn = await ours.connect(producer=True)
+    try:
+        await ours.append(conn, [event_input(stream, 1, payload(1))])  # grants the stream: not timed
+        took: list[float] = []
+        started = time.perf_counter()
+        for seq in range(2, calls + 2):
+            sent = time.perf_counter()
+            await ours.append(conn, [event_input(stream, seq, payload(seq))])
+            took.append(time.perf_counter() - sent)
+        return calls / (time.perf_counter() - started), median(took) * 1000
+    finally:
+        await conn.close()
+
+
+async def receipt_round(ours: Ours, stream: str, calls: int) -> tuple[float, float]:
+    """`calls` events, each sent after the previous reached the subscriber: (p50, p99) ms of send → receipt."""
+    producer = await ours.connect(producer=True)
+    reader = await ours.connect()
+    try:
+        await ours.append(producer, [event_input(stream, 1, payload(1))])
+        arrived: asyncio.Queue[int] = asyncio.Queue()
+        reader.cache.on_insert("sync_event", lambda row: arrived.put_nowait(time.perf_counter_ns()))
+        await (await reader.subscribe([resume_query(stream, 1)])).applied()
+        samples: list[float] = []
+        for seq in range(2, calls + 2):
+            sent = time.perf_counter_ns()
+            await ours.append(producer, [event_input(stream, seq, payload(seq))])
+            samples.append((await asyncio.wait_for(arrived.get(), 30) - sent) / 1e6)
+        return quantile(samples, 0.5), quantile(samples, 0.99)
+    finally:
+        await reader.close()
+        await producer.close()
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the host while the publish phase runs (stopped with SIGINT, which makes it write `out`)."""
+    binary = Path(sys.executable).parent / "py-spy"
+    form = {".json": "speedscope", ".txt": "raw"}.get(out.suffix, "flamegraph")
+    args = [str(binary), "record", "-r", str(PROFILE_RATE), "--pid", str(pid), "-o", str(out), "-f", form]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="apsync-percall-") as scratch:
+        ours = Ours(Path(scratch) / "ours")
+        ours.start()
+        try:
+            warm = await ours.connect(producer=True)
+            await warm.close()
+            rows: list[dict[str, float]] = []
+            for round_no in range(args.rounds):
+                profiler = start_profiler(ours.host_pid, args.profile) if args.profile and round_no == 0 else None
+                if profiler is not None:
+                    await asyncio.sleep(1.0)  # py-spy attaches
+                rate, ack = await publish_round(ours, f"pc-{round_no}", args.calls)
+                if profiler is not None:
+                    profiler.send_signal(2)
+                    profiler.wait(60)
+                    receipt_out = args.profile.with_name(f"{args.profile.stem}-receipt{args.profile.suffix}")
+                    profiler = start_profiler(ours.host_pid, receipt_out)
+                    await asyncio.sleep(1.0)
+                p50, p99 = await receipt_round(ours, f"rc-{round_no}", args.calls)
+                if profiler is not None:
+                    profiler.send_signal(2)
+                    profiler.wait(60)
+                row = {"unbatched_events_per_s": rate, "ack_p50_ms": ack, "receipt_p50_ms": p50, "receipt_p99_ms": p99}
+                print(json.dumps(row), file=sys.stderr)
+                rows.append(row)
+        finally:
+            ours.stop()
+    summary = {key: median([row[key] for row in rows]) for key in rows[0]}
+    return {"load_average": os.getloadavg(), "rounds": rows, "median": summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=1000, help="calls per phase per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output of the first publish phase")
+    results = asyncio.run(run(parser.parse_args(argv)))
+    print(json.dumps(results["median"] | {"load_average": results["load_average"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

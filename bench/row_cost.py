@@ -1,0 +1,110 @@
+"""What one retained `sync_event` row costs the host in memory, and where it goes.
+
+`python -m bench.row_cost [--events 20000]` fills an in-process engine (sync module, fsync off) with the suite's
+~250-byte payload, 500 events per call, and reports: Python heap bytes per event (`tracemalloc`, the same thing
+the process RSS grows by, without allocator slack) and a breakdown of one row by structure: its BSATN bytes (the
+row's identity in the table's dict), the decoded row tuple and every object it holds, and each index's entry for it
+(key tuple, bucket, sorted-dict slot). The breakdown is what docs/performance.md's design change for the 600-bytes
+goal is sized from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import sys
+import tempfile
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.module import module
+from autopilot_sync.spacetime.values import ConnectionId, Identity
+from bench.ours import event_input
+from bench.suite import payload
+
+PRODUCER = Caller(Identity(7), ConnectionId(7), {"sub": "bench", "scopes": ["sync.append"], "streams": ["*"]})
+BATCH = 500
+#: dict and sorted-dict slots: a dict entry is ~3 machine words plus its share of the table; SortedDict keeps a
+#: dict and a sorted list of keys (one pointer, plus the list's growth)
+DICT_SLOT = 3 * 8 * 1.5
+SORTED_SLOT = DICT_SLOT + 8 * 1.2
+
+
+def deep_size(value: Any) -> int:
+    """Bytes of an object and what it holds (strings, ints, nested tuples, slotted values)."""
+    size = sys.getsizeof(value)
+    if isinstance(value, tuple):
+        size += sum(deep_size(item) for item in value)
+    elif hasattr(value, "__slots__"):
+        size += sum(deep_size(getattr(value, name)) for name in value.__slots__ if hasattr(value, name))
+    return size
+
+
+async def fill(engine: HostEngine, streams: int, per_stream: int) -> None:
+    for s in range(streams):
+        stream = f"rc-{s}"
+        for start in range(1, per_stream + 1, BATCH):
+            batch = [event_input(stream, seq, payload(seq)) for seq in range(start, min(per_stream + 1, start + BATCH))]
+            outcome = await engine.call_reducer("append_sync_events", (batch,), PRODUCER)
+            if outcome.status is not CallStatus.COMMITTED:
+                raise RuntimeError(outcome.message)
+
+
+def breakdown(engine: HostEngine) -> dict[str, float]:
+    store = engine.datastore["sync_event"]
+    row_bytes, row = next(iter(store.rows.items()))
+    parts: dict[str, float] = {
+        "BSATN bytes (the row's identity)": sys.getsizeof(row_bytes),
+        "decoded row tuple and its values": deep_size(row),
+        "rows dict slot": DICT_SLOT,
+    }
+    for columns, index in store.indexes.items():
+        key = index.key_of(row)
+        entry = index.entries[key]
+        share = 1 / (len(entry) if isinstance(entry, set) else 1)
+        bucket = sys.getsizeof(entry) * share if isinstance(entry, set) else 0
+        parts[f"index {columns}: key, bucket share, slot"] = deep_size(key) * share + bucket + SORTED_SLOT * share
+    return parts
+
+
+async def run(events: int, streams: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="apsync-row-cost-") as scratch:
+        engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
+        await engine.start()
+        try:
+            await fill(engine, 1, 10)  # warm: codecs, first stream
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            await fill(engine, streams, events // streams)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            tracemalloc.stop()
+            parts = breakdown(engine)
+            return {
+                "events": events,
+                "heap_bytes_per_event": (after - before) / events,
+                "breakdown_bytes": parts,
+                "breakdown_total": sum(parts.values()),
+            }
+        finally:
+            await engine.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.row_cost", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--streams", type=int, default=20)
+    args = parser.parse_args(argv)
+    print(json.dumps(asyncio.run(run(args.events, args.streams)), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
