@@ -62,9 +62,10 @@ class Cli:
 @pytest.fixture(scope="module")
 def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     root = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(root, host_env={"AUTOPILOT_SYNC_HOST_MODULE": "autopilot_sync.examples.chat"})
-    stack.start_all(runtime=False)
+    stack = LocalStack(root, module="autopilot_sync.examples.chat")
     try:
+        stack.start_host()  # not start_all: the chat module has no trusted-issuer setting to configure
+        stack.start_control()
         home = tmp_path_factory.mktemp("home")
         runner = Cli(stack, home, root / "exporter" / "nostr.key", root / "users" / "user-0.key")
         runner.ok(
