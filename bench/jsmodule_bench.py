@@ -23,7 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.jsmodule.runner import RunnerLimits
 
