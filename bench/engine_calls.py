@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallOutcome, CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.values import ConnectionId, Identity

@@ -37,7 +37,7 @@ import aiohttp
 from autopilot_sync.devtools.processes import start_host
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.subscriptions import SubscriptionLimits
-from autopilot_sync.host.websocket import V2_PROTOCOL
+from autopilot_sync.host.ws_handshake import V2_PROTOCOL
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.messages import (
     CallReducer,

@@ -29,8 +29,9 @@ from pathlib import Path
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.contract.canonical import hash_value
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.jsmodule.runner import RunnerLimits

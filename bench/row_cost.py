@@ -20,8 +20,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 from bench.ours import event_input

@@ -23,8 +23,10 @@ from autopilot_sync.nostr.errors import (
     RelayAuthError,
     RelayAuthErrorCode,
 )
+from autopilot_sync.runtime.access import AccessDeniedError, AccessErrorCode
 from autopilot_sync.runtime.publisher import LinkError
 from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+from autopilot_sync.runtime.streams import InputErrorCode, InvalidInputError
 
 SRC = Path(__file__).parents[2] / "src" / "autopilot_sync"
 
@@ -37,6 +39,8 @@ EXAMPLES: list[CodedError[Any]] = [
     NostrAuthError(AuthErrorCode.REPLAYED, "seen"),
     RelayAuthError(RelayAuthErrorCode.WRONG_CHALLENGE, "other challenge"),
     LinkError(PublishFailure(FailureKind.TIMEOUT, "no answer in 5 s")),
+    InvalidInputError(InputErrorCode.INVALID_KIND, "kind must be one of run.started"),
+    AccessDeniedError(AccessErrorCode.FORBIDDEN_STREAM, "the token does not cover stream s"),
 ]
 
 
@@ -54,7 +58,7 @@ def test_a_sync_error_is_classified_back_to_its_code_from_its_text() -> None:
 
 def test_no_exception_spells_the_code_message_text_by_hand() -> None:
     """A new coded exception derives from `CodedError` instead of writing `f"{code.value}: {message}"` again."""
-    by_hand = re.compile(r"super\(\)\.__init__\(f\"\{[\w.]+\.value\}: ")
+    by_hand = re.compile(r"super\(\)\.__init__\(f\"\{[\w.]+\}: \{\w+\}\"\)")
     offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if by_hand.search(p.read_text())]
     offenders.remove("contract/errors.py")  # the one place that spells it
     assert offenders == []

@@ -1,7 +1,7 @@
 """The spacetime-shaped commands and the module logs route, end to end: the real CLI against real host and control.
 
 One stack for the module: a host serving the chat example (which logs from `add_person`) under the stack's database
-name, and control issuing tokens for Nostr keys. The owner is the stack's exporter key (as under `./dev up`); a demo
+name, and control issuing tokens for Nostr keys. The owner is the stack's owner key (as under `./dev up`); a demo
 user key is a non-owner. Each CLI run is a child process with its own HOME, so the server list is the test's.
 """
 
@@ -67,7 +67,7 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
         stack.start_host()  # not start_all: the chat module has no trusted-issuer setting to configure
         stack.start_control()
         home = tmp_path_factory.mktemp("home")
-        runner = Cli(stack, home, root / "exporter" / "nostr.key", root / "users" / "user-0.key")
+        runner = Cli(stack, home, root / "owner" / "nostr.key", root / "users" / "user-0.key")
         runner.ok(
             "server", "add", "test", "--url", stack.host_url, "--control-url", stack.control_url,
             "--key-file", str(runner.owner_key), "--default",

@@ -36,8 +36,8 @@ async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_
         await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
         seen_before = len(desktop.states())
 
-        # The database owner (the exporter's key, per the stack) publishes a compatible release to the live host.
-        owner = await fetch_session_token(stack.control_url, stack.exporter_key, ["sync.subscribe"], [], None, "test")
+        # The database owner (the stack's owner key) publishes a compatible release to the live host.
+        owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
         answer = await publish_module(
             stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="pub_sync_v2")
         )
@@ -66,7 +66,7 @@ async def test_a_delete_data_publish_makes_the_desktop_rebuild_instead_of_keepin
         desktop = stack.desktop("reader", streams=(STREAM,))
         await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
 
-        owner = await fetch_session_token(stack.control_url, stack.exporter_key, ["sync.subscribe"], [], None, "test")
+        owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
         answer = await publish_module(
             stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="autopilot_sync.module"), clear=True
         )

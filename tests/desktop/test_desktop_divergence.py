@@ -20,8 +20,9 @@ from desktop_stack import Desktop, Stack
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
 from autopilot_sync.devtools.stack import DATABASE
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp

@@ -154,3 +154,18 @@ async def test_owner_set_retention_trims_on_its_own_and_a_desktop_behind_it_rebu
     assert any(stream(s).get("notice") == TRIMMED_NOTICE for s in restarted.states())
     assert stream(done)["rebuilds"] == 1
     assert restarted.seqs(STREAM) == list(range(16, 21))
+
+
+async def test_a_live_desktop_stopped_by_sigterm_leaves_no_unclosed_session_or_loop_warning(stack: Stack) -> None:
+    """`up --duration` ends its desktop with SIGTERM; what the desktop prints on the way out must be only its states."""
+    await stack.append_run_events(RUN, 5)
+    desktop = stack.desktop("stopped", streams=(STREAM,))
+    await desktop.wait_for("live", lambda s: stream(s).get("applied") == 5 and stream(s).get("phase") == "live")
+    await stack.append_run_events(RUN, 5, start=5)
+    await desktop.wait_for("the new events", lambda s: stream(s).get("applied") == 10)
+    assert desktop.stop() == 0
+    assert desktop.process._reader is not None
+    desktop.process._reader.join(10)
+    printed = "\n".join(desktop.process.output)
+    for warning in ("Unclosed", "Event loop is closed", "Traceback", "Exception ignored"):
+        assert warning not in printed, printed[-3000:]

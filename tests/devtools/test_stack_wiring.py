@@ -37,7 +37,8 @@ def test_every_environment_the_stack_builds_loads_as_its_services_settings(
     desktop = loaded(DesktopSettings, stack.desktop_env(tmp_path / "desktop"), monkeypatch)
     exporter = loaded(ExporterSettings, stack.exporter_environment(), monkeypatch)
     assert isinstance(host, HostSettings) and host.trusted_issuers == ("http://127.0.0.1:4002",)
-    assert host.owner_identity == stack.exporter_identity.hex  # the exporter reads as the database owner
+    assert host.observer_identities == (stack.exporter_identity.hex,)  # the exporter reads as an observer
+    assert host.owner_identity == stack.owner_identity.hex != stack.exporter_identity.hex  # exporter is not owner
     assert isinstance(exporter, ExporterSettings) and exporter.spacetime_base_url == "http://127.0.0.1:4001"
     assert isinstance(control, ControlSettings) and control.spacetime_base_url == "http://127.0.0.1:4001"
     assert (control.policy_path is not None) is policy

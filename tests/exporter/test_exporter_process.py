@@ -1,8 +1,8 @@
 """The sync metrics exporter against real host, control and runtime processes (issue 17: the host is generic).
 
 Events go in through the runtime's producer API, a reader acknowledges checkpoints over its own WebSocket, and the
-exporter — an SDK client subscribed to the sync tables as the database owner — shows the gauges move on its own
-`/metrics`. An exporter whose identity is not the owner would see only its own rows: it refuses to start (exit 2).
+exporter — an SDK client subscribed to the sync tables as a read-only observer — shows the gauges move on its own
+`/metrics`. An exporter whose identity is not an observer would see only its own rows: it refuses to start (exit 2).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from autopilot_sync.client import ReducerCommitted, connect
+from autopilot_sync.client import ReducerCommitted, ReducerFailed, connect
 from autopilot_sync.client.connection import Connection
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import free_port, start_host, start_service
@@ -113,9 +113,33 @@ async def test_exporter_gauges_follow_appends_and_checkpoints_of_a_connected_rea
         assert response.status == 200 and (await response.json())["status"] == "ok"
 
 
-def test_an_exporter_that_is_not_the_database_owner_exits_2_naming_the_setting(
-    stack: LocalStack, tmp_path: Path
-) -> None:
+async def test_the_exporter_identity_is_refused_owner_reducers_and_still_scrapes(stack: LocalStack) -> None:
+    """The exporter reads as a host-level observer, not as the owner: a leaked exporter key changes nothing."""
+    await scrape_until(stack, "a live subscription", lambda t: sample(t, "autopilot_sync_exporter_host_live") == 1)
+    grant = await fetch_session_token(stack.control_url, stack.exporter_key, ("sync.subscribe",), None, None, "test")
+    assert grant.identity == stack.exporter_identity.hex
+    leaked = await connect(stack.host_url, DATABASE, token=grant.token)
+    try:
+        refusals = [
+            await leaked.call("set_sync_limits", 1, 1, 1, 1, 1, 1),
+            await leaked.call("set_sync_retention", 1, 0, 1_000_000),
+            await leaked.call("trim_stream", STREAM, 2),
+        ]
+        for refused in refusals:
+            assert isinstance(refused, ReducerFailed), refused
+            assert refused.message.startswith("unauthorized: "), refused
+        # It still reads every row, as the gauges need: other identities' checkpoints included.
+        answer = await leaked.one_off_query("SELECT * FROM stream_head")
+        assert STREAM in {row[0] for row in answer.rows("stream_head")}
+    finally:
+        await leaked.close()
+    assert await append(stack, 1)  # the limits and the floor are unchanged: appends still land
+    text = await scrape(stack.exporter_url)
+    assert sample(text, "autopilot_sync_exporter_host_live") == 1
+    assert (sample(text, "autopilot_sync_host_streams") or 0) >= 1
+
+
+def test_an_exporter_that_is_not_an_observer_exits_2_naming_the_setting(stack: LocalStack, tmp_path: Path) -> None:
     other = start_service(
         "exporter",
         env={
@@ -127,7 +151,7 @@ def test_an_exporter_that_is_not_the_database_owner_exits_2_naming_the_setting(
         wait=False,
     )
     assert other.process.wait(30) == 2, other.tail()
-    assert "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY=" in other.tail()
+    assert "AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES=" in other.tail()
 
 
 def test_an_exporter_pointed_at_a_database_without_the_sync_tables_exits_2(tmp_path: Path) -> None:

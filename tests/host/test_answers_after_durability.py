@@ -22,7 +22,7 @@ from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.host.websocket import V3_PROTOCOL
+from autopilot_sync.host.ws_handshake import V3_PROTOCOL
 from autopilot_sync.module import module
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.frames import encode_v3_client_frames, split_server_body

@@ -13,8 +13,9 @@ import pytest
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.examples.chat import module
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallOutcome, CallStatus, ConnectionRejectedError, EngineConfig, HostEngine
+from autopilot_sync.host.engine import ConnectionRejectedError, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.moduledef import v9

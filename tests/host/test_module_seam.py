@@ -14,8 +14,9 @@ from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.examples.chat import module as chat
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, PythonModule, tables_from_definition
 from autopilot_sync.host.server import load_module
 from autopilot_sync.spacetime import algebraic as at

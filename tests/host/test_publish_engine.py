@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.publish import ModulePublisher, ModuleSource, PublishOp, PublishRefusedError
 from autopilot_sync.host.server import initial_module, source_loader
 from autopilot_sync.settings.host import HostSettings
@@ -78,6 +79,22 @@ async def test_a_breaking_publish_is_refused_with_the_diff_and_changes_nothing(t
     assert "column note.text" in refused.value.message and "[breaking]" in refused.value.message
     assert (tmp_path / "meta.json").read_bytes() == meta_before
     assert _rows(engine, "note") == [(1, "kept")] and engine.reducer("add_note") is not None
+    await engine.stop()
+
+
+async def test_a_publish_whose_visibility_filter_does_not_compile_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    engine, publisher = await _engine(tmp_path)
+    await engine.call_reducer("add_note", ("kept",), engine_caller(engine))
+    meta_before = (tmp_path / "meta.json").read_bytes()
+    with pytest.raises(PublishRefusedError) as refused:
+        await publisher.publish(ModuleSource.python("pub_notes_bad_filter"), None, clear=True)
+    assert refused.value.status == 400
+    assert "the visibility filter of `note` does not compile" in refused.value.message
+    assert "author" in refused.value.message
+    assert (tmp_path / "meta.json").read_bytes() == meta_before
+    assert _rows(engine, "note") == [(1, "kept")] and not engine.module.visibility_filters()
     await engine.stop()
 
 

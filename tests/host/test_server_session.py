@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallOutcome, CallStatus
 from autopilot_sync.host.session import EMPTY_V3_FRAME, CloseReason, SendBounds, ServerSession
 from autopilot_sync.host.transaction import CommittedTx, TableChange
 from autopilot_sync.spacetime.frames import Compression, split_server_body

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from autopilot_sync.host.engine import CallOutcome, CallStatus
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.session import CloseReason, ServerSession
 from autopilot_sync.host.session_v1 import EVENT_TABLE_REFUSAL, LEGACY_QUERY_SETS, V1Codec
 from autopilot_sync.spacetime import algebraic as at

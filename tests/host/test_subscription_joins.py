@@ -278,7 +278,8 @@ async def test_join_subscription_over_a_real_socket(tmp_path: Path) -> None:
     from autopilot_sync.examples.chat import module as chat
     from autopilot_sync.host.auth.tokens import SigningKey, TokenService
     from autopilot_sync.host.http_api import add_http_routes
-    from autopilot_sync.host.websocket import V3_PROTOCOL, add_websocket_route
+    from autopilot_sync.host.websocket import add_websocket_route
+    from autopilot_sync.host.ws_handshake import V3_PROTOCOL
     from autopilot_sync.spacetime.frames import split_server_body
     from autopilot_sync.spacetime.messages import (
         CallReducer,

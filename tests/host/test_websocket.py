@@ -28,13 +28,8 @@ from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.http_api import add_http_routes
 from autopilot_sync.host.session import CloseReason
 from autopilot_sync.host.subscriptions import SubscriptionLimits
-from autopilot_sync.host.websocket import (
-    V2_PROTOCOL,
-    V3_PROTOCOL,
-    WebSocketHub,
-    WebSocketOptions,
-    add_websocket_route,
-)
+from autopilot_sync.host.websocket import WebSocketHub, WebSocketOptions, add_websocket_route
+from autopilot_sync.host.ws_handshake import V2_PROTOCOL, V3_PROTOCOL
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.frames import encode_v3_client_frames, split_server_body
 from autopilot_sync.spacetime.identity import identity_from_claims

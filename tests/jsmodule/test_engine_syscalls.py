@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallOutcome, CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.host.sql import check_visibility_filters
 from autopilot_sync.jsmodule.runner import RunnerLimits

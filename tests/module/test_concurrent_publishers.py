@@ -20,7 +20,8 @@ from autopilot_sync.client import ReducerCommitted, ReducerFailed, connect
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import Identity
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, StreamHead, SyncEvent

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from sync_module_helpers import ADMIN, PUBLISHER, caller, event
 
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
-from autopilot_sync.host.engine import CallStatus, HostEngine
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.spacetime.values import SumValue, TimeDuration
 from autopilot_sync.sync_bindings import StreamHead, SyncConfig, SyncEvent, SyncRetentionTick
 

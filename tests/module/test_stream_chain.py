@@ -22,9 +22,10 @@ from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.contract import stream_chain
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.recovery import HISTORY_DISCARDED_MARKER
 from autopilot_sync.module import module
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT

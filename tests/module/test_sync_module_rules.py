@@ -9,7 +9,8 @@ from sync_module_helpers import ADMIN, PUBLISHER, PUBLISHER_KEY, READER, READER_
 
 from autopilot_sync.contract.canonical import canonicalize_text, payload_hash
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
-from autopilot_sync.host.engine import CallStatus, HostEngine
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.nostr.keys import PublicKey
 from autopilot_sync.spacetime.values import Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, SyncEvent

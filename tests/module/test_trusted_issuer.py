@@ -12,8 +12,9 @@ import pytest
 from sync_module_helpers import PUBLISHER, caller, event
 
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, ConnectionRejectedError, HostEngine
+from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine
 from autopilot_sync.module.limits import DEFAULT_LIMITS
 from autopilot_sync.sync_bindings import SyncConfig
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sync_module_helpers import ADMIN, PUBLISHER, READER, caller, event
 
-from autopilot_sync.host.engine import CallStatus, HostEngine
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.sql import SqlContext, SqlError, check_visibility_filters, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx

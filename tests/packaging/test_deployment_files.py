@@ -125,7 +125,8 @@ def test_compose_wires_the_services_as_up_does() -> None:
     exporter = SERVICES["exporter"]["environment"]
     assert exporter["AUTOPILOT_SYNC_EXPORTER_CONTROL_URL"] == issuer
     assert exporter["AUTOPILOT_SYNC_EXPORTER_SPACETIME_BASE_URL"] == host_url
-    assert "EXPORTER_IDENTITY" in host["AUTOPILOT_SYNC_HOST_OWNER_IDENTITY"], "the exporter reads as the owner"
+    assert "EXPORTER_IDENTITY" in host["AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES"], "the exporter reads as an observer"
+    assert "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY" not in host, "the exporter's key must not be the owner's"
     for name in SETTINGS:  # state lives in the service's named volume
         data = [v for k, v in SERVICES[name]["environment"].items() if k.endswith(("_DATA_DIR", "_KEY_PATH"))]
         mount = SERVICES[name]["volumes"][0].split(":")[1]

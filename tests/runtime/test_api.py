@@ -27,7 +27,7 @@ class TrustEveryCallerDouble(ProducerAccess):
 async def client(tmp_path: Path) -> AsyncIterator[TestClient[object, object]]:
     store = RuntimeStore(tmp_path)
     test_client: TestClient[object, object] = TestClient(
-        TestServer(build_app(store, RuntimeMetrics(), TrustEveryCallerDouble("http://control.invalid")))
+        TestServer(build_app(store, RuntimeMetrics(), TrustEveryCallerDouble("http://control.invalid", "test-db")))
     )
     await test_client.start_server()
     yield test_client

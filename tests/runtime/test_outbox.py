@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from autopilot_sync.runtime.outbox import Outbox, idempotency_key
-from autopilot_sync.runtime.streams import InvalidInputError, NewEvent, run_event, worker_snapshot
+from autopilot_sync.runtime.streams import InputErrorCode, InvalidInputError, NewEvent, run_event, worker_snapshot
 
 VECTORS = Path(__file__).parent.parent / "vectors" / "payload_hash.json"
 
@@ -33,7 +33,7 @@ def test_a_refused_append_stores_nothing_and_leaves_no_gap(tmp_path: Path) -> No
     outbox.append([_event("a")], now_us=1)
     with pytest.raises(InvalidInputError) as refused:
         outbox.append([_event("a"), NewEvent("a", "run.finished", {"bad": float("nan")})], now_us=2)
-    assert refused.value.code == "invalid_payload"
+    assert refused.value.code is InputErrorCode.INVALID_PAYLOAD
     assert outbox.append([_event("a")], now_us=3).events[0].seq == 2
     assert len(outbox.next_batch("a", 10)) == 2
 
@@ -67,7 +67,7 @@ def test_request_id_returns_the_first_seqs_and_refuses_other_events(tmp_path: Pa
     assert [e.seq for e in outbox.events("runtime.worker.w1.lifecycle")] == [1]
     with pytest.raises(InvalidInputError) as conflict:
         outbox.append(worker_snapshot("w1", "u1", "stopped", {}), now_us=3, request_id="req-1")
-    assert conflict.value.code == "request_id_conflict"
+    assert conflict.value.code is InputErrorCode.REQUEST_ID_CONFLICT
 
 
 def test_acknowledged_appends_survive_reopening(tmp_path: Path) -> None:
@@ -114,4 +114,4 @@ def test_oversized_payload_is_refused_at_append(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db", max_payload_bytes=64)
     with pytest.raises(InvalidInputError) as refused:
         outbox.append([NewEvent("a", "run.started", {"text": "x" * 100})], now_us=1)
-    assert refused.value.code == "payload_too_large"
+    assert refused.value.code is InputErrorCode.PAYLOAD_TOO_LARGE

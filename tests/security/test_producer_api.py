@@ -16,8 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from autopilot_sync.auth.claims import parse_unverified
 from autopilot_sync.control.client import fetch_session_token
-from autopilot_sync.devtools.stack import LocalStack
+from autopilot_sync.control.keys import KeyPaths, load_keyring
+from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.runtime.access import producer_session
 
@@ -81,6 +83,21 @@ async def test_a_token_the_runtime_cannot_trace_to_control_is_refused(stack: Loc
     tampered = f"{header}.{claims[:-4]}AAAA.{good.split('.')[2]}"  # claims edited after signing
     assert (await call(stack, "POST", "/v1/runs/forged/events", EVENT, tampered))[0] == 401
     assert "runtime.run.forged.events" not in await streams_known(stack)
+
+
+async def test_a_control_signed_token_for_another_database_is_refused(stack: LocalStack) -> None:
+    """The host's audience rule: control signs tokens for one database each; another's must not append here."""
+    good = await token(stack, ("sync.append",), ("*",))
+    _, claims = parse_unverified(good)
+    assert DATABASE in claims["aud"]
+    keyring = load_keyring(KeyPaths(stack.root / "control" / "signing.pem"), create=False)
+    elsewhere = keyring.active.sign({**claims, "aud": ["spacetimedb", "another-database"]})  # control's own key
+    status, answer = await call(stack, "POST", "/v1/runs/other-db/events", EVENT, elsewhere)
+    assert (status, answer["error"]) == (401, "unauthenticated")
+    assert "another-database" in answer["message"] and repr(DATABASE) in answer["message"]
+    assert "runtime.run.other-db.events" not in await streams_known(stack)
+    status, answer = await call(stack, "POST", "/v1/runs/other-db/events", EVENT, good)
+    assert status == 200 and answer["appended"][0]["stream_id"] == "runtime.run.other-db.events"
 
 
 async def test_a_token_needs_the_append_scope_and_a_streams_claim_covering_every_stream_written(

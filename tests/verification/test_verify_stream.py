@@ -18,8 +18,9 @@ import pytest
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.stream_audit import audit
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import CallStatus, EngineConfig, HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp

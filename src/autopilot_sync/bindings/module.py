@@ -134,7 +134,8 @@ class Module:
         subscriptions (initial rows and every delta), WebSocket one-off queries and HTTP `/sql`. A filter sees only the
         caller's identity, never its token claims, which is what lets the same rule hold on a real SpacetimeDB. This
         host takes one filter per table (SpacetimeDB ORs several); the SQL is compiled against the tables when first
-        used, and `host.sql.check_visibility_filters` compiles them all (tests, host start).
+        used, and the host refuses a module whose filter does not compile when it loads it
+        (`host.sql.check_visibility_filters`).
         """
         if table not in self.tables:
             raise ValueError(f"visibility filter for unknown table {table!r}")

@@ -239,15 +239,17 @@ class SyncClient:
     async def close(self) -> None:
         """Close the connection and stop reconnecting (idempotent)."""
         self._closing.set()
-        conn = self._connection
-        if conn is not None:
-            await conn.close()
-        if self._runner is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        try:
+            conn = self._connection
+            if conn is not None:
+                await conn.close()
+            if self._runner is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._runner
+        finally:  # even when the caller is cancelled meanwhile: an open session outlives the loop and warns at exit
+            session, self._session = self._session, None
+            if session is not None:
+                await session.close()
         if self.state is not ConnectionState.CLOSED:
             self._emit(StateEvent(ConnectionState.CLOSED, 0, reason="closed by the client"))
 

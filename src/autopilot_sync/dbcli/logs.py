@@ -107,7 +107,7 @@ def logs(
     \b
     Example:
       autopilot-sync logs chat -n 50
-      autopilot-sync logs -f autopilot-sync --key-file ./var/exporter/nostr.key   # ./dev up's owner key
+      autopilot-sync logs -f autopilot-sync --key-file ./var/owner/nostr.key   # ./dev up's owner key
     """
     if follow and num_lines is None:
         num_lines = FOLLOW_DEFAULT_LINES

@@ -59,7 +59,7 @@ def add(name: str, url: str, control_url: str | None, key_file: Path | None, mak
     Example:
       autopilot-sync server add staging --url http://10.0.0.5:3000 --control-url http://10.0.0.5:3100 --default
       autopilot-sync server add owner --url http://127.0.0.1:3000 --control-url http://127.0.0.1:3100 \\
-        --key-file ./var/exporter/nostr.key
+        --key-file ./var/owner/nostr.key
     """
     try:
         entry = Server(

@@ -193,6 +193,9 @@ class DesktopSync:
         self._followed: dict[str, _Followed] = {}
         self._by_query_set: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Set once the run is closing the client: cancelling it then would interrupt the close and leave the SDK's
+        #: aiohttp session open ("Unclosed client session", "Event loop is closed" at exit).
+        self._closing_client = False
         self.max_live_streams = max(int(max_live_streams), 1)
         self._activity: dict[str, int] = {}
         self._reconciling: asyncio.Task[None] | None = None
@@ -221,8 +224,8 @@ class DesktopSync:
             await asyncio.wait({body, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
-            if not body.done():
-                body.cancel()
+            if not body.done() and not self._closing_client:
+                body.cancel()  # a body already closing the client finishes that first (its close is bounded)
             with contextlib.suppress(asyncio.CancelledError):
                 await body
 
@@ -236,6 +239,7 @@ class DesktopSync:
             self._reconcile_soon()
             await self._ack_loop(stop)
         finally:
+            self._closing_client = True
             for task in list(self._tasks):
                 task.cancel()
             await self.client.close()

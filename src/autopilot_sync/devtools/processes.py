@@ -13,14 +13,22 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from autopilot_sync.lifecycle import READY_PATTERN
 from autopilot_sync.settings.environment import service_environment
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
+
+#: Lines of a child's output kept (the newest); older ones are dropped and counted, so a chatty child under
+#: `./dev up` costs the parent a bounded amount of memory however long it runs.
+OUTPUT_MAX_LINES = 2000
+#: Characters kept of one line; the rest of a longer line is cut (and said so at the end of the kept part).
+OUTPUT_MAX_LINE_CHARS = 4096
 
 
 class ServiceStartError(RuntimeError):
@@ -47,19 +55,26 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 
 @dataclass
 class ServiceProcess:
-    """A running service child: its URL once ready, its output so far, and ways to stop it."""
+    """A running service child: its URL once ready, the tail of its output, and ways to stop it.
+
+    `output` keeps the newest `OUTPUT_MAX_LINES` lines, each cut at `OUTPUT_MAX_LINE_CHARS`; `dropped_lines` counts
+    the older lines let go.
+    """
 
     service: str
     process: subprocess.Popen[str]
     url: str = ""
-    output: list[str] = field(default_factory=list)
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_MAX_LINES))
+    dropped_lines: int = 0
     _reader: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
 
     def _pump(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line.rstrip("\n"))
+        for line in _bounded_lines(self.process.stdout):
+            if len(self.output) == self.output.maxlen:
+                self.dropped_lines += 1
+            self.output.append(line)
             match = READY_PATTERN.search(line)
             if match and not self._ready.is_set():
                 self.url = match.group("url")
@@ -79,7 +94,8 @@ class ServiceProcess:
 
     def tail(self, lines: int = 40) -> str:
         """The last lines the child printed."""
-        return "\n".join(self.output[-lines:])
+        kept = list(self.output)
+        return "\n".join(kept[-lines:])
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks run, like a crash."""
@@ -119,12 +135,37 @@ def start_service(
         env=child_env,
         cwd=cwd,
     )
-    running = ServiceProcess(service, process)
-    running._reader = threading.Thread(target=running._pump, daemon=True, name=f"{service}-output")
-    running._reader.start()
+    running = watch_output(service, process)
     if wait:
         running.wait_ready(timeout)
     return running
+
+
+def watch_output(service: str, process: subprocess.Popen[str]) -> ServiceProcess:
+    """Read `process`'s stdout line by line in a daemon thread into a bounded tail, watching for its ready line."""
+    running = ServiceProcess(service, process)
+    running._reader = threading.Thread(target=running._pump, daemon=True, name=f"{service}-output")
+    running._reader.start()
+    return running
+
+
+def _bounded_lines(stream: IO[str]) -> Iterator[str]:
+    """The lines of `stream` without their newline, each cut at `OUTPUT_MAX_LINE_CHARS` (a line with no end is read
+    in pieces, never held whole)."""
+    while True:
+        piece = stream.readline(OUTPUT_MAX_LINE_CHARS)
+        if not piece:
+            return
+        if piece.endswith("\n") or len(piece) < OUTPUT_MAX_LINE_CHARS:
+            yield piece.rstrip("\n")
+            continue
+        cut = 0
+        while True:  # skip the rest of an overlong line, counting it
+            rest = stream.readline(OUTPUT_MAX_LINE_CHARS)
+            cut += len(rest.rstrip("\n"))
+            if not rest or rest.endswith("\n"):
+                break
+        yield f"{piece} …[{cut} characters cut]" if cut else piece
 
 
 def start_host(

@@ -17,9 +17,10 @@ desktop reads the runtime's streams however late it starts. With `policy=True` c
 gives exactly those users the reader scopes and the runtime the producer scopes on `runtime.*` (what `up` uses).
 
 The sync metrics exporter (`start_exporter`, started by `up`) has a key of its own under `exporter/`; the host is
-told that key's identity is the database owner, so the exporter reads every reader's checkpoint. As the owner, the
-stack also names control as the sync module's trusted token issuer (`trust_control`, run by `start_all` and `up`),
-as a deployment to SpacetimeDB must (docs/security.md "The trusted issuer").
+told that key's identity is an observer (reads every row, calls nothing as the owner), so the exporter reads every
+reader's checkpoint. The database owner is another key (`owner_key`, under `owner/`), which no service runs with; as
+the owner, the stack names control as the sync module's trusted token issuer (`trust_control`, run by `start_all`
+and `up`), as a deployment to SpacetimeDB must (docs/security.md "The trusted issuer").
 """
 
 from __future__ import annotations
@@ -117,8 +118,10 @@ class LocalStack:
         self.user_keys = [
             load_or_create_secret_key(self.root / "users" / f"user-{i}.key").secret for i in range(USER_POOL)
         ]
-        #: the sync metrics exporter reads as the database owner (docs/security.md "The sync metrics exporter")
+        #: the sync metrics exporter reads as an observer (docs/security.md "The sync metrics exporter")
         self.exporter_key = load_or_create_secret_key(self.root / "exporter" / "nostr.key").secret
+        #: the database owner (an operator's key: publishes, changes the module's limits); nothing runs with it
+        self.owner_key = load_or_create_secret_key(self.root / "owner" / "nostr.key").secret
 
     # ----- keys -----
 
@@ -164,7 +167,7 @@ class LocalStack:
             f'scopes = ["sync.subscribe", "sync.checkpoint.write"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
             f'[[grant]]\nkeys = ["{self.producer_key.public_key().hex}"]\n'
             f'scopes = ["sync.append", "sync.admin", "sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n\n'
-            f'[[grant]]\nkeys = ["{self.exporter_key.public_key().hex}"]\n'
+            f'[[grant]]\nkeys = ["{self.exporter_key.public_key().hex}", "{self.owner_key.public_key().hex}"]\n'
             f'scopes = ["sync.subscribe"]\nstreams = ["{RUNTIME_STREAMS}"]\n'
         )
         path = self.policy_path()
@@ -212,7 +215,8 @@ class LocalStack:
             "module": self.module,
             "database": DATABASE,
             "trusted_issuers": (self.control_public_url,),
-            "owner_identity": self.exporter_identity.hex,
+            "owner_identity": self.owner_identity.hex,
+            "observer_identities": (self.exporter_identity.hex,),
         }
         return {**service_environment(HostSettings, fields), **self.host_env}
 
@@ -282,8 +286,13 @@ class LocalStack:
         return self.runtime
 
     @property
+    def owner_identity(self) -> Identity:
+        """The identity control's tokens give the owner's key: the host's database owner."""
+        return identity_from_claims(self.control_public_url, self.owner_key.public_key().hex)
+
+    @property
     def exporter_identity(self) -> Identity:
-        """The identity control's tokens give the exporter's key: the host's database owner."""
+        """The identity control's tokens give the exporter's key: one of the host's read-only observers."""
         return identity_from_claims(self.control_public_url, self.exporter_key.public_key().hex)
 
     @property
@@ -292,7 +301,7 @@ class LocalStack:
         return _loopback(self.exporter_port)
 
     def exporter_environment(self) -> dict[str, str]:
-        """The sync metrics exporter's environment: its port and key, reading the host as the database owner."""
+        """The sync metrics exporter's environment: its port and key, reading the host as an observer."""
         fields: Mapping[str, object] = {
             "listen": ListenAddress(LOOPBACK, self.exporter_port),
             "control_url": self.control_public_url,
@@ -303,7 +312,7 @@ class LocalStack:
         return service_environment(ExporterSettings, fields)
 
     def start_exporter(self) -> ServiceProcess:
-        """Start (or restart) the sync metrics exporter, reading as the database owner."""
+        """Start (or restart) the sync metrics exporter, reading as an observer."""
         self.exporter = start_service("exporter", self.service_args(), env=self.exporter_environment())
         return self.exporter
 
@@ -344,7 +353,7 @@ class LocalStack:
     # ----- the owner's configuration of the sync module -----
 
     def trust_control(self) -> None:
-        """Name control as the sync module's trusted issuer, calling `set_trusted_issuer` as the owner (the exporter).
+        """Name control as the sync module's trusted issuer, calling `set_trusted_issuer` as the owner (`owner_key`).
 
         A real SpacetimeDB accepts tokens from any OIDC issuer, so the module refuses claims from any issuer but the
         one its owner named; the local stack names its control service, as a deployment does once after publishing.
@@ -356,7 +365,7 @@ class LocalStack:
 
     async def _trust_control(self) -> None:
         token = await fetch_session_token(
-            self.control_public_url, self.exporter_key, ("sync.subscribe",), None, None, "owner"
+            self.control_public_url, self.owner_key, ("sync.subscribe",), None, None, "owner"
         )
         async with (
             aiohttp.ClientSession() as http,

@@ -83,7 +83,7 @@ def up(
         _say(f"starting runtime on {stack.runtime_url} (publishing as {stack.producer_key.public_key().npub})")
         stack.start_runtime()
         _say(f"starting the sync metrics exporter on {stack.exporter_url}")
-        owner_key = stack.root / "exporter" / "nostr.key"
+        owner_key = stack.root / "owner" / "nostr.key"
         _say(f"the database owner's key (module logs: `autopilot-sync logs --key-file`) is {owner_key}")
         stack.start_exporter()
         _say(f"starting the demo workload at {rate:g} events/s (until stopped)")

@@ -22,8 +22,9 @@ def exporter(ctx: click.Context, listen: str | None, log_level: str) -> None:
     """Export per-stream lag and replay gap, read from the sync tables over the protocol, on /metrics.
 
     Without a subcommand it serves until SIGINT/SIGTERM and prints `autopilot-sync exporter ready: http://...`.
-    It reads as the database owner: put its identity (`autopilot-sync exporter identity`) in the host's
-    AUTOPILOT_SYNC_HOST_OWNER_IDENTITY. A misconfiguration (key refused, no sync database, not the owner) exits 2.
+    It reads as a read-only observer: put its identity (`autopilot-sync exporter identity`) in the host's
+    AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES. A misconfiguration (key refused, no sync database, not an observer)
+    exits 2.
     Every setting comes from the environment (see docs/configuration.md); a flag overrides its variable.
 
     \b
@@ -49,7 +50,7 @@ def identity(issuer: str | None) -> None:
     """Print the identity the host gives the exporter's key (creating the 0600 key file on first use).
 
     The host derives it from control's issuer and the key (SpacetimeDB's Identity::from_claims), so it is known
-    before any token exists: set it as AUTOPILOT_SYNC_HOST_OWNER_IDENTITY.
+    before any token exists: add it to AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES.
 
     \b
     Example:

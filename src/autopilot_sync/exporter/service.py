@@ -1,11 +1,13 @@
-"""The exporter process: subscribe to the sync tables as the database owner, serve gauges computed at scrape time.
+"""The exporter process: subscribe to the sync tables as a read-only observer, serve gauges computed at scrape time.
 
 Misconfiguration that no waiting fixes stops the start with one line and exit status 2 — control refuses the key,
-the host serves no such database or a database without the sync tables, or the exporter's identity is not the
-database owner (row-level security would hide other readers' checkpoints and every stream it is not a reader of,
-so the numbers would be silently wrong). An unreachable host or control is transient: the exporter starts degraded,
-says so on `GET /healthz` and in `autopilot_sync_exporter_host_live`, exports no stream series (absent, never
-stale), and the SDK reconnects and resubscribes with a fresh token by itself.
+the host serves no such database or a database without the sync tables, or the exporter's identity is not one of
+the host's observers (`AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES`; row-level security would hide other readers'
+checkpoints and every stream it is not a reader of, so the numbers would be silently wrong). An observer reads what
+the owner reads but may call no owner reducer, so a leaked exporter key changes nothing. An unreachable host or
+control is transient: the exporter starts degraded, says so on `GET /healthz` and in
+`autopilot_sync_exporter_host_live`, exports no stream series (absent, never stale), and the SDK reconnects and
+resubscribes with a fresh token by itself.
 """
 
 from __future__ import annotations
@@ -41,10 +43,10 @@ log = logging.getLogger(__name__)
 
 #: The sync module's tables the gauges are computed from.
 SYNC_TABLES = ("stream_head", "stream_checkpoint", "active_connection")
-#: One query set with the three tables; the owner's rows are not filtered by row-level security.
+#: One query set with the three tables; an observer's rows are not filtered by row-level security.
 QUERIES = tuple(f"SELECT * FROM {table}" for table in SYNC_TABLES)
-#: A private table of the sync module only the owner sees a row of (module/config.py): the owner check.
-OWNER_PROBE = "SELECT * FROM sync_config"
+#: A private table of the sync module only the owner and the observers see a row of (module/config.py): the check.
+READ_ALL_PROBE = "SELECT * FROM sync_config"
 #: What the exporter asks control for: a connection the sync module admits (it reads; it never writes).
 EXPORTER_SCOPES = ("sync.subscribe",)
 CLIENT_KIND = "exporter"
@@ -184,20 +186,21 @@ def build_app(collector: SyncTablesCollector) -> web.Application:
     return app
 
 
-async def _check_owner(client: SyncClient, tokens: ExporterTokens) -> str | None:
-    """None when this identity sees the owner-only `sync_config` row; the misconfiguration otherwise."""
+async def _check_reads_everything(client: SyncClient, tokens: ExporterTokens) -> str | None:
+    """None when this identity sees the private `sync_config` row (an observer does); the misconfiguration otherwise."""
     try:
-        rows = (await client.one_off_query(OWNER_PROBE)).rows("sync_config")
+        rows = (await client.one_off_query(READ_ALL_PROBE)).rows("sync_config")
     except OneOffQueryError:
-        rows = ()  # a private table is refused to anyone but the owner
+        rows = ()  # a private table is refused to anyone but the owner and the observers
     except ClientError:
         return None  # the connection went away: checked again on the next one
     if rows:
         return None
     identity = tokens.identity or "?"
     return (
-        f"the exporter's identity {identity} is not the database owner, so row-level security hides other readers' "
-        f"checkpoints: set AUTOPILOT_SYNC_HOST_OWNER_IDENTITY={identity} on the host (docs/security.md)"
+        f"the exporter's identity {identity} is not an observer of the database, so row-level security hides other "
+        f"readers' checkpoints: add it to AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES={identity} on the host "
+        "(docs/security.md)"
     )
 
 
@@ -206,15 +209,15 @@ def _settle(future: asyncio.Future[str], value: str) -> None:
         future.set_result(value)
 
 
-async def _watch_owner(running: RunningExporter) -> None:
-    """On every (re)connection, check the identity is still the owner; a failure is fatal (exit 2)."""
+async def _watch_reads_everything(running: RunningExporter) -> None:
+    """On every (re)connection, check the identity still reads every row; a failure is fatal (exit 2)."""
     while True:
         try:
             connection = await running.client.wait_connected()
         except ClientError as exc:
             _settle(running.fatal, f"the subscription ended for good: {exc}")
             return
-        problem = await _check_owner(running.client, running.tokens)
+        problem = await _check_reads_everything(running.client, running.tokens)
         if problem is not None:
             _settle(running.fatal, problem)
             return
@@ -251,7 +254,7 @@ async def start_exporter(settings: ExporterSettings) -> RunningExporter:
         raise
     host, port = runner.addresses[0][0], runner.addresses[0][1]
     running = RunningExporter(client, collector, tokens, runner, host, port)
-    running._watch = asyncio.create_task(_watch_owner(running), name="exporter-owner-check")
+    running._watch = asyncio.create_task(_watch_reads_everything(running), name="exporter-observer-check")
     return running
 
 

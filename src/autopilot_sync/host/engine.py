@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import secrets
 import time
@@ -25,6 +24,7 @@ from typing import Any
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
 from autopilot_sync.host import module_log
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
 from autopilot_sync.host.datastore import Datastore
@@ -33,6 +33,7 @@ from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, h
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
+from autopilot_sync.host.sql import check_visibility_filters
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
     CommittedTx,
@@ -46,34 +47,6 @@ from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 log = logging.getLogger(__name__)
-
-
-class CallStatus(enum.Enum):
-    """How a reducer call ended; the HTTP and WebSocket layers map each to their own wire form."""
-
-    COMMITTED = "committed"
-    USER_ERROR = "user_error"
-    INTERNAL_ERROR = "internal_error"
-    NO_SUCH_REDUCER = "no_such_reducer"
-    BAD_ARGUMENTS = "bad_arguments"
-    LIFECYCLE_REDUCER = "lifecycle_reducer"
-
-
-@dataclass(frozen=True, slots=True)
-class CallOutcome:
-    """The result of one reducer call.
-
-    `offset` is the engine offset the outcome observed: its own commit's when it wrote, else the newest commit the
-    reducer could see (a no-op success such as a duplicate append, or an error whose text reveals state). An answer
-    reporting the outcome must not leave the host before that offset is durable (`HostEngine.durable_future`).
-    """
-
-    status: CallStatus
-    timestamp: Timestamp
-    message: str = ""
-    tx: CommittedTx | None = None
-    duration_micros: int = 0
-    offset: int = 0
 
 
 #: Outcomes of calls refused before the reducer ran (not reported to `on_call`, as they never were).
@@ -106,6 +79,8 @@ class EngineConfig:
     #: Size bound of one commit-log segment.
     segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
     owner_identity: Identity = field(default_factory=lambda: Identity(0))
+    #: Identities that read as the owner does (private tables, past row-level security) but call as anyone else.
+    observer_identities: frozenset[Identity] = frozenset()
 
 
 class HostEngine:
@@ -131,6 +106,9 @@ class HostEngine:
         self.config = config or EngineConfig()
         self.owner_identity = self.config.owner_identity
         self.datastore = Datastore(module, SYSTEM_TABLES)
+        # Row-level security is checked when the module loads (SpacetimeDB checks it at publish): a filter that does
+        # not compile refuses the module here (`VisibilityFilterError` names the table) instead of failing each read.
+        check_visibility_filters(self.datastore)
         self.commitlog = CommitLog(
             data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
         )
@@ -157,6 +135,10 @@ class HostEngine:
         bind_host = getattr(module, "bind_host", None)
         if bind_host is not None:  # a JavaScript module's `volatile_nonatomic_schedule_immediate` and `identity`
             bind_host(schedule_immediate=self._schedule_immediate, identity=self.owner_identity)
+
+    def reads_everything(self, identity: Identity) -> bool:
+        """Whether `identity` reads private tables past row-level security: the owner and the observers."""
+        return identity == self.owner_identity or identity in self.config.observer_identities
 
     @property
     def durable_offset(self) -> int:

@@ -24,16 +24,10 @@ from aiohttp import web
 
 from autopilot_sync.auth.errors import TokenError
 from autopilot_sync.host.auth.tokens import TokenService, VerifiedToken
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
-from autopilot_sync.host.engine import (
-    CallOutcome,
-    CallStatus,
-    ConnectionRejectedError,
-    HostEngine,
-    StorageUnavailableError,
-    new_connection_id,
-)
+from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError, new_connection_id
 from autopilot_sync.host.sql import SqlError, sql_json_result
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
@@ -322,8 +316,8 @@ async def sql(request: web.Request) -> web.Response:
     except UnicodeDecodeError:
         return _text(400, "SQL body must be UTF-8 text", headers)
     try:
-        owner = auth.identity == engine.owner_identity
-        result = sql_json_result(engine.datastore, text, private_visible=owner, sender=auth.identity)
+        reads_everything = engine.reads_everything(auth.identity)
+        result = sql_json_result(engine.datastore, text, private_visible=reads_everything, sender=auth.identity)
     except SqlError as exc:
         return _text(400, str(exc), headers)
     try:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from autopilot_sync.host.engine import CallOutcome, HostEngine
+from autopilot_sync.host.call_outcome import CallOutcome
+from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.host.websocket import ConnectionEvent
 

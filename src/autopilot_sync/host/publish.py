@@ -10,7 +10,8 @@ The steps, each with its own name so a fault test can kill the process at any of
 
 1. `_stage` — a JavaScript bundle is written durably under `<data_dir>/modules/<sha256>.js` (content-addressed:
    harmless until the record below names it).
-2. `_load` — the new module, loaded and described (a module that fails to load or breaks the data is refused).
+2. `_load` — the new module, loaded and described (a module that fails to load, whose visibility filters do not
+   compile, or that breaks the data is refused).
 3. `_commit` — the commit point: `meta.json` rewritten atomically naming the module, its schema and, for a clear,
    the offset the previous incarnation ends at (`recovery.record_publish`). A SIGKILL before it leaves the old
    module on the old data; after it, the new module (on the migrated rows, or on none) — never a mix.
@@ -33,9 +34,12 @@ from typing import Any
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.durable_files import write_atomically
+from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.hosted_module import HostedModule, hosted
 from autopilot_sync.host.recovery import PUBLISHED, read_meta, record_publish
+from autopilot_sync.host.sql import VisibilityFilterError, check_visibility_filters
+from autopilot_sync.host.system_tables import SYSTEM_TABLES
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.moduledef import SchemaDiff
 from autopilot_sync.spacetime.values import Identity
@@ -257,6 +261,11 @@ class ModulePublisher:
             module = hosted(self.load(source, self.bundle_path(source.value)))
             module.definition()
         except Exception as exc:  # any failure to load is the publisher's problem, answered with its text
+            raise PublishRefusedError(400, f"Failed to create or update the database: {exc}") from None
+        try:  # row-level security is checked when a module loads, as at host start (the engine's own check)
+            check_visibility_filters(Datastore(module, SYSTEM_TABLES))
+        except VisibilityFilterError as exc:
+            _discard(module)
             raise PublishRefusedError(400, f"Failed to create or update the database: {exc}") from None
         return module
 

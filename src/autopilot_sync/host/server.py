@@ -28,6 +28,7 @@ from autopilot_sync.host.publish import (
 )
 from autopilot_sync.host.publish_routes import add_publish_routes
 from autopilot_sync.host.recovery import read_meta
+from autopilot_sync.host.sql import VisibilityFilterError
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.jsmodule import JsModuleLoadError
 from autopilot_sync.jsmodule.runner import RunnerLimits
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 class ModuleLoadError(RuntimeError):
-    """The configured module cannot be loaded: no importable `module` attribute, or a JS module that fails to load."""
+    """The configured module cannot be loaded: no importable `module` attribute, a JS module that fails to load, or a
+    module the engine refuses (a visibility filter that does not compile)."""
 
 
 def source_loader(settings: HostSettings) -> Callable[[ModuleSource, Path], HostedModule | Module]:
@@ -200,18 +202,24 @@ async def start_host(settings: HostSettings) -> RunningHost:
     """Recover the database and start listening (port 0 picks a free port)."""
     module, serving = initial_module(settings)
     owner = str(read_meta(Path(settings.data_dir)).get("owner_identity") or settings.owner_identity)
-    engine = HostEngine(
-        module,
-        Path(settings.data_dir),
-        settings.database,
-        EngineConfig(
-            fsync=settings.fsync,
-            snapshot_every=settings.snapshot_every_commits,
-            snapshots_kept=settings.snapshots_kept,
-            segment_max_bytes=settings.segment_max_bytes,
-            owner_identity=Identity.from_hex(owner) if owner else Identity(0),
-        ),
-    )
+    try:
+        engine = HostEngine(
+            module,
+            Path(settings.data_dir),
+            settings.database,
+            EngineConfig(
+                fsync=settings.fsync,
+                snapshot_every=settings.snapshot_every_commits,
+                snapshots_kept=settings.snapshots_kept,
+                segment_max_bytes=settings.segment_max_bytes,
+                owner_identity=Identity.from_hex(owner) if owner else Identity(0),
+                observer_identities=frozenset(Identity.from_hex(hex_) for hex_ in settings.observer_identities),
+            ),
+        )
+    except VisibilityFilterError as exc:
+        if isinstance(module, JsModule):
+            module.close()
+        raise ModuleLoadError(f"module {settings.module!r} refused: {exc}") from exc
     async with AsyncExitStack() as undo:
         undo.callback(_close_module, engine.module)
         await engine.start()

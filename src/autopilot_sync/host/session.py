@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from autopilot_sync.host.engine import CallOutcome, CallStatus
+from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.frames import Compression, EncodedMessage, frame_messages
 from autopilot_sync.spacetime.messages import (

@@ -1,9 +1,9 @@
 """`GET /v1/database/:name/subscribe`: the SpacetimeDB v2/v3 WebSocket endpoint, an adapter around the pure parts.
 
 The handshake mirrors `crates/client-api/src/routes/subscribe.rs`: authenticate (401), resolve the database
-(400/404), parse `connection_id`/`compression`/`confirmed` (400), pick the subprotocol by the server's preference
-(v3, v2, `v1.bsatn`, `v1.json`; none → 400 "no valid protocol selected"; v1 speaks through the codec in
-`session_v1.py`). As on the real host,
+(400/404), then `ws_handshake.py` reads `connection_id`/`compression`/`confirmed` (400) and picks the subprotocol by
+the server's preference (v3, v2, `v1.bsatn`, `v1.json`; none → 400 "no valid protocol selected"; v1 speaks through
+the codec in `session_v1.py`). As on the real host,
 `client_connected` runs after the upgrade and a refusal drops the socket (we add a 1008 close frame with the reducer's
 message); `client_disconnected` runs whenever a socket that got past it goes away.
 An identity already holding `max_connections_per_identity` sockets gets HTTP 429 before the upgrade (docs/security.md;
@@ -37,7 +37,6 @@ import contextlib
 import dataclasses
 import enum
 import logging
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
@@ -47,20 +46,17 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from autopilot_sync.host.auth.tokens import TokenService
+from autopilot_sync.host.call_outcome import CallOutcome
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.engine import (
-    CallOutcome,
-    ConnectionRejectedError,
-    HostEngine,
-    StorageUnavailableError,
-)
+from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
-from autopilot_sync.host.http_api import TOKENS_KEY, Authenticated, resolve_database_request
+from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.host.ws_handshake import bad_request, read_upgrade
 from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
     Compression,
@@ -85,18 +81,11 @@ from autopilot_sync.spacetime.messages import (
     UnsubscribeApplied,
     UnsubscribeFlags,
 )
-from autopilot_sync.spacetime.messages_v1 import V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL, V1Format
+from autopilot_sync.spacetime.messages_v1 import V1_BSATN_PROTOCOL, V1Format
 from autopilot_sync.spacetime.rowlist import BsatnRowList
-from autopilot_sync.spacetime.values import ConnectionId, Identity
+from autopilot_sync.spacetime.values import Identity
 
 log = logging.getLogger(__name__)
-
-V3_PROTOCOL = "v3.bsatn.spacetimedb"
-V2_PROTOCOL = "v2.bsatn.spacetimedb"
-#: Subprotocols we serve, most preferred first (SpacetimeDB's `select_protocol` order).
-PROTOCOLS = (V3_PROTOCOL, V2_PROTOCOL, V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL)
-#: The protocol version each subprotocol speaks (v1 through its codec, `session_v1.py`).
-PROTOCOL_VERSIONS = {V3_PROTOCOL: 3, V2_PROTOCOL: 2, V1_BSATN_PROTOCOL: 1, V1_JSON_PROTOCOL: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +149,7 @@ class Connection:
         )
         self._wakeup = asyncio.Event()
         self._closing_task: asyncio.Task[None] | None = None
-        self.private_visible = caller.identity == hub.engine.owner_identity
+        self.private_visible = hub.engine.reads_everything(caller.identity)
 
     def __hash__(self) -> int:
         return id(self)
@@ -494,46 +483,7 @@ async def _gather_quietly(closing: list[Coroutine[Any, Any, None]]) -> None:
 HUB_KEY = web.AppKey("autopilot_sync.host.websocket_hub", WebSocketHub)
 
 
-# ----- the handshake -----
-
-
-def _choose_protocol(request: web.Request) -> str | None:
-    offered: list[str] = []
-    for header in request.headers.getall("Sec-WebSocket-Protocol", []):
-        offered.extend(p.strip() for p in header.split(",") if p.strip())
-    return next((p for p in PROTOCOLS if p in offered), None)
-
-
-def _bad_request(text: str, auth: Authenticated) -> web.HTTPBadRequest:
-    return web.HTTPBadRequest(text=text, headers=auth.identity_headers())
-
-
-def _connection_id(request: web.Request, auth: Authenticated) -> ConnectionId:
-    raw = request.query.get("connection_id")
-    if raw is None:
-        return ConnectionId(secrets.randbits(128) or 1)
-    try:
-        connection_id = ConnectionId.from_hex(raw)
-    except ValueError:
-        raise _bad_request(
-            f"Failed to deserialize query string: invalid connection_id {raw!r}: expected 32 hex digits", auth
-        ) from None
-    if connection_id.value == 0:
-        raise _bad_request("Invalid connection ID: the all-zeros ConnectionId is reserved.", auth)
-    return connection_id
-
-
-def _query_options(request: web.Request, auth: Authenticated) -> Compression:
-    try:
-        compression = Compression.from_query_param(request.query.get("compression"))
-    except ValueError as exc:
-        raise _bad_request(f"Failed to deserialize query string: {exc}", auth) from None
-    confirmed = request.query.get("confirmed")
-    if confirmed is not None and confirmed not in ("true", "false"):
-        raise _bad_request(
-            f"Failed to deserialize query string: confirmed must be true or false, got {confirmed!r}", auth
-        )
-    return compression
+# ----- the handshake (the request itself is read by `ws_handshake.py`) -----
 
 
 async def subscribe_handler(request: web.Request) -> web.StreamResponse:
@@ -548,16 +498,13 @@ async def subscribe_handler(request: web.Request) -> web.StreamResponse:
 
 async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse:
     engine, auth = await resolve_database_request(request)
-    connection_id = _connection_id(request, auth)
-    compression = _query_options(request, auth)
-    protocol = _choose_protocol(request)
-    if protocol is None:
-        raise _bad_request("no valid protocol selected", auth)
+    upgrade = read_upgrade(request, auth)
+    connection_id, compression, protocol = upgrade.connection_id, upgrade.compression, upgrade.protocol
     ws = MaskEnforcingResponse(
         protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
     )
     if not ws.can_prepare(request).ok:
-        raise _bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
+        raise bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
     caller = auth.caller(connection_id)
     if not hub.admit(caller.identity):
         limit = hub.options.max_connections_per_identity
@@ -582,7 +529,7 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
     except BaseException:
         hub.release_identity(caller.identity)
         raise
-    version = PROTOCOL_VERSIONS[protocol]
+    version = upgrade.version
     codec = None
     if version == 1:
         fmt = V1Format.BSATN if protocol == V1_BSATN_PROTOCOL else V1Format.JSON

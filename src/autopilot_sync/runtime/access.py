@@ -3,7 +3,9 @@
 Anyone who reaches the TCP listen address could otherwise append to any stream. Two ways in, both decided here:
 - **the Unix socket** (`AUTOPILOT_SYNC_RUNTIME_PRODUCER_SOCKET`): created mode 0600, so the operating system admits
   only the runtime's own user; every route is allowed over it (local tools: `runtime demo`, `dead-letters`, `up`);
-- **a bearer token** signed by control (checked against control's JWKS, the same OIDC rules as the host): appends need
+- **a bearer token** signed by control (checked against control's JWKS, the same OIDC rules as the host, including
+  its audience rule: `aud` must name the runtime's database, so a token control signed for another database is
+  refused): appends need
   `sync.append` with a `streams` claim covering every stream the request writes; the operator routes
   (`/v1/streams`, `/v1/dead-letters*`) need `sync.admin`.
 `/healthz` and `/metrics` stay open (no stream contents, no names). Refusals are typed: 401 `unauthenticated` (no or
@@ -12,6 +14,7 @@ a bad token, with `WWW-Authenticate: Bearer`), 403 `forbidden` (a scope is missi
 
 from __future__ import annotations
 
+import enum
 import logging
 import socket
 import time
@@ -23,9 +26,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from autopilot_sync.auth.claims import check_claims, parse_unverified
+from autopilot_sync.auth.claims import check_audience, check_claims, parse_unverified
 from autopilot_sync.auth.errors import TokenError
 from autopilot_sync.auth.oidc import OidcVerifier
+from autopilot_sync.contract.errors import CodedError
 from autopilot_sync.contract.scopes import Scope, scopes_of, stream_allowed
 
 log = logging.getLogger(__name__)
@@ -51,26 +55,42 @@ class Producer:
         return self.claims is None or stream_allowed(self.claims, stream_id)
 
 
-class AccessDeniedError(Exception):
-    """A refusal on its way out as `{"error", "message"}` with `status`."""
+class AccessErrorCode(enum.Enum):
+    """Why the producer API refuses a caller (the JSON `error` field); each code has one HTTP status."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+    UNAUTHENTICATED = "unauthenticated"
+    FORBIDDEN = "forbidden"
+    FORBIDDEN_STREAM = "forbidden_stream"
+
+    @property
+    def status(self) -> int:
+        """401 for no or a bad token (the client should authenticate), 403 for a token that lacks a right."""
+        return 401 if self is AccessErrorCode.UNAUTHENTICATED else 403
+
+
+class AccessDeniedError(CodedError[AccessErrorCode]):
+    """A refusal on its way out as `{"error", "message"}` with the code's status."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of the answer."""
+        return self.code.status
 
     def response(self) -> web.Response:
         """The JSON answer (401 carries the scheme to use)."""
         headers = {"WWW-Authenticate": 'Bearer realm="autopilot-sync-runtime"'} if self.status == 401 else None
-        return web.json_response({"error": self.code, "message": self.message}, status=self.status, headers=headers)
+        body = {"error": self.code.value, "message": self.message}
+        return web.json_response(body, status=self.status, headers=headers)
 
 
 class ProducerAccess:
-    """Verifies callers: tokens from the control service at `issuer`, or any request over the Unix socket."""
+    """Verifies callers: tokens from the control service at `issuer` for `database`, or any request over the Unix
+    socket."""
 
-    def __init__(self, issuer: str, verifier: OidcVerifier | None = None) -> None:
+    def __init__(self, issuer: str, database: str, verifier: OidcVerifier | None = None) -> None:
         self.issuer = issuer
+        #: The audience a token must name (the host's rule: the database the runtime publishes to).
+        self.database = database
         self.verifier = verifier or OidcVerifier([issuer])
 
     async def close(self) -> None:
@@ -85,21 +105,23 @@ class ProducerAccess:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AccessDeniedError(
-                401, "unauthenticated", "send Authorization: Bearer <token from control> or use the producer socket"
+                AccessErrorCode.UNAUTHENTICATED,
+                "send Authorization: Bearer <token from control> or use the producer socket",
             )
         token = token.strip()
         if len(token) > MAX_TOKEN_BYTES:
-            raise AccessDeniedError(401, "unauthenticated", f"the token is over {MAX_TOKEN_BYTES} bytes")
+            raise AccessDeniedError(AccessErrorCode.UNAUTHENTICATED, f"the token is over {MAX_TOKEN_BYTES} bytes")
         try:
             jose_header, claims = parse_unverified(token)
             check_claims(claims, time.time())
             if claims.get("iss") != self.issuer:
-                raise AccessDeniedError(401, "unauthenticated", f"the token was not issued by {self.issuer}")
+                raise AccessDeniedError(AccessErrorCode.UNAUTHENTICATED, f"the token was not issued by {self.issuer}")
+            check_audience(claims, self.database)
             await self.verifier.verify_signature(token, self.issuer, jose_header)
         except TokenError as exc:
-            raise AccessDeniedError(401, "unauthenticated", str(exc)) from None
+            raise AccessDeniedError(AccessErrorCode.UNAUTHENTICATED, str(exc)) from None
         except RecursionError:
-            raise AccessDeniedError(401, "unauthenticated", "the token is malformed") from None
+            raise AccessDeniedError(AccessErrorCode.UNAUTHENTICATED, "the token is malformed") from None
         return Producer(claims)
 
 
@@ -116,7 +138,7 @@ def _over_unix_socket(request: web.Request) -> bool:
 def require(producer: Producer, scope: Scope) -> None:
     """403 `forbidden` unless the caller holds `scope`."""
     if not producer.may(scope):
-        raise AccessDeniedError(403, "forbidden", f"this route needs scope {scope.value}")
+        raise AccessDeniedError(AccessErrorCode.FORBIDDEN, f"this route needs scope {scope.value}")
 
 
 def require_streams(producer: Producer, stream_ids: Iterable[str]) -> None:
@@ -124,7 +146,7 @@ def require_streams(producer: Producer, stream_ids: Iterable[str]) -> None:
     require(producer, Scope.APPEND)
     for stream_id in stream_ids:
         if not producer.covers(stream_id):
-            raise AccessDeniedError(403, "forbidden_stream", f"the token does not cover stream {stream_id}")
+            raise AccessDeniedError(AccessErrorCode.FORBIDDEN_STREAM, f"the token does not cover stream {stream_id}")
 
 
 @web.middleware

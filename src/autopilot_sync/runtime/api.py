@@ -25,7 +25,14 @@ from autopilot_sync.runtime.health import RuntimeHealth
 from autopilot_sync.runtime.metrics import METRICS_CONTENT_TYPE, RuntimeMetrics, stream_family
 from autopilot_sync.runtime.outbox import AppendResult, DeadLetter
 from autopilot_sync.runtime.store import RuntimeStore, now_us
-from autopilot_sync.runtime.streams import InvalidInputError, NewEvent, check_id, run_event, worker_snapshot
+from autopilot_sync.runtime.streams import (
+    InputErrorCode,
+    InvalidInputError,
+    NewEvent,
+    check_id,
+    run_event,
+    worker_snapshot,
+)
 
 STORE_KEY = web.AppKey("runtime_store", RuntimeStore)
 METRICS_KEY = web.AppKey("runtime_metrics", RuntimeMetrics)
@@ -38,7 +45,7 @@ MAX_EVENTS_PER_REQUEST = 1000
 #: Largest request body accepted.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
-_STATUS = {"request_id_conflict": 409, "payload_too_large": 413}
+_STATUS = {InputErrorCode.REQUEST_ID_CONFLICT: 409, InputErrorCode.PAYLOAD_TOO_LARGE: 413}
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -46,18 +53,18 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 def _refusal(exc: InvalidInputError) -> web.Response:
-    return _error(_STATUS.get(exc.code, 400), exc.code, exc.message)
+    return _error(_STATUS.get(exc.code, 400), exc.code.value, exc.message)
 
 
 async def _json_object(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json(loads=lambda text: json.loads(text, parse_constant=_no_constant))
     except RecursionError:
-        raise InvalidInputError("invalid_json", "the body nests too deeply") from None
+        raise InvalidInputError(InputErrorCode.INVALID_JSON, "the body nests too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
+        raise InvalidInputError(InputErrorCode.INVALID_JSON, f"the body is not JSON: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
-        raise InvalidInputError("invalid_json", "the body must be a JSON object")
+        raise InvalidInputError(InputErrorCode.INVALID_JSON, "the body must be a JSON object")
     return body
 
 
@@ -70,7 +77,7 @@ def _request_id(request: web.Request, body: dict[str, Any]) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidInputError("invalid_request_id", "request_id must be a string")
+        raise InvalidInputError(InputErrorCode.INVALID_REQUEST_ID, "request_id must be a string")
     return value
 
 
@@ -99,13 +106,17 @@ async def append_run_events(request: web.Request) -> web.Response:
         body = await _json_object(request)
         items = body.get("events", [body] if "kind" in body else None)
         if not isinstance(items, list) or not items:
-            raise InvalidInputError("invalid_body", "expected {'kind', 'data'} or {'events': [{'kind', 'data'}, ...]}")
+            raise InvalidInputError(
+                InputErrorCode.INVALID_BODY, "expected {'kind', 'data'} or {'events': [{'kind', 'data'}, ...]}"
+            )
         if len(items) > MAX_EVENTS_PER_REQUEST:
-            raise InvalidInputError("too_many_events", f"{len(items)} events, limit {MAX_EVENTS_PER_REQUEST}")
+            raise InvalidInputError(
+                InputErrorCode.TOO_MANY_EVENTS, f"{len(items)} events, limit {MAX_EVENTS_PER_REQUEST}"
+            )
         events = []
         for item in items:
             if not isinstance(item, dict):
-                raise InvalidInputError("invalid_body", "each event is an object {'kind', 'data'}")
+                raise InvalidInputError(InputErrorCode.INVALID_BODY, "each event is an object {'kind', 'data'}")
             events.append(run_event(run_id, item.get("kind"), item.get("data", {})))
         return await _append(request, events, _request_id(request, body))
     except InvalidInputError as exc:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autopilot_sync.contract.canonical import CanonicalJsonError, hash_value, nests_deeper_than
-from autopilot_sync.runtime.streams import InvalidInputError, NewEvent
+from autopilot_sync.runtime.streams import InputErrorCode, InvalidInputError, NewEvent
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS stream (
@@ -155,24 +155,24 @@ class Outbox:
         refused with `request_id_conflict`.
         """
         if not events:
-            raise InvalidInputError("empty_append", "an append needs at least one event")
+            raise InvalidInputError(InputErrorCode.EMPTY_APPEND, "an append needs at least one event")
         prepared = [(event, *_canonical(event.payload)) for event in events]
         for event, text, _ in prepared:
             if nests_deeper_than(text, MAX_PAYLOAD_DEPTH):
                 raise InvalidInputError(
-                    "invalid_payload", f"{event.kind} payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
+                    InputErrorCode.INVALID_PAYLOAD, f"{event.kind} payload nests deeper than {MAX_PAYLOAD_DEPTH} levels"
                 )
             size = len(text.encode("utf-8"))
             if size > self.max_payload_bytes:
                 raise InvalidInputError(
-                    "payload_too_large",
+                    InputErrorCode.PAYLOAD_TOO_LARGE,
                     f"{event.kind} payload is {size} bytes canonical, limit {self.max_payload_bytes}",
                 )
         body_hash = ""
         if request_id is not None:
             if not request_id or len(request_id) > MAX_REQUEST_ID_LENGTH:
                 raise InvalidInputError(
-                    "invalid_request_id", f"request_id must be 1-{MAX_REQUEST_ID_LENGTH} characters"
+                    InputErrorCode.INVALID_REQUEST_ID, f"request_id must be 1-{MAX_REQUEST_ID_LENGTH} characters"
                 )
             _, body_hash = hash_value([[event.stream_id, event.kind, text] for event, text, _ in prepared])
         cursor = self._db.cursor()
@@ -186,7 +186,8 @@ class Outbox:
                     cursor.execute("ROLLBACK")
                     if seen[0] != body_hash:
                         raise InvalidInputError(
-                            "request_id_conflict", f"request_id {request_id!r} was used for different events"
+                            InputErrorCode.REQUEST_ID_CONFLICT,
+                            f"request_id {request_id!r} was used for different events",
                         )
                     return AppendResult(tuple(Appended(s, q) for s, q in json.loads(seen[1])), replayed=True)
             appended: list[Appended] = []
@@ -311,4 +312,4 @@ def _canonical(payload: object) -> tuple[str, str]:
     try:
         return hash_value(payload)
     except CanonicalJsonError as exc:
-        raise InvalidInputError("invalid_payload", str(exc)) from None
+        raise InvalidInputError(InputErrorCode.INVALID_PAYLOAD, str(exc)) from None

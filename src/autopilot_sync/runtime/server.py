@@ -84,7 +84,7 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
         await link.close()
         await store.close()
         raise
-    access = ProducerAccess(settings.control_url)
+    access = ProducerAccess(settings.control_url, settings.database)
     app = build_app(store, metrics, access, health)
     install_http_limits(app, HttpLimits())
     runner = await runner_for(app, access_log=None, shutdown_timeout=2)

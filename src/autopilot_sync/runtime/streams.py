@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from autopilot_sync.contract.errors import CodedError
+
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 RUN_PREFIX = "runtime.run."
@@ -43,20 +45,32 @@ class WorkerState(enum.Enum):
         return f"worker.{self.value}"
 
 
-class InvalidInputError(ValueError):
-    """A producer request the runtime refuses before storing anything; `code` is the JSON `error` field."""
+class InputErrorCode(enum.Enum):
+    """Why the runtime refuses a producer request (the JSON `error` field; docs/runtime.md lists each)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
+    INVALID_JSON = "invalid_json"
+    INVALID_BODY = "invalid_body"
+    INVALID_KIND = "invalid_kind"
+    INVALID_RUN_ID = "invalid_run_id"
+    INVALID_WORKER_ID = "invalid_worker_id"
+    INVALID_USER_ID = "invalid_user_id"
+    INVALID_PAYLOAD = "invalid_payload"
+    INVALID_REQUEST_ID = "invalid_request_id"
+    TOO_MANY_EVENTS = "too_many_events"
+    EMPTY_APPEND = "empty_append"
+    REQUEST_ID_CONFLICT = "request_id_conflict"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+
+
+class InvalidInputError(CodedError[InputErrorCode], ValueError):
+    """A producer request the runtime refuses before storing anything; `code.value` is the JSON `error` field."""
 
 
 def check_id(what: str, value: object) -> str:
     """`value` if it is a valid run/worker/user id (1-128 of `A-Z a-z 0-9 _ -`, starting alphanumeric)."""
     if not isinstance(value, str) or not _ID.fullmatch(value):
         raise InvalidInputError(
-            f"invalid_{what}", f"{what} must be 1-128 characters of A-Z a-z 0-9 _ - (got {value!r})"
+            InputErrorCode(f"invalid_{what}"), f"{what} must be 1-128 characters of A-Z a-z 0-9 _ - (got {value!r})"
         )
     return value
 
@@ -82,7 +96,7 @@ def run_event_kind(value: object) -> RunEventKind:
         return RunEventKind(value)
     except ValueError:
         allowed = ", ".join(kind.value for kind in RunEventKind)
-        raise InvalidInputError("invalid_kind", f"kind must be one of {allowed} (got {value!r})") from None
+        raise InvalidInputError(InputErrorCode.INVALID_KIND, f"kind must be one of {allowed} (got {value!r})") from None
 
 
 def worker_state(value: object) -> WorkerState:
@@ -92,7 +106,9 @@ def worker_state(value: object) -> WorkerState:
         return WorkerState(text)
     except ValueError:
         allowed = ", ".join(state.kind for state in WorkerState)
-        raise InvalidInputError("invalid_kind", f"state must be one of {allowed} (got {value!r})") from None
+        raise InvalidInputError(
+            InputErrorCode.INVALID_KIND, f"state must be one of {allowed} (got {value!r})"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)

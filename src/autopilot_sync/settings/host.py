@@ -67,6 +67,12 @@ class HostSettings(ServiceSettings):
         "hook, reads past row-level security, and is the module's administrator (e.g. the sync module's "
         "`set_sync_limits`); empty means no caller over the network is the owner.",
     )
+    observer_identities: Identities = Field(
+        default=(),
+        description="Identities (hex) that read every row as the owner does (private tables, past row-level "
+        "security) and are otherwise ordinary callers: no owner reducer, no write. For read-only services such as "
+        "the sync metrics exporter (docs/security.md).",
+    )
     token_leeway_seconds: SecondsOrZero = Field(
         default=60,
         description="Clock skew tolerated on a token's exp and nbf (jsonwebtoken's default is 60); a WebSocket "

@@ -59,7 +59,11 @@ class RuntimeSettings(ServiceSettings):
     spacetime_base_url: BaseUrl = Field(
         default="http://127.0.0.1:3000", description="Base URL of the Spacetime host it publishes to."
     )
-    database: DatabaseName = Field(default="autopilot-sync", description="Database whose reducers it calls.")
+    database: DatabaseName = Field(
+        default="autopilot-sync",
+        description="Database whose reducers it calls; a bearer token on the producer API must name it in `aud` "
+        "(the host's audience rule).",
+    )
     nostr_key_path: FilePath = Field(
         description="File holding the runtime's Nostr secret key (hex), which proves its identity to control."
     )

@@ -14,7 +14,12 @@ Error texts follow the real host's `sql-parser`/`expr` crates where one exists. 
 of the host (subscriptions, WebSocket, HTTP) and the tests use; everything else stays inside it.
 """
 
-from autopilot_sync.host.sql.compile import check_visibility_filters, compile_query, compile_subscription
+from autopilot_sync.host.sql.compile import (
+    VisibilityFilterError,
+    check_visibility_filters,
+    compile_query,
+    compile_subscription,
+)
 from autopilot_sync.host.sql.execute import execute, plan_rows, sql_json_result
 from autopilot_sync.host.sql.joins import JoinMirror, has_partner
 from autopilot_sync.host.sql.plan import (
@@ -35,6 +40,7 @@ __all__ = [
     "SelectPlan",
     "SqlContext",
     "SqlError",
+    "VisibilityFilterError",
     "access_path",
     "check_visibility_filters",
     "compile_query",

@@ -59,11 +59,27 @@ def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
     return plan
 
 
+class VisibilityFilterError(SqlError):
+    """A module's visibility filter does not compile: the host refuses the module at load (SpacetimeDB refuses it at
+    publish) rather than failing every later read of the table."""
+
+    def __init__(self, table: str, sql: str, reason: str) -> None:
+        super().__init__(f"the visibility filter of `{table}` does not compile: {reason} (filter: {sql})")
+        self.table = table
+        self.sql = sql
+
+
 def check_visibility_filters(datastore: Datastore) -> None:
-    """Compile every visibility filter of the loaded module once (raises SqlError naming the bad one)."""
+    """Compile every visibility filter of the loaded module once; the engine calls this when it loads a module.
+
+    Raises `VisibilityFilterError` naming the first table whose filter does not compile and why.
+    """
     probe = SqlContext(datastore, sender=Identity(0))
-    for table in datastore.module.visibility_filters():
-        _rule(table, probe)
+    for table, sql in datastore.module.visibility_filters().items():
+        try:
+            _rule(table, probe)
+        except SqlError as exc:
+            raise VisibilityFilterError(table, sql, str(exc)) from exc
 
 
 def apply_visibility(plan: SelectPlan, ctx: SqlContext) -> SelectPlan:

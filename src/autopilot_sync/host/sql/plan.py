@@ -182,7 +182,8 @@ class SqlContext:
     """What compilation may see: the tables, whether the caller is the owner, and who `:sender` is.
 
     `private_visible` is true only for the database owner, who sees private tables and is not subject to row-level
-    security (as on SpacetimeDB); everyone else's reads go through the module's visibility filters with `sender`.
+    security (as on SpacetimeDB), and for the host's observers (a read-only grant, `HostEngine.reads_everything`);
+    everyone else's reads go through the module's visibility filters with `sender`.
     """
 
     datastore: Datastore

@@ -1,0 +1,71 @@
+"""A module whose row-level-security filter does not compile is refused when the host loads it, not per read.
+
+SpacetimeDB checks `client_visibility_filter` SQL when a module is published; a host that started anyway would fail
+every later subscription of that table with a confusing error instead.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.host.engine import HostEngine
+from autopilot_sync.host.sql import VisibilityFilterError
+from autopilot_sync.spacetime import algebraic as at
+
+BAD_FILTER = "SELECT * FROM secret WHERE no_such_column = :sender"
+
+MODULE_SOURCE = textwrap.dedent(
+    f"""
+    from autopilot_sync.bindings.module import Module
+    from autopilot_sync.spacetime import algebraic as at
+
+    module = Module("bad_filter", version="1")
+    module.table("secret", [("id", at.U64), ("owner", at.IDENTITY)], primary_key="id")
+    module.client_visibility_filter("secret", {BAD_FILTER!r})
+    """
+)
+
+
+def _module_with(sql: str) -> Module:
+    module = Module("bad_filter", version="1")
+    module.table("secret", [("id", at.U64), ("owner", at.IDENTITY)], primary_key="id")
+    module.client_visibility_filter("secret", sql)
+    return module
+
+
+def test_engine_refuses_a_module_whose_visibility_filter_does_not_compile(tmp_path: Path) -> None:
+    with pytest.raises(VisibilityFilterError) as refused:
+        HostEngine(_module_with(BAD_FILTER), tmp_path, "bad")
+    assert refused.value.table == "secret"
+    assert "no_such_column" in str(refused.value)
+
+
+def test_engine_accepts_a_module_whose_visibility_filters_compile(tmp_path: Path) -> None:
+    engine = HostEngine(_module_with("SELECT * FROM secret WHERE owner = :sender"), tmp_path, "good")
+    assert engine.module.visibility_filters() == {"secret": "SELECT * FROM secret WHERE owner = :sender"}
+
+
+def test_host_process_refuses_to_start_naming_the_table_and_the_sql_error(tmp_path: Path) -> None:
+    (tmp_path / "bad_filter_module.py").write_text(MODULE_SOURCE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    args = ["--module", "bad_filter_module", "--data-dir", str(tmp_path / "data"), "--listen", "127.0.0.1:0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "autopilot_sync", "host", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "ready" not in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, done.stderr
+    assert "`secret`" in errors[0] and "no_such_column" in errors[0] and BAD_FILTER in errors[0]
+    assert "Traceback" not in done.stderr
