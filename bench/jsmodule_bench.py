@@ -10,6 +10,10 @@ Prints a Markdown table of medians:
 - one syscall round trip runner -> host -> runner, measured inside a reducer that makes N
   `ctx.db.bench_row.count()` calls (one `datastore_table_row_count` each), minus the empty call, divided by N;
 - a reducer that inserts one row and logs a line (one syscall: ids are cached in the runner, the log is one-way).
+Then the sync module's TypeScript twin (`modules/autopilot-sync/`, built as `autopilot-sync build` does) and the
+Python sync module, each in its own engine: the median `append_sync_events` call of `--batch` events (the workload
+of `python -m bench` row i, without the network and the fsync), and the twin's syscalls per event by name, as
+counted by `JsModule.syscall_counts` (every frame the runner sent the host).
 Numbers depend on the machine's load; they are a cost row, never a test.
 """
 
@@ -23,13 +27,22 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.jsmodule.runner import RunnerLimits
+from autopilot_sync.module import module as python_sync_module
+from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
+from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_BUNDLE = ROOT / "conformance" / "node_modules" / "spacetimedb" / "dist" / "server" / "index.mjs"
+TWIN = ROOT / "modules" / "autopilot-sync"
+PUBLISHER = Caller(Identity(1), ConnectionId(1), {"sub": "11" * 32, "scopes": ["sync.append", "sync.subscribe"]})
 
 MODULE = """
 import { schema, table, t } from '@SERVER@';
@@ -79,10 +92,83 @@ async def _measure(module: JsModule, data_dir: Path, calls: int, syscalls: int) 
     return {"ping": ping, "empty": empty, "many": many, "insert": insert}
 
 
+def _batch(stream: str, first: int, size: int) -> list[AppendSyncEventsBatchItem]:
+    """`size` events for `stream` from seq `first`: the ~250-byte payload of `python -m bench`."""
+    items = []
+    for seq in range(first, first + size):
+        text, digest = hash_value({"n": seq, "pad": "x" * 200, "t": 0})
+        at = Timestamp(time.time_ns() // 1000)
+        items.append(AppendSyncEventsBatchItem(stream, f"{stream}:{seq}", "bench.event", text, digest, seq, at))
+    return items
+
+
+async def _sync_append(sync_module: Module | HostedModule, data_dir: Path, calls: int, batch: int) -> float:
+    """Median µs of one `append_sync_events` call of `batch` events through a real engine (fsync off)."""
+    engine = HostEngine(sync_module, data_dir, "bench", EngineConfig(fsync=False, snapshot_every=10**9))
+    await engine.start()
+    seq = {"warm": 1, "s": 1}
+
+    async def append(stream: str) -> None:
+        outcome = await engine.call_reducer("append_sync_events", (_batch(stream, seq[stream], batch),), PUBLISHER)
+        if outcome.status is not CallStatus.COMMITTED:
+            raise SystemExit(f"append_sync_events failed: {outcome.message}")
+        seq[stream] += batch
+
+    try:
+        for _ in range(20):
+            await append("warm")
+        if isinstance(sync_module, JsModule):
+            sync_module.syscall_counts.clear()
+        times = []
+        for _ in range(calls):
+            started = time.perf_counter_ns()
+            await append("s")
+            times.append(time.perf_counter_ns() - started)
+    finally:
+        await engine.stop()
+    return statistics.median(times) / 1000
+
+
+def _twin_rows(scratch: Path, calls: int, batch: int) -> list[str]:
+    """The twin versus the Python module, and the twin's syscalls per event (empty if the twin cannot be built)."""
+    from autopilot_sync.tsbuild.build import build_module
+    from autopilot_sync.tsbuild.project import BuildError, ModuleProject
+
+    try:
+        built = build_module(ModuleProject.open(TWIN), scratch / "autopilot-sync.js").out
+    except BuildError as exc:
+        return [f"(twin not built: {exc})"]
+    twin = JsModule(built, limits=RunnerLimits(call_timeout_s=30.0))
+    try:
+        ts_us = asyncio.run(_sync_append(twin, scratch / "ts", calls, batch))
+        counts = dict(twin.syscall_counts)
+    finally:
+        twin.close()
+    py_us = asyncio.run(_sync_append(python_sync_module, scratch / "py", calls, batch))
+    events = calls * batch
+    total = sum(counts.values())
+    lines = [
+        "",
+        f"| append_sync_events, {batch} events per call | median µs per call | µs per event |",
+        "|---|---:|---:|",
+        f"| Python sync module | {py_us:.0f} | {py_us / batch:.1f} |",
+        f"| TypeScript twin | {ts_us:.0f} | {ts_us / batch:.1f} |",
+        f"| TypeScript / Python (throughput) | {py_us / ts_us:.2f}x | |",
+        "",
+        f"| twin syscall ({total / events:.1f} per event) | per event | share |",
+        "|---|---:|---:|",
+    ]
+    for name, count in sorted(counts.items(), key=lambda item: -item[1]):
+        lines.append(f"| {name} | {count / events:.2f} | {count / total:.0%} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="samples per row")
     parser.add_argument("--syscalls", type=int, default=200, help="syscalls per measured reducer call")
+    parser.add_argument("--appends", type=int, default=100, help="append_sync_events calls per sync module")
+    parser.add_argument("--batch", type=int, default=100, help="events per append_sync_events call")
     options = parser.parse_args()
     if not SERVER_BUNDLE.is_file():
         raise SystemExit("conformance/node_modules is missing (./dev test installs it)")
@@ -94,6 +180,7 @@ def main() -> int:
             result = asyncio.run(_measure(module, Path(scratch) / "data", options.calls, options.syscalls))
         finally:
             module.close()
+        twin_rows = _twin_rows(Path(scratch), options.appends, options.batch)
     per_syscall = (result["many"] - result["empty"]) / options.syscalls
     print("| crossing | median µs |")
     print("|---|---:|")
@@ -102,6 +189,7 @@ def main() -> int:
     print(f"| one syscall round trip runner->host->runner | {per_syscall:.1f} |")
     print(f"| reducer making {options.syscalls} syscalls | {result['many']:.1f} |")
     print(f"| reducer inserting one row and logging a line | {result['insert']:.1f} |")
+    print("\n".join(twin_rows))
     return 0
 
 

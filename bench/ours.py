@@ -24,7 +24,7 @@ from autopilot_sync.client.session import PROTOCOL_V2
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
-from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.devtools.stack import DATABASE, MODULE, LocalStack
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.environment import service_environment
@@ -73,6 +73,8 @@ class Ours:
     """Host + control, wired by the local stack (`devtools/stack.py`); tokens cached until 2/3 of their lifetime."""
 
     root: Path
+    #: the module the host serves: the Python sync module, or a built TypeScript module file (`PATH.js`)
+    module: str = MODULE
     key: SecretKey = field(default_factory=SecretKey.generate)
     reader_key: SecretKey = field(default_factory=SecretKey.generate)
     schema: ClientSchema | None = None
@@ -87,6 +89,7 @@ class Ours:
             host_env=service_environment(HostSettings, HOST_FIELDS),
             control_env=service_environment(ControlSettings, CONTROL_FIELDS),
             log_level="WARNING",
+            module=self.module,
         )
 
     @property

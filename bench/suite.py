@@ -46,7 +46,7 @@ def kind_of(system: str) -> str:
 
 
 #: Workload keys in run order (memory first, on a host no other workload has touched yet).
-WORKLOADS = ("e", "a", "b", "c", "d", "f", "g", "h")
+WORKLOADS = ("e", "a", "b", "c", "d", "f", "g", "h", "i")
 MODULES = {
     "g": "bench.workloads.store",
     "h": "bench.workloads.fanin",
@@ -56,6 +56,7 @@ MODULES = {
     "d": "bench.workloads.storm",
     "e": "bench.workloads.memory",
     "f": "bench.workloads.recovery",
+    "i": "bench.workloads.typescript",
 }
 PAD = "x" * 200
 
@@ -389,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, one round (a few minutes)")
     parser.add_argument(
-        "--only", action="append", default=[], help="workload key(s) a-f, repeatable or comma-separated"
+        "--only", action="append", default=[], help="workload key(s) a-i, repeatable or comma-separated"
     )
     parser.add_argument("--out", type=Path, default=None, help="directory for results.json and results.md")
     parser.add_argument("--no-peers", action="store_true", help="measure our system only")

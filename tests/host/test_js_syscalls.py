@@ -120,6 +120,32 @@ def test_iterators_fill_whole_rows_flag_the_last_batch_and_ask_for_a_bigger_buff
     assert sys.handle("row_iter_bsatn_advance", [empty, 100], b"") == ({"done": True}, b"")
 
 
+def test_a_scan_asked_with_rows_answers_small_results_inline_and_opens_no_iterator(sys: EngineSyscalls) -> None:
+    table, by_id, by_name = ids(sys)
+    for name in ("ann", "bob"):
+        sys.handle("datastore_insert_bsatn", [table], person(0, name, 20))
+    stored = [person(1, "ann", 20), person(2, "bob", 20)]
+    rows = errno.WITH_ROWS
+    assert sys.handle("datastore_table_scan_bsatn", [table, rows], b"") == (
+        {"rows": [len(r) for r in stored]},
+        b"".join(stored),
+    )
+    assert sys.handle("datastore_index_scan_point_bsatn", [by_name, rows], text("bob")) == (
+        {"rows": [len(stored[1])]},
+        stored[1],
+    )
+    assert sys.handle("datastore_index_scan_point_bsatn", [by_name, rows], text("nobody")) == ({"rows": []}, b"")
+    start = end = b"\x00" + struct.pack("<Q", 1)  # Bound::Included(1) both ends
+    found = sys.handle("datastore_index_scan_range_bsatn", [by_id, 0, 0, len(start), len(end), rows], start + end)
+    assert found == ({"rows": [len(stored[0])]}, stored[0])
+    assert refused(sys, "row_iter_bsatn_advance", [1, 100]) == errno.NO_SUCH_ITER  # nothing was left on the host
+    big = "x" * (errno.INLINE_ROWS_MAX + 1)  # too big to inline: a host iterator, as without the flag
+    sys.handle("datastore_insert_bsatn", [table], person(0, big, 20))
+    iterator, _ = sys.handle("datastore_table_scan_bsatn", [table, rows], b"")
+    assert isinstance(iterator, int)
+    assert b"".join(scan(sys, iterator, 1 << 20)) == b"".join([*stored, person(3, big, 20)])
+
+
 def test_range_scans_decode_the_librarys_bounds(sys: EngineSyscalls) -> None:
     table, by_id, _ = ids(sys)
     for name in ("ann", "bob", "cy", "dee"):

@@ -106,6 +106,19 @@ async def test_scans_by_table_point_prefix_and_range_see_the_transactions_rows(e
     assert line == "count=4 all=a1,a2,a3,b1 owner=a1,a2,a3 range=a1,a2 above=a2,a3 point=a1 tag=a2"
 
 
+async def test_a_small_scan_is_one_round_trip_and_its_rows_are_read_in_the_runner(engine: HostEngine) -> None:
+    await add_three(engine)
+    module = engine.module
+    assert isinstance(module, JsModule)
+    module.syscall_counts.clear()
+    assert await call(engine, "report", "ann", 1, 2, "t2") == (CallStatus.COMMITTED, "")
+    assert "count=3 all=a1,a2,b1 owner=a1,a2 range=a1,a2 above=a2 point=a1 tag=a2" in audit(engine)
+    crossed = module.syscall_counts
+    scans = sum(n for fn, n in crossed.items() if "_scan_" in fn)
+    assert crossed["datastore_table_scan_bsatn"] == 1 and scans >= 5  # iter, three filters by range/point, find
+    assert crossed["row_iter_bsatn_advance"] == 0 and crossed["row_iter_bsatn_close"] == 0
+
+
 async def test_update_by_primary_key_and_deletes_by_point_prefix_range_and_row(engine: HostEngine) -> None:
     await add_three(engine)
     assert await call(engine, "rename", 2, "A2") == (CallStatus.COMMITTED, "")

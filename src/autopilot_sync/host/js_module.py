@@ -16,6 +16,7 @@ limit bounds how long a module can stall the host.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,8 @@ class JsModule:
         self.path = path
         self._identity = identity if identity is not None else Identity(0)
         self._syscalls: EngineSyscalls | None = None
+        #: syscalls that crossed to the host, by name (what `bench/jsmodule_bench.py` reports per event)
+        self.syscall_counts: Counter[str] = Counter()
         self._schedule: ScheduleImmediate | None = None
         self._dispatch = _Dispatch(self)
         self.runner = JsModuleRunner(path, self._dispatch, limits=limits, node=node)
@@ -202,6 +205,7 @@ class JsModule:
 
     def answer(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         """The runner's syscalls: before the first call (while loading) only console output is answered."""
+        self.syscall_counts[fn] += 1
         if self._syscalls is None:
             if fn == "console_log":
                 MODULE_LOG.info("%s", args[1] if len(args) > 1 else "", extra={"reducer": None})

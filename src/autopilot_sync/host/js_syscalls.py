@@ -59,6 +59,10 @@ _LOG_LEVELS = {
 _INCLUDED, _EXCLUDED, _UNBOUNDED = 0, 1, 2
 #: Most live row iterators one call may hold (a module that never closes them cannot grow the host without bound).
 MAX_ITERATORS = 4096
+#: A scan whose last argument is this asks for its rows in the reply when they are few (see `_scan_reply`).
+WITH_ROWS = "rows"
+#: Most bytes of rows a scan reply carries inline; a bigger result opens a host iterator as before.
+INLINE_ROWS_MAX = 64 * 1024
 
 ScheduleImmediate = Callable[[str, bytes], None]
 """Runs a reducer by name with BSATN arguments after the current transaction (`volatile_nonatomic_schedule_immediate`).
@@ -201,15 +205,26 @@ class EngineSyscalls:
         return str(len(self._store(args))), b""
 
     def _table_scan(self, call: _Call, args: list[Any], _body: bytes) -> tuple[Any, bytes]:
-        return self._open_iterator(call, list(self._store(args).rows)), b""
+        return self._scan_reply(call, args, list(self._store(args).rows))
 
     def _index_scan_point(self, call: _Call, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         slot = self._slot(args[0] if args else None)
-        return self._open_iterator(call, self._point_rows(slot, body)), b""
+        return self._scan_reply(call, args, self._point_rows(slot, body))
 
     def _index_scan_range(self, call: _Call, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         slot = self._slot(args[0] if args else None)
-        return self._open_iterator(call, self._range_rows(slot, args, body)), b""
+        return self._scan_reply(call, args, self._range_rows(slot, args, body))
+
+    def _scan_reply(self, call: _Call, args: list[Any], rows: list[bytes]) -> tuple[Any, bytes]:
+        """A host iterator id; or, when the runner asked `WITH_ROWS` and the rows are small, the rows themselves.
+
+        Why: a point scan (the sync module's idempotency and head lookups) is followed by `row_iter_bsatn_advance`,
+        a second pipe round trip for usually zero or one row. Inline, the runner answers the library's iterator
+        calls itself with the same whole-row, buffer-too-small and final-batch rules, and no host iterator exists.
+        """
+        if len(args) > 1 and args[-1] == WITH_ROWS and sum(map(len, rows)) <= INLINE_ROWS_MAX:
+            return {"rows": [len(row) for row in rows]}, b"".join(rows)
+        return self._open_iterator(call, rows), b""
 
     def _open_iterator(self, call: _Call, rows: list[bytes]) -> int:
         if len(call.iterators) >= MAX_ITERATORS:

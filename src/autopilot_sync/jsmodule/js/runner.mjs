@@ -135,6 +135,45 @@ function scanArgs(buffer, prefixLen, prefixElems, rstartLen, rendLen) {
   return [[prefixLen, prefixElems, rstartLen, rendLen], bytesOf(buffer, prefixLen + rstartLen + rendLen)];
 }
 
+// Scans ask for their rows inline ('rows' as the last argument): a small result comes back in the scan's reply and
+// the library's iterator calls are answered here, with the host's rules (whole rows only, `__buffer_too_small__`
+// with the next row's size, the final batch flagged), saving one round trip per scan. Ids of these iterators start
+// at LOCAL_ITER (host ids count from 1 per call); they are dropped when the call ends, as the host's are.
+const WITH_ROWS = 'rows';
+const LOCAL_ITER = 0x40000000;
+const NO_SUCH_ITER = 6;
+const localIters = new Map();
+let nextLocalIter = LOCAL_ITER;
+
+function scanResult({ v, body }) {
+  if (typeof v === 'number') return v; // a host iterator: the result was too big to inline
+  const rows = [];
+  let at = 0;
+  for (const size of v.rows) {
+    rows.push(body.subarray(at, at + size));
+    at += size;
+  }
+  const id = nextLocalIter++;
+  localIters.set(id, rows);
+  return id;
+}
+
+function advanceLocal(iter, buffer, rows) {
+  const out = bytesOf(buffer);
+  let used = 0;
+  let taken = 0;
+  while (taken < rows.length && used + rows[taken].length <= out.length) {
+    out.set(rows[taken], used);
+    used += rows[taken].length;
+    taken++;
+  }
+  if (taken === 0 && rows.length > 0) throw { __buffer_too_small__: rows[0].length };
+  rows.splice(0, taken);
+  if (rows.length > 0) return used;
+  localIters.delete(iter);
+  return -used;
+}
+
 const moduleHooks = Symbol('moduleHooks');
 const sys = {
   moduleHooks,
@@ -142,21 +181,29 @@ const sys = {
   table_id_from_name: (name) => cachedId(tableIds, 'table_id_from_name', name),
   index_id_from_name: (name) => cachedId(indexIds, 'index_id_from_name', name),
   datastore_table_row_count: (tableId) => BigInt(syscall('datastore_table_row_count', [tableId]).v),
-  datastore_table_scan_bsatn: (tableId) => syscall('datastore_table_scan_bsatn', [tableId]).v,
+  datastore_table_scan_bsatn: (tableId) => scanResult(syscall('datastore_table_scan_bsatn', [tableId, WITH_ROWS])),
   datastore_index_scan_point_bsatn: (indexId, point, len) =>
-    syscall('datastore_index_scan_point_bsatn', [indexId], bytesOf(point, len)).v,
+    scanResult(syscall('datastore_index_scan_point_bsatn', [indexId, WITH_ROWS], bytesOf(point, len))),
   datastore_index_scan_range_bsatn(indexId, buffer, prefixLen, prefixElems, rstartLen, rendLen) {
     const [args, body] = scanArgs(buffer, prefixLen, prefixElems, rstartLen, rendLen);
-    return syscall('datastore_index_scan_range_bsatn', [indexId, ...args], body).v;
+    return scanResult(syscall('datastore_index_scan_range_bsatn', [indexId, ...args, WITH_ROWS], body));
   },
   row_iter_bsatn_advance(iter, buffer) {
+    if (iter >= LOCAL_ITER) {
+      const rows = localIters.get(iter);
+      if (rows === undefined) throw errnoError(NO_SUCH_ITER, `no such iterator: ${iter}`);
+      return advanceLocal(iter, buffer, rows);
+    }
     const { v, body } = syscall('row_iter_bsatn_advance', [iter, buffer.byteLength]);
     // The library grows its buffer and retries when the next row does not fit, as with SpacetimeDB's host.
     if (v.too_small) throw { __buffer_too_small__: v.too_small };
     bytesOf(buffer).set(body);
     return v.done ? -body.length : body.length;
   },
-  row_iter_bsatn_close: (iter) => { syscall('row_iter_bsatn_close', [iter]); },
+  row_iter_bsatn_close(iter) {
+    if (iter < LOCAL_ITER) syscall('row_iter_bsatn_close', [iter]);
+    else if (!localIters.delete(iter)) throw errnoError(NO_SUCH_ITER, `no such iterator: ${iter}`);
+  },
   datastore_insert_bsatn(tableId, buffer, len) {
     return writeBack(buffer, syscall('datastore_insert_bsatn', [tableId], bytesOf(buffer, len)).body);
   },
@@ -210,7 +257,12 @@ function serve() {
         writeFrame({ t: 'ok' }, hooks.__describe_module__());
       } else if (header.t === 'call') {
         const args = new DataView(body.buffer, body.byteOffset, body.byteLength);
-        hooks.__call_reducer__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), args);
+        try {
+          hooks.__call_reducer__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), args);
+        } finally {
+          localIters.clear();
+          nextLocalIter = LOCAL_ITER;
+        }
         writeFrame({ t: 'ok' });
       } else if (header.t === 'ping') {
         writeFrame({ t: 'ok' });
