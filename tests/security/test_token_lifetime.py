@@ -165,7 +165,10 @@ async def test_sockets_of_the_hosts_own_anonymous_tokens_stay_open(tmp_path: Pat
 async def test_a_token_for_another_database_is_refused(tmp_path: Path) -> None:
     other = LocalStack(tmp_path, control_env={"AUTOPILOT_SYNC_CONTROL_DATABASE": "another-db"})
     try:
-        other.start_all(runtime=False)
+        # Not start_all: naming control as the trusted issuer needs a token for this database, which this
+        # deliberately misconfigured control cannot issue (the module's issuer rule is not what is tested here).
+        other.start_host()
+        other.start_control()
         token = (await reader_token(other, ttl=60)).token
         assert claims_of(token)["aud"] == ["spacetimedb", "another-db"]
         async with aiohttp.ClientSession() as http:

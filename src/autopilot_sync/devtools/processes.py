@@ -24,11 +24,14 @@ from autopilot_sync.settings.environment import service_environment
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
 
-#: Lines of a child's output kept (the newest); older ones are dropped and counted, so a chatty child under
-#: `./dev up` costs the parent a bounded amount of memory however long it runs.
-OUTPUT_MAX_LINES = 2000
-#: Characters kept of one line; the rest of a longer line is cut (and said so at the end of the kept part).
-OUTPUT_MAX_LINE_CHARS = 4096
+#: Characters of a child's output kept (the newest lines); older lines are dropped and counted, so a chatty child
+#: under `./dev up` costs the parent a bounded amount of memory however long it runs. Bounded in characters, not
+#: lines: a desktop's headless state line grows with its streams, and tests and the verification suites read every
+#: state a desktop printed during a run.
+OUTPUT_MAX_CHARS = 32 * 1024 * 1024
+#: Characters kept of one line; the rest of a longer line is cut (and said so at the end of the kept part). Large
+#: enough for a headless desktop's state line with hundreds of streams (a cut state line is unreadable JSON).
+OUTPUT_MAX_LINE_CHARS = 1024 * 1024
 
 
 class ServiceStartError(RuntimeError):
@@ -57,24 +60,28 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
 class ServiceProcess:
     """A running service child: its URL once ready, the tail of its output, and ways to stop it.
 
-    `output` keeps the newest `OUTPUT_MAX_LINES` lines, each cut at `OUTPUT_MAX_LINE_CHARS`; `dropped_lines` counts
-    the older lines let go.
+    `output` keeps the newest lines up to `max_chars` characters in all, each cut at `OUTPUT_MAX_LINE_CHARS`;
+    `dropped_lines` counts the older lines let go.
     """
 
     service: str
     process: subprocess.Popen[str]
     url: str = ""
-    output: deque[str] = field(default_factory=lambda: deque(maxlen=OUTPUT_MAX_LINES))
+    output: deque[str] = field(default_factory=deque)
     dropped_lines: int = 0
+    max_chars: int = OUTPUT_MAX_CHARS
+    _kept_chars: int = 0
     _reader: threading.Thread | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
 
     def _pump(self) -> None:
         assert self.process.stdout is not None
         for line in _bounded_lines(self.process.stdout):
-            if len(self.output) == self.output.maxlen:
-                self.dropped_lines += 1
             self.output.append(line)
+            self._kept_chars += len(line)
+            while self._kept_chars > self.max_chars and len(self.output) > 1:
+                self._kept_chars -= len(self.output.popleft())
+                self.dropped_lines += 1
             match = READY_PATTERN.search(line)
             if match and not self._ready.is_set():
                 self.url = match.group("url")
@@ -141,9 +148,9 @@ def start_service(
     return running
 
 
-def watch_output(service: str, process: subprocess.Popen[str]) -> ServiceProcess:
+def watch_output(service: str, process: subprocess.Popen[str], *, max_chars: int = OUTPUT_MAX_CHARS) -> ServiceProcess:
     """Read `process`'s stdout line by line in a daemon thread into a bounded tail, watching for its ready line."""
-    running = ServiceProcess(service, process)
+    running = ServiceProcess(service, process, max_chars=max_chars)
     running._reader = threading.Thread(target=running._pump, daemon=True, name=f"{service}-output")
     running._reader.start()
     return running
