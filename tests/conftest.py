@@ -3,6 +3,9 @@
 hypothesis is imported here, at collection start, so pytest's assertion rewriter compiles it before any test runs:
 CPython 3.11.7 can fail to compile a module after a RecursionError was raised earlier in the same thread
 ("AST constructor recursion depth mismatch"), which some hostile-input tests provoke on purpose.
+
+Property tests have no deadline: tests never time things (benchmarks do), and on a busy 2-core CI machine a slow
+example is not a failure (`DeadlineExceeded` failed a BSATN property test under load).
 """
 
 import asyncio
@@ -10,10 +13,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import hypothesis  # noqa: F401
+import hypothesis
 import pytest
 
 from typescript_twin import build_twin, node_available
+
+hypothesis.settings.register_profile("suite", deadline=None)
+hypothesis.settings.load_profile("suite")
 
 
 class FsyncGate:
