@@ -46,3 +46,14 @@ def test_every_listed_subcommand_is_the_click_command_of_that_name() -> None:
     for name in main.list_commands(ctx):
         command = main.get_command(ctx, name)
         assert command is not None and command.name == name
+
+
+#: Libraries the host's start does not need: token signing/checking (joserfc, and `cryptography.x509` under it) and
+#: the SQL parser (sqlglot) are imported when the first token or query arrives.
+NOT_AT_HOST_START = ("joserfc", "cryptography.x509", "sqlglot")
+
+
+def test_importing_the_host_server_loads_no_token_or_sql_library() -> None:
+    script = "import json, sys\nimport autopilot_sync.host.server\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert sorted(set(NOT_AT_HOST_START) & set(json.loads(done.stdout))) == []
