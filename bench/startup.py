@@ -50,43 +50,51 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_once(src: str | None, extra: list[str] | None = None) -> tuple[float, float]:
-    """One host start on a fresh directory: (wall seconds to ready, CPU seconds at ready)."""
+def start_once(src: str | None, *, restart: bool = False) -> tuple[float, float]:
+    """One host start on a fresh directory (with `restart`, on one an unmeasured start left behind): (wall seconds
+    to ready, CPU seconds at ready)."""
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            [sys.executable, *(extra or []), "-m", "autopilot_sync", "host", "--log-level", "WARNING"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=host_env(Path(tmp) / "host", src),
-        )
-        assert process.stdout is not None
+        if restart:
+            _start(src, Path(tmp))
+        return _start(src, Path(tmp))
+
+
+def _start(src: str | None, tmp: Path) -> tuple[float, float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopilot_sync", "host", "--log-level", "WARNING"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=host_env(tmp / "host", src),
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if " ready: " in line:
+                wall = time.perf_counter() - started
+                cpu = cpu_seconds(process.pid)
+                break
+            if time.perf_counter() - started > READY_TIMEOUT_S:
+                raise RuntimeError("host not ready in time")
+        else:
+            raise RuntimeError(f"host exited before ready (code {process.wait()})")
+    finally:
+        process.terminate()
         try:
-            for line in process.stdout:
-                if " ready: " in line:
-                    wall = time.perf_counter() - started
-                    cpu = cpu_seconds(process.pid)
-                    break
-                if time.perf_counter() - started > READY_TIMEOUT_S:
-                    raise RuntimeError("host not ready in time")
-            else:
-                raise RuntimeError(f"host exited before ready (code {process.wait()})")
-        finally:
-            process.terminate()
-            try:
-                process.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
-        return wall, cpu
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+    return wall, cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tree", action="append", default=[], help="NAME=SRC_DIR: a variant run from SRC_DIR")
+    parser.add_argument("--restart", action="store_true", help="measure the second start on one data directory")
     parser.add_argument("--importtime", help="write `-X importtime` of one start to this file and exit")
     args = parser.parse_args()
     if args.importtime:
@@ -109,8 +117,9 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     for _ in range(args.rounds):
         for name, src in variants:
-            results[name].append(start_once(src))
-    print(f"host ready on an empty store, {args.rounds} interleaved rounds, load average {os.getloadavg()}")
+            results[name].append(start_once(src, restart=args.restart))
+    store = "a restart of an empty store" if args.restart else "an empty store"
+    print(f"host ready on {store}, {args.rounds} interleaved rounds, load average {os.getloadavg()}")
     for name, runs in results.items():
         walls = [wall for wall, _ in runs]
         cpus = [cpu for _, cpu in runs]
