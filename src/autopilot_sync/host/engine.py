@@ -33,7 +33,7 @@ from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, h
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
-from autopilot_sync.host.sql import check_visibility_filters
+from autopilot_sync.host.sql import check_visibility_filters_at_start
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
     CommittedTx,
@@ -108,7 +108,8 @@ class HostEngine:
         self.datastore = Datastore(module, SYSTEM_TABLES)
         # Row-level security is checked when the module loads (SpacetimeDB checks it at publish): a filter that does
         # not compile refuses the module here (`VisibilityFilterError` names the table) instead of failing each read.
-        check_visibility_filters(self.datastore)
+        # A restart with the same filters and tables skips the compile (and sqlglot's import): host/sql/verdict.py.
+        check_visibility_filters_at_start(self.datastore, data_dir)
         self.commitlog = CommitLog(
             data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
         )

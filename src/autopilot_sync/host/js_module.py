@@ -25,7 +25,6 @@ from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
 from autopilot_sync.host.hosted_module import BadArgumentsError
 from autopilot_sync.host.js_syscalls import MODULE_LOG, NOT_IN_TRANSACTION, EngineSyscalls, ScheduleImmediate
-from autopilot_sync.host.sql.parse import parse_select
 from autopilot_sync.host.sql.plan import SqlError
 from autopilot_sync.host.transaction import HostReducerContext
 from autopilot_sync.jsmodule import (
@@ -244,6 +243,8 @@ def _source_names(description: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 def _filters_by_table(definition: md.ModuleDef) -> dict[str, str]:
     """Each row-level-security rule keyed by the one table it selects from (parsed with the host's SQL layer)."""
+    from autopilot_sync.host.sql.parse import parse_select  # sqlglot only for a module that has rules
+
     filters: dict[str, str] = {}
     for sql in definition.row_level_security:
         select = parse_select(sql)

@@ -10,7 +10,6 @@ import dataclasses
 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql.plan import And, Comparison, Predicate, SelectPlan, SqlContext, SqlError
-from autopilot_sync.host.sql.select import compile_plan
 from autopilot_sync.spacetime.values import Identity
 
 
@@ -26,6 +25,8 @@ def compile_query(sql: str, ctx: SqlContext) -> SelectPlan:
 
 
 def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
+    from autopilot_sync.host.sql.select import compile_plan  # sqlglot is imported with the first query (below)
+
     plan = compile_plan(sql, ctx, one_off=one_off)
     if ctx.private_visible:
         return plan
@@ -50,6 +51,8 @@ def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
     key = (module, table, ctx.sender)
     plan = _RULES.get(key)
     if plan is None:
+        from autopilot_sync.host.sql.select import compile_plan
+
         plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
         if plan.table.name != table or not plan.returns_rows:
             raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")
