@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 from tsbuild_helpers import CHAT, HostProcess, run_build
 
-from autopilot_sync.client import connect
+from autopilot_sync.client import ProcedureFailed, ProcedureReturned, connect
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(240)]
 
@@ -87,6 +87,22 @@ async def test_a_procedure_returns_its_value_over_http_and_the_cli(host: HostPro
     assert (await _post(host.url, "no_such_thing", []))[0] == 404
     done = _cli("call", DATABASE, "add", "40", "2", "--server", host.url, "--anonymous")
     assert done.returncode == 0 and done.stdout.strip() == "42", done.stdout + done.stderr
+
+
+async def test_our_client_calls_procedures_over_the_websocket_and_sees_their_writes_first(host: HostProcess) -> None:
+    async with await connect(host.url, DATABASE) as conn:
+        await (await conn.subscribe(["SELECT * FROM counter"])).applied()
+        added = await conn.call_procedure("add", 2, 3)
+        assert added == ProcedureReturned("add", added.timestamp, 5, (5).to_bytes(4, "little"))
+        who = await conn.call_procedure("whoami")
+        assert isinstance(who, ProcedureReturned) and who.value == conn.identity.hex
+        bumped = await conn.call_procedure("bump", "b", 4)
+        assert isinstance(bumped, ProcedureReturned) and bumped.value == 4
+        # The transaction's update reached this client before the procedure's answer (commit order, then answer).
+        assert [(r.name, r.value) for r in conn.cache.rows("counter")] == [("b", 4)]
+        failed = await conn.call_procedure("write_then_throw", "y")
+        assert failed == ProcedureFailed("write_then_throw", failed.timestamp, "refused after writing y")
+        assert [r.name for r in conn.cache.rows("counter")] == ["b"]
 
 
 async def test_a_procedures_transactions_reach_subscribers_and_survive_a_kill(
