@@ -64,6 +64,26 @@ export const spin = spacetimedb.procedure(t.unit(), () => {
   }
 });
 
+// Stuck inside a transaction: the time limit kills the runner and the host rolls the open transaction back.
+export const spin_in_tx = spacetimedb.procedure({ name: t.string() }, t.unit(), (ctx, { name }) => {
+  ctx.withTx((tx) => {
+    tx.db.counter.insert({ name, value: 1n });
+    for (;;) {
+      // no way out, with a row written
+    }
+  });
+  return {};
+});
+
+// A transaction inside a transaction: the host refuses the second (one open transaction per procedure).
+export const nested_tx = spacetimedb.procedure({ name: t.string() }, t.unit(), (ctx, { name }) => {
+  ctx.withTx((tx) => {
+    tx.db.counter.insert({ name, value: 1n });
+    ctx.withTx(() => undefined);
+  });
+  return {};
+});
+
 // A reducer next to the procedures, so the test sees both kinds of call on one module.
 export const reset = spacetimedb.reducer({ name: t.string() }, (ctx, { name }) => {
   ctx.db.counter.name.delete(name);
