@@ -64,3 +64,19 @@ def test_rollback_restores_rows_and_every_index_exactly() -> None:
     committed.rollback()
     assert sorted(datastore["event"].rows) == sorted(rows_before)  # a rolled-back delete puts the row back last
     assert {name: dict(index.entries) for name, index in datastore["event"].indexes.items()} == before
+
+
+def test_rows_stored_from_a_current_snapshot_index_exactly_as_decoded_rows_do() -> None:
+    source, _, table = _table()
+    for seq in range(1, 50):
+        table.insert((f"s{seq % 3}", seq, f"k{seq % 7}", "body"))
+    stored = list(source["event"].rows)
+    decoded, fast = Datastore(PythonModule(events))["event"], Datastore(PythonModule(events))["event"]
+    for row_bytes in stored:
+        decoded.put(*decoded.stored(row_bytes))
+        fast.put_current(row_bytes)
+    assert list(fast.rows) == list(decoded.rows) == stored
+    assert {n: dict(i.entries) for n, i in fast.indexes.items()} == {
+        n: dict(i.entries) for n, i in decoded.indexes.items()
+    }
+    assert dict(fast.rows.items()) == dict(decoded.rows.items())

@@ -109,9 +109,12 @@ class RowMap(Mapping[bytes, tuple[Any, ...]]):
     def __len__(self) -> int:
         return len(self._bytes)
 
-    def add(self, row_bytes: bytes, row: tuple[Any, ...]) -> None:
-        """Store a row's bytes; its decoded form joins the cache (a row just written is the likeliest next read)."""
+    def add(self, row_bytes: bytes, row: tuple[Any, ...] | None) -> None:
+        """Store a row's bytes; its decoded form (when given) joins the cache: a row just written is the likeliest
+        next read."""
         self._bytes[row_bytes] = None
+        if row is None:
+            return
         if len(self._cache) >= self.CACHED:
             self._cache.clear()
         self._cache[row_bytes] = row
@@ -201,6 +204,9 @@ class TableStore:
             group: Index(table, group, group in unique) for group in table.all_indexes()
         }
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
+        # The leading columns every index key is made of: enough to index a stored row without decoding the rest.
+        width = max((p + 1 for index in self.indexes.values() for p in index.positions), default=0)
+        self._key_columns = bsatn.codec(at.product(*table.columns[:width])) if width else None
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -253,6 +259,16 @@ class TableStore:
         self.rows.add(row_bytes, row)
         for index in self.indexes.values():
             index.add(index.key_of(row), row_bytes)
+
+    def put_current(self, row_bytes: bytes) -> None:
+        """Store a row known to be in today's shape (a snapshot written under this schema), decoding only the
+        leading columns its index keys need, or nothing when the table has no index."""
+        self.rows.add(row_bytes, None)
+        if self._key_columns is None:
+            return
+        prefix, _ = self._key_columns.decode_prefix(row_bytes, 0)
+        for index in self.indexes.values():
+            index.add(index.key_of(prefix), row_bytes)
 
     def take(self, row_bytes: bytes) -> tuple[Any, ...] | None:
         """Remove a row by its bytes; returns it, or None when absent."""
