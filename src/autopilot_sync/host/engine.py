@@ -82,6 +82,8 @@ class EngineConfig:
 
     fsync: bool = True
     snapshot_every: int = 10_000
+    #: Also snapshot once this many bytes of log records were written since the last one (few, large commits).
+    snapshot_every_bytes: int = 64 * 1024 * 1024
     #: Snapshots kept on disk; log segments older than the oldest kept one are deleted.
     snapshots_kept: int = 2
     #: Size bound of one commit-log segment.
@@ -130,6 +132,7 @@ class HostEngine:
             self.datastore,
             self.commitlog,
             every=self.config.snapshot_every,
+            every_bytes=self.config.snapshot_every_bytes,
             kept=self.config.snapshots_kept,
         )
         self._scheduler = ReducerScheduler(module, self.datastore, self._run_scheduled, self.commitlog.wait_durable)
@@ -166,6 +169,7 @@ class HostEngine:
         self._last_timestamp = recovered.last_timestamp
         self._durability.durable_offset = self.offset
         self._snapshots.last_offset = recovered.report.snapshot_offset
+        self._snapshots.bytes_since = recovered.report.replayed_bytes
         self.recovery = recovered.report
         self._started = True
         if self.recovery.fresh:
@@ -551,7 +555,8 @@ class HostEngine:
             )
             return outcome, None
         try:
-            sequence = self.commitlog.append(encode_record(committed))
+            record = encode_record(committed)
+            sequence = self.commitlog.append(record)
         except StorageFailedError as exc:
             tx.rollback()
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {exc}", offset=self.offset), None
@@ -559,7 +564,7 @@ class HostEngine:
         self.commits_total += 1
         self._durability.written(sequence, committed)
         self._scheduler.after_commit(committed)
-        self._snapshots.after_commit(committed, sequence)
+        self._snapshots.after_commit(committed, sequence, len(record))
         outcome = CallOutcome(
             CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration, offset=committed.offset
         )
