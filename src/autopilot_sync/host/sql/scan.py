@@ -133,13 +133,13 @@ def covered_bytes(terms: Sequence[Predicate], store: TableStore) -> Iterator[byt
         ((position, terms_on),) = bounds.items()
         if index.positions[width] != position:
             continue
-        found = _bounded(index, prefix, terms_on, longer=len(index.positions) > width + 1)
+        found = _covering_range(index, prefix, terms_on, longer=len(index.positions) > width + 1)
         if found is not None:
             return found
     return None
 
 
-def _bounded(index: Index, prefix: Row, terms: list[Comparison], *, longer: bool) -> Iterator[bytes] | None:
+def _covering_range(index: Index, prefix: Row, terms: list[Comparison], *, longer: bool) -> Iterator[bytes] | None:
     """Rows of `index` whose key starts with `prefix` and whose next column satisfies `terms` (one lower, one upper
     bound at most). `longer`: keys have columns after the bounded one, so a bound covers every key it prefixes."""
     low: Comparison | None = None
