@@ -52,6 +52,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
+from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
@@ -64,6 +65,7 @@ from autopilot_sync.spacetime.frames import (
     EncodedMessage,
 )
 from autopilot_sync.spacetime.messages import (
+    CallProcedure,
     CallReducer,
     InitialConnection,
     OneOffQuery,
@@ -226,6 +228,15 @@ class Connection:
 
         origin = _ReducerOrigin(self, message.request_id)
         self.hub.engine.start_call(message.reducer, message.args, self.caller, origin, done)
+
+    def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
+        """Run the procedure through the engine (its transactions commit and fan out like a reducer's)."""
+
+        def done(outcome: ProcedureOutcome) -> None:
+            on_done(outcome)
+            self._poll()
+
+        self.hub.engine.start_procedure(message.procedure, message.args, self.caller, done)
 
     # ----- feeding the session -----
 

@@ -38,9 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
 
 from autopilot_sync.auth.claims import (
     LEEWAY_SECONDS,
@@ -58,6 +55,8 @@ from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
 
 if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
+
     from autopilot_sync.settings.host import HostSettings
 
 #: The issuer of host-minted tokens, as SpacetimeDB standalone (`LOCALHOST`).
@@ -97,7 +96,8 @@ class SigningKey:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         if not isinstance(private_key.curve, ec.SECP256R1):
             raise ValueError("the host signing key must be a P-256 key (ES256)")
-        self._jwk = ECKey.import_key(private_key)
+        self._private_key = private_key
+        self._jwk_key: ECKey | None = None
         self.public_pem: bytes = private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -131,12 +131,27 @@ class SigningKey:
         with contextlib.suppress(FileExistsError):
             write_atomically(path, pem, mode=0o600, replace=False)
 
+    @property
+    def _jwk(self) -> ECKey:
+        """The key as joserfc's JWK, made on first use: joserfc (and `cryptography.x509` under it) cost the host's
+        start ~0.1 s of CPU and are needed only once the first token is signed or checked."""
+        if self._jwk_key is None:
+            from joserfc.jwk import ECKey
+
+            self._jwk_key = ECKey.import_key(self._private_key)
+        return self._jwk_key
+
     def sign(self, claims: Mapping[str, Any]) -> str:
         """A compact JWS of `claims` with header `{"typ": "JWT", "alg": "ES256"}`."""
+        from joserfc import jwt
+
         return jwt.encode({"alg": "ES256"}, dict(claims), self._jwk, algorithms=["ES256"])
 
     def verifies(self, token: str) -> bool:
         """True when `token` carries a valid ES256 signature by this key."""
+        from joserfc import jws
+        from joserfc.errors import JoseError
+
         try:
             jws.deserialize_compact(token, self._jwk, algorithms=["ES256"])
         except (JoseError, ValueError, TypeError):

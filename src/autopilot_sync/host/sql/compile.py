@@ -10,7 +10,6 @@ import dataclasses
 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql.plan import And, Comparison, Predicate, SelectPlan, SqlContext, SqlError
-from autopilot_sync.host.sql.select import compile_plan
 from autopilot_sync.spacetime.values import Identity
 
 
@@ -37,6 +36,8 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
     plan = _PLANS.get(key)
     if plan is not None and _current(plan, ctx.datastore):
         return plan
+    from autopilot_sync.host.sql.select import compile_plan  # sqlglot is imported with the first query
+
     plan = compile_plan(sql, ctx, one_off=one_off)
     if not ctx.private_visible:
         plan = apply_visibility(plan, ctx)
@@ -75,6 +76,8 @@ def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
     key = (module, table, ctx.sender)
     plan = _RULES.get(key)
     if plan is None:
+        from autopilot_sync.host.sql.select import compile_plan
+
         plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
         if plan.table.name != table or not plan.returns_rows:
             raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")

@@ -5,12 +5,13 @@ An equality (or range) on an index's leading column picks the index; the caller 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_sync.host.datastore import TOP, TableStore
-from autopilot_sync.host.sql.plan import CompareOp, Comparison, Row, SelectPlan, conjuncts
+from autopilot_sync.host.datastore import TOP, Index, TableStore
+from autopilot_sync.host.sql.plan import CompareOp, Comparison, Predicate, Row, SelectPlan, conjuncts
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,81 @@ def _bounded(index: Any, prefix: Row, bound: Comparison) -> Iterator[bytes]:
         high = (*prefix, value) if exact else (*prefix, value, TOP)
         inclusive = (True, op is CompareOp.LE or not exact)
     return index.range(low, high, inclusive)  # type: ignore[no-any-return]
+
+
+def covered_bytes(terms: Sequence[Predicate], store: TableStore) -> Iterator[bytes] | None:
+    """The bytes of exactly the rows satisfying `terms`, in key order, when one index answers all of them: equalities
+    on its leading columns, then at most one lower and one upper bound on the next. No row is decoded (what a
+    resume from seq N needs: `stream_id = 'x' AND seq > N`). None when the terms need a row to be tested.
+    """
+    equal: dict[int, Any] = {}
+    bounds: dict[int, list[Comparison]] = {}
+    for term in terms:
+        if not isinstance(term, Comparison) or term.op is CompareOp.NE:
+            return None
+        if term.op is CompareOp.EQ:
+            if term.position in equal:
+                return None
+            equal[term.position] = term.value
+        else:
+            bounds.setdefault(term.position, []).append(term)
+    if not equal or len(bounds) > 1:
+        return None
+    for index in store.indexes.values():
+        width = len(equal)
+        if set(index.positions[:width]) != set(equal) or len(index.positions) < width + len(bounds):
+            continue
+        prefix = tuple(equal[p] for p in index.positions[:width])
+        if not bounds:
+            return index.lookup(prefix)
+        ((position, terms_on),) = bounds.items()
+        if index.positions[width] != position:
+            continue
+        found = _covering_range(index, prefix, terms_on, longer=len(index.positions) > width + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _covering_range(index: Index, prefix: Row, terms: list[Comparison], *, longer: bool) -> Iterator[bytes] | None:
+    """Rows of `index` whose key starts with `prefix` and whose next column satisfies `terms` (one lower, one upper
+    bound at most). `longer`: keys have columns after the bounded one, so a bound covers every key it prefixes."""
+    low: Comparison | None = None
+    high: Comparison | None = None
+    for term in terms:
+        if term.op in (CompareOp.GT, CompareOp.GE) and low is None:
+            low = term
+        elif term.op in (CompareOp.LT, CompareOp.LE) and high is None:
+            high = term
+        else:
+            return None
+    low_key: Row = prefix if low is None else (*prefix, low.value)
+    high_key: Row = (*prefix, TOP) if high is None else (*prefix, high.value)
+    low_inclusive = low is None or low.op is CompareOp.GE
+    high_inclusive = high is None or high.op is CompareOp.LE
+    if longer:
+        if not low_inclusive:
+            low_key, low_inclusive = (*low_key, TOP), True
+        if high is not None and high_inclusive:
+            high_key = (*high_key, TOP)
+    return index.range(low_key, high_key, (low_inclusive, high_inclusive))
+
+
+def matching_bytes(plan: SelectPlan, store: TableStore) -> list[bytes] | None:
+    """The bytes of every row a single-table plan selects, honouring LIMIT, when an index answers its predicate
+    alone (`covered_bytes`); None when rows must be decoded and tested."""
+    if plan.join is not None:
+        return None
+    if plan.predicate is None:
+        found: Iterable[bytes] = store.rows
+    else:
+        covered = covered_bytes(conjuncts(plan.predicate), store)
+        if covered is None:
+            return None
+        found = covered
+    if plan.limit is None:
+        return list(found)
+    return list(itertools.islice(found, plan.limit))
 
 
 def matching_rows(plan: SelectPlan, store: TableStore) -> list[tuple[bytes, Row]]:
