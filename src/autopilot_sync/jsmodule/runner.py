@@ -56,8 +56,8 @@ _HEAP_LIMIT_MARKERS = ("Reached heap limit", "JavaScript heap out of memory")
 _STDERR_TAIL_BYTES = 4096
 #: How long each side polls the pipe before it blocks, when it waits for the other's next frame (µs). A crossing
 #: whose answer arrives within this costs no scheduler wake-up; the bound caps the CPU a waiting side burns.
-#: Measured in docs/performance.md "(i)": the module's JavaScript between two syscalls and the host's answer are
-#: both well under it on an idle core.
+#: Off: measured in docs/performance.md "(i)" Round 3, 200 µs made the twin slower on a busy machine (a spinning
+#: waiter takes the core the other end needs) and only a little faster with both processes on a core of their own.
 SPIN_US = 0
 
 
@@ -270,6 +270,27 @@ class JsModuleRunner:
             "ts": str(timestamp_us),
         }
         self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+
+    def call_procedure(
+        self,
+        procedure_id: int,
+        args: bytes,
+        *,
+        sender: int = 0,
+        connection_id: int = 0,
+        timestamp_us: int = 0,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        """Run procedure `procedure_id` with BSATN `args`: its BSATN return value, or a `JsModuleError` subclass."""
+        header = {
+            "t": "proc",
+            "id": procedure_id,
+            "sender": str(sender),
+            "conn": str(connection_id),
+            "ts": str(timestamp_us),
+        }
+        _, body = self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+        return body
 
     def _exchange(self, request: Header, body: bytes, timeout_s: float) -> tuple[Header, bytes]:
         self.start()
