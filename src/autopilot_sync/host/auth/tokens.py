@@ -242,7 +242,25 @@ class TokenService:
         iat = int(self._clock())
         exp = iat + ttl if origin is None else min(iat + ttl, math.floor(origin))
         extra[ORIGIN_EXPIRY_CLAIM] = None if origin is None else math.floor(origin)
-        return self._issue(verified.issuer, verified.subject, audiences(verified.claims), extra, iat, exp, origin)
+        issued = self._issue(verified.issuer, verified.subject, audiences(verified.claims), extra, iat, exp, origin)
+        self._remember_issued(issued.token)
+        return issued
+
+    def _remember_issued(self, token: str) -> None:
+        """Remember a token this host just signed as verified, exactly as `verify` would after checking it.
+
+        The signature is ours, so checking it again at the upgrade that follows every exchange would only repeat an
+        ES256 verify per connection. The claims are read back from the token itself and, as for every remembered
+        token, checked again on every use (expiry included); a token whose claims already fail is not remembered.
+        """
+        _, claims = parse_unverified(token)
+        now = self._clock()
+        try:
+            identity, issuer, subject = self._check(claims, now, host_signed=True)
+        except TokenError:
+            return
+        origin = origin_expiry(claims, host_signed=True)
+        self._remember(VerifiedToken(token, identity, issuer, subject, claims, origin), now, None)
 
     def rights_end(self, verified: VerifiedToken) -> float | None:
         """When a session opened with `verified` must end (Unix seconds): its origin expiry plus the leeway."""

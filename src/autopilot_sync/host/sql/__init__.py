@@ -21,7 +21,7 @@ from autopilot_sync.host.sql.compile import (
     compile_query,
     compile_subscription,
 )
-from autopilot_sync.host.sql.execute import execute, plan_rows, sql_json_result
+from autopilot_sync.host.sql.execute import execute, plan_row_bytes, plan_rows, sql_json_result
 from autopilot_sync.host.sql.joins import JoinMirror, has_partner
 from autopilot_sync.host.sql.plan import (
     CompareOp,
@@ -52,6 +52,7 @@ __all__ = [
     "equality_terms",
     "execute",
     "has_partner",
+    "plan_row_bytes",
     "plan_rows",
     "sql_json_result",
 ]

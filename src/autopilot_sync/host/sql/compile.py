@@ -24,13 +24,38 @@ def compile_query(sql: str, ctx: SqlContext) -> SelectPlan:
     return _compile(sql, ctx, one_off=True)
 
 
+#: Compiled queries per (module, text, kind, caller's view): a reconnect storm sends the same resume query from many
+#: sockets, and parsing is most of what compiling costs. Plans are frozen, so sockets share them; a hit is used only
+#: while its tables are still the datastore's (a publish replaces them). Failures are not remembered.
+_PLANS: dict[tuple[object, str, bool, bool, Identity | None], SelectPlan] = {}
+_PLANS_MAX = 1024
+
+
 def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
-    from autopilot_sync.host.sql.select import compile_plan  # sqlglot is imported with the first query (below)
+    key = (ctx.datastore.module, sql, one_off, ctx.private_visible, ctx.sender)
+    plan = _PLANS.get(key)
+    if plan is not None and _current(plan, ctx.datastore):
+        return plan
+    from autopilot_sync.host.sql.select import compile_plan  # sqlglot is imported with the first query
 
     plan = compile_plan(sql, ctx, one_off=one_off)
-    if ctx.private_visible:
-        return plan
-    return apply_visibility(plan, ctx)
+    if not ctx.private_visible:
+        plan = apply_visibility(plan, ctx)
+    if len(_PLANS) >= _PLANS_MAX:
+        del _PLANS[next(iter(_PLANS))]
+    _PLANS[key] = plan
+    return plan
+
+
+def _current(plan: SelectPlan, datastore: Datastore) -> bool:
+    """Whether the plan's tables are the ones the datastore holds now."""
+    store = datastore.tables.get(plan.table.name)
+    if store is None or store.table is not plan.table:
+        return False
+    if plan.join is None:
+        return True
+    joined = datastore.tables.get(plan.join.table.name)
+    return joined is not None and joined.table is plan.join.table
 
 
 # ----- row-level security -----
