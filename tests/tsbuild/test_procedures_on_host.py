@@ -175,3 +175,14 @@ def test_the_official_typescript_sdk_calls_the_procedures(host: HostProcess, tmp
     }
     assert observed["seen"] == ["insert s=3", "update s=4", "update s=5"]
     assert observed["rows"] == ["s=5"]
+
+
+async def test_a_scheduled_procedure_fires_once_after_its_row_is_deleted(host: HostProcess) -> None:
+    async with await connect(host.url, DATABASE) as conn:
+        seen: asyncio.Queue[str] = asyncio.Queue()
+        conn.cache.on_insert("counter", lambda row: seen.put_nowait(row.name))
+        await (await conn.subscribe(["SELECT * FROM counter", "SELECT * FROM tick"])).applied()
+        assert (await conn.call("schedule_tick", "t1")).ok
+        async with asyncio.timeout(10):
+            assert await seen.get() == "ticked t1"
+        assert conn.cache.rows("tick") == [], "the one-shot row was deleted before the procedure ran"
