@@ -41,7 +41,7 @@ from autopilot_sync.host.procedure_call import (
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
-from autopilot_sync.host.sql import check_visibility_filters
+from autopilot_sync.host.sql import check_visibility_filters_at_start
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
     CommittedTx,
@@ -87,6 +87,8 @@ class EngineConfig:
 
     fsync: bool = True
     snapshot_every: int = 10_000
+    #: Also snapshot once this many bytes of log records were written since the last one (few, large commits).
+    snapshot_every_bytes: int = 64 * 1024 * 1024
     #: Snapshots kept on disk; log segments older than the oldest kept one are deleted.
     snapshots_kept: int = 2
     #: Size bound of one commit-log segment.
@@ -121,7 +123,8 @@ class HostEngine:
         self.datastore = Datastore(module, SYSTEM_TABLES)
         # Row-level security is checked when the module loads (SpacetimeDB checks it at publish): a filter that does
         # not compile refuses the module here (`VisibilityFilterError` names the table) instead of failing each read.
-        check_visibility_filters(self.datastore)
+        # A restart with the same filters and tables skips the compile (and sqlglot's import): host/sql/verdict.py.
+        check_visibility_filters_at_start(self.datastore, data_dir)
         self.commitlog = CommitLog(
             data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
         )
@@ -134,6 +137,7 @@ class HostEngine:
             self.datastore,
             self.commitlog,
             every=self.config.snapshot_every,
+            every_bytes=self.config.snapshot_every_bytes,
             kept=self.config.snapshots_kept,
         )
         self._scheduler = ReducerScheduler(module, self.datastore, self._run_scheduled, self.commitlog.wait_durable)
@@ -171,6 +175,7 @@ class HostEngine:
         self._last_timestamp = recovered.last_timestamp
         self._durability.durable_offset = self.offset
         self._snapshots.last_offset = recovered.report.snapshot_offset
+        self._snapshots.bytes_since = recovered.report.replayed_bytes
         self.recovery = recovered.report
         self._started = True
         if self.recovery.fresh:
@@ -556,7 +561,8 @@ class HostEngine:
             )
             return outcome, None
         try:
-            sequence = self.commitlog.append(encode_record(committed))
+            record = encode_record(committed)
+            sequence = self.commitlog.append(record)
         except StorageFailedError as exc:
             tx.rollback()
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {exc}", offset=self.offset), None
@@ -564,7 +570,7 @@ class HostEngine:
         self.commits_total += 1
         self._durability.written(sequence, committed)
         self._scheduler.after_commit(committed)
-        self._snapshots.after_commit(committed, sequence)
+        self._snapshots.after_commit(committed, sequence, len(record))
         outcome = CallOutcome(
             CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration, offset=committed.offset
         )

@@ -42,7 +42,6 @@ from autopilot_sync.host.procedure_call import (
     ProcedureTransactions,
     ProcedureTxError,
 )
-from autopilot_sync.host.sql.parse import parse_select
 from autopilot_sync.host.sql.plan import SqlError
 from autopilot_sync.host.transaction import HostReducerContext
 from autopilot_sync.jsmodule import (
@@ -355,6 +354,8 @@ def _source_names(description: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 def _filters_by_table(definition: md.ModuleDef) -> dict[str, str]:
     """Each row-level-security rule keyed by the one table it selects from (parsed with the host's SQL layer)."""
+    from autopilot_sync.host.sql.parse import parse_select  # sqlglot only for a module that has rules
+
     filters: dict[str, str] = {}
     for sql in definition.row_level_security:
         select = parse_select(sql)
