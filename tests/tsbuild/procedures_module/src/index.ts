@@ -26,6 +26,9 @@ export const add = spacetimedb.procedure({ a: t.u32(), b: t.u32() }, t.u32(), (_
 // Who called: the caller's identity, as a hex string.
 export const whoami = spacetimedb.procedure(t.string(), (ctx) => ctx.sender.toHexString());
 
+// The database's identity, outside any transaction.
+export const module_identity = spacetimedb.procedure(t.string(), (ctx) => ctx.databaseIdentity.toHexString());
+
 // One transaction: read, then insert or update; returns the new value.
 export const bump = spacetimedb.procedure({ name: t.string(), by: t.u64() }, t.u64(), (ctx, { name, by }) =>
   ctx.withTx((tx) => {
