@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from autopilot_sync.host.datastore import Datastore, TableStore
-from autopilot_sync.host.sql.plan import And, Comparison, Row, SelectPlan, conjuncts
-from autopilot_sync.host.sql.scan import candidate_rows
+from autopilot_sync.host.sql.plan import And, CompareOp, Comparison, Row, SelectPlan, conjuncts
+from autopilot_sync.host.sql.scan import candidate_rows, covered_bytes
 
 
 def _hashable(value: Any) -> Any:
@@ -54,6 +54,49 @@ def join_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]
                 if plan.limit is not None and len(out) >= plan.limit:
                     return out
     return out
+
+
+def join_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | None:
+    """`join_rows`' bytes without decoding a projected row, when that is possible; None when it is not.
+
+    Possible when an index answers the projected table's own conjuncts alone (`covered_bytes`), one of them fixes
+    the join column (so every candidate has the same partners), and every other conjunct is about the joined row:
+    then whether a candidate is in the result, and how many times, is the same for all of them. This is a resume
+    under row-level security (`stream_id = 'x' AND seq > N`, joined with the caller's reader grant).
+    """
+    assert plan.join is not None
+    spec = plan.join
+    width = len(plan.table.columns)
+    terms = conjuncts(plan.predicate)
+    if not all(isinstance(t, Comparison) for t in terms):
+        return None
+    own = [t for t in terms if isinstance(t, Comparison) and t.position < width]
+    theirs = [t for t in terms if isinstance(t, Comparison) and t.position >= width]
+    fixed = [t.value for t in own if t.position == spec.left_position and t.op is CompareOp.EQ]
+    if not fixed:
+        return None
+    covered = covered_bytes(own, datastore[plan.table.name])
+    if covered is None:
+        return None
+    joined = datastore[spec.table.name]
+    blank = (None,) * width
+    partners = [row for _, row in _partners(joined, spec.right_column, spec.right_position, fixed[0])]
+    times = sum(1 for partner in partners if all(t.test(blank + partner) for t in theirs))
+    if times == 0 or plan.limit == 0:
+        return []
+    out = [row_bytes for row_bytes in covered for _ in range(times)]
+    return out if plan.limit is None else out[: plan.limit]
+
+
+def _partners(store: TableStore, column: str, position: int, value: Any) -> list[tuple[bytes, Row]]:
+    """Rows of `store` whose `column` equals `value`: through an index on exactly that column, else a scan."""
+    try:
+        index = store.index_for((column,))
+    except KeyError:
+        index = None
+    if index is not None and index.columns == (column,):
+        return [(b, store.rows[b]) for b in index.lookup((value,))]
+    return [(b, row) for b, row in store.rows.items() if _hashable(row[position]) == _hashable(value)]
 
 
 class JoinMirror:
