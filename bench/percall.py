@@ -1,11 +1,11 @@
 """Per-call cost: unbatched durable publish and publish → receipt with one subscriber, optionally under py-spy.
 
 `python -m bench.percall [--calls 1000] [--rounds 3] [--profile /tmp/host.svg]` starts our host and control (as
-`python -m bench` does), then per round: `--calls` one-event `append_sync_events` calls, one in flight (events/s and
-the p50 of call → `ReducerResult`), and `--calls` events sent one at a time to a stream one SDK subscriber follows,
-each timed from the send to the subscriber's cache (p50, p99). With `--profile` py-spy records the host
-process during the first round's publish phase, and its receipt phase into `<name>-receipt<suffix>` (speedscope
-for a `.json` name, collapsed stacks for `.txt`, else an SVG flame graph).
+`python -m bench` does), then per round: `--calls` one-event `append_sync_events` calls, one in flight (events/s, the
+p50 of call → `ReducerResult`, CPU per call of the host and of this client process), and `--calls` events sent one at
+a time to a stream one SDK subscriber follows, each timed from the send to the subscriber's cache (p50, p99). With
+`--profile` py-spy records the host process during the first round's publish phase, and its receipt phase into
+`<name>-receipt<suffix>` (speedscope for a `.json` name, collapsed stacks for `.txt`, else an SVG flame graph).
 
 Why its own script: a code change is judged by old against new in one session, alternating; this measures just the
 per-call numbers the change targets, in seconds rather than the suite's minutes. To compare code versions, run it
@@ -33,18 +33,48 @@ from bench.suite import payload
 PROFILE_RATE = 250
 
 
-async def publish_round(ours: Ours, stream: str, calls: int) -> tuple[float, float]:
-    """`calls` one-event appends, one in flight: (events/s, p50 ms of call → answer)."""
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (`/proc/<pid>/stat`; 0.0 where there is no /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU microseconds per call of the host process and of this (the client's) process over one phase.
+
+    Why: wall time on a shared machine mostly measures the other processes; CPU per call says which side a change
+    has to shrink.
+    """
+
+    def __init__(self, host_pid: int) -> None:
+        self.host_pid = host_pid
+        self.host = process_cpu_seconds(host_pid)
+        self.client = time.process_time()
+
+    def per_call(self, calls: int) -> tuple[float, float]:
+        """(host, client) CPU microseconds per call since this meter was made."""
+        host = process_cpu_seconds(self.host_pid) - self.host
+        client = time.process_time() - self.client
+        return host / calls * 1e6, client / calls * 1e6
+
+
+async def publish_round(ours: Ours, stream: str, calls: int) -> tuple[float, float, float, float]:
+    """`calls` one-event appends, one in flight: (events/s, p50 ms of call → answer, host and client CPU µs/call)."""
     conn = await ours.connect(producer=True)
     try:
         await ours.append(conn, [event_input(stream, 1, payload(1))])  # grants the stream: not timed
         took: list[float] = []
+        meter = CpuMeter(ours.host_pid)
         started = time.perf_counter()
         for seq in range(2, calls + 2):
             sent = time.perf_counter()
             await ours.append(conn, [event_input(stream, seq, payload(seq))])
             took.append(time.perf_counter() - sent)
-        return calls / (time.perf_counter() - started), median(took) * 1000
+        rate = calls / (time.perf_counter() - started)
+        return rate, median(took) * 1000, *meter.per_call(calls)
     finally:
         await conn.close()
 
@@ -89,7 +119,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 profiler = start_profiler(ours.host_pid, args.profile) if args.profile and round_no == 0 else None
                 if profiler is not None:
                     await asyncio.sleep(1.0)  # py-spy attaches
-                rate, ack = await publish_round(ours, f"pc-{round_no}", args.calls)
+                rate, ack, host_cpu, client_cpu = await publish_round(ours, f"pc-{round_no}", args.calls)
                 if profiler is not None:
                     profiler.send_signal(2)
                     profiler.wait(60)
@@ -100,7 +130,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if profiler is not None:
                     profiler.send_signal(2)
                     profiler.wait(60)
-                row = {"unbatched_events_per_s": rate, "ack_p50_ms": ack, "receipt_p50_ms": p50, "receipt_p99_ms": p99}
+                row = {
+                    "unbatched_events_per_s": rate,
+                    "ack_p50_ms": ack,
+                    "host_cpu_us_per_call": host_cpu,
+                    "client_cpu_us_per_call": client_cpu,
+                    "receipt_p50_ms": p50,
+                    "receipt_p99_ms": p99,
+                }
                 print(json.dumps(row), file=sys.stderr)
                 rows.append(row)
         finally:

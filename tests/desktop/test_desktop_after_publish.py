@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aiohttp
 import pytest
 from desktop_stack import Stack
 
@@ -56,13 +57,15 @@ async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_
         stack.stop()
 
 
-async def test_a_delete_data_publish_makes_the_desktop_rebuild_instead_of_keeping_history_the_host_lost(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_after_a_delete_data_publish_the_runtime_publishes_its_streams_again_and_keeps_publishing(
+    tmp_path: Path,
 ) -> None:
+    """The new incarnation holds no stream: the runtime notices on reconnect, sends each stream again from seq 1
+    (same seqs, keys and hashes), its next appends follow on, and the desktop ends with the whole stream once."""
     stack = Stack(tmp_path)
     try:
         stack.start()
-        await stack.append_run_events(RUN, 12)
+        promised = await stack.append_run_events(RUN, 12)
         desktop = stack.desktop("reader", streams=(STREAM,))
         await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
 
@@ -72,11 +75,15 @@ async def test_a_delete_data_publish_makes_the_desktop_rebuild_instead_of_keepin
         )
         assert answer.ok and answer.cleared, answer.text
 
-        # The stream's head row is gone with the data: the desktop's copy is ahead of the host, so it rebuilds.
+        promised += await stack.append_run_events(RUN, 8, start=12)
         done = await desktop.wait_for(
-            "the rebuild", lambda s: stream(s).get("rebuilds") == 1 and stream(s).get("applied") == 0, within=60
+            "the whole stream on the new incarnation", lambda s: stream(s).get("applied") == 20, within=90
         )
-        assert stream(done)["last_rebuild"] == "checkpoint_ahead" and stream(done)["divergences"] == 1
-        assert desktop.seqs(STREAM) == []
+        assert desktop.seqs(STREAM) == promised == list(range(1, 21))
+        assert stream(done)["divergences"] == stream(done)["rebuilds"]  # any copy the host lost was rebuilt, no gap
+        async with aiohttp.ClientSession() as http, http.get(f"{stack.runtime_url}/metrics") as response:
+            metrics = await response.text()
+        assert "autopilot_sync_runtime_events_republished_total 12.0" in metrics
+        assert "autopilot_sync_runtime_dead_letters_open 0.0" in metrics
     finally:
         stack.stop()

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
+from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, ServerSession
 from autopilot_sync.host.session_v1 import EVENT_TABLE_REFUSAL, LEGACY_QUERY_SETS, V1Codec
 from autopilot_sync.spacetime import algebraic as at
@@ -62,6 +63,10 @@ class V1BackendDouble:
     def call_reducer(self, message: v2.CallReducer, on_done: Callable[[CallOutcome], None]) -> None:
         self.asked.append(message)
         self.calls.append(on_done)
+
+    def call_procedure(self, message: v2.CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
+        self.asked.append(message)
+        on_done(ProcedureOutcome(Timestamp(1_000), error=f"no such procedure: {message.procedure}"))
 
 
 class SchemaDouble:

@@ -213,6 +213,8 @@ class TableStore:
         self.table = table
         self.codec = bsatn.codec(table.row_type)
         self.make_row = table.row_class._make  # type: ignore[attr-defined]
+        #: Where the primary key sits in a row (None without one): read on every `update`, so computed once here.
+        self.pk_position = None if table.primary_key is None else table.column_index(table.primary_key)
         self.rows = RowMap(self.decode)
         unique = set(table.unique_keys())
         self.indexes: dict[tuple[str, ...], Index] = {

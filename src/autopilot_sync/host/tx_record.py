@@ -6,6 +6,8 @@ bytes of the rows inserted and deleted. The offset comes first so recovery can p
 
 from __future__ import annotations
 
+import struct
+
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -26,17 +28,36 @@ TX_RECORD = bsatn.codec(
 )
 
 
+_HEAD = struct.Struct("<Qq")
+_U32 = struct.Struct("<I")
+
+
 def encode_record(tx: CommittedTx) -> bytes:
-    """The log record of a committed transaction (its rows as the BSATN bytes the datastore keys them by)."""
-    return TX_RECORD.encode(
-        (
-            tx.offset,
-            tx.timestamp,
-            tx.reducer,
-            tx.caller.identity,
-            [(c.table, [b for b, _ in c.inserts], [b for b, _ in c.deletes]) for c in tx.changes],
-        )
-    )
+    """The log record of a committed transaction (its rows as the BSATN bytes the datastore keys them by).
+
+    The same bytes as `TX_RECORD.encode` (tests/host/test_tx_record.py checks it), written directly: one record per
+    commit is on every call's path, and the generic codec's per-field calls were ~10% of a one-event call's CPU.
+    """
+    u32 = _U32.pack
+    reducer = tx.reducer.encode("utf-8")
+    parts = [
+        _HEAD.pack(tx.offset, tx.timestamp.micros),
+        u32(len(reducer)),
+        reducer,
+        tx.caller.identity.value.to_bytes(32, "little"),
+        u32(len(tx.changes)),
+    ]
+    append = parts.append
+    for change in tx.changes:
+        table = change.table.encode("utf-8")
+        append(u32(len(table)))
+        append(table)
+        for rows in (change.inserts, change.deletes):
+            append(u32(len(rows)))
+            for row_bytes, _ in rows:
+                append(u32(len(row_bytes)))
+                append(row_bytes)
+    return b"".join(parts)
 
 
 def record_offset(payload: bytes) -> int:

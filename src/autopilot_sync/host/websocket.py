@@ -51,6 +51,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
+from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
@@ -63,6 +64,7 @@ from autopilot_sync.spacetime.frames import (
     EncodedMessage,
 )
 from autopilot_sync.spacetime.messages import (
+    CallProcedure,
     CallReducer,
     InitialConnection,
     OneOffQuery,
@@ -217,6 +219,15 @@ class Connection:
 
         origin = _ReducerOrigin(self, message.request_id)
         self.hub.engine.start_call(message.reducer, message.args, self.caller, origin, done)
+
+    def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
+        """Run the procedure through the engine (its transactions commit and fan out like a reducer's)."""
+
+        def done(outcome: ProcedureOutcome) -> None:
+            on_done(outcome)
+            self._poll()
+
+        self.hub.engine.start_procedure(message.procedure, message.args, self.caller, done)
 
     # ----- feeding the session -----
 
@@ -501,7 +512,7 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
     upgrade = read_upgrade(request, auth)
     connection_id, compression, protocol = upgrade.connection_id, upgrade.compression, upgrade.protocol
     ws = MaskEnforcingResponse(
-        protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=True
+        protocols=(protocol,), max_msg_size=hub.options.max_message_bytes, compress=False, autoping=False
     )
     if not ws.can_prepare(request).ok:
         raise bad_request("WebSocket upgrade expected: send Connection: Upgrade and Upgrade: websocket", auth)
@@ -616,29 +627,84 @@ async def _serve(connection: Connection) -> None:
                 transport.abort()
 
 
+class _ReadStop:
+    """Why the read loop was told to stop from outside (the writer died, the client went silent), and the telling.
+
+    The loop awaits one `receive` per frame, with no task, `asyncio.wait` or timeout object per frame (together ~7% of
+    the host's loop samples per unbatched call, and two extra loop iterations before a frame was handled). So the
+    writer's end and the idle limit reach it here instead: the reason is recorded, and the reading task is cancelled
+    only while it is parked in `receive`; elsewhere the loop sees the reason before it reads again.
+    """
+
+    def __init__(self, idle_timeout: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = asyncio.current_task()
+        self.reason: CloseReason | None = None
+        self.writer_died = False
+        self.receiving = False
+        self.idle_timeout = idle_timeout
+        self.last_frame = self.loop.time()
+        # One timer for the idle limit, moved lazily: each receive only records when it started waiting.
+        self._idle = self.loop.call_at(self.last_frame + idle_timeout, self._check_idle)
+
+    def _check_idle(self) -> None:
+        # Only time spent waiting in `receive` counts (a frame being handled is not idleness).
+        due = self.last_frame + self.idle_timeout if self.receiving else self.loop.time() + self.idle_timeout
+        if self.loop.time() < due:
+            self._idle = self.loop.call_at(due, self._check_idle)
+            return
+        self.reason = CloseReason.IDLE_TIMEOUT
+        self._interrupt()
+
+    def writer_done(self, _writer: asyncio.Task[None]) -> None:
+        self.writer_died = True
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        if self.receiving and self.task is not None:
+            self.task.cancel()
+
+    def stopped(self) -> bool:
+        """Whether the loop was told to stop."""
+        return self.writer_died or self.reason is not None
+
+    def cancel(self) -> None:
+        self._idle.cancel()
+
+
 async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None:
-    """Feed the client's frames to the session until it asks to close, the client leaves, or the writer dies."""
+    """Feed the client's frames to the session until it asks to close, the client leaves, the writer dies (the peer
+    vanished mid-send) or the client sent nothing, not even a pong, for `idle_timeout` seconds (`_ReadStop`)."""
     ws = connection.ws
-    options = connection.hub.options
-    while not connection.closed:
-        receive = asyncio.ensure_future(ws.receive(timeout=options.idle_timeout))
-        done, _ = await asyncio.wait({receive, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if receive not in done:
-            # The writer died (the peer vanished mid-send): stop reading too.
-            receive.cancel()
-            await asyncio.gather(receive, return_exceptions=True)
-            return
-        try:
-            msg = receive.result()
-        except TimeoutError:
+    stop = _ReadStop(connection.hub.options.idle_timeout)
+    writer.add_done_callback(stop.writer_done)
+    try:
+        while not connection.closed and not stop.stopped():
+            stop.receiving = True
+            stop.last_frame = stop.loop.time()  # idle = time spent waiting here, as a timeout on each receive was
+            try:
+                msg = await ws.receive()
+            except asyncio.CancelledError:
+                # Ours (`_ReadStop`) unless someone else cancelled too: then it goes on up.
+                if not stop.stopped() or stop.task is None or stop.task.uncancel() > 0:
+                    raise
+                break
+            finally:
+                stop.receiving = False
+            if msg.type is WSMsgType.BINARY:
+                connection.receive_binary(msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                connection.receive_text(msg.data)
+            elif msg.type is WSMsgType.PING:  # answered here (`autoping=False`) so that pongs count as activity
+                with contextlib.suppress(Exception):
+                    await ws.pong(msg.data)
+            elif msg.type is not WSMsgType.PONG:
+                return  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
+        if stop.reason is CloseReason.IDLE_TIMEOUT and not stop.writer_died:
             await connection.close(CloseReason.IDLE_TIMEOUT)
-            return
-        if msg.type is WSMsgType.BINARY:
-            connection.receive_binary(msg.data)
-        elif msg.type is WSMsgType.TEXT:
-            connection.receive_text(msg.data)
-        else:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
-            return
+    finally:
+        stop.cancel()
+        writer.remove_done_callback(stop.writer_done)
 
 
 def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:

@@ -13,27 +13,31 @@ from typing import Any
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of, stream_allowed
-from autopilot_sync.module.config import trusted_issuer
+from autopilot_sync.module.config import config_row
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.nostr.errors import NostrKeyError
 from autopilot_sync.nostr.keys import PublicKey
+from autopilot_sync.sync_bindings import SyncConfig
 
 _HEX_PUBKEY = re.compile(r"[0-9a-f]{64}")
 
 
-def require_trusted_issuer(ctx: ReducerContext) -> None:
+def require_trusted_issuer(ctx: ReducerContext) -> SyncConfig | None:
     """Raise `unauthorized` when the owner named a trusted issuer and the caller's token is from another one.
 
     Why in the module: a real SpacetimeDB running the TypeScript twin accepts tokens from any OIDC issuer, so a
     `scopes` claim proves nothing until the module knows who signed it (docs/security.md "The trusted issuer").
+    Returns the configuration row it read, so a reducer that also needs its limits reads the row once per call.
     """
-    trusted = trusted_issuer(ctx)
+    config = config_row(ctx)
+    trusted = "" if config is None else config.trusted_issuer
     if not trusted:
-        return
+        return config
     issuer = ctx.claims.get("iss")
     if issuer != trusted:
         shown = issuer[:100] if isinstance(issuer, str) else "(none)"
         raise SyncError(SyncErrorCode.UNAUTHORIZED, f"token issuer {shown} is not the issuer this database trusts")
+    return config
 
 
 def require_scope(claims: Mapping[str, Any], scope: Scope, action: str) -> None:

@@ -67,12 +67,22 @@ _LIMIT_PARAMS = (
 )
 
 
+def config_row(ctx: ReducerContext) -> SyncConfig | None:
+    """The configuration row (None before it is seeded)."""
+    row = ctx.db.sync_config.find("id", CONFIG_ROW)
+    return None if row is None else SyncConfig.from_values(row)
+
+
+def limits_of(config: SyncConfig | None) -> SyncLimits:
+    """The limits a configuration row sets (the defaults before the row is seeded)."""
+    if config is None:
+        return DEFAULT_LIMITS
+    return SyncLimits(*(int(value) for value in config[2:8]))
+
+
 def current_limits(ctx: ReducerContext) -> SyncLimits:
     """The limits in force for this transaction (the defaults before the row is seeded)."""
-    row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    if row is None:
-        return DEFAULT_LIMITS
-    return SyncLimits(*(int(value) for value in row[2:8]))
+    return limits_of(config_row(ctx))
 
 
 def require_owner(ctx: ReducerContext, reducer: str) -> Row:
@@ -94,12 +104,6 @@ def seed_config(ctx: ReducerContext) -> None:
         ctx.db.sync_config.insert((CONFIG_ROW, ctx.sender, *DEFAULT_LIMITS.as_tuple(), ctx.timestamp, 0, 0, ""))
     elif row[1] != ctx.sender:
         ctx.db.sync_config.update((CONFIG_ROW, ctx.sender, *row[2:8], ctx.timestamp, *row[9:]))
-
-
-def trusted_issuer(ctx: ReducerContext) -> str:
-    """The token issuer whose claims count ("" = none named: the host's own issuer trust stands)."""
-    row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    return "" if row is None else SyncConfig.from_values(row).trusted_issuer
 
 
 @module.init

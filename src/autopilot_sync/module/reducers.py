@@ -16,7 +16,7 @@ from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_t
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
 from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream, require_trusted_issuer
-from autopilot_sync.module.config import current_limits, seed_config
+from autopilot_sync.module.config import current_limits, limits_of, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
 from autopilot_sync.module.limits import SyncLimits, check_event_fields, check_payload_depth, check_stream_id
@@ -81,9 +81,9 @@ def heartbeat(ctx: ReducerContext) -> None:
 @module.reducer(("batch", at.array(SYNC_EVENT_INPUT)))
 def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> None:
     """Append events atomically: hash-checked, idempotent by key, gap-free per stream."""
-    require_trusted_issuer(ctx)
+    config = require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.APPEND, "append_sync_events")
-    limits = current_limits(ctx)
+    limits = limits_of(config)
     if len(batch) > limits.max_batch_events:
         raise SyncError(
             SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {limits.max_batch_events}"
@@ -106,7 +106,7 @@ def append_sync_event(
     published_at: Timestamp,
 ) -> None:
     """The single-event form of `append_sync_events`."""
-    require_trusted_issuer(ctx)
+    config = require_trusted_issuer(ctx)
     require_scope(ctx.claims, Scope.APPEND, "append_sync_event")
     event = AppendSyncEventsBatchItem(
         stream_id=stream_id,
@@ -118,7 +118,7 @@ def append_sync_event(
         published_at=published_at,
     )
     heads = _Heads(ctx)
-    _append_one(ctx, heads, current_limits(ctx), event)
+    _append_one(ctx, heads, limits_of(config), event)
     heads.write()
 
 
