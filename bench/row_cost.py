@@ -3,9 +3,9 @@
 `python -m bench.row_cost [--events 20000]` fills an in-process engine (sync module, fsync off) with the suite's
 ~250-byte payload, 500 events per call, and reports: Python heap bytes per event (`tracemalloc`, the same thing
 the process RSS grows by, without allocator slack) and a breakdown of one row by structure: its BSATN bytes (the
-row's identity in the table's dict), the decoded row tuple and every object it holds, and each index's entry for it
-(key tuple, bucket, sorted-dict slot). The breakdown is what docs/performance.md's design change for the 600-bytes
-goal is sized from.
+row's identity and the only copy the table keeps), its slot in the table's dict, and each index's entry for it
+(key tuple, bucket, sorted-dict slot; an interned leading string counts as shared). The breakdown is what
+docs/performance.md's design change for the 600-bytes goal is sized from.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from bench.suite import payload
 
 PRODUCER = Caller(Identity(7), ConnectionId(7), {"sub": "bench", "scopes": ["sync.append"], "streams": ["*"]})
 BATCH = 500
-#: dict and sorted-dict slots: a dict entry is ~3 machine words plus its share of the table; SortedDict keeps a
+#: set, dict and sorted-dict slots: a dict entry is ~3 machine words plus its share of the table; SortedDict keeps a
 #: dict and a sorted list of keys (one pointer, plus the list's growth)
 DICT_SLOT = 3 * 8 * 1.5
 SORTED_SLOT = DICT_SLOT + 8 * 1.2
@@ -60,16 +60,19 @@ def breakdown(engine: HostEngine) -> dict[str, float]:
     store = engine.datastore["sync_event"]
     row_bytes, row = next(iter(store.rows.items()))
     parts: dict[str, float] = {
-        "BSATN bytes (the row's identity)": sys.getsizeof(row_bytes),
-        "decoded row tuple and its values": deep_size(row),
+        "BSATN bytes (the row's identity, its only stored copy)": sys.getsizeof(row_bytes),
         "rows dict slot": DICT_SLOT,
     }
     for columns, index in store.indexes.items():
         key = index.key_of(row)
+        stored_key = index.entries.keys()[index.entries.bisect_left(key)]
         entry = index.entries[key]
         share = 1 / (len(entry) if isinstance(entry, set) else 1)
         bucket = sys.getsizeof(entry) * share if isinstance(entry, set) else 0
-        parts[f"index {columns}: key, bucket share, slot"] = deep_size(key) * share + bucket + SORTED_SLOT * share
+        # a leading string column is interned by the index (one object per stream, not per row)
+        own = sum(deep_size(v) for v in (stored_key[1:] if len(stored_key) > 1 else stored_key))
+        key_size = sys.getsizeof(stored_key) + own
+        parts[f"index {columns}: key, bucket share, slot"] = key_size * share + bucket + SORTED_SLOT * share
     return parts
 
 

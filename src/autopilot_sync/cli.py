@@ -2,13 +2,73 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
+from typing import Any
+
 import click
 
 from autopilot_sync import __version__
 from autopilot_sync.cli_errors import FriendlyGroup
 
+#: Every subcommand by name: `module:attribute` of its click command, imported only when that command runs (or when
+#: `--help` lists them all). Importing all of them cost `autopilot-sync host` about 1 s of CPU at every start (the
+#: client SDK, control, verification and their libraries); docs/performance.md "Round 3 — start-up".
+SUBCOMMANDS: dict[str, str] = {
+    "gate": "autopilot_sync.gate.cli:gate",
+    "config": "autopilot_sync.settings.cli:config",
+    "desktop": "autopilot_sync.desktop.cli:desktop",
+    "host": "autopilot_sync.host.cli:host",
+    "client": "autopilot_sync.client.cli:client",
+    "control": "autopilot_sync.control.cli:control",
+    "runtime": "autopilot_sync.runtime.cli:runtime",
+    "exporter": "autopilot_sync.exporter.cli:exporter",
+    "chaos": "autopilot_sync.verification.cli:chaos",
+    "verify-stream": "autopilot_sync.verification.cli:verify_stream",
+    "module": "autopilot_sync.ops.cli:module_group",
+    "compliance": "autopilot_sync.ops.cli:compliance",
+    "publish": "autopilot_sync.ops.publish_cli:publish",
+    "delete": "autopilot_sync.ops.publish_cli:delete",
+    "up": "autopilot_sync.devtools.up:up",
+    "build": "autopilot_sync.tsbuild.cli:build",
+    # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)
+    "server": "autopilot_sync.dbcli.server:server",
+    "token": "autopilot_sync.dbcli.token:token",
+    "sql": "autopilot_sync.dbcli.sql:sql",
+    "call": "autopilot_sync.dbcli.call:call",
+    "subscribe": "autopilot_sync.dbcli.subscribe:subscribe",
+    "logs": "autopilot_sync.dbcli.logs:logs",
+}
 
-@click.group(cls=FriendlyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(FriendlyGroup):
+    """A group whose subcommands are imported when one is run or listed (click's documented lazy-loading pattern).
+
+    Why: each subcommand imports its service (aiohttp, pydantic, the client SDK, cryptography ...); a service start
+    must pay only for its own. `lazy` maps a command name to `module:attribute` of its click command.
+    """
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every name, eager and lazy, sorted as click sorts them (so `--help` reads as before)."""
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command `cmd_name`, importing its module the first time it is asked for."""
+        target = self.lazy.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module_name, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module_name), attribute)
+        if not isinstance(command, click.Command) or command.name != cmd_name:
+            raise TypeError(f"{target} is not the click command {cmd_name!r}")
+        return command
+
+
+@click.group(cls=LazyGroup, lazy=SUBCOMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="autopilot-sync")
 def main() -> None:
     """Spacetime-only real-time sync: host, control, runtime and desktop in one command.
@@ -52,51 +112,4 @@ def bench(args: tuple[str, ...]) -> None:
     raise SystemExit(subprocess.call([sys.executable, "-m", "bench", *args], env=env))
 
 
-def _register() -> None:
-    """Attach every subcommand; imported lazily so `--help` stays fast and import cycles stay impossible."""
-    from autopilot_sync.client.cli import client
-    from autopilot_sync.control.cli import control
-    from autopilot_sync.dbcli.call import call
-    from autopilot_sync.dbcli.logs import logs
-    from autopilot_sync.dbcli.server import server
-    from autopilot_sync.dbcli.sql import sql
-    from autopilot_sync.dbcli.subscribe import subscribe
-    from autopilot_sync.dbcli.token import token
-    from autopilot_sync.desktop.cli import desktop
-    from autopilot_sync.devtools.up import up
-    from autopilot_sync.exporter.cli import exporter
-    from autopilot_sync.gate.cli import gate
-    from autopilot_sync.host.cli import host
-    from autopilot_sync.ops.cli import compliance, module_group
-    from autopilot_sync.ops.publish_cli import delete, publish
-    from autopilot_sync.runtime.cli import runtime
-    from autopilot_sync.settings.cli import config
-    from autopilot_sync.tsbuild.cli import build
-    from autopilot_sync.verification.cli import chaos, verify_stream
-
-    main.add_command(gate)
-    main.add_command(config)
-    main.add_command(desktop)
-    main.add_command(host)
-    main.add_command(client)
-    main.add_command(control)
-    main.add_command(runtime)
-    main.add_command(exporter)
-    main.add_command(chaos)
-    main.add_command(verify_stream)
-    main.add_command(module_group)
-    main.add_command(compliance)
-    main.add_command(publish)
-    main.add_command(delete)
-    main.add_command(up)
-    main.add_command(build)
-    main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)
-    main.add_command(server)  # dbcli/: the commands shaped after the `spacetime` CLI (docs/operations.md)
-    main.add_command(token)
-    main.add_command(sql)
-    main.add_command(call)
-    main.add_command(subscribe)
-    main.add_command(logs)
-
-
-_register()
+main.add_command(bench)  # bench/suite.py: the comparative benchmark (docs/performance.md)

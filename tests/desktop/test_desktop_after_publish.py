@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import aiohttp
 import pytest
-from desktop_stack import Stack
+from desktop_stack import Desktop, Stack, stream_state
 
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE
-from autopilot_sync.ops.host_publish import ModuleArtifact, publish_module
+from autopilot_sync.ops.host_publish import ModuleArtifact, PublishAnswer, publish_module
 
 RUN = "r1"
 STREAM = f"runtime.run.{RUN}.events"
@@ -21,7 +22,23 @@ MODULES = Path(__file__).resolve().parents[1] / "host" / "publish_modules"
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+    return stream_state(state, stream_id)
+
+
+async def twelve_events_followed(stack: Stack) -> tuple[list[int], Desktop]:
+    """Start the stack, append 12 run events and wait until a desktop following the stream applied them all."""
+    stack.start()
+    promised = await stack.append_run_events(RUN, 12)
+    desktop = stack.desktop("reader", streams=(STREAM,))
+    await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+    return promised, desktop
+
+
+async def publish_as_owner(stack: Stack, python_module: str, *, clear: bool = False) -> PublishAnswer:
+    """Publish an installed module to the live host as the database owner (the stack's owner key)."""
+    owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
+    artifact = ModuleArtifact(python_module=python_module)
+    return await publish_module(stack.host_url, DATABASE, owner.token, artifact, clear=clear)
 
 
 async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_or_duplicate(
@@ -30,17 +47,11 @@ async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(MODULES), os.environ.get("PYTHONPATH")])))
     stack = Stack(tmp_path)
     try:
-        stack.start()
-        promised = await stack.append_run_events(RUN, 12)
-        desktop = stack.desktop("reader", streams=(STREAM,))
-        await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+        promised, desktop = await twelve_events_followed(stack)
         seen_before = len(desktop.states())
 
         # The database owner (the stack's owner key) publishes a compatible release to the live host.
-        owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
-        answer = await publish_module(
-            stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="pub_sync_v2")
-        )
+        answer = await publish_as_owner(stack, "pub_sync_v2")
         assert answer.ok and answer.op == "updated" and answer.disconnected_clients, answer.text
 
         promised += await stack.append_run_events(RUN, 8, start=12)
@@ -56,27 +67,27 @@ async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_
         stack.stop()
 
 
-async def test_a_delete_data_publish_makes_the_desktop_rebuild_instead_of_keeping_history_the_host_lost(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+async def test_after_a_delete_data_publish_the_runtime_publishes_its_streams_again_and_keeps_publishing(
+    tmp_path: Path,
 ) -> None:
+    """The new incarnation holds no stream: the runtime notices on reconnect, sends each stream again from seq 1
+    (same seqs, keys and hashes), its next appends follow on, and the desktop ends with the whole stream once."""
     stack = Stack(tmp_path)
     try:
-        stack.start()
-        await stack.append_run_events(RUN, 12)
-        desktop = stack.desktop("reader", streams=(STREAM,))
-        await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+        promised, desktop = await twelve_events_followed(stack)
 
-        owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
-        answer = await publish_module(
-            stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="autopilot_sync.module"), clear=True
-        )
+        answer = await publish_as_owner(stack, "autopilot_sync.module", clear=True)
         assert answer.ok and answer.cleared, answer.text
 
-        # The stream's head row is gone with the data: the desktop's copy is ahead of the host, so it rebuilds.
+        promised += await stack.append_run_events(RUN, 8, start=12)
         done = await desktop.wait_for(
-            "the rebuild", lambda s: stream(s).get("rebuilds") == 1 and stream(s).get("applied") == 0, within=60
+            "the whole stream on the new incarnation", lambda s: stream(s).get("applied") == 20, within=90
         )
-        assert stream(done)["last_rebuild"] == "checkpoint_ahead" and stream(done)["divergences"] == 1
-        assert desktop.seqs(STREAM) == []
+        assert desktop.seqs(STREAM) == promised == list(range(1, 21))
+        assert stream(done)["divergences"] == stream(done)["rebuilds"]  # any copy the host lost was rebuilt, no gap
+        async with aiohttp.ClientSession() as http, http.get(f"{stack.runtime_url}/metrics") as response:
+            metrics = await response.text()
+        assert "autopilot_sync_runtime_events_republished_total 12.0" in metrics
+        assert "autopilot_sync_runtime_dead_letters_open 0.0" in metrics
     finally:
         stack.stop()

@@ -66,6 +66,38 @@ async def test_segments_and_disk_stay_bounded_over_many_snapshots(tmp_path: Path
     assert max(sizes) < record_bytes * 60, f"log size grows with history: {sizes}"
 
 
+async def test_a_host_with_few_large_commits_snapshots_by_bytes_written(tmp_path: Path) -> None:
+    # Commits are counted in the millions before a snapshot, so only the bytes rule can take one.
+    engine = await started(tmp_path, snapshot_every=1_000_000, snapshot_every_bytes=4096)
+    names = [f"p{i}-{'x' * 100}" for i in range(40)]
+    for name in names:
+        outcome = await engine.call_reducer("add_person", (name, 1), ALICE)
+        assert outcome.tx is not None
+    await engine.stop()
+    assert snapshot_offsets(tmp_path), "no snapshot although far more than 4096 bytes of log were written"
+    newest = snapshot_offsets(tmp_path)[-1]
+    reopened = await started(tmp_path, snapshot_every=1_000_000, snapshot_every_bytes=4096)
+    assert reopened.recovery.snapshot_offset == newest
+    assert reopened.recovery.replayed == reopened.offset - newest < 40
+    assert sorted(row[1] for row in reopened.datastore["person"].rows.values()) == sorted(names)
+    await reopened.stop()
+
+
+async def test_bytes_replayed_at_start_count_toward_the_next_snapshot(tmp_path: Path) -> None:
+    engine = await started(tmp_path, snapshot_every=1_000_000, snapshot_every_bytes=1_000_000)
+    await commit(engine, 0, 20)
+    await engine.stop()
+    assert snapshot_offsets(tmp_path) == []
+    reopened = await started(tmp_path, snapshot_every=1_000_000, snapshot_every_bytes=1_000_000)
+    assert reopened.recovery.replayed == 20 and reopened.recovery.replayed_bytes > 0
+    await reopened.stop()
+    # the same history read with a bound below what was replayed: the first commit after start snapshots
+    again = await started(tmp_path, snapshot_every=1_000_000, snapshot_every_bytes=reopened.recovery.replayed_bytes)
+    await commit(again, 100, 1)
+    await again.stop()
+    assert snapshot_offsets(tmp_path) == [21]
+
+
 async def test_start_reads_only_the_segments_after_the_newest_snapshot(tmp_path: Path) -> None:
     engine = await started(tmp_path, snapshot_every=25)
     await commit(engine, 0, 110)

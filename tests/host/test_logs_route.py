@@ -15,6 +15,7 @@ from autopilot_sync.devtools.host_tokens import host_signed_token
 from autopilot_sync.host import logs_route
 from autopilot_sync.host.auth.tokens import LOCAL_ISSUER
 from autopilot_sync.host.server import RunningHost, start_host
+from autopilot_sync.ops.host_publish import ModuleArtifact, delete_database, publish_module
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.spacetime.identity import identity_from_claims
@@ -71,3 +72,30 @@ async def test_a_follow_streams_new_lines_and_ends_when_the_client_goes_away(
         assert json.loads(line)["message"] == "refused while followed"
         answer.close()  # the client goes away
     await _followers(running, 0)
+
+
+async def test_deleting_the_database_deletes_its_module_logs(host: tuple[RunningHost, str]) -> None:
+    """As on SpacetimeDB, a deleted database's logs go with it: a later publish starts with an empty log."""
+    running, token = host
+    logs_dir = running.engine.data_dir / "logs"
+    url = f"{running.base_url}/v1/database/chat"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/call/fail", json=["logged before the delete"]) as answer:
+            assert answer.status >= 400
+        assert b"logged before the delete" in (logs_dir / "module.log").read_bytes()
+
+        deleted = await delete_database(running.base_url, "chat", token)
+        assert deleted.ok, deleted.text
+        on_disk = b"".join(path.read_bytes() for path in logs_dir.glob("module.log*"))
+        assert b"logged before the delete" not in on_disk
+
+        published = await publish_module(
+            running.base_url, "chat", token, ModuleArtifact(python_module="autopilot_sync.examples.chat")
+        )
+        assert published.ok, published.text
+        async with http.post(f"{url}/call/fail", json=["logged after the publish"]) as answer:
+            assert answer.status >= 400
+        async with http.get(f"{url}/logs", headers={"Authorization": f"Bearer {token}"}) as answer:
+            assert answer.status == 200
+            messages = [json.loads(line)["message"] for line in (await answer.text()).splitlines()]
+    assert "logged after the publish" in messages and "logged before the delete" not in messages

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import EMPTY_V3_FRAME, CloseReason, SendBounds, ServerSession
 from autopilot_sync.host.transaction import CommittedTx, TableChange
 from autopilot_sync.spacetime.frames import Compression, split_server_body
@@ -76,6 +77,10 @@ class BackendDouble:
     def call_reducer(self, message: CallReducer, on_done: Callable[[CallOutcome], None]) -> None:
         self.asked.append(message)
         self.calls.append((message, on_done))
+
+    def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
+        self.asked.append(message)
+        on_done(ProcedureOutcome(Timestamp(1_000), error=f"no such procedure: {message.procedure}"))
 
 
 def _session(backend: BackendDouble, version: int = 3, bounds: SendBounds | None = None) -> ServerSession:

@@ -173,6 +173,26 @@ async def test_remembered_token_still_expires(service: TokenService, clock: Cloc
     assert info.value.code is TokenErrorCode.EXPIRED
 
 
+async def test_exchanged_token_is_accepted_without_a_second_signature_check(
+    service: TokenService, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = service.mint_anonymous()
+    short = service.resign(origin)
+    checked: list[str] = []
+    monkeypatch.setattr(service.key, "verifies", lambda token: checked.append(token) or True)
+    verified = await service.verify(short.token)
+    assert checked == []  # this host signed it a moment ago: remembered at issue, as verify would have
+    assert (verified.identity, verified.claims, verified.expires_at) == (
+        origin.identity,
+        parse_unverified(short.token)[1],
+        None,
+    )
+    clock.now += 60 + 60 + 1  # the 60 s token is past exp and leeway: the remembered one expires all the same
+    with pytest.raises(TokenError) as info:
+        await service.verify(short.token)
+    assert info.value.code is TokenErrorCode.EXPIRED
+
+
 async def test_remembered_token_is_keyed_by_its_exact_string(service: TokenService) -> None:
     token = service.mint_anonymous().token
     await service.verify(token)

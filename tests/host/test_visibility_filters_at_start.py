@@ -17,6 +17,7 @@ import pytest
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.host.sql import VisibilityFilterError
+from autopilot_sync.host.sql.verdict import VERDICT_FILE
 from autopilot_sync.spacetime import algebraic as at
 
 BAD_FILTER = "SELECT * FROM secret WHERE no_such_column = :sender"
@@ -69,3 +70,49 @@ def test_host_process_refuses_to_start_naming_the_table_and_the_sql_error(tmp_pa
     assert len(errors) == 1, done.stderr
     assert "`secret`" in errors[0] and "no_such_column" in errors[0] and BAD_FILTER in errors[0]
     assert "Traceback" not in done.stderr
+
+
+GOOD_FILTER = "SELECT * FROM secret WHERE owner = :sender"
+
+#: Constructs an engine with the good filter on the data directory in argv[1]; prints whether sqlglot was imported.
+ENGINE_SCRIPT = textwrap.dedent(
+    f"""
+    import sys
+    from pathlib import Path
+    from autopilot_sync.bindings.module import Module
+    from autopilot_sync.host.engine import HostEngine
+    from autopilot_sync.spacetime import algebraic as at
+
+    module = Module("bad_filter", version="1")
+    module.table("secret", [("id", at.U64), ("owner", at.IDENTITY)], primary_key="id")
+    module.client_visibility_filter("secret", {GOOD_FILTER!r})
+    HostEngine(module, Path(sys.argv[1]), "good")
+    print("sqlglot" in sys.modules)
+    """
+)
+
+
+def _engine_imported_sqlglot(data_dir: Path) -> bool:
+    done = subprocess.run(
+        [sys.executable, "-c", ENGINE_SCRIPT, str(data_dir)], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip() == "True"
+
+
+def test_a_restart_with_the_same_filters_and_tables_skips_compiling_them(tmp_path: Path) -> None:
+    assert _engine_imported_sqlglot(tmp_path)  # first start: compiled, and the success recorded
+    assert not _engine_imported_sqlglot(tmp_path)  # same filters and tables: the record stands, no sqlglot
+
+
+def test_a_filter_changed_since_the_recorded_check_is_compiled_again_and_refused(tmp_path: Path) -> None:
+    HostEngine(_module_with(GOOD_FILTER), tmp_path, "good")
+    assert (tmp_path / VERDICT_FILE).is_file()
+    with pytest.raises(VisibilityFilterError):
+        HostEngine(_module_with(BAD_FILTER), tmp_path, "bad")
+
+
+def test_a_damaged_record_only_costs_a_recompile(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / VERDICT_FILE).write_bytes(b"\xff not a digest")
+    assert _engine_imported_sqlglot(tmp_path)
+    assert not _engine_imported_sqlglot(tmp_path)

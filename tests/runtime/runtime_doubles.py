@@ -38,6 +38,8 @@ class HostLinkDouble:
     calls: int = 0
     refreshes: int = 0
     delay: float = 0.0
+    #: sessions "opened": a test bumps it to stand for a reconnect
+    sessions: int = 1
 
     def head(self, stream_id: str) -> int:
         return len(self.streams.get(stream_id, [])) + self.trimmed.get(stream_id, 0)
@@ -72,8 +74,21 @@ class HostLinkDouble:
         if fault is not None:
             raise LinkError(fault.failure)
 
-    async def stream_head(self, stream_id: str) -> int:
-        return self.head(stream_id)
+    async def stream_head(self, stream_id: str) -> int | None:
+        return self.head(stream_id) if self.holds(stream_id) else None
+
+    async def held_streams(self) -> set[str]:
+        return {stream_id for stream_id in self.streams if self.holds(stream_id)}
+
+    def holds(self, stream_id: str) -> bool:
+        """Whether the "host" has the stream at all (a head row), even with every event trimmed."""
+        return bool(self.streams.get(stream_id)) or stream_id in self.trimmed
+
+    def delete_data(self) -> None:
+        """Forget every stream, like a delete-data publish (a new incarnation), and "reconnect"."""
+        self.streams.clear()
+        self.trimmed.clear()
+        self.sessions += 1
 
     async def refresh_auth(self) -> None:
         self.refreshes += 1

@@ -154,13 +154,51 @@ async def test_sequence_conflict_over_trimmed_events_reconciles_from_the_head(st
 
 async def test_a_host_behind_the_runtime_is_dead_lettered_not_skipped(store: RuntimeStore) -> None:
     link = HostLinkDouble()
-    await append(store, "s", 3)
-    await store.mark_published("s", 2)  # the runtime believes 1..2 are on the host, which has nothing
+    await append(store, "s", 4)
+    link.streams["s"] = store.outbox.events("s")[:1]
+    await store.mark_published("s", 3)  # the runtime believes 1..3 are on the host, which holds only 1
     async with publishing(store, link, RuntimeMetrics()):
         await drained(store)
     dead = await store.dead_letters()
-    assert [(d.seq, d.retry_class) for d in dead] == [(3, "sequence_conflict")]
-    assert link.head("s") == 0
+    assert [(d.seq, d.retry_class) for d in dead] == [(4, "sequence_conflict")]
+    assert link.head("s") == 1
+
+
+async def test_a_stream_the_host_no_longer_holds_is_published_again_from_its_first_event(
+    store: RuntimeStore,
+) -> None:
+    link = HostLinkDouble()
+    metrics = RuntimeMetrics()
+    await append(store, "s", 5)
+    async with publishing(store, link, metrics):
+        await drained(store)
+        link.streams.clear()  # the host's data deleted, noticed by the next append (no reconnect seen)
+        await append(store, "s", 2)
+        await drained(store)
+    assert await store.dead_letters() == []
+    assert_host_equals_outbox(store, link, "s")
+    assert sample(metrics, "autopilot_sync_runtime_events_republished_total") == 5
+
+
+async def test_after_a_reconnect_every_stream_the_host_lost_is_published_again_without_a_new_append(
+    store: RuntimeStore,
+) -> None:
+    link = HostLinkDouble()
+    metrics = RuntimeMetrics()
+    await append(store, "quiet", 3)
+    await append(store, "kept", 2)
+    async with publishing(store, link, metrics):
+        await drained(store)
+        kept = list(link.streams["kept"])
+        link.delete_data()  # a new incarnation of the database; the runtime reconnects to it
+        link.streams["kept"] = kept  # (a stream the host still holds is left alone)
+        async with asyncio.timeout(10):
+            while link.head("quiet") < 3:  # noqa: ASYNC110 - the publisher notices on its own
+                await asyncio.sleep(0.01)
+    assert_host_equals_outbox(store, link, "quiet")
+    assert_host_equals_outbox(store, link, "kept")
+    assert sample(metrics, "autopilot_sync_runtime_events_republished_total") == 3
+    assert link.calls == 3  # quiet, kept, then quiet again: nothing else was sent
 
 
 async def test_a_slow_stream_does_not_hold_back_another(store: RuntimeStore) -> None:

@@ -33,6 +33,9 @@ from autopilot_sync.client.reconnect import (
     TokenGrant,
 )
 from autopilot_sync.client.results import (
+    ProcedureCallResult,
+    ProcedureFailed,
+    ProcedureReturned,
     QueryResult,
     QueryTable,
     ReducerCallResult,
@@ -40,7 +43,7 @@ from autopilot_sync.client.results import (
     ReducerFailed,
     ReducerInternalError,
 )
-from autopilot_sync.client.schema import ClientSchema, TableSchema
+from autopilot_sync.client.schema import ClientSchema, ProcedureSchema, TableSchema
 from autopilot_sync.spacetime.frames import Compression
 
 __all__ = [
@@ -62,6 +65,10 @@ __all__ = [
     "ConnectionState",
     "NotConnectedError",
     "OneOffQueryError",
+    "ProcedureCallResult",
+    "ProcedureFailed",
+    "ProcedureReturned",
+    "ProcedureSchema",
     "ProtocolError",
     "ProtocolErrorKind",
     "QueryResult",

@@ -91,6 +91,13 @@ class _Reducer:
     params: tuple[tuple[str, AlgebraicType], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Procedure:
+    name: str
+    params: tuple[tuple[str, AlgebraicType], ...]
+    returns: AlgebraicType
+
+
 class _Schema:
     """The parts of a RawModuleDefV9 document the bindings need."""
 
@@ -116,6 +123,20 @@ class _Schema:
                         if _some(raw.get("lifecycle")) is None
                     ),
                     key=lambda r: r.name,
+                )
+            )
+            self.procedures = tuple(
+                sorted(
+                    (
+                        _Procedure(
+                            str(raw["name"]),
+                            self._fields(at.from_json({"Product": raw["params"]})),
+                            at.from_json(raw["return_type"]),
+                        )
+                        for export in document.get("misc_exports", [])
+                        if (raw := export.get("Procedure")) is not None
+                    ),
+                    key=lambda p: p.name,
                 )
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -220,6 +241,12 @@ def _field_lines(
             expr += f'.name("{name}")'
         lines.append(f"  {camel(name)}: {expr},")
     return lines
+
+
+def _procedure_schema(name: str) -> str:
+    """One entry of the index's `__procedures(...)`, as SpacetimeDB's generator writes it."""
+    module = f"{pascal(name)}Procedure"
+    return f'  __procedureSchema("{name}", {module}.params, {module}.returnType),'
 
 
 def _uses_types(schema: _Schema, fields: Sequence[tuple[str, AlgebraicType]]) -> list[str]:
@@ -345,6 +372,21 @@ def generate_typescript(
             out.append("};")
         files[f"{reducer.name}_reducer{ext}"] = "\n".join(out) + "\n"
 
+    for procedure in schema.procedures:  # as SpacetimeDB's generator writes them: `params` and `returnType`
+        out = [*_header(source), 'import { t as __t } from "spacetimedb";']
+        used = _uses_types(schema, (*procedure.params, ("", procedure.returns)))
+        if used:
+            out.append(f'import {{ {", ".join(used)} }} from "{spec("types")}";')
+        out += ["", "export const params = {"]
+        for name, ty in procedure.params:
+            named = schema.named(ty)
+            if named is not None:
+                out += [f"  get {camel(name)}() {{", f"    return {named};", "  },"]
+            else:
+                out.append(f"  {camel(name)}: {schema.builder(ty)},")
+        out += ["};", f"export const returnType = {schema.builder(procedure.returns)};"]
+        files[f"{procedure.name}_procedure{ext}"] = "\n".join(out) + "\n"
+
     files[f"index{ext}"] = _index(schema, source, ts, spec)
     return files
 
@@ -358,6 +400,7 @@ def _index(schema: _Schema, source: str, ts: bool, spec: Any) -> str:
         "  SubscriptionBuilderImpl as __SubscriptionBuilderImpl,",
         "  convertToAccessorMap as __convertToAccessorMap,",
         "  makeQueryBuilder as __makeQueryBuilder,",
+        *(["  procedureSchema as __procedureSchema,"] if schema.procedures else []),
         "  procedures as __procedures,",
         "  reducerSchema as __reducerSchema,",
         "  reducers as __reducers,",
@@ -370,6 +413,7 @@ def _index(schema: _Schema, source: str, ts: bool, spec: Any) -> str:
         *[f'import {pascal(r.name)}Reducer from "{spec(f"{r.name}_reducer")}";' for r in schema.reducers],
         "",
         "// Import all procedure arg schemas",
+        *[f'import * as {pascal(p.name)}Procedure from "{spec(f"{p.name}_procedure")}";' for p in schema.procedures],
         "",
         "// Import all table schema definitions",
         *[f'import {pascal(t.name)}Row from "{spec(f"{t.name}_table")}";' for t in schema.tables],
@@ -398,7 +442,15 @@ def _index(schema: _Schema, source: str, ts: bool, spec: Any) -> str:
         ");",
         "",
         "/** The schema information for all procedures in this module. */",
-        "const proceduresSchema = __procedures();",
+        *(
+            [
+                "const proceduresSchema = __procedures(",
+                *[_procedure_schema(p.name) for p in schema.procedures],
+                ");",
+            ]
+            if schema.procedures
+            else ["const proceduresSchema = __procedures();"]
+        ),
         "",
         "/** The remote SpacetimeDB module schema, both runtime and type information. */",
         "const REMOTE_MODULE = {",

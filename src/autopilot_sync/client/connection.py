@@ -37,6 +37,7 @@ from autopilot_sync.client.errors import (
 )
 from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.client.results import (
+    ProcedureCallResult,
     QueryResult,
     ReducerCallResult,
 )
@@ -46,6 +47,7 @@ from autopilot_sync.client.session import (
     PROTOCOL_V3,
     CallAnswered,
     ClientSession,
+    ProcedureAnswered,
     QueryAnswered,
     UnsubscribeDone,
     decode_frame,
@@ -140,6 +142,7 @@ class Connection:
         self._ws = ws
         self._unsubscribes: dict[int, asyncio.Future[None]] = {}
         self._calls: dict[int, asyncio.Future[ReducerCallResult]] = {}
+        self._procedure_calls: dict[int, asyncio.Future[ProcedureCallResult]] = {}
         self._one_offs: dict[int, asyncio.Future[QueryResult]] = {}
         self._close_info: CloseInfo | None = None
         #: client messages and WebSocket frames sent so far (v3 coalesces messages into fewer frames)
@@ -190,11 +193,16 @@ class Connection:
         if info.reason is CloseReason.PROTOCOL_ERROR:
             log.warning("closing connection %s: %s", self.connection_id.hex[:8], info.message)
         lost = ConnectionLostError(f"connection closed: {info.message}", info.error)
-        waiting: list[asyncio.Future[Any]] = [*self._calls.values(), *self._one_offs.values()]
+        waiting: list[asyncio.Future[Any]] = [
+            *self._calls.values(),
+            *self._procedure_calls.values(),
+            *self._one_offs.values(),
+        ]
         for future in (*waiting, *self._unsubscribes.values()):
             if not future.done():
                 future.set_exception(lost)
         self._calls.clear()
+        self._procedure_calls.clear()
         self._one_offs.clear()
         self._unsubscribes.clear()
         self.state.connection_lost(info.message)
@@ -299,6 +307,29 @@ class Connection:
             raise
         return await future
 
+    async def call_procedure(self, procedure: str, *args: Any) -> ProcedureCallResult:
+        """Call a procedure with positional arguments and wait for its value (`ProcedureReturned`) or failure.
+
+        The updates of the transactions it committed reach the cache before the answer does.
+        """
+        definition = self.schema.procedures.get(procedure)
+        if definition is None:
+            raise UnknownReducerError(f"the module has no procedure {procedure!r}")
+        try:
+            payload = definition.encode_args(args)
+        except (ValueError, TypeError) as exc:
+            raise ReducerArgumentError(f"{procedure}{definition.params.field_names()}: {exc}") from None
+        message = self.state.call_procedure(procedure, payload)
+        future: asyncio.Future[ProcedureCallResult] = asyncio.get_running_loop().create_future()
+        self._procedure_calls[message.request_id] = future
+        try:
+            await self._send(message)
+        except ConnectionLostError:
+            self._procedure_calls.pop(message.request_id, None)
+            self.state.not_sent(message.request_id)
+            raise
+        return await future
+
     async def one_off_query(self, sql: str) -> QueryResult:
         """Run one SQL query once; `OneOffQueryError` with the server's message when it is refused."""
         message = self.state.one_off(sql)
@@ -314,7 +345,7 @@ class Connection:
 
     def in_flight(self) -> list[asyncio.Future[Any]]:
         """Futures of the reducer calls and one-off queries not answered yet (a retiring session waits for them)."""
-        calls: list[asyncio.Future[Any]] = list(self._calls.values())
+        calls: list[asyncio.Future[Any]] = [*self._calls.values(), *self._procedure_calls.values()]
         return calls + list(self._one_offs.values())
 
     def query_sets(self) -> list[QuerySet]:
@@ -363,6 +394,10 @@ class Connection:
             call = self._calls.pop(answer.request_id, None)
             if call is not None and not call.done():
                 call.set_result(answer.result)
+        elif isinstance(answer, ProcedureAnswered):
+            procedure = self._procedure_calls.pop(answer.request_id, None)
+            if procedure is not None and not procedure.done():
+                procedure.set_result(answer.result)
         elif isinstance(answer, QueryAnswered):
             query = self._one_offs.pop(answer.request_id, None)
             if query is not None and not query.done():

@@ -67,6 +67,41 @@ ReducerCallResult = ReducerCommitted | ReducerFailed | ReducerInternalError
 
 
 @dataclass(frozen=True, slots=True)
+class ProcedureReturned:
+    """The procedure returned: `value` decoded with its return type (`raw` is the BSATN the host sent).
+
+    What its transactions changed reaches the cache as ordinary transaction updates, before this answer.
+    """
+
+    procedure: str
+    timestamp: Timestamp
+    value: Any
+    raw: bytes
+
+    @property
+    def ok(self) -> bool:
+        """Always True."""
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ProcedureFailed:
+    """The procedure failed (it threw, hit a limit, got bad arguments, or does not exist): the host's text."""
+
+    procedure: str
+    timestamp: Timestamp
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        """Always False."""
+        return False
+
+
+ProcedureCallResult = ProcedureReturned | ProcedureFailed
+
+
+@dataclass(frozen=True, slots=True)
 class QueryTable:
     """One table's rows in a one-off query answer.
 

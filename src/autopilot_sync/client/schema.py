@@ -110,6 +110,24 @@ class ReducerSchema:
 
 
 @dataclass(frozen=True, slots=True)
+class ProcedureSchema:
+    """One procedure: its parameter product (the BSATN shape of `CallProcedure.args`) and its return type."""
+
+    name: str
+    params: ProductType
+    return_type: AlgebraicType
+    typespace: tuple[AlgebraicType, ...]
+
+    def encode_args(self, args: Sequence[Any]) -> bytes:
+        """BSATN of the arguments; ValueError/TypeError when they do not fit."""
+        return bsatn.codec(self.params, self.typespace).encode(tuple(args))
+
+    def decode_return(self, data: bytes) -> Any:
+        """The returned value (`DecodeError` when the bytes do not fit the return type)."""
+        return bsatn.codec(self.return_type, self.typespace).decode(data)
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSchema:
     """Tables and reducers of one module, plus the definition they come from (kept for the code generator)."""
 
@@ -117,6 +135,7 @@ class ClientSchema:
     reducers: Mapping[str, ReducerSchema]
     typespace: tuple[AlgebraicType, ...]
     definition: moduledef.ModuleDef = field(repr=False, compare=False)
+    procedures: Mapping[str, ProcedureSchema] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, document: Mapping[str, Any], row_types: Mapping[str, RowFactory] | None = None) -> ClientSchema:
@@ -152,7 +171,7 @@ class ClientSchema:
     def with_row_types(self, row_types: Mapping[str, RowFactory]) -> ClientSchema:
         """The same schema decoding the named tables into the given classes."""
         tables = {n: (t.with_factory(row_types[n]) if n in row_types else t) for n, t in self.tables.items()}
-        return ClientSchema(tables, self.reducers, self.typespace, self.definition)
+        return ClientSchema(tables, self.reducers, self.typespace, self.definition, self.procedures)
 
 
 def _parse(definition: moduledef.ModuleDef, row_types: Mapping[str, RowFactory]) -> ClientSchema:
@@ -169,7 +188,8 @@ def _parse(definition: moduledef.ModuleDef, row_types: Mapping[str, RowFactory])
         r.name: ReducerSchema(r.name, r.params, typespace, r.lifecycle.value if r.lifecycle else None)
         for r in definition.reducers
     }
-    return ClientSchema(tables, reducers, typespace, definition)
+    procedures = {p.name: ProcedureSchema(p.name, p.params, p.return_type, typespace) for p in definition.procedures}
+    return ClientSchema(tables, reducers, typespace, definition, procedures)
 
 
 async def fetch_schema_json(

@@ -26,6 +26,9 @@ from autopilot_sync.client.cache import ChangeCause, ClientCache
 from autopilot_sync.client.errors import OneOffQueryError, ProtocolError, ProtocolErrorKind
 from autopilot_sync.client.query_set import QuerySet, QuerySetOwner, QuerySetState
 from autopilot_sync.client.results import (
+    ProcedureCallResult,
+    ProcedureFailed,
+    ProcedureReturned,
     QueryResult,
     QueryTable,
     ReducerCallResult,
@@ -91,8 +94,16 @@ class UnsubscribeDone:
     request_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class ProcedureAnswered:
+    """The procedure call `request_id` has its result."""
+
+    request_id: int
+    result: ProcedureCallResult
+
+
 #: What `ClientSession.handle` tells the adapter (None: nothing for a waiting caller).
-Answer = CallAnswered | QueryAnswered | UnsubscribeDone
+Answer = CallAnswered | QueryAnswered | UnsubscribeDone | ProcedureAnswered
 
 
 def decode_frame(data: bytes, protocol: str, max_size: int = MAX_MESSAGE_SIZE) -> list[m.ServerMessage]:
@@ -120,6 +131,7 @@ class ClientSession:
         self._next_query_set = 0
         self._query_sets: dict[int, _Tracked] = {}
         self._calls: dict[int, str] = {}  # request id → reducer name
+        self._procedure_calls: dict[int, str] = {}  # request id → procedure name
         self._one_offs: set[int] = set()
         self._unsubscribes: set[int] = set()
         self._outbox: list[bytes] = []
@@ -180,6 +192,12 @@ class ClientSession:
         self._calls[request_id] = reducer
         return m.CallReducer(request_id, m.CallReducerFlags.DEFAULT, reducer, args)
 
+    def call_procedure(self, procedure: str, args: bytes) -> m.CallProcedure:
+        """A procedure call, now owed a `ProcedureResult`."""
+        request_id = self._request_id()
+        self._procedure_calls[request_id] = procedure
+        return m.CallProcedure(request_id, m.CallProcedureFlags.DEFAULT, procedure, args)
+
     def one_off(self, sql: str) -> m.OneOffQuery:
         """A one-off query, now owed a `OneOffQueryResult`."""
         request_id = self._request_id()
@@ -189,6 +207,7 @@ class ClientSession:
     def not_sent(self, request_id: int) -> None:
         """A call or query whose message never left: it is owed nothing."""
         self._calls.pop(request_id, None)
+        self._procedure_calls.pop(request_id, None)
         self._one_offs.discard(request_id)
 
     def query_sets(self) -> list[QuerySet]:
@@ -222,6 +241,8 @@ class ClientSession:
             return None
         if isinstance(message, m.ReducerResult):
             return self._on_reducer_result(message)
+        if isinstance(message, m.ProcedureResult):
+            return self._on_procedure_result(message)
         if isinstance(message, m.SubscribeApplied):
             self._on_subscribe_applied(message)
             return None
@@ -238,6 +259,7 @@ class ClientSession:
     def connection_lost(self, reason: str) -> None:
         """The connection ended: nothing more is owed, and every query set is told (managed ones wait to resume)."""
         self._calls.clear()
+        self._procedure_calls.clear()
         self._one_offs.clear()
         self._unsubscribes.clear()
         for tracked in self._query_sets.values():
@@ -279,6 +301,25 @@ class ClientSession:
             del self._calls[message.request_id]
             result = ReducerInternalError(reducer, message.timestamp, outcome.message)
         return CallAnswered(message.request_id, result)
+
+    def _on_procedure_result(self, message: m.ProcedureResult) -> ProcedureAnswered:
+        procedure = self._procedure_calls.pop(message.request_id, None)
+        if procedure is None:
+            raise ProtocolError(ProtocolErrorKind.UNKNOWN_REQUEST, f"ProcedureResult for request {message.request_id}")
+        status = message.status
+        result: ProcedureCallResult
+        if isinstance(status, m.ProcedureReturned):
+            definition = self.schema.procedures.get(procedure)
+            try:
+                value = definition.decode_return(status.value) if definition is not None else None
+            except DecodeError as exc:
+                raise ProtocolError(
+                    ProtocolErrorKind.UNDECODABLE_FRAME, f"procedure {procedure} returned undecodable bytes: {exc}"
+                ) from None
+            result = ProcedureReturned(procedure, message.timestamp, value, status.value)
+        else:
+            result = ProcedureFailed(procedure, message.timestamp, status.message)
+        return ProcedureAnswered(message.request_id, result)
 
     def _on_subscribe_applied(self, message: m.SubscribeApplied) -> None:
         tracked = self._query_sets.get(message.query_set_id)

@@ -1,4 +1,4 @@
-"""`autopilot-sync call NAME REDUCER ARGS…`: one reducer call over `POST /v1/database/:name/call/:reducer`."""
+"""`autopilot-sync call NAME FUNCTION ARGS…`: one reducer or procedure call over `POST /v1/database/:name/call/:fn`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,8 @@ async def call_reducer(target: Target, database: str, reducer: str, body: str) -
         if answer.status != 200:
             what = f"reducer {reducer} failed" if answer.status == 530 else f"call {reducer} on {database}"
             raise failure(what, answer.status, text)
+        if text:  # a procedure's return value (SATS-JSON); a reducer answers nothing
+            click.echo(text)
 
 
 @click.command("call")
@@ -60,9 +62,10 @@ def call(
     key_file: Path | None,
     scopes: tuple[str, ...],
 ) -> None:
-    """Call REDUCER of DATABASE with ARGS, each a SATS-JSON value (as `spacetime call`); silent when it commits.
+    """Call REDUCER (or procedure) of DATABASE with ARGS, each a SATS-JSON value (as `spacetime call`).
 
-    A reducer's refusal exits 1 with its message.
+    Silent when a reducer commits; a procedure's return value is printed as SATS-JSON. A refusal or failure exits 1
+    with its message.
 
     \b
     Example:

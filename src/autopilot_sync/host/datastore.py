@@ -1,14 +1,18 @@
 """In-memory tables with B-tree indexes: the committed state the host serves.
 
 A row is identified by its BSATN bytes (tables are sets, as in SpacetimeDB), which also makes the bytes available
-for the commit log and for subscribers without encoding twice. Every indexed column group is a sorted map, so point
-and range lookups are O(log n); unique groups map a key to one row, others to a set of rows.
+for the commit log and for subscribers without encoding twice. The bytes are the only copy of a row the table
+keeps: a row is decoded when it is read (`RowMap`), because a decoded tuple of Python objects costs twice its
+bytes and most stored rows are only ever sent as bytes. Every indexed column group is a sorted map, so point and
+range lookups are O(log n); unique groups map a key to one row, others to the row itself while it is the only one
+with that key and to a set of rows from the second on (a one-element set costs 216 bytes).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sortedcontainers import SortedDict
@@ -46,6 +50,84 @@ class _Top:
 TOP = _Top()
 
 
+def _shared_prefix(key: Key) -> Key:
+    """The key with its leading string columns interned.
+
+    The leading columns of a group are shared by many rows (a stream id): one string object for all of them instead
+    of one per row, now that no decoded row keeps it alive anyway. Interned strings are freed with their last key.
+    """
+    if len(key) < 2 or type(key[0]) is not str:
+        return key
+    return (sys.intern(key[0]), *key[1:])
+
+
+class RowMap(Mapping[bytes, tuple[Any, ...]]):
+    """A table's rows kept as their BSATN bytes only, decoded when read.
+
+    Reads as the `dict[bytes, row]` it replaces (`rows[b]`, `get`, `items()`, `values()`, `in`, `len`), so code that
+    reads rows is unchanged; what it saves is the decoded tuple of every stored row (a 250-byte event: ~1,000 bytes).
+    Membership and iteration over the bytes decode nothing. A dict with no values rather than a set: ~10 bytes more
+    per row, for scans in insertion order as before.
+
+    Reducers read the same few rows again and again (a stream's head, the limits row): the last `CACHED` rows read
+    are kept decoded, and the cache is simply emptied when full (no per-read bookkeeping).
+    """
+
+    CACHED = 256
+
+    __slots__ = ("_bytes", "_cache", "_decode")
+
+    def __init__(self, decode: Callable[[bytes], tuple[Any, ...]]) -> None:
+        self._bytes: dict[bytes, None] = {}
+        self._decode = decode
+        self._cache: dict[bytes, tuple[Any, ...]] = {}
+
+    def _read(self, row_bytes: bytes) -> tuple[Any, ...]:
+        row = self._cache.get(row_bytes)
+        if row is None:
+            row = self._decode(row_bytes)
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()
+            self._cache[row_bytes] = row
+        return row
+
+    def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]:
+        if row_bytes not in self._bytes:
+            raise KeyError(row_bytes)
+        return self._read(row_bytes)
+
+    def get(self, row_bytes: bytes, default: Any = None) -> Any:
+        """The decoded row, or `default` when absent."""
+        return self._read(row_bytes) if row_bytes in self._bytes else default
+
+    def __contains__(self, row_bytes: object) -> bool:
+        return row_bytes in self._bytes
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._bytes)
+
+    def __len__(self) -> int:
+        return len(self._bytes)
+
+    def add(self, row_bytes: bytes, row: tuple[Any, ...] | None) -> None:
+        """Store a row's bytes; its decoded form (when given) joins the cache: a row just written is the likeliest
+        next read."""
+        self._bytes[row_bytes] = None
+        if row is None:
+            return
+        if len(self._cache) >= self.CACHED:
+            self._cache.clear()
+        self._cache[row_bytes] = row
+
+    def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
+        """Forget a row's bytes; the decoded row, or None when it was not there."""
+        if row_bytes not in self._bytes:
+            return None
+        del self._bytes[row_bytes]
+        row = self._cache.pop(row_bytes, None)
+        return self._decode(row_bytes) if row is None else row
+
+
 class Index:
     """One indexed column group."""
 
@@ -63,24 +145,43 @@ class Index:
 
     def add(self, key: Key, row_bytes: bytes) -> None:
         if self.unique:
-            self.entries[key] = row_bytes
-        else:
-            bucket = self.entries.get(key)
-            if bucket is None:
-                self.entries[key] = {row_bytes}
-            else:
-                bucket.add(row_bytes)
-
-    def remove(self, key: Key, row_bytes: bytes) -> None:
-        if self.unique:
-            if self.entries.get(key) == row_bytes:
-                del self.entries[key]
+            self.entries[_shared_prefix(key)] = row_bytes
             return
         bucket = self.entries.get(key)
-        if bucket is not None:
-            bucket.discard(row_bytes)
-            if not bucket:
+        if bucket is None:
+            self.entries[_shared_prefix(key)] = row_bytes
+        elif type(bucket) is bytes:
+            if bucket != row_bytes:
+                self.entries[key] = {bucket, row_bytes}
+        else:
+            bucket.add(row_bytes)
+
+    def load(self, entries: Iterable[tuple[Key, bytes]]) -> None:
+        """Add many (key, row) entries to an empty index: gathered in a dict, then sorted once."""
+        gathered: dict[Key, Any] = {}
+        unique = self.unique
+        for key, row_bytes in entries:
+            bucket = gathered.get(key)
+            if bucket is None or unique:
+                gathered[_shared_prefix(key) if bucket is None else key] = row_bytes
+            elif type(bucket) is bytes:
+                if bucket != row_bytes:
+                    gathered[key] = {bucket, row_bytes}
+            else:
+                bucket.add(row_bytes)
+        self.entries = SortedDict(gathered)
+
+    def remove(self, key: Key, row_bytes: bytes) -> None:
+        bucket = self.entries.get(key)
+        if bucket is None:
+            return
+        if type(bucket) is bytes:
+            if bucket == row_bytes:
                 del self.entries[key]
+            return
+        bucket.discard(row_bytes)
+        if len(bucket) == 1:
+            (self.entries[key],) = bucket
 
     def lookup(self, key: Key) -> Iterator[bytes]:
         """Rows whose key equals `key`, or starts with it when `key` is a prefix of the column group."""
@@ -88,7 +189,7 @@ class Index:
             found = self.entries.get(key)
             if found is None:
                 return
-            if self.unique:
+            if type(found) is bytes:
                 yield found
             else:
                 yield from list(found)
@@ -99,7 +200,7 @@ class Index:
         """Rows with `low <= key <= high` in key order (None = unbounded)."""
         for key in list(self.entries.irange(low, high, inclusive)):
             found = self.entries[key]
-            if self.unique:
+            if type(found) is bytes:
                 yield found
             else:
                 yield from list(found)
@@ -114,12 +215,15 @@ class TableStore:
         self.make_row = table.row_class._make  # type: ignore[attr-defined]
         #: Where the primary key sits in a row (None without one): read on every `update`, so computed once here.
         self.pk_position = None if table.primary_key is None else table.column_index(table.primary_key)
-        self.rows: dict[bytes, tuple[Any, ...]] = {}
+        self.rows = RowMap(self.decode)
         unique = set(table.unique_keys())
         self.indexes: dict[tuple[str, ...], Index] = {
             group: Index(table, group, group in unique) for group in table.all_indexes()
         }
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
+        # The leading columns every index key is made of: enough to index a stored row without decoding the rest.
+        width = max((p + 1 for index in self.indexes.values() for p in index.positions), default=0)
+        self._key_columns = bsatn.codec(at.product(*table.columns[:width])) if width else None
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -168,17 +272,43 @@ class TableStore:
                 )
 
     def put(self, row_bytes: bytes, row: tuple[Any, ...]) -> None:
-        """Store a row already checked against constraints."""
-        self.rows[row_bytes] = row
+        """Store a row already checked against constraints (`row` is its decoded form, for the index keys)."""
+        self.rows.add(row_bytes, row)
         for index in self.indexes.values():
             index.add(index.key_of(row), row_bytes)
 
+    def put_current(self, row_bytes: bytes) -> None:
+        """Store a row known to be in today's shape (a snapshot written under this schema), decoding only the
+        leading columns its index keys need, or nothing when the table has no index."""
+        self.rows.add(row_bytes, None)
+        if self._key_columns is None:
+            return
+        prefix, _ = self._key_columns.decode_prefix(row_bytes, 0)
+        for index in self.indexes.values():
+            index.add(index.key_of(prefix), row_bytes)
+
+    def load_current(self, stored: Iterable[bytes]) -> None:
+        """`put_current` for every row of a snapshot; into an empty table each index is built with one sort instead
+        of one sorted insertion per row."""
+        if self.rows or self._key_columns is None:
+            for row_bytes in stored:
+                self.put_current(row_bytes)
+            return
+        decode = self._key_columns.decode_prefix
+        rows = list(stored)
+        prefixes = [decode(row_bytes, 0)[0] for row_bytes in rows]
+        for row_bytes in rows:
+            self.rows.add(row_bytes, None)
+        for index in self.indexes.values():
+            index.load(zip(map(index.key_of, prefixes), rows, strict=True))
+
     def take(self, row_bytes: bytes) -> tuple[Any, ...] | None:
         """Remove a row by its bytes; returns it, or None when absent."""
-        row = self.rows.pop(row_bytes, None)
-        if row is not None:
-            for index in self.indexes.values():
-                index.remove(index.key_of(row), row_bytes)
+        row = self.rows.discard(row_bytes)
+        if row is None:
+            return None
+        for index in self.indexes.values():
+            index.remove(index.key_of(row), row_bytes)
         return row
 
     def index_for(self, columns: tuple[str, ...]) -> Index:

@@ -30,10 +30,18 @@ from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.durability import CommitListener, DurableCommits
 from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, hosted
+from autopilot_sync.host.procedure_call import (
+    NO_SUCH_PROCEDURE,
+    ProcedureArgumentsError,
+    ProcedureCallError,
+    ProcedureOutcome,
+    ProcedureStatus,
+    ProcedureTxError,
+)
 from autopilot_sync.host.recovery import DiscardedHistoryMarker, RecoveryReport, recover
 from autopilot_sync.host.scheduler import ReducerScheduler
 from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
-from autopilot_sync.host.sql import check_visibility_filters
+from autopilot_sync.host.sql import check_visibility_filters_at_start
 from autopilot_sync.host.system_tables import ST_CLIENT, SYSTEM_TABLES
 from autopilot_sync.host.transaction import (
     CommittedTx,
@@ -55,6 +63,11 @@ _REFUSED_BEFORE_RUNNING = frozenset(
 )
 
 
+def _log_scheduled_procedure(name: str, outcome: ProcedureOutcome) -> None:
+    if outcome.status is not ProcedureStatus.RETURNED:
+        log.warning("scheduled procedure %s failed: %s", name, outcome.error)
+
+
 def _storage_failure(outcome: CallOutcome, error: BaseException) -> CallOutcome:
     """What a call that ran but could not be made durable reports instead of its own outcome."""
     return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}", offset=outcome.offset)
@@ -74,6 +87,8 @@ class EngineConfig:
 
     fsync: bool = True
     snapshot_every: int = 10_000
+    #: Also snapshot once this many bytes of log records were written since the last one (few, large commits).
+    snapshot_every_bytes: int = 64 * 1024 * 1024
     #: Snapshots kept on disk; log segments older than the oldest kept one are deleted.
     snapshots_kept: int = 2
     #: Size bound of one commit-log segment.
@@ -108,7 +123,8 @@ class HostEngine:
         self.datastore = Datastore(module, SYSTEM_TABLES)
         # Row-level security is checked when the module loads (SpacetimeDB checks it at publish): a filter that does
         # not compile refuses the module here (`VisibilityFilterError` names the table) instead of failing each read.
-        check_visibility_filters(self.datastore)
+        # A restart with the same filters and tables skips the compile (and sqlglot's import): host/sql/verdict.py.
+        check_visibility_filters_at_start(self.datastore, data_dir)
         self.commitlog = CommitLog(
             data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
         )
@@ -121,13 +137,16 @@ class HostEngine:
             self.datastore,
             self.commitlog,
             every=self.config.snapshot_every,
+            every_bytes=self.config.snapshot_every_bytes,
             kept=self.config.snapshots_kept,
         )
         self._scheduler = ReducerScheduler(module, self.datastore, self._run_scheduled, self.commitlog.wait_durable)
+        self._scheduler.run_procedure = self._run_scheduled_procedure
         self._started = False
         self.recovery = RecoveryReport()
         self.commits_total = 0
         self.on_call: Callable[[str, CallOutcome], None] | None = None
+        self._procedures: dict[str, md.ProcedureDef] = {p.name: p for p in definition.procedures}
         self._args_codecs: dict[str, tuple[md.ReducerDef, bsatn.Codec]] = {}
         self._failure_listeners: list[Callable[[BaseException], None]] = []
         self._module_listeners: list[Callable[[], None]] = []
@@ -156,6 +175,7 @@ class HostEngine:
         self._last_timestamp = recovered.last_timestamp
         self._durability.durable_offset = self.offset
         self._snapshots.last_offset = recovered.report.snapshot_offset
+        self._snapshots.bytes_since = recovered.report.replayed_bytes
         self.recovery = recovered.report
         self._started = True
         if self.recovery.fresh:
@@ -205,6 +225,7 @@ class HostEngine:
         self._scheduler.stop()
         self.module = module
         self._reducers = {r.name: r for r in definition.reducers}
+        self._procedures = {p.name: p for p in definition.procedures}
         self._lifecycle = {r.lifecycle: r.name for r in definition.reducers if r.lifecycle is not None}
         self._args_codecs.clear()
         if schema_changed or clear:
@@ -526,6 +547,12 @@ class HostEngine:
             message = f"reducer {name} panicked: {exc!r}"
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, message, offset=self.offset), None
         duration = (time.perf_counter_ns() - started) // 1000
+        return self._commit(tx, name, timestamp, caller, origin, duration)
+
+    def _commit(
+        self, tx: Transaction, name: str, timestamp: Timestamp, caller: Caller, origin: Any, duration: int
+    ) -> tuple[CallOutcome, int | None]:
+        """Append `tx` to the log when it wrote (a reducer's or a procedure's): the outcome and the log sequence."""
         changes = tx.changes()
         committed = CommittedTx(self.offset + 1 if changes else self.offset, timestamp, name, caller, changes, origin)
         if not changes:
@@ -534,7 +561,8 @@ class HostEngine:
             )
             return outcome, None
         try:
-            sequence = self.commitlog.append(encode_record(committed))
+            record = encode_record(committed)
+            sequence = self.commitlog.append(record)
         except StorageFailedError as exc:
             tx.rollback()
             return CallOutcome(CallStatus.INTERNAL_ERROR, timestamp, f"storage failed: {exc}", offset=self.offset), None
@@ -542,11 +570,77 @@ class HostEngine:
         self.commits_total += 1
         self._durability.written(sequence, committed)
         self._scheduler.after_commit(committed)
-        self._snapshots.after_commit(committed, sequence)
+        self._snapshots.after_commit(committed, sequence, len(record))
         outcome = CallOutcome(
             CallStatus.COMMITTED, timestamp, tx=committed, duration_micros=duration, offset=committed.offset
         )
         return outcome, sequence
+
+    def procedure(self, name: str) -> md.ProcedureDef | None:
+        """A procedure's definition by name (TypeScript modules only)."""
+        return self._procedures.get(name)
+
+    def start_procedure(
+        self, name: str, args: bytes, caller: Caller, on_done: Callable[[ProcedureOutcome], None]
+    ) -> None:
+        """Run a procedure now; `on_done` gets its outcome once every commit it saw or made is durable.
+
+        The procedure runs synchronously on the event loop, as reducers do: its transactions (`ctx.withTx`) commit one
+        by one through `_commit`, so subscribers hear of each in commit order, and no other call interleaves.
+        """
+        outcome = self._run_procedure(name, args, caller)
+        try:
+            future = self.durable_future(outcome.offset)
+        except StorageFailedError as exc:
+            outcome = ProcedureOutcome(outcome.timestamp, error=f"storage failed: {exc}", offset=outcome.offset)
+            future = None
+        if future is None:
+            on_done(outcome)
+            return
+
+        def durable(done: asyncio.Future[None]) -> None:
+            if done.cancelled():
+                return
+            error = done.exception()
+            if error is None:
+                on_done(outcome)
+            else:
+                on_done(ProcedureOutcome(outcome.timestamp, error=f"storage failed: {error}", offset=outcome.offset))
+
+        future.add_done_callback(durable)
+
+    async def call_procedure(self, name: str, args: bytes, caller: Caller) -> ProcedureOutcome:
+        """`start_procedure` awaited (for the HTTP call route)."""
+        done: asyncio.Future[ProcedureOutcome] = asyncio.get_running_loop().create_future()
+        self.start_procedure(name, args, caller, done.set_result)
+        return await done
+
+    def _run_procedure(self, name: str, args: bytes, caller: Caller) -> ProcedureOutcome:
+        timestamp = self._now()
+        run = getattr(self.module, "call_procedure", None)
+        if name not in self._procedures or run is None:
+            return ProcedureOutcome(timestamp, ProcedureStatus.NO_SUCH_PROCEDURE, error=NO_SUCH_PROCEDURE)
+        if self.commitlog.failure is not None:
+            return ProcedureOutcome(timestamp, error=f"storage failed: {self.commitlog.failure}", offset=self.offset)
+        started = time.perf_counter_ns()
+        try:
+            with module_log.running(self.database_name, name):
+                returned = run(name, args, caller, timestamp, _ProcedureTxs(self, name, caller))
+        except ProcedureArgumentsError as exc:
+            return ProcedureOutcome(timestamp, ProcedureStatus.BAD_ARGUMENTS, error=str(exc))
+        except ProcedureCallError as exc:
+            module_log.reducer_failed(self.database_name, name, str(exc))
+            return ProcedureOutcome(timestamp, error=str(exc), offset=self.offset)
+        duration = (time.perf_counter_ns() - started) // 1000
+        return ProcedureOutcome(
+            timestamp, ProcedureStatus.RETURNED, returned=returned, duration_micros=duration, offset=self.offset
+        )
+
+    def _run_scheduled_procedure(self, name: str, args: bytes) -> None:
+        """A scheduled procedure (the scheduler's `run_procedure`): run as the owner; a failure is logged."""
+        self.start_procedure(
+            name, args, Caller(self.owner_identity), lambda outcome: _log_scheduled_procedure(name, outcome)
+        )
 
     def _record_client(self, tx: Transaction, caller: Caller, connecting: bool) -> None:
         if caller.connection_id is None:
@@ -584,6 +678,31 @@ class HostEngine:
         """A scheduled reducer's transaction, run as the owner (`scheduler.RunScheduled`)."""
         outcome, sequence = self._run_reducer(reducer, args, Caller(self.owner_identity), extra=extra)
         return (None if outcome.status is CallStatus.COMMITTED else outcome.message), sequence
+
+
+class _ProcedureTxs:
+    """The transactions one procedure call opens, committed through the engine like a reducer's (`_commit`)."""
+
+    def __init__(self, engine: HostEngine, name: str, caller: Caller) -> None:
+        self._engine = engine
+        self._name = name
+        self._caller = caller
+
+    def begin(self) -> HostReducerContext:
+        tx = Transaction(self._engine.datastore)
+        return HostReducerContext(self._caller, self._engine._now(), DbView(tx), tx)
+
+    def commit(self, ctx: HostReducerContext) -> None:
+        engine = self._engine
+        if engine.commitlog.failure is not None:
+            ctx.transaction.rollback()
+            raise ProcedureTxError(f"storage failed: {engine.commitlog.failure}")
+        outcome, _sequence = engine._commit(ctx.transaction, self._name, ctx.timestamp, self._caller, None, 0)
+        if outcome.status is not CallStatus.COMMITTED:
+            raise ProcedureTxError(outcome.message)
+
+    def abort(self, ctx: HostReducerContext) -> None:
+        ctx.transaction.rollback()
 
 
 def new_connection_id() -> ConnectionId:

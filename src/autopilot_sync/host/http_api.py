@@ -28,9 +28,10 @@ from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import StorageFailedError
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError, new_connection_id
+from autopilot_sync.host.procedure_call import ProcedureStatus
 from autopilot_sync.host.sql import SqlError, sql_json_result
-from autopilot_sync.spacetime import moduledef
-from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args
+from autopilot_sync.spacetime import bsatn, moduledef
+from autopilot_sync.spacetime.sats_json import SatsJsonError, decode_args, to_json
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 ENGINE_KEY = web.AppKey("autopilot_sync.host.engine", HostEngine)
@@ -261,6 +262,8 @@ async def call_reducer(request: web.Request) -> web.Response:
     name = request.match_info["reducer"]
     task = asyncio.ensure_future(_call_in_connection(engine, auth, name, text))
     status, message = await asyncio.shield(task)
+    if isinstance(message, _Json):
+        return web.Response(status=status, text=message, content_type="application/json", headers=headers)
     return _text(status, message, headers)
 
 
@@ -281,6 +284,9 @@ async def _call_in_connection(engine: HostEngine, auth: Authenticated, name: str
 async def _call(engine: HostEngine, caller: Caller, name: str, text: str) -> tuple[int, str]:
     reducer = engine.reducer(name)
     if reducer is None:
+        procedure = engine.procedure(name)
+        if procedure is not None:  # SpacetimeDB's route tries a procedure when no reducer has the name
+            return await _call_procedure(engine, caller, procedure, text)
         return 404, f"no such reducer: {name}"
     if reducer.lifecycle is not None:
         return 400, f"can't directly call special {_lifecycle_name(reducer.lifecycle)} lifecycle reducer"
@@ -290,6 +296,30 @@ async def _call(engine: HostEngine, caller: Caller, name: str, text: str) -> tup
         return 400, f"invalid arguments for reducer {name}: {exc}"
     outcome = await engine.call_reducer(name, args, caller)
     return _outcome_response(outcome)
+
+
+class _Json(str):
+    """A response body that is JSON (a procedure's return value), not text."""
+
+
+async def _call_procedure(
+    engine: HostEngine, caller: Caller, procedure: moduledef.ProcedureDef, text: str
+) -> tuple[int, str]:
+    """A procedure: 200 with its return value as SATS-JSON, as SpacetimeDB answers; its failure is 530, not 500."""
+    typespace = engine.module.definition().typespace
+    try:
+        values = decode_args(procedure.params, text, typespace)
+    except SatsJsonError as exc:
+        return 400, f"invalid arguments for procedure {procedure.name}: {exc}"
+    outcome = await engine.call_procedure(procedure.name, bsatn.encode(procedure.params, values, typespace), caller)
+    if outcome.status is ProcedureStatus.RETURNED and outcome.returned is not None:
+        value = bsatn.decode(procedure.return_type, outcome.returned, typespace)
+        return 200, _Json(json.dumps(to_json(procedure.return_type, value, typespace), separators=(",", ":")))
+    if outcome.status is ProcedureStatus.NO_SUCH_PROCEDURE:
+        return 404, outcome.error
+    if outcome.status is ProcedureStatus.BAD_ARGUMENTS:
+        return 400, outcome.error
+    return STATUS_REDUCER_FAILED, outcome.error
 
 
 def _lifecycle_name(lifecycle: moduledef.Lifecycle) -> str:

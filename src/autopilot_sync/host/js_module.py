@@ -18,14 +18,30 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
+from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.hosted_module import BadArgumentsError
-from autopilot_sync.host.js_syscalls import MODULE_LOG, NOT_IN_TRANSACTION, EngineSyscalls, ScheduleImmediate
-from autopilot_sync.host.sql.parse import parse_select
+from autopilot_sync.host.js_syscalls import (
+    HOST_CALL_FAILURE,
+    HTTP_ERROR,
+    MODULE_LOG,
+    NOT_IN_TRANSACTION,
+    WOULD_BLOCK_TRANSACTION,
+    EngineSyscalls,
+    ScheduleImmediate,
+)
+from autopilot_sync.host.procedure_call import (
+    NO_SUCH_PROCEDURE,
+    ProcedureArgumentsError,
+    ProcedureCallError,
+    ProcedureTransactions,
+    ProcedureTxError,
+)
 from autopilot_sync.host.sql.plan import SqlError
 from autopilot_sync.host.transaction import HostReducerContext
 from autopilot_sync.jsmodule import (
@@ -40,7 +56,7 @@ from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.moduledef import raw
-from autopilot_sync.spacetime.values import Identity
+from autopilot_sync.spacetime.values import Identity, Timestamp
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +110,8 @@ class JsModule:
             self.runner.close()
             raise JsModuleLoadError(f"module {path} describes itself badly: {exc}") from exc
         self._reducer_ids = {reducer.name: i for i, reducer in enumerate(self._definition.reducers)}
+        self._procedure_ids = {procedure.name: i for i, procedure in enumerate(self._definition.procedures)}
+        self._procedure: _RunningProcedure | None = None
         self._arg_codecs: dict[str, bsatn.Codec] = {}
         self._restarts_seen = self.runner.restarts
 
@@ -145,6 +163,86 @@ class JsModule:
             raise JsModulePanicError(str(exc)) from None
         finally:
             syscalls.end()
+
+    def call_procedure(
+        self, procedure: str, args: bytes, caller: Caller, timestamp: Timestamp, txs: ProcedureTransactions
+    ) -> bytes:
+        """Run `procedure` in the runner outside any transaction; its BSATN return value (see `procedure_call`).
+
+        The procedure's `ctx.withTx` reaches `procedure_start_mut_tx`/`_commit_`/`_abort_` (answered here with
+        `txs`, the engine's); a transaction still open when the call ends (a crash, a limit) is rolled back.
+        """
+        procedure_id = self._procedure_ids.get(procedure)
+        if procedure_id is None:
+            raise ProcedureCallError(NO_SUCH_PROCEDURE)
+        definition = self._definition.procedures[procedure_id]
+        codec = self._arg_codecs.get(f"procedure {procedure}")
+        if codec is None:
+            codec = bsatn.codec(md.resolve_deep(definition.params, self._definition.typespace))
+            self._arg_codecs[f"procedure {procedure}"] = codec
+        try:
+            codec.decode_prefix(args, 0)
+        except DecodeError as exc:
+            raise ProcedureArgumentsError(f"invalid arguments for procedure {procedure}: {exc}") from None
+        try:
+            self._check_fresh_runner()
+        except JsModulePanicError as exc:
+            raise ProcedureCallError(str(exc)) from None
+        running = self._procedure = _RunningProcedure(procedure, caller, txs)
+        connection = caller.connection_id
+        try:
+            return self.runner.call_procedure(
+                procedure_id,
+                args,
+                sender=caller.identity.value,
+                connection_id=connection.value if connection is not None else 0,
+                timestamp_us=timestamp.micros,
+            )
+        except JsModuleError as exc:
+            raise ProcedureCallError(str(exc)) from None
+        finally:
+            self._procedure = None
+            if running.ctx is not None:
+                self._end_procedure_tx(running, commit=False)
+
+    def _procedure_syscall(self, fn: str) -> tuple[Any, bytes]:
+        """`procedure_*`: open, commit or abort the procedure's transaction; outbound HTTP is refused."""
+        if fn == "procedure_http_request":
+            # Why refused: a host that fetches any URL a module names is a server-side request forgery risk (the
+            # host's network, cloud metadata endpoints); docs/modules.md says so. SpacetimeDB's errno for it.
+            raise SyscallRefusedError(
+                HTTP_ERROR, "procedure_http_request: this host makes no HTTP requests for a module"
+            )
+        running = self._procedure
+        if running is None:
+            raise SyscallRefusedError(HOST_CALL_FAILURE, f"{fn} called outside of a procedure")
+        if fn == "procedure_start_mut_tx":
+            if running.ctx is not None:
+                raise SyscallRefusedError(WOULD_BLOCK_TRANSACTION, "the procedure already has a transaction open")
+            ctx = running.txs.begin()
+            self._syscalls_for(ctx).begin(ctx.transaction, running.caller, running.name)
+            running.ctx = ctx
+            return str(ctx.timestamp.micros), b""
+        if fn in ("procedure_commit_mut_tx", "procedure_abort_mut_tx"):
+            if running.ctx is None:
+                raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn}: the procedure has no transaction open")
+            self._end_procedure_tx(running, commit=fn == "procedure_commit_mut_tx")
+            return None, b""
+        raise SyscallRefusedError(HOST_CALL_FAILURE, f"unknown syscall {fn}")
+
+    def _end_procedure_tx(self, running: _RunningProcedure, *, commit: bool) -> None:
+        ctx = running.ctx
+        assert ctx is not None
+        running.ctx = None
+        if self._syscalls is not None:
+            self._syscalls.end()
+        if not commit:
+            running.txs.abort(ctx)
+            return
+        try:
+            running.txs.commit(ctx)
+        except ProcedureTxError as exc:
+            raise SyscallRefusedError(HOST_CALL_FAILURE, f"commit failed: {exc}") from None
 
     def _check_arguments(self, reducer: str, args: bytes) -> None:
         """Refuse bytes that do not decode against the reducer's parameters before the runner sees them.
@@ -206,12 +304,26 @@ class JsModule:
     def answer(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         """The runner's syscalls: before the first call (while loading) only console output is answered."""
         self.syscall_counts[fn] += 1
+        if fn.startswith("procedure_"):
+            return self._procedure_syscall(fn)
         if self._syscalls is None:
             if fn == "console_log":
                 MODULE_LOG.info("%s", args[1] if len(args) > 1 else "", extra={"reducer": None})
                 return None, b""
+            if fn == "identity":  # a procedure may ask before any transaction ever ran
+                return str(self._identity.value), b""
             raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn} called outside of a transaction")
         return self._syscalls.handle(fn, args, body)
+
+
+@dataclass(slots=True)
+class _RunningProcedure:
+    """The procedure call in progress: its name, caller, the engine's transaction hooks and the open transaction."""
+
+    name: str
+    caller: Caller
+    txs: ProcedureTransactions
+    ctx: HostReducerContext | None = None
 
 
 class _Dispatch:
@@ -244,6 +356,8 @@ def _source_names(description: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]
 
 def _filters_by_table(definition: md.ModuleDef) -> dict[str, str]:
     """Each row-level-security rule keyed by the one table it selects from (parsed with the host's SQL layer)."""
+    from autopilot_sync.host.sql.parse import parse_select  # sqlglot only for a module that has rules
+
     filters: dict[str, str] = {}
     for sql in definition.row_level_security:
         select = parse_select(sql)

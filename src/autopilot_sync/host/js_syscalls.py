@@ -45,6 +45,8 @@ WRONG_INDEX_ALGO = 10
 UNIQUE_ALREADY_EXISTS = 12
 INDEX_NOT_UNIQUE = 14
 NO_SUCH_ROW = 15
+WOULD_BLOCK_TRANSACTION = 17
+HTTP_ERROR = 21
 
 #: SpacetimeDB's `LogLevel` (error 0 … trace 4, panic 101) as Python logging levels.
 _LOG_LEVELS = {
@@ -164,8 +166,6 @@ class EngineSyscalls:
             return str(self.identity.value), b""
         method = _DISPATCH.get(fn)
         if method is None:
-            if fn.startswith("procedure_"):
-                raise SyscallRefusedError(HOST_CALL_FAILURE, f"{fn}: procedures are not supported by this host")
             raise SyscallRefusedError(HOST_CALL_FAILURE, f"unknown syscall {fn}")
         call = self._call
         if call is None:

@@ -222,6 +222,19 @@ class ModuleLog:
             for file, _ in opened:
                 file.close()
 
+    def clear(self) -> None:
+        """Delete both files and start an empty one: the database they belong to was deleted (as on SpacetimeDB).
+
+        Followers stay attached and see the next database's lines.
+        """
+        with self._lock:
+            if self._file.closed:
+                return
+            self._file.close()
+            self.rotated.unlink(missing_ok=True)
+            self._file = open(self.path, "wb")  # noqa: SIM115 - held open for the log's lifetime, closed by close()
+            self._size = 0
+
     @property
     def followers(self) -> int:
         """Readers following now."""

@@ -28,6 +28,7 @@ from autopilot_sync.host.http_api import (
     authenticate,
     read_body,
 )
+from autopilot_sync.host.logs_route import MODULE_LOG_KEY
 from autopilot_sync.host.publish import (
     ModulePublisher,
     ModuleSource,
@@ -237,6 +238,9 @@ async def delete_database(request: web.Request) -> web.Response:
         return _answer(200, "", auth)
     _owner_only(engine, auth, "delete")
     await publisher.delete()
+    module_log = request.app.get(MODULE_LOG_KEY)
+    if module_log is not None:  # the database's logs go with it, as on SpacetimeDB
+        module_log.clear()
     return _answer(200, "", auth)
 
 

@@ -45,6 +45,8 @@ class RecoveryReport:
     tail: TailReport | None = None
     #: Log segments read (segments the snapshot wholly covers are never opened).
     segments_read: int = 0
+    #: Bytes of the records replayed (what the snapshot-by-size rule counts from).
+    replayed_bytes: int = 0
     #: Log records read, including records of a read segment that the snapshot already covered.
     records_read: int = 0
     #: Damaged records skipped because the snapshot covers them (harmless, logged).
@@ -79,11 +81,13 @@ def recover(
     if snapshot is not None:
         offset = load_snapshot(datastore, snapshot, accepted)
     scan = commitlog.recover(offset, record_offset)
+    first = offset
     replayed, offset, last_timestamp = replay(datastore, scan.payloads, offset)
     commitlog.open_segment(offset + 1)
     report = RecoveryReport(
         snapshot_offset=snapshot.offset if snapshot else 0,
         replayed=replayed,
+        replayed_bytes=sum(len(p) for p in scan.payloads if first < record_offset(p) <= offset),
         offset=offset,
         tail=scan.tail,
         segments_read=scan.segments_read,
@@ -187,13 +191,21 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
 
 
 def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hashes: frozenset[str]) -> int:
-    """Put a snapshot's rows into the (empty) datastore; returns its offset."""
+    """Put a snapshot's rows into the (empty) datastore; returns its offset.
+
+    A snapshot written under today's schema holds rows in today's shape: they are stored as they are, decoding only
+    the columns the indexes need; one written under an earlier accepted schema is read row by row (`stored`).
+    """
     if snapshot.schema_hash not in accepted_schema_hashes:
         raise SchemaMismatchError(f"snapshot at offset {snapshot.offset} was written by an unknown schema")
+    current = snapshot.schema_hash == moduledef.schema_hash(datastore.module.definition())
     for name, rows in snapshot.tables.items():
         store = datastore[name]
-        for stored in rows:
-            store.put(*store.stored(stored))
+        if current:
+            store.load_current(rows)
+        else:
+            for stored in rows:
+                store.put(*store.stored(stored))
     return snapshot.offset
 
 

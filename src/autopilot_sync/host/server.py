@@ -210,6 +210,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
             EngineConfig(
                 fsync=settings.fsync,
                 snapshot_every=settings.snapshot_every_commits,
+                snapshot_every_bytes=settings.snapshot_every_bytes,
                 snapshots_kept=settings.snapshots_kept,
                 segment_max_bytes=settings.segment_max_bytes,
                 owner_identity=Identity.from_hex(owner) if owner else Identity(0),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
+from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.frames import Compression, EncodedMessage, frame_messages
 from autopilot_sync.spacetime.messages import (
@@ -42,6 +43,7 @@ from autopilot_sync.spacetime.messages import (
     OneOffQueryResult,
     ProcedureInternalError,
     ProcedureResult,
+    ProcedureReturned,
     ReducerErr,
     ReducerInternalError,
     ReducerOk,
@@ -56,7 +58,7 @@ from autopilot_sync.spacetime.messages import (
     decode_client_message,
     decode_client_message_prefix,
 )
-from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,10 @@ class SessionBackend(Protocol):
 
     def call_reducer(self, message: CallReducer, on_done: Callable[[CallOutcome], None]) -> None:
         """Run the reducer now; `on_done` gets the outcome (a committed write's result is sent by the fan-out)."""
+        ...
+
+    def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
+        """Run the procedure now; `on_done` gets its outcome once every commit it saw or made is durable."""
         ...
 
 
@@ -314,8 +320,8 @@ class ServerSession:
         elif isinstance(message, OneOffQuery):
             self.send_at(backend.offset, backend.one_off(message))
         elif isinstance(message, CallProcedure):
-            failed = ProcedureInternalError("procedures are not supported by this host")
-            self.send_at(0, ProcedureResult(failed, Timestamp.now(), TimeDuration(0), message.request_id))
+            request_id = message.request_id
+            backend.call_procedure(message, lambda outcome: self.procedure_finished(request_id, outcome))
 
     def _query_set_in_use(self, query_set_id: int) -> None:
         # SpacetimeDB: `add_subscription_v2` (crates/core/src/subscription/module_subscription_manager.rs) errors,
@@ -346,6 +352,16 @@ class ServerSession:
         # crates/core/src/host/module_host.rs `ReducerCallError::NoSuchReducer` carries no name.
         text = "no such reducer" if status is CallStatus.NO_SUCH_REDUCER else outcome.message
         self.send_at(outcome.offset, ReducerResult(request_id, outcome.timestamp, ReducerInternalError(text)))
+
+    def procedure_finished(self, request_id: int, outcome: ProcedureOutcome) -> None:
+        """A procedure call ended: its value or error, after the updates of every transaction it committed."""
+        status: ProcedureReturned | ProcedureInternalError
+        if outcome.returned is not None:
+            status = ProcedureReturned(outcome.returned)
+        else:
+            status = ProcedureInternalError(outcome.error)
+        duration = TimeDuration(outcome.duration_micros)
+        self.send_at(outcome.offset, ProcedureResult(status, outcome.timestamp, duration, request_id))
 
     def release(self, durable: int) -> None:
         """Queue the held answers whose offset is now durable, oldest first (after each durable transaction)."""

@@ -1,4 +1,6 @@
-"""When snapshots are taken and what they let go of: every N commits, once the log covering them is durable.
+"""When snapshots are taken and what they let go of: every N commits or N bytes of log records, whichever comes
+first, once the log covering them is durable. Bytes too, because a host with few large commits (batches of 500
+events) would otherwise replay its whole history at every start.
 
 The rows are captured at commit (the datastore moves on at once), the log rotates so the next record starts a new
 segment (a segment never spans a snapshot), and the file is written off the event loop after the flush covering the
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class SnapshotScheduler:
-    """Takes a snapshot every `every` commits (one at a time) and applies the retention rule after each."""
+    """Takes a snapshot every `every` commits or `every_bytes` bytes of log records (one at a time) and applies the
+    retention rule after each."""
 
     def __init__(
         self,
@@ -34,21 +37,29 @@ class SnapshotScheduler:
         *,
         every: int,
         kept: int,
+        every_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.directory = directory
         self.module = module
         self._datastore = datastore
         self._commitlog = commitlog
         self._every = every
+        self._every_bytes = every_bytes
+        #: Bytes of log records written (or replayed at start) since the newest snapshot.
+        self.bytes_since = 0
         self._kept = kept
         #: Offset of the newest snapshot taken (or loaded at start).
         self.last_offset = 0
         self._task: asyncio.Task[None] | None = None
 
-    def after_commit(self, tx: CommittedTx, sequence: int) -> None:
-        """Called for every commit (log record `sequence`): capture a snapshot when one is due and none is running."""
-        if tx.offset - self.last_offset >= self._every and (self._task is None or self._task.done()):
+    def after_commit(self, tx: CommittedTx, sequence: int, record_bytes: int = 0) -> None:
+        """Called for every commit (log record `sequence`, `record_bytes` long): capture a snapshot when one is due
+        and none is running."""
+        self.bytes_since += record_bytes
+        due = tx.offset - self.last_offset >= self._every or self.bytes_since >= self._every_bytes
+        if due and (self._task is None or self._task.done()):
             self.last_offset = tx.offset
+            self.bytes_since = 0
             captured = Snapshot(
                 tx.offset,
                 moduledef.schema_hash(self.module.definition()),

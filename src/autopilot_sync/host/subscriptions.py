@@ -55,7 +55,7 @@ from autopilot_sync.host.sql import (
     conjuncts,
     equality_terms,
     has_partner,
-    plan_rows,
+    plan_row_bytes,
 )
 from autopilot_sync.host.transaction import CommittedTx, TableChange
 from autopilot_sync.spacetime.messages import (
@@ -498,7 +498,7 @@ class SubscriptionManager(_JoinMixin):
             seen = by_table.setdefault(plan.table.name, {})
             if plan.table.event:
                 continue  # event tables hold no rows: a subscription starts empty
-            for row_bytes, _ in plan_rows(plan, self._datastore):
+            for row_bytes in plan_row_bytes(plan, self._datastore):
                 seen[row_bytes] = None
         return QueryRows(
             tuple(SingleTableRows(name, BsatnRowList.from_rows(list(rows))) for name, rows in by_table.items())

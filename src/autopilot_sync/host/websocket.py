@@ -52,6 +52,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
+from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
@@ -64,6 +65,7 @@ from autopilot_sync.spacetime.frames import (
     EncodedMessage,
 )
 from autopilot_sync.spacetime.messages import (
+    CallProcedure,
     CallReducer,
     InitialConnection,
     OneOffQuery,
@@ -157,6 +159,10 @@ class Connection:
     def __hash__(self) -> int:
         return id(self)
 
+    def has_output(self) -> bool:
+        """Whether the writer has frames waiting to be sent (it is woken and has not run yet)."""
+        return self._wakeup.is_set()
+
     def __eq__(self, other: object) -> bool:
         return self is other
 
@@ -220,6 +226,15 @@ class Connection:
 
         origin = _ReducerOrigin(self, message.request_id)
         self.hub.engine.start_call(message.reducer, message.args, self.caller, origin, done)
+
+    def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
+        """Run the procedure through the engine (its transactions commit and fan out like a reducer's)."""
+
+        def done(outcome: ProcedureOutcome) -> None:
+            on_done(outcome)
+            self._poll()
+
+        self.hub.engine.start_procedure(message.procedure, message.args, self.caller, done)
 
     # ----- feeding the session -----
 
@@ -659,6 +674,10 @@ async def _serve(connection: Connection) -> None:
                 transport.abort()
 
 
+#: Frames handled back to back before the read loop lets the event loop run other tasks (see `_read_loop`).
+_FRAMES_BEFORE_YIELD = 16
+
+
 class _ReadStop:
     """Why the read loop was told to stop from outside (the writer died, the client went silent), and the telling.
 
@@ -710,6 +729,7 @@ async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None
     ws = connection.ws
     stop = _ReadStop(connection.hub.options.idle_timeout)
     writer.add_done_callback(stop.writer_done)
+    handled = 0
     try:
         while not connection.closed and not stop.stopped():
             stop.receiving = True
@@ -732,6 +752,12 @@ async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None
                     await ws.pong(msg.data)
             elif msg.type is not WSMsgType.PONG:
                 return  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
+            handled += 1
+            if connection.has_output() or handled % _FRAMES_BEFORE_YIELD == 0:
+                # `receive` returns without suspending while frames are buffered: a client that pipelines frames
+                # would otherwise hold the loop until all are handled, so answers already made wait for the last
+                # frame and every other connection waits too. Answers pending: let the writer send them now.
+                await asyncio.sleep(0)
         if stop.reason is CloseReason.IDLE_TIMEOUT and not stop.writer_died:
             await connection.close(CloseReason.IDLE_TIMEOUT)
     finally:

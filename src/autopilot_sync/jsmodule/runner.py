@@ -220,6 +220,27 @@ class JsModuleRunner:
         }
         self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
 
+    def call_procedure(
+        self,
+        procedure_id: int,
+        args: bytes,
+        *,
+        sender: int = 0,
+        connection_id: int = 0,
+        timestamp_us: int = 0,
+        timeout_s: float | None = None,
+    ) -> bytes:
+        """Run procedure `procedure_id` with BSATN `args`: its BSATN return value, or a `JsModuleError` subclass."""
+        header = {
+            "t": "proc",
+            "id": procedure_id,
+            "sender": str(sender),
+            "conn": str(connection_id),
+            "ts": str(timestamp_us),
+        }
+        _, body = self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+        return body
+
     def _exchange(self, request: Header, body: bytes, timeout_s: float) -> tuple[Header, bytes]:
         self.start()
         child = self._child

@@ -212,8 +212,11 @@ def command_paths(command: click.Command, prefix: Sequence[str] = ("autopilot-sy
     path = tuple(prefix)
     yield path
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from command_paths(command.commands[name], (*path, name))
+        ctx = click.Context(command, info_name=path[-1])
+        for name in command.list_commands(ctx):  # through the group, so lazily loaded subcommands count too
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                yield from command_paths(sub, (*path, name))
 
 
 def mentioned(path: Sequence[str], lines: Iterable[str]) -> bool:

@@ -36,7 +36,7 @@ from autopilot_sync.client.errors import (
     SchemaError,
     UnknownReducerError,
 )
-from autopilot_sync.client.reconnect import BackoffPolicy, SyncClient, TokenGrant
+from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, StateEvent, SyncClient, TokenGrant
 from autopilot_sync.client.results import ReducerCommitted, ReducerFailed
 from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.runtime.outbox import StoredEvent
@@ -91,6 +91,16 @@ class SdkHostLink:
         self._schema: ClientSchema | None = None
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task[None]] = set()
+        self._sessions = 0
+
+    @property
+    def sessions(self) -> int:
+        """Sessions opened so far (every reconnect counts): the publisher checks the host's streams after each."""
+        return self._sessions
+
+    def _count_session(self, event: StateEvent) -> None:
+        if event.state is ConnectionState.CONNECTED:
+            self._sessions += 1
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
         """Call `append_sync_events`; LinkError unless the host acknowledged the commit."""
@@ -104,20 +114,33 @@ class SdkHostLink:
             raise LinkError(PublishFailure(FailureKind.REDUCER_ERROR, result.message))
         raise LinkError(PublishFailure(FailureKind.INTERNAL_ERROR, result.message))
 
-    async def stream_head(self, stream_id: str) -> int:
-        """`head_seq` from `stream_head` (0 when the stream has no row); stream ids never contain quotes."""
+    async def stream_head(self, stream_id: str) -> int | None:
+        """`head_seq` from `stream_head` (None when the host has no such stream); stream ids never contain quotes.
+
+        No row may also mean the host lost this runtime's reader grant with the rest of the data (a delete-data
+        publish): the grant is recorded again and the head read once more before the stream is called absent.
+        """
         if "'" in stream_id:
             raise LinkError(PublishFailure(FailureKind.REDUCER_ERROR, f"invalid_event: stream id {stream_id!r}"))
+        head = await self._read_head(stream_id)
+        if head is None and stream_id in self._granted:
+            self._granted.discard(stream_id)
+            head = await self._read_head(stream_id)
+        return head
+
+    async def _read_head(self, stream_id: str) -> int | None:
         await self._ensure_readers(stream_id)  # the head is visible to the stream's readers only
         query = f"SELECT * FROM stream_head WHERE stream_id = '{stream_id}'"
         answer = await self._request(lambda conn: conn.one_off_query(query))
         rows = answer.rows("stream_head")
         if not rows:
-            return 0
-        head = rows[0]
-        if not isinstance(head, StreamHead):  # the client decodes with ROW_TYPES, so only a changed schema gets here
-            raise LinkError(PublishFailure(FailureKind.PROTOCOL, f"stream_head row of another shape: {head!r:.200}"))
-        return head.head_seq
+            return None
+        return _head_row(rows[0]).head_seq
+
+    async def held_streams(self) -> set[str]:
+        """The streams whose head the host holds and this runtime reads (all it publishes), in one query."""
+        answer = await self._request(lambda conn: conn.one_off_query("SELECT * FROM stream_head"))
+        return {_head_row(row).stream_id for row in answer.rows("stream_head")}
 
     async def _ensure_readers(self, stream_id: str) -> None:
         """Record the stream's readers once per process (the reducer is idempotent, so a restart repeats it)."""
@@ -179,6 +202,7 @@ class SdkHostLink:
                     schema=self._schema,
                     row_types=ROW_TYPES,
                 )
+                client.on_state(self._count_session)
                 await client.start()
                 self._client = client
             return self._client
@@ -214,6 +238,13 @@ class SdkHostLink:
         if event is not None and isinstance(event.error, ConnectionRejectedError):
             return describe_failure(event.error)
         return PublishFailure(FailureKind.NETWORK, f"not connected to {self.base_url}: {reason}")
+
+
+def _head_row(row: object) -> StreamHead:
+    """A `stream_head` row as the bindings type (the client decodes with ROW_TYPES: only a changed schema fails)."""
+    if not isinstance(row, StreamHead):
+        raise LinkError(PublishFailure(FailureKind.PROTOCOL, f"stream_head row of another shape: {row!r:.200}"))
+    return row
 
 
 async def _close_later(client: SyncClient, delay: float) -> None:

@@ -58,6 +58,11 @@ class RuntimeMetrics:
             "Events found already committed on the host (a retry after a lost answer, or a reconcile).",
             registry=self.registry,
         )
+        self.republished = Counter(
+            "autopilot_sync_runtime_events_republished",
+            "Events queued again from seq 1 because the host no longer held their stream (a new database incarnation).",
+            registry=self.registry,
+        )
         self.failures = Counter(
             "autopilot_sync_runtime_publish_failures",
             "Failed publish attempts, by retry class.",

@@ -255,6 +255,36 @@ class Outbox:
             raise
         return times
 
+    def requeue(self, stream_id: str, now_us: int) -> int:
+        """Queue every stored event of a stream again from seq 1: the host no longer holds any of it.
+
+        Why: a delete-data publish gives the database a new incarnation with no streams at all, so the stream must be
+        published again from its first event (seqs, keys and hashes unchanged) for the host to accept the next one.
+        The outbox rows get `now_us` as their queue time (the age metrics measure waiting, not the event's age).
+        Returns how many events were queued again.
+        """
+        cursor = self._db.cursor()
+        cursor.execute("BEGIN IMMEDIATE")
+        try:
+            cursor.execute(
+                "INSERT OR IGNORE INTO outbox (stream_id, seq, appended_at_us) "
+                "SELECT stream_id, seq, ? FROM event WHERE stream_id = ? "
+                "AND seq <= (SELECT published_seq FROM stream WHERE stream_id = ?)",
+                (now_us, stream_id, stream_id),
+            )
+            queued = cursor.rowcount
+            cursor.execute("UPDATE stream SET published_seq = 0 WHERE stream_id = ?", (stream_id,))
+            cursor.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                cursor.execute("ROLLBACK")
+            raise
+        return max(queued, 0)
+
+    def published_streams(self) -> list[str]:
+        """Streams with at least one event the host acknowledged (what a new incarnation of the database lost)."""
+        return [row[0] for row in self._db.execute("SELECT stream_id FROM stream WHERE published_seq > 0")]
+
     def dead_letter(self, stream_id: str, seq: int, retry_class: str, reason: str, now_us: int) -> DeadLetter:
         """Park a stream at `seq`: nothing after it is published until an operator replays it (order is kept)."""
         cursor = self._db.execute(

@@ -41,8 +41,15 @@ class HostLink(Protocol):
     async def append(self, events: Sequence[StoredEvent]) -> None:
         """Call `append_sync_events` with `events` (one stream, consecutive seqs); LinkError when not committed."""
 
-    async def stream_head(self, stream_id: str) -> int:
-        """The host's `head_seq` of a stream (0 when it has none); LinkError when it cannot be read."""
+    @property
+    def sessions(self) -> int:
+        """How many sessions with the host were opened so far: each new one may face a new database incarnation."""
+
+    async def stream_head(self, stream_id: str) -> int | None:
+        """The host's `head_seq` of a stream (None when the host holds no such stream); LinkError when unreadable."""
+
+    async def held_streams(self) -> set[str]:
+        """Every stream of this producer the host holds a head for (one query); LinkError when unreadable."""
 
     async def refresh_auth(self) -> None:
         """Get a fresh token and reconnect with it; LinkError when no token can be had."""
@@ -76,12 +83,15 @@ class Publisher:
         self._in_flight = asyncio.Semaphore(self.config.max_in_flight)
         self._uncertain: set[str] = set()
         self._first_seen: set[str] = set()
+        self._audited_session: int | None = None
+        self._audit: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         """Start a drain task for every stream with a backlog; wake on appends, replays and finished drains."""
         try:
             while True:
                 self.store.changed.clear()
+                self._audit_new_session()
                 for stream_id in await self.store.pending_streams():
                     if stream_id not in self._tasks:
                         self._start(stream_id)
@@ -93,12 +103,56 @@ class Publisher:
     async def stop(self) -> None:
         """Cancel every drain task (an unanswered call is simply sent again after restart)."""
         tasks = list(self._tasks.values())
+        if self._audit is not None:
+            tasks.append(self._audit)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+
+    def _audit_new_session(self) -> None:
+        """At start and after every reconnect, check once that the host still holds what was published to it."""
+        if self._audited_session == self.link.sessions or (self._audit is not None and not self._audit.done()):
+            return
+        self._audit = asyncio.create_task(self._find_lost_streams(), name="publish audit")
+
+    async def _find_lost_streams(self) -> None:
+        """Queue again every published stream the host no longer holds (a delete-data publish deleted them all).
+
+        One query lists the heads the host holds; a stream missing from it is asked for by itself (which records its
+        readers again: a new incarnation lost those too) before it is queued again from seq 1. A failed check is
+        tried again on the next wake-up.
+        """
+        published = await self.store.published_streams()
+        if not published:
+            self._audited_session = self.link.sessions
+            return
+        try:
+            held = await self.link.held_streams()
+            session = self.link.sessions
+            for stream_id in published:
+                if stream_id not in held and await self.link.stream_head(stream_id) is None:
+                    await self._republish(stream_id)
+        except LinkError as exc:
+            log.info("check of the host's streams postponed: %s", exc)
+            await asyncio.sleep(self.config.backoff.delay(0))
+            return
+        self._audited_session = session
+
+    async def _republish(self, stream_id: str) -> int:
+        """The host holds nothing of a stream the runtime published: send the whole stream again from seq 1."""
+        queued = await self.store.requeue(stream_id)
+        if queued:
+            self.metrics.republished.inc(queued)
+            log.warning(
+                "the host holds nothing of %s (its data was deleted: a new database incarnation): "
+                "publishing its %d acknowledged events again from seq 1",
+                stream_id,
+                queued,
+            )
+        return queued
 
     def _start(self, stream_id: str) -> None:
         if stream_id not in self._first_seen:
@@ -159,7 +213,7 @@ class Publisher:
 
     async def _count_duplicates(self, stream_id: str, batch: Sequence[StoredEvent]) -> None:
         """After an unknown outcome, ask the head first: events it covers are sent again but were already there."""
-        head = await self.link.stream_head(stream_id)
+        head = await self.link.stream_head(stream_id) or 0
         covered = sum(1 for event in batch if event.seq <= head)
         if covered:
             self.metrics.duplicates.inc(covered)
@@ -171,13 +225,17 @@ class Publisher:
             log.warning("token refresh failed: %s", exc)
 
     async def _reconcile(self, stream_id: str, batch: Sequence[StoredEvent], failure: PublishFailure) -> bool:
-        """`sequence_conflict`: publish what the host's head covers; a head behind ours is a dead letter."""
+        """`sequence_conflict`: publish what the host's head covers; a host without the stream gets it all again
+        from seq 1 (a new database incarnation); a head behind ours is a dead letter."""
         try:
-            head = await self.link.stream_head(stream_id)
+            found = await self.link.stream_head(stream_id)
         except LinkError as exc:
             log.info("reconcile of %s postponed: %s", stream_id, exc)
             await asyncio.sleep(self.config.backoff.delay(0))
             return True
+        if found is None and batch[0].seq > 1 and await self._republish(stream_id):
+            return True
+        head = found or 0
         covered = [event for event in batch if event.seq <= head]
         if covered:
             self.metrics.duplicates.inc(len(covered))

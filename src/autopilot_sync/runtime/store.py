@@ -63,6 +63,16 @@ class RuntimeStore:
         """Drop published outbox rows; their append times (for the latency histogram)."""
         return await self._run(lambda: self.outbox.mark_published(stream_id, through_seq))
 
+    async def requeue(self, stream_id: str) -> int:
+        """Queue a stream's published events again from seq 1 (see `Outbox.requeue`) and wake the publisher."""
+        queued = await self._run(lambda: self.outbox.requeue(stream_id, now_us()))
+        self.changed.set()
+        return queued
+
+    async def published_streams(self) -> list[str]:
+        """Streams with events the host acknowledged."""
+        return await self._run(self.outbox.published_streams)
+
     async def dead_letter(self, stream_id: str, seq: int, retry_class: str, reason: str) -> DeadLetter:
         """Park a stream at `seq` with the reason."""
         return await self._run(lambda: self.outbox.dead_letter(stream_id, seq, retry_class, reason, now_us()))

@@ -81,6 +81,11 @@ class HostSettings(ServiceSettings):
     snapshot_every_commits: Count = Field(
         default=10000, description="Write a snapshot after this many commits so restart replays a bounded log."
     )
+    snapshot_every_bytes: Count = Field(
+        default=67108864,
+        description="Also write a snapshot once this many bytes of commit-log records were written since the last "
+        "one, so a host with few large commits (batches of events) still replays a bounded log at restart.",
+    )
     snapshots_kept: Count = Field(
         default=2,
         description="Snapshots kept on disk; commit-log segments older than the oldest kept one are deleted, so a "

@@ -37,9 +37,6 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from joserfc import jws, jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey
 
 from autopilot_sync.auth.claims import (
     LEEWAY_SECONDS,
@@ -57,6 +54,8 @@ from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
 
 if TYPE_CHECKING:
+    from joserfc.jwk import ECKey
+
     from autopilot_sync.settings.host import HostSettings
 
 #: The issuer of host-minted tokens, as SpacetimeDB standalone (`LOCALHOST`).
@@ -96,7 +95,8 @@ class SigningKey:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
         if not isinstance(private_key.curve, ec.SECP256R1):
             raise ValueError("the host signing key must be a P-256 key (ES256)")
-        self._jwk = ECKey.import_key(private_key)
+        self._private_key = private_key
+        self._jwk_key: ECKey | None = None
         self.public_pem: bytes = private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -130,12 +130,27 @@ class SigningKey:
         with contextlib.suppress(FileExistsError):
             write_atomically(path, pem, mode=0o600, replace=False)
 
+    @property
+    def _jwk(self) -> ECKey:
+        """The key as joserfc's JWK, made on first use: joserfc (and `cryptography.x509` under it) cost the host's
+        start ~0.1 s of CPU and are needed only once the first token is signed or checked."""
+        if self._jwk_key is None:
+            from joserfc.jwk import ECKey
+
+            self._jwk_key = ECKey.import_key(self._private_key)
+        return self._jwk_key
+
     def sign(self, claims: Mapping[str, Any]) -> str:
         """A compact JWS of `claims` with header `{"typ": "JWT", "alg": "ES256"}`."""
+        from joserfc import jwt
+
         return jwt.encode({"alg": "ES256"}, dict(claims), self._jwk, algorithms=["ES256"])
 
     def verifies(self, token: str) -> bool:
         """True when `token` carries a valid ES256 signature by this key."""
+        from joserfc import jws
+        from joserfc.errors import JoseError
+
         try:
             jws.deserialize_compact(token, self._jwk, algorithms=["ES256"])
         except (JoseError, ValueError, TypeError):
@@ -227,7 +242,25 @@ class TokenService:
         iat = int(self._clock())
         exp = iat + ttl if origin is None else min(iat + ttl, math.floor(origin))
         extra[ORIGIN_EXPIRY_CLAIM] = None if origin is None else math.floor(origin)
-        return self._issue(verified.issuer, verified.subject, audiences(verified.claims), extra, iat, exp, origin)
+        issued = self._issue(verified.issuer, verified.subject, audiences(verified.claims), extra, iat, exp, origin)
+        self._remember_issued(issued.token)
+        return issued
+
+    def _remember_issued(self, token: str) -> None:
+        """Remember a token this host just signed as verified, exactly as `verify` would after checking it.
+
+        The signature is ours, so checking it again at the upgrade that follows every exchange would only repeat an
+        ES256 verify per connection. The claims are read back from the token itself and, as for every remembered
+        token, checked again on every use (expiry included); a token whose claims already fail is not remembered.
+        """
+        _, claims = parse_unverified(token)
+        now = self._clock()
+        try:
+            identity, issuer, subject = self._check(claims, now, host_signed=True)
+        except TokenError:
+            return
+        origin = origin_expiry(claims, host_signed=True)
+        self._remember(VerifiedToken(token, identity, issuer, subject, claims, origin), now, None)
 
     def rights_end(self, verified: VerifiedToken) -> float | None:
         """When a session opened with `verified` must end (Unix seconds): its origin expiry plus the leeway."""

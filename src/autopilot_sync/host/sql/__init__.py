@@ -8,7 +8,8 @@ One job per module, in the order a query flows through them:
 - `select.py` — a SELECT to a plan: projections, predicates, LIMIT, the one inner equi-join and its index rule;
 - `compile.py` — the entries (`compile_subscription`, `compile_query`): the plan restricted by row-level security;
 - `scan.py` — how a plan finds rows of one table (index or scan); `joins.py` — join results and join mirrors;
-- `execute.py` — a one-off query's result and the HTTP `/sql` body.
+- `execute.py` — a one-off query's result and the HTTP `/sql` body;
+- `verdict.py` — the filters' check at start, remembered in the data directory so a restart skips sqlglot.
 
 Error texts follow the real host's `sql-parser`/`expr` crates where one exists. This package exports what the rest
 of the host (subscriptions, WebSocket, HTTP) and the tests use; everything else stays inside it.
@@ -20,7 +21,7 @@ from autopilot_sync.host.sql.compile import (
     compile_query,
     compile_subscription,
 )
-from autopilot_sync.host.sql.execute import execute, plan_rows, sql_json_result
+from autopilot_sync.host.sql.execute import execute, plan_row_bytes, plan_rows, sql_json_result
 from autopilot_sync.host.sql.joins import JoinMirror, has_partner
 from autopilot_sync.host.sql.plan import (
     CompareOp,
@@ -32,6 +33,7 @@ from autopilot_sync.host.sql.plan import (
     equality_terms,
 )
 from autopilot_sync.host.sql.scan import access_path
+from autopilot_sync.host.sql.verdict import check_visibility_filters_at_start
 
 __all__ = [
     "CompareOp",
@@ -43,12 +45,14 @@ __all__ = [
     "VisibilityFilterError",
     "access_path",
     "check_visibility_filters",
+    "check_visibility_filters_at_start",
     "compile_query",
     "compile_subscription",
     "conjuncts",
     "equality_terms",
     "execute",
     "has_partner",
+    "plan_row_bytes",
     "plan_rows",
     "sql_json_result",
 ]

@@ -10,7 +10,6 @@ import dataclasses
 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql.plan import And, Comparison, Predicate, SelectPlan, SqlContext, SqlError
-from autopilot_sync.host.sql.select import compile_plan
 from autopilot_sync.spacetime.values import Identity
 
 
@@ -25,11 +24,38 @@ def compile_query(sql: str, ctx: SqlContext) -> SelectPlan:
     return _compile(sql, ctx, one_off=True)
 
 
+#: Compiled queries per (module, text, kind, caller's view): a reconnect storm sends the same resume query from many
+#: sockets, and parsing is most of what compiling costs. Plans are frozen, so sockets share them; a hit is used only
+#: while its tables are still the datastore's (a publish replaces them). Failures are not remembered.
+_PLANS: dict[tuple[object, str, bool, bool, Identity | None], SelectPlan] = {}
+_PLANS_MAX = 1024
+
+
 def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
-    plan = compile_plan(sql, ctx, one_off=one_off)
-    if ctx.private_visible:
+    key = (ctx.datastore.module, sql, one_off, ctx.private_visible, ctx.sender)
+    plan = _PLANS.get(key)
+    if plan is not None and _current(plan, ctx.datastore):
         return plan
-    return apply_visibility(plan, ctx)
+    from autopilot_sync.host.sql.select import compile_plan  # sqlglot is imported with the first query
+
+    plan = compile_plan(sql, ctx, one_off=one_off)
+    if not ctx.private_visible:
+        plan = apply_visibility(plan, ctx)
+    if len(_PLANS) >= _PLANS_MAX:
+        del _PLANS[next(iter(_PLANS))]
+    _PLANS[key] = plan
+    return plan
+
+
+def _current(plan: SelectPlan, datastore: Datastore) -> bool:
+    """Whether the plan's tables are the ones the datastore holds now."""
+    store = datastore.tables.get(plan.table.name)
+    if store is None or store.table is not plan.table:
+        return False
+    if plan.join is None:
+        return True
+    joined = datastore.tables.get(plan.join.table.name)
+    return joined is not None and joined.table is plan.join.table
 
 
 # ----- row-level security -----
@@ -50,6 +76,8 @@ def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
     key = (module, table, ctx.sender)
     plan = _RULES.get(key)
     if plan is None:
+        from autopilot_sync.host.sql.select import compile_plan
+
         plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
         if plan.table.name != table or not plan.returns_rows:
             raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")

@@ -9,9 +9,9 @@ from typing import Any
 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql.compile import compile_query
-from autopilot_sync.host.sql.joins import join_rows
+from autopilot_sync.host.sql.joins import join_row_bytes, join_rows
 from autopilot_sync.host.sql.plan import Row, SelectPlan, SqlContext
-from autopilot_sync.host.sql.scan import matching_rows
+from autopilot_sync.host.sql.scan import matching_bytes, matching_rows
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.sats_json import to_untyped_json
 from autopilot_sync.spacetime.values import Identity
@@ -72,6 +72,17 @@ def sql_json_result(
             "stats": {"rows_inserted": 0, "rows_deleted": 0, "rows_updated": 0},
         }
     ]
+
+
+def plan_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes]:
+    """The bytes of every row a whole-row plan selects (as `plan_rows`), without decoding rows when an index answers
+    the predicate alone: a subscription's initial rows, sent as stored."""
+    found = (
+        join_row_bytes(plan, datastore) if plan.join is not None else matching_bytes(plan, datastore[plan.table.name])
+    )
+    if found is not None:
+        return found
+    return [row_bytes for row_bytes, _ in plan_rows(plan, datastore)]
 
 
 def plan_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]:

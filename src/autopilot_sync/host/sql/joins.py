@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from autopilot_sync.host.datastore import Datastore, TableStore
-from autopilot_sync.host.sql.plan import And, Comparison, Row, SelectPlan, conjuncts
-from autopilot_sync.host.sql.scan import candidate_rows
+from autopilot_sync.host.sql.plan import And, CompareOp, Comparison, Row, SelectPlan, conjuncts
+from autopilot_sync.host.sql.scan import candidate_rows, covered_bytes
 
 
 def _hashable(value: Any) -> Any:
@@ -56,25 +56,87 @@ def join_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]
     return out
 
 
+def join_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | None:
+    """`join_rows`' bytes without decoding a projected row, when that is possible; None when it is not.
+
+    Possible when an index answers the projected table's own conjuncts alone (`covered_bytes`), one of them fixes
+    the join column (so every candidate has the same partners), and every other conjunct is about the joined row:
+    then whether a candidate is in the result, and how many times, is the same for all of them. This is a resume
+    under row-level security (`stream_id = 'x' AND seq > N`, joined with the caller's reader grant).
+    """
+    assert plan.join is not None
+    spec = plan.join
+    width = len(plan.table.columns)
+    terms = conjuncts(plan.predicate)
+    if not all(isinstance(t, Comparison) for t in terms):
+        return None
+    own = [t for t in terms if isinstance(t, Comparison) and t.position < width]
+    theirs = [t for t in terms if isinstance(t, Comparison) and t.position >= width]
+    fixed = [t.value for t in own if t.position == spec.left_position and t.op is CompareOp.EQ]
+    if not fixed:
+        return None
+    covered = covered_bytes(own, datastore[plan.table.name])
+    if covered is None:
+        return None
+    joined = datastore[spec.table.name]
+    blank = (None,) * width
+    partners = [row for _, row in _partners(joined, spec.right_column, spec.right_position, fixed[0])]
+    times = sum(1 for partner in partners if all(t.test(blank + partner) for t in theirs))
+    if times == 0 or plan.limit == 0:
+        return []
+    out = [row_bytes for row_bytes in covered for _ in range(times)]
+    return out if plan.limit is None else out[: plan.limit]
+
+
+def _partners(store: TableStore, column: str, position: int, value: Any) -> list[tuple[bytes, Row]]:
+    """Rows of `store` whose `column` equals `value`: through an index on exactly that column, else a scan."""
+    try:
+        index = store.index_for((column,))
+    except KeyError:
+        index = None
+    if index is not None and index.columns == (column,):
+        return [(b, store.rows[b]) for b in index.lookup((value,))]
+    return [(b, row) for b, row in store.rows.items() if _hashable(row[position]) == _hashable(value)]
+
+
 class JoinMirror:
     """The rows of one table grouped by one column, as of a commit offset: what a join subscription reads.
 
     The subscription engine hears of a transaction only once it is durable, when the datastore may already hold later
-    transactions; a join's result at offset k needs both tables at offset k, so the engine keeps this copy (the same
-    row objects, grouped) and advances it with every committed transaction it is told about.
+    transactions; a join's result at offset k needs both tables at offset k, so the engine keeps this copy (the row
+    bytes, grouped) and advances it with every committed transaction it is told about. Rows are kept as bytes and
+    decoded when read, as the datastore keeps them: a mirror of the events table must not hold a decoded copy of every
+    event. When an index leads with the column, the mirror is built from it without decoding a row.
     """
 
     def __init__(self, store: TableStore, position: int, offset: int) -> None:
         self.position = position
         self.offset = offset
-        self.by_value: dict[Any, dict[bytes, Row]] = {}
-        if not store.table.event:
+        self.by_value: dict[Any, dict[bytes, None]] = {}
+        self._rows = store.rows
+        self._decode = store.decode
+        if store.table.event:
+            return
+        column = store.table.columns[position][0]
+        index = next((i for i in store.indexes.values() if i.columns[0] == column), None)
+        if index is None:
             for row_bytes, row in store.rows.items():
-                self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+                self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = None
+            return
+        for key, found in index.entries.items():
+            bucket = self.by_value.setdefault(_hashable(key[0]), {})
+            if type(found) is bytes:
+                bucket[found] = None
+            else:
+                bucket.update(dict.fromkeys(found))
 
     def get(self, value: Any) -> dict[bytes, Row]:
-        """Rows whose column equals `value` (do not mutate)."""
-        return self.by_value.get(_hashable(value), _EMPTY)
+        """Rows whose column equals `value`, decoded (from the datastore's cache when it still holds them)."""
+        bucket = self.by_value.get(_hashable(value))
+        if not bucket:
+            return _EMPTY
+        rows, decode = self._rows, self._decode
+        return {row_bytes: rows.get(row_bytes) or decode(row_bytes) for row_bytes in bucket}
 
     def apply(self, offset: int, inserts: Iterable[tuple[bytes, Row]], deletes: Iterable[tuple[bytes, Row]]) -> None:
         """Advance to `offset` by one transaction's change to this table (a no-op for offsets already included)."""
@@ -90,7 +152,7 @@ class JoinMirror:
                 if not bucket:
                     del self.by_value[value]
         for row_bytes, row in inserts:
-            self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+            self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = None
 
 
 _EMPTY: dict[bytes, Row] = {}

@@ -5,20 +5,34 @@ An equality (or range) on an index's leading column picks the index; the caller 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_sync.host.datastore import TOP, TableStore
-from autopilot_sync.host.sql.plan import CompareOp, Comparison, Row, SelectPlan, conjuncts
+from autopilot_sync.host.datastore import TOP, Index, TableStore
+from autopilot_sync.host.sql.plan import CompareOp, Comparison, Predicate, Row, SelectPlan, conjuncts
 
 
 @dataclass(frozen=True, slots=True)
 class AccessPath:
-    """How a plan reads its table: one index equality, one index range, or a full scan (for tests and EXPLAIN)."""
+    """How a plan reads its table: one index equality, one index range, or a full scan (for tests and EXPLAIN).
+
+    `column` is the index column the lookup ends on (the range column, or the last equality); `prefix` counts the
+    leading index columns fixed by equalities (a composite index: `stream_id = x AND seq > n` is a range over the
+    `(stream_id, seq)` index with one fixed column, so it reads only the rows after `n`).
+    """
 
     kind: str  # "index_eq" | "index_range" | "scan"
     column: str | None = None
+    prefix: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Lookup:
+    index: Any
+    equal: tuple[Comparison, ...]
+    bound: Comparison | None
 
 
 def access_path(plan: SelectPlan, store: TableStore) -> AccessPath:
@@ -26,23 +40,36 @@ def access_path(plan: SelectPlan, store: TableStore) -> AccessPath:
     chosen = _choose_index(plan, store)
     if chosen is None:
         return AccessPath("scan")
-    term, _ = chosen
-    return AccessPath("index_eq" if term.op is CompareOp.EQ else "index_range", term.column)
+    if chosen.bound is not None:
+        return AccessPath("index_range", chosen.bound.column, len(chosen.equal))
+    return AccessPath("index_eq", chosen.equal[-1].column, len(chosen.equal))
 
 
-def _choose_index(plan: SelectPlan, store: TableStore) -> tuple[Comparison, Any] | None:
-    best: tuple[Comparison, Any] | None = None
+def _choose_index(plan: SelectPlan, store: TableStore) -> _Lookup | None:
+    """The index whose leading columns the most top-level equalities fix, then one range on the next column; ties go
+    to the index with fewer columns (a point lookup). Without any equality: a range on some index's leading column."""
+    equal: dict[str, Comparison] = {}
+    ranges: dict[str, Comparison] = {}
     for term in conjuncts(plan.predicate):
         if not isinstance(term, Comparison) or term.op is CompareOp.NE:
             continue
-        try:
-            index = store.index_for((term.column,))
-        except KeyError:
-            continue
         if term.op is CompareOp.EQ:
-            return term, index
-        if best is None:
-            best = (term, index)
+            equal.setdefault(term.column, term)
+        else:
+            ranges.setdefault(term.column, term)
+    best: _Lookup | None = None
+    best_score = (0, False, 0)
+    for group, index in store.indexes.items():
+        fixed = 0
+        while fixed < len(group) and group[fixed] in equal:
+            fixed += 1
+        bound = ranges.get(group[fixed]) if fixed < len(group) else None
+        if fixed == 0 and bound is None:
+            continue
+        score = (fixed, bound is not None, -len(group))
+        if score > best_score:
+            best_score = score
+            best = _Lookup(index, tuple(equal[column] for column in group[:fixed]), bound)
     return best
 
 
@@ -52,13 +79,9 @@ def candidate_rows(plan: SelectPlan, store: TableStore) -> Iterator[tuple[bytes,
     if chosen is None:
         yield from list(store.rows.items())
         return
-    term, index = chosen
-    if term.op is CompareOp.EQ:
-        keys: Iterable[bytes] = index.lookup((term.value,))
-    else:
-        low = (term.value,) if term.op in (CompareOp.GT, CompareOp.GE) else None
-        high = (term.value,) if term.op in (CompareOp.LT, CompareOp.LE) else None
-        keys = _prefix_range(index, low, high, term.op)
+    prefix = tuple(term.value for term in chosen.equal)
+    bound = chosen.bound
+    keys: Iterable[bytes] = chosen.index.lookup(prefix) if bound is None else _bounded(chosen.index, prefix, bound)
     rows = store.rows
     for row_bytes in list(keys):
         row = rows.get(row_bytes)
@@ -66,15 +89,95 @@ def candidate_rows(plan: SelectPlan, store: TableStore) -> Iterator[tuple[bytes,
             yield row_bytes, row
 
 
-def _prefix_range(index: Any, low: Row | None, high: Row | None, op: CompareOp) -> Iterator[bytes]:
-    # Index keys may be longer than one column; a one-column bound must then cover every key with that prefix, so use
-    # inclusive bounds and let the caller's predicate check drop the boundary rows a strict operator excludes.
-    if len(index.columns) > 1:
-        if high is not None:
-            high = (*high, TOP)
-        return index.range(low, high)  # type: ignore[no-any-return]
-    inclusive = (op is not CompareOp.GT, op is not CompareOp.LT)
+def _bounded(index: Any, prefix: Row, bound: Comparison) -> Iterator[bytes]:
+    """Keys of `index` that start with `prefix` and whose next column satisfies `bound` (a strict bound on an index
+    with more columns after it keeps the boundary rows; the caller's predicate check drops them)."""
+    op, value = bound.op, bound.value
+    exact = len(index.columns) == len(prefix) + 1
+    if op in (CompareOp.GT, CompareOp.GE):
+        low: Row | None = (*prefix, value)
+        high: Row | None = (*prefix, TOP) if prefix else None
+        inclusive = (op is CompareOp.GE or not exact, True)
+    else:
+        low = prefix or None
+        high = (*prefix, value) if exact else (*prefix, value, TOP)
+        inclusive = (True, op is CompareOp.LE or not exact)
     return index.range(low, high, inclusive)  # type: ignore[no-any-return]
+
+
+def covered_bytes(terms: Sequence[Predicate], store: TableStore) -> Iterator[bytes] | None:
+    """The bytes of exactly the rows satisfying `terms`, in key order, when one index answers all of them: equalities
+    on its leading columns, then at most one lower and one upper bound on the next. No row is decoded (what a
+    resume from seq N needs: `stream_id = 'x' AND seq > N`). None when the terms need a row to be tested.
+    """
+    equal: dict[int, Any] = {}
+    bounds: dict[int, list[Comparison]] = {}
+    for term in terms:
+        if not isinstance(term, Comparison) or term.op is CompareOp.NE:
+            return None
+        if term.op is CompareOp.EQ:
+            if term.position in equal:
+                return None
+            equal[term.position] = term.value
+        else:
+            bounds.setdefault(term.position, []).append(term)
+    if not equal or len(bounds) > 1:
+        return None
+    for index in store.indexes.values():
+        width = len(equal)
+        if set(index.positions[:width]) != set(equal) or len(index.positions) < width + len(bounds):
+            continue
+        prefix = tuple(equal[p] for p in index.positions[:width])
+        if not bounds:
+            return index.lookup(prefix)
+        ((position, terms_on),) = bounds.items()
+        if index.positions[width] != position:
+            continue
+        found = _covering_range(index, prefix, terms_on, longer=len(index.positions) > width + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _covering_range(index: Index, prefix: Row, terms: list[Comparison], *, longer: bool) -> Iterator[bytes] | None:
+    """Rows of `index` whose key starts with `prefix` and whose next column satisfies `terms` (one lower, one upper
+    bound at most). `longer`: keys have columns after the bounded one, so a bound covers every key it prefixes."""
+    low: Comparison | None = None
+    high: Comparison | None = None
+    for term in terms:
+        if term.op in (CompareOp.GT, CompareOp.GE) and low is None:
+            low = term
+        elif term.op in (CompareOp.LT, CompareOp.LE) and high is None:
+            high = term
+        else:
+            return None
+    low_key: Row = prefix if low is None else (*prefix, low.value)
+    high_key: Row = (*prefix, TOP) if high is None else (*prefix, high.value)
+    low_inclusive = low is None or low.op is CompareOp.GE
+    high_inclusive = high is None or high.op is CompareOp.LE
+    if longer:
+        if not low_inclusive:
+            low_key, low_inclusive = (*low_key, TOP), True
+        if high is not None and high_inclusive:
+            high_key = (*high_key, TOP)
+    return index.range(low_key, high_key, (low_inclusive, high_inclusive))
+
+
+def matching_bytes(plan: SelectPlan, store: TableStore) -> list[bytes] | None:
+    """The bytes of every row a single-table plan selects, honouring LIMIT, when an index answers its predicate
+    alone (`covered_bytes`); None when rows must be decoded and tested."""
+    if plan.join is not None:
+        return None
+    if plan.predicate is None:
+        found: Iterable[bytes] = store.rows
+    else:
+        covered = covered_bytes(conjuncts(plan.predicate), store)
+        if covered is None:
+            return None
+        found = covered
+    if plan.limit is None:
+        return list(found)
+    return list(itertools.islice(found, plan.limit))
 
 
 def matching_rows(plan: SelectPlan, store: TableStore) -> list[tuple[bytes, Row]]:

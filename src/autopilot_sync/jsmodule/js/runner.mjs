@@ -264,6 +264,16 @@ function serve() {
           nextLocalIter = LOCAL_ITER;
         }
         writeFrame({ t: 'ok' });
+      } else if (header.t === 'proc') {
+        // A procedure: runs outside any transaction; `ctx.withTx` opens one through procedure_start_mut_tx.
+        let ret;
+        try {
+          ret = hooks.__call_procedure__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), body);
+        } finally {
+          localIters.clear();
+          nextLocalIter = LOCAL_ITER;
+        }
+        writeFrame({ t: 'ok' }, ret);
       } else if (header.t === 'ping') {
         writeFrame({ t: 'ok' });
       } else {

@@ -1,0 +1,133 @@
+"""Host start-up on an empty store: wall time to the `ready` line and the host process's CPU time at that moment.
+
+Usage: `python -m bench.startup --rounds 5 [--tree NAME=SRC_DIR ...]`. Each round starts one host per variant
+(interleaved A, B, A, B …) on a fresh data directory with the sync module, reads the process's user+system CPU
+from `/proc/<pid>/stat` when its ready line arrives, then stops it. A variant `NAME=SRC_DIR` runs with `SRC_DIR`
+first on `PYTHONPATH` (e.g. an exported older tree, byte-compiled), so two versions compare in one run on the same
+machine; `this` is the checkout running the script. CPU time is what to compare on a shared machine (wall time
+includes waiting for a core); both are printed as medians with the load average.
+
+`--importtime FILE` instead writes `python -X importtime` of one host start to FILE (the start-up profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from autopilot_sync.devtools.processes import free_port
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.fields import ListenAddress
+from autopilot_sync.settings.host import HostSettings
+
+READY_TIMEOUT_S = 60.0
+
+
+def host_env(data_dir: Path, src: str | None) -> dict[str, str]:
+    """The environment of a host on an empty `data_dir` running the sync module (`src` first on PYTHONPATH)."""
+    fields = {
+        "listen": ListenAddress("127.0.0.1", free_port()),
+        "data_dir": data_dir,
+        "module": "autopilot_sync.module",
+        "database": "autopilot-sync",
+        "trusted_issuers": ("http://127.0.0.1:9/",),
+    }
+    env = {**os.environ, **service_environment(HostSettings, fields), "PYTHONUNBUFFERED": "1"}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` so far (fields 14 and 15 of `/proc/<pid>/stat`, in clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_once(src: str | None, *, restart: bool = False) -> tuple[float, float]:
+    """One host start on a fresh directory (with `restart`, on one an unmeasured start left behind): (wall seconds
+    to ready, CPU seconds at ready)."""
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        if restart:
+            _start(src, Path(tmp))
+        return _start(src, Path(tmp))
+
+
+def _start(src: str | None, tmp: Path) -> tuple[float, float]:
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "autopilot_sync", "host", "--log-level", "WARNING"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=host_env(tmp / "host", src),
+    )
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:
+            if " ready: " in line:
+                wall = time.perf_counter() - started
+                cpu = cpu_seconds(process.pid)
+                break
+            if time.perf_counter() - started > READY_TIMEOUT_S:
+                raise RuntimeError("host not ready in time")
+        else:
+            raise RuntimeError(f"host exited before ready (code {process.wait()})")
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+    return wall, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--tree", action="append", default=[], help="NAME=SRC_DIR: a variant run from SRC_DIR")
+    parser.add_argument("--restart", action="store_true", help="measure the second start on one data directory")
+    parser.add_argument("--importtime", help="write `-X importtime` of one start to this file and exit")
+    args = parser.parse_args()
+    if args.importtime:
+        with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+            env = host_env(Path(tmp) / "host", None)
+            command = [sys.executable, "-X", "importtime", "-m", "autopilot_sync", "host", "--log-level", "WARNING"]
+            with open(args.importtime, "w") as out:
+                process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=out, text=True, env=env)
+                assert process.stdout is not None
+                for line in process.stdout:
+                    if " ready: " in line:
+                        break
+                process.terminate()
+                process.wait()
+        return
+    variants: list[tuple[str, str | None]] = [("this", None)]
+    for tree in args.tree:
+        name, _, src = tree.partition("=")
+        variants.append((name, src))
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
+    for _ in range(args.rounds):
+        for name, src in variants:
+            results[name].append(start_once(src, restart=args.restart))
+    store = "a restart of an empty store" if args.restart else "an empty store"
+    print(f"host ready on {store}, {args.rounds} interleaved rounds, load average {os.getloadavg()}")
+    for name, runs in results.items():
+        walls = [wall for wall, _ in runs]
+        cpus = [cpu for _, cpu in runs]
+        print(
+            f"  {name:>10}: wall p50 {statistics.median(walls):.3f} s, CPU p50 {statistics.median(cpus):.3f} s"
+            f"  (CPU runs {' / '.join(f'{cpu:.2f}' for cpu in cpus)})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Visibility filters accepted by an earlier start, remembered in the data directory so a restart skips sqlglot.
+
+Checking a module's row-level-security filters at start means compiling them, and compiling imports sqlglot: about
+0.15 s of the host's CPU before it can serve (docs/performance.md "Round 3 — start-up"). A restart that loads the
+same filters over the same tables, with the same host and sqlglot, would get the same answer, so the start reads
+one small file instead. The file holds a digest of everything the check reads; anything different (a changed
+filter or table, another host version or sqlglot) misses and the filters are compiled again. A stale or damaged
+file therefore costs a recompile, never the acceptance of a filter that does not compile. Nothing here is durable
+on purpose: losing the file loses only the shortcut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from importlib import metadata
+from pathlib import Path
+
+from autopilot_sync import __version__
+from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.sql.compile import check_visibility_filters
+
+log = logging.getLogger(__name__)
+
+#: The file in the data directory holding the digest of the last filter set the host compiled successfully.
+VERDICT_FILE = "visibility-filters.checked"
+#: The SQL layer whose compilation the verdict stands for (its sources are part of the digest).
+_SQL_PACKAGE = Path(__file__).resolve().parent
+
+
+def check_visibility_filters_at_start(datastore: Datastore, data_dir: Path) -> None:
+    """`check_visibility_filters`, skipped when `data_dir` records a successful check of exactly these filters.
+
+    Raises `VisibilityFilterError` as the check does; a successful check is recorded for the next start.
+    """
+    if not datastore.module.visibility_filters():
+        return
+    digest = filters_digest(datastore)
+    if checked_before(data_dir, digest):
+        return
+    check_visibility_filters(datastore)
+    remember_checked(data_dir, digest)
+
+
+def filters_digest(datastore: Datastore) -> str:
+    """A digest of what checking the loaded module's filters reads: the filters, every table's definition, the SQL
+    layer's sources, this host's and sqlglot's versions."""
+    module = datastore.module
+    digest = hashlib.sha256()
+    for part in (__version__, _sqlglot_version()):
+        digest.update(f"{part}\0".encode())
+    for source in sorted(_SQL_PACKAGE.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
+    for filtered, sql in sorted(module.visibility_filters().items()):
+        digest.update(f"filter {filtered}\0{sql}\0".encode())
+    for name in sorted(datastore.tables):
+        table = datastore.tables[name].table
+        shape = (table.name, table.columns, table.primary_key, table.unique, table.indexes, table.public, table.event)
+        digest.update(f"table {shape!r}\0".encode())
+    return digest.hexdigest()
+
+
+def checked_before(data_dir: Path, digest: str) -> bool:
+    """True when the data directory records that a start compiled exactly these filters successfully."""
+    try:
+        return (data_dir / VERDICT_FILE).read_text(encoding="ascii").strip() == digest
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def remember_checked(data_dir: Path, digest: str) -> None:
+    """Record a successful check (best effort: a directory that refuses the write only loses the shortcut)."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / VERDICT_FILE).write_text(digest + "\n", encoding="ascii")
+    except OSError as exc:
+        log.debug("cannot record the visibility filters' check in %s: %s", data_dir, exc)
+
+
+def _sqlglot_version() -> str:
+    try:
+        return metadata.version("sqlglot")
+    except metadata.PackageNotFoundError:
+        return "unknown"

@@ -1,0 +1,59 @@
+"""A service start pays only for its own code: the CLI imports the subcommand being run, nothing else.
+
+Each check runs in a fresh interpreter (an import in this test process would hide the child's own), resolves one
+subcommand through the `autopilot-sync` group as click does when it runs it, and lists what ended up imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+
+from autopilot_sync.cli import SUBCOMMANDS, main
+
+#: What a service's start must not import: the other services and the tools (verification, ops, dbcli, devtools).
+OTHER_SERVICES = ("host", "control", "runtime", "desktop", "exporter", "verification", "ops", "dbcli", "devtools")
+
+
+def imported_after_resolving(command: str) -> set[str]:
+    """`sys.modules` of a fresh interpreter after `autopilot-sync <command>` was resolved (not run)."""
+    script = (
+        "import json, sys, click\n"
+        "from autopilot_sync.cli import main\n"
+        f"main.get_command(click.Context(main), {command!r})\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    return set(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("service", ["host", "control", "runtime", "desktop"])
+def test_starting_a_service_imports_no_other_service(service: str) -> None:
+    loaded = imported_after_resolving(service)
+    others = {f"autopilot_sync.{name}" for name in OTHER_SERVICES if name != service}
+    if service == "host":
+        others.add("autopilot_sync.client")  # the SDK is for the services that talk to a host
+    assert sorted(others & loaded) == []
+
+
+def test_every_listed_subcommand_is_the_click_command_of_that_name() -> None:
+    ctx = click.Context(main)
+    assert set(SUBCOMMANDS) <= set(main.list_commands(ctx))
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        assert command is not None and command.name == name
+
+
+#: Libraries the host's start does not need: token signing/checking (joserfc, and `cryptography.x509` under it) and
+#: the SQL parser (sqlglot) are imported when the first token or query arrives.
+NOT_AT_HOST_START = ("joserfc", "cryptography.x509", "sqlglot")
+
+
+def test_importing_the_host_server_loads_no_token_or_sql_library() -> None:
+    script = "import json, sys\nimport autopilot_sync.host.server\nprint(json.dumps(sorted(sys.modules)))\n"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert sorted(set(NOT_AT_HOST_START) & set(json.loads(done.stdout))) == []
