@@ -425,6 +425,26 @@ async def test_thousands_of_query_sets_on_one_connection(host: Host) -> None:
     assert [qs.query_set_id for qs in result.result.transaction_update.query_sets] == [1234]
 
 
+async def test_an_idle_connection_holds_one_task_and_no_writer(host: Host) -> None:
+    """10,000 idle sockets must stay small (docs/performance.md, Round 3): an idle connection keeps only the task that
+    serves it; its writer exists while frames wait, its pings and idle check are a timer."""
+    before = len(asyncio.all_tasks())  # the test's own
+    clients = [await connect(host) for _ in range(10)]
+    for i, client in enumerate(clients):
+        await client.send(Subscribe(1, 1, (f"SELECT * FROM person WHERE age = {i}",)))
+        await client.expect(SubscribeApplied)
+    await asyncio.sleep(OPTIONS.ping_interval * 2)  # pinged and answered (the clients auto-pong) in between
+    await clients[0].ws.ping()  # a ping from the client is answered by the host's read loop
+    assert all(not connection.writing for connection in host.hub.connections)
+    # aiohttp serves a connection with two tasks (`RequestHandler.start` and the request's); pings in flight come
+    # and go. Nothing else: before, each idle socket also held a writer, a pinger and a receive task.
+    held = [task for task in asyncio.all_tasks() if task.get_coro().__qualname__ != "_ping_quietly"]  # type: ignore[union-attr]
+    assert len(held) - before <= 2 * len(clients)
+    assert len(host.hub.connections) == len(clients)
+    for client in clients:
+        await client.ws.close()
+
+
 async def test_compression_over_threshold_only(host: Host) -> None:
     for mode, tag in (("Gzip", 2), ("Brotli", 1)):
         client = await connect(host, compression=mode)

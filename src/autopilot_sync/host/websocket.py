@@ -13,8 +13,9 @@ After the upgrade the first message is `InitialConnection`. Everything after tha
 `session.py` (`ServerSession`, sans-I/O): which query sets the connection holds, the order of its answers, the held
 queue that keeps each answer until what it reveals is durable (`send_at`), the send-queue bounds, and every close
 code and reason (`CloseReason`, also in docs/protocol.md). This module is its adapter: the handshake, the read loop
-that feeds frames to the session, one writer task per connection that writes the frames the session produces (v3:
-coalesced into frames of at most 512 KiB, bodies over 1 KiB compressed), pings, the close handshake, and the hub that
+that feeds frames to the session, a writer task started when the session has frames and ended once they are written
+(v3: coalesced into frames of at most 512 KiB, bodies over 1 KiB compressed), pings from a timer, the close handshake,
+and the hub that
 fans each durable transaction out and then releases held answers. A `Connection` is the session's `SessionBackend`:
 subscriptions go to the hub's `SubscriptionManager`, one-off queries to the SQL engine, reducer calls to the
 engine's one call path (`HostEngine.start_call`).
@@ -37,6 +38,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
@@ -120,9 +122,12 @@ class _ReducerOrigin:
 class Connection:
     """One upgraded socket: the adapter around its `ServerSession` and the session's `SessionBackend`.
 
-    It owns the I/O the session leaves out: the aiohttp socket, the writer and pinger tasks, the close handshake. After
-    every input it gives the session, it looks at what the session asks for (`_poll`): frames to write wake the
-    writer, a close request starts the close, held answers put it on the hub's list of connections to release.
+    It owns the I/O the session leaves out: the aiohttp socket, the writer task, the ping timer, the close handshake.
+    After every input it gives the session, it looks at what the session asks for (`_poll`): frames to write start
+    the writer, a close request starts the close, held answers put it on the hub's list of connections to release.
+
+    An idle connection holds no task but the one serving it (reading): the writer exists only while frames wait and
+    the pings are a timer, which is what keeps 10,000 idle sockets small (docs/performance.md, "Round 3").
     """
 
     def __init__(
@@ -149,7 +154,12 @@ class Connection:
             bounds=SendBounds(options.send_queue_max_messages, options.send_queue_max_bytes),
             codec=codec,
         )
-        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._rights_end: float | None = None
+        #: loop time of the last frame from the client (pongs too) and of the next ping
+        self.last_heard = 0.0
+        self._next_ping = 0.0
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = hub.engine.reads_everything(caller.identity)
 
@@ -254,7 +264,7 @@ class Connection:
     def _after_send(self) -> None:
         """The fan-out's cheap path: a plain send never holds, so only a close (queue over its bound) needs `_poll`."""
         if self.session.close_request is None:
-            self._wakeup.set()
+            self._wake()
         else:
             self._poll()
 
@@ -279,37 +289,118 @@ class Connection:
         if request is not None:
             if self._closing_task is None:
                 self._closing_task = asyncio.get_running_loop().create_task(self.close(request.reason, request.text))
-            self._wakeup.set()
         elif session.wants_write:
-            self._wakeup.set()
+            self._wake()
 
     # ----- I/O -----
 
-    async def writer(self) -> None:
-        """Drain the session's frames to the socket until the connection closes."""
-        while not self.closed:
-            await self._wakeup.wait()
-            self._wakeup.clear()
+    @property
+    def writing(self) -> bool:
+        """Whether a writer is running (frames wait to be written)."""
+        return self._writer is not None
+
+    def _wake(self) -> None:
+        """Write the frames that wait: at once when nothing can overtake them or block (`_write_now`), else by a
+        writer task, started when none is running (a running one picks new frames up itself)."""
+        if self._writer is None and self.session.wants_write and not self._write_now():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def _write_now(self) -> bool:
+        """Give the session's frames to the socket now; False when they must go through a writer task instead.
+
+        Now: no writer is running, the socket's buffer is empty (no back-pressure to wait for) and nothing is
+        closing; the frames go to the transport as binary WebSocket frames (the host never compresses at that layer:
+        `compress=False`). That saves a task and one loop iteration per answer and per update (-5% host CPU per
+        unbatched call, docs/performance.md). Text frames (v1 JSON) take the writer task, which waits for the socket
+        to drain; once the kernel's buffer is full, later frames wait in the session's bounded queue for it.
+        """
+        transport = self.request.transport
+        if (
+            self.session.codec is not None
+            or self.closed
+            or self.ws.closed
+            or transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            return False
+        while frames := self.session.data_to_send():
+            for frame in frames:
+                transport.write(_binary_frame_header(len(frame)) + frame)
+            if transport.get_write_buffer_size():
+                break
+        return True
+
+    async def _write(self) -> None:
+        """Write the session's frames until none wait, then end. A failed write (the peer vanished mid-send) drops
+        the TCP connection, which ends the read loop."""
+        try:
             while not self.closed:
                 frames = self.session.data_to_send()
                 if not frames:
-                    break
+                    return
                 text = self.session.codec is not None and self.session.codec.text_frames
                 for frame in frames:
                     if text:
                         await self.ws.send_str(frame.decode("utf-8"))
                     else:
                         await self.ws.send_bytes(frame)
+        except Exception:
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+        finally:
+            self._writer = None
 
-    async def pinger(self) -> None:
-        """Ping every `ping_interval` so idle-but-alive clients answer with a pong (which resets the idle timer)."""
-        interval = self.hub.options.ping_interval
-        while True:
-            await asyncio.sleep(interval)
-            if self.closed:
-                return
-            with contextlib.suppress(Exception):
-                await self.ws.ping()
+    def start_timer(self, rights_end: float | None) -> None:
+        """The connection's one timer: a ping every `ping_interval`, so idle-but-alive clients answer with a pong,
+        the close with `idle timeout` when nothing (not even a pong) came for `idle_timeout`, and the close with 1008
+        `token expired` at `rights_end`.
+
+        `rights_end` is the origin token's expiry plus the leeway (wall-clock seconds; None: the host's own
+        non-expiring anonymous tokens, whose sockets live as long as on SpacetimeDB). The short token from
+        `/v1/identity/websocket-token` only admitted the upgrade; what a socket may do ends with the token it came
+        from.
+        """
+        self._rights_end = rights_end
+        loop = asyncio.get_running_loop()
+        self.last_heard = loop.time()
+        self._next_ping = self.last_heard + self.hub.options.ping_interval
+        self._arm(loop)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        delay = min(self._next_ping, self.last_heard + self.hub.options.idle_timeout) - now
+        if self._rights_end is not None:
+            delay = min(delay, self._rights_end - time.time())
+        self._timer = loop.call_later(max(delay, 0.0), self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.closed:
+            return
+        if self._rights_end is not None and time.time() >= self._rights_end:
+            log.info("closing the socket of %s: its token expired", self.caller.identity)
+            self.close_soon(CloseReason.TOKEN_EXPIRED)
+            return
+        now = loop.time()
+        if now - self.last_heard >= self.hub.options.idle_timeout:
+            self.close_soon(CloseReason.IDLE_TIMEOUT)
+            return
+        if now >= self._next_ping:
+            self._next_ping = now + self.hub.options.ping_interval
+            task = loop.create_task(_ping_quietly(self.ws))
+            self.hub.pings.add(task)
+            task.add_done_callback(self.hub.pings.discard)
+        self._arm(loop)
+
+    async def stop_io(self) -> None:
+        """The read loop ended: stop pinging and wait for (or cancel) the writer."""
+        if self._timer is not None:
+            self._timer.cancel()
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     # ----- closing -----
 
@@ -322,30 +413,41 @@ class Connection:
         """Send a close frame (waiting briefly for the client's), then drop the TCP connection whatever happened."""
         self.session.close(reason, text)
         request = self.session.close_request
-        self._wakeup.set()
         if request is not None:
             code, message = request.code, request.reason_bytes
         else:  # the socket was already gone: whatever we send, nobody reads it
             code, message = reason.code, close_text(text if text is not None else reason.text)
+        clean = False
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=message), self.hub.options.close_timeout)
+            clean = True
         except (TimeoutError, asyncio.CancelledError, ConnectionError, RuntimeError):
             pass
         finally:
+            # A close that did not finish (a peer that reads nothing: aiohttp's own `transport.close()` then waits
+            # for a buffer that never drains) drops the TCP connection, which also ends the read loop.
             transport = self.request.transport
-            if transport is not None and not transport.is_closing():
+            if transport is not None and not (clean and transport.is_closing()):
                 transport.abort()
 
     def mark_gone(self) -> None:
         """The socket is finished: stop the writer and drop anything still queued or held."""
         self.session.gone()
         self.hub.holding.discard(self)
-        self._wakeup.set()
 
     async def wait_closing(self) -> None:
         """Wait for a close the session asked for to finish."""
         if self._closing_task is not None:
             await asyncio.gather(self._closing_task, return_exceptions=True)
+
+
+def _binary_frame_header(length: int) -> bytes:
+    """The header of one final, unmasked, uncompressed binary frame of `length` bytes (RFC 6455 §5.2)."""
+    if length < 126:
+        return bytes((0x82, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x82, 126, length)
+    return struct.pack("!BBQ", 0x82, 127, length)
 
 
 class ConnectionEvent(enum.Enum):
@@ -380,6 +482,8 @@ class WebSocketHub:
     options: WebSocketOptions
     connections: set[Connection] = field(default_factory=set)
     holding: set[Connection] = field(default_factory=set)
+    #: Pings being written (a ping task lives for one write; the set keeps it referenced until then).
+    pings: set[asyncio.Task[None]] = field(default_factory=set)
     #: sockets per identity, counted from the handshake's admission to the socket's end
     per_identity: dict[Identity, int] = field(default_factory=dict)
     subscriptions: SubscriptionManager = field(init=False)
@@ -546,18 +650,14 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
         fmt = V1Format.BSATN if protocol == V1_BSATN_PROTOCOL else V1Format.JSON
         codec = V1Codec(fmt, EngineV1Schema(engine), caller.identity, connection_id)
     connection = Connection(hub, ws, request, caller, version, compression, codec)
-    expiry: asyncio.TimerHandle | None = None
     try:
         hub.connections.add(connection)
         hub.report(ConnectionEvent.OPENED)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
-        expiry = _close_at_rights_end(connection, request.app[TOKENS_KEY].rights_end(auth.token))
-        await _serve(connection)
+        await _serve(connection, request.app[TOKENS_KEY].rights_end(auth.token))
     finally:
         if connection in hub.connections:
             hub.report(ConnectionEvent.CLOSED, close_reason_label(connection.close_reason))
-        if expiry is not None:
-            expiry.cancel()
         connection.mark_gone()
         hub.connections.discard(connection)
         hub.holding.discard(connection)
@@ -593,32 +693,17 @@ async def _refuse(
             transport.abort()
 
 
-def _close_at_rights_end(connection: Connection, deadline: float | None) -> asyncio.TimerHandle | None:
-    """Close the socket with 1008 `token expired` when the token it was opened with stops granting anything.
-
-    `deadline` is the origin token's expiry plus the leeway (wall-clock seconds; None: the host's own non-expiring
-    anonymous tokens, whose sockets live as long as on SpacetimeDB). The short token from
-    `/v1/identity/websocket-token` only admitted the upgrade; what a socket may do ends with the token it came from.
-    """
-    if deadline is None:
-        return None
-
-    def expire() -> None:
-        log.info("closing the socket of %s: its token expired", connection.caller.identity)
-        connection.close_soon(CloseReason.TOKEN_EXPIRED)
-
-    return asyncio.get_running_loop().call_later(max(deadline - time.time(), 0.0), expire)
+async def _ping_quietly(ws: web.WebSocketResponse) -> None:
+    with contextlib.suppress(Exception):
+        await ws.ping()
 
 
-async def _serve(connection: Connection) -> None:
-    writer = asyncio.create_task(connection.writer())
-    pinger = asyncio.create_task(connection.pinger())
+async def _serve(connection: Connection, rights_end: float | None) -> None:
+    connection.start_timer(rights_end)
     try:
-        await _read_loop(connection, writer)
+        await _read_loop(connection)
     finally:
-        for task in (writer, pinger):
-            task.cancel()
-        await asyncio.gather(writer, pinger, return_exceptions=True)
+        await connection.stop_io()
         await connection.wait_closing()
         if not connection.ws.closed:
             # The writer failed (the peer vanished mid-send): nobody is left to read a close frame.
@@ -627,84 +712,29 @@ async def _serve(connection: Connection) -> None:
                 transport.abort()
 
 
-class _ReadStop:
-    """Why the read loop was told to stop from outside (the writer died, the client went silent), and the telling.
-
-    The loop awaits one `receive` per frame, with no task, `asyncio.wait` or timeout object per frame (together ~7% of
-    the host's loop samples per unbatched call, and two extra loop iterations before a frame was handled). So the
-    writer's end and the idle limit reach it here instead: the reason is recorded, and the reading task is cancelled
-    only while it is parked in `receive`; elsewhere the loop sees the reason before it reads again.
-    """
-
-    def __init__(self, idle_timeout: float) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.task = asyncio.current_task()
-        self.reason: CloseReason | None = None
-        self.writer_died = False
-        self.receiving = False
-        self.idle_timeout = idle_timeout
-        self.last_frame = self.loop.time()
-        # One timer for the idle limit, moved lazily: each receive only records when it started waiting.
-        self._idle = self.loop.call_at(self.last_frame + idle_timeout, self._check_idle)
-
-    def _check_idle(self) -> None:
-        # Only time spent waiting in `receive` counts (a frame being handled is not idleness).
-        due = self.last_frame + self.idle_timeout if self.receiving else self.loop.time() + self.idle_timeout
-        if self.loop.time() < due:
-            self._idle = self.loop.call_at(due, self._check_idle)
-            return
-        self.reason = CloseReason.IDLE_TIMEOUT
-        self._interrupt()
-
-    def writer_done(self, _writer: asyncio.Task[None]) -> None:
-        self.writer_died = True
-        self._interrupt()
-
-    def _interrupt(self) -> None:
-        if self.receiving and self.task is not None:
-            self.task.cancel()
-
-    def stopped(self) -> bool:
-        """Whether the loop was told to stop."""
-        return self.writer_died or self.reason is not None
-
-    def cancel(self) -> None:
-        self._idle.cancel()
-
-
-async def _read_loop(connection: Connection, writer: asyncio.Task[None]) -> None:
-    """Feed the client's frames to the session until it asks to close, the client leaves, the writer dies (the peer
-    vanished mid-send) or the client sent nothing, not even a pong, for `idle_timeout` seconds (`_ReadStop`)."""
+async def _read_loop(connection: Connection) -> None:
+    """Feed the client's frames to the session until it asks to close or the client leaves (a writer that failed
+    dropped the TCP connection, which ends the read too)."""
     ws = connection.ws
-    stop = _ReadStop(connection.hub.options.idle_timeout)
-    writer.add_done_callback(stop.writer_done)
-    try:
-        while not connection.closed and not stop.stopped():
-            stop.receiving = True
-            stop.last_frame = stop.loop.time()  # idle = time spent waiting here, as a timeout on each receive was
-            try:
-                msg = await ws.receive()
-            except asyncio.CancelledError:
-                # Ours (`_ReadStop`) unless someone else cancelled too: then it goes on up.
-                if not stop.stopped() or stop.task is None or stop.task.uncancel() > 0:
-                    raise
-                break
-            finally:
-                stop.receiving = False
-            if msg.type is WSMsgType.BINARY:
-                connection.receive_binary(msg.data)
-            elif msg.type is WSMsgType.TEXT:
-                connection.receive_text(msg.data)
-            elif msg.type is WSMsgType.PING:  # answered here (`autoping=False`) so that pongs count as activity
-                with contextlib.suppress(Exception):
-                    await ws.pong(msg.data)
-            elif msg.type is not WSMsgType.PONG:
-                return  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp already answered protocol errors, e.g. 1009)
-        if stop.reason is CloseReason.IDLE_TIMEOUT and not stop.writer_died:
-            await connection.close(CloseReason.IDLE_TIMEOUT)
-    finally:
-        stop.cancel()
-        writer.remove_done_callback(stop.writer_done)
+    loop = asyncio.get_running_loop()
+    while not connection.closed:
+        msg = await ws.receive()  # the idle timeout is the connection's timer (`last_heard`), not one per receive
+        if msg.type is WSMsgType.BINARY:
+            connection.receive_binary(msg.data)
+        elif msg.type is WSMsgType.TEXT:
+            connection.receive_text(msg.data)
+        elif msg.type is WSMsgType.PING:  # what aiohttp's autoping does, which would hide the frame from `last_heard`
+            with contextlib.suppress(Exception):  # the peer vanished: the next receive says so
+                await ws.pong(msg.data)
+        elif msg.type is not WSMsgType.PONG:  # CLOSE, CLOSING, CLOSED, ERROR (aiohttp answered protocol errors)
+            return
+        # Idle time counts from here, as a timeout on the next receive would: the host's own work on a frame is
+        # not the client's silence.
+        connection.last_heard = loop.time()
+        if connection.writing:
+            # `receive` returns without yielding while frames are buffered: let the writer send this answer before
+            # the next request, so a client that pipelines requests is answered as it goes (and its queue drains).
+            await asyncio.sleep(0)
 
 
 def _one_off(connection: Connection, message: OneOffQuery) -> OneOffQueryResult:
