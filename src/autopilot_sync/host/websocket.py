@@ -654,7 +654,11 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
         hub.connections.add(connection)
         hub.report(ConnectionEvent.OPENED)
         connection.send(InitialConnection(caller.identity, connection_id, auth.token.token))
-        await _serve(connection, request.app[TOKENS_KEY].rights_end(auth.token))
+        rights_end = request.app[TOKENS_KEY].rights_end(auth.token)
+        # A socket lives long: past this point it needs only the caller (its own copy of the claims), so the verified
+        # token (its text, its claims) is not held once more per socket for as long as it stays open.
+        del auth
+        await _serve(connection, rights_end)
     finally:
         if connection in hub.connections:
             hub.report(ConnectionEvent.CLOSED, close_reason_label(connection.close_reason))

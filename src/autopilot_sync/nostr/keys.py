@@ -6,6 +6,7 @@ Both types validate on construction (a secret in [1, n-1], a public key that is 
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ class PublicKey:
     @property
     def npub(self) -> str:
         """The NIP-19 `npub1...` form, for display only (never inside events)."""
-        return encode_bech32(Bech32Prefix.NPUB, self.data)
+        return _npub(self.data)
 
     def verify_schnorr(self, signature: bytes, message: bytes) -> bool:
         """True if `signature` is a valid BIP-340 signature by this key over the 32-byte `message`."""
@@ -149,3 +150,10 @@ class SecretKey:
 
     def __repr__(self) -> str:
         return f"SecretKey(<secret>, public_key={self.public_key().hex})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _npub(data: bytes) -> str:
+    """Bech32 costs ~50 µs in Python and the host's presence row needs it at every connect: the same keys reconnect,
+    so remember the recent ones (and their rows share one string)."""
+    return encode_bech32(Bech32Prefix.NPUB, data)

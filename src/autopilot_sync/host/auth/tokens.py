@@ -69,6 +69,9 @@ WEBSOCKET_TOKEN_TTL = 60
 VERIFIED_CACHE_SECONDS = 60.0
 #: Verified tokens remembered at most; the oldest are forgotten first.
 VERIFIED_CACHE_MAX = 4096
+#: Marks a remembered token this host issued at `/v1/identity/websocket-token`: remembered until its first use (the
+#: upgrade that follows), not for the cache's full window, so 10,000 open sockets do not keep 4,096 token texts.
+_ISSUED = object()
 #: File name of the host's private key inside the data directory.
 KEY_FILE_NAME = "id_ecdsa"
 
@@ -244,24 +247,21 @@ class TokenService:
         exp = iat + ttl if origin is None else min(iat + ttl, math.floor(origin))
         extra[ORIGIN_EXPIRY_CLAIM] = None if origin is None else math.floor(origin)
         issued = self._issue(verified.issuer, verified.subject, audiences(verified.claims), extra, iat, exp, origin)
-        self._remember_issued(issued.token)
+        self._remember_issued(issued)
         return issued
 
-    def _remember_issued(self, token: str) -> None:
-        """Remember a token this host just signed as verified, exactly as `verify` would after checking it.
+    def _remember_issued(self, issued: VerifiedToken) -> None:
+        """Remember a token this host just signed as verified, as `verify` would after checking it.
 
         The signature is ours, so checking it again at the upgrade that follows every exchange would only repeat an
-        ES256 verify per connection. The claims are read back from the token itself and, as for every remembered
-        token, checked again on every use (expiry included); a token whose claims already fail is not remembered.
+        ES256 verify per connection. The claims are the ones just signed (JSON values, so equal to what reading the
+        token back gives) and, as for every remembered token, are checked on use, expiry included; it is forgotten
+        at its first use.
         """
-        _, claims = parse_unverified(token)
-        now = self._clock()
-        try:
-            identity, issuer, subject = self._check(claims, now, host_signed=True)
-        except TokenError:
-            return
+        claims = dict(issued.claims)
         origin = origin_expiry(claims, host_signed=True)
-        self._remember(VerifiedToken(token, identity, issuer, subject, _shared(claims), origin), now, None)
+        verified = VerifiedToken(issued.token, issued.identity, issued.issuer, issued.subject, _shared(claims), origin)
+        self._remember(verified, self._clock(), _ISSUED)
 
     def rights_end(self, verified: VerifiedToken) -> float | None:
         """When a session opened with `verified` must end (Unix seconds): its origin expiry plus the leeway."""
@@ -288,10 +288,11 @@ class TokenService:
         if remembered is not None:
             verified, until, keys = remembered
             now = self._clock()
-            if now < until and (
-                keys is None or (self.oidc is not None and self.oidc.current_keys(verified.issuer) is keys)
-            ):
-                self._check(verified.claims, now, host_signed=keys is None)
+            ours = keys is None or keys is _ISSUED
+            if now < until and (ours or (self.oidc is not None and self.oidc.current_keys(verified.issuer) is keys)):
+                if keys is _ISSUED:  # its upgrade is here: a second use (rare) verifies the signature again
+                    del self._verified[token]
+                self._check(verified.claims, now, host_signed=ours)
                 return verified
             del self._verified[token]
         header, claims = parse_unverified(token)
