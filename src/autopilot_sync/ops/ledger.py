@@ -1,9 +1,9 @@
 """The release ledger of one environment: an append-only JSON Lines file plus the schema each release carried.
 
-Why a ledger: our embedded host has no hot-publish route (the module is Python code the host imports at start), so
-"publishing" cannot mean uploading a module. What the lane *can* do honestly is record which release an environment
-is meant to run (tag, schema, source revision, time, the drift it was checked against), check the live host against
-that record, and keep the history that makes rollback a lookup instead of an archaeology session. Entries are never
+Why a ledger: the host's publish route replaces what a database runs, but remembers nothing about what came before
+it. The lane records which release an environment is meant to run (tag, schema, source revision, time, the drift it
+was checked against), checks the live host against that record, and keeps the history (and the bundles) that make
+rollback a lookup and a publish instead of an archaeology session. Entries are never
 rewritten; the current release is derived by replaying them.
 
 Layout under `<AUTOPILOT_SYNC_OPS_STATE_DIR>/<env>/`: `ledger.jsonl` (one entry per line), `schemas/<tag>.json`,
