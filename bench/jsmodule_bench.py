@@ -14,6 +14,8 @@ Then the sync module's TypeScript twin (`modules/autopilot-sync/`, built as `aut
 Python sync module, each in its own engine: the median `append_sync_events` call of `--batch` events (the workload
 of `python -m bench` row i, without the network and the fsync), and the twin's syscalls per event by name, as
 counted by `JsModule.syscall_counts` (every frame the runner sent the host).
+`--variant spin=0,slice=off --variant spin=200 --rounds N` compares runner settings (`RunnerLimits.spin_us`,
+`RunnerLimits.short_slice`) interleaved in one run, the order alternating by round.
 Numbers depend on the machine's load; they are a cost row, never a test.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -34,7 +37,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.js_module import JsModule
-from autopilot_sync.jsmodule.runner import RunnerLimits
+from autopilot_sync.jsmodule.runner import SPIN_US, RunnerLimits
 from autopilot_sync.module import module as python_sync_module
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
@@ -129,38 +132,36 @@ async def _sync_append(sync_module: Module | HostedModule, data_dir: Path, calls
     return statistics.median(times) / 1000
 
 
-def _twin_rows(scratch: Path, calls: int, batch: int) -> list[str]:
-    """The twin versus the Python module, and the twin's syscalls per event (empty if the twin cannot be built)."""
-    from autopilot_sync.tsbuild.build import build_module
-    from autopilot_sync.tsbuild.project import BuildError, ModuleProject
+def _limits(variant: str) -> RunnerLimits:
+    """`spin=N,slice=on|off` (either may be left out: the defaults) as the runner's limits."""
+    fields = dict(part.split("=", 1) for part in variant.split(",") if part)
+    return RunnerLimits(
+        call_timeout_s=30.0,
+        spin_us=int(fields.get("spin", SPIN_US)),
+        short_slice=fields.get("slice", "on") == "on",
+    )
 
+
+def _twin_us(built: Path, scratch: Path, calls: int, batch: int, variant: str) -> tuple[float, dict[str, int]]:
+    """Median µs per `append_sync_events` call through the twin, and its syscalls by name."""
+    twin = JsModule(built, limits=_limits(variant))
     try:
-        built = build_module(ModuleProject.open(TWIN), scratch / "autopilot-sync.js").out
-    except BuildError as exc:
-        return [f"(twin not built: {exc})"]
-    twin = JsModule(built, limits=RunnerLimits(call_timeout_s=30.0))
-    try:
-        ts_us = asyncio.run(_sync_append(twin, scratch / "ts", calls, batch))
-        counts = dict(twin.syscall_counts)
+        return asyncio.run(_sync_append(twin, scratch, calls, batch)), dict(twin.syscall_counts)
     finally:
         twin.close()
-    py_us = asyncio.run(_sync_append(python_sync_module, scratch / "py", calls, batch))
-    events = calls * batch
-    total = sum(counts.values())
-    lines = [
-        "",
-        f"| append_sync_events, {batch} events per call | median µs per call | µs per event |",
-        "|---|---:|---:|",
-        f"| Python sync module | {py_us:.0f} | {py_us / batch:.1f} |",
-        f"| TypeScript twin | {ts_us:.0f} | {ts_us / batch:.1f} |",
-        f"| TypeScript / Python (throughput) | {py_us / ts_us:.2f}x | |",
-        "",
-        f"| twin syscall ({total / events:.1f} per event) | per event | share |",
-        "|---|---:|---:|",
-    ]
-    for name, count in sorted(counts.items(), key=lambda item: -item[1]):
-        lines.append(f"| {name} | {count / events:.2f} | {count / total:.0%} |")
-    return lines
+
+
+def _crossing(scratch: Path, options: argparse.Namespace, variant: str) -> dict[str, float]:
+    scratch.mkdir(parents=True)
+    path = scratch / "bench_module.mjs"
+    path.write_text(MODULE.replace("@SERVER@", SERVER_BUNDLE.as_uri()))
+    module = JsModule(path, limits=_limits(variant))
+    try:
+        result = asyncio.run(_measure(module, scratch / "data", options.calls, options.syscalls))
+    finally:
+        module.close()
+    result["syscall"] = (result["many"] - result["empty"]) / options.syscalls
+    return result
 
 
 def main() -> int:
@@ -169,28 +170,91 @@ def main() -> int:
     parser.add_argument("--syscalls", type=int, default=200, help="syscalls per measured reducer call")
     parser.add_argument("--appends", type=int, default=100, help="append_sync_events calls per sync module")
     parser.add_argument("--batch", type=int, default=100, help="events per append_sync_events call")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        help="runner settings, e.g. spin=200,slice=off; repeat to compare variants interleaved (default: defaults)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds; variants alternate their order by round")
     options = parser.parse_args()
     if not SERVER_BUNDLE.is_file():
         raise SystemExit("conformance/node_modules is missing (./dev test installs it)")
-    with tempfile.TemporaryDirectory() as scratch:
-        path = Path(scratch) / "bench_module.mjs"
-        path.write_text(MODULE.replace("@SERVER@", SERVER_BUNDLE.as_uri()))
-        module = JsModule(path, limits=RunnerLimits(call_timeout_s=30.0))
+    from autopilot_sync.tsbuild.build import build_module
+    from autopilot_sync.tsbuild.project import BuildError, ModuleProject
+
+    variants: list[str] = options.variant or [""]
+    crossing: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
+    twin: dict[str, list[float]] = {variant: [] for variant in variants}
+    python: list[float] = []
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = Path(scratch_dir)
         try:
-            result = asyncio.run(_measure(module, Path(scratch) / "data", options.calls, options.syscalls))
-        finally:
-            module.close()
-        twin_rows = _twin_rows(Path(scratch), options.appends, options.batch)
-    per_syscall = (result["many"] - result["empty"]) / options.syscalls
-    print("| crossing | median µs |")
-    print("|---|---:|")
-    print(f"| frame round trip host->runner->host (ping) | {result['ping']:.1f} |")
-    print(f"| empty reducer call through the engine | {result['empty']:.1f} |")
-    print(f"| one syscall round trip runner->host->runner | {per_syscall:.1f} |")
-    print(f"| reducer making {options.syscalls} syscalls | {result['many']:.1f} |")
-    print(f"| reducer inserting one row and logging a line | {result['insert']:.1f} |")
-    print("\n".join(twin_rows))
+            built: Path | None = build_module(ModuleProject.open(TWIN), scratch / "autopilot-sync.js").out
+        except BuildError as exc:
+            print(f"(twin not built: {exc})")
+            built = None
+        run = 0
+        for round_no in range(options.rounds):
+            order = variants if round_no % 2 == 0 else variants[::-1]
+            for variant in order:
+                run += 1
+                crossing[variant].append(_crossing(scratch / f"x{run}", options, variant))
+                if built is not None:
+                    us, counts = _twin_us(built, scratch / f"ts{run}", options.appends, options.batch, variant)
+                    twin[variant].append(us)
+            if built is not None:
+                python.append(
+                    asyncio.run(
+                        _sync_append(python_sync_module, scratch / f"py{round_no}", options.appends, options.batch)
+                    )
+                )
+
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
+
+    print(f"medians of {options.rounds} round(s), variants interleaved; load average {_load()}")
+    print("")
+    print("| crossing, median µs | " + " | ".join(variant or "defaults" for variant in variants) + " |")
+    print("|---|" + "---:|" * len(variants))
+    rows = [
+        ("frame round trip host->runner->host (ping)", "ping"),
+        ("empty reducer call through the engine", "empty"),
+        ("one syscall round trip runner->host->runner", "syscall"),
+        (f"reducer making {options.syscalls} syscalls", "many"),
+        ("reducer inserting one row and logging a line", "insert"),
+    ]
+    for label, key in rows:
+        print(
+            f"| {label} | "
+            + " | ".join(f"{med([r[key] for r in crossing[variant]]):.1f}" for variant in variants)
+            + " |"
+        )
+    if built is None:
+        return 0
+    batch = options.batch
+    py_us = med(python)
+    print("")
+    print(f"| append_sync_events, {batch} events per call | median µs per call | µs per event | vs Python |")
+    print("|---|---:|---:|---:|")
+    print(f"| Python sync module | {py_us:.0f} | {py_us / batch:.1f} | |")
+    for variant in variants:
+        ts_us = med(twin[variant])
+        print(
+            f"| TypeScript twin, {variant or 'defaults'} | {ts_us:.0f} | {ts_us / batch:.1f} | {py_us / ts_us:.2f}x |"
+        )
+    events = options.appends * batch
+    total = sum(counts.values())
+    print("")
+    print(f"| twin syscall ({total / events:.1f} per event) | per event | share |")
+    print("|---|---:|---:|")
+    for name, count in sorted(counts.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {count / events:.2f} | {count / total:.0%} |")
     return 0
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +19,9 @@ import pytest
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, MODULE, LocalStack
+from official_sdk_app import run_official_sdk_script
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(240)]
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["python", "typescript"])
@@ -51,26 +47,10 @@ def events() -> list[dict[str, object]]:
 
 
 def test_the_official_sdk_publishes_and_receives_through_either_module(stack: LocalStack, tmp_path: Path) -> None:
-    node = shutil.which("node")
-    assert node is not None
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "node_modules").symlink_to(ROOT / "conformance" / "node_modules", target_is_directory=True)
-    shutil.copy(Path(__file__).with_name("official_sdk_sync.mjs"), app / "app.mjs")
-    generated = subprocess.run(
-        [sys.executable, "-m", "autopilot_sync", "client", "generate", "--lang", "javascript",
-         "--base-url", stack.host_url, "--database", DATABASE, "--out", str(app / "module_bindings")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert generated.returncode == 0, generated.stdout + generated.stderr
     scopes = ("sync.append", "sync.subscribe")
     token = asyncio.run(fetch_session_token(stack.control_url, stack.producer_key, scopes, ("*",), None, "sdk"))
-    done = subprocess.run(
-        [node, "app.mjs", stack.host_url, DATABASE, token.token, json.dumps(events())],
-        cwd=app, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    observed = json.loads(done.stdout.strip().splitlines()[-1])
+    script = Path(__file__).with_name("official_sdk_sync.mjs")
+    observed = run_official_sdk_script(script, stack.host_url, DATABASE, [token.token, json.dumps(events())], tmp_path)
     _, good_hash = hash_value({"seq": 4, "text": "héllo"})
     assert observed["results"] == {
         "grant": "ok",

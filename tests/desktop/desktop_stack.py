@@ -23,6 +23,11 @@ from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.runtime.access import producer_session
 
 
+def stream_state(state: dict[str, Any], stream_id: str) -> dict[str, Any]:
+    """One stream's entry in a desktop's state line (empty while the desktop does not show that stream)."""
+    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+
+
 @dataclass
 class Desktop:
     """One headless desktop child and where it keeps its key and store."""

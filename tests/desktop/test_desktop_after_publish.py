@@ -9,11 +9,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from desktop_stack import Stack
+from desktop_stack import Desktop, Stack, stream_state
 
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE
-from autopilot_sync.ops.host_publish import ModuleArtifact, publish_module
+from autopilot_sync.ops.host_publish import ModuleArtifact, PublishAnswer, publish_module
 
 RUN = "r1"
 STREAM = f"runtime.run.{RUN}.events"
@@ -22,7 +22,23 @@ MODULES = Path(__file__).resolve().parents[1] / "host" / "publish_modules"
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+    return stream_state(state, stream_id)
+
+
+async def twelve_events_followed(stack: Stack) -> tuple[list[int], Desktop]:
+    """Start the stack, append 12 run events and wait until a desktop following the stream applied them all."""
+    stack.start()
+    promised = await stack.append_run_events(RUN, 12)
+    desktop = stack.desktop("reader", streams=(STREAM,))
+    await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+    return promised, desktop
+
+
+async def publish_as_owner(stack: Stack, python_module: str, *, clear: bool = False) -> PublishAnswer:
+    """Publish an installed module to the live host as the database owner (the stack's owner key)."""
+    owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
+    artifact = ModuleArtifact(python_module=python_module)
+    return await publish_module(stack.host_url, DATABASE, owner.token, artifact, clear=clear)
 
 
 async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_or_duplicate(
@@ -31,17 +47,11 @@ async def test_a_live_publish_disconnects_the_desktop_which_resumes_without_gap_
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(MODULES), os.environ.get("PYTHONPATH")])))
     stack = Stack(tmp_path)
     try:
-        stack.start()
-        promised = await stack.append_run_events(RUN, 12)
-        desktop = stack.desktop("reader", streams=(STREAM,))
-        await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+        promised, desktop = await twelve_events_followed(stack)
         seen_before = len(desktop.states())
 
         # The database owner (the stack's owner key) publishes a compatible release to the live host.
-        owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
-        answer = await publish_module(
-            stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="pub_sync_v2")
-        )
+        answer = await publish_as_owner(stack, "pub_sync_v2")
         assert answer.ok and answer.op == "updated" and answer.disconnected_clients, answer.text
 
         promised += await stack.append_run_events(RUN, 8, start=12)
@@ -64,15 +74,9 @@ async def test_after_a_delete_data_publish_the_runtime_publishes_its_streams_aga
     (same seqs, keys and hashes), its next appends follow on, and the desktop ends with the whole stream once."""
     stack = Stack(tmp_path)
     try:
-        stack.start()
-        promised = await stack.append_run_events(RUN, 12)
-        desktop = stack.desktop("reader", streams=(STREAM,))
-        await desktop.wait_for("the first events", lambda s: stream(s).get("applied") == 12)
+        promised, desktop = await twelve_events_followed(stack)
 
-        owner = await fetch_session_token(stack.control_url, stack.owner_key, ["sync.subscribe"], [], None, "test")
-        answer = await publish_module(
-            stack.host_url, DATABASE, owner.token, ModuleArtifact(python_module="autopilot_sync.module"), clear=True
-        )
+        answer = await publish_as_owner(stack, "autopilot_sync.module", clear=True)
         assert answer.ok and answer.cleared, answer.text
 
         promised += await stack.append_run_events(RUN, 8, start=12)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Desktop, Stack
+from desktop_stack import Desktop, Stack, stream_state
 
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
@@ -53,7 +53,7 @@ async def append(stack: Stack, seq: int, tag: str = "") -> None:
 
 
 def stream(state: dict) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == STREAM), {})
+    return stream_state(state, STREAM)
 
 
 def applied_keys(desktop: Desktop) -> list[str]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Stack
+from desktop_stack import Stack, stream_state
 
 from autopilot_sync.desktop.livebound import live_streams, refusal_notice
 
@@ -18,10 +18,6 @@ STREAMS = 8
 
 def run_stream(run_id: str) -> str:
     return f"runtime.run.{run_id}.events"
-
-
-def stream(state: dict, stream_id: str) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
 
 
 def test_the_least_recently_active_stream_is_the_one_left_idle() -> None:
@@ -78,7 +74,9 @@ async def test_more_streams_than_the_live_bound_are_each_applied_once_in_order_a
             promised[stream_id] += await stack.append_run_events(f"bound{i}", 3, start=3 * round_)
             want = len(promised[stream_id])
             await desktop.wait_for(
-                f"{stream_id} at {want}", lambda s, sid=stream_id, n=want: stream(s, sid).get("applied") == n, within=60
+                f"{stream_id} at {want}",
+                lambda s, sid=stream_id, n=want: stream_state(s, sid).get("applied") == n,
+                within=60,
             )
     states = desktop.states()
     final = states[-1]
@@ -86,7 +84,7 @@ async def test_more_streams_than_the_live_bound_are_each_applied_once_in_order_a
     assert max(sum(1 for s in state["streams"] if s["phase"] not in ("idle", "waiting")) for state in states) <= 3
     assert any(s["phase"] == "idle" for state in states for s in state["streams"])
     for stream_id in promised:
-        view = stream(final, stream_id)
+        view = stream_state(final, stream_id)
         assert view["applied"] == view["head"] == 6 and view["duplicates"] == 0 and view["rebuilds"] == 0
     assert desktop.stop() == 0
     for stream_id, seqs in promised.items():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from desktop_stack import Desktop, Stack
+from desktop_stack import Desktop, Stack, stream_state
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
@@ -190,7 +190,7 @@ def headless_with_metrics(stack: Stack, name: str, port: int, streams: tuple[str
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+    return stream_state(state, stream_id)
 
 
 async def scrape(url: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from desktop_stack import Stack
+from desktop_stack import Stack, stream_state
 
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
@@ -34,7 +34,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+    return stream_state(state, stream_id)
 
 
 async def test_presence_counts_follow_a_second_desktop_joining_and_leaving(stack: Stack) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Stack
+from desktop_stack import Stack, stream_state
 
 pytestmark = pytest.mark.node
 
@@ -32,7 +32,7 @@ def stack(tmp_path: Path, typescript_sync_module: Path) -> Iterator[Stack]:
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:
-    return next((s for s in state["streams"] if s["stream_id"] == stream_id), {})
+    return stream_state(state, stream_id)
 
 
 async def test_runtime_events_reach_the_desktop_in_order_through_the_typescript_twin(stack: Stack) -> None:

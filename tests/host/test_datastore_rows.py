@@ -71,12 +71,14 @@ def test_rows_stored_from_a_current_snapshot_index_exactly_as_decoded_rows_do() 
     for seq in range(1, 50):
         table.insert((f"s{seq % 3}", seq, f"k{seq % 7}", "body"))
     stored = list(source["event"].rows)
-    decoded, fast = Datastore(PythonModule(events))["event"], Datastore(PythonModule(events))["event"]
+    decoded, fast, bulk = (Datastore(PythonModule(events))["event"] for _ in range(3))
     for row_bytes in stored:
         decoded.put(*decoded.stored(row_bytes))
         fast.put_current(row_bytes)
-    assert list(fast.rows) == list(decoded.rows) == stored
-    assert {n: dict(i.entries) for n, i in fast.indexes.items()} == {
-        n: dict(i.entries) for n, i in decoded.indexes.items()
-    }
-    assert dict(fast.rows.items()) == dict(decoded.rows.items())
+    bulk.load_current(stored)
+    for loaded in (fast, bulk):
+        assert list(loaded.rows) == list(decoded.rows) == stored
+        assert {n: dict(i.entries) for n, i in loaded.indexes.items()} == {
+            n: dict(i.entries) for n, i in decoded.indexes.items()
+        }
+        assert dict(loaded.rows.items()) == dict(decoded.rows.items())

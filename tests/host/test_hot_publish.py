@@ -110,78 +110,6 @@ async def until(condition: Any, what: str, seconds: float = 20.0) -> None:
     assert condition(), what
 
 
-async def test_publish_v1_write_v2_live_with_a_client_v3_refused_then_forced_with_delete_data(live: LiveHost) -> None:
-    schema_url = f"{live.url}/v1/database/{DATABASE}/schema?version=9"
-    assert (await http("GET", schema_url))[0] == 404, "a host started with no module serves no database"
-
-    created = await asyncio.to_thread(
-        cli, "publish", "--server", live.url, "--module", "pub_notes_v1", "--token", live.owner_token, DATABASE
-    )
-    assert created.returncode == 0, created.stderr
-    assert created.stdout.startswith(f"{DATABASE}: created")
-    for text in ("one", "two"):
-        status, body = await http(
-            "POST", f"{live.url}/v1/database/{DATABASE}/call/add_note", token=live.owner_token, json_body=[text]
-        )
-        assert status == 200, body
-
-    async with SyncClient(live.url, DATABASE) as client:
-        notes = await client.subscribe(["SELECT * FROM note"])
-        await asyncio.wait_for(notes.applied(), 20)
-        assert sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one"), (2, "two")]
-
-        artifact = ModuleArtifact(python_module="pub_notes_v2")
-        compatible_only = await publish_module(live.url, DATABASE, live.owner_token, artifact)
-        assert compatible_only.status == 400 and "client-breaking change" in compatible_only.text
-        v2 = await publish_module(live.url, DATABASE, live.owner_token, artifact, break_clients=True)
-        assert v2.ok and v2.op == "updated" and v2.disconnected_clients and not v2.cleared
-        kinds = {change["kind"] for change in v2.changes}
-        assert {"column_added_with_default", "table_added", "index_added", "reducer_added"} <= kinds
-
-        # The client was closed with 1012, reconnected with the new schema and resubscribed: nothing lost.
-        await until(lambda: client.reconnects >= 1 and notes.applied_count >= 2, "the client resubscribed")
-        await until(
-            lambda: sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one", False), (2, "two", False)],
-            "the rows in the new shape",
-        )
-        result = await client.call("add_pinned_note", "three")
-        assert type(result).__name__ == "ReducerCommitted", result
-        await until(lambda: (3, "three", True) in {tuple(row) for row in client.cache.rows("note")}, "the new row")
-
-    refused = await publish_module(live.url, DATABASE, live.owner_token, ModuleArtifact(python_module="pub_notes_v3"))
-    assert refused.status == 400
-    assert refused.text.startswith("Database update rejected")
-    assert "column note.text" in refused.text and "table tag" in refused.text and "[breaking]" in refused.text
-    assert len(await sql(live, "SELECT * FROM note")) == 3, "a refused publish changes nothing"
-    assert "pinned" in (await http("GET", schema_url))[1]
-
-    forced = await asyncio.to_thread(
-        cli,
-        "publish",
-        "-s",
-        live.url,
-        "--module",
-        "pub_notes_v3",
-        "--delete-data",
-        "--token",
-        live.owner_token,
-        DATABASE,
-    )
-    assert forced.returncode == 0, forced.stderr
-    assert "data deleted" in forced.stdout
-    assert await sql(live, "SELECT * FROM note") == []
-    status, body = await http(
-        "POST", f"{live.url}/v1/database/{DATABASE}/call/add_note", token=live.owner_token, json_body=[["a", "b"]]
-    )
-    assert status == 200, body
-
-    # A restart runs what was published last, whatever --module says.
-    await live.stop()
-    await live.start(module="pub_notes_v1")
-    assert [row[1] for row in await sql(live, "SELECT * FROM note")] == [["a", "b"]]
-    assert "lines" in (await http("GET", schema_url))[1]
-
-
 async def test_only_the_owner_publishes_and_deletes_and_the_host_serves_one_database(live: LiveHost) -> None:
     v1 = ModuleArtifact(python_module="pub_notes_v1")
     stranger = await publish_module(live.url, DATABASE, live.stranger_token, v1)
@@ -224,11 +152,42 @@ def js_bundle(tmp_path: Path, release: int) -> Path:
     return path
 
 
-@pytest.mark.node
-async def test_a_typescript_module_published_v1_v2_live_v3_refused_then_forced(live: LiveHost, tmp_path: Path) -> None:
-    v1, v2, v3 = (js_bundle(tmp_path, n) for n in (1, 2, 3))
+class Releases:
+    """Releases 1-3 of the notes module as one kind publishes them: Python module paths, or built bundles."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.bundles = {n: js_bundle(tmp_path, n) for n in (1, 2, 3)} if kind == "typescript" else {}
+
+    @property
+    def v2_changes(self) -> set[str]:
+        """What release 2 changes (the TypeScript release adds no index)."""
+        changes = {"column_added_with_default", "table_added", "reducer_added"}
+        return changes if self.kind == "typescript" else changes | {"index_added"}
+
+    def cli_args(self, release: int) -> list[str]:
+        """How `autopilot-sync publish` names release `release`."""
+        if self.kind == "typescript":
+            return ["--js-path", str(self.bundles[release])]
+        return ["--module", f"pub_notes_v{release}"]
+
+    def artifact(self, release: int) -> ModuleArtifact:
+        """What `publish_module` sends for release `release`."""
+        if self.kind == "typescript":
+            return ModuleArtifact(bundle=self.bundles[release].read_bytes())
+        return ModuleArtifact(python_module=f"pub_notes_v{release}")
+
+
+@pytest.mark.parametrize("kind", ["python", pytest.param("typescript", marks=pytest.mark.node)])
+async def test_publish_v1_write_v2_live_with_a_client_v3_refused_then_forced_with_delete_data(
+    live: LiveHost, tmp_path: Path, kind: str
+) -> None:
+    releases = Releases(kind, tmp_path)
+    schema_url = f"{live.url}/v1/database/{DATABASE}/schema?version=9"
+    assert (await http("GET", schema_url))[0] == 404, "a host started with no module serves no database"
+
     created = await asyncio.to_thread(
-        cli, "publish", "--server", live.url, "--js-path", str(v1), "--token", live.owner_token, DATABASE
+        cli, "publish", "--server", live.url, *releases.cli_args(1), "--token", live.owner_token, DATABASE
     )
     assert created.returncode == 0, created.stderr
     assert created.stdout.startswith(f"{DATABASE}: created")
@@ -243,9 +202,15 @@ async def test_a_typescript_module_published_v1_v2_live_v3_refused_then_forced(l
         await asyncio.wait_for(notes.applied(), 20)
         assert sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one"), (2, "two")]
 
-        bundle = ModuleArtifact(bundle=v2.read_bytes())
-        answer = await publish_module(live.url, DATABASE, live.owner_token, bundle, break_clients=True)
-        assert answer.ok and answer.op == "updated" and answer.disconnected_clients, answer.text
+        artifact = releases.artifact(2)
+        compatible_only = await publish_module(live.url, DATABASE, live.owner_token, artifact)
+        assert compatible_only.status == 400 and "client-breaking change" in compatible_only.text
+        v2 = await publish_module(live.url, DATABASE, live.owner_token, artifact, break_clients=True)
+        assert v2.ok and v2.op == "updated" and v2.disconnected_clients and not v2.cleared, v2.text
+        kinds = {change["kind"] for change in v2.changes}
+        assert releases.v2_changes <= kinds
+
+        # The client was closed with 1012, reconnected with the new schema and resubscribed: nothing lost.
         await until(lambda: client.reconnects >= 1 and notes.applied_count >= 2, "the client resubscribed")
         await until(
             lambda: sorted(tuple(row) for row in client.cache.rows("note")) == [(1, "one", False), (2, "two", False)],
@@ -255,22 +220,26 @@ async def test_a_typescript_module_published_v1_v2_live_v3_refused_then_forced(l
         assert type(result).__name__ == "ReducerCommitted", result
         await until(lambda: (3, "three", True) in {tuple(row) for row in client.cache.rows("note")}, "the new row")
 
-    refused = await publish_module(live.url, DATABASE, live.owner_token, ModuleArtifact(bundle=v3.read_bytes()))
-    assert refused.status == 400 and refused.text.startswith("Database update rejected")
-    assert "column note.text" in refused.text and "[breaking]" in refused.text
-    assert len(await sql(live, "SELECT * FROM note")) == 3
+    refused = await publish_module(live.url, DATABASE, live.owner_token, releases.artifact(3))
+    assert refused.status == 400
+    assert refused.text.startswith("Database update rejected")
+    assert "column note.text" in refused.text and "table tag" in refused.text and "[breaking]" in refused.text
+    assert len(await sql(live, "SELECT * FROM note")) == 3, "a refused publish changes nothing"
+    assert "pinned" in (await http("GET", schema_url))[1]
 
     forced = await asyncio.to_thread(
-        cli, "publish", "-s", live.url, "--js-path", str(v3), "-c", "--token", live.owner_token, DATABASE
+        cli, "publish", "-s", live.url, *releases.cli_args(3), "--delete-data", "--token", live.owner_token, DATABASE
     )
-    assert forced.returncode == 0 and "data deleted" in forced.stdout, forced.stderr
+    assert forced.returncode == 0, forced.stderr
+    assert "data deleted" in forced.stdout
     assert await sql(live, "SELECT * FROM note") == []
     status, body = await http(
         "POST", f"{live.url}/v1/database/{DATABASE}/call/add_note", token=live.owner_token, json_body=[["a", "b"]]
     )
     assert status == 200, body
 
-    # The bundle is kept in the data directory: a restart runs it, whatever --module says.
+    # A restart runs what was published last (a bundle is kept in the data directory), whatever --module says.
     await live.stop()
     await live.start(module="pub_notes_v1")
     assert [row[1] for row in await sql(live, "SELECT * FROM note")] == [["a", "b"]]
+    assert "lines" in (await http("GET", schema_url))[1]

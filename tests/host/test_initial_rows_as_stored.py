@@ -11,7 +11,7 @@ import pytest
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import PythonModule
-from autopilot_sync.host.sql import SqlContext, compile_query, plan_row_bytes, plan_rows
+from autopilot_sync.host.sql import JoinMirror, SqlContext, compile_query, plan_row_bytes, plan_rows
 from autopilot_sync.host.transaction import TableHandle, Transaction
 from autopilot_sync.spacetime import algebraic as at
 
@@ -101,3 +101,16 @@ def test_queries_no_index_answers_alone_select_exactly_what_a_decoded_scan_does(
 def test_a_limit_on_covered_initial_rows_keeps_the_first_in_key_order(datastore: Datastore) -> None:
     plan = compile_query("SELECT * FROM event WHERE stream_id = 's1' AND seq > 5 LIMIT 3", SqlContext(datastore))
     assert [datastore["event"].decode(b)[1] for b in plan_row_bytes(plan, datastore)] == [6, 7, 8]
+
+
+def test_a_join_mirror_of_the_events_table_holds_bytes_and_is_built_from_an_index_without_decoding(
+    datastore: Datastore,
+) -> None:
+    events = datastore["event"]
+    expected = {b: events.decode(b) for b in events.rows if events.decode(b)[0] == "s1"}
+    _refuse_decoding(datastore)
+    mirror = JoinMirror(events, 0, offset=1)
+    assert all(value is None for bucket in mirror.by_value.values() for value in bucket.values())
+    events.rows._decode = events.decode  # type: ignore[method-assign]
+    assert mirror.get("s1") == expected
+    assert mirror.get("nobody") == {}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
-from autopilot_sync.host.procedure_call import ProcedureOutcome
+from autopilot_sync.host.procedure_call import ProcedureOutcome, ProcedureStatus
 from autopilot_sync.host.session import CloseReason, ServerSession
 from autopilot_sync.host.session_v1 import EVENT_TABLE_REFUSAL, LEGACY_QUERY_SETS, V1Codec
 from autopilot_sync.spacetime import algebraic as at
@@ -66,7 +66,10 @@ class V1BackendDouble:
 
     def call_procedure(self, message: v2.CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
         self.asked.append(message)
-        on_done(ProcedureOutcome(Timestamp(1_000), error=f"no such procedure: {message.procedure}"))
+        if message.procedure == "echo":  # returns its arguments' bytes
+            on_done(ProcedureOutcome(Timestamp(1_000), ProcedureStatus.RETURNED, returned=message.args))
+        else:
+            on_done(ProcedureOutcome(Timestamp(1_000), error=f"no such procedure: {message.procedure}"))
 
 
 class SchemaDouble:
@@ -181,6 +184,29 @@ def test_json_arguments_are_checked_against_the_reducer_before_it_runs() -> None
     assert failed["status"]["Failed"].startswith("invalid arguments for reducer add: at $[0]")
     (call,) = [m for m in backend.asked if isinstance(m, v2.CallReducer)]
     assert call.args == (5).to_bytes(4, "little")  # JSON arguments reach the engine as BSATN
+
+
+def test_a_v1_bsatn_procedure_call_passes_its_arguments_and_returns_its_value() -> None:
+    fmt = v1.V1Format.BSATN
+    backend = V1BackendDouble()
+    session = _session(fmt, backend)
+    _feed(session, fmt, v1.CallProcedure("echo", b"\x07\x00\x00\x00", 9))
+    _feed(session, fmt, v1.CallProcedure("missing", b"", 10))
+    (returned, failed) = _sent(session, fmt)
+    assert returned[0] == "ProcedureResult" and returned[1]["status"] == {"Returned": "07000000"}  # bytes as hex
+    assert returned[1]["request_id"] == 9
+    assert failed[1]["status"] == {"InternalError": "no such procedure: missing"} and failed[1]["request_id"] == 10
+
+
+def test_a_v1_json_procedure_call_is_refused_with_a_clear_text() -> None:
+    fmt = v1.V1Format.JSON
+    backend = V1BackendDouble()
+    session = _session(fmt, backend)
+    _feed(session, fmt, v1.CallProcedure("echo", "[7]", 3))
+    ((name, fields),) = _sent(session, fmt)
+    assert name == "ProcedureResult" and fields["request_id"] == 3
+    assert fields["status"] == {"InternalError": "procedures are served over v1.bsatn, v2 and v3, not v1.json"}
+    assert not [m for m in backend.asked if isinstance(m, v2.CallProcedure)]
 
 
 def test_json_goes_out_as_text_and_bsatn_as_tagged_frames_compressed_over_1_kib() -> None:

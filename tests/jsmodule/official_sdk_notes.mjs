@@ -1,51 +1,18 @@
 // The official SpacetimeDB TypeScript SDK against a host serving the ABI module (tests/jsmodule/abi_module.mjs.in).
 //
-//   node official_sdk_notes.mjs BASE_URL DATABASE   (run next to ./module_bindings and ./node_modules)
+//   node official_sdk_notes.mjs BASE_URL DATABASE   (run by tests/official_sdk_app.py)
 //
 // Connects through the generated bindings, subscribes, and calls reducers: an insert with an auto-increment id, an
 // update by primary key, a SenderError, a unique violation, a throw and an infinite loop, then an insert again.
 // Prints one JSON line of observations and exits 0, or prints the failure and exits 1.
-import { InternalError, SenderError } from "spacetimedb";
 import { DbConnection } from "./module_bindings/index.mjs";
+import { connect, outcome, run, subscribe } from "./official_sdk_harness.mjs";
 
 const [url, database] = process.argv.slice(2);
 const seen = [];
 
-function connect() {
-  return new Promise((resolve, reject) => {
-    DbConnection.builder()
-      .withUri(url)
-      .withDatabaseName(database)
-      .onConnect((conn) => resolve(conn))
-      .onConnectError((_ctx, error) => reject(error))
-      .build();
-  });
-}
-
-function subscribe(conn, queries) {
-  return new Promise((resolve, reject) => {
-    conn.subscriptionBuilder().onApplied(resolve).onError((_ctx, error) => reject(error)).subscribe(queries);
-  });
-}
-
-async function outcome(promise) {
-  try {
-    await promise;
-    return "ok";
-  } catch (error) {
-    if (error instanceof SenderError) return `SenderError: ${error.message}`;
-    if (error instanceof InternalError) return "InternalError";
-    return `other: ${error}`;
-  }
-}
-
-const timer = setTimeout(() => {
-  console.log(JSON.stringify({ error: "timed out", seen }));
-  process.exit(1);
-}, 60_000);
-
-try {
-  const conn = await connect();
+await run(seen, async () => {
+  const [conn] = await connect(DbConnection, url, database);
   conn.db.note.onInsert((_ctx, row) => seen.push(`insert ${row.id} ${row.text}`));
   conn.db.note.onUpdate((_ctx, old, row) => seen.push(`update ${old.text}->${row.text}`));
   await subscribe(conn, ["SELECT * FROM note"]);
@@ -59,10 +26,5 @@ try {
     after: await outcome(conn.reducers.addNote({ owner: "bob", rank: 2, text: "b2", tag: "t2" })),
   };
   const rows = [...conn.db.note.iter()].map((row) => `${row.id}:${row.text}`).sort();
-  console.log(JSON.stringify({ results, seen, rows }));
-  clearTimeout(timer);
-  process.exit(0);
-} catch (error) {
-  console.log(JSON.stringify({ error: String(error), seen }));
-  process.exit(1);
-}
+  return { results, rows };
+});

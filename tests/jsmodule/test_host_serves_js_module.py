@@ -10,10 +10,7 @@ heap blow-up — is a typed reducer result the SDK sees, and the host keeps serv
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,11 +18,11 @@ import pytest
 
 from autopilot_sync.client import ReducerCommitted, ReducerFailed, ReducerInternalError, connect
 from autopilot_sync.devtools.processes import ServiceProcess, ServiceStartError, start_host
+from official_sdk_app import run_official_sdk_script
 
 pytestmark = [pytest.mark.node, pytest.mark.timeout(180)]
 
 DATABASE = "notes"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -88,23 +85,8 @@ async def test_scheduled_reducer_in_the_module_fires_and_subscribers_see_it(host
 
 
 def test_the_official_typescript_sdk_drives_the_module(host: ServiceProcess, tmp_path: Path) -> None:
-    node = shutil.which("node")
-    assert node is not None
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "node_modules").symlink_to(ROOT / "conformance" / "node_modules", target_is_directory=True)
-    shutil.copy(Path(__file__).with_name("official_sdk_notes.mjs"), app / "app.mjs")
-    generated = subprocess.run(
-        [sys.executable, "-m", "autopilot_sync", "client", "generate", "--lang", "javascript",
-         "--base-url", host.url, "--database", DATABASE, "--out", str(app / "module_bindings")],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert generated.returncode == 0, generated.stdout + generated.stderr
-    done = subprocess.run(
-        [node, "app.mjs", host.url, DATABASE], cwd=app, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    observed = json.loads(done.stdout.strip().splitlines()[-1])
+    script = Path(__file__).with_name("official_sdk_notes.mjs")
+    observed = run_official_sdk_script(script, host.url, DATABASE, [], tmp_path)
     assert observed["results"] == {
         "add": "ok",
         "rename": "ok",

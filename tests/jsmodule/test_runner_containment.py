@@ -26,7 +26,9 @@ from autopilot_sync.jsmodule import (
     JsReducerPanicError,
     JsRunnerCrashedError,
     JsSenderError,
+    sched,
 )
+from autopilot_sync.jsmodule.runner import RunnerLimits
 
 pytestmark = pytest.mark.node
 
@@ -190,3 +192,34 @@ def test_a_module_cannot_import_nodes_builtins(tmp_path: Path, tables: TableDoub
     module.write_text(f"import * as escape from '{builtin}';\nexport default {{ escape }};\n")
     with pytest.raises(JsModuleLoadError, match=f"a module cannot import {builtin}"):
         JsModuleRunner(module, tables).start()
+
+
+def test_a_runner_that_spins_before_blocking_serves_and_is_contained_the_same(
+    notes_module: Path, tables: TableDouble
+) -> None:
+    """`spin_us` > 0: the runner watches the doorbell before its blocking read; answers and limits are unchanged."""
+    limits = RunnerLimits(heap_mb=48, call_timeout_s=3.0, spin_us=200)
+    with JsModuleRunner(notes_module, tables, limits=limits) as spinning:
+        ids = reducer_ids(spinning.describe())
+        for n in range(20):
+            spinning.call_reducer(ids["add_note"], bsatn_note(n, f"note {n}"))
+        spinning.call_reducer(ids["count_notes"], b"")
+        assert tables.logs[-1][1].startswith("notes: 20 note 0,note 1,")
+        with pytest.raises(JsCallTimeoutError):
+            spinning.call_reducer(ids["spin"], b"", timeout_s=0.5)
+        spinning.call_reducer(ids["add_note"], bsatn_note(99, "after loop"))
+        assert spinning.restarts == 1
+        assert tables.rows[0][-1] == bsatn_note(99, "after loop")
+
+
+def test_the_runner_asks_for_a_short_scheduler_slice_where_the_kernel_has_one(runner: JsModuleRunner) -> None:
+    """EEVDF (Linux 6.12+) reports the slice a SCHED_OTHER task asked for; elsewhere the request is a no-op."""
+    pid = runner.pid
+    assert pid is not None
+    probe = threading.Thread(target=lambda: results.append(sched.set_slice(0, sched.SHORT_SLICE_NS)))
+    results: list[bool] = []
+    probe.start()
+    probe.join()
+    if not results[0] or sched.slice_of(pid) is None:
+        pytest.skip("this kernel or platform takes no slice requests")
+    assert sched.slice_of(pid) == sched.SHORT_SLICE_NS

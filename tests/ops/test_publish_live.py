@@ -129,6 +129,37 @@ def test_the_lane_publishes_promotes_and_rolls_back_over_the_route_with_go_no_go
     assert "data deleted" in forced.output and "NO-GO: dev does not pass verification" in forced.output
 
 
+def test_the_lane_publishes_a_built_typescript_module_and_rolls_back_to_it_from_the_ledger(
+    lane_env: dict[str, str], typescript_sync_module: Path
+) -> None:
+    """`--js-path` releases the bundle `autopilot-sync build` wrote: uploaded over the route, verified GO, kept in
+    the ledger so a rollback publishes those same bytes again."""
+    runner = CliRunner()
+
+    def lane(*args: str) -> Result:
+        return runner.invoke(main, ["module", *args], env=lane_env)
+
+    js = str(typescript_sync_module)
+    js_tag = lane("tag", "--js-path", js).output.split()[0]
+    assert js_tag.startswith("vjs-"), js_tag
+    published = lane("publish", "--env", "dev", "--js-path", js)
+    assert published.exit_code == 0, published.output
+    assert f"PUBLISH {js_tag} ({js}) to " in published.output and f"GO: dev runs {js_tag}, verified" in published.output
+    dev_url = lane_env["AUTOPILOT_SYNC_OPS_DEV_BASE_URL"]
+    assert "sync_event" in served_tables(dev_url)
+    assert f"current: {js_tag} (verified at" in lane("status", "--env", "dev").output
+
+    python = lane("publish", "--env", "dev")
+    assert python.exit_code == 0, python.output
+    back = lane("rollback", "--env", "dev")
+    assert back.exit_code == 0, back.output
+    assert f"rollback dev: {Release.of(sync_module).tag} -> {js_tag}" in back.output
+    assert f"GO: dev runs {js_tag}, verified" in back.output
+
+    missing = lane("publish", "--env", "dev", "--js-path", str(Path(js).with_name("missing.js")))
+    assert missing.exit_code == 2 and "error: cannot load" in missing.output, missing.output
+
+
 def test_an_incomplete_environment_exits_2_naming_each_variable(tmp_path: Path) -> None:
     env = {
         "AUTOPILOT_SYNC_OPS_PROD_BASE_URL": "https://sync.example.net",

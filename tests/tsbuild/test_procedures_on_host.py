@@ -81,6 +81,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_a_procedure_returns_its_value_over_http_and_the_cli(host: HostProcess) -> None:
+    status, text = await _post(host.url, "module_identity", [])  # the first call: no transaction ever ran
+    assert status == 200 and len(json.loads(text)) == 64, text
     assert await _post(host.url, "add", [2, 3]) == (200, "5")
     status, text = await _post(host.url, "whoami", [])
     assert status == 200 and len(json.loads(text)) == 64, text
@@ -175,3 +177,14 @@ def test_the_official_typescript_sdk_calls_the_procedures(host: HostProcess, tmp
     }
     assert observed["seen"] == ["insert s=3", "update s=4", "update s=5"]
     assert observed["rows"] == ["s=5"]
+
+
+async def test_a_scheduled_procedure_fires_once_after_its_row_is_deleted(host: HostProcess) -> None:
+    async with await connect(host.url, DATABASE) as conn:
+        seen: asyncio.Queue[str] = asyncio.Queue()
+        conn.cache.on_insert("counter", lambda row: seen.put_nowait(row.name))
+        await (await conn.subscribe(["SELECT * FROM counter", "SELECT * FROM tick"])).applied()
+        assert (await conn.call("schedule_tick", "t1")).ok
+        async with asyncio.timeout(10):
+            assert await seen.get() == "ticked t1"
+        assert conn.cache.rows("tick") == [], "the one-shot row was deleted before the procedure ran"

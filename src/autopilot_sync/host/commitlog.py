@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import struct
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,7 +151,7 @@ class CommitLog:
         self._durable = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._flushing = False
-        self._flusher: ThreadPoolExecutor | None = None
+        self._flusher: _Flusher | None = None
         self._failure: BaseException | None = None
         self.last_fsync_seconds = 0.0
         self.fsync_count = 0
@@ -343,7 +344,7 @@ class CommitLog:
             loop.call_soon(self._flush_done, target, retired, None, 0.0)
             return
         if self._flusher is None:
-            self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commitlog-fsync")
+            self._flusher = _Flusher()
 
         def flush() -> None:
             # Runs in the flusher thread; reports back to the loop directly (one wake-up, no future chaining).
@@ -449,6 +450,43 @@ class CommitLog:
         if self._flusher is not None:
             self._flusher.shutdown(wait=True)
             self._flusher = None
+
+
+class _Flusher:
+    """The one thread that runs fsyncs for the log, fed through a `queue.SimpleQueue`.
+
+    Why not a `ThreadPoolExecutor`: its `submit` builds a future and a work item and wakes the worker through a
+    Python-level condition; per one-event call that hand-off cost ~60 µs of CPU and ~190 µs of wall time on this
+    machine, the dedicated thread ~35 µs and ~115 µs (measured with the fsync itself on tmpfs). A daemon thread: a
+    process that exits without closing the log must not hang on it (written records are the OS's by then).
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="commitlog-fsync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                job()
+            except Exception:  # a job reports its own errors; this only keeps the thread alive
+                log.exception("commit-log flush job raised")
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job` in the flusher thread, after the jobs before it; RuntimeError once shut down."""
+        if self._closed:
+            raise RuntimeError("commit-log flusher is shut down")
+        self._jobs.put(job)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Run the jobs already submitted, then stop the thread (waiting for it when `wait`)."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+        if wait:
+            self._thread.join()
 
 
 def _fsync_all(fds: list[int]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from sortedcontainers import SortedDict
@@ -156,6 +156,21 @@ class Index:
         else:
             bucket.add(row_bytes)
 
+    def load(self, entries: Iterable[tuple[Key, bytes]]) -> None:
+        """Add many (key, row) entries to an empty index: gathered in a dict, then sorted once."""
+        gathered: dict[Key, Any] = {}
+        unique = self.unique
+        for key, row_bytes in entries:
+            bucket = gathered.get(key)
+            if bucket is None or unique:
+                gathered[_shared_prefix(key) if bucket is None else key] = row_bytes
+            elif type(bucket) is bytes:
+                if bucket != row_bytes:
+                    gathered[key] = {bucket, row_bytes}
+            else:
+                bucket.add(row_bytes)
+        self.entries = SortedDict(gathered)
+
     def remove(self, key: Key, row_bytes: bytes) -> None:
         bucket = self.entries.get(key)
         if bucket is None:
@@ -271,6 +286,21 @@ class TableStore:
         prefix, _ = self._key_columns.decode_prefix(row_bytes, 0)
         for index in self.indexes.values():
             index.add(index.key_of(prefix), row_bytes)
+
+    def load_current(self, stored: Iterable[bytes]) -> None:
+        """`put_current` for every row of a snapshot; into an empty table each index is built with one sort instead
+        of one sorted insertion per row."""
+        if self.rows or self._key_columns is None:
+            for row_bytes in stored:
+                self.put_current(row_bytes)
+            return
+        decode = self._key_columns.decode_prefix
+        rows = list(stored)
+        prefixes = [decode(row_bytes, 0)[0] for row_bytes in rows]
+        for row_bytes in rows:
+            self.rows.add(row_bytes, None)
+        for index in self.indexes.values():
+            index.load(zip(map(index.key_of, prefixes), rows, strict=True))
 
     def take(self, row_bytes: bytes) -> tuple[Any, ...] | None:
         """Remove a row by its bytes; returns it, or None when absent."""

@@ -63,6 +63,11 @@ _REFUSED_BEFORE_RUNNING = frozenset(
 )
 
 
+def _log_scheduled_procedure(name: str, outcome: ProcedureOutcome) -> None:
+    if outcome.status is not ProcedureStatus.RETURNED:
+        log.warning("scheduled procedure %s failed: %s", name, outcome.error)
+
+
 def _storage_failure(outcome: CallOutcome, error: BaseException) -> CallOutcome:
     """What a call that ran but could not be made durable reports instead of its own outcome."""
     return CallOutcome(CallStatus.INTERNAL_ERROR, outcome.timestamp, f"storage failed: {error}", offset=outcome.offset)
@@ -136,6 +141,7 @@ class HostEngine:
             kept=self.config.snapshots_kept,
         )
         self._scheduler = ReducerScheduler(module, self.datastore, self._run_scheduled, self.commitlog.wait_durable)
+        self._scheduler.run_procedure = self._run_scheduled_procedure
         self._started = False
         self.recovery = RecoveryReport()
         self.commits_total = 0
@@ -628,6 +634,12 @@ class HostEngine:
         duration = (time.perf_counter_ns() - started) // 1000
         return ProcedureOutcome(
             timestamp, ProcedureStatus.RETURNED, returned=returned, duration_micros=duration, offset=self.offset
+        )
+
+    def _run_scheduled_procedure(self, name: str, args: bytes) -> None:
+        """A scheduled procedure (the scheduler's `run_procedure`): run as the owner; a failure is logged."""
+        self.start_procedure(
+            name, args, Caller(self.owner_identity), lambda outcome: _log_scheduled_procedure(name, outcome)
         )
 
     def _record_client(self, tx: Transaction, caller: Caller, connecting: bool) -> None:

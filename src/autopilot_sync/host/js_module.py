@@ -310,6 +310,8 @@ class JsModule:
             if fn == "console_log":
                 MODULE_LOG.info("%s", args[1] if len(args) > 1 else "", extra={"reducer": None})
                 return None, b""
+            if fn == "identity":  # a procedure may ask before any transaction ever ran
+                return str(self._identity.value), b""
             raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn} called outside of a transaction")
         return self._syscalls.handle(fn, args, body)
 

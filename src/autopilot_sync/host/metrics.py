@@ -27,6 +27,7 @@ class HostMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._children: dict[tuple[object, ...], Counter] = {}
         self.commits = Counter("autopilot_sync_host_commits_total", "Committed (durable) transactions.", registry=r)
         self.rows = Counter(
             "autopilot_sync_host_rows_written_total",
@@ -98,9 +99,18 @@ class HostMetrics:
         self.durable_offset.set(tx.offset)
         for change in tx.changes:
             if change.inserts:
-                self.rows.labels(change.table, "insert").inc(len(change.inserts))
+                self._child(self.rows, change.table, "insert").inc(len(change.inserts))
             if change.deletes:
-                self.rows.labels(change.table, "delete").inc(len(change.deletes))
+                self._child(self.rows, change.table, "delete").inc(len(change.deletes))
+
+    def _child(self, counter: Counter, *labels: str) -> Counter:
+        """A labelled counter, remembered: `labels()` takes a lock and checks its names on every call, and the
+        commit listener and call counter used it ~4 times per one-event call (the set of labels is small)."""
+        key: tuple[object, ...] = (id(counter), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        return child
 
     def observe_connection(self, event: ConnectionEvent, reason: str) -> None:
         """WebSocket hub listener: count connections opened, closed and refused (by reason)."""
@@ -115,7 +125,7 @@ class HostMetrics:
 
     def observe_call(self, reducer: str, outcome: CallOutcome) -> None:
         """Count one client reducer call by its outcome."""
-        self.reducer_calls.labels(reducer, outcome.status.value).inc()
+        self._child(self.reducer_calls, reducer, outcome.status.value).inc()
 
     def track_live(
         self, connections: Callable[[], float], identities: Callable[[], float], query_sets: Callable[[], float]

@@ -202,8 +202,7 @@ def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hash
     for name, rows in snapshot.tables.items():
         store = datastore[name]
         if current:
-            for stored in rows:
-                store.put_current(stored)
+            store.load_current(rows)
         else:
             for stored in rows:
                 store.put(*store.stored(stored))

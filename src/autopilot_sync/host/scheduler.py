@@ -40,6 +40,8 @@ class ReducerScheduler:
         self._wait_durable = wait_durable
         self._timers: dict[tuple[str, bytes], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Runs a scheduled procedure (TypeScript modules) with the row's bytes as its argument, as the owner.
+        self.run_procedure: Callable[[str, bytes], None] | None = None
 
     def arm_all(self) -> None:
         """Arm a timer for every row of every scheduled table (at start, after recovery)."""
@@ -88,13 +90,18 @@ class ReducerScheduler:
         store = self._datastore[table]
         row = store.rows.get(row_bytes)
         reducer = store.table.scheduled_reducer or ""
-        if row is None or not any(r.name == reducer for r in self.module.definition().reducers):
+        if row is None:
             return
         one_shot = isinstance(row[store.table.column_index(store.table.schedule_column)].value, Timestamp)
 
         def remove_row(tx: Transaction) -> None:
             if one_shot:
                 tx.delete_bytes(store, row_bytes)
+
+        if not any(r.name == reducer for r in self.module.definition().reducers):
+            if self.run_procedure is not None and any(p.name == reducer for p in self.module.definition().procedures):
+                self._fire_procedure(table, row_bytes, row, reducer, one_shot, remove_row)
+            return
 
         # The reducer's one argument is the row: its BSATN arguments are the row's bytes.
         failure, sequence = self._run(reducer, row_bytes, remove_row)
@@ -104,6 +111,26 @@ class ReducerScheduler:
                 _, sequence = self._run(None, b"", remove_row)
         if sequence is not None:
             self.flush_later(sequence)
+        if not one_shot and row_bytes in store.rows and (table, row_bytes) not in self._timers:
+            self._arm_timer(table, row_bytes, row)
+
+    def _fire_procedure(
+        self,
+        table: str,
+        row_bytes: bytes,
+        row: tuple[Any, ...],
+        procedure: str,
+        one_shot: bool,
+        remove_row: Callable[[Transaction], None],
+    ) -> None:
+        """A procedure runs outside any transaction: a one-shot row is deleted first (its own commit), then it runs."""
+        if one_shot:
+            _, sequence = self._run(None, b"", remove_row)
+            if sequence is not None:
+                self.flush_later(sequence)
+        assert self.run_procedure is not None
+        self.run_procedure(procedure, row_bytes)
+        store = self._datastore[table]
         if not one_shot and row_bytes in store.rows and (table, row_bytes) not in self._timers:
             self._arm_timer(table, row_bytes, row)
 

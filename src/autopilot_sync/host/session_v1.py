@@ -198,8 +198,15 @@ class V1Codec:
             rid = self._remember(_Pending(_Kind.ONE_OFF, message_id=message.message_id))
             session.receive_message(v2.OneOffQuery(rid, message.query_string))
         else:
+            if not isinstance(message.args, bytes):  # v1.json would need the arguments converted by the schema
+                failed = v1.procedure_internal_error(
+                    "procedures are served over v1.bsatn, v2 and v3, not v1.json", Timestamp.now(), message.request_id
+                )
+                session.send_at(0, EncodedMessage(v1.encode_server_message(self.fmt, failed)))
+                return
             rid = self._remember(_Pending(_Kind.PROCEDURE, message.request_id))
-            session.receive_message(v2.CallProcedure(rid, v2.CallProcedureFlags.DEFAULT, message.procedure, b""))
+            args = message.args
+            session.receive_message(v2.CallProcedure(rid, v2.CallProcedureFlags.DEFAULT, message.procedure, args))
 
     def _drop_refused(self, session: ServerSession) -> None:
         """Take back the query sets answered with a v1 refusal after the session applied them (event tables)."""
@@ -310,8 +317,10 @@ class V1Codec:
             tables = [(t.table, self._rows(t.table, t.rows)) for t in result.tables]
             return v1.one_off_query_response(pending.message_id, tables)
         status = message.status
-        text = status.message if isinstance(status, v2.ProcedureInternalError) else "unexpected procedure result"
-        return v1.procedure_internal_error(text, message.timestamp, pending.request_id)
+        if isinstance(status, v2.ProcedureReturned):
+            duration = message.total_host_execution_duration
+            return v1.procedure_returned(status.value, message.timestamp, duration, pending.request_id)
+        return v1.procedure_internal_error(status.message, message.timestamp, pending.request_id)
 
     def _applied(self, pending: _Pending, rows: v2.QueryRows, *, unsubscribe: bool) -> SumValue:
         tables = self._query_rows(rows, deletes=unsubscribe)

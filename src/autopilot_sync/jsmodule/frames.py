@@ -2,6 +2,10 @@
 
 A frame is: u32 LE length of the rest, u32 LE header length, a UTF-8 JSON header, raw body bytes (BSATN rows and
 reducer arguments travel as bodies, untouched). Bounded: a frame larger than `MAX_FRAME_BYTES` is a protocol error.
+
+Waiting for a frame first spins for up to `spin_s` on a non-blocking read, then blocks in `select`: a syscall's
+answer or the module's next syscall usually comes within tens of µs, and catching it while still on the CPU saves the
+scheduler wake-up that dominates a crossing on a busy machine (docs/performance.md "(i)").
 """
 
 from __future__ import annotations
@@ -39,11 +43,15 @@ def encode_frame(header: Header, body: bytes = b"") -> bytes:
 class FrameReader:
     """Reads whole frames from a pipe fd, each under a deadline (monotonic seconds)."""
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int, *, spin_s: float = 0.0) -> None:
         self._fd = fd
         self._buf = bytearray()
+        self._spin_s = spin_s
+        os.set_blocking(fd, False)
 
     def _fill(self, need: int, deadline: float) -> None:
+        if len(self._buf) < need and self._spin_s > 0:
+            self._spin(need)
         while len(self._buf) < need:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -51,10 +59,29 @@ class FrameReader:
             ready, _, _ = select.select([self._fd], [], [], remaining)
             if not ready:
                 raise FrameTimeoutError
-            chunk = os.read(self._fd, max(65536, need - len(self._buf)))
+            try:
+                chunk = os.read(self._fd, max(65536, need - len(self._buf)))
+            except BlockingIOError:  # select said readable, another reader took it: wait again
+                continue
             if not chunk:
                 raise FrameEofError
             self._buf += chunk
+
+    def _spin(self, need: int) -> None:
+        """Try non-blocking reads for up to `spin_s` (bounded CPU); whatever is still missing is waited for."""
+        stop = time.perf_counter() + self._spin_s
+        while True:
+            try:
+                chunk = os.read(self._fd, max(65536, need - len(self._buf)))
+            except BlockingIOError:
+                if time.perf_counter() >= stop:
+                    return
+                continue
+            if not chunk:
+                raise FrameEofError
+            self._buf += chunk
+            if len(self._buf) >= need:
+                return
 
     def read(self, deadline: float) -> tuple[Header, bytes]:
         """The next frame's header and body."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -40,12 +42,23 @@ from autopilot_sync.jsmodule.frames import (
     Header,
     encode_frame,
 )
+from autopilot_sync.jsmodule.sched import (
+    SHORT_SLICE_NS,
+    default_slice_for_this_thread,
+    set_slice,
+    short_slice_for_this_thread,
+)
 
 log = logging.getLogger(__name__)
 
 RUNNER_JS = Path(__file__).parent / "js" / "runner.mjs"
 _HEAP_LIMIT_MARKERS = ("Reached heap limit", "JavaScript heap out of memory")
 _STDERR_TAIL_BYTES = 4096
+#: How long each side polls the pipe before it blocks, when it waits for the other's next frame (µs). A crossing
+#: whose answer arrives within this costs no scheduler wake-up; the bound caps the CPU a waiting side burns.
+#: Off: measured in docs/performance.md "(i)" Round 3, 200 µs made the twin slower on a busy machine (a spinning
+#: waiter takes the core the other end needs) and only a little faster with both processes on a core of their own.
+SPIN_US = 0
 
 
 class SyscallHandler(Protocol):
@@ -56,11 +69,38 @@ class SyscallHandler(Protocol):
 
 @dataclass(frozen=True)
 class RunnerLimits:
-    """Bounds of one runner: V8 old-space heap, time to import the module, default time per call."""
+    """Bounds of one runner: V8 old-space heap, time to import the module, default time per call, and how long each
+    side of the pipe polls before it blocks (`SPIN_US`), and whether both ends ask for a short scheduler slice."""
 
     heap_mb: int = 64
     load_timeout_s: float = 20.0
     call_timeout_s: float = 2.0
+    spin_us: int = SPIN_US
+    short_slice: bool = True
+    """Both ends ask the scheduler for a short slice (`jsmodule.sched`); False only to measure what that buys."""
+
+
+class _Doorbell:
+    """A 4-byte counter in a shared-memory file, bumped after every frame sent to the runner.
+
+    Why: Node has no non-blocking pipe poll that does not throw (an EAGAIN costs ~20 µs), but it can `pread` a
+    file cheaply; the runner spins on this counter before its blocking read (see `SPIN_US`).
+    """
+
+    def __init__(self) -> None:
+        shm = "/dev/shm"
+        self.file = tempfile.TemporaryFile(dir=shm if os.path.isdir(shm) else None)  # noqa: SIM115 - closed by close()
+        self.file.truncate(4)
+        self._map = mmap.mmap(self.file.fileno(), 4)
+        self._rung = 0
+
+    def ring(self) -> None:
+        self._rung = (self._rung + 1) & 0xFFFFFFFF
+        struct.pack_into("<I", self._map, 0, self._rung)
+
+    def close(self) -> None:
+        self._map.close()
+        self.file.close()
 
 
 class _Child:
@@ -70,6 +110,8 @@ class _Child:
         to_child_r, self._to_child_w = os.pipe()
         self._from_child_r, from_child_w = os.pipe()
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed by _discard
+        self.bell = _Doorbell() if limits.spin_us > 0 else None
+        bell_fd = self.bell.file.fileno() if self.bell is not None else -1
         # `ulimit -c 0`: V8's heap-limit abort must not leave a core dump of module memory (and the rows in it)
         # on disk; `exec` keeps the pid, so the runner is the process we time out and kill.
         argv = [
@@ -83,6 +125,8 @@ class _Child:
             str(module_path),
             str(to_child_r),
             str(from_child_w),
+            str(limits.spin_us),
+            str(bell_fd),
         ]
         try:
             self.proc = subprocess.Popen(
@@ -90,19 +134,23 @@ class _Child:
                 stdin=subprocess.DEVNULL,
                 stdout=self.stderr,
                 stderr=self.stderr,
-                pass_fds=(to_child_r, from_child_w),
+                pass_fds=(to_child_r, from_child_w) if bell_fd < 0 else (to_child_r, from_child_w, bell_fd),
                 start_new_session=True,
             )
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
-        self.reader = FrameReader(self._from_child_r)
+        if limits.short_slice:
+            set_slice(self.proc.pid, SHORT_SLICE_NS)  # best effort; Node's threads, started later, inherit it
+        self.reader = FrameReader(self._from_child_r, spin_s=limits.spin_us / 1e6)
 
     def send(self, frame: bytes) -> None:
         view = memoryview(frame)
         while view:
             written = os.write(self._to_child_w, view)
             view = view[written:]
+        if self.bell is not None:
+            self.bell.ring()
 
     def stderr_tail(self) -> str:
         self.stderr.seek(0, os.SEEK_END)
@@ -117,6 +165,9 @@ class _Child:
         for fd in (self._to_child_w, self._from_child_r):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if self.bell is not None:
+            self.bell.close()
+            self.bell = None
         return code
 
 
@@ -247,26 +298,11 @@ class JsModuleRunner:
         assert child is not None
         deadline = time.monotonic() + timeout_s
         try:
-            child.send(encode_frame(request, body))
-            while True:
-                header, reply_body = child.reader.read(deadline)
-                kind = header.get("t")
-                if kind == "sys":
-                    child.send(self._answer(header, reply_body))
-                    continue
-                if kind == "log":
-                    self._log(header)
-                    continue
-                if kind == "ok":
-                    return header, reply_body
-                if kind == "err":
-                    message = str(header.get("msg", ""))
-                    if header.get("kind") == "sender":
-                        raise JsSenderError(message)
-                    if header.get("kind") == "panic":
-                        raise JsReducerPanicError(message)
-                    raise JsProtocolError(message)
-                raise JsProtocolError(f"unexpected frame from runner: {kind!r}")
+            if self.limits.short_slice:
+                short_slice_for_this_thread()
+            else:
+                default_slice_for_this_thread()
+            return self._serve(child, request, body, deadline)
         except FrameTimeoutError:
             self._discard(child)
             raise JsCallTimeoutError(f"module call exceeded its time limit of {timeout_s:g} s; runner killed") from None
@@ -275,6 +311,29 @@ class JsModuleRunner:
         except FrameMalformedError:
             self._discard(child)
             raise JsProtocolError("runner sent a malformed frame; runner killed") from None
+
+    def _serve(self, child: _Child, request: Header, body: bytes, deadline: float) -> tuple[Header, bytes]:
+        """Send `request`, answer the runner's syscalls and console lines, and return its final answer."""
+        child.send(encode_frame(request, body))
+        while True:
+            header, reply_body = child.reader.read(deadline)
+            kind = header.get("t")
+            if kind == "sys":
+                child.send(self._answer(header, reply_body))
+                continue
+            if kind == "log":
+                self._log(header)
+                continue
+            if kind == "ok":
+                return header, reply_body
+            if kind == "err":
+                message = str(header.get("msg", ""))
+                if header.get("kind") == "sender":
+                    raise JsSenderError(message)
+                if header.get("kind") == "panic":
+                    raise JsReducerPanicError(message)
+                raise JsProtocolError(message)
+            raise JsProtocolError(f"unexpected frame from runner: {kind!r}")
 
     def _answer(self, header: Header, body: bytes) -> bytes:
         fn = str(header.get("fn"))

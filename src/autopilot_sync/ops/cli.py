@@ -27,6 +27,13 @@ _MODULE = click.option(
     show_default=True,
     help="Python module whose `module` is released; it must be installed on the target host under this path.",
 )
+_JS_PATH = click.option(
+    "--js-path",
+    "js_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A built TypeScript module (what `autopilot-sync build` writes) to release instead of --module; uploaded.",
+)
 _BREAK = click.option(
     "--break-clients",
     is_flag=True,
@@ -66,10 +73,16 @@ def _lane(env_name: str) -> Any:
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def _release(module_path: str) -> Any:
+def _release(module_path: str, js_path: Path | None = None) -> Any:
     from autopilot_sync.host.server import ModuleLoadError, load_module
-    from autopilot_sync.ops.publish import Release
+    from autopilot_sync.ops.publish import LaneError, Release, describe_bundle
 
+    if js_path is not None:
+        try:
+            return Release.of_bundle(js_path, js_path.read_bytes(), describe_bundle(js_path))
+        except (OSError, LaneError) as exc:
+            click.echo(f"error: cannot load {js_path}: {getattr(exc, 'strerror', None) or exc}", err=True)
+            raise SystemExit(2) from None
     try:
         return Release.of(load_module(module_path), module_path)
     except ModuleLoadError as exc:
@@ -102,29 +115,32 @@ def module_group() -> None:
 
 @module_group.command("tag")
 @_MODULE
-def tag(module_path: str) -> None:
+@_JS_PATH
+def tag(module_path: str, js_path: Path | None) -> None:
     """Print the deterministic release tag of the local module: v<version>-<12 hex of its schema hash>.
 
     \b
     Example:
       autopilot-sync module tag
+      autopilot-sync module tag --js-path build/autopilot-sync.js
     """
-    release = _release(module_path)
+    release = _release(module_path, js_path)
     click.echo(f"{release.tag} {release.schema_hash}")
 
 
 @module_group.command("diff")
 @_ENV
 @_MODULE
+@_JS_PATH
 @click.option("--json", "as_json", is_flag=True, help="Print the changes as JSON.")
-def diff(env_name: str, module_path: str, as_json: bool) -> None:
+def diff(env_name: str, module_path: str, js_path: Path | None, as_json: bool) -> None:
     """Show the schema drift from what the environment's host serves to the local module; exit 1 if breaking.
 
     \b
     Example:
       autopilot-sync module diff --env staging
     """
-    lane, release = _lane(env_name), _release(module_path)
+    lane, release = _lane(env_name), _release(module_path, js_path)
     drift = _run(lane.diff(release))
     if as_json:
         click.echo(json.dumps([change.to_json() for change in drift.changes], indent=1))
@@ -137,9 +153,10 @@ def diff(env_name: str, module_path: str, as_json: bool) -> None:
 @module_group.command("publish")
 @_ENV
 @_MODULE
+@_JS_PATH
 @_DELETE
 @_BREAK
-def publish(env_name: str, module_path: str, delete_data: bool, break_clients: bool) -> None:
+def publish(env_name: str, module_path: str, js_path: Path | None, delete_data: bool, break_clients: bool) -> None:
     """Check drift against the live host, record the release, publish it to the running host, verify: GO or NO-GO.
 
     Refuses breaking changes without --delete-data (which deletes that environment's data).
@@ -148,17 +165,19 @@ def publish(env_name: str, module_path: str, delete_data: bool, break_clients: b
     Example:
       autopilot-sync module publish --env dev
       autopilot-sync module publish --env dev --module my_app.module_v2
+      autopilot-sync module publish --env dev --js-path build/autopilot-sync.js
     """
-    lane, release = _lane(env_name), _release(module_path)
+    lane, release = _lane(env_name), _release(module_path, js_path)
     _finish(_run(lane.publish(release, delete_data=delete_data, break_clients=break_clients)))
 
 
 @module_group.command("promote")
 @_ENV
 @_MODULE
+@_JS_PATH
 @_DELETE
 @_BREAK
-def promote(env_name: str, module_path: str, delete_data: bool, break_clients: bool) -> None:
+def promote(env_name: str, module_path: str, js_path: Path | None, delete_data: bool, break_clients: bool) -> None:
     """Publish to staging (prod) the release that is current and verified in dev (staging), then verify it.
 
     \b
@@ -173,7 +192,7 @@ def promote(env_name: str, module_path: str, delete_data: bool, break_clients: b
     if origin is None:
         click.echo("error: dev is the first environment: use `autopilot-sync module publish --env dev`", err=True)
         raise SystemExit(2)
-    lane, release = _lane(env_name), _release(module_path)
+    lane, release = _lane(env_name), _release(module_path, js_path)
     source = Ledger(lane.target.state_dir / origin.value)
     _finish(_run(lane.promote(release, source, delete_data=delete_data, break_clients=break_clients)))
 

@@ -1,18 +1,20 @@
 """The release ledger of one environment: an append-only JSON Lines file plus the schema each release carried.
 
-Why a ledger: our embedded host has no hot-publish route (the module is Python code the host imports at start), so
-"publishing" cannot mean uploading a module. What the lane *can* do honestly is record which release an environment
-is meant to run (tag, schema, source revision, time, the drift it was checked against), check the live host against
-that record, and keep the history that makes rollback a lookup instead of an archaeology session. Entries are never
+Why a ledger: the host's publish route replaces what a database runs, but remembers nothing about what came before
+it. The lane records which release an environment is meant to run (tag, schema, source revision, time, the drift it
+was checked against), checks the live host against that record, and keeps the history (and the bundles) that make
+rollback a lookup and a publish instead of an archaeology session. Entries are never
 rewritten; the current release is derived by replaying them.
 
-Layout under `<AUTOPILOT_SYNC_OPS_STATE_DIR>/<env>/`: `ledger.jsonl` (one entry per line) and `schemas/<tag>.json`.
+Layout under `<AUTOPILOT_SYNC_OPS_STATE_DIR>/<env>/`: `ledger.jsonl` (one entry per line), `schemas/<tag>.json`,
+and `bundles/<sha256>.js` (the JavaScript bundles of TypeScript releases, so a rollback can publish them again).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ from autopilot_sync.durable_files import write_atomically
 
 LEDGER_FILE = "ledger.jsonl"
 SCHEMAS_DIR = "schemas"
+BUNDLES_DIR = "bundles"
 
 
 class LedgerError(RuntimeError):
@@ -117,6 +120,25 @@ class Ledger:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_atomically(path, json.dumps(schema, sort_keys=True, indent=1).encode("utf-8"))
         return path
+
+    def save_bundle(self, sha256: str, bundle: bytes) -> Path:
+        """Store a release's JavaScript bundle under its content hash (once), for a later rollback to publish."""
+        path = self.directory / BUNDLES_DIR / f"{sha256}.js"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(path, bundle)
+        return path
+
+    def load_bundle(self, sha256: str) -> bytes:
+        """The bundle recorded under `sha256` (LedgerError when it is missing or not those bytes)."""
+        path = self.directory / BUNDLES_DIR / f"{sha256}.js"
+        try:
+            bundle = path.read_bytes()
+        except OSError as exc:
+            raise LedgerError(f"the bundle {sha256[:12]} is not recorded ({path}): {exc.strerror}") from None
+        if hashlib.sha256(bundle).hexdigest() != sha256:
+            raise LedgerError(f"the recorded bundle {path} is not the one recorded (sha256 differs)")
+        return bundle
 
     def load_schema(self, tag: str) -> dict[str, Any]:
         """The schema recorded for `tag`."""

@@ -2,8 +2,10 @@
 
 What "publish" means here, exactly (docs/runbooks/deployment.md walks through it):
 
-1. The release is a Python module installed on the target host (`autopilot_sync.module` unless `--module`): its tag
-   is `v<module version>-<first 12 hex of the schema hash>`, so the same code and schema always get the same tag.
+1. The release is a Python module installed on the target host (`autopilot_sync.module` unless `--module`), or a
+   built TypeScript module (`--js-path FILE.js`, what `autopilot-sync build` writes; its bundle is uploaded and kept
+   in the ledger). Its tag is `v<module version>-<first 12 hex of the schema hash>` (a bundle's version is
+   `js-<first 8 hex of its sha256>`), so the same code and schema always get the same tag.
 2. The lane reads the schema the target host serves (`GET /v1/database/:name/schema?version=9`), compares it with
    the release's (`ops/drift.py`) and prints the diff. A breaking change is refused unless `--delete-data` (the host
    refuses it too: SpacetimeDB's automatic-migration rules, ADR 0005).
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -72,7 +75,8 @@ def source_revision(root: Path | None = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """What a module would be deployed as: its name, the dotted path the host imports it by, its schema."""
+    """What a module would be deployed as: its name, how the host gets it (the dotted path it imports, or the
+    JavaScript bundle uploaded with the publish; `path` is then the file it was read from), its schema."""
 
     module: str
     version: str
@@ -80,6 +84,7 @@ class Release:
     schema_hash: str
     tag: str
     path: str = "autopilot_sync.module"
+    bundle: bytes | None = None
 
     @classmethod
     def of(cls, module: Module, path: str = "autopilot_sync.module") -> Release:
@@ -87,6 +92,45 @@ class Release:
         schema = module.schema_json()
         digest = schema_hash(schema)
         return cls(module.name, module.version, schema, digest, release_tag(module.version, digest), path)
+
+    @classmethod
+    def of_bundle(cls, path: Path, bundle: bytes, schema: dict[str, Any]) -> Release:
+        """The release of a built TypeScript module: `schema` is what the bundle describes (`describe_bundle`)."""
+        version = f"js-{hashlib.sha256(bundle).hexdigest()[:8]}"
+        digest = schema_hash(schema)
+        return cls(path.stem, version, schema, digest, release_tag(version, digest), str(path), bundle)
+
+    @property
+    def bundle_sha256(self) -> str | None:
+        """The bundle's content hash (what the ledger keeps it under), for a TypeScript release."""
+        return None if self.bundle is None else hashlib.sha256(self.bundle).hexdigest()
+
+    def artifact(self) -> ModuleArtifact:
+        """What the publish route is sent."""
+        if self.bundle is not None:
+            return ModuleArtifact(bundle=self.bundle)
+        return ModuleArtifact(python_module=self.path)
+
+
+def describe_bundle(path: Path) -> dict[str, Any]:
+    """The `RawModuleDefV9` JSON a built TypeScript module describes, loaded as the host loads it (a Node runner).
+
+    Raises `LaneError` when the file cannot be read or the module does not load.
+    """
+    from autopilot_sync.host.js_module import JsModule
+    from autopilot_sync.jsmodule import JsModuleError
+    from autopilot_sync.spacetime import moduledef
+
+    if not path.is_file():
+        raise LaneError(f"module file {str(path)!r} does not exist")
+    try:
+        module = JsModule(path)
+    except (JsModuleError, OSError) as exc:
+        raise LaneError(str(exc)) from None
+    try:
+        return moduledef.v9.to_json(module.definition())
+    finally:
+        module.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +161,8 @@ class HostApi(Protocol):
         """The `RawModuleDefV9` JSON the host serves (LaneError when unreachable)."""
         ...
 
-    async def publish(self, module_path: str, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
-        """Publish the installed module `module_path` to the target's database (LaneError when unreachable)."""
+    async def publish(self, artifact: ModuleArtifact, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
+        """Publish an installed Python module or a bundle to the target's database (LaneError when unreachable)."""
         ...
 
     async def smoke(self) -> tuple[SmokeStep, ...]:
@@ -163,15 +207,15 @@ class LiveHost:
             raise LaneError(f"no session token from {self.target.control_url}: {exc}") from None
         return grant.token
 
-    async def publish(self, module_path: str, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
-        """`PUT /v1/database/:name` naming the installed module, as the environment's key (the owner)."""
+    async def publish(self, artifact: ModuleArtifact, *, clear: bool, break_clients: bool = False) -> PublishAnswer:
+        """`PUT /v1/database/:name` with the module (its dotted path, or the bundle), as the environment's key."""
         token = await self._token()
         try:
             return await publish_module(
                 self.target.base_url,
                 self.target.database,
                 token,
-                ModuleArtifact(python_module=module_path),
+                artifact,
                 clear=clear,
                 break_clients=break_clients,
             )
@@ -294,9 +338,12 @@ class Lane:
             out.say(f"{release.tag} is already the verified release of {self.env.value}; nothing recorded")
             return out
         self.ledger.save_schema(release.tag, release.schema)
+        if release.bundle is not None:
+            self.ledger.save_bundle(hashlib.sha256(release.bundle).hexdigest(), release.bundle)
         detail: dict[str, Any] = {
             "module": release.module,
             "module_path": release.path,
+            "bundle_sha256": release.bundle_sha256,
             "version": release.version,
             "source_revision": self.revision or source_revision(),
             "base_url": self.target.base_url,
@@ -310,7 +357,9 @@ class Lane:
             detail["from_env"] = promoted_from.value
         self.ledger.append(Entry(action, release.tag, release.schema_hash, now_text(), detail))
         out.say(f"recorded {release.tag} in {self.ledger.path}")
-        return await self._deploy_and_verify(out, release.tag, release.path, delete_data, break_clients)
+        return await self._deploy_and_verify(
+            out, release.tag, release.path, release.artifact(), delete_data, break_clients
+        )
 
     async def promote(
         self, release: Release, source: Ledger, *, delete_data: bool = False, break_clients: bool = False
@@ -352,16 +401,22 @@ class Lane:
         module_path = previous.detail.get("module_path")
         if not isinstance(module_path, str):
             raise LaneError(f"{previous.tag} was recorded without its module path: publish it with `module publish`")
+        bundle_sha256 = previous.detail.get("bundle_sha256")
+        if isinstance(bundle_sha256, str):
+            artifact = ModuleArtifact(bundle=self.ledger.load_bundle(bundle_sha256))
+        else:
+            artifact = ModuleArtifact(python_module=module_path)
         revision = previous.detail.get("source_revision", "unknown")
         detail = {
             "from": current.tag,
             "module_path": module_path,
+            "bundle_sha256": bundle_sha256 if isinstance(bundle_sha256, str) else None,
             "source_revision": revision,
             "delete_data": delete_data,
         }
         self.ledger.append(Entry(Action.ROLLBACK, previous.tag, previous.schema_hash, now_text(), detail))
         out.say(f"recorded rollback to {previous.tag} (code at {revision}) in {self.ledger.path}")
-        return await self._deploy_and_verify(out, previous.tag, module_path, delete_data, break_clients)
+        return await self._deploy_and_verify(out, previous.tag, module_path, artifact, delete_data, break_clients)
 
     async def verify(self, tag: str | None = None) -> Outcome:
         """Check that the host serves the recorded release's schema and passes the smoke check; record it."""
@@ -392,10 +447,16 @@ class Lane:
         return out.fail(f"NO-GO: {self.env.value} does not pass verification of {current.tag}")
 
     async def _deploy_and_verify(
-        self, out: Outcome, tag: str, module_path: str, delete_data: bool, break_clients: bool
+        self,
+        out: Outcome,
+        tag: str,
+        module_path: str,
+        artifact: ModuleArtifact,
+        delete_data: bool,
+        break_clients: bool,
     ) -> Outcome:
-        """Publish `module_path` to the running host, then verify: GO, or NO-GO with the host's refusal."""
-        answer = await self.host.publish(module_path, clear=delete_data, break_clients=break_clients)
+        """Publish the release to the running host, then verify: GO, or NO-GO with the host's refusal."""
+        answer = await self.host.publish(artifact, clear=delete_data, break_clients=break_clients)
         out.say(f"PUBLISH {tag} ({module_path}) to {self.target.base_url}: {answer.line()}")
         if not answer.ok:
             return out.fail(f"NO-GO: the {self.env.value} host refused {tag}; it still runs what it ran before")

@@ -95,8 +95,11 @@ class Publisher:
                 for stream_id in await self.store.pending_streams():
                     if stream_id not in self._tasks:
                         self._start(stream_id)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that lands as the event is
+                # set, and the publisher then never stops (the runtime's stop, and tests, hung on it).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.store.changed.wait(), self.config.poll_seconds)
+                    async with asyncio.timeout(self.config.poll_seconds):
+                        await self.store.changed.wait()
         finally:
             await self.stop()
 

@@ -123,7 +123,7 @@ class UnsubscribeMulti:
 
 @dataclass(frozen=True, slots=True)
 class CallProcedure:
-    """Tag 7: run a procedure (this host has none: answered with `ProcedureResult(InternalError)`)."""
+    """Tag 7: run a procedure (served over v1.bsatn, whose `args` are BSATN; refused over v1.json)."""
 
     procedure: str
     args: bytes | str
@@ -468,6 +468,11 @@ def one_off_query_response(message_id: bytes, result: Sequence[tuple[str, RowsVa
     if isinstance(result, str):
         return SumValue(ServerTag.ONE_OFF_QUERY_RESPONSE, (message_id, result, [], TimeDuration(0)))
     return SumValue(ServerTag.ONE_OFF_QUERY_RESPONSE, (message_id, None, list(result), TimeDuration(0)))
+
+
+def procedure_returned(value: bytes, timestamp: Timestamp, duration: TimeDuration, request_id: int) -> SumValue:
+    """`ProcedureResult(Returned)`: the value's BSATN (v1.bsatn only)."""
+    return SumValue(ServerTag.PROCEDURE_RESULT, (SumValue(0, value), timestamp, duration, request_id))
 
 
 def procedure_internal_error(message: str, timestamp: Timestamp, request_id: int) -> SumValue:

@@ -103,21 +103,40 @@ class JoinMirror:
     """The rows of one table grouped by one column, as of a commit offset: what a join subscription reads.
 
     The subscription engine hears of a transaction only once it is durable, when the datastore may already hold later
-    transactions; a join's result at offset k needs both tables at offset k, so the engine keeps this copy (the same
-    row objects, grouped) and advances it with every committed transaction it is told about.
+    transactions; a join's result at offset k needs both tables at offset k, so the engine keeps this copy (the row
+    bytes, grouped) and advances it with every committed transaction it is told about. Rows are kept as bytes and
+    decoded when read, as the datastore keeps them: a mirror of the events table must not hold a decoded copy of every
+    event. When an index leads with the column, the mirror is built from it without decoding a row.
     """
 
     def __init__(self, store: TableStore, position: int, offset: int) -> None:
         self.position = position
         self.offset = offset
-        self.by_value: dict[Any, dict[bytes, Row]] = {}
-        if not store.table.event:
+        self.by_value: dict[Any, dict[bytes, None]] = {}
+        self._rows = store.rows
+        self._decode = store.decode
+        if store.table.event:
+            return
+        column = store.table.columns[position][0]
+        index = next((i for i in store.indexes.values() if i.columns[0] == column), None)
+        if index is None:
             for row_bytes, row in store.rows.items():
-                self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+                self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = None
+            return
+        for key, found in index.entries.items():
+            bucket = self.by_value.setdefault(_hashable(key[0]), {})
+            if type(found) is bytes:
+                bucket[found] = None
+            else:
+                bucket.update(dict.fromkeys(found))
 
     def get(self, value: Any) -> dict[bytes, Row]:
-        """Rows whose column equals `value` (do not mutate)."""
-        return self.by_value.get(_hashable(value), _EMPTY)
+        """Rows whose column equals `value`, decoded (from the datastore's cache when it still holds them)."""
+        bucket = self.by_value.get(_hashable(value))
+        if not bucket:
+            return _EMPTY
+        rows, decode = self._rows, self._decode
+        return {row_bytes: rows.get(row_bytes) or decode(row_bytes) for row_bytes in bucket}
 
     def apply(self, offset: int, inserts: Iterable[tuple[bytes, Row]], deletes: Iterable[tuple[bytes, Row]]) -> None:
         """Advance to `offset` by one transaction's change to this table (a no-op for offsets already included)."""
@@ -133,7 +152,7 @@ class JoinMirror:
                 if not bucket:
                     del self.by_value[value]
         for row_bytes, row in inserts:
-            self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = row
+            self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = None
 
 
 _EMPTY: dict[bytes, Row] = {}

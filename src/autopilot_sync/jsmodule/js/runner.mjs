@@ -4,7 +4,7 @@
 // exception is caught and answered; a loop is ended by the parent killing this process after its time limit; the
 // heap limit (--max-old-space-size) aborts only this process. The parent notices every case on the pipe.
 //
-// Usage: node --max-old-space-size=N runner.mjs MODULE.js IN_FD OUT_FD
+// Usage: node --max-old-space-size=N runner.mjs MODULE.js IN_FD OUT_FD SPIN_US BELL_FD
 // Frames both ways: u32 LE frame length, u32 LE header length, UTF-8 JSON header, raw body bytes.
 // Everything after the module's import is synchronous: a syscall writes a request frame and blocks in readSync
 // until the parent answers, exactly as a host function call would block inside V8.
@@ -13,7 +13,7 @@ import { readSync, writeSync } from 'node:fs';
 import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-const [modulePath, inFdText, outFdText] = process.argv.slice(2);
+const [modulePath, inFdText, outFdText, spinUsText, bellFdText] = process.argv.slice(2);
 // The module gets no `process` (it could signal the host, read its environment or exit): the runner keeps what it
 // needs, and the global is removed before the module is imported. Node's built-in modules are refused by the loader
 // hooks, so the module reaches the outside only through its `spacetime:sys` host functions, as on SpacetimeDB.
@@ -23,6 +23,8 @@ const OUT_FD = Number(outFdText);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const SLEEP = new Int32Array(new SharedArrayBuffer(4));
+const SPIN_MS = Number(spinUsText ?? 0) / 1000;
+const BELL_FD = SPIN_MS > 0 && bellFdText !== undefined ? Number(bellFdText) : -1;
 
 // Node 20 lacks these; the library bundle uses isSubsetOf when it builds unique-index views.
 if (!Set.prototype.isSubsetOf) {
@@ -37,31 +39,69 @@ if (!Set.prototype.isSubsetOf) {
 }
 if (!Symbol.dispose) Object.defineProperty(Symbol, 'dispose', { value: Symbol('Symbol.dispose') });
 
-function readExactly(n) {
-  const buf = new Uint8Array(n);
-  let got = 0;
-  while (got < n) {
+// Bytes read from the parent and not yet used: inBuf[inStart, inEnd). One read usually brings a whole frame.
+let inBuf = new Uint8Array(65536);
+let inStart = 0;
+let inEnd = 0;
+
+// While waiting for the parent, watch its doorbell (a counter it bumps after each frame it writes, in a shared
+// memory file read with pread) for up to SPIN_MS before the blocking read: a frame that comes within it costs no
+// scheduler wake-up (runner.py `SPIN_US`). A missed or stale ring only means the read blocks, as without a bell.
+const bell = new Uint8Array(4);
+const bellView = new DataView(bell.buffer);
+let bellSeen = 0;
+function awaitBell() {
+  const stop = performance.now() + SPIN_MS;
+  for (;;) {
+    readSync(BELL_FD, bell, 0, 4, 0);
+    const rung = bellView.getUint32(0, true);
+    if (rung !== bellSeen) {
+      bellSeen = rung;
+      return;
+    }
+    if (performance.now() >= stop) return;
+  }
+}
+
+// Make at least `n` unread bytes available in inBuf, reading from the parent as needed.
+function fill(n) {
+  if (inEnd - inStart >= n) return;
+  if (inStart > 0) {
+    inBuf.copyWithin(0, inStart, inEnd);
+    inEnd -= inStart;
+    inStart = 0;
+  }
+  if (n > inBuf.length) {
+    const grown = new Uint8Array(Math.max(n, inBuf.length * 2));
+    grown.set(inBuf.subarray(0, inEnd));
+    inBuf = grown;
+  }
+  while (inEnd < n) {
+    if (BELL_FD >= 0) awaitBell();
     let r;
     try {
-      r = readSync(IN_FD, buf, got, n - got, null);
+      r = readSync(IN_FD, inBuf, inEnd, inBuf.length - inEnd, null);
     } catch (e) {
       if (e.code === 'EAGAIN') { Atomics.wait(SLEEP, 0, 0, 1); continue; }
       throw e;
     }
     if (r === 0) exitRunner(0); // parent closed the pipe: nothing more to serve
-    got += r;
+    inEnd += r;
   }
-  return buf;
 }
 
 function readFrame() {
-  const head = readExactly(8);
-  const dv = new DataView(head.buffer);
+  fill(8);
+  const dv = new DataView(inBuf.buffer, inStart, 8);
   const total = dv.getUint32(0, true);
   const headerLen = dv.getUint32(4, true);
-  const rest = readExactly(total - 4);
-  const header = JSON.parse(decoder.decode(rest.subarray(0, headerLen)));
-  return { header, body: rest.subarray(headerLen) };
+  fill(4 + total);
+  const at = inStart + 8;
+  const header = JSON.parse(decoder.decode(inBuf.subarray(at, at + headerLen)));
+  const body = inBuf.slice(at + headerLen, inStart + 4 + total); // a copy: inBuf is reused by the next read
+  inStart += 4 + total;
+  if (inStart === inEnd) inStart = inEnd = 0;
+  return { header, body };
 }
 
 function writeFrame(header, body = new Uint8Array(0)) {

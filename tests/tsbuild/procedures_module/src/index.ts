@@ -1,7 +1,7 @@
 // A small module with procedures (issue 18): the host's tests call each one with the official SDK and with
 // autopilot-sync's own client. Procedures run outside any transaction and return a value; `ctx.withTx` opens a
 // transaction that commits (or rolls back) as a reducer's does.
-import { schema, table, t, SenderError } from 'spacetimedb/server';
+import { schema, table, t, SenderError, ScheduleAt } from 'spacetimedb/server';
 
 const counter = table(
   { name: 'counter', public: true },
@@ -11,7 +11,13 @@ const counter = table(
   }
 );
 
-const spacetimedb = schema({ counter });
+// Rows here schedule `tick_proc`, a procedure: it runs once at `at`, outside any transaction.
+const tick = table(
+  { name: 'tick', public: true },
+  { tickId: t.u64().primaryKey().autoInc(), at: t.scheduleAt(), name: t.string() }
+);
+
+const spacetimedb = schema({ counter, tick });
 export default spacetimedb;
 
 // No transaction: a pure function of its arguments.
@@ -19,6 +25,9 @@ export const add = spacetimedb.procedure({ a: t.u32(), b: t.u32() }, t.u32(), (_
 
 // Who called: the caller's identity, as a hex string.
 export const whoami = spacetimedb.procedure(t.string(), (ctx) => ctx.sender.toHexString());
+
+// The database's identity, outside any transaction.
+export const module_identity = spacetimedb.procedure(t.string(), (ctx) => ctx.databaseIdentity.toHexString());
 
 // One transaction: read, then insert or update; returns the new value.
 export const bump = spacetimedb.procedure({ name: t.string(), by: t.u64() }, t.u64(), (ctx, { name, by }) =>
@@ -82,6 +91,18 @@ export const nested_tx = spacetimedb.procedure({ name: t.string() }, t.unit(), (
     ctx.withTx(() => undefined);
   });
   return {};
+});
+
+// Scheduled: the host deletes the one-shot row, then runs the procedure with it as the owner.
+export const tick_proc = spacetimedb.procedure({ onSchedule: tick }, { arg: tick.rowType }, t.unit(), (ctx, { arg }) => {
+  ctx.withTx((tx) => {
+    tx.db.counter.insert({ name: `ticked ${arg.name}`, value: 1n });
+  });
+  return {};
+});
+
+export const schedule_tick = spacetimedb.reducer({ name: t.string() }, (ctx, { name }) => {
+  ctx.db.tick.insert({ tickId: 0n, at: ScheduleAt.time(ctx.timestamp.microsSinceUnixEpoch + 50_000n), name });
 });
 
 // A reducer next to the procedures, so the test sees both kinds of call on one module.

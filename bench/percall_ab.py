@@ -1,0 +1,85 @@
+"""Old against new per-call cost in one run: two hosts side by side, unbatched publish rounds alternating.
+
+`python -m bench.percall_ab --old /tmp/old/src [--rounds 8] [--calls 600] [--receipt]` starts one host (and its
+control) with the old tree on `PYTHONPATH` and one with this tree, then alternates `--calls`-call unbatched publish
+rounds between them, flipping the order every round, and prints per host the medians of: events/s, host CPU per
+call (`/proc/<pid>/stat`), the event-loop thread's CPU per call (`/proc/<pid>/task/<pid>/stat`) and, with
+`--receipt`, the one-subscriber publish → receipt p50.
+
+Why: on a shared machine wall time mostly measures the other processes and the disk (fsync took ~5 ms at load 7);
+CPU per call of the host, interleaved in one run, is what a change to the host's per-call path moves. Make the old
+tree with `git archive <commit> src | tar -x -C /tmp/old`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from bench.ours import Ours
+from bench.percall import process_cpu_seconds, publish_round, receipt_round
+from bench.stats import median
+
+
+def thread_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process's main thread (its event loop)."""
+    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    with tempfile.TemporaryDirectory(prefix="apsync-percall-ab-") as scratch:
+        hosts: dict[str, Ours] = {}
+        inherited = os.environ.get("PYTHONPATH")
+        try:
+            for name, path in (("old", str(args.old)), ("new", inherited or "")):
+                os.environ["PYTHONPATH"] = path  # the host child inherits it
+                hosts[name] = Ours(Path(scratch) / name)
+                hosts[name].start()
+        finally:
+            if inherited is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = inherited
+        samples: dict[str, dict[str, list[float]]] = {name: {} for name in hosts}
+        try:
+            for ours in hosts.values():
+                await publish_round(ours, "warm", 200)
+            for round_no in range(args.rounds):
+                order = list(hosts.items()) if round_no % 2 == 0 else list(hosts.items())[::-1]
+                for name, ours in order:
+                    pid = ours.host_pid
+                    cpu, loop_cpu = process_cpu_seconds(pid), thread_cpu_seconds(pid)
+                    rate, _, _, _ = await publish_round(ours, f"ab-{round_no}", args.calls)
+                    row = {
+                        "unbatched_events_per_s": rate,
+                        "host_cpu_us_per_call": (process_cpu_seconds(pid) - cpu) / args.calls * 1e6,
+                        "loop_cpu_us_per_call": (thread_cpu_seconds(pid) - loop_cpu) / args.calls * 1e6,
+                    }
+                    if args.receipt:
+                        row["receipt_p50_ms"] = (await receipt_round(ours, f"abr-{round_no}", args.calls // 2))[0]
+                    for key, value in row.items():
+                        samples[name].setdefault(key, []).append(value)
+        finally:
+            for ours in hosts.values():
+                ours.stop()
+    return {name: {key: median(values) for key, values in rows.items()} for name, rows in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.percall_ab", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--old", type=Path, required=True, help="the old tree's src folder")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--calls", type=int, default=600)
+    parser.add_argument("--receipt", action="store_true", help="also time publish -> receipt with one subscriber")
+    results = asyncio.run(run(parser.parse_args(argv)))
+    print(json.dumps(results | {"load_average": os.getloadavg()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
