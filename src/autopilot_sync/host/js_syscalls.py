@@ -264,7 +264,7 @@ class EngineSyscalls:
 
     def _insert(self, call: _Call, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         store = self._store(args)
-        row = self._insert_row(call.tx, store, _decode_row(store, body))
+        row = self._insert_row(call.tx, store, _decode_row(store, body), body)
         return None, _generated(store, row)
 
     def _update(self, call: _Call, args: list[Any], body: bytes) -> tuple[Any, bytes]:
@@ -282,16 +282,16 @@ class EngineSyscalls:
         old = store.rows[old_bytes]
         call.tx.delete_bytes(store, old_bytes)
         try:
-            row = self._insert_row(call.tx, store, values)
+            row = self._insert_row(call.tx, store, values, body)
         except SyscallRefusedError:
             call.tx.insert(store, old)
             raise
         return None, _generated(store, row)
 
     @staticmethod
-    def _insert_row(tx: Transaction, store: TableStore, values: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _insert_row(tx: Transaction, store: TableStore, values: tuple[Any, ...], body: bytes) -> tuple[Any, ...]:
         try:
-            return tx.insert(store, values)
+            return tx.insert(store, values, body)
         except UniqueConstraintError as exc:
             raise SyscallRefusedError(UNIQUE_ALREADY_EXISTS, str(exc)) from None
         except ReducerError as exc:

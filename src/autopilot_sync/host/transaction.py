@@ -54,17 +54,26 @@ class Transaction:
         self._inserted: dict[str, dict[bytes, Row]] = {}
         self._deleted: dict[str, dict[bytes, Row]] = {}
 
-    def insert(self, store: TableStore, values: Sequence[Any]) -> Row:
-        """Insert a row (auto-increment columns given as 0 are allocated); an identical row is a no-op."""
+    def insert(self, store: TableStore, values: Sequence[Any], encoded: bytes | None = None) -> Row:
+        """Insert a row (auto-increment columns given as 0 are allocated); an identical row is a no-op.
+
+        `encoded`: the BSATN bytes `values` were decoded from (a TypeScript module's insert), used as the row's
+        identity unless a sequence column was allocated; BSATN is canonical, so they are the bytes encoding would
+        make, and the insert skips encoding the row a second time.
+        """
         row: Row = store.make_row(values)
         for column in store.table.auto_inc:
             position = store.table.column_index(column)
             if row[position] == 0:
                 row = row._replace(**{column: self._next_sequence(f"{store.table.name}.{column}")})  # type: ignore[attr-defined]
-        try:
-            row_bytes = store.encode(row)
-        except (TypeError, ValueError) as exc:
-            raise ReducerError(f"invalid_row: {store.table.name}: {exc}") from None
+                encoded = None
+        if encoded is not None:
+            row_bytes = encoded
+        else:
+            try:
+                row_bytes = store.encode(row)
+            except (TypeError, ValueError) as exc:
+                raise ReducerError(f"invalid_row: {store.table.name}: {exc}") from None
         if store.table.event:
             self._inserted.setdefault(store.table.name, {})[row_bytes] = row
             return row
