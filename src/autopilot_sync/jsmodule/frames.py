@@ -17,6 +17,8 @@ import struct
 import time
 from typing import Any
 
+import orjson
+
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 Header = dict[str, Any]
@@ -35,8 +37,12 @@ class FrameMalformedError(Exception):
 
 
 def encode_frame(header: Header, body: bytes = b"") -> bytes:
-    """One frame ready to write."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    """One frame ready to write. Headers go through orjson (a frame per syscall: ~2x cheaper than `json` both ways);
+    an integer beyond 64 bits, which orjson refuses, falls back to `json` (the runner's `JSON.parse` reads both)."""
+    try:
+        head = orjson.dumps(header)
+    except TypeError:
+        head = json.dumps(header, separators=(",", ":")).encode()
     return struct.pack("<II", 4 + len(head) + len(body), len(head)) + head + body
 
 
@@ -94,8 +100,8 @@ class FrameReader:
         body = bytes(self._buf[8 + head_len : 4 + total])
         del self._buf[: 4 + total]
         try:
-            header = json.loads(head)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+            header = orjson.loads(head)
+        except ValueError:  # orjson.JSONDecodeError (invalid JSON or UTF-8) is one
             raise FrameMalformedError from None
         if not isinstance(header, dict):
             raise FrameMalformedError
