@@ -27,14 +27,14 @@ def _table(schema: ClientSchema, name: str) -> TableSchema:
 
 
 def _ops(table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False) -> list[RowOp]:
-    out = []
+    raws = rows.rows()
     try:
-        for raw in rows.rows():
-            key, row = table.decode(raw)
-            out.append(RowOp(query_set_id, table.name, insert, key, raw, row, event))
+        decoded = table.decode_rows(raws)
     except DecodeError as exc:
         raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
-    return out
+    name = table.name
+    pairs = zip(raws, decoded, strict=True)
+    return [RowOp(query_set_id, name, insert, key, raw, row, event) for raw, (key, row) in pairs]
 
 
 def ops_from_query_rows(schema: ClientSchema, query_set_id: int, rows: QueryRows, insert: bool) -> list[RowOp]:
