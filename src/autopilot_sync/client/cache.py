@@ -184,7 +184,14 @@ class ClientCache:
                 if op.insert:
                     changes.append(RowChange(ChangeKind.INSERT, op.table, None, op.row, cause))
                 continue
-            grouped.setdefault(op.table, {}).setdefault(op.key, []).append(op)
+            by_table = grouped.get(op.table)
+            if by_table is None:
+                by_table = grouped[op.table] = {}
+            same_key = by_table.get(op.key)
+            if same_key is None:
+                by_table[op.key] = [op]
+            else:
+                same_key.append(op)
         insert_kind = ChangeKind.INSERT
         for table, by_key in grouped.items():
             state = self._tables.setdefault(table, _TableState())

@@ -296,19 +296,21 @@ def _product_decoder(types: Sequence[AlgebraicType], decoders: Sequence[Decoder]
     lines: list[str] = []
     pending: list[tuple[int, str, str | None]] = []  # (field, struct char, class to wrap in)
 
-    def flush() -> None:
+    def flush(length_next: bool = False) -> bool:
+        """Read the pending fixed fields, and with them the next field's u32 length prefix when it has one."""
         if not pending:
-            return
-        fmt = struct.Struct("<" + "".join(char for _, char, _ in pending))
+            return False
+        fmt = struct.Struct("<" + "".join(char for _, char, _ in pending) + ("I" if length_next else ""))
         name = f"S{pending[0][0]}"
         namespace[name] = fmt.unpack_from
-        targets = ", ".join(f"v{i}" for i, _, _ in pending)
+        targets = ", ".join([f"v{i}" for i, _, _ in pending] + (["n"] if length_next else []))
         lines.append(f"    {targets}, = {name}(data, o)")
         lines.append(f"    o += {fmt.size}")
         for i, _, wrap in pending:
             if wrap is not None:
                 lines.append(f"    v{i} = {wrap}(v{i})")
         pending.clear()
+        return True
 
     for i, ty in enumerate(types):
         tag = special_tag(ty)
@@ -319,17 +321,18 @@ def _product_decoder(types: Sequence[AlgebraicType], decoders: Sequence[Decoder]
             namespace[f"C{i}"] = _TIME_CLASSES[tag]
             pending.append((i, "q", f"C{i}"))
             continue
-        flush()
         is_str = isinstance(ty, Primitive) and ty.kind is PrimitiveKind.STRING
         if is_str or ty == ArrayType(Primitive(PrimitiveKind.U8)):
-            lines.append("    (n,) = U32(data, o)")
-            lines.append("    o += 4")
+            if not flush(length_next=True):
+                lines.append("    (n,) = U32(data, o)")
+                lines.append("    o += 4")
             lines.append("    e = o + n")
-            lines.append("    if e > len(data):")
+            lines.append("    if e > size:")
             lines.append(f"        raise DecodeError(f'truncated input: field {i} needs {{n}} bytes at offset {{o}}')")
             lines.append(f"    v{i} = str(data[o:e], 'utf-8')" if is_str else f"    v{i} = bytes(data[o:e])")
             lines.append("    o = e")
         else:
+            flush()
             namespace[f"d{i}"] = decoders[i]
             lines.append(f"    v{i}, o = d{i}(data, o)")
     flush()
@@ -339,6 +342,7 @@ def _product_decoder(types: Sequence[AlgebraicType], decoders: Sequence[Decoder]
     source = "\n".join(
         [
             "def dec(data, o):",
+            "  size = len(data)",
             "  try:",
             *(" " + line for line in lines),
             "  except UnicodeDecodeError as exc:",
