@@ -21,6 +21,8 @@ from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from autopilot_sync.client.gc_pause import paused_gc
+
 log = logging.getLogger(__name__)
 
 
@@ -170,7 +172,8 @@ class ClientCache:
 
         During a resync the changes are computed but not reported (the diff is reported by `end_resync`).
         """
-        changes = self._apply(ops, cause)
+        with paused_gc(len(ops)):
+            changes = self._apply(ops, cause)
         if self._stash is not None:
             return []
         self._emit(changes)
