@@ -19,7 +19,9 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+from autopilot_sync.client.gc_pause import paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,12 @@ class ChangeCause(enum.Enum):
     """The difference between the cache before a reconnect and the server's state after it."""
 
 
-@dataclass(frozen=True, slots=True)
-class RowOp:
-    """One row entering or leaving one query set's results (or an event-table row, which is never stored)."""
+class RowOp(NamedTuple):
+    """One row entering or leaving one query set's results (or an event-table row, which is never stored).
+
+    A named tuple rather than a frozen dataclass: one is built per received row, and a frozen dataclass's
+    `__init__` (a guarded `__setattr__` per field) was a visible share of a catch-up's client CPU.
+    """
 
     query_set_id: int
     table: str
@@ -167,7 +172,8 @@ class ClientCache:
 
         During a resync the changes are computed but not reported (the diff is reported by `end_resync`).
         """
-        changes = self._apply(ops, cause)
+        with paused_gc(len(ops)):
+            changes = self._apply(ops, cause)
         if self._stash is not None:
             return []
         self._emit(changes)
@@ -181,10 +187,31 @@ class ClientCache:
                 if op.insert:
                     changes.append(RowChange(ChangeKind.INSERT, op.table, None, op.row, cause))
                 continue
-            grouped.setdefault(op.table, {}).setdefault(op.key, []).append(op)
+            by_table = grouped.get(op.table)
+            if by_table is None:
+                by_table = grouped[op.table] = {}
+            same_key = by_table.get(op.key)
+            if same_key is None:
+                by_table[op.key] = [op]
+            else:
+                same_key.append(op)
+        insert_kind = ChangeKind.INSERT
         for table, by_key in grouped.items():
             state = self._tables.setdefault(table, _TableState())
+            entries = state.entries
+            members_of: dict[int, Counter[Hashable]] = {}
             for key, key_ops in by_key.items():
+                op = key_ops[0]
+                if len(key_ops) == 1 and op.insert and key not in entries:
+                    # The common case (every row of a catch-up): one new row entering one query set.
+                    members = members_of.get(op.query_set_id)
+                    if members is None:
+                        members = self._members.setdefault(op.query_set_id, {}).setdefault(table, Counter())
+                        members_of[op.query_set_id] = members
+                    members[key] += 1
+                    entries[key] = _Entry(op.row_bytes, op.row, 1)
+                    changes.append(RowChange(insert_kind, table, None, op.row, cause))
+                    continue
                 change = self._apply_key(state, table, key, key_ops, cause)
                 if change is not None:
                     changes.append(change)
@@ -196,7 +223,9 @@ class ClientCache:
         inserted = [op for op in ops if op.insert]
         deletes = len(ops) - len(inserted)
         for op in ops:
-            members = self._members.setdefault(op.query_set_id, {}).setdefault(table, Counter())
+            members = self._members.setdefault(op.query_set_id, {}).get(table)
+            if members is None:
+                members = self._members[op.query_set_id][table] = Counter()
             if op.insert:
                 members[key] += 1
             elif members[key] > 0:

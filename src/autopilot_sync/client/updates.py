@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from autopilot_sync.client.cache import RowOp
 from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
+from autopilot_sync.client.gc_pause import paused_gc
 from autopilot_sync.client.schema import ClientSchema, TableSchema
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.messages import (
@@ -27,14 +28,15 @@ def _table(schema: ClientSchema, name: str) -> TableSchema:
 
 
 def _ops(table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False) -> list[RowOp]:
-    out = []
-    try:
-        for raw in rows.rows():
-            key, row = table.decode(raw)
-            out.append(RowOp(query_set_id, table.name, insert, key, raw, row, event))
-    except DecodeError as exc:
-        raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
-    return out
+    raws = rows.rows()
+    with paused_gc(len(raws)):
+        try:
+            decoded = table.decode_rows(raws)
+        except DecodeError as exc:
+            raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
+        name = table.name
+        pairs = zip(raws, decoded, strict=True)
+        return [RowOp(query_set_id, name, insert, key, raw, row, event) for raw, (key, row) in pairs]
 
 
 def ops_from_query_rows(schema: ClientSchema, query_set_id: int, rows: QueryRows, insert: bool) -> list[RowOp]:
