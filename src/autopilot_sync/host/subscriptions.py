@@ -217,6 +217,7 @@ class _JoinMixin:
         changed_values: dict[tuple[str, int], set[Any]] = {}
         # before the mirrors take the transaction: which candidate rows had a partner
         work = []
+        direct: list[tuple[_Shape, str, dict[bytes, Row], dict[bytes, Row]]] = []
         for query in queries:
             plan = query.plan
             spec = plan.join
@@ -239,6 +240,17 @@ class _JoinMixin:
             if joined.offset >= offset or (projected is not None and projected.offset >= offset):
                 continue  # the shape was subscribed after this transaction
             own, other = changes.get(plan.table.name), changes.get(spec.table.name)
+            if other is None and own is not None and query.shape.single:
+                # only the projected table changed: every row has the same partners before and after, so a row
+                # enters when inserted with a partner and leaves when deleted with one (unless both: it stays);
+                # no other query of the shape can hold it
+                gone = {b for b, _ in own.deletes}
+                came = {b for b, _ in own.inserts}
+                entering = {b: r for b, r in own.inserts if b not in gone and test.has_partner(r, joined)}
+                leaving = {b: r for b, r in own.deletes if b not in came and test.has_partner(r, joined)}
+                if entering or leaving:
+                    direct.append((query.shape, plan.table.name, entering, leaving))
+                continue
             inserted = dict(own.inserts) if own else {}
             deleted = dict(own.deletes) if own else {}
             stable: dict[bytes, Row] = {}
@@ -269,6 +281,8 @@ class _JoinMixin:
                 entry[2] = entry[2] or test.has_partner(row, joined)
                 entry[4].add(query)
         out: dict[_Shape, dict[str, tuple[dict[bytes, Row], dict[bytes, Row]]]] = {}
+        for shape, table, entering, leaving in direct:
+            out.setdefault(shape, {})[table] = (entering, leaving)
         for (shape, table), found in verdicts.items():
             inserts: dict[bytes, Row] = {}
             deletes: dict[bytes, Row] = {}
