@@ -4,7 +4,8 @@
 control) with the old tree on `PYTHONPATH` and one with this tree, then alternates `--calls`-call unbatched publish
 rounds between them, flipping the order every round, and prints per host the medians of: events/s, host CPU per
 call (`/proc/<pid>/stat`), the event-loop thread's CPU per call (`/proc/<pid>/task/<pid>/stat`) and, with
-`--receipt`, the one-subscriber publish → receipt p50.
+`--receipt`, the one-subscriber publish → receipt p50 and the host's CPU per event of that phase (the subscriber's
+stream is read through the sync module's row-level security join, so this is what a change to fan-out moves).
 
 Why: on a shared machine wall time mostly measures the other processes and the disk (fsync took ~5 ms at load 7);
 CPU per call of the host, interleaved in one run, is what a change to the host's per-call path moves. Make the old
@@ -61,7 +62,11 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
                         "loop_cpu_us_per_call": (thread_cpu_seconds(pid) - loop_cpu) / args.calls * 1e6,
                     }
                     if args.receipt:
+                        cpu, loop_cpu = process_cpu_seconds(pid), thread_cpu_seconds(pid)
                         row["receipt_p50_ms"] = (await receipt_round(ours, f"abr-{round_no}", args.calls // 2))[0]
+                        events = args.calls // 2
+                        row["receipt_host_cpu_us_per_event"] = (process_cpu_seconds(pid) - cpu) / events * 1e6
+                        row["receipt_loop_cpu_us_per_event"] = (thread_cpu_seconds(pid) - loop_cpu) / events * 1e6
                     for key, value in row.items():
                         samples[name].setdefault(key, []).append(value)
         finally:

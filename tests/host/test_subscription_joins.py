@@ -13,7 +13,15 @@ from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
-from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, compile_subscription, execute, sql_json_result
+from autopilot_sync.host.sql import (
+    SqlContext,
+    SqlError,
+    compile_query,
+    compile_subscription,
+    execute,
+    joins,
+    sql_json_result,
+)
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -228,10 +236,22 @@ async def test_transactions_delivered_after_later_ones_ran(harness: Harness) -> 
     assert delta(second) == ([], [(1, 10, "a")])
 
 
-async def test_random_operations_keep_the_client_view_exact(harness: Harness) -> None:
+@pytest.mark.parametrize("remembered", [joins.MAX_PARTNER_VERDICTS, 1])
+async def test_random_operations_keep_the_client_view_exact(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch, remembered: int
+) -> None:
+    """Every shape of WHERE clause a join query takes (none; the joined row's terms; both sides'; an OR, which the
+    split partner test does not take), with the partner verdicts remembered as usual and forgotten at every row."""
+    monkeypatch.setattr(joins, "MAX_PARTNER_VERDICTS", remembered)
     rng = random.Random(2024)
     subs = harness.subs
-    queries = {"c": [JOIN], "d": [ACTIVE], "e": [ACTIVE, "SELECT * FROM item WHERE owner = 3"]}
+    queries = {
+        "c": [JOIN],
+        "d": [ACTIVE],
+        "e": [ACTIVE, "SELECT * FROM item WHERE owner = 3"],
+        "f": [JOIN + " WHERE item.owner = 2 AND member.active = true AND item.name = 'x'"],
+        "g": [JOIN + " WHERE item.name = 'y' OR member.active = false"],
+    }
     views: dict[str, set[bytes]] = {}
     ctx = SqlContext(harness.engine.datastore)
     for step in range(160):

@@ -48,13 +48,13 @@ from autopilot_sync.host.sql import (
     CompareOp,
     Comparison,
     JoinMirror,
+    JoinTest,
     SelectPlan,
     SqlContext,
     SqlError,
     compile_subscription,
     conjuncts,
     equality_terms,
-    has_partner,
     plan_row_bytes,
 )
 from autopilot_sync.host.transaction import CommittedTx, TableChange
@@ -100,6 +100,8 @@ class _Query:
     shape: _Shape
     plan: SelectPlan
     key: tuple[int, Any] | None  # (column position, value) it is filed under, or None for the per-table list
+    #: a join query's partner test, made at the first commit that asks it (idle subscriptions never do)
+    join_test: JoinTest | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -199,6 +201,13 @@ class _JoinMixin:
                 else:
                     self._mirrors[(table, position)] = (entry[0], entry[1] - 1)
 
+    @staticmethod
+    def _join_test(query: _Query) -> JoinTest:
+        test = query.join_test
+        if test is None:
+            test = query.join_test = JoinTest(query.plan, _left_equality(query.plan))
+        return test
+
     def _join_deltas(self, tx: CommittedTx) -> dict[_Shape, dict[str, tuple[dict[bytes, Row], dict[bytes, Row]]]]:
         """Per shape and projected table: rows entering (inserts) and leaving (deletes) the shape's view."""
         changes = {change.table: change for change in tx.changes}
@@ -208,11 +217,13 @@ class _JoinMixin:
         changed_values: dict[tuple[str, int], set[Any]] = {}
         # before the mirrors take the transaction: which candidate rows had a partner
         work = []
+        direct: list[tuple[_Shape, str, dict[bytes, Row], dict[bytes, Row]]] = []
         for query in queries:
             plan = query.plan
             spec = plan.join
             assert spec is not None
-            fixed = _left_equality(plan)
+            test = self._join_test(query)
+            fixed = test.fixed
             if fixed is not None and spec.table.name not in changes:
                 # only the projected table changed, and the query keeps one value of one of its columns (a stream's
                 # events seen through a row-level security join): rows with other values cannot enter or leave
@@ -229,6 +240,17 @@ class _JoinMixin:
             if joined.offset >= offset or (projected is not None and projected.offset >= offset):
                 continue  # the shape was subscribed after this transaction
             own, other = changes.get(plan.table.name), changes.get(spec.table.name)
+            if other is None and own is not None and query.shape.single:
+                # only the projected table changed: every row has the same partners before and after, so a row
+                # enters when inserted with a partner and leaves when deleted with one (unless both: it stays);
+                # no other query of the shape can hold it
+                gone = {b for b, _ in own.deletes}
+                came = {b for b, _ in own.inserts}
+                entering = {b: r for b, r in own.inserts if b not in gone and test.has_partner(r, joined)}
+                leaving = {b: r for b, r in own.deletes if b not in came and test.has_partner(r, joined)}
+                if entering or leaving:
+                    direct.append((query.shape, plan.table.name, entering, leaving))
+                continue
             inserted = dict(own.inserts) if own else {}
             deleted = dict(own.deletes) if own else {}
             stable: dict[bytes, Row] = {}
@@ -237,8 +259,8 @@ class _JoinMixin:
                     for row_bytes, candidate in projected.get(row[spec.right_position]).items():
                         if row_bytes not in deleted:
                             stable[row_bytes] = candidate
-            old = {b: has_partner(plan, r, joined) for b, r in (*deleted.items(), *stable.items())}
-            work.append((query, joined, inserted, deleted, stable, old))
+            old = {b: test.has_partner(r, joined) for b, r in (*deleted.items(), *stable.items())}
+            work.append((query, test, joined, inserted, deleted, stable, old))
         for (table, _), (mirror, _) in self._mirrors.items():
             change = changes.get(table)
             if change is not None and not self._datastore[table].table.event:
@@ -246,7 +268,7 @@ class _JoinMixin:
         # after: which have one now; then per shape, against the shape's other queries
         # (shape, table) → row bytes → [row, was in the view, is in the view, how the tx touched it, queries asked]
         verdicts: dict[tuple[_Shape, str], dict[bytes, list[Any]]] = {}
-        for query, joined, inserted, deleted, stable, old in work:
+        for query, test, joined, inserted, deleted, stable, old in work:
             plan = query.plan
             found = verdicts.setdefault((query.shape, plan.table.name), {})
             for row_bytes, row in deleted.items():
@@ -256,9 +278,11 @@ class _JoinMixin:
                 how = "inserted" if row_bytes in inserted else "stable"
                 entry = found.setdefault(row_bytes, [row, False, False, how, set()])
                 entry[1] = entry[1] or old.get(row_bytes, False)
-                entry[2] = entry[2] or has_partner(plan, row, joined)
+                entry[2] = entry[2] or test.has_partner(row, joined)
                 entry[4].add(query)
         out: dict[_Shape, dict[str, tuple[dict[bytes, Row], dict[bytes, Row]]]] = {}
+        for shape, table, entering, leaving in direct:
+            out.setdefault(shape, {})[table] = (entering, leaving)
         for (shape, table), found in verdicts.items():
             inserts: dict[bytes, Row] = {}
             deletes: dict[bytes, Row] = {}
@@ -280,7 +304,7 @@ class _JoinMixin:
             if plan.join is None:
                 if plan.matches(row):
                     return True
-            elif has_partner(plan, row, self._mirror(plan.join.table.name, plan.join.right_position)):
+            elif self._join_test(query).has_partner(row, self._mirror(plan.join.table.name, plan.join.right_position)):
                 return True
         return False
 

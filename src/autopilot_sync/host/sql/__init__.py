@@ -22,7 +22,7 @@ from autopilot_sync.host.sql.compile import (
     compile_subscription,
 )
 from autopilot_sync.host.sql.execute import execute, plan_row_bytes, plan_rows, sql_json_result
-from autopilot_sync.host.sql.joins import JoinMirror, has_partner
+from autopilot_sync.host.sql.joins import JoinMirror, JoinTest, has_partner
 from autopilot_sync.host.sql.plan import (
     CompareOp,
     Comparison,
@@ -39,6 +39,7 @@ __all__ = [
     "CompareOp",
     "Comparison",
     "JoinMirror",
+    "JoinTest",
     "SelectPlan",
     "SqlContext",
     "SqlError",

@@ -6,6 +6,7 @@ engine keeps a join's result at a commit offset with (see subscriptions.py).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
@@ -130,6 +131,14 @@ class JoinMirror:
             else:
                 bucket.update(dict.fromkeys(found))
 
+    def bucket(self, value: Any) -> dict[bytes, None]:
+        """The bytes of the rows whose column equals `value`, not decoded (empty when there are none)."""
+        return self.by_value.get(_hashable(value)) or _NO_BYTES
+
+    def row(self, row_bytes: bytes) -> Row:
+        """One row of a bucket, decoded (from the datastore's cache when it still holds it)."""
+        return self._rows.get(row_bytes) or self._decode(row_bytes)
+
     def get(self, value: Any) -> dict[bytes, Row]:
         """Rows whose column equals `value`, decoded (from the datastore's cache when it still holds them)."""
         bucket = self.by_value.get(_hashable(value))
@@ -156,9 +165,67 @@ class JoinMirror:
 
 
 _EMPTY: dict[bytes, Row] = {}
+_NO_BYTES: dict[bytes, None] = {}
 
 
 def has_partner(plan: SelectPlan, row: Row, joined: JoinMirror) -> bool:
     """Whether a row of the projected table joins some row of `joined` satisfying the WHERE clause."""
     assert plan.join is not None
     return any(plan.matches(row + partner) for partner in joined.get(row[plan.join.left_position]).values())
+
+
+#: partner verdicts one `JoinTest` remembers before it starts over (a subscriber's grants on its streams are few)
+MAX_PARTNER_VERDICTS = 64
+
+
+class JoinTest:
+    """`has_partner` for one join query, with its WHERE clause split by side: what a commit asks per changed row.
+
+    Why: the subscription engine asks on every commit whether a changed row of the projected table has a partner.
+    `has_partner` walks the predicate tree on `row + partner` for every partner, decoding each one. When the WHERE
+    clause is a conjunction of comparisons (every row-level security join is: `t.stream_id = 'x' AND ... AND
+    reader.reader_identity = :sender`), the projected row's terms are tested on it once, and the joined row's terms
+    depend on that row alone, so their verdict is remembered by the joined row's bytes (its identity: equal bytes,
+    equal row), bounded by `MAX_PARTNER_VERDICTS`. Any other WHERE clause takes `has_partner` as it is.
+    The answer is the same as `has_partner`'s in every case (tests/host/test_subscription_joins.py).
+    """
+
+    __slots__ = ("_left", "_own", "_plan", "_split", "_theirs", "_verdicts", "fixed")
+
+    def __init__(self, plan: SelectPlan, fixed: tuple[int, Any] | None) -> None:
+        """`fixed`: the query's top-level `column = literal` on its projected table, if any (the caller's to find)."""
+        assert plan.join is not None
+        self.fixed = fixed
+        self._plan = plan
+        self._left = plan.join.left_position
+        width = len(plan.table.columns)
+        terms = conjuncts(plan.predicate)
+        self._split = all(isinstance(t, Comparison) for t in terms)
+        comparisons = [t for t in terms if isinstance(t, Comparison)]
+        self._own = tuple(t for t in comparisons if t.position < width)
+        self._theirs = tuple(
+            dataclasses.replace(t, position=t.position - width) for t in comparisons if t.position >= width
+        )
+        self._verdicts: dict[bytes, bool] = {}
+
+    def has_partner(self, row: Row, joined: JoinMirror) -> bool:
+        """Whether `row` (of the projected table) joins some row of `joined` satisfying the WHERE clause."""
+        if not self._split:
+            return has_partner(self._plan, row, joined)
+        for term in self._own:
+            if not term.test(row):
+                return False
+        bucket = joined.bucket(row[self._left])
+        if not self._theirs:
+            return bool(bucket)
+        verdicts = self._verdicts
+        for row_bytes in bucket:
+            verdict = verdicts.get(row_bytes)
+            if verdict is None:
+                if len(verdicts) >= MAX_PARTNER_VERDICTS:
+                    verdicts.clear()
+                partner = joined.row(row_bytes)
+                verdict = verdicts[row_bytes] = all(term.test(partner) for term in self._theirs)
+            if verdict:
+                return True
+        return False
