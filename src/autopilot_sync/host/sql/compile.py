@@ -60,8 +60,9 @@ def _current(plan: SelectPlan, datastore: Datastore) -> bool:
 
 # ----- row-level security -----
 
-#: Compiled visibility filters per (module, table, sender): compiling parses SQL, and a busy reader asks often.
-_RULES: dict[tuple[object, str, Identity], SelectPlan] = {}
+#: Compiled visibility filters per (module, table, filter text, sender): compiling parses SQL, and a busy reader asks
+#: often. A hit is used only while its tables are still the datastore's (a publish replaces them), as for `_PLANS`.
+_RULES: dict[tuple[object, str, str, Identity], SelectPlan] = {}
 _RULES_MAX = 4096
 
 
@@ -73,9 +74,9 @@ def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
         return None
     if ctx.sender is None:
         raise SqlError(f"`{table}` is visible row by row and this read has no caller identity")
-    key = (module, table, ctx.sender)
+    key = (module, table, sql, ctx.sender)
     plan = _RULES.get(key)
-    if plan is None:
+    if plan is None or not _current(plan, ctx.datastore):
         from autopilot_sync.host.sql.select import compile_plan
 
         plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
