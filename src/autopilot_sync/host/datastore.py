@@ -226,7 +226,10 @@ class TableStore:
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
         # The leading columns every index key is made of: enough to index a stored row without decoding the rest.
         width = max((p + 1 for index in self.indexes.values() for p in index.positions), default=0)
-        self._key_columns = bsatn.codec(at.product(*table.columns[:width])) if width else None
+        self._key_columns: bsatn.Decoder | None = None
+        if width:
+            key_type = at.product(*table.columns[:width])
+            self._key_columns = flat_rows.decoder(key_type) or bsatn.codec(key_type).decode_prefix
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -289,7 +292,7 @@ class TableStore:
         self.rows.add(row_bytes, None)
         if self._key_columns is None:
             return
-        prefix, _ = self._key_columns.decode_prefix(row_bytes, 0)
+        prefix, _ = self._key_columns(row_bytes, 0)
         for index in self.indexes.values():
             index.add(index.key_of(prefix), row_bytes)
 
@@ -300,7 +303,7 @@ class TableStore:
             for row_bytes in stored:
                 self.put_current(row_bytes)
             return
-        decode = self._key_columns.decode_prefix
+        decode = self._key_columns
         rows = list(stored)
         prefixes = [decode(row_bytes, 0)[0] for row_bytes in rows]
         for row_bytes in rows:
