@@ -21,7 +21,7 @@ from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.hosted_module import HostedModule, tables_from_definition
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import bsatn, flat_rows
 from autopilot_sync.spacetime.errors import DecodeError
 
 Key = tuple[Any, ...]
@@ -212,6 +212,9 @@ class TableStore:
     def __init__(self, table: TableDef) -> None:
         self.table = table
         self.codec = bsatn.codec(table.row_type)
+        #: (values, offset after) of a row at an offset: `flat_rows` when every column is flat (~3x faster), else
+        #: the general codec; every row read and every TypeScript insert decodes through it.
+        self.decode_prefix = flat_rows.decoder(table.row_type) or self.codec.decode_prefix
         self.make_row = table.row_class._make  # type: ignore[attr-defined]
         #: Where the primary key sits in a row (None without one): read on every `update`, so computed once here.
         self.pk_position = None if table.primary_key is None else table.column_index(table.primary_key)
@@ -223,7 +226,10 @@ class TableStore:
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
         # The leading columns every index key is made of: enough to index a stored row without decoding the rest.
         width = max((p + 1 for index in self.indexes.values() for p in index.positions), default=0)
-        self._key_columns = bsatn.codec(at.product(*table.columns[:width])) if width else None
+        self._key_columns: bsatn.Decoder | None = None
+        if width:
+            key_type = at.product(*table.columns[:width])
+            self._key_columns = flat_rows.decoder(key_type) or bsatn.codec(key_type).decode_prefix
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -235,7 +241,10 @@ class TableStore:
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
         """A row from its BSATN bytes, as the table's named tuple."""
-        return self.make_row(self.codec.decode(data))  # type: ignore[no-any-return]
+        values, end = self.decode_prefix(data, 0)
+        if end != len(data):
+            raise DecodeError(f"{len(data) - end} trailing bytes after value")
+        return self.make_row(values)  # type: ignore[no-any-return]
 
     @property
     def migrates(self) -> bool:
@@ -283,7 +292,7 @@ class TableStore:
         self.rows.add(row_bytes, None)
         if self._key_columns is None:
             return
-        prefix, _ = self._key_columns.decode_prefix(row_bytes, 0)
+        prefix, _ = self._key_columns(row_bytes, 0)
         for index in self.indexes.values():
             index.add(index.key_of(prefix), row_bytes)
 
@@ -294,7 +303,7 @@ class TableStore:
             for row_bytes in stored:
                 self.put_current(row_bytes)
             return
-        decode = self._key_columns.decode_prefix
+        decode = self._key_columns
         rows = list(stored)
         prefixes = [decode(row_bytes, 0)[0] for row_bytes in rows]
         for row_bytes in rows:

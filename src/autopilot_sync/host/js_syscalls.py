@@ -26,7 +26,7 @@ from autopilot_sync.host.datastore import TOP, Datastore, Index, TableStore, Uni
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.jsmodule.errors import SyscallRefusedError
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import bsatn, flat_rows
 from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import Identity
@@ -137,7 +137,7 @@ class EngineSyscalls:
         for index_id, source in enumerate(index_source_names[: len(self._indexes)]):
             if source:
                 self._index_ids.setdefault(source, index_id)
-        self._key_codecs: dict[tuple[int, int, int], bsatn.Codec] = {}
+        self._key_decoders: dict[tuple[int, int, int], bsatn.Decoder] = {}
         self._call: _Call | None = None
 
     # ----- call bracketing -----
@@ -315,7 +315,7 @@ class EngineSyscalls:
         rows = []
         try:
             for _ in range(count):
-                values, offset = store.codec.decode_prefix(body, offset)
+                values, offset = store.decode_prefix(body, offset)
                 rows.append(store.encode(store.make_row(values)))
         except (DecodeError, TypeError, ValueError) as exc:
             raise SyscallRefusedError(BSATN_DECODE_ERROR, f"relation for {store.table.name}: {exc}") from None
@@ -349,18 +349,21 @@ class EngineSyscalls:
 
     # ----- keys -----
 
-    def _key_codec(self, slot: _IndexSlot, start: int, count: int) -> bsatn.Codec:
+    def _key_decoder(self, slot: _IndexSlot, start: int, count: int) -> bsatn.Decoder:
+        """Decodes `count` key columns from `start` (`flat_rows` when they are flat: a lookup per scan syscall)."""
         cache_key = (id(slot), start, count)
-        codec = self._key_codecs.get(cache_key)
-        if codec is None:
+        decode = self._key_decoders.get(cache_key)
+        if decode is None:
             types = slot.key_types[start : start + count]
-            codec = self._key_codecs[cache_key] = bsatn.codec(at.product(*((f"{i}", t) for i, t in enumerate(types))))
-        return codec
+            key_type = at.product(*((f"{i}", t) for i, t in enumerate(types)))
+            decode = flat_rows.decoder(key_type) or bsatn.codec(key_type).decode_prefix
+            self._key_decoders[cache_key] = decode
+        return decode
 
     def _decode_key(self, slot: _IndexSlot, data: bytes, start: int, count: int) -> tuple[Any, ...]:
-        codec = self._key_codec(slot, start, count)
+        decode = self._key_decoder(slot, start, count)
         try:
-            values, end = codec.decode_prefix(data, 0)
+            values, end = decode(data, 0)
         except (DecodeError, ValueError) as exc:
             raise SyscallRefusedError(BSATN_DECODE_ERROR, f"index key: {exc}") from None
         if end != len(data):
@@ -424,7 +427,7 @@ class EngineSyscalls:
 
 def _decode_row(store: TableStore, body: bytes) -> tuple[Any, ...]:
     try:
-        values, end = store.codec.decode_prefix(body, 0)
+        values, end = store.decode_prefix(body, 0)
     except (DecodeError, ValueError) as exc:
         raise SyscallRefusedError(BSATN_DECODE_ERROR, f"row of {store.table.name}: {exc}") from None
     if end != len(body):
