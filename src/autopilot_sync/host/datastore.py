@@ -21,7 +21,7 @@ from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.hosted_module import HostedModule, tables_from_definition
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn, flat_rows
+from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
 
 Key = tuple[Any, ...]
@@ -212,9 +212,9 @@ class TableStore:
     def __init__(self, table: TableDef) -> None:
         self.table = table
         self.codec = bsatn.codec(table.row_type)
-        #: (values, offset after) of a row at an offset: `flat_rows` when every column is flat (~3x faster), else
-        #: the general codec; every row read and every TypeScript insert decodes through it.
-        self.decode_prefix = flat_rows.decoder(table.row_type) or self.codec.decode_prefix
+        #: (values, offset after) of a row at an offset: every row read and every TypeScript insert decodes through it
+        #: (bsatn compiles one straight-line decoder per product type).
+        self.decode_prefix = self.codec.decode_prefix
         self.make_row = table.row_class._make  # type: ignore[attr-defined]
         #: Where the primary key sits in a row (None without one): read on every `update`, so computed once here.
         self.pk_position = None if table.primary_key is None else table.column_index(table.primary_key)
@@ -229,7 +229,7 @@ class TableStore:
         self._key_columns: bsatn.Decoder | None = None
         if width:
             key_type = at.product(*table.columns[:width])
-            self._key_columns = flat_rows.decoder(key_type) or bsatn.codec(key_type).decode_prefix
+            self._key_columns = bsatn.codec(key_type).decode_prefix
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:

@@ -26,7 +26,7 @@ from autopilot_sync.host.datastore import TOP, Datastore, Index, TableStore, Uni
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.jsmodule.errors import SyscallRefusedError
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime import bsatn, flat_rows
+from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import Identity
@@ -350,13 +350,13 @@ class EngineSyscalls:
     # ----- keys -----
 
     def _key_decoder(self, slot: _IndexSlot, start: int, count: int) -> bsatn.Decoder:
-        """Decodes `count` key columns from `start` (`flat_rows` when they are flat: a lookup per scan syscall)."""
+        """Decodes `count` key columns from `start` (compiled once per slot and width: a lookup per scan syscall)."""
         cache_key = (id(slot), start, count)
         decode = self._key_decoders.get(cache_key)
         if decode is None:
             types = slot.key_types[start : start + count]
             key_type = at.product(*((f"{i}", t) for i, t in enumerate(types)))
-            decode = flat_rows.decoder(key_type) or bsatn.codec(key_type).decode_prefix
+            decode = bsatn.codec(key_type).decode_prefix
             self._key_decoders[cache_key] = decode
         return decode
 
