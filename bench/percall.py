@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -27,19 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.ours import Ours, event_input, resume_query
-from bench.stats import median, quantile
+from bench.proc_cpu import process_cpu_seconds
+from bench.stats import median, quantile, round_report
 from bench.suite import payload
 
 PROFILE_RATE = 250
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (`/proc/<pid>/stat`; 0.0 where there is no /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
@@ -142,8 +133,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(row)
         finally:
             ours.stop()
-    summary = {key: median([row[key] for row in rows]) for key in rows[0]}
-    return {"load_average": os.getloadavg(), "rounds": rows, "median": summary}
+    return round_report(rows)
 
 
 def main(argv: list[str] | None = None) -> int:

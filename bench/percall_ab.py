@@ -22,14 +22,9 @@ import tempfile
 from pathlib import Path
 
 from bench.ours import Ours
-from bench.percall import process_cpu_seconds, publish_round, receipt_round
+from bench.percall import publish_round, receipt_round
+from bench.proc_cpu import process_cpu_seconds, thread_cpu_seconds
 from bench.stats import median
-
-
-def thread_cpu_seconds(pid: int) -> float:
-    """CPU seconds of a process's main thread (its event loop)."""
-    fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:

@@ -25,6 +25,7 @@ from autopilot_sync.devtools.processes import free_port
 from autopilot_sync.settings.environment import service_environment
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
+from bench.proc_cpu import process_cpu_seconds
 
 READY_TIMEOUT_S = 60.0
 
@@ -42,12 +43,6 @@ def host_env(data_dir: Path, src: str | None) -> dict[str, str]:
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
     return env
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` so far (fields 14 and 15 of `/proc/<pid>/stat`, in clock ticks)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def start_once(src: str | None, *, restart: bool = False) -> tuple[float, float]:
@@ -74,7 +69,7 @@ def _start(src: str | None, tmp: Path) -> tuple[float, float]:
         for line in process.stdout:
             if " ready: " in line:
                 wall = time.perf_counter() - started
-                cpu = cpu_seconds(process.pid)
+                cpu = process_cpu_seconds(process.pid)
                 break
             if time.perf_counter() - started > READY_TIMEOUT_S:
                 raise RuntimeError("host not ready in time")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def quantile(samples: Sequence[float], fraction: float) -> float:
@@ -17,3 +19,12 @@ def quantile(samples: Sequence[float], fraction: float) -> float:
 def median(samples: Sequence[float]) -> float:
     """The median, NaN for no samples."""
     return statistics.median(samples) if samples else float("nan")
+
+
+def round_report(rows: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    """What a per-area benchmark returns: the load average now, every round's row, and each column's median."""
+    return {
+        "load_average": os.getloadavg(),
+        "rounds": list(rows),
+        "median": {key: median([row[key] for row in rows]) for key in rows[0]},
+    }

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,16 +25,10 @@ from typing import Any
 
 from bench.ours import Ours, resume_query
 from bench.percall import start_profiler
-from bench.stats import median
+from bench.proc_cpu import process_cpu_seconds
+from bench.stats import round_report
 from bench.suite import _more_files, payload
 from bench.workloads.storm import BEHIND, HELD
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float]:
@@ -49,13 +42,13 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
         if conn.cache.count("sync_event") != BEHIND:
             raise RuntimeError("resume returned the wrong rows")
 
-    host_cpu = cpu_seconds(ours.host_pid)
+    host_cpu = process_cpu_seconds(ours.host_pid)
     own_cpu = time.process_time()
     started = time.perf_counter()
     try:
         await asyncio.gather(*(one() for _ in range(clients)))
         seconds = time.perf_counter() - started
-        host = (cpu_seconds(ours.host_pid) - host_cpu) / clients * 1000
+        host = (process_cpu_seconds(ours.host_pid) - host_cpu) / clients * 1000
         own = (time.process_time() - own_cpu) / clients * 1000
         return seconds, host, own
     finally:
@@ -92,8 +85,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(row)
         finally:
             ours.stop()
-    summary = {key: median([row[key] for row in rows]) for key in rows[0]}
-    return {"load_average": os.getloadavg(), "rounds": rows, "median": summary}
+    return round_report(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
