@@ -70,3 +70,9 @@ export const endless_view = spacetimedb.anonymousView({ public: true }, t.array(
     // never returns: the host's time limit ends it
   }
 });
+
+// A view reaching past its read-only `ctx.db` to write: the host refuses the write and the view fails.
+export const sneaky_view = spacetimedb.anonymousView({ public: true }, t.array(task.rowType), (ctx) => {
+  (ctx.db as any).task.insert({ id: 0n, title: 'written by a view', done: false });
+  return [];
+});
