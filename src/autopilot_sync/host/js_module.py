@@ -222,6 +222,10 @@ class JsModule:
             except md.ModuleDefError as exc:
                 raise ViewCallError(str(exc)) from None
             codec = self._view_rows[view.name] = bsatn.codec(row_type)
+        if self._procedure is not None or (self._syscalls is not None and self._syscalls.reducer is not None):
+            # The runner is inside another call, waiting for a syscall's answer: a view frame now would be read as
+            # that answer. Views are called between transactions (subscribe, queries, commit delivery), never here.
+            raise ViewCallError(f"view {view.name} called while another module call is running")
         try:
             self._check_fresh_runner()
         except JsModulePanicError as exc:
