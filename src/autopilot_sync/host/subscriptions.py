@@ -737,35 +737,37 @@ class SubscriptionManager(_JoinMixin):
         # per client, its updates in shape order; shapes with equal rows share one tuple of table updates
         per_client: dict[Client, list[QuerySetUpdate]] = {}
         tables_cache: dict[int, tuple[TableUpdate, ...]] = {}  # by identity of the pending dict (alive in touched)
-        for shape in (*touched, *(s for s in view_updates if s not in touched)):
-            tables = touched.get(shape)
-            table_updates: tuple[TableUpdate, ...] = ()
-            if tables is not None:
-                found_updates = tables_cache.get(id(tables))
-                if found_updates is None:
-                    found_updates = tables_cache[id(tables)] = self._table_updates(packer, tables, event_tables)
-                table_updates = found_updates
-            of_views = view_updates.get(shape, ())
-            update = QuerySetUpdate(shape.query_set_id, table_updates + of_views)
-            # a view's difference goes to every member (each holds the shape's rows of it), the tables' only to
-            # members subscribed before this transaction
-            late = QuerySetUpdate(shape.query_set_id, of_views) if of_views and table_updates else None
-            check_since = bool(table_updates) and shape.newest_since >= offset
+        for shape, tables in touched.items():
+            if view_updates and shape in view_updates:
+                continue  # below, with its views' differences
+            table_updates = tables_cache.get(id(tables))
+            if table_updates is None:
+                table_updates = tables_cache[id(tables)] = self._table_updates(packer, tables, event_tables)
+            update = QuerySetUpdate(shape.query_set_id, table_updates)
+            check_since = shape.newest_since >= offset
             for query_set in shape.members:
                 if check_since and query_set.since_offset >= offset:
-                    if late is None:
-                        continue  # subscribed after this transaction: its initial rows already hold it
-                    held = per_client.get(query_set.client)
-                    if held is None:
-                        per_client[query_set.client] = [late]
-                    else:
-                        held.append(late)
-                    continue
+                    continue  # subscribed after this transaction: its initial rows already hold it
                 held = per_client.get(query_set.client)
                 if held is None:
                     per_client[query_set.client] = [update]
                 else:
                     held.append(update)
+        for shape, of_views in view_updates.items():
+            changed = touched.get(shape)
+            of_tables = () if changed is None else self._table_updates(packer, changed, event_tables)
+            update = QuerySetUpdate(shape.query_set_id, of_tables + of_views)
+            # a view's difference goes to every member (each holds the shape's rows of it), the tables' only to
+            # members subscribed before this transaction
+            late = QuerySetUpdate(shape.query_set_id, of_views)
+            check_since = bool(of_tables) and shape.newest_since >= offset
+            for query_set in shape.members:
+                chosen = late if check_since and query_set.since_offset >= offset else update
+                held = per_client.get(query_set.client)
+                if held is None:
+                    per_client[query_set.client] = [chosen]
+                else:
+                    held.append(chosen)
         # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
         shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
