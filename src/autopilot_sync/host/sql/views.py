@@ -13,6 +13,7 @@ from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql.plan import Row, SelectPlan, SqlContext, SqlError, ViewSource
 from autopilot_sync.host.view_call import ViewAnswer, ViewCallError, ViewModule, view_table
+from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
 
@@ -82,7 +83,11 @@ def answer_rows(
 
         sender = plan.view.sender if plan.view is not None else None
         inner = compile_query(answer.sql, SqlContext(datastore, private_visible=True, sender=sender))
-        if not inner.returns_rows or inner.view is not None or inner.output_type() != plan.table.row_type:
+        if (
+            not inner.returns_rows
+            or inner.view is not None
+            or _types(inner.output_type()) != _types(plan.table.row_type)
+        ):
             raise ViewCallError(
                 f"view {plan.table.name} answered with a query that does not select its rows: {answer.sql}"
             )
@@ -101,3 +106,8 @@ def view_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]
     except ViewCallError as exc:
         raise SqlError(str(exc)) from None
     return rows
+
+
+def _types(row: at.ProductType) -> tuple[at.AlgebraicType, ...]:
+    """A row type's column types in order (a query's rows fit a view's when these agree, whatever the names)."""
+    return tuple(element.type for element in row.elements)
