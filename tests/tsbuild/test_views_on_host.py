@@ -59,13 +59,17 @@ def host(built_views: Path, tmp_path: Path) -> Iterator[HostProcess]:
         running.stop()
 
 
-async def _sql(url: str, query: str) -> tuple[int, str]:
-    async with aiohttp.ClientSession() as http, http.post(f"{url}/v1/database/{DATABASE}/sql", data=query) as answer:
+async def _sql(url: str, query: str, token: str | None = None) -> tuple[int, str]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{url}/v1/database/{DATABASE}/sql", data=query, headers=headers) as answer,
+    ):
         return answer.status, await answer.text()
 
 
-async def _rows(url: str, query: str) -> list[list[object]]:
-    status, text = await _sql(url, query)
+async def _rows(url: str, query: str, token: str | None = None) -> list[list[object]]:
+    status, text = await _sql(url, query, token)
     assert status == 200, text
     rows: list[list[object]] = json.loads(text)[0]["rows"]
     return rows
@@ -110,6 +114,9 @@ async def test_each_caller_sees_its_own_rows_of_a_view_and_every_commit_updates_
         found = await alice.one_off_query("SELECT * FROM my_notes WHERE text = 'alice 2'")
         assert [r.text for r in found.rows("my_notes")] == ["alice 2"]
         assert [r.text for r in (await bob.one_off_query("SELECT * FROM my_notes")).rows("my_notes")] == ["bob 1"]
+        # HTTP /sql: the token's identity is the caller whose rows the view answers.
+        assert await _rows(host.url, "SELECT text FROM my_notes", bob.token) == [["bob 1"]]
+        assert sorted(await _rows(host.url, "SELECT text FROM my_notes", alice.token)) == [["alice 1"], ["alice 2"]]
 
 
 async def test_an_anonymous_view_is_shared_and_its_rows_enter_and_leave_with_commits(host: HostProcess) -> None:
