@@ -9,7 +9,7 @@ the runner; the real thing, a TypeScript module's views in a Node runner, is pro
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import PythonModule
 from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.host.view_call import ViewAnswer, ViewCallError
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -85,12 +86,18 @@ class Harness:
         self.double = double
         self.subs = SubscriptionManager(engine.datastore, lambda: engine.offset)
         self.updates: list[dict[Any, tuple[QuerySetUpdate, ...]]] = []
-        engine.add_commit_listener(lambda tx: self.updates.append(self.subs.on_commit(tx)))
+        #: what a durable commit is handed to (tests replace it to hold deliveries back, as group commit does)
+        self.deliver: Callable[[CommittedTx], None] = lambda tx: self.updates.append(self.subs.on_commit(tx))
+        engine.add_apply_listener(self.subs.on_apply)
+        engine.add_commit_listener(lambda tx: self.deliver(tx))
 
     async def call(self, reducer: str, *args: Any) -> dict[Any, tuple[QuerySetUpdate, ...]]:
+        await self.call_held(reducer, *args)
+        return self.updates[-1]
+
+    async def call_held(self, reducer: str, *args: Any) -> None:
         outcome = await self.engine.call_reducer(reducer, args, CALLER)
         assert outcome.tx is not None, outcome
-        return self.updates[-1]
 
     def subscribe(self, client: str, query_set_id: int, sql: str, sender: int = 0) -> list[str]:
         applied = self.subs.subscribe(client, query_set_id, query_set_id, [sql], sender=Identity(sender))
@@ -174,3 +181,35 @@ async def test_a_view_failing_at_subscribe_refuses_the_query_set_with_its_error(
     assert not isinstance(refused, SubscribeApplied)
     assert refused.error == "view labels failed: Error: down"
     assert harness.subs.query_set_count("c1") == 0
+
+
+async def test_a_view_update_reveals_no_commit_that_is_not_durable_yet(harness: Harness) -> None:
+    """Group commit applies N+1 before N is durable: N's update must hold N's effect on the view, not N+1's."""
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append  # hold deliveries back: the subscription engine hears of nothing yet
+    await harness.call_held("add", 1, "n")
+    await harness.call_held("add", 1, "n plus one")
+    first, second = held
+    (update,) = harness.subs.on_commit(first)["c1"]
+    assert labels(update, "labels") == (["n"], []), "only commit N's row goes out with N"
+    (update,) = harness.subs.on_commit(second)["c1"]
+    assert labels(update, "labels") == (["n plus one"], []), "N+1's row goes out with N+1"
+
+
+async def test_a_query_set_subscribed_after_a_commit_applied_does_not_get_that_commits_view_difference(
+    harness: Harness,
+) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append
+    await harness.call_held("add", 1, "before c2")
+    assert harness.subscribe("c2", 1, "SELECT * FROM labels") == ["before c2"], "c2's initial rows hold the commit"
+    await harness.call_held("add", 1, "after c2")
+    first, second = held
+    out = harness.subs.on_commit(first)
+    assert labels(out["c1"][0], "labels") == (["before c2"], [])
+    assert "c2" not in out, "its initial rows already hold this commit"
+    out = harness.subs.on_commit(second)
+    assert labels(out["c1"][0], "labels") == (["after c2"], [])
+    assert labels(out["c2"][0], "labels") == (["after c2"], [])

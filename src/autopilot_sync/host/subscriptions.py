@@ -377,7 +377,8 @@ class SubscriptionManager(_JoinMixin):
         limits: SubscriptionLimits | None = None,
     ) -> None:
         """`current_offset`: the datastore's state; `delivered_offset`: the newest transaction given to `on_commit`
-        (the engine's durable offset; by default the current one, for callers that deliver each commit at once)."""
+        (the engine's durable offset; by default the current one, for callers that deliver each commit at once).
+        Subscribed views need `on_apply` to hear of each transaction as it is applied (`add_apply_listener`)."""
         self._datastore = datastore
         self._current_offset = current_offset
         self._delivered_offset = delivered_offset or current_offset
@@ -401,6 +402,8 @@ class SubscriptionManager(_JoinMixin):
         self._mirrors: dict[tuple[str, int], tuple[JoinMirror, int]] = {}
         # shapes that read a view: each commit may call their views again
         self._view_shapes: dict[_Shape, None] = {}
+        # the views' differences computed at apply (`on_apply`), by offset, until that commit's delivery
+        self._view_pending: dict[int, dict[_Shape, tuple[TableUpdate, ...]]] = {}
 
     # ----- requests -----
 
@@ -682,6 +685,21 @@ class SubscriptionManager(_JoinMixin):
 
     # ----- transactions -----
 
+    def on_apply(self, txs: Sequence[CommittedTx]) -> None:
+        """The engine's apply listener: the subscribed views' differences for transactions just applied.
+
+        Called before any later transaction runs, so each view reads the state of exactly these transactions; the
+        differences wait (by the last one's offset) for that commit's delivery to `on_commit`, so no view update
+        reveals a commit that is not durable. A procedure's several commits come together (its views are called once,
+        after it returned) and their differences go with its last commit. Nothing is done without view subscriptions.
+        """
+        if not self._view_shapes:
+            return
+        changed = {change.table for tx in txs for change in tx.changes}
+        found = self._view_updates(changed)
+        if found:
+            self._view_pending[txs[-1].offset] = found
+
     def on_commit(self, tx: CommittedTx) -> dict[Client, tuple[QuerySetUpdate, ...]]:
         """Each affected client's query-set updates for one transaction (at most one entry per client).
 
@@ -730,7 +748,7 @@ class SubscriptionManager(_JoinMixin):
                     into.deletes.update(pending.deletes)
         if join_rows:
             tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
-        view_updates = self._view_updates(tx) if self._view_shapes else {}
+        view_updates = self._view_pending.pop(offset, None) if self._view_pending else None
         if not touched and not view_updates:
             return {}
         packer = _Packer(tx)
@@ -753,21 +771,20 @@ class SubscriptionManager(_JoinMixin):
                     per_client[query_set.client] = [update]
                 else:
                     held.append(update)
-        for shape, of_views in view_updates.items():
+        for shape, of_views in (view_updates or {}).items():
             changed = touched.get(shape)
             of_tables = () if changed is None else self._table_updates(packer, changed, event_tables)
             update = QuerySetUpdate(shape.query_set_id, of_tables + of_views)
-            # a view's difference goes to every member (each holds the shape's rows of it), the tables' only to
-            # members subscribed before this transaction
-            late = QuerySetUpdate(shape.query_set_id, of_views)
-            check_since = bool(of_tables) and shape.newest_since >= offset
+            # computed when this transaction was applied: a member subscribed since holds it in its initial rows
+            check_since = shape.newest_since >= offset
             for query_set in shape.members:
-                chosen = late if check_since and query_set.since_offset >= offset else update
+                if check_since and query_set.since_offset >= offset:
+                    continue
                 held = per_client.get(query_set.client)
                 if held is None:
-                    per_client[query_set.client] = [chosen]
+                    per_client[query_set.client] = [update]
                 else:
-                    held.append(chosen)
+                    held.append(update)
         # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
         shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
@@ -779,9 +796,8 @@ class SubscriptionManager(_JoinMixin):
             out[client] = found
         return out
 
-    def _view_updates(self, tx: CommittedTx) -> dict[_Shape, tuple[TableUpdate, ...]]:
-        """Each view-reading shape's differences after this transaction (each view called at most once)."""
-        changed = {change.table for change in tx.changes}
+    def _view_updates(self, changed: set[str]) -> dict[_Shape, tuple[TableUpdate, ...]]:
+        """Each view-reading shape's differences after transactions touching `changed` (each view called once)."""
         answers: ViewAnswers = {}
         out: dict[_Shape, tuple[TableUpdate, ...]] = {}
         for shape in self._view_shapes:

@@ -7,11 +7,12 @@ deletes, as many times as the count changed. A view is called again only when th
 call read (the read set its syscalls recorded, or the tables of the query it answered with): nothing else can change
 its answer. One commit calls each (view, caller) once however many shapes read it.
 
-Every member of a shape holds the shape's rows of its views (a member joining a live shape gets those rows, not a
-fresh call), so one difference is right for all of them. A view reads the datastore as it is when called, which may
-be ahead of the commit being delivered (commits are applied before they are durable): a view's rows can show a
-later commit's effect a little before that commit's own update arrives; they never miss one, since that commit's
-delivery calls the view again.
+The views are called when a transaction is applied (`SubscriptionManager.on_apply`, the engine's apply listener),
+before any later transaction runs, so a view reads exactly the state of that commit, as SpacetimeDB materialises
+views inside the committing transaction. The difference waits with that commit and goes out in its update once it
+is durable: no view update reveals a commit that is not on disk. A shape's rows are therefore those of the newest
+applied commit; a member joining a live shape gets them (not a fresh call) and skips the differences of commits
+they already hold (its `since_offset`), as it does for tables.
 """
 
 from __future__ import annotations

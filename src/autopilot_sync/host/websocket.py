@@ -501,6 +501,7 @@ class WebSocketHub:
             lambda: self.engine.durable_offset,
             self.options.subscription_limits,
         )
+        self.engine.add_apply_listener(self.subscriptions.on_apply)
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self.engine.add_module_listener(self.on_module_changed)
