@@ -27,7 +27,7 @@ from autopilot_sync.host.view_call import ViewAnswer, ViewCallError
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
-from autopilot_sync.spacetime.messages import PersistentTableRows, QuerySetUpdate, SubscribeApplied
+from autopilot_sync.spacetime.messages import PersistentTableRows, QuerySetUpdate, SubscribeApplied, SubscriptionError
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 module = Module("viewed")
@@ -57,24 +57,28 @@ class ViewModuleDouble(PythonModule):
     """Test double: `labels` (anonymous: each item's label, duplicates kept) and `mine` (a view of its caller: the
     labels of the items whose owner is the caller's identity). Answers are computed here, reading the datastore."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, upper: bool = False, names: tuple[str, ...] = ("labels", "mine")) -> None:
+        """`upper`: a republished module whose views answer upper-cased labels; `names`: the views it serves."""
         super().__init__(module)
         typespace = (*self._definition.typespace, LABEL)
         returns = at.ArrayType(at.RefType(len(typespace) - 1))
         views = (
             md.ViewDef("labels", 0, True, True, at.product(), returns),
-            md.ViewDef("mine", 0, True, False, at.product(), returns),
+            md.ViewDef("mine", 1, True, False, at.product(), returns),
         )
+        views = tuple(view for view in views if view.name in names)
         self._definition = dataclasses.replace(self._definition, typespace=typespace, views=views)
         self.calls: list[tuple[str, Identity | None]] = []
         self.failing = False
+        self.upper = upper
 
     def call_view(self, view: md.ViewDef, sender: Identity | None, datastore: Datastore) -> ViewAnswer:
         self.calls.append((view.name, sender))
         if self.failing:
             raise ViewCallError(f"view {view.name} failed: Error: down")
         rows = [row for row in datastore["item"].rows.values() if view.is_anonymous or sender == Identity(row[0])]
-        return ViewAnswer(rows=tuple(LABEL_CODEC.encode((row[1],)) for row in rows), reads=frozenset({"item"}))
+        texts = [row[1].upper() if self.upper else row[1] for row in rows]
+        return ViewAnswer(rows=tuple(LABEL_CODEC.encode((text,)) for text in texts), reads=frozenset({"item"}))
 
 
 CALLER = Caller(Identity(7), ConnectionId(7))
@@ -89,6 +93,8 @@ class Harness:
         #: what a durable commit is handed to (tests replace it to hold deliveries back, as group commit does)
         self.deliver: Callable[[CommittedTx], None] = lambda tx: self.updates.append(self.subs.on_commit(tx))
         engine.add_apply_listener(self.subs.on_apply)
+        self.ended: list[tuple[Any, SubscriptionError]] = []
+        engine.add_module_replaced_listener(lambda: self.ended.extend(self.subs.on_module_replaced()))
         engine.add_commit_listener(lambda tx: self.deliver(tx))
 
     async def call(self, reducer: str, *args: Any) -> dict[Any, tuple[QuerySetUpdate, ...]]:
@@ -213,3 +219,34 @@ async def test_a_query_set_subscribed_after_a_commit_applied_does_not_get_that_c
     out = harness.subs.on_commit(second)
     assert labels(out["c1"][0], "labels") == (["after c2"], [])
     assert labels(out["c2"][0], "labels") == (["after c2"], [])
+
+
+async def test_a_module_replaced_without_a_schema_change_serves_live_view_subscriptions_its_own_views(
+    harness: Harness,
+) -> None:
+    await harness.call("add", 1, "x")
+    assert harness.subscribe("c1", 1, "SELECT * FROM labels") == ["x"]
+    replacement = ViewModuleDouble(upper=True)
+    harness.engine.install(replacement, clear=False, schema_changed=False)
+    assert harness.ended == []
+    (update,) = (await harness.call("shout", "a commit the old view's read set does not cover"))["c1"]
+    assert labels(update, "labels") == (["X"], ["x"]), "the new module's view answers at the next commit"
+    assert replacement.calls == [("labels", None)]
+    (update,) = (await harness.call("add", 2, "y"))["c1"]
+    assert labels(update, "labels") == (["Y"], [])
+
+
+async def test_a_module_replaced_without_the_view_ends_its_query_sets_with_a_typed_error(harness: Harness) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    harness.subscribe("c2", 2, "SELECT * FROM mine", sender=1)
+    replacement = ViewModuleDouble(names=("mine",))
+    harness.engine.install(replacement, clear=False, schema_changed=False)
+    ((client, error),) = harness.ended
+    assert client == "c1"
+    assert (error.request_id, error.query_set_id) == (None, 1)
+    assert error.error == "view labels is not served alike by the module just published; subscribe again"
+    assert harness.subs.query_set_count("c1") == 0
+    out = await harness.call("add", 1, "x")
+    assert "c1" not in out
+    assert labels(out["c2"][0], "mine") == (["x"], [])
+    assert replacement.calls == [("mine", Identity(1))], "the view the module no longer serves is never called"

@@ -151,6 +151,7 @@ class HostEngine:
         self._args_codecs: dict[str, tuple[md.ReducerDef, bsatn.Codec]] = {}
         self._failure_listeners: list[Callable[[BaseException], None]] = []
         self._module_listeners: list[Callable[[], None]] = []
+        self._replaced_listeners: list[Callable[[], None]] = []
         self._apply_listeners: list[ApplyListener] = []
         #: while a procedure runs: the commits it made, told to the apply listeners once it returns
         self._procedure_applied: list[CommittedTx] | None = None
@@ -213,6 +214,11 @@ class HostEngine:
         """Hear, synchronously, that the module's schema changed (the WebSocket hub drops every subscription)."""
         self._module_listeners.append(listener)
 
+    def add_module_replaced_listener(self, listener: Callable[[], None]) -> None:
+        """Hear, synchronously, that a publish replaced the module and kept the schema (live subscriptions stay, but
+        their views are the new module's from now on)."""
+        self._replaced_listeners.append(listener)
+
     def install(self, module: HostedModule, *, clear: bool, schema_changed: bool) -> None:
         """Run `module` from now on, synchronously, so no transaction sees half of the swap.
 
@@ -245,6 +251,9 @@ class HostEngine:
         self._scheduler.module = module
         if schema_changed or clear:
             for listener in self._module_listeners:
+                listener()
+        else:
+            for listener in self._replaced_listeners:
                 listener()
         self._scheduler.arm_all()
 

@@ -63,6 +63,7 @@ from autopilot_sync.host.view_subscriptions import Answers as ViewAnswers
 from autopilot_sync.host.view_subscriptions import ViewRows, view_plans
 from autopilot_sync.host.view_subscriptions import all_rows as all_view_rows
 from autopilot_sync.host.view_subscriptions import load as load_views
+from autopilot_sync.host.view_subscriptions import rebind as rebind_view
 from autopilot_sync.host.view_subscriptions import refresh as refresh_views
 from autopilot_sync.spacetime.messages import (
     BsatnRowList,
@@ -507,20 +508,55 @@ class SubscriptionManager(_JoinMixin):
         query_set = self._clients.get(client, {}).pop(query_set_id, None)
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
+        rows = self._current_rows(query_set.plans) if send_dropped_rows else None
+        if rows is not None and query_set.shape.views is not None:
+            rows = QueryRows(rows.tables + all_view_rows([query_set.shape.views]))
+        self._end(query_set)
+        return UnsubscribeApplied(request_id, query_set_id, rows)
+
+    def _end(self, query_set: _QuerySet) -> None:
+        """Release a query set already taken from its client's sets: it leaves once the current offset is delivered."""
+        client = query_set.client
         self._query_counts[client] -= len(query_set.plans)
         unindexed = sum(1 for plan in query_set.plans if _unindexed(plan))
         if unindexed:
             self._unindexed_counts[client] -= unindexed
-        rows = self._current_rows(query_set.plans) if send_dropped_rows else None
-        if rows is not None and query_set.shape.views is not None:
-            rows = QueryRows(rows.tables + all_view_rows([query_set.shape.views]))
         until = self._current_offset()
         if until <= self._delivered_offset():
             self._leave(query_set)
         else:
             query_set.until_offset = until
             self._leaving.append(query_set)
-        return UnsubscribeApplied(request_id, query_set_id, rows)
+
+    def on_module_replaced(self) -> list[tuple[Client, SubscriptionError]]:
+        """A publish replaced the module and kept its tables, so live query sets stay: rebind their views.
+
+        Each subscribed view is bound to the new module's view of the same name and called again (with the new
+        module) at the next commit, whatever that commit touched; its difference goes out with that commit. A view
+        the new module no longer serves alike (gone, another row type, visibility or kind) ends every query set that
+        reads it: they are released as by an unsubscribe, and each gets a `SubscriptionError` (request id None) the
+        caller sends after the updates up to the current offset (`current_offset`).
+        """
+        ended: list[tuple[Client, SubscriptionError]] = []
+        for shape in list(self._view_shapes):
+            assert shape.views is not None
+            gone = [name for name, held in shape.views.items() if not rebind_view(held, self._datastore)]
+            if not gone:
+                continue
+            # a new Subscribe with the same queries must not join this shape: it gets a key of its own
+            del self._view_shapes[shape]
+            if self._shapes.get(shape.key) is shape:
+                del self._shapes[shape.key]
+                shape.key = object()
+                self._shapes[shape.key] = shape
+            text = f"view {gone[0]} is not served alike by the module just published; subscribe again"
+            for query_set in list(shape.members):
+                if query_set.until_offset is not None:
+                    continue  # already unsubscribed
+                self._clients.get(query_set.client, {}).pop(shape.query_set_id, None)
+                self._end(query_set)
+                ended.append((query_set.client, SubscriptionError(None, shape.query_set_id, text)))
+        return ended
 
     def remove_client(self, client: Client) -> None:
         """Forget every query set of a client that went away (those still leaving too)."""

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql import views
 from autopilot_sync.host.sql.plan import SelectPlan, ViewSource
-from autopilot_sync.host.view_call import ViewAnswer, ViewCallError
+from autopilot_sync.host.view_call import ViewAnswer, ViewCallError, ViewModule, view_table
+from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.messages import BsatnRowList, PersistentTableRows, SingleTableRows, TableUpdate
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,28 @@ def refresh(
                 )
             )
     return tuple(updates)
+
+
+def rebind(held: ViewRows, datastore: Datastore) -> bool:
+    """Bind `held` to the hosted module's view of the same name, to be called again at the next commit; False when
+    that module serves no such view alike (same kind, visibility, parameters and row columns)."""
+    old = held.source.view
+    module = datastore.module
+    if not isinstance(module, ViewModule):
+        return False
+    definition = module.definition()
+    new = next((view for view in definition.views if view.name == old.name), None)
+    if new is None or (new.is_anonymous, new.is_public, new.params) != (old.is_anonymous, old.is_public, old.params):
+        return False
+    try:
+        columns = view_table(new, definition.typespace).columns
+    except md.ModuleDefError:
+        return False
+    if columns != held.plans[0].table.columns:
+        return False
+    held.source = ViewSource(new, held.source.sender)
+    held.reads = None  # the new module's view may read other tables: call it at the next commit, whatever it touches
+    return True
 
 
 def _evaluate(held: ViewRows, datastore: Datastore, answers: Answers) -> tuple[Counter[bytes], frozenset[str]]:
