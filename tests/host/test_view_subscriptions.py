@@ -1,5 +1,6 @@
 """Subscribed views in the subscription engine, without sockets or Node: multiset differences, the read-set skip,
-one call per (view, caller) per commit, per-caller rows, and a view that fails after a commit.
+one call per (view, caller) per commit, per-caller rows, a view that fails after a commit, differences computed at
+apply and sent at durable delivery (group commit held back by the tests), procedures, and a module replaced.
 
 `ViewModuleDouble` is a unit-test double: a Python module with views whose answers are computed here in Python (NOT
 the runner; the real thing, a TypeScript module's views in a Node runner, is proven end to end in
@@ -21,6 +22,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import PythonModule
+from autopilot_sync.host.procedure_call import ProcedureStatus
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.host.view_call import ViewAnswer, ViewCallError
@@ -67,13 +69,32 @@ class ViewModuleDouble(PythonModule):
             md.ViewDef("mine", 1, True, False, at.product(), returns),
         )
         views = tuple(view for view in views if view.name in names)
-        self._definition = dataclasses.replace(self._definition, typespace=typespace, views=views)
+        procedures = (md.ProcedureDef("add_two", at.product(), at.product()),)
+        self._definition = dataclasses.replace(
+            self._definition, typespace=typespace, views=views, procedures=procedures
+        )
         self.calls: list[tuple[str, Identity | None]] = []
         self.failing = False
         self.upper = upper
+        self.in_procedure = False
+
+    def call_procedure(self, procedure: str, args: bytes, caller: Caller, timestamp: Any, txs: Any) -> bytes:
+        """`add_two`: two transactions (items 'p1', 'p2'), as `ctx.withTx` twice; a view call meanwhile fails, as
+        the runner's does (it is inside the procedure)."""
+        self.in_procedure = True
+        try:
+            for label in ("p1", "p2"):
+                ctx = txs.begin()
+                ctx.db.item.insert((1, label))
+                txs.commit(ctx)
+        finally:
+            self.in_procedure = False
+        return b""
 
     def call_view(self, view: md.ViewDef, sender: Identity | None, datastore: Datastore) -> ViewAnswer:
         self.calls.append((view.name, sender))
+        if self.in_procedure:
+            raise ViewCallError(f"view {view.name} called while another module call is running")
         if self.failing:
             raise ViewCallError(f"view {view.name} failed: Error: down")
         rows = [row for row in datastore["item"].rows.values() if view.is_anonymous or sender == Identity(row[0])]
@@ -250,3 +271,19 @@ async def test_a_module_replaced_without_the_view_ends_its_query_sets_with_a_typ
     assert "c1" not in out
     assert labels(out["c2"][0], "mine") == (["x"], [])
     assert replacement.calls == [("mine", Identity(1))], "the view the module no longer serves is never called"
+
+
+async def test_a_procedures_commits_reach_its_views_once_it_returned_and_with_its_last_commit(
+    harness: Harness,
+) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append
+    harness.double.calls.clear()
+    outcome = await harness.engine.call_procedure("add_two", b"", CALLER)
+    assert outcome.status is ProcedureStatus.RETURNED, outcome
+    assert harness.double.calls == [("labels", None)], "called once, after the procedure returned"
+    first, second = held
+    assert "c1" not in harness.subs.on_commit(first), "the view is not called inside the procedure"
+    (update,) = harness.subs.on_commit(second)["c1"]
+    assert sorted(labels(update, "labels")[0]) == ["p1", "p2"]
