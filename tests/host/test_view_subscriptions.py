@@ -109,14 +109,21 @@ class Harness:
     def __init__(self, engine: HostEngine, double: ViewModuleDouble) -> None:
         self.engine = engine
         self.double = double
-        self.subs = SubscriptionManager(engine.datastore, lambda: engine.offset)
+        #: the newest offset handed to the subscription engine (`release`)
+        self.delivered = 0
+        self.subs = SubscriptionManager(engine.datastore, lambda: engine.offset, lambda: self.delivered)
         self.updates: list[dict[Any, tuple[QuerySetUpdate, ...]]] = []
         #: what a durable commit is handed to (tests replace it to hold deliveries back, as group commit does)
-        self.deliver: Callable[[CommittedTx], None] = lambda tx: self.updates.append(self.subs.on_commit(tx))
+        self.deliver: Callable[[CommittedTx], None] = lambda tx: self.updates.append(self.release(tx))
         engine.add_apply_listener(self.subs.on_apply)
         self.ended: list[tuple[Any, SubscriptionError]] = []
         engine.add_module_replaced_listener(lambda: self.ended.extend(self.subs.on_module_replaced()))
         engine.add_commit_listener(lambda tx: self.deliver(tx))
+
+    def release(self, tx: CommittedTx) -> dict[Any, tuple[QuerySetUpdate, ...]]:
+        """Hand one durable commit to the subscription engine (what the WebSocket hub's commit listener does)."""
+        self.delivered = tx.offset
+        return self.subs.on_commit(tx)
 
     async def call(self, reducer: str, *args: Any) -> dict[Any, tuple[QuerySetUpdate, ...]]:
         await self.call_held(reducer, *args)
@@ -218,9 +225,9 @@ async def test_a_view_update_reveals_no_commit_that_is_not_durable_yet(harness: 
     await harness.call_held("add", 1, "n")
     await harness.call_held("add", 1, "n plus one")
     first, second = held
-    (update,) = harness.subs.on_commit(first)["c1"]
+    (update,) = harness.release(first)["c1"]
     assert labels(update, "labels") == (["n"], []), "only commit N's row goes out with N"
-    (update,) = harness.subs.on_commit(second)["c1"]
+    (update,) = harness.release(second)["c1"]
     assert labels(update, "labels") == (["n plus one"], []), "N+1's row goes out with N+1"
 
 
@@ -234,10 +241,10 @@ async def test_a_query_set_subscribed_after_a_commit_applied_does_not_get_that_c
     assert harness.subscribe("c2", 1, "SELECT * FROM labels") == ["before c2"], "c2's initial rows hold the commit"
     await harness.call_held("add", 1, "after c2")
     first, second = held
-    out = harness.subs.on_commit(first)
+    out = harness.release(first)
     assert labels(out["c1"][0], "labels") == (["before c2"], [])
     assert "c2" not in out, "its initial rows already hold this commit"
-    out = harness.subs.on_commit(second)
+    out = harness.release(second)
     assert labels(out["c1"][0], "labels") == (["after c2"], [])
     assert labels(out["c2"][0], "labels") == (["after c2"], [])
 
@@ -284,6 +291,24 @@ async def test_a_procedures_commits_reach_its_views_once_it_returned_and_with_it
     assert outcome.status is ProcedureStatus.RETURNED, outcome
     assert harness.double.calls == [("labels", None)], "called once, after the procedure returned"
     first, second = held
-    assert "c1" not in harness.subs.on_commit(first), "the view is not called inside the procedure"
-    (update,) = harness.subs.on_commit(second)["c1"]
+    assert "c1" not in harness.release(first), "the view is not called inside the procedure"
+    (update,) = harness.release(second)["c1"]
     assert sorted(labels(update, "labels")[0]) == ["p1", "p2"]
+
+
+async def test_an_unsubscribed_view_query_set_gets_the_updates_its_dropped_rows_hold_and_no_later_one(
+    harness: Harness,
+) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append
+    await harness.call_held("add", 1, "n")
+    unsubscribed = harness.subs.unsubscribe("c1", 9, 1, send_dropped_rows=True)
+    assert unsubscribed.rows is not None
+    (dropped,) = unsubscribed.rows.tables
+    assert [LABEL_CODEC.decode(r)[0] for r in dropped.rows] == ["n"], "dropped at the current state"
+    await harness.call_held("add", 1, "after")
+    first, second = held
+    (update,) = harness.release(first)["c1"]
+    assert labels(update, "labels") == (["n"], []), "the commit its dropped rows hold still reaches it"
+    assert "c1" not in harness.release(second)
