@@ -320,10 +320,15 @@ class HostEngine:
         self._apply_listeners.append(listener)
 
     def _applied(self, tx: CommittedTx) -> None:
-        if self._procedure_applied is not None:
+        if self._procedure_applied is None:
+            txs = (tx,)
+            for listener in self._apply_listeners:
+                try:
+                    listener(txs)
+                except Exception:
+                    log.exception("apply listener failed on offset %d", tx.offset)
+        else:
             self._procedure_applied.append(tx)
-            return
-        self._tell_applied((tx,))
 
     def _tell_applied(self, txs: Sequence[CommittedTx]) -> None:
         for listener in self._apply_listeners:
