@@ -312,3 +312,19 @@ async def test_an_unsubscribed_view_query_set_gets_the_updates_its_dropped_rows_
     (update,) = harness.release(first)["c1"]
     assert labels(update, "labels") == (["n"], []), "the commit its dropped rows hold still reaches it"
     assert "c1" not in harness.release(second)
+
+
+async def test_two_commits_applied_before_either_is_durable_each_carry_only_their_own_view_rows(
+    harness: Harness,
+) -> None:
+    """No test hand on delivery: two calls apply at once (as two WebSocket messages do), the log's flusher makes them
+    durable and the engine delivers them; each update shows its own commit's view rows."""
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    outcomes: list[Any] = []
+    harness.engine.start_call("add", [1, "first"], CALLER, None, outcomes.append)
+    harness.engine.start_call("add", [1, "second"], CALLER, None, outcomes.append)
+    assert harness.engine.durable_offset < harness.engine.offset, "both applied, neither durable yet"
+    await harness.engine.wait_durable_offset(harness.engine.offset)
+    first, second = harness.updates[-2:]
+    assert labels(first["c1"][0], "labels") == (["first"], [])
+    assert labels(second["c1"][0], "labels") == (["second"], [])
