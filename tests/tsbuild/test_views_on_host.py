@@ -54,19 +54,24 @@ def built_views(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def built_views_upper(built_views: Path) -> Path:
-    """views_module republished with one view's code changed (`open_tasks` upper-cases its titles), same schema."""
-    project = built_views.parent / "project-upper"
+def _variant(built_views: Path, name: str, old: str, new: str) -> Path:
+    """views_module with `old` replaced by `new` in its source, built."""
+    project = built_views.parent / f"project-{name}"
     shutil.copytree(built_views.parent / "project", project, symlinks=True)
     source = project / "src" / "index.ts"
     text = source.read_text()
-    assert "({ title: row.title })" in text
-    source.write_text(text.replace("({ title: row.title })", "({ title: row.title.toUpperCase() })"))
-    out = project.parent / "views_upper.js"
+    assert old in text
+    source.write_text(text.replace(old, new))
+    out = project.parent / f"views_{name}.js"
     done = run_build("--project-path", str(project), "--out", str(out))
     assert done.returncode == 0, done.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def built_views_upper(built_views: Path) -> Path:
+    """views_module republished with one view's code changed (`open_tasks` upper-cases its titles), same schema."""
+    return _variant(built_views, "upper", "({ title: row.title })", "({ title: row.title.toUpperCase() })")
 
 
 @pytest.fixture
@@ -228,6 +233,7 @@ async def test_a_publish_keeping_the_schema_serves_live_view_subscriptions_the_n
             token = host_signed_token(data_dir, "operator")
             published = await publish_module(host.url, DATABASE, token, ModuleArtifact.from_js_path(built_views_upper))
             assert published.status == 200, published
+            assert not published.disconnected_clients, "only code changed: the schema hash is the same"
             # the next commit, even one to a table the old view never read, brings the new module's answer
             assert (await conn.call("add_note", "not a task")).ok, "the connection and its subscription stay"
             async with asyncio.timeout(10):
