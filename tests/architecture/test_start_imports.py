@@ -57,3 +57,14 @@ def test_importing_the_host_server_loads_no_token_or_sql_library() -> None:
     script = "import json, sys\nimport autopilot_sync.host.server\nprint(json.dumps(sorted(sys.modules)))\n"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert sorted(set(NOT_AT_HOST_START) & set(json.loads(done.stdout))) == []
+
+
+def test_the_host_imports_its_sql_and_token_libraries_in_the_background_once_ready() -> None:
+    script = (
+        "import json, sys\n"
+        "from autopilot_sync.host.warm import warm_in_background\n"
+        "warm_in_background().join(120)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=180)
+    assert sorted(set(NOT_AT_HOST_START) - set(json.loads(done.stdout))) == []

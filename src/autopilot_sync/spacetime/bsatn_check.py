@@ -78,31 +78,35 @@ def row_list_checker(row_type: ProductType, typespace: Sequence[AlgebraicType]) 
     if any(size is None for size in sizes):
         return None
     lines: list[str] = []
+    spans: list[str] = []
     fixed = 0
-    for size in sizes:
+    at = "0"  # the offset after the last variable-size field, as source: 0 until there is one
+    for i, size in enumerate(sizes):
         assert size is not None
         if size >= 0:
             fixed += size
             continue
         # No bounds check per field: a length running past the row makes the next length read fail
         # (`struct.error`) or the final offset differ from the row's size.
-        lines.append(f"            (n,) = U32(data, o + {fixed})")
-        lines.append(f"            o += {fixed + 4}")
+        base = f"{at} + {fixed}" if at != "0" else str(fixed)
+        lines.append(f"            (n,) = U32(data, {base})")
+        lines.append(f"            a{i} = {base} + 4")
+        lines.append(f"            e{i} = a{i} + n")
         if size == -1:
-            lines.append("            strings(data[o:o + n])")
-        lines.append("            o += n")
-        fixed = 0
-    lines.append(f"            if o + {fixed} != size:")
+            spans.append(f"data[a{i}:e{i}]")
+        at, fixed = f"e{i}", 0
+    lines.append(f"            if {at} + {fixed} != size:" if at != "0" else f"            if {fixed} != size:")
     lines.append("                raise Bad")
+    if spans:
+        lines.append(f"            strings(({', '.join(spans)},))")
     source = "\n".join(
         [
             "def check(rows):",
             "    parts = []",
-            "    strings = parts.append",
+            "    strings = parts.extend",
             "    try:",
             "        for data in rows:",
             "            size = len(data)",
-            "            o = 0",
             *lines,
             "    except struct_error:",
             "        raise Bad from None",
