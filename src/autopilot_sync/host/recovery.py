@@ -162,7 +162,7 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
     meta_path = data_dir / "meta.json"
     definition = module.definition()
     schema = moduledef.v9.to_json(definition)
-    schema_hash = moduledef.schema_hash(definition)
+    schema_hash = moduledef.schema_hash(schema)  # the same digest, without a second to_json at every start
     meta: dict[str, Any] = {"database": database_name, "module": module.name, "schema_hashes": []}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())
