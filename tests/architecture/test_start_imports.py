@@ -66,7 +66,8 @@ def test_importing_the_host_server_loads_no_token_or_sql_library() -> None:
 
 #: What a real host start on the sync module loads before its `ready` line must not include: the token libraries,
 #: libsecp256k1 (Nostr keys are built with the first proof), the TypeScript module layer (a Python module is
-#: served) and, on a restart of the same data directory, the SQL parser.
+#: served) and, on a restart of the same data directory or a first start whose cache directory holds the filters'
+#: verdict, the SQL parser.
 NOT_BEFORE_READY = (
     "joserfc",
     "cryptography.x509",
@@ -76,9 +77,14 @@ NOT_BEFORE_READY = (
 )
 
 
-def modules_loaded_before_ready(data_dir: Path, log: Path) -> set[str]:
+def modules_loaded_before_ready(data_dir: Path, cache_dir: Path, log: Path) -> set[str]:
     """Start `autopilot-sync host` under `-X importtime` on `data_dir`; the modules it imported before `ready`."""
-    fields = {"listen": ListenAddress("127.0.0.1", 0), "data_dir": data_dir, "module": "autopilot_sync.module"}
+    fields = {
+        "listen": ListenAddress("127.0.0.1", 0),
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "module": "autopilot_sync.module",
+    }
     env = {**os.environ, **service_environment(HostSettings, fields), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-X", "importtime", "-m", "autopilot_sync", "host", "--log-level", "WARNING"]
     with log.open("w") as stderr:
@@ -95,8 +101,12 @@ def modules_loaded_before_ready(data_dir: Path, log: Path) -> set[str]:
 
 
 def test_a_host_start_loads_no_token_key_or_typescript_library_before_ready(tmp_path: Path) -> None:
-    first = modules_loaded_before_ready(tmp_path / "data", tmp_path / "first.log")
+    first = modules_loaded_before_ready(tmp_path / "data", tmp_path / "cache", tmp_path / "first.log")
     assert "autopilot_sync.host.server" in first
+    assert "sqlglot" in first  # nothing recorded anywhere yet: the filters are compiled
     assert sorted(set(NOT_BEFORE_READY) & first) == []
-    restart = modules_loaded_before_ready(tmp_path / "data", tmp_path / "restart.log")
+    # A new data directory whose cache directory holds the verdict, then a restart with an empty cache directory.
+    other = modules_loaded_before_ready(tmp_path / "other", tmp_path / "cache", tmp_path / "other.log")
+    restart = modules_loaded_before_ready(tmp_path / "data", tmp_path / "no-cache", tmp_path / "restart.log")
+    assert sorted({*NOT_BEFORE_READY, "sqlglot"} & other) == []
     assert sorted({*NOT_BEFORE_READY, "sqlglot"} & restart) == []

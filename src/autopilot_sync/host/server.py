@@ -221,6 +221,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
                 segment_max_bytes=settings.segment_max_bytes,
                 owner_identity=Identity.from_hex(owner) if owner else Identity(0),
                 observer_identities=frozenset(Identity.from_hex(hex_) for hex_ in settings.observer_identities),
+                cache_dir=Path(settings.cache_dir),
             ),
         )
     except VisibilityFilterError as exc:
