@@ -19,7 +19,7 @@ from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
-from autopilot_sync.host.tx_record import TX_RECORD, record_offset
+from autopilot_sync.host.tx_record import decode_record, record_offset
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.errors import DecodeError
 
@@ -218,7 +218,7 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[in
     last_timestamp = 0
     for payload in payloads:
         try:
-            record_at, timestamp, _reducer, _caller, changes = TX_RECORD.decode(payload)
+            record_at, timestamp_micros, changes = decode_record(payload)
         except DecodeError as exc:
             raise RuntimeError(f"commit log record after offset {offset} undecodable: {exc}") from exc
         if record_at <= offset:
@@ -233,7 +233,7 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[in
             for row_bytes in inserts:
                 store.put(*store.stored(row_bytes))
         offset = record_at
-        last_timestamp = timestamp.micros
+        last_timestamp = timestamp_micros
         replayed += 1
     return replayed, offset, last_timestamp
 
