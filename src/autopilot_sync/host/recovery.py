@@ -164,8 +164,9 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
     schema = moduledef.v9.to_json(definition)
     schema_hash = moduledef.schema_hash(schema)  # the same digest, without a second to_json at every start
     meta: dict[str, Any] = {"database": database_name, "module": module.name, "schema_hashes": []}
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    stored = meta_path.read_bytes() if meta_path.exists() else None
+    if stored is not None:
+        meta = json.loads(stored)
         previous = meta.get("schema")
         if meta.get("schema_hash") != schema_hash:
             if previous is None:
@@ -186,7 +187,9 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
     if schema_hash not in hashes:
         hashes.append(schema_hash)
     meta.update(schema_hash=schema_hash, schema=schema, schema_hashes=hashes)
-    write_atomically(meta_path, json.dumps(meta, sort_keys=True).encode("utf-8"))
+    updated = json.dumps(meta, sort_keys=True).encode("utf-8")
+    if updated != stored:  # a restart of an unchanged module rewrites (and fsyncs) nothing
+        write_atomically(meta_path, updated)
     return frozenset(hashes)
 
 
