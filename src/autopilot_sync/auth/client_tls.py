@@ -26,7 +26,11 @@ _lock = threading.Lock()
 
 
 def import_aiohttp_deferring_client_tls() -> None:
-    """Import aiohttp with its client contexts' CA loading recorded for `load_client_tls` (no-op when imported)."""
+    """Import aiohttp with its client contexts' CA loading recorded for `load_client_tls` (no-op when imported).
+
+    Call it before the process starts threads: while aiohttp is imported, any `SSLContext` made anywhere would have
+    its CA loading recorded too.
+    """
     if "aiohttp" in sys.modules:
         return
     original: Callable[[ssl.SSLContext], None] = ssl.SSLContext.set_default_verify_paths
@@ -46,10 +50,11 @@ def load_client_tls() -> None:
     """Load the CA certificates the import deferred (blocking file I/O: call it from a thread). Idempotent."""
     with _lock:
         while _recorded:
-            _recorded.pop().set_default_verify_paths()
+            _recorded[-1].set_default_verify_paths()
+            _recorded.pop()  # only once loaded, so `client_tls_pending` stays true until every context is complete
 
 
 def client_tls_pending() -> bool:
-    """True while a deferred client context still lacks its CA certificates."""
-    with _lock:
-        return bool(_recorded)
+    """True while a deferred client context still lacks its CA certificates (read without the lock, so the event
+    loop never waits on a load in progress: a caller that sees True awaits `load_client_tls` in a thread)."""
+    return bool(_recorded)
