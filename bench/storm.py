@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.client.errors import ConnectError
 from bench.ours import Ours, resume_query
 from bench.percall import start_profiler
 from bench.proc_cpu import process_cpu_seconds
@@ -34,12 +35,19 @@ from bench.suite import _more_files, payload
 from bench.workloads.storm import BEHIND, HELD
 
 
-async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float]:
-    """One storm: (seconds until all live, host CPU ms per client, benchmark-process CPU ms per client)."""
+async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int]:
+    """One storm: (seconds until all live or failed, host CPU ms per client, benchmark-process CPU ms per client,
+    clients that failed: a `ConnectError` such as the SDK's 10 s handshake timeout)."""
     conns: list[Any] = []
+    failed = 0
 
     async def one() -> None:
-        conn = await ours.connect()
+        nonlocal failed
+        try:
+            conn = await ours.connect()
+        except ConnectError:
+            failed += 1
+            return
         conns.append(conn)
         await (await conn.subscribe([resume_query(stream, HELD - BEHIND)])).applied()
         if conn.cache.count("sync_event") != BEHIND:
@@ -53,7 +61,7 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
         seconds = time.perf_counter() - started
         host = (process_cpu_seconds(ours.host_pid) - host_cpu) / clients * 1000
         own = (time.process_time() - own_cpu) / clients * 1000
-        return seconds, host, own
+        return seconds, host, own, failed
     finally:
         await asyncio.gather(*(conn.close() for conn in conns), return_exceptions=True)
 
@@ -95,7 +103,7 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     profiler = start_profiler(ours.host_pid, args.profile) if first else None
                     if profiler is not None:
                         await asyncio.sleep(1.0)  # py-spy attaches
-                    seconds, host, own = await storm_round(ours, stream, args.clients)
+                    seconds, host, own, failed = await storm_round(ours, stream, args.clients)
                     if profiler is not None:
                         profiler.send_signal(2)
                         profiler.wait(60)
@@ -105,6 +113,7 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                         "clients_per_s": args.clients / seconds,
                         "host_cpu_ms_per_client": host,
                         "bench_cpu_ms_per_client": own,
+                        "failed_clients": failed,
                     }
                     print(json.dumps({"host": name} | row), file=sys.stderr)
                     rows[name].append(row)
