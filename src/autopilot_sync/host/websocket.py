@@ -262,7 +262,24 @@ class Connection:
         self._after_send()
 
     def send_encoded(self, message: EncodedMessage) -> None:
-        """Queue an encoded message, possibly shared with other connections; over the queue bound: disconnect."""
+        """Queue an encoded message, possibly shared with other connections; over the queue bound: disconnect.
+
+        To a socket with nothing waiting (no writer, an empty buffer, nothing queued or held) the frame is written at
+        once, without the queue: the fan-out to 1,000 subscribers does this per subscriber per commit, and the queue's
+        round trip (bounds, `data_to_send`, framing the list) was a third of its Python cost per subscriber.
+        """
+        if self._writer is None:
+            frame = self.session.alone_frame(message)
+            transport = self.request.transport
+            if (
+                frame is not None
+                and transport is not None
+                and not self.ws.closed
+                and not transport.is_closing()
+                and not transport.get_write_buffer_size()
+            ):
+                transport.write(_binary_frame_header(len(frame)) + frame)
+                return
         self.session.send_encoded(message)
         self._after_send()
 
