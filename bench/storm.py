@@ -32,7 +32,7 @@ from bench.percall import start_profiler
 from bench.proc_cpu import process_cpu_seconds
 from bench.stats import round_report
 from bench.suite import _more_files, payload
-from bench.workloads.storm import BEHIND, HELD
+from bench.workloads.storm import BEHIND, HANDSHAKE_TIMEOUT, HELD
 
 
 async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int]:
@@ -44,7 +44,7 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
     async def one() -> None:
         nonlocal failed
         try:
-            conn = await ours.connect()
+            conn = await ours.connect(handshake_timeout=HANDSHAKE_TIMEOUT)
         except ConnectError:
             failed += 1
             return
