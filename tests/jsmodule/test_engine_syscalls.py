@@ -297,3 +297,31 @@ async def test_a_restarted_runner_must_describe_the_same_module(engine: HostEngi
     assert status is CallStatus.INTERNAL_ERROR
     assert "different module description" in message
     assert audit(engine) == ["init"]
+
+
+async def test_inserts_into_a_table_without_generated_columns_cost_no_round_trip(engine: HostEngine) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    assert await call(engine, "many_lines", 1) == (CallStatus.COMMITTED, "")  # ids resolved, runner warm
+    before = module.runner.round_trips
+    assert await call(engine, "many_lines", 50) == (CallStatus.COMMITTED, "")
+    assert module.runner.round_trips - before <= 2
+    assert sorted(line for line in audit(engine) if line.startswith("line ")) == sorted(f"line {i}" for i in range(50))
+
+
+async def test_a_failed_one_way_insert_is_the_modules_error_where_it_inserted(
+    engine: HostEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Caught: the module's catch sees the library's error class, and what it wrote around it commits once.
+    with caplog.at_level(logging.DEBUG, logger="autopilot_sync.module_log"):
+        assert await call(engine, "visit_twice", True) == (CallStatus.COMMITTED, "")
+    assert audit(engine) == ["after the visits", "before the visits", "caught UniqueAlreadyExists", "init"]
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["first"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "autopilot_sync.module_log"]
+    assert lines.count("visiting twice") == 1  # the void first run's console line is dropped with it
+    # Not caught: the call fails with the insert's own error and nothing it wrote stays.
+    await call(engine, "clear_audit")
+    other = Caller(ALICE.identity, ConnectionId(8), ALICE.claims)
+    status, message = await call(engine, "visit_twice", False, caller=other)
+    assert status is CallStatus.INTERNAL_ERROR and "UniqueAlreadyExists" in message
+    assert audit(engine) == ["cleared 4"] and len(engine.datastore["visitor"]) == 1
