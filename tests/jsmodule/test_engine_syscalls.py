@@ -176,7 +176,8 @@ async def test_infinite_loop_fails_the_call_rolls_back_and_a_fresh_runner_serves
     assert status is CallStatus.INTERNAL_ERROR and "time limit of 3 s" in message
     assert "written before the loop" not in audit(engine)
     await add_three(engine)  # table and index ids are looked up again by the new runner
-    assert module.runner.restarts == 1
+    # Twice: its audit line went one way, so the timed-out run is void and the call runs again, every insert answered.
+    assert module.runner.restarts == 2
     assert len(notes(engine)) == 3
 
 
@@ -325,3 +326,10 @@ async def test_a_failed_one_way_insert_is_the_modules_error_where_it_inserted(
     status, message = await call(engine, "visit_twice", False, caller=other)
     assert status is CallStatus.INTERNAL_ERROR and "UniqueAlreadyExists" in message
     assert audit(engine) == ["cleared 4"] and len(engine.datastore["visitor"]) == 1
+
+
+async def test_a_void_run_that_times_out_is_run_again_with_every_insert_answered(engine: HostEngine) -> None:
+    other = Caller(ALICE.identity, ConnectionId(9), ALICE.claims)
+    assert await call(engine, "visit_twice_or_spin", caller=other) == (CallStatus.COMMITTED, "")
+    assert "caught UniqueAlreadyExists" in audit(engine)
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["first"]

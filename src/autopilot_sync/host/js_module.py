@@ -175,6 +175,7 @@ class JsModule:
                 syscalls.release_effects(run=False)
                 syscalls.end()
                 ctx.transaction.rollback_to(start)
+                self._check_fresh_runner()  # a void run that timed out or crashed left a new runner
                 syscalls.begin(ctx.transaction, ctx.caller, reducer)
                 call()
         except JsSenderError as exc:

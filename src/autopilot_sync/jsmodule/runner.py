@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from autopilot_sync.jsmodule.errors import (
     JsCallTimeoutError,
     JsHeapLimitError,
+    JsModuleError,
     JsModuleLoadError,
     JsProtocolError,
     JsReducerPanicError,
@@ -271,7 +272,9 @@ class JsModuleRunner:
         `one_way_tables`: table ids whose inserts the runner sends without waiting for an answer (tables without
         generated columns: the library reads nothing back). Half the round trips of an insert-heavy call; if one
         of them fails, `JsReplayNeededError` says the call's outcome is void (the caller rolls back and runs it
-        again without one-way tables, so the module sees the error where it inserted, as SpacetimeDB's would).
+        again without one-way tables, so the module sees the error where it inserted, as SpacetimeDB's would). A run
+        with one-way tables that times out or crashes is void too (its queued inserts were never seen), so a runaway
+        call of that kind holds the host for up to twice its time limit.
         """
         header: Header = {
             "t": "call",
@@ -285,10 +288,17 @@ class JsModuleRunner:
         self._one_way_failed = None
         try:
             self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
-        except (JsSenderError, JsReducerPanicError):
-            if self._one_way_failed is None:
+        except (JsCallTimeoutError, JsRunnerCrashedError) as exc:
+            # Inserts still queued in a runner that was killed or died were never seen: one of them might have
+            # failed, and the module would have taken another path. Exact means running it again, answered.
+            if not one_way_tables:
                 raise
-        failed, self._one_way_failed = self._one_way_failed, None
+            self._one_way_failed = self._one_way_failed or f"the run ended before its queued inserts were seen: {exc}"
+        except JsModuleError:
+            if self._one_way_failed is None:
+                raise  # else the failure belongs to a void run: it is run again
+        finally:
+            failed, self._one_way_failed = self._one_way_failed, None
         if failed is not None:
             raise JsReplayNeededError(f"a one-way insert failed ({failed}); the call is run again")
 
