@@ -84,8 +84,17 @@ export function toHex(bytes: Uint8Array): string {
   return text;
 }
 
-/** UTF-8 bytes of text (callers refuse lone surrogates first: they have no UTF-8 form). */
+// The runtime's encoder (SpacetimeDB's V8 has it: the library itself encodes strings with it); native, and ~5x
+// cheaper than the loop below for the sync module's ~250-byte payloads.
+declare const TextEncoder: { new (): { encode(input: string): Uint8Array } } | undefined;
+const ENCODER = typeof TextEncoder === 'function' ? new TextEncoder() : null;
+
+/** UTF-8 bytes of text (callers refuse lone surrogates first: they have no UTF-8 form). A string with one anyway
+ * keeps the loop's bytes (the surrogate's own three), not the encoder's U+FFFD, so the answer never depends on which
+ * path ran. */
 export function utf8(text: string): Uint8Array {
+  const isWellFormed = (text as unknown as { isWellFormed?: () => boolean }).isWellFormed;
+  if (ENCODER !== null && isWellFormed !== undefined && isWellFormed.call(text)) return ENCODER.encode(text);
   let size = 0;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
