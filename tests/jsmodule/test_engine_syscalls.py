@@ -308,6 +308,9 @@ async def test_inserts_into_a_table_without_generated_columns_cost_no_round_trip
     assert await call(engine, "many_lines", 50) == (CallStatus.COMMITTED, "")
     assert module.runner.round_trips - before <= 2
     assert sorted(line for line in audit(engine) if line.startswith("line ")) == sorted(f"line {i}" for i in range(50))
+    # More queued than the runner holds back (256 KiB): flushed in the middle of the call, nothing lost or reordered.
+    assert await call(engine, "many_lines", 6000) == (CallStatus.COMMITTED, "")
+    assert len([line for line in audit(engine) if line.startswith("line ")]) == 6000
 
 
 async def test_a_failed_one_way_insert_is_the_modules_error_where_it_inserted(
