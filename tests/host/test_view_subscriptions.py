@@ -1,5 +1,6 @@
 """Subscribed views in the subscription engine, without sockets or Node: multiset differences, the read-set skip,
-one call per (view, caller) per commit, per-caller rows, and a view that fails after a commit.
+one call per (view, caller) per commit, per-caller rows, a view that fails after a commit, differences computed at
+apply and sent at durable delivery (group commit held back by the tests), procedures, and a module replaced.
 
 `ViewModuleDouble` is a unit-test double: a Python module with views whose answers are computed here in Python (NOT
 the runner; the real thing, a TypeScript module's views in a Node runner, is proven end to end in
@@ -9,7 +10,7 @@ the runner; the real thing, a TypeScript module's views in a Node runner, is pro
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import PythonModule
+from autopilot_sync.host.procedure_call import ProcedureStatus
 from autopilot_sync.host.subscriptions import SubscriptionManager
+from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.host.view_call import ViewAnswer, ViewCallError
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
-from autopilot_sync.spacetime.messages import PersistentTableRows, QuerySetUpdate, SubscribeApplied
+from autopilot_sync.spacetime.messages import PersistentTableRows, QuerySetUpdate, SubscribeApplied, SubscriptionError
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 module = Module("viewed")
@@ -56,24 +59,47 @@ class ViewModuleDouble(PythonModule):
     """Test double: `labels` (anonymous: each item's label, duplicates kept) and `mine` (a view of its caller: the
     labels of the items whose owner is the caller's identity). Answers are computed here, reading the datastore."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, upper: bool = False, names: tuple[str, ...] = ("labels", "mine")) -> None:
+        """`upper`: a republished module whose views answer upper-cased labels; `names`: the views it serves."""
         super().__init__(module)
         typespace = (*self._definition.typespace, LABEL)
         returns = at.ArrayType(at.RefType(len(typespace) - 1))
         views = (
             md.ViewDef("labels", 0, True, True, at.product(), returns),
-            md.ViewDef("mine", 0, True, False, at.product(), returns),
+            md.ViewDef("mine", 1, True, False, at.product(), returns),
         )
-        self._definition = dataclasses.replace(self._definition, typespace=typespace, views=views)
+        views = tuple(view for view in views if view.name in names)
+        procedures = (md.ProcedureDef("add_two", at.product(), at.product()),)
+        self._definition = dataclasses.replace(
+            self._definition, typespace=typespace, views=views, procedures=procedures
+        )
         self.calls: list[tuple[str, Identity | None]] = []
         self.failing = False
+        self.upper = upper
+        self.in_procedure = False
+
+    def call_procedure(self, procedure: str, args: bytes, caller: Caller, timestamp: Any, txs: Any) -> bytes:
+        """`add_two`: two transactions (items 'p1', 'p2'), as `ctx.withTx` twice; a view call meanwhile fails, as
+        the runner's does (it is inside the procedure)."""
+        self.in_procedure = True
+        try:
+            for label in ("p1", "p2"):
+                ctx = txs.begin()
+                ctx.db.item.insert((1, label))
+                txs.commit(ctx)
+        finally:
+            self.in_procedure = False
+        return b""
 
     def call_view(self, view: md.ViewDef, sender: Identity | None, datastore: Datastore) -> ViewAnswer:
         self.calls.append((view.name, sender))
+        if self.in_procedure:
+            raise ViewCallError(f"view {view.name} called while another module call is running")
         if self.failing:
             raise ViewCallError(f"view {view.name} failed: Error: down")
         rows = [row for row in datastore["item"].rows.values() if view.is_anonymous or sender == Identity(row[0])]
-        return ViewAnswer(rows=tuple(LABEL_CODEC.encode((row[1],)) for row in rows), reads=frozenset({"item"}))
+        texts = [row[1].upper() if self.upper else row[1] for row in rows]
+        return ViewAnswer(rows=tuple(LABEL_CODEC.encode((text,)) for text in texts), reads=frozenset({"item"}))
 
 
 CALLER = Caller(Identity(7), ConnectionId(7))
@@ -83,14 +109,29 @@ class Harness:
     def __init__(self, engine: HostEngine, double: ViewModuleDouble) -> None:
         self.engine = engine
         self.double = double
-        self.subs = SubscriptionManager(engine.datastore, lambda: engine.offset)
+        #: the newest offset handed to the subscription engine (`release`)
+        self.delivered = 0
+        self.subs = SubscriptionManager(engine.datastore, lambda: engine.offset, lambda: self.delivered)
         self.updates: list[dict[Any, tuple[QuerySetUpdate, ...]]] = []
-        engine.add_commit_listener(lambda tx: self.updates.append(self.subs.on_commit(tx)))
+        #: what a durable commit is handed to (tests replace it to hold deliveries back, as group commit does)
+        self.deliver: Callable[[CommittedTx], None] = lambda tx: self.updates.append(self.release(tx))
+        engine.add_apply_listener(self.subs.on_apply)
+        self.ended: list[tuple[Any, SubscriptionError]] = []
+        engine.add_module_replaced_listener(lambda: self.ended.extend(self.subs.on_module_replaced()))
+        engine.add_commit_listener(lambda tx: self.deliver(tx))
+
+    def release(self, tx: CommittedTx) -> dict[Any, tuple[QuerySetUpdate, ...]]:
+        """Hand one durable commit to the subscription engine (what the WebSocket hub's commit listener does)."""
+        self.delivered = tx.offset
+        return self.subs.on_commit(tx)
 
     async def call(self, reducer: str, *args: Any) -> dict[Any, tuple[QuerySetUpdate, ...]]:
+        await self.call_held(reducer, *args)
+        return self.updates[-1]
+
+    async def call_held(self, reducer: str, *args: Any) -> None:
         outcome = await self.engine.call_reducer(reducer, args, CALLER)
         assert outcome.tx is not None, outcome
-        return self.updates[-1]
 
     def subscribe(self, client: str, query_set_id: int, sql: str, sender: int = 0) -> list[str]:
         applied = self.subs.subscribe(client, query_set_id, query_set_id, [sql], sender=Identity(sender))
@@ -174,3 +215,116 @@ async def test_a_view_failing_at_subscribe_refuses_the_query_set_with_its_error(
     assert not isinstance(refused, SubscribeApplied)
     assert refused.error == "view labels failed: Error: down"
     assert harness.subs.query_set_count("c1") == 0
+
+
+async def test_a_view_update_reveals_no_commit_that_is_not_durable_yet(harness: Harness) -> None:
+    """Group commit applies N+1 before N is durable: N's update must hold N's effect on the view, not N+1's."""
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append  # hold deliveries back: the subscription engine hears of nothing yet
+    await harness.call_held("add", 1, "n")
+    await harness.call_held("add", 1, "n plus one")
+    first, second = held
+    (update,) = harness.release(first)["c1"]
+    assert labels(update, "labels") == (["n"], []), "only commit N's row goes out with N"
+    (update,) = harness.release(second)["c1"]
+    assert labels(update, "labels") == (["n plus one"], []), "N+1's row goes out with N+1"
+
+
+async def test_a_query_set_subscribed_after_a_commit_applied_does_not_get_that_commits_view_difference(
+    harness: Harness,
+) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append
+    await harness.call_held("add", 1, "before c2")
+    assert harness.subscribe("c2", 1, "SELECT * FROM labels") == ["before c2"], "c2's initial rows hold the commit"
+    await harness.call_held("add", 1, "after c2")
+    first, second = held
+    out = harness.release(first)
+    assert labels(out["c1"][0], "labels") == (["before c2"], [])
+    assert "c2" not in out, "its initial rows already hold this commit"
+    out = harness.release(second)
+    assert labels(out["c1"][0], "labels") == (["after c2"], [])
+    assert labels(out["c2"][0], "labels") == (["after c2"], [])
+
+
+async def test_a_module_replaced_without_a_schema_change_serves_live_view_subscriptions_its_own_views(
+    harness: Harness,
+) -> None:
+    await harness.call("add", 1, "x")
+    assert harness.subscribe("c1", 1, "SELECT * FROM labels") == ["x"]
+    replacement = ViewModuleDouble(upper=True)
+    harness.engine.install(replacement, clear=False, schema_changed=False)
+    assert harness.ended == []
+    (update,) = (await harness.call("shout", "a commit the old view's read set does not cover"))["c1"]
+    assert labels(update, "labels") == (["X"], ["x"]), "the new module's view answers at the next commit"
+    assert replacement.calls == [("labels", None)]
+    (update,) = (await harness.call("add", 2, "y"))["c1"]
+    assert labels(update, "labels") == (["Y"], [])
+
+
+async def test_a_module_replaced_without_the_view_ends_its_query_sets_with_a_typed_error(harness: Harness) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    harness.subscribe("c2", 2, "SELECT * FROM mine", sender=1)
+    replacement = ViewModuleDouble(names=("mine",))
+    harness.engine.install(replacement, clear=False, schema_changed=False)
+    ((client, error),) = harness.ended
+    assert client == "c1"
+    assert (error.request_id, error.query_set_id) == (None, 1)
+    assert error.error == "view labels is not served alike by the module just published; subscribe again"
+    assert harness.subs.query_set_count("c1") == 0
+    out = await harness.call("add", 1, "x")
+    assert "c1" not in out
+    assert labels(out["c2"][0], "mine") == (["x"], [])
+    assert replacement.calls == [("mine", Identity(1))], "the view the module no longer serves is never called"
+
+
+async def test_a_procedures_commits_reach_its_views_once_it_returned_and_with_its_last_commit(
+    harness: Harness,
+) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append
+    harness.double.calls.clear()
+    outcome = await harness.engine.call_procedure("add_two", b"", CALLER)
+    assert outcome.status is ProcedureStatus.RETURNED, outcome
+    assert harness.double.calls == [("labels", None)], "called once, after the procedure returned"
+    first, second = held
+    assert "c1" not in harness.release(first), "the view is not called inside the procedure"
+    (update,) = harness.release(second)["c1"]
+    assert sorted(labels(update, "labels")[0]) == ["p1", "p2"]
+
+
+async def test_an_unsubscribed_view_query_set_gets_the_updates_its_dropped_rows_hold_and_no_later_one(
+    harness: Harness,
+) -> None:
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    held: list[Any] = []
+    harness.deliver = held.append
+    await harness.call_held("add", 1, "n")
+    unsubscribed = harness.subs.unsubscribe("c1", 9, 1, send_dropped_rows=True)
+    assert unsubscribed.rows is not None
+    (dropped,) = unsubscribed.rows.tables
+    assert [LABEL_CODEC.decode(r)[0] for r in dropped.rows] == ["n"], "dropped at the current state"
+    await harness.call_held("add", 1, "after")
+    first, second = held
+    (update,) = harness.release(first)["c1"]
+    assert labels(update, "labels") == (["n"], []), "the commit its dropped rows hold still reaches it"
+    assert "c1" not in harness.release(second)
+
+
+async def test_two_commits_applied_before_either_is_durable_each_carry_only_their_own_view_rows(
+    harness: Harness,
+) -> None:
+    """No test hand on delivery: two calls apply at once (as two WebSocket messages do), the log's flusher makes them
+    durable and the engine delivers them; each update shows its own commit's view rows."""
+    harness.subscribe("c1", 1, "SELECT * FROM labels")
+    outcomes: list[Any] = []
+    harness.engine.start_call("add", [1, "first"], CALLER, None, outcomes.append)
+    harness.engine.start_call("add", [1, "second"], CALLER, None, outcomes.append)
+    assert harness.engine.durable_offset < harness.engine.offset, "both applied, neither durable yet"
+    await harness.engine.wait_durable_offset(harness.engine.offset)
+    first, second = harness.updates[-2:]
+    assert labels(first["c1"][0], "labels") == (["first"], [])
+    assert labels(second["c1"][0], "labels") == (["second"], [])

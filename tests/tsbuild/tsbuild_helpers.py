@@ -31,8 +31,9 @@ READY = re.compile(r"autopilot-sync host ready: (http://\S+)")
 class HostProcess:
     """`autopilot-sync host --module FILE.js` as a real process on a free port; its output kept for failures."""
 
-    def __init__(self, module: Path, data_dir: Path, database: str) -> None:
+    def __init__(self, module: Path, data_dir: Path, database: str, env_extra: dict[str, str] | None = None) -> None:
         env = {name: value for name, value in os.environ.items() if not name.startswith("AUTOPILOT_SYNC_")}
+        env.update(env_extra or {})
         env["PYTHONUNBUFFERED"] = "1"
         self.process = subprocess.Popen(
             [str(Path(sys.executable).with_name("autopilot-sync")), "host", "--module", str(module),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from autopilot_sync.host.commitlog import CommitLog, StorageFailedError
@@ -20,6 +20,8 @@ from autopilot_sync.host.transaction import CommittedTx
 log = logging.getLogger(__name__)
 
 CommitListener = Callable[[CommittedTx], None]
+#: Told the transactions just applied (one, or a procedure's several), before they are durable (`HostEngine`).
+ApplyListener = Callable[[Sequence[CommittedTx]], None]
 
 
 @dataclass(slots=True)

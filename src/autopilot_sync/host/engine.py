@@ -2,7 +2,8 @@
 
 Everything the network layers need goes through here: `connect`/`disconnect` run the lifecycle hooks, `call_reducer`
 runs one reducer, `add_commit_listener` receives every committed transaction after it is durable (the subscription
-engine's input). Reducers execute one at a time on the event loop; only the disk flush leaves it.
+engine's input), `add_apply_listener` each one as it is applied (what must read the state of that very commit).
+Reducers execute one at a time on the event loop; only the disk flush leaves it.
 
 `HostEngine` coordinates one database; each of its other jobs has its own module: `recovery.py` (start-up from
 disk), `durability.py` (which commits are durable, commit listeners, `durable_future`), `snapshot_scheduler.py`
@@ -28,7 +29,7 @@ from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
 from autopilot_sync.host.datastore import Datastore
-from autopilot_sync.host.durability import CommitListener, DurableCommits
+from autopilot_sync.host.durability import ApplyListener, CommitListener, DurableCommits
 from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, hosted
 from autopilot_sync.host.procedure_call import (
     NO_SUCH_PROCEDURE,
@@ -152,6 +153,10 @@ class HostEngine:
         self._args_codecs: dict[str, tuple[md.ReducerDef, bsatn.Codec]] = {}
         self._failure_listeners: list[Callable[[BaseException], None]] = []
         self._module_listeners: list[Callable[[], None]] = []
+        self._replaced_listeners: list[Callable[[], None]] = []
+        self._apply_listeners: list[ApplyListener] = []
+        #: while a procedure runs: the commits it made, told to the apply listeners once it returns
+        self._procedure_applied: list[CommittedTx] | None = None
         self.commitlog.on_failure = self._storage_failed
         bind_host = getattr(module, "bind_host", None)
         if bind_host is not None:  # a JavaScript module's `volatile_nonatomic_schedule_immediate` and `identity`
@@ -211,6 +216,11 @@ class HostEngine:
         """Hear, synchronously, that the module's schema changed (the WebSocket hub drops every subscription)."""
         self._module_listeners.append(listener)
 
+    def add_module_replaced_listener(self, listener: Callable[[], None]) -> None:
+        """Hear, synchronously, that a publish replaced the module and kept the schema (live subscriptions stay, but
+        their views are the new module's from now on)."""
+        self._replaced_listeners.append(listener)
+
     def install(self, module: HostedModule, *, clear: bool, schema_changed: bool) -> None:
         """Run `module` from now on, synchronously, so no transaction sees half of the swap.
 
@@ -243,6 +253,9 @@ class HostEngine:
         self._scheduler.module = module
         if schema_changed or clear:
             for listener in self._module_listeners:
+                listener()
+        else:
+            for listener in self._replaced_listeners:
                 listener()
         self._scheduler.arm_all()
 
@@ -298,6 +311,33 @@ class HostEngine:
                 listener(error)
             except Exception:
                 log.exception("failure listener raised")
+
+    def add_apply_listener(self, listener: ApplyListener) -> None:
+        """Hear, synchronously, each transaction just applied: before it is durable and before any later one runs.
+
+        The datastore is then exactly the state after it, so what must read that state (the differences of subscribed
+        views, kept until the commit's own delivery) reads it here. A procedure's commits are told together once it
+        returns (the module cannot run a view while it runs; no other call interleaves); the state is after the last.
+        """
+        self._apply_listeners.append(listener)
+
+    def _applied(self, tx: CommittedTx) -> None:
+        if self._procedure_applied is None:
+            txs = (tx,)
+            for listener in self._apply_listeners:
+                try:
+                    listener(txs)
+                except Exception:
+                    log.exception("apply listener failed on offset %d", tx.offset)
+        else:
+            self._procedure_applied.append(tx)
+
+    def _tell_applied(self, txs: Sequence[CommittedTx]) -> None:
+        for listener in self._apply_listeners:
+            try:
+                listener(txs)
+            except Exception:
+                log.exception("apply listener failed on offset %d", txs[-1].offset)
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Receive every committed transaction, after it is durable, in commit order."""
@@ -571,6 +611,8 @@ class HostEngine:
         self.offset = committed.offset
         self.commits_total += 1
         self._durability.written(sequence, committed)
+        if self._apply_listeners:
+            self._applied(committed)
         self._scheduler.after_commit(committed)
         self._snapshots.after_commit(committed, sequence, len(record))
         outcome = CallOutcome(
@@ -625,6 +667,7 @@ class HostEngine:
         if self.commitlog.failure is not None:
             return ProcedureOutcome(timestamp, error=f"storage failed: {self.commitlog.failure}", offset=self.offset)
         started = time.perf_counter_ns()
+        self._procedure_applied = [] if self._apply_listeners else None
         try:
             with module_log.running(self.database_name, name):
                 returned = run(name, args, caller, timestamp, _ProcedureTxs(self, name, caller))
@@ -633,6 +676,10 @@ class HostEngine:
         except ProcedureCallError as exc:
             module_log.reducer_failed(self.database_name, name, str(exc))
             return ProcedureOutcome(timestamp, error=str(exc), offset=self.offset)
+        finally:
+            applied, self._procedure_applied = self._procedure_applied, None
+            if applied:
+                self._tell_applied(applied)
         duration = (time.perf_counter_ns() - started) // 1000
         return ProcedureOutcome(
             timestamp, ProcedureStatus.RETURNED, returned=returned, duration_micros=duration, offset=self.offset

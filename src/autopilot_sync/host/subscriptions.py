@@ -63,6 +63,7 @@ from autopilot_sync.host.view_subscriptions import Answers as ViewAnswers
 from autopilot_sync.host.view_subscriptions import ViewRows, view_plans
 from autopilot_sync.host.view_subscriptions import all_rows as all_view_rows
 from autopilot_sync.host.view_subscriptions import load as load_views
+from autopilot_sync.host.view_subscriptions import rebind as rebind_view
 from autopilot_sync.host.view_subscriptions import refresh as refresh_views
 from autopilot_sync.spacetime.messages import (
     BsatnRowList,
@@ -377,7 +378,8 @@ class SubscriptionManager(_JoinMixin):
         limits: SubscriptionLimits | None = None,
     ) -> None:
         """`current_offset`: the datastore's state; `delivered_offset`: the newest transaction given to `on_commit`
-        (the engine's durable offset; by default the current one, for callers that deliver each commit at once)."""
+        (the engine's durable offset; by default the current one, for callers that deliver each commit at once).
+        Subscribed views need `on_apply` to hear of each transaction as it is applied (`add_apply_listener`)."""
         self._datastore = datastore
         self._current_offset = current_offset
         self._delivered_offset = delivered_offset or current_offset
@@ -401,6 +403,8 @@ class SubscriptionManager(_JoinMixin):
         self._mirrors: dict[tuple[str, int], tuple[JoinMirror, int]] = {}
         # shapes that read a view: each commit may call their views again
         self._view_shapes: dict[_Shape, None] = {}
+        # the views' differences computed at apply (`on_apply`), by offset, until that commit's delivery
+        self._view_pending: dict[int, dict[_Shape, tuple[TableUpdate, ...]]] = {}
 
     # ----- requests -----
 
@@ -504,20 +508,55 @@ class SubscriptionManager(_JoinMixin):
         query_set = self._clients.get(client, {}).pop(query_set_id, None)
         if query_set is None:
             return SubscriptionError(request_id, query_set_id, f"query set {query_set_id} is not subscribed")
+        rows = self._current_rows(query_set.plans) if send_dropped_rows else None
+        if rows is not None and query_set.shape.views is not None:
+            rows = QueryRows(rows.tables + all_view_rows([query_set.shape.views]))
+        self._end(query_set)
+        return UnsubscribeApplied(request_id, query_set_id, rows)
+
+    def _end(self, query_set: _QuerySet) -> None:
+        """Release a query set already taken from its client's sets: it leaves once the current offset is delivered."""
+        client = query_set.client
         self._query_counts[client] -= len(query_set.plans)
         unindexed = sum(1 for plan in query_set.plans if _unindexed(plan))
         if unindexed:
             self._unindexed_counts[client] -= unindexed
-        rows = self._current_rows(query_set.plans) if send_dropped_rows else None
-        if rows is not None and query_set.shape.views is not None:
-            rows = QueryRows(rows.tables + all_view_rows([query_set.shape.views]))
         until = self._current_offset()
         if until <= self._delivered_offset():
             self._leave(query_set)
         else:
             query_set.until_offset = until
             self._leaving.append(query_set)
-        return UnsubscribeApplied(request_id, query_set_id, rows)
+
+    def on_module_replaced(self) -> list[tuple[Client, SubscriptionError]]:
+        """A publish replaced the module and kept its tables, so live query sets stay: rebind their views.
+
+        Each subscribed view is bound to the new module's view of the same name and called again (with the new
+        module) at the next commit, whatever that commit touched; its difference goes out with that commit. A view
+        the new module no longer serves alike (gone, another row type, visibility or kind) ends every query set that
+        reads it: they are released as by an unsubscribe, and each gets a `SubscriptionError` (request id None) the
+        caller sends after the updates up to the current offset (`current_offset`).
+        """
+        ended: list[tuple[Client, SubscriptionError]] = []
+        for shape in list(self._view_shapes):
+            assert shape.views is not None
+            gone = [name for name, held in shape.views.items() if not rebind_view(held, self._datastore)]
+            if not gone:
+                continue
+            # a new Subscribe with the same queries must not join this shape: it gets a key of its own
+            del self._view_shapes[shape]
+            if self._shapes.get(shape.key) is shape:
+                del self._shapes[shape.key]
+                shape.key = object()
+                self._shapes[shape.key] = shape
+            text = f"view {gone[0]} is not served alike by the module just published; subscribe again"
+            for query_set in list(shape.members):
+                if query_set.until_offset is not None:
+                    continue  # already unsubscribed
+                self._clients.get(query_set.client, {}).pop(shape.query_set_id, None)
+                self._end(query_set)
+                ended.append((query_set.client, SubscriptionError(None, shape.query_set_id, text)))
+        return ended
 
     def remove_client(self, client: Client) -> None:
         """Forget every query set of a client that went away (those still leaving too)."""
@@ -681,6 +720,21 @@ class SubscriptionManager(_JoinMixin):
 
     # ----- transactions -----
 
+    def on_apply(self, txs: Sequence[CommittedTx]) -> None:
+        """The engine's apply listener: the subscribed views' differences for transactions just applied.
+
+        Called before any later transaction runs, so each view reads the state of exactly these transactions; the
+        differences wait (by the last one's offset) for that commit's delivery to `on_commit`, so no view update
+        reveals a commit that is not durable. A procedure's several commits come together (its views are called once,
+        after it returned) and their differences go with its last commit. Nothing is done without view subscriptions.
+        """
+        if not self._view_shapes:
+            return
+        changed = {change.table for tx in txs for change in tx.changes}
+        found = self._view_updates(changed)
+        if found:
+            self._view_pending[txs[-1].offset] = found
+
     def on_commit(self, tx: CommittedTx) -> dict[Client, tuple[QuerySetUpdate, ...]]:
         """Each affected client's query-set updates for one transaction (at most one entry per client).
 
@@ -729,7 +783,7 @@ class SubscriptionManager(_JoinMixin):
                     into.deletes.update(pending.deletes)
         if join_rows:
             tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
-        view_updates = self._view_updates(tx) if self._view_shapes else {}
+        view_updates = self._view_pending.pop(offset, None) if self._view_pending else None
         if not touched and not view_updates:
             return {}
         packer = _Packer(tx)
@@ -758,23 +812,22 @@ class SubscriptionManager(_JoinMixin):
                     per_client[client] = [*held, update]
                 else:
                     held.append(update)
-        for shape, of_views in view_updates.items():
+        for shape, of_views in (view_updates or {}).items():
             changed = touched.get(shape)
             of_tables = () if changed is None else self._table_updates(packer, changed, event_tables)
             update = QuerySetUpdate(shape.query_set_id, of_tables + of_views)
-            # a view's difference goes to every member (each holds the shape's rows of it), the tables' only to
-            # members subscribed before this transaction
-            late = QuerySetUpdate(shape.query_set_id, of_views)
-            check_since = bool(of_tables) and shape.newest_since >= offset
+            # computed when this transaction was applied: a member subscribed since holds it in its initial rows
+            check_since = shape.newest_since >= offset
             for query_set in shape.members:
-                chosen = late if check_since and query_set.since_offset >= offset else update
+                if check_since and query_set.since_offset >= offset:
+                    continue
                 held = per_client.get(query_set.client)
                 if held is None:
-                    per_client[query_set.client] = [chosen]
+                    per_client[query_set.client] = [update]
                 elif isinstance(held, tuple):
-                    per_client[query_set.client] = [*held, chosen]
+                    per_client[query_set.client] = [*held, update]
                 else:
-                    held.append(chosen)
+                    held.append(update)
         # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
         shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
@@ -789,9 +842,8 @@ class SubscriptionManager(_JoinMixin):
             out[client] = found
         return out
 
-    def _view_updates(self, tx: CommittedTx) -> dict[_Shape, tuple[TableUpdate, ...]]:
-        """Each view-reading shape's differences after this transaction (each view called at most once)."""
-        changed = {change.table for change in tx.changes}
+    def _view_updates(self, changed: set[str]) -> dict[_Shape, tuple[TableUpdate, ...]]:
+        """Each view-reading shape's differences after transactions touching `changed` (each view called once)."""
         answers: ViewAnswers = {}
         out: dict[_Shape, tuple[TableUpdate, ...]] = {}
         for shape in self._view_shapes:

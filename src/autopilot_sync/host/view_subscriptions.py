@@ -7,11 +7,12 @@ deletes, as many times as the count changed. A view is called again only when th
 call read (the read set its syscalls recorded, or the tables of the query it answered with): nothing else can change
 its answer. One commit calls each (view, caller) once however many shapes read it.
 
-Every member of a shape holds the shape's rows of its views (a member joining a live shape gets those rows, not a
-fresh call), so one difference is right for all of them. A view reads the datastore as it is when called, which may
-be ahead of the commit being delivered (commits are applied before they are durable): a view's rows can show a
-later commit's effect a little before that commit's own update arrives; they never miss one, since that commit's
-delivery calls the view again.
+The views are called when a transaction is applied (`SubscriptionManager.on_apply`, the engine's apply listener),
+before any later transaction runs, so a view reads exactly the state of that commit, as SpacetimeDB materialises
+views inside the committing transaction. The difference waits with that commit and goes out in its update once it
+is durable: no view update reveals a commit that is not on disk. A shape's rows are therefore those of the newest
+applied commit; a member joining a live shape gets them (not a fresh call) and skips the differences of commits
+they already hold (its `since_offset`), as it does for tables.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql import views
 from autopilot_sync.host.sql.plan import SelectPlan, ViewSource
-from autopilot_sync.host.view_call import ViewAnswer, ViewCallError
+from autopilot_sync.host.view_call import ViewAnswer, ViewCallError, ViewModule, view_table
+from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.messages import BsatnRowList, PersistentTableRows, SingleTableRows, TableUpdate
 
 log = logging.getLogger(__name__)
@@ -102,6 +104,28 @@ def refresh(
                 )
             )
     return tuple(updates)
+
+
+def rebind(held: ViewRows, datastore: Datastore) -> bool:
+    """Bind `held` to the hosted module's view of the same name, to be called again at the next commit; False when
+    that module serves no such view alike (same kind, visibility, parameters and row columns)."""
+    old = held.source.view
+    module = datastore.module
+    if not isinstance(module, ViewModule):
+        return False
+    definition = module.definition()
+    new = next((view for view in definition.views if view.name == old.name), None)
+    if new is None or (new.is_anonymous, new.is_public, new.params) != (old.is_anonymous, old.is_public, old.params):
+        return False
+    try:
+        columns = view_table(new, definition.typespace).columns
+    except md.ModuleDefError:
+        return False
+    if columns != held.plans[0].table.columns:
+        return False
+    held.source = ViewSource(new, held.source.sender)
+    held.reads = None  # the new module's view may read other tables: call it at the next commit, whatever it touches
+    return True
 
 
 def _evaluate(held: ViewRows, datastore: Datastore, answers: Answers) -> tuple[Counter[bytes], frozenset[str]]:

@@ -525,9 +525,11 @@ class WebSocketHub:
             lambda: self.engine.durable_offset,
             self.options.subscription_limits,
         )
+        self.engine.add_apply_listener(self.subscriptions.on_apply)
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self.engine.add_module_listener(self.on_module_changed)
+        self.engine.add_module_replaced_listener(self.on_module_replaced)
         self._closing_tasks: set[asyncio.Task[None]] = set()
 
     def report(self, event: ConnectionEvent, reason: str = "") -> None:
@@ -606,6 +608,14 @@ class WebSocketHub:
             task = asyncio.get_running_loop().create_task(_gather_quietly(closing))
             self._closing_tasks.add(task)
             task.add_done_callback(self._closing_tasks.discard)
+
+    def on_module_replaced(self) -> None:
+        """A publish kept the schema: query sets stay, their views are the new module's; a query set reading a view the
+        new module no longer serves alike ends with a `SubscriptionError`, after the updates it is still owed."""
+        offset = self.engine.offset
+        for client, error in self.subscriptions.on_module_replaced():
+            if isinstance(client, Connection) and not client.closed:
+                client.send_at(offset, error)
 
     async def close_all(self, app: web.Application) -> None:
         """The app's shutdown hook: close every socket so `client_disconnected` runs before the engine stops."""
