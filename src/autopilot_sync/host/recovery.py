@@ -18,6 +18,7 @@ from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
+from autopilot_sync.host.logtable import LogRows, segment_rows
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
 from autopilot_sync.host.tx_record import TX_RECORD, record_offset
 from autopilot_sync.spacetime import moduledef
@@ -205,6 +206,13 @@ def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hash
             store.load_current(rows)
         else:
             for stored in rows:
+                store.put(*store.stored(stored))
+    for name, segments in snapshot.logs.items():
+        store = datastore[name]
+        if current and isinstance(store.rows, LogRows):
+            store.rows.load_segments(segments)  # the buffers as they are: no row decoded
+        else:
+            for stored in segment_rows(segments):
                 store.put(*store.stored(stored))
     return snapshot.offset
 
