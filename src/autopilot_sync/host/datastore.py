@@ -266,7 +266,7 @@ class TableStore:
         self.indexes: dict[tuple[str, ...], TableIndex]
         if self.log and self._key_columns is not None:
             self.rows, self.indexes = log_store_parts(
-                table, self.decode, self._key_columns, lambda group: Index(table, group, False).key_of
+                table, self.decode, self._key_columns, lambda group: Index(table, group, False).key_of, TOP
             )
         else:
             self.rows = RowMap(self.decode)

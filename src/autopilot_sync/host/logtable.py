@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -146,6 +146,8 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     ) -> None:
         self._decode = decode
         self.encode_tails = encode_tails
+        #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
+        self.top: object = None
         self._cache: dict[bytes, tuple[Any, ...]] = {}
         self._count = 0
         self.partitions: dict[str, Partition] = {}
@@ -226,11 +228,11 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     def hash_of(self, slot: int, tail: Key) -> int | None:
         """The stored hash of an index key after its partition column (None when the values do not fit its types).
 
-        CRC-32 of the key's BSATN bytes: the same in every process, so a snapshot keeps the hash arrays as they are.
-        A hit is always checked against the row's key, so collisions only cost a check."""
+        CRC-32 of the key's bytes (`_tail_encoder`): the same in every process, so a snapshot keeps the hash arrays as
+        they are. A hit is always checked against the row's key, so collisions only cost a check."""
         try:
             return zlib.crc32(self.encode_tails[slot](tail))
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, OverflowError, AttributeError, UnicodeEncodeError):
             return None
 
     # -- snapshots --------------------------------------------------------------------------------------------------
@@ -407,10 +409,43 @@ class SeqIndex:
         out: list[bytes] = []
         low_in, high_in = inclusive
         width = len(self.columns)
+        span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
+        if span is not None:
+            part, first, stop = span
+            return iter([part.row_bytes(i) for i in range(first, stop)])
         for part in _partitions_between(self.rows, low, high):
             first, stop = _seq_bounds(part, low, high, low_in, high_in, width)
             out.extend(part.row_bytes(i) for i in range(first, stop))
         return iter(out)
+
+
+def _one_partition_span(
+    rows: LogRows, low: Key | None, high: Key | None, low_in: bool, high_in: bool
+) -> tuple[Partition, int, int] | None:
+    """The reducers' and resumes' range, `(p, a) .. (p, b | TOP)` or `(p,) .. (p, …)`, by bisecting `seqs` directly
+    (None: any other shape of bounds, for the general path)."""
+    if not low or not high or len(high) != 2 or low[0] != high[0] or type(low[0]) is not str:
+        return None
+    part = rows.partitions.get(low[0])
+    if part is None:
+        return None
+    seqs, head = part.seqs, part.head
+    if len(low) == 1:
+        if not low_in:
+            return None
+        first = head
+    elif len(low) == 2 and type(low[1]) is int:
+        first = (bisect_left if low_in else bisect_right)(seqs, low[1], head)
+    else:
+        return None
+    top = high[1]
+    if type(top) is int:
+        stop = (bisect_right if high_in else bisect_left)(seqs, top, first)
+    elif top is rows.top and high_in:
+        stop = len(seqs)
+    else:
+        return None
+    return part, first, max(first, stop)
 
 
 def _seq_bounds(
@@ -447,11 +482,18 @@ class _Entries(Mapping[Key, Any]):
     def __init__(self, index: SeqIndex | HashIndex) -> None:
         self._index = index
 
-    def __getitem__(self, key: Key) -> Any:
+    def get(self, key: Key, default: Any = None) -> Any:
+        """What `entries.get` answers (a unique check on every insert: no exception on a miss)."""
         found = list(self._index.lookup(key)) if len(key) == len(self._index.columns) else []
         if not found:
-            raise KeyError(key)
+            return default
         return found[0] if len(found) == 1 else set(found)
+
+    def __getitem__(self, key: Key) -> Any:
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
 
     def __iter__(self) -> Iterator[Key]:
         return (key for key, _ in self.items())
@@ -563,15 +605,15 @@ def log_store_parts(
     decode: Callable[[bytes], tuple[Any, ...]],
     key_columns: Callable[[bytes, int], tuple[Any, int]],
     generic_key_of: Callable[[tuple[str, ...]], Callable[[tuple[Any, ...]], Key]],
+    top: object,
 ) -> tuple[LogRows, dict[tuple[str, ...], Any]]:
     """The rows and indexes of a log-shaped table (`is_log_shaped`), in `table.all_indexes()` order."""
     first, second = table.columns[0][0], table.columns[1][0]
     others = [group for group in table.all_indexes() if group not in ((first, second), (first,))]
     types = dict(table.columns)
-    tails: list[Callable[[Key], bytes]] = [
-        bsatn.codec(at.product(*((c, types[c]) for c in group[1:]))).encode for group in others
-    ]
+    tails = [_tail_encoder(tuple(types[c] for c in group[1:])) for group in others]
     rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails)
+    rows.top = top
     indexes: dict[tuple[str, ...], Any] = {}
     for group in table.all_indexes():
         positions = tuple(table.column_index(c) for c in group)
@@ -580,6 +622,21 @@ def log_store_parts(
         else:
             indexes[group] = HashIndex(rows, others.index(group), group, positions, generic_key_of(group))
     return rows, indexes
+
+
+def _tail_encoder(types: tuple[at.AlgebraicType, ...]) -> Callable[[Key], bytes]:
+    """The bytes an index key's columns after the partition are hashed from: one string column (an idempotency
+    key) as its UTF-8 bytes, called on every append twice; any other tail as its BSATN encoding."""
+    if types == (at.STRING,):
+        return _one_string
+    return bsatn.codec(at.product(*((None, t) for t in types))).encode
+
+
+def _one_string(tail: Key) -> bytes:
+    (value,) = tail
+    if type(value) is not str:
+        raise TypeError("str value expected")
+    return value.encode("utf-8")
 
 
 def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:
