@@ -68,7 +68,7 @@ def read_snapshot(path: Path) -> Snapshot:
     if len(data) < _HEADER.size:
         raise DecodeError("snapshot shorter than its header")
     magic, checksum = _HEADER.unpack_from(data, 0)
-    body = data[_HEADER.size :]
+    body = memoryview(data)[_HEADER.size :]  # a view: a log table's snapshot is hundreds of MB, copied once less
     if magic not in (MAGIC, MAGIC_V1):
         raise DecodeError("not a snapshot file (bad magic)")
     if zlib.crc32(body) != checksum:
