@@ -1,7 +1,7 @@
 """The log table kind: rows of an append-shaped table kept per partition in one bytes buffer, not one object per row.
 
 A table is log-shaped when its only unique key is its first two columns, a string partition key and a u64 sequence
-(`(stream_id, seq)` of `sync_event`), every other index leads with the partition column, and it has no primary key,
+(events keyed by `(stream, seq)`), every other index leads with the partition column, and it has no primary key,
 auto-increment, schedule or event flag (`is_log_shaped`). Such a table grows by appending a row with the next
 sequence of a partition and shrinks by trimming a partition's oldest rows; the generic `RowMap` plus sorted indexes
 spend ~350 bytes of Python keys and slots per row on it. Here a partition holds:
