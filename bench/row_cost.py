@@ -23,6 +23,7 @@ from typing import Any
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.logtable import LogRows
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 from bench.ours import event_input
@@ -56,8 +57,28 @@ async def fill(engine: HostEngine, streams: int, per_stream: int) -> None:
                 raise RuntimeError(outcome.message)
 
 
+def log_breakdown(engine: HostEngine) -> dict[str, float]:
+    """Per row of a log table (`host/logtable.py`): its share of each partition's buffer, arrays and hash sets."""
+    rows = engine.datastore["sync_event"].rows
+    assert isinstance(rows, LogRows)
+    count = max(1, len(rows))
+    parts = rows.partitions.values()
+    return {
+        "buffer (row bytes after stream_id and seq, with bytearray slack)": sum(sys.getsizeof(p.buf) for p in parts)
+        / count,
+        "seqs + ends arrays": sum(sys.getsizeof(p.seqs) + sys.getsizeof(p.ends) for p in parts) / count,
+        "other indexes: hash arrays": sum(sys.getsizeof(h) for p in parts for h in p.hashes) / count,
+        "other indexes: hash sets (with their ints)": sum(
+            sys.getsizeof(s) + sum(sys.getsizeof(v) for v in s) for p in parts for s in p.sets
+        )
+        / count,
+    }
+
+
 def breakdown(engine: HostEngine) -> dict[str, float]:
     store = engine.datastore["sync_event"]
+    if isinstance(store.rows, LogRows):
+        return log_breakdown(engine)
     row_bytes, row = next(iter(store.rows.items()))
     parts: dict[str, float] = {
         "BSATN bytes (the row's identity, its only stored copy)": sys.getsizeof(row_bytes),

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import operator
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping, ValuesView
+from typing import Any, Protocol
 
 from sortedcontainers import SortedDict
 
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.hosted_module import HostedModule, tables_from_definition
+from autopilot_sync.host.logtable import LogRows, is_log_shaped, log_store_parts
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
@@ -128,6 +129,39 @@ class RowMap(Mapping[bytes, tuple[Any, ...]]):
         return self._decode(row_bytes) if row is None else row
 
 
+class StoredRows(Protocol):
+    """A table's rows as every reader sees them (bytes → decoded row): a `RowMap`, or a log table's `LogRows`."""
+
+    def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]: ...
+    def get(self, row_bytes: bytes, default: Any = None) -> Any: ...
+    def __contains__(self, row_bytes: object) -> bool: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __len__(self) -> int: ...
+    def items(self) -> ItemsView[bytes, tuple[Any, ...]]: ...
+    def values(self) -> ValuesView[tuple[Any, ...]]: ...
+    def add(self, row_bytes: bytes, row: tuple[Any, ...] | None) -> None: ...
+    def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None: ...
+
+
+class TableIndex(Protocol):
+    """One indexed column group as readers use it: an `Index`, or a log table's `SeqIndex`/`HashIndex`."""
+
+    columns: tuple[str, ...]
+    positions: tuple[int, ...]
+    unique: bool
+    key_of: Callable[[tuple[Any, ...]], Key]
+
+    @property
+    def entries(self) -> Any: ...
+    def add(self, key: Key, row_bytes: bytes) -> None: ...
+    def load(self, entries: Iterable[tuple[Key, bytes]]) -> None: ...
+    def remove(self, key: Key, row_bytes: bytes) -> None: ...
+    def lookup(self, key: Key) -> Iterator[bytes]: ...
+    def range(
+        self, low: Key | None, high: Key | None, inclusive: tuple[bool, bool] = (True, True)
+    ) -> Iterator[bytes]: ...
+
+
 class Index:
     """One indexed column group."""
 
@@ -219,18 +253,26 @@ class TableStore:
         self.make_row = table.row_class._make  # type: ignore[attr-defined]
         #: Where the primary key sits in a row (None without one): read on every `update`, so computed once here.
         self.pk_position = None if table.primary_key is None else table.column_index(table.primary_key)
-        self.rows = RowMap(self.decode)
         unique = set(table.unique_keys())
-        self.indexes: dict[tuple[str, ...], Index] = {
-            group: Index(table, group, group in unique) for group in table.all_indexes()
-        }
-        self.unique_indexes = [index for index in self.indexes.values() if index.unique]
         # The leading columns every index key is made of: enough to index a stored row without decoding the rest.
-        width = max((p + 1 for index in self.indexes.values() for p in index.positions), default=0)
+        width = max((table.column_index(c) + 1 for group in table.all_indexes() for c in group), default=0)
         self._key_columns: bsatn.Decoder | None = None
         if width:
             key_type = at.product(*table.columns[:width])
             self._key_columns = bsatn.codec(key_type).decode_prefix
+        #: A log-shaped table (`host/logtable.py`) keeps its rows per partition in one buffer, its indexes answered
+        #: from it; every other table is a `RowMap` and sorted indexes. Both read and write alike from here on.
+        self.log = self._key_columns is not None and is_log_shaped(table)
+        self.rows: StoredRows
+        self.indexes: dict[tuple[str, ...], TableIndex]
+        if self.log and self._key_columns is not None:
+            self.rows, self.indexes = log_store_parts(
+                table, self.decode, self._key_columns, lambda group: Index(table, group, False).key_of, TOP
+            )
+        else:
+            self.rows = RowMap(self.decode)
+            self.indexes = {group: Index(table, group, group in unique) for group in table.all_indexes()}
+        self.unique_indexes = [index for index in self.indexes.values() if index.unique]
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -290,6 +332,9 @@ class TableStore:
     def put_current(self, row_bytes: bytes) -> None:
         """Store a row known to be in today's shape (a snapshot written under this schema), decoding only the
         leading columns its index keys need, or nothing when the table has no index."""
+        if isinstance(self.rows, LogRows):
+            self.rows.add(row_bytes, None, full=False)
+            return
         self.rows.add(row_bytes, None)
         if self._key_columns is None:
             return
@@ -300,7 +345,7 @@ class TableStore:
     def load_current(self, stored: Iterable[bytes]) -> None:
         """`put_current` for every row of a snapshot; into an empty table each index is built with one sort instead
         of one sorted insertion per row."""
-        if self.rows or self._key_columns is None:
+        if self.rows or self._key_columns is None or self.log:
             for row_bytes in stored:
                 self.put_current(row_bytes)
             return
@@ -321,7 +366,7 @@ class TableStore:
             index.remove(index.key_of(row), row_bytes)
         return row
 
-    def index_for(self, columns: tuple[str, ...]) -> Index:
+    def index_for(self, columns: tuple[str, ...]) -> TableIndex:
         """The index over exactly `columns`, or whose leading columns are `columns`."""
         index = self.indexes.get(columns)
         if index is not None:

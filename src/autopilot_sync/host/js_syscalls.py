@@ -23,7 +23,7 @@ from typing import Any
 
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.datastore import TOP, Datastore, Index, TableStore, UniqueConstraintError
+from autopilot_sync.host.datastore import TOP, Datastore, TableIndex, TableStore, UniqueConstraintError
 from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.jsmodule.errors import SyscallRefusedError
 from autopilot_sync.spacetime import algebraic as at
@@ -78,7 +78,7 @@ class _IndexSlot:
 
     table_id: int
     store: TableStore
-    index: Index
+    index: TableIndex
     key_types: tuple[at.AlgebraicType, ...]
     ranged: bool
 

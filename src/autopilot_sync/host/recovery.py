@@ -18,6 +18,7 @@ from autopilot_sync.durable_files import write_atomically
 from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
+from autopilot_sync.host.logtable import LogRows, segment_rows
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
 from autopilot_sync.host.tx_record import decode_record, record_offset
 from autopilot_sync.spacetime import moduledef
@@ -82,7 +83,9 @@ def recover(
         offset = load_snapshot(datastore, snapshot, accepted)
     scan = commitlog.recover(offset, record_offset)
     first = offset
-    replayed, offset, last_timestamp = replay(datastore, scan.payloads, offset)
+    # A data directory that was only ever served under today's schema holds only rows of today's shape.
+    current = accepted == {moduledef.schema_hash(module.definition())}
+    replayed, offset, last_timestamp = replay(datastore, scan.payloads, offset, current=current)
     commitlog.open_segment(offset + 1)
     report = RecoveryReport(
         snapshot_offset=snapshot.offset if snapshot else 0,
@@ -209,13 +212,22 @@ def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hash
         else:
             for stored in rows:
                 store.put(*store.stored(stored))
+    for name, segments in snapshot.logs.items():
+        store = datastore[name]
+        if current and isinstance(store.rows, LogRows):
+            store.rows.load_segments(segments)  # the buffers as they are: no row decoded
+        else:
+            for stored in segment_rows(segments):
+                store.put(*store.stored(stored))
     return snapshot.offset
 
 
-def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[int, int, int]:
+def replay(datastore: Datastore, payloads: list[bytes], offset: int, *, current: bool = False) -> tuple[int, int, int]:
     """Apply the log records after `offset`, in order: (records replayed, new offset, last timestamp in micros).
 
     Records at or below `offset` (covered by the snapshot) are skipped; a gap or an undecodable record stops start-up.
+    `current`: every record was written under today's schema (the data directory never saw another), so a row is
+    stored as it is, decoding only its index key columns (`put_current`), not decoded whole to find its shape.
     """
     replayed = 0
     last_timestamp = 0
@@ -233,8 +245,12 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[in
             for row_bytes in deletes:
                 if store.take(row_bytes) is None and store.migrates:
                     store.take(store.stored(row_bytes)[0])
-            for row_bytes in inserts:
-                store.put(*store.stored(row_bytes))
+            if current:
+                for row_bytes in inserts:
+                    store.put_current(row_bytes)
+            else:
+                for row_bytes in inserts:
+                    store.put(*store.stored(row_bytes))
         offset = record_at
         last_timestamp = timestamp_micros
         replayed += 1

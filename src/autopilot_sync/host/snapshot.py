@@ -9,33 +9,39 @@ from __future__ import annotations
 import logging
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from autopilot_sync.durable_files import write_atomically
+from autopilot_sync.host.logtable import Segment
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
 
-MAGIC = b"APSSNAP1"
+MAGIC = b"APSSNAP2"
+#: Snapshots written before log tables kept their partitions as buffers: no `logs` section; still read.
+MAGIC_V1 = b"APSSNAP1"
 _HEADER = struct.Struct("<8sI")
-_BODY = at.product(
-    ("offset", at.U64),
-    ("schema_hash", at.STRING),
-    ("tables", at.array(at.product(("name", at.STRING), ("rows", at.array(at.BYTES))))),
+_TABLES = ("tables", at.array(at.product(("name", at.STRING), ("rows", at.array(at.BYTES)))))
+_SEGMENT = at.product(
+    ("prefix", at.BYTES), ("seqs", at.BYTES), ("ends", at.BYTES), ("buf", at.BYTES), ("hashes", at.array(at.BYTES))
 )
-_CODEC = bsatn.codec(_BODY)
+_LOGS = ("logs", at.array(at.product(("name", at.STRING), ("segments", at.array(_SEGMENT)))))
+_CODEC = bsatn.codec(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS))
+_CODEC_V1 = bsatn.codec(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES))
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Rows (as BSATN bytes) of every table after transaction `offset`."""
+    """Rows (as BSATN bytes) of every table after transaction `offset`; a log table (`host/logtable.py`) as its
+    partitions' buffers in `logs` instead (no row object is made to write or to load them)."""
 
     offset: int
     schema_hash: str
     tables: dict[str, list[bytes]]
+    logs: dict[str, list[Segment]] = field(default_factory=dict)
 
 
 def _name(offset: int) -> str:
@@ -45,7 +51,14 @@ def _name(offset: int) -> str:
 def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
     """Write durably (tmp + fsync + rename + dir fsync); returns the final path."""
     directory.mkdir(parents=True, exist_ok=True)
-    body = _CODEC.encode((snapshot.offset, snapshot.schema_hash, [(n, rows) for n, rows in snapshot.tables.items()]))
+    body = _CODEC.encode(
+        (
+            snapshot.offset,
+            snapshot.schema_hash,
+            [(n, rows) for n, rows in snapshot.tables.items()],
+            [(n, segments) for n, segments in snapshot.logs.items()],
+        )
+    )
     return write_atomically(directory / _name(snapshot.offset), _HEADER.pack(MAGIC, zlib.crc32(body)) + body)
 
 
@@ -55,13 +68,21 @@ def read_snapshot(path: Path) -> Snapshot:
     if len(data) < _HEADER.size:
         raise DecodeError("snapshot shorter than its header")
     magic, checksum = _HEADER.unpack_from(data, 0)
-    body = data[_HEADER.size :]
-    if magic != MAGIC:
+    body = memoryview(data)[_HEADER.size :]  # a view: a log table's snapshot is hundreds of MB, copied once less
+    if magic not in (MAGIC, MAGIC_V1):
         raise DecodeError("not a snapshot file (bad magic)")
     if zlib.crc32(body) != checksum:
         raise DecodeError("snapshot checksum mismatch")
-    offset, schema_hash, tables = _CODEC.decode(body)
-    return Snapshot(offset, schema_hash, {name: list(rows) for name, rows in tables})
+    if magic == MAGIC_V1:
+        offset, schema_hash, tables = _CODEC_V1.decode(body)
+        return Snapshot(offset, schema_hash, {name: list(rows) for name, rows in tables})
+    offset, schema_hash, tables, logs = _CODEC.decode(body)
+    return Snapshot(
+        offset,
+        schema_hash,
+        {name: list(rows) for name, rows in tables},
+        {name: [(p, s, e, b, list(h)) for p, s, e, b, h in segments] for name, segments in logs},
+    )
 
 
 def latest_snapshot(directory: Path, after: int = 0) -> Snapshot | None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from autopilot_sync.host.commitlog import CommitLog
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
+from autopilot_sync.host.logtable import LogRows
 from autopilot_sync.host.snapshot import Snapshot, prune_snapshots, write_snapshot
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import moduledef
@@ -60,10 +61,12 @@ class SnapshotScheduler:
         if due and (self._task is None or self._task.done()):
             self.last_offset = tx.offset
             self.bytes_since = 0
+            stores = [(name, store) for name, store in self._datastore.tables.items() if not store.table.event]
             captured = Snapshot(
                 tx.offset,
                 moduledef.schema_hash(self.module.definition()),
-                {name: list(store.rows) for name, store in self._datastore.tables.items() if not store.table.event},
+                {name: list(store.rows) for name, store in stores if not isinstance(store.rows, LogRows)},
+                {name: store.rows.segments() for name, store in stores if isinstance(store.rows, LogRows)},
             )
             self._commitlog.rotate_at(tx.offset + 1)
             self._task = asyncio.get_running_loop().create_task(self._write(captured, sequence))

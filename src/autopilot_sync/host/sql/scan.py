@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_sync.host.datastore import TOP, Index, TableStore
+from autopilot_sync.host.datastore import TOP, TableIndex, TableStore
 from autopilot_sync.host.sql.plan import CompareOp, Comparison, Predicate, Row, SelectPlan, conjuncts
 
 
@@ -139,7 +139,7 @@ def covered_bytes(terms: Sequence[Predicate], store: TableStore) -> Iterator[byt
     return None
 
 
-def _covering_range(index: Index, prefix: Row, terms: list[Comparison], *, longer: bool) -> Iterator[bytes] | None:
+def _covering_range(index: TableIndex, prefix: Row, terms: list[Comparison], *, longer: bool) -> Iterator[bytes] | None:
     """Rows of `index` whose key starts with `prefix` and whose next column satisfies `terms` (one lower, one upper
     bound at most). `longer`: keys have columns after the bounded one, so a bound covers every key it prefixes."""
     low: Comparison | None = None

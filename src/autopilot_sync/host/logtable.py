@@ -1,0 +1,651 @@
+"""The log table kind: rows of an append-shaped table kept per partition in one bytes buffer, not one object per row.
+
+A table is log-shaped when its only unique key is its first two columns, a string partition key and a u64 sequence
+(events keyed by `(stream, seq)`), every other index leads with the partition column, and it has no primary key,
+auto-increment, schedule or event flag (`is_log_shaped`). Such a table grows by appending a row with the next
+sequence of a partition and shrinks by trimming a partition's oldest rows; the generic `RowMap` plus sorted indexes
+spend ~350 bytes of Python keys and slots per row on it. Here a partition holds:
+
+- `buf`: every live row's bytes after the partition key and the sequence, back to back (the key is the same for the
+  whole partition and the sequence sits in `seqs`, so a row's stored bytes are rebuilt exactly as
+  `prefix + seq + tail`; BSATN is canonical);
+- `seqs` and `ends`: the sequence and end offset of each row, in sequence order (`array('Q')`, 8 bytes each);
+- `hashes`: per other index, the hash of each row's key after the partition column (8 bytes each), with a `set` of
+  them answering "no such key" (the append path's idempotency check) without a scan.
+
+Lookups by `(partition, seq)` bisect `seqs`; `seq > n` is a slice. Rows trimmed from the head only advance `head` (the
+space is reclaimed by compaction once half the partition is dead, so rolling back a trim is re-opening the slot);
+an insert or delete in the middle of a partition rebuilds its arrays (correct, O(partition), and rare for a log).
+Every read answers what the generic store would, rows in each index's key order; rows with equal keys of a
+non-unique index come in sequence order (the generic store's order for them is a set's, i.e. unspecified).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn
+
+Key = tuple[Any, ...]
+#: One partition in a snapshot: (its key's BSATN prefix, seqs, ends, buffer, one hash array per other index), the
+#: arrays as their machine bytes (little-endian on every platform the host runs on).
+Segment = tuple[bytes, bytes, bytes, bytes, list[bytes]]
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+#: Compact a partition once this many head rows are dead and they are at least half of it.
+COMPACT_AFTER = 1024
+
+
+def is_log_shaped(table: TableDef) -> bool:
+    """Whether a table's shape is a log: see the module docstring (the rule is by shape, never by table name)."""
+    if table.event or table.auto_inc or table.scheduled_reducer or table.primary_key or len(table.columns) < 2:
+        return False
+    (first, first_type), (second, second_type) = table.columns[0], table.columns[1]
+    if first_type != at.STRING or second_type != at.U64:
+        return False
+    if table.unique_keys() != ((first, second),):
+        return False
+    return all(group[0] == first for group in table.all_indexes())
+
+
+class Partition:
+    """The live rows of one partition key, in sequence order (see the module docstring)."""
+
+    __slots__ = ("buf", "ends", "hashes", "head", "key", "prefix", "seqs", "sets")
+
+    def __init__(self, key: str, prefix: bytes, others: int) -> None:
+        self.key = key
+        self.prefix = prefix
+        self.buf = bytearray()
+        self.seqs = array("Q")
+        self.ends = array("Q")
+        self.head = 0
+        self.hashes = [array("I") for _ in range(others)]
+        self.sets: list[set[int]] = [set() for _ in range(others)]
+
+    def live(self) -> int:
+        return len(self.seqs) - self.head
+
+    def find(self, seq: int) -> int:
+        """Position of `seq` among the live rows, or -1."""
+        seqs = self.seqs
+        i = bisect_left(seqs, seq, self.head)
+        return i if i < len(seqs) and seqs[i] == seq else -1
+
+    def row_bytes(self, i: int) -> bytes:
+        start = self.ends[i - 1] if i else 0
+        return self.prefix + _U64.pack(self.seqs[i]) + self.buf[start : self.ends[i]]
+
+    def tail_equals(self, i: int, tail: memoryview) -> bool:
+        start = self.ends[i - 1] if i else 0
+        return self.ends[i] - start == len(tail) and self.buf[start : self.ends[i]] == tail
+
+    def append(self, seq: int, tail: bytes | memoryview, hashes: list[int]) -> None:
+        self.buf += tail
+        self.seqs.append(seq)
+        self.ends.append(len(self.buf))
+        for column, value in enumerate(hashes):
+            self.hashes[column].append(value)
+            self.sets[column].add(value)
+
+    def rebuild(self, rows: list[tuple[int, bytes, list[int]]]) -> None:
+        """Replace every row (dead head dropped) by `rows`, given in sequence order."""
+        self.buf = bytearray()
+        self.seqs = array("Q")
+        self.ends = array("Q")
+        self.head = 0
+        self.hashes = [array("I") for _ in self.hashes]
+        self.sets = [set() for _ in self.sets]
+        for seq, tail, hashes in rows:
+            self.append(seq, tail, hashes)
+
+    def rows(self) -> list[tuple[int, bytes, list[int]]]:
+        """Every live row as (seq, tail, hashes)."""
+        out = []
+        ends, buf = self.ends, self.buf
+        for i in range(self.head, len(self.seqs)):
+            start = ends[i - 1] if i else 0
+            out.append((self.seqs[i], bytes(buf[start : ends[i]]), [h[i] for h in self.hashes]))
+        return out
+
+    def compact(self) -> None:
+        """Drop the dead head rows' space: the buffer, offsets and hashes start at the first live row."""
+        head = self.head
+        if not head:
+            return
+        cut = self.ends[head - 1]
+        del self.buf[:cut]
+        self.seqs = self.seqs[head:]
+        self.ends = array("Q", [end - cut for end in self.ends[head:]])
+        self.hashes = [h[head:] for h in self.hashes]
+        self.sets = [set(h) for h in self.hashes]
+        self.head = 0
+
+
+class LogRows(Mapping[bytes, tuple[Any, ...]]):
+    """A log table's rows: reads as `RowMap` does (bytes → decoded row), stored per partition (module docstring).
+
+    Iteration is partition by partition (in the order partitions were created), each in sequence order.
+    """
+
+    CACHED = 256
+
+    def __init__(
+        self,
+        decode: Callable[[bytes], tuple[Any, ...]],
+        key_of_others: list[Callable[[tuple[Any, ...]], Key]],
+        key_columns: Callable[[bytes, int], tuple[Any, int]],
+        encode_tails: list[Callable[[Key], bytes]],
+    ) -> None:
+        self._decode = decode
+        self.encode_tails = encode_tails
+        #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
+        self.top: object = None
+        self._cache: dict[bytes, tuple[Any, ...]] = {}
+        self._count = 0
+        self.partitions: dict[str, Partition] = {}
+        #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
+        self.key_of_others = key_of_others
+        self._key_columns = key_columns
+
+    # -- locating a row from its bytes --------------------------------------------------------------------------
+
+    def _split(self, row_bytes: bytes) -> tuple[str, int, int]:
+        """(partition key, seq, offset of the tail) of a row's bytes."""
+        (length,) = _U32.unpack_from(row_bytes, 0)
+        end = 4 + length
+        key = row_bytes[4:end].decode("utf-8")
+        (seq,) = _U64.unpack_from(row_bytes, end)
+        return key, seq, end + 8
+
+    def locate(self, row_bytes: bytes) -> tuple[Partition, int] | None:
+        """The partition and position holding exactly these bytes, or None."""
+        try:
+            key, seq, tail_at = self._split(row_bytes)
+        except (struct.error, UnicodeDecodeError):
+            return None
+        part = self.partitions.get(key)
+        if part is None:
+            return None
+        i = part.find(seq)
+        if i < 0 or not part.tail_equals(i, memoryview(row_bytes)[tail_at:]):
+            return None
+        return part, i
+
+    def key_columns(self, row_bytes: bytes) -> tuple[Any, ...]:
+        """The leading columns of a row every index key is made of (checking a hash hit decodes no more)."""
+        return self._key_columns(row_bytes, 0)[0]  # type: ignore[no-any-return]
+
+    # -- Mapping --------------------------------------------------------------------------------------------------
+
+    def _read(self, row_bytes: bytes) -> tuple[Any, ...]:
+        row = self._cache.get(row_bytes)
+        if row is None:
+            row = self._decode(row_bytes)
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()
+            self._cache[row_bytes] = row
+        return row
+
+    def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]:
+        if row_bytes not in self._cache and self.locate(row_bytes) is None:
+            raise KeyError(row_bytes)
+        return self._read(row_bytes)
+
+    def get(self, row_bytes: bytes, default: Any = None) -> Any:
+        """The decoded row, or `default` when absent."""
+        if row_bytes in self._cache:
+            return self._cache[row_bytes]
+        return self._read(row_bytes) if self.locate(row_bytes) is not None else default
+
+    def __contains__(self, row_bytes: object) -> bool:
+        if not isinstance(row_bytes, bytes):
+            return False
+        return row_bytes in self._cache or self.locate(row_bytes) is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        for part in list(self.partitions.values()):
+            yield from [part.row_bytes(i) for i in range(part.head, len(part.seqs))]
+
+    def __len__(self) -> int:
+        return self._count
+
+    # -- writes ---------------------------------------------------------------------------------------------------
+
+    def _other_hashes(self, row: tuple[Any, ...]) -> list[int]:
+        return [
+            zlib.crc32(encode(key_of(row)[1:]))
+            for key_of, encode in zip(self.key_of_others, self.encode_tails, strict=True)
+        ]
+
+    def hash_of(self, slot: int, tail: Key) -> int | None:
+        """The stored hash of an index key after its partition column (None when the values do not fit its types).
+
+        CRC-32 of the key's bytes (`_tail_encoder`): the same in every process, so a snapshot keeps the hash arrays as
+        they are. A hit is always checked against the row's key, so collisions only cost a check."""
+        try:
+            return zlib.crc32(self.encode_tails[slot](tail))
+        except (TypeError, ValueError, OverflowError, AttributeError, UnicodeEncodeError):
+            return None
+
+    # -- snapshots --------------------------------------------------------------------------------------------------
+
+    def segments(self) -> list[Segment]:
+        """Every partition as its buffers (copies: a snapshot is written off the event loop while rows change)."""
+        out = []
+        for part in self.partitions.values():
+            part.compact()
+            out.append(
+                (
+                    part.prefix,
+                    part.seqs.tobytes(),
+                    part.ends.tobytes(),
+                    bytes(part.buf),
+                    [hashes.tobytes() for hashes in part.hashes],
+                )
+            )
+        return out
+
+    def load_segments(self, segments: Iterable[Segment]) -> None:
+        """Take partitions written by `segments` (a snapshot under today's schema) as they are: no row is decoded."""
+        for prefix, seqs, ends, buf, hashes in segments:
+            (length,) = _U32.unpack_from(prefix, 0)
+            key = prefix[4 : 4 + length].decode("utf-8")
+            part = Partition(key, prefix, len(self.key_of_others))
+            part.buf = bytearray(buf)
+            part.seqs.frombytes(seqs)
+            part.ends.frombytes(ends)
+            for column, stored in enumerate(hashes):
+                part.hashes[column].frombytes(stored)
+                part.sets[column] = set(part.hashes[column])
+            if len(part.seqs) != len(part.ends) or any(len(h) != len(part.seqs) for h in part.hashes):
+                raise ValueError(f"log segment of partition {key!r} is inconsistent")
+            if not part.seqs:
+                continue
+            old = self.partitions.get(key)
+            if old is not None:
+                raise ValueError(f"log partition {key!r} loaded twice")
+            self.partitions[key] = part
+            self._count += len(part.seqs)
+
+    def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
+        """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
+        with `full=False` only its leading key columns (a snapshot's row)."""
+        key, seq, tail_at = self._split(row_bytes)
+        if self.key_of_others:
+            hashes = self._other_hashes(self._key_columns(row_bytes, 0)[0] if row is None else row)
+        else:
+            hashes = []
+        part = self.partitions.get(key)
+        if part is None:
+            prefix = row_bytes[: tail_at - 8]
+            part = self.partitions[key] = Partition(key, prefix, len(self.key_of_others))
+        tail = memoryview(row_bytes)[tail_at:]
+        seqs = part.seqs
+        if len(seqs) == part.head or seq > seqs[-1]:
+            part.append(seq, tail, hashes)
+        elif part.head and seq == seqs[part.head - 1] and part.tail_equals(part.head - 1, tail):
+            part.head -= 1  # a trimmed row put back (a rollback): its slot is still there
+        else:
+            i = bisect_left(seqs, seq, part.head)
+            if i < len(seqs) and seqs[i] == seq:
+                if part.tail_equals(i, tail):
+                    return
+                raise ValueError(f"log table already holds ({key!r}, {seq})")
+            rows = part.rows()
+            rows.insert(i - part.head, (seq, bytes(tail), hashes))
+            part.rebuild(rows)
+        self._count += 1
+        if full and row is not None:
+            if len(self._cache) >= self.CACHED:
+                self._cache.clear()
+            self._cache[row_bytes] = row
+
+    def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
+        """Forget a row; the decoded row, or None when it was not there."""
+        found = self.locate(row_bytes)
+        if found is None:
+            return None
+        part, i = found
+        row = self._cache.pop(row_bytes, None)
+        if row is None:
+            row = self._decode(row_bytes)
+        self._count -= 1
+        last = len(part.seqs) - 1
+        if i == part.head:
+            part.head += 1
+            if part.head > last:
+                del self.partitions[part.key]
+            elif part.head >= COMPACT_AFTER and 2 * part.head >= len(part.seqs):
+                part.compact()
+        elif i == last:
+            start = part.ends[i - 1]
+            del part.buf[start:]
+            part.seqs.pop()
+            part.ends.pop()
+            for hashes in part.hashes:
+                hashes.pop()  # the set keeps the value: a filter may say "maybe" for a key that is gone
+        else:
+            rows = part.rows()
+            del rows[i - part.head]
+            part.rebuild(rows)
+        return row
+
+
+def _matches_low(key: Key, low: Key | None, inclusive: bool) -> bool:
+    """`low <= key` (or `<`), with `<` only: the bound's `TOP` orders itself through `__lt__`/`__gt__` alone."""
+    return low is None or (not key < low if inclusive else low < key)
+
+
+def _matches_high(key: Key, high: Key | None, inclusive: bool) -> bool:
+    """`key <= high` (or `<`), with `<` only (see `_matches_low`)."""
+    return high is None or (not high < key if inclusive else key < high)
+
+
+def _partitions_between(rows: LogRows, low: Key | None, high: Key | None) -> list[Partition]:
+    """Partitions that can hold keys in [low, high], sorted by partition key."""
+    if low and high and type(low[0]) is str and low[0] == high[0]:
+        part = rows.partitions.get(low[0])
+        return [] if part is None else [part]
+    return [rows.partitions[k] for k in sorted(rows.partitions)]
+
+
+class SeqIndex:
+    """The `(partition, seq)` unique index, or the `(partition,)` index, of a log table: answered from `seqs`."""
+
+    def __init__(self, rows: LogRows, columns: tuple[str, ...], positions: tuple[int, ...], unique: bool) -> None:
+        self.rows = rows
+        self.columns = columns
+        self.positions = positions
+        self.unique = unique
+        self.key_of: Callable[[tuple[Any, ...]], Key] = (
+            (lambda row: (row[0],)) if len(columns) == 1 else (lambda row: (row[0], row[1]))
+        )
+        self._entries = _Entries(self)
+
+    @property
+    def entries(self) -> Any:
+        """What the generic index's sorted map offers readers: `get(key)` and `items()`."""
+        return self._entries
+
+    def pairs(self) -> Iterator[tuple[Key, bytes]]:
+        """Every (key, row bytes) in key order."""
+        rows = self.rows
+        for name in sorted(rows.partitions):
+            part = rows.partitions[name]
+            for i in range(part.head, len(part.seqs)):
+                yield ((name,) if len(self.columns) == 1 else (name, part.seqs[i])), part.row_bytes(i)
+
+    def add(self, key: Key, row_bytes: bytes) -> None:
+        """Nothing to do: the row's place in its partition is the index."""
+
+    def load(self, entries: Iterable[tuple[Key, bytes]]) -> None:
+        """Nothing to do (see `add`)."""
+
+    def remove(self, key: Key, row_bytes: bytes) -> None:
+        """Nothing to do (see `add`)."""
+
+    def lookup(self, key: Key) -> Iterator[bytes]:
+        """Rows whose key equals `key`, or starts with it."""
+        if not key:
+            return self.range(None, None)
+        part = self.rows.partitions.get(key[0]) if type(key[0]) is str else None
+        if part is None:
+            return iter(())
+        if len(key) == 1:
+            return iter([part.row_bytes(i) for i in range(part.head, len(part.seqs))])
+        i = part.find(key[1]) if type(key[1]) is int else -1
+        return iter([part.row_bytes(i)] if i >= 0 else [])
+
+    def range(self, low: Key | None, high: Key | None, inclusive: tuple[bool, bool] = (True, True)) -> Iterator[bytes]:
+        """Rows with `low <= key <= high` in key order (None = unbounded)."""
+        out: list[bytes] = []
+        low_in, high_in = inclusive
+        width = len(self.columns)
+        span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
+        if span is not None:
+            part, first, stop = span
+            return iter([part.row_bytes(i) for i in range(first, stop)])
+        for part in _partitions_between(self.rows, low, high):
+            first, stop = _seq_bounds(part, low, high, low_in, high_in, width)
+            out.extend(part.row_bytes(i) for i in range(first, stop))
+        return iter(out)
+
+
+def _one_partition_span(
+    rows: LogRows, low: Key | None, high: Key | None, low_in: bool, high_in: bool
+) -> tuple[Partition, int, int] | None:
+    """The reducers' and resumes' range, `(p, a) .. (p, b | TOP)` or `(p,) .. (p, …)`, by bisecting `seqs` directly
+    (None: any other shape of bounds, for the general path)."""
+    if not low or not high or len(high) != 2 or low[0] != high[0] or type(low[0]) is not str:
+        return None
+    part = rows.partitions.get(low[0])
+    if part is None:
+        return None
+    seqs, head = part.seqs, part.head
+    if len(low) == 1:
+        if not low_in:
+            return None
+        first = head
+    elif len(low) == 2 and type(low[1]) is int:
+        first = (bisect_left if low_in else bisect_right)(seqs, low[1], head)
+    else:
+        return None
+    top = high[1]
+    if type(top) is int:
+        stop = (bisect_right if high_in else bisect_left)(seqs, top, first)
+    elif top is rows.top and high_in:
+        stop = len(seqs)
+    else:
+        return None
+    return part, first, max(first, stop)
+
+
+def _seq_bounds(
+    part: Partition, low: Key | None, high: Key | None, low_in: bool, high_in: bool, width: int
+) -> tuple[int, int]:
+    """The positions [first, stop) of a partition whose keys (width 1: `(p,)`, 2: `(p, seq)`) are within bounds."""
+    seqs, head, n = part.seqs, part.head, len(part.seqs)
+
+    def key(i: int) -> Key:
+        return (part.key,) if width == 1 else (part.key, seqs[i])
+
+    lo, hi = head, n
+    while lo < hi:  # first position satisfying the low bound (monotonic in position)
+        mid = (lo + hi) // 2
+        if _matches_low(key(mid), low, low_in):
+            hi = mid
+        else:
+            lo = mid + 1
+    first = lo
+    lo, hi = first, n
+    while lo < hi:  # first position past the high bound
+        mid = (lo + hi) // 2
+        if _matches_high(key(mid), high, high_in):
+            lo = mid + 1
+        else:
+            hi = mid
+    return first, lo
+
+
+class _Entries(Mapping[Key, Any]):
+    """`index.entries` of a log table's index, as the generic index's sorted map reads: key → the row's bytes, or a
+    set of them when several rows share the key. Built from the partitions when read (diagnostics, join mirrors)."""
+
+    def __init__(self, index: SeqIndex | HashIndex) -> None:
+        self._index = index
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """What `entries.get` answers (a unique check on every insert: no exception on a miss)."""
+        found = list(self._index.lookup(key)) if len(key) == len(self._index.columns) else []
+        if not found:
+            return default
+        return found[0] if len(found) == 1 else set(found)
+
+    def __getitem__(self, key: Key) -> Any:
+        found = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[Key]:
+        return (key for key, _ in self.items())
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.items())
+
+    def items(self) -> Any:
+        return iter(_grouped(self._index.pairs()).items())
+
+
+def _grouped(pairs: Iterable[tuple[Key, bytes]]) -> dict[Key, Any]:
+    grouped: dict[Key, Any] = {}
+    for key, row_bytes in pairs:
+        bucket = grouped.get(key)
+        if bucket is None:
+            grouped[key] = row_bytes
+        elif type(bucket) is bytes:
+            grouped[key] = {bucket, row_bytes}
+        else:
+            bucket.add(row_bytes)
+    return grouped
+
+
+class HashIndex:
+    """Another index of a log table, `(partition, columns…)`: a hash per row, keys checked on the decoded row."""
+
+    def __init__(
+        self,
+        rows: LogRows,
+        slot: int,
+        columns: tuple[str, ...],
+        positions: tuple[int, ...],
+        key_of: Callable[[tuple[Any, ...]], Key],
+    ) -> None:
+        self.rows = rows
+        self.slot = slot
+        self.columns = columns
+        self.positions = positions
+        self.unique = False
+        self.key_of = key_of
+        self._entries = _Entries(self)
+
+    @property
+    def entries(self) -> Any:
+        """What the generic index's sorted map offers readers: `get(key)` and `items()`."""
+        return self._entries
+
+    def pairs(self) -> Iterator[tuple[Key, bytes]]:
+        """Every (key, row bytes) in key order (rows decoded and sorted)."""
+        return iter(self._sorted(self.rows.partitions[name] for name in sorted(self.rows.partitions)))
+
+    def add(self, key: Key, row_bytes: bytes) -> None:
+        """Nothing to do: `LogRows.add` stored the row's hash."""
+
+    def load(self, entries: Iterable[tuple[Key, bytes]]) -> None:
+        """Nothing to do (see `add`)."""
+
+    def remove(self, key: Key, row_bytes: bytes) -> None:
+        """Nothing to do: `LogRows.discard` dropped the row's hash."""
+
+    def _sorted(self, parts: Iterable[Partition]) -> list[tuple[Key, bytes]]:
+        out = []
+        decode = self.rows.key_columns
+        for part in parts:
+            for i in range(part.head, len(part.seqs)):
+                row_bytes = part.row_bytes(i)
+                out.append((self.key_of(decode(row_bytes)), row_bytes))
+        out.sort(key=lambda pair: pair[0])
+        return out
+
+    def lookup(self, key: Key) -> Iterator[bytes]:
+        """Rows whose key equals `key` (by hash, then checked), or starts with it (decoded and sorted)."""
+        if len(key) < len(self.columns):
+            width = len(key)
+            pairs = self._sorted(_partitions_between(self.rows, key, key))
+            return iter([b for k, b in pairs if k[:width] == key])
+        part = self.rows.partitions.get(key[0]) if type(key[0]) is str else None
+        if part is None:
+            return iter(())
+        try:
+            wanted = self.rows.hash_of(self.slot, key[1:])
+        except TypeError:
+            return iter(())
+        if wanted is None or wanted not in part.sets[self.slot]:
+            return iter(())
+        hashes = part.hashes[self.slot]
+        out = []
+        i = part.head - 1
+        while True:
+            try:
+                i = hashes.index(wanted, i + 1)
+            except ValueError:
+                break
+            row_bytes = part.row_bytes(i)
+            if self.key_of(self.rows.key_columns(row_bytes)) == key:
+                out.append(row_bytes)
+        return iter(out)
+
+    def range(self, low: Key | None, high: Key | None, inclusive: tuple[bool, bool] = (True, True)) -> Iterator[bytes]:
+        """Rows with `low <= key <= high` in key order: decoded and sorted (no log plan ranges over these)."""
+        low_in, high_in = inclusive
+        pairs = self._sorted(_partitions_between(self.rows, low, high))
+        return iter([b for k, b in pairs if _matches_low(k, low, low_in) and _matches_high(k, high, high_in)])
+
+
+def log_store_parts(
+    table: TableDef,
+    decode: Callable[[bytes], tuple[Any, ...]],
+    key_columns: Callable[[bytes, int], tuple[Any, int]],
+    generic_key_of: Callable[[tuple[str, ...]], Callable[[tuple[Any, ...]], Key]],
+    top: object,
+) -> tuple[LogRows, dict[tuple[str, ...], Any]]:
+    """The rows and indexes of a log-shaped table (`is_log_shaped`), in `table.all_indexes()` order."""
+    first, second = table.columns[0][0], table.columns[1][0]
+    others = [group for group in table.all_indexes() if group not in ((first, second), (first,))]
+    types = dict(table.columns)
+    tails = [_tail_encoder(tuple(types[c] for c in group[1:])) for group in others]
+    rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails)
+    rows.top = top
+    indexes: dict[tuple[str, ...], Any] = {}
+    for group in table.all_indexes():
+        positions = tuple(table.column_index(c) for c in group)
+        if group in ((first, second), (first,)):
+            indexes[group] = SeqIndex(rows, group, positions, unique=len(group) == 2)
+        else:
+            indexes[group] = HashIndex(rows, others.index(group), group, positions, generic_key_of(group))
+    return rows, indexes
+
+
+def _tail_encoder(types: tuple[at.AlgebraicType, ...]) -> Callable[[Key], bytes]:
+    """The bytes an index key's columns after the partition are hashed from: one string column (an idempotency
+    key) as its UTF-8 bytes, called on every append twice; any other tail as its BSATN encoding."""
+    if types == (at.STRING,):
+        return _one_string
+    return bsatn.codec(at.product(*((None, t) for t in types))).encode
+
+
+def _one_string(tail: Key) -> bytes:
+    (value,) = tail
+    if type(value) is not str:
+        raise TypeError("str value expected")
+    return value.encode("utf-8")
+
+
+def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:
+    """Each row's bytes of snapshot segments, for a table read another way (an older schema, or no longer a log)."""
+    for prefix, seqs_bytes, ends_bytes, buf, _hashes in segments:
+        seqs, ends = array("Q"), array("Q")
+        seqs.frombytes(seqs_bytes)
+        ends.frombytes(ends_bytes)
+        start = 0
+        for seq, end in zip(seqs, ends, strict=True):
+            yield prefix + _U64.pack(seq) + buf[start:end]
+            start = end

@@ -1,0 +1,210 @@
+"""The log table kind (`host/logtable.py`) answers every read exactly as the generic row store does.
+
+A log-shaped table and the same table stored generically (`RowMap` and sorted indexes) are driven through the same
+random sequences of inserts, deletes, updates and rollbacks; after each step every read a plan or reducer can make
+(membership, decoded rows, point lookups, prefix lookups, seq ranges, the other index) must agree. Rows with equal
+keys of a non-unique index are compared as sets: the generic store keeps them in a set, i.e. in no order.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.host.datastore import TOP, TableStore
+from autopilot_sync.host.logtable import LogRows, is_log_shaped, segment_rows
+from autopilot_sync.host.snapshot import _CODEC_V1, _HEADER, MAGIC_V1, Snapshot, read_snapshot, write_snapshot
+from autopilot_sync.spacetime import algebraic as at
+
+COLUMNS = (("stream_id", at.STRING), ("seq", at.U64), ("key", at.STRING), ("payload", at.STRING))
+LOG = TableDef("events", COLUMNS, unique=(("stream_id", "seq"),), indexes=(("stream_id", "key"), ("stream_id",)))
+
+
+def _generic(table: TableDef) -> TableStore:
+    """The same table stored generically: shape rule switched off for this one store (a test double by name)."""
+    store = TableStore.__new__(TableStore)
+    original = is_log_shaped
+    import autopilot_sync.host.datastore as datastore_module
+
+    datastore_module.is_log_shaped = lambda _table: False  # type: ignore[assignment]
+    try:
+        store.__init__(table)  # type: ignore[misc]
+    finally:
+        datastore_module.is_log_shaped = original
+    return store
+
+
+def test_the_shape_rule_picks_partition_and_seq_tables_only() -> None:
+    assert is_log_shaped(LOG)
+    assert isinstance(TableStore(LOG).rows, LogRows)
+    assert not isinstance(_generic(LOG).rows, LogRows)
+    assert not is_log_shaped(TableDef("t", COLUMNS, primary_key="key", unique=(("stream_id", "seq"),)))
+    assert not is_log_shaped(TableDef("t", COLUMNS, unique=(("seq", "stream_id"),)))
+    assert not is_log_shaped(TableDef("t", COLUMNS, unique=(("stream_id", "seq"),), indexes=(("key",),)))
+    assert not is_log_shaped(TableDef("t", COLUMNS, unique=(("stream_id", "seq"),), event=True))
+    assert not is_log_shaped(TableDef("t", COLUMNS, unique=(("stream_id", "seq"), ("key",))))
+
+
+Op = tuple[str, int, int, int]
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "insert", "insert", "delete", "delete_head", "update", "rollback", "commit"]),
+        st.integers(0, 2),  # stream
+        st.integers(0, 30),  # seq
+        st.integers(0, 3),  # key (duplicates allowed: the index is not unique)
+    ),
+    max_size=60,
+)
+
+
+def _row(stream: int, seq: int, key: int, payload: str = "p") -> tuple[Any, ...]:
+    return (f"s{stream}", seq, f"k{key}", f"{payload}{seq}")
+
+
+def _as_set(found: Any) -> frozenset[bytes]:
+    return frozenset(found)
+
+
+def _reads_agree(log: TableStore, generic: TableStore) -> None:
+    assert len(log.rows) == len(generic.rows)
+    assert set(log.rows) == set(generic.rows)
+    for row_bytes in generic.rows:
+        assert row_bytes in log.rows
+        assert log.rows[row_bytes] == generic.rows[row_bytes]
+    assert sorted(log.rows.items()) == sorted(generic.rows.items())
+    for group in generic.indexes:
+        a, b = log.indexes[group], generic.indexes[group]
+        ordered = group == ("stream_id", "seq")
+        for stream in range(3):
+            for args in [(f"s{stream}",)]:
+                _same(list(a.lookup(args)), list(b.lookup(args)), ordered)
+            for seq_or_key in range(0, 32, 3):
+                value: Any = seq_or_key if group[-1] == "seq" else f"k{seq_or_key % 5}"
+                if len(group) == 2:
+                    _same(list(a.lookup((f"s{stream}", value))), list(b.lookup((f"s{stream}", value))), ordered)
+                    assert (a.entries.get((f"s{stream}", value)) is None) == (
+                        b.entries.get((f"s{stream}", value)) is None
+                    )
+            if group == ("stream_id", "seq"):
+                for low in (0, 5, 17):
+                    for inclusive in ((True, True), (False, True)):
+                        _same(
+                            list(a.range((f"s{stream}", low), (f"s{stream}", TOP), inclusive)),
+                            list(b.range((f"s{stream}", low), (f"s{stream}", TOP), inclusive)),
+                            True,
+                        )
+                    _same(
+                        list(a.range((f"s{stream}",), (f"s{stream}", low), (True, False))),
+                        list(b.range((f"s{stream}",), (f"s{stream}", low), (True, False))),
+                        True,
+                    )
+        _same(list(a.range(None, None)), list(b.range(None, None)), ordered)
+        _same(list(a.range(("s1",), None)), list(b.range(("s1",), None)), ordered)
+
+
+def _same(log_found: list[bytes], generic_found: list[bytes], ordered: bool) -> None:
+    if ordered:
+        assert log_found == generic_found
+    else:
+        assert sorted(log_found) == sorted(generic_found)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops)
+def test_a_log_table_reads_as_the_generic_store_on_random_operations(sequence: list[Op]) -> None:
+    from autopilot_sync.host.datastore import Datastore
+    from autopilot_sync.host.transaction import Transaction
+
+    stores = (TableStore(LOG), _generic(LOG))
+    assert isinstance(stores[0].rows, LogRows) and not isinstance(stores[1].rows, LogRows)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    txs = [Transaction(datastore), Transaction(datastore)]
+    for verb, stream, seq, key in sequence:
+        for i, store in enumerate(stores):
+            tx = txs[i]
+            if verb == "insert":
+                try:
+                    tx.insert(store, _row(stream, seq, key))
+                except Exception as exc:  # a duplicate (stream, seq) with other columns: both stores refuse it
+                    assert "unique_violation" in str(exc)
+            elif verb == "delete":
+                tx.delete_bytes(store, store.encode(_row(stream, seq, key)))
+            elif verb == "delete_head":
+                head = next(iter(store.indexes[("stream_id", "seq")].lookup((f"s{stream}",))), None)
+                if head is not None:
+                    tx.delete_bytes(store, head)
+            elif verb == "update":
+                old = next(iter(store.indexes[("stream_id", "seq")].lookup((f"s{stream}", seq))), None)
+                if old is not None:
+                    tx.delete_bytes(store, old)
+                    tx.insert(store, _row(stream, seq, key, "updated"))
+            elif verb == "rollback":
+                tx.rollback()
+            else:
+                txs[i] = Transaction(datastore)
+        _reads_agree(*stores)
+
+
+def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> None:
+    from autopilot_sync.host.datastore import Datastore
+    from autopilot_sync.host.transaction import Transaction
+
+    store = TableStore(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    for seq in range(1, 3001):
+        tx.insert(store, _row(0, seq, seq))
+    tx = Transaction(datastore)
+    trimmed = list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]
+    for row_bytes in trimmed:
+        assert tx.delete_bytes(store, row_bytes)
+    assert isinstance(store.rows, LogRows)
+    part = store.rows.partitions["s0"]
+    assert (len(part.seqs), part.head) == (1500, 500), "compacted once half the partition (1,500 rows) was dead"
+    assert [store.rows[b][1] for b in store.indexes[("stream_id",)].lookup(("s0",))] == list(range(2001, 3001))
+    assert list(store.indexes[("stream_id", "key")].lookup(("s0", "k2500"))) == [store.encode(_row(0, 2500, 2500))]
+    assert not list(store.indexes[("stream_id", "key")].lookup(("s0", "k5")))
+    tx.rollback()
+    assert [store.rows[b][1] for b in store.indexes[("stream_id",)].lookup(("s0",))] == list(range(1, 3001))
+    assert list(store.indexes[("stream_id", "key")].lookup(("s0", "k5"))) == [store.encode(_row(0, 5, 5))]
+
+
+def test_a_log_table_snapshot_is_its_buffers_and_loads_back_to_the_same_reads(tmp_path: Path) -> None:
+    from autopilot_sync.host.datastore import Datastore
+    from autopilot_sync.host.transaction import Transaction
+
+    store, generic = TableStore(LOG), _generic(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    for seq in range(1, 200):
+        for target in (store, generic):
+            tx.insert(target, _row(seq % 3, seq, seq % 7))
+    for row_bytes in list(store.indexes[("stream_id", "seq")].lookup(("s1",)))[:20]:  # a trimmed head
+        tx.delete_bytes(store, row_bytes)
+        tx.delete_bytes(generic, row_bytes)
+    assert isinstance(store.rows, LogRows)
+    path = write_snapshot(tmp_path, Snapshot(5, "h", {}, {"events": store.rows.segments()}))
+    loaded = read_snapshot(path)
+    assert loaded.tables == {} and list(loaded.logs) == ["events"]
+    fresh = TableStore(LOG)
+    assert isinstance(fresh.rows, LogRows)
+    fresh.rows.load_segments(loaded.logs["events"])
+    _reads_agree(fresh, generic)
+    assert sorted(segment_rows(loaded.logs["events"])) == sorted(generic.rows)
+
+
+def test_a_snapshot_written_before_log_tables_still_loads(tmp_path: Path) -> None:
+    rows = [TableStore(LOG).encode(_row(0, seq, seq)) for seq in (1, 2, 3)]
+    body = _CODEC_V1.encode((7, "h", [("events", rows)]))
+    path = tmp_path / "00000000000000000007.snap"
+    path.write_bytes(_HEADER.pack(MAGIC_V1, zlib.crc32(body)) + body)
+    loaded = read_snapshot(path)
+    assert (loaded.offset, loaded.tables, loaded.logs) == (7, {"events": rows}, {})
