@@ -31,6 +31,7 @@ async def _measure(calls: int, events: int) -> dict[str, float]:
     import jsmodule_bench as jb  # bench/ is on sys.path only here
 
     from autopilot_sync.host.call_outcome import CallStatus
+    from autopilot_sync.host.caller import Caller
     from autopilot_sync.host.engine import EngineConfig, HostEngine
     from autopilot_sync.host.js_module import JsModule
     from autopilot_sync.tsbuild.build import build_module
@@ -41,6 +42,8 @@ async def _measure(calls: int, events: int) -> dict[str, float]:
     twin = JsModule(built)
     engine = HostEngine(twin, scratch / "data", "bench", EngineConfig(fsync=False, snapshot_every=10**9))
     await engine.start()
+    named = await engine.call_reducer("set_trusted_issuer", (jb.ISSUER,), Caller(engine.owner_identity))
+    assert named.status is CallStatus.COMMITTED, named.message
     try:
         seq = 1
         for _ in range(10):

@@ -17,7 +17,6 @@ from desktop_stack import Stack, stream_state
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
 from autopilot_sync.devtools.stack import DATABASE
-from autopilot_sync.spacetime.identity import identity_from_claims
 
 RUN = "r1"
 STREAM = f"runtime.run.{RUN}.events"
@@ -109,8 +108,7 @@ async def test_trimmed_history_rebuilds_from_the_retained_floor_once(stack: Stac
 def owned_stack(tmp_path: Path) -> Iterator[Stack]:
     """A stack whose database owner is the producer's key (through control's tokens), as an operator would set it."""
     running = Stack(tmp_path)
-    owner = identity_from_claims(running.control_url, running.producer_key.public_key().hex)
-    running.host_env["AUTOPILOT_SYNC_HOST_OWNER_IDENTITY"] = owner.hex
+    running.owner_key = running.producer_key
     try:
         running.start()
         yield running

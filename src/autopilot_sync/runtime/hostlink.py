@@ -39,6 +39,7 @@ from autopilot_sync.client.errors import (
 from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, StateEvent, SyncClient, TokenGrant
 from autopilot_sync.client.results import ReducerCommitted, ReducerFailed
 from autopilot_sync.client.schema import ClientSchema
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.publisher import LinkError
 from autopilot_sync.runtime.retry import FailureKind, PublishFailure
@@ -260,6 +261,9 @@ def describe_failure(exc: BaseException) -> PublishFailure:
     if isinstance(exc, ConnectionRejectedError):
         # The host upgrades, then closes: 1008 is client_connected's refusal (its message says why), 1011 storage.
         if exc.code == 1008:
+            if parse_error_code(exc.reason) is SyncErrorCode.ISSUER_NOT_CONFIGURED:
+                # A fresh or reset database until its owner names control: wait for it, never dead-letter the gap.
+                return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
             return PublishFailure(FailureKind.AUTH_REJECTED, message)
         if exc.code == 1011:
             return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
