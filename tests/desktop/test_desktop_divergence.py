@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Desktop, Stack, stream_state
+from desktop_stack import Desktop, Stack, running_stack, stream_state
 
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
@@ -37,12 +37,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path)
-    try:
-        running.start(runtime=False)
+    with running_stack(tmp_path, runtime=False) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def append(stack: Stack, seq: int, tag: str = "") -> None:
