@@ -2,13 +2,14 @@
 table's `client_visibility_filter`s).
 
 Checked on the pure SQL layer (a property over random rows, senders and both filter shapes: single-table and a join),
-through the engine's subscription path (initial rows and deltas), and over real sockets against a host process:
-HTTP `/sql`, a subscription and a WebSocket one-off query of the Python SDK. Filters of different shapes (one
-single-table, one a join) are refused when the module loads, naming the table.
+and over real sockets against a host process: HTTP `/sql`, subscriptions (initial rows and deltas, for the join
+filters also the deltas a membership change causes) and a WebSocket one-off query of the Python SDK. Filters of
+different shapes (one single-table, one a join) are refused when the module loads, naming the table.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import textwrap
@@ -110,13 +111,32 @@ MODULE_SOURCE = textwrap.dedent(
 
     module = Module("notes", version="1")
     module.table("note", [("id", at.U64), ("owner", at.IDENTITY), ("shared", at.BOOL)], primary_key="id")
+    module.table("doc", [("id", at.U64), ("team", at.U64)], primary_key="id", indexes=[("team",)])
+    module.table(
+        "member",
+        [("id", at.U64), ("team", at.U64), ("who", at.IDENTITY), ("lead", at.IDENTITY)],
+        primary_key="id",
+        indexes=[("team",)],
+    )
     module.client_visibility_filter("note", {MINE!r})
     module.client_visibility_filter("note", {SHARED!r})
+    module.client_visibility_filter("doc", {MEMBER_OF!r})
+    module.client_visibility_filter("doc", {LEAD_OF!r})
 
 
     @module.reducer(("id", at.U64), ("shared", at.BOOL))
     def add_note(ctx, id, shared):
         ctx.db.note.insert((id, ctx.sender, shared))
+
+
+    @module.reducer(("id", at.U64), ("team", at.U64))
+    def add_doc(ctx, id, team):
+        ctx.db.doc.insert((id, team))
+
+
+    @module.reducer(("id", at.U64), ("team", at.U64), ("who", at.IDENTITY), ("lead", at.IDENTITY))
+    def add_member(ctx, id, team, who, lead):
+        ctx.db.member.insert((id, team, who, lead))
     """
 )
 
@@ -162,5 +182,30 @@ async def test_every_read_path_of_a_real_host_shows_the_union_of_a_tables_filter
                 assert seen == [4, 6, 7]
                 one_off = await b.one_off_query("SELECT * FROM note")
                 assert {row[0] for row in one_off.rows("note")} == {2, 3, 4, 6, 7}
+
+                # two join filters: bob sees the docs of teams he is a member of or leads, and follows membership
+                nobody = Identity(0)
+                await a.call("add_member", 1, 1, b.identity, nobody)  # bob is in team 1
+                await a.call("add_doc", 10, 1)
+                await a.call("add_doc", 20, 2)
+                docs: list[int] = []
+                await (await b.subscribe(["SELECT * FROM doc"])).applied()
+                assert {row[0] for row in b.cache.rows("doc")} == {10}
+                b.cache.on_insert("doc", lambda row: docs.append(row[0]))
+                await a.call("add_doc", 11, 1)
+                await a.call("add_doc", 21, 2)
+                await a.call("add_member", 2, 2, nobody, b.identity)  # now bob leads team 2: its docs appear
+                await b.call("add_note", 8, False)  # answered after the deltas of alice's calls
+                assert sorted(docs) == [11, 20, 21]
+                assert {row[0] for row in b.cache.rows("doc")} == {10, 11, 20, 21}
     finally:
         host.stop()
+
+
+def test_a_typescript_modules_rules_are_grouped_by_their_table_in_declaration_order() -> None:
+    from autopilot_sync.host.js_module import _filters_by_table
+
+    definition = notes_module(MINE, MEMBER_OF, SHARED, LEAD_OF).module_def()
+    assert definition.row_level_security == (MINE, SHARED, MEMBER_OF, LEAD_OF)  # as the module groups them
+    reordered = dataclasses.replace(definition, row_level_security=(MINE, MEMBER_OF, SHARED, LEAD_OF))
+    assert _filters_by_table(reordered) == {"note": (MINE, SHARED), "doc": (MEMBER_OF, LEAD_OF)}
