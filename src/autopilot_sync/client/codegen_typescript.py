@@ -130,7 +130,13 @@ class _Schema:
             for index, name in self.type_names.items():
                 if isinstance(self.typespace[index], ProductType | SumType):
                     self.by_structure.setdefault(self.typespace[index], name.replace(".", "_"))
-            self.tables = tuple(sorted((self._table(raw) for raw in document["tables"]), key=lambda t: t.name))
+            tables = [self._table(raw) for raw in document["tables"]]
+            # a view is read like a table (the SDK caches its rows under its name): no key, no index
+            for export in document.get("misc_exports", []):
+                view = export.get("View")
+                if view is not None and (columns := self._view_columns(at.from_json(view["return_type"]))):
+                    tables.append(_Table(str(view["name"]), columns, (), (), ()))
+            self.tables = tuple(sorted(tables, key=lambda t: t.name))
             self.reducers = tuple(
                 sorted(
                     (
@@ -157,6 +163,21 @@ class _Schema:
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise TypeScriptCodegenError(f"not a RawModuleDefV9 document: {exc!r:.200}") from None
+
+    def _view_columns(self, returns: AlgebraicType) -> tuple[tuple[str, AlgebraicType], ...]:
+        """The columns of a view's rows (it returns an array or an option of a product); none for another shape."""
+        while isinstance(returns, RefType):
+            returns = self.typespace[returns.index]
+        if isinstance(returns, ArrayType):
+            row = returns.element
+        elif at.is_option(returns):
+            assert isinstance(returns, SumType)
+            row = returns.variants[0].type
+        else:
+            return ()
+        while isinstance(row, RefType):
+            row = self.typespace[row.index]
+        return self._fields(row) if isinstance(row, ProductType) else ()
 
     def _fields(self, ty: AlgebraicType) -> tuple[tuple[str, AlgebraicType], ...]:
         if not isinstance(ty, ProductType):

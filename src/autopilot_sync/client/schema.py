@@ -21,7 +21,7 @@ import aiohttp
 
 from autopilot_sync.client.errors import AuthenticationError, SchemaError
 from autopilot_sync.spacetime import bsatn, moduledef
-from autopilot_sync.spacetime.algebraic import AlgebraicType, ProductType
+from autopilot_sync.spacetime.algebraic import AlgebraicType, ArrayType, ProductType, SumType, is_option
 from autopilot_sync.spacetime.errors import DecodeError
 
 #: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
@@ -211,12 +211,36 @@ def _parse(definition: moduledef.ModuleDef, row_types: Mapping[str, RowFactory])
         tables[table.name] = TableSchema(
             table.name, row_type, typespace, table.primary_key, table.public, factory, codec
         )
+    for view in definition.views:
+        # A view reads like a table (SpacetimeDB's SDKs cache its rows under its name); no primary key: rows are
+        # keyed by their bytes.
+        view_row = _view_row_type(view.return_type, typespace)
+        if view_row is None or view.name in tables:
+            continue
+        factory = row_types.get(view.name) or namedtuple(class_name(view.name), view_row.field_names(), rename=True)
+        tables[view.name] = TableSchema(
+            view.name, view_row, typespace, (), view.is_public, factory, bsatn.codec(view_row, typespace)
+        )
     reducers = {
         r.name: ReducerSchema(r.name, r.params, typespace, r.lifecycle.value if r.lifecycle else None)
         for r in definition.reducers
     }
     procedures = {p.name: ProcedureSchema(p.name, p.params, p.return_type, typespace) for p in definition.procedures}
     return ClientSchema(tables, reducers, typespace, definition, procedures)
+
+
+def _view_row_type(returns: AlgebraicType, typespace: tuple[AlgebraicType, ...]) -> ProductType | None:
+    """The row type of a view returning an array or an option of rows (None for any other return type)."""
+    returns = moduledef.resolve(returns, typespace)
+    if isinstance(returns, ArrayType):
+        inner = returns.element
+    elif is_option(returns):
+        assert isinstance(returns, SumType)
+        inner = returns.variants[0].type
+    else:
+        return None
+    row = moduledef.resolve(inner, typespace)
+    return row if isinstance(row, ProductType) else None
 
 
 async def fetch_schema_json(

@@ -16,6 +16,7 @@ limit bounds how long a module can stall the host.
 from __future__ import annotations
 
 import logging
+import struct
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from typing import Any
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError, StartInfo
 from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import BadArgumentsError
 from autopilot_sync.host.js_syscalls import (
     HOST_CALL_FAILURE,
@@ -43,7 +45,8 @@ from autopilot_sync.host.procedure_call import (
     ProcedureTxError,
 )
 from autopilot_sync.host.sql.plan import SqlError
-from autopilot_sync.host.transaction import HostReducerContext
+from autopilot_sync.host.transaction import HostReducerContext, Transaction
+from autopilot_sync.host.view_call import ViewAnswer, ViewCallError, row_type_of
 from autopilot_sync.jsmodule import (
     JsModuleError,
     JsModuleLoadError,
@@ -113,6 +116,7 @@ class JsModule:
         self._procedure_ids = {procedure.name: i for i, procedure in enumerate(self._definition.procedures)}
         self._procedure: _RunningProcedure | None = None
         self._arg_codecs: dict[str, bsatn.Codec] = {}
+        self._view_rows: dict[str, bsatn.Codec] = {}
         self._restarts_seen = self.runner.restarts
 
     @property
@@ -205,6 +209,42 @@ class JsModule:
             if running.ctx is not None:
                 self._end_procedure_tx(running, commit=False)
 
+    def call_view(self, view: md.ViewDef, sender: Identity | None, datastore: Datastore) -> ViewAnswer:
+        """Run `view` in the runner over `datastore` as it is now: a read-only pass (writes refused), for `sender`
+        (`__call_view__`) or for everyone (`__call_view_anon__`, `sender` None). Contained as a reducer call is (time
+        and heap limits, a crash gets a fresh runner); every failure is a `ViewCallError` with the module's words."""
+        if view.params.elements:
+            raise ViewCallError(f"view {view.name} takes parameters; this host serves views without parameters")
+        codec = self._view_rows.get(view.name)
+        if codec is None:
+            try:
+                row_type = row_type_of(view, self._definition.typespace)
+            except md.ModuleDefError as exc:
+                raise ViewCallError(str(exc)) from None
+            codec = self._view_rows[view.name] = bsatn.codec(row_type)
+        if self._procedure is not None or (self._syscalls is not None and self._syscalls.reducer is not None):
+            # The runner is inside another call, waiting for a syscall's answer: a view frame now would be read as
+            # that answer. Views are called between transactions (subscribe, queries, commit delivery), never here.
+            raise ViewCallError(f"view {view.name} called while another module call is running")
+        try:
+            self._check_fresh_runner()
+        except JsModulePanicError as exc:
+            raise ViewCallError(str(exc)) from None
+        syscalls = self._syscalls_on(datastore)
+        caller = Caller(sender if sender is not None else Identity(0))
+        syscalls.begin(Transaction(datastore), caller, f"view {view.name}", read_only=True)
+        try:
+            body = self.runner.call_view(view.index, b"", sender=None if view.is_anonymous else caller.identity.value)
+            reads = syscalls.reads
+        except JsModuleError as exc:
+            raise ViewCallError(f"view {view.name} failed: {exc}") from None
+        finally:
+            syscalls.end()
+        try:
+            return _view_answer(body, codec, reads)
+        except (DecodeError, UnicodeDecodeError) as exc:
+            raise ViewCallError(f"view {view.name} answered with bytes that do not decode: {exc}") from None
+
     def _procedure_syscall(self, fn: str) -> tuple[Any, bytes]:
         """`procedure_*`: open, commit or abort the procedure's transaction; outbound HTTP is refused."""
         if fn == "procedure_http_request":
@@ -275,12 +315,15 @@ class JsModule:
     # ----- internals -----
 
     def _syscalls_for(self, ctx: HostReducerContext) -> EngineSyscalls:
+        return self._syscalls_on(ctx.transaction.datastore)
+
+    def _syscalls_on(self, datastore: Datastore) -> EngineSyscalls:
         # Built on the first call (the engine's datastore does not exist when the module is loaded), and again if
         # the module is hosted by another engine later (a restarted or re-published database).
-        if self._syscalls is None or self._syscalls.datastore is not ctx.transaction.datastore:
+        if self._syscalls is None or self._syscalls.datastore is not datastore:
             self._syscalls = EngineSyscalls(
                 self._definition,
-                ctx.transaction.datastore,
+                datastore,
                 table_source_names=self._table_sources,
                 index_source_names=self._index_sources,
                 identity=self._identity,
@@ -334,6 +377,33 @@ class _Dispatch:
 
     def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         return self._module.answer(fn, args, body)
+
+
+#: `ViewResultHeader` tags (the library's `lib/autogen/types.ts`): rows follow, or a query to run instead.
+_VIEW_ROW_DATA, _VIEW_RAW_SQL = 0, 1
+
+
+def _view_answer(body: bytes, row: bsatn.Codec, reads: frozenset[str]) -> ViewAnswer:
+    """Split a view's answer: `RowData` then a BSATN array of rows (each row's bytes kept as sent), or `RawSql`."""
+    if not body:
+        raise DecodeError("empty answer")
+    if body[0] == _VIEW_RAW_SQL:
+        (length,) = struct.unpack_from("<I", body, 1)
+        if 5 + length != len(body):
+            raise DecodeError("RawSql: string length does not match the answer")
+        return ViewAnswer(sql=body[5:].decode(), reads=reads)
+    if body[0] != _VIEW_ROW_DATA:
+        raise DecodeError(f"unknown ViewResultHeader tag {body[0]}")
+    (count,) = struct.unpack_from("<I", body, 1)
+    rows = []
+    at = 5
+    for _ in range(count):
+        _, end = row.decode_prefix(body, at)
+        rows.append(body[at:end])
+        at = end
+    if at != len(body):
+        raise DecodeError(f"{len(body) - at} trailing bytes after the rows")
+    return ViewAnswer(rows=tuple(rows), reads=reads)
 
 
 def _source_names(description: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]:

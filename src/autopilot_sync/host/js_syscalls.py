@@ -95,6 +95,8 @@ class _Call:
     reducer: str
     iterators: dict[int, list[bytes]]
     next_iterator: int = 1
+    #: a view's call: writes are refused and the tables it reads are recorded here (None for a reducer's call)
+    reads: set[str] | None = None
 
 
 class EngineSyscalls:
@@ -142,9 +144,19 @@ class EngineSyscalls:
 
     # ----- call bracketing -----
 
-    def begin(self, tx: Transaction, caller: Caller, reducer: str) -> None:
-        """Syscalls from now on act on `tx` for `caller` (one call at a time, as transactions are)."""
-        self._call = _Call(tx, caller, reducer, {})
+    def begin(self, tx: Transaction, caller: Caller, reducer: str, *, read_only: bool = False) -> None:
+        """Syscalls from now on act on `tx` for `caller` (one call at a time, as transactions are).
+
+        `read_only` (a view's call): every write is refused, and the tables the call reads are recorded in `reads`
+        (the subscription engine re-runs a view only after a commit that touched one of them).
+        """
+        self._call = _Call(tx, caller, reducer, {}, reads=set() if read_only else None)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """The tables the current read-only call has read so far (empty for a reducer's call)."""
+        call = self._call
+        return frozenset(call.reads) if call is not None and call.reads is not None else frozenset()
 
     def end(self) -> None:
         """The call is over: its iterators are dropped and syscalls answer `NOT_IN_TRANSACTION`."""
@@ -170,7 +182,20 @@ class EngineSyscalls:
         call = self._call
         if call is None:
             raise SyscallRefusedError(NOT_IN_TRANSACTION, f"{fn} called outside of a transaction")
+        if call.reads is not None:
+            self._note_read_only_call(call, fn, args)
         return method(self, call, args, body)
+
+    def _note_read_only_call(self, call: _Call, fn: str, args: list[Any]) -> None:
+        """A view's syscall: refuse a write (the view's `ctx.db` is read-only; a module reaching the raw syscall gets
+        the host-call failure), and record the table a read touches."""
+        assert call.reads is not None
+        if fn in _WRITES:
+            raise SyscallRefusedError(HOST_CALL_FAILURE, f"{fn}: a view is read-only and cannot write")
+        if fn in _TABLE_READS and args:
+            call.reads.add(self._store(args).table.name)
+        elif fn in _INDEX_READS and args:
+            call.reads.add(self._slot(args[0]).store.table.name)
 
     # ----- names and ids -----
 
@@ -470,3 +495,19 @@ _DISPATCH: dict[str, Callable[[EngineSyscalls, _Call, list[Any], bytes], tuple[A
     "volatile_nonatomic_schedule_immediate": EngineSyscalls._schedule_immediate,
     "get_jwt_payload": EngineSyscalls._jwt_payload,
 }
+
+#: Syscalls that write (refused in a view's read-only call).
+_WRITES = frozenset(
+    {
+        "datastore_insert_bsatn",
+        "datastore_update_bsatn",
+        "datastore_delete_by_index_scan_point_bsatn",
+        "datastore_delete_by_index_scan_range_bsatn",
+        "datastore_delete_all_by_eq_bsatn",
+        "datastore_clear",
+        "volatile_nonatomic_schedule_immediate",
+    }
+)
+#: Reads naming a table id (first argument) or an index id: what a view's read set is made of.
+_TABLE_READS = frozenset({"datastore_table_row_count", "datastore_table_scan_bsatn"})
+_INDEX_READS = frozenset({"datastore_index_scan_point_bsatn", "datastore_index_scan_range_bsatn"})

@@ -58,6 +58,12 @@ from autopilot_sync.host.sql import (
     plan_row_bytes,
 )
 from autopilot_sync.host.transaction import CommittedTx, TableChange
+from autopilot_sync.host.view_call import ViewCallError
+from autopilot_sync.host.view_subscriptions import Answers as ViewAnswers
+from autopilot_sync.host.view_subscriptions import ViewRows, view_plans
+from autopilot_sync.host.view_subscriptions import all_rows as all_view_rows
+from autopilot_sync.host.view_subscriptions import load as load_views
+from autopilot_sync.host.view_subscriptions import refresh as refresh_views
 from autopilot_sync.spacetime.messages import (
     BsatnRowList,
     EventTableRows,
@@ -133,6 +139,8 @@ class _Shape:
     newest_since: int = 0
     #: one query (the common case): its rows are its filter's, shared as they are
     single: bool = False
+    #: the rows it holds of each view it reads, by view name (None: it reads no view; see `view_subscriptions`)
+    views: dict[str, ViewRows] | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -391,6 +399,8 @@ class SubscriptionManager(_JoinMixin):
         # join queries, filed under both their tables, and the (table, column) mirrors they read (with use counts)
         self._joins: dict[str, set[_Query]] = {}
         self._mirrors: dict[tuple[str, int], tuple[JoinMirror, int]] = {}
+        # shapes that read a view: each commit may call their views again
+        self._view_shapes: dict[_Shape, None] = {}
 
     # ----- requests -----
 
@@ -432,9 +442,24 @@ class SubscriptionManager(_JoinMixin):
                 f"too many queries without an indexable term on this connection: {held + unindexed} > "
                 f"{self.limits.max_unindexed_queries_per_connection}; filter on a column with = or a range",
             )
+        by_view = view_plans(plans)
+        view_state = None
+        if by_view:
+            existing = self._shapes.get(_shape_key(query_set_id, plans))
+            view_state = existing.views if existing is not None else None
+            if view_state is None:
+                try:
+                    view_state = load_views(by_view, self._datastore, {})
+                except ViewCallError as exc:
+                    return SubscriptionError(request_id, query_set_id, str(exc))
         rows = self._current_rows(plans)
         since = self._current_offset()
         shape = self._shape(query_set_id, plans)
+        if view_state is not None:
+            if shape.views is None:
+                shape.views = view_state
+                self._view_shapes[shape] = None
+            rows = QueryRows(rows.tables + all_view_rows([shape.views]))
         query_set = _QuerySet(client, shape, since, tuple(plans))
         shape.members[query_set] = None
         shape.newest_since = max(shape.newest_since, since)
@@ -484,6 +509,8 @@ class SubscriptionManager(_JoinMixin):
         if unindexed:
             self._unindexed_counts[client] -= unindexed
         rows = self._current_rows(query_set.plans) if send_dropped_rows else None
+        if rows is not None and query_set.shape.views is not None:
+            rows = QueryRows(rows.tables + all_view_rows([query_set.shape.views]))
         until = self._current_offset()
         if until <= self._delivered_offset():
             self._leave(query_set)
@@ -519,6 +546,8 @@ class SubscriptionManager(_JoinMixin):
     def _current_rows(self, plans: Iterable[SelectPlan]) -> QueryRows:
         by_table: dict[str, dict[bytes, None]] = {}
         for plan in plans:
+            if plan.view is not None:
+                continue  # a view's rows are the shape's (`view_subscriptions`)
             seen = by_table.setdefault(plan.table.name, {})
             if plan.table.event:
                 continue  # event tables hold no rows: a subscription starts empty
@@ -549,12 +578,15 @@ class SubscriptionManager(_JoinMixin):
         shape.members.pop(query_set, None)
         if not shape.members and self._shapes.get(shape.key) is shape:
             del self._shapes[shape.key]
+            self._view_shapes.pop(shape, None)
             for query in shape.queries:
                 self._unfile(query)
 
     # ----- indexes -----
 
     def _file(self, query: _Query) -> None:
+        if query.plan.view is not None:
+            return  # not routed by rows: the shape calls the view after each commit
         if query.plan.join is not None:
             self._file_join(query)
             return
@@ -577,6 +609,8 @@ class SubscriptionManager(_JoinMixin):
         found.shapes[query.shape] = found.shapes.get(query.shape, 0) + 1
 
     def _unfile(self, query: _Query) -> None:
+        if query.plan.view is not None:
+            return
         if query.plan.join is not None:
             self._unfile_join(query)
             return
@@ -696,13 +730,16 @@ class SubscriptionManager(_JoinMixin):
                     into.deletes.update(pending.deletes)
         if join_rows:
             tx = self._merge_join_rows(tx, join_rows, touched, event_tables)
-        if not touched:
+        view_updates = self._view_updates(tx) if self._view_shapes else {}
+        if not touched and not view_updates:
             return {}
         packer = _Packer(tx)
         # per client, its updates in shape order; shapes with equal rows share one tuple of table updates
         per_client: dict[Client, list[QuerySetUpdate]] = {}
         tables_cache: dict[int, tuple[TableUpdate, ...]] = {}  # by identity of the pending dict (alive in touched)
         for shape, tables in touched.items():
+            if view_updates and shape in view_updates:
+                continue  # below, with its views' differences
             table_updates = tables_cache.get(id(tables))
             if table_updates is None:
                 table_updates = tables_cache[id(tables)] = self._table_updates(packer, tables, event_tables)
@@ -716,6 +753,21 @@ class SubscriptionManager(_JoinMixin):
                     per_client[query_set.client] = [update]
                 else:
                     held.append(update)
+        for shape, of_views in view_updates.items():
+            changed = touched.get(shape)
+            of_tables = () if changed is None else self._table_updates(packer, changed, event_tables)
+            update = QuerySetUpdate(shape.query_set_id, of_tables + of_views)
+            # a view's difference goes to every member (each holds the shape's rows of it), the tables' only to
+            # members subscribed before this transaction
+            late = QuerySetUpdate(shape.query_set_id, of_views)
+            check_since = bool(of_tables) and shape.newest_since >= offset
+            for query_set in shape.members:
+                chosen = late if check_since and query_set.since_offset >= offset else update
+                held = per_client.get(query_set.client)
+                if held is None:
+                    per_client[query_set.client] = [chosen]
+                else:
+                    held.append(chosen)
         # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
         shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
@@ -725,6 +777,18 @@ class SubscriptionManager(_JoinMixin):
             if found is None:
                 found = shared[key] = tuple(updates)
             out[client] = found
+        return out
+
+    def _view_updates(self, tx: CommittedTx) -> dict[_Shape, tuple[TableUpdate, ...]]:
+        """Each view-reading shape's differences after this transaction (each view called at most once)."""
+        changed = {change.table for change in tx.changes}
+        answers: ViewAnswers = {}
+        out: dict[_Shape, tuple[TableUpdate, ...]] = {}
+        for shape in self._view_shapes:
+            assert shape.views is not None
+            found = refresh_views(shape.views, changed, self._datastore, answers)
+            if found:
+                out[shape] = found
         return out
 
     @staticmethod
@@ -788,7 +852,10 @@ def _filter_key(plan: SelectPlan) -> Hashable:
 
 
 def _unindexed(plan: SelectPlan) -> bool:
-    """Whether no index routes rows to this query (so every change to its table must test it)."""
+    """Whether no index routes rows to this query (so every change to its table must test it). A query over a view
+    counts too: a commit touching what the view read calls the view again, whatever the WHERE."""
+    if plan.view is not None:
+        return True
     return plan.join is None and _index_key(plan) is None and _range_key(plan) is None
 
 

@@ -292,6 +292,15 @@ class JsModuleRunner:
         _, body = self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
         return body
 
+    def call_view(self, view_index: int, args: bytes, *, sender: int | None, timeout_s: float | None = None) -> bytes:
+        """Run view `view_index` (its index among the module's views of its kind): `__call_view__` for `sender`, or
+        `__call_view_anon__` when `sender` is None. Returns the library's `ViewResultHeader` and rows as BSATN."""
+        header: Header = {"t": "view", "id": view_index, "anon": sender is None}
+        if sender is not None:
+            header["sender"] = str(sender)
+        _, body = self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+        return body
+
     def _exchange(self, request: Header, body: bytes, timeout_s: float) -> tuple[Header, bytes]:
         self.start()
         child = self._child

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.sql import views
 from autopilot_sync.host.sql.plan import And, Comparison, Or, Predicate, SelectPlan, SqlContext, SqlError
 from autopilot_sync.spacetime.values import Identity
 
@@ -49,6 +50,8 @@ def _compile(sql: str, ctx: SqlContext, *, one_off: bool) -> SelectPlan:
 
 def _current(plan: SelectPlan, datastore: Datastore) -> bool:
     """Whether the plan's tables are the ones the datastore holds now."""
+    if plan.view is not None:
+        return views.is_current(plan, datastore)
     store = datastore.tables.get(plan.table.name)
     if store is None or store.table is not plan.table:
         return False
@@ -155,6 +158,8 @@ def apply_visibility(plan: SelectPlan, ctx: SqlContext) -> SelectPlan:
     filters to the tables a filter joins as well). A query that is itself a join may read filtered tables only when
     their filters have no join (this host evaluates one join per query), else it is refused with that reason.
     """
+    if plan.view is not None:
+        return plan  # a view decides what it shows (row-level security applies to the tables it reads, not to it)
     rules = {table: _rule(table, ctx) for table in plan.tables()}
     if not any(rules.values()):
         return plan

@@ -12,6 +12,7 @@ from autopilot_sync.host.sql.compile import compile_query
 from autopilot_sync.host.sql.joins import join_row_bytes, join_rows
 from autopilot_sync.host.sql.plan import Row, SelectPlan, SqlContext
 from autopilot_sync.host.sql.scan import matching_bytes, matching_rows
+from autopilot_sync.host.sql.views import view_rows
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.sats_json import to_untyped_json
 from autopilot_sync.spacetime.values import Identity
@@ -30,7 +31,11 @@ class QueryResult:
 def execute(plan: SelectPlan, datastore: Datastore) -> QueryResult:
     """Run a compiled plan against the current state."""
     started = time.perf_counter_ns()
-    if plan.join is not None:
+    if plan.view is not None:
+        found = view_rows(plan, datastore)
+        if plan.limit is not None and plan.count_alias is None:
+            found = found[: plan.limit]
+    elif plan.join is not None:
         unlimited = plan if plan.count_alias is None else dataclasses.replace(plan, limit=None)
         found = join_rows(unlimited, datastore)
     else:
@@ -77,6 +82,8 @@ def sql_json_result(
 def plan_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes]:
     """The bytes of every row a whole-row plan selects (as `plan_rows`), without decoding rows when an index answers
     the predicate alone: a subscription's initial rows, sent as stored."""
+    if plan.view is not None:
+        return [row_bytes for row_bytes, _ in view_rows(plan, datastore)]
     found = (
         join_row_bytes(plan, datastore) if plan.join is not None else matching_bytes(plan, datastore[plan.table.name])
     )
@@ -87,6 +94,8 @@ def plan_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes]:
 
 def plan_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]:
     """Every (bytes, row) a whole-row plan selects, join or not (a joined row may repeat, once per partner)."""
+    if plan.view is not None:
+        return view_rows(plan, datastore)
     if plan.join is not None:
         return join_rows(plan, datastore)
     return matching_rows(plan, datastore[plan.table.name])

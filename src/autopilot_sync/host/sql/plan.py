@@ -15,6 +15,7 @@ from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.algebraic import AlgebraicType
+from autopilot_sync.spacetime.moduledef import ViewDef
 from autopilot_sync.spacetime.values import Identity
 
 Row = tuple[Any, ...]
@@ -139,6 +140,15 @@ class JoinSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ViewSource:
+    """The view a plan reads instead of a stored table (`sql/views.py`), and whose rows: the caller's for a view of
+    its caller, None for an anonymous view (the same rows for everyone)."""
+
+    view: ViewDef
+    sender: Identity | None
+
+
+@dataclass(frozen=True, slots=True)
 class SelectPlan:
     """A compiled query over one table.
 
@@ -153,6 +163,7 @@ class SelectPlan:
     count_alias: str | None = None
     limit: int | None = None
     join: JoinSpec | None = None
+    view: ViewSource | None = None
 
     @property
     def returns_rows(self) -> bool:

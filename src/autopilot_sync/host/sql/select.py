@@ -16,6 +16,7 @@ from sqlglot import exp
 
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.sql import views
 from autopilot_sync.host.sql.literals import literal, orderable, type_name
 from autopilot_sync.host.sql.parse import DIALECT, parse_select
 from autopilot_sync.host.sql.plan import (
@@ -29,6 +30,7 @@ from autopilot_sync.host.sql.plan import (
     SelectPlan,
     SqlContext,
     SqlError,
+    ViewSource,
     conjuncts,
 )
 from autopilot_sync.spacetime.algebraic import AlgebraicType
@@ -63,14 +65,17 @@ def _compile_select(sql: str, select: exp.Select, ctx: SqlContext, one_off: bool
         raise SqlError("A FROM clause is required")
     table, alias = _relvar(source.this, ctx)
     joins = select.args.get("joins") or []
+    view = _view_of(table, ctx)
     if joins:
+        if view is not None:
+            raise SqlError(f"Unsupported: a join with the view `{table.name}`; query the view alone")
         return _compile_join(sql, select, table, alias, joins, ctx, one_off)
     scope = _Scope(table, {table.name, *([alias] if alias else [])})
     projection, count_alias = _compile_projection(select.expressions, scope, one_off)
     where = select.args.get("where")
     predicate = _compile_predicate(where.this, scope, ctx) if where is not None else None
     limit = _compile_limit(select.args.get("limit"), one_off)
-    return SelectPlan(sql, table, predicate, projection, count_alias, limit)
+    return SelectPlan(sql, table, predicate, projection, count_alias, limit, view=view)
 
 
 def _relvar(table_expr: exp.Expression, ctx: SqlContext) -> tuple[TableDef, str | None]:
@@ -78,9 +83,19 @@ def _relvar(table_expr: exp.Expression, ctx: SqlContext) -> tuple[TableDef, str 
         raise SqlError(f"Unsupported FROM expression: {table_expr.sql(DIALECT)}")
     table_name = table_expr.name
     store = ctx.datastore.tables.get(table_name)
+    if store is None and (found := views.lookup(table_name, ctx)) is not None:
+        return found[0], table_expr.alias or None
     if store is None or (not store.table.public and not ctx.private_visible):
         raise SqlError(f"no such table: `{table_name}`. If the table exists, it may be marked private.")
     return store.table, table_expr.alias or None
+
+
+def _view_of(table: TableDef, ctx: SqlContext) -> ViewSource | None:
+    """The view a table found by `_relvar` stands for (None for a stored table)."""
+    if table.name in ctx.datastore.tables:
+        return None
+    found = views.lookup(table.name, ctx)
+    return found[1] if found is not None else None
 
 
 def _compile_join(
@@ -104,6 +119,8 @@ def _compile_join(
     if len(joins) > 1:
         raise SqlError(f"Invalid number of tables in subscription: {len(joins) + 1}")
     other, other_alias = _relvar(join.this, ctx)
+    if _view_of(other, ctx) is not None:
+        raise SqlError(f"Unsupported: a join with the view `{other.name}`; query the view alone")
     left_name, right_name = alias or table.name, other_alias or other.name
     if left_name == right_name:
         raise SqlError(f"Duplicate name `{right_name}`")

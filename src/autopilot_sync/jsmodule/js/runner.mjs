@@ -314,6 +314,19 @@ function serve() {
           nextLocalIter = LOCAL_ITER;
         }
         writeFrame({ t: 'ok' }, ret);
+      } else if (header.t === 'view') {
+        // A view: a read-only function of the caller (`__call_view__`) or of nobody (`__call_view_anon__`); the
+        // answer is the library's ViewResultHeader followed by the rows (or a query to run instead).
+        let ret;
+        try {
+          ret = header.anon
+            ? hooks.__call_view_anon__(header.id, body)
+            : hooks.__call_view__(header.id, BigInt(header.sender), body);
+        } finally {
+          localIters.clear();
+          nextLocalIter = LOCAL_ITER;
+        }
+        writeFrame({ t: 'ok' }, ret instanceof Uint8Array ? ret : ret.data);
       } else if (header.t === 'ping') {
         writeFrame({ t: 'ok' });
       } else {
