@@ -1,12 +1,13 @@
 """The subscription engine's CPU per commit: `SubscriptionManager.on_commit` for one reader of a stream.
 
-`python -m bench.commit_listener [--calls 2000] [--readers 1] [--profile]` runs the sync module in process with fsync
-off, grants `--readers` identities the stream, subscribes the first one with the resume query (which row-level
-security turns into a join with `stream_reader`), appends `--calls` one-event calls, and times each `on_commit`
-with the event loop thread's CPU clock; `--profile` prints a cProfile of it instead (cProfile inflates small calls:
-use it for shares, the plain run for numbers). Why its own script: the receipt phase of `bench.percall` spends most of
-its host time elsewhere (frames, the reducer, the socket), so a change to the join evaluation is judged here; compare
-code versions alternating, with the old tree on `PYTHONPATH` (see `bench/percall.py`).
+`python -m bench.commit_listener [--calls 2000] [--readers 1] [--subscribers 1] [--profile]` runs the sync module
+in process with fsync off, grants `--readers` identities the stream, subscribes the first one with the resume query
+(which row-level security turns into a join with `stream_reader`; `--subscribers` clients of it hold that query),
+appends `--calls` one-event calls, and times each `on_commit` with the event loop thread's CPU clock; `--profile`
+prints a cProfile of it instead (cProfile inflates small calls: use it for shares, the plain run for numbers). Why
+its own script: the receipt phase of `bench.percall` spends most of its host time elsewhere (frames, the reducer,
+the socket), so a change to the join evaluation is judged here; compare code versions alternating, with the old
+tree on `PYTHONPATH` (see `bench/percall.py`).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ async def _call(engine: HostEngine, name: str, args: tuple[Any, ...]) -> None:
         raise RuntimeError(outcome.message)
 
 
-async def run(calls: int, readers: int, profiler: cProfile.Profile | None) -> list[float]:
-    """CPU microseconds of each `on_commit` over `calls` appends; every one must reach the subscriber."""
+async def run(calls: int, readers: int, profiler: cProfile.Profile | None, subscribers: int = 1) -> list[float]:
+    """CPU microseconds of each `on_commit` over `calls` appends; every one must reach the subscriber (with
+    `subscribers` > 1, that many clients of the first reader hold the same resume query: the fan-out's share)."""
     with tempfile.TemporaryDirectory(prefix="apsync-commit-listener-") as scratch:
         engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
         await engine.start()
@@ -74,9 +76,11 @@ async def run(calls: int, readers: int, profiler: cProfile.Profile | None) -> li
             engine.add_commit_listener(listener)
             granted = [READER] + [Identity(100 + n) for n in range(readers - 1)]
             await _call(engine, "grant_stream_readers", ("cl-1", granted))
-            applied = manager.subscribe("reader", 1, 1, [resume_query("cl-1", 0)], sender=READER)
-            if not isinstance(applied, SubscribeApplied):
-                raise RuntimeError(str(applied))
+            for n in range(subscribers):
+                client = "reader" if n == 0 else f"reader-{n}"
+                applied = manager.subscribe(client, 1, 1, [resume_query("cl-1", 0)], sender=READER)
+                if not isinstance(applied, SubscribeApplied):
+                    raise RuntimeError(str(applied))
             times.clear()
             reached = 0
             for seq in range(1, calls + 1):
@@ -93,9 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--readers", type=int, default=1)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--subscribers", type=int, default=1, help="clients holding the first reader's query")
     args = parser.parse_args(argv)
     profiler = cProfile.Profile() if args.profile else None
-    times = asyncio.run(run(args.calls, args.readers, profiler))
+    times = asyncio.run(run(args.calls, args.readers, profiler, args.subscribers))
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
         return 0

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.client.auth import exchange_websocket_token
-from autopilot_sync.client.connection import Connection, connect, subscribe_url
+from autopilot_sync.client.connection import Connection, ConnectOptions, connect, subscribe_url
 from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.client.session import PROTOCOL_V2
@@ -165,9 +165,17 @@ class Ours:
         return grant.token
 
     async def connect(
-        self, producer: bool = False, session: aiohttp.ClientSession | None = None, url: str | None = None
+        self,
+        producer: bool = False,
+        session: aiohttp.ClientSession | None = None,
+        url: str | None = None,
+        handshake_timeout: float | None = None,
     ) -> Connection:
-        """An SDK connection (no compression, the schema fetched once and reused)."""
+        """An SDK connection (no compression, the schema fetched once and reused); `handshake_timeout` replaces the
+        SDK's 10 s from the 101 to `InitialConnection` (the storm's, on a loaded machine)."""
+        options = None
+        if handshake_timeout is not None:
+            options = ConnectOptions(Compression.NONE, handshake_timeout=handshake_timeout)
         conn = await connect(
             url or self.url,
             DATABASE,
@@ -175,6 +183,7 @@ class Ours:
             compression=Compression.NONE,
             schema=self.schema,
             session=session,
+            options=options,
         )
         self.schema = conn.schema
         return conn

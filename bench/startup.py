@@ -7,6 +7,13 @@ first on `PYTHONPATH` (e.g. an exported older tree, byte-compiled), so two versi
 machine; `this` is the checkout running the script. CPU time is what to compare on a shared machine (wall time
 includes waiting for a core); both are printed as medians with the load average.
 
+The host keeps start-up verdicts in its cache directory (`AUTOPILOT_SYNC_HOST_CACHE_DIR`, default
+`~/.cache/autopilot-sync`), so after the first round a fresh data directory starts as on a machine where the host ran
+before; `--cold` gives every start its own empty home directory instead (the first start on a new machine).
+
+`--history DIR` starts each host on a copy of DIR (a host data directory, e.g. one holding 10,000 commits and no
+snapshot, as bench row f's) with snapshots off, so the start replays the whole log: the restart-with-history path.
+
 `--importtime FILE` instead writes `python -X importtime` of one host start to FILE (the start-up profile).
 """
 
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,16 +53,30 @@ def host_env(data_dir: Path, src: str | None) -> dict[str, str]:
     return env
 
 
-def start_once(src: str | None, *, restart: bool = False) -> tuple[float, float]:
-    """One host start on a fresh directory (with `restart`, on one an unmeasured start left behind): (wall seconds
-    to ready, CPU seconds at ready)."""
+def start_once(
+    src: str | None, *, restart: bool = False, cold: bool = False, history: Path | None = None
+) -> tuple[float, float]:
+    """One host start on a fresh directory (with `restart`, on one an unmeasured start left behind; with `cold`, with
+    an empty home directory, so an empty cache directory; with `history`, on a copy of that data directory):
+    (wall seconds to ready, CPU seconds at ready)."""
     with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        if history is not None:
+            shutil.copytree(history, Path(tmp) / "host")
         if restart:
-            _start(src, Path(tmp))
-        return _start(src, Path(tmp))
+            _start(src, Path(tmp), cold, history is not None)
+        return _start(src, Path(tmp), cold, history is not None)
 
 
-def _start(src: str | None, tmp: Path) -> tuple[float, float]:
+#: Snapshots off, so a start on a copied history replays its whole log (as bench row f's restart).
+NO_SNAPSHOTS = {"AUTOPILOT_SYNC_HOST_SNAPSHOT_EVERY_COMMITS": str(10**9)}
+
+
+def _start(src: str | None, tmp: Path, cold: bool = False, history: bool = False) -> tuple[float, float]:
+    env = host_env(tmp / "host", src)
+    if cold:
+        env["HOME"] = str(tmp / "home")
+    if history:
+        env.update(NO_SNAPSHOTS)
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "autopilot_sync", "host", "--log-level", "WARNING"],
@@ -62,7 +84,7 @@ def _start(src: str | None, tmp: Path) -> tuple[float, float]:
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=host_env(tmp / "host", src),
+        env=env,
     )
     assert process.stdout is not None
     try:
@@ -90,6 +112,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tree", action="append", default=[], help="NAME=SRC_DIR: a variant run from SRC_DIR")
     parser.add_argument("--restart", action="store_true", help="measure the second start on one data directory")
+    parser.add_argument("--history", type=Path, help="start each host on a copy of this data directory")
+    parser.add_argument("--cold", action="store_true", help="every start with an empty home (so cache) directory")
     parser.add_argument("--importtime", help="write `-X importtime` of one start to this file and exit")
     args = parser.parse_args()
     if args.importtime:
@@ -112,8 +136,10 @@ def main() -> None:
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     for _ in range(args.rounds):
         for name, src in variants:
-            results[name].append(start_once(src, restart=args.restart))
+            results[name].append(start_once(src, restart=args.restart, cold=args.cold, history=args.history))
     store = "a restart of an empty store" if args.restart else "an empty store"
+    store = f"a copy of {args.history}" if args.history else store
+    store += ", empty cache directory" if args.cold else ""
     print(f"host ready on {store}, {args.rounds} interleaved rounds, load average {os.getloadavg()}")
     for name, runs in results.items():
         walls = [wall for wall, _ in runs]

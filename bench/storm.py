@@ -8,8 +8,10 @@ process's CPU time per client (user + system, from /proc), which is what a host-
 benchmark process (the clients) shares the machine's two cores. With `--profile` py-spy records the host during
 the first round (collapsed stacks for a `.txt` name, speedscope for `.json`, else an SVG flame graph).
 
-To compare code versions, run it with the old tree first on `PYTHONPATH` (the host child inherits it), e.g.
-`git archive HEAD~1 src | tar -x -C /tmp/old` then `PYTHONPATH=/tmp/old/src python -m bench.storm`, alternating.
+To compare code versions, `--old /tmp/old/src` (made with `git archive HEAD~1 src | tar -x -C /tmp/old`) starts a
+second host and control with that tree on `PYTHONPATH` (the children inherit it) and alternates the storms between
+the two hosts in one run, flipping the order every round; it prints the medians per host. The clients always run
+this tree's SDK, so what differs is the host alone.
 """
 
 from __future__ import annotations
@@ -17,26 +19,35 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from autopilot_sync.client.errors import ConnectError
 from bench.ours import Ours, resume_query
 from bench.percall import start_profiler
 from bench.proc_cpu import process_cpu_seconds
 from bench.stats import round_report
 from bench.suite import _more_files, payload
-from bench.workloads.storm import BEHIND, HELD
+from bench.workloads.storm import BEHIND, HANDSHAKE_TIMEOUT, HELD
 
 
-async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float]:
-    """One storm: (seconds until all live, host CPU ms per client, benchmark-process CPU ms per client)."""
+async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int]:
+    """One storm: (seconds until all live or failed, host CPU ms per client, benchmark-process CPU ms per client,
+    clients that failed: a `ConnectError` such as the SDK's 10 s handshake timeout)."""
     conns: list[Any] = []
+    failed = 0
 
     async def one() -> None:
-        conn = await ours.connect()
+        nonlocal failed
+        try:
+            conn = await ours.connect(handshake_timeout=HANDSHAKE_TIMEOUT)
+        except ConnectError:
+            failed += 1
+            return
         conns.append(conn)
         await (await conn.subscribe([resume_query(stream, HELD - BEHIND)])).applied()
         if conn.cache.count("sync_event") != BEHIND:
@@ -50,42 +61,66 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
         seconds = time.perf_counter() - started
         host = (process_cpu_seconds(ours.host_pid) - host_cpu) / clients * 1000
         own = (time.process_time() - own_cpu) / clients * 1000
-        return seconds, host, own
+        return seconds, host, own, failed
     finally:
         await asyncio.gather(*(conn.close() for conn in conns), return_exceptions=True)
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="apsync-storm-") as scratch:
-        ours = Ours(Path(scratch) / "ours")
+def start_host(root: Path, pythonpath: str | None) -> Ours:
+    """Our host and control under `root`, with `pythonpath` (a tree's `src`) on the children's `PYTHONPATH`."""
+    inherited = os.environ.get("PYTHONPATH")
+    if pythonpath is not None:
+        os.environ["PYTHONPATH"] = pythonpath
+    try:
+        ours = Ours(root)
         ours.start()
+    finally:
+        if inherited is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = inherited
+    return ours
+
+
+async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="apsync-storm-") as scratch:
+        hosts: dict[str, Ours] = {}
         try:
+            if args.old is not None:
+                hosts["old"] = start_host(Path(scratch) / "old", str(args.old))
+            hosts["new"] = start_host(Path(scratch) / "new", None)
             stream = "storm-1"
-            await ours.fill(stream, HELD, payload(0))
-            await ours.token(False)
-            warm = await ours.connect()
-            await warm.close()
-            rows: list[dict[str, float]] = []
+            for ours in hosts.values():
+                await ours.fill(stream, HELD, payload(0))
+                await ours.token(False)
+                warm = await ours.connect()
+                await warm.close()
+            rows: dict[str, list[dict[str, float]]] = {name: [] for name in hosts}
             for round_no in range(args.rounds):
-                profiler = start_profiler(ours.host_pid, args.profile) if args.profile and round_no == 0 else None
-                if profiler is not None:
-                    await asyncio.sleep(1.0)  # py-spy attaches
-                seconds, host, own = await storm_round(ours, stream, args.clients)
-                if profiler is not None:
-                    profiler.send_signal(2)
-                    profiler.wait(60)
-                await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish before the next round
-                row = {
-                    "seconds": seconds,
-                    "clients_per_s": args.clients / seconds,
-                    "host_cpu_ms_per_client": host,
-                    "bench_cpu_ms_per_client": own,
-                }
-                print(json.dumps(row), file=sys.stderr)
-                rows.append(row)
+                order = list(hosts.items()) if round_no % 2 == 0 else list(hosts.items())[::-1]
+                for name, ours in order:
+                    first = args.profile and round_no == 0 and name == "new"
+                    profiler = start_profiler(ours.host_pid, args.profile) if first else None
+                    if profiler is not None:
+                        await asyncio.sleep(1.0)  # py-spy attaches
+                    seconds, host, own, failed = await storm_round(ours, stream, args.clients)
+                    if profiler is not None:
+                        profiler.send_signal(2)
+                        profiler.wait(60)
+                    await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish before the next round
+                    row = {
+                        "seconds": seconds,
+                        "clients_per_s": args.clients / seconds,
+                        "host_cpu_ms_per_client": host,
+                        "bench_cpu_ms_per_client": own,
+                        "failed_clients": failed,
+                    }
+                    print(json.dumps({"host": name} | row), file=sys.stderr)
+                    rows[name].append(row)
         finally:
-            ours.stop()
-    return round_report(rows)
+            for ours in hosts.values():
+                ours.stop()
+    return {name: round_report(found) for name, found in rows.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=500, help="clients per storm")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output of the first round")
+    parser.add_argument("--old", type=Path, default=None, help="an old tree's src: storms alternate between both")
     with _more_files():
         results = asyncio.run(run(parser.parse_args(argv)))
-    print(json.dumps(results["median"] | {"load_average": results["load_average"]}))
+    medians = {name: found["median"] | {"load_average": found["load_average"]} for name, found in results.items()}
+    print(json.dumps(medians))
     return 0
 
 

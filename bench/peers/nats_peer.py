@@ -27,6 +27,9 @@ NAME = "nats"
 DURABILITY_DEFAULT = "JetStream file store, ack after write(2), fsync on a 2-minute timer (2.15 default)"
 DURABILITY_ALWAYS = "JetStream file store, fsync before every ack (2.15, sync_interval: always)"
 DUPLICATE_WINDOW_SECONDS = 3600.0
+#: NATS 2.15 gives every stream a default limit of 1,000 consumers (a value <= 0 means that default, not unlimited);
+#: the storm's 2,000 clients each hold an ordered consumer on one stream, so the bench's streams set their own.
+MAX_CONSUMERS = 100_000
 
 
 @dataclass
@@ -81,10 +84,14 @@ class NatsPeer:
         return client, client.jetstream()
 
     async def add_stream(self, js: JetStreamContext, name: str) -> str:
-        """A file-backed stream `name` on subject `<name>.events`; returns the subject."""
+        """A file-backed stream `name` on subject `<name>.events` (up to `MAX_CONSUMERS`); returns the subject."""
         subject = f"{name}.events"
         await js.add_stream(
-            name=name, subjects=[subject], storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_SECONDS
+            name=name,
+            subjects=[subject],
+            storage=StorageType.FILE,
+            duplicate_window=DUPLICATE_WINDOW_SECONDS,
+            max_consumers=MAX_CONSUMERS,
         )
         return subject
 

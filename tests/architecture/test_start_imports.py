@@ -7,13 +7,18 @@ subcommand through the `autopilot-sync` group as click does when it runs it, and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
 
 from autopilot_sync.cli import SUBCOMMANDS, main
+from autopilot_sync.settings.environment import service_environment
+from autopilot_sync.settings.fields import ListenAddress
+from autopilot_sync.settings.host import HostSettings
 
 #: What a service's start must not import: the other services and the tools (verification, ops, dbcli, devtools).
 OTHER_SERVICES = ("host", "control", "runtime", "desktop", "exporter", "verification", "ops", "dbcli", "devtools")
@@ -57,3 +62,51 @@ def test_importing_the_host_server_loads_no_token_or_sql_library() -> None:
     script = "import json, sys\nimport autopilot_sync.host.server\nprint(json.dumps(sorted(sys.modules)))\n"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
     assert sorted(set(NOT_AT_HOST_START) & set(json.loads(done.stdout))) == []
+
+
+#: What a real host start on the sync module loads before its `ready` line must not include: the token libraries,
+#: libsecp256k1 (Nostr keys are built with the first proof), the TypeScript module layer (a Python module is
+#: served) and, on a restart of the same data directory or a first start whose cache directory holds the filters'
+#: verdict, the SQL parser.
+NOT_BEFORE_READY = (
+    "joserfc",
+    "cryptography.x509",
+    "coincurve",
+    "autopilot_sync.host.js_module",
+    "autopilot_sync.jsmodule",
+)
+
+
+def modules_loaded_before_ready(data_dir: Path, cache_dir: Path, log: Path) -> set[str]:
+    """Start `autopilot-sync host` under `-X importtime` on `data_dir`; the modules it imported before `ready`."""
+    fields = {
+        "listen": ListenAddress("127.0.0.1", 0),
+        "data_dir": data_dir,
+        "cache_dir": cache_dir,
+        "module": "autopilot_sync.module",
+    }
+    env = {**os.environ, **service_environment(HostSettings, fields), "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-X", "importtime", "-m", "autopilot_sync", "host", "--log-level", "WARNING"]
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+        assert process.stdout is not None
+        try:
+            ready = any(" ready: " in line for line in process.stdout)
+        finally:
+            process.kill()  # not terminate: what a graceful stop imports would land in the log after `ready`
+            process.wait(timeout=30)
+    text = log.read_text()
+    assert ready, text[-2000:]
+    return {line.split("|")[-1].strip() for line in text.splitlines() if line.startswith("import time:")}
+
+
+def test_a_host_start_loads_no_token_key_or_typescript_library_before_ready(tmp_path: Path) -> None:
+    first = modules_loaded_before_ready(tmp_path / "data", tmp_path / "cache", tmp_path / "first.log")
+    assert "autopilot_sync.host.server" in first
+    assert "sqlglot" in first  # nothing recorded anywhere yet: the filters are compiled
+    assert sorted(set(NOT_BEFORE_READY) & first) == []
+    # A new data directory whose cache directory holds the verdict, then a restart with an empty cache directory.
+    other = modules_loaded_before_ready(tmp_path / "other", tmp_path / "cache", tmp_path / "other.log")
+    restart = modules_loaded_before_ready(tmp_path / "data", tmp_path / "no-cache", tmp_path / "restart.log")
+    assert sorted({*NOT_BEFORE_READY, "sqlglot"} & other) == []
+    assert sorted({*NOT_BEFORE_READY, "sqlglot"} & restart) == []

@@ -17,6 +17,8 @@ from autopilot_sync.examples.chat import module
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import CommitLog, list_segments
 from autopilot_sync.host.engine import EngineConfig, HostEngine
+from autopilot_sync.host.hosted_module import hosted
+from autopilot_sync.host.recovery import check_meta
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 ALICE = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})
@@ -196,3 +198,11 @@ async def test_a_single_segment_log_upgrades_in_place_and_is_deleted_once_snapsh
     assert len(names(reopened)) == 80
     assert reopened.recovery.records_read == reopened.offset - reopened.recovery.snapshot_offset
     await reopened.stop()
+
+
+def test_a_restart_of_an_unchanged_module_does_not_rewrite_meta_json(tmp_path: Path) -> None:
+    first = check_meta(tmp_path, hosted(module), "chat")
+    before = (tmp_path / "meta.json").stat()
+    assert check_meta(tmp_path, hosted(module), "chat") == first
+    after = (tmp_path / "meta.json").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)  # no new file renamed over it

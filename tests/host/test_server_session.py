@@ -19,7 +19,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import EMPTY_V3_FRAME, CloseReason, SendBounds, ServerSession
 from autopilot_sync.host.transaction import CommittedTx, TableChange
-from autopilot_sync.spacetime.frames import Compression, split_server_body
+from autopilot_sync.spacetime.frames import Compression, EncodedMessage, split_server_body
 from autopilot_sync.spacetime.messages import (
     CallProcedure,
     CallProcedureFlags,
@@ -122,6 +122,22 @@ def test_answers_wait_for_durability_and_leave_in_request_order() -> None:
     session.release(5)
     assert _sent(session) == [SubscribeApplied(1, 10, NO_ROWS), OneOffQueryResult(2, NO_ROWS)]
     assert not session.holding
+
+
+def test_an_update_skips_the_queue_only_when_nothing_waits_ahead_of_it_and_it_fits_the_bounds() -> None:
+    backend = BackendDouble(offset=5, durable_offset=4)
+    session = _session(backend)
+    update = EncodedMessage.of(OneOffQueryResult(9, NO_ROWS))
+    assert session.alone_frame(update) == update.frame(Compression.NONE)
+    session.receive_binary(_frame(OneOffQuery(1, "SELECT * FROM t")))  # held until offset 5 is durable
+    assert session.holding and session.alone_frame(update) is None
+    session.release(5)
+    assert session.wants_write and session.alone_frame(update) is None  # the answer leaves first
+    assert _sent(session) == [OneOffQueryResult(1, NO_ROWS)]
+    assert session.alone_frame(update) is not None
+    assert _session(backend, bounds=SendBounds(max_bytes=len(update) - 1)).alone_frame(update) is None
+    session.close(CloseReason.SEND_QUEUE_FULL)
+    assert session.alone_frame(update) is None
 
 
 def test_an_answer_that_depends_on_no_state_still_waits_behind_an_earlier_held_one() -> None:

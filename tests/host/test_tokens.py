@@ -52,6 +52,17 @@ def test_key_is_created_once_with_mode_0600_and_reused(tmp_path: Path) -> None:
     assert [p.name for p in (tmp_path / "data").iterdir()] == [KEY_FILE_NAME]
 
 
+def test_signed_token_verifies_with_an_independent_jose_library_whatever_its_claims() -> None:
+    key = SigningKey.generate()
+    claims = {"iss": "x", "sub": "ü", "aud": ["db"], "iat": 1, "big": 2**70, "nested": {"a": [1, None, 2.5]}}
+    token = key.sign(claims)
+    decoded = jwt.decode(token, ECKey.import_key(key.public_pem), algorithms=["ES256"])
+    assert decoded.header == {"typ": "JWT", "alg": "ES256"}
+    assert decoded.claims == claims
+    assert key.verifies(token)
+    assert not SigningKey.generate().verifies(token)
+
+
 def test_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     SigningKey.load_or_create(tmp_path)
     os.chmod(tmp_path / KEY_FILE_NAME, 0o644)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from autopilot_sync.bindings.module import Module
-from autopilot_sync.host.engine import HostEngine
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.sql import VisibilityFilterError
-from autopilot_sync.host.sql.verdict import VERDICT_FILE
+from autopilot_sync.host.sql.verdict import CACHE_KEPT, CACHE_SUBDIR, VERDICT_FILE, remember_in_cache
 from autopilot_sync.spacetime import algebraic as at
 
 BAD_FILTER = "SELECT * FROM secret WHERE no_such_column = :sender"
@@ -80,21 +80,27 @@ ENGINE_SCRIPT = textwrap.dedent(
     import sys
     from pathlib import Path
     from autopilot_sync.bindings.module import Module
-    from autopilot_sync.host.engine import HostEngine
+    from autopilot_sync.host.engine import EngineConfig, HostEngine
     from autopilot_sync.spacetime import algebraic as at
 
     module = Module("bad_filter", version="1")
     module.table("secret", [("id", at.U64), ("owner", at.IDENTITY)], primary_key="id")
     module.client_visibility_filter("secret", {GOOD_FILTER!r})
-    HostEngine(module, Path(sys.argv[1]), "good")
+    cache_dir = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    HostEngine(module, Path(sys.argv[1]), "good", EngineConfig(cache_dir=cache_dir))
     print("sqlglot" in sys.modules)
     """
 )
 
 
-def _engine_imported_sqlglot(data_dir: Path) -> bool:
+def _engine_imported_sqlglot(data_dir: Path, cache_dir: Path | None = None) -> bool:
+    cache = [str(cache_dir)] if cache_dir is not None else []
     done = subprocess.run(
-        [sys.executable, "-c", ENGINE_SCRIPT, str(data_dir)], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", ENGINE_SCRIPT, str(data_dir), *cache],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return done.stdout.strip() == "True"
 
@@ -116,3 +122,28 @@ def test_a_damaged_record_only_costs_a_recompile(tmp_path: Path) -> None:
     (tmp_path / VERDICT_FILE).write_bytes(b"\xff not a digest")
     assert _engine_imported_sqlglot(tmp_path)
     assert not _engine_imported_sqlglot(tmp_path)
+
+
+def test_a_first_start_on_a_new_data_directory_skips_the_compile_its_cache_directory_recorded(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    assert _engine_imported_sqlglot(tmp_path / "first", cache)  # compiled, recorded in the data and cache directories
+    assert (cache / CACHE_SUBDIR).is_dir()
+    assert not _engine_imported_sqlglot(tmp_path / "second", cache)  # a new data directory: the cache's verdict
+    assert (tmp_path / "second" / VERDICT_FILE).is_file()  # ... copied, so its restarts need no cache
+    assert _engine_imported_sqlglot(tmp_path / "third", tmp_path / "other-cache")  # no verdict there: compiled
+
+
+def test_a_cached_verdict_never_stands_for_a_filter_that_does_not_compile(tmp_path: Path) -> None:
+    config = EngineConfig(cache_dir=tmp_path / "cache")
+    HostEngine(_module_with(GOOD_FILTER), tmp_path / "good", "good", config)
+    with pytest.raises(VisibilityFilterError):
+        HostEngine(_module_with(BAD_FILTER), tmp_path / "bad", "bad", config)
+    assert len(list((tmp_path / "cache" / CACHE_SUBDIR).iterdir())) == 1  # only the good filters' verdict
+
+
+def test_the_cache_directory_keeps_only_the_newest_verdicts(tmp_path: Path) -> None:
+    for number in range(CACHE_KEPT + 5):
+        remember_in_cache(tmp_path, f"{number:064x}")
+    kept = {path.name for path in (tmp_path / CACHE_SUBDIR).iterdir()}
+    assert len(kept) == CACHE_KEPT
+    assert f"{CACHE_KEPT + 4:064x}" in kept

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import gzip
 import os
 import socket
@@ -286,6 +287,56 @@ async def test_connection_refused_by_client_connected_is_upgraded_then_closed_wi
     good = await connect(host)
     await good.call(1, "add_person", "still-here", 1)
     assert isinstance((await good.expect(ReducerResult)).result, ReducerOk)
+
+
+@pytest.fixture
+async def two_handshakes_host(tmp_path: Path) -> AsyncIterator[Host]:
+    async for running in _host(tmp_path, dataclasses.replace(OPTIONS, max_pending_handshakes=2)):
+        yield running
+
+
+async def test_upgrades_beyond_the_handshake_limit_wait_for_a_slot_and_all_connect(
+    two_handshakes_host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A reconnect storm: every upgrade past `max_pending_handshakes` waits before its 101, so no more than that many
+    # sockets are between their upgrade and `InitialConnection` at once; a refused one gives its slot back.
+    host = two_handshakes_host
+    in_handshake = 0
+    most = 0
+    real_connect = host.engine.connect
+
+    async def slow_connect(caller: Any, origin: Any = None) -> None:
+        nonlocal in_handshake, most
+        in_handshake += 1
+        most = max(most, in_handshake)
+        try:
+            await asyncio.sleep(0.02)  # client_connected's durable wait, stretched so the handshakes overlap
+            await real_connect(caller, origin)
+        finally:
+            in_handshake -= 1
+
+    monkeypatch.setattr(host.engine, "connect", slow_connect)
+    banned = host.tokens.key.sign(
+        {
+            "iss": host.tokens.issuer,
+            "sub": "banned",
+            "aud": list(host.tokens.audience),
+            "iat": int(time.time()),
+            "exp": None,
+            "hex_identity": identity_from_claims(host.tokens.issuer, "banned").hex,
+        }
+    )
+    refused = [
+        await host.session.ws_connect(host.url, protocols=(V3_PROTOCOL,), params={"token": banned}) for _ in range(3)
+    ]
+    clients = await asyncio.gather(*(connect(host) for _ in range(12)))
+    assert most == 2
+    assert host.online() == 12
+    assert host.hub.rejections == {"client_connected": 3}
+    for client in clients:
+        await client.ws.close()
+    for ws in refused:
+        await ws.close()
 
 
 # ----- subscriptions and reducers -----

@@ -25,6 +25,7 @@ import aiohttp
 if TYPE_CHECKING:
     from joserfc import jwk
 
+from autopilot_sync.auth.client_tls import client_tls_pending, load_client_tls
 from autopilot_sync.auth.errors import TokenError, TokenErrorCode
 
 _log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class OidcVerifier:
 
     async def _fetch(self, issuer: str) -> _KeySet:
         if self._session is None:
+            if client_tls_pending():  # the host deferred aiohttp's CA loading past its start (auth/client_tls.py)
+                await asyncio.to_thread(load_client_tls)
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         self.fetch_count += 1
         discovery_url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"

@@ -96,6 +96,8 @@ class EngineConfig:
     owner_identity: Identity = field(default_factory=lambda: Identity(0))
     #: Identities that read as the owner does (private tables, past row-level security) but call as anyone else.
     observer_identities: frozenset[Identity] = frozenset()
+    #: Where start-up verdicts shared across data directories are kept (`host/sql/verdict.py`); None: nowhere.
+    cache_dir: Path | None = None
 
 
 class HostEngine:
@@ -124,7 +126,7 @@ class HostEngine:
         # Row-level security is checked when the module loads (SpacetimeDB checks it at publish): a filter that does
         # not compile refuses the module here (`VisibilityFilterError` names the table) instead of failing each read.
         # A restart with the same filters and tables skips the compile (and sqlglot's import): host/sql/verdict.py.
-        check_visibility_filters_at_start(self.datastore, data_dir)
+        check_visibility_filters_at_start(self.datastore, data_dir, self.config.cache_dir)
         self.commitlog = CommitLog(
             data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
         )

@@ -26,6 +26,15 @@ from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
 from autopilot_sync.spacetime.errors import DecodeError
 
+#: File name endings that select a built JavaScript module (anything else is a dotted Python path).
+JS_MODULE_SUFFIXES = (".js", ".mjs")
+
+
+def is_js_module_path(path: str) -> bool:
+    """Whether a `--module` value names a built JavaScript module file rather than a Python import path (here, not
+    in `js_module.py`, so deciding does not load the JS layer)."""
+    return path.endswith(JS_MODULE_SUFFIXES)
+
 
 class BadArgumentsError(Exception):
     """A reducer's BSATN arguments do not decode against its parameters: the call is refused, never run.

@@ -63,9 +63,6 @@ from autopilot_sync.spacetime.values import Identity, Timestamp
 
 log = logging.getLogger(__name__)
 
-#: File name endings that select a built JavaScript module (anything else is a dotted Python path).
-JS_MODULE_SUFFIXES = (".js", ".mjs")
-
 
 class JsModulePanicError(Exception):
     """A JavaScript module's call failed for a reason that is not the caller's fault (panic, limit, crash)."""
@@ -73,11 +70,6 @@ class JsModulePanicError(Exception):
     def __repr__(self) -> str:
         # The engine reports a panic as `reducer X panicked: {exc!r}`: the module's own words read best there.
         return str(self)
-
-
-def is_js_module_path(path: str) -> bool:
-    """Whether a `--module` value names a built JavaScript module file rather than a Python import path."""
-    return path.endswith(JS_MODULE_SUFFIXES)
 
 
 class JsModule:

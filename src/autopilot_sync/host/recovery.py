@@ -19,7 +19,7 @@ from autopilot_sync.host.commitlog import CommitLog, TailReport
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
-from autopilot_sync.host.tx_record import TX_RECORD, record_offset
+from autopilot_sync.host.tx_record import decode_record, record_offset
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.errors import DecodeError
 
@@ -162,10 +162,11 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
     meta_path = data_dir / "meta.json"
     definition = module.definition()
     schema = moduledef.v9.to_json(definition)
-    schema_hash = moduledef.schema_hash(definition)
+    schema_hash = moduledef.schema_hash(schema)  # the same digest, without a second to_json at every start
     meta: dict[str, Any] = {"database": database_name, "module": module.name, "schema_hashes": []}
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
+    stored = meta_path.read_bytes() if meta_path.exists() else None
+    if stored is not None:
+        meta = json.loads(stored)
         previous = meta.get("schema")
         if meta.get("schema_hash") != schema_hash:
             if previous is None:
@@ -186,7 +187,9 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
     if schema_hash not in hashes:
         hashes.append(schema_hash)
     meta.update(schema_hash=schema_hash, schema=schema, schema_hashes=hashes)
-    write_atomically(meta_path, json.dumps(meta, sort_keys=True).encode("utf-8"))
+    updated = json.dumps(meta, sort_keys=True).encode("utf-8")
+    if updated != stored:  # a restart of an unchanged module rewrites (and fsyncs) nothing
+        write_atomically(meta_path, updated)
     return frozenset(hashes)
 
 
@@ -218,7 +221,7 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[in
     last_timestamp = 0
     for payload in payloads:
         try:
-            record_at, timestamp, _reducer, _caller, changes = TX_RECORD.decode(payload)
+            record_at, timestamp_micros, changes = decode_record(payload)
         except DecodeError as exc:
             raise RuntimeError(f"commit log record after offset {offset} undecodable: {exc}") from exc
         if record_at <= offset:
@@ -233,7 +236,7 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int) -> tuple[in
             for row_bytes in inserts:
                 store.put(*store.stored(row_bytes))
         offset = record_at
-        last_timestamp = timestamp.micros
+        last_timestamp = timestamp_micros
         replayed += 1
     return replayed, offset, last_timestamp
 

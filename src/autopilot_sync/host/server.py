@@ -14,9 +14,8 @@ from aiohttp import web
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.engine import EngineConfig, HostEngine
-from autopilot_sync.host.hosted_module import HostedModule
+from autopilot_sync.host.hosted_module import HostedModule, is_js_module_path
 from autopilot_sync.host.http_api import add_http_routes
-from autopilot_sync.host.js_module import JsModule, is_js_module_path
 from autopilot_sync.host.metrics import HostMetrics, add_metrics_route
 from autopilot_sync.host.publish import (
     MODULES_DIR,
@@ -30,8 +29,6 @@ from autopilot_sync.host.publish_routes import add_publish_routes
 from autopilot_sync.host.recovery import read_meta
 from autopilot_sync.host.sql import VisibilityFilterError
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
-from autopilot_sync.jsmodule import JsModuleLoadError
-from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.spacetime.values import Identity
@@ -56,7 +53,14 @@ def source_loader(settings: HostSettings) -> Callable[[ModuleSource, Path], Host
 
 
 def load_js(path: Path, settings: HostSettings) -> HostedModule:
-    """A built TypeScript module run in a Node child with the host's runner limits (ModuleLoadError if it fails)."""
+    """A built TypeScript module run in a Node child with the host's runner limits (ModuleLoadError if it fails).
+
+    The JS layer is imported here, not with the server: a host serving a Python module never loads it.
+    """
+    from autopilot_sync.host.js_module import JsModule
+    from autopilot_sync.jsmodule import JsModuleLoadError
+    from autopilot_sync.jsmodule.runner import RunnerLimits
+
     if not path.is_file():
         raise ModuleLoadError(f"module file {str(path)!r} does not exist")
     limits = RunnerLimits(heap_mb=settings.js_heap_mb, call_timeout_s=settings.js_call_timeout_ms / 1000)
@@ -127,8 +131,10 @@ class RunningHost:
         _close_module(self.engine.module)
 
 
-def _close_module(module: HostedModule) -> None:
+def _close_module(module: HostedModule | Module) -> None:
     """Stop what the module runs outside this process (a TypeScript module's runner)."""
+    from autopilot_sync.host.js_module import JsModule
+
     if isinstance(module, JsModule):
         module.close()
 
@@ -215,11 +221,11 @@ async def start_host(settings: HostSettings) -> RunningHost:
                 segment_max_bytes=settings.segment_max_bytes,
                 owner_identity=Identity.from_hex(owner) if owner else Identity(0),
                 observer_identities=frozenset(Identity.from_hex(hex_) for hex_ in settings.observer_identities),
+                cache_dir=Path(settings.cache_dir),
             ),
         )
     except VisibilityFilterError as exc:
-        if isinstance(module, JsModule):
-            module.close()
+        _close_module(module)
         raise ModuleLoadError(f"module {settings.module!r} refused: {exc}") from exc
     async with AsyncExitStack() as undo:
         undo.callback(_close_module, engine.module)

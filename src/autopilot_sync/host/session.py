@@ -401,6 +401,19 @@ class ServerSession:
         self._queue.append(message)
         self._queued_bytes += len(message.body)
 
+    def alone_frame(self, message: EncodedMessage) -> bytes | None:
+        """The frame of `message` when it may skip the queue: nothing queued or held, not closing, a binary protocol
+        and within the bounds; None: it must go through `send_encoded`.
+
+        The fan-out's fast path: to a socket with nothing waiting, a shared update is written straight away (the
+        adapter checks the socket is writable), which is what queueing it and draining the queue at once would do.
+        """
+        if self._queue or self._held or self.closed or self.codec is not None:
+            return None
+        if self.bounds.max_messages < 1 or len(message.body) > self.bounds.max_bytes:
+            return None
+        return message.frame(self.compression)
+
     def send_at(self, offset: int, message: ServerMessage | EncodedMessage) -> None:
         """Send an answer that reveals or depends on the state at engine `offset` once `offset` is durable.
 

@@ -734,8 +734,10 @@ class SubscriptionManager(_JoinMixin):
         if not touched and not view_updates:
             return {}
         packer = _Packer(tx)
-        # per client, its updates in shape order; shapes with equal rows share one tuple of table updates
-        per_client: dict[Client, list[QuerySetUpdate]] = {}
+        # per client, its updates in shape order; shapes with equal rows share one tuple of table updates. A client
+        # whose only update is one shape's holds that shape's one tuple (`alone`), shared with every such member:
+        # the common case (one query set matching per subscriber) then costs no list, key or tuple per client.
+        per_client: dict[Client, tuple[QuerySetUpdate, ...] | list[QuerySetUpdate]] = {}
         tables_cache: dict[int, tuple[TableUpdate, ...]] = {}  # by identity of the pending dict (alive in touched)
         for shape, tables in touched.items():
             if view_updates and shape in view_updates:
@@ -744,13 +746,17 @@ class SubscriptionManager(_JoinMixin):
             if table_updates is None:
                 table_updates = tables_cache[id(tables)] = self._table_updates(packer, tables, event_tables)
             update = QuerySetUpdate(shape.query_set_id, table_updates)
+            alone = (update,)
             check_since = shape.newest_since >= offset
             for query_set in shape.members:
                 if check_since and query_set.since_offset >= offset:
                     continue  # subscribed after this transaction: its initial rows already hold it
-                held = per_client.get(query_set.client)
+                client = query_set.client
+                held = per_client.get(client)
                 if held is None:
-                    per_client[query_set.client] = [update]
+                    per_client[client] = alone
+                elif isinstance(held, tuple):
+                    per_client[client] = [*held, update]
                 else:
                     held.append(update)
         for shape, of_views in view_updates.items():
@@ -766,12 +772,17 @@ class SubscriptionManager(_JoinMixin):
                 held = per_client.get(query_set.client)
                 if held is None:
                     per_client[query_set.client] = [chosen]
+                elif isinstance(held, tuple):
+                    per_client[query_set.client] = [*held, chosen]
                 else:
                     held.append(chosen)
         # Clients whose updates are the very same objects get the very same tuple (one encoding for all of them).
         shared: dict[tuple[int, ...], tuple[QuerySetUpdate, ...]] = {}
         out: dict[Client, tuple[QuerySetUpdate, ...]] = {}
         for client, updates in per_client.items():
+            if isinstance(updates, tuple):
+                out[client] = updates
+                continue
             key = tuple(map(id, updates))
             found = shared.get(key)
             if found is None:

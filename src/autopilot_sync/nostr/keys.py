@@ -10,8 +10,6 @@ import functools
 import os
 from dataclasses import dataclass
 
-from coincurve import PrivateKey, PublicKeyXOnly
-
 from autopilot_sync.nostr.errors import KeyErrorCode, NostrKeyError
 from autopilot_sync.nostr.hexstr import decode_lower_hex
 from autopilot_sync.nostr.nip19 import Bech32Prefix, decode_bech32, encode_bech32
@@ -32,6 +30,8 @@ class PublicKey:
     def __post_init__(self) -> None:
         if not isinstance(self.data, bytes) or len(self.data) != KEY_LENGTH:
             raise NostrKeyError(KeyErrorCode.INVALID_KEY, "a public key is exactly 32 bytes")
+        from coincurve import PublicKeyXOnly  # with the first key: loading libsecp256k1 is ~0.04 s of CPU
+
         try:
             PublicKeyXOnly(self.data)
         except ValueError:
@@ -71,6 +71,8 @@ class PublicKey:
         """True if `signature` is a valid BIP-340 signature by this key over the 32-byte `message`."""
         if len(signature) != SIGNATURE_LENGTH or len(message) != KEY_LENGTH:
             return False
+        from coincurve import PublicKeyXOnly
+
         return bool(PublicKeyXOnly(self.data).verify(signature, message))
 
     def __str__(self) -> str:
@@ -89,6 +91,8 @@ class SecretKey:
     def __post_init__(self) -> None:
         if not isinstance(self.data, bytes) or len(self.data) != KEY_LENGTH:
             raise NostrKeyError(KeyErrorCode.INVALID_KEY, "a secret key is exactly 32 bytes")
+        from coincurve import PrivateKey
+
         try:
             PrivateKey(self.data)
         except ValueError:
@@ -133,6 +137,8 @@ class SecretKey:
 
     def public_key(self) -> PublicKey:
         """The x-only public key (BIP-340) that verifies this key's signatures."""
+        from coincurve import PrivateKey
+
         return PublicKey(PrivateKey(self.data).public_key_xonly.format())
 
     def sign_schnorr(self, message: bytes, aux_randomness: bytes | None = None) -> bytes:
@@ -146,6 +152,8 @@ class SecretKey:
         aux = os.urandom(32) if aux_randomness is None else aux_randomness
         if len(aux) != 32:
             raise ValueError("BIP-340 auxiliary randomness is 32 bytes")
+        from coincurve import PrivateKey
+
         return bytes(PrivateKey(self.data).sign_schnorr(message, aux))
 
     def __repr__(self) -> str:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, PlainValidator
-from pydantic_settings import NoDecode
 
 from autopilot_sync.settings.base import ServiceSettings, service_config
 from autopilot_sync.settings.fields import (
@@ -40,7 +39,6 @@ def _loopback_listen_or_off(value: object) -> ListenAddress | None:
 
 OptionalLoopbackListen = Annotated[
     ListenAddress | None,
-    NoDecode,
     PlainValidator(_loopback_listen_or_off),
     Form("loopback host:port, or empty for off"),
 ]

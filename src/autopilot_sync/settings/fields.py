@@ -9,7 +9,6 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
-from pydantic_settings import NoDecode
 
 
 @dataclass(frozen=True)
@@ -84,7 +83,7 @@ def _hex_pubkey(value: str) -> str:
     return value.lower()
 
 
-Listen = Annotated[ListenAddress, NoDecode, PlainValidator(parse_listen), Form("host:port")]
+Listen = Annotated[ListenAddress, PlainValidator(parse_listen), Form("host:port")]
 """A listening socket address, written `host:port`."""
 
 BaseUrl = Annotated[str, AfterValidator(_base_url), Form("http(s) URL")]
@@ -93,14 +92,11 @@ BaseUrl = Annotated[str, AfterValidator(_base_url), Form("http(s) URL")]
 IssuerUrl = Annotated[str, AfterValidator(_issuer_url)]
 """An OIDC issuer URL, kept byte for byte because `iss` claims are compared exactly."""
 
-IssuerUrls = Annotated[
-    tuple[IssuerUrl, ...], NoDecode, BeforeValidator(_split_commas), Form("comma-separated http(s) URLs")
-]
+IssuerUrls = Annotated[tuple[IssuerUrl, ...], BeforeValidator(_split_commas), Form("comma-separated http(s) URLs")]
 """A comma-separated list of OIDC issuer URLs."""
 
 HexPubkeys = Annotated[
     tuple[Annotated[str, AfterValidator(_hex_pubkey)], ...],
-    NoDecode,
     BeforeValidator(_split_commas),
     Form("comma-separated 64-hex-character public keys"),
 ]
@@ -111,13 +107,12 @@ IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (
 
 Identities = Annotated[
     tuple[Annotated[str, AfterValidator(_identity_hex)], ...],
-    NoDecode,
     BeforeValidator(_split_commas),
     Form("comma-separated identity hex (64 characters each)"),
 ]
 """A comma-separated list of SpacetimeDB identities (hex), normalised to lowercase."""
 
-Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas), Form("comma-separated names")]
+Names = Annotated[tuple[str, ...], BeforeValidator(_split_commas), Form("comma-separated names")]
 """A comma-separated list of plain names (blank items are dropped)."""
 
 DatabaseName = Annotated[

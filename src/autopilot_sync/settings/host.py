@@ -31,6 +31,12 @@ class HostSettings(ServiceSettings):
         default=ListenAddress("127.0.0.1", 3000), description="Address of the HTTP API and the subscribe WebSocket."
     )
     data_dir: FilePath = Field(default=Path("./var/host"), description="Directory of the commit log and snapshots.")
+    cache_dir: FilePath = Field(
+        default=Path("~/.cache/autopilot-sync"),
+        description="Directory of start-up work shared by this user's hosts, kept by digest (today: which row-level "
+        "security filters compiled), so a first start on a new data directory skips what an earlier start of the "
+        "same host version already did; losing it, or a directory that cannot be written, costs only that work.",
+    )
     database: DatabaseName = Field(
         default="autopilot-sync", description="Name of the database the host serves under /v1/database/:name."
     )

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
-from pydantic_settings import SettingsError
 
 from autopilot_sync.settings.base import ServiceSettings
 from autopilot_sync.settings.forms import expected_form
@@ -43,9 +42,6 @@ def validate_environment(cls: type[S], environ: Mapping[str, str]) -> tuple[S | 
     problems = _unknown_variables(cls, environ)
     try:
         settings: S | None = cls()
-    except SettingsError as exc:
-        settings = None
-        problems.append(f"{cls.env_prefix()}*: {exc}")
     except ValidationError as exc:
         settings = None
         seen: set[str] = set()

@@ -25,7 +25,9 @@ others can read is refused, because whoever reads it can mint any identity on th
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import math
 import stat
 import sys
@@ -36,8 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
+import orjson
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from autopilot_sync.auth.claims import (
     LEEWAY_SECONDS,
@@ -74,6 +78,14 @@ VERIFIED_CACHE_MAX = 4096
 _ISSUED = object()
 #: File name of the host's private key inside the data directory.
 KEY_FILE_NAME = "id_ecdsa"
+#: The protected header of every token the host signs, `{"typ":"JWT","alg":"ES256"}`, base64url-encoded.
+_JWT_ES256_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"ES256"}').rstrip(b"=")
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+def _b64url(data: bytes) -> bytes:
+    """Base64url without padding, as JWS segments are."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +149,7 @@ class SigningKey:
     @property
     def _jwk(self) -> ECKey:
         """The key as joserfc's JWK, made on first use: joserfc (and `cryptography.x509` under it) cost the host's
-        start ~0.1 s of CPU and are needed only once the first token is signed or checked."""
+        start ~0.1 s of CPU and are needed only once the first token is checked."""
         if self._jwk_key is None:
             from joserfc.jwk import ECKey
 
@@ -145,10 +157,19 @@ class SigningKey:
         return self._jwk_key
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        """A compact JWS of `claims` with header `{"typ": "JWT", "alg": "ES256"}`."""
-        from joserfc import jwt
+        """A compact JWS of `claims` with header `{"typ": "JWT", "alg": "ES256"}` (RFC 7515, RFC 7518 §3.4).
 
-        return jwt.encode({"alg": "ES256"}, dict(claims), self._jwk, algorithms=["ES256"])
+        Signed with `cryptography` directly rather than through joserfc's `jwt.encode`: every WebSocket token
+        exchange signs one token, and joserfc's claim conversion and header registry cost as much as the ECDSA
+        signature itself (~160 µs against ~75 µs per token). The result is the same format, checked by `verifies`.
+        """
+        try:
+            payload = orjson.dumps(claims)
+        except orjson.JSONEncodeError:  # e.g. an integer over 64 bits in a foreign token's extra claims
+            payload = json.dumps(claims, separators=(",", ":")).encode()
+        signing_input = _JWT_ES256_HEADER + b"." + _b64url(payload)
+        r, s = decode_dss_signature(self._private_key.sign(signing_input, _ECDSA_SHA256))
+        return (signing_input + b"." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode("ascii")
 
     def verifies(self, token: str) -> bool:
         """True when `token` carries a valid ES256 signature by this key."""

@@ -7,10 +7,17 @@ one small file instead. The file holds a digest of everything the check reads; a
 filter or table, another host version or sqlglot) misses and the filters are compiled again. A stale or damaged
 file therefore costs a recompile, never the acceptance of a filter that does not compile. Nothing here is durable
 on purpose: losing the file loses only the shortcut.
+
+The same verdict is also kept in the host's cache directory (the `cache_dir` setting, one empty file named by the
+digest), so a first start on a new data directory skips the compile when an earlier start of this host version
+already checked exactly these filters over exactly these tables (as Python's own bytecode cache spares a second
+compile). The digest names the file, so what is found there stands for the same inputs as the data directory's
+record; the directory keeps the newest `CACHE_KEPT` verdicts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 from importlib import metadata
@@ -24,22 +31,31 @@ log = logging.getLogger(__name__)
 
 #: The file in the data directory holding the digest of the last filter set the host compiled successfully.
 VERDICT_FILE = "visibility-filters.checked"
+#: The cache directory's subdirectory of verdicts, and how many it keeps (older ones are deleted when one is added).
+CACHE_SUBDIR = "visibility-filters"
+CACHE_KEPT = 32
 #: The SQL layer whose compilation the verdict stands for (its sources are part of the digest).
 _SQL_PACKAGE = Path(__file__).resolve().parent
 
 
-def check_visibility_filters_at_start(datastore: Datastore, data_dir: Path) -> None:
-    """`check_visibility_filters`, skipped when `data_dir` records a successful check of exactly these filters.
+def check_visibility_filters_at_start(datastore: Datastore, data_dir: Path, cache_dir: Path | None = None) -> None:
+    """`check_visibility_filters`, skipped when `data_dir` (or `cache_dir`) records a successful check of exactly
+    these filters.
 
-    Raises `VisibilityFilterError` as the check does; a successful check is recorded for the next start.
+    Raises `VisibilityFilterError` as the check does; a successful check is recorded in both for the next start.
     """
     if not datastore.module.visibility_filters():
         return
     digest = filters_digest(datastore)
     if checked_before(data_dir, digest):
         return
+    if cache_dir is not None and cached(cache_dir, digest):
+        remember_checked(data_dir, digest)
+        return
     check_visibility_filters(datastore)
     remember_checked(data_dir, digest)
+    if cache_dir is not None:
+        remember_in_cache(cache_dir, digest)
 
 
 def filters_digest(datastore: Datastore) -> str:
@@ -76,6 +92,28 @@ def remember_checked(data_dir: Path, digest: str) -> None:
         (data_dir / VERDICT_FILE).write_text(digest + "\n", encoding="ascii")
     except OSError as exc:
         log.debug("cannot record the visibility filters' check in %s: %s", data_dir, exc)
+
+
+def cached(cache_dir: Path, digest: str) -> bool:
+    """True when the cache directory holds the verdict for `digest` (a successful check of exactly these inputs)."""
+    return (cache_dir / CACHE_SUBDIR / digest).is_file()
+
+
+def remember_in_cache(cache_dir: Path, digest: str) -> None:
+    """Keep the verdict for `digest` in the cache directory, and only the newest `CACHE_KEPT` (best effort)."""
+    verdicts = cache_dir / CACHE_SUBDIR
+    try:
+        verdicts.mkdir(parents=True, exist_ok=True)
+        (verdicts / digest).touch()
+        others = sorted(
+            (path for path in verdicts.iterdir() if path.name != digest), key=lambda path: path.stat().st_mtime
+        )
+    except OSError as exc:
+        log.debug("cannot record the visibility filters' check in %s: %s", verdicts, exc)
+        return
+    for old in others[: max(0, len(others) - (CACHE_KEPT - 1))]:  # the oldest go; the one just written stays
+        with contextlib.suppress(OSError):
+            old.unlink()
 
 
 def _sqlglot_version() -> str:
