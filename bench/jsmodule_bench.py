@@ -13,7 +13,8 @@ Prints a Markdown table of medians:
 Then the sync module's TypeScript twin (`modules/autopilot-sync/`, built as `autopilot-sync build` does) and the
 Python sync module, each in its own engine: the median `append_sync_events` call of `--batch` events (the workload
 of `python -m bench` row i, without the network and the fsync), and the twin's syscalls per event by name, as
-counted by `JsModule.syscall_counts` (every frame the runner sent the host).
+counted by `JsModule.syscall_counts` (every frame the runner sent the host), and how many of them were answered (round
+trips: `JsModuleRunner.round_trips`; one-way inserts are not).
 `--variant spin=0,slice=off --variant spin=200 --rounds N` compares runner settings (`RunnerLimits.spin_us`,
 `RunnerLimits.short_slice`) interleaved in one run, the order alternating by round.
 Numbers depend on the machine's load; they are a cost row, never a test.
@@ -128,6 +129,7 @@ async def _sync_append(sync_module: Module | HostedModule, data_dir: Path, calls
             await append("warm")
         if isinstance(sync_module, JsModule):
             sync_module.syscall_counts.clear()
+            sync_module.runner.round_trips = 0
         times = []
         for _ in range(calls):
             started = time.perf_counter_ns()
@@ -136,6 +138,10 @@ async def _sync_append(sync_module: Module | HostedModule, data_dir: Path, calls
     finally:
         await engine.stop()
     return statistics.median(times) / 1000
+
+
+#: the runner's answered syscalls (round trips) among the twin's counts; the others went one way
+ROUND_TRIPS = "(round trips)"
 
 
 def _limits(variant: str) -> RunnerLimits:
@@ -152,7 +158,8 @@ def _twin_us(built: Path, scratch: Path, calls: int, batch: int, variant: str) -
     """Median µs per `append_sync_events` call through the twin, and its syscalls by name."""
     twin = JsModule(built, limits=_limits(variant))
     try:
-        return asyncio.run(_sync_append(twin, scratch, calls, batch)), dict(twin.syscall_counts)
+        us = asyncio.run(_sync_append(twin, scratch, calls, batch))
+        return us, {**twin.syscall_counts, ROUND_TRIPS: twin.runner.round_trips}
     finally:
         twin.close()
 
@@ -250,9 +257,10 @@ def main() -> int:
             f"| TypeScript twin, {variant or 'defaults'} | {ts_us:.0f} | {ts_us / batch:.1f} | {py_us / ts_us:.2f}x |"
         )
     events = options.appends * batch
+    round_trips = counts.pop(ROUND_TRIPS, 0)
     total = sum(counts.values())
     print("")
-    print(f"| twin syscall ({total / events:.1f} per event) | per event | share |")
+    print(f"| twin syscall ({total / events:.1f} per event, {round_trips / events:.2f} answered) | per event | share |")
     print("|---|---:|---:|")
     for name, count in sorted(counts.items(), key=lambda item: -item[1]):
         print(f"| {name} | {count / events:.2f} | {count / total:.0%} |")

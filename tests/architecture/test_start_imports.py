@@ -64,6 +64,17 @@ def test_importing_the_host_server_loads_no_token_or_sql_library() -> None:
     assert sorted(set(NOT_AT_HOST_START) & set(json.loads(done.stdout))) == []
 
 
+def test_the_host_imports_its_sql_and_token_libraries_in_the_background_once_ready() -> None:
+    script = (
+        "import json, sys\n"
+        "from autopilot_sync.host.warm import warm_in_background\n"
+        "warm_in_background(0.0).join(120)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=180)
+    assert sorted(set(NOT_AT_HOST_START) - set(json.loads(done.stdout))) == []
+
+
 #: What a real host start on the sync module loads before its `ready` line must not include: the token libraries,
 #: libsecp256k1 (Nostr keys are built with the first proof), the TypeScript module layer (a Python module is
 #: served) and, on a restart of the same data directory or a first start whose cache directory holds the filters'

@@ -176,7 +176,8 @@ async def test_infinite_loop_fails_the_call_rolls_back_and_a_fresh_runner_serves
     assert status is CallStatus.INTERNAL_ERROR and "time limit of 3 s" in message
     assert "written before the loop" not in audit(engine)
     await add_three(engine)  # table and index ids are looked up again by the new runner
-    assert module.runner.restarts == 1
+    # Twice: its audit line went one way, so the timed-out run is void and the call runs again, every insert answered.
+    assert module.runner.restarts == 2
     assert len(notes(engine)) == 3
 
 
@@ -297,3 +298,41 @@ async def test_a_restarted_runner_must_describe_the_same_module(engine: HostEngi
     assert status is CallStatus.INTERNAL_ERROR
     assert "different module description" in message
     assert audit(engine) == ["init"]
+
+
+async def test_inserts_into_a_table_without_generated_columns_cost_no_round_trip(engine: HostEngine) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    assert await call(engine, "many_lines", 1) == (CallStatus.COMMITTED, "")  # ids resolved, runner warm
+    before = module.runner.round_trips
+    assert await call(engine, "many_lines", 50) == (CallStatus.COMMITTED, "")
+    assert module.runner.round_trips - before <= 2
+    assert sorted(line for line in audit(engine) if line.startswith("line ")) == sorted(f"line {i}" for i in range(50))
+    # More queued than the runner holds back (256 KiB): flushed in the middle of the call, nothing lost or reordered.
+    assert await call(engine, "many_lines", 6000) == (CallStatus.COMMITTED, "")
+    assert len([line for line in audit(engine) if line.startswith("line ")]) == 6000
+
+
+async def test_a_failed_one_way_insert_is_the_modules_error_where_it_inserted(
+    engine: HostEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Caught: the module's catch sees the library's error class, and what it wrote around it commits once.
+    with caplog.at_level(logging.DEBUG, logger="autopilot_sync.module_log"):
+        assert await call(engine, "visit_twice", True) == (CallStatus.COMMITTED, "")
+    assert audit(engine) == ["after the visits", "before the visits", "caught UniqueAlreadyExists", "init"]
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["first"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "autopilot_sync.module_log"]
+    assert lines.count("visiting twice") == 1  # the void first run's console line is dropped with it
+    # Not caught: the call fails with the insert's own error and nothing it wrote stays.
+    await call(engine, "clear_audit")
+    other = Caller(ALICE.identity, ConnectionId(8), ALICE.claims)
+    status, message = await call(engine, "visit_twice", False, caller=other)
+    assert status is CallStatus.INTERNAL_ERROR and "UniqueAlreadyExists" in message
+    assert audit(engine) == ["cleared 4"] and len(engine.datastore["visitor"]) == 1
+
+
+async def test_a_void_run_that_times_out_is_run_again_with_every_insert_answered(engine: HostEngine) -> None:
+    other = Caller(ALICE.identity, ConnectionId(9), ALICE.claims)
+    assert await call(engine, "visit_twice_or_spin", caller=other) == (CallStatus.COMMITTED, "")
+    assert "caught UniqueAlreadyExists" in audit(engine)
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["first"]

@@ -28,11 +28,17 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** The value of one lowercase hex digit (the caller has matched [0-9a-f]). */
+function nibble(code: number): number {
+  return code <= 0x39 ? code - 0x30 : code - 0x57;
+}
+
 function raw(chain: string): Uint8Array {
   const match = /^sha256:([0-9a-f]{64})$/.exec(chain);
   if (match === null) throw new Error(`not a chain value (sha256: and 64 lowercase hex digits): ${chain.slice(0, 80)}`);
+  const hex = match[1];
   const out = new Uint8Array(32);
-  for (let i = 0; i < 32; i++) out[i] = parseInt(match[1].slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < 32; i++) out[i] = (nibble(hex.charCodeAt(i * 2)) << 4) | nibble(hex.charCodeAt(i * 2 + 1));
   return out;
 }
 

@@ -62,27 +62,95 @@ class RowOp(NamedTuple):
     event: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class RowChange:
-    """A change callers see: `old` is None for inserts, `new` is None for deletes."""
+class RowBatch(NamedTuple):
+    """Rows of one row list entering or leaving one query set, kept as bytes and decoded when first read.
 
-    kind: ChangeKind
+    For tables without a primary key (every row's key is its bytes, as `sync_event`'s): the rows were checked to
+    decode before the batch was built (`TableSchema.check_rows`), so a catch-up of 10,000 events lands in the cache
+    without 10,000 row objects; `decode` builds a row when a callback, `rows()` or a change needs it.
+    """
+
+    query_set_id: int
     table: str
-    old: Any
-    new: Any
-    cause: ChangeCause
+    insert: bool
+    rows: Sequence[bytes]
+    decode: Callable[[bytes], Any]
+
+
+class _Entry:
+    """A cached row: its bytes, how many query-set memberships hold it, and the row object, built on first read.
+
+    An entry's bytes and row never change once made (an update replaces the entry), so a change may refer to the
+    entry and decode only when read.
+    """
+
+    __slots__ = ("_decode", "_row", "count", "row_bytes")
+
+    def __init__(self, row_bytes: bytes, row: Any, count: int, decode: Callable[[bytes], Any] | None = None) -> None:
+        self.row_bytes = row_bytes
+        self._row = row
+        self.count = count
+        self._decode = decode
+
+    @property
+    def row(self) -> Any:
+        """The row object (decoded from the bytes on first read)."""
+        decode = self._decode
+        if decode is not None:
+            self._row = decode(self.row_bytes)
+            self._decode = None
+        return self._row
+
+
+def _value(held: Any) -> Any:
+    return held.row if type(held) is _Entry else held
+
+
+class RowChange:
+    """A change callers see: `old` is None for inserts, `new` is None for deletes. Read-only.
+
+    A plain class rather than a frozen dataclass so that the row can be held as its cache entry and decoded only
+    when `old`/`new`/`row` is read (a callback that never looks at the row costs no decode).
+    """
+
+    __slots__ = ("_new", "_old", "cause", "kind", "table")
+
+    def __init__(self, kind: ChangeKind, table: str, old: Any, new: Any, cause: ChangeCause) -> None:
+        self.kind = kind
+        self.table = table
+        self._old = old
+        self._new = new
+        self.cause = cause
+
+    @property
+    def old(self) -> Any:
+        """The row before the change (None for an insert)."""
+        return _value(self._old)
+
+    @property
+    def new(self) -> Any:
+        """The row after the change (None for a delete)."""
+        return _value(self._new)
 
     @property
     def row(self) -> Any:
         """The row that now exists (insert/update) or that went away (delete)."""
         return self.old if self.kind is ChangeKind.DELETE else self.new
 
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.kind, self.table, self.old, self.new, self.cause)
 
-@dataclass(slots=True)
-class _Entry:
-    row_bytes: bytes
-    row: Any
-    count: int
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RowChange):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        fields = f"kind={self.kind!r}, table={self.table!r}, old={self.old!r}, new={self.new!r}, cause={self.cause!r}"
+        return f"RowChange({fields})"
 
 
 @dataclass(slots=True)
@@ -167,38 +235,51 @@ class ClientCache:
 
     # ----- writing -----
 
-    def apply(self, ops: Sequence[RowOp], cause: ChangeCause) -> list[RowChange]:
+    def apply(self, ops: Sequence[RowOp | RowBatch], cause: ChangeCause) -> list[RowChange]:
         """Apply one message's operations atomically, then run callbacks; returns the changes.
 
         During a resync the changes are computed but not reported (the diff is reported by `end_resync`).
         """
-        with paused_gc(len(ops)):
+        with paused_gc(sum(len(op.rows) if isinstance(op, RowBatch) else 1 for op in ops)):
             changes = self._apply(ops, cause)
         if self._stash is not None:
             return []
         self._emit(changes)
         return changes
 
-    def _apply(self, ops: Sequence[RowOp], cause: ChangeCause) -> list[RowChange]:
-        grouped: dict[str, dict[Hashable, list[RowOp]]] = {}
+    def _apply(self, ops: Sequence[RowOp | RowBatch], cause: ChangeCause) -> list[RowChange]:
+        grouped: dict[str, dict[Hashable, list[RowOp]] | RowBatch] = {}
         changes: list[RowChange] = []
-        for op in ops:
-            if op.event:
-                if op.insert:
-                    changes.append(RowChange(ChangeKind.INSERT, op.table, None, op.row, cause))
-                continue
-            by_table = grouped.get(op.table)
-            if by_table is None:
-                by_table = grouped[op.table] = {}
-            same_key = by_table.get(op.key)
-            if same_key is None:
-                by_table[op.key] = [op]
+        for item in ops:
+            if isinstance(item, RowBatch):
+                if item.table not in grouped and item.insert and self._all_new(item):
+                    grouped[item.table] = item
+                    continue
+                expanded = _expand(item)
             else:
-                same_key.append(op)
+                expanded = [item]
+            for op in expanded:
+                if op.event:
+                    if op.insert:
+                        changes.append(RowChange(ChangeKind.INSERT, op.table, None, op.row, cause))
+                    continue
+                by_table = grouped.get(op.table)
+                if by_table is None:
+                    by_table = grouped[op.table] = {}
+                elif isinstance(by_table, RowBatch):  # the table's rows came as a batch, and now more ops
+                    by_table = grouped[op.table] = _by_key(_expand(by_table))
+                same_key = by_table.get(op.key)
+                if same_key is None:
+                    by_table[op.key] = [op]
+                else:
+                    same_key.append(op)
         insert_kind = ChangeKind.INSERT
         for table, by_key in grouped.items():
             state = self._tables.setdefault(table, _TableState())
             entries = state.entries
+            if isinstance(by_key, RowBatch):
+                changes.extend(self._insert_batch(entries, by_key, cause))
+                continue
             members_of: dict[int, Counter[Hashable]] = {}
             for key, key_ops in by_key.items():
                 op = key_ops[0]
@@ -216,6 +297,21 @@ class ClientCache:
                 if change is not None:
                     changes.append(change)
         return changes
+
+    def _all_new(self, batch: RowBatch) -> bool:
+        """True when no row of the batch repeats and none is cached yet: it can be inserted without grouping."""
+        rows = batch.rows
+        state = self._tables.get(batch.table)
+        return len(set(rows)) == len(rows) and (state is None or state.entries.keys().isdisjoint(rows))
+
+    def _insert_batch(self, entries: dict[Hashable, _Entry], batch: RowBatch, cause: ChangeCause) -> list[RowChange]:
+        """Insert rows known to be new (`_all_new`), keyed by their bytes, kept undecoded: a catch-up's path."""
+        rows, table, decode = batch.rows, batch.table, batch.decode
+        self._members.setdefault(batch.query_set_id, {}).setdefault(table, Counter()).update(rows)
+        new = [_Entry(raw, None, 1, decode) for raw in rows]
+        entries.update(zip(rows, new, strict=True))
+        insert_kind = ChangeKind.INSERT
+        return [RowChange(insert_kind, table, None, entry, cause) for entry in new]
 
     def _apply_key(
         self, state: _TableState, table: str, key: Hashable, ops: list[RowOp], cause: ChangeCause
@@ -243,7 +339,7 @@ class ClientCache:
             if entry is None:
                 return None
             del state.entries[key]
-            return RowChange(ChangeKind.DELETE, table, entry.row, None, cause)
+            return RowChange(ChangeKind.DELETE, table, entry, None, cause)
         newest = inserted[-1] if inserted else None
         if entry is None:
             assert newest is not None
@@ -251,9 +347,9 @@ class ClientCache:
             return RowChange(ChangeKind.INSERT, table, None, newest.row, cause)
         entry.count = count
         if newest is not None and newest.row_bytes != entry.row_bytes:
-            old = entry.row
-            entry.row_bytes, entry.row = newest.row_bytes, newest.row
-            return RowChange(ChangeKind.UPDATE, table, old, newest.row, cause)
+            # A new entry rather than new contents: a change made earlier may still refer to the old entry.
+            state.entries[key] = _Entry(newest.row_bytes, newest.row, count)
+            return RowChange(ChangeKind.UPDATE, table, entry, newest.row, cause)
         return None
 
     def release_query_set(self, query_set_id: int, cause: ChangeCause) -> list[RowChange]:
@@ -301,19 +397,23 @@ class ClientCache:
             for key, old in before.items():
                 new = after.get(key)
                 if new is None:
-                    changes.append(RowChange(ChangeKind.DELETE, table, old.row, None, ChangeCause.RESYNC))
+                    changes.append(RowChange(ChangeKind.DELETE, table, old, None, ChangeCause.RESYNC))
                 elif new.row_bytes != old.row_bytes:
-                    changes.append(RowChange(ChangeKind.UPDATE, table, old.row, new.row, ChangeCause.RESYNC))
+                    changes.append(RowChange(ChangeKind.UPDATE, table, old, new, ChangeCause.RESYNC))
             for key, new in after.items():
                 if key not in before:
-                    changes.append(RowChange(ChangeKind.INSERT, table, None, new.row, ChangeCause.RESYNC))
+                    changes.append(RowChange(ChangeKind.INSERT, table, None, new, ChangeCause.RESYNC))
         self._emit(changes)
         return changes
 
     # ----- dispatch -----
 
     def _emit(self, changes: Sequence[RowChange]) -> None:
-        for change in changes:
+        if not (self._on_insert or self._on_delete or self._on_update):
+            rows: Sequence[RowChange] = ()  # no per-row callback: a catch-up's changes need no walk
+        else:
+            rows = changes
+        for change in rows:
             if change.kind is ChangeKind.INSERT:
                 for insert_cb in self._on_insert.get(change.table, ()):
                     self._guard(insert_cb, change.new)
@@ -333,3 +433,16 @@ class ClientCache:
             callback(*args)
         except Exception:
             log.exception("cache callback %r failed", callback)
+
+
+def _expand(batch: RowBatch) -> list[RowOp]:
+    """A batch as one op per row (rows decoded now), for a message the batch path cannot take whole."""
+    query_set_id, table, insert, rows, decode = batch
+    return [RowOp(query_set_id, table, insert, raw, raw, decode(raw) if insert else None) for raw in rows]
+
+
+def _by_key(ops: Sequence[RowOp]) -> dict[Hashable, list[RowOp]]:
+    grouped: dict[Hashable, list[RowOp]] = {}
+    for op in ops:
+        grouped.setdefault(op.key, []).append(op)
+    return grouped

@@ -22,6 +22,7 @@ import aiohttp
 from autopilot_sync.client.errors import AuthenticationError, SchemaError
 from autopilot_sync.spacetime import bsatn, moduledef
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ArrayType, ProductType, SumType, is_option
+from autopilot_sync.spacetime.bsatn_check import RowListChecker, RowsDoNotDecodeError, row_list_checker
 from autopilot_sync.spacetime.errors import DecodeError
 
 #: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
@@ -45,6 +46,40 @@ class TableSchema:
     public: bool
     row_factory: RowFactory
     _codec: bsatn.Codec = field(repr=False, compare=False)
+    #: Checks a row list without decoding it, for tables whose rows the cache keeps as bytes (no primary key, a
+    #: shape `bsatn_check` handles); None otherwise.
+    _checker: RowListChecker | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        checker = None if self.primary_key else row_list_checker(self.row_type, self.typespace)
+        object.__setattr__(self, "_checker", checker)
+
+    @property
+    def decodes_lazily(self) -> bool:
+        """True when the cache may keep this table's rows as bytes and decode each when first read."""
+        return self._checker is not None
+
+    def row_of(self, data: bytes) -> Any:
+        """The row object for bytes already checked by `check_rows` (a lazily kept row being read)."""
+        return self.decode(data)[1]
+
+    def check_rows(self, rows: Sequence[bytes]) -> None:
+        """Raise `DecodeError` unless every row decodes to a row object; builds none (see `decodes_lazily`).
+
+        Same verdict and message as `decode_rows`: the first row is decoded (which also proves the row class
+        fits), the rest are walked by the generated checker, and when that finds a fault the decoder runs to say
+        which and why.
+        """
+        checker = self._checker
+        if checker is None:
+            self.decode_rows(rows)
+            return
+        if rows:
+            self.decode(rows[0])
+        try:
+            checker(rows)
+        except RowsDoNotDecodeError:
+            self.decode_rows(rows)
 
     @property
     def column_names(self) -> tuple[str, ...]:

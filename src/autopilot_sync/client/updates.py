@@ -1,4 +1,4 @@
-"""Server row containers → cache operations: every row decoded and checked before the cache sees any of them.
+"""Server row containers → cache operations: every row checked to decode before the cache sees any of them.
 
 Pure functions over the wire dataclasses and the schema. A table the schema does not know or a row that does not
 decode is a `ProtocolError`, raised before anything is applied, which is what keeps the cache whole on bad input.
@@ -6,7 +6,7 @@ decode is a `ProtocolError`, raised before anything is applied, which is what ke
 
 from __future__ import annotations
 
-from autopilot_sync.client.cache import RowOp
+from autopilot_sync.client.cache import RowBatch, RowOp
 from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
 from autopilot_sync.client.gc_pause import paused_gc
 from autopilot_sync.client.schema import ClientSchema, TableSchema
@@ -27,8 +27,17 @@ def _table(schema: ClientSchema, name: str) -> TableSchema:
     return table
 
 
-def _ops(table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False) -> list[RowOp]:
+def _ops(
+    table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False
+) -> list[RowOp] | list[RowBatch]:
     raws = rows.rows()
+    if table.decodes_lazily and not event:
+        # Checked now, decoded when read: see `RowBatch`.
+        try:
+            table.check_rows(raws)
+        except DecodeError as exc:
+            raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
+        return [RowBatch(query_set_id, table.name, insert, raws, table.row_of)]
     with paused_gc(len(raws)):
         try:
             decoded = table.decode_rows(raws)
@@ -39,17 +48,19 @@ def _ops(table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool
         return [RowOp(query_set_id, name, insert, key, raw, row, event) for raw, (key, row) in pairs]
 
 
-def ops_from_query_rows(schema: ClientSchema, query_set_id: int, rows: QueryRows, insert: bool) -> list[RowOp]:
+def ops_from_query_rows(
+    schema: ClientSchema, query_set_id: int, rows: QueryRows, insert: bool
+) -> list[RowOp | RowBatch]:
     """Operations for a snapshot of rows entering (`SubscribeApplied`) or leaving a query set."""
-    out: list[RowOp] = []
+    out: list[RowOp | RowBatch] = []
     for single in rows.tables:
         out.extend(_ops(_table(schema, single.table), query_set_id, single.rows, insert))
     return out
 
 
-def ops_from_transaction(schema: ClientSchema, update: TransactionUpdate) -> list[RowOp]:
+def ops_from_transaction(schema: ClientSchema, update: TransactionUpdate) -> list[RowOp | RowBatch]:
     """Operations for one transaction's effect on every query set it touched (deletes before inserts per set)."""
-    out: list[RowOp] = []
+    out: list[RowOp | RowBatch] = []
     for query_set in update.query_sets:
         for table_update in query_set.tables:
             table = _table(schema, table_update.table_name)

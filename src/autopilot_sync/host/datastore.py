@@ -198,8 +198,9 @@ class Index:
 
     def range(self, low: Key | None, high: Key | None, inclusive: tuple[bool, bool] = (True, True)) -> Iterator[bytes]:
         """Rows with `low <= key <= high` in key order (None = unbounded)."""
-        for key in list(self.entries.irange(low, high, inclusive)):
-            found = self.entries[key]
+        entries = self.entries
+        # One C-level pass for the values (a resume reads 10,000 keys of the (stream_id, seq) index here).
+        for found in list(map(entries.__getitem__, entries.irange(low, high, inclusive))):
             if type(found) is bytes:
                 yield found
             else:

@@ -15,6 +15,7 @@ limit bounds how long a module can stall the host.
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 from collections import Counter
@@ -51,6 +52,7 @@ from autopilot_sync.jsmodule import (
     JsModuleError,
     JsModuleLoadError,
     JsModuleRunner,
+    JsReplayNeededError,
     JsSenderError,
     SyscallRefusedError,
 )
@@ -144,20 +146,41 @@ class JsModule:
         syscalls = self._syscalls_for(ctx)
         self._check_fresh_runner()
         connection = ctx.connection_id
+        call = functools.partial(
+            self.runner.call_reducer,
+            reducer_id,
+            args,
+            sender=ctx.sender.value,
+            connection_id=connection.value if connection is not None else 0,
+            timestamp_us=ctx.timestamp.micros,
+        )
+        start = ctx.transaction.savepoint()
         syscalls.begin(ctx.transaction, ctx.caller, reducer)
+        syscalls.hold_effects()
+        replayed = False
         try:
-            self.runner.call_reducer(
-                reducer_id,
-                args,
-                sender=ctx.sender.value,
-                connection_id=connection.value if connection is not None else 0,
-                timestamp_us=ctx.timestamp.micros,
-            )
+            # Inserts into tables without generated columns go one way (half the round trips of the sync module's
+            # append). If one fails, this run is void: roll it back and run the call again with every insert
+            # answered, so the module sees the error where it inserted; the void run's logs and schedules are
+            # dropped. A reducer is a function of its arguments, its context and what it reads, so the second run
+            # is the call (module globals aside, which SpacetimeDB does not keep either).
+            try:
+                call(one_way_tables=syscalls.one_way_tables)
+            except JsReplayNeededError:
+                replayed = True
+                syscalls.release_effects(run=False)
+                syscalls.end()
+                ctx.transaction.rollback_to(start)
+                self._check_fresh_runner()  # a void run that timed out or crashed left a new runner
+                syscalls.begin(ctx.transaction, ctx.caller, reducer)
+                call()
         except JsSenderError as exc:
             raise ReducerError(str(exc)) from None
         except JsModuleError as exc:
             raise JsModulePanicError(str(exc)) from None
         finally:
+            if not replayed:
+                syscalls.release_effects(run=True)
             syscalls.end()
 
     def call_procedure(

@@ -13,6 +13,7 @@ Between calls there is no transaction: a syscall then answers `NOT_IN_TRANSACTIO
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import struct
@@ -141,6 +142,9 @@ class EngineSyscalls:
                 self._index_ids.setdefault(source, index_id)
         self._key_decoders: dict[tuple[int, int, int], bsatn.Decoder] = {}
         self._call: _Call | None = None
+        self._held: list[Callable[[], None]] | None = None
+        #: tables whose inserts may go one way (no generated columns: the library reads nothing back)
+        self.one_way_tables = tuple(i for i, store in enumerate(self._stores) if not store.table.auto_inc)
 
     # ----- call bracketing -----
 
@@ -161,6 +165,22 @@ class EngineSyscalls:
     def end(self) -> None:
         """The call is over: its iterators are dropped and syscalls answer `NOT_IN_TRANSACTION`."""
         self._call = None
+
+    def hold_effects(self) -> None:
+        """From now on console lines and immediate schedules wait for `release_effects` instead of happening.
+
+        Why: a call whose one-way insert failed is run again (`JsModule.call_reducer`); what its void first run
+        logged or scheduled must not happen twice. Refusals are still answered at once (nothing else depends on
+        the effect itself), so the module sees the same answers either way.
+        """
+        self._held = []
+
+    def release_effects(self, *, run: bool) -> None:
+        """Stop holding; the held effects happen now, in order, when `run` (else they are dropped with the run)."""
+        held, self._held = self._held, None
+        if run and held:
+            for effect in held:
+                effect()
 
     @property
     def reducer(self) -> str | None:
@@ -356,7 +376,10 @@ class EngineSyscalls:
     def _schedule_immediate(self, _call: _Call, args: list[Any], body: bytes) -> tuple[Any, bytes]:
         if self.schedule_immediate is None:
             raise SyscallRefusedError(HOST_CALL_FAILURE, "this host cannot schedule reducers from here")
-        self.schedule_immediate(str(args[0]) if args else "", body)
+        if self._held is not None:
+            self._held.append(functools.partial(self.schedule_immediate, str(args[0]) if args else "", body))
+        else:
+            self.schedule_immediate(str(args[0]) if args else "", body)
         return None, b""
 
     def _jwt_payload(self, call: _Call, args: list[Any], _body: bytes) -> tuple[Any, bytes]:
@@ -371,7 +394,13 @@ class EngineSyscalls:
         level = args[0] if args and isinstance(args[0], int) else 2
         message = str(args[1]) if len(args) > 1 else ""
         reducer = self.reducer
-        MODULE_LOG.log(_LOG_LEVELS.get(level, logging.INFO), "%s", message, extra={"reducer": reducer})
+        effect = functools.partial(
+            MODULE_LOG.log, _LOG_LEVELS.get(level, logging.INFO), "%s", message, extra={"reducer": reducer}
+        )
+        if self._held is not None:
+            self._held.append(effect)
+        else:
+            effect()
 
     # ----- keys -----
 

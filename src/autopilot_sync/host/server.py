@@ -28,6 +28,7 @@ from autopilot_sync.host.publish import (
 from autopilot_sync.host.publish_routes import add_publish_routes
 from autopilot_sync.host.recovery import read_meta
 from autopilot_sync.host.sql import VisibilityFilterError
+from autopilot_sync.host.warm import warm_in_background
 from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_for
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.settings.host import HostSettings
@@ -254,6 +255,7 @@ async def serve_forever(settings: HostSettings) -> None:
         offset=report.offset,
         recovered_in=f"{report.seconds:.3f}s",
     )
+    warm_in_background()
     if report.tail is not None:
         print(
             f"WARNING commit log tail set aside: {report.tail.reason} ({report.tail.discarded_bytes} bytes)", flush=True

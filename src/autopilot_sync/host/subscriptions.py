@@ -551,8 +551,7 @@ class SubscriptionManager(_JoinMixin):
             seen = by_table.setdefault(plan.table.name, {})
             if plan.table.event:
                 continue  # event tables hold no rows: a subscription starts empty
-            for row_bytes in plan_row_bytes(plan, self._datastore):
-                seen[row_bytes] = None
+            seen.update(dict.fromkeys(plan_row_bytes(plan, self._datastore)))
         return QueryRows(
             tuple(SingleTableRows(name, BsatnRowList.from_rows(list(rows))) for name, rows in by_table.items())
         )

@@ -45,6 +45,15 @@ class CommittedTx:
         return next((c for c in self.changes if c.table == table), None)
 
 
+@dataclass(frozen=True, slots=True)
+class Savepoint:
+    """A point inside a transaction that `Transaction.rollback_to` can return to."""
+
+    undo_length: int
+    inserted: dict[str, dict[bytes, Row]]
+    deleted: dict[str, dict[bytes, Row]]
+
+
 class Transaction:
     """Writes of one reducer call, applied to the datastore immediately and undoable until commit."""
 
@@ -122,6 +131,24 @@ class Transaction:
         self._undo.clear()
         self._inserted.clear()
         self._deleted.clear()
+
+    def savepoint(self) -> Savepoint:
+        """Where `rollback_to` returns: the undo log's length and a copy of the net changes so far (cheap at a
+        call's start, when the transaction holds little or nothing)."""
+        inserted = {name: dict(rows) for name, rows in self._inserted.items()}
+        deleted = {name: dict(rows) for name, rows in self._deleted.items()}
+        return Savepoint(len(self._undo), inserted, deleted)
+
+    def rollback_to(self, point: Savepoint) -> None:
+        """Undo every write made after `point`, newest first; the writes before it stay (a call run again)."""
+        while len(self._undo) > point.undo_length:
+            was_insert, store, row_bytes, row = self._undo.pop()
+            if was_insert:
+                store.take(row_bytes)
+            else:
+                store.put(row_bytes, row)
+        self._inserted = {name: dict(rows) for name, rows in point.inserted.items()}
+        self._deleted = {name: dict(rows) for name, rows in point.deleted.items()}
 
     def changes(self) -> tuple[TableChange, ...]:
         """The net effect per table (an insert and delete of the same row cancel out)."""

@@ -40,6 +40,11 @@ class JsHeapLimitError(JsRunnerCrashedError):
     """The module ran out of its heap limit; V8 aborted the runner, not the host."""
 
 
+class JsReplayNeededError(JsModuleError):
+    """A one-way insert of the call failed: the call's outcome is void and it must be run again with every insert
+    answered (the module then sees the error where it inserted). Raised only for calls given one-way tables."""
+
+
 class JsProtocolError(JsModuleError):
     """The runner sent a frame the host does not understand (a runner bug, never module input)."""
 

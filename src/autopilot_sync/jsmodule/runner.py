@@ -27,9 +27,11 @@ from typing import Any, Protocol
 from autopilot_sync.jsmodule.errors import (
     JsCallTimeoutError,
     JsHeapLimitError,
+    JsModuleError,
     JsModuleLoadError,
     JsProtocolError,
     JsReducerPanicError,
+    JsReplayNeededError,
     JsRunnerCrashedError,
     JsSenderError,
     SyscallRefusedError,
@@ -195,6 +197,9 @@ class JsModuleRunner:
         self._child: _Child | None = None
         self.restarts = 0
         """How many times a dead or killed runner was replaced (first start not counted)."""
+        self.round_trips = 0
+        """Syscalls the runner waited for an answer to (one-way frames not counted): what a crossing costs."""
+        self._one_way_failed: str | None = None
 
     @property
     def pid(self) -> int | None:
@@ -260,16 +265,42 @@ class JsModuleRunner:
         connection_id: int = 0,
         timestamp_us: int = 0,
         timeout_s: float | None = None,
+        one_way_tables: tuple[int, ...] = (),
     ) -> None:
-        """Run reducer `reducer_id` with BSATN `args`; raises a `JsModuleError` subclass on any failure."""
-        header = {
+        """Run reducer `reducer_id` with BSATN `args`; raises a `JsModuleError` subclass on any failure.
+
+        `one_way_tables`: table ids whose inserts the runner sends without waiting for an answer (tables without
+        generated columns: the library reads nothing back). Half the round trips of an insert-heavy call; if one
+        of them fails, `JsReplayNeededError` says the call's outcome is void (the caller rolls back and runs it
+        again without one-way tables, so the module sees the error where it inserted, as SpacetimeDB's would). A run
+        with one-way tables that times out or crashes is void too (its queued inserts were never seen), so a runaway
+        call of that kind holds the host for up to twice its time limit.
+        """
+        header: Header = {
             "t": "call",
             "id": reducer_id,
             "sender": str(sender),
             "conn": str(connection_id),
             "ts": str(timestamp_us),
         }
-        self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+        if one_way_tables:
+            header["ow"] = list(one_way_tables)
+        self._one_way_failed = None
+        try:
+            self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
+        except (JsCallTimeoutError, JsRunnerCrashedError) as exc:
+            # Inserts still queued in a runner that was killed or died were never seen: one of them might have
+            # failed, and the module would have taken another path. Exact means running it again, answered.
+            if not one_way_tables:
+                raise
+            self._one_way_failed = self._one_way_failed or f"the run ended before its queued inserts were seen: {exc}"
+        except JsModuleError:
+            if self._one_way_failed is None:
+                raise  # else the failure belongs to a void run: it is run again
+        finally:
+            failed, self._one_way_failed = self._one_way_failed, None
+        if failed is not None:
+            raise JsReplayNeededError(f"a one-way insert failed ({failed}); the call is run again")
 
     def call_procedure(
         self,
@@ -328,7 +359,11 @@ class JsModuleRunner:
             header, reply_body = child.reader.read(deadline)
             kind = header.get("t")
             if kind == "sys":
+                self.round_trips += 1
                 child.send(self._answer(header, reply_body))
+                continue
+            if kind == "sys1":
+                self._answer_one_way(header, reply_body)
                 continue
             if kind == "log":
                 self._log(header)
@@ -344,9 +379,26 @@ class JsModuleRunner:
                 raise JsProtocolError(message)
             raise JsProtocolError(f"unexpected frame from runner: {kind!r}")
 
+    def _answer_one_way(self, header: Header, body: bytes) -> None:
+        """A one-way syscall (an insert sent without waiting): acted on, never answered; a failure voids the call."""
+        if self._one_way_failed is not None:
+            return  # the call is void already: nothing more it asks for is done
+        fn = str(header.get("fn"))
+        args = header.get("a")
+        try:
+            self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
+        except SyscallRefusedError as refusal:
+            self._one_way_failed = f"errno {refusal.code}: {refusal}"
+        except Exception:
+            log.exception("one-way syscall %s failed in the host", fn)
+            self._one_way_failed = f"host failed to answer syscall {fn}"
+
     def _answer(self, header: Header, body: bytes) -> bytes:
         fn = str(header.get("fn"))
         args = header.get("a")
+        if self._one_way_failed is not None:
+            # The call is void (see `call_reducer`): refuse at once, so the module ends soon; it runs again anyway.
+            return encode_frame({"t": "errno", "code": 1, "msg": "the call is run again (a one-way insert failed)"})
         try:
             value, reply = self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
         except SyscallRefusedError as refusal:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from autopilot_sync.spacetime.errors import DecodeError
 
@@ -53,15 +54,12 @@ class BsatnRowList:
         """Pack encoded rows, choosing the size hint exactly as the real server's `BsatnRowListBuilder` does."""
         if not rows:
             return _EMPTY
-        first = len(rows[0])
-        if 0 < first <= MAX_FIXED_ROW_SIZE and all(len(row) == first for row in rows):
+        lengths = list(map(len, rows))
+        first = lengths[0]
+        if 0 < first <= MAX_FIXED_ROW_SIZE and lengths.count(first) == len(lengths):
             return cls(FixedSize(first), b"".join(rows))
-        offsets = []
-        position = 0
-        for row in rows:
-            offsets.append(position)
-            position += len(row)
-        return cls(RowOffsets(tuple(offsets)), b"".join(rows))
+        lengths.pop()
+        return cls(RowOffsets(tuple(accumulate(lengths, initial=0))), b"".join(rows))
 
     def __len__(self) -> int:
         hint = self.size_hint

@@ -85,7 +85,9 @@ def join_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | None
     times = sum(1 for partner in partners if all(t.test(blank + partner) for t in theirs))
     if times == 0 or plan.limit == 0:
         return []
-    out = [row_bytes for row_bytes in covered for _ in range(times)]
+    out = list(covered)
+    if times > 1:
+        out = [row_bytes for row_bytes in out for _ in range(times)]
     return out if plan.limit is None else out[: plan.limit]
 
 
@@ -119,7 +121,9 @@ class JoinMirror:
         if store.table.event:
             return
         column = store.table.columns[position][0]
-        index = next((i for i in store.indexes.values() if i.columns[0] == column), None)
+        # An index on the column alone has one entry per value (the resume's `stream_id`), not one per row.
+        indexes = sorted(store.indexes.values(), key=lambda i: len(i.columns))
+        index = next((i for i in indexes if i.columns[0] == column), None)
         if index is None:
             for row_bytes, row in store.rows.items():
                 self.by_value.setdefault(_hashable(row[position]), {})[row_bytes] = None

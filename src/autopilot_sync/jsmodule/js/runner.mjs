@@ -104,7 +104,7 @@ function readFrame() {
   return { header, body };
 }
 
-function writeFrame(header, body = new Uint8Array(0)) {
+function makeFrame(header, body) {
   const h = encoder.encode(JSON.stringify(header));
   const frame = new Uint8Array(8 + h.length + body.length);
   const dv = new DataView(frame.buffer);
@@ -112,6 +112,43 @@ function writeFrame(header, body = new Uint8Array(0)) {
   dv.setUint32(4, h.length, true);
   frame.set(h, 8);
   frame.set(body, 8 + h.length);
+  return frame;
+}
+
+// One-way frames not yet written (one-way inserts, see `datastore_insert_bsatn`): they go out in one write with the
+// next frame that is written, so the host wakes once for them and the request that follows. In order, always.
+let queued = [];
+let queuedBytes = 0;
+const QUEUED_MAX = 256 * 1024;
+
+function queueFrame(header, body) {
+  const frame = makeFrame(header, body); // a copy: the library reuses the row buffer it hands a syscall
+  queued.push(frame);
+  queuedBytes += frame.length;
+  if (queuedBytes >= QUEUED_MAX) writeBytes(takeQueued(null));
+}
+
+function takeQueued(frame) {
+  if (frame !== null) queued.push(frame);
+  const out = queued.length === 1 ? queued[0] : new Uint8Array(queuedBytes + (frame === null ? 0 : frame.length));
+  if (queued.length > 1) {
+    let at = 0;
+    for (const part of queued) {
+      out.set(part, at);
+      at += part.length;
+    }
+  }
+  queued = [];
+  queuedBytes = 0;
+  return out;
+}
+
+function writeFrame(header, body = new Uint8Array(0)) {
+  const frame = makeFrame(header, body);
+  writeBytes(queued.length > 0 ? takeQueued(frame) : frame);
+}
+
+function writeBytes(frame) {
   let sent = 0;
   while (sent < frame.length) {
     try {
@@ -184,6 +221,8 @@ const LOCAL_ITER = 0x40000000;
 const NO_SUCH_ITER = 6;
 const localIters = new Map();
 let nextLocalIter = LOCAL_ITER;
+const NO_TABLES = new Set();
+let oneWay = NO_TABLES; // tables whose inserts go one way in the current reducer call
 
 function scanResult({ v, body }) {
   if (typeof v === 'number') return v; // a host iterator: the result was too big to inline
@@ -245,6 +284,13 @@ const sys = {
     else if (!localIters.delete(iter)) throw errnoError(NO_SUCH_ITER, `no such iterator: ${iter}`);
   },
   datastore_insert_bsatn(tableId, buffer, len) {
+    // A table without generated columns whose inserts the host lets go one way (the call's `ow`): the library reads
+    // nothing back, so the row is queued and the module goes on. A failed one-way insert makes the host run the whole
+    // call again with every insert answered (JsModule `call_reducer`), so the module still sees the error in place.
+    if (oneWay.has(tableId)) {
+      queueFrame({ t: 'sys1', fn: 'datastore_insert_bsatn', a: [tableId] }, bytesOf(buffer, len));
+      return 0;
+    }
     return writeBack(buffer, syscall('datastore_insert_bsatn', [tableId], bytesOf(buffer, len)).body);
   },
   datastore_update_bsatn(tableId, indexId, buffer, len) {
@@ -297,9 +343,11 @@ function serve() {
         writeFrame({ t: 'ok' }, hooks.__describe_module__());
       } else if (header.t === 'call') {
         const args = new DataView(body.buffer, body.byteOffset, body.byteLength);
+        oneWay = header.ow ? new Set(header.ow) : NO_TABLES;
         try {
           hooks.__call_reducer__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), args);
         } finally {
+          oneWay = NO_TABLES;
           localIters.clear();
           nextLocalIter = LOCAL_ITER;
         }

@@ -1,0 +1,49 @@
+"""After the host is ready, import in the background what its first query and first token will need.
+
+The host's start leaves the SQL parser (sqlglot) and token checking (joserfc) out, so that `ready` comes early
+(docs/performance.md "Start-up"); but then the first subscription after a start paid for importing sqlglot (~0.3 s
+of CPU on an idle machine, over a second under load) inside its own answer: a client resuming right after a host
+restart waited for an import, not for its rows (row (g)'s catch-up). A daemon thread started with `ready` does
+those imports while the host is idle, after `DELAY_SECONDS` (what the start imports before `ready` stays what
+`tests/architecture/test_start_imports.py` reads, and whoever waits for `ready` gets the first moments). Python's
+import lock makes a request that needs a module mid-import wait for that one import, never import it twice; a
+failed import here is left for the request to raise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+#: Modules a first query or token needs and the start does not import.
+WARM_MODULES = (
+    "autopilot_sync.host.sql.select",
+    "joserfc.jwk",
+    "joserfc.jws",
+    "joserfc.jwt",
+    "joserfc.errors",
+)
+
+
+#: How long after `ready` the imports begin.
+DELAY_SECONDS = 0.25
+
+
+def _import_all(delay: float) -> None:
+    time.sleep(delay)
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the request that needs it raises the real error
+            log.debug("warm import of %s failed", name, exc_info=True)
+
+
+def warm_in_background(delay: float = DELAY_SECONDS) -> threading.Thread:
+    """Start (and return) the daemon thread importing `WARM_MODULES` after `delay` seconds."""
+    thread = threading.Thread(target=_import_all, args=(delay,), name="warm-imports", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,127 @@
+"""Checking a list of BSATN rows without decoding them: the same verdict as the decoder, without its objects.
+
+The client keeps a received row's bytes and decodes it only when someone reads it (a catch-up of 10,000 events
+is applied and counted without building 10,000 row objects); yet no row may enter the cache unless it would
+decode. A checker generated here walks each row the way the product decoder (`bsatn._product_decoder`) does —
+fixed-size fields skipped by their size, each string or byte array by its u32 length, with the same bounds
+checks — and collects the strings' bytes, which are checked for UTF-8 in one call per row list. It builds no
+value. Only products whose every field is a fixed-size number, `Timestamp`, `TimeDuration`, string or `bytes` get
+a checker (the shapes of event rows); for any other shape `row_list_checker` answers None and the caller decodes.
+
+A failure only says "does not decode": callers then run the decoder itself for its exact error message.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from autopilot_sync.spacetime.algebraic import (
+    TIME_DURATION_TAG,
+    TIMESTAMP_TAG,
+    AlgebraicType,
+    ArrayType,
+    Primitive,
+    PrimitiveKind,
+    ProductType,
+    RefType,
+    special_tag,
+)
+
+#: Checks every row of a list; raises `RowsDoNotDecodeError` when one of them would not decode.
+RowListChecker = Callable[[Sequence[bytes]], None]
+
+_FIXED_SIZE: dict[PrimitiveKind, int] = {
+    PrimitiveKind.I8: 1,
+    PrimitiveKind.U8: 1,
+    PrimitiveKind.I16: 2,
+    PrimitiveKind.U16: 2,
+    PrimitiveKind.I32: 4,
+    PrimitiveKind.U32: 4,
+    PrimitiveKind.I64: 8,
+    PrimitiveKind.U64: 8,
+    PrimitiveKind.F32: 4,
+    PrimitiveKind.F64: 8,
+}
+_U32 = struct.Struct("<I")
+
+
+class RowsDoNotDecodeError(Exception):
+    """Some row of the list would not decode (truncated, trailing bytes, or invalid UTF-8)."""
+
+
+def _resolve(ty: AlgebraicType, typespace: Sequence[AlgebraicType]) -> AlgebraicType:
+    for _ in range(32):
+        if not isinstance(ty, RefType) or not 0 <= ty.index < len(typespace):
+            return ty
+        ty = typespace[ty.index]
+    return ty
+
+
+def _field_size(ty: AlgebraicType) -> int | None:
+    """Bytes of a fixed-size field, -1 for a string, -2 for a byte array, None for a shape not handled."""
+    if isinstance(ty, Primitive):
+        if ty.kind is PrimitiveKind.STRING:
+            return -1
+        return _FIXED_SIZE.get(ty.kind)
+    if special_tag(ty) in (TIMESTAMP_TAG, TIME_DURATION_TAG):
+        return 8
+    if ty == ArrayType(Primitive(PrimitiveKind.U8)):
+        return -2
+    return None
+
+
+def row_list_checker(row_type: ProductType, typespace: Sequence[AlgebraicType]) -> RowListChecker | None:
+    """A checker for rows of `row_type`, or None when a field has a shape the checker does not handle."""
+    sizes = [_field_size(_resolve(element.type, typespace)) for element in row_type.elements]
+    if any(size is None for size in sizes):
+        return None
+    lines: list[str] = []
+    spans: list[str] = []
+    fixed = 0
+    at = "0"  # the offset after the last variable-size field, as source: 0 until there is one
+    for i, size in enumerate(sizes):
+        assert size is not None
+        if size >= 0:
+            fixed += size
+            continue
+        # No bounds check per field: a length running past the row makes the next length read fail
+        # (`struct.error`) or the final offset differ from the row's size.
+        base = f"{at} + {fixed}" if at != "0" else str(fixed)
+        lines.append(f"            (n,) = U32(data, {base})")
+        lines.append(f"            a{i} = {base} + 4")
+        lines.append(f"            e{i} = a{i} + n")
+        if size == -1:
+            spans.append(f"data[a{i}:e{i}]")
+        at, fixed = f"e{i}", 0
+    lines.append(f"            if {at} + {fixed} != size:" if at != "0" else f"            if {fixed} != size:")
+    lines.append("                raise Bad")
+    if spans:
+        lines.append(f"            strings(({', '.join(spans)},))")
+    source = "\n".join(
+        [
+            "def check(rows):",
+            "    parts = []",
+            "    strings = parts.extend",
+            "    try:",
+            "        for data in rows:",
+            "            size = len(data)",
+            *lines,
+            "    except struct_error:",
+            "        raise Bad from None",
+            "    text = NUL.join(parts)",
+            "    if not text.isascii():",
+            "        try:",
+            "            str(text, 'utf-8')",
+            "        except UnicodeDecodeError:",
+            "            raise Bad from None",
+        ]
+    )
+    # Each string is followed by an ASCII NUL in the joined text, so a string that ends inside a character, or
+    # starts with a continuation byte, fails the one decode as it would alone.
+    namespace: dict[str, Any] = {"U32": _U32.unpack_from, "Bad": RowsDoNotDecodeError, "struct_error": struct.error}
+    namespace["NUL"] = b"\x00"
+    exec(compile(source, "<bsatn row list checker>", "exec"), namespace)  # positions and sizes only
+    checker: RowListChecker = namespace["check"]
+    return checker

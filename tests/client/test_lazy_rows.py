@@ -1,0 +1,204 @@
+"""Rows of a table without a primary key are checked when they arrive and decoded only when read.
+
+A catch-up lands thousands of `sync_event` rows; the cache keeps their bytes and builds a row object when a callback,
+`rows()` or a change asks for it. What must not change: a row that would not decode still spoils the whole message
+before the cache sees any of it, and what readers get is exactly what decoding at once gave.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from autopilot_sync.client import ClientSchema
+from autopilot_sync.client.cache import ChangeCause, ChangeKind, ClientCache, RowBatch
+from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
+from autopilot_sync.client.updates import ops_from_query_rows, ops_from_transaction
+from autopilot_sync.module import module as sync
+from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime import messages as m
+from autopilot_sync.spacetime.bsatn_check import RowsDoNotDecodeError, row_list_checker
+from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.values import Timestamp
+
+SYNC = ClientSchema.from_json(sync.schema_json())
+ROW_TYPE = sync.tables["sync_event"].row_type
+EVENT = SYNC.table("sync_event")
+
+
+def _event(seq: int, payload: str = "{}", kind: str = "k") -> bytes:
+    values = ("s", seq, f"s:{seq}", kind, payload, "h", Timestamp(seq), Timestamp(-seq), 7, "c")
+    return bsatn.encode(ROW_TYPE, values)
+
+
+def _rows(raws: list[bytes]) -> m.QueryRows:
+    return m.QueryRows((m.SingleTableRows("sync_event", m.BsatnRowList.from_rows(raws)),))
+
+
+class _Counting:
+    """A row class that counts how many rows were built (the SDK accepts any class taking the columns)."""
+
+    built = 0
+
+    def __init__(self, *values: Any) -> None:
+        type(self).built += 1
+        self.values = values
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Counting) and other.values == self.values
+
+    def __hash__(self) -> int:
+        return hash(self.values)
+
+
+def _counting_schema() -> tuple[ClientSchema, type[_Counting]]:
+    counting = type("CountingEvent", (_Counting,), {"built": 0})
+    return SYNC.with_row_types({"sync_event": counting}), counting
+
+
+def test_a_catch_up_is_applied_without_building_a_row_until_one_is_read() -> None:
+    schema, counting = _counting_schema()
+    raws = [_event(seq) for seq in range(1, 501)]
+    cache = ClientCache()
+    changes = cache.apply(ops_from_query_rows(schema, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert len(changes) == 500 and cache.count("sync_event") == 500 and cache.query_set_size(1) == 500
+    assert counting.built == 1, "only the first row is decoded up front (it proves the row class fits)"
+    assert changes[10].new.values[1] == 11
+    assert counting.built == 2
+    rows = cache.rows("sync_event")
+    assert counting.built == 501, "each row is decoded once, then kept"
+    assert cache.rows("sync_event") == rows and counting.built == 501
+    assert rows == [row for _, row in schema.table("sync_event").decode_rows(raws)]
+
+
+def test_an_insert_callback_sees_every_row_of_a_lazily_kept_catch_up_in_order() -> None:
+    cache = ClientCache()
+    seen: list[int] = []
+    cache.on_insert("sync_event", lambda row: seen.append(row.seq))
+    cache.apply(ops_from_query_rows(SYNC, 1, _rows([_event(s) for s in range(1, 51)]), True), ChangeCause.TRANSACTION)
+    assert seen == list(range(1, 51))
+
+
+def test_rows_released_by_an_unsubscribe_come_back_as_delete_changes_with_their_rows() -> None:
+    cache = ClientCache()
+    raws = [_event(seq) for seq in range(1, 21)]
+    cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    changes = cache.release_query_set(1, ChangeCause.UNSUBSCRIBED)
+    assert {change.kind for change in changes} == {ChangeKind.DELETE}
+    assert sorted(change.old.seq for change in changes) == list(range(1, 21))
+    assert cache.count("sync_event") == 0
+
+
+def test_a_row_two_query_sets_hold_is_kept_once_and_leaves_with_the_last() -> None:
+    cache = ClientCache()
+    raws = [_event(seq) for seq in range(1, 11)]
+    cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    again = cache.apply(ops_from_query_rows(SYNC, 2, _rows(raws[5:]), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert again == [] and cache.count("sync_event") == 10
+    assert cache.release_query_set(1, ChangeCause.UNSUBSCRIBED) and cache.count("sync_event") == 5
+    assert sorted(row.seq for row in cache.rows("sync_event")) == [6, 7, 8, 9, 10]
+
+
+def test_a_row_repeated_inside_one_message_is_held_twice_and_reported_once() -> None:
+    cache = ClientCache()
+    raws = [_event(1), _event(2), _event(1)]
+    changes = cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert [change.new.seq for change in changes] == [1, 2]
+    assert cache.count("sync_event") == 2 and cache.query_set_size(1) == 3
+
+
+def test_a_trim_deletes_lazily_kept_rows_and_inserts_new_ones_in_one_transaction() -> None:
+    cache = ClientCache()
+    raws = [_event(seq) for seq in range(1, 6)]
+    cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    table_rows = m.PersistentTableRows(
+        inserts=m.BsatnRowList.from_rows([_event(6)]), deletes=m.BsatnRowList.from_rows(raws[:2])
+    )
+    update = m.TransactionUpdate((m.QuerySetUpdate(1, (m.TableUpdate("sync_event", (table_rows,)),)),))
+    changes = cache.apply(ops_from_transaction(SYNC, update), ChangeCause.TRANSACTION)
+    assert sorted((c.kind.value, c.row.seq) for c in changes) == [("delete", 1), ("delete", 2), ("insert", 6)]
+    assert sorted(row.seq for row in cache.rows("sync_event")) == [3, 4, 5, 6]
+
+
+def _bad_utf8(raw: bytes) -> bytes:
+    at = raw.index(b"{}")
+    return raw[:at] + b"\xff" + raw[at + 1 :]
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda raw: raw[:-3],  # truncated
+        lambda raw: raw + b"\x00",  # trailing byte
+        _bad_utf8,  # invalid UTF-8 in a string
+        lambda raw: struct.pack("<I", 9999) + raw[4:],  # a length running past the row
+    ],
+    ids=["truncated", "trailing", "utf8", "length"],
+)
+def test_one_bad_row_in_a_lazily_kept_catch_up_is_a_bad_row_error_and_the_cache_stays_empty(
+    spoil: Callable[[bytes], bytes],
+) -> None:
+    raws = [_event(seq) for seq in range(1, 31)]
+    raws[17] = spoil(raws[17])
+    with pytest.raises(DecodeError) as decoded:
+        EVENT.decode_rows(raws)
+    cache = ClientCache()
+    with pytest.raises(ProtocolError) as caught:
+        cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert caught.value.kind is ProtocolErrorKind.BAD_ROW
+    assert str(decoded.value) in str(caught.value), "the decoder's own message names the fault"
+    assert cache.count("sync_event") == 0
+
+
+def test_a_string_ending_inside_a_character_is_refused_even_when_the_next_string_completes_it() -> None:
+    raw = _event(1, kind="\u00e9", payload="\u00e9")  # é is C3 A9: split it across kind and payload
+    spoiled = raw.replace(b"\x02\x00\x00\x00\xc3\xa9", b"\x01\x00\x00\x00\xc3", 1)
+    spoiled = spoiled.replace(b"\x02\x00\x00\x00\xc3\xa9", b"\x03\x00\x00\x00\xa9\xc3\xa9", 1)
+    assert len(spoiled) == len(raw)
+    with pytest.raises(DecodeError):
+        EVENT.decode(spoiled)
+    with pytest.raises(DecodeError):
+        EVENT.check_rows([_event(2), spoiled])
+
+
+def test_tables_with_a_primary_key_or_a_shape_the_checker_lacks_decode_at_once() -> None:
+    assert EVENT.decodes_lazily
+    assert not SYNC.table("stream_head").decodes_lazily  # primary key: the key is a decoded value
+    ops = ops_from_query_rows(SYNC, 1, _rows([_event(1)]), insert=True)
+    assert [type(op) for op in ops] == [RowBatch]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(max_size=12), min_size=4, max_size=4),
+    seq=st.integers(0, 2**64 - 1),
+    cut=st.integers(0, 200),
+    flip_at=st.integers(0, 200),
+    flip_to=st.integers(0, 255),
+)
+def test_the_row_checker_refuses_exactly_the_rows_the_decoder_refuses(
+    texts: list[str], seq: int, cut: int, flip_at: int, flip_to: int
+) -> None:
+    values = (texts[0], seq, texts[1], texts[2], texts[3], "h", Timestamp(1), Timestamp(2), 3, "c")
+    raw = bytearray(bsatn.encode(ROW_TYPE, values))
+    if flip_at < len(raw):
+        raw[flip_at] = flip_to
+    data = bytes(raw[: len(raw) - cut % 3]) if cut % 5 == 0 else bytes(raw)
+    checker = row_list_checker(ROW_TYPE, SYNC.typespace)
+    assert checker is not None
+    try:
+        EVENT.decode(data)
+        decodes = True
+    except DecodeError:
+        decodes = False
+    try:
+        checker([data])
+        passes = True
+    except RowsDoNotDecodeError:
+        passes = False
+    assert passes == decodes
