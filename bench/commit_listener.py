@@ -32,11 +32,13 @@ from autopilot_sync.module import module
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.messages import SubscribeApplied
 from autopilot_sync.spacetime.values import ConnectionId, Identity
-from bench.ours import event_input, resume_query
+from bench.ours import ENGINE_ISSUER, event_input, resume_query, trust_engine
 from bench.stats import median
 from bench.suite import payload
 
-PRODUCER = Caller(Identity(7), ConnectionId(7), {"sub": "bench", "scopes": ["sync.append"], "streams": ["*"]})
+PRODUCER = Caller(
+    Identity(7), ConnectionId(7), {"iss": ENGINE_ISSUER, "sub": "bench", "scopes": ["sync.append"], "streams": ["*"]}
+)
 READER = Identity(9)
 
 
@@ -54,6 +56,7 @@ async def run(calls: int, readers: int, profiler: cProfile.Profile | None, subsc
     with tempfile.TemporaryDirectory(prefix="apsync-commit-listener-") as scratch:
         engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
         await engine.start()
+        await trust_engine(engine)
         try:
             manager = SubscriptionManager(engine.datastore, lambda: engine.offset, lambda: engine.durable_offset)
             times: list[float] = []

@@ -24,11 +24,13 @@ from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.values import ConnectionId, Identity
-from bench.ours import event_input
+from bench.ours import ENGINE_ISSUER, event_input, trust_engine
 from bench.stats import median
 from bench.suite import payload
 
-PRODUCER = Caller(Identity(7), ConnectionId(7), {"sub": "bench", "scopes": ["sync.append"], "streams": ["*"]})
+PRODUCER = Caller(
+    Identity(7), ConnectionId(7), {"iss": ENGINE_ISSUER, "sub": "bench", "scopes": ["sync.append"], "streams": ["*"]}
+)
 
 
 def encoded_call(stream: str, seq: int) -> bytes:
@@ -57,6 +59,7 @@ async def run(calls: int, rounds: int) -> list[float]:
     with tempfile.TemporaryDirectory(prefix="apsync-engine-calls-") as scratch:
         engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
         await engine.start()
+        await trust_engine(engine)
         try:
             return [await one_round(engine, f"ec-{n}", calls) for n in range(rounds)]
         finally:

@@ -46,7 +46,11 @@ from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_BUNDLE = ROOT / "conformance" / "node_modules" / "spacetimedb" / "dist" / "server" / "index.mjs"
 TWIN = ROOT / "modules" / "autopilot-sync"
-PUBLISHER = Caller(Identity(1), ConnectionId(1), {"sub": "11" * 32, "scopes": ["sync.append", "sync.subscribe"]})
+#: The issuer of the publisher's claims, named trusted on each engine (the sync module fails closed until then).
+ISSUER = "https://control.bench"
+PUBLISHER = Caller(
+    Identity(1), ConnectionId(1), {"iss": ISSUER, "sub": "11" * 32, "scopes": ["sync.append", "sync.subscribe"]}
+)
 
 MODULE = """
 import { schema, table, t } from '@SERVER@';
@@ -110,6 +114,8 @@ async def _sync_append(sync_module: Module | HostedModule, data_dir: Path, calls
     """Median µs of one `append_sync_events` call of `batch` events through a real engine (fsync off)."""
     engine = HostEngine(sync_module, data_dir, "bench", EngineConfig(fsync=False, snapshot_every=10**9))
     await engine.start()
+    named = await engine.call_reducer("set_trusted_issuer", (ISSUER,), Caller(engine.owner_identity))
+    assert named.status is CallStatus.COMMITTED, named.message
     seq = {"warm": 1, "s": 1}
 
     async def append(stream: str) -> None:

@@ -35,6 +35,7 @@ async def _measure(calls: int, events: int, twin_dir: Path | None) -> dict[str, 
     from proc_cpu import process_cpu_seconds
 
     from autopilot_sync.host.call_outcome import CallStatus
+    from autopilot_sync.host.caller import Caller
     from autopilot_sync.host.engine import EngineConfig, HostEngine
     from autopilot_sync.host.js_module import JsModule
     from autopilot_sync.tsbuild.build import build_module
@@ -45,6 +46,8 @@ async def _measure(calls: int, events: int, twin_dir: Path | None) -> dict[str, 
     twin = JsModule(built)
     engine = HostEngine(twin, scratch / "data", "bench", EngineConfig(fsync=False, snapshot_every=10**9))
     await engine.start()
+    named = await engine.call_reducer("set_trusted_issuer", (jb.ISSUER,), Caller(engine.owner_identity))
+    assert named.status is CallStatus.COMMITTED, named.message
     try:
         seq = 1
         for _ in range(10):

@@ -25,6 +25,9 @@ from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, MODULE, LocalStack
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.engine import HostEngine
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.settings.control import ControlSettings
 from autopilot_sync.settings.environment import service_environment
@@ -58,6 +61,19 @@ def event_input(stream_id: str, seq: int, payload: dict[str, Any]) -> AppendSync
 #: 2,000 clients connect at once (more than the host's default cap of 1,024 connections waiting for a request head,
 #: which protects a real deployment from half-sent requests, docs/security.md).
 HOST_FIELDS = {"max_connections_per_identity": 100000, "http_max_pending_connections": 100000}
+#: The issuer of the claims engine-level benches call with; each names it trusted on its engine (the sync module
+#: refuses every claim until its owner names an issuer: docs/security.md "The trusted issuer").
+ENGINE_ISSUER = "https://control.bench"
+
+
+async def trust_engine(engine: HostEngine) -> None:
+    """Name `ENGINE_ISSUER` trusted on an engine a bench runs itself, as its owner (inline rather than through
+    `devtools/trust.py`, so `--old` trees of the A/B benches that predate that module still run)."""
+    outcome = await engine.call_reducer("set_trusted_issuer", (ENGINE_ISSUER,), Caller(engine.owner_identity))
+    if outcome.status is not CallStatus.COMMITTED:
+        raise RuntimeError(f"set_trusted_issuer: {outcome.message}")
+
+
 #: Thousands of bench connections share two keys and may ask for tokens at once: lift the per-key admission limits
 #: that protect a real deployment (docs/control.md).
 CONTROL_FIELDS = {
@@ -103,9 +119,15 @@ class Ours:
         return self.stack.control_url
 
     def start(self) -> None:
-        """Start the host, then control (which trusts nothing but is trusted by the host as an OIDC issuer)."""
+        """Start the host, then control (which trusts nothing but is trusted by the host as an OIDC issuer), then
+        name control as the sync module's trusted issuer (the module refuses every claim until its owner does)."""
         self.stack.start_host(timeout=HOST_READY_TIMEOUT)
         self.stack.start_control()
+        self.stack.trust_control()
+
+    def trust(self, url: str) -> None:
+        """Name control as the trusted issuer of a host `spawn_host` started on a fresh data directory."""
+        self.stack.trust_control(url)
 
     def spawn_host(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> ServiceProcess:
         """Another host process (sync module, trusting this control) on `port` and `data_dir`; waits until ready."""

@@ -29,10 +29,12 @@ from autopilot_sync.host.logtable import LogRows
 from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity
-from bench.ours import event_input
+from bench.ours import ENGINE_ISSUER, event_input, trust_engine
 from bench.suite import payload
 
-PRODUCER = Caller(Identity(7), ConnectionId(7), {"sub": "bench", "scopes": ["sync.append"], "streams": ["*"]})
+PRODUCER = Caller(
+    Identity(7), ConnectionId(7), {"iss": ENGINE_ISSUER, "sub": "bench", "scopes": ["sync.append"], "streams": ["*"]}
+)
 BATCH = 500
 #: set, dict and sorted-dict slots: a dict entry is ~3 machine words plus its share of the table; SortedDict keeps a
 #: dict and a sorted list of keys (one pointer, plus the list's growth)
@@ -123,6 +125,7 @@ async def run(events: int, streams: int, reader: bool = False) -> dict[str, Any]
     with tempfile.TemporaryDirectory(prefix="apsync-row-cost-") as scratch:
         engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
         await engine.start()
+        await trust_engine(engine)
         try:
             await fill(engine, 1, 10)  # warm: codecs, first stream
             subs = subscribe_reader(engine, streams) if reader else None

@@ -64,6 +64,7 @@ async def _ours(ctx: Context, n: int, round_no: int) -> tuple[float, float]:
         host = ours.spawn_host(data_dir, port, {"AUTOPILOT_SYNC_HOST_FSYNC": "false", **NO_SNAPSHOTS})
         ctx.state[key + "-empty"] = time.perf_counter() - started  # first start: an empty store
         url = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(ours.trust, url)
         conn = await ours.connect(producer=True, url=url)
         stream = "recovery"
         in_flight: set[asyncio.Task[None]] = set()

@@ -72,6 +72,7 @@ async def _build(ctx: Context) -> dict[str, Any]:
     port = free_port()
     host = ours.spawn_host(data_dir, port, {"AUTOPILOT_SYNC_HOST_FSYNC": "false"})
     url = f"http://127.0.0.1:{port}"
+    await asyncio.to_thread(ours.trust, url)
     prefix = ctx.name("store-")
     streams = [f"{prefix}-{i}" for i in range(ctx.sizes.store_streams)]
     per_stream = ctx.sizes.store_events // len(streams)

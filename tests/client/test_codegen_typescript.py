@@ -15,7 +15,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from autopilot_sync.cli import main
-from autopilot_sync.client.codegen_typescript import generate_typescript
+from autopilot_sync.client.codegen_typescript import generate_typescript, type_name
 from autopilot_sync.examples.chat import module as chat
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,3 +80,20 @@ def test_a_v10_document_gives_the_same_bindings_as_v9() -> None:
     v9 = chat.schema_json()
     v10 = moduledef.to_json(moduledef.from_json(v9), 10)
     assert generate_typescript(v10, "chat", "javascript") == generate_typescript(v9, "chat", "javascript")
+
+
+def test_named_types_are_pascal_cased_as_spacetime_generate_names_them() -> None:
+    # `crates/codegen/src/util.rs` `type_ref_name`: each scope segment and the name PascalCased (`convert_case`'s
+    # word boundaries), joined without a delimiter; our modules already name types so, a Rust or TypeScript module
+    # need not (`#[sats(name = ...)]`, `t.object('point_2d', ...)`).
+    assert type_name(["ActiveConnection"]) == "ActiveConnection"
+    assert type_name(["point_2d"]) == "Point2D"
+    assert type_name(["HTTPServer"]) == "HttpServer"
+    assert type_name(["my_scope", "myType"]) == "MyScopeMyType"
+    document = json.loads(json.dumps(chat.schema_json()))
+    (person,) = [t for t in document["types"] if t["name"]["name"] == "Person"]
+    person["name"] = {"scope": ["app"], "name": "person_row"}
+    types = generate_typescript(document, "chat", "typescript")["types.ts"]
+    assert 'export const AppPersonRow = __t.object("AppPersonRow", {' in types
+    assert "export type AppPersonRow = __Infer<typeof AppPersonRow>;" in types
+    assert "person_row" not in types and "app." not in types

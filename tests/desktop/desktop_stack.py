@@ -7,9 +7,10 @@ what each desktop prints (one JSON state per line) and what it stored (its SQLit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,3 +128,19 @@ class Stack(LocalStack):
         for desktop in self.desktops:
             desktop.stop()
         self.stop_all()
+
+
+@contextlib.contextmanager
+def running_stack(
+    root: Path, *, runtime: bool = True, configure: Callable[[Stack], None] | None = None
+) -> Iterator[Stack]:
+    """The one start-up of the desktop tests' stacks: `configure` adjusts the stack before it starts (settings, the
+    module, the owner), `start_all` stops whatever it started if a service fails, and the stack (desktops first)
+    is stopped after the test."""
+    stack = Stack(root)
+    if configure is not None:
+        configure(stack)
+    try:
+        yield stack.start(runtime=runtime)
+    finally:
+        stack.stop()

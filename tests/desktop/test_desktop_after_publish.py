@@ -78,6 +78,9 @@ async def test_after_a_delete_data_publish_the_runtime_publishes_its_streams_aga
 
         answer = await publish_as_owner(stack, "autopilot_sync.module", clear=True)
         assert answer.ok and answer.cleared, answer.text
+        # a new incarnation trusts no issuer (the module fails closed): the owner names control again, as the
+        # deployment runbook says; runtime and desktop wait through the gap (a refusal they retry)
+        await stack.trust_control_async()
 
         promised += await stack.append_run_events(RUN, 8, start=12)
         done = await desktop.wait_for(

@@ -15,11 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Desktop, Stack, stream_state
+from desktop_stack import Desktop, Stack, running_stack, stream_state
 
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
 from autopilot_sync.devtools.stack import DATABASE
+from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
@@ -36,12 +37,8 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path)
-    try:
-        running.start(runtime=False)
+    with running_stack(tmp_path, runtime=False) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def append(stack: Stack, seq: int, tag: str = "") -> None:
@@ -129,7 +126,9 @@ async def test_a_host_whose_own_chain_is_broken_halts_the_stream_after_one_rebui
         batch.append(
             AppendSyncEventsBatchItem(STREAM, key, "test.event", text, digest, seq, Timestamp(1_700_000_000_000_000))
         )
-    publisher = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append"]})
+    issuer = "https://prepared.test"  # named for this engine only: the stack names its control when it starts
+    await name_trusted_issuer(prepared, issuer)
+    publisher = Caller(Identity(1), ConnectionId(1), {"iss": issuer, "sub": "00" * 32, "scopes": ["sync.append"]})
     outcome = await prepared.call_reducer("append_sync_events", (batch,), publisher)
     assert outcome.status is CallStatus.COMMITTED, outcome.message
     store = prepared.datastore["sync_event"]

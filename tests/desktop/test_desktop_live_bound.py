@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Stack, stream_state
+from desktop_stack import Stack, running_stack, stream_state
 
 from autopilot_sync.desktop.livebound import live_streams, refusal_notice
 
@@ -44,20 +44,14 @@ def test_the_refusal_notice_is_one_line_naming_the_stream_and_the_setting() -> N
     assert "s1" in notice and "3 held, at most 3" in notice and "AUTOPILOT_SYNC_DESKTOP_MAX_LIVE_STREAMS" in notice
 
 
-def bounded_stack(tmp_path: Path, host_cap: int) -> Stack:
-    running = Stack(tmp_path)
-    running.host_env["AUTOPILOT_SYNC_HOST_MAX_QUERY_SETS_PER_CONNECTION"] = str(host_cap)
-    return running
+def bound(stack: Stack, host_cap: int) -> None:
+    stack.host_env["AUTOPILOT_SYNC_HOST_MAX_QUERY_SETS_PER_CONNECTION"] = str(host_cap)
 
 
 @pytest.fixture
 def small_cap_stack(tmp_path: Path) -> Iterator[Stack]:
-    running = bounded_stack(tmp_path, 6)
-    try:
-        running.start()
+    with running_stack(tmp_path, configure=lambda s: bound(s, 6)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def test_more_streams_than_the_live_bound_are_each_applied_once_in_order_and_never_refused(
@@ -92,9 +86,7 @@ async def test_more_streams_than_the_live_bound_are_each_applied_once_in_order_a
 
 
 async def test_a_host_cap_below_the_live_bound_is_said_in_the_status(tmp_path: Path) -> None:
-    stack = bounded_stack(tmp_path, 3)  # presence + heads + one stream
-    try:
-        stack.start()
+    with running_stack(tmp_path, configure=lambda s: bound(s, 3)) as stack:  # presence + heads + one stream
         desktop = stack.desktop("refused", settings={"max_live_streams": 3})
         await desktop.wait_for("live", lambda s: s["connection"]["phase"] == "live")
         for i in range(2):
@@ -102,5 +94,3 @@ async def test_a_host_cap_below_the_live_bound_is_said_in_the_status(tmp_path: P
         refused = await desktop.wait_for("the refusal", lambda s: "host refused to follow" in s["notice"], within=60)
         assert "too many query sets" in refused["notice"] and "\n" not in refused["notice"]
         assert refused["connection"]["phase"] == "live"
-    finally:
-        stack.stop()

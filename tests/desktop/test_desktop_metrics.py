@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from desktop_stack import Desktop, Stack, stream_state
+from desktop_stack import Desktop, Stack, running_stack, stream_state
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
@@ -162,12 +162,8 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="read
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path)
-    try:
-        running.start()
+    with running_stack(tmp_path) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def headless_with_metrics(stack: Stack, name: str, port: int, streams: tuple[str, ...]) -> Desktop:

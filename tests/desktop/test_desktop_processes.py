@@ -12,12 +12,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from desktop_stack import Stack, stream_state
+from desktop_stack import Stack, running_stack, stream_state
 
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
 from autopilot_sync.devtools.stack import DATABASE
-from autopilot_sync.spacetime.identity import identity_from_claims
 
 RUN = "r1"
 STREAM = f"runtime.run.{RUN}.events"
@@ -25,12 +24,8 @@ STREAM = f"runtime.run.{RUN}.events"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path)
-    try:
-        running.start()
+    with running_stack(tmp_path) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:
@@ -108,14 +103,8 @@ async def test_trimmed_history_rebuilds_from_the_retained_floor_once(stack: Stac
 @pytest.fixture
 def owned_stack(tmp_path: Path) -> Iterator[Stack]:
     """A stack whose database owner is the producer's key (through control's tokens), as an operator would set it."""
-    running = Stack(tmp_path)
-    owner = identity_from_claims(running.control_url, running.producer_key.public_key().hex)
-    running.host_env["AUTOPILOT_SYNC_HOST_OWNER_IDENTITY"] = owner.hex
-    try:
-        running.start()
+    with running_stack(tmp_path, configure=lambda s: setattr(s, "owner_key", s.producer_key)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def retained_from(stack: Stack, stream_id: str) -> int:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Stack
+from desktop_stack import Stack, running_stack
 from test_desktop_ui import DOCS_IMAGES, screen_text
 
 from autopilot_sync.desktop.app import DesktopApp
@@ -32,11 +32,8 @@ from autopilot_sync.devtools.stack import DATABASE
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path).start()
-    try:
-        yield stack
-    finally:
-        stack.stop()
+    with running_stack(tmp_path) as running:
+        yield running
 
 
 class Running:

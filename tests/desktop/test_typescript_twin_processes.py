@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Stack, stream_state
+from desktop_stack import Stack, running_stack, stream_state
 
 pytestmark = pytest.mark.node
 
@@ -22,13 +22,8 @@ STREAM = f"runtime.run.{RUN}.events"
 
 @pytest.fixture
 def stack(tmp_path: Path, typescript_sync_module: Path) -> Iterator[Stack]:
-    running = Stack(tmp_path)
-    running.module = str(typescript_sync_module)
-    try:
-        running.start()
+    with running_stack(tmp_path, configure=lambda s: setattr(s, "module", str(typescript_sync_module))) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def stream(state: dict, stream_id: str = STREAM) -> dict:

@@ -61,7 +61,7 @@ class ScriptedModuleDouble:
             types=(md.TypeDef((), "Note", 0),),
         )
 
-    def visibility_filters(self) -> Mapping[str, str]:
+    def visibility_filters(self) -> Mapping[str, tuple[str, ...]]:
         return {}
 
     def call_reducer(self, ctx: ReducerContext, reducer: str, args: bytes) -> None:

@@ -8,6 +8,7 @@ objects, so each scenario runs once per format.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ import pytest
 
 from autopilot_sync.devtools.host_tokens import host_signed_token
 from autopilot_sync.devtools.processes import ServiceProcess, start_host
+from autopilot_sync.devtools.trust import call_set_trusted_issuer
+from autopilot_sync.host.auth.tokens import LOCAL_ISSUER
 from autopilot_sync.spacetime import messages_v1 as v1
 from autopilot_sync.spacetime.frames import decode_server_frame
+from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize, RowOffsets
 from autopilot_sync.spacetime.values import Identity
 from autopilot_sync.sync_bindings import ActiveConnection
@@ -88,8 +92,12 @@ def table_rows(fmt: v1.V1Format, table: dict[str, Any], side: str) -> list[tuple
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServiceProcess, Path]]:
     data_dir = tmp_path_factory.mktemp("v1host")
-    process = start_host(data_dir, env={"AUTOPILOT_SYNC_HOST_MAX_MESSAGE_BYTES": "65536"})
-    try:
+    owner = identity_from_claims(LOCAL_ISSUER, "owner")
+    env = {"AUTOPILOT_SYNC_HOST_MAX_MESSAGE_BYTES": "65536", "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": owner.hex}
+    process = start_host(data_dir, env=env)
+    try:  # the sync module fails closed until its owner names the issuer of the tests' tokens (the host's own)
+        owner_token = host_signed_token(data_dir, "owner")
+        asyncio.run(call_set_trusted_issuer(process.url, "autopilot-sync", owner_token, LOCAL_ISSUER))
         yield process, data_dir
     finally:
         assert process.stop() == 0

@@ -50,7 +50,7 @@ def test_engine_refuses_a_module_whose_visibility_filter_does_not_compile(tmp_pa
 
 def test_engine_accepts_a_module_whose_visibility_filters_compile(tmp_path: Path) -> None:
     engine = HostEngine(_module_with("SELECT * FROM secret WHERE owner = :sender"), tmp_path, "good")
-    assert engine.module.visibility_filters() == {"secret": "SELECT * FROM secret WHERE owner = :sender"}
+    assert engine.module.visibility_filters() == {"secret": ("SELECT * FROM secret WHERE owner = :sender",)}
 
 
 def test_host_process_refuses_to_start_naming_the_table_and_the_sql_error(tmp_path: Path) -> None:

@@ -77,7 +77,7 @@ async def test_definition_comes_from_the_modules_own_description(engine: HostEng
     assert [index.name for index in reminder.indexes] == ["reminder_reminder_id_idx_btree"]
     assert definition.reducer("on_connect").lifecycle is md.Lifecycle.ON_CONNECT
     # TypeScript row-level security is a list of SQL strings: keyed by the table it selects from, and it compiles.
-    assert engine.module.visibility_filters() == {"visitor": "SELECT * FROM visitor WHERE who = :sender"}
+    assert engine.module.visibility_filters() == {"visitor": ("SELECT * FROM visitor WHERE who = :sender",)}
     check_visibility_filters(engine.datastore)
     assert audit(engine) == ["init"]  # the init lifecycle reducer ran once, on the fresh database
 

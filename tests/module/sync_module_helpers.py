@@ -11,6 +11,7 @@ import pytest
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.devtools.stack import MODULE
+from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.hosted_module import HostedModule
@@ -21,13 +22,16 @@ from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 
+#: The issuer every test caller's token carries, and the one the `engine` fixture's owner names as trusted.
+TEST_ISSUER = "https://control.test"
+
 PUBLISHER_KEY = SecretKey.generate().public_key().hex
 READER_KEY = SecretKey.generate().public_key().hex
 
 
 def caller(scopes: list[str], *, sub: str = PUBLISHER_KEY, ident: int = 1, conn: int = 1, **extra: Any) -> Caller:
-    """A caller whose verified claims grant `scopes`."""
-    return Caller(Identity(ident), ConnectionId(conn), {"sub": sub, "scopes": scopes, **extra})
+    """A caller whose verified claims grant `scopes`, from `TEST_ISSUER` unless `iss` says otherwise."""
+    return Caller(Identity(ident), ConnectionId(conn), {"iss": TEST_ISSUER, "sub": sub, "scopes": scopes, **extra})
 
 
 PUBLISHER = caller(["sync.append", "sync.subscribe"])
@@ -78,8 +82,16 @@ def served_module(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def engine(sync_module: Module | HostedModule, tmp_path: Path) -> AsyncIterator[HostEngine]:
+async def unconfigured_engine(sync_module: Module | HostedModule, tmp_path: Path) -> AsyncIterator[HostEngine]:
+    """A fresh database whose owner has named no trusted issuer yet: every claim-bearing call is refused."""
     running = HostEngine(sync_module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
     await running.start()
     yield running
     await running.stop()
+
+
+@pytest.fixture
+async def engine(unconfigured_engine: HostEngine) -> HostEngine:
+    """A fresh database whose owner named `TEST_ISSUER`, as every deployment does right after publishing."""
+    await name_trusted_issuer(unconfigured_engine, TEST_ISSUER)
+    return unconfigured_engine

@@ -14,12 +14,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sync_module_helpers import caller, event
+from sync_module_helpers import TEST_ISSUER, caller, event
 
 from autopilot_sync.client import ReducerCommitted, ReducerFailed, connect
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.module import module
@@ -84,6 +85,7 @@ async def _interleave(plan: list[tuple[int, str]], concurrent: bool) -> None:
     with tempfile.TemporaryDirectory() as data:
         engine = HostEngine(module, Path(data), DATABASE, EngineConfig(fsync=False))
         await engine.start()
+        await name_trusted_issuer(engine, TEST_ISSUER)
         who = caller(["sync.append", "sync.subscribe"])
         publishers = [Publisher(i) for i in range(4)]
 

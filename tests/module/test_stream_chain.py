@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_module_helpers import ADMIN, PUBLISHER, event
+from sync_module_helpers import ADMIN, PUBLISHER, TEST_ISSUER, event
 
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.contract import stream_chain
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.commitlog import list_segments
@@ -139,6 +140,7 @@ async def test_a_reset_starts_the_new_epoch_at_its_genesis_value(engine: HostEng
 async def test_a_start_that_set_aside_a_log_tail_gives_every_stream_a_new_epoch(tmp_path: Path) -> None:
     engine = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
     await engine.start()
+    await name_trusted_issuer(engine, TEST_ISSUER)
     await call(engine, "append_sync_events", [event("s", 1, {"n": 1}), event("t", 1, {"n": 1})])
     await call(engine, "append_sync_events", [event("s", 2, {"n": 2})])
     await call(engine, "append_sync_events", [event("s", 3, {"n": 3})])
@@ -175,6 +177,7 @@ async def test_a_crash_before_the_epoch_bump_committed_still_bumps_at_the_next_s
     """Recovery sets the tail aside at once; the marker it leaves until the start hook committed says so later."""
     engine = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
     await engine.start()
+    await name_trusted_issuer(engine, TEST_ISSUER)
     await call(engine, "append_sync_events", [event("s", 1, {"n": 1})])
     await engine.stop()
     (tmp_path / HISTORY_DISCARDED_MARKER).write_text("torn record (the previous start crashed before its hook)")
@@ -271,6 +274,7 @@ async def test_a_data_directory_from_before_chains_upgrades_in_place(tmp_path: P
     engine = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
     await engine.start()
     try:
+        await name_trusted_issuer(engine, TEST_ISSUER)  # an upgraded data directory trusts no issuer until named
         await call(engine, "append_sync_events", [event("s", 8, {"n": 8})])
         assert_chain_holds(engine, "s")
     finally:

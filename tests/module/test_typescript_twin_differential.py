@@ -1,10 +1,10 @@
 """One script of calls, two modules, the same answers and the same rows (issue 18 item 3, differential).
 
 The same sequence — every reducer, every error code, duplicates, conflicts, limits, checkpoints, trim and reset,
-grants, presence, the owner's configuration and the trusted issuer — runs on a fresh engine hosting the Python
-module and on one hosting the TypeScript twin. Every outcome (status and full message text) must be equal, and so
-must every table's rows at the end (decoded from their BSATN, so equal values are equal bytes), with only the host's
-clock values (timestamps) masked.
+grants, presence, the owner's configuration and the trusted issuer (failing closed before it is named) — runs on
+a fresh engine hosting the Python module and on one hosting the TypeScript twin. Every outcome (status and full
+message text) must be equal, and so must every table's rows at the end (decoded from their BSATN, so equal values
+are equal bytes), with only the host's clock values (timestamps) masked.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sync_module_helpers import ADMIN, PUBLISHER, READER, caller, event
+from sync_module_helpers import ADMIN, PUBLISHER, READER, TEST_ISSUER, caller, event
 
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, EngineConfig, HostEngine
@@ -21,11 +21,12 @@ from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.js_module import JsModule
 from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.module import module
-from autopilot_sync.spacetime.values import Identity, Timestamp
+from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
 pytestmark = pytest.mark.node
 
 OWNER = Caller(Identity(0))
+OWNER_SESSION = Caller(Identity(0), ConnectionId(40), {"iss": "https://anywhere.example", "sub": "owner"})
 CONTROL = "https://control.example"
 NARROW = caller(["sync.append"], streams=["runtime.*"], ident=5, conn=5)
 ANONYMOUS = caller([], sub="some-uuid", ident=6, conn=6)
@@ -38,6 +39,12 @@ def script() -> list[tuple[str, Caller, str, tuple[Any, ...]]]:
     good = event("s", 1, {"a": 1, "text": "héllo ✓"})
     numbers = event("s", 2, [1.5, 1e16, -0.0, 10**20, 1e-7])
     steps: list[tuple[str, Caller, str, tuple[Any, ...]]] = [
+        ("call", PUBLISHER, "append_sync_events", ([good],)),  # no issuer named yet: fails closed
+        ("call", READER, "ack_checkpoint", ("s", 1)),
+        ("connect", READER, "", ()),
+        ("connect", OWNER_SESSION, "", ()),  # the owner is admitted without scopes, to name the issuer
+        ("call", OWNER_SESSION, "set_trusted_issuer", (TEST_ISSUER,)),
+        ("disconnect", OWNER_SESSION, "", ()),
         ("connect", PUBLISHER, "", ()),
         ("connect", READER, "", ()),
         ("connect", ANONYMOUS, "", ()),

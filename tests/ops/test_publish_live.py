@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from click.testing import CliRunner, Result
 
 from autopilot_sync.cli import main
+from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.processes import free_port, start_host, start_service
 from autopilot_sync.module import module as sync_module
 from autopilot_sync.nostr.keyfile import save_secret_key
@@ -191,3 +194,30 @@ def test_an_unreachable_host_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["module", "publish", "--env", "dev"], env=env)
     assert result.exit_code == 1
     assert "error: cannot read the schema from" in result.output
+
+
+def test_a_delete_data_publish_names_control_again_so_producers_publish_on_the_new_incarnation(
+    lane_env: dict[str, str],
+) -> None:
+    """`init` of the new incarnation seeds no trusted issuer and the sync module fails closed: the lane names
+    control (its own token's issuer) before it verifies, so a reader's control token is admitted right after."""
+    result = CliRunner().invoke(main, ["module", "publish", "--env", "dev", "--delete-data"], env=lane_env)
+    assert result.exit_code == 0, result.output
+    control_url = lane_env["AUTOPILOT_SYNC_OPS_DEV_CONTROL_URL"]
+    assert f"TRUST {control_url}: named the sync module's trusted issuer again" in result.output
+    assert "GO: dev runs" in result.output
+
+    async def heartbeat() -> tuple[int, str]:
+        """A call of a reader that is not the owner: its `client_connected` checks the trusted issuer."""
+        reader = await fetch_session_token(control_url, SecretKey.generate(), ("sync.subscribe",), None, None, "t")
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{lane_env['AUTOPILOT_SYNC_OPS_DEV_BASE_URL']}/v1/database/autopilot-sync/call/heartbeat",
+                json=[],
+                headers={"Authorization": f"Bearer {reader.token}"},
+            ) as response,
+        ):
+            return response.status, await response.text()
+
+    assert asyncio.run(heartbeat()) == (200, "")

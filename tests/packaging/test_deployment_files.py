@@ -90,7 +90,11 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 def _interpolate(value: str) -> str:
     """Compose's `${VAR:-default}` with the variables an operator sets (RUNTIME_PUBKEY: a real public key)."""
-    operator = {"RUNTIME_PUBKEY": SecretKey.generate().public_key().hex, "EXPORTER_IDENTITY": "c2" + "00" * 31}
+    operator = {
+        "RUNTIME_PUBKEY": SecretKey.generate().public_key().hex,
+        "EXPORTER_IDENTITY": "c2" + "00" * 31,
+        "OWNER_IDENTITY": "c2" + "11" * 31,
+    }
     return re.sub(r"\$\{(\w+)(?::[-?][^}]*)?\}", lambda m: operator[m.group(1)], value)
 
 
@@ -126,7 +130,9 @@ def test_compose_wires_the_services_as_up_does() -> None:
     assert exporter["AUTOPILOT_SYNC_EXPORTER_CONTROL_URL"] == issuer
     assert exporter["AUTOPILOT_SYNC_EXPORTER_SPACETIME_BASE_URL"] == host_url
     assert "EXPORTER_IDENTITY" in host["AUTOPILOT_SYNC_HOST_OBSERVER_IDENTITIES"], "the exporter reads as an observer"
-    assert "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY" not in host, "the exporter's key must not be the owner's"
+    owner = host.get("AUTOPILOT_SYNC_HOST_OWNER_IDENTITY", "")
+    assert "EXPORTER_IDENTITY" not in owner, "the exporter's key must not be the owner's"
+    assert "OWNER_IDENTITY" in owner, "an operator's key owns the database: it names the trusted issuer"
     for name in SETTINGS:  # state lives in the service's named volume
         data = [v for k, v in SERVICES[name]["environment"].items() if k.endswith(("_DATA_DIR", "_KEY_PATH"))]
         mount = SERVICES[name]["volumes"][0].split(":")[1]

@@ -77,8 +77,8 @@ class HostLinkDouble:
     async def stream_head(self, stream_id: str) -> int | None:
         return self.head(stream_id) if self.holds(stream_id) else None
 
-    async def held_streams(self) -> set[str]:
-        return {stream_id for stream_id in self.streams if self.holds(stream_id)}
+    async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
+        return {stream_id for stream_id in stream_ids if self.holds(stream_id)}
 
     def holds(self, stream_id: str) -> bool:
         """Whether the "host" has the stream at all (a head row), even with every event trimmed."""

@@ -30,6 +30,7 @@ from autopilot_sync.runtime.retry import FailureKind, PublishFailure, RetryClass
         (FailureKind.REDUCER_ERROR, "invalid_event: x", RetryClass.PERMANENT),
         (FailureKind.REDUCER_ERROR, "payload_too_large: x", RetryClass.PERMANENT),
         (FailureKind.REDUCER_ERROR, "something nobody documented", RetryClass.PERMANENT),
+        (FailureKind.REDUCER_ERROR, "issuer_not_configured: the owner calls set_trusted_issuer", RetryClass.TRANSIENT),
     ],
 )
 def test_each_failure_has_one_retry_class(kind: FailureKind, message: str, expected: RetryClass) -> None:
@@ -76,3 +77,15 @@ def test_a_connection_the_module_refuses_is_an_auth_rejection_with_the_hosts_rea
     assert failure.kind is FailureKind.AUTH_REJECTED
     assert "connecting needs scope" in failure.message
     assert classify(failure) is RetryClass.AUTH
+
+
+def test_a_database_that_trusts_no_issuer_yet_is_waited_for_never_dead_lettered() -> None:
+    # Between a delete-data publish and the owner naming control again, the module refuses every claim: transient.
+    from autopilot_sync.client import ConnectionRejectedError
+    from autopilot_sync.runtime.hostlink import describe_failure
+
+    reason = "issuer_not_configured: this database trusts no token issuer yet: the owner calls set_trusted_issuer"
+    refused = ConnectionRejectedError(f"the server refused the connection: {reason}", 1008, reason)
+    failure = describe_failure(refused)
+    assert classify(failure) is RetryClass.TRANSIENT
+    assert "set_trusted_issuer" in failure.message

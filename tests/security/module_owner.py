@@ -15,13 +15,12 @@ from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.module.limits import SyncLimits
 from autopilot_sync.nostr.keys import SecretKey
-from autopilot_sync.spacetime.identity import identity_from_claims
 
 
-def owner_env(stack: LocalStack, owner: SecretKey) -> dict[str, str]:
-    """Host settings that make `owner` (through control's tokens) the database owner."""
-    identity = identity_from_claims(stack.control_url, owner.public_key().hex)
-    return {"AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": identity.hex}
+def make_owner(stack: LocalStack, owner: SecretKey) -> None:
+    """Make `owner` (through control's tokens) the database owner: the host is told its identity, and it is the key
+    that names control as the trusted issuer when the stack starts."""
+    stack.owner_key = owner
 
 
 async def call_set_sync_limits(stack: LocalStack, key: SecretKey, limits: SyncLimits) -> tuple[int, str]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from module_owner import call_set_sync_limits, owner_env
+from module_owner import call_set_sync_limits, make_owner
 
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
@@ -49,7 +49,7 @@ SMALL_LIMITS = replace(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(tmp_path_factory.mktemp("module-inputs"))
-    running.host_env.update(owner_env(running, OWNER))
+    make_owner(running, OWNER)
     running.control_env["AUTOPILOT_SYNC_CONTROL_APPEND_ALLOWLIST"] = ",".join(
         (running.producer_key.public_key().hex, OTHER_PRODUCER.public_key().hex)
     )

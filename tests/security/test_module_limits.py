@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from module_owner import call_set_sync_limits, owner_env
+from module_owner import call_set_sync_limits, make_owner
 
 from autopilot_sync.client import ReducerCommitted, connect
 from autopilot_sync.client.connection import Connection
@@ -30,7 +30,7 @@ OWNER = SecretKey.generate()
 @pytest.fixture
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     running = LocalStack(tmp_path_factory.mktemp("module-limits"))
-    running.host_env.update(owner_env(running, OWNER))
+    make_owner(running, OWNER)
     try:  # a service that fails to start must not leave the ones before it running
         running.start_all(runtime=False)
         yield running

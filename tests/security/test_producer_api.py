@@ -198,6 +198,7 @@ async def test_an_unreachable_host_starts_the_runtime_degraded_and_appends_still
         ):
             assert response.status == 200  # durable in the outbox, published once the host is up
         stack.start_host()
+        stack.trust_control()  # a fresh database: its owner names control before anything is published
         async with aiohttp.ClientSession() as http, asyncio.timeout(30):
             while True:
                 async with http.get(f"{stack.runtime_url}/healthz") as response:

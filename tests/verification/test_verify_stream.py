@@ -18,6 +18,7 @@ import pytest
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.stream_audit import audit
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
+from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
@@ -28,7 +29,11 @@ from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem, StreamHead, 
 
 pytestmark = pytest.mark.timeout(240)
 
-PUBLISHER = Caller(Identity(1), ConnectionId(1), {"sub": "00" * 32, "scopes": ["sync.append", "sync.admin"]})
+#: The issuer of the test publisher's claims, which every engine here names as trusted (the module fails closed).
+ISSUER = "https://control.test"
+PUBLISHER = Caller(
+    Identity(1), ConnectionId(1), {"iss": ISSUER, "sub": "00" * 32, "scopes": ["sync.append", "sync.admin"]}
+)
 
 
 def event(stream: str, seq: int) -> AppendSyncEventsBatchItem:
@@ -74,6 +79,7 @@ async def tamper(engine: HostEngine, stream: str, seq: int, **changes: Any) -> N
 async def engine(tmp_path: Path) -> AsyncIterator[HostEngine]:
     running = HostEngine(module, tmp_path, DATABASE, EngineConfig(fsync=False))
     await running.start()
+    await name_trusted_issuer(running, ISSUER)
     yield running
     await running.stop()
 
@@ -140,6 +146,7 @@ async def test_verify_stream_prints_ok_or_the_first_bad_seq_against_a_running_ho
     stack = LocalStack(tmp_path)
     prepared = HostEngine(module, tmp_path / "host", DATABASE, EngineConfig(fsync=False))
     await prepared.start()
+    await name_trusted_issuer(prepared, ISSUER)  # the stack names its control again when it starts
     await fill(prepared, "good", 6, trim_to=3)
     await fill(prepared, "bad", 6)
     await tamper(prepared, "bad", 4, kind="forged")

@@ -59,9 +59,12 @@ export function requireStream(claims: Record<string, unknown>, streamId: string)
   if (!streamAllowed(claims, streamId)) throw refuse(Code.FORBIDDEN_STREAM, `token does not cover stream ${streamId}`);
 }
 
-/** Refuse a token whose issuer is not the one configured (no check while none is configured). */
+/** The refusal of every claim-bearing call while the database trusts no issuer (the same text as the Python module). */
+export const NO_ISSUER_YET = 'this database trusts no token issuer yet: the owner calls set_trusted_issuer';
+
+/** Refuse every token until the owner names an issuer (fail closed), then every token of another issuer. */
 export function requireTrustedIssuer(claims: Record<string, unknown>, trusted: string): void {
-  if (trusted === '') return;
+  if (trusted === '') throw refuse(Code.ISSUER_NOT_CONFIGURED, NO_ISSUER_YET);
   const issuer = claims['iss'];
   if (issuer !== trusted) {
     const shown = typeof issuer === 'string' ? [...issuer].slice(0, 100).join('') : '(none)';

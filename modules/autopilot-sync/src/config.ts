@@ -78,7 +78,7 @@ export const set_sync_limits = spacetimedb.reducer(
   },
 );
 
-/** Name the one token issuer (the control service) whose tokens' claims count; '' turns the check off (owner only). */
+/** Name the one token issuer (the control service) whose tokens' claims count; '' trusts none again (owner only). */
 export const set_trusted_issuer = spacetimedb.reducer({ issuer: t.string() }, (ctx, { issuer }) => {
   const row = requireOwner(ctx, 'set_trusted_issuer');
   const size = utf8Length(issuer);

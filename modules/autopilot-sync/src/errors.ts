@@ -17,6 +17,7 @@ export const Code = {
   CHECKPOINT_REGRESSION: 'checkpoint_regression',
   INVALID_TRIM: 'invalid_trim',
   INVALID_LIMITS: 'invalid_limits',
+  ISSUER_NOT_CONFIGURED: 'issuer_not_configured',
 } as const;
 
 export type SyncErrorCode = (typeof Code)[keyof typeof Code];

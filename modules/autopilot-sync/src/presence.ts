@@ -1,6 +1,6 @@
 // Presence: lifecycle reducers and `heartbeat` (src/autopilot_sync/module/reducers.py, visibility.py).
 import { claimsOf, requireTrustedIssuer, Scope, scopesOf } from './auth';
-import { currentConfig } from './config';
+import { CONFIG_ROW, currentConfig } from './config';
 import type { Ctx } from './context';
 import { Code, refuse } from './errors';
 import { nostrPubkeyOf, npub } from './nostr';
@@ -17,12 +17,22 @@ function admitMember(ctx: Ctx, scopes: Set<string>): void {
   }
 }
 
-/** Admit readers and publishers only; record presence with the Nostr key the token proves. */
+/**
+ * Admit readers and publishers only; record presence with the Nostr key the token proves. The owner passes without
+ * a trusted issuer (its identity pins its token's issuer) and without scopes (SpacetimeDB runs `client_connected`
+ * around an HTTP `/call` too), so its `set_trusted_issuer` always gets through; without scopes, no presence.
+ */
 export const client_connected = spacetimedb.clientConnected((ctx) => {
   const claims = claimsOf(ctx);
-  requireTrustedIssuer(claims, currentConfig(ctx).trustedIssuer);
   const scopes = scopesOf(claims);
-  if (!scopes.has(Scope.SUBSCRIBE) && !scopes.has(Scope.APPEND)) {
+  const syncs = scopes.has(Scope.SUBSCRIBE) || scopes.has(Scope.APPEND);
+  const config = ctx.db.sync_config.id.find(CONFIG_ROW);
+  if (config !== null && config.owner.isEqual(ctx.sender)) {
+    if (!syncs) return;
+  } else {
+    requireTrustedIssuer(claims, currentConfig(ctx).trustedIssuer);
+  }
+  if (!syncs) {
     throw refuse(Code.UNAUTHORIZED, 'connecting needs scope sync.subscribe or sync.append');
   }
   admitMember(ctx, scopes);

@@ -38,8 +38,8 @@ class Module:
         self.tables: dict[str, TableDef] = {}
         self.reducers: dict[str, ReducerDef] = {}
         self.start_hook: StartHook | None = None
-        #: table → the SQL of its row-level security filter (`client_visibility_filter`), in declaration order
-        self.visibility_filters: dict[str, str] = {}
+        #: table → the SQL of its row-level security filters (`client_visibility_filter`), in declaration order
+        self.visibility_filters: dict[str, tuple[str, ...]] = {}
 
     def table(
         self,
@@ -132,16 +132,15 @@ class Module:
         `sql` selects rows of `table` (`SELECT * FROM t WHERE ...`, or `SELECT t.* FROM t JOIN u ON ... WHERE ...`) and
         may name the caller as `:sender`. The host applies it to every read by anyone but the database owner:
         subscriptions (initial rows and every delta), WebSocket one-off queries and HTTP `/sql`. A filter sees only the
-        caller's identity, never its token claims, which is what lets the same rule hold on a real SpacetimeDB. This
-        host takes one filter per table (SpacetimeDB ORs several); the SQL is compiled against the tables when first
-        used, and the host refuses a module whose filter does not compile when it loads it
+        caller's identity, never its token claims, which is what lets the same rule hold on a real SpacetimeDB. A
+        table may have several filters: a row is visible when any of them admits it (SpacetimeDB ORs them; this host
+        needs them all single-table or all the same join). The SQL is compiled against the tables when first used,
+        and the host refuses a module whose filters do not compile when it loads it
         (`host.sql.check_visibility_filters`).
         """
         if table not in self.tables:
             raise ValueError(f"visibility filter for unknown table {table!r}")
-        if table in self.visibility_filters:
-            raise ValueError(f"table {table!r} already has a visibility filter (this host takes one per table)")
-        self.visibility_filters[table] = sql
+        self.visibility_filters[table] = (*self.visibility_filters.get(table, ()), sql)
 
     def _add(self, reducer: ReducerDef) -> None:
         if reducer.name in self.reducers:
@@ -172,7 +171,7 @@ class Module:
             types=tuple(
                 md.TypeDef((), row_class_name(table.name)[:-3], ref) for ref, table in enumerate(self.tables.values())
             ),
-            row_level_security=tuple(self.visibility_filters.values()),
+            row_level_security=tuple(sql for sqls in self.visibility_filters.values() for sql in sqls),
         )
 
     def schema_json(self) -> dict[str, Any]:

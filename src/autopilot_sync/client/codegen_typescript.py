@@ -66,6 +66,18 @@ def pascal(name: str) -> str:
     return "".join(part[:1].upper() + part[1:] for part in re.split(r"_+", name) if part)
 
 
+#: Word boundaries of SpacetimeDB's type-name casing (`convert_case` 0.6's defaults): `_`, `-` and spaces, a lower
+#: letter before an upper one, a digit next to a letter, and the last capital of an acronym before a lower letter.
+_WORDS = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def type_name(segments: Sequence[str]) -> str:
+    """A named type's identifier as `spacetime generate` writes it: each segment of its scoped name PascalCased
+    (every word capitalised, the rest lower case, `HTTPServer` → `HttpServer`, `point_2d` → `Point2D`) and joined
+    without a delimiter (`crates/codegen/src/util.rs` `type_ref_name`, `collect_case(Case::Pascal, ...)`)."""
+    return "".join(word[:1].upper() + word[1:].lower() for segment in segments for word in _WORDS.findall(segment))
+
+
 def _some(value: Any) -> Any:
     """The payload of a SATS-JSON option (`{"some": x}` → x, `{"none": []}` → None); a plain value as it is."""
     if isinstance(value, dict) and len(value) == 1:
@@ -105,9 +117,13 @@ class _Schema:
         try:
             self.typespace = tuple(at.from_json(t) for t in document["typespace"]["types"])
             self.type_names: dict[int, str] = {}
+            #: the scoped name as the module wrote it, by which the real generator orders the named types
+            self.raw_type_names: dict[int, tuple[str, ...]] = {}
             for raw in document.get("types", []):
                 name = raw["name"]
-                self.type_names[int(raw["ty"])] = "".join(f"{s}." for s in name.get("scope", [])) + name["name"]
+                scoped = (*(str(s) for s in name.get("scope", [])), str(name["name"]))
+                self.raw_type_names[int(raw["ty"])] = scoped
+                self.type_names[int(raw["ty"])] = type_name(scoped)
             # a product or sum written inline that equals a named type is that type (the module inlines the
             # row type of a scheduled reducer's parameter; the real generator refers to it by name)
             self.by_structure: dict[AlgebraicType, str] = {}
@@ -315,7 +331,7 @@ def _in_dependency_order(schema: _Schema) -> list[tuple[int, str]]:
         placed.add(index)
         ordered.append((index, schema.type_names[index]))
 
-    for index, _ in sorted(schema.type_names.items(), key=lambda item: item[1]):
+    for index in sorted(schema.type_names, key=lambda i: schema.raw_type_names[i]):
         place(index, frozenset())
     return ordered
 

@@ -40,6 +40,9 @@ class SyncErrorCode(enum.Enum):
     INVALID_LIMITS = "invalid_limits"
     """`set_sync_limits` with a limit below 1, `set_sync_retention` running more often than every 0.1 s, or
     `set_trusted_issuer` with an issuer over 512 bytes."""
+    ISSUER_NOT_CONFIGURED = "issuer_not_configured"
+    """The database trusts no token issuer yet, so no claim counts: its owner calls `set_trusted_issuer` (a fresh or
+    reset database until then). Transient for a producer: the call succeeds once the owner named the issuer."""
 
 
 def parse_error_code(message: str) -> SyncErrorCode | None:

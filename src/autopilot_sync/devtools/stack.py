@@ -38,6 +38,7 @@ import aiohttp
 from autopilot_sync.control.client import fetch_session_token
 from autopilot_sync.desktop.identity import key_path as desktop_key_path
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_service
+from autopilot_sync.devtools.trust import call_set_trusted_issuer
 from autopilot_sync.nostr.keyfile import load_or_create_secret_key, load_secret_key
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.settings.control import ControlSettings
@@ -120,7 +121,8 @@ class LocalStack:
         ]
         #: the sync metrics exporter reads as an observer (docs/security.md "The sync metrics exporter")
         self.exporter_key = load_or_create_secret_key(self.root / "exporter" / "nostr.key").secret
-        #: the database owner (an operator's key: publishes, changes the module's limits); nothing runs with it
+        #: the database owner (an operator's key: publishes, changes the module's limits, names the trusted issuer);
+        #: nothing runs with it. A test may make another key the owner by assigning it before the host starts.
         self.owner_key = load_or_create_secret_key(self.root / "owner" / "nostr.key").secret
 
     # ----- keys -----
@@ -325,8 +327,7 @@ class LocalStack:
         try:
             self.start_host()
             self.start_control()
-            if "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY" not in self.host_env:  # a test that names another owner configures
-                self.trust_control()
+            self.trust_control()
             if runtime:
                 self.start_runtime()
         except BaseException:
@@ -352,31 +353,25 @@ class LocalStack:
 
     # ----- the owner's configuration of the sync module -----
 
-    def trust_control(self) -> None:
+    def trust_control(self, host_url: str | None = None) -> None:
         """Name control as the sync module's trusted issuer, calling `set_trusted_issuer` as the owner (`owner_key`).
 
         A real SpacetimeDB accepts tokens from any OIDC issuer, so the module refuses claims from any issuer but the
         one its owner named; the local stack names its control service, as a deployment does once after publishing.
+        Until it does, the module refuses every claim (it fails closed), so whatever starts a fresh data directory
+        calls this before any client (`host_url`: another host than the stack's own, e.g. a bench's second host).
         Blocking (it runs the call on a worker thread's own event loop), like starting a service. RuntimeError when
         the host refuses.
         """
         with ThreadPoolExecutor(max_workers=1) as worker:
-            worker.submit(asyncio.run, self._trust_control()).result()
+            worker.submit(asyncio.run, self.trust_control_async(host_url)).result()
 
-    async def _trust_control(self) -> None:
+    async def trust_control_async(self, host_url: str | None = None) -> None:
+        """`trust_control` for a caller already on an event loop (the chaos stack, whose proxies share its loop)."""
         token = await fetch_session_token(
             self.control_public_url, self.owner_key, ("sync.subscribe",), None, None, "owner"
         )
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                f"{self.host_url}/v1/database/{DATABASE}/call/set_trusted_issuer",
-                json=[self.control_public_url],
-                headers={"Authorization": f"Bearer {token.token}"},
-            ) as response,
-        ):
-            if response.status != 200:
-                raise RuntimeError(f"set_trusted_issuer: HTTP {response.status}: {await response.text()}")
+        await call_set_trusted_issuer(host_url or self.host_url, DATABASE, token.token, self.control_public_url)
 
     # ----- test helpers over the real routes -----
 

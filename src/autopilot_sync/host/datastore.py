@@ -246,10 +246,9 @@ class TableStore:
 
     def __init__(self, table: TableDef) -> None:
         self.table = table
+        #: The row type's codec: `codec.decode_prefix` gives (values, offset after) of a row at an offset; every row
+        #: read and every TypeScript insert decodes through it (bsatn compiles one straight-line decoder per product).
         self.codec = bsatn.codec(table.row_type)
-        #: (values, offset after) of a row at an offset: every row read and every TypeScript insert decodes through it
-        #: (bsatn compiles one straight-line decoder per product type).
-        self.decode_prefix = self.codec.decode_prefix
         self.make_row = table.row_class._make  # type: ignore[attr-defined]
         #: Where the primary key sits in a row (None without one): read on every `update`, so computed once here.
         self.pk_position = None if table.primary_key is None else table.column_index(table.primary_key)
@@ -284,7 +283,7 @@ class TableStore:
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
         """A row from its BSATN bytes, as the table's named tuple."""
-        values, end = self.decode_prefix(data, 0)
+        values, end = self.codec.decode_prefix(data, 0)
         if end != len(data):
             raise DecodeError(f"{len(data) - end} trailing bytes after value")
         return self.make_row(values)  # type: ignore[no-any-return]

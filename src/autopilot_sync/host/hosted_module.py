@@ -56,8 +56,10 @@ class HostedModule(Protocol):
         """The module's own description; the engine derives tables, reducers and schedules from it only."""
         ...
 
-    def visibility_filters(self) -> Mapping[str, str]:
-        """Each table's row-level-security SQL by table name (the definition's `row_level_security`, keyed)."""
+    def visibility_filters(self) -> Mapping[str, tuple[str, ...]]:
+        """Each table's row-level-security SQL by table name: the definition's `row_level_security` grouped by the
+        table each rule selects from, in declaration order (a row is visible when any of its table's rules admits it).
+        """
         ...
 
     def call_reducer(self, ctx: ReducerContext, reducer: str, args: bytes) -> None:
@@ -97,7 +99,7 @@ class PythonModule:
         """The definition the module declares (computed once: a module is immutable once hosted)."""
         return self._definition
 
-    def visibility_filters(self) -> Mapping[str, str]:
+    def visibility_filters(self) -> Mapping[str, tuple[str, ...]]:
         """The module's `client_visibility_filter` declarations."""
         return self.module.visibility_filters
 

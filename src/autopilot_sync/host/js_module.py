@@ -122,7 +122,7 @@ class JsModule:
         """What the module described at load (`__describe_module__`, RawModuleDef V10)."""
         return self._definition
 
-    def visibility_filters(self) -> Mapping[str, str]:
+    def visibility_filters(self) -> Mapping[str, tuple[str, ...]]:
         """The module's `clientVisibilityFilter.sql` rules, keyed by the table each one selects from."""
         return self._filters
 
@@ -439,18 +439,17 @@ def _source_names(description: bytes) -> tuple[tuple[str, ...], tuple[str, ...]]
     return (), ()
 
 
-def _filters_by_table(definition: md.ModuleDef) -> dict[str, str]:
-    """Each row-level-security rule keyed by the one table it selects from (parsed with the host's SQL layer)."""
+def _filters_by_table(definition: md.ModuleDef) -> dict[str, tuple[str, ...]]:
+    """The row-level-security rules grouped by the one table each selects from (parsed with the host's SQL layer),
+    in declaration order: a table may have several, and a row is visible when any of them admits it."""
     from autopilot_sync.host.sql.parse import parse_select  # sqlglot only for a module that has rules
 
-    filters: dict[str, str] = {}
+    filters: dict[str, tuple[str, ...]] = {}
     for sql in definition.row_level_security:
         select = parse_select(sql)
         source = select.args.get("from") or select.args.get("from_")
         table = getattr(getattr(source, "this", None), "name", None)
         if not table:
             raise md.ModuleDefError(f"row-level security rule names no table: {sql}")
-        if table in filters:
-            raise md.ModuleDefError(f"table {table} has more than one row-level security rule (this host keeps one)")
-        filters[str(table)] = sql
+        filters[str(table)] = (*filters.get(str(table), ()), sql)
     return filters

@@ -358,9 +358,10 @@ class EngineSyscalls:
         (count,) = struct.unpack_from("<I", body, 0)
         offset = 4
         rows = []
+        decode = store.codec.decode_prefix
         try:
             for _ in range(count):
-                values, offset = store.decode_prefix(body, offset)
+                values, offset = decode(body, offset)
                 rows.append(store.encode(store.make_row(values)))
         except (DecodeError, TypeError, ValueError) as exc:
             raise SyscallRefusedError(BSATN_DECODE_ERROR, f"relation for {store.table.name}: {exc}") from None
@@ -481,7 +482,7 @@ class EngineSyscalls:
 
 def _decode_row(store: TableStore, body: bytes) -> tuple[Any, ...]:
     try:
-        values, end = store.decode_prefix(body, 0)
+        values, end = store.codec.decode_prefix(body, 0)
     except (DecodeError, ValueError) as exc:
         raise SyscallRefusedError(BSATN_DECODE_ERROR, f"row of {store.table.name}: {exc}") from None
     if end != len(body):

@@ -21,23 +21,37 @@ from autopilot_sync.sync_bindings import SyncConfig
 
 _HEX_PUBKEY = re.compile(r"[0-9a-f]{64}")
 
+#: The refusal of every claim-bearing call while the database trusts no issuer (the same text in the twin).
+NO_ISSUER_YET = "this database trusts no token issuer yet: the owner calls set_trusted_issuer"
+
 
 def require_trusted_issuer(ctx: ReducerContext) -> SyncConfig | None:
-    """Raise `unauthorized` when the owner named a trusted issuer and the caller's token is from another one.
+    """Raise unless the owner named a trusted issuer and the caller's token is from it (fail closed).
 
     Why in the module: a real SpacetimeDB running the TypeScript twin accepts tokens from any OIDC issuer, so a
     `scopes` claim proves nothing until the module knows who signed it (docs/security.md "The trusted issuer").
-    Returns the configuration row it read, so a reducer that also needs its limits reads the row once per call.
+    While no issuer is named (a fresh or reset database) every claim-bearing call gets `issuer_not_configured`,
+    naming the fix; a token of another issuer gets `unauthorized`. Returns the configuration row it read, so a
+    reducer that also needs its limits reads the row once per call.
     """
     config = config_row(ctx)
     trusted = "" if config is None else config.trusted_issuer
     if not trusted:
-        return config
+        raise SyncError(SyncErrorCode.ISSUER_NOT_CONFIGURED, NO_ISSUER_YET)
     issuer = ctx.claims.get("iss")
     if issuer != trusted:
         shown = issuer[:100] if isinstance(issuer, str) else "(none)"
         raise SyncError(SyncErrorCode.UNAUTHORIZED, f"token issuer {shown} is not the issuer this database trusts")
     return config
+
+
+def is_owner(ctx: ReducerContext, config: SyncConfig | None) -> bool:
+    """Whether the caller is the database owner the configuration row records.
+
+    The owner's identity is derived from its token's issuer and subject, so it already pins the issuer: the owner
+    needs no trusted issuer to connect, and can therefore always name one.
+    """
+    return config is not None and ctx.sender == config.owner
 
 
 def require_scope(claims: Mapping[str, Any], scope: Scope, action: str) -> None:

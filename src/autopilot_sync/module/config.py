@@ -14,8 +14,8 @@ visible (to the owner) like any other row.
   release (at the end, with defaults: a data directory written before them upgrades in place, keeping everything).
 - `set_trusted_issuer` (owner only) names the token issuer (the control service) whose claims count: a real
   SpacetimeDB accepts tokens from any OIDC issuer, so the module itself refuses claims from any other issuer
-  (`auth.require_trusted_issuer`; docs/security.md "The trusted issuer"). Empty (the seeded value) leaves the
-  check to the host's own issuer trust.
+  (`auth.require_trusted_issuer`; docs/security.md "The trusted issuer"). Empty (the seeded value) trusts no
+  issuer: every claim-bearing call is refused with `issuer_not_configured` until the owner names one.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def set_sync_limits(
 
 @module.reducer(("issuer", at.STRING))
 def set_trusted_issuer(ctx: ReducerContext, issuer: str) -> None:
-    """Name the one token issuer (the control service) whose claims count; "" turns the check off (owner only)."""
+    """Name the one token issuer (the control service) whose claims count; "" trusts none again (owner only)."""
     row = require_owner(ctx, "set_trusted_issuer")
     size = len(issuer.encode("utf-8"))
     if size > MAX_ISSUER_BYTES:

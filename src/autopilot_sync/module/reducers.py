@@ -15,8 +15,14 @@ from autopilot_sync.contract import stream_chain
 from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
-from autopilot_sync.module.auth import nostr_pubkey_of, require_scope, require_stream, require_trusted_issuer
-from autopilot_sync.module.config import current_limits, limits_of, seed_config
+from autopilot_sync.module.auth import (
+    is_owner,
+    nostr_pubkey_of,
+    require_scope,
+    require_stream,
+    require_trusted_issuer,
+)
+from autopilot_sync.module.config import config_row, current_limits, limits_of, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
 from autopilot_sync.module.limits import SyncLimits, check_event_fields, check_payload_depth, check_stream_id
@@ -37,10 +43,20 @@ FIRST_EPOCH = 1
 
 @module.client_connected
 def client_connected(ctx: ReducerContext) -> None:
-    """Admit readers and publishers only; record presence with the Nostr key the token proves."""
-    require_trusted_issuer(ctx)
+    """Admit readers and publishers only; record presence with the Nostr key the token proves.
+
+    The owner passes without a trusted issuer (its identity already pins its token's issuer) and without scopes
+    (SpacetimeDB runs `client_connected` around an HTTP `/call` too), so its `set_trusted_issuer` always gets
+    through; without scopes it is no sync client, so it gets no presence.
+    """
     scopes = scopes_of(ctx.claims)
-    if Scope.SUBSCRIBE.value not in scopes and Scope.APPEND.value not in scopes:
+    syncs = Scope.SUBSCRIBE.value in scopes or Scope.APPEND.value in scopes
+    if is_owner(ctx, config_row(ctx)):
+        if not syncs:
+            return
+    else:
+        require_trusted_issuer(ctx)
+    if not syncs:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "connecting needs scope sync.subscribe or sync.append")
     admit_member(ctx)
     if ctx.connection_id is None:

@@ -13,7 +13,10 @@ What "publish" means here, exactly (docs/runbooks/deployment.md walks through it
    time, drift.
 4. Deployment: the release is published to the running host over `PUT /v1/database/:name`
    (`ops/host_publish.py`) with a session token control grants the environment's key, which must be the database's
-   owner. Compatible changes apply live and keep the data; the host's refusal (its diff) is a NO-GO.
+   owner. Compatible changes apply live and keep the data; the host's refusal (its diff) is a NO-GO. After a
+   `--delete-data` publish of a module with `set_trusted_issuer` (the sync module), whose `init` seeded no issuer
+   (the module fails closed), the lane names control — the `iss` of its own token — before it verifies (`TRUST`
+   line); a refusal is a NO-GO.
 5. Verification, once the host serves the release's schema hash: a session token from control (NIP-98 proof with
    the environment's key, scope `sync.subscribe`), a WebSocket connection through the client SDK, a subscription to
    `stream_head` and `active_connection` that must be applied and must show the lane's own connection in presence,
@@ -169,6 +172,11 @@ class HostApi(Protocol):
         """Token, connection, subscription and a reducer call against the host."""
         ...
 
+    async def name_issuer(self) -> str:
+        """Name the environment's control as the sync module's trusted issuer, as the owner; the issuer named
+        (LaneError when the host refuses)."""
+        ...
+
 
 class LiveHost:
     """`HostApi` over the network: the HTTP schema route, control's token route, and the client SDK."""
@@ -221,6 +229,22 @@ class LiveHost:
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise LaneError(f"cannot publish to {self.target.base_url}: {exc or type(exc).__name__}") from None
+
+    async def name_issuer(self) -> str:
+        """`set_trusted_issuer` with the issuer control signs into the environment key's tokens (`iss`)."""
+        from autopilot_sync.control.client import TokenFetchError, fetch_session_token
+        from autopilot_sync.devtools.trust import call_set_trusted_issuer
+        from autopilot_sync.nostr.keyfile import load_secret_key
+
+        try:
+            key = load_secret_key(self.target.nostr_key_path)
+            grant = await fetch_session_token(self.target.control_url, key, ["sync.subscribe"], [], None, "cli")
+            if not grant.issuer:
+                raise ValueError(f"{self.target.control_url} names no issuer in its token answer")
+            await call_set_trusted_issuer(self.target.base_url, self.target.database, grant.token, grant.issuer)
+        except (OSError, ValueError, TokenFetchError, RuntimeError, aiohttp.ClientError) as exc:
+            raise LaneError(f"cannot name the trusted issuer on {self.target.base_url}: {exc}") from None
+        return grant.issuer
 
     async def smoke(self) -> tuple[SmokeStep, ...]:
         """Run the smoke steps; the first failure ends it (later steps depend on earlier ones)."""
@@ -460,6 +484,13 @@ class Lane:
         out.say(f"PUBLISH {tag} ({module_path}) to {self.target.base_url}: {answer.line()}")
         if not answer.ok:
             return out.fail(f"NO-GO: the {self.env.value} host refused {tag}; it still runs what it ran before")
+        if delete_data and any(r.get("name") == "set_trusted_issuer" for r in (await self.host.schema())["reducers"]):
+            # `init` ran again and seeded no issuer: the sync module refuses every token until its owner names one
+            try:
+                issuer = await self.host.name_issuer()
+            except LaneError as exc:
+                return out.fail(f"NO-GO: {exc}; the new incarnation trusts no token issuer")
+            out.say(f"TRUST {issuer}: named the sync module's trusted issuer again (the data was deleted)")
         verified = await self.verify(tag)
         out.lines.extend(verified.lines)
         out.status = verified.status

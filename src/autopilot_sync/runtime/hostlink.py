@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -39,6 +40,7 @@ from autopilot_sync.client.errors import (
 from autopilot_sync.client.reconnect import BackoffPolicy, ConnectionState, StateEvent, SyncClient, TokenGrant
 from autopilot_sync.client.results import ReducerCommitted, ReducerFailed
 from autopilot_sync.client.schema import ClientSchema
+from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.publisher import LinkError
 from autopilot_sync.runtime.retry import FailureKind, PublishFailure
@@ -137,10 +139,14 @@ class SdkHostLink:
             return None
         return _head_row(rows[0]).head_seq
 
-    async def held_streams(self) -> set[str]:
-        """The streams whose head the host holds and this runtime reads (all it publishes), in one query."""
-        answer = await self._request(lambda conn: conn.one_off_query("SELECT * FROM stream_head"))
-        return {_head_row(row).stream_id for row in answer.rows("stream_head")}
+    async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
+        """Which of `stream_ids` the host holds a head for: one query per `HEADS_PER_QUERY` streams, so an answer is
+        bounded by what the runtime asks, never by how many streams the host holds."""
+        held: set[str] = set()
+        for query in head_queries(stream_ids):
+            answer = await self._request(functools.partial(Connection.one_off_query, sql=query))
+            held.update(_head_row(row).stream_id for row in answer.rows("stream_head"))
+        return held
 
     async def _ensure_readers(self, stream_id: str) -> None:
         """Record the stream's readers once per process (the reducer is idempotent, so a restart repeats it)."""
@@ -240,6 +246,20 @@ class SdkHostLink:
         return PublishFailure(FailureKind.NETWORK, f"not connected to {self.base_url}: {reason}")
 
 
+#: Streams one head query names (the most rows its answer can hold after a reconnect).
+HEADS_PER_QUERY = 64
+
+
+def head_queries(stream_ids: Sequence[str], per_query: int = HEADS_PER_QUERY) -> list[str]:
+    """`SELECT * FROM stream_head WHERE stream_id = 'a' OR ...`, `per_query` streams each (stream ids hold no quote:
+    control and the module refuse them)."""
+    ids = sorted(set(stream_ids))
+    return [
+        "SELECT * FROM stream_head WHERE " + " OR ".join(f"stream_id = '{s}'" for s in ids[i : i + per_query])
+        for i in range(0, len(ids), per_query)
+    ]
+
+
 def _head_row(row: object) -> StreamHead:
     """A `stream_head` row as the bindings type (the client decodes with ROW_TYPES: only a changed schema fails)."""
     if not isinstance(row, StreamHead):
@@ -260,6 +280,9 @@ def describe_failure(exc: BaseException) -> PublishFailure:
     if isinstance(exc, ConnectionRejectedError):
         # The host upgrades, then closes: 1008 is client_connected's refusal (its message says why), 1011 storage.
         if exc.code == 1008:
+            if parse_error_code(exc.reason) is SyncErrorCode.ISSUER_NOT_CONFIGURED:
+                # A fresh or reset database until its owner names control: wait for it, never dead-letter the gap.
+                return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)
             return PublishFailure(FailureKind.AUTH_REJECTED, message)
         if exc.code == 1011:
             return PublishFailure(FailureKind.HOST_UNAVAILABLE, message)

@@ -48,8 +48,8 @@ class HostLink(Protocol):
     async def stream_head(self, stream_id: str) -> int | None:
         """The host's `head_seq` of a stream (None when the host holds no such stream); LinkError when unreadable."""
 
-    async def held_streams(self) -> set[str]:
-        """Every stream of this producer the host holds a head for (one query); LinkError when unreadable."""
+    async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
+        """Which of these streams the host holds a head for (bounded queries); LinkError when unreadable."""
 
     async def refresh_auth(self) -> None:
         """Get a fresh token and reconnect with it; LinkError when no token can be had."""
@@ -133,7 +133,7 @@ class Publisher:
             self._audited_session = self.link.sessions
             return
         try:
-            held = await self.link.held_streams()
+            held = await self.link.held_streams(published)
             session = self.link.sessions
             for stream_id in published:
                 if stream_id not in held and await self.link.stream_head(stream_id) is None:

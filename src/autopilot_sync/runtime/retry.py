@@ -86,6 +86,8 @@ _CODE_CLASSES: dict[SyncErrorCode, RetryClass] = {
     SyncErrorCode.PAYLOAD_TOO_LARGE: RetryClass.PERMANENT,
     SyncErrorCode.BATCH_TOO_LARGE: RetryClass.PERMANENT,
     SyncErrorCode.IDEMPOTENCY_CONFLICT: RetryClass.PERMANENT,
+    # a fresh or reset database until its owner names the trusted issuer: the streams wait, nothing dead-letters
+    SyncErrorCode.ISSUER_NOT_CONFIGURED: RetryClass.TRANSIENT,
 }
 
 

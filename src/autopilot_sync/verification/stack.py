@@ -243,6 +243,7 @@ class ChaosStack:
             self.proxies[name] = await FaultProxy(name, "127.0.0.1", port, rng=rng, on_fault=self.on_fault).start()
         await self.start_host()
         self.control = await start_child("control", [], self.local.control_environment())
+        await self.local.trust_control_async()  # the sync module fails closed until its owner names control
         if runtime:
             await self.start_runtime()
         return self

@@ -10,7 +10,7 @@ import dataclasses
 
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.sql import views
-from autopilot_sync.host.sql.plan import And, Comparison, Predicate, SelectPlan, SqlContext, SqlError
+from autopilot_sync.host.sql.plan import And, Comparison, Or, Predicate, SelectPlan, SqlContext, SqlError
 from autopilot_sync.spacetime.values import Identity
 
 
@@ -63,32 +63,60 @@ def _current(plan: SelectPlan, datastore: Datastore) -> bool:
 
 # ----- row-level security -----
 
-#: Compiled visibility filters per (module, table, filter text, sender): compiling parses SQL, and a busy reader asks
+#: Compiled visibility filters per (module, table, filter texts, sender): compiling parses SQL, and a busy reader asks
 #: often. A hit is used only while its tables are still the datastore's (a publish replaces them), as for `_PLANS`.
-_RULES: dict[tuple[object, str, str, Identity], SelectPlan] = {}
+_RULES: dict[tuple[object, str, tuple[str, ...], Identity], SelectPlan] = {}
 _RULES_MAX = 4096
 
 
 def _rule(table: str, ctx: SqlContext) -> SelectPlan | None:
-    """The table's visibility filter compiled for `ctx.sender` (None when the table has none)."""
+    """The table's visibility filters compiled for `ctx.sender` as one plan (None when the table has none)."""
     module = ctx.datastore.module
-    sql = module.visibility_filters().get(table)
-    if sql is None:
+    sqls = module.visibility_filters().get(table)
+    if not sqls:
         return None
     if ctx.sender is None:
         raise SqlError(f"`{table}` is visible row by row and this read has no caller identity")
-    key = (module, table, sql, ctx.sender)
+    key = (module, table, sqls, ctx.sender)
     plan = _RULES.get(key)
     if plan is None or not _current(plan, ctx.datastore):
-        from autopilot_sync.host.sql.select import compile_plan
-
-        plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
-        if plan.table.name != table or not plan.returns_rows:
-            raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")
+        plan = union_of_filters(table, [_filter_plan(table, sql, ctx) for sql in sqls])
         if len(_RULES) >= _RULES_MAX:
             _RULES.clear()
         _RULES[key] = plan
     return plan
+
+
+def _filter_plan(table: str, sql: str, ctx: SqlContext) -> SelectPlan:
+    """One visibility filter compiled for `ctx.sender`; it must select whole rows of `table`."""
+    from autopilot_sync.host.sql.select import compile_plan
+
+    plan = compile_plan(sql, SqlContext(ctx.datastore, private_visible=True, sender=ctx.sender), one_off=False)
+    if plan.table.name != table or not plan.returns_rows:
+        raise SqlError(f"the visibility filter of `{table}` must select rows of `{table}`: {sql}")
+    return plan
+
+
+def union_of_filters(table: str, plans: list[SelectPlan]) -> SelectPlan:
+    """Several visibility filters of one table as one plan: a row is visible when any filter admits it.
+
+    SpacetimeDB ORs a table's `client_visibility_filter`s. This host evaluates one plan per read, so the union must be
+    one plan: the filters' predicates ORed over the same shape — all single-table, or all the same join (the same
+    joined table on the same columns; `exists u: P1 or exists u: P2` is `exists u: P1 or P2`). Filters of different
+    shapes are refused with that reason (at module load, as SpacetimeDB checks filters at publish).
+    """
+    first = plans[0]
+    if len(plans) == 1:
+        return first
+    shape = dataclasses.replace(first, sql="", predicate=None)
+    if any(dataclasses.replace(plan, sql="", predicate=None) != shape for plan in plans[1:]):
+        raise SqlError(
+            f"Unsupported: the visibility filters of `{table}` differ in their joins; this host unions several "
+            f"filters of a table only when none joins or all join the same table on the same columns"
+        )
+    predicates = [plan.predicate for plan in plans]
+    union = None if any(p is None for p in predicates) else Or(tuple(p for p in predicates if p is not None))
+    return dataclasses.replace(first, sql=" UNION ".join(plan.sql for plan in plans), predicate=union)
 
 
 class VisibilityFilterError(SqlError):
@@ -104,14 +132,20 @@ class VisibilityFilterError(SqlError):
 def check_visibility_filters(datastore: Datastore) -> None:
     """Compile every visibility filter of the loaded module once; the engine calls this when it loads a module.
 
-    Raises `VisibilityFilterError` naming the first table whose filter does not compile and why.
+    Raises `VisibilityFilterError` naming the first table whose filter does not compile and why, or whose several
+    filters cannot be united.
     """
     probe = SqlContext(datastore, sender=Identity(0))
-    for table, sql in datastore.module.visibility_filters().items():
+    for table, sqls in datastore.module.visibility_filters().items():
+        for sql in sqls:
+            try:
+                _filter_plan(table, sql, probe)
+            except SqlError as exc:
+                raise VisibilityFilterError(table, sql, str(exc)) from exc
         try:
             _rule(table, probe)
         except SqlError as exc:
-            raise VisibilityFilterError(table, sql, str(exc)) from exc
+            raise VisibilityFilterError(table, " UNION ".join(sqls), str(exc)) from exc
 
 
 def apply_visibility(plan: SelectPlan, ctx: SqlContext) -> SelectPlan:

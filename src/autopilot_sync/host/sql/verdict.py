@@ -67,8 +67,9 @@ def filters_digest(datastore: Datastore) -> str:
         digest.update(f"{part}\0".encode())
     for source in sorted(_SQL_PACKAGE.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    for filtered, sql in sorted(module.visibility_filters().items()):
-        digest.update(f"filter {filtered}\0{sql}\0".encode())
+    for filtered, sqls in sorted(module.visibility_filters().items()):
+        for sql in sqls:
+            digest.update(f"filter {filtered}\0{sql}\0".encode())
     for name in sorted(datastore.tables):
         table = datastore.tables[name].table
         shape = (table.name, table.columns, table.primary_key, table.unique, table.indexes, table.public, table.event)
