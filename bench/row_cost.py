@@ -5,7 +5,9 @@
 the process RSS grows by, without allocator slack) and a breakdown of one row by structure: its BSATN bytes (the
 row's identity and the only copy the table keeps), its slot in the table's dict, and each index's entry for it
 (key tuple, bucket, sorted-dict slot; an interned leading string counts as shared). The breakdown is what
-docs/performance.md's design change for the 600-bytes goal is sized from.
+docs/performance.md's design change for the 600-bytes goal is sized from. `--reader` subscribes one client to each
+stream's events through the row-level security join (as a reader's resume does) before the fill, so the heap figure
+includes what the subscription engine keeps per event for it (its join mirror of `sync_event`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.logtable import LogRows
+from autopilot_sync.host.subscriptions import SubscriptionManager
 from autopilot_sync.module import module
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 from bench.ours import ENGINE_ISSUER, event_input, trust_engine
@@ -99,13 +102,33 @@ def breakdown(engine: HostEngine) -> dict[str, float]:
     return parts
 
 
-async def run(events: int, streams: int) -> dict[str, Any]:
+READER_QUERY = (
+    "SELECT sync_event.* FROM sync_event JOIN stream_reader ON sync_event.stream_id = stream_reader.stream_id "
+    "WHERE sync_event.stream_id = '{stream}' AND sync_event.seq > 0"
+)
+
+
+def subscribe_reader(engine: HostEngine, streams: int) -> SubscriptionManager:
+    """One client subscribed to every stream's events through the reader join, as the host's websocket wires it."""
+    undelivered = getattr(engine, "undelivered_after", None)  # absent on trees before the log join mirror
+    extra = (undelivered,) if undelivered is not None else ()
+    subs = SubscriptionManager(engine.datastore, lambda: engine.offset, lambda: engine.durable_offset, None, *extra)
+    engine.add_commit_listener(subs.on_commit)
+    sqls = [READER_QUERY.format(stream=f"rc-{s}") for s in range(streams)]
+    applied = subs.subscribe("reader", 1, 1, sqls, private_visible=True)
+    if not hasattr(applied, "rows"):
+        raise RuntimeError(f"reader subscription refused: {applied}")
+    return subs
+
+
+async def run(events: int, streams: int, reader: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="apsync-row-cost-") as scratch:
         engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
         await engine.start()
         await trust_engine(engine)
         try:
             await fill(engine, 1, 10)  # warm: codecs, first stream
+            subs = subscribe_reader(engine, streams) if reader else None
             gc.collect()
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
@@ -114,8 +137,10 @@ async def run(events: int, streams: int) -> dict[str, Any]:
             after = tracemalloc.get_traced_memory()[0]
             tracemalloc.stop()
             parts = breakdown(engine)
+            del subs
             return {
                 "events": events,
+                "reader": reader,
                 "heap_bytes_per_event": (after - before) / events,
                 "breakdown_bytes": parts,
                 "breakdown_total": sum(parts.values()),
@@ -128,8 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.row_cost", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--reader", action="store_true", help="a reader subscribed to every stream through the join")
     args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(run(args.events, args.streams)), indent=2))
+    print(json.dumps(asyncio.run(run(args.events, args.streams, args.reader)), indent=2))
     return 0
 
 

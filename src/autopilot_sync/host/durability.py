@@ -49,6 +49,14 @@ class DurableCommits:
         """Record a commit just appended to the log as record `sequence` (offsets arrive consecutively)."""
         self._pending.append(_Pending(sequence, tx))
 
+    def undelivered_after(self, offset: int) -> list[CommittedTx]:
+        """The commits after `offset` not yet handed to the listeners, oldest first (offsets are consecutive)."""
+        pending = self._pending
+        if not pending:
+            return []
+        start = max(0, offset + 1 - pending[0].tx.offset)
+        return [pending[i].tx for i in range(start, len(pending))]
+
     @property
     def last_sequence(self) -> int | None:
         """The log sequence of the newest commit not yet durable (None when every commit is)."""

@@ -171,6 +171,10 @@ class HostEngine:
         """Every commit up to this offset is on disk and was handed to the commit listeners."""
         return self._durability.durable_offset
 
+    def undelivered_after(self, offset: int) -> list[CommittedTx]:
+        """The commits after `offset` applied to the datastore but not yet durable (nor told to commit listeners)."""
+        return self._durability.undelivered_after(offset)
+
     # ----- lifecycle -----
 
     async def start(self) -> RecoveryReport:

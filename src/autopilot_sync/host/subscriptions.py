@@ -57,6 +57,7 @@ from autopilot_sync.host.sql import (
     equality_terms,
     plan_row_bytes,
 )
+from autopilot_sync.host.sql.joins import Change
 from autopilot_sync.host.transaction import CommittedTx, TableChange
 from autopilot_sync.host.view_call import ViewCallError
 from autopilot_sync.host.view_subscriptions import Answers as ViewAnswers
@@ -181,8 +182,21 @@ class _JoinMixin:
     _joins: dict[str, set[_Query]]
     _mirrors: dict[tuple[str, int], tuple[JoinMirror, int]]
 
+    _delivering: CommittedTx | None
+    _undelivered: Callable[[int], Iterable[CommittedTx]] | None
+
     def _mirror(self, table: str, position: int) -> JoinMirror:
         return self._mirrors[(table, position)][0]
+
+    def _changes_after(self, table: str, offset: int) -> list[Change]:
+        """`table`'s changes by the transactions applied after `offset` (oldest first): the one being delivered, if
+        it is later, then those applied but not yet durable. What a log table's mirror undoes (`JoinMirror`)."""
+        txs: list[CommittedTx] = []
+        if self._delivering is not None and self._delivering.offset > offset:
+            txs.append(self._delivering)
+        if self._undelivered is not None:
+            txs.extend(self._undelivered(offset))
+        return [(c.inserts, c.deletes) for tx in txs for c in tx.changes if c.table == table]
 
     def _file_join(self, query: _Query) -> None:
         spec = query.plan.join
@@ -191,7 +205,8 @@ class _JoinMixin:
             self._joins.setdefault(table, set()).add(query)
             entry = self._mirrors.get((table, position))
             if entry is None:
-                entry = (JoinMirror(self._datastore[table], position, self._current_offset()), 0)
+                store = self._datastore[table]
+                entry = (JoinMirror(store, position, self._current_offset(), self._changes_after), 0)
             self._mirrors[(table, position)] = (entry[0], entry[1] + 1)
 
     def _unfile_join(self, query: _Query) -> None:
@@ -376,11 +391,16 @@ class SubscriptionManager(_JoinMixin):
         current_offset: Callable[[], int],
         delivered_offset: Callable[[], int] | None = None,
         limits: SubscriptionLimits | None = None,
+        undelivered: Callable[[int], Iterable[CommittedTx]] | None = None,
     ) -> None:
         """`current_offset`: the datastore's state; `delivered_offset`: the newest transaction given to `on_commit`
-        (the engine's durable offset; by default the current one, for callers that deliver each commit at once).
-        Subscribed views need `on_apply` to hear of each transaction as it is applied (`add_apply_listener`)."""
+        (the engine's durable offset; by default the current one, for callers that deliver each commit at once);
+        `undelivered`: the transactions applied after an offset but not yet given to `on_commit` (the engine's
+        `undelivered_after`; by default none). Subscribed views need `on_apply` to hear of each transaction as it is
+        applied (`add_apply_listener`)."""
         self._datastore = datastore
+        self._undelivered = undelivered
+        self._delivering = None
         self._current_offset = current_offset
         self._delivered_offset = delivered_offset or current_offset
         self.limits = limits or SubscriptionLimits()
@@ -741,13 +761,17 @@ class SubscriptionManager(_JoinMixin):
         Clients whose updates are equal get the same tuple object (built once per shape, or once per distinct
         combination of shapes), so a caller can encode each distinct update once, keyed by identity.
         """
-        if self._leaving:
-            self._retire(tx.offset - 1)
-            try:
-                return self._updates(tx)
-            finally:
-                self._retire(tx.offset)
-        return self._updates(tx)
+        self._delivering = tx
+        try:
+            if self._leaving:
+                self._retire(tx.offset - 1)
+                try:
+                    return self._updates(tx)
+                finally:
+                    self._retire(tx.offset)
+            return self._updates(tx)
+        finally:
+            self._delivering = None
 
     def _updates(self, tx: CommittedTx) -> dict[Client, tuple[QuerySetUpdate, ...]]:
         # filter → table → pending rows (one evaluation per distinct query, however many sets and clients hold it)

@@ -524,6 +524,7 @@ class WebSocketHub:
             lambda: self.engine.offset,
             lambda: self.engine.durable_offset,
             self.options.subscription_limits,
+            self.engine.undelivered_after,
         )
         self.engine.add_apply_listener(self.subscriptions.on_apply)
         self.engine.add_commit_listener(self.on_commit)

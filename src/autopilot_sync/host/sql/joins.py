@@ -7,10 +7,11 @@ engine keeps a join's result at a commit offset with (see subscriptions.py).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from autopilot_sync.host.datastore import Datastore, TableStore
+from autopilot_sync.host.logtable import LogRows
 from autopilot_sync.host.sql.plan import And, CompareOp, Comparison, Row, SelectPlan, conjuncts
 from autopilot_sync.host.sql.scan import candidate_rows, covered_bytes
 
@@ -102,6 +103,16 @@ def _partners(store: TableStore, column: str, position: int, value: Any) -> list
     return [(b, row) for b, row in store.rows.items() if _hashable(row[position]) == _hashable(value)]
 
 
+#: One transaction's change to one table: (inserts, deletes), each (row bytes, row).
+Change = tuple[Iterable[tuple[bytes, Row]], Iterable[tuple[bytes, Row]]]
+#: The changes to a table by the transactions applied after an offset (oldest first): what a log mirror undoes.
+ChangesAfter = Callable[[str, int], Sequence[Change]]
+
+
+def _nothing_after(_table: str, _offset: int) -> Sequence[Change]:
+    return ()
+
+
 class JoinMirror:
     """The rows of one table grouped by one column, as of a commit offset: what a join subscription reads.
 
@@ -110,15 +121,29 @@ class JoinMirror:
     bytes, grouped) and advances it with every committed transaction it is told about. Rows are kept as bytes and
     decoded when read, as the datastore keeps them: a mirror of the events table must not hold a decoded copy of every
     event. When an index leads with the column, the mirror is built from it without decoding a row.
+
+    A log-shaped table grouped by its partition column (the events table under a row-level security join) keeps no
+    copy at all: its rows live in one buffer per partition, so a copy would be a new bytes object per event (~460
+    bytes each). Its bucket is read from the store's partition as it is now, with the transactions applied after the
+    mirror's offset undone (`changes_after`: rows they inserted left out, rows they deleted put back). The default
+    `changes_after` says none were: for callers that deliver each transaction as soon as it is applied.
     """
 
-    def __init__(self, store: TableStore, position: int, offset: int) -> None:
+    def __init__(
+        self, store: TableStore, position: int, offset: int, changes_after: ChangesAfter = _nothing_after
+    ) -> None:
         self.position = position
         self.offset = offset
         self.by_value: dict[Any, dict[bytes, None]] = {}
         self._rows = store.rows
         self._decode = store.decode
+        self._table = store.table.name
+        self._changes_after = changes_after
+        self._log: LogRows | None = None
         if store.table.event:
+            return
+        if store.log and position == 0 and isinstance(store.rows, LogRows):
+            self._log = store.rows
             return
         column = store.table.columns[position][0]
         # An index on the column alone has one entry per value (the resume's `stream_id`), not one per row.
@@ -135,8 +160,24 @@ class JoinMirror:
             else:
                 bucket.update(dict.fromkeys(found))
 
+    def _log_bucket(self, log: LogRows, value: Any) -> dict[bytes, None]:
+        """A log partition's row bytes as of `offset`: as stored now, the later transactions undone (newest first)."""
+        part = log.partitions.get(value) if isinstance(value, str) else None
+        bucket = dict.fromkeys(part.row_bytes(i) for i in range(part.head, len(part.seqs))) if part else {}
+        position = self.position
+        for inserts, deletes in reversed(self._changes_after(self._table, self.offset)):
+            for row_bytes, row in inserts:
+                if row[position] == value:
+                    bucket.pop(row_bytes, None)
+            for row_bytes, row in deletes:
+                if row[position] == value:
+                    bucket[row_bytes] = None
+        return bucket
+
     def bucket(self, value: Any) -> dict[bytes, None]:
         """The bytes of the rows whose column equals `value`, not decoded (empty when there are none)."""
+        if self._log is not None:
+            return self._log_bucket(self._log, value) or _NO_BYTES
         return self.by_value.get(_hashable(value)) or _NO_BYTES
 
     def row(self, row_bytes: bytes) -> Row:
@@ -145,7 +186,7 @@ class JoinMirror:
 
     def get(self, value: Any) -> dict[bytes, Row]:
         """Rows whose column equals `value`, decoded (from the datastore's cache when it still holds them)."""
-        bucket = self.by_value.get(_hashable(value))
+        bucket = self.bucket(value)
         if not bucket:
             return _EMPTY
         rows, decode = self._rows, self._decode
@@ -156,6 +197,8 @@ class JoinMirror:
         if offset <= self.offset:
             return
         self.offset = offset
+        if self._log is not None:
+            return  # read from the store, the transactions after `offset` undone
         position = self.position
         for row_bytes, row in deletes:
             value = _hashable(row[position])
