@@ -336,3 +336,31 @@ async def test_a_void_run_that_times_out_is_run_again_with_every_insert_answered
     assert await call(engine, "visit_twice_or_spin", caller=other) == (CallStatus.COMMITTED, "")
     assert "caught UniqueAlreadyExists" in audit(engine)
     assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["first"]
+
+
+async def test_point_lookups_that_keep_finding_nothing_cost_no_round_trip(engine: HostEngine) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    assert await call(engine, "lines_unless_noted", "cx", 10) == (CallStatus.COMMITTED, "")  # ids resolved, streak
+    before = module.runner.round_trips
+    assert await call(engine, "lines_unless_noted", "cy", 50) == (CallStatus.COMMITTED, "")
+    assert module.runner.round_trips - before <= 2
+    seen = sorted(line for line in audit(engine) if line.startswith("line cy "))
+    assert seen == sorted(f"line cy {i}" for i in range(50))
+
+
+async def test_a_lookup_sent_as_empty_that_finds_a_row_is_answered_where_the_module_looked(engine: HostEngine) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    assert await call(engine, "lines_unless_noted", "ann", 10) == (CallStatus.COMMITTED, "")  # empty lookups
+    assert await call(engine, "add_note", "ann", 12, "twelve", "t12") == (CallStatus.COMMITTED, "")
+    await call(engine, "clear_audit")
+    # The lookup of rank 12 is sent one way as empty; the host finds the note, so the run is void and runs again.
+    assert await call(engine, "lines_unless_noted", "ann", 20) == (CallStatus.COMMITTED, "")
+    lines = [line for line in audit(engine) if line.startswith(("line ann ", "noted ann "))]
+    assert "noted ann 12: twelve" in lines and "line ann 12" not in lines
+    assert len(lines) == 20  # the void run's lines are gone with it
+    # That index is answered from then on: every lookup of the next call is a round trip.
+    before = module.runner.round_trips
+    assert await call(engine, "lines_unless_noted", "bob", 20) == (CallStatus.COMMITTED, "")
+    assert module.runner.round_trips - before >= 20

@@ -61,6 +61,21 @@ async def test_same_key_other_hash_is_an_idempotency_conflict(engine: HostEngine
     assert conflict is SyncErrorCode.IDEMPOTENCY_CONFLICT
 
 
+async def test_retries_and_conflicts_after_many_new_keys_are_answered_as_the_first_ones(engine: HostEngine) -> None:
+    # Many new keys in a row: the twin's runner then sends the idempotency lookups one way as empty. A retry in a
+    # batch (success, nothing inserted), a retry after a new event and a reused key must still read as on the first.
+    assert await code_of(engine, "append_sync_events", [event("s", seq, {"n": seq}) for seq in range(1, 21)]) is None
+    before = engine.offset
+    assert await code_of(engine, "append_sync_events", [event("s", seq, {"n": seq}) for seq in range(15, 21)]) is None
+    assert engine.offset == before
+    batch = [event("s", 21, {"n": 21}), event("s", 20, {"n": 20}), event("s", 22, {"n": 22})]
+    assert await code_of(engine, "append_sync_events", batch) is None
+    assert events_of(engine, "s") == list(range(1, 23))
+    reused = [event("s", 23, {"n": 23}), event("s", 24, {"n": 24}, key="s:3")]
+    assert await code_of(engine, "append_sync_events", reused) is SyncErrorCode.IDEMPOTENCY_CONFLICT
+    assert events_of(engine, "s") == list(range(1, 23))
+
+
 async def test_sequence_conflict_carries_both_numbers(engine: HostEngine) -> None:
     outcome = await engine.call_reducer("append_sync_events", ([event("s", 5, {})],), PUBLISHER)
     assert outcome.status is CallStatus.USER_ERROR

@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 RUNNER_JS = Path(__file__).parent / "js" / "runner.mjs"
 _HEAP_LIMIT_MARKERS = ("Reached heap limit", "JavaScript heap out of memory")
 _STDERR_TAIL_BYTES = 4096
+#: Most index ids remembered as not to be looked up one way (a bound against a runner that sends arbitrary ids).
+_NO_SPECULATE_MAX = 4096
 #: How long each side polls the pipe before it blocks, when it waits for the other's next frame (µs). A crossing
 #: whose answer arrives within this costs no scheduler wake-up; the bound caps the CPU a waiting side burns.
 #: Off: measured in docs/performance.md "(i)" Round 3, 200 µs made the twin slower on a busy machine (a spinning
@@ -200,6 +202,8 @@ class JsModuleRunner:
         self.round_trips = 0
         """Syscalls the runner waited for an answer to (one-way frames not counted): what a crossing costs."""
         self._one_way_failed: str | None = None
+        self._no_speculate: set[int] = set()
+        """Indexes where a point lookup the runner sent one way as empty found a row: always answered from then on."""
 
     @property
     def pid(self) -> int | None:
@@ -272,7 +276,9 @@ class JsModuleRunner:
         `one_way_tables`: table ids whose inserts the runner sends without waiting for an answer (tables without
         generated columns: the library reads nothing back). Half the round trips of an insert-heavy call; if one
         of them fails, `JsReplayNeededError` says the call's outcome is void (the caller rolls back and runs it
-        again without one-way tables, so the module sees the error where it inserted, as SpacetimeDB's would). A run
+        again without one-way tables, so the module sees the error where it inserted, as SpacetimeDB's would). In
+        such a call the runner also sends one way, as if empty, point lookups of an index whose recent lookups were
+        all empty (runner.mjs `pointScan`); one that finds a row voids the run the same way. A run
         with one-way tables that times out or crashes is void too (its queued inserts were never seen), so a runaway
         call of that kind holds the host for up to twice its time limit.
         """
@@ -285,6 +291,8 @@ class JsModuleRunner:
         }
         if one_way_tables:
             header["ow"] = list(one_way_tables)
+            if self._no_speculate:
+                header["ns"] = sorted(self._no_speculate)
         self._one_way_failed = None
         try:
             self._exchange(header, args, timeout_s if timeout_s is not None else self.limits.call_timeout_s)
@@ -386,12 +394,20 @@ class JsModuleRunner:
         fn = str(header.get("fn"))
         args = header.get("a")
         try:
-            self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
+            value, _ = self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
         except SyscallRefusedError as refusal:
             self._one_way_failed = f"errno {refusal.code}: {refusal}"
+            return
         except Exception:
             log.exception("one-way syscall %s failed in the host", fn)
             self._one_way_failed = f"host failed to answer syscall {fn}"
+            return
+        if header.get("empty") is True and value != {"rows": []}:
+            # A lookup the module was told was empty is not: what it did next is void (see `call_reducer`).
+            index = args[0] if isinstance(args, list) and args else None
+            if isinstance(index, int) and len(self._no_speculate) < _NO_SPECULATE_MAX:
+                self._no_speculate.add(index)
+            self._one_way_failed = f"a lookup of index {index} sent as empty found rows"
 
     def _answer(self, header: Header, body: bytes) -> bytes:
         fn = str(header.get("fn"))
