@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -196,11 +197,19 @@ async def run_workload(ctx: Context, key: str) -> list[Row]:
         for system in ctx.systems():
             started = time.monotonic()
             ctx.system = system
+            # This process's own full collections walked every object it ever built (~60,000 after the imports),
+            # pausing all its connections for 35-130 ms mid-round on a loaded machine: row (h) measured the bench.
+            # Frozen, a full collection walks only what this round builds ("Round 4 — stall"); unfrozen after, so
+            # what the round leaves (and a caller's own objects, as in the tests) is collected as usual again.
+            gc.collect()
+            gc.freeze()
             try:
                 values = await measure(ctx, system, round_no)
             except Exception as exc:
                 print(f"  ! {key} on {system} round {round_no} failed: {exc!r}", file=sys.stderr)
                 continue
+            finally:
+                gc.unfreeze()
             for name, value in values.items():
                 rows[name].samples.setdefault(system, []).append(value)
             print(f"  {key} {system} round {round_no}: {_brief(values)} ({time.monotonic() - started:.1f}s)",

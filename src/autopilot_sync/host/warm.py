@@ -8,10 +8,18 @@ those imports while the host is idle, after `DELAY_SECONDS` (what the start impo
 `tests/architecture/test_start_imports.py` reads, and whoever waits for `ready` gets the first moments). Python's
 import lock makes a request that needs a module mid-import wait for that one import, never import it twice; a
 failed import here is left for the request to raise.
+
+Then the thread freezes the collector's view of the heap (`gc.freeze`): the modules, classes and functions the start
+and these imports built (~90,000 objects) are never garbage, yet every full (generation-2) collection walked them
+all, on the event loop's thread, 40-80 ms under load, while every commit waited (bench row (h): one such pause put
+~100 ms on the commit p99; docs/performance.md "Round 4 — stall"). Frozen objects are still freed by their reference
+counts; only a cycle among them that becomes garbage later (say, of a connection open at that moment) is never
+collected, a bounded one-off cost.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import threading
@@ -40,10 +48,12 @@ def _import_all(delay: float) -> None:
             importlib.import_module(name)
         except Exception:  # the request that needs it raises the real error
             log.debug("warm import of %s failed", name, exc_info=True)
+    gc.freeze()
 
 
 def warm_in_background(delay: float = DELAY_SECONDS) -> threading.Thread:
-    """Start (and return) the daemon thread importing `WARM_MODULES` after `delay` seconds."""
+    """Start (and return) the daemon thread importing `WARM_MODULES` after `delay` seconds, then freezing the heap
+    built so far out of the collector's full collections."""
     thread = threading.Thread(target=_import_all, args=(delay,), name="warm-imports", daemon=True)
     thread.start()
     return thread
