@@ -4,6 +4,7 @@ cannot appear as it."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -20,9 +21,11 @@ from control_helpers import PRODUCER, READER, decode_jwt
 from autopilot_sync.control.client import SessionToken, fetch_session_token, token_proof
 from autopilot_sync.control.keys import SigningKey
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host, start_service
+from autopilot_sync.devtools.trust import call_set_trusted_issuer
 from autopilot_sync.nostr.keys import SecretKey
 from autopilot_sync.nostr.nip98 import encode_authorization_header
 from autopilot_sync.spacetime.frames import decode_server_frame, split_server_body
+from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.messages import (
     InitialConnection,
     ServerMessage,
@@ -34,6 +37,8 @@ from autopilot_sync.spacetime.messages import (
 from autopilot_sync.sync_bindings import ActiveConnection
 
 DATABASE = "autopilot-sync"
+#: the database owner, who names control as the trusted issuer (the module fails closed until someone does)
+OWNER = SecretKey.from_hex("33" * 32)
 READ = ("sync.subscribe", "sync.checkpoint.write")
 V2_PROTOCOL = "v2.bsatn.spacetimedb"
 OTHER = SecretKey.from_hex("33" * 32)
@@ -56,6 +61,12 @@ class System:
         return await fetch_session_token(self.control_url, secret, scopes, ("*",), None, kind)
 
 
+async def _trust_control(control_url: str, host_url: str) -> None:
+    """Name control as the sync module's trusted issuer, as the owner (every start of a fresh database does)."""
+    owner = await fetch_session_token(control_url, OWNER, READ, ("*",), None, "owner")
+    await call_set_trusted_issuer(host_url, DATABASE, owner.token, control_url)
+
+
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[System]:
     control_url = f"http://127.0.0.1:{free_port()}"
@@ -75,9 +86,14 @@ def processes(tmp_path: Path) -> Iterator[System]:
         host = start_host(
             tmp_path / "host",
             module="autopilot_sync.module",
-            env={"AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": control_url, "AUTOPILOT_SYNC_HOST_FSYNC": "false"},
+            env={
+                "AUTOPILOT_SYNC_HOST_TRUSTED_ISSUERS": control_url,
+                "AUTOPILOT_SYNC_HOST_FSYNC": "false",
+                "AUTOPILOT_SYNC_HOST_OWNER_IDENTITY": identity_from_claims(control_url, OWNER.public_key().hex).hex,
+            },
         )
         children.append(host)
+        asyncio.run(_trust_control(control_url, host.url))
         yield System(control_url, host.url)
     finally:
         for child in reversed(children):
