@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from autopilot_sync.contract.canonical import canonical_json
+from autopilot_sync.lifecycle import event_loop_factory
 from bench import floor
 from bench.ours import DURABILITY as OURS_DURABILITY
 from bench.ours import Ours
@@ -413,8 +414,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds:
         sizes.rounds = args.rounds
     peers = () if args.no_peers else PEERS
-    with _more_files(), tempfile.TemporaryDirectory(prefix="apsync-bench-") as scratch:  # same disk as /tmp
-        results = asyncio.run(run_suite(Path(scratch), sizes, only or None, peers))
+    # Every system's client runs on the loop our services run on (uvloop where installed): the runtime's producer
+    # and the host do, and the peers' Python clients get the same loop (docs/performance.md, "Round 5 — sdkcall").
+    with (
+        _more_files(),
+        tempfile.TemporaryDirectory(prefix="apsync-bench-") as scratch,  # same disk as /tmp
+        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
+    ):
+        results = runner.run(run_suite(Path(scratch), sizes, only or None, peers))
     report = render(results)
     print(report)
     if args.out is not None:

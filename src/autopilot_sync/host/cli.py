@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
 from autopilot_sync.cli_errors import Remedies, check_can_listen, declare
+from autopilot_sync.lifecycle import event_loop_factory
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import load_settings
 from autopilot_sync.statedir import lock_or_exit
@@ -60,21 +60,7 @@ def host(
     from autopilot_sync.host.server import ModuleLoadError, serve_forever
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(serve_forever(settings))
     except ModuleLoadError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (a dependency off Windows), else asyncio's own.
-
-    Why: the host's fixed cost per call is largely event-loop plumbing (frame reads, socket writes, the fsync
-    thread's hand-off); on uvloop the one-subscriber publish -> receipt p50 fell ~20% and unbatched durable publish
-    rose ~12% (`python -m bench.percall`, docs/performance.md).
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
