@@ -26,7 +26,6 @@ from types import ModuleType
 from typing import Any
 
 from autopilot_sync.contract.canonical import canonical_json
-from autopilot_sync.lifecycle import event_loop_factory
 from bench import floor
 from bench.ours import DURABILITY as OURS_DURABILITY
 from bench.ours import Ours
@@ -144,6 +143,18 @@ class Context:
         """A fresh stream name (letters, digits and '-' only, valid for all three systems)."""
         self._counter += 1
         return f"{prefix}{self._counter}"
+
+
+def client_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the benchmark's client runs on: the services' (`lifecycle.event_loop_factory`, uvloop).
+
+    An old tree on `PYTHONPATH` (the A/B benchmarks' `--old`) that predates it gets asyncio's loop, as it ran then.
+    """
+    try:
+        from autopilot_sync.lifecycle import event_loop_factory
+    except ImportError:
+        return None
+    return event_loop_factory()
 
 
 def payload(n: int, sent_ns: int = 0) -> dict[str, Any]:
@@ -419,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     with (
         _more_files(),
         tempfile.TemporaryDirectory(prefix="apsync-bench-") as scratch,  # same disk as /tmp
-        asyncio.Runner(loop_factory=event_loop_factory()) as runner,
+        asyncio.Runner(loop_factory=client_loop_factory()) as runner,
     ):
         results = runner.run(run_suite(Path(scratch), sizes, only or None, peers))
     report = render(results)
