@@ -30,13 +30,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.host.row_cache import DecodedRows
+from autopilot_sync.host.snapshot_section import Section
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 
 Key = tuple[Any, ...]
+Bytes = bytes | memoryview
 #: One partition in a snapshot: (its key's BSATN prefix, seqs, ends, buffer, one hash array per other index), the
-#: arrays as their machine bytes (little-endian on every platform the host runs on).
-Segment = tuple[bytes, bytes, bytes, bytes, list[bytes]]
+#: arrays as their machine bytes (little-endian on every platform the host runs on). Read from a mapped snapshot,
+#: the buffer is a `Section` of the mapping, checked against its checksum at first use.
+Segment = tuple[bytes, Bytes, Bytes, Bytes | Section, list[Bytes]]
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 #: Compact a partition once this many head rows are dead and they are at least half of it.
@@ -58,17 +62,44 @@ def is_log_shaped(table: TableDef) -> bool:
 class Partition:
     """The live rows of one partition key, in sequence order (see the module docstring)."""
 
-    __slots__ = ("buf", "ends", "hashes", "head", "key", "prefix", "seqs", "sets")
+    __slots__ = ("buf", "ends", "hashes", "head", "key", "pending", "prefix", "seqs", "sets")
 
     def __init__(self, key: str, prefix: bytes, others: int) -> None:
         self.key = key
         self.prefix = prefix
-        self.buf = bytearray()
+        #: The rows' bytes: a `bytearray` once written to; loaded from a snapshot, a read-only view of its mapping
+        #: (copied into a `bytearray` at the first write), which `pending` holds until its checksum is checked.
+        self.buf: bytearray | memoryview = bytearray()
+        self.pending: Section | None = None
         self.seqs = array("Q")
         self.ends = array("Q")
         self.head = 0
         self.hashes = [array("I") for _ in range(others)]
-        self.sets: list[set[int]] = [set() for _ in range(others)]
+        #: Per other index, the set of `hashes` (None until an idempotency check needs it: a partition loaded from a
+        #: snapshot and never appended to costs no set, ~70 bytes per row, and no time at start).
+        self.sets: list[set[int]] | None = None
+
+    def readable(self) -> bytearray | memoryview:
+        """The rows' bytes, checked against the snapshot's checksum first when they came from one."""
+        pending = self.pending
+        if pending is not None:
+            self.buf = pending.verified()
+            self.pending = None
+        return self.buf
+
+    def writable(self) -> bytearray:
+        """The rows' bytes as a `bytearray` (a mapped snapshot's view is copied at the partition's first write)."""
+        buf = self.readable()
+        if isinstance(buf, memoryview):
+            buf = self.buf = bytearray(buf)
+        return buf
+
+    def key_set(self, column: int) -> set[int]:
+        """The set of one other index's hashes (built at the first need, then kept up to date by `append`)."""
+        sets = self.sets
+        if sets is None:
+            sets = self.sets = [set(hashes) for hashes in self.hashes]
+        return sets[column]
 
     def live(self) -> int:
         return len(self.seqs) - self.head
@@ -80,36 +111,44 @@ class Partition:
         return i if i < len(seqs) and seqs[i] == seq else -1
 
     def row_bytes(self, i: int) -> bytes:
+        buf = self.buf if self.pending is None else self.readable()
         start = self.ends[i - 1] if i else 0
-        return self.prefix + _U64.pack(self.seqs[i]) + self.buf[start : self.ends[i]]
+        return self.prefix + _U64.pack(self.seqs[i]) + buf[start : self.ends[i]]
 
     def tail_equals(self, i: int, tail: memoryview) -> bool:
+        buf = self.buf if self.pending is None else self.readable()
         start = self.ends[i - 1] if i else 0
-        return self.ends[i] - start == len(tail) and self.buf[start : self.ends[i]] == tail
+        return self.ends[i] - start == len(tail) and buf[start : self.ends[i]] == tail
 
     def append(self, seq: int, tail: bytes | memoryview, hashes: list[int]) -> None:
-        self.buf += tail
+        buf = self.buf
+        if type(buf) is not bytearray:
+            buf = self.writable()
+        buf += tail
         self.seqs.append(seq)
-        self.ends.append(len(self.buf))
+        self.ends.append(len(buf))
+        sets = self.sets
         for column, value in enumerate(hashes):
             self.hashes[column].append(value)
-            self.sets[column].add(value)
+            if sets is not None:
+                sets[column].add(value)
 
     def rebuild(self, rows: list[tuple[int, bytes, list[int]]]) -> None:
         """Replace every row (dead head dropped) by `rows`, given in sequence order."""
         self.buf = bytearray()
+        self.pending = None
         self.seqs = array("Q")
         self.ends = array("Q")
         self.head = 0
         self.hashes = [array("I") for _ in self.hashes]
-        self.sets = [set() for _ in self.sets]
+        self.sets = None
         for seq, tail, hashes in rows:
             self.append(seq, tail, hashes)
 
     def rows(self) -> list[tuple[int, bytes, list[int]]]:
         """Every live row as (seq, tail, hashes)."""
         out = []
-        ends, buf = self.ends, self.buf
+        ends, buf = self.ends, self.readable()
         for i in range(self.head, len(self.seqs)):
             start = ends[i - 1] if i else 0
             out.append((self.seqs[i], bytes(buf[start : ends[i]]), [h[i] for h in self.hashes]))
@@ -121,11 +160,15 @@ class Partition:
         if not head:
             return
         cut = self.ends[head - 1]
-        del self.buf[:cut]
+        buf = self.readable()
+        if isinstance(buf, memoryview):
+            self.buf = bytearray(buf[cut:])
+        else:
+            del buf[:cut]
         self.seqs = self.seqs[head:]
         self.ends = array("Q", [end - cut for end in self.ends[head:]])
         self.hashes = [h[head:] for h in self.hashes]
-        self.sets = [set(h) for h in self.hashes]
+        self.sets = None
         self.head = 0
 
 
@@ -134,8 +177,6 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
     Iteration is partition by partition (in the order partitions were created), each in sequence order.
     """
-
-    CACHED = 256
 
     def __init__(
         self,
@@ -148,7 +189,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         self.encode_tails = encode_tails
         #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
         self.top: object = None
-        self._cache: dict[bytes, tuple[Any, ...]] = {}
+        self._cache = DecodedRows()
         self._count = 0
         self.partitions: dict[str, Partition] = {}
         #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
@@ -185,25 +226,16 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
     # -- Mapping --------------------------------------------------------------------------------------------------
 
-    def _read(self, row_bytes: bytes) -> tuple[Any, ...]:
-        row = self._cache.get(row_bytes)
-        if row is None:
-            row = self._decode(row_bytes)
-            if len(self._cache) >= self.CACHED:
-                self._cache.clear()
-            self._cache[row_bytes] = row
-        return row
-
     def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]:
         if row_bytes not in self._cache and self.locate(row_bytes) is None:
             raise KeyError(row_bytes)
-        return self._read(row_bytes)
+        return self._cache.read(row_bytes, self._decode)
 
     def get(self, row_bytes: bytes, default: Any = None) -> Any:
         """The decoded row, or `default` when absent."""
         if row_bytes in self._cache:
             return self._cache[row_bytes]
-        return self._read(row_bytes) if self.locate(row_bytes) is not None else default
+        return self._cache.read(row_bytes, self._decode) if self.locate(row_bytes) is not None else default
 
     def __contains__(self, row_bytes: object) -> bool:
         if not isinstance(row_bytes, bytes):
@@ -238,34 +270,45 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     # -- snapshots --------------------------------------------------------------------------------------------------
 
     def segments(self) -> list[Segment]:
-        """Every partition as its buffers (copies: a snapshot is written off the event loop while rows change)."""
-        out = []
+        """Every partition as its buffers (copies: a snapshot is written off the event loop while rows change; a
+        buffer still mapped from the snapshot loaded at start never changes, so it is handed over as it is)."""
+        out: list[Segment] = []
         for part in self.partitions.values():
             part.compact()
+            buf = part.readable()
             out.append(
                 (
                     part.prefix,
                     part.seqs.tobytes(),
                     part.ends.tobytes(),
-                    bytes(part.buf),
+                    buf if isinstance(buf, memoryview) else bytes(buf),
                     [hashes.tobytes() for hashes in part.hashes],
                 )
             )
         return out
 
     def load_segments(self, segments: Iterable[Segment]) -> None:
-        """Take partitions written by `segments` (a snapshot under today's schema) as they are: no row is decoded."""
+        """Take partitions written by `segments` (a snapshot under today's schema) as they are: no row is decoded.
+
+        A buffer mapped from the snapshot file stays a view of the mapping, checked against its checksum at its
+        first use (`Partition.readable`); the partition's `set`s are built when an append first needs them."""
         for prefix, seqs, ends, buf, hashes in segments:
             (length,) = _U32.unpack_from(prefix, 0)
             key = prefix[4 : 4 + length].decode("utf-8")
             part = Partition(key, prefix, len(self.key_of_others))
-            part.buf = bytearray(buf)
+            if isinstance(buf, Section):
+                part.buf, part.pending = buf.view, buf
+            else:
+                part.buf = bytearray(buf)
             part.seqs.frombytes(seqs)
             part.ends.frombytes(ends)
             for column, stored in enumerate(hashes):
                 part.hashes[column].frombytes(stored)
-                part.sets[column] = set(part.hashes[column])
-            if len(part.seqs) != len(part.ends) or any(len(h) != len(part.seqs) for h in part.hashes):
+            if (
+                len(part.seqs) != len(part.ends)
+                or any(len(h) != len(part.seqs) for h in part.hashes)
+                or (part.ends and part.ends[-1] != len(part.buf))
+            ):
                 raise ValueError(f"log segment of partition {key!r} is inconsistent")
             if not part.seqs:
                 continue
@@ -304,9 +347,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             part.rebuild(rows)
         self._count += 1
         if full and row is not None:
-            if len(self._cache) >= self.CACHED:
-                self._cache.clear()
-            self._cache[row_bytes] = row
+            self._cache.keep(row_bytes, row)
 
     def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
         """Forget a row; the decoded row, or None when it was not there."""
@@ -327,7 +368,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
                 part.compact()
         elif i == last:
             start = part.ends[i - 1]
-            del part.buf[start:]
+            del part.writable()[start:]
             part.seqs.pop()
             part.ends.pop()
             for hashes in part.hashes:
@@ -578,7 +619,7 @@ class HashIndex:
             wanted = self.rows.hash_of(self.slot, key[1:])
         except TypeError:
             return iter(())
-        if wanted is None or wanted not in part.sets[self.slot]:
+        if wanted is None or wanted not in part.key_set(self.slot):
             return iter(())
         hashes = part.hashes[self.slot]
         out = []
@@ -641,7 +682,8 @@ def _one_string(tail: Key) -> bytes:
 
 def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:
     """Each row's bytes of snapshot segments, for a table read another way (an older schema, or no longer a log)."""
-    for prefix, seqs_bytes, ends_bytes, buf, _hashes in segments:
+    for prefix, seqs_bytes, ends_bytes, stored, _hashes in segments:
+        buf = stored.verified() if isinstance(stored, Section) else stored
         seqs, ends = array("Q"), array("Q")
         seqs.frombytes(seqs_bytes)
         ends.frombytes(ends_bytes)
