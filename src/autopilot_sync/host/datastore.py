@@ -321,7 +321,7 @@ class TableStore:
         """Store a row known to be in today's shape (a snapshot written under this schema), decoding only the
         leading columns its index keys need, or nothing when the table has no index."""
         if isinstance(self.rows, LogRows):
-            self.rows.add(row_bytes, None, full=False)
+            self.rows.add_stored(row_bytes)
             return
         self.rows.add(row_bytes, None)
         if self._key_columns is None:

@@ -184,9 +184,15 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         key_of_others: list[Callable[[tuple[Any, ...]], Key]],
         key_columns: Callable[[bytes, int], tuple[Any, int]],
         encode_tails: list[Callable[[Key], bytes]],
+        raw_string_key: bool = False,
     ) -> None:
         self._decode = decode
         self.encode_tails = encode_tails
+        #: The one other index is (partition, the string column right after seq) — the sync module's idempotency
+        #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`add_stored`).
+        self._raw_string_key = raw_string_key
+        #: The partition the last `add_stored` appended to (replay appends runs of one partition).
+        self._last: Partition | None = None
         #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
         self.top: object = None
         self._cache = DecodedRows()
@@ -318,6 +324,30 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             self.partitions[key] = part
             self._count += len(part.seqs)
 
+    def add_stored(self, row_bytes: bytes) -> None:
+        """`add(row_bytes, None, full=False)` for a row in today's shape (the log replayed at start): the next seq
+        of the partition the previous row went to is appended with nothing decoded, its idempotency hash read
+        straight from its bytes (`_raw_string_key`); any other row takes `add`. ~2x faster per replayed event."""
+        part = self._last
+        if part is not None and part.pending is None and row_bytes.startswith(part.prefix):
+            tail_at = len(part.prefix) + 8
+            seqs = part.seqs
+            if len(row_bytes) >= tail_at + 4:
+                (seq,) = _U64.unpack_from(row_bytes, tail_at - 8)
+                if seq > seqs[-1] if len(seqs) > part.head else True:
+                    view = memoryview(row_bytes)
+                    if self._raw_string_key:
+                        (length,) = _U32.unpack_from(row_bytes, tail_at)
+                        if tail_at + 4 + length <= len(row_bytes):
+                            part.append(seq, view[tail_at:], [zlib.crc32(view[tail_at + 4 : tail_at + 4 + length])])
+                            self._count += 1
+                            return
+                    elif not self.key_of_others:
+                        part.append(seq, view[tail_at:], [])
+                        self._count += 1
+                        return
+        self.add(row_bytes, None, full=False)
+
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
         with `full=False` only its leading key columns (a snapshot's row)."""
@@ -330,6 +360,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         if part is None:
             prefix = row_bytes[: tail_at - 8]
             part = self.partitions[key] = Partition(key, prefix, len(self.key_of_others))
+        self._last = part
         tail = memoryview(row_bytes)[tail_at:]
         seqs = part.seqs
         if len(seqs) == part.head or seq > seqs[-1]:
@@ -364,6 +395,8 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             part.head += 1
             if part.head > last:
                 del self.partitions[part.key]
+                if self._last is part:
+                    self._last = None
             elif part.head >= COMPACT_AFTER and 2 * part.head >= len(part.seqs):
                 part.compact()
         elif i == last:
@@ -653,7 +686,8 @@ def log_store_parts(
     others = [group for group in table.all_indexes() if group not in ((first, second), (first,))]
     types = dict(table.columns)
     tails = [_tail_encoder(tuple(types[c] for c in group[1:])) for group in others]
-    rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails)
+    raw = len(table.columns) > 2 and others == [(first, table.columns[2][0])] and table.columns[2][1] == at.STRING
+    rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails, raw)
     rows.top = top
     indexes: dict[tuple[str, ...], Any] = {}
     for group in table.all_indexes():
