@@ -115,6 +115,20 @@ class Partition:
         start = self.ends[i - 1] if i else 0
         return self.prefix + _U64.pack(self.seqs[i]) + buf[start : self.ends[i]]
 
+    def rows_between(self, first: int, stop: int) -> list[bytes]:
+        """The stored bytes of the rows at positions [first, stop), in order: a resume's initial rows (one loop with
+        the buffer, offsets and key bound once, ~2x `row_bytes` per row)."""
+        if first >= stop:
+            return []
+        buf = self.buf if self.pending is None else self.readable()
+        prefix, pack = self.prefix, _U64.pack
+        start = self.ends[first - 1] if first else 0
+        out = []
+        for seq, end in zip(self.seqs[first:stop], self.ends[first:stop], strict=True):
+            out.append(prefix + pack(seq) + buf[start:end])
+            start = end
+        return out
+
     def tail_equals(self, i: int, tail: memoryview) -> bool:
         buf = self.buf if self.pending is None else self.readable()
         start = self.ends[i - 1] if i else 0
@@ -250,7 +264,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
     def __iter__(self) -> Iterator[bytes]:
         for part in list(self.partitions.values()):
-            yield from [part.row_bytes(i) for i in range(part.head, len(part.seqs))]
+            yield from part.rows_between(part.head, len(part.seqs))
 
     def __len__(self) -> int:
         return self._count
@@ -474,7 +488,7 @@ class SeqIndex:
         if part is None:
             return iter(())
         if len(key) == 1:
-            return iter([part.row_bytes(i) for i in range(part.head, len(part.seqs))])
+            return iter(part.rows_between(part.head, len(part.seqs)))
         i = part.find(key[1]) if type(key[1]) is int else -1
         return iter([part.row_bytes(i)] if i >= 0 else [])
 
@@ -486,10 +500,10 @@ class SeqIndex:
         span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
         if span is not None:
             part, first, stop = span
-            return iter([part.row_bytes(i) for i in range(first, stop)])
+            return iter(part.rows_between(first, stop))
         for part in _partitions_between(self.rows, low, high):
             first, stop = _seq_bounds(part, low, high, low_in, high_in, width)
-            out.extend(part.row_bytes(i) for i in range(first, stop))
+            out.extend(part.rows_between(first, stop))
         return iter(out)
 
 
