@@ -362,6 +362,54 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
                         return
         self.add(row_bytes, None, full=False)
 
+    def add_stored_many(self, rows: list[bytes]) -> None:
+        """`add_stored` for each row of one replayed transaction, in order: a run of rows continuing the partition
+        the previous row went to is appended in one step (one `join` into the buffer, one `extend` per array)."""
+        i, n = 0, len(rows)
+        while i < n:
+            part = self._last
+            if part is None or part.pending is not None or not self._raw_string_key:
+                self.add_stored(rows[i])
+                i += 1
+                continue
+            prefix = part.prefix
+            seq_at = len(prefix)
+            tail_at = seq_at + 8
+            last = part.seqs[-1] if len(part.seqs) > part.head else -1
+            buf = part.writable()
+            size = len(buf)
+            seqs: list[int] = []
+            ends: list[int] = []
+            hashes: list[int] = []
+            tails: list[memoryview] = []
+            while i < n:
+                row_bytes = rows[i]
+                if not row_bytes.startswith(prefix) or len(row_bytes) < tail_at + 4:
+                    break
+                (seq,) = _U64.unpack_from(row_bytes, seq_at)
+                (length,) = _U32.unpack_from(row_bytes, tail_at)
+                if seq <= last or tail_at + 4 + length > len(row_bytes):
+                    break
+                view = memoryview(row_bytes)
+                tails.append(view[tail_at:])
+                size += len(row_bytes) - tail_at
+                seqs.append(seq)
+                ends.append(size)
+                hashes.append(zlib.crc32(view[tail_at + 4 : tail_at + 4 + length]))
+                last = seq
+                i += 1
+            if not seqs:
+                self.add_stored(rows[i])
+                i += 1
+                continue
+            buf += b"".join(tails)
+            part.seqs.extend(seqs)
+            part.ends.extend(ends)
+            part.hashes[0].extend(hashes)
+            if part.sets is not None:
+                part.sets[0].update(hashes)
+            self._count += len(seqs)
+
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
         with `full=False` only its leading key columns (a snapshot's row)."""

@@ -258,8 +258,7 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int, *, current:
                 if store.take(row_bytes) is None and store.migrates:
                     store.take(store.stored(row_bytes)[0])
             if current:
-                for row_bytes in inserts:
-                    store.put_current(row_bytes)
+                store.put_current_many(inserts)
             else:
                 for row_bytes in inserts:
                     store.put(*store.stored(row_bytes))
