@@ -28,6 +28,18 @@ def test_server_messages_round_trip(msg: m.ServerMessage) -> None:
     assert m.decode_server_message(data) == msg
 
 
+@given(st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1))
+def test_the_prebuilt_committed_reply_is_the_encoded_reducer_result(request_id: int, micros: int) -> None:
+    timestamp = Timestamp(micros)
+    expected = m.ReducerResult(request_id, timestamp, m.ReducerOk(b"", m.TransactionUpdate(())))
+    assert m.encode_reducer_ok_without_updates(request_id, timestamp) == m.encode_server_message(expected)
+
+
+def test_the_prebuilt_committed_reply_refuses_numbers_that_do_not_fit() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        m.encode_reducer_ok_without_updates(2**32, Timestamp(0))
+
+
 @given(client_messages)
 def test_hand_written_client_codec_agrees_with_the_algebraic_type(msg: m.ClientMessage) -> None:
     data = m.encode_client_message(msg)
