@@ -191,3 +191,55 @@ async def test_inline_flushes_are_off_when_the_bound_is_zero(tmp_path: Path, tim
         await commit_one(log)
     assert threading.get_ident() not in timed.threads and not log.flushes_inline
     log.close()
+
+
+async def test_a_durable_callback_runs_in_the_flush_that_covers_it_after_the_durable_hook(
+    tmp_path: Path, gated: GatedFsync
+) -> None:
+    log = open_log(tmp_path)
+    heard: list[object] = []
+    log.on_durable = lambda target: heard.append(("durable", target))
+    assert log.when_durable(log.append(b"one"), lambda error: heard.append(("callback", error)))
+    assert gated.started.acquire(timeout=5)
+    assert heard == []  # nothing is told before the fsync returned
+    gated.release.release()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if heard:
+            break
+    assert heard == [("durable", 1), ("callback", None)]
+    assert not log.when_durable(1, lambda error: heard.append(("late", error)))  # already durable: not called
+    log.close()
+
+
+async def test_a_callback_that_writes_again_is_covered_by_the_next_flush(tmp_path: Path, timed: TimedFsync) -> None:
+    log = open_log(tmp_path)
+    done = asyncio.get_running_loop().create_future()
+
+    def first(error: BaseException | None) -> None:
+        assert error is None
+        assert log.when_durable(log.append(b"two"), lambda again: done.set_result(again))
+
+    assert log.when_durable(log.append(b"one"), first)
+    assert await asyncio.wait_for(done, 5) is None
+    assert log.fsync_count == 2
+    log.close()
+
+
+async def test_a_failed_fsync_tells_every_durable_callback(tmp_path: Path, gated: GatedFsync) -> None:
+    log = open_log(tmp_path)
+    errors: list[BaseException | None] = []
+    failures: list[BaseException] = []
+    log.on_failure = failures.append
+    assert log.when_durable(log.append(b"one"), errors.append)
+    assert gated.started.acquire(timeout=5)
+    gated.fail = True
+    gated.release.release()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if errors:
+            break
+    assert len(failures) == 1 and len(errors) == 1 and isinstance(errors[0], StorageFailedError)
+    with pytest.raises(StorageFailedError):
+        log.when_durable(1, errors.append)
+    log.close()

@@ -47,6 +47,10 @@ INLINE_AFTER_FAST_FSYNCS_MAX = 1024
 log = logging.getLogger(__name__)
 
 
+#: Told None once a record is durable, or the error that means it never will be (`CommitLog.when_durable`).
+DurableCallback = Callable[[BaseException | None], None]
+
+
 class StorageFailedError(RuntimeError):
     """The log could not be written or flushed: the host stops accepting writes (fail-stop) rather than lie."""
 
@@ -174,7 +178,8 @@ class CommitLog:
         self._retired_fds: list[int] = []
         self._written = 0
         self._durable = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: (sequence, what to resolve once it is durable): a future, or a callback told None (or the failure)
+        self._waiters: list[tuple[int, asyncio.Future[None] | DurableCallback]] = []
         self._flushing = False
         self._flusher: _Flusher | None = None
         self._failure: BaseException | None = None
@@ -356,6 +361,23 @@ class CommitLog:
             self._start_flush()
         return future
 
+    def when_durable(self, sequence: int, callback: DurableCallback) -> bool:
+        """Call `callback(None)` on the event loop once record `sequence` is on disk (`callback(error)` if the log fails
+        first); False, without calling it, when the record already is durable. Starts a flush if idle.
+
+        `durable_future` without the future: the callback runs right after the flush that covers it (after
+        `on_durable`), not one loop iteration later, and no future or context copy is made per call. What the reducer
+        call path waits with (`HostEngine.start_call`). Raises StorageFailedError when the log failed earlier.
+        """
+        if self._failure is not None:
+            raise StorageFailedError(f"commit log failed: {self._failure}")
+        if sequence <= self._durable:
+            return False
+        self._waiters.append((sequence, callback))
+        if not self._flushing:
+            self._start_flush()
+        return True
+
     @property
     def flushes_inline(self) -> bool:
         """Whether the next flush runs on the event loop (the disk's recent fsyncs were within the bound)."""
@@ -448,25 +470,36 @@ class CommitLog:
                 self.on_durable(target)
         finally:
             still_waiting = []
-            for sequence, future in self._waiters:
-                if sequence <= target:
-                    if not future.done():
-                        future.set_result(None)
+            callbacks: list[DurableCallback] = []
+            for sequence, waiter in self._waiters:
+                if sequence > target:
+                    still_waiting.append((sequence, waiter))
+                elif isinstance(waiter, asyncio.Future):
+                    if not waiter.done():
+                        waiter.set_result(None)
                 else:
-                    still_waiting.append((sequence, future))
+                    callbacks.append(waiter)
             self._waiters = still_waiting
             if still_waiting:
                 self._start_flush()
+            # After the bookkeeping: a callback may write and wait again (a new waiter, a new flush).
+            for callback in callbacks:
+                _tell(callback, None)
 
     def _fail(self, exc: BaseException) -> None:
         self._failure = exc
         log.error("commit log failed, host stops accepting writes: %s", exc)
-        for _, future in self._waiters:
-            if not future.done():
-                future.set_exception(StorageFailedError(f"commit log failed: {exc}"))
-        self._waiters = []
+        waiters, self._waiters = self._waiters, []
+        callbacks: list[DurableCallback] = []
+        for _, waiter in waiters:
+            if not isinstance(waiter, asyncio.Future):
+                callbacks.append(waiter)
+            elif not waiter.done():
+                waiter.set_exception(StorageFailedError(f"commit log failed: {exc}"))
         if self.on_failure is not None:
             self.on_failure(exc)
+        for callback in callbacks:  # after the failure listeners, as a future's callbacks would run
+            _tell(callback, StorageFailedError(f"commit log failed: {exc}"))
 
     @property
     def failure(self) -> BaseException | None:
@@ -549,6 +582,14 @@ class _Flusher:
             self._jobs.put(None)
         if wait:
             self._thread.join()
+
+
+def _tell(callback: DurableCallback, error: BaseException | None) -> None:
+    """Run a `when_durable` callback; one that raises is logged and does not stop the others."""
+    try:
+        callback(error)
+    except Exception:
+        log.exception("commit-log durability callback raised")
 
 
 def _fsync_all(fds: list[int]) -> None:

@@ -392,23 +392,17 @@ class HostEngine:
         lifecycle reducers and undecodable arguments are refused at once with offset 0, revealing no state.
         """
         outcome, sequence = self._begin_call(name, args, caller, origin)
-        future = None
         if sequence is not None:
+
+            def durable(error: BaseException | None) -> None:
+                self._finish_call(name, outcome if error is None else _storage_failure(outcome, error), on_done)
+
             try:
-                future = self.durable_future(outcome.offset)
+                if self._durability.when_durable(outcome.offset, durable):
+                    return
             except StorageFailedError as exc:
                 outcome = _storage_failure(outcome, exc)
-        if future is None:
-            self._finish_call(name, outcome, on_done)
-            return
-
-        def durable(done: asyncio.Future[None]) -> None:
-            if done.cancelled():
-                return
-            error = done.exception()
-            self._finish_call(name, outcome if error is None else _storage_failure(outcome, error), on_done)
-
-        future.add_done_callback(durable)
+        self._finish_call(name, outcome, on_done)
 
     def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
         self._report_call(name, outcome)
