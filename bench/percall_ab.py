@@ -36,11 +36,15 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             for name, path in (("old", str(args.old)), ("new", inherited or "")):
                 os.environ["PYTHONPATH"] = path  # the host child inherits it
                 extra = dict(item.split("=", 1) for item in args.new_env) if name == "new" else {}
+                saved = {key: os.environ.get(key) for key in extra}
                 os.environ.update(extra)
                 hosts[name] = Ours(Path(scratch) / name)
                 hosts[name].start()
-                for key in extra:
-                    os.environ.pop(key, None)
+                for key, value in saved.items():  # as it was for whatever starts later
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
         finally:
             if inherited is None:
                 os.environ.pop("PYTHONPATH", None)
