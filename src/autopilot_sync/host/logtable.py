@@ -275,6 +275,28 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             self.partitions[key] = part
             self._count += len(part.seqs)
 
+    def append_new(self, row_bytes: bytes, row: tuple[Any, ...]) -> bool:
+        """Store a row that extends its partition (a new partition, or a seq past its last live row), else do
+        nothing and return False.
+
+        Such a row cannot be stored already, by its bytes or by its `(partition, seq)` (the table's only unique
+        key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
+        event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
+        """
+        key, seq, tail_at = self._split(row_bytes)
+        part = self.partitions.get(key)
+        if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
+            return False
+        hashes = self._other_hashes(row) if self.key_of_others else []
+        if part is None:
+            part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
+        part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
+        self._count += 1
+        if len(self._cache) >= self.CACHED:
+            self._cache.clear()
+        self._cache[row_bytes] = row
+        return True
+
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
         with `full=False` only its leading key columns (a snapshot's row)."""
