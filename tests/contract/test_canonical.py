@@ -11,7 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autopilot_sync.contract import canonical
-from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.contract.canonical import (
+    CanonicalJsonError,
+    canonicalize_and_hash,
+    canonicalize_text,
+    payload_hash,
+)
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "payload_hash.json").read_text())["vectors"]
 
@@ -27,6 +32,7 @@ def agree(text: str) -> str:
     fast = canonical._canonicalize_orjson(text)
     assert fast is None or fast == expected, (text, fast, expected)
     assert canonicalize_text(text) == expected
+    assert canonicalize_and_hash(text) == (expected, len(expected.encode("utf-8")), payload_hash(expected))
     return expected
 
 
@@ -35,6 +41,7 @@ def test_the_fast_path_takes_every_vector_and_matches_it(vector: dict[str, Any])
     for text in (json.dumps(vector["value"]), json.dumps(vector["value"], indent=2, ensure_ascii=False)):
         assert canonical._canonicalize_orjson(text) == vector["canonical"]
         assert payload_hash(canonicalize_text(text)) == vector["payload_hash"]
+        assert canonicalize_and_hash(text)[::2] == (vector["canonical"], vector["payload_hash"])
 
 
 json_floats = st.floats(allow_nan=False, allow_infinity=False)
@@ -102,6 +109,8 @@ def test_numbers_beyond_64_bits_keep_every_digit() -> None:
 def test_what_the_definition_refuses_stays_refused(text: str) -> None:
     with pytest.raises(CanonicalJsonError):
         canonicalize_text(text)
+    with pytest.raises(CanonicalJsonError):
+        canonicalize_and_hash(text)
 
 
 @pytest.mark.parametrize("text", ['"\\ud800"', '{"a": "x\\udfff"}', "[" * 5000 + "]" * 5000, "9" * 5000])
@@ -109,6 +118,8 @@ def test_what_no_reader_can_hash_or_parse_is_refused_not_crashed(text: str) -> N
     assert canonical._canonicalize_orjson(text) is None
     with pytest.raises(CanonicalJsonError):
         canonicalize_text(text)
+    with pytest.raises(CanonicalJsonError):
+        canonicalize_and_hash(text)
 
 
 def test_the_fast_path_covers_typical_payloads() -> None:
