@@ -25,7 +25,13 @@ from autopilot_sync.module.auth import (
 from autopilot_sync.module.config import config_row, current_limits, limits_of, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
-from autopilot_sync.module.limits import SyncLimits, check_event_fields, check_payload_depth, check_stream_id
+from autopilot_sync.module.limits import (
+    SyncLimits,
+    check_event_fields,
+    check_field,
+    check_payload_depth,
+    check_stream_id,
+)
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.spacetime import algebraic as at
@@ -149,6 +155,10 @@ class _Heads:
 
     def __init__(self, ctx: ReducerContext) -> None:
         self._ctx = ctx
+        #: The call's `sync_event` table, looked up once rather than twice per event.
+        self.events = ctx.db.sync_event
+        #: Streams whose id and claim this call has checked (a batch is mostly one stream: checked once).
+        self.admitted: set[str] = set()
         self._rows: dict[str, StreamHead | None] = {}
         #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again)
         self._moved: dict[str, tuple[int, str, bytes]] = {}
@@ -206,8 +216,13 @@ class _Heads:
 def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: AppendSyncEventsBatchItem) -> None:
     """One event of a call, judged by the limits read once per call (`sync_config` does not change mid-call)."""
     stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
-    check_event_fields(limits, stream_id, idempotency_key, kind)
-    require_stream(ctx.claims, stream_id)
+    if stream_id in heads.admitted:  # its id's bound and the claims' cover were checked on an earlier event
+        check_field("idempotency_key", idempotency_key, limits.max_idempotency_key_bytes)
+        check_field("kind", kind, limits.max_kind_bytes)
+    else:
+        check_event_fields(limits, stream_id, idempotency_key, kind)
+        require_stream(ctx.claims, stream_id)
+        heads.admitted.add(stream_id)
     try:
         canonical, size, computed = canonicalize_and_hash(event.payload)
     except CanonicalJsonError as exc:
@@ -220,7 +235,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: A
             SyncErrorCode.PAYLOAD_HASH_MISMATCH,
             f"payload_hash {event.payload_hash} but the canonical payload hashes to {computed}",
         )
-    found = ctx.db.sync_event.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
+    found = heads.events.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
     if found is not None:  # keys are scoped per stream: a conflict only ever describes the caller's own stream
         existing = SyncEvent.from_values(found)
         if existing.payload_hash == computed:
@@ -241,7 +256,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: A
         heads.head_chain(stream_id), stream_id, epoch, expected_seq, kind, idempotency_key, computed
     )
     chain = stream_chain.text_of(digest)
-    ctx.db.sync_event.insert(
+    heads.events.insert(
         SyncEvent(
             stream_id=stream_id,
             seq=expected_seq,
