@@ -283,10 +283,14 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
         event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
         """
-        key, seq, tail_at = self._split(row_bytes)
+        key, seq = row[0], row[1]
+        if type(key) is not str or type(seq) is not int:
+            key, seq, _ = self._split(row_bytes)
         part = self.partitions.get(key)
         if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
             return False
+        (length,) = _U32.unpack_from(row_bytes, 0)
+        tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
         hashes = self._other_hashes(row) if self.key_of_others else []
         if part is None:
             part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
