@@ -154,6 +154,10 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
         self.key_of_others = key_of_others
         self._key_columns = key_columns
+        #: For each of those indexes: a row's stored hash (`log_store_parts` sets a faster one for a string column).
+        self.row_hashers: list[Callable[[tuple[Any, ...]], int]] = [
+            _tail_hasher(key_of, encode) for key_of, encode in zip(key_of_others, encode_tails, strict=True)
+        ]
 
     # -- locating a row from its bytes --------------------------------------------------------------------------
 
@@ -220,10 +224,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     # -- writes ---------------------------------------------------------------------------------------------------
 
     def _other_hashes(self, row: tuple[Any, ...]) -> list[int]:
-        return [
-            zlib.crc32(encode(key_of(row)[1:]))
-            for key_of, encode in zip(self.key_of_others, self.encode_tails, strict=True)
-        ]
+        return [hasher(row) for hasher in self.row_hashers]
 
     def hash_of(self, slot: int, tail: Key) -> int | None:
         """The stored hash of an index key after its partition column (None when the values do not fit its types).
@@ -640,6 +641,9 @@ def log_store_parts(
     tails = [_tail_encoder(tuple(types[c] for c in group[1:])) for group in others]
     rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails)
     rows.top = top
+    for slot, group in enumerate(others):
+        if len(group) == 2 and types[group[1]] == at.STRING:
+            rows.row_hashers[slot] = _string_hasher(table.column_index(group[1]))
     indexes: dict[tuple[str, ...], Any] = {}
     for group in table.all_indexes():
         positions = tuple(table.column_index(c) for c in group)
@@ -656,6 +660,26 @@ def _tail_encoder(types: tuple[at.AlgebraicType, ...]) -> Callable[[Key], bytes]
     if types == (at.STRING,):
         return _one_string
     return bsatn.codec(at.product(*((None, t) for t in types))).encode
+
+
+def _tail_hasher(
+    key_of: Callable[[tuple[Any, ...]], Key], encode: Callable[[Key], bytes]
+) -> Callable[[tuple[Any, ...]], int]:
+    """A row's stored hash for an index: CRC-32 of its key's columns after the partition (`_tail_encoder`)."""
+    return lambda row: zlib.crc32(encode(key_of(row)[1:]))
+
+
+def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
+    """`_tail_hasher` of an index whose only column after the partition is a string (the idempotency key), reading
+    the column straight from the row: called on every append, the generic key tuple and slice were most of it."""
+
+    def hasher(row: tuple[Any, ...]) -> int:
+        value = row[position]
+        if type(value) is not str:
+            raise TypeError("str value expected")  # as `_one_string`
+        return zlib.crc32(value.encode("utf-8"))
+
+    return hasher
 
 
 def _one_string(tail: Key) -> bytes:
