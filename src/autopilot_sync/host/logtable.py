@@ -297,10 +297,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
         part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
         self._count += 1
-        if len(self._cache) >= self.CACHED:
-            self._cache.clear()
-        self._cache[row_bytes] = row
-        return True
+        return True  # not kept decoded: an append's row is read next from the transaction's changes, not from here
 
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
