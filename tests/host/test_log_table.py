@@ -246,3 +246,28 @@ def test_a_replayed_row_is_stored_exactly_as_an_inserted_one(items: list[tuple[i
                 other.hashes,
             )
         _reads_agree(store, generic)
+
+
+def test_an_append_past_the_partition_end_takes_the_short_path_and_every_other_insert_is_still_checked() -> None:
+    """`LogRows.append_new` skips the presence and unique checks only for a row beyond its partition's last seq;
+    a row at or below it (the same bytes, another row at a taken seq) meets the checks as before."""
+    import pytest
+
+    from autopilot_sync.host.datastore import Datastore, UniqueConstraintError
+    from autopilot_sync.host.transaction import Transaction
+
+    store = TableStore(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    assert isinstance(store.rows, LogRows)
+    assert store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1))
+    assert not store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1)), "its seq is no longer past the end"
+    for seq in (2, 3):
+        tx.insert(store, _row(0, seq, seq))
+    tx.insert(store, _row(0, 3, 3))  # the same row again: a no-op
+    assert len(store.rows) == 3
+    with pytest.raises(UniqueConstraintError):
+        tx.insert(store, _row(0, 3, 9))  # another row at a taken (stream, seq)
+    tx.rollback()
+    assert [store.rows[b][1] for b in store.indexes[("stream_id",)].lookup(("s0",))] == [1]

@@ -216,6 +216,10 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
         self.key_of_others = key_of_others
         self._key_columns = key_columns
+        #: For each of those indexes: a row's stored hash (`log_store_parts` sets a faster one for a string column).
+        self.row_hashers: list[Callable[[tuple[Any, ...]], int]] = [
+            _tail_hasher(key_of, encode) for key_of, encode in zip(key_of_others, encode_tails, strict=True)
+        ]
 
     # -- locating a row from its bytes --------------------------------------------------------------------------
 
@@ -273,10 +277,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     # -- writes ---------------------------------------------------------------------------------------------------
 
     def _other_hashes(self, row: tuple[Any, ...]) -> list[int]:
-        return [
-            zlib.crc32(encode(key_of(row)[1:]))
-            for key_of, encode in zip(self.key_of_others, self.encode_tails, strict=True)
-        ]
+        return [hasher(row) for hasher in self.row_hashers]
 
     def hash_of(self, slot: int, tail: Key) -> int | None:
         """The stored hash of an index key after its partition column (None when the values do not fit its types).
@@ -429,6 +430,29 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             if part.sets is not None:
                 part.sets[0].update(hashes)
             self._count += len(seqs)
+
+    def append_new(self, row_bytes: bytes, row: tuple[Any, ...]) -> bool:
+        """Store a row that extends its partition (a new partition, or a seq past its last live row), else do
+        nothing and return False.
+
+        Such a row cannot be stored already, by its bytes or by its `(partition, seq)` (the table's only unique
+        key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
+        event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
+        """
+        key, seq = row[0], row[1]
+        if type(key) is not str or type(seq) is not int:
+            key, seq, _ = self._split(row_bytes)
+        part = self.partitions.get(key)
+        if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
+            return False
+        (length,) = _U32.unpack_from(row_bytes, 0)
+        tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
+        hashes = self._other_hashes(row) if self.key_of_others else []
+        if part is None:
+            part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
+        part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
+        self._count += 1
+        return True  # not kept decoded: an append's row is read next from the transaction's changes, not from here
 
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
@@ -771,6 +795,9 @@ def log_store_parts(
     raw = len(table.columns) > 2 and others == [(first, table.columns[2][0])] and table.columns[2][1] == at.STRING
     rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails, raw)
     rows.top = top
+    for slot, group in enumerate(others):
+        if len(group) == 2 and types[group[1]] == at.STRING:
+            rows.row_hashers[slot] = _string_hasher(table.column_index(group[1]))
     indexes: dict[tuple[str, ...], Any] = {}
     for group in table.all_indexes():
         positions = tuple(table.column_index(c) for c in group)
@@ -787,6 +814,26 @@ def _tail_encoder(types: tuple[at.AlgebraicType, ...]) -> Callable[[Key], bytes]
     if types == (at.STRING,):
         return _one_string
     return bsatn.codec(at.product(*((None, t) for t in types))).encode
+
+
+def _tail_hasher(
+    key_of: Callable[[tuple[Any, ...]], Key], encode: Callable[[Key], bytes]
+) -> Callable[[tuple[Any, ...]], int]:
+    """A row's stored hash for an index: CRC-32 of its key's columns after the partition (`_tail_encoder`)."""
+    return lambda row: zlib.crc32(encode(key_of(row)[1:]))
+
+
+def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
+    """`_tail_hasher` of an index whose only column after the partition is a string (the idempotency key), reading
+    the column straight from the row: called on every append, the generic key tuple and slice were most of it."""
+
+    def hasher(row: tuple[Any, ...]) -> int:
+        value = row[position]
+        if type(value) is not str:
+            raise TypeError("str value expected")  # as `_one_string`
+        return zlib.crc32(value.encode("utf-8"))
+
+    return hasher
 
 
 def _one_string(tail: Key) -> bytes:
