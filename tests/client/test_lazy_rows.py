@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autopilot_sync.client import ClientSchema
-from autopilot_sync.client.cache import ChangeCause, ChangeKind, ClientCache, RowBatch
+from autopilot_sync.client.cache import ChangeCause, ChangeKind, ClientCache, RowBatch, RowChange
 from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
 from autopilot_sync.client.updates import ops_from_query_rows, ops_from_transaction
 from autopilot_sync.module import module as sync
@@ -74,6 +74,24 @@ def test_a_catch_up_is_applied_without_building_a_row_until_one_is_read() -> Non
     assert counting.built == 501, "each row is decoded once, then kept"
     assert cache.rows("sync_event") == rows and counting.built == 501
     assert rows == [row for _, row in schema.table("sync_event").decode_rows(raws)]
+
+
+def test_the_changes_of_a_catch_up_read_as_the_list_of_its_inserts_in_order() -> None:
+    raws = [_event(seq) for seq in range(1, 41)]
+    cache = ClientCache()
+    batches: list[list[int]] = []
+    cache.on_batch(lambda changes: batches.append([change.new.seq for change in changes]))
+    changes = cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    expected = [
+        RowChange(ChangeKind.INSERT, "sync_event", None, row, ChangeCause.SUBSCRIBE_APPLIED)
+        for _, row in EVENT.decode_rows(raws)
+    ]
+    assert len(changes) == 40 and changes == expected and list(changes) == expected
+    assert changes[-1] == expected[-1] and changes[3:6] == expected[3:6]
+    assert changes[0].new is cache.rows("sync_event")[0], "a change reads the row the cache keeps"
+    assert batches == [list(range(1, 41))]
+    with pytest.raises(IndexError):
+        changes[40]
 
 
 def test_an_insert_callback_sees_every_row_of_a_lazily_kept_catch_up_in_order() -> None:
