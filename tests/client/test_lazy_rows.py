@@ -22,7 +22,7 @@ from autopilot_sync.client.updates import ops_from_query_rows, ops_from_transact
 from autopilot_sync.module import module as sync
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
-from autopilot_sync.spacetime.bsatn_check import RowsDoNotDecodeError, row_list_checker
+from autopilot_sync.spacetime.bsatn_check import NATIVE, RowsDoNotDecodeError, packed_checker, row_list_checker
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import Timestamp
 
@@ -208,7 +208,8 @@ def test_the_row_checker_refuses_exactly_the_rows_the_decoder_refuses(
         raw[flip_at] = flip_to
     data = bytes(raw[: len(raw) - cut % 3]) if cut % 5 == 0 else bytes(raw)
     checker = row_list_checker(ROW_TYPE, SYNC.typespace)
-    assert checker is not None
+    packed = packed_checker(ROW_TYPE, SYNC.typespace)
+    assert checker is not None and packed is not None
     try:
         EVENT.decode(data)
         decodes = True
@@ -220,3 +221,55 @@ def test_the_row_checker_refuses_exactly_the_rows_the_decoder_refuses(
     except RowsDoNotDecodeError:
         passes = False
     assert passes == decodes
+    # The packed checker (compiled where built) over a row list with the row between two good ones.
+    good = _event(1)
+    try:
+        packed(good + data + good, (0, len(good), len(good) + len(data)), [good, data, good])
+        packed_passes = True
+    except RowsDoNotDecodeError:
+        packed_passes = False
+    assert packed_passes == decodes
+
+
+def _utf8_verdicts(text: bytes) -> tuple[bool, bool]:
+    """(the packed checker passes, Python's strict decoder accepts) for a row whose payload's bytes are `text`."""
+    base = bsatn.encode(ROW_TYPE, ("s", 1, "k", "x", "P", "h", Timestamp(1), Timestamp(2), 3, "c"))
+    at = base.index(b"\x01\x00\x00\x00P")  # the payload: its length, then its one byte
+    raw = base[:at] + struct.pack("<I", len(text)) + text + base[at + 5 :]
+    packed = packed_checker(ROW_TYPE, SYNC.typespace)
+    assert packed is not None
+    try:
+        text.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    try:
+        packed(raw, (0,), [raw])
+        passes = True
+    except RowsDoNotDecodeError:
+        passes = False
+    return passes, valid
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.binary(max_size=12) | st.text(max_size=6).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_the_packed_row_checker_reads_utf8_as_pythons_strict_decoder(text: bytes) -> None:
+    passes, valid = _utf8_verdicts(text)
+    assert passes == valid
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"\xc0\x80", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xe2\x82", b"\x80"],
+    ids=["overlong2", "overlong3", "surrogate", "above-max", "f5", "truncated", "continuation"],
+)
+def test_the_packed_row_checker_refuses_what_strict_utf8_refuses(text: bytes) -> None:
+    assert _utf8_verdicts(text) == (False, False)
+    assert _utf8_verdicts(b"ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == (True, True)
+
+
+def test_the_compiled_row_checker_is_the_one_used_where_it_was_built() -> None:
+    from importlib.util import find_spec
+
+    built = find_spec("autopilot_sync.spacetime._rowcheck") is not None
+    assert built is NATIVE

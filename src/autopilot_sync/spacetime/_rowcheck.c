@@ -1,0 +1,165 @@
+/* The row-list checker of `bsatn_check.py`, compiled: the same verdict, without a Python step per field.
+ *
+ * The Python SDK keeps a received row's bytes and decodes it only when read, yet no row may enter its cache unless
+ * it would decode (docs/performance.md "Round 5 - catchup2"). `check(data, starts, layout)` walks each row of a
+ * packed row list exactly as the product decoder does: `starts` holds each row's start offset in `data` (a row
+ * ends where the next starts, the last at the end of `data`), `layout` the row type's fields in order, each a
+ * fixed size (>= 0), -1 for a string (u32 length, then that many bytes of well-formed UTF-8) or -2 for a byte
+ * array (u32 length, then that many bytes). Answers True when every row decodes: no field runs past its row, no
+ * byte is left after the last field, every string is UTF-8 as Python's strict decoder reads it (no overlong
+ * forms, no surrogates, nothing above U+10FFFF). It builds no value and raises only for arguments of the wrong
+ * type. The pure-Python checker stays the reference; the property test holds both to the decoder's verdict.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_FIELDS 256
+
+/* Well-formed UTF-8 (Unicode 15, table 3-7): what Python's strict "utf-8" decoder accepts. */
+static int utf8_ok(const unsigned char *s, Py_ssize_t n)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        if (i + 8 <= n) {
+            uint64_t word;
+            memcpy(&word, s + i, 8);
+            if ((word & UINT64_C(0x8080808080808080)) == 0) {
+                i += 8;
+                continue;
+            }
+        }
+        unsigned char c = s[i];
+        if (c < 0x80) {
+            i += 1;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80)
+                return 0;
+            i += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (i + 2 >= n)
+                return 0;
+            unsigned char c1 = s[i + 1];
+            unsigned char lo = c == 0xE0 ? 0xA0 : 0x80;
+            unsigned char hi = c == 0xED ? 0x9F : 0xBF;
+            if (c1 < lo || c1 > hi || (s[i + 2] & 0xC0) != 0x80)
+                return 0;
+            i += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (i + 3 >= n)
+                return 0;
+            unsigned char c1 = s[i + 1];
+            unsigned char lo = c == 0xF0 ? 0x90 : 0x80;
+            unsigned char hi = c == 0xF4 ? 0x8F : 0xBF;
+            if (c1 < lo || c1 > hi || (s[i + 2] & 0xC0) != 0x80 || (s[i + 3] & 0xC0) != 0x80)
+                return 0;
+            i += 4;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int row_ok(const unsigned char *data, Py_ssize_t pos, Py_ssize_t end, const long *layout, Py_ssize_t fields)
+{
+    for (Py_ssize_t f = 0; f < fields; f++) {
+        long size = layout[f];
+        if (size >= 0) {
+            if (size > end - pos)
+                return 0;
+            pos += size;
+            continue;
+        }
+        if (end - pos < 4)
+            return 0;
+        Py_ssize_t n = (Py_ssize_t)data[pos] | ((Py_ssize_t)data[pos + 1] << 8) | ((Py_ssize_t)data[pos + 2] << 16) |
+                       ((Py_ssize_t)data[pos + 3] << 24);
+        pos += 4;
+        if (n > end - pos)
+            return 0;
+        if (size == -1 && !utf8_ok(data + pos, n))
+            return 0;
+        pos += n;
+    }
+    return pos == end;
+}
+
+static PyObject *check(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer view;
+    PyObject *starts_arg, *layout_arg;
+    if (!PyArg_ParseTuple(args, "y*OO:check", &view, &starts_arg, &layout_arg))
+        return NULL;
+    PyObject *result = NULL;
+    PyObject *starts = NULL, *layout = NULL;
+    long fields[MAX_FIELDS];
+    layout = PySequence_Fast(layout_arg, "layout must be a sequence of ints");
+    if (layout == NULL)
+        goto done;
+    Py_ssize_t nfields = PySequence_Fast_GET_SIZE(layout);
+    if (nfields > MAX_FIELDS) {
+        PyErr_SetString(PyExc_ValueError, "layout has too many fields");
+        goto done;
+    }
+    for (Py_ssize_t f = 0; f < nfields; f++) {
+        fields[f] = PyLong_AsLong(PySequence_Fast_GET_ITEM(layout, f));
+        if (fields[f] == -1 && PyErr_Occurred())
+            goto done;
+        if (fields[f] < -2) {
+            PyErr_SetString(PyExc_ValueError, "layout field sizes are >= -2");
+            goto done;
+        }
+    }
+    starts = PySequence_Fast(starts_arg, "starts must be a sequence of ints");
+    if (starts == NULL)
+        goto done;
+    Py_ssize_t rows = PySequence_Fast_GET_SIZE(starts);
+    PyObject **items = PySequence_Fast_ITEMS(starts);
+    const unsigned char *data = (const unsigned char *)view.buf;
+    Py_ssize_t size = view.len;
+    int ok = 1;
+    Py_ssize_t previous = 0;
+    for (Py_ssize_t r = 0; r < rows && ok; r++) {
+        Py_ssize_t start = PyLong_AsSsize_t(items[r]);
+        if (start == -1 && PyErr_Occurred())
+            goto done;
+        Py_ssize_t end = size;
+        if (r + 1 < rows) {
+            end = PyLong_AsSsize_t(items[r + 1]);
+            if (end == -1 && PyErr_Occurred())
+                goto done;
+        }
+        if (start < previous || start > end || end > size) {
+            ok = 0;
+            break;
+        }
+        previous = start;
+        ok = row_ok(data, start, end, fields, nfields);
+    }
+    result = PyBool_FromLong(ok);
+done:
+    Py_XDECREF(starts);
+    Py_XDECREF(layout);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"check", check, METH_VARARGS,
+     "check(data, starts, layout) -> bool: whether every row of a packed row list decodes (see the module)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "autopilot_sync.spacetime._rowcheck",
+    "The row-list checker of bsatn_check.py, compiled (same verdict, no Python step per field).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__rowcheck(void)
+{
+    return PyModule_Create(&module);
+}
