@@ -27,11 +27,14 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, repeat
+from operator import add, sub
 from typing import Any
 
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.rowlist import MAX_FIXED_ROW_SIZE, BsatnRowList, FixedSize, RowOffsets
 
 Key = tuple[Any, ...]
 #: One partition in a snapshot: (its key's BSATN prefix, seqs, ends, buffer, one hash array per other index), the
@@ -127,6 +130,64 @@ class Partition:
         self.hashes = [h[head:] for h in self.hashes]
         self.sets = [set(h) for h in self.hashes]
         self.head = 0
+
+
+class RowRun(Iterator[bytes]):
+    """Rows `first..stop` of one partition as an index range answers them, packed when made into the row list a
+    subscription sends (`row_list`), and read row by row from that when iterated.
+
+    A resume (`stream_id = 'x' AND seq > n`) asks for exactly such a run; building each row's bytes
+    (`prefix + seq + tail`) only for `BsatnRowList.from_rows` to join them again was 40% of a catch-up's host CPU
+    (docs/performance.md "Round 5 — catchup2"). Here the run is copied once, straight from the partition's buffer
+    into the packed list, with no object per row. The rows are distinct (one partition, one row per seq), so
+    callers need not dedupe a run.
+    """
+
+    __slots__ = ("_iter", "_rows")
+
+    #: Shorter ranges (a reducer's lookups) stay a list of rows: packing pays only for many.
+    SHORTEST = 256
+
+    def __init__(self, part: Partition, first: int, stop: int) -> None:
+        self._iter: Iterator[bytes] | None = None
+        if stop <= first:
+            self._rows = BsatnRowList.empty()
+            return
+        ends = part.ends
+        count = stop - first
+        begins = ends[first - 1 : stop - 1] if first else array("Q", [0]) + ends[: stop - 1]
+        finishes = ends[first:stop]
+        base = begins[0]
+        lengths = list(map(sub, finishes, begins))
+        prefix = part.prefix
+        head = len(prefix) + 8
+        # The view is released (the join done) before anything can append to, and so resize, the buffer again.
+        with memoryview(part.buf) as view:
+            tails = map(view.__getitem__, map(slice, begins, finishes))
+            pieces = zip(repeat(prefix), map(_U64.pack, part.seqs[first:stop]), tails)
+            data = b"".join(chain.from_iterable(pieces))
+        if head + lengths[0] <= MAX_FIXED_ROW_SIZE and lengths.count(lengths[0]) == count:
+            self._rows = BsatnRowList(FixedSize(head + lengths[0]), data)
+            return
+        # Row k starts after k heads and the tails before it: k * head + (begins[k] - base).
+        offsets = map(add, range(0, count * head, head), map(sub, begins, repeat(base)))
+        self._rows = BsatnRowList(RowOffsets(tuple(offsets)), data)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[bytes]:
+        rows = self._iter
+        if rows is None:
+            rows = self._iter = iter(self._rows.rows())
+        return rows  # the rows' own iterator (the same position as `next` on the run): C-speed loops
+
+    def __next__(self) -> bytes:
+        return next(iter(self))
+
+    def row_list(self) -> BsatnRowList:
+        """The run as a `BsatnRowList`, the size hint chosen as `BsatnRowList.from_rows` chooses it."""
+        return self._rows
 
 
 class LogRows(Mapping[bytes, tuple[Any, ...]]):
@@ -412,6 +473,8 @@ class SeqIndex:
         span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
         if span is not None:
             part, first, stop = span
+            if stop - first >= RowRun.SHORTEST:
+                return RowRun(part, first, stop)
             return iter([part.row_bytes(i) for i in range(first, stop)])
         for part in _partitions_between(self.rows, low, high):
             first, stop = _seq_bounds(part, low, high, low_in, high_in, width)
