@@ -224,7 +224,8 @@ def test_the_row_checker_refuses_exactly_the_rows_the_decoder_refuses(
     # The packed checker (compiled where built) over a row list with the row between two good ones.
     good = _event(1)
     try:
-        packed(good + data + good, (0, len(good), len(good) + len(data)), [good, data, good])
+        listed = m.BsatnRowList(m.RowOffsets((0, len(good), len(good) + len(data))), good + data + good)
+        assert packed(listed) == [good, data, good]
         packed_passes = True
     except RowsDoNotDecodeError:
         packed_passes = False
@@ -244,7 +245,7 @@ def _utf8_verdicts(text: bytes) -> tuple[bool, bool]:
     except UnicodeDecodeError:
         valid = False
     try:
-        packed(raw, (0,), [raw])
+        assert packed(m.BsatnRowList(m.RowOffsets((0,)), raw)) == [raw]
         passes = True
     except RowsDoNotDecodeError:
         passes = False
@@ -266,6 +267,17 @@ def test_the_packed_row_checker_reads_utf8_as_pythons_strict_decoder(text: bytes
 def test_the_packed_row_checker_refuses_what_strict_utf8_refuses(text: bytes) -> None:
     assert _utf8_verdicts(text) == (False, False)
     assert _utf8_verdicts(b"ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == (True, True)
+
+
+def test_the_packed_row_checker_splits_fixed_size_lists_and_refuses_a_spoiled_one() -> None:
+    packed = packed_checker(ROW_TYPE, SYNC.typespace)
+    assert packed is not None
+    raws = [_event(seq) for seq in range(1, 10)]  # one-digit seqs: every row the same size
+    listed = m.BsatnRowList.from_rows(raws)
+    assert isinstance(listed.size_hint, m.FixedSize) and packed(listed) == raws
+    assert packed(m.BsatnRowList.empty()) == []
+    with pytest.raises(RowsDoNotDecodeError):
+        packed(m.BsatnRowList.from_rows([*raws[:4], _bad_utf8(raws[4]), *raws[5:]]))
 
 
 def test_the_compiled_row_checker_is_the_one_used_where_it_was_built() -> None:

@@ -30,7 +30,7 @@ from autopilot_sync.spacetime.bsatn_check import (
     row_list_checker,
 )
 from autopilot_sync.spacetime.errors import DecodeError
-from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize
+from autopilot_sync.spacetime.rowlist import BsatnRowList
 
 #: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
 RowFactory = Callable[..., Any]
@@ -94,20 +94,21 @@ class TableSchema:
 
     def check_row_list(self, rows: BsatnRowList) -> list[bytes]:
         """`check_rows` for a row list as it arrived; returns its rows split. The walk runs over the list's one
-        buffer (compiled where `bsatn_check.NATIVE`), so a catch-up's check costs no Python step per field."""
-        raws = rows.rows()
+        buffer (compiled where `bsatn_check.NATIVE`, which splits the rows too), so a catch-up's check costs no
+        Python step per field."""
         packed = self._packed
-        if packed is None or not raws:
+        if packed is None:
+            raws = rows.rows()
             self.check_rows(raws)
             return raws
-        self.decode(raws[0])
-        hint = rows.size_hint
-        data = rows.rows_data
-        starts = range(0, len(data), hint.size) if isinstance(hint, FixedSize) else hint.offsets
         try:
-            packed(data, starts, raws)
+            raws = packed(rows)
         except RowsDoNotDecodeError:
-            self.decode_rows(raws)
+            raws = rows.rows()
+            self.decode_rows(raws)  # raises the decoder's own error
+            return raws
+        if raws:
+            self.decode(raws[0])  # proves the row class fits
         return raws
 
     @property

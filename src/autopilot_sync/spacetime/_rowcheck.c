@@ -5,10 +5,11 @@
  * packed row list exactly as the product decoder does: `starts` holds each row's start offset in `data` (a row
  * ends where the next starts, the last at the end of `data`), `layout` the row type's fields in order, each a
  * fixed size (>= 0), -1 for a string (u32 length, then that many bytes of well-formed UTF-8) or -2 for a byte
- * array (u32 length, then that many bytes). Answers True when every row decodes: no field runs past its row, no
- * byte is left after the last field, every string is UTF-8 as Python's strict decoder reads it (no overlong
- * forms, no surrogates, nothing above U+10FFFF). It builds no value and raises only for arguments of the wrong
- * type. The pure-Python checker stays the reference; the property test holds both to the decoder's verdict.
+ * array (u32 length, then that many bytes). When every row decodes (no field runs past its row, no byte is left
+ * after the last field, every string is UTF-8 as Python's strict decoder reads it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF) it answers the rows split into one bytes object each, as
+ * `BsatnRowList.rows()` would; else None. It raises only for arguments of the wrong type. The pure-Python checker
+ * stays the reference; the property tests hold both to the decoder's verdict.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -120,26 +121,32 @@ static PyObject *check(PyObject *self, PyObject *args)
     PyObject **items = PySequence_Fast_ITEMS(starts);
     const unsigned char *data = (const unsigned char *)view.buf;
     Py_ssize_t size = view.len;
-    int ok = 1;
+    PyObject *out = PyList_New(rows);
+    if (out == NULL)
+        goto done;
     Py_ssize_t previous = 0;
-    for (Py_ssize_t r = 0; r < rows && ok; r++) {
+    for (Py_ssize_t r = 0; r < rows; r++) {
         Py_ssize_t start = PyLong_AsSsize_t(items[r]);
-        if (start == -1 && PyErr_Occurred())
+        Py_ssize_t end = r + 1 < rows ? PyLong_AsSsize_t(items[r + 1]) : size;
+        if ((start == -1 || end == -1) && PyErr_Occurred()) {
+            Py_DECREF(out);
             goto done;
-        Py_ssize_t end = size;
-        if (r + 1 < rows) {
-            end = PyLong_AsSsize_t(items[r + 1]);
-            if (end == -1 && PyErr_Occurred())
-                goto done;
         }
-        if (start < previous || start > end || end > size) {
-            ok = 0;
-            break;
+        if (start < previous || start > end || end > size || !row_ok(data, start, end, fields, nfields)) {
+            Py_DECREF(out);
+            Py_INCREF(Py_None);
+            result = Py_None;
+            goto done;
         }
         previous = start;
-        ok = row_ok(data, start, end, fields, nfields);
+        PyObject *row = PyBytes_FromStringAndSize((const char *)data + start, end - start);
+        if (row == NULL) {
+            Py_DECREF(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, r, row);
     }
-    result = PyBool_FromLong(ok);
+    result = out;
 done:
     Py_XDECREF(starts);
     Py_XDECREF(layout);
@@ -149,7 +156,7 @@ done:
 
 static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS,
-     "check(data, starts, layout) -> bool: whether every row of a packed row list decodes (see the module)."},
+     "check(data, starts, layout) -> list[bytes] | None: the rows split when every row decodes, else None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -11,9 +11,9 @@ a checker (the shapes of event rows); for any other shape `row_list_checker` ans
 A failure only says "does not decode": callers then run the decoder itself for its exact error message.
 
 `packed_checker` answers the same question for a row list as it arrives (one buffer and the rows' start offsets)
-through `_rowcheck`, the same walk compiled in C (built at install by `hatch_build.py`): ~50x less CPU per row list
-(docs/performance.md "Round 5 — catchup2"). Where the extension was not built it falls back to the generated Python
-checker over the split rows; `NATIVE` says which one runs.
+through `_rowcheck`, the same walk compiled in C (built at install by `hatch_build.py`), which also splits the rows:
+~50x less CPU per row list (docs/performance.md "Round 5 — catchup2"). Where the extension was not built it falls
+back to the generated Python checker over the split rows; `NATIVE` says which one runs.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from autopilot_sync.spacetime.algebraic import (
     RefType,
     special_tag,
 )
+from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize, RowSizeHint
 
-_native_check: Callable[[bytes, Sequence[int], Sequence[int]], bool] | None
+_native_check: Callable[[bytes, Sequence[int], Sequence[int]], list[bytes] | None] | None
 try:
     from autopilot_sync.spacetime._rowcheck import check as _native_check
 except ImportError:  # not compiled on this machine (no C compiler at install): the Python checker runs
@@ -42,8 +43,8 @@ except ImportError:  # not compiled on this machine (no C compiler at install): 
 
 #: Checks every row of a list; raises `RowsDoNotDecodeError` when one of them would not decode.
 RowListChecker = Callable[[Sequence[bytes]], None]
-#: The same for a packed row list: its buffer, each row's start offset in it, and the rows split (for the fallback).
-PackedRowListChecker = Callable[[bytes, Sequence[int], Sequence[bytes]], None]
+#: The same for a row list as received: answers its rows split (as `BsatnRowList.rows`), raises as above.
+PackedRowListChecker = Callable[[BsatnRowList], list[bytes]]
 #: Whether the compiled checker (`_rowcheck`) is the one `packed_checker` uses.
 NATIVE = _native_check is not None
 
@@ -95,6 +96,11 @@ def row_layout(row_type: ProductType, typespace: Sequence[AlgebraicType]) -> tup
     return tuple(size for size in sizes if size is not None)
 
 
+def rows_starts(hint: RowSizeHint) -> Sequence[int]:
+    """Each row's start offset for a `RowOffsets` hint (none for `FixedSize(0)`, which carries no rows)."""
+    return () if isinstance(hint, FixedSize) else hint.offsets
+
+
 def packed_checker(row_type: ProductType, typespace: Sequence[AlgebraicType]) -> PackedRowListChecker | None:
     """A checker for a packed list of rows of `row_type` (compiled when built), or None for a shape not handled."""
     layout = row_layout(row_type, typespace)
@@ -104,14 +110,20 @@ def packed_checker(row_type: ProductType, typespace: Sequence[AlgebraicType]) ->
     native = _native_check
     if native is None:
 
-        def check_split(data: bytes, starts: Sequence[int], rows: Sequence[bytes]) -> None:
-            fallback(rows)
+        def check_split(rows: BsatnRowList) -> list[bytes]:
+            raws = rows.rows()
+            fallback(raws)
+            return raws
 
         return check_split
 
-    def check_packed(data: bytes, starts: Sequence[int], rows: Sequence[bytes]) -> None:
-        if not native(data, starts, layout):
+    def check_packed(rows: BsatnRowList) -> list[bytes]:
+        hint, data = rows.size_hint, rows.rows_data
+        starts = range(0, len(data), hint.size) if isinstance(hint, FixedSize) and hint.size else rows_starts(hint)
+        raws = native(data, starts, layout)
+        if raws is None:
             raise RowsDoNotDecodeError
+        return raws
 
     return check_packed
 
