@@ -1,11 +1,11 @@
-"""Build hook: compile the SDK's one C accelerator (`spacetime/_rowcheck.c`) next to its source, when a C compiler is
-there.
+"""Build hook: compile the one C file, `spacetime/_rowlist.c` (row lists: the SDK's check, the host's packing of a
+resume's rows), next to its source, when a C compiler is there.
 
 Hatchling runs it for every wheel, editable installs included (`uv sync`); `python hatch_build.py` runs the same
-compile by hand. The extension only speeds up the Python SDK's row check (docs/performance.md "Round 5 —
-catchup2"): without a compiler, or if the compile fails, the build goes on with a warning and the SDK uses the
-pure-Python checker, which gives the same verdicts. It needs the compiler Python was built with (or `cc`) and
-Python's headers: what a bare Debian machine with python3-dev and gcc has.
+compile by hand. The extension only speeds things up (docs/performance.md "Round 5 — catchup2"): without a
+compiler, or if the compile fails, the build goes on with a warning and the Python twins run, with the same
+results. It needs the compiler Python was built with (or `cc`) and Python's headers: what a bare Debian machine
+with python3-dev and gcc has.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ try:
 except ImportError:  # run as a script, outside a build
     BuildHookInterface = object  # type: ignore[assignment,misc]
 
-SOURCE = Path("src/autopilot_sync/spacetime/_rowcheck.c")
+SOURCE = Path("src/autopilot_sync/spacetime/_rowlist.c")
 
 
 def compile_native(root: Path) -> Path | None:
@@ -39,7 +39,7 @@ def compile_native(root: Path) -> Path | None:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
-        print(f"autopilot-sync: C row checker not built ({detail.strip()}); the SDK uses Python", file=sys.stderr)
+        print(f"autopilot-sync: spacetime/_rowlist.c not built ({detail.strip()}); Python runs", file=sys.stderr)
         partial.unlink(missing_ok=True)
         return None
     partial.replace(target)

@@ -283,5 +283,5 @@ def test_the_packed_row_checker_splits_fixed_size_lists_and_refuses_a_spoiled_on
 def test_the_compiled_row_checker_is_the_one_used_where_it_was_built() -> None:
     from importlib.util import find_spec
 
-    built = find_spec("autopilot_sync.spacetime._rowcheck") is not None
+    built = find_spec("autopilot_sync.spacetime._rowlist") is not None
     assert built is NATIVE

@@ -36,6 +36,12 @@ from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.rowlist import MAX_FIXED_ROW_SIZE, BsatnRowList, FixedSize, RowOffsets
 
+_pack_run: Callable[[bytearray, bytes, array[int], array[int], array[int]], tuple[bytes, int | tuple[int, ...]]] | None
+try:
+    from autopilot_sync.spacetime._rowlist import pack_run as _pack_run
+except ImportError:  # not compiled on this machine: `_pack_run_python`
+    _pack_run = None
+
 Key = tuple[Any, ...]
 #: One partition in a snapshot: (its key's BSATN prefix, seqs, ends, buffer, one hash array per other index), the
 #: arrays as their machine bytes (little-endian on every platform the host runs on).
@@ -139,8 +145,8 @@ class RowRun(Iterator[bytes]):
     A resume (`stream_id = 'x' AND seq > n`) asks for exactly such a run; building each row's bytes
     (`prefix + seq + tail`) only for `BsatnRowList.from_rows` to join them again was 40% of a catch-up's host CPU
     (docs/performance.md "Round 5 — catchup2"). Here the run is copied once, straight from the partition's buffer
-    into the packed list, with no object per row. The rows are distinct (one partition, one row per seq), so
-    callers need not dedupe a run.
+    into the packed list, with no object per row (in C, `spacetime/_rowlist.c`, where it was compiled). The rows
+    are distinct (one partition, one row per seq), so callers need not dedupe a run.
     """
 
     __slots__ = ("_iter", "_rows")
@@ -154,24 +160,19 @@ class RowRun(Iterator[bytes]):
             self._rows = BsatnRowList.empty()
             return
         ends = part.ends
-        count = stop - first
         begins = ends[first - 1 : stop - 1] if first else array("Q", [0]) + ends[: stop - 1]
         finishes = ends[first:stop]
-        base = begins[0]
-        lengths = list(map(sub, finishes, begins))
-        prefix = part.prefix
-        head = len(prefix) + 8
-        # The view is released (the join done) before anything can append to, and so resize, the buffer again.
-        with memoryview(part.buf) as view:
-            tails = map(view.__getitem__, map(slice, begins, finishes))
-            pieces = zip(repeat(prefix), map(_U64.pack, part.seqs[first:stop]), tails)
-            data = b"".join(chain.from_iterable(pieces))
-        if head + lengths[0] <= MAX_FIXED_ROW_SIZE and lengths.count(lengths[0]) == count:
-            self._rows = BsatnRowList(FixedSize(head + lengths[0]), data)
-            return
-        # Row k starts after k heads and the tails before it: k * head + (begins[k] - base).
-        offsets = map(add, range(0, count * head, head), map(sub, begins, repeat(base)))
-        self._rows = BsatnRowList(RowOffsets(tuple(offsets)), data)
+        seqs = part.seqs[first:stop]
+        if _pack_run is not None:  # compiled (spacetime/_rowlist.c): one call, no Python step per row
+            data, hint = _pack_run(part.buf, part.prefix, seqs, begins, finishes)
+        else:
+            data, hint = _pack_run_python(part, seqs, begins, finishes)
+        if isinstance(hint, int) and hint <= MAX_FIXED_ROW_SIZE:
+            self._rows = BsatnRowList(FixedSize(hint), data)
+        elif isinstance(hint, int):
+            self._rows = BsatnRowList(RowOffsets(tuple(range(0, len(data), hint))), data)
+        else:
+            self._rows = BsatnRowList(RowOffsets(hint), data)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -188,6 +189,23 @@ class RowRun(Iterator[bytes]):
     def row_list(self) -> BsatnRowList:
         """The run as a `BsatnRowList`, the size hint chosen as `BsatnRowList.from_rows` chooses it."""
         return self._rows
+
+
+def _pack_run_python(
+    part: Partition, seqs: array[int], begins: array[int], finishes: array[int]
+) -> tuple[bytes, int | tuple[int, ...]]:
+    """`_rowlist.pack_run` where it was not compiled: the rows' data, and their one length or their offsets."""
+    prefix = part.prefix
+    head = len(prefix) + 8
+    lengths = list(map(sub, finishes, begins))
+    # The view is released (the join done) before anything can append to, and so resize, the buffer again.
+    with memoryview(part.buf) as view:
+        tails = map(view.__getitem__, map(slice, begins, finishes))
+        data = b"".join(chain.from_iterable(zip(repeat(prefix), map(_U64.pack, seqs), tails)))
+    if lengths.count(lengths[0]) == len(lengths):
+        return data, head + lengths[0]
+    # Row k starts after k heads and the tails before it: k * head + (begins[k] - begins[0]).
+    return data, tuple(map(add, range(0, len(lengths) * head, head), map(sub, begins, repeat(begins[0]))))
 
 
 class LogRows(Mapping[bytes, tuple[Any, ...]]):

@@ -11,7 +11,7 @@ a checker (the shapes of event rows); for any other shape `row_list_checker` ans
 A failure only says "does not decode": callers then run the decoder itself for its exact error message.
 
 `packed_checker` answers the same question for a row list as it arrives (one buffer and the rows' start offsets)
-through `_rowcheck`, the same walk compiled in C (built at install by `hatch_build.py`), which also splits the rows:
+through `_rowlist`, the same walk compiled in C (built at install by `hatch_build.py`), which also splits the rows:
 ~50x less CPU per row list (docs/performance.md "Round 5 — catchup2"). Where the extension was not built it falls
 back to the generated Python checker over the split rows; `NATIVE` says which one runs.
 """
@@ -37,7 +37,7 @@ from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize, RowSizeHin
 
 _native_check: Callable[[bytes, Sequence[int], Sequence[int]], list[bytes] | None] | None
 try:
-    from autopilot_sync.spacetime._rowcheck import check as _native_check
+    from autopilot_sync.spacetime._rowlist import check as _native_check
 except ImportError:  # not compiled on this machine (no C compiler at install): the Python checker runs
     _native_check = None
 
@@ -45,7 +45,7 @@ except ImportError:  # not compiled on this machine (no C compiler at install): 
 RowListChecker = Callable[[Sequence[bytes]], None]
 #: The same for a row list as received: answers its rows split (as `BsatnRowList.rows`), raises as above.
 PackedRowListChecker = Callable[[BsatnRowList], list[bytes]]
-#: Whether the compiled checker (`_rowcheck`) is the one `packed_checker` uses.
+#: Whether the compiled checker (`_rowlist`) is the one `packed_checker` uses.
 NATIVE = _native_check is not None
 
 _FIXED_SIZE: dict[PrimitiveKind, int] = {

@@ -1,4 +1,8 @@
-/* The row-list checker of `bsatn_check.py`, compiled: the same verdict, without a Python step per field.
+/* Row-list work in C, where a Python step per row was most of a catch-up's CPU (docs/performance.md "Round 5 -
+ * catchup2"): the SDK's row-list check and split (`check`), and the host's packing of a log partition's run of
+ * rows into a row list (`pack_run`). Both have a Python twin that runs where this was not compiled.
+ *
+ * `check`: the row-list checker of `bsatn_check.py`, compiled: the same verdict, without a Python step per field.
  *
  * The Python SDK keeps a received row's bytes and decodes it only when read, yet no row may enter its cache unless
  * it would decode (docs/performance.md "Round 5 - catchup2"). `check(data, starts, layout)` walks each row of a
@@ -154,19 +158,88 @@ done:
     return result;
 }
 
+/* `pack_run(buf, prefix, seqs, begins, finishes)`: the row list of rows `prefix + u64le(seqs[k]) +
+ * buf[begins[k]:finishes[k]]` (the host's `logtable.RowRun`; `seqs`, `begins`, `finishes` are `array('Q')` of one
+ * length). Answers (data, row length) when every row has the same length, else (data, offsets): each row's start
+ * in data, as `BsatnRowList.from_rows` chooses its size hint. ValueError for a span outside `buf`. */
+static PyObject *pack_run(PyObject *self, PyObject *args)
+{
+    (void)self;
+    Py_buffer buf, prefix, seqs, begins, finishes;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*:pack_run", &buf, &prefix, &seqs, &begins, &finishes))
+        return NULL;
+    PyObject *result = NULL, *data = NULL, *offsets = NULL;
+    Py_ssize_t count = seqs.len / 8;
+    if (seqs.len % 8 || begins.len != seqs.len || finishes.len != seqs.len || seqs.itemsize != 8 ||
+        begins.itemsize != 8 || finishes.itemsize != 8) {
+        PyErr_SetString(PyExc_ValueError, "seqs, begins and finishes must be array('Q') of one length");
+        goto done;
+    }
+    const uint64_t *seq = (const uint64_t *)seqs.buf, *begin = (const uint64_t *)begins.buf,
+                   *finish = (const uint64_t *)finishes.buf;
+    Py_ssize_t head = prefix.len + 8, total = 0;
+    int same = 1;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (begin[k] > finish[k] || finish[k] > (uint64_t)buf.len) {
+            PyErr_SetString(PyExc_ValueError, "a row span lies outside the buffer");
+            goto done;
+        }
+        same = same && finish[k] - begin[k] == finish[0] - begin[0];
+        total += head + (Py_ssize_t)(finish[k] - begin[k]);
+    }
+    data = PyBytes_FromStringAndSize(NULL, total);
+    if (data == NULL)
+        goto done;
+    char *out = PyBytes_AS_STRING(data);
+    const char *source = (const char *)buf.buf;
+    if (!same && (offsets = PyTuple_New(count)) == NULL)
+        goto done;
+    Py_ssize_t at = 0;
+    for (Py_ssize_t k = 0; k < count; k++) {
+        if (offsets != NULL) {
+            PyObject *start = PyLong_FromSsize_t(at);
+            if (start == NULL)
+                goto done;
+            PyTuple_SET_ITEM(offsets, k, start);
+        }
+        memcpy(out + at, prefix.buf, prefix.len);
+        for (int b = 0; b < 8; b++)
+            out[at + prefix.len + b] = (char)((seq[k] >> (8 * b)) & 0xFF);
+        at += head;
+        Py_ssize_t length = (Py_ssize_t)(finish[k] - begin[k]);
+        memcpy(out + at, source + begin[k], length);
+        at += length;
+    }
+    if (offsets != NULL)
+        result = PyTuple_Pack(2, data, offsets);
+    else
+        result = Py_BuildValue("(On)", data, count ? head + (Py_ssize_t)(finish[0] - begin[0]) : (Py_ssize_t)0);
+done:
+    Py_XDECREF(data);
+    Py_XDECREF(offsets);
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&prefix);
+    PyBuffer_Release(&seqs);
+    PyBuffer_Release(&begins);
+    PyBuffer_Release(&finishes);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"check", check, METH_VARARGS,
      "check(data, starts, layout) -> list[bytes] | None: the rows split when every row decodes, else None."},
+    {"pack_run", pack_run, METH_VARARGS,
+     "pack_run(buf, prefix, seqs, begins, finishes) -> (data, row size | offsets): a log run as a row list."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "autopilot_sync.spacetime._rowcheck",
-    "The row-list checker of bsatn_check.py, compiled (same verdict, no Python step per field).", -1, methods,
+    PyModuleDef_HEAD_INIT, "autopilot_sync.spacetime._rowlist",
+    "Row lists in C: the SDK's check and split, the host's packing of a log run (see the source).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__rowcheck(void)
+PyMODINIT_FUNC PyInit__rowlist(void)
 {
     return PyModule_Create(&module);
 }
