@@ -94,6 +94,18 @@ def test_the_changes_of_a_catch_up_read_as_the_list_of_its_inserts_in_order() ->
         changes[40]
 
 
+def test_rows_never_read_leave_through_a_resync_and_an_unsubscribe_with_their_rows() -> None:
+    cache = ClientCache()
+    raws = [_event(seq) for seq in range(1, 21)]
+    changes = cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    cache.begin_resync()  # a reconnect: the server sends the rows again, all but the first
+    cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws[1:]), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert [(change.kind, change.old.seq) for change in cache.end_resync()] == [(ChangeKind.DELETE, 1)]
+    released = cache.release_query_set(1, ChangeCause.UNSUBSCRIBED)
+    assert sorted(change.old.seq for change in released) == list(range(2, 21)) and cache.count("sync_event") == 0
+    assert [change.new.seq for change in changes] == list(range(1, 21)), "changes outlive the rows' entries"
+
+
 def test_an_insert_callback_sees_every_row_of_a_lazily_kept_catch_up_in_order() -> None:
     cache = ClientCache()
     seen: list[int] = []
