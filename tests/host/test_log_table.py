@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import TOP, TableStore
-from autopilot_sync.host.logtable import LogRows, is_log_shaped, segment_rows
+from autopilot_sync.host.logtable import LogRows, RowRun, is_log_shaped, segment_rows
 from autopilot_sync.host.snapshot import _CODEC_V1, _HEADER, MAGIC_V1, Snapshot, read_snapshot, write_snapshot
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime.rowlist import BsatnRowList
 
 COLUMNS = (("stream_id", at.STRING), ("seq", at.U64), ("key", at.STRING), ("payload", at.STRING))
 LOG = TableDef("events", COLUMNS, unique=(("stream_id", "seq"),), indexes=(("stream_id", "key"), ("stream_id",)))
@@ -174,6 +175,28 @@ def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> Non
     tx.rollback()
     assert [store.rows[b][1] for b in store.indexes[("stream_id",)].lookup(("s0",))] == list(range(1, 3001))
     assert list(store.indexes[("stream_id", "key")].lookup(("s0", "k5"))) == [store.encode(_row(0, 5, 5))]
+
+
+def test_a_long_range_of_a_trimmed_partition_is_a_packed_run_of_the_same_rows() -> None:
+    from autopilot_sync.host.datastore import Datastore
+    from autopilot_sync.host.transaction import Transaction
+
+    store = TableStore(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    for seq in range(1, 3001):
+        tx.insert(store, _row(0, seq, seq))
+    tx = Transaction(datastore)
+    for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]:
+        assert tx.delete_bytes(store, row_bytes)  # compacts once half is dead: offsets start at a later row
+    index = store.indexes[("stream_id", "seq")]
+    expected = [store.encode(_row(0, seq, seq)) for seq in range(2401, 3001)]
+    run = index.range(("s0", 2400), ("s0", TOP), (False, True))
+    assert isinstance(run, RowRun) and len(run) == 600
+    assert run.row_list() == BsatnRowList.from_rows(expected) and list(run) == expected
+    tx.insert(store, _row(0, 3001, 3001))  # the partition's buffer grows after a run was taken
+    assert list(index.range(("s0", 2400), ("s0", TOP), (False, True))) == [*expected, store.encode(_row(0, 3001, 3001))]
 
 
 def test_a_log_table_snapshot_is_its_buffers_and_loads_back_to_the_same_reads(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, repeat
+from operator import add, sub
 from typing import Any
 
 from autopilot_sync.bindings.tables import TableDef
@@ -35,6 +37,16 @@ from autopilot_sync.host.row_cache import DecodedRows
 from autopilot_sync.host.snapshot_section import Section
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.rowlist import MAX_FIXED_ROW_SIZE, BsatnRowList, FixedSize, RowOffsets
+
+_pack_run: (
+    Callable[[bytearray | memoryview, bytes, array[int], array[int], array[int]], tuple[bytes, int | tuple[int, ...]]]
+    | None
+)
+try:
+    from autopilot_sync.spacetime._rowlist import pack_run as _pack_run
+except ImportError:  # not compiled on this machine: `_pack_run_python`
+    _pack_run = None
 
 Key = tuple[Any, ...]
 Bytes = bytes | memoryview
@@ -185,6 +197,76 @@ class Partition:
         self.hashes = [h[head:] for h in self.hashes]
         self.sets = None
         self.head = 0
+
+
+class RowRun(Iterator[bytes]):
+    """Rows `first..stop` of one partition as an index range answers them, packed when made into the row list a
+    subscription sends (`row_list`), and read row by row from that when iterated.
+
+    A resume (`stream_id = 'x' AND seq > n`) asks for exactly such a run; building each row's bytes
+    (`prefix + seq + tail`) only for `BsatnRowList.from_rows` to join them again was 40% of a catch-up's host CPU
+    (docs/performance.md "Round 5 — catchup2"). Here the run is copied once, straight from the partition's buffer
+    into the packed list, with no object per row (in C, `spacetime/_rowlist.c`, where it was compiled). The rows
+    are distinct (one partition, one row per seq), so callers need not dedupe a run.
+    """
+
+    __slots__ = ("_iter", "_rows")
+
+    #: Shorter ranges (a reducer's lookups) stay a list of rows: packing pays only for many.
+    SHORTEST = 256
+
+    def __init__(self, part: Partition, first: int, stop: int) -> None:
+        self._iter: Iterator[bytes] | None = None
+        if stop <= first:
+            self._rows = BsatnRowList.empty()
+            return
+        ends = part.ends
+        begins = ends[first - 1 : stop - 1] if first else array("Q", [0]) + ends[: stop - 1]
+        finishes = ends[first:stop]
+        seqs = part.seqs[first:stop]
+        buf = part.readable()  # a mapped snapshot's section is verified before any of its bytes are packed
+        if _pack_run is not None:  # compiled (spacetime/_rowlist.c): one call, no Python step per row
+            data, hint = _pack_run(buf, part.prefix, seqs, begins, finishes)
+        else:
+            data, hint = _pack_run_python(buf, part.prefix, seqs, begins, finishes)
+        if isinstance(hint, int) and hint <= MAX_FIXED_ROW_SIZE:
+            self._rows = BsatnRowList(FixedSize(hint), data)
+        elif isinstance(hint, int):
+            self._rows = BsatnRowList(RowOffsets(tuple(range(0, len(data), hint))), data)
+        else:
+            self._rows = BsatnRowList(RowOffsets(hint), data)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[bytes]:
+        rows = self._iter
+        if rows is None:
+            rows = self._iter = iter(self._rows.rows())
+        return rows  # the rows' own iterator (the same position as `next` on the run): C-speed loops
+
+    def __next__(self) -> bytes:
+        return next(iter(self))
+
+    def row_list(self) -> BsatnRowList:
+        """The run as a `BsatnRowList`, the size hint chosen as `BsatnRowList.from_rows` chooses it."""
+        return self._rows
+
+
+def _pack_run_python(
+    buf: bytearray | memoryview, prefix: bytes, seqs: array[int], begins: array[int], finishes: array[int]
+) -> tuple[bytes, int | tuple[int, ...]]:
+    """`_rowlist.pack_run` where it was not compiled: the rows' data, and their one length or their offsets."""
+    head = len(prefix) + 8
+    lengths = list(map(sub, finishes, begins))
+    # The view is released (the join done) before anything can append to, and so resize, the buffer again.
+    with memoryview(buf) as view:
+        tails = map(view.__getitem__, map(slice, begins, finishes))
+        data = b"".join(chain.from_iterable(zip(repeat(prefix), map(_U64.pack, seqs), tails)))
+    if lengths.count(lengths[0]) == len(lengths):
+        return data, head + lengths[0]
+    # Row k starts after k heads and the tails before it: k * head + (begins[k] - begins[0]).
+    return data, tuple(map(add, range(0, len(lengths) * head, head), map(sub, begins, repeat(begins[0]))))
 
 
 class LogRows(Mapping[bytes, tuple[Any, ...]]):
@@ -592,6 +674,8 @@ class SeqIndex:
         span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
         if span is not None:
             part, first, stop = span
+            if stop - first >= RowRun.SHORTEST:
+                return RowRun(part, first, stop)
             return iter(part.rows_between(first, stop))
         for part in _partitions_between(self.rows, low, high):
             first, stop = _seq_bounds(part, low, high, low_in, high_in, width)

@@ -44,6 +44,7 @@ from typing import Any
 from sortedcontainers import SortedKeyList
 
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.logtable import RowRun
 from autopilot_sync.host.sql import (
     CompareOp,
     Comparison,
@@ -598,17 +599,15 @@ class SubscriptionManager(_JoinMixin):
         return len(self._shapes)
 
     def _current_rows(self, plans: Iterable[SelectPlan]) -> QueryRows:
-        by_table: dict[str, dict[bytes, None]] = {}
+        by_table: dict[str, list[list[bytes] | RowRun]] = {}
         for plan in plans:
             if plan.view is not None:
                 continue  # a view's rows are the shape's (`view_subscriptions`)
-            seen = by_table.setdefault(plan.table.name, {})
+            found = by_table.setdefault(plan.table.name, [])
             if plan.table.event:
                 continue  # event tables hold no rows: a subscription starts empty
-            seen.update(dict.fromkeys(plan_row_bytes(plan, self._datastore)))
-        return QueryRows(
-            tuple(SingleTableRows(name, BsatnRowList.from_rows(list(rows))) for name, rows in by_table.items())
-        )
+            found.append(plan_row_bytes(plan, self._datastore))
+        return QueryRows(tuple(SingleTableRows(name, _row_list(found)) for name, found in by_table.items()))
 
     # ----- shapes -----
 
@@ -1003,3 +1002,14 @@ def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:
             continue
         return term.position, term.value
     return None
+
+
+def _row_list(found: list[list[bytes] | RowRun]) -> BsatnRowList:
+    """One table's initial rows, each row once: a single log partition's run (a resume) is packed as it is, with no
+    object per row (its rows are distinct); anything else is deduplicated in order, then packed."""
+    if len(found) == 1 and isinstance(found[0], RowRun):
+        return found[0].row_list()
+    seen: dict[bytes, None] = {}
+    for rows in found:
+        seen.update(dict.fromkeys(rows))
+    return BsatnRowList.from_rows(list(seen))
