@@ -6,7 +6,8 @@ once (the upgrade with the session token each already holds, `InitialConnection`
 (subscribe until `SubscribeApplied`), exactly as row (d) does; it prints seconds until all are live and the host
 process's CPU time per client (user + system, from /proc), which is what a host-side change moves even when the
 benchmark process (the clients) shares the machine's two cores. With `--profile` py-spy records the host during
-the first round (collapsed stacks for a `.txt` name, speedscope for `.json`, else an SVG flame graph).
+the first round (collapsed stacks for a `.txt` name, speedscope for `.json`, else an SVG flame graph), and with
+`--profile-bench` the benchmark's own process (the SDK clients) in the same round.
 
 To compare code versions, `--old /tmp/old/src` (made with `git archive HEAD~1 src | tar -x -C /tmp/old`) starts a
 second host and control with that tree on `PYTHONPATH` (the children inherit it) and alternates the storms between
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -100,11 +103,20 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 order = list(hosts.items()) if round_no % 2 == 0 else list(hosts.items())[::-1]
                 for name, ours in order:
                     first = args.profile and round_no == 0 and name == "new"
-                    profiler = start_profiler(ours.host_pid, args.profile) if first else None
-                    if profiler is not None:
+                    profilers: list[subprocess.Popen[bytes]] = []
+                    if first:
+                        profilers.append(start_profiler(ours.host_pid, args.profile))
+                        if args.profile_bench is not None:
+                            profilers.append(start_profiler(os.getpid(), args.profile_bench))
                         await asyncio.sleep(1.0)  # py-spy attaches
-                    seconds, host, own, failed = await storm_round(ours, stream, args.clients)
-                    if profiler is not None:
+                    # As `suite.run_workload` does for row (d): the imports' heap frozen out of full collections.
+                    gc.collect()
+                    gc.freeze()
+                    try:
+                        seconds, host, own, failed = await storm_round(ours, stream, args.clients)
+                    finally:
+                        gc.unfreeze()
+                    for profiler in profilers:
                         profiler.send_signal(2)
                         profiler.wait(60)
                     await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish before the next round
@@ -128,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=500, help="clients per storm")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output of the first round")
+    parser.add_argument(
+        "--profile-bench", type=Path, default=None, help="with --profile: py-spy output of the clients' process too"
+    )
     parser.add_argument("--old", type=Path, default=None, help="an old tree's src: storms alternate between both")
     with _more_files():
         results = asyncio.run(run(parser.parse_args(argv)))
