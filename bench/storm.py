@@ -38,9 +38,10 @@ from bench.suite import _more_files, payload
 from bench.workloads.storm import BEHIND, HANDSHAKE_TIMEOUT, HELD
 
 
-async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int]:
+async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int, float]:
     """One storm: (seconds until all live or failed, host CPU ms per client, benchmark-process CPU ms per client,
-    clients that failed: a `ConnectError` such as the SDK's 10 s handshake timeout)."""
+    clients that failed: a `ConnectError` such as the SDK's 10 s handshake timeout, host CPU ms per close: the
+    clients then close and the host runs `client_disconnected` for each, as the other half of a reconnect)."""
     conns: list[Any] = []
     failed = 0
 
@@ -64,9 +65,12 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
         seconds = time.perf_counter() - started
         host = (process_cpu_seconds(ours.host_pid) - host_cpu) / clients * 1000
         own = (time.process_time() - own_cpu) / clients * 1000
-        return seconds, host, own, failed
     finally:
+        closing_cpu = process_cpu_seconds(ours.host_pid)
         await asyncio.gather(*(conn.close() for conn in conns), return_exceptions=True)
+        await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish (before the next round, too)
+    closes = (process_cpu_seconds(ours.host_pid) - closing_cpu) / max(1, len(conns)) * 1000
+    return seconds, host, own, failed, closes
 
 
 def start_host(root: Path, pythonpath: str | None) -> Ours:
@@ -113,19 +117,19 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                     gc.collect()
                     gc.freeze()
                     try:
-                        seconds, host, own, failed = await storm_round(ours, stream, args.clients)
+                        seconds, host, own, failed, closes = await storm_round(ours, stream, args.clients)
                     finally:
                         gc.unfreeze()
                     for profiler in profilers:
                         profiler.send_signal(2)
                         profiler.wait(60)
-                    await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish before the next round
                     row = {
                         "seconds": seconds,
                         "clients_per_s": args.clients / seconds,
                         "host_cpu_ms_per_client": host,
                         "bench_cpu_ms_per_client": own,
                         "failed_clients": failed,
+                        "host_cpu_ms_per_close": closes,
                     }
                     print(json.dumps({"host": name} | row), file=sys.stderr)
                     rows[name].append(row)
