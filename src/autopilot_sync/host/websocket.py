@@ -84,6 +84,7 @@ from autopilot_sync.spacetime.messages import (
     Unsubscribe,
     UnsubscribeApplied,
     UnsubscribeFlags,
+    encode_reducer_ok_without_updates,
 )
 from autopilot_sync.spacetime.messages_v1 import V1_BSATN_PROTOCOL, V1Format
 from autopilot_sync.spacetime.rowlist import BsatnRowList
@@ -586,7 +587,10 @@ class WebSocketHub:
                 client.send_encoded(message)
         if caller is not None and origin is not None:
             own: tuple[QuerySetUpdate, ...] = updates.get(caller, ())
-            caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
+            if not own and caller.session.codec is None:  # the usual answer: its bytes in one pack
+                caller.send_encoded(EncodedMessage(encode_reducer_ok_without_updates(origin.request_id, tx.timestamp)))
+            else:
+                caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
 
     def on_storage_failure(self, error: BaseException) -> None:
         """The commit log failed: answers held back for durability can never go out, so close every socket now."""

@@ -145,5 +145,8 @@ Seconds = Annotated[int, Field(ge=1), Form("whole seconds >= 1")]
 SecondsOrZero = Annotated[int, Field(ge=0), Form("whole seconds >= 0")]
 """A duration in whole seconds that may be zero (a tolerance that can be switched off)."""
 
+MicrosecondsOrZero = Annotated[int, Field(ge=0), Form("whole microseconds >= 0")]
+"""A short duration in whole microseconds that may be zero (a bound that can be switched off)."""
+
 FilePath = Annotated[Path, AfterValidator(Path.expanduser), Form("filesystem path (~ expands)")]
 """A path on the local filesystem; `~` expands to the user's home."""
