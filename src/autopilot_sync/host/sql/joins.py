@@ -163,7 +163,7 @@ class JoinMirror:
     def _log_bucket(self, log: LogRows, value: Any) -> dict[bytes, None]:
         """A log partition's row bytes as of `offset`: as stored now, the later transactions undone (newest first)."""
         part = log.partitions.get(value) if isinstance(value, str) else None
-        bucket = dict.fromkeys(part.row_bytes(i) for i in range(part.head, len(part.seqs))) if part else {}
+        bucket = dict.fromkeys(part.rows_between(part.head, len(part.seqs))) if part else {}
         position = self.position
         for inserts, deletes in reversed(self._changes_after(self._table, self.offset)):
             for row_bytes, row in inserts:
