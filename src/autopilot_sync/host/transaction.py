@@ -213,11 +213,15 @@ class TableHandle:
         return self._tx.insert(store, new)
 
     def delete_by(self, column: str | tuple[str, ...], value: Any) -> int:
-        """Delete every row whose indexed column (group) equals `value`; returns how many."""
-        rows = self.filter(column, value)
-        for row in rows:
-            self.delete(row)
-        return len(rows)
+        """Delete every row whose indexed column (group) equals `value`; returns how many.
+
+        By the bytes the index holds: decoding each row and encoding it again to find those same bytes was most of
+        `client_disconnected` (its presence row, at every close; docs/performance.md "Round 5 — storm2")."""
+        columns, key = _key(column, value)
+        found = list(self._store.index_for(columns).lookup(key))
+        for row_bytes in found:
+            self._tx.delete_bytes(self._store, row_bytes)
+        return len(found)
 
     def __iter__(self) -> Iterator[Row]:
         return iter(list(self._store.rows.values()))

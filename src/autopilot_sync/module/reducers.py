@@ -16,6 +16,7 @@ from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_a
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
 from autopilot_sync.module.auth import (
+    check_trusted_issuer,
     is_owner,
     nostr_pubkey_of,
     require_scope,
@@ -57,11 +58,12 @@ def client_connected(ctx: ReducerContext) -> None:
     """
     scopes = scopes_of(ctx.claims)
     syncs = Scope.SUBSCRIBE.value in scopes or Scope.APPEND.value in scopes
-    if is_owner(ctx, config_row(ctx)):
+    config = config_row(ctx)
+    if is_owner(ctx, config):
         if not syncs:
             return
     else:
-        require_trusted_issuer(ctx)
+        check_trusted_issuer(ctx, config)
     if not syncs:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "connecting needs scope sync.subscribe or sync.append")
     admit_member(ctx)
