@@ -133,3 +133,25 @@ async def test_a_corrupt_section_the_replay_needs_makes_the_start_fall_back_at_o
     assert newest.with_name(newest.name + ".corrupt").exists()
     assert all(seqs_of(engine, stream) == [1, 2, 3, 4, 5] for stream in STREAMS)
     await engine.stop()
+
+
+async def test_a_long_range_of_a_corrupt_section_is_refused_not_packed_from_the_mapping(tmp_path: Path) -> None:
+    """A resume's range of many rows is packed straight from the partition's buffer (`logtable.RowRun`): that buffer
+    is the mapped, unverified section until the partition's first use, so the run must verify it first too."""
+    engine = HostEngine(module, tmp_path, "sections", EngineConfig(snapshot_every=300, fsync=False))
+    await engine.start()
+    for seq in range(1, 301):
+        outcome = await engine.call_reducer("append", ("s3", seq, f"event {seq}"), CALLER)
+        assert outcome.status is CallStatus.COMMITTED, outcome.message
+    await engine.stop()
+    (newest,) = snapshots(tmp_path)
+    data = bytearray(newest.read_bytes())
+    data[-3] ^= 0xFF  # inside s3's buffer, the only partition
+    newest.write_bytes(bytes(data))
+
+    damaged = HostEngine(module, tmp_path, "sections", EngineConfig(snapshot_every=1_000, fsync=False))
+    await damaged.start()
+    index = damaged.datastore["event"].indexes[("stream_id", "seq")]
+    with pytest.raises(CorruptSnapshotError):
+        list(index.range(("s3",), ("s3", 1_000)))
+    await damaged.stop()

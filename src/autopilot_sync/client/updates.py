@@ -33,16 +33,16 @@ def _table(schema: ClientSchema, name: str) -> TableSchema:
 
 
 def _ops(
-    table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False, lazy_from: int = 1
+    table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False, lazy_from: int = 0
 ) -> list[RowOp] | list[RowBatch]:
-    raws = rows.rows()
-    if table.decodes_lazily and not event and len(raws) >= lazy_from:
+    if table.decodes_lazily and not event and len(rows) >= lazy_from:
         # Checked now, decoded when read: see `RowBatch`.
         try:
-            table.check_rows(raws)
+            checked = table.check_row_list(rows)
         except DecodeError as exc:
             raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
-        return [RowBatch(query_set_id, table.name, insert, raws, table.row_of)]
+        return [RowBatch(query_set_id, table.name, insert, checked, table.row_of)]
+    raws = rows.rows()
     if len(raws) < MIN_ROWS:  # a live update's few rows: no pause to take
         return _decoded_ops(table, query_set_id, raws, insert, event)
     with paused_gc(len(raws)):

@@ -261,6 +261,10 @@ class TableStore:
             self.rows = RowMap(self.decode)
             self.indexes = {group: Index(table, group, group in unique) for group in table.all_indexes()}
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
+        #: The rows as a log (`LogRows`), or None: a transaction's insert tries the log's append first.
+        self.log_rows = self.rows if isinstance(self.rows, LogRows) else None
+        #: The table's row class: a row already of it is stored as it is, not made again.
+        self.row_class = table.row_class
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -314,6 +318,8 @@ class TableStore:
     def put(self, row_bytes: bytes, row: tuple[Any, ...]) -> None:
         """Store a row already checked against constraints (`row` is its decoded form, for the index keys)."""
         self.rows.add(row_bytes, row)
+        if self.log_rows is not None:
+            return  # a log's indexes are its partitions: `LogRows.add` kept them
         for index in self.indexes.values():
             index.add(index.key_of(row), row_bytes)
 

@@ -28,6 +28,8 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, repeat
+from operator import add, sub
 from typing import Any
 
 from autopilot_sync.bindings.tables import TableDef
@@ -35,6 +37,16 @@ from autopilot_sync.host.row_cache import DecodedRows
 from autopilot_sync.host.snapshot_section import Section
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.rowlist import MAX_FIXED_ROW_SIZE, BsatnRowList, FixedSize, RowOffsets
+
+_pack_run: (
+    Callable[[bytearray | memoryview, bytes, array[int], array[int], array[int]], tuple[bytes, int | tuple[int, ...]]]
+    | None
+)
+try:
+    from autopilot_sync.spacetime._rowlist import pack_run as _pack_run
+except ImportError:  # not compiled on this machine: `_pack_run_python`
+    _pack_run = None
 
 Key = tuple[Any, ...]
 Bytes = bytes | memoryview
@@ -187,6 +199,76 @@ class Partition:
         self.head = 0
 
 
+class RowRun(Iterator[bytes]):
+    """Rows `first..stop` of one partition as an index range answers them, packed when made into the row list a
+    subscription sends (`row_list`), and read row by row from that when iterated.
+
+    A resume (`stream_id = 'x' AND seq > n`) asks for exactly such a run; building each row's bytes
+    (`prefix + seq + tail`) only for `BsatnRowList.from_rows` to join them again was 40% of a catch-up's host CPU
+    (docs/performance.md "Round 5 — catchup2"). Here the run is copied once, straight from the partition's buffer
+    into the packed list, with no object per row (in C, `spacetime/_rowlist.c`, where it was compiled). The rows
+    are distinct (one partition, one row per seq), so callers need not dedupe a run.
+    """
+
+    __slots__ = ("_iter", "_rows")
+
+    #: Shorter ranges (a reducer's lookups) stay a list of rows: packing pays only for many.
+    SHORTEST = 256
+
+    def __init__(self, part: Partition, first: int, stop: int) -> None:
+        self._iter: Iterator[bytes] | None = None
+        if stop <= first:
+            self._rows = BsatnRowList.empty()
+            return
+        ends = part.ends
+        begins = ends[first - 1 : stop - 1] if first else array("Q", [0]) + ends[: stop - 1]
+        finishes = ends[first:stop]
+        seqs = part.seqs[first:stop]
+        buf = part.readable()  # a mapped snapshot's section is verified before any of its bytes are packed
+        if _pack_run is not None:  # compiled (spacetime/_rowlist.c): one call, no Python step per row
+            data, hint = _pack_run(buf, part.prefix, seqs, begins, finishes)
+        else:
+            data, hint = _pack_run_python(buf, part.prefix, seqs, begins, finishes)
+        if isinstance(hint, int) and hint <= MAX_FIXED_ROW_SIZE:
+            self._rows = BsatnRowList(FixedSize(hint), data)
+        elif isinstance(hint, int):
+            self._rows = BsatnRowList(RowOffsets(tuple(range(0, len(data), hint))), data)
+        else:
+            self._rows = BsatnRowList(RowOffsets(hint), data)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[bytes]:
+        rows = self._iter
+        if rows is None:
+            rows = self._iter = iter(self._rows.rows())
+        return rows  # the rows' own iterator (the same position as `next` on the run): C-speed loops
+
+    def __next__(self) -> bytes:
+        return next(iter(self))
+
+    def row_list(self) -> BsatnRowList:
+        """The run as a `BsatnRowList`, the size hint chosen as `BsatnRowList.from_rows` chooses it."""
+        return self._rows
+
+
+def _pack_run_python(
+    buf: bytearray | memoryview, prefix: bytes, seqs: array[int], begins: array[int], finishes: array[int]
+) -> tuple[bytes, int | tuple[int, ...]]:
+    """`_rowlist.pack_run` where it was not compiled: the rows' data, and their one length or their offsets."""
+    head = len(prefix) + 8
+    lengths = list(map(sub, finishes, begins))
+    # The view is released (the join done) before anything can append to, and so resize, the buffer again.
+    with memoryview(buf) as view:
+        tails = map(view.__getitem__, map(slice, begins, finishes))
+        data = b"".join(chain.from_iterable(zip(repeat(prefix), map(_U64.pack, seqs), tails)))
+    if lengths.count(lengths[0]) == len(lengths):
+        return data, head + lengths[0]
+    # Row k starts after k heads and the tails before it: k * head + (begins[k] - begins[0]).
+    return data, tuple(map(add, range(0, len(lengths) * head, head), map(sub, begins, repeat(begins[0]))))
+
+
 class LogRows(Mapping[bytes, tuple[Any, ...]]):
     """A log table's rows: reads as `RowMap` does (bytes → decoded row), stored per partition (module docstring).
 
@@ -216,6 +298,10 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
         self.key_of_others = key_of_others
         self._key_columns = key_columns
+        #: For each of those indexes: a row's stored hash (`log_store_parts` sets a faster one for a string column).
+        self.row_hashers: list[Callable[[tuple[Any, ...]], int]] = [
+            _tail_hasher(key_of, encode) for key_of, encode in zip(key_of_others, encode_tails, strict=True)
+        ]
 
     # -- locating a row from its bytes --------------------------------------------------------------------------
 
@@ -273,10 +359,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     # -- writes ---------------------------------------------------------------------------------------------------
 
     def _other_hashes(self, row: tuple[Any, ...]) -> list[int]:
-        return [
-            zlib.crc32(encode(key_of(row)[1:]))
-            for key_of, encode in zip(self.key_of_others, self.encode_tails, strict=True)
-        ]
+        return [hasher(row) for hasher in self.row_hashers]
 
     def hash_of(self, slot: int, tail: Key) -> int | None:
         """The stored hash of an index key after its partition column (None when the values do not fit its types).
@@ -430,6 +513,29 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
                 part.sets[0].update(hashes)
             self._count += len(seqs)
 
+    def append_new(self, row_bytes: bytes, row: tuple[Any, ...]) -> bool:
+        """Store a row that extends its partition (a new partition, or a seq past its last live row), else do
+        nothing and return False.
+
+        Such a row cannot be stored already, by its bytes or by its `(partition, seq)` (the table's only unique
+        key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
+        event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
+        """
+        key, seq = row[0], row[1]
+        if type(key) is not str or type(seq) is not int:
+            key, seq, _ = self._split(row_bytes)
+        part = self.partitions.get(key)
+        if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
+            return False
+        (length,) = _U32.unpack_from(row_bytes, 0)
+        tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
+        hashes = self._other_hashes(row) if self.key_of_others else []
+        if part is None:
+            part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
+        part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
+        self._count += 1
+        return True  # not kept decoded: an append's row is read next from the transaction's changes, not from here
+
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
         with `full=False` only its leading key columns (a snapshot's row)."""
@@ -568,6 +674,8 @@ class SeqIndex:
         span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
         if span is not None:
             part, first, stop = span
+            if stop - first >= RowRun.SHORTEST:
+                return RowRun(part, first, stop)
             return iter(part.rows_between(first, stop))
         for part in _partitions_between(self.rows, low, high):
             first, stop = _seq_bounds(part, low, high, low_in, high_in, width)
@@ -771,6 +879,9 @@ def log_store_parts(
     raw = len(table.columns) > 2 and others == [(first, table.columns[2][0])] and table.columns[2][1] == at.STRING
     rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails, raw)
     rows.top = top
+    for slot, group in enumerate(others):
+        if len(group) == 2 and types[group[1]] == at.STRING:
+            rows.row_hashers[slot] = _string_hasher(table.column_index(group[1]))
     indexes: dict[tuple[str, ...], Any] = {}
     for group in table.all_indexes():
         positions = tuple(table.column_index(c) for c in group)
@@ -787,6 +898,26 @@ def _tail_encoder(types: tuple[at.AlgebraicType, ...]) -> Callable[[Key], bytes]
     if types == (at.STRING,):
         return _one_string
     return bsatn.codec(at.product(*((None, t) for t in types))).encode
+
+
+def _tail_hasher(
+    key_of: Callable[[tuple[Any, ...]], Key], encode: Callable[[Key], bytes]
+) -> Callable[[tuple[Any, ...]], int]:
+    """A row's stored hash for an index: CRC-32 of its key's columns after the partition (`_tail_encoder`)."""
+    return lambda row: zlib.crc32(encode(key_of(row)[1:]))
+
+
+def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
+    """`_tail_hasher` of an index whose only column after the partition is a string (the idempotency key), reading
+    the column straight from the row: called on every append, the generic key tuple and slice were most of it."""
+
+    def hasher(row: tuple[Any, ...]) -> int:
+        value = row[position]
+        if type(value) is not str:
+            raise TypeError("str value expected")  # as `_one_string`
+        return zlib.crc32(value.encode("utf-8"))
+
+    return hasher
 
 
 def _one_string(tail: Key) -> bytes:
