@@ -78,8 +78,8 @@ def test_the_host_imports_its_sql_and_token_libraries_in_the_background_once_rea
 #: What a real host start on the sync module loads before its `ready` line must not include: the token libraries,
 #: libsecp256k1 (Nostr keys are built with the first proof), the TypeScript module layer (a Python module is
 #: served) and, on a restart of the same data directory or a first start whose cache directory holds the filters'
-#: verdict, the SQL parser. pydantic is no dependency any more (the settings are read by `settings/base.py`); its
-#: import with one validator per field was ~0.2 s of the host's start.
+#: verdict, the SQL parser. The v1 protocol's codec loads with the first v1 connection. pydantic is no dependency any
+#: more (the settings are read by `settings/base.py`); its import with one validator per field was ~0.2 s of the start.
 NOT_BEFORE_READY = (
     "pydantic",
     "joserfc",
@@ -87,6 +87,8 @@ NOT_BEFORE_READY = (
     "coincurve",
     "autopilot_sync.host.js_module",
     "autopilot_sync.jsmodule",
+    "autopilot_sync.host.session_v1",  # the v1 codec: with the first v1 client (or the warm-up after ready)
+    "autopilot_sync.spacetime.messages_v1",
 )
 
 
