@@ -328,3 +328,19 @@ async def test_two_commits_applied_before_either_is_durable_each_carry_only_thei
     first, second = harness.updates[-2:]
     assert labels(first["c1"][0], "labels") == (["first"], [])
     assert labels(second["c1"][0], "labels") == (["second"], [])
+
+
+async def test_a_view_query_past_the_per_connection_limit_is_refused_with_a_text_that_names_views(
+    harness: Harness,
+) -> None:
+    """A query over a view is checked on every commit that touches what the view read, so it counts toward
+    `max_unindexed_queries_per_connection`; the refusal must say so rather than ask for an indexable WHERE term,
+    which a view query cannot have."""
+    harness.subs.limits = dataclasses.replace(harness.subs.limits, max_unindexed_queries_per_connection=1)
+    assert harness.subscribe("c1", 1, "SELECT * FROM labels") == []
+    refused = harness.subs.subscribe("c1", 2, 2, ["SELECT * FROM labels"], sender=Identity(0))
+    assert isinstance(refused, SubscriptionError)
+    assert refused.error == (
+        "too many queries over views or without an indexable term on this connection: 2 > 1; a query over a view "
+        "is checked on every commit touching what the view read: subscribe to fewer views"
+    )

@@ -460,12 +460,7 @@ class SubscriptionManager(_JoinMixin):
         unindexed = sum(1 for plan in plans if _unindexed(plan))
         held = self._unindexed_counts.get(client, 0)
         if unindexed and held + unindexed > self.limits.max_unindexed_queries_per_connection:
-            return SubscriptionError(
-                request_id,
-                query_set_id,
-                f"too many queries without an indexable term on this connection: {held + unindexed} > "
-                f"{self.limits.max_unindexed_queries_per_connection}; filter on a column with = or a range",
-            )
+            return SubscriptionError(request_id, query_set_id, _unindexed_refusal(plans, held + unindexed, self.limits))
         by_view = view_plans(plans)
         view_state = None
         if by_view:
@@ -943,6 +938,21 @@ def _unindexed(plan: SelectPlan) -> bool:
     if plan.view is not None:
         return True
     return plan.join is None and _index_key(plan) is None and _range_key(plan) is None
+
+
+def _unindexed_refusal(plans: list[SelectPlan], count: int, limits: SubscriptionLimits) -> str:
+    """Why a subscription went past `max_unindexed_queries_per_connection`, in terms of what was asked: a query over
+    a view has no WHERE term that could make it cheaper, so its refusal says to subscribe to fewer views."""
+    limit = limits.max_unindexed_queries_per_connection
+    if any(plan.view is not None for plan in plans):
+        return (
+            f"too many queries over views or without an indexable term on this connection: {count} > {limit}; "
+            "a query over a view is checked on every commit touching what the view read: subscribe to fewer views"
+        )
+    return (
+        f"too many queries without an indexable term on this connection: {count} > {limit}; "
+        "filter on a column with = or a range"
+    )
 
 
 _RANGE_OPS = (CompareOp.GT, CompareOp.GE, CompareOp.LT, CompareOp.LE)
