@@ -1,7 +1,8 @@
 """Old against new per-call cost in one run: two hosts side by side, unbatched publish rounds alternating.
 
-`python -m bench.percall_ab --old /tmp/old/src [--rounds 8] [--calls 600] [--receipt]` starts one host (and its
-control) with the old tree on `PYTHONPATH` and one with this tree, then alternates `--calls`-call unbatched publish
+`python -m bench.percall_ab --old /tmp/old/src [--rounds 8] [--calls 600] [--receipt] [--new-env KEY=VALUE]` starts
+one host (and its control) with the old tree on `PYTHONPATH` and one with this tree (`--new-env`: extra environment of
+the new host only, e.g. a setting the old tree does not have), then alternates `--calls`-call unbatched publish
 rounds between them, flipping the order every round, and prints per host the medians of: events/s, host CPU per
 call (`/proc/<pid>/stat`), the event-loop thread's CPU per call (`/proc/<pid>/task/<pid>/stat`) and, with
 `--receipt`, the one-subscriber publish → receipt p50 and the host's CPU per event of that phase (the subscriber's
@@ -34,8 +35,16 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         try:
             for name, path in (("old", str(args.old)), ("new", inherited or "")):
                 os.environ["PYTHONPATH"] = path  # the host child inherits it
+                extra = dict(item.split("=", 1) for item in args.new_env) if name == "new" else {}
+                saved = {key: os.environ.get(key) for key in extra}
+                os.environ.update(extra)
                 hosts[name] = Ours(Path(scratch) / name)
                 hosts[name].start()
+                for key, value in saved.items():  # as it was for whatever starts later
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
         finally:
             if inherited is None:
                 os.environ.pop("PYTHONPATH", None)
@@ -76,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--calls", type=int, default=600)
     parser.add_argument("--receipt", action="store_true", help="also time publish -> receipt with one subscriber")
+    parser.add_argument("--new-env", action="append", default=[], help="KEY=VALUE for the new host only (repeatable)")
     results = asyncio.run(run(parser.parse_args(argv)))
     print(json.dumps(results | {"load_average": os.getloadavg()}))
     return 0

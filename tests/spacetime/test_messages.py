@@ -28,6 +28,51 @@ def test_server_messages_round_trip(msg: m.ServerMessage) -> None:
     assert m.decode_server_message(data) == msg
 
 
+@given(st.integers(0, 2**32 - 1), st.integers(-(2**63), 2**63 - 1))
+def test_the_prebuilt_committed_reply_is_the_encoded_reducer_result(request_id: int, micros: int) -> None:
+    timestamp = Timestamp(micros)
+    expected = m.ReducerResult(request_id, timestamp, m.ReducerOk(b"", m.TransactionUpdate(())))
+    assert m.encode_reducer_ok_without_updates(request_id, timestamp) == m.encode_server_message(expected)
+
+
+def test_the_prebuilt_committed_reply_refuses_numbers_that_do_not_fit() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        m.encode_reducer_ok_without_updates(2**32, Timestamp(0))
+
+
+@given(
+    st.one_of(
+        client_messages.map(m.encode_client_message),
+        st.binary(max_size=40).map(lambda tail: b"\x03" + tail),
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2), st.binary(max_size=12), st.binary(max_size=12)).map(
+            lambda t: (
+                bytes([3])
+                + t[0].to_bytes(4, "little")
+                + bytes([t[1]])
+                + len(t[2]).to_bytes(4, "little")
+                + t[2]
+                + len(t[3]).to_bytes(4, "little")
+                + t[3]
+            )
+        ),
+    ),
+    st.binary(max_size=4),
+)
+def test_the_call_reducer_fast_path_decodes_and_refuses_as_the_general_reader(data: bytes, tail: bytes) -> None:
+    """Any bytes, well-formed calls or not (bad flags, invalid UTF-8, truncated, trailing bytes): the same answer."""
+    framed = data + tail
+    try:
+        general: object = m._client_message(reader := m._Reader(framed, 0)), reader.pos
+    except DecodeError as exc:
+        general = DecodeError
+        del exc
+    try:
+        fast: object = m.decode_client_message_prefix(framed)
+    except DecodeError:
+        fast = DecodeError
+    assert fast == general
+
+
 @given(client_messages)
 def test_hand_written_client_codec_agrees_with_the_algebraic_type(msg: m.ClientMessage) -> None:
     data = m.encode_client_message(msg)

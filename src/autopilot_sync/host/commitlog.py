@@ -37,8 +37,18 @@ _HEADER = struct.Struct("<II")
 MAX_RECORD_BYTES = 256 * 1024 * 1024
 #: Default size bound of one segment: past it the next record starts a new segment.
 DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
+#: Default bound of an fsync run on the event loop itself (`CommitLog.inline_fsync_max_seconds`).
+DEFAULT_INLINE_FSYNC_MAX_SECONDS = 0.001
+#: Consecutive fsyncs within that bound before a flush runs on the loop; doubled after each inline fsync past it.
+INLINE_AFTER_FAST_FSYNCS = 8
+#: The most that requirement grows to.
+INLINE_AFTER_FAST_FSYNCS_MAX = 1024
 
 log = logging.getLogger(__name__)
+
+
+#: Told None once a record is durable, or the error that means it never will be (`CommitLog.when_durable`).
+DurableCallback = Callable[[BaseException | None], None]
 
 
 class StorageFailedError(RuntimeError):
@@ -132,14 +142,33 @@ class RecoveryScan:
 
 
 class CommitLog:
-    """Append-only segments with group-commit durability."""
+    """Append-only segments with group-commit durability.
+
+    Where a flush runs: in the flusher thread while the log's fsyncs are slow (or not yet known), so the event loop
+    keeps running reducers meanwhile; on the event loop itself, at the end of the loop iteration that asked for it,
+    once the last `INLINE_AFTER_FAST_FSYNCS` fsyncs each took at most `inline_fsync_max_seconds`. The inline flush
+    saves the two thread wake-ups of the hand-off (the flusher's and the loop's) and their CPU: per one-event durable
+    call ~100 µs of the host's CPU and wall time on an idle disk (docs/performance.md, "Round 5 — percall"). It is
+    bounded: the loop stalls at most for one fsync past the bound, after which flushes go back to the thread until
+    the disk has been fast again for twice as many fsyncs as before (up to `INLINE_AFTER_FAST_FSYNCS_MAX`). Either
+    way a flush covers every record written before it starts, and durability does not change.
+    """
 
     def __init__(
-        self, directory: Path, *, fsync: bool = True, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
+        self,
+        directory: Path,
+        *,
+        fsync: bool = True,
+        segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        inline_fsync_max_seconds: float = DEFAULT_INLINE_FSYNC_MAX_SECONDS,
     ) -> None:
         self.directory = directory
         self.fsync = fsync
         self.segment_max_bytes = segment_max_bytes
+        #: An fsync at most this long lets the next flushes run on the event loop (0: always in the flusher thread).
+        self.inline_fsync_max_seconds = inline_fsync_max_seconds
+        self._fast_fsyncs = 0
+        self._inline_after = INLINE_AFTER_FAST_FSYNCS
         self._fd: int | None = None
         self._segment_bytes = 0
         self._next_offset = 0
@@ -149,7 +178,8 @@ class CommitLog:
         self._retired_fds: list[int] = []
         self._written = 0
         self._durable = 0
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: (sequence, what to resolve once it is durable): a future, or a callback told None (or the failure)
+        self._waiters: list[tuple[int, asyncio.Future[None] | DurableCallback]] = []
         self._flushing = False
         self._flusher: _Flusher | None = None
         self._failure: BaseException | None = None
@@ -331,10 +361,37 @@ class CommitLog:
             self._start_flush()
         return future
 
+    def when_durable(self, sequence: int, callback: DurableCallback) -> bool:
+        """Call `callback(None)` on the event loop once record `sequence` is on disk (`callback(error)` if the log fails
+        first); False, without calling it, when the record already is durable. Starts a flush if idle.
+
+        `durable_future` without the future: the callback runs right after the flush that covers it (after
+        `on_durable`), not one loop iteration later, and no future or context copy is made per call. What the reducer
+        call path waits with (`HostEngine.start_call`). Raises StorageFailedError when the log failed earlier.
+        """
+        if self._failure is not None:
+            raise StorageFailedError(f"commit log failed: {self._failure}")
+        if sequence <= self._durable:
+            return False
+        self._waiters.append((sequence, callback))
+        if not self._flushing:
+            self._start_flush()
+        return True
+
+    @property
+    def flushes_inline(self) -> bool:
+        """Whether the next flush runs on the event loop (the disk's recent fsyncs were within the bound)."""
+        return self.fsync and self.inline_fsync_max_seconds > 0 and self._fast_fsyncs >= self._inline_after
+
     def _start_flush(self) -> None:
-        """Flush everything written so far: fsync in the flusher thread, then `_flush_done` on the event loop."""
+        """Flush everything written so far: fsync in the flusher thread (or on the loop, `flushes_inline`), then
+        `_flush_done` on the event loop."""
         loop = asyncio.get_running_loop()
         self._flushing = True
+        if self.flushes_inline:
+            # At the end of this loop iteration: the calls handled in it share the fsync (group commit).
+            loop.call_soon(self._flush_inline)
+            return
         target = self._written
         fds = [*self._retired_fds, self._fd] if self._fd is not None else list(self._retired_fds)
         retired = list(self._retired_fds)
@@ -365,13 +422,40 @@ class CommitLog:
             self._flushing = False
             self._fail(exc)
 
-    def _flush_done(self, target: int, retired: list[int], error: BaseException | None, seconds: float) -> None:
+    def _flush_inline(self) -> None:
+        """The flush on the event loop: everything written by now, fsynced here, then `_flush_done` at once."""
+        if self._failure is not None:
+            self._flushing = False
+            return
+        target = self._written
+        fds = [*self._retired_fds, self._fd] if self._fd is not None else list(self._retired_fds)
+        directory = self.directory if self._directory_dirty else None
+        self._directory_dirty = False
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            _fsync_all(fds)
+            if directory is not None:
+                fsync_directory(directory)
+        except OSError as exc:
+            error = exc
+        self._flush_done(target, list(self._retired_fds), error, time.perf_counter() - started, inline=True)
+
+    def _flush_done(
+        self, target: int, retired: list[int], error: BaseException | None, seconds: float, inline: bool = False
+    ) -> None:
         self._flushing = False
         if error is not None:
             self._fail(error)
             return
         if self._failure is not None:
             return
+        if seconds <= self.inline_fsync_max_seconds:
+            self._fast_fsyncs += 1
+        else:
+            self._fast_fsyncs = 0
+            if inline:  # the loop stalled on this one: wait longer before the next inline flush
+                self._inline_after = min(self._inline_after * 2, INLINE_AFTER_FAST_FSYNCS_MAX)
         self.last_fsync_seconds = seconds
         self.fsync_count += 1
         if self.on_fsync is not None:
@@ -386,25 +470,36 @@ class CommitLog:
                 self.on_durable(target)
         finally:
             still_waiting = []
-            for sequence, future in self._waiters:
-                if sequence <= target:
-                    if not future.done():
-                        future.set_result(None)
+            callbacks: list[DurableCallback] = []
+            for sequence, waiter in self._waiters:
+                if sequence > target:
+                    still_waiting.append((sequence, waiter))
+                elif isinstance(waiter, asyncio.Future):
+                    if not waiter.done():
+                        waiter.set_result(None)
                 else:
-                    still_waiting.append((sequence, future))
+                    callbacks.append(waiter)
             self._waiters = still_waiting
             if still_waiting:
                 self._start_flush()
+            # After the bookkeeping: a callback may write and wait again (a new waiter, a new flush).
+            for callback in callbacks:
+                _tell(callback, None)
 
     def _fail(self, exc: BaseException) -> None:
         self._failure = exc
         log.error("commit log failed, host stops accepting writes: %s", exc)
-        for _, future in self._waiters:
-            if not future.done():
-                future.set_exception(StorageFailedError(f"commit log failed: {exc}"))
-        self._waiters = []
+        waiters, self._waiters = self._waiters, []
+        callbacks: list[DurableCallback] = []
+        for _, waiter in waiters:
+            if not isinstance(waiter, asyncio.Future):
+                callbacks.append(waiter)
+            elif not waiter.done():
+                waiter.set_exception(StorageFailedError(f"commit log failed: {exc}"))
         if self.on_failure is not None:
             self.on_failure(exc)
+        for callback in callbacks:  # after the failure listeners, as a future's callbacks would run
+            _tell(callback, StorageFailedError(f"commit log failed: {exc}"))
 
     @property
     def failure(self) -> BaseException | None:
@@ -487,6 +582,14 @@ class _Flusher:
             self._jobs.put(None)
         if wait:
             self._thread.join()
+
+
+def _tell(callback: DurableCallback, error: BaseException | None) -> None:
+    """Run a `when_durable` callback; one that raises is logged and does not stop the others."""
+    try:
+        callback(error)
+    except Exception:
+        log.exception("commit-log durability callback raised")
 
 
 def _fsync_all(fds: list[int]) -> None:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from autopilot_sync.host.commitlog import CommitLog, StorageFailedError
+from autopilot_sync.host.commitlog import CommitLog, DurableCallback, StorageFailedError
 from autopilot_sync.host.transaction import CommittedTx
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,17 @@ class DurableCommits:
         first = self._pending[0].tx.offset
         newest = self._pending[-1].tx.offset
         return self._commitlog.durable_future(self._pending[min(offset, newest) - first].sequence)
+
+    def when_durable(self, offset: int, callback: DurableCallback) -> bool:
+        """`durable_future` as a callback (`CommitLog.when_durable`): False, without calling it, when every commit up
+        to `offset` already is durable. Raises StorageFailedError when the log failed."""
+        if offset <= self.durable_offset:
+            return False
+        if self._commitlog.failure is not None:
+            raise StorageFailedError(f"commit log failed: {self._commitlog.failure}")
+        first = self._pending[0].tx.offset
+        newest = self._pending[-1].tx.offset
+        return self._commitlog.when_durable(self._pending[min(offset, newest) - first].sequence, callback)
 
     def _deliver(self, sequence: int) -> None:
         """The log's `on_durable` hook: hand the transactions now durable to the listeners, in order."""

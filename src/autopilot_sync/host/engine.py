@@ -27,7 +27,12 @@ from autopilot_sync.bindings.reducers import ReducerError, StartInfo
 from autopilot_sync.host import module_log
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.commitlog import DEFAULT_SEGMENT_MAX_BYTES, CommitLog, StorageFailedError
+from autopilot_sync.host.commitlog import (
+    DEFAULT_INLINE_FSYNC_MAX_SECONDS,
+    DEFAULT_SEGMENT_MAX_BYTES,
+    CommitLog,
+    StorageFailedError,
+)
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.durability import ApplyListener, CommitListener, DurableCommits
 from autopilot_sync.host.hosted_module import BadArgumentsError, HostedModule, hosted
@@ -87,6 +92,8 @@ class EngineConfig:
     """Storage knobs (from the host's settings)."""
 
     fsync: bool = True
+    #: fsyncs at most this long let the next flushes run on the event loop (`CommitLog`); 0: always the thread.
+    inline_fsync_max_seconds: float = DEFAULT_INLINE_FSYNC_MAX_SECONDS
     snapshot_every: int = 10_000
     #: Also snapshot once this many bytes of log records were written since the last one (few, large commits).
     snapshot_every_bytes: int = 64 * 1024 * 1024
@@ -129,7 +136,10 @@ class HostEngine:
         # A restart with the same filters and tables skips the compile (and sqlglot's import): host/sql/verdict.py.
         check_visibility_filters_at_start(self.datastore, data_dir, self.config.cache_dir)
         self.commitlog = CommitLog(
-            data_dir / "commitlog", fsync=self.config.fsync, segment_max_bytes=self.config.segment_max_bytes
+            data_dir / "commitlog",
+            fsync=self.config.fsync,
+            segment_max_bytes=self.config.segment_max_bytes,
+            inline_fsync_max_seconds=self.config.inline_fsync_max_seconds,
         )
         self.offset = 0
         self._last_timestamp = 0
@@ -382,23 +392,17 @@ class HostEngine:
         lifecycle reducers and undecodable arguments are refused at once with offset 0, revealing no state.
         """
         outcome, sequence = self._begin_call(name, args, caller, origin)
-        future = None
         if sequence is not None:
+
+            def durable(error: BaseException | None) -> None:
+                self._finish_call(name, outcome if error is None else _storage_failure(outcome, error), on_done)
+
             try:
-                future = self.durable_future(outcome.offset)
+                if self._durability.when_durable(outcome.offset, durable):
+                    return
             except StorageFailedError as exc:
                 outcome = _storage_failure(outcome, exc)
-        if future is None:
-            self._finish_call(name, outcome, on_done)
-            return
-
-        def durable(done: asyncio.Future[None]) -> None:
-            if done.cancelled():
-                return
-            error = done.exception()
-            self._finish_call(name, outcome if error is None else _storage_failure(outcome, error), on_done)
-
-        future.add_done_callback(durable)
+        self._finish_call(name, outcome, on_done)
 
     def _finish_call(self, name: str, outcome: CallOutcome, on_done: Callable[[CallOutcome], None]) -> None:
         self._report_call(name, outcome)

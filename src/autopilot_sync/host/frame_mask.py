@@ -26,7 +26,11 @@ class MaskCheck:
         self._skip = 0  # payload bytes of the current frame still to pass over
 
     def feed(self, data: bytes) -> int | None:
-        """The offset in `data` at which an unmasked frame starts (0 when it started in an earlier chunk), or None."""
+        """The offset in `data` at which an unmasked frame starts (0 when it started in an earlier chunk), or None.
+
+        A header that arrives whole (the usual case: one frame per read) is read straight from `data`; one split
+        across reads is gathered in `_head` first. Both read the same bits (tests/security, property-tested).
+        """
         i, n = 0, len(data)
         while i < n:
             if self._skip:
@@ -34,6 +38,17 @@ class MaskCheck:
                 self._skip -= step
                 i += step
                 continue
+            if not self._head and i + 2 <= n:
+                second = data[i + 1]
+                if not second & 0x80:
+                    return i
+                short = second & 0x7F
+                extended = 0 if short < 126 else 2 if short == 126 else 8
+                end = i + 6 + extended
+                if end <= n:
+                    self._skip = int.from_bytes(data[i + 2 : i + 2 + extended], "big") if extended else short
+                    i = end
+                    continue
             need = self._header_length()
             take = min(need - len(self._head), n - i)
             self._head += data[i : i + take]
@@ -48,8 +63,8 @@ class MaskCheck:
     def _header_length(self) -> int:
         if len(self._head) < 2:
             return 2
-        extended = {126: 2, 127: 8}.get(self._head[1] & 0x7F, 0)
-        return 2 + extended + 4
+        short = self._head[1] & 0x7F
+        return 6 if short < 126 else 8 if short == 126 else 14
 
     def _payload_length(self) -> int:
         short = self._head[1] & 0x7F

@@ -8,10 +8,12 @@ never drift from the truth. Each host owns its registry, so several hosts in one
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from autopilot_sync.host.call_outcome import CallOutcome
 from autopilot_sync.host.engine import HostEngine
@@ -21,23 +23,49 @@ from autopilot_sync.host.websocket import ConnectionEvent
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
+class CommitCounts(Collector):
+    """Commits, rows written and reducer calls, counted in plain ints and exported as counters at scrape time.
+
+    Why not `prometheus_client.Counter`s: every `inc` takes a lock, and a one-event append made seven of them with
+    their label lookups (~16 µs of the host's CPU per call, docs/performance.md "Round 5 — percall"). The commit
+    listener, the call counter and the scrape all run on the host's event loop, so plain ints need no lock.
+    """
+
+    def __init__(self) -> None:
+        self.commits = 0
+        #: (table, op) -> rows inserted or deleted
+        self.rows: dict[tuple[str, str], int] = {}
+        #: (reducer, status) -> calls
+        self.calls: dict[tuple[str, str], int] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        """The three counter families, as `Counter`s with these names and labels exported them."""
+        commits = CounterMetricFamily("autopilot_sync_host_commits", "Committed (durable) transactions.")
+        commits.add_metric([], self.commits)
+        yield commits
+        rows = CounterMetricFamily(
+            "autopilot_sync_host_rows_written", "Rows inserted or deleted by commits.", labels=["table", "op"]
+        )
+        for (table, op), count in list(self.rows.items()):
+            rows.add_metric([table, op], count)
+        yield rows
+        calls = CounterMetricFamily(
+            "autopilot_sync_host_reducer_calls", "Reducer calls by outcome.", labels=["reducer", "status"]
+        )
+        for (reducer, status), count in list(self.calls.items()):
+            calls.add_metric([reducer, status], count)
+        yield calls
+
+
 class HostMetrics:
     """Every metric the host exports."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self._children: dict[tuple[object, ...], Counter] = {}
-        self.commits = Counter("autopilot_sync_host_commits_total", "Committed (durable) transactions.", registry=r)
-        self.rows = Counter(
-            "autopilot_sync_host_rows_written_total",
-            "Rows inserted or deleted by commits.",
-            ["table", "op"],
-            registry=r,
-        )
-        self.reducer_calls = Counter(
-            "autopilot_sync_host_reducer_calls_total", "Reducer calls by outcome.", ["reducer", "status"], registry=r
-        )
+        #: commits, rows written and reducer calls: fed once per commit and per call, so counted without locks
+        self.counts = CommitCounts()
+        r.register(self.counts)
         self.fsync_seconds = Histogram(
             "autopilot_sync_host_commitlog_fsync_seconds",
             "Duration of one group-commit fsync of the commit log.",
@@ -95,22 +123,16 @@ class HostMetrics:
 
     def observe_commit(self, tx: CommittedTx) -> None:
         """Commit listener: count the transaction and its rows."""
-        self.commits.inc()
-        self.durable_offset.set(tx.offset)
+        counts = self.counts
+        counts.commits += 1
+        rows = counts.rows
         for change in tx.changes:
             if change.inserts:
-                self._child(self.rows, change.table, "insert").inc(len(change.inserts))
+                key = (change.table, "insert")
+                rows[key] = rows.get(key, 0) + len(change.inserts)
             if change.deletes:
-                self._child(self.rows, change.table, "delete").inc(len(change.deletes))
-
-    def _child(self, counter: Counter, *labels: str) -> Counter:
-        """A labelled counter, remembered: `labels()` takes a lock and checks its names on every call, and the
-        commit listener and call counter used it ~4 times per one-event call (the set of labels is small)."""
-        key: tuple[object, ...] = (id(counter), *labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = counter.labels(*labels)
-        return child
+                key = (change.table, "delete")
+                rows[key] = rows.get(key, 0) + len(change.deletes)
 
     def observe_connection(self, event: ConnectionEvent, reason: str) -> None:
         """WebSocket hub listener: count connections opened, closed and refused (by reason)."""
@@ -125,7 +147,9 @@ class HostMetrics:
 
     def observe_call(self, reducer: str, outcome: CallOutcome) -> None:
         """Count one client reducer call by its outcome."""
-        self._child(self.reducer_calls, reducer, outcome.status.value).inc()
+        calls = self.counts.calls
+        key = (reducer, outcome.status.value)
+        calls[key] = calls.get(key, 0) + 1
 
     def track_live(
         self, connections: Callable[[], float], identities: Callable[[], float], query_sets: Callable[[], float]
@@ -145,7 +169,7 @@ class HostMetrics:
         engine.add_commit_listener(self.observe_commit)
         engine.commitlog.on_fsync = self.fsync_seconds.observe
         self.recovery_seconds.set(engine.recovery.seconds)
-        self.durable_offset.set(engine.durable_offset)
+        self.durable_offset.set_function(lambda: float(engine.durable_offset))  # read at scrape time
         self.storage_failed.set_function(lambda: 1.0 if engine.commitlog.failure is not None else 0.0)
         if engine.recovery.tail is not None:
             self.quarantined_bytes.inc(engine.recovery.tail.discarded_bytes)

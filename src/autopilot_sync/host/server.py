@@ -216,6 +216,7 @@ async def start_host(settings: HostSettings) -> RunningHost:
             settings.database,
             EngineConfig(
                 fsync=settings.fsync,
+                inline_fsync_max_seconds=settings.inline_fsync_max_micros / 1e6,
                 snapshot_every=settings.snapshot_every_commits,
                 snapshot_every_bytes=settings.snapshot_every_bytes,
                 snapshots_kept=settings.snapshots_kept,

@@ -83,6 +83,7 @@ from autopilot_sync.spacetime.messages import (
     Unsubscribe,
     UnsubscribeApplied,
     UnsubscribeFlags,
+    encode_reducer_ok_without_updates,
 )
 from autopilot_sync.spacetime.rowlist import BsatnRowList
 from autopilot_sync.spacetime.v1_subprotocols import V1_BSATN_PROTOCOL
@@ -588,7 +589,10 @@ class WebSocketHub:
                 client.send_encoded(message)
         if caller is not None and origin is not None:
             own: tuple[QuerySetUpdate, ...] = updates.get(caller, ())
-            caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
+            if not own and caller.session.codec is None:  # the usual answer: its bytes in one pack
+                caller.send_encoded(EncodedMessage(encode_reducer_ok_without_updates(origin.request_id, tx.timestamp)))
+            else:
+                caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
 
     def on_storage_failure(self, error: BaseException) -> None:
         """The commit log failed: answers held back for durability can never go out, so close every socket now."""

@@ -221,5 +221,8 @@ Seconds: Kind[int] = Kind("whole seconds >= 1", at_least(1))
 SecondsOrZero: Kind[int] = Kind("whole seconds >= 0", at_least(0))
 """A duration in whole seconds that may be zero (a tolerance that can be switched off)."""
 
+MicrosecondsOrZero: Kind[int] = Kind("whole microseconds >= 0", at_least(0))
+"""A short duration in whole microseconds that may be zero (a bound that can be switched off)."""
+
 FilePath: Kind[Path] = Kind("filesystem path (~ expands)", lambda value: path(value).expanduser())
 """A path on the local filesystem; `~` expands to the user's home."""

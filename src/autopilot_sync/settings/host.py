@@ -15,6 +15,7 @@ from autopilot_sync.settings.fields import (
     IssuerUrls,
     Listen,
     ListenAddress,
+    MicrosecondsOrZero,
     ModulePath,
     Seconds,
     SecondsOrZero,
@@ -131,6 +132,13 @@ class HostSettings(ServiceSettings, service="host"):
         default=True,
         description="fsync the commit log before acknowledging a commit; false loses acknowledged commits on a "
         "crash and is for throwaway tests only.",
+    )
+    inline_fsync_max_micros: int = setting(
+        MicrosecondsOrZero,
+        default=1000,
+        description="A commit-log fsync runs on the event loop itself (no hand-off to the fsync thread and back, "
+        "~100 us less per durable call) while the disk's recent fsyncs each took at most this long; one slower "
+        "fsync sends flushes back to the thread. 0: always the thread.",
     )
     ping_interval_seconds: int = setting(
         Seconds, default=15, description="How often the host pings each WebSocket client (the real host uses 15)."
