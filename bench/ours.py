@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 
-from autopilot_sync.client.auth import exchange_websocket_token
 from autopilot_sync.client.connection import Connection, ConnectOptions, connect, subscribe_url
 from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.schema import ClientSchema
@@ -232,11 +231,12 @@ class LightSubscriber:
         self._reader: asyncio.Task[None] | None = None
 
     async def open(self, ours: Ours, session: aiohttp.ClientSession, query: str) -> None:
-        """Trade the token, open the socket, wait for `InitialConnection`, send one `Subscribe`."""
-        token = await exchange_websocket_token(session, ours.url, await ours.token(False))
+        """Open the socket (the token in its `Authorization` header, as the SDK sends it), wait for
+        `InitialConnection`, send one `Subscribe`."""
         self._ws = await session.ws_connect(
             subscribe_url(ours.url, DATABASE),
-            params={"compression": Compression.NONE.value, "token": token},
+            params={"compression": Compression.NONE.value},
+            headers={"Authorization": f"Bearer {await ours.token(False)}"},
             protocols=(PROTOCOL_V2,),
             max_msg_size=0,
         )

@@ -6,7 +6,8 @@ once (the upgrade with the session token each already holds, `InitialConnection`
 (subscribe until `SubscribeApplied`), exactly as row (d) does; it prints seconds until all are live and the host
 process's CPU time per client (user + system, from /proc), which is what a host-side change moves even when the
 benchmark process (the clients) shares the machine's two cores. With `--profile` py-spy records the host during
-the first round (collapsed stacks for a `.txt` name, speedscope for `.json`, else an SVG flame graph).
+the first round (collapsed stacks for a `.txt` name, speedscope for `.json`, else an SVG flame graph), and with
+`--profile-bench` the benchmark's own process (the SDK clients) in the same round.
 
 To compare code versions, `--old /tmp/old/src` (made with `git archive HEAD~1 src | tar -x -C /tmp/old`) starts a
 second host and control with that tree on `PYTHONPATH` (the children inherit it) and alternates the storms between
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,9 +38,10 @@ from bench.suite import _more_files, payload
 from bench.workloads.storm import BEHIND, HANDSHAKE_TIMEOUT, HELD
 
 
-async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int]:
+async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, float, float, int, float]:
     """One storm: (seconds until all live or failed, host CPU ms per client, benchmark-process CPU ms per client,
-    clients that failed: a `ConnectError` such as the SDK's 10 s handshake timeout)."""
+    clients that failed: a `ConnectError` such as the SDK's 10 s handshake timeout, host CPU ms per close: the
+    clients then close and the host runs `client_disconnected` for each, as the other half of a reconnect)."""
     conns: list[Any] = []
     failed = 0
 
@@ -61,9 +65,12 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
         seconds = time.perf_counter() - started
         host = (process_cpu_seconds(ours.host_pid) - host_cpu) / clients * 1000
         own = (time.process_time() - own_cpu) / clients * 1000
-        return seconds, host, own, failed
     finally:
+        closing_cpu = process_cpu_seconds(ours.host_pid)
         await asyncio.gather(*(conn.close() for conn in conns), return_exceptions=True)
+        await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish (before the next round, too)
+    closes = (process_cpu_seconds(ours.host_pid) - closing_cpu) / max(1, len(conns)) * 1000
+    return seconds, host, own, failed, closes
 
 
 def start_host(root: Path, pythonpath: str | None) -> Ours:
@@ -100,20 +107,29 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 order = list(hosts.items()) if round_no % 2 == 0 else list(hosts.items())[::-1]
                 for name, ours in order:
                     first = args.profile and round_no == 0 and name == "new"
-                    profiler = start_profiler(ours.host_pid, args.profile) if first else None
-                    if profiler is not None:
+                    profilers: list[subprocess.Popen[bytes]] = []
+                    if first:
+                        profilers.append(start_profiler(ours.host_pid, args.profile))
+                        if args.profile_bench is not None:
+                            profilers.append(start_profiler(os.getpid(), args.profile_bench))
                         await asyncio.sleep(1.0)  # py-spy attaches
-                    seconds, host, own, failed = await storm_round(ours, stream, args.clients)
-                    if profiler is not None:
+                    # As `suite.run_workload` does for row (d): the imports' heap frozen out of full collections.
+                    gc.collect()
+                    gc.freeze()
+                    try:
+                        seconds, host, own, failed, closes = await storm_round(ours, stream, args.clients)
+                    finally:
+                        gc.unfreeze()
+                    for profiler in profilers:
                         profiler.send_signal(2)
                         profiler.wait(60)
-                    await asyncio.sleep(1.0)  # the closes' client_disconnected calls finish before the next round
                     row = {
                         "seconds": seconds,
                         "clients_per_s": args.clients / seconds,
                         "host_cpu_ms_per_client": host,
                         "bench_cpu_ms_per_client": own,
                         "failed_clients": failed,
+                        "host_cpu_ms_per_close": closes,
                     }
                     print(json.dumps({"host": name} | row), file=sys.stderr)
                     rows[name].append(row)
@@ -128,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=500, help="clients per storm")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output of the first round")
+    parser.add_argument(
+        "--profile-bench", type=Path, default=None, help="with --profile: py-spy output of the clients' process too"
+    )
     parser.add_argument("--old", type=Path, default=None, help="an old tree's src: storms alternate between both")
     with _more_files():
         results = asyncio.run(run(parser.parse_args(argv)))

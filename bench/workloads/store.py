@@ -9,7 +9,8 @@ false` (how fast it fills is not measured; what it holds is the same). Then:
   subscriber (`seq > 0`) on the full store: events/s until `SubscribeApplied` is in its cache;
 - ready with history = the host SIGKILLed and started again on that directory with the default settings (fsync on,
   the default snapshot interval): seconds from spawn to its `ready` line. With 500 events per commit the history is
-  `store_events / 500` commits, fewer than the snapshot interval, so a start replays the whole log.
+  `store_events / 500` commits, fewer than the snapshot interval in commits; the snapshot-by-bytes rule (64 MiB of
+  log) takes one every ~130,000 events, so a start loads the newest snapshot and replays up to that much log.
 Only the first round builds the store; later rounds measure catch-up and restart again on it.
 """
 

@@ -26,9 +26,14 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
 
 
 def write_atomically(
-    path: str | os.PathLike[str], data: bytes, *, mode: int | None = None, replace: bool = True
+    path: str | os.PathLike[str],
+    data: bytes | list[bytes | memoryview],
+    *,
+    mode: int | None = None,
+    replace: bool = True,
 ) -> Path:
-    """Write `data` to `path` durably and atomically; returns the path.
+    """Write `data` (bytes, or a list of parts written one after the other) to `path` durably and atomically;
+    returns the path.
 
     `mode` is the file's exact permission bits, set before any byte is written (so a secret is never briefly
     readable by others); None creates it as `open` would (0666 less the umask). With `replace=False` an existing
@@ -44,9 +49,10 @@ def write_atomically(
         try:
             if mode is not None:
                 os.fchmod(fd, mode)  # the umask may have removed bits: make the mode exact
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+            for part in data if isinstance(data, list) else [data]:
+                view = memoryview(part)
+                while view:
+                    view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -56,9 +56,16 @@ class GarbageServerDouble:
     runner: web.AppRunner | None = None
     port: int = 0
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    #: what the last upgrade request carried: its query parameters and its `Authorization` header
+    upgrade_query: dict[str, str] = field(default_factory=dict)
+    upgrade_authorization: str | None = None
+    #: calls of the token exchange route (`POST /v1/identity/websocket-token`)
+    exchanges: int = 0
 
     async def handler(self, request: web.Request) -> web.WebSocketResponse:
         self.connections += 1
+        self.upgrade_query = dict(request.query)
+        self.upgrade_authorization = request.headers.get("Authorization")
         ws = web.WebSocketResponse(protocols=("v2.bsatn.spacetimedb",))
         await ws.prepare(request)
         await ws.send_bytes(HELLO)
@@ -79,11 +86,11 @@ class GarbageServerDouble:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-
-async def short_token(request: web.Request) -> web.Response:
-    """The double's token exchange: any caller gets the same short token."""
-    del request
-    return web.json_response({"token": "short"})
+    async def short_token(self, request: web.Request) -> web.Response:
+        """The double's token exchange: any caller gets the same short token."""
+        del request
+        self.exchanges += 1
+        return web.json_response({"token": "short"})
 
 
 @pytest.fixture
@@ -94,7 +101,7 @@ async def double_factory() -> AsyncIterator[Callable[[list[bytes | str]], asynci
         double = GarbageServerDouble(script)
         app = web.Application()
         app.router.add_get("/v1/database/{name}/subscribe", double.handler)
-        app.router.add_post("/v1/identity/websocket-token", short_token)
+        app.router.add_post("/v1/identity/websocket-token", double.short_token)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -159,6 +166,22 @@ CASES: dict[str, tuple[bytes | str, ProtocolErrorKind]] = {
     "unknown table": (update_for(1, "no_such_table", [b"x"]), ProtocolErrorKind.UNKNOWN_TABLE),
     "row that does not decode": (update_for(1, "person", [b"\x01\x02"]), ProtocolErrorKind.BAD_ROW),
 }
+
+
+async def test_connect_sends_its_token_in_the_upgrade_header_never_in_the_url(
+    double_factory: Callable[[list[bytes | str]], asyncio.Future[GarbageServerDouble]],
+) -> None:
+    """As SpacetimeDB's Rust SDK: `Authorization: Bearer` on the upgrade, no exchange round trip, no `?token=`."""
+    double = await double_factory([])
+    conn = await connect(
+        double.base_url, "chat", token="the-callers-token", schema=SCHEMA, compression=Compression.NONE
+    )
+    try:
+        assert double.upgrade_authorization == "Bearer the-callers-token"
+        assert "token" not in double.upgrade_query
+        assert double.exchanges == 0
+    finally:
+        await conn.close()
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -16,13 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autopilot_sync.client import ClientSchema
-from autopilot_sync.client.cache import ChangeCause, ChangeKind, ClientCache, RowBatch
+from autopilot_sync.client.cache import ChangeCause, ChangeKind, ClientCache, RowBatch, RowChange
 from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
 from autopilot_sync.client.updates import ops_from_query_rows, ops_from_transaction
 from autopilot_sync.module import module as sync
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
-from autopilot_sync.spacetime.bsatn_check import RowsDoNotDecodeError, row_list_checker
+from autopilot_sync.spacetime.bsatn_check import NATIVE, RowsDoNotDecodeError, packed_checker, row_list_checker
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import Timestamp
 
@@ -74,6 +74,36 @@ def test_a_catch_up_is_applied_without_building_a_row_until_one_is_read() -> Non
     assert counting.built == 501, "each row is decoded once, then kept"
     assert cache.rows("sync_event") == rows and counting.built == 501
     assert rows == [row for _, row in schema.table("sync_event").decode_rows(raws)]
+
+
+def test_the_changes_of_a_catch_up_read_as_the_list_of_its_inserts_in_order() -> None:
+    raws = [_event(seq) for seq in range(1, 41)]
+    cache = ClientCache()
+    batches: list[list[int]] = []
+    cache.on_batch(lambda changes: batches.append([change.new.seq for change in changes]))
+    changes = cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    expected = [
+        RowChange(ChangeKind.INSERT, "sync_event", None, row, ChangeCause.SUBSCRIBE_APPLIED)
+        for _, row in EVENT.decode_rows(raws)
+    ]
+    assert len(changes) == 40 and changes == expected and list(changes) == expected
+    assert changes[-1] == expected[-1] and changes[3:6] == expected[3:6]
+    assert changes[0].new is cache.rows("sync_event")[0], "a change reads the row the cache keeps"
+    assert batches == [list(range(1, 41))]
+    with pytest.raises(IndexError):
+        changes[40]
+
+
+def test_rows_never_read_leave_through_a_resync_and_an_unsubscribe_with_their_rows() -> None:
+    cache = ClientCache()
+    raws = [_event(seq) for seq in range(1, 21)]
+    changes = cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    cache.begin_resync()  # a reconnect: the server sends the rows again, all but the first
+    cache.apply(ops_from_query_rows(SYNC, 1, _rows(raws[1:]), insert=True), ChangeCause.SUBSCRIBE_APPLIED)
+    assert [(change.kind, change.old.seq) for change in cache.end_resync()] == [(ChangeKind.DELETE, 1)]
+    released = cache.release_query_set(1, ChangeCause.UNSUBSCRIBED)
+    assert sorted(change.old.seq for change in released) == list(range(2, 21)) and cache.count("sync_event") == 0
+    assert [change.new.seq for change in changes] == list(range(1, 21)), "changes outlive the rows' entries"
 
 
 def test_an_insert_callback_sees_every_row_of_a_lazily_kept_catch_up_in_order() -> None:
@@ -190,7 +220,8 @@ def test_the_row_checker_refuses_exactly_the_rows_the_decoder_refuses(
         raw[flip_at] = flip_to
     data = bytes(raw[: len(raw) - cut % 3]) if cut % 5 == 0 else bytes(raw)
     checker = row_list_checker(ROW_TYPE, SYNC.typespace)
-    assert checker is not None
+    packed = packed_checker(ROW_TYPE, SYNC.typespace)
+    assert checker is not None and packed is not None
     try:
         EVENT.decode(data)
         decodes = True
@@ -202,3 +233,82 @@ def test_the_row_checker_refuses_exactly_the_rows_the_decoder_refuses(
     except RowsDoNotDecodeError:
         passes = False
     assert passes == decodes
+    # The packed checker (compiled where built) over a row list with the row between two good ones.
+    good = _event(1)
+    try:
+        listed = m.BsatnRowList(m.RowOffsets((0, len(good), len(good) + len(data))), good + data + good)
+        assert packed(listed) == [good, data, good]
+        packed_passes = True
+    except RowsDoNotDecodeError:
+        packed_passes = False
+    assert packed_passes == decodes
+
+
+def _utf8_verdicts(text: bytes) -> tuple[bool, bool]:
+    """(the packed checker passes, Python's strict decoder accepts) for a row whose payload's bytes are `text`."""
+    base = bsatn.encode(ROW_TYPE, ("s", 1, "k", "x", "P", "h", Timestamp(1), Timestamp(2), 3, "c"))
+    at = base.index(b"\x01\x00\x00\x00P")  # the payload: its length, then its one byte
+    raw = base[:at] + struct.pack("<I", len(text)) + text + base[at + 5 :]
+    packed = packed_checker(ROW_TYPE, SYNC.typespace)
+    assert packed is not None
+    try:
+        text.decode("utf-8")
+        valid = True
+    except UnicodeDecodeError:
+        valid = False
+    try:
+        assert packed(m.BsatnRowList(m.RowOffsets((0,)), raw)) == [raw]
+        passes = True
+    except RowsDoNotDecodeError:
+        passes = False
+    return passes, valid
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.binary(max_size=12) | st.text(max_size=6).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_the_packed_row_checker_reads_utf8_as_pythons_strict_decoder(text: bytes) -> None:
+    passes, valid = _utf8_verdicts(text)
+    assert passes == valid
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b"\xc0\x80", b"\xe0\x80\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xf5\x80\x80\x80", b"\xe2\x82", b"\x80"],
+    ids=["overlong2", "overlong3", "surrogate", "above-max", "f5", "truncated", "continuation"],
+)
+def test_the_packed_row_checker_refuses_what_strict_utf8_refuses(text: bytes) -> None:
+    assert _utf8_verdicts(text) == (False, False)
+    assert _utf8_verdicts(b"ok \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80") == (True, True)
+
+
+def test_the_packed_row_checker_splits_fixed_size_lists_and_refuses_a_spoiled_one() -> None:
+    packed = packed_checker(ROW_TYPE, SYNC.typespace)
+    assert packed is not None
+    raws = [_event(seq) for seq in range(1, 10)]  # one-digit seqs: every row the same size
+    listed = m.BsatnRowList.from_rows(raws)
+    assert isinstance(listed.size_hint, m.FixedSize) and packed(listed) == raws
+    assert packed(m.BsatnRowList.empty()) == []
+    with pytest.raises(RowsDoNotDecodeError):
+        packed(m.BsatnRowList.from_rows([*raws[:4], _bad_utf8(raws[4]), *raws[5:]]))
+
+
+def test_the_compiled_row_checker_is_the_one_used_where_it_was_built() -> None:
+    from importlib.util import find_spec
+
+    built = find_spec("autopilot_sync.spacetime._rowlist") is not None
+    assert built is NATIVE
+
+
+def test_a_table_wider_than_the_compiled_checker_reads_is_checked_in_python_not_refused_with_a_value_error() -> None:
+    """The compiled checker walks at most 256 fields; a server may define a wider key-less table, whose rows must
+    still be checked (and a bad one refused with `RowsDoNotDecodeError`), never fail with the C layer's
+    `ValueError`."""
+    from autopilot_sync.spacetime import algebraic as at
+
+    wide = at.product(*((f"c{i}", at.U8) for i in range(300)))
+    packed = packed_checker(wide, ())
+    assert packed is not None
+    rows = [bytes([i % 256] * 300) for i in range(3)]
+    assert packed(m.BsatnRowList.from_rows(rows)) == rows
+    with pytest.raises(RowsDoNotDecodeError):
+        packed(m.BsatnRowList.from_rows([rows[0], rows[1][:-1]]))

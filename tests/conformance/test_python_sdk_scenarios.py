@@ -99,7 +99,7 @@ async def s02_connect_with_token(host: Host) -> None:
     async with await connect(host.url, DATABASE, token=token) as conn:
         assert conn.identity == identity
         assert conn.protocol == "v3.bsatn.spacetimedb"
-    # the exchange the SDK made: a short-lived token for the same identity
+    # the exchange the official SDK makes (ours sends the token in the upgrade's header): a short-lived token
     async with (
         aiohttp.ClientSession() as http,
         http.post(f"{host.url}/v1/identity/websocket-token", headers={"Authorization": f"Bearer {token}"}) as answer,

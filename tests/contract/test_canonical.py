@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import datetime
+import enum
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from autopilot_sync.contract import canonical
-from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.contract.canonical import (
+    CanonicalJsonError,
+    canonical_json,
+    canonicalize_and_hash,
+    canonicalize_text,
+    hash_value,
+    payload_hash,
+)
 
 VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "payload_hash.json").read_text())["vectors"]
 
@@ -27,6 +39,7 @@ def agree(text: str) -> str:
     fast = canonical._canonicalize_orjson(text)
     assert fast is None or fast == expected, (text, fast, expected)
     assert canonicalize_text(text) == expected
+    assert canonicalize_and_hash(text) == (expected, len(expected.encode("utf-8")), payload_hash(expected))
     return expected
 
 
@@ -35,6 +48,7 @@ def test_the_fast_path_takes_every_vector_and_matches_it(vector: dict[str, Any])
     for text in (json.dumps(vector["value"]), json.dumps(vector["value"], indent=2, ensure_ascii=False)):
         assert canonical._canonicalize_orjson(text) == vector["canonical"]
         assert payload_hash(canonicalize_text(text)) == vector["payload_hash"]
+        assert canonicalize_and_hash(text)[::2] == (vector["canonical"], vector["payload_hash"])
 
 
 json_floats = st.floats(allow_nan=False, allow_infinity=False)
@@ -102,6 +116,8 @@ def test_numbers_beyond_64_bits_keep_every_digit() -> None:
 def test_what_the_definition_refuses_stays_refused(text: str) -> None:
     with pytest.raises(CanonicalJsonError):
         canonicalize_text(text)
+    with pytest.raises(CanonicalJsonError):
+        canonicalize_and_hash(text)
 
 
 @pytest.mark.parametrize("text", ['"\\ud800"', '{"a": "x\\udfff"}', "[" * 5000 + "]" * 5000, "9" * 5000])
@@ -109,6 +125,8 @@ def test_what_no_reader_can_hash_or_parse_is_refused_not_crashed(text: str) -> N
     assert canonical._canonicalize_orjson(text) is None
     with pytest.raises(CanonicalJsonError):
         canonicalize_text(text)
+    with pytest.raises(CanonicalJsonError):
+        canonicalize_and_hash(text)
 
 
 def test_the_fast_path_covers_typical_payloads() -> None:
@@ -121,3 +139,80 @@ def test_the_fast_path_covers_typical_payloads() -> None:
     }
     text = json.dumps(payload, indent=1)
     assert canonical._canonicalize_orjson(text) == definition(text)
+
+
+def _definition_of_value(value: Any) -> tuple[str, str]:
+    """What `canonical_json` answers by definition: the sorted compact `json.dumps` text, or a refusal."""
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        return "refused", ""
+    return "text", text
+
+
+def _answer(value: Any) -> tuple[str, str]:
+    try:
+        return "text", canonical_json(value)
+    except CanonicalJsonError:
+        return "refused", ""
+
+
+@settings(max_examples=2000)
+@given(json_values)
+def test_a_producers_value_prints_as_the_definition_and_hashes_its_bytes(value: Any) -> None:
+    expected = _definition_of_value(value)
+    assert _answer(value) == expected
+    if expected[0] == "text":
+        assert hash_value(value) == (expected[1], payload_hash(expected[1]))
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+class _Level(enum.IntEnum):
+    HIGH = 2
+
+
+class _Text(str):
+    pass
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+ODD_VALUES = [
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    uuid.UUID(int=5),
+    _Colour.RED,
+    _Level.HIGH,
+    _Text("t"),
+    (1, 2),
+    _Point(1),
+    datetime.datetime(2026, 1, 1),
+    datetime.date(2026, 1, 1),
+    {1: 2},
+    {None: 1},
+    2**70,
+    collections.OrderedDict(b=1, a=2),
+    1e-7,
+    1e16,
+    "\ud800",
+    b"bytes",
+    object(),
+    -0.0,
+    [[[[[]]]]],
+]
+
+
+@pytest.mark.parametrize("odd", ODD_VALUES, ids=repr)
+def test_what_orjson_prints_its_own_way_gets_the_definitions_answer(odd: Any) -> None:
+    """orjson serializes some values the definition refuses or prints otherwise (NaN as null, a UUID, an enum, a
+    tuple); those, alone and nested, get exactly the definition's text or its refusal."""
+    for value in (odd, [odd], {"k": odd, "a": [1, {"z": odd}]}):
+        assert _answer(value) == _definition_of_value(value)

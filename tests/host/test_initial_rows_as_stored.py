@@ -11,9 +11,11 @@ import pytest
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import PythonModule
+from autopilot_sync.host.logtable import RowRun
 from autopilot_sync.host.sql import JoinMirror, SqlContext, compile_query, plan_row_bytes, plan_rows
 from autopilot_sync.host.transaction import TableHandle, Transaction
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime.rowlist import BsatnRowList
 
 shop = Module("initial-rows-test")
 shop.table(
@@ -90,6 +92,22 @@ def test_initial_rows_answered_by_an_index_are_the_stored_bytes_with_no_row_deco
     if "seq" in sql and "event.*" not in sql:
         seqs = [events.decode(b)[1] for b in found]
         assert seqs == sorted(seqs), "a stream's rows come in seq order"
+
+
+@pytest.mark.parametrize("sql", COVERED)
+def test_a_partition_run_packs_into_the_row_list_its_rows_would_make(
+    datastore: Datastore, sql: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(RowRun, "SHORTEST", 1)  # the fixture's streams are short
+    plan = compile_query(sql, SqlContext(datastore, private_visible=True))
+    found = plan_row_bytes(plan, datastore)
+    rows = list(plan_row_bytes(plan, datastore))
+    if "seq" in sql and "'s1'" in sql and "'z'" not in sql:  # (no reader 'z': no rows at all)
+        assert isinstance(found, RowRun), "a resume's range of one partition is passed on as a run"
+    if isinstance(found, RowRun):
+        assert len(found) == len(rows)
+        assert found.row_list() == BsatnRowList.from_rows(rows)
+        assert next(found) == rows[0] and list(found) == rows[1:], "read row by row, it yields the same rows"
 
 
 @pytest.mark.parametrize("sql", DECODED)

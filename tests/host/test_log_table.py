@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.datastore import TOP, TableStore
-from autopilot_sync.host.logtable import LogRows, is_log_shaped, segment_rows
+from autopilot_sync.host.logtable import LogRows, RowRun, is_log_shaped, segment_rows
 from autopilot_sync.host.snapshot import _CODEC_V1, _HEADER, MAGIC_V1, Snapshot, read_snapshot, write_snapshot
 from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime.rowlist import BsatnRowList
 
 COLUMNS = (("stream_id", at.STRING), ("seq", at.U64), ("key", at.STRING), ("payload", at.STRING))
 LOG = TableDef("events", COLUMNS, unique=(("stream_id", "seq"),), indexes=(("stream_id", "key"), ("stream_id",)))
@@ -176,6 +177,28 @@ def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> Non
     assert list(store.indexes[("stream_id", "key")].lookup(("s0", "k5"))) == [store.encode(_row(0, 5, 5))]
 
 
+def test_a_long_range_of_a_trimmed_partition_is_a_packed_run_of_the_same_rows() -> None:
+    from autopilot_sync.host.datastore import Datastore
+    from autopilot_sync.host.transaction import Transaction
+
+    store = TableStore(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    for seq in range(1, 3001):
+        tx.insert(store, _row(0, seq, seq))
+    tx = Transaction(datastore)
+    for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]:
+        assert tx.delete_bytes(store, row_bytes)  # compacts once half is dead: offsets start at a later row
+    index = store.indexes[("stream_id", "seq")]
+    expected = [store.encode(_row(0, seq, seq)) for seq in range(2401, 3001)]
+    run = index.range(("s0", 2400), ("s0", TOP), (False, True))
+    assert isinstance(run, RowRun) and len(run) == 600
+    assert run.row_list() == BsatnRowList.from_rows(expected) and list(run) == expected
+    tx.insert(store, _row(0, 3001, 3001))  # the partition's buffer grows after a run was taken
+    assert list(index.range(("s0", 2400), ("s0", TOP), (False, True))) == [*expected, store.encode(_row(0, 3001, 3001))]
+
+
 def test_a_log_table_snapshot_is_its_buffers_and_loads_back_to_the_same_reads(tmp_path: Path) -> None:
     from autopilot_sync.host.datastore import Datastore
     from autopilot_sync.host.transaction import Transaction
@@ -208,3 +231,66 @@ def test_a_snapshot_written_before_log_tables_still_loads(tmp_path: Path) -> Non
     path.write_bytes(_HEADER.pack(MAGIC_V1, zlib.crc32(body)) + body)
     loaded = read_snapshot(path)
     assert (loaded.offset, loaded.tables, loaded.logs) == (7, {"events": rows}, {})
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 5), st.text(max_size=6)), max_size=60),
+    st.integers(1, 7),
+)
+def test_a_replayed_row_is_stored_exactly_as_an_inserted_one(items: list[tuple[int, int, str]], per_tx: int) -> None:
+    """`put_current` and `put_current_many` (the log replayed at start, hashing the idempotency key from the row's
+    bytes; runs of one partition appended at once) and `put` (a reducer's insert, hashing the decoded key) leave the
+    same partitions, hash arrays included."""
+    replayed, batched, inserted, generic = TableStore(LOG), TableStore(LOG), TableStore(LOG), _generic(LOG)
+    next_seq = [1, 1, 1]
+    pending: list[bytes] = []
+    for stream, key, payload in items:
+        row = (f"s{stream}", next_seq[stream], f"k{key}é", payload)
+        next_seq[stream] += 1
+        row_bytes = inserted.encode(inserted.make_row(row))
+        replayed.put_current(row_bytes)
+        pending.append(row_bytes)
+        if len(pending) == per_tx:
+            batched.put_current_many(pending)
+            pending = []
+        inserted.put(row_bytes, inserted.make_row(row))
+        generic.put(row_bytes, generic.make_row(row))
+    batched.put_current_many(pending)
+    for store in (replayed, batched):
+        assert isinstance(store.rows, LogRows) and isinstance(inserted.rows, LogRows)
+        assert store.rows.partitions.keys() == inserted.rows.partitions.keys()
+        for name, part in store.rows.partitions.items():
+            other = inserted.rows.partitions[name]
+            assert (part.seqs, part.ends, bytes(part.buf), part.hashes) == (
+                other.seqs,
+                other.ends,
+                bytes(other.buf),
+                other.hashes,
+            )
+        _reads_agree(store, generic)
+
+
+def test_an_append_past_the_partition_end_takes_the_short_path_and_every_other_insert_is_still_checked() -> None:
+    """`LogRows.append_new` skips the presence and unique checks only for a row beyond its partition's last seq;
+    a row at or below it (the same bytes, another row at a taken seq) meets the checks as before."""
+    import pytest
+
+    from autopilot_sync.host.datastore import Datastore, UniqueConstraintError
+    from autopilot_sync.host.transaction import Transaction
+
+    store = TableStore(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    assert isinstance(store.rows, LogRows)
+    assert store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1))
+    assert not store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1)), "its seq is no longer past the end"
+    for seq in (2, 3):
+        tx.insert(store, _row(0, seq, seq))
+    tx.insert(store, _row(0, 3, 3))  # the same row again: a no-op
+    assert len(store.rows) == 3
+    with pytest.raises(UniqueConstraintError):
+        tx.insert(store, _row(0, 3, 9))  # another row at a taken (stream, seq)
+    tx.rollback()
+    assert [store.rows[b][1] for b in store.indexes[("stream_id",)].lookup(("s0",))] == [1]

@@ -27,3 +27,14 @@ def test_the_warm_up_freezes_the_start_up_heap_out_of_full_collections() -> None
     # a full collection is what came after (here: the few objects of the script itself).
     assert counts["after"] > 20_000
     assert counts["tracked"] < counts["after"] / 10
+
+
+def test_the_warm_up_loads_the_sql_dialect_a_first_query_after_a_restart_would_load() -> None:
+    script = (
+        "import sys\n"
+        "from autopilot_sync.host.warm import warm_in_background\n"
+        "warm_in_background(0.0).join(120)\n"
+        "print('sqlglot.dialects.postgres' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=180)
+    assert done.stdout.strip() == "True", "the first resume after a restart would load the dialect itself"

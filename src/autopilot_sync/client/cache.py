@@ -19,7 +19,8 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from itertools import chain
+from typing import Any, NamedTuple, overload
 
 from autopilot_sync.client.gc_pause import paused_gc
 
@@ -102,6 +103,37 @@ class _Entry:
         return self._row
 
 
+class _Unread:
+    """What the cache holds for each row of a batch inserted whole until the row is first needed: one object per
+    batch, not per row (a catch-up's 10,000 entries, and the collector's walks over them, were a third of the SDK's
+    cache CPU). The key is the row's bytes (`RowBatch` is only for tables keyed by their bytes), so `_entry` makes
+    the row's `_Entry` from the key when something reads it; its count is 1, as every batch row's is.
+    """
+
+    __slots__ = ("decode",)
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        self.decode = decode
+
+
+#: A table's rows: a row's key → its entry (or `_Unread` until first read; see `_entry`).
+_Entries = dict[Hashable, "_Entry | _Unread"]
+
+
+def _entry(entries: _Entries, key: Hashable) -> _Entry | None:
+    """The entry held under `key` (made from an `_Unread` mark, and kept, on first read), or None."""
+    held = entries.get(key)
+    if type(held) is _Unread:
+        assert isinstance(key, bytes)
+        held = entries[key] = _Entry(key, None, 1, held.decode)
+    return held  # type: ignore[return-value]  # None, or an _Entry
+
+
+def _entries_of(entries: _Entries) -> list[_Entry]:
+    """Every entry of a table, in order, each `_Unread` mark made into its entry."""
+    return [held if type(held) is _Entry else _entry(entries, key) for key, held in entries.items()]  # type: ignore[misc]
+
+
 def _value(held: Any) -> Any:
     return held.row if type(held) is _Entry else held
 
@@ -153,9 +185,100 @@ class RowChange:
         return f"RowChange({fields})"
 
 
+class _BatchInserts(Sequence[RowChange]):
+    """The insert changes of rows a batch brought in (`_insert_batch`), each `RowChange` built when read.
+
+    A catch-up's `SubscribeApplied` brings thousands of rows that nobody may ever look at one by one; building a
+    change object per row was a fifth of the SDK's CPU for it. The entries are the cache's own (a read decodes the
+    row the cache keeps), so what a reader gets is what the eager list gave.
+    """
+
+    __slots__ = ("_cause", "_decode", "_entries", "_rows", "_table")
+
+    def __init__(
+        self, table: str, entries: _Entries, rows: Sequence[bytes], decode: Callable[[bytes], Any], cause: ChangeCause
+    ) -> None:
+        self._table = table
+        self._entries = entries
+        self._rows = rows
+        self._decode = decode
+        self._cause = cause
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> RowChange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RowChange]: ...
+
+    def __getitem__(self, index: int | slice) -> RowChange | list[RowChange]:
+        if isinstance(index, slice):
+            return [self._change(raw) for raw in self._rows[index]]
+        return self._change(self._rows[index])
+
+    def __iter__(self) -> Iterator[RowChange]:
+        return map(self._change, self._rows)
+
+    def _change(self, raw: bytes) -> RowChange:
+        # The cache's entry for the row (its bytes are its key); one of its own if the row has left the cache since.
+        entry = _entry(self._entries, raw) or _Entry(raw, None, 1, self._decode)
+        return RowChange(ChangeKind.INSERT, self._table, None, entry, self._cause)
+
+
+class Changes(Sequence[RowChange]):
+    """One applied message's changes, in order: built ones and batches' inserts built when read (`_BatchInserts`).
+
+    `apply` returns a plain list when every change was built anyway; this sequence otherwise. It compares equal to
+    any sequence of the same changes.
+    """
+
+    __slots__ = ("_parts", "_size")
+
+    def __init__(self, parts: list[Sequence[RowChange]]) -> None:
+        self._parts = parts
+        self._size = sum(map(len, parts))
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> RowChange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[RowChange]: ...
+
+    def __getitem__(self, index: int | slice) -> RowChange | list[RowChange]:
+        if isinstance(index, slice):
+            return list(self)[index]
+        if index < 0:
+            index += self._size
+        if not 0 <= index < self._size:
+            raise IndexError("change index out of range")
+        for part in self._parts:
+            if index < len(part):
+                return part[index]
+            index -= len(part)
+        raise IndexError("change index out of range")  # pragma: no cover - the bounds were checked above
+
+    def __iter__(self) -> Iterator[RowChange]:
+        return chain.from_iterable(self._parts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Changes({list(self)!r})"
+
+
 @dataclass(slots=True)
 class _TableState:
-    entries: dict[Hashable, _Entry] = field(default_factory=dict)
+    entries: _Entries = field(default_factory=dict)
 
 
 InsertCallback = Callable[[Any], None]
@@ -171,7 +294,7 @@ class ClientCache:
         self._tables: dict[str, _TableState] = {}
         #: query set → table → key → how many times that set holds the row
         self._members: dict[int, dict[str, Counter[Hashable]]] = {}
-        self._stash: dict[str, dict[Hashable, _Entry]] | None = None
+        self._stash: dict[str, _Entries] | None = None
         self._on_insert: dict[str, list[InsertCallback]] = {}
         self._on_delete: dict[str, list[DeleteCallback]] = {}
         self._on_update: dict[str, list[UpdateCallback]] = {}
@@ -183,11 +306,11 @@ class ClientCache:
 
     def rows(self, table: str) -> list[Any]:
         """The rows of a table (during a resync: the rows as they were before the reconnect)."""
-        return [entry.row for entry in self._visible(table).values()]
+        return [entry.row for entry in _entries_of(self._visible(table))]
 
     def find(self, table: str, primary_key: Any) -> Any | None:
         """The row with this primary key (a tuple of the key columns' values for a composite key), if cached."""
-        entry = self._visible(table).get(("pk", primary_key))
+        entry = _entry(self._visible(table), ("pk", primary_key))
         return entry.row if entry is not None else None
 
     def count(self, table: str) -> int:
@@ -209,7 +332,7 @@ class ClientCache:
         """True between `begin_resync` and `end_resync`."""
         return self._stash is not None
 
-    def _visible(self, table: str) -> dict[Hashable, _Entry]:
+    def _visible(self, table: str) -> _Entries:
         if self._stash is not None:
             return self._stash.get(table, {})
         state = self._tables.get(table)
@@ -235,10 +358,11 @@ class ClientCache:
 
     # ----- writing -----
 
-    def apply(self, ops: Sequence[RowOp | RowBatch], cause: ChangeCause) -> list[RowChange]:
+    def apply(self, ops: Sequence[RowOp | RowBatch], cause: ChangeCause) -> Sequence[RowChange]:
         """Apply one message's operations atomically, then run callbacks; returns the changes.
 
-        During a resync the changes are computed but not reported (the diff is reported by `end_resync`).
+        During a resync the changes are computed but not reported (the diff is reported by `end_resync`). The
+        changes of rows a batch inserted whole are built when read (`Changes`).
         """
         with paused_gc(sum(len(op.rows) if isinstance(op, RowBatch) else 1 for op in ops)):
             changes = self._apply(ops, cause)
@@ -247,9 +371,10 @@ class ClientCache:
         self._emit(changes)
         return changes
 
-    def _apply(self, ops: Sequence[RowOp | RowBatch], cause: ChangeCause) -> list[RowChange]:
+    def _apply(self, ops: Sequence[RowOp | RowBatch], cause: ChangeCause) -> Sequence[RowChange]:
         grouped: dict[str, dict[Hashable, list[RowOp]] | RowBatch] = {}
         changes: list[RowChange] = []
+        parts: list[Sequence[RowChange]] = []  # when a batch is inserted whole: the changes before it, its own, ...
         for item in ops:
             if isinstance(item, RowBatch):
                 if item.table not in grouped and item.insert and self._all_new(item):
@@ -278,7 +403,8 @@ class ClientCache:
             state = self._tables.setdefault(table, _TableState())
             entries = state.entries
             if isinstance(by_key, RowBatch):
-                changes.extend(self._insert_batch(entries, by_key, cause))
+                parts.extend((changes, self._insert_batch(entries, by_key, cause)))
+                changes = []
                 continue
             members_of: dict[int, Counter[Hashable]] = {}
             for key, key_ops in by_key.items():
@@ -296,7 +422,10 @@ class ClientCache:
                 change = self._apply_key(state, table, key, key_ops, cause)
                 if change is not None:
                     changes.append(change)
-        return changes
+        if not parts:
+            return changes
+        parts.append(changes)
+        return Changes([part for part in parts if part])
 
     def _all_new(self, batch: RowBatch) -> bool:
         """True when no row of the batch repeats and none is cached yet: it can be inserted without grouping."""
@@ -304,14 +433,12 @@ class ClientCache:
         state = self._tables.get(batch.table)
         return len(set(rows)) == len(rows) and (state is None or state.entries.keys().isdisjoint(rows))
 
-    def _insert_batch(self, entries: dict[Hashable, _Entry], batch: RowBatch, cause: ChangeCause) -> list[RowChange]:
+    def _insert_batch(self, entries: _Entries, batch: RowBatch, cause: ChangeCause) -> _BatchInserts:
         """Insert rows known to be new (`_all_new`), keyed by their bytes, kept undecoded: a catch-up's path."""
         rows, table, decode = batch.rows, batch.table, batch.decode
         self._members.setdefault(batch.query_set_id, {}).setdefault(table, Counter()).update(rows)
-        new = [_Entry(raw, None, 1, decode) for raw in rows]
-        entries.update(zip(rows, new, strict=True))
-        insert_kind = ChangeKind.INSERT
-        return [RowChange(insert_kind, table, None, entry, cause) for entry in new]
+        entries.update(dict.fromkeys(rows, _Unread(decode)))
+        return _BatchInserts(table, entries, rows, decode, cause)
 
     def _apply_key(
         self, state: _TableState, table: str, key: Hashable, ops: list[RowOp], cause: ChangeCause
@@ -328,7 +455,7 @@ class ClientCache:
                 members[key] -= 1
                 if members[key] == 0:
                     del members[key]
-        entry = state.entries.get(key)
+        entry = _entry(state.entries, key)
         previous = entry.count if entry is not None else 0
         count = previous + len(inserted) - deletes
         if count < 0:
@@ -352,7 +479,7 @@ class ClientCache:
             return RowChange(ChangeKind.UPDATE, table, entry, newest.row, cause)
         return None
 
-    def release_query_set(self, query_set_id: int, cause: ChangeCause) -> list[RowChange]:
+    def release_query_set(self, query_set_id: int, cause: ChangeCause) -> Sequence[RowChange]:
         """Drop every row a query set holds (unsubscribed, or dropped by the server); returns the deletes."""
         members = self._members.pop(query_set_id, {})
         ops = [
@@ -394,15 +521,19 @@ class ClientCache:
             before = stash.get(table, {})
             after_state = self._tables.get(table)
             after = after_state.entries if after_state is not None else {}
-            for key, old in before.items():
-                new = after.get(key)
+            for key in list(before):
+                if type(after.get(key)) is _Unread:
+                    continue  # kept by its bytes, which are its key: still there, unchanged
+                old = _entry(before, key)
+                new = _entry(after, key)
+                assert old is not None
                 if new is None:
                     changes.append(RowChange(ChangeKind.DELETE, table, old, None, ChangeCause.RESYNC))
                 elif new.row_bytes != old.row_bytes:
                     changes.append(RowChange(ChangeKind.UPDATE, table, old, new, ChangeCause.RESYNC))
-            for key, new in after.items():
+            for key in list(after):
                 if key not in before:
-                    changes.append(RowChange(ChangeKind.INSERT, table, None, new, ChangeCause.RESYNC))
+                    changes.append(RowChange(ChangeKind.INSERT, table, None, _entry(after, key), ChangeCause.RESYNC))
         self._emit(changes)
         return changes
 

@@ -1,6 +1,6 @@
 """One WebSocket session with a Spacetime host: negotiation, frames, request ids, and routing answers to callers.
 
-`connect()` trades the caller's token for a short-lived one, opens `GET /v1/database/:name/subscribe` offering
+`connect()` opens `GET /v1/database/:name/subscribe` with the caller's token in its `Authorization` header, offering
 `v3.bsatn.spacetimedb` then `v2.bsatn.spacetimedb`, and waits for `InitialConnection`. After that one reader task
 decodes every frame and hands each message, in wire order, to the connection's `ClientSession` (`session.py`, the
 sans-I/O protocol state), which checks it against what this connection has asked for (query sets, request ids) and
@@ -22,7 +22,6 @@ from typing import Any
 
 import aiohttp
 
-from autopilot_sync.client.auth import exchange_websocket_token
 from autopilot_sync.client.cache import ClientCache
 from autopilot_sync.client.errors import (
     AuthenticationError,
@@ -445,7 +444,7 @@ async def connect(
 ) -> Connection:
     """Open a session and wait for `InitialConnection`.
 
-    With `token`, it is traded for a short-lived WebSocket token first (`AuthenticationError` when refused); without
+    With `token`, the upgrade carries it as `Authorization: Bearer` (`AuthenticationError` when refused); without
     one the server mints an anonymous identity (`connection.token` then holds its token, to reconnect as the same
     identity). The schema is fetched from the server unless given; `row_types` maps table names to row classes.
     """
@@ -463,11 +462,9 @@ async def connect(
         elif row_types:
             schema = schema.with_row_types(row_types)
         params = {"compression": opts.compression.value}
-        if token:
-            params["token"] = await exchange_websocket_token(client, http_base, token)
         if opts.confirmed is not None:
             params["confirmed"] = "true" if opts.confirmed else "false"
-        ws = await _open(client, subscribe_url(http_base, database), params, opts)
+        ws = await _open(client, subscribe_url(http_base, database), params, opts, token)
         try:
             protocol = ws.protocol
             if protocol not in opts.protocols:
@@ -501,12 +498,22 @@ def _retrieve(task: asyncio.Task[None]) -> None:
 
 
 async def _open(
-    client: aiohttp.ClientSession, url: str, params: dict[str, str], opts: ConnectOptions
+    client: aiohttp.ClientSession, url: str, params: dict[str, str], opts: ConnectOptions, token: str | None
 ) -> aiohttp.ClientWebSocketResponse:
+    """The upgrade; `token` goes in its `Authorization` header (never the URL), as SpacetimeDB's Rust SDK sends it.
+
+    The official TypeScript SDK first trades its token for a 60 s one at `/v1/identity/websocket-token` and puts that
+    in `?token=`, because a browser's WebSocket cannot set headers; a client that can skips that round trip (one HTTP
+    request, one host signature per connect: a third of what a reconnect storm cost the host per client, on top of
+    the same share of the client's own time, docs/performance.md "Round 5 — storm2"). The host checks the token
+    exactly as it checks the exchanged one, and ends the socket when the token's rights end.
+    """
+    headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         return await client.ws_connect(
             url,
             params=params,
+            headers=headers,
             protocols=opts.protocols,
             heartbeat=opts.heartbeat,
             max_msg_size=opts.max_message_bytes,

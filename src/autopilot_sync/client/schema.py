@@ -22,8 +22,15 @@ import aiohttp
 from autopilot_sync.client.errors import AuthenticationError, SchemaError
 from autopilot_sync.spacetime import bsatn, moduledef
 from autopilot_sync.spacetime.algebraic import AlgebraicType, ArrayType, ProductType, SumType, is_option
-from autopilot_sync.spacetime.bsatn_check import RowListChecker, RowsDoNotDecodeError, row_list_checker
+from autopilot_sync.spacetime.bsatn_check import (
+    PackedRowListChecker,
+    RowListChecker,
+    RowsDoNotDecodeError,
+    packed_checker,
+    row_list_checker,
+)
 from autopilot_sync.spacetime.errors import DecodeError
+from autopilot_sync.spacetime.rowlist import BsatnRowList
 
 #: Builds a row object from the decoded column values, in column order (a namedtuple or dataclass type fits).
 RowFactory = Callable[..., Any]
@@ -49,10 +56,14 @@ class TableSchema:
     #: Checks a row list without decoding it, for tables whose rows the cache keeps as bytes (no primary key, a
     #: shape `bsatn_check` handles); None otherwise.
     _checker: RowListChecker | None = field(init=False, repr=False, compare=False)
+    #: The same check over a row list as received (compiled when built); None exactly when `_checker` is.
+    _packed: PackedRowListChecker | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         checker = None if self.primary_key else row_list_checker(self.row_type, self.typespace)
         object.__setattr__(self, "_checker", checker)
+        packed = None if checker is None else packed_checker(self.row_type, self.typespace)
+        object.__setattr__(self, "_packed", packed)
 
     @property
     def decodes_lazily(self) -> bool:
@@ -80,6 +91,25 @@ class TableSchema:
             checker(rows)
         except RowsDoNotDecodeError:
             self.decode_rows(rows)
+
+    def check_row_list(self, rows: BsatnRowList) -> list[bytes]:
+        """`check_rows` for a row list as it arrived; returns its rows split. The walk runs over the list's one
+        buffer (compiled where `bsatn_check.NATIVE`, which splits the rows too), so a catch-up's check costs no
+        Python step per field."""
+        packed = self._packed
+        if packed is None:
+            raws = rows.rows()
+            self.check_rows(raws)
+            return raws
+        try:
+            raws = packed(rows)
+        except RowsDoNotDecodeError:
+            raws = rows.rows()
+            self.decode_rows(raws)  # raises the decoder's own error
+            return raws
+        if raws:
+            self.decode(raws[0])  # proves the row class fits
+        return raws
 
     @property
     def column_names(self) -> tuple[str, ...]:

@@ -46,8 +46,7 @@ from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
     V3_CLIENT_FRAME_CAP,
     batch_bodies,
-    decode_server_frame,
-    split_server_body,
+    decode_server_frame_messages,
 )
 
 PROTOCOL_V3 = "v3.bsatn.spacetimedb"
@@ -109,7 +108,7 @@ Answer = CallAnswered | QueryAnswered | UnsubscribeDone | ProcedureAnswered
 def decode_frame(data: bytes, protocol: str, max_size: int = MAX_MESSAGE_SIZE) -> list[m.ServerMessage]:
     """Every server message in one binary frame; `ProtocolError` for anything undecodable (v2: exactly one)."""
     try:
-        messages = split_server_body(decode_server_frame(data, max_size))
+        messages = decode_server_frame_messages(data, max_size)
     except DecodeError as exc:
         raise ProtocolError(ProtocolErrorKind.UNDECODABLE_FRAME, str(exc)) from None
     if protocol == PROTOCOL_V2 and len(messages) != 1:

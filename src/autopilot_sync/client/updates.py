@@ -30,14 +30,14 @@ def _table(schema: ClientSchema, name: str) -> TableSchema:
 def _ops(
     table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False
 ) -> list[RowOp] | list[RowBatch]:
-    raws = rows.rows()
     if table.decodes_lazily and not event:
         # Checked now, decoded when read: see `RowBatch`.
         try:
-            table.check_rows(raws)
+            checked = table.check_row_list(rows)
         except DecodeError as exc:
             raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
-        return [RowBatch(query_set_id, table.name, insert, raws, table.row_of)]
+        return [RowBatch(query_set_id, table.name, insert, checked, table.row_of)]
+    raws = rows.rows()
     with paused_gc(len(raws)):
         try:
             decoded = table.decode_rows(raws)

@@ -32,6 +32,7 @@ GENESIS_TAG = "autopilot-sync/stream-chain/v1"
 _CHAIN_VALUE = re.compile(r"sha256:([0-9a-f]{64})")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_EPOCH_SEQ_LEN = struct.Struct("<QQI")  # u64(epoch) || u64(seq) || the u32 length of the kind that follows
 
 
 class ChainValueError(ValueError):
@@ -43,7 +44,8 @@ def _str(text: str) -> bytes:
     return _U32.pack(len(data)) + data
 
 
-def _text(digest: bytes) -> str:
+def text_of(digest: bytes) -> str:
+    """The chain value written for 32 raw bytes (`sha256:<64 lowercase hex>`)."""
     return PREFIX + digest.hex()
 
 
@@ -57,23 +59,35 @@ def raw(chain: str) -> bytes:
 
 def genesis(stream_id: str, epoch: int) -> str:
     """The chain value before seq 1 of an epoch that starts empty (a new stream, or one just reset)."""
-    return _text(hashlib.sha256(_str(GENESIS_TAG) + _str(stream_id) + _U64.pack(epoch)).digest())
+    return text_of(hashlib.sha256(_str(GENESIS_TAG) + _str(stream_id) + _U64.pack(epoch)).digest())
 
 
 def link(prev: str, stream_id: str, epoch: int, seq: int, kind: str, idempotency_key: str, payload_hash: str) -> str:
     """The chain value of one event, committing to its predecessor's chain value and to the event's identity."""
+    return text_of(link_digest(raw(prev), stream_id, epoch, seq, kind, idempotency_key, payload_hash))
+
+
+def link_digest(
+    prev: bytes, stream_id: str, epoch: int, seq: int, kind: str, idempotency_key: str, payload_hash: str
+) -> bytes:
+    """`link` from and to the 32 raw bytes of chain values: a writer that chains many events in a row (the module's
+    batch append) keeps each value's bytes for the next link instead of parsing the text it just wrote."""
+    stream, kind_bytes = stream_id.encode("utf-8"), kind.encode("utf-8")
+    key, hash_bytes = idempotency_key.encode("utf-8"), payload_hash.encode("utf-8")
     message = b"".join(
         (
-            raw(prev),
-            _str(stream_id),
-            _U64.pack(epoch),
-            _U64.pack(seq),
-            _str(kind),
-            _str(idempotency_key),
-            _str(payload_hash),
+            prev,
+            _U32.pack(len(stream)),
+            stream,
+            _EPOCH_SEQ_LEN.pack(epoch, seq, len(kind_bytes)),
+            kind_bytes,
+            _U32.pack(len(key)),
+            key,
+            _U32.pack(len(hash_bytes)),
+            hash_bytes,
         )
     )
-    return _text(hashlib.sha256(message).digest())
+    return hashlib.sha256(message).digest()
 
 
 class ChainedEvent(Protocol):

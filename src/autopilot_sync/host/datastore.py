@@ -21,6 +21,7 @@ from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.hosted_module import HostedModule, tables_from_definition
 from autopilot_sync.host.logtable import LogRows, is_log_shaped, log_store_parts
+from autopilot_sync.host.row_cache import DecodedRows
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
@@ -71,35 +72,26 @@ class RowMap(Mapping[bytes, tuple[Any, ...]]):
     per row, for scans in insertion order as before.
 
     Reducers read the same few rows again and again (a stream's head, the limits row): the last `CACHED` rows read
-    are kept decoded, and the cache is simply emptied when full (no per-read bookkeeping).
+    are kept decoded (`row_cache.DecodedRows`, shared with the log table kind).
     """
 
-    CACHED = 256
+    CACHED = DecodedRows.CACHED
 
     __slots__ = ("_bytes", "_cache", "_decode")
 
     def __init__(self, decode: Callable[[bytes], tuple[Any, ...]]) -> None:
         self._bytes: dict[bytes, None] = {}
         self._decode = decode
-        self._cache: dict[bytes, tuple[Any, ...]] = {}
-
-    def _read(self, row_bytes: bytes) -> tuple[Any, ...]:
-        row = self._cache.get(row_bytes)
-        if row is None:
-            row = self._decode(row_bytes)
-            if len(self._cache) >= self.CACHED:
-                self._cache.clear()
-            self._cache[row_bytes] = row
-        return row
+        self._cache = DecodedRows()
 
     def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]:
         if row_bytes not in self._bytes:
             raise KeyError(row_bytes)
-        return self._read(row_bytes)
+        return self._cache.read(row_bytes, self._decode)
 
     def get(self, row_bytes: bytes, default: Any = None) -> Any:
         """The decoded row, or `default` when absent."""
-        return self._read(row_bytes) if row_bytes in self._bytes else default
+        return self._cache.read(row_bytes, self._decode) if row_bytes in self._bytes else default
 
     def __contains__(self, row_bytes: object) -> bool:
         return row_bytes in self._bytes
@@ -114,11 +106,8 @@ class RowMap(Mapping[bytes, tuple[Any, ...]]):
         """Store a row's bytes; its decoded form (when given) joins the cache: a row just written is the likeliest
         next read."""
         self._bytes[row_bytes] = None
-        if row is None:
-            return
-        if len(self._cache) >= self.CACHED:
-            self._cache.clear()
-        self._cache[row_bytes] = row
+        if row is not None:
+            self._cache.keep(row_bytes, row)
 
     def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
         """Forget a row's bytes; the decoded row, or None when it was not there."""
@@ -272,6 +261,10 @@ class TableStore:
             self.rows = RowMap(self.decode)
             self.indexes = {group: Index(table, group, group in unique) for group in table.all_indexes()}
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
+        #: The rows as a log (`LogRows`), or None: a transaction's insert tries the log's append first.
+        self.log_rows = self.rows if isinstance(self.rows, LogRows) else None
+        #: The table's row class: a row already of it is stored as it is, not made again.
+        self.row_class = table.row_class
         self._older_shapes = _older_shapes(table)
 
     def __len__(self) -> int:
@@ -325,6 +318,8 @@ class TableStore:
     def put(self, row_bytes: bytes, row: tuple[Any, ...]) -> None:
         """Store a row already checked against constraints (`row` is its decoded form, for the index keys)."""
         self.rows.add(row_bytes, row)
+        if self.log_rows is not None:
+            return  # a log's indexes are its partitions: `LogRows.add` kept them
         for index in self.indexes.values():
             index.add(index.key_of(row), row_bytes)
 
@@ -332,7 +327,7 @@ class TableStore:
         """Store a row known to be in today's shape (a snapshot written under this schema), decoding only the
         leading columns its index keys need, or nothing when the table has no index."""
         if isinstance(self.rows, LogRows):
-            self.rows.add(row_bytes, None, full=False)
+            self.rows.add_stored(row_bytes)
             return
         self.rows.add(row_bytes, None)
         if self._key_columns is None:
@@ -340,6 +335,15 @@ class TableStore:
         prefix, _ = self._key_columns(row_bytes, 0)
         for index in self.indexes.values():
             index.add(index.key_of(prefix), row_bytes)
+
+    def put_current_many(self, rows: list[bytes]) -> None:
+        """`put_current` for each of `rows` in order (a replayed transaction's inserts): a log table appends runs of
+        one partition in one step (`LogRows.add_stored_many`)."""
+        if isinstance(self.rows, LogRows):
+            self.rows.add_stored_many(rows)
+            return
+        for row_bytes in rows:
+            self.put_current(row_bytes)
 
     def load_current(self, stored: Iterable[bytes]) -> None:
         """`put_current` for every row of a snapshot; into an empty table each index is built with one sort instead
@@ -405,6 +409,12 @@ class Datastore:
             return self.tables[name]
         except KeyError:
             raise KeyError(f"no such table: {name}") from None
+
+    def clear(self) -> None:
+        """Forget every row of every table (recovery starting over from an older snapshot); the stores stay the same
+        objects."""
+        for store in self.tables.values():
+            TableStore.__init__(store, store.table)
 
     def row_counts(self) -> dict[str, int]:
         """Rows per table, for metrics and status."""

@@ -22,21 +22,38 @@ non-unique index come in sequence order (the generic store's order for them is a
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain, repeat
+from operator import add, sub
 from typing import Any
 
 from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.host.row_cache import DecodedRows
+from autopilot_sync.host.snapshot_section import Section
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
+from autopilot_sync.spacetime.rowlist import MAX_FIXED_ROW_SIZE, BsatnRowList, FixedSize, RowOffsets
+
+_pack_run: (
+    Callable[[bytearray | memoryview, bytes, array[int], array[int], array[int]], tuple[bytes, int | tuple[int, ...]]]
+    | None
+)
+try:
+    from autopilot_sync.spacetime._rowlist import pack_run as _pack_run
+except ImportError:  # not compiled on this machine: `_pack_run_python`
+    _pack_run = None
 
 Key = tuple[Any, ...]
+Bytes = bytes | memoryview
 #: One partition in a snapshot: (its key's BSATN prefix, seqs, ends, buffer, one hash array per other index), the
-#: arrays as their machine bytes (little-endian on every platform the host runs on).
-Segment = tuple[bytes, bytes, bytes, bytes, list[bytes]]
+#: arrays as their machine bytes (little-endian on every platform the host runs on). Read from a mapped snapshot,
+#: the buffer is a `Section` of the mapping, checked against its checksum at first use.
+Segment = tuple[bytes, Bytes, Bytes, Bytes | Section, list[Bytes]]
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 #: Compact a partition once this many head rows are dead and they are at least half of it.
@@ -58,17 +75,44 @@ def is_log_shaped(table: TableDef) -> bool:
 class Partition:
     """The live rows of one partition key, in sequence order (see the module docstring)."""
 
-    __slots__ = ("buf", "ends", "hashes", "head", "key", "prefix", "seqs", "sets")
+    __slots__ = ("buf", "ends", "hashes", "head", "key", "pending", "prefix", "seqs", "sets")
 
     def __init__(self, key: str, prefix: bytes, others: int) -> None:
         self.key = key
         self.prefix = prefix
-        self.buf = bytearray()
+        #: The rows' bytes: a `bytearray` once written to; loaded from a snapshot, a read-only view of its mapping
+        #: (copied into a `bytearray` at the first write), which `pending` holds until its checksum is checked.
+        self.buf: bytearray | memoryview = bytearray()
+        self.pending: Section | None = None
         self.seqs = array("Q")
         self.ends = array("Q")
         self.head = 0
         self.hashes = [array("I") for _ in range(others)]
-        self.sets: list[set[int]] = [set() for _ in range(others)]
+        #: Per other index, the set of `hashes` (None until an idempotency check needs it: a partition loaded from a
+        #: snapshot and never appended to costs no set, ~70 bytes per row, and no time at start).
+        self.sets: list[set[int]] | None = None
+
+    def readable(self) -> bytearray | memoryview:
+        """The rows' bytes, checked against the snapshot's checksum first when they came from one."""
+        pending = self.pending
+        if pending is not None:
+            self.buf = pending.verified()
+            self.pending = None
+        return self.buf
+
+    def writable(self) -> bytearray:
+        """The rows' bytes as a `bytearray` (a mapped snapshot's view is copied at the partition's first write)."""
+        buf = self.readable()
+        if isinstance(buf, memoryview):
+            buf = self.buf = bytearray(buf)
+        return buf
+
+    def key_set(self, column: int) -> set[int]:
+        """The set of one other index's hashes (built at the first need, then kept up to date by `append`)."""
+        sets = self.sets
+        if sets is None:
+            sets = self.sets = [set(hashes) for hashes in self.hashes]
+        return sets[column]
 
     def live(self) -> int:
         return len(self.seqs) - self.head
@@ -80,36 +124,58 @@ class Partition:
         return i if i < len(seqs) and seqs[i] == seq else -1
 
     def row_bytes(self, i: int) -> bytes:
+        buf = self.buf if self.pending is None else self.readable()
         start = self.ends[i - 1] if i else 0
-        return self.prefix + _U64.pack(self.seqs[i]) + self.buf[start : self.ends[i]]
+        return self.prefix + _U64.pack(self.seqs[i]) + buf[start : self.ends[i]]
+
+    def rows_between(self, first: int, stop: int) -> list[bytes]:
+        """The stored bytes of the rows at positions [first, stop), in order: a resume's initial rows (one loop with
+        the buffer, offsets and key bound once, ~2x `row_bytes` per row)."""
+        if first >= stop:
+            return []
+        buf = self.buf if self.pending is None else self.readable()
+        prefix, pack = self.prefix, _U64.pack
+        start = self.ends[first - 1] if first else 0
+        out = []
+        for seq, end in zip(self.seqs[first:stop], self.ends[first:stop], strict=True):
+            out.append(prefix + pack(seq) + buf[start:end])
+            start = end
+        return out
 
     def tail_equals(self, i: int, tail: memoryview) -> bool:
+        buf = self.buf if self.pending is None else self.readable()
         start = self.ends[i - 1] if i else 0
-        return self.ends[i] - start == len(tail) and self.buf[start : self.ends[i]] == tail
+        return self.ends[i] - start == len(tail) and buf[start : self.ends[i]] == tail
 
     def append(self, seq: int, tail: bytes | memoryview, hashes: list[int]) -> None:
-        self.buf += tail
+        buf = self.buf
+        if type(buf) is not bytearray:
+            buf = self.writable()
+        buf += tail
         self.seqs.append(seq)
-        self.ends.append(len(self.buf))
+        self.ends.append(len(buf))
+        sets = self.sets
         for column, value in enumerate(hashes):
             self.hashes[column].append(value)
-            self.sets[column].add(value)
+            if sets is not None:
+                sets[column].add(value)
 
     def rebuild(self, rows: list[tuple[int, bytes, list[int]]]) -> None:
         """Replace every row (dead head dropped) by `rows`, given in sequence order."""
         self.buf = bytearray()
+        self.pending = None
         self.seqs = array("Q")
         self.ends = array("Q")
         self.head = 0
         self.hashes = [array("I") for _ in self.hashes]
-        self.sets = [set() for _ in self.sets]
+        self.sets = None
         for seq, tail, hashes in rows:
             self.append(seq, tail, hashes)
 
     def rows(self) -> list[tuple[int, bytes, list[int]]]:
         """Every live row as (seq, tail, hashes)."""
         out = []
-        ends, buf = self.ends, self.buf
+        ends, buf = self.ends, self.readable()
         for i in range(self.head, len(self.seqs)):
             start = ends[i - 1] if i else 0
             out.append((self.seqs[i], bytes(buf[start : ends[i]]), [h[i] for h in self.hashes]))
@@ -121,12 +187,86 @@ class Partition:
         if not head:
             return
         cut = self.ends[head - 1]
-        del self.buf[:cut]
+        buf = self.readable()
+        if isinstance(buf, memoryview):
+            self.buf = bytearray(buf[cut:])
+        else:
+            del buf[:cut]
         self.seqs = self.seqs[head:]
         self.ends = array("Q", [end - cut for end in self.ends[head:]])
         self.hashes = [h[head:] for h in self.hashes]
-        self.sets = [set(h) for h in self.hashes]
+        self.sets = None
         self.head = 0
+
+
+class RowRun(Iterator[bytes]):
+    """Rows `first..stop` of one partition as an index range answers them, packed when made into the row list a
+    subscription sends (`row_list`), and read row by row from that when iterated.
+
+    A resume (`stream_id = 'x' AND seq > n`) asks for exactly such a run; building each row's bytes
+    (`prefix + seq + tail`) only for `BsatnRowList.from_rows` to join them again was 40% of a catch-up's host CPU
+    (docs/performance.md "Round 5 — catchup2"). Here the run is copied once, straight from the partition's buffer
+    into the packed list, with no object per row (in C, `spacetime/_rowlist.c`, where it was compiled). The rows
+    are distinct (one partition, one row per seq), so callers need not dedupe a run.
+    """
+
+    __slots__ = ("_iter", "_rows")
+
+    #: Shorter ranges (a reducer's lookups) stay a list of rows: packing pays only for many.
+    SHORTEST = 256
+
+    def __init__(self, part: Partition, first: int, stop: int) -> None:
+        self._iter: Iterator[bytes] | None = None
+        if stop <= first:
+            self._rows = BsatnRowList.empty()
+            return
+        ends = part.ends
+        begins = ends[first - 1 : stop - 1] if first else array("Q", [0]) + ends[: stop - 1]
+        finishes = ends[first:stop]
+        seqs = part.seqs[first:stop]
+        buf = part.readable()  # a mapped snapshot's section is verified before any of its bytes are packed
+        if _pack_run is not None:  # compiled (spacetime/_rowlist.c): one call, no Python step per row
+            data, hint = _pack_run(buf, part.prefix, seqs, begins, finishes)
+        else:
+            data, hint = _pack_run_python(buf, part.prefix, seqs, begins, finishes)
+        if isinstance(hint, int) and hint <= MAX_FIXED_ROW_SIZE:
+            self._rows = BsatnRowList(FixedSize(hint), data)
+        elif isinstance(hint, int):
+            self._rows = BsatnRowList(RowOffsets(tuple(range(0, len(data), hint))), data)
+        else:
+            self._rows = BsatnRowList(RowOffsets(hint), data)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[bytes]:
+        rows = self._iter
+        if rows is None:
+            rows = self._iter = iter(self._rows.rows())
+        return rows  # the rows' own iterator (the same position as `next` on the run): C-speed loops
+
+    def __next__(self) -> bytes:
+        return next(iter(self))
+
+    def row_list(self) -> BsatnRowList:
+        """The run as a `BsatnRowList`, the size hint chosen as `BsatnRowList.from_rows` chooses it."""
+        return self._rows
+
+
+def _pack_run_python(
+    buf: bytearray | memoryview, prefix: bytes, seqs: array[int], begins: array[int], finishes: array[int]
+) -> tuple[bytes, int | tuple[int, ...]]:
+    """`_rowlist.pack_run` where it was not compiled: the rows' data, and their one length or their offsets."""
+    head = len(prefix) + 8
+    lengths = list(map(sub, finishes, begins))
+    # The view is released (the join done) before anything can append to, and so resize, the buffer again.
+    with memoryview(buf) as view:
+        tails = map(view.__getitem__, map(slice, begins, finishes))
+        data = b"".join(chain.from_iterable(zip(repeat(prefix), map(_U64.pack, seqs), tails)))
+    if lengths.count(lengths[0]) == len(lengths):
+        return data, head + lengths[0]
+    # Row k starts after k heads and the tails before it: k * head + (begins[k] - begins[0]).
+    return data, tuple(map(add, range(0, len(lengths) * head, head), map(sub, begins, repeat(begins[0]))))
 
 
 class LogRows(Mapping[bytes, tuple[Any, ...]]):
@@ -135,25 +275,33 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     Iteration is partition by partition (in the order partitions were created), each in sequence order.
     """
 
-    CACHED = 256
-
     def __init__(
         self,
         decode: Callable[[bytes], tuple[Any, ...]],
         key_of_others: list[Callable[[tuple[Any, ...]], Key]],
         key_columns: Callable[[bytes, int], tuple[Any, int]],
         encode_tails: list[Callable[[Key], bytes]],
+        raw_string_key: bool = False,
     ) -> None:
         self._decode = decode
         self.encode_tails = encode_tails
+        #: The one other index is (partition, the string column right after seq) — the sync module's idempotency
+        #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`add_stored`).
+        self._raw_string_key = raw_string_key
+        #: The partition the last `add_stored` appended to (replay appends runs of one partition).
+        self._last: Partition | None = None
         #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
         self.top: object = None
-        self._cache: dict[bytes, tuple[Any, ...]] = {}
+        self._cache = DecodedRows()
         self._count = 0
         self.partitions: dict[str, Partition] = {}
         #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
         self.key_of_others = key_of_others
         self._key_columns = key_columns
+        #: For each of those indexes: a row's stored hash (`log_store_parts` sets a faster one for a string column).
+        self.row_hashers: list[Callable[[tuple[Any, ...]], int]] = [
+            _tail_hasher(key_of, encode) for key_of, encode in zip(key_of_others, encode_tails, strict=True)
+        ]
 
     # -- locating a row from its bytes --------------------------------------------------------------------------
 
@@ -185,25 +333,16 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
     # -- Mapping --------------------------------------------------------------------------------------------------
 
-    def _read(self, row_bytes: bytes) -> tuple[Any, ...]:
-        row = self._cache.get(row_bytes)
-        if row is None:
-            row = self._decode(row_bytes)
-            if len(self._cache) >= self.CACHED:
-                self._cache.clear()
-            self._cache[row_bytes] = row
-        return row
-
     def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]:
         if row_bytes not in self._cache and self.locate(row_bytes) is None:
             raise KeyError(row_bytes)
-        return self._read(row_bytes)
+        return self._cache.read(row_bytes, self._decode)
 
     def get(self, row_bytes: bytes, default: Any = None) -> Any:
         """The decoded row, or `default` when absent."""
         if row_bytes in self._cache:
             return self._cache[row_bytes]
-        return self._read(row_bytes) if self.locate(row_bytes) is not None else default
+        return self._cache.read(row_bytes, self._decode) if self.locate(row_bytes) is not None else default
 
     def __contains__(self, row_bytes: object) -> bool:
         if not isinstance(row_bytes, bytes):
@@ -212,7 +351,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
     def __iter__(self) -> Iterator[bytes]:
         for part in list(self.partitions.values()):
-            yield from [part.row_bytes(i) for i in range(part.head, len(part.seqs))]
+            yield from part.rows_between(part.head, len(part.seqs))
 
     def __len__(self) -> int:
         return self._count
@@ -220,10 +359,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     # -- writes ---------------------------------------------------------------------------------------------------
 
     def _other_hashes(self, row: tuple[Any, ...]) -> list[int]:
-        return [
-            zlib.crc32(encode(key_of(row)[1:]))
-            for key_of, encode in zip(self.key_of_others, self.encode_tails, strict=True)
-        ]
+        return [hasher(row) for hasher in self.row_hashers]
 
     def hash_of(self, slot: int, tail: Key) -> int | None:
         """The stored hash of an index key after its partition column (None when the values do not fit its types).
@@ -238,34 +374,64 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     # -- snapshots --------------------------------------------------------------------------------------------------
 
     def segments(self) -> list[Segment]:
-        """Every partition as its buffers (copies: a snapshot is written off the event loop while rows change)."""
-        out = []
-        for part in self.partitions.values():
+        """Every partition as its buffers: copies (a snapshot is written off the event loop while rows change) made
+        in one anonymous mapping, not on the heap, so the system gets the memory back when the snapshot is dropped
+        (copies of a million events' buffers on the heap stayed resident, ~250 bytes per event, because the heap's
+        top had moved past them by then); a buffer still mapped from the snapshot loaded at start never changes, so
+        it is handed over as it is."""
+        parts = list(self.partitions.values())
+        for part in parts:
             part.compact()
-            out.append(
+        sources = [(part, part.readable()) for part in parts]
+        arrays = [array_ for part in parts for array_ in (part.seqs, part.ends, *part.hashes)]
+        size = sum(len(array_) * array_.itemsize for array_ in arrays)
+        size += sum(len(buf) for _, buf in sources if not isinstance(buf, memoryview))
+        arena = memoryview(mmap.mmap(-1, max(size, 1)))
+        at = 0
+
+        def copy(source: bytearray | memoryview) -> memoryview:
+            nonlocal at
+            view = memoryview(source).cast("B")
+            out = arena[at : at + len(view)]
+            out[:] = view
+            at += len(view)
+            return out
+
+        segments: list[Segment] = []
+        for part, buf in sources:
+            segments.append(
                 (
                     part.prefix,
-                    part.seqs.tobytes(),
-                    part.ends.tobytes(),
-                    bytes(part.buf),
-                    [hashes.tobytes() for hashes in part.hashes],
+                    copy(memoryview(part.seqs)),
+                    copy(memoryview(part.ends)),
+                    buf if isinstance(buf, memoryview) else copy(buf),
+                    [copy(memoryview(hashes)) for hashes in part.hashes],
                 )
             )
-        return out
+        return segments
 
     def load_segments(self, segments: Iterable[Segment]) -> None:
-        """Take partitions written by `segments` (a snapshot under today's schema) as they are: no row is decoded."""
+        """Take partitions written by `segments` (a snapshot under today's schema) as they are: no row is decoded.
+
+        A buffer mapped from the snapshot file stays a view of the mapping, checked against its checksum at its
+        first use (`Partition.readable`); the partition's `set`s are built when an append first needs them."""
         for prefix, seqs, ends, buf, hashes in segments:
             (length,) = _U32.unpack_from(prefix, 0)
             key = prefix[4 : 4 + length].decode("utf-8")
             part = Partition(key, prefix, len(self.key_of_others))
-            part.buf = bytearray(buf)
+            if isinstance(buf, Section):
+                part.buf, part.pending = buf.view, buf
+            else:
+                part.buf = bytearray(buf)
             part.seqs.frombytes(seqs)
             part.ends.frombytes(ends)
             for column, stored in enumerate(hashes):
                 part.hashes[column].frombytes(stored)
-                part.sets[column] = set(part.hashes[column])
-            if len(part.seqs) != len(part.ends) or any(len(h) != len(part.seqs) for h in part.hashes):
+            if (
+                len(part.seqs) != len(part.ends)
+                or any(len(h) != len(part.seqs) for h in part.hashes)
+                or (part.ends and part.ends[-1] != len(part.buf))
+            ):
                 raise ValueError(f"log segment of partition {key!r} is inconsistent")
             if not part.seqs:
                 continue
@@ -274,6 +440,101 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
                 raise ValueError(f"log partition {key!r} loaded twice")
             self.partitions[key] = part
             self._count += len(part.seqs)
+
+    def add_stored(self, row_bytes: bytes) -> None:
+        """`add(row_bytes, None, full=False)` for a row in today's shape (the log replayed at start): the next seq
+        of the partition the previous row went to is appended with nothing decoded, its idempotency hash read
+        straight from its bytes (`_raw_string_key`); any other row takes `add`. ~2x faster per replayed event."""
+        part = self._last
+        if part is not None and part.pending is None and row_bytes.startswith(part.prefix):
+            tail_at = len(part.prefix) + 8
+            seqs = part.seqs
+            if len(row_bytes) >= tail_at + 4:
+                (seq,) = _U64.unpack_from(row_bytes, tail_at - 8)
+                if seq > seqs[-1] if len(seqs) > part.head else True:
+                    view = memoryview(row_bytes)
+                    if self._raw_string_key:
+                        (length,) = _U32.unpack_from(row_bytes, tail_at)
+                        if tail_at + 4 + length <= len(row_bytes):
+                            part.append(seq, view[tail_at:], [zlib.crc32(view[tail_at + 4 : tail_at + 4 + length])])
+                            self._count += 1
+                            return
+                    elif not self.key_of_others:
+                        part.append(seq, view[tail_at:], [])
+                        self._count += 1
+                        return
+        self.add(row_bytes, None, full=False)
+
+    def add_stored_many(self, rows: list[bytes]) -> None:
+        """`add_stored` for each row of one replayed transaction, in order: a run of rows continuing the partition
+        the previous row went to is appended in one step (one `join` into the buffer, one `extend` per array)."""
+        i, n = 0, len(rows)
+        while i < n:
+            part = self._last
+            if part is None or part.pending is not None or not self._raw_string_key:
+                self.add_stored(rows[i])
+                i += 1
+                continue
+            prefix = part.prefix
+            seq_at = len(prefix)
+            tail_at = seq_at + 8
+            last = part.seqs[-1] if len(part.seqs) > part.head else -1
+            buf = part.writable()
+            size = len(buf)
+            seqs: list[int] = []
+            ends: list[int] = []
+            hashes: list[int] = []
+            tails: list[memoryview] = []
+            while i < n:
+                row_bytes = rows[i]
+                if not row_bytes.startswith(prefix) or len(row_bytes) < tail_at + 4:
+                    break
+                (seq,) = _U64.unpack_from(row_bytes, seq_at)
+                (length,) = _U32.unpack_from(row_bytes, tail_at)
+                if seq <= last or tail_at + 4 + length > len(row_bytes):
+                    break
+                view = memoryview(row_bytes)
+                tails.append(view[tail_at:])
+                size += len(row_bytes) - tail_at
+                seqs.append(seq)
+                ends.append(size)
+                hashes.append(zlib.crc32(view[tail_at + 4 : tail_at + 4 + length]))
+                last = seq
+                i += 1
+            if not seqs:
+                self.add_stored(rows[i])
+                i += 1
+                continue
+            buf += b"".join(tails)
+            part.seqs.extend(seqs)
+            part.ends.extend(ends)
+            part.hashes[0].extend(hashes)
+            if part.sets is not None:
+                part.sets[0].update(hashes)
+            self._count += len(seqs)
+
+    def append_new(self, row_bytes: bytes, row: tuple[Any, ...]) -> bool:
+        """Store a row that extends its partition (a new partition, or a seq past its last live row), else do
+        nothing and return False.
+
+        Such a row cannot be stored already, by its bytes or by its `(partition, seq)` (the table's only unique
+        key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
+        event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
+        """
+        key, seq = row[0], row[1]
+        if type(key) is not str or type(seq) is not int:
+            key, seq, _ = self._split(row_bytes)
+        part = self.partitions.get(key)
+        if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
+            return False
+        (length,) = _U32.unpack_from(row_bytes, 0)
+        tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
+        hashes = self._other_hashes(row) if self.key_of_others else []
+        if part is None:
+            part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
+        part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
+        self._count += 1
+        return True  # not kept decoded: an append's row is read next from the transaction's changes, not from here
 
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
@@ -287,6 +548,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         if part is None:
             prefix = row_bytes[: tail_at - 8]
             part = self.partitions[key] = Partition(key, prefix, len(self.key_of_others))
+        self._last = part
         tail = memoryview(row_bytes)[tail_at:]
         seqs = part.seqs
         if len(seqs) == part.head or seq > seqs[-1]:
@@ -304,9 +566,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             part.rebuild(rows)
         self._count += 1
         if full and row is not None:
-            if len(self._cache) >= self.CACHED:
-                self._cache.clear()
-            self._cache[row_bytes] = row
+            self._cache.keep(row_bytes, row)
 
     def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
         """Forget a row; the decoded row, or None when it was not there."""
@@ -323,11 +583,13 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             part.head += 1
             if part.head > last:
                 del self.partitions[part.key]
+                if self._last is part:
+                    self._last = None
             elif part.head >= COMPACT_AFTER and 2 * part.head >= len(part.seqs):
                 part.compact()
         elif i == last:
             start = part.ends[i - 1]
-            del part.buf[start:]
+            del part.writable()[start:]
             part.seqs.pop()
             part.ends.pop()
             for hashes in part.hashes:
@@ -400,7 +662,7 @@ class SeqIndex:
         if part is None:
             return iter(())
         if len(key) == 1:
-            return iter([part.row_bytes(i) for i in range(part.head, len(part.seqs))])
+            return iter(part.rows_between(part.head, len(part.seqs)))
         i = part.find(key[1]) if type(key[1]) is int else -1
         return iter([part.row_bytes(i)] if i >= 0 else [])
 
@@ -412,10 +674,12 @@ class SeqIndex:
         span = _one_partition_span(self.rows, low, high, low_in, high_in) if width == 2 else None
         if span is not None:
             part, first, stop = span
-            return iter([part.row_bytes(i) for i in range(first, stop)])
+            if stop - first >= RowRun.SHORTEST:
+                return RowRun(part, first, stop)
+            return iter(part.rows_between(first, stop))
         for part in _partitions_between(self.rows, low, high):
             first, stop = _seq_bounds(part, low, high, low_in, high_in, width)
-            out.extend(part.row_bytes(i) for i in range(first, stop))
+            out.extend(part.rows_between(first, stop))
         return iter(out)
 
 
@@ -578,7 +842,7 @@ class HashIndex:
             wanted = self.rows.hash_of(self.slot, key[1:])
         except TypeError:
             return iter(())
-        if wanted is None or wanted not in part.sets[self.slot]:
+        if wanted is None or wanted not in part.key_set(self.slot):
             return iter(())
         hashes = part.hashes[self.slot]
         out = []
@@ -612,8 +876,12 @@ def log_store_parts(
     others = [group for group in table.all_indexes() if group not in ((first, second), (first,))]
     types = dict(table.columns)
     tails = [_tail_encoder(tuple(types[c] for c in group[1:])) for group in others]
-    rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails)
+    raw = len(table.columns) > 2 and others == [(first, table.columns[2][0])] and table.columns[2][1] == at.STRING
+    rows = LogRows(decode, [generic_key_of(group) for group in others], key_columns, tails, raw)
     rows.top = top
+    for slot, group in enumerate(others):
+        if len(group) == 2 and types[group[1]] == at.STRING:
+            rows.row_hashers[slot] = _string_hasher(table.column_index(group[1]))
     indexes: dict[tuple[str, ...], Any] = {}
     for group in table.all_indexes():
         positions = tuple(table.column_index(c) for c in group)
@@ -632,6 +900,26 @@ def _tail_encoder(types: tuple[at.AlgebraicType, ...]) -> Callable[[Key], bytes]
     return bsatn.codec(at.product(*((None, t) for t in types))).encode
 
 
+def _tail_hasher(
+    key_of: Callable[[tuple[Any, ...]], Key], encode: Callable[[Key], bytes]
+) -> Callable[[tuple[Any, ...]], int]:
+    """A row's stored hash for an index: CRC-32 of its key's columns after the partition (`_tail_encoder`)."""
+    return lambda row: zlib.crc32(encode(key_of(row)[1:]))
+
+
+def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
+    """`_tail_hasher` of an index whose only column after the partition is a string (the idempotency key), reading
+    the column straight from the row: called on every append, the generic key tuple and slice were most of it."""
+
+    def hasher(row: tuple[Any, ...]) -> int:
+        value = row[position]
+        if type(value) is not str:
+            raise TypeError("str value expected")  # as `_one_string`
+        return zlib.crc32(value.encode("utf-8"))
+
+    return hasher
+
+
 def _one_string(tail: Key) -> bytes:
     (value,) = tail
     if type(value) is not str:
@@ -641,7 +929,8 @@ def _one_string(tail: Key) -> bytes:
 
 def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:
     """Each row's bytes of snapshot segments, for a table read another way (an older schema, or no longer a log)."""
-    for prefix, seqs_bytes, ends_bytes, buf, _hashes in segments:
+    for prefix, seqs_bytes, ends_bytes, stored, _hashes in segments:
+        buf = stored.verified() if isinstance(stored, Section) else stored
         seqs, ends = array("Q"), array("Q")
         seqs.frombytes(seqs_bytes)
         ends.frombytes(ends_bytes)

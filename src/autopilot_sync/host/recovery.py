@@ -20,6 +20,7 @@ from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.logtable import LogRows, segment_rows
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
+from autopilot_sync.host.snapshot_section import CorruptSnapshotError, Section, verify_in_background
 from autopilot_sync.host.tx_record import decode_record, record_offset
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.errors import DecodeError
@@ -77,16 +78,25 @@ def recover(
     accepted = check_meta(data_dir, module, database_name)
     # After a delete-data publish, history up to `cleared_after` belongs to the database's previous incarnation.
     cleared_after = int(read_meta(data_dir).get(CLEARED_AFTER, 0))
-    offset = cleared_after
-    snapshot = latest_snapshot(data_dir / "snapshots", after=cleared_after)
-    if snapshot is not None:
-        offset = load_snapshot(datastore, snapshot, accepted)
-    scan = commitlog.recover(offset, record_offset)
-    first = offset
     # A data directory that was only ever served under today's schema holds only rows of today's shape. check_meta
     # always accepts today's hash, so one accepted hash is today's (no second V9 serialisation to recompute it).
     current = len(accepted) == 1
-    replayed, offset, last_timestamp = replay(datastore, scan.payloads, offset, current=current)
+    snapshot = latest_snapshot(data_dir / "snapshots", after=cleared_after)
+    while True:
+        offset = cleared_after
+        try:
+            if snapshot is not None:
+                offset = load_snapshot(datastore, snapshot, accepted)
+            scan = commitlog.recover(offset, record_offset)
+            first = offset
+            replayed, offset, last_timestamp = replay(datastore, scan.payloads, offset, current=current)
+            break
+        except CorruptSnapshotError as exc:  # a log partition's buffer the replay needed failed its checksum
+            if snapshot is None:
+                raise
+            log.warning("snapshot at offset %d unusable (%s); starting over from an older one", snapshot.offset, exc)
+            datastore.clear()
+            snapshot = latest_snapshot(data_dir / "snapshots", after=cleared_after, below=snapshot.offset)
     commitlog.open_segment(offset + 1)
     report = RecoveryReport(
         snapshot_offset=snapshot.offset if snapshot else 0,
@@ -216,10 +226,12 @@ def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hash
     for name, segments in snapshot.logs.items():
         store = datastore[name]
         if current and isinstance(store.rows, LogRows):
-            store.rows.load_segments(segments)  # the buffers as they are: no row decoded
+            store.rows.load_segments(segments)  # the buffers as they are (views of the mapped file): no row decoded
         else:
             for stored in segment_rows(segments):
                 store.put(*store.stored(stored))
+    # Each buffer is checked at its partition's first use; this checks the others meanwhile, off the event loop.
+    verify_in_background(s[3] for segments in snapshot.logs.values() for s in segments if isinstance(s[3], Section))
     return snapshot.offset
 
 
@@ -247,8 +259,7 @@ def replay(datastore: Datastore, payloads: list[bytes], offset: int, *, current:
                 if store.take(row_bytes) is None and store.migrates:
                     store.take(store.stored(row_bytes)[0])
             if current:
-                for row_bytes in inserts:
-                    store.put_current(row_bytes)
+                store.put_current_many(inserts)
             else:
                 for row_bytes in inserts:
                     store.put(*store.stored(row_bytes))

@@ -44,6 +44,7 @@ from typing import Any
 from sortedcontainers import SortedKeyList
 
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.logtable import RowRun
 from autopilot_sync.host.sql import (
     CompareOp,
     Comparison,
@@ -410,6 +411,8 @@ class SubscriptionManager(_JoinMixin):
         # unsubscribed query sets still owed the updates up to their `until_offset`, in that order
         self._leaving: list[_QuerySet] = []
         self._shapes: dict[Hashable, _Shape] = {}
+        # shape keys by (query set id, the plan objects' ids), each kept with its plans so no id is reused meanwhile
+        self._shape_keys: dict[tuple[int, tuple[int, ...]], tuple[tuple[SelectPlan, ...], Hashable]] = {}
         # distinct single-table queries by (table, plan without SQL text)
         self._filters: dict[Hashable, _Filter] = {}
         # table → column position → value → filters filed there
@@ -464,7 +467,7 @@ class SubscriptionManager(_JoinMixin):
         by_view = view_plans(plans)
         view_state = None
         if by_view:
-            existing = self._shapes.get(_shape_key(query_set_id, plans))
+            existing = self._shapes.get(self._remembered_shape_key(query_set_id, plans))
             view_state = existing.views if existing is not None else None
             if view_state is None:
                 try:
@@ -598,23 +601,21 @@ class SubscriptionManager(_JoinMixin):
         return len(self._shapes)
 
     def _current_rows(self, plans: Iterable[SelectPlan]) -> QueryRows:
-        by_table: dict[str, dict[bytes, None]] = {}
+        by_table: dict[str, list[list[bytes] | RowRun]] = {}
         for plan in plans:
             if plan.view is not None:
                 continue  # a view's rows are the shape's (`view_subscriptions`)
-            seen = by_table.setdefault(plan.table.name, {})
+            found = by_table.setdefault(plan.table.name, [])
             if plan.table.event:
                 continue  # event tables hold no rows: a subscription starts empty
-            seen.update(dict.fromkeys(plan_row_bytes(plan, self._datastore)))
-        return QueryRows(
-            tuple(SingleTableRows(name, BsatnRowList.from_rows(list(rows))) for name, rows in by_table.items())
-        )
+            found.append(plan_row_bytes(plan, self._datastore))
+        return QueryRows(tuple(SingleTableRows(name, _row_list(found)) for name, found in by_table.items()))
 
     # ----- shapes -----
 
     def _shape(self, query_set_id: int, plans: Sequence[SelectPlan]) -> _Shape:
         """The live shape for this query set id and these plans, created (and its queries filed) when new."""
-        key = _shape_key(query_set_id, plans)
+        key = self._remembered_shape_key(query_set_id, plans)
         shape = self._shapes.get(key)
         if shape is None:
             shape = _Shape(key, query_set_id)
@@ -624,6 +625,24 @@ class SubscriptionManager(_JoinMixin):
             for query in shape.queries:
                 self._file(query)
         return shape
+
+    def _remembered_shape_key(self, query_set_id: int, plans: Sequence[SelectPlan]) -> Hashable:
+        """`_shape_key` of these plan objects, remembered: the compiled-plan cache hands every socket sending the same
+        query the same (frozen) plan, and copying and hashing a plan (its table definition, predicate and join, field
+        by field) was a quarter of a resume subscription's host CPU in a reconnect storm (docs/performance.md
+        "Round 5 — storm2"). At most `_SHAPE_KEYS_MAX` entries, oldest dropped first; a set with an unhashable plan
+        (a shape of its own each time) is not remembered."""
+        memo = (query_set_id, tuple(id(plan) for plan in plans))
+        found = self._shape_keys.get(memo)
+        if found is not None:
+            return found[1]
+        key = _shape_key(query_set_id, plans)
+        if not isinstance(key, tuple):
+            return key
+        if len(self._shape_keys) >= _SHAPE_KEYS_MAX:
+            del self._shape_keys[next(iter(self._shape_keys))]
+        self._shape_keys[memo] = (tuple(plans), key)
+        return key
 
     def _leave(self, query_set: _QuerySet) -> None:
         """Drop a query set from its shape; the last one out unfiles the shape's queries."""
@@ -909,6 +928,10 @@ class _Packer:
         return cached
 
 
+#: Shape keys `SubscriptionManager._remembered_shape_key` remembers (each holds its plans alive).
+_SHAPE_KEYS_MAX = 1024
+
+
 def _shape_key(query_set_id: int, plans: Sequence[SelectPlan]) -> Hashable:
     """What makes two query sets the same shape: the id and the set of their compiled plans.
 
@@ -1003,3 +1026,14 @@ def _index_key(plan: SelectPlan) -> tuple[int, Any] | None:
             continue
         return term.position, term.value
     return None
+
+
+def _row_list(found: list[list[bytes] | RowRun]) -> BsatnRowList:
+    """One table's initial rows, each row once: a single log partition's run (a resume) is packed as it is, with no
+    object per row (its rows are distinct); anything else is deduplicated in order, then packed."""
+    if len(found) == 1 and isinstance(found[0], RowRun):
+        return found[0].row_list()
+    seen: dict[bytes, None] = {}
+    for rows in found:
+        seen.update(dict.fromkeys(rows))
+    return BsatnRowList.from_rows(list(seen))

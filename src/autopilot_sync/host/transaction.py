@@ -70,7 +70,7 @@ class Transaction:
         identity unless a sequence column was allocated; BSATN is canonical, so they are the bytes encoding would
         make, and the insert skips encoding the row a second time.
         """
-        row: Row = store.make_row(values)
+        row: Row = values if type(values) is store.row_class else store.make_row(values)  # type: ignore[assignment]
         for column in store.table.auto_inc:
             position = store.table.column_index(column)
             if row[position] == 0:
@@ -86,10 +86,12 @@ class Transaction:
         if store.table.event:
             self._inserted.setdefault(store.table.name, {})[row_bytes] = row
             return row
-        if row_bytes in store.rows:
-            return row
-        store.check_unique(row, row_bytes)
-        store.put(row_bytes, row)
+        log = store.log_rows
+        if log is None or not log.append_new(row_bytes, row):  # a log's append is new and unique by its place
+            if row_bytes in store.rows:
+                return row
+            store.check_unique(row, row_bytes)
+            store.put(row_bytes, row)
         self._undo.append((True, store, row_bytes, row))
         deleted = self._deleted.get(store.table.name)
         if deleted is not None and row_bytes in deleted:
@@ -211,11 +213,15 @@ class TableHandle:
         return self._tx.insert(store, new)
 
     def delete_by(self, column: str | tuple[str, ...], value: Any) -> int:
-        """Delete every row whose indexed column (group) equals `value`; returns how many."""
-        rows = self.filter(column, value)
-        for row in rows:
-            self.delete(row)
-        return len(rows)
+        """Delete every row whose indexed column (group) equals `value`; returns how many.
+
+        By the bytes the index holds: decoding each row and encoding it again to find those same bytes was most of
+        `client_disconnected` (its presence row, at every close; docs/performance.md "Round 5 — storm2")."""
+        columns, key = _key(column, value)
+        found = list(self._store.index_for(columns).lookup(key))
+        for row_bytes in found:
+            self._tx.delete_bytes(self._store, row_bytes)
+        return len(found)
 
     def __iter__(self) -> Iterator[Row]:
         return iter(list(self._store.rows.values()))

@@ -38,6 +38,10 @@ WARM_MODULES = (
 )
 
 
+#: Parsed once after the imports: sqlglot loads its dialect (and builds its tokenizer's tables) at the first parse, a
+#: third of a first resume's host time after a restart (py-spy, row (g)'s catch-up), so it is done here, idle.
+WARM_SQL = "SELECT * FROM warm WHERE stream_id = 'x' AND seq > 0"
+
 #: How long after `ready` the imports begin.
 DELAY_SECONDS = 0.25
 
@@ -49,6 +53,12 @@ def _import_all(delay: float) -> None:
             importlib.import_module(name)
         except Exception:  # the request that needs it raises the real error
             log.debug("warm import of %s failed", name, exc_info=True)
+    try:
+        from autopilot_sync.host.sql.parse import parse_select
+
+        parse_select(WARM_SQL)
+    except Exception:  # the first query raises the real error
+        log.debug("warm parse failed", exc_info=True)
     gc.freeze()
 
 

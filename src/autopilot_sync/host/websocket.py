@@ -351,7 +351,8 @@ class Connection:
             return False
         while frames := self.session.data_to_send():
             for frame in frames:
-                transport.write(_binary_frame_header(len(frame)) + frame)
+                # One write call, no copy of the frame to prepend its header (a catch-up's frame is megabytes).
+                transport.writelines((_binary_frame_header(len(frame)), frame))
             if transport.get_write_buffer_size():
                 break
         return True

@@ -34,7 +34,12 @@ def require_trusted_issuer(ctx: ReducerContext) -> SyncConfig | None:
     naming the fix; a token of another issuer gets `unauthorized`. Returns the configuration row it read, so a
     reducer that also needs its limits reads the row once per call.
     """
-    config = config_row(ctx)
+    return check_trusted_issuer(ctx, config_row(ctx))
+
+
+def check_trusted_issuer(ctx: ReducerContext, config: SyncConfig | None) -> SyncConfig | None:
+    """`require_trusted_issuer` against a configuration row the caller has already read (`client_connected` reads
+    it once for both the owner test and this, at every connect)."""
     trusted = "" if config is None else config.trusted_issuer
     if not trusted:
         raise SyncError(SyncErrorCode.ISSUER_NOT_CONFIGURED, NO_ISSUER_YET)

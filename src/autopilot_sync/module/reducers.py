@@ -12,10 +12,11 @@ from typing import Any
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import StartInfo
 from autopilot_sync.contract import stream_chain
-from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_text, payload_hash
+from autopilot_sync.contract.canonical import CanonicalJsonError, canonicalize_and_hash
 from autopilot_sync.contract.codes import SyncErrorCode
 from autopilot_sync.contract.scopes import Scope, scopes_of
 from autopilot_sync.module.auth import (
+    check_trusted_issuer,
     is_owner,
     nostr_pubkey_of,
     require_scope,
@@ -25,7 +26,13 @@ from autopilot_sync.module.auth import (
 from autopilot_sync.module.config import config_row, current_limits, limits_of, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
-from autopilot_sync.module.limits import SyncLimits, check_event_fields, check_payload_depth, check_stream_id
+from autopilot_sync.module.limits import (
+    SyncLimits,
+    check_event_fields,
+    check_field,
+    check_payload_depth,
+    check_stream_id,
+)
 from autopilot_sync.module.schema import SYNC_EVENT_INPUT, module
 from autopilot_sync.module.visibility import PRESENCE_REALM, admit_member
 from autopilot_sync.spacetime import algebraic as at
@@ -51,11 +58,12 @@ def client_connected(ctx: ReducerContext) -> None:
     """
     scopes = scopes_of(ctx.claims)
     syncs = Scope.SUBSCRIBE.value in scopes or Scope.APPEND.value in scopes
-    if is_owner(ctx, config_row(ctx)):
+    config = config_row(ctx)
+    if is_owner(ctx, config):
         if not syncs:
             return
     else:
-        require_trusted_issuer(ctx)
+        check_trusted_issuer(ctx, config)
     if not syncs:
         raise SyncError(SyncErrorCode.UNAUTHORIZED, "connecting needs scope sync.subscribe or sync.append")
     admit_member(ctx)
@@ -149,8 +157,13 @@ class _Heads:
 
     def __init__(self, ctx: ReducerContext) -> None:
         self._ctx = ctx
+        #: The call's `sync_event` table, looked up once rather than twice per event.
+        self.events = ctx.db.sync_event
+        #: Streams whose id and claim this call has checked (a batch is mostly one stream: checked once).
+        self.admitted: set[str] = set()
         self._rows: dict[str, StreamHead | None] = {}
-        self._moved: dict[str, tuple[int, str]] = {}
+        #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again)
+        self._moved: dict[str, tuple[int, str, bytes]] = {}
 
     def _row(self, stream_id: str) -> StreamHead | None:
         if stream_id not in self._rows:
@@ -170,21 +183,22 @@ class _Heads:
         row = self._row(stream_id)
         return row.epoch if row is not None else FIRST_EPOCH
 
-    def head_chain(self, stream_id: str) -> str:
-        """The chain value of the stream's head as this call has moved it (genesis for a new stream)."""
+    def head_chain(self, stream_id: str) -> bytes:
+        """The 32 bytes of the chain value of the stream's head as this call has moved it (genesis for a new
+        stream); a stored value that is not a chain value raises `ChainValueError`, as `stream_chain.link` does."""
         if stream_id in self._moved:
-            return self._moved[stream_id][1]
+            return self._moved[stream_id][2]
         row = self._row(stream_id)
-        return row.head_chain if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH)
+        return stream_chain.raw(row.head_chain if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH))
 
-    def advance(self, stream_id: str, seq: int, chain: str) -> None:
-        """Record that `seq`, with chain value `chain`, is now the stream's head."""
-        self._moved[stream_id] = (seq, chain)
+    def advance(self, stream_id: str, seq: int, chain: str, digest: bytes) -> None:
+        """Record that `seq`, with chain value `chain` (`digest` its bytes), is now the stream's head."""
+        self._moved[stream_id] = (seq, chain, digest)
 
     def write(self) -> None:
         """Write every moved head once."""
         now = self._ctx.timestamp
-        for stream_id, (seq, chain) in self._moved.items():
+        for stream_id, (seq, chain, _digest) in self._moved.items():
             row = self._rows.get(stream_id)
             if row is None:
                 head = StreamHead(
@@ -204,23 +218,26 @@ class _Heads:
 def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: AppendSyncEventsBatchItem) -> None:
     """One event of a call, judged by the limits read once per call (`sync_config` does not change mid-call)."""
     stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
-    check_event_fields(limits, stream_id, idempotency_key, kind)
-    require_stream(ctx.claims, stream_id)
+    if stream_id in heads.admitted:  # its id's bound and the claims' cover were checked on an earlier event
+        check_field("idempotency_key", idempotency_key, limits.max_idempotency_key_bytes)
+        check_field("kind", kind, limits.max_kind_bytes)
+    else:
+        check_event_fields(limits, stream_id, idempotency_key, kind)
+        require_stream(ctx.claims, stream_id)
+        heads.admitted.add(stream_id)
     try:
-        canonical = canonicalize_text(event.payload)
+        canonical, size, computed = canonicalize_and_hash(event.payload)
     except CanonicalJsonError as exc:
         raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
-    size = len(canonical.encode("utf-8"))
     if size > limits.max_payload_bytes:
         raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {limits.max_payload_bytes}")
     check_payload_depth(canonical, limits.max_payload_depth)
-    computed = payload_hash(canonical)
     if computed != event.payload_hash:
         raise SyncError(
             SyncErrorCode.PAYLOAD_HASH_MISMATCH,
             f"payload_hash {event.payload_hash} but the canonical payload hashes to {computed}",
         )
-    found = ctx.db.sync_event.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
+    found = heads.events.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
     if found is not None:  # keys are scoped per stream: a conflict only ever describes the caller's own stream
         existing = SyncEvent.from_values(found)
         if existing.payload_hash == computed:
@@ -237,10 +254,11 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: A
             f"stream {stream_id} expected_seq={expected_seq} head_seq={head_seq}",
         )
     epoch = heads.epoch(stream_id)
-    chain = stream_chain.link(
+    digest = stream_chain.link_digest(
         heads.head_chain(stream_id), stream_id, epoch, expected_seq, kind, idempotency_key, computed
     )
-    ctx.db.sync_event.insert(
+    chain = stream_chain.text_of(digest)
+    heads.events.insert(
         SyncEvent(
             stream_id=stream_id,
             seq=expected_seq,
@@ -254,7 +272,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: A
             chain=chain,
         )
     )
-    heads.advance(stream_id, expected_seq, chain)
+    heads.advance(stream_id, expected_seq, chain, digest)
 
 
 @module.reducer(("stream_id", at.STRING), ("seq", at.U64))

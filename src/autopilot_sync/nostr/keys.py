@@ -30,12 +30,8 @@ class PublicKey:
     def __post_init__(self) -> None:
         if not isinstance(self.data, bytes) or len(self.data) != KEY_LENGTH:
             raise NostrKeyError(KeyErrorCode.INVALID_KEY, "a public key is exactly 32 bytes")
-        from coincurve import PublicKeyXOnly  # with the first key: loading libsecp256k1 is ~0.04 s of CPU
-
-        try:
-            PublicKeyXOnly(self.data)
-        except ValueError:
-            raise NostrKeyError(KeyErrorCode.INVALID_KEY, "not the x coordinate of a secp256k1 point") from None
+        if not _on_curve(self.data):
+            raise NostrKeyError(KeyErrorCode.INVALID_KEY, "not the x coordinate of a secp256k1 point")
 
     @classmethod
     def from_hex(cls, text: str) -> PublicKey:
@@ -165,3 +161,17 @@ def _npub(data: bytes) -> str:
     """Bech32 costs ~50 µs in Python and the host's presence row needs it at every connect: the same keys reconnect,
     so remember the recent ones (and their rows share one string)."""
     return encode_bech32(Bech32Prefix.NPUB, data)
+
+
+@functools.lru_cache(maxsize=4096)
+def _on_curve(data: bytes) -> bool:
+    """Whether 32 bytes are the x coordinate of a secp256k1 point. The check (libsecp256k1 through coincurve, ~25 µs
+    with its Python around it) ran for the presence row's key at every connect; the same keys reconnect, so remember
+    the recent answers (a reconnect storm: ~3% of the host's CPU per client, docs/performance.md "Round 5 — storm2")."""
+    from coincurve import PublicKeyXOnly  # with the first key: loading libsecp256k1 is ~0.04 s of CPU
+
+    try:
+        PublicKeyXOnly(data)
+    except ValueError:
+        return False
+    return True

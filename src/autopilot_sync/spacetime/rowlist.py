@@ -13,6 +13,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from operator import gt
 
 from autopilot_sync.spacetime.errors import DecodeError
 
@@ -92,13 +93,14 @@ class BsatnRowList:
             return
         if offsets[0] != 0:
             raise DecodeError(f"first row offset is {offsets[0]}, not 0")
-        previous = 0
-        for offset in offsets:
-            if offset < previous:
-                raise DecodeError(f"row offset {offset} goes back from {previous}")
-            previous = offset
-        if previous > size:
-            raise DecodeError(f"row offset {previous} beyond the {size} bytes of rows")
+        if any(map(gt, offsets, offsets[1:])):  # one C-level pass; the loop below only to name the fault
+            previous = 0
+            for offset in offsets:
+                if offset < previous:
+                    raise DecodeError(f"row offset {offset} goes back from {previous}")
+                previous = offset
+        if offsets[-1] > size:
+            raise DecodeError(f"row offset {offsets[-1]} beyond the {size} bytes of rows")
 
     def rows(self) -> list[bytes]:
         """Split back into one byte string per row; DecodeError when the hint does not fit the data."""

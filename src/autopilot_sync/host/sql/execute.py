@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autopilot_sync.host.datastore import Datastore
+from autopilot_sync.host.logtable import RowRun
 from autopilot_sync.host.sql.compile import compile_query
 from autopilot_sync.host.sql.joins import join_row_bytes, join_rows
 from autopilot_sync.host.sql.plan import Row, SelectPlan, SqlContext
@@ -79,9 +80,9 @@ def sql_json_result(
     ]
 
 
-def plan_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes]:
+def plan_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | RowRun:
     """The bytes of every row a whole-row plan selects (as `plan_rows`), without decoding rows when an index answers
-    the predicate alone: a subscription's initial rows, sent as stored."""
+    the predicate alone: a subscription's initial rows, sent as stored (a log partition's run as a `RowRun`)."""
     if plan.view is not None:
         return [row_bytes for row_bytes, _ in view_rows(plan, datastore)]
     found = (

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from autopilot_sync.host.datastore import Datastore, TableStore
-from autopilot_sync.host.logtable import LogRows
+from autopilot_sync.host.logtable import LogRows, RowRun
 from autopilot_sync.host.sql.plan import And, CompareOp, Comparison, Row, SelectPlan, conjuncts
 from autopilot_sync.host.sql.scan import candidate_rows, covered_bytes
 
@@ -58,7 +58,7 @@ def join_rows(plan: SelectPlan, datastore: Datastore) -> list[tuple[bytes, Row]]
     return out
 
 
-def join_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | None:
+def join_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | RowRun | None:
     """`join_rows`' bytes without decoding a projected row, when that is possible; None when it is not.
 
     Possible when an index answers the projected table's own conjuncts alone (`covered_bytes`), one of them fixes
@@ -86,6 +86,8 @@ def join_row_bytes(plan: SelectPlan, datastore: Datastore) -> list[bytes] | None
     times = sum(1 for partner in partners if all(t.test(blank + partner) for t in theirs))
     if times == 0 or plan.limit == 0:
         return []
+    if times == 1 and plan.limit is None and isinstance(covered, RowRun):
+        return covered  # one partition's run, packed by the caller without an object per row
     out = list(covered)
     if times > 1:
         out = [row_bytes for row_bytes in out for _ in range(times)]
@@ -163,7 +165,7 @@ class JoinMirror:
     def _log_bucket(self, log: LogRows, value: Any) -> dict[bytes, None]:
         """A log partition's row bytes as of `offset`: as stored now, the later transactions undone (newest first)."""
         part = log.partitions.get(value) if isinstance(value, str) else None
-        bucket = dict.fromkeys(part.row_bytes(i) for i in range(part.head, len(part.seqs))) if part else {}
+        bucket = dict.fromkeys(part.rows_between(part.head, len(part.seqs))) if part else {}
         position = self.position
         for inserts, deletes in reversed(self._changes_after(self._table, self.offset)):
             for row_bytes, row in inserts:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from autopilot_sync.host.datastore import TOP, TableIndex, TableStore
+from autopilot_sync.host.logtable import RowRun
 from autopilot_sync.host.sql.plan import CompareOp, Comparison, Predicate, Row, SelectPlan, conjuncts
 
 
@@ -163,9 +164,10 @@ def _covering_range(index: TableIndex, prefix: Row, terms: list[Comparison], *, 
     return index.range(low_key, high_key, (low_inclusive, high_inclusive))
 
 
-def matching_bytes(plan: SelectPlan, store: TableStore) -> list[bytes] | None:
+def matching_bytes(plan: SelectPlan, store: TableStore) -> list[bytes] | RowRun | None:
     """The bytes of every row a single-table plan selects, honouring LIMIT, when an index answers its predicate
-    alone (`covered_bytes`); None when rows must be decoded and tested."""
+    alone (`covered_bytes`); None when rows must be decoded and tested. A log table's run of one partition is
+    passed on as it is (`RowRun`: packed into the row list without an object per row)."""
     if plan.join is not None:
         return None
     if plan.predicate is None:
@@ -176,7 +178,7 @@ def matching_bytes(plan: SelectPlan, store: TableStore) -> list[bytes] | None:
             return None
         found = covered
     if plan.limit is None:
-        return list(found)
+        return found if isinstance(found, RowRun) else list(found)
     return list(itertools.islice(found, plan.limit))
 
 
