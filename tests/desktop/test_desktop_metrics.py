@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 from desktop_stack import Desktop, Stack, running_stack, stream_state
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import ValidationError
 
 from autopilot_sync.desktop.metrics import DesktopMetrics, serve_metrics
 from autopilot_sync.desktop.state import (
@@ -26,6 +25,7 @@ from autopilot_sync.desktop.state import (
     StreamView,
 )
 from autopilot_sync.devtools.processes import free_port, start_service
+from autopilot_sync.settings.base import SettingsError
 from autopilot_sync.settings.desktop import DesktopSettings
 from autopilot_sync.settings.fields import ListenAddress
 
@@ -128,7 +128,7 @@ def test_the_setting_is_off_by_default_and_loopback_only(monkeypatch: pytest.Mon
         assert expected is None or (address.host, address.port) == expected
     for bad in ("0.0.0.0:9464", "192.168.1.4:9464", "example.com:80", "9464"):
         monkeypatch.setenv("AUTOPILOT_SYNC_DESKTOP_METRICS_LISTEN", bad)
-        with pytest.raises(ValidationError):
+        with pytest.raises(SettingsError):
             DesktopSettings()
 
 

@@ -183,5 +183,5 @@ def test_every_setting_is_described_and_every_service_has_its_own_prefix() -> No
     assert [cls.service_name() for cls in SERVICES] == ["host", "control", "runtime", "desktop", "exporter", "ops"]
     for cls in SERVICES:
         assert cls.__doc__
-        for name, field in cls.model_fields.items():
+        for name, field in cls.fields.items():
             assert field.description, f"{cls.__name__}.{name} has no description"

@@ -78,8 +78,9 @@ def recover(
     accepted = check_meta(data_dir, module, database_name)
     # After a delete-data publish, history up to `cleared_after` belongs to the database's previous incarnation.
     cleared_after = int(read_meta(data_dir).get(CLEARED_AFTER, 0))
-    # A data directory that was only ever served under today's schema holds only rows of today's shape.
-    current = accepted == {moduledef.schema_hash(module.definition())}
+    # A data directory that was only ever served under today's schema holds only rows of today's shape. check_meta
+    # always accepts today's hash, so one accepted hash is today's (no second V9 serialisation to recompute it).
+    current = len(accepted) == 1
     snapshot = latest_snapshot(data_dir / "snapshots", after=cleared_after)
     while True:
         offset = cleared_after

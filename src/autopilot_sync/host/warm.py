@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 #: Modules a first query or token needs and the start does not import.
 WARM_MODULES = (
     "autopilot_sync.host.sql.select",
+    "autopilot_sync.host.session_v1",
     "joserfc.jwk",
     "joserfc.jws",
     "joserfc.jwt",

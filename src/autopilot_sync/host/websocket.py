@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSMsgType, web
 
@@ -55,7 +55,6 @@ from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
 from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
-from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx
@@ -86,9 +85,12 @@ from autopilot_sync.spacetime.messages import (
     UnsubscribeFlags,
     encode_reducer_ok_without_updates,
 )
-from autopilot_sync.spacetime.messages_v1 import V1_BSATN_PROTOCOL, V1Format
 from autopilot_sync.spacetime.rowlist import BsatnRowList
+from autopilot_sync.spacetime.v1_subprotocols import V1_BSATN_PROTOCOL
 from autopilot_sync.spacetime.values import Identity
+
+if TYPE_CHECKING:
+    from autopilot_sync.host.session_v1 import V1Codec
 
 log = logging.getLogger(__name__)
 
@@ -697,6 +699,10 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
     codec = None
     try:
         if version == 1:
+            # The v1 codec is imported by the first v1 connection (or the warm-up after `ready`), not at start.
+            from autopilot_sync.host.session_v1 import EngineV1Schema, V1Codec
+            from autopilot_sync.spacetime.messages_v1 import V1Format
+
             fmt = V1Format.BSATN if protocol == V1_BSATN_PROTOCOL else V1Format.JSON
             codec = V1Codec(fmt, EngineV1Schema(engine), caller.identity, connection_id)
         connection = Connection(hub, ws, request, caller, version, compression, codec)

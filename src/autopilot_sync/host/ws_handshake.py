@@ -15,7 +15,7 @@ from aiohttp import web
 
 from autopilot_sync.host.http_api import Authenticated
 from autopilot_sync.spacetime.frames import Compression
-from autopilot_sync.spacetime.messages_v1 import V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL
+from autopilot_sync.spacetime.v1_subprotocols import V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL
 from autopilot_sync.spacetime.values import ConnectionId
 
 V3_PROTOCOL = "v3.bsatn.spacetimedb"

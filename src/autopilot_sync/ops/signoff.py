@@ -259,7 +259,7 @@ def check_env_docs(root: Path) -> Check:
     """docs/configuration.md is what the settings classes generate (`autopilot-sync config docs --check`)."""
     page = root / DOCS_PATH
     current = page.read_text(encoding="utf-8") if page.is_file() else ""
-    variables = sum(len(cls.model_fields) for cls in SERVICES)
+    variables = sum(len(cls.fields) for cls in SERVICES)
     ok = current == render(SERVICES)
     return Check(
         "docs-env",

@@ -83,5 +83,5 @@ def check(service: str) -> None:
     """
     cls = by_name()[service]
     settings = load_settings(cls)
-    for name in cls.model_fields:
+    for name in cls.fields:
         click.echo(f"{cls.env_name(name)}={env_text(getattr(settings, name))}")

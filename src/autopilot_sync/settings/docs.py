@@ -40,7 +40,7 @@ def _section(cls: type[ServiceSettings]) -> str:
         "| variable | type | default | description |",
         "|---|---|---|---|",
     ]
-    for name, field in cls.model_fields.items():
+    for name, field in cls.fields.items():
         default = default_text(field)
         shown = "required" if default is None else f"`{default}`" if default else "(empty)"
         cells = [f"`{cls.env_name(name)}`", expected_form(field), shown, field.description or ""]

@@ -33,7 +33,7 @@ def service_environment(settings: type[ServiceSettings], values: Mapping[str, ob
 
     ValueError names every key that is not a field of the class, so wiring code cannot set a variable nobody reads.
     """
-    unknown = sorted(set(values) - set(settings.model_fields))
+    unknown = sorted(set(values) - set(settings.fields))
     if unknown:
         raise ValueError(f"{settings.__name__} has no field {', '.join(unknown)}")
     return {settings.env_name(name): env_value(value) for name, value in values.items() if value is not None}

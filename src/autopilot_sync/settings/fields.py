@@ -1,21 +1,18 @@
-"""Field types shared by the settings classes, each carrying the expected form shown in errors and docs."""
+"""Field kinds shared by the settings classes: how each value is parsed, and the form shown in errors and docs."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator
+from autopilot_sync.settings.base import Kind
 
-
-@dataclass(frozen=True)
-class Form:
-    """Annotation metadata: how an operator writes this value in the environment (e.g. "host:port")."""
-
-    text: str
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,11 +46,97 @@ def parse_listen(value: object) -> ListenAddress:
     return ListenAddress(host, port)
 
 
-def _split_commas(value: object) -> object:
-    """Turn `a, b,,c` into `("a", "b", "c")`; an empty string is an empty list."""
+def _split_commas(value: object) -> tuple[object, ...]:
+    """Turn `a, b,,c` into `("a", "b", "c")`; an empty string is an empty list; a list or tuple is taken as is."""
     if isinstance(value, str):
         return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, (tuple, list)):
+        return tuple(value)
+    raise ValueError("Input should be a valid tuple")
+
+
+def text(value: object) -> str:
+    """`value` if it is text (the environment's raw form), else the error pydantic gave for a non-string."""
+    if not isinstance(value, str):
+        raise ValueError("Input should be a valid string")
     return value
+
+
+def integer(value: object) -> int:
+    """An integer from its decimal text (surrounding blanks ignored) or an int."""
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        return int(value)
+    raise ValueError("Input should be a valid integer, unable to parse string as an integer")
+
+
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+
+
+def boolean(value: object) -> bool:
+    """`true`/`false` (also 1/0, yes/no, on/off, t/f, y/n, any case) or a bool."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in _TRUE or lowered in _FALSE:
+            return lowered in _TRUE
+    raise ValueError("Input should be a valid boolean, unable to interpret input")
+
+
+def path(value: object) -> Path:
+    """A filesystem path from text or a path (no `~` expansion: `FilePath` adds that)."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    raise ValueError("Input should be a valid path")
+
+
+def at_least(minimum: int) -> Callable[[object], int]:
+    """An integer >= `minimum`."""
+
+    def parse(value: object) -> int:
+        number = integer(value)
+        if number < minimum:
+            raise ValueError(f"Input should be greater than or equal to {minimum}")
+        return number
+
+    return parse
+
+
+def matching(pattern: str) -> Callable[[object], str]:
+    """Text matching the regular expression `pattern` (searched, as pydantic's `pattern` constraint)."""
+    compiled = re.compile(pattern)
+
+    def parse(value: object) -> str:
+        checked = text(value)
+        if not compiled.search(checked):
+            raise ValueError(f"String should match pattern '{pattern}'")
+        return checked
+
+    return parse
+
+
+def then(first: Callable[[object], str], after: Callable[[str], T]) -> Callable[[object], T]:
+    """`first`, then `after` on its result (pydantic's AfterValidator)."""
+    return lambda value: after(first(value))
+
+
+def items(each: Callable[[object], T]) -> Callable[[object], tuple[T, ...]]:
+    """A comma-separated list (or a tuple) whose every item `each` accepts."""
+    return lambda value: tuple(each(item) for item in _split_commas(value))
+
+
+def optional(parse: Callable[[object], T]) -> Callable[[object], T | None]:
+    """None stays None; anything else is `parse`d."""
+    return lambda value: None if value is None else parse(value)
 
 
 def _check_url(value: str, *, strip_slash: bool) -> str:
@@ -83,70 +166,63 @@ def _hex_pubkey(value: str) -> str:
     return value.lower()
 
 
-Listen = Annotated[ListenAddress, PlainValidator(parse_listen), Form("host:port")]
+BOOL: Kind[bool] = Kind("true or false", boolean)
+"""A switch: `true` or `false`."""
+
+TEXT: Kind[str] = Kind("text", text)
+"""Plain text, kept as written."""
+
+Listen: Kind[ListenAddress] = Kind("host:port", parse_listen)
 """A listening socket address, written `host:port`."""
 
-BaseUrl = Annotated[str, AfterValidator(_base_url), Form("http(s) URL")]
+BaseUrl: Kind[str] = Kind("http(s) URL", then(text, _base_url))
 """A service's base URL; a trailing `/` is dropped so paths can be appended."""
 
-IssuerUrl = Annotated[str, AfterValidator(_issuer_url)]
-"""An OIDC issuer URL, kept byte for byte because `iss` claims are compared exactly."""
+IssuerUrls: Kind[tuple[str, ...]] = Kind("comma-separated http(s) URLs", items(then(text, _issuer_url)))
+"""A comma-separated list of OIDC issuer URLs, each kept byte for byte because `iss` claims are compared exactly."""
 
-IssuerUrls = Annotated[tuple[IssuerUrl, ...], BeforeValidator(_split_commas), Form("comma-separated http(s) URLs")]
-"""A comma-separated list of OIDC issuer URLs."""
-
-HexPubkeys = Annotated[
-    tuple[Annotated[str, AfterValidator(_hex_pubkey)], ...],
-    BeforeValidator(_split_commas),
-    Form("comma-separated 64-hex-character public keys"),
-]
+HexPubkeys: Kind[tuple[str, ...]] = Kind("comma-separated 64-hex-character public keys", items(then(text, _hex_pubkey)))
 """A comma-separated list of Nostr public keys (hex), normalised to lowercase."""
 
-IdentityHex = Annotated[str, AfterValidator(_identity_hex), Form("identity hex (64 characters) or empty")]
+IdentityHex: Kind[str] = Kind("identity hex (64 characters) or empty", then(text, _identity_hex))
 """A SpacetimeDB identity as hex, as `/v1/identity` and the SDK print it; empty means none."""
 
-Identities = Annotated[
-    tuple[Annotated[str, AfterValidator(_identity_hex)], ...],
-    BeforeValidator(_split_commas),
-    Form("comma-separated identity hex (64 characters each)"),
-]
+Identities: Kind[tuple[str, ...]] = Kind(
+    "comma-separated identity hex (64 characters each)", items(then(text, _identity_hex))
+)
 """A comma-separated list of SpacetimeDB identities (hex), normalised to lowercase."""
 
-Names = Annotated[tuple[str, ...], BeforeValidator(_split_commas), Form("comma-separated names")]
+Names: Kind[tuple[str, ...]] = Kind("comma-separated names", items(text))
 """A comma-separated list of plain names (blank items are dropped)."""
 
-DatabaseName = Annotated[
-    str,
-    Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$"),
-    Form("lowercase letters and digits in words joined by '-' (like autopilot-sync)"),
-]
+DatabaseName: Kind[str] = Kind(
+    "lowercase letters and digits in words joined by '-' (like autopilot-sync)", matching(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+)
 """A Spacetime database name as it appears in `/v1/database/:name`."""
 
-DottedPath = Annotated[
-    str,
-    Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
-    Form("dotted Python import path (like autopilot_sync.module)"),
-]
+DottedPath: Kind[str] = Kind(
+    "dotted Python import path (like autopilot_sync.module)",
+    matching(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"),
+)
 """An importable Python module path."""
 
-ModulePath = Annotated[
-    str,
-    Field(pattern=r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)?$"),
-    Form("dotted Python import path, or a built module file ending .js/.mjs, or empty"),
-]
+ModulePath: Kind[str] = Kind(
+    "dotted Python import path, or a built module file ending .js/.mjs, or empty",
+    matching(r"^([A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*|.+\.m?js)?$"),
+)
 """The module a host serves: a Python import path, or a built TypeScript module (one ES-module file); empty: none."""
 
-Count = Annotated[int, Field(ge=1), Form("integer >= 1")]
+Count: Kind[int] = Kind("integer >= 1", at_least(1))
 """A positive count (commits, bytes)."""
 
-Seconds = Annotated[int, Field(ge=1), Form("whole seconds >= 1")]
+Seconds: Kind[int] = Kind("whole seconds >= 1", at_least(1))
 """A positive duration in whole seconds."""
 
-SecondsOrZero = Annotated[int, Field(ge=0), Form("whole seconds >= 0")]
+SecondsOrZero: Kind[int] = Kind("whole seconds >= 0", at_least(0))
 """A duration in whole seconds that may be zero (a tolerance that can be switched off)."""
 
-MicrosecondsOrZero = Annotated[int, Field(ge=0), Form("whole microseconds >= 0")]
+MicrosecondsOrZero: Kind[int] = Kind("whole microseconds >= 0", at_least(0))
 """A short duration in whole microseconds that may be zero (a bound that can be switched off)."""
 
-FilePath = Annotated[Path, AfterValidator(Path.expanduser), Form("filesystem path (~ expands)")]
+FilePath: Kind[Path] = Kind("filesystem path (~ expands)", lambda value: path(value).expanduser())
 """A path on the local filesystem; `~` expands to the user's home."""

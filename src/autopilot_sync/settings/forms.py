@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import Any
 
-from pydantic.fields import FieldInfo
-
-from autopilot_sync.settings.fields import Form
-
-_PLAIN_FORMS: dict[object, str] = {
-    bool: "true or false",
-    int: "integer",
-    str: "text",
-    Path: "filesystem path",
-}
+from autopilot_sync.settings.base import Setting
 
 
-def expected_form(field: FieldInfo) -> str:
-    """The form an operator must write, from the field type's `Form` marker or its plain Python type."""
-    for item in field.metadata:
-        if isinstance(item, Form):
-            return item.text
-    return _PLAIN_FORMS.get(field.annotation, "text")
+def expected_form(field: Setting[Any]) -> str:
+    """The form an operator must write: the field kind's."""
+    return field.kind.form
 
 
-def default_text(field: FieldInfo) -> str | None:
+def default_text(field: Setting[Any]) -> str | None:
     """The default as it would be written in the environment; None when the field is required."""
     return None if field.is_required() else env_text(field.default)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from pydantic import ValidationError
-
-from autopilot_sync.settings.base import ServiceSettings
+from autopilot_sync.settings.base import Problem, ServiceSettings, SettingsError
 from autopilot_sync.settings.forms import expected_form
 
 EXIT_CONFIG = 2
@@ -42,11 +40,11 @@ def validate_environment(cls: type[S], environ: Mapping[str, str]) -> tuple[S | 
     problems = _unknown_variables(cls, environ)
     try:
         settings: S | None = cls()
-    except ValidationError as exc:
+    except SettingsError as exc:
         settings = None
         seen: set[str] = set()
-        for error in exc.errors():
-            variable, message = _describe(cls, error)
+        for problem in exc.problems:
+            variable, message = _describe(cls, problem)
             if variable not in seen:
                 seen.add(variable)
                 problems.append(message)
@@ -55,7 +53,7 @@ def validate_environment(cls: type[S], environ: Mapping[str, str]) -> tuple[S | 
 
 def _unknown_variables(cls: type[ServiceSettings], environ: Mapping[str, str]) -> list[str]:
     prefix = cls.env_prefix()
-    known = {cls.env_name(name) for name in cls.model_fields}
+    known = {cls.env_name(name) for name in cls.fields}
     return [
         f"{name}: unknown variable for the {cls.service_name()} service; known: {', '.join(sorted(known))}"
         for name in sorted(environ)
@@ -63,20 +61,17 @@ def _unknown_variables(cls: type[ServiceSettings], environ: Mapping[str, str]) -
     ]
 
 
-def _describe(cls: type[ServiceSettings], error: Mapping[str, Any]) -> tuple[str, str]:
-    """The variable at fault and `VARIABLE: what is wrong; expected <form>: <description>` for one error."""
-    location = error.get("loc", ())
-    if not location or location[0] not in cls.model_fields:
+def _describe(cls: type[ServiceSettings], problem: Problem) -> tuple[str, str]:
+    """The variable at fault and `VARIABLE: what is wrong; expected <form>: <description>` for one problem."""
+    if problem.reason == "unknown" or problem.field not in cls.fields:
         variable = f"{cls.env_prefix()}*"
-        return variable, f"{variable}: {error.get('msg', 'invalid settings')}"
-    name = str(location[0])
-    variable = cls.env_name(name)
-    field = cls.model_fields[name]
+        return variable, f"{variable}: {problem.message or 'invalid settings'}"
+    variable = cls.env_name(problem.field)
+    field = cls.fields[problem.field]
     expectation = f"expected {expected_form(field)}: {field.description}"
-    if error.get("type") == "missing":
+    if problem.reason == "missing":
         return variable, f"{variable}: missing; {expectation}"
-    shown = repr(error.get("input"))
+    shown = repr(problem.input)
     if len(shown) > _MAX_SHOWN_VALUE:
         shown = shown[: _MAX_SHOWN_VALUE - 3] + "..."
-    reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-    return variable, f"{variable}: invalid value {shown} ({reason}); {expectation}"
+    return variable, f"{variable}: invalid value {shown} ({problem.message or 'invalid'}); {expectation}"

@@ -11,12 +11,9 @@ import enum
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import AfterValidator, Field
-
-from autopilot_sync.settings.base import ServiceSettings, service_config
-from autopilot_sync.settings.fields import FilePath, Form
+from autopilot_sync.settings.base import Kind, ServiceSettings, setting
+from autopilot_sync.settings.fields import FilePath, text, then
 
 
 class Environment(enum.Enum):
@@ -52,15 +49,15 @@ def _optional_database(value: str) -> str:
     return value
 
 
-OptionalUrl = Annotated[str, AfterValidator(_optional_url), Form("http(s) URL, or empty when not configured")]
+OptionalUrl: Kind[str] = Kind("http(s) URL, or empty when not configured", then(text, _optional_url))
 """A base URL that may be left empty; a trailing `/` is dropped so paths can be appended."""
 
-OptionalDatabase = Annotated[
-    str, AfterValidator(_optional_database), Form("database name like autopilot-sync, or empty when not configured")
-]
+OptionalDatabase: Kind[str] = Kind(
+    "database name like autopilot-sync, or empty when not configured", then(text, _optional_database)
+)
 """A Spacetime database name that may be left empty."""
 
-OptionalPath = Annotated[str, Form("filesystem path (~ expands), or empty when not configured")]
+OptionalPath: Kind[str] = Kind("filesystem path (~ expands), or empty when not configured", text)
 """A path that may be left empty (kept as text so that empty stays distinguishable from `.`)."""
 
 _TARGET_FIELDS = ("base_url", "database", "control_url", "nostr_key_path")
@@ -87,37 +84,47 @@ class Target:
         return self.state_dir / self.env.value
 
 
-class OpsSettings(ServiceSettings):
+class OpsSettings(ServiceSettings, service="ops"):
     """The operator's publish targets: per environment the host, its database, and who the lane signs in as.
 
     The key signs a NIP-98 proof for control, which grants the session token the post-publish smoke check uses
     (scope `sync.subscribe`); the lane never needs `sync.append` or `sync.admin`.
     """
 
-    model_config = service_config("ops")
-
-    state_dir: FilePath = Field(
-        default=Path("./var/ops"), description="Directory of the release ledgers, one subdirectory per environment."
+    state_dir: Path = setting(
+        FilePath,
+        default=Path("./var/ops"),
+        description="Directory of the release ledgers, one subdirectory per environment.",
     )
-    dev_base_url: OptionalUrl = Field(default="", description="Base URL of the dev Spacetime host.")
-    dev_database: OptionalDatabase = Field(default="", description="Database name on the dev host.")
-    dev_control_url: OptionalUrl = Field(default="", description="Control service issuing the lane's dev tokens.")
-    dev_nostr_key_path: OptionalPath = Field(
-        default="", description="Nostr secret key file (hex, mode 0600) the lane proves itself with in dev."
+    dev_base_url: str = setting(OptionalUrl, default="", description="Base URL of the dev Spacetime host.")
+    dev_database: str = setting(OptionalDatabase, default="", description="Database name on the dev host.")
+    dev_control_url: str = setting(
+        OptionalUrl, default="", description="Control service issuing the lane's dev tokens."
     )
-    staging_base_url: OptionalUrl = Field(default="", description="Base URL of the staging Spacetime host.")
-    staging_database: OptionalDatabase = Field(default="", description="Database name on the staging host.")
-    staging_control_url: OptionalUrl = Field(
-        default="", description="Control service issuing the lane's staging tokens."
+    dev_nostr_key_path: str = setting(
+        OptionalPath,
+        default="",
+        description="Nostr secret key file (hex, mode 0600) the lane proves itself with in dev.",
     )
-    staging_nostr_key_path: OptionalPath = Field(
-        default="", description="Nostr secret key file (hex, mode 0600) the lane proves itself with in staging."
+    staging_base_url: str = setting(OptionalUrl, default="", description="Base URL of the staging Spacetime host.")
+    staging_database: str = setting(OptionalDatabase, default="", description="Database name on the staging host.")
+    staging_control_url: str = setting(
+        OptionalUrl, default="", description="Control service issuing the lane's staging tokens."
     )
-    prod_base_url: OptionalUrl = Field(default="", description="Base URL of the prod Spacetime host.")
-    prod_database: OptionalDatabase = Field(default="", description="Database name on the prod host.")
-    prod_control_url: OptionalUrl = Field(default="", description="Control service issuing the lane's prod tokens.")
-    prod_nostr_key_path: OptionalPath = Field(
-        default="", description="Nostr secret key file (hex, mode 0600) the lane proves itself with in prod."
+    staging_nostr_key_path: str = setting(
+        OptionalPath,
+        default="",
+        description="Nostr secret key file (hex, mode 0600) the lane proves itself with in staging.",
+    )
+    prod_base_url: str = setting(OptionalUrl, default="", description="Base URL of the prod Spacetime host.")
+    prod_database: str = setting(OptionalDatabase, default="", description="Database name on the prod host.")
+    prod_control_url: str = setting(
+        OptionalUrl, default="", description="Control service issuing the lane's prod tokens."
+    )
+    prod_nostr_key_path: str = setting(
+        OptionalPath,
+        default="",
+        description="Nostr secret key file (hex, mode 0600) the lane proves itself with in prod.",
     )
 
     def target(self, env: Environment) -> Target:

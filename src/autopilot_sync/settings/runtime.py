@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import BeforeValidator, Field
-
-from autopilot_sync.settings.base import ServiceSettings, service_config
+from autopilot_sync.settings.base import Kind, ServiceSettings, setting
 from autopilot_sync.settings.fields import (
     BaseUrl,
     Count,
     DatabaseName,
     FilePath,
-    Form,
     HexPubkeys,
     Listen,
     ListenAddress,
@@ -24,7 +20,7 @@ from autopilot_sync.settings.fields import (
 MAX_SOCKET_PATH_BYTES = 107
 
 
-def _socket_path(value: object) -> object:
+def _socket_path(value: object) -> Path | None:
     """Empty means no socket; a path must fit in `sun_path`, checked here so a bad one fails at start."""
     if value is None or value == "":
         return None
@@ -34,58 +30,63 @@ def _socket_path(value: object) -> object:
     return path
 
 
-OptionalSocketPath = Annotated[
-    Path | None, BeforeValidator(_socket_path), Form("filesystem path (at most 107 bytes), or empty for none")
-]
+OptionalSocketPath: Kind[Path | None] = Kind("filesystem path (at most 107 bytes), or empty for none", _socket_path)
 
 
-class RuntimeSettings(ServiceSettings):
+class RuntimeSettings(ServiceSettings, service="runtime"):
     """The producer: its outbox directory, where it gets tokens, where it publishes, and the key it signs with."""
 
-    model_config = service_config("runtime")
-
-    listen: Listen = Field(
-        default=ListenAddress("127.0.0.1", 3200), description="Address of the runtime's API and metrics."
+    listen: ListenAddress = setting(
+        Listen, default=ListenAddress("127.0.0.1", 3200), description="Address of the runtime's API and metrics."
     )
-    producer_socket: OptionalSocketPath = Field(
+    producer_socket: Path | None = setting(
+        OptionalSocketPath,
         default=None,
         description="Unix socket (created mode 0600) where local producers and tools use the API without a token; "
         "empty for none. Over TCP every route but /healthz and /metrics needs a bearer token from control.",
     )
-    data_dir: FilePath = Field(default=Path("./var/runtime"), description="Directory of the durable outbox.")
-    control_url: BaseUrl = Field(
-        default="http://127.0.0.1:3100", description="Base URL of the control service issuing its tokens."
+    data_dir: Path = setting(FilePath, default=Path("./var/runtime"), description="Directory of the durable outbox.")
+    control_url: str = setting(
+        BaseUrl, default="http://127.0.0.1:3100", description="Base URL of the control service issuing its tokens."
     )
-    spacetime_base_url: BaseUrl = Field(
-        default="http://127.0.0.1:3000", description="Base URL of the Spacetime host it publishes to."
+    spacetime_base_url: str = setting(
+        BaseUrl, default="http://127.0.0.1:3000", description="Base URL of the Spacetime host it publishes to."
     )
-    database: DatabaseName = Field(
+    database: str = setting(
+        DatabaseName,
         default="autopilot-sync",
         description="Database whose reducers it calls; a bearer token on the producer API must name it in `aud` "
         "(the host's audience rule).",
     )
-    nostr_key_path: FilePath = Field(
-        description="File holding the runtime's Nostr secret key (hex), which proves its identity to control."
+    nostr_key_path: Path = setting(
+        FilePath, description="File holding the runtime's Nostr secret key (hex), which proves its identity to control."
     )
-    readers: HexPubkeys = Field(
+    readers: tuple[str, ...] = setting(
+        HexPubkeys,
         default=(),
         description="Nostr public keys made readers of every stream this runtime publishes (it is one itself); "
         "a stream's readers are recorded when the runtime first publishes to it (docs/runtime.md).",
     )
-    publish_batch_size: Count = Field(
+    publish_batch_size: int = setting(
+        Count,
         default=100,
         description="Most events one append_sync_events call carries; at most the module's max_batch_events.",
     )
-    max_payload_bytes: Count = Field(
+    max_payload_bytes: int = setting(
+        Count,
         default=262144,
         description="Largest canonical JSON payload accepted at append time; match the module's max_payload_bytes.",
     )
-    token_ttl_seconds: Seconds = Field(
-        default=300, description="Lifetime of the session tokens the runtime asks control for."
+    token_ttl_seconds: int = setting(
+        Seconds, default=300, description="Lifetime of the session tokens the runtime asks control for."
     )
-    health_check_seconds: Seconds = Field(
-        default=5, description="How often the runtime re-checks control and the host (GET /healthz, dependency_up)."
+    health_check_seconds: int = setting(
+        Seconds,
+        default=5,
+        description="How often the runtime re-checks control and the host (GET /healthz, dependency_up).",
     )
-    retry_cap_seconds: Seconds = Field(
-        default=5, description="Longest delay between two publish attempts of one stream (full-jitter backoff cap)."
+    retry_cap_seconds: int = setting(
+        Seconds,
+        default=5,
+        description="Longest delay between two publish attempts of one stream (full-jitter backoff cap).",
     )

@@ -28,10 +28,8 @@ from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize
 from autopilot_sync.spacetime.sats_json import SatsJsonError, from_json, loads, to_json
+from autopilot_sync.spacetime.v1_subprotocols import V1_BSATN_PROTOCOL, V1_JSON_PROTOCOL
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
-
-V1_BSATN_PROTOCOL = "v1.bsatn.spacetimedb"
-V1_JSON_PROTOCOL = "v1.json.spacetimedb"
 
 #: `reducer_id` of a failure that names no reducer the module has (SpacetimeDB's `u32::MAX` in
 #: `MessageExecutionError::into_event`).

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import logging
-from importlib import metadata
 from pathlib import Path
 
 from autopilot_sync import __version__
@@ -117,6 +117,17 @@ def remember_in_cache(cache_dir: Path, digest: str) -> None:
 
 
 def _sqlglot_version() -> str:
+    """What identifies the installed sqlglot: its generated `_version.py` (read, not imported), else its metadata.
+
+    Why not `importlib.metadata` first: importing it and scanning the installed distributions cost ~7 ms of every
+    start (docs/performance.md "Round 5 — startup2"); the version file changes with every release just the same.
+    """
+    spec = importlib.util.find_spec("sqlglot")  # finds the package without importing it
+    if spec is not None and spec.origin is not None:
+        with contextlib.suppress(OSError):
+            return hashlib.sha256((Path(spec.origin).parent / "_version.py").read_bytes()).hexdigest()
+    from importlib import metadata
+
     try:
         return metadata.version("sqlglot")
     except metadata.PackageNotFoundError:
