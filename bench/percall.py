@@ -28,7 +28,7 @@ from typing import Any
 from bench.ours import Ours, event_input, resume_query
 from bench.proc_cpu import process_cpu_seconds
 from bench.stats import median, quantile, round_report
-from bench.suite import payload
+from bench.suite import client_loop_factory, payload
 
 PROFILE_RATE = 250
 
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000, help="calls per phase per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output of the first publish phase")
-    results = asyncio.run(run(parser.parse_args(argv)))
+    with asyncio.Runner(loop_factory=client_loop_factory()) as runner:  # as the suite's client (bench/suite.py)
+        results = runner.run(run(parser.parse_args(argv)))
     print(json.dumps(results["median"] | {"load_average": results["load_average"]}))
     return 0
 

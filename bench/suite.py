@@ -145,6 +145,18 @@ class Context:
         return f"{prefix}{self._counter}"
 
 
+def client_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop the benchmark's client runs on: the services' (`lifecycle.event_loop_factory`, uvloop).
+
+    An old tree on `PYTHONPATH` (the A/B benchmarks' `--old`) that predates it gets asyncio's loop, as it ran then.
+    """
+    try:
+        from autopilot_sync.lifecycle import event_loop_factory
+    except ImportError:
+        return None
+    return event_loop_factory()
+
+
 def payload(n: int, sent_ns: int = 0) -> dict[str, Any]:
     """The event payload every system carries: ~250 bytes of canonical JSON."""
     return {"n": n, "pad": PAD, "t": sent_ns}
@@ -413,8 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds:
         sizes.rounds = args.rounds
     peers = () if args.no_peers else PEERS
-    with _more_files(), tempfile.TemporaryDirectory(prefix="apsync-bench-") as scratch:  # same disk as /tmp
-        results = asyncio.run(run_suite(Path(scratch), sizes, only or None, peers))
+    # Every system's client runs on the loop our services run on (uvloop where installed): the runtime's producer
+    # and the host do, and the peers' Python clients get the same loop (docs/performance.md, "Round 5 — sdkcall").
+    with (
+        _more_files(),
+        tempfile.TemporaryDirectory(prefix="apsync-bench-") as scratch,  # same disk as /tmp
+        asyncio.Runner(loop_factory=client_loop_factory()) as runner,
+    ):
+        results = runner.run(run_suite(Path(scratch), sizes, only or None, peers))
     report = render(results)
     print(report)
     if args.out is not None:

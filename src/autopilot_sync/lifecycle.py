@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+from collections.abc import Callable
 
 READY_PATTERN = re.compile(r"autopilot-sync (?P<service>[a-z-]+) ready: (?P<url>\S+)")
 
@@ -52,3 +53,18 @@ async def until_stop_signal() -> None:
         _STOPS.pop(loop, None)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop where it is installed (a dependency off Windows), else None: asyncio's own.
+
+    Why: a service's fixed cost per call is largely event-loop plumbing (frame reads, socket writes, wake-ups). On
+    the host, uvloop cut the one-subscriber publish -> receipt p50 ~20% and raised unbatched durable publish ~12%;
+    on the SDK's side of a call (the runtime's producer, the benchmark's client) it cut the client's CPU per
+    unbatched call ~14% (docs/performance.md, "Round 5 — sdkcall"). Services pass it to `asyncio.Runner`.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

@@ -17,6 +17,7 @@ from autopilot_sync.client import (
     BackoffPolicy,
     ClientSchema,
     CloseReason,
+    ConnectionLostError,
     ConnectionState,
     ProtocolError,
     ProtocolErrorKind,
@@ -56,6 +57,7 @@ class GarbageServerDouble:
     runner: web.AppRunner | None = None
     port: int = 0
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    protocol: str = "v2.bsatn.spacetimedb"
     #: what the last upgrade request carried: its query parameters and its `Authorization` header
     upgrade_query: dict[str, str] = field(default_factory=dict)
     upgrade_authorization: str | None = None
@@ -66,7 +68,7 @@ class GarbageServerDouble:
         self.connections += 1
         self.upgrade_query = dict(request.query)
         self.upgrade_authorization = request.headers.get("Authorization")
-        ws = web.WebSocketResponse(protocols=("v2.bsatn.spacetimedb",))
+        ws = web.WebSocketResponse(protocols=(self.protocol,))
         await ws.prepare(request)
         await ws.send_bytes(HELLO)
         async for msg in ws:
@@ -94,11 +96,11 @@ class GarbageServerDouble:
 
 
 @pytest.fixture
-async def double_factory() -> AsyncIterator[Callable[[list[bytes | str]], asyncio.Future[GarbageServerDouble]]]:
+async def double_factory() -> AsyncIterator[Callable[..., asyncio.Future[GarbageServerDouble]]]:
     runners: list[web.AppRunner] = []
 
-    async def make(script: list[bytes | str]) -> GarbageServerDouble:
-        double = GarbageServerDouble(script)
+    async def make(script: list[bytes | str], protocol: str = "v2.bsatn.spacetimedb") -> GarbageServerDouble:
+        double = GarbageServerDouble(script, protocol=protocol)
         app = web.Application()
         app.router.add_get("/v1/database/{name}/subscribe", double.handler)
         app.router.add_post("/v1/identity/websocket-token", double.short_token)
@@ -235,3 +237,23 @@ async def test_protocol_errors_are_retried_a_bounded_number_of_times(
     assert "invalid ServerMessage tag 255" in (closed[0].reason or "")
     backoffs = [e for e in events if e.state is ConnectionState.BACKING_OFF]
     assert len(backoffs) == 3 and all(e.next_retry_at is not None and e.delay is not None for e in backoffs)
+
+
+async def test_a_v3_call_whose_write_fails_raises_connection_lost_and_ends_the_connection(
+    double_factory: Callable[..., asyncio.Future[GarbageServerDouble]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On v3 a reducer call awaits its answer, not its write (one flusher task writes what is queued): a write that
+    # fails must still reach the caller, as ConnectionLostError, and end the connection; the call never hangs.
+    double = await double_factory([], protocol="v3.bsatn.spacetimedb")
+    conn = await connect(double.base_url, "chat", schema=SCHEMA, compression=Compression.NONE)
+    assert conn.protocol == "v3.bsatn.spacetimedb"
+
+    async def reset(data: bytes, compress: int | None = None) -> None:
+        raise ConnectionResetError("reset by the test")
+
+    monkeypatch.setattr(conn._ws, "send_bytes", reset)
+    with pytest.raises(ConnectionLostError):
+        await conn.call("add_person", "dee", 9)
+    info = await conn.wait_closed()
+    assert info.reason is CloseReason.NETWORK_ERROR
+    assert conn.in_flight() == []

@@ -4,11 +4,12 @@ raise DecodeError."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from spacetime_strategies import client_messages, server_messages
+from spacetime_strategies import client_messages, server_messages, transaction_updates
 
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
@@ -124,6 +125,29 @@ def test_corrupted_server_messages_decode_or_raise_decode_error_only(msg: m.Serv
         encoded[data.draw(st.integers(0, len(encoded) - 1))] = data.draw(st.integers(0, 255))
     with contextlib.suppress(DecodeError):
         m.decode_server_message(bytes(encoded))
+
+
+def _read_update(read: Callable[[m._Reader], m.TransactionUpdate], data: bytes) -> tuple[object, int] | str:
+    reader = m._Reader(data, 0)
+    try:
+        return read(reader), reader.pos
+    except DecodeError as exc:
+        return f"DecodeError: {exc}"
+
+
+@given(transaction_updates, st.data())
+def test_the_inlined_transaction_update_read_agrees_with_the_checked_one(
+    update: m.TransactionUpdate, data: st.DataObject
+) -> None:
+    # The client's hot path reads a live update with its bounds checks inlined; on anything odd it re-reads with the
+    # checked reader, so on every input (whole, cut short, bytes flipped) both give the same value or the same error.
+    encoded = bytearray(m.encode_server_message(update)[1:])
+    for _ in range(data.draw(st.integers(0, 3))):
+        if encoded:
+            encoded[data.draw(st.integers(0, len(encoded) - 1))] = data.draw(st.integers(0, 255))
+    encoded = encoded[: data.draw(st.integers(0, len(encoded)))]
+    fast = _read_update(m._transaction_update, bytes(encoded))
+    assert fast == _read_update(m._checked_transaction_update, bytes(encoded))
 
 
 @given(client_messages, st.data())

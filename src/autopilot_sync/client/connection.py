@@ -148,7 +148,6 @@ class Connection:
         self.messages_sent = 0
         self.frames_sent = 0
         self._flush: asyncio.Task[None] | None = None
-        self._last_flush: asyncio.Task[None] | None = None
         self._closed = asyncio.get_running_loop().create_future()
         self._reader = asyncio.create_task(self._read_loop(), name=f"spacetime-reader-{self.connection_id.hex[:8]}")
 
@@ -220,12 +219,14 @@ class Connection:
         if self._close_info is not None:
             raise ConnectionLostError(f"connection closed: {self._close_info.message}", self._close_info.error)
 
-    async def _send(self, message: m.ClientMessage) -> None:
+    async def _send(self, message: m.ClientMessage, *, written: bool = True) -> None:
         """Send one message; on v3, messages sent in the same event-loop turn share frames (in order).
 
         v3 lets a binary frame carry several client messages; like the official SDK's v3 outbound queue, we coalesce
-        what is queued before the next flush into frames of at most `V3_CLIENT_FRAME_CAP` bytes (the session packs
+        what is queued before the flush runs into frames of at most `V3_CLIENT_FRAME_CAP` bytes (the session packs
         them). Returns once the frame holding this message was written; ConnectionLostError when it could not be.
+        With `written=False` (a call, which awaits its answer anyway) a v3 send returns once the message is queued:
+        a write that fails ends the connection, which fails the call's future.
         """
         self._check_open()
         self.state.queue(message)
@@ -234,19 +235,32 @@ class Connection:
             for frame in self.state.frames_to_send():
                 await self._write(frame)
             return
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().create_task(self._flush_outbox(self._last_flush))
-            self._flush.add_done_callback(_retrieve)
-            self._last_flush = self._flush
-        await asyncio.shield(self._flush)
+        flush = self._flush
+        if flush is None:
+            flush = self._flush = asyncio.get_running_loop().create_task(self._flush_outbox())
+            flush.add_done_callback(_retrieve)
+        if written:
+            await asyncio.shield(flush)
 
-    async def _flush_outbox(self, previous: asyncio.Task[None] | None) -> None:
-        await asyncio.sleep(0)  # let every message sent in this turn join the frame
-        if previous is not None:
-            await asyncio.gather(previous, return_exceptions=True)  # frames leave in order
-        self._flush = None
-        for frame in self.state.frames_to_send():
-            await self._write(frame)
+    async def _flush_outbox(self) -> None:
+        """Write everything queued, in order, until the queue is empty (one flusher per connection at a time).
+
+        The task's first step runs after the callbacks already due in this loop turn, so every message sent in the
+        turn joins the first frame; messages queued while a write waits for the socket join the next round. One task
+        per burst rather than one per message (with a `sleep(0)` and a wait on the previous one): a call alone costs
+        one loop turn to write, not five.
+        """
+        try:
+            while frames := self.state.frames_to_send():
+                for frame in frames:
+                    await self._write(frame)
+        except ConnectionLostError:
+            raise
+        except Exception as exc:  # anything else ends the connection, so no queued call waits forever
+            await self._shutdown(CloseInfo(CloseReason.NETWORK_ERROR, f"send failed: {exc}", error=exc))
+            raise
+        finally:
+            self._flush = None
 
     async def _write(self, frame: bytes) -> None:
         self._check_open()
@@ -299,7 +313,7 @@ class Connection:
         future: asyncio.Future[ReducerCallResult] = asyncio.get_running_loop().create_future()
         self._calls[message.request_id] = future
         try:
-            await self._send(message)
+            await self._send(message, written=False)
         except ConnectionLostError:
             self._calls.pop(message.request_id, None)
             self.state.not_sent(message.request_id)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from autopilot_sync.client.cache import ChangeCause, ClientCache
+from autopilot_sync.client.cache import ChangeCause, ClientCache, RowBatch, RowOp
 from autopilot_sync.client.errors import OneOffQueryError, ProtocolError, ProtocolErrorKind
 from autopilot_sync.client.query_set import QuerySet, QuerySetOwner, QuerySetState
 from autopilot_sync.client.results import (
@@ -281,8 +281,11 @@ class ClientSession:
         outcome = message.result
         result: ReducerCallResult
         if isinstance(outcome, m.ReducerOk):
-            self._check_query_sets(outcome.transaction_update)
-            ops = ops_from_transaction(self.schema, outcome.transaction_update)
+            update = outcome.transaction_update
+            ops: list[RowOp | RowBatch] = []
+            if update.query_sets:  # none when the caller subscribes to nothing the call changed
+                self._check_query_sets(update)
+                ops = ops_from_transaction(self.schema, update)
             del self._calls[message.request_id]
             changes = self.cache.apply(ops, ChangeCause.REDUCER_RESULT)
             result = ReducerCommitted(reducer, message.timestamp, tuple(changes), outcome.ret_value)

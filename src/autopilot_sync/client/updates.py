@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from autopilot_sync.client.cache import RowBatch, RowOp
 from autopilot_sync.client.errors import ProtocolError, ProtocolErrorKind
-from autopilot_sync.client.gc_pause import paused_gc
+from autopilot_sync.client.gc_pause import MIN_ROWS, paused_gc
 from autopilot_sync.client.schema import ClientSchema, TableSchema
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.messages import (
@@ -19,6 +19,11 @@ from autopilot_sync.spacetime.messages import (
     TransactionUpdate,
 )
 
+#: A live update's row list is kept undecoded (`RowBatch`) from this many rows: a single row (one event's
+#: `TransactionUpdate`) is decoded once here, where the lazy path would decode it to check it, then again for the
+#: first callback that reads it.
+LIVE_LAZY_FROM = 2
+
 
 def _table(schema: ClientSchema, name: str) -> TableSchema:
     table = schema.tables.get(name)
@@ -28,9 +33,9 @@ def _table(schema: ClientSchema, name: str) -> TableSchema:
 
 
 def _ops(
-    table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False
+    table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool, event: bool = False, lazy_from: int = 0
 ) -> list[RowOp] | list[RowBatch]:
-    if table.decodes_lazily and not event:
+    if table.decodes_lazily and not event and len(rows) >= lazy_from:
         # Checked now, decoded when read: see `RowBatch`.
         try:
             checked = table.check_row_list(rows)
@@ -38,14 +43,22 @@ def _ops(
             raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
         return [RowBatch(query_set_id, table.name, insert, checked, table.row_of)]
     raws = rows.rows()
+    if len(raws) < MIN_ROWS:  # a live update's few rows: no pause to take
+        return _decoded_ops(table, query_set_id, raws, insert, event)
     with paused_gc(len(raws)):
-        try:
-            decoded = table.decode_rows(raws)
-        except DecodeError as exc:
-            raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
-        name = table.name
-        pairs = zip(raws, decoded, strict=True)
-        return [RowOp(query_set_id, name, insert, key, raw, row, event) for raw, (key, row) in pairs]
+        return _decoded_ops(table, query_set_id, raws, insert, event)
+
+
+def _decoded_ops(
+    table: TableSchema, query_set_id: int, raws: list[bytes], insert: bool, event: bool
+) -> list[RowOp] | list[RowBatch]:
+    try:
+        decoded = table.decode_rows(raws)
+    except DecodeError as exc:
+        raise ProtocolError(ProtocolErrorKind.BAD_ROW, f"table {table.name}: {exc}") from None
+    name = table.name
+    pairs = zip(raws, decoded, strict=True)
+    return [RowOp(query_set_id, name, insert, key, raw, row, event) for raw, (key, row) in pairs]
 
 
 def ops_from_query_rows(
@@ -66,8 +79,8 @@ def ops_from_transaction(schema: ClientSchema, update: TransactionUpdate) -> lis
             table = _table(schema, table_update.table_name)
             for entry in table_update.rows:
                 if isinstance(entry, PersistentTableRows):
-                    out.extend(_ops(table, query_set.query_set_id, entry.deletes, False))
-                    out.extend(_ops(table, query_set.query_set_id, entry.inserts, True))
+                    out.extend(_ops(table, query_set.query_set_id, entry.deletes, False, lazy_from=LIVE_LAZY_FROM))
+                    out.extend(_ops(table, query_set.query_set_id, entry.inserts, True, lazy_from=LIVE_LAZY_FROM))
                 elif isinstance(entry, EventTableRows):
                     out.extend(_ops(table, query_set.query_set_id, entry.events, True, event=True))
     return out

@@ -102,8 +102,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     thread's hand-off); on uvloop the one-subscriber publish -> receipt p50 fell ~20% and unbatched durable publish
     rose ~12% (`python -m bench.percall`, docs/performance.md).
     """
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
+    from autopilot_sync.lifecycle import event_loop_factory  # the one copy, shared with the runtime and the bench
+
+    return event_loop_factory()
