@@ -37,8 +37,10 @@ _HEADER = struct.Struct("<II")
 MAX_RECORD_BYTES = 256 * 1024 * 1024
 #: Default size bound of one segment: past it the next record starts a new segment.
 DEFAULT_SEGMENT_MAX_BYTES = 64 * 1024 * 1024
-#: Default bound of an fsync run on the event loop itself (`CommitLog.inline_fsync_max_seconds`).
-DEFAULT_INLINE_FSYNC_MAX_SECONDS = 0.001
+#: Default bound of an fsync run on the event loop itself (`CommitLog.inline_fsync_max_seconds`): 0, never. While an
+#: fsync runs on the loop the host serves nothing else, and a disk that was fast can stall for seconds on the next one
+#: (the official SDK's unsubscribe-mid-commit conformance test, whose disk is held, froze with a 1 ms bound).
+DEFAULT_INLINE_FSYNC_MAX_SECONDS = 0.0
 #: Consecutive fsyncs within that bound before a flush runs on the loop; doubled after each inline fsync past it.
 INLINE_AFTER_FAST_FSYNCS = 8
 #: The most that requirement grows to.

@@ -135,10 +135,12 @@ class HostSettings(ServiceSettings, service="host"):
     )
     inline_fsync_max_micros: int = setting(
         MicrosecondsOrZero,
-        default=1000,
+        default=0,
         description="A commit-log fsync runs on the event loop itself (no hand-off to the fsync thread and back, "
         "~100 us less per durable call) while the disk's recent fsyncs each took at most this long; one slower "
-        "fsync sends flushes back to the thread. 0: always the thread.",
+        "fsync sends flushes back to the thread. While an fsync runs on the loop the host serves nothing else, so a "
+        "disk that stalls freezes every connection for that fsync: set it (e.g. 1000) only for local NVMe whose "
+        "fsyncs never stall. 0 (the default): always the thread.",
     )
     ping_interval_seconds: int = setting(
         Seconds, default=15, description="How often the host pings each WebSocket client (the real host uses 15)."
