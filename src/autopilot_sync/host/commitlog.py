@@ -407,16 +407,9 @@ class CommitLog:
 
         def flush() -> None:
             # Runs in the flusher thread; reports back to the loop directly (one wake-up, no future chaining).
-            started = time.perf_counter()
-            error: BaseException | None = None
-            try:
-                _fsync_all(fds)
-                if directory is not None:
-                    fsync_directory(directory)
-            except OSError as exc:
-                error = exc
+            error, seconds = _fsync_timed(fds, directory)
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting any more
-                loop.call_soon_threadsafe(self._flush_done, target, retired, error, time.perf_counter() - started)
+                loop.call_soon_threadsafe(self._flush_done, target, retired, error, seconds)
 
         try:
             self._flusher.submit(flush)
@@ -433,15 +426,8 @@ class CommitLog:
         fds = [*self._retired_fds, self._fd] if self._fd is not None else list(self._retired_fds)
         directory = self.directory if self._directory_dirty else None
         self._directory_dirty = False
-        started = time.perf_counter()
-        error: BaseException | None = None
-        try:
-            _fsync_all(fds)
-            if directory is not None:
-                fsync_directory(directory)
-        except OSError as exc:
-            error = exc
-        self._flush_done(target, list(self._retired_fds), error, time.perf_counter() - started, inline=True)
+        error, seconds = _fsync_timed(fds, directory)
+        self._flush_done(target, list(self._retired_fds), error, seconds, inline=True)
 
     def _flush_done(
         self, target: int, retired: list[int], error: BaseException | None, seconds: float, inline: bool = False
@@ -592,6 +578,19 @@ def _tell(callback: DurableCallback, error: BaseException | None) -> None:
         callback(error)
     except Exception:
         log.exception("commit-log durability callback raised")
+
+
+def _fsync_timed(fds: list[int], directory: Path | None) -> tuple[OSError | None, float]:
+    """One flush's disk work, wherever it runs (the flusher thread or the loop): fsync `fds`, then `directory` when a
+    segment was created; the error it met, if any, and how long it took."""
+    started = time.perf_counter()
+    try:
+        _fsync_all(fds)
+        if directory is not None:
+            fsync_directory(directory)
+    except OSError as exc:
+        return exc, time.perf_counter() - started
+    return None, time.perf_counter() - started
 
 
 def _fsync_all(fds: list[int]) -> None:
