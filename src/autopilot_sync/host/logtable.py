@@ -522,7 +522,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
         """
         key, seq = row[0], row[1]
-        if type(key) is not str or type(seq) is not int:
+        if type(key) is not str or type(seq) is not int:  # a subclass: the values as the row's bytes hold them
             key, seq, _ = self._split(row_bytes)
         part = self.partitions.get(key)
         if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
@@ -613,8 +613,9 @@ def _matches_high(key: Key, high: Key | None, inclusive: bool) -> bool:
 
 def _partitions_between(rows: LogRows, low: Key | None, high: Key | None) -> list[Partition]:
     """Partitions that can hold keys in [low, high], sorted by partition key."""
-    if low and high and type(low[0]) is str and low[0] == high[0]:
-        part = rows.partitions.get(low[0])
+    name = _plain_str(low[0]) if low and high and low[0] == high[0] else None
+    if name is not None:
+        part = rows.partitions.get(name)
         return [] if part is None else [part]
     return [rows.partitions[k] for k in sorted(rows.partitions)]
 
@@ -658,7 +659,8 @@ class SeqIndex:
         """Rows whose key equals `key`, or starts with it."""
         if not key:
             return self.range(None, None)
-        part = self.rows.partitions.get(key[0]) if type(key[0]) is str else None
+        name = key[0] if type(key[0]) is str else _plain_str(key[0])  # the call only for a subclass
+        part = self.rows.partitions.get(name) if name is not None else None
         if part is None:
             return iter(())
         if len(key) == 1:
@@ -688,9 +690,10 @@ def _one_partition_span(
 ) -> tuple[Partition, int, int] | None:
     """The reducers' and resumes' range, `(p, a) .. (p, b | TOP)` or `(p,) .. (p, …)`, by bisecting `seqs` directly
     (None: any other shape of bounds, for the general path)."""
-    if not low or not high or len(high) != 2 or low[0] != high[0] or type(low[0]) is not str:
+    if not low or not high or len(high) != 2 or low[0] != high[0]:
         return None
-    part = rows.partitions.get(low[0])
+    name = _plain_str(low[0])
+    part = rows.partitions.get(name) if name is not None else None
     if part is None:
         return None
     seqs, head = part.seqs, part.head
@@ -835,7 +838,8 @@ class HashIndex:
             width = len(key)
             pairs = self._sorted(_partitions_between(self.rows, key, key))
             return iter([b for k, b in pairs if k[:width] == key])
-        part = self.rows.partitions.get(key[0]) if type(key[0]) is str else None
+        name = key[0] if type(key[0]) is str else _plain_str(key[0])  # the call only for a subclass
+        part = self.rows.partitions.get(name) if name is not None else None
         if part is None:
             return iter(())
         try:
@@ -913,8 +917,8 @@ def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
 
     def hasher(row: tuple[Any, ...]) -> int:
         value = row[position]
-        if type(value) is not str:
-            raise TypeError("str value expected")  # as `_one_string`
+        if type(value) is not str:  # a subclass (hashed as its string), or no string at all (TypeError)
+            return zlib.crc32(_one_string((value,)))
         return zlib.crc32(value.encode("utf-8"))
 
     return hasher
@@ -922,9 +926,21 @@ def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
 
 def _one_string(tail: Key) -> bytes:
     (value,) = tail
-    if type(value) is not str:
+    text = _plain_str(value)
+    if text is None:
         raise TypeError("str value expected")
-    return value.encode("utf-8")
+    return text.encode("utf-8")
+
+
+def _plain_str(value: object) -> str | None:
+    """`value` as a plain `str`, or None when it is no string.
+
+    A `str` subclass (a `StrEnum` member, a module's own key type) is taken as its string, as the row encoder
+    (`bsatn`: any `str`) and the generic store (keys compared by value) take it; values decoded from the wire are
+    always plain, so only a Python module's own values are ever converted."""
+    if type(value) is str:
+        return value
+    return str.__str__(value) if isinstance(value, str) else None
 
 
 def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:
