@@ -377,3 +377,43 @@ def test_every_log_table_read_by_a_str_subclass_key_answers_as_the_generic_store
         found = list(a.lookup(first)) if verb == "lookup" else list(a.range(first, second))
         expected = list(b.lookup(first)) if verb == "lookup" else list(b.range(first, second))
         assert expected and sorted(found) == sorted(expected), (group, verb, first)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(max_size=6), min_size=1, max_size=40),
+    st.booleans(),
+    st.integers(0, 10),
+    st.integers(0, 45),
+    st.integers(0, 45),
+)
+def test_a_run_packed_in_c_is_the_row_list_of_the_python_twins_rows(
+    payloads: list[str], same_length: bool, trimmed: int, first: int, stop: int
+) -> None:
+    """`RowRun` packs in C (`_rowlist.pack_run`) where it was compiled, else `BsatnRowList.from_rows` of
+    `Partition.rows_between` (the one Python builder of stored rows): both make the same row list, size hint
+    included (fixed-size rows and rows of several lengths), over a partition whose head was trimmed."""
+    from autopilot_sync.host import logtable
+
+    assert logtable._pack_run is not None, "the C extension is built in the dev environment"
+    store = TableStore(LOG)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    for seq, text in enumerate(payloads, start=1):
+        tx.insert(store, ("s0", seq, f"k{seq % 3}", "x" if same_length else text))
+    for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[: min(trimmed, len(payloads) - 1)]:
+        assert tx.delete_bytes(store, row_bytes)
+    assert isinstance(store.rows, LogRows)
+    part = store.rows.partitions["s0"]
+    first = min(part.head + first, len(part.seqs))
+    stop = min(max(first, part.head + stop), len(part.seqs))
+    compiled = RowRun(part, first, stop).row_list()
+    saved, logtable._pack_run = logtable._pack_run, None
+    try:
+        twin = RowRun(part, first, stop).row_list()
+    finally:
+        logtable._pack_run = saved
+    expected = BsatnRowList.from_rows(part.rows_between(first, stop))
+    assert compiled == twin == expected
+    assert list(RowRun(part, first, stop)) == part.rows_between(first, stop)
