@@ -53,6 +53,13 @@ def _generic(table: TableDef) -> TableStore:
     return store
 
 
+def _transaction() -> Transaction:
+    """A transaction over stores driven directly (no datastore of a module around them)."""
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    return Transaction(datastore)
+
+
 def test_the_shape_rule_picks_partition_and_seq_tables_only() -> None:
     assert is_log_shaped(LOG)
     assert isinstance(TableStore(LOG).rows, LogRows)
@@ -131,14 +138,9 @@ def _same(log_found: list[bytes], generic_found: list[bytes], ordered: bool) -> 
 @settings(max_examples=60, deadline=None)
 @given(ops)
 def test_a_log_table_reads_as_the_generic_store_on_random_operations(sequence: list[Op]) -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     stores = (TableStore(LOG), _generic(LOG))
     assert isinstance(stores[0].rows, LogRows) and not isinstance(stores[1].rows, LogRows)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    txs = [Transaction(datastore), Transaction(datastore)]
+    txs = [_transaction(), _transaction()]
     for verb, stream, seq, key in sequence:
         for i, store in enumerate(stores):
             tx = txs[i]
@@ -161,21 +163,16 @@ def test_a_log_table_reads_as_the_generic_store_on_random_operations(sequence: l
             elif verb == "rollback":
                 tx.rollback()
             else:
-                txs[i] = Transaction(datastore)
+                txs[i] = _transaction()
         _reads_agree(*stores)
 
 
 def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq in range(1, 3001):
         tx.insert(store, _row(0, seq, seq))
-    tx = Transaction(datastore)
+    tx = _transaction()
     trimmed = list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]
     for row_bytes in trimmed:
         assert tx.delete_bytes(store, row_bytes)
@@ -191,16 +188,11 @@ def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> Non
 
 
 def test_a_long_range_of_a_trimmed_partition_is_a_packed_run_of_the_same_rows() -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq in range(1, 3001):
         tx.insert(store, _row(0, seq, seq))
-    tx = Transaction(datastore)
+    tx = _transaction()
     for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]:
         assert tx.delete_bytes(store, row_bytes)  # compacts once half is dead: offsets start at a later row
     index = store.indexes[("stream_id", "seq")]
@@ -213,13 +205,8 @@ def test_a_long_range_of_a_trimmed_partition_is_a_packed_run_of_the_same_rows() 
 
 
 def test_a_log_table_snapshot_is_its_buffers_and_loads_back_to_the_same_reads(tmp_path: Path) -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     store, generic = TableStore(LOG), _generic(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq in range(1, 200):
         for target in (store, generic):
             tx.insert(target, _row(seq % 3, seq, seq % 7))
@@ -289,13 +276,10 @@ def test_an_append_past_the_partition_end_takes_the_short_path_and_every_other_i
     a row at or below it (the same bytes, another row at a taken seq) meets the checks as before."""
     import pytest
 
-    from autopilot_sync.host.datastore import Datastore, UniqueConstraintError
-    from autopilot_sync.host.transaction import Transaction
+    from autopilot_sync.host.datastore import UniqueConstraintError
 
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     assert isinstance(store.rows, LogRows)
     assert store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1))
     assert not store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1)), "its seq is no longer past the end"
@@ -356,9 +340,7 @@ async def test_a_module_inserts_and_finds_log_rows_by_str_subclass_keys(tmp_path
 
 def test_every_log_table_read_by_a_str_subclass_key_answers_as_the_generic_store() -> None:
     stores = (TableStore(LOG), _generic(LOG))
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for store in stores:
         for seq in range(1, 300):
             tx.insert(store, (Key("s0"), seq, Key(f"k{seq % 5}"), "p"))
@@ -397,9 +379,7 @@ def test_a_run_packed_in_c_is_the_row_list_of_the_python_twins_rows(
 
     assert logtable._pack_run is not None, "the C extension is built in the dev environment"
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq, text in enumerate(payloads, start=1):
         tx.insert(store, ("s0", seq, f"k{seq % 3}", "x" if same_length else text))
     for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[: min(trimmed, len(payloads) - 1)]:
