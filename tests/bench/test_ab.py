@@ -75,7 +75,10 @@ def test_an_interleaved_startup_comparison_runs_both_trees(tmp_path: Path) -> No
     assert "this: wall p50" in done.stdout and "old: wall p50" in done.stdout
 
 
-@pytest.mark.parametrize("script", ["percall_ab", "batched_ab", "sdkcall_ab", "large_start", "startup"])
+AB_SCRIPTS = ["percall_ab", "batched_ab", "sdkcall_ab", "large_start", "startup", "storm", "replay_rows"]
+
+
+@pytest.mark.parametrize("script", AB_SCRIPTS)
 def test_every_ab_script_imports_and_explains_itself(script: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", f"bench.{script}", "--help"],
