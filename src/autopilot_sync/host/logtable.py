@@ -274,7 +274,8 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         #: The one other index is (partition, the string column right after seq) — the sync module's idempotency
         #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`_split_stored`).
         self._raw_string_key = raw_string_key
-        #: The partition the last `add_stored` appended to (replay appends runs of one partition).
+        #: The partition the last `add` stored into: `add_stored` appends the rows continuing it in runs (a replay
+        #: appends runs of one partition), without a lookup or a parse of their key.
         self._last: Partition | None = None
         #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
         self.top: object = None
