@@ -42,8 +42,7 @@ from autopilot_sync.client.results import ReducerCommitted, ReducerFailed
 from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.runtime.outbox import StoredEvent
-from autopilot_sync.runtime.publisher import LinkError
-from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+from autopilot_sync.runtime.retry import FailureKind, LinkError, PublishFailure
 from autopilot_sync.runtime.tokens import TokenError, TokenSource
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity, Timestamp
