@@ -12,9 +12,10 @@ previous acknowledgement). Two producers, each on fresh streams, in one round (t
 
 Open loop per stream: event k is due at `start + k / rate`; its latency is from when it was due to its durable
 `ReducerResult`, so a host that falls behind shows the queueing (no coordinated omission). The host's CPU per event
-over the timed part (`/proc`) says what each producer costs the host, less disturbed by a shared machine. Every
-stream is created before the clock starts. Achieved rate = events acknowledged / the time until the last
-acknowledgement; "sustained" when it is within 5% of the offered rate.
+over the timed part (`/proc`) says what each producer costs the host, less disturbed by a shared machine; the bench
+process's own CPU per event (all producers together) what it costs them. Every stream is created before the clock
+starts. Achieved rate = events acknowledged / the time until the last acknowledgement; "sustained" when it is
+within 5% of the offered rate.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def metrics(ctx: Context) -> list[Metric]:
             Metric("h", f"fan-in {label}, {variant}: commit p50", "ms", False),
             Metric("h", f"fan-in {label}, {variant}: commit p99", "ms", False, "reported"),
             Metric("h", f"fan-in {label}, {variant}: host CPU per event", "µs", False),
+            Metric("h", f"fan-in {label}, {variant}: producers' CPU per event", "µs", False),
         ]
     found.append(Metric("h", f"fan-in {label}, {COALESCED}: events per call", "events", True))
     return found
@@ -112,7 +114,7 @@ async def _measure(ctx: Context, variant: str) -> dict[str, float]:
         for i, stream in enumerate(streams):  # creates and grants every stream: not timed
             await ours.append(conns[i % len(conns)], [event_input(stream, 1, payload(1))])
         start = time.perf_counter() + 0.5
-        host_cpu = process_cpu_seconds(ours.host_pid)
+        host_cpu, own_cpu = process_cpu_seconds(ours.host_pid), time.process_time()
 
         async def produce(i: int, stream: str) -> None:
             send = senders[i % len(senders)]
@@ -132,7 +134,7 @@ async def _measure(ctx: Context, variant: str) -> dict[str, float]:
 
         await asyncio.gather(*(produce(i, stream) for i, stream in enumerate(streams)))
         elapsed = time.perf_counter() - start
-        host_cpu = process_cpu_seconds(ours.host_pid) - host_cpu
+        host_cpu, own_cpu = process_cpu_seconds(ours.host_pid) - host_cpu, time.process_time() - own_cpu
     finally:
         await asyncio.gather(*(conn.close() for conn in conns), return_exceptions=True)
     label = _label(ctx)
@@ -141,6 +143,7 @@ async def _measure(ctx: Context, variant: str) -> dict[str, float]:
         f"fan-in {label}, {variant}: commit p50": quantile(latencies, 0.5) * 1000,
         f"fan-in {label}, {variant}: commit p99": quantile(latencies, 0.99) * 1000,
         f"fan-in {label}, {variant}: host CPU per event": host_cpu / max(1, len(latencies)) * 1e6,
+        f"fan-in {label}, {variant}: producers' CPU per event": own_cpu / max(1, len(latencies)) * 1e6,
     }
     if variant == COALESCED:
         found[f"fan-in {label}, {COALESCED}: events per call"] = counted.events / max(1, counted.calls)

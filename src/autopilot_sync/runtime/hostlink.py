@@ -105,8 +105,12 @@ class SdkHostLink:
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
         """Call `append_sync_events`; LinkError unless the host acknowledged the commit."""
-        for stream_id in dict.fromkeys(event.stream_id for event in events):
-            await self._ensure_readers(stream_id)
+        new = [stream_id for stream_id in dict.fromkeys(e.stream_id for e in events) if stream_id not in self._granted]
+        if new:  # a coalesced call may bring many new streams: their grants go out together, not one by one
+            granted = await asyncio.gather(*(self._ensure_readers(s) for s in new), return_exceptions=True)
+            refused = next((g for g in granted if isinstance(g, BaseException)), None)
+            if refused is not None:
+                raise refused
         batch = [event_argument(event) for event in events]
         result = await self._request(lambda conn: Reducers(conn).append_sync_events(batch))
         if isinstance(result, ReducerCommitted):
