@@ -267,6 +267,7 @@ class HostEngine:
                     for row_bytes in old.rows if old is not None else ():
                         store.put(*store.stored(row_bytes))
             self.datastore.tables = fresh.tables
+            self._snapshots.whole_next()  # new partitions: nothing for an incremental snapshot to build on
         self.datastore.module = module
         self._snapshots.module = module
         self._scheduler.module = module

@@ -74,6 +74,8 @@ class SnapshotScheduler:
         self.bytes_since_whole = 0
         #: What the next incremental snapshot extends (None: the next one is whole).
         self.base: SnapshotBase | None = None
+        #: Bumped by `whole_next`: a snapshot captured before it never becomes a base.
+        self._chain = 0
         self._kept = kept
         #: Offset of the newest snapshot taken (or loaded at start).
         self.last_offset = 0
@@ -88,6 +90,12 @@ class SnapshotScheduler:
             if report.snapshot_id and report.snapshot_chain
             else None
         )
+
+    def whole_next(self) -> None:
+        """The tables were replaced (a publish that changed the schema or cleared the data): the next snapshot is
+        whole, even if one being written now succeeds."""
+        self.base = None
+        self._chain += 1
 
     def after_commit(self, tx: CommittedTx, sequence: int, record_bytes: int = 0) -> None:
         """Called for every commit (log record `sequence`, `record_bytes` long): capture a snapshot when one is due
@@ -118,7 +126,7 @@ class SnapshotScheduler:
             )
             self._commitlog.rotate_at(tx.offset + 1)
             chain = base.chain + 1 if base is not None else 1
-            self._task = asyncio.get_running_loop().create_task(self._write(captured, sequence, chain))
+            self._task = asyncio.get_running_loop().create_task(self._write(captured, sequence, chain, self._chain))
 
     def _log_stores(self) -> list[LogRows]:
         return [store.rows for store in self._datastore.tables.values() if isinstance(store.rows, LogRows)]
@@ -140,12 +148,13 @@ class SnapshotScheduler:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _write(self, snapshot: Snapshot, sequence: int, chain: int) -> None:
+    async def _write(self, snapshot: Snapshot, sequence: int, chain: int, epoch: int) -> None:
         self.base = None  # until this one is written: a failure leaves the next one whole
         try:
             await self._commitlog.wait_durable(sequence)
             path = await asyncio.get_running_loop().run_in_executor(None, write_snapshot, self.directory, snapshot)
-            self.base = SnapshotBase(snapshot.offset, read_header(path).snapshot_id, chain, snapshot.schema_hash)
+            if epoch == self._chain:
+                self.base = SnapshotBase(snapshot.offset, read_header(path).snapshot_id, chain, snapshot.schema_hash)
             kept = prune_snapshots(self.directory, keep=self._kept)
             if kept:
                 # Segments the oldest kept snapshot wholly covers are needed by no start, even one that must fall
