@@ -100,7 +100,7 @@ def main() -> None:
         copy = copies[name] = args.scratch / name
         if not copy.exists():
             shutil.copytree(stores.get(name, args.store), copy)
-            if args.convert:
+            if args.convert and name not in stores:
                 env = {**os.environ}
                 if src:
                     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
