@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import importlib.util
 import json
+import logging
 import os
 import random
 import shutil
@@ -132,11 +133,13 @@ async def history(data: Path, module: Module, rounds: int, model: Model, config:
         stream = f"s{i % 4}"
         first = next_seq.get(stream, 1)
         await call(engine, "append", stream, first, 5, BODY)
+        await engine.snapshot_written()  # one every 4 commits, none skipped while one is written: a known set
         model.append(stream, first, 5)
         next_seq[stream] = first + 5
         if i % 7 == 6:
             below = first + (5 if i % 21 == 20 else 2)  # now and then the whole stream
             await call(engine, "trim", stream, below)
+            await engine.snapshot_written()
             model.trim(stream, below)
     await engine.stop()
 
@@ -180,6 +183,21 @@ async def test_a_chain_of_incremental_snapshots_holds_every_row_and_each_only_wh
 
     engine = await started(tmp_path / "data", module)
     assert engine.recovery.snapshot_offset == int(newest.stem)
+    assert stored(engine) == model.rows
+    await engine.stop()
+
+
+async def test_a_due_whole_snapshot_is_captured_incrementally_and_made_whole_off_the_loop(
+    tmp_path: Path, module_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    module, model = load_module(module_file), Model()
+    caplog.set_level(logging.INFO, "autopilot_sync.host.snapshot_scheduler")
+    await history(tmp_path / "data", module, 30, model)
+    assert "whole, off the loop" in caplog.text, "a whole snapshot after the first made from its chain"
+    files = snapshot_files(tmp_path / "data")
+    assert [read_header(path).base == 0 for path in files].count(True) >= 2
+    assert read_header(files[-1]).base, "and incremental ones after it build on it"
+    engine = await started(tmp_path / "data", module)
     assert stored(engine) == model.rows
     await engine.stop()
 

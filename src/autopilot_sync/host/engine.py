@@ -302,6 +302,10 @@ class HostEngine:
             raise RuntimeError(f"module start hook failed: {outcome.message}")
         marker.clear()
 
+    async def snapshot_written(self) -> None:
+        """Wait for the snapshot being written, if any (tests and benchmarks that need a known set of snapshots)."""
+        await self._snapshots.stop()
+
     async def stop(self) -> None:
         """Wait for in-flight flushes and snapshots, then close the log."""
         self._scheduler.stop()

@@ -117,7 +117,19 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
         sections = []
         for segment in segments:
             stored = segment.buf
-            buf = memoryview(stored.verified()) if isinstance(stored, (Section, Chunks)) else stored
+            # A buffer spread over a chain's files is written piece by piece (each checked), not joined first.
+            pieces: list[Bytes] = (
+                [section.verified() for section in stored.sections]
+                if isinstance(stored, Chunks)
+                else [stored.verified() if isinstance(stored, Section) else stored]
+            )
+            buf_crc = 0
+            if isinstance(stored, Section):
+                buf_crc = stored.crc  # just checked
+            else:
+                for piece in pieces:
+                    buf_crc = zlib.crc32(piece, buf_crc)
+            buf_length = sum(len(piece) for piece in pieces)
             arrays = [segment.seqs, segment.ends, *segment.hashes]
             arrays_crc = 0
             for array in arrays:
@@ -130,15 +142,15 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
                     len(segment.seqs),
                     len(segment.ends),
                     lengths,
-                    len(buf),
+                    buf_length,
                     arrays_crc,
-                    zlib.crc32(buf),
+                    buf_crc,
                     segment.head,
                     segment.base_rows,
                 )
             )
-            parts += [*arrays, buf]
-            at_ += sum(len(array) for array in arrays) + len(buf)
+            parts += [*arrays, *pieces]
+            at_ += sum(len(array) for array in arrays) + buf_length
         logs.append((name, sections))
     head = _CODEC_V4.encode(
         (snapshot.offset, snapshot.schema_hash, [(n, rows) for n, rows in snapshot.tables.items()], logs)
@@ -146,6 +158,17 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
     base = _BASE.pack(snapshot.base, snapshot.base_id)
     header = _HEADER_V4.pack(MAGIC, zlib.crc32(head, zlib.crc32(base)), len(head), snapshot.base, snapshot.base_id)
     return write_atomically(directory / _name(snapshot.offset), [header, head, *parts])
+
+
+def write_consolidated(directory: Path, snapshot: Snapshot) -> Path:
+    """Write an incremental snapshot, then read it back with its chain and write it whole under the same name (the
+    rename replaces it atomically: a crash leaves one or the other, with the same rows). Runs in the writer thread:
+    what the event loop captured is only what was appended, and the whole file is made from the files already on
+    disk (mapped; each buffer checked against its checksum as it is written, never joined in memory)."""
+    path = write_snapshot(directory, snapshot)
+    if snapshot.base:
+        path = write_snapshot(directory, read_snapshot(path))
+    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,11 @@ events) would otherwise replay its whole history at every start.
 A host with a log table (`host/logtable.py`) snapshots every `delta_every_bytes` of log, incrementally: the snapshot
 names the previous one as its base and holds only what the log tables appended since (and the generic tables whole),
 so what a start replays stays short while a snapshot costs what changed, not the ~400 MB of a million events. A
-whole snapshot comes after `deltas_max` incremental ones, once `every_bytes` of log were written since the last
-whole one, when the previous write failed, after a schema change, or when the base is gone.
+whole snapshot comes after `deltas_max` incremental ones or once `every_bytes` of log were written since the last
+whole one: captured incrementally all the same, written as such, then read back with its chain and rewritten whole
+under the same name in the writer thread (`write_consolidated`), so the event loop copies only what was appended
+even then. Only when there is nothing to build on (the first snapshot after a start on an older format, a failed
+write, a schema change, a missing base) is a whole one captured on the loop.
 
 The rows are captured at commit (the datastore moves on at once), the log rotates so the next record starts a new
 segment (a segment never spans a snapshot), and the file is written off the event loop after the flush covering the
@@ -26,7 +29,14 @@ from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.logtable import LogRows
 from autopilot_sync.host.recovery import RecoveryReport
-from autopilot_sync.host.snapshot import Snapshot, prune_snapshots, read_header, snapshot_path, write_snapshot
+from autopilot_sync.host.snapshot import (
+    Snapshot,
+    prune_snapshots,
+    read_header,
+    snapshot_path,
+    write_consolidated,
+    write_snapshot,
+)
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import moduledef
 
@@ -111,9 +121,11 @@ class SnapshotScheduler:
             stores = [(name, store) for name, store in self._datastore.tables.items() if not store.table.event]
             schema_hash = moduledef.schema_hash(self.module.definition())
             base = self.base if self._extends(schema_hash) else None
+            # A whole one is due: captured incrementally all the same when it can be, and made whole off the loop.
+            whole = base is None or base.chain > self._deltas_max or self.bytes_since_whole >= self._every_bytes
             self.last_offset = tx.offset
             self.bytes_since = 0
-            if base is None:
+            if whole:
                 self.bytes_since_whole = 0
             incremental = base is not None
             captured = Snapshot(
@@ -125,8 +137,10 @@ class SnapshotScheduler:
                 base_id=base.snapshot_id if base is not None else 0,
             )
             self._commitlog.rotate_at(tx.offset + 1)
-            chain = base.chain + 1 if base is not None else 1
-            self._task = asyncio.get_running_loop().create_task(self._write(captured, sequence, chain, self._chain))
+            chain = 1 if whole else base.chain + 1 if base is not None else 1
+            self._task = asyncio.get_running_loop().create_task(
+                self._write(captured, sequence, chain, self._chain, consolidate=whole and incremental)
+            )
 
     def _log_stores(self) -> list[LogRows]:
         return [store.rows for store in self._datastore.tables.values() if isinstance(store.rows, LogRows)]
@@ -136,8 +150,6 @@ class SnapshotScheduler:
         base = self.base
         return (
             base is not None
-            and base.chain <= self._deltas_max
-            and self.bytes_since_whole < self._every_bytes
             and base.schema_hash == schema_hash
             and self._log_stores() != []
             and snapshot_path(self.directory, base.offset).exists()
@@ -148,20 +160,22 @@ class SnapshotScheduler:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def _write(self, snapshot: Snapshot, sequence: int, chain: int, epoch: int) -> None:
+    async def _write(self, snapshot: Snapshot, sequence: int, chain: int, epoch: int, *, consolidate: bool) -> None:
         self.base = None  # until this one is written: a failure leaves the next one whole
         try:
             await self._commitlog.wait_durable(sequence)
-            path = await asyncio.get_running_loop().run_in_executor(None, write_snapshot, self.directory, snapshot)
+            path = await asyncio.get_running_loop().run_in_executor(
+                None, write_consolidated if consolidate else write_snapshot, self.directory, snapshot
+            )
             if epoch == self._chain:
                 self.base = SnapshotBase(snapshot.offset, read_header(path).snapshot_id, chain, snapshot.schema_hash)
             kept = prune_snapshots(self.directory, keep=self._kept)
-            if kept:
-                # Segments the oldest kept snapshot wholly covers are needed by no start, even one that must fall
-                # back to that snapshot because the newer ones are damaged.
+            if len(kept) >= self._kept:
+                # Segments the oldest kept whole snapshot wholly covers are needed by no start, even one that must
+                # fall back to that snapshot because the newer ones are damaged; until there are that many whole
+                # ones, the log from the start is what a start falls back to.
                 self._commitlog.drop_segments_before(kept[-1] + 1)
-            log.info(
-                "snapshot at offset %d written (%s)", snapshot.offset, f"on {snapshot.base}" if chain > 1 else "whole"
-            )
+            kind = f"incremental on {snapshot.base}" if chain > 1 else "whole, off the loop" if consolidate else "whole"
+            log.info("snapshot at offset %d written (%s)", snapshot.offset, kind)
         except Exception:
             log.exception("snapshot at offset %d failed; the commit log still holds everything", snapshot.offset)
