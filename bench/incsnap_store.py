@@ -6,7 +6,8 @@ host data directory of the sync module (row g's fill, e.g. 1,000,000 events: its
 it). The target is a copy whose newest snapshot is loaded, written again whole (this tree's format), and whose log
 after it is replayed record by record through the host's own code (`recovery.replay`), taking an incremental
 snapshot (`LogRows.segments(incremental=True)`, `write_snapshot`) every `--delta-every-bytes` of records and a whole
-one after `--deltas-max` incremental ones, as `SnapshotScheduler` does; the log is rewritten as the host would have
+one (captured the same way, made whole by `write_consolidated`) after `--deltas-max` incremental ones, as
+`SnapshotScheduler` does; the log is rewritten as the host would have
 left it (a new segment at every snapshot). What remains after the newest snapshot is the tail a start replays. Then
 the capture's CPU (`time.process_time`, on the event loop in a host) is printed for each incremental snapshot taken
 and for `--whole-rounds` whole captures of the final state with every partition a `bytearray` (a host that has run
@@ -30,7 +31,13 @@ from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import PythonModule
 from autopilot_sync.host.logtable import LogRows
 from autopilot_sync.host.recovery import load_snapshot, replay
-from autopilot_sync.host.snapshot import Snapshot, latest_snapshot, read_header, write_snapshot
+from autopilot_sync.host.snapshot import (
+    Snapshot,
+    latest_snapshot,
+    read_header,
+    write_consolidated,
+    write_snapshot,
+)
 from autopilot_sync.host.system_tables import SYSTEM_TABLES
 from autopilot_sync.host.tx_record import record_offset
 from autopilot_sync.module import module
@@ -96,6 +103,7 @@ def main() -> None:
     path = write_snapshot(snapshots, capture(datastore, offset, schema, False, (0, 0)))
     base, chain = (offset, read_header(path).snapshot_id), 1
     stalls: list[float] = []
+    consolidations: list[tuple[float, float]] = []
     pending: list[bytes] = []
     size = 0
     for payload in payloads:
@@ -103,13 +111,17 @@ def main() -> None:
         pending.append(payload)
         size += len(payload)
         if size >= args.delta_every_bytes:
-            incremental = chain <= args.deltas_max
+            whole = chain > args.deltas_max  # captured incrementally all the same, made whole off the loop
             started = time.process_time()
-            snapshot = capture(datastore, offset, schema, incremental, base)
-            if incremental:
-                stalls.append(time.process_time() - started)
-            path = write_snapshot(snapshots, snapshot)
-            base, chain = (offset, read_header(path).snapshot_id), chain + 1 if incremental else 1
+            snapshot = capture(datastore, offset, schema, True, base)
+            stalls.append(time.process_time() - started)
+            if whole:
+                started, wall = time.process_time(), time.perf_counter()
+                path = write_consolidated(snapshots, snapshot)
+                consolidations.append((time.process_time() - started, time.perf_counter() - wall))
+            else:
+                path = write_snapshot(snapshots, snapshot)
+            base, chain = (offset, read_header(path).snapshot_id), 1 if whole else chain + 1
             write_segment(commitlog, pending)
             pending, size = [], 0
     write_segment(commitlog, pending)
@@ -123,6 +135,8 @@ def main() -> None:
             f"incremental capture CPU (event loop), {len(stalls)} snapshots of ~{args.delta_every_bytes / 2**20:.0f} "
             f"MiB of log: median {statistics.median(stalls) * 1000:.1f} ms, max {max(stalls) * 1000:.1f} ms"
         )
+    for cpu, wall in consolidations:
+        print(f"a whole snapshot made from its chain in the writer thread: {cpu:.2f} s CPU, {wall:.2f} s wall")
     rows = [store.rows for store in datastore.tables.values() if isinstance(store.rows, LogRows)]
     for log_rows in rows:
         for part in log_rows.partitions.values():
