@@ -18,21 +18,28 @@ import logging
 import os
 import random
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.devtools.processes import ServiceProcess, free_port, start_host
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.datastore import Datastore, TableStore
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.logtable import COMPACT_AFTER, LogRows
-from autopilot_sync.host.snapshot import prune_snapshots, read_header, read_snapshot
+from autopilot_sync.host.snapshot import Snapshot, prune_snapshots, read_header, read_snapshot, write_snapshot
 from autopilot_sync.host.snapshot_section import CorruptSnapshotError
+from autopilot_sync.host.transaction import Transaction
+from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 #: A log-shaped table (the sync module's `sync_event` shape) with an append that answers duplicates and a trim.
@@ -64,6 +71,7 @@ def trim(ctx: ReducerContext, stream_id: str, below: int) -> None:
         if row[1] < below:
             ctx.db.event.delete(row)
 """
+COLUMNS = (("stream_id", at.STRING), ("seq", at.U64), ("key", at.STRING), ("body", at.STRING))
 DATABASE = "incsnap"
 CALLER = Caller(Identity(7), ConnectionId(7))
 BODY = "x" * 60
@@ -380,3 +388,67 @@ async def test_acknowledged_commits_survive_sigkill_while_incremental_snapshots_
     assert not missing, f"{len(missing)} acknowledged rows lost, e.g. {missing[:3]}"
     undone = [(s, below) for s, below, ok in trims if ok and any(seq < below for seq in rows.get(s, []))]
     assert not undone, f"acknowledged trims undone: {undone[:3]}"
+
+
+SnapOp = tuple[str, int, int]
+snap_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["append", "append", "append", "trim", "trim_all", "drop_last", "rollback", "snapshot"]),
+        st.integers(0, 2),  # stream
+        st.integers(1, 40),  # how many (rows appended, or the trim's floor)
+    ),
+    max_size=50,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(snap_ops)
+def test_a_chain_of_incremental_snapshots_reads_as_the_table_on_random_operations(sequence: list[SnapOp]) -> None:
+    """Appends, trims (heads advanced, a stream emptied, compactions), the last row dropped, rollbacks, and a
+    snapshot now and then (at a commit, as the host takes them): each chain read back holds exactly the table."""
+    table = TableDef("event", COLUMNS, unique=(("stream_id", "seq"),), indexes=(("stream_id", "key"), ("stream_id",)))
+    store = TableStore(table)
+    rows = store.rows
+    assert isinstance(rows, LogRows)
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    tx = Transaction(datastore)
+    base: tuple[int, int] | None = None
+    offset = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = Path(scratch)
+        for verb, stream, n in sequence:
+            key = f"s{stream}"
+            live = [r[1] for r in (rows[b] for b in store.indexes[("stream_id",)].lookup((key,)))]
+            if verb == "append":
+                first = max(live, default=0) + 1
+                for seq in range(first, first + n * (COMPACT_AFTER // 20 if n == 40 else 1)):
+                    tx.insert(store, (key, seq, f"{key}:{seq}", f"{BODY} {seq}"))
+            elif verb in ("trim", "trim_all", "drop_last"):
+                floor = n if n < 40 else max(live, default=0) - 10  # 40: all but the last 10 (a compaction)
+                doomed = (
+                    live if verb == "trim_all" else live[-1:] if verb == "drop_last" else [s for s in live if s < floor]
+                )
+                for seq in doomed:
+                    tx.delete_bytes(store, store.encode((key, seq, f"{key}:{seq}", f"{BODY} {seq}")))
+            elif verb == "rollback":
+                tx.rollback()
+            else:
+                tx = Transaction(datastore)  # committed: a snapshot captures committed rows only
+                offset += 1
+                snapshot = Snapshot(
+                    offset,
+                    "h",
+                    {},
+                    {"event": rows.segments(base is not None)},
+                    base=base[0] if base else 0,
+                    base_id=base[1] if base else 0,
+                )
+                path = write_snapshot(directory, snapshot)
+                base = (offset, read_header(path).snapshot_id)
+                loaded = read_snapshot(path)
+                fresh = TableStore(table)
+                assert isinstance(fresh.rows, LogRows)
+                fresh.rows.load_segments(loaded.logs["event"])
+                assert sorted(fresh.rows.items()) == sorted(rows.items())
+                assert len(fresh.rows) == len(rows)
