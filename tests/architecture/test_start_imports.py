@@ -86,6 +86,7 @@ NOT_BEFORE_READY = (
     "aiohttp.client",
     "aiohttp.connector",
     "aiohttp.tracing",
+    "autopilot_sync.spacetime.moduledef.diff",  # the schema diff: with the first publish or a changed schema
     "joserfc",
     "cryptography.x509",
     "coincurve",
