@@ -9,9 +9,14 @@ import sys
 #: Run in a fresh interpreter (this test process imported aiohttp long ago): import aiohttp as the host does, note
 #: what loaded, then reach a package-level client name and note it again.
 SCRIPT = """
-import json, ssl, sys
+import json, mimetypes, ssl, sys
 from autopilot_sync.auth.aiohttp_client import client_pending, complete_aiohttp, import_aiohttp_server_only
 import_aiohttp_server_only()
+mime_tables_read_at_import = mimetypes.inited or mimetypes._db is not None
+from aiohttp.web_fileresponse import CONTENT_TYPES
+file_response_type = CONTENT_TYPES.guess_type("page.html")[0]
+first_guess = mimetypes.guess_type("data.json")[0]  # the standard library's own lazy init
+mime_tables_read_on_use = mimetypes.inited and mimetypes._db is not None
 from aiohttp import web
 from aiohttp.http import WSMsgType
 server_only = {name: name in sys.modules for name in ("aiohttp.client", "aiohttp.connector", "aiohttp.web")}
@@ -31,6 +36,7 @@ print(json.dumps({
     "version": aiohttp.__version__,
     "ca": verified.cert_store_stats()["x509_ca"],
     "system_ca": ssl.create_default_context().cert_store_stats()["x509_ca"],
+    "mime": [mime_tables_read_at_import, file_response_type, first_guess, mime_tables_read_on_use],
 }))
 """
 
@@ -45,6 +51,8 @@ def test_the_host_imports_aiohttp_server_without_its_client_until_a_client_name_
     assert seen["version"] and seen["version"][0].isdigit()
     # The client's default verified context holds what any default context holds.
     assert seen["ca"] == seen["system_ca"]
+    # The system's MIME tables are read by the first guess, not by the import; aiohttp's own table is whole.
+    assert seen["mime"] == [False, "text/html", "application/json", True]
 
 
 def test_importing_the_server_only_is_a_no_op_once_aiohttp_is_whole() -> None:

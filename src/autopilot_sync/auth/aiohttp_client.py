@@ -16,12 +16,19 @@ request, so the event loop never waits for it. Until then any other access to a 
 (`aiohttp.ClientSession`, `from aiohttp import WSMsgType`) completes the package first (a module `__getattr__`,
 PEP 562): a half package is slower to reach, never wrong. Anything that imported aiohttp before (tests, the other
 services) has the whole package and nothing here changes it.
+
+One more thing the server's import did eagerly: `aiohttp.web_fileresponse` makes a `mimetypes.MimeTypes()` at
+import, whose constructor runs the standard library's global `mimetypes.init()`, reading the system's MIME tables
+(`/etc/mime.types`, ~8 ms) into the module-level database that instance never consults (it starts from the
+built-in defaults). The host never guesses a type; the import runs with `mimetypes.inited` set, and restores it, so
+the global database is read the way the standard library means it to be: by the first `mimetypes.guess_type`.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import mimetypes
 import os
 import re
 import sys
@@ -56,7 +63,13 @@ def import_aiohttp_server_only() -> None:
     package.__dict__["__version__"] = version
     package.__dict__["__getattr__"] = _complete_on_access
     sys.modules["aiohttp"] = package
-    importlib.import_module("aiohttp.web")
+    deferred_mime_tables = not mimetypes.inited
+    mimetypes.inited = True  # `MimeTypes()` then skips the global `init()`; `guess_type` still runs it when first used
+    try:
+        importlib.import_module("aiohttp.web")
+    finally:
+        if deferred_mime_tables:
+            mimetypes.inited = False
 
 
 def client_pending() -> bool:
