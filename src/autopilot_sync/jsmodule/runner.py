@@ -63,6 +63,14 @@ _NO_SPECULATE_MAX = 4096
 #: Off: measured in docs/performance.md "(i)" Round 3, 200 µs made the twin slower on a busy machine (a spinning
 #: waiter takes the core the other end needs) and only a little faster with both processes on a core of their own.
 SPIN_US = 0
+#: A scan's last argument asking for its rows in the reply (host `js_syscalls.WITH_ROWS`; runner.mjs `WITH_ROWS`).
+_WITH_ROWS = "rows"
+#: The syscalls a `sysn` frame carries, by their kind number (runner.mjs `OP_INSERT`, `OP_EMPTY_SCAN`): the name
+#: and whether it is a point lookup the module was told found nothing (so it asks for its rows, to check that).
+_ONE_WAY_OPS: dict[int, tuple[str, bool]] = {
+    0: ("datastore_insert_bsatn", False),
+    1: ("datastore_index_scan_point_bsatn", True),
+}
 
 
 class SyscallHandler(Protocol):
@@ -370,7 +378,7 @@ class JsModuleRunner:
                 self.round_trips += 1
                 child.send(self._answer(header, reply_body))
                 continue
-            if kind == "sys1":
+            if kind == "sysn":
                 self._answer_one_way(header, reply_body)
                 continue
             if kind == "log":
@@ -388,26 +396,47 @@ class JsModuleRunner:
             raise JsProtocolError(f"unexpected frame from runner: {kind!r}")
 
     def _answer_one_way(self, header: Header, body: bytes) -> None:
-        """A one-way syscall (an insert sent without waiting): acted on, never answered; a failure voids the call."""
-        if self._one_way_failed is not None:
-            return  # the call is void already: nothing more it asks for is done
-        fn = str(header.get("fn"))
-        args = header.get("a")
-        try:
-            value, _ = self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
-        except SyscallRefusedError as refusal:
-            self._one_way_failed = f"errno {refusal.code}: {refusal}"
+        """One-way syscalls (inserts sent without waiting, lookups sent as empty), many in one `sysn` frame: each
+        acted on in order, never answered; a failure voids the call, and nothing after it is done.
+
+        `ops` is flat, (kind, table or index id, body length) per syscall, the bodies back to back (runner.mjs
+        `queueOp`): one frame read and one header parsed for all the syscalls a module made between two answered
+        ones, instead of one per syscall. A batch that does not add up is the runner's fault: the call is void too.
+        """
+        ops = header.get("ops")
+        if not isinstance(ops, list) or len(ops) % 3:
+            self._one_way_failed = self._one_way_failed or "malformed one-way frame from the runner"
             return
-        except Exception:
-            log.exception("one-way syscall %s failed in the host", fn)
-            self._one_way_failed = f"host failed to answer syscall {fn}"
-            return
-        if header.get("empty") is True and value != {"rows": []}:
-            # A lookup the module was told was empty is not: what it did next is void (see `call_reducer`).
-            index = args[0] if isinstance(args, list) and args else None
-            if isinstance(index, int) and len(self._no_speculate) < _NO_SPECULATE_MAX:
-                self._no_speculate.add(index)
-            self._one_way_failed = f"a lookup of index {index} sent as empty found rows"
+        handle = self._syscalls.handle
+        at = 0
+        for i in range(0, len(ops), 3):
+            if self._one_way_failed is not None:
+                return  # the call is void already: nothing more it asks for is done
+            kind, target, size = ops[i], ops[i + 1], ops[i + 2]
+            op = _ONE_WAY_OPS.get(kind) if type(kind) is int else None
+            if op is None or type(target) is not int or type(size) is not int or not 0 <= size <= len(body) - at:
+                self._one_way_failed = "malformed one-way frame from the runner"
+                return
+            fn, with_rows = op
+            op_body = body[at : at + size]
+            at += size
+            try:
+                value, _ = handle(fn, [target, _WITH_ROWS] if with_rows else [target], op_body)
+            except SyscallRefusedError as refusal:
+                self._one_way_failed = f"errno {refusal.code}: {refusal}"
+                return
+            except Exception:
+                log.exception("one-way syscall %s failed in the host", fn)
+                self._one_way_failed = f"host failed to answer syscall {fn}"
+                return
+            if with_rows and value != {"rows": []}:
+                # A lookup the module was told was empty is not: what it did next is void (see `call_reducer`).
+                if len(self._no_speculate) < _NO_SPECULATE_MAX:
+                    self._no_speculate.add(target)
+                self._one_way_failed = f"a lookup of index {target} sent as empty found rows"
+                return
+        if at != len(body) and self._one_way_failed is None:
+            self._one_way_failed = "malformed one-way frame from the runner"
 
     def _answer(self, header: Header, body: bytes) -> bytes:
         fn = str(header.get("fn"))

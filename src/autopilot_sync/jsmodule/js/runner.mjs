@@ -115,37 +115,49 @@ function makeFrame(header, body) {
   return frame;
 }
 
-// One-way frames not yet written (one-way inserts, see `datastore_insert_bsatn`): they go out in one write with the
-// next frame that is written, so the host wakes once for them and the request that follows. In order, always.
-let queued = [];
+// One-way syscalls not yet written (one-way inserts, see `datastore_insert_bsatn`, and lookups sent as empty, see
+// `pointScan`): they go out as ONE `sysn` frame in one write with the next frame that is written, so the host wakes
+// once for them and the request that follows, and reads and parses one header for all of them. In order, always.
+// The header's `ops` is flat: (kind, table or index id, body length) per syscall; the bodies follow back to back.
+const OP_INSERT = 0; // datastore_insert_bsatn(table id, row)
+const OP_EMPTY_SCAN = 1; // datastore_index_scan_point_bsatn(index id, key), the module told it found nothing
+let queuedOps = [];
+let queuedBody = new Uint8Array(65536);
 let queuedBytes = 0;
 const QUEUED_MAX = 256 * 1024;
 
-function queueFrame(header, body) {
-  const frame = makeFrame(header, body); // a copy: the library reuses the row buffer it hands a syscall
-  queued.push(frame);
-  queuedBytes += frame.length;
+function queueOp(kind, id, bytes) {
+  // A copy: the library reuses the row buffer it hands a syscall.
+  if (queuedBytes + bytes.length > queuedBody.length) {
+    const grown = new Uint8Array(Math.max(queuedBytes + bytes.length, queuedBody.length * 2));
+    grown.set(queuedBody.subarray(0, queuedBytes));
+    queuedBody = grown;
+  }
+  queuedBody.set(bytes, queuedBytes);
+  queuedBytes += bytes.length;
+  queuedOps.push(kind, id, bytes.length);
   if (queuedBytes >= QUEUED_MAX) writeBytes(takeQueued(null));
 }
 
+// The queued syscalls as one `sysn` frame, followed by `frame` (when not null) in the same buffer.
 function takeQueued(frame) {
-  if (frame !== null) queued.push(frame);
-  const out = queued.length === 1 ? queued[0] : new Uint8Array(queuedBytes + (frame === null ? 0 : frame.length));
-  if (queued.length > 1) {
-    let at = 0;
-    for (const part of queued) {
-      out.set(part, at);
-      at += part.length;
-    }
-  }
-  queued = [];
+  const h = encoder.encode(JSON.stringify({ t: 'sysn', ops: queuedOps }));
+  const own = 8 + h.length + queuedBytes;
+  const out = new Uint8Array(own + (frame === null ? 0 : frame.length));
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, 4 + h.length + queuedBytes, true);
+  dv.setUint32(4, h.length, true);
+  out.set(h, 8);
+  out.set(queuedBody.subarray(0, queuedBytes), 8 + h.length);
+  if (frame !== null) out.set(frame, own);
+  queuedOps = [];
   queuedBytes = 0;
   return out;
 }
 
 function writeFrame(header, body = new Uint8Array(0)) {
   const frame = makeFrame(header, body);
-  writeBytes(queued.length > 0 ? takeQueued(frame) : frame);
+  writeBytes(queuedOps.length > 0 ? takeQueued(frame) : frame);
 }
 
 function writeBytes(frame) {
@@ -236,7 +248,7 @@ const NO_ROWS = { v: { rows: [] }, body: new Uint8Array(0) };
 
 function pointScan(indexId, key) {
   if (oneWay !== NO_TABLES && !noSpeculate.has(indexId) && (emptyStreak.get(indexId) ?? 0) >= SPECULATE_AFTER) {
-    queueFrame({ t: 'sys1', fn: 'datastore_index_scan_point_bsatn', a: [indexId, WITH_ROWS], empty: true }, key);
+    queueOp(OP_EMPTY_SCAN, indexId, key);
     return scanResult(NO_ROWS);
   }
   const reply = syscall('datastore_index_scan_point_bsatn', [indexId, WITH_ROWS], key);
@@ -308,7 +320,7 @@ const sys = {
     // nothing back, so the row is queued and the module goes on. A failed one-way insert makes the host run the whole
     // call again with every insert answered (JsModule `call_reducer`), so the module still sees the error in place.
     if (oneWay.has(tableId)) {
-      queueFrame({ t: 'sys1', fn: 'datastore_insert_bsatn', a: [tableId] }, bytesOf(buffer, len));
+      queueOp(OP_INSERT, tableId, bytesOf(buffer, len));
       return 0;
     }
     return writeBack(buffer, syscall('datastore_insert_bsatn', [tableId], bytesOf(buffer, len)).body);
