@@ -12,12 +12,14 @@
 import { readSync, writeSync } from 'node:fs';
 import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { installTextEncoder } from './text_encoder.mjs';
 
 const [modulePath, inFdText, outFdText, spinUsText, bellFdText] = process.argv.slice(2);
 // The module gets no `process` (it could signal the host, read its environment or exit): the runner keeps what it
 // needs, and the global is removed before the module is imported. Node's built-in modules are refused by the loader
 // hooks, so the module reaches the outside only through its `spacetime:sys` host functions, as on SpacetimeDB.
 const exitRunner = process.exit.bind(process);
+installTextEncoder(); // before anything encodes: the runner's frames and the module's library share it
 const IN_FD = Number(inFdText);
 const OUT_FD = Number(outFdText);
 const encoder = new TextEncoder();
