@@ -331,6 +331,32 @@ async def test_a_failed_one_way_insert_is_the_modules_error_where_it_inserted(
     assert audit(engine) == ["cleared 4"] and len(engine.datastore["visitor"]) == 1
 
 
+async def test_updates_without_generated_columns_cost_no_round_trip_and_fail_where_they_updated(
+    engine: HostEngine,
+) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    # Caught: the first update finds no visit; the module's catch sees the library's error, the rest commits once.
+    first = Caller(ALICE.identity, ConnectionId(21), ALICE.claims)
+    assert await call(engine, "update_visit", True, caller=first) == (CallStatus.COMMITTED, "")
+    assert audit(engine) == ["after the updates", "caught NoSuchRow", "init"]
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["updated"]
+    # Not caught: the call fails with the update's own error and nothing it wrote stays.
+    status, message = await call(engine, "update_visit", False, caller=Caller(ALICE.identity, ConnectionId(22)))
+    assert status is CallStatus.INTERNAL_ERROR and "NoSuchRow" in message
+    assert len(engine.datastore["visitor"]) == 1
+    # An update that succeeds (the visit exists) is not waited for: the insert, the update and the audit line all
+    # go one way, and the call's end carries them.
+    await call(engine, "clear_audit")
+    before = module.runner.round_trips
+    assert await call(engine, "touch_visit", caller=Caller(ALICE.identity, ConnectionId(23), ALICE.claims)) == (
+        CallStatus.COMMITTED,
+        "",
+    )
+    assert module.runner.round_trips == before
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()].count("touched") == 1
+
+
 async def test_a_void_run_that_times_out_is_run_again_with_every_insert_answered(engine: HostEngine) -> None:
     other = Caller(ALICE.identity, ConnectionId(9), ALICE.claims)
     assert await call(engine, "visit_twice_or_spin", caller=other) == (CallStatus.COMMITTED, "")

@@ -65,11 +65,13 @@ _NO_SPECULATE_MAX = 4096
 SPIN_US = 0
 #: A scan's last argument asking for its rows in the reply (host `js_syscalls.WITH_ROWS`; runner.mjs `WITH_ROWS`).
 _WITH_ROWS = "rows"
-#: The syscalls a `sysn` frame carries, by their kind number (runner.mjs `OP_INSERT`, `OP_EMPTY_SCAN`): the name
-#: and whether it is a point lookup the module was told found nothing (so it asks for its rows, to check that).
-_ONE_WAY_OPS: dict[int, tuple[str, bool]] = {
-    0: ("datastore_insert_bsatn", False),
-    1: ("datastore_index_scan_point_bsatn", True),
+#: The syscalls a `sysn` frame carries, by their kind number (runner.mjs `OP_INSERT`, `OP_EMPTY_SCAN`, `OP_UPDATE`):
+#: the name, how many ids it takes, and whether it is a point lookup the module was told found nothing (so it asks
+#: for its rows, to check that).
+_ONE_WAY_OPS: dict[int, tuple[str, int, bool]] = {
+    0: ("datastore_insert_bsatn", 1, False),
+    1: ("datastore_index_scan_point_bsatn", 1, True),
+    2: ("datastore_update_bsatn", 2, False),
 }
 
 
@@ -399,29 +401,37 @@ class JsModuleRunner:
         """One-way syscalls (inserts sent without waiting, lookups sent as empty), many in one `sysn` frame: each
         acted on in order, never answered; a failure voids the call, and nothing after it is done.
 
-        `ops` is flat, (kind, table or index id, body length) per syscall, the bodies back to back (runner.mjs
-        `queueOp`): one frame read and one header parsed for all the syscalls a module made between two answered
-        ones, instead of one per syscall. A batch that does not add up is the runner's fault: the call is void too.
+        `ops` is flat, per syscall its kind, its ids (two for an update) and body length, the bodies back to back
+        (runner.mjs `queueOp`): one frame read and one header parsed for all the syscalls a module made between two
+        answered ones, instead of one per syscall. A batch that does not add up is the runner's fault: the call is
+        void too.
         """
         ops = header.get("ops")
-        if not isinstance(ops, list) or len(ops) % 3:
+        if not isinstance(ops, list):
             self._one_way_failed = self._one_way_failed or "malformed one-way frame from the runner"
             return
         handle = self._syscalls.handle
         at = 0
-        for i in range(0, len(ops), 3):
+        i = 0
+        while i < len(ops):
             if self._one_way_failed is not None:
                 return  # the call is void already: nothing more it asks for is done
-            kind, target, size = ops[i], ops[i + 1], ops[i + 2]
+            kind = ops[i]
             op = _ONE_WAY_OPS.get(kind) if type(kind) is int else None
-            if op is None or type(target) is not int or type(size) is not int or not 0 <= size <= len(body) - at:
+            if op is None or i + op[1] + 2 > len(ops):
                 self._one_way_failed = "malformed one-way frame from the runner"
                 return
-            fn, with_rows = op
+            fn, width, with_rows = op
+            ids = ops[i + 1 : i + 1 + width]
+            size = ops[i + 1 + width]
+            i += width + 2
+            if any(type(x) is not int for x in ids) or type(size) is not int or not 0 <= size <= len(body) - at:
+                self._one_way_failed = "malformed one-way frame from the runner"
+                return
             op_body = body[at : at + size]
             at += size
             try:
-                value, _ = handle(fn, [target, _WITH_ROWS] if with_rows else [target], op_body)
+                value, _ = handle(fn, [*ids, _WITH_ROWS] if with_rows else ids, op_body)
             except SyscallRefusedError as refusal:
                 self._one_way_failed = f"errno {refusal.code}: {refusal}"
                 return
@@ -432,8 +442,8 @@ class JsModuleRunner:
             if with_rows and value != {"rows": []}:
                 # A lookup the module was told was empty is not: what it did next is void (see `call_reducer`).
                 if len(self._no_speculate) < _NO_SPECULATE_MAX:
-                    self._no_speculate.add(target)
-                self._one_way_failed = f"a lookup of index {target} sent as empty found rows"
+                    self._no_speculate.add(ids[0])
+                self._one_way_failed = f"a lookup of index {ids[0]} sent as empty found rows"
                 return
         if at != len(body) and self._one_way_failed is None:
             self._one_way_failed = "malformed one-way frame from the runner"

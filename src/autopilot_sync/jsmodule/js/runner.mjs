@@ -120,15 +120,17 @@ function makeFrame(header, body) {
 // One-way syscalls not yet written (one-way inserts, see `datastore_insert_bsatn`, and lookups sent as empty, see
 // `pointScan`): they go out as ONE `sysn` frame in one write with the next frame that is written, so the host wakes
 // once for them and the request that follows, and reads and parses one header for all of them. In order, always.
-// The header's `ops` is flat: (kind, table or index id, body length) per syscall; the bodies follow back to back.
+// The header's `ops` is flat: per syscall its kind, its ids (one; two for an update) and its body length; the bodies
+// follow back to back.
 const OP_INSERT = 0; // datastore_insert_bsatn(table id, row)
 const OP_EMPTY_SCAN = 1; // datastore_index_scan_point_bsatn(index id, key), the module told it found nothing
+const OP_UPDATE = 2; // datastore_update_bsatn(table id, index id, row)
 let queuedOps = [];
 let queuedBody = new Uint8Array(65536);
 let queuedBytes = 0;
 const QUEUED_MAX = 256 * 1024;
 
-function queueOp(kind, id, bytes) {
+function queueOp(kind, id, bytes, indexId = -1) {
   // A copy: the library reuses the row buffer it hands a syscall.
   if (queuedBytes + bytes.length > queuedBody.length) {
     const grown = new Uint8Array(Math.max(queuedBytes + bytes.length, queuedBody.length * 2));
@@ -137,7 +139,8 @@ function queueOp(kind, id, bytes) {
   }
   queuedBody.set(bytes, queuedBytes);
   queuedBytes += bytes.length;
-  queuedOps.push(kind, id, bytes.length);
+  if (kind === OP_UPDATE) queuedOps.push(kind, id, indexId, bytes.length);
+  else queuedOps.push(kind, id, bytes.length);
   if (queuedBytes >= QUEUED_MAX) writeBytes(takeQueued(null));
 }
 
@@ -328,6 +331,12 @@ const sys = {
     return writeBack(buffer, syscall('datastore_insert_bsatn', [tableId], bytesOf(buffer, len)).body);
   },
   datastore_update_bsatn(tableId, indexId, buffer, len) {
+    // As an insert: a table without generated columns gets nothing back, so the update goes one way; a failed one
+    // (no such row, a unique violation) voids the run, which is then run again with every syscall answered.
+    if (oneWay.has(tableId)) {
+      queueOp(OP_UPDATE, tableId, bytesOf(buffer, len), indexId);
+      return 0;
+    }
     return writeBack(buffer, syscall('datastore_update_bsatn', [tableId, indexId], bytesOf(buffer, len)).body);
   },
   datastore_delete_by_index_scan_point_bsatn: (indexId, point, len) =>
