@@ -198,6 +198,13 @@ async def test_identity_sender_and_jwt_payload_of_the_caller(engine: HostEngine)
     await call(engine, "clear_audit", caller=internal)
     await call(engine, "whoami", caller=internal)
     assert f"sender={Identity(0x0E).hex} module={Identity(0x0E).hex} sub=-" in audit(engine)
+    # The caller's own claims come with the call: reading them costs no round trip (the audit line goes one way).
+    module = engine.module
+    assert isinstance(module, JsModule)
+    before = module.runner.round_trips
+    assert await call(engine, "whoami") == (CallStatus.COMMITTED, "")
+    assert module.runner.round_trips == before
+    assert audit(engine).count(f"sender={Identity(0xA11CE).hex} module={Identity(0x0E).hex} sub=alice") == 1
 
 
 async def test_client_connected_and_disconnected_run_in_the_module(engine: HostEngine) -> None:

@@ -280,6 +280,7 @@ class JsModuleRunner:
         timestamp_us: int = 0,
         timeout_s: float | None = None,
         one_way_tables: tuple[int, ...] = (),
+        jwt_payload: bytes = b"",
     ) -> None:
         """Run reducer `reducer_id` with BSATN `args`; raises a `JsModuleError` subclass on any failure.
 
@@ -291,6 +292,10 @@ class JsModuleRunner:
         all empty (runner.mjs `pointScan`); one that finds a row voids the run the same way. A run
         with one-way tables that times out or crashes is void too (its queued inserts were never seen), so a runaway
         call of that kind holds the host for up to twice its time limit.
+
+        `jwt_payload`: what `get_jwt_payload` answers for the caller's own connection (UTF-8 JSON, empty for none),
+        sent with the call so the runner answers it without a round trip (the sync module reads its caller's claims
+        once per call).
         """
         header: Header = {
             "t": "call",
@@ -299,6 +304,8 @@ class JsModuleRunner:
             "conn": str(connection_id),
             "ts": str(timestamp_us),
         }
+        if jwt_payload:
+            header["jwt"] = jwt_payload.decode()
         if one_way_tables:
             header["ow"] = list(one_way_tables)
             if self._no_speculate:

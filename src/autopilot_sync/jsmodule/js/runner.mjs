@@ -240,6 +240,10 @@ const localIters = new Map();
 let nextLocalIter = LOCAL_ITER;
 const NO_TABLES = new Set();
 let oneWay = NO_TABLES; // tables whose inserts go one way in the current reducer call
+// The current reducer call's caller's claims (JSON text), sent with the call so `get_jwt_payload` for the caller's
+// own connection costs no round trip; null outside a call, or when the caller has none (then the host is asked).
+let callJwt = null;
+let callConn = '0';
 
 // Point lookups sent one way, as if empty: in a call with one-way inserts, a point scan of an index whose last
 // SPECULATE_AFTER answered scans were all empty (the sync module's idempotency check) is queued like an insert and
@@ -365,7 +369,11 @@ const sys = {
     notify({ t: 'log', lvl: 2, msg: `Timing span "${span.name}": ${ms.toFixed(3)}ms` });
   },
   identity: () => BigInt(syscall('identity').v),
-  get_jwt_payload: (connectionId) => syscall('get_jwt_payload', [String(connectionId)]).body,
+  get_jwt_payload(connectionId) {
+    // The caller's own claims came with the call (`jwt`): answered here, as the host would (anything else asks it).
+    if (callJwt !== null && String(connectionId) === callConn) return encoder.encode(callJwt);
+    return syscall('get_jwt_payload', [String(connectionId)]).body;
+  },
   procedure_http_request: () => syscall('procedure_http_request').v,
   procedure_start_mut_tx: () => BigInt(syscall('procedure_start_mut_tx').v),
   procedure_commit_mut_tx: () => { syscall('procedure_commit_mut_tx'); },
@@ -387,12 +395,15 @@ function serve() {
       } else if (header.t === 'call') {
         const args = new DataView(body.buffer, body.byteOffset, body.byteLength);
         oneWay = header.ow ? new Set(header.ow) : NO_TABLES;
+        callJwt = typeof header.jwt === 'string' ? header.jwt : null;
+        callConn = header.conn;
         noSpeculate = header.ns ? new Set(header.ns) : NO_TABLES;
         try {
           hooks.__call_reducer__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), args);
         } finally {
           oneWay = NO_TABLES;
           noSpeculate = NO_TABLES;
+          callJwt = null;
           localIters.clear();
           nextLocalIter = LOCAL_ITER;
         }
