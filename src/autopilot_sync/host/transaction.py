@@ -113,6 +113,56 @@ class Transaction:
             self._deleted.setdefault(store.table.name, {})[row_bytes] = row
         return True
 
+    def update_row(self, store: TableStore, old_bytes: bytes, new: Row) -> Row:
+        """Replace the stored row `old_bytes` with `new` (of the table's row class): `delete_bytes` then `insert`.
+
+        In one step for a plain table (no log, no event table, no auto-increment column): one encode, the unique
+        check against every row but the one replaced, and the indexes whose key is unchanged swapped in place
+        (`TableStore.replace`); the undo log and the net changes are the two steps' (tests/host/
+        test_update_row.py checks it against them). Anything else takes the two steps.
+        """
+        new_bytes = self._replacing(store, old_bytes, new)
+        if new_bytes is None:  # the two steps, with their exact effects when they fail midway
+            self.delete_bytes(store, old_bytes)
+            return self.insert(store, new)
+        if new_bytes == old_bytes:
+            return new  # deleting and inserting the same row changes nothing
+        old = store.replace(old_bytes, new_bytes, new)
+        if old is None:  # not reached: `_replacing` saw the row
+            raise ReducerError(f"not_found: {store.table.name}")
+        undo = self._undo
+        undo.append((False, store, old_bytes, old))
+        undo.append((True, store, new_bytes, new))
+        name = store.table.name
+        inserted = self._inserted.get(name)
+        if inserted is not None and old_bytes in inserted:
+            del inserted[old_bytes]
+        else:
+            self._deleted.setdefault(name, {})[old_bytes] = old
+        deleted = self._deleted.get(name)
+        if deleted is not None and new_bytes in deleted:
+            del deleted[new_bytes]
+        else:
+            self._inserted.setdefault(name, {})[new_bytes] = new
+        return new
+
+    @staticmethod
+    def _replacing(store: TableStore, old_bytes: bytes, new: Row) -> bytes | None:
+        """`new`'s bytes when `update_row` may replace in one step; None for the two steps: a log, event or
+        auto-increment table, a row not there, a row that does not encode or would break a unique key (the two
+        steps raise the same error, after the same delete)."""
+        if store.log_rows is not None or store.table.event or store.table.auto_inc or old_bytes not in store.rows:
+            return None
+        try:
+            new_bytes = store.encode(new)
+        except (TypeError, ValueError):
+            return None
+        for index in store.unique_indexes:
+            existing = index.entries.get(index.key_of(new))
+            if existing is not None and existing != old_bytes and existing != new_bytes:
+                return None
+        return new_bytes
+
     def _next_sequence(self, name: str) -> int:
         store = self.datastore[ST_SEQUENCE.name]
         current = next(iter(store.indexes[("sequence",)].lookup((name,))), None)
@@ -209,8 +259,7 @@ class TableHandle:
         old_bytes = next(iter(store.indexes[(pk,)].lookup((new[position],))), None)
         if old_bytes is None:
             raise ReducerError(f"not_found: {store.table.name} has no row with {pk} = {new[0]!r}")
-        self._tx.delete_bytes(store, old_bytes)
-        return self._tx.insert(store, new)
+        return self._tx.update_row(store, old_bytes, new)
 
     def delete_by(self, column: str | tuple[str, ...], value: Any) -> int:
         """Delete every row whose indexed column (group) equals `value`; returns how many.
@@ -255,9 +304,11 @@ class DbView:
         if name.startswith("_"):
             raise AttributeError(name)
         try:
-            return self[name]
+            handle = self[name]
         except KeyError:
             raise AttributeError(name) from None
+        self.__dict__[name] = handle  # the next `ctx.db.<name>` of this transaction is a plain attribute read
+        return handle
 
 
 @dataclass(frozen=True, slots=True)
