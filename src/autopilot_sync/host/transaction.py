@@ -13,7 +13,7 @@ from typing import Any
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.datastore import Datastore, TableStore
+from autopilot_sync.host.datastore import Datastore, Index, TableStore
 from autopilot_sync.host.system_tables import ST_SEQUENCE
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
@@ -234,7 +234,10 @@ class TableHandle:
         """The row whose unique column (group) equals `value`, if any."""
         columns, key = _key(column, value)
         index = self._store.index_for(columns)
-        found = next(iter(index.lookup(key)), None)
+        if type(index) is Index and index.unique and len(key) == len(columns) == len(index.columns):
+            found = index.entries.get(key)  # a unique key holds one row's bytes: no lookup generator per read
+        else:
+            found = next(iter(index.lookup(key)), None)
         return None if found is None else self._store.rows[found]
 
     def filter(self, column: str | tuple[str, ...], value: Any) -> list[Row]:
