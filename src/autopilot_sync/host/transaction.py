@@ -259,7 +259,12 @@ class TableHandle:
             raise ReducerError(f"no_primary_key: table {store.table.name} has no primary key")
         new = store.make_row(row)
         # The old row's bytes come from the index: encoding it again to delete it cost one BSATN encode per update.
-        old_bytes = next(iter(store.indexes[(pk,)].lookup((new[position],))), None)
+        index = store.indexes[(pk,)]
+        key = (new[position],)
+        if type(index) is Index and index.unique:
+            old_bytes = index.entries.get(key)
+        else:
+            old_bytes = next(iter(index.lookup(key)), None)
         if old_bytes is None:
             raise ReducerError(f"not_found: {store.table.name} has no row with {pk} = {new[0]!r}")
         return self._tx.update_row(store, old_bytes, new)
