@@ -80,8 +80,13 @@ def test_the_host_imports_its_sql_and_token_libraries_in_the_background_once_rea
 #: served) and, on a restart of the same data directory or a first start whose cache directory holds the filters'
 #: verdict, the SQL parser. The v1 protocol's codec loads with the first v1 connection. pydantic is no dependency any
 #: more (the settings are read by `settings/base.py`); its import with one validator per field was ~0.2 s of the start.
+#: aiohttp's client (and its TLS contexts) loads with the first OIDC key fetch (`auth/aiohttp_client.py`).
 NOT_BEFORE_READY = (
     "pydantic",
+    "aiohttp.client",
+    "aiohttp.connector",
+    "aiohttp.tracing",
+    "autopilot_sync.spacetime.moduledef.diff",  # the schema diff: with the first publish or a changed schema
     "joserfc",
     "cryptography.x509",
     "coincurve",

@@ -206,6 +206,20 @@ class Index:
         if len(bucket) == 1:
             (self.entries[key],) = bucket
 
+    def replace(self, key: Key, old_bytes: bytes, new_bytes: bytes) -> None:
+        """`remove(key, old_bytes)` then `add(key, new_bytes)`: a row updated without changing this key.
+
+        Where `old_bytes` alone holds the key (every unique key, most others) the entry's value is swapped in place:
+        the sorted keys are untouched, where removing and adding the key again cost two sorted-list updates.
+        """
+        entries = self.entries
+        bucket = entries.get(key)
+        if type(bucket) is bytes and bucket == old_bytes:
+            entries[key] = new_bytes
+            return
+        self.remove(key, old_bytes)
+        self.add(key, new_bytes)
+
     def lookup(self, key: Key) -> Iterator[bytes]:
         """Rows whose key equals `key`, or starts with it when `key` is a prefix of the column group."""
         if len(key) == len(self.columns):
@@ -265,7 +279,10 @@ class TableStore:
         self.log_rows = self.rows if isinstance(self.rows, LogRows) else None
         #: The table's row class: a row already of it is stored as it is, not made again.
         self.row_class = table.row_class
-        self._older_shapes = _older_shapes(table)
+        #: The earlier shapes' (column count, default tail), longest first; their codecs are compiled with the first
+        #: row of an older shape (`_older_codecs`): ~10 codecs a start compiled for rows few stores ever hold.
+        self._older_tails = _older_tails(table)
+        self._older_codecs: list[tuple[bsatn.Codec, tuple[Any, ...]]] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -284,7 +301,7 @@ class TableStore:
     @property
     def migrates(self) -> bool:
         """Whether rows of an older shape (before columns with defaults were added) can be read."""
-        return bool(self._older_shapes)
+        return bool(self._older_tails)
 
     def stored(self, data: bytes) -> tuple[bytes, tuple[Any, ...]]:
         """A row as stored on disk (snapshot or commit log) as today's bytes and row.
@@ -296,7 +313,11 @@ class TableStore:
         try:
             return data, self.decode(data)
         except DecodeError:
-            for codec, tail in self._older_shapes:
+            if self._older_codecs is None:
+                self._older_codecs = [
+                    (bsatn.codec(at.product(*self.table.columns[:count])), tail) for count, tail in self._older_tails
+                ]
+            for codec, tail in self._older_codecs:
                 try:
                     values = codec.decode(data)
                 except DecodeError:
@@ -372,6 +393,26 @@ class TableStore:
             index.remove(index.key_of(row), row_bytes)
         return row
 
+    def replace(self, old_bytes: bytes, new_bytes: bytes, new: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """`take(old_bytes)` then `put(new_bytes, new)` for a table kept as a `RowMap` (not a log): an update.
+
+        An index whose key the update keeps swaps its entry in place (`Index.replace`). The constraints are the
+        caller's to check, as for `put`. Returns the old row, or None (nothing changed) when it was not there.
+        """
+        old = self.rows.discard(old_bytes)
+        if old is None:
+            return None
+        self.rows.add(new_bytes, new)
+        for index in self.indexes.values():
+            key_of = index.key_of
+            old_key, new_key = key_of(old), key_of(new)
+            if old_key == new_key and isinstance(index, Index):
+                index.replace(old_key, old_bytes, new_bytes)
+            else:
+                index.remove(old_key, old_bytes)
+                index.add(new_key, new_bytes)
+        return old
+
     def index_for(self, columns: tuple[str, ...]) -> TableIndex:
         """The index over exactly `columns`, or whose leading columns are `columns`."""
         index = self.indexes.get(columns)
@@ -383,16 +424,15 @@ class TableStore:
         raise KeyError(f"table {self.table.name} has no index on ({', '.join(columns)})")
 
 
-def _older_shapes(table: TableDef) -> list[tuple[bsatn.Codec, tuple[Any, ...]]]:
+def _older_tails(table: TableDef) -> list[tuple[int, tuple[Any, ...]]]:
     """Every earlier shape of the table a row may be stored in: a prefix of its columns whose missing tail all have
-    defaults, longest first, with the codec of the prefix and the default values of the tail."""
+    defaults, longest first, as the prefix's column count and the default values of the tail."""
     defaults = dict(table.defaults)
-    shapes: list[tuple[bsatn.Codec, tuple[Any, ...]]] = []
+    shapes: list[tuple[int, tuple[Any, ...]]] = []
     count = len(table.columns)
     while count > 0 and table.columns[count - 1][0] in defaults:
         count -= 1
-        tail = tuple(defaults[name] for name, _ in table.columns[count:])
-        shapes.append((bsatn.codec(at.product(*table.columns[:count])), tail))
+        shapes.append((count, tuple(defaults[name] for name, _ in table.columns[count:])))
     return shapes
 
 
