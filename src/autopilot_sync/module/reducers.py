@@ -164,8 +164,9 @@ class _Heads:
         #: Streams whose id and claim this call has checked (a batch is mostly one stream: checked once).
         self.admitted: set[str] = set()
         self._rows: dict[str, StreamHead | None] = {}
-        #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again)
-        self._moved: dict[str, tuple[int, str, bytes]] = {}
+        #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again, and
+        #: the stream's epoch): what the call's next event on the stream reads, in one lookup
+        self.moved: dict[str, tuple[int, str, bytes, int]] = {}
 
     def _row(self, stream_id: str) -> StreamHead | None:
         if stream_id not in self._rows:
@@ -175,8 +176,8 @@ class _Heads:
 
     def head_seq(self, stream_id: str) -> int:
         """The stream's head as this call has moved it so far (0 for a new stream)."""
-        if stream_id in self._moved:
-            return self._moved[stream_id][0]
+        if stream_id in self.moved:
+            return self.moved[stream_id][0]
         row = self._row(stream_id)
         return row.head_seq if row is not None else 0
 
@@ -188,19 +189,20 @@ class _Heads:
     def head_chain(self, stream_id: str) -> bytes:
         """The 32 bytes of the chain value of the stream's head as this call has moved it (genesis for a new
         stream); a stored value that is not a chain value raises `ChainValueError`, as `stream_chain.link` does."""
-        if stream_id in self._moved:
-            return self._moved[stream_id][2]
+        if stream_id in self.moved:
+            return self.moved[stream_id][2]
         row = self._row(stream_id)
         return stream_chain.raw(row.head_chain if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH))
 
-    def advance(self, stream_id: str, seq: int, chain: str, digest: bytes) -> None:
-        """Record that `seq`, with chain value `chain` (`digest` its bytes), is now the stream's head."""
-        self._moved[stream_id] = (seq, chain, digest)
+    def advance(self, stream_id: str, seq: int, chain: str, digest: bytes, epoch: int) -> None:
+        """Record that `seq`, with chain value `chain` (`digest` its bytes), is now the head of `stream_id` (of
+        epoch `epoch`)."""
+        self.moved[stream_id] = (seq, chain, digest, epoch)
 
     def write(self) -> None:
         """Write every moved head once."""
         now = self._ctx.timestamp
-        for stream_id, (seq, chain, _digest) in self._moved.items():
+        for stream_id, (seq, chain, _digest, _epoch) in self.moved.items():
             row = self._rows.get(stream_id)
             if row is None:
                 head = StreamHead(
@@ -253,16 +255,18 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: t
             SyncErrorCode.IDEMPOTENCY_CONFLICT,
             f"key {idempotency_key} was committed on this stream as seq {existing.seq} with {existing.payload_hash}",
         )
-    head_seq = heads.head_seq(stream_id)
+    moved = heads.moved.get(stream_id)  # an earlier event of this call moved the head: all of it in one lookup
+    head_seq = moved[0] if moved is not None else heads.head_seq(stream_id)
     if expected_seq != head_seq + 1:
         raise SyncError(
             SyncErrorCode.SEQUENCE_CONFLICT,
             f"stream {stream_id} expected_seq={expected_seq} head_seq={head_seq}",
         )
-    epoch = heads.epoch(stream_id)
-    digest = stream_chain.link_digest(
-        heads.head_chain(stream_id), stream_id, epoch, expected_seq, kind, idempotency_key, computed
-    )
+    if moved is not None:
+        epoch, previous = moved[3], moved[2]
+    else:
+        epoch, previous = heads.epoch(stream_id), heads.head_chain(stream_id)
+    digest = stream_chain.link_digest(previous, stream_id, epoch, expected_seq, kind, idempotency_key, computed)
     chain = stream_chain.text_of(digest)
     # `SyncEvent`'s fields, positionally in the table's own row class (no keyword parsing, no second copy)
     now = ctx.timestamp
@@ -271,7 +275,7 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: t
             stream_id, expected_seq, idempotency_key, kind, canonical, computed, published, now, epoch, chain
         )
     )
-    heads.advance(stream_id, expected_seq, chain, digest)
+    heads.advance(stream_id, expected_seq, chain, digest, epoch)
 
 
 @module.reducer(("stream_id", at.STRING), ("seq", at.U64))
