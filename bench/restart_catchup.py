@@ -9,8 +9,10 @@ exported older tree, e.g. `git archive <commit> src | tar -x -C /tmp/old`), and 
 connects an SDK reader and resumes the middle stream from seq 0, as `bench/workloads/store.py` does. Variants
 alternate, the order flipping every round.
 
-Prints per variant the medians of: wall from subscribe to `SubscribeApplied` in the cache (and events/s), the host's
-CPU in that window (every thread, `schedstat`), its event-loop thread's CPU, and the client's CPU. `--py-spy OUT`
+Prints per variant the medians of: wall from subscribe to `SubscribeApplied` in the cache (and events/s, row g's
+measure), the host's CPU in that window (every thread, `/proc` ticks), its event-loop thread's CPU (`schedstat`), the
+client's CPU, and the wall from the `ready` line to the rows in the cache (the connect included: what a client
+reconnecting at `ready` waits, which a window-only measure would reward for a slower connect). `--py-spy OUT`
 records the first round's new host from its `ready` line on (raw collapsed stacks, idle off). Wall times on a
 shared machine mostly measure waiting for a core: compare CPU, interleaved, and read the load average printed.
 """
@@ -83,12 +85,13 @@ async def _first_resume(
     stream: str,
     events: int,
     spy: str | None,
-) -> tuple[float, float, float, float]:
+) -> tuple[float, float, float, float, float]:
     _, src, settle = variant
     env = dict(QUIET)
     if src:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
     host: ServiceProcess = ours.spawn_host(data_dir, port, env)
+    ready = time.perf_counter()
     recorder = None
     try:
         if spy:
@@ -112,7 +115,8 @@ async def _first_resume(
             await asyncio.sleep(settle)
             (host0, loop0), client0, wall0 = _cpu(host.process.pid), time.process_time(), time.perf_counter()
             await (await conn.subscribe([resume_query(stream, 0)])).applied()
-            wall = time.perf_counter() - wall0
+            applied = time.perf_counter()
+            wall = applied - wall0
             client = time.process_time() - client0
             host1, loop1 = _cpu(host.process.pid)
             if conn.cache.count("sync_event") != events:
@@ -126,10 +130,10 @@ async def _first_resume(
             recorder.send_signal(signal.SIGINT)
             await asyncio.wait_for(recorder.wait(), 60)
         host.kill()
-    return wall, host1 - host0, loop1 - loop0, client
+    return wall, host1 - host0, loop1 - loop0, client, applied - ready - settle
 
 
-async def run(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[float, float, float, float]]]:
+async def run(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[float, float, float, float, float]]]:
     ours = Ours(root)
     ours.start()
     try:
@@ -143,7 +147,7 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[floa
         variants = [
             (f"{name}+{settle:g}s" if settle else name, src, settle) for settle in args.settle for name, src in trees
         ]
-        results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name, _, _ in variants}
+        results: dict[str, list[tuple[float, float, float, float, float]]] = {name: [] for name, _, _ in variants}
         for round_no in range(args.rounds):
             order = variants if round_no % 2 == 0 else variants[::-1]
             for variant in order:
@@ -151,10 +155,10 @@ async def run(args: argparse.Namespace, root: Path) -> dict[str, list[tuple[floa
                 spy = args.spy if (round_no == 0 and name == "new") else None
                 sample = await _first_resume(ours, data_dir, port, variant, streams[len(streams) // 2], per_stream, spy)
                 results[name].append(sample)
-                wall, host, loop, client = sample
+                wall, host, loop, client, total = sample
                 print(
                     f"  {name}: wall {wall * 1e3:.0f} ms, host {host * 1e3:.0f} (loop {loop * 1e3:.0f}), "
-                    f"client {client * 1e3:.0f} ms",
+                    f"client {client * 1e3:.0f} ms; ready to applied {total * 1e3:.0f} ms",
                     file=sys.stderr,
                 )
         return results
@@ -179,11 +183,11 @@ def main() -> None:
     per_stream = args.events // args.streams
     print(f"first resume after a restart, {per_stream:,} of {args.events:,} events, load average {os.getloadavg()}")
     for name, samples in results.items():
-        wall, host, loop, client = (statistics.median(s[i] for s in samples) for i in range(4))
+        wall, host, loop, client, total = (statistics.median(s[i] for s in samples) for i in range(5))
         print(
             f"{name}: wall {wall * 1e3:.1f} ms = {per_stream / wall:,.0f} events/s; host CPU {host * 1e3:.1f} ms "
-            f"(loop thread {loop * 1e3:.1f}), client CPU {client * 1e3:.1f} ms; walls "
-            + ", ".join(f"{s[0] * 1e3:.0f}" for s in samples)
+            f"(loop thread {loop * 1e3:.1f}), client CPU {client * 1e3:.1f} ms; ready to applied (connect included, "
+            f"settle not) {total * 1e3:.0f} ms; walls " + ", ".join(f"{s[0] * 1e3:.0f}" for s in samples)
         )
 
 
