@@ -4,12 +4,12 @@ The host's start leaves the SQL parser (sqlglot) and token checking (joserfc) ou
 (docs/performance.md "Start-up"); but then the first subscription after a start paid for importing sqlglot (~0.3 s
 of CPU on an idle machine, over a second under load) inside its own answer: a client resuming right after a host
 restart waited for an import, not for its rows (row (g)'s catch-up). A daemon thread started with `ready` does
-those imports at once: the SQL parser and its dialect (a first subscription's), then the token libraries, then the
-v1 codec. A delay before them (0.25 s until session 8) left the
-host idle while a client reconnecting at `ready` arrived, and its first resume then waited for the imports still
-running (on a 200,000-event store, host CPU in that resume's window ~100-190 ms against ~10 ms once warm:
-docs/performance.md "Round 6 — restart1m"). Python's import lock makes a request that needs a module mid-import wait
-for that one import, never import it twice; a failed import here is left for the request to raise.
+those imports at once: the SQL parser and its dialect (a first subscription's), then the token libraries and
+libsecp256k1 (a first connection's), then the v1 codec. A delay before them (0.25 s until session 8) left the host
+idle while a client reconnecting at `ready` arrived, and its first resume then waited for the imports still running
+(on a 200,000-event store, host CPU in that resume's window ~100-190 ms against ~10 ms once warm: docs/performance.md
+"Round 6 — restart1m"). Python's import lock makes a request that needs a module mid-import wait for that one
+import, never import it twice; a failed import here is left for the request to raise.
 
 Then the thread freezes the collector's view of the heap (`gc.freeze`): the modules, classes and functions the start
 and these imports built (~90,000 objects) are never garbage, yet every full (generation-2) collection walked them
@@ -33,8 +33,16 @@ log = logging.getLogger(__name__)
 #: resume can wait for (a reconnecting client's token check imports the token libraries on the loop itself when it
 #: comes before them, in parallel).
 WARM_MODULES = ("autopilot_sync.host.sql.select",)
-#: Imported after the first parse: the token libraries, then the v1 codec (only a v1 client needs it).
-WARM_LATER = ("joserfc.jwk", "joserfc.jws", "joserfc.jwt", "joserfc.errors", "autopilot_sync.host.session_v1")
+#: Imported after the first parse: the token libraries, libsecp256k1 (the sync module's `client_connected` checks the
+#: caller's Nostr key with it), then the v1 codec (only a v1 client needs it).
+WARM_LATER = (
+    "joserfc.jwk",
+    "joserfc.jws",
+    "joserfc.jwt",
+    "joserfc.errors",
+    "coincurve",
+    "autopilot_sync.host.session_v1",
+)
 
 
 #: Parsed once after the imports: sqlglot loads its dialect (and builds its tokenizer's tables) at the first parse, a
