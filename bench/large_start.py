@@ -6,7 +6,9 @@ copy of DIR once (under `--scratch`), then every round starts one host per varia
 A, B …), with snapshots off so a start never writes one (each start adds only its own start-hook commit to the log).
 `this` is the checkout running the script; `NAME=SRC_DIR` runs with SRC_DIR first on `PYTHONPATH` (an exported
 older tree). `--convert` rewrites each copy's newest snapshot with the variant's own `write_snapshot` first, so a
-variant that changed the snapshot format starts on its own format (the rows are the same). Prints medians of wall
+variant that changed the snapshot format starts on its own format (the rows are the same). `--store-for NAME=DIR`
+starts variant NAME on DIR instead (a store as that variant's snapshot rules leave the same history, e.g. one built
+by `bench/incsnap_store.py`). Prints medians of wall
 seconds, host CPU seconds (user+system from /proc) and RSS at the ready line, with the load average.
 """
 
@@ -88,15 +90,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/bench-large-start"))
     parser.add_argument("--convert", action="store_true", help="rewrite each copy's snapshot in its variant's format")
+    parser.add_argument("--store-for", action="append", default=[], help="NAME=DIR: variant NAME starts on DIR")
     args = parser.parse_args()
     variants: list[tuple[str, str | None]] = [("this", None)]
     variants += [(name, src) for name, _, src in (tree.partition("=") for tree in args.tree)]
     copies: dict[str, Path] = {}
+    stores = {name: Path(store) for name, _, store in (item.partition("=") for item in args.store_for)}
     for name, src in variants:
         copy = copies[name] = args.scratch / name
         if not copy.exists():
-            shutil.copytree(args.store, copy)
-            if args.convert:
+            shutil.copytree(stores.get(name, args.store), copy)
+            if args.convert and name not in stores:
                 env = {**os.environ}
                 if src:
                     env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))

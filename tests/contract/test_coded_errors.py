@@ -24,8 +24,7 @@ from autopilot_sync.nostr.errors import (
     RelayAuthErrorCode,
 )
 from autopilot_sync.runtime.access import AccessDeniedError, AccessErrorCode
-from autopilot_sync.runtime.publisher import LinkError
-from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+from autopilot_sync.runtime.retry import FailureKind, LinkError, PublishFailure
 from autopilot_sync.runtime.streams import InputErrorCode, InvalidInputError
 
 SRC = Path(__file__).parents[2] / "src" / "autopilot_sync"

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 
 from autopilot_sync.contract.canonical import payload_hash
 from autopilot_sync.runtime.outbox import StoredEvent
-from autopilot_sync.runtime.publisher import LinkError
-from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+from autopilot_sync.runtime.retry import FailureKind, LinkError, PublishFailure
 
 #: Decides, per call, whether to inject a fault: (call number, batch) -> fault or None.
 FaultPlan = Callable[[int, Sequence[StoredEvent]], "Fault | None"]

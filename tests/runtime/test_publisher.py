@@ -16,6 +16,7 @@ import pytest
 from runtime_doubles import Fault, HostLinkDouble
 
 from autopilot_sync.backoff import Backoff
+from autopilot_sync.contract.canonical import payload_hash
 from autopilot_sync.runtime.metrics import RuntimeMetrics
 from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.publisher import Publisher, PublisherConfig
@@ -225,3 +226,45 @@ async def test_a_slow_stream_does_not_hold_back_another(rig: Rig) -> None:
                 await asyncio.sleep(0.01)
     assert "stuck" not in rig.link.streams
     assert_host_equals_outbox(rig.store, rig.link, "free")
+
+
+async def test_concurrent_streams_are_published_in_fewer_calls_than_batches(rig: Rig) -> None:
+    streams = [f"runtime.run.c{i}.events" for i in range(20)]
+    for stream in streams:
+        await append(rig.store, stream, 3)
+    rig.link.delay = 0.005  # a call takes a while, as over a socket: batches queue behind it
+    async with rig.publishing():
+        await drained(rig.store)
+    for stream in streams:
+        assert_host_equals_outbox(rig.store, rig.link, stream)
+    assert rig.link.calls < len(streams)  # one batch per stream (3 events each), joined
+    calls = sample(rig.metrics, "autopilot_sync_runtime_publish_call_events_count")
+    assert calls == rig.link.calls
+    assert sample(rig.metrics, "autopilot_sync_runtime_publish_call_events_sum") == 60
+    assert sample(rig.metrics, "autopilot_sync_runtime_publish_call_streams_sum") == 20
+    assert sample(rig.metrics, "autopilot_sync_runtime_publish_call_splits_total") == 0
+
+
+async def test_a_stream_refused_inside_a_combined_call_is_dead_lettered_alone_while_its_neighbours_commit(
+    rig: Rig,
+) -> None:
+    neighbours = [f"runtime.run.n{i}.events" for i in range(8)]
+    for stream in neighbours:  # first, so the refused stream is never alone in the first calls
+        await append(rig.store, stream, 2)
+    await append(rig.store, "runtime.run.x-bad.events", 1)
+    # the host holds seq 1 of "bad" under the same key with another payload (an earlier runtime lost its outbox)
+    (mine,) = rig.store.outbox.events("runtime.run.x-bad.events")
+    other = '{"other":true}'
+    rig.link.streams["runtime.run.x-bad.events"] = [
+        StoredEvent(mine.stream_id, 1, mine.idempotency_key, mine.kind, other, payload_hash(other), 0)
+    ]
+    rig.link.delay = 0.005
+    async with rig.publishing():
+        await drained(rig.store)
+        dead = await rig.store.dead_letters()
+    assert [(d.stream_id, d.seq, d.retry_class) for d in dead] == [("runtime.run.x-bad.events", 1, "permanent")]
+    assert dead[0].reason.startswith("reducer_error: idempotency_conflict")
+    for stream in neighbours:
+        assert_host_equals_outbox(rig.store, rig.link, stream)
+    assert sample(rig.metrics, "autopilot_sync_runtime_publish_call_splits_total") >= 1
+    assert sample(rig.metrics, "autopilot_sync_runtime_publish_failures_total", retry_class="permanent") >= 1

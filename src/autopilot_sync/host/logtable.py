@@ -30,11 +30,11 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain, repeat
 from operator import add, sub
-from typing import Any
+from typing import Any, NamedTuple
 
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.row_cache import DecodedRows
-from autopilot_sync.host.snapshot_section import Section
+from autopilot_sync.host.snapshot_section import Chunks, Section
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.rowlist import MAX_FIXED_ROW_SIZE, BsatnRowList, FixedSize, RowOffsets
@@ -50,10 +50,27 @@ except ImportError:  # not compiled on this machine: `_pack_run_python`
 
 Key = tuple[Any, ...]
 Bytes = bytes | memoryview
-#: One partition in a snapshot: (its key's BSATN prefix, seqs, ends, buffer, one hash array per other index), the
-#: arrays as their machine bytes (little-endian on every platform the host runs on). Read from a mapped snapshot,
-#: the buffer is a `Section` of the mapping, checked against its checksum at first use.
-Segment = tuple[bytes, Bytes, Bytes, Bytes | Section, list[Bytes]]
+
+
+class Segment(NamedTuple):
+    """One partition in a snapshot, its arrays as their machine bytes (little-endian on every platform the host runs
+    on). Read from a mapped snapshot, the buffer is a `Section` of the mapping (or `Chunks` of several, from an
+    incremental snapshot's chain), checked against its checksum at first use."""
+
+    #: The partition key's BSATN bytes (u32 length + UTF-8).
+    prefix: bytes
+    seqs: Bytes
+    ends: Bytes
+    buf: Bytes | Section | Chunks
+    #: One hash array per other index.
+    hashes: list[Bytes]
+    #: Dead rows at the front (trimmed, not compacted yet): the arrays and the buffer still hold them.
+    head: int = 0
+    #: In an incremental snapshot, rows [0, base_rows) are the base snapshot's and the arrays and the buffer hold only
+    #: the rows after them (`ends` stay offsets from the partition's start); 0: the whole partition.
+    base_rows: int = 0
+
+
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 #: Compact a partition once this many head rows are dead and they are at least half of it.
@@ -75,7 +92,7 @@ def is_log_shaped(table: TableDef) -> bool:
 class Partition:
     """The live rows of one partition key, in sequence order (see the module docstring)."""
 
-    __slots__ = ("buf", "ends", "hashes", "head", "key", "pending", "prefix", "seqs", "sets")
+    __slots__ = ("buf", "ends", "hashes", "head", "key", "pending", "prefix", "seqs", "sets", "snap_rows")
 
     def __init__(self, key: str, prefix: bytes, others: int) -> None:
         self.key = key
@@ -83,7 +100,7 @@ class Partition:
         #: The rows' bytes: a `bytearray` once written to; loaded from a snapshot, a read-only view of its mapping
         #: (copied into a `bytearray` at the first write), which `pending` holds until its checksum is checked.
         self.buf: bytearray | memoryview = bytearray()
-        self.pending: Section | None = None
+        self.pending: Section | Chunks | None = None
         self.seqs = array("Q")
         self.ends = array("Q")
         self.head = 0
@@ -91,6 +108,9 @@ class Partition:
         #: Per other index, the set of `hashes` (None until an idempotency check needs it: a partition loaded from a
         #: snapshot and never appended to costs no set, ~70 bytes per row, and no time at start).
         self.sets: list[set[int]] | None = None
+        #: Rows the last snapshot captured as they still are (only appended to since): an incremental snapshot
+        #: writes the rows after them; -1 (a new partition, or compacted, rebuilt, cut below): the whole partition.
+        self.snap_rows = -1
 
     def readable(self) -> bytearray | memoryview:
         """The rows' bytes, checked against the snapshot's checksum first when they came from one."""
@@ -164,6 +184,7 @@ class Partition:
         """Replace every row (dead head dropped) by `rows`, given in sequence order."""
         self.buf = bytearray()
         self.pending = None
+        self.snap_rows = -1
         self.seqs = array("Q")
         self.ends = array("Q")
         self.head = 0
@@ -197,6 +218,7 @@ class Partition:
         self.hashes = [h[head:] for h in self.hashes]
         self.sets = None
         self.head = 0
+        self.snap_rows = -1
 
 
 class RowRun(Iterator[bytes]):
@@ -373,19 +395,39 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
     # -- snapshots --------------------------------------------------------------------------------------------------
 
-    def segments(self) -> list[Segment]:
+    def segments(self, incremental: bool = False) -> list[Segment]:
         """Every partition as its buffers: copies (a snapshot is written off the event loop while rows change) made
         in one anonymous mapping, not on the heap, so the system gets the memory back when the snapshot is dropped
         (copies of a million events' buffers on the heap stayed resident, ~250 bytes per event, because the heap's
         top had moved past them by then); a buffer still mapped from the snapshot loaded at start never changes, so
-        it is handed over as it is."""
-        parts = list(self.partitions.values())
-        for part in parts:
-            part.compact()
-        sources = [(part, part.readable()) for part in parts]
-        arrays = [array_ for part in parts for array_ in (part.seqs, part.ends, *part.hashes)]
-        size = sum(len(array_) * array_.itemsize for array_ in arrays)
-        size += sum(len(buf) for _, buf in sources if not isinstance(buf, memoryview))
+        it is handed over as it is.
+
+        `incremental`: a partition only appended to since the previous call (`Partition.snap_rows`) is captured as
+        the rows after that call's (`Segment.base_rows`): a log grows by appends, so an incremental snapshot copies
+        and writes what was appended, not the whole table. Any other partition is captured whole (compacted first).
+        """
+        plan: list[tuple[Partition, int]] = []
+        for part in self.partitions.values():
+            first = part.snap_rows if incremental else -1
+            if first <= 0 or first > len(part.seqs):
+                part.compact()
+                first = 0
+            plan.append((part, first))
+        sources: list[tuple[Partition, int, bytearray | memoryview | None]] = []
+        size = 0
+        for part, first in plan:
+            rows = len(part.seqs) - first
+            size += rows * 8 * (2 + len(part.hashes))
+            buf: bytearray | memoryview | None
+            if first == 0:
+                buf = whole = part.readable()
+                size += 0 if isinstance(whole, memoryview) else len(whole)
+            elif rows:
+                buf = part.readable()
+                size += len(buf) - part.ends[first - 1]
+            else:
+                buf = None  # nothing appended: the buffer is not touched (a mapped one stays unread)
+            sources.append((part, first, buf))
         arena = memoryview(mmap.mmap(-1, max(size, 1)))
         at = 0
 
@@ -398,16 +440,24 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             return out
 
         segments: list[Segment] = []
-        for part, buf in sources:
+        for part, first, buf in sources:
+            if first == 0:
+                assert buf is not None
+                kept: Bytes = buf if isinstance(buf, memoryview) else copy(buf)
+            else:
+                kept = b"" if buf is None else copy(memoryview(buf)[part.ends[first - 1] :])
             segments.append(
-                (
+                Segment(
                     part.prefix,
-                    copy(memoryview(part.seqs)),
-                    copy(memoryview(part.ends)),
-                    buf if isinstance(buf, memoryview) else copy(buf),
-                    [copy(memoryview(hashes)) for hashes in part.hashes],
+                    copy(memoryview(part.seqs)[first:]),
+                    copy(memoryview(part.ends)[first:]),
+                    kept,
+                    [copy(memoryview(hashes)[first:]) for hashes in part.hashes],
+                    part.head,
+                    first,
                 )
             )
+            part.snap_rows = len(part.seqs)
         return segments
 
     def load_segments(self, segments: Iterable[Segment]) -> None:
@@ -415,12 +465,17 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
         A buffer mapped from the snapshot file stays a view of the mapping, checked against its checksum at its
         first use (`Partition.readable`); the partition's `set`s are built when an append first needs them."""
-        for prefix, seqs, ends, buf, hashes in segments:
+        for prefix, seqs, ends, buf, hashes, head, base_rows in segments:
+            if base_rows:
+                raise ValueError("an incremental snapshot's partition is loaded through its chain (host/snapshot.py)")
             (length,) = _U32.unpack_from(prefix, 0)
             key = prefix[4 : 4 + length].decode("utf-8")
             part = Partition(key, prefix, len(self.key_of_others))
+            size = len(buf.view) if isinstance(buf, Section) else len(buf)
             if isinstance(buf, Section):
                 part.buf, part.pending = buf.view, buf
+            elif isinstance(buf, Chunks):
+                part.buf, part.pending = memoryview(b""), buf
             else:
                 part.buf = bytearray(buf)
             part.seqs.frombytes(seqs)
@@ -430,16 +485,20 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             if (
                 len(part.seqs) != len(part.ends)
                 or any(len(h) != len(part.seqs) for h in part.hashes)
-                or (part.ends and part.ends[-1] != len(part.buf))
+                or (part.ends and part.ends[-1] != size)
+                or not 0 <= head <= len(part.seqs)
             ):
                 raise ValueError(f"log segment of partition {key!r} is inconsistent")
-            if not part.seqs:
+            if head == len(part.seqs):
                 continue
             old = self.partitions.get(key)
             if old is not None:
                 raise ValueError(f"log partition {key!r} loaded twice")
+            part.head = head
+            # The rows as the snapshot holds them: the next incremental snapshot writes only what comes after.
+            part.snap_rows = len(part.seqs)
             self.partitions[key] = part
-            self._count += len(part.seqs)
+            self._count += len(part.seqs) - head
 
     def add_stored(self, row_bytes: bytes) -> None:
         """`add(row_bytes, None, full=False)` for a row in today's shape (the log replayed at start): the next seq
@@ -588,6 +647,8 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             elif part.head >= COMPACT_AFTER and 2 * part.head >= len(part.seqs):
                 part.compact()
         elif i == last:
+            if part.snap_rows > i:
+                part.snap_rows = -1  # a row the last snapshot holds is gone: the next one writes the partition whole
             start = part.ends[i - 1]
             del part.writable()[start:]
             part.seqs.pop()
@@ -929,12 +990,12 @@ def _one_string(tail: Key) -> bytes:
 
 def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:
     """Each row's bytes of snapshot segments, for a table read another way (an older schema, or no longer a log)."""
-    for prefix, seqs_bytes, ends_bytes, stored, _hashes in segments:
-        buf = stored.verified() if isinstance(stored, Section) else stored
+    for prefix, seqs_bytes, ends_bytes, stored, _hashes, head, _base in segments:
+        buf = stored.verified() if isinstance(stored, (Section, Chunks)) else stored
         seqs, ends = array("Q"), array("Q")
         seqs.frombytes(seqs_bytes)
         ends.frombytes(ends_bytes)
-        start = 0
-        for seq, end in zip(seqs, ends, strict=True):
+        start = ends[head - 1] if head else 0
+        for seq, end in zip(seqs[head:], ends[head:], strict=True):
             yield prefix + _U64.pack(seq) + buf[start:end]
             start = end

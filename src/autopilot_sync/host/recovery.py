@@ -20,7 +20,7 @@ from autopilot_sync.host.datastore import Datastore
 from autopilot_sync.host.hosted_module import HostedModule
 from autopilot_sync.host.logtable import LogRows, segment_rows
 from autopilot_sync.host.snapshot import Snapshot, latest_snapshot
-from autopilot_sync.host.snapshot_section import CorruptSnapshotError, Section, verify_in_background
+from autopilot_sync.host.snapshot_section import Chunks, CorruptSnapshotError, Section, verify_in_background
 from autopilot_sync.host.tx_record import decode_record, record_offset
 from autopilot_sync.spacetime import moduledef
 from autopilot_sync.spacetime.errors import DecodeError
@@ -40,6 +40,11 @@ class RecoveryReport:
     """What start-up found on disk: for logs, status pages and the recovery benchmark."""
 
     snapshot_offset: int = 0
+    #: The loaded snapshot's id, chain length and schema (an incremental snapshot taken next extends it); 0: none,
+    #: or one of a format no snapshot extends (`APSSNAP3` and older).
+    snapshot_id: int = 0
+    snapshot_chain: int = 0
+    snapshot_schema: str = ""
     replayed: int = 0
     offset: int = 0
     seconds: float = 0.0
@@ -100,6 +105,9 @@ def recover(
     commitlog.open_segment(offset + 1)
     report = RecoveryReport(
         snapshot_offset=snapshot.offset if snapshot else 0,
+        snapshot_id=snapshot.snapshot_id if snapshot else 0,
+        snapshot_chain=snapshot.chain if snapshot else 0,
+        snapshot_schema=snapshot.schema_hash if snapshot else "",
         replayed=replayed,
         replayed_bytes=sum(len(p) for p in scan.payloads if first < record_offset(p) <= offset),
         offset=offset,
@@ -231,7 +239,18 @@ def load_snapshot(datastore: Datastore, snapshot: Snapshot, accepted_schema_hash
             for stored in segment_rows(segments):
                 store.put(*store.stored(stored))
     # Each buffer is checked at its partition's first use; this checks the others meanwhile, off the event loop.
-    verify_in_background(s[3] for segments in snapshot.logs.values() for s in segments if isinstance(s[3], Section))
+    verify_in_background(
+        section
+        for segments in snapshot.logs.values()
+        for segment in segments
+        for section in (
+            [segment.buf]
+            if isinstance(segment.buf, Section)
+            else segment.buf.sections
+            if isinstance(segment.buf, Chunks)
+            else []
+        )
+    )
     return snapshot.offset
 
 

@@ -219,6 +219,8 @@ async def start_host(settings: HostSettings) -> RunningHost:
                 inline_fsync_max_seconds=settings.inline_fsync_max_micros / 1e6,
                 snapshot_every=settings.snapshot_every_commits,
                 snapshot_every_bytes=settings.snapshot_every_bytes,
+                snapshot_delta_every_bytes=settings.snapshot_delta_every_bytes,
+                snapshot_deltas_max=settings.snapshot_deltas_max,
                 snapshots_kept=settings.snapshots_kept,
                 segment_max_bytes=settings.segment_max_bytes,
                 owner_identity=Identity.from_hex(owner) if owner else Identity(0),

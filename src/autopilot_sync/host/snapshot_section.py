@@ -70,6 +70,30 @@ class Section:
         raise CorruptSnapshotError(f"snapshot {self.path.name} section {self.where} checksum mismatch")
 
 
+class Chunks:
+    """A partition's buffer spread over sections of several snapshot files: a full snapshot's and the rows each
+    incremental snapshot after it appended (`host/snapshot.py`, format `APSSNAP4`). `verified()` checks every section
+    and joins them into one `bytearray` (the partition's first use pays that copy, not the start)."""
+
+    __slots__ = ("sections",)
+
+    def __init__(self, sections: list[Section]) -> None:
+        self.sections = sections
+
+    def __len__(self) -> int:
+        return sum(len(section.view) for section in self.sections)
+
+    def verified(self) -> bytearray:
+        """The joined bytes once every section matched its checksum; `CorruptSnapshotError` otherwise."""
+        views = [section.verified() for section in self.sections]
+        out = bytearray(sum(len(view) for view in views))
+        at = 0
+        for view in views:
+            out[at : at + len(view)] = view
+            at += len(view)
+        return out
+
+
 def verify_in_background(sections: Iterable[Section]) -> threading.Thread | None:
     """Check every section on a daemon thread (the event loop checks any it needs first itself)."""
     pending = list(sections)

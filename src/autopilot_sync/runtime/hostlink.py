@@ -42,8 +42,7 @@ from autopilot_sync.client.results import ReducerCommitted, ReducerFailed
 from autopilot_sync.client.schema import ClientSchema
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
 from autopilot_sync.runtime.outbox import StoredEvent
-from autopilot_sync.runtime.publisher import LinkError
-from autopilot_sync.runtime.retry import FailureKind, PublishFailure
+from autopilot_sync.runtime.retry import FailureKind, LinkError, PublishFailure
 from autopilot_sync.runtime.tokens import TokenError, TokenSource
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity, Timestamp
@@ -106,8 +105,12 @@ class SdkHostLink:
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
         """Call `append_sync_events`; LinkError unless the host acknowledged the commit."""
-        for stream_id in dict.fromkeys(event.stream_id for event in events):
-            await self._ensure_readers(stream_id)
+        new = [stream_id for stream_id in dict.fromkeys(e.stream_id for e in events) if stream_id not in self._granted]
+        if new:  # a coalesced call may bring many new streams: their grants go out together, not one by one
+            granted = await asyncio.gather(*(self._ensure_readers(s) for s in new), return_exceptions=True)
+            refused = next((g for g in granted if isinstance(g, BaseException)), None)
+            if refused is not None:
+                raise refused
         batch = [event_argument(event) for event in events]
         result = await self._request(lambda conn: Reducers(conn).append_sync_events(batch))
         if isinstance(result, ReducerCommitted):

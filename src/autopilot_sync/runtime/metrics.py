@@ -105,8 +105,25 @@ class RuntimeMetrics:
         )
         self.batch_size = Histogram(
             "autopilot_sync_runtime_publish_batch_events",
-            "Events per append_sync_events call.",
+            "Events per published stream batch (one stream's part of an append_sync_events call).",
             buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.call_events = Histogram(
+            "autopilot_sync_runtime_publish_call_events",
+            "Events per append_sync_events call sent (concurrent streams' batches coalesced into one call).",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.call_streams = Histogram(
+            "autopilot_sync_runtime_publish_call_streams",
+            "Streams per append_sync_events call sent.",
+            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=self.registry,
+        )
+        self.call_splits = Counter(
+            "autopilot_sync_runtime_publish_call_splits",
+            "Combined calls the host refused, whose streams' parts were then sent one by one (each its own answer).",
             registry=self.registry,
         )
         for retry_class in RetryClass:  # every class visible at 0, so alerts can use rate() from the start
@@ -115,6 +132,15 @@ class RuntimeMetrics:
         for family in ("run", "worker", "fleet"):
             self.appended.labels(family=family)
             self.published.labels(family=family)
+
+    def call_sent(self, events: int, streams: int) -> None:
+        """One append call went out (the coalescer's `CallObserver`)."""
+        self.call_events.observe(events)
+        self.call_streams.observe(streams)
+
+    def call_split(self) -> None:
+        """A combined call was refused and split by stream (the coalescer's `CallObserver`)."""
+        self.call_splits.inc()
 
     def observe_backlog(self, backlog: Iterable[StreamBacklog], now_us: int) -> None:
         """Reset the per-stream gauges to what the outbox holds now."""

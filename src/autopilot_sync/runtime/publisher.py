@@ -3,6 +3,8 @@
 One task per stream with a backlog, so head-of-line blocking is per stream: a stream waiting out a backoff or
 parked on a dead letter never delays another. Within a stream there is at most one call in flight, and the next
 batch starts where the host's acknowledged commit ended, so the host receives every stream gap-free and in order.
+Batches of concurrent streams go to the host together, as one call, through `coalesce.py`; a refused combined call
+is split there, so each stream still gets its own answer and its own retry class below.
 
 The publisher never talks to the host itself: a `HostLink` (the client SDK adapter in `hostlink.py`, or a test
 double in unit tests) makes the calls and reduces every failure to a `PublishFailure`.
@@ -14,32 +16,25 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from autopilot_sync.backoff import Backoff
-from autopilot_sync.contract.errors import CodedError
+from autopilot_sync.runtime.coalesce import CoalesceLimits, Coalescer
 from autopilot_sync.runtime.metrics import RuntimeMetrics, stream_family
 from autopilot_sync.runtime.outbox import StoredEvent
-from autopilot_sync.runtime.retry import FailureKind, PublishFailure, RetryClass, classify, is_outcome_unknown
+from autopilot_sync.runtime.retry import LinkError, PublishFailure, RetryClass, classify, is_outcome_unknown
 from autopilot_sync.runtime.store import RuntimeStore, now_us
 
 log = logging.getLogger(__name__)
-
-
-class LinkError(CodedError[FailureKind]):
-    """A host call that failed; carries the failure as the retry classifier needs it (`code` is its kind)."""
-
-    def __init__(self, failure: PublishFailure) -> None:
-        super().__init__(failure.kind, failure.message)
-        self.failure = failure
 
 
 class HostLink(Protocol):
     """What the publisher needs from the host: append a batch, read a stream's head, refresh its credentials."""
 
     async def append(self, events: Sequence[StoredEvent]) -> None:
-        """Call `append_sync_events` with `events` (one stream, consecutive seqs); LinkError when not committed."""
+        """Call `append_sync_events` with `events` (per stream consecutive seqs, possibly of several streams, as the
+        coalescer joins them); LinkError when not committed."""
 
     @property
     def sessions(self) -> int:
@@ -61,12 +56,17 @@ PUBLISH_BACKOFF = Backoff(base=0.05, cap=5.0)
 
 @dataclass(frozen=True, slots=True)
 class PublisherConfig:
-    """How the publisher batches, backs off and bounds its concurrency."""
+    """How the publisher batches, backs off and bounds its concurrency.
+
+    `batch_size` bounds one stream's batch; `coalesce` bounds the call that joins concurrent streams' batches and
+    the calls in flight on the link; `max_in_flight` bounds the streams reading their head at once.
+    """
 
     batch_size: int = 100
     backoff: Backoff = PUBLISH_BACKOFF
     poll_seconds: float = 1.0
     max_in_flight: int = 32
+    coalesce: CoalesceLimits = field(default_factory=CoalesceLimits)
 
 
 class Publisher:
@@ -81,6 +81,7 @@ class Publisher:
         self.config = config or PublisherConfig()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(self.config.max_in_flight)
+        self._calls: Coalescer[StoredEvent] = Coalescer(link.append, self.config.coalesce, metrics)
         self._uncertain: set[str] = set()
         self._first_seen: set[str] = set()
         self._audited_session: int | None = None
@@ -114,6 +115,7 @@ class Publisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        await self._calls.close()
 
     def _audit_new_session(self) -> None:
         """At start and after every reconnect, check once that the host still holds what was published to it."""
@@ -180,10 +182,10 @@ class Publisher:
             if not batch:
                 return
             try:
-                async with self._in_flight:
-                    if stream_id in self._uncertain:
+                if stream_id in self._uncertain:
+                    async with self._in_flight:
                         await self._count_duplicates(stream_id, batch)
-                    await self.link.append(batch)
+                await self._calls.append(batch)
             except LinkError as exc:
                 failure = exc.failure
                 retry_class = classify(failure)

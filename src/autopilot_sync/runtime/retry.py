@@ -18,6 +18,7 @@ import enum
 from dataclasses import dataclass
 
 from autopilot_sync.contract.codes import SyncErrorCode, parse_error_code
+from autopilot_sync.contract.errors import CodedError
 
 
 class RetryClass(enum.Enum):
@@ -64,6 +65,14 @@ class PublishFailure:
     def error_code(self) -> SyncErrorCode | None:
         """The module's error code, for reducer errors."""
         return parse_error_code(self.message) if self.kind is FailureKind.REDUCER_ERROR else None
+
+
+class LinkError(CodedError[FailureKind]):
+    """A host call that failed; carries the failure as the retry classifier needs it (`code` is its kind)."""
+
+    def __init__(self, failure: PublishFailure) -> None:
+        super().__init__(failure.kind, failure.message)
+        self.failure = failure
 
 
 _TRANSIENT_KINDS = frozenset(

@@ -17,6 +17,7 @@ from autopilot_sync.http_limits import HttpLimits, install_http_limits, runner_f
 from autopilot_sync.lifecycle import announce_ready, until_stop_signal
 from autopilot_sync.runtime.access import ProducerAccess
 from autopilot_sync.runtime.api import build_app
+from autopilot_sync.runtime.coalesce import CoalesceLimits
 from autopilot_sync.runtime.health import DependencyMonitor, RuntimeHealth, StartupError
 from autopilot_sync.runtime.hostlink import SdkHostLink
 from autopilot_sync.runtime.metrics import RuntimeMetrics
@@ -71,7 +72,9 @@ async def start_runtime(settings: RuntimeSettings) -> RunningRuntime:
     tokens = TokenSource(settings.control_url, key, settings.token_ttl_seconds)
     link = SdkHostLink(settings.spacetime_base_url, settings.database, tokens, readers=settings.readers)
     config = PublisherConfig(
-        batch_size=settings.publish_batch_size, backoff=Backoff(PUBLISH_BACKOFF.base, float(settings.retry_cap_seconds))
+        batch_size=settings.publish_batch_size,
+        backoff=Backoff(PUBLISH_BACKOFF.base, float(settings.retry_cap_seconds)),
+        coalesce=CoalesceLimits(max_events=max(settings.publish_call_max_events, settings.publish_batch_size)),
     )
     publisher = Publisher(store, link, metrics, config)
     health = RuntimeHealth(metrics)

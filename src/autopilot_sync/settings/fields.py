@@ -215,6 +215,7 @@ ModulePath: Kind[str] = Kind(
 Count: Kind[int] = Kind("integer >= 1", at_least(1))
 """A positive count (commits, bytes)."""
 
+CountOrZero: Kind[int] = Kind("integer >= 0", at_least(0))
 Seconds: Kind[int] = Kind("whole seconds >= 1", at_least(1))
 """A positive duration in whole seconds."""
 

@@ -8,6 +8,7 @@ from autopilot_sync.settings.base import ServiceSettings, setting
 from autopilot_sync.settings.fields import (
     BOOL,
     Count,
+    CountOrZero,
     DatabaseName,
     FilePath,
     Identities,
@@ -104,13 +105,27 @@ class HostSettings(ServiceSettings, service="host"):
         Count,
         default=67108864,
         description="Also write a snapshot once this many bytes of commit-log records were written since the last "
-        "one, so a host with few large commits (batches of events) still replays a bounded log at restart.",
+        "whole one, so a host with few large commits (batches of events) still replays a bounded log at restart.",
+    )
+    snapshot_delta_every_bytes: int = setting(
+        Count,
+        default=4194304,
+        description="With a log table (such as sync_event): write an incremental snapshot, holding only what the "
+        "log tables appended since the previous snapshot, once this many bytes of commit-log records were written "
+        "since it, so a restart replays little log while a snapshot costs what changed, not the whole table.",
+    )
+    snapshot_deltas_max: int = setting(
+        CountOrZero,
+        default=15,
+        description="Incremental snapshots between two whole ones (a start reads the chain back to the whole one); "
+        "0 writes every snapshot whole. A whole one is also written once SNAPSHOT_EVERY_BYTES of log records were "
+        "written since the last whole one.",
     )
     snapshots_kept: int = setting(
         Count,
         default=2,
-        description="Snapshots kept on disk; commit-log segments older than the oldest kept one are deleted, so a "
-        "damaged newest snapshot can fall back to an older one.",
+        description="Whole snapshots kept on disk (with the incremental ones after them); commit-log segments older "
+        "than the oldest kept one are deleted, so a damaged newest snapshot can fall back to an older one.",
     )
     segment_max_bytes: int = setting(
         Count,

@@ -72,6 +72,12 @@ class RuntimeSettings(ServiceSettings, service="runtime"):
         default=100,
         description="Most events one append_sync_events call carries; at most the module's max_batch_events.",
     )
+    publish_call_max_events: int = setting(
+        Count,
+        default=1000,
+        description="Most events one append_sync_events call carries when it joins concurrent streams' batches "
+        '(docs/runtime.md "Coalescing"); at most the module\'s max_batch_events.',
+    )
     max_payload_bytes: int = setting(
         Count,
         default=262144,
