@@ -206,6 +206,20 @@ class Index:
         if len(bucket) == 1:
             (self.entries[key],) = bucket
 
+    def replace(self, key: Key, old_bytes: bytes, new_bytes: bytes) -> None:
+        """`remove(key, old_bytes)` then `add(key, new_bytes)`: a row updated without changing this key.
+
+        Where `old_bytes` alone holds the key (every unique key, most others) the entry's value is swapped in place:
+        the sorted keys are untouched, where removing and adding the key again cost two sorted-list updates.
+        """
+        entries = self.entries
+        bucket = entries.get(key)
+        if type(bucket) is bytes and bucket == old_bytes:
+            entries[key] = new_bytes
+            return
+        self.remove(key, old_bytes)
+        self.add(key, new_bytes)
+
     def lookup(self, key: Key) -> Iterator[bytes]:
         """Rows whose key equals `key`, or starts with it when `key` is a prefix of the column group."""
         if len(key) == len(self.columns):
@@ -368,6 +382,26 @@ class TableStore:
         for index in self.indexes.values():
             index.remove(index.key_of(row), row_bytes)
         return row
+
+    def replace(self, old_bytes: bytes, new_bytes: bytes, new: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        """`take(old_bytes)` then `put(new_bytes, new)` for a table kept as a `RowMap` (not a log): an update.
+
+        An index whose key the update keeps swaps its entry in place (`Index.replace`). The constraints are the
+        caller's to check, as for `put`. Returns the old row, or None (nothing changed) when it was not there.
+        """
+        old = self.rows.discard(old_bytes)
+        if old is None:
+            return None
+        self.rows.add(new_bytes, new)
+        for index in self.indexes.values():
+            key_of = index.key_of
+            old_key, new_key = key_of(old), key_of(new)
+            if old_key == new_key and isinstance(index, Index):
+                index.replace(old_key, old_bytes, new_bytes)
+            else:
+                index.remove(old_key, old_bytes)
+                index.add(new_key, new_bytes)
+        return old
 
     def index_for(self, columns: tuple[str, ...]) -> TableIndex:
         """The index over exactly `columns`, or whose leading columns are `columns`."""

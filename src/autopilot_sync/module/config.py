@@ -67,16 +67,50 @@ _LIMIT_PARAMS = (
 )
 
 
+class _LastConfig:
+    """The last configuration row read, as the `SyncConfig` and `SyncLimits` made from it (one entry).
+
+    Every append reads the row; building both values from it was ~3% of a one-event call's host CPU
+    (docs/performance.md "Round 6 — percall2"). Keyed by the identity of the stored row the datastore handed out,
+    held here so that identity cannot be reused: any change to the row (`set_sync_limits`, `set_trusted_issuer`,
+    an owner change, a rollback putting the old row back) hands out another row object, which misses and is
+    rebuilt. The values depend on the row alone, so a hit is exactly what a rebuild would give.
+    """
+
+    __slots__ = ("config", "limits", "row")
+
+    def __init__(self) -> None:
+        self.row: object = None
+        self.config: SyncConfig | None = None
+        self.limits: SyncLimits = DEFAULT_LIMITS
+
+
+_last = _LastConfig()
+
+
 def config_row(ctx: ReducerContext) -> SyncConfig | None:
     """The configuration row (None before it is seeded)."""
     row = ctx.db.sync_config.find("id", CONFIG_ROW)
-    return None if row is None else SyncConfig.from_values(row)
+    if row is None:
+        return None
+    last = _last
+    if row is not last.row:
+        config = SyncConfig.from_values(row)
+        last.row, last.config, last.limits = row, config, _limits_of_row(config)
+    return last.config
 
 
 def limits_of(config: SyncConfig | None) -> SyncLimits:
     """The limits a configuration row sets (the defaults before the row is seeded)."""
     if config is None:
         return DEFAULT_LIMITS
+    last = _last
+    if config is last.config:
+        return last.limits
+    return _limits_of_row(config)
+
+
+def _limits_of_row(config: SyncConfig) -> SyncLimits:
     return SyncLimits(*(int(value) for value in config[2:8]))
 
 
