@@ -198,6 +198,13 @@ async def test_identity_sender_and_jwt_payload_of_the_caller(engine: HostEngine)
     await call(engine, "clear_audit", caller=internal)
     await call(engine, "whoami", caller=internal)
     assert f"sender={Identity(0x0E).hex} module={Identity(0x0E).hex} sub=-" in audit(engine)
+    # The caller's own claims come with the call: reading them costs no round trip (the audit line goes one way).
+    module = engine.module
+    assert isinstance(module, JsModule)
+    before = module.runner.round_trips
+    assert await call(engine, "whoami") == (CallStatus.COMMITTED, "")
+    assert module.runner.round_trips == before
+    assert audit(engine).count(f"sender={Identity(0xA11CE).hex} module={Identity(0x0E).hex} sub=alice") == 1
 
 
 async def test_client_connected_and_disconnected_run_in_the_module(engine: HostEngine) -> None:
@@ -329,6 +336,32 @@ async def test_a_failed_one_way_insert_is_the_modules_error_where_it_inserted(
     status, message = await call(engine, "visit_twice", False, caller=other)
     assert status is CallStatus.INTERNAL_ERROR and "UniqueAlreadyExists" in message
     assert audit(engine) == ["cleared 4"] and len(engine.datastore["visitor"]) == 1
+
+
+async def test_updates_without_generated_columns_cost_no_round_trip_and_fail_where_they_updated(
+    engine: HostEngine,
+) -> None:
+    module = engine.module
+    assert isinstance(module, JsModule)
+    # Caught: the first update finds no visit; the module's catch sees the library's error, the rest commits once.
+    first = Caller(ALICE.identity, ConnectionId(21), ALICE.claims)
+    assert await call(engine, "update_visit", True, caller=first) == (CallStatus.COMMITTED, "")
+    assert audit(engine) == ["after the updates", "caught NoSuchRow", "init"]
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()] == ["updated"]
+    # Not caught: the call fails with the update's own error and nothing it wrote stays.
+    status, message = await call(engine, "update_visit", False, caller=Caller(ALICE.identity, ConnectionId(22)))
+    assert status is CallStatus.INTERNAL_ERROR and "NoSuchRow" in message
+    assert len(engine.datastore["visitor"]) == 1
+    # An update that succeeds (the visit exists) is not waited for: the insert, the update and the audit line all
+    # go one way, and the call's end carries them.
+    await call(engine, "clear_audit")
+    before = module.runner.round_trips
+    assert await call(engine, "touch_visit", caller=Caller(ALICE.identity, ConnectionId(23), ALICE.claims)) == (
+        CallStatus.COMMITTED,
+        "",
+    )
+    assert module.runner.round_trips == before
+    assert [row[2] for row in engine.datastore["visitor"].rows.values()].count("touched") == 1
 
 
 async def test_a_void_run_that_times_out_is_run_again_with_every_insert_answered(engine: HostEngine) -> None:

@@ -3,7 +3,7 @@
 import type { Timestamp } from 'spacetimedb';
 import { t } from 'spacetimedb/server';
 import { claimsOf, requireScope, requireStream, requireTrustedIssuer, Scope } from './auth';
-import { CanonicalJsonError, canonicalizeText, payloadHash } from './canonical';
+import { CanonicalJsonError, canonicalizeText, payloadHashOfBytes } from './canonical';
 import { genesis, link } from './chain';
 import { currentConfig } from './config';
 import type { Ctx } from './context';
@@ -97,12 +97,13 @@ function appendOne(
     if (e instanceof CanonicalJsonError) throw refuse(Code.INVALID_EVENT, e.message);
     throw e;
   }
-  const size = utf8(canonical).length;
+  const canonicalUtf8 = utf8(canonical);
+  const size = canonicalUtf8.length;
   if (BigInt(size) > limits.max_payload_bytes) {
     throw refuse(Code.PAYLOAD_TOO_LARGE, `payload is ${size} bytes, limit ${limits.max_payload_bytes}`);
   }
   checkPayloadDepth(canonical, limits.max_payload_depth);
-  const computed = payloadHash(canonical);
+  const computed = payloadHashOfBytes(canonicalUtf8);
   if (computed !== event.payload_hash) {
     throw refuse(
       Code.PAYLOAD_HASH_MISMATCH,

@@ -293,7 +293,12 @@ export function canonicalizeText(text: string): string {
 
 /** `sha256:<hex>` of canonical JSON text. */
 export function payloadHash(canonical: string): string {
-  return 'sha256:' + toHex(sha256(utf8(canonical)));
+  return payloadHashOfBytes(utf8(canonical));
+}
+
+/** `payloadHash` of canonical JSON already encoded as UTF-8 (the append path has the bytes from its size check). */
+export function payloadHashOfBytes(canonicalUtf8: Uint8Array): string {
+  return 'sha256:' + toHex(sha256(canonicalUtf8));
 }
 
 /** Whether canonical JSON nests arrays/objects deeper than `limit` (as the Python `nests_deeper_than`). */

@@ -37,9 +37,20 @@ export function utf8Length(text: string): number {
   return utf8(text).length;
 }
 
+/** Whether every UTF-16 unit of text is ASCII (every id, key and kind in practice): one loop, no allocation. */
+function isAscii(text: string): boolean {
+  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return false;
+  return true;
+}
+
 /** Refuse an empty field, one over `limit` UTF-8 bytes, or one that is not valid Unicode. */
 export function checkField(name: string, value: string, limit: number): void {
   if (!value) throw refuse(Code.INVALID_EVENT, `${name} must not be empty`);
+  if (isAscii(value)) {
+    // One code point and one UTF-8 byte per unit, no surrogate: the checks below reduce to this one.
+    if (value.length > limit) throw refuse(Code.INVALID_EVENT, `${name} is over ${limit} bytes, the limit`);
+    return;
+  }
   if (codePoints(value) > limit) throw refuse(Code.INVALID_EVENT, `${name} is over ${limit} bytes, the limit`);
   if (LONE_SURROGATE.test(value)) {
     throw refuse(Code.INVALID_EVENT, `${name} is not valid UTF-8 text (a lone surrogate)`);

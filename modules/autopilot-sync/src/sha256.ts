@@ -14,6 +14,8 @@ const K = new Int32Array([
 
 // The message schedule, reused by every digest (a module runs one call at a time, and sha256 does not re-enter).
 const W = new Int32Array(64);
+// The padded message, reused the same way (grown for a longer one): no allocation per digest.
+let PADDED = new Uint8Array(1024);
 
 /** The 32-byte SHA-256 digest of `data`.
  *
@@ -23,12 +25,14 @@ const W = new Int32Array(64);
  * is the same. */
 export function sha256(data: Uint8Array): Uint8Array {
   const length = data.length;
-  const padded = new Uint8Array(((length + 9 + 63) >> 6) << 6);
+  const end = ((length + 9 + 63) >> 6) << 6;
+  if (end > PADDED.length) PADDED = new Uint8Array(end * 2);
+  const padded = PADDED;
   padded.set(data);
+  padded.fill(0, length, end);
   padded[length] = 0x80;
   const bitsHigh = Math.floor(length / 0x20000000); // (length * 8) / 2^32
   const bitsLow = (length << 3) >>> 0;
-  const end = padded.length;
   padded[end - 8] = bitsHigh >>> 24;
   padded[end - 7] = bitsHigh >>> 16;
   padded[end - 6] = bitsHigh >>> 8;

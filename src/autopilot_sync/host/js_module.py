@@ -37,6 +37,7 @@ from autopilot_sync.host.js_syscalls import (
     WOULD_BLOCK_TRANSACTION,
     EngineSyscalls,
     ScheduleImmediate,
+    caller_jwt_payload,
 )
 from autopilot_sync.host.procedure_call import (
     NO_SUCH_PROCEDURE,
@@ -153,6 +154,7 @@ class JsModule:
             sender=ctx.sender.value,
             connection_id=connection.value if connection is not None else 0,
             timestamp_us=ctx.timestamp.micros,
+            jwt_payload=caller_jwt_payload(ctx.caller),
         )
         start = ctx.transaction.savepoint()
         syscalls.begin(ctx.transaction, ctx.caller, reducer)

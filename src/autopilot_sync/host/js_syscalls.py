@@ -386,9 +386,9 @@ class EngineSyscalls:
         """The caller's claims as JSON when asked for the caller's own connection; empty otherwise (internal calls)."""
         connection = call.caller.connection_id
         asked = args[0] if args else None
-        if connection is None or not call.caller.claims or str(asked) != str(connection.value):
+        if connection is None or str(asked) != str(connection.value):
             return None, b""
-        return None, json.dumps(dict(call.caller.claims), separators=(",", ":")).encode()
+        return None, caller_jwt_payload(call.caller)
 
     def _console_log(self, args: list[Any]) -> None:
         level = args[0] if args and isinstance(args[0], int) else 2
@@ -478,6 +478,16 @@ class EngineSyscalls:
             return None
         (value,) = self._decode_key(slot, data[1:], column, 1)
         return data[0], value
+
+
+def caller_jwt_payload(caller: Caller) -> bytes:
+    """What `get_jwt_payload` answers for the caller's own connection: its claims as JSON, or empty without any.
+
+    `JsModule` sends it with each reducer call, so the runner answers that question without a round trip.
+    """
+    if caller.connection_id is None or not caller.claims:
+        return b""
+    return json.dumps(dict(caller.claims), separators=(",", ":")).encode()
 
 
 def _decode_row(store: TableStore, body: bytes) -> tuple[Any, ...]:

@@ -63,6 +63,16 @@ _NO_SPECULATE_MAX = 4096
 #: Off: measured in docs/performance.md "(i)" Round 3, 200 µs made the twin slower on a busy machine (a spinning
 #: waiter takes the core the other end needs) and only a little faster with both processes on a core of their own.
 SPIN_US = 0
+#: A scan's last argument asking for its rows in the reply (host `js_syscalls.WITH_ROWS`; runner.mjs `WITH_ROWS`).
+_WITH_ROWS = "rows"
+#: The syscalls a `sysn` frame carries, by their kind number (runner.mjs `OP_INSERT`, `OP_EMPTY_SCAN`, `OP_UPDATE`):
+#: the name, how many ids it takes, and whether it is a point lookup the module was told found nothing (so it asks
+#: for its rows, to check that).
+_ONE_WAY_OPS: dict[int, tuple[str, int, bool]] = {
+    0: ("datastore_insert_bsatn", 1, False),
+    1: ("datastore_index_scan_point_bsatn", 1, True),
+    2: ("datastore_update_bsatn", 2, False),
+}
 
 
 class SyscallHandler(Protocol):
@@ -270,6 +280,7 @@ class JsModuleRunner:
         timestamp_us: int = 0,
         timeout_s: float | None = None,
         one_way_tables: tuple[int, ...] = (),
+        jwt_payload: bytes = b"",
     ) -> None:
         """Run reducer `reducer_id` with BSATN `args`; raises a `JsModuleError` subclass on any failure.
 
@@ -281,6 +292,10 @@ class JsModuleRunner:
         all empty (runner.mjs `pointScan`); one that finds a row voids the run the same way. A run
         with one-way tables that times out or crashes is void too (its queued inserts were never seen), so a runaway
         call of that kind holds the host for up to twice its time limit.
+
+        `jwt_payload`: what `get_jwt_payload` answers for the caller's own connection (UTF-8 JSON, empty for none),
+        sent with the call so the runner answers it without a round trip (the sync module reads its caller's claims
+        once per call).
         """
         header: Header = {
             "t": "call",
@@ -289,6 +304,8 @@ class JsModuleRunner:
             "conn": str(connection_id),
             "ts": str(timestamp_us),
         }
+        if jwt_payload:
+            header["jwt"] = jwt_payload.decode()
         if one_way_tables:
             header["ow"] = list(one_way_tables)
             if self._no_speculate:
@@ -370,7 +387,7 @@ class JsModuleRunner:
                 self.round_trips += 1
                 child.send(self._answer(header, reply_body))
                 continue
-            if kind == "sys1":
+            if kind == "sysn":
                 self._answer_one_way(header, reply_body)
                 continue
             if kind == "log":
@@ -388,26 +405,55 @@ class JsModuleRunner:
             raise JsProtocolError(f"unexpected frame from runner: {kind!r}")
 
     def _answer_one_way(self, header: Header, body: bytes) -> None:
-        """A one-way syscall (an insert sent without waiting): acted on, never answered; a failure voids the call."""
-        if self._one_way_failed is not None:
-            return  # the call is void already: nothing more it asks for is done
-        fn = str(header.get("fn"))
-        args = header.get("a")
-        try:
-            value, _ = self._syscalls.handle(fn, args if isinstance(args, list) else [], body)
-        except SyscallRefusedError as refusal:
-            self._one_way_failed = f"errno {refusal.code}: {refusal}"
+        """One-way syscalls (inserts sent without waiting, lookups sent as empty), many in one `sysn` frame: each
+        acted on in order, never answered; a failure voids the call, and nothing after it is done.
+
+        `ops` is flat, per syscall its kind, its ids (two for an update) and body length, the bodies back to back
+        (runner.mjs `queueOp`): one frame read and one header parsed for all the syscalls a module made between two
+        answered ones, instead of one per syscall. A batch that does not add up is the runner's fault: the call is
+        void too.
+        """
+        ops = header.get("ops")
+        if not isinstance(ops, list):
+            self._one_way_failed = self._one_way_failed or "malformed one-way frame from the runner"
             return
-        except Exception:
-            log.exception("one-way syscall %s failed in the host", fn)
-            self._one_way_failed = f"host failed to answer syscall {fn}"
-            return
-        if header.get("empty") is True and value != {"rows": []}:
-            # A lookup the module was told was empty is not: what it did next is void (see `call_reducer`).
-            index = args[0] if isinstance(args, list) and args else None
-            if isinstance(index, int) and len(self._no_speculate) < _NO_SPECULATE_MAX:
-                self._no_speculate.add(index)
-            self._one_way_failed = f"a lookup of index {index} sent as empty found rows"
+        handle = self._syscalls.handle
+        at = 0
+        i = 0
+        while i < len(ops):
+            if self._one_way_failed is not None:
+                return  # the call is void already: nothing more it asks for is done
+            kind = ops[i]
+            op = _ONE_WAY_OPS.get(kind) if type(kind) is int else None
+            if op is None or i + op[1] + 2 > len(ops):
+                self._one_way_failed = "malformed one-way frame from the runner"
+                return
+            fn, width, with_rows = op
+            ids = ops[i + 1 : i + 1 + width]
+            size = ops[i + 1 + width]
+            i += width + 2
+            if any(type(x) is not int for x in ids) or type(size) is not int or not 0 <= size <= len(body) - at:
+                self._one_way_failed = "malformed one-way frame from the runner"
+                return
+            op_body = body[at : at + size]
+            at += size
+            try:
+                value, _ = handle(fn, [*ids, _WITH_ROWS] if with_rows else ids, op_body)
+            except SyscallRefusedError as refusal:
+                self._one_way_failed = f"errno {refusal.code}: {refusal}"
+                return
+            except Exception:
+                log.exception("one-way syscall %s failed in the host", fn)
+                self._one_way_failed = f"host failed to answer syscall {fn}"
+                return
+            if with_rows and value != {"rows": []}:
+                # A lookup the module was told was empty is not: what it did next is void (see `call_reducer`).
+                if len(self._no_speculate) < _NO_SPECULATE_MAX:
+                    self._no_speculate.add(ids[0])
+                self._one_way_failed = f"a lookup of index {ids[0]} sent as empty found rows"
+                return
+        if at != len(body) and self._one_way_failed is None:
+            self._one_way_failed = "malformed one-way frame from the runner"
 
     def _answer(self, header: Header, body: bytes) -> bytes:
         fn = str(header.get("fn"))

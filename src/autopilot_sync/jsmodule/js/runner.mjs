@@ -12,12 +12,14 @@
 import { readSync, writeSync } from 'node:fs';
 import { register } from 'node:module';
 import { pathToFileURL } from 'node:url';
+import { installTextEncoder } from './text_encoder.mjs';
 
 const [modulePath, inFdText, outFdText, spinUsText, bellFdText] = process.argv.slice(2);
 // The module gets no `process` (it could signal the host, read its environment or exit): the runner keeps what it
 // needs, and the global is removed before the module is imported. Node's built-in modules are refused by the loader
 // hooks, so the module reaches the outside only through its `spacetime:sys` host functions, as on SpacetimeDB.
 const exitRunner = process.exit.bind(process);
+installTextEncoder(); // before anything encodes: the runner's frames and the module's library share it
 const IN_FD = Number(inFdText);
 const OUT_FD = Number(outFdText);
 const encoder = new TextEncoder();
@@ -115,37 +117,52 @@ function makeFrame(header, body) {
   return frame;
 }
 
-// One-way frames not yet written (one-way inserts, see `datastore_insert_bsatn`): they go out in one write with the
-// next frame that is written, so the host wakes once for them and the request that follows. In order, always.
-let queued = [];
+// One-way syscalls not yet written (one-way inserts, see `datastore_insert_bsatn`, and lookups sent as empty, see
+// `pointScan`): they go out as ONE `sysn` frame in one write with the next frame that is written, so the host wakes
+// once for them and the request that follows, and reads and parses one header for all of them. In order, always.
+// The header's `ops` is flat: per syscall its kind, its ids (one; two for an update) and its body length; the bodies
+// follow back to back.
+const OP_INSERT = 0; // datastore_insert_bsatn(table id, row)
+const OP_EMPTY_SCAN = 1; // datastore_index_scan_point_bsatn(index id, key), the module told it found nothing
+const OP_UPDATE = 2; // datastore_update_bsatn(table id, index id, row)
+let queuedOps = [];
+let queuedBody = new Uint8Array(65536);
 let queuedBytes = 0;
 const QUEUED_MAX = 256 * 1024;
 
-function queueFrame(header, body) {
-  const frame = makeFrame(header, body); // a copy: the library reuses the row buffer it hands a syscall
-  queued.push(frame);
-  queuedBytes += frame.length;
+function queueOp(kind, id, bytes, indexId = -1) {
+  // A copy: the library reuses the row buffer it hands a syscall.
+  if (queuedBytes + bytes.length > queuedBody.length) {
+    const grown = new Uint8Array(Math.max(queuedBytes + bytes.length, queuedBody.length * 2));
+    grown.set(queuedBody.subarray(0, queuedBytes));
+    queuedBody = grown;
+  }
+  queuedBody.set(bytes, queuedBytes);
+  queuedBytes += bytes.length;
+  if (kind === OP_UPDATE) queuedOps.push(kind, id, indexId, bytes.length);
+  else queuedOps.push(kind, id, bytes.length);
   if (queuedBytes >= QUEUED_MAX) writeBytes(takeQueued(null));
 }
 
+// The queued syscalls as one `sysn` frame, followed by `frame` (when not null) in the same buffer.
 function takeQueued(frame) {
-  if (frame !== null) queued.push(frame);
-  const out = queued.length === 1 ? queued[0] : new Uint8Array(queuedBytes + (frame === null ? 0 : frame.length));
-  if (queued.length > 1) {
-    let at = 0;
-    for (const part of queued) {
-      out.set(part, at);
-      at += part.length;
-    }
-  }
-  queued = [];
+  const h = encoder.encode(JSON.stringify({ t: 'sysn', ops: queuedOps }));
+  const own = 8 + h.length + queuedBytes;
+  const out = new Uint8Array(own + (frame === null ? 0 : frame.length));
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, 4 + h.length + queuedBytes, true);
+  dv.setUint32(4, h.length, true);
+  out.set(h, 8);
+  out.set(queuedBody.subarray(0, queuedBytes), 8 + h.length);
+  if (frame !== null) out.set(frame, own);
+  queuedOps = [];
   queuedBytes = 0;
   return out;
 }
 
 function writeFrame(header, body = new Uint8Array(0)) {
   const frame = makeFrame(header, body);
-  writeBytes(queued.length > 0 ? takeQueued(frame) : frame);
+  writeBytes(queuedOps.length > 0 ? takeQueued(frame) : frame);
 }
 
 function writeBytes(frame) {
@@ -223,6 +240,10 @@ const localIters = new Map();
 let nextLocalIter = LOCAL_ITER;
 const NO_TABLES = new Set();
 let oneWay = NO_TABLES; // tables whose inserts go one way in the current reducer call
+// The current reducer call's caller's claims (JSON text), sent with the call so `get_jwt_payload` for the caller's
+// own connection costs no round trip; null outside a call, or when the caller has none (then the host is asked).
+let callJwt = null;
+let callConn = '0';
 
 // Point lookups sent one way, as if empty: in a call with one-way inserts, a point scan of an index whose last
 // SPECULATE_AFTER answered scans were all empty (the sync module's idempotency check) is queued like an insert and
@@ -236,7 +257,7 @@ const NO_ROWS = { v: { rows: [] }, body: new Uint8Array(0) };
 
 function pointScan(indexId, key) {
   if (oneWay !== NO_TABLES && !noSpeculate.has(indexId) && (emptyStreak.get(indexId) ?? 0) >= SPECULATE_AFTER) {
-    queueFrame({ t: 'sys1', fn: 'datastore_index_scan_point_bsatn', a: [indexId, WITH_ROWS], empty: true }, key);
+    queueOp(OP_EMPTY_SCAN, indexId, key);
     return scanResult(NO_ROWS);
   }
   const reply = syscall('datastore_index_scan_point_bsatn', [indexId, WITH_ROWS], key);
@@ -308,12 +329,18 @@ const sys = {
     // nothing back, so the row is queued and the module goes on. A failed one-way insert makes the host run the whole
     // call again with every insert answered (JsModule `call_reducer`), so the module still sees the error in place.
     if (oneWay.has(tableId)) {
-      queueFrame({ t: 'sys1', fn: 'datastore_insert_bsatn', a: [tableId] }, bytesOf(buffer, len));
+      queueOp(OP_INSERT, tableId, bytesOf(buffer, len));
       return 0;
     }
     return writeBack(buffer, syscall('datastore_insert_bsatn', [tableId], bytesOf(buffer, len)).body);
   },
   datastore_update_bsatn(tableId, indexId, buffer, len) {
+    // As an insert: a table without generated columns gets nothing back, so the update goes one way; a failed one
+    // (no such row, a unique violation) voids the run, which is then run again with every syscall answered.
+    if (oneWay.has(tableId)) {
+      queueOp(OP_UPDATE, tableId, bytesOf(buffer, len), indexId);
+      return 0;
+    }
     return writeBack(buffer, syscall('datastore_update_bsatn', [tableId, indexId], bytesOf(buffer, len)).body);
   },
   datastore_delete_by_index_scan_point_bsatn: (indexId, point, len) =>
@@ -342,7 +369,11 @@ const sys = {
     notify({ t: 'log', lvl: 2, msg: `Timing span "${span.name}": ${ms.toFixed(3)}ms` });
   },
   identity: () => BigInt(syscall('identity').v),
-  get_jwt_payload: (connectionId) => syscall('get_jwt_payload', [String(connectionId)]).body,
+  get_jwt_payload(connectionId) {
+    // The caller's own claims came with the call (`jwt`): answered here, as the host would (anything else asks it).
+    if (callJwt !== null && String(connectionId) === callConn) return encoder.encode(callJwt);
+    return syscall('get_jwt_payload', [String(connectionId)]).body;
+  },
   procedure_http_request: () => syscall('procedure_http_request').v,
   procedure_start_mut_tx: () => BigInt(syscall('procedure_start_mut_tx').v),
   procedure_commit_mut_tx: () => { syscall('procedure_commit_mut_tx'); },
@@ -364,12 +395,15 @@ function serve() {
       } else if (header.t === 'call') {
         const args = new DataView(body.buffer, body.byteOffset, body.byteLength);
         oneWay = header.ow ? new Set(header.ow) : NO_TABLES;
+        callJwt = typeof header.jwt === 'string' ? header.jwt : null;
+        callConn = header.conn;
         noSpeculate = header.ns ? new Set(header.ns) : NO_TABLES;
         try {
           hooks.__call_reducer__(header.id, BigInt(header.sender), BigInt(header.conn), BigInt(header.ts), args);
         } finally {
           oneWay = NO_TABLES;
           noSpeculate = NO_TABLES;
+          callJwt = null;
           localIters.clear();
           nextLocalIter = LOCAL_ITER;
         }
