@@ -5,7 +5,9 @@ Usage: `python -m bench.startup --rounds 5 [--tree NAME=SRC_DIR ...]`. Each roun
 from `/proc/<pid>/stat` when its ready line arrives, then stops it. A variant `NAME=SRC_DIR` runs with `SRC_DIR`
 first on `PYTHONPATH` (e.g. an exported older tree, byte-compiled), so two versions compare in one run on the same
 machine; `this` is the checkout running the script. CPU time is what to compare on a shared machine (wall time
-includes waiting for a core); both are printed as medians with the load average.
+includes waiting for a core); both are printed as medians with the load average. Every variant's tree is
+byte-compiled first: with `PYTHONDONTWRITEBYTECODE` set (as on the helpers' machines) a tree that never was would
+compile every module at every start, and the comparison would measure the compiler.
 
 The host keeps start-up verdicts in its cache directory (`AUTOPILOT_SYNC_HOST_CACHE_DIR`, default
 `~/.cache/autopilot-sync`), so after the first round a fresh data directory starts as on a machine where the host ran
@@ -20,6 +22,7 @@ snapshot, as bench row f's) with snapshots off, so the start replays the whole l
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import shutil
 import statistics
@@ -133,6 +136,8 @@ def main() -> None:
     for tree in args.tree:
         name, _, src = tree.partition("=")
         variants.append((name, src))
+    for _, src in variants:  # the checkout's own package, or the variant's tree
+        compileall.compile_dir(src or str(Path(__file__).resolve().parents[1] / "src"), quiet=1)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
     for _ in range(args.rounds):
         for name, src in variants:

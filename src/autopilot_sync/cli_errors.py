@@ -43,18 +43,23 @@ def declare(remedies: Remedies) -> None:
 
 def one_line(exc: BaseException, remedies: Remedies) -> str | None:
     """The sentence for `exc`, or None when it is not a failure a user can fix (then it stays a traceback)."""
-    import aiohttp
-    from aiohttp.client_exceptions import UnixClientConnectorError
+    # From the submodule, not the package: the host imports aiohttp's server alone (auth/aiohttp_client.py).
+    from aiohttp.client_exceptions import (
+        ClientConnectorError,
+        ClientError,
+        ClientResponseError,
+        UnixClientConnectorError,
+    )
 
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, ClientConnectorError):
         code = exc.os_error.errno
         reason = os.strerror(code).lower() if code else str(exc.os_error) or type(exc.os_error).__name__
         where = exc.path if isinstance(exc, UnixClientConnectorError) else f"{exc.host}:{exc.port}"
         return _with(f"cannot reach {where} ({reason})", remedies.unreachable)
-    if isinstance(exc, aiohttp.ClientResponseError):
+    if isinstance(exc, ClientResponseError):
         remedy = remedies.unauthorized if exc.status in (401, 403) else remedies.unreachable
         return _with(f"{exc.request_info.real_url} answered HTTP {exc.status} {exc.message}", remedy)
-    if isinstance(exc, aiohttp.ClientError):
+    if isinstance(exc, ClientError):
         return _with(f"the connection failed ({type(exc).__name__}: {exc})", remedies.unreachable)
     if isinstance(exc, TimeoutError):
         return _with("no answer in time", remedies.unreachable)

@@ -8,8 +8,9 @@ import pytest
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.module import module as sync_module
 from autopilot_sync.spacetime import algebraic as at
-from autopilot_sync.spacetime.moduledef import ChangeKind, ModuleDefError, Severity, compare, schema_hash
+from autopilot_sync.spacetime.moduledef import ModuleDefError, schema_hash
 from autopilot_sync.spacetime.moduledef import from_json as read
+from autopilot_sync.spacetime.moduledef.diff import ChangeKind, Severity, compare
 
 
 def build(

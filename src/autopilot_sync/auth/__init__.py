@@ -7,6 +7,8 @@ runtime reaches the host over the network only, never by import.
 - `errors.py`: `TokenError` and its codes, the one error every part raises.
 - `claims.py`: SpacetimeDB's claim rules over decoded claims (pure).
 - `oidc.py`: signature keys of trusted OpenID Connect issuers (discovery + JWKS, cached).
+- `aiohttp_client.py`: aiohttp's server imported without its client, which `oidc.py` completes before its first
+  fetch (the host's start does not pay for a client it may never use).
 
-Imports run one way: `claims`, `oidc` → `errors`; nothing here imports a service.
+Imports run one way: `claims`, `oidc` → `errors`, `oidc` → `aiohttp_client`; nothing here imports a service.
 """

@@ -25,7 +25,7 @@ import aiohttp
 if TYPE_CHECKING:
     from joserfc import jwk
 
-from autopilot_sync.auth.client_tls import client_tls_pending, load_client_tls
+from autopilot_sync.auth.aiohttp_client import client_pending, complete_aiohttp
 from autopilot_sync.auth.errors import TokenError, TokenErrorCode
 
 _log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class OidcVerifier:
         self.trusted_issuers = frozenset(trusted_issuers)
         self._cache_ttl = cache_ttl
         self._min_refetch = min_refetch_interval
-        self._timeout = aiohttp.ClientTimeout(total=http_timeout)
+        self._http_timeout = http_timeout  # an `aiohttp.ClientTimeout` with the client (auth/aiohttp_client.py)
         self._clock = clock
         self._cache: dict[str, _KeySet] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -155,9 +155,9 @@ class OidcVerifier:
 
     async def _fetch(self, issuer: str) -> _KeySet:
         if self._session is None:
-            if client_tls_pending():  # the host deferred aiohttp's CA loading past its start (auth/client_tls.py)
-                await asyncio.to_thread(load_client_tls)
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            if client_pending():  # the host imported aiohttp's server only (auth/aiohttp_client.py): not on the loop
+                await asyncio.to_thread(complete_aiohttp)
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._http_timeout))
         self.fetch_count += 1
         discovery_url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
         try:

@@ -51,9 +51,9 @@ def host(
         # Held until the process exits: a second host on this directory exits 2 naming this one's PID.
         lock_or_exit(Path(settings.data_dir), "host data directory", "host")
         check_can_listen(settings.listen.host, settings.listen.port)  # before recovery, which may take a while
-        from autopilot_sync.auth.client_tls import import_aiohttp_deferring_client_tls
+        from autopilot_sync.auth.aiohttp_client import import_aiohttp_server_only
 
-        import_aiohttp_deferring_client_tls()  # before anything imports aiohttp: its CA bundle loads with a client
+        import_aiohttp_server_only()  # before anything imports aiohttp: its client loads with the first client request
         from autopilot_sync.host.server import ModuleLoadError, serve_forever
 
         loop_factory = _loop_factory()

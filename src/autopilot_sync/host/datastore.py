@@ -279,7 +279,10 @@ class TableStore:
         self.log_rows = self.rows if isinstance(self.rows, LogRows) else None
         #: The table's row class: a row already of it is stored as it is, not made again.
         self.row_class = table.row_class
-        self._older_shapes = _older_shapes(table)
+        #: The earlier shapes' (column count, default tail), longest first; their codecs are compiled with the first
+        #: row of an older shape (`_older_codecs`): ~10 codecs a start compiled for rows few stores ever hold.
+        self._older_tails = _older_tails(table)
+        self._older_codecs: list[tuple[bsatn.Codec, tuple[Any, ...]]] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -298,7 +301,7 @@ class TableStore:
     @property
     def migrates(self) -> bool:
         """Whether rows of an older shape (before columns with defaults were added) can be read."""
-        return bool(self._older_shapes)
+        return bool(self._older_tails)
 
     def stored(self, data: bytes) -> tuple[bytes, tuple[Any, ...]]:
         """A row as stored on disk (snapshot or commit log) as today's bytes and row.
@@ -310,7 +313,11 @@ class TableStore:
         try:
             return data, self.decode(data)
         except DecodeError:
-            for codec, tail in self._older_shapes:
+            if self._older_codecs is None:
+                self._older_codecs = [
+                    (bsatn.codec(at.product(*self.table.columns[:count])), tail) for count, tail in self._older_tails
+                ]
+            for codec, tail in self._older_codecs:
                 try:
                     values = codec.decode(data)
                 except DecodeError:
@@ -414,16 +421,15 @@ class TableStore:
         raise KeyError(f"table {self.table.name} has no index on ({', '.join(columns)})")
 
 
-def _older_shapes(table: TableDef) -> list[tuple[bsatn.Codec, tuple[Any, ...]]]:
+def _older_tails(table: TableDef) -> list[tuple[int, tuple[Any, ...]]]:
     """Every earlier shape of the table a row may be stored in: a prefix of its columns whose missing tail all have
-    defaults, longest first, with the codec of the prefix and the default values of the tail."""
+    defaults, longest first, as the prefix's column count and the default values of the tail."""
     defaults = dict(table.defaults)
-    shapes: list[tuple[bsatn.Codec, tuple[Any, ...]]] = []
+    shapes: list[tuple[int, tuple[Any, ...]]] = []
     count = len(table.columns)
     while count > 0 and table.columns[count - 1][0] in defaults:
         count -= 1
-        tail = tuple(defaults[name] for name, _ in table.columns[count:])
-        shapes.append((bsatn.codec(at.product(*table.columns[:count])), tail))
+        shapes.append((count, tuple(defaults[name] for name, _ in table.columns[count:])))
     return shapes
 
 

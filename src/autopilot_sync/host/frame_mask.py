@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiohttp import WSCloseCode, web
-from aiohttp.http_websocket import WebSocketError
+from aiohttp import web
+from aiohttp.http_websocket import WebSocketError, WSCloseCode
 
 #: The error's text (logged; aiohttp's close frame for a protocol error carries no reason).
 UNMASKED_FRAME_TEXT = "client frames must be masked"

@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autopilot_sync.bindings.module import Module
 from autopilot_sync.durable_files import write_atomically
@@ -41,8 +41,10 @@ from autopilot_sync.host.recovery import PUBLISHED, read_meta, record_publish
 from autopilot_sync.host.sql import VisibilityFilterError, check_visibility_filters
 from autopilot_sync.host.system_tables import SYSTEM_TABLES
 from autopilot_sync.spacetime import moduledef
-from autopilot_sync.spacetime.moduledef import SchemaDiff
 from autopilot_sync.spacetime.values import Identity
+
+if TYPE_CHECKING:
+    from autopilot_sync.spacetime.moduledef.diff import SchemaDiff
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,7 @@ class ModulePublisher:
             self._stage(source, bundle)
             module = self._load(source)
             try:
-                diff = moduledef.compare(self.engine.module.definition(), module.definition())
+                diff = schema_diff(self.engine.module.definition(), module.definition())
             finally:
                 _discard(module)
         text = diff.render(base_label="running", head_label="published")
@@ -193,7 +195,7 @@ class ModulePublisher:
             self._stage(source, bundle)
             module = self._load(source)
             creating = not self.published
-            diff = moduledef.compare(self.engine.module.definition(), module.definition())
+            diff = schema_diff(self.engine.module.definition(), module.definition())
             if diff.breaking and not clear and not creating:
                 _discard(module)
                 raise PublishRefusedError(
@@ -288,6 +290,13 @@ class ModulePublisher:
         self.engine.install(module, clear=clear, schema_changed=schema_changed)
         if previous is not module:
             _discard(previous)
+
+
+def schema_diff(running: moduledef.ModuleDef, published: moduledef.ModuleDef) -> SchemaDiff:
+    """What a publish changes (`spacetime/moduledef/diff.py`, imported with the first publish, not at start)."""
+    from autopilot_sync.spacetime.moduledef.diff import compare
+
+    return compare(running, published)
 
 
 def _discard(module: HostedModule) -> None:

@@ -197,7 +197,9 @@ def check_meta(data_dir: Path, module: HostedModule, database_name: str) -> froz
                     f"{str(meta.get('schema_hash', '?'))[:12]} (no schema recorded to compare with); the module "
                     f"now has schema {schema_hash[:12]}: start with an empty data directory"
                 )
-            diff = moduledef.compare(moduledef.from_json(previous), definition)
+            from autopilot_sync.spacetime.moduledef.diff import compare  # only when the schema changed
+
+            diff = compare(moduledef.from_json(previous), definition)
             if diff.breaking:
                 raise SchemaMismatchError(
                     f"data directory {data_dir} holds database {meta.get('database')!r} written by schema "

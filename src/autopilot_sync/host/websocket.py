@@ -45,7 +45,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
+from aiohttp.http import WSMsgType  # not the package's name: its `__init__` loads aiohttp's client
 
 from autopilot_sync.host.auth.tokens import TokenService
 from autopilot_sync.host.call_outcome import CallOutcome

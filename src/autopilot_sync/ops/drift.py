@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from autopilot_sync.spacetime import moduledef
-from autopilot_sync.spacetime.moduledef import ModuleDefError, SchemaDiff, schema_hash
+from autopilot_sync.spacetime.moduledef import ModuleDefError, schema_hash
+from autopilot_sync.spacetime.moduledef.diff import SchemaDiff, changes
 
 
 class DriftError(ValueError):
@@ -24,7 +25,7 @@ class DriftError(ValueError):
 def compare(base: Mapping[str, Any], head: Mapping[str, Any]) -> SchemaDiff:
     """Every change from the `base` document to the `head` document (see `spacetime/moduledef/diff.py`)."""
     try:
-        changes = moduledef.changes(moduledef.from_json(dict(base)), moduledef.from_json(dict(head)))
+        found = changes(moduledef.from_json(dict(base)), moduledef.from_json(dict(head)))
     except ModuleDefError as exc:
         raise DriftError(str(exc)) from None
-    return SchemaDiff(schema_hash(base), schema_hash(head), changes)
+    return SchemaDiff(schema_hash(base), schema_hash(head), found)

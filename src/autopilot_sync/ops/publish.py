@@ -44,7 +44,8 @@ from autopilot_sync.ops.drift import compare
 from autopilot_sync.ops.host_publish import ModuleArtifact, PublishAnswer, publish_module
 from autopilot_sync.ops.ledger import Action, Entry, Ledger, now_text
 from autopilot_sync.settings.ops import Environment, Target
-from autopilot_sync.spacetime.moduledef import SchemaDiff, schema_hash
+from autopilot_sync.spacetime.moduledef import schema_hash
+from autopilot_sync.spacetime.moduledef.diff import SchemaDiff
 
 SMOKE_TIMEOUT_SECONDS = 15.0
 

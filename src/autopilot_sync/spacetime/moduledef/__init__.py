@@ -3,7 +3,9 @@
 - `model.py`: the frozen definition (`ModuleDef`, `TableDef`, `ReducerDef`, ...) and the one typespace resolver;
 - `raw.py`: the SATS types of the two raw forms, so one codec writes and reads JSON and BSATN;
 - `v9.py`, `v10.py`: each version's mapping to and from the model; `schema_hash` (over V9, stable);
-- `validate.py`: what every reader checks; `diff.py`: what changed between two definitions, and whether it breaks.
+- `validate.py`: what every reader checks; `diff.py`: what changed between two definitions, and whether it breaks
+  (imported as `moduledef.diff`, not re-exported here: a host's start never compares definitions, so it does not
+  pay for building the diff's classes).
 
 Pure: imports only `spacetime/`. The host writes its modules through it, the SDK and the code generator read
 through it, the host's upgrade check and the publish lane compare with it.
@@ -14,16 +16,6 @@ from __future__ import annotations
 from typing import Any
 
 from autopilot_sync.spacetime.moduledef import raw, v9, v10
-from autopilot_sync.spacetime.moduledef.diff import (
-    SEVERITY,
-    Change,
-    ChangeKind,
-    SchemaDiff,
-    Severity,
-    changes,
-    compare,
-    type_text,
-)
 from autopilot_sync.spacetime.moduledef.model import (
     ColumnDefault,
     IndexDef,
@@ -82,9 +74,6 @@ def to_raw_module_def_bsatn(definition: ModuleDef) -> bytes:
 
 __all__ = [
     "SCHEMA_VERSIONS",
-    "SEVERITY",
-    "Change",
-    "ChangeKind",
     "ColumnDefault",
     "IndexDef",
     "IndexKind",
@@ -94,15 +83,11 @@ __all__ = [
     "ProcedureDef",
     "ReducerDef",
     "ScheduleDef",
-    "SchemaDiff",
     "SequenceDef",
-    "Severity",
     "TableDef",
     "TypeDef",
     "UniqueConstraintDef",
     "ViewDef",
-    "changes",
-    "compare",
     "from_json",
     "from_raw_module_def_bsatn",
     "resolve",
@@ -110,7 +95,6 @@ __all__ = [
     "schema_hash",
     "to_json",
     "to_raw_module_def_bsatn",
-    "type_text",
     "v9",
     "v10",
 ]
