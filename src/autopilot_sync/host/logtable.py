@@ -310,6 +310,10 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         #: The one other index is (partition, the string column right after seq) — the sync module's idempotency
         #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`add_stored`).
         self._raw_string_key = raw_string_key
+        #: With such a key: (the key string a lookup last hashed, its CRC-32). An append of a row holding that very
+        #: string object (the module looks a key up, then appends it) takes the hash from here instead of encoding
+        #: and hashing the string again; the identity check makes a stale entry harmless.
+        self.key_hint: tuple[str, int] | None = None
         #: The partition the last `add_stored` appended to (replay appends runs of one partition).
         self._last: Partition | None = None
         #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
@@ -588,7 +592,11 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             return False
         (length,) = _U32.unpack_from(row_bytes, 0)
         tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
-        hashes = self._other_hashes(row) if self.key_of_others else []
+        hint = self.key_hint
+        if hint is not None and row[2] is hint[0]:  # set only with `_raw_string_key`: the one other hash, known
+            hashes = [hint[1]]
+        else:
+            hashes = self._other_hashes(row) if self.key_of_others else []
         if part is None:
             part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
         part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
@@ -903,6 +911,8 @@ class HashIndex:
             wanted = self.rows.hash_of(self.slot, key[1:])
         except TypeError:
             return iter(())
+        if wanted is not None and self.rows._raw_string_key:
+            self.rows.key_hint = (key[1], wanted)
         if wanted is None or wanted not in part.key_set(self.slot):
             return iter(())
         hashes = part.hashes[self.slot]
