@@ -97,8 +97,11 @@ NOT_BEFORE_READY = (
 )
 
 
-def modules_loaded_before_ready(data_dir: Path, cache_dir: Path, log: Path) -> set[str]:
-    """Start `autopilot-sync host` under `-X importtime` on `data_dir`; the modules it imported before `ready`."""
+def host_import_lines(data_dir: Path, cache_dir: Path, log: Path, after_ready: str | None = None) -> list[str]:
+    """Start `autopilot-sync host` under `-X importtime` on `data_dir`: its output up to its `ready` line (and, with
+    `after_ready`, on until an import of that module finishes). One pipe carries both streams, unbuffered, so the
+    order of the lines is the order the host wrote them: an import line before `ready` is an import before it (the
+    warm-up after `ready` starts at once, `host/warm.py`)."""
     fields = {
         "listen": ListenAddress("127.0.0.1", 0),
         "data_dir": data_dir,
@@ -107,17 +110,35 @@ def modules_loaded_before_ready(data_dir: Path, cache_dir: Path, log: Path) -> s
     }
     env = {**os.environ, **service_environment(HostSettings, fields), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-X", "importtime", "-m", "autopilot_sync", "host", "--log-level", "WARNING"]
-    with log.open("w") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
-        assert process.stdout is not None
-        try:
-            ready = any(" ready: " in line for line in process.stdout)
-        finally:
-            process.kill()  # not terminate: what a graceful stop imports would land in the log after `ready`
-            process.wait(timeout=30)
-    text = log.read_text()
-    assert ready, text[-2000:]
-    return {line.split("|")[-1].strip() for line in text.splitlines() if line.startswith("import time:")}
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        ready = False
+        for line in process.stdout:
+            lines.append(line)
+            ready = ready or " ready: " in line
+            if ready and (after_ready is None or imported([line]) == [after_ready]):
+                break
+    finally:
+        process.kill()  # not terminate: what a graceful stop imports would land in the output
+        process.wait(timeout=30)
+    log.write_text("".join(lines))
+    assert ready, "".join(lines)[-2000:]
+    return lines
+
+
+def imported(lines: list[str]) -> list[str]:
+    """The modules of `-X importtime` lines, in the order their imports finished."""
+    return [line.split("|")[-1].strip() for line in lines if line.startswith("import time:")]
+
+
+def modules_loaded_before_ready(data_dir: Path, cache_dir: Path, log: Path) -> set[str]:
+    """Start `autopilot-sync host` under `-X importtime` on `data_dir`; the modules it imported before `ready`."""
+    lines = host_import_lines(data_dir, cache_dir, log)
+    return set(imported(lines[:-1]))
 
 
 def test_a_host_start_loads_no_token_key_or_typescript_library_before_ready(tmp_path: Path) -> None:
@@ -131,3 +152,16 @@ def test_a_host_start_loads_no_token_key_or_typescript_library_before_ready(tmp_
     # With the verdict cached nothing before ready reads installed distributions' metadata (sqlglot's import would).
     assert sorted({*NOT_BEFORE_READY, "sqlglot", "importlib.metadata"} & other) == []
     assert sorted({*NOT_BEFORE_READY, "sqlglot", "importlib.metadata"} & restart) == []
+
+
+def test_the_warm_up_after_ready_imports_the_sql_parser_first_and_the_v1_codec_last(tmp_path: Path) -> None:
+    # A restart on a data directory whose verdict is cached: nothing of the SQL parser or the token libraries before
+    # `ready`, then, unasked, the parser (what a first resume waits for), the token libraries, the v1 codec.
+    modules_loaded_before_ready(tmp_path / "data", tmp_path / "cache", tmp_path / "first.log")
+    # (`importlib.import_module` writes no importtime line of its own: the markers are modules those imports import.)
+    v1_codec = "autopilot_sync.spacetime.messages_v1"
+    lines = host_import_lines(tmp_path / "data", tmp_path / "cache", tmp_path / "restart.log", after_ready=v1_codec)
+    ready = next(i for i, line in enumerate(lines) if " ready: " in line)
+    after = imported(lines[ready:])
+    assert not {"joserfc._keys", "sqlglot", v1_codec} & set(imported(lines[:ready]))
+    assert after.index("sqlglot") < after.index("joserfc._keys") < after.index(v1_codec)

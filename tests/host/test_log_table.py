@@ -397,3 +397,35 @@ def test_a_run_packed_in_c_is_the_row_list_of_the_python_twins_rows(
     expected = BsatnRowList.from_rows(part.rows_between(first, stop))
     assert compiled == twin == expected
     assert list(RowRun(part, first, stop)) == part.rows_between(first, stop)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.booleans(), st.sampled_from(["same", "equal copy", "other"])), max_size=40)
+)
+def test_an_append_reuses_the_hash_of_its_key_lookup_only_for_that_very_string(
+    steps: list[tuple[int, bool, str]],
+) -> None:
+    """`HashIndex.lookup` leaves the key's CRC for the append that follows (`LogRows.key_hint`); whatever was looked
+    up before (the same string object, an equal copy, another key, a lookup that found nothing or none at all), each
+    stored hash is the CRC-32 of the appended row's own key and every row is found by its key afterwards."""
+    store = TableStore(LOG)
+    assert isinstance(store.rows, LogRows)
+    index = store.indexes[("stream_id", "key")]
+    seq = 0
+    for key_no, look_first, which in steps:
+        seq += 1
+        key = f"k{key_no}-{seq}"
+        if look_first:
+            assert list(index.lookup(("s0", key))) == []
+        stored = {"same": key, "equal copy": "".join(list(key)), "other": f"x{key_no}"}[which]
+        row = ("s0", seq, stored, f"p{seq}")
+        assert store.rows.append_new(store.encode(row), row)
+    if seq:
+        part = store.rows.partitions["s0"]
+        keys = [store.rows[b][2] for b in part.rows_between(part.head, len(part.seqs))]
+        assert list(part.hashes[0]) == [zlib.crc32(k.encode("utf-8")) for k in keys]
+        for n, k in enumerate(keys, start=1):
+            assert [store.rows[b][1] for b in index.lookup(("s0", k))] == [
+                m for m, other in enumerate(keys, start=1) if other == k
+            ], n

@@ -33,6 +33,9 @@ _CHAIN_VALUE = re.compile(r"sha256:([0-9a-f]{64})")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _EPOCH_SEQ_LEN = struct.Struct("<QQI")  # u64(epoch) || u64(seq) || the u32 length of the kind that follows
+#: An empty SHA-256 state each link copies: `hashlib.sha256(data)` fetches the digest from OpenSSL 3's provider on
+#: every call, which cost more than hashing one link's ~200 bytes; a copy skips that fetch (same digest).
+_SHA256 = hashlib.sha256()
 
 
 class ChainValueError(ValueError):
@@ -87,7 +90,9 @@ def link_digest(
             hash_bytes,
         )
     )
-    return hashlib.sha256(message).digest()
+    digest = _SHA256.copy()  # not `hashlib.sha256(message)`: see `_SHA256`
+    digest.update(message)
+    return digest.digest()
 
 
 class ChainedEvent(Protocol):

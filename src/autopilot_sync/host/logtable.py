@@ -296,6 +296,10 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         #: The one other index is (partition, the string column right after seq) — the sync module's idempotency
         #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`_split_stored`).
         self._raw_string_key = raw_string_key
+        #: With such a key: (the key string a lookup last hashed, its CRC-32). An append of a row holding that very
+        #: string object (the module looks a key up, then appends it) takes the hash from here instead of hashing
+        #: the string's bytes again; the identity check makes a stale entry harmless.
+        self.key_hint: tuple[str, int] | None = None
         #: The partition the last `add` stored into: `add_stored` appends the rows continuing it in runs (a replay
         #: appends runs of one partition), without a lookup or a parse of their key.
         self._last: Partition | None = None
@@ -552,7 +556,11 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         if type(key) is not str:  # a subclass: the key as the row's bytes hold it
             key = row_bytes[4 : 4 + length].decode("utf-8")
         part = self.partitions.get(key)
-        if self._raw_string_key:
+        hint = self.key_hint
+        if hint is not None and row[2] is hint[0]:  # set only with `_raw_string_key`: the one other hash, known
+            (seq,) = _U64.unpack_from(row_bytes, tail_at - 8)
+            hashes = [hint[1]]
+        elif self._raw_string_key:
             stored = _split_stored(row_bytes, tail_at)
             if stored is None:  # never for a row of this table's type: the checked path decides
                 return False
@@ -900,6 +908,8 @@ class HashIndex:
             wanted = self.rows.hash_of(self.slot, key[1:])
         except TypeError:
             return iter(())
+        if wanted is not None and self.rows._raw_string_key:
+            self.rows.key_hint = (key[1], wanted)
         if wanted is None or wanted not in part.key_set(self.slot):
             return iter(())
         hashes = part.hashes[self.slot]

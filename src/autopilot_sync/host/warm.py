@@ -4,10 +4,12 @@ The host's start leaves the SQL parser (sqlglot) and token checking (joserfc) ou
 (docs/performance.md "Start-up"); but then the first subscription after a start paid for importing sqlglot (~0.3 s
 of CPU on an idle machine, over a second under load) inside its own answer: a client resuming right after a host
 restart waited for an import, not for its rows (row (g)'s catch-up). A daemon thread started with `ready` does
-those imports while the host is idle, after `DELAY_SECONDS` (what the start imports before `ready` stays what
-`tests/architecture/test_start_imports.py` reads, and whoever waits for `ready` gets the first moments). Python's
-import lock makes a request that needs a module mid-import wait for that one import, never import it twice; a
-failed import here is left for the request to raise.
+those imports at once: the SQL parser and its dialect (a first subscription's), then the token libraries and
+libsecp256k1 (a first connection's), then the v1 codec. A delay before them (0.25 s until session 8) left the host
+idle while a client reconnecting at `ready` arrived, and its first resume then waited for the imports still running
+(on a 200,000-event store, host CPU in that resume's window ~100-190 ms against ~10 ms once warm: docs/performance.md
+"Round 6 — restart1m"). Python's import lock makes a request that needs a module mid-import wait for that one
+import, never import it twice; a failed import here is left for the request to raise.
 
 Then the thread freezes the collector's view of the heap (`gc.freeze`): the modules, classes and functions the start
 and these imports built (~90,000 objects) are never garbage, yet every full (generation-2) collection walked them
@@ -27,14 +29,19 @@ import time
 
 log = logging.getLogger(__name__)
 
-#: Modules a first query or token needs and the start does not import.
-WARM_MODULES = (
-    "autopilot_sync.host.sql.select",
-    "autopilot_sync.host.session_v1",
+#: Modules a first query needs and the start does not import: the SQL parser first, the largest import a first
+#: resume can wait for (a reconnecting client's token check imports the token libraries on the loop itself when it
+#: comes before them, in parallel).
+WARM_MODULES = ("autopilot_sync.host.sql.select",)
+#: Imported after the first parse: the token libraries, libsecp256k1 (the sync module's `client_connected` checks the
+#: caller's Nostr key with it), then the v1 codec (only a v1 client needs it).
+WARM_LATER = (
     "joserfc.jwk",
     "joserfc.jws",
     "joserfc.jwt",
     "joserfc.errors",
+    "coincurve",
+    "autopilot_sync.host.session_v1",
 )
 
 
@@ -42,29 +49,35 @@ WARM_MODULES = (
 #: third of a first resume's host time after a restart (py-spy, row (g)'s catch-up), so it is done here, idle.
 WARM_SQL = "SELECT * FROM warm WHERE stream_id = 'x' AND seq > 0"
 
-#: How long after `ready` the imports begin.
-DELAY_SECONDS = 0.25
+#: How long after `ready` the imports begin: at once (see the module docstring).
+DELAY_SECONDS = 0.0
 
 
-def _import_all(delay: float) -> None:
-    time.sleep(delay)
-    for name in WARM_MODULES:
+def _import(names: tuple[str, ...]) -> None:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # the request that needs it raises the real error
             log.debug("warm import of %s failed", name, exc_info=True)
+
+
+def _import_all(delay: float) -> None:
+    if delay > 0:
+        time.sleep(delay)
+    _import(WARM_MODULES)
     try:
         from autopilot_sync.host.sql.parse import parse_select
 
         parse_select(WARM_SQL)
     except Exception:  # the first query raises the real error
         log.debug("warm parse failed", exc_info=True)
+    _import(WARM_LATER)
     gc.freeze()
 
 
 def warm_in_background(delay: float = DELAY_SECONDS) -> threading.Thread:
-    """Start (and return) the daemon thread importing `WARM_MODULES` after `delay` seconds, then freezing the heap
-    built so far out of the collector's full collections."""
+    """Start (and return) the daemon thread importing `WARM_MODULES`, parsing `WARM_SQL` and importing `WARM_LATER`
+    (after `delay` seconds), then freezing the heap built so far out of the collector's full collections."""
     thread = threading.Thread(target=_import_all, args=(delay,), name="warm-imports", daemon=True)
     thread.start()
     return thread

@@ -53,6 +53,8 @@ def check_field(name: str, value: str, limit: int) -> None:
         raise SyncError(SyncErrorCode.INVALID_EVENT, f"{name} must not be empty")
     if len(value) > limit:  # cheap early answer: every character is at least one byte
         raise SyncError(SyncErrorCode.INVALID_EVENT, f"{name} is over {limit} bytes, the limit")
+    if value.isascii():  # a flag the string carries: one byte per character, nothing to encode or refuse
+        return
     try:
         size = len(value.encode("utf-8"))
     except UnicodeEncodeError:

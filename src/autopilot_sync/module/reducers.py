@@ -113,8 +113,8 @@ def append_sync_events(ctx: ReducerContext, batch: list[tuple[Any, ...]]) -> Non
             SyncErrorCode.BATCH_TOO_LARGE, f"{len(batch)} events in one call, limit {limits.max_batch_events}"
         )
     heads = _Heads(ctx)
-    for event in batch:
-        _append_one(ctx, heads, limits, AppendSyncEventsBatchItem.from_values(event))
+    for event in batch:  # each a tuple in `AppendSyncEventsBatchItem`'s wire order (the decoded argument)
+        _append_one(ctx, heads, limits, event)
     heads.write()
 
 
@@ -159,11 +159,14 @@ class _Heads:
         self._ctx = ctx
         #: The call's `sync_event` table, looked up once rather than twice per event.
         self.events = ctx.db.sync_event
+        #: The table's own row class: a row built with it is stored as it is, not copied into that class again.
+        self.event_row = self.events.row
         #: Streams whose id and claim this call has checked (a batch is mostly one stream: checked once).
         self.admitted: set[str] = set()
         self._rows: dict[str, StreamHead | None] = {}
-        #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again)
-        self._moved: dict[str, tuple[int, str, bytes]] = {}
+        #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again, and
+        #: the stream's epoch): what the call's next event on the stream reads, in one lookup
+        self.moved: dict[str, tuple[int, str, bytes, int]] = {}
 
     def _row(self, stream_id: str) -> StreamHead | None:
         if stream_id not in self._rows:
@@ -173,8 +176,8 @@ class _Heads:
 
     def head_seq(self, stream_id: str) -> int:
         """The stream's head as this call has moved it so far (0 for a new stream)."""
-        if stream_id in self._moved:
-            return self._moved[stream_id][0]
+        if stream_id in self.moved:
+            return self.moved[stream_id][0]
         row = self._row(stream_id)
         return row.head_seq if row is not None else 0
 
@@ -186,19 +189,20 @@ class _Heads:
     def head_chain(self, stream_id: str) -> bytes:
         """The 32 bytes of the chain value of the stream's head as this call has moved it (genesis for a new
         stream); a stored value that is not a chain value raises `ChainValueError`, as `stream_chain.link` does."""
-        if stream_id in self._moved:
-            return self._moved[stream_id][2]
+        if stream_id in self.moved:
+            return self.moved[stream_id][2]
         row = self._row(stream_id)
         return stream_chain.raw(row.head_chain if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH))
 
-    def advance(self, stream_id: str, seq: int, chain: str, digest: bytes) -> None:
-        """Record that `seq`, with chain value `chain` (`digest` its bytes), is now the stream's head."""
-        self._moved[stream_id] = (seq, chain, digest)
+    def advance(self, stream_id: str, seq: int, chain: str, digest: bytes, epoch: int) -> None:
+        """Record that `seq`, with chain value `chain` (`digest` its bytes), is now the head of `stream_id` (of
+        epoch `epoch`)."""
+        self.moved[stream_id] = (seq, chain, digest, epoch)
 
     def write(self) -> None:
         """Write every moved head once."""
         now = self._ctx.timestamp
-        for stream_id, (seq, chain, _digest) in self._moved.items():
+        for stream_id, (seq, chain, _digest, _epoch) in self.moved.items():
             row = self._rows.get(stream_id)
             if row is None:
                 head = StreamHead(
@@ -215,9 +219,14 @@ class _Heads:
                 self._ctx.db.stream_head.update(row._replace(head_seq=seq, updated_at=now, head_chain=chain))
 
 
-def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: AppendSyncEventsBatchItem) -> None:
-    """One event of a call, judged by the limits read once per call (`sync_config` does not change mid-call)."""
-    stream_id, idempotency_key, kind = event.stream_id, event.idempotency_key, event.kind
+def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: tuple[Any, ...]) -> None:
+    """One event of a call, judged by the limits read once per call (`sync_config` does not change mid-call).
+
+    `event` is an `AppendSyncEventsBatchItem` or the decoded argument tuple in its wire order, unpacked by name in
+    that order: making the binding's object first was a copy of every event of a batch (profiled as ~2% of the
+    engine's time per event, docs/performance.md "Round 6 — batched2").
+    """
+    stream_id, idempotency_key, kind, payload, payload_hash, expected_seq, published = event
     if stream_id in heads.admitted:  # its id's bound and the claims' cover were checked on an earlier event
         check_field("idempotency_key", idempotency_key, limits.max_idempotency_key_bytes)
         check_field("kind", kind, limits.max_kind_bytes)
@@ -226,16 +235,16 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: A
         require_stream(ctx.claims, stream_id)
         heads.admitted.add(stream_id)
     try:
-        canonical, size, computed = canonicalize_and_hash(event.payload)
+        canonical, size, computed = canonicalize_and_hash(payload)
     except CanonicalJsonError as exc:
         raise SyncError(SyncErrorCode.INVALID_EVENT, str(exc)) from None
     if size > limits.max_payload_bytes:
         raise SyncError(SyncErrorCode.PAYLOAD_TOO_LARGE, f"payload is {size} bytes, limit {limits.max_payload_bytes}")
     check_payload_depth(canonical, limits.max_payload_depth)
-    if computed != event.payload_hash:
+    if computed != payload_hash:
         raise SyncError(
             SyncErrorCode.PAYLOAD_HASH_MISMATCH,
-            f"payload_hash {event.payload_hash} but the canonical payload hashes to {computed}",
+            f"payload_hash {payload_hash} but the canonical payload hashes to {computed}",
         )
     found = heads.events.find(("stream_id", "idempotency_key"), (stream_id, idempotency_key))
     if found is not None:  # keys are scoped per stream: a conflict only ever describes the caller's own stream
@@ -246,33 +255,27 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: A
             SyncErrorCode.IDEMPOTENCY_CONFLICT,
             f"key {idempotency_key} was committed on this stream as seq {existing.seq} with {existing.payload_hash}",
         )
-    expected_seq = event.expected_seq
-    head_seq = heads.head_seq(stream_id)
+    moved = heads.moved.get(stream_id)  # an earlier event of this call moved the head: all of it in one lookup
+    head_seq = moved[0] if moved is not None else heads.head_seq(stream_id)
     if expected_seq != head_seq + 1:
         raise SyncError(
             SyncErrorCode.SEQUENCE_CONFLICT,
             f"stream {stream_id} expected_seq={expected_seq} head_seq={head_seq}",
         )
-    epoch = heads.epoch(stream_id)
-    digest = stream_chain.link_digest(
-        heads.head_chain(stream_id), stream_id, epoch, expected_seq, kind, idempotency_key, computed
-    )
+    if moved is not None:
+        epoch, previous = moved[3], moved[2]
+    else:
+        epoch, previous = heads.epoch(stream_id), heads.head_chain(stream_id)
+    digest = stream_chain.link_digest(previous, stream_id, epoch, expected_seq, kind, idempotency_key, computed)
     chain = stream_chain.text_of(digest)
+    # `SyncEvent`'s fields, positionally in the table's own row class (no keyword parsing, no second copy)
+    now = ctx.timestamp
     heads.events.insert(
-        SyncEvent(
-            stream_id=stream_id,
-            seq=expected_seq,
-            idempotency_key=idempotency_key,
-            kind=kind,
-            payload=canonical,
-            payload_hash=computed,
-            published_at=event.published_at,
-            committed_at=ctx.timestamp,
-            epoch=epoch,
-            chain=chain,
+        heads.event_row(
+            stream_id, expected_seq, idempotency_key, kind, canonical, computed, published, now, epoch, chain
         )
     )
-    heads.advance(stream_id, expected_seq, chain, digest)
+    heads.advance(stream_id, expected_seq, chain, digest, epoch)
 
 
 @module.reducer(("stream_id", at.STRING), ("seq", at.U64))
