@@ -11,7 +11,8 @@ the frame and the answer). With `--profile` py-spy records the (new) host during
 
 Why: row a batched is per-event cost (host and producer), and on a shared machine wall time mostly measures the
 other processes; CPU per event of each side, interleaved in one run, is what a per-event change moves. Make the old
-tree with `git archive <commit> src | tar -x -C /tmp/old`.
+tree with `git archive <commit> src | tar -x -C /tmp/old` (or `bench.ab.export_tree`); the medians also go to
+stderr as a table.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.ab import Samples, interleaved, on_pythonpath, table
 from bench.ours import Ours, event_input
 from bench.percall import start_profiler
 from bench.proc_cpu import process_cpu_seconds, thread_cpu_seconds
-from bench.stats import median
 from bench.suite import payload
 
 
@@ -57,39 +59,28 @@ async def batched_round(ours: Ours, stream: str, calls: int, batch: int) -> dict
 async def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="apsync-batched-ab-") as scratch:
         hosts: dict[str, Ours] = {}
-        inherited = os.environ.get("PYTHONPATH")
-        trees = ([("old", str(args.old))] if args.old else []) + [("new", inherited or "")]
-        try:
-            for name, path in trees:
-                os.environ["PYTHONPATH"] = path  # the host child inherits it
+        for name, path in ([("old", str(args.old))] if args.old else []) + [("new", None)]:
+            with on_pythonpath(path):  # the host child inherits it
                 hosts[name] = Ours(Path(scratch) / name)
                 hosts[name].start()
-        finally:
-            if inherited is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = inherited
-        samples: dict[str, dict[str, list[float]]] = {name: {} for name in hosts}
+        samples = Samples()
         try:
             for name, ours in hosts.items():
                 await batched_round(ours, f"warm-{name}", 5, args.batch)
-            for round_no in range(args.rounds):
-                order = list(hosts.items()) if round_no % 2 == 0 else list(hosts.items())[::-1]
-                for name, ours in order:
-                    profiler = None
-                    if args.profile and round_no == 0 and name == "new":
-                        profiler = start_profiler(ours.host_pid, args.profile)
-                        await asyncio.sleep(1.0)  # py-spy attaches
-                    row = await batched_round(ours, f"ab-{round_no}", args.calls, args.batch)
-                    if profiler is not None:
-                        profiler.send_signal(2)
-                        profiler.wait(60)
-                    for key, value in row.items():
-                        samples[name].setdefault(key, []).append(value)
+            for round_no, (name, ours) in interleaved(list(hosts.items()), args.rounds):
+                profiler = None
+                if args.profile and round_no == 0 and name == "new":
+                    profiler = start_profiler(ours.host_pid, args.profile)
+                    await asyncio.sleep(1.0)  # py-spy attaches
+                row = await batched_round(ours, f"ab-{round_no}", args.calls, args.batch)
+                if profiler is not None:
+                    profiler.send_signal(2)
+                    profiler.wait(60)
+                samples.add(name, row)
         finally:
             for ours in hosts.values():
                 ours.stop()
-    return {name: {key: median(values) for key, values in rows.items()} for name, rows in samples.items()}
+    return samples.medians()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, default=None, help="py-spy output of the new host's first round")
     results = asyncio.run(run(parser.parse_args(argv)))
     print(json.dumps(results | {"load_average": os.getloadavg()}))
+    print(table(results), file=sys.stderr)
     return 0
 
 

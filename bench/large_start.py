@@ -3,7 +3,7 @@
 Usage: `python -m bench.large_start --store DIR [--tree NAME=SRC_DIR ...] [--rounds 3]`. DIR is a host data
 directory holding the sync module's history (row g's fill, kept: e.g. 1,000,000 events). Each variant gets its own
 copy of DIR once (under `--scratch`), then every round starts one host per variant on its copy, interleaved (A, B,
-A, B …), with snapshots off so a start never writes one (each start adds only its own start-hook commit to the log).
+B, A …), with snapshots off so a start never writes one (each start adds only its own start-hook commit to the log).
 `this` is the checkout running the script; `NAME=SRC_DIR` runs with SRC_DIR first on `PYTHONPATH` (an exported
 older tree). `--convert` rewrites each copy's newest snapshot with the variant's own `write_snapshot` first, so a
 variant that changed the snapshot format starts on its own format (the rows are the same). `--store-for NAME=DIR`
@@ -20,12 +20,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench.peers.common import rss_bytes
-from bench.proc_cpu import process_cpu_seconds
-from bench.startup import host_env
+from bench.ab import interleaved, with_pythonpath
+from bench.startup import host_env, until_ready
 
 READY_TIMEOUT_S = 600.0
 QUIET = {
@@ -52,35 +50,7 @@ def _env(data_dir: Path, src: str | None) -> dict[str, str]:
 
 def start(data_dir: Path, src: str | None) -> tuple[float, float, float]:
     """(wall seconds to ready, CPU seconds at ready, RSS bytes at ready) of one host start on `data_dir`."""
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "autopilot_sync", "host", "--log-level", "WARNING"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=_env(data_dir, src),
-    )
-    assert process.stdout is not None
-    try:
-        for line in process.stdout:
-            if " ready: " in line:
-                wall = time.perf_counter() - started
-                cpu = process_cpu_seconds(process.pid)
-                rss = float(rss_bytes(process.pid))
-                break
-            if time.perf_counter() - started > READY_TIMEOUT_S:
-                raise RuntimeError("host not ready in time")
-        else:
-            raise RuntimeError(f"host exited before ready (code {process.wait()})")
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-    return wall, cpu, rss
+    return until_ready(_env(data_dir, src), READY_TIMEOUT_S)
 
 
 def main() -> None:
@@ -101,15 +71,12 @@ def main() -> None:
         if not copy.exists():
             shutil.copytree(stores.get(name, args.store), copy)
             if args.convert and name not in stores:
-                env = {**os.environ}
-                if src:
-                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
+                env = with_pythonpath({**os.environ}, src)
                 subprocess.run([sys.executable, "-c", CONVERT, str(copy)], check=True, env=env)
     results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in variants}
-    for _ in range(args.rounds):
-        for name, src in variants:
-            results[name].append(start(copies[name], src))
-            print(f"  {name}: wall {results[name][-1][0]:.2f} s, cpu {results[name][-1][1]:.2f} s", file=sys.stderr)
+    for _, (name, src) in interleaved(variants, args.rounds):
+        results[name].append(start(copies[name], src))
+        print(f"  {name}: wall {results[name][-1][0]:.2f} s, cpu {results[name][-1][1]:.2f} s", file=sys.stderr)
     print(f"host start on {args.store} ({args.rounds} rounds, interleaved), load average {os.getloadavg()}")
     for name, runs in results.items():
         wall = statistics.median(r[0] for r in runs)

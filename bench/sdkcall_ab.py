@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.stats import median
+from bench.ab import Samples, interleaved, table
 
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 
@@ -116,7 +116,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.suite import payload
 
     sides = {"old": (str(args.old), args.old_loop or args.loop), "new": (str(args.new), args.new_loop or args.loop)}
-    samples: dict[str, dict[str, list[float]]] = {name: {} for name in sides}
+    samples = Samples()
     with tempfile.TemporaryDirectory(prefix="apsync-sdkcall-ab-") as scratch:
         ours = Ours(Path(scratch) / "ours")
         ours.start()
@@ -124,21 +124,19 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             tokens = (await ours.token(True), await ours.token(False))
             setup = await ours.connect(producer=True)
             try:
-                for round_no in range(args.rounds):
-                    order = list(sides.items()) if round_no % 2 == 0 else list(sides.items())[::-1]
-                    for name, (src, loop) in order:
-                        streams = (f"p-{name}-{round_no}", f"r-{name}-{round_no}")
-                        for stream in streams:  # grants the stream to both keys, seq 1: not timed
-                            await ours.append(setup, [event_input(stream, 1, payload(1))])
-                        row = await asyncio.to_thread(_client, src, loop, ours.url, tokens, streams, args.calls)
-                        print(json.dumps({"side": name, **row}), file=sys.stderr)
-                        for key, value in row.items():
-                            samples[name].setdefault(key, []).append(value)
+                for round_no, (name, (src, loop)) in interleaved(list(sides.items()), args.rounds):
+                    streams = (f"p-{name}-{round_no}", f"r-{name}-{round_no}")
+                    for stream in streams:  # grants the stream to both keys, seq 1: not timed
+                        await ours.append(setup, [event_input(stream, 1, payload(1))])
+                    row = await asyncio.to_thread(_client, src, loop, ours.url, tokens, streams, args.calls)
+                    print(json.dumps({"side": name, **row}), file=sys.stderr)
+                    samples.add(name, row)
             finally:
                 await setup.close()
         finally:
             ours.stop()
-    medians = {name: {key: median(values) for key, values in rows.items()} for name, rows in samples.items()}
+    medians = samples.medians()
+    print(table(medians), file=sys.stderr)
     return medians | {"load_average": os.getloadavg()}
 
 

@@ -1,7 +1,7 @@
 """Host start-up on an empty store: wall time to the `ready` line and the host process's CPU time at that moment.
 
 Usage: `python -m bench.startup --rounds 5 [--tree NAME=SRC_DIR ...]`. Each round starts one host per variant
-(interleaved A, B, A, B …) on a fresh data directory with the sync module, reads the process's user+system CPU
+(interleaved A, B, B, A …) on a fresh data directory with the sync module, reads the process's user+system CPU
 from `/proc/<pid>/stat` when its ready line arrives, then stops it. A variant `NAME=SRC_DIR` runs with `SRC_DIR`
 first on `PYTHONPATH` (e.g. an exported older tree, byte-compiled), so two versions compare in one run on the same
 machine; `this` is the checkout running the script. CPU time is what to compare on a shared machine (wall time
@@ -36,6 +36,8 @@ from autopilot_sync.devtools.processes import free_port
 from autopilot_sync.settings.environment import service_environment
 from autopilot_sync.settings.fields import ListenAddress
 from autopilot_sync.settings.host import HostSettings
+from bench.ab import interleaved, with_pythonpath
+from bench.peers.common import rss_bytes
 from bench.proc_cpu import process_cpu_seconds
 
 READY_TIMEOUT_S = 60.0
@@ -50,10 +52,7 @@ def host_env(data_dir: Path, src: str | None) -> dict[str, str]:
         "database": "autopilot-sync",
         "trusted_issuers": ("http://127.0.0.1:9/",),
     }
-    env = {**os.environ, **service_environment(HostSettings, fields), "PYTHONUNBUFFERED": "1"}
-    if src:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))
-    return env
+    return with_pythonpath({**os.environ, **service_environment(HostSettings, fields), "PYTHONUNBUFFERED": "1"}, src)
 
 
 def start_once(
@@ -80,6 +79,13 @@ def _start(src: str | None, tmp: Path, cold: bool = False, history: bool = False
         env["HOME"] = str(tmp / "home")
     if history:
         env.update(NO_SNAPSHOTS)
+    wall, cpu, _ = until_ready(env, READY_TIMEOUT_S)
+    return wall, cpu
+
+
+def until_ready(env: dict[str, str], timeout: float) -> tuple[float, float, float]:
+    """Start a host with `env` and stop it at its ready line: (wall seconds to it, the process's CPU seconds and RSS
+    bytes at that moment)."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "autopilot_sync", "host", "--log-level", "WARNING"],
@@ -95,19 +101,20 @@ def _start(src: str | None, tmp: Path, cold: bool = False, history: bool = False
             if " ready: " in line:
                 wall = time.perf_counter() - started
                 cpu = process_cpu_seconds(process.pid)
+                rss = float(rss_bytes(process.pid))
                 break
-            if time.perf_counter() - started > READY_TIMEOUT_S:
+            if time.perf_counter() - started > timeout:
                 raise RuntimeError("host not ready in time")
         else:
             raise RuntimeError(f"host exited before ready (code {process.wait()})")
     finally:
         process.terminate()
         try:
-            process.communicate(timeout=10)
+            process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
-    return wall, cpu
+    return wall, cpu, rss
 
 
 def main() -> None:
@@ -139,9 +146,8 @@ def main() -> None:
     for _, src in variants:  # the checkout's own package, or the variant's tree
         compileall.compile_dir(src or str(Path(__file__).resolve().parents[1] / "src"), quiet=1)
     results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in variants}
-    for _ in range(args.rounds):
-        for name, src in variants:
-            results[name].append(start_once(src, restart=args.restart, cold=args.cold, history=args.history))
+    for _, (name, src) in interleaved(variants, args.rounds):
+        results[name].append(start_once(src, restart=args.restart, cold=args.cold, history=args.history))
     store = "a restart of an empty store" if args.restart else "an empty store"
     store = f"a copy of {args.history}" if args.history else store
     store += ", empty cache directory" if args.cold else ""

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from autopilot_sync.client.errors import ConnectError
+from bench.ab import interleaved, on_pythonpath
 from bench.ours import Ours, resume_query
 from bench.percall import start_profiler
 from bench.proc_cpu import process_cpu_seconds
@@ -75,17 +76,9 @@ async def storm_round(ours: Ours, stream: str, clients: int) -> tuple[float, flo
 
 def start_host(root: Path, pythonpath: str | None) -> Ours:
     """Our host and control under `root`, with `pythonpath` (a tree's `src`) on the children's `PYTHONPATH`."""
-    inherited = os.environ.get("PYTHONPATH")
-    if pythonpath is not None:
-        os.environ["PYTHONPATH"] = pythonpath
-    try:
+    with on_pythonpath(pythonpath):
         ours = Ours(root)
         ours.start()
-    finally:
-        if inherited is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = inherited
     return ours
 
 
@@ -103,36 +96,34 @@ async def run(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 warm = await ours.connect()
                 await warm.close()
             rows: dict[str, list[dict[str, float]]] = {name: [] for name in hosts}
-            for round_no in range(args.rounds):
-                order = list(hosts.items()) if round_no % 2 == 0 else list(hosts.items())[::-1]
-                for name, ours in order:
-                    first = args.profile and round_no == 0 and name == "new"
-                    profilers: list[subprocess.Popen[bytes]] = []
-                    if first:
-                        profilers.append(start_profiler(ours.host_pid, args.profile))
-                        if args.profile_bench is not None:
-                            profilers.append(start_profiler(os.getpid(), args.profile_bench))
-                        await asyncio.sleep(1.0)  # py-spy attaches
-                    # As `suite.run_workload` does for row (d): the imports' heap frozen out of full collections.
-                    gc.collect()
-                    gc.freeze()
-                    try:
-                        seconds, host, own, failed, closes = await storm_round(ours, stream, args.clients)
-                    finally:
-                        gc.unfreeze()
-                    for profiler in profilers:
-                        profiler.send_signal(2)
-                        profiler.wait(60)
-                    row = {
-                        "seconds": seconds,
-                        "clients_per_s": args.clients / seconds,
-                        "host_cpu_ms_per_client": host,
-                        "bench_cpu_ms_per_client": own,
-                        "failed_clients": failed,
-                        "host_cpu_ms_per_close": closes,
-                    }
-                    print(json.dumps({"host": name} | row), file=sys.stderr)
-                    rows[name].append(row)
+            for round_no, (name, ours) in interleaved(list(hosts.items()), args.rounds):
+                first = args.profile and round_no == 0 and name == "new"
+                profilers: list[subprocess.Popen[bytes]] = []
+                if first:
+                    profilers.append(start_profiler(ours.host_pid, args.profile))
+                    if args.profile_bench is not None:
+                        profilers.append(start_profiler(os.getpid(), args.profile_bench))
+                    await asyncio.sleep(1.0)  # py-spy attaches
+                # As `suite.run_workload` does for row (d): the imports' heap frozen out of full collections.
+                gc.collect()
+                gc.freeze()
+                try:
+                    seconds, host, own, failed, closes = await storm_round(ours, stream, args.clients)
+                finally:
+                    gc.unfreeze()
+                for profiler in profilers:
+                    profiler.send_signal(2)
+                    profiler.wait(60)
+                row = {
+                    "seconds": seconds,
+                    "clients_per_s": args.clients / seconds,
+                    "host_cpu_ms_per_client": host,
+                    "bench_cpu_ms_per_client": own,
+                    "failed_clients": failed,
+                    "host_cpu_ms_per_close": closes,
+                }
+                print(json.dumps({"host": name} | row), file=sys.stderr)
+                rows[name].append(row)
         finally:
             for ours in hosts.values():
                 ours.stop()

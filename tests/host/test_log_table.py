@@ -4,10 +4,15 @@ A log-shaped table and the same table stored generically (`RowMap` and sorted in
 random sequences of inserts, deletes, updates and rollbacks; after each step every read a plan or reducer can make
 (membership, decoded rows, point lookups, prefix lookups, seq ranges, the other index) must agree. Rows with equal
 keys of a non-unique index are compared as sets: the generic store keeps them in a set, i.e. in no order.
+
+A `str` subclass (a `StrEnum` member, a module's own key type) is taken and found as the string it is: values decoded
+from BSATN or JSON are plain `str`, so no subclass arrives over the wire, but a Python module's reducer can build one
+and hand it to `insert` or `find`; the row encoder accepts any `str` and the generic store compares keys by value.
 """
 
 from __future__ import annotations
 
+import enum
 import zlib
 from pathlib import Path
 from typing import Any
@@ -15,12 +20,20 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from autopilot_sync.bindings.context import ReducerContext
+from autopilot_sync.bindings.module import Module
+from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
-from autopilot_sync.host.datastore import TOP, TableStore
+from autopilot_sync.host.call_outcome import CallStatus
+from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.datastore import TOP, Datastore, TableStore
+from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.logtable import LogRows, RowRun, is_log_shaped, segment_rows
 from autopilot_sync.host.snapshot import _CODEC_V1, _HEADER, MAGIC_V1, Snapshot, read_snapshot, write_snapshot
+from autopilot_sync.host.transaction import Transaction
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime.rowlist import BsatnRowList
+from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 COLUMNS = (("stream_id", at.STRING), ("seq", at.U64), ("key", at.STRING), ("payload", at.STRING))
 LOG = TableDef("events", COLUMNS, unique=(("stream_id", "seq"),), indexes=(("stream_id", "key"), ("stream_id",)))
@@ -38,6 +51,13 @@ def _generic(table: TableDef) -> TableStore:
     finally:
         datastore_module.is_log_shaped = original
     return store
+
+
+def _transaction() -> Transaction:
+    """A transaction over stores driven directly (no datastore of a module around them)."""
+    datastore = Datastore.__new__(Datastore)
+    datastore.tables = {}
+    return Transaction(datastore)
 
 
 def test_the_shape_rule_picks_partition_and_seq_tables_only() -> None:
@@ -118,14 +138,9 @@ def _same(log_found: list[bytes], generic_found: list[bytes], ordered: bool) -> 
 @settings(max_examples=60, deadline=None)
 @given(ops)
 def test_a_log_table_reads_as_the_generic_store_on_random_operations(sequence: list[Op]) -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     stores = (TableStore(LOG), _generic(LOG))
     assert isinstance(stores[0].rows, LogRows) and not isinstance(stores[1].rows, LogRows)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    txs = [Transaction(datastore), Transaction(datastore)]
+    txs = [_transaction(), _transaction()]
     for verb, stream, seq, key in sequence:
         for i, store in enumerate(stores):
             tx = txs[i]
@@ -148,21 +163,16 @@ def test_a_log_table_reads_as_the_generic_store_on_random_operations(sequence: l
             elif verb == "rollback":
                 tx.rollback()
             else:
-                txs[i] = Transaction(datastore)
+                txs[i] = _transaction()
         _reads_agree(*stores)
 
 
 def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq in range(1, 3001):
         tx.insert(store, _row(0, seq, seq))
-    tx = Transaction(datastore)
+    tx = _transaction()
     trimmed = list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]
     for row_bytes in trimmed:
         assert tx.delete_bytes(store, row_bytes)
@@ -178,16 +188,11 @@ def test_trimming_a_long_partition_compacts_it_and_rollback_restores_it() -> Non
 
 
 def test_a_long_range_of_a_trimmed_partition_is_a_packed_run_of_the_same_rows() -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq in range(1, 3001):
         tx.insert(store, _row(0, seq, seq))
-    tx = Transaction(datastore)
+    tx = _transaction()
     for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[:2000]:
         assert tx.delete_bytes(store, row_bytes)  # compacts once half is dead: offsets start at a later row
     index = store.indexes[("stream_id", "seq")]
@@ -200,13 +205,8 @@ def test_a_long_range_of_a_trimmed_partition_is_a_packed_run_of_the_same_rows() 
 
 
 def test_a_log_table_snapshot_is_its_buffers_and_loads_back_to_the_same_reads(tmp_path: Path) -> None:
-    from autopilot_sync.host.datastore import Datastore
-    from autopilot_sync.host.transaction import Transaction
-
     store, generic = TableStore(LOG), _generic(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     for seq in range(1, 200):
         for target in (store, generic):
             tx.insert(target, _row(seq % 3, seq, seq % 7))
@@ -276,13 +276,10 @@ def test_an_append_past_the_partition_end_takes_the_short_path_and_every_other_i
     a row at or below it (the same bytes, another row at a taken seq) meets the checks as before."""
     import pytest
 
-    from autopilot_sync.host.datastore import Datastore, UniqueConstraintError
-    from autopilot_sync.host.transaction import Transaction
+    from autopilot_sync.host.datastore import UniqueConstraintError
 
     store = TableStore(LOG)
-    datastore = Datastore.__new__(Datastore)
-    datastore.tables = {}
-    tx = Transaction(datastore)
+    tx = _transaction()
     assert isinstance(store.rows, LogRows)
     assert store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1))
     assert not store.rows.append_new(store.encode(_row(0, 1, 1)), _row(0, 1, 1)), "its seq is no longer past the end"
@@ -294,6 +291,112 @@ def test_an_append_past_the_partition_end_takes_the_short_path_and_every_other_i
         tx.insert(store, _row(0, 3, 9))  # another row at a taken (stream, seq)
     tx.rollback()
     assert [store.rows[b][1] for b in store.indexes[("stream_id",)].lookup(("s0",))] == [1]
+
+
+class Stream(enum.StrEnum):
+    """A module's stream names as an enum: members are `str` subclasses."""
+
+    RUNS = "runs"
+
+
+class Key(str):
+    """A module's own key type."""
+
+
+module = Module("str-keys")
+module.table(
+    "event",
+    [("stream_id", at.STRING), ("seq", at.U64), ("key", at.STRING), ("body", at.STRING)],
+    unique=[("stream_id", "seq")],
+    indexes=[("stream_id", "key"), ("stream_id",)],
+)
+
+
+@module.reducer(("seq", at.U64))
+def append(ctx: ReducerContext, seq: int) -> None:
+    """Insert with subclass values, then find the row by them."""
+    ctx.db.event.insert((Stream.RUNS, seq, Key(f"k{seq}"), "body"))
+    if ctx.db.event.find(("stream_id", "key"), (Stream.RUNS, Key(f"k{seq}"))) is None:
+        raise ReducerError("not found by its subclass key")
+    if ctx.db.event.find(("stream_id", "seq"), (Stream.RUNS, seq)) is None:
+        raise ReducerError("not found by its subclass stream id")
+
+
+async def test_a_module_inserts_and_finds_log_rows_by_str_subclass_keys(tmp_path: Path) -> None:
+    engine = HostEngine(module, tmp_path, "str-keys", EngineConfig())
+    await engine.start()
+    caller = Caller(Identity(0xA11CE), ConnectionId(1), {"sub": "alice"})
+    try:
+        assert isinstance(engine.datastore["event"].rows, LogRows)
+        for seq in (1, 2):
+            outcome = await engine.call_reducer("append", (seq,), caller)
+            assert outcome.status is CallStatus.COMMITTED, outcome.message
+        rows = sorted(engine.datastore["event"].rows.values())
+        assert rows == [("runs", 1, "k1", "body"), ("runs", 2, "k2", "body")]
+        assert all(type(row[0]) is str and type(row[2]) is str for row in rows)
+    finally:
+        await engine.stop()
+
+
+def test_every_log_table_read_by_a_str_subclass_key_answers_as_the_generic_store() -> None:
+    stores = (TableStore(LOG), _generic(LOG))
+    tx = _transaction()
+    for store in stores:
+        for seq in range(1, 300):
+            tx.insert(store, (Key("s0"), seq, Key(f"k{seq % 5}"), "p"))
+    log, generic = stores
+    assert isinstance(log.rows, LogRows) and log.rows.partitions.keys() == {"s0"}
+    reads: list[tuple[tuple[str, ...], str, tuple[Any, ...], tuple[Any, ...] | None]] = [
+        (("stream_id", "key"), "lookup", (Key("s0"), Key("k3")), None),
+        (("stream_id", "key"), "lookup", ("s0", Key("k3")), None),
+        (("stream_id", "seq"), "lookup", (Key("s0"), 7), None),
+        (("stream_id",), "lookup", (Key("s0"),), None),
+        (("stream_id", "seq"), "range", (Key("s0"), 3), (Key("s0"), TOP)),
+        (("stream_id", "seq"), "range", (Key("s0"),), (Key("s0"), 290)),
+    ]
+    for group, verb, first, second in reads:
+        a, b = log.indexes[group], generic.indexes[group]
+        found = list(a.lookup(first)) if verb == "lookup" else list(a.range(first, second))
+        expected = list(b.lookup(first)) if verb == "lookup" else list(b.range(first, second))
+        assert expected and sorted(found) == sorted(expected), (group, verb, first)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.text(max_size=6), min_size=1, max_size=40),
+    st.booleans(),
+    st.integers(0, 10),
+    st.integers(0, 45),
+    st.integers(0, 45),
+)
+def test_a_run_packed_in_c_is_the_row_list_of_the_python_twins_rows(
+    payloads: list[str], same_length: bool, trimmed: int, first: int, stop: int
+) -> None:
+    """`RowRun` packs in C (`_rowlist.pack_run`) where it was compiled, else `BsatnRowList.from_rows` of
+    `Partition.rows_between` (the one Python builder of stored rows): both make the same row list, size hint
+    included (fixed-size rows and rows of several lengths), over a partition whose head was trimmed."""
+    from autopilot_sync.host import logtable
+
+    assert logtable._pack_run is not None, "the C extension is built in the dev environment"
+    store = TableStore(LOG)
+    tx = _transaction()
+    for seq, text in enumerate(payloads, start=1):
+        tx.insert(store, ("s0", seq, f"k{seq % 3}", "x" if same_length else text))
+    for row_bytes in list(store.indexes[("stream_id",)].lookup(("s0",)))[: min(trimmed, len(payloads) - 1)]:
+        assert tx.delete_bytes(store, row_bytes)
+    assert isinstance(store.rows, LogRows)
+    part = store.rows.partitions["s0"]
+    first = min(part.head + first, len(part.seqs))
+    stop = min(max(first, part.head + stop), len(part.seqs))
+    compiled = RowRun(part, first, stop).row_list()
+    saved, logtable._pack_run = logtable._pack_run, None
+    try:
+        twin = RowRun(part, first, stop).row_list()
+    finally:
+        logtable._pack_run = saved
+    expected = BsatnRowList.from_rows(part.rows_between(first, stop))
+    assert compiled == twin == expected
+    assert list(RowRun(part, first, stop)) == part.rows_between(first, stop)
 
 
 @settings(max_examples=60, deadline=None)

@@ -348,7 +348,7 @@ class TableStore:
         """Store a row known to be in today's shape (a snapshot written under this schema), decoding only the
         leading columns its index keys need, or nothing when the table has no index."""
         if isinstance(self.rows, LogRows):
-            self.rows.add_stored(row_bytes)
+            self.rows.add_stored((row_bytes,))
             return
         self.rows.add(row_bytes, None)
         if self._key_columns is None:
@@ -359,16 +359,19 @@ class TableStore:
 
     def put_current_many(self, rows: list[bytes]) -> None:
         """`put_current` for each of `rows` in order (a replayed transaction's inserts): a log table appends runs of
-        one partition in one step (`LogRows.add_stored_many`)."""
+        one partition in one step (`LogRows.add_stored`)."""
         if isinstance(self.rows, LogRows):
-            self.rows.add_stored_many(rows)
+            self.rows.add_stored(rows)
             return
         for row_bytes in rows:
             self.put_current(row_bytes)
 
     def load_current(self, stored: Iterable[bytes]) -> None:
         """`put_current` for every row of a snapshot; into an empty table each index is built with one sort instead
-        of one sorted insertion per row."""
+        of one sorted insertion per row; a log table takes them as one run (`LogRows.add_stored`)."""
+        if isinstance(self.rows, LogRows):
+            self.rows.add_stored(list(stored))
+            return
         if self.rows or self._key_columns is None or self.log:
             for row_bytes in stored:
                 self.put_current(row_bytes)

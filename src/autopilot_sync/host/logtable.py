@@ -27,9 +27,7 @@ import struct
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import chain, repeat
-from operator import add, sub
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from autopilot_sync.bindings.tables import TableDef
@@ -45,7 +43,7 @@ _pack_run: (
 )
 try:
     from autopilot_sync.spacetime._rowlist import pack_run as _pack_run
-except ImportError:  # not compiled on this machine: `_pack_run_python`
+except ImportError:  # not compiled on this machine: `RowRun` packs `Partition.rows_between`
     _pack_run = None
 
 Key = tuple[Any, ...]
@@ -73,6 +71,8 @@ class Segment(NamedTuple):
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+#: A stored row's seq and the u32 length of the string right after it (`_split_stored`).
+_SEQ_AND_LENGTH = struct.Struct("<QI")
 #: Compact a partition once this many head rows are dead and they are at least half of it.
 COMPACT_AFTER = 1024
 
@@ -225,6 +225,9 @@ class RowRun(Iterator[bytes]):
     """Rows `first..stop` of one partition as an index range answers them, packed when made into the row list a
     subscription sends (`row_list`), and read row by row from that when iterated.
 
+    `Partition.rows_between` is the one Python builder of a partition's stored rows: where the C `pack_run` was not
+    compiled, the run is `BsatnRowList.from_rows` of its rows (tests/host/test_log_table.py holds both equal).
+
     A resume (`stream_id = 'x' AND seq > n`) asks for exactly such a run; building each row's bytes
     (`prefix + seq + tail`) only for `BsatnRowList.from_rows` to join them again was 40% of a catch-up's host CPU
     (docs/performance.md "Round 5 — catchup2"). Here the run is copied once, straight from the partition's buffer
@@ -242,15 +245,14 @@ class RowRun(Iterator[bytes]):
         if stop <= first:
             self._rows = BsatnRowList.empty()
             return
+        if _pack_run is None:  # not compiled: the rows as `rows_between` builds them, packed as any row list is
+            self._rows = BsatnRowList.from_rows(part.rows_between(first, stop))
+            return
         ends = part.ends
         begins = ends[first - 1 : stop - 1] if first else array("Q", [0]) + ends[: stop - 1]
-        finishes = ends[first:stop]
-        seqs = part.seqs[first:stop]
         buf = part.readable()  # a mapped snapshot's section is verified before any of its bytes are packed
-        if _pack_run is not None:  # compiled (spacetime/_rowlist.c): one call, no Python step per row
-            data, hint = _pack_run(buf, part.prefix, seqs, begins, finishes)
-        else:
-            data, hint = _pack_run_python(buf, part.prefix, seqs, begins, finishes)
+        # compiled (spacetime/_rowlist.c): one call, no Python step per row
+        data, hint = _pack_run(buf, part.prefix, part.seqs[first:stop], begins, ends[first:stop])
         if isinstance(hint, int) and hint <= MAX_FIXED_ROW_SIZE:
             self._rows = BsatnRowList(FixedSize(hint), data)
         elif isinstance(hint, int):
@@ -275,22 +277,6 @@ class RowRun(Iterator[bytes]):
         return self._rows
 
 
-def _pack_run_python(
-    buf: bytearray | memoryview, prefix: bytes, seqs: array[int], begins: array[int], finishes: array[int]
-) -> tuple[bytes, int | tuple[int, ...]]:
-    """`_rowlist.pack_run` where it was not compiled: the rows' data, and their one length or their offsets."""
-    head = len(prefix) + 8
-    lengths = list(map(sub, finishes, begins))
-    # The view is released (the join done) before anything can append to, and so resize, the buffer again.
-    with memoryview(buf) as view:
-        tails = map(view.__getitem__, map(slice, begins, finishes))
-        data = b"".join(chain.from_iterable(zip(repeat(prefix), map(_U64.pack, seqs), tails)))
-    if lengths.count(lengths[0]) == len(lengths):
-        return data, head + lengths[0]
-    # Row k starts after k heads and the tails before it: k * head + (begins[k] - begins[0]).
-    return data, tuple(map(add, range(0, len(lengths) * head, head), map(sub, begins, repeat(begins[0]))))
-
-
 class LogRows(Mapping[bytes, tuple[Any, ...]]):
     """A log table's rows: reads as `RowMap` does (bytes → decoded row), stored per partition (module docstring).
 
@@ -308,13 +294,14 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         self._decode = decode
         self.encode_tails = encode_tails
         #: The one other index is (partition, the string column right after seq) — the sync module's idempotency
-        #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`add_stored`).
+        #: key: its hash is the CRC-32 of that string's bytes as they sit in the row (`_split_stored`).
         self._raw_string_key = raw_string_key
         #: With such a key: (the key string a lookup last hashed, its CRC-32). An append of a row holding that very
-        #: string object (the module looks a key up, then appends it) takes the hash from here instead of encoding
-        #: and hashing the string again; the identity check makes a stale entry harmless.
+        #: string object (the module looks a key up, then appends it) takes the hash from here instead of hashing
+        #: the string's bytes again; the identity check makes a stale entry harmless.
         self.key_hint: tuple[str, int] | None = None
-        #: The partition the last `add_stored` appended to (replay appends runs of one partition).
+        #: The partition the last `add` stored into: `add_stored` appends the rows continuing it in runs (a replay
+        #: appends runs of one partition), without a lookup or a parse of their key.
         self._last: Partition | None = None
         #: The datastore's upper bound of a key prefix (`datastore.TOP`), set by `log_store_parts`.
         self.top: object = None
@@ -504,77 +491,56 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
             self.partitions[key] = part
             self._count += len(part.seqs) - head
 
-    def add_stored(self, row_bytes: bytes) -> None:
-        """`add(row_bytes, None, full=False)` for a row in today's shape (the log replayed at start): the next seq
-        of the partition the previous row went to is appended with nothing decoded, its idempotency hash read
-        straight from its bytes (`_raw_string_key`); any other row takes `add`. ~2x faster per replayed event."""
-        part = self._last
-        if part is not None and part.pending is None and row_bytes.startswith(part.prefix):
-            tail_at = len(part.prefix) + 8
-            seqs = part.seqs
-            if len(row_bytes) >= tail_at + 4:
-                (seq,) = _U64.unpack_from(row_bytes, tail_at - 8)
-                if seq > seqs[-1] if len(seqs) > part.head else True:
-                    view = memoryview(row_bytes)
-                    if self._raw_string_key:
-                        (length,) = _U32.unpack_from(row_bytes, tail_at)
-                        if tail_at + 4 + length <= len(row_bytes):
-                            part.append(seq, view[tail_at:], [zlib.crc32(view[tail_at + 4 : tail_at + 4 + length])])
-                            self._count += 1
-                            return
-                    elif not self.key_of_others:
-                        part.append(seq, view[tail_at:], [])
-                        self._count += 1
-                        return
-        self.add(row_bytes, None, full=False)
+    def add_stored(self, rows: Sequence[bytes]) -> None:
+        """Store rows in today's shape, in order (a replayed transaction's inserts, a snapshot's rows): `add(row,
+        None, full=False)` for each, decoding nothing where it can.
 
-    def add_stored_many(self, rows: list[bytes]) -> None:
-        """`add_stored` for each row of one replayed transaction, in order: a run of rows continuing the partition
-        the previous row went to is appended in one step (one `join` into the buffer, one `extend` per array)."""
+        A run of rows continuing the partition the previous row went to is appended in one step (one `join` into the
+        buffer, one `extend` per array), each row parsed once (`_split_stored`), its idempotency hash read straight
+        from its bytes (`_raw_string_key`, the sync module's shape); any other row (another partition, a seq not past
+        the end, another shape of table) takes `add`. ~2x faster per replayed event than `add`."""
         i, n = 0, len(rows)
         while i < n:
             part = self._last
             if part is None or part.pending is not None or not self._raw_string_key:
-                self.add_stored(rows[i])
+                self.add(rows[i], None, full=False)
                 i += 1
                 continue
             prefix = part.prefix
-            seq_at = len(prefix)
-            tail_at = seq_at + 8
+            tail_at = len(prefix) + 8
             last = part.seqs[-1] if len(part.seqs) > part.head else -1
-            buf = part.writable()
-            size = len(buf)
+            size = len(part.buf)
             seqs: list[int] = []
             ends: list[int] = []
             hashes: list[int] = []
             tails: list[memoryview] = []
             while i < n:
                 row_bytes = rows[i]
-                if not row_bytes.startswith(prefix) or len(row_bytes) < tail_at + 4:
+                stored = _split_stored(row_bytes, tail_at) if row_bytes.startswith(prefix) else None
+                if stored is None or stored[0] <= last:
                     break
-                (seq,) = _U64.unpack_from(row_bytes, seq_at)
-                (length,) = _U32.unpack_from(row_bytes, tail_at)
-                if seq <= last or tail_at + 4 + length > len(row_bytes):
-                    break
-                view = memoryview(row_bytes)
-                tails.append(view[tail_at:])
+                last, key_hash = stored
+                tails.append(memoryview(row_bytes)[tail_at:])
                 size += len(row_bytes) - tail_at
-                seqs.append(seq)
+                seqs.append(last)
                 ends.append(size)
-                hashes.append(zlib.crc32(view[tail_at + 4 : tail_at + 4 + length]))
-                last = seq
+                hashes.append(key_hash)
                 i += 1
             if not seqs:
-                self.add_stored(rows[i])
+                self.add(rows[i], None, full=False)
                 i += 1
                 continue
+            self._count += len(seqs)
+            if len(seqs) == 1:  # an unbatched call's event: one append, no join
+                part.append(seqs[0], tails[0], hashes)
+                continue
+            buf = part.writable()
             buf += b"".join(tails)
             part.seqs.extend(seqs)
             part.ends.extend(ends)
             part.hashes[0].extend(hashes)
             if part.sets is not None:
                 part.sets[0].update(hashes)
-            self._count += len(seqs)
 
     def append_new(self, row_bytes: bytes, row: tuple[Any, ...]) -> bool:
         """Store a row that extends its partition (a new partition, or a seq past its last live row), else do
@@ -584,19 +550,27 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
         event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
         """
-        key, seq = row[0], row[1]
-        if type(key) is not str or type(seq) is not int:
-            key, seq, _ = self._split(row_bytes)
-        part = self.partitions.get(key)
-        if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
-            return False
         (length,) = _U32.unpack_from(row_bytes, 0)
         tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
+        key = row[0]
+        if type(key) is not str:  # a subclass: the key as the row's bytes hold it
+            key = row_bytes[4 : 4 + length].decode("utf-8")
+        part = self.partitions.get(key)
         hint = self.key_hint
         if hint is not None and row[2] is hint[0]:  # set only with `_raw_string_key`: the one other hash, known
+            (seq,) = _U64.unpack_from(row_bytes, tail_at - 8)
             hashes = [hint[1]]
+        elif self._raw_string_key:
+            stored = _split_stored(row_bytes, tail_at)
+            if stored is None:  # never for a row of this table's type: the checked path decides
+                return False
+            seq, key_hash = stored
+            hashes = [key_hash]
         else:
+            (seq,) = _U64.unpack_from(row_bytes, tail_at - 8)
             hashes = self._other_hashes(row) if self.key_of_others else []
+        if part is not None and len(part.seqs) != part.head and seq <= part.seqs[-1]:
+            return False
         if part is None:
             part = self.partitions[key] = Partition(key, row_bytes[: tail_at - 8], len(self.key_of_others))
         part.append(seq, memoryview(row_bytes)[tail_at:], hashes)
@@ -607,7 +581,10 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
         with `full=False` only its leading key columns (a snapshot's row)."""
         key, seq, tail_at = self._split(row_bytes)
-        if self.key_of_others:
+        stored = _split_stored(row_bytes, tail_at) if self._raw_string_key else None
+        if stored is not None:
+            hashes = [stored[1]]
+        elif self.key_of_others:
             hashes = self._other_hashes(self._key_columns(row_bytes, 0)[0] if row is None else row)
         else:
             hashes = []
@@ -670,6 +647,22 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         return row
 
 
+def _split_stored(row_bytes: bytes, tail_at: int) -> tuple[int, int] | None:
+    """(seq, stored hash of the idempotency key) of a row whose partition prefix (u32 length, key) ends at
+    `tail_at - 8`, or None when the row is too short to hold the string that follows its seq.
+
+    The one parse of the stored layout (prefix, u64 seq, u32 length and bytes of the key) that the replay
+    (`add_stored`), the live append (`append_new`) and `add` share: the hash is the CRC-32 of the key's bytes as
+    they sit in the row, the same value `hash_of` computes from the decoded key."""
+    if len(row_bytes) < tail_at + 4:
+        return None
+    seq, length = _SEQ_AND_LENGTH.unpack_from(row_bytes, tail_at - 8)
+    end = tail_at + 4 + length
+    if end > len(row_bytes):
+        return None
+    return seq, zlib.crc32(row_bytes[tail_at + 4 : end])
+
+
 def _matches_low(key: Key, low: Key | None, inclusive: bool) -> bool:
     """`low <= key` (or `<`), with `<` only: the bound's `TOP` orders itself through `__lt__`/`__gt__` alone."""
     return low is None or (not key < low if inclusive else low < key)
@@ -682,8 +675,9 @@ def _matches_high(key: Key, high: Key | None, inclusive: bool) -> bool:
 
 def _partitions_between(rows: LogRows, low: Key | None, high: Key | None) -> list[Partition]:
     """Partitions that can hold keys in [low, high], sorted by partition key."""
-    if low and high and type(low[0]) is str and low[0] == high[0]:
-        part = rows.partitions.get(low[0])
+    name = _plain_str(low[0]) if low and high and low[0] == high[0] else None
+    if name is not None:
+        part = rows.partitions.get(name)
         return [] if part is None else [part]
     return [rows.partitions[k] for k in sorted(rows.partitions)]
 
@@ -727,7 +721,8 @@ class SeqIndex:
         """Rows whose key equals `key`, or starts with it."""
         if not key:
             return self.range(None, None)
-        part = self.rows.partitions.get(key[0]) if type(key[0]) is str else None
+        name = key[0] if type(key[0]) is str else _plain_str(key[0])  # the call only for a subclass
+        part = self.rows.partitions.get(name) if name is not None else None
         if part is None:
             return iter(())
         if len(key) == 1:
@@ -757,9 +752,10 @@ def _one_partition_span(
 ) -> tuple[Partition, int, int] | None:
     """The reducers' and resumes' range, `(p, a) .. (p, b | TOP)` or `(p,) .. (p, …)`, by bisecting `seqs` directly
     (None: any other shape of bounds, for the general path)."""
-    if not low or not high or len(high) != 2 or low[0] != high[0] or type(low[0]) is not str:
+    if not low or not high or len(high) != 2 or low[0] != high[0]:
         return None
-    part = rows.partitions.get(low[0])
+    name = _plain_str(low[0])
+    part = rows.partitions.get(name) if name is not None else None
     if part is None:
         return None
     seqs, head = part.seqs, part.head
@@ -904,7 +900,8 @@ class HashIndex:
             width = len(key)
             pairs = self._sorted(_partitions_between(self.rows, key, key))
             return iter([b for k, b in pairs if k[:width] == key])
-        part = self.rows.partitions.get(key[0]) if type(key[0]) is str else None
+        name = key[0] if type(key[0]) is str else _plain_str(key[0])  # the call only for a subclass
+        part = self.rows.partitions.get(name) if name is not None else None
         if part is None:
             return iter(())
         try:
@@ -984,8 +981,8 @@ def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
 
     def hasher(row: tuple[Any, ...]) -> int:
         value = row[position]
-        if type(value) is not str:
-            raise TypeError("str value expected")  # as `_one_string`
+        if type(value) is not str:  # a subclass (hashed as its string), or no string at all (TypeError)
+            return zlib.crc32(_one_string((value,)))
         return zlib.crc32(value.encode("utf-8"))
 
     return hasher
@@ -993,9 +990,21 @@ def _string_hasher(position: int) -> Callable[[tuple[Any, ...]], int]:
 
 def _one_string(tail: Key) -> bytes:
     (value,) = tail
-    if type(value) is not str:
+    text = _plain_str(value)
+    if text is None:
         raise TypeError("str value expected")
-    return value.encode("utf-8")
+    return text.encode("utf-8")
+
+
+def _plain_str(value: object) -> str | None:
+    """`value` as a plain `str`, or None when it is no string.
+
+    A `str` subclass (a `StrEnum` member, a module's own key type) is taken as its string, as the row encoder
+    (`bsatn`: any `str`) and the generic store (keys compared by value) take it; values decoded from the wire are
+    always plain, so only a Python module's own values are ever converted."""
+    if type(value) is str:
+        return value
+    return str.__str__(value) if isinstance(value, str) else None
 
 
 def segment_rows(segments: Iterable[Segment]) -> Iterator[bytes]:

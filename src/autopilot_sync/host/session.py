@@ -247,6 +247,13 @@ class ServerSession:
         return bool(self._held)
 
     @property
+    def held_until(self) -> int | None:
+        """The offset the oldest held answer waits for (None: nothing held): `release` frees nothing before it is
+        durable, so the adapter need not call it until then."""
+        held = self._held
+        return held[0][0] if held else None
+
+    @property
     def queued(self) -> tuple[int, int]:
         """(messages, bytes) queued or held: what counts toward the send bounds."""
         return len(self._queue) + len(self._held), self._queued_bytes + self._held_bytes

@@ -171,6 +171,8 @@ class Connection:
         self._next_ping = 0.0
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = hub.engine.reads_everything(caller.identity)
+        #: The offset whose durability releases this connection's oldest held answer, as the hub files it (`hold`).
+        self.held_until: int | None = None
 
     def __hash__(self) -> int:
         return id(self)
@@ -307,10 +309,8 @@ class Connection:
     def _poll(self) -> None:
         """Do what the session asks for: write, close, or wait for durability."""
         session = self.session
-        if session.holding:
-            self.hub.holding.add(self)
-        else:
-            self.hub.holding.discard(self)
+        if session.held_until != self.held_until:
+            self.hub.hold(self, session.held_until)
         request = session.close_request
         if request is not None:
             if self._closing_task is None:
@@ -460,7 +460,7 @@ class Connection:
     def mark_gone(self) -> None:
         """The socket is finished: stop the writer and drop anything still queued or held."""
         self.session.gone()
-        self.hub.holding.discard(self)
+        self.hub.hold(self, None)
 
     async def wait_closing(self) -> None:
         """Wait for a close the session asked for to finish."""
@@ -508,7 +508,8 @@ class WebSocketHub:
     engine: HostEngine
     options: WebSocketOptions
     connections: set[Connection] = field(default_factory=set)
-    holding: set[Connection] = field(default_factory=set)
+    #: Connections holding answers for durability, by the offset their oldest held answer waits for (`hold`).
+    holding: dict[int, set[Connection]] = field(default_factory=dict)
     #: Pings being written (a ping task lives for one write; the set keeps it referenced until then).
     pings: set[asyncio.Task[None]] = field(default_factory=set)
     #: sockets per identity, counted from the handshake's admission to the socket's end
@@ -568,8 +569,26 @@ class WebSocketHub:
         try:
             self._fan_out(tx)
         finally:
-            for connection in list(self.holding):
-                connection.release(tx.offset)
+            holding = self.holding
+            # Only connections whose oldest held answer is now durable: one holding an answer for a later offset
+            # would release nothing (in a storm, hundreds of them were visited after every commit).
+            for due in sorted(offset for offset in holding if offset <= tx.offset):
+                for connection in list(holding.get(due, ())):
+                    connection.release(tx.offset)
+
+    def hold(self, connection: Connection, due: int | None) -> None:
+        """File `connection` under the offset its oldest held answer waits for (None: it holds nothing now)."""
+        holding = self.holding
+        filed = connection.held_until
+        if filed is not None:
+            bucket = holding.get(filed)
+            if bucket is not None:
+                bucket.discard(connection)
+                if not bucket:
+                    del holding[filed]
+        connection.held_until = due
+        if due is not None:
+            holding.setdefault(due, set()).add(connection)
 
     def _fan_out(self, tx: CommittedTx) -> None:
         updates = self.subscriptions.on_commit(tx)
@@ -728,7 +747,7 @@ async def _accept(request: web.Request, hub: WebSocketHub) -> web.StreamResponse
             hub.report(ConnectionEvent.CLOSED, close_reason_label(connection.close_reason))
         connection.mark_gone()
         hub.connections.discard(connection)
-        hub.holding.discard(connection)
+        hub.hold(connection, None)
         hub.subscriptions.remove_client(connection)
         hub.release_identity(caller.identity)
         await asyncio.shield(engine.disconnect(caller))
