@@ -146,6 +146,7 @@ class TableIndex(Protocol):
     def load(self, entries: Iterable[tuple[Key, bytes]]) -> None: ...
     def remove(self, key: Key, row_bytes: bytes) -> None: ...
     def lookup(self, key: Key) -> Iterator[bytes]: ...
+    def first(self, key: Key) -> bytes | None: ...
     def range(
         self, low: Key | None, high: Key | None, inclusive: tuple[bool, bool] = (True, True)
     ) -> Iterator[bytes]: ...
@@ -219,6 +220,14 @@ class Index:
             return
         self.remove(key, old_bytes)
         self.add(key, new_bytes)
+
+    def first(self, key: Key) -> bytes | None:
+        """The first row `lookup(key)` yields, or None; a whole unique key is read from its entry directly (a unique
+        key holds one row's bytes: no generator per `find` or `update`)."""
+        if self.unique and len(key) == len(self.columns):
+            found: bytes | None = self.entries.get(key)
+            return found
+        return next(iter(self.lookup(key)), None)
 
     def lookup(self, key: Key) -> Iterator[bytes]:
         """Rows whose key equals `key`, or starts with it when `key` is a prefix of the column group."""

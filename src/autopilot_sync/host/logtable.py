@@ -717,6 +717,10 @@ class SeqIndex:
     def remove(self, key: Key, row_bytes: bytes) -> None:
         """Nothing to do (see `add`)."""
 
+    def first(self, key: Key) -> bytes | None:
+        """The first row `lookup(key)` yields, or None."""
+        return next(iter(self.lookup(key)), None)
+
     def lookup(self, key: Key) -> Iterator[bytes]:
         """Rows whose key equals `key`, or starts with it."""
         if not key:
@@ -893,6 +897,10 @@ class HashIndex:
                 out.append((self.key_of(decode(row_bytes)), row_bytes))
         out.sort(key=lambda pair: pair[0])
         return out
+
+    def first(self, key: Key) -> bytes | None:
+        """The first row `lookup(key)` yields, or None."""
+        return next(iter(self.lookup(key)), None)
 
     def lookup(self, key: Key) -> Iterator[bytes]:
         """Rows whose key equals `key` (by hash, then checked), or starts with it (decoded and sorted)."""

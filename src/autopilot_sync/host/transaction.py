@@ -13,7 +13,7 @@ from typing import Any
 from autopilot_sync.bindings.context import ReducerContext
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.datastore import Datastore, Index, TableStore
+from autopilot_sync.host.datastore import Datastore, TableStore
 from autopilot_sync.host.system_tables import ST_SEQUENCE
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 
@@ -233,11 +233,7 @@ class TableHandle:
     def find(self, column: str | tuple[str, ...], value: Any) -> Row | None:
         """The row whose unique column (group) equals `value`, if any."""
         columns, key = _key(column, value)
-        index = self._store.index_for(columns)
-        if type(index) is Index and index.unique and len(key) == len(columns) == len(index.columns):
-            found = index.entries.get(key)  # a unique key holds one row's bytes: no lookup generator per read
-        else:
-            found = next(iter(index.lookup(key)), None)
+        found = self._store.index_for(columns).first(key)
         return None if found is None else self._store.rows[found]
 
     def filter(self, column: str | tuple[str, ...], value: Any) -> list[Row]:
@@ -259,12 +255,7 @@ class TableHandle:
             raise ReducerError(f"no_primary_key: table {store.table.name} has no primary key")
         new = store.make_row(row)
         # The old row's bytes come from the index: encoding it again to delete it cost one BSATN encode per update.
-        index = store.indexes[(pk,)]
-        key = (new[position],)
-        if type(index) is Index and index.unique:
-            old_bytes = index.entries.get(key)
-        else:
-            old_bytes = next(iter(index.lookup(key)), None)
+        old_bytes = store.indexes[(pk,)].first((new[position],))
         if old_bytes is None:
             raise ReducerError(f"not_found: {store.table.name} has no row with {pk} = {new[0]!r}")
         return self._tx.update_row(store, old_bytes, new)
