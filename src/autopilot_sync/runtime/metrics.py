@@ -19,6 +19,8 @@ from autopilot_sync.runtime.streams import FLEET_PREFIX, RUN_PREFIX, WORKER_PREF
 #: The content type of `GET /metrics`.
 METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
 
+#: Events or streams per batch or call (up to the module's 1,000-event batch bound).
+_COUNT_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
@@ -106,19 +108,19 @@ class RuntimeMetrics:
         self.batch_size = Histogram(
             "autopilot_sync_runtime_publish_batch_events",
             "Events per published stream batch (one stream's part of an append_sync_events call).",
-            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            buckets=_COUNT_BUCKETS,
             registry=self.registry,
         )
         self.call_events = Histogram(
             "autopilot_sync_runtime_publish_call_events",
             "Events per append_sync_events call sent (concurrent streams' batches coalesced into one call).",
-            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            buckets=_COUNT_BUCKETS,
             registry=self.registry,
         )
         self.call_streams = Histogram(
             "autopilot_sync_runtime_publish_call_streams",
             "Streams per append_sync_events call sent.",
-            buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000),
+            buckets=_COUNT_BUCKETS,
             registry=self.registry,
         )
         self.call_splits = Counter(
