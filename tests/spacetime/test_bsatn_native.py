@@ -8,6 +8,7 @@ UTF-8 cannot encode) on the encode side.
 
 from __future__ import annotations
 
+import collections
 from importlib.util import find_spec
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spacetime_strategies import LEAF_TYPES, algebraic_types, values_of
-from test_bsatn_product_encoder import odd_values
+from test_bsatn_product_encoder import _Tuple, odd_values
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -101,7 +102,14 @@ def test_a_value_with_odd_fields_meets_the_same_answer_from_both(
         if data.draw(st.booleans()):
             fields[i] = data.draw(odd_values)
     native, python = _native(ty), bsatn.python_codec(ty)
-    for candidate in (tuple(fields), fields, dict(zip(ty.field_names(), fields, strict=True))):
+    named = collections.namedtuple("Row", ty.field_names())
+    for candidate in (
+        tuple(fields),
+        _Tuple(fields),
+        named(*fields),
+        fields,
+        dict(zip(ty.field_names(), fields, strict=True)),
+    ):
         assert _encoded(native.encode, candidate) == _encoded(python.encode, candidate)
         assert _into(native.encoder, candidate) == _into(python.encoder, candidate)
 
@@ -126,6 +134,21 @@ def test_truncated_and_mutated_bytes_meet_the_same_answer_from_both(
 @given(products, st.binary(max_size=64), st.integers(-2, 70))
 def test_random_bytes_at_any_offset_meet_the_same_answer_from_both(ty: at.ProductType, raw: bytes, offset: int) -> None:
     assert _decoded(_native(ty), raw, offset) == _decoded(bsatn.python_codec(ty), raw, offset)
+
+
+class _Backwards(tuple[Any, ...]):
+    """A tuple subclass that iterates its own way: the Python encoder unpacks through `__iter__`, so C must not
+    read its storage directly."""
+
+    def __iter__(self) -> Any:
+        return iter(list(tuple.__iter__(self))[::-1])
+
+
+def test_a_tuple_subclass_that_iterates_its_own_way_is_encoded_as_the_python_codec_does() -> None:
+    ty = _fields([at.U8, at.STRING])
+    assert _encoded(_native(ty).encode, _Backwards((1, "a"))) == _encoded(
+        bsatn.python_codec(ty).encode, _Backwards((1, "a"))
+    )
 
 
 @pytest.mark.parametrize("leaf", LEAF_TYPES, ids=repr)

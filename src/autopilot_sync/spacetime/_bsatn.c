@@ -339,7 +339,19 @@ static int put_wide(Writer *w, PyObject *v, int size, int is_signed)
     return 0;
 }
 
-/* Only the exact builtin types, in range; anything else fails, and the Python encoder decides. */
+/* A tuple, or a subclass (a table's row class is a named tuple) that reads its items as a tuple does: what the
+ * Python encoder's `len(value)` and unpacking would see. */
+static inline int plain_tuple(PyObject *v)
+{
+    if (PyTuple_CheckExact(v))
+        return 1;
+    PyTypeObject *t = Py_TYPE(v);
+    return PyTuple_Check(v) && t->tp_iter == PyTuple_Type.tp_iter && t->tp_as_sequence != NULL &&
+           t->tp_as_sequence->sq_length == PyTuple_Type.tp_as_sequence->sq_length;
+}
+
+/* Only the exact builtin types (and tuples as above), in range; anything else fails, and the Python encoder
+ * decides. */
 static int encode_node(const Node *node, Writer *w, PyObject *v)
 {
     switch (node->kind) {
@@ -421,7 +433,7 @@ static int encode_node(const Node *node, Writer *w, PyObject *v)
         return 0;
     }
     case K_PRODUCT:
-        if (!PyTuple_CheckExact(v) || PyTuple_GET_SIZE(v) != node->count)
+        if (!plain_tuple(v) || PyTuple_GET_SIZE(v) != node->count)
             return -1;
         for (Py_ssize_t i = 0; i < node->count; i++)
             if (encode_node(node->kids[i], w, PyTuple_GET_ITEM(v, i)) < 0)
