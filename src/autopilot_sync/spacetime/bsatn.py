@@ -115,7 +115,6 @@ class NativeCodec(Codec):
     """A product's codec run by its C program (`encoder`/`decoder` are the program's), the Python twin behind it."""
 
     program: Any
-    python: Codec
 
     def encode(self, value: Any) -> bytes:
         """BSATN bytes of `value`, built in C (the Python encoder runs, and raises, for anything C does not take)."""
@@ -193,16 +192,31 @@ def _describe(
     raise _UncoveredError
 
 
-def _with_program(python: Codec, ty: ProductType, typespace: Sequence[AlgebraicType]) -> Codec:
-    """`python`, or the same codec run by a C program where `_bsatn` was compiled and covers `ty`."""
+def _with_program(build_python: Callable[[], Codec], ty: ProductType, typespace: Sequence[AlgebraicType]) -> Codec:
+    """The codec `build_python` makes, or, where `_bsatn` was compiled and covers `ty`, a C program with that
+    codec behind it, built only when the program first hands it an input or value (the generated functions'
+    `exec` is most of a type's compile, and a host compiles every table's codec before `ready`)."""
     if _native is None:
-        return python
+        return build_python()
     try:
         description = _describe(ty, typespace)
     except _UncoveredError:
-        return python
-    program = _native.Program(description, python.encoder, python.decoder)
-    return NativeCodec(program.encode_into, program.decode, program, python)
+        return build_python()
+    built: list[Codec] = []
+
+    def python() -> Codec:
+        if not built:
+            built.append(build_python())
+        return built[0]
+
+    def python_encoder(out: bytearray, value: Any) -> None:
+        python().encoder(out, value)
+
+    def python_decoder(data: Buffer, offset: int) -> tuple[Any, int]:
+        return python().decoder(data, offset)
+
+    program = _native.Program(description, python_encoder, python_decoder)
+    return NativeCodec(program.encode_into, program.decode, program)
 
 
 def _need(data: Buffer, offset: int, size: int) -> None:
@@ -337,8 +351,11 @@ class _Compiler:
                 encoder(out, item)
 
         types = [self._resolve(e.type) for e in ty.elements]
-        python = Codec(_product_encoder(types, encoders, enc), _product_decoder(types, decoders))
-        return _with_program(python, ty, self.typespace) if self.native else python
+
+        def python() -> Codec:
+            return Codec(_product_encoder(types, encoders, enc), _product_decoder(types, decoders))
+
+        return _with_program(python, ty, self.typespace) if self.native else python()
 
     def _resolve(self, ty: AlgebraicType) -> AlgebraicType:
         """Follow references (a bounded number: a cycle is left as a reference) to see what a field inlines to."""
