@@ -193,8 +193,10 @@ static PyObject *decode_node(const Node *node, Reader *r)
     }
     case K_STRING: case K_BYTES: {
         NEED(r, 4);
-        Py_ssize_t n = (Py_ssize_t)load_le(p, 4);
-        NEED(r, 4 + n);
+        uint64_t size = load_le(p, 4); /* compared unsigned: no overflow where Py_ssize_t has 32 bits */
+        if (size > (uint64_t)(r->len - r->off - 4))
+            return NULL;
+        Py_ssize_t n = (Py_ssize_t)size;
         r->off += 4 + n;
         if (node->kind == K_BYTES)
             return PyBytes_FromStringAndSize((const char *)p + 4, n);
@@ -202,11 +204,12 @@ static PyObject *decode_node(const Node *node, Reader *r)
     }
     case K_ARRAY: {
         NEED(r, 4);
-        Py_ssize_t count = (Py_ssize_t)load_le(p, 4);
+        uint64_t length = load_le(p, 4);
         r->off += 4;
-        Py_ssize_t left = r->len - r->off;
-        if (node->min_elem ? count > left / node->min_elem : count > MAX_ZERO_SIZE_ELEMENTS)
+        uint64_t left = (uint64_t)(r->len - r->off);
+        if (node->min_elem ? length > left / (uint64_t)node->min_elem : length > MAX_ZERO_SIZE_ELEMENTS)
             return NULL;
+        Py_ssize_t count = (Py_ssize_t)length;
         PyObject *items = PyList_New(count);
         if (items == NULL)
             return NULL;
