@@ -13,7 +13,8 @@ the median time from the producer's first step (`t0`, before the event is built)
   the session), `host_reducer` (reducer, commit, log record written), `host_flush_start` (the fsync handed to the
   flusher thread), `host_fsync` (the fsync), `host_flush_done` (back on the event loop), `host_subscriptions` (the
   updates' evaluation), `host_send` / `host_send#2` (the subscriber's update written, then the caller's answer).
-Each `*_end` is the step's return. The probe's own cost (a few µs per stamp) is in every number.
+Each `*_end` is the step's return; `segments_us` gives the hops between consecutive steps. The probe's own cost (a
+few µs per stamp) is in every number.
 
 Why: CPU profiles say what the host computes, not what waits for what; row b's p50 read about twice the unbatched
 round trip, and only a per-step timeline says where the difference lies (docs/performance.md "Round 7 — percall3").
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,11 @@ def timeline(stamps: list[tuple[int, str]], start: int, end: int) -> tuple[dict[
     return offsets, orders
 
 
+def segments(ordered: dict[str, float]) -> dict[str, float]:
+    """`a -> b`: the time between consecutive steps (by median offset), what each hop of the call costs."""
+    return {f"{a} -> {b}": round(ordered[b] - ordered[a], 1) for a, b in pairwise(ordered)}
+
+
 def read_host_stamps(folder: Path) -> list[tuple[int, str]]:
     """The host probe's stamps (`bench/call_trace_site`), as (ns, step)."""
     found = []
@@ -174,9 +181,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 orders.update(seen)
         events = len(merged.get("receipt", []))
         steps = {step: round(statistics.median(v), 1) for step, v in merged.items() if len(v) >= events * 0.9}
+        ordered = dict(sorted(steps.items(), key=lambda item: item[1]))
         report[mode] = {
             "events": events,
-            "median_us_from_t0": dict(sorted(steps.items(), key=lambda item: item[1])),
+            "median_us_from_t0": ordered,
+            "segments_us": segments(ordered),
             "usual_order": orders.most_common(1)[0][0] if orders else "",
         }
     return report

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.call_trace import REPO_ROOT, timeline
+from bench.call_trace import REPO_ROOT, segments, timeline
 
 HOST_STEPS = (
     "host_read",
@@ -50,6 +50,13 @@ def test_each_event_runs_from_its_t0_and_repeated_steps_are_numbered() -> None:
     assert orders == {"t0 host_send host_send#2 receipt": 1, "t0 receipt": 1}
 
 
+def test_segments_are_the_hops_between_consecutive_steps() -> None:
+    assert segments({"t0": 0.0, "host_read": 150.0, "receipt": 900.5}) == {
+        "t0 -> host_read": 150.0,
+        "host_read -> receipt": 750.5,
+    }
+
+
 def test_a_real_run_stamps_every_step_of_the_host_and_the_client_in_both_phases() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "bench.call_trace", "--events", "5", "--rounds", "1", "--rate", "50"],
@@ -66,3 +73,4 @@ def test_a_real_run_stamps_every_step_of_the_host_and_the_client_in_both_phases(
         for step in ("client_write", *HOST_STEPS, "subscriber_frame", "receipt", "answer"):
             assert step in steps, (phase, step)
         assert steps["host_fsync"] < steps["host_flush_done"] < steps["host_send"] < steps["receipt"]
+        assert len(report[phase]["segments_us"]) == len(steps) - 1
