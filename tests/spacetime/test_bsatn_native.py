@@ -162,6 +162,15 @@ def test_bad_utf8_and_short_input_raise_the_python_codecs_error(leaf: at.Algebra
     assert _decoded(native, empty) == _decoded(python, empty)
 
 
+def test_length_prefixes_larger_than_the_input_raise_the_python_codecs_error() -> None:
+    for field in (at.STRING, at.BYTES, at.array(at.U32), at.array(at.UNIT)):
+        ty = _fields([field])
+        native, python = _native(ty), bsatn.python_codec(ty)
+        for raw in (b"\xff\xff\xff\xff", b"\xff\xff\xff\x7fab", b"\x01\x00\x10\x00"):
+            assert _decoded(native, raw) == _decoded(python, raw)
+            assert _decoded(native, raw)[0] == "error"
+
+
 def test_a_recursive_type_stays_on_the_python_codec() -> None:
     typespace = (at.product(("next", at.option(at.RefType(0))), ("n", at.U8)),)
     recursive = bsatn.codec(at.RefType(0), typespace)
