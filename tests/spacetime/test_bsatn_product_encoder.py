@@ -29,7 +29,7 @@ def _outcome(encoder: bsatn.Encoder, value: Any) -> tuple[str, Any]:
 
 
 def _both(ty: at.ProductType, value: Any) -> tuple[tuple[str, Any], tuple[str, Any]]:
-    generated = bsatn.codec(ty).encoder
+    generated = bsatn.python_codec(ty).encoder  # the generated Python function, not the C program beside it
     generic = generated.__globals__.get("generic", generated)
     return _outcome(generated, value), _outcome(generic, value)
 

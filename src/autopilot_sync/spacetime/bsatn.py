@@ -8,6 +8,11 @@ Value conventions (see `values.py`): integers are `int`, floats `float`, strings
 arrays are `list`, products are `tuple` (a `dict` keyed by field names is accepted when encoding), sums are
 `SumValue` except `Option<T>` which is `None` or the value, and the special products decode to `Identity`,
 `ConnectionId`, `Timestamp` and `TimeDuration`.
+
+Where `_bsatn.c` was compiled (`hatch_build.py`), every product type whose fields it covers (all but recursive
+types) also gets a C program that decodes and encodes it with no Python step per field; the Python codec compiled
+here stays its twin and runs for every input or value the C walk does not take exactly as Python does, so the
+answers and the errors are the Python codec's (docs/performance.md "Round 7 — nativecodec").
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from autopilot_sync.spacetime.algebraic import (
@@ -34,6 +40,12 @@ from autopilot_sync.spacetime.algebraic import (
 )
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.values import ConnectionId, Identity, SumValue, TimeDuration, Timestamp
+
+_native: ModuleType | None
+try:
+    from autopilot_sync.spacetime import _bsatn as _native
+except ImportError:  # not compiled on this machine (no C compiler at install): the Python codec runs alone
+    _native = None
 
 Buffer = bytes | bytearray | memoryview
 Encoder = Callable[[bytearray, Any], None]
@@ -98,6 +110,115 @@ class Codec:
             raise DecodeError(f"truncated input: {exc}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class NativeCodec(Codec):
+    """A product's codec run by its C program (`encoder`/`decoder` are the program's), the Python twin behind it."""
+
+    program: Any
+
+    def encode(self, value: Any) -> bytes:
+        """BSATN bytes of `value`, built in C (the Python encoder runs, and raises, for anything C does not take)."""
+        data: bytes = self.program.encode(value)
+        return data
+
+
+#: Whether product codecs run compiled programs (`_bsatn`, built by `hatch_build.py`); False: the Python codec only.
+NATIVE = _native is not None
+#: The deepest type a C program describes (`MAX_DEPTH` in `_bsatn.c` is 64); a deeper type stays in Python.
+_NATIVE_MAX_DEPTH = 48
+#: The C program's node kinds (the enum at the top of `_bsatn.c`, in order).
+_KIND: dict[PrimitiveKind, int] = {
+    kind: code
+    for code, kind in enumerate(
+        [
+            PrimitiveKind.BOOL,
+            PrimitiveKind.I8,
+            PrimitiveKind.U8,
+            PrimitiveKind.I16,
+            PrimitiveKind.U16,
+            PrimitiveKind.I32,
+            PrimitiveKind.U32,
+            PrimitiveKind.I64,
+            PrimitiveKind.U64,
+            PrimitiveKind.F32,
+            PrimitiveKind.F64,
+            PrimitiveKind.I128,
+            PrimitiveKind.U128,
+            PrimitiveKind.I256,
+            PrimitiveKind.U256,
+            PrimitiveKind.STRING,
+        ]
+    )
+}
+_K_BYTES, _K_ARRAY, _K_PRODUCT, _K_OPTION, _K_SUM = 16, 17, 18, 19, 20
+_K_SPECIAL = {IDENTITY_TAG: 21, CONNECTION_ID_TAG: 22, TIMESTAMP_TAG: 23, TIME_DURATION_TAG: 24}
+if _native is not None:
+    _native.configure(SumValue, Identity, ConnectionId, Timestamp, TimeDuration)
+
+
+class _UncoveredError(Exception):
+    """A type the C program does not describe (a recursive or too deep one): its product stays in Python."""
+
+
+def _describe(
+    ty: AlgebraicType, typespace: Sequence[AlgebraicType], depth: int = 0, refs: frozenset[int] = frozenset()
+) -> Any:
+    """The C program's description of `ty`: nested tuples `(kind, ...)` mirroring what `_Compiler` builds.
+
+    `refs` are the references being followed: meeting one again means a recursive type, which stays in Python.
+    """
+    if depth > _NATIVE_MAX_DEPTH:
+        raise _UncoveredError
+    deeper = depth + 1
+    if isinstance(ty, Primitive):
+        return (_KIND[ty.kind],)
+    if isinstance(ty, ArrayType):
+        if ty.element == Primitive(PrimitiveKind.U8):
+            return (_K_BYTES,)
+        return (_K_ARRAY, _min_size(ty.element, typespace), _describe(ty.element, typespace, deeper, refs))
+    if isinstance(ty, ProductType):
+        tag = special_tag(ty)
+        if tag is not None:
+            return (_K_SPECIAL[tag],)
+        return (_K_PRODUCT, tuple(_describe(e.type, typespace, deeper, refs) for e in ty.elements))
+    if isinstance(ty, SumType):
+        if is_option(ty):
+            return (_K_OPTION, _describe(ty.variants[0].type, typespace, deeper, refs))
+        if len(ty.variants) > 256:
+            raise _UncoveredError
+        return (_K_SUM, tuple(_describe(v.type, typespace, deeper, refs) for v in ty.variants))
+    if isinstance(ty, RefType) and 0 <= ty.index < len(typespace) and ty.index not in refs:
+        return _describe(typespace[ty.index], typespace, deeper, refs | {ty.index})
+    raise _UncoveredError
+
+
+def _with_program(build_python: Callable[[], Codec], ty: ProductType, typespace: Sequence[AlgebraicType]) -> Codec:
+    """The codec `build_python` makes, or, where `_bsatn` was compiled and covers `ty`, a C program with that
+    codec behind it, built only when the program first hands it an input or value (the generated functions'
+    `exec` is most of a type's compile, and a host compiles every table's codec before `ready`)."""
+    if _native is None:
+        return build_python()
+    try:
+        description = _describe(ty, typespace)
+    except _UncoveredError:
+        return build_python()
+    built: list[Codec] = []
+
+    def python() -> Codec:
+        if not built:
+            built.append(build_python())
+        return built[0]
+
+    def python_encoder(out: bytearray, value: Any) -> None:
+        python().encoder(out, value)
+
+    def python_decoder(data: Buffer, offset: int) -> tuple[Any, int]:
+        return python().decoder(data, offset)
+
+    program = _native.Program(description, python_encoder, python_decoder)
+    return NativeCodec(program.encode_into, program.decode, program)
+
+
 def _need(data: Buffer, offset: int, size: int) -> None:
     if offset + size > len(data):
         raise DecodeError(f"truncated input: need {size} bytes at offset {offset}, have {len(data) - offset}")
@@ -127,8 +248,9 @@ def _min_size(ty: AlgebraicType, typespace: Sequence[AlgebraicType], depth: int 
 
 
 class _Compiler:
-    def __init__(self, typespace: Sequence[AlgebraicType]) -> None:
+    def __init__(self, typespace: Sequence[AlgebraicType], native: bool = True) -> None:
         self.typespace = tuple(typespace)
+        self.native = native
         self.refs: dict[int, Codec] = {}
 
     def compile(self, ty: AlgebraicType) -> Codec:
@@ -159,7 +281,11 @@ class _Compiler:
 
         lazy = Codec(enc, dec)
         self.refs[ty.index] = lazy
-        slot.append(self.compile(self.typespace[ty.index]))
+        target = self.compile(self.typespace[ty.index])
+        slot.append(target)
+        if isinstance(target, NativeCodec):  # not recursive: the program itself, no Python frame in front of it
+            self.refs[ty.index] = target
+            return target
         return lazy
 
     def _primitive(self, kind: PrimitiveKind) -> Codec:
@@ -225,7 +351,11 @@ class _Compiler:
                 encoder(out, item)
 
         types = [self._resolve(e.type) for e in ty.elements]
-        return Codec(_product_encoder(types, encoders, enc), _product_decoder(types, decoders))
+
+        def python() -> Codec:
+            return Codec(_product_encoder(types, encoders, enc), _product_decoder(types, decoders))
+
+        return _with_program(python, ty, self.typespace) if self.native else python()
 
     def _resolve(self, ty: AlgebraicType) -> AlgebraicType:
         """Follow references (a bounded number: a cycle is left as a reference) to see what a field inlines to."""
@@ -571,6 +701,11 @@ def codec(ty: AlgebraicType, typespace: Sequence[AlgebraicType] = ()) -> Codec:
         found = _Compiler(key[1]).compile(ty)
         _CACHE[key] = found
     return found
+
+
+def python_codec(ty: AlgebraicType, typespace: Sequence[AlgebraicType] = ()) -> Codec:
+    """The pure-Python codec for `ty` (never a C program; not cached): the twin the property tests hold C to."""
+    return _Compiler(tuple(typespace), native=False).compile(ty)
 
 
 def encode(ty: AlgebraicType, value: Any, typespace: Sequence[AlgebraicType] = ()) -> bytes:
