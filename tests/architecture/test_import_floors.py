@@ -40,6 +40,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("devtools", "exporter", "dbcli"),
     ("verification", "ops"),
     ("cli",),
+    ("launch",),
 )
 
 #: Stricter than the floors: what some packages must never load even though it sits lower.

@@ -82,6 +82,7 @@ def test_the_host_imports_its_sql_and_token_libraries_in_the_background_once_rea
 #: more (the settings are read by `settings/base.py`); its import with one validator per field was ~0.2 s of the start.
 #: aiohttp's client (and its TLS contexts) loads with the first OIDC key fetch (`auth/aiohttp_client.py`).
 NOT_BEFORE_READY = (
+    "click",  # `autopilot-sync host` is read by `launch.py`; click loads only for help, usage errors, other commands
     "pydantic",
     "aiohttp.client",
     "aiohttp.connector",
