@@ -89,6 +89,7 @@ NOT_BEFORE_READY = (
     "aiohttp.tracing",
     "autopilot_sync.spacetime.moduledef.diff",  # the schema diff: with the first publish or a changed schema
     "joserfc",
+    "cryptography",  # the host key is created and checked by `host/auth/keyfile.py`; parsed with the first token
     "cryptography.x509",
     "coincurve",
     "autopilot_sync.host.js_module",
