@@ -20,7 +20,7 @@ import pytest
 
 #: Floors from the bottom: a package may load packages on lower floors only (never its own floor, never higher).
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("spacetime", "backoff", "durable_files"),
+    ("spacetime", "backoff", "durable_files", "partial_package"),
     ("contract", "bindings", "sync_bindings"),
     (
         "nostr",

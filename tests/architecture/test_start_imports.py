@@ -96,6 +96,7 @@ NOT_BEFORE_READY = (
     "autopilot_sync.jsmodule",
     "autopilot_sync.host.session_v1",  # the v1 codec: with the first v1 client (or the warm-up after ready)
     "autopilot_sync.spacetime.messages_v1",
+    "prometheus_client.exposition",  # the `/metrics` encoder: with the first scrape or the warm-up after ready
 )
 
 

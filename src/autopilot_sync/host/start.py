@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from autopilot_sync.cli_errors import Remedies, check_can_listen
+from autopilot_sync.partial_package import import_without_init
 from autopilot_sync.settings.host import HostSettings
 from autopilot_sync.settings.load import load_settings
 from autopilot_sync.statedir import lock_or_exit
@@ -49,6 +50,9 @@ def run_host(options: HostOptions) -> None:
         from autopilot_sync.auth.aiohttp_client import import_aiohttp_server_only
 
         import_aiohttp_server_only()  # before anything imports aiohttp: its client loads with the first client request
+        # The metric classes without the text exposition (`http.server`, `wsgiref`, ...): it loads with the first
+        # scrape or the warm-up after ready (`host/warm.py`).
+        import_without_init("prometheus_client", ("registry", "metrics", "metrics_core"))
         from autopilot_sync.host.server import serve_forever
 
         loop_factory = _loop_factory()

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 #: comes before them, in parallel).
 WARM_MODULES = ("autopilot_sync.host.sql.select",)
 #: Imported after the first parse: the token libraries, libsecp256k1 (the sync module's `client_connected` checks the
-#: caller's Nostr key with it), then the v1 codec (only a v1 client needs it).
+#: caller's Nostr key with it), then the v1 codec (only a v1 client needs it) and the Prometheus text encoder.
 WARM_LATER = (
     "joserfc.jwk",
     "joserfc.jws",
@@ -42,6 +42,7 @@ WARM_LATER = (
     "joserfc.errors",
     "coincurve",
     "autopilot_sync.host.session_v1",
+    "prometheus_client.exposition",  # the `/metrics` encoder (`host/start.py` imports the metric classes alone)
 )
 
 
