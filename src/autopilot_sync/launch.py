@@ -65,6 +65,9 @@ def main() -> None:
 def _run_host(options: dict[str, str]) -> None:
     """`host/start.py`'s `run_host`, ending as the click group would: `Error: <one line>` and exit 1 for a failure
     a user can fix (`cli_errors.one_line`, a module that fails to load), `Aborted!` for Ctrl-C before the loop runs."""
+    from autopilot_sync import dataclass_methods
+
+    dataclass_methods.install()  # before the start's classes: their methods' code from the last start's cache
     from autopilot_sync.cli_errors import one_line
     from autopilot_sync.host.start import HostOptions, host_remedies, module_load_failure, run_host
 

@@ -27,6 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
         "settings",
         "lifecycle",
         "cli_errors",
+        "dataclass_methods",
         "http_limits",
         "statedir",
         "gate",

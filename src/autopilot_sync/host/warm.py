@@ -27,6 +27,8 @@ import logging
 import threading
 import time
 
+from autopilot_sync import dataclass_methods
+
 log = logging.getLogger(__name__)
 
 #: Modules a first query needs and the start does not import: the SQL parser first, the largest import a first
@@ -63,6 +65,9 @@ def _import(names: tuple[str, ...]) -> None:
 
 
 def _import_all(delay: float) -> None:
+    # The start's dataclasses are all made: their methods' code goes to the cache the next start loads (a no-op
+    # unless `launch.py` installed it; docs/performance.md "Round 7 — startup4").
+    dataclass_methods.finish()
     if delay > 0:
         time.sleep(delay)
     _import(WARM_MODULES)
