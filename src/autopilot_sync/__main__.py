@@ -1,5 +1,5 @@
 """`python -m autopilot_sync` is the `autopilot-sync` command (used to start child services with this interpreter)."""
 
-from autopilot_sync.cli import main
+from autopilot_sync.launch import main
 
 main()

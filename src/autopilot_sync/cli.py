@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from autopilot_sync import __version__
-from autopilot_sync.cli_errors import FriendlyGroup
+from autopilot_sync.cli_errors import REMEDIES_KEY, Remedies, one_line
 
 #: Every subcommand by name: `module:attribute` of its click command, imported only when that command runs (or when
 #: `--help` lists them all). Importing all of them cost `autopilot-sync host` about 1 s of CPU at every start (the
@@ -39,6 +39,22 @@ SUBCOMMANDS: dict[str, str] = {
     "subscribe": "autopilot_sync.dbcli.subscribe:subscribe",
     "logs": "autopilot_sync.dbcli.logs:logs",
 }
+
+
+class FriendlyGroup(click.Group):
+    """A click group whose subcommands' user-fixable failures end as one line (see `cli_errors`' docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the subcommand; translate the failures `one_line` knows, re-raise the rest untouched."""
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as exc:
+            line = one_line(exc, ctx.meta.get(REMEDIES_KEY, Remedies()))
+            if line is None:
+                raise
+            raise click.ClickException(line) from None
 
 
 class LazyGroup(FriendlyGroup):

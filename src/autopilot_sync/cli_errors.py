@@ -3,8 +3,9 @@
 A busy port, a service that is not running, a URL that answers with an HTTP error: these are not bugs, so they
 must not end in a traceback. Each command declares, when it starts, what the user should change when they happen
 (`declare`: the flag and variable of its listen address, or where else to look when a URL is unreachable); the CLI
-group (`FriendlyGroup`, the `autopilot-sync` entry point) turns those exception families into `Error: <one line>`
-with a non-zero exit. Anything else still raises with its traceback: an unknown failure is a bug to report.
+group (`cli.FriendlyGroup`; `launch.py` for the host's fast path without click) turns those exception families into
+`Error: <one line>` with a non-zero exit. Anything else still raises with its traceback: an unknown failure is a bug
+to report. No click at import: the host's fast path uses `one_line` and `check_can_listen` without it.
 """
 
 from __future__ import annotations
@@ -14,11 +15,9 @@ import os
 import re
 import socket
 from dataclasses import dataclass
-from typing import Any
 
-import click
-
-_KEY = "autopilot_sync.remedies"
+#: Where `declare` keeps the remedies in the click context (`cli.FriendlyGroup` reads them back).
+REMEDIES_KEY = "autopilot_sync.remedies"
 _BIND_ADDRESS = re.compile(r"address \('([^']*)', (\d+)")
 
 
@@ -35,10 +34,12 @@ class Remedies:
 
 
 def declare(remedies: Remedies) -> None:
-    """Record the running command's remedies (in the click context chain, read back by `FriendlyGroup`)."""
+    """Record the running command's remedies (in the click context chain, read back by `cli.FriendlyGroup`)."""
+    import click  # here, not at import: `autopilot_sync.launch` runs the host with `one_line` and without click
+
     ctx = click.get_current_context(silent=True)
     if ctx is not None:
-        ctx.meta[_KEY] = remedies
+        ctx.meta[REMEDIES_KEY] = remedies
 
 
 def one_line(exc: BaseException, remedies: Remedies) -> str | None:
@@ -94,19 +95,3 @@ def check_can_listen(host: str, port: int) -> None:
 
 def _with(problem: str, remedy: str | None) -> str:
     return f"{problem}: {remedy}" if remedy else problem
-
-
-class FriendlyGroup(click.Group):
-    """A click group whose subcommands' user-fixable failures end as one line (see the module docstring)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        """Run the subcommand; translate the failures `one_line` knows, re-raise the rest untouched."""
-        try:
-            return super().invoke(ctx)
-        except click.exceptions.ClickException:
-            raise
-        except Exception as exc:
-            line = one_line(exc, ctx.meta.get(_KEY, Remedies()))
-            if line is None:
-                raise
-            raise click.ClickException(line) from None

@@ -82,18 +82,21 @@ def test_the_host_imports_its_sql_and_token_libraries_in_the_background_once_rea
 #: more (the settings are read by `settings/base.py`); its import with one validator per field was ~0.2 s of the start.
 #: aiohttp's client (and its TLS contexts) loads with the first OIDC key fetch (`auth/aiohttp_client.py`).
 NOT_BEFORE_READY = (
+    "click",  # `autopilot-sync host` is read by `launch.py`; click loads only for help, usage errors, other commands
     "pydantic",
     "aiohttp.client",
     "aiohttp.connector",
     "aiohttp.tracing",
     "autopilot_sync.spacetime.moduledef.diff",  # the schema diff: with the first publish or a changed schema
     "joserfc",
+    "cryptography",  # the host key is created and checked by `host/auth/keyfile.py`; parsed with the first token
     "cryptography.x509",
     "coincurve",
     "autopilot_sync.host.js_module",
     "autopilot_sync.jsmodule",
     "autopilot_sync.host.session_v1",  # the v1 codec: with the first v1 client (or the warm-up after ready)
     "autopilot_sync.spacetime.messages_v1",
+    "prometheus_client.exposition",  # the `/metrics` encoder: with the first scrape or the warm-up after ready
 )
 
 

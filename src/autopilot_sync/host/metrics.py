@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.metrics import Counter, Gauge, Histogram
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from autopilot_sync.host.call_outcome import CallOutcome
 from autopilot_sync.host.engine import HostEngine
@@ -180,7 +180,10 @@ METRICS_KEY = web.AppKey("autopilot_sync.host.metrics", HostMetrics)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    """`GET /metrics` in the Prometheus text format."""
+    """`GET /metrics` in the Prometheus text format (its encoder imported with the first scrape, or by the warm-up
+    after `ready`: `host/start.py` imports prometheus_client's metric classes without it)."""
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
     metrics = request.app[METRICS_KEY]
     body = generate_latest(metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -57,8 +57,40 @@ _SEGMENT = at.product(
     ("prefix", at.BYTES), ("seqs", at.BYTES), ("ends", at.BYTES), ("buf", at.BYTES), ("hashes", at.array(at.BYTES))
 )
 _LOGS = ("logs", at.array(at.product(("name", at.STRING), ("segments", at.array(_SEGMENT)))))
-_CODEC = bsatn.codec(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS))
-_CODEC_V1 = bsatn.codec(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES))
+
+
+class _CodecOnFirstUse:
+    """A snapshot format's BSATN codec, compiled the first time a snapshot is written or read, not at import.
+
+    Why: the four formats' codecs were compiled at every host start (~10 ms of an idle start's CPU), and a start on
+    an empty store (or on a log without a snapshot) neither reads nor writes one before `ready` (docs/performance.md
+    "Round 7 — startup4").
+    """
+
+    __slots__ = ("_codec", "_type")
+
+    def __init__(self, ty: at.AlgebraicType) -> None:
+        self._type = ty
+        self._codec: bsatn.Codec | None = None
+
+    @property
+    def codec(self) -> bsatn.Codec:
+        """The compiled codec (compiled on first use; `bsatn.codec` caches it by type)."""
+        if self._codec is None:
+            self._codec = bsatn.codec(self._type)
+        return self._codec
+
+    def encode(self, value: Any) -> bytes:
+        """`bsatn.Codec.encode`."""
+        return self.codec.encode(value)
+
+    def decode(self, data: bsatn.Buffer) -> Any:
+        """`bsatn.Codec.decode`."""
+        return self.codec.decode(data)
+
+
+_CODEC = _CodecOnFirstUse(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS))
+_CODEC_V1 = _CodecOnFirstUse(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES))
 #: Where a partition's section lies (from the end of the head) and its parts' lengths and checksums.
 _SECTION_FIELDS: tuple[tuple[str, at.AlgebraicType], ...] = (
     ("prefix", at.BYTES),
@@ -72,10 +104,10 @@ _SECTION_FIELDS: tuple[tuple[str, at.AlgebraicType], ...] = (
 )
 _SECTION = at.product(*_SECTION_FIELDS)
 _LOGS_V3 = ("logs", at.array(at.product(("name", at.STRING), ("sections", at.array(_SECTION)))))
-_CODEC_V3 = bsatn.codec(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS_V3))
+_CODEC_V3 = _CodecOnFirstUse(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS_V3))
 _SECTION_V4 = at.product(*_SECTION_FIELDS, ("head", at.U64), ("base_rows", at.U64))
 _LOGS_V4 = ("logs", at.array(at.product(("name", at.STRING), ("sections", at.array(_SECTION_V4)))))
-_CODEC_V4 = bsatn.codec(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS_V4))
+_CODEC_V4 = _CodecOnFirstUse(at.product(("offset", at.U64), ("schema_hash", at.STRING), _TABLES, _LOGS_V4))
 
 log = logging.getLogger(__name__)
 

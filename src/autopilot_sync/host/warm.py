@@ -27,6 +27,8 @@ import logging
 import threading
 import time
 
+from autopilot_sync import dataclass_methods
+
 log = logging.getLogger(__name__)
 
 #: Modules a first query needs and the start does not import: the SQL parser first, the largest import a first
@@ -34,7 +36,7 @@ log = logging.getLogger(__name__)
 #: comes before them, in parallel).
 WARM_MODULES = ("autopilot_sync.host.sql.select",)
 #: Imported after the first parse: the token libraries, libsecp256k1 (the sync module's `client_connected` checks the
-#: caller's Nostr key with it), then the v1 codec (only a v1 client needs it).
+#: caller's Nostr key with it), then the v1 codec (only a v1 client needs it) and the Prometheus text encoder.
 WARM_LATER = (
     "joserfc.jwk",
     "joserfc.jws",
@@ -42,6 +44,7 @@ WARM_LATER = (
     "joserfc.errors",
     "coincurve",
     "autopilot_sync.host.session_v1",
+    "prometheus_client.exposition",  # the `/metrics` encoder (`host/start.py` imports the metric classes alone)
 )
 
 
@@ -62,6 +65,9 @@ def _import(names: tuple[str, ...]) -> None:
 
 
 def _import_all(delay: float) -> None:
+    # The start's dataclasses are all made: their methods' code goes to the cache the next start loads (a no-op
+    # unless `launch.py` installed it; docs/performance.md "Round 7 — startup4").
+    dataclass_methods.finish()
     if delay > 0:
         time.sleep(delay)
     _import(WARM_MODULES)

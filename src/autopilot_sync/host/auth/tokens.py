@@ -39,9 +39,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from autopilot_sync.auth.claims import (
     LEEWAY_SECONDS,
@@ -55,10 +52,12 @@ from autopilot_sync.auth.claims import (
 from autopilot_sync.auth.errors import TokenError, TokenErrorCode
 from autopilot_sync.auth.oidc import OidcVerifier
 from autopilot_sync.durable_files import write_atomically
+from autopilot_sync.host.auth.keyfile import new_key_pem, scalar_of
 from autopilot_sync.spacetime.identity import identity_from_claims
 from autopilot_sync.spacetime.values import Identity
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
     from joserfc.jwk import ECKey
 
     from autopilot_sync.settings.host import HostSettings
@@ -80,7 +79,6 @@ _ISSUED = object()
 KEY_FILE_NAME = "id_ecdsa"
 #: The protected header of every token the host signs, `{"typ":"JWT","alg":"ES256"}`, base64url-encoded.
 _JWT_ES256_HEADER = base64.urlsafe_b64encode(b'{"typ":"JWT","alg":"ES256"}').rstrip(b"=")
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 
 
 def _b64url(data: bytes) -> bytes:
@@ -106,25 +104,69 @@ class VerifiedToken:
 
 
 class SigningKey:
-    """The host's ES256 key pair; the public half is served at `/v1/identity/public-key`."""
+    """The host's ES256 key pair; the public half is served at `/v1/identity/public-key`.
+
+    A key loaded from (or just written to) the data directory in the short form `host/auth/keyfile.py` checks is
+    held as its scalar until the first signature or public-key request: `cryptography` is imported then, not at
+    the host's start (docs/performance.md "Round 7 — startup4"). The file was checked completely at start.
+    """
 
     def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         if not isinstance(private_key.curve, ec.SECP256R1):
             raise ValueError("the host signing key must be a P-256 key (ES256)")
-        self._private_key = private_key
+        self._scalar: int | None = None
+        self._key: ec.EllipticCurvePrivateKey | None = private_key
+        self._public_pem: bytes | None = None
         self._jwk_key: ECKey | None = None
-        self.public_pem: bytes = private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        self._signer: Callable[[bytes], bytes] | None = None
+
+    @classmethod
+    def _of_scalar(cls, scalar: int) -> SigningKey:
+        """The P-256 key of private scalar `scalar` (in [1, n), checked by the caller), built on first use."""
+        key = cls.__new__(cls)
+        key._scalar = scalar
+        key._key = None
+        key._public_pem = None
+        key._jwk_key = None
+        key._signer = None
+        return key
+
+    @property
+    def _private_key(self) -> ec.EllipticCurvePrivateKey:
+        """The `cryptography` key object (imported and derived from the scalar the first time it is needed)."""
+        if self._key is None:
+            from cryptography.hazmat.primitives.asymmetric import ec
+
+            assert self._scalar is not None
+            self._key = ec.derive_private_key(self._scalar, ec.SECP256R1())
+        return self._key
+
+    @property
+    def public_pem(self) -> bytes:
+        """PEM (SubjectPublicKeyInfo) of the public key."""
+        if self._public_pem is None:
+            from cryptography.hazmat.primitives import serialization
+
+            self._public_pem = self._private_key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        return self._public_pem
 
     @classmethod
     def generate(cls) -> SigningKey:
         """A fresh key (tests; production keys come from `load_or_create`)."""
-        return cls(ec.generate_private_key(ec.SECP256R1()))
+        return cls._of_scalar(new_key_pem()[0])
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> SigningKey:
-        """Load `<data_dir>/id_ecdsa`, creating it (mode 0600, atomically) on first start."""
+        """Load `<data_dir>/id_ecdsa`, creating it (mode 0600, atomically) on first start.
+
+        A file in the short form this host writes is checked completely without `cryptography` (`keyfile.py`);
+        any other (an older host's, another tool's, a damaged one) is parsed with it here, so a key that cannot
+        serve fails the start, never a request.
+        """
         data_dir.mkdir(parents=True, exist_ok=True)
         path = data_dir / KEY_FILE_NAME
         if not path.exists():
@@ -132,19 +174,23 @@ class SigningKey:
         mode = stat.S_IMODE(path.stat().st_mode)
         if mode & 0o077:
             raise PermissionError(f"{path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")
-        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        pem = path.read_bytes()
+        scalar = scalar_of(pem)
+        if scalar is not None:
+            return cls._of_scalar(scalar)
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        private = serialization.load_pem_private_key(pem, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey):
             raise ValueError(f"{path} does not hold an EC private key")
         return cls(private)
 
     @staticmethod
     def _create(path: Path) -> None:
-        pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
         # Fails if another process created the key first: then we use theirs.
         with contextlib.suppress(FileExistsError):
-            write_atomically(path, pem, mode=0o600, replace=False)
+            write_atomically(path, new_key_pem()[1], mode=0o600, replace=False)
 
     @property
     def _jwk(self) -> ECKey:
@@ -168,8 +214,24 @@ class SigningKey:
         except orjson.JSONEncodeError:  # e.g. an integer over 64 bits in a foreign token's extra claims
             payload = json.dumps(claims, separators=(",", ":")).encode()
         signing_input = _JWT_ES256_HEADER + b"." + _b64url(payload)
-        r, s = decode_dss_signature(self._private_key.sign(signing_input, _ECDSA_SHA256))
-        return (signing_input + b"." + _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))).decode("ascii")
+        return (signing_input + b"." + self._signature(signing_input)).decode("ascii")
+
+    def _signature(self, signing_input: bytes) -> bytes:
+        """The JWS ES256 signature of `signing_input`: r || s, 32 bytes each, base64url (RFC 7518 §3.4)."""
+        if self._signer is None:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+            sign = self._private_key.sign
+            algorithm = ec.ECDSA(hashes.SHA256())
+
+            def signer(data: bytes) -> bytes:
+                r, s = decode_dss_signature(sign(data, algorithm))
+                return _b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+            self._signer = signer
+        return self._signer(signing_input)
 
     def verifies(self, token: str) -> bool:
         """True when `token` carries a valid ES256 signature by this key."""
