@@ -54,6 +54,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
+from autopilot_sync.host.liveness import ConnectionDebt, last_ack_age, quiet_since, unread_bytes
 from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
@@ -169,6 +170,10 @@ class Connection:
         #: loop time of the last frame from the client (pongs too) and of the next ping
         self.last_heard = 0.0
         self._next_ping = 0.0
+        #: loop time the timer is due at (its lateness is the host's, not the client's silence: `host/liveness.py`)
+        self._due = 0.0
+        #: calls started and not yet answered (the idle timer's "the host owes it answers")
+        self.calls_in_flight = 0
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = hub.engine.reads_everything(caller.identity)
         #: The offset whose durability releases this connection's oldest held answer, as the hub files it (`hold`).
@@ -235,19 +240,23 @@ class Connection:
         """Run the reducer through the engine's one call path (its checks, its durability wait)."""
 
         def done(outcome: CallOutcome) -> None:
+            self.calls_in_flight -= 1
             on_done(outcome)
             self._poll()
 
         origin = _ReducerOrigin(self, message.request_id)
+        self.calls_in_flight += 1
         self.hub.engine.start_call(message.reducer, message.args, self.caller, origin, done)
 
     def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
         """Run the procedure through the engine (its transactions commit and fan out like a reducer's)."""
 
         def done(outcome: ProcedureOutcome) -> None:
+            self.calls_in_flight -= 1
             on_done(outcome)
             self._poll()
 
+        self.calls_in_flight += 1
         self.hub.engine.start_procedure(message.procedure, message.args, self.caller, done)
 
     # ----- feeding the session -----
@@ -400,7 +409,9 @@ class Connection:
         delay = min(self._next_ping, self.last_heard + self.hub.options.idle_timeout) - now
         if self._rights_end is not None:
             delay = min(delay, self._rights_end - time.time())
-        self._timer = loop.call_later(max(delay, 0.0), self._tick, loop)
+        delay = max(delay, 0.0)
+        self._due = now + delay
+        self._timer = loop.call_later(delay, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.closed:
@@ -410,15 +421,37 @@ class Connection:
             self.close_soon(CloseReason.TOKEN_EXPIRED)
             return
         now = loop.time()
-        if now - self.last_heard >= self.hub.options.idle_timeout:
-            self.close_soon(CloseReason.IDLE_TIMEOUT)
-            return
+        idle_timeout = self.hub.options.idle_timeout
+        self.last_heard = quiet_since(self.last_heard, now, now - self._due)
+        if now - self.last_heard >= idle_timeout:
+            if not self._debt().owed(idle_timeout):
+                self.close_soon(CloseReason.IDLE_TIMEOUT)
+                return
+            self.last_heard = now  # the client waits on the host: its silence counts from when that ends
         if now >= self._next_ping:
             self._next_ping = now + self.hub.options.ping_interval
             task = loop.create_task(_ping_quietly(self.ws))
             self.hub.pings.add(task)
             task.add_done_callback(self.hub.pings.discard)
         self._arm(loop)
+
+    def _debt(self) -> ConnectionDebt:
+        """What the host owes this connection now (read only when its idle window ran out: a few syscalls)."""
+        transport = self.request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        session = self.session
+        sending = (
+            self._writer is not None
+            or session.wants_write
+            or (transport is not None and transport.get_write_buffer_size() > 0)
+        )
+        return ConnectionDebt(
+            calls_in_flight=self.calls_in_flight,
+            holding=session.holding,
+            unread_bytes=unread_bytes(sock),
+            sending=sending,
+            last_ack_age=last_ack_age(sock) if sending else None,
+        )
 
     async def stop_io(self) -> None:
         """The read loop ended: stop pinging and wait for (or cancel) the writer."""
