@@ -10,11 +10,13 @@ say the host, not the client, is the one behind, and the rule here takes each of
   time is not the client's (`quiet_since` moves the window by the lateness);
 - the host owes the connection something: calls it started and has not answered (a commit waiting to be durable),
   answers held for durability, bytes the client sent that the host has not read yet, or frames still going out to
-  a client that keeps acknowledging them (its pong is behind them) — the client is waiting on the host, so its
-  silence counts from now (`ConnectionDebt.owed`).
+  a client that keeps taking them (its pong is behind them) — the client is waiting on the host, so its silence
+  counts from now (`ConnectionDebt.owed`).
 
-A truly idle client (nothing owed, the host on time) and a half-open one (nothing arrives, nothing is acknowledged,
-and whatever the host owed it is answered in finite time) are dropped as before.
+A truly idle client (nothing owed, the host on time), a half-open one (nothing arrives, nothing is acknowledged)
+and a hung one (its kernel acknowledges, its application reads nothing, so the bytes it has taken stop growing)
+are dropped as before: whatever the host owed them is answered in finite time, and output that does not move is
+not progress.
 """
 
 from __future__ import annotations
@@ -24,11 +26,10 @@ import struct
 import sys
 from dataclasses import dataclass
 
-#: `struct tcp_info` (linux/tcp.h): eight one-byte fields, then `__u32`s; `tcpi_last_ack_recv` is the 13th of them
-#: (rto, ato, snd_mss, rcv_mss, unacked, sacked, lost, retrans, fackets, last_data_sent, last_ack_sent,
-#: last_data_recv, last_ack_recv), in milliseconds.
-_TCP_INFO_LAST_ACK_RECV = struct.Struct("=56xI")
-_TCP_INFO_BYTES = _TCP_INFO_LAST_ACK_RECV.size
+#: `struct tcp_info` (linux/tcp.h, since Linux 4.1): eight one-byte fields, 24 `__u32`s (rto … total_retrans), then
+#: `__u64`s: pacing_rate, max_pacing_rate, `tcpi_bytes_acked` (bytes of ours the peer acknowledged, cumulative).
+_TCP_INFO_BYTES_ACKED = struct.Struct("=120xQ")
+_TCP_INFO_BYTES = _TCP_INFO_BYTES_ACKED.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,20 +42,17 @@ class ConnectionDebt:
     holding: bool
     #: bytes from the client in the socket that the host has not read yet (its pong may be among them)
     unread_bytes: int
-    #: frames (or bytes in the socket's buffers) still going out to the client
-    sending: bool
-    #: seconds since the client last acknowledged data the host sent (None: unknown on this platform)
-    last_ack_age: float | None
+    #: frames still go out to the client, and it took more of them since the timer last looked (`bytes_acked`)
+    sending_moves: bool
 
-    def owed(self, idle_timeout: float) -> bool:
+    @property
+    def owed(self) -> bool:
         """Whether the client is waiting on the host: then its silence is not idleness.
 
-        Frames still going out count only while the client keeps acknowledging them within the idle timeout: a
-        half-open peer acknowledges nothing, so a host with bytes stuck for it still drops it in time.
+        Frames still going out count only while they move: a half-open or hung peer takes nothing more, so a host
+        with bytes stuck for it still drops it in time.
         """
-        if self.calls_in_flight or self.holding or self.unread_bytes:
-            return True
-        return self.sending and self.last_ack_age is not None and self.last_ack_age < idle_timeout
+        return bool(self.calls_in_flight or self.holding or self.unread_bytes or self.sending_moves)
 
 
 def quiet_since(last_heard: float, now: float, lateness: float) -> float:
@@ -83,8 +81,9 @@ def unread_bytes(sock: socket.socket | None) -> int:
     return int(struct.unpack("i", answer)[0])
 
 
-def last_ack_age(sock: socket.socket | None) -> float | None:
-    """Seconds since the peer last acknowledged data the host sent (Linux's `TCP_INFO`; None elsewhere)."""
+def bytes_acked(sock: socket.socket | None) -> int | None:
+    """Bytes the peer has acknowledged of what the host sent, since the connection began (Linux's `TCP_INFO`; None
+    elsewhere). It grows only while the peer's application reads: a full receive window stops it."""
     option = getattr(socket, "TCP_INFO", None)
     if sock is None or option is None:
         return None
@@ -94,4 +93,4 @@ def last_ack_age(sock: socket.socket | None) -> float | None:
         return None
     if len(info) < _TCP_INFO_BYTES:
         return None
-    return float(_TCP_INFO_LAST_ACK_RECV.unpack_from(info)[0]) / 1000.0
+    return int(_TCP_INFO_BYTES_ACKED.unpack_from(info)[0])

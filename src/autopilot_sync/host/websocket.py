@@ -54,7 +54,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
-from autopilot_sync.host.liveness import ConnectionDebt, last_ack_age, quiet_since, unread_bytes
+from autopilot_sync.host.liveness import ConnectionDebt, bytes_acked, quiet_since, unread_bytes
 from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
@@ -174,6 +174,8 @@ class Connection:
         self._due = 0.0
         #: calls started and not yet answered (the idle timer's "the host owes it answers")
         self.calls_in_flight = 0
+        #: `bytes_acked` of the socket when the timer last saw output waiting (-1: not seen): does the output move?
+        self._acked_seen = -1
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = hub.engine.reads_everything(caller.identity)
         #: The offset whose durability releases this connection's oldest held answer, as the hub files it (`hold`).
@@ -423,8 +425,9 @@ class Connection:
         now = loop.time()
         idle_timeout = self.hub.options.idle_timeout
         self.last_heard = quiet_since(self.last_heard, now, now - self._due)
+        debt = self._debt()  # a few syscalls, only while output waits or the window ran out
         if now - self.last_heard >= idle_timeout:
-            if not self._debt().owed(idle_timeout):
+            if debt is None or not debt.owed:
                 self.close_soon(CloseReason.IDLE_TIMEOUT)
                 return
             self.last_heard = now  # the client waits on the host: its silence counts from when that ends
@@ -435,22 +438,34 @@ class Connection:
             task.add_done_callback(self.hub.pings.discard)
         self._arm(loop)
 
-    def _debt(self) -> ConnectionDebt:
-        """What the host owes this connection now (read only when its idle window ran out: a few syscalls)."""
+    def _debt(self) -> ConnectionDebt | None:
+        """What the host owes this connection now; each tick that sees output waiting notes how much of it the peer
+        has taken (`bytes_acked`), so the next one can tell output that moves from output stuck for a gone peer.
+        None when the idle window has not run out and no output waits (nothing to look at)."""
         transport = self.request.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
         session = self.session
         sending = (
             self._writer is not None
             or session.wants_write
             or (transport is not None and transport.get_write_buffer_size() > 0)
         )
+        loop_time = asyncio.get_running_loop().time()
+        if not sending and loop_time - self.last_heard < self.hub.options.idle_timeout:
+            self._acked_seen = -1
+            return None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        moves = False
+        if sending:
+            acked = bytes_acked(sock)
+            moves = acked is not None and 0 <= self._acked_seen < acked
+            self._acked_seen = acked if acked is not None else -1
+        else:
+            self._acked_seen = -1
         return ConnectionDebt(
             calls_in_flight=self.calls_in_flight,
             holding=session.holding,
             unread_bytes=unread_bytes(sock),
-            sending=sending,
-            last_ack_age=last_ack_age(sock) if sending else None,
+            sending_moves=moves,
         )
 
     async def stop_io(self) -> None:
