@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from autopilot_sync.devtools.processes import start_host
+from autopilot_sync.devtools.processes import ServiceProcess, start_host
 from autopilot_sync.host.ws_handshake import V2_PROTOCOL
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -27,6 +28,7 @@ from autopilot_sync.spacetime.messages import (
     ReducerOk,
     ReducerResult,
     ServerMessage,
+    Subscribe,
     encode_client_message,
 )
 
@@ -57,6 +59,7 @@ def note(ctx: ReducerContext, text: str) -> None:
 IDLE_SECONDS = 2
 HOLDS = 4
 HOLD_MILLIS = 900
+TEXT = at.product(("text", at.STRING))
 
 
 class _Socket:
@@ -95,14 +98,26 @@ class _Socket:
         return self.inbox.pop(0)
 
 
-async def test_a_quiet_client_the_host_is_behind_on_is_answered_before_any_idle_close(tmp_path: Path) -> None:
+def _start(tmp_path: Path) -> ServiceProcess:
     (tmp_path / "slow_module.py").write_text(MODULE_SOURCE)
     env = {
         "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
         "AUTOPILOT_SYNC_HOST_IDLE_TIMEOUT_SECONDS": str(IDLE_SECONDS),
         "AUTOPILOT_SYNC_HOST_PING_INTERVAL_SECONDS": "1",
     }
-    host = start_host(tmp_path / "data", module="slow_module", database=DATABASE, env=env)
+    return start_host(tmp_path / "data", module="slow_module", database=DATABASE, env=env)
+
+
+async def _closed(http: aiohttp.ClientSession, url: str, reason: str) -> float:
+    async with http.get(f"{url}/metrics") as response:
+        metrics = await response.text()
+    series = f'autopilot_sync_host_connections_closed_total{{reason="{reason}"}}'
+    found = re.search(rf"^{re.escape(series)} (\S+)$", metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_a_quiet_client_the_host_is_behind_on_is_answered_before_any_idle_close(tmp_path: Path) -> None:
+    host = _start(tmp_path)
     try:
         async with aiohttp.ClientSession() as http:
             busy = await _Socket.open(http, host.url, autoping=True)
@@ -112,7 +127,7 @@ async def test_a_quiet_client_the_host_is_behind_on_is_answered_before_any_idle_
             for request_id in range(HOLDS):
                 await busy.call(request_id, "hold", at.product(("millis", at.U32)), HOLD_MILLIS)
             await asyncio.sleep(0.2)
-            await quiet.call(7, "note", at.product(("text", at.STRING)), "still here")
+            await quiet.call(7, "note", TEXT, "still here")
 
             answer = await quiet.next(within=30)
             assert isinstance(answer, ReducerResult), f"the host dropped a client it owed an answer: {answer}"
@@ -124,5 +139,31 @@ async def test_a_quiet_client_the_host_is_behind_on_is_answered_before_any_idle_
             closed = await quiet.next(within=IDLE_SECONDS * 4)
             assert closed == (1001, "idle timeout: nothing received from the client")
             await busy.ws.close()
+    finally:
+        host.stop()
+
+
+async def test_a_hung_client_with_updates_stuck_for_it_is_still_dropped_within_the_idle_bound(tmp_path: Path) -> None:
+    """Output waiting for a client is the host's debt only while the client takes it: one that subscribed and then
+    reads nothing (its kernel still acknowledges, its window is shut; here it took < 1 MB of the ~14 MB) is dropped
+    as idle, not kept for ever."""
+    host = _start(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as http:
+            writer = await _Socket.open(http, host.url, autoping=True)
+            hung = await _Socket.open(http, host.url, autoping=False)
+            subscribe = Subscribe(1, 1, ("SELECT * FROM note",))
+            await hung.ws.send_bytes(encode_client_message(subscribe))
+            # Megabytes of updates, more than the hung client's buffers and the host's socket buffer hold.
+            for request_id in range(240):
+                await writer.call(request_id, "note", TEXT, "z" * 60_000)
+                assert isinstance(await writer.next(within=30), ReducerResult)
+            for _ in range(IDLE_SECONDS * 50):  # the bound: the idle timeout and a tick, on a busy machine x10
+                if await _closed(http, host.url, "idle_timeout"):
+                    break
+                await asyncio.sleep(0.2)
+            assert await _closed(http, host.url, "idle_timeout") == 1
+            assert await _closed(http, host.url, "send_queue_full") == 0
+            await writer.ws.close()
     finally:
         host.stop()
