@@ -158,12 +158,12 @@ async def test_a_hung_client_with_updates_stuck_for_it_is_still_dropped_within_t
             for request_id in range(240):
                 await writer.call(request_id, "note", TEXT, "z" * 60_000)
                 assert isinstance(await writer.next(within=30), ReducerResult)
+            await writer.ws.close()  # it goes (reason "client"): the one idle close to come is the hung client's
             for _ in range(IDLE_SECONDS * 50):  # the bound: the idle timeout and a tick, on a busy machine x10
                 if await _closed(http, host.url, "idle_timeout"):
                     break
                 await asyncio.sleep(0.2)
             assert await _closed(http, host.url, "idle_timeout") == 1
             assert await _closed(http, host.url, "send_queue_full") == 0
-            await writer.ws.close()
     finally:
         host.stop()
