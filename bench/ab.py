@@ -1,5 +1,6 @@
 """Old against new in one run: the scaffolding every A/B benchmark shares (`percall_ab`, `batched_ab`, `sdkcall_ab`,
-`startup`, `large_start`).
+`startup`, `large_start`, `storm`, `replay_rows`, `jsmodule_cpu`; `jsmodule_bench` and `ws_framing` alternate their
+variants with `interleaved` too).
 
 On the shared 2-core machine wall time mostly measures the other processes, so code versions are compared inside one
 run: the old tree exported with `git archive` and put first on `PYTHONPATH` (`export_tree`, `on_pythonpath`), the

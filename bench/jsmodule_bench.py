@@ -1,6 +1,6 @@
 """TypeScript-module cost: what one crossing into the Node module runner costs, through the engine (issue 18, ADR 0003).
 
-Usage: `.venv/bin/python bench/jsmodule_bench.py [--calls 2000] [--syscalls 200]`
+Usage: `.venv/bin/python -m bench.jsmodule_bench [--calls 2000] [--syscalls 200]`
 
 Hosts a tiny module built on the pinned `spacetimedb/server` bundle (from `conformance/node_modules`) as a `JsModule`
 in a real `HostEngine` (commit log in a scratch directory, fsync off: the crossing is measured, not the disk).
@@ -16,7 +16,8 @@ of `python -m bench` row i, without the network and the fsync), and the twin's s
 counted by `JsModule.syscall_counts` (every frame the runner sent the host), and how many of them were answered (round
 trips: `JsModuleRunner.round_trips`; one-way inserts are not).
 `--variant spin=0,slice=off --variant spin=200 --rounds N` compares runner settings (`RunnerLimits.spin_us`,
-`RunnerLimits.short_slice`) interleaved in one run, the order alternating by round.
+`RunnerLimits.short_slice`) interleaved in one run, the order flipped every round (`bench.ab.interleaved`, medians
+by `bench.ab.Samples`).
 Numbers depend on the machine's load; they are a cost row, never a test.
 """
 
@@ -42,6 +43,7 @@ from autopilot_sync.jsmodule.runner import SPIN_US, RunnerLimits
 from autopilot_sync.module import module as python_sync_module
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
+from bench.ab import Samples, interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_BUNDLE = ROOT / "conformance" / "node_modules" / "spacetimedb" / "dist" / "server" / "index.mjs"
@@ -196,8 +198,7 @@ def main() -> int:
     from autopilot_sync.tsbuild.project import BuildError, ModuleProject
 
     variants: list[str] = options.variant or [""]
-    crossing: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
-    twin: dict[str, list[float]] = {variant: [] for variant in variants}
+    samples = Samples()
     python: list[float] = []
     counts: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as scratch_dir:
@@ -207,24 +208,18 @@ def main() -> int:
         except BuildError as exc:
             print(f"(twin not built: {exc})")
             built = None
-        run = 0
-        for round_no in range(options.rounds):
-            order = variants if round_no % 2 == 0 else variants[::-1]
-            for variant in order:
-                run += 1
-                crossing[variant].append(_crossing(scratch / f"x{run}", options, variant))
-                if built is not None:
-                    us, counts = _twin_us(built, scratch / f"ts{run}", options.appends, options.batch, variant)
-                    twin[variant].append(us)
-            if built is not None:
+        for run, (round_no, variant) in enumerate(interleaved(variants, options.rounds)):
+            if built is not None and len(python) == round_no:  # the Python module once per round, first
                 python.append(
                     asyncio.run(
                         _sync_append(python_sync_module, scratch / f"py{round_no}", options.appends, options.batch)
                     )
                 )
-
-    def med(values: list[float]) -> float:
-        return statistics.median(values)
+            row = _crossing(scratch / f"x{run}", options, variant)
+            if built is not None:
+                row["twin"], counts = _twin_us(built, scratch / f"ts{run}", options.appends, options.batch, variant)
+            samples.add(variant, row)
+    medians = samples.medians()
 
     print(f"medians of {options.rounds} round(s), variants interleaved; load average {_load()}")
     print("")
@@ -238,21 +233,17 @@ def main() -> int:
         ("reducer inserting one row and logging a line", "insert"),
     ]
     for label, key in rows:
-        print(
-            f"| {label} | "
-            + " | ".join(f"{med([r[key] for r in crossing[variant]]):.1f}" for variant in variants)
-            + " |"
-        )
+        print(f"| {label} | " + " | ".join(f"{medians[variant][key]:.1f}" for variant in variants) + " |")
     if built is None:
         return 0
     batch = options.batch
-    py_us = med(python)
+    py_us = statistics.median(python)
     print("")
     print(f"| append_sync_events, {batch} events per call | median µs per call | µs per event | vs Python |")
     print("|---|---:|---:|---:|")
     print(f"| Python sync module | {py_us:.0f} | {py_us / batch:.1f} | |")
     for variant in variants:
-        ts_us = med(twin[variant])
+        ts_us = medians[variant]["twin"]
         print(
             f"| TypeScript twin, {variant or 'defaults'} | {ts_us:.0f} | {ts_us / batch:.1f} | {py_us / ts_us:.2f}x |"
         )

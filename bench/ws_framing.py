@@ -1,10 +1,11 @@
 """What the WebSocket framing itself costs per call: aiohttp against picows, server and client, one frame each way.
 
-`python -m bench.ws_framing [--calls 3000] [--rounds 3]` starts two echo-shaped servers in child processes (aiohttp,
-as the host serves `/v1/database/:name/subscribe`, and picows), then runs `--calls` round trips of a 360-byte
-binary frame answered by a 120-byte one (the size of a one-event `CallReducer` and its `ReducerResult`), one in
-flight, with an aiohttp client and a picows client against each server, interleaved, and prints the medians of the
-server process's CPU (`/proc`) and the client's CPU per round trip for each stack.
+`python -m bench.ws_framing [--calls 3000] [--rounds 3] [--stacks aiohttp,picows]` starts two echo-shaped servers in
+child processes (aiohttp, as the host serves `/v1/database/:name/subscribe`, and picows), then runs `--calls` round
+trips of a 360-byte binary frame answered by a 120-byte one (the size of a one-event `CallReducer` and its
+`ReducerResult`), one in flight, with an aiohttp client and a picows client against each server, the pairs in turn
+with the order flipped every round (`bench.ab.interleaved`), and prints the medians of the server process's CPU
+(`/proc`) and the client's CPU per round trip for each stack.
 
 Why: issue 21 named a native WebSocket stack (picows) as a lever for the per-call cost; this says how much of the
 host's ~1 ms of CPU per call the framing is, before anyone swaps a stack. Needs picows, which is not a project
@@ -22,8 +23,12 @@ import sys
 import time
 from typing import Any
 
+from autopilot_sync.devtools.processes import free_port
+from bench.ab import interleaved
 from bench.proc_cpu import process_cpu_seconds
 from bench.stats import median
+
+STACKS = ("aiohttp", "picows")
 
 REQUEST = bytes(360)
 REPLY = bytes(120)
@@ -107,11 +112,11 @@ async def picows_client(port: int, calls: int) -> float:
     return elapsed
 
 
-def start_servers() -> dict[str, tuple[subprocess.Popen[str], int]]:
-    """Both servers, each in its own process, once they listen."""
+def start_servers(stacks: tuple[str, ...] = STACKS) -> dict[str, tuple[subprocess.Popen[str], int]]:
+    """One server per stack, each in its own process on a free port, once they listen."""
     servers: dict[str, tuple[subprocess.Popen[str], int]] = {}
-    for offset, kind in enumerate(("aiohttp", "picows")):
-        port = 18_700 + offset
+    for kind in stacks:
+        port = free_port()
         child = subprocess.Popen(
             [sys.executable, "-m", "bench.ws_framing", "--serve", kind, "--port", str(port)],
             stdout=subprocess.PIPE,
@@ -126,15 +131,14 @@ def start_servers() -> dict[str, tuple[subprocess.Popen[str], int]]:
 async def compare(servers: dict[str, tuple[subprocess.Popen[str], int]], calls: int, rounds: int) -> dict[str, Any]:
     """Every client against every server, the order flipped each round; medians of CPU µs per round trip."""
     samples: dict[str, list[float]] = {}
-    pairs = [(server, client) for server in servers for client in ("aiohttp", "picows")]
-    for round_no in range(rounds):
-        for server, client in pairs if round_no % 2 == 0 else pairs[::-1]:
-            child, port = servers[server]
-            before = process_cpu_seconds(child.pid)
-            client_cpu = await (aiohttp_client if client == "aiohttp" else picows_client)(port, calls)
-            server_cpu = process_cpu_seconds(child.pid) - before
-            samples.setdefault(f"server_{server}_us", []).append(server_cpu / calls * 1e6)
-            samples.setdefault(f"client_{client}_us", []).append(client_cpu / calls * 1e6)
+    pairs = [(server, client) for server in servers for client in servers]
+    for _round_no, (server, client) in interleaved(pairs, rounds):
+        child, port = servers[server]
+        before = process_cpu_seconds(child.pid)
+        client_cpu = await (aiohttp_client if client == "aiohttp" else picows_client)(port, calls)
+        server_cpu = process_cpu_seconds(child.pid) - before
+        samples.setdefault(f"server_{server}_us", []).append(server_cpu / calls * 1e6)
+        samples.setdefault(f"client_{client}_us", []).append(client_cpu / calls * 1e6)
     return {key: round(median(values), 1) for key, values in samples.items()} | {"load_average": os.getloadavg()}
 
 
@@ -142,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ws_framing", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--stacks", default=",".join(STACKS), help="stacks to compare, comma-separated (picows needs its package)"
+    )
     parser.add_argument("--serve", choices=("aiohttp", "picows"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -150,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         uvloop.run(serve(args.serve, args.port))
         return 0
-    servers = start_servers()
+    stacks = tuple(stack for stack in args.stacks.split(",") if stack)
+    if not stacks or set(stacks) - set(STACKS):
+        parser.error(f"--stacks takes some of {', '.join(STACKS)}")
+    servers = start_servers(stacks)
     try:
         print(json.dumps(uvloop.run(compare(servers, args.calls, args.rounds))))
     finally:

@@ -3,6 +3,8 @@ interleaved run. Nothing here times anything."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.ab import REPO, Samples, export_tree, interleaved, on_pythonpath, table, with_pythonpath
+
+from typescript_twin import TWIN_DIR, ensure_installed, node_available
 
 
 def test_variants_alternate_and_the_order_flips_every_round() -> None:
@@ -75,7 +79,18 @@ def test_an_interleaved_startup_comparison_runs_both_trees(tmp_path: Path) -> No
     assert "this: wall p50" in done.stdout and "old: wall p50" in done.stdout
 
 
-AB_SCRIPTS = ["percall_ab", "batched_ab", "sdkcall_ab", "large_start", "startup", "storm", "replay_rows"]
+AB_SCRIPTS = [
+    "percall_ab",
+    "batched_ab",
+    "sdkcall_ab",
+    "large_start",
+    "startup",
+    "storm",
+    "replay_rows",
+    "jsmodule_cpu",
+    "jsmodule_bench",
+    "ws_framing",
+]
 
 
 @pytest.mark.parametrize("script", AB_SCRIPTS)
@@ -89,3 +104,43 @@ def test_every_ab_script_imports_and_explains_itself(script: str) -> None:
         check=False,
     )
     assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+
+
+def _bench(*argv: str, timeout: float = 300) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", *argv], cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.node
+def test_the_typescript_twins_cpu_comparison_runs_both_trees_in_turn(tmp_path: Path) -> None:
+    """`bench.jsmodule_cpu --old-commit`: a tree exported by `export_tree` and this one, one tiny run each."""
+    if not node_available():
+        pytest.skip("node and npm are needed to build the TypeScript twin (./dev test installs them)")
+    ensure_installed(TWIN_DIR)
+    out = _bench("bench.jsmodule_cpu", "--calls", "2", "--events", "3", "--rounds", "1", "--old-commit", "HEAD")
+    assert "| metric | old | new |" in out and "| cpu_ms |" in out and "| runner_ms |" in out
+
+
+@pytest.mark.node
+def test_the_module_runner_crossing_compares_its_variants_interleaved() -> None:
+    if not node_available():
+        pytest.skip("node and npm are needed to build the TypeScript twin (./dev test installs them)")
+    ensure_installed(TWIN_DIR)
+    out = _bench(
+        *("bench.jsmodule_bench", "--calls", "3", "--syscalls", "3", "--appends", "2", "--batch", "3"),
+        *("--variant", "spin=0", "--variant", "spin=200", "--rounds", "2"),
+    )
+    assert "| crossing, median µs | spin=0 | spin=200 |" in out
+    assert "| TypeScript twin, spin=0 |" in out and "| TypeScript twin, spin=200 |" in out
+
+
+def test_the_websocket_framing_comparison_runs_with_the_stacks_installed() -> None:
+    """aiohttp always (the host's stack); picows as well where it is installed (no project dependency)."""
+    stacks = "aiohttp,picows" if importlib.util.find_spec("picows") is not None else "aiohttp"
+    out = _bench("bench.ws_framing", "--stacks", stacks, "--calls", "20", "--rounds", "2", timeout=120)
+    medians = json.loads(out.strip().splitlines()[-1])
+    for stack in stacks.split(","):
+        assert medians[f"server_{stack}_us"] > 0 and medians[f"client_{stack}_us"] > 0

@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from autopilot_sync.runtime.coalesce import CoalesceLimits, Coalescer
-from autopilot_sync.runtime.retry import FailureKind, LinkError, PublishFailure
+from autopilot_sync.runtime.retry import (
+    FailureKind,
+    LinkError,
+    PublishFailure,
+    RetryClass,
+    classify,
+    is_outcome_unknown,
+)
 
 
 @dataclass(frozen=True)
@@ -152,13 +159,27 @@ async def test_coalescer_refused_combined_call_is_split_and_each_stream_gets_its
     ]
 
 
-async def test_coalescer_link_failure_is_every_streams_answer_without_a_split() -> None:
-    send = SendDouble(refuse=lambda _events: PublishFailure(FailureKind.NETWORK, "connection lost"))
+@pytest.mark.parametrize(
+    "failure",
+    [
+        PublishFailure(FailureKind.NETWORK, "connection lost"),
+        PublishFailure(FailureKind.TIMEOUT, "no answer within 30.0 s"),
+    ],
+    ids=["network", "timeout"],
+)
+async def test_coalescer_link_failure_is_every_streams_answer_without_a_split(failure: PublishFailure) -> None:
+    """A lost link or a late answer says nothing about any one stream (unlike a refusal, the host ran nothing that
+    could be one part's fault, and it may have committed it all): each stream gets the unknown outcome it would have
+    had alone and retries on its own backoff, asking its head first; sending the parts again one by one at once
+    would multiply the calls into the host that was too slow to answer one (docs/runtime.md "Coalescing")."""
+    send = SendDouble(refuse=lambda _events: failure)
     observer = ObserverDouble()
     coalescer = Coalescer(send, CoalesceLimits(max_calls=1), observer)
     results = await asyncio.gather(*(coalescer.append(batch(f"s{i}", 1)) for i in range(4)), return_exceptions=True)
-    assert all(isinstance(r, LinkError) and r.failure.kind is FailureKind.NETWORK for r in results)
+    assert all(isinstance(r, LinkError) and r.failure == failure for r in results)
     assert len({id(r) for r in results}) == 4  # each stream its own error object
+    errors = [r for r in results if isinstance(r, LinkError)]
+    assert all(classify(e.failure) is RetryClass.TRANSIENT and is_outcome_unknown(e.failure) for e in errors)
     assert observer.splits == 0
     assert sum(len(call) for call in send.calls) == 4 and len(send.calls) < 4
 

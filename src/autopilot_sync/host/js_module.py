@@ -60,6 +60,7 @@ from autopilot_sync.jsmodule import (
 from autopilot_sync.jsmodule.runner import RunnerLimits
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import moduledef as md
+from autopilot_sync.spacetime.bsatn_check import ArgsChecker, RowsDoNotDecodeError, args_checker
 from autopilot_sync.spacetime.errors import DecodeError
 from autopilot_sync.spacetime.moduledef import raw
 from autopilot_sync.spacetime.values import Identity, Timestamp
@@ -111,6 +112,8 @@ class JsModule:
         self._procedure_ids = {procedure.name: i for i, procedure in enumerate(self._definition.procedures)}
         self._procedure: _RunningProcedure | None = None
         self._arg_codecs: dict[str, bsatn.Codec] = {}
+        #: per reducer, a check of its argument bytes that builds no value (None: its shape needs the decoder)
+        self._arg_checkers: dict[str, ArgsChecker | None] = {}
         self._view_rows: dict[str, bsatn.Codec] = {}
         self._restarts_seen = self.runner.restarts
 
@@ -305,8 +308,21 @@ class JsModule:
         """Refuse bytes that do not decode against the reducer's parameters before the runner sees them.
 
         The seam's contract (`hosted_module.BadArgumentsError`): the module, not the engine, checks its arguments.
-        The module's own code decodes them again in the runner; a decode failure there would be a panic.
+        The module's own code decodes them again in the runner; a decode failure there would be a panic. Where the
+        parameters' shape allows (the sync module's batch), the bytes are walked without building the values
+        (`bsatn_check.args_checker`, the decoder's verdict); only refused bytes are decoded, for the exact message.
         """
+        try:
+            checker = self._arg_checkers[reducer]
+        except KeyError:
+            params = next(r.params for r in self._definition.reducers if r.name == reducer)
+            checker = self._arg_checkers[reducer] = args_checker(params, self._definition.typespace)
+        if checker is not None:
+            try:
+                checker(args)
+                return
+            except RowsDoNotDecodeError:
+                pass  # the decoder below says why
         codec = self._arg_codecs.get(reducer)
         if codec is None:
             params = next(r.params for r in self._definition.reducers if r.name == reducer)

@@ -93,11 +93,7 @@ class Transaction:
             store.check_unique(row, row_bytes)
             store.put(row_bytes, row)
         self._undo.append((True, store, row_bytes, row))
-        deleted = self._deleted.get(store.table.name)
-        if deleted is not None and row_bytes in deleted:
-            del deleted[row_bytes]
-        else:
-            self._inserted.setdefault(store.table.name, {})[row_bytes] = row
+        self._note_inserted(store.table.name, row_bytes, row)
         return row
 
     def delete_bytes(self, store: TableStore, row_bytes: bytes) -> bool:
@@ -106,11 +102,7 @@ class Transaction:
         if row is None:
             return False
         self._undo.append((False, store, row_bytes, row))
-        inserted = self._inserted.get(store.table.name)
-        if inserted is not None and row_bytes in inserted:
-            del inserted[row_bytes]
-        else:
-            self._deleted.setdefault(store.table.name, {})[row_bytes] = row
+        self._note_deleted(store.table.name, row_bytes, row)
         return True
 
     def update_row(self, store: TableStore, old_bytes: bytes, new: Row) -> Row:
@@ -134,17 +126,28 @@ class Transaction:
         undo.append((False, store, old_bytes, old))
         undo.append((True, store, new_bytes, new))
         name = store.table.name
-        inserted = self._inserted.get(name)
-        if inserted is not None and old_bytes in inserted:
-            del inserted[old_bytes]
-        else:
-            self._deleted.setdefault(name, {})[old_bytes] = old
-        deleted = self._deleted.get(name)
-        if deleted is not None and new_bytes in deleted:
-            del deleted[new_bytes]
-        else:
-            self._inserted.setdefault(name, {})[new_bytes] = new
+        self._note_deleted(name, old_bytes, old)
+        self._note_inserted(name, new_bytes, new)
         return new
+
+    def _note_inserted(self, name: str, row_bytes: bytes, row: Row) -> None:
+        """Book an insert in the net changes: it cancels a delete of the same row earlier in this transaction (the
+        row is back as it was), else it is a new row of the commit. The one rule `insert` and `update_row` share."""
+        deleted = self._deleted.get(name)
+        if deleted is not None and row_bytes in deleted:
+            del deleted[row_bytes]
+        else:
+            self._inserted.setdefault(name, {})[row_bytes] = row
+
+    def _note_deleted(self, name: str, row_bytes: bytes, row: Row) -> None:
+        """Book a delete in the net changes: it cancels an insert of the same row earlier in this transaction (the
+        row never existed outside it), else the commit deletes it. The one rule `delete_bytes` and `update_row`
+        share."""
+        inserted = self._inserted.get(name)
+        if inserted is not None and row_bytes in inserted:
+            del inserted[row_bytes]
+        else:
+            self._deleted.setdefault(name, {})[row_bytes] = row
 
     @staticmethod
     def _replacing(store: TableStore, old_bytes: bytes, new: Row) -> bytes | None:

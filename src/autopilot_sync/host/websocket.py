@@ -54,6 +54,7 @@ from autopilot_sync.host.caller import Caller
 from autopilot_sync.host.engine import ConnectionRejectedError, HostEngine, StorageUnavailableError
 from autopilot_sync.host.frame_mask import MaskEnforcingResponse
 from autopilot_sync.host.http_api import TOKENS_KEY, resolve_database_request
+from autopilot_sync.host.liveness import ConnectionDebt, bytes_acked, quiet_since, unread_bytes
 from autopilot_sync.host.procedure_call import ProcedureOutcome
 from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, close_text
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
@@ -169,6 +170,12 @@ class Connection:
         #: loop time of the last frame from the client (pongs too) and of the next ping
         self.last_heard = 0.0
         self._next_ping = 0.0
+        #: loop time the timer is due at (its lateness is the host's, not the client's silence: `host/liveness.py`)
+        self._due = 0.0
+        #: calls started and not yet answered (the idle timer's "the host owes it answers")
+        self.calls_in_flight = 0
+        #: `bytes_acked` of the socket when the timer last saw output waiting (-1: not seen): does the output move?
+        self._acked_seen = -1
         self._closing_task: asyncio.Task[None] | None = None
         self.private_visible = hub.engine.reads_everything(caller.identity)
         #: The offset whose durability releases this connection's oldest held answer, as the hub files it (`hold`).
@@ -235,19 +242,23 @@ class Connection:
         """Run the reducer through the engine's one call path (its checks, its durability wait)."""
 
         def done(outcome: CallOutcome) -> None:
+            self.calls_in_flight -= 1
             on_done(outcome)
             self._poll()
 
         origin = _ReducerOrigin(self, message.request_id)
+        self.calls_in_flight += 1
         self.hub.engine.start_call(message.reducer, message.args, self.caller, origin, done)
 
     def call_procedure(self, message: CallProcedure, on_done: Callable[[ProcedureOutcome], None]) -> None:
         """Run the procedure through the engine (its transactions commit and fan out like a reducer's)."""
 
         def done(outcome: ProcedureOutcome) -> None:
+            self.calls_in_flight -= 1
             on_done(outcome)
             self._poll()
 
+        self.calls_in_flight += 1
         self.hub.engine.start_procedure(message.procedure, message.args, self.caller, done)
 
     # ----- feeding the session -----
@@ -400,7 +411,9 @@ class Connection:
         delay = min(self._next_ping, self.last_heard + self.hub.options.idle_timeout) - now
         if self._rights_end is not None:
             delay = min(delay, self._rights_end - time.time())
-        self._timer = loop.call_later(max(delay, 0.0), self._tick, loop)
+        delay = max(delay, 0.0)
+        self._due = now + delay
+        self._timer = loop.call_later(delay, self._tick, loop)
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.closed:
@@ -410,15 +423,50 @@ class Connection:
             self.close_soon(CloseReason.TOKEN_EXPIRED)
             return
         now = loop.time()
-        if now - self.last_heard >= self.hub.options.idle_timeout:
-            self.close_soon(CloseReason.IDLE_TIMEOUT)
-            return
+        idle_timeout = self.hub.options.idle_timeout
+        self.last_heard = quiet_since(self.last_heard, now, now - self._due)
+        debt = self._debt()  # a few syscalls, only while output waits or the window ran out
+        if now - self.last_heard >= idle_timeout:
+            if debt is None or not debt.owed:
+                self.close_soon(CloseReason.IDLE_TIMEOUT)
+                return
+            self.last_heard = now  # the client waits on the host: its silence counts from when that ends
         if now >= self._next_ping:
             self._next_ping = now + self.hub.options.ping_interval
             task = loop.create_task(_ping_quietly(self.ws))
             self.hub.pings.add(task)
             task.add_done_callback(self.hub.pings.discard)
         self._arm(loop)
+
+    def _debt(self) -> ConnectionDebt | None:
+        """What the host owes this connection now; each tick that sees output waiting notes how much of it the peer
+        has taken (`bytes_acked`), so the next one can tell output that moves from output stuck for a gone peer.
+        None when the idle window has not run out and no output waits (nothing to look at)."""
+        transport = self.request.transport
+        session = self.session
+        sending = (
+            self._writer is not None
+            or session.wants_write
+            or (transport is not None and transport.get_write_buffer_size() > 0)
+        )
+        loop_time = asyncio.get_running_loop().time()
+        if not sending and loop_time - self.last_heard < self.hub.options.idle_timeout:
+            self._acked_seen = -1
+            return None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        moves = False
+        if sending:
+            acked = bytes_acked(sock)
+            moves = acked is not None and 0 <= self._acked_seen < acked
+            self._acked_seen = acked if acked is not None else -1
+        else:
+            self._acked_seen = -1
+        return ConnectionDebt(
+            calls_in_flight=self.calls_in_flight,
+            holding=session.holding,
+            unread_bytes=unread_bytes(sock),
+            sending_moves=moves,
+        )
 
     async def stop_io(self) -> None:
         """The read loop ended: stop pinging and wait for (or cancel) the writer."""

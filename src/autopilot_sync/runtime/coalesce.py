@@ -15,7 +15,9 @@ streams in one call, atomically, so the runtime puts them together:
 - a combined call is atomic: when the host refuses it (one stream's gap, duplicate key, revoked claim, a panic…),
   nothing of it committed, so each stream's part is sent again on its own and every stream gets its OWN answer:
   its retry, reconcile or dead letter is decided by the publisher exactly as for a call of its own. A failure of
-  the link itself (network, timeout, token) says nothing about any one stream and is every stream's answer.
+  the link itself (network, timeout, token) says nothing about any one stream and is every stream's answer: a
+  timed-out call may have committed whole, and parts sent again alone at once would multiply the calls into a host
+  already too slow to answer one; each stream retries on its own backoff (docs/runtime.md "Coalescing").
 
 Generic in the event type (`Coalescable`) so the bench's producers coalesce through this same class.
 """

@@ -164,7 +164,8 @@ class HostSettings(ServiceSettings, service="host"):
         Seconds,
         default=30,
         description="A WebSocket client silent this long (no message, no pong) is dropped, so presence returns "
-        "to the truth after half-open connections.",
+        "to the truth after half-open connections. Only the client's silence counts: not while the host owes it "
+        "answers or has not read what it sent, nor while the host was too busy to listen.",
     )
     send_queue_max_messages: int = setting(
         Count, default=16384, description="Server messages queued for one client before it is disconnected as too slow."
