@@ -415,6 +415,8 @@ class Connection:
         self._end_soon(info)
 
     def _on_frame(self, data: bytes) -> None:
+        if self.state.apply_live_update(data):
+            return
         for message in self.state.decode(data):
             if self._close_info is not None:
                 return
