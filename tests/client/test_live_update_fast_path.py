@@ -1,10 +1,12 @@
-"""`ClientSession.apply_live_update` (a one-table update read from its bytes) against `decode` + `handle`.
+"""`ClientSession.apply_live_update` (a one-table update read from its bytes) and `answer_from_frame` (a call's answer
+with no rows) against `decode` + `handle`.
 
-The fast path must be invisible: for any frame, either it declines and changes nothing, or it leaves the cache, the
+Each fast path must be invisible: for any frame, either it declines and changes nothing, or it leaves the cache, the
 reported changes and the callbacks exactly as the general path does, and a frame the general path refuses is refused
 with the same `ProtocolError` (kind and text) and the cache untouched. Property-tested over generated updates (one or
 more sets and tables, any number of inserts and deletes, rows the schema decodes or not, row lists written as
-`FixedSize` or `RowOffsets`) and over those frames with bytes cut off or flipped. `OwnerDouble` is a test double.
+`FixedSize` or `RowOffsets`; answers of every outcome, to requests owed or not) and over those frames with bytes cut
+off or flipped. `OwnerDouble` is a test double.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from autopilot_sync.client import ClientSchema
 from autopilot_sync.client.cache import ClientCache
 from autopilot_sync.client.errors import ProtocolError
 from autopilot_sync.client.query_set import QuerySet
+from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.session import PROTOCOL_V2, PROTOCOL_V3, ClientSession
 from autopilot_sync.examples.chat import module as chat
 from autopilot_sync.spacetime import bsatn
@@ -139,3 +142,57 @@ def test_frames_that_are_not_a_live_update_are_declined_untouched() -> None:
     for frame in (encode_v2_server_frame(answer, Compression.NONE), b"\x00\x04", b"", b"\x02\x04" + bytes(40)):
         assert not session.apply_live_update(frame)
     assert seen == [] and len(session.cache.rows("person")) == 2
+
+
+OUTCOMES = st.one_of(
+    st.builds(lambda ret: m.ReducerOk(ret, m.TransactionUpdate(())), st.binary(max_size=8)),
+    st.builds(lambda update: m.ReducerOk(b"", update), UPDATES),
+    st.just(m.ReducerOkEmpty()),
+    st.builds(m.ReducerErr, st.binary(max_size=8)),
+    st.builds(m.ReducerInternalError, st.text(max_size=8)),
+)
+DAMAGE = st.one_of(st.none(), st.tuples(st.integers(0, 60), st.integers(0, 255)), st.integers(1, 30))
+
+
+def _answer_outcome(frame: bytes, fast: bool) -> tuple[object, ...]:
+    session, seen = _session(PROTOCOL_V3, applied=True)
+    batches: list[int] = []
+    session.cache.on_batch(lambda changes: batches.append(len(changes)))
+    session.call("add_person", b"")  # request 1
+    session.call("add_person", b"")  # request 2
+    answers: list[object] = []
+    error: tuple[object, str] | None = None
+    try:
+        answered = session.answer_from_frame(frame) if fast else None
+        if answered is not None:
+            answers.append(answered)
+        else:
+            answers.extend(session.handle(message) for message in session.decode(frame))
+    except ProtocolError as exc:
+        error = (exc.kind, str(exc))
+    return error, answers, sorted(session._calls), sorted(session.cache.rows("person")), seen, batches
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([1, 2, 7]), st.integers(-(2**63), 2**63 - 1), OUTCOMES, DAMAGE)
+def test_the_answer_fast_path_agrees_with_decode_and_handle(
+    request_id: int, micros: int, outcome: m.ReducerOutcome, damage: tuple[int, int] | int | None
+) -> None:
+    frame = encode_v2_server_frame(m.ReducerResult(request_id, Timestamp(micros), outcome), Compression.NONE)
+    if isinstance(damage, tuple):
+        at, value = damage
+        if at < len(frame):
+            frame = frame[:at] + bytes((value,)) + frame[at + 1 :]
+    elif isinstance(damage, int):
+        frame = frame[: max(1, len(frame) - damage)]
+    assert _answer_outcome(frame, fast=True) == _answer_outcome(frame, fast=False)
+
+
+def test_a_committed_call_with_no_rows_takes_the_answer_fast_path() -> None:
+    session, _ = _session(PROTOCOL_V3, applied=True)
+    request = session.call("add_person", b"")
+    answer = m.ReducerResult(request.request_id, Timestamp(5), m.ReducerOk(b"r", m.TransactionUpdate(())))
+    answered = session.answer_from_frame(encode_v2_server_frame(answer, Compression.NONE))
+    assert answered is not None and answered.request_id == request.request_id
+    assert answered.result == ReducerCommitted("add_person", Timestamp(5), (), b"r")
+    assert session._calls == {}

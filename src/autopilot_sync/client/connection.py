@@ -415,7 +415,14 @@ class Connection:
         self._end_soon(info)
 
     def _on_frame(self, data: bytes) -> None:
-        if self.state.apply_live_update(data):
+        state = self.state
+        if state.apply_live_update(data):
+            return
+        answered = state.answer_from_frame(data)
+        if answered is not None:
+            call = self._calls.pop(answered.request_id, None)
+            if call is not None and not call.done():
+                call.set_result(answered.result)
             return
         for message in self.state.decode(data):
             if self._close_info is not None:

@@ -50,6 +50,7 @@ from autopilot_sync.spacetime.frames import (
     decode_server_frame_messages,
 )
 from autopilot_sync.spacetime.rowlist import decode_row_list
+from autopilot_sync.spacetime.values import Timestamp
 
 PROTOCOL_V3 = "v3.bsatn.spacetimedb"
 PROTOCOL_V2 = "v2.bsatn.spacetimedb"
@@ -59,6 +60,9 @@ _ERR_TEXT = bsatn.codec(at.STRING)
 #: table name's length.
 _LIVE_UPDATE_HEAD = struct.Struct("<IIII")
 _U32 = struct.Struct("<I")
+#: After an uncompressed frame's tag and a `ReducerResult`'s: request id, timestamp, outcome tag, `ret_value` length.
+_ANSWER_HEAD = struct.Struct("<IqBI")
+_NO_QUERY_SETS = bytes(4)
 #: One row's row list is `FixedSize(n)` over n bytes (as the host writes it) or `RowOffsets` holding the offset 0 (a
 #: row too long for a u16), each followed by the rows' length; an empty one is `RowOffsets` of none over no bytes.
 #: A live update's inserts and deletes.
@@ -296,6 +300,28 @@ class ClientSession:
         ops += live_ops(table, query_set_id, inserts, True)
         self.cache.apply(ops, ChangeCause.TRANSACTION)
         return True
+
+    def answer_from_frame(self, data: bytes) -> CallAnswered | None:
+        """The answer of a frame that holds just one `ReducerResult` committed with no rows for this connection.
+
+        That is every call's answer when the caller follows nothing the call changed (a producer's): read from the
+        bytes, not built as four dataclasses first. None, with nothing changed, for any other frame or anything odd
+        about this one (a request not owed): `decode` and `handle` then read it and raise exactly their errors. As
+        `handle`, the cache is told (`apply` of no operations: `on_batch` fires as before).
+        """
+        if data[:2] != b"\x00\x06" or len(data) - 1 > self.max_message_bytes:  # uncompressed; ReducerResult
+            return None
+        try:
+            request_id, micros, outcome, size = _ANSWER_HEAD.unpack_from(data, 2)
+        except struct.error:
+            return None
+        if outcome != 0 or len(data) != 23 + size or data[19 + size :] != _NO_QUERY_SETS:  # `ReducerOk`, no sets
+            return None
+        reducer = self._calls.pop(request_id, None)
+        if reducer is None:
+            return None
+        changes = tuple(self.cache.apply((), ChangeCause.REDUCER_RESULT))
+        return CallAnswered(request_id, ReducerCommitted(reducer, Timestamp(micros), changes, data[19 : 19 + size]))
 
     def handle(self, message: m.ServerMessage) -> Answer | None:
         """Apply one decoded server message; raises `ProtocolError` (before any change) when it is not allowed."""
