@@ -75,7 +75,7 @@ def test_an_interleaved_startup_comparison_runs_both_trees(tmp_path: Path) -> No
     assert "this: wall p50" in done.stdout and "old: wall p50" in done.stdout
 
 
-AB_SCRIPTS = ["percall_ab", "batched_ab", "sdkcall_ab", "large_start", "startup", "storm", "replay_rows"]
+AB_SCRIPTS = ["percall_ab", "batched_ab", "sdkcall_ab", "sdk_receive", "large_start", "startup", "storm", "replay_rows"]
 
 
 @pytest.mark.parametrize("script", AB_SCRIPTS)

@@ -100,7 +100,8 @@ class ConnectOptions:
     handshake_timeout: float = 10.0
     """Seconds allowed from opening the socket to `InitialConnection`."""
     heartbeat: float | None = 30.0
-    """Seconds between client pings; a missing pong closes the connection (None: rely on the server's pings)."""
+    """Seconds of silence before the client pings; no answer within half of it closes the connection (None: rely
+    on the server's pings)."""
     max_message_bytes: int = MAX_MESSAGE_SIZE
     """Largest frame (and decompressed body) accepted."""
 
