@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -423,6 +424,13 @@ class WebSocket(asyncio.Protocol):
         self._end(code, None)
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """The system's default client TLS context, built once: loading the CA store costs ~0.1 s of CPU with OpenSSL 3
+    (docs/performance.md "Round 4 — startup"), too much to pay per reconnect."""
+    return ssl.create_default_context()
+
+
 async def open_websocket(
     url: str,
     *,
@@ -456,7 +464,7 @@ async def open_websocket(
         lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    context = ssl.create_default_context() if secure else None
+    context = _tls_context() if secure else None
     async with asyncio.timeout(within):
         _, ws = await loop.create_connection(
             lambda: WebSocket(key, max_message_bytes), host, port, ssl=context, server_hostname=host if secure else None
