@@ -1,5 +1,5 @@
 """`ClientSession.apply_live_update` (a one-table update read from its bytes) and `answer_from_frame` (a call's answer
-with no rows) against `decode` + `handle`.
+with no rows) against `decode` + `handle`; `queue_call` (a call's bytes written directly) against `call` + `queue`.
 
 Each fast path must be invisible: for any frame, either it declines and changes nothing, or it leaves the cache, the
 reported changes and the callbacks exactly as the general path does, and a frame the general path refuses is refused
@@ -196,3 +196,16 @@ def test_a_committed_call_with_no_rows_takes_the_answer_fast_path() -> None:
     assert answered is not None and answered.request_id == request.request_id
     assert answered.result == ReducerCommitted("add_person", Timestamp(5), (), b"r")
     assert session._calls == {}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=12), st.binary(max_size=40)), min_size=1, max_size=5))
+def test_a_queued_call_is_the_bytes_of_its_call_reducer_message(calls: list[tuple[str, bytes]]) -> None:
+    direct, built = ClientSession(SCHEMA, ClientCache(), PROTOCOL_V3), ClientSession(SCHEMA, ClientCache(), PROTOCOL_V3)
+    for reducer, args in calls:
+        request_id = direct.queue_call(reducer, args)
+        message = built.call(reducer, args)
+        built.queue(message)
+        assert request_id == message.request_id
+    assert direct.frames_to_send() == built.frames_to_send()
+    assert direct._calls == built._calls

@@ -250,26 +250,29 @@ class Connection:
         v3 lets a binary frame carry several client messages; like the official SDK's v3 outbound queue, we coalesce
         what is queued before the flush runs into frames of at most `V3_CLIENT_FRAME_CAP` bytes (the session packs
         them). Returns once the frame holding this message was written; ConnectionLostError when it could not be.
-        With `written=False` (a call, which awaits its answer anyway) a v3 send returns once the message is queued:
+        With `written=False` (what `call_raw` does through `_push`) a v3 send returns once the message is queued:
         a write that fails ends the connection, which fails the call's future.
         """
         self._check_open()
         self.state.queue(message)
+        self._push()
+        if not written:
+            return
+        if self.state.coalesces:
+            if self._flushed is None:
+                self._flushed = self._loop.create_future()
+            await asyncio.shield(self._flushed)
+        await self._ws.drain()
+
+    def _push(self) -> None:
+        """One message was queued: v2 writes it now, v3 flushes at the end of this loop turn."""
         self.messages_sent += 1
         if not self.state.coalesces:
             for frame in self.state.frames_to_send():
                 self._write(frame)
-        else:
-            if not self._flush_due:
-                self._flush_due = True
-                self._loop.call_soon(self._flush_outbox)
-            if not written:
-                return
-            if self._flushed is None:
-                self._flushed = self._loop.create_future()
-            await asyncio.shield(self._flushed)
-        if written:
-            await self._ws.drain()
+        elif not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush_outbox)
 
     def _flush_outbox(self) -> None:
         """Write everything queued, in order, as frames (a plain callback at the end of the turn it was asked in).
@@ -338,14 +341,15 @@ class Connection:
 
     async def call_raw(self, reducer: str, args: bytes) -> ReducerCallResult:
         """Call a reducer with already encoded arguments (no schema check)."""
-        message = self.state.call(reducer, args)
-        future: asyncio.Future[ReducerCallResult] = asyncio.get_running_loop().create_future()
-        self._calls[message.request_id] = future
+        self._check_open()
+        request_id = self.state.queue_call(reducer, args)
+        future: asyncio.Future[ReducerCallResult] = self._loop.create_future()
+        self._calls[request_id] = future
         try:
-            await self._send(message, written=False)
+            self._push()  # awaits the answer, not the write: a write that fails ends the connection, failing `future`
         except ConnectionLostError:
-            self._calls.pop(message.request_id, None)
-            self.state.not_sent(message.request_id)
+            self._calls.pop(request_id, None)
+            self.state.not_sent(request_id)
             raise
         return await future
 

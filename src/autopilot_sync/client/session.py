@@ -63,6 +63,8 @@ _U32 = struct.Struct("<I")
 #: After an uncompressed frame's tag and a `ReducerResult`'s: request id, timestamp, outcome tag, `ret_value` length.
 _ANSWER_HEAD = struct.Struct("<IqBI")
 _NO_QUERY_SETS = bytes(4)
+#: How many reducer names' encodings a session keeps (a module has a handful of reducers).
+_CALL_NAMES_KEPT = 256
 #: One row's row list is `FixedSize(n)` over n bytes (as the host writes it) or `RowOffsets` holding the offset 0 (a
 #: row too long for a u16), each followed by the rows' length; an empty one is `RowOffsets` of none over no bytes.
 #: A live update's inserts and deletes.
@@ -150,6 +152,7 @@ class ClientSession:
         self._one_offs: set[int] = set()
         self._unsubscribes: set[int] = set()
         self._outbox: list[bytes] = []
+        self._call_names: dict[str, bytes] = {}  # reducer name → its length-prefixed UTF-8, as a call carries it
 
     @property
     def coalesces(self) -> bool:
@@ -206,6 +209,24 @@ class ClientSession:
         request_id = self._request_id()
         self._calls[request_id] = reducer
         return m.CallReducer(request_id, m.CallReducerFlags.DEFAULT, reducer, args)
+
+    def queue_call(self, reducer: str, args: bytes) -> int:
+        """A reducer call, now owed a `ReducerResult` and queued: `call` + `queue` without building the `CallReducer`
+        first (its bytes written directly, the reducer name's part kept per name); returns its request id."""
+        header = self._call_names.get(reducer)
+        if header is None:
+            name = reducer.encode("utf-8")
+            header = _U32.pack(len(name)) + name
+            if len(self._call_names) < _CALL_NAMES_KEPT:  # `call_raw` takes any name: keep a bounded few
+                self._call_names[reducer] = header
+        try:
+            size = _U32.pack(len(args))
+        except struct.error as exc:
+            raise ValueError(f"CallReducer does not fit its wire types: {exc}") from None
+        request_id = self._request_id()
+        self._calls[request_id] = reducer
+        self._outbox.append(b"\x03" + _U32.pack(request_id) + b"\x00" + header + size + args)
+        return request_id
 
     def call_procedure(self, procedure: str, args: bytes) -> m.CallProcedure:
         """A procedure call, now owed a `ProcedureResult`."""
