@@ -266,6 +266,8 @@ async def test_a_silent_server_is_pinged_and_then_dropped_with_1006(
     code, error = await asyncio.wait_for(handler.ended, 5)
     assert code == CLOSE_ABNORMAL and isinstance(error, WebSocketError) and "no pong" in str(error)
     assert double.received[0][0] == 0x9
+    await asyncio.sleep(0.1)
+    assert [opcode for opcode, _, _ in double.received] == [0x9]  # 1006 is never sent in a close frame
 
 
 async def test_a_server_that_answers_pings_keeps_the_connection(

@@ -315,9 +315,11 @@ class WebSocket(asyncio.Protocol):
         self._wake()
 
     def _fail(self, code: int, message: str) -> None:
-        """A protocol fault: send the close code, drop the connection, tell the handler."""
+        """A protocol fault: send the close code (1006, a silent peer, is never sent: RFC 6455 §7.4.1), drop the
+        connection, tell the handler."""
         error = WebSocketError(code, message)
-        if not self._close_sent and self._transport is not None and not self._transport.is_closing():
+        sendable = code != CLOSE_ABNORMAL
+        if sendable and not self._close_sent and self._transport is not None and not self._transport.is_closing():
             self._write(_OP_CLOSE, code.to_bytes(2, "big"))
             self._close_sent = True
         if self._transport is not None:
