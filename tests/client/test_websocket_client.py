@@ -344,3 +344,17 @@ def test_client_frame_masks_with_its_key() -> None:
     frame = client_frame(0x2, b"abcde", key=0x01020304)
     assert frame[:2] == bytes((0x82, 0x85)) and frame[2:6] == bytes((1, 2, 3, 4))
     assert frame[6:] == bytes(b ^ k for b, k in zip(b"abcde", b"\x01\x02\x03\x04\x01", strict=True))
+
+
+def test_a_frame_in_the_same_read_as_the_upgrade_answer_is_delivered() -> None:
+    async def run() -> None:
+        key = b"dGhlIHNhbXBsZSBub25jZQ=="
+        ws = WebSocket(key, 1000)
+        ws.connection_made(RecordingTransportDouble())
+        accept = base64.b64encode(hashlib.sha1(key + GUID).digest())
+        head = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        ws.data_received(head + b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + server_frame(0x2, b"first"))
+        await ws.upgraded()
+        assert await ws.receive() == (b"first", True)
+
+    asyncio.run(run())
