@@ -53,9 +53,9 @@ class ClientStamps:
         write, on_frame = sdk.Connection._write, sdk.Connection._on_frame
         stamps = self.stamps
 
-        async def traced_write(conn: sdk.Connection, frame: bytes) -> None:
+        def traced_write(conn: sdk.Connection, frame: bytes) -> None:
             stamps.append(("client_write", _now()))
-            await write(conn, frame)
+            write(conn, frame)
 
         def traced_on_frame(conn: sdk.Connection, data: bytes) -> None:
             role = "subscriber_frame" if conn is self.subscriber else "producer_frame"

@@ -91,6 +91,7 @@ AB_SCRIPTS = [
     "jsmodule_bench",
     "ws_framing",
 ]
+AB_SCRIPTS = ["percall_ab", "batched_ab", "sdkcall_ab", "sdk_receive", "large_start", "startup", "storm", "replay_rows"]
 
 
 @pytest.mark.parametrize("script", AB_SCRIPTS)

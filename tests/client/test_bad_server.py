@@ -242,16 +242,16 @@ async def test_protocol_errors_are_retried_a_bounded_number_of_times(
 async def test_a_v3_call_whose_write_fails_raises_connection_lost_and_ends_the_connection(
     double_factory: Callable[..., asyncio.Future[GarbageServerDouble]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # On v3 a reducer call awaits its answer, not its write (one flusher task writes what is queued): a write that
+    # On v3 a reducer call awaits its answer, not its write (one flush callback writes what is queued): a write that
     # fails must still reach the caller, as ConnectionLostError, and end the connection; the call never hangs.
     double = await double_factory([], protocol="v3.bsatn.spacetimedb")
     conn = await connect(double.base_url, "chat", schema=SCHEMA, compression=Compression.NONE)
     assert conn.protocol == "v3.bsatn.spacetimedb"
 
-    async def reset(data: bytes, compress: int | None = None) -> None:
+    def reset(data: bytes) -> None:
         raise ConnectionResetError("reset by the test")
 
-    monkeypatch.setattr(conn._ws, "send_bytes", reset)
+    monkeypatch.setattr(conn._ws, "send", reset)
     with pytest.raises(ConnectionLostError):
         await conn.call("add_person", "dee", 9)
     info = await conn.wait_closed()

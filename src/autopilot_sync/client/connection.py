@@ -1,10 +1,11 @@
 """One WebSocket session with a Spacetime host: negotiation, frames, request ids, and routing answers to callers.
 
 `connect()` opens `GET /v1/database/:name/subscribe` with the caller's token in its `Authorization` header, offering
-`v3.bsatn.spacetimedb` then `v2.bsatn.spacetimedb`, and waits for `InitialConnection`. After that one reader task
-decodes every frame and hands each message, in wire order, to the connection's `ClientSession` (`session.py`, the
-sans-I/O protocol state), which checks it against what this connection has asked for (query sets, request ids) and
-fully decodes it before it touches the cache; this module resolves the futures callers await. Anything the protocol
+`v3.bsatn.spacetimedb` then `v2.bsatn.spacetimedb`, and waits for `InitialConnection`. After that every frame is
+decoded where it arrives (the WebSocket protocol's `data_received`, `websocket.py`: no reader task, no queue) and each
+message, in wire order, goes to the connection's `ClientSession` (`session.py`, the sans-I/O protocol state), which
+checks it against what this connection has asked for (query sets, request ids) and fully decodes it before it touches
+the cache; this module resolves the futures callers await, from that same callback. Anything the protocol
 forbids closes the connection with a `ProtocolError` as the reason, fails every waiting call, and leaves the cache
 exactly as the last good message left it. The session does not reconnect: that is `reconnect.SyncClient`'s job.
 """
@@ -51,6 +52,7 @@ from autopilot_sync.client.session import (
     UnsubscribeDone,
     decode_frame,
 )
+from autopilot_sync.client.websocket import HandshakeError, WebSocket, open_websocket
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
@@ -98,7 +100,8 @@ class ConnectOptions:
     handshake_timeout: float = 10.0
     """Seconds allowed from opening the socket to `InitialConnection`."""
     heartbeat: float | None = 30.0
-    """Seconds between client pings; a missing pong closes the connection (None: rely on the server's pings)."""
+    """Seconds of silence before the client pings; no answer within half of it closes the connection (None: rely
+    on the server's pings)."""
     max_message_bytes: int = MAX_MESSAGE_SIZE
     """Largest frame (and decompressed body) accepted."""
 
@@ -106,8 +109,9 @@ class ConnectOptions:
 class Connection:
     """A live session; build one with `connect()`.
 
-    The adapter around a `ClientSession` (`session.py`, the protocol state): it owns the socket, the reader task, the
-    v3 flush timing (messages sent in one event-loop turn share frames) and the futures callers await.
+    The adapter around a `ClientSession` (`session.py`, the protocol state): it owns the socket (whose protocol calls
+    `ws_message` for every message as it arrives), the v3 flush timing (messages sent in one event-loop turn share
+    frames) and the futures callers await.
     """
 
     def __init__(
@@ -115,7 +119,7 @@ class Connection:
         *,
         session: aiohttp.ClientSession,
         owns_session: bool,
-        ws: aiohttp.ClientWebSocketResponse,
+        ws: WebSocket,
         schema: ClientSchema,
         cache: ClientCache,
         protocol: str,
@@ -147,9 +151,13 @@ class Connection:
         #: client messages and WebSocket frames sent so far (v3 coalesces messages into fewer frames)
         self.messages_sent = 0
         self.frames_sent = 0
-        self._flush: asyncio.Task[None] | None = None
-        self._closed = asyncio.get_running_loop().create_future()
-        self._reader = asyncio.create_task(self._read_loop(), name=f"spacetime-reader-{self.connection_id.hex[:8]}")
+        self._loop = asyncio.get_running_loop()
+        self._flush_due = False  # a flush is scheduled for the end of this loop turn
+        self._flushed: asyncio.Future[None] | None = None  # resolved when that flush has written
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = self._loop.create_future()
+        ws.attach(self)
+        ws.start_heartbeat(options.heartbeat)
 
     # ----- lifecycle -----
 
@@ -171,9 +179,6 @@ class Connection:
     async def close(self) -> CloseInfo:
         """Close from our side (idempotent); pending calls fail with `ConnectionLostError`."""
         await self._shutdown(CloseInfo(CloseReason.CLIENT_CLOSED, "closed by the client"))
-        if self._reader is not asyncio.current_task():
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
         return await self.wait_closed()
 
     async def __aenter__(self) -> Connection:
@@ -186,7 +191,21 @@ class Connection:
 
     async def _shutdown(self, info: CloseInfo) -> None:
         if self._close_info is not None:
+            if self._closing is not None and self._closing is not asyncio.current_task():
+                await asyncio.shield(self._closing)
             return
+        self._end(info)
+        await self._finish(info)
+
+    def _end_soon(self, info: CloseInfo) -> None:
+        """End now (from a protocol callback: nothing more is handled or owed), and close the socket in a task."""
+        if self._close_info is not None:
+            return
+        self._end(info)
+        self._closing = self._loop.create_task(self._finish(info))
+
+    def _end(self, info: CloseInfo) -> None:
+        """Mark the connection ended and fail every waiting call, at once (no await: nothing slips in between)."""
         self._close_info = info
         if info.reason is CloseReason.PROTOCOL_ERROR:
             log.warning("closing connection %s: %s", self.connection_id.hex[:8], info.message)
@@ -204,9 +223,15 @@ class Connection:
         self._one_offs.clear()
         self._unsubscribes.clear()
         self.state.connection_lost(info.message)
+        if self._flushed is not None and not self._flushed.done():
+            self._flushed.set_exception(lost)
+            self._flushed.exception()  # retrieved: its waiters get it, and there may be none
+
+    async def _finish(self, info: CloseInfo) -> None:
+        """The closing handshake and the HTTP session's end; then `wait_closed` answers."""
         code = CLOSE_PROTOCOL_ERROR if info.reason is CloseReason.PROTOCOL_ERROR else aiohttp.WSCloseCode.OK
         with contextlib.suppress(Exception):
-            await self._ws.close(code=code, message=info.message[:120].encode())
+            await self._ws.close(code, info.message[:120].encode())
         if self._owns_session:
             with contextlib.suppress(Exception):
                 await self._session.close()
@@ -225,49 +250,56 @@ class Connection:
         v3 lets a binary frame carry several client messages; like the official SDK's v3 outbound queue, we coalesce
         what is queued before the flush runs into frames of at most `V3_CLIENT_FRAME_CAP` bytes (the session packs
         them). Returns once the frame holding this message was written; ConnectionLostError when it could not be.
-        With `written=False` (a call, which awaits its answer anyway) a v3 send returns once the message is queued:
+        With `written=False` (what `call_raw` does through `_push`) a v3 send returns once the message is queued:
         a write that fails ends the connection, which fails the call's future.
         """
         self._check_open()
         self.state.queue(message)
+        self._push()
+        if not written:
+            return
+        if self.state.coalesces:
+            if self._flushed is None:
+                self._flushed = self._loop.create_future()
+            await asyncio.shield(self._flushed)
+        await self._ws.drain()
+
+    def _push(self) -> None:
+        """One message was queued: v2 writes it now, v3 flushes at the end of this loop turn."""
         self.messages_sent += 1
         if not self.state.coalesces:
             for frame in self.state.frames_to_send():
-                await self._write(frame)
-            return
-        flush = self._flush
-        if flush is None:
-            flush = self._flush = asyncio.get_running_loop().create_task(self._flush_outbox())
-            flush.add_done_callback(_retrieve)
-        if written:
-            await asyncio.shield(flush)
+                self._write(frame)
+        elif not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush_outbox)
 
-    async def _flush_outbox(self) -> None:
-        """Write everything queued, in order, until the queue is empty (one flusher per connection at a time).
+    def _flush_outbox(self) -> None:
+        """Write everything queued, in order, as frames (a plain callback at the end of the turn it was asked in).
 
-        The task's first step runs after the callbacks already due in this loop turn, so every message sent in the
-        turn joins the first frame; messages queued while a write waits for the socket join the next round. One task
-        per burst rather than one per message (with a `sleep(0)` and a wait on the previous one): a call alone costs
-        one loop turn to write, not five.
+        The callback runs after the callbacks already due in this loop turn, so every message sent in the turn joins
+        the first frame. The socket's write is synchronous (the transport buffers; `_send` waits for `drain` where a
+        caller asked to know it was written), so a call costs no loop turn of its own to write.
         """
+        self._flush_due = False
+        flushed, self._flushed = self._flushed, None
         try:
-            while frames := self.state.frames_to_send():
-                for frame in frames:
-                    await self._write(frame)
-        except ConnectionLostError:
-            raise
-        except Exception as exc:  # anything else ends the connection, so no queued call waits forever
-            await self._shutdown(CloseInfo(CloseReason.NETWORK_ERROR, f"send failed: {exc}", error=exc))
-            raise
-        finally:
-            self._flush = None
+            for frame in self.state.frames_to_send():
+                self._write(frame)
+        except ConnectionLostError as exc:  # `_write` ended the connection, which failed every call
+            if flushed is not None and not flushed.done():
+                flushed.set_exception(exc)
+                flushed.exception()
+            return
+        if flushed is not None and not flushed.done():
+            flushed.set_result(None)
 
-    async def _write(self, frame: bytes) -> None:
+    def _write(self, frame: bytes) -> None:
         self._check_open()
         try:
-            await self._ws.send_bytes(frame)
-        except (ConnectionError, aiohttp.ClientError) as exc:
-            await self._shutdown(CloseInfo(CloseReason.NETWORK_ERROR, f"send failed: {exc}", error=exc))
+            self._ws.send(frame)
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            self._end_soon(CloseInfo(CloseReason.NETWORK_ERROR, f"send failed: {exc}", error=exc))
             raise ConnectionLostError(f"send failed: {exc}", exc) from exc
         self.frames_sent += 1
 
@@ -309,14 +341,15 @@ class Connection:
 
     async def call_raw(self, reducer: str, args: bytes) -> ReducerCallResult:
         """Call a reducer with already encoded arguments (no schema check)."""
-        message = self.state.call(reducer, args)
-        future: asyncio.Future[ReducerCallResult] = asyncio.get_running_loop().create_future()
-        self._calls[message.request_id] = future
+        self._check_open()
+        request_id = self.state.queue_call(reducer, args)
+        future: asyncio.Future[ReducerCallResult] = self._loop.create_future()
+        self._calls[request_id] = future
         try:
-            await self._send(message, written=False)
+            self._push()  # awaits the answer, not the write: a write that fails ends the connection, failing `future`
         except ConnectionLostError:
-            self._calls.pop(message.request_id, None)
-            self.state.not_sent(message.request_id)
+            self._calls.pop(request_id, None)
+            self.state.not_sent(request_id)
             raise
         return await future
 
@@ -367,34 +400,35 @@ class Connection:
 
     # ----- reading -----
 
-    async def _read_loop(self) -> None:
-        info: CloseInfo
+    def ws_message(self, data: bytes, binary: bool) -> None:
+        """One message from the socket, handled where it arrives (the protocol's `data_received`)."""
+        if self._close_info is not None:
+            return
         try:
-            async for frame in self._ws:
-                if frame.type is aiohttp.WSMsgType.BINARY:
-                    self._on_frame(frame.data)
-                elif frame.type is aiohttp.WSMsgType.TEXT:
-                    raise ProtocolError(ProtocolErrorKind.TEXT_FRAME, "text frame on a binary protocol")
-                elif frame.type is aiohttp.WSMsgType.ERROR:
-                    error = self._ws.exception()
-                    info = CloseInfo(CloseReason.NETWORK_ERROR, f"websocket error: {error}", error=error)
-                    break
-            else:
-                code = self._ws.close_code
-                error = self._ws.exception()
-                if error is not None:
-                    info = CloseInfo(CloseReason.NETWORK_ERROR, f"websocket error: {error}", code, error)
-                else:
-                    info = CloseInfo(CloseReason.SERVER_CLOSED, f"closed by the server (code {code})", code)
+            if not binary:
+                raise ProtocolError(ProtocolErrorKind.TEXT_FRAME, "text frame on a binary protocol")
+            self._on_frame(data)
         except ProtocolError as exc:
-            info = CloseInfo(CloseReason.PROTOCOL_ERROR, str(exc), CLOSE_PROTOCOL_ERROR, exc)
-        except (aiohttp.ClientError, ConnectionError) as exc:
-            info = CloseInfo(CloseReason.NETWORK_ERROR, f"network error: {exc}", error=exc)
-        except asyncio.CancelledError:
-            info = CloseInfo(CloseReason.CLIENT_CLOSED, "reader cancelled")
-        await self._shutdown(info)
+            self._end_soon(CloseInfo(CloseReason.PROTOCOL_ERROR, str(exc), CLOSE_PROTOCOL_ERROR, exc))
+
+    def ws_closed(self, code: int | None, error: BaseException | None) -> None:
+        """The socket ended (the server closed it, it dropped, or it broke the WebSocket protocol)."""
+        if error is not None:
+            info = CloseInfo(CloseReason.NETWORK_ERROR, f"websocket error: {error}", code, error)
+        else:
+            info = CloseInfo(CloseReason.SERVER_CLOSED, f"closed by the server (code {code})", code)
+        self._end_soon(info)
 
     def _on_frame(self, data: bytes) -> None:
+        state = self.state
+        if state.apply_live_update(data):
+            return
+        answered = state.answer_from_frame(data)
+        if answered is not None:
+            call = self._calls.pop(answered.request_id, None)
+            if call is not None and not call.done():
+                call.set_result(answered.result)
+            return
         for message in self.state.decode(data):
             if self._close_info is not None:
                 return
@@ -505,60 +539,52 @@ async def connect(
     )
 
 
-def _retrieve(task: asyncio.Task[None]) -> None:
-    """Mark a flush's failure as seen (its senders got it as ConnectionLostError)."""
-    if not task.cancelled():
-        task.exception()
-
-
 async def _open(
     client: aiohttp.ClientSession, url: str, params: dict[str, str], opts: ConnectOptions, token: str | None
-) -> aiohttp.ClientWebSocketResponse:
+) -> WebSocket:
     """The upgrade; `token` goes in its `Authorization` header (never the URL), as SpacetimeDB's Rust SDK sends it.
 
     The official TypeScript SDK first trades its token for a 60 s one at `/v1/identity/websocket-token` and puts that
     in `?token=`, because a browser's WebSocket cannot set headers; a client that can skips that round trip (one HTTP
     request, one host signature per connect: a third of what a reconnect storm cost the host per client, on top of
     the same share of the client's own time, docs/performance.md "Round 5 — storm2"). The host checks the token
-    exactly as it checks the exchanged one, and ends the socket when the token's rights end.
+    exactly as it checks the exchanged one, and ends the socket when the token's rights end. The socket is the SDK's
+    own WebSocket client (`websocket.py`), not `client`'s: `client` serves the HTTP requests (the schema).
     """
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        return await client.ws_connect(
+        return await open_websocket(
             url,
             params=params,
             headers=headers,
             protocols=opts.protocols,
-            heartbeat=opts.heartbeat,
-            max_msg_size=opts.max_message_bytes,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=5.0),
-            autoping=True,
+            max_message_bytes=opts.max_message_bytes,
+            within=opts.handshake_timeout,
         )
-    except aiohttp.WSServerHandshakeError as exc:
+    except HandshakeError as exc:
         if exc.status == 401:
             raise AuthenticationError(f"the server refused the token: {exc.message}", status=401) from exc
         raise ConnectError(f"WebSocket handshake refused: {exc.status} {exc.message}", status=exc.status) from exc
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError) as exc:
         raise ConnectError(f"cannot open {url}: {exc}") from exc
 
 
-async def _initial_connection(
-    ws: aiohttp.ClientWebSocketResponse, protocol: str, opts: ConnectOptions
-) -> m.InitialConnection:
+async def _initial_connection(ws: WebSocket, protocol: str, opts: ConnectOptions) -> m.InitialConnection:
     try:
         async with asyncio.timeout(opts.handshake_timeout):
-            frame = await ws.receive()
+            received = await ws.receive()
     except TimeoutError:
         raise ConnectError(f"no InitialConnection within {opts.handshake_timeout} s") from None
-    if frame.type is aiohttp.WSMsgType.TEXT:
-        raise ProtocolError(ProtocolErrorKind.TEXT_FRAME, "text frame on a binary protocol")
-    if frame.type is not aiohttp.WSMsgType.BINARY:
+    if received is None:
         # The host upgrades before `client_connected` runs (as SpacetimeDB), so a refusal arrives as a close here.
-        code = ws.close_code if frame.type is aiohttp.WSMsgType.CLOSE else None
-        reason = str(frame.extra or "") if frame.type is aiohttp.WSMsgType.CLOSE else ""
-        said = f": {reason}" if reason else f" ({frame.type.name}, no reason given)"
+        code = ws.close_code if ws.error is None else None
+        reason = ws.close_reason
+        said = f": {reason}" if reason else f" ({ws.error or 'closed'}, no reason given)"
         raise ConnectionRejectedError(f"the server refused the connection{said}", code, reason)
-    messages = decode_frame(frame.data, protocol, opts.max_message_bytes)
+    data, binary = received
+    if not binary:
+        raise ProtocolError(ProtocolErrorKind.TEXT_FRAME, "text frame on a binary protocol")
+    messages = decode_frame(data, protocol, opts.max_message_bytes)
     first = messages[0]
     if not isinstance(first, m.InitialConnection):
         raise ProtocolError(ProtocolErrorKind.UNEXPECTED_MESSAGE, f"{type(first).__name__} before InitialConnection")

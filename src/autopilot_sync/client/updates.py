@@ -61,6 +61,16 @@ def _decoded_ops(
     return [RowOp(query_set_id, name, insert, key, raw, row, event) for raw, (key, row) in pairs]
 
 
+def live_ops(table: TableSchema, query_set_id: int, rows: BsatnRowList, insert: bool) -> list[RowOp | RowBatch]:
+    """A live update's operations for one row list (`ops_from_transaction`'s per-entry step, for its fast path)."""
+    return list(_ops(table, query_set_id, rows, insert, lazy_from=LIVE_LAZY_FROM))
+
+
+def one_row_ops(table: TableSchema, query_set_id: int, raw: bytes) -> list[RowOp | RowBatch]:
+    """The operation of a live update's one inserted row: what `_ops` makes of a one-row list (decoded now)."""
+    return list(_decoded_ops(table, query_set_id, [raw], True, False))
+
+
 def ops_from_query_rows(
     schema: ClientSchema, query_set_id: int, rows: QueryRows, insert: bool
 ) -> list[RowOp | RowBatch]:
