@@ -85,6 +85,9 @@ class _CallCount:
     def call_split(self) -> None:
         pass
 
+    def host_behind(self, behind: bool) -> None:
+        pass
+
 
 async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
     if system != OURS:

@@ -50,12 +50,16 @@ class SendDouble:
 class ObserverDouble:
     sent: list[tuple[int, int]] = field(default_factory=list)
     splits: int = 0
+    behind: list[bool] = field(default_factory=list)
 
     def call_sent(self, events: int, streams: int) -> None:
         self.sent.append((events, streams))
 
     def call_split(self) -> None:
         self.splits += 1
+
+    def host_behind(self, behind: bool) -> None:
+        self.behind.append(behind)
 
 
 def batch(stream: str, first: int, count: int = 1, payload: str = "{}") -> list[Ev]:
@@ -223,7 +227,8 @@ async def answered_late(send: SendDouble, coalescer: Coalescer[Ev]) -> None:
 
 async def test_coalescer_behind_host_gets_one_call_at_a_time_until_a_full_call_waits() -> None:
     send = SendDouble()
-    coalescer = Coalescer(send, CoalesceLimits(max_events=5, max_calls=2, behind_after=0.01))
+    observer = ObserverDouble()
+    coalescer = Coalescer(send, CoalesceLimits(max_events=5, max_calls=2, behind_after=0.01), observer)
     await answered_late(send, coalescer)
     send.gate = gate = asyncio.Event()
     waiting = [asyncio.create_task(coalescer.append(batch("s1", 1)))]
@@ -237,6 +242,7 @@ async def test_coalescer_behind_host_gets_one_call_at_a_time_until_a_full_call_w
     gate.set()
     await asyncio.gather(*waiting)
     assert not coalescer.behind  # answered at once again: back to two calls in flight
+    assert observer.behind == [True, False]  # the runtime's gauge follows each change, once
 
 
 async def test_coalescer_behind_host_sends_everything_waiting_as_one_call_when_the_call_answers() -> None:

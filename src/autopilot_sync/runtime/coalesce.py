@@ -78,12 +78,18 @@ class CallObserver(Protocol):
     def call_split(self) -> None:
         """A combined call was refused and its streams' parts are sent one by one."""
 
+    def host_behind(self, behind: bool) -> None:
+        """The coalescer now judges the host behind (or no longer): told when that changes."""
+
 
 class _NoObserver:
     def call_sent(self, events: int, streams: int) -> None:
         pass
 
     def call_split(self) -> None:
+        pass
+
+    def host_behind(self, behind: bool) -> None:
         pass
 
 
@@ -260,7 +266,10 @@ class Coalescer(Generic[E]):
         try:
             await self._send(events)
         finally:
-            self._behind = loop.time() - sent > self.limits.behind_after
+            behind = loop.time() - sent > self.limits.behind_after
+            if behind != self._behind:
+                self._behind = behind
+                self._observer.host_behind(behind)
 
     async def _alone(self, part: _Part[E]) -> None:
         """Send one stream's part of a refused combined call by itself: its own answer, whatever its neighbours'."""
