@@ -216,3 +216,27 @@ def test_what_orjson_prints_its_own_way_gets_the_definitions_answer(odd: Any) ->
     tuple); those, alone and nested, get exactly the definition's text or its refusal."""
     for value in (odd, [odd], {"k": odd, "a": [1, {"z": odd}]}):
         assert _answer(value) == _definition_of_value(value)
+
+
+def _float_form_in_bytes(out: bytes) -> bool:
+    """The scan as it was made on orjson's UTF-8 bytes: `0.0000`, or `e+`/`e-` right after an ASCII digit."""
+    if b"0.0000" in out:
+        return True
+    for marker in (b"e+", b"e-"):
+        at = out.find(marker)
+        while at > 0:
+            if 0x30 <= out[at - 1] <= 0x39:
+                return True
+            at = out.find(marker, at + 2)
+    return False
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="0123456789e+-.x\u0663\u00e9\u2713\U0001f600", max_size=40))
+def test_the_float_form_scan_of_text_answers_as_the_scan_of_its_utf8_bytes(text: str) -> None:
+    assert canonical._float_form_differs(text) == _float_form_in_bytes(text.encode("utf-8"))
+
+
+@pytest.mark.parametrize("text", ['{"v":1e+16}', '{"v":1.5e-05}', '{"v":0.00001}', '["9e-x"]', '["0.0000"]'])
+def test_every_float_form_marker_is_seen_in_the_text(text: str) -> None:
+    assert canonical._float_form_differs(text)
