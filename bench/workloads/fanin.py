@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from autopilot_sync.client.connection import Connection
-from autopilot_sync.runtime.coalesce import Coalescer
+from autopilot_sync.runtime.coalesce import CoalesceLimits, Coalescer
 from autopilot_sync.runtime.publisher import PublisherConfig
 from autopilot_sync.sync_bindings import AppendSyncEventsBatchItem
 from bench.ours import event_input
@@ -85,6 +85,9 @@ class _CallCount:
     def call_split(self) -> None:
         pass
 
+    def host_behind(self, behind: bool) -> None:
+        pass
+
 
 async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
     if system != OURS:
@@ -96,7 +99,9 @@ async def measure(ctx: Context, system: str, round_no: int) -> dict[str, float]:
     return found
 
 
-async def _measure(ctx: Context, variant: str) -> dict[str, float]:
+async def _measure(ctx: Context, variant: str, limits: CoalesceLimits | None = None) -> dict[str, float]:
+    """One producer's run on fresh streams; `limits` the coalesced producer's bounds (None: the runtime's defaults,
+    `bench.fanin_ab` compares others)."""
     sizes = ctx.sizes
     ours = ctx.ours
     prefix = ctx.name("fan-c-" if variant == COALESCED else "fan-")
@@ -107,7 +112,7 @@ async def _measure(ctx: Context, variant: str) -> dict[str, float]:
     counted = _CallCount()
     senders: list[Callable[[list[AppendSyncEventsBatchItem]], Awaitable[None]]]
     if variant == COALESCED:
-        senders = [Coalescer(_sender(ctx, conn), observer=counted).append for conn in conns]
+        senders = [Coalescer(_sender(ctx, conn), limits, counted).append for conn in conns]
     else:
         senders = [functools.partial(ours.append, conn) for conn in conns]
     try:

@@ -57,12 +57,16 @@ class SendDouble:
 class ObserverDouble:
     sent: list[tuple[int, int]] = field(default_factory=list)
     splits: int = 0
+    behind: list[bool] = field(default_factory=list)
 
     def call_sent(self, events: int, streams: int) -> None:
         self.sent.append((events, streams))
 
     def call_split(self) -> None:
         self.splits += 1
+
+    def host_behind(self, behind: bool) -> None:
+        self.behind.append(behind)
 
 
 def batch(stream: str, first: int, count: int = 1, payload: str = "{}") -> list[Ev]:
@@ -216,3 +220,63 @@ async def test_coalescer_close_cancels_calls_in_flight_and_waiting_batches() -> 
 def test_coalescer_refuses_limits_below_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Coalescer(SendDouble(), CoalesceLimits(max_calls=0))
+
+
+async def test_coalescer_keeps_max_calls_in_flight_while_the_host_answers_fast() -> None:
+    send = SendDouble()
+    coalescer = Coalescer(send, CoalesceLimits(max_calls=2, behind_after=60.0))
+    await coalescer.append(batch("s0", 1))  # answered at once: the host is not behind
+    assert not coalescer.behind
+    send.gate = gate = asyncio.Event()
+    waiting = [asyncio.create_task(coalescer.append(batch(f"s{i}", 1))) for i in range(1, 4)]
+    await settle()
+    assert [len(call) for call in send.calls] == [1, 1, 1] and coalescer.waiting == 1  # s1 and s2 both in flight
+    gate.set()
+    await asyncio.gather(*waiting)
+    assert [[e.stream_id for e in call] for call in send.calls] == [["s0"], ["s1"], ["s2"], ["s3"]]
+
+
+async def answered_late(send: SendDouble, coalescer: Coalescer[Ev]) -> None:
+    """One call the host answers after `behind_after` (0.01 s in these tests): the coalescer then sees it behind."""
+    send.gate = gate = asyncio.Event()
+    slow = asyncio.create_task(coalescer.append(batch("s0", 1)))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await slow
+    assert coalescer.behind
+
+
+async def test_coalescer_behind_host_gets_one_call_at_a_time_until_a_full_call_waits() -> None:
+    send = SendDouble()
+    observer = ObserverDouble()
+    coalescer = Coalescer(send, CoalesceLimits(max_events=5, max_calls=2, behind_after=0.01), observer)
+    await answered_late(send, coalescer)
+    send.gate = gate = asyncio.Event()
+    waiting = [asyncio.create_task(coalescer.append(batch("s1", 1)))]
+    await settle()
+    waiting += [asyncio.create_task(coalescer.append(batch(f"s{i}", 1))) for i in (2, 3)]
+    await settle()
+    assert len(send.calls) == 2 and coalescer.waiting == 2  # s2 and s3 wait to join one call, not a second small one
+    waiting.append(asyncio.create_task(coalescer.append(batch("s4", 1, 3))))  # 5 events wait: a full call
+    await settle()
+    assert [[e.stream_id for e in call] for call in send.calls][2] == ["s2", "s3", "s4", "s4", "s4"]
+    gate.set()
+    await asyncio.gather(*waiting)
+    assert not coalescer.behind  # answered at once again: back to two calls in flight
+    assert observer.behind == [True, False]  # the runtime's gauge follows each change, once
+
+
+async def test_coalescer_behind_host_sends_everything_waiting_as_one_call_when_the_call_answers() -> None:
+    send = SendDouble()
+    coalescer = Coalescer(send, CoalesceLimits(max_calls=2, behind_after=0.01))
+    await answered_late(send, coalescer)
+    send.gate = gate = asyncio.Event()
+    waiting = [asyncio.create_task(coalescer.append(batch(f"s{i}", 1, 2))) for i in range(1, 8)]
+    await settle()
+    cancelled = asyncio.create_task(coalescer.append(batch("s8", 1, 2)))
+    await settle()
+    cancelled.cancel()
+    assert len(send.calls) == 2 and coalescer.waiting == 6
+    gate.set()
+    await asyncio.gather(*waiting)
+    assert [len(call) for call in send.calls] == [1, 2, 12]  # s2..s7 together; the cancelled s8 never sent

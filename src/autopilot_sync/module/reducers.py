@@ -215,8 +215,10 @@ class _Heads:
                     floor_chain=stream_chain.genesis(stream_id, FIRST_EPOCH),
                 )
                 self._ctx.db.stream_head.insert(head)
-            else:
-                self._ctx.db.stream_head.update(row._replace(head_seq=seq, updated_at=now, head_chain=chain))
+            else:  # positionally, in `StreamHead`'s order: `_replace` parses keywords, once per stream and call
+                self._ctx.db.stream_head.update(
+                    StreamHead(stream_id, seq, row.retained_from_seq, row.epoch, now, chain, row.floor_chain)
+                )
 
 
 def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: tuple[Any, ...]) -> None:

@@ -10,6 +10,11 @@ streams in one call, atomically, so the runtime puts them together:
   fewer are in flight) everything queued goes as ONE call, bounded by `max_events` (the module's
   `max_batch_events`) and `max_bytes` (under the host's message size limit); a batch over the bounds on its own
   still goes alone, as before;
+- while the host is behind (the last call took longer than `behind_after` to be answered: calls queue there), a
+  second call starts only when a full call waits: the waiting streams join the next call instead of queueing at the
+  host as small calls, whose fixed and per-stream costs the host then pays again for a few events each (docs/
+  performance.md "Round 7 — fanin3"). A host that answers fast keeps `max_calls` in flight, so a batch that comes
+  while a call is out is not held back by a round trip;
 - a stream appears at most once per call, and the publisher keeps at most one batch per stream in flight, so
   per-stream order holds;
 - a combined call is atomic: when the host refuses it (one stream's gap, duplicate key, revoked claim, a panic…),
@@ -75,12 +80,18 @@ class CallObserver(Protocol):
     def call_split(self) -> None:
         """A combined call was refused and its streams' parts are sent one by one."""
 
+    def host_behind(self, behind: bool) -> None:
+        """The coalescer now judges the host behind (or no longer): told when that changes."""
+
 
 class _NoObserver:
     def call_sent(self, events: int, streams: int) -> None:
         pass
 
     def call_split(self) -> None:
+        pass
+
+    def host_behind(self, behind: bool) -> None:
         pass
 
 
@@ -94,6 +105,9 @@ class CoalesceLimits:
     """Most estimated bytes one call carries (well under the host's `max_message_bytes`)."""
     max_calls: int = 2
     """Calls in flight at once on the link: one answering while the next fills."""
+    behind_after: float = 0.05
+    """Seconds: a call answered later than this says the host is behind; until a call is answered sooner, a second
+    call starts only when a full call (`max_events` or `max_bytes`) waits. A healthy host answers in a few ms."""
 
 
 @dataclass(eq=False, slots=True)
@@ -124,6 +138,10 @@ class Coalescer(Generic[E]):
         self._observer: CallObserver = observer or _NoObserver()
         self._queue: deque[_Part[E]] = deque()
         self._calls: set[asyncio.Task[None]] = set()
+        #: Events and estimated bytes in `_queue` (a cancelled batch counts until `_take` drops it).
+        self._queued_events = self._queued_bytes = 0
+        #: Whether the last call answered took longer than `limits.behind_after`.
+        self._behind = False
 
     async def append(self, batch: Sequence[E]) -> None:
         """Publish one stream's batch (consecutive seqs of one stream) in the next call; LinkError unless committed.
@@ -135,6 +153,8 @@ class Coalescer(Generic[E]):
             return
         part = _Part(batch, asyncio.get_running_loop().create_future(), sum(event_bytes(e) for e in batch))
         self._queue.append(part)
+        self._queued_events += len(batch)
+        self._queued_bytes += part.size
         self._dispatch()
         await part.answer  # a cancel cancels the answer too: still queued, `_take` skips it; in flight, it is dropped
 
@@ -143,6 +163,7 @@ class Coalescer(Generic[E]):
         for part in self._queue:
             part.answer.cancel()
         self._queue.clear()
+        self._queued_events = self._queued_bytes = 0
         calls = list(self._calls)
         for task in calls:
             task.cancel()
@@ -155,8 +176,13 @@ class Coalescer(Generic[E]):
         """Batches queued for the next call."""
         return sum(1 for part in self._queue if not part.answer.done())
 
+    @property
+    def behind(self) -> bool:
+        """Whether the host is behind: the last call answered took longer than `limits.behind_after`."""
+        return self._behind
+
     def _dispatch(self) -> None:
-        while len(self._calls) < self.limits.max_calls:
+        while len(self._calls) < self._slots():
             parts = self._take()
             if not parts:
                 return
@@ -168,6 +194,13 @@ class Coalescer(Generic[E]):
         self._calls.discard(task)
         self._dispatch()
 
+    def _slots(self) -> int:
+        """Calls that may be in flight now: one while the host is behind, unless a full call waits."""
+        limits = self.limits
+        if self._behind and self._queued_events < limits.max_events and self._queued_bytes < limits.max_bytes:
+            return 1
+        return limits.max_calls
+
     def _take(self) -> list[_Part[E]]:
         """The next call's parts: queued batches in order while they fit, one per stream; the first always goes."""
         taken: list[_Part[E]] = []
@@ -177,14 +210,14 @@ class Coalescer(Generic[E]):
         while self._queue:
             part = self._queue[0]
             if part.answer.done():  # its caller was cancelled while it waited
-                self._queue.popleft()
+                self._pop()
                 continue
             stream_id = part.batch[0].stream_id
             if taken and (
                 events + len(part.batch) > self.limits.max_events or size + part.size > self.limits.max_bytes
             ):
                 break
-            self._queue.popleft()
+            self._pop()
             if stream_id in streams:
                 deferred.append(part)  # a second batch of a stream waits for the first's answer
                 continue
@@ -193,13 +226,21 @@ class Coalescer(Generic[E]):
             events += len(part.batch)
             size += part.size
         self._queue.extendleft(reversed(deferred))
+        for part in deferred:
+            self._queued_events += len(part.batch)
+            self._queued_bytes += part.size
         return taken
+
+    def _pop(self) -> None:
+        part = self._queue.popleft()
+        self._queued_events -= len(part.batch)
+        self._queued_bytes -= part.size
 
     async def _call(self, parts: list[_Part[E]]) -> None:
         events = [event for part in parts for event in part.batch]
         self._observer.call_sent(len(events), len(parts))
         try:
-            await self._send(events)
+            await self._timed_send(events)
         except LinkError as exc:
             if len(parts) > 1 and refused_in_part(exc.failure):
                 self._observer.call_split()
@@ -219,6 +260,18 @@ class Coalescer(Generic[E]):
             return
         for part in parts:
             _answer(part, None)
+
+    async def _timed_send(self, events: Sequence[E]) -> None:
+        """`send`, noting from how long its answer took whether the host is behind."""
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        try:
+            await self._send(events)
+        finally:
+            behind = loop.time() - sent > self.limits.behind_after
+            if behind != self._behind:
+                self._behind = behind
+                self._observer.host_behind(behind)
 
     async def _alone(self, part: _Part[E]) -> None:
         """Send one stream's part of a refused combined call by itself: its own answer, whatever its neighbours'."""

@@ -128,6 +128,11 @@ class RuntimeMetrics:
             "Combined calls the host refused, whose streams' parts were then sent one by one (each its own answer).",
             registry=self.registry,
         )
+        self.host_behind_gauge = Gauge(
+            "autopilot_sync_runtime_host_behind",
+            "1 while the host answers the runtime's appends late (over 50 ms): calls then wait to be joined.",
+            registry=self.registry,
+        )
         for retry_class in RetryClass:  # every class visible at 0, so alerts can use rate() from the start
             self.failures.labels(retry_class=retry_class.value)
             self.dead_lettered.labels(retry_class=retry_class.value)
@@ -143,6 +148,10 @@ class RuntimeMetrics:
     def call_split(self) -> None:
         """A combined call was refused and split by stream (the coalescer's `CallObserver`)."""
         self.call_splits.inc()
+
+    def host_behind(self, behind: bool) -> None:
+        """The coalescer judges the host behind, or no longer (its `CallObserver`)."""
+        self.host_behind_gauge.set(1 if behind else 0)
 
     def observe_backlog(self, backlog: Iterable[StreamBacklog], now_us: int) -> None:
         """Reset the per-stream gauges to what the outbox holds now."""
