@@ -90,8 +90,8 @@ AB_SCRIPTS = [
     "jsmodule_cpu",
     "jsmodule_bench",
     "ws_framing",
+    "sdk_receive",
 ]
-AB_SCRIPTS = ["percall_ab", "batched_ab", "sdkcall_ab", "sdk_receive", "large_start", "startup", "storm", "replay_rows"]
 
 
 @pytest.mark.parametrize("script", AB_SCRIPTS)
