@@ -6,37 +6,35 @@ never holds them. The host creates ~115 dataclasses before `ready` (the wire mes
 SQL plans, …), and compiling their ~600 methods was ~0.1 s of its ~0.7 s of CPU to `ready` (docs/performance.md
 "Round 7 — startup4").
 
-`install` replaces `dataclasses._create_fn` with a copy that compiles each distinct text once and keeps the code
-object; `finish` puts the original back and, when anything was compiled, writes the code objects the start used
+`install` puts a caching `exec` in `dataclasses`' own namespace (a module global is found before the builtin, and
+`dataclasses` runs each generated text through `exec`): each distinct text is compiled once and its code object
+kept; `finish` removes it and, when anything was compiled, writes the code objects the start used
 (keyed by their exact text, `marshal`) to `__pycache__/dataclass-methods.<cache tag>.bin` beside this module, where
 the next start loads them. A text is its own key, so an entry is only ever used for the very text it was compiled
 from, and `exec` of that code object does exactly what `exec` of the text does: the classes are the same. The file
 lives where the package's `.pyc` files do and is trusted as they are (whoever can write it can write those).
 
-Only the `dataclasses._create_fn` this was written against is replaced (CPython 3.11, checked by a fingerprint of
-its code); any other interpreter, a missing or unreadable file, an unwritable folder: no cache, the ordinary path.
+No code of `dataclasses` is copied or replaced: an interpreter whose `dataclasses` compiles otherwise simply never
+calls the shadow; a missing or unreadable file, an unwritable folder: no cache, the ordinary path.
 """
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
-import hashlib
 import importlib.util
 import marshal
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from types import CodeType
 from typing import Any
 
-#: sha256 of `_create_fn`'s bytecode, names and constants in CPython 3.11 (the function `_create_fn` below copies).
-KNOWN_CREATE_FN = "018287502275d2a18f9018c8a522027d210e093ba09b44c5ed7ef3426a4aa1ed"
 #: The file's first bytes: this format, then the interpreter's bytecode magic (a new interpreter ignores the file).
 _HEADER = b"APSDCM1\0" + importlib.util.MAGIC_NUMBER
 
 _lock = threading.Lock()
-_original: Callable[..., Any] | None = None
+_installed = False
 _codes: dict[str, CodeType] = {}  # text -> code, loaded from the file
 _used: dict[str, CodeType] = {}  # text -> code, of the methods created since `install`
 _compiled = 0  # texts compiled since `install` (not found in the file)
@@ -47,48 +45,31 @@ def cache_path() -> Path:
     return Path(__file__).with_name("__pycache__") / f"dataclass-methods.{sys.implementation.cache_tag}.bin"
 
 
-def fingerprint(function: Callable[..., Any]) -> str:
-    """sha256 of a function's bytecode, names and constants, nested code included (what `KNOWN_CREATE_FN` is)."""
-    digest = hashlib.sha256()
-
-    def add(code: CodeType) -> None:
-        digest.update(code.co_code + repr(code.co_names).encode())
-        for const in code.co_consts:
-            if isinstance(const, CodeType):
-                add(const)
-            else:
-                digest.update(repr(const).encode())
-
-    add(function.__code__)
-    return digest.hexdigest()
-
-
 def install(path: Path | None = None) -> bool:
     """Create dataclasses' methods from compiled code cached at `path` (default `cache_path()`) until `finish`.
 
-    False (and nothing changed) when this interpreter's `dataclasses._create_fn` is not the known one."""
-    global _original, _compiled
-    original = getattr(dataclasses, "_create_fn", None)
-    if _original is not None or original is None or fingerprint(original) != KNOWN_CREATE_FN:
+    False (and nothing changed) when installed already or when `dataclasses` has a global `exec` of its own."""
+    global _installed, _compiled
+    if _installed or "exec" in vars(dataclasses):
         return False
     _codes.clear()
     _codes.update(_load(path or cache_path()))
     _used.clear()
     _compiled = 0
-    _original = original
-    dataclasses._create_fn = _create_fn  # type: ignore[attr-defined]
+    _installed = True
+    dataclasses.exec = _exec  # type: ignore[attr-defined]
     return True
 
 
 def finish(path: Path | None = None) -> int:
-    """Put `dataclasses._create_fn` back; when some method text was compiled since `install`, write the code of
-    every method created since then to `path` (default `cache_path()`). Returns how many texts were compiled."""
-    global _original
+    """Take the shadow `exec` out of `dataclasses`; when some method text was compiled since `install`, write the
+    code of every method created since then to `path` (default `cache_path()`). Returns how many were compiled."""
+    global _installed
     with _lock:
-        if _original is None:
+        if not _installed:
             return 0
-        dataclasses._create_fn = _original  # type: ignore[attr-defined]
-        _original = None
+        del dataclasses.exec  # type: ignore[attr-defined]
+        _installed = False
         used = dict(_used)
         compiled = _compiled
         _codes.clear()
@@ -121,33 +102,19 @@ def _load(path: Path) -> dict[str, CodeType]:
     return {text: code for text, code in loaded.items() if isinstance(text, str) and isinstance(code, CodeType)}
 
 
-def _create_fn(
-    name: str,
-    args: list[str],
-    body: list[str],
-    *,
-    globals: dict[str, Any] | None = None,
-    locals: dict[str, Any] | None = None,
-    return_type: Any = dataclasses.MISSING,
-) -> Any:
-    """CPython 3.11's `dataclasses._create_fn`, line for line, with the `exec` of the text's cached code."""
+def _exec(source: Any, globals: dict[str, Any] | None = None, locals: Any = None, /) -> None:
+    """The builtin `exec` as `dataclasses` calls it, a text's code taken from the cache (compiled once otherwise)."""
     global _compiled
-    if locals is None:
-        locals = {}
-    return_annotation = ""
-    if return_type is not dataclasses.MISSING:
-        locals["_return_type"] = return_type
-        return_annotation = "->_return_type"
-    joined_args = ",".join(args)
-    joined_body = "\n".join(f"  {b}" for b in body)
-    txt = f" def {name}({joined_args}){return_annotation}:\n{joined_body}"
-    local_vars = ", ".join(locals.keys())
-    txt = f"def __create_fn__({local_vars}):\n{txt}\n return {name}"
-    code = _codes.get(txt)
-    if code is None:
-        code = _codes[txt] = compile(txt, "<string>", "exec")
-        _compiled += 1
-    _used[txt] = code
-    ns: dict[str, Any] = {}
-    exec(code, dataclasses.__dict__ if globals is None else globals, ns)  # None: the globals `dataclasses` runs in
-    return ns["__create_fn__"](**locals)
+    if globals is None:  # what the builtin does: the caller's namespaces
+        frame = sys._getframe(1)
+        globals = frame.f_globals
+        if locals is None:
+            locals = frame.f_locals
+    if type(source) is str:
+        code = _codes.get(source)
+        if code is None:
+            code = _codes[source] = compile(source, "<string>", "exec")
+            _compiled += 1
+        _used[source] = code
+        source = code
+    builtins.exec(source, globals, locals)

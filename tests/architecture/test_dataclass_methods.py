@@ -64,13 +64,17 @@ def _run(path: Path, mode: str = "cached") -> dict[str, object]:
     return result
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the cache replaces CPython 3.11's _create_fn only")
-def test_this_interpreters_create_fn_is_the_one_the_cache_copies() -> None:
-    original = dataclasses._create_fn  # type: ignore[attr-defined]
-    assert dataclass_methods.fingerprint(original) == dataclass_methods.KNOWN_CREATE_FN
+def test_the_shadow_exec_is_only_in_dataclasses_namespace_between_install_and_finish(tmp_path: Path) -> None:
+    assert "exec" not in vars(dataclasses)
+    assert dataclass_methods.install(tmp_path / "cache.bin")
+    try:
+        assert "exec" in vars(dataclasses)
+        assert not dataclass_methods.install(tmp_path / "cache.bin")  # once
+    finally:
+        dataclass_methods.finish(tmp_path / "cache.bin")
+    assert "exec" not in vars(dataclasses)
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the cache replaces CPython 3.11's _create_fn only")
 def test_a_second_start_compiles_no_method_and_its_classes_behave_as_without_the_cache(tmp_path: Path) -> None:
     path = tmp_path / "dataclass-methods.bin"
     first = _run(path)
@@ -86,7 +90,6 @@ def test_a_second_start_compiles_no_method_and_its_classes_behave_as_without_the
     assert plain["frozen"] == "cannot assign to field 'x'"
 
 
-@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the cache replaces CPython 3.11's _create_fn only")
 @pytest.mark.parametrize("content", [b"", b"garbage", b"APSDCM1\0" + b"\x00" * 40])
 def test_a_damaged_cache_file_is_ignored_and_rewritten(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "dataclass-methods.bin"
