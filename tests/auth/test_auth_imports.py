@@ -44,4 +44,5 @@ def test_auth_modules_import_each_other_without_a_cycle() -> None:
 def test_the_old_auth_module_paths_are_gone() -> None:
     host = Path(host_auth_package.__file__).parent.parent
     assert not (host / "tokens.py").exists() and not (host / "oidc.py").exists()
-    assert {p.stem for p in (host / "auth").glob("*.py")} == {"__init__", "tokens"}
+    # host/auth: the host's token signing (`tokens`) and its key file's form (`keyfile`); the claim rules live in auth/
+    assert {p.stem for p in (host / "auth").glob("*.py")} == {"__init__", "keyfile", "tokens"}
