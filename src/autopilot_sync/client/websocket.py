@@ -21,7 +21,6 @@ import contextlib
 import functools
 import hashlib
 import os
-import random
 import ssl
 from collections import deque
 from typing import Protocol, cast
@@ -40,7 +39,6 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
 
 _OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-_random = random.Random(int.from_bytes(os.urandom(8)))
 
 
 class HandshakeError(Exception):
@@ -81,8 +79,8 @@ def mask_payload(data: bytes, key: int) -> bytes:
 
 def client_frame(opcode: int, payload: bytes, key: int | None = None) -> bytes:
     """One final, masked client frame (`key`: the masking key, random unless a test fixes it)."""
-    if key is None:
-        key = _random.getrandbits(32)
+    if key is None:  # RFC 6455 §5.3: unpredictable, from a strong source of entropy (a seeded PRNG's is not)
+        key = int.from_bytes(os.urandom(4))
     n = len(payload)
     if n < 126:
         head = bytes((0x80 | opcode, 0x80 | n))
