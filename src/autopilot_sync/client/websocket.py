@@ -368,24 +368,24 @@ class WebSocket(asyncio.Protocol):
             return
         loop = asyncio.get_running_loop()
 
-        def tick() -> None:
+        def settled() -> bool:
+            """Ended, or something arrived since the last look (then the next whole interval starts now)."""
             if self._ended:
-                return
+                return True
             if self._heard:
                 self._heard = False
                 self._heartbeat = loop.call_later(interval, tick)
-                return
-            self._write(_OP_PING, b"")
-            self._heartbeat = loop.call_later(interval / 2, overdue)
+                return True
+            return False
+
+        def tick() -> None:
+            if not settled():
+                self._write(_OP_PING, b"")
+                self._heartbeat = loop.call_later(interval / 2, overdue)
 
         def overdue() -> None:
-            if self._ended:
-                return
-            if self._heard:
-                self._heard = False
-                self._heartbeat = loop.call_later(interval, tick)
-                return
-            self._fail(CLOSE_ABNORMAL, f"no pong within {interval / 2:g} s")
+            if not settled():
+                self._fail(CLOSE_ABNORMAL, f"no pong within {interval / 2:g} s")
 
         self._heard = False
         self._heartbeat = loop.call_later(interval, tick)

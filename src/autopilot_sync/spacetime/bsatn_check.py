@@ -168,21 +168,32 @@ def row_list_checker(row_type: ProductType, typespace: Sequence[AlgebraicType]) 
             *lines,
             "    except struct_error:",
             "        raise Bad from None",
-            "    text = NUL.join(parts)",
-            "    if not text.isascii():",
-            "        try:",
-            "            str(text, 'utf-8')",
-            "        except UnicodeDecodeError:",
-            "            raise Bad from None",
+            *_UTF8_CHECK_LINES,
         ]
     )
-    # Each string is followed by an ASCII NUL in the joined text, so a string that ends inside a character, or
-    # starts with a continuation byte, fails the one decode as it would alone.
+    checker: RowListChecker = _compiled_check(source, "<bsatn row list checker>")
+    return checker
+
+
+#: The generated checkers' last step: the strings they kept, joined, decoded once. Each string is followed by an
+#: ASCII NUL in the joined text, so a string that ends inside a character, or starts with a continuation byte, fails
+#: the one decode as it would alone.
+_UTF8_CHECK_LINES = (
+    "    text = NUL.join(parts)",
+    "    if not text.isascii():",
+    "        try:",
+    "            str(text, 'utf-8')",
+    "        except UnicodeDecodeError:",
+    "            raise Bad from None",
+)
+
+
+def _compiled_check(source: str, label: str) -> Any:
+    """The `check` function a generated source defines (positions and sizes only: nothing of the input is run)."""
     namespace: dict[str, Any] = {"U32": _U32.unpack_from, "Bad": RowsDoNotDecodeError, "struct_error": struct.error}
     namespace["NUL"] = b"\x00"
-    exec(compile(source, "<bsatn row list checker>", "exec"), namespace)  # positions and sizes only
-    checker: RowListChecker = namespace["check"]
-    return checker
+    exec(compile(source, label, "exec"), namespace)
+    return namespace["check"]
 
 
 #: Checks a reducer's BSATN argument bytes; raises `RowsDoNotDecodeError` when they would not decode.
@@ -266,16 +277,8 @@ def args_checker(params: ProductType, typespace: Sequence[AlgebraicType]) -> Arg
             "        raise Bad from None",
             "    if o > size:",  # a string or fixed field running past the end (slices do not raise)
             "        raise Bad",
-            "    text = NUL.join(parts)",
-            "    if not text.isascii():",
-            "        try:",
-            "            str(text, 'utf-8')",
-            "        except UnicodeDecodeError:",
-            "            raise Bad from None",
+            *_UTF8_CHECK_LINES,
         ]
     )
-    namespace: dict[str, Any] = {"U32": _U32.unpack_from, "Bad": RowsDoNotDecodeError, "struct_error": struct.error}
-    namespace["NUL"] = b"\x00"
-    exec(compile(source, "<bsatn argument checker>", "exec"), namespace)  # positions and sizes only
-    checker: ArgsChecker = namespace["check"]
+    checker: ArgsChecker = _compiled_check(source, "<bsatn argument checker>")
     return checker
