@@ -425,7 +425,7 @@ class Connection:
         now = loop.time()
         idle_timeout = self.hub.options.idle_timeout
         self.last_heard = quiet_since(self.last_heard, now, now - self._due)
-        debt = self._debt()  # a few syscalls, only while output waits or the window ran out
+        debt = self._debt(now)  # a few syscalls, only while output waits or the window ran out
         if now - self.last_heard >= idle_timeout:
             if debt is None or not debt.owed:
                 self.close_soon(CloseReason.IDLE_TIMEOUT)
@@ -438,7 +438,7 @@ class Connection:
             task.add_done_callback(self.hub.pings.discard)
         self._arm(loop)
 
-    def _debt(self) -> ConnectionDebt | None:
+    def _debt(self, now: float) -> ConnectionDebt | None:
         """What the host owes this connection now; each tick that sees output waiting notes how much of it the peer
         has taken (`bytes_acked`), so the next one can tell output that moves from output stuck for a gone peer.
         None when the idle window has not run out and no output waits (nothing to look at)."""
@@ -449,8 +449,7 @@ class Connection:
             or session.wants_write
             or (transport is not None and transport.get_write_buffer_size() > 0)
         )
-        loop_time = asyncio.get_running_loop().time()
-        if not sending and loop_time - self.last_heard < self.hub.options.idle_timeout:
+        if not sending and now - self.last_heard < self.hub.options.idle_timeout:
             self._acked_seen = -1
             return None
         sock = transport.get_extra_info("socket") if transport is not None else None

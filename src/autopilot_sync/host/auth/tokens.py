@@ -116,8 +116,12 @@ class SigningKey:
 
         if not isinstance(private_key.curve, ec.SECP256R1):
             raise ValueError("the host signing key must be a P-256 key (ES256)")
-        self._scalar: int | None = None
-        self._key: ec.EllipticCurvePrivateKey | None = private_key
+        self._hold(None, private_key)
+
+    def _hold(self, scalar: int | None, key: ec.EllipticCurvePrivateKey | None) -> None:
+        """The one place a key's state is set: its scalar or its `cryptography` object, the rest made on first use."""
+        self._scalar = scalar
+        self._key = key
         self._public_pem: bytes | None = None
         self._jwk_key: ECKey | None = None
         self._signer: Callable[[bytes], bytes] | None = None
@@ -126,11 +130,7 @@ class SigningKey:
     def _of_scalar(cls, scalar: int) -> SigningKey:
         """The P-256 key of private scalar `scalar` (in [1, n), checked by the caller), built on first use."""
         key = cls.__new__(cls)
-        key._scalar = scalar
-        key._key = None
-        key._public_pem = None
-        key._jwk_key = None
-        key._signer = None
+        key._hold(scalar, None)
         return key
 
     @property
