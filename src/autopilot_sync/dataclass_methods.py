@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import hashlib
 import importlib.util
 import marshal
 import sys
@@ -31,7 +32,15 @@ from types import CodeType
 from typing import Any
 
 #: The file's first bytes: this format, then the interpreter's bytecode magic (a new interpreter ignores the file).
-_HEADER = b"APSDCM1\0" + importlib.util.MAGIC_NUMBER
+_HEADER = b"APSDCM2\0" + importlib.util.MAGIC_NUMBER
+#: Bytes of the BLAKE2b digest of the marshalled code that follows the header: `marshal` trusts its input, and a
+#: code object damaged on disk could crash every start, so a file whose digest does not match is not loaded.
+_DIGEST_BYTES = 32
+
+
+def _digest(payload: bytes) -> bytes:
+    return hashlib.blake2b(payload, digest_size=_DIGEST_BYTES).digest()
+
 
 _lock = threading.Lock()
 _installed = False
@@ -80,7 +89,8 @@ def finish(path: Path | None = None) -> int:
 
             target = path or cache_path()
             target.parent.mkdir(exist_ok=True)  # no `__pycache__` yet when nothing was byte-compiled
-            write_atomically(target, _HEADER + marshal.dumps(used))
+            payload = marshal.dumps(used)
+            write_atomically(target, _HEADER + _digest(payload) + payload)
         except (OSError, ValueError):  # a read-only install: the next start compiles, as without this module
             pass
     return compiled
@@ -93,8 +103,12 @@ def _load(path: Path) -> dict[str, CodeType]:
         return {}
     if not data.startswith(_HEADER):
         return {}
+    start = len(_HEADER) + _DIGEST_BYTES
+    payload = data[start:]
+    if _digest(payload) != data[len(_HEADER) : start]:  # torn or flipped on disk: compile, and write it again
+        return {}
     try:
-        loaded = marshal.loads(data[len(_HEADER) :])
+        loaded = marshal.loads(payload)
     except (EOFError, ValueError, TypeError):
         return {}
     if not isinstance(loaded, dict):

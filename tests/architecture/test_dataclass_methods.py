@@ -90,12 +90,24 @@ def test_a_second_start_compiles_no_method_and_its_classes_behave_as_without_the
     assert plain["frozen"] == "cannot assign to field 'x'"
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage", b"APSDCM1\0" + b"\x00" * 40])
+@pytest.mark.parametrize("content", [b"", b"garbage", b"APSDCM2\0" + b"\x00" * 40])
 def test_a_damaged_cache_file_is_ignored_and_rewritten(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "dataclass-methods.bin"
     path.write_bytes(content)
     first = _run(path)
     assert isinstance(first["compiled"], int) and first["compiled"] > 0
+    assert _run(path)["compiled"] == 0
+
+
+@pytest.mark.parametrize("where", [-1, -200, 20])
+def test_a_cache_file_with_a_flipped_byte_is_not_loaded_and_is_rewritten(tmp_path: Path, where: int) -> None:
+    path = tmp_path / "dataclass-methods.bin"
+    assert isinstance(_run(path)["compiled"], int)
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0x40  # inside the marshalled code, or the digest: a disk that lies
+    path.write_bytes(bytes(data))
+    again = _run(path)
+    assert isinstance(again["compiled"], int) and again["compiled"] > 0
     assert _run(path)["compiled"] == 0
 
 
