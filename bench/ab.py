@@ -10,9 +10,11 @@ and reported as medians (`Samples`), printed as one table (`table`). Each script
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,6 +44,18 @@ def with_pythonpath(env: dict[str, str], src: str | None) -> dict[str, str]:
     if not src:
         return env
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))}
+
+
+def run_worker(argv: Sequence[str], env: dict[str, str], what: str, timeout: float = 900) -> dict[str, float]:
+    """Run `python <argv>` from this checkout with `env` (a tree on its `PYTHONPATH`: `with_pythonpath`) and return
+    the JSON object its last line of output holds: how every A/B script measures one side in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 @contextmanager

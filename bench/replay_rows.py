@@ -18,12 +18,11 @@ import argparse
 import gc
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.ab import REPO, Samples, interleaved, table, with_pythonpath
+from bench.ab import REPO, Samples, interleaved, run_worker, table, with_pythonpath
 
 STREAMS = 100
 PER_TX = 100
@@ -88,12 +87,8 @@ def measure(events: int) -> dict[str, float]:
 
 def _worker(src: str | None, events: int) -> dict[str, float]:
     env = with_pythonpath({**os.environ, "PYTHONPATH": str(REPO)}, src)
-    argv = [sys.executable, "-m", "bench.replay_rows", "--events", str(events), "--worker"]
-    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker on {src or 'this tree'} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    argv = ["-m", "bench.replay_rows", "--events", str(events), "--worker"]
+    return run_worker(argv, env, f"worker on {src or 'this tree'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,14 +17,13 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.ab import REPO, Samples, interleaved, table, with_pythonpath
+from bench.ab import REPO, Samples, interleaved, run_worker, table, with_pythonpath
 
 EVENTS_PER_STREAM = 3
 STREAMS_PER_CALL = 10
@@ -32,12 +31,11 @@ STREAMS_PER_CALL = 10
 
 async def measure(streams: int, calls: int) -> dict[str, float]:
     """Loop CPU in `after_commit` per capture and as a share of the run (module docstring)."""
-    from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
     from autopilot_sync.host.engine import EngineConfig, HostEngine
     from autopilot_sync.host.snapshot_scheduler import SnapshotScheduler
     from autopilot_sync.module import module
     from autopilot_sync.spacetime import bsatn
-    from bench.engine_calls import PRODUCER
+    from bench.engine_calls import committed
     from bench.ours import event_input, trust_engine
     from bench.suite import payload
 
@@ -65,18 +63,13 @@ async def measure(streams: int, calls: int) -> dict[str, float]:
         captures[0] += self.last_offset != before
 
     SnapshotScheduler.after_commit = timed  # type: ignore[method-assign]
-    loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="apsync-capture-") as scratch:
         engine = HostEngine(module, Path(scratch), "bench", EngineConfig(fsync=False))
         await engine.start()
         await trust_engine(engine)
         started = time.thread_time()
         for data in encoded:
-            done: asyncio.Future[CallOutcome] = loop.create_future()
-            engine.start_call("append_sync_events", data, PRODUCER, None, done.set_result)
-            outcome = await done
-            if outcome.status is not CallStatus.COMMITTED:
-                raise RuntimeError(outcome.message)
+            await committed(engine, data)
         total = time.thread_time() - started
         await engine.stop()
     return {
@@ -89,12 +82,8 @@ async def measure(streams: int, calls: int) -> dict[str, float]:
 
 def _worker(src: str | None, streams: int, calls: int) -> dict[str, float]:
     env = with_pythonpath({**os.environ, "PYTHONPATH": str(REPO)}, src)
-    argv = [sys.executable, "-m", "bench.snapshot_capture", "--streams", str(streams), "--calls", str(calls)]
-    done = subprocess.run([*argv, "--worker"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker on {src or 'this tree'} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    argv = ["-m", "bench.snapshot_capture", "--streams", str(streams), "--calls", str(calls), "--worker"]
+    return run_worker(argv, env, f"worker on {src or 'this tree'}")
 
 
 def main(argv: list[str] | None = None) -> int:
