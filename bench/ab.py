@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -108,3 +108,14 @@ def table(medians: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return "\n".join([*lines, f"medians of interleaved rounds; load average {load}"])
+
+
+def report_old_against_new(old: str, rounds: int, side: Callable[[str | None], dict[str, float]]) -> None:
+    """Measure the old tree (`old`, its `src` on `PYTHONPATH`) and this one with `side`, in turn, the order flipped
+    every round; print the medians as JSON on stdout (with the load average) and as a table on stderr."""
+    samples = Samples()
+    for _, (name, src) in interleaved([("old", old), ("new", None)], rounds):
+        samples.add(name, side(src))
+    medians = samples.medians()
+    print(json.dumps(medians | {"load_average": os.getloadavg()}))
+    print(table(medians), file=sys.stderr)

@@ -18,11 +18,10 @@ import argparse
 import gc
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-from bench.ab import REPO, Samples, interleaved, run_worker, table, with_pythonpath
+from bench.ab import REPO, report_old_against_new, run_worker, with_pythonpath
 
 STREAMS = 100
 PER_TX = 100
@@ -101,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker or args.old is None:
         print(json.dumps(measure(args.events)))
         return 0
-    samples = Samples()
-    for _, (name, src) in interleaved([("old", str(args.old)), ("new", None)], args.rounds):
-        samples.add(name, _worker(src, args.events))
-    medians = samples.medians()
-    print(json.dumps(medians | {"load_average": os.getloadavg()}))
-    print(table(medians), file=sys.stderr)
+    report_old_against_new(str(args.old), args.rounds, lambda src: _worker(src, args.events))
     return 0
 
 

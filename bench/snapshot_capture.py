@@ -17,13 +17,12 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.ab import REPO, Samples, interleaved, run_worker, table, with_pythonpath
+from bench.ab import REPO, report_old_against_new, run_worker, with_pythonpath
 
 EVENTS_PER_STREAM = 3
 STREAMS_PER_CALL = 10
@@ -97,12 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker or args.old is None:
         print(json.dumps(asyncio.run(measure(args.streams, args.calls))))
         return 0
-    samples = Samples()
-    for _, (name, src) in interleaved([("old", str(args.old)), ("new", None)], args.rounds):
-        samples.add(name, _worker(src, args.streams, args.calls))
-    medians = samples.medians()
-    print(json.dumps(medians | {"load_average": os.getloadavg()}))
-    print(table(medians), file=sys.stderr)
+    report_old_against_new(str(args.old), args.rounds, lambda src: _worker(src, args.streams, args.calls))
     return 0
 
 

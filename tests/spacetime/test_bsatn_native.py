@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from spacetime_strategies import LEAF_TYPES, product_of, products, products_and_values
-from test_bsatn_product_encoder import _Tuple, odd_values
+from test_bsatn_product_encoder import _Tuple, with_odd_fields
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -84,10 +84,7 @@ def test_a_value_with_odd_fields_meets_the_same_answer_from_both(
     case: tuple[at.ProductType, Any], data: st.DataObject
 ) -> None:
     ty, value = case
-    fields = list(value)
-    for i in range(len(fields)):
-        if data.draw(st.booleans()):
-            fields[i] = data.draw(odd_values)
+    fields = with_odd_fields(value, data)
     native, python = _native(ty), bsatn.python_codec(ty)
     named = collections.namedtuple("Row", ty.field_names())
     for candidate in (

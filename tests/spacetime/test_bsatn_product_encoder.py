@@ -77,6 +77,15 @@ odd_values = st.one_of(
 )
 
 
+def with_odd_fields(value: Any, data: st.DataObject) -> list[Any]:
+    """The fields of `value`, some of them (drawn) replaced by `odd_values`."""
+    fields = list(value)
+    for i in range(len(fields)):
+        if data.draw(st.booleans()):
+            fields[i] = data.draw(odd_values)
+    return fields
+
+
 @given(products_and_values())
 def test_any_product_value_encodes_to_the_per_field_encoders_bytes(case: tuple[at.ProductType, Any]) -> None:
     ty, value = case
@@ -91,10 +100,7 @@ def test_a_value_with_odd_fields_meets_the_same_answer_from_both(
     case: tuple[at.ProductType, Any], data: st.DataObject
 ) -> None:
     ty, value = case
-    fields = list(value)
-    for i in range(len(fields)):
-        if data.draw(st.booleans()):
-            fields[i] = data.draw(odd_values)
+    fields = with_odd_fields(value, data)
     for candidate in (tuple(fields), _Tuple(fields), fields, dict(zip(ty.field_names(), fields, strict=True))):
         generated, generic = _both(ty, candidate)
         assert generated == generic
