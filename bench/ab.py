@@ -10,10 +10,12 @@ and reported as medians (`Samples`), printed as one table (`table`). Each script
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -42,6 +44,18 @@ def with_pythonpath(env: dict[str, str], src: str | None) -> dict[str, str]:
     if not src:
         return env
     return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [src, env.get("PYTHONPATH")]))}
+
+
+def run_worker(argv: Sequence[str], env: dict[str, str], what: str, timeout: float = 900) -> dict[str, float]:
+    """Run `python <argv>` from this checkout with `env` (a tree on its `PYTHONPATH`: `with_pythonpath`) and return
+    the JSON object its last line of output holds: how every A/B script measures one side in a fresh process."""
+    done = subprocess.run(
+        [sys.executable, *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 @contextmanager
@@ -94,3 +108,14 @@ def table(medians: dict[str, dict[str, float]]) -> str:
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return "\n".join([*lines, f"medians of interleaved rounds; load average {load}"])
+
+
+def report_old_against_new(old: str, rounds: int, side: Callable[[str | None], dict[str, float]]) -> None:
+    """Measure the old tree (`old`, its `src` on `PYTHONPATH`) and this one with `side`, in turn, the order flipped
+    every round; print the medians as JSON on stdout (with the load average) and as a table on stderr."""
+    samples = Samples()
+    for _, (name, src) in interleaved([("old", old), ("new", None)], rounds):
+        samples.add(name, side(src))
+    medians = samples.medians()
+    print(json.dumps(medians | {"load_average": os.getloadavg()}))
+    print(table(medians), file=sys.stderr)

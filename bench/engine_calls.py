@@ -44,17 +44,22 @@ async def one_round(engine: HostEngine, stream: str, calls: int, batch: int = 1)
 
     CPU time of the loop's thread, not wall time: on a loaded machine wall time mostly measures the other processes.
     """
-    loop = asyncio.get_running_loop()
     # encoding is the client's cost: not timed
     args = [encoded_call(stream, 1 + n * batch, batch) for n in range(calls)]
     started = time.thread_time()
     for data in args:
-        done: asyncio.Future[CallOutcome] = loop.create_future()
-        engine.start_call("append_sync_events", data, PRODUCER, None, done.set_result)
-        outcome = await done
-        if outcome.status is not CallStatus.COMMITTED:
-            raise RuntimeError(outcome.message)
+        await committed(engine, data)
     return (time.thread_time() - started) / calls * 1e6
+
+
+async def committed(engine: HostEngine, data: bytes) -> None:
+    """One `append_sync_events` call with these BSATN arguments, as the producer's socket makes it, awaited;
+    RuntimeError unless it committed."""
+    done: asyncio.Future[CallOutcome] = asyncio.get_running_loop().create_future()
+    engine.start_call("append_sync_events", data, PRODUCER, None, done.set_result)
+    outcome = await done
+    if outcome.status is not CallStatus.COMMITTED:
+        raise RuntimeError(outcome.message)
 
 
 async def run(calls: int, rounds: int, batch: int = 1) -> list[float]:

@@ -18,12 +18,10 @@ import argparse
 import gc
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from bench.ab import REPO, Samples, interleaved, table, with_pythonpath
+from bench.ab import REPO, report_old_against_new, run_worker, with_pythonpath
 
 STREAMS = 100
 PER_TX = 100
@@ -88,12 +86,8 @@ def measure(events: int) -> dict[str, float]:
 
 def _worker(src: str | None, events: int) -> dict[str, float]:
     env = with_pythonpath({**os.environ, "PYTHONPATH": str(REPO)}, src)
-    argv = [sys.executable, "-m", "bench.replay_rows", "--events", str(events), "--worker"]
-    done = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker on {src or 'this tree'} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    argv = ["-m", "bench.replay_rows", "--events", str(events), "--worker"]
+    return run_worker(argv, env, f"worker on {src or 'this tree'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,12 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker or args.old is None:
         print(json.dumps(measure(args.events)))
         return 0
-    samples = Samples()
-    for _, (name, src) in interleaved([("old", str(args.old)), ("new", None)], args.rounds):
-        samples.add(name, _worker(src, args.events))
-    medians = samples.medians()
-    print(json.dumps(medians | {"load_average": os.getloadavg()}))
-    print(table(medians), file=sys.stderr)
+    report_old_against_new(str(args.old), args.rounds, lambda src: _worker(src, args.events))
     return 0
 
 

@@ -17,14 +17,13 @@ import asyncio
 import json
 import os
 import pickle
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.ab import Samples, interleaved, table
+from bench.ab import Samples, interleaved, run_worker, table
 
 BENCH_ROOT = Path(__file__).resolve().parent.parent
 
@@ -169,12 +168,7 @@ def _replay(path: Path) -> dict[str, float]:
 
 def _side(src: str, path: Path) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(BENCH_ROOT)])}
-    argv = [sys.executable, "-m", "bench.sdk_receive", "--replay", str(path)]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"replay on {src} failed:\n{done.stderr[-3000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_worker(["-m", "bench.sdk_receive", "--replay", str(path)], env, f"replay on {src}", timeout=600)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiohttp import web
+from chat_session_doubles import SCHEMA, person_row
 
 from autopilot_sync.client import (
     BackoffPolicy,
-    ClientSchema,
     CloseReason,
     ConnectionLostError,
     ConnectionState,
@@ -25,20 +25,11 @@ from autopilot_sync.client import (
     SyncClient,
     connect,
 )
-from autopilot_sync.examples.chat import module as chat
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression, encode_v2_server_frame
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 pytestmark = pytest.mark.timeout(30)
-SCHEMA = ClientSchema.from_json(chat.schema_json())
-PERSON = chat.tables["person"].row_type
-
-
-def person_row(pid: int, name: str, age: int) -> bytes:
-    from autopilot_sync.spacetime import bsatn
-
-    return bsatn.encode(PERSON, (pid, name, age))
 
 
 def frame(message: m.ServerMessage) -> bytes:

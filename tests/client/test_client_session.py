@@ -8,8 +8,8 @@ asked to do anything here).
 from __future__ import annotations
 
 import pytest
+from chat_session_doubles import SCHEMA, OwnerDouble, person_row
 
-from autopilot_sync.client import ClientSchema
 from autopilot_sync.client.cache import ClientCache
 from autopilot_sync.client.errors import OneOffQueryError, ProtocolError, ProtocolErrorKind
 from autopilot_sync.client.query_set import QuerySet, QuerySetState
@@ -22,7 +22,6 @@ from autopilot_sync.client.session import (
     QueryAnswered,
     UnsubscribeDone,
 )
-from autopilot_sync.examples.chat import module as chat
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
@@ -33,20 +32,6 @@ from autopilot_sync.spacetime.frames import (
     split_client_frame,
 )
 from autopilot_sync.spacetime.values import ConnectionId, Identity, Timestamp
-
-SCHEMA = ClientSchema.from_json(chat.schema_json())
-PERSON = chat.tables["person"].row_type
-
-
-class OwnerDouble:
-    """A test double of `QuerySetOwner`: nothing here unsubscribes through it."""
-
-    async def unsubscribe(self, query_set: QuerySet) -> None:
-        raise AssertionError("not used")
-
-
-def person_row(pid: int, name: str, age: int) -> bytes:
-    return bsatn.encode(PERSON, (pid, name, age))
 
 
 def _session(protocol: str = PROTOCOL_V3) -> ClientSession:

@@ -13,35 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from chat_session_doubles import SCHEMA, OwnerDouble, person_row
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from autopilot_sync.client import ClientSchema
 from autopilot_sync.client.cache import ClientCache
 from autopilot_sync.client.errors import ProtocolError
-from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.client.results import ReducerCommitted
 from autopilot_sync.client.session import PROTOCOL_V2, PROTOCOL_V3, ClientSession
-from autopilot_sync.examples.chat import module as chat
-from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression, encode_v2_server_frame
 from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize, RowOffsets
 from autopilot_sync.spacetime.values import Timestamp
-
-SCHEMA = ClientSchema.from_json(chat.schema_json())
-PERSON = chat.tables["person"].row_type
-
-
-class OwnerDouble:
-    """A test double of `QuerySetOwner`: nothing here unsubscribes through it."""
-
-    async def unsubscribe(self, query_set: QuerySet) -> None:
-        raise AssertionError("not used")
-
-
-def person_row(pid: int, name: str, age: int) -> bytes:
-    return bsatn.encode(PERSON, (pid, name, age))
 
 
 def _session(protocol: str, applied: bool) -> tuple[ClientSession, list[tuple[str, Any]]]:

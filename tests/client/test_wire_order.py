@@ -14,22 +14,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from chat_session_doubles import SCHEMA, person_row
 
-from autopilot_sync.client import ClientSchema, connect
-from autopilot_sync.examples.chat import module as chat
-from autopilot_sync.spacetime import bsatn
+from autopilot_sync.client import connect
 from autopilot_sync.spacetime import messages as m
 from autopilot_sync.spacetime.frames import Compression, encode_v2_server_frame
 from autopilot_sync.spacetime.values import ConnectionId, Identity
 
 pytestmark = pytest.mark.timeout(30)
-SCHEMA = ClientSchema.from_json(chat.schema_json())
-PERSON = chat.tables["person"].row_type
 PEOPLE = 3000
-
-
-def person_row(pid: int, name: str, age: int) -> bytes:
-    return bsatn.encode(PERSON, (pid, name, age))
 
 
 class WireOrderServerDouble:

@@ -39,6 +39,8 @@ class HostLinkDouble:
     delay: float = 0.0
     #: sessions "opened": a test bumps it to stand for a reconnect
     sessions: int = 1
+    #: head queries answered: one per `stream_head`, one per `stream_heads` (of any number of streams)
+    head_queries: int = 0
 
     def head(self, stream_id: str) -> int:
         return len(self.streams.get(stream_id, [])) + self.trimmed.get(stream_id, 0)
@@ -74,7 +76,12 @@ class HostLinkDouble:
             raise LinkError(fault.failure)
 
     async def stream_head(self, stream_id: str) -> int | None:
+        self.head_queries += 1
         return self.head(stream_id) if self.holds(stream_id) else None
+
+    async def stream_heads(self, stream_ids: Sequence[str]) -> dict[str, int | None]:
+        self.head_queries += 1
+        return {stream_id: self.head(stream_id) if self.holds(stream_id) else None for stream_id in stream_ids}
 
     async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
         return {stream_id for stream_id in stream_ids if self.holds(stream_id)}

@@ -268,3 +268,30 @@ async def test_a_stream_refused_inside_a_combined_call_is_dead_lettered_alone_wh
         assert_host_equals_outbox(rig.store, rig.link, stream)
     assert sample(rig.metrics, "autopilot_sync_runtime_publish_call_splits_total") >= 1
     assert sample(rig.metrics, "autopilot_sync_runtime_publish_failures_total", retry_class="permanent") >= 1
+
+
+async def test_the_streams_of_a_timed_out_combined_call_read_their_heads_in_one_query_and_lose_nothing(
+    rig: Rig,
+) -> None:
+    streams = [f"runtime.run.h{i}.events" for i in range(30)]
+    for stream in streams:
+        await append(rig.store, stream, 3)
+    timed_out: list[int] = []
+
+    def faults(number: int, batch: Sequence[StoredEvent]) -> Fault | None:
+        if len({event.stream_id for event in batch}) > 1 and not timed_out:
+            timed_out.append(number)  # the first combined call commits, and its answer never comes
+            return Fault(PublishFailure(FailureKind.TIMEOUT, "no answer within 30.0 s"), after_commit=True)
+        return None
+
+    rig.link.faults = faults
+    rig.link.delay = 0.005  # a call takes a while, as over a socket: the streams' batches join
+    async with rig.publishing():
+        await drained(rig.store)
+    assert timed_out, "a combined call timed out"
+    for stream in streams:
+        assert_host_equals_outbox(rig.store, rig.link, stream)
+    # Each stream read its head at start (its state on the host unknown) and again after the timeout: one query
+    # each was 60; joined, the reads waiting together are one query.
+    assert rig.link.head_queries <= 4, rig.link.head_queries
+    assert sample(rig.metrics, "autopilot_sync_runtime_duplicates_suppressed_total") > 0

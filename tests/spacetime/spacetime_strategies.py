@@ -54,7 +54,8 @@ LEAF_TYPES: list[at.AlgebraicType] = [
 ]
 
 
-def _product(children: list[at.AlgebraicType]) -> at.ProductType:
+def product_of(children: list[at.AlgebraicType]) -> at.ProductType:
+    """A product type with fields `f0`, `f1`, ... of these types."""
     return at.product(*((f"f{i}", ty) for i, ty in enumerate(children)))
 
 
@@ -64,7 +65,7 @@ def _sum(children: list[at.AlgebraicType]) -> at.SumType:
 
 def _extend(children: st.SearchStrategy[at.AlgebraicType]) -> st.SearchStrategy[at.AlgebraicType]:
     return st.one_of(
-        st.lists(children, max_size=4).map(_product),
+        st.lists(children, max_size=4).map(product_of),
         st.lists(children, min_size=1, max_size=4).map(_sum),
         children.map(at.array),
         # Option<Option<T>> has no unambiguous Python value (`None` for both some(none) and none).
@@ -74,6 +75,10 @@ def _extend(children: st.SearchStrategy[at.AlgebraicType]) -> st.SearchStrategy[
 
 #: Arbitrary types with named fields and variants (what the Node judge can express).
 algebraic_types: st.SearchStrategy[at.AlgebraicType] = st.recursive(st.sampled_from(LEAF_TYPES), _extend, max_leaves=12)
+
+
+#: Row-like products of up to six arbitrary fields: what the compiled product codec is compared on.
+products: st.SearchStrategy[at.ProductType] = st.lists(algebraic_types, max_size=6).map(product_of)
 
 
 def values_of(ty: at.AlgebraicType) -> st.SearchStrategy[Any]:
@@ -385,3 +390,10 @@ def render_server_message(msg: m.ServerMessage) -> dict[str, Any]:
             "request_id": msg.request_id,
         },
     )
+
+
+@st.composite
+def products_and_values(draw: st.DrawFn) -> tuple[at.ProductType, Any]:
+    """A product of `products` and a value of it."""
+    ty = draw(products)
+    return ty, draw(values_of(ty))

@@ -15,27 +15,14 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from spacetime_strategies import LEAF_TYPES, algebraic_types, values_of
-from test_bsatn_product_encoder import _Tuple, odd_values
+from spacetime_strategies import LEAF_TYPES, product_of, products, products_and_values
+from test_bsatn_product_encoder import _Tuple, with_odd_fields
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
 from autopilot_sync.spacetime.values import ConnectionId, Identity, TimeDuration, Timestamp
 
 pytestmark = pytest.mark.skipif(not bsatn.NATIVE, reason="_bsatn.c was not compiled here (the Python codec runs)")
-
-
-def _fields(children: list[at.AlgebraicType]) -> at.ProductType:
-    return at.product(*((f"f{i}", ty) for i, ty in enumerate(children)))
-
-
-products = st.lists(algebraic_types, max_size=6).map(_fields)
-
-
-@st.composite
-def products_and_values(draw: st.DrawFn) -> tuple[at.ProductType, Any]:
-    ty = draw(products)
-    return ty, draw(values_of(ty))
 
 
 def _native(ty: at.AlgebraicType, typespace: tuple[at.AlgebraicType, ...] = ()) -> bsatn.NativeCodec:
@@ -97,10 +84,7 @@ def test_a_value_with_odd_fields_meets_the_same_answer_from_both(
     case: tuple[at.ProductType, Any], data: st.DataObject
 ) -> None:
     ty, value = case
-    fields = list(value)
-    for i in range(len(fields)):
-        if data.draw(st.booleans()):
-            fields[i] = data.draw(odd_values)
+    fields = with_odd_fields(value, data)
     native, python = _native(ty), bsatn.python_codec(ty)
     named = collections.namedtuple("Row", ty.field_names())
     for candidate in (
@@ -145,7 +129,7 @@ class _Backwards(tuple[Any, ...]):
 
 
 def test_a_tuple_subclass_that_iterates_its_own_way_is_encoded_as_the_python_codec_does() -> None:
-    ty = _fields([at.U8, at.STRING])
+    ty = product_of([at.U8, at.STRING])
     assert _encoded(_native(ty).encode, _Backwards((1, "a"))) == _encoded(
         bsatn.python_codec(ty).encode, _Backwards((1, "a"))
     )
@@ -153,7 +137,7 @@ def test_a_tuple_subclass_that_iterates_its_own_way_is_encoded_as_the_python_cod
 
 @pytest.mark.parametrize("leaf", LEAF_TYPES, ids=repr)
 def test_bad_utf8_and_short_input_raise_the_python_codecs_error(leaf: at.AlgebraicType) -> None:
-    ty = _fields([at.STRING, leaf])
+    ty = product_of([at.STRING, leaf])
     native, python = _native(ty), bsatn.python_codec(ty)
     for raw in (b"\x02\x00\x00\x00\xc3\x28", b"\x01\x00\x00\x00\xed", b"\x05\x00\x00\x00ab", b""):
         assert _decoded(native, raw) == _decoded(python, raw)
@@ -164,7 +148,7 @@ def test_bad_utf8_and_short_input_raise_the_python_codecs_error(leaf: at.Algebra
 
 def test_length_prefixes_larger_than_the_input_raise_the_python_codecs_error() -> None:
     for field in (at.STRING, at.BYTES, at.array(at.U32), at.array(at.UNIT)):
-        ty = _fields([field])
+        ty = product_of([field])
         native, python = _native(ty), bsatn.python_codec(ty)
         for raw in (b"\xff\xff\xff\xff", b"\xff\xff\xff\x7fab", b"\x01\x00\x10\x00"):
             assert _decoded(native, raw) == _decoded(python, raw)
@@ -179,7 +163,7 @@ def test_a_recursive_type_stays_on_the_python_codec() -> None:
 
 
 def test_special_products_decode_to_objects_equal_to_the_class_built_ones() -> None:
-    ty = _fields([at.TIMESTAMP, at.IDENTITY, at.CONNECTION_ID, at.TIME_DURATION])
+    ty = product_of([at.TIMESTAMP, at.IDENTITY, at.CONNECTION_ID, at.TIME_DURATION])
     value = (Timestamp(-5), Identity((1 << 255) + 3), ConnectionId(7), TimeDuration(1 << 62))
     data = bsatn.python_codec(ty).encode(value)
     assert _native(ty).encode(value) == data

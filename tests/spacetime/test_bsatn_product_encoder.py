@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from spacetime_strategies import LEAF_TYPES, algebraic_types, values_of
+from spacetime_strategies import LEAF_TYPES, product_of, products_and_values, values_of
 
 from autopilot_sync.spacetime import algebraic as at
 from autopilot_sync.spacetime import bsatn
@@ -32,19 +32,6 @@ def _both(ty: at.ProductType, value: Any) -> tuple[tuple[str, Any], tuple[str, A
     generated = bsatn.python_codec(ty).encoder  # the generated Python function, not the C program beside it
     generic = generated.__globals__.get("generic", generated)
     return _outcome(generated, value), _outcome(generic, value)
-
-
-def _fields(children: list[at.AlgebraicType]) -> at.ProductType:
-    return at.product(*((f"f{i}", ty) for i, ty in enumerate(children)))
-
-
-products = st.lists(algebraic_types, max_size=6).map(_fields)
-
-
-@st.composite
-def products_and_values(draw: st.DrawFn) -> tuple[at.ProductType, Any]:
-    ty = draw(products)
-    return ty, draw(values_of(ty))
 
 
 class _Str(str):
@@ -90,6 +77,15 @@ odd_values = st.one_of(
 )
 
 
+def with_odd_fields(value: Any, data: st.DataObject) -> list[Any]:
+    """The fields of `value`, some of them (drawn) replaced by `odd_values`."""
+    fields = list(value)
+    for i in range(len(fields)):
+        if data.draw(st.booleans()):
+            fields[i] = data.draw(odd_values)
+    return fields
+
+
 @given(products_and_values())
 def test_any_product_value_encodes_to_the_per_field_encoders_bytes(case: tuple[at.ProductType, Any]) -> None:
     ty, value = case
@@ -104,10 +100,7 @@ def test_a_value_with_odd_fields_meets_the_same_answer_from_both(
     case: tuple[at.ProductType, Any], data: st.DataObject
 ) -> None:
     ty, value = case
-    fields = list(value)
-    for i in range(len(fields)):
-        if data.draw(st.booleans()):
-            fields[i] = data.draw(odd_values)
+    fields = with_odd_fields(value, data)
     for candidate in (tuple(fields), _Tuple(fields), fields, dict(zip(ty.field_names(), fields, strict=True))):
         generated, generic = _both(ty, candidate)
         assert generated == generic
@@ -118,14 +111,14 @@ def test_a_value_with_odd_fields_meets_the_same_answer_from_both(
 def test_each_leaf_type_beside_a_string_encodes_as_the_per_field_encoder(
     leaf: at.AlgebraicType, data: st.DataObject
 ) -> None:
-    ty = _fields([at.STRING, leaf, at.U64, at.STRING])
+    ty = product_of([at.STRING, leaf, at.U64, at.STRING])
     for value in data.draw(values_of(leaf)), data.draw(odd_values):
         generated, generic = _both(ty, ("é", value, 3, "z"))
         assert generated == generic
 
 
 def test_a_wrong_length_or_a_non_sequence_is_refused_as_before() -> None:
-    ty = _fields([at.STRING, at.U64])
+    ty = product_of([at.STRING, at.U64])
     for value in (("a",), ("a", 1, 2), "ab", 5, None):
         generated, generic = _both(ty, value)
         assert generated[0] == "error"

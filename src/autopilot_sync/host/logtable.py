@@ -22,7 +22,6 @@ non-unique index come in sequence order (the generic store's order for them is a
 
 from __future__ import annotations
 
-import mmap
 import struct
 import zlib
 from array import array
@@ -31,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.host.capture_arena import CaptureArena
 from autopilot_sync.host.row_cache import DecodedRows
 from autopilot_sync.host.snapshot_section import Chunks, Section
 from autopilot_sync.spacetime import algebraic as at
@@ -308,6 +308,8 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         self._cache = DecodedRows()
         self._count = 0
         self.partitions: dict[str, Partition] = {}
+        #: Where `segments` copies a capture (the mapping of the previous incremental one, once nothing reads it).
+        self._arena = CaptureArena()
         #: For each index other than (partition, seq) and (partition,): its key from a row (or from its key columns).
         self.key_of_others = key_of_others
         self._key_columns = key_columns
@@ -396,59 +398,56 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         `incremental`: a partition only appended to since the previous call (`Partition.snap_rows`) is captured as
         the rows after that call's (`Segment.base_rows`): a log grows by appends, so an incremental snapshot copies
         and writes what was appended, not the whole table. Any other partition is captured whole (compacted first).
+
+        This runs on the event loop at every snapshot, once per partition, so a partition with nothing appended since
+        is captured as empty pieces without touching the mapping, and an incremental capture writes into the
+        previous one's mapping once nothing reads it (`CaptureArena`: a fresh mapping's page faults were most of the
+        cost).
         """
         plan: list[tuple[Partition, int]] = []
+        size = 0
         for part in self.partitions.values():
             first = part.snap_rows if incremental else -1
-            if first <= 0 or first > len(part.seqs):
+            count = len(part.seqs)
+            if first <= 0 or first > count:
                 part.compact()
-                first = 0
-            plan.append((part, first))
-        sources: list[tuple[Partition, int, bytearray | memoryview | None]] = []
-        size = 0
-        for part, first in plan:
-            rows = len(part.seqs) - first
-            size += rows * 8 * (2 + len(part.hashes))
-            buf: bytearray | memoryview | None
-            if first == 0:
-                buf = whole = part.readable()
-                size += 0 if isinstance(whole, memoryview) else len(whole)
-            elif rows:
+                first, count = 0, len(part.seqs)
                 buf = part.readable()
-                size += len(buf) - part.ends[first - 1]
-            else:
-                buf = None  # nothing appended: the buffer is not touched (a mapped one stays unread)
-            sources.append((part, first, buf))
-        arena = memoryview(mmap.mmap(-1, max(size, 1)))
-        at = 0
-
-        def copy(source: bytearray | memoryview) -> memoryview:
-            nonlocal at
-            view = memoryview(source).cast("B")
-            out = arena[at : at + len(view)]
-            out[:] = view
-            at += len(view)
-            return out
-
+                if isinstance(buf, memoryview):
+                    size += (count * 8) * (2 + len(part.hashes))
+                else:
+                    size += (count * 8) * (2 + len(part.hashes)) + len(buf)
+            elif first < count:
+                size += (count - first) * 8 * (2 + len(part.hashes)) + part.ends[-1] - part.ends[first - 1]
+            plan.append((part, first))
+        mapping = self._arena.take(size, keep=incremental)
+        write, arena, at = mapping.write, memoryview(mapping), 0
+        empty = memoryview(b"")
         segments: list[Segment] = []
-        for part, first, buf in sources:
-            if first == 0:
-                assert buf is not None
-                kept: Bytes = buf if isinstance(buf, memoryview) else copy(buf)
+        for part, first in plan:
+            count = len(part.seqs)
+            if first == count and first:
+                # Nothing appended since the last capture: the base holds every row (the head may have moved).
+                segments.append(Segment(part.prefix, empty, empty, empty, [empty] * len(part.hashes), part.head, first))
+                continue
+            pieces: list[memoryview] = []
+            for source in (part.seqs, part.ends, *part.hashes):
+                stop = at + write(source[first:] if first else source)
+                pieces.append(arena[at:stop])
+                at = stop
+            buf = part.readable()
+            if not first:
+                if isinstance(buf, memoryview):
+                    kept: Bytes = buf
+                else:
+                    stop = at + write(buf)
+                    kept, at = arena[at:stop], stop
             else:
-                kept = b"" if buf is None else copy(memoryview(buf)[part.ends[first - 1] :])
-            segments.append(
-                Segment(
-                    part.prefix,
-                    copy(memoryview(part.seqs)[first:]),
-                    copy(memoryview(part.ends)[first:]),
-                    kept,
-                    [copy(memoryview(hashes)[first:]) for hashes in part.hashes],
-                    part.head,
-                    first,
-                )
-            )
-            part.snap_rows = len(part.seqs)
+                stop = at + write(memoryview(buf)[part.ends[first - 1] :])
+                kept, at = arena[at:stop], stop
+            seqs, ends, *hashes = pieces
+            segments.append(Segment(part.prefix, seqs, ends, kept, list[Bytes](hashes), part.head, first))
+            part.snap_rows = count
         return segments
 
     def load_segments(self, segments: Iterable[Segment]) -> None:

@@ -142,6 +142,28 @@ class SdkHostLink:
             return None
         return _head_row(rows[0]).head_seq
 
+    async def stream_heads(self, stream_ids: Sequence[str]) -> dict[str, int | None]:
+        """The heads of `stream_ids` (None: the host holds no such stream): one query per `HEADS_PER_QUERY` streams.
+
+        A stream is left out of the answer when the query cannot decide it: one whose reader grant this link
+        recorded before and the host does not show may have lost that grant with a delete-data publish, and ids
+        the link refuses (a quote) are refused by `stream_head`; the caller reads those alone (`head_reads.py`).
+        """
+        ids = [stream_id for stream_id in dict.fromkeys(stream_ids) if "'" not in stream_id]
+        new = [stream_id for stream_id in ids if stream_id not in self._granted]
+        if new:  # the heads are visible to the streams' readers only: record the grants together
+            granted = await asyncio.gather(*(self._ensure_readers(s) for s in new), return_exceptions=True)
+            refused = next((g for g in granted if isinstance(g, BaseException)), None)
+            if refused is not None:
+                raise refused
+        heads: dict[str, int | None] = dict.fromkeys(new)  # granted just now: not shown means not held
+        for query in head_queries(ids):
+            answer = await self._request(functools.partial(Connection.one_off_query, sql=query))
+            for row in answer.rows("stream_head"):
+                head = _head_row(row)
+                heads[head.stream_id] = head.head_seq
+        return heads
+
     async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
         """Which of `stream_ids` the host holds a head for: one query per `HEADS_PER_QUERY` streams, so an answer is
         bounded by what the runtime asks, never by how many streams the host holds."""

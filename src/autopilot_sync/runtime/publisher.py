@@ -15,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from autopilot_sync.backoff import Backoff
 from autopilot_sync.runtime.coalesce import CoalesceLimits, Coalescer
+from autopilot_sync.runtime.head_reads import HeadReads
 from autopilot_sync.runtime.metrics import RuntimeMetrics, stream_family
 from autopilot_sync.runtime.outbox import StoredEvent
 from autopilot_sync.runtime.retry import LinkError, PublishFailure, RetryClass, classify, is_outcome_unknown
@@ -42,6 +43,10 @@ class HostLink(Protocol):
 
     async def stream_head(self, stream_id: str) -> int | None:
         """The host's `head_seq` of a stream (None when the host holds no such stream); LinkError when unreadable."""
+
+    async def stream_heads(self, stream_ids: Sequence[str]) -> Mapping[str, int | None]:
+        """The heads of these streams, None for one the host holds none of (bounded queries); a stream the answer
+        cannot decide is left out and read alone with `stream_head`; LinkError when unreadable."""
 
     async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
         """Which of these streams the host holds a head for (bounded queries); LinkError when unreadable."""
@@ -82,6 +87,8 @@ class Publisher:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._in_flight = asyncio.Semaphore(self.config.max_in_flight)
         self._calls: Coalescer[StoredEvent] = Coalescer(link.append, self.config.coalesce, metrics)
+        #: Head reads of concurrent streams (after a combined call's unknown outcome, all of its streams) joined.
+        self._heads = HeadReads(link.stream_heads, link.stream_head)
         self._uncertain: set[str] = set()
         self._first_seen: set[str] = set()
         self._audited_session: int | None = None
@@ -116,6 +123,7 @@ class Publisher:
                 await task
         self._tasks.clear()
         await self._calls.close()
+        await self._heads.close()
 
     def _audit_new_session(self) -> None:
         """At start and after every reconnect, check once that the host still holds what was published to it."""
@@ -217,8 +225,9 @@ class Publisher:
             limit = self.config.batch_size
 
     async def _count_duplicates(self, stream_id: str, batch: Sequence[StoredEvent]) -> None:
-        """After an unknown outcome, ask the head first: events it covers are sent again but were already there."""
-        head = await self.link.stream_head(stream_id) or 0
+        """After an unknown outcome, ask the head first: events it covers are sent again but were already there.
+        The streams of a combined call whose outcome was lost all ask at once: one query (`head_reads.py`)."""
+        head = await self._heads.head(stream_id) or 0
         covered = sum(1 for event in batch if event.seq <= head)
         if covered:
             self.metrics.duplicates.inc(covered)
@@ -233,7 +242,7 @@ class Publisher:
         """`sequence_conflict`: publish what the host's head covers; a host without the stream gets it all again
         from seq 1 (a new database incarnation); a head behind ours is a dead letter."""
         try:
-            found = await self.link.stream_head(stream_id)
+            found = await self._heads.head(stream_id)
         except LinkError as exc:
             log.info("reconcile of %s postponed: %s", stream_id, exc)
             await asyncio.sleep(self.config.backoff.delay(0))

@@ -8,7 +8,8 @@ then restores the copy into a fresh directory, starts a second host process on i
 The backup point is the stream heads the live host reports just before the copy starts: the host answers a read
 only once every commit it reveals is on disk, so those events were durable when the copy began and must all be in
 the restored host, with the same payload hashes as on the live host, and each stream's hash chain must verify from
-its retained floor to its head (the same audit as `autopilot-sync verify-stream`).
+its retained floor to its head (the same audit as `autopilot-sync verify-stream`). The second half of the load is
+appended only once that point is taken, so the copy runs while writes are still to land on the host on any machine.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from autopilot_sync.verification.stack import DATABASE, READY_TIMEOUT
 if TYPE_CHECKING:
     from autopilot_sync.verification.scenarios.run import Run
 
+#: Polls of the heads (0.1-0.2 s apart) with no progress after the first half was appended, before the drill gives
+#: up: the host stopped committing (a progress bound, not a time bound: each poll waits for the host's answer).
+STALLED_POLLS = 300
 #: What the live host's data directory holds at its top level that a backup must carry (docs/deployment.md).
 TOP_LEVEL = ("meta.json", "id_ecdsa")
 
@@ -64,20 +68,34 @@ async def restore_drill(run: Run) -> None:
     for i in range(run.profile.desktops):
         run.stack.add_desktop(f"d{i}", run.producer.streams)
     pause = 4.0 / max(1, run.profile.events_per_stream // run.profile.batch_size)  # the load spans ~4 s
-    publishing = asyncio.create_task(run.producer.publish(run.profile.events_per_stream, run.profile.batch_size, pause))
-    # back up mid-load: once about a third of the load is committed (the host's heads), while the rest goes on
+    # The load goes in two halves, the second appended only once the backup point is taken, so the copy always
+    # runs while writes are still to land on the host, however fast or slow the machine is: when the whole load
+    # went at once, a loaded machine could see the producer (and the host) done before the point was reached.
+    first = (run.profile.events_per_stream + 1) // 2
+    publishing = asyncio.create_task(run.producer.publish(first, run.profile.batch_size, pause))
+    # back up once about a third of the load is committed (the host's heads): waited for by progress, not time
     total = run.profile.streams * run.profile.events_per_stream
     point: dict[str, int] = {}
-    while not publishing.done():
-        point = {stream: head for stream, (head, _, _) in (await run.stack.heads()).items()}
+    stalled = 0
+    while True:
+        heads = {stream: head for stream, (head, _, _) in (await run.stack.heads()).items()}
+        stalled = stalled + 1 if heads == point else 0
+        point = heads
         if sum(point.values()) * 3 >= total:
             break
+        if publishing.done() and (publishing.exception() is not None or stalled >= STALLED_POLLS):
+            await publishing
+            run.problems.append(f"restore drill: the host stopped at {sum(point.values())} of {total} events")
+            return
         await asyncio.sleep(0.1 + run.rng.uniform(0, 0.1))
-    during_writes = not publishing.done()
+    rest = asyncio.create_task(
+        run.producer.publish(run.profile.events_per_stream - first, run.profile.batch_size, pause)
+    )
+    during_writes = sum(point.values()) < total  # the rest of the load was still to land on the host
     backup = run.root / "backup"
     copied = await asyncio.to_thread(back_up, run.stack.root / "host", backup)
     run.note("backup taken", heads=point, files=len(copied), during_writes=during_writes)
-    await publishing
+    await asyncio.gather(publishing, rest)
     if not any(point.values()):
         run.problems.append("restore drill: nothing was committed before the backup began (the drill proves nothing)")
         return
