@@ -7,6 +7,8 @@ import importlib
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench import engine_steps
@@ -37,8 +39,8 @@ def test_a_wrapped_step_keeps_its_answer_and_counts_each_run() -> None:
     assert times.per_call("double", 3)[1] == 1.0
 
 
-def test_a_run_reports_the_steps_of_a_one_event_call(capsys: object) -> None:
+def test_a_run_reports_the_steps_of_a_one_event_call(capsys: pytest.CaptureFixture[str]) -> None:
     assert engine_steps.main(["--calls", "20"]) == 0
-    report = capsys.readouterr().out  # type: ignore[attr-defined]
+    report = capsys.readouterr().out
     for step in ("HostEngine.start_call", "HostEngine._commit", "_append_one", "encode_record", "CommitLog.append"):
         assert f"  {step} " in report
