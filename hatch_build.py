@@ -1,6 +1,6 @@
 """Build hook: compile the C files, `spacetime/_rowlist.c` (row lists: the SDK's check, the host's packing of a
-resume's rows) and `spacetime/_bsatn.c` (BSATN products: argument/row decode, row encode), each next to its source,
-when a C compiler is there.
+resume's rows) and `spacetime/_bsatn.c` (BSATN products: argument/row decode, row encode; the commit-log record),
+each next to its source, when a C compiler is there.
 
 Hatchling runs it for every wheel, editable installs included (`uv sync`); `python hatch_build.py` runs the same
 compile by hand. The extensions only speed things up (docs/performance.md "Round 5 — catchup2", "Round 7 —

@@ -207,14 +207,7 @@ class Transaction:
 
     def changes(self) -> tuple[TableChange, ...]:
         """The net effect per table (an insert and delete of the same row cancel out)."""
-        names = list(dict.fromkeys([*self._inserted, *self._deleted]))
-        out = []
-        for name in names:
-            inserts = tuple(self._inserted.get(name, {}).items())
-            deletes = tuple(self._deleted.get(name, {}).items())
-            if inserts or deletes:
-                out.append(TableChange(name, inserts, deletes))
-        return tuple(out)
+        return net_changes(self._inserted, self._deleted)
 
 
 class TableHandle:
@@ -280,6 +273,27 @@ class TableHandle:
     def count(self) -> int:
         """Number of rows."""
         return len(self._store.rows)
+
+
+def net_changes(
+    inserted: Mapping[str, Mapping[bytes, Row]], deleted: Mapping[str, Mapping[bytes, Row]]
+) -> tuple[TableChange, ...]:
+    """One `TableChange` per table with rows inserted or deleted: the tables inserted into first, in their order, then
+    the tables only deleted from; a table whose two maps are empty is left out.
+
+    Read in two passes over the maps themselves: every commit calls this, and building the union of the names first
+    (a list, a dict, a list) and an empty default map per lookup cost ~20% of it (~5,000 instructions per one-event
+    call, docs/performance.md "Round 8 — percall").
+    """
+    out = []
+    for name, rows in inserted.items():
+        gone = deleted.get(name)
+        if rows or gone:
+            out.append(TableChange(name, tuple(rows.items()), tuple(gone.items()) if gone else ()))
+    for name, gone in deleted.items():
+        if gone and name not in inserted:
+            out.append(TableChange(name, (), tuple(gone.items())))
+    return tuple(out)
 
 
 def _key(column: str | tuple[str, ...], value: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:

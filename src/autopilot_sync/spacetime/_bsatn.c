@@ -11,6 +11,10 @@
  * `python_decoder`, the twin `bsatn.py` compiled for the same type) runs on the same arguments: it raises the
  * error (same type, same message) or answers. So what is accepted, the bytes and every error are the Python
  * codec's; the C walk only takes the cases it reads or writes exactly as Python does (property-tested equal).
+ *
+ * `encode_tx_record(tx, python_encoder)` writes the commit-log record of one committed transaction (`host/
+ * tx_record.py`) the same way, with `encode_record_python` behind every failure: one record per commit is on every
+ * call's path (docs/performance.md "Round 8 - percall").
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -679,9 +683,132 @@ static PyObject *configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* ------------------------------------------------------------------------------------- the commit-log record */
+
+/* Interned attribute names `encode_tx_record` reads, made once at import. */
+static PyObject *attr_offset, *attr_timestamp, *attr_micros, *attr_reducer, *attr_caller, *attr_identity,
+    *attr_value, *attr_changes, *attr_table, *attr_inserts, *attr_deletes;
+
+static int put_str(Writer *w, PyObject *s)
+{
+    Py_ssize_t n;
+    const char *utf8 = PyUnicode_CheckExact(s) ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
+    return utf8 == NULL ? -1 : put_raw(w, utf8, n);
+}
+
+static int put_attr_le(Writer *w, PyObject *owner, PyObject *name, int is_signed)
+{
+    PyObject *v = PyObject_GetAttr(owner, name);
+    if (v == NULL)
+        return -1;
+    int rc = -1;
+    if (PyLong_CheckExact(v)) {
+        if (is_signed) {
+            long long x = PyLong_AsLongLong(v);
+            if (!(x == -1 && PyErr_Occurred()))
+                rc = put_le(w, (uint64_t)x, 8);
+        } else {
+            unsigned long long x = PyLong_AsUnsignedLongLong(v);
+            if (!(x == (unsigned long long)-1 && PyErr_Occurred()))
+                rc = put_le(w, (uint64_t)x, 8);
+        }
+    }
+    Py_DECREF(v);
+    return rc;
+}
+
+/* An array's length as a u32 (a longer array is the Python encoder's `struct.error`). */
+static int put_count(Writer *w, Py_ssize_t count)
+{
+    return count > 0xFFFFFFFFLL ? -1 : put_le(w, (uint64_t)count, 4);
+}
+
+/* One table's rows, a tuple of (row bytes, row) pairs: the bytes of each as a BSATN byte string. */
+static int put_rows(Writer *w, PyObject *rows)
+{
+    if (!PyTuple_CheckExact(rows))
+        return -1;
+    Py_ssize_t count = PyTuple_GET_SIZE(rows);
+    if (put_count(w, count) < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(rows, i);
+        if (!PyTuple_CheckExact(pair) || PyTuple_GET_SIZE(pair) != 2)
+            return -1;
+        PyObject *data = PyTuple_GET_ITEM(pair, 0);
+        if (!PyBytes_CheckExact(data) || put_raw(w, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data)) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int put_change(Writer *w, PyObject *change)
+{
+    PyObject *table = PyObject_GetAttr(change, attr_table);
+    int rc = table == NULL ? -1 : put_str(w, table);
+    Py_XDECREF(table);
+    for (int which = 0; which < 2 && rc == 0; which++) {
+        PyObject *rows = PyObject_GetAttr(change, which == 0 ? attr_inserts : attr_deletes);
+        rc = rows == NULL ? -1 : put_rows(w, rows);
+        Py_XDECREF(rows);
+    }
+    return rc;
+}
+
+static int put_tx_record(Writer *w, PyObject *tx)
+{
+    PyObject *timestamp = NULL, *reducer = NULL, *caller = NULL, *identity = NULL, *value = NULL, *changes = NULL;
+    int rc = -1;
+    if (put_attr_le(w, tx, attr_offset, 0) < 0 || (timestamp = PyObject_GetAttr(tx, attr_timestamp)) == NULL ||
+        put_attr_le(w, timestamp, attr_micros, 1) < 0 || (reducer = PyObject_GetAttr(tx, attr_reducer)) == NULL ||
+        put_str(w, reducer) < 0 || (caller = PyObject_GetAttr(tx, attr_caller)) == NULL ||
+        (identity = PyObject_GetAttr(caller, attr_identity)) == NULL ||
+        (value = PyObject_GetAttr(identity, attr_value)) == NULL || put_wide(w, value, 32, 0) < 0 || (changes = PyObject_GetAttr(tx, attr_changes)) == NULL ||
+        !PyTuple_CheckExact(changes) || put_count(w, PyTuple_GET_SIZE(changes)) < 0)
+        goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(changes); i++)
+        if (put_change(w, PyTuple_GET_ITEM(changes, i)) < 0)
+            goto done;
+    rc = 0;
+done:
+    Py_XDECREF(timestamp);
+    Py_XDECREF(reducer);
+    Py_XDECREF(caller);
+    Py_XDECREF(identity);
+    Py_XDECREF(value);
+    Py_XDECREF(changes);
+    return rc;
+}
+
+/* `encode_tx_record(tx, python_encoder)`: the commit-log record of a committed transaction (`host/tx_record.py`:
+ * its offset, timestamp, reducer, caller and per table the inserted and deleted rows' bytes), built here with no
+ * Python step per row. Like a Program, it decides no error: whenever anything is not exactly what it reads (an
+ * attribute missing, a value of another type, a number out of range, a string UTF-8 cannot encode), the Python
+ * encoder runs on the same transaction and answers or raises. */
+static PyObject *encode_tx_record(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "encode_tx_record(tx, python_encoder)");
+        return NULL;
+    }
+    Writer w = {.buf = NULL, .len = 0, .cap = 0};
+    w.buf = w.small;
+    w.cap = sizeof(w.small);
+    if (put_tx_record(&w, args[0]) == 0) {
+        PyObject *data = PyBytes_FromStringAndSize((const char *)w.buf, w.len);
+        writer_free(&w);
+        return data;
+    }
+    writer_free(&w);
+    drop_error();
+    return PyObject_Vectorcall(args[1], args, 1, NULL);
+}
+
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS,
      "configure(SumValue, Identity, ConnectionId, Timestamp, TimeDuration): the classes values are built from"},
+    {"encode_tx_record", (PyCFunction)(void (*)(void))encode_tx_record, METH_FASTCALL,
+     "encode_tx_record(tx, python_encoder) -> bytes: a commit-log record, as the Python encoder would write it"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -694,6 +821,14 @@ PyMODINIT_FUNC PyInit__bsatn(void)
 {
     if (PyType_Ready(&ProgramType) < 0)
         return NULL;
+    struct { PyObject **slot; const char *name; } names[] = {
+        {&attr_offset, "offset"}, {&attr_timestamp, "timestamp"}, {&attr_micros, "micros"},
+        {&attr_reducer, "reducer"}, {&attr_caller, "caller"}, {&attr_identity, "identity"}, {&attr_value, "value"},
+        {&attr_changes, "changes"}, {&attr_table, "table"}, {&attr_inserts, "inserts"}, {&attr_deletes, "deletes"},
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].name)) == NULL)
+            return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
