@@ -85,26 +85,34 @@ class HeadBook:
         self,
         table: TableAccess,
         now: Timestamp,
-        stream_id: str,
-        stored: Head | None,
-        seq: int,
-        chain: str,
-        digest: bytes,
+        moved: dict[str, tuple[int, str, bytes | None, int]],
+        found: dict[str, Head | None],
     ) -> None:
-        """Move the stream's head (`stored`, as this call read it, None for a new stream) to `seq` with chain value
-        `chain` (`digest` its 32 bytes) in the table, and remember it so."""
+        """Write every moved head back to the table once and remember it so.
+
+        `moved`: stream -> (new head seq, its chain value, the value's 32 bytes, epoch); `found`: each stream's head
+        as the call read it (None for a new stream). The stamp is compared once before the first write and recorded
+        after the last: in between only this loop writes the table, each write changing its own stream's row alone,
+        so every other head held stays the table's. A write that raises leaves the recorded stamp behind the table's
+        (the call rolls back), and the next read starts over.
+        """
         if table.stamp != self.stamp:
             self._restart(table)
-        if stored is None:
-            floor = stream_chain.genesis(stream_id, FIRST_EPOCH)
-            row = table.insert(table.row(stream_id, seq, 1, FIRST_EPOCH, now, chain, floor))
-            head = Head(seq, chain, FIRST_EPOCH, 1, floor, digest, row)
-        else:  # positionally, in the row's column order (`StreamHead`'s): no keyword parsing, no copy into it
-            epoch, retained, floor = stored.epoch, stored.retained_from_seq, stored.floor_chain
-            row = table.update(table.row(stream_id, seq, retained, epoch, now, chain, floor), stored.row)
-            head = Head(seq, chain, epoch, retained, floor, digest, row)
-        self.stamp = table.stamp  # only this stream's row changed: every other head is still the table's
-        self._keep(stream_id, head)
+        heads, make, limit = self.heads, table.row, self.LIMIT
+        for stream_id, (seq, chain, digest, _epoch) in moved.items():
+            stored = found[stream_id]
+            if stored is None:
+                floor = stream_chain.genesis(stream_id, FIRST_EPOCH)
+                row = table.insert(make(stream_id, seq, 1, FIRST_EPOCH, now, chain, floor))
+                head = Head(seq, chain, FIRST_EPOCH, 1, floor, digest, row)
+            else:  # positionally, in the row's column order (`StreamHead`'s): no keyword parsing, no copy into it
+                epoch, retained, floor = stored.epoch, stored.retained_from_seq, stored.floor_chain
+                row = table.update(make(stream_id, seq, retained, epoch, now, chain, floor), stored.row)
+                head = Head(seq, chain, epoch, retained, floor, digest, row)
+            if len(heads) >= limit and stream_id not in heads:
+                heads.clear()
+            heads[stream_id] = head
+        self.stamp = table.stamp
 
     def _keep(self, stream_id: str, head: Head) -> None:
         if len(self.heads) >= self.LIMIT and stream_id not in self.heads:

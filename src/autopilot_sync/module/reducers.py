@@ -187,11 +187,9 @@ class _Heads:
         self.moved[stream_id] = (seq, chain, digest, epoch)
 
     def write(self) -> None:
-        """Write every moved head once."""
-        now, table, book, found = self._ctx.timestamp, self._table, self._book, self._found
-        for stream_id, (seq, chain, digest, _epoch) in self.moved.items():
-            if digest is not None:  # always: a moved head was linked to
-                book.write(table, now, stream_id, found[stream_id], seq, chain, digest)
+        """Write every moved head once (`HeadBook.write`)."""
+        if self.moved:
+            self._book.write(self._table, self._ctx.timestamp, self.moved, self._found)
 
 
 def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: tuple[Any, ...]) -> None:
