@@ -91,6 +91,7 @@ AB_SCRIPTS = [
     "jsmodule_bench",
     "ws_framing",
     "sdk_receive",
+    "heads_ab",
 ]
 
 
@@ -113,6 +114,21 @@ def _bench(*argv: str, timeout: float = 300) -> str:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def test_the_fan_in_heads_comparison_runs_both_trees_for_every_spread(tmp_path: Path) -> None:
+    """`bench.heads_ab --old`: a worker per tree, calls over each number of streams, medians and pairwise ratios."""
+    src = export_tree("HEAD", tmp_path / "old")
+    out = _bench(
+        "bench.heads_ab", "--old", str(src), "--sessions", "1", "--pairs", "1", "--calls", "2", "--events", "4",
+        "--spread", "1,4", "--streams", "8",
+    )  # fmt: skip
+    summary = json.loads(out.splitlines()[-1])["median of sessions"]
+    assert set(summary) == {
+        f"{name} S={spread}{unit}"
+        for spread in ("1", "4")
+        for name, unit in (("old", " us/event"), ("new", " us/event"), ("new/old", ""))
+    }
 
 
 @pytest.mark.node

@@ -39,8 +39,9 @@ class TableAccess(Protocol):
         """Rows with `low <= key <= high` on an index whose leading columns are `columns`."""
         ...
 
-    def update(self, row: Sequence[Any]) -> Row:
-        """Replace the row with the same primary key (it must exist)."""
+    def update(self, row: Sequence[Any], old: Row | None = None) -> Row:
+        """Replace the row with the same primary key (it must exist). `old`: the row as stored now, when the caller
+        holds it (what `find`, `insert` or `update` returned): the host may take it instead of reading the row again."""
         ...
 
     def delete_by(self, column: str | tuple[str, ...], value: Any) -> int:
@@ -51,6 +52,20 @@ class TableAccess(Protocol):
 
     def count(self) -> int:
         """Number of rows."""
+        ...
+
+    @property
+    def stamp(self) -> int:
+        """A value that moves on every change of the table's rows (this call's writes, a rollback, another call's,
+        recovery, another module's) and never returns to an earlier one: what a module checks values it keeps in
+        `memo` against before trusting them."""
+        ...
+
+    @property
+    def memo(self) -> dict[str, object]:
+        """The module's own values kept with the table between calls (derived from its rows, e.g. a per-key view a
+        hot reducer reads instead of finding rows): the host never reads them and drops them with the table. Only
+        as true as the module keeps them: record `stamp` with them and start over when it moved."""
         ...
 
 

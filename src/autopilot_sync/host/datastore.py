@@ -19,6 +19,7 @@ from sortedcontainers import SortedDict
 
 from autopilot_sync.bindings.reducers import ReducerError
 from autopilot_sync.bindings.tables import TableDef
+from autopilot_sync.host.change_stamp import next_stamp
 from autopilot_sync.host.hosted_module import HostedModule, tables_from_definition
 from autopilot_sync.host.logtable import LogRows, is_log_shaped, log_store_parts
 from autopilot_sync.host.row_cache import DecodedRows
@@ -51,6 +52,10 @@ class _Top:
 
 TOP = _Top()
 
+#: A value set under a key a `SortedDict` already holds: its sorted keys stay as they are, so the plain dict's set
+#: is the whole of it (what `SortedDict.__setitem__` does after looking the key up again, one Python call fewer).
+_set_present: Callable[[Any, Any, Any], None] = dict.__setitem__
+
 
 def _shared_prefix(key: Key) -> Key:
     """The key with its leading string columns interned.
@@ -73,16 +78,19 @@ class RowMap(Mapping[bytes, tuple[Any, ...]]):
 
     Reducers read the same few rows again and again (a stream's head, the limits row): the last `CACHED` rows read
     are kept decoded (`row_cache.DecodedRows`, shared with the log table kind).
+
+    `stamp` moves on every `add` and `discard` (`change_stamp`): the only two ways its rows change.
     """
 
     CACHED = DecodedRows.CACHED
 
-    __slots__ = ("_bytes", "_cache", "_decode")
+    __slots__ = ("_bytes", "_cache", "_decode", "stamp")
 
     def __init__(self, decode: Callable[[bytes], tuple[Any, ...]]) -> None:
         self._bytes: dict[bytes, None] = {}
         self._decode = decode
         self._cache = DecodedRows()
+        self.stamp = next_stamp()
 
     def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]:
         if row_bytes not in self._bytes:
@@ -106,20 +114,46 @@ class RowMap(Mapping[bytes, tuple[Any, ...]]):
         """Store a row's bytes; its decoded form (when given) joins the cache: a row just written is the likeliest
         next read."""
         self._bytes[row_bytes] = None
+        self.stamp = next_stamp()
         if row is not None:
             self._cache.keep(row_bytes, row)
 
-    def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
-        """Forget a row's bytes; the decoded row, or None when it was not there."""
+    def discard(self, row_bytes: bytes, known: tuple[Any, ...] | None = None) -> tuple[Any, ...] | None:
+        """Forget a row's bytes; the decoded row, or None when it was not there. `known`: the row these bytes
+        encode, when the caller holds it (checked by the caller): returned instead of decoding them again."""
         if row_bytes not in self._bytes:
             return None
         del self._bytes[row_bytes]
+        self.stamp = next_stamp()
         row = self._cache.pop(row_bytes, None)
-        return self._decode(row_bytes) if row is None else row
+        if row is None:
+            return self._decode(row_bytes) if known is None else known
+        return row
+
+    def swap(
+        self, old_bytes: bytes, new_bytes: bytes, new: tuple[Any, ...], known: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...] | None:
+        """`discard(old_bytes, known)` then `add(new_bytes, new)` in one step (an update: once per stream head and
+        call); None, and nothing changed, when `old_bytes` is not there."""
+        stored = self._bytes
+        if old_bytes not in stored:
+            return None
+        del stored[old_bytes]
+        stored[new_bytes] = None
+        self.stamp = next_stamp()
+        cache = self._cache
+        old = cache.pop(old_bytes, None)
+        if old is None:
+            old = self._decode(old_bytes) if known is None else known
+        cache.keep(new_bytes, new)
+        return old
 
 
 class StoredRows(Protocol):
     """A table's rows as every reader sees them (bytes → decoded row): a `RowMap`, or a log table's `LogRows`."""
+
+    #: Moves on every change of the rows, never to a value any store held before (`change_stamp`).
+    stamp: int
 
     def __getitem__(self, row_bytes: bytes) -> tuple[Any, ...]: ...
     def get(self, row_bytes: bytes, default: Any = None) -> Any: ...
@@ -129,7 +163,7 @@ class StoredRows(Protocol):
     def items(self) -> ItemsView[bytes, tuple[Any, ...]]: ...
     def values(self) -> ValuesView[tuple[Any, ...]]: ...
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None) -> None: ...
-    def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None: ...
+    def discard(self, row_bytes: bytes, known: tuple[Any, ...] | None = None) -> tuple[Any, ...] | None: ...
 
 
 class TableIndex(Protocol):
@@ -216,7 +250,7 @@ class Index:
         entries = self.entries
         bucket = entries.get(key)
         if type(bucket) is bytes and bucket == old_bytes:
-            entries[key] = new_bytes
+            _set_present(entries, key, new_bytes)  # the key is there: `SortedDict`'s own set would look again
             return
         self.remove(key, old_bytes)
         self.add(key, new_bytes)
@@ -286,12 +320,18 @@ class TableStore:
         self.unique_indexes = [index for index in self.indexes.values() if index.unique]
         #: The rows as a log (`LogRows`), or None: a transaction's insert tries the log's append first.
         self.log_rows = self.rows if isinstance(self.rows, LogRows) else None
+        #: Whether an update may replace a row in one step (`Transaction.update_row`): kept as a `RowMap`, not an event
+        #: table, no auto-increment column.
+        self.replaceable = self.log_rows is None and not table.event and not table.auto_inc
         #: The table's row class: a row already of it is stored as it is, not made again.
         self.row_class = table.row_class
         #: The earlier shapes' (column count, default tail), longest first; their codecs are compiled with the first
         #: row of an older shape (`_older_codecs`): ~10 codecs a start compiled for rows few stores ever hold.
         self._older_tails = _older_tails(table)
         self._older_codecs: list[tuple[bsatn.Codec, tuple[Any, ...]]] | None = None
+        #: The module's own values kept with the table between calls (`TableHandle.memo`): never read here, gone
+        #: with the store (made again by recovery starting over or a publish replacing the tables).
+        self.memo: dict[str, object] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -402,16 +442,25 @@ class TableStore:
             index.remove(index.key_of(row), row_bytes)
         return row
 
-    def replace(self, old_bytes: bytes, new_bytes: bytes, new: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def replace(
+        self, old_bytes: bytes, new_bytes: bytes, new: tuple[Any, ...], known: tuple[Any, ...] | None = None
+    ) -> tuple[Any, ...] | None:
         """`take(old_bytes)` then `put(new_bytes, new)` for a table kept as a `RowMap` (not a log): an update.
 
         An index whose key the update keeps swaps its entry in place (`Index.replace`). The constraints are the
-        caller's to check, as for `put`. Returns the old row, or None (nothing changed) when it was not there.
+        caller's to check, as for `put`; so is `known`: the row `old_bytes` encode, when the caller holds it (not
+        decoded again). Returns the old row, or None (nothing changed) when it was not there.
         """
-        old = self.rows.discard(old_bytes)
-        if old is None:
-            return None
-        self.rows.add(new_bytes, new)
+        rows = self.rows
+        if isinstance(rows, RowMap):
+            old = rows.swap(old_bytes, new_bytes, new, known)
+            if old is None:
+                return None
+        else:
+            old = rows.discard(old_bytes, known)
+            if old is None:
+                return None
+            rows.add(new_bytes, new)
         for index in self.indexes.values():
             key_of = index.key_of
             old_key, new_key = key_of(old), key_of(new)

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from autopilot_sync.bindings.tables import TableDef
 from autopilot_sync.host.capture_arena import CaptureArena
+from autopilot_sync.host.change_stamp import next_stamp
 from autopilot_sync.host.row_cache import DecodedRows
 from autopilot_sync.host.snapshot_section import Chunks, Section
 from autopilot_sync.spacetime import algebraic as at
@@ -307,6 +308,9 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         self.top: object = None
         self._cache = DecodedRows()
         self._count = 0
+        #: Moves on every change of the rows (`change_stamp`): `load_segments`, `add_stored`, `append_new`, `add`
+        #: and `discard` take the next value before they change anything.
+        self.stamp = next_stamp()
         self.partitions: dict[str, Partition] = {}
         #: Where `segments` copies a capture (the mapping of the previous incremental one, once nothing reads it).
         self._arena = CaptureArena()
@@ -455,6 +459,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
 
         A buffer mapped from the snapshot file stays a view of the mapping, checked against its checksum at its
         first use (`Partition.readable`); the partition's `set`s are built when an append first needs them."""
+        self.stamp = next_stamp()
         for prefix, seqs, ends, buf, hashes, head, base_rows in segments:
             if base_rows:
                 raise ValueError("an incremental snapshot's partition is loaded through its chain (host/snapshot.py)")
@@ -498,6 +503,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         buffer, one `extend` per array), each row parsed once (`_split_stored`), its idempotency hash read straight
         from its bytes (`_raw_string_key`, the sync module's shape); any other row (another partition, a seq not past
         the end, another shape of table) takes `add`. ~2x faster per replayed event than `add`."""
+        self.stamp = next_stamp()
         i, n = 0, len(rows)
         while i < n:
             part = self._last
@@ -549,6 +555,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         key), so an insert that gets True skips the presence and unique checks: the append path of a log, once per
         event, parses the row's key once instead of three times. Any other row takes `add` after those checks.
         """
+        self.stamp = next_stamp()
         (length,) = _U32.unpack_from(row_bytes, 0)
         tail_at = 12 + length  # after the key's u32 length and bytes, and the u64 seq
         key = row[0]
@@ -579,6 +586,7 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
     def add(self, row_bytes: bytes, row: tuple[Any, ...] | None, full: bool = True) -> None:
         """Store a row's bytes. `row`, when given, is its decoded form (kept decoded: the likeliest next read), or
         with `full=False` only its leading key columns (a snapshot's row)."""
+        self.stamp = next_stamp()
         key, seq, tail_at = self._split(row_bytes)
         stored = _split_stored(row_bytes, tail_at) if self._raw_string_key else None
         if stored is not None:
@@ -611,15 +619,16 @@ class LogRows(Mapping[bytes, tuple[Any, ...]]):
         if full and row is not None:
             self._cache.keep(row_bytes, row)
 
-    def discard(self, row_bytes: bytes) -> tuple[Any, ...] | None:
-        """Forget a row; the decoded row, or None when it was not there."""
+    def discard(self, row_bytes: bytes, known: tuple[Any, ...] | None = None) -> tuple[Any, ...] | None:
+        """Forget a row; the decoded row, or None when it was not there (`known`: as `RowMap.discard`)."""
         found = self.locate(row_bytes)
         if found is None:
             return None
+        self.stamp = next_stamp()
         part, i = found
         row = self._cache.pop(row_bytes, None)
         if row is None:
-            row = self._decode(row_bytes)
+            row = self._decode(row_bytes) if known is None else known
         self._count -= 1
         last = len(part.seqs) - 1
         if i == part.head:

@@ -105,13 +105,14 @@ class Transaction:
         self._note_deleted(store.table.name, row_bytes, row)
         return True
 
-    def update_row(self, store: TableStore, old_bytes: bytes, new: Row) -> Row:
+    def update_row(self, store: TableStore, old_bytes: bytes, new: Row, known: Row | None = None) -> Row:
         """Replace the stored row `old_bytes` with `new` (of the table's row class): `delete_bytes` then `insert`.
 
         In one step for a plain table (no log, no event table, no auto-increment column): one encode, the unique
         check against every row but the one replaced, and the indexes whose key is unchanged swapped in place
         (`TableStore.replace`); the undo log and the net changes are the two steps' (tests/host/
-        test_update_row.py checks it against them). Anything else takes the two steps.
+        test_update_row.py checks it against them). Anything else takes the two steps. `known`: the row
+        `old_bytes` encode, when the caller has checked that it holds it (then not decoded again).
         """
         new_bytes = self._replacing(store, old_bytes, new)
         if new_bytes is None:  # the two steps, with their exact effects when they fail midway
@@ -119,7 +120,7 @@ class Transaction:
             return self.insert(store, new)
         if new_bytes == old_bytes:
             return new  # deleting and inserting the same row changes nothing
-        old = store.replace(old_bytes, new_bytes, new)
+        old = store.replace(old_bytes, new_bytes, new, known)
         if old is None:  # not reached: `_replacing` saw the row
             raise ReducerError(f"not_found: {store.table.name}")
         undo = self._undo
@@ -154,7 +155,7 @@ class Transaction:
         """`new`'s bytes when `update_row` may replace in one step; None for the two steps: a log, event or
         auto-increment table, a row not there, a row that does not encode or would break a unique key (the two
         steps raise the same error, after the same delete)."""
-        if store.log_rows is not None or store.table.event or store.table.auto_inc or old_bytes not in store.rows:
+        if not store.replaceable or old_bytes not in store.rows:
             return None
         try:
             new_bytes = store.encode(new)
@@ -243,18 +244,26 @@ class TableHandle:
         index = self._store.index_for(columns)
         return [self._store.rows[b] for b in index.range(low, high)]
 
-    def update(self, row: Sequence[Any]) -> Row:
-        """Replace the row with the same primary key (it must exist)."""
+    def update(self, row: Sequence[Any], old: Row | None = None) -> Row:
+        """Replace the row with the same primary key (it must exist).
+
+        `old`: the row as stored now, when the caller holds it (a `find`, `insert` or `update` returned it, of the
+        table's row class): taken as the replaced row once its encoding is checked to be the stored bytes, instead of
+        decoding those again (a row that is not the stored one is ignored). A table of more rows than the host keeps
+        decoded (`row_cache`) would decode the replaced row at every update: the sync module's stream heads.
+        """
         store = self._store
         pk, position = store.table.primary_key, store.pk_position
         if pk is None or position is None:
             raise ReducerError(f"no_primary_key: table {store.table.name} has no primary key")
-        new = store.make_row(row)
+        new: Row = row if type(row) is store.row_class else store.make_row(row)  # type: ignore[assignment]
         # The old row's bytes come from the index: encoding it again to delete it cost one BSATN encode per update.
         old_bytes = store.indexes[(pk,)].first((new[position],))
         if old_bytes is None:
             raise ReducerError(f"not_found: {store.table.name} has no row with {pk} = {new[0]!r}")
-        return self._tx.update_row(store, old_bytes, new)
+        if old is not None and (type(old) is not store.row_class or not _encodes_to(store, old, old_bytes)):
+            old = None
+        return self._tx.update_row(store, old_bytes, new, old)
 
     def delete_by(self, column: str | tuple[str, ...], value: Any) -> int:
         """Delete every row whose indexed column (group) equals `value`; returns how many.
@@ -269,6 +278,16 @@ class TableHandle:
 
     def __iter__(self) -> Iterator[Row]:
         return iter(list(self._store.rows.values()))
+
+    @property
+    def stamp(self) -> int:
+        """Moves on every change of the table's rows, never back to an earlier value (`host/change_stamp.py`)."""
+        return self._store.rows.stamp
+
+    @property
+    def memo(self) -> dict[str, object]:
+        """The module's own values kept with the table between calls (`TableStore.memo`)."""
+        return self._store.memo
 
     def count(self) -> int:
         """Number of rows."""
@@ -294,6 +313,14 @@ def net_changes(
         if gone and name not in inserted:
             out.append(TableChange(name, (), tuple(gone.items())))
     return tuple(out)
+
+
+def _encodes_to(store: TableStore, row: Row, row_bytes: bytes) -> bool:
+    """Whether `row` encodes to exactly `row_bytes` (BSATN is canonical: then they are the same row)."""
+    try:
+        return store.encode(row) == row_bytes
+    except (TypeError, ValueError):
+        return False
 
 
 def _key(column: str | tuple[str, ...], value: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:

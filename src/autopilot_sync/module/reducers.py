@@ -26,6 +26,7 @@ from autopilot_sync.module.auth import (
 from autopilot_sync.module.config import config_row, current_limits, limits_of, seed_config
 from autopilot_sync.module.errors import SyncError
 from autopilot_sync.module.floor import raise_floor
+from autopilot_sync.module.head_book import FIRST_EPOCH, Head, HeadBook
 from autopilot_sync.module.limits import (
     SyncLimits,
     check_event_fields,
@@ -44,8 +45,6 @@ from autopilot_sync.sync_bindings import (
     StreamHead,
     SyncEvent,
 )
-
-FIRST_EPOCH = 1
 
 
 @module.client_connected
@@ -152,7 +151,8 @@ class _Heads:
     A batch of 100 events on one stream would otherwise rewrite its `stream_head` row 100 times (find, delete,
     insert, index upkeep): measured as the largest single cost of `append_sync_events`. Still one transaction, so
     atomicity and the sequence rule are unchanged. Each head carries its chain value, so every appended event links
-    to the one before it (the first event of a new stream to the genesis value of epoch 1).
+    to the one before it (the first event of a new stream to the genesis value of epoch 1). The heads come from the
+    table's `HeadBook` (module/head_book.py): kept between calls, found in the table only when the book lacks them.
     """
 
     def __init__(self, ctx: ReducerContext) -> None:
@@ -161,38 +161,25 @@ class _Heads:
         self.events = ctx.db.sync_event
         #: The table's own row class: a row built with it is stored as it is, not copied into that class again.
         self.event_row = self.events.row
+        self._table = ctx.db.stream_head
+        self._book = HeadBook.of(self._table)
         #: Streams whose id and claim this call has checked (a batch is mostly one stream: checked once).
         self.admitted: set[str] = set()
-        self._rows: dict[str, StreamHead | None] = {}
-        #: stream -> (head seq, its chain value, the value's 32 bytes: the next link's input, not parsed again, and
-        #: the stream's epoch): what the call's next event on the stream reads, in one lookup
-        self.moved: dict[str, tuple[int, str, bytes, int]] = {}
+        #: stream -> its head as this call found it (None: a new stream): what the write-back keeps of it
+        self._found: dict[str, Head | None] = {}
+        #: stream -> (head seq, its chain value, the value's 32 bytes — the next link's input, not parsed again;
+        #: None until the first link parses it —, the stream's epoch): what the call's next event on the stream
+        #: reads, in one lookup
+        self.moved: dict[str, tuple[int, str, bytes | None, int]] = {}
 
-    def _row(self, stream_id: str) -> StreamHead | None:
-        if stream_id not in self._rows:
-            found = self._ctx.db.stream_head.find("stream_id", stream_id)
-            self._rows[stream_id] = None if found is None else StreamHead.from_values(found)
-        return self._rows[stream_id]
-
-    def head_seq(self, stream_id: str) -> int:
-        """The stream's head as this call has moved it so far (0 for a new stream)."""
-        if stream_id in self.moved:
-            return self.moved[stream_id][0]
-        row = self._row(stream_id)
-        return row.head_seq if row is not None else 0
-
-    def epoch(self, stream_id: str) -> int:
-        """The stream's epoch (the first epoch for a new stream)."""
-        row = self._row(stream_id)
-        return row.epoch if row is not None else FIRST_EPOCH
-
-    def head_chain(self, stream_id: str) -> bytes:
-        """The 32 bytes of the chain value of the stream's head as this call has moved it (genesis for a new
-        stream); a stored value that is not a chain value raises `ChainValueError`, as `stream_chain.link` does."""
-        if stream_id in self.moved:
-            return self.moved[stream_id][2]
-        row = self._row(stream_id)
-        return stream_chain.raw(row.head_chain if row is not None else stream_chain.genesis(stream_id, FIRST_EPOCH))
+    def start(self, stream_id: str) -> tuple[int, str, bytes | None, int]:
+        """The stream's head as this call first sees it, in `moved`'s shape (genesis of epoch 1 for a new stream)."""
+        head = self._book.read(self._table, stream_id)
+        self._found[stream_id] = head
+        if head is None:
+            genesis = stream_chain.genesis(stream_id, FIRST_EPOCH)
+            return 0, genesis, stream_chain.raw(genesis), FIRST_EPOCH
+        return head.head_seq, head.head_chain, head.digest, head.epoch
 
     def advance(self, stream_id: str, seq: int, chain: str, digest: bytes, epoch: int) -> None:
         """Record that `seq`, with chain value `chain` (`digest` its bytes), is now the head of `stream_id` (of
@@ -200,25 +187,9 @@ class _Heads:
         self.moved[stream_id] = (seq, chain, digest, epoch)
 
     def write(self) -> None:
-        """Write every moved head once."""
-        now = self._ctx.timestamp
-        for stream_id, (seq, chain, _digest, _epoch) in self.moved.items():
-            row = self._rows.get(stream_id)
-            if row is None:
-                head = StreamHead(
-                    stream_id=stream_id,
-                    head_seq=seq,
-                    retained_from_seq=1,
-                    epoch=FIRST_EPOCH,
-                    updated_at=now,
-                    head_chain=chain,
-                    floor_chain=stream_chain.genesis(stream_id, FIRST_EPOCH),
-                )
-                self._ctx.db.stream_head.insert(head)
-            else:  # positionally, in `StreamHead`'s order: `_replace` parses keywords, once per stream and call
-                self._ctx.db.stream_head.update(
-                    StreamHead(stream_id, seq, row.retained_from_seq, row.epoch, now, chain, row.floor_chain)
-                )
+        """Write every moved head once (`HeadBook.write`)."""
+        if self.moved:
+            self._book.write(self._table, self._ctx.timestamp, self.moved, self._found)
 
 
 def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: tuple[Any, ...]) -> None:
@@ -258,16 +229,17 @@ def _append_one(ctx: ReducerContext, heads: _Heads, limits: SyncLimits, event: t
             f"key {idempotency_key} was committed on this stream as seq {existing.seq} with {existing.payload_hash}",
         )
     moved = heads.moved.get(stream_id)  # an earlier event of this call moved the head: all of it in one lookup
-    head_seq = moved[0] if moved is not None else heads.head_seq(stream_id)
+    if moved is None:
+        moved = heads.start(stream_id)
+    head_seq = moved[0]
     if expected_seq != head_seq + 1:
         raise SyncError(
             SyncErrorCode.SEQUENCE_CONFLICT,
             f"stream {stream_id} expected_seq={expected_seq} head_seq={head_seq}",
         )
-    if moved is not None:
-        epoch, previous = moved[3], moved[2]
-    else:
-        epoch, previous = heads.epoch(stream_id), heads.head_chain(stream_id)
+    epoch, previous = moved[3], moved[2]
+    if previous is None:  # the head's stored chain value, linked to for the first time (ChainValueError if bad)
+        previous = stream_chain.raw(moved[1])
     digest = stream_chain.link_digest(previous, stream_id, epoch, expected_seq, kind, idempotency_key, computed)
     chain = stream_chain.text_of(digest)
     # `SyncEvent`'s fields, positionally in the table's own row class (no keyword parsing, no second copy)
