@@ -135,6 +135,22 @@ async def test_a_connection_the_server_refuses_carries_the_servers_reason(host: 
     assert isinstance(caught.value, ConnectError)
 
 
+async def test_a_lone_v3_call_is_written_in_the_callers_step_and_a_bursts_calls_share_frames(host: HostProcess) -> None:
+    # A call sent while nothing else is awaited leaves at once: no end-of-turn flush, no loop turn of its own.
+    async with await connect(host.base_url, DATABASE) as conn:
+        before = conn.frames_sent
+        call = asyncio.ensure_future(conn.call("add_person", "lone", 1))
+        await asyncio.sleep(0)  # the call's task took its first step (this task was queued behind it)
+        assert conn.frames_sent == before + 1
+        assert isinstance(await call, ReducerCommitted)
+        before = conn.frames_sent
+        results = await asyncio.gather(*(conn.call("add_person", f"b{i}", i) for i in range(3)))
+        assert all(isinstance(r, ReducerCommitted) for r in results)
+        assert conn.frames_sent - before == 2  # the first alone, the two sent while it was in flight together
+        rows = (await conn.one_off_query("SELECT * FROM person")).rows("person")
+        assert sorted(p.name for p in rows) == ["b0", "b1", "b2", "lone"]
+
+
 async def test_v3_batches_messages_sent_together_into_one_frame_and_v2_does_not(host: HostProcess) -> None:
     # v3 lets a client put several messages in one binary frame (as the official SDK's v3 outbound queue does).
     async with await connect(host.base_url, DATABASE) as conn:

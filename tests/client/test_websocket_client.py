@@ -23,6 +23,7 @@ from autopilot_sync.client.websocket import (
     CLOSE_PROTOCOL_ERROR,
     CLOSE_TOO_BIG,
     HandshakeError,
+    MaskKeys,
     WebSocket,
     WebSocketError,
     client_frame,
@@ -341,9 +342,68 @@ def test_messages_parse_alike_however_the_bytes_are_split(messages: list[tuple[b
 
 
 def test_client_frame_masks_with_its_key() -> None:
-    frame = client_frame(0x2, b"abcde", key=0x01020304)
+    frame = client_frame(0x2, b"abcde", bytes((1, 2, 3, 4)))
     assert frame[:2] == bytes((0x82, 0x85)) and frame[2:6] == bytes((1, 2, 3, 4))
     assert frame[6:] == bytes(b ^ k for b, k in zip(b"abcde", b"\x01\x02\x03\x04\x01", strict=True))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([0x1, 0x2, 0x8, 0x9, 0xA]),
+    st.one_of(st.binary(max_size=300), st.integers(125, 127).map(bytes), st.sampled_from([65535, 65536]).map(bytes)),
+    st.binary(min_size=4, max_size=4),
+)
+def test_client_frames_unmask_to_their_payload_with_the_big_integer_masking(
+    opcode: int, payload: bytes, key: bytes
+) -> None:
+    # `client_frame` masks with aiohttp's compiled XOR; `mask_payload` (the readable form) must undo it exactly.
+    frame = client_frame(opcode, payload, key)
+    n = len(payload)
+    assert frame[0] == 0x80 | opcode and frame[1] & 0x80
+    if n < 126:
+        assert frame[1] & 0x7F == n and frame[2:6] == key
+        body = frame[6:]
+    elif n < 1 << 16:
+        assert frame[1] & 0x7F == 126 and int.from_bytes(frame[2:4], "big") == n and frame[4:8] == key
+        body = frame[8:]
+    else:
+        assert frame[1] & 0x7F == 127 and int.from_bytes(frame[2:10], "big") == n and frame[10:14] == key
+        body = frame[14:]
+    assert mask_payload(body, int.from_bytes(key, "big")) == payload
+
+
+def test_mask_keys_are_fresh_random_bytes_one_block_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A counting stand-in for os.urandom (test double): every key is its bytes, one call per BLOCK // 4 keys.
+    import autopilot_sync.client.websocket as websocket_module
+
+    drawn: list[bytes] = []
+
+    def urandom_double(size: int) -> bytes:
+        block = bytes((len(drawn) * 7 + i) % 256 for i in range(size))
+        drawn.append(block)
+        return block
+
+    monkeypatch.setattr(websocket_module.os, "urandom", urandom_double)
+    keys = MaskKeys()
+    per_block = MaskKeys.BLOCK // 4
+    taken = [keys.next() for _ in range(per_block * 2 + 1)]
+    assert len(drawn) == 3
+    assert all(len(key) == 4 for key in taken)
+    assert b"".join(taken) == drawn[0] + drawn[1] + drawn[2][:4]  # every byte used once, in order
+
+
+def test_each_frame_a_socket_sends_has_its_own_key() -> None:
+    async def run() -> None:
+        ws, _ = _upgraded_socket(1000)
+        transport = ws._transport
+        assert isinstance(transport, RecordingTransportDouble)
+        for _ in range(600):  # more than one block of keys
+            ws.send(b"x")
+        keys = [frame[2:6] for frame in transport.written]
+        assert len(keys) == 600 and len(set(keys)) > 590  # random 32-bit keys: a repeat or two at most
+        assert all(mask_payload(frame[6:], int.from_bytes(frame[2:6], "big")) == b"x" for frame in transport.written)
+
+    asyncio.run(run())
 
 
 def test_a_frame_in_the_same_read_as_the_upgrade_answer_is_delivered() -> None:

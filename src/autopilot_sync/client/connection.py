@@ -249,30 +249,41 @@ class Connection:
 
         v3 lets a binary frame carry several client messages; like the official SDK's v3 outbound queue, we coalesce
         what is queued before the flush runs into frames of at most `V3_CLIENT_FRAME_CAP` bytes (the session packs
-        them). Returns once the frame holding this message was written; ConnectionLostError when it could not be.
-        With `written=False` (what `call_raw` does through `_push`) a v3 send returns once the message is queued:
-        a write that fails ends the connection, which fails the call's future.
+        them; `_push` says when a lone call goes at once instead). Returns once the frame holding this message was
+        written; ConnectionLostError when it could not be. With `written=False` a v3 send returns once the message is
+        queued: a write that fails ends the connection, which fails every waiting request.
         """
         self._check_open()
         self.state.queue(message)
-        self._push()
-        if not written:
-            return
-        if self.state.coalesces:
+        if not self._push() and written:
             if self._flushed is None:
                 self._flushed = self._loop.create_future()
             await asyncio.shield(self._flushed)
-        await self._ws.drain()
+        if written:
+            await self._ws.drain()
 
-    def _push(self) -> None:
-        """One message was queued: v2 writes it now, v3 flushes at the end of this loop turn."""
+    def _push(self, lone: bool = False) -> bool:
+        """One message was queued: write it now (True), or flush it at the end of this loop turn (False).
+
+        v2 writes every message at once. v3 also writes at once a `lone` message (a reducer call sent while no other
+        request of this connection awaits its answer) when no flush is due this turn: that is every call of a
+        producer with one call in flight, whose frame then leaves in the caller's own step rather than in a callback
+        of a loop turn of its own (docs/performance.md "Round 8 — sdkcall3"). Anything else waits for the end of the
+        turn, so a burst's messages still share frames (its first call alone, the rest of the turn together).
+        """
         self.messages_sent += 1
-        if not self.state.coalesces:
-            for frame in self.state.frames_to_send():
-                self._write(frame)
-        elif not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self._flush_outbox)
+        if self.state.coalesces and (self._flush_due or not lone):
+            if not self._flush_due:
+                self._flush_due = True
+                self._loop.call_soon(self._flush_outbox)
+            return False
+        for frame in self.state.frames_to_send():
+            self._write(frame)
+        return True
+
+    def _awaits_nothing(self) -> bool:
+        """No request of this connection is waiting for its answer."""
+        return not (self._calls or self._procedure_calls or self._one_offs or self._unsubscribes)
 
     def _flush_outbox(self) -> None:
         """Write everything queued, in order, as frames (a plain callback at the end of the turn it was asked in).
@@ -337,21 +348,27 @@ class Connection:
             payload = definition.encode_args(args)
         except (ValueError, TypeError) as exc:
             raise ReducerArgumentError(f"{reducer}{definition.param_names}: {exc}") from None
-        return await self.call_raw(reducer, payload)
+        return await self._call_answer(reducer, payload)
 
     async def call_raw(self, reducer: str, args: bytes) -> ReducerCallResult:
         """Call a reducer with already encoded arguments (no schema check)."""
+        return await self._call_answer(reducer, args)
+
+    def _call_answer(self, reducer: str, args: bytes) -> asyncio.Future[ReducerCallResult]:
+        """Send the call now (or with this turn's flush) and return the future of its answer (one coroutine less per
+        call than `call` awaiting `call_raw`)."""
         self._check_open()
         request_id = self.state.queue_call(reducer, args)
+        lone = self._awaits_nothing()
         future: asyncio.Future[ReducerCallResult] = self._loop.create_future()
         self._calls[request_id] = future
         try:
-            self._push()  # awaits the answer, not the write: a write that fails ends the connection, failing `future`
+            self._push(lone)  # awaits the answer, not the write: a write that fails ends the connection, failing it
         except ConnectionLostError:
             self._calls.pop(request_id, None)
             self.state.not_sent(request_id)
             raise
-        return await future
+        return future
 
     async def call_procedure(self, procedure: str, *args: Any) -> ProcedureCallResult:
         """Call a procedure with positional arguments and wait for its value (`ProcedureReturned`) or failure.

@@ -143,6 +143,8 @@ class ClientSession:
         self.schema = schema
         self.cache = cache
         self.protocol = protocol
+        #: whether queued messages share frames (v3) rather than each taking one (v2)
+        self.coalesces = protocol == PROTOCOL_V3
         self.max_message_bytes = max_message_bytes
         self._next_request = 0
         self._next_query_set = 0
@@ -153,11 +155,6 @@ class ClientSession:
         self._unsubscribes: set[int] = set()
         self._outbox: list[bytes] = []
         self._call_names: dict[str, bytes] = {}  # reducer name → its length-prefixed UTF-8, as a call carries it
-
-    @property
-    def coalesces(self) -> bool:
-        """Whether queued messages share frames (v3) rather than each taking one (v2)."""
-        return self.protocol == PROTOCOL_V3
 
     # ----- requests -----
 
@@ -259,7 +256,7 @@ class ClientSession:
     def frames_to_send(self) -> list[bytes]:
         """Everything queued, as frames in order: v3 packs messages into frames of at most the cap, v2 one each."""
         bodies, self._outbox = self._outbox, []
-        if not self.coalesces:
+        if not self.coalesces or len(bodies) == 1:  # v2, or one message: its own frame (a lone call's, every time)
             return bodies
         return [b"".join(batch) for batch in batch_bodies(bodies, V3_CLIENT_FRAME_CAP)]
 
