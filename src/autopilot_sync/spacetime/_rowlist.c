@@ -101,16 +101,17 @@ static PyObject *check(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     PyObject *starts = NULL, *layout = NULL;
     long fields[MAX_FIELDS];
-    layout = PySequence_Fast(layout_arg, "layout must be a sequence of ints");
+    /* a tuple, not PySequence_Fast's list: an item's `__index__` (Python code) may change a list it reads from */
+    layout = PySequence_Tuple(layout_arg);
     if (layout == NULL)
         goto done;
-    Py_ssize_t nfields = PySequence_Fast_GET_SIZE(layout);
+    Py_ssize_t nfields = PyTuple_GET_SIZE(layout);
     if (nfields > MAX_FIELDS) {
         PyErr_SetString(PyExc_ValueError, "layout has too many fields");
         goto done;
     }
     for (Py_ssize_t f = 0; f < nfields; f++) {
-        fields[f] = PyLong_AsLong(PySequence_Fast_GET_ITEM(layout, f));
+        fields[f] = PyLong_AsLong(PyTuple_GET_ITEM(layout, f));
         if (fields[f] == -1 && PyErr_Occurred())
             goto done;
         if (fields[f] < -2) {
@@ -118,6 +119,7 @@ static PyObject *check(PyObject *self, PyObject *args)
             goto done;
         }
     }
+    /* its items are read by PyLong_AsSsize_t, which runs no Python code (no `__index__`): the list cannot change */
     starts = PySequence_Fast(starts_arg, "starts must be a sequence of ints");
     if (starts == NULL)
         goto done;
