@@ -6,6 +6,8 @@ run in the normal suite, on the normal build, so each stays fixed without the sa
 
 from __future__ import annotations
 
+import struct
+from array import array
 from typing import Any
 
 import pytest
@@ -48,3 +50,35 @@ def test_row_list_arguments_that_change_under_their_own_index_are_read_as_they_w
     assert check(data, [0, 8, 16], _mutating_sequence([4, -1, 4])) is None
     with pytest.raises(TypeError):  # starts are read as ints only: no `__index__` (no Python code) runs there
         check(data, _mutating_sequence([0, 8, 16]), [8])
+
+
+# _rowlist.pack_run read its u64 arrays through `uint64_t *` casts of the buffers; a memoryview slice cast to "Q"
+# starts at any address, and a misaligned load is undefined behaviour (UBSan: "load of misaligned address"). The
+# arrays are now read with memcpy. (The same commit bounds the run's total size by PY_SSIZE_T_MAX before it is
+# added up; reaching that needs spans of more than 2^63 bytes, so no test here makes it overflow.)
+
+
+def _pack_reference(buf: bytes, prefix: bytes, seqs: list[int], spans: list[tuple[int, int]]) -> Any:
+    rows = [
+        prefix + struct.pack("<Q", seq) + buf[begin:finish] for seq, (begin, finish) in zip(seqs, spans, strict=True)
+    ]
+    if len({len(row) for row in rows}) <= 1:
+        return b"".join(rows), len(rows[0]) if rows else 0
+    starts = [sum(len(row) for row in rows[:k]) for k in range(len(rows))]
+    return b"".join(rows), tuple(starts)
+
+
+def test_packing_a_run_reads_arrays_at_any_alignment_and_refuses_ones_of_the_wrong_width() -> None:
+    from autopilot_sync.spacetime._rowlist import pack_run
+
+    buf, prefix = b"0123456789", b"p"
+    seqs, begins, finishes = array("Q", [1, 2]), array("Q", [0, 4]), array("Q", [3, 10])
+    expected = _pack_reference(buf, prefix, [1, 2], [(0, 3), (4, 10)])
+    for shift in range(1, 8):  # each array's first element at an odd address
+        views = [memoryview(b"\x00" * shift + a.tobytes())[shift:].cast("Q") for a in (seqs, begins, finishes)]
+        assert pack_run(buf, prefix, *views) == expected
+    for wrong in (array("I", [1, 2, 3, 4]), b"\x00" * 16, array("Q", [1])):
+        with pytest.raises(ValueError):
+            pack_run(buf, prefix, wrong, begins, finishes)
+    with pytest.raises(TypeError):
+        pack_run(buf, prefix, [1, 2], begins, finishes)  # type: ignore[arg-type]
