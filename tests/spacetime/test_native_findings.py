@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
-from autopilot_sync.spacetime import bsatn_check
+from autopilot_sync.spacetime import algebraic as at
+from autopilot_sync.spacetime import bsatn, bsatn_check
 
-pytestmark = pytest.mark.skipif(not bsatn_check.NATIVE, reason="_rowlist.c was not compiled here (Python runs)")
+pytestmark = pytest.mark.skipif(
+    not (bsatn.NATIVE and bsatn_check.NATIVE), reason="the C extensions were not compiled here (Python runs)"
+)
 
 
 # _rowlist.check read its layout through PySequence_Fast, which hands back a list itself, not a copy; an item's
@@ -82,3 +85,31 @@ def test_packing_a_run_reads_arrays_at_any_alignment_and_refuses_ones_of_the_wro
             pack_run(buf, prefix, wrong, begins, finishes)
     with pytest.raises(TypeError):
         pack_run(buf, prefix, [1, 2], begins, finishes)  # type: ignore[arg-type]
+
+
+# _bsatn's Program.decode walked any buffer's bytes, while the Python decoder behind it counts `len(data)` in items:
+# given an array("I") (or a memoryview cast to a wider format) C decoded a value where Python refuses the input as
+# truncated, so the answer depended on whether C was compiled. C now walks only buffers of one-byte items and hands
+# anything else to the Python decoder, whose answer (or error) it is.
+
+
+def _decoded(codec: bsatn.Codec, data: Any, offset: int = 0) -> tuple[str, Any]:
+    try:
+        value, end = codec.decode_prefix(data, offset)
+    except Exception as exc:  # the refusal is compared, by type and text
+        return "error", (type(exc), str(exc))
+    return "value", (repr(value), end)
+
+
+def test_a_buffer_of_wider_items_is_decoded_as_the_python_decoder_reads_it() -> None:
+    ty = at.product(("n", at.U32), ("s", at.STRING))
+    native, python = bsatn.codec(ty), bsatn.python_codec(ty)
+    assert isinstance(native, bsatn.NativeCodec)
+    data = python.encode((7, "é"))
+    for offset in (True, False, -1, -(1 << 70), 1 << 70, 1 << 62, len(data), len(data) + 1):
+        assert _decoded(native, data, offset) == _decoded(python, data, offset)
+    strided = memoryview(bytes(range(40)))[::2]  # not contiguous: no simple buffer
+    as_words = memoryview(data + b"\x00\x00").cast("H")
+    for source in (strided, array("I", [7, 2, 0xA9C3]), as_words, "text", None, 5):
+        assert _decoded(native, source) == _decoded(python, source)
+    assert _decoded(native, memoryview(data).cast("B")) == ("value", (repr((7, "é")), len(data)))
