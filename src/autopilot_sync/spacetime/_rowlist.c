@@ -188,14 +188,18 @@ static PyObject *pack_run(PyObject *self, PyObject *args)
     const unsigned char *seq = seqs.buf, *begin = begins.buf, *finish = finishes.buf;
     Py_ssize_t head = prefix.len + 8, total = 0;
     int same = 1;
+    uint64_t first = count ? load_u64(finish, 0) - load_u64(begin, 0) : 0;
+    /* no row is longer than the buffer: only where count rows of that length could pass PY_SSIZE_T_MAX is the
+     * total checked row by row */
+    int may_overflow = count && (uint64_t)head + (uint64_t)buf.len > (uint64_t)PY_SSIZE_T_MAX / (uint64_t)count;
     for (Py_ssize_t k = 0; k < count; k++) {
         uint64_t from = load_u64(begin, k), to = load_u64(finish, k);
         if (from > to || to > (uint64_t)buf.len) {
             PyErr_SetString(PyExc_ValueError, "a row span lies outside the buffer");
             goto done;
         }
-        same = same && to - from == load_u64(finish, 0) - load_u64(begin, 0);
-        if ((Py_ssize_t)(to - from) > PY_SSIZE_T_MAX - head - total) {
+        same = same && to - from == first;
+        if (may_overflow && (Py_ssize_t)(to - from) > PY_SSIZE_T_MAX - head - total) {
             PyErr_SetString(PyExc_ValueError, "the run's rows add up to more bytes than a bytes object holds");
             goto done;
         }
@@ -228,8 +232,7 @@ static PyObject *pack_run(PyObject *self, PyObject *args)
     if (offsets != NULL)
         result = PyTuple_Pack(2, data, offsets);
     else
-        result = Py_BuildValue("(On)", data,
-                               count ? head + (Py_ssize_t)(load_u64(finish, 0) - load_u64(begin, 0)) : (Py_ssize_t)0);
+        result = Py_BuildValue("(On)", data, count ? head + (Py_ssize_t)first : (Py_ssize_t)0);
 done:
     Py_XDECREF(data);
     Py_XDECREF(offsets);
