@@ -183,9 +183,13 @@ PATHS = list(_paths()) if bsatn.NATIVE and bsatn_check.NATIVE else []
 @pytest.mark.parametrize("name", PATHS)
 def test_an_error_path_run_again_and_again_holds_no_more_memory_or_references(name: str) -> None:
     path, extra = _paths()[name]
-    blocks, changed = _growth(path, extra)
-    if sys.getallocatedblocks() == 0:  # PYTHONMALLOC=malloc (the sanitizer run): no block count, references only
-        blocks = 0
-    # a leaked object per call is >= BATCH blocks; a few may come and go (free lists, the method cache)
-    assert blocks < BATCH // 4, f"{blocks} blocks more after {BATCH} calls"
-    assert not changed, f"reference counts grew (index in the census, growth): {changed}"
+    counted = sys.getallocatedblocks() != 0  # 0 under PYTHONMALLOC=malloc (the sanitizer run): references only
+    attempts = []
+    for _ in range(3):  # a leak grows every batch; another thread's allocations (in a full suite) need not
+        blocks, changed = _growth(path, extra)
+        blocks = blocks if counted else 0
+        # a leaked object per call is >= BATCH blocks; a few may come and go (free lists, the method cache)
+        if blocks < BATCH // 4 and not changed:
+            return
+        attempts.append((blocks, changed))
+    pytest.fail(f"every batch of {BATCH} calls grew (blocks, (census index, reference growth)): {attempts}")
