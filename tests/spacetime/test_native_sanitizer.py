@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -33,10 +34,22 @@ def _libasan_here() -> bool:
 @pytest.mark.skipif(not _libasan_here(), reason="no gcc with libasan here: scripts/sanitize-native.sh cannot build")
 @pytest.mark.skipif("NATIVE_SANITIZED_DIR" in os.environ, reason="already running under the sanitizer")
 def test_the_c_codes_regressions_leak_checks_and_hostile_values_pass_under_asan_and_ubsan() -> None:
-    run = subprocess.run(
-        [str(SCRIPT), "1", "-k", SELECTION], cwd=ROOT, capture_output=True, text=True, timeout=280, check=False
+    # its own process group: on a timeout the script's pytest goes with it
+    run = subprocess.Popen(
+        [str(SCRIPT), "1", "-k", SELECTION],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
-    report = f"{run.stdout[-4000:]}\n{run.stderr[-8000:]}"
+    try:
+        stdout, stderr = run.communicate(timeout=280)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        raise
+    report = f"{stdout[-4000:]}\n{stderr[-8000:]}"
     assert run.returncode == 0, report
-    assert "SANITIZER REPORT" not in run.stderr, report
-    assert " passed" in run.stdout and " failed" not in run.stdout, report
+    assert "SANITIZER REPORT" not in stderr, report
+    assert " passed" in stdout and " failed" not in stdout, report
