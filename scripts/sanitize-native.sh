@@ -65,7 +65,8 @@ for m in (b, r):
 
 cd "$root"
 status=0
-"$python" -m pytest -q -p no:cacheprovider -o addopts= --capture=sys \
+# the suite's per-test timeout (300 s) is for the normal build: under ASan, at `scale` times the cases, it scales too
+"$python" -m pytest -q -p no:cacheprovider -o addopts= --capture=sys --timeout=$((300 * scale)) \
     tests/spacetime/test_native_fuzz.py tests/spacetime/test_native_leaks.py tests/spacetime/test_bsatn_native.py \
     tests/spacetime/test_bsatn_product_decoder.py tests/spacetime/test_bsatn_product_encoder.py \
     tests/spacetime/test_bsatn_properties.py tests/spacetime/test_bsatn_args_checker.py tests/spacetime/test_rowlist.py \
