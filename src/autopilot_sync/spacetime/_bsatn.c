@@ -550,7 +550,8 @@ static PyObject *program_decode(Program *self, PyObject *const *args, Py_ssize_t
     if (offset >= 0 && PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) == 0) {
         PyObject *value = NULL;
         Reader r = {view.buf, view.len, offset};
-        if (offset <= view.len)
+        /* bytes only: the Python decoder counts an array('I')'s or a cast memoryview's length in items */
+        if (offset <= view.len && view.itemsize == 1)
             value = decode_node(self->root, &r);
         PyBuffer_Release(&view);
         if (value != NULL) {

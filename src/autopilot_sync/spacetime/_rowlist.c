@@ -101,16 +101,17 @@ static PyObject *check(PyObject *self, PyObject *args)
     PyObject *result = NULL;
     PyObject *starts = NULL, *layout = NULL;
     long fields[MAX_FIELDS];
-    layout = PySequence_Fast(layout_arg, "layout must be a sequence of ints");
+    /* a tuple, not PySequence_Fast's list: an item's `__index__` (Python code) may change a list it reads from */
+    layout = PySequence_Tuple(layout_arg);
     if (layout == NULL)
         goto done;
-    Py_ssize_t nfields = PySequence_Fast_GET_SIZE(layout);
+    Py_ssize_t nfields = PyTuple_GET_SIZE(layout);
     if (nfields > MAX_FIELDS) {
         PyErr_SetString(PyExc_ValueError, "layout has too many fields");
         goto done;
     }
     for (Py_ssize_t f = 0; f < nfields; f++) {
-        fields[f] = PyLong_AsLong(PySequence_Fast_GET_ITEM(layout, f));
+        fields[f] = PyLong_AsLong(PyTuple_GET_ITEM(layout, f));
         if (fields[f] == -1 && PyErr_Occurred())
             goto done;
         if (fields[f] < -2) {
@@ -118,6 +119,7 @@ static PyObject *check(PyObject *self, PyObject *args)
             goto done;
         }
     }
+    /* its items are read by PyLong_AsSsize_t, which runs no Python code (no `__index__`): the list cannot change */
     starts = PySequence_Fast(starts_arg, "starts must be a sequence of ints");
     if (starts == NULL)
         goto done;
@@ -158,6 +160,14 @@ done:
     return result;
 }
 
+/* Item `k` of an array of u64 in native order, read at any alignment (a memoryview's slice need not be aligned). */
+static inline uint64_t load_u64(const unsigned char *items, Py_ssize_t k)
+{
+    uint64_t v;
+    memcpy(&v, items + 8 * k, 8);
+    return v;
+}
+
 /* `pack_run(buf, prefix, seqs, begins, finishes)`: the row list of rows `prefix + u64le(seqs[k]) +
  * buf[begins[k]:finishes[k]]` (the host's `logtable.RowRun`; `seqs`, `begins`, `finishes` are `array('Q')` of one
  * length). Answers (data, row length) when every row has the same length, else (data, offsets): each row's start
@@ -175,17 +185,25 @@ static PyObject *pack_run(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "seqs, begins and finishes must be array('Q') of one length");
         goto done;
     }
-    const uint64_t *seq = (const uint64_t *)seqs.buf, *begin = (const uint64_t *)begins.buf,
-                   *finish = (const uint64_t *)finishes.buf;
+    const unsigned char *seq = seqs.buf, *begin = begins.buf, *finish = finishes.buf;
     Py_ssize_t head = prefix.len + 8, total = 0;
     int same = 1;
+    uint64_t first = count ? load_u64(finish, 0) - load_u64(begin, 0) : 0;
+    /* no row is longer than the buffer: only where count rows of that length could pass PY_SSIZE_T_MAX is the
+     * total checked row by row */
+    int may_overflow = count && (uint64_t)head + (uint64_t)buf.len > (uint64_t)PY_SSIZE_T_MAX / (uint64_t)count;
     for (Py_ssize_t k = 0; k < count; k++) {
-        if (begin[k] > finish[k] || finish[k] > (uint64_t)buf.len) {
+        uint64_t from = load_u64(begin, k), to = load_u64(finish, k);
+        if (from > to || to > (uint64_t)buf.len) {
             PyErr_SetString(PyExc_ValueError, "a row span lies outside the buffer");
             goto done;
         }
-        same = same && finish[k] - begin[k] == finish[0] - begin[0];
-        total += head + (Py_ssize_t)(finish[k] - begin[k]);
+        same = same && to - from == first;
+        if (may_overflow && (Py_ssize_t)(to - from) > PY_SSIZE_T_MAX - head - total) {
+            PyErr_SetString(PyExc_ValueError, "the run's rows add up to more bytes than a bytes object holds");
+            goto done;
+        }
+        total += head + (Py_ssize_t)(to - from);
     }
     data = PyBytes_FromStringAndSize(NULL, total);
     if (data == NULL)
@@ -203,17 +221,18 @@ static PyObject *pack_run(PyObject *self, PyObject *args)
             PyTuple_SET_ITEM(offsets, k, start);
         }
         memcpy(out + at, prefix.buf, prefix.len);
+        uint64_t number = load_u64(seq, k), from = load_u64(begin, k);
         for (int b = 0; b < 8; b++)
-            out[at + prefix.len + b] = (char)((seq[k] >> (8 * b)) & 0xFF);
+            out[at + prefix.len + b] = (char)((number >> (8 * b)) & 0xFF);
         at += head;
-        Py_ssize_t length = (Py_ssize_t)(finish[k] - begin[k]);
-        memcpy(out + at, source + begin[k], length);
+        Py_ssize_t length = (Py_ssize_t)(load_u64(finish, k) - from);
+        memcpy(out + at, source + from, length);
         at += length;
     }
     if (offsets != NULL)
         result = PyTuple_Pack(2, data, offsets);
     else
-        result = Py_BuildValue("(On)", data, count ? head + (Py_ssize_t)(finish[0] - begin[0]) : (Py_ssize_t)0);
+        result = Py_BuildValue("(On)", data, count ? head + (Py_ssize_t)first : (Py_ssize_t)0);
 done:
     Py_XDECREF(data);
     Py_XDECREF(offsets);
