@@ -53,7 +53,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("autopilot_sync.module.reducers", "check_payload_depth"),
     ("autopilot_sync.module.reducers", "require_trusted_issuer"),
     ("autopilot_sync.module.reducers", "_Heads.__init__"),
-    ("autopilot_sync.module.reducers", "_Heads.head_seq"),
+    ("autopilot_sync.module.reducers", "_Heads.start"),
     ("autopilot_sync.module.reducers", "_Heads.write"),
     ("autopilot_sync.contract.stream_chain", "link_digest"),
 )
