@@ -15,6 +15,7 @@ from autopilot_sync.bindings.module import Module
 from autopilot_sync.examples.chat import module
 from autopilot_sync.host.call_outcome import CallOutcome, CallStatus
 from autopilot_sync.host.caller import Caller
+from autopilot_sync.host.commitlog import valid_end
 from autopilot_sync.host.engine import ConnectionRejectedError, EngineConfig, HostEngine
 from autopilot_sync.host.transaction import CommittedTx
 from autopilot_sync.spacetime import bsatn
@@ -181,7 +182,9 @@ async def test_torn_tail_is_set_aside_and_reported(tmp_path: Path) -> None:
         await engine.call_reducer("add_person", (f"p{i}", i), ALICE)
     await engine.stop()
     (segment,) = (tmp_path / "commitlog").glob("*.log")
-    with segment.open("ab") as handle:
+    with segment.open("r+b") as handle:  # as a log appended without zeros ahead would end: inside a record
+        handle.truncate(valid_end(segment))
+        handle.seek(0, 2)
         handle.write(b"\x40\x00\x00\x00garbage")
     reopened = await started(tmp_path)
     assert reopened.recovery.tail is not None
@@ -201,7 +204,7 @@ async def test_corrupt_record_stops_replay_without_crashing(tmp_path: Path) -> N
     await engine.stop()
     (segment,) = (tmp_path / "commitlog").glob("*.log")
     data = bytearray(segment.read_bytes())
-    data[-3] ^= 0xFF
+    data[valid_end(segment) - 3] ^= 0xFF  # in the last record, before the zeros written ahead
     segment.write_bytes(bytes(data))
     reopened = await started(tmp_path)
     assert reopened.recovery.tail is not None and "checksum" in reopened.recovery.tail.reason

@@ -25,7 +25,7 @@ from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.call_outcome import CallStatus
 from autopilot_sync.host.caller import Caller
-from autopilot_sync.host.commitlog import list_segments
+from autopilot_sync.host.commitlog import list_segments, valid_end
 from autopilot_sync.host.engine import EngineConfig, HostEngine
 from autopilot_sync.host.recovery import HISTORY_DISCARDED_MARKER
 from autopilot_sync.module import module
@@ -147,7 +147,9 @@ async def test_a_start_that_set_aside_a_log_tail_gives_every_stream_a_new_epoch(
     await engine.stop()
     (_, segment), *_ = reversed(list_segments(tmp_path / "commitlog"))
     data = segment.read_bytes()
-    segment.write_bytes(data[:-3])  # a torn last record: seq 3 (acknowledged before) is set aside at start
+    segment.write_bytes(
+        data[: valid_end(segment) - 3]
+    )  # a torn last record: seq 3 (acknowledged before) is set aside at start
 
     restarted = HostEngine(module, tmp_path, "autopilot-sync", EngineConfig(fsync=False))
     await restarted.start()

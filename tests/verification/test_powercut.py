@@ -163,3 +163,66 @@ def test_a_cut_refuses_to_run_when_the_host_never_engaged_the_emulation(tmp_path
         stack.require_power_cut_engaged()
     stack.host.output.append(f"{BANNER} {tmp_path}/commitlog/00000000000000000001.log")
     stack.require_power_cut_engaged()
+
+
+#: A child writing as the commit log does: zeros ahead (fsynced), then records over them with `os.pwrite`, the first
+#: fsynced, the rest not; then report and wait to be killed.
+CHILD_OVER_ZEROS = """
+import os, sys, time
+path, chunks = sys.argv[1], sys.argv[2:]
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+os.pwrite(fd, bytes(4096), 0)
+os.fsync(fd)
+os.pwrite(fd, b"durable;", 0)
+os.fsync(fd)
+position = len(b"durable;")
+for chunk in chunks:
+    position += os.pwrite(fd, chunk.encode(), position)
+print("written", flush=True)
+time.sleep(120)
+"""
+
+
+def run_over_zeros(path: Path, chunks: list[str], env: dict[str, str]) -> tuple[bytes, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", CHILD_OVER_ZEROS, str(path), *chunks],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        assert process.stdout.readline() == b"written\n"
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        return path.read_bytes(), process.stderr.read().decode()
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_positioned_writes_over_zeros_lose_exactly_the_unfsynced_bytes(tmp_path: Path) -> None:
+    log = tmp_path / "commitlog"
+    log.mkdir()
+    content, stderr = run_over_zeros(log / "0.log", ["lost-1;", "lost-2;"], host_environment(log))
+    assert BANNER in stderr
+    assert content == b"durable;" + bytes(4096 - len(b"durable;")), "the zeros stay where the records were lost"
+
+
+def test_positioned_writeback_leaves_a_prefix_of_the_records_over_the_zeros(tmp_path: Path) -> None:
+    log = tmp_path / "commitlog"
+    log.mkdir()
+    chunks = [f"record-{i:02d};" for i in range(20)]
+    full = b"durable;" + "".join(chunks).encode()
+    torn = whole = 0
+    for seed in range(6):
+        content, _ = run_over_zeros(log / f"{seed}.log", chunks, host_environment(log, writeback=0.5, seed=seed))
+        assert len(content) == 4096
+        kept = content.rstrip(b"\0")
+        assert full.startswith(kept) and len(kept) >= len(b"durable;")
+        assert content[len(kept) :] == bytes(4096 - len(kept))
+        tail = kept[len(b"durable;") :]
+        torn += len(tail) % len(chunks[0]) != 0
+        whole += len(tail) >= len(chunks[0])
+    assert torn > 0
+    assert whole > 0
