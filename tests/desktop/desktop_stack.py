@@ -18,7 +18,11 @@ from typing import Any
 import aiohttp
 
 from autopilot_sync.control.client import fetch_session_token
+from autopilot_sync.desktop.identity import load_identity
+from autopilot_sync.desktop.state import DesktopState
 from autopilot_sync.desktop.state_lines import read_states
+from autopilot_sync.desktop.store import DesktopStore
+from autopilot_sync.desktop.sync import DesktopSync
 from autopilot_sync.devtools.processes import ServiceProcess, start_service
 from autopilot_sync.devtools.stack import DATABASE, LocalStack
 from autopilot_sync.runtime.access import producer_session
@@ -128,6 +132,64 @@ class Stack(LocalStack):
         for desktop in self.desktops:
             desktop.stop()
         self.stop_all()
+
+
+class InProcessDesktop:
+    """A desktop's sync in this process against the stack, every state it publishes kept.
+
+    `streams` are the streams it follows (default: every stream it sees a head of); `prepare` gets the sync before it
+    starts, so a test can reach into its SDK client (e.g. to force an ordering of messages).
+    """
+
+    def __init__(
+        self,
+        stack: Stack,
+        config_dir: Path,
+        select: str = "",
+        streams: tuple[str, ...] = (),
+        prepare: Callable[[DesktopSync], None] | None = None,
+    ) -> None:
+        config_dir.mkdir(parents=True, exist_ok=True)
+        stack.user_key_for(config_dir)  # a demo reader's key: stream rows are visible only to granted readers
+        self.store = DesktopStore(config_dir / f"{DATABASE}.sqlite3")
+        self.sync = DesktopSync(
+            base_url=stack.host_url,
+            database=DATABASE,
+            control_url=stack.control_url,
+            identity=load_identity(config_dir),
+            store=self.store,
+            streams=streams,
+        )
+        if prepare is not None:
+            prepare(self.sync)
+        self.states: list[DesktopState] = []
+        self.sync.hub.listen(self.states.append)
+        if select:  # as soon as the stream is followed, so its events (and notices) are on screen
+            loop = asyncio.get_running_loop()
+
+            def selector(state: DesktopState) -> None:
+                if state.selected_stream != select and state.stream(select) is not None:
+                    loop.call_soon(self.sync.select, select)
+
+            self.sync.hub.listen(selector)
+        self.stop = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self.sync.run(self.stop))
+
+    async def wait_for(self, what: str, check: Callable[[DesktopState], bool], within: float = 60.0) -> DesktopState:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            found = next((s for s in reversed(self.states) if check(s)), None)
+            if found is not None:
+                return found
+            if self.task.done():
+                raise AssertionError(f"sync ended while waiting for {what}: {self.task.exception()!r}")
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; last state {self.sync.hub.state}")
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 20)
+        self.store.close()
 
 
 @contextlib.contextmanager

@@ -9,16 +9,21 @@ its own, or the next event does not link to its copy), say so, count it, and end
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
-from desktop_stack import Desktop, Stack, running_stack, stream_state
+from desktop_stack import InProcessDesktop, Stack, running_stack, stream_state
 
+from autopilot_sync.client.errors import ClientError
+from autopilot_sync.client.query_set import QuerySet
 from autopilot_sync.contract.canonical import hash_value
 from autopilot_sync.desktop.rebuild import AHEAD_NOTICE, FORK_NOTICE, broken_notice
+from autopilot_sync.desktop.state import DesktopState, StreamPhase
+from autopilot_sync.desktop.sync import DesktopSync
 from autopilot_sync.devtools.stack import DATABASE
 from autopilot_sync.devtools.trust import name_trusted_issuer
 from autopilot_sync.host.call_outcome import CallStatus
@@ -53,18 +58,40 @@ def stream(state: dict) -> dict:
     return stream_state(state, STREAM)
 
 
-def applied_keys(desktop: Desktop) -> list[str]:
-    with sqlite3.connect(desktop.config_dir / f"{DATABASE}.sqlite3") as db:
+def applied_keys(config_dir: Path) -> list[str]:
+    """The idempotency keys of the events a desktop stored for the stream, in seq order."""
+    with sqlite3.connect(config_dir / f"{DATABASE}.sqlite3") as db:
         rows = db.execute("SELECT idempotency_key FROM applied_event WHERE stream_id = ? ORDER BY seq", (STREAM,))
         return [row[0] for row in rows]
 
 
-def restore_host(stack: Stack, backup: Path) -> None:
+def restored_keys(head: int) -> list[str]:
+    """The restored host's history up to `head`: seqs 1-3 from the backup, the rest committed after the restore."""
+    return [f"{STREAM}:{seq}" for seq in range(1, 4)] + [f"{STREAM}:{seq}:restored" for seq in range(4, head + 1)]
+
+
+async def history_with_a_backup(stack: Stack) -> Path:
+    """Seqs 1-3, a copy of the host's data directory taken then (the backup), and seq 4 after it; returns the copy."""
+    await stack.grant_readers(STREAM)  # in the backup too: the restored host still lets the desktop read
+    for seq in range(1, 4):
+        await append(stack, seq)
+    assert stack.host is not None and stack.host.stop() == 0
+    backup = stack.root / "host-backup"
+    shutil.copytree(stack.root / "host", backup)  # the older copy: head 3
+    stack.start_host()
+    await append(stack, 4)
+    return backup
+
+
+async def restore_with_other_events(stack: Stack, backup: Path, new_events: int) -> None:
+    """The host restored from `backup` (back at head 3), then other events under seqs a desktop may have applied."""
     assert stack.host is not None
     assert stack.host.stop() == 0
     shutil.rmtree(stack.root / "host")
     shutil.copytree(backup, stack.root / "host")
     stack.start_host()
+    for seq in range(4, 4 + new_events):
+        await append(stack, seq, ":restored")
 
 
 @pytest.mark.parametrize(
@@ -78,22 +105,13 @@ def restore_host(stack: Stack, backup: Path) -> None:
 async def test_a_desktop_ahead_of_a_restored_host_rebuilds_onto_the_hosts_history(
     stack: Stack, desktop_running: bool, new_events: int, causes: set[str]
 ) -> None:
-    await stack.grant_readers(STREAM)  # in the backup too: the restored host still lets the desktop read
-    for seq in range(1, 4):
-        await append(stack, seq)
-    assert stack.host is not None and stack.host.stop() == 0
-    backup = stack.root / "host-backup"
-    shutil.copytree(stack.root / "host", backup)  # the older copy: head 3
-    stack.start_host()
-    await append(stack, 4)
+    backup = await history_with_a_backup(stack)
     desktop = stack.desktop("reader", streams=(STREAM,))
     await desktop.wait_for("seq 4 applied", lambda s: stream(s).get("applied") == 4 and stream(s)["phase"] == "live")
     if not desktop_running:
         assert desktop.stop() == 0
 
-    restore_host(stack, backup)  # back at head 3, then other events under seqs the desktop applied
-    for seq in range(4, 4 + new_events):
-        await append(stack, seq, ":restored")
+    await restore_with_other_events(stack, backup, new_events)
     if not desktop_running:
         desktop = stack.desktop("reader", streams=(STREAM,))
 
@@ -105,8 +123,7 @@ async def test_a_desktop_ahead_of_a_restored_host_rebuilds_onto_the_hosts_histor
         ),
         within=90,
     )
-    expected = [f"{STREAM}:{seq}" for seq in range(1, 4)] + [f"{STREAM}:{seq}:restored" for seq in range(4, head + 1)]
-    assert applied_keys(desktop) == expected
+    assert applied_keys(desktop.config_dir) == restored_keys(head)
     assert stream(done)["last_rebuild"] in causes
     assert stream(done)["rebuilds"] == stream(done)["divergences"] == 1
     assert stream(done)["lag"] == 0
@@ -150,8 +167,61 @@ async def test_a_host_whose_own_chain_is_broken_halts_the_stream_after_one_rebui
         desktop = stack.desktop("reader", streams=(STREAM,))
         done = await desktop.wait_for("the stream halted", lambda s: stream(s).get("phase") == "halted", within=90)
         assert stream(done)["notice"] == broken_notice(4)
-        assert stream(done)["applied"] == 3 and applied_keys(desktop) == [f"{STREAM}:{seq}" for seq in (1, 2, 3)]
+        assert stream(done)["applied"] == 3 and applied_keys(desktop.config_dir) == [
+            f"{STREAM}:{seq}" for seq in (1, 2, 3)
+        ]
         assert stream(done)["rebuilds"] == stream(done)["divergences"] == 1
         assert stream(done)["last_rebuild"] == "chain_mismatch"
     finally:
         stack.stop()
+
+
+def rows_before_the_subscribe_returns(sync: DesktopSync, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force one ordering the real SDK produces now and then: a stream subscription's rows (its `SubscribeApplied`)
+    are handled by the desktop before its `await client.subscribe(...)` returns (the host answered while the desktop's
+    loop was still between the write and the caller's next step)."""
+    subscribe = sync.client.subscribe
+
+    async def subscribe_then_take_the_rows(queries: Sequence[str]) -> QuerySet:
+        query_set = await subscribe(queries)
+        if any("FROM sync_event" in query for query in queries):
+            with contextlib.suppress(ClientError):
+                await query_set.applied()
+        return query_set
+
+    monkeypatch.setattr(sync.client, "subscribe", subscribe_then_take_the_rows)
+
+
+async def test_a_rebuild_on_a_new_subscriptions_first_rows_resubscribes_from_the_floor(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resume case above (the host past the desktop's checkpoint; its next event does not link) with the
+    subscription's rows forced to arrive before `subscribe` returned. The rebuild they cause must still resubscribe
+    from the floor: it once saw no query set yet, skipped that, and the stream stayed "rebuilding" for good."""
+    backup = await history_with_a_backup(stack)
+    config_dir = tmp_path / "reader"
+    first = InProcessDesktop(stack, config_dir, streams=(STREAM,))
+    try:
+        await first.wait_for("seq 4 applied", lambda s: _applied(s) == 4)
+    finally:
+        await first.close()
+
+    await restore_with_other_events(stack, backup, 3)
+    forced = InProcessDesktop(
+        stack, config_dir, streams=(STREAM,), prepare=lambda sync: rows_before_the_subscribe_returns(sync, monkeypatch)
+    )
+    try:
+        done = await forced.wait_for("the rebuild onto the host's history", lambda s: _applied(s) == 6, within=30)
+    finally:
+        await forced.close()
+    view = done.stream(STREAM)
+    assert view is not None
+    assert (view.last_rebuild, view.rebuilds, view.divergences) == ("chain_mismatch", 1, 1)
+    assert applied_keys(config_dir) == restored_keys(6)
+
+
+def _applied(state: DesktopState) -> int | None:
+    """The stream's applied seq once it is live with its head applied (None before)."""
+    view = state.stream(STREAM)
+    live = view is not None and view.phase is StreamPhase.LIVE and view.applied_seq == view.head_seq
+    return view.applied_seq if live and view is not None else None

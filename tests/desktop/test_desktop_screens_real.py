@@ -11,21 +11,18 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from desktop_stack import Stack, running_stack
+from desktop_stack import InProcessDesktop, Stack, running_stack
 from test_desktop_ui import DOCS_IMAGES, screen_text
 
 from autopilot_sync.desktop.app import DesktopApp
-from autopilot_sync.desktop.identity import load_identity
 from autopilot_sync.desktop.integrity import verify_stream
 from autopilot_sync.desktop.rebuild import TRIMMED_NOTICE
 from autopilot_sync.desktop.screenshots import RECORDED, read_recording, render_recording, write_recording
 from autopilot_sync.desktop.state import ConnectionPhase, DesktopState, StreamPhase
-from autopilot_sync.desktop.store import DesktopStore
-from autopilot_sync.desktop.sync import DesktopSync
 from autopilot_sync.devtools.processes import start_service
 from autopilot_sync.devtools.stack import DATABASE
 
@@ -34,50 +31,6 @@ from autopilot_sync.devtools.stack import DATABASE
 def stack(tmp_path: Path) -> Iterator[Stack]:
     with running_stack(tmp_path) as running:
         yield running
-
-
-class Running:
-    """A desktop's sync in this process against the stack, every state it publishes kept."""
-
-    def __init__(self, stack: Stack, config_dir: Path, select: str = "") -> None:
-        config_dir.mkdir(parents=True, exist_ok=True)
-        stack.user_key_for(config_dir)  # a demo reader's key: stream rows are visible only to granted readers
-        self.store = DesktopStore(config_dir / f"{DATABASE}.sqlite3")
-        self.sync = DesktopSync(
-            base_url=stack.host_url,
-            database=DATABASE,
-            control_url=stack.control_url,
-            identity=load_identity(config_dir),
-            store=self.store,
-        )
-        self.states: list[DesktopState] = []
-        self.sync.hub.listen(self.states.append)
-        if select:  # as soon as the stream is followed, so its events (and notices) are on screen
-            loop = asyncio.get_running_loop()
-
-            def selector(state: DesktopState) -> None:
-                if state.selected_stream != select and state.stream(select) is not None:
-                    loop.call_soon(self.sync.select, select)
-
-            self.sync.hub.listen(selector)
-        self.stop = asyncio.Event()
-        self.task = asyncio.get_running_loop().create_task(self.sync.run(self.stop))
-
-    async def wait_for(self, what: str, check: Callable[[DesktopState], bool], within: float = 60.0) -> DesktopState:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            found = next((s for s in reversed(self.states) if check(s)), None)
-            if found is not None:
-                return found
-            if self.task.done():
-                raise AssertionError(f"sync ended while waiting for {what}: {self.task.exception()!r}")
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}; last state {self.sync.hub.state}")
-
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 20)
-        self.store.close()
 
 
 def _caught_up(state: DesktopState) -> bool:
@@ -100,7 +53,7 @@ async def test_screenshots_render_states_captured_from_a_real_run(stack: Stack, 
         wait=False,
     )
     assert demo.process.wait(60) == 0, demo.tail(30)
-    desktop = Running(stack, tmp_path / "desktop")
+    desktop = InProcessDesktop(stack, tmp_path / "desktop")
     try:
         await desktop.wait_for("the demo's streams", lambda s: any(".run." in x.stream_id for x in s.streams))
         run_stream = next(s.stream_id for s in desktop.sync.hub.state.streams if ".run." in s.stream_id)
@@ -148,7 +101,7 @@ async def test_screenshots_render_states_captured_from_a_real_run(stack: Stack, 
                 if attempt == 99:
                     raise
                 await asyncio.sleep(0.3)
-        desktop = Running(stack, tmp_path / "desktop", select=run_stream)
+        desktop = InProcessDesktop(stack, tmp_path / "desktop", select=run_stream)
         rebuilding = await desktop.wait_for(
             "the rebuild",
             lambda s: (

@@ -138,6 +138,8 @@ class _Followed:
     stream_id: str
     engine: ApplyState
     query_set: QuerySet | None = None
+    #: A subscription is on its way and `query_set` not set yet: its rows may be handled before `subscribe` returns.
+    subscribing: bool = False
     head: StreamHead | None = None
     replay_from: int = 0
     rebuilding: bool = False
@@ -320,7 +322,11 @@ class DesktopSync:
             if followed.query_set is not None:
                 return True
             followed.replay_from = followed.cursor.checkpoint
-            qs = await self.client.subscribe([stream_query(followed.stream_id, followed.cursor.checkpoint)])
+            followed.subscribing = True
+            try:
+                qs = await self.client.subscribe([stream_query(followed.stream_id, followed.cursor.checkpoint)])
+            finally:
+                followed.subscribing = False
             followed.query_set = qs
             self._by_query_set[qs.id] = followed.stream_id
             try:
@@ -453,7 +459,10 @@ class DesktopSync:
         self.acks.note(followed.stream_id, cursor.checkpoint)
         if followed.stream_id == self.hub.state.selected_stream:
             self._log.clear()
-        if followed.query_set is not None:
+        if followed.query_set is not None or followed.subscribing:
+            # Live, or being subscribed: these may be that subscription's first rows, handled before its `subscribe`
+            # returned, so nothing else will ask again. `_resubscribe` waits for the stream's lock, then subscribes
+            # from the rebuilt cursor (or does nothing if the host refused the subscription meanwhile).
             self._spawn(self._resubscribe(followed))
 
     def _apply(self, followed: _Followed, events: Sequence[StreamEvent]) -> None:
