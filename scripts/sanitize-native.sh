@@ -70,7 +70,8 @@ status=0
     tests/spacetime/test_native_fuzz.py tests/spacetime/test_native_leaks.py tests/spacetime/test_bsatn_native.py \
     tests/spacetime/test_bsatn_product_decoder.py tests/spacetime/test_bsatn_product_encoder.py \
     tests/spacetime/test_bsatn_properties.py tests/spacetime/test_bsatn_args_checker.py tests/spacetime/test_rowlist.py \
-    tests/spacetime/test_native_findings.py tests/client/test_lazy_rows.py tests/host/test_log_table.py "$@" || status=$?
+    tests/spacetime/test_native_findings.py tests/spacetime/test_zero_size_budget.py tests/client/test_lazy_rows.py \
+    tests/host/test_log_table.py "$@" || status=$?
 
 case $status in
 0) echo "sanitize-native: every test passed, no sanitizer report" ;;

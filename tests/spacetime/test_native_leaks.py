@@ -129,6 +129,9 @@ def _paths() -> dict[str, tuple[Callable[[], None], tuple[Any, ...]]]:
     from autopilot_sync.spacetime import _bsatn, _rowlist
 
     too_deep = _too_deep()
+    units = bsatn.codec(at.product(("u", at.array(at.UNIT)), ("v", at.array(at.UNIT))))
+    units_program = units.program  # type: ignore[attr-defined]
+    two_units = struct.pack("<II", 1, 1)
     layout = [4, -1, -2, 8]
     rows = struct.pack("<I", 1) + struct.pack("<I", 1) + b"\xff" + struct.pack("<I", 0) + b"\x00" * 8
     return {
@@ -139,6 +142,18 @@ def _paths() -> dict[str, tuple[Callable[[], None], tuple[Any, ...]]]:
         "decode: array length 2^32-1": (_swallow(lambda: program.decode(huge_array, 0)), (program,)),
         "decode: offset past the end": (_swallow(lambda: program.decode(data, len(data) + 1)), (program, data)),
         "decode: not a buffer": (_swallow(lambda: program.decode("text", 0)), (program,)),
+        "decode: a budget handed down, written back": (
+            lambda: units_program.decode(two_units, 0, [1000]),
+            (units_program, two_units),
+        ),
+        "decode: over the budget handed down (fallback raises)": (
+            _swallow(lambda: units_program.decode(two_units, 0, [1])),
+            (units_program, two_units),
+        ),
+        "decode: a budget C does not read (fallback runs)": (
+            _swallow(lambda: units_program.decode(two_units, 0, (5,))),
+            (units_program, two_units),
+        ),
         "encode: fine": (lambda: program.encode(GOOD), (program,)),
         "encode: out of range deep inside": (_swallow(lambda: program.encode(tuple(wrong))), (program,)),
         "encode: sum tag out of range": (_swallow(lambda: program.encode(tuple(wrong_sum))), (program,)),
@@ -149,7 +164,7 @@ def _paths() -> dict[str, tuple[Callable[[], None], tuple[Any, ...]]]:
             (program, pinned, view),
         ),
         "Program: a bad kind deep inside": (
-            _swallow(lambda: _bsatn.Program((18, ((0,), (17, 4, (18, ((99,),))))), None, None)),
+            _swallow(lambda: _bsatn.Program((18, ((0,), (17, 4, 1, (18, ((99,),))))), None, None)),
             (),
         ),
         # built once: a nesting this deep is freed late (CPython's trashcan), which reads as growth per call

@@ -137,9 +137,19 @@ class TableSchema:
     def decode_rows(self, rows: Sequence[bytes]) -> list[tuple[Hashable, Any]]:
         """`decode` for every row of one row list, in one loop (a catch-up message carries thousands of rows).
 
-        Same keys, rows and errors as calling `decode` per row; the per-row wrapper calls are what it saves.
+        Same keys, rows and errors as calling `decode` per row; the per-row wrapper calls are what it saves. A row
+        type holding arrays of zero-size elements (`bsatn.Codec.budgeted`) has one budget of zero-size values for
+        the whole row list, the message's, not one per row: a list of 4-byte rows each claiming the whole budget
+        would otherwise decode to 2^20 values per 4 bytes.
         """
         decoder, factory, primary_key = self._codec.decoder, self.row_factory, self.primary_key
+        if self._codec.budgeted:
+            budget = [bsatn.MAX_ZERO_SIZE_ELEMENTS]
+            whole = self._codec.decoder
+
+            def decoder(data: bsatn.Buffer, offset: int) -> tuple[Any, int]:
+                return whole(data, offset, budget)  # type: ignore[call-arg]  # a budgeted decoder
+
         single = primary_key[0] if len(primary_key) == 1 else None
         out: list[tuple[Hashable, Any]] = []
         append = out.append

@@ -30,12 +30,15 @@ enum {
 };
 
 #define MAX_DEPTH 64
+/* `bsatn.MAX_ZERO_SIZE_ELEMENTS`: the most values one input decodes from no bytes (arrays of zero-size elements,
+ * each element weighted by the values it holds), one budget per top-level decode, shared by every nested array. */
 #define MAX_ZERO_SIZE_ELEMENTS (1 << 20)
 
 typedef struct Node {
     int kind;
     Py_ssize_t count;      /* children of a product or a sum */
     Py_ssize_t min_elem;   /* an array's smallest element encoding */
+    Py_ssize_t weight;     /* an array's values per zero-byte element, charged to the budget when min_elem is 0 */
     struct Node **kids;
 } Node;
 
@@ -70,12 +73,13 @@ static Node *node_build(PyObject *desc, int depth)
     node->kind = (int)kind;
     PyObject *kids = NULL;
     if (kind == K_ARRAY) {
-        if (PyTuple_GET_SIZE(desc) != 3)
+        if (PyTuple_GET_SIZE(desc) != 4)
             goto bad;
         node->min_elem = PyLong_AsSsize_t(PyTuple_GET_ITEM(desc, 1));
-        if (node->min_elem < 0)
+        node->weight = PyLong_AsSsize_t(PyTuple_GET_ITEM(desc, 2));
+        if (node->min_elem < 0 || node->weight < 1 || node->weight > MAX_ZERO_SIZE_ELEMENTS + 1)
             goto bad;
-        kids = PyTuple_Pack(1, PyTuple_GET_ITEM(desc, 2));
+        kids = PyTuple_Pack(1, PyTuple_GET_ITEM(desc, 3));
     } else if (kind == K_OPTION) {
         if (PyTuple_GET_SIZE(desc) != 2)
             goto bad;
@@ -126,6 +130,7 @@ typedef struct {
     const unsigned char *p;
     Py_ssize_t len;
     Py_ssize_t off;
+    Py_ssize_t budget; /* what is left of the input's MAX_ZERO_SIZE_ELEMENTS */
 } Reader;
 
 static inline uint64_t load_le(const unsigned char *p, int size)
@@ -211,8 +216,15 @@ static PyObject *decode_node(const Node *node, Reader *r)
         uint64_t length = load_le(p, 4);
         r->off += 4;
         uint64_t left = (uint64_t)(r->len - r->off);
-        if (node->min_elem ? length > left / (uint64_t)node->min_elem : length > MAX_ZERO_SIZE_ELEMENTS)
-            return NULL;
+        if (node->min_elem) {
+            if (length > left / (uint64_t)node->min_elem)
+                return NULL;
+        } else {
+            /* length * weight <= budget, without the product (weight >= 1) */
+            if (length > (uint64_t)(r->budget / node->weight))
+                return NULL;
+            r->budget -= (Py_ssize_t)length * node->weight;
+        }
         Py_ssize_t count = (Py_ssize_t)length;
         PyObject *items = PyList_New(count);
         if (items == NULL)
@@ -539,22 +551,43 @@ static void drop_error(void)
         PyErr_Clear();
 }
 
+/* The budget a nested decode was handed (`bsatn.Budget`, a one-item list), or -1 when it is not one C reads as the
+ * Python decoders would: then the Python twin decodes. */
+static Py_ssize_t read_budget(PyObject *budget)
+{
+    if (!PyList_CheckExact(budget) || PyList_GET_SIZE(budget) != 1 || !PyLong_CheckExact(PyList_GET_ITEM(budget, 0)))
+        return -1;
+    Py_ssize_t left = PyLong_AsSsize_t(PyList_GET_ITEM(budget, 0));
+    return left > MAX_ZERO_SIZE_ELEMENTS ? -1 : left; /* -1 also on an error, dropped below */
+}
+
 static PyObject *program_decode(Program *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "decode(data, offset)");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "decode(data, offset[, budget])");
         return NULL;
     }
     Py_ssize_t offset = PyLong_CheckExact(args[1]) ? PyLong_AsSsize_t(args[1]) : -1;
+    /* a top-level decode starts a fresh budget; a nested one (a parent decoded in Python) goes on with its input's */
+    int handed = nargs == 3 && args[2] != Py_None;
+    Py_ssize_t budget = handed ? read_budget(args[2]) : MAX_ZERO_SIZE_ELEMENTS;
     Py_buffer view;
-    if (offset >= 0 && PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) == 0) {
+    if (offset >= 0 && budget >= 0 && PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) == 0) {
         PyObject *value = NULL;
-        Reader r = {view.buf, view.len, offset};
+        Reader r = {view.buf, view.len, offset, budget};
         /* bytes only: the Python decoder counts an array('I')'s or a cast memoryview's length in items */
         if (offset <= view.len && view.itemsize == 1)
             value = decode_node(self->root, &r);
         PyBuffer_Release(&view);
         if (value != NULL) {
+            if (handed && r.budget != budget) { /* the parent goes on with what this value left */
+                PyObject *left = PyLong_FromSsize_t(r.budget);
+                if (left == NULL) { /* no memory for the int: not a decode error, nothing to hand to Python */
+                    Py_DECREF(value);
+                    return NULL;
+                }
+                PyList_SetItem(args[2], 0, left); /* an exact list of one item (read_budget): cannot fail */
+            }
             PyObject *end = PyLong_FromSsize_t(r.off);
             PyObject *pair = end == NULL ? NULL : PyTuple_Pack(2, value, end);
             Py_DECREF(value);
@@ -563,7 +596,7 @@ static PyObject *program_decode(Program *self, PyObject *const *args, Py_ssize_t
         }
     }
     drop_error();
-    return PyObject_Vectorcall(self->py_decoder, args, 2, NULL);
+    return PyObject_Vectorcall(self->py_decoder, args, (size_t)nargs, NULL);
 }
 
 static int write_out(PyObject *out, const Writer *w)

@@ -51,9 +51,15 @@ Buffer = bytes | bytearray | memoryview
 Encoder = Callable[[bytearray, Any], None]
 Decoder = Callable[[Buffer, int], tuple[Any, int]]
 
-#: Upper bound on elements of an array whose elements may encode to zero bytes (e.g. `Vec<()>`), so a hostile
-#: length prefix cannot make the decoder loop for billions of iterations.
+#: The most values one input may decode from no bytes: the elements of every array whose elements may encode to
+#: zero bytes (e.g. `Vec<()>`), weighted by the values each element holds (`zero_weight`), added up over the whole
+#: input, nested arrays included. One budget per top-level decode, not one per array: per array, `Vec<Vec<()>>` let
+#: each 4-byte inner length ask for the whole limit, so 260 bytes decoded to 67 million list slots (docs/protocol.md
+#: "Limits and liveness"). An element that takes bytes is bounded by the input's length instead.
 MAX_ZERO_SIZE_ELEMENTS = 1 << 20
+#: What is left of an input's `MAX_ZERO_SIZE_ELEMENTS`: a one-item list every decoder of that input charges, handed
+#: down as a decoder's third argument by the decoders of types that hold such an array (`Codec.budgeted`).
+Budget = list[int]
 
 _FIXED: dict[PrimitiveKind, struct.Struct] = {
     PrimitiveKind.I8: struct.Struct("<b"),
@@ -78,10 +84,16 @@ _U32 = struct.Struct("<I")
 
 @dataclass(frozen=True, slots=True)
 class Codec:
-    """Compiled encoder and decoder for one type."""
+    """Compiled encoder and decoder for one type.
+
+    `budgeted`: the type holds an array of zero-size elements somewhere, so `decoder` takes an optional third
+    argument, the input's `Budget` (a parent decoding it as part of a larger value passes its own; without one the
+    decoder starts a fresh budget: a top-level decode). Other decoders take two arguments.
+    """
 
     encoder: Encoder
     decoder: Decoder
+    budgeted: bool = False
 
     def encode(self, value: Any) -> bytes:
         """BSATN bytes of `value`; raises ValueError/TypeError when the value does not fit the type."""
@@ -114,7 +126,7 @@ class Codec:
 class NativeCodec(Codec):
     """A product's codec run by its C program (`encoder`/`decoder` are the program's), the Python twin behind it."""
 
-    program: Any
+    program: Any = None
 
     def encode(self, value: Any) -> bytes:
         """BSATN bytes of `value`, built in C (the Python encoder runs, and raises, for anything C does not take)."""
@@ -175,7 +187,8 @@ def _describe(
     if isinstance(ty, ArrayType):
         if ty.element == Primitive(PrimitiveKind.U8):
             return (_K_BYTES,)
-        return (_K_ARRAY, _min_size(ty.element, typespace), _describe(ty.element, typespace, deeper, refs))
+        element = _describe(ty.element, typespace, deeper, refs)
+        return (_K_ARRAY, _min_size(ty.element, typespace), zero_weight(ty.element, typespace), element)
     if isinstance(ty, ProductType):
         tag = special_tag(ty)
         if tag is not None:
@@ -192,7 +205,9 @@ def _describe(
     raise _UncoveredError
 
 
-def _with_program(build_python: Callable[[], Codec], ty: ProductType, typespace: Sequence[AlgebraicType]) -> Codec:
+def _with_program(
+    build_python: Callable[[], Codec], ty: ProductType, typespace: Sequence[AlgebraicType], budgeted: bool
+) -> Codec:
     """The codec `build_python` makes, or, where `_bsatn` was compiled and covers `ty`, a C program with that
     codec behind it, built only when the program first hands it an input or value (the generated functions'
     `exec` is most of a type's compile, and a host compiles every table's codec before `ready`)."""
@@ -212,11 +227,11 @@ def _with_program(build_python: Callable[[], Codec], ty: ProductType, typespace:
     def python_encoder(out: bytearray, value: Any) -> None:
         python().encoder(out, value)
 
-    def python_decoder(data: Buffer, offset: int) -> tuple[Any, int]:
-        return python().decoder(data, offset)
+    def python_decoder(data: Buffer, offset: int, *budget: Budget) -> tuple[Any, int]:
+        return python().decoder(data, offset, *budget)  # a budget only when budgeted
 
     program = _native.Program(description, python_encoder, python_decoder)
-    return NativeCodec(program.encode_into, program.decode, program)
+    return NativeCodec(program.encode_into, program.decode, budgeted=budgeted, program=program)
 
 
 def _need(data: Buffer, offset: int, size: int) -> None:
@@ -247,11 +262,62 @@ def _min_size(ty: AlgebraicType, typespace: Sequence[AlgebraicType], depth: int 
     return 0
 
 
+def zero_weight(ty: AlgebraicType, typespace: Sequence[AlgebraicType], depth: int = 0) -> int:
+    """The values one zero-byte element of `ty` decodes into: 1, plus its fields' for a product (an array of 1,000
+    elements of `((), ())` builds 3,000); what an array of such elements charges per element to the input's budget.
+    Capped at `MAX_ZERO_SIZE_ELEMENTS + 1` (one such element is already over any budget)."""
+    if depth > 32:
+        return 1
+    if isinstance(ty, RefType) and 0 <= ty.index < len(typespace):
+        return zero_weight(typespace[ty.index], typespace, depth + 1)
+    if isinstance(ty, ProductType) and special_tag(ty) is None:
+        fields = sum(zero_weight(e.type, typespace, depth + 1) for e in ty.elements)
+        return min(1 + fields, MAX_ZERO_SIZE_ELEMENTS + 1)
+    return 1
+
+
+def _holds_zero_size_array(ty: AlgebraicType, typespace: Sequence[AlgebraicType]) -> bool:
+    """Whether decoding `ty` may meet an array whose elements may encode to zero bytes (through any nesting and
+    reference): the types whose decoders charge, or hand down, an input's budget."""
+    seen: set[int] = set()
+    pending = [ty]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ArrayType):
+            if current.element != Primitive(PrimitiveKind.U8) and _min_size(current.element, typespace) == 0:
+                return True
+            pending.append(current.element)
+        elif isinstance(current, ProductType):
+            pending.extend(e.type for e in current.elements)
+        elif isinstance(current, SumType):
+            pending.extend(v.type for v in current.variants)
+        elif isinstance(current, RefType) and 0 <= current.index < len(typespace) and current.index not in seen:
+            seen.add(current.index)
+            pending.append(typespace[current.index])
+    return False
+
+
+def _zero_size_refused(count: int, weight: int, budget: Budget) -> DecodeError:
+    """The one error for an array of zero-size elements past what is left of its input's budget."""
+    return DecodeError(
+        f"array length {count} over the limit of {MAX_ZERO_SIZE_ELEMENTS} zero-size values per input"
+        f" ({weight} per element, {budget[0]} left)"
+    )
+
+
 class _Compiler:
     def __init__(self, typespace: Sequence[AlgebraicType], native: bool = True) -> None:
         self.typespace = tuple(typespace)
         self.native = native
         self.refs: dict[int, Codec] = {}
+        self.holds: dict[AlgebraicType, bool] = {}
+
+    def budgeted(self, ty: AlgebraicType) -> bool:
+        """`_holds_zero_size_array` for `ty`, once per type."""
+        found = self.holds.get(ty)
+        if found is None:
+            found = self.holds[ty] = _holds_zero_size_array(ty, self.typespace)
+        return found
 
     def compile(self, ty: AlgebraicType) -> Codec:
         if isinstance(ty, Primitive):
@@ -276,10 +342,10 @@ class _Compiler:
         def enc(out: bytearray, value: Any) -> None:
             slot[0].encoder(out, value)
 
-        def dec(data: Buffer, offset: int) -> tuple[Any, int]:
-            return slot[0].decoder(data, offset)
+        def dec(data: Buffer, offset: int, *budget: Budget) -> tuple[Any, int]:
+            return slot[0].decoder(data, offset, *budget)  # a budget only when budgeted
 
-        lazy = Codec(enc, dec)
+        lazy = Codec(enc, dec, self.budgeted(self.typespace[ty.index]))
         self.refs[ty.index] = lazy
         target = self.compile(self.typespace[ty.index])
         slot.append(target)
@@ -316,18 +382,42 @@ class _Compiler:
             _need(data, offset, 4)
             (count,) = _U32.unpack_from(data, offset)
             offset += 4
-            if min_elem:
-                if count * min_elem > len(data) - offset:
-                    raise DecodeError(f"array length {count} exceeds the {len(data) - offset} bytes left")
-            elif count > MAX_ZERO_SIZE_ELEMENTS:
-                raise DecodeError(f"array length {count} over the limit of {MAX_ZERO_SIZE_ELEMENTS}")
+            if count * min_elem > len(data) - offset:
+                raise DecodeError(f"array length {count} exceeds the {len(data) - offset} bytes left")
             items = []
             for _ in range(count):
                 item, offset = dec_elem(data, offset)
                 items.append(item)
             return items, offset
 
-        return Codec(enc, dec)
+        if min_elem and not elem.budgeted:  # bounded by the input's length: no budget to keep
+            return Codec(enc, dec)
+        weight = zero_weight(ty.element, self.typespace) if not min_elem else 0
+        budgeted_elem = elem.budgeted
+
+        def dec_budgeted(data: Buffer, offset: int, budget: Budget | None = None) -> tuple[Any, int]:
+            _need(data, offset, 4)
+            (count,) = _U32.unpack_from(data, offset)
+            offset += 4
+            if budget is None:
+                budget = [MAX_ZERO_SIZE_ELEMENTS]
+            if min_elem:
+                if count * min_elem > len(data) - offset:
+                    raise DecodeError(f"array length {count} exceeds the {len(data) - offset} bytes left")
+            elif count * weight > budget[0]:
+                raise _zero_size_refused(count, weight, budget)
+            else:
+                budget[0] -= count * weight
+            items = []
+            for _ in range(count):
+                if budgeted_elem:
+                    item, offset = dec_elem(data, offset, budget)  # type: ignore[call-arg]  # a budgeted decoder
+                else:
+                    item, offset = dec_elem(data, offset)
+                items.append(item)
+            return items, offset
+
+        return Codec(enc, dec_budgeted, True)
 
     def _product(self, ty: ProductType) -> Codec:
         tag = special_tag(ty)
@@ -336,6 +426,7 @@ class _Compiler:
         fields = [self.compile(e.type) for e in ty.elements]
         encoders = [f.encoder for f in fields]
         decoders = [f.decoder for f in fields]
+        budgeted = [f.budgeted for f in fields]
         names = ty.field_names()
         arity = len(fields)
 
@@ -353,9 +444,10 @@ class _Compiler:
         types = [self._resolve(e.type) for e in ty.elements]
 
         def python() -> Codec:
-            return Codec(_product_encoder(types, encoders, enc), _product_decoder(types, decoders))
+            decoder = _product_decoder(types, decoders, budgeted)
+            return Codec(_product_encoder(types, encoders, enc), decoder, any(budgeted))
 
-        return _with_program(python, ty, self.typespace) if self.native else python()
+        return _with_program(python, ty, self.typespace, any(budgeted)) if self.native else python()
 
     def _resolve(self, ty: AlgebraicType) -> AlgebraicType:
         """Follow references (a bounded number: a cycle is left as a reference) to see what a field inlines to."""
@@ -368,6 +460,7 @@ class _Compiler:
     def _sum(self, ty: SumType) -> Codec:
         variants = [self.compile(v.type) for v in ty.variants]
         count = len(variants)
+        budgeted = any(v.budgeted for v in variants)
         if is_option(ty):
             some = variants[0]
 
@@ -387,7 +480,16 @@ class _Compiler:
                     return some.decoder(data, offset + 1)
                 raise DecodeError(f"invalid Option tag {tag}")
 
-            return Codec(enc_opt, dec_opt)
+            def dec_opt_budgeted(data: Buffer, offset: int, budget: Budget | None = None) -> tuple[Any, int]:
+                _need(data, offset, 1)
+                tag = data[offset]
+                if tag == 1:
+                    return None, offset + 1
+                if tag == 0:
+                    return some.decoder(data, offset + 1, budget)  # type: ignore[call-arg]  # `some` is budgeted
+                raise DecodeError(f"invalid Option tag {tag}")
+
+            return Codec(enc_opt, dec_opt_budgeted, True) if budgeted else Codec(enc_opt, dec_opt)
 
         def enc(out: bytearray, value: Any) -> None:
             if not isinstance(value, SumValue):
@@ -405,14 +507,28 @@ class _Compiler:
             payload, offset = variants[tag].decoder(data, offset + 1)
             return SumValue(tag, payload), offset
 
-        return Codec(enc, dec)
+        def dec_budgeted(data: Buffer, offset: int, budget: Budget | None = None) -> tuple[Any, int]:
+            _need(data, offset, 1)
+            tag = data[offset]
+            if tag >= count:
+                raise DecodeError(f"invalid sum tag {tag} (type has {count} variants)")
+            variant = variants[tag]
+            if variant.budgeted:
+                payload, offset = variant.decoder(data, offset + 1, budget)  # type: ignore[call-arg]
+            else:
+                payload, offset = variant.decoder(data, offset + 1)
+            return SumValue(tag, payload), offset
+
+        return Codec(enc, dec_budgeted, True) if budgeted else Codec(enc, dec)
 
 
 _STRUCT_CHAR: dict[PrimitiveKind, str] = {kind: fmt.format[-1] for kind, fmt in _FIXED.items()}
 _TIME_CLASSES: dict[str, type] = {TIMESTAMP_TAG: Timestamp, TIME_DURATION_TAG: TimeDuration}
 
 
-def _product_decoder(types: Sequence[AlgebraicType], decoders: Sequence[Decoder]) -> Decoder:
+def _product_decoder(
+    types: Sequence[AlgebraicType], decoders: Sequence[Decoder], budgeted: Sequence[bool] = ()
+) -> Decoder:
     """One generated function decoding a whole product, with no call per field where the field allows.
 
     Every row the client receives and every reducer argument list the host reads is a product, and dispatching each
@@ -421,9 +537,12 @@ def _product_decoder(types: Sequence[AlgebraicType], decoders: Sequence[Decoder]
     strings and byte arrays inline with one explicit bounds check; other fields call their compiled decoder. The
     source is built only from field positions and struct formats (no names from the schema), so any schema
     compiles. Errors stay as before: a short input raises `struct.error`/`IndexError` (made a `DecodeError` by
-    `Codec.decode_prefix`) or `DecodeError` directly, bad UTF-8 a `DecodeError`.
+    `Codec.decode_prefix`) or `DecodeError` directly, bad UTF-8 a `DecodeError`. Where a field is `budgeted`, the
+    function takes the input's budget as a third argument (a fresh one when none is given) and hands it to those
+    fields' decoders.
     """
     namespace: dict[str, Any] = {"DecodeError": DecodeError, "U32": _U32.unpack_from, "len": len, "str": str}
+    namespace["MAX_ZERO"] = MAX_ZERO_SIZE_ELEMENTS
     lines: list[str] = []
     pending: list[tuple[int, str, str | None]] = []  # (field, struct char, class to wrap in)
 
@@ -465,14 +584,20 @@ def _product_decoder(types: Sequence[AlgebraicType], decoders: Sequence[Decoder]
         else:
             flush()
             namespace[f"d{i}"] = decoders[i]
-            lines.append(f"    v{i}, o = d{i}(data, o)")
+            lines.append(
+                f"    v{i}, o = d{i}(data, o, b)"
+                if i < len(budgeted) and budgeted[i]
+                else f"    v{i}, o = d{i}(data, o)"
+            )
     flush()
     if not lines:
         lines.append("    pass")
     values = "".join(f"v{i}, " for i in range(len(types)))
+    takes_budget = any(budgeted)
     source = "\n".join(
         [
-            "def dec(data, o):",
+            "def dec(data, o, b=None):" if takes_budget else "def dec(data, o):",
+            *(["  if b is None:", "    b = [MAX_ZERO]"] if takes_budget else []),
             "  size = len(data)",
             "  try:",
             *(" " + line for line in lines),

@@ -33,7 +33,7 @@ from autopilot_sync.spacetime.algebraic import (
     RefType,
     special_tag,
 )
-from autopilot_sync.spacetime.bsatn import MAX_ZERO_SIZE_ELEMENTS
+from autopilot_sync.spacetime.bsatn import MAX_ZERO_SIZE_ELEMENTS, zero_weight
 from autopilot_sync.spacetime.rowlist import BsatnRowList, FixedSize, RowSizeHint
 
 _native_check: Callable[[bytes, Sequence[int], Sequence[int]], list[bytes] | None] | None
@@ -236,7 +236,8 @@ def args_checker(params: ProductType, typespace: Sequence[AlgebraicType]) -> Arg
     that would not decode before they get there (`host/js_module.py`), and decoding a 100-event batch to throw the
     values away was ~7% of the host's CPU per call (docs/performance.md "Round 6 — jstwin2"). Handled: parameters
     that are row fields (`row_layout`) or arrays of products of them (the sync module's `append_sync_events`
-    batch). Like `decode_prefix`, bytes after the value are not looked at.
+    batch). Like `decode_prefix`, bytes after the value are not looked at; arrays of empty products charge the one
+    budget of `MAX_ZERO_SIZE_ELEMENTS` the decoder keeps for the whole argument list.
     """
     lines: list[str] = []
     for element in params.elements:
@@ -259,8 +260,9 @@ def args_checker(params: ProductType, typespace: Sequence[AlgebraicType]) -> Arg
         if least:  # as the decoder: a count the bytes left cannot hold is refused before walking it
             lines.append(f"        if count * {least} > size - o:")
             lines.append("            raise Bad")
-        else:
-            lines.append(f"        if count > {MAX_ZERO_SIZE_ELEMENTS}:")
+        else:  # as the decoder: one budget of zero-size values for all the parameters
+            lines.append(f"        budget -= count * {zero_weight(item, typespace)}")
+            lines.append("        if budget < 0:")
             lines.append("            raise Bad")
         lines.append("        for _ in range(count):")
         lines.extend(_walk_lines(layout, "            ") or ["            pass"])
@@ -271,6 +273,7 @@ def args_checker(params: ProductType, typespace: Sequence[AlgebraicType]) -> Arg
             "    keep = parts.extend",
             "    size = len(data)",
             "    o = 0",
+            f"    budget = {MAX_ZERO_SIZE_ELEMENTS}",
             "    try:",
             *(lines or ["        pass"]),  # a reducer without parameters: nothing to read
             "    except struct_error:",
