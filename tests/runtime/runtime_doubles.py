@@ -77,11 +77,18 @@ class HostLinkDouble:
 
     async def stream_head(self, stream_id: str) -> int | None:
         self.head_queries += 1
+        await self._round_trip()
         return self.head(stream_id) if self.holds(stream_id) else None
 
     async def stream_heads(self, stream_ids: Sequence[str]) -> dict[str, int | None]:
         self.head_queries += 1
+        await self._round_trip()
         return {stream_id: self.head(stream_id) if self.holds(stream_id) else None for stream_id in stream_ids}
+
+    async def _round_trip(self) -> None:
+        """A query takes `delay` too, as over a socket: the reads asked meanwhile join the next one (head_reads.py)."""
+        if self.delay:
+            await asyncio.sleep(self.delay)
 
     async def held_streams(self, stream_ids: Sequence[str]) -> set[str]:
         return {stream_id for stream_id in stream_ids if self.holds(stream_id)}
