@@ -48,13 +48,27 @@ _changes = st.one_of(
     st.lists(st.just(object()), min_size=1, max_size=1).map(tuple),
 )
 _numbers = st.one_of(st.integers(-(2**65), 2**65), st.integers(0, 2**64 - 1), st.integers(0, 9).map(_Int))
-_identities = st.one_of(st.integers(0, 2**256 - 1), st.integers(-5, 2**257), st.integers(0, 9).map(_Int))
+
+
+def _forged_identity(value: int) -> Identity:
+    """An `Identity` holding any int, out of u256 range included: the constructor refuses those, but the encoders
+    must still agree on one that got past it (what C declines, the twin decides)."""
+    identity = object.__new__(Identity)
+    object.__setattr__(identity, "value", value)
+    return identity
+
+
+_identities = st.one_of(
+    st.builds(Identity, st.integers(0, 2**256 - 1)),
+    st.integers(-5, 2**257).map(_forged_identity),
+    st.integers(0, 9).map(_Int).map(_forged_identity),
+)
 _odd_transactions = st.builds(
     CommittedTx,
     _numbers,
     st.builds(Timestamp, st.one_of(st.integers(-(2**63), 2**63 - 1), _numbers)),
     _texts,
-    st.builds(Caller, st.builds(Identity, _identities)),
+    st.builds(Caller, _identities),
     _changes,
 )
 _rows_ok = st.lists(st.tuples(st.binary(max_size=60), st.just(())), max_size=6).map(tuple)
