@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.ab import interleaved
+
 WORKER = r"""
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
@@ -90,11 +92,10 @@ def session(old: str, new: str, args: argparse.Namespace) -> dict[str, float]:
     workers = {"old": _worker(old, args.calls, args.batch), "new": _worker(new, args.calls, args.batch)}
     rows: dict[str, list[list[float]]] = {"old": [], "new": []}
     try:
-        for i in range(args.pairs + 2):
-            for name in ("old", "new") if i % 2 == 0 else ("new", "old"):
-                row = _round(workers[name])
-                if i >= 2:
-                    rows[name].append(row)
+        for i, name in interleaved(("old", "new"), args.pairs + 2):
+            row = _round(workers[name])
+            if i >= 2:
+                rows[name].append(row)
     finally:
         for worker in workers.values():
             assert worker.stdin is not None

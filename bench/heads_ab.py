@@ -26,6 +26,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.ab import interleaved
+
 WORKER = r"""
 import asyncio, json, sys, tempfile, time
 from pathlib import Path
@@ -112,11 +114,10 @@ def session(trees: dict[str, str], args: argparse.Namespace) -> dict[str, float]
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     names = list(trees)
     try:
-        for i in range(args.pairs + 1):
-            for name in names if i % 2 == 0 else names[::-1]:
-                row = _round(workers[name])
-                if i >= 1:
-                    rows[name].append(row)
+        for i, name in interleaved(names, args.pairs + 1):
+            row = _round(workers[name])
+            if i >= 1:
+                rows[name].append(row)
     finally:
         for worker in workers.values():
             assert worker.stdin is not None
