@@ -19,7 +19,7 @@ import functools
 import logging
 import struct
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -405,11 +405,12 @@ class _RunningProcedure:
 class _Dispatch:
     """The runner's `SyscallHandler`: forwards to the module (whose handler exists only once the engine runs)."""
 
-    def __init__(self, module: JsModule) -> None:
-        self._module = module
+    __slots__ = ("handle",)
 
-    def handle(self, fn: str, args: list[Any], body: bytes) -> tuple[Any, bytes]:
-        return self._module.answer(fn, args, body)
+    def __init__(self, module: JsModule) -> None:
+        # The module's bound method itself, not a method calling it: one Python frame less per syscall (~200 per
+        # 100-event call of the sync module).
+        self.handle: Callable[[str, list[Any], bytes], tuple[Any, bytes]] = module.answer
 
 
 #: `ViewResultHeader` tags (the library's `lib/autogen/types.ts`): rows follow, or a query to run instead.
