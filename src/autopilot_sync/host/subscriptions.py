@@ -22,8 +22,9 @@ common case: one app, one resume query) thus cost one evaluation per transaction
 
 Subscribe and unsubscribe are ordered with commits as on SpacetimeDB (`remove_v2_subscription_inner` computes the
 dropped rows under the same lock that orders commits, so every earlier update is already queued ahead of the answer).
-Here transactions are applied at once but handed to `on_commit` only once durable, so the datastore may be ahead of
-what subscribers were sent. `subscribe` reads the current state and skips the updates of transactions it already
+Here transactions are applied at once and handed to `on_commit` in commit order some time later (the hub does it
+while the commit's fsync runs and sends the result once it is durable: `update_queue.py`), so the datastore may be
+ahead of what was evaluated. `subscribe` reads the current state and skips the updates of transactions it already
 holds (`since_offset`); `unsubscribe` reads the current state for the dropped rows and keeps the set receiving updates
 until the transactions that state includes are delivered (`until_offset`), so the client never drops a row it was
 not sent nor misses an update of a set it still holds. The socket layer sends each answer after the updates of the
@@ -395,10 +396,10 @@ class SubscriptionManager(_JoinMixin):
         undelivered: Callable[[int], Iterable[CommittedTx]] | None = None,
     ) -> None:
         """`current_offset`: the datastore's state; `delivered_offset`: the newest transaction given to `on_commit`
-        (the engine's durable offset; by default the current one, for callers that deliver each commit at once);
-        `undelivered`: the transactions applied after an offset but not yet given to `on_commit` (the engine's
-        `undelivered_after`; by default none). Subscribed views need `on_apply` to hear of each transaction as it is
-        applied (`add_apply_listener`)."""
+        (the hub's `UpdateQueue.evaluated_offset`; by default the current one, for callers that deliver each commit at
+        once); `undelivered`: the transactions applied after an offset but not yet given to `on_commit` (the hub's
+        `UpdateQueue.unevaluated_after`; by default none). Subscribed views need `on_apply` to hear of each
+        transaction as it is applied (`add_apply_listener`)."""
         self._datastore = datastore
         self._undelivered = undelivered
         self._delivering = None

@@ -26,8 +26,9 @@ message that travels alone in its frame is framed (and compressed) once per comp
 per connection, so ordering and the queue bounds are exactly as before.
 
 Reads are always confirmed, and no answer leaves before what it reveals is durable: transaction updates are durable
-by construction (the engine hands transactions over only once on disk), and every answer waits in the session's held
-queue as described in `session.py`; the hub releases answers held at an offset right after the updates of the
+by construction (evaluated while the commit's fsync runs, they wait in the hub's `UpdateQueue` and are sent from
+the engine's commit listener, which hears a transaction only once on disk), and every answer waits in the session's
+held queue as described in `session.py`; the hub releases answers held at an offset right after the updates of the
 transaction at that offset. `confirmed=false` is accepted and behaves the same.
 """
 
@@ -41,7 +42,7 @@ import logging
 import struct
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +61,7 @@ from autopilot_sync.host.session import CloseReason, SendBounds, ServerSession, 
 from autopilot_sync.host.sql import SqlContext, SqlError, compile_query, execute
 from autopilot_sync.host.subscriptions import SubscriptionLimits, SubscriptionManager
 from autopilot_sync.host.transaction import CommittedTx
+from autopilot_sync.host.update_queue import UpdateQueue
 from autopilot_sync.host.ws_handshake import bad_request, read_upgrade
 from autopilot_sync.spacetime.frames import (
     MAX_MESSAGE_SIZE,
@@ -572,14 +574,17 @@ class WebSocketHub:
     def __post_init__(self) -> None:
         #: Bounds the handshakes between the upgrade and `InitialConnection` (`max_pending_handshakes`).
         self.handshakes = asyncio.Semaphore(self.options.max_pending_handshakes)
+        #: Commits applied but not yet durable, with their fan-out evaluated while their fsync runs.
+        self.pending: UpdateQueue[_FanOut] = UpdateQueue(self._evaluate)
+        self._evaluation_due = False
         self.subscriptions = SubscriptionManager(
             self.engine.datastore,
             lambda: self.engine.offset,
-            lambda: self.engine.durable_offset,
+            lambda: self.pending.evaluated_offset,
             self.options.subscription_limits,
-            self.engine.undelivered_after,
+            self.pending.unevaluated_after,
         )
-        self.engine.add_apply_listener(self.subscriptions.on_apply)
+        self.engine.add_apply_listener(self.on_apply)
         self.engine.add_commit_listener(self.on_commit)
         self.engine.add_failure_listener(self.on_storage_failure)
         self.engine.add_module_listener(self.on_module_changed)
@@ -607,14 +612,38 @@ class WebSocketHub:
         else:
             self.per_identity.pop(identity, None)
 
+    def on_apply(self, txs: Sequence[CommittedTx]) -> None:
+        """The engine's apply listener: views' differences now (they read this very state), and the transactions'
+        fan-out evaluated at the end of this loop turn, after the flush that makes them durable has started.
+
+        Nothing is sent here: the evaluation's result waits in `pending` for the commit's durability (`on_commit`).
+        """
+        self.subscriptions.on_apply(txs)
+        self.pending.applied(txs)
+        if not self._evaluation_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # applied outside a loop (a synchronous test): evaluated when durable
+                return
+            self._evaluation_due = True
+            loop.call_soon(self._evaluate_pending)
+
+    def _evaluate_pending(self) -> None:
+        self._evaluation_due = False
+        try:
+            self.pending.evaluate_now()
+        except Exception:  # `_evaluate` catches per transaction; this keeps the loop's callback quiet
+            log.exception("subscription evaluation failed")
+
     def on_commit(self, tx: CommittedTx) -> None:
         """Fan one durable transaction out: updates (the caller's as its result), then answers held for it.
 
         Answers held at this offset were computed on the state after this transaction, so they follow its updates,
         exactly as on SpacetimeDB, where a request handled after a commit is answered after that commit's update.
+        The updates were evaluated while the fsync ran (`on_apply`); only now, durable, do they reach a socket.
         """
         try:
-            self._fan_out(tx)
+            self._send_fan_out(tx, self.pending.take(tx))
         finally:
             holding = self.holding
             # Only connections whose oldest held answer is now durable: one holding an answer for a later offset
@@ -637,13 +666,40 @@ class WebSocketHub:
         if due is not None:
             holding.setdefault(due, set()).add(connection)
 
-    def _fan_out(self, tx: CommittedTx) -> None:
-        updates = self.subscriptions.on_commit(tx)
+    def _evaluate(self, tx: CommittedTx) -> _FanOut:
+        """One transaction's fan-out, computed and encoded but not sent: pure with respect to every socket.
+
+        The subscription engine's state moves on (join mirrors, leaving query sets), which no client can observe; the
+        encoded messages (and their frames, per compression) are cached on shared objects nobody else holds yet.
+        """
+        try:
+            updates = self.subscriptions.on_commit(tx)
+        except Exception:
+            log.exception("subscription evaluation failed on offset %d", tx.offset)
+            updates = {}
+        origin = tx.origin if isinstance(tx.origin, _ReducerOrigin) else None
+        caller = origin.connection if origin is not None else None
+        # Clients with equal updates hold the same tuple: encode each distinct one once (keyed by identity; every
+        # tuple stays alive in `updates` until it is sent, so an id cannot be reused meanwhile).
+        encoded: dict[int, EncodedMessage] = {}
+        for client, query_sets in updates.items():
+            if isinstance(client, Connection) and client is not caller and not client.closed:
+                if client.session.codec is not None:
+                    continue  # v1: its own message per connection, encoded as it is sent (session_v1.py)
+                message = encoded.get(id(query_sets))
+                if message is None:
+                    message = encoded[id(query_sets)] = EncodedMessage.of(TransactionUpdate(query_sets))
+                message.frame(client.session.compression)
+        answer = None
+        if caller is not None and origin is not None and caller not in updates and caller.session.codec is None:
+            answer = EncodedMessage(encode_reducer_ok_without_updates(origin.request_id, tx.timestamp))
+        return _FanOut(updates, encoded, answer)
+
+    def _send_fan_out(self, tx: CommittedTx, fan_out: _FanOut) -> None:
+        """Send a durable transaction's evaluated fan-out: each subscriber's update, then the caller's answer."""
+        updates, encoded = fan_out.updates, fan_out.encoded
         origin = tx.origin if isinstance(tx.origin, _ReducerOrigin) else None
         caller = origin.connection if origin is not None and origin.connection in self.connections else None
-        # Clients with equal updates hold the same tuple: encode each distinct one once (keyed by identity; every
-        # tuple stays alive in `updates` for the whole loop, so an id cannot be reused meanwhile).
-        encoded: dict[int, EncodedMessage] = {}
         for client, query_sets in updates.items():
             if isinstance(client, Connection) and client is not caller:
                 if client.closed:
@@ -652,19 +708,25 @@ class WebSocketHub:
                     client.send(TransactionUpdate(query_sets))
                     continue
                 message = encoded.get(id(query_sets))
-                if message is None:
+                if message is None:  # closed when evaluated, open again: never, but encode rather than lose it
                     message = encoded[id(query_sets)] = EncodedMessage.of(TransactionUpdate(query_sets))
                 client.send_encoded(message)
         if caller is not None and origin is not None:
             own: tuple[QuerySetUpdate, ...] = updates.get(caller, ())
             if not own and caller.session.codec is None:  # the usual answer: its bytes in one pack
-                caller.send_encoded(EncodedMessage(encode_reducer_ok_without_updates(origin.request_id, tx.timestamp)))
+                answer = fan_out.answer
+                if answer is None:
+                    answer = EncodedMessage(encode_reducer_ok_without_updates(origin.request_id, tx.timestamp))
+                caller.send_encoded(answer)
             else:
                 caller.send(ReducerResult(origin.request_id, tx.timestamp, ReducerOk(b"", TransactionUpdate(own))))
 
     def on_storage_failure(self, error: BaseException) -> None:
-        """The commit log failed: answers held back for durability can never go out, so close every socket now."""
+        """The commit log failed: answers held back for durability can never go out, so close every socket now.
+
+        Updates evaluated for commits that will never be durable are dropped unsent."""
         del error
+        self.pending.clear()
         closing = [c.close(CloseReason.STORAGE_FAILED) for c in list(self.connections)]
         if closing:
             task = asyncio.get_running_loop().create_task(_gather_quietly(closing))
@@ -678,6 +740,8 @@ class WebSocketHub:
         connections = list(self.connections)
         for connection in connections:
             self.subscriptions.remove_client(connection)
+        # Updates evaluated for them before this (commits not yet durable) go nowhere, as if evaluated now.
+        self.pending.map_evaluated(_without_updates)
         closing = [c.close(CloseReason.MODULE_UPDATED) for c in connections]
         if closing:
             task = asyncio.get_running_loop().create_task(_gather_quietly(closing))
@@ -698,6 +762,23 @@ class WebSocketHub:
         await asyncio.gather(
             *(c.close(CloseReason.SHUTTING_DOWN) for c in list(self.connections)), return_exceptions=True
         )
+
+
+@dataclass(slots=True)
+class _FanOut:
+    """One transaction's fan-out as evaluated before it was durable: what `WebSocketHub._send_fan_out` sends."""
+
+    #: each affected client's query-set updates (`SubscriptionManager.on_commit`)
+    updates: dict[Any, tuple[QuerySetUpdate, ...]]
+    #: each distinct update tuple's encoding, by the tuple's identity (v2/v3 subscribers other than the caller)
+    encoded: dict[int, EncodedMessage]
+    #: the caller's answer when it has no update of its own (a v2/v3 caller)
+    answer: EncodedMessage | None
+
+
+def _without_updates(tx: CommittedTx, fan_out: _FanOut) -> _FanOut:
+    del tx
+    return _FanOut({}, {}, fan_out.answer)
 
 
 async def _gather_quietly(closing: list[Coroutine[Any, Any, None]]) -> None:
