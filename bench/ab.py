@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bench.stats import median
 
@@ -79,6 +79,43 @@ def interleaved(variants: Sequence[T], rounds: int) -> Iterator[tuple[int, T]]:
     for round_no in range(rounds):
         for variant in variants if round_no % 2 == 0 else variants[::-1]:
             yield round_no, variant
+
+
+def worker_rounds(
+    trees: dict[str, str], worker: str, argv: Sequence[str], rounds: int, warmup: int
+) -> dict[str, list[Any]]:
+    """Every tree's rounds after `warmup`, from one long-lived worker per tree, asked in `interleaved` order.
+
+    A worker is `python -c worker *argv` with the tree's `src` first on `PYTHONPATH` (and `bench` from this checkout);
+    it answers each `go` line with one JSON line (a round). The workers live across rounds so each keeps its warm
+    process (`engine_pair_ab`, `heads_ab`).
+    """
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", worker, *argv],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join([src, str(REPO)])),
+        )
+        for name, src in trees.items()
+    }
+    kept: dict[str, list[Any]] = {name: [] for name in trees}
+    try:
+        for round_no, name in interleaved(list(trees), rounds + warmup):
+            proc = procs[name]
+            assert proc.stdin is not None and proc.stdout is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline())
+            if round_no >= warmup:
+                kept[name].append(answer)
+    finally:
+        for proc in procs.values():
+            assert proc.stdin is not None
+            proc.stdin.close()
+            proc.wait(60)
+    return kept
 
 
 class Samples:

@@ -20,11 +20,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.ab import interleaved
+from bench.ab import worker_rounds
 
 WORKER = r"""
 import asyncio, json, sys, tempfile, time
@@ -73,34 +71,10 @@ asyncio.run(main())
 """
 
 
-def _worker(src: str, calls: int, batch: int) -> subprocess.Popen[str]:
-    bench_root = str(Path(__file__).resolve().parent.parent)  # `bench` itself comes from this checkout
-    env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{bench_root}")
-    command = [sys.executable, "-c", WORKER, str(calls), str(batch)]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-
-def _round(worker: subprocess.Popen[str]) -> list[float]:
-    assert worker.stdin is not None and worker.stdout is not None
-    worker.stdin.write("go\n")
-    worker.stdin.flush()
-    return list(json.loads(worker.stdout.readline()))
-
-
 def session(old: str, new: str, args: argparse.Namespace) -> dict[str, float]:
     """One pair of workers, `args.pairs` alternations after two warm-up pairs: medians and pairwise ratios."""
-    workers = {"old": _worker(old, args.calls, args.batch), "new": _worker(new, args.calls, args.batch)}
-    rows: dict[str, list[list[float]]] = {"old": [], "new": []}
-    try:
-        for i, name in interleaved(("old", "new"), args.pairs + 2):
-            row = _round(workers[name])
-            if i >= 2:
-                rows[name].append(row)
-    finally:
-        for worker in workers.values():
-            assert worker.stdin is not None
-            worker.stdin.close()
-            worker.wait(60)
+    trees = {"old": old, "new": new}
+    rows = worker_rounds(trees, WORKER, [str(args.calls), str(args.batch)], args.pairs, warmup=2)
     pairs = list(zip(rows["old"], rows["new"], strict=True))
     return {
         "engine_old": statistics.median(r[0] for r in rows["old"]),

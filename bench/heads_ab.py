@@ -22,11 +22,9 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from bench.ab import interleaved
+from bench.ab import worker_rounds
 
 WORKER = r"""
 import asyncio, json, sys, tempfile, time
@@ -94,35 +92,12 @@ asyncio.run(main())
 """
 
 
-def _worker(src: str, args: argparse.Namespace) -> subprocess.Popen[str]:
-    bench_root = str(Path(__file__).resolve().parent.parent)  # `bench` itself comes from this checkout
-    env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{bench_root}")
-    command = [sys.executable, "-c", WORKER, str(args.calls), str(args.events), str(args.streams), args.spread]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-
-def _round(worker: subprocess.Popen[str]) -> dict[str, float]:
-    assert worker.stdin is not None and worker.stdout is not None
-    worker.stdin.write("go\n")
-    worker.stdin.flush()
-    return {key: float(value) for key, value in json.loads(worker.stdout.readline()).items()}
-
-
 def session(trees: dict[str, str], args: argparse.Namespace) -> dict[str, float]:
     """One worker per tree, `args.pairs` alternations after one warm-up: medians per side and S, pairwise ratios."""
-    workers = {name: _worker(src, args) for name, src in trees.items()}
-    rows: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    argv = [str(args.calls), str(args.events), str(args.streams), args.spread]
+    answers = worker_rounds(trees, WORKER, argv, args.pairs, warmup=1)
+    rows = {name: [{key: float(value) for key, value in row.items()} for row in got] for name, got in answers.items()}
     names = list(trees)
-    try:
-        for i, name in interleaved(names, args.pairs + 1):
-            row = _round(workers[name])
-            if i >= 1:
-                rows[name].append(row)
-    finally:
-        for worker in workers.values():
-            assert worker.stdin is not None
-            worker.stdin.close()
-            worker.wait(60)
     out: dict[str, float] = {}
     for spread in args.spread.split(","):
         for name in names:
