@@ -98,7 +98,7 @@ class HeadBook:
         """
         if table.stamp != self.stamp:
             self._restart(table)
-        heads, make, limit = self.heads, table.row, self.LIMIT
+        make = table.row
         for stream_id, (seq, chain, digest, _epoch) in moved.items():
             stored = found[stream_id]
             if stored is None:
@@ -109,9 +109,7 @@ class HeadBook:
                 epoch, retained, floor = stored.epoch, stored.retained_from_seq, stored.floor_chain
                 row = table.update(make(stream_id, seq, retained, epoch, now, chain, floor), stored.row)
                 head = Head(seq, chain, epoch, retained, floor, digest, row)
-            if len(heads) >= limit and stream_id not in heads:
-                heads.clear()
-            heads[stream_id] = head
+            self._keep(stream_id, head)
         self.stamp = table.stamp
 
     def _keep(self, stream_id: str, head: Head) -> None:
